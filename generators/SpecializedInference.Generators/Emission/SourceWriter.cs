@@ -1,0 +1,65 @@
+using System;
+using System.Globalization;
+using System.Text;
+
+namespace SpecializedInference.Generators.Emission;
+
+/// <summary>An indenting text writer for generated C#; always LF line endings and invariant culture.</summary>
+internal sealed class SourceWriter
+{
+    private readonly StringBuilder _sb = new();
+    private int _indent;
+
+    public SourceWriter Line(string text = "")
+    {
+        if (text.Length > 0) _sb.Append(' ', _indent * 4).Append(text);
+        _sb.Append('\n');
+        return this;
+    }
+
+    public SourceWriter Open(string text)
+    {
+        Line(text);
+        Line("{");
+        _indent++;
+        return this;
+    }
+
+    public SourceWriter Close(string suffix = "")
+    {
+        _indent--;
+        return Line("}" + suffix);
+    }
+
+    public IDisposable Block(string text)
+    {
+        Open(text);
+        return new Closer(this);
+    }
+
+    public override string ToString() => _sb.ToString();
+
+    public static string Int(int value) => value.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>A float literal that round-trips, whatever the build machine's culture.</summary>
+    public static string Float(double value) => ((float)value).ToString("R", CultureInfo.InvariantCulture) switch
+    {
+        var s when s.Contains("E") || s.Contains(".") => s + "f",
+        var s => s + ".0f",
+    };
+
+    public static string Double(double value) => value.ToString("R", CultureInfo.InvariantCulture) switch
+    {
+        var s when s.Contains("E") || s.Contains(".") => s + "d",
+        var s => s + ".0d",
+    };
+
+    public static string Bool(bool value) => value ? "true" : "false";
+
+    private sealed class Closer : IDisposable
+    {
+        private readonly SourceWriter _w;
+        public Closer(SourceWriter w) => _w = w;
+        public void Dispose() => _w.Close();
+    }
+}

@@ -1,0 +1,86 @@
+using ILGPU;
+
+namespace SpecializedInference.Kernels;
+
+/// <summary>Which attention algorithm a kernel set runs (the <c>use_flash_attention</c> toggle).</summary>
+public enum AttentionAlgorithm
+{
+    /// <summary>Tiled, online softmax; no score matrix in global memory.</summary>
+    Flash,
+
+    /// <summary>Scores materialised in global memory, softmax, then P·V: the baseline for the toggle.</summary>
+    Materialized,
+}
+
+/// <summary>How query heads find their K/V head (the <c>use_gqa</c> toggle).</summary>
+public enum HeadMapping
+{
+    /// <summary>One K/V load serves every query head of its group (GQA/MQA).</summary>
+    Grouped,
+
+    /// <summary>Every query head reads its K/V head on its own, as if K/V were repeated per head (MHA expansion).</summary>
+    Expanded,
+}
+
+/// <summary>Options for compiling a set of attention kernels.</summary>
+public sealed record AttentionOptions(
+    KvDtype KvDtype = KvDtype.F16,
+    AttentionAlgorithm Algorithm = AttentionAlgorithm.Flash,
+    HeadMapping HeadMapping = HeadMapping.Grouped);
+
+/// <summary>
+/// One layer's paged KV cache. Keys and values are each laid out
+/// <c>[num_blocks, num_kv_heads, block_size, head_dim]</c> in the cache dtype (f32 or f16), viewed as bytes
+/// so one type serves both dtypes.
+/// </summary>
+public readonly record struct PagedKvLayer(ArrayView<byte> Keys, ArrayView<byte> Values);
+
+/// <summary>
+/// The host's description of one step's attention batch. Tokens are ordered by sequence: sequence 0's
+/// query tokens, then sequence 1's, and so on.
+/// </summary>
+/// <param name="QueryLens">[num_seqs] new query tokens of each sequence this step (1 for a decode).</param>
+/// <param name="ContextLens">[num_seqs] keys each sequence attends to, the new tokens included
+/// (their K/V are written to the cache before attention runs).</param>
+/// <param name="BlockTables">[num_seqs][blocks] physical KV block ids in logical order.</param>
+/// <param name="SlotMapping">[num_tokens] cache slot (block * block_size + offset) of each new token;
+/// -1 skips the token.</param>
+public sealed record AttentionBatch(int[] QueryLens, int[] ContextLens, int[][] BlockTables, int[] SlotMapping)
+{
+    public int NumSeqs => QueryLens.Length;
+
+    public int NumTokens => SlotMapping.Length;
+}
+
+/// <summary>A step's batch metadata uploaded to the device once and reused by every layer.</summary>
+public interface IAttentionPlan : IDisposable
+{
+    AttentionBatch Batch { get; }
+}
+
+/// <summary>
+/// The attention and KV-cache kernels for one model shape: either generated and specialized for a config,
+/// or the generic kernels that take every size as an argument.
+/// </summary>
+public interface IAttentionKernels : IDisposable
+{
+    /// <summary>The kernel set's name (the config it was generated from, or "generic").</summary>
+    string Name { get; }
+
+    bool IsSpecialized { get; }
+
+    AttentionOptions Options { get; }
+
+    /// <summary>Uploads the batch metadata (block tables, offsets, work lists) for one step.</summary>
+    IAttentionPlan Plan(AttentionBatch batch);
+
+    /// <summary>Appends the step's new K and V rows to the cache at the plan's slot mapping.</summary>
+    /// <param name="keys">[num_tokens, num_kv_heads, head_dim] f32</param>
+    /// <param name="values">[num_tokens, num_kv_heads, head_dim] f32</param>
+    void WriteKvCache(IAttentionPlan plan, ArrayView<float> keys, ArrayView<float> values, PagedKvLayer cache);
+
+    /// <summary>Causal attention of the step's queries over each sequence's cached keys and values.</summary>
+    /// <param name="queries">[num_tokens, num_heads, head_dim] f32</param>
+    /// <param name="output">[num_tokens, num_heads, head_dim] f32</param>
+    void Attend(IAttentionPlan plan, ArrayView<float> queries, PagedKvLayer cache, ArrayView<float> output);
+}
