@@ -86,6 +86,8 @@ public sealed class InferenceEngine : IDisposable, IAsyncDisposable
 
     public int VocabSize => _core.Runner.VocabSize;
 
+    internal EngineCore Core => _core;
+
     /// <summary>
     /// Submits a request now and streams its tokens as they are sampled; the last one carries the finish
     /// reason. Cancelling <paramref name="cancellationToken"/> (or a token given to <c>WithCancellation</c>)

@@ -123,7 +123,8 @@ public sealed class Scheduler
                 break;
             if (!_kv.TryAllocateWithPrefix(sequence.Blocks, match, computed + newTokens, copies, releaseAfterStep))
                 break;
-            _kv.RecordQuery(sequence.Tokens.Count);
+            if (_kv.PrefixCachingEnabled)
+                _kv.RecordQuery(sequence.Tokens.Count);
             _waiting.RemoveFirst();
             sequence.Status = SequenceStatus.Running;
             sequence.NumComputedTokens = computed;
