@@ -58,6 +58,9 @@ public sealed record EngineStatistics
     /// <summary>Tokens served from the prefix cache instead of computed.</summary>
     public required long PrefixCacheHitTokens { get; init; }
 
+    /// <summary>Queried tokens that were not in the prefix cache (computed).</summary>
+    public long PrefixCacheMissTokens => PrefixCacheQueryTokens - PrefixCacheHitTokens;
+
     /// <summary><see cref="PrefixCacheHitTokens"/> ÷ <see cref="PrefixCacheQueryTokens"/> (0 before any query), in tokens.</summary>
     public double PrefixCacheHitRate => PrefixCacheQueryTokens == 0 ? 0 : (double)PrefixCacheHitTokens / PrefixCacheQueryTokens;
 

@@ -19,38 +19,71 @@ namespace SpecializedInference.Engine;
 /// </summary>
 public sealed class InferenceEngine : IDisposable, IAsyncDisposable
 {
-    private readonly EngineCore _core;
     private readonly bool _ownsRunner;
     private readonly ConcurrentQueue<Command> _commands = new();
     private readonly SemaphoreSlim _wake = new(0, int.MaxValue);
     private readonly object _submitLock = new();
     private readonly Dictionary<long, RequestHandle> _handles = new(); // engine thread only
     private readonly Thread _thread;
+    private EngineCore _core = null!; // set by the engine thread before the constructor returns
     private long _nextId;
     private bool _stopping; // guarded by _submitLock
     private volatile string? _fault;
 
-    /// <summary>Builds an engine over a model runner (which it disposes unless <paramref name="ownsRunner"/> is false).</summary>
+    /// <summary>
+    /// Builds an engine over a model runner (which it disposes, on the engine thread, unless
+    /// <paramref name="ownsRunner"/> is false). The runner is called from the engine thread, not the one
+    /// that built it; <see cref="Create"/> and <see cref="FromCheckpoint"/> build it on the engine thread.
+    /// </summary>
     public InferenceEngine(IModelRunner runner, EngineOptions? options = null, TokenSamplerFactory? samplerFactory = null, bool ownsRunner = true)
+        : this(() => runner ?? throw new ArgumentNullException(nameof(runner)), options, samplerFactory, ownsRunner, disposeRunnerOnFailure: false)
     {
-        _core = new EngineCore(runner, options, samplerFactory);
-        _ownsRunner = ownsRunner;
-        _thread = new Thread(Loop) { IsBackground = true, Name = "SpecializedInference engine" };
-        _thread.Start();
     }
 
-    /// <summary>Builds an engine whose runner comes from <paramref name="createRunner"/> (called once, with the options).</summary>
+    private InferenceEngine(Func<IModelRunner> createRunner, EngineOptions? options, TokenSamplerFactory? samplerFactory, bool ownsRunner, bool disposeRunnerOnFailure)
+    {
+        _ownsRunner = ownsRunner;
+        var ready = new TaskCompletionSource();
+        // The runner is created (factory paths), used and disposed on this one thread: device contexts are thread-affine.
+        _thread = new Thread(() =>
+        {
+            IModelRunner? runner = null;
+            try
+            {
+                runner = createRunner();
+                _core = new EngineCore(runner, options, samplerFactory);
+            }
+            catch (Exception e)
+            {
+                if (disposeRunnerOnFailure)
+                    runner?.Dispose();
+                ready.SetException(e);
+                return;
+            }
+            ready.SetResult();
+            Loop();
+        })
+        { IsBackground = true, Name = "SpecializedInference engine" };
+        _thread.Start();
+        ready.Task.GetAwaiter().GetResult();
+    }
+
+    /// <summary>
+    /// Builds an engine whose runner comes from <paramref name="createRunner"/>, called once with the
+    /// options on the engine thread (where the runner is then used and disposed).
+    /// </summary>
     public static InferenceEngine Create(Func<EngineOptions, IModelRunner> createRunner, EngineOptions? options = null, TokenSamplerFactory? samplerFactory = null)
     {
         ArgumentNullException.ThrowIfNull(createRunner);
         options ??= new EngineOptions();
-        return OwningEngine(createRunner(options), options, samplerFactory);
+        return new InferenceEngine(() => createRunner(options), options, samplerFactory, ownsRunner: true, disposeRunnerOnFailure: true);
     }
 
     /// <summary>
     /// The checkpoint path: <paramref name="createRunner"/> loads the model at <paramref name="checkpointDirectory"/>
     /// (e.g. <c>(dir, o) => LlamaModelRunner.Load(dir, o)</c> once the model runner lands) and sizes its KV
-    /// cache from <see cref="EngineOptions.KvBlocks"/> (see <see cref="KvCache.KvCacheSizing"/>).
+    /// cache from <see cref="EngineOptions.KvBlocks"/> (see <see cref="KvCache.KvCacheSizing"/>). It runs on
+    /// the engine thread.
     /// </summary>
     public static InferenceEngine FromCheckpoint(string checkpointDirectory, EngineOptions options,
         Func<string, EngineOptions, IModelRunner> createRunner, TokenSamplerFactory? samplerFactory = null)
@@ -60,20 +93,7 @@ public sealed class InferenceEngine : IDisposable, IAsyncDisposable
         ArgumentNullException.ThrowIfNull(createRunner);
         if (!Directory.Exists(checkpointDirectory))
             throw new DirectoryNotFoundException($"Checkpoint directory '{checkpointDirectory}' does not exist.");
-        return OwningEngine(createRunner(checkpointDirectory, options), options, samplerFactory);
-    }
-
-    private static InferenceEngine OwningEngine(IModelRunner runner, EngineOptions options, TokenSamplerFactory? samplerFactory)
-    {
-        try
-        {
-            return new InferenceEngine(runner, options, samplerFactory, ownsRunner: true);
-        }
-        catch
-        {
-            runner.Dispose();
-            throw;
-        }
+        return new InferenceEngine(() => createRunner(checkpointDirectory, options), options, samplerFactory, ownsRunner: true, disposeRunnerOnFailure: true);
     }
 
     public EngineOptions Options => _core.Options;

@@ -11,7 +11,10 @@ public interface ITokenSampler
     int Sample(ReadOnlySpan<float> logits);
 }
 
-/// <summary>Makes the sampler of one request; throw (e.g. <see cref="NotSupportedException"/>) to reject its parameters.</summary>
+/// <summary>
+/// Makes the sampler of one request, on the submitting thread (so it must be thread-safe); throw
+/// <see cref="NotSupportedException"/> or <see cref="ArgumentException"/> to reject the parameters.
+/// </summary>
 public delegate ITokenSampler TokenSamplerFactory(SamplingParams parameters);
 
 /// <summary>Argmax; ties go to the lowest token id.</summary>

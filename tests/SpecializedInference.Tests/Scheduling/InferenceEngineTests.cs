@@ -165,6 +165,7 @@ public sealed class InferenceEngineTests
         Assert.Equal(39, stats.PrefixCacheHitTokens);
         Assert.Equal(80, stats.PrefixCacheQueryTokens);
         Assert.Equal(39.0 / 80, stats.PrefixCacheHitRate, 12);
+        Assert.Equal(41, stats.PrefixCacheMissTokens);
     }
 
     [Fact]
@@ -412,12 +413,19 @@ public sealed class InferenceEngineTests
     public async Task Factories_build_the_runner_from_the_options_or_a_checkpoint_directory()
     {
         FakeModelRunner? built = null;
-        await using (var engine = InferenceEngine.Create(o => built = new FakeModelRunner(o.KvBlocks ?? 8, 4, Vocab), new EngineOptions { KvBlocks = 12 }))
+        int builtOnThread = -1;
+        await using (var engine = InferenceEngine.Create(o =>
+        {
+            builtOnThread = Environment.CurrentManagedThreadId;
+            return built = new FakeModelRunner(o.KvBlocks ?? 8, 4, Vocab);
+        }, new EngineOptions { KvBlocks = 12 }))
         {
             Assert.Equal(12, engine.NumBlocks);
             Assert.Equal(Reference(Workload[1]), (await engine.GenerateAsync(Workload[1])).Tokens);
         }
         Assert.True(built!.Disposed);
+        Assert.Equal(builtOnThread, built.ExecutingThreadId); // built where it runs: the engine thread
+        Assert.NotEqual(Environment.CurrentManagedThreadId, builtOnThread);
 
         string? loadedFrom = null;
         var dir = Path.GetTempPath();
