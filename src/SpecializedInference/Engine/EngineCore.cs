@@ -108,7 +108,8 @@ public sealed class EngineCore
             ITokenSampler sampler;
             try
             {
-                sampler = _samplerFactory(request.Sampling ?? SamplingParams.ArgMax);
+                sampler = _samplerFactory(request.Sampling ?? SamplingParams.ArgMax)
+                    ?? throw new ArgumentException("the sampler factory returned no sampler.");
             }
             catch (Exception e) when (e is NotSupportedException or ArgumentException)
             {

@@ -29,6 +29,7 @@ public sealed class InferenceEngine : IDisposable, IAsyncDisposable
     private long _nextId;
     private bool _stopping; // guarded by _submitLock
     private volatile string? _fault;
+    private Exception? _runnerDisposeError;
 
     /// <summary>
     /// Builds an engine over a model runner (which it disposes, on the engine thread, unless
@@ -144,6 +145,8 @@ public sealed class InferenceEngine : IDisposable, IAsyncDisposable
         // The engine thread finishes every outstanding request, then disposes the runner it owns.
         if (Thread.CurrentThread != _thread)
             _thread.Join();
+        if (Interlocked.Exchange(ref _runnerDisposeError, null) is { } error)
+            throw new InvalidOperationException($"Disposing the model runner failed: {error.Message}", error);
     }
 
     public ValueTask DisposeAsync()
@@ -248,9 +251,11 @@ public sealed class InferenceEngine : IDisposable, IAsyncDisposable
     private void Shutdown()
     {
         // Submissions stopped (_stopping is set): what is queued or active now is everything outstanding.
-        while (_commands.TryDequeue(out var command))
-            Process(command);
+        // Requests still queued never reached the core; they are completed below with the active ones.
         const string message = "The engine was disposed before the request finished.";
+        while (_commands.TryDequeue(out var command))
+            if (!command.Abort)
+                _handles.TryAdd(command.Handle.Id, command.Handle);
         try
         {
             foreach (var completion in _core.AbortAll(FinishReason.Cancelled, message))
@@ -263,7 +268,17 @@ public sealed class InferenceEngine : IDisposable, IAsyncDisposable
                     new CompletionUsage(handle.Prepared.Request.PromptTokenIds.Count, 0, 0, 0, null), message),
                     new ObjectDisposedException(nameof(InferenceEngine), message));
             if (_ownsRunner)
-                _core.Runner.Dispose();
+            {
+                try
+                {
+                    _core.Runner.Dispose();
+                }
+                catch (Exception e)
+                {
+                    // Rethrown by Dispose: an exception escaping this thread would end the process.
+                    _runnerDisposeError = e;
+                }
+            }
         }
     }
 

@@ -295,6 +295,39 @@ public sealed class InferenceEngineTests
     }
 
     [Fact]
+    public async Task Submissions_racing_with_dispose_either_fail_at_once_or_complete()
+    {
+        var runner = new FakeModelRunner(512, 4, Vocab) { BeforeExecute = _ => Thread.SpinWait(2000) };
+        var engine = Make(runner, new EngineOptions { MaxBatchSize = 4 });
+        using var go = new ManualResetEventSlim();
+        var submitters = Enumerable.Range(0, 4).Select(t => Task.Run(() =>
+        {
+            var accepted = new List<Task<Completion>>();
+            int refused = 0;
+            go.Wait();
+            for (int i = 0; i < 200; i++)
+            {
+                try
+                {
+                    accepted.Add(engine.GenerateAsync(new GenerationRequest(Prompt(3 + i % 5, t * 1000 + i), 1 + i % 7)));
+                }
+                catch (ObjectDisposedException)
+                {
+                    refused++;
+                }
+            }
+            return (accepted, refused);
+        })).ToList();
+        go.Set();
+        await Task.Delay(5);
+        engine.Dispose();
+        foreach (var (accepted, _) in await Task.WhenAll(submitters).WaitAsync(Timeout))
+            foreach (var completion in await Task.WhenAll(accepted).WaitAsync(Timeout))
+                Assert.True(completion.FinishReason is FinishReason.Length or FinishReason.Cancelled, completion.FinishReason.ToString());
+        Assert.True(runner.Disposed);
+    }
+
+    [Fact]
     public async Task Bad_requests_are_rejected_at_once_naming_the_request_and_the_limit_without_harming_others()
     {
         await using var engine = Make(new FakeModelRunner(16, 4, Vocab, maxSeqLen: 100), new EngineOptions { MaxBatchSize = 4 });
