@@ -261,6 +261,11 @@ public sealed class InferenceEngine : IDisposable, IAsyncDisposable
             foreach (var completion in _core.AbortAll(FinishReason.Cancelled, message))
                 Dispatch(new RequestEvent(completion.RequestId, null, completion), disposed: true);
         }
+        catch (Exception e)
+        {
+            // Only after an engine fault; the handles left are completed below. Nothing may escape this thread.
+            _fault ??= $"{e.GetType().Name}: {e.Message}";
+        }
         finally
         {
             foreach (var handle in _handles.Values.ToList())
