@@ -27,8 +27,8 @@ public static partial class Llama3_8B
     public const int MaxSeqLen = 8192;
     public const int KvBlockSize = 16;
     public const int PrefillTileQ = 16;
-    public const int PrefillTileKv = 32;
-    public const int DecodePartitionSize = 256;
+    public const int PrefillTileKv = 16;
+    public const int DecodePartitionSize = 128;
     public const int AttentionWarps = 4;
 
     /// <summary>The config this kernel set was generated from.</summary>
@@ -39,5 +39,6 @@ public static partial class Llama3_8B
             IntermediateSize, VocabSize, RmsNormEps, MaxPositionEmbeddings, RopeTheta, TieWordEmbeddings),
         Engine: new EngineDefaults(MaxBatchSize, MaxSeqLen, KvBlockSize, KvDtype.F16, WeightDtype.F16,
             new TileSizes(PrefillTileQ, PrefillTileKv, DecodePartitionSize, AttentionWarps),
-            UseFlashAttention: true, UseGqa: true, UseKvCache: true, UseBatching: true));
+            UseFlashAttention: true, UseGqa: true, UseKvCache: true, UseBatching: true),
+        CreateAttentionKernels: static (accelerator, options) => new AttentionKernels(accelerator, options));
 }
