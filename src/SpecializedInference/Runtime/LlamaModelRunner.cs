@@ -166,7 +166,7 @@ public sealed class LlamaModelRunner : IModelRunner
                 owned.Add(_lmHead);
             }
 
-            (_ropeCos, _ropeSin) = UploadRopeTables(accelerator, c, MaxSeqLen);
+            (_ropeCos, _ropeSin) = UploadRopeTables(accelerator, c, MaxSeqLen, options.RopeFrequencies);
             owned.Add(_ropeCos);
             owned.Add(_ropeSin);
 
@@ -226,10 +226,10 @@ public sealed class LlamaModelRunner : IModelRunner
             throw new CheckpointException($"{configPath}: head_dim ({c.HeadDim}) must be a multiple of 8 (the KV cache moves 16-byte chunks)");
     }
 
-    private static (MemoryBuffer1D<float, Stride1D.Dense>, MemoryBuffer1D<float, Stride1D.Dense>) UploadRopeTables(Accelerator a, LlamaConfig c, int positions)
+    private static (MemoryBuffer1D<float, Stride1D.Dense>, MemoryBuffer1D<float, Stride1D.Dense>) UploadRopeTables(Accelerator a, LlamaConfig c, int positions, RopeFrequencyPrecision precision)
     {
         // As Hugging Face computes them: angle = f32(position) * f32(inv_freq) in float32, then cos and sin.
-        var inv = c.RopeInverseFrequencies();
+        var inv = c.RopeInverseFrequencies(precision);
         int half = inv.Length;
         var cos = new float[(long)positions * half];
         var sin = new float[(long)positions * half];
