@@ -20,5 +20,9 @@ app.Configure(config =>
     config.AddCommand<MakeRandomCheckpointCommand>("make-random-checkpoint")
         .WithDescription("Write a checkpoint of a config's shape with random weights (for benchmarks; no download).")
         .WithExample("make-random-checkpoint", "--config", "configs/medium.json", "--out", "/tmp/llama3-8b-2l", "--dtype", "f16", "--layers", "2");
+    config.AddCommand<SelftestCommand>("selftest")
+        .WithDescription("Run every kernel set's KV write, prefill and decode against the float64 reference on the device.")
+        .WithExample("selftest")
+        .WithExample("selftest", "--device", "cpu");
 });
 return await app.RunAsync(args);

@@ -176,7 +176,7 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         using var handle = AcceleratorFactory.Create(new AcceleratorOptions(device));
         using var runner = new LlamaModelRunner(handle.Accelerator, checkpoint, options);
         double loadMs = clock.Elapsed.TotalMilliseconds;
-        if (runner.KernelNotice is not null) Console.Error.WriteLine($"note: {runner.KernelNotice}");
+        if (runner.KernelNotice is not null) Console.Error.WriteLine(runner.KernelNotice);
 
         var generator = new Generator(runner, checkpoint.EosTokenIds);
         var genOptions = new GenerationOptions(s.MaxNewTokens, sampling, s.IgnoreEos, s.PrefillChunk, RecordLogits: s.Json);

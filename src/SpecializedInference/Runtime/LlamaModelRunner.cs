@@ -113,7 +113,7 @@ public sealed class LlamaModelRunner : IModelRunner
         if (BlockSize <= 0) throw new ArgumentOutOfRangeException(nameof(options), $"KvBlockSize must be positive, got {BlockSize}");
         NumBlocks = options.NumKvBlocks > 0 ? options.NumKvBlocks : (MaxSeqLen + BlockSize - 1) / BlockSize;
 
-        var selection = AttentionKernelSelection.Select(accelerator, c, configPath, BlockSize,
+        var selection = AttentionKernelSelection.Select(accelerator, c, BlockSize,
             new AttentionOptions(options.KvDtype, options.Algorithm, options.HeadMapping), options.ForceGenericKernels);
         _attention = selection.Kernels;
         KernelNotice = selection.Notice;
