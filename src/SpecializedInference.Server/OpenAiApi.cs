@@ -191,6 +191,7 @@ internal sealed class OpenAiApi
         try
         {
             await response.StartAsync(cancellationToken).ConfigureAwait(false);
+            await body.FlushAsync(cancellationToken).ConfigureAwait(false); // the headers now, not with the first token
         }
         catch (Exception e) when (e is OperationCanceledException or IOException)
         {

@@ -1,0 +1,89 @@
+using SpecializedInference.Cli.Commands;
+using Spectre.Console;
+using Spectre.Console.Cli;
+using Spectre.Console.Cli.Help;
+using Spectre.Console.Rendering;
+
+namespace SpecializedInference.Cli;
+
+/// <summary>Exit codes of <c>si</c> (also printed at the end of every <c>--help</c>).</summary>
+internal static class ExitCodes
+{
+    public const int Ok = 0;
+
+    /// <summary>Something failed while running (a model that cannot load, a port in use, a failed request).</summary>
+    public const int RuntimeError = 1;
+
+    /// <summary>The command line or its input is wrong (unknown option, bad value, missing file).</summary>
+    public const int BadInput = 2;
+}
+
+/// <summary>Bad arguments or input found while running a command: exit code 2, message without a stack trace.</summary>
+internal sealed class UsageException(string message) : Exception(message);
+
+/// <summary>The <c>si</c> command line.</summary>
+internal static class CliApp
+{
+    public static Task<int> RunAsync(string[] args, IAnsiConsole? console = null)
+    {
+        bool verbose = args.Contains("--verbose") || args.Contains("-v");
+        return Build(verbose, console).RunAsync(args);
+    }
+
+    public static CommandApp Build(bool verbose, IAnsiConsole? console = null, bool validateExamples = false)
+    {
+        var app = new CommandApp();
+        app.Configure(config =>
+        {
+            config.SetApplicationName("si");
+            config.UseStrictParsing(); // an unknown option is an error, not a silently ignored argument
+            if (console is not null)
+                config.ConfigureConsole(console);
+            if (validateExamples)
+                config.ValidateExamples();
+            config.SetHelpProvider(new HelpWithExitCodes(config.Settings));
+            config.SetExceptionHandler((e, _) => Report(e, verbose, console));
+
+            config.AddCommand<EnginesCommand>("engines")
+                .WithDescription("List the kernel sets generated from configs/*.json at build time.")
+                .WithExample("engines")
+                .WithExample("engines", "--json");
+            config.AddCommand<ServeCommand>("serve")
+                .WithDescription("Serve a model over an OpenAI-compatible HTTP API (completions, chat, models, health, Prometheus metrics).")
+                .WithExample("serve", "--model", "models/docstrings-bf16")
+                .WithExample("serve", "--model", "models/docstrings-bf16", "--host", "0.0.0.0", "--port", "8080")
+                .WithExample("serve", "--synthetic", "--port", "8000")
+                .WithExample("serve", "--model", "models/docstrings-bf16", "--synthetic", "--max-waiting", "32");
+            config.AddCommand<LoadTestCommand>("loadtest")
+                .WithDescription("Measure requests/s and latency percentiles of a server with a bounded number of concurrent completion requests.")
+                .WithExample("loadtest")
+                .WithExample("loadtest", "--requests", "500", "--concurrency", "32", "--max-tokens", "32")
+                .WithExample("loadtest", "--url", "http://127.0.0.1:8000", "--prompt-text", "This module provides", "--no-stream");
+        });
+        return app;
+    }
+
+    /// <summary>Prints an error as one line (a stack trace only with --verbose) and picks the exit code.</summary>
+    internal static int Report(Exception e, bool verbose, IAnsiConsole? console = null)
+    {
+        var err = console ?? ConsoleUi.Error;
+        bool badInput = e is UsageException or CommandParseException or CommandRuntimeException;
+        if (e is CommandParseException { Pretty: { } pretty } && !verbose)
+            err.Write(pretty);
+        err.MarkupLine($"[red]error:[/] {Markup.Escape(ConsoleUi.Describe(e))}");
+        if (verbose)
+            err.WriteException(e);
+        else if (!badInput)
+            err.MarkupLine("[grey](run with --verbose for details)[/]");
+        return badInput ? ExitCodes.BadInput : ExitCodes.RuntimeError;
+    }
+
+    private sealed class HelpWithExitCodes(ICommandAppSettings settings) : HelpProvider(settings)
+    {
+        public override IEnumerable<IRenderable> GetFooter(ICommandModel model, ICommandInfo? command) =>
+        [
+            .. base.GetFooter(model, command),
+            new Markup("\n[yellow]EXIT CODES:[/]\n    0    ok\n    1    runtime error (model failed to load, port in use, request failed)\n    2    bad arguments or input\n"),
+        ];
+    }
+}
