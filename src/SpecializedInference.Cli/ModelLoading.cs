@@ -1,6 +1,9 @@
 using System.Text.Json;
+using SpecializedInference.Accelerators;
 using SpecializedInference.Engine;
+using SpecializedInference.Model;
 using SpecializedInference.Runtime;
+using SpecializedInference.Sampling;
 using SpecializedInference.Text;
 
 namespace SpecializedInference.Cli;
@@ -17,119 +20,143 @@ internal sealed record LoadedModel(
     IReadOnlyList<string> Notes);
 
 /// <summary>Which model to load and how (from the command line).</summary>
-internal sealed record ModelRequest(string? CheckpointDirectory, bool Synthetic, string? Name, int MaxBatchSize, int? KvBlocks,
+internal sealed record ModelRequest(string? CheckpointDirectory, bool Synthetic, string? Name, int MaxBatchSize, int? KvBlocks, DeviceKind Device,
     int SyntheticVocabSize, int SyntheticMaxSeqLen, TimeSpan SyntheticStepDelay);
 
 /// <summary>Loads what <c>si serve</c> and <c>si loadtest</c> serve, reporting progress per stage.</summary>
 internal static class ModelLoading
 {
+    private const int MaxNumBatchedTokens = 512;
+
     public static LoadedModel Load(ModelRequest request, IProgress<ModelLoadProgress> progress)
     {
         var notes = new List<string>();
-        CheckpointFacts? facts = null;
-        if (request.CheckpointDirectory is { } dir)
-        {
-            progress.Report(new ModelLoadProgress("Reading checkpoint", 0, 1, Path.GetFileName(Path.TrimEndingDirectorySeparator(dir))));
-            facts = CheckpointFacts.Read(dir);
-            progress.Report(new ModelLoadProgress("Reading checkpoint", 1, 1));
-        }
-
-        ITextTokenizer? tokenizer = null;
-        if (facts is not null)
-        {
-            progress.Report(new ModelLoadProgress("Loading tokenizer", 0, 1));
-            tokenizer = Tokenizers.TryLoad(facts, notes);
-            progress.Report(new ModelLoadProgress("Loading tokenizer", 1, 1));
-        }
-        if (facts is { HasChatTemplate: true })
-            notes.Add("tokenizer_config.json has a chat_template, but this build cannot run Jinja templates: /v1/chat/completions answers 400.");
-
-        IModelRunner runner;
-        string description;
-        int maxSeqLen = facts?.MaxPositionEmbeddings ?? request.SyntheticMaxSeqLen;
-        if (request.Synthetic)
-        {
-            int vocab = facts?.VocabSize ?? request.SyntheticVocabSize;
-            int blockSize = 16;
-            int blocks = request.KvBlocks ?? Math.Max(64, request.MaxBatchSize * ((maxSeqLen + blockSize - 1) / blockSize));
-            progress.Report(new ModelLoadProgress("Creating synthetic model runner", 0, 1));
-            runner = new SyntheticModelRunner(vocab, maxSeqLen, blocks, blockSize, request.SyntheticStepDelay);
-            progress.Report(new ModelLoadProgress("Creating synthetic model runner", 1, 1));
-            description = $"synthetic model runner (no weights: logits hash the token history), vocabulary {vocab}, max_seq_len {maxSeqLen}, {blocks} KV blocks of {blockSize}";
-        }
-        else
-        {
-            runner = ModelRunners.Load(facts!, request, progress);
-            description = $"checkpoint {facts!.Directory}";
-        }
-
-        var options = new EngineOptions { MaxBatchSize = request.MaxBatchSize, MaxNumBatchedTokens = Math.Max(512, request.MaxBatchSize), KvBlocks = request.KvBlocks is null ? null : Math.Min(request.KvBlocks.Value, runner.NumBlocks) };
-        var engine = new InferenceEngine(runner, options);
-        string name = request.Name
-            ?? (facts is not null ? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(facts.Directory))) : "synthetic");
-        return new LoadedModel(engine, tokenizer, null, name, facts?.EosTokenIds ?? Array.Empty<int>(), facts?.AddBos ?? true, description, notes);
-    }
-}
-
-/// <summary>The checkpoint's model runner. This build has none yet: it lands with the model branch.</summary>
-internal static class ModelRunners
-{
-    public static IModelRunner Load(CheckpointFacts checkpoint, ModelRequest request, IProgress<ModelLoadProgress> progress) =>
-        throw new NotSupportedException(
-            $"This build has no model runner for checkpoints yet, so '{checkpoint.Directory}' cannot be served. "
-            + "Add --synthetic to serve its tokenizer over a synthetic model runner.");
-}
-
-/// <summary>The checkpoint's tokenizer, when this build can load it.</summary>
-internal static class Tokenizers
-{
-    public static ITextTokenizer? TryLoad(CheckpointFacts checkpoint, List<string> notes)
-    {
-        if (File.Exists(Path.Combine(checkpoint.Directory, "tokenizer.model")))
-            notes.Add("tokenizer.model found, but this build has no SentencePiece tokenizer: prompts must be token ids.");
-        else
-            notes.Add("The checkpoint has no tokenizer.model: prompts must be token ids.");
-        return null;
-    }
-}
-
-/// <summary>What the server needs from a Hugging Face checkpoint folder's JSON files.</summary>
-internal sealed record CheckpointFacts(string Directory, int VocabSize, int? MaxPositionEmbeddings, IReadOnlyList<int> EosTokenIds, bool AddBos, bool HasChatTemplate)
-{
-    public static CheckpointFacts Read(string directory)
-    {
-        if (!System.IO.Directory.Exists(directory))
-            throw new UsageException($"The model directory '{directory}' does not exist.");
-        string configPath = Path.Combine(directory, "config.json");
-        if (!File.Exists(configPath))
-            throw new UsageException($"'{directory}' has no config.json: --model expects a Hugging Face checkpoint folder.");
-        using var config = ReadJson(configPath, required: true)!;
-        int vocab = config.RootElement.TryGetProperty("vocab_size", out var v) && v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int vs) && vs > 0
-            ? vs
-            : throw new UsageException($"{configPath}: 'vocab_size' must be a positive integer.");
-        int? maxPositions = config.RootElement.TryGetProperty("max_position_embeddings", out var mp) && mp.ValueKind == JsonValueKind.Number && mp.TryGetInt32(out int m) && m > 1 ? m : null;
-
-        using var generation = ReadJson(Path.Combine(directory, "generation_config.json"), required: false);
-        var eos = TokenIds(generation?.RootElement, "eos_token_id", "generation_config.json");
-        if (eos.Count == 0)
-            eos = TokenIds(config.RootElement, "eos_token_id", configPath);
-
-        using var tokenizerConfig = ReadJson(Path.Combine(directory, "tokenizer_config.json"), required: false);
-        bool addBos = tokenizerConfig?.RootElement.TryGetProperty("add_bos_token", out var ab) != true || ab.ValueKind != JsonValueKind.False;
-        bool chat = tokenizerConfig?.RootElement.TryGetProperty("chat_template", out var ct) == true && ct.ValueKind != JsonValueKind.Null;
-        return new CheckpointFacts(directory, vocab, maxPositions, eos, addBos, chat);
-    }
-
-    private static JsonDocument? ReadJson(string path, bool required)
-    {
-        if (!File.Exists(path))
-            return required ? throw new UsageException($"{path} does not exist.") : null;
+        LlamaCheckpoint? checkpoint = null;
         try
         {
-            var document = JsonDocument.Parse(File.ReadAllText(path), new JsonDocumentOptions { AllowTrailingCommas = true });
-            if (document.RootElement.ValueKind != JsonValueKind.Object)
-                throw new UsageException($"{path}: expected a JSON object.");
-            return document;
+            SentencePieceTextTokenizer? tokenizer = null;
+            bool hasChatTemplate = false;
+            if (request.CheckpointDirectory is { } dir)
+            {
+                string folder = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir)));
+                progress.Report(new ModelLoadProgress("Opening checkpoint", 0, 1, folder));
+                checkpoint = BadInput(() => LlamaCheckpoint.Open(dir));
+                progress.Report(new ModelLoadProgress("Opening checkpoint", 1, 1, folder));
+
+                progress.Report(new ModelLoadProgress("Loading tokenizer", 0, 1));
+                tokenizer = BadInput(() => SentencePieceTextTokenizer.TryLoad(dir));
+                if (tokenizer is null)
+                    notes.Add("The checkpoint has no tokenizer.model: prompts must be token ids.");
+                hasChatTemplate = HasChatTemplate(dir);
+                if (hasChatTemplate)
+                    notes.Add("tokenizer_config.json has a chat_template, but this build cannot run Jinja templates: /v1/chat/completions answers 400.");
+                progress.Report(new ModelLoadProgress("Loading tokenizer", 1, 1));
+            }
+
+            IModelRunner runner;
+            string description;
+            if (request.Synthetic)
+            {
+                int vocab = checkpoint?.Config.VocabSize ?? request.SyntheticVocabSize;
+                int maxSeqLen = checkpoint is null ? request.SyntheticMaxSeqLen : Math.Min(checkpoint.Config.MaxPositionEmbeddings, ModelOptions.DefaultMaxSeqLenCap);
+                const int blockSize = 16;
+                int blocks = request.KvBlocks ?? DefaultKvBlocks(request.MaxBatchSize, maxSeqLen, blockSize);
+                progress.Report(new ModelLoadProgress("Creating synthetic model runner", 0, 1));
+                runner = new SyntheticModelRunner(vocab, maxSeqLen, blocks, blockSize, request.SyntheticStepDelay);
+                progress.Report(new ModelLoadProgress("Creating synthetic model runner", 1, 1));
+                description = $"synthetic model runner (no weights: logits hash the token history), vocabulary {vocab}, max_seq_len {maxSeqLen}, {blocks} KV blocks of {blockSize}";
+            }
+            else
+            {
+                runner = LoadRunner(checkpoint!, request, progress, out description);
+            }
+
+            var engine = new InferenceEngine(runner, new EngineOptions
+            {
+                MaxBatchSize = request.MaxBatchSize,
+                MaxNumBatchedTokens = Math.Max(MaxNumBatchedTokens, request.MaxBatchSize),
+            }, EngineSamplers.Factory);
+            string name = request.Name
+                ?? (request.CheckpointDirectory is { } d ? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(d))) : "synthetic");
+            return new LoadedModel(engine, tokenizer, null, name, checkpoint?.EosTokenIds ?? Array.Empty<int>(), tokenizer?.AddBos ?? true,
+                description, notes);
+        }
+        finally
+        {
+            checkpoint?.Dispose(); // the runner has uploaded what it needs
+        }
+    }
+
+    /// <summary>
+    /// The checkpoint's <see cref="LlamaModelRunner"/> on the accelerator <paramref name="request"/> names, with
+    /// its kernels compiled by a warm-up step so the first request does not pay for it.
+    /// </summary>
+    private static IModelRunner LoadRunner(LlamaCheckpoint checkpoint, ModelRequest request, IProgress<ModelLoadProgress> progress, out string description)
+    {
+        progress.Report(new ModelLoadProgress("Creating accelerator", 0, 1));
+        var accelerator = AcceleratorFactory.Create(new AcceleratorOptions(request.Device));
+        progress.Report(new ModelLoadProgress("Creating accelerator", 1, 1, accelerator.Description));
+        try
+        {
+            int maxSeqLen = Math.Min(checkpoint.Config.MaxPositionEmbeddings, ModelOptions.DefaultMaxSeqLenCap);
+            var options = ModelOptions.Default with
+            {
+                MaxSeqLen = maxSeqLen,
+                NumKvBlocks = request.KvBlocks ?? DefaultKvBlocks(request.MaxBatchSize, maxSeqLen, 16),
+                MaxBatchTokens = Math.Max(MaxNumBatchedTokens, request.MaxBatchSize),
+            };
+            long bytes = checkpoint.Weights.Tensors.Sum(t => t.ByteLength);
+            progress.Report(new ModelLoadProgress("Uploading weights", 0, 0, $"{bytes / (1024.0 * 1024.0):F1} MiB"));
+            var runner = new LlamaModelRunner(accelerator.Accelerator, checkpoint, options);
+            progress.Report(new ModelLoadProgress("Uploading weights", 1, 1));
+            try
+            {
+                WarmUp(runner, progress);
+            }
+            catch
+            {
+                runner.Dispose();
+                throw;
+            }
+            description = $"{checkpoint.Directory} on {accelerator.Description}, {runner.NumBlocks} KV blocks of {runner.BlockSize}"
+                + (runner.KernelNotice is { } notice ? $"; {notice}" : "");
+            return new OwningModelRunner(runner, accelerator);
+        }
+        catch
+        {
+            accelerator.Dispose();
+            throw;
+        }
+    }
+
+    // ILGPU compiles a kernel at its first launch: a two-token prefill and a decode step launch them all.
+    private static void WarmUp(IModelRunner runner, IProgress<ModelLoadProgress> progress)
+    {
+        progress.Report(new ModelLoadProgress("Compiling kernels", 0, 2, "prefill"));
+        int blocks = Math.Min(runner.NumBlocks, (3 + runner.BlockSize - 1) / runner.BlockSize);
+        if (blocks * runner.BlockSize < 3 || runner.MaxSeqLen < 3)
+            return;
+        var table = Enumerable.Range(0, blocks).ToArray();
+        runner.Execute(StepBatch.Of(new SequenceChunk(-1, [0, 0], 0, table, WantLogits: true)));
+        progress.Report(new ModelLoadProgress("Compiling kernels", 1, 2, "decode"));
+        runner.Execute(StepBatch.Of(new SequenceChunk(-1, [0], 2, table, WantLogits: true)));
+        progress.Report(new ModelLoadProgress("Compiling kernels", 2, 2));
+    }
+
+    // Room for max-batch-size sequences of max_seq_len tokens (pass --kv-blocks to size it for a big model).
+    private static int DefaultKvBlocks(int maxBatchSize, int maxSeqLen, int blockSize) =>
+        Math.Max(64, maxBatchSize * ((maxSeqLen + blockSize - 1) / blockSize));
+
+    private static bool HasChatTemplate(string directory)
+    {
+        string path = Path.Combine(directory, "tokenizer_config.json");
+        if (!File.Exists(path))
+            return false;
+        try
+        {
+            using var json = JsonDocument.Parse(File.ReadAllText(path));
+            return json.RootElement.ValueKind == JsonValueKind.Object
+                && json.RootElement.TryGetProperty("chat_template", out var template) && template.ValueKind != JsonValueKind.Null;
         }
         catch (JsonException e)
         {
@@ -137,14 +164,36 @@ internal sealed record CheckpointFacts(string Directory, int VocabSize, int? Max
         }
     }
 
-    private static IReadOnlyList<int> TokenIds(JsonElement? root, string field, string file)
+    // A checkpoint or tokenizer that cannot be read is bad input (exit code 2), not a crash.
+    private static T BadInput<T>(Func<T> read)
     {
-        if (root is not { } r || !r.TryGetProperty(field, out var value) || value.ValueKind == JsonValueKind.Null)
-            return Array.Empty<int>();
-        if (value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out int one))
-            return [one];
-        if (value.ValueKind == JsonValueKind.Array && value.EnumerateArray().All(e => e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out _)))
-            return value.EnumerateArray().Select(e => e.GetInt32()).ToArray();
-        throw new UsageException($"{file}: '{field}' must be a token id or an array of token ids.");
+        try
+        {
+            return read();
+        }
+        catch (Exception e) when (e is CheckpointException or InvalidDataException or NotSupportedException)
+        {
+            throw new UsageException(e.Message);
+        }
+    }
+
+    /// <summary>A runner that also owns the accelerator it runs on.</summary>
+    private sealed class OwningModelRunner(IModelRunner inner, IDisposable owned) : IModelRunner
+    {
+        public int BlockSize => inner.BlockSize;
+
+        public int NumBlocks => inner.NumBlocks;
+
+        public int VocabSize => inner.VocabSize;
+
+        public int MaxSeqLen => inner.MaxSeqLen;
+
+        public float[]?[] Execute(StepBatch batch) => inner.Execute(batch);
+
+        public void Dispose()
+        {
+            inner.Dispose();
+            owned.Dispose();
+        }
     }
 }

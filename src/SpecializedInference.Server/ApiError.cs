@@ -44,7 +44,7 @@ internal static class ApiErrors
     public static byte[] Json(string message, string type, string? param, string? code)
     {
         var buffer = new ArrayBufferWriter<byte>(256);
-        using (var w = new Utf8JsonWriter(buffer))
+        using (var w = new Utf8JsonWriter(buffer, JsonOptions.Writer))
         {
             w.WriteStartObject();
             w.WriteStartObject("error");

@@ -93,7 +93,7 @@ internal sealed class RequestParser
         {
             string why = _tokenizer is null
                 ? "this server has no tokenizer, so it cannot turn messages into tokens"
-                : "the checkpoint ships no chat template (no 'chat_template' in its tokenizer_config.json), so there is no way to know how this model expects a conversation to be formatted";
+                : "no chat template is loaded (the checkpoint's tokenizer_config.json has no 'chat_template', or it is a Jinja template this server cannot run), so there is no way to know how this model expects a conversation to be formatted";
             throw new ApiException(400,
                 $"Chat completions are not available for model '{_options.ModelName}': {why}. Use POST /v1/completions with a prompt instead.",
                 null, "chat_template_missing");

@@ -4,6 +4,12 @@ using System.Text.Json;
 
 namespace SpecializedInference.Server;
 
+internal static class JsonOptions
+{
+    /// <summary>Escape only what JSON requires: apostrophes and non-ASCII text stay readable.</summary>
+    public static readonly JsonWriterOptions Writer = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+}
+
 internal enum ApiKind
 {
     Completion,
@@ -131,7 +137,7 @@ internal static class ResponseJson
     private static byte[] Write(Action<Utf8JsonWriter> write)
     {
         var buffer = new ArrayBufferWriter<byte>(256);
-        using (var w = new Utf8JsonWriter(buffer))
+        using (var w = new Utf8JsonWriter(buffer, JsonOptions.Writer))
             write(w);
         return buffer.WrittenSpan.ToArray();
     }

@@ -1,5 +1,6 @@
 using System.ComponentModel;
 using System.Globalization;
+using SpecializedInference.Accelerators;
 using SpecializedInference.Server;
 using Spectre.Console;
 using Spectre.Console.Cli;
@@ -29,6 +30,11 @@ internal class ModelSettings : CommandSettings
     [CommandOption("--kv-blocks <N>")]
     [Description("KV-cache blocks to use (default: what the model runner allocates).")]
     public int? KvBlocks { get; init; }
+
+    [CommandOption("--device <DEVICE>")]
+    [Description("Where the model runs: auto (CUDA when usable, else the CPU accelerator), cpu or cuda.")]
+    [DefaultValue(DeviceKind.Auto)]
+    public DeviceKind Device { get; init; } = DeviceKind.Auto;
 
     [CommandOption("--synthetic-vocab <N>")]
     [Description("Vocabulary of the synthetic runner without --model.")]
@@ -68,7 +74,7 @@ internal class ModelSettings : CommandSettings
         return ValidationResult.Success();
     }
 
-    public ModelRequest ToRequest() => new(Model, Synthetic, ModelName, MaxBatchSize, KvBlocks, SyntheticVocab, SyntheticMaxSeqLen,
+    public ModelRequest ToRequest() => new(Model, Synthetic, ModelName, MaxBatchSize, KvBlocks, Device, SyntheticVocab, SyntheticMaxSeqLen,
         TimeSpan.FromMilliseconds(SyntheticStepMs));
 }
 

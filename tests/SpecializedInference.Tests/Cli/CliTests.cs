@@ -91,15 +91,6 @@ public sealed class CliTests
         Assert.Contains(nameof(RuntimeErrorsExitWith1AndShowAStackTraceOnlyWhenVerbose), verboseOutput.ToString());
     }
 
-    [Fact]
-    public async Task ServeWithACheckpointButNoModelRunnerIsARuntimeError()
-    {
-        string dir = Path.Combine(RepositoryRoot, "models", "docstrings-bf16");
-        var (code, output) = await RunAsync("serve", "--model", dir, "--port", "0");
-        Assert.True(code == 1, $"exit code {code}: {output}");
-        Assert.Contains("--synthetic", output);
-    }
-
     /// <summary>The load check as a command: an in-process server over the synthetic runner, loopback only.</summary>
     [Fact]
     public async Task LoadTestCommandRunsAgainstAnInProcessServer()
