@@ -48,6 +48,11 @@ internal sealed class LoadTestCommand : AsyncCommand<LoadTestCommand.Settings>
         [Description("Send this text prompt instead of random token ids (the server needs a tokenizer).")]
         public string? PromptText { get; init; }
 
+        [CommandOption("--warmup <N>")]
+        [Description("Requests sent first and not measured (JIT and connection warm-up).")]
+        [DefaultValue(16)]
+        public int Warmup { get; init; } = 16;
+
         [CommandOption("--no-stream")]
         [Description("Plain responses instead of server-sent events.")]
         public bool NoStream { get; init; }
@@ -65,6 +70,8 @@ internal sealed class LoadTestCommand : AsyncCommand<LoadTestCommand.Settings>
                 return ValidationResult.Error($"--url '{Url}' must be an absolute http:// or https:// URL.");
             if (Requests < 1 || Concurrency < 1 || MaxTokens < 1 || PromptTokens < 1)
                 return ValidationResult.Error("--requests, --concurrency, --max-tokens and --prompt-tokens must be at least 1.");
+            if (Warmup < 0)
+                return ValidationResult.Error($"--warmup is {Warmup}; it must be at least 0.");
             if (PromptVocab < 2)
                 return ValidationResult.Error($"--prompt-vocab is {PromptVocab}; it must be at least 2.");
             if (DurationSeconds <= 0)
@@ -106,7 +113,7 @@ internal sealed class LoadTestCommand : AsyncCommand<LoadTestCommand.Settings>
                 what = $"in-process server at {target} over {model.Description}, max batch {model.Engine.Options.MaxBatchSize}";
             }
 
-            console.MarkupLine($"Load check: {settings.Requests} requests, concurrency {settings.Concurrency}, "
+            console.MarkupLine($"Load check: {settings.Requests} requests after {settings.Warmup} warm-up ones, concurrency {settings.Concurrency}, "
                 + $"{(settings.PromptText is null ? $"{settings.PromptTokens}-token prompts" : "text prompt")}, {settings.MaxTokens} tokens each, "
                 + $"{(settings.NoStream ? "plain" : "streaming")}; {Markup.Escape(what)}");
             using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(10) };
@@ -120,15 +127,20 @@ internal sealed class LoadTestCommand : AsyncCommand<LoadTestCommand.Settings>
                 PromptVocabulary = settings.PromptVocab,
                 PromptText = settings.PromptText,
                 Stream = !settings.NoStream,
+                WarmupRequests = settings.Warmup,
                 Duration = TimeSpan.FromSeconds(settings.DurationSeconds),
             }, cancellationToken));
 
             var ci = CultureInfo.InvariantCulture;
-            var table = new Table().AddColumns("requests ok", "failed", "wall s", "req/s", "p50 ms", "p95 ms", "max ms", "TTFT p50 ms", "TTFT p95 ms", "tokens/s");
-            table.AddRow($"{result.Succeeded}/{result.Sent}", $"{result.Failed}", result.Seconds.ToString("F2", ci), result.RequestsPerSecond.ToString("F1", ci),
-                result.LatencyP50Ms.ToString("F1", ci), result.LatencyP95Ms.ToString("F1", ci), result.LatencyMaxMs.ToString("F1", ci),
-                result.TimeToFirstTokenP50Ms.ToString("F1", ci), result.TimeToFirstTokenP95Ms.ToString("F1", ci), result.CompletionTokensPerSecond.ToString("F0", ci));
-            console.Write(table);
+            string Ms(double ms) => double.IsNaN(ms) ? "-" : ms.ToString("F1", ci);
+            if (console.Profile.Capabilities.Interactive)
+            {
+                var table = new Table().AddColumns("requests ok", "failed", "wall s", "req/s", "p50 ms", "p95 ms", "max ms", "TTFT p50 ms", "TTFT p95 ms", "tokens/s");
+                table.AddRow($"{result.Succeeded}/{result.Sent}", $"{result.Failed}", result.Seconds.ToString("F2", ci), result.RequestsPerSecond.ToString("F1", ci),
+                    Ms(result.LatencyP50Ms), Ms(result.LatencyP95Ms), Ms(result.LatencyMaxMs),
+                    Ms(result.TimeToFirstTokenP50Ms), Ms(result.TimeToFirstTokenP95Ms), result.CompletionTokensPerSecond.ToString("F0", ci));
+                console.Write(table);
+            }
             console.WriteLine(result.Summary);
             foreach (var error in result.FirstErrors)
                 console.MarkupLine($"[red]failed:[/] {Markup.Escape(error)}");

@@ -36,6 +36,9 @@ public sealed record LoadTestOptions
     /// <summary>No new request starts after this much time.</summary>
     public TimeSpan Duration { get; init; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>Requests sent first, at the same concurrency, and not measured (JIT, connection pool, thread pool warm-up).</summary>
+    public int WarmupRequests { get; init; }
+
     /// <summary>Seed of the random prompts (request i uses seed + i).</summary>
     public int Seed { get; init; } = 1234;
 }
@@ -56,9 +59,10 @@ public sealed record LoadTestResult(
     double CompletionTokensPerSecond,
     IReadOnlyList<string> FirstErrors)
 {
-    public string Summary => string.Create(CultureInfo.InvariantCulture,
-        $"{Succeeded}/{Sent} requests ok in {Seconds:F2} s: {RequestsPerSecond:F1} req/s, latency p50 {LatencyP50Ms:F1} ms, p95 {LatencyP95Ms:F1} ms, max {LatencyMaxMs:F1} ms; "
-        + $"TTFT p50 {TimeToFirstTokenP50Ms:F1} ms, p95 {TimeToFirstTokenP95Ms:F1} ms; {CompletionTokens} tokens, {CompletionTokensPerSecond:F0} tokens/s");
+    public string Summary =>
+        FormattableString.Invariant($"{Succeeded}/{Sent} requests ok in {Seconds:F2} s: {RequestsPerSecond:F1} req/s, latency p50 {LatencyP50Ms:F1} ms, p95 {LatencyP95Ms:F1} ms, max {LatencyMaxMs:F1} ms; ")
+        + (double.IsNaN(TimeToFirstTokenP50Ms) ? "" : FormattableString.Invariant($"TTFT p50 {TimeToFirstTokenP50Ms:F1} ms, p95 {TimeToFirstTokenP95Ms:F1} ms; "))
+        + FormattableString.Invariant($"{CompletionTokens} tokens, {CompletionTokensPerSecond:F0} tokens/s");
 }
 
 /// <summary>Sends completion requests from <see cref="LoadTestOptions.Concurrency"/> clients and measures them.</summary>
@@ -68,9 +72,18 @@ public static class LoadGenerator
     {
         ArgumentNullException.ThrowIfNull(http);
         ArgumentNullException.ThrowIfNull(options);
-        if (options.Requests < 1 || options.Concurrency < 1 || options.MaxTokens < 1 || options.PromptTokens < 1 || options.PromptVocabulary < 2)
-            throw new ArgumentOutOfRangeException(nameof(options), "requests, concurrency, max_tokens and prompt tokens must be at least 1, the prompt vocabulary at least 2.");
+        if (options.Requests < 1 || options.Concurrency < 1 || options.MaxTokens < 1 || options.PromptTokens < 1 || options.PromptVocabulary < 2 || options.WarmupRequests < 0)
+            throw new ArgumentOutOfRangeException(nameof(options), "requests, concurrency, max_tokens and prompt tokens must be at least 1, the prompt vocabulary at least 2, warm-up requests at least 0.");
         var endpoint = new Uri(options.BaseAddress, "v1/completions");
+        if (options.WarmupRequests > 0)
+        {
+            int warm = -1;
+            await Task.WhenAll(Enumerable.Range(0, options.Concurrency).Select(_ => Task.Run(async () =>
+            {
+                while (Interlocked.Increment(ref warm) < options.WarmupRequests)
+                    await SendAsync(http, endpoint, Body(options, -1 - warm), options.Stream, Stopwatch.GetTimestamp(), cancellationToken).ConfigureAwait(false);
+            }, cancellationToken))).ConfigureAwait(false);
+        }
         var latencies = new ConcurrentBag<double>();
         var ttfts = new ConcurrentBag<double>();
         var errors = new ConcurrentQueue<string>();
