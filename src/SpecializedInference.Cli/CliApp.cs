@@ -69,8 +69,9 @@ internal static class CliApp
         var err = console ?? ConsoleUi.Error;
         bool badInput = e is UsageException or CommandParseException or CommandRuntimeException;
         if (e is CommandParseException { Pretty: { } pretty } && !verbose)
-            err.Write(pretty);
-        err.MarkupLine($"[red]error:[/] {Markup.Escape(ConsoleUi.Describe(e))}");
+            err.Write(pretty); // already says "Error: ..." and points at the argument
+        else
+            err.MarkupLine($"[red]error:[/] {Markup.Escape(e is CommandAppException ? e.Message : ConsoleUi.Describe(e))}");
         if (verbose)
             err.WriteException(e);
         else if (!badInput)

@@ -53,29 +53,28 @@ internal static class ModelLoading
                 progress.Report(new ModelLoadProgress("Loading tokenizer", 1, 1));
             }
 
-            IModelRunner runner;
-            string description;
-            if (request.Synthetic)
+            // The runner is built by the engine's factory path, which runs it on the engine thread (where the
+            // runner is then used: a CUDA context stays on the thread that made it) and waits for it.
+            string description = "";
+            var engineOptions = new EngineOptions
             {
+                MaxBatchSize = request.MaxBatchSize,
+                MaxNumBatchedTokens = Math.Max(MaxNumBatchedTokens, request.MaxBatchSize),
+            };
+            var engine = InferenceEngine.Create(_ =>
+            {
+                if (!request.Synthetic)
+                    return LoadRunner(checkpoint!, request, progress, out description);
                 int vocab = checkpoint?.Config.VocabSize ?? request.SyntheticVocabSize;
                 int maxSeqLen = checkpoint is null ? request.SyntheticMaxSeqLen : Math.Min(checkpoint.Config.MaxPositionEmbeddings, ModelOptions.DefaultMaxSeqLenCap);
                 const int blockSize = 16;
                 int blocks = request.KvBlocks ?? DefaultKvBlocks(request.MaxBatchSize, maxSeqLen, blockSize);
                 progress.Report(new ModelLoadProgress("Creating synthetic model runner", 0, 1));
-                runner = new SyntheticModelRunner(vocab, maxSeqLen, blocks, blockSize, request.SyntheticStepDelay);
+                var synthetic = new SyntheticModelRunner(vocab, maxSeqLen, blocks, blockSize, request.SyntheticStepDelay);
                 progress.Report(new ModelLoadProgress("Creating synthetic model runner", 1, 1));
                 description = $"synthetic model runner (no weights: logits hash the token history), vocabulary {vocab}, max_seq_len {maxSeqLen}, {blocks} KV blocks of {blockSize}";
-            }
-            else
-            {
-                runner = LoadRunner(checkpoint!, request, progress, out description);
-            }
-
-            var engine = new InferenceEngine(runner, new EngineOptions
-            {
-                MaxBatchSize = request.MaxBatchSize,
-                MaxNumBatchedTokens = Math.Max(MaxNumBatchedTokens, request.MaxBatchSize),
-            }, EngineSamplers.Factory);
+                return synthetic;
+            }, engineOptions, EngineSamplers.Factory);
             string name = request.Name
                 ?? (request.CheckpointDirectory is { } d ? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(d))) : "synthetic");
             return new LoadedModel(engine, tokenizer, null, name, checkpoint?.EosTokenIds ?? Array.Empty<int>(), tokenizer?.AddBos ?? true,

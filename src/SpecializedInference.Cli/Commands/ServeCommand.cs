@@ -28,7 +28,7 @@ internal class ModelSettings : CommandSettings
     public int MaxBatchSize { get; init; } = 16;
 
     [CommandOption("--kv-blocks <N>")]
-    [Description("KV-cache blocks to use (default: what the model runner allocates).")]
+    [Description("KV-cache blocks (default: room for max-batch-size sequences of max_seq_len tokens; lower it for a big model).")]
     public int? KvBlocks { get; init; }
 
     [CommandOption("--device <DEVICE>")]
