@@ -249,6 +249,8 @@ public sealed class EngineCore
                 DecodeTokensPerSecond = EngineMetrics.Rate(m.DecodeOnlyTokens, m.DecodeOnlyStepSeconds),
                 TimeToFirstToken = m.TimeToFirstToken.Summarize(),
                 InterTokenLatency = m.InterTokenLatency.Summarize(),
+                TimeToFirstTokenHistogram = m.TimeToFirstToken.Histogram(),
+                InterTokenLatencyHistogram = m.InterTokenLatency.Histogram(),
                 BatchSizeHistogram = m.BatchSizeHistogram.ToArray(),
                 KvCache = _pool.Usage,
                 PrefixCacheQueryTokens = _kv.PrefixQueryTokens,

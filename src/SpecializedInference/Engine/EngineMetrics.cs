@@ -3,10 +3,15 @@ using SpecializedInference.Scheduling;
 
 namespace SpecializedInference.Engine;
 
-/// <summary>Keeps the last samples of a latency (a ring buffer, so memory stays bounded).</summary>
+/// <summary>
+/// Keeps the last samples of a latency (a ring buffer, so memory stays bounded) for percentiles, and counts
+/// every sample since the start in fixed buckets (<see cref="LatencyHistogram.DefaultUpperBoundsMs"/>) for
+/// cumulative histograms such as Prometheus's, which percentiles of recent samples cannot give.
+/// </summary>
 internal sealed class LatencyRecorder
 {
     private readonly double[] _samples;
+    private readonly long[] _buckets = new long[LatencyHistogram.DefaultUpperBoundsMs.Count + 1];
     private long _count;
     private double _sum, _max;
 
@@ -18,7 +23,10 @@ internal sealed class LatencyRecorder
         _count++;
         _sum += milliseconds;
         _max = Math.Max(_max, milliseconds);
+        _buckets[LatencyHistogram.BucketOf(milliseconds)]++;
     }
+
+    public LatencyHistogram Histogram() => new(LatencyHistogram.DefaultUpperBoundsMs, _buckets.ToArray(), _count, _sum);
 
     public LatencySummary Summarize()
     {

@@ -9,6 +9,34 @@ public sealed record LatencySummary(long Count, double P50Ms, double P95Ms, doub
 }
 
 /// <summary>
+/// Every latency measured since the engine started, counted in fixed buckets (a Prometheus-style histogram).
+/// </summary>
+/// <param name="UpperBoundsMs">Bucket upper bounds in milliseconds, ascending; a sample equal to a bound counts in that bucket.</param>
+/// <param name="BucketCounts">Samples per bucket, not cumulative: one entry per bound, then one for the samples above every bound.</param>
+/// <param name="Count">All samples.</param>
+/// <param name="SumMs">Sum of all samples in milliseconds.</param>
+public sealed record LatencyHistogram(IReadOnlyList<double> UpperBoundsMs, IReadOnlyList<long> BucketCounts, long Count, double SumMs)
+{
+    /// <summary>From 1 ms (a fast decode step) to 80 s (a long prompt behind a full queue).</summary>
+    public static IReadOnlyList<double> DefaultUpperBoundsMs { get; } = Array.AsReadOnly(new double[]
+    {
+        1, 2.5, 5, 10, 20, 40, 60, 80, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000, 20000, 40000, 80000,
+    });
+
+    public static LatencyHistogram Empty { get; } = new(DefaultUpperBoundsMs, new long[DefaultUpperBoundsMs.Count + 1], 0, 0);
+
+    /// <summary>The bucket of <paramref name="milliseconds"/> under <see cref="DefaultUpperBoundsMs"/> (NaN goes to the last).</summary>
+    internal static int BucketOf(double milliseconds)
+    {
+        var bounds = DefaultUpperBoundsMs;
+        for (int i = 0; i < bounds.Count; i++)
+            if (milliseconds <= bounds[i])
+                return i;
+        return bounds.Count;
+    }
+}
+
+/// <summary>
 /// Engine counters at one moment. Everything is measured on the engine thread with a monotonic clock
 /// (nothing is estimated from a model of the hardware).
 /// </summary>
@@ -46,6 +74,12 @@ public sealed record EngineStatistics
 
     /// <summary>Between consecutive tokens of a request.</summary>
     public required LatencySummary InterTokenLatency { get; init; }
+
+    /// <summary>Every time to first token since the start, in buckets (<see cref="TimeToFirstToken"/> has percentiles of recent ones).</summary>
+    public required LatencyHistogram TimeToFirstTokenHistogram { get; init; }
+
+    /// <summary>Every inter-token latency since the start, in buckets.</summary>
+    public required LatencyHistogram InterTokenLatencyHistogram { get; init; }
 
     /// <summary><c>BatchSizeHistogram[n]</c> = steps that ran n sequences.</summary>
     public required IReadOnlyList<long> BatchSizeHistogram { get; init; }

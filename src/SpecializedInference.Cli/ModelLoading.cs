@@ -1,0 +1,198 @@
+using System.Text.Json;
+using SpecializedInference.Accelerators;
+using SpecializedInference.Engine;
+using SpecializedInference.Model;
+using SpecializedInference.Runtime;
+using SpecializedInference.Sampling;
+using SpecializedInference.Text;
+
+namespace SpecializedInference.Cli;
+
+/// <summary>What <c>si serve</c> serves: an engine, the text side, and what clients should call it.</summary>
+internal sealed record LoadedModel(
+    InferenceEngine Engine,
+    ITextTokenizer? Tokenizer,
+    IChatTemplate? ChatTemplate,
+    string Name,
+    IReadOnlyList<int> EosTokenIds,
+    bool AddBos,
+    string Description,
+    IReadOnlyList<string> Notes);
+
+/// <summary>Which model to load and how (from the command line).</summary>
+internal sealed record ModelRequest(string? CheckpointDirectory, bool Synthetic, string? Name, int MaxBatchSize, int? KvBlocks, DeviceKind Device,
+    int SyntheticVocabSize, int SyntheticMaxSeqLen, TimeSpan SyntheticStepDelay);
+
+/// <summary>Loads what <c>si serve</c> and <c>si loadtest</c> serve, reporting progress per stage.</summary>
+internal static class ModelLoading
+{
+    private const int MaxNumBatchedTokens = 512;
+
+    public static LoadedModel Load(ModelRequest request, IProgress<ModelLoadProgress> progress)
+    {
+        var notes = new List<string>();
+        LlamaCheckpoint? checkpoint = null;
+        try
+        {
+            SentencePieceTextTokenizer? tokenizer = null;
+            bool hasChatTemplate = false;
+            if (request.CheckpointDirectory is { } dir)
+            {
+                string folder = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir)));
+                progress.Report(new ModelLoadProgress("Opening checkpoint", 0, 1, folder));
+                checkpoint = BadInput(() => LlamaCheckpoint.Open(dir));
+                progress.Report(new ModelLoadProgress("Opening checkpoint", 1, 1, folder));
+
+                progress.Report(new ModelLoadProgress("Loading tokenizer", 0, 1));
+                tokenizer = BadInput(() => SentencePieceTextTokenizer.TryLoad(dir));
+                if (tokenizer is null)
+                    notes.Add("The checkpoint has no tokenizer.model: prompts must be token ids.");
+                hasChatTemplate = HasChatTemplate(dir);
+                if (hasChatTemplate)
+                    notes.Add("tokenizer_config.json has a chat_template, but this build cannot run Jinja templates: /v1/chat/completions answers 400.");
+                progress.Report(new ModelLoadProgress("Loading tokenizer", 1, 1));
+            }
+
+            // The runner is built by the engine's factory path, which runs it on the engine thread (where the
+            // runner is then used: a CUDA context stays on the thread that made it) and waits for it.
+            string description = "";
+            var engineOptions = new EngineOptions
+            {
+                MaxBatchSize = request.MaxBatchSize,
+                MaxNumBatchedTokens = Math.Max(MaxNumBatchedTokens, request.MaxBatchSize),
+            };
+            var engine = InferenceEngine.Create(_ =>
+            {
+                if (!request.Synthetic)
+                    return LoadRunner(checkpoint!, request, progress, out description);
+                int vocab = checkpoint?.Config.VocabSize ?? request.SyntheticVocabSize;
+                int maxSeqLen = checkpoint is null ? request.SyntheticMaxSeqLen : Math.Min(checkpoint.Config.MaxPositionEmbeddings, ModelOptions.DefaultMaxSeqLenCap);
+                const int blockSize = 16;
+                int blocks = request.KvBlocks ?? DefaultKvBlocks(request.MaxBatchSize, maxSeqLen, blockSize);
+                progress.Report(new ModelLoadProgress("Creating synthetic model runner", 0, 1));
+                var synthetic = new SyntheticModelRunner(vocab, maxSeqLen, blocks, blockSize, request.SyntheticStepDelay);
+                progress.Report(new ModelLoadProgress("Creating synthetic model runner", 1, 1));
+                description = $"synthetic model runner (no weights: logits hash the token history), vocabulary {vocab}, max_seq_len {maxSeqLen}, {blocks} KV blocks of {blockSize}";
+                return synthetic;
+            }, engineOptions, EngineSamplers.Factory);
+            string name = request.Name
+                ?? (request.CheckpointDirectory is { } d ? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(d))) : "synthetic");
+            return new LoadedModel(engine, tokenizer, null, name, checkpoint?.EosTokenIds ?? Array.Empty<int>(), tokenizer?.AddBos ?? true,
+                description, notes);
+        }
+        finally
+        {
+            checkpoint?.Dispose(); // the runner has uploaded what it needs
+        }
+    }
+
+    /// <summary>
+    /// The checkpoint's <see cref="LlamaModelRunner"/> on the accelerator <paramref name="request"/> names, with
+    /// its kernels compiled by a warm-up step so the first request does not pay for it.
+    /// </summary>
+    private static IModelRunner LoadRunner(LlamaCheckpoint checkpoint, ModelRequest request, IProgress<ModelLoadProgress> progress, out string description)
+    {
+        progress.Report(new ModelLoadProgress("Creating accelerator", 0, 1));
+        var accelerator = AcceleratorFactory.Create(new AcceleratorOptions(request.Device));
+        progress.Report(new ModelLoadProgress("Creating accelerator", 1, 1, accelerator.Description));
+        try
+        {
+            int maxSeqLen = Math.Min(checkpoint.Config.MaxPositionEmbeddings, ModelOptions.DefaultMaxSeqLenCap);
+            var options = ModelOptions.Default with
+            {
+                MaxSeqLen = maxSeqLen,
+                NumKvBlocks = request.KvBlocks ?? DefaultKvBlocks(request.MaxBatchSize, maxSeqLen, 16),
+                MaxBatchTokens = Math.Max(MaxNumBatchedTokens, request.MaxBatchSize),
+            };
+            long bytes = checkpoint.Weights.Tensors.Sum(t => t.ByteLength);
+            progress.Report(new ModelLoadProgress("Uploading weights", 0, 0, $"{bytes / (1024.0 * 1024.0):F1} MiB"));
+            var runner = new LlamaModelRunner(accelerator.Accelerator, checkpoint, options);
+            progress.Report(new ModelLoadProgress("Uploading weights", 1, 1));
+            try
+            {
+                WarmUp(runner, progress);
+            }
+            catch
+            {
+                runner.Dispose();
+                throw;
+            }
+            description = $"{checkpoint.Directory} on {accelerator.Description}, {runner.NumBlocks} KV blocks of {runner.BlockSize}"
+                + (runner.KernelNotice is { } notice ? $"; {notice}" : "");
+            return new OwningModelRunner(runner, accelerator);
+        }
+        catch
+        {
+            accelerator.Dispose();
+            throw;
+        }
+    }
+
+    // ILGPU compiles a kernel at its first launch: a two-token prefill and a decode step launch them all.
+    private static void WarmUp(IModelRunner runner, IProgress<ModelLoadProgress> progress)
+    {
+        progress.Report(new ModelLoadProgress("Compiling kernels", 0, 2, "prefill"));
+        int blocks = Math.Min(runner.NumBlocks, (3 + runner.BlockSize - 1) / runner.BlockSize);
+        if (blocks * runner.BlockSize < 3 || runner.MaxSeqLen < 3)
+            return;
+        var table = Enumerable.Range(0, blocks).ToArray();
+        runner.Execute(StepBatch.Of(new SequenceChunk(-1, [0, 0], 0, table, WantLogits: true)));
+        progress.Report(new ModelLoadProgress("Compiling kernels", 1, 2, "decode"));
+        runner.Execute(StepBatch.Of(new SequenceChunk(-1, [0], 2, table, WantLogits: true)));
+        progress.Report(new ModelLoadProgress("Compiling kernels", 2, 2));
+    }
+
+    // Room for max-batch-size sequences of max_seq_len tokens (pass --kv-blocks to size it for a big model).
+    private static int DefaultKvBlocks(int maxBatchSize, int maxSeqLen, int blockSize) =>
+        Math.Max(64, maxBatchSize * ((maxSeqLen + blockSize - 1) / blockSize));
+
+    private static bool HasChatTemplate(string directory)
+    {
+        string path = Path.Combine(directory, "tokenizer_config.json");
+        if (!File.Exists(path))
+            return false;
+        try
+        {
+            using var json = JsonDocument.Parse(File.ReadAllText(path));
+            return json.RootElement.ValueKind == JsonValueKind.Object
+                && json.RootElement.TryGetProperty("chat_template", out var template) && template.ValueKind != JsonValueKind.Null;
+        }
+        catch (JsonException e)
+        {
+            throw new UsageException($"{path} is not valid JSON: {e.Message}");
+        }
+    }
+
+    // A checkpoint or tokenizer that cannot be read is bad input (exit code 2), not a crash.
+    private static T BadInput<T>(Func<T> read)
+    {
+        try
+        {
+            return read();
+        }
+        catch (Exception e) when (e is CheckpointException or InvalidDataException or NotSupportedException)
+        {
+            throw new UsageException(e.Message);
+        }
+    }
+
+    /// <summary>A runner that also owns the accelerator it runs on.</summary>
+    private sealed class OwningModelRunner(IModelRunner inner, IDisposable owned) : IModelRunner
+    {
+        public int BlockSize => inner.BlockSize;
+
+        public int NumBlocks => inner.NumBlocks;
+
+        public int VocabSize => inner.VocabSize;
+
+        public int MaxSeqLen => inner.MaxSeqLen;
+
+        public float[]?[] Execute(StepBatch batch) => inner.Execute(batch);
+
+        public void Dispose()
+        {
+            inner.Dispose();
+            owned.Dispose();
+        }
+    }
+}

@@ -1,0 +1,325 @@
+using System.Buffers;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Logging;
+using SpecializedInference.Engine;
+using SpecializedInference.Scheduling;
+using SpecializedInference.Text;
+
+namespace SpecializedInference.Server;
+
+/// <summary>
+/// The OpenAI-compatible endpoints over one <see cref="InferenceEngine"/>. Every request runs through
+/// <see cref="InferenceEngine.StreamAsync"/> with a token linked to the client's connection, so a client
+/// that disconnects cancels its request and the engine frees its KV blocks.
+/// </summary>
+internal sealed class OpenAiApi
+{
+    private readonly InferenceEngine _engine;
+    private readonly ServerOptions _options;
+    private readonly ITextTokenizer? _tokenizer;
+    private readonly RequestParser _parser;
+    private readonly ILogger _logger;
+    private readonly CancellationToken _stopping;
+    private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+    private int _inFlight;
+    private volatile bool _engineFailed;
+
+    public OpenAiApi(InferenceEngine engine, ServerOptions options, ITextTokenizer? tokenizer, IChatTemplate? chatTemplate, ILogger logger, CancellationToken stopping)
+    {
+        _engine = engine;
+        _options = options;
+        _tokenizer = tokenizer;
+        _logger = logger;
+        _stopping = stopping;
+        _parser = new RequestParser(options, tokenizer, chatTemplate, engine.MaxSeqLen, engine.VocabSize);
+        int running = engine.Options.UseBatching ? engine.Options.MaxBatchSize : 1;
+        Capacity = running + options.MaxWaitingRequests;
+    }
+
+    /// <summary>Requests accepted at once: the engine's batch plus <see cref="ServerOptions.MaxWaitingRequests"/>.</summary>
+    public int Capacity { get; }
+
+    public int InFlight => Volatile.Read(ref _inFlight);
+
+    public ServerMetrics Metrics { get; } = new();
+
+    public void Map(IEndpointRouteBuilder app)
+    {
+        app.MapPost("/v1/completions", (RequestDelegate)(context => HandleAsync(context, ApiKind.Completion)));
+        app.MapPost("/v1/chat/completions", (RequestDelegate)(context => HandleAsync(context, ApiKind.Chat)));
+        app.MapGet("/v1/models", (RequestDelegate)(context =>
+            WriteJsonAsync(context, 200, ResponseJson.Models(_options.ModelName, _created, _engine.MaxSeqLen))));
+        app.MapGet("/health", (RequestDelegate)(context => _engineFailed
+            ? WriteJsonAsync(context, 503, ResponseJson.Health("engine_failed"))
+            : WriteJsonAsync(context, 200, ResponseJson.Health("ok"))));
+        app.MapGet("/metrics", (RequestDelegate)(async context =>
+        {
+            string text = PrometheusText.Render(_engine.Snapshot(), Metrics, InFlight, _options.ModelName);
+            context.Response.ContentType = PrometheusText.ContentType;
+            await context.Response.WriteAsync(text, context.RequestAborted).ConfigureAwait(false);
+        }));
+    }
+
+    private async Task HandleAsync(HttpContext context, ApiKind kind)
+    {
+        try
+        {
+            byte[] body = await ReadBodyAsync(context).ConfigureAwait(false);
+            ParsedRequest request;
+            using (var document = RequestParser.ParseJson(body))
+                request = kind == ApiKind.Completion ? _parser.ParseCompletion(document.RootElement) : _parser.ParseChat(document.RootElement);
+            await GenerateAsync(context, kind, request).ConfigureAwait(false);
+        }
+        catch (ApiException e)
+        {
+            Metrics.Rejected(e.Status);
+            if (context.Response.HasStarted)
+                throw new InvalidOperationException("An API error after the response started.", e);
+            if (e.Status == 429)
+                context.Response.Headers.RetryAfter = _options.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            await ApiErrors.WriteAsync(context, e).ConfigureAwait(false);
+        }
+    }
+
+    private async Task GenerateAsync(HttpContext context, ApiKind kind, ParsedRequest request)
+    {
+        if (Interlocked.Increment(ref _inFlight) > Capacity)
+        {
+            Interlocked.Decrement(ref _inFlight);
+            throw new ApiException(429,
+                $"The server is busy: {Capacity} requests are already running or waiting (max batch plus max_waiting_requests {_options.MaxWaitingRequests}). Retry after {_options.RetryAfterSeconds} s.",
+                null, "queue_full", ApiErrorTypes.RateLimit);
+        }
+        try
+        {
+            using var cancel = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, _stopping);
+            string id = (kind == ApiKind.Completion ? "cmpl-" : "chatcmpl-") + Guid.NewGuid().ToString("N")[..24];
+            var generation = new GenerationRequest(request.PromptTokenIds, request.MaxTokens)
+            {
+                Sampling = request.Sampling,
+                EosTokenIds = _options.EosTokenIds,
+                StopTokenIds = request.StopTokenIds,
+                IgnoreEos = request.IgnoreEos,
+                Name = id,
+            };
+            IAsyncEnumerable<GeneratedToken> tokens;
+            try
+            {
+                tokens = _engine.StreamAsync(generation, cancel.Token);
+            }
+            catch (RequestRejectedException e)
+            {
+                throw EngineRejection(e);
+            }
+            catch (ObjectDisposedException)
+            {
+                throw ShuttingDown();
+            }
+            catch (InvalidOperationException e)
+            {
+                // The engine thread stopped after an internal error.
+                _engineFailed = true;
+                _logger.LogError(e, "The engine refused a request");
+                throw new ApiException(503, "The engine has stopped after an internal error, so the server cannot generate; restart it.", null, "engine_failed", ApiErrorTypes.Server);
+            }
+            Metrics.AddPromptTokens(request.PromptTokenIds.Length);
+
+            var output = new OutputAssembler(_tokenizer, request.Stop);
+            var outcome = request.Stream
+                ? await StreamAsync(context, kind, id, request, tokens, output, cancel.Token).ConfigureAwait(false)
+                : await RespondAsync(context, kind, id, request, tokens, output, cancel.Token).ConfigureAwait(false);
+            Metrics.Finished(outcome, output.FinishReason);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _inFlight);
+        }
+    }
+
+    // A plain response: generate everything, then answer once.
+    private async Task<RequestOutcome> RespondAsync(HttpContext context, ApiKind kind, string id, ParsedRequest request,
+        IAsyncEnumerable<GeneratedToken> tokens, OutputAssembler output, CancellationToken cancellationToken)
+    {
+        var outcome = await PumpAsync(id, tokens, output, onToken: null, cancellationToken).ConfigureAwait(false);
+        switch (outcome)
+        {
+            case RequestOutcome.Finished:
+                var usage = new TokenUsage(request.PromptTokenIds.Length, output.Tokens.Count);
+                var json = ResponseJson.Choice(kind, chunk: false, id, Now(), _options.ModelName, output.Text,
+                    output.Tokens, output.FinishReason, usage);
+                await WriteJsonAsync(context, 200, json).ConfigureAwait(false);
+                break;
+            case RequestOutcome.Aborted when context.RequestAborted.IsCancellationRequested:
+                break; // nobody to answer
+            case RequestOutcome.Aborted or RequestOutcome.EngineStopped:
+                await ApiErrors.WriteAsync(context, ShuttingDown()).ConfigureAwait(false);
+                break;
+            default:
+                await ApiErrors.WriteAsync(context, 500, ApiErrors.Json(GenerationFailedMessage, ApiErrorTypes.Server, null, "generation_failed")).ConfigureAwait(false);
+                break;
+        }
+        return outcome;
+    }
+
+    // Server-sent events: one chunk per token, the last with finish_reason and usage, then [DONE].
+    private async Task<RequestOutcome> StreamAsync(HttpContext context, ApiKind kind, string id, ParsedRequest request,
+        IAsyncEnumerable<GeneratedToken> tokens, OutputAssembler output, CancellationToken cancellationToken)
+    {
+        var response = context.Response;
+        response.StatusCode = 200;
+        response.ContentType = "text/event-stream; charset=utf-8";
+        response.Headers.CacheControl = "no-cache";
+        response.Headers["X-Accel-Buffering"] = "no";
+        var body = response.Body;
+        long created = Now();
+        bool first = true;
+        int[] one = new int[1];
+
+        async Task WriteToken(string text, int token)
+        {
+            one[0] = token;
+            TokenUsage? usage = output.Done ? new TokenUsage(request.PromptTokenIds.Length, output.Tokens.Count) : null;
+            var json = ResponseJson.Choice(kind, chunk: true, id, created, _options.ModelName, text, one, output.FinishReason, usage, first);
+            first = false;
+            await body.WriteAsync(ResponseJson.Event(json), cancellationToken).ConfigureAwait(false);
+            await body.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        try
+        {
+            await response.StartAsync(cancellationToken).ConfigureAwait(false);
+            await body.FlushAsync(cancellationToken).ConfigureAwait(false); // the headers now, not with the first token
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException)
+        {
+            return RequestOutcome.Aborted; // leaving without reading the stream cancels the request
+        }
+        var outcome = await PumpAsync(id, tokens, output, WriteToken, cancellationToken).ConfigureAwait(false);
+        byte[]? tail = outcome switch
+        {
+            RequestOutcome.Finished when request.IncludeUsage => ResponseJson.Event(ResponseJson.UsageChunk(kind, id, created, _options.ModelName,
+                new TokenUsage(request.PromptTokenIds.Length, output.Tokens.Count))),
+            RequestOutcome.Finished => Array.Empty<byte>(),
+            RequestOutcome.Failed => ResponseJson.Event(ApiErrors.Json(GenerationFailedMessage, ApiErrorTypes.Server, null, "generation_failed")),
+            _ when context.RequestAborted.IsCancellationRequested => null,
+            _ => ResponseJson.Event(ApiErrors.Json(ShuttingDown())),
+        };
+        if (tail is not null)
+        {
+            try
+            {
+                await body.WriteAsync(tail, context.RequestAborted).ConfigureAwait(false);
+                await body.WriteAsync(ResponseJson.Done, context.RequestAborted).ConfigureAwait(false);
+                await body.FlushAsync(context.RequestAborted).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or IOException)
+            {
+                // The client left after its last token.
+            }
+        }
+        return outcome;
+    }
+
+    private const string GenerationFailedMessage = "The model failed while generating this request; the server logged the details.";
+
+    // Reads tokens into the output until it is complete. Leaving the loop early (a stop string, a write to a
+    // client that left) disposes the stream, which cancels the request in the engine and frees its blocks.
+    private async Task<RequestOutcome> PumpAsync(string id, IAsyncEnumerable<GeneratedToken> tokens, OutputAssembler output,
+        Func<string, int, Task>? onToken, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await foreach (var token in tokens.ConfigureAwait(false))
+            {
+                string text = output.Accept(token);
+                if (onToken is not null)
+                    await onToken(text, token.TokenId).ConfigureAwait(false);
+                if (output.Done)
+                    break;
+            }
+            return output.Done ? RequestOutcome.Finished : RequestOutcome.Aborted;
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException)
+        {
+            // Cancelled: the client left (a write failed or the connection closed) or the server is stopping.
+            return RequestOutcome.Aborted;
+        }
+        catch (InferenceRequestException e)
+        {
+            _logger.LogError("Request {Id} failed in the engine: {Message}", id, e.Message);
+            return RequestOutcome.Failed;
+        }
+        catch (ObjectDisposedException)
+        {
+            return RequestOutcome.EngineStopped;
+        }
+    }
+
+    private async Task<byte[]> ReadBodyAsync(HttpContext context)
+    {
+        long limit = _options.MaxRequestBodyBytes;
+        var request = context.Request;
+        if (request.ContentLength is long declared && declared > limit)
+            throw TooLarge(declared);
+        // This endpoint enforces its own limit (a 400 with an error object, not Kestrel's bare 413).
+        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } feature)
+            feature.MaxRequestBodySize = null;
+        using var body = new MemoryStream();
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
+        try
+        {
+            int read;
+            while ((read = await request.Body.ReadAsync(buffer, context.RequestAborted).ConfigureAwait(false)) > 0)
+            {
+                if (body.Length + read > limit)
+                    throw TooLarge(null);
+                body.Write(buffer, 0, read);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+        return body.ToArray();
+
+        ApiException TooLarge(long? size) => new(400,
+            $"The request body is {(size is { } n ? $"{n} bytes" : "larger than the limit")}; this server accepts at most {limit} bytes.",
+            null, "request_too_large");
+    }
+
+    private static ApiException EngineRejection(RequestRejectedException e)
+    {
+        string? param = e.ParamName switch
+        {
+            nameof(GenerationRequest.PromptTokenIds) => "prompt",
+            nameof(GenerationRequest.MaxNewTokens) => "max_tokens",
+            nameof(GenerationRequest.Sampling) => "temperature",
+            _ => null,
+        };
+        // The engine's message names the request and the limit; drop ArgumentException's " (Parameter 'x')" suffix.
+        string message = e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", "");
+        return new ApiException(400, message, param, "invalid_value");
+    }
+
+    private static ApiException ShuttingDown() =>
+        new(503, "The server is shutting down and cannot finish this request.", null, "shutting_down", ApiErrorTypes.Server);
+
+    private static long Now() => DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+
+    private static async Task WriteJsonAsync(HttpContext context, int status, byte[] json)
+    {
+        context.Response.StatusCode = status;
+        context.Response.ContentType = "application/json";
+        context.Response.ContentLength = json.Length;
+        try
+        {
+            await context.Response.Body.WriteAsync(json, context.RequestAborted).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException)
+        {
+        }
+    }
+}

@@ -1,0 +1,391 @@
+using System.Text.Json;
+using SpecializedInference.Engine;
+using SpecializedInference.Text;
+
+namespace SpecializedInference.Server;
+
+/// <summary>A completion or chat request, checked and tokenized, ready for the engine.</summary>
+internal sealed record ParsedRequest
+{
+    public required int[] PromptTokenIds { get; init; }
+
+    public required int MaxTokens { get; init; }
+
+    public required SamplingParams Sampling { get; init; }
+
+    /// <summary>Stop strings (text mode only).</summary>
+    public required IReadOnlyList<string> Stop { get; init; }
+
+    public required IReadOnlyList<int> StopTokenIds { get; init; }
+
+    public required bool IgnoreEos { get; init; }
+
+    public required bool Stream { get; init; }
+
+    /// <summary><c>stream_options.include_usage</c>: a last chunk with empty choices and the usage.</summary>
+    public required bool IncludeUsage { get; init; }
+}
+
+/// <summary>
+/// Reads OpenAI request bodies field by field, so every problem becomes a 400 that names its field and says
+/// what was expected (no model binding, whose errors name C# types).
+/// </summary>
+internal sealed class RequestParser
+{
+    private readonly ServerOptions _options;
+    private readonly ITextTokenizer? _tokenizer;
+    private readonly IChatTemplate? _chatTemplate;
+    private readonly int _maxSeqLen;
+    private readonly int _vocabSize;
+
+    public RequestParser(ServerOptions options, ITextTokenizer? tokenizer, IChatTemplate? chatTemplate, int maxSeqLen, int vocabSize)
+    {
+        _options = options;
+        _tokenizer = tokenizer;
+        _chatTemplate = chatTemplate;
+        _maxSeqLen = maxSeqLen;
+        _vocabSize = vocabSize;
+    }
+
+    /// <summary>Parses the body as JSON; throws a 400 naming the problem.</summary>
+    public static JsonDocument ParseJson(byte[] body)
+    {
+        if (body.Length == 0)
+            throw new ApiException(400, "The request body is empty; expected a JSON object.", null, "invalid_json");
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = 32 });
+        }
+        catch (JsonException e)
+        {
+            throw new ApiException(400, $"The request body is not valid JSON: {e.Message}", null, "invalid_json");
+        }
+        if (document.RootElement.ValueKind != JsonValueKind.Object)
+        {
+            string kind = Describe(document.RootElement);
+            document.Dispose();
+            throw new ApiException(400, $"The request body must be a JSON object, got {kind}.", null, "invalid_json");
+        }
+        return document;
+    }
+
+    /// <summary><c>POST /v1/completions</c>.</summary>
+    public ParsedRequest ParseCompletion(JsonElement root)
+    {
+        CheckModel(root);
+        CheckUnsupported(root, chat: false);
+        if (!root.TryGetProperty("prompt", out var prompt) || prompt.ValueKind == JsonValueKind.Null)
+            throw ApiException.BadField("prompt", "'prompt' is required: a string, or an array of token ids.", "missing_field");
+        int[] ids = prompt.ValueKind switch
+        {
+            JsonValueKind.String => EncodeText(prompt.GetString()!, _options.AddBos, "prompt"),
+            JsonValueKind.Array => ReadPromptTokenIds(prompt),
+            _ => throw ApiException.BadField("prompt", $"'prompt' must be a string or an array of integer token ids, got {Describe(prompt)}.", "invalid_type"),
+        };
+        return ParseCommon(root, ids, "prompt", "max_tokens");
+    }
+
+    /// <summary><c>POST /v1/chat/completions</c>.</summary>
+    public ParsedRequest ParseChat(JsonElement root)
+    {
+        if (_tokenizer is null || _chatTemplate is null)
+        {
+            string why = _tokenizer is null
+                ? "this server has no tokenizer, so it cannot turn messages into tokens"
+                : "no chat template is loaded (the checkpoint's tokenizer_config.json has no 'chat_template', or it is a Jinja template this server cannot run), so there is no way to know how this model expects a conversation to be formatted";
+            throw new ApiException(400,
+                $"Chat completions are not available for model '{_options.ModelName}': {why}. Use POST /v1/completions with a prompt instead.",
+                null, "chat_template_missing");
+        }
+        CheckModel(root);
+        CheckUnsupported(root, chat: true);
+        if (!root.TryGetProperty("messages", out var messagesJson) || messagesJson.ValueKind == JsonValueKind.Null)
+            throw ApiException.BadField("messages", "'messages' is required: an array of {\"role\", \"content\"} objects.", "missing_field");
+        if (messagesJson.ValueKind != JsonValueKind.Array)
+            throw ApiException.BadField("messages", $"'messages' must be an array, got {Describe(messagesJson)}.", "invalid_type");
+        if (messagesJson.GetArrayLength() == 0)
+            throw ApiException.BadField("messages", "'messages' must contain at least one message.");
+        var messages = new List<ChatMessage>();
+        int index = 0;
+        foreach (var m in messagesJson.EnumerateArray())
+        {
+            string field = $"messages[{index}]";
+            if (m.ValueKind != JsonValueKind.Object)
+                throw ApiException.BadField(field, $"'{field}' must be an object with 'role' and 'content', got {Describe(m)}.", "invalid_type");
+            string role = m.TryGetProperty("role", out var r) && r.ValueKind == JsonValueKind.String
+                ? r.GetString()!
+                : throw ApiException.BadField($"{field}.role", $"'{field}.role' must be a string (system, user or assistant).", "invalid_type");
+            if (role is not ("system" or "user" or "assistant"))
+                throw ApiException.BadField($"{field}.role", $"'{field}.role' is '{role}'; expected system, user or assistant.");
+            messages.Add(new ChatMessage(role, ReadContent(m, $"{field}.content")));
+            index++;
+        }
+        string text;
+        try
+        {
+            text = _chatTemplate.Render(messages);
+        }
+        catch (ArgumentException e)
+        {
+            throw ApiException.BadField("messages", $"The chat template cannot format these messages: {e.Message}");
+        }
+        string maxTokensField = root.TryGetProperty("max_completion_tokens", out var mct) && mct.ValueKind != JsonValueKind.Null ? "max_completion_tokens" : "max_tokens";
+        return ParseCommon(root, EncodeText(text, _chatTemplate.AddBos, "messages"), "messages", maxTokensField);
+    }
+
+    private ParsedRequest ParseCommon(JsonElement root, int[] ids, string promptField, string maxTokensField)
+    {
+        if (ids.Length == 0)
+            throw ApiException.BadField(promptField, $"'{promptField}' is empty: at least one prompt token is needed.");
+        for (int i = 0; i < ids.Length; i++)
+            if ((uint)ids[i] >= (uint)_vocabSize)
+                throw ApiException.BadField(promptField, $"'{promptField}' has token id {ids[i]} at index {i}, outside the vocabulary [0, {_vocabSize}).");
+        if (ids.Length >= _maxSeqLen)
+            throw ApiException.BadField(promptField,
+                $"The prompt is {ids.Length} tokens but this model's context (max_seq_len) is {_maxSeqLen} tokens, which leaves no room to generate. Shorten the prompt.",
+                "context_length_exceeded");
+
+        int room = _maxSeqLen - ids.Length;
+        int limit = Math.Min(_options.MaxTokensLimit ?? _maxSeqLen, _maxSeqLen);
+        int? asked = ReadInt(root, maxTokensField);
+        int maxTokens;
+        if (asked is { } m)
+        {
+            if (m < 1)
+                throw ApiException.BadField(maxTokensField, $"'{maxTokensField}' is {m}; it must be at least 1.");
+            if (m > limit)
+                throw ApiException.BadField(maxTokensField, $"'{maxTokensField}' is {m}; this server allows at most {limit}.");
+            if (m > room)
+                throw ApiException.BadField(maxTokensField,
+                    $"This model's context (max_seq_len) is {_maxSeqLen} tokens, but {ids.Length + m} were requested ({ids.Length} in the prompt, {m} to generate). Ask for at most {room} tokens or shorten the prompt.",
+                    "context_length_exceeded");
+            maxTokens = m;
+        }
+        else
+        {
+            maxTokens = Math.Min(Math.Min(_options.DefaultMaxTokens, room), limit);
+        }
+
+        double temperature = ReadNumber(root, "temperature") ?? _options.DefaultTemperature;
+        if (!(temperature >= 0 && temperature <= 2))
+            throw ApiException.BadField("temperature", $"'temperature' is {temperature}; it must be between 0 and 2.");
+        double topP = ReadNumber(root, "top_p") ?? 1.0;
+        if (!(topP > 0 && topP <= 1))
+            throw ApiException.BadField("top_p", $"'top_p' is {topP}; it must be greater than 0 and at most 1.");
+        int topK = ReadInt(root, "top_k") ?? 0;
+        if (topK < -1)
+            throw ApiException.BadField("top_k", $"'top_k' is {topK}; it must be at least 1, or 0 or -1 to turn it off.");
+        ulong? seed = ReadSeed(root);
+        var sampling = new SamplingParams { Temperature = temperature, TopP = topP, TopK = Math.Max(topK, 0), Seed = seed };
+
+        var stop = ReadStop(root);
+        var stopTokenIds = ReadTokenIdArray(root, "stop_token_ids");
+        bool ignoreEos = ReadBool(root, "ignore_eos") ?? false;
+        bool stream = ReadBool(root, "stream") ?? false;
+        bool includeUsage = false;
+        if (root.TryGetProperty("stream_options", out var so) && so.ValueKind != JsonValueKind.Null)
+        {
+            if (so.ValueKind != JsonValueKind.Object)
+                throw ApiException.BadField("stream_options", $"'stream_options' must be an object, got {Describe(so)}.", "invalid_type");
+            includeUsage = ReadBool(so, "include_usage", "stream_options.include_usage") ?? false;
+        }
+
+        return new ParsedRequest
+        {
+            PromptTokenIds = ids,
+            MaxTokens = maxTokens,
+            Sampling = sampling,
+            Stop = stop,
+            StopTokenIds = stopTokenIds,
+            IgnoreEos = ignoreEos,
+            Stream = stream,
+            IncludeUsage = includeUsage,
+        };
+    }
+
+    private void CheckModel(JsonElement root)
+    {
+        if (!root.TryGetProperty("model", out var model) || model.ValueKind == JsonValueKind.Null)
+            return; // optional, as in vLLM: there is one model
+        if (model.ValueKind != JsonValueKind.String)
+            throw ApiException.BadField("model", $"'model' must be a string, got {Describe(model)}.", "invalid_type");
+        string name = model.GetString()!;
+        if (name != _options.ModelName)
+            throw new ApiException(404, $"The model '{name}' does not exist; this server serves '{_options.ModelName}'.", "model", "model_not_found");
+    }
+
+    // Parameters OpenAI defines that this server does not implement: refuse a non-default value rather than ignore it.
+    private static void CheckUnsupported(JsonElement root, bool chat)
+    {
+        foreach (var name in new[] { "n", "best_of" })
+            if (ReadInt(root, name) is { } v && v != 1)
+                throw ApiException.BadField(name, $"'{name}' is {v}; this server generates one choice per request, so it must be 1.", "unsupported_value");
+        if (!chat && ReadBool(root, "echo") == true)
+            throw ApiException.BadField("echo", "'echo' is not supported; it must be false.", "unsupported_value");
+        if (root.TryGetProperty("logprobs", out var lp) && lp.ValueKind is not (JsonValueKind.Null or JsonValueKind.False)
+            && !(lp.ValueKind == JsonValueKind.Number && lp.TryGetInt32(out int n) && n == 0))
+            throw ApiException.BadField("logprobs", "'logprobs' is not supported; leave it out.", "unsupported_value");
+        if (!chat && root.TryGetProperty("suffix", out var suffix) && suffix.ValueKind != JsonValueKind.Null)
+            throw ApiException.BadField("suffix", "'suffix' is not supported; leave it out.", "unsupported_value");
+        foreach (var name in new[] { "presence_penalty", "frequency_penalty" })
+            if (ReadNumber(root, name) is { } p && p != 0)
+                throw ApiException.BadField(name, $"'{name}' is {p}; penalties are not supported, so it must be 0.", "unsupported_value");
+    }
+
+    private int[] EncodeText(string text, bool addBos, string field)
+    {
+        if (_tokenizer is null)
+            throw ApiException.BadField(field,
+                $"This server has no tokenizer (model '{_options.ModelName}' was loaded without one), so only token ids can be used: send '{field}' as an array of integer token ids.",
+                "tokenizer_missing");
+        return _tokenizer.Encode(text, addBos);
+    }
+
+    private static int[] ReadPromptTokenIds(JsonElement prompt)
+    {
+        var ids = new int[prompt.GetArrayLength()];
+        int i = 0;
+        foreach (var item in prompt.EnumerateArray())
+        {
+            if (item.ValueKind is JsonValueKind.String or JsonValueKind.Array)
+                throw ApiException.BadField("prompt", "Batched prompts (an array of strings or of token arrays) are not supported; send one request per prompt.", "unsupported_value");
+            if (item.ValueKind != JsonValueKind.Number || !item.TryGetInt32(out ids[i]))
+                throw ApiException.BadField("prompt", $"'prompt' must be a string or an array of integer token ids, but element {i} is {Describe(item)}.", "invalid_type");
+            i++;
+        }
+        return ids;
+    }
+
+    private IReadOnlyList<string> ReadStop(JsonElement root)
+    {
+        if (!root.TryGetProperty("stop", out var stop) || stop.ValueKind == JsonValueKind.Null)
+            return Array.Empty<string>();
+        List<string> stops;
+        if (stop.ValueKind == JsonValueKind.String)
+        {
+            stops = [stop.GetString()!];
+        }
+        else if (stop.ValueKind == JsonValueKind.Array)
+        {
+            stops = new List<string>();
+            foreach (var s in stop.EnumerateArray())
+                stops.Add(s.ValueKind == JsonValueKind.String
+                    ? s.GetString()!
+                    : throw ApiException.BadField("stop", $"'stop' must be a string or an array of strings, but element {stops.Count} is {Describe(s)}.", "invalid_type"));
+        }
+        else
+        {
+            throw ApiException.BadField("stop", $"'stop' must be a string or an array of strings, got {Describe(stop)}.", "invalid_type");
+        }
+        if (stops.Count == 0)
+            return Array.Empty<string>();
+        if (stops.Count > _options.MaxStopStrings)
+            throw ApiException.BadField("stop", $"'stop' has {stops.Count} strings; at most {_options.MaxStopStrings} are allowed.");
+        if (stops.Any(s => s.Length == 0))
+            throw ApiException.BadField("stop", "'stop' strings must not be empty.");
+        if (_tokenizer is null)
+            throw ApiException.BadField("stop",
+                "Stop strings need a tokenizer to see the generated text, and this server has none; use 'stop_token_ids' instead.", "tokenizer_missing");
+        return stops;
+    }
+
+    private int[] ReadTokenIdArray(JsonElement root, string name)
+    {
+        if (!root.TryGetProperty(name, out var array) || array.ValueKind == JsonValueKind.Null)
+            return Array.Empty<int>();
+        if (array.ValueKind != JsonValueKind.Array)
+            throw ApiException.BadField(name, $"'{name}' must be an array of integer token ids, got {Describe(array)}.", "invalid_type");
+        var ids = new int[array.GetArrayLength()];
+        int i = 0;
+        foreach (var item in array.EnumerateArray())
+        {
+            if (item.ValueKind != JsonValueKind.Number || !item.TryGetInt32(out ids[i]))
+                throw ApiException.BadField(name, $"'{name}' must be an array of integer token ids, but element {i} is {Describe(item)}.", "invalid_type");
+            if ((uint)ids[i] >= (uint)_vocabSize)
+                throw ApiException.BadField(name, $"'{name}' has token id {ids[i]} at index {i}, outside the vocabulary [0, {_vocabSize}).");
+            i++;
+        }
+        return ids;
+    }
+
+    private static string ReadContent(JsonElement message, string field)
+    {
+        if (!message.TryGetProperty("content", out var content) || content.ValueKind == JsonValueKind.Null)
+            throw ApiException.BadField(field, $"'{field}' is required.", "missing_field");
+        if (content.ValueKind == JsonValueKind.String)
+            return content.GetString()!;
+        if (content.ValueKind != JsonValueKind.Array)
+            throw ApiException.BadField(field, $"'{field}' must be a string or an array of text parts, got {Describe(content)}.", "invalid_type");
+        // Content parts: only text parts can be given to a text model.
+        var text = new System.Text.StringBuilder();
+        int i = 0;
+        foreach (var part in content.EnumerateArray())
+        {
+            if (part.ValueKind != JsonValueKind.Object
+                || !part.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String || type.GetString() != "text"
+                || !part.TryGetProperty("text", out var t) || t.ValueKind != JsonValueKind.String)
+                throw ApiException.BadField($"{field}[{i}]", $"'{field}[{i}]' must be a text part {{\"type\": \"text\", \"text\": \"...\"}}; this model reads text only.", "invalid_type");
+            text.Append(t.GetString());
+            i++;
+        }
+        return text.ToString();
+    }
+
+    private static int? ReadInt(JsonElement root, string name)
+    {
+        if (!root.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null)
+            return null;
+        if (value.ValueKind != JsonValueKind.Number)
+            throw ApiException.BadField(name, $"'{name}' must be an integer, got {Describe(value)}.", "invalid_type");
+        if (value.TryGetInt32(out int i))
+            return i;
+        throw ApiException.BadField(name, value.TryGetInt64(out long l)
+            ? $"'{name}' is {l}, which is out of range."
+            : $"'{name}' must be an integer, got {value.GetRawText()}.", "invalid_type");
+    }
+
+    private static double? ReadNumber(JsonElement root, string name)
+    {
+        if (!root.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null)
+            return null;
+        if (value.ValueKind != JsonValueKind.Number || !value.TryGetDouble(out double d))
+            throw ApiException.BadField(name, $"'{name}' must be a number, got {Describe(value)}.", "invalid_type");
+        return d;
+    }
+
+    private static bool? ReadBool(JsonElement root, string name, string? field = null)
+    {
+        field ??= name;
+        if (!root.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null)
+            return null;
+        return value.ValueKind switch
+        {
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            _ => throw ApiException.BadField(field, $"'{field}' must be true or false, got {Describe(value)}.", "invalid_type"),
+        };
+    }
+
+    private static ulong? ReadSeed(JsonElement root)
+    {
+        if (!root.TryGetProperty("seed", out var value) || value.ValueKind == JsonValueKind.Null)
+            return null;
+        if (value.ValueKind == JsonValueKind.Number && value.TryGetUInt64(out ulong seed))
+            return seed;
+        throw ApiException.BadField("seed", value.ValueKind == JsonValueKind.Number
+            ? $"'seed' is {value.GetRawText()}; it must be a non-negative integer."
+            : $"'seed' must be a non-negative integer, got {Describe(value)}.", "invalid_type");
+    }
+
+    internal static string Describe(JsonElement value) => value.ValueKind switch
+    {
+        JsonValueKind.String => "a string",
+        JsonValueKind.Number => $"the number {value.GetRawText()}",
+        JsonValueKind.True or JsonValueKind.False => "a boolean",
+        JsonValueKind.Array => "an array",
+        JsonValueKind.Object => "an object",
+        JsonValueKind.Null => "null",
+        _ => "nothing",
+    };
+}

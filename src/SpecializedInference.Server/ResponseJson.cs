@@ -1,0 +1,193 @@
+using System.Buffers;
+using System.Text;
+using System.Text.Json;
+
+namespace SpecializedInference.Server;
+
+internal static class JsonOptions
+{
+    /// <summary>Escape only what JSON requires: apostrophes and non-ASCII text stay readable.</summary>
+    public static readonly JsonWriterOptions Writer = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+}
+
+internal enum ApiKind
+{
+    Completion,
+    Chat,
+}
+
+internal readonly record struct TokenUsage(int PromptTokens, int CompletionTokens)
+{
+    public int TotalTokens => PromptTokens + CompletionTokens;
+}
+
+/// <summary>OpenAI response bodies, written with <see cref="Utf8JsonWriter"/> (no reflection).</summary>
+internal static class ResponseJson
+{
+    private static readonly byte[] DataPrefix = "data: "u8.ToArray();
+    private static readonly byte[] EventEnd = "\n\n"u8.ToArray();
+
+    /// <summary>The last server-sent event of a stream.</summary>
+    public static readonly byte[] Done = "data: [DONE]\n\n"u8.ToArray();
+
+    /// <summary>
+    /// A whole response (<paramref name="chunk"/> false) or one streamed chunk: one choice with its text and,
+    /// beyond OpenAI's fields, the token ids it covers (<c>tokens</c>).
+    /// </summary>
+    public static byte[] Choice(ApiKind kind, bool chunk, string id, long created, string model, string text,
+        IReadOnlyList<int> tokens, string? finishReason, TokenUsage? usage, bool firstChunk = false)
+    {
+        return Write(w =>
+        {
+            WriteHeader(w, id, created, model, kind switch
+            {
+                ApiKind.Completion => "text_completion",
+                _ => chunk ? "chat.completion.chunk" : "chat.completion",
+            });
+            w.WriteStartArray("choices");
+            w.WriteStartObject();
+            w.WriteNumber("index", 0);
+            if (kind == ApiKind.Completion)
+            {
+                w.WriteString("text", text);
+            }
+            else
+            {
+                w.WriteStartObject(chunk ? "delta" : "message");
+                if (!chunk || firstChunk)
+                    w.WriteString("role", "assistant");
+                w.WriteString("content", text);
+                w.WriteEndObject();
+            }
+            w.WriteNull("logprobs");
+            if (finishReason is null) w.WriteNull("finish_reason"); else w.WriteString("finish_reason", finishReason);
+            w.WriteStartArray("tokens");
+            foreach (int t in tokens)
+                w.WriteNumberValue(t);
+            w.WriteEndArray();
+            w.WriteEndObject();
+            w.WriteEndArray();
+            if (usage is { } u)
+                WriteUsage(w, u);
+            w.WriteEndObject();
+        });
+    }
+
+    /// <summary>The extra last chunk of <c>stream_options.include_usage</c>: no choices, the usage.</summary>
+    public static byte[] UsageChunk(ApiKind kind, string id, long created, string model, TokenUsage usage) => Write(w =>
+    {
+        WriteHeader(w, id, created, model, kind == ApiKind.Completion ? "text_completion" : "chat.completion.chunk");
+        w.WriteStartArray("choices");
+        w.WriteEndArray();
+        WriteUsage(w, usage);
+        w.WriteEndObject();
+    });
+
+    public static byte[] Models(string model, long created, int maxModelLen) => Write(w =>
+    {
+        w.WriteStartObject();
+        w.WriteString("object", "list");
+        w.WriteStartArray("data");
+        w.WriteStartObject();
+        w.WriteString("id", model);
+        w.WriteString("object", "model");
+        w.WriteNumber("created", created);
+        w.WriteString("owned_by", "specialized-inference");
+        w.WriteNumber("max_model_len", maxModelLen);
+        w.WriteEndObject();
+        w.WriteEndArray();
+        w.WriteEndObject();
+    });
+
+    public static byte[] Health(string status) => Write(w =>
+    {
+        w.WriteStartObject();
+        w.WriteString("status", status);
+        w.WriteEndObject();
+    });
+
+    /// <summary>One server-sent event carrying <paramref name="json"/>.</summary>
+    public static byte[] Event(byte[] json)
+    {
+        var bytes = new byte[DataPrefix.Length + json.Length + EventEnd.Length];
+        DataPrefix.CopyTo(bytes, 0);
+        json.CopyTo(bytes, DataPrefix.Length);
+        EventEnd.CopyTo(bytes, DataPrefix.Length + json.Length);
+        return bytes;
+    }
+
+    private static void WriteHeader(Utf8JsonWriter w, string id, long created, string model, string @object)
+    {
+        w.WriteStartObject();
+        w.WriteString("id", id);
+        w.WriteString("object", @object);
+        w.WriteNumber("created", created);
+        w.WriteString("model", model);
+    }
+
+    private static void WriteUsage(Utf8JsonWriter w, TokenUsage u)
+    {
+        w.WriteStartObject("usage");
+        w.WriteNumber("prompt_tokens", u.PromptTokens);
+        w.WriteNumber("completion_tokens", u.CompletionTokens);
+        w.WriteNumber("total_tokens", u.TotalTokens);
+        w.WriteEndObject();
+    }
+
+    private static byte[] Write(Action<Utf8JsonWriter> write)
+    {
+        var buffer = new ArrayBufferWriter<byte>(256);
+        using (var w = new Utf8JsonWriter(buffer, JsonOptions.Writer))
+            write(w);
+        return buffer.WrittenSpan.ToArray();
+    }
+}
+
+/// <summary>
+/// The output of one request as text: the incremental detokenizer, then the stop strings. Streamed and
+/// plain responses both go through it, so the streamed pieces join to exactly the plain text.
+/// </summary>
+internal sealed class OutputAssembler
+{
+    private readonly Text.IncrementalDetokenizer? _detokenizer;
+    private readonly Text.StopStringFilter _stops;
+    private readonly StringBuilder _text = new();
+
+    public OutputAssembler(Text.ITextTokenizer? tokenizer, IReadOnlyList<string> stops)
+    {
+        _detokenizer = tokenizer is null ? null : new Text.IncrementalDetokenizer(tokenizer);
+        _stops = new Text.StopStringFilter(stops);
+    }
+
+    public List<int> Tokens { get; } = new();
+
+    public string Text => _text.ToString();
+
+    /// <summary>"stop" or "length" once the output is complete.</summary>
+    public string? FinishReason { get; private set; }
+
+    public bool Done => FinishReason is not null;
+
+    /// <summary>Takes the next token; returns the text it adds (empty while held back, or without a tokenizer).</summary>
+    public string Accept(Engine.GeneratedToken token)
+    {
+        if (Done)
+            throw new InvalidOperationException("The output is already complete.");
+        Tokens.Add(token.TokenId);
+        string text = "";
+        if (_detokenizer is not null)
+        {
+            text = _stops.Push(_detokenizer.Add(token.TokenId));
+            if (!_stops.Stopped && token.FinishReason is not null)
+                text += _stops.Push(_detokenizer.Flush());
+            if (!_stops.Stopped && token.FinishReason is not null)
+                text += _stops.Flush();
+        }
+        if (_stops.Stopped)
+            FinishReason = "stop";
+        else if (token.FinishReason is { } reason)
+            FinishReason = reason == Engine.FinishReason.Length ? "length" : "stop";
+        _text.Append(text);
+        return text;
+    }
+}

@@ -1,0 +1,22 @@
+using SpecializedInference.Tokenization;
+
+namespace SpecializedInference.Text;
+
+/// <summary>The checkpoint's SentencePiece <see cref="TextTokenizer"/> behind the <see cref="ITextTokenizer"/> seam.</summary>
+public sealed class SentencePieceTextTokenizer : ITextTokenizer
+{
+    public SentencePieceTextTokenizer(TextTokenizer tokenizer) => Tokenizer = tokenizer ?? throw new ArgumentNullException(nameof(tokenizer));
+
+    public TextTokenizer Tokenizer { get; }
+
+    /// <summary>Whether prompts get BOS (tokenizer_config.json <c>add_bos_token</c>).</summary>
+    public bool AddBos => Tokenizer.AddBos;
+
+    /// <summary>The tokenizer of a checkpoint folder, or null when it has none.</summary>
+    public static SentencePieceTextTokenizer? TryLoad(string directory) =>
+        TextTokenizer.TryLoad(directory) is { } tokenizer ? new SentencePieceTextTokenizer(tokenizer) : null;
+
+    public int[] Encode(string text, bool addBos) => Tokenizer.Encode(text, addBos, addEos: false);
+
+    public string Decode(ReadOnlySpan<int> ids) => Tokenizer.Decode(ids.ToArray());
+}

@@ -1,0 +1,114 @@
+using SpecializedInference.Cli;
+using SpecializedInference.Engine;
+using Spectre.Console;
+
+namespace SpecializedInference.Tests.Cli;
+
+public sealed class CliTests
+{
+    private static (IAnsiConsole Console, StringWriter Output) CaptureConsole()
+    {
+        var writer = new StringWriter();
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Ansi = AnsiSupport.No,
+            ColorSystem = ColorSystemSupport.NoColors,
+            Interactive = InteractionSupport.No,
+            Out = new AnsiConsoleOutput(writer),
+        });
+        console.Profile.Width = 200;
+        return (console, writer);
+    }
+
+    private static async Task<(int Code, string Output)> RunAsync(params string[] args)
+    {
+        var (console, output) = CaptureConsole();
+        int code = await CliApp.RunAsync(args, console);
+        return (code, output.ToString());
+    }
+
+    [Theory]
+    [InlineData("serve")]
+    [InlineData("loadtest")]
+    [InlineData("engines")]
+    public async Task HelpOfEveryCommandHasExamplesAndExitCodes(string command)
+    {
+        var (code, output) = await RunAsync(command, "--help");
+        Assert.Equal(0, code);
+        Assert.Contains("EXAMPLES:", output);
+        Assert.Contains($"si {command}", output);
+        Assert.Contains("EXIT CODES:", output);
+        Assert.Contains("2    bad arguments or input", output);
+    }
+
+    [Fact]
+    public async Task EveryExampleParses()
+    {
+        var (console, _) = CaptureConsole();
+        Assert.Equal(0, await CliApp.Build(verbose: false, console, validateExamples: true).RunAsync(["engines", "--json"]));
+    }
+
+    [Theory]
+    [InlineData("serve")]                                         // neither --model nor --synthetic
+    [InlineData("serve", "--synthetic", "--port", "abc")]         // not a number
+    [InlineData("serve", "--synthetic", "--port", "70000")]       // out of range
+    [InlineData("serve", "--synthetic", "--host", "example.com")] // not an IP address
+    [InlineData("serve", "--synthetic", "--no-such-option")]
+    [InlineData("serve", "--model", "/no/such/checkpoint")]       // found while running: still bad input
+    [InlineData("serve", "--model", ".")]                         // a folder without config.json
+    [InlineData("loadtest", "--url", "ftp://x")]
+    [InlineData("loadtest", "--url", "http://127.0.0.1:1", "--synthetic")]
+    [InlineData("loadtest", "--requests", "0")]
+    [InlineData("no-such-command")]
+    public async Task BadArgumentsExitWith2WithoutAStackTrace(params string[] args)
+    {
+        var (code, output) = await RunAsync(args);
+        Assert.True(code == 2, $"exit code {code}: {output}");
+        Assert.DoesNotContain("   at ", output);
+    }
+
+    [Fact]
+    public void RuntimeErrorsExitWith1AndShowAStackTraceOnlyWhenVerbose()
+    {
+        Exception thrown;
+        try
+        {
+            throw new InvalidOperationException("the port is in use");
+        }
+        catch (Exception e)
+        {
+            thrown = e;
+        }
+
+        var (quiet, quietOutput) = CaptureConsole();
+        Assert.Equal(1, CliApp.Report(thrown, verbose: false, quiet));
+        Assert.Contains("error: the port is in use", quietOutput.ToString());
+        Assert.Contains("--verbose", quietOutput.ToString());
+        Assert.DoesNotContain(nameof(RuntimeErrorsExitWith1AndShowAStackTraceOnlyWhenVerbose), quietOutput.ToString());
+
+        var (verbose, verboseOutput) = CaptureConsole();
+        Assert.Equal(1, CliApp.Report(thrown, verbose: true, verbose));
+        Assert.Contains(nameof(RuntimeErrorsExitWith1AndShowAStackTraceOnlyWhenVerbose), verboseOutput.ToString());
+    }
+
+    /// <summary>The load check as a command: an in-process server over the synthetic runner, loopback only.</summary>
+    [Fact]
+    public async Task LoadTestCommandRunsAgainstAnInProcessServer()
+    {
+        var (code, output) = await RunAsync("loadtest", "--requests", "24", "--concurrency", "4", "--max-tokens", "4", "--synthetic-max-seq-len", "64");
+        Assert.True(code == 0, $"exit code {code}: {output}");
+    }
+
+    [Fact]
+    public void SummaryLineReportsTokensRateAndTimeToFirstToken()
+    {
+        var completion = new Completion(1, [5, 6, 7, 8], FinishReason.Length,
+            new CompletionUsage(PromptTokens: 12, CompletionTokens: 4, CachedPromptTokens: 8, Preemptions: 0, TimeToFirstToken: TimeSpan.FromMilliseconds(35)));
+        Assert.Equal("4 tokens in 0.50 s (8.0 tokens/s), time to first token 35 ms, prompt 12 tokens (8 cached), finish length",
+            ConsoleUi.SummaryLine(completion, TimeSpan.FromSeconds(0.5)));
+    }
+
+    private static string RepositoryRoot => typeof(CliTests).Assembly
+        .GetCustomAttributes(typeof(System.Reflection.AssemblyMetadataAttribute), false)
+        .Cast<System.Reflection.AssemblyMetadataAttribute>().Single(a => a.Key == "RepositoryRoot").Value!;
+}
