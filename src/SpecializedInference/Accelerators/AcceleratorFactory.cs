@@ -1,0 +1,172 @@
+using System.Reflection;
+using System.Runtime.InteropServices;
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.Cuda;
+using SpecializedInference.Kernels;
+
+namespace SpecializedInference.Accelerators;
+
+/// <summary>Which device the engine runs its kernels on.</summary>
+public enum DeviceKind
+{
+    /// <summary>CUDA when a usable CUDA device exists, else the CPU accelerator.</summary>
+    Auto,
+
+    /// <summary>ILGPU's CPU accelerator, shaped like an NVIDIA GPU (warp 32, 1024 threads per group).</summary>
+    Cpu,
+
+    /// <summary>A CUDA device; fails with a clear error when none is usable.</summary>
+    Cuda,
+}
+
+/// <summary>How to create the ILGPU context and accelerator.</summary>
+/// <param name="Device">Which device kind to use.</param>
+/// <param name="CudaDeviceIndex">Which CUDA device, when several are present.</param>
+/// <param name="OptimizationLevel">ILGPU's IR optimization level (O2 is Release).</param>
+public sealed record AcceleratorOptions(
+    DeviceKind Device = DeviceKind.Auto,
+    int CudaDeviceIndex = 0,
+    OptimizationLevel OptimizationLevel = OptimizationLevel.O2)
+{
+    public static AcceleratorOptions Default { get; } = new();
+}
+
+/// <summary>An ILGPU context and the accelerator created in it; disposing it releases both.</summary>
+public sealed class AcceleratorHandle : IDisposable
+{
+    internal AcceleratorHandle(Context context, Accelerator accelerator, DeviceKind kind)
+    {
+        Context = context;
+        Accelerator = accelerator;
+        Kind = kind;
+    }
+
+    public Context Context { get; }
+
+    public Accelerator Accelerator { get; }
+
+    /// <summary><see cref="DeviceKind.Cpu"/> or <see cref="DeviceKind.Cuda"/>: what <see cref="DeviceKind.Auto"/> resolved to.</summary>
+    public DeviceKind Kind { get; }
+
+    /// <summary>One line for logs: the device kind and name.</summary>
+    public string Description => $"{Kind.ToString().ToLowerInvariant()}: {Accelerator.Name} (warp {Accelerator.WarpSize}, " +
+        $"{Accelerator.MaxNumThreadsPerGroup} threads/group, {Accelerator.MaxSharedMemoryPerGroup / 1024} KB shared/group)";
+
+    public void Dispose()
+    {
+        Accelerator.Dispose();
+        Context.Dispose();
+    }
+}
+
+/// <summary>
+/// Creates the ILGPU context (algorithms enabled, O2) and an accelerator: CUDA when a CUDA device is usable,
+/// else the CPU accelerator with a GPU-shaped device, so the same kernels run in tests without a GPU.
+/// </summary>
+public static class AcceleratorFactory
+{
+    private static int s_resolverRegistered;
+
+    /// <summary>Creates a context and an accelerator as <paramref name="options"/> asks.</summary>
+    /// <exception cref="InvalidOperationException">CUDA was asked for and no CUDA device is usable.</exception>
+    public static AcceleratorHandle Create(AcceleratorOptions? options = null)
+    {
+        options ??= AcceleratorOptions.Default;
+        if (options.Device != DeviceKind.Cpu)
+        {
+            var cuda = TryCreateCuda(options, out string? why);
+            if (cuda is not null) return cuda;
+            if (options.Device == DeviceKind.Cuda)
+                throw new InvalidOperationException($"--device cuda: no usable CUDA device ({why}).");
+        }
+        return CreateCpu(options);
+    }
+
+    /// <summary>The CPU accelerator simulating an NVIDIA GPU: warp 32, 1024 threads per group, one OS thread
+    /// per GPU thread (correct but slow: use tiny shapes).</summary>
+    public static AcceleratorHandle CreateCpu(AcceleratorOptions? options = null)
+    {
+        options ??= AcceleratorOptions.Default;
+        var context = Context.Create(b => b.CPU(CPUDevice.Nvidia).EnableAlgorithms().Optimize(options.OptimizationLevel));
+        try
+        {
+            var accelerator = CPUDevice.Nvidia.CreateCPUAccelerator(context, CPUAcceleratorMode.Parallel);
+            return new AcceleratorHandle(context, accelerator, DeviceKind.Cpu);
+        }
+        catch
+        {
+            context.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Whether a CUDA device can be opened on this machine (loads the driver once to find out).</summary>
+    public static bool IsCudaAvailable()
+    {
+        using var handle = TryCreateCuda(AcceleratorOptions.Default, out _);
+        return handle is not null;
+    }
+
+    private static AcceleratorHandle? TryCreateCuda(AcceleratorOptions options, out string? why)
+    {
+        RegisterCudaResolver();
+        Context? context = null;
+        try
+        {
+            context = Context.Create(b => b.Cuda().EnableAlgorithms().Optimize(options.OptimizationLevel));
+            var devices = context.GetCudaDevices();
+            if (devices.Count == 0)
+            {
+                why = "the CUDA driver reports no devices, or libcuda.so / libcuda.so.1 could not be loaded";
+                context.Dispose();
+                return null;
+            }
+            if (options.CudaDeviceIndex < 0 || options.CudaDeviceIndex >= devices.Count)
+            {
+                why = $"CUDA device index {options.CudaDeviceIndex} is out of range: {devices.Count} device(s) present";
+                context.Dispose();
+                return null;
+            }
+            var accelerator = context.CreateCudaAccelerator(options.CudaDeviceIndex);
+            why = null;
+            return new AcceleratorHandle(context, accelerator, DeviceKind.Cuda);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            why = ex.GetType().Name + ": " + ex.Message;
+            context?.Dispose();
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// ILGPU imports the driver as "cuda", which Linux resolves to <c>libcuda.so</c>; many machines only ship
+    /// <c>libcuda.so.1</c> (the dev symlink is missing). Registered once for ILGPU's assembly.
+    /// </summary>
+    public static void RegisterCudaResolver()
+    {
+        if (Interlocked.Exchange(ref s_resolverRegistered, 1) != 0) return;
+        try
+        {
+            NativeLibrary.SetDllImportResolver(typeof(Context).Assembly, ResolveCuda);
+        }
+        catch (InvalidOperationException)
+        {
+            // ILGPU (or the host) registered its own resolver first; theirs stays in charge.
+        }
+    }
+
+    private static IntPtr ResolveCuda(string libraryName, Assembly assembly, DllImportSearchPath? searchPath)
+    {
+        if (libraryName is not ("cuda" or "nvcuda" or "libcuda" or "libcuda.so" or "libcuda.so.1")) return IntPtr.Zero;
+        foreach (var candidate in new[] { "libcuda.so", "libcuda.so.1" })
+            if (NativeLibrary.TryLoad(candidate, assembly, searchPath, out var handle)) return handle;
+        return IntPtr.Zero;
+    }
+
+    /// <summary>Allocates one layer's paged KV cache (zeroed) on <paramref name="accelerator"/>.</summary>
+    public static PagedKvCacheBuffer AllocateKvLayer(Accelerator accelerator, PagedKvCacheLayout layout)
+        => PagedKvCacheBuffer.Allocate(accelerator, layout);
+}
