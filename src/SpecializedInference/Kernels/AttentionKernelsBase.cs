@@ -1,0 +1,152 @@
+using ILGPU;
+using ILGPU.Runtime;
+using SpecializedInference.Kernels.Generic;
+
+namespace SpecializedInference.Kernels;
+
+/// <summary>
+/// What every attention kernel set shares: planning a step, checking arguments, and routing a batch — decode
+/// sequences (query length 1) to the split-K decode kernels, the others to prefill; a batch may mix both.
+/// Subclasses (the generic kernels and each generated set) launch their own kernels.
+/// </summary>
+public abstract class AttentionKernelsBase : IAttentionKernels
+{
+    private GenericMaterializedKernels? _materialized;
+
+    protected AttentionKernelsBase(Accelerator accelerator, string name, bool isSpecialized, AttentionShape shape,
+        AttentionTiles tiles, AttentionOptions options, int headsPerGroup)
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        ArgumentNullException.ThrowIfNull(shape);
+        ArgumentNullException.ThrowIfNull(tiles);
+        ArgumentNullException.ThrowIfNull(options);
+        shape.Validate();
+        tiles.Validate();
+        if (headsPerGroup <= 0 || shape.GroupSize % headsPerGroup != 0)
+            throw new ArgumentException($"heads per group ({headsPerGroup}) must divide the group size ({shape.GroupSize}).");
+        Accelerator = accelerator;
+        Name = name;
+        IsSpecialized = isSpecialized;
+        Shape = shape;
+        Tiles = tiles;
+        Options = options;
+        HeadsPerGroup = headsPerGroup;
+        PrefillPositions = AttentionSharedMemory.PrefillPositions(tiles.PrefillTileQ, headsPerGroup);
+        Dims = new AttentionDims
+        {
+            HeadDim = shape.HeadDim,
+            HeadDim4 = shape.HeadDim / 4,
+            Units = shape.HeadDim / 8,
+            NumHeads = shape.NumHeads,
+            NumKvHeads = shape.NumKvHeads,
+            GroupSize = shape.GroupSize,
+            BlockSize = shape.BlockSize,
+            HeadsPerGroup = headsPerGroup,
+            HeadGroups = shape.NumHeads / headsPerGroup,
+            PrefillPositions = PrefillPositions,
+            PrefillRows = PrefillPositions * headsPerGroup,
+            TileKv = tiles.PrefillTileKv,
+            DecodePartition = tiles.DecodePartitionSize,
+            Scale = 1f / MathF.Sqrt(shape.HeadDim),
+        };
+    }
+
+    public Accelerator Accelerator { get; }
+
+    public string Name { get; }
+
+    public bool IsSpecialized { get; }
+
+    public AttentionOptions Options { get; }
+
+    public AttentionShape Shape { get; }
+
+    public AttentionTiles Tiles { get; }
+
+    /// <summary>Query heads a thread group serves from each K/V load (1 for <see cref="HeadMapping.Expanded"/>).</summary>
+    public int HeadsPerGroup { get; }
+
+    /// <summary>Query positions per prefill work item.</summary>
+    public int PrefillPositions { get; }
+
+    /// <summary>The run-time sizes (what the generic kernels take as an argument).</summary>
+    public AttentionDims Dims { get; }
+
+    protected int GroupThreads => Tiles.Warps * 32;
+
+    public IAttentionPlan Plan(AttentionBatch batch)
+        => AttentionPlan.Create(this, Accelerator, batch, Shape, PrefillPositions, Tiles.DecodePartitionSize,
+            Options.Algorithm == AttentionAlgorithm.Materialized);
+
+    public void WriteKvCache(IAttentionPlan plan, ArrayView<float> keys, ArrayView<float> values, PagedKvLayer cache)
+    {
+        var p = AttentionPlan.Check(plan, this);
+        long rows = (long)p.Batch.NumTokens * Shape.NumKvHeads * Shape.HeadDim;
+        if (keys.Length < rows || values.Length < rows)
+            throw new ArgumentException($"WriteKvCache: keys has {keys.Length} and values {values.Length} floats; " +
+                $"{p.Batch.NumTokens} tokens x {Shape.NumKvHeads} kv heads x {Shape.HeadDim} need {rows}.");
+        var (keyCache, valueCache) = CheckCache(p, cache, forWrite: true);
+        if (p.Batch.NumTokens == 0) return;
+        LaunchWriteKv(p, keys, values, keyCache, valueCache);
+    }
+
+    public void Attend(IAttentionPlan plan, ArrayView<float> queries, PagedKvLayer cache, ArrayView<float> output)
+    {
+        var p = AttentionPlan.Check(plan, this);
+        long rows = (long)p.Batch.NumTokens * Shape.NumHeads * Shape.HeadDim;
+        if (queries.Length < rows || output.Length < rows)
+            throw new ArgumentException($"Attend: queries has {queries.Length} and output {output.Length} floats; " +
+                $"{p.Batch.NumTokens} tokens x {Shape.NumHeads} heads x {Shape.HeadDim} need {rows}.");
+        var (keyCache, valueCache) = CheckCache(p, cache, forWrite: false);
+        if (p.Batch.NumTokens == 0) return;
+        if (Options.Algorithm == AttentionAlgorithm.Materialized)
+        {
+            _materialized ??= new GenericMaterializedKernels(Accelerator, Options.KvDtype);
+            _materialized.Launch(Dims, p, queries, keyCache, valueCache, output);
+            return;
+        }
+        if (p.NumPrefillItems > 0) LaunchPrefill(p, queries, keyCache, valueCache, output);
+        if (p.NumDecodeItems > 0)
+        {
+            LaunchDecode(p, queries, keyCache, valueCache, output);
+            if (p.NumCombines > 0) LaunchCombine(p, output);
+        }
+    }
+
+    /// <summary>Launches the KV-cache append over <c>plan.Batch.NumTokens</c> tokens.</summary>
+    protected abstract void LaunchWriteKv(AttentionPlan plan, ArrayView<float> keys, ArrayView<float> values,
+        ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache);
+
+    /// <summary>Launches flash prefill over <c>plan.NumPrefillItems</c> work items × head groups.</summary>
+    protected abstract void LaunchPrefill(AttentionPlan plan, ArrayView<float> queries, ArrayView<Chunk16> keyCache,
+        ArrayView<Chunk16> valueCache, ArrayView<float> output);
+
+    /// <summary>Launches split-K decode over <c>plan.NumDecodeItems</c> partitions × head groups.</summary>
+    protected abstract void LaunchDecode(AttentionPlan plan, ArrayView<float> queries, ArrayView<Chunk16> keyCache,
+        ArrayView<Chunk16> valueCache, ArrayView<float> output);
+
+    /// <summary>Launches the partition combine over <c>plan.NumCombines</c> decodes.</summary>
+    protected abstract void LaunchCombine(AttentionPlan plan, ArrayView<float> output);
+
+    private (ArrayView<Chunk16> Keys, ArrayView<Chunk16> Values) CheckCache(AttentionPlan p, PagedKvLayer cache, bool forWrite)
+    {
+        int bytesPerElement = Options.KvDtype == KvDtype.F16 ? 2 : 4;
+        long blockBytes = (long)Shape.NumKvHeads * Shape.BlockSize * Shape.HeadDim * bytesPerElement;
+        long keyBytes = cache.Keys.Length;
+        if (keyBytes == 0 || keyBytes % blockBytes != 0 || cache.Values.Length != keyBytes)
+            throw new ArgumentException($"KV cache layer: keys have {keyBytes} bytes and values {cache.Values.Length}; both must be the same " +
+                $"whole number of {Options.KvDtype.ToString().ToLowerInvariant()} blocks of {blockBytes} bytes " +
+                $"([{Shape.NumKvHeads} kv heads, {Shape.BlockSize} slots, {Shape.HeadDim} dims]).");
+        long numBlocks = keyBytes / blockBytes;
+        if (p.MaxBlockId >= numBlocks)
+            throw new ArgumentException($"attention batch: a block table names block {p.MaxBlockId} but the KV cache layer has {numBlocks} blocks.");
+        if (forWrite && p.MaxSlot >= numBlocks * Shape.BlockSize)
+            throw new ArgumentException($"attention batch: SlotMapping names slot {p.MaxSlot} but the KV cache layer has {numBlocks * Shape.BlockSize} slots.");
+        return (cache.Keys.Cast<Chunk16>(), cache.Values.Cast<Chunk16>());
+    }
+
+    public virtual void Dispose()
+    {
+        GC.SuppressFinalize(this);
+    }
+}

@@ -1,0 +1,242 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace SpecializedInference.Kernels;
+
+/// <summary>
+/// One step's batch metadata on the device, as the kernels read it. Passed to every kernel as one argument.
+/// </summary>
+public struct AttentionMeta
+{
+    /// <summary>[num_seqs + 1] first token of each sequence (cu_seqlens); the last entry is num_tokens.</summary>
+    public ArrayView<int> QueryStart;
+    /// <summary>[num_seqs] keys each sequence attends to, the step's new tokens included.</summary>
+    public ArrayView<int> ContextLens;
+    /// <summary>[num_seqs, MaxBlocksPerSeq] physical block ids in logical order.</summary>
+    public ArrayView<int> BlockTables;
+    /// <summary>[num_tokens] cache slot of each new token (block * block_size + offset), -1 skips.</summary>
+    public ArrayView<int> SlotMapping;
+    /// <summary>[num_tokens] sequence of each token (the materialized path).</summary>
+    public ArrayView<int> TokenSeq;
+    /// <summary>[num_prefill_items, 2] (sequence, first query index) of each prefill query tile.</summary>
+    public ArrayView<int> PrefillWork;
+    /// <summary>[num_decodes] sequence of each decode (query length 1).</summary>
+    public ArrayView<int> DecodeSeqs;
+    /// <summary>[num_decode_items, 2] (decode index, partition) of each split-K partition.</summary>
+    public ArrayView<int> DecodeWork;
+    /// <summary>[num_combines] decode indices whose context spans more than one partition.</summary>
+    public ArrayView<int> CombineDecodes;
+    /// <summary>[num_decodes, num_heads, MaxPartitions, head_dim] each partition's output, normalized by its own sum.</summary>
+    public ArrayView<float> PartialOut;
+    /// <summary>[num_decodes, num_heads, MaxPartitions, 2] each partition's (max, sum).</summary>
+    public ArrayView<float> PartialMaxSum;
+    /// <summary>[num_tokens, num_heads, MaxContext] scores, then probabilities (the materialized path only).</summary>
+    public ArrayView<float> Scores;
+    public int MaxBlocksPerSeq;
+    public int MaxPartitions;
+    public int MaxContext;
+}
+
+/// <summary>
+/// A step's batch metadata uploaded once (one int buffer, one copy) and reused by every layer, with the work
+/// lists of the kernel set that planned it: prefill query tiles, decode partitions, and the decodes that
+/// need a combine.
+/// </summary>
+public sealed class AttentionPlan : IAttentionPlan
+{
+    private readonly MemoryBuffer1D<int, Stride1D.Dense> _ints;
+    private readonly MemoryBuffer1D<float, Stride1D.Dense> _floats;
+
+    private AttentionPlan(object owner, AttentionBatch batch, MemoryBuffer1D<int, Stride1D.Dense> ints,
+        MemoryBuffer1D<float, Stride1D.Dense> floats, AttentionMeta meta)
+    {
+        Owner = owner;
+        Batch = batch;
+        _ints = ints;
+        _floats = floats;
+        Meta = meta;
+    }
+
+    public AttentionBatch Batch { get; }
+
+    /// <summary>The kernel set that planned this step (its tiles shaped the work lists).</summary>
+    internal object Owner { get; }
+
+    public AttentionMeta Meta { get; }
+
+    public int NumPrefillItems { get; private init; }
+
+    public int NumDecodes { get; private init; }
+
+    public int NumDecodeItems { get; private init; }
+
+    public int NumCombines { get; private init; }
+
+    /// <summary>Largest physical block id any block table names (checked against the cache at launch).</summary>
+    public int MaxBlockId { get; private init; }
+
+    /// <summary>Largest slot the slot mapping names.</summary>
+    public long MaxSlot { get; private init; }
+
+    public bool IsDisposed { get; private set; }
+
+    /// <summary>Checks the batch and builds its work lists for the given tiles.</summary>
+    /// <param name="prefillPositions">Query positions per prefill work item.</param>
+    /// <param name="decodePartition">Keys per decode partition.</param>
+    /// <param name="materialized">Whether to allocate the [num_tokens, num_heads, max_context] score matrix.</param>
+    public static AttentionPlan Create(object owner, Accelerator accelerator, AttentionBatch batch, AttentionShape shape,
+        int prefillPositions, int decodePartition, bool materialized)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        Validate(batch, shape);
+        int numSeqs = batch.NumSeqs;
+        int numTokens = batch.NumTokens;
+        int maxBlocks = Math.Max(1, batch.BlockTables.Max(t => t.Length));
+        int maxContext = Math.Max(1, batch.ContextLens.DefaultIfEmpty(0).Max());
+
+        var queryStart = new int[numSeqs + 1];
+        for (int s = 0; s < numSeqs; s++) queryStart[s + 1] = queryStart[s] + batch.QueryLens[s];
+        var blockTables = new int[numSeqs * maxBlocks];
+        int maxBlockId = -1;
+        for (int s = 0; s < numSeqs; s++)
+        {
+            int used = (batch.ContextLens[s] + shape.BlockSize - 1) / shape.BlockSize;
+            for (int b = 0; b < batch.BlockTables[s].Length; b++)
+            {
+                blockTables[s * maxBlocks + b] = batch.BlockTables[s][b];
+                if (b < used) maxBlockId = Math.Max(maxBlockId, batch.BlockTables[s][b]);
+            }
+        }
+        var tokenSeq = new int[numTokens];
+        for (int s = 0; s < numSeqs; s++)
+            for (int t = queryStart[s]; t < queryStart[s + 1]; t++) tokenSeq[t] = s;
+
+        var prefill = new List<int>();
+        var decodeSeqs = new List<int>();
+        var decodeWork = new List<int>();
+        var combines = new List<int>();
+        int maxPartitions = 1;
+        for (int s = 0; s < numSeqs; s++)
+        {
+            int queryLen = batch.QueryLens[s];
+            if (queryLen == 0) continue;
+            if (queryLen == 1 && !materialized)
+            {
+                int decodeIndex = decodeSeqs.Count;
+                decodeSeqs.Add(s);
+                int partitions = (batch.ContextLens[s] + decodePartition - 1) / decodePartition;
+                maxPartitions = Math.Max(maxPartitions, partitions);
+                for (int p = 0; p < partitions; p++)
+                {
+                    decodeWork.Add(decodeIndex);
+                    decodeWork.Add(p);
+                }
+                if (partitions > 1) combines.Add(decodeIndex);
+                continue;
+            }
+            for (int i0 = 0; i0 < queryLen; i0 += prefillPositions)
+            {
+                prefill.Add(s);
+                prefill.Add(i0);
+            }
+        }
+
+        // One int buffer for everything; each segment gets at least one element so every sub-view is valid.
+        var segments = new[] { queryStart, batch.ContextLens, blockTables, batch.SlotMapping, tokenSeq,
+            prefill.ToArray(), decodeSeqs.ToArray(), decodeWork.ToArray(), combines.ToArray() };
+        var offsets = new long[segments.Length + 1];
+        for (int i = 0; i < segments.Length; i++) offsets[i + 1] = offsets[i] + Math.Max(1, segments[i].Length);
+        var host = new int[offsets[^1]];
+        for (int i = 0; i < segments.Length; i++) segments[i].CopyTo(host, offsets[i]);
+
+        int numDecodes = decodeSeqs.Count;
+        long partialOut = Math.Max(1L, (long)numDecodes * shape.NumHeads * maxPartitions * shape.HeadDim);
+        long partialMaxSum = Math.Max(1L, (long)numDecodes * shape.NumHeads * maxPartitions * 2);
+        long scores = materialized ? Math.Max(1L, (long)numTokens * shape.NumHeads * maxContext) : 1L;
+
+        var ints = accelerator.Allocate1D<int>(host.Length);
+        MemoryBuffer1D<float, Stride1D.Dense>? floats = null;
+        try
+        {
+            ints.CopyFromCPU(host);
+            floats = accelerator.Allocate1D<float>(partialOut + partialMaxSum + scores);
+            ArrayView<int> all = ints.View;
+            ArrayView<float> f = floats.View;
+            ArrayView<int> Seg(int i) => all.SubView(offsets[i], offsets[i + 1] - offsets[i]);
+            var meta = new AttentionMeta
+            {
+                QueryStart = Seg(0),
+                ContextLens = Seg(1),
+                BlockTables = Seg(2),
+                SlotMapping = Seg(3),
+                TokenSeq = Seg(4),
+                PrefillWork = Seg(5),
+                DecodeSeqs = Seg(6),
+                DecodeWork = Seg(7),
+                CombineDecodes = Seg(8),
+                PartialOut = f.SubView(0, partialOut),
+                PartialMaxSum = f.SubView(partialOut, partialMaxSum),
+                Scores = f.SubView(partialOut + partialMaxSum, scores),
+                MaxBlocksPerSeq = maxBlocks,
+                MaxPartitions = maxPartitions,
+                MaxContext = maxContext,
+            };
+            return new AttentionPlan(owner, batch, ints, floats, meta)
+            {
+                NumPrefillItems = prefill.Count / 2,
+                NumDecodes = numDecodes,
+                NumDecodeItems = decodeWork.Count / 2,
+                NumCombines = combines.Count,
+                MaxBlockId = maxBlockId,
+                MaxSlot = batch.SlotMapping.DefaultIfEmpty(-1).Max(),
+            };
+        }
+        catch
+        {
+            ints.Dispose();
+            floats?.Dispose();
+            throw;
+        }
+    }
+
+    private static void Validate(AttentionBatch batch, AttentionShape shape)
+    {
+        int n = batch.NumSeqs;
+        if (batch.ContextLens.Length != n || batch.BlockTables.Length != n)
+            throw new ArgumentException($"attention batch: QueryLens has {n} sequences but ContextLens has {batch.ContextLens.Length} and BlockTables {batch.BlockTables.Length}.");
+        long tokens = 0;
+        for (int s = 0; s < n; s++)
+        {
+            int q = batch.QueryLens[s], c = batch.ContextLens[s];
+            if (q < 0) throw new ArgumentException($"attention batch: sequence {s} has QueryLens {q}; expected >= 0.");
+            if (c < q) throw new ArgumentException($"attention batch: sequence {s} has ContextLens {c} < QueryLens {q}; the context includes the new tokens.");
+            if (batch.BlockTables[s] is null) throw new ArgumentException($"attention batch: sequence {s} has no block table.");
+            int needed = (c + shape.BlockSize - 1) / shape.BlockSize;
+            if (batch.BlockTables[s].Length < needed)
+                throw new ArgumentException($"attention batch: sequence {s} has context {c} and needs {needed} blocks of {shape.BlockSize}, but its block table has {batch.BlockTables[s].Length}.");
+            for (int b = 0; b < needed; b++)
+                if (batch.BlockTables[s][b] < 0)
+                    throw new ArgumentException($"attention batch: sequence {s} block table entry {b} is {batch.BlockTables[s][b]}; expected a block id >= 0.");
+            tokens += q;
+        }
+        if (tokens != batch.SlotMapping.Length)
+            throw new ArgumentException($"attention batch: QueryLens add up to {tokens} tokens but SlotMapping has {batch.SlotMapping.Length} entries.");
+    }
+
+    /// <summary>Throws unless this plan was made by <paramref name="owner"/> and is still alive.</summary>
+    internal static AttentionPlan Check(IAttentionPlan plan, object owner)
+    {
+        if (plan is not AttentionPlan p || !ReferenceEquals(p.Owner, owner))
+            throw new ArgumentException("the attention plan was made by another kernel set; call Plan on the kernels that run it.", nameof(plan));
+        ObjectDisposedException.ThrowIf(p.IsDisposed, p);
+        return p;
+    }
+
+    public void Dispose()
+    {
+        if (IsDisposed) return;
+        IsDisposed = true;
+        _ints.Dispose();
+        _floats.Dispose();
+    }
+}

@@ -1,0 +1,161 @@
+using ILGPU;
+using ILGPU.Runtime;
+using SpecializedInference.Accelerators;
+using SpecializedInference.Kernels;
+using SpecializedInference.Kernels.Generic;
+using SpecializedInference.Kernels.Reference;
+
+namespace SpecializedInference.Tests.Kernels;
+
+/// <summary>One CPU accelerator (GPU-shaped) for every kernel test, and the kernel sets compiled on it so far.</summary>
+public sealed class CpuAcceleratorFixture : IDisposable
+{
+    private readonly Dictionary<string, IAttentionKernels> _kernels = new();
+
+    public AcceleratorHandle Handle { get; } = AcceleratorFactory.CreateCpu();
+
+    public Accelerator Accelerator => Handle.Accelerator;
+
+    /// <summary>Generic kernels for a shape, options and tiles, compiled once per test run.</summary>
+    public IAttentionKernels Generic(AttentionShape shape, AttentionOptions options, AttentionTiles tiles)
+    {
+        string key = $"generic {shape} {options} {tiles}";
+        lock (_kernels)
+        {
+            if (!_kernels.TryGetValue(key, out var k)) _kernels[key] = k = new GenericAttentionKernels(Accelerator, shape, options, tiles);
+            return k;
+        }
+    }
+
+    /// <summary>Any kernel set, compiled once per test run under <paramref name="key"/>.</summary>
+    public IAttentionKernels Get(string key, Func<IAttentionKernels> create)
+    {
+        lock (_kernels)
+        {
+            if (!_kernels.TryGetValue(key, out var k)) _kernels[key] = k = create();
+            return k;
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var k in _kernels.Values) k.Dispose();
+        Handle.Dispose();
+    }
+}
+
+/// <summary>A sequence of a step: how many keys it attends to, and how many of them are new this step.</summary>
+public readonly record struct SeqSpec(int Context, int QueryLen);
+
+/// <summary>
+/// Runs attention steps on the device and on the float64 reference side by side: a paged cache with
+/// shuffled, non-contiguous block tables, pre-filled with random values (so earlier positions are "already
+/// cached"), fresh random K/V/Q per step, outputs poisoned with NaN before each launch.
+/// </summary>
+public sealed class AttentionHarness : IDisposable
+{
+    private readonly Accelerator _accelerator;
+    private readonly PagedKvCacheBuffer _cache;
+    private readonly List<int> _freeBlocks;
+
+    public AttentionHarness(Accelerator accelerator, AttentionShape shape, KvDtype dtype, int numBlocks, int seed)
+    {
+        _accelerator = accelerator;
+        Shape = shape;
+        Seed = seed;
+        Rng = new Random(seed);
+        Reference = new ReferencePagedCache(numBlocks, shape.NumKvHeads, shape.BlockSize, shape.HeadDim, dtype);
+        Reference.FillRandom(Rng);
+        _cache = AcceleratorFactory.AllocateKvLayer(accelerator, new PagedKvCacheLayout(numBlocks, shape.NumKvHeads, shape.BlockSize, shape.HeadDim, dtype));
+        _cache.Layer.Keys.CopyFromCPU(Reference.KeyBytes());
+        _cache.Layer.Values.CopyFromCPU(Reference.ValueBytes());
+        _freeBlocks = Enumerable.Range(0, numBlocks).OrderBy(_ => Rng.Next()).ToList();
+    }
+
+    public AttentionShape Shape { get; }
+
+    public int Seed { get; }
+
+    public Random Rng { get; }
+
+    public ReferencePagedCache Reference { get; }
+
+    public PagedKvLayer Layer => _cache.Layer;
+
+    /// <summary>A block table of <paramref name="blocks"/> blocks taken from a shuffled free list.</summary>
+    public int[] TakeBlocks(int blocks)
+    {
+        if (blocks > _freeBlocks.Count) throw new InvalidOperationException("test cache too small");
+        var table = _freeBlocks.Take(blocks).ToArray();
+        _freeBlocks.RemoveRange(0, blocks);
+        return table;
+    }
+
+    /// <summary>Grows a block table to cover <paramref name="context"/> keys.</summary>
+    public int[] Cover(int[] table, int context)
+    {
+        int needed = (context + Shape.BlockSize - 1) / Shape.BlockSize;
+        return needed <= table.Length ? table : table.Concat(TakeBlocks(needed - table.Length)).ToArray();
+    }
+
+    /// <summary>The batch for <paramref name="seqs"/>: new tokens at positions context - query_len .. context - 1.</summary>
+    public AttentionBatch Batch(SeqSpec[] seqs, int[][] tables)
+    {
+        var slots = new List<int>();
+        for (int s = 0; s < seqs.Length; s++)
+            for (int p = seqs[s].Context - seqs[s].QueryLen; p < seqs[s].Context; p++)
+                slots.Add(tables[s][p / Shape.BlockSize] * Shape.BlockSize + p % Shape.BlockSize);
+        return new AttentionBatch(seqs.Select(s => s.QueryLen).ToArray(), seqs.Select(s => s.Context).ToArray(), tables, slots.ToArray());
+    }
+
+    public float[] RandomFloats(long n)
+    {
+        var a = new float[n];
+        for (long i = 0; i < n; i++) a[i] = (float)(Rng.NextDouble() * 2 - 1);
+        return a;
+    }
+
+    /// <summary>One step on every kernel set: each writes the same new K/V, then attends. Returns each
+    /// set's output, and checks the cache the first one wrote against the reference's.</summary>
+    public StepResult Step(AttentionBatch batch, params IAttentionKernels[] kernelSets)
+    {
+        int tokens = batch.NumTokens;
+        var keys = RandomFloats((long)tokens * Shape.NumKvHeads * Shape.HeadDim);
+        var values = RandomFloats(keys.Length);
+        var queries = RandomFloats((long)tokens * Shape.NumHeads * Shape.HeadDim);
+
+        Reference.Write(batch.SlotMapping, keys, values);
+        var expected = AttentionReference.Attend(batch, queries, Shape.NumHeads, Reference);
+
+        using var dKeys = _accelerator.Allocate1D(keys);
+        using var dValues = _accelerator.Allocate1D(values);
+        using var dQueries = _accelerator.Allocate1D(queries);
+        using var dOut = _accelerator.Allocate1D<float>(Math.Max(1, queries.Length));
+        var outputs = new List<float[]>();
+        foreach (var kernels in kernelSets)
+        {
+            using var plan = kernels.Plan(batch);
+            kernels.WriteKvCache(plan, dKeys.View, dValues.View, Layer);
+            dOut.CopyFromCPU(Enumerable.Repeat(float.NaN, (int)dOut.Length).ToArray());
+            kernels.Attend(plan, dQueries.View, Layer, dOut.View);
+            _accelerator.Synchronize();
+            outputs.Add(dOut.GetAsArray1D().Take(queries.Length).ToArray());
+        }
+        return new StepResult(expected, outputs);
+    }
+
+    /// <summary>The device cache, read back as float64 keys and values.</summary>
+    public (double[] Keys, double[] Values) DeviceCache()
+        => (Reference.FromBytes(ReadBytes(Layer.Keys)), Reference.FromBytes(ReadBytes(Layer.Values)));
+
+    private static byte[] ReadBytes(ArrayView<byte> view)
+    {
+        var bytes = new byte[view.Length];
+        view.CopyToCPU(bytes);
+        return bytes;
+    }
+
+    public void Dispose() => _cache.Dispose();
+}
+
+public sealed record StepResult(double[] Expected, List<float[]> Outputs);
