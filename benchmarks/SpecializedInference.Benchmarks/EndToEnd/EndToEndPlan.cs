@@ -1,0 +1,43 @@
+using SpecializedInference.Generated;
+using SpecializedInference.Kernels;
+
+namespace SpecializedInference.Benchmarks.EndToEnd;
+
+/// <summary>A model shape to run end to end with random weights.</summary>
+/// <param name="Set">The kernel set whose shape (and engine defaults) the model has.</param>
+/// <param name="Layers">Fewer layers than the shape has (the CPU accelerator); null = all.</param>
+public sealed record EndToEndModel(KernelSetInfo Set, int? Layers = null)
+{
+    public int NumLayers => Layers ?? Set.Shape.NumHiddenLayers;
+
+    public string Label => Layers is null ? Set.Name : $"{Set.Name} ({Layers} of {Set.Shape.NumHiddenLayers} layers)";
+}
+
+/// <summary>The ablation run: the same workload with one engine toggle off at a time.</summary>
+public sealed record AblationPlan(EndToEndModel Model, int Batch, int PromptTokens, int DecodeTokens);
+
+/// <summary>
+/// End-to-end runs: each model at each batch size serves <c>batch</c> concurrent requests of
+/// <see cref="PromptTokens"/> random prompt tokens and <see cref="DecodeTokens"/> generated tokens (greedy, no
+/// stop token), through the engine (scheduler, paged KV cache, sampling).
+/// </summary>
+public sealed record EndToEndPlan(IReadOnlyList<EndToEndModel> Models, IReadOnlyList<int> Batches, int PromptTokens, int DecodeTokens, AblationPlan? Ablation)
+{
+    /// <summary>small and medium at batch 1, 16, 64; the ablation on small (use_batching off runs the 16
+    /// requests one after another, use_kv_cache off recomputes every sequence each step).</summary>
+    public static EndToEndPlan GpuFull { get; } = new(
+        [new EndToEndModel(TinyLlama_1_1B.Info), new EndToEndModel(Llama3_8B.Info)], [1, 16, 64], PromptTokens: 64, DecodeTokens: 32,
+        new AblationPlan(new EndToEndModel(TinyLlama_1_1B.Info), Batch: 16, PromptTokens: 64, DecodeTokens: 16));
+
+    public static EndToEndPlan GpuQuick { get; } = new(
+        [new EndToEndModel(Llama3_8B.Info)], [1, 64], PromptTokens: 32, DecodeTokens: 16,
+        new AblationPlan(new EndToEndModel(TinyLlama_1_1B.Info), Batch: 8, PromptTokens: 32, DecodeTokens: 8));
+
+    public static EndToEndPlan CpuFull { get; } = new(
+        [new EndToEndModel(gqa_tiny.Info)], [1, 4], PromptTokens: 8, DecodeTokens: 4,
+        new AblationPlan(new EndToEndModel(gqa_tiny.Info), Batch: 2, PromptTokens: 8, DecodeTokens: 3));
+
+    public static EndToEndPlan CpuQuick { get; } = new(
+        [new EndToEndModel(gqa_tiny.Info, Layers: 1)], [2], PromptTokens: 4, DecodeTokens: 2,
+        new AblationPlan(new EndToEndModel(gqa_tiny.Info, Layers: 1), Batch: 2, PromptTokens: 4, DecodeTokens: 2));
+}

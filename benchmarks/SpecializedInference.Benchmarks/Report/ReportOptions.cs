@@ -1,0 +1,42 @@
+using SpecializedInference.Accelerators;
+using SpecializedInference.Benchmarks.Infrastructure;
+
+namespace SpecializedInference.Benchmarks.Report;
+
+/// <summary>Arguments of <c>report</c>.</summary>
+public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick, IReadOnlySet<string> Sections, string CommandLine)
+{
+    public static readonly string[] AllSections = ["copy", "kernels", "variants", "e2e", "ablation"];
+
+    public const string Usage =
+        "report [--out <file.md>] [--device cuda|cpu|auto] [--quick] [--sections copy,kernels,variants,e2e,ablation]\n" +
+        "  Runs the benchmark suite with explicit timing (warm-up, repetitions, accelerator.Synchronize, median) and writes\n" +
+        "  a markdown report (default benchmarks/results/<date>-<device>.md). --device cuda fails when no CUDA device is usable.";
+
+    public static ReportOptions Parse(string[] args)
+    {
+        string? outPath = null;
+        var device = DeviceKind.Auto;
+        bool quick = false;
+        var sections = new HashSet<string>(AllSections);
+        for (int i = 0; i < args.Length; i++)
+        {
+            string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.\n{Usage}");
+            switch (args[i])
+            {
+                case "--out" or "-o": outPath = Value(); break;
+                case "--device" or "-d": device = BenchDevice.Parse(Value()); break;
+                case "--quick" or "-q": quick = true; break;
+                case "--sections":
+                    sections = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet();
+                    if (sections.FirstOrDefault(s => !AllSections.Contains(s)) is { } bad)
+                        throw new ArgumentException($"--sections: unknown section '{bad}'; expected some of {string.Join(",", AllSections)}.");
+                    break;
+                case "--help" or "-h": throw new ArgumentException(Usage);
+                default: throw new ArgumentException($"report: unknown argument '{args[i]}'.\n{Usage}");
+            }
+        }
+        string commandLine = "report " + string.Join(' ', args.Select(a => a.Contains(' ') ? $"'{a}'" : a));
+        return new ReportOptions(outPath ?? "", device, quick, sections, commandLine);
+    }
+}
