@@ -1,0 +1,89 @@
+namespace SpecializedInference.Engine;
+
+/// <summary>Why a request ended.</summary>
+public enum FinishReason
+{
+    /// <summary>An end-of-sequence token (unless ignored) or a stop token was generated; it is the last token.</summary>
+    Stop,
+
+    /// <summary>max_new_tokens tokens were generated.</summary>
+    Length,
+
+    /// <summary>The caller cancelled, stopped reading the stream, or the engine was disposed.</summary>
+    Cancelled,
+
+    /// <summary>The model runner or the sampler failed on this request.</summary>
+    Error,
+}
+
+/// <summary>
+/// How the next token is picked. <see cref="Greedy"/> (or <see cref="Temperature"/> 0) means argmax;
+/// otherwise temperature, then top-k (0 = off), then top-p (1 = off), with an optional seed.
+/// </summary>
+public sealed record SamplingParams
+{
+    public double Temperature { get; init; } = 1.0;
+
+    public int TopK { get; init; }
+
+    public double TopP { get; init; } = 1.0;
+
+    public ulong? Seed { get; init; }
+
+    public bool Greedy { get; init; }
+
+    /// <summary>Greedy decoding (argmax).</summary>
+    public static SamplingParams ArgMax { get; } = new() { Greedy = true };
+
+    public bool IsGreedy => Greedy || Temperature == 0;
+}
+
+/// <summary>One generation request.</summary>
+/// <param name="PromptTokenIds">Prompt token ids (at least one).</param>
+/// <param name="MaxNewTokens">Most tokens to generate (at least 1); prompt + this must fit max_seq_len.</param>
+public sealed record GenerationRequest(IReadOnlyList<int> PromptTokenIds, int MaxNewTokens)
+{
+    public SamplingParams Sampling { get; init; } = SamplingParams.ArgMax;
+
+    /// <summary>Keep generating past end-of-sequence tokens (stop tokens still stop).</summary>
+    public bool IgnoreEos { get; init; }
+
+    /// <summary>End-of-sequence token ids (from the model's generation config).</summary>
+    public IReadOnlyList<int> EosTokenIds { get; init; } = Array.Empty<int>();
+
+    /// <summary>Extra token ids that always stop generation.</summary>
+    public IReadOnlyList<int> StopTokenIds { get; init; } = Array.Empty<int>();
+
+    /// <summary>Optional label used in messages and errors.</summary>
+    public string? Name { get; init; }
+}
+
+/// <summary>A token streamed as soon as it is sampled. <see cref="FinishReason"/> is set on the last one.</summary>
+/// <param name="RequestId">The engine's id of the request.</param>
+/// <param name="TokenId">The sampled token id.</param>
+/// <param name="Index">0 for the first generated token, then 1, 2, ...</param>
+/// <param name="FinishReason">Set when this token ends the request (Stop or Length).</param>
+public sealed record GeneratedToken(long RequestId, int TokenId, int Index, FinishReason? FinishReason);
+
+/// <summary>Token counts and timing of one request.</summary>
+/// <param name="PromptTokens">Prompt length.</param>
+/// <param name="CompletionTokens">Tokens generated.</param>
+/// <param name="CachedPromptTokens">Prompt tokens served from the prefix cache at admission.</param>
+/// <param name="Preemptions">Times the request was preempted and recomputed.</param>
+/// <param name="TimeToFirstToken">From submission to the first sampled token; null if none was produced.</param>
+public sealed record CompletionUsage(int PromptTokens, int CompletionTokens, int CachedPromptTokens, int Preemptions, TimeSpan? TimeToFirstToken)
+{
+    public int TotalTokens => PromptTokens + CompletionTokens;
+}
+
+/// <summary>The outcome of a request: generated tokens (a Stop token included) and why it ended.</summary>
+public sealed record Completion(long RequestId, IReadOnlyList<int> Tokens, FinishReason FinishReason, CompletionUsage Usage, string? Error = null);
+
+/// <summary>A request failed inside the engine (model runner or sampler error); thrown to stream readers.</summary>
+public sealed class InferenceRequestException : Exception
+{
+    public InferenceRequestException(string message, Exception? inner = null)
+        : base(message, inner)
+    {
+    }
+}
