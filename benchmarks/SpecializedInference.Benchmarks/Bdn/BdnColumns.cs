@@ -53,7 +53,11 @@ public static class BdnColumns
 
     private sealed class Derived(string name, string legend, Func<AttentionCase, double, double> f) : KernelColumn(name, legend)
     {
-        protected override string Value(Summary summary, BenchmarkCase b, AttentionCase c) => Text(f(c, MedianSeconds(summary, b)), "0.##");
+        protected override string Value(Summary summary, BenchmarkCase b, AttentionCase c)
+        {
+            double x = f(c, MedianSeconds(summary, b));
+            return double.IsNaN(x) || double.IsInfinity(x) ? "-" : Format.Number(x);
+        }
     }
 
     /// <summary>Generic median ÷ this median, for the specialized row (BenchmarkDotNet's Ratio is the inverse).</summary>

@@ -1,6 +1,7 @@
 using BenchmarkDotNet.Configs;
 using BenchmarkDotNet.Engines;
 using BenchmarkDotNet.Jobs;
+using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
 using BenchmarkDotNet.Toolchains.InProcess.Emit;
 
@@ -33,6 +34,7 @@ public static class BdnEntry
         return DefaultConfig.Instance
             .AddJob(job.WithToolchain(InProcessEmitToolchain.Instance).AsDefault())
             .AddColumn(BdnColumns.All)
+            .WithSummaryStyle(SummaryStyle.Default.WithMaxParameterColumnWidth(90))
             .WithOptions(ConfigOptions.JoinSummary | ConfigOptions.DisableLogFile);
     }
 }

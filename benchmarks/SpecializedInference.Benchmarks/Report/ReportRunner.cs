@@ -110,13 +110,18 @@ public static class ReportRunner
             if (options.Sections.Contains("kernels"))
             {
                 foreach (var c in plan.KernelCases)
+                {
                     Attempt(data, log, c.ToString(), () => data.Kernels.Add(Logged(bench.Run(c, plan.KernelTiming), log)));
-                save();
+                    save();
+                }
             }
             if (options.Sections.Contains("variants"))
             {
                 foreach (var c in plan.VariantCases)
+                {
                     Attempt(data, log, c.ToString(), () => data.Variants.Add(Logged(bench.Run(c, plan.KernelTiming), log)));
+                    save();
+                }
                 // The flash/GQA baselines of the variants, unless the kernel section already measured them.
                 foreach (var c in plan.VariantCases.Select(v => v with { Algorithm = SpecializedInference.Kernels.AttentionAlgorithm.Flash, HeadMapping = SpecializedInference.Kernels.HeadMapping.Grouped }).Distinct())
                     if (!data.Kernels.Any(k => k.Case == c))
