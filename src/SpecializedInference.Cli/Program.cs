@@ -9,5 +9,9 @@ app.Configure(config =>
         .WithDescription("List the kernel sets generated from configs/*.json at build time.")
         .WithExample("engines")
         .WithExample("engines", "--json");
+    config.AddCommand<SelftestCommand>("selftest")
+        .WithDescription("Run every kernel set's KV write, prefill and decode against the float64 reference on the device.")
+        .WithExample("selftest")
+        .WithExample("selftest", "--device", "cpu");
 });
 return await app.RunAsync(args);

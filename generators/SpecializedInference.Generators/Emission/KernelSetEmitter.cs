@@ -17,7 +17,10 @@ internal static class KernelSetEmitter
     public static IReadOnlyList<GeneratedFile> Emit(KernelSetSpec spec) => new[]
     {
         new GeneratedFile($"{spec.Name}.Constants.g.cs", EmitConstants(spec)),
-        new GeneratedFile($"{spec.Name}.KvCacheWrite.Hd{spec.Model.HeadDim}.Kv{spec.Model.NumKeyValueHeads}.Bs{spec.Engine.KvBlockSize}.g.cs", KvCacheWriteEmitter.Emit(spec)),
+        new GeneratedFile(KvCacheWriteEmitter.HintName(spec), KvCacheWriteEmitter.Emit(spec)),
+        new GeneratedFile(PrefillEmitter.HintName(spec), PrefillEmitter.Emit(spec)),
+        new GeneratedFile(DecodeEmitter.HintName(spec), DecodeEmitter.Emit(spec)),
+        new GeneratedFile(AttentionKernelsEmitter.HintName(spec), AttentionKernelsEmitter.Emit(spec)),
     };
 
     internal static void Header(SourceWriter w, KernelSetSpec spec, params string[] usings)
@@ -71,7 +74,8 @@ internal static class KernelSetEmitter
             w.Line("        IntermediateSize, VocabSize, RmsNormEps, MaxPositionEmbeddings, RopeTheta, TieWordEmbeddings),");
             w.Line($"    Engine: new EngineDefaults(MaxBatchSize, MaxSeqLen, KvBlockSize, KvDtype.{e.KvDtype}, WeightDtype.{e.WeightDtype},");
             w.Line("        new TileSizes(PrefillTileQ, PrefillTileKv, DecodePartitionSize, AttentionWarps),");
-            w.Line($"        UseFlashAttention: {Bool(e.UseFlashAttention)}, UseGqa: {Bool(e.UseGqa)}, UseKvCache: {Bool(e.UseKvCache)}, UseBatching: {Bool(e.UseBatching)}));");
+            w.Line($"        UseFlashAttention: {Bool(e.UseFlashAttention)}, UseGqa: {Bool(e.UseGqa)}, UseKvCache: {Bool(e.UseKvCache)}, UseBatching: {Bool(e.UseBatching)}),");
+            w.Line("    CreateAttentionKernels: static (accelerator, options) => new AttentionKernels(accelerator, options));");
         }
         return w.ToString();
     }

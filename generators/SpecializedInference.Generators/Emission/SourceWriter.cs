@@ -37,6 +37,14 @@ internal sealed class SourceWriter
         return new Closer(this);
     }
 
+    /// <summary>A bare <c>{ }</c> scope (unrolled loop bodies reuse local names in their own scopes).</summary>
+    public IDisposable Scope()
+    {
+        Line("{");
+        _indent++;
+        return new Closer(this);
+    }
+
     public override string ToString() => _sb.ToString();
 
     public static string Int(int value) => value.ToString(CultureInfo.InvariantCulture);

@@ -238,7 +238,8 @@ internal sealed class ConfigParser
         int? tileKv;
         var tileKvMember = node.Find("prefill_tile_kv");
         if (tileKvMember is not null) tileKv = OptionalPositiveInt(node, "prefill_tile_kv", 32);
-        else tileKv = model is null ? 32 : new[] { 32, 16, 8 }.FirstOrDefault(t => SharedMemoryBudget.PrefillBytes(model.HeadDim, t) <= SharedMemoryBudget.MaxBytesPerGroup) is int t && t > 0 ? t : 8;
+        else tileKv = model is null || tileQ is null ? 32
+            : new[] { 32, 16, 8 }.FirstOrDefault(t => SharedMemoryBudget.PrefillBytes(model.HeadDim, t, SharedMemoryBudget.PrefillRows(tileQ.Value, 1)) <= SharedMemoryBudget.MaxBytesPerGroup) is int t && t > 0 ? t : 8;
 
         JsonNode At(string key) => node.Find(key)?.Value ?? node;
 
@@ -252,12 +253,15 @@ internal sealed class ConfigParser
             ReportAt(DiagnosticDescriptors.TileNotSpecializable, At("decode_partition_size"), _fileName, $"decode_partition_size {p} must be a multiple of 32 (one key per lane)");
         if (tileQ is int tq && tq > 64)
             ReportAt(DiagnosticDescriptors.TileNotSpecializable, At("prefill_tile_q"), _fileName, $"prefill_tile_q {tq} must be at most 64");
-        if (model is not null && tileKv is int tk2 && SharedMemoryBudget.PrefillBytes(model.HeadDim, tk2) is int bytes && bytes > SharedMemoryBudget.MaxBytesPerGroup)
+        // Every generated variant must fit, down to one head per group (the expanded mapping).
+        if (model is not null && tileKv is int tk2 && tileQ is int tq2
+            && SharedMemoryBudget.PrefillBytes(model.HeadDim, tk2, SharedMemoryBudget.PrefillRows(tq2, 1)) is int bytes && bytes > SharedMemoryBudget.MaxBytesPerGroup)
             ReportAt(DiagnosticDescriptors.TileNotSpecializable, At("prefill_tile_kv"), _fileName,
-                $"prefill K/V tiles of {tk2} keys at head_dim {model.HeadDim} need {bytes} bytes of shared memory, over the 48 KB per group that ILGPU allows; use a smaller prefill_tile_kv");
-        if (model is not null && warps is int w2 && SharedMemoryBudget.DecodeBytes(model.HeadDim, model.GroupSize, w2) is int dbytes && dbytes > SharedMemoryBudget.MaxBytesPerGroup)
+                $"prefill K/V tiles of {tk2} keys at head_dim {model.HeadDim} need {bytes} bytes of shared memory, over the 48 KB per group that ILGPU allows; use a smaller prefill_tile_kv or prefill_tile_q");
+        if (model is not null && warps is int w2 && partition is int p2
+            && SharedMemoryBudget.DecodeBytes(model.HeadDim, 1, w2, p2) is int dbytes && dbytes > SharedMemoryBudget.MaxBytesPerGroup)
             ReportAt(DiagnosticDescriptors.TileNotSpecializable, At("attention_warps"), _fileName,
-                $"decode with {w2} warps, group size {model.GroupSize} and head_dim {model.HeadDim} needs {dbytes} bytes of shared memory, over the 48 KB per group that ILGPU allows; use fewer attention_warps");
+                $"decode with {w2} warps and partitions of {p2} keys at head_dim {model.HeadDim} needs {dbytes} bytes of shared memory, over the 48 KB per group that ILGPU allows; use fewer attention_warps or a smaller decode_partition_size");
         if (model is not null && maxSeq > model.MaxPositionEmbeddings)
             ReportAt(DiagnosticDescriptors.InconsistentShape, At("max_seq_len"), _fileName,
                 $"max_seq_len ({maxSeq}) exceeds max_position_embeddings ({model.MaxPositionEmbeddings})");

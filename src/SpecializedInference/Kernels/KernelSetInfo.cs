@@ -38,10 +38,15 @@ public sealed record EngineDefaults(
     bool UseBatching);
 
 /// <summary>
-/// One generated kernel set, as listed by the generated <c>KernelRegistry</c>: what it was generated from.
+/// One generated kernel set, as listed by the generated <c>KernelRegistry</c>: what it was generated from,
+/// and a factory for its specialized attention kernels.
 /// </summary>
+/// <param name="CreateAttentionKernels">Loads the set's specialized attention and KV-cache kernels on an
+/// accelerator for the given options (KV dtype, flash or materialized, grouped or expanded heads). Null only
+/// for hand-made infos (tests).</param>
 public sealed record KernelSetInfo(
     string Name,
     string ConfigFile,
     KernelShape Shape,
-    EngineDefaults Engine);
+    EngineDefaults Engine,
+    Func<ILGPU.Runtime.Accelerator, AttentionOptions, IAttentionKernels>? CreateAttentionKernels = null);

@@ -39,5 +39,6 @@ public static partial class Llama3_8B
             IntermediateSize, VocabSize, RmsNormEps, MaxPositionEmbeddings, RopeTheta, TieWordEmbeddings),
         Engine: new EngineDefaults(MaxBatchSize, MaxSeqLen, KvBlockSize, KvDtype.F16, WeightDtype.F16,
             new TileSizes(PrefillTileQ, PrefillTileKv, DecodePartitionSize, AttentionWarps),
-            UseFlashAttention: true, UseGqa: true, UseKvCache: true, UseBatching: true));
+            UseFlashAttention: true, UseGqa: true, UseKvCache: true, UseBatching: true),
+        CreateAttentionKernels: static (accelerator, options) => new AttentionKernels(accelerator, options));
 }

@@ -1,0 +1,80 @@
+using SpecializedInference.Generators.Models;
+using static SpecializedInference.Generators.Emission.SourceWriter;
+
+namespace SpecializedInference.Generators.Emission;
+
+/// <summary>
+/// Emits <c>{Name}.AttentionKernels</c>: the kernel set's <c>IAttentionKernels</c>, which loads the generated
+/// KV write, prefill, decode and combine kernels for the options' KV dtype and head mapping. The materialized
+/// (non-flash) baseline runs through the generic kernels (the base class).
+/// </summary>
+internal static class AttentionKernelsEmitter
+{
+    public static string HintName(KernelSetSpec spec) => $"{spec.Name}.AttentionKernels.g.cs";
+
+    public static string Emit(KernelSetSpec spec)
+    {
+        var grouped = new AttentionLayout(spec, expanded: false);
+        var w = new SourceWriter();
+        KernelSetEmitter.Header(w, spec, "ILGPU", "ILGPU.Runtime", "SpecializedInference.Kernels");
+        using (w.Block($"public static partial class {spec.Name}"))
+        {
+            w.Line("/// <summary>Query heads one thread group serves from each K/V load (the whole group when it fits shared memory).</summary>");
+            w.Line($"public const int AttentionHeadsPerGroup = {Int(grouped.HeadsPerGroup)};");
+            w.Line();
+            w.Line($"/// <summary>The attention and KV-cache kernels specialized for configs/{spec.ConfigFileName}.</summary>");
+            using (w.Block("public sealed class AttentionKernels : AttentionKernelsBase"))
+            {
+                const string attention = "System.Action<KernelConfig, AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>";
+                const string writeKv = "System.Action<Index1D, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>>";
+                w.Line("/// <summary>The shape these kernels are specialized for.</summary>");
+                w.Line("public static readonly AttentionShape SpecializedShape = new(NumAttentionHeads, NumKeyValueHeads, HeadDim, KvBlockSize);");
+                w.Line();
+                w.Line("/// <summary>The tiles these kernels are specialized for.</summary>");
+                w.Line("public static readonly AttentionTiles SpecializedTiles = new(PrefillTileQ, PrefillTileKv, DecodePartitionSize, AttentionWarps);");
+                w.Line();
+                w.Line($"private readonly {writeKv} _writeKv;");
+                w.Line($"private readonly {attention} _prefill;");
+                w.Line($"private readonly {attention} _decode;");
+                w.Line("private readonly System.Action<Index1D, AttentionMeta, ArrayView<float>> _combine;");
+                w.Line();
+                w.Line("public AttentionKernels(Accelerator accelerator, AttentionOptions options)");
+                w.Line($"    : base(accelerator, \"{spec.Name}\", isSpecialized: true, SpecializedShape, SpecializedTiles, options,");
+                w.Line("        options.HeadMapping == HeadMapping.Expanded ? 1 : AttentionHeadsPerGroup)");
+                using (w.Scope())
+                {
+                    using (w.Block("if (options.KvDtype == KvDtype.F16)"))
+                        EmitLoads(w, "F16Codec", attention, writeKv);
+                    using (w.Block("else"))
+                        EmitLoads(w, "F32Codec", attention, writeKv);
+                    w.Line("_combine = accelerator.LoadAutoGroupedStreamKernel<Index1D, AttentionMeta, ArrayView<float>>(DecodeCombine);");
+                }
+                w.Line();
+                w.Line("protected override void LaunchWriteKv(AttentionPlan plan, ArrayView<float> keys, ArrayView<float> values, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache)");
+                w.Line("    => _writeKv(plan.Batch.NumTokens * KvWriteThreadsPerToken, plan.Meta.SlotMapping, keys, values, keyCache, valueCache);");
+                w.Line();
+                w.Line("protected override void LaunchPrefill(AttentionPlan plan, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)");
+                w.Line("    => _prefill(new KernelConfig(plan.NumPrefillItems * Dims.HeadGroups, AttentionWarps * 32), plan.Meta, queries, keyCache, valueCache, output);");
+                w.Line();
+                w.Line("protected override void LaunchDecode(AttentionPlan plan, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)");
+                w.Line("    => _decode(new KernelConfig(plan.NumDecodeItems * Dims.HeadGroups, AttentionWarps * 32), plan.Meta, queries, keyCache, valueCache, output);");
+                w.Line();
+                w.Line("protected override void LaunchCombine(AttentionPlan plan, ArrayView<float> output)");
+                w.Line($"    => _combine(plan.NumCombines * NumAttentionHeads * {Int(spec.Model.HeadDim / 4)}, plan.Meta, output);");
+            }
+        }
+        return w.ToString();
+    }
+
+    private static void EmitLoads(SourceWriter w, string codec, string attention, string writeKv)
+    {
+        string args = "AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>";
+        w.Line($"_writeKv = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>>(KvCacheWrite<{codec}>);");
+        w.Line("_prefill = options.HeadMapping == HeadMapping.Expanded");
+        w.Line($"    ? accelerator.LoadStreamKernel<{args}>(PrefillExpanded<{codec}>)");
+        w.Line($"    : accelerator.LoadStreamKernel<{args}>(Prefill<{codec}>);");
+        w.Line("_decode = options.HeadMapping == HeadMapping.Expanded");
+        w.Line($"    ? accelerator.LoadStreamKernel<{args}>(DecodeExpanded<{codec}>)");
+        w.Line($"    : accelerator.LoadStreamKernel<{args}>(Decode<{codec}>);");
+    }
+}

@@ -1,0 +1,72 @@
+using System;
+using SpecializedInference.Generators.Models;
+
+namespace SpecializedInference.Generators.Emission;
+
+/// <summary>
+/// Every size one generated attention kernel is written for: the config's shape and tiles, and the thread
+/// mapping derived from them. <paramref name="expanded"/> is the <c>HeadMapping.Expanded</c> variant: one
+/// query head per thread group.
+/// </summary>
+internal sealed class AttentionLayout
+{
+    public AttentionLayout(KernelSetSpec spec, bool expanded)
+    {
+        var m = spec.Model;
+        var t = spec.Engine.Tiles;
+        HeadDim = m.HeadDim;
+        D4 = HeadDim / 4;
+        Units = HeadDim / 8;
+        Heads = m.NumAttentionHeads;
+        KvHeads = m.NumKeyValueHeads;
+        GroupSize = m.GroupSize;
+        BlockSize = spec.Engine.KvBlockSize;
+        TileQ = t.PrefillTileQ;
+        TileKv = t.PrefillTileKv;
+        Partition = t.DecodePartitionSize;
+        Warps = t.Warps;
+        Threads = 32 * Warps;
+        Expanded = expanded;
+        HeadsPerGroup = expanded ? 1 : SharedMemoryBudget.HeadsPerGroup(m, t);
+        HeadGroups = Heads / HeadsPerGroup;
+        Positions = SharedMemoryBudget.PrefillPositions(TileQ, HeadsPerGroup);
+        Rows = Positions * HeadsPerGroup;
+        KeySlots = SharedMemoryBudget.DecodeKeySlots(HeadDim, Warps);
+        Scale = 1.0 / Math.Sqrt(HeadDim);
+    }
+
+    public int HeadDim { get; }
+    /// <summary>Float4s per head row.</summary>
+    public int D4 { get; }
+    /// <summary>8-element units (one 16-byte f16 chunk) per head row.</summary>
+    public int Units { get; }
+    public int Heads { get; }
+    public int KvHeads { get; }
+    public int GroupSize { get; }
+    public int BlockSize { get; }
+    public int TileQ { get; }
+    public int TileKv { get; }
+    public int Partition { get; }
+    public int Warps { get; }
+    public int Threads { get; }
+    public bool Expanded { get; }
+    /// <summary>Query heads a thread group serves from each K/V load.</summary>
+    public int HeadsPerGroup { get; }
+    /// <summary>Thread groups per work item: Heads / HeadsPerGroup.</summary>
+    public int HeadGroups { get; }
+    /// <summary>Query positions per prefill group.</summary>
+    public int Positions { get; }
+    /// <summary>Prefill rows: Positions × HeadsPerGroup (row = position * HeadsPerGroup + head).</summary>
+    public int Rows { get; }
+    /// <summary>Decode P·V threads per 8-dim V column.</summary>
+    public int KeySlots { get; }
+    public double Scale { get; }
+
+    /// <summary>"Expanded" for the expanded variant, else empty: the kernel method name suffix.</summary>
+    public string Suffix => Expanded ? "Expanded" : "";
+
+    /// <summary>What the head mapping specializes, for hint names: Mha, Mqa8, Gqa4.</summary>
+    public static string HeadTag(ModelShape m) => m.GroupSize == 1 ? "Mha" : m.NumKeyValueHeads == 1 ? $"Mqa{m.GroupSize}" : $"Gqa{m.GroupSize}";
+
+    public static int CeilDiv(int a, int b) => (a + b - 1) / b;
+}

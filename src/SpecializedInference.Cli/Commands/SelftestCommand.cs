@@ -1,0 +1,93 @@
+using System.ComponentModel;
+using SpecializedInference.Accelerators;
+using SpecializedInference.Generated;
+using SpecializedInference.Kernels;
+using SpecializedInference.Kernels.Generic;
+using SpecializedInference.Kernels.Reference;
+using Spectre.Console.Cli;
+
+namespace SpecializedInference.Cli.Commands;
+
+/// <summary>
+/// <c>si selftest</c>: every generated kernel set, and the generic kernels, run KV write, prefill and decode at
+/// small random shapes on the device and are checked against the float64 reference. One line per kernel;
+/// the exit code is non-zero when any check fails.
+/// </summary>
+internal sealed class SelftestCommand : Command<SelftestCommand.Settings>
+{
+    internal sealed class Settings : CommandSettings
+    {
+        [CommandOption("--device <DEVICE>")]
+        [Description("cpu, cuda or auto (CUDA when usable, else the CPU accelerator). Default: auto.")]
+        [DefaultValue("auto")]
+        public string Device { get; init; } = "auto";
+
+        [CommandOption("--seed <SEED>")]
+        [Description("Seed of the random inputs (default: a fresh one, printed).")]
+        public int? Seed { get; init; }
+
+        [CommandOption("--set <NAME>")]
+        [Description("Only the kernel set with this name (\"generic\" for the generic kernels).")]
+        public string? Set { get; init; }
+
+        public override Spectre.Console.ValidationResult Validate()
+            => Device is "cpu" or "cuda" or "auto"
+                ? Spectre.Console.ValidationResult.Success()
+                : Spectre.Console.ValidationResult.Error($"--device must be cpu, cuda or auto, not '{Device}'.");
+    }
+
+    public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
+    {
+        var kind = settings.Device switch { "cpu" => DeviceKind.Cpu, "cuda" => DeviceKind.Cuda, _ => DeviceKind.Auto };
+        AcceleratorHandle handle;
+        try
+        {
+            handle = AcceleratorFactory.Create(new AcceleratorOptions(kind));
+        }
+        catch (InvalidOperationException ex)
+        {
+            Console.Error.WriteLine($"si selftest: {ex.Message}");
+            return 2;
+        }
+        using (handle)
+        {
+            int seed = settings.Seed ?? Random.Shared.Next();
+            Console.WriteLine($"si selftest on {handle.Description}, seed {seed}, tolerance {AttentionSelfTest.Tolerance:E0} x row norm");
+            var results = new List<SelfTestResult>();
+            foreach (var set in KernelRegistry.All)
+            {
+                if (cancellationToken.IsCancellationRequested) break;
+                if (settings.Set is not null && settings.Set != set.Name) continue;
+                var shape = AttentionShape.From(set.Shape, set.Engine.KvBlockSize);
+                results.AddRange(RunOne(set.Name, () => set.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(set.Engine.KvDtype)), shape, handle, seed));
+            }
+            if (settings.Set is null or "generic")
+            {
+                // The generic kernels at a specialized shape, and at one no config specializes (head_dim 48, 6/2 heads, blocks of 8).
+                foreach (var (shape, dtype) in new[] { (new AttentionShape(8, 2, 16, 16), KvDtype.F16), (new AttentionShape(6, 2, 48, 8), KvDtype.F32) })
+                    results.AddRange(RunOne("generic", () => new GenericAttentionKernels(handle.Accelerator, shape, new AttentionOptions(dtype)), shape, handle, seed));
+            }
+            int failed = results.Count(r => !r.Passed);
+            Console.WriteLine(failed == 0 ? $"all {results.Count} checks passed" : $"{failed} of {results.Count} checks FAILED (seed {seed})");
+            return failed == 0 ? 0 : 1;
+        }
+    }
+
+    private static IEnumerable<SelfTestResult> RunOne(string name, Func<IAttentionKernels> create, AttentionShape shape, AcceleratorHandle handle, int seed)
+    {
+        IReadOnlyList<SelfTestResult> results;
+        try
+        {
+            using var kernels = create();
+            results = AttentionSelfTest.Run(kernels, shape, handle.Accelerator, seed);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            var line = new SelfTestResult(name, "load/run", $"{shape}", new Comparison(double.NaN, double.NaN, -1), false, TimeSpan.Zero);
+            Console.WriteLine($"{line}  {ex.GetType().Name}: {ex.Message}");
+            return new[] { line };
+        }
+        foreach (var r in results) Console.WriteLine(r);
+        return results;
+    }
+}

@@ -1,0 +1,130 @@
+using SpecializedInference.Generated;
+using SpecializedInference.Kernels;
+using SpecializedInference.Kernels.Generic;
+using SpecializedInference.Kernels.Reference;
+using Xunit.Abstractions;
+
+namespace SpecializedInference.Tests.Kernels;
+
+/// <summary>
+/// Every generated kernel set (configs/*.json) on the CPU accelerator: its specialized kernels against the
+/// float64 reference and against the generic kernels, grouped and expanded, f16 and f32; and the selector.
+/// </summary>
+public sealed class SpecializedKernelTests : IClassFixture<CpuAcceleratorFixture>
+{
+    private readonly CpuAcceleratorFixture _fx;
+    private readonly ITestOutputHelper _out;
+
+    public SpecializedKernelTests(CpuAcceleratorFixture fx, ITestOutputHelper output)
+    {
+        _fx = fx;
+        _out = output;
+    }
+
+    public static TheoryData<string> KernelSets()
+    {
+        var data = new TheoryData<string>();
+        foreach (var set in KernelRegistry.All) data.Add(set.Name);
+        return data;
+    }
+
+    private void AssertClose(float[] actual, double[] expected, int headDim, string what, int seed)
+    {
+        var c = AttentionReference.Compare(actual, expected, headDim);
+        _out.WriteLine($"{what}: {c}");
+        Assert.True(c.Within(AttentionKernelTests.Tolerance), $"{what} (seed {seed}): {c}; tolerance {AttentionKernelTests.Tolerance:E0} x row norm");
+    }
+
+    [Theory]
+    [MemberData(nameof(KernelSets))]
+    public void SpecializedMatchesReferenceAndGeneric(string name)
+    {
+        int seed = Random.Shared.Next();
+        var set = KernelRegistry.All.Single(s => s.Name == name);
+        var shape = AttentionShape.From(set.Shape, set.Engine.KvBlockSize);
+        int partition = set.Engine.Tiles.DecodePartitionSize;
+        bool big = shape.NumHeads >= 16;
+        // A decode spanning two partitions (split-K + combine), a single-partition decode, a prefill chunk whose
+        // first keys are already cached and a whole short prompt, in one batch.
+        var seqs = big
+            ? new[] { new SeqSpec(partition + 3, 1), new SeqSpec(21, 6) }
+            : new[] { new SeqSpec(partition + 44, 1), new SeqSpec(1, 1), new SeqSpec(40, 19), new SeqSpec(5, 5), new SeqSpec(33, 1) };
+        foreach (var (dtype, mapping) in new[] { (set.Engine.KvDtype, HeadMapping.Grouped), (Other(set.Engine.KvDtype), HeadMapping.Expanded) })
+        {
+            var options = new AttentionOptions(dtype, HeadMapping: mapping);
+            var specialized = _fx.Get($"{name} {options}", () => set.CreateAttentionKernels!(_fx.Accelerator, options));
+            Assert.True(specialized.IsSpecialized);
+            Assert.Equal(name, specialized.Name);
+            var generic = _fx.Generic(shape, options, AttentionKernelTests.SmallTiles);
+            int blocks = seqs.Sum(s => (s.Context + shape.BlockSize - 1) / shape.BlockSize) + 2;
+            using var h = new AttentionHarness(_fx.Accelerator, shape, dtype, blocks, seed);
+            var tables = seqs.Select(s => h.TakeBlocks((s.Context + shape.BlockSize - 1) / shape.BlockSize)).ToArray();
+            var r = h.Step(h.Batch(seqs, tables), specialized, generic);
+            AssertClose(r.Outputs[0], r.Expected, shape.HeadDim, $"{name} specialized {dtype} {mapping}", seed);
+            AssertClose(r.Outputs[1], r.Expected, shape.HeadDim, $"{name} generic {dtype} {mapping}", seed);
+            AssertClose(r.Outputs[0], r.Outputs[1].Select(x => (double)x).ToArray(), shape.HeadDim, $"{name} specialized vs generic", seed);
+        }
+    }
+
+    private static KvDtype Other(KvDtype d) => d == KvDtype.F16 ? KvDtype.F32 : KvDtype.F16;
+
+    [Fact]
+    public void SpecializedWriteKvCacheMatchesReference()
+    {
+        int seed = Random.Shared.Next();
+        var set = KernelRegistry.All.Single(s => s.Name == "gqa_tiny");
+        var shape = AttentionShape.From(set.Shape, set.Engine.KvBlockSize);
+        foreach (var dtype in new[] { KvDtype.F16, KvDtype.F32 })
+        {
+            var options = new AttentionOptions(dtype);
+            var kernels = _fx.Get($"gqa_tiny {options}", () => set.CreateAttentionKernels!(_fx.Accelerator, options));
+            var seqs = new[] { new SeqSpec(20, 20), new SeqSpec(9, 1) };
+            using var h = new AttentionHarness(_fx.Accelerator, shape, dtype, 6, seed);
+            h.Step(h.Batch(seqs, seqs.Select(s => h.TakeBlocks((s.Context + 15) / 16)).ToArray()), kernels);
+            var (keys, values) = h.DeviceCache();
+            Assert.Equal(h.Reference.Keys, keys);
+            Assert.Equal(h.Reference.Values, values);
+        }
+    }
+
+    [Fact]
+    public void MaterializedThroughASpecializedSet()
+    {
+        int seed = Random.Shared.Next();
+        var set = KernelRegistry.All.Single(s => s.Name == "mha_tiny");
+        var shape = AttentionShape.From(set.Shape, set.Engine.KvBlockSize);
+        var options = new AttentionOptions(KvDtype.F16, AttentionAlgorithm.Materialized);
+        var kernels = _fx.Get($"mha_tiny {options}", () => set.CreateAttentionKernels!(_fx.Accelerator, options));
+        var seqs = new[] { new SeqSpec(30, 30), new SeqSpec(70, 1) };
+        using var h = new AttentionHarness(_fx.Accelerator, shape, KvDtype.F16, 10, seed);
+        var r = h.Step(h.Batch(seqs, seqs.Select(s => h.TakeBlocks((s.Context + 15) / 16)).ToArray()), kernels);
+        AssertClose(r.Outputs[0], r.Expected, shape.HeadDim, "mha_tiny materialized", seed);
+    }
+
+    [Fact]
+    public void SelectorPicksTheMatchingSetOrSaysWhyNot()
+    {
+        var options = new AttentionOptions(KvDtype.F16);
+        var llama = KernelRegistry.All.Single(s => s.Name == "gqa_tiny");
+        var hit = KernelSelector.Select(llama.Shape, 16, options, _fx.Accelerator, KernelRegistry.All);
+        using (hit.Kernels)
+        {
+            Assert.Same(llama, hit.Set);
+            Assert.True(hit.Kernels.IsSpecialized);
+            Assert.Null(hit.Notice);
+        }
+
+        // Same model, another block size: no set specializes it.
+        var miss = KernelSelector.Select(llama.Shape, 32, options, _fx.Accelerator, KernelRegistry.All);
+        using (miss.Kernels)
+        {
+            Assert.Null(miss.Set);
+            Assert.IsType<GenericAttentionKernels>(miss.Kernels);
+            Assert.False(miss.Kernels.IsSpecialized);
+            Assert.NotNull(miss.Notice);
+            Assert.Contains("kv_block_size 32", miss.Notice);
+            Assert.Contains("configs/", miss.Notice);
+            Assert.DoesNotContain('\n', miss.Notice);
+        }
+    }
+}
