@@ -1,0 +1,364 @@
+using ILGPU;
+using ILGPU.Algorithms;
+
+namespace SpecializedInference.Kernels.Dense;
+
+/// <summary>
+/// The decoder's non-attention kernels. Two schedules of the reductions:
+/// <list type="bullet">
+/// <item><b>Warp</b> (GPUs): a warp per output row reading the weight row once, coalesced, in 16-byte chunks, for up
+/// to four tokens at a time; a shared-memory tiled matmul when many tokens share the weights; a group per row
+/// for RMSNorm.</item>
+/// <item><b>Serial</b> (ILGPU's CPU accelerator, where each simulated GPU thread is an OS thread and warp shuffles
+/// cost about a millisecond): a few threads, each looping over whole rows.</item>
+/// </list>
+/// Element-wise kernels are grid-stride loops that serve both, launched with as many threads as suit the device.
+/// </summary>
+public static class DenseKernelBodies
+{
+    /// <summary>Tokens a warp carries through one pass over a weight row.</summary>
+    public const int WarpTokens = 4;
+
+    /// <summary>Tiled matmul: tokens and rows per tile, k per step, threads per group (16 × 16, 4 × 4 outputs each).</summary>
+    public const int TileTokens = 64;
+    public const int TileRows = 64;
+    public const int TileK = 32;
+    public const int TileThreads = 256;
+
+    /// <summary>Threads per group of the group-per-row RMSNorm.</summary>
+    public const int NormThreads = 256;
+
+    // ---------------------------------------------------------------- embedding
+
+    /// <summary>x[t, :] = table[ids[t], :] (converted to f32).</summary>
+    /// <param name="table">[vocab, hidden] weights, as 16-byte chunks</param>
+    /// <param name="ids">[tokens] token ids (checked on the host)</param>
+    /// <param name="x">[tokens, hidden] f32</param>
+    public static void Embedding<TW>(Index1D thread, ArrayView<Bits128> table, ArrayView<int> ids, ArrayView<float> x,
+        int tokens, int hidden, int stride)
+        where TW : struct, IWeightFormat
+    {
+        int e = default(TW).ElementsPerChunk;
+        int chunksPerRow = hidden / e;
+        long total = (long)tokens * chunksPerRow;
+        for (long item = thread; item < total; item += stride)
+        {
+            int t = (int)(item / chunksPerRow);
+            int c = (int)(item % chunksPerRow);
+            var w = table[(long)ids[t] * chunksPerRow + c];
+            default(TW).Unpack(w, x, (long)t * hidden + (long)c * e, 1);
+        }
+    }
+
+    // ---------------------------------------------------------------- RMSNorm
+
+    /// <summary>Warp schedule: one group per output row. y[r] = x[rows[r]] / sqrt(mean(x²) + eps) * weight.</summary>
+    /// <param name="x">[*, hidden] f32 input rows</param>
+    /// <param name="rowMap">[rows] which input row each output row normalizes</param>
+    /// <param name="weight">[hidden] f32</param>
+    /// <param name="y">[rows, hidden] f32</param>
+    public static void RmsNormGroup(ArrayView<Vec4> x, ArrayView<int> rowMap, ArrayView<Vec4> weight, ArrayView<Vec4> y, int hidden, float eps)
+    {
+        var partial = SharedMemory.Allocate<float>(32); // one sum per warp
+        int r = Grid.IdxX;
+        int vecs = hidden / 4;
+        long src = (long)rowMap[r] * vecs;
+        long dst = (long)r * vecs;
+
+        // Sum of squares: each thread strides over the row, then warps reduce, then the group.
+        float sum = 0;
+        for (int v = Group.IdxX; v < vecs; v += Group.DimX)
+        {
+            var a = x[src + v];
+            sum += a.X * a.X + a.Y * a.Y + a.Z * a.Z + a.W * a.W;
+        }
+
+        sum = WarpSum(sum);
+        if (Warp.LaneIdx == 0) partial[Warp.WarpIdx] = sum;
+        Group.Barrier();
+        float total = 0;
+        int warps = Group.DimX / Warp.WarpSize;
+        for (int w = 0; w < warps; w++) total += partial[w];
+        float scale = XMath.Rsqrt(total / hidden + eps);
+
+        // Normalize and scale.
+        for (int v = Group.IdxX; v < vecs; v += Group.DimX)
+        {
+            var a = x[src + v];
+            var g = weight[v];
+            y[dst + v] = new Vec4(a.X * scale * g.X, a.Y * scale * g.Y, a.Z * scale * g.Z, a.W * scale * g.W);
+        }
+    }
+
+    /// <summary>Serial schedule: each thread normalizes whole rows.</summary>
+    public static void RmsNormSerial(Index1D thread, ArrayView<Vec4> x, ArrayView<int> rowMap, ArrayView<Vec4> weight, ArrayView<Vec4> y,
+        int rows, int hidden, float eps, int stride)
+    {
+        int vecs = hidden / 4;
+        for (int r = thread; r < rows; r += stride)
+        {
+            long src = (long)rowMap[r] * vecs;
+            long dst = (long)r * vecs;
+            float sum = 0;
+            for (int v = 0; v < vecs; v++)
+            {
+                var a = x[src + v];
+                sum += a.X * a.X + a.Y * a.Y + a.Z * a.Z + a.W * a.W;
+            }
+
+            float scale = XMath.Rsqrt(sum / hidden + eps);
+            for (int v = 0; v < vecs; v++)
+            {
+                var a = x[src + v];
+                var g = weight[v];
+                y[dst + v] = new Vec4(a.X * scale * g.X, a.Y * scale * g.Y, a.Z * scale * g.Z, a.W * scale * g.W);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- projections: y[t, n] (+)= Σ_k x[t, k] · W[n, k]
+
+    /// <summary>
+    /// Warp schedule for few tokens (decode): warp (row n, token group g) reads W[n, :] once, coalesced, 16 bytes
+    /// per lane per step, and accumulates it against up to <see cref="WarpTokens"/> tokens' activations (which
+    /// stay in L1/L2). Consecutive warps take consecutive rows, so the weight matrix streams once per token group.
+    /// </summary>
+    /// <param name="w">[rows, cols] weights as 16-byte chunks</param>
+    /// <param name="x">[tokens, cols] f32 as Vec4</param>
+    /// <param name="y">[tokens, rows] f32</param>
+    public static void LinearWarp<TW, TE>(ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<float> y, int rows, int cols, int tokens)
+        where TW : struct, IWeightFormat
+        where TE : struct, IEpilogue
+    {
+        int warp = (Grid.IdxX * Group.DimX + Group.IdxX) / Warp.WarpSize;
+        int lane = Warp.LaneIdx;
+        int groups = (tokens + WarpTokens - 1) / WarpTokens;
+        if (warp >= rows * groups) return; // uniform across the warp
+
+        int n = warp % rows;
+        int t0 = warp / rows * WarpTokens;
+        int e = default(TW).ElementsPerChunk;
+        int chunks = cols / e;
+        int vecsPerToken = cols / 4;
+        int vecsPerChunk = e / 4;
+        bool has1 = t0 + 1 < tokens, has2 = t0 + 2 < tokens, has3 = t0 + 3 < tokens;
+        long x0 = (long)t0 * vecsPerToken;
+
+        float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        long row = (long)n * chunks;
+        for (int c = lane; c < chunks; c += Warp.WarpSize)
+        {
+            var chunk = w[row + c];
+            long xv = x0 + (long)c * vecsPerChunk;
+            a0 += default(TW).Dot(chunk, x, xv);
+            if (has1) a1 += default(TW).Dot(chunk, x, xv + vecsPerToken);
+            if (has2) a2 += default(TW).Dot(chunk, x, xv + 2L * vecsPerToken);
+            if (has3) a3 += default(TW).Dot(chunk, x, xv + 3L * vecsPerToken);
+        }
+
+        a0 = WarpSum(a0);
+        a1 = WarpSum(a1);
+        a2 = WarpSum(a2);
+        a3 = WarpSum(a3);
+        if (lane != 0) return;
+        default(TE).Write(y, (long)t0 * rows + n, a0);
+        if (has1) default(TE).Write(y, (long)(t0 + 1) * rows + n, a1);
+        if (has2) default(TE).Write(y, (long)(t0 + 2) * rows + n, a2);
+        if (has3) default(TE).Write(y, (long)(t0 + 3) * rows + n, a3);
+    }
+
+    /// <summary>
+    /// Warp schedule for many tokens (prefill): a group computes a <see cref="TileTokens"/> × <see cref="TileRows"/>
+    /// tile of y, staging <see cref="TileK"/>-wide slices of X and W (converted to f32) in shared memory; each
+    /// thread owns a 4 × 4 block of outputs. cols must be a multiple of <see cref="TileK"/>.
+    /// </summary>
+    /// <param name="w">[rows, cols] weights as 16-byte chunks</param>
+    /// <param name="x">[tokens, cols] f32 as Vec4</param>
+    /// <param name="y">[tokens, rows] f32</param>
+    public static void LinearTiled<TW, TE>(ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<float> y, int rows, int cols, int tokens)
+        where TW : struct, IWeightFormat
+        where TE : struct, IEpilogue
+    {
+        var xs = SharedMemory.Allocate<float>(TileK * TileTokens); // [k, token] slice of X
+        var ws = SharedMemory.Allocate<float>(TileK * TileRows);   // [k, row] slice of W
+        int tid = Group.IdxX;
+        int tx = tid % 16; // owns rows n0 + 4 tx .. + 3
+        int ty = tid / 16; // owns tokens t0 + 4 ty .. + 3
+        int rowTiles = (rows + TileRows - 1) / TileRows;
+        int n0 = Grid.IdxX % rowTiles * TileRows;
+        int t0 = Grid.IdxX / rowTiles * TileTokens;
+        int e = default(TW).ElementsPerChunk;
+        int chunksPerRow = cols / e;
+        int vecsPerToken = cols / 4;
+        const int xVecsPerRow = TileK / 4;
+        int wChunksPerRow = TileK / e;
+
+        float c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
+        float c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
+        for (int k0 = 0; k0 < cols; k0 += TileK)
+        {
+            // Stage X[t0.., k0..k0+TileK) transposed to [k, token]; rows past the end are zeros.
+            for (int v = tid; v < TileTokens * xVecsPerRow; v += TileThreads)
+            {
+                int m = v / xVecsPerRow;
+                int kq = v % xVecsPerRow * 4;
+                var a = t0 + m < tokens ? x[(long)(t0 + m) * vecsPerToken + (k0 + kq) / 4] : default;
+                xs[kq * TileTokens + m] = a.X;
+                xs[(kq + 1) * TileTokens + m] = a.Y;
+                xs[(kq + 2) * TileTokens + m] = a.Z;
+                xs[(kq + 3) * TileTokens + m] = a.W;
+            }
+
+            // Stage W[n0.., k0..k0+TileK) transposed to [k, row], 16 bytes per load.
+            for (int v = tid; v < TileRows * wChunksPerRow; v += TileThreads)
+            {
+                int m = v / wChunksPerRow;
+                int kc = v % wChunksPerRow * e;
+                var chunk = n0 + m < rows ? w[(long)(n0 + m) * chunksPerRow + (k0 + kc) / e] : default;
+                default(TW).Unpack(chunk, ws, kc * TileRows + m, TileRows);
+            }
+
+            Group.Barrier();
+
+            // Accumulate the 4 × 4 outer products of this k slice.
+            for (int k = 0; k < TileK; k++)
+            {
+                int xb = k * TileTokens + ty * 4;
+                int wb = k * TileRows + tx * 4;
+                float a0 = xs[xb], a1 = xs[xb + 1], a2 = xs[xb + 2], a3 = xs[xb + 3];
+                float b0 = ws[wb], b1 = ws[wb + 1], b2 = ws[wb + 2], b3 = ws[wb + 3];
+                c00 += a0 * b0; c01 += a0 * b1; c02 += a0 * b2; c03 += a0 * b3;
+                c10 += a1 * b0; c11 += a1 * b1; c12 += a1 * b2; c13 += a1 * b3;
+                c20 += a2 * b0; c21 += a2 * b1; c22 += a2 * b2; c23 += a2 * b3;
+                c30 += a3 * b0; c31 += a3 * b1; c32 += a3 * b2; c33 += a3 * b3;
+            }
+
+            Group.Barrier(); // the slices are overwritten next step
+        }
+
+        int t = t0 + ty * 4;
+        int n = n0 + tx * 4;
+        WriteRow<TE>(y, rows, tokens, t, n, c00, c01, c02, c03);
+        WriteRow<TE>(y, rows, tokens, t + 1, n, c10, c11, c12, c13);
+        WriteRow<TE>(y, rows, tokens, t + 2, n, c20, c21, c22, c23);
+        WriteRow<TE>(y, rows, tokens, t + 3, n, c30, c31, c32, c33);
+    }
+
+    private static void WriteRow<TE>(ArrayView<float> y, int rows, int tokens, int t, int n, float v0, float v1, float v2, float v3)
+        where TE : struct, IEpilogue
+    {
+        if (t >= tokens) return;
+        long b = (long)t * rows + n;
+        if (n < rows) default(TE).Write(y, b, v0);
+        if (n + 1 < rows) default(TE).Write(y, b + 1, v1);
+        if (n + 2 < rows) default(TE).Write(y, b + 2, v2);
+        if (n + 3 < rows) default(TE).Write(y, b + 3, v3);
+    }
+
+    /// <summary>Serial schedule: each thread computes whole rows of W against every token.</summary>
+    public static void LinearSerial<TW, TE>(Index1D thread, ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<float> y,
+        int rows, int cols, int tokens, int stride)
+        where TW : struct, IWeightFormat
+        where TE : struct, IEpilogue
+    {
+        int e = default(TW).ElementsPerChunk;
+        int chunks = cols / e;
+        int vecsPerToken = cols / 4;
+        int vecsPerChunk = e / 4;
+        for (int n = thread; n < rows; n += stride)
+        {
+            long row = (long)n * chunks;
+            for (int t = 0; t < tokens; t++)
+            {
+                long xv = (long)t * vecsPerToken;
+                float acc = 0;
+                for (int c = 0; c < chunks; c++)
+                    acc += default(TW).Dot(w[row + c], x, xv + (long)c * vecsPerChunk);
+                default(TE).Write(y, (long)t * rows + n, acc);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- rotary embedding
+
+    /// <summary>
+    /// Splits the fused projection into q, k, v and rotates q and k (Hugging Face's rotate_half pairing: element i
+    /// with i + head_dim/2): out[i] = x[i]·cos − x[i+h]·sin, out[i+h] = x[i+h]·cos + x[i]·sin.
+    /// </summary>
+    /// <param name="qkv">[tokens, (heads + 2 kv_heads) * head_dim] f32: q | k | v per token</param>
+    /// <param name="positions">[tokens] position of each token</param>
+    /// <param name="cos">[max_positions, head_dim / 2] f32</param>
+    /// <param name="sin">[max_positions, head_dim / 2] f32</param>
+    /// <param name="q">[tokens, heads, head_dim] f32</param>
+    /// <param name="k">[tokens, kv_heads, head_dim] f32</param>
+    /// <param name="v">[tokens, kv_heads, head_dim] f32</param>
+    public static void RopeSplit(Index1D thread, ArrayView<float> qkv, ArrayView<int> positions, ArrayView<float> cos, ArrayView<float> sin,
+        ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, int tokens, int heads, int kvHeads, int headDim, int stride)
+    {
+        int half = headDim / 2;
+        int allHeads = heads + 2 * kvHeads;
+        long total = (long)tokens * allHeads * half;
+        for (long item = thread; item < total; item += stride)
+        {
+            int i = (int)(item % half);
+            int h = (int)(item / half % allHeads);
+            int t = (int)(item / half / allHeads);
+            long src = ((long)t * allHeads + h) * headDim;
+            float x1 = qkv[src + i];
+            float x2 = qkv[src + i + half];
+            if (h >= heads + kvHeads)
+            {
+                // Values are not rotated.
+                long dv = ((long)t * kvHeads + h - heads - kvHeads) * headDim;
+                v[dv + i] = x1;
+                v[dv + i + half] = x2;
+                continue;
+            }
+
+            long angle = (long)positions[t] * half + i;
+            float c = cos[angle];
+            float s = sin[angle];
+            float r1 = x1 * c - x2 * s;
+            float r2 = x2 * c + x1 * s;
+            if (h < heads)
+            {
+                long dq = ((long)t * heads + h) * headDim;
+                q[dq + i] = r1;
+                q[dq + i + half] = r2;
+            }
+            else
+            {
+                long dk = ((long)t * kvHeads + h - heads) * headDim;
+                k[dk + i] = r1;
+                k[dk + i + half] = r2;
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- MLP activation
+
+    /// <summary>a[t, j] = silu(gate[t, j]) · up[t, j], silu(g) = g / (1 + e^−g).</summary>
+    /// <param name="gateUp">[tokens, 2 * intermediate] f32: gate | up per token</param>
+    /// <param name="a">[tokens, intermediate] f32</param>
+    public static void SwiGlu(Index1D thread, ArrayView<float> gateUp, ArrayView<float> a, int tokens, int intermediate, int stride)
+    {
+        long total = (long)tokens * intermediate;
+        for (long item = thread; item < total; item += stride)
+        {
+            long t = item / intermediate;
+            long j = item % intermediate;
+            float g = gateUp[t * 2 * intermediate + j];
+            float u = gateUp[t * 2 * intermediate + intermediate + j];
+            a[item] = g / (1f + XMath.Exp(-g)) * u;
+        }
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    private static float WarpSum(float v)
+    {
+        for (int offset = Warp.WarpSize / 2; offset > 0; offset /= 2)
+            v += Warp.ShuffleXor(v, offset);
+        return v;
+    }
+}

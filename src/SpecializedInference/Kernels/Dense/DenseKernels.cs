@@ -1,0 +1,203 @@
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+
+namespace SpecializedInference.Kernels.Dense;
+
+/// <summary>Which schedule the reductions (projections, RMSNorm) use; see <see cref="DenseKernelBodies"/>.</summary>
+public enum DenseSchedule
+{
+    /// <summary><see cref="Serial"/> on ILGPU's CPU accelerator, <see cref="Warp"/> elsewhere.</summary>
+    Auto,
+
+    /// <summary>Warp-per-row matvec, tiled matmul, group-per-row RMSNorm: the GPU design.</summary>
+    Warp,
+
+    /// <summary>A few threads looping over whole rows: for the CPU accelerator.</summary>
+    Serial,
+}
+
+/// <summary>A weight matrix on the device: <c>[Rows, Cols]</c> row-major, f32 or f16, as 16-byte chunks.</summary>
+public sealed class DeviceMatrix : IDisposable
+{
+    public DeviceMatrix(MemoryBuffer1D<Bits128, Stride1D.Dense> buffer, int rows, int cols, WeightDtype dtype)
+    {
+        Buffer = buffer;
+        Rows = rows;
+        Cols = cols;
+        Dtype = dtype;
+    }
+
+    public MemoryBuffer1D<Bits128, Stride1D.Dense> Buffer { get; }
+
+    public int Rows { get; }
+
+    public int Cols { get; }
+
+    public WeightDtype Dtype { get; }
+
+    public ArrayView<Bits128> View => Buffer.View;
+
+    public static int ElementsPerChunk(WeightDtype dtype) => dtype == WeightDtype.F16 ? 8 : 4;
+
+    /// <summary>Chunks that hold <c>rows × cols</c> weights of <paramref name="dtype"/> (cols must be a multiple of the chunk's elements).</summary>
+    public static long ChunksFor(long rows, int cols, WeightDtype dtype) => rows * (cols / ElementsPerChunk(dtype));
+
+    public long Bytes => Buffer.LengthInBytes;
+
+    public void Dispose() => Buffer.Dispose();
+}
+
+/// <summary>
+/// The dense kernels compiled for one accelerator, launched by shape. Variants are compiled on first use.
+/// Every method only enqueues work on the accelerator's default stream.
+/// </summary>
+public sealed class DenseKernels
+{
+    /// <summary>Above this many tokens the warp schedule switches from the matvec to the tiled matmul.</summary>
+    public const int TiledMinTokens = 2 * DenseKernelBodies.WarpTokens + 1;
+
+    private readonly Accelerator _accelerator;
+    private readonly int _elementwiseThreads;
+    private readonly Dictionary<(string, Type, Type?), Delegate> _kernels = new();
+
+    public DenseKernels(Accelerator accelerator, DenseSchedule schedule = DenseSchedule.Auto)
+    {
+        _accelerator = accelerator;
+        Schedule = schedule == DenseSchedule.Auto
+            ? accelerator is CPUAccelerator ? DenseSchedule.Serial : DenseSchedule.Warp
+            : schedule;
+        // Element-wise grid-stride launches: enough threads to fill a GPU; few on the CPU accelerator, where
+        // every simulated thread costs an OS thread's scheduling.
+        _elementwiseThreads = accelerator is CPUAccelerator
+            ? Math.Max(accelerator.WarpSize, 64)
+            : accelerator.NumMultiprocessors * accelerator.MaxNumThreadsPerMultiprocessor;
+    }
+
+    public DenseSchedule Schedule { get; }
+
+    public Accelerator Accelerator => _accelerator;
+
+    private TDelegate Get<TDelegate>(string name, Type format, Type? epilogue, Func<TDelegate> load) where TDelegate : Delegate
+    {
+        var key = (name, format, epilogue);
+        if (!_kernels.TryGetValue(key, out var kernel))
+        {
+            kernel = load();
+            _kernels[key] = kernel;
+        }
+
+        return (TDelegate)kernel;
+    }
+
+    private int Threads(long work) => (int)Math.Max(1, Math.Min(work, _elementwiseThreads));
+
+    /// <summary>x[t, :] = table[ids[t], :].</summary>
+    /// <param name="ids">[tokens] token ids, each below table.Rows</param>
+    /// <param name="x">[tokens, table.Cols] f32</param>
+    public void Embedding(DeviceMatrix table, ArrayView<int> ids, int tokens, ArrayView<float> x)
+    {
+        int chunks = table.Cols / DeviceMatrix.ElementsPerChunk(table.Dtype);
+        int threads = Threads((long)tokens * chunks);
+        if (table.Dtype == WeightDtype.F16)
+            Get("embed", typeof(F16Weights), null, () => _accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<Bits128>, ArrayView<int>, ArrayView<float>, int, int, int>(
+                DenseKernelBodies.Embedding<F16Weights>))(threads, table.View, ids, x, tokens, table.Cols, threads);
+        else
+            Get("embed", typeof(F32Weights), null, () => _accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<Bits128>, ArrayView<int>, ArrayView<float>, int, int, int>(
+                DenseKernelBodies.Embedding<F32Weights>))(threads, table.View, ids, x, tokens, table.Cols, threads);
+    }
+
+    /// <summary>y[r, :] = RMSNorm(x[rowMap[r], :]) · weight.</summary>
+    /// <param name="x">[*, hidden] f32</param>
+    /// <param name="rowMap">[rows] input row of each output row</param>
+    /// <param name="weight">[hidden] f32</param>
+    /// <param name="y">[rows, hidden] f32</param>
+    public void RmsNorm(ArrayView<float> x, ArrayView<int> rowMap, int rows, ArrayView<float> weight, float eps, ArrayView<float> y, int hidden)
+    {
+        if (hidden % 4 != 0) throw new ArgumentException($"RMSNorm needs hidden ({hidden}) to be a multiple of 4");
+        if (rows == 0) return;
+        if (Schedule == DenseSchedule.Warp)
+        {
+            var k = Get("norm-group", typeof(float), null, () => _accelerator.LoadStreamKernel<ArrayView<Vec4>, ArrayView<int>, ArrayView<Vec4>, ArrayView<Vec4>, int, float>(
+                DenseKernelBodies.RmsNormGroup));
+            int threads = Math.Min(DenseKernelBodies.NormThreads, Math.Max(_accelerator.WarpSize, (hidden / 4 + _accelerator.WarpSize - 1) / _accelerator.WarpSize * _accelerator.WarpSize));
+            k(new KernelConfig(rows, threads), x.Cast<Vec4>(), rowMap, weight.Cast<Vec4>(), y.Cast<Vec4>(), hidden, eps);
+        }
+        else
+        {
+            var k = Get("norm-serial", typeof(float), null, () => _accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<Vec4>, ArrayView<int>, ArrayView<Vec4>, ArrayView<Vec4>, int, int, float, int>(
+                DenseKernelBodies.RmsNormSerial));
+            int threads = Threads(rows);
+            k(threads, x.Cast<Vec4>(), rowMap, weight.Cast<Vec4>(), y.Cast<Vec4>(), rows, hidden, eps, threads);
+        }
+    }
+
+    /// <summary>y = x · Wᵀ (or y += x · Wᵀ when <paramref name="accumulate"/>).</summary>
+    /// <param name="x">[tokens, w.Cols] f32</param>
+    /// <param name="y">[tokens, w.Rows] f32</param>
+    public void Linear(ArrayView<float> x, int tokens, DeviceMatrix w, ArrayView<float> y, bool accumulate)
+    {
+        if (tokens == 0) return;
+        if (w.Dtype == WeightDtype.F16)
+        {
+            if (accumulate) Linear<F16Weights, AddToOutput>(x, tokens, w, y);
+            else Linear<F16Weights, StoreOutput>(x, tokens, w, y);
+        }
+        else
+        {
+            if (accumulate) Linear<F32Weights, AddToOutput>(x, tokens, w, y);
+            else Linear<F32Weights, StoreOutput>(x, tokens, w, y);
+        }
+    }
+
+    private void Linear<TW, TE>(ArrayView<float> x, int tokens, DeviceMatrix w, ArrayView<float> y)
+        where TW : struct, IWeightFormat
+        where TE : struct, IEpilogue
+    {
+        var xv = x.Cast<Vec4>();
+        if (Schedule == DenseSchedule.Serial)
+        {
+            var k = Get("linear-serial", typeof(TW), typeof(TE), () => _accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int, int>(
+                DenseKernelBodies.LinearSerial<TW, TE>));
+            int threads = Threads(w.Rows);
+            k(threads, w.View, xv, y, w.Rows, w.Cols, tokens, threads);
+            return;
+        }
+
+        if (tokens >= TiledMinTokens && w.Cols % DenseKernelBodies.TileK == 0)
+        {
+            var k = Get("linear-tiled", typeof(TW), typeof(TE), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int>(
+                DenseKernelBodies.LinearTiled<TW, TE>));
+            int tiles = (w.Rows + DenseKernelBodies.TileRows - 1) / DenseKernelBodies.TileRows
+                * ((tokens + DenseKernelBodies.TileTokens - 1) / DenseKernelBodies.TileTokens);
+            k(new KernelConfig(tiles, DenseKernelBodies.TileThreads), w.View, xv, y, w.Rows, w.Cols, tokens);
+            return;
+        }
+
+        var warpKernel = Get("linear-warp", typeof(TW), typeof(TE), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int>(
+            DenseKernelBodies.LinearWarp<TW, TE>));
+        const int warpsPerGroup = 4;
+        long warps = (long)w.Rows * ((tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens);
+        int groups = (int)((warps + warpsPerGroup - 1) / warpsPerGroup);
+        warpKernel(new KernelConfig(groups, warpsPerGroup * _accelerator.WarpSize), w.View, xv, y, w.Rows, w.Cols, tokens);
+    }
+
+    /// <summary>Splits q | k | v and applies rotary embeddings to q and k.</summary>
+    public void RopeSplit(ArrayView<float> qkv, ArrayView<int> positions, ArrayView<float> cos, ArrayView<float> sin,
+        ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, int tokens, int heads, int kvHeads, int headDim)
+    {
+        var kernel = Get("rope", typeof(float), null, () => _accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int>(DenseKernelBodies.RopeSplit));
+        int threads = Threads((long)tokens * (heads + 2 * kvHeads) * headDim / 2);
+        kernel(threads, qkv, positions, cos, sin, q, k, v, tokens, heads, kvHeads, headDim, threads);
+    }
+
+    /// <summary>a = silu(gate) · up.</summary>
+    public void SwiGlu(ArrayView<float> gateUp, ArrayView<float> a, int tokens, int intermediate)
+    {
+        var kernel = Get("swiglu", typeof(float), null, () => _accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int, int>(
+            DenseKernelBodies.SwiGlu));
+        int threads = Threads((long)tokens * intermediate);
+        kernel(threads, gateUp, a, tokens, intermediate, threads);
+    }
+}

@@ -1,0 +1,441 @@
+using ILGPU;
+using ILGPU.Runtime;
+using SpecializedInference.Kernels;
+using SpecializedInference.Kernels.Dense;
+using SpecializedInference.Model;
+
+namespace SpecializedInference.Runtime;
+
+/// <summary>
+/// Runs a Llama decoder on an ILGPU accelerator. Owns the weights (uploaded once, in the options' dtype), the paged
+/// KV cache (one <see cref="PagedKvCacheBuffer"/> per layer), the rotary tables and the scratch buffers (allocated
+/// once, grown only when a step has more tokens than ever before). Per step the host uploads the token ids,
+/// positions and attention metadata, enqueues every kernel, and copies back only the requested logits rows.
+/// </summary>
+public sealed class LlamaModelRunner : IModelRunner
+{
+    private readonly Accelerator _accelerator;
+    private readonly DenseKernels _dense;
+    private readonly IAttentionKernels _attention;
+    private readonly LayerWeights[] _layers;
+    private readonly DeviceMatrix _embedding;          // [vocab, hidden]
+    private readonly DeviceMatrix _lmHead;             // [vocab, hidden] (the embedding when tied)
+    private readonly MemoryBuffer1D<float, Stride1D.Dense> _finalNorm; // [hidden]
+    private readonly MemoryBuffer1D<float, Stride1D.Dense> _ropeCos;   // [max_seq_len, head_dim / 2]
+    private readonly MemoryBuffer1D<float, Stride1D.Dense> _ropeSin;   // [max_seq_len, head_dim / 2]
+    private readonly PagedKvCacheBuffer[] _kvCache;    // per layer: [num_blocks, kv_heads, block_size, head_dim] K and V
+    private Scratch _scratch;
+    private bool _disposed;
+
+    private sealed class LayerWeights : IDisposable
+    {
+        public required MemoryBuffer1D<float, Stride1D.Dense> InputNorm { get; init; }   // [hidden]
+        public required DeviceMatrix Qkv { get; init; }                                  // [(heads + 2 kv_heads) * head_dim, hidden]
+        public required DeviceMatrix O { get; init; }                                    // [hidden, heads * head_dim]
+        public required MemoryBuffer1D<float, Stride1D.Dense> PostNorm { get; init; }    // [hidden]
+        public required DeviceMatrix GateUp { get; init; }                               // [2 * intermediate, hidden]
+        public required DeviceMatrix Down { get; init; }                                 // [hidden, intermediate]
+
+        public void Dispose()
+        {
+            InputNorm.Dispose();
+            Qkv.Dispose();
+            O.Dispose();
+            PostNorm.Dispose();
+            GateUp.Dispose();
+            Down.Dispose();
+        }
+    }
+
+    /// <summary>Activations of one step, sized for <see cref="Tokens"/> tokens and <see cref="LogitRows"/> logits rows.</summary>
+    private sealed class Scratch : IDisposable
+    {
+        public Scratch(Accelerator a, LlamaConfig c, int tokens, int logitRows)
+        {
+            Tokens = tokens;
+            LogitRows = logitRows;
+            X = a.Allocate1D<float>((long)tokens * c.HiddenSize);
+            H = a.Allocate1D<float>((long)tokens * c.HiddenSize);
+            Qkv = a.Allocate1D<float>((long)tokens * (c.QueryDim + 2 * c.KeyValueDim));
+            Q = a.Allocate1D<float>((long)tokens * c.QueryDim);
+            K = a.Allocate1D<float>((long)tokens * c.KeyValueDim);
+            V = a.Allocate1D<float>((long)tokens * c.KeyValueDim);
+            Attn = a.Allocate1D<float>((long)tokens * c.QueryDim);
+            GateUp = a.Allocate1D<float>((long)tokens * 2 * c.IntermediateSize);
+            Act = a.Allocate1D<float>((long)tokens * c.IntermediateSize);
+            Final = a.Allocate1D<float>((long)logitRows * c.HiddenSize);
+            Logits = a.Allocate1D<float>((long)logitRows * c.VocabSize);
+            Ints = a.Allocate1D<int>(2L * tokens + logitRows);
+            Identity = a.Allocate1D(Enumerable.Range(0, tokens).ToArray());
+            LogitsHost = new float[(long)logitRows * c.VocabSize];
+        }
+
+        public int Tokens { get; }
+        public int LogitRows { get; }
+        public MemoryBuffer1D<float, Stride1D.Dense> X { get; }       // [tokens, hidden] residual stream
+        public MemoryBuffer1D<float, Stride1D.Dense> H { get; }       // [tokens, hidden] normed
+        public MemoryBuffer1D<float, Stride1D.Dense> Qkv { get; }     // [tokens, (heads + 2 kv_heads) * head_dim]
+        public MemoryBuffer1D<float, Stride1D.Dense> Q { get; }       // [tokens, heads, head_dim]
+        public MemoryBuffer1D<float, Stride1D.Dense> K { get; }       // [tokens, kv_heads, head_dim]
+        public MemoryBuffer1D<float, Stride1D.Dense> V { get; }       // [tokens, kv_heads, head_dim]
+        public MemoryBuffer1D<float, Stride1D.Dense> Attn { get; }    // [tokens, heads * head_dim]
+        public MemoryBuffer1D<float, Stride1D.Dense> GateUp { get; }  // [tokens, 2 * intermediate]
+        public MemoryBuffer1D<float, Stride1D.Dense> Act { get; }     // [tokens, intermediate]
+        public MemoryBuffer1D<float, Stride1D.Dense> Final { get; }   // [logit_rows, hidden]
+        public MemoryBuffer1D<float, Stride1D.Dense> Logits { get; }  // [logit_rows, vocab]
+        public MemoryBuffer1D<int, Stride1D.Dense> Ints { get; }      // [tokens] ids | [tokens] positions | [logit_rows] rows
+        public MemoryBuffer1D<int, Stride1D.Dense> Identity { get; }  // [tokens] 0, 1, 2, ...: every row normed in place
+        public float[] LogitsHost { get; }                            // [logit_rows, vocab]
+
+        public void Dispose()
+        {
+            foreach (var b in new MemoryBuffer[] { X, H, Qkv, Q, K, V, Attn, GateUp, Act, Final, Logits, Ints, Identity }) b.Dispose();
+        }
+    }
+
+    /// <summary>Loads <paramref name="checkpoint"/>'s weights onto <paramref name="accelerator"/>.</summary>
+    public LlamaModelRunner(Accelerator accelerator, LlamaCheckpoint checkpoint, ModelOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        options ??= ModelOptions.Default;
+        _accelerator = accelerator;
+        Options = options;
+        Config = checkpoint.Config;
+        var c = Config;
+        var configPath = Path.Combine(checkpoint.Directory, LlamaCheckpoint.ConfigFileName);
+        CheckShapeFitsKernels(c, options.WeightDtype, configPath);
+
+        MaxSeqLen = options.MaxSeqLen ?? Math.Min(c.MaxPositionEmbeddings, ModelOptions.DefaultMaxSeqLenCap);
+        if (MaxSeqLen <= 0) throw new ArgumentOutOfRangeException(nameof(options), $"MaxSeqLen must be positive, got {MaxSeqLen}");
+        var generated = AttentionKernelSelection.FindGenerated(c);
+        BlockSize = options.KvBlockSize ?? generated?.Engine.KvBlockSize ?? 16;
+        if (BlockSize <= 0) throw new ArgumentOutOfRangeException(nameof(options), $"KvBlockSize must be positive, got {BlockSize}");
+        NumBlocks = options.NumKvBlocks > 0 ? options.NumKvBlocks : (MaxSeqLen + BlockSize - 1) / BlockSize;
+
+        var selection = AttentionKernelSelection.Select(accelerator, c, configPath, BlockSize,
+            new AttentionOptions(options.KvDtype, options.Algorithm, options.HeadMapping), options.ForceGenericKernels);
+        _attention = selection.Kernels;
+        KernelNotice = selection.Notice;
+        _dense = new DenseKernels(accelerator, options.DenseSchedule);
+
+        var owned = new List<IDisposable> { _attention };
+        try
+        {
+            var w = checkpoint.Weights;
+            var dtype = options.WeightDtype;
+            _embedding = WeightUpload.Matrix(accelerator, w, new[] { checkpoint.Tensor("model.embed_tokens.weight") }, dtype);
+            owned.Add(_embedding);
+            _layers = new LayerWeights[c.NumHiddenLayers];
+            for (int i = 0; i < c.NumHiddenLayers; i++)
+            {
+                var p = $"model.layers.{i}.";
+                var layer = new LayerWeights
+                {
+                    InputNorm = WeightUpload.Vector(accelerator, w, checkpoint.Tensor(p + "input_layernorm.weight")),
+                    // q | k | v fused into one projection: one pass over the activations, one launch.
+                    Qkv = WeightUpload.Matrix(accelerator, w, new[]
+                    {
+                        checkpoint.Tensor(p + "self_attn.q_proj.weight"),
+                        checkpoint.Tensor(p + "self_attn.k_proj.weight"),
+                        checkpoint.Tensor(p + "self_attn.v_proj.weight"),
+                    }, dtype),
+                    O = WeightUpload.Matrix(accelerator, w, new[] { checkpoint.Tensor(p + "self_attn.o_proj.weight") }, dtype),
+                    PostNorm = WeightUpload.Vector(accelerator, w, checkpoint.Tensor(p + "post_attention_layernorm.weight")),
+                    // gate | up fused likewise.
+                    GateUp = WeightUpload.Matrix(accelerator, w, new[]
+                    {
+                        checkpoint.Tensor(p + "mlp.gate_proj.weight"),
+                        checkpoint.Tensor(p + "mlp.up_proj.weight"),
+                    }, dtype),
+                    Down = WeightUpload.Matrix(accelerator, w, new[] { checkpoint.Tensor(p + "mlp.down_proj.weight") }, dtype),
+                };
+                _layers[i] = layer;
+                owned.Add(layer);
+            }
+
+            _finalNorm = WeightUpload.Vector(accelerator, w, checkpoint.Tensor("model.norm.weight"));
+            owned.Add(_finalNorm);
+            if (c.TieWordEmbeddings)
+            {
+                _lmHead = _embedding;
+            }
+            else
+            {
+                _lmHead = WeightUpload.Matrix(accelerator, w, new[] { checkpoint.Tensor("lm_head.weight") }, dtype);
+                owned.Add(_lmHead);
+            }
+
+            (_ropeCos, _ropeSin) = UploadRopeTables(accelerator, c, MaxSeqLen);
+            owned.Add(_ropeCos);
+            owned.Add(_ropeSin);
+
+            var layout = new PagedKvCacheLayout(NumBlocks, c.NumKeyValueHeads, BlockSize, c.HeadDim, options.KvDtype);
+            _kvCache = new PagedKvCacheBuffer[c.NumHiddenLayers];
+            for (int i = 0; i < c.NumHiddenLayers; i++)
+            {
+                _kvCache[i] = PagedKvCacheBuffer.Allocate(accelerator, layout);
+                owned.Add(_kvCache[i]);
+            }
+
+            _scratch = new Scratch(accelerator, c, Math.Max(1, options.MaxBatchTokens), 1);
+            accelerator.Synchronize();
+        }
+        catch
+        {
+            foreach (var d in owned) d.Dispose();
+            throw;
+        }
+    }
+
+    public LlamaConfig Config { get; }
+
+    public ModelOptions Options { get; }
+
+    public int BlockSize { get; }
+
+    public int NumBlocks { get; }
+
+    public int VocabSize => Config.VocabSize;
+
+    public int MaxSeqLen { get; }
+
+    /// <summary>The attention kernel set's name (the config it was generated from, or "generic").</summary>
+    public string KernelSetName => _attention.Name;
+
+    public bool IsSpecialized => _attention.IsSpecialized;
+
+    /// <summary>Why the generic kernels run (and how to specialize them); null when a generated set runs.</summary>
+    public string? KernelNotice { get; }
+
+    public DenseSchedule DenseSchedule => _dense.Schedule;
+
+    public Accelerator Accelerator => _accelerator;
+
+    /// <summary>Device bytes of the weights (what one decode step must read at least once).</summary>
+    public long WeightBytes =>
+        _embedding.Bytes + (_lmHead == _embedding ? 0 : _lmHead.Bytes) + _layers.Sum(l => l.Qkv.Bytes + l.O.Bytes + l.GateUp.Bytes + l.Down.Bytes);
+
+    private static void CheckShapeFitsKernels(LlamaConfig c, WeightDtype dtype, string configPath)
+    {
+        int e = DeviceMatrix.ElementsPerChunk(dtype);
+        foreach (var (name, value) in new[] { ("hidden_size", c.HiddenSize), ("intermediate_size", c.IntermediateSize), ("num_attention_heads * head_dim", c.QueryDim) })
+            if (value % e != 0)
+                throw new CheckpointException($"{configPath}: {name} ({value}) must be a multiple of {e}: the {dtype.ToString().ToLowerInvariant()} projection kernels read weights in 16-byte chunks");
+        if (c.HeadDim % 8 != 0)
+            throw new CheckpointException($"{configPath}: head_dim ({c.HeadDim}) must be a multiple of 8 (the KV cache moves 16-byte chunks)");
+    }
+
+    private static (MemoryBuffer1D<float, Stride1D.Dense>, MemoryBuffer1D<float, Stride1D.Dense>) UploadRopeTables(Accelerator a, LlamaConfig c, int positions)
+    {
+        // As Hugging Face computes them: angle = f32(position) * f32(inv_freq) in float32, then cos and sin.
+        var inv = c.RopeInverseFrequencies();
+        int half = inv.Length;
+        var cos = new float[(long)positions * half];
+        var sin = new float[(long)positions * half];
+        for (int p = 0; p < positions; p++)
+            for (int i = 0; i < half; i++)
+            {
+                float angle = p * inv[i];
+                cos[(long)p * half + i] = (float)Math.Cos(angle);
+                sin[(long)p * half + i] = (float)Math.Sin(angle);
+            }
+
+        var cb = a.Allocate1D(cos);
+        try
+        {
+            return (cb, a.Allocate1D(sin));
+        }
+        catch
+        {
+            cb.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The KV cache layers (for tests and the block-copy path).</summary>
+    internal IReadOnlyList<PagedKvCacheBuffer> KvCache => _kvCache;
+
+    public float[]?[] Execute(StepBatch batch)
+    {
+        var rows = Forward(batch, everyToken: false);
+        var results = new float[]?[batch.Chunks.Count];
+        int r = 0;
+        for (int i = 0; i < results.Length; i++)
+            if (batch.Chunks[i].WantLogits)
+                results[i] = rows[r++];
+        return results;
+    }
+
+    /// <summary>
+    /// Runs a step like <see cref="Execute"/> but returns the logits of every token of the batch, in batch order
+    /// (<see cref="SequenceChunk.WantLogits"/> is ignored): the per-position prompt logits the reference tests compare.
+    /// </summary>
+    public float[][] ExecuteAllLogits(StepBatch batch) => Forward(batch, everyToken: true);
+
+    /// <summary>One forward step; returns the logits rows asked for, in batch order.</summary>
+    private float[][] Forward(StepBatch batch, bool everyToken)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(batch);
+        var c = Config;
+        var chunks = batch.Chunks;
+        int tokens = Validate(batch);
+
+        // Copy-on-write blocks before anything writes the cache.
+        foreach (var copy in batch.BlockCopies) CopyBlock(copy);
+        if (tokens == 0) return Array.Empty<float[]>();
+
+        // Host-side step description: ids | positions | logits rows, and the attention batch.
+        int logitRows = everyToken ? tokens : chunks.Count(ch => ch.WantLogits);
+        EnsureScratch(tokens, logitRows);
+        var s = _scratch;
+        var ints = new int[2 * tokens + logitRows];
+        var queryLens = new int[chunks.Count];
+        var contextLens = new int[chunks.Count];
+        var blockTables = new int[chunks.Count][];
+        var slots = new int[tokens];
+        int t = 0, r = 0;
+        for (int i = 0; i < chunks.Count; i++)
+        {
+            var ch = chunks[i];
+            for (int j = 0; j < ch.TokenIds.Length; j++, t++)
+            {
+                int pos = ch.StartPosition + j;
+                ints[t] = ch.TokenIds[j];
+                ints[tokens + t] = pos;
+                slots[t] = ch.BlockTable[pos / BlockSize] * BlockSize + pos % BlockSize;
+                if (everyToken) ints[2 * tokens + r++] = t;
+            }
+
+            if (ch.WantLogits && !everyToken) ints[2 * tokens + r++] = t - 1;
+            queryLens[i] = ch.TokenIds.Length;
+            contextLens[i] = ch.ContextLength;
+            blockTables[i] = ch.BlockTable;
+        }
+
+        s.Ints.View.SubView(0, ints.Length).CopyFromCPU(ints);
+        var ids = s.Ints.View.SubView(0, tokens);               // [tokens]
+        var positions = s.Ints.View.SubView(tokens, tokens);    // [tokens]
+        var rows = s.Ints.View.SubView(2L * tokens, Math.Max(1, logitRows)); // [logit_rows]
+        var identity = s.Identity.View.SubView(0, tokens);
+
+        using var plan = _attention.Plan(new AttentionBatch(queryLens, contextLens, blockTables, slots));
+        long hiddenElems = (long)tokens * c.HiddenSize;
+        var x = s.X.View.SubView(0, hiddenElems);
+        var h = s.H.View.SubView(0, hiddenElems);
+        var qkv = s.Qkv.View.SubView(0, (long)tokens * (c.QueryDim + 2 * c.KeyValueDim));
+        var q = s.Q.View.SubView(0, (long)tokens * c.QueryDim);
+        var k = s.K.View.SubView(0, (long)tokens * c.KeyValueDim);
+        var v = s.V.View.SubView(0, (long)tokens * c.KeyValueDim);
+        var attn = s.Attn.View.SubView(0, (long)tokens * c.QueryDim);
+        var gateUp = s.GateUp.View.SubView(0, (long)tokens * 2 * c.IntermediateSize);
+        var act = s.Act.View.SubView(0, (long)tokens * c.IntermediateSize);
+        float eps = (float)c.RmsNormEps;
+
+        // x = embed(ids)
+        _dense.Embedding(_embedding, ids, tokens, x);
+        for (int l = 0; l < _layers.Length; l++)
+        {
+            var layer = _layers[l];
+            var cache = _kvCache[l].Layer;
+            // Attention block: h = norm(x); q, k, v = rope(h · Wqkv); cache ← k, v; x += attend(q) · Wo.
+            _dense.RmsNorm(x, identity, tokens, layer.InputNorm.View, eps, h, c.HiddenSize);
+            _dense.Linear(h, tokens, layer.Qkv, qkv, accumulate: false);
+            _dense.RopeSplit(qkv, positions, _ropeCos.View, _ropeSin.View, q, k, v, tokens, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim);
+            _attention.WriteKvCache(plan, k, v, cache);
+            _attention.Attend(plan, q, cache, attn);
+            _dense.Linear(attn, tokens, layer.O, x, accumulate: true);
+            // MLP block: h = norm(x); x += (silu(h · Wgate) * (h · Wup)) · Wdown.
+            _dense.RmsNorm(x, identity, tokens, layer.PostNorm.View, eps, h, c.HiddenSize);
+            _dense.Linear(h, tokens, layer.GateUp, gateUp, accumulate: false);
+            _dense.SwiGlu(gateUp, act, tokens, c.IntermediateSize);
+            _dense.Linear(act, tokens, layer.Down, x, accumulate: true);
+        }
+
+        var results = new float[logitRows][];
+        if (logitRows > 0)
+        {
+            // Only the rows whose logits are wanted: final norm of those rows, then the LM head.
+            var final = s.Final.View.SubView(0, (long)logitRows * c.HiddenSize);
+            ArrayView<float> logits = s.Logits.View.SubView(0, (long)logitRows * c.VocabSize);
+            _dense.RmsNorm(x, rows, logitRows, _finalNorm.View, eps, final, c.HiddenSize);
+            _dense.Linear(final, logitRows, _lmHead, logits, accumulate: false);
+            var host = s.LogitsHost.AsSpan(0, logitRows * c.VocabSize);
+            logits.CopyToCPU(host);
+            for (int i = 0; i < logitRows; i++) results[i] = host.Slice(i * c.VocabSize, c.VocabSize).ToArray();
+        }
+
+        // The plan's device buffers are released on return: wait for the kernels that read them.
+        _accelerator.Synchronize();
+        return results;
+    }
+
+    private int Validate(StepBatch batch)
+    {
+        int tokens = 0;
+        var seen = new HashSet<long>();
+        foreach (var ch in batch.Chunks)
+        {
+            string who = $"sequence {ch.SequenceId}";
+            if (!seen.Add(ch.SequenceId)) throw new ArgumentException($"{who} appears twice in one step");
+            if (ch.TokenIds.Length == 0) throw new ArgumentException($"{who}: a chunk needs at least one token");
+            if (ch.StartPosition < 0) throw new ArgumentException($"{who}: start position {ch.StartPosition} is negative");
+            if (ch.ContextLength > MaxSeqLen)
+                throw new ArgumentException($"{who}: context of {ch.ContextLength} tokens exceeds the runner's max sequence length {MaxSeqLen}");
+            foreach (var id in ch.TokenIds)
+                if ((uint)id >= (uint)Config.VocabSize)
+                    throw new ArgumentException($"{who}: token id {id} is outside the vocabulary (0..{Config.VocabSize - 1})");
+            int needed = (ch.ContextLength + BlockSize - 1) / BlockSize;
+            if (ch.BlockTable.Length < needed)
+                throw new ArgumentException($"{who}: block table has {ch.BlockTable.Length} blocks; {ch.ContextLength} positions of block size {BlockSize} need {needed}");
+            foreach (var b in ch.BlockTable)
+                if ((uint)b >= (uint)NumBlocks)
+                    throw new ArgumentException($"{who}: block id {b} is outside the KV cache (0..{NumBlocks - 1})");
+            tokens += ch.TokenIds.Length;
+        }
+
+        foreach (var copy in batch.BlockCopies)
+            if ((uint)copy.Source >= (uint)NumBlocks || (uint)copy.Destination >= (uint)NumBlocks)
+                throw new ArgumentException($"block copy {copy.Source} → {copy.Destination} names a block outside the KV cache (0..{NumBlocks - 1})");
+        return tokens;
+    }
+
+    private void CopyBlock(BlockCopy copy)
+    {
+        foreach (var layer in _kvCache)
+        {
+            long blockBytes = layer.Layout.ElementsPerBlock * layer.Layout.BytesPerElement;
+            var kv = layer.Layer;
+            kv.Keys.SubView(copy.Source * blockBytes, blockBytes).CopyTo(kv.Keys.SubView(copy.Destination * blockBytes, blockBytes));
+            kv.Values.SubView(copy.Source * blockBytes, blockBytes).CopyTo(kv.Values.SubView(copy.Destination * blockBytes, blockBytes));
+        }
+    }
+
+    private void EnsureScratch(int tokens, int logitRows)
+    {
+        if (tokens <= _scratch.Tokens && logitRows <= _scratch.LogitRows) return;
+        // Grow to the next power of two so a slowly growing batch reallocates rarely.
+        int newTokens = Math.Max(_scratch.Tokens, (int)Math.Min(int.MaxValue / 2, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)tokens)));
+        int newRows = Math.Max(_scratch.LogitRows, (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Math.Max(1, logitRows)));
+        _accelerator.Synchronize();
+        _scratch.Dispose();
+        _scratch = new Scratch(_accelerator, Config, newTokens, newRows);
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _accelerator.Synchronize();
+        _scratch.Dispose();
+        foreach (var kv in _kvCache) kv.Dispose();
+        foreach (var l in _layers) l.Dispose();
+        _embedding.Dispose();
+        if (_lmHead != _embedding) _lmHead.Dispose();
+        _finalNorm.Dispose();
+        _ropeCos.Dispose();
+        _ropeSin.Dispose();
+        _attention.Dispose();
+    }
+}

@@ -1,0 +1,184 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Microsoft.ML.Tokenizers;
+
+namespace SpecializedInference.Tokenization;
+
+/// <summary>A token id with its vocabulary piece.</summary>
+public readonly record struct TokenPiece(int Id, string Piece);
+
+/// <summary>
+/// The checkpoint's text tokenizer: a SentencePiece BPE <c>tokenizer.model</c> segmented by
+/// Microsoft.ML.Tokenizers' <see cref="LlamaTokenizer"/>, with SentencePiece's own normalization
+/// (<see cref="SentencePieceTextNormalizer"/>, which the library does not implement) applied first, and BOS
+/// added as <c>tokenizer_config.json</c> says.
+/// </summary>
+public sealed partial class TextTokenizer
+{
+    public const string SentencePieceFileName = "tokenizer.model";
+    public const string TokenizerJsonFileName = "tokenizer.json";
+    public const string TokenizerConfigFileName = "tokenizer_config.json";
+
+    private readonly LlamaTokenizer _bpe;
+    private readonly SentencePieceTextNormalizer _normalizer;
+    private readonly string[] _pieces;        // id → piece
+    private readonly int[] _byteValue;        // id → byte for <0xAB> pieces, else -1
+    private readonly bool _escapeWhitespaces;
+    private readonly bool _addDummyPrefix;
+
+    /// <summary>Whether <see cref="Encode(string)"/> starts with BOS (<c>add_bos_token</c>, default true).</summary>
+    public bool AddBos { get; }
+
+    /// <summary>Whether <see cref="Encode(string)"/> ends with EOS (<c>add_eos_token</c>, default false).</summary>
+    public bool AddEos { get; }
+
+    public int BosId => _bpe.BeginningOfSentenceId;
+
+    public int EosId => _bpe.EndOfSentenceId;
+
+    public int UnknownId => _bpe.UnknownId;
+
+    public int VocabularySize => _pieces.Length;
+
+    /// <summary>The file the tokenizer was read from.</summary>
+    public string Source { get; }
+
+    private TextTokenizer(string source, byte[] model, bool? addBos, bool? addEos)
+    {
+        Source = source;
+        var spec = SentencePieceModelProto.ReadNormalizerSpec(model, source);
+        _normalizer = new SentencePieceTextNormalizer(spec, source);
+        _escapeWhitespaces = spec.EscapeWhitespaces;
+        _addDummyPrefix = spec.AddDummyPrefix;
+        using var stream = new MemoryStream(SentencePieceModelProto.WithIdentityNormalizer(model, source));
+        try
+        {
+            _bpe = LlamaTokenizer.Create(stream, addBeginOfSentence: false, addEndOfSentence: false);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"{source}: cannot be loaded as a SentencePiece BPE model: {e.Message}", e);
+        }
+
+        int size = _bpe.Vocabulary.Values.DefaultIfEmpty(-1).Max() + 1;
+        _pieces = new string[size];
+        _byteValue = Enumerable.Repeat(-1, size).ToArray();
+        foreach (var (piece, id) in _bpe.Vocabulary)
+        {
+            _pieces[id] = piece;
+            var m = BytePiece().Match(piece);
+            if (m.Success) _byteValue[id] = Convert.ToInt32(m.Groups[1].Value, 16);
+        }
+
+        for (int i = 0; i < size; i++) _pieces[i] ??= "";
+        AddBos = addBos ?? true;
+        AddEos = addEos ?? false;
+    }
+
+    [GeneratedRegex("^<0x([0-9A-Fa-f]{2})>$")]
+    private static partial Regex BytePiece();
+
+    /// <summary>
+    /// Loads the tokenizer of a checkpoint folder, or returns null when it has none
+    /// (neither <c>tokenizer.model</c> nor <c>tokenizer.json</c>).
+    /// </summary>
+    public static TextTokenizer? TryLoad(string directory)
+    {
+        var (addBos, addEos) = ReadTokenizerConfig(Path.Combine(directory, TokenizerConfigFileName));
+        var sp = Path.Combine(directory, SentencePieceFileName);
+        if (File.Exists(sp)) return new TextTokenizer(sp, File.ReadAllBytes(sp), addBos, addEos);
+        var json = Path.Combine(directory, TokenizerJsonFileName);
+        if (File.Exists(json))
+            throw new NotSupportedException(
+                $"{json}: only SentencePiece tokenizers (tokenizer.model) are supported for text prompts; pass token ids with --prompt-ids instead");
+        return null;
+    }
+
+    private static (bool? AddBos, bool? AddEos) ReadTokenizerConfig(string path)
+    {
+        if (!File.Exists(path)) return (null, null);
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(path));
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) return (null, null);
+            static bool? Flag(JsonElement root, string name) =>
+                root.TryGetProperty(name, out var v) ? v.ValueKind switch
+                {
+                    JsonValueKind.True => true,
+                    JsonValueKind.False => false,
+                    _ => null,
+                } : null;
+            return (Flag(doc.RootElement, "add_bos_token"), Flag(doc.RootElement, "add_eos_token"));
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: not valid JSON: {e.Message}", e);
+        }
+    }
+
+    /// <summary>The text as SentencePiece normalizes it before segmentation (spaces as U+2581).</summary>
+    public string Normalize(string text) => _normalizer.Normalize(text);
+
+    /// <summary>Token ids of <paramref name="text"/>, with BOS/EOS as the tokenizer config says.</summary>
+    public int[] Encode(string text) => Encode(text, AddBos, AddEos);
+
+    public int[] Encode(string text, bool addBos, bool addEos = false)
+    {
+        var ids = new List<int>();
+        if (addBos) ids.Add(BosId);
+        ids.AddRange(EncodeToPieces(text).Select(p => p.Id));
+        if (addEos) ids.Add(EosId);
+        return ids.ToArray();
+    }
+
+    /// <summary>The pieces of <paramref name="text"/> (no BOS/EOS), as SentencePiece's <c>encode(out_type=str)</c>.</summary>
+    public IReadOnlyList<TokenPiece> EncodeToPieces(string text)
+    {
+        var normalized = _normalizer.Normalize(text);
+        if (normalized.Length == 0) return Array.Empty<TokenPiece>();
+        var tokens = _bpe.EncodeToTokens(normalized, out _, addBeginningOfSentence: false, addEndOfSentence: false,
+            considerPreTokenization: false, considerNormalization: false);
+        return tokens.Select(t => new TokenPiece(t.Id, t.Value)).ToArray();
+    }
+
+    /// <summary>The vocabulary piece of an id.</summary>
+    public string Piece(int id) =>
+        (uint)id < (uint)_pieces.Length ? _pieces[id] : throw new ArgumentOutOfRangeException(nameof(id), $"token id {id} is outside the vocabulary (0..{_pieces.Length - 1})");
+
+    /// <summary>
+    /// Text of token ids as SentencePiece decodes it: control tokens (BOS, EOS) dropped, byte pieces joined into
+    /// UTF-8, U+2581 turned back into spaces, and the dummy-prefix space removed.
+    /// </summary>
+    public string Decode(IEnumerable<int> ids)
+    {
+        var text = new StringBuilder();
+        var bytes = new List<byte>();
+        void Flush()
+        {
+            if (bytes.Count == 0) return;
+            text.Append(Encoding.UTF8.GetString(bytes.ToArray()));
+            bytes.Clear();
+        }
+
+        foreach (var id in ids)
+        {
+            if ((uint)id >= (uint)_pieces.Length) throw new ArgumentOutOfRangeException(nameof(ids), $"token id {id} is outside the vocabulary (0..{_pieces.Length - 1})");
+            if (id == BosId || id == EosId) continue;
+            if (_byteValue[id] >= 0)
+            {
+                bytes.Add((byte)_byteValue[id]);
+                continue;
+            }
+
+            Flush();
+            text.Append(id == UnknownId ? " \u2047 " : _pieces[id]);
+        }
+
+        Flush();
+        var s = text.ToString();
+        if (_escapeWhitespaces) s = s.Replace(SentencePieceTextNormalizer.SpaceSymbol, ' ');
+        if (_addDummyPrefix && s.StartsWith(' ')) s = s[1..];
+        return s;
+    }
+}

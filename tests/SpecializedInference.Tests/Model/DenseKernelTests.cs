@@ -1,0 +1,212 @@
+using ILGPU;
+using Half = System.Half;
+using ILGPU.Runtime;
+using SpecializedInference.Kernels;
+using SpecializedInference.Kernels.Dense;
+using SpecializedInference.Runtime;
+
+namespace SpecializedInference.Tests.Model;
+
+/// <summary>
+/// Each dense kernel, in both schedules, against float64 C# references on fresh seeded inputs, with outputs
+/// poisoned (NaN) before the kernel writes them.
+/// </summary>
+public sealed class DenseKernelTests(AcceleratorFixture fixture) : IClassFixture<AcceleratorFixture>
+{
+    private Accelerator Acc => fixture.Accelerator;
+
+    private static float[] Random(Random rng, int n, float scale = 1f) =>
+        Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1) * scale).ToArray();
+
+    private MemoryBuffer1D<float, Stride1D.Dense> Upload(float[] values) => Acc.Allocate1D(values);
+
+    private MemoryBuffer1D<float, Stride1D.Dense> Poisoned(int n) => Acc.Allocate1D(Enumerable.Repeat(float.NaN, n).ToArray());
+
+    private static void AssertClose(double[] expected, float[] actual, double tolerance, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        double scale = Math.Max(1, expected.Max(Math.Abs));
+        for (int i = 0; i < expected.Length; i++)
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= tolerance * scale,
+                $"{what}: element {i}: expected {expected[i]}, got {actual[i]} (tolerance {tolerance * scale})");
+    }
+
+    public static TheoryData<DenseSchedule, WeightDtype, int, int, int, bool> LinearCases()
+    {
+        var data = new TheoryData<DenseSchedule, WeightDtype, int, int, int, bool>();
+        foreach (var dtype in new[] { WeightDtype.F32, WeightDtype.F16 })
+        {
+            // Serial: one token, a decode batch, a prefill past one tile.
+            data.Add(DenseSchedule.Serial, dtype, 37, 64, 1, false);
+            data.Add(DenseSchedule.Serial, dtype, 37, 40, 5, true);
+            data.Add(DenseSchedule.Serial, dtype, 70, 64, 65, false);
+            // Warp: matvec for 1 and 5 tokens (two token groups, a partial one), the tiled matmul at its threshold
+            // and past a token tile (65 = 64 + 1) with rows past a row tile (70), and the matvec fallback when
+            // cols is not a multiple of the tile's k (40).
+            data.Add(DenseSchedule.Warp, dtype, 37, 64, 1, false);
+            data.Add(DenseSchedule.Warp, dtype, 37, 64, 5, true);
+            data.Add(DenseSchedule.Warp, dtype, 70, 64, DenseKernels.TiledMinTokens, true);
+            data.Add(DenseSchedule.Warp, dtype, 70, 64, 65, false);
+            data.Add(DenseSchedule.Warp, dtype, 37, 40, 10, false);
+        }
+
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(LinearCases))]
+    public void LinearMatchesFloat64(DenseSchedule schedule, WeightDtype dtype, int rows, int cols, int tokens, bool accumulate)
+    {
+        int seed = HashCode.Combine(schedule, dtype, rows, cols, tokens, accumulate) & 0xFFFF;
+        var rng = new Random(seed);
+        var w = Random(rng, rows * cols);
+        var x = Random(rng, tokens * cols);
+        var y0 = accumulate ? Random(rng, tokens * rows) : Enumerable.Repeat(float.NaN, tokens * rows).ToArray();
+        // The reference uses the weights as the device holds them (f16-rounded for f16).
+        var wRef = dtype == WeightDtype.F16 ? w.Select(v => (double)(float)(Half)v).ToArray() : w.Select(v => (double)v).ToArray();
+        var expected = new double[tokens * rows];
+        for (int t = 0; t < tokens; t++)
+            for (int n = 0; n < rows; n++)
+            {
+                double acc = accumulate ? y0[t * rows + n] : 0;
+                for (int k = 0; k < cols; k++) acc += x[t * cols + k] * wRef[n * cols + k];
+                expected[t * rows + n] = acc;
+            }
+
+        var kernels = new DenseKernels(Acc, schedule);
+        using var matrix = WeightUpload.Matrix(Acc, w, rows, cols, dtype);
+        using var xb = Upload(x);
+        using var yb = Upload(y0);
+        kernels.Linear(xb.View, tokens, matrix, yb.View, accumulate);
+        AssertClose(expected, yb.GetAsArray1D(), 1e-5, $"seed {seed}");
+    }
+
+    [Theory]
+    [InlineData(DenseSchedule.Serial)]
+    [InlineData(DenseSchedule.Warp)]
+    public void RmsNormMatchesFloat64(DenseSchedule schedule)
+    {
+        const int hidden = 72, inputs = 4;
+        int seed = 11 + (int)schedule;
+        var rng = new Random(seed);
+        var x = Random(rng, inputs * hidden, 3f);
+        var weight = Random(rng, hidden);
+        int[] rowMap = { 2, 0, 3, 2 }; // gathered rows, one twice (the final norm picks rows like this)
+        const float eps = 1e-5f;
+        var expected = new double[rowMap.Length * hidden];
+        for (int r = 0; r < rowMap.Length; r++)
+        {
+            double ms = 0;
+            for (int i = 0; i < hidden; i++) ms += (double)x[rowMap[r] * hidden + i] * x[rowMap[r] * hidden + i];
+            double scale = 1 / Math.Sqrt(ms / hidden + eps);
+            for (int i = 0; i < hidden; i++) expected[r * hidden + i] = x[rowMap[r] * hidden + i] * scale * weight[i];
+        }
+
+        var kernels = new DenseKernels(Acc, schedule);
+        using var xb = Upload(x);
+        using var wb = Upload(weight);
+        using var map = Acc.Allocate1D(rowMap);
+        using var y = Poisoned(rowMap.Length * hidden);
+        kernels.RmsNorm(xb.View, map.View, rowMap.Length, wb.View, eps, y.View, hidden);
+        AssertClose(expected, y.GetAsArray1D(), 1e-5, $"seed {seed}");
+    }
+
+    [Theory]
+    [InlineData(WeightDtype.F32)]
+    [InlineData(WeightDtype.F16)]
+    public void EmbeddingGathersRows(WeightDtype dtype)
+    {
+        const int vocab = 13, hidden = 24;
+        var rng = new Random(5);
+        var table = Random(rng, vocab * hidden);
+        int[] ids = { 12, 0, 7, 7, 3 };
+        var expected = ids.SelectMany(id => table.Skip(id * hidden).Take(hidden))
+            .Select(v => dtype == WeightDtype.F16 ? (double)(float)(Half)v : v).ToArray();
+        var kernels = new DenseKernels(Acc);
+        using var matrix = WeightUpload.Matrix(Acc, table, vocab, hidden, dtype);
+        using var idb = Acc.Allocate1D(ids);
+        using var x = Poisoned(ids.Length * hidden);
+        kernels.Embedding(matrix, idb.View, ids.Length, x.View);
+        AssertClose(expected, x.GetAsArray1D(), 0, "embedding");
+    }
+
+    [Fact]
+    public void RopeSplitRotatesHalvesAndCopiesValues()
+    {
+        const int tokens = 3, heads = 4, kvHeads = 2, headDim = 8, maxPos = 40;
+        var rng = new Random(17);
+        int width = (heads + 2 * kvHeads) * headDim;
+        var qkv = Random(rng, tokens * width);
+        int[] positions = { 0, 5, 39 };
+        var inv = new double[headDim / 2];
+        for (int i = 0; i < inv.Length; i++) inv[i] = Math.Pow(10000, -2.0 * i / headDim);
+        var cos = new float[maxPos * headDim / 2];
+        var sin = new float[maxPos * headDim / 2];
+        for (int p = 0; p < maxPos; p++)
+            for (int i = 0; i < headDim / 2; i++)
+            {
+                cos[p * headDim / 2 + i] = (float)Math.Cos(p * inv[i]);
+                sin[p * headDim / 2 + i] = (float)Math.Sin(p * inv[i]);
+            }
+
+        // Reference: HF's q * cos + rotate_half(q) * sin, with rotate_half(x) = cat(-x2, x1).
+        double[] Rotated(int t, int h)
+        {
+            var x = qkv.Skip(t * width + h * headDim).Take(headDim).Select(v => (double)v).ToArray();
+            var o = new double[headDim];
+            for (int i = 0; i < headDim; i++)
+            {
+                int f = i % (headDim / 2);
+                double c = Math.Cos(positions[t] * inv[f]), s = Math.Sin(positions[t] * inv[f]);
+                double rot = i < headDim / 2 ? -x[i + headDim / 2] : x[i - headDim / 2];
+                o[i] = x[i] * c + rot * s;
+            }
+
+            return o;
+        }
+
+        var eq = new List<double>();
+        var ek = new List<double>();
+        var ev = new List<double>();
+        for (int t = 0; t < tokens; t++)
+        {
+            for (int h = 0; h < heads; h++) eq.AddRange(Rotated(t, h));
+            for (int h = 0; h < kvHeads; h++) ek.AddRange(Rotated(t, heads + h));
+            for (int h = 0; h < kvHeads; h++) ev.AddRange(qkv.Skip(t * width + (heads + kvHeads + h) * headDim).Take(headDim).Select(v => (double)v));
+        }
+
+        var kernels = new DenseKernels(Acc);
+        using var qkvb = Upload(qkv);
+        using var pos = Acc.Allocate1D(positions);
+        using var cb = Upload(cos);
+        using var sb = Upload(sin);
+        using var q = Poisoned(tokens * heads * headDim);
+        using var k = Poisoned(tokens * kvHeads * headDim);
+        using var v = Poisoned(tokens * kvHeads * headDim);
+        kernels.RopeSplit(qkvb.View, pos.View, cb.View, sb.View, q.View, k.View, v.View, tokens, heads, kvHeads, headDim);
+        AssertClose(eq.ToArray(), q.GetAsArray1D(), 1e-6, "q");
+        AssertClose(ek.ToArray(), k.GetAsArray1D(), 1e-6, "k");
+        AssertClose(ev.ToArray(), v.GetAsArray1D(), 0, "v");
+    }
+
+    [Fact]
+    public void SwiGluIsSiluOfGateTimesUp()
+    {
+        const int tokens = 3, inter = 20;
+        var rng = new Random(23);
+        var gu = Random(rng, tokens * 2 * inter, 6f);
+        var expected = new double[tokens * inter];
+        for (int t = 0; t < tokens; t++)
+            for (int j = 0; j < inter; j++)
+            {
+                double g = gu[t * 2 * inter + j], u = gu[t * 2 * inter + inter + j];
+                expected[t * inter + j] = g / (1 + Math.Exp(-g)) * u;
+            }
+
+        var kernels = new DenseKernels(Acc);
+        using var gub = Upload(gu);
+        using var a = Poisoned(tokens * inter);
+        kernels.SwiGlu(gub.View, a.View, tokens, inter);
+        AssertClose(expected, a.GetAsArray1D(), 1e-6, "swiglu");
+    }
+}

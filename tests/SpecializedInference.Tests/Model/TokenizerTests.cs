@@ -1,0 +1,88 @@
+using System.Text.Json;
+using SpecializedInference.Tokenization;
+
+namespace SpecializedInference.Tests.Model;
+
+/// <summary>The docstrings tokenizer against encodings made by the sentencepiece library itself.</summary>
+public sealed class TokenizerTests
+{
+    private static readonly TextTokenizer Tokenizer = TextTokenizer.TryLoad(TestPaths.Docstrings)!;
+
+    public static IEnumerable<object[]> Samples()
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(TestPaths.Docstrings, "tokenizer_reference.json")));
+        int i = 0;
+        foreach (var s in doc.RootElement.GetProperty("samples").EnumerateArray())
+            yield return new object[] { i++, s.GetProperty("text").GetString()! };
+    }
+
+    private static JsonElement Sample(int index)
+    {
+        var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(TestPaths.Docstrings, "tokenizer_reference.json")));
+        return doc.RootElement.GetProperty("samples")[index].Clone();
+    }
+
+    [Theory]
+    [MemberData(nameof(Samples))]
+    public void EncodesLikeSentencePiece(int index, string text)
+    {
+        var sample = Sample(index);
+        var expectedIds = sample.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        var expectedPieces = sample.GetProperty("pieces").EnumerateArray().Select(e => e.GetString()!).ToArray();
+        var pieces = Tokenizer.EncodeToPieces(text);
+        Assert.Equal(expectedIds, pieces.Select(p => p.Id).ToArray());
+        Assert.Equal(expectedPieces, pieces.Select(p => p.Piece).ToArray());
+        Assert.Equal(expectedIds, Tokenizer.Encode(text, addBos: false));
+    }
+
+    [Theory]
+    [MemberData(nameof(Samples))]
+    public void DecodesLikeSentencePiece(int index, string text)
+    {
+        var sample = Sample(index);
+        var ids = sample.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        Assert.Equal(sample.GetProperty("decoded").GetString(), Tokenizer.Decode(ids));
+        _ = text;
+    }
+
+    [Fact]
+    public void VocabularyMatchesTheModelsPieces()
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(TestPaths.Docstrings, "tokenizer_reference.json")));
+        var pieces = doc.RootElement.GetProperty("pieces").EnumerateArray().Select(e => e.GetString()!).ToArray();
+        Assert.Equal(pieces.Length, Tokenizer.VocabularySize);
+        for (int i = 0; i < pieces.Length; i++) Assert.Equal(pieces[i], Tokenizer.Piece(i));
+    }
+
+    [Fact]
+    public void PromptsAndGreedyTextMatchTheModelReference()
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(TestPaths.Docstrings, "reference.json")));
+        foreach (var p in doc.RootElement.GetProperty("prompts").EnumerateArray())
+        {
+            var prompt = p.GetProperty("prompt").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+            // tokenizer_config.json says add_bos_token: the reference prompts start with BOS.
+            Assert.True(Tokenizer.AddBos);
+            Assert.Equal(prompt, Tokenizer.Encode(p.GetProperty("prompt_text").GetString()!));
+            var greedy = p.GetProperty("greedy").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+            Assert.Equal(p.GetProperty("greedy_text").GetString(), Tokenizer.Decode(greedy));
+        }
+    }
+
+    [Theory]
+    [InlineData("a\tb\nc\rd", "\u2581a\u2581b\u2581c\u2581d")] // nmt: tab, LF, CR become spaces
+    [InlineData("x\u0001y\u007fz", "\u2581xyz")]                // nmt: control characters removed
+    [InlineData("\uff21\uff22 \u2460", "\u2581AB\u25811")]      // NFKC: full-width letters, circled digit
+    [InlineData("  many   spaces  ", "\u2581many\u2581spaces")]
+    [InlineData("\u00a0nbsp", "\u2581nbsp")]                    // NFKC: no-break space is a space, then dropped
+    public void NormalizesWithThePrecompiledCharsMap(string text, string expected)
+    {
+        Assert.Equal(expected, Tokenizer.Normalize(text));
+    }
+
+    [Fact]
+    public void FolderWithoutTokenizerHasNone()
+    {
+        Assert.Null(TextTokenizer.TryLoad(TestPaths.HfCase("gqa-tiny")));
+    }
+}
