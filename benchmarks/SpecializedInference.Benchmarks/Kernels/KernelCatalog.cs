@@ -26,5 +26,7 @@ public static class KernelCatalog
 
     /// <summary>The kernels generated for <paramref name="set"/>.</summary>
     public static IAttentionKernels Specialized(Accelerator accelerator, KernelSetInfo set, AttentionOptions options)
-        => throw new NotSupportedException($"the specialized kernels of '{set.Name}' are not available yet (kernels branch).");
+        => set.CreateAttentionKernels is { } create
+            ? create(accelerator, options)
+            : throw new NotSupportedException($"kernel set '{set.Name}' has no generated attention kernels.");
 }
