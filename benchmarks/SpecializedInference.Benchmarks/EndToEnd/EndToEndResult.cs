@@ -19,6 +19,7 @@ public sealed record EngineToggles(bool UseFlashAttention = true, bool UseGqa = 
 /// <param name="WallSeconds">From submitting the requests to the last one finishing.</param>
 /// <param name="LoadSeconds">Creating the model runner: weights, KV cache, kernels (not part of any other figure).</param>
 /// <param name="WeightsSource">How the random weights were made (e.g. generated on the device).</param>
+/// <param name="AttentionKernels">The attention kernel set the runner chose ("generic" or a generated set's name).</param>
 public sealed record EndToEndResult(
     EndToEndModel Model,
     int Batch,
@@ -34,7 +35,8 @@ public sealed record EndToEndResult(
     long GeneratedTokens,
     double LoadSeconds,
     long WeightBytes,
-    string WeightsSource)
+    string WeightsSource,
+    string AttentionKernels)
 {
     public string Summary =>
         $"{Model.Label} batch {Batch}: decode {Format.Number(DecodeTokensPerSecond)} tok/s, prefill {Format.Number(PrefillTokensPerSecond)} tok/s, " +

@@ -132,28 +132,29 @@ public static class ReportRunner
 
         if (options.Sections.Contains("e2e") || options.Sections.Contains("ablation"))
         {
-            var e2e = new EndToEndBench(device, data.Seed);
+            using var e2e = new EndToEndBench(device, data.Seed);
+            var p = plan.EndToEnd;
             if (options.Sections.Contains("e2e"))
             {
-                foreach (var model in plan.EndToEnd.Models)
-                    foreach (int batch in plan.EndToEnd.Batches)
+                foreach (var model in p.Models)
+                {
+                    e2e.Capacity = (p.Batches.Max(), p.PromptTokens + p.DecodeTokens);
+                    foreach (int batch in p.Batches)
                     {
                         Attempt(data, log, $"end-to-end {model.Label} batch {batch}", () =>
                         {
-                            var r = e2e.Run(model, batch, plan.EndToEnd.PromptTokens, plan.EndToEnd.DecodeTokens, EngineToggles.AllOn);
+                            var r = e2e.Run(model, batch, p.PromptTokens, p.DecodeTokens, EngineToggles.AllOn);
                             data.EndToEnd.Add(r);
                             log($"  {r.Summary}");
                         });
                         save();
                     }
+                    e2e.ReleaseRunner();
+                }
             }
-            if (options.Sections.Contains("ablation") && plan.EndToEnd.Ablation is { } ablation)
+            if (options.Sections.Contains("ablation") && p.Ablation is { } ablation)
             {
-                Attempt(data, log, $"ablation {ablation.Model.Label} batch {ablation.Batch}", () =>
-                {
-                    foreach (var r in e2e.Ablate(ablation, log))
-                        data.Ablations.Add(r);
-                });
+                Attempt(data, log, $"ablation {ablation.Model.Label} batch {ablation.Batch}", () => data.Ablations.AddRange(e2e.Ablate(ablation, log)));
                 save();
             }
         }

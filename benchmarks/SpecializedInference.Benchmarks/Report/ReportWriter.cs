@@ -166,13 +166,13 @@ public static class ReportWriter
         if (d.EndToEnd.Count == 0) return;
         var first = d.EndToEnd[0];
         sb.AppendLine("## End to end").AppendLine();
-        sb.AppendLine($"Random-weight models (weights: {first.WeightsSource}), served by the engine (scheduler, paged KV cache, greedy sampling): " +
+        sb.AppendLine($"Random-weight models (weights: {first.WeightsSource}; never downloaded), served by the engine (scheduler, paged KV cache, greedy sampling): " +
             "*batch* requests submitted together, each with a random prompt, generating a fixed number of tokens. " +
             "Decode tok/s counts the tokens of decode-only steps over their time, prefill tok/s the prompt tokens over the time of the steps that ran them " +
             "(the engine's own statistics); TTFT is from submission to the first token.").AppendLine();
-        var table = new MarkdownTable("model", "weights", "batch", "prompt", "new tokens", "decode tok/s", "prefill tok/s", "TTFT p50", "TTFT max", "inter-token p50", "wall", "load");
+        var table = new MarkdownTable("model", "weights", "attention kernels", "batch", "prompt", "new tokens", "decode tok/s", "prefill tok/s", "TTFT p50", "TTFT max", "inter-token p50", "wall", "load + warm-up");
         foreach (var e in d.EndToEnd)
-            table.Row(e.Model.Label, Format.Bytes(e.WeightBytes), e.Batch.ToString(), e.PromptTokens.ToString(), e.DecodeTokens.ToString(),
+            table.Row(e.Model.Label, Format.Bytes(e.WeightBytes), e.AttentionKernels, e.Batch.ToString(), e.PromptTokens.ToString(), e.DecodeTokens.ToString(),
                 Format.Number(e.DecodeTokensPerSecond), Format.Number(e.PrefillTokensPerSecond), Format.Seconds(e.TimeToFirstTokenP50),
                 Format.Seconds(e.TimeToFirstTokenMax), Format.Seconds(e.InterTokenP50), Format.Seconds(e.WallSeconds), Format.Seconds(e.LoadSeconds));
         table.WriteTo(sb);
@@ -183,7 +183,8 @@ public static class ReportWriter
         if (d.Ablations.Count == 0) return;
         var first = d.Ablations[0];
         sb.AppendLine("## Ablation: each toggle off alone").AppendLine();
-        sb.AppendLine($"{first.Baseline.Model.Label}, {first.Baseline.Batch} requests of {first.Baseline.PromptTokens} prompt + {first.Baseline.DecodeTokens} new tokens. " +
+        sb.AppendLine($"{first.Baseline.Model.Label} ({first.Baseline.WeightsSource}; attention kernels: {first.Baseline.AttentionKernels}), " +
+            $"{first.Baseline.Batch} requests of {first.Baseline.PromptTokens} prompt + {first.Baseline.DecodeTokens} new tokens, submitted together. " +
             "*speedup of having it on* = wall time with the toggle off ÷ wall time with every toggle on (the same run for every row).").AppendLine();
         var table = new MarkdownTable("toggle off", "wall (off)", "wall (all on)", "speedup of having it on", "decode tok/s off / on", "prefill tok/s off / on", "TTFT p50 off / on");
         foreach (var a in d.Ablations)
