@@ -17,7 +17,12 @@ public class AttentionKernelBenchmarks
     private IAttentionKernels? _kernels;
     private IAttentionPlan? _plan;
 
-    public static IEnumerable<AttentionCase> Cases() => BdnShared.Plan.KernelCases.Concat(BdnShared.Plan.VariantCases);
+    /// <summary>The report's kernel and variant cases; <c>SI_BENCH_MAX_CASES</c> keeps only the first n (smoke runs).</summary>
+    public static IEnumerable<AttentionCase> Cases()
+    {
+        var all = BdnShared.Plan.KernelCases.Concat(BdnShared.Plan.VariantCases);
+        return int.TryParse(Environment.GetEnvironmentVariable("SI_BENCH_MAX_CASES"), out int n) && n > 0 ? all.Take(n) : all;
+    }
 
     [ParamsSource(nameof(Cases))]
     public AttentionCase Case { get; set; } = null!;

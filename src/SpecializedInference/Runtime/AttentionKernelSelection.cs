@@ -31,6 +31,8 @@ public static class AttentionKernelSelection
     {
         var shape = new AttentionShape(config.NumAttentionHeads, config.NumKeyValueHeads, config.HeadDim, blockSize);
         var matched = FindGenerated(config);
+        if (!forceGeneric && KernelSelector.FindMatch(shape, KernelRegistry.All) is { CreateAttentionKernels: { } create } specialized)
+            return new AttentionSelection(create(accelerator, options), specialized, null);
         string? notice;
         if (forceGeneric)
             notice = "generic attention kernels (forced)";

@@ -56,6 +56,7 @@ public sealed class BenchmarkSuiteSmokeTests(ITestOutputHelper output)
     {
         Environment.SetEnvironmentVariable("SI_BENCH_DEVICE", "cpu");
         Environment.SetEnvironmentVariable("SI_BENCH_QUICK", "1");
+        Environment.SetEnvironmentVariable("SI_BENCH_MAX_CASES", "2");
         var config = ManualConfig.CreateMinimumViable()
             .AddJob(Job.Dry.WithToolchain(InProcessEmitToolchain.Instance))
             .AddColumn(BdnColumns.All)
