@@ -53,7 +53,8 @@ rc=${PIPESTATUS[0]}
 case $rc in
   0) ;;
   124) echo "report: out of time after $budget s; $OUT/report.md holds what it measured"; status=1 ;;
-  *) echo "report exited with $rc (failures are listed in $OUT/report.md)"; status=1 ;;
+  1) echo "report: some cases failed (listed under Failures in $OUT/report.md)"; status=1 ;;
+  *) echo "report exited with $rc before measuring (see $OUT/report.log)"; status=1 ;;
 esac
 echo "== done in $(elapsed) s: $OUT/report.md"
 exit $status
