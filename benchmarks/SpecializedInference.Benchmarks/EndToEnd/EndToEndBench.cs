@@ -70,7 +70,8 @@ public sealed class EndToEndBench(BenchDevice device, int seed) : IDisposable
 
     /// <summary>The plan's workload with every toggle on, then with each toggle off alone. The toggles that keep
     /// the all-on runner (use_kv_cache, use_batching) run first, so each runner is loaded once.</summary>
-    public IReadOnlyList<AblationResult> Ablate(AblationPlan plan, Action<string> log)
+    /// <param name="starts">Asked before each toggle's run; false skips it (the report's time budget).</param>
+    public IReadOnlyList<AblationResult> Ablate(AblationPlan plan, Action<string> log, Func<string, bool>? starts = null)
     {
         ReleaseRunner();
         Capacity = (plan.Batch, plan.PromptTokens + plan.DecodeTokens);
@@ -79,11 +80,12 @@ public sealed class EndToEndBench(BenchDevice device, int seed) : IDisposable
         var off = new Dictionary<string, EndToEndResult>();
         foreach (var (name, toggles) in EngineToggles.EachOff.OrderBy(t => t.Toggles.UseFlashAttention && t.Toggles.UseGqa ? 0 : 1))
         {
+            if (starts is not null && !starts(name)) continue;
             off[name] = Run(plan.Model, plan.Batch, plan.PromptTokens, plan.DecodeTokens, toggles);
             log($"  {name} off: {off[name].Summary}");
         }
         ReleaseRunner();
-        return EngineToggles.EachOff.Select(t => new AblationResult(t.Name, baseline, off[t.Name])).ToList();
+        return EngineToggles.EachOff.Where(t => off.ContainsKey(t.Name)).Select(t => new AblationResult(t.Name, baseline, off[t.Name])).ToList();
     }
 
     private static string Describe(EndToEndModel model) =>

@@ -4,12 +4,15 @@ using SpecializedInference.Benchmarks.Infrastructure;
 namespace SpecializedInference.Benchmarks.Report;
 
 /// <summary>Arguments of <c>report</c>.</summary>
-public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick, IReadOnlySet<string> Sections, string CommandLine)
+/// <param name="TimeBudgetSeconds">0: no limit. Otherwise each section may start cases until its share of the budget
+/// has passed (kernels 40%, variants 50%, end-to-end 80%, ablation 100%, measured from the start, so time one section
+/// leaves goes to the next); later cases are listed as skipped. A GPU run must fit its time slot whatever the speed.</param>
+public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick, IReadOnlySet<string> Sections, string CommandLine, double TimeBudgetSeconds = 0)
 {
     public static readonly string[] AllSections = ["copy", "kernels", "variants", "e2e", "ablation"];
 
     public const string Usage =
-        "report [--out <file.md>] [--device cuda|cpu|auto] [--quick] [--sections copy,kernels,variants,e2e,ablation]\n" +
+        "report [--out <file.md>] [--device cuda|cpu|auto] [--quick] [--sections copy,kernels,variants,e2e,ablation] [--time-budget <seconds>]\n" +
         "  Runs the benchmark suite with explicit timing (warm-up, repetitions, accelerator.Synchronize, median) and writes\n" +
         "  a markdown report (default benchmarks/results/<date>-<device>.md). --device cuda fails when no CUDA device is usable.";
 
@@ -18,6 +21,7 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
         string? outPath = null;
         var device = DeviceKind.Auto;
         bool quick = false;
+        double budget = 0;
         var sections = new HashSet<string>(AllSections);
         for (int i = 0; i < args.Length; i++)
         {
@@ -32,11 +36,16 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
                     if (sections.FirstOrDefault(s => !AllSections.Contains(s)) is { } bad)
                         throw new ArgumentException($"--sections: unknown section '{bad}'; expected some of {string.Join(",", AllSections)}.");
                     break;
+                case "--time-budget":
+                    string text = Value();
+                    if (!double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out budget) || budget <= 0)
+                        throw new ArgumentException($"--time-budget '{text}': expected a positive number of seconds.");
+                    break;
                 case "--help" or "-h": throw new ArgumentException(Usage);
                 default: throw new ArgumentException($"report: unknown argument '{args[i]}'.\n{Usage}");
             }
         }
         string commandLine = "report " + string.Join(' ', args.Select(a => a.Contains(' ') ? $"'{a}'" : a));
-        return new ReportOptions(outPath ?? "", device, quick, sections, commandLine);
+        return new ReportOptions(outPath ?? "", device, quick, sections, commandLine, budget);
     }
 }

@@ -24,6 +24,9 @@ public sealed class ReportData
     public List<AblationResult> Ablations { get; } = new();
     /// <summary>What failed, by case: a failure is reported, not allowed to stop the rest of the suite.</summary>
     public List<string> Failures { get; } = new();
+    /// <summary>Cases not started because their section's share of --time-budget had passed.</summary>
+    public List<string> Skipped { get; } = new();
+    public double TimeBudgetSeconds { get; init; }
     public TimeSpan Elapsed { get; set; }
     public bool Finished { get; set; }
 }
@@ -69,6 +72,7 @@ public static class ReportRunner
                 Started = DateTimeOffset.UtcNow,
                 Plan = plan,
                 Seed = 20240611,
+                TimeBudgetSeconds = options.TimeBudgetSeconds,
             };
             var clock = Stopwatch.StartNew();
             void Log(string line) => log.WriteLine($"[{clock.Elapsed:mm\\:ss}] {line}");
@@ -81,7 +85,7 @@ public static class ReportRunner
 
             Log($"{device.Description}");
             Log($"suite '{plan.Name}', writing {outPath}");
-            Run(options, device, data, Log, Save);
+            Run(options, device, data, Log, Save, clock);
             data.Finished = true;
             Save();
             Log($"done in {clock.Elapsed:mm\\:ss}: {outPath}" + (data.Failures.Count > 0 ? $" ({data.Failures.Count} failure(s), listed in the report)" : ""));
@@ -89,9 +93,17 @@ public static class ReportRunner
         }
     }
 
-    private static void Run(ReportOptions options, BenchDevice device, ReportData data, Action<string> log, Action save)
+    private static void Run(ReportOptions options, BenchDevice device, ReportData data, Action<string> log, Action save, Stopwatch clock)
     {
         var plan = data.Plan;
+        // Whether a section (ending at this fraction of the time budget) may start another case; if not, the case is skipped.
+        bool Starts(double fraction, string what)
+        {
+            if (options.TimeBudgetSeconds <= 0 || clock.Elapsed.TotalSeconds < fraction * options.TimeBudgetSeconds) return true;
+            data.Skipped.Add(what);
+            log($"skipped (time budget): {what}");
+            return false;
+        }
         var accelerator = device.Accelerator;
         if (options.Sections.Contains("copy") || options.Sections.Contains("kernels") || options.Sections.Contains("variants"))
         {
@@ -111,6 +123,7 @@ public static class ReportRunner
             {
                 foreach (var c in plan.KernelCases)
                 {
+                    if (!Starts(0.4, c.ToString())) continue;
                     Attempt(data, log, c.ToString(), () => data.Kernels.Add(Logged(bench.Run(c, plan.KernelTiming), log)));
                     save();
                 }
@@ -119,12 +132,13 @@ public static class ReportRunner
             {
                 foreach (var c in plan.VariantCases)
                 {
+                    if (!Starts(0.5, c.ToString())) continue;
                     Attempt(data, log, c.ToString(), () => data.Variants.Add(Logged(bench.Run(c, plan.KernelTiming), log)));
                     save();
                 }
                 // The flash/GQA baselines of the variants, unless the kernel section already measured them.
                 foreach (var c in plan.VariantCases.Select(v => v with { Algorithm = SpecializedInference.Kernels.AttentionAlgorithm.Flash, HeadMapping = SpecializedInference.Kernels.HeadMapping.Grouped }).Distinct())
-                    if (!data.Kernels.Any(k => k.Case == c))
+                    if (!data.Kernels.Any(k => k.Case == c) && Starts(0.5, c.ToString()))
                         Attempt(data, log, c.ToString(), () => data.Variants.Add(Logged(bench.Run(c, plan.KernelTiming), log)));
                 save();
             }
@@ -141,6 +155,7 @@ public static class ReportRunner
                     e2e.Capacity = (p.Batches.Max(), p.PromptTokens + p.DecodeTokens);
                     foreach (int batch in p.Batches)
                     {
+                        if (!Starts(0.8, $"end-to-end {model.Label} batch {batch}")) continue;
                         Attempt(data, log, $"end-to-end {model.Label} batch {batch}", () =>
                         {
                             var r = e2e.Run(model, batch, p.PromptTokens, p.DecodeTokens, EngineToggles.AllOn);
@@ -152,9 +167,10 @@ public static class ReportRunner
                     e2e.ReleaseRunner();
                 }
             }
-            if (options.Sections.Contains("ablation") && p.Ablation is { } ablation)
+            if (options.Sections.Contains("ablation") && p.Ablation is { } ablation && Starts(1.0, $"ablation {ablation.Model.Label} batch {ablation.Batch}"))
             {
-                Attempt(data, log, $"ablation {ablation.Model.Label} batch {ablation.Batch}", () => data.Ablations.AddRange(e2e.Ablate(ablation, log)));
+                Attempt(data, log, $"ablation {ablation.Model.Label} batch {ablation.Batch}",
+                    () => data.Ablations.AddRange(e2e.Ablate(ablation, log, name => Starts(1.0, $"ablation: {name} off"))));
                 save();
             }
         }

@@ -33,6 +33,13 @@ public static class ReportWriter
         LoadTimes(sb, d);
         EndToEnd(sb, d);
         Ablation(sb, d);
+        if (d.Skipped.Count > 0)
+        {
+            sb.AppendLine("## Skipped (time budget)").AppendLine();
+            sb.AppendLine($"Not started because their section's share of `--time-budget {d.TimeBudgetSeconds:0}` had passed:").AppendLine();
+            foreach (var s in d.Skipped) sb.AppendLine($"- {s}");
+            sb.AppendLine();
+        }
         if (d.Failures.Count > 0)
         {
             sb.AppendLine("## Failures").AppendLine();
