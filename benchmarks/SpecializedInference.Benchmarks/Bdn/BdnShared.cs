@@ -33,7 +33,7 @@ public static class BdnShared
         }
     }
 
-    /// <summary>Whether the run targets CUDA, decided without creating a context when the variable says so.</summary>
+    /// <summary>Whether the run's device is CUDA (creates the device on first use).</summary>
     public static bool IsCuda => Device.IsCuda;
 
     /// <summary><c>SI_BENCH_QUICK=1</c>: the report's quick shapes.</summary>

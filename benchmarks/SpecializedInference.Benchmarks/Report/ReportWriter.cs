@@ -18,7 +18,7 @@ public static class ReportWriter
         sb.AppendLine($"- Command: `dotnet SpecializedInference.Benchmarks.dll {d.CommandLine}` (suite `{d.Plan.Name}`, seed {d.Seed})");
         sb.AppendLine($"- Build: SpecializedInference.Benchmarks {ReportRunner.BuildVersion}, .NET {Environment.Version}, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}");
         var t = d.Plan.KernelTiming;
-        sb.AppendLine($"- Kernel timing: first call (compile + run) apart, {t.Warmup} warm-up call(s), then the median of {t.Repetitions} repetitions; " +
+        sb.AppendLine($"- Kernel timing: first call (compile + run) apart, {t.Warmup} warm-up call(s), then the median of {t.Repetitions} repetition(s); " +
             (t.MinRepetitionSeconds > 0 ? $"a repetition launches back to back for ≥ {t.MinRepetitionSeconds * 1e3:0.#} ms (≤ {t.MaxCallsPerRepetition} calls) and " : "a repetition is one call and ") +
             "ends with `accelerator.Synchronize()`. GB/s are 10⁹ bytes/s of what the operation must move (decode and prefill: K and V of every context read once; KV write: f32 rows read + cache rows written); " +
             "% copy is that over the copy bandwidth measured in this run.");
