@@ -51,7 +51,7 @@ public sealed class EndToEndBench(BenchDevice device, int seed) : IDisposable
             })
             .ToList();
 
-        using var engine = new InferenceEngine(runner, options, ownsRunner: false);
+        using var engine = new InferenceEngine(new BoundRunner(runner), options, ownsRunner: false);
         long start = Stopwatch.GetTimestamp();
         var completions = Task.WhenAll(requests.Select(r => engine.GenerateAsync(r))).GetAwaiter().GetResult();
         double wall = Stopwatch.GetElapsedTime(start).TotalSeconds;
@@ -138,7 +138,7 @@ public sealed class EndToEndBench(BenchDevice device, int seed) : IDisposable
             MaxSeqLen = promptTokens + 2,
         };
         var rng = new Random(seed - 1);
-        using var engine = new InferenceEngine(runner, options, ownsRunner: false);
+        using var engine = new InferenceEngine(new BoundRunner(runner), options, ownsRunner: false);
         var done = Task.WhenAll(Enumerable.Range(0, batch)
             .Select(_ => engine.GenerateAsync(new GenerationRequest(RandomPrompt(rng, promptTokens, model.Set.Shape.VocabSize), 2) { IgnoreEos = true })))
             .GetAwaiter().GetResult();
@@ -166,4 +166,30 @@ public sealed class EndToEndBench(BenchDevice device, int seed) : IDisposable
     }
 
     public void Dispose() => ReleaseRunner();
+}
+
+/// <summary>
+/// Makes the runner's accelerator current on the engine's own thread before every step. A CUDA context is
+/// current per thread; ILGPU binds it in most calls, and this makes sure of it for the ones it might not.
+/// </summary>
+internal sealed class BoundRunner(LlamaModelRunner inner) : IModelRunner
+{
+    public int BlockSize => inner.BlockSize;
+
+    public int NumBlocks => inner.NumBlocks;
+
+    public int VocabSize => inner.VocabSize;
+
+    public int MaxSeqLen => inner.MaxSeqLen;
+
+    public float[]?[] Execute(StepBatch batch)
+    {
+        inner.Accelerator.Bind();
+        return inner.Execute(batch);
+    }
+
+    public void Dispose()
+    {
+        // The bench owns the runner and disposes it when its runs are done.
+    }
 }
