@@ -13,5 +13,8 @@ app.Configure(config =>
         .WithDescription("Run every kernel set's KV write, prefill and decode against the float64 reference on the device.")
         .WithExample("selftest")
         .WithExample("selftest", "--device", "cpu");
+    config.AddCommand<AttentionBenchCommand>("attention-bench")
+        .WithDescription("Time decode and prefill attention (device time), generated vs generic kernels.")
+        .WithExample("attention-bench", "--device", "cuda", "--context", "4096");
 });
 return await app.RunAsync(args);

@@ -36,7 +36,7 @@ internal static class AttentionKernelsEmitter
                 w.Line($"private readonly {writeKv} _writeKv;");
                 w.Line($"private readonly {attention} _prefill;");
                 w.Line($"private readonly {attention} _decode;");
-                w.Line("private readonly System.Action<Index1D, AttentionMeta, ArrayView<float>> _combine;");
+                w.Line("private readonly System.Action<KernelConfig, AttentionMeta, ArrayView<float>> _combine;");
                 w.Line();
                 w.Line("public AttentionKernels(Accelerator accelerator, AttentionOptions options)");
                 w.Line($"    : base(accelerator, \"{spec.Name}\", isSpecialized: true, SpecializedShape, SpecializedTiles, options,");
@@ -47,7 +47,7 @@ internal static class AttentionKernelsEmitter
                         EmitLoads(w, "F16Codec", attention, writeKv);
                     using (w.Block("else"))
                         EmitLoads(w, "F32Codec", attention, writeKv);
-                    w.Line("_combine = accelerator.LoadAutoGroupedStreamKernel<Index1D, AttentionMeta, ArrayView<float>>(DecodeCombine);");
+                    w.Line("_combine = accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>>(DecodeCombine);");
                 }
                 w.Line();
                 w.Line("protected override void LaunchWriteKv(AttentionPlan plan, ArrayView<float> keys, ArrayView<float> values, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache)");
@@ -60,7 +60,8 @@ internal static class AttentionKernelsEmitter
                 w.Line("    => _decode(new KernelConfig(plan.NumDecodeItems * Dims.HeadGroups, AttentionWarps * 32), plan.Meta, queries, keyCache, valueCache, output);");
                 w.Line();
                 w.Line("protected override void LaunchCombine(AttentionPlan plan, ArrayView<float> output)");
-                w.Line($"    => _combine(plan.NumCombines * NumAttentionHeads * {Int(spec.Model.HeadDim / 4)}, plan.Meta, output);");
+                w.Line("    => _combine(new KernelConfig(plan.NumCombines * NumAttentionHeads, CombineThreads, SharedMemoryConfig.RequestDynamic<Float4>(CombineSharedFloat4s(plan.Meta.MaxPartitions))),");
+                w.Line("        plan.Meta, output);");
             }
         }
         return w.ToString();

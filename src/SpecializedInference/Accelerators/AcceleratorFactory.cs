@@ -25,10 +25,12 @@ public enum DeviceKind
 /// <param name="Device">Which device kind to use.</param>
 /// <param name="CudaDeviceIndex">Which CUDA device, when several are present.</param>
 /// <param name="OptimizationLevel">ILGPU's IR optimization level (O2 is Release).</param>
+/// <param name="Profiling">Enables stream profiling markers (device-side timing for benchmarks).</param>
 public sealed record AcceleratorOptions(
     DeviceKind Device = DeviceKind.Auto,
     int CudaDeviceIndex = 0,
-    OptimizationLevel OptimizationLevel = OptimizationLevel.O2)
+    OptimizationLevel OptimizationLevel = OptimizationLevel.O2,
+    bool Profiling = false)
 {
     public static AcceleratorOptions Default { get; } = new();
 }
@@ -89,7 +91,7 @@ public static class AcceleratorFactory
     public static AcceleratorHandle CreateCpu(AcceleratorOptions? options = null)
     {
         options ??= AcceleratorOptions.Default;
-        var context = Context.Create(b => b.CPU(CPUDevice.Nvidia).EnableAlgorithms().Optimize(options.OptimizationLevel));
+        var context = Context.Create(b => Configure(b.CPU(CPUDevice.Nvidia), options));
         try
         {
             var accelerator = CPUDevice.Nvidia.CreateCPUAccelerator(context, CPUAcceleratorMode.Parallel);
@@ -100,6 +102,12 @@ public static class AcceleratorFactory
             context.Dispose();
             throw;
         }
+    }
+
+    private static Context.Builder Configure(Context.Builder builder, AcceleratorOptions options)
+    {
+        builder.EnableAlgorithms().Optimize(options.OptimizationLevel);
+        return options.Profiling ? builder.Profiling() : builder;
     }
 
     /// <summary>Whether a CUDA device can be opened on this machine (loads the driver once to find out).</summary>
@@ -115,7 +123,7 @@ public static class AcceleratorFactory
         Context? context = null;
         try
         {
-            context = Context.Create(b => b.Cuda().EnableAlgorithms().Optimize(options.OptimizationLevel));
+            context = Context.Create(b => Configure(b.Cuda(), options));
             var devices = context.GetCudaDevices();
             if (devices.Count == 0)
             {

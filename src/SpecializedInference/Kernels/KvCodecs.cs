@@ -48,6 +48,13 @@ public struct Float8
     }
 }
 
+/// <summary>8 elements as loaded, not yet decoded: one 16-byte chunk for f16 (<see cref="B"/> unused), two for f32.
+/// Kernels prefetch many of these (4 registers each for f16) before decoding, to keep loads in flight.</summary>
+public struct RawChunk8
+{
+    public Chunk16 A, B;
+}
+
 /// <summary>
 /// How the cache stores an element. The kernels are generic over this struct, so the f16 and f32 caches
 /// share one kernel body and ILGPU compiles each without a run-time branch.
@@ -62,6 +69,12 @@ public interface IKvCodec
 
     /// <summary>Loads one element (the materialized baseline's scalar path).</summary>
     float Load1(ArrayView<Chunk16> cache, long element);
+
+    /// <summary>Loads elements [element, element + 8) without decoding them.</summary>
+    RawChunk8 LoadRaw8(ArrayView<Chunk16> cache, long element);
+
+    /// <summary>Decodes what <see cref="LoadRaw8"/> loaded.</summary>
+    Float8 Decode8(RawChunk8 raw);
 }
 
 /// <summary>f16 cache: one 16-byte chunk holds 8 halves.</summary>
@@ -70,6 +83,20 @@ public struct F16Codec : IKvCodec
     public Float8 Load8(ArrayView<Chunk16> cache, long element)
     {
         var c = cache[element >> 3];
+        return new Float8(new Float4(Lo(c.X), Hi(c.X), Lo(c.Y), Hi(c.Y)), new Float4(Lo(c.Z), Hi(c.Z), Lo(c.W), Hi(c.W)));
+    }
+
+    public RawChunk8 LoadRaw8(ArrayView<Chunk16> cache, long element)
+    {
+        RawChunk8 raw;
+        raw.A = cache[element >> 3];
+        raw.B = default;
+        return raw;
+    }
+
+    public Float8 Decode8(RawChunk8 raw)
+    {
+        var c = raw.A;
         return new Float8(new Float4(Lo(c.X), Hi(c.X), Lo(c.Y), Hi(c.Y)), new Float4(Lo(c.Z), Hi(c.Z), Lo(c.W), Hi(c.W)));
     }
 
@@ -145,6 +172,17 @@ public struct F32Codec : IKvCodec
     }
 
     public float Load1(ArrayView<Chunk16> cache, long element) => cache.Cast<float>()[element];
+
+    public RawChunk8 LoadRaw8(ArrayView<Chunk16> cache, long element)
+    {
+        long i = element >> 2;
+        RawChunk8 raw;
+        raw.A = cache[i];
+        raw.B = cache[i + 1];
+        return raw;
+    }
+
+    public Float8 Decode8(RawChunk8 raw) => new(AsFloat4(raw.A), AsFloat4(raw.B));
 
     private static Float4 AsFloat4(Chunk16 c)
         => new(Interop.IntAsFloat(c.X), Interop.IntAsFloat(c.Y), Interop.IntAsFloat(c.Z), Interop.IntAsFloat(c.W));

@@ -27,8 +27,8 @@ public static partial class Llama3_8B
     public const int MaxSeqLen = 8192;
     public const int KvBlockSize = 16;
     public const int PrefillTileQ = 16;
-    public const int PrefillTileKv = 32;
-    public const int DecodePartitionSize = 256;
+    public const int PrefillTileKv = 16;
+    public const int DecodePartitionSize = 128;
     public const int AttentionWarps = 4;
 
     /// <summary>The config this kernel set was generated from.</summary>

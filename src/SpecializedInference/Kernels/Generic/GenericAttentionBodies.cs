@@ -344,28 +344,88 @@ public static class GenericAttentionBodies
         }
     }
 
-    /// <summary>Combines the split-K partitions of each multi-partition decode: one thread per (decode, head, dim).
-    /// out = Σ_p o_p · l_p·exp(m_p - M) / Σ_p l_p·exp(m_p - M), with M the largest partition max.</summary>
-    public static void Combine(Index1D thread, AttentionDims d, AttentionMeta m, ArrayView<float> output)
+    /// <summary>Threads of a combine group (one group per (decode, head)).</summary>
+    public const int CombineThreads = 128;
+
+    /// <summary>Dynamic shared memory of a combine group, in Float4s: the per-slice partial sums, then the
+    /// partition weights and the per-warp reduction slots.</summary>
+    public static int CombineSharedFloat4s(int headDim, int maxPartitions)
+        => CombineThreads / (headDim / 4) * (headDim / 4) + (maxPartitions + 32 + 3) / 4;
+
+    /// <summary>
+    /// Combines the split-K partitions of each multi-partition decode, one thread group per (decode, head):
+    /// M = max_p m_p and the weights w_p = l_p·exp(m_p - M) in parallel over partitions, then
+    /// out = Σ_p w_p·o_p / Σ_p w_p with threads split into slices of partitions × Float4 columns (independent
+    /// loads in flight), the slices summed in shared memory.
+    /// </summary>
+    public static void Combine(AttentionDims d, AttentionMeta m, ArrayView<float> output)
     {
-        int dim = thread % d.HeadDim;
-        int head = thread / d.HeadDim % d.NumHeads;
-        int decode = m.CombineDecodes[thread / (d.HeadDim * d.NumHeads)];
+        int head = Grid.IdxX % d.NumHeads;
+        int decode = m.CombineDecodes[Grid.IdxX / d.NumHeads];
         int seq = m.DecodeSeqs[decode];
         int partitions = (m.ContextLens[seq] + d.DecodePartition - 1) / d.DecodePartition;
         long first = ((long)decode * d.NumHeads + head) * m.MaxPartitions;
+        int t = Group.IdxX;
+        int threads = Group.DimX;
+        int warps = threads / Warp.WarpSize;
+        int d4 = d.HeadDim4;
+        int slices = threads / d4;
 
+        var shared = SharedMemory.GetDynamic<Float4>();
+        var sRed = shared.SubView(0, slices * d4);                              // [slices, head_dim] partial sums
+        var scalars = shared.SubView(slices * d4, (m.MaxPartitions + 32 + 3) / 4).Cast<float>();
+        var sWeight = scalars.SubView(0, m.MaxPartitions);                      // [partitions] l_p·exp(m_p - M)
+        var sWarp = scalars.SubView(m.MaxPartitions, 32);                       // [warps] reduction slots
+
+        // M: largest partition max.
         float mx = float.NegativeInfinity;
-        for (int p = 0; p < partitions; p++) mx = XMath.Max(mx, m.PartialMaxSum[(first + p) * 2]);
-        float total = 0f;
-        float acc = 0f;
-        for (int p = 0; p < partitions; p++)
+        for (int p = t; p < partitions; p += threads) mx = XMath.Max(mx, m.PartialMaxSum[(first + p) * 2]);
+        mx = WarpMax(mx);
+        if (Warp.LaneIdx == 0) sWarp[Warp.WarpIdx] = mx;
+        Group.Barrier();
+        mx = float.NegativeInfinity;
+        for (int w = 0; w < warps; w++) mx = XMath.Max(mx, sWarp[w]);
+        Group.Barrier();
+
+        // Weights and their sum.
+        float sum = 0f;
+        for (int p = t; p < partitions; p += threads)
         {
-            float w = m.PartialMaxSum[(first + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(first + p) * 2] - mx);
-            total += w;
-            acc += w * m.PartialOut[(first + p) * d.HeadDim + dim];
+            float weight = m.PartialMaxSum[(first + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(first + p) * 2] - mx);
+            sWeight[p] = weight;
+            sum += weight;
         }
-        output[((long)m.QueryStart[seq] * d.NumHeads + head) * d.HeadDim + dim] = acc / total;
+        sum = WarpSum(sum);
+        if (Warp.LaneIdx == 0) sWarp[Warp.WarpIdx] = sum;
+        Group.Barrier();
+        float total = 0f;
+        for (int w = 0; w < warps; w++) total += sWarp[w];
+
+        // Σ_p w_p·o_p: thread = (slice of partitions, Float4 column), four partitions' loads in flight.
+        int slice = t / d4;
+        int c = t % d4;
+        if (slice < slices)
+        {
+            var acc = default(Float4);
+            int p = slice;
+            for (; p + 3 * slices < partitions; p += 4 * slices)
+            {
+                var o0 = Load4(m.PartialOut, (first + p) * d.HeadDim + c * 4);
+                var o1 = Load4(m.PartialOut, (first + p + slices) * d.HeadDim + c * 4);
+                var o2 = Load4(m.PartialOut, (first + p + 2 * slices) * d.HeadDim + c * 4);
+                var o3 = Load4(m.PartialOut, (first + p + 3 * slices) * d.HeadDim + c * 4);
+                acc = acc.Fma(o0, sWeight[p]).Fma(o1, sWeight[p + slices]).Fma(o2, sWeight[p + 2 * slices]).Fma(o3, sWeight[p + 3 * slices]);
+            }
+            for (; p < partitions; p += slices) acc = acc.Fma(Load4(m.PartialOut, (first + p) * d.HeadDim + c * 4), sWeight[p]);
+            sRed[slice * d4 + c] = acc;
+        }
+        Group.Barrier();
+        for (int f = t; f < d4; f += threads)
+        {
+            var o = default(Float4);
+            for (int k = 0; k < slices; k++) o = o + sRed[k * d4 + f];
+            Store4(output, ((long)m.QueryStart[seq] * d.NumHeads + head) * d.HeadDim + f * 4, o * (1f / total));
+        }
     }
 
     /// <summary>Materialized attention, step 1: every score s[token, head, key] = q·k / sqrt(head_dim) to

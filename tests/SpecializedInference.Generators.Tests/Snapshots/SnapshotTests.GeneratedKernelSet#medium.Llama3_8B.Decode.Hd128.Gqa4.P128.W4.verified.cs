@@ -10,7 +10,7 @@ namespace SpecializedInference.Generated;
 public static partial class Llama3_8B
 {
     /// <summary>
-    /// Split-K flash decode: thread group = (decode, partition of 256 keys) x (4 query heads sharing each K/V load), 128 threads.
+    /// Split-K flash decode: thread group = (decode, partition of 128 keys) x (4 query heads sharing each K/V load), 128 threads.
     /// Each thread scores one key with 16-byte K loads, a warp per head takes the partition's max and sum,
     /// then thread (key slot of 8, 8-dim unit of 16) accumulates P·V with 16-byte V loads. A single-partition
     /// decode writes its output; otherwise the partition's (max, sum, output) go to scratch for the combine.
@@ -30,17 +30,23 @@ public static partial class Llama3_8B
         int seq = m.DecodeSeqs[decode];
         int token = m.QueryStart[seq];
         int context = m.ContextLens[seq];
-        int k0 = part * 256;
-        int numKeys = context - k0 < 256 ? context - k0 : 256;
+        int k0 = part * 128;
+        int numKeys = context - k0 < 128 ? context - k0 : 128;
         int blockRow = seq * m.MaxBlocksPerSeq;
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(128);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
-        var sP = SharedMemory.Allocate<float>(1024);       // [heads, partition] scores, then exp(s - max)
+        var sP = SharedMemory.Allocate<float>(512);       // [heads, partition] scores, then exp(s - max)
         var sRed = SharedMemory.Allocate<Float4>(1024);    // [key_slots, heads, head_dim] partial P·V
         var sMax = SharedMemory.Allocate<float>(4);      // [heads] partition max
         var sSum = SharedMemory.Allocate<float>(4);      // [heads] partition sum of exp(s - max)
+        var sBlock = SharedMemory.Allocate<int>(8);     // [blocks] the partition's physical blocks, read once
 
+        int firstBlock = k0 / 16;
+        {
+            int b = t + 0;
+            if (b < 8 && (firstBlock + b) * 16 < context) sBlock[b] = m.BlockTables[blockRow + firstBlock + b];
+        }
         {
             int f = t + 0;
             long src = ((long)token * 32 + firstHead + f / 32) * 128 + f % 32 * 4;
@@ -59,189 +65,108 @@ public static partial class Llama3_8B
             if (valid)
             {
                 int key = k0 + j;
-                long row = (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128;
-                var kc0 = default(TCodec).Load8(keyCache, row + 0);
-                var kc1 = default(TCodec).Load8(keyCache, row + 8);
-                var kc2 = default(TCodec).Load8(keyCache, row + 16);
-                var kc3 = default(TCodec).Load8(keyCache, row + 24);
-                var kc4 = default(TCodec).Load8(keyCache, row + 32);
-                var kc5 = default(TCodec).Load8(keyCache, row + 40);
-                var kc6 = default(TCodec).Load8(keyCache, row + 48);
-                var kc7 = default(TCodec).Load8(keyCache, row + 56);
+                long row = (((long)sBlock[key / 16 - firstBlock] * 8 + kvHead) * 16 + key % 16) * 128;
+                var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
+                var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
+                var kr2 = default(TCodec).LoadRaw8(keyCache, row + 16);
+                var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
+                var kr4 = default(TCodec).LoadRaw8(keyCache, row + 32);
+                var kr5 = default(TCodec).LoadRaw8(keyCache, row + 40);
+                var kr6 = default(TCodec).LoadRaw8(keyCache, row + 48);
+                var kr7 = default(TCodec).LoadRaw8(keyCache, row + 56);
+                var kr8 = default(TCodec).LoadRaw8(keyCache, row + 64);
+                var kr9 = default(TCodec).LoadRaw8(keyCache, row + 72);
+                var kr10 = default(TCodec).LoadRaw8(keyCache, row + 80);
+                var kr11 = default(TCodec).LoadRaw8(keyCache, row + 88);
+                var kr12 = default(TCodec).LoadRaw8(keyCache, row + 96);
+                var kr13 = default(TCodec).LoadRaw8(keyCache, row + 104);
+                var kr14 = default(TCodec).LoadRaw8(keyCache, row + 112);
+                var kr15 = default(TCodec).LoadRaw8(keyCache, row + 120);
+                var kc0 = default(TCodec).Decode8(kr0);
                 s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
                 s1 += sQ[32].Dot(kc0.Lo) + sQ[33].Dot(kc0.Hi);
                 s2 += sQ[64].Dot(kc0.Lo) + sQ[65].Dot(kc0.Hi);
                 s3 += sQ[96].Dot(kc0.Lo) + sQ[97].Dot(kc0.Hi);
+                var kc1 = default(TCodec).Decode8(kr1);
                 s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
                 s1 += sQ[34].Dot(kc1.Lo) + sQ[35].Dot(kc1.Hi);
                 s2 += sQ[66].Dot(kc1.Lo) + sQ[67].Dot(kc1.Hi);
                 s3 += sQ[98].Dot(kc1.Lo) + sQ[99].Dot(kc1.Hi);
+                var kc2 = default(TCodec).Decode8(kr2);
                 s0 += sQ[4].Dot(kc2.Lo) + sQ[5].Dot(kc2.Hi);
                 s1 += sQ[36].Dot(kc2.Lo) + sQ[37].Dot(kc2.Hi);
                 s2 += sQ[68].Dot(kc2.Lo) + sQ[69].Dot(kc2.Hi);
                 s3 += sQ[100].Dot(kc2.Lo) + sQ[101].Dot(kc2.Hi);
+                var kc3 = default(TCodec).Decode8(kr3);
                 s0 += sQ[6].Dot(kc3.Lo) + sQ[7].Dot(kc3.Hi);
                 s1 += sQ[38].Dot(kc3.Lo) + sQ[39].Dot(kc3.Hi);
                 s2 += sQ[70].Dot(kc3.Lo) + sQ[71].Dot(kc3.Hi);
                 s3 += sQ[102].Dot(kc3.Lo) + sQ[103].Dot(kc3.Hi);
+                var kc4 = default(TCodec).Decode8(kr4);
                 s0 += sQ[8].Dot(kc4.Lo) + sQ[9].Dot(kc4.Hi);
                 s1 += sQ[40].Dot(kc4.Lo) + sQ[41].Dot(kc4.Hi);
                 s2 += sQ[72].Dot(kc4.Lo) + sQ[73].Dot(kc4.Hi);
                 s3 += sQ[104].Dot(kc4.Lo) + sQ[105].Dot(kc4.Hi);
+                var kc5 = default(TCodec).Decode8(kr5);
                 s0 += sQ[10].Dot(kc5.Lo) + sQ[11].Dot(kc5.Hi);
                 s1 += sQ[42].Dot(kc5.Lo) + sQ[43].Dot(kc5.Hi);
                 s2 += sQ[74].Dot(kc5.Lo) + sQ[75].Dot(kc5.Hi);
                 s3 += sQ[106].Dot(kc5.Lo) + sQ[107].Dot(kc5.Hi);
+                var kc6 = default(TCodec).Decode8(kr6);
                 s0 += sQ[12].Dot(kc6.Lo) + sQ[13].Dot(kc6.Hi);
                 s1 += sQ[44].Dot(kc6.Lo) + sQ[45].Dot(kc6.Hi);
                 s2 += sQ[76].Dot(kc6.Lo) + sQ[77].Dot(kc6.Hi);
                 s3 += sQ[108].Dot(kc6.Lo) + sQ[109].Dot(kc6.Hi);
+                var kc7 = default(TCodec).Decode8(kr7);
                 s0 += sQ[14].Dot(kc7.Lo) + sQ[15].Dot(kc7.Hi);
                 s1 += sQ[46].Dot(kc7.Lo) + sQ[47].Dot(kc7.Hi);
                 s2 += sQ[78].Dot(kc7.Lo) + sQ[79].Dot(kc7.Hi);
                 s3 += sQ[110].Dot(kc7.Lo) + sQ[111].Dot(kc7.Hi);
-                var kc8 = default(TCodec).Load8(keyCache, row + 64);
-                var kc9 = default(TCodec).Load8(keyCache, row + 72);
-                var kc10 = default(TCodec).Load8(keyCache, row + 80);
-                var kc11 = default(TCodec).Load8(keyCache, row + 88);
-                var kc12 = default(TCodec).Load8(keyCache, row + 96);
-                var kc13 = default(TCodec).Load8(keyCache, row + 104);
-                var kc14 = default(TCodec).Load8(keyCache, row + 112);
-                var kc15 = default(TCodec).Load8(keyCache, row + 120);
+                var kc8 = default(TCodec).Decode8(kr8);
                 s0 += sQ[16].Dot(kc8.Lo) + sQ[17].Dot(kc8.Hi);
                 s1 += sQ[48].Dot(kc8.Lo) + sQ[49].Dot(kc8.Hi);
                 s2 += sQ[80].Dot(kc8.Lo) + sQ[81].Dot(kc8.Hi);
                 s3 += sQ[112].Dot(kc8.Lo) + sQ[113].Dot(kc8.Hi);
+                var kc9 = default(TCodec).Decode8(kr9);
                 s0 += sQ[18].Dot(kc9.Lo) + sQ[19].Dot(kc9.Hi);
                 s1 += sQ[50].Dot(kc9.Lo) + sQ[51].Dot(kc9.Hi);
                 s2 += sQ[82].Dot(kc9.Lo) + sQ[83].Dot(kc9.Hi);
                 s3 += sQ[114].Dot(kc9.Lo) + sQ[115].Dot(kc9.Hi);
+                var kc10 = default(TCodec).Decode8(kr10);
                 s0 += sQ[20].Dot(kc10.Lo) + sQ[21].Dot(kc10.Hi);
                 s1 += sQ[52].Dot(kc10.Lo) + sQ[53].Dot(kc10.Hi);
                 s2 += sQ[84].Dot(kc10.Lo) + sQ[85].Dot(kc10.Hi);
                 s3 += sQ[116].Dot(kc10.Lo) + sQ[117].Dot(kc10.Hi);
+                var kc11 = default(TCodec).Decode8(kr11);
                 s0 += sQ[22].Dot(kc11.Lo) + sQ[23].Dot(kc11.Hi);
                 s1 += sQ[54].Dot(kc11.Lo) + sQ[55].Dot(kc11.Hi);
                 s2 += sQ[86].Dot(kc11.Lo) + sQ[87].Dot(kc11.Hi);
                 s3 += sQ[118].Dot(kc11.Lo) + sQ[119].Dot(kc11.Hi);
+                var kc12 = default(TCodec).Decode8(kr12);
                 s0 += sQ[24].Dot(kc12.Lo) + sQ[25].Dot(kc12.Hi);
                 s1 += sQ[56].Dot(kc12.Lo) + sQ[57].Dot(kc12.Hi);
                 s2 += sQ[88].Dot(kc12.Lo) + sQ[89].Dot(kc12.Hi);
                 s3 += sQ[120].Dot(kc12.Lo) + sQ[121].Dot(kc12.Hi);
+                var kc13 = default(TCodec).Decode8(kr13);
                 s0 += sQ[26].Dot(kc13.Lo) + sQ[27].Dot(kc13.Hi);
                 s1 += sQ[58].Dot(kc13.Lo) + sQ[59].Dot(kc13.Hi);
                 s2 += sQ[90].Dot(kc13.Lo) + sQ[91].Dot(kc13.Hi);
                 s3 += sQ[122].Dot(kc13.Lo) + sQ[123].Dot(kc13.Hi);
+                var kc14 = default(TCodec).Decode8(kr14);
                 s0 += sQ[28].Dot(kc14.Lo) + sQ[29].Dot(kc14.Hi);
                 s1 += sQ[60].Dot(kc14.Lo) + sQ[61].Dot(kc14.Hi);
                 s2 += sQ[92].Dot(kc14.Lo) + sQ[93].Dot(kc14.Hi);
                 s3 += sQ[124].Dot(kc14.Lo) + sQ[125].Dot(kc14.Hi);
+                var kc15 = default(TCodec).Decode8(kr15);
                 s0 += sQ[30].Dot(kc15.Lo) + sQ[31].Dot(kc15.Hi);
                 s1 += sQ[62].Dot(kc15.Lo) + sQ[63].Dot(kc15.Hi);
                 s2 += sQ[94].Dot(kc15.Lo) + sQ[95].Dot(kc15.Hi);
                 s3 += sQ[126].Dot(kc15.Lo) + sQ[127].Dot(kc15.Hi);
             }
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
-            sP[256 + j] = valid ? s1 : float.NegativeInfinity;
-            sP[512 + j] = valid ? s2 : float.NegativeInfinity;
-            sP[768 + j] = valid ? s3 : float.NegativeInfinity;
-        }
-        {
-            int j = t + 128;
-            float s0 = 0f;
-            float s1 = 0f;
-            float s2 = 0f;
-            float s3 = 0f;
-            bool valid = j < numKeys;
-            if (valid)
-            {
-                int key = k0 + j;
-                long row = (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128;
-                var kc0 = default(TCodec).Load8(keyCache, row + 0);
-                var kc1 = default(TCodec).Load8(keyCache, row + 8);
-                var kc2 = default(TCodec).Load8(keyCache, row + 16);
-                var kc3 = default(TCodec).Load8(keyCache, row + 24);
-                var kc4 = default(TCodec).Load8(keyCache, row + 32);
-                var kc5 = default(TCodec).Load8(keyCache, row + 40);
-                var kc6 = default(TCodec).Load8(keyCache, row + 48);
-                var kc7 = default(TCodec).Load8(keyCache, row + 56);
-                s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
-                s1 += sQ[32].Dot(kc0.Lo) + sQ[33].Dot(kc0.Hi);
-                s2 += sQ[64].Dot(kc0.Lo) + sQ[65].Dot(kc0.Hi);
-                s3 += sQ[96].Dot(kc0.Lo) + sQ[97].Dot(kc0.Hi);
-                s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
-                s1 += sQ[34].Dot(kc1.Lo) + sQ[35].Dot(kc1.Hi);
-                s2 += sQ[66].Dot(kc1.Lo) + sQ[67].Dot(kc1.Hi);
-                s3 += sQ[98].Dot(kc1.Lo) + sQ[99].Dot(kc1.Hi);
-                s0 += sQ[4].Dot(kc2.Lo) + sQ[5].Dot(kc2.Hi);
-                s1 += sQ[36].Dot(kc2.Lo) + sQ[37].Dot(kc2.Hi);
-                s2 += sQ[68].Dot(kc2.Lo) + sQ[69].Dot(kc2.Hi);
-                s3 += sQ[100].Dot(kc2.Lo) + sQ[101].Dot(kc2.Hi);
-                s0 += sQ[6].Dot(kc3.Lo) + sQ[7].Dot(kc3.Hi);
-                s1 += sQ[38].Dot(kc3.Lo) + sQ[39].Dot(kc3.Hi);
-                s2 += sQ[70].Dot(kc3.Lo) + sQ[71].Dot(kc3.Hi);
-                s3 += sQ[102].Dot(kc3.Lo) + sQ[103].Dot(kc3.Hi);
-                s0 += sQ[8].Dot(kc4.Lo) + sQ[9].Dot(kc4.Hi);
-                s1 += sQ[40].Dot(kc4.Lo) + sQ[41].Dot(kc4.Hi);
-                s2 += sQ[72].Dot(kc4.Lo) + sQ[73].Dot(kc4.Hi);
-                s3 += sQ[104].Dot(kc4.Lo) + sQ[105].Dot(kc4.Hi);
-                s0 += sQ[10].Dot(kc5.Lo) + sQ[11].Dot(kc5.Hi);
-                s1 += sQ[42].Dot(kc5.Lo) + sQ[43].Dot(kc5.Hi);
-                s2 += sQ[74].Dot(kc5.Lo) + sQ[75].Dot(kc5.Hi);
-                s3 += sQ[106].Dot(kc5.Lo) + sQ[107].Dot(kc5.Hi);
-                s0 += sQ[12].Dot(kc6.Lo) + sQ[13].Dot(kc6.Hi);
-                s1 += sQ[44].Dot(kc6.Lo) + sQ[45].Dot(kc6.Hi);
-                s2 += sQ[76].Dot(kc6.Lo) + sQ[77].Dot(kc6.Hi);
-                s3 += sQ[108].Dot(kc6.Lo) + sQ[109].Dot(kc6.Hi);
-                s0 += sQ[14].Dot(kc7.Lo) + sQ[15].Dot(kc7.Hi);
-                s1 += sQ[46].Dot(kc7.Lo) + sQ[47].Dot(kc7.Hi);
-                s2 += sQ[78].Dot(kc7.Lo) + sQ[79].Dot(kc7.Hi);
-                s3 += sQ[110].Dot(kc7.Lo) + sQ[111].Dot(kc7.Hi);
-                var kc8 = default(TCodec).Load8(keyCache, row + 64);
-                var kc9 = default(TCodec).Load8(keyCache, row + 72);
-                var kc10 = default(TCodec).Load8(keyCache, row + 80);
-                var kc11 = default(TCodec).Load8(keyCache, row + 88);
-                var kc12 = default(TCodec).Load8(keyCache, row + 96);
-                var kc13 = default(TCodec).Load8(keyCache, row + 104);
-                var kc14 = default(TCodec).Load8(keyCache, row + 112);
-                var kc15 = default(TCodec).Load8(keyCache, row + 120);
-                s0 += sQ[16].Dot(kc8.Lo) + sQ[17].Dot(kc8.Hi);
-                s1 += sQ[48].Dot(kc8.Lo) + sQ[49].Dot(kc8.Hi);
-                s2 += sQ[80].Dot(kc8.Lo) + sQ[81].Dot(kc8.Hi);
-                s3 += sQ[112].Dot(kc8.Lo) + sQ[113].Dot(kc8.Hi);
-                s0 += sQ[18].Dot(kc9.Lo) + sQ[19].Dot(kc9.Hi);
-                s1 += sQ[50].Dot(kc9.Lo) + sQ[51].Dot(kc9.Hi);
-                s2 += sQ[82].Dot(kc9.Lo) + sQ[83].Dot(kc9.Hi);
-                s3 += sQ[114].Dot(kc9.Lo) + sQ[115].Dot(kc9.Hi);
-                s0 += sQ[20].Dot(kc10.Lo) + sQ[21].Dot(kc10.Hi);
-                s1 += sQ[52].Dot(kc10.Lo) + sQ[53].Dot(kc10.Hi);
-                s2 += sQ[84].Dot(kc10.Lo) + sQ[85].Dot(kc10.Hi);
-                s3 += sQ[116].Dot(kc10.Lo) + sQ[117].Dot(kc10.Hi);
-                s0 += sQ[22].Dot(kc11.Lo) + sQ[23].Dot(kc11.Hi);
-                s1 += sQ[54].Dot(kc11.Lo) + sQ[55].Dot(kc11.Hi);
-                s2 += sQ[86].Dot(kc11.Lo) + sQ[87].Dot(kc11.Hi);
-                s3 += sQ[118].Dot(kc11.Lo) + sQ[119].Dot(kc11.Hi);
-                s0 += sQ[24].Dot(kc12.Lo) + sQ[25].Dot(kc12.Hi);
-                s1 += sQ[56].Dot(kc12.Lo) + sQ[57].Dot(kc12.Hi);
-                s2 += sQ[88].Dot(kc12.Lo) + sQ[89].Dot(kc12.Hi);
-                s3 += sQ[120].Dot(kc12.Lo) + sQ[121].Dot(kc12.Hi);
-                s0 += sQ[26].Dot(kc13.Lo) + sQ[27].Dot(kc13.Hi);
-                s1 += sQ[58].Dot(kc13.Lo) + sQ[59].Dot(kc13.Hi);
-                s2 += sQ[90].Dot(kc13.Lo) + sQ[91].Dot(kc13.Hi);
-                s3 += sQ[122].Dot(kc13.Lo) + sQ[123].Dot(kc13.Hi);
-                s0 += sQ[28].Dot(kc14.Lo) + sQ[29].Dot(kc14.Hi);
-                s1 += sQ[60].Dot(kc14.Lo) + sQ[61].Dot(kc14.Hi);
-                s2 += sQ[92].Dot(kc14.Lo) + sQ[93].Dot(kc14.Hi);
-                s3 += sQ[124].Dot(kc14.Lo) + sQ[125].Dot(kc14.Hi);
-                s0 += sQ[30].Dot(kc15.Lo) + sQ[31].Dot(kc15.Hi);
-                s1 += sQ[62].Dot(kc15.Lo) + sQ[63].Dot(kc15.Hi);
-                s2 += sQ[94].Dot(kc15.Lo) + sQ[95].Dot(kc15.Hi);
-                s3 += sQ[126].Dot(kc15.Lo) + sQ[127].Dot(kc15.Hi);
-            }
-            sP[0 + j] = valid ? s0 : float.NegativeInfinity;
-            sP[256 + j] = valid ? s1 : float.NegativeInfinity;
-            sP[512 + j] = valid ? s2 : float.NegativeInfinity;
-            sP[768 + j] = valid ? s3 : float.NegativeInfinity;
+            sP[128 + j] = valid ? s1 : float.NegativeInfinity;
+            sP[256 + j] = valid ? s2 : float.NegativeInfinity;
+            sP[384 + j] = valid ? s3 : float.NegativeInfinity;
         }
         Group.Barrier();
 
@@ -254,11 +179,7 @@ public static partial class Llama3_8B
             float x1 = sP[32 + lane];
             float x2 = sP[64 + lane];
             float x3 = sP[96 + lane];
-            float x4 = sP[128 + lane];
-            float x5 = sP[160 + lane];
-            float x6 = sP[192 + lane];
-            float x7 = sP[224 + lane];
-            float mx = XMath.Max(XMath.Max(XMath.Max(x0, x1), XMath.Max(x2, x3)), XMath.Max(XMath.Max(x4, x5), XMath.Max(x6, x7)));
+            float mx = XMath.Max(XMath.Max(x0, x1), XMath.Max(x2, x3));
             mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
             mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
             mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
@@ -272,15 +193,7 @@ public static partial class Llama3_8B
             sP[64 + lane] = p2;
             float p3 = AttentionMath.ExpOrZero(x3 - mx);
             sP[96 + lane] = p3;
-            float p4 = AttentionMath.ExpOrZero(x4 - mx);
-            sP[128 + lane] = p4;
-            float p5 = AttentionMath.ExpOrZero(x5 - mx);
-            sP[160 + lane] = p5;
-            float p6 = AttentionMath.ExpOrZero(x6 - mx);
-            sP[192 + lane] = p6;
-            float p7 = AttentionMath.ExpOrZero(x7 - mx);
-            sP[224 + lane] = p7;
-            float sum = (((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7)));
+            float sum = ((p0 + p1) + (p2 + p3));
             sum += Warp.ShuffleXor(sum, 16);
             sum += Warp.ShuffleXor(sum, 8);
             sum += Warp.ShuffleXor(sum, 4);
@@ -294,37 +207,25 @@ public static partial class Llama3_8B
         }
         if (warp == 1)
         {
-            float x0 = sP[256 + lane];
-            float x1 = sP[288 + lane];
-            float x2 = sP[320 + lane];
-            float x3 = sP[352 + lane];
-            float x4 = sP[384 + lane];
-            float x5 = sP[416 + lane];
-            float x6 = sP[448 + lane];
-            float x7 = sP[480 + lane];
-            float mx = XMath.Max(XMath.Max(XMath.Max(x0, x1), XMath.Max(x2, x3)), XMath.Max(XMath.Max(x4, x5), XMath.Max(x6, x7)));
+            float x0 = sP[128 + lane];
+            float x1 = sP[160 + lane];
+            float x2 = sP[192 + lane];
+            float x3 = sP[224 + lane];
+            float mx = XMath.Max(XMath.Max(x0, x1), XMath.Max(x2, x3));
             mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
             mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
             mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
             mx = XMath.Max(mx, Warp.ShuffleXor(mx, 2));
             mx = XMath.Max(mx, Warp.ShuffleXor(mx, 1));
             float p0 = AttentionMath.ExpOrZero(x0 - mx);
-            sP[256 + lane] = p0;
+            sP[128 + lane] = p0;
             float p1 = AttentionMath.ExpOrZero(x1 - mx);
-            sP[288 + lane] = p1;
+            sP[160 + lane] = p1;
             float p2 = AttentionMath.ExpOrZero(x2 - mx);
-            sP[320 + lane] = p2;
+            sP[192 + lane] = p2;
             float p3 = AttentionMath.ExpOrZero(x3 - mx);
-            sP[352 + lane] = p3;
-            float p4 = AttentionMath.ExpOrZero(x4 - mx);
-            sP[384 + lane] = p4;
-            float p5 = AttentionMath.ExpOrZero(x5 - mx);
-            sP[416 + lane] = p5;
-            float p6 = AttentionMath.ExpOrZero(x6 - mx);
-            sP[448 + lane] = p6;
-            float p7 = AttentionMath.ExpOrZero(x7 - mx);
-            sP[480 + lane] = p7;
-            float sum = (((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7)));
+            sP[224 + lane] = p3;
+            float sum = ((p0 + p1) + (p2 + p3));
             sum += Warp.ShuffleXor(sum, 16);
             sum += Warp.ShuffleXor(sum, 8);
             sum += Warp.ShuffleXor(sum, 4);
@@ -338,37 +239,25 @@ public static partial class Llama3_8B
         }
         if (warp == 2)
         {
-            float x0 = sP[512 + lane];
-            float x1 = sP[544 + lane];
-            float x2 = sP[576 + lane];
-            float x3 = sP[608 + lane];
-            float x4 = sP[640 + lane];
-            float x5 = sP[672 + lane];
-            float x6 = sP[704 + lane];
-            float x7 = sP[736 + lane];
-            float mx = XMath.Max(XMath.Max(XMath.Max(x0, x1), XMath.Max(x2, x3)), XMath.Max(XMath.Max(x4, x5), XMath.Max(x6, x7)));
+            float x0 = sP[256 + lane];
+            float x1 = sP[288 + lane];
+            float x2 = sP[320 + lane];
+            float x3 = sP[352 + lane];
+            float mx = XMath.Max(XMath.Max(x0, x1), XMath.Max(x2, x3));
             mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
             mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
             mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
             mx = XMath.Max(mx, Warp.ShuffleXor(mx, 2));
             mx = XMath.Max(mx, Warp.ShuffleXor(mx, 1));
             float p0 = AttentionMath.ExpOrZero(x0 - mx);
-            sP[512 + lane] = p0;
+            sP[256 + lane] = p0;
             float p1 = AttentionMath.ExpOrZero(x1 - mx);
-            sP[544 + lane] = p1;
+            sP[288 + lane] = p1;
             float p2 = AttentionMath.ExpOrZero(x2 - mx);
-            sP[576 + lane] = p2;
+            sP[320 + lane] = p2;
             float p3 = AttentionMath.ExpOrZero(x3 - mx);
-            sP[608 + lane] = p3;
-            float p4 = AttentionMath.ExpOrZero(x4 - mx);
-            sP[640 + lane] = p4;
-            float p5 = AttentionMath.ExpOrZero(x5 - mx);
-            sP[672 + lane] = p5;
-            float p6 = AttentionMath.ExpOrZero(x6 - mx);
-            sP[704 + lane] = p6;
-            float p7 = AttentionMath.ExpOrZero(x7 - mx);
-            sP[736 + lane] = p7;
-            float sum = (((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7)));
+            sP[352 + lane] = p3;
+            float sum = ((p0 + p1) + (p2 + p3));
             sum += Warp.ShuffleXor(sum, 16);
             sum += Warp.ShuffleXor(sum, 8);
             sum += Warp.ShuffleXor(sum, 4);
@@ -382,37 +271,25 @@ public static partial class Llama3_8B
         }
         if (warp == 3)
         {
-            float x0 = sP[768 + lane];
-            float x1 = sP[800 + lane];
-            float x2 = sP[832 + lane];
-            float x3 = sP[864 + lane];
-            float x4 = sP[896 + lane];
-            float x5 = sP[928 + lane];
-            float x6 = sP[960 + lane];
-            float x7 = sP[992 + lane];
-            float mx = XMath.Max(XMath.Max(XMath.Max(x0, x1), XMath.Max(x2, x3)), XMath.Max(XMath.Max(x4, x5), XMath.Max(x6, x7)));
+            float x0 = sP[384 + lane];
+            float x1 = sP[416 + lane];
+            float x2 = sP[448 + lane];
+            float x3 = sP[480 + lane];
+            float mx = XMath.Max(XMath.Max(x0, x1), XMath.Max(x2, x3));
             mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
             mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
             mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
             mx = XMath.Max(mx, Warp.ShuffleXor(mx, 2));
             mx = XMath.Max(mx, Warp.ShuffleXor(mx, 1));
             float p0 = AttentionMath.ExpOrZero(x0 - mx);
-            sP[768 + lane] = p0;
+            sP[384 + lane] = p0;
             float p1 = AttentionMath.ExpOrZero(x1 - mx);
-            sP[800 + lane] = p1;
+            sP[416 + lane] = p1;
             float p2 = AttentionMath.ExpOrZero(x2 - mx);
-            sP[832 + lane] = p2;
+            sP[448 + lane] = p2;
             float p3 = AttentionMath.ExpOrZero(x3 - mx);
-            sP[864 + lane] = p3;
-            float p4 = AttentionMath.ExpOrZero(x4 - mx);
-            sP[896 + lane] = p4;
-            float p5 = AttentionMath.ExpOrZero(x5 - mx);
-            sP[928 + lane] = p5;
-            float p6 = AttentionMath.ExpOrZero(x6 - mx);
-            sP[960 + lane] = p6;
-            float p7 = AttentionMath.ExpOrZero(x7 - mx);
-            sP[992 + lane] = p7;
-            float sum = (((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7)));
+            sP[480 + lane] = p3;
+            float sum = ((p0 + p1) + (p2 + p3));
             sum += Warp.ShuffleXor(sum, 16);
             sum += Warp.ShuffleXor(sum, 8);
             sum += Warp.ShuffleXor(sum, 4);
@@ -441,132 +318,140 @@ public static partial class Llama3_8B
         for (; pv + 56 < numKeys; pv += 64)
         {
             int key0 = k0 + pv + 0;
-            var v0 = default(TCodec).Load8(valueCache, (((long)m.BlockTables[blockRow + key0 / 16] * 8 + kvHead) * 16 + key0 % 16) * 128 + unit * 8);
+            var vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key0 / 16 - firstBlock] * 8 + kvHead) * 16 + key0 % 16) * 128 + unit * 8);
             int key1 = k0 + pv + 8;
-            var v1 = default(TCodec).Load8(valueCache, (((long)m.BlockTables[blockRow + key1 / 16] * 8 + kvHead) * 16 + key1 % 16) * 128 + unit * 8);
+            var vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key1 / 16 - firstBlock] * 8 + kvHead) * 16 + key1 % 16) * 128 + unit * 8);
             int key2 = k0 + pv + 16;
-            var v2 = default(TCodec).Load8(valueCache, (((long)m.BlockTables[blockRow + key2 / 16] * 8 + kvHead) * 16 + key2 % 16) * 128 + unit * 8);
+            var vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key2 / 16 - firstBlock] * 8 + kvHead) * 16 + key2 % 16) * 128 + unit * 8);
             int key3 = k0 + pv + 24;
-            var v3 = default(TCodec).Load8(valueCache, (((long)m.BlockTables[blockRow + key3 / 16] * 8 + kvHead) * 16 + key3 % 16) * 128 + unit * 8);
+            var vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key3 / 16 - firstBlock] * 8 + kvHead) * 16 + key3 % 16) * 128 + unit * 8);
             int key4 = k0 + pv + 32;
-            var v4 = default(TCodec).Load8(valueCache, (((long)m.BlockTables[blockRow + key4 / 16] * 8 + kvHead) * 16 + key4 % 16) * 128 + unit * 8);
+            var vr4 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key4 / 16 - firstBlock] * 8 + kvHead) * 16 + key4 % 16) * 128 + unit * 8);
             int key5 = k0 + pv + 40;
-            var v5 = default(TCodec).Load8(valueCache, (((long)m.BlockTables[blockRow + key5 / 16] * 8 + kvHead) * 16 + key5 % 16) * 128 + unit * 8);
+            var vr5 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key5 / 16 - firstBlock] * 8 + kvHead) * 16 + key5 % 16) * 128 + unit * 8);
             int key6 = k0 + pv + 48;
-            var v6 = default(TCodec).Load8(valueCache, (((long)m.BlockTables[blockRow + key6 / 16] * 8 + kvHead) * 16 + key6 % 16) * 128 + unit * 8);
+            var vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key6 / 16 - firstBlock] * 8 + kvHead) * 16 + key6 % 16) * 128 + unit * 8);
             int key7 = k0 + pv + 56;
-            var v7 = default(TCodec).Load8(valueCache, (((long)m.BlockTables[blockRow + key7 / 16] * 8 + kvHead) * 16 + key7 % 16) * 128 + unit * 8);
+            var vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key7 / 16 - firstBlock] * 8 + kvHead) * 16 + key7 % 16) * 128 + unit * 8);
+            var v0 = default(TCodec).Decode8(vr0);
             float p0h0 = sP[0 + pv];
             lo0 = lo0.Fma(v0.Lo, p0h0);
             hi0 = hi0.Fma(v0.Hi, p0h0);
-            float p0h1 = sP[256 + pv];
+            float p0h1 = sP[128 + pv];
             lo1 = lo1.Fma(v0.Lo, p0h1);
             hi1 = hi1.Fma(v0.Hi, p0h1);
-            float p0h2 = sP[512 + pv];
+            float p0h2 = sP[256 + pv];
             lo2 = lo2.Fma(v0.Lo, p0h2);
             hi2 = hi2.Fma(v0.Hi, p0h2);
-            float p0h3 = sP[768 + pv];
+            float p0h3 = sP[384 + pv];
             lo3 = lo3.Fma(v0.Lo, p0h3);
             hi3 = hi3.Fma(v0.Hi, p0h3);
+            var v1 = default(TCodec).Decode8(vr1);
             float p1h0 = sP[8 + pv];
             lo0 = lo0.Fma(v1.Lo, p1h0);
             hi0 = hi0.Fma(v1.Hi, p1h0);
-            float p1h1 = sP[264 + pv];
+            float p1h1 = sP[136 + pv];
             lo1 = lo1.Fma(v1.Lo, p1h1);
             hi1 = hi1.Fma(v1.Hi, p1h1);
-            float p1h2 = sP[520 + pv];
+            float p1h2 = sP[264 + pv];
             lo2 = lo2.Fma(v1.Lo, p1h2);
             hi2 = hi2.Fma(v1.Hi, p1h2);
-            float p1h3 = sP[776 + pv];
+            float p1h3 = sP[392 + pv];
             lo3 = lo3.Fma(v1.Lo, p1h3);
             hi3 = hi3.Fma(v1.Hi, p1h3);
+            var v2 = default(TCodec).Decode8(vr2);
             float p2h0 = sP[16 + pv];
             lo0 = lo0.Fma(v2.Lo, p2h0);
             hi0 = hi0.Fma(v2.Hi, p2h0);
-            float p2h1 = sP[272 + pv];
+            float p2h1 = sP[144 + pv];
             lo1 = lo1.Fma(v2.Lo, p2h1);
             hi1 = hi1.Fma(v2.Hi, p2h1);
-            float p2h2 = sP[528 + pv];
+            float p2h2 = sP[272 + pv];
             lo2 = lo2.Fma(v2.Lo, p2h2);
             hi2 = hi2.Fma(v2.Hi, p2h2);
-            float p2h3 = sP[784 + pv];
+            float p2h3 = sP[400 + pv];
             lo3 = lo3.Fma(v2.Lo, p2h3);
             hi3 = hi3.Fma(v2.Hi, p2h3);
+            var v3 = default(TCodec).Decode8(vr3);
             float p3h0 = sP[24 + pv];
             lo0 = lo0.Fma(v3.Lo, p3h0);
             hi0 = hi0.Fma(v3.Hi, p3h0);
-            float p3h1 = sP[280 + pv];
+            float p3h1 = sP[152 + pv];
             lo1 = lo1.Fma(v3.Lo, p3h1);
             hi1 = hi1.Fma(v3.Hi, p3h1);
-            float p3h2 = sP[536 + pv];
+            float p3h2 = sP[280 + pv];
             lo2 = lo2.Fma(v3.Lo, p3h2);
             hi2 = hi2.Fma(v3.Hi, p3h2);
-            float p3h3 = sP[792 + pv];
+            float p3h3 = sP[408 + pv];
             lo3 = lo3.Fma(v3.Lo, p3h3);
             hi3 = hi3.Fma(v3.Hi, p3h3);
+            var v4 = default(TCodec).Decode8(vr4);
             float p4h0 = sP[32 + pv];
             lo0 = lo0.Fma(v4.Lo, p4h0);
             hi0 = hi0.Fma(v4.Hi, p4h0);
-            float p4h1 = sP[288 + pv];
+            float p4h1 = sP[160 + pv];
             lo1 = lo1.Fma(v4.Lo, p4h1);
             hi1 = hi1.Fma(v4.Hi, p4h1);
-            float p4h2 = sP[544 + pv];
+            float p4h2 = sP[288 + pv];
             lo2 = lo2.Fma(v4.Lo, p4h2);
             hi2 = hi2.Fma(v4.Hi, p4h2);
-            float p4h3 = sP[800 + pv];
+            float p4h3 = sP[416 + pv];
             lo3 = lo3.Fma(v4.Lo, p4h3);
             hi3 = hi3.Fma(v4.Hi, p4h3);
+            var v5 = default(TCodec).Decode8(vr5);
             float p5h0 = sP[40 + pv];
             lo0 = lo0.Fma(v5.Lo, p5h0);
             hi0 = hi0.Fma(v5.Hi, p5h0);
-            float p5h1 = sP[296 + pv];
+            float p5h1 = sP[168 + pv];
             lo1 = lo1.Fma(v5.Lo, p5h1);
             hi1 = hi1.Fma(v5.Hi, p5h1);
-            float p5h2 = sP[552 + pv];
+            float p5h2 = sP[296 + pv];
             lo2 = lo2.Fma(v5.Lo, p5h2);
             hi2 = hi2.Fma(v5.Hi, p5h2);
-            float p5h3 = sP[808 + pv];
+            float p5h3 = sP[424 + pv];
             lo3 = lo3.Fma(v5.Lo, p5h3);
             hi3 = hi3.Fma(v5.Hi, p5h3);
+            var v6 = default(TCodec).Decode8(vr6);
             float p6h0 = sP[48 + pv];
             lo0 = lo0.Fma(v6.Lo, p6h0);
             hi0 = hi0.Fma(v6.Hi, p6h0);
-            float p6h1 = sP[304 + pv];
+            float p6h1 = sP[176 + pv];
             lo1 = lo1.Fma(v6.Lo, p6h1);
             hi1 = hi1.Fma(v6.Hi, p6h1);
-            float p6h2 = sP[560 + pv];
+            float p6h2 = sP[304 + pv];
             lo2 = lo2.Fma(v6.Lo, p6h2);
             hi2 = hi2.Fma(v6.Hi, p6h2);
-            float p6h3 = sP[816 + pv];
+            float p6h3 = sP[432 + pv];
             lo3 = lo3.Fma(v6.Lo, p6h3);
             hi3 = hi3.Fma(v6.Hi, p6h3);
+            var v7 = default(TCodec).Decode8(vr7);
             float p7h0 = sP[56 + pv];
             lo0 = lo0.Fma(v7.Lo, p7h0);
             hi0 = hi0.Fma(v7.Hi, p7h0);
-            float p7h1 = sP[312 + pv];
+            float p7h1 = sP[184 + pv];
             lo1 = lo1.Fma(v7.Lo, p7h1);
             hi1 = hi1.Fma(v7.Hi, p7h1);
-            float p7h2 = sP[568 + pv];
+            float p7h2 = sP[312 + pv];
             lo2 = lo2.Fma(v7.Lo, p7h2);
             hi2 = hi2.Fma(v7.Hi, p7h2);
-            float p7h3 = sP[824 + pv];
+            float p7h3 = sP[440 + pv];
             lo3 = lo3.Fma(v7.Lo, p7h3);
             hi3 = hi3.Fma(v7.Hi, p7h3);
         }
         for (; pv < numKeys; pv += 8)
         {
             int key = k0 + pv;
-            var v = default(TCodec).Load8(valueCache, (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128 + unit * 8);
+            var v = default(TCodec).Load8(valueCache, (((long)sBlock[key / 16 - firstBlock] * 8 + kvHead) * 16 + key % 16) * 128 + unit * 8);
             float p0 = sP[0 + pv];
             lo0 = lo0.Fma(v.Lo, p0);
             hi0 = hi0.Fma(v.Hi, p0);
-            float p1 = sP[256 + pv];
+            float p1 = sP[128 + pv];
             lo1 = lo1.Fma(v.Lo, p1);
             hi1 = hi1.Fma(v.Hi, p1);
-            float p2 = sP[512 + pv];
+            float p2 = sP[256 + pv];
             lo2 = lo2.Fma(v.Lo, p2);
             hi2 = hi2.Fma(v.Hi, p2);
-            float p3 = sP[768 + pv];
+            float p3 = sP[384 + pv];
             lo3 = lo3.Fma(v.Lo, p3);
             hi3 = hi3.Fma(v.Hi, p3);
         }
@@ -589,7 +474,7 @@ public static partial class Llama3_8B
             float sum = sSum[h];
             acc = acc * (1f / sum);
             int head = firstHead + h;
-            if (context <= 256)
+            if (context <= 128)
             {
                 long dst = ((long)token * 32 + head) * 128 + c * 4;
                 output[dst] = acc.X;
@@ -615,7 +500,7 @@ public static partial class Llama3_8B
     }
 
     /// <summary>
-    /// Split-K flash decode: thread group = (decode, partition of 256 keys) x (one query head (K/V read per head, as if repeated)), 128 threads.
+    /// Split-K flash decode: thread group = (decode, partition of 128 keys) x (one query head (K/V read per head, as if repeated)), 128 threads.
     /// Each thread scores one key with 16-byte K loads, a warp per head takes the partition's max and sum,
     /// then thread (key slot of 8, 8-dim unit of 16) accumulates P·V with 16-byte V loads. A single-partition
     /// decode writes its output; otherwise the partition's (max, sum, output) go to scratch for the combine.
@@ -635,17 +520,23 @@ public static partial class Llama3_8B
         int seq = m.DecodeSeqs[decode];
         int token = m.QueryStart[seq];
         int context = m.ContextLens[seq];
-        int k0 = part * 256;
-        int numKeys = context - k0 < 256 ? context - k0 : 256;
+        int k0 = part * 128;
+        int numKeys = context - k0 < 128 ? context - k0 : 128;
         int blockRow = seq * m.MaxBlocksPerSeq;
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(32);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
-        var sP = SharedMemory.Allocate<float>(256);       // [heads, partition] scores, then exp(s - max)
+        var sP = SharedMemory.Allocate<float>(128);       // [heads, partition] scores, then exp(s - max)
         var sRed = SharedMemory.Allocate<Float4>(256);    // [key_slots, heads, head_dim] partial P·V
         var sMax = SharedMemory.Allocate<float>(1);      // [heads] partition max
         var sSum = SharedMemory.Allocate<float>(1);      // [heads] partition sum of exp(s - max)
+        var sBlock = SharedMemory.Allocate<int>(8);     // [blocks] the partition's physical blocks, read once
 
+        int firstBlock = k0 / 16;
+        {
+            int b = t + 0;
+            if (b < 8 && (firstBlock + b) * 16 < context) sBlock[b] = m.BlockTables[blockRow + firstBlock + b];
+        }
         {
             int f = t + 0;
             if (f < 32)
@@ -664,81 +555,54 @@ public static partial class Llama3_8B
             if (valid)
             {
                 int key = k0 + j;
-                long row = (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128;
-                var kc0 = default(TCodec).Load8(keyCache, row + 0);
-                var kc1 = default(TCodec).Load8(keyCache, row + 8);
-                var kc2 = default(TCodec).Load8(keyCache, row + 16);
-                var kc3 = default(TCodec).Load8(keyCache, row + 24);
-                var kc4 = default(TCodec).Load8(keyCache, row + 32);
-                var kc5 = default(TCodec).Load8(keyCache, row + 40);
-                var kc6 = default(TCodec).Load8(keyCache, row + 48);
-                var kc7 = default(TCodec).Load8(keyCache, row + 56);
+                long row = (((long)sBlock[key / 16 - firstBlock] * 8 + kvHead) * 16 + key % 16) * 128;
+                var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
+                var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
+                var kr2 = default(TCodec).LoadRaw8(keyCache, row + 16);
+                var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
+                var kr4 = default(TCodec).LoadRaw8(keyCache, row + 32);
+                var kr5 = default(TCodec).LoadRaw8(keyCache, row + 40);
+                var kr6 = default(TCodec).LoadRaw8(keyCache, row + 48);
+                var kr7 = default(TCodec).LoadRaw8(keyCache, row + 56);
+                var kr8 = default(TCodec).LoadRaw8(keyCache, row + 64);
+                var kr9 = default(TCodec).LoadRaw8(keyCache, row + 72);
+                var kr10 = default(TCodec).LoadRaw8(keyCache, row + 80);
+                var kr11 = default(TCodec).LoadRaw8(keyCache, row + 88);
+                var kr12 = default(TCodec).LoadRaw8(keyCache, row + 96);
+                var kr13 = default(TCodec).LoadRaw8(keyCache, row + 104);
+                var kr14 = default(TCodec).LoadRaw8(keyCache, row + 112);
+                var kr15 = default(TCodec).LoadRaw8(keyCache, row + 120);
+                var kc0 = default(TCodec).Decode8(kr0);
                 s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
+                var kc1 = default(TCodec).Decode8(kr1);
                 s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
+                var kc2 = default(TCodec).Decode8(kr2);
                 s0 += sQ[4].Dot(kc2.Lo) + sQ[5].Dot(kc2.Hi);
+                var kc3 = default(TCodec).Decode8(kr3);
                 s0 += sQ[6].Dot(kc3.Lo) + sQ[7].Dot(kc3.Hi);
+                var kc4 = default(TCodec).Decode8(kr4);
                 s0 += sQ[8].Dot(kc4.Lo) + sQ[9].Dot(kc4.Hi);
+                var kc5 = default(TCodec).Decode8(kr5);
                 s0 += sQ[10].Dot(kc5.Lo) + sQ[11].Dot(kc5.Hi);
+                var kc6 = default(TCodec).Decode8(kr6);
                 s0 += sQ[12].Dot(kc6.Lo) + sQ[13].Dot(kc6.Hi);
+                var kc7 = default(TCodec).Decode8(kr7);
                 s0 += sQ[14].Dot(kc7.Lo) + sQ[15].Dot(kc7.Hi);
-                var kc8 = default(TCodec).Load8(keyCache, row + 64);
-                var kc9 = default(TCodec).Load8(keyCache, row + 72);
-                var kc10 = default(TCodec).Load8(keyCache, row + 80);
-                var kc11 = default(TCodec).Load8(keyCache, row + 88);
-                var kc12 = default(TCodec).Load8(keyCache, row + 96);
-                var kc13 = default(TCodec).Load8(keyCache, row + 104);
-                var kc14 = default(TCodec).Load8(keyCache, row + 112);
-                var kc15 = default(TCodec).Load8(keyCache, row + 120);
+                var kc8 = default(TCodec).Decode8(kr8);
                 s0 += sQ[16].Dot(kc8.Lo) + sQ[17].Dot(kc8.Hi);
+                var kc9 = default(TCodec).Decode8(kr9);
                 s0 += sQ[18].Dot(kc9.Lo) + sQ[19].Dot(kc9.Hi);
+                var kc10 = default(TCodec).Decode8(kr10);
                 s0 += sQ[20].Dot(kc10.Lo) + sQ[21].Dot(kc10.Hi);
+                var kc11 = default(TCodec).Decode8(kr11);
                 s0 += sQ[22].Dot(kc11.Lo) + sQ[23].Dot(kc11.Hi);
+                var kc12 = default(TCodec).Decode8(kr12);
                 s0 += sQ[24].Dot(kc12.Lo) + sQ[25].Dot(kc12.Hi);
+                var kc13 = default(TCodec).Decode8(kr13);
                 s0 += sQ[26].Dot(kc13.Lo) + sQ[27].Dot(kc13.Hi);
+                var kc14 = default(TCodec).Decode8(kr14);
                 s0 += sQ[28].Dot(kc14.Lo) + sQ[29].Dot(kc14.Hi);
-                s0 += sQ[30].Dot(kc15.Lo) + sQ[31].Dot(kc15.Hi);
-            }
-            sP[0 + j] = valid ? s0 : float.NegativeInfinity;
-        }
-        {
-            int j = t + 128;
-            float s0 = 0f;
-            bool valid = j < numKeys;
-            if (valid)
-            {
-                int key = k0 + j;
-                long row = (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128;
-                var kc0 = default(TCodec).Load8(keyCache, row + 0);
-                var kc1 = default(TCodec).Load8(keyCache, row + 8);
-                var kc2 = default(TCodec).Load8(keyCache, row + 16);
-                var kc3 = default(TCodec).Load8(keyCache, row + 24);
-                var kc4 = default(TCodec).Load8(keyCache, row + 32);
-                var kc5 = default(TCodec).Load8(keyCache, row + 40);
-                var kc6 = default(TCodec).Load8(keyCache, row + 48);
-                var kc7 = default(TCodec).Load8(keyCache, row + 56);
-                s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
-                s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
-                s0 += sQ[4].Dot(kc2.Lo) + sQ[5].Dot(kc2.Hi);
-                s0 += sQ[6].Dot(kc3.Lo) + sQ[7].Dot(kc3.Hi);
-                s0 += sQ[8].Dot(kc4.Lo) + sQ[9].Dot(kc4.Hi);
-                s0 += sQ[10].Dot(kc5.Lo) + sQ[11].Dot(kc5.Hi);
-                s0 += sQ[12].Dot(kc6.Lo) + sQ[13].Dot(kc6.Hi);
-                s0 += sQ[14].Dot(kc7.Lo) + sQ[15].Dot(kc7.Hi);
-                var kc8 = default(TCodec).Load8(keyCache, row + 64);
-                var kc9 = default(TCodec).Load8(keyCache, row + 72);
-                var kc10 = default(TCodec).Load8(keyCache, row + 80);
-                var kc11 = default(TCodec).Load8(keyCache, row + 88);
-                var kc12 = default(TCodec).Load8(keyCache, row + 96);
-                var kc13 = default(TCodec).Load8(keyCache, row + 104);
-                var kc14 = default(TCodec).Load8(keyCache, row + 112);
-                var kc15 = default(TCodec).Load8(keyCache, row + 120);
-                s0 += sQ[16].Dot(kc8.Lo) + sQ[17].Dot(kc8.Hi);
-                s0 += sQ[18].Dot(kc9.Lo) + sQ[19].Dot(kc9.Hi);
-                s0 += sQ[20].Dot(kc10.Lo) + sQ[21].Dot(kc10.Hi);
-                s0 += sQ[22].Dot(kc11.Lo) + sQ[23].Dot(kc11.Hi);
-                s0 += sQ[24].Dot(kc12.Lo) + sQ[25].Dot(kc12.Hi);
-                s0 += sQ[26].Dot(kc13.Lo) + sQ[27].Dot(kc13.Hi);
-                s0 += sQ[28].Dot(kc14.Lo) + sQ[29].Dot(kc14.Hi);
+                var kc15 = default(TCodec).Decode8(kr15);
                 s0 += sQ[30].Dot(kc15.Lo) + sQ[31].Dot(kc15.Hi);
             }
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
@@ -754,11 +618,7 @@ public static partial class Llama3_8B
             float x1 = sP[32 + lane];
             float x2 = sP[64 + lane];
             float x3 = sP[96 + lane];
-            float x4 = sP[128 + lane];
-            float x5 = sP[160 + lane];
-            float x6 = sP[192 + lane];
-            float x7 = sP[224 + lane];
-            float mx = XMath.Max(XMath.Max(XMath.Max(x0, x1), XMath.Max(x2, x3)), XMath.Max(XMath.Max(x4, x5), XMath.Max(x6, x7)));
+            float mx = XMath.Max(XMath.Max(x0, x1), XMath.Max(x2, x3));
             mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
             mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
             mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
@@ -772,15 +632,7 @@ public static partial class Llama3_8B
             sP[64 + lane] = p2;
             float p3 = AttentionMath.ExpOrZero(x3 - mx);
             sP[96 + lane] = p3;
-            float p4 = AttentionMath.ExpOrZero(x4 - mx);
-            sP[128 + lane] = p4;
-            float p5 = AttentionMath.ExpOrZero(x5 - mx);
-            sP[160 + lane] = p5;
-            float p6 = AttentionMath.ExpOrZero(x6 - mx);
-            sP[192 + lane] = p6;
-            float p7 = AttentionMath.ExpOrZero(x7 - mx);
-            sP[224 + lane] = p7;
-            float sum = (((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7)));
+            float sum = ((p0 + p1) + (p2 + p3));
             sum += Warp.ShuffleXor(sum, 16);
             sum += Warp.ShuffleXor(sum, 8);
             sum += Warp.ShuffleXor(sum, 4);
@@ -803,42 +655,50 @@ public static partial class Llama3_8B
         for (; pv + 56 < numKeys; pv += 64)
         {
             int key0 = k0 + pv + 0;
-            var v0 = default(TCodec).Load8(valueCache, (((long)m.BlockTables[blockRow + key0 / 16] * 8 + kvHead) * 16 + key0 % 16) * 128 + unit * 8);
+            var vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key0 / 16 - firstBlock] * 8 + kvHead) * 16 + key0 % 16) * 128 + unit * 8);
             int key1 = k0 + pv + 8;
-            var v1 = default(TCodec).Load8(valueCache, (((long)m.BlockTables[blockRow + key1 / 16] * 8 + kvHead) * 16 + key1 % 16) * 128 + unit * 8);
+            var vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key1 / 16 - firstBlock] * 8 + kvHead) * 16 + key1 % 16) * 128 + unit * 8);
             int key2 = k0 + pv + 16;
-            var v2 = default(TCodec).Load8(valueCache, (((long)m.BlockTables[blockRow + key2 / 16] * 8 + kvHead) * 16 + key2 % 16) * 128 + unit * 8);
+            var vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key2 / 16 - firstBlock] * 8 + kvHead) * 16 + key2 % 16) * 128 + unit * 8);
             int key3 = k0 + pv + 24;
-            var v3 = default(TCodec).Load8(valueCache, (((long)m.BlockTables[blockRow + key3 / 16] * 8 + kvHead) * 16 + key3 % 16) * 128 + unit * 8);
+            var vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key3 / 16 - firstBlock] * 8 + kvHead) * 16 + key3 % 16) * 128 + unit * 8);
             int key4 = k0 + pv + 32;
-            var v4 = default(TCodec).Load8(valueCache, (((long)m.BlockTables[blockRow + key4 / 16] * 8 + kvHead) * 16 + key4 % 16) * 128 + unit * 8);
+            var vr4 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key4 / 16 - firstBlock] * 8 + kvHead) * 16 + key4 % 16) * 128 + unit * 8);
             int key5 = k0 + pv + 40;
-            var v5 = default(TCodec).Load8(valueCache, (((long)m.BlockTables[blockRow + key5 / 16] * 8 + kvHead) * 16 + key5 % 16) * 128 + unit * 8);
+            var vr5 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key5 / 16 - firstBlock] * 8 + kvHead) * 16 + key5 % 16) * 128 + unit * 8);
             int key6 = k0 + pv + 48;
-            var v6 = default(TCodec).Load8(valueCache, (((long)m.BlockTables[blockRow + key6 / 16] * 8 + kvHead) * 16 + key6 % 16) * 128 + unit * 8);
+            var vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key6 / 16 - firstBlock] * 8 + kvHead) * 16 + key6 % 16) * 128 + unit * 8);
             int key7 = k0 + pv + 56;
-            var v7 = default(TCodec).Load8(valueCache, (((long)m.BlockTables[blockRow + key7 / 16] * 8 + kvHead) * 16 + key7 % 16) * 128 + unit * 8);
+            var vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key7 / 16 - firstBlock] * 8 + kvHead) * 16 + key7 % 16) * 128 + unit * 8);
+            var v0 = default(TCodec).Decode8(vr0);
             float p0h0 = sP[0 + pv];
             lo0 = lo0.Fma(v0.Lo, p0h0);
             hi0 = hi0.Fma(v0.Hi, p0h0);
+            var v1 = default(TCodec).Decode8(vr1);
             float p1h0 = sP[8 + pv];
             lo0 = lo0.Fma(v1.Lo, p1h0);
             hi0 = hi0.Fma(v1.Hi, p1h0);
+            var v2 = default(TCodec).Decode8(vr2);
             float p2h0 = sP[16 + pv];
             lo0 = lo0.Fma(v2.Lo, p2h0);
             hi0 = hi0.Fma(v2.Hi, p2h0);
+            var v3 = default(TCodec).Decode8(vr3);
             float p3h0 = sP[24 + pv];
             lo0 = lo0.Fma(v3.Lo, p3h0);
             hi0 = hi0.Fma(v3.Hi, p3h0);
+            var v4 = default(TCodec).Decode8(vr4);
             float p4h0 = sP[32 + pv];
             lo0 = lo0.Fma(v4.Lo, p4h0);
             hi0 = hi0.Fma(v4.Hi, p4h0);
+            var v5 = default(TCodec).Decode8(vr5);
             float p5h0 = sP[40 + pv];
             lo0 = lo0.Fma(v5.Lo, p5h0);
             hi0 = hi0.Fma(v5.Hi, p5h0);
+            var v6 = default(TCodec).Decode8(vr6);
             float p6h0 = sP[48 + pv];
             lo0 = lo0.Fma(v6.Lo, p6h0);
             hi0 = hi0.Fma(v6.Hi, p6h0);
+            var v7 = default(TCodec).Decode8(vr7);
             float p7h0 = sP[56 + pv];
             lo0 = lo0.Fma(v7.Lo, p7h0);
             hi0 = hi0.Fma(v7.Hi, p7h0);
@@ -846,7 +706,7 @@ public static partial class Llama3_8B
         for (; pv < numKeys; pv += 8)
         {
             int key = k0 + pv;
-            var v = default(TCodec).Load8(valueCache, (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128 + unit * 8);
+            var v = default(TCodec).Load8(valueCache, (((long)sBlock[key / 16 - firstBlock] * 8 + kvHead) * 16 + key % 16) * 128 + unit * 8);
             float p0 = sP[0 + pv];
             lo0 = lo0.Fma(v.Lo, p0);
             hi0 = hi0.Fma(v.Hi, p0);
@@ -866,7 +726,7 @@ public static partial class Llama3_8B
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;
-                if (context <= 256)
+                if (context <= 128)
                 {
                     long dst = ((long)token * 32 + head) * 128 + c * 4;
                     output[dst] = acc.X;
@@ -892,33 +752,109 @@ public static partial class Llama3_8B
         }
     }
 
-    /// <summary>Combines the split-K partitions of each multi-partition decode, one thread per (decode, head, 4 dims):
-    /// out = Σ_p o_p · l_p·exp(m_p - M) / Σ_p l_p·exp(m_p - M), with M the largest partition max.</summary>
+    /// <summary>Threads of a decode-combine group.</summary>
+    public const int CombineThreads = 128;
+
+    /// <summary>Dynamic shared memory of a combine group, in Float4s: per-slice partial sums, partition weights, warp slots.</summary>
+    public static int CombineSharedFloat4s(int maxPartitions) => 128 + (maxPartitions + 35) / 4;
+
+    /// <summary>
+    /// Combines the split-K partitions of each multi-partition decode, one thread group per (decode, head):
+    /// M = max_p m_p and the weights w_p = l_p·exp(m_p - M) in parallel over partitions, then out = Σ_p w_p·o_p / Σ_p w_p
+    /// with threads split into 4 slices of partitions × 32 Float4 columns, 8 partition loads in flight per thread.
+    /// </summary>
     /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
-    public static void DecodeCombine(Index1D thread, AttentionMeta m, ArrayView<float> output)
+    public static void DecodeCombine(AttentionMeta m, ArrayView<float> output)
     {
-        int c = thread % 32;
-        int head = thread / 32 % 32;
-        int decode = m.CombineDecodes[thread / 1024];
+        int head = Grid.IdxX % 32;
+        int decode = m.CombineDecodes[Grid.IdxX / 32];
         int seq = m.DecodeSeqs[decode];
-        int partitions = (m.ContextLens[seq] + 255) / 256;
+        int partitions = (m.ContextLens[seq] + 127) / 128;
         long first = ((long)decode * 32 + head) * m.MaxPartitions;
+        int t = Group.IdxX;
+        var shared = SharedMemory.GetDynamic<Float4>();
+        var sRed = shared.SubView(0, 128);     // [slices, head_dim] partial sums
+        var scalars = shared.SubView(128, (m.MaxPartitions + 35) / 4).Cast<float>();
+        var sWeight = scalars.SubView(0, m.MaxPartitions);  // [partitions] l_p·exp(m_p - M)
+        var sWarp = scalars.SubView(m.MaxPartitions, 32);    // [warps] reduction slots
+
+        // M: largest partition max.
         float mx = float.NegativeInfinity;
-        for (int p = 0; p < partitions; p++) mx = XMath.Max(mx, m.PartialMaxSum[(first + p) * 2]);
-        float total = 0f;
-        var acc = default(Float4);
-        for (int p = 0; p < partitions; p++)
+        for (int p = t; p < partitions; p += 128) mx = XMath.Max(mx, m.PartialMaxSum[(first + p) * 2]);
+        mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
+        mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
+        mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
+        mx = XMath.Max(mx, Warp.ShuffleXor(mx, 2));
+        mx = XMath.Max(mx, Warp.ShuffleXor(mx, 1));
+        if (Warp.LaneIdx == 0) sWarp[Warp.WarpIdx] = mx;
+        Group.Barrier();
+        mx = XMath.Max(XMath.Max(sWarp[0], sWarp[1]), XMath.Max(sWarp[2], sWarp[3]));
+        Group.Barrier();
+
+        // Weights and their sum.
+        float sum = 0f;
+        for (int p = t; p < partitions; p += 128)
         {
             float weight = m.PartialMaxSum[(first + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(first + p) * 2] - mx);
-            total += weight;
-            long src = (first + p) * 128 + c * 4;
-            acc = acc.Fma(new Float4(m.PartialOut[src], m.PartialOut[src + 1], m.PartialOut[src + 2], m.PartialOut[src + 3]), weight);
+            sWeight[p] = weight;
+            sum += weight;
         }
-        acc = acc * (1f / total);
-        long dst = ((long)m.QueryStart[seq] * 32 + head) * 128 + c * 4;
-        output[dst] = acc.X;
-        output[dst + 1] = acc.Y;
-        output[dst + 2] = acc.Z;
-        output[dst + 3] = acc.W;
+        sum += Warp.ShuffleXor(sum, 16);
+        sum += Warp.ShuffleXor(sum, 8);
+        sum += Warp.ShuffleXor(sum, 4);
+        sum += Warp.ShuffleXor(sum, 2);
+        sum += Warp.ShuffleXor(sum, 1);
+        if (Warp.LaneIdx == 0) sWarp[Warp.WarpIdx] = sum;
+        Group.Barrier();
+        float total = ((sWarp[0] + sWarp[1]) + (sWarp[2] + sWarp[3]));
+
+        // Σ_p w_p·o_p: thread = (slice t / 32, Float4 column t % 32).
+        int slice = t / 32;
+        int c = t % 32;
+        var acc = default(Float4);
+        int q = slice;
+        for (; q + 28 < partitions; q += 32)
+        {
+            long src0 = (first + q + 0) * 128 + c * 4;
+            var o0 = new Float4(m.PartialOut[src0], m.PartialOut[src0 + 1], m.PartialOut[src0 + 2], m.PartialOut[src0 + 3]);
+            long src1 = (first + q + 4) * 128 + c * 4;
+            var o1 = new Float4(m.PartialOut[src1], m.PartialOut[src1 + 1], m.PartialOut[src1 + 2], m.PartialOut[src1 + 3]);
+            long src2 = (first + q + 8) * 128 + c * 4;
+            var o2 = new Float4(m.PartialOut[src2], m.PartialOut[src2 + 1], m.PartialOut[src2 + 2], m.PartialOut[src2 + 3]);
+            long src3 = (first + q + 12) * 128 + c * 4;
+            var o3 = new Float4(m.PartialOut[src3], m.PartialOut[src3 + 1], m.PartialOut[src3 + 2], m.PartialOut[src3 + 3]);
+            long src4 = (first + q + 16) * 128 + c * 4;
+            var o4 = new Float4(m.PartialOut[src4], m.PartialOut[src4 + 1], m.PartialOut[src4 + 2], m.PartialOut[src4 + 3]);
+            long src5 = (first + q + 20) * 128 + c * 4;
+            var o5 = new Float4(m.PartialOut[src5], m.PartialOut[src5 + 1], m.PartialOut[src5 + 2], m.PartialOut[src5 + 3]);
+            long src6 = (first + q + 24) * 128 + c * 4;
+            var o6 = new Float4(m.PartialOut[src6], m.PartialOut[src6 + 1], m.PartialOut[src6 + 2], m.PartialOut[src6 + 3]);
+            long src7 = (first + q + 28) * 128 + c * 4;
+            var o7 = new Float4(m.PartialOut[src7], m.PartialOut[src7 + 1], m.PartialOut[src7 + 2], m.PartialOut[src7 + 3]);
+            acc = acc.Fma(o0, sWeight[q + 0]);
+            acc = acc.Fma(o1, sWeight[q + 4]);
+            acc = acc.Fma(o2, sWeight[q + 8]);
+            acc = acc.Fma(o3, sWeight[q + 12]);
+            acc = acc.Fma(o4, sWeight[q + 16]);
+            acc = acc.Fma(o5, sWeight[q + 20]);
+            acc = acc.Fma(o6, sWeight[q + 24]);
+            acc = acc.Fma(o7, sWeight[q + 28]);
+        }
+        for (; q < partitions; q += 4)
+        {
+            long src = (first + q) * 128 + c * 4;
+            acc = acc.Fma(new Float4(m.PartialOut[src], m.PartialOut[src + 1], m.PartialOut[src + 2], m.PartialOut[src + 3]), sWeight[q]);
+        }
+        sRed[slice * 32 + c] = acc;
+        Group.Barrier();
+        if (t < 32)
+        {
+            var o = ((sRed[0 + t] + sRed[32 + t]) + (sRed[64 + t] + sRed[96 + t])) * (1f / total);
+            long dst = ((long)m.QueryStart[seq] * 32 + head) * 128 + t * 4;
+            output[dst] = o.X;
+            output[dst + 1] = o.Y;
+            output[dst + 2] = o.Z;
+            output[dst + 3] = o.W;
+        }
     }
 }

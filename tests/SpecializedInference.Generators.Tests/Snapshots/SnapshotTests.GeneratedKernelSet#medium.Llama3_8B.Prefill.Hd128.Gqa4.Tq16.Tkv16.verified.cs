@@ -11,7 +11,7 @@ public static partial class Llama3_8B
 {
     /// <summary>
     /// Flash prefill, causal, variable-length batch: thread group = (4 query positions of one sequence) x (4 query heads per thread group share each K/V tile),
-    /// 128 threads, K/V tiles of 32 keys read through the block table (earlier chunks come from the cache).
+    /// 128 threads, K/V tiles of 16 keys read through the block table (earlier chunks come from the cache).
     /// Per tile: scores for every (row, key), online softmax per row (running max, running sum, rescale), P·V.
     /// </summary>
     /// <param name="queries">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
@@ -32,14 +32,14 @@ public static partial class Llama3_8B
         int tilePositions = queryLen - i0 < 4 ? queryLen - i0 : 4;
         int firstQueryPos = context - queryLen + i0; // absolute position of the tile's first query
         int numKeys = firstQueryPos + tilePositions;  // causal: keys up to the tile's last query
-        int tiles = (numKeys + 31) / 32;
+        int tiles = (numKeys + 15) / 16;
         int blockRow = seq * m.MaxBlocksPerSeq;
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(512);       // [rows, head_dim] queries pre-scaled by 1/sqrt(head_dim); row = position * 4 + head
-        var sK = SharedMemory.Allocate<Float4>(1056);       // [tile_kv, head_dim + 4] keys, rows padded against bank conflicts
-        var sV = SharedMemory.Allocate<Float4>(1024);       // [tile_kv, head_dim] values
-        var sS = SharedMemory.Allocate<float>(512);        // [rows, tile_kv] scores, then probabilities
+        var sK = SharedMemory.Allocate<Float4>(528);       // [tile_kv, head_dim + 4] keys, rows padded against bank conflicts
+        var sV = SharedMemory.Allocate<Float4>(512);       // [tile_kv, head_dim] values
+        var sS = SharedMemory.Allocate<float>(256);        // [rows, tile_kv] scores, then probabilities
         var sMax = SharedMemory.Allocate<float>(16);       // [rows] running max
         var sSum = SharedMemory.Allocate<float>(16);       // [rows] running sum
         var sAlpha = SharedMemory.Allocate<float>(16);     // [rows] this tile's rescale factor
@@ -115,7 +115,7 @@ public static partial class Llama3_8B
 
         for (int tile = 0; tile < tiles; tile++)
         {
-            int k0 = tile * 32;
+            int k0 = tile * 16;
             Group.Barrier(); // the previous tile's readers are done
 
             // K/V tile, one 8-element unit per thread and step; keys past the last one are zero.
@@ -155,237 +155,123 @@ public static partial class Llama3_8B
                 sV[j * 32 + 2 * unit] = v8.Lo;
                 sV[j * 32 + 2 * unit + 1] = v8.Hi;
             }
-            {
-                int e = t + 256;
-                int j = e / 16;
-                int unit = e % 16;
-                int key = k0 + j;
-                var k8 = default(Float8);
-                var v8 = default(Float8);
-                if (key < numKeys)
-                {
-                    long row = (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128 + unit * 8;
-                    k8 = default(TCodec).Load8(keyCache, row);
-                    v8 = default(TCodec).Load8(valueCache, row);
-                }
-                sK[j * 33 + 2 * unit] = k8.Lo;
-                sK[j * 33 + 2 * unit + 1] = k8.Hi;
-                sV[j * 32 + 2 * unit] = v8.Lo;
-                sV[j * 32 + 2 * unit + 1] = v8.Hi;
-            }
-            {
-                int e = t + 384;
-                int j = e / 16;
-                int unit = e % 16;
-                int key = k0 + j;
-                var k8 = default(Float8);
-                var v8 = default(Float8);
-                if (key < numKeys)
-                {
-                    long row = (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128 + unit * 8;
-                    k8 = default(TCodec).Load8(keyCache, row);
-                    v8 = default(TCodec).Load8(valueCache, row);
-                }
-                sK[j * 33 + 2 * unit] = k8.Lo;
-                sK[j * 33 + 2 * unit + 1] = k8.Hi;
-                sV[j * 32 + 2 * unit] = v8.Lo;
-                sV[j * 32 + 2 * unit + 1] = v8.Hi;
-            }
             Group.Barrier();
 
-            // Scores s = q·k: this thread's key is t % 32, its rows t / 32 + 4 * i; masked pairs are -inf.
+            // Scores s = q·k: this thread's key is t % 16, its rows t / 16 + 8 * i; masked pairs are -inf.
             {
-                int j = t % 32;
+                int j = t % 16;
                 int key = k0 + j;
-                int sRow = t / 32;
+                int sRow = t / 16;
                 int kBase = j * 33;
                 int q0 = (sRow + 0) * 32;
                 float s0 = 0f;
-                int q1 = (sRow + 4) * 32;
+                int q1 = (sRow + 8) * 32;
                 float s1 = 0f;
-                int q2 = (sRow + 8) * 32;
-                float s2 = 0f;
-                int q3 = (sRow + 12) * 32;
-                float s3 = 0f;
                 var kq0 = sK[kBase + 0];
                 s0 += sQ[q0 + 0].Dot(kq0);
                 s1 += sQ[q1 + 0].Dot(kq0);
-                s2 += sQ[q2 + 0].Dot(kq0);
-                s3 += sQ[q3 + 0].Dot(kq0);
                 var kq1 = sK[kBase + 1];
                 s0 += sQ[q0 + 1].Dot(kq1);
                 s1 += sQ[q1 + 1].Dot(kq1);
-                s2 += sQ[q2 + 1].Dot(kq1);
-                s3 += sQ[q3 + 1].Dot(kq1);
                 var kq2 = sK[kBase + 2];
                 s0 += sQ[q0 + 2].Dot(kq2);
                 s1 += sQ[q1 + 2].Dot(kq2);
-                s2 += sQ[q2 + 2].Dot(kq2);
-                s3 += sQ[q3 + 2].Dot(kq2);
                 var kq3 = sK[kBase + 3];
                 s0 += sQ[q0 + 3].Dot(kq3);
                 s1 += sQ[q1 + 3].Dot(kq3);
-                s2 += sQ[q2 + 3].Dot(kq3);
-                s3 += sQ[q3 + 3].Dot(kq3);
                 var kq4 = sK[kBase + 4];
                 s0 += sQ[q0 + 4].Dot(kq4);
                 s1 += sQ[q1 + 4].Dot(kq4);
-                s2 += sQ[q2 + 4].Dot(kq4);
-                s3 += sQ[q3 + 4].Dot(kq4);
                 var kq5 = sK[kBase + 5];
                 s0 += sQ[q0 + 5].Dot(kq5);
                 s1 += sQ[q1 + 5].Dot(kq5);
-                s2 += sQ[q2 + 5].Dot(kq5);
-                s3 += sQ[q3 + 5].Dot(kq5);
                 var kq6 = sK[kBase + 6];
                 s0 += sQ[q0 + 6].Dot(kq6);
                 s1 += sQ[q1 + 6].Dot(kq6);
-                s2 += sQ[q2 + 6].Dot(kq6);
-                s3 += sQ[q3 + 6].Dot(kq6);
                 var kq7 = sK[kBase + 7];
                 s0 += sQ[q0 + 7].Dot(kq7);
                 s1 += sQ[q1 + 7].Dot(kq7);
-                s2 += sQ[q2 + 7].Dot(kq7);
-                s3 += sQ[q3 + 7].Dot(kq7);
                 var kq8 = sK[kBase + 8];
                 s0 += sQ[q0 + 8].Dot(kq8);
                 s1 += sQ[q1 + 8].Dot(kq8);
-                s2 += sQ[q2 + 8].Dot(kq8);
-                s3 += sQ[q3 + 8].Dot(kq8);
                 var kq9 = sK[kBase + 9];
                 s0 += sQ[q0 + 9].Dot(kq9);
                 s1 += sQ[q1 + 9].Dot(kq9);
-                s2 += sQ[q2 + 9].Dot(kq9);
-                s3 += sQ[q3 + 9].Dot(kq9);
                 var kq10 = sK[kBase + 10];
                 s0 += sQ[q0 + 10].Dot(kq10);
                 s1 += sQ[q1 + 10].Dot(kq10);
-                s2 += sQ[q2 + 10].Dot(kq10);
-                s3 += sQ[q3 + 10].Dot(kq10);
                 var kq11 = sK[kBase + 11];
                 s0 += sQ[q0 + 11].Dot(kq11);
                 s1 += sQ[q1 + 11].Dot(kq11);
-                s2 += sQ[q2 + 11].Dot(kq11);
-                s3 += sQ[q3 + 11].Dot(kq11);
                 var kq12 = sK[kBase + 12];
                 s0 += sQ[q0 + 12].Dot(kq12);
                 s1 += sQ[q1 + 12].Dot(kq12);
-                s2 += sQ[q2 + 12].Dot(kq12);
-                s3 += sQ[q3 + 12].Dot(kq12);
                 var kq13 = sK[kBase + 13];
                 s0 += sQ[q0 + 13].Dot(kq13);
                 s1 += sQ[q1 + 13].Dot(kq13);
-                s2 += sQ[q2 + 13].Dot(kq13);
-                s3 += sQ[q3 + 13].Dot(kq13);
                 var kq14 = sK[kBase + 14];
                 s0 += sQ[q0 + 14].Dot(kq14);
                 s1 += sQ[q1 + 14].Dot(kq14);
-                s2 += sQ[q2 + 14].Dot(kq14);
-                s3 += sQ[q3 + 14].Dot(kq14);
                 var kq15 = sK[kBase + 15];
                 s0 += sQ[q0 + 15].Dot(kq15);
                 s1 += sQ[q1 + 15].Dot(kq15);
-                s2 += sQ[q2 + 15].Dot(kq15);
-                s3 += sQ[q3 + 15].Dot(kq15);
                 var kq16 = sK[kBase + 16];
                 s0 += sQ[q0 + 16].Dot(kq16);
                 s1 += sQ[q1 + 16].Dot(kq16);
-                s2 += sQ[q2 + 16].Dot(kq16);
-                s3 += sQ[q3 + 16].Dot(kq16);
                 var kq17 = sK[kBase + 17];
                 s0 += sQ[q0 + 17].Dot(kq17);
                 s1 += sQ[q1 + 17].Dot(kq17);
-                s2 += sQ[q2 + 17].Dot(kq17);
-                s3 += sQ[q3 + 17].Dot(kq17);
                 var kq18 = sK[kBase + 18];
                 s0 += sQ[q0 + 18].Dot(kq18);
                 s1 += sQ[q1 + 18].Dot(kq18);
-                s2 += sQ[q2 + 18].Dot(kq18);
-                s3 += sQ[q3 + 18].Dot(kq18);
                 var kq19 = sK[kBase + 19];
                 s0 += sQ[q0 + 19].Dot(kq19);
                 s1 += sQ[q1 + 19].Dot(kq19);
-                s2 += sQ[q2 + 19].Dot(kq19);
-                s3 += sQ[q3 + 19].Dot(kq19);
                 var kq20 = sK[kBase + 20];
                 s0 += sQ[q0 + 20].Dot(kq20);
                 s1 += sQ[q1 + 20].Dot(kq20);
-                s2 += sQ[q2 + 20].Dot(kq20);
-                s3 += sQ[q3 + 20].Dot(kq20);
                 var kq21 = sK[kBase + 21];
                 s0 += sQ[q0 + 21].Dot(kq21);
                 s1 += sQ[q1 + 21].Dot(kq21);
-                s2 += sQ[q2 + 21].Dot(kq21);
-                s3 += sQ[q3 + 21].Dot(kq21);
                 var kq22 = sK[kBase + 22];
                 s0 += sQ[q0 + 22].Dot(kq22);
                 s1 += sQ[q1 + 22].Dot(kq22);
-                s2 += sQ[q2 + 22].Dot(kq22);
-                s3 += sQ[q3 + 22].Dot(kq22);
                 var kq23 = sK[kBase + 23];
                 s0 += sQ[q0 + 23].Dot(kq23);
                 s1 += sQ[q1 + 23].Dot(kq23);
-                s2 += sQ[q2 + 23].Dot(kq23);
-                s3 += sQ[q3 + 23].Dot(kq23);
                 var kq24 = sK[kBase + 24];
                 s0 += sQ[q0 + 24].Dot(kq24);
                 s1 += sQ[q1 + 24].Dot(kq24);
-                s2 += sQ[q2 + 24].Dot(kq24);
-                s3 += sQ[q3 + 24].Dot(kq24);
                 var kq25 = sK[kBase + 25];
                 s0 += sQ[q0 + 25].Dot(kq25);
                 s1 += sQ[q1 + 25].Dot(kq25);
-                s2 += sQ[q2 + 25].Dot(kq25);
-                s3 += sQ[q3 + 25].Dot(kq25);
                 var kq26 = sK[kBase + 26];
                 s0 += sQ[q0 + 26].Dot(kq26);
                 s1 += sQ[q1 + 26].Dot(kq26);
-                s2 += sQ[q2 + 26].Dot(kq26);
-                s3 += sQ[q3 + 26].Dot(kq26);
                 var kq27 = sK[kBase + 27];
                 s0 += sQ[q0 + 27].Dot(kq27);
                 s1 += sQ[q1 + 27].Dot(kq27);
-                s2 += sQ[q2 + 27].Dot(kq27);
-                s3 += sQ[q3 + 27].Dot(kq27);
                 var kq28 = sK[kBase + 28];
                 s0 += sQ[q0 + 28].Dot(kq28);
                 s1 += sQ[q1 + 28].Dot(kq28);
-                s2 += sQ[q2 + 28].Dot(kq28);
-                s3 += sQ[q3 + 28].Dot(kq28);
                 var kq29 = sK[kBase + 29];
                 s0 += sQ[q0 + 29].Dot(kq29);
                 s1 += sQ[q1 + 29].Dot(kq29);
-                s2 += sQ[q2 + 29].Dot(kq29);
-                s3 += sQ[q3 + 29].Dot(kq29);
                 var kq30 = sK[kBase + 30];
                 s0 += sQ[q0 + 30].Dot(kq30);
                 s1 += sQ[q1 + 30].Dot(kq30);
-                s2 += sQ[q2 + 30].Dot(kq30);
-                s3 += sQ[q3 + 30].Dot(kq30);
                 var kq31 = sK[kBase + 31];
                 s0 += sQ[q0 + 31].Dot(kq31);
                 s1 += sQ[q1 + 31].Dot(kq31);
-                s2 += sQ[q2 + 31].Dot(kq31);
-                s3 += sQ[q3 + 31].Dot(kq31);
                 {
                     int r = sRow + 0;
                     int pos = r / 4;
-                    sS[r * 32 + j] = pos < tilePositions && key <= firstQueryPos + pos ? s0 : float.NegativeInfinity;
-                }
-                {
-                    int r = sRow + 4;
-                    int pos = r / 4;
-                    sS[r * 32 + j] = pos < tilePositions && key <= firstQueryPos + pos ? s1 : float.NegativeInfinity;
+                    sS[r * 16 + j] = pos < tilePositions && key <= firstQueryPos + pos ? s0 : float.NegativeInfinity;
                 }
                 {
                     int r = sRow + 8;
                     int pos = r / 4;
-                    sS[r * 32 + j] = pos < tilePositions && key <= firstQueryPos + pos ? s2 : float.NegativeInfinity;
-                }
-                {
-                    int r = sRow + 12;
-                    int pos = r / 4;
-                    sS[r * 32 + j] = pos < tilePositions && key <= firstQueryPos + pos ? s3 : float.NegativeInfinity;
+                    sS[r * 16 + j] = pos < tilePositions && key <= firstQueryPos + pos ? s1 : float.NegativeInfinity;
                 }
             }
             Group.Barrier();
@@ -395,7 +281,7 @@ public static partial class Llama3_8B
                 int r = t + 0;
                 if (r < 16)
                 {
-                    int b = r * 32;
+                    int b = r * 16;
                     float x0 = sS[b + 0];
                     float x1 = sS[b + 1];
                     float x2 = sS[b + 2];
@@ -412,24 +298,8 @@ public static partial class Llama3_8B
                     float x13 = sS[b + 13];
                     float x14 = sS[b + 14];
                     float x15 = sS[b + 15];
-                    float x16 = sS[b + 16];
-                    float x17 = sS[b + 17];
-                    float x18 = sS[b + 18];
-                    float x19 = sS[b + 19];
-                    float x20 = sS[b + 20];
-                    float x21 = sS[b + 21];
-                    float x22 = sS[b + 22];
-                    float x23 = sS[b + 23];
-                    float x24 = sS[b + 24];
-                    float x25 = sS[b + 25];
-                    float x26 = sS[b + 26];
-                    float x27 = sS[b + 27];
-                    float x28 = sS[b + 28];
-                    float x29 = sS[b + 29];
-                    float x30 = sS[b + 30];
-                    float x31 = sS[b + 31];
                     float mOld = sMax[r];
-                    float mNew = XMath.Max(mOld, XMath.Max(XMath.Max(XMath.Max(XMath.Max(XMath.Max(x0, x1), XMath.Max(x2, x3)), XMath.Max(XMath.Max(x4, x5), XMath.Max(x6, x7))), XMath.Max(XMath.Max(XMath.Max(x8, x9), XMath.Max(x10, x11)), XMath.Max(XMath.Max(x12, x13), XMath.Max(x14, x15)))), XMath.Max(XMath.Max(XMath.Max(XMath.Max(x16, x17), XMath.Max(x18, x19)), XMath.Max(XMath.Max(x20, x21), XMath.Max(x22, x23))), XMath.Max(XMath.Max(XMath.Max(x24, x25), XMath.Max(x26, x27)), XMath.Max(XMath.Max(x28, x29), XMath.Max(x30, x31))))));
+                    float mNew = XMath.Max(mOld, XMath.Max(XMath.Max(XMath.Max(XMath.Max(x0, x1), XMath.Max(x2, x3)), XMath.Max(XMath.Max(x4, x5), XMath.Max(x6, x7))), XMath.Max(XMath.Max(XMath.Max(x8, x9), XMath.Max(x10, x11)), XMath.Max(XMath.Max(x12, x13), XMath.Max(x14, x15)))));
                     bool any = mNew != float.NegativeInfinity;
                     float alpha = any ? AttentionMath.ExpOrZero(mOld - mNew) : 1f;
                     float p0 = any ? AttentionMath.ExpOrZero(x0 - mNew) : 0f;
@@ -464,39 +334,7 @@ public static partial class Llama3_8B
                     sS[b + 14] = p14;
                     float p15 = any ? AttentionMath.ExpOrZero(x15 - mNew) : 0f;
                     sS[b + 15] = p15;
-                    float p16 = any ? AttentionMath.ExpOrZero(x16 - mNew) : 0f;
-                    sS[b + 16] = p16;
-                    float p17 = any ? AttentionMath.ExpOrZero(x17 - mNew) : 0f;
-                    sS[b + 17] = p17;
-                    float p18 = any ? AttentionMath.ExpOrZero(x18 - mNew) : 0f;
-                    sS[b + 18] = p18;
-                    float p19 = any ? AttentionMath.ExpOrZero(x19 - mNew) : 0f;
-                    sS[b + 19] = p19;
-                    float p20 = any ? AttentionMath.ExpOrZero(x20 - mNew) : 0f;
-                    sS[b + 20] = p20;
-                    float p21 = any ? AttentionMath.ExpOrZero(x21 - mNew) : 0f;
-                    sS[b + 21] = p21;
-                    float p22 = any ? AttentionMath.ExpOrZero(x22 - mNew) : 0f;
-                    sS[b + 22] = p22;
-                    float p23 = any ? AttentionMath.ExpOrZero(x23 - mNew) : 0f;
-                    sS[b + 23] = p23;
-                    float p24 = any ? AttentionMath.ExpOrZero(x24 - mNew) : 0f;
-                    sS[b + 24] = p24;
-                    float p25 = any ? AttentionMath.ExpOrZero(x25 - mNew) : 0f;
-                    sS[b + 25] = p25;
-                    float p26 = any ? AttentionMath.ExpOrZero(x26 - mNew) : 0f;
-                    sS[b + 26] = p26;
-                    float p27 = any ? AttentionMath.ExpOrZero(x27 - mNew) : 0f;
-                    sS[b + 27] = p27;
-                    float p28 = any ? AttentionMath.ExpOrZero(x28 - mNew) : 0f;
-                    sS[b + 28] = p28;
-                    float p29 = any ? AttentionMath.ExpOrZero(x29 - mNew) : 0f;
-                    sS[b + 29] = p29;
-                    float p30 = any ? AttentionMath.ExpOrZero(x30 - mNew) : 0f;
-                    sS[b + 30] = p30;
-                    float p31 = any ? AttentionMath.ExpOrZero(x31 - mNew) : 0f;
-                    sS[b + 31] = p31;
-                    float sum = (((((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7))) + (((p8 + p9) + (p10 + p11)) + ((p12 + p13) + (p14 + p15)))) + ((((p16 + p17) + (p18 + p19)) + ((p20 + p21) + (p22 + p23))) + (((p24 + p25) + (p26 + p27)) + ((p28 + p29) + (p30 + p31)))));
+                    float sum = ((((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7))) + (((p8 + p9) + (p10 + p11)) + ((p12 + p13) + (p14 + p15))));
                     sMax[r] = mNew;
                     sSum[r] = sSum[r] * alpha + sum;
                     sAlpha[r] = alpha;
@@ -506,13 +344,13 @@ public static partial class Llama3_8B
 
             // Accumulate o = o * alpha + P·V.
             o0 = o0 * sAlpha[oRow0];
-            int pRow0 = oRow0 * 32;
+            int pRow0 = oRow0 * 16;
             o1 = o1 * sAlpha[oRow1];
-            int pRow1 = oRow1 * 32;
+            int pRow1 = oRow1 * 16;
             o2 = o2 * sAlpha[oRow2];
-            int pRow2 = oRow2 * 32;
+            int pRow2 = oRow2 * 16;
             o3 = o3 * sAlpha[oRow3];
-            int pRow3 = oRow3 * 32;
+            int pRow3 = oRow3 * 16;
             var vt0 = sV[0 + oCol];
             o0 = o0.Fma(vt0, sS[pRow0 + 0]);
             o1 = o1.Fma(vt0, sS[pRow1 + 0]);
@@ -593,86 +431,6 @@ public static partial class Llama3_8B
             o1 = o1.Fma(vt15, sS[pRow1 + 15]);
             o2 = o2.Fma(vt15, sS[pRow2 + 15]);
             o3 = o3.Fma(vt15, sS[pRow3 + 15]);
-            var vt16 = sV[512 + oCol];
-            o0 = o0.Fma(vt16, sS[pRow0 + 16]);
-            o1 = o1.Fma(vt16, sS[pRow1 + 16]);
-            o2 = o2.Fma(vt16, sS[pRow2 + 16]);
-            o3 = o3.Fma(vt16, sS[pRow3 + 16]);
-            var vt17 = sV[544 + oCol];
-            o0 = o0.Fma(vt17, sS[pRow0 + 17]);
-            o1 = o1.Fma(vt17, sS[pRow1 + 17]);
-            o2 = o2.Fma(vt17, sS[pRow2 + 17]);
-            o3 = o3.Fma(vt17, sS[pRow3 + 17]);
-            var vt18 = sV[576 + oCol];
-            o0 = o0.Fma(vt18, sS[pRow0 + 18]);
-            o1 = o1.Fma(vt18, sS[pRow1 + 18]);
-            o2 = o2.Fma(vt18, sS[pRow2 + 18]);
-            o3 = o3.Fma(vt18, sS[pRow3 + 18]);
-            var vt19 = sV[608 + oCol];
-            o0 = o0.Fma(vt19, sS[pRow0 + 19]);
-            o1 = o1.Fma(vt19, sS[pRow1 + 19]);
-            o2 = o2.Fma(vt19, sS[pRow2 + 19]);
-            o3 = o3.Fma(vt19, sS[pRow3 + 19]);
-            var vt20 = sV[640 + oCol];
-            o0 = o0.Fma(vt20, sS[pRow0 + 20]);
-            o1 = o1.Fma(vt20, sS[pRow1 + 20]);
-            o2 = o2.Fma(vt20, sS[pRow2 + 20]);
-            o3 = o3.Fma(vt20, sS[pRow3 + 20]);
-            var vt21 = sV[672 + oCol];
-            o0 = o0.Fma(vt21, sS[pRow0 + 21]);
-            o1 = o1.Fma(vt21, sS[pRow1 + 21]);
-            o2 = o2.Fma(vt21, sS[pRow2 + 21]);
-            o3 = o3.Fma(vt21, sS[pRow3 + 21]);
-            var vt22 = sV[704 + oCol];
-            o0 = o0.Fma(vt22, sS[pRow0 + 22]);
-            o1 = o1.Fma(vt22, sS[pRow1 + 22]);
-            o2 = o2.Fma(vt22, sS[pRow2 + 22]);
-            o3 = o3.Fma(vt22, sS[pRow3 + 22]);
-            var vt23 = sV[736 + oCol];
-            o0 = o0.Fma(vt23, sS[pRow0 + 23]);
-            o1 = o1.Fma(vt23, sS[pRow1 + 23]);
-            o2 = o2.Fma(vt23, sS[pRow2 + 23]);
-            o3 = o3.Fma(vt23, sS[pRow3 + 23]);
-            var vt24 = sV[768 + oCol];
-            o0 = o0.Fma(vt24, sS[pRow0 + 24]);
-            o1 = o1.Fma(vt24, sS[pRow1 + 24]);
-            o2 = o2.Fma(vt24, sS[pRow2 + 24]);
-            o3 = o3.Fma(vt24, sS[pRow3 + 24]);
-            var vt25 = sV[800 + oCol];
-            o0 = o0.Fma(vt25, sS[pRow0 + 25]);
-            o1 = o1.Fma(vt25, sS[pRow1 + 25]);
-            o2 = o2.Fma(vt25, sS[pRow2 + 25]);
-            o3 = o3.Fma(vt25, sS[pRow3 + 25]);
-            var vt26 = sV[832 + oCol];
-            o0 = o0.Fma(vt26, sS[pRow0 + 26]);
-            o1 = o1.Fma(vt26, sS[pRow1 + 26]);
-            o2 = o2.Fma(vt26, sS[pRow2 + 26]);
-            o3 = o3.Fma(vt26, sS[pRow3 + 26]);
-            var vt27 = sV[864 + oCol];
-            o0 = o0.Fma(vt27, sS[pRow0 + 27]);
-            o1 = o1.Fma(vt27, sS[pRow1 + 27]);
-            o2 = o2.Fma(vt27, sS[pRow2 + 27]);
-            o3 = o3.Fma(vt27, sS[pRow3 + 27]);
-            var vt28 = sV[896 + oCol];
-            o0 = o0.Fma(vt28, sS[pRow0 + 28]);
-            o1 = o1.Fma(vt28, sS[pRow1 + 28]);
-            o2 = o2.Fma(vt28, sS[pRow2 + 28]);
-            o3 = o3.Fma(vt28, sS[pRow3 + 28]);
-            var vt29 = sV[928 + oCol];
-            o0 = o0.Fma(vt29, sS[pRow0 + 29]);
-            o1 = o1.Fma(vt29, sS[pRow1 + 29]);
-            o2 = o2.Fma(vt29, sS[pRow2 + 29]);
-            o3 = o3.Fma(vt29, sS[pRow3 + 29]);
-            var vt30 = sV[960 + oCol];
-            o0 = o0.Fma(vt30, sS[pRow0 + 30]);
-            o1 = o1.Fma(vt30, sS[pRow1 + 30]);
-            o2 = o2.Fma(vt30, sS[pRow2 + 30]);
-            o3 = o3.Fma(vt30, sS[pRow3 + 30]);
-            var vt31 = sV[992 + oCol];
-            o0 = o0.Fma(vt31, sS[pRow0 + 31]);
-            o1 = o1.Fma(vt31, sS[pRow1 + 31]);
-            o2 = o2.Fma(vt31, sS[pRow2 + 31]);
-            o3 = o3.Fma(vt31, sS[pRow3 + 31]);
         }
 
         // Normalize and write the rows that are real queries.
@@ -728,7 +486,7 @@ public static partial class Llama3_8B
 
     /// <summary>
     /// Flash prefill, causal, variable-length batch: thread group = (16 query positions of one sequence) x (one query head per thread group (K/V read per head, as if repeated)),
-    /// 128 threads, K/V tiles of 32 keys read through the block table (earlier chunks come from the cache).
+    /// 128 threads, K/V tiles of 16 keys read through the block table (earlier chunks come from the cache).
     /// Per tile: scores for every (row, key), online softmax per row (running max, running sum, rescale), P·V.
     /// </summary>
     /// <param name="queries">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
@@ -749,14 +507,14 @@ public static partial class Llama3_8B
         int tilePositions = queryLen - i0 < 16 ? queryLen - i0 : 16;
         int firstQueryPos = context - queryLen + i0; // absolute position of the tile's first query
         int numKeys = firstQueryPos + tilePositions;  // causal: keys up to the tile's last query
-        int tiles = (numKeys + 31) / 32;
+        int tiles = (numKeys + 15) / 16;
         int blockRow = seq * m.MaxBlocksPerSeq;
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(512);       // [rows, head_dim] queries pre-scaled by 1/sqrt(head_dim); row = position * 1 + head
-        var sK = SharedMemory.Allocate<Float4>(1056);       // [tile_kv, head_dim + 4] keys, rows padded against bank conflicts
-        var sV = SharedMemory.Allocate<Float4>(1024);       // [tile_kv, head_dim] values
-        var sS = SharedMemory.Allocate<float>(512);        // [rows, tile_kv] scores, then probabilities
+        var sK = SharedMemory.Allocate<Float4>(528);       // [tile_kv, head_dim + 4] keys, rows padded against bank conflicts
+        var sV = SharedMemory.Allocate<Float4>(512);       // [tile_kv, head_dim] values
+        var sS = SharedMemory.Allocate<float>(256);        // [rows, tile_kv] scores, then probabilities
         var sMax = SharedMemory.Allocate<float>(16);       // [rows] running max
         var sSum = SharedMemory.Allocate<float>(16);       // [rows] running sum
         var sAlpha = SharedMemory.Allocate<float>(16);     // [rows] this tile's rescale factor
@@ -832,7 +590,7 @@ public static partial class Llama3_8B
 
         for (int tile = 0; tile < tiles; tile++)
         {
-            int k0 = tile * 32;
+            int k0 = tile * 16;
             Group.Barrier(); // the previous tile's readers are done
 
             // K/V tile, one 8-element unit per thread and step; keys past the last one are zero.
@@ -872,237 +630,123 @@ public static partial class Llama3_8B
                 sV[j * 32 + 2 * unit] = v8.Lo;
                 sV[j * 32 + 2 * unit + 1] = v8.Hi;
             }
-            {
-                int e = t + 256;
-                int j = e / 16;
-                int unit = e % 16;
-                int key = k0 + j;
-                var k8 = default(Float8);
-                var v8 = default(Float8);
-                if (key < numKeys)
-                {
-                    long row = (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128 + unit * 8;
-                    k8 = default(TCodec).Load8(keyCache, row);
-                    v8 = default(TCodec).Load8(valueCache, row);
-                }
-                sK[j * 33 + 2 * unit] = k8.Lo;
-                sK[j * 33 + 2 * unit + 1] = k8.Hi;
-                sV[j * 32 + 2 * unit] = v8.Lo;
-                sV[j * 32 + 2 * unit + 1] = v8.Hi;
-            }
-            {
-                int e = t + 384;
-                int j = e / 16;
-                int unit = e % 16;
-                int key = k0 + j;
-                var k8 = default(Float8);
-                var v8 = default(Float8);
-                if (key < numKeys)
-                {
-                    long row = (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128 + unit * 8;
-                    k8 = default(TCodec).Load8(keyCache, row);
-                    v8 = default(TCodec).Load8(valueCache, row);
-                }
-                sK[j * 33 + 2 * unit] = k8.Lo;
-                sK[j * 33 + 2 * unit + 1] = k8.Hi;
-                sV[j * 32 + 2 * unit] = v8.Lo;
-                sV[j * 32 + 2 * unit + 1] = v8.Hi;
-            }
             Group.Barrier();
 
-            // Scores s = q·k: this thread's key is t % 32, its rows t / 32 + 4 * i; masked pairs are -inf.
+            // Scores s = q·k: this thread's key is t % 16, its rows t / 16 + 8 * i; masked pairs are -inf.
             {
-                int j = t % 32;
+                int j = t % 16;
                 int key = k0 + j;
-                int sRow = t / 32;
+                int sRow = t / 16;
                 int kBase = j * 33;
                 int q0 = (sRow + 0) * 32;
                 float s0 = 0f;
-                int q1 = (sRow + 4) * 32;
+                int q1 = (sRow + 8) * 32;
                 float s1 = 0f;
-                int q2 = (sRow + 8) * 32;
-                float s2 = 0f;
-                int q3 = (sRow + 12) * 32;
-                float s3 = 0f;
                 var kq0 = sK[kBase + 0];
                 s0 += sQ[q0 + 0].Dot(kq0);
                 s1 += sQ[q1 + 0].Dot(kq0);
-                s2 += sQ[q2 + 0].Dot(kq0);
-                s3 += sQ[q3 + 0].Dot(kq0);
                 var kq1 = sK[kBase + 1];
                 s0 += sQ[q0 + 1].Dot(kq1);
                 s1 += sQ[q1 + 1].Dot(kq1);
-                s2 += sQ[q2 + 1].Dot(kq1);
-                s3 += sQ[q3 + 1].Dot(kq1);
                 var kq2 = sK[kBase + 2];
                 s0 += sQ[q0 + 2].Dot(kq2);
                 s1 += sQ[q1 + 2].Dot(kq2);
-                s2 += sQ[q2 + 2].Dot(kq2);
-                s3 += sQ[q3 + 2].Dot(kq2);
                 var kq3 = sK[kBase + 3];
                 s0 += sQ[q0 + 3].Dot(kq3);
                 s1 += sQ[q1 + 3].Dot(kq3);
-                s2 += sQ[q2 + 3].Dot(kq3);
-                s3 += sQ[q3 + 3].Dot(kq3);
                 var kq4 = sK[kBase + 4];
                 s0 += sQ[q0 + 4].Dot(kq4);
                 s1 += sQ[q1 + 4].Dot(kq4);
-                s2 += sQ[q2 + 4].Dot(kq4);
-                s3 += sQ[q3 + 4].Dot(kq4);
                 var kq5 = sK[kBase + 5];
                 s0 += sQ[q0 + 5].Dot(kq5);
                 s1 += sQ[q1 + 5].Dot(kq5);
-                s2 += sQ[q2 + 5].Dot(kq5);
-                s3 += sQ[q3 + 5].Dot(kq5);
                 var kq6 = sK[kBase + 6];
                 s0 += sQ[q0 + 6].Dot(kq6);
                 s1 += sQ[q1 + 6].Dot(kq6);
-                s2 += sQ[q2 + 6].Dot(kq6);
-                s3 += sQ[q3 + 6].Dot(kq6);
                 var kq7 = sK[kBase + 7];
                 s0 += sQ[q0 + 7].Dot(kq7);
                 s1 += sQ[q1 + 7].Dot(kq7);
-                s2 += sQ[q2 + 7].Dot(kq7);
-                s3 += sQ[q3 + 7].Dot(kq7);
                 var kq8 = sK[kBase + 8];
                 s0 += sQ[q0 + 8].Dot(kq8);
                 s1 += sQ[q1 + 8].Dot(kq8);
-                s2 += sQ[q2 + 8].Dot(kq8);
-                s3 += sQ[q3 + 8].Dot(kq8);
                 var kq9 = sK[kBase + 9];
                 s0 += sQ[q0 + 9].Dot(kq9);
                 s1 += sQ[q1 + 9].Dot(kq9);
-                s2 += sQ[q2 + 9].Dot(kq9);
-                s3 += sQ[q3 + 9].Dot(kq9);
                 var kq10 = sK[kBase + 10];
                 s0 += sQ[q0 + 10].Dot(kq10);
                 s1 += sQ[q1 + 10].Dot(kq10);
-                s2 += sQ[q2 + 10].Dot(kq10);
-                s3 += sQ[q3 + 10].Dot(kq10);
                 var kq11 = sK[kBase + 11];
                 s0 += sQ[q0 + 11].Dot(kq11);
                 s1 += sQ[q1 + 11].Dot(kq11);
-                s2 += sQ[q2 + 11].Dot(kq11);
-                s3 += sQ[q3 + 11].Dot(kq11);
                 var kq12 = sK[kBase + 12];
                 s0 += sQ[q0 + 12].Dot(kq12);
                 s1 += sQ[q1 + 12].Dot(kq12);
-                s2 += sQ[q2 + 12].Dot(kq12);
-                s3 += sQ[q3 + 12].Dot(kq12);
                 var kq13 = sK[kBase + 13];
                 s0 += sQ[q0 + 13].Dot(kq13);
                 s1 += sQ[q1 + 13].Dot(kq13);
-                s2 += sQ[q2 + 13].Dot(kq13);
-                s3 += sQ[q3 + 13].Dot(kq13);
                 var kq14 = sK[kBase + 14];
                 s0 += sQ[q0 + 14].Dot(kq14);
                 s1 += sQ[q1 + 14].Dot(kq14);
-                s2 += sQ[q2 + 14].Dot(kq14);
-                s3 += sQ[q3 + 14].Dot(kq14);
                 var kq15 = sK[kBase + 15];
                 s0 += sQ[q0 + 15].Dot(kq15);
                 s1 += sQ[q1 + 15].Dot(kq15);
-                s2 += sQ[q2 + 15].Dot(kq15);
-                s3 += sQ[q3 + 15].Dot(kq15);
                 var kq16 = sK[kBase + 16];
                 s0 += sQ[q0 + 16].Dot(kq16);
                 s1 += sQ[q1 + 16].Dot(kq16);
-                s2 += sQ[q2 + 16].Dot(kq16);
-                s3 += sQ[q3 + 16].Dot(kq16);
                 var kq17 = sK[kBase + 17];
                 s0 += sQ[q0 + 17].Dot(kq17);
                 s1 += sQ[q1 + 17].Dot(kq17);
-                s2 += sQ[q2 + 17].Dot(kq17);
-                s3 += sQ[q3 + 17].Dot(kq17);
                 var kq18 = sK[kBase + 18];
                 s0 += sQ[q0 + 18].Dot(kq18);
                 s1 += sQ[q1 + 18].Dot(kq18);
-                s2 += sQ[q2 + 18].Dot(kq18);
-                s3 += sQ[q3 + 18].Dot(kq18);
                 var kq19 = sK[kBase + 19];
                 s0 += sQ[q0 + 19].Dot(kq19);
                 s1 += sQ[q1 + 19].Dot(kq19);
-                s2 += sQ[q2 + 19].Dot(kq19);
-                s3 += sQ[q3 + 19].Dot(kq19);
                 var kq20 = sK[kBase + 20];
                 s0 += sQ[q0 + 20].Dot(kq20);
                 s1 += sQ[q1 + 20].Dot(kq20);
-                s2 += sQ[q2 + 20].Dot(kq20);
-                s3 += sQ[q3 + 20].Dot(kq20);
                 var kq21 = sK[kBase + 21];
                 s0 += sQ[q0 + 21].Dot(kq21);
                 s1 += sQ[q1 + 21].Dot(kq21);
-                s2 += sQ[q2 + 21].Dot(kq21);
-                s3 += sQ[q3 + 21].Dot(kq21);
                 var kq22 = sK[kBase + 22];
                 s0 += sQ[q0 + 22].Dot(kq22);
                 s1 += sQ[q1 + 22].Dot(kq22);
-                s2 += sQ[q2 + 22].Dot(kq22);
-                s3 += sQ[q3 + 22].Dot(kq22);
                 var kq23 = sK[kBase + 23];
                 s0 += sQ[q0 + 23].Dot(kq23);
                 s1 += sQ[q1 + 23].Dot(kq23);
-                s2 += sQ[q2 + 23].Dot(kq23);
-                s3 += sQ[q3 + 23].Dot(kq23);
                 var kq24 = sK[kBase + 24];
                 s0 += sQ[q0 + 24].Dot(kq24);
                 s1 += sQ[q1 + 24].Dot(kq24);
-                s2 += sQ[q2 + 24].Dot(kq24);
-                s3 += sQ[q3 + 24].Dot(kq24);
                 var kq25 = sK[kBase + 25];
                 s0 += sQ[q0 + 25].Dot(kq25);
                 s1 += sQ[q1 + 25].Dot(kq25);
-                s2 += sQ[q2 + 25].Dot(kq25);
-                s3 += sQ[q3 + 25].Dot(kq25);
                 var kq26 = sK[kBase + 26];
                 s0 += sQ[q0 + 26].Dot(kq26);
                 s1 += sQ[q1 + 26].Dot(kq26);
-                s2 += sQ[q2 + 26].Dot(kq26);
-                s3 += sQ[q3 + 26].Dot(kq26);
                 var kq27 = sK[kBase + 27];
                 s0 += sQ[q0 + 27].Dot(kq27);
                 s1 += sQ[q1 + 27].Dot(kq27);
-                s2 += sQ[q2 + 27].Dot(kq27);
-                s3 += sQ[q3 + 27].Dot(kq27);
                 var kq28 = sK[kBase + 28];
                 s0 += sQ[q0 + 28].Dot(kq28);
                 s1 += sQ[q1 + 28].Dot(kq28);
-                s2 += sQ[q2 + 28].Dot(kq28);
-                s3 += sQ[q3 + 28].Dot(kq28);
                 var kq29 = sK[kBase + 29];
                 s0 += sQ[q0 + 29].Dot(kq29);
                 s1 += sQ[q1 + 29].Dot(kq29);
-                s2 += sQ[q2 + 29].Dot(kq29);
-                s3 += sQ[q3 + 29].Dot(kq29);
                 var kq30 = sK[kBase + 30];
                 s0 += sQ[q0 + 30].Dot(kq30);
                 s1 += sQ[q1 + 30].Dot(kq30);
-                s2 += sQ[q2 + 30].Dot(kq30);
-                s3 += sQ[q3 + 30].Dot(kq30);
                 var kq31 = sK[kBase + 31];
                 s0 += sQ[q0 + 31].Dot(kq31);
                 s1 += sQ[q1 + 31].Dot(kq31);
-                s2 += sQ[q2 + 31].Dot(kq31);
-                s3 += sQ[q3 + 31].Dot(kq31);
                 {
                     int r = sRow + 0;
                     int pos = r / 1;
-                    sS[r * 32 + j] = pos < tilePositions && key <= firstQueryPos + pos ? s0 : float.NegativeInfinity;
-                }
-                {
-                    int r = sRow + 4;
-                    int pos = r / 1;
-                    sS[r * 32 + j] = pos < tilePositions && key <= firstQueryPos + pos ? s1 : float.NegativeInfinity;
+                    sS[r * 16 + j] = pos < tilePositions && key <= firstQueryPos + pos ? s0 : float.NegativeInfinity;
                 }
                 {
                     int r = sRow + 8;
                     int pos = r / 1;
-                    sS[r * 32 + j] = pos < tilePositions && key <= firstQueryPos + pos ? s2 : float.NegativeInfinity;
-                }
-                {
-                    int r = sRow + 12;
-                    int pos = r / 1;
-                    sS[r * 32 + j] = pos < tilePositions && key <= firstQueryPos + pos ? s3 : float.NegativeInfinity;
+                    sS[r * 16 + j] = pos < tilePositions && key <= firstQueryPos + pos ? s1 : float.NegativeInfinity;
                 }
             }
             Group.Barrier();
@@ -1112,7 +756,7 @@ public static partial class Llama3_8B
                 int r = t + 0;
                 if (r < 16)
                 {
-                    int b = r * 32;
+                    int b = r * 16;
                     float x0 = sS[b + 0];
                     float x1 = sS[b + 1];
                     float x2 = sS[b + 2];
@@ -1129,24 +773,8 @@ public static partial class Llama3_8B
                     float x13 = sS[b + 13];
                     float x14 = sS[b + 14];
                     float x15 = sS[b + 15];
-                    float x16 = sS[b + 16];
-                    float x17 = sS[b + 17];
-                    float x18 = sS[b + 18];
-                    float x19 = sS[b + 19];
-                    float x20 = sS[b + 20];
-                    float x21 = sS[b + 21];
-                    float x22 = sS[b + 22];
-                    float x23 = sS[b + 23];
-                    float x24 = sS[b + 24];
-                    float x25 = sS[b + 25];
-                    float x26 = sS[b + 26];
-                    float x27 = sS[b + 27];
-                    float x28 = sS[b + 28];
-                    float x29 = sS[b + 29];
-                    float x30 = sS[b + 30];
-                    float x31 = sS[b + 31];
                     float mOld = sMax[r];
-                    float mNew = XMath.Max(mOld, XMath.Max(XMath.Max(XMath.Max(XMath.Max(XMath.Max(x0, x1), XMath.Max(x2, x3)), XMath.Max(XMath.Max(x4, x5), XMath.Max(x6, x7))), XMath.Max(XMath.Max(XMath.Max(x8, x9), XMath.Max(x10, x11)), XMath.Max(XMath.Max(x12, x13), XMath.Max(x14, x15)))), XMath.Max(XMath.Max(XMath.Max(XMath.Max(x16, x17), XMath.Max(x18, x19)), XMath.Max(XMath.Max(x20, x21), XMath.Max(x22, x23))), XMath.Max(XMath.Max(XMath.Max(x24, x25), XMath.Max(x26, x27)), XMath.Max(XMath.Max(x28, x29), XMath.Max(x30, x31))))));
+                    float mNew = XMath.Max(mOld, XMath.Max(XMath.Max(XMath.Max(XMath.Max(x0, x1), XMath.Max(x2, x3)), XMath.Max(XMath.Max(x4, x5), XMath.Max(x6, x7))), XMath.Max(XMath.Max(XMath.Max(x8, x9), XMath.Max(x10, x11)), XMath.Max(XMath.Max(x12, x13), XMath.Max(x14, x15)))));
                     bool any = mNew != float.NegativeInfinity;
                     float alpha = any ? AttentionMath.ExpOrZero(mOld - mNew) : 1f;
                     float p0 = any ? AttentionMath.ExpOrZero(x0 - mNew) : 0f;
@@ -1181,39 +809,7 @@ public static partial class Llama3_8B
                     sS[b + 14] = p14;
                     float p15 = any ? AttentionMath.ExpOrZero(x15 - mNew) : 0f;
                     sS[b + 15] = p15;
-                    float p16 = any ? AttentionMath.ExpOrZero(x16 - mNew) : 0f;
-                    sS[b + 16] = p16;
-                    float p17 = any ? AttentionMath.ExpOrZero(x17 - mNew) : 0f;
-                    sS[b + 17] = p17;
-                    float p18 = any ? AttentionMath.ExpOrZero(x18 - mNew) : 0f;
-                    sS[b + 18] = p18;
-                    float p19 = any ? AttentionMath.ExpOrZero(x19 - mNew) : 0f;
-                    sS[b + 19] = p19;
-                    float p20 = any ? AttentionMath.ExpOrZero(x20 - mNew) : 0f;
-                    sS[b + 20] = p20;
-                    float p21 = any ? AttentionMath.ExpOrZero(x21 - mNew) : 0f;
-                    sS[b + 21] = p21;
-                    float p22 = any ? AttentionMath.ExpOrZero(x22 - mNew) : 0f;
-                    sS[b + 22] = p22;
-                    float p23 = any ? AttentionMath.ExpOrZero(x23 - mNew) : 0f;
-                    sS[b + 23] = p23;
-                    float p24 = any ? AttentionMath.ExpOrZero(x24 - mNew) : 0f;
-                    sS[b + 24] = p24;
-                    float p25 = any ? AttentionMath.ExpOrZero(x25 - mNew) : 0f;
-                    sS[b + 25] = p25;
-                    float p26 = any ? AttentionMath.ExpOrZero(x26 - mNew) : 0f;
-                    sS[b + 26] = p26;
-                    float p27 = any ? AttentionMath.ExpOrZero(x27 - mNew) : 0f;
-                    sS[b + 27] = p27;
-                    float p28 = any ? AttentionMath.ExpOrZero(x28 - mNew) : 0f;
-                    sS[b + 28] = p28;
-                    float p29 = any ? AttentionMath.ExpOrZero(x29 - mNew) : 0f;
-                    sS[b + 29] = p29;
-                    float p30 = any ? AttentionMath.ExpOrZero(x30 - mNew) : 0f;
-                    sS[b + 30] = p30;
-                    float p31 = any ? AttentionMath.ExpOrZero(x31 - mNew) : 0f;
-                    sS[b + 31] = p31;
-                    float sum = (((((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7))) + (((p8 + p9) + (p10 + p11)) + ((p12 + p13) + (p14 + p15)))) + ((((p16 + p17) + (p18 + p19)) + ((p20 + p21) + (p22 + p23))) + (((p24 + p25) + (p26 + p27)) + ((p28 + p29) + (p30 + p31)))));
+                    float sum = ((((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7))) + (((p8 + p9) + (p10 + p11)) + ((p12 + p13) + (p14 + p15))));
                     sMax[r] = mNew;
                     sSum[r] = sSum[r] * alpha + sum;
                     sAlpha[r] = alpha;
@@ -1223,13 +819,13 @@ public static partial class Llama3_8B
 
             // Accumulate o = o * alpha + P·V.
             o0 = o0 * sAlpha[oRow0];
-            int pRow0 = oRow0 * 32;
+            int pRow0 = oRow0 * 16;
             o1 = o1 * sAlpha[oRow1];
-            int pRow1 = oRow1 * 32;
+            int pRow1 = oRow1 * 16;
             o2 = o2 * sAlpha[oRow2];
-            int pRow2 = oRow2 * 32;
+            int pRow2 = oRow2 * 16;
             o3 = o3 * sAlpha[oRow3];
-            int pRow3 = oRow3 * 32;
+            int pRow3 = oRow3 * 16;
             var vt0 = sV[0 + oCol];
             o0 = o0.Fma(vt0, sS[pRow0 + 0]);
             o1 = o1.Fma(vt0, sS[pRow1 + 0]);
@@ -1310,86 +906,6 @@ public static partial class Llama3_8B
             o1 = o1.Fma(vt15, sS[pRow1 + 15]);
             o2 = o2.Fma(vt15, sS[pRow2 + 15]);
             o3 = o3.Fma(vt15, sS[pRow3 + 15]);
-            var vt16 = sV[512 + oCol];
-            o0 = o0.Fma(vt16, sS[pRow0 + 16]);
-            o1 = o1.Fma(vt16, sS[pRow1 + 16]);
-            o2 = o2.Fma(vt16, sS[pRow2 + 16]);
-            o3 = o3.Fma(vt16, sS[pRow3 + 16]);
-            var vt17 = sV[544 + oCol];
-            o0 = o0.Fma(vt17, sS[pRow0 + 17]);
-            o1 = o1.Fma(vt17, sS[pRow1 + 17]);
-            o2 = o2.Fma(vt17, sS[pRow2 + 17]);
-            o3 = o3.Fma(vt17, sS[pRow3 + 17]);
-            var vt18 = sV[576 + oCol];
-            o0 = o0.Fma(vt18, sS[pRow0 + 18]);
-            o1 = o1.Fma(vt18, sS[pRow1 + 18]);
-            o2 = o2.Fma(vt18, sS[pRow2 + 18]);
-            o3 = o3.Fma(vt18, sS[pRow3 + 18]);
-            var vt19 = sV[608 + oCol];
-            o0 = o0.Fma(vt19, sS[pRow0 + 19]);
-            o1 = o1.Fma(vt19, sS[pRow1 + 19]);
-            o2 = o2.Fma(vt19, sS[pRow2 + 19]);
-            o3 = o3.Fma(vt19, sS[pRow3 + 19]);
-            var vt20 = sV[640 + oCol];
-            o0 = o0.Fma(vt20, sS[pRow0 + 20]);
-            o1 = o1.Fma(vt20, sS[pRow1 + 20]);
-            o2 = o2.Fma(vt20, sS[pRow2 + 20]);
-            o3 = o3.Fma(vt20, sS[pRow3 + 20]);
-            var vt21 = sV[672 + oCol];
-            o0 = o0.Fma(vt21, sS[pRow0 + 21]);
-            o1 = o1.Fma(vt21, sS[pRow1 + 21]);
-            o2 = o2.Fma(vt21, sS[pRow2 + 21]);
-            o3 = o3.Fma(vt21, sS[pRow3 + 21]);
-            var vt22 = sV[704 + oCol];
-            o0 = o0.Fma(vt22, sS[pRow0 + 22]);
-            o1 = o1.Fma(vt22, sS[pRow1 + 22]);
-            o2 = o2.Fma(vt22, sS[pRow2 + 22]);
-            o3 = o3.Fma(vt22, sS[pRow3 + 22]);
-            var vt23 = sV[736 + oCol];
-            o0 = o0.Fma(vt23, sS[pRow0 + 23]);
-            o1 = o1.Fma(vt23, sS[pRow1 + 23]);
-            o2 = o2.Fma(vt23, sS[pRow2 + 23]);
-            o3 = o3.Fma(vt23, sS[pRow3 + 23]);
-            var vt24 = sV[768 + oCol];
-            o0 = o0.Fma(vt24, sS[pRow0 + 24]);
-            o1 = o1.Fma(vt24, sS[pRow1 + 24]);
-            o2 = o2.Fma(vt24, sS[pRow2 + 24]);
-            o3 = o3.Fma(vt24, sS[pRow3 + 24]);
-            var vt25 = sV[800 + oCol];
-            o0 = o0.Fma(vt25, sS[pRow0 + 25]);
-            o1 = o1.Fma(vt25, sS[pRow1 + 25]);
-            o2 = o2.Fma(vt25, sS[pRow2 + 25]);
-            o3 = o3.Fma(vt25, sS[pRow3 + 25]);
-            var vt26 = sV[832 + oCol];
-            o0 = o0.Fma(vt26, sS[pRow0 + 26]);
-            o1 = o1.Fma(vt26, sS[pRow1 + 26]);
-            o2 = o2.Fma(vt26, sS[pRow2 + 26]);
-            o3 = o3.Fma(vt26, sS[pRow3 + 26]);
-            var vt27 = sV[864 + oCol];
-            o0 = o0.Fma(vt27, sS[pRow0 + 27]);
-            o1 = o1.Fma(vt27, sS[pRow1 + 27]);
-            o2 = o2.Fma(vt27, sS[pRow2 + 27]);
-            o3 = o3.Fma(vt27, sS[pRow3 + 27]);
-            var vt28 = sV[896 + oCol];
-            o0 = o0.Fma(vt28, sS[pRow0 + 28]);
-            o1 = o1.Fma(vt28, sS[pRow1 + 28]);
-            o2 = o2.Fma(vt28, sS[pRow2 + 28]);
-            o3 = o3.Fma(vt28, sS[pRow3 + 28]);
-            var vt29 = sV[928 + oCol];
-            o0 = o0.Fma(vt29, sS[pRow0 + 29]);
-            o1 = o1.Fma(vt29, sS[pRow1 + 29]);
-            o2 = o2.Fma(vt29, sS[pRow2 + 29]);
-            o3 = o3.Fma(vt29, sS[pRow3 + 29]);
-            var vt30 = sV[960 + oCol];
-            o0 = o0.Fma(vt30, sS[pRow0 + 30]);
-            o1 = o1.Fma(vt30, sS[pRow1 + 30]);
-            o2 = o2.Fma(vt30, sS[pRow2 + 30]);
-            o3 = o3.Fma(vt30, sS[pRow3 + 30]);
-            var vt31 = sV[992 + oCol];
-            o0 = o0.Fma(vt31, sS[pRow0 + 31]);
-            o1 = o1.Fma(vt31, sS[pRow1 + 31]);
-            o2 = o2.Fma(vt31, sS[pRow2 + 31]);
-            o3 = o3.Fma(vt31, sS[pRow3 + 31]);
         }
 
         // Normalize and write the rows that are real queries.

@@ -1,0 +1,115 @@
+using System.ComponentModel;
+using SpecializedInference.Accelerators;
+using SpecializedInference.Generated;
+using SpecializedInference.Kernels;
+using SpecializedInference.Kernels.Generic;
+using SpecializedInference.Kernels.Reference;
+using Spectre.Console.Cli;
+
+namespace SpecializedInference.Cli.Commands;
+
+/// <summary><c>si attention-bench</c>: device time of decode and prefill attention, generated vs generic kernels.</summary>
+internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Settings>
+{
+    internal sealed class Settings : CommandSettings
+    {
+        [CommandOption("--device <DEVICE>")]
+        [DefaultValue("auto")]
+        public string Device { get; init; } = "auto";
+
+        [CommandOption("--heads <N>")]
+        [DefaultValue(32)]
+        public int Heads { get; init; } = 32;
+
+        [CommandOption("--kv-heads <N>")]
+        [DefaultValue(8)]
+        public int KvHeads { get; init; } = 8;
+
+        [CommandOption("--head-dim <N>")]
+        [DefaultValue(128)]
+        public int HeadDim { get; init; } = 128;
+
+        [CommandOption("--block-size <N>")]
+        [DefaultValue(16)]
+        public int BlockSize { get; init; } = 16;
+
+        [CommandOption("--context <N>")]
+        [DefaultValue(4096)]
+        public int Context { get; init; } = 4096;
+
+        [CommandOption("--batch <N>")]
+        [DefaultValue(1)]
+        public int Batch { get; init; } = 1;
+
+        [CommandOption("--prefill-tokens <N>")]
+        [Description("Prompt length of the prefill timing (0 skips it).")]
+        [DefaultValue(1024)]
+        public int PrefillTokens { get; init; } = 1024;
+
+        [CommandOption("--iterations <N>")]
+        [DefaultValue(100)]
+        public int Iterations { get; init; } = 100;
+
+        [CommandOption("--generic-partitions <LIST>")]
+        [Description("Extra generic-kernel runs with these decode partition sizes (comma-separated).")]
+        public string? GenericPartitions { get; init; }
+
+        [CommandOption("--sets <LIST>")]
+        [Description("Only these generated kernel sets (comma-separated names, grouped heads), no generic runs.")]
+        public string? Sets { get; init; }
+
+        [CommandOption("--kv-dtype <DTYPE>")]
+        [DefaultValue("f16")]
+        public string KvDtype { get; init; } = "f16";
+    }
+
+    public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
+    {
+        var kind = settings.Device switch { "cpu" => DeviceKind.Cpu, "cuda" => DeviceKind.Cuda, _ => DeviceKind.Auto };
+        using var handle = AcceleratorFactory.Create(new AcceleratorOptions(kind, Profiling: true));
+        var shape = new AttentionShape(settings.Heads, settings.KvHeads, settings.HeadDim, settings.BlockSize);
+        var dtype = settings.KvDtype == "f32" ? KvDtype.F32 : KvDtype.F16;
+        Console.WriteLine($"si attention-bench on {handle.Description}: {shape}, kv {dtype.ToString().ToLowerInvariant()}");
+
+        var variants = new List<Func<IAttentionKernels>>();
+        if (settings.Sets is not null)
+        {
+            foreach (var name in settings.Sets.Split(',', StringSplitOptions.RemoveEmptyEntries))
+            {
+                var set = KernelRegistry.All.FirstOrDefault(s => s.Name == name);
+                if (set is null) { Console.Error.WriteLine($"no kernel set named {name}"); return 1; }
+                variants.Add(() => set.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(dtype)));
+            }
+            return Run(settings, shape, handle, variants);
+        }
+        var match = KernelSelector.FindMatch(shape, KernelRegistry.All);
+        if (match is null) Console.WriteLine(KernelSelector.NoticeFor(shape));
+        else
+        {
+            variants.Add(() => match.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(dtype)));
+            variants.Add(() => match.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(dtype, HeadMapping: HeadMapping.Expanded)));
+        }
+        variants.Add(() => new GenericAttentionKernels(handle.Accelerator, shape, new AttentionOptions(dtype)));
+        variants.Add(() => new GenericAttentionKernels(handle.Accelerator, shape, new AttentionOptions(dtype, HeadMapping: HeadMapping.Expanded)));
+        variants.Add(() => new GenericAttentionKernels(handle.Accelerator, shape, new AttentionOptions(dtype, AttentionAlgorithm.Materialized)));
+        foreach (var p in (settings.GenericPartitions ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var tiles = GenericAttentionKernels.DefaultTiles(shape) with { DecodePartitionSize = int.Parse(p, System.Globalization.CultureInfo.InvariantCulture) };
+            variants.Add(() => new GenericAttentionKernels(handle.Accelerator, shape, new AttentionOptions(dtype), tiles));
+        }
+        return Run(settings, shape, handle, variants);
+    }
+
+    private static int Run(Settings settings, AttentionShape shape, AcceleratorHandle handle, List<Func<IAttentionKernels>> variants)
+    {
+        foreach (var create in variants)
+        {
+            using var kernels = create();
+            if (kernels is AttentionKernelsBase b) Console.WriteLine($"  {kernels.Name}: tiles {b.Tiles}, {b.HeadsPerGroup} heads per group");
+            Console.WriteLine(AttentionBenchmark.Decode(kernels, shape, handle.Accelerator, settings.Batch, settings.Context, settings.Iterations));
+            if (settings.PrefillTokens > 0)
+                Console.WriteLine(AttentionBenchmark.Prefill(kernels, shape, handle.Accelerator, 1, settings.PrefillTokens, Math.Max(3, settings.Iterations / 10)));
+        }
+        return 0;
+    }
+}
