@@ -19,6 +19,16 @@ public abstract record RopeScaling
         : RopeScaling;
 }
 
+/// <summary>Precision of the rotary inverse frequencies.</summary>
+public enum RopeFrequencyPrecision
+{
+    /// <summary>float32, as Hugging Face computes them at load (and as vLLM does).</summary>
+    Float32,
+
+    /// <summary>Rounded to bfloat16: a Hugging Face model cast in memory with <c>.to(torch.bfloat16)</c>.</summary>
+    BFloat16,
+}
+
 /// <summary>
 /// The Llama architecture fields of a Hugging Face <c>config.json</c> (or the <c>model</c> object of this
 /// project's own config form), with Hugging Face's defaults for fields that are absent.
@@ -207,7 +217,12 @@ public sealed record LlamaConfig(
     /// The rotary inverse frequencies <c>[head_dim / 2]</c>, computed as Hugging Face computes them (in float32),
     /// with the config's scaling applied.
     /// </summary>
-    public float[] RopeInverseFrequencies()
+    /// <param name="precision">
+    /// <see cref="RopeFrequencyPrecision.BFloat16"/> rounds them to bfloat16, as Hugging Face does when a model is
+    /// cast in memory with <c>model.to(torch.bfloat16)</c> (the cast also rounds the non-persistent
+    /// <c>inv_freq</c> buffer, and later casts to wider types keep the rounded values).
+    /// </param>
+    public float[] RopeInverseFrequencies(RopeFrequencyPrecision precision = RopeFrequencyPrecision.Float32)
     {
         int half = HeadDim / 2;
         var inv = new float[half];
@@ -244,6 +259,9 @@ public sealed record LlamaConfig(
             }
         }
 
+        if (precision == RopeFrequencyPrecision.BFloat16)
+            for (int i = 0; i < half; i++)
+                inv[i] = BitConverter.UInt32BitsToSingle((uint)Safetensors.SafetensorsWriter.ToBFloat16(inv[i]) << 16);
         return inv;
     }
 

@@ -119,7 +119,7 @@ public sealed class LlamaModelRunner : IModelRunner
         if (BlockSize <= 0) throw new ArgumentOutOfRangeException(nameof(options), $"KvBlockSize must be positive, got {BlockSize}");
         NumBlocks = options.NumKvBlocks > 0 ? options.NumKvBlocks : (MaxSeqLen + BlockSize - 1) / BlockSize;
 
-        var selection = AttentionKernelSelection.Select(accelerator, c, configPath, BlockSize,
+        var selection = AttentionKernelSelection.Select(accelerator, c, BlockSize,
             new AttentionOptions(options.KvDtype, options.Algorithm, options.HeadMapping), options.ForceGenericKernels);
         _attention = selection.Kernels;
         KernelNotice = selection.Notice;
@@ -163,7 +163,7 @@ public sealed class LlamaModelRunner : IModelRunner
                 owned.Add(_lmHead);
             }
 
-            (_ropeCos, _ropeSin) = UploadRopeTables(accelerator, c, MaxSeqLen);
+            (_ropeCos, _ropeSin) = UploadRopeTables(accelerator, c, MaxSeqLen, options.RopeFrequencies);
             owned.Add(_ropeCos);
             owned.Add(_ropeSin);
 
@@ -223,10 +223,10 @@ public sealed class LlamaModelRunner : IModelRunner
             throw new CheckpointException($"{configPath}: head_dim ({c.HeadDim}) must be a multiple of 8 (the KV cache moves 16-byte chunks)");
     }
 
-    private static (MemoryBuffer1D<float, Stride1D.Dense>, MemoryBuffer1D<float, Stride1D.Dense>) UploadRopeTables(Accelerator a, LlamaConfig c, int positions)
+    private static (MemoryBuffer1D<float, Stride1D.Dense>, MemoryBuffer1D<float, Stride1D.Dense>) UploadRopeTables(Accelerator a, LlamaConfig c, int positions, RopeFrequencyPrecision precision)
     {
         // As Hugging Face computes them: angle = f32(position) * f32(inv_freq) in float32, then cos and sin.
-        var inv = c.RopeInverseFrequencies();
+        var inv = c.RopeInverseFrequencies(precision);
         int half = inv.Length;
         var cos = new float[(long)positions * half];
         var sin = new float[(long)positions * half];

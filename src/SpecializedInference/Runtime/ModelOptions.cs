@@ -1,6 +1,7 @@
 using SpecializedInference.Accelerators;
 using SpecializedInference.Kernels;
 using SpecializedInference.Kernels.Dense;
+using SpecializedInference.Model;
 
 namespace SpecializedInference.Runtime;
 
@@ -17,6 +18,8 @@ namespace SpecializedInference.Runtime;
 /// <param name="Algorithm">Flash or materialized attention (the use_flash_attention toggle).</param>
 /// <param name="HeadMapping">Grouped or expanded K/V heads (the use_gqa toggle).</param>
 /// <param name="DenseSchedule">Schedule of the projection and norm kernels (Auto: serial on the CPU accelerator).</param>
+/// <param name="RopeFrequencies">Precision of the rotary frequencies: float32 (Hugging Face at load), or bfloat16 to
+/// reproduce a Hugging Face model cast in memory with <c>model.to(torch.bfloat16)</c>.</param>
 public sealed record ModelOptions(
     WeightDtype WeightDtype = WeightDtype.F16,
     KvDtype KvDtype = KvDtype.F16,
@@ -28,7 +31,8 @@ public sealed record ModelOptions(
     bool ForceGenericKernels = false,
     AttentionAlgorithm Algorithm = AttentionAlgorithm.Flash,
     HeadMapping HeadMapping = HeadMapping.Grouped,
-    DenseSchedule DenseSchedule = DenseSchedule.Auto)
+    DenseSchedule DenseSchedule = DenseSchedule.Auto,
+    RopeFrequencyPrecision RopeFrequencies = RopeFrequencyPrecision.Float32)
 {
     public static ModelOptions Default { get; } = new();
 

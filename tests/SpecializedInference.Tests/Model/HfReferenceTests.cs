@@ -7,45 +7,105 @@ using Xunit.Abstractions;
 namespace SpecializedInference.Tests.Model;
 
 /// <summary>
-/// The whole decoder against Hugging Face transformers' float64 logits: every prompt position (one prefill step),
-/// then every greedy decode step, for each reference checkpoint.
+/// The whole decoder against Hugging Face transformers' float64 logits: every prompt position, then every greedy
+/// decode step, for each reference checkpoint. A case's prompts run together as one batch of sequences (one
+/// prefill step for all prompts, then one decode step per token for all of them), so batching is tested too.
 /// </summary>
 public sealed class HfReferenceTests(AcceleratorFixture fixture, ITestOutputHelper output) : IClassFixture<AcceleratorFixture>
 {
     public static TheoryData<string> Cases() => new() { "gqa-tiny", "mha-tiny", "gqa-hd128-long" };
 
-    /// <summary>Runs prefill (all positions' logits) then greedy decode, comparing everything.</summary>
-    internal static void RunAndCompare(LlamaModelRunner runner, string directory, double tolerance, bool compareLogits, ITestOutputHelper output)
+    /// <summary>KV blocks for every prompt of a reference, each sequence with its own blocks.</summary>
+    internal static int BlocksNeeded(IReadOnlyList<ReferencePrompt> prompts, int blockSize) =>
+        prompts.Sum(p => (p.Prompt.Length + p.Greedy.Length + blockSize - 1) / blockSize);
+
+    /// <summary>
+    /// Prefills every prompt in one step (all positions' logits), then decodes greedily, all sequences per step;
+    /// returns each prompt's generated tokens. Asserts logits within tolerance × max(1, max |logit|) of each row
+    /// when <paramref name="logitTolerance"/> is set, and greedy tokens equal to the reference when
+    /// <paramref name="assertTokens"/>. With <paramref name="teacherForcing"/> the reference's tokens are fed back
+    /// instead of the engine's (so every step is compared in the reference's context), and a token is asserted
+    /// only where the float64 reference's own top-2 margin is at least <paramref name="minMargin"/>.
+    /// </summary>
+    internal static int[][] RunAndCompare(LlamaModelRunner runner, string directory, double? logitTolerance, bool assertTokens, ITestOutputHelper output,
+        bool teacherForcing = false, double minMargin = 0)
     {
         var prompts = ReferenceData.Load(directory);
-        for (int pi = 0; pi < prompts.Count; pi++)
+        string name = Path.GetFileName(directory);
+        int bs = runner.BlockSize;
+        var tables = new int[prompts.Count][];
+        int nextBlock = 0;
+        for (int i = 0; i < prompts.Count; i++)
         {
-            var p = prompts[pi];
-            string where = $"{Path.GetFileName(directory)} prompt {pi}";
-            int total = p.Prompt.Length + p.Greedy.Length;
-            var blocks = Enumerable.Range(0, (total + runner.BlockSize - 1) / runner.BlockSize).ToArray();
-            int[] Blocks(int n) => blocks[..((n + runner.BlockSize - 1) / runner.BlockSize)];
+            int blocks = (prompts[i].Prompt.Length + prompts[i].Greedy.Length + bs - 1) / bs;
+            tables[i] = Enumerable.Range(nextBlock, blocks).ToArray();
+            nextBlock += blocks;
+        }
 
-            var all = runner.ExecuteAllLogits(StepBatch.Of(new SequenceChunk(pi, p.Prompt, 0, Blocks(p.Prompt.Length), true)));
-            if (compareLogits && p.PromptLogits is not null)
-                for (int pos = 0; pos < p.Prompt.Length; pos++)
-                    ReferenceData.AssertRowClose(p.PromptLogits[pos], all[pos], tolerance, $"{where} prompt position {pos}");
+        int[] Blocks(int seq, int contextLength) => tables[seq][..((contextLength + bs - 1) / bs)];
 
-            var logits = all[^1];
-            var generated = new List<int>();
-            for (int step = 0; step < p.Greedy.Length; step++)
+        // Prefill: one chunk per prompt, one step, every position's logits.
+        var prefill = StepBatch.Of(prompts.Select((p, i) => new SequenceChunk(i, p.Prompt, 0, Blocks(i, p.Prompt.Length), true)).ToArray());
+        var all = runner.ExecuteAllLogits(prefill);
+        var last = new float[prompts.Count][];
+        int row = 0;
+        for (int i = 0; i < prompts.Count; i++)
+        {
+            var p = prompts[i];
+            for (int pos = 0; pos < p.Prompt.Length; pos++, row++)
+                if (logitTolerance is double tol && p.PromptLogits is not null)
+                    ReferenceData.AssertRowClose(p.PromptLogits[pos], all[row], tol, $"{name} prompt {i} position {pos}");
+            last[i] = all[row - 1];
+        }
+
+        // Decode: every unfinished sequence advances one token per step.
+        var generated = prompts.Select(_ => new List<int>()).ToArray();
+        int nearTies = 0, flips = 0;
+        for (int step = 0; ; step++)
+        {
+            var chunks = new List<SequenceChunk>();
+            for (int i = 0; i < prompts.Count; i++)
             {
-                if (compareLogits) ReferenceData.AssertRowClose(p.StepLogits[step], logits, tolerance, $"{where} decode step {step}");
-                int next = Sampler.ArgMax(logits);
-                generated.Add(next);
-                Assert.True(next == p.Greedy[step], $"{where}: greedy token {step} is {next}, expected {p.Greedy[step]} (so far [{string.Join(", ", generated)}])");
-                if (step + 1 == p.Greedy.Length) break;
+                var p = prompts[i];
+                if (step >= p.Greedy.Length) continue;
+                if (logitTolerance is double tol) ReferenceData.AssertRowClose(p.StepLogits[step], last[i], tol, $"{name} prompt {i} decode step {step}");
+                int next = Sampler.ArgMax(last[i]);
+                generated[i].Add(next);
+                var sorted = p.StepLogits[step].OrderDescending().ToArray();
+                bool clear = sorted[0] - sorted[1] >= minMargin;
+                if (!clear) nearTies++;
+                if (next != p.Greedy[step] && !clear) flips++;
+                if (assertTokens && clear)
+                    Assert.True(next == p.Greedy[step],
+                        $"{name} prompt {i}: greedy token {step} is {next}, expected {p.Greedy[step]} (reference margin {sorted[0] - sorted[1]:G3}; so far [{string.Join(", ", generated[i])}])");
+                if (teacherForcing) next = p.Greedy[step];
+                if (step + 1 == p.Greedy.Length) continue;
                 int pos = p.Prompt.Length + step;
-                logits = runner.Execute(StepBatch.Of(new SequenceChunk(pi, new[] { next }, pos, Blocks(pos + 1), true)))[0]!;
+                chunks.Add(new SequenceChunk(i, new[] { next }, pos, Blocks(i, pos + 1), true));
             }
 
-            output.WriteLine($"{where}: {p.Prompt.Length} prompt tokens, {p.Greedy.Length} greedy tokens match");
+            if (chunks.Count == 0) break;
+            var results = runner.Execute(new StepBatch(chunks, Array.Empty<BlockCopy>()));
+            for (int j = 0; j < chunks.Count; j++) last[chunks[j].SequenceId] = results[j]!;
         }
+
+        output.WriteLine($"{name}: prompts [{string.Join(", ", prompts.Select(p => p.Prompt.Length))}], " +
+            $"{prompts.Sum(p => p.Greedy.Length)} greedy tokens; kernels {runner.KernelSetName}, dense {runner.DenseSchedule}; " +
+            $"{nearTies} steps with a reference margin below {minMargin} (not asserted), {flips} of them flipped");
+        return generated.Select(g => g.ToArray()).ToArray();
+    }
+
+    internal static LlamaModelRunner Load(AcceleratorFixture fixture, LlamaCheckpoint checkpoint, string directory, ModelOptions options)
+    {
+        var prompts = ReferenceData.Load(directory);
+        int bs = options.KvBlockSize ?? 16;
+        return new LlamaModelRunner(fixture.Accelerator, checkpoint, options with
+        {
+            KvBlockSize = bs,
+            NumKvBlocks = BlocksNeeded(prompts, bs),
+            MaxSeqLen = prompts.Max(p => p.Prompt.Length + p.Greedy.Length),
+            MaxBatchTokens = prompts.Sum(p => p.Prompt.Length),
+        });
     }
 
     [Theory]
@@ -54,8 +114,38 @@ public sealed class HfReferenceTests(AcceleratorFixture fixture, ITestOutputHelp
     {
         var dir = TestPaths.HfCase(name);
         using var checkpoint = LlamaCheckpoint.Open(dir);
-        using var runner = new LlamaModelRunner(fixture.Accelerator, checkpoint, ModelOptions.Float32 with { MaxSeqLen = 512 });
-        output.WriteLine($"kernels: {runner.KernelSetName} (specialized {runner.IsSpecialized}); {runner.KernelNotice}");
-        RunAndCompare(runner, dir, 1e-4, compareLogits: true, output);
+        using var runner = Load(fixture, checkpoint, dir, ModelOptions.Float32);
+        RunAndCompare(runner, dir, logitTolerance: 1e-4, assertTokens: true, output);
+    }
+
+    /// <summary>
+    /// f16 weights and f16 cache: logits within 3e-2 at every position and step, and the reference's greedy token
+    /// wherever the float64 reference itself separates its top two logits by at least 1e-2. Closer calls are
+    /// near-ties that f16 rounding (about 5e-4 relative per weight) cannot resolve: mha-tiny's prompt 0 step 1
+    /// has a margin of 2.3e-4 and gqa-hd128-long's step 23 one of 4e-3. The reference's tokens are fed back so
+    /// that one such flip does not change the context of every later step.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Float16WeightsAndCacheStayCloseAndKeepClearGreedyTokens(string name)
+    {
+        var dir = TestPaths.HfCase(name);
+        using var checkpoint = LlamaCheckpoint.Open(dir);
+        using var runner = Load(fixture, checkpoint, dir, new ModelOptions(WeightDtype.F16, KvDtype.F16));
+        RunAndCompare(runner, dir, logitTolerance: 3e-2, assertTokens: true, output, teacherForcing: true, minMargin: 1e-2);
+    }
+
+    [Fact]
+    public void Bfloat16DocstringsModelMatchesHuggingFace()
+    {
+        // bf16 weights widen to f32 exactly, so the f32 engine meets the float64 reference like the f32 cases.
+        // make_model.py cast the model with .to(torch.bfloat16) before .to(torch.float64), which also rounded
+        // the rotary inv_freq buffer to bfloat16: the reference's logits were computed with those frequencies
+        // (with float32 frequencies the logits differ by up to 3.6e-3 at prompt 1's first step).
+        var dir = TestPaths.Docstrings;
+        using var checkpoint = LlamaCheckpoint.Open(dir);
+        Assert.All(checkpoint.Weights.Tensors, t => Assert.Equal(SpecializedInference.Model.Safetensors.SafetensorsDtype.BF16, t.Dtype));
+        using var runner = Load(fixture, checkpoint, dir, ModelOptions.Float32 with { RopeFrequencies = RopeFrequencyPrecision.BFloat16 });
+        RunAndCompare(runner, dir, logitTolerance: 1e-4, assertTokens: true, output);
     }
 }

@@ -1,0 +1,248 @@
+using System.ComponentModel;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using SpecializedInference.Accelerators;
+using SpecializedInference.Kernels;
+using SpecializedInference.Model;
+using SpecializedInference.Runtime;
+using SpecializedInference.Sampling;
+using SpecializedInference.Tokenization;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace SpecializedInference.Cli.Commands;
+
+/// <summary><c>si generate</c>: load a Hugging Face Llama checkpoint and generate from one prompt.</summary>
+internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
+{
+    internal sealed class Settings : CommandSettings
+    {
+        [CommandOption("--model <DIR>")]
+        [Description("Checkpoint folder: config.json, model.safetensors (or the sharded index), optional tokenizer.model.")]
+        public string Model { get; init; } = "";
+
+        [CommandOption("--prompt <TEXT>")]
+        [Description("Prompt text (needs the checkpoint's tokenizer; BOS is added as tokenizer_config.json says).")]
+        public string? Prompt { get; init; }
+
+        [CommandOption("--prompt-ids <IDS>")]
+        [Description("Prompt token ids, comma-separated (e.g. 1,420,264), used as given.")]
+        public string? PromptIds { get; init; }
+
+        [CommandOption("--max-new-tokens <N>")]
+        [Description("Tokens to generate at most (default 32).")]
+        public int MaxNewTokens { get; init; } = 32;
+
+        [CommandOption("--greedy")]
+        [Description("Pick the most likely token every step (the default unless --temperature is given).")]
+        public bool Greedy { get; init; }
+
+        [CommandOption("--temperature <T>")]
+        [Description("Sample with this temperature (0 = greedy).")]
+        public float? Temperature { get; init; }
+
+        [CommandOption("--top-k <K>")]
+        [Description("Sample among the K most likely tokens (0 = all).")]
+        public int TopK { get; init; }
+
+        [CommandOption("--top-p <P>")]
+        [Description("Sample among the most likely tokens whose probability adds up to P (1 = all).")]
+        public float TopP { get; init; } = 1f;
+
+        [CommandOption("--seed <SEED>")]
+        [Description("Seed of the sampler (same seed, same tokens).")]
+        public ulong? Seed { get; init; }
+
+        [CommandOption("--ignore-eos")]
+        [Description("Keep generating past end-of-sequence tokens.")]
+        public bool IgnoreEos { get; init; }
+
+        [CommandOption("--json")]
+        [Description("Print one JSON object: tokens, step_logits, engine, specialized, device, prefill_ms, decode_tokens_per_s.")]
+        public bool Json { get; init; }
+
+        [CommandOption("--device <DEVICE>")]
+        [Description("auto (CUDA when present), cpu or cuda.")]
+        public string Device { get; init; } = "auto";
+
+        [CommandOption("--weight-dtype <DTYPE>")]
+        [Description("Weights on the device: f16 (default) or f32.")]
+        public string WeightDtype { get; init; } = "f16";
+
+        [CommandOption("--kv-dtype <DTYPE>")]
+        [Description("KV cache: f16 (default) or f32.")]
+        public string KvDtype { get; init; } = "f16";
+
+        [CommandOption("--generic")]
+        [Description("Use the generic attention kernels even when a generated kernel set matches the model.")]
+        public bool Generic { get; init; }
+
+        [CommandOption("--prefill-chunk <N>")]
+        [Description("Longest prefill step in tokens; longer prompts are prefilled in chunks (default 512).")]
+        public int PrefillChunk { get; init; } = 512;
+
+        public override ValidationResult Validate()
+        {
+            if (string.IsNullOrWhiteSpace(Model)) return ValidationResult.Error("--model <DIR> is required");
+            if (Prompt is null == PromptIds is null) return ValidationResult.Error("give exactly one of --prompt or --prompt-ids");
+            if (MaxNewTokens < 1) return ValidationResult.Error("--max-new-tokens must be at least 1");
+            if (Greedy && Temperature is > 0) return ValidationResult.Error("--greedy and --temperature > 0 contradict each other");
+            if (PrefillChunk < 1) return ValidationResult.Error("--prefill-chunk must be at least 1");
+            return ValidationResult.Success();
+        }
+    }
+
+    public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return Run(settings);
+        }
+        catch (Exception e) when (e is CheckpointException or ArgumentException or InvalidDataException or NotSupportedException or InvalidOperationException)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 2;
+        }
+    }
+
+    internal static DeviceKind ParseDevice(string text) => text.ToLowerInvariant() switch
+    {
+        "auto" => DeviceKind.Auto,
+        "cpu" => DeviceKind.Cpu,
+        "cuda" or "gpu" => DeviceKind.Cuda,
+        _ => throw new ArgumentException($"--device '{text}': expected auto, cpu or cuda"),
+    };
+
+    internal static WeightDtype ParseWeightDtype(string text) => text.ToLowerInvariant() switch
+    {
+        "f16" or "fp16" or "float16" => WeightDtype.F16,
+        "f32" or "fp32" or "float32" => WeightDtype.F32,
+        _ => throw new ArgumentException($"--weight-dtype '{text}': expected f16 or f32"),
+    };
+
+    internal static KvDtype ParseKvDtype(string text) => text.ToLowerInvariant() switch
+    {
+        "f16" or "fp16" or "float16" => KvDtype.F16,
+        "f32" or "fp32" or "float32" => KvDtype.F32,
+        _ => throw new ArgumentException($"--kv-dtype '{text}': expected f16 or f32"),
+    };
+
+    private static int[] ParseIds(string text)
+    {
+        var parts = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        if (parts.Length == 0) throw new ArgumentException("--prompt-ids: no ids given");
+        return parts.Select(p => int.TryParse(p, NumberStyles.Integer, CultureInfo.InvariantCulture, out var id) && id >= 0
+            ? id
+            : throw new ArgumentException($"--prompt-ids: '{p}' is not a non-negative integer")).ToArray();
+    }
+
+    private static int Run(Settings s)
+    {
+        var device = ParseDevice(s.Device);
+        var weightDtype = ParseWeightDtype(s.WeightDtype);
+        var kvDtype = ParseKvDtype(s.KvDtype);
+        var sampling = new SamplingOptions(s.Greedy ? 0f : s.Temperature ?? 0f, s.TopK, s.TopP, s.Seed);
+        sampling.Validate();
+
+        using var checkpoint = LlamaCheckpoint.Open(s.Model);
+        var tokenizer = TextTokenizer.TryLoad(s.Model);
+        int[] prompt;
+        if (s.PromptIds is not null)
+        {
+            prompt = ParseIds(s.PromptIds);
+        }
+        else
+        {
+            if (tokenizer is null)
+                throw new ArgumentException($"{s.Model} has no tokenizer ({TextTokenizer.SentencePieceFileName} or {TextTokenizer.TokenizerJsonFileName}), " +
+                    "so a text --prompt cannot be encoded; only --prompt-ids can be used");
+            prompt = tokenizer.Encode(s.Prompt!);
+            if (prompt.Length == 0) throw new ArgumentException("--prompt encodes to no tokens");
+        }
+
+        foreach (var id in prompt)
+            if (id >= checkpoint.Config.VocabSize)
+                throw new ArgumentException($"--prompt-ids: id {id} is outside the vocabulary (0..{checkpoint.Config.VocabSize - 1})");
+
+        // Size the cache and rotary tables for this request only.
+        int maxSeqLen = Math.Min(checkpoint.Config.MaxPositionEmbeddings, prompt.Length + s.MaxNewTokens);
+        if (prompt.Length >= maxSeqLen)
+            throw new ArgumentException($"the prompt has {prompt.Length} tokens; the model allows {checkpoint.Config.MaxPositionEmbeddings} positions (max_position_embeddings)");
+        var options = new ModelOptions(weightDtype, kvDtype, device, MaxSeqLen: maxSeqLen,
+            MaxBatchTokens: Math.Min(prompt.Length, s.PrefillChunk), ForceGenericKernels: s.Generic);
+
+        var clock = Stopwatch.StartNew();
+        using var handle = AcceleratorFactory.Create(new AcceleratorOptions(device));
+        using var runner = new LlamaModelRunner(handle.Accelerator, checkpoint, options);
+        double loadMs = clock.Elapsed.TotalMilliseconds;
+        if (runner.KernelNotice is not null) Console.Error.WriteLine(runner.KernelNotice);
+
+        var generator = new Generator(runner, checkpoint.EosTokenIds);
+        var genOptions = new GenerationOptions(s.MaxNewTokens, sampling, s.IgnoreEos, s.PrefillChunk, RecordLogits: s.Json);
+
+        if (s.Json)
+        {
+            var result = generator.Generate(prompt, genOptions);
+            var json = new Dictionary<string, object?>
+            {
+                ["tokens"] = result.Tokens,
+                ["step_logits"] = result.StepLogits,
+                ["engine"] = runner.KernelSetName,
+                ["specialized"] = runner.IsSpecialized,
+                ["device"] = handle.Description,
+                ["prefill_ms"] = Math.Round(result.PrefillMs, 3),
+                ["decode_tokens_per_s"] = Math.Round(result.DecodeTokensPerSecond, 3),
+                ["prompt_ids"] = prompt,
+                ["text"] = tokenizer?.Decode(result.Tokens),
+                ["stop_reason"] = result.StopReason switch
+                {
+                    StopReason.EndOfSequence => "eos",
+                    StopReason.MaxSequenceLength => "max_seq_len",
+                    _ => "max_new_tokens",
+                },
+                ["seed"] = sampling.IsGreedy ? null : result.Seed,
+                ["weight_dtype"] = weightDtype.ToString().ToLowerInvariant(),
+                ["kv_dtype"] = kvDtype.ToString().ToLowerInvariant(),
+                ["load_ms"] = Math.Round(loadMs, 3),
+            };
+            Console.Out.WriteLine(JsonSerializer.Serialize(json));
+            return 0;
+        }
+
+        // Readable: the prompt, then the continuation as it is generated. The prompt and the continuation are
+        // decoded together so word-initial spaces and multi-byte characters come out right.
+        var sequence = new List<int>(prompt);
+        string shown = tokenizer?.Decode(sequence) ?? "";
+        Console.Out.Write(tokenizer is not null ? shown : $"[{string.Join(", ", prompt)}] ->");
+        var res = generator.Generate(prompt, genOptions, token =>
+        {
+            sequence.Add(token);
+            if (tokenizer is null)
+            {
+                Console.Out.Write($" {token}");
+                return;
+            }
+
+            var text = tokenizer.Decode(sequence);
+            if (text.StartsWith(shown, StringComparison.Ordinal))
+            {
+                Console.Out.Write(text[shown.Length..]);
+                shown = text;
+            }
+        });
+        Console.Out.WriteLine();
+        Console.Error.WriteLine(
+            $"{res.Tokens.Length} tokens ({StopText(res.StopReason)}); prefill {prompt.Length} tokens in {res.PrefillMs:F1} ms; " +
+            $"decode {res.DecodeTokensPerSecond:F1} tokens/s; attention kernels: {runner.KernelSetName}{(runner.IsSpecialized ? " (specialized)" : "")}; " +
+            $"device {handle.Description}; load {loadMs:F0} ms");
+        return 0;
+    }
+
+    private static string StopText(StopReason reason) => reason switch
+    {
+        StopReason.EndOfSequence => "end of sequence",
+        StopReason.MaxSequenceLength => "max sequence length",
+        _ => "max new tokens",
+    };
+}

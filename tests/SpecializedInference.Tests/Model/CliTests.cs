@@ -1,0 +1,76 @@
+using System.Text.Json;
+using SpecializedInference.Cli.Commands;
+using Spectre.Console.Cli;
+
+namespace SpecializedInference.Tests.Model;
+
+/// <summary>The <c>si generate</c> and <c>si tokenize</c> commands, run in-process with their output captured.</summary>
+[Collection("Console")]
+public sealed class CliTests
+{
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var app = new CommandApp();
+        app.Configure(c =>
+        {
+            c.PropagateExceptions();
+            c.AddCommand<GenerateCommand>("generate");
+            c.AddCommand<TokenizeCommand>("tokenize");
+        });
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        var (oldOut, oldErr) = (Console.Out, Console.Error);
+        Console.SetOut(stdout);
+        Console.SetError(stderr);
+        try
+        {
+            return (app.Run(args), stdout.ToString(), stderr.ToString());
+        }
+        finally
+        {
+            Console.SetOut(oldOut);
+            Console.SetError(oldErr);
+        }
+    }
+
+    [Fact]
+    public void GenerateJsonReproducesTheReferenceGreedyTokensAndLogits()
+    {
+        var dir = TestPaths.HfCase("mha-tiny");
+        var p = ReferenceData.Load(dir)[1];
+        var (code, stdout, stderr) = Run("generate", "--model", dir, "--prompt-ids", string.Join(",", p.Prompt), "--max-new-tokens", "6",
+            "--greedy", "--ignore-eos", "--json", "--device", "cpu", "--weight-dtype", "f32", "--kv-dtype", "f32");
+        Assert.True(code == 0, stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        var root = doc.RootElement;
+        Assert.Equal(p.Greedy[..6], root.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray());
+        var steps = root.GetProperty("step_logits").EnumerateArray().ToArray();
+        Assert.Equal(6, steps.Length);
+        for (int s = 0; s < steps.Length; s++)
+            ReferenceData.AssertRowClose(p.StepLogits[s], steps[s].EnumerateArray().Select(e => e.GetSingle()).ToArray(), 1e-4, $"step {s}");
+        Assert.Equal("mha_tiny", root.GetProperty("engine").GetString());
+        Assert.True(root.GetProperty("specialized").GetBoolean());
+        Assert.StartsWith("cpu", root.GetProperty("device").GetString());
+        Assert.True(root.GetProperty("prefill_ms").GetDouble() > 0);
+        Assert.True(root.GetProperty("decode_tokens_per_s").GetDouble() > 0);
+    }
+
+    [Fact]
+    public void TextPromptWithoutTokenizerSaysOnlyPromptIdsWork()
+    {
+        var (code, _, stderr) = Run("generate", "--model", TestPaths.HfCase("gqa-tiny"), "--prompt", "hello", "--device", "cpu");
+        Assert.Equal(2, code);
+        Assert.Contains("only --prompt-ids can be used", stderr);
+    }
+
+    [Fact]
+    public void TokenizeJsonGivesIdsAndPiecesWithoutBos()
+    {
+        var (code, stdout, stderr) = Run("tokenize", "--model", TestPaths.Docstrings, "--text", "Return the number of items.", "--json");
+        Assert.True(code == 0, stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        Assert.Equal(new[] { 420, 264, 562, 298, 336, 427, 935, 946 }, doc.RootElement.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()));
+        Assert.Equal(new[] { "\u2581Return", "\u2581the", "\u2581number", "\u2581of", "\u2581it", "em", "s", "." },
+            doc.RootElement.GetProperty("pieces").EnumerateArray().Select(e => e.GetString()));
+    }
+}

@@ -1,0 +1,114 @@
+using SpecializedInference.Kernels;
+using SpecializedInference.Model;
+using SpecializedInference.Runtime;
+using SpecializedInference.Sampling;
+using Xunit.Abstractions;
+
+namespace SpecializedInference.Tests.Model;
+
+/// <summary>The runner and generator beyond the reference logits: kernel selection, chunked prefill, block copies, EOS.</summary>
+public sealed class RunnerTests(AcceleratorFixture fixture, ITestOutputHelper output) : IClassFixture<AcceleratorFixture>
+{
+    [Fact]
+    public void SpecializedAndForcedGenericKernelsGiveTheReferenceTokens()
+    {
+        // configs/gqa-tiny.json is this checkpoint's config, so a generated kernel set matches it.
+        var dir = TestPaths.HfCase("gqa-tiny");
+        using var checkpoint = LlamaCheckpoint.Open(dir);
+        int[][] tokens = new int[2][];
+        foreach (var generic in new[] { false, true })
+        {
+            using var runner = HfReferenceTests.Load(fixture, checkpoint, dir, ModelOptions.Float32 with { ForceGenericKernels = generic });
+            output.WriteLine($"{runner.KernelSetName}: specialized {runner.IsSpecialized}; {runner.KernelNotice}");
+            Assert.Equal(!generic, runner.IsSpecialized);
+            Assert.Equal(generic ? "generic" : "gqa_tiny", runner.KernelSetName);
+            tokens[generic ? 1 : 0] = HfReferenceTests.RunAndCompare(runner, dir, logitTolerance: 1e-4, assertTokens: true, output).SelectMany(t => t).ToArray();
+        }
+
+        Assert.Equal(tokens[0], tokens[1]);
+    }
+
+    [Fact]
+    public void UnmatchedShapeRunsGenericWithANoticeNamingTheConfig()
+    {
+        var dir = TestPaths.HfCase("gqa-tiny");
+        using var checkpoint = LlamaCheckpoint.Open(dir);
+        // No generated set has block size 8 for this shape.
+        using var runner = new LlamaModelRunner(fixture.Accelerator, checkpoint, ModelOptions.Float32 with { KvBlockSize = 8, MaxSeqLen = 32 });
+        Assert.False(runner.IsSpecialized);
+        Assert.Equal("generic", runner.KernelSetName);
+        Assert.Contains("configs/", runner.KernelNotice);
+        Assert.Contains("kv_block_size", runner.KernelNotice);
+    }
+
+    [Fact]
+    public void ChunkedPrefillAndBlockCopyGiveTheSameLogitsAsOneShot()
+    {
+        // gqa-tiny prompt 1 (12 tokens) with block size 16 (the generated set's): one prefill of 12 tokens versus
+        // chunks of 5 + 5 + 2; then the prefix blocks copied to fresh blocks continue identically.
+        var dir = TestPaths.HfCase("gqa-tiny");
+        var p = ReferenceData.Load(dir)[1];
+        using var checkpoint = LlamaCheckpoint.Open(dir);
+        using var runner = new LlamaModelRunner(fixture.Accelerator, checkpoint, ModelOptions.Float32 with { NumKvBlocks = 4, MaxSeqLen = 64 });
+        var oneShot = runner.Execute(StepBatch.Of(new SequenceChunk(0, p.Prompt, 0, new[] { 0 }, true)))[0]!;
+        float[]? chunked = null;
+        for (int start = 0; start < p.Prompt.Length; start += 5)
+        {
+            int n = Math.Min(5, p.Prompt.Length - start);
+            var r = runner.Execute(StepBatch.Of(new SequenceChunk(1, p.Prompt[start..(start + n)], start, new[] { 1 }, start + n == p.Prompt.Length)));
+            if (start + n < p.Prompt.Length) Assert.Null(r[0]);
+            else chunked = r[0];
+        }
+
+        ReferenceData.AssertRowClose(oneShot.Select(v => (double)v).ToArray(), chunked!, 1e-5, "chunked prefill");
+        ReferenceData.AssertRowClose(p.StepLogits[0], chunked!, 1e-4, "chunked prefill vs reference");
+
+        // Copy block 1 (the chunked sequence's) to block 3, then decode the next token from both: same logits.
+        int next = Sampler.ArgMax(chunked!);
+        var copy = new StepBatch(new[]
+        {
+            new SequenceChunk(2, new[] { next }, p.Prompt.Length, new[] { 3 }, true),
+        }, new[] { new BlockCopy(1, 3) });
+        var fromCopy = runner.Execute(copy)[0]!;
+        var fromOriginal = runner.Execute(StepBatch.Of(new SequenceChunk(1, new[] { next }, p.Prompt.Length, new[] { 1 }, true)))[0]!;
+        ReferenceData.AssertRowClose(p.StepLogits[1], fromOriginal, 1e-4, "decode after chunked prefill");
+        ReferenceData.AssertRowClose(fromOriginal.Select(v => (double)v).ToArray(), fromCopy, 1e-6, "decode from the copied block");
+    }
+
+    [Fact]
+    public void GeneratorStopsAtEosAndReportsTimings()
+    {
+        var dir = TestPaths.HfCase("gqa-tiny");
+        var p = ReferenceData.Load(dir)[0];
+        using var checkpoint = LlamaCheckpoint.Open(dir);
+        using var runner = new LlamaModelRunner(fixture.Accelerator, checkpoint, ModelOptions.Float32 with { MaxSeqLen = 32 });
+        // Make the reference's 4th greedy token the end of sequence: generation stops there, EOS included.
+        var generator = new Generator(runner, new[] { p.Greedy[3] });
+        var result = generator.Generate(p.Prompt, new GenerationOptions(MaxNewTokens: 16, PrefillChunkTokens: 2, RecordLogits: true));
+        Assert.Equal(p.Greedy[..4], result.Tokens);
+        Assert.Equal(StopReason.EndOfSequence, result.StopReason);
+        Assert.Equal(4, result.StepLogits!.Length);
+        Assert.Equal(3, result.DecodeSteps);
+        Assert.True(result.PrefillMs > 0 && result.DecodeTokensPerSecond > 0);
+
+        var ignored = new Generator(runner, new[] { p.Greedy[3] }).Generate(p.Prompt, new GenerationOptions(MaxNewTokens: 6, IgnoreEos: true));
+        Assert.Equal(p.Greedy[..6], ignored.Tokens);
+        Assert.Equal(StopReason.MaxNewTokens, ignored.StopReason);
+    }
+
+    [Fact]
+    public void BadStepsAreRejectedWithTheSequenceNamed()
+    {
+        var dir = TestPaths.HfCase("gqa-tiny");
+        using var checkpoint = LlamaCheckpoint.Open(dir);
+        using var runner = new LlamaModelRunner(fixture.Accelerator, checkpoint, ModelOptions.Float32 with { NumKvBlocks = 2, MaxSeqLen = 32 });
+        Assert.Contains("sequence 7: token id 512 is outside the vocabulary",
+            Assert.Throws<ArgumentException>(() => runner.Execute(StepBatch.Of(new SequenceChunk(7, new[] { 512 }, 0, new[] { 0 }, true)))).Message);
+        Assert.Contains("sequence 7: block id 5 is outside the KV cache",
+            Assert.Throws<ArgumentException>(() => runner.Execute(StepBatch.Of(new SequenceChunk(7, new[] { 3 }, 0, new[] { 5 }, true)))).Message);
+        Assert.Contains("need 2",
+            Assert.Throws<ArgumentException>(() => runner.Execute(StepBatch.Of(new SequenceChunk(7, new[] { 3, 4 }, 15, new[] { 0 }, true)))).Message);
+        Assert.Contains("exceeds the runner's max sequence length 32",
+            Assert.Throws<ArgumentException>(() => runner.Execute(StepBatch.Of(new SequenceChunk(7, new[] { 3 }, 32, new[] { 0, 1, 0 }, true)))).Message);
+    }
+}

@@ -1,0 +1,68 @@
+using SpecializedInference.Sampling;
+
+namespace SpecializedInference.Tests.Model;
+
+public sealed class SamplerTests
+{
+    private static readonly float[] Logits = { 0.1f, 2.0f, -1.0f, 1.9f, 0.5f, 2.0f };
+
+    [Fact]
+    public void GreedyIsTheFirstArgMax()
+    {
+        Assert.Equal(1, new Sampler(SamplingOptions.Greedy).Sample(Logits));
+        Assert.Equal(1, Sampler.ArgMax(Logits));
+    }
+
+    [Fact]
+    public void SameSeedSameTokensDifferentSeedDifferentStream()
+    {
+        var options = new SamplingOptions(Temperature: 1.5f, Seed: 42);
+        var a = new Sampler(options);
+        var b = new Sampler(options);
+        var sa = Enumerable.Range(0, 200).Select(_ => a.Sample(Logits)).ToArray();
+        var sb = Enumerable.Range(0, 200).Select(_ => b.Sample(Logits)).ToArray();
+        Assert.Equal(sa, sb);
+        var c = new Sampler(options with { Seed = 43 });
+        Assert.NotEqual(sa, Enumerable.Range(0, 200).Select(_ => c.Sample(Logits)).ToArray());
+    }
+
+    [Fact]
+    public void TopKOneAndTinyTopPAreGreedy()
+    {
+        var k1 = new Sampler(new SamplingOptions(Temperature: 5f, TopK: 1, Seed: 1));
+        var p = new Sampler(new SamplingOptions(Temperature: 0.5f, TopP: 0.01f, Seed: 1));
+        for (int i = 0; i < 50; i++)
+        {
+            Assert.Equal(1, k1.Sample(Logits));
+            Assert.Equal(1, p.Sample(Logits));
+        }
+    }
+
+    [Fact]
+    public void TopKKeepsOnlyTheKLargest()
+    {
+        var s = new Sampler(new SamplingOptions(Temperature: 10f, TopK: 3, Seed: 9));
+        var seen = Enumerable.Range(0, 500).Select(_ => s.Sample(Logits)).ToHashSet();
+        Assert.Equal(new HashSet<int> { 1, 3, 5 }, seen);
+    }
+
+    [Fact]
+    public void FrequenciesFollowTheSoftmax()
+    {
+        // Two tokens with logits log 3 and 0 at temperature 1: probabilities 3/4 and 1/4.
+        float[] logits = { MathF.Log(3), 0f };
+        var s = new Sampler(new SamplingOptions(Temperature: 1f, Seed: 2024));
+        int n = 20000, first = Enumerable.Range(0, n).Count(_ => s.Sample(logits) == 0);
+        Assert.InRange(first / (double)n, 0.74, 0.76);
+    }
+
+    [Theory]
+    [InlineData(-1f, 0, 1f)]
+    [InlineData(1f, -2, 1f)]
+    [InlineData(1f, 0, 0f)]
+    [InlineData(1f, 0, 1.5f)]
+    public void NonsenseOptionsAreRejected(float temperature, int topK, float topP)
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => new Sampler(new SamplingOptions(temperature, topK, topP)));
+    }
+}
