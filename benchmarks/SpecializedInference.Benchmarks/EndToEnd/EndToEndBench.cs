@@ -4,6 +4,7 @@ using SpecializedInference.Engine;
 using SpecializedInference.Kernels;
 using SpecializedInference.Kernels.Dense;
 using SpecializedInference.Model;
+using SpecializedInference.Model.Safetensors;
 using SpecializedInference.Runtime;
 
 namespace SpecializedInference.Benchmarks.EndToEnd;
@@ -15,8 +16,10 @@ namespace SpecializedInference.Benchmarks.EndToEnd;
 /// One runner per (model, attention variant) is kept while its runs last: its KV cache is sized for the
 /// largest run, and its kernels are compiled by a warm-up that no figure includes.
 /// </summary>
-public sealed class EndToEndBench(BenchDevice device, int seed) : IDisposable
+public sealed class EndToEndBench(BenchDevice device, int seed, WeightsSource weights = WeightsSource.Device) : IDisposable
 {
+    private readonly List<string> _checkpointDirectories = new();
+
     private (EndToEndModel Model, AttentionAlgorithm Algorithm, HeadMapping Mapping, LlamaModelRunner Runner)? _current;
 
     /// <summary>Sequences × tokens the next runner's KV cache must hold (the largest run planned on it).</summary>
@@ -90,8 +93,13 @@ public sealed class EndToEndBench(BenchDevice device, int seed) : IDisposable
         return EngineToggles.EachOff.Where(t => off.ContainsKey(t.Name)).Select(t => new AblationResult(t.Name, baseline, off[t.Name])).ToList();
     }
 
-    private static string Describe(EndToEndModel model) =>
-        $"random, generated on the device (RandomDeviceWeights), {model.Set.Engine.WeightDtype.ToString().ToLowerInvariant()}";
+    private string Describe(EndToEndModel model) => weights switch
+    {
+        WeightsSource.Device => $"random, generated on the device (RandomDeviceWeights), {Dtype(model)}",
+        _ => $"random checkpoint written by RandomCheckpoint (f16 safetensors) and loaded, {Dtype(model)} on the device",
+    };
+
+    private static string Dtype(EndToEndModel model) => model.Set.Engine.WeightDtype.ToString().ToLowerInvariant();
 
     private LlamaModelRunner Load(EndToEndModel model, AttentionAlgorithm algorithm, HeadMapping mapping, int promptTokens, out double seconds)
     {
@@ -110,7 +118,9 @@ public sealed class EndToEndBench(BenchDevice device, int seed) : IDisposable
             MaxSeqLen: tokens,
             Algorithm: algorithm,
             HeadMapping: mapping);
-        var runner = new LlamaModelRunner(device.Accelerator, new RandomDeviceWeights(config, (uint)seed), options);
+        var runner = weights == WeightsSource.Device
+            ? new LlamaModelRunner(device.Accelerator, new RandomDeviceWeights(config, (uint)seed), options)
+            : LoadCheckpoint(model, config, options);
         try
         {
             WarmUp(runner, model, promptTokens);
@@ -123,6 +133,20 @@ public sealed class EndToEndBench(BenchDevice device, int seed) : IDisposable
         seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
         _current = (model, algorithm, mapping, runner);
         return runner;
+    }
+
+    /// <summary>Writes the random checkpoint of <paramref name="model"/> once (a temporary folder, removed on
+    /// dispose) and loads it; the memory-mapped file is closed once the weights are on the device.</summary>
+    private LlamaModelRunner LoadCheckpoint(EndToEndModel model, LlamaConfig config, ModelOptions options)
+    {
+        string directory = Path.Combine(Path.GetTempPath(), $"si-bench-{model.Set.Name}-{model.NumLayers}l-{seed}-{Environment.ProcessId}");
+        if (!_checkpointDirectories.Contains(directory))
+        {
+            RandomCheckpoint.Write(directory, config, SafetensorsDtype.F16, (ulong)seed);
+            _checkpointDirectories.Add(directory);
+        }
+        using var checkpoint = LlamaCheckpoint.Open(directory);
+        return new LlamaModelRunner(device.Accelerator, checkpoint, options);
     }
 
     /// <summary>Compiles every kernel the measured runs launch: a prefill of the runs' prompt length and decode
@@ -165,7 +189,13 @@ public sealed class EndToEndBench(BenchDevice device, int seed) : IDisposable
         _current = null;
     }
 
-    public void Dispose() => ReleaseRunner();
+    public void Dispose()
+    {
+        ReleaseRunner();
+        foreach (var directory in _checkpointDirectories)
+            if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
+        _checkpointDirectories.Clear();
+    }
 }
 
 /// <summary>

@@ -3,6 +3,17 @@ using SpecializedInference.Kernels;
 
 namespace SpecializedInference.Benchmarks.EndToEnd;
 
+/// <summary>Where the random weights of an end-to-end model come from.</summary>
+public enum WeightsSource
+{
+    /// <summary>Generated straight into device memory (<c>RandomDeviceWeights</c>): seconds for 16 GB.</summary>
+    Device,
+
+    /// <summary>A checkpoint folder written by <c>RandomCheckpoint</c> (the model branch's writer), then loaded like
+    /// any Hugging Face checkpoint: the whole load path, for shapes small enough to write.</summary>
+    Checkpoint,
+}
+
 /// <summary>A model shape to run end to end with random weights.</summary>
 /// <param name="Set">The kernel set whose shape (and engine defaults) the model has.</param>
 /// <param name="Layers">Fewer layers than the shape has (the CPU accelerator); null = all.</param>
@@ -21,7 +32,8 @@ public sealed record AblationPlan(EndToEndModel Model, int Batch, int PromptToke
 /// <see cref="PromptTokens"/> random prompt tokens and <see cref="DecodeTokens"/> generated tokens (greedy, no
 /// stop token), through the engine (scheduler, paged KV cache, sampling).
 /// </summary>
-public sealed record EndToEndPlan(IReadOnlyList<EndToEndModel> Models, IReadOnlyList<int> Batches, int PromptTokens, int DecodeTokens, AblationPlan? Ablation)
+public sealed record EndToEndPlan(IReadOnlyList<EndToEndModel> Models, IReadOnlyList<int> Batches, int PromptTokens, int DecodeTokens, AblationPlan? Ablation,
+    WeightsSource Weights = WeightsSource.Device)
 {
     /// <summary>medium (the headline) then small at batch 1, 16, 64; the ablation on small (use_batching off runs the 16
     /// requests one after another, use_kv_cache off recomputes every sequence each step).</summary>
@@ -35,9 +47,9 @@ public sealed record EndToEndPlan(IReadOnlyList<EndToEndModel> Models, IReadOnly
 
     public static EndToEndPlan CpuFull { get; } = new(
         [new EndToEndModel(gqa_tiny.Info)], [1, 4], PromptTokens: 8, DecodeTokens: 4,
-        new AblationPlan(new EndToEndModel(gqa_tiny.Info), Batch: 2, PromptTokens: 8, DecodeTokens: 3));
+        new AblationPlan(new EndToEndModel(gqa_tiny.Info), Batch: 2, PromptTokens: 8, DecodeTokens: 3), WeightsSource.Checkpoint);
 
     public static EndToEndPlan CpuQuick { get; } = new(
         [new EndToEndModel(gqa_tiny.Info, Layers: 1)], [2], PromptTokens: 4, DecodeTokens: 2,
-        new AblationPlan(new EndToEndModel(gqa_tiny.Info, Layers: 1), Batch: 2, PromptTokens: 4, DecodeTokens: 2));
+        new AblationPlan(new EndToEndModel(gqa_tiny.Info, Layers: 1), Batch: 2, PromptTokens: 4, DecodeTokens: 2), WeightsSource.Checkpoint);
 }

@@ -146,8 +146,8 @@ public static class ReportRunner
 
         if (options.Sections.Contains("e2e") || options.Sections.Contains("ablation"))
         {
-            using var e2e = new EndToEndBench(device, data.Seed);
             var p = plan.EndToEnd;
+            using var e2e = new EndToEndBench(device, data.Seed, options.Weights ?? p.Weights);
             if (options.Sections.Contains("e2e"))
             {
                 foreach (var model in p.Models)
