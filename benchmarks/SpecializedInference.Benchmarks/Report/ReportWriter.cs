@@ -99,7 +99,7 @@ public static class ReportWriter
         if (d.Kernels.Count == 0) return;
         sb.AppendLine("## Attention kernels: specialized versus generic").AppendLine();
         sb.AppendLine("Flash attention, grouped (GQA) heads, over a paged f16 cache whose blocks are scattered. " +
-            "*speedup* = generic time ÷ specialized time. TFLOP/s only for prefill, the compute-bound kernel. " +
+            "*speedup* = generic time ÷ specialized time. TFLOP/s and no % copy for prefill, the compute-bound kernel (its GB/s counts K/V read once). " +
             "*max |Δ|* compares the two outputs (both poisoned with NaN before they run).").AppendLine();
         var table = new MarkdownTable("kernel", "shape", "B", "L", "specialized", "generic", "speedup", "GB/s spec", "% copy", "GB/s generic", "TFLOP/s spec / generic", "max abs diff");
         foreach (var k in d.Kernels)
@@ -108,7 +108,7 @@ public static class ReportWriter
             table.Row(c.OpName, c.ShapeName, c.Batch.ToString(), Format.Tokens(c.Context),
                 k.Specialized is { } s ? Format.Seconds(s.Timing.MedianSeconds) : "n/a",
                 Format.Seconds(k.Generic.Timing.MedianSeconds), Format.Ratio(k.Speedup),
-                Format.Number(k.GBps(k.Specialized)), PercentOfCopy(d, k.GBps(k.Specialized)), Format.Number(k.GBps(k.Generic)),
+                Format.Number(k.GBps(k.Specialized)), c.ComputeBound ? "—" : PercentOfCopy(d, k.GBps(k.Specialized)), Format.Number(k.GBps(k.Generic)),
                 c.ComputeBound ? $"{Format.Number(k.TFlops(k.Specialized))} / {Format.Number(k.TFlops(k.Generic))}" : "—",
                 double.IsNaN(k.MaxAbsDifference) ? "—" : k.MaxAbsDifference.ToString("0.0e0", System.Globalization.CultureInfo.InvariantCulture));
         }
@@ -141,7 +141,7 @@ public static class ReportWriter
                 : $"{Format.Ratio(Ratio(v.Specialized, baseline.Specialized))} / {Format.Ratio(v.Generic.Timing.MedianSeconds / baseline.Generic.Timing.MedianSeconds)}";
             table.Row(c.OpName, c.ShapeName, c.Batch.ToString(), Format.Tokens(c.Context), c.VariantName,
                 v.Specialized is { } s ? Format.Seconds(s.Timing.MedianSeconds) : "n/a", Format.Seconds(v.Generic.Timing.MedianSeconds),
-                Format.Number(v.GBps(v.Best)), PercentOfCopy(d, v.GBps(v.Best)), c.ComputeBound ? Format.Number(v.TFlops(v.Best)) : "—", gain);
+                Format.Number(v.GBps(v.Best)), c.ComputeBound ? "—" : PercentOfCopy(d, v.GBps(v.Best)), c.ComputeBound ? Format.Number(v.TFlops(v.Best)) : "—", gain);
         }
         table.WriteTo(sb);
         Notes(sb, d.Variants);
