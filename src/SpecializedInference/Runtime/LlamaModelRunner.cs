@@ -95,15 +95,21 @@ public sealed class LlamaModelRunner : IModelRunner
 
     /// <summary>Loads <paramref name="checkpoint"/>'s weights onto <paramref name="accelerator"/>.</summary>
     public LlamaModelRunner(Accelerator accelerator, LlamaCheckpoint checkpoint, ModelOptions? options = null)
+        : this(accelerator, new CheckpointWeights(checkpoint ?? throw new ArgumentNullException(nameof(checkpoint))), options)
+    {
+    }
+
+    /// <summary>Puts <paramref name="weights"/> (a checkpoint, or random weights made on the device) onto <paramref name="accelerator"/>.</summary>
+    public LlamaModelRunner(Accelerator accelerator, ILlamaWeights weights, ModelOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
-        ArgumentNullException.ThrowIfNull(checkpoint);
+        ArgumentNullException.ThrowIfNull(weights);
         options ??= ModelOptions.Default;
         _accelerator = accelerator;
         Options = options;
-        Config = checkpoint.Config;
+        Config = weights.Config;
         var c = Config;
-        var configPath = Path.Combine(checkpoint.Directory, LlamaCheckpoint.ConfigFileName);
+        var configPath = weights.Origin;
         CheckShapeFitsKernels(c, options.WeightDtype, configPath);
 
         MaxSeqLen = options.MaxSeqLen ?? Math.Min(c.MaxPositionEmbeddings, ModelOptions.DefaultMaxSeqLenCap);
@@ -122,9 +128,9 @@ public sealed class LlamaModelRunner : IModelRunner
         var owned = new List<IDisposable> { _attention };
         try
         {
-            var w = checkpoint.Weights;
+            var w = weights;
             var dtype = options.WeightDtype;
-            _embedding = WeightUpload.Matrix(accelerator, w, new[] { checkpoint.Tensor("model.embed_tokens.weight") }, dtype);
+            _embedding = w.Matrix(accelerator, new[] { "model.embed_tokens.weight" }, dtype);
             owned.Add(_embedding);
             _layers = new LayerWeights[c.NumHiddenLayers];
             for (int i = 0; i < c.NumHiddenLayers; i++)
@@ -132,29 +138,20 @@ public sealed class LlamaModelRunner : IModelRunner
                 var p = $"model.layers.{i}.";
                 var layer = new LayerWeights
                 {
-                    InputNorm = WeightUpload.Vector(accelerator, w, checkpoint.Tensor(p + "input_layernorm.weight")),
+                    InputNorm = w.Vector(accelerator, p + "input_layernorm.weight"),
                     // q | k | v fused into one projection: one pass over the activations, one launch.
-                    Qkv = WeightUpload.Matrix(accelerator, w, new[]
-                    {
-                        checkpoint.Tensor(p + "self_attn.q_proj.weight"),
-                        checkpoint.Tensor(p + "self_attn.k_proj.weight"),
-                        checkpoint.Tensor(p + "self_attn.v_proj.weight"),
-                    }, dtype),
-                    O = WeightUpload.Matrix(accelerator, w, new[] { checkpoint.Tensor(p + "self_attn.o_proj.weight") }, dtype),
-                    PostNorm = WeightUpload.Vector(accelerator, w, checkpoint.Tensor(p + "post_attention_layernorm.weight")),
+                    Qkv = w.Matrix(accelerator, new[] { p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight" }, dtype),
+                    O = w.Matrix(accelerator, new[] { p + "self_attn.o_proj.weight" }, dtype),
+                    PostNorm = w.Vector(accelerator, p + "post_attention_layernorm.weight"),
                     // gate | up fused likewise.
-                    GateUp = WeightUpload.Matrix(accelerator, w, new[]
-                    {
-                        checkpoint.Tensor(p + "mlp.gate_proj.weight"),
-                        checkpoint.Tensor(p + "mlp.up_proj.weight"),
-                    }, dtype),
-                    Down = WeightUpload.Matrix(accelerator, w, new[] { checkpoint.Tensor(p + "mlp.down_proj.weight") }, dtype),
+                    GateUp = w.Matrix(accelerator, new[] { p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight" }, dtype),
+                    Down = w.Matrix(accelerator, new[] { p + "mlp.down_proj.weight" }, dtype),
                 };
                 _layers[i] = layer;
                 owned.Add(layer);
             }
 
-            _finalNorm = WeightUpload.Vector(accelerator, w, checkpoint.Tensor("model.norm.weight"));
+            _finalNorm = w.Vector(accelerator, "model.norm.weight");
             owned.Add(_finalNorm);
             if (c.TieWordEmbeddings)
             {
@@ -162,7 +159,7 @@ public sealed class LlamaModelRunner : IModelRunner
             }
             else
             {
-                _lmHead = WeightUpload.Matrix(accelerator, w, new[] { checkpoint.Tensor("lm_head.weight") }, dtype);
+                _lmHead = w.Matrix(accelerator, new[] { "lm_head.weight" }, dtype);
                 owned.Add(_lmHead);
             }
 

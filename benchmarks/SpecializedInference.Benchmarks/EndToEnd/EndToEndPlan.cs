@@ -1,0 +1,59 @@
+using SpecializedInference.Generated;
+using SpecializedInference.Kernels;
+
+namespace SpecializedInference.Benchmarks.EndToEnd;
+
+/// <summary>Where the random weights of an end-to-end model come from.</summary>
+public enum WeightsSource
+{
+    /// <summary>Generated straight into device memory (<c>RandomDeviceWeights</c>): seconds for 16 GB.</summary>
+    Device,
+
+    /// <summary>A checkpoint folder written by <c>RandomCheckpoint</c> (the model branch's writer), then loaded like
+    /// any Hugging Face checkpoint: the whole load path, for shapes small enough to write.</summary>
+    Checkpoint,
+}
+
+/// <summary>A model shape to run end to end with random weights.</summary>
+/// <param name="Set">The kernel set whose shape (and engine defaults) the model has.</param>
+/// <param name="Layers">Fewer layers than the shape has (the CPU accelerator); null = all.</param>
+public sealed record EndToEndModel(KernelSetInfo Set, int? Layers = null)
+{
+    public int NumLayers => Layers ?? Set.Shape.NumHiddenLayers;
+
+    public string Label => Layers is null ? Set.Name : $"{Set.Name} ({Layers} of {Set.Shape.NumHiddenLayers} layers)";
+}
+
+/// <summary>The ablation run: the same workload with one engine toggle off at a time.</summary>
+public sealed record AblationPlan(EndToEndModel Model, int Batch, int PromptTokens, int DecodeTokens);
+
+/// <summary>
+/// End-to-end runs: each model at each batch size serves <c>batch</c> concurrent requests of
+/// <see cref="PromptTokens"/> random prompt tokens and <see cref="DecodeTokens"/> generated tokens (greedy, no
+/// stop token), through the engine (scheduler, paged KV cache, sampling).
+/// </summary>
+public sealed record EndToEndPlan(IReadOnlyList<EndToEndModel> Models, IReadOnlyList<int> Batches, int PromptTokens, int DecodeTokens, AblationPlan? Ablation,
+    WeightsSource Weights = WeightsSource.Device)
+{
+    /// <summary>
+    /// medium (the headline) then small at batch 1, 16, 64, 128 prompt + 128 new tokens. The ablation runs on
+    /// small with 512-token prompts, long enough that attention (use_flash_attention, use_gqa) is a visible
+    /// share of a step; use_kv_cache off then recomputes 16 × ~530 tokens every step and dominates its time.
+    /// On an H200 (run 1) this plan measured about 2.5 minutes of the report's budget.
+    /// </summary>
+    public static EndToEndPlan GpuFull { get; } = new(
+        [new EndToEndModel(Llama3_8B.Info), new EndToEndModel(TinyLlama_1_1B.Info)], [1, 16, 64], PromptTokens: 128, DecodeTokens: 128,
+        new AblationPlan(new EndToEndModel(TinyLlama_1_1B.Info), Batch: 16, PromptTokens: 512, DecodeTokens: 32));
+
+    public static EndToEndPlan GpuQuick { get; } = new(
+        [new EndToEndModel(Llama3_8B.Info)], [1, 64], PromptTokens: 32, DecodeTokens: 16,
+        new AblationPlan(new EndToEndModel(TinyLlama_1_1B.Info), Batch: 8, PromptTokens: 32, DecodeTokens: 8));
+
+    public static EndToEndPlan CpuFull { get; } = new(
+        [new EndToEndModel(gqa_tiny.Info)], [1, 4], PromptTokens: 8, DecodeTokens: 4,
+        new AblationPlan(new EndToEndModel(gqa_tiny.Info), Batch: 2, PromptTokens: 8, DecodeTokens: 3), WeightsSource.Checkpoint);
+
+    public static EndToEndPlan CpuQuick { get; } = new(
+        [new EndToEndModel(gqa_tiny.Info, Layers: 1)], [2], PromptTokens: 4, DecodeTokens: 2,
+        new AblationPlan(new EndToEndModel(gqa_tiny.Info, Layers: 1), Batch: 2, PromptTokens: 4, DecodeTokens: 2), WeightsSource.Checkpoint);
+}

@@ -1,0 +1,51 @@
+namespace SpecializedInference.Benchmarks.EndToEnd;
+
+/// <summary>The four engine toggles the ablation switches off one at a time.</summary>
+public sealed record EngineToggles(bool UseFlashAttention = true, bool UseGqa = true, bool UseKvCache = true, bool UseBatching = true)
+{
+    public static EngineToggles AllOn { get; } = new();
+
+    /// <summary>Every toggle off alone, named as in the configs.</summary>
+    public static IReadOnlyList<(string Name, EngineToggles Toggles)> EachOff { get; } =
+    [
+        ("use_flash_attention", AllOn with { UseFlashAttention = false }),
+        ("use_gqa", AllOn with { UseGqa = false }),
+        ("use_kv_cache", AllOn with { UseKvCache = false }),
+        ("use_batching", AllOn with { UseBatching = false }),
+    ];
+}
+
+/// <summary>One end-to-end run: <see cref="Batch"/> requests through the engine, measured by its statistics.</summary>
+/// <param name="WallSeconds">From submitting the requests to the last one finishing.</param>
+/// <param name="LoadSeconds">Creating the model runner: weights, KV cache, kernels (not part of any other figure).</param>
+/// <param name="WeightsSource">How the random weights were made (e.g. generated on the device).</param>
+/// <param name="AttentionKernels">The attention kernel set the runner chose ("generic" or a generated set's name).</param>
+public sealed record EndToEndResult(
+    EndToEndModel Model,
+    int Batch,
+    int PromptTokens,
+    int DecodeTokens,
+    EngineToggles Toggles,
+    double DecodeTokensPerSecond,
+    double PrefillTokensPerSecond,
+    double TimeToFirstTokenP50,
+    double TimeToFirstTokenMax,
+    double InterTokenP50,
+    double WallSeconds,
+    long GeneratedTokens,
+    double LoadSeconds,
+    long WeightBytes,
+    string WeightsSource,
+    string AttentionKernels)
+{
+    public string Summary =>
+        $"{Model.Label} batch {Batch}: decode {Format.Number(DecodeTokensPerSecond)} tok/s, prefill {Format.Number(PrefillTokensPerSecond)} tok/s, " +
+        $"TTFT p50 {Format.Seconds(TimeToFirstTokenP50)}, wall {Format.Seconds(WallSeconds)}, load {Format.Seconds(LoadSeconds)}";
+}
+
+/// <summary>One toggle off against every toggle on, same workload.</summary>
+public sealed record AblationResult(string Toggle, EndToEndResult Baseline, EndToEndResult Off)
+{
+    /// <summary>Wall time off ÷ wall time on: the measured speedup of having the toggle on.</summary>
+    public double Speedup => Off.WallSeconds / Baseline.WallSeconds;
+}

@@ -1,0 +1,63 @@
+using SpecializedInference.Accelerators;
+using SpecializedInference.Benchmarks.Infrastructure;
+
+namespace SpecializedInference.Benchmarks.Report;
+
+/// <summary>Arguments of <c>report</c>.</summary>
+/// <param name="TimeBudgetSeconds">0: no limit. Otherwise each section may start cases until its share of the budget
+/// has passed (kernels 40%, variants 50%, end-to-end 80%, ablation 100%, measured from the start, so time one section
+/// leaves goes to the next); later cases are listed as skipped. A GPU run must fit its time slot whatever the speed.</param>
+/// <param name="Weights">Where end-to-end weights come from; null: the plan's choice (device on a GPU, a written
+/// checkpoint on the CPU accelerator).</param>
+public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick, IReadOnlySet<string> Sections, string CommandLine,
+    double TimeBudgetSeconds = 0, SpecializedInference.Benchmarks.EndToEnd.WeightsSource? Weights = null)
+{
+    public static readonly string[] AllSections = ["copy", "kernels", "variants", "e2e", "ablation"];
+
+    public const string Usage =
+        "report [--out <file.md>] [--device cuda|cpu|auto] [--quick] [--sections copy,kernels,variants,e2e,ablation] [--time-budget <seconds>] [--weights device|checkpoint]\n" +
+        "  Runs the benchmark suite with explicit timing (warm-up, repetitions, accelerator.Synchronize, median) and writes\n" +
+        "  a markdown report (default benchmarks/results/<date>-<device>.md). --device cuda fails when no CUDA device is usable.";
+
+    public static ReportOptions Parse(string[] args)
+    {
+        string? outPath = null;
+        var device = DeviceKind.Auto;
+        bool quick = false;
+        double budget = 0;
+        SpecializedInference.Benchmarks.EndToEnd.WeightsSource? weights = null;
+        var sections = new HashSet<string>(AllSections);
+        for (int i = 0; i < args.Length; i++)
+        {
+            string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.\n{Usage}");
+            switch (args[i])
+            {
+                case "--out" or "-o": outPath = Value(); break;
+                case "--device" or "-d": device = BenchDevice.Parse(Value()); break;
+                case "--quick" or "-q": quick = true; break;
+                case "--sections":
+                    sections = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet();
+                    if (sections.FirstOrDefault(s => !AllSections.Contains(s)) is { } bad)
+                        throw new ArgumentException($"--sections: unknown section '{bad}'; expected some of {string.Join(",", AllSections)}.");
+                    break;
+                case "--time-budget":
+                    string text = Value();
+                    if (!double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out budget) || budget <= 0)
+                        throw new ArgumentException($"--time-budget '{text}': expected a positive number of seconds.");
+                    break;
+                case "--weights":
+                    weights = Value() switch
+                    {
+                        "device" => SpecializedInference.Benchmarks.EndToEnd.WeightsSource.Device,
+                        "checkpoint" => SpecializedInference.Benchmarks.EndToEnd.WeightsSource.Checkpoint,
+                        var w => throw new ArgumentException($"--weights '{w}': expected device or checkpoint."),
+                    };
+                    break;
+                case "--help" or "-h": throw new ArgumentException(Usage);
+                default: throw new ArgumentException($"report: unknown argument '{args[i]}'.\n{Usage}");
+            }
+        }
+        string commandLine = "report " + string.Join(' ', args.Select(a => a.Contains(' ') ? $"'{a}'" : a));
+        return new ReportOptions(outPath ?? "", device, quick, sections, commandLine, budget, weights);
+    }
+}

@@ -1,0 +1,206 @@
+using System.Diagnostics;
+using System.Reflection;
+using SpecializedInference.Benchmarks.EndToEnd;
+using SpecializedInference.Benchmarks.Infrastructure;
+using SpecializedInference.Benchmarks.Kernels;
+
+namespace SpecializedInference.Benchmarks.Report;
+
+/// <summary>Everything a report run measured so far (the report is rewritten after every section, so a run cut
+/// short still leaves what it measured).</summary>
+public sealed class ReportData
+{
+    public required string DeviceName { get; init; }
+    public required string DeviceDescription { get; init; }
+    public required bool IsCuda { get; init; }
+    public required string CommandLine { get; init; }
+    public required DateTimeOffset Started { get; init; }
+    public required SuitePlan Plan { get; init; }
+    public required int Seed { get; init; }
+    public CopyBandwidthResult? Copy { get; set; }
+    public List<AttentionComparison> Kernels { get; } = new();
+    public List<AttentionComparison> Variants { get; } = new();
+    public List<EndToEndResult> EndToEnd { get; } = new();
+    public List<AblationResult> Ablations { get; } = new();
+    /// <summary>What failed, by case: a failure is reported, not allowed to stop the rest of the suite.</summary>
+    public List<string> Failures { get; } = new();
+    /// <summary>Cases not started because their section's share of --time-budget had passed.</summary>
+    public List<string> Skipped { get; } = new();
+    public double TimeBudgetSeconds { get; init; }
+    public TimeSpan Elapsed { get; set; }
+    public bool Finished { get; set; }
+}
+
+/// <summary>The <c>report</c> entry: runs the suite section by section and writes the markdown report.</summary>
+public static class ReportRunner
+{
+    public static int Run(string[] args, TextWriter log)
+    {
+        ReportOptions options;
+        try
+        {
+            options = ReportOptions.Parse(args);
+        }
+        catch (ArgumentException ex)
+        {
+            log.WriteLine(ex.Message);
+            return 2;
+        }
+
+        BenchDevice device;
+        try
+        {
+            device = BenchDevice.Create(options.Device);
+        }
+        catch (InvalidOperationException ex)
+        {
+            log.WriteLine($"error: {ex.Message}");
+            return 3;
+        }
+
+        using (device)
+        {
+            var plan = SuitePlan.For(device.IsCuda, options.Quick);
+            string outPath = options.OutPath.Length > 0 ? options.OutPath
+                : Path.Combine("benchmarks", "results", $"{DateTime.UtcNow:yyyy-MM-dd}-{device.KindName}{(options.Quick ? "-quick" : "")}.md");
+            var data = new ReportData
+            {
+                DeviceName = device.Name,
+                DeviceDescription = device.Description,
+                IsCuda = device.IsCuda,
+                CommandLine = options.CommandLine,
+                Started = DateTimeOffset.UtcNow,
+                Plan = plan,
+                Seed = 20240611,
+                TimeBudgetSeconds = options.TimeBudgetSeconds,
+            };
+            var clock = Stopwatch.StartNew();
+            void Log(string line) => log.WriteLine($"[{clock.Elapsed:mm\\:ss}] {line}");
+            void Save()
+            {
+                data.Elapsed = clock.Elapsed;
+                Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(outPath))!);
+                File.WriteAllText(outPath, ReportWriter.Render(data));
+            }
+
+            Log($"{device.Description}");
+            Log($"suite '{plan.Name}', writing {outPath}");
+            Run(options, device, data, Log, Save, clock);
+            data.Finished = true;
+            Save();
+            Log($"done in {clock.Elapsed:mm\\:ss}: {outPath}" + (data.Failures.Count > 0 ? $" ({data.Failures.Count} failure(s), listed in the report)" : ""));
+            return data.Failures.Count == 0 ? 0 : 1;
+        }
+    }
+
+    private static void Run(ReportOptions options, BenchDevice device, ReportData data, Action<string> log, Action save, Stopwatch clock)
+    {
+        var plan = data.Plan;
+        // Whether a section (ending at this fraction of the time budget) may start another case; if not, the case is skipped.
+        bool Starts(double fraction, string what)
+        {
+            if (options.TimeBudgetSeconds <= 0 || clock.Elapsed.TotalSeconds < fraction * options.TimeBudgetSeconds) return true;
+            data.Skipped.Add(what);
+            log($"skipped (time budget): {what}");
+            return false;
+        }
+        var accelerator = device.Accelerator;
+        if (options.Sections.Contains("copy") || options.Sections.Contains("kernels") || options.Sections.Contains("variants"))
+        {
+            // Always first: every other GB/s is reported against it.
+            Attempt(data, log, $"copy bandwidth {Format.Bytes(plan.CopyBytes)}", () =>
+            {
+                data.Copy = CopyBandwidth.Measure(accelerator, plan.CopyBytes, plan.KernelTiming);
+                log($"  copy: {data.Copy.GBps:F1} GB/s");
+            });
+            save();
+        }
+
+        if (options.Sections.Contains("kernels") || options.Sections.Contains("variants"))
+        {
+            using var bench = new AttentionBench(accelerator) { Seed = data.Seed };
+            if (options.Sections.Contains("kernels"))
+            {
+                foreach (var c in plan.KernelCases)
+                {
+                    if (!Starts(0.4, c.ToString())) continue;
+                    Attempt(data, log, c.ToString(), () => data.Kernels.Add(Logged(bench.Run(c, plan.KernelTiming), log)));
+                    save();
+                }
+            }
+            if (options.Sections.Contains("variants"))
+            {
+                foreach (var c in plan.VariantCases)
+                {
+                    if (!Starts(0.5, c.ToString())) continue;
+                    Attempt(data, log, c.ToString(), () => data.Variants.Add(Logged(bench.Run(c, plan.KernelTiming), log)));
+                    save();
+                }
+                // The flash/GQA baselines of the variants, unless the kernel section already measured them.
+                foreach (var c in plan.VariantCases.Select(v => v with { Algorithm = SpecializedInference.Kernels.AttentionAlgorithm.Flash, HeadMapping = SpecializedInference.Kernels.HeadMapping.Grouped }).Distinct())
+                    if (!data.Kernels.Any(k => k.Case == c) && Starts(0.5, c.ToString()))
+                        Attempt(data, log, c.ToString(), () => data.Variants.Add(Logged(bench.Run(c, plan.KernelTiming), log)));
+                save();
+            }
+        }
+
+        if (options.Sections.Contains("e2e") || options.Sections.Contains("ablation"))
+        {
+            var p = plan.EndToEnd;
+            using var e2e = new EndToEndBench(device, data.Seed, options.Weights ?? p.Weights);
+            if (options.Sections.Contains("e2e"))
+            {
+                foreach (var model in p.Models)
+                {
+                    e2e.Capacity = (p.Batches.Max(), p.PromptTokens + p.DecodeTokens);
+                    foreach (int batch in p.Batches)
+                    {
+                        if (!Starts(0.8, $"end-to-end {model.Label} batch {batch}")) continue;
+                        Attempt(data, log, $"end-to-end {model.Label} batch {batch}", () =>
+                        {
+                            var r = e2e.Run(model, batch, p.PromptTokens, p.DecodeTokens, EngineToggles.AllOn);
+                            data.EndToEnd.Add(r);
+                            log($"  {r.Summary}");
+                        });
+                        save();
+                    }
+                    e2e.ReleaseRunner();
+                }
+            }
+            if (options.Sections.Contains("ablation") && p.Ablation is { } ablation && Starts(1.0, $"ablation {ablation.Model.Label} batch {ablation.Batch}"))
+            {
+                Attempt(data, log, $"ablation {ablation.Model.Label} batch {ablation.Batch}",
+                    () => data.Ablations.AddRange(e2e.Ablate(ablation, log, name => Starts(1.0, $"ablation: {name} off"))));
+                save();
+            }
+        }
+    }
+
+    private static AttentionComparison Logged(AttentionComparison r, Action<string> log)
+    {
+        string spec = r.Specialized is { } s ? $"{Format.Seconds(s.Timing.MedianSeconds)}" : "n/a";
+        log($"  specialized {spec}, generic {Format.Seconds(r.Generic.Timing.MedianSeconds)}, speedup {Format.Ratio(r.Speedup)}, " +
+            $"{Format.Number(r.GBps(r.Best))} GB/s" + (r.Case.ComputeBound ? $", {Format.Number(r.TFlops(r.Best))} TFLOP/s" : ""));
+        return r;
+    }
+
+    private static void Attempt(ReportData data, Action<string> log, string what, Action action)
+    {
+        log(what);
+        try
+        {
+            action();
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            string message = $"{what}: {ex.GetType().Name}: {ex.Message}";
+            data.Failures.Add(message);
+            log($"  FAILED {message}");
+            if (Environment.GetEnvironmentVariable("SI_BENCH_TRACE") == "1") log(ex.ToString());
+        }
+    }
+
+    /// <summary>The build's version, with the git commit the SDK stamps into it when built from a checkout.</summary>
+    public static string BuildVersion =>
+        typeof(ReportRunner).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
+}

@@ -1,0 +1,204 @@
+using System.Text;
+using SpecializedInference.Benchmarks.EndToEnd;
+using SpecializedInference.Benchmarks.Kernels;
+using SpecializedInference.Generated;
+using SpecializedInference.Kernels;
+
+namespace SpecializedInference.Benchmarks.Report;
+
+/// <summary>Renders a <see cref="ReportData"/> as markdown.</summary>
+public static class ReportWriter
+{
+    public static string Render(ReportData d)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine($"# Benchmark report: {d.DeviceName}").AppendLine();
+        sb.AppendLine($"- Date: {d.Started:yyyy-MM-dd HH:mm} UTC; took {d.Elapsed:mm\\:ss}{(d.Finished ? "" : " (**partial: the run did not finish**)")}");
+        sb.AppendLine($"- Device: {d.DeviceDescription}");
+        sb.AppendLine($"- Command: `dotnet SpecializedInference.Benchmarks.dll {d.CommandLine}` (suite `{d.Plan.Name}`, seed {d.Seed})");
+        sb.AppendLine($"- Build: SpecializedInference.Benchmarks {ReportRunner.BuildVersion}, .NET {Environment.Version}, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}");
+        var t = d.Plan.KernelTiming;
+        sb.AppendLine($"- Kernel timing: first call (compile + run) apart, {t.Warmup} warm-up call(s), then the median of {t.Repetitions} repetition(s); " +
+            (t.MinRepetitionSeconds > 0 ? $"a repetition launches back to back for ≥ {t.MinRepetitionSeconds * 1e3:0.#} ms (≤ {t.MaxCallsPerRepetition} calls) and " : "a repetition is one call and ") +
+            "ends with `accelerator.Synchronize()`. GB/s are 10⁹ bytes/s of what the operation must move (decode and prefill: K and V of every context read once; KV write: f32 rows read + cache rows written); " +
+            "% copy is that over the copy bandwidth measured in this run.");
+        if (!d.IsCuda)
+            sb.AppendLine("- **CPU accelerator**: ILGPU simulates every GPU thread with an OS thread, so these figures check that the suite runs; they say nothing about GPU performance.");
+        sb.AppendLine();
+
+        if (d.IsCuda) Headline(sb, d);
+        Copy(sb, d);
+        Kernels(sb, d);
+        Variants(sb, d);
+        LoadTimes(sb, d);
+        EndToEnd(sb, d);
+        Ablation(sb, d);
+        if (d.Skipped.Count > 0)
+        {
+            sb.AppendLine("## Skipped (time budget)").AppendLine();
+            sb.AppendLine($"Not started because their section's share of `--time-budget {d.TimeBudgetSeconds:0}` had passed:").AppendLine();
+            foreach (var s in d.Skipped) sb.AppendLine($"- {s}");
+            sb.AppendLine();
+        }
+        if (d.Failures.Count > 0)
+        {
+            sb.AppendLine("## Failures").AppendLine();
+            foreach (var f in d.Failures) sb.AppendLine($"- {f}");
+            sb.AppendLine();
+        }
+        return sb.ToString();
+    }
+
+    private static double CopyGBps(ReportData d) => d.Copy?.GBps ?? double.NaN;
+
+    private static string PercentOfCopy(ReportData d, double gbps) => Format.Percent(gbps / CopyGBps(d));
+
+    /// <summary>Our figures beside the anchors and targets of benchmarks/results/README.md.</summary>
+    private static void Headline(StringBuilder sb, ReportData d)
+    {
+        var table = new MarkdownTable("benchmark", "ours", "anchor (H200)", "target", "met");
+        AttentionComparison? Find(AttentionOp op, int batch, int context) => d.Kernels.Concat(d.Variants).FirstOrDefault(k =>
+            k.Case.Set == Llama3_8B.Info && k.Case.Op == op && k.Case.Batch == batch && k.Case.Context == context
+            && k.Case.Algorithm == AttentionAlgorithm.Flash && k.Case.HeadMapping == HeadMapping.Grouped);
+        static string Met(bool ok) => ok ? "yes" : "no";
+
+        if (Find(AttentionOp.Decode, 1, 4096) is { } d1)
+            table.Row("decode B=1 32/8 heads d=128 L=4096 f16", $"{Format.Number(d1.GBps(d1.Best))} GB/s", "SDPA 347 GB/s", "≥ 3000 GB/s", Met(d1.GBps(d1.Best) >= 3000));
+        if (Find(AttentionOp.Decode, 32, 4096) is { } d32)
+            table.Row("decode B=32 32/8 heads d=128 L=4096 f16", $"{Format.Number(d32.GBps(d32.Best))} GB/s", "SDPA 3903 GB/s", "≥ SDPA", Met(d32.GBps(d32.Best) >= 3903));
+        if (Find(AttentionOp.Prefill, 1, 4096) is { } p)
+            table.Row("causal prefill L=4096 32/8 heads d=128", $"{Format.Number(p.TFlops(p.Best))} TFLOP/s", "SDPA 486 TFLOP/s (tensor cores)", "record", "—");
+        foreach (var (batch, hf, target) in new[] { (1, 14, 150), (64, 930, 3000) })
+            if (d.EndToEnd.FirstOrDefault(e => e.Model.Set == Llama3_8B.Info && e.Model.Layers is null && e.Batch == batch) is { } e)
+                table.Row($"Llama-3-8B shape decode, batch {batch}", $"{Format.Number(e.DecodeTokensPerSecond)} tok/s", $"HF transformers {hf} tok/s", $"≥ {target} tok/s", Met(e.DecodeTokensPerSecond >= target));
+        foreach (var op in new[] { AttentionOp.Decode, AttentionOp.Prefill })
+        {
+            var ratios = d.Kernels.Where(k => k.Case.Op == op && !double.IsNaN(k.Speedup)).Select(k => k.Speedup).ToList();
+            if (ratios.Count > 0)
+                table.Row($"specialized ÷ generic, {op.ToString().ToLowerInvariant()} (geometric mean of {ratios.Count})",
+                    Format.Ratio(Math.Exp(ratios.Average(Math.Log))), "—", "≥ 1.30×", Met(Math.Exp(ratios.Average(Math.Log)) >= 1.3));
+        }
+        if (table.Count == 0) return;
+        sb.AppendLine("## Headline figures against the anchors").AppendLine();
+        sb.AppendLine("Anchors were measured with PyTorch on an H200 (see `benchmarks/gpu/pytorch_anchors.py`, which the GPU script runs on the same card).").AppendLine();
+        table.WriteTo(sb);
+    }
+
+    private static void Copy(StringBuilder sb, ReportData d)
+    {
+        if (d.Copy is not { } c) return;
+        sb.AppendLine("## Device copy bandwidth").AppendLine();
+        sb.AppendLine("`dst[i] = src[i]` with one 16-byte `F4` (4 floats, `[StructLayout(Sequential, Pack = 16)]`) per thread; read + write bytes over the median time.").AppendLine();
+        new MarkdownTable("buffer", "time (median)", "GB/s (read + write)", "first call")
+            .Row(Format.Bytes(c.Bytes), Format.Seconds(c.Timing.MedianSeconds), Format.Number(c.GBps, 4), Format.Seconds(c.Timing.FirstCallSeconds))
+            .WriteTo(sb);
+    }
+
+    private static void Kernels(StringBuilder sb, ReportData d)
+    {
+        if (d.Kernels.Count == 0) return;
+        sb.AppendLine("## Attention kernels: specialized versus generic").AppendLine();
+        sb.AppendLine("Flash attention, grouped (GQA) heads, over a paged f16 cache whose blocks are scattered. " +
+            "*speedup* = generic time ÷ specialized time. TFLOP/s and no % copy for prefill, the compute-bound kernel (its GB/s counts K/V read once). " +
+            "*max |Δ|* compares the two outputs (both poisoned with NaN before they run).").AppendLine();
+        var table = new MarkdownTable("kernel", "shape", "B", "L", "specialized", "generic", "speedup", "GB/s spec", "% copy", "GB/s generic", "TFLOP/s spec / generic", "max abs diff");
+        foreach (var k in d.Kernels)
+        {
+            var c = k.Case;
+            table.Row(c.OpName, c.ShapeName, c.Batch.ToString(), Format.Tokens(c.Context),
+                k.Specialized is { } s ? Format.Seconds(s.Timing.MedianSeconds) : "n/a",
+                Format.Seconds(k.Generic.Timing.MedianSeconds), Format.Ratio(k.Speedup),
+                Format.Number(k.GBps(k.Specialized)), c.ComputeBound ? "—" : PercentOfCopy(d, k.GBps(k.Specialized)), Format.Number(k.GBps(k.Generic)),
+                c.ComputeBound ? $"{Format.Number(k.TFlops(k.Specialized))} / {Format.Number(k.TFlops(k.Generic))}" : "—",
+                double.IsNaN(k.MaxAbsDifference) ? "—" : k.MaxAbsDifference.ToString("0.0e0", System.Globalization.CultureInfo.InvariantCulture));
+        }
+        table.WriteTo(sb);
+        Notes(sb, d.Kernels);
+    }
+
+    private static void Notes(StringBuilder sb, IEnumerable<AttentionComparison> rows)
+    {
+        foreach (var note in rows.Where(r => r.Note is not null).Select(r => r.Note).Distinct())
+            sb.AppendLine($"- n/a: {note}");
+        sb.AppendLine();
+    }
+
+    /// <summary>The kernel-level ablation: each variant against flash + grouped heads on the same case.</summary>
+    private static void Variants(StringBuilder sb, ReportData d)
+    {
+        if (d.Variants.Count == 0) return;
+        sb.AppendLine("## Attention variants: the kernel side of use_flash_attention and use_gqa").AppendLine();
+        sb.AppendLine("*materialized* writes the score matrix to global memory, then softmax, then P·V (use_flash_attention off); " +
+            "*MHA-expanded* has every query head load its K/V on its own (use_gqa off). " +
+            "*flash speedup* = variant time ÷ flash-GQA time on the same kernels (the measured gain of having the toggle on).").AppendLine();
+        var all = d.Kernels.Concat(d.Variants).ToList();
+        var table = new MarkdownTable("kernel", "shape", "B", "L", "variant", "specialized", "generic", "GB/s (best)", "% copy", "TFLOP/s (best)", "flash-GQA speedup spec / generic");
+        foreach (var v in d.Variants)
+        {
+            var c = v.Case;
+            var baseline = all.FirstOrDefault(k => k.Case == c with { Algorithm = AttentionAlgorithm.Flash, HeadMapping = HeadMapping.Grouped });
+            string gain = baseline is null || v == baseline ? "—"
+                : $"{Format.Ratio(Ratio(v.Specialized, baseline.Specialized))} / {Format.Ratio(v.Generic.Timing.MedianSeconds / baseline.Generic.Timing.MedianSeconds)}";
+            table.Row(c.OpName, c.ShapeName, c.Batch.ToString(), Format.Tokens(c.Context), c.VariantName,
+                v.Specialized is { } s ? Format.Seconds(s.Timing.MedianSeconds) : "n/a", Format.Seconds(v.Generic.Timing.MedianSeconds),
+                Format.Number(v.GBps(v.Best)), c.ComputeBound ? "—" : PercentOfCopy(d, v.GBps(v.Best)), c.ComputeBound ? Format.Number(v.TFlops(v.Best)) : "—", gain);
+        }
+        table.WriteTo(sb);
+        Notes(sb, d.Variants);
+    }
+
+    private static double Ratio(KernelRun? variant, KernelRun? baseline) =>
+        variant is null || baseline is null ? double.NaN : variant.Timing.MedianSeconds / baseline.Timing.MedianSeconds;
+
+    private static void LoadTimes(StringBuilder sb, ReportData d)
+    {
+        var all = d.Kernels.Concat(d.Variants).ToList();
+        if (all.Count == 0) return;
+        sb.AppendLine("## Compile and first-call times").AppendLine();
+        sb.AppendLine("*load* constructs the kernel object (ILGPU compiles the kernels it loads there), once per kernel set and options; " +
+            "*first call* is a case's first synchronized call (any kernel compiled lazily, plus one run). Neither is part of the timings above.").AppendLine();
+        var table = new MarkdownTable("kernel", "shape", "B", "L", "variant", "load spec", "load generic", "first call spec", "first call generic");
+        foreach (var k in all)
+        {
+            var c = k.Case;
+            table.Row(c.OpName, c.ShapeName, c.Batch.ToString(), Format.Tokens(c.Context), c.VariantName,
+                k.Specialized is { } s ? Format.Seconds(s.LoadSeconds) : "n/a", Format.Seconds(k.Generic.LoadSeconds),
+                k.Specialized is { } s2 ? Format.Seconds(s2.Timing.FirstCallSeconds) : "n/a", Format.Seconds(k.Generic.Timing.FirstCallSeconds));
+        }
+        table.WriteTo(sb);
+    }
+
+    private static void EndToEnd(StringBuilder sb, ReportData d)
+    {
+        if (d.EndToEnd.Count == 0) return;
+        var first = d.EndToEnd[0];
+        sb.AppendLine("## End to end").AppendLine();
+        sb.AppendLine($"Random-weight models (weights: {first.WeightsSource}; never downloaded), served by the engine (scheduler, paged KV cache, greedy sampling): " +
+            "*batch* requests submitted together, each with a random prompt, generating a fixed number of tokens. " +
+            "Decode tok/s counts the tokens of decode-only steps over their time, prefill tok/s the prompt tokens over the time of the steps that ran them " +
+            "(the engine's own statistics); TTFT is from submission to the first token.").AppendLine();
+        var table = new MarkdownTable("model", "weights", "attention kernels", "batch", "prompt", "new tokens", "decode tok/s", "prefill tok/s", "TTFT p50", "TTFT max", "inter-token p50", "wall", "load + warm-up");
+        foreach (var e in d.EndToEnd)
+            table.Row(e.Model.Label, Format.Bytes(e.WeightBytes), e.AttentionKernels, e.Batch.ToString(), e.PromptTokens.ToString(), e.DecodeTokens.ToString(),
+                Format.Number(e.DecodeTokensPerSecond), Format.Number(e.PrefillTokensPerSecond), Format.Seconds(e.TimeToFirstTokenP50),
+                Format.Seconds(e.TimeToFirstTokenMax), Format.Seconds(e.InterTokenP50), Format.Seconds(e.WallSeconds), Format.Seconds(e.LoadSeconds));
+        table.WriteTo(sb);
+    }
+
+    private static void Ablation(StringBuilder sb, ReportData d)
+    {
+        if (d.Ablations.Count == 0) return;
+        var first = d.Ablations[0];
+        sb.AppendLine("## Ablation: each toggle off alone").AppendLine();
+        sb.AppendLine($"{first.Baseline.Model.Label} ({first.Baseline.WeightsSource}; attention kernels: {first.Baseline.AttentionKernels}), " +
+            $"{first.Baseline.Batch} requests of {first.Baseline.PromptTokens} prompt + {first.Baseline.DecodeTokens} new tokens, submitted together. " +
+            "*speedup of having it on* = wall time with the toggle off ÷ wall time with every toggle on (the same run for every row).").AppendLine();
+        var table = new MarkdownTable("toggle off", "wall (off)", "wall (all on)", "speedup of having it on", "decode tok/s off / on", "prefill tok/s off / on", "TTFT p50 off / on");
+        foreach (var a in d.Ablations)
+            table.Row(a.Toggle, Format.Seconds(a.Off.WallSeconds), Format.Seconds(a.Baseline.WallSeconds), Format.Ratio(a.Speedup),
+                $"{Format.Number(a.Off.DecodeTokensPerSecond)} / {Format.Number(a.Baseline.DecodeTokensPerSecond)}",
+                $"{Format.Number(a.Off.PrefillTokensPerSecond)} / {Format.Number(a.Baseline.PrefillTokensPerSecond)}",
+                $"{Format.Seconds(a.Off.TimeToFirstTokenP50)} / {Format.Seconds(a.Baseline.TimeToFirstTokenP50)}");
+        table.WriteTo(sb);
+    }
+}

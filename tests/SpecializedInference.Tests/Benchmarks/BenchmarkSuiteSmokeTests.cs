@@ -1,0 +1,74 @@
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Jobs;
+using BenchmarkDotNet.Running;
+using BenchmarkDotNet.Toolchains.InProcess.Emit;
+using SpecializedInference.Benchmarks.Bdn;
+using SpecializedInference.Benchmarks.Report;
+using Xunit.Abstractions;
+
+namespace SpecializedInference.Tests.Benchmarks;
+
+/// <summary>
+/// Keeps the benchmark suite from rotting: runs it on the CPU accelerator with the quick (tiny) shapes. These are
+/// not timing gates: they check that every section runs, its kernels agree with each other and the report is written.
+/// </summary>
+public sealed class BenchmarkSuiteSmokeTests(ITestOutputHelper output)
+{
+    [Fact]
+    public void QuickCpuReportRunsEverySection()
+    {
+        string outPath = Path.Combine(Path.GetTempPath(), $"si-bench-smoke-{Guid.NewGuid():N}.md");
+        var log = new StringWriter();
+        try
+        {
+            int rc = ReportRunner.Run(["--device", "cpu", "--quick", "--out", outPath], log);
+            output.WriteLine(log.ToString());
+            Assert.True(File.Exists(outPath), $"the report was not written to {outPath}");
+            string report = File.ReadAllText(outPath);
+            output.WriteLine(report);
+            Assert.True(rc == 0, $"report exited with {rc}:\n{log}");
+            Assert.DoesNotContain("## Failures", report);
+            foreach (var section in new[] { "## Device copy bandwidth", "## Attention kernels: specialized versus generic",
+                         "## Attention variants", "## Compile and first-call times", "## End to end", "## Ablation: each toggle off alone" })
+                Assert.Contains(section, report);
+            foreach (var toggle in new[] { "use_flash_attention", "use_gqa", "use_kv_cache", "use_batching" })
+                Assert.Contains($"| {toggle} |", report);
+            Assert.Contains("Command: `dotnet SpecializedInference.Benchmarks.dll report --device cpu --quick", report);
+        }
+        finally
+        {
+            File.Delete(outPath);
+        }
+    }
+
+    [Fact]
+    public void ReportRejectsUnknownArgumentsWithUsage()
+    {
+        var log = new StringWriter();
+        Assert.Equal(2, ReportRunner.Run(["--devcie", "cpu"], log));
+        Assert.Contains("unknown argument '--devcie'", log.ToString());
+        Assert.Contains("--device cuda|cpu|auto", log.ToString());
+    }
+
+    /// <summary>The BenchmarkDotNet classes, under a dry job (one call each), in process.</summary>
+    [Fact]
+    public void BenchmarkDotNetDryRunSucceeds()
+    {
+        Environment.SetEnvironmentVariable("SI_BENCH_DEVICE", "cpu");
+        Environment.SetEnvironmentVariable("SI_BENCH_QUICK", "1");
+        Environment.SetEnvironmentVariable("SI_BENCH_MAX_CASES", "2");
+        var config = ManualConfig.CreateMinimumViable()
+            .AddJob(Job.Dry.WithToolchain(InProcessEmitToolchain.Instance))
+            .AddColumn(BdnColumns.All)
+            .WithArtifactsPath(Path.Combine(Path.GetTempPath(), $"si-bdn-smoke-{Guid.NewGuid():N}"))
+            .WithOptions(ConfigOptions.DisableLogFile);
+        var summaries = BenchmarkRunner.Run([typeof(CopyBandwidthBenchmarks), typeof(AttentionKernelBenchmarks)], config);
+        foreach (var summary in summaries)
+        {
+            Assert.False(summary.HasCriticalValidationErrors, string.Join("\n", summary.ValidationErrors.Select(e => e.Message)));
+            var failed = summary.Reports.Where(r => !r.Success).Select(r => r.BenchmarkCase.DisplayInfo).ToList();
+            Assert.True(failed.Count == 0, "benchmarks failed: " + string.Join("; ", failed));
+            Assert.NotEmpty(summary.Reports);
+        }
+    }
+}
