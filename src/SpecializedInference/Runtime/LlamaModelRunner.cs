@@ -102,6 +102,7 @@ public sealed class LlamaModelRunner : IModelRunner
         _accelerator = accelerator;
         Options = options;
         Config = checkpoint.Config;
+        EosTokenIds = checkpoint.EosTokenIds.ToArray();
         var c = Config;
         var configPath = Path.Combine(checkpoint.Directory, LlamaCheckpoint.ConfigFileName);
         CheckShapeFitsKernels(c, options.WeightDtype, configPath);
@@ -188,7 +189,20 @@ public sealed class LlamaModelRunner : IModelRunner
         }
     }
 
+    /// <summary>
+    /// Opens the checkpoint folder, uploads it, and closes the files again (the runner keeps no reference to
+    /// them once the weights are on the device).
+    /// </summary>
+    public static LlamaModelRunner Load(Accelerator accelerator, string directory, ModelOptions? options = null)
+    {
+        using var checkpoint = LlamaCheckpoint.Open(directory);
+        return new LlamaModelRunner(accelerator, checkpoint, options);
+    }
+
     public LlamaConfig Config { get; }
+
+    /// <summary>End-of-sequence ids (generation_config.json's, else config.json's).</summary>
+    public IReadOnlyList<int> EosTokenIds { get; }
 
     public ModelOptions Options { get; }
 
