@@ -226,9 +226,16 @@ public sealed class LlamaModelRunner : IModelRunner
 
     public Accelerator Accelerator => _accelerator;
 
-    /// <summary>Device bytes of the weights (what one decode step must read at least once).</summary>
+    /// <summary>Device bytes of the weights.</summary>
     public long WeightBytes =>
         _embedding.Bytes + (_lmHead == _embedding ? 0 : _lmHead.Bytes) + _layers.Sum(l => l.Qkv.Bytes + l.O.Bytes + l.GateUp.Bytes + l.Down.Bytes);
+
+    /// <summary>
+    /// Weight bytes one decode step reads: every projection and the LM head (the embedding table only gives one
+    /// row per token, unless it is the tied LM head). Divided by the memory bandwidth: the decode floor.
+    /// </summary>
+    public long DecodeWeightBytes =>
+        _lmHead.Bytes + _layers.Sum(l => l.Qkv.Bytes + l.O.Bytes + l.GateUp.Bytes + l.Down.Bytes);
 
     private static void CheckShapeFitsKernels(LlamaConfig c, WeightDtype dtype, string configPath)
     {
