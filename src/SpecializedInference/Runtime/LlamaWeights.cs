@@ -15,6 +15,9 @@ public interface ILlamaWeights
     /// <summary>The model config the tensors belong to.</summary>
     LlamaConfig Config { get; }
 
+    /// <summary>End-of-sequence ids (generation_config.json first, else config.json).</summary>
+    IReadOnlyList<int> EosTokenIds { get; }
+
     /// <summary>Names the source in messages (the checkpoint's config.json, or what generated the weights).</summary>
     string Origin { get; }
 
@@ -30,6 +33,8 @@ public interface ILlamaWeights
 public sealed class CheckpointWeights(LlamaCheckpoint checkpoint) : ILlamaWeights
 {
     public LlamaConfig Config => checkpoint.Config;
+
+    public IReadOnlyList<int> EosTokenIds => checkpoint.EosTokenIds;
 
     public string Origin => Path.Combine(checkpoint.Directory, LlamaCheckpoint.ConfigFileName);
 
@@ -51,6 +56,8 @@ public sealed class RandomDeviceWeights(LlamaConfig config, uint seed = 0, doubl
     private readonly Dictionary<string, long[]> _shapes = LlamaCheckpoint.ExpectedTensors(config).ToDictionary(t => t.Name, t => t.Shape);
 
     public LlamaConfig Config => config;
+
+    public IReadOnlyList<int> EosTokenIds => config.EosTokenIds;
 
     public string Origin => $"random device weights (seed {seed})";
 
