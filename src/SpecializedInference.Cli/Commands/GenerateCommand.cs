@@ -226,6 +226,7 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
                 ["kv_dtype"] = kvDtype.ToString().ToLowerInvariant(),
                 ["load_ms"] = Math.Round(loadMs, 3),
                 ["weight_bytes"] = runner.WeightBytes,
+                ["decode_weight_bytes"] = runner.DecodeWeightBytes,
                 ["decode_steps"] = result.DecodeSteps,
             };
             Console.Out.WriteLine(JsonSerializer.Serialize(json));
@@ -257,8 +258,8 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         Console.Error.WriteLine(
             $"{res.Tokens.Length} tokens ({StopText(res.StopReason)}); prefill {prompt.Length} tokens in {res.PrefillMs:F1} ms; " +
             $"decode {res.DecodeTokensPerSecond:F1} tokens/s; attention kernels: {runner.KernelSetName}{(runner.IsSpecialized ? " (specialized)" : "")}; " +
-            $"device {handle.Description}; load {loadMs:F0} ms; weights {runner.WeightBytes / 1e9:F2} GB " +
-            $"({runner.WeightBytes * res.DecodeTokensPerSecond / 1e9:F0} GB/s of weights read while decoding)");
+            $"device {handle.Description}; load {loadMs:F0} ms; a decode step reads {runner.DecodeWeightBytes / 1e9:F2} GB of weights " +
+            $"({runner.DecodeWeightBytes * res.DecodeTokensPerSecond / 1e9:F0} GB/s)");
         return 0;
     }
 

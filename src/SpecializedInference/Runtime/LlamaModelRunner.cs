@@ -108,6 +108,7 @@ public sealed class LlamaModelRunner : IModelRunner
         _accelerator = accelerator;
         Options = options;
         Config = weights.Config;
+        EosTokenIds = weights.EosTokenIds.ToArray();
         var c = Config;
         var configPath = weights.Origin;
         CheckShapeFitsKernels(c, options.WeightDtype, configPath);
@@ -185,7 +186,20 @@ public sealed class LlamaModelRunner : IModelRunner
         }
     }
 
+    /// <summary>
+    /// Opens the checkpoint folder, uploads it, and closes the files again (the runner keeps no reference to
+    /// them once the weights are on the device).
+    /// </summary>
+    public static LlamaModelRunner Load(Accelerator accelerator, string directory, ModelOptions? options = null)
+    {
+        using var checkpoint = LlamaCheckpoint.Open(directory);
+        return new LlamaModelRunner(accelerator, checkpoint, options);
+    }
+
     public LlamaConfig Config { get; }
+
+    /// <summary>End-of-sequence ids (generation_config.json's, else config.json's).</summary>
+    public IReadOnlyList<int> EosTokenIds { get; }
 
     public ModelOptions Options { get; }
 
@@ -209,9 +223,16 @@ public sealed class LlamaModelRunner : IModelRunner
 
     public Accelerator Accelerator => _accelerator;
 
-    /// <summary>Device bytes of the weights (what one decode step must read at least once).</summary>
+    /// <summary>Device bytes of the weights.</summary>
     public long WeightBytes =>
         _embedding.Bytes + (_lmHead == _embedding ? 0 : _lmHead.Bytes) + _layers.Sum(l => l.Qkv.Bytes + l.O.Bytes + l.GateUp.Bytes + l.Down.Bytes);
+
+    /// <summary>
+    /// Weight bytes one decode step reads: every projection and the LM head (the embedding table only gives one
+    /// row per token, unless it is the tied LM head). Divided by the memory bandwidth: the decode floor.
+    /// </summary>
+    public long DecodeWeightBytes =>
+        _lmHead.Bytes + _layers.Sum(l => l.Qkv.Bytes + l.O.Bytes + l.GateUp.Bytes + l.Down.Bytes);
 
     private static void CheckShapeFitsKernels(LlamaConfig c, WeightDtype dtype, string configPath)
     {

@@ -9,17 +9,110 @@ namespace SpecializedInference.Tokenization;
 public readonly record struct TokenPiece(int Id, string Piece);
 
 /// <summary>
-/// The checkpoint's text tokenizer: a SentencePiece BPE <c>tokenizer.model</c> segmented by
-/// Microsoft.ML.Tokenizers' <see cref="LlamaTokenizer"/>, with SentencePiece's own normalization
-/// (<see cref="SentencePieceTextNormalizer"/>, which the library does not implement) applied first, and BOS
-/// added as <c>tokenizer_config.json</c> says.
+/// A checkpoint's text tokenizer (Microsoft.ML.Tokenizers underneath): SentencePiece <c>tokenizer.model</c>
+/// (<see cref="SentencePieceTextTokenizer"/>) or a byte-level BPE <c>tokenizer.json</c>
+/// (<see cref="ByteLevelBpeTextTokenizer"/>), with BOS/EOS added as <c>tokenizer_config.json</c> says.
 /// </summary>
-public sealed partial class TextTokenizer
+public abstract class TextTokenizer
 {
     public const string SentencePieceFileName = "tokenizer.model";
     public const string TokenizerJsonFileName = "tokenizer.json";
     public const string TokenizerConfigFileName = "tokenizer_config.json";
 
+    /// <summary>Whether <see cref="Encode(string)"/> starts with BOS.</summary>
+    public abstract bool AddBos { get; }
+
+    /// <summary>Whether <see cref="Encode(string)"/> ends with EOS.</summary>
+    public abstract bool AddEos { get; }
+
+    public abstract int BosId { get; }
+
+    public abstract int EosId { get; }
+
+    public abstract int VocabularySize { get; }
+
+    /// <summary>The file the tokenizer was read from.</summary>
+    public abstract string Source { get; }
+
+    /// <summary>The text as the tokenizer normalizes it before segmentation.</summary>
+    public abstract string Normalize(string text);
+
+    /// <summary>The pieces of <paramref name="text"/> (no BOS/EOS).</summary>
+    public abstract IReadOnlyList<TokenPiece> EncodeToPieces(string text);
+
+    /// <summary>The vocabulary piece of an id.</summary>
+    public abstract string Piece(int id);
+
+    /// <summary>Text of token ids (control tokens dropped).</summary>
+    public abstract string Decode(IEnumerable<int> ids);
+
+    /// <summary>Token ids of <paramref name="text"/>, with BOS/EOS as the tokenizer config says.</summary>
+    public int[] Encode(string text) => Encode(text, AddBos, AddEos);
+
+    public int[] Encode(string text, bool addBos, bool addEos = false)
+    {
+        var ids = new List<int>();
+        if (addBos) ids.Add(BosId);
+        ids.AddRange(EncodeToPieces(text).Select(p => p.Id));
+        if (addEos) ids.Add(EosId);
+        return ids.ToArray();
+    }
+
+    /// <summary>
+    /// Loads the tokenizer of a checkpoint folder (<c>tokenizer.model</c> first, else <c>tokenizer.json</c>), or
+    /// returns null when it has neither.
+    /// </summary>
+    public static TextTokenizer? TryLoad(string directory)
+    {
+        var config = TokenizerConfig.Load(Path.Combine(directory, TokenizerConfigFileName));
+        var sp = Path.Combine(directory, SentencePieceFileName);
+        if (File.Exists(sp)) return new SentencePieceTextTokenizer(sp, File.ReadAllBytes(sp), config.AddBos, config.AddEos);
+        var json = Path.Combine(directory, TokenizerJsonFileName);
+        if (File.Exists(json)) return ByteLevelBpeTextTokenizer.Load(json, config);
+        return null;
+    }
+}
+
+/// <summary>The fields of <c>tokenizer_config.json</c> the engine uses.</summary>
+public sealed record TokenizerConfig(bool? AddBos, bool? AddEos, string? BosToken, string? EosToken)
+{
+    public static TokenizerConfig Load(string path)
+    {
+        if (!File.Exists(path)) return new TokenizerConfig(null, null, null, null);
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(path));
+            var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object) return new TokenizerConfig(null, null, null, null);
+            static bool? Flag(JsonElement root, string name) =>
+                root.TryGetProperty(name, out var v) ? v.ValueKind switch
+                {
+                    JsonValueKind.True => true,
+                    JsonValueKind.False => false,
+                    _ => null,
+                } : null;
+            // Special tokens are written as a string or as {"content": ...}.
+            static string? Token(JsonElement root, string name) =>
+                !root.TryGetProperty(name, out var v) ? null
+                : v.ValueKind == JsonValueKind.String ? v.GetString()
+                : v.ValueKind == JsonValueKind.Object && v.TryGetProperty("content", out var c) && c.ValueKind == JsonValueKind.String ? c.GetString()
+                : null;
+            return new TokenizerConfig(Flag(root, "add_bos_token"), Flag(root, "add_eos_token"), Token(root, "bos_token"), Token(root, "eos_token"));
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: not valid JSON: {e.Message}", e);
+        }
+    }
+}
+
+/// <summary>
+/// A SentencePiece BPE <c>tokenizer.model</c> segmented by Microsoft.ML.Tokenizers' <see cref="LlamaTokenizer"/>,
+/// with SentencePiece's own normalization (<see cref="SentencePieceTextNormalizer"/>: the precompiled
+/// <c>nmt_nfkc</c> charsmap, which the library refuses) applied first.
+/// </summary>
+public sealed partial class SentencePieceTextTokenizer : TextTokenizer
+{
     private readonly LlamaTokenizer _bpe;
     private readonly SentencePieceTextNormalizer _normalizer;
     private readonly string[] _pieces;        // id → piece
@@ -27,24 +120,23 @@ public sealed partial class TextTokenizer
     private readonly bool _escapeWhitespaces;
     private readonly bool _addDummyPrefix;
 
-    /// <summary>Whether <see cref="Encode(string)"/> starts with BOS (<c>add_bos_token</c>, default true).</summary>
-    public bool AddBos { get; }
+    /// <summary><c>add_bos_token</c>, default true.</summary>
+    public override bool AddBos { get; }
 
-    /// <summary>Whether <see cref="Encode(string)"/> ends with EOS (<c>add_eos_token</c>, default false).</summary>
-    public bool AddEos { get; }
+    /// <summary><c>add_eos_token</c>, default false.</summary>
+    public override bool AddEos { get; }
 
-    public int BosId => _bpe.BeginningOfSentenceId;
+    public override int BosId => _bpe.BeginningOfSentenceId;
 
-    public int EosId => _bpe.EndOfSentenceId;
+    public override int EosId => _bpe.EndOfSentenceId;
 
     public int UnknownId => _bpe.UnknownId;
 
-    public int VocabularySize => _pieces.Length;
+    public override int VocabularySize => _pieces.Length;
 
-    /// <summary>The file the tokenizer was read from.</summary>
-    public string Source { get; }
+    public override string Source { get; }
 
-    private TextTokenizer(string source, byte[] model, bool? addBos, bool? addEos)
+    internal SentencePieceTextTokenizer(string source, byte[] model, bool? addBos, bool? addEos)
     {
         Source = source;
         var spec = SentencePieceModelProto.ReadNormalizerSpec(model, source);
@@ -79,61 +171,11 @@ public sealed partial class TextTokenizer
     [GeneratedRegex("^<0x([0-9A-Fa-f]{2})>$")]
     private static partial Regex BytePiece();
 
-    /// <summary>
-    /// Loads the tokenizer of a checkpoint folder, or returns null when it has none
-    /// (neither <c>tokenizer.model</c> nor <c>tokenizer.json</c>).
-    /// </summary>
-    public static TextTokenizer? TryLoad(string directory)
-    {
-        var (addBos, addEos) = ReadTokenizerConfig(Path.Combine(directory, TokenizerConfigFileName));
-        var sp = Path.Combine(directory, SentencePieceFileName);
-        if (File.Exists(sp)) return new TextTokenizer(sp, File.ReadAllBytes(sp), addBos, addEos);
-        var json = Path.Combine(directory, TokenizerJsonFileName);
-        if (File.Exists(json))
-            throw new NotSupportedException(
-                $"{json}: only SentencePiece tokenizers (tokenizer.model) are supported for text prompts; pass token ids with --prompt-ids instead");
-        return null;
-    }
-
-    private static (bool? AddBos, bool? AddEos) ReadTokenizerConfig(string path)
-    {
-        if (!File.Exists(path)) return (null, null);
-        try
-        {
-            using var doc = JsonDocument.Parse(File.ReadAllText(path));
-            if (doc.RootElement.ValueKind != JsonValueKind.Object) return (null, null);
-            static bool? Flag(JsonElement root, string name) =>
-                root.TryGetProperty(name, out var v) ? v.ValueKind switch
-                {
-                    JsonValueKind.True => true,
-                    JsonValueKind.False => false,
-                    _ => null,
-                } : null;
-            return (Flag(doc.RootElement, "add_bos_token"), Flag(doc.RootElement, "add_eos_token"));
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"{path}: not valid JSON: {e.Message}", e);
-        }
-    }
-
     /// <summary>The text as SentencePiece normalizes it before segmentation (spaces as U+2581).</summary>
-    public string Normalize(string text) => _normalizer.Normalize(text);
-
-    /// <summary>Token ids of <paramref name="text"/>, with BOS/EOS as the tokenizer config says.</summary>
-    public int[] Encode(string text) => Encode(text, AddBos, AddEos);
-
-    public int[] Encode(string text, bool addBos, bool addEos = false)
-    {
-        var ids = new List<int>();
-        if (addBos) ids.Add(BosId);
-        ids.AddRange(EncodeToPieces(text).Select(p => p.Id));
-        if (addEos) ids.Add(EosId);
-        return ids.ToArray();
-    }
+    public override string Normalize(string text) => _normalizer.Normalize(text);
 
     /// <summary>The pieces of <paramref name="text"/> (no BOS/EOS), as SentencePiece's <c>encode(out_type=str)</c>.</summary>
-    public IReadOnlyList<TokenPiece> EncodeToPieces(string text)
+    public override IReadOnlyList<TokenPiece> EncodeToPieces(string text)
     {
         var normalized = _normalizer.Normalize(text);
         if (normalized.Length == 0) return Array.Empty<TokenPiece>();
@@ -143,14 +185,14 @@ public sealed partial class TextTokenizer
     }
 
     /// <summary>The vocabulary piece of an id.</summary>
-    public string Piece(int id) =>
+    public override string Piece(int id) =>
         (uint)id < (uint)_pieces.Length ? _pieces[id] : throw new ArgumentOutOfRangeException(nameof(id), $"token id {id} is outside the vocabulary (0..{_pieces.Length - 1})");
 
     /// <summary>
     /// Text of token ids as SentencePiece decodes it: control tokens (BOS, EOS) dropped, byte pieces joined into
     /// UTF-8, U+2581 turned back into spaces, and the dummy-prefix space removed.
     /// </summary>
-    public string Decode(IEnumerable<int> ids)
+    public override string Decode(IEnumerable<int> ids)
     {
         var text = new StringBuilder();
         var bytes = new List<byte>();

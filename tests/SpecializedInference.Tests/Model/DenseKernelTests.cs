@@ -48,6 +48,9 @@ public sealed class DenseKernelTests(AcceleratorFixture fixture) : IClassFixture
             data.Add(DenseSchedule.Warp, dtype, 70, 64, DenseKernels.TiledMinTokens, true);
             data.Add(DenseSchedule.Warp, dtype, 70, 64, 65, false);
             data.Add(DenseSchedule.Warp, dtype, 37, 40, 10, false);
+            // Long rows whose chunks do not divide among the 32 lanes: 1320 columns are 165 f16 chunks
+            // (5 × 32 + 5) or 330 f32 chunks (10 × 32 + 10).
+            data.Add(DenseSchedule.Warp, dtype, 5, 1320, 5, true);
         }
 
         return data;

@@ -99,9 +99,9 @@ public sealed class RunnerTests(AcceleratorFixture fixture, ITestOutputHelper ou
     [Fact]
     public void BadStepsAreRejectedWithTheSequenceNamed()
     {
-        var dir = TestPaths.HfCase("gqa-tiny");
-        using var checkpoint = LlamaCheckpoint.Open(dir);
-        using var runner = new LlamaModelRunner(fixture.Accelerator, checkpoint, ModelOptions.Float32 with { NumKvBlocks = 2, MaxSeqLen = 32 });
+        // Load: the checkpoint files are closed once the weights are uploaded.
+        using var runner = LlamaModelRunner.Load(fixture.Accelerator, TestPaths.HfCase("gqa-tiny"), ModelOptions.Float32 with { NumKvBlocks = 2, MaxSeqLen = 32 });
+        Assert.Equal(new[] { 2 }, runner.EosTokenIds);
         Assert.Contains("sequence 7: token id 512 is outside the vocabulary",
             Assert.Throws<ArgumentException>(() => runner.Execute(StepBatch.Of(new SequenceChunk(7, new[] { 512 }, 0, new[] { 0 }, true)))).Message);
         Assert.Contains("sequence 7: block id 5 is outside the KV cache",
