@@ -1,6 +1,7 @@
 using System.Text.Json;
 using SpecializedInference.Accelerators;
 using SpecializedInference.Engine;
+using SpecializedInference.Kernels;
 using SpecializedInference.Model;
 using SpecializedInference.Runtime;
 using SpecializedInference.Sampling;
@@ -20,8 +21,12 @@ internal sealed record LoadedModel(
     IReadOnlyList<string> Notes);
 
 /// <summary>Which model to load and how (from the command line).</summary>
+/// <param name="MaxNumBatchedTokens">Token budget of one step; null: max(512, max batch size).</param>
+/// <param name="WeightDtype">Weights on the device; null: <see cref="ModelOptions.Default"/>'s.</param>
+/// <param name="KvDtype">KV cache dtype; null: <see cref="ModelOptions.Default"/>'s.</param>
 internal sealed record ModelRequest(string? CheckpointDirectory, bool Synthetic, string? Name, int MaxBatchSize, int? KvBlocks, DeviceKind Device,
-    int SyntheticVocabSize, int SyntheticMaxSeqLen, TimeSpan SyntheticStepDelay);
+    int SyntheticVocabSize, int SyntheticMaxSeqLen, TimeSpan SyntheticStepDelay,
+    int? MaxNumBatchedTokens = null, WeightDtype? WeightDtype = null, KvDtype? KvDtype = null);
 
 /// <summary>Loads what <c>si serve</c> and <c>si loadtest</c> serve, reporting progress per stage.</summary>
 internal static class ModelLoading
@@ -59,7 +64,7 @@ internal static class ModelLoading
             var engineOptions = new EngineOptions
             {
                 MaxBatchSize = request.MaxBatchSize,
-                MaxNumBatchedTokens = Math.Max(MaxNumBatchedTokens, request.MaxBatchSize),
+                MaxNumBatchedTokens = request.MaxNumBatchedTokens ?? Math.Max(MaxNumBatchedTokens, request.MaxBatchSize),
             };
             var engine = InferenceEngine.Create(_ =>
             {
@@ -102,7 +107,9 @@ internal static class ModelLoading
             {
                 MaxSeqLen = maxSeqLen,
                 NumKvBlocks = request.KvBlocks ?? DefaultKvBlocks(request.MaxBatchSize, maxSeqLen, 16),
-                MaxBatchTokens = Math.Max(MaxNumBatchedTokens, request.MaxBatchSize),
+                MaxBatchTokens = request.MaxNumBatchedTokens ?? Math.Max(MaxNumBatchedTokens, request.MaxBatchSize),
+                WeightDtype = request.WeightDtype ?? ModelOptions.Default.WeightDtype,
+                KvDtype = request.KvDtype ?? ModelOptions.Default.KvDtype,
             };
             long bytes = checkpoint.Weights.Tensors.Sum(t => t.ByteLength);
             progress.Report(new ModelLoadProgress("Uploading weights", 0, 0, $"{bytes / (1024.0 * 1024.0):F1} MiB"));

@@ -82,10 +82,30 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         [Description("Longest prefill step in tokens; longer prompts are prefilled in chunks (default 512).")]
         public int PrefillChunk { get; init; } = 512;
 
+        [CommandOption("--prompts-file <FILE>")]
+        [Description("JSON lines, one request each (prompt_ids or prompt, max_new_tokens, temperature, top_k, top_p, seed, greedy, ignore_eos, id): run them all concurrently through the engine; prints one JSON object per request, then {\"stats\": ...}.")]
+        public string? PromptsFile { get; init; }
+
+        [CommandOption("--kv-memory <BYTES>")]
+        [Description("With --prompts-file: KV cache size in bytes (whole blocks of 16 tokens).")]
+        public long? KvMemory { get; init; }
+
+        [CommandOption("--max-batch-size <N>")]
+        [Description("With --prompts-file: most requests running at once (default 8).")]
+        public int MaxBatchSize { get; init; } = 8;
+
+        [CommandOption("--max-num-batched-tokens <N>")]
+        [Description("With --prompts-file: token budget of one step (default max(512, --max-batch-size)).")]
+        public int? MaxNumBatchedTokens { get; init; }
+
         public override ValidationResult Validate()
         {
             if (string.IsNullOrWhiteSpace(Model)) return ValidationResult.Error("--model <DIR> is required");
-            if (Prompt is null == PromptIds is null) return ValidationResult.Error("give exactly one of --prompt or --prompt-ids");
+            if ((Prompt is null ? 0 : 1) + (PromptIds is null ? 0 : 1) + (PromptsFile is null ? 0 : 1) != 1)
+                return ValidationResult.Error("give exactly one of --prompt, --prompt-ids or --prompts-file");
+            if (MaxBatchSize < 1) return ValidationResult.Error("--max-batch-size must be at least 1");
+            if (MaxNumBatchedTokens is < 1) return ValidationResult.Error("--max-num-batched-tokens must be at least 1");
+            if (KvMemory is < 1) return ValidationResult.Error("--kv-memory must be a positive number of bytes");
             if (MaxNewTokens < 1) return ValidationResult.Error("--max-new-tokens must be at least 1");
             if (Greedy && Temperature is > 0) return ValidationResult.Error("--greedy and --temperature > 0 contradict each other");
             if (PrefillChunk < 1) return ValidationResult.Error("--prefill-chunk must be at least 1");
@@ -97,7 +117,7 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
     {
         try
         {
-            return Run(settings);
+            return settings.PromptsFile is not null ? BatchGeneration.Run(settings) : Run(settings);
         }
         catch (Exception e) when (e is CheckpointException or ArgumentException or InvalidDataException or NotSupportedException or InvalidOperationException)
         {

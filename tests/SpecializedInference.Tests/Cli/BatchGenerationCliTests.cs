@@ -1,0 +1,98 @@
+using System.Text.Json;
+using SpecializedInference.Cli.Commands;
+using SpecializedInference.Tests.Model;
+using Spectre.Console.Cli;
+
+namespace SpecializedInference.Tests.Cli;
+
+/// <summary><c>si generate --prompts-file</c>: many requests at once through the engine, JSON lines out.</summary>
+[Collection("Console")]
+public sealed class BatchGenerationCliTests
+{
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var app = new CommandApp();
+        app.Configure(c =>
+        {
+            c.PropagateExceptions();
+            c.AddCommand<GenerateCommand>("generate");
+        });
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        var (oldOut, oldErr) = (Console.Out, Console.Error);
+        Console.SetOut(stdout);
+        Console.SetError(stderr);
+        try
+        {
+            return (app.Run(args), stdout.ToString(), stderr.ToString());
+        }
+        finally
+        {
+            Console.SetOut(oldOut);
+            Console.SetError(oldErr);
+        }
+    }
+
+    [Fact]
+    public void Three_requests_from_a_prompts_file_give_the_reference_greedy_tokens_and_stats()
+    {
+        var dir = TestPaths.HfCase("gqa-tiny");
+        var prompts = ReferenceData.Load(dir);
+        var file = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllLines(file, prompts.Select((p, i) => JsonSerializer.Serialize(i == 1
+                ? new Dictionary<string, object> { ["id"] = "second", ["prompt_ids"] = p.Prompt, ["max_new_tokens"] = 16, ["ignore_eos"] = true, ["greedy"] = true }
+                : new Dictionary<string, object> { ["prompt_ids"] = p.Prompt, ["max_new_tokens"] = 16, ["ignore_eos"] = true })));
+            var (code, stdout, stderr) = Run("generate", "--model", dir, "--prompts-file", file, "--json", "--device", "cpu",
+                "--weight-dtype", "f32", "--kv-dtype", "f32", "--max-batch-size", "4", "--kv-memory", "400000");
+            Assert.True(code == 0, stderr + stdout);
+            var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement).ToArray();
+            Assert.Equal(4, lines.Length);
+            for (int i = 0; i < 3; i++)
+            {
+                Assert.Equal(prompts[i].Greedy, lines[i].GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray());
+                Assert.Equal("length", lines[i].GetProperty("finish_reason").GetString());
+            }
+            Assert.Equal(1, lines[0].GetProperty("id").GetInt32());
+            Assert.Equal("second", lines[1].GetProperty("id").GetString());
+            Assert.Equal(3, lines[2].GetProperty("id").GetInt32());
+            var stats = lines[3].GetProperty("stats");
+            Assert.Equal(48, stats.GetProperty("generated_tokens").GetInt32());
+            Assert.True(stats.GetProperty("decode_tokens_per_s").GetDouble() > 0);
+            Assert.True(stats.GetProperty("batch_size_histogram").GetProperty("3").GetInt32() > 0);
+            // 400000 bytes / (2 layers × 2 (K and V) × 2 kv heads × 16 head_dim × 16 slots × 4 bytes) = 48 blocks.
+            Assert.Equal(48, stats.GetProperty("kv_blocks").GetProperty("total").GetInt32());
+            Assert.Equal(0, stats.GetProperty("kv_blocks").GetProperty("used").GetInt32());
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Theory]
+    [InlineData("{\"prompt_ids\":[1,2]}\n{\"prompt_ids\":[1,-3]}", ":2: \"prompt_ids\"[1] must be a non-negative integer")]
+    [InlineData("{\"prompt_ids\":[1,2]}\nnot json", ":2: not valid JSON")]
+    [InlineData("{\"prompt_ids\":[1],\"max_new_tokens\":0}", ":1: \"max_new_tokens\" must be at least 1")]
+    [InlineData("{\"prompt_ids\":[1],\"prompt\":\"hi\"}", ":1: give exactly one of")]
+    [InlineData("{\"prompt_ids\":[1],\"topk\":3}", ":1: unknown field \"topk\"")]
+    [InlineData("\n\n{\"prompt_ids\":[1],\"top_p\":\"x\"}", ":3: \"top_p\" must be a number")]
+    [InlineData("{\"prompt_ids\":[1000]}", ":1: token id 1000 is outside the vocabulary")]
+    public void A_malformed_line_rejects_the_file_naming_file_and_line(string content, string expected)
+    {
+        var file = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(file, content);
+            var (code, stdout, stderr) = Run("generate", "--model", TestPaths.HfCase("gqa-tiny"), "--prompts-file", file, "--device", "cpu");
+            Assert.Equal(2, code);
+            Assert.Contains(file + expected, stderr);
+            Assert.Equal("", stdout);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+}
