@@ -21,9 +21,6 @@ public interface ILlamaWeights
     /// <summary>Names the source in messages (the checkpoint's config.json, or what generated the weights).</summary>
     string Origin { get; }
 
-    /// <summary>End-of-sequence token ids: generation_config.json's, else config.json's.</summary>
-    IReadOnlyList<int> EosTokenIds => Config.EosTokenIds;
-
     /// <summary>The row-wise concatenation of the named <c>[rows_i, cols]</c> tensors as one device matrix
     /// (e.g. q | k | v fused into one projection).</summary>
     DeviceMatrix Matrix(Accelerator accelerator, IReadOnlyList<string> names, WeightDtype dtype);
@@ -40,8 +37,6 @@ public sealed class CheckpointWeights(LlamaCheckpoint checkpoint) : ILlamaWeight
     public IReadOnlyList<int> EosTokenIds => checkpoint.EosTokenIds;
 
     public string Origin => Path.Combine(checkpoint.Directory, LlamaCheckpoint.ConfigFileName);
-
-    public IReadOnlyList<int> EosTokenIds => checkpoint.EosTokenIds;
 
     public DeviceMatrix Matrix(Accelerator accelerator, IReadOnlyList<string> names, WeightDtype dtype) =>
         WeightUpload.Matrix(accelerator, checkpoint.Weights, names.Select(checkpoint.Tensor).ToList(), dtype);
