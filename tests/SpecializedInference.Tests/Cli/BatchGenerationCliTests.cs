@@ -1,7 +1,6 @@
 using System.Text.Json;
 using SpecializedInference.Cli.Commands;
 using SpecializedInference.Tests.Model;
-using Spectre.Console.Cli;
 
 namespace SpecializedInference.Tests.Cli;
 
@@ -9,29 +8,7 @@ namespace SpecializedInference.Tests.Cli;
 [Collection("Console")]
 public sealed class BatchGenerationCliTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var app = new CommandApp();
-        app.Configure(c =>
-        {
-            c.PropagateExceptions();
-            c.AddCommand<GenerateCommand>("generate");
-        });
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        var (oldOut, oldErr) = (Console.Out, Console.Error);
-        Console.SetOut(stdout);
-        Console.SetError(stderr);
-        try
-        {
-            return (app.Run(args), stdout.ToString(), stderr.ToString());
-        }
-        finally
-        {
-            Console.SetOut(oldOut);
-            Console.SetError(oldErr);
-        }
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => SpecializedInference.Tests.Model.CliTests.Run(args);
 
     [Fact]
     public void Three_requests_from_a_prompts_file_give_the_reference_greedy_tokens_and_stats()

@@ -8,7 +8,8 @@ namespace SpecializedInference.Tests.Model;
 [Collection("Console")]
 public sealed class CliTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
+    /// <summary>Runs <c>si generate</c>/<c>si tokenize</c> in-process and captures stdout and stderr.</summary>
+    internal static (int Code, string Out, string Err) Run(params string[] args)
     {
         var app = new CommandApp();
         app.Configure(c =>
