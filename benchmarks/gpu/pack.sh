@@ -3,6 +3,8 @@
 #   .gpu/dotnet.tar.xz   the .NET runtime of this machine (gpu-pack.sh makes it once, ~26 MB)
 #   .gpu/app/            `dotnet publish` of benchmarks/SpecializedInference.Benchmarks
 #   .gpu/si/             `dotnet publish` of src/SpecializedInference.Cli (for `si selftest --device cuda`)
+#   .gpu/aspnet.tar.xz   the ASP.NET Core shared framework (si hosts the HTTP server)
+# app/ and si/ travel compressed as .gpu/apps.tar.xz; run.sh unpacks everything.
 # and checks the folder stays under the device transfer limit (60 MB here; the limit is 64 MiB).
 #
 #   benchmarks/gpu/pack.sh [out-dir=.gpu]        # from anywhere inside the repository
@@ -27,6 +29,14 @@ rm -rf "$out/si"
 dotnet publish src/SpecializedInference.Cli/SpecializedInference.Cli.csproj -c Release -o "$out/si" --nologo -v q \
   -p:SatelliteResourceLanguages=en
 du -sh "$out/si"
+
+# si hosts the HTTP server, so it needs the ASP.NET Core shared framework, which gpu-pack.sh does not pack.
+dotnet_root=$(dirname "$(readlink -f "$(command -v dotnet)")")
+(cd "$dotnet_root" && tar cJf - shared/Microsoft.AspNetCore.App) > "$out/aspnet.tar.xz"
+
+# The transfer limit counts bytes: ship the published programs compressed (run.sh unpacks them).
+tar cJf "$out/apps.tar.xz" -C "$out" app si && rm -rf "$out/app" "$out/si"
+ls -la "$out"
 
 limit=$((60 * 1000 * 1000))
 total=$(du -sb "$out" | cut -f1)
