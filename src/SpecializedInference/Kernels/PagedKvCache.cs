@@ -26,10 +26,6 @@ public sealed record PagedKvCacheLayout(int NumBlocks, int NumKvHeads, int Block
         if (HeadDim <= 0 || HeadDim % 8 != 0)
             throw new ArgumentOutOfRangeException(nameof(HeadDim), HeadDim, "KV cache head_dim must be a positive multiple of 8 (16-byte chunks).");
     }
-
-    /// <summary>How many blocks of this layout fit in <paramref name="bytes"/> per buffer (keys or values).</summary>
-    public static int BlocksThatFit(long bytes, int numKvHeads, int blockSize, int headDim, KvDtype dtype)
-        => (int)Math.Min(int.MaxValue, bytes / ((long)numKvHeads * blockSize * headDim * (dtype == KvDtype.F16 ? 2 : 4)));
 }
 
 /// <summary>One layer's paged KV cache on a device: the key and value buffers and the <see cref="PagedKvLayer"/> over them.</summary>
