@@ -4,6 +4,11 @@ using Spectre.Console;
 
 namespace SpecializedInference.Tests.Cli;
 
+/// <summary>
+/// In the "Console" collection: `engines --json` writes JSON to <see cref="System.Console.Out"/>, which the
+/// generate tests redirect, so the two must not run at the same time.
+/// </summary>
+[Collection("Console")]
 public sealed class CliTests
 {
     private static (IAnsiConsole Console, StringWriter Output) CaptureConsole()
