@@ -12,6 +12,8 @@ namespace SpecializedInference.Tests.Benchmarks;
 /// Keeps the benchmark suite from rotting: runs it on the CPU accelerator with the quick (tiny) shapes. These are
 /// not timing gates: they check that every section runs, its kernels agree with each other and the report is written.
 /// </summary>
+// BenchmarkDotNet logs to Console.Out, which the CLI tests of the "Console" collection redirect.
+[Collection("Console")]
 public sealed class BenchmarkSuiteSmokeTests(ITestOutputHelper output)
 {
     [Fact]
