@@ -91,10 +91,16 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
     public async Task ClientTimeoutOnAPlainRequestCancelsIt()
     {
         await using var h = await ServerHarness.StartAsync(maxSeqLen: 256, numBlocks: 128);
-        h.Runner.BeforeExecute = _ => Thread.Sleep(5);
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
-            h.Http.PostAsync("v1/completions", Json("""{"prompt": [1, 2, 3], "max_tokens": 200}"""), timeout.Token));
+        // The client gives up once the request is running (a fixed timeout could fire before the request even
+        // reaches the engine on a loaded machine, and then there is nothing to cancel).
+        var running = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        h.Runner.BeforeExecute = _ => { running.TrySetResult(); Thread.Sleep(5); };
+        using var giveUp = new CancellationTokenSource();
+        var post = h.Http.PostAsync("v1/completions", Json("""{"prompt": [1, 2, 3], "max_tokens": 200}"""), giveUp.Token);
+        await running.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        await Task.Delay(50);
+        giveUp.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => post);
         var after = await h.WaitUntilIdleAsync();
         Assert.Equal(1, after.CancelledRequests);
         Assert.Equal(0, after.KvCache.UsedBlocks);
