@@ -294,6 +294,10 @@ public sealed class InferenceEngine : IDisposable, IAsyncDisposable
         {
             _handles.Add(handle.Id, handle);
             _core.Add(handle.Prepared);
+            // Cancelled before the engine saw it: its abort command may not be queued yet (the registration is
+            // made after the add is queued), so end it here, before a step can run it.
+            if (handle.CancellationToken.IsCancellationRequested && _core.Abort(handle.Id) is { } cancelled)
+                Dispatch(new RequestEvent(handle.Id, null, cancelled), disposed: false);
         }
         else if (_handles.ContainsKey(handle.Id) && _core.Abort(handle.Id) is { } completion)
         {
