@@ -68,7 +68,7 @@ public sealed class EndToEndBench(BenchDevice device, int seed, WeightsSource we
         return new EndToEndResult(model, batch, promptTokens, decodeTokens, toggles,
             stats.DecodeTokensPerSecond, stats.PrefillTokensPerSecond,
             stats.TimeToFirstToken.P50Ms / 1e3, stats.TimeToFirstToken.MaxMs / 1e3, stats.InterTokenLatency.P50Ms / 1e3,
-            wall, stats.GeneratedTokens, load, runner.WeightBytes, Describe(model), runner.KernelSetName);
+            wall, stats.GeneratedTokens, load, runner.WeightBytes, runner.DecodeWeightBytes, Describe(model), runner.KernelSetName);
     }
 
     /// <summary>The plan's workload with every toggle on, then with each toggle off alone. The toggles that keep

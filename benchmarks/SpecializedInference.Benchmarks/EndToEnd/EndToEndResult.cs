@@ -18,6 +18,8 @@ public sealed record EngineToggles(bool UseFlashAttention = true, bool UseGqa = 
 /// <summary>One end-to-end run: <see cref="Batch"/> requests through the engine, measured by its statistics.</summary>
 /// <param name="WallSeconds">From submitting the requests to the last one finishing.</param>
 /// <param name="LoadSeconds">Creating the model runner: weights, KV cache, kernels (not part of any other figure).</param>
+/// <param name="DecodeWeightBytes">Weight bytes one decode step must read (every projection and the LM head):
+/// over the copy bandwidth, the step's weight-read floor.</param>
 /// <param name="WeightsSource">How the random weights were made (e.g. generated on the device).</param>
 /// <param name="AttentionKernels">The attention kernel set the runner chose ("generic" or a generated set's name).</param>
 public sealed record EndToEndResult(
@@ -35,12 +37,22 @@ public sealed record EndToEndResult(
     long GeneratedTokens,
     double LoadSeconds,
     long WeightBytes,
+    long DecodeWeightBytes,
     string WeightsSource,
     string AttentionKernels)
 {
     public string Summary =>
         $"{Model.Label} batch {Batch}: decode {Format.Number(DecodeTokensPerSecond)} tok/s, prefill {Format.Number(PrefillTokensPerSecond)} tok/s, " +
         $"TTFT p50 {Format.Seconds(TimeToFirstTokenP50)}, wall {Format.Seconds(WallSeconds)}, load {Format.Seconds(LoadSeconds)}";
+
+    /// <summary>Seconds of one decode step: the batch's tokens over the decode rate.</summary>
+    public double DecodeStepSeconds => Batch / DecodeTokensPerSecond;
+
+    /// <summary>The weight-read floor of a decode step at <paramref name="copyGBps"/> (read + write) bytes per second.</summary>
+    public double FloorSeconds(double copyGBps) => DecodeWeightBytes / (copyGBps * 1e9);
+
+    /// <summary>Floor ÷ measured step time: how close a decode step comes to only reading the weights once.</summary>
+    public double FractionOfFloor(double copyGBps) => FloorSeconds(copyGBps) / DecodeStepSeconds;
 }
 
 /// <summary>One toggle off against every toggle on, same workload.</summary>

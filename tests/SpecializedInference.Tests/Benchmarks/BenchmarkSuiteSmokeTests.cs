@@ -3,6 +3,7 @@ using BenchmarkDotNet.Jobs;
 using BenchmarkDotNet.Running;
 using BenchmarkDotNet.Toolchains.InProcess.Emit;
 using SpecializedInference.Benchmarks.Bdn;
+using SpecializedInference.Benchmarks.EndToEnd;
 using SpecializedInference.Benchmarks.Report;
 using Xunit.Abstractions;
 
@@ -36,11 +37,26 @@ public sealed class BenchmarkSuiteSmokeTests(ITestOutputHelper output)
             foreach (var toggle in new[] { "use_flash_attention", "use_gqa", "use_kv_cache", "use_batching" })
                 Assert.Contains($"| {toggle} |", report);
             Assert.Contains("Command: `dotnet SpecializedInference.Benchmarks.dll report --device cpu --quick", report);
+            Assert.Contains("| % floor |", report);
         }
         finally
         {
             File.Delete(outPath);
         }
+    }
+
+    [Fact]
+    public void FloorShareIsTheWeightReadTimeOverTheStepTime()
+    {
+        // 4 sequences at 400 tok/s: a 10 ms step. 20 GB of weights at 4000 GB/s: a 5 ms floor, so 50%.
+        var model = new EndToEndModel(SpecializedInference.Generated.gqa_tiny.Info);
+        var result = new EndToEndResult(model, Batch: 4, PromptTokens: 8, DecodeTokens: 4, EngineToggles.AllOn,
+            DecodeTokensPerSecond: 400, PrefillTokensPerSecond: 1000, TimeToFirstTokenP50: 0.1, TimeToFirstTokenMax: 0.1, InterTokenP50: 0.01,
+            WallSeconds: 1, GeneratedTokens: 16, LoadSeconds: 1, WeightBytes: 21_000_000_000, DecodeWeightBytes: 20_000_000_000,
+            WeightsSource: "test", AttentionKernels: "gqa_tiny");
+        Assert.Equal(0.010, result.DecodeStepSeconds, 12);
+        Assert.Equal(0.005, result.FloorSeconds(4000), 12);
+        Assert.Equal(0.5, result.FractionOfFloor(4000), 12);
     }
 
     [Fact]
