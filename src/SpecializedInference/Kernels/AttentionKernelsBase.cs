@@ -12,6 +12,7 @@ namespace SpecializedInference.Kernels;
 public abstract class AttentionKernelsBase : IAttentionKernels
 {
     private GenericMaterializedKernels? _materialized;
+    private readonly PlanBufferPool _planBuffers;
 
     protected AttentionKernelsBase(Accelerator accelerator, string name, bool isSpecialized, AttentionShape shape,
         AttentionTiles tiles, AttentionOptions options, int headsPerGroup)
@@ -25,6 +26,7 @@ public abstract class AttentionKernelsBase : IAttentionKernels
         if (headsPerGroup <= 0 || shape.GroupSize % headsPerGroup != 0)
             throw new ArgumentException($"heads per group ({headsPerGroup}) must divide the group size ({shape.GroupSize}).");
         Accelerator = accelerator;
+        _planBuffers = new PlanBufferPool(accelerator);
         Name = name;
         IsSpecialized = isSpecialized;
         Shape = shape;
@@ -74,8 +76,13 @@ public abstract class AttentionKernelsBase : IAttentionKernels
 
     protected int GroupThreads => Tiles.Warps * 32;
 
+    /// <summary>Device allocations the plans of this kernel set have made (a step that fits the pooled buffers makes none).</summary>
+    internal int PlanDeviceAllocations => _planBuffers.DeviceAllocations;
+
+    /// <summary>Plans one step. Its device buffers come from this kernel set's pool: dispose the plan before
+    /// planning the next step and the next plan reuses them (a plan made while another is alive gets its own).</summary>
     public IAttentionPlan Plan(AttentionBatch batch)
-        => AttentionPlan.Create(this, Accelerator, batch, Shape, PrefillPositions, Tiles.DecodePartitionSize,
+        => AttentionPlan.Create(this, _planBuffers, batch, Shape, PrefillPositions, Tiles.DecodePartitionSize,
             Options.Algorithm == AttentionAlgorithm.Materialized);
 
     public void WriteKvCache(IAttentionPlan plan, ArrayView<float> keys, ArrayView<float> values, PagedKvLayer cache)
@@ -147,6 +154,7 @@ public abstract class AttentionKernelsBase : IAttentionKernels
 
     public virtual void Dispose()
     {
+        _planBuffers.Dispose();
         GC.SuppressFinalize(this);
     }
 }

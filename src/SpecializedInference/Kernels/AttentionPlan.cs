@@ -40,20 +40,18 @@ public struct AttentionMeta
 /// <summary>
 /// A step's batch metadata uploaded once (one int buffer, one copy) and reused by every layer, with the work
 /// lists of the kernel set that planned it: prefill query tiles, decode partitions, and the decodes that
-/// need a combine.
+/// need a combine. Its device buffers are borrowed from the kernel set's <see cref="PlanBufferPool"/> and
+/// given back on <see cref="Dispose"/>.
 /// </summary>
 public sealed class AttentionPlan : IAttentionPlan
 {
-    private readonly MemoryBuffer1D<int, Stride1D.Dense> _ints;
-    private readonly MemoryBuffer1D<float, Stride1D.Dense> _floats;
+    private readonly PlanBuffers _buffers;
 
-    private AttentionPlan(object owner, AttentionBatch batch, MemoryBuffer1D<int, Stride1D.Dense> ints,
-        MemoryBuffer1D<float, Stride1D.Dense> floats, AttentionMeta meta)
+    private AttentionPlan(object owner, AttentionBatch batch, PlanBuffers buffers, AttentionMeta meta)
     {
         Owner = owner;
         Batch = batch;
-        _ints = ints;
-        _floats = floats;
+        _buffers = buffers;
         Meta = meta;
     }
 
@@ -84,7 +82,7 @@ public sealed class AttentionPlan : IAttentionPlan
     /// <param name="prefillPositions">Query positions per prefill work item.</param>
     /// <param name="decodePartition">Keys per decode partition.</param>
     /// <param name="materialized">Whether to allocate the [num_tokens, num_heads, max_context] score matrix.</param>
-    public static AttentionPlan Create(object owner, Accelerator accelerator, AttentionBatch batch, AttentionShape shape,
+    internal static AttentionPlan Create(object owner, PlanBufferPool pool, AttentionBatch batch, AttentionShape shape,
         int prefillPositions, int decodePartition, bool materialized)
     {
         ArgumentNullException.ThrowIfNull(batch);
@@ -154,14 +152,12 @@ public sealed class AttentionPlan : IAttentionPlan
         long partialMaxSum = Math.Max(1L, (long)numDecodes * shape.NumHeads * maxPartitions * 2);
         long scores = materialized ? Math.Max(1L, (long)numTokens * shape.NumHeads * maxContext) : 1L;
 
-        var ints = accelerator.Allocate1D<int>(host.Length);
-        MemoryBuffer1D<float, Stride1D.Dense>? floats = null;
+        var buffers = pool.Rent(host.Length, partialOut + partialMaxSum + scores);
         try
         {
-            ints.CopyFromCPU(host);
-            floats = accelerator.Allocate1D<float>(partialOut + partialMaxSum + scores);
-            ArrayView<int> all = ints.View;
-            ArrayView<float> f = floats.View;
+            ArrayView<int> all = buffers.Ints.View.SubView(0, host.Length);
+            all.CopyFromCPU(host);
+            ArrayView<float> f = buffers.Floats.View;
             ArrayView<int> Seg(int i) => all.SubView(offsets[i], offsets[i + 1] - offsets[i]);
             var meta = new AttentionMeta
             {
@@ -181,7 +177,7 @@ public sealed class AttentionPlan : IAttentionPlan
                 MaxPartitions = maxPartitions,
                 MaxContext = maxContext,
             };
-            return new AttentionPlan(owner, batch, ints, floats, meta)
+            return new AttentionPlan(owner, batch, buffers, meta)
             {
                 NumPrefillItems = prefill.Count / 2,
                 NumDecodes = numDecodes,
@@ -193,8 +189,7 @@ public sealed class AttentionPlan : IAttentionPlan
         }
         catch
         {
-            ints.Dispose();
-            floats?.Dispose();
+            buffers.Dispose();
             throw;
         }
     }
@@ -236,7 +231,6 @@ public sealed class AttentionPlan : IAttentionPlan
     {
         if (IsDisposed) return;
         IsDisposed = true;
-        _ints.Dispose();
-        _floats.Dispose();
+        _buffers.Dispose();
     }
 }

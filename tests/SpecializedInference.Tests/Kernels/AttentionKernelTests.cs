@@ -216,6 +216,61 @@ public sealed class AttentionKernelTests : IClassFixture<CpuAcceleratorFixture>
         AssertClose(r.Outputs[0], r.Expected, 16, "block size 8", seed);
     }
 
+    // ---------------------------------------------------------------- plans and their device buffers
+
+    private static int PlanAllocations(IAttentionKernels kernels) => ((AttentionKernelsBase)kernels).PlanDeviceAllocations;
+
+    [Fact]
+    public void PlanBuffersAreReusedFromStepToStep()
+    {
+        int seed = NewSeed();
+        var shape = new AttentionShape(4, 2, 16, 16);
+        var kernels = _fx.Generic(shape, new AttentionOptions(KvDtype.F32), SmallTiles);
+        using var h = new AttentionHarness(_fx.Accelerator, shape, KvDtype.F32, 40, seed);
+        var tables = new[] { h.TakeBlocks(10), h.TakeBlocks(3) };
+        // Step 1 sizes the pool; steps 2 and 3 (a decode each, the first spanning 3 partitions of 64) and a
+        // smaller step 4 fit it: no device allocation.
+        var r1 = h.Step(h.Batch(new[] { new SeqSpec(150, 20), new SeqSpec(40, 40) }, tables), kernels);
+        AssertClose(r1.Outputs[0], r1.Expected, 16, "step 1 (prefill)", seed);
+        int afterFirst = PlanAllocations(kernels);
+        for (int step = 2; step <= 3; step++)
+        {
+            var r = h.Step(h.Batch(new[] { new SeqSpec(150 + step - 1, 1), new SeqSpec(40 + step - 1, 1) }, tables), kernels);
+            AssertClose(r.Outputs[0], r.Expected, 16, $"step {step} (decodes)", seed);
+        }
+        var r4 = h.Step(h.Batch(new[] { new SeqSpec(153, 1) }, new[] { tables[0] }), kernels);
+        AssertClose(r4.Outputs[0], r4.Expected, 16, "step 4 (one decode)", seed);
+        Assert.Equal(afterFirst, PlanAllocations(kernels));
+    }
+
+    [Fact]
+    public void TwoLivePlansDoNotShareBuffers()
+    {
+        int seed = NewSeed();
+        var shape = new AttentionShape(4, 2, 16, 16);
+        var kernels = _fx.Generic(shape, new AttentionOptions(KvDtype.F32), SmallTiles);
+        using var h = new AttentionHarness(_fx.Accelerator, shape, KvDtype.F32, 40, seed);
+        // Two batches of different sequences and sizes (decodes spanning partitions, a prefill chunk).
+        var seqsA = new[] { new SeqSpec(200, 1), new SeqSpec(30, 9) };
+        var seqsB = new[] { new SeqSpec(70, 1), new SeqSpec(129, 1), new SeqSpec(5, 5) };
+        var batchA = h.Batch(seqsA, Tables(h, seqsA));
+        var batchB = h.Batch(seqsB, Tables(h, seqsB));
+        using (kernels.Plan(batchA)) { }                           // sizes the pool for A
+        int before = PlanAllocations(kernels);
+        using (var planA = kernels.Plan(batchA))
+        {
+            // B is planned (and uploaded) while A is alive, then A runs: A must still see its own metadata.
+            using var planB = kernels.Plan(batchB);
+            Assert.Equal(before + 2, PlanAllocations(kernels));   // B's own ints and floats
+            var rB = h.Step(batchB, kernels, planB);
+            var rA = h.Step(batchA, kernels, planA);
+            AssertClose(rB.Outputs[0], rB.Expected, 16, "plan B", seed);
+            AssertClose(rA.Outputs[0], rA.Expected, 16, "plan A, planned before B", seed);
+        }
+        // Both gone: the next plan takes the pooled pair again.
+        using (var again = kernels.Plan(batchB)) Assert.Equal(before + 2, PlanAllocations(kernels));
+    }
+
     // ---------------------------------------------------------------- bad input
 
     [Fact]
