@@ -13,7 +13,8 @@ public static partial class gqa_hd128_long
     /// Split-K flash decode: thread group = (decode, partition of 256 keys) x (2 query heads sharing each K/V load), 128 threads.
     /// Each thread scores one key with 16-byte K loads, a warp per head takes the partition's max and sum,
     /// then thread (key slot of 8, 8-dim unit of 16) accumulates P·V with 16-byte V loads. A single-partition
-    /// decode writes its output; otherwise the partition's (max, sum, output) go to scratch for the combine.
+    /// decode writes its output; otherwise the partition's (max, sum, output) go to scratch and the group takes a
+    /// ticket: the last partition of the decode to arrive combines them all and writes the output (one launch).
     /// </summary>
     /// <param name="queries">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
     /// <param name="keyCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]</param>
@@ -23,7 +24,8 @@ public static partial class gqa_hd128_long
         where TCodec : struct, IKvCodec
     {
         int item = Grid.IdxX / 1;
-        int firstHead = Grid.IdxX % 1 * 2;
+        int headGroup = Grid.IdxX % 1;
+        int firstHead = headGroup * 2;
         int kvHead = firstHead / 2;
         int decode = m.DecodeWork[2 * item];
         int part = m.DecodeWork[2 * item + 1];
@@ -32,6 +34,7 @@ public static partial class gqa_hd128_long
         int context = m.ContextLens[seq];
         int k0 = part * 256;
         int numKeys = context - k0 < 256 ? context - k0 : 256;
+        int partitions = (context + 255) / 256;
         int blockRow = seq * m.MaxBlocksPerSeq;
         int t = Group.IdxX;
 
@@ -41,6 +44,8 @@ public static partial class gqa_hd128_long
         var sMax = SharedMemory.Allocate<float>(2);      // [heads] partition max
         var sSum = SharedMemory.Allocate<float>(2);      // [heads] partition sum of exp(s - max)
         var sBlock = SharedMemory.Allocate<int>(16);     // [blocks] the partition's physical blocks, read once
+        var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
+        var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
         int firstBlock = k0 / 16;
         {
@@ -418,7 +423,7 @@ public static partial class gqa_hd128_long
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;
-                if (context <= 256)
+                if (partitions == 1)
                 {
                     long dst = ((long)token * 2 + head) * 128 + c * 4;
                     output[dst] = acc.X;
@@ -428,17 +433,156 @@ public static partial class gqa_hd128_long
                 }
                 else
                 {
-                    long partial = ((long)decode * 2 + head) * m.MaxPartitions + part;
-                    long dst = partial * 128 + c * 4;
-                    m.PartialOut[dst] = acc.X;
-                    m.PartialOut[dst + 1] = acc.Y;
-                    m.PartialOut[dst + 2] = acc.Z;
-                    m.PartialOut[dst + 3] = acc.W;
+                    long partial = ((long)decode * 2 + head) * m.PartitionSlots + part;
+                    partialOut[partial * 32 + c] = acc;
                     if (c == 0)
                     {
                         m.PartialMaxSum[partial * 2] = sMax[h];
                         m.PartialMaxSum[partial * 2 + 1] = sum;
                     }
+                }
+            }
+        }
+
+        if (partitions > 1)
+        {
+            // Ticket: the group that completes the decode's partitions (for these heads) combines them.
+            Group.Barrier();
+            if (t == 0)
+            {
+                ref int ticket = ref m.DecodeTickets[decode * 1 + headGroup];
+                MemoryFence.DeviceLevel();                 // release: this group's partials before its ticket
+                bool last = Atomic.Add(ref ticket, 1) == partitions - 1;
+                if (last)
+                {
+                    ticket = 0;                                // every partition has drawn: ready for the next launch
+                    MemoryFence.DeviceLevel();                 // acquire: the other groups' partials before we read them
+                }
+                sLast[0] = last ? 1 : 0;
+            }
+            Group.Barrier();
+            if (sLast[0] != 0)
+            {
+                long first = ((long)decode * 2 + firstHead) * m.PartitionSlots;   // partial (decode, firstHead, 0)
+
+                // M and L = Σ_p l_p·exp(m_p - M) of each head, a warp per head; sSum keeps 1 / L.
+                if (warp == 0)
+                {
+                    long row = first;
+                    float mx = float.NegativeInfinity;
+                    for (int p = lane; p < partitions; p += 32) mx = XMath.Max(mx, m.PartialMaxSum[(row + p) * 2]);
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 2));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 1));
+                    float sum = 0f;
+                    for (int p = lane; p < partitions; p += 32) sum += m.PartialMaxSum[(row + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(row + p) * 2] - mx);
+                    sum += Warp.ShuffleXor(sum, 16);
+                    sum += Warp.ShuffleXor(sum, 8);
+                    sum += Warp.ShuffleXor(sum, 4);
+                    sum += Warp.ShuffleXor(sum, 2);
+                    sum += Warp.ShuffleXor(sum, 1);
+                    if (lane == 0)
+                    {
+                        sMax[0] = mx;
+                        sSum[0] = 1f / sum;
+                    }
+                }
+                if (warp == 1)
+                {
+                    long row = first + 1 * (long)m.PartitionSlots;
+                    float mx = float.NegativeInfinity;
+                    for (int p = lane; p < partitions; p += 32) mx = XMath.Max(mx, m.PartialMaxSum[(row + p) * 2]);
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 2));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 1));
+                    float sum = 0f;
+                    for (int p = lane; p < partitions; p += 32) sum += m.PartialMaxSum[(row + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(row + p) * 2] - mx);
+                    sum += Warp.ShuffleXor(sum, 16);
+                    sum += Warp.ShuffleXor(sum, 8);
+                    sum += Warp.ShuffleXor(sum, 4);
+                    sum += Warp.ShuffleXor(sum, 2);
+                    sum += Warp.ShuffleXor(sum, 1);
+                    if (lane == 0)
+                    {
+                        sMax[1] = mx;
+                        sSum[1] = 1f / sum;
+                    }
+                }
+                Group.Barrier();
+
+                // Σ_p w_p·o_p, w_p = l_p·exp(m_p - M): thread = (slice i / 64 of 2, Float4 column i % 64 of the group's heads), 8 partitions' loads in flight.
+                {
+                    int i = t + 0;
+                    int f = i % 64;
+                    int h = f / 32;
+                    int c = f % 32;
+                    long row = first + h * (long)m.PartitionSlots;
+                    float mx = sMax[h];
+                    var acc = default(Float4);
+                    int p = i / 64;
+                    for (; p + 14 < partitions; p += 16)
+                    {
+                        long q0 = row + p + 0;
+                        float m0 = m.PartialMaxSum[q0 * 2];
+                        float l0 = m.PartialMaxSum[q0 * 2 + 1];
+                        var o0 = partialOut[q0 * 32 + c];
+                        long q1 = row + p + 2;
+                        float m1 = m.PartialMaxSum[q1 * 2];
+                        float l1 = m.PartialMaxSum[q1 * 2 + 1];
+                        var o1 = partialOut[q1 * 32 + c];
+                        long q2 = row + p + 4;
+                        float m2 = m.PartialMaxSum[q2 * 2];
+                        float l2 = m.PartialMaxSum[q2 * 2 + 1];
+                        var o2 = partialOut[q2 * 32 + c];
+                        long q3 = row + p + 6;
+                        float m3 = m.PartialMaxSum[q3 * 2];
+                        float l3 = m.PartialMaxSum[q3 * 2 + 1];
+                        var o3 = partialOut[q3 * 32 + c];
+                        long q4 = row + p + 8;
+                        float m4 = m.PartialMaxSum[q4 * 2];
+                        float l4 = m.PartialMaxSum[q4 * 2 + 1];
+                        var o4 = partialOut[q4 * 32 + c];
+                        long q5 = row + p + 10;
+                        float m5 = m.PartialMaxSum[q5 * 2];
+                        float l5 = m.PartialMaxSum[q5 * 2 + 1];
+                        var o5 = partialOut[q5 * 32 + c];
+                        long q6 = row + p + 12;
+                        float m6 = m.PartialMaxSum[q6 * 2];
+                        float l6 = m.PartialMaxSum[q6 * 2 + 1];
+                        var o6 = partialOut[q6 * 32 + c];
+                        long q7 = row + p + 14;
+                        float m7 = m.PartialMaxSum[q7 * 2];
+                        float l7 = m.PartialMaxSum[q7 * 2 + 1];
+                        var o7 = partialOut[q7 * 32 + c];
+                        acc = acc.Fma(o0, l0 * AttentionMath.ExpOrZero(m0 - mx));
+                        acc = acc.Fma(o1, l1 * AttentionMath.ExpOrZero(m1 - mx));
+                        acc = acc.Fma(o2, l2 * AttentionMath.ExpOrZero(m2 - mx));
+                        acc = acc.Fma(o3, l3 * AttentionMath.ExpOrZero(m3 - mx));
+                        acc = acc.Fma(o4, l4 * AttentionMath.ExpOrZero(m4 - mx));
+                        acc = acc.Fma(o5, l5 * AttentionMath.ExpOrZero(m5 - mx));
+                        acc = acc.Fma(o6, l6 * AttentionMath.ExpOrZero(m6 - mx));
+                        acc = acc.Fma(o7, l7 * AttentionMath.ExpOrZero(m7 - mx));
+                    }
+                    for (; p < partitions; p += 2)
+                    {
+                        long q = row + p;
+                        acc = acc.Fma(partialOut[q * 32 + c], m.PartialMaxSum[q * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[q * 2] - mx));
+                    }
+                    sRed[i] = acc;
+                }
+                Group.Barrier();
+                if (t < 64)
+                {
+                    var o = (sRed[0 + t] + sRed[64 + t]) * sSum[t / 32];
+                    long dst = ((long)token * 2 + firstHead) * 128 + t * 4;
+                    output[dst] = o.X;
+                    output[dst + 1] = o.Y;
+                    output[dst + 2] = o.Z;
+                    output[dst + 3] = o.W;
                 }
             }
         }
@@ -448,7 +592,8 @@ public static partial class gqa_hd128_long
     /// Split-K flash decode: thread group = (decode, partition of 256 keys) x (one query head (K/V read per head, as if repeated)), 128 threads.
     /// Each thread scores one key with 16-byte K loads, a warp per head takes the partition's max and sum,
     /// then thread (key slot of 8, 8-dim unit of 16) accumulates P·V with 16-byte V loads. A single-partition
-    /// decode writes its output; otherwise the partition's (max, sum, output) go to scratch for the combine.
+    /// decode writes its output; otherwise the partition's (max, sum, output) go to scratch and the group takes a
+    /// ticket: the last partition of the decode to arrive combines them all and writes the output (one launch).
     /// </summary>
     /// <param name="queries">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
     /// <param name="keyCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]</param>
@@ -458,7 +603,8 @@ public static partial class gqa_hd128_long
         where TCodec : struct, IKvCodec
     {
         int item = Grid.IdxX / 2;
-        int firstHead = Grid.IdxX % 2 * 1;
+        int headGroup = Grid.IdxX % 2;
+        int firstHead = headGroup * 1;
         int kvHead = firstHead / 2;
         int decode = m.DecodeWork[2 * item];
         int part = m.DecodeWork[2 * item + 1];
@@ -467,6 +613,7 @@ public static partial class gqa_hd128_long
         int context = m.ContextLens[seq];
         int k0 = part * 256;
         int numKeys = context - k0 < 256 ? context - k0 : 256;
+        int partitions = (context + 255) / 256;
         int blockRow = seq * m.MaxBlocksPerSeq;
         int t = Group.IdxX;
 
@@ -476,6 +623,8 @@ public static partial class gqa_hd128_long
         var sMax = SharedMemory.Allocate<float>(1);      // [heads] partition max
         var sSum = SharedMemory.Allocate<float>(1);      // [heads] partition sum of exp(s - max)
         var sBlock = SharedMemory.Allocate<int>(16);     // [blocks] the partition's physical blocks, read once
+        var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
+        var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
         int firstBlock = k0 / 16;
         {
@@ -742,7 +891,7 @@ public static partial class gqa_hd128_long
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;
-                if (context <= 256)
+                if (partitions == 1)
                 {
                     long dst = ((long)token * 2 + head) * 128 + c * 4;
                     output[dst] = acc.X;
@@ -752,12 +901,8 @@ public static partial class gqa_hd128_long
                 }
                 else
                 {
-                    long partial = ((long)decode * 2 + head) * m.MaxPartitions + part;
-                    long dst = partial * 128 + c * 4;
-                    m.PartialOut[dst] = acc.X;
-                    m.PartialOut[dst + 1] = acc.Y;
-                    m.PartialOut[dst + 2] = acc.Z;
-                    m.PartialOut[dst + 3] = acc.W;
+                    long partial = ((long)decode * 2 + head) * m.PartitionSlots + part;
+                    partialOut[partial * 32 + c] = acc;
                     if (c == 0)
                     {
                         m.PartialMaxSum[partial * 2] = sMax[h];
@@ -766,111 +911,125 @@ public static partial class gqa_hd128_long
                 }
             }
         }
-    }
 
-    /// <summary>Threads of a decode-combine group.</summary>
-    public const int CombineThreads = 128;
-
-    /// <summary>Dynamic shared memory of a combine group, in Float4s: per-slice partial sums, partition weights, warp slots.</summary>
-    public static int CombineSharedFloat4s(int maxPartitions) => 128 + (maxPartitions + 35) / 4;
-
-    /// <summary>
-    /// Combines the split-K partitions of each multi-partition decode, one thread group per (decode, head):
-    /// M = max_p m_p and the weights w_p = l_p·exp(m_p - M) in parallel over partitions, then out = Σ_p w_p·o_p / Σ_p w_p
-    /// with threads split into 4 slices of partitions × 32 Float4 columns, 8 partition loads in flight per thread.
-    /// </summary>
-    /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
-    public static void DecodeCombine(AttentionMeta m, ArrayView<float> output)
-    {
-        int head = Grid.IdxX % 2;
-        int decode = m.CombineDecodes[Grid.IdxX / 2];
-        int seq = m.DecodeSeqs[decode];
-        int partitions = (m.ContextLens[seq] + 255) / 256;
-        long first = ((long)decode * 2 + head) * m.MaxPartitions;
-        int t = Group.IdxX;
-        var shared = SharedMemory.GetDynamic<Float4>();
-        var sRed = shared.SubView(0, 128);     // [slices, head_dim] partial sums
-        var scalars = shared.SubView(128, (m.MaxPartitions + 35) / 4).Cast<float>();
-        var sWeight = scalars.SubView(0, m.MaxPartitions);  // [partitions] l_p·exp(m_p - M)
-        var sWarp = scalars.SubView(m.MaxPartitions, 32);    // [warps] reduction slots
-
-        // M: largest partition max.
-        float mx = float.NegativeInfinity;
-        for (int p = t; p < partitions; p += 128) mx = XMath.Max(mx, m.PartialMaxSum[(first + p) * 2]);
-        mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
-        mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
-        mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
-        mx = XMath.Max(mx, Warp.ShuffleXor(mx, 2));
-        mx = XMath.Max(mx, Warp.ShuffleXor(mx, 1));
-        if (Warp.LaneIdx == 0) sWarp[Warp.WarpIdx] = mx;
-        Group.Barrier();
-        mx = XMath.Max(XMath.Max(sWarp[0], sWarp[1]), XMath.Max(sWarp[2], sWarp[3]));
-        Group.Barrier();
-
-        // Weights and their sum.
-        float sum = 0f;
-        for (int p = t; p < partitions; p += 128)
+        if (partitions > 1)
         {
-            float weight = m.PartialMaxSum[(first + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(first + p) * 2] - mx);
-            sWeight[p] = weight;
-            sum += weight;
-        }
-        sum += Warp.ShuffleXor(sum, 16);
-        sum += Warp.ShuffleXor(sum, 8);
-        sum += Warp.ShuffleXor(sum, 4);
-        sum += Warp.ShuffleXor(sum, 2);
-        sum += Warp.ShuffleXor(sum, 1);
-        if (Warp.LaneIdx == 0) sWarp[Warp.WarpIdx] = sum;
-        Group.Barrier();
-        float total = ((sWarp[0] + sWarp[1]) + (sWarp[2] + sWarp[3]));
+            // Ticket: the group that completes the decode's partitions (for these heads) combines them.
+            Group.Barrier();
+            if (t == 0)
+            {
+                ref int ticket = ref m.DecodeTickets[decode * 2 + headGroup];
+                MemoryFence.DeviceLevel();                 // release: this group's partials before its ticket
+                bool last = Atomic.Add(ref ticket, 1) == partitions - 1;
+                if (last)
+                {
+                    ticket = 0;                                // every partition has drawn: ready for the next launch
+                    MemoryFence.DeviceLevel();                 // acquire: the other groups' partials before we read them
+                }
+                sLast[0] = last ? 1 : 0;
+            }
+            Group.Barrier();
+            if (sLast[0] != 0)
+            {
+                long first = ((long)decode * 2 + firstHead) * m.PartitionSlots;   // partial (decode, firstHead, 0)
 
-        // Σ_p w_p·o_p: thread = (slice t / 32, Float4 column t % 32).
-        int slice = t / 32;
-        int c = t % 32;
-        var acc = default(Float4);
-        int q = slice;
-        for (; q + 28 < partitions; q += 32)
-        {
-            long src0 = (first + q + 0) * 128 + c * 4;
-            var o0 = new Float4(m.PartialOut[src0], m.PartialOut[src0 + 1], m.PartialOut[src0 + 2], m.PartialOut[src0 + 3]);
-            long src1 = (first + q + 4) * 128 + c * 4;
-            var o1 = new Float4(m.PartialOut[src1], m.PartialOut[src1 + 1], m.PartialOut[src1 + 2], m.PartialOut[src1 + 3]);
-            long src2 = (first + q + 8) * 128 + c * 4;
-            var o2 = new Float4(m.PartialOut[src2], m.PartialOut[src2 + 1], m.PartialOut[src2 + 2], m.PartialOut[src2 + 3]);
-            long src3 = (first + q + 12) * 128 + c * 4;
-            var o3 = new Float4(m.PartialOut[src3], m.PartialOut[src3 + 1], m.PartialOut[src3 + 2], m.PartialOut[src3 + 3]);
-            long src4 = (first + q + 16) * 128 + c * 4;
-            var o4 = new Float4(m.PartialOut[src4], m.PartialOut[src4 + 1], m.PartialOut[src4 + 2], m.PartialOut[src4 + 3]);
-            long src5 = (first + q + 20) * 128 + c * 4;
-            var o5 = new Float4(m.PartialOut[src5], m.PartialOut[src5 + 1], m.PartialOut[src5 + 2], m.PartialOut[src5 + 3]);
-            long src6 = (first + q + 24) * 128 + c * 4;
-            var o6 = new Float4(m.PartialOut[src6], m.PartialOut[src6 + 1], m.PartialOut[src6 + 2], m.PartialOut[src6 + 3]);
-            long src7 = (first + q + 28) * 128 + c * 4;
-            var o7 = new Float4(m.PartialOut[src7], m.PartialOut[src7 + 1], m.PartialOut[src7 + 2], m.PartialOut[src7 + 3]);
-            acc = acc.Fma(o0, sWeight[q + 0]);
-            acc = acc.Fma(o1, sWeight[q + 4]);
-            acc = acc.Fma(o2, sWeight[q + 8]);
-            acc = acc.Fma(o3, sWeight[q + 12]);
-            acc = acc.Fma(o4, sWeight[q + 16]);
-            acc = acc.Fma(o5, sWeight[q + 20]);
-            acc = acc.Fma(o6, sWeight[q + 24]);
-            acc = acc.Fma(o7, sWeight[q + 28]);
-        }
-        for (; q < partitions; q += 4)
-        {
-            long src = (first + q) * 128 + c * 4;
-            acc = acc.Fma(new Float4(m.PartialOut[src], m.PartialOut[src + 1], m.PartialOut[src + 2], m.PartialOut[src + 3]), sWeight[q]);
-        }
-        sRed[slice * 32 + c] = acc;
-        Group.Barrier();
-        if (t < 32)
-        {
-            var o = ((sRed[0 + t] + sRed[32 + t]) + (sRed[64 + t] + sRed[96 + t])) * (1f / total);
-            long dst = ((long)m.QueryStart[seq] * 2 + head) * 128 + t * 4;
-            output[dst] = o.X;
-            output[dst + 1] = o.Y;
-            output[dst + 2] = o.Z;
-            output[dst + 3] = o.W;
+                // M and L = Σ_p l_p·exp(m_p - M) of each head, a warp per head; sSum keeps 1 / L.
+                if (warp == 0)
+                {
+                    long row = first;
+                    float mx = float.NegativeInfinity;
+                    for (int p = lane; p < partitions; p += 32) mx = XMath.Max(mx, m.PartialMaxSum[(row + p) * 2]);
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 2));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 1));
+                    float sum = 0f;
+                    for (int p = lane; p < partitions; p += 32) sum += m.PartialMaxSum[(row + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(row + p) * 2] - mx);
+                    sum += Warp.ShuffleXor(sum, 16);
+                    sum += Warp.ShuffleXor(sum, 8);
+                    sum += Warp.ShuffleXor(sum, 4);
+                    sum += Warp.ShuffleXor(sum, 2);
+                    sum += Warp.ShuffleXor(sum, 1);
+                    if (lane == 0)
+                    {
+                        sMax[0] = mx;
+                        sSum[0] = 1f / sum;
+                    }
+                }
+                Group.Barrier();
+
+                // Σ_p w_p·o_p, w_p = l_p·exp(m_p - M): thread = (slice i / 32 of 4, Float4 column i % 32 of the group's heads), 8 partitions' loads in flight.
+                {
+                    int i = t + 0;
+                    int f = i % 32;
+                    int h = f / 32;
+                    int c = f % 32;
+                    long row = first + h * (long)m.PartitionSlots;
+                    float mx = sMax[h];
+                    var acc = default(Float4);
+                    int p = i / 32;
+                    for (; p + 28 < partitions; p += 32)
+                    {
+                        long q0 = row + p + 0;
+                        float m0 = m.PartialMaxSum[q0 * 2];
+                        float l0 = m.PartialMaxSum[q0 * 2 + 1];
+                        var o0 = partialOut[q0 * 32 + c];
+                        long q1 = row + p + 4;
+                        float m1 = m.PartialMaxSum[q1 * 2];
+                        float l1 = m.PartialMaxSum[q1 * 2 + 1];
+                        var o1 = partialOut[q1 * 32 + c];
+                        long q2 = row + p + 8;
+                        float m2 = m.PartialMaxSum[q2 * 2];
+                        float l2 = m.PartialMaxSum[q2 * 2 + 1];
+                        var o2 = partialOut[q2 * 32 + c];
+                        long q3 = row + p + 12;
+                        float m3 = m.PartialMaxSum[q3 * 2];
+                        float l3 = m.PartialMaxSum[q3 * 2 + 1];
+                        var o3 = partialOut[q3 * 32 + c];
+                        long q4 = row + p + 16;
+                        float m4 = m.PartialMaxSum[q4 * 2];
+                        float l4 = m.PartialMaxSum[q4 * 2 + 1];
+                        var o4 = partialOut[q4 * 32 + c];
+                        long q5 = row + p + 20;
+                        float m5 = m.PartialMaxSum[q5 * 2];
+                        float l5 = m.PartialMaxSum[q5 * 2 + 1];
+                        var o5 = partialOut[q5 * 32 + c];
+                        long q6 = row + p + 24;
+                        float m6 = m.PartialMaxSum[q6 * 2];
+                        float l6 = m.PartialMaxSum[q6 * 2 + 1];
+                        var o6 = partialOut[q6 * 32 + c];
+                        long q7 = row + p + 28;
+                        float m7 = m.PartialMaxSum[q7 * 2];
+                        float l7 = m.PartialMaxSum[q7 * 2 + 1];
+                        var o7 = partialOut[q7 * 32 + c];
+                        acc = acc.Fma(o0, l0 * AttentionMath.ExpOrZero(m0 - mx));
+                        acc = acc.Fma(o1, l1 * AttentionMath.ExpOrZero(m1 - mx));
+                        acc = acc.Fma(o2, l2 * AttentionMath.ExpOrZero(m2 - mx));
+                        acc = acc.Fma(o3, l3 * AttentionMath.ExpOrZero(m3 - mx));
+                        acc = acc.Fma(o4, l4 * AttentionMath.ExpOrZero(m4 - mx));
+                        acc = acc.Fma(o5, l5 * AttentionMath.ExpOrZero(m5 - mx));
+                        acc = acc.Fma(o6, l6 * AttentionMath.ExpOrZero(m6 - mx));
+                        acc = acc.Fma(o7, l7 * AttentionMath.ExpOrZero(m7 - mx));
+                    }
+                    for (; p < partitions; p += 4)
+                    {
+                        long q = row + p;
+                        acc = acc.Fma(partialOut[q * 32 + c], m.PartialMaxSum[q * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[q * 2] - mx));
+                    }
+                    sRed[i] = acc;
+                }
+                Group.Barrier();
+                if (t < 32)
+                {
+                    var o = ((sRed[0 + t] + sRed[32 + t]) + (sRed[64 + t] + sRed[96 + t])) * sSum[t / 32];
+                    long dst = ((long)token * 2 + firstHead) * 128 + t * 4;
+                    output[dst] = o.X;
+                    output[dst + 1] = o.Y;
+                    output[dst + 2] = o.Z;
+                    output[dst + 3] = o.W;
+                }
+            }
         }
     }
 }

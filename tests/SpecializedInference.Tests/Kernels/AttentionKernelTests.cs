@@ -122,6 +122,49 @@ public sealed class AttentionKernelTests : IClassFixture<CpuAcceleratorFixture>
         AssertClose(r.Outputs[0], r.Expected, headDim, $"decode hd{headDim} {heads}/{kvHeads} {dtype}", seed);
     }
 
+    public static TheoryData<int, int, int, KvDtype, HeadMapping> TicketShapes() => new()
+    {
+        { 16, 4, 4, KvDtype.F32, HeadMapping.Grouped },    // MHA: 2 combine slices of partitions per group
+        { 32, 8, 2, KvDtype.F16, HeadMapping.Grouped },    // GQA 4: one slice, a column per thread
+        { 16, 4, 1, KvDtype.F16, HeadMapping.Expanded },   // a ticket per (decode, head)
+        { 128, 4, 1, KvDtype.F32, HeadMapping.Grouped },   // more Float4 columns than threads
+    };
+
+    [Theory]
+    [MemberData(nameof(TicketShapes))]
+    public void MixedDecodesCombineInOneLaunchAndAgainWithTheSamePlan(int headDim, int heads, int kvHeads, KvDtype dtype, HeadMapping mapping)
+    {
+        // Single-partition decodes (up to 64 keys) beside decodes of 2 and 3 partitions, attended twice with one
+        // plan as the model runner does for every layer: each launch must find the ticket counters back at 0
+        // (else no group would combine and the output would stay NaN).
+        int seed = NewSeed();
+        var shape = new AttentionShape(heads, kvHeads, headDim, 16);
+        var kernels = _fx.Generic(shape, new AttentionOptions(dtype, HeadMapping: mapping), SmallTiles);
+        var seqs = Decodes(65, 1, 64, 129, 17, 130);
+        using var h = new AttentionHarness(_fx.Accelerator, shape, dtype, BlocksFor(seqs, 16), seed);
+        var batch = h.Batch(seqs, Tables(h, seqs));
+        using var plan = kernels.Plan(batch);
+        var r = h.Step(batch, kernels, plan, attends: 2);
+        for (int a = 0; a < 2; a++)
+            AssertClose(r.Outputs[a], r.Expected, headDim, $"decode hd{headDim} {heads}/{kvHeads} {dtype} {mapping}, launch {a + 1}", seed);
+    }
+
+    [Fact]
+    public void DecodeOfMorePartitionsThanAWarpHasLanes()
+    {
+        // 34 partitions of 32 keys: the combine's per-head max and sum loop past lane 31.
+        int seed = NewSeed();
+        var shape = new AttentionShape(2, 1, 16, 16);
+        var kernels = _fx.Generic(shape, new AttentionOptions(KvDtype.F16), SmallTiles with { DecodePartitionSize = 32 });
+        var seqs = Decodes(33 * 32 + 5, 40);
+        using var h = new AttentionHarness(_fx.Accelerator, shape, KvDtype.F16, BlocksFor(seqs, 16), seed);
+        var batch = h.Batch(seqs, Tables(h, seqs));
+        using var plan = kernels.Plan(batch);
+        var r = h.Step(batch, kernels, plan, attends: 2);
+        AssertClose(r.Outputs[0], r.Expected, 16, "34 partitions, launch 1", seed);
+        AssertClose(r.Outputs[1], r.Expected, 16, "34 partitions, launch 2", seed);
+    }
+
     // ---------------------------------------------------------------- prefill
 
     [Theory]
