@@ -13,11 +13,41 @@ namespace SpecializedInference.Generators.Emission;
 /// </summary>
 internal static class DecodeEmitter
 {
-    /// <summary>P·V keys a thread loads before it uses them (memory-level parallelism).</summary>
+    /// <summary>P·V keys past the prefetched ones that a thread loads before it uses them.</summary>
     public const int ValueLoadsInFlight = 8;
 
     /// <summary>K units (8 elements) a thread loads before it uses them.</summary>
     public const int KeyLoadsInFlight = 16;
+
+    /// <summary>32-bit registers of raw K/V data a decode thread holds in flight: a K batch plus the prefetched
+    /// V rows. With the accumulators and addresses a thread stays well under ptxas's 255 (no spills) and a 128-thread
+    /// group under ~170, three groups per SM: plenty of bytes in flight (each group has its whole partition's K and
+    /// V outstanding at once).</summary>
+    public const int LoadRegisterBudget = 128;
+
+    /// <summary>Keys of the partition one P·V thread accumulates: partition / key_slots, rounded up.</summary>
+    public static int KeysPerThread(AttentionLayout L) => AttentionLayout.CeilDiv(L.Partition, L.KeySlots);
+
+    /// <summary>V rows a thread loads before the softmax, beside its K batch: as many of its keys as the register
+    /// budget holds for the config's KV dtype (all 16 for head_dim 128 with partitions of 128 in f16). A kernel set
+    /// run with the other dtype works the same; an f32 cache on an f16 set holds twice the registers.</summary>
+    public static int ValuePrefetch(AttentionLayout L)
+    {
+        int keyBatch = Math.Min(L.Units, KeyLoadsInFlight) * L.RegistersPerUnit;
+        return Math.Max(0, Math.Min(KeysPerThread(L), (LoadRegisterBudget - keyBatch) / L.RegistersPerUnit));
+    }
+
+    /// <summary>Loads the V rows of this thread's P·V keys <paramref name="from"/>..<paramref name="to"/> - 1 into
+    /// <c>vr{r}</c>; a key past the context loads the last valid row instead (its probability is 0).</summary>
+    private static void EmitValueLoads(SourceWriter w, AttentionLayout L, int from, int to, bool declare)
+    {
+        for (int r = from; r < to; r++)
+        {
+            string j = r == 0 ? "slot" : $"slot + {Int(r * L.KeySlots)}";
+            w.Line($"int vk{r} = k0 + ({j} < numKeys ? {j} : numKeys - 1);");
+            w.Line($"{(declare ? "var " : "")}vr{r} = default(TCodec).LoadRaw8(valueCache, {Row(L, $"vk{r}")} + unit * 8);");
+        }
+    }
 
     /// <summary>Physical blocks a partition can touch: P / block_size when blocks tile partitions, else two more
     /// (a partition that starts or ends inside a block).</summary>
@@ -50,8 +80,9 @@ internal static class DecodeEmitter
         string mapping = L.Expanded ? "one query head (K/V read per head, as if repeated)" : $"{HG} query heads sharing each K/V load";
         w.Line("/// <summary>");
         w.Line($"/// Split-K flash decode: thread group = (decode, partition of {P} keys) x ({mapping}), {T} threads.");
-        w.Line("/// Each thread scores one key with 16-byte K loads, a warp per head takes the partition's max and sum,");
-        w.Line($"/// then thread (key slot of {KS}, 8-dim unit of {U}) accumulates P·V with 16-byte V loads. A single-partition");
+        w.Line("/// Each thread scores one key with 16-byte K loads while the V rows of its P·V share are already loading,");
+        w.Line($"/// a warp per head takes the partition's max and sum, then thread (key slot of {KS}, 8-dim unit of {U}) accumulates");
+        w.Line("/// P·V from those registers (16-byte V loads; one memory round trip for K and V). A single-partition");
         w.Line("/// decode writes its output; otherwise the partition's (max, sum, output) go to scratch and the group takes a");
         w.Line("/// ticket: the last partition of the decode to arrive combines them all and writes the output (one launch).");
         w.Line("/// </summary>");
@@ -112,32 +143,44 @@ internal static class DecodeEmitter
             w.Line("Group.Barrier();");
             w.Line();
 
+            int R = KeysPerThread(L), VP = ValuePrefetch(L);
+            w.Line($"// This thread's share of P·V: keys slot + {KS} * r (r < {R}) of the partition, 8 dims at unit.");
+            w.Line($"int slot = t / {Int(U)};");
+            w.Line($"int unit = t % {Int(U)};");
+            if (VP > 0)
+                w.Line($"RawChunk8 {string.Join(", ", Enumerable.Range(0, VP).Select(r => $"vr{r}"))};   // V of its first {VP} keys, loaded with the K rows");
+            w.Line();
+
             w.Line($"// Scores: one key per thread (keys t + {T} * i), the whole K row in 16-byte loads, every head from the same load.");
+            w.Line("// A key past the context loads the partition's last valid row (no branch around the loads) and scores -inf.");
             for (int i = 0; i * T < P; i++)
             {
                 using (w.Scope())
                 {
                     w.Line($"int j = t + {Int(T * i)};");
-                    bool guard = T * (i + 1) > P;
-                    if (guard) w.Open($"if (j < {Int(P)})");
-                    for (int h = 0; h < HG; h++) w.Line($"float s{h} = 0f;");
                     w.Line("bool valid = j < numKeys;");
-                    using (w.Block("if (valid)"))
+                    w.Line("int key = k0 + (valid ? j : numKeys - 1);");
+                    w.Line($"long row = {Row(L, "key")};");
+                    for (int h = 0; h < HG; h++) w.Line($"float s{h} = 0f;");
+                    // Raw loads in batches of KeyLoadsInFlight units (4 registers each for f16): all in flight, then decoded and used.
+                    for (int u0 = 0; u0 < U; u0 += KeyLoadsInFlight)
                     {
-                        w.Line("int key = k0 + j;");
-                        w.Line($"long row = {Row(L, "key")};");
-                        // Raw loads in batches of KeyLoadsInFlight units (4 registers each for f16): all in flight, then decoded and used.
-                        for (int u0 = 0; u0 < U; u0 += KeyLoadsInFlight)
+                        for (int u = u0; u < U && u < u0 + KeyLoadsInFlight; u++) w.Line($"var kr{u} = default(TCodec).LoadRaw8(keyCache, row + {Int(u * 8)});");
+                        if (i == 0 && u0 == 0 && VP > 0)
                         {
-                            for (int u = u0; u < U && u < u0 + KeyLoadsInFlight; u++) w.Line($"var kr{u} = default(TCodec).LoadRaw8(keyCache, row + {Int(u * 8)});");
-                            for (int u = u0; u < U && u < u0 + KeyLoadsInFlight; u++)
-                            {
-                                w.Line($"var kc{u} = default(TCodec).Decode8(kr{u});");
-                                for (int h = 0; h < HG; h++)
-                                    w.Line($"s{h} += sQ[{Int(h * D4 + 2 * u)}].Dot(kc{u}.Lo) + sQ[{Int(h * D4 + 2 * u + 1)}].Dot(kc{u}.Hi);");
-                            }
+                            w.Line($"// Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory");
+                            w.Line($"// round trip (K and V in flight together) instead of two (V only after the softmax).");
+                            EmitValueLoads(w, L, 0, VP, declare: false);
+                        }
+                        for (int u = u0; u < U && u < u0 + KeyLoadsInFlight; u++)
+                        {
+                            w.Line($"var kc{u} = default(TCodec).Decode8(kr{u});");
+                            for (int h = 0; h < HG; h++)
+                                w.Line($"s{h} += sQ[{Int(h * D4 + 2 * u)}].Dot(kc{u}.Lo) + sQ[{Int(h * D4 + 2 * u + 1)}].Dot(kc{u}.Hi);");
                         }
                     }
+                    bool guard = T * (i + 1) > P;
+                    if (guard) w.Open($"if (j < {Int(P)})");
                     for (int h = 0; h < HG; h++) w.Line($"sP[{Int(h * P)} + j] = valid ? s{h} : float.NegativeInfinity;");
                     if (guard) w.Close();
                 }
@@ -173,9 +216,8 @@ internal static class DecodeEmitter
             w.Line("Group.Barrier();");
             w.Line();
 
-            w.Line($"// P·V: thread = (key slot t / {U}, 8-dim unit t % {U}); one 16-byte V load serves every head.");
-            w.Line($"int slot = t / {Int(U)};");
-            w.Line($"int unit = t % {Int(U)};");
+            w.Line($"// P·V: thread = (key slot t / {U}, 8-dim unit t % {U}); one 16-byte V load serves every head. Keys past");
+            w.Line("// the context have probability exactly 0 (their V row is the last valid one, so the product is 0 too).");
             bool slotGuard = T % U != 0;
             if (slotGuard) w.Open($"if (slot < {Int(KS)})");
             for (int h = 0; h < HG; h++)
@@ -183,35 +225,30 @@ internal static class DecodeEmitter
                 w.Line($"var lo{h} = default(Float4);");
                 w.Line($"var hi{h} = default(Float4);");
             }
-            w.Line("int pv = slot;");
-            int n = ValueLoadsInFlight;
-            using (w.Block($"for (; pv + {Int((n - 1) * KS)} < numKeys; pv += {Int(n * KS)})"))
+            // Batches of keys: the prefetched ones, then ValueLoadsInFlight at a time; each batch's loads are issued
+            // before the previous batch is consumed.
+            var batches = new System.Collections.Generic.List<(int From, int To)>();
+            if (VP > 0) batches.Add((0, VP));
+            for (int r0 = VP; r0 < R; r0 += ValueLoadsInFlight) batches.Add((r0, Math.Min(R, r0 + ValueLoadsInFlight)));
+            if (VP == 0) EmitValueLoads(w, L, batches[0].From, batches[0].To, declare: true);
+            for (int b = 0; b < batches.Count; b++)
             {
-                for (int r = 0; r < n; r++)
+                if (b + 1 < batches.Count)
                 {
-                    w.Line($"int key{r} = k0 + pv + {Int(r * KS)};");
-                    w.Line($"var vr{r} = default(TCodec).LoadRaw8(valueCache, {Row(L, $"key{r}")} + unit * 8);");
+                    w.Line($"// V of keys {batches[b + 1].From}..{batches[b + 1].To - 1} in flight while keys {batches[b].From}..{batches[b].To - 1} are accumulated.");
+                    EmitValueLoads(w, L, batches[b + 1].From, batches[b + 1].To, declare: true);
                 }
-                for (int r = 0; r < n; r++)
+                for (int r = batches[b].From; r < batches[b].To; r++)
                 {
                     w.Line($"var v{r} = default(TCodec).Decode8(vr{r});");
+                    bool pastPartition = r * KS + KS - 1 >= P;     // some slots' key r lies past the partition
                     for (int h = 0; h < HG; h++)
                     {
-                        w.Line($"float p{r}h{h} = sP[{Int(h * P + r * KS)} + pv];");
+                        string sp = $"sP[{Int(h * P + r * KS)} + slot]";
+                        w.Line($"float p{r}h{h} = {(pastPartition ? $"slot < {Int(P - r * KS)} ? {sp} : 0f" : sp)};");
                         w.Line($"lo{h} = lo{h}.Fma(v{r}.Lo, p{r}h{h});");
                         w.Line($"hi{h} = hi{h}.Fma(v{r}.Hi, p{r}h{h});");
                     }
-                }
-            }
-            using (w.Block($"for (; pv < numKeys; pv += {Int(KS)})"))
-            {
-                w.Line("int key = k0 + pv;");
-                w.Line($"var v = default(TCodec).Load8(valueCache, {Row(L, "key")} + unit * 8);");
-                for (int h = 0; h < HG; h++)
-                {
-                    w.Line($"float p{h} = sP[{Int(h * P)} + pv];");
-                    w.Line($"lo{h} = lo{h}.Fma(v.Lo, p{h});");
-                    w.Line($"hi{h} = hi{h}.Fma(v.Hi, p{h});");
                 }
             }
             for (int h = 0; h < HG; h++)

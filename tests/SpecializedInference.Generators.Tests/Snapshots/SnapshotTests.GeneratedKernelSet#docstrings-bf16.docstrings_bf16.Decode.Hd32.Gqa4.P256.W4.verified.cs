@@ -11,8 +11,9 @@ public static partial class docstrings_bf16
 {
     /// <summary>
     /// Split-K flash decode: thread group = (decode, partition of 256 keys) x (4 query heads sharing each K/V load), 128 threads.
-    /// Each thread scores one key with 16-byte K loads, a warp per head takes the partition's max and sum,
-    /// then thread (key slot of 32, 8-dim unit of 4) accumulates P·V with 16-byte V loads. A single-partition
+    /// Each thread scores one key with 16-byte K loads while the V rows of its P·V share are already loading,
+    /// a warp per head takes the partition's max and sum, then thread (key slot of 32, 8-dim unit of 4) accumulates
+    /// P·V from those registers (16-byte V loads; one memory round trip for K and V). A single-partition
     /// decode writes its output; otherwise the partition's (max, sum, output) go to scratch and the group takes a
     /// ticket: the last partition of the decode to arrive combines them all and writes the output (one launch).
     /// </summary>
@@ -62,43 +63,64 @@ public static partial class docstrings_bf16
         }
         Group.Barrier();
 
+        // This thread's share of P·V: keys slot + 32 * r (r < 8) of the partition, 8 dims at unit.
+        int slot = t / 4;
+        int unit = t % 4;
+        RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7;   // V of its first 8 keys, loaded with the K rows
+
         // Scores: one key per thread (keys t + 128 * i), the whole K row in 16-byte loads, every head from the same load.
+        // A key past the context loads the partition's last valid row (no branch around the loads) and scores -inf.
         {
             int j = t + 0;
+            bool valid = j < numKeys;
+            int key = k0 + (valid ? j : numKeys - 1);
+            long row = (((long)sBlock[key / 16 - firstBlock] * 2 + kvHead) * 16 + key % 16) * 32;
             float s0 = 0f;
             float s1 = 0f;
             float s2 = 0f;
             float s3 = 0f;
-            bool valid = j < numKeys;
-            if (valid)
-            {
-                int key = k0 + j;
-                long row = (((long)sBlock[key / 16 - firstBlock] * 2 + kvHead) * 16 + key % 16) * 32;
-                var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
-                var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
-                var kr2 = default(TCodec).LoadRaw8(keyCache, row + 16);
-                var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
-                var kc0 = default(TCodec).Decode8(kr0);
-                s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
-                s1 += sQ[8].Dot(kc0.Lo) + sQ[9].Dot(kc0.Hi);
-                s2 += sQ[16].Dot(kc0.Lo) + sQ[17].Dot(kc0.Hi);
-                s3 += sQ[24].Dot(kc0.Lo) + sQ[25].Dot(kc0.Hi);
-                var kc1 = default(TCodec).Decode8(kr1);
-                s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
-                s1 += sQ[10].Dot(kc1.Lo) + sQ[11].Dot(kc1.Hi);
-                s2 += sQ[18].Dot(kc1.Lo) + sQ[19].Dot(kc1.Hi);
-                s3 += sQ[26].Dot(kc1.Lo) + sQ[27].Dot(kc1.Hi);
-                var kc2 = default(TCodec).Decode8(kr2);
-                s0 += sQ[4].Dot(kc2.Lo) + sQ[5].Dot(kc2.Hi);
-                s1 += sQ[12].Dot(kc2.Lo) + sQ[13].Dot(kc2.Hi);
-                s2 += sQ[20].Dot(kc2.Lo) + sQ[21].Dot(kc2.Hi);
-                s3 += sQ[28].Dot(kc2.Lo) + sQ[29].Dot(kc2.Hi);
-                var kc3 = default(TCodec).Decode8(kr3);
-                s0 += sQ[6].Dot(kc3.Lo) + sQ[7].Dot(kc3.Hi);
-                s1 += sQ[14].Dot(kc3.Lo) + sQ[15].Dot(kc3.Hi);
-                s2 += sQ[22].Dot(kc3.Lo) + sQ[23].Dot(kc3.Hi);
-                s3 += sQ[30].Dot(kc3.Lo) + sQ[31].Dot(kc3.Hi);
-            }
+            var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
+            var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
+            var kr2 = default(TCodec).LoadRaw8(keyCache, row + 16);
+            var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
+            // Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory
+            // round trip (K and V in flight together) instead of two (V only after the softmax).
+            int vk0 = k0 + (slot < numKeys ? slot : numKeys - 1);
+            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk0 / 16 - firstBlock] * 2 + kvHead) * 16 + vk0 % 16) * 32 + unit * 8);
+            int vk1 = k0 + (slot + 32 < numKeys ? slot + 32 : numKeys - 1);
+            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk1 / 16 - firstBlock] * 2 + kvHead) * 16 + vk1 % 16) * 32 + unit * 8);
+            int vk2 = k0 + (slot + 64 < numKeys ? slot + 64 : numKeys - 1);
+            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk2 / 16 - firstBlock] * 2 + kvHead) * 16 + vk2 % 16) * 32 + unit * 8);
+            int vk3 = k0 + (slot + 96 < numKeys ? slot + 96 : numKeys - 1);
+            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk3 / 16 - firstBlock] * 2 + kvHead) * 16 + vk3 % 16) * 32 + unit * 8);
+            int vk4 = k0 + (slot + 128 < numKeys ? slot + 128 : numKeys - 1);
+            vr4 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk4 / 16 - firstBlock] * 2 + kvHead) * 16 + vk4 % 16) * 32 + unit * 8);
+            int vk5 = k0 + (slot + 160 < numKeys ? slot + 160 : numKeys - 1);
+            vr5 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk5 / 16 - firstBlock] * 2 + kvHead) * 16 + vk5 % 16) * 32 + unit * 8);
+            int vk6 = k0 + (slot + 192 < numKeys ? slot + 192 : numKeys - 1);
+            vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk6 / 16 - firstBlock] * 2 + kvHead) * 16 + vk6 % 16) * 32 + unit * 8);
+            int vk7 = k0 + (slot + 224 < numKeys ? slot + 224 : numKeys - 1);
+            vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk7 / 16 - firstBlock] * 2 + kvHead) * 16 + vk7 % 16) * 32 + unit * 8);
+            var kc0 = default(TCodec).Decode8(kr0);
+            s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
+            s1 += sQ[8].Dot(kc0.Lo) + sQ[9].Dot(kc0.Hi);
+            s2 += sQ[16].Dot(kc0.Lo) + sQ[17].Dot(kc0.Hi);
+            s3 += sQ[24].Dot(kc0.Lo) + sQ[25].Dot(kc0.Hi);
+            var kc1 = default(TCodec).Decode8(kr1);
+            s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
+            s1 += sQ[10].Dot(kc1.Lo) + sQ[11].Dot(kc1.Hi);
+            s2 += sQ[18].Dot(kc1.Lo) + sQ[19].Dot(kc1.Hi);
+            s3 += sQ[26].Dot(kc1.Lo) + sQ[27].Dot(kc1.Hi);
+            var kc2 = default(TCodec).Decode8(kr2);
+            s0 += sQ[4].Dot(kc2.Lo) + sQ[5].Dot(kc2.Hi);
+            s1 += sQ[12].Dot(kc2.Lo) + sQ[13].Dot(kc2.Hi);
+            s2 += sQ[20].Dot(kc2.Lo) + sQ[21].Dot(kc2.Hi);
+            s3 += sQ[28].Dot(kc2.Lo) + sQ[29].Dot(kc2.Hi);
+            var kc3 = default(TCodec).Decode8(kr3);
+            s0 += sQ[6].Dot(kc3.Lo) + sQ[7].Dot(kc3.Hi);
+            s1 += sQ[14].Dot(kc3.Lo) + sQ[15].Dot(kc3.Hi);
+            s2 += sQ[22].Dot(kc3.Lo) + sQ[23].Dot(kc3.Hi);
+            s3 += sQ[30].Dot(kc3.Lo) + sQ[31].Dot(kc3.Hi);
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
             sP[256 + j] = valid ? s1 : float.NegativeInfinity;
             sP[512 + j] = valid ? s2 : float.NegativeInfinity;
@@ -106,40 +128,37 @@ public static partial class docstrings_bf16
         }
         {
             int j = t + 128;
+            bool valid = j < numKeys;
+            int key = k0 + (valid ? j : numKeys - 1);
+            long row = (((long)sBlock[key / 16 - firstBlock] * 2 + kvHead) * 16 + key % 16) * 32;
             float s0 = 0f;
             float s1 = 0f;
             float s2 = 0f;
             float s3 = 0f;
-            bool valid = j < numKeys;
-            if (valid)
-            {
-                int key = k0 + j;
-                long row = (((long)sBlock[key / 16 - firstBlock] * 2 + kvHead) * 16 + key % 16) * 32;
-                var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
-                var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
-                var kr2 = default(TCodec).LoadRaw8(keyCache, row + 16);
-                var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
-                var kc0 = default(TCodec).Decode8(kr0);
-                s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
-                s1 += sQ[8].Dot(kc0.Lo) + sQ[9].Dot(kc0.Hi);
-                s2 += sQ[16].Dot(kc0.Lo) + sQ[17].Dot(kc0.Hi);
-                s3 += sQ[24].Dot(kc0.Lo) + sQ[25].Dot(kc0.Hi);
-                var kc1 = default(TCodec).Decode8(kr1);
-                s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
-                s1 += sQ[10].Dot(kc1.Lo) + sQ[11].Dot(kc1.Hi);
-                s2 += sQ[18].Dot(kc1.Lo) + sQ[19].Dot(kc1.Hi);
-                s3 += sQ[26].Dot(kc1.Lo) + sQ[27].Dot(kc1.Hi);
-                var kc2 = default(TCodec).Decode8(kr2);
-                s0 += sQ[4].Dot(kc2.Lo) + sQ[5].Dot(kc2.Hi);
-                s1 += sQ[12].Dot(kc2.Lo) + sQ[13].Dot(kc2.Hi);
-                s2 += sQ[20].Dot(kc2.Lo) + sQ[21].Dot(kc2.Hi);
-                s3 += sQ[28].Dot(kc2.Lo) + sQ[29].Dot(kc2.Hi);
-                var kc3 = default(TCodec).Decode8(kr3);
-                s0 += sQ[6].Dot(kc3.Lo) + sQ[7].Dot(kc3.Hi);
-                s1 += sQ[14].Dot(kc3.Lo) + sQ[15].Dot(kc3.Hi);
-                s2 += sQ[22].Dot(kc3.Lo) + sQ[23].Dot(kc3.Hi);
-                s3 += sQ[30].Dot(kc3.Lo) + sQ[31].Dot(kc3.Hi);
-            }
+            var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
+            var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
+            var kr2 = default(TCodec).LoadRaw8(keyCache, row + 16);
+            var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
+            var kc0 = default(TCodec).Decode8(kr0);
+            s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
+            s1 += sQ[8].Dot(kc0.Lo) + sQ[9].Dot(kc0.Hi);
+            s2 += sQ[16].Dot(kc0.Lo) + sQ[17].Dot(kc0.Hi);
+            s3 += sQ[24].Dot(kc0.Lo) + sQ[25].Dot(kc0.Hi);
+            var kc1 = default(TCodec).Decode8(kr1);
+            s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
+            s1 += sQ[10].Dot(kc1.Lo) + sQ[11].Dot(kc1.Hi);
+            s2 += sQ[18].Dot(kc1.Lo) + sQ[19].Dot(kc1.Hi);
+            s3 += sQ[26].Dot(kc1.Lo) + sQ[27].Dot(kc1.Hi);
+            var kc2 = default(TCodec).Decode8(kr2);
+            s0 += sQ[4].Dot(kc2.Lo) + sQ[5].Dot(kc2.Hi);
+            s1 += sQ[12].Dot(kc2.Lo) + sQ[13].Dot(kc2.Hi);
+            s2 += sQ[20].Dot(kc2.Lo) + sQ[21].Dot(kc2.Hi);
+            s3 += sQ[28].Dot(kc2.Lo) + sQ[29].Dot(kc2.Hi);
+            var kc3 = default(TCodec).Decode8(kr3);
+            s0 += sQ[6].Dot(kc3.Lo) + sQ[7].Dot(kc3.Hi);
+            s1 += sQ[14].Dot(kc3.Lo) + sQ[15].Dot(kc3.Hi);
+            s2 += sQ[22].Dot(kc3.Lo) + sQ[23].Dot(kc3.Hi);
+            s3 += sQ[30].Dot(kc3.Lo) + sQ[31].Dot(kc3.Hi);
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
             sP[256 + j] = valid ? s1 : float.NegativeInfinity;
             sP[512 + j] = valid ? s2 : float.NegativeInfinity;
@@ -328,9 +347,8 @@ public static partial class docstrings_bf16
         }
         Group.Barrier();
 
-        // P·V: thread = (key slot t / 4, 8-dim unit t % 4); one 16-byte V load serves every head.
-        int slot = t / 4;
-        int unit = t % 4;
+        // P·V: thread = (key slot t / 4, 8-dim unit t % 4); one 16-byte V load serves every head. Keys past
+        // the context have probability exactly 0 (their V row is the last valid one, so the product is 0 too).
         var lo0 = default(Float4);
         var hi0 = default(Float4);
         var lo1 = default(Float4);
@@ -339,147 +357,110 @@ public static partial class docstrings_bf16
         var hi2 = default(Float4);
         var lo3 = default(Float4);
         var hi3 = default(Float4);
-        int pv = slot;
-        for (; pv + 224 < numKeys; pv += 256)
-        {
-            int key0 = k0 + pv + 0;
-            var vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key0 / 16 - firstBlock] * 2 + kvHead) * 16 + key0 % 16) * 32 + unit * 8);
-            int key1 = k0 + pv + 32;
-            var vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key1 / 16 - firstBlock] * 2 + kvHead) * 16 + key1 % 16) * 32 + unit * 8);
-            int key2 = k0 + pv + 64;
-            var vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key2 / 16 - firstBlock] * 2 + kvHead) * 16 + key2 % 16) * 32 + unit * 8);
-            int key3 = k0 + pv + 96;
-            var vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key3 / 16 - firstBlock] * 2 + kvHead) * 16 + key3 % 16) * 32 + unit * 8);
-            int key4 = k0 + pv + 128;
-            var vr4 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key4 / 16 - firstBlock] * 2 + kvHead) * 16 + key4 % 16) * 32 + unit * 8);
-            int key5 = k0 + pv + 160;
-            var vr5 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key5 / 16 - firstBlock] * 2 + kvHead) * 16 + key5 % 16) * 32 + unit * 8);
-            int key6 = k0 + pv + 192;
-            var vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key6 / 16 - firstBlock] * 2 + kvHead) * 16 + key6 % 16) * 32 + unit * 8);
-            int key7 = k0 + pv + 224;
-            var vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key7 / 16 - firstBlock] * 2 + kvHead) * 16 + key7 % 16) * 32 + unit * 8);
-            var v0 = default(TCodec).Decode8(vr0);
-            float p0h0 = sP[0 + pv];
-            lo0 = lo0.Fma(v0.Lo, p0h0);
-            hi0 = hi0.Fma(v0.Hi, p0h0);
-            float p0h1 = sP[256 + pv];
-            lo1 = lo1.Fma(v0.Lo, p0h1);
-            hi1 = hi1.Fma(v0.Hi, p0h1);
-            float p0h2 = sP[512 + pv];
-            lo2 = lo2.Fma(v0.Lo, p0h2);
-            hi2 = hi2.Fma(v0.Hi, p0h2);
-            float p0h3 = sP[768 + pv];
-            lo3 = lo3.Fma(v0.Lo, p0h3);
-            hi3 = hi3.Fma(v0.Hi, p0h3);
-            var v1 = default(TCodec).Decode8(vr1);
-            float p1h0 = sP[32 + pv];
-            lo0 = lo0.Fma(v1.Lo, p1h0);
-            hi0 = hi0.Fma(v1.Hi, p1h0);
-            float p1h1 = sP[288 + pv];
-            lo1 = lo1.Fma(v1.Lo, p1h1);
-            hi1 = hi1.Fma(v1.Hi, p1h1);
-            float p1h2 = sP[544 + pv];
-            lo2 = lo2.Fma(v1.Lo, p1h2);
-            hi2 = hi2.Fma(v1.Hi, p1h2);
-            float p1h3 = sP[800 + pv];
-            lo3 = lo3.Fma(v1.Lo, p1h3);
-            hi3 = hi3.Fma(v1.Hi, p1h3);
-            var v2 = default(TCodec).Decode8(vr2);
-            float p2h0 = sP[64 + pv];
-            lo0 = lo0.Fma(v2.Lo, p2h0);
-            hi0 = hi0.Fma(v2.Hi, p2h0);
-            float p2h1 = sP[320 + pv];
-            lo1 = lo1.Fma(v2.Lo, p2h1);
-            hi1 = hi1.Fma(v2.Hi, p2h1);
-            float p2h2 = sP[576 + pv];
-            lo2 = lo2.Fma(v2.Lo, p2h2);
-            hi2 = hi2.Fma(v2.Hi, p2h2);
-            float p2h3 = sP[832 + pv];
-            lo3 = lo3.Fma(v2.Lo, p2h3);
-            hi3 = hi3.Fma(v2.Hi, p2h3);
-            var v3 = default(TCodec).Decode8(vr3);
-            float p3h0 = sP[96 + pv];
-            lo0 = lo0.Fma(v3.Lo, p3h0);
-            hi0 = hi0.Fma(v3.Hi, p3h0);
-            float p3h1 = sP[352 + pv];
-            lo1 = lo1.Fma(v3.Lo, p3h1);
-            hi1 = hi1.Fma(v3.Hi, p3h1);
-            float p3h2 = sP[608 + pv];
-            lo2 = lo2.Fma(v3.Lo, p3h2);
-            hi2 = hi2.Fma(v3.Hi, p3h2);
-            float p3h3 = sP[864 + pv];
-            lo3 = lo3.Fma(v3.Lo, p3h3);
-            hi3 = hi3.Fma(v3.Hi, p3h3);
-            var v4 = default(TCodec).Decode8(vr4);
-            float p4h0 = sP[128 + pv];
-            lo0 = lo0.Fma(v4.Lo, p4h0);
-            hi0 = hi0.Fma(v4.Hi, p4h0);
-            float p4h1 = sP[384 + pv];
-            lo1 = lo1.Fma(v4.Lo, p4h1);
-            hi1 = hi1.Fma(v4.Hi, p4h1);
-            float p4h2 = sP[640 + pv];
-            lo2 = lo2.Fma(v4.Lo, p4h2);
-            hi2 = hi2.Fma(v4.Hi, p4h2);
-            float p4h3 = sP[896 + pv];
-            lo3 = lo3.Fma(v4.Lo, p4h3);
-            hi3 = hi3.Fma(v4.Hi, p4h3);
-            var v5 = default(TCodec).Decode8(vr5);
-            float p5h0 = sP[160 + pv];
-            lo0 = lo0.Fma(v5.Lo, p5h0);
-            hi0 = hi0.Fma(v5.Hi, p5h0);
-            float p5h1 = sP[416 + pv];
-            lo1 = lo1.Fma(v5.Lo, p5h1);
-            hi1 = hi1.Fma(v5.Hi, p5h1);
-            float p5h2 = sP[672 + pv];
-            lo2 = lo2.Fma(v5.Lo, p5h2);
-            hi2 = hi2.Fma(v5.Hi, p5h2);
-            float p5h3 = sP[928 + pv];
-            lo3 = lo3.Fma(v5.Lo, p5h3);
-            hi3 = hi3.Fma(v5.Hi, p5h3);
-            var v6 = default(TCodec).Decode8(vr6);
-            float p6h0 = sP[192 + pv];
-            lo0 = lo0.Fma(v6.Lo, p6h0);
-            hi0 = hi0.Fma(v6.Hi, p6h0);
-            float p6h1 = sP[448 + pv];
-            lo1 = lo1.Fma(v6.Lo, p6h1);
-            hi1 = hi1.Fma(v6.Hi, p6h1);
-            float p6h2 = sP[704 + pv];
-            lo2 = lo2.Fma(v6.Lo, p6h2);
-            hi2 = hi2.Fma(v6.Hi, p6h2);
-            float p6h3 = sP[960 + pv];
-            lo3 = lo3.Fma(v6.Lo, p6h3);
-            hi3 = hi3.Fma(v6.Hi, p6h3);
-            var v7 = default(TCodec).Decode8(vr7);
-            float p7h0 = sP[224 + pv];
-            lo0 = lo0.Fma(v7.Lo, p7h0);
-            hi0 = hi0.Fma(v7.Hi, p7h0);
-            float p7h1 = sP[480 + pv];
-            lo1 = lo1.Fma(v7.Lo, p7h1);
-            hi1 = hi1.Fma(v7.Hi, p7h1);
-            float p7h2 = sP[736 + pv];
-            lo2 = lo2.Fma(v7.Lo, p7h2);
-            hi2 = hi2.Fma(v7.Hi, p7h2);
-            float p7h3 = sP[992 + pv];
-            lo3 = lo3.Fma(v7.Lo, p7h3);
-            hi3 = hi3.Fma(v7.Hi, p7h3);
-        }
-        for (; pv < numKeys; pv += 32)
-        {
-            int key = k0 + pv;
-            var v = default(TCodec).Load8(valueCache, (((long)sBlock[key / 16 - firstBlock] * 2 + kvHead) * 16 + key % 16) * 32 + unit * 8);
-            float p0 = sP[0 + pv];
-            lo0 = lo0.Fma(v.Lo, p0);
-            hi0 = hi0.Fma(v.Hi, p0);
-            float p1 = sP[256 + pv];
-            lo1 = lo1.Fma(v.Lo, p1);
-            hi1 = hi1.Fma(v.Hi, p1);
-            float p2 = sP[512 + pv];
-            lo2 = lo2.Fma(v.Lo, p2);
-            hi2 = hi2.Fma(v.Hi, p2);
-            float p3 = sP[768 + pv];
-            lo3 = lo3.Fma(v.Lo, p3);
-            hi3 = hi3.Fma(v.Hi, p3);
-        }
+        var v0 = default(TCodec).Decode8(vr0);
+        float p0h0 = sP[0 + slot];
+        lo0 = lo0.Fma(v0.Lo, p0h0);
+        hi0 = hi0.Fma(v0.Hi, p0h0);
+        float p0h1 = sP[256 + slot];
+        lo1 = lo1.Fma(v0.Lo, p0h1);
+        hi1 = hi1.Fma(v0.Hi, p0h1);
+        float p0h2 = sP[512 + slot];
+        lo2 = lo2.Fma(v0.Lo, p0h2);
+        hi2 = hi2.Fma(v0.Hi, p0h2);
+        float p0h3 = sP[768 + slot];
+        lo3 = lo3.Fma(v0.Lo, p0h3);
+        hi3 = hi3.Fma(v0.Hi, p0h3);
+        var v1 = default(TCodec).Decode8(vr1);
+        float p1h0 = sP[32 + slot];
+        lo0 = lo0.Fma(v1.Lo, p1h0);
+        hi0 = hi0.Fma(v1.Hi, p1h0);
+        float p1h1 = sP[288 + slot];
+        lo1 = lo1.Fma(v1.Lo, p1h1);
+        hi1 = hi1.Fma(v1.Hi, p1h1);
+        float p1h2 = sP[544 + slot];
+        lo2 = lo2.Fma(v1.Lo, p1h2);
+        hi2 = hi2.Fma(v1.Hi, p1h2);
+        float p1h3 = sP[800 + slot];
+        lo3 = lo3.Fma(v1.Lo, p1h3);
+        hi3 = hi3.Fma(v1.Hi, p1h3);
+        var v2 = default(TCodec).Decode8(vr2);
+        float p2h0 = sP[64 + slot];
+        lo0 = lo0.Fma(v2.Lo, p2h0);
+        hi0 = hi0.Fma(v2.Hi, p2h0);
+        float p2h1 = sP[320 + slot];
+        lo1 = lo1.Fma(v2.Lo, p2h1);
+        hi1 = hi1.Fma(v2.Hi, p2h1);
+        float p2h2 = sP[576 + slot];
+        lo2 = lo2.Fma(v2.Lo, p2h2);
+        hi2 = hi2.Fma(v2.Hi, p2h2);
+        float p2h3 = sP[832 + slot];
+        lo3 = lo3.Fma(v2.Lo, p2h3);
+        hi3 = hi3.Fma(v2.Hi, p2h3);
+        var v3 = default(TCodec).Decode8(vr3);
+        float p3h0 = sP[96 + slot];
+        lo0 = lo0.Fma(v3.Lo, p3h0);
+        hi0 = hi0.Fma(v3.Hi, p3h0);
+        float p3h1 = sP[352 + slot];
+        lo1 = lo1.Fma(v3.Lo, p3h1);
+        hi1 = hi1.Fma(v3.Hi, p3h1);
+        float p3h2 = sP[608 + slot];
+        lo2 = lo2.Fma(v3.Lo, p3h2);
+        hi2 = hi2.Fma(v3.Hi, p3h2);
+        float p3h3 = sP[864 + slot];
+        lo3 = lo3.Fma(v3.Lo, p3h3);
+        hi3 = hi3.Fma(v3.Hi, p3h3);
+        var v4 = default(TCodec).Decode8(vr4);
+        float p4h0 = sP[128 + slot];
+        lo0 = lo0.Fma(v4.Lo, p4h0);
+        hi0 = hi0.Fma(v4.Hi, p4h0);
+        float p4h1 = sP[384 + slot];
+        lo1 = lo1.Fma(v4.Lo, p4h1);
+        hi1 = hi1.Fma(v4.Hi, p4h1);
+        float p4h2 = sP[640 + slot];
+        lo2 = lo2.Fma(v4.Lo, p4h2);
+        hi2 = hi2.Fma(v4.Hi, p4h2);
+        float p4h3 = sP[896 + slot];
+        lo3 = lo3.Fma(v4.Lo, p4h3);
+        hi3 = hi3.Fma(v4.Hi, p4h3);
+        var v5 = default(TCodec).Decode8(vr5);
+        float p5h0 = sP[160 + slot];
+        lo0 = lo0.Fma(v5.Lo, p5h0);
+        hi0 = hi0.Fma(v5.Hi, p5h0);
+        float p5h1 = sP[416 + slot];
+        lo1 = lo1.Fma(v5.Lo, p5h1);
+        hi1 = hi1.Fma(v5.Hi, p5h1);
+        float p5h2 = sP[672 + slot];
+        lo2 = lo2.Fma(v5.Lo, p5h2);
+        hi2 = hi2.Fma(v5.Hi, p5h2);
+        float p5h3 = sP[928 + slot];
+        lo3 = lo3.Fma(v5.Lo, p5h3);
+        hi3 = hi3.Fma(v5.Hi, p5h3);
+        var v6 = default(TCodec).Decode8(vr6);
+        float p6h0 = sP[192 + slot];
+        lo0 = lo0.Fma(v6.Lo, p6h0);
+        hi0 = hi0.Fma(v6.Hi, p6h0);
+        float p6h1 = sP[448 + slot];
+        lo1 = lo1.Fma(v6.Lo, p6h1);
+        hi1 = hi1.Fma(v6.Hi, p6h1);
+        float p6h2 = sP[704 + slot];
+        lo2 = lo2.Fma(v6.Lo, p6h2);
+        hi2 = hi2.Fma(v6.Hi, p6h2);
+        float p6h3 = sP[960 + slot];
+        lo3 = lo3.Fma(v6.Lo, p6h3);
+        hi3 = hi3.Fma(v6.Hi, p6h3);
+        var v7 = default(TCodec).Decode8(vr7);
+        float p7h0 = sP[224 + slot];
+        lo0 = lo0.Fma(v7.Lo, p7h0);
+        hi0 = hi0.Fma(v7.Hi, p7h0);
+        float p7h1 = sP[480 + slot];
+        lo1 = lo1.Fma(v7.Lo, p7h1);
+        hi1 = hi1.Fma(v7.Hi, p7h1);
+        float p7h2 = sP[736 + slot];
+        lo2 = lo2.Fma(v7.Lo, p7h2);
+        hi2 = hi2.Fma(v7.Hi, p7h2);
+        float p7h3 = sP[992 + slot];
+        lo3 = lo3.Fma(v7.Lo, p7h3);
+        hi3 = hi3.Fma(v7.Hi, p7h3);
         sRed[(slot * 4 + 0) * 8 + 2 * unit] = lo0;
         sRed[(slot * 4 + 0) * 8 + 2 * unit + 1] = hi0;
         sRed[(slot * 4 + 1) * 8 + 2 * unit] = lo1;
@@ -714,8 +695,9 @@ public static partial class docstrings_bf16
 
     /// <summary>
     /// Split-K flash decode: thread group = (decode, partition of 256 keys) x (one query head (K/V read per head, as if repeated)), 128 threads.
-    /// Each thread scores one key with 16-byte K loads, a warp per head takes the partition's max and sum,
-    /// then thread (key slot of 32, 8-dim unit of 4) accumulates P·V with 16-byte V loads. A single-partition
+    /// Each thread scores one key with 16-byte K loads while the V rows of its P·V share are already loading,
+    /// a warp per head takes the partition's max and sum, then thread (key slot of 32, 8-dim unit of 4) accumulates
+    /// P·V from those registers (16-byte V loads; one memory round trip for K and V). A single-partition
     /// decode writes its output; otherwise the partition's (max, sum, output) go to scratch and the group takes a
     /// ticket: the last partition of the decode to arrive combines them all and writes the output (one launch).
     /// </summary>
@@ -765,51 +747,69 @@ public static partial class docstrings_bf16
         }
         Group.Barrier();
 
+        // This thread's share of P·V: keys slot + 32 * r (r < 8) of the partition, 8 dims at unit.
+        int slot = t / 4;
+        int unit = t % 4;
+        RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7;   // V of its first 8 keys, loaded with the K rows
+
         // Scores: one key per thread (keys t + 128 * i), the whole K row in 16-byte loads, every head from the same load.
+        // A key past the context loads the partition's last valid row (no branch around the loads) and scores -inf.
         {
             int j = t + 0;
-            float s0 = 0f;
             bool valid = j < numKeys;
-            if (valid)
-            {
-                int key = k0 + j;
-                long row = (((long)sBlock[key / 16 - firstBlock] * 2 + kvHead) * 16 + key % 16) * 32;
-                var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
-                var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
-                var kr2 = default(TCodec).LoadRaw8(keyCache, row + 16);
-                var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
-                var kc0 = default(TCodec).Decode8(kr0);
-                s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
-                var kc1 = default(TCodec).Decode8(kr1);
-                s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
-                var kc2 = default(TCodec).Decode8(kr2);
-                s0 += sQ[4].Dot(kc2.Lo) + sQ[5].Dot(kc2.Hi);
-                var kc3 = default(TCodec).Decode8(kr3);
-                s0 += sQ[6].Dot(kc3.Lo) + sQ[7].Dot(kc3.Hi);
-            }
+            int key = k0 + (valid ? j : numKeys - 1);
+            long row = (((long)sBlock[key / 16 - firstBlock] * 2 + kvHead) * 16 + key % 16) * 32;
+            float s0 = 0f;
+            var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
+            var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
+            var kr2 = default(TCodec).LoadRaw8(keyCache, row + 16);
+            var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
+            // Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory
+            // round trip (K and V in flight together) instead of two (V only after the softmax).
+            int vk0 = k0 + (slot < numKeys ? slot : numKeys - 1);
+            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk0 / 16 - firstBlock] * 2 + kvHead) * 16 + vk0 % 16) * 32 + unit * 8);
+            int vk1 = k0 + (slot + 32 < numKeys ? slot + 32 : numKeys - 1);
+            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk1 / 16 - firstBlock] * 2 + kvHead) * 16 + vk1 % 16) * 32 + unit * 8);
+            int vk2 = k0 + (slot + 64 < numKeys ? slot + 64 : numKeys - 1);
+            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk2 / 16 - firstBlock] * 2 + kvHead) * 16 + vk2 % 16) * 32 + unit * 8);
+            int vk3 = k0 + (slot + 96 < numKeys ? slot + 96 : numKeys - 1);
+            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk3 / 16 - firstBlock] * 2 + kvHead) * 16 + vk3 % 16) * 32 + unit * 8);
+            int vk4 = k0 + (slot + 128 < numKeys ? slot + 128 : numKeys - 1);
+            vr4 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk4 / 16 - firstBlock] * 2 + kvHead) * 16 + vk4 % 16) * 32 + unit * 8);
+            int vk5 = k0 + (slot + 160 < numKeys ? slot + 160 : numKeys - 1);
+            vr5 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk5 / 16 - firstBlock] * 2 + kvHead) * 16 + vk5 % 16) * 32 + unit * 8);
+            int vk6 = k0 + (slot + 192 < numKeys ? slot + 192 : numKeys - 1);
+            vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk6 / 16 - firstBlock] * 2 + kvHead) * 16 + vk6 % 16) * 32 + unit * 8);
+            int vk7 = k0 + (slot + 224 < numKeys ? slot + 224 : numKeys - 1);
+            vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk7 / 16 - firstBlock] * 2 + kvHead) * 16 + vk7 % 16) * 32 + unit * 8);
+            var kc0 = default(TCodec).Decode8(kr0);
+            s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
+            var kc1 = default(TCodec).Decode8(kr1);
+            s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
+            var kc2 = default(TCodec).Decode8(kr2);
+            s0 += sQ[4].Dot(kc2.Lo) + sQ[5].Dot(kc2.Hi);
+            var kc3 = default(TCodec).Decode8(kr3);
+            s0 += sQ[6].Dot(kc3.Lo) + sQ[7].Dot(kc3.Hi);
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         {
             int j = t + 128;
-            float s0 = 0f;
             bool valid = j < numKeys;
-            if (valid)
-            {
-                int key = k0 + j;
-                long row = (((long)sBlock[key / 16 - firstBlock] * 2 + kvHead) * 16 + key % 16) * 32;
-                var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
-                var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
-                var kr2 = default(TCodec).LoadRaw8(keyCache, row + 16);
-                var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
-                var kc0 = default(TCodec).Decode8(kr0);
-                s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
-                var kc1 = default(TCodec).Decode8(kr1);
-                s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
-                var kc2 = default(TCodec).Decode8(kr2);
-                s0 += sQ[4].Dot(kc2.Lo) + sQ[5].Dot(kc2.Hi);
-                var kc3 = default(TCodec).Decode8(kr3);
-                s0 += sQ[6].Dot(kc3.Lo) + sQ[7].Dot(kc3.Hi);
-            }
+            int key = k0 + (valid ? j : numKeys - 1);
+            long row = (((long)sBlock[key / 16 - firstBlock] * 2 + kvHead) * 16 + key % 16) * 32;
+            float s0 = 0f;
+            var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
+            var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
+            var kr2 = default(TCodec).LoadRaw8(keyCache, row + 16);
+            var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
+            var kc0 = default(TCodec).Decode8(kr0);
+            s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
+            var kc1 = default(TCodec).Decode8(kr1);
+            s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
+            var kc2 = default(TCodec).Decode8(kr2);
+            s0 += sQ[4].Dot(kc2.Lo) + sQ[5].Dot(kc2.Hi);
+            var kc3 = default(TCodec).Decode8(kr3);
+            s0 += sQ[6].Dot(kc3.Lo) + sQ[7].Dot(kc3.Hi);
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         Group.Barrier();
@@ -863,71 +863,42 @@ public static partial class docstrings_bf16
         }
         Group.Barrier();
 
-        // P·V: thread = (key slot t / 4, 8-dim unit t % 4); one 16-byte V load serves every head.
-        int slot = t / 4;
-        int unit = t % 4;
+        // P·V: thread = (key slot t / 4, 8-dim unit t % 4); one 16-byte V load serves every head. Keys past
+        // the context have probability exactly 0 (their V row is the last valid one, so the product is 0 too).
         var lo0 = default(Float4);
         var hi0 = default(Float4);
-        int pv = slot;
-        for (; pv + 224 < numKeys; pv += 256)
-        {
-            int key0 = k0 + pv + 0;
-            var vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key0 / 16 - firstBlock] * 2 + kvHead) * 16 + key0 % 16) * 32 + unit * 8);
-            int key1 = k0 + pv + 32;
-            var vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key1 / 16 - firstBlock] * 2 + kvHead) * 16 + key1 % 16) * 32 + unit * 8);
-            int key2 = k0 + pv + 64;
-            var vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key2 / 16 - firstBlock] * 2 + kvHead) * 16 + key2 % 16) * 32 + unit * 8);
-            int key3 = k0 + pv + 96;
-            var vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key3 / 16 - firstBlock] * 2 + kvHead) * 16 + key3 % 16) * 32 + unit * 8);
-            int key4 = k0 + pv + 128;
-            var vr4 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key4 / 16 - firstBlock] * 2 + kvHead) * 16 + key4 % 16) * 32 + unit * 8);
-            int key5 = k0 + pv + 160;
-            var vr5 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key5 / 16 - firstBlock] * 2 + kvHead) * 16 + key5 % 16) * 32 + unit * 8);
-            int key6 = k0 + pv + 192;
-            var vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key6 / 16 - firstBlock] * 2 + kvHead) * 16 + key6 % 16) * 32 + unit * 8);
-            int key7 = k0 + pv + 224;
-            var vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key7 / 16 - firstBlock] * 2 + kvHead) * 16 + key7 % 16) * 32 + unit * 8);
-            var v0 = default(TCodec).Decode8(vr0);
-            float p0h0 = sP[0 + pv];
-            lo0 = lo0.Fma(v0.Lo, p0h0);
-            hi0 = hi0.Fma(v0.Hi, p0h0);
-            var v1 = default(TCodec).Decode8(vr1);
-            float p1h0 = sP[32 + pv];
-            lo0 = lo0.Fma(v1.Lo, p1h0);
-            hi0 = hi0.Fma(v1.Hi, p1h0);
-            var v2 = default(TCodec).Decode8(vr2);
-            float p2h0 = sP[64 + pv];
-            lo0 = lo0.Fma(v2.Lo, p2h0);
-            hi0 = hi0.Fma(v2.Hi, p2h0);
-            var v3 = default(TCodec).Decode8(vr3);
-            float p3h0 = sP[96 + pv];
-            lo0 = lo0.Fma(v3.Lo, p3h0);
-            hi0 = hi0.Fma(v3.Hi, p3h0);
-            var v4 = default(TCodec).Decode8(vr4);
-            float p4h0 = sP[128 + pv];
-            lo0 = lo0.Fma(v4.Lo, p4h0);
-            hi0 = hi0.Fma(v4.Hi, p4h0);
-            var v5 = default(TCodec).Decode8(vr5);
-            float p5h0 = sP[160 + pv];
-            lo0 = lo0.Fma(v5.Lo, p5h0);
-            hi0 = hi0.Fma(v5.Hi, p5h0);
-            var v6 = default(TCodec).Decode8(vr6);
-            float p6h0 = sP[192 + pv];
-            lo0 = lo0.Fma(v6.Lo, p6h0);
-            hi0 = hi0.Fma(v6.Hi, p6h0);
-            var v7 = default(TCodec).Decode8(vr7);
-            float p7h0 = sP[224 + pv];
-            lo0 = lo0.Fma(v7.Lo, p7h0);
-            hi0 = hi0.Fma(v7.Hi, p7h0);
-        }
-        for (; pv < numKeys; pv += 32)
-        {
-            int key = k0 + pv;
-            var v = default(TCodec).Load8(valueCache, (((long)sBlock[key / 16 - firstBlock] * 2 + kvHead) * 16 + key % 16) * 32 + unit * 8);
-            float p0 = sP[0 + pv];
-            lo0 = lo0.Fma(v.Lo, p0);
-            hi0 = hi0.Fma(v.Hi, p0);
-        }
+        var v0 = default(TCodec).Decode8(vr0);
+        float p0h0 = sP[0 + slot];
+        lo0 = lo0.Fma(v0.Lo, p0h0);
+        hi0 = hi0.Fma(v0.Hi, p0h0);
+        var v1 = default(TCodec).Decode8(vr1);
+        float p1h0 = sP[32 + slot];
+        lo0 = lo0.Fma(v1.Lo, p1h0);
+        hi0 = hi0.Fma(v1.Hi, p1h0);
+        var v2 = default(TCodec).Decode8(vr2);
+        float p2h0 = sP[64 + slot];
+        lo0 = lo0.Fma(v2.Lo, p2h0);
+        hi0 = hi0.Fma(v2.Hi, p2h0);
+        var v3 = default(TCodec).Decode8(vr3);
+        float p3h0 = sP[96 + slot];
+        lo0 = lo0.Fma(v3.Lo, p3h0);
+        hi0 = hi0.Fma(v3.Hi, p3h0);
+        var v4 = default(TCodec).Decode8(vr4);
+        float p4h0 = sP[128 + slot];
+        lo0 = lo0.Fma(v4.Lo, p4h0);
+        hi0 = hi0.Fma(v4.Hi, p4h0);
+        var v5 = default(TCodec).Decode8(vr5);
+        float p5h0 = sP[160 + slot];
+        lo0 = lo0.Fma(v5.Lo, p5h0);
+        hi0 = hi0.Fma(v5.Hi, p5h0);
+        var v6 = default(TCodec).Decode8(vr6);
+        float p6h0 = sP[192 + slot];
+        lo0 = lo0.Fma(v6.Lo, p6h0);
+        hi0 = hi0.Fma(v6.Hi, p6h0);
+        var v7 = default(TCodec).Decode8(vr7);
+        float p7h0 = sP[224 + slot];
+        lo0 = lo0.Fma(v7.Lo, p7h0);
+        hi0 = hi0.Fma(v7.Hi, p7h0);
         sRed[(slot * 1 + 0) * 8 + 2 * unit] = lo0;
         sRed[(slot * 1 + 0) * 8 + 2 * unit + 1] = hi0;
         Group.Barrier();
