@@ -20,9 +20,10 @@ public struct AttentionMeta
     public ArrayView<int> TokenSeq;
     /// <summary>[num_prefill_items, 2] (sequence, first query index) of each prefill query tile.</summary>
     public ArrayView<int> PrefillWork;
-    /// <summary>[num_decodes] sequence of each decode (query length 1).</summary>
-    public ArrayView<int> DecodeSeqs;
-    /// <summary>[num_decode_items, 2] (decode index, partition) of each split-K partition.</summary>
+    /// <summary>[num_decode_items, 5] (decode index, partition, query token, context length, block-table row
+    /// offset = sequence * MaxBlocksPerSeq) of each split-K partition: everything a decode group needs before its
+    /// block-table read, in independent loads (one memory round trip, not a chain through the sequence's
+    /// QueryStart and ContextLens).</summary>
     public ArrayView<int> DecodeWork;
     /// <summary>[num_decodes, head_groups] partitions of a multi-partition decode that have published their
     /// partials this launch. Uploaded as zeros with the step's metadata; the group that draws the last ticket
@@ -76,6 +77,9 @@ public sealed class AttentionPlan : IAttentionPlan
     /// one cache line, so the partials of different heads never share a line.</summary>
     public const int PartitionSlotAlignment = 16;
 
+    /// <summary>Ints per <see cref="AttentionMeta.DecodeWork"/> item.</summary>
+    public const int DecodeWorkInts = 5;
+
     /// <summary>Largest physical block id any block table names (checked against the cache at launch).</summary>
     public int MaxBlockId { get; private init; }
 
@@ -118,7 +122,7 @@ public sealed class AttentionPlan : IAttentionPlan
             for (int t = queryStart[s]; t < queryStart[s + 1]; t++) tokenSeq[t] = s;
 
         var prefill = new List<int>();
-        var decodeSeqs = new List<int>();
+        int numDecodes = 0;
         var decodeWork = new List<int>();
         int maxPartitions = 1;
         for (int s = 0; s < numSeqs; s++)
@@ -127,14 +131,12 @@ public sealed class AttentionPlan : IAttentionPlan
             if (queryLen == 0) continue;
             if (queryLen == 1 && !materialized)
             {
-                int decodeIndex = decodeSeqs.Count;
-                decodeSeqs.Add(s);
+                int decodeIndex = numDecodes++;
                 int partitions = (batch.ContextLens[s] + decodePartition - 1) / decodePartition;
                 maxPartitions = Math.Max(maxPartitions, partitions);
                 for (int p = 0; p < partitions; p++)
                 {
-                    decodeWork.Add(decodeIndex);
-                    decodeWork.Add(p);
+                    decodeWork.AddRange(new[] { decodeIndex, p, queryStart[s], batch.ContextLens[s], s * maxBlocks });
                 }
                 continue;
             }
@@ -147,15 +149,14 @@ public sealed class AttentionPlan : IAttentionPlan
 
         // One int buffer for everything, the decode tickets as zeros; each segment gets at least one element
         // so every sub-view is valid.
-        var tickets = new int[decodeSeqs.Count * headGroups];
+        var tickets = new int[numDecodes * headGroups];
         var segments = new[] { queryStart, batch.ContextLens, blockTables, batch.SlotMapping, tokenSeq,
-            prefill.ToArray(), decodeSeqs.ToArray(), decodeWork.ToArray(), tickets };
+            prefill.ToArray(), decodeWork.ToArray(), tickets };
         var offsets = new long[segments.Length + 1];
         for (int i = 0; i < segments.Length; i++) offsets[i + 1] = offsets[i] + Math.Max(1, segments[i].Length);
         var host = new int[offsets[^1]];
         for (int i = 0; i < segments.Length; i++) segments[i].CopyTo(host, offsets[i]);
 
-        int numDecodes = decodeSeqs.Count;
         int slots = maxPartitions == 1 ? 1 : (maxPartitions + PartitionSlotAlignment - 1) / PartitionSlotAlignment * PartitionSlotAlignment;
         long partialOut = maxPartitions == 1 ? 1L : (long)numDecodes * shape.NumHeads * slots * shape.HeadDim;
         long partialMaxSum = maxPartitions == 1 ? 1L : (long)numDecodes * shape.NumHeads * slots * 2;
@@ -176,9 +177,8 @@ public sealed class AttentionPlan : IAttentionPlan
                 SlotMapping = Seg(3),
                 TokenSeq = Seg(4),
                 PrefillWork = Seg(5),
-                DecodeSeqs = Seg(6),
-                DecodeWork = Seg(7),
-                DecodeTickets = Seg(8),
+                DecodeWork = Seg(6),
+                DecodeTickets = Seg(7),
                 PartialOut = f.SubView(0, partialOut),
                 PartialMaxSum = f.SubView(partialOut, partialMaxSum),
                 Scores = f.SubView(partialOut + partialMaxSum, scores),
@@ -190,7 +190,7 @@ public sealed class AttentionPlan : IAttentionPlan
             {
                 NumPrefillItems = prefill.Count / 2,
                 NumDecodes = numDecodes,
-                NumDecodeItems = decodeWork.Count / 2,
+                NumDecodeItems = decodeWork.Count / DecodeWorkInts,
                 MaxBlockId = maxBlockId,
                 MaxSlot = batch.SlotMapping.DefaultIfEmpty(-1).Max(),
             };

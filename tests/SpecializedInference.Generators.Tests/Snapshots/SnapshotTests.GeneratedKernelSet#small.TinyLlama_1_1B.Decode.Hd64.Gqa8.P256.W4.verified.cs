@@ -28,15 +28,15 @@ public static partial class TinyLlama_1_1B
         int headGroup = Grid.IdxX % 4;
         int firstHead = headGroup * 8;
         int kvHead = firstHead / 8;
-        int decode = m.DecodeWork[2 * item];
-        int part = m.DecodeWork[2 * item + 1];
-        int seq = m.DecodeSeqs[decode];
-        int token = m.QueryStart[seq];
-        int context = m.ContextLens[seq];
+        int work = item * 5;                        // (decode, partition, token, context, block-table row): independent loads, one round trip
+        int decode = m.DecodeWork[work];
+        int part = m.DecodeWork[work + 1];
+        int token = m.DecodeWork[work + 2];
+        int context = m.DecodeWork[work + 3];
+        int blockRow = m.DecodeWork[work + 4];
         int k0 = part * 256;
         int numKeys = context - k0 < 256 ? context - k0 : 256;
         int partitions = (context + 255) / 256;
-        int blockRow = seq * m.MaxBlocksPerSeq;
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(128);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
@@ -1425,15 +1425,15 @@ public static partial class TinyLlama_1_1B
         int headGroup = Grid.IdxX % 32;
         int firstHead = headGroup * 1;
         int kvHead = firstHead / 8;
-        int decode = m.DecodeWork[2 * item];
-        int part = m.DecodeWork[2 * item + 1];
-        int seq = m.DecodeSeqs[decode];
-        int token = m.QueryStart[seq];
-        int context = m.ContextLens[seq];
+        int work = item * 5;                        // (decode, partition, token, context, block-table row): independent loads, one round trip
+        int decode = m.DecodeWork[work];
+        int part = m.DecodeWork[work + 1];
+        int token = m.DecodeWork[work + 2];
+        int context = m.DecodeWork[work + 3];
+        int blockRow = m.DecodeWork[work + 4];
         int k0 = part * 256;
         int numKeys = context - k0 < 256 ? context - k0 : 256;
         int partitions = (context + 255) / 256;
-        int blockRow = seq * m.MaxBlocksPerSeq;
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(16);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)

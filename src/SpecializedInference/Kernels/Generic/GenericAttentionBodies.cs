@@ -217,16 +217,16 @@ public static class GenericAttentionBodies
         int headGroup = Grid.IdxX % headGroups;
         int firstHead = headGroup * heads;
         int kvHead = firstHead / d.GroupSize;
-        int decode = m.DecodeWork[2 * item];
-        int part = m.DecodeWork[2 * item + 1];
-        int seq = m.DecodeSeqs[decode];
-        int token = m.QueryStart[seq];
-        int context = m.ContextLens[seq];
+        int work = item * AttentionPlan.DecodeWorkInts;   // (decode, partition, token, context, block-table row)
+        int decode = m.DecodeWork[work];
+        int part = m.DecodeWork[work + 1];
+        int token = m.DecodeWork[work + 2];
+        int context = m.DecodeWork[work + 3];
+        int blockRow = m.DecodeWork[work + 4];
         int partition = d.DecodePartition;
         int k0 = part * partition;
         int numKeys = context - k0 < partition ? context - k0 : partition;
         int partitions = (context + partition - 1) / partition;
-        int blockRow = seq * m.MaxBlocksPerSeq;
 
         int threads = Group.DimX;
         int t = Group.IdxX;
