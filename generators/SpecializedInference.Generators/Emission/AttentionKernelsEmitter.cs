@@ -5,7 +5,7 @@ namespace SpecializedInference.Generators.Emission;
 
 /// <summary>
 /// Emits <c>{Name}.AttentionKernels</c>: the kernel set's <c>IAttentionKernels</c>, which loads the generated
-/// KV write, prefill, decode and combine kernels for the options' KV dtype and head mapping. The materialized
+/// KV write, prefill and decode kernels (decode combines its partitions in the same launch) for the options' KV dtype and head mapping. The materialized
 /// (non-flash) baseline runs through the generic kernels (the base class).
 /// </summary>
 internal static class AttentionKernelsEmitter
@@ -36,7 +36,6 @@ internal static class AttentionKernelsEmitter
                 w.Line($"private readonly {writeKv} _writeKv;");
                 w.Line($"private readonly {attention} _prefill;");
                 w.Line($"private readonly {attention} _decode;");
-                w.Line("private readonly System.Action<KernelConfig, AttentionMeta, ArrayView<float>> _combine;");
                 w.Line();
                 w.Line("public AttentionKernels(Accelerator accelerator, AttentionOptions options)");
                 w.Line($"    : base(accelerator, \"{spec.Name}\", isSpecialized: true, SpecializedShape, SpecializedTiles, options,");
@@ -47,7 +46,6 @@ internal static class AttentionKernelsEmitter
                         EmitLoads(w, "F16Codec", attention, writeKv);
                     using (w.Block("else"))
                         EmitLoads(w, "F32Codec", attention, writeKv);
-                    w.Line("_combine = accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>>(DecodeCombine);");
                 }
                 w.Line();
                 w.Line("protected override void LaunchWriteKv(AttentionPlan plan, ArrayView<float> keys, ArrayView<float> values, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache)");
@@ -58,10 +56,6 @@ internal static class AttentionKernelsEmitter
                 w.Line();
                 w.Line("protected override void LaunchDecode(AttentionPlan plan, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)");
                 w.Line("    => _decode(new KernelConfig(plan.NumDecodeItems * Dims.HeadGroups, AttentionWarps * 32), plan.Meta, queries, keyCache, valueCache, output);");
-                w.Line();
-                w.Line("protected override void LaunchCombine(AttentionPlan plan, ArrayView<float> output)");
-                w.Line("    => _combine(new KernelConfig(plan.NumCombines * NumAttentionHeads, CombineThreads, SharedMemoryConfig.RequestDynamic<Float4>(CombineSharedFloat4s(plan.Meta.MaxPartitions))),");
-                w.Line("        plan.Meta, output);");
             }
         }
         return w.ToString();

@@ -32,6 +32,7 @@ internal sealed class AttentionLayout
         Positions = SharedMemoryBudget.PrefillPositions(TileQ, HeadsPerGroup);
         Rows = Positions * HeadsPerGroup;
         KeySlots = SharedMemoryBudget.DecodeKeySlots(HeadDim, Warps);
+        RegistersPerUnit = spec.Engine.KvDtype == KvDtype.F16 ? 4 : 8;
         Scale = 1.0 / Math.Sqrt(HeadDim);
     }
 
@@ -60,6 +61,9 @@ internal sealed class AttentionLayout
     public int Rows { get; }
     /// <summary>Decode P·V threads per 8-dim V column.</summary>
     public int KeySlots { get; }
+    /// <summary>32-bit registers one loaded 8-element K/V unit takes in the config's KV dtype (one 16-byte chunk
+    /// for f16, two for f32).</summary>
+    public int RegistersPerUnit { get; }
     public double Scale { get; }
 
     /// <summary>"Expanded" for the expanded variant, else empty: the kernel method name suffix.</summary>

@@ -1,3 +1,4 @@
+using System;
 using System.Linq;
 using SpecializedInference.Generators.Models;
 using static SpecializedInference.Generators.Emission.SourceWriter;
@@ -5,17 +6,48 @@ using static SpecializedInference.Generators.Emission.SourceWriter;
 namespace SpecializedInference.Generators.Emission;
 
 /// <summary>
-/// Emits split-K flash decode and the partition combine for one kernel set, grouped and expanded: head_dim,
-/// heads, group size, block size, partition and warps are constants; loops over head_dim, the group and the
-/// per-thread keys are written out; K/V move in 16-byte chunks; per-thread state stays in registers.
+/// Emits split-K flash decode for one kernel set, grouped and expanded: head_dim, heads, group size, block
+/// size, partition and warps are constants; loops over head_dim, the group and the per-thread keys are written
+/// out; K/V move in 16-byte chunks; per-thread state stays in registers. The partitions of a decode are
+/// combined in the same launch by the group that finishes last (a ticket per decode and head group).
 /// </summary>
 internal static class DecodeEmitter
 {
-    /// <summary>P·V keys a thread loads before it uses them (memory-level parallelism).</summary>
+    /// <summary>P·V keys past the prefetched ones that a thread loads before it uses them.</summary>
     public const int ValueLoadsInFlight = 8;
 
     /// <summary>K units (8 elements) a thread loads before it uses them.</summary>
     public const int KeyLoadsInFlight = 16;
+
+    /// <summary>32-bit registers of raw K/V data a decode thread holds in flight: a K batch plus the prefetched
+    /// V rows. With the accumulators and addresses a thread stays well under ptxas's 255 (no spills) and a 128-thread
+    /// group under ~170, three groups per SM: plenty of bytes in flight (each group has its whole partition's K and
+    /// V outstanding at once).</summary>
+    public const int LoadRegisterBudget = 128;
+
+    /// <summary>Keys of the partition one P·V thread accumulates: partition / key_slots, rounded up.</summary>
+    public static int KeysPerThread(AttentionLayout L) => AttentionLayout.CeilDiv(L.Partition, L.KeySlots);
+
+    /// <summary>V rows a thread loads before the softmax, beside its K batch: as many of its keys as the register
+    /// budget holds for the config's KV dtype (all 16 for head_dim 128 with partitions of 128 in f16). A kernel set
+    /// run with the other dtype works the same; an f32 cache on an f16 set holds twice the registers.</summary>
+    public static int ValuePrefetch(AttentionLayout L)
+    {
+        int keyBatch = Math.Min(L.Units, KeyLoadsInFlight) * L.RegistersPerUnit;
+        return Math.Max(0, Math.Min(KeysPerThread(L), (LoadRegisterBudget - keyBatch) / L.RegistersPerUnit));
+    }
+
+    /// <summary>Loads the V rows of this thread's P·V keys <paramref name="from"/>..<paramref name="to"/> - 1 into
+    /// <c>vr{r}</c>; a key past the context loads the last valid row instead (its probability is 0).</summary>
+    private static void EmitValueLoads(SourceWriter w, AttentionLayout L, int from, int to, bool declare)
+    {
+        for (int r = from; r < to; r++)
+        {
+            string j = r == 0 ? "slot" : $"slot + {Int(r * L.KeySlots)}";
+            w.Line($"int vk{r} = k0 + ({j} < numKeys ? {j} : numKeys - 1);");
+            w.Line($"{(declare ? "var " : "")}vr{r} = default(TCodec).LoadRaw8(valueCache, {Row(L, $"vk{r}")} + unit * 8);");
+        }
+    }
 
     /// <summary>Physical blocks a partition can touch: P / block_size when blocks tile partitions, else two more
     /// (a partition that starts or ends inside a block).</summary>
@@ -38,8 +70,6 @@ internal static class DecodeEmitter
             EmitDecode(w, new AttentionLayout(spec, expanded: false));
             w.Line();
             EmitDecode(w, new AttentionLayout(spec, expanded: true));
-            w.Line();
-            EmitCombine(w, new AttentionLayout(spec, expanded: false));
         }
         return w.ToString();
     }
@@ -50,9 +80,11 @@ internal static class DecodeEmitter
         string mapping = L.Expanded ? "one query head (K/V read per head, as if repeated)" : $"{HG} query heads sharing each K/V load";
         w.Line("/// <summary>");
         w.Line($"/// Split-K flash decode: thread group = (decode, partition of {P} keys) x ({mapping}), {T} threads.");
-        w.Line("/// Each thread scores one key with 16-byte K loads, a warp per head takes the partition's max and sum,");
-        w.Line($"/// then thread (key slot of {KS}, 8-dim unit of {U}) accumulates P·V with 16-byte V loads. A single-partition");
-        w.Line("/// decode writes its output; otherwise the partition's (max, sum, output) go to scratch for the combine.");
+        w.Line("/// Each thread scores one key with 16-byte K loads while the V rows of its P·V share are already loading,");
+        w.Line($"/// a warp per head takes the partition's max and sum, then thread (key slot of {KS}, 8-dim unit of {U}) accumulates");
+        w.Line("/// P·V from those registers (16-byte V loads; one memory round trip for K and V). A single-partition");
+        w.Line("/// decode writes its output; otherwise the partition's (max, sum, output) go to scratch and the group takes a");
+        w.Line("/// ticket: the last partition of the decode to arrive combines them all and writes the output (one launch).");
         w.Line("/// </summary>");
         w.Line("/// <param name=\"queries\">[num_tokens, NumAttentionHeads, HeadDim] f32</param>");
         w.Line("/// <param name=\"keyCache\">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]</param>");
@@ -63,16 +95,18 @@ internal static class DecodeEmitter
         using (w.Scope())
         {
             w.Line($"int item = Grid.IdxX / {Int(L.HeadGroups)};");
-            w.Line($"int firstHead = Grid.IdxX % {Int(L.HeadGroups)} * {Int(HG)};");
+            w.Line($"int headGroup = Grid.IdxX % {Int(L.HeadGroups)};");
+            w.Line($"int firstHead = headGroup * {Int(HG)};");
             w.Line($"int kvHead = firstHead / {Int(L.GroupSize)};");
-            w.Line("int decode = m.DecodeWork[2 * item];");
-            w.Line("int part = m.DecodeWork[2 * item + 1];");
-            w.Line("int seq = m.DecodeSeqs[decode];");
-            w.Line("int token = m.QueryStart[seq];");
-            w.Line("int context = m.ContextLens[seq];");
+            w.Line("int work = item * 5;                        // (decode, partition, token, context, block-table row): independent loads, one round trip");
+            w.Line("int decode = m.DecodeWork[work];");
+            w.Line("int part = m.DecodeWork[work + 1];");
+            w.Line("int token = m.DecodeWork[work + 2];");
+            w.Line("int context = m.DecodeWork[work + 3];");
+            w.Line("int blockRow = m.DecodeWork[work + 4];");
             w.Line($"int k0 = part * {Int(P)};");
             w.Line($"int numKeys = context - k0 < {Int(P)} ? context - k0 : {Int(P)};");
-            w.Line("int blockRow = seq * m.MaxBlocksPerSeq;");
+            w.Line($"int partitions = (context + {Int(P - 1)}) / {Int(P)};");
             w.Line("int t = Group.IdxX;");
             w.Line();
             w.Line($"var sQ = SharedMemory.Allocate<Float4>({Int(HG * D4)});      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)");
@@ -82,6 +116,8 @@ internal static class DecodeEmitter
             w.Line($"var sSum = SharedMemory.Allocate<float>({Int(HG)});      // [heads] partition sum of exp(s - max)");
             int nb = BlocksPerPartition(L);
             w.Line($"var sBlock = SharedMemory.Allocate<int>({Int(nb)});     // [blocks] the partition's physical blocks, read once");
+            w.Line("var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket");
+            w.Line("var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]");
             w.Line();
             w.Line($"int firstBlock = k0 / {Int(L.BlockSize)};");
             for (int i = 0; i * T < nb; i++)
@@ -107,32 +143,44 @@ internal static class DecodeEmitter
             w.Line("Group.Barrier();");
             w.Line();
 
+            int R = KeysPerThread(L), VP = ValuePrefetch(L);
+            w.Line($"// This thread's share of P·V: keys slot + {KS} * r (r < {R}) of the partition, 8 dims at unit.");
+            w.Line($"int slot = t / {Int(U)};");
+            w.Line($"int unit = t % {Int(U)};");
+            if (VP > 0)
+                w.Line($"RawChunk8 {string.Join(", ", Enumerable.Range(0, VP).Select(r => $"vr{r}"))};   // V of its first {VP} keys, loaded with the K rows");
+            w.Line();
+
             w.Line($"// Scores: one key per thread (keys t + {T} * i), the whole K row in 16-byte loads, every head from the same load.");
+            w.Line("// A key past the context loads the partition's last valid row (no branch around the loads) and scores -inf.");
             for (int i = 0; i * T < P; i++)
             {
                 using (w.Scope())
                 {
                     w.Line($"int j = t + {Int(T * i)};");
-                    bool guard = T * (i + 1) > P;
-                    if (guard) w.Open($"if (j < {Int(P)})");
-                    for (int h = 0; h < HG; h++) w.Line($"float s{h} = 0f;");
                     w.Line("bool valid = j < numKeys;");
-                    using (w.Block("if (valid)"))
+                    w.Line("int key = k0 + (valid ? j : numKeys - 1);");
+                    w.Line($"long row = {Row(L, "key")};");
+                    for (int h = 0; h < HG; h++) w.Line($"float s{h} = 0f;");
+                    // Raw loads in batches of KeyLoadsInFlight units (4 registers each for f16): all in flight, then decoded and used.
+                    for (int u0 = 0; u0 < U; u0 += KeyLoadsInFlight)
                     {
-                        w.Line("int key = k0 + j;");
-                        w.Line($"long row = {Row(L, "key")};");
-                        // Raw loads in batches of KeyLoadsInFlight units (4 registers each for f16): all in flight, then decoded and used.
-                        for (int u0 = 0; u0 < U; u0 += KeyLoadsInFlight)
+                        for (int u = u0; u < U && u < u0 + KeyLoadsInFlight; u++) w.Line($"var kr{u} = default(TCodec).LoadRaw8(keyCache, row + {Int(u * 8)});");
+                        if (i == 0 && u0 == 0 && VP > 0)
                         {
-                            for (int u = u0; u < U && u < u0 + KeyLoadsInFlight; u++) w.Line($"var kr{u} = default(TCodec).LoadRaw8(keyCache, row + {Int(u * 8)});");
-                            for (int u = u0; u < U && u < u0 + KeyLoadsInFlight; u++)
-                            {
-                                w.Line($"var kc{u} = default(TCodec).Decode8(kr{u});");
-                                for (int h = 0; h < HG; h++)
-                                    w.Line($"s{h} += sQ[{Int(h * D4 + 2 * u)}].Dot(kc{u}.Lo) + sQ[{Int(h * D4 + 2 * u + 1)}].Dot(kc{u}.Hi);");
-                            }
+                            w.Line($"// Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory");
+                            w.Line($"// round trip (K and V in flight together) instead of two (V only after the softmax).");
+                            EmitValueLoads(w, L, 0, VP, declare: false);
+                        }
+                        for (int u = u0; u < U && u < u0 + KeyLoadsInFlight; u++)
+                        {
+                            w.Line($"var kc{u} = default(TCodec).Decode8(kr{u});");
+                            for (int h = 0; h < HG; h++)
+                                w.Line($"s{h} += sQ[{Int(h * D4 + 2 * u)}].Dot(kc{u}.Lo) + sQ[{Int(h * D4 + 2 * u + 1)}].Dot(kc{u}.Hi);");
                         }
                     }
+                    bool guard = T * (i + 1) > P;
+                    if (guard) w.Open($"if (j < {Int(P)})");
                     for (int h = 0; h < HG; h++) w.Line($"sP[{Int(h * P)} + j] = valid ? s{h} : float.NegativeInfinity;");
                     if (guard) w.Close();
                 }
@@ -168,9 +216,8 @@ internal static class DecodeEmitter
             w.Line("Group.Barrier();");
             w.Line();
 
-            w.Line($"// P·V: thread = (key slot t / {U}, 8-dim unit t % {U}); one 16-byte V load serves every head.");
-            w.Line($"int slot = t / {Int(U)};");
-            w.Line($"int unit = t % {Int(U)};");
+            w.Line($"// P·V: thread = (key slot t / {U}, 8-dim unit t % {U}); one 16-byte V load serves every head. Keys past");
+            w.Line("// the context have probability exactly 0 (their V row is the last valid one, so the product is 0 too).");
             bool slotGuard = T % U != 0;
             if (slotGuard) w.Open($"if (slot < {Int(KS)})");
             for (int h = 0; h < HG; h++)
@@ -178,35 +225,30 @@ internal static class DecodeEmitter
                 w.Line($"var lo{h} = default(Float4);");
                 w.Line($"var hi{h} = default(Float4);");
             }
-            w.Line("int pv = slot;");
-            int n = ValueLoadsInFlight;
-            using (w.Block($"for (; pv + {Int((n - 1) * KS)} < numKeys; pv += {Int(n * KS)})"))
+            // Batches of keys: the prefetched ones, then ValueLoadsInFlight at a time; each batch's loads are issued
+            // before the previous batch is consumed.
+            var batches = new System.Collections.Generic.List<(int From, int To)>();
+            if (VP > 0) batches.Add((0, VP));
+            for (int r0 = VP; r0 < R; r0 += ValueLoadsInFlight) batches.Add((r0, Math.Min(R, r0 + ValueLoadsInFlight)));
+            if (VP == 0) EmitValueLoads(w, L, batches[0].From, batches[0].To, declare: true);
+            for (int b = 0; b < batches.Count; b++)
             {
-                for (int r = 0; r < n; r++)
+                if (b + 1 < batches.Count)
                 {
-                    w.Line($"int key{r} = k0 + pv + {Int(r * KS)};");
-                    w.Line($"var vr{r} = default(TCodec).LoadRaw8(valueCache, {Row(L, $"key{r}")} + unit * 8);");
+                    w.Line($"// V of keys {batches[b + 1].From}..{batches[b + 1].To - 1} in flight while keys {batches[b].From}..{batches[b].To - 1} are accumulated.");
+                    EmitValueLoads(w, L, batches[b + 1].From, batches[b + 1].To, declare: true);
                 }
-                for (int r = 0; r < n; r++)
+                for (int r = batches[b].From; r < batches[b].To; r++)
                 {
                     w.Line($"var v{r} = default(TCodec).Decode8(vr{r});");
+                    bool pastPartition = r * KS + KS - 1 >= P;     // some slots' key r lies past the partition
                     for (int h = 0; h < HG; h++)
                     {
-                        w.Line($"float p{r}h{h} = sP[{Int(h * P + r * KS)} + pv];");
+                        string sp = $"sP[{Int(h * P + r * KS)} + slot]";
+                        w.Line($"float p{r}h{h} = {(pastPartition ? $"slot < {Int(P - r * KS)} ? {sp} : 0f" : sp)};");
                         w.Line($"lo{h} = lo{h}.Fma(v{r}.Lo, p{r}h{h});");
                         w.Line($"hi{h} = hi{h}.Fma(v{r}.Hi, p{r}h{h});");
                     }
-                }
-            }
-            using (w.Block($"for (; pv < numKeys; pv += {Int(KS)})"))
-            {
-                w.Line("int key = k0 + pv;");
-                w.Line($"var v = default(TCodec).Load8(valueCache, {Row(L, "key")} + unit * 8);");
-                for (int h = 0; h < HG; h++)
-                {
-                    w.Line($"float p{h} = sP[{Int(h * P)} + pv];");
-                    w.Line($"lo{h} = lo{h}.Fma(v.Lo, p{h});");
-                    w.Line($"hi{h} = hi{h}.Fma(v.Hi, p{h});");
                 }
             }
             for (int h = 0; h < HG; h++)
@@ -232,7 +274,7 @@ internal static class DecodeEmitter
                     w.Line("float sum = sSum[h];");
                     w.Line("acc = acc * (1f / sum);");
                     w.Line("int head = firstHead + h;");
-                    using (w.Block($"if (context <= {Int(P)})"))
+                    using (w.Block("if (partitions == 1)"))
                     {
                         w.Line($"long dst = ((long)token * {Int(L.Heads)} + head) * {Int(D)} + c * 4;");
                         w.Line("output[dst] = acc.X;");
@@ -242,12 +284,8 @@ internal static class DecodeEmitter
                     }
                     using (w.Block("else"))
                     {
-                        w.Line($"long partial = ((long)decode * {Int(L.Heads)} + head) * m.MaxPartitions + part;");
-                        w.Line($"long dst = partial * {Int(D)} + c * 4;");
-                        w.Line("m.PartialOut[dst] = acc.X;");
-                        w.Line("m.PartialOut[dst + 1] = acc.Y;");
-                        w.Line("m.PartialOut[dst + 2] = acc.Z;");
-                        w.Line("m.PartialOut[dst + 3] = acc.W;");
+                        w.Line($"long partial = ((long)decode * {Int(L.Heads)} + head) * m.PartitionSlots + part;");
+                        w.Line($"partialOut[partial * {Int(D4)} + c] = acc;");
                         using (w.Block("if (c == 0)"))
                         {
                             w.Line("m.PartialMaxSum[partial * 2] = sMax[h];");
@@ -257,100 +295,126 @@ internal static class DecodeEmitter
                     if (guard) w.Close();
                 }
             }
+            w.Line();
+            using (w.Block("if (partitions > 1)"))
+                EmitTicketAndCombine(w, L);
         }
     }
 
-    /// <summary>Threads of a combine group (one group per (decode, head)).</summary>
-    public const int CombineThreads = 128;
-
-    /// <summary>Partition loads a combine thread keeps in flight.</summary>
+    /// <summary>Partitions whose (max, sum, output) a combining thread loads before it uses them.</summary>
     public const int CombineLoadsInFlight = 8;
 
-    private static void EmitCombine(SourceWriter w, AttentionLayout L)
+    /// <summary>
+    /// The ticket and the combine at the end of a multi-partition decode's group. Release: every thread's
+    /// partial stores, a barrier, then thread 0's device fence and ticket (cumulative through the barrier, the
+    /// split-K semaphore pattern). The group that draws the last ticket fences again (acquire), resets the
+    /// counter for the next launch, and combines: M = max_p m_p and L = Σ_p l_p·exp(m_p - M) per head (a warp
+    /// per head), then out = Σ_p l_p·exp(m_p - M)·o_p / L with threads = (slice of partitions, Float4 column).
+    /// </summary>
+    /// <remarks>The partials were written by other groups, maybe on other SMs, so they must not come from stale
+    /// L1 lines. ILGPU 1.5.3 has no ld.global.cg or volatile load; instead the acquire fence (membar.gl, which is
+    /// fence.sc.gpu on sm_70+) orders the loads after the writers' release, which the PTX memory model makes
+    /// plain loads observe; and each head's scratch starts on its own 128-byte line (the plan's partition slots
+    /// are a multiple of 16), so no other group loads a line of it during the launch and the L1 cannot hold one
+    /// from before the writes (the L1 does not survive a launch boundary).</remarks>
+    private static void EmitTicketAndCombine(SourceWriter w, AttentionLayout L)
     {
-        int D4 = L.D4, H = L.Heads, D = L.HeadDim, T = CombineThreads, S = T / D4, n = CombineLoadsInFlight;
-        w.Line($"/// <summary>Threads of a decode-combine group.</summary>");
-        w.Line($"public const int CombineThreads = {Int(T)};");
-        w.Line();
-        w.Line("/// <summary>Dynamic shared memory of a combine group, in Float4s: per-slice partial sums, partition weights, warp slots.</summary>");
-        w.Line($"public static int CombineSharedFloat4s(int maxPartitions) => {Int(S * D4)} + (maxPartitions + 35) / 4;");
-        w.Line();
-        w.Line("/// <summary>");
-        w.Line("/// Combines the split-K partitions of each multi-partition decode, one thread group per (decode, head):");
-        w.Line("/// M = max_p m_p and the weights w_p = l_p·exp(m_p - M) in parallel over partitions, then out = Σ_p w_p·o_p / Σ_p w_p");
-        w.Line($"/// with threads split into {S} slices of partitions × {D4} Float4 columns, {n} partition loads in flight per thread.");
-        w.Line("/// </summary>");
-        w.Line("/// <param name=\"output\">[num_tokens, NumAttentionHeads, HeadDim] f32</param>");
-        w.Line("public static void DecodeCombine(AttentionMeta m, ArrayView<float> output)");
-        using (w.Scope())
+        int T = L.Threads, D4 = L.D4, D = L.HeadDim, HG = L.HeadsPerGroup, W = L.Warps, n = CombineLoadsInFlight;
+        int C = HG * D4;                       // Float4 columns of the group's heads
+        int S = Math.Max(1, T / C);            // slices of partitions
+        w.Line("// Ticket: the group that completes the decode's partitions (for these heads) combines them.");
+        w.Line("Group.Barrier();");
+        using (w.Block("if (t == 0)"))
         {
-            w.Line($"int head = Grid.IdxX % {Int(H)};");
-            w.Line($"int decode = m.CombineDecodes[Grid.IdxX / {Int(H)}];");
-            w.Line("int seq = m.DecodeSeqs[decode];");
-            w.Line($"int partitions = (m.ContextLens[seq] + {Int(L.Partition - 1)}) / {Int(L.Partition)};");
-            w.Line($"long first = ((long)decode * {Int(H)} + head) * m.MaxPartitions;");
-            w.Line("int t = Group.IdxX;");
-            w.Line("var shared = SharedMemory.GetDynamic<Float4>();");
-            w.Line($"var sRed = shared.SubView(0, {Int(S * D4)});     // [slices, head_dim] partial sums");
-            w.Line($"var scalars = shared.SubView({Int(S * D4)}, (m.MaxPartitions + 35) / 4).Cast<float>();");
-            w.Line("var sWeight = scalars.SubView(0, m.MaxPartitions);  // [partitions] l_p·exp(m_p - M)");
-            w.Line("var sWarp = scalars.SubView(m.MaxPartitions, 32);    // [warps] reduction slots");
-            w.Line();
-            w.Line("// M: largest partition max.");
-            w.Line("float mx = float.NegativeInfinity;");
-            w.Line($"for (int p = t; p < partitions; p += {Int(T)}) mx = XMath.Max(mx, m.PartialMaxSum[(first + p) * 2]);");
-            for (int o = 16; o > 0; o >>= 1) w.Line($"mx = XMath.Max(mx, Warp.ShuffleXor(mx, {o}));");
-            w.Line("if (Warp.LaneIdx == 0) sWarp[Warp.WarpIdx] = mx;");
-            w.Line("Group.Barrier();");
-            w.Line($"mx = {PrefillEmitter.Tree(Enumerable.Range(0, T / 32).Select(i => $"sWarp[{i}]").ToList(), (a, b) => $"XMath.Max({a}, {b})")};");
-            w.Line("Group.Barrier();");
-            w.Line();
-            w.Line("// Weights and their sum.");
-            w.Line("float sum = 0f;");
-            using (w.Block($"for (int p = t; p < partitions; p += {Int(T)})"))
+            w.Line($"ref int ticket = ref m.DecodeTickets[decode * {Int(L.HeadGroups)} + headGroup];");
+            w.Line("MemoryFence.DeviceLevel();                 // release: this group's partials before its ticket");
+            w.Line("bool last = Atomic.Add(ref ticket, 1) == partitions - 1;");
+            using (w.Block("if (last)"))
             {
-                w.Line("float weight = m.PartialMaxSum[(first + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(first + p) * 2] - mx);");
-                w.Line("sWeight[p] = weight;");
-                w.Line("sum += weight;");
+                w.Line("ticket = 0;                                // every partition has drawn: ready for the next launch");
+                w.Line("MemoryFence.DeviceLevel();                 // acquire: the other groups' partials before we read them");
             }
-            for (int o = 16; o > 0; o >>= 1) w.Line($"sum += Warp.ShuffleXor(sum, {o});");
-            w.Line("if (Warp.LaneIdx == 0) sWarp[Warp.WarpIdx] = sum;");
-            w.Line("Group.Barrier();");
-            w.Line($"float total = {PrefillEmitter.Tree(Enumerable.Range(0, T / 32).Select(i => $"sWarp[{i}]").ToList(), (a, b) => $"({a} + {b})")};");
+            w.Line("sLast[0] = last ? 1 : 0;");
+        }
+        w.Line("Group.Barrier();");
+        using (w.Block("if (sLast[0] != 0)"))
+        {
+            w.Line($"long first = ((long)decode * {Int(L.Heads)} + firstHead) * m.PartitionSlots;   // partial (decode, firstHead, 0)");
             w.Line();
-            w.Line($"// Σ_p w_p·o_p: thread = (slice t / {D4}, Float4 column t % {D4}).");
-            w.Line($"int slice = t / {Int(D4)};");
-            w.Line($"int c = t % {Int(D4)};");
-            bool guard = T % D4 != 0;
-            if (guard) w.Open($"if (slice < {Int(S)})");
-            w.Line("var acc = default(Float4);");
-            w.Line("int q = slice;");
-            using (w.Block($"for (; q + {Int((n - 1) * S)} < partitions; q += {Int(n * S)})"))
+            w.Line("// M and L = Σ_p l_p·exp(m_p - M) of each head, a warp per head; sSum keeps 1 / L.");
+            for (int h = 0; h < HG; h++)
             {
-                for (int r = 0; r < n; r++)
+                using (w.Block($"if (warp == {Int(h % W)})"))
                 {
-                    w.Line($"long src{r} = (first + q + {Int(r * S)}) * {Int(D)} + c * 4;");
-                    w.Line($"var o{r} = new Float4(m.PartialOut[src{r}], m.PartialOut[src{r} + 1], m.PartialOut[src{r} + 2], m.PartialOut[src{r} + 3]);");
+                    w.Line(h == 0 ? "long row = first;" : $"long row = first + {Int(h)} * (long)m.PartitionSlots;");
+                    w.Line("float mx = float.NegativeInfinity;");
+                    w.Line("for (int p = lane; p < partitions; p += 32) mx = XMath.Max(mx, m.PartialMaxSum[(row + p) * 2]);");
+                    for (int o = 16; o > 0; o >>= 1) w.Line($"mx = XMath.Max(mx, Warp.ShuffleXor(mx, {o}));");
+                    w.Line("float sum = 0f;");
+                    w.Line("for (int p = lane; p < partitions; p += 32) sum += m.PartialMaxSum[(row + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(row + p) * 2] - mx);");
+                    for (int o = 16; o > 0; o >>= 1) w.Line($"sum += Warp.ShuffleXor(sum, {o});");
+                    using (w.Block("if (lane == 0)"))
+                    {
+                        w.Line($"sMax[{Int(h)}] = mx;");
+                        w.Line($"sSum[{Int(h)}] = 1f / sum;");
+                    }
                 }
-                for (int r = 0; r < n; r++) w.Line($"acc = acc.Fma(o{r}, sWeight[q + {Int(r * S)}]);");
             }
-            using (w.Block($"for (; q < partitions; q += {Int(S)})"))
-            {
-                w.Line($"long src = (first + q) * {Int(D)} + c * 4;");
-                w.Line("acc = acc.Fma(new Float4(m.PartialOut[src], m.PartialOut[src + 1], m.PartialOut[src + 2], m.PartialOut[src + 3]), sWeight[q]);");
-            }
-            w.Line($"sRed[slice * {Int(D4)} + c] = acc;");
-            if (guard) w.Close();
             w.Line("Group.Barrier();");
-            using (w.Block($"if (t < {Int(D4)})"))
+            w.Line();
+            w.Line($"// Σ_p w_p·o_p, w_p = l_p·exp(m_p - M): thread = (slice {(S > 1 ? $"i / {C}" : "0")} of {S}, Float4 column i % {C} of the group's heads), {n} partitions' loads in flight.");
+            for (int i = 0; i * T < S * C; i++)
             {
-                w.Line($"var o = {PrefillEmitter.Tree(Enumerable.Range(0, S).Select(k => $"sRed[{Int(k * D4)} + t]").ToList(), (a, b) => $"({a} + {b})")} * (1f / total);");
-                w.Line($"long dst = ((long)m.QueryStart[seq] * {Int(H)} + head) * {Int(D)} + t * 4;");
-                w.Line("output[dst] = o.X;");
-                w.Line("output[dst + 1] = o.Y;");
-                w.Line("output[dst + 2] = o.Z;");
-                w.Line("output[dst + 3] = o.W;");
+                using (w.Scope())
+                {
+                    w.Line($"int i = t + {Int(T * i)};");
+                    bool guard = T * (i + 1) > S * C;
+                    if (guard) w.Open($"if (i < {Int(S * C)})");
+                    w.Line($"int f = i % {Int(C)};");
+                    w.Line($"int h = f / {Int(D4)};");
+                    w.Line($"int c = f % {Int(D4)};");
+                    w.Line($"long row = first + h * (long)m.PartitionSlots;");
+                    w.Line("float mx = sMax[h];");
+                    w.Line("var acc = default(Float4);");
+                    w.Line(S > 1 ? $"int p = i / {Int(C)};" : "int p = 0;");
+                    using (w.Block($"for (; p + {Int((n - 1) * S)} < partitions; p += {Int(n * S)})"))
+                    {
+                        for (int r = 0; r < n; r++)
+                        {
+                            w.Line($"long q{r} = row + p + {Int(r * S)};");
+                            w.Line($"float m{r} = m.PartialMaxSum[q{r} * 2];");
+                            w.Line($"float l{r} = m.PartialMaxSum[q{r} * 2 + 1];");
+                            w.Line($"var o{r} = partialOut[q{r} * {Int(D4)} + c];");
+                        }
+                        for (int r = 0; r < n; r++) w.Line($"acc = acc.Fma(o{r}, l{r} * AttentionMath.ExpOrZero(m{r} - mx));");
+                    }
+                    using (w.Block($"for (; p < partitions; p += {Int(S)})"))
+                    {
+                        w.Line("long q = row + p;");
+                        w.Line($"acc = acc.Fma(partialOut[q * {Int(D4)} + c], m.PartialMaxSum[q * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[q * 2] - mx));");
+                    }
+                    if (S == 1) EmitStoreOutput(w, L, "f", "acc * sSum[h]");
+                    else w.Line("sRed[i] = acc;");
+                    if (guard) w.Close();
+                }
+            }
+            if (S > 1)
+            {
+                w.Line("Group.Barrier();");
+                using (w.Block($"if (t < {Int(C)})"))
+                    EmitStoreOutput(w, L, "t", $"{PrefillEmitter.Tree(Enumerable.Range(0, S).Select(k => $"sRed[{Int(k * C)} + t]").ToList(), (a, b) => $"({a} + {b})")} * sSum[t / {Int(D4)}]");
             }
         }
+    }
+
+    /// <summary>Writes <paramref name="value"/> (a Float4) to the output at Float4 column <paramref name="column"/> of the group's heads.</summary>
+    private static void EmitStoreOutput(SourceWriter w, AttentionLayout L, string column, string value)
+    {
+        w.Line($"var o = {value};");
+        w.Line($"long dst = ((long)token * {Int(L.Heads)} + firstHead) * {Int(L.HeadDim)} + {column} * 4;");
+        w.Line("output[dst] = o.X;");
+        w.Line("output[dst + 1] = o.Y;");
+        w.Line("output[dst + 2] = o.Z;");
+        w.Line("output[dst + 3] = o.W;");
     }
 }

@@ -32,9 +32,9 @@ internal static class SharedMemoryBudget
     public static int DecodeKeySlots(int headDim, int warps) => 32 * warps / (headDim / 8);
 
     /// <summary>Decode: queries [heads, D], scores [heads, partition], each key slot's partial output
-    /// [key_slots, heads, D], and (max, sum) per head.</summary>
+    /// [key_slots, heads, D], (max, sum) per head, and the last-ticket flag.</summary>
     public static int DecodeBytes(int headDim, int heads, int warps, int partition)
-        => 4 * (heads * headDim + heads * partition + DecodeKeySlots(headDim, warps) * heads * headDim + 2 * heads) + 16;
+        => 4 * (heads * headDim + heads * partition + DecodeKeySlots(headDim, warps) * heads * headDim + 2 * heads + 1) + 16;
 
     public static bool Fits(int headDim, int heads, TileSizes tiles)
         => PrefillBytes(headDim, tiles.PrefillTileKv, PrefillRows(tiles.PrefillTileQ, heads)) <= MaxBytesPerGroup

@@ -12,6 +12,7 @@ namespace SpecializedInference.Kernels;
 public abstract class AttentionKernelsBase : IAttentionKernels
 {
     private GenericMaterializedKernels? _materialized;
+    private readonly PlanBufferPool _planBuffers;
 
     protected AttentionKernelsBase(Accelerator accelerator, string name, bool isSpecialized, AttentionShape shape,
         AttentionTiles tiles, AttentionOptions options, int headsPerGroup)
@@ -25,6 +26,7 @@ public abstract class AttentionKernelsBase : IAttentionKernels
         if (headsPerGroup <= 0 || shape.GroupSize % headsPerGroup != 0)
             throw new ArgumentException($"heads per group ({headsPerGroup}) must divide the group size ({shape.GroupSize}).");
         Accelerator = accelerator;
+        _planBuffers = new PlanBufferPool(accelerator);
         Name = name;
         IsSpecialized = isSpecialized;
         Shape = shape;
@@ -74,8 +76,13 @@ public abstract class AttentionKernelsBase : IAttentionKernels
 
     protected int GroupThreads => Tiles.Warps * 32;
 
+    /// <summary>Device allocations the plans of this kernel set have made (a step that fits the pooled buffers makes none).</summary>
+    internal int PlanDeviceAllocations => _planBuffers.DeviceAllocations;
+
+    /// <summary>Plans one step. Its device buffers come from this kernel set's pool: dispose the plan before
+    /// planning the next step and the next plan reuses them (a plan made while another is alive gets its own).</summary>
     public IAttentionPlan Plan(AttentionBatch batch)
-        => AttentionPlan.Create(this, Accelerator, batch, Shape, PrefillPositions, Tiles.DecodePartitionSize,
+        => AttentionPlan.Create(this, _planBuffers, batch, Shape, PrefillPositions, Tiles.DecodePartitionSize, Dims.HeadGroups,
             Options.Algorithm == AttentionAlgorithm.Materialized);
 
     public void WriteKvCache(IAttentionPlan plan, ArrayView<float> keys, ArrayView<float> values, PagedKvLayer cache)
@@ -106,11 +113,7 @@ public abstract class AttentionKernelsBase : IAttentionKernels
             return;
         }
         if (p.NumPrefillItems > 0) LaunchPrefill(p, queries, keyCache, valueCache, output);
-        if (p.NumDecodeItems > 0)
-        {
-            LaunchDecode(p, queries, keyCache, valueCache, output);
-            if (p.NumCombines > 0) LaunchCombine(p, output);
-        }
+        if (p.NumDecodeItems > 0) LaunchDecode(p, queries, keyCache, valueCache, output);
     }
 
     /// <summary>Launches the KV-cache append over <c>plan.Batch.NumTokens</c> tokens.</summary>
@@ -121,12 +124,10 @@ public abstract class AttentionKernelsBase : IAttentionKernels
     protected abstract void LaunchPrefill(AttentionPlan plan, ArrayView<float> queries, ArrayView<Chunk16> keyCache,
         ArrayView<Chunk16> valueCache, ArrayView<float> output);
 
-    /// <summary>Launches split-K decode over <c>plan.NumDecodeItems</c> partitions × head groups.</summary>
+    /// <summary>Launches split-K decode over <c>plan.NumDecodeItems</c> partitions × head groups. One launch:
+    /// the last partition of a decode to finish combines them (the plan's ticket counters).</summary>
     protected abstract void LaunchDecode(AttentionPlan plan, ArrayView<float> queries, ArrayView<Chunk16> keyCache,
         ArrayView<Chunk16> valueCache, ArrayView<float> output);
-
-    /// <summary>Launches the partition combine over <c>plan.NumCombines</c> decodes.</summary>
-    protected abstract void LaunchCombine(AttentionPlan plan, ArrayView<float> output);
 
     private (ArrayView<Chunk16> Keys, ArrayView<Chunk16> Values) CheckCache(AttentionPlan p, PagedKvLayer cache, bool forWrite)
     {
@@ -147,6 +148,7 @@ public abstract class AttentionKernelsBase : IAttentionKernels
 
     public virtual void Dispose()
     {
+        _planBuffers.Dispose();
         GC.SuppressFinalize(this);
     }
 }

@@ -20,40 +20,43 @@ public struct AttentionMeta
     public ArrayView<int> TokenSeq;
     /// <summary>[num_prefill_items, 2] (sequence, first query index) of each prefill query tile.</summary>
     public ArrayView<int> PrefillWork;
-    /// <summary>[num_decodes] sequence of each decode (query length 1).</summary>
-    public ArrayView<int> DecodeSeqs;
-    /// <summary>[num_decode_items, 2] (decode index, partition) of each split-K partition.</summary>
+    /// <summary>[num_decode_items, 5] (decode index, partition, query token, context length, block-table row
+    /// offset = sequence * MaxBlocksPerSeq) of each split-K partition: everything a decode group needs before its
+    /// block-table read, in independent loads (one memory round trip, not a chain through the sequence's
+    /// QueryStart and ContextLens).</summary>
     public ArrayView<int> DecodeWork;
-    /// <summary>[num_combines] decode indices whose context spans more than one partition.</summary>
-    public ArrayView<int> CombineDecodes;
-    /// <summary>[num_decodes, num_heads, MaxPartitions, head_dim] each partition's output, normalized by its own sum.</summary>
+    /// <summary>[num_decodes, head_groups] partitions of a multi-partition decode that have published their
+    /// partials this launch. Uploaded as zeros with the step's metadata; the group that draws the last ticket
+    /// combines and puts the counter back to 0 for the next launch (the next layer).</summary>
+    public ArrayView<int> DecodeTickets;
+    /// <summary>[num_decodes, num_heads, PartitionSlots, head_dim] each partition's output, normalized by its own sum.</summary>
     public ArrayView<float> PartialOut;
-    /// <summary>[num_decodes, num_heads, MaxPartitions, 2] each partition's (max, sum).</summary>
+    /// <summary>[num_decodes, num_heads, PartitionSlots, 2] each partition's (max, sum).</summary>
     public ArrayView<float> PartialMaxSum;
     /// <summary>[num_tokens, num_heads, MaxContext] scores, then probabilities (the materialized path only).</summary>
     public ArrayView<float> Scores;
     public int MaxBlocksPerSeq;
-    public int MaxPartitions;
+    /// <summary>Scratch slots per (decode, head): the most partitions any decode spans, rounded up to
+    /// <see cref="AttentionPlan.PartitionSlotAlignment"/> so each head's partials start on a 128-byte line
+    /// (1 when no decode spans more than one partition: then no partial is written).</summary>
+    public int PartitionSlots;
     public int MaxContext;
 }
 
 /// <summary>
 /// A step's batch metadata uploaded once (one int buffer, one copy) and reused by every layer, with the work
-/// lists of the kernel set that planned it: prefill query tiles, decode partitions, and the decodes that
-/// need a combine.
+/// lists of the kernel set that planned it: prefill query tiles and decode partitions. Its device buffers are borrowed from the kernel set's <see cref="PlanBufferPool"/> and
+/// given back on <see cref="Dispose"/>.
 /// </summary>
 public sealed class AttentionPlan : IAttentionPlan
 {
-    private readonly MemoryBuffer1D<int, Stride1D.Dense> _ints;
-    private readonly MemoryBuffer1D<float, Stride1D.Dense> _floats;
+    private readonly PlanBuffers _buffers;
 
-    private AttentionPlan(object owner, AttentionBatch batch, MemoryBuffer1D<int, Stride1D.Dense> ints,
-        MemoryBuffer1D<float, Stride1D.Dense> floats, AttentionMeta meta)
+    private AttentionPlan(object owner, AttentionBatch batch, PlanBuffers buffers, AttentionMeta meta)
     {
         Owner = owner;
         Batch = batch;
-        _ints = ints;
-        _floats = floats;
+        _buffers = buffers;
         Meta = meta;
     }
 
@@ -70,7 +73,12 @@ public sealed class AttentionPlan : IAttentionPlan
 
     public int NumDecodeItems { get; private init; }
 
-    public int NumCombines { get; private init; }
+    /// <summary>Partition scratch slots per head are a multiple of this: 16 slots of (max, sum) are 128 bytes,
+    /// one cache line, so the partials of different heads never share a line.</summary>
+    public const int PartitionSlotAlignment = 16;
+
+    /// <summary>Ints per <see cref="AttentionMeta.DecodeWork"/> item.</summary>
+    public const int DecodeWorkInts = 5;
 
     /// <summary>Largest physical block id any block table names (checked against the cache at launch).</summary>
     public int MaxBlockId { get; private init; }
@@ -83,9 +91,11 @@ public sealed class AttentionPlan : IAttentionPlan
     /// <summary>Checks the batch and builds its work lists for the given tiles.</summary>
     /// <param name="prefillPositions">Query positions per prefill work item.</param>
     /// <param name="decodePartition">Keys per decode partition.</param>
+    /// <param name="headGroups">Thread groups per decode partition (each a set of query heads): one ticket
+    /// counter per (decode, head group).</param>
     /// <param name="materialized">Whether to allocate the [num_tokens, num_heads, max_context] score matrix.</param>
-    public static AttentionPlan Create(object owner, Accelerator accelerator, AttentionBatch batch, AttentionShape shape,
-        int prefillPositions, int decodePartition, bool materialized)
+    internal static AttentionPlan Create(object owner, PlanBufferPool pool, AttentionBatch batch, AttentionShape shape,
+        int prefillPositions, int decodePartition, int headGroups, bool materialized)
     {
         ArgumentNullException.ThrowIfNull(batch);
         Validate(batch, shape);
@@ -112,9 +122,8 @@ public sealed class AttentionPlan : IAttentionPlan
             for (int t = queryStart[s]; t < queryStart[s + 1]; t++) tokenSeq[t] = s;
 
         var prefill = new List<int>();
-        var decodeSeqs = new List<int>();
+        int numDecodes = 0;
         var decodeWork = new List<int>();
-        var combines = new List<int>();
         int maxPartitions = 1;
         for (int s = 0; s < numSeqs; s++)
         {
@@ -122,16 +131,13 @@ public sealed class AttentionPlan : IAttentionPlan
             if (queryLen == 0) continue;
             if (queryLen == 1 && !materialized)
             {
-                int decodeIndex = decodeSeqs.Count;
-                decodeSeqs.Add(s);
+                int decodeIndex = numDecodes++;
                 int partitions = (batch.ContextLens[s] + decodePartition - 1) / decodePartition;
                 maxPartitions = Math.Max(maxPartitions, partitions);
                 for (int p = 0; p < partitions; p++)
                 {
-                    decodeWork.Add(decodeIndex);
-                    decodeWork.Add(p);
+                    decodeWork.AddRange(new[] { decodeIndex, p, queryStart[s], batch.ContextLens[s], s * maxBlocks });
                 }
-                if (partitions > 1) combines.Add(decodeIndex);
                 continue;
             }
             for (int i0 = 0; i0 < queryLen; i0 += prefillPositions)
@@ -141,27 +147,27 @@ public sealed class AttentionPlan : IAttentionPlan
             }
         }
 
-        // One int buffer for everything; each segment gets at least one element so every sub-view is valid.
+        // One int buffer for everything, the decode tickets as zeros; each segment gets at least one element
+        // so every sub-view is valid.
+        var tickets = new int[numDecodes * headGroups];
         var segments = new[] { queryStart, batch.ContextLens, blockTables, batch.SlotMapping, tokenSeq,
-            prefill.ToArray(), decodeSeqs.ToArray(), decodeWork.ToArray(), combines.ToArray() };
+            prefill.ToArray(), decodeWork.ToArray(), tickets };
         var offsets = new long[segments.Length + 1];
         for (int i = 0; i < segments.Length; i++) offsets[i + 1] = offsets[i] + Math.Max(1, segments[i].Length);
         var host = new int[offsets[^1]];
         for (int i = 0; i < segments.Length; i++) segments[i].CopyTo(host, offsets[i]);
 
-        int numDecodes = decodeSeqs.Count;
-        long partialOut = Math.Max(1L, (long)numDecodes * shape.NumHeads * maxPartitions * shape.HeadDim);
-        long partialMaxSum = Math.Max(1L, (long)numDecodes * shape.NumHeads * maxPartitions * 2);
+        int slots = maxPartitions == 1 ? 1 : (maxPartitions + PartitionSlotAlignment - 1) / PartitionSlotAlignment * PartitionSlotAlignment;
+        long partialOut = maxPartitions == 1 ? 1L : (long)numDecodes * shape.NumHeads * slots * shape.HeadDim;
+        long partialMaxSum = maxPartitions == 1 ? 1L : (long)numDecodes * shape.NumHeads * slots * 2;
         long scores = materialized ? Math.Max(1L, (long)numTokens * shape.NumHeads * maxContext) : 1L;
 
-        var ints = accelerator.Allocate1D<int>(host.Length);
-        MemoryBuffer1D<float, Stride1D.Dense>? floats = null;
+        var buffers = pool.Rent(host.Length, partialOut + partialMaxSum + scores);
         try
         {
-            ints.CopyFromCPU(host);
-            floats = accelerator.Allocate1D<float>(partialOut + partialMaxSum + scores);
-            ArrayView<int> all = ints.View;
-            ArrayView<float> f = floats.View;
+            ArrayView<int> all = buffers.Ints.View.SubView(0, host.Length);
+            all.CopyFromCPU(host);
+            ArrayView<float> f = buffers.Floats.View;
             ArrayView<int> Seg(int i) => all.SubView(offsets[i], offsets[i + 1] - offsets[i]);
             var meta = new AttentionMeta
             {
@@ -171,30 +177,27 @@ public sealed class AttentionPlan : IAttentionPlan
                 SlotMapping = Seg(3),
                 TokenSeq = Seg(4),
                 PrefillWork = Seg(5),
-                DecodeSeqs = Seg(6),
-                DecodeWork = Seg(7),
-                CombineDecodes = Seg(8),
+                DecodeWork = Seg(6),
+                DecodeTickets = Seg(7),
                 PartialOut = f.SubView(0, partialOut),
                 PartialMaxSum = f.SubView(partialOut, partialMaxSum),
                 Scores = f.SubView(partialOut + partialMaxSum, scores),
                 MaxBlocksPerSeq = maxBlocks,
-                MaxPartitions = maxPartitions,
+                PartitionSlots = slots,
                 MaxContext = maxContext,
             };
-            return new AttentionPlan(owner, batch, ints, floats, meta)
+            return new AttentionPlan(owner, batch, buffers, meta)
             {
                 NumPrefillItems = prefill.Count / 2,
                 NumDecodes = numDecodes,
-                NumDecodeItems = decodeWork.Count / 2,
-                NumCombines = combines.Count,
+                NumDecodeItems = decodeWork.Count / DecodeWorkInts,
                 MaxBlockId = maxBlockId,
                 MaxSlot = batch.SlotMapping.DefaultIfEmpty(-1).Max(),
             };
         }
         catch
         {
-            ints.Dispose();
-            floats?.Dispose();
+            buffers.Dispose();
             throw;
         }
     }
@@ -236,7 +239,6 @@ public sealed class AttentionPlan : IAttentionPlan
     {
         if (IsDisposed) return;
         IsDisposed = true;
-        _ints.Dispose();
-        _floats.Dispose();
+        _buffers.Dispose();
     }
 }

@@ -28,8 +28,8 @@ public static class AttentionSharedMemory
     public static int DecodeKeySlots(int headDim, int warps) => 32 * warps / (headDim / 8);
 
     /// <summary>Decode: queries [heads, D], scores [heads, partition], per-key-slot partial outputs
-    /// [key_slots, heads, D], and (max, sum) per head.</summary>
+    /// [key_slots, heads, D], (max, sum) per head, and the last-ticket flag.</summary>
     public static int DecodeBytes(int headDim, int headsPerGroup, int warps, int partition)
         => 4 * (headsPerGroup * headDim + headsPerGroup * partition + DecodeKeySlots(headDim, warps) * headsPerGroup * headDim
-            + 2 * headsPerGroup) + 16;
+            + 2 * headsPerGroup + 1) + 16;
 }

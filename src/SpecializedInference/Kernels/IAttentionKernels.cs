@@ -71,7 +71,9 @@ public interface IAttentionKernels : IDisposable
 
     AttentionOptions Options { get; }
 
-    /// <summary>Uploads the batch metadata (block tables, offsets, work lists) for one step.</summary>
+    /// <summary>Uploads the batch metadata (block tables, offsets, work lists) for one step. The plan's device
+    /// buffers are pooled by the kernel set: disposing it before the next step's plan lets that plan reuse them
+    /// (no device allocation); a plan made while another is alive gets buffers of its own.</summary>
     IAttentionPlan Plan(AttentionBatch batch);
 
     /// <summary>Appends the step's new K and V rows to the cache at the plan's slot mapping.</summary>

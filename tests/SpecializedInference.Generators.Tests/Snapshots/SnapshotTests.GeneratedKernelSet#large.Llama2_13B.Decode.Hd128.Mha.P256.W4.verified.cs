@@ -11,9 +11,11 @@ public static partial class Llama2_13B
 {
     /// <summary>
     /// Split-K flash decode: thread group = (decode, partition of 256 keys) x (1 query heads sharing each K/V load), 128 threads.
-    /// Each thread scores one key with 16-byte K loads, a warp per head takes the partition's max and sum,
-    /// then thread (key slot of 8, 8-dim unit of 16) accumulates P·V with 16-byte V loads. A single-partition
-    /// decode writes its output; otherwise the partition's (max, sum, output) go to scratch for the combine.
+    /// Each thread scores one key with 16-byte K loads while the V rows of its P·V share are already loading,
+    /// a warp per head takes the partition's max and sum, then thread (key slot of 8, 8-dim unit of 16) accumulates
+    /// P·V from those registers (16-byte V loads; one memory round trip for K and V). A single-partition
+    /// decode writes its output; otherwise the partition's (max, sum, output) go to scratch and the group takes a
+    /// ticket: the last partition of the decode to arrive combines them all and writes the output (one launch).
     /// </summary>
     /// <param name="queries">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
     /// <param name="keyCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]</param>
@@ -23,16 +25,18 @@ public static partial class Llama2_13B
         where TCodec : struct, IKvCodec
     {
         int item = Grid.IdxX / 40;
-        int firstHead = Grid.IdxX % 40 * 1;
+        int headGroup = Grid.IdxX % 40;
+        int firstHead = headGroup * 1;
         int kvHead = firstHead / 1;
-        int decode = m.DecodeWork[2 * item];
-        int part = m.DecodeWork[2 * item + 1];
-        int seq = m.DecodeSeqs[decode];
-        int token = m.QueryStart[seq];
-        int context = m.ContextLens[seq];
+        int work = item * 5;                        // (decode, partition, token, context, block-table row): independent loads, one round trip
+        int decode = m.DecodeWork[work];
+        int part = m.DecodeWork[work + 1];
+        int token = m.DecodeWork[work + 2];
+        int context = m.DecodeWork[work + 3];
+        int blockRow = m.DecodeWork[work + 4];
         int k0 = part * 256;
         int numKeys = context - k0 < 256 ? context - k0 : 256;
-        int blockRow = seq * m.MaxBlocksPerSeq;
+        int partitions = (context + 255) / 256;
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(32);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
@@ -41,6 +45,8 @@ public static partial class Llama2_13B
         var sMax = SharedMemory.Allocate<float>(1);      // [heads] partition max
         var sSum = SharedMemory.Allocate<float>(1);      // [heads] partition sum of exp(s - max)
         var sBlock = SharedMemory.Allocate<int>(16);     // [blocks] the partition's physical blocks, read once
+        var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
+        var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
         int firstBlock = k0 / 16;
         {
@@ -57,123 +63,157 @@ public static partial class Llama2_13B
         }
         Group.Barrier();
 
+        // This thread's share of P·V: keys slot + 8 * r (r < 32) of the partition, 8 dims at unit.
+        int slot = t / 16;
+        int unit = t % 16;
+        RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7, vr8, vr9, vr10, vr11, vr12, vr13, vr14, vr15;   // V of its first 16 keys, loaded with the K rows
+
         // Scores: one key per thread (keys t + 128 * i), the whole K row in 16-byte loads, every head from the same load.
+        // A key past the context loads the partition's last valid row (no branch around the loads) and scores -inf.
         {
             int j = t + 0;
-            float s0 = 0f;
             bool valid = j < numKeys;
-            if (valid)
-            {
-                int key = k0 + j;
-                long row = (((long)sBlock[key / 16 - firstBlock] * 40 + kvHead) * 16 + key % 16) * 128;
-                var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
-                var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
-                var kr2 = default(TCodec).LoadRaw8(keyCache, row + 16);
-                var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
-                var kr4 = default(TCodec).LoadRaw8(keyCache, row + 32);
-                var kr5 = default(TCodec).LoadRaw8(keyCache, row + 40);
-                var kr6 = default(TCodec).LoadRaw8(keyCache, row + 48);
-                var kr7 = default(TCodec).LoadRaw8(keyCache, row + 56);
-                var kr8 = default(TCodec).LoadRaw8(keyCache, row + 64);
-                var kr9 = default(TCodec).LoadRaw8(keyCache, row + 72);
-                var kr10 = default(TCodec).LoadRaw8(keyCache, row + 80);
-                var kr11 = default(TCodec).LoadRaw8(keyCache, row + 88);
-                var kr12 = default(TCodec).LoadRaw8(keyCache, row + 96);
-                var kr13 = default(TCodec).LoadRaw8(keyCache, row + 104);
-                var kr14 = default(TCodec).LoadRaw8(keyCache, row + 112);
-                var kr15 = default(TCodec).LoadRaw8(keyCache, row + 120);
-                var kc0 = default(TCodec).Decode8(kr0);
-                s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
-                var kc1 = default(TCodec).Decode8(kr1);
-                s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
-                var kc2 = default(TCodec).Decode8(kr2);
-                s0 += sQ[4].Dot(kc2.Lo) + sQ[5].Dot(kc2.Hi);
-                var kc3 = default(TCodec).Decode8(kr3);
-                s0 += sQ[6].Dot(kc3.Lo) + sQ[7].Dot(kc3.Hi);
-                var kc4 = default(TCodec).Decode8(kr4);
-                s0 += sQ[8].Dot(kc4.Lo) + sQ[9].Dot(kc4.Hi);
-                var kc5 = default(TCodec).Decode8(kr5);
-                s0 += sQ[10].Dot(kc5.Lo) + sQ[11].Dot(kc5.Hi);
-                var kc6 = default(TCodec).Decode8(kr6);
-                s0 += sQ[12].Dot(kc6.Lo) + sQ[13].Dot(kc6.Hi);
-                var kc7 = default(TCodec).Decode8(kr7);
-                s0 += sQ[14].Dot(kc7.Lo) + sQ[15].Dot(kc7.Hi);
-                var kc8 = default(TCodec).Decode8(kr8);
-                s0 += sQ[16].Dot(kc8.Lo) + sQ[17].Dot(kc8.Hi);
-                var kc9 = default(TCodec).Decode8(kr9);
-                s0 += sQ[18].Dot(kc9.Lo) + sQ[19].Dot(kc9.Hi);
-                var kc10 = default(TCodec).Decode8(kr10);
-                s0 += sQ[20].Dot(kc10.Lo) + sQ[21].Dot(kc10.Hi);
-                var kc11 = default(TCodec).Decode8(kr11);
-                s0 += sQ[22].Dot(kc11.Lo) + sQ[23].Dot(kc11.Hi);
-                var kc12 = default(TCodec).Decode8(kr12);
-                s0 += sQ[24].Dot(kc12.Lo) + sQ[25].Dot(kc12.Hi);
-                var kc13 = default(TCodec).Decode8(kr13);
-                s0 += sQ[26].Dot(kc13.Lo) + sQ[27].Dot(kc13.Hi);
-                var kc14 = default(TCodec).Decode8(kr14);
-                s0 += sQ[28].Dot(kc14.Lo) + sQ[29].Dot(kc14.Hi);
-                var kc15 = default(TCodec).Decode8(kr15);
-                s0 += sQ[30].Dot(kc15.Lo) + sQ[31].Dot(kc15.Hi);
-            }
+            int key = k0 + (valid ? j : numKeys - 1);
+            long row = (((long)sBlock[key / 16 - firstBlock] * 40 + kvHead) * 16 + key % 16) * 128;
+            float s0 = 0f;
+            var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
+            var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
+            var kr2 = default(TCodec).LoadRaw8(keyCache, row + 16);
+            var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
+            var kr4 = default(TCodec).LoadRaw8(keyCache, row + 32);
+            var kr5 = default(TCodec).LoadRaw8(keyCache, row + 40);
+            var kr6 = default(TCodec).LoadRaw8(keyCache, row + 48);
+            var kr7 = default(TCodec).LoadRaw8(keyCache, row + 56);
+            var kr8 = default(TCodec).LoadRaw8(keyCache, row + 64);
+            var kr9 = default(TCodec).LoadRaw8(keyCache, row + 72);
+            var kr10 = default(TCodec).LoadRaw8(keyCache, row + 80);
+            var kr11 = default(TCodec).LoadRaw8(keyCache, row + 88);
+            var kr12 = default(TCodec).LoadRaw8(keyCache, row + 96);
+            var kr13 = default(TCodec).LoadRaw8(keyCache, row + 104);
+            var kr14 = default(TCodec).LoadRaw8(keyCache, row + 112);
+            var kr15 = default(TCodec).LoadRaw8(keyCache, row + 120);
+            // Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory
+            // round trip (K and V in flight together) instead of two (V only after the softmax).
+            int vk0 = k0 + (slot < numKeys ? slot : numKeys - 1);
+            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk0 / 16 - firstBlock] * 40 + kvHead) * 16 + vk0 % 16) * 128 + unit * 8);
+            int vk1 = k0 + (slot + 8 < numKeys ? slot + 8 : numKeys - 1);
+            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk1 / 16 - firstBlock] * 40 + kvHead) * 16 + vk1 % 16) * 128 + unit * 8);
+            int vk2 = k0 + (slot + 16 < numKeys ? slot + 16 : numKeys - 1);
+            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk2 / 16 - firstBlock] * 40 + kvHead) * 16 + vk2 % 16) * 128 + unit * 8);
+            int vk3 = k0 + (slot + 24 < numKeys ? slot + 24 : numKeys - 1);
+            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk3 / 16 - firstBlock] * 40 + kvHead) * 16 + vk3 % 16) * 128 + unit * 8);
+            int vk4 = k0 + (slot + 32 < numKeys ? slot + 32 : numKeys - 1);
+            vr4 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk4 / 16 - firstBlock] * 40 + kvHead) * 16 + vk4 % 16) * 128 + unit * 8);
+            int vk5 = k0 + (slot + 40 < numKeys ? slot + 40 : numKeys - 1);
+            vr5 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk5 / 16 - firstBlock] * 40 + kvHead) * 16 + vk5 % 16) * 128 + unit * 8);
+            int vk6 = k0 + (slot + 48 < numKeys ? slot + 48 : numKeys - 1);
+            vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk6 / 16 - firstBlock] * 40 + kvHead) * 16 + vk6 % 16) * 128 + unit * 8);
+            int vk7 = k0 + (slot + 56 < numKeys ? slot + 56 : numKeys - 1);
+            vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk7 / 16 - firstBlock] * 40 + kvHead) * 16 + vk7 % 16) * 128 + unit * 8);
+            int vk8 = k0 + (slot + 64 < numKeys ? slot + 64 : numKeys - 1);
+            vr8 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk8 / 16 - firstBlock] * 40 + kvHead) * 16 + vk8 % 16) * 128 + unit * 8);
+            int vk9 = k0 + (slot + 72 < numKeys ? slot + 72 : numKeys - 1);
+            vr9 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk9 / 16 - firstBlock] * 40 + kvHead) * 16 + vk9 % 16) * 128 + unit * 8);
+            int vk10 = k0 + (slot + 80 < numKeys ? slot + 80 : numKeys - 1);
+            vr10 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk10 / 16 - firstBlock] * 40 + kvHead) * 16 + vk10 % 16) * 128 + unit * 8);
+            int vk11 = k0 + (slot + 88 < numKeys ? slot + 88 : numKeys - 1);
+            vr11 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk11 / 16 - firstBlock] * 40 + kvHead) * 16 + vk11 % 16) * 128 + unit * 8);
+            int vk12 = k0 + (slot + 96 < numKeys ? slot + 96 : numKeys - 1);
+            vr12 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk12 / 16 - firstBlock] * 40 + kvHead) * 16 + vk12 % 16) * 128 + unit * 8);
+            int vk13 = k0 + (slot + 104 < numKeys ? slot + 104 : numKeys - 1);
+            vr13 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk13 / 16 - firstBlock] * 40 + kvHead) * 16 + vk13 % 16) * 128 + unit * 8);
+            int vk14 = k0 + (slot + 112 < numKeys ? slot + 112 : numKeys - 1);
+            vr14 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk14 / 16 - firstBlock] * 40 + kvHead) * 16 + vk14 % 16) * 128 + unit * 8);
+            int vk15 = k0 + (slot + 120 < numKeys ? slot + 120 : numKeys - 1);
+            vr15 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk15 / 16 - firstBlock] * 40 + kvHead) * 16 + vk15 % 16) * 128 + unit * 8);
+            var kc0 = default(TCodec).Decode8(kr0);
+            s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
+            var kc1 = default(TCodec).Decode8(kr1);
+            s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
+            var kc2 = default(TCodec).Decode8(kr2);
+            s0 += sQ[4].Dot(kc2.Lo) + sQ[5].Dot(kc2.Hi);
+            var kc3 = default(TCodec).Decode8(kr3);
+            s0 += sQ[6].Dot(kc3.Lo) + sQ[7].Dot(kc3.Hi);
+            var kc4 = default(TCodec).Decode8(kr4);
+            s0 += sQ[8].Dot(kc4.Lo) + sQ[9].Dot(kc4.Hi);
+            var kc5 = default(TCodec).Decode8(kr5);
+            s0 += sQ[10].Dot(kc5.Lo) + sQ[11].Dot(kc5.Hi);
+            var kc6 = default(TCodec).Decode8(kr6);
+            s0 += sQ[12].Dot(kc6.Lo) + sQ[13].Dot(kc6.Hi);
+            var kc7 = default(TCodec).Decode8(kr7);
+            s0 += sQ[14].Dot(kc7.Lo) + sQ[15].Dot(kc7.Hi);
+            var kc8 = default(TCodec).Decode8(kr8);
+            s0 += sQ[16].Dot(kc8.Lo) + sQ[17].Dot(kc8.Hi);
+            var kc9 = default(TCodec).Decode8(kr9);
+            s0 += sQ[18].Dot(kc9.Lo) + sQ[19].Dot(kc9.Hi);
+            var kc10 = default(TCodec).Decode8(kr10);
+            s0 += sQ[20].Dot(kc10.Lo) + sQ[21].Dot(kc10.Hi);
+            var kc11 = default(TCodec).Decode8(kr11);
+            s0 += sQ[22].Dot(kc11.Lo) + sQ[23].Dot(kc11.Hi);
+            var kc12 = default(TCodec).Decode8(kr12);
+            s0 += sQ[24].Dot(kc12.Lo) + sQ[25].Dot(kc12.Hi);
+            var kc13 = default(TCodec).Decode8(kr13);
+            s0 += sQ[26].Dot(kc13.Lo) + sQ[27].Dot(kc13.Hi);
+            var kc14 = default(TCodec).Decode8(kr14);
+            s0 += sQ[28].Dot(kc14.Lo) + sQ[29].Dot(kc14.Hi);
+            var kc15 = default(TCodec).Decode8(kr15);
+            s0 += sQ[30].Dot(kc15.Lo) + sQ[31].Dot(kc15.Hi);
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         {
             int j = t + 128;
-            float s0 = 0f;
             bool valid = j < numKeys;
-            if (valid)
-            {
-                int key = k0 + j;
-                long row = (((long)sBlock[key / 16 - firstBlock] * 40 + kvHead) * 16 + key % 16) * 128;
-                var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
-                var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
-                var kr2 = default(TCodec).LoadRaw8(keyCache, row + 16);
-                var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
-                var kr4 = default(TCodec).LoadRaw8(keyCache, row + 32);
-                var kr5 = default(TCodec).LoadRaw8(keyCache, row + 40);
-                var kr6 = default(TCodec).LoadRaw8(keyCache, row + 48);
-                var kr7 = default(TCodec).LoadRaw8(keyCache, row + 56);
-                var kr8 = default(TCodec).LoadRaw8(keyCache, row + 64);
-                var kr9 = default(TCodec).LoadRaw8(keyCache, row + 72);
-                var kr10 = default(TCodec).LoadRaw8(keyCache, row + 80);
-                var kr11 = default(TCodec).LoadRaw8(keyCache, row + 88);
-                var kr12 = default(TCodec).LoadRaw8(keyCache, row + 96);
-                var kr13 = default(TCodec).LoadRaw8(keyCache, row + 104);
-                var kr14 = default(TCodec).LoadRaw8(keyCache, row + 112);
-                var kr15 = default(TCodec).LoadRaw8(keyCache, row + 120);
-                var kc0 = default(TCodec).Decode8(kr0);
-                s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
-                var kc1 = default(TCodec).Decode8(kr1);
-                s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
-                var kc2 = default(TCodec).Decode8(kr2);
-                s0 += sQ[4].Dot(kc2.Lo) + sQ[5].Dot(kc2.Hi);
-                var kc3 = default(TCodec).Decode8(kr3);
-                s0 += sQ[6].Dot(kc3.Lo) + sQ[7].Dot(kc3.Hi);
-                var kc4 = default(TCodec).Decode8(kr4);
-                s0 += sQ[8].Dot(kc4.Lo) + sQ[9].Dot(kc4.Hi);
-                var kc5 = default(TCodec).Decode8(kr5);
-                s0 += sQ[10].Dot(kc5.Lo) + sQ[11].Dot(kc5.Hi);
-                var kc6 = default(TCodec).Decode8(kr6);
-                s0 += sQ[12].Dot(kc6.Lo) + sQ[13].Dot(kc6.Hi);
-                var kc7 = default(TCodec).Decode8(kr7);
-                s0 += sQ[14].Dot(kc7.Lo) + sQ[15].Dot(kc7.Hi);
-                var kc8 = default(TCodec).Decode8(kr8);
-                s0 += sQ[16].Dot(kc8.Lo) + sQ[17].Dot(kc8.Hi);
-                var kc9 = default(TCodec).Decode8(kr9);
-                s0 += sQ[18].Dot(kc9.Lo) + sQ[19].Dot(kc9.Hi);
-                var kc10 = default(TCodec).Decode8(kr10);
-                s0 += sQ[20].Dot(kc10.Lo) + sQ[21].Dot(kc10.Hi);
-                var kc11 = default(TCodec).Decode8(kr11);
-                s0 += sQ[22].Dot(kc11.Lo) + sQ[23].Dot(kc11.Hi);
-                var kc12 = default(TCodec).Decode8(kr12);
-                s0 += sQ[24].Dot(kc12.Lo) + sQ[25].Dot(kc12.Hi);
-                var kc13 = default(TCodec).Decode8(kr13);
-                s0 += sQ[26].Dot(kc13.Lo) + sQ[27].Dot(kc13.Hi);
-                var kc14 = default(TCodec).Decode8(kr14);
-                s0 += sQ[28].Dot(kc14.Lo) + sQ[29].Dot(kc14.Hi);
-                var kc15 = default(TCodec).Decode8(kr15);
-                s0 += sQ[30].Dot(kc15.Lo) + sQ[31].Dot(kc15.Hi);
-            }
+            int key = k0 + (valid ? j : numKeys - 1);
+            long row = (((long)sBlock[key / 16 - firstBlock] * 40 + kvHead) * 16 + key % 16) * 128;
+            float s0 = 0f;
+            var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
+            var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
+            var kr2 = default(TCodec).LoadRaw8(keyCache, row + 16);
+            var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
+            var kr4 = default(TCodec).LoadRaw8(keyCache, row + 32);
+            var kr5 = default(TCodec).LoadRaw8(keyCache, row + 40);
+            var kr6 = default(TCodec).LoadRaw8(keyCache, row + 48);
+            var kr7 = default(TCodec).LoadRaw8(keyCache, row + 56);
+            var kr8 = default(TCodec).LoadRaw8(keyCache, row + 64);
+            var kr9 = default(TCodec).LoadRaw8(keyCache, row + 72);
+            var kr10 = default(TCodec).LoadRaw8(keyCache, row + 80);
+            var kr11 = default(TCodec).LoadRaw8(keyCache, row + 88);
+            var kr12 = default(TCodec).LoadRaw8(keyCache, row + 96);
+            var kr13 = default(TCodec).LoadRaw8(keyCache, row + 104);
+            var kr14 = default(TCodec).LoadRaw8(keyCache, row + 112);
+            var kr15 = default(TCodec).LoadRaw8(keyCache, row + 120);
+            var kc0 = default(TCodec).Decode8(kr0);
+            s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
+            var kc1 = default(TCodec).Decode8(kr1);
+            s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
+            var kc2 = default(TCodec).Decode8(kr2);
+            s0 += sQ[4].Dot(kc2.Lo) + sQ[5].Dot(kc2.Hi);
+            var kc3 = default(TCodec).Decode8(kr3);
+            s0 += sQ[6].Dot(kc3.Lo) + sQ[7].Dot(kc3.Hi);
+            var kc4 = default(TCodec).Decode8(kr4);
+            s0 += sQ[8].Dot(kc4.Lo) + sQ[9].Dot(kc4.Hi);
+            var kc5 = default(TCodec).Decode8(kr5);
+            s0 += sQ[10].Dot(kc5.Lo) + sQ[11].Dot(kc5.Hi);
+            var kc6 = default(TCodec).Decode8(kr6);
+            s0 += sQ[12].Dot(kc6.Lo) + sQ[13].Dot(kc6.Hi);
+            var kc7 = default(TCodec).Decode8(kr7);
+            s0 += sQ[14].Dot(kc7.Lo) + sQ[15].Dot(kc7.Hi);
+            var kc8 = default(TCodec).Decode8(kr8);
+            s0 += sQ[16].Dot(kc8.Lo) + sQ[17].Dot(kc8.Hi);
+            var kc9 = default(TCodec).Decode8(kr9);
+            s0 += sQ[18].Dot(kc9.Lo) + sQ[19].Dot(kc9.Hi);
+            var kc10 = default(TCodec).Decode8(kr10);
+            s0 += sQ[20].Dot(kc10.Lo) + sQ[21].Dot(kc10.Hi);
+            var kc11 = default(TCodec).Decode8(kr11);
+            s0 += sQ[22].Dot(kc11.Lo) + sQ[23].Dot(kc11.Hi);
+            var kc12 = default(TCodec).Decode8(kr12);
+            s0 += sQ[24].Dot(kc12.Lo) + sQ[25].Dot(kc12.Hi);
+            var kc13 = default(TCodec).Decode8(kr13);
+            s0 += sQ[26].Dot(kc13.Lo) + sQ[27].Dot(kc13.Hi);
+            var kc14 = default(TCodec).Decode8(kr14);
+            s0 += sQ[28].Dot(kc14.Lo) + sQ[29].Dot(kc14.Hi);
+            var kc15 = default(TCodec).Decode8(kr15);
+            s0 += sQ[30].Dot(kc15.Lo) + sQ[31].Dot(kc15.Hi);
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         Group.Barrier();
@@ -227,71 +267,172 @@ public static partial class Llama2_13B
         }
         Group.Barrier();
 
-        // P·V: thread = (key slot t / 16, 8-dim unit t % 16); one 16-byte V load serves every head.
-        int slot = t / 16;
-        int unit = t % 16;
+        // P·V: thread = (key slot t / 16, 8-dim unit t % 16); one 16-byte V load serves every head. Keys past
+        // the context have probability exactly 0 (their V row is the last valid one, so the product is 0 too).
         var lo0 = default(Float4);
         var hi0 = default(Float4);
-        int pv = slot;
-        for (; pv + 56 < numKeys; pv += 64)
-        {
-            int key0 = k0 + pv + 0;
-            var vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key0 / 16 - firstBlock] * 40 + kvHead) * 16 + key0 % 16) * 128 + unit * 8);
-            int key1 = k0 + pv + 8;
-            var vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key1 / 16 - firstBlock] * 40 + kvHead) * 16 + key1 % 16) * 128 + unit * 8);
-            int key2 = k0 + pv + 16;
-            var vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key2 / 16 - firstBlock] * 40 + kvHead) * 16 + key2 % 16) * 128 + unit * 8);
-            int key3 = k0 + pv + 24;
-            var vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key3 / 16 - firstBlock] * 40 + kvHead) * 16 + key3 % 16) * 128 + unit * 8);
-            int key4 = k0 + pv + 32;
-            var vr4 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key4 / 16 - firstBlock] * 40 + kvHead) * 16 + key4 % 16) * 128 + unit * 8);
-            int key5 = k0 + pv + 40;
-            var vr5 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key5 / 16 - firstBlock] * 40 + kvHead) * 16 + key5 % 16) * 128 + unit * 8);
-            int key6 = k0 + pv + 48;
-            var vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key6 / 16 - firstBlock] * 40 + kvHead) * 16 + key6 % 16) * 128 + unit * 8);
-            int key7 = k0 + pv + 56;
-            var vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key7 / 16 - firstBlock] * 40 + kvHead) * 16 + key7 % 16) * 128 + unit * 8);
-            var v0 = default(TCodec).Decode8(vr0);
-            float p0h0 = sP[0 + pv];
-            lo0 = lo0.Fma(v0.Lo, p0h0);
-            hi0 = hi0.Fma(v0.Hi, p0h0);
-            var v1 = default(TCodec).Decode8(vr1);
-            float p1h0 = sP[8 + pv];
-            lo0 = lo0.Fma(v1.Lo, p1h0);
-            hi0 = hi0.Fma(v1.Hi, p1h0);
-            var v2 = default(TCodec).Decode8(vr2);
-            float p2h0 = sP[16 + pv];
-            lo0 = lo0.Fma(v2.Lo, p2h0);
-            hi0 = hi0.Fma(v2.Hi, p2h0);
-            var v3 = default(TCodec).Decode8(vr3);
-            float p3h0 = sP[24 + pv];
-            lo0 = lo0.Fma(v3.Lo, p3h0);
-            hi0 = hi0.Fma(v3.Hi, p3h0);
-            var v4 = default(TCodec).Decode8(vr4);
-            float p4h0 = sP[32 + pv];
-            lo0 = lo0.Fma(v4.Lo, p4h0);
-            hi0 = hi0.Fma(v4.Hi, p4h0);
-            var v5 = default(TCodec).Decode8(vr5);
-            float p5h0 = sP[40 + pv];
-            lo0 = lo0.Fma(v5.Lo, p5h0);
-            hi0 = hi0.Fma(v5.Hi, p5h0);
-            var v6 = default(TCodec).Decode8(vr6);
-            float p6h0 = sP[48 + pv];
-            lo0 = lo0.Fma(v6.Lo, p6h0);
-            hi0 = hi0.Fma(v6.Hi, p6h0);
-            var v7 = default(TCodec).Decode8(vr7);
-            float p7h0 = sP[56 + pv];
-            lo0 = lo0.Fma(v7.Lo, p7h0);
-            hi0 = hi0.Fma(v7.Hi, p7h0);
-        }
-        for (; pv < numKeys; pv += 8)
-        {
-            int key = k0 + pv;
-            var v = default(TCodec).Load8(valueCache, (((long)sBlock[key / 16 - firstBlock] * 40 + kvHead) * 16 + key % 16) * 128 + unit * 8);
-            float p0 = sP[0 + pv];
-            lo0 = lo0.Fma(v.Lo, p0);
-            hi0 = hi0.Fma(v.Hi, p0);
-        }
+        // V of keys 16..23 in flight while keys 0..15 are accumulated.
+        int vk16 = k0 + (slot + 128 < numKeys ? slot + 128 : numKeys - 1);
+        var vr16 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk16 / 16 - firstBlock] * 40 + kvHead) * 16 + vk16 % 16) * 128 + unit * 8);
+        int vk17 = k0 + (slot + 136 < numKeys ? slot + 136 : numKeys - 1);
+        var vr17 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk17 / 16 - firstBlock] * 40 + kvHead) * 16 + vk17 % 16) * 128 + unit * 8);
+        int vk18 = k0 + (slot + 144 < numKeys ? slot + 144 : numKeys - 1);
+        var vr18 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk18 / 16 - firstBlock] * 40 + kvHead) * 16 + vk18 % 16) * 128 + unit * 8);
+        int vk19 = k0 + (slot + 152 < numKeys ? slot + 152 : numKeys - 1);
+        var vr19 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk19 / 16 - firstBlock] * 40 + kvHead) * 16 + vk19 % 16) * 128 + unit * 8);
+        int vk20 = k0 + (slot + 160 < numKeys ? slot + 160 : numKeys - 1);
+        var vr20 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk20 / 16 - firstBlock] * 40 + kvHead) * 16 + vk20 % 16) * 128 + unit * 8);
+        int vk21 = k0 + (slot + 168 < numKeys ? slot + 168 : numKeys - 1);
+        var vr21 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk21 / 16 - firstBlock] * 40 + kvHead) * 16 + vk21 % 16) * 128 + unit * 8);
+        int vk22 = k0 + (slot + 176 < numKeys ? slot + 176 : numKeys - 1);
+        var vr22 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk22 / 16 - firstBlock] * 40 + kvHead) * 16 + vk22 % 16) * 128 + unit * 8);
+        int vk23 = k0 + (slot + 184 < numKeys ? slot + 184 : numKeys - 1);
+        var vr23 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk23 / 16 - firstBlock] * 40 + kvHead) * 16 + vk23 % 16) * 128 + unit * 8);
+        var v0 = default(TCodec).Decode8(vr0);
+        float p0h0 = sP[0 + slot];
+        lo0 = lo0.Fma(v0.Lo, p0h0);
+        hi0 = hi0.Fma(v0.Hi, p0h0);
+        var v1 = default(TCodec).Decode8(vr1);
+        float p1h0 = sP[8 + slot];
+        lo0 = lo0.Fma(v1.Lo, p1h0);
+        hi0 = hi0.Fma(v1.Hi, p1h0);
+        var v2 = default(TCodec).Decode8(vr2);
+        float p2h0 = sP[16 + slot];
+        lo0 = lo0.Fma(v2.Lo, p2h0);
+        hi0 = hi0.Fma(v2.Hi, p2h0);
+        var v3 = default(TCodec).Decode8(vr3);
+        float p3h0 = sP[24 + slot];
+        lo0 = lo0.Fma(v3.Lo, p3h0);
+        hi0 = hi0.Fma(v3.Hi, p3h0);
+        var v4 = default(TCodec).Decode8(vr4);
+        float p4h0 = sP[32 + slot];
+        lo0 = lo0.Fma(v4.Lo, p4h0);
+        hi0 = hi0.Fma(v4.Hi, p4h0);
+        var v5 = default(TCodec).Decode8(vr5);
+        float p5h0 = sP[40 + slot];
+        lo0 = lo0.Fma(v5.Lo, p5h0);
+        hi0 = hi0.Fma(v5.Hi, p5h0);
+        var v6 = default(TCodec).Decode8(vr6);
+        float p6h0 = sP[48 + slot];
+        lo0 = lo0.Fma(v6.Lo, p6h0);
+        hi0 = hi0.Fma(v6.Hi, p6h0);
+        var v7 = default(TCodec).Decode8(vr7);
+        float p7h0 = sP[56 + slot];
+        lo0 = lo0.Fma(v7.Lo, p7h0);
+        hi0 = hi0.Fma(v7.Hi, p7h0);
+        var v8 = default(TCodec).Decode8(vr8);
+        float p8h0 = sP[64 + slot];
+        lo0 = lo0.Fma(v8.Lo, p8h0);
+        hi0 = hi0.Fma(v8.Hi, p8h0);
+        var v9 = default(TCodec).Decode8(vr9);
+        float p9h0 = sP[72 + slot];
+        lo0 = lo0.Fma(v9.Lo, p9h0);
+        hi0 = hi0.Fma(v9.Hi, p9h0);
+        var v10 = default(TCodec).Decode8(vr10);
+        float p10h0 = sP[80 + slot];
+        lo0 = lo0.Fma(v10.Lo, p10h0);
+        hi0 = hi0.Fma(v10.Hi, p10h0);
+        var v11 = default(TCodec).Decode8(vr11);
+        float p11h0 = sP[88 + slot];
+        lo0 = lo0.Fma(v11.Lo, p11h0);
+        hi0 = hi0.Fma(v11.Hi, p11h0);
+        var v12 = default(TCodec).Decode8(vr12);
+        float p12h0 = sP[96 + slot];
+        lo0 = lo0.Fma(v12.Lo, p12h0);
+        hi0 = hi0.Fma(v12.Hi, p12h0);
+        var v13 = default(TCodec).Decode8(vr13);
+        float p13h0 = sP[104 + slot];
+        lo0 = lo0.Fma(v13.Lo, p13h0);
+        hi0 = hi0.Fma(v13.Hi, p13h0);
+        var v14 = default(TCodec).Decode8(vr14);
+        float p14h0 = sP[112 + slot];
+        lo0 = lo0.Fma(v14.Lo, p14h0);
+        hi0 = hi0.Fma(v14.Hi, p14h0);
+        var v15 = default(TCodec).Decode8(vr15);
+        float p15h0 = sP[120 + slot];
+        lo0 = lo0.Fma(v15.Lo, p15h0);
+        hi0 = hi0.Fma(v15.Hi, p15h0);
+        // V of keys 24..31 in flight while keys 16..23 are accumulated.
+        int vk24 = k0 + (slot + 192 < numKeys ? slot + 192 : numKeys - 1);
+        var vr24 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk24 / 16 - firstBlock] * 40 + kvHead) * 16 + vk24 % 16) * 128 + unit * 8);
+        int vk25 = k0 + (slot + 200 < numKeys ? slot + 200 : numKeys - 1);
+        var vr25 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk25 / 16 - firstBlock] * 40 + kvHead) * 16 + vk25 % 16) * 128 + unit * 8);
+        int vk26 = k0 + (slot + 208 < numKeys ? slot + 208 : numKeys - 1);
+        var vr26 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk26 / 16 - firstBlock] * 40 + kvHead) * 16 + vk26 % 16) * 128 + unit * 8);
+        int vk27 = k0 + (slot + 216 < numKeys ? slot + 216 : numKeys - 1);
+        var vr27 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk27 / 16 - firstBlock] * 40 + kvHead) * 16 + vk27 % 16) * 128 + unit * 8);
+        int vk28 = k0 + (slot + 224 < numKeys ? slot + 224 : numKeys - 1);
+        var vr28 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk28 / 16 - firstBlock] * 40 + kvHead) * 16 + vk28 % 16) * 128 + unit * 8);
+        int vk29 = k0 + (slot + 232 < numKeys ? slot + 232 : numKeys - 1);
+        var vr29 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk29 / 16 - firstBlock] * 40 + kvHead) * 16 + vk29 % 16) * 128 + unit * 8);
+        int vk30 = k0 + (slot + 240 < numKeys ? slot + 240 : numKeys - 1);
+        var vr30 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk30 / 16 - firstBlock] * 40 + kvHead) * 16 + vk30 % 16) * 128 + unit * 8);
+        int vk31 = k0 + (slot + 248 < numKeys ? slot + 248 : numKeys - 1);
+        var vr31 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk31 / 16 - firstBlock] * 40 + kvHead) * 16 + vk31 % 16) * 128 + unit * 8);
+        var v16 = default(TCodec).Decode8(vr16);
+        float p16h0 = sP[128 + slot];
+        lo0 = lo0.Fma(v16.Lo, p16h0);
+        hi0 = hi0.Fma(v16.Hi, p16h0);
+        var v17 = default(TCodec).Decode8(vr17);
+        float p17h0 = sP[136 + slot];
+        lo0 = lo0.Fma(v17.Lo, p17h0);
+        hi0 = hi0.Fma(v17.Hi, p17h0);
+        var v18 = default(TCodec).Decode8(vr18);
+        float p18h0 = sP[144 + slot];
+        lo0 = lo0.Fma(v18.Lo, p18h0);
+        hi0 = hi0.Fma(v18.Hi, p18h0);
+        var v19 = default(TCodec).Decode8(vr19);
+        float p19h0 = sP[152 + slot];
+        lo0 = lo0.Fma(v19.Lo, p19h0);
+        hi0 = hi0.Fma(v19.Hi, p19h0);
+        var v20 = default(TCodec).Decode8(vr20);
+        float p20h0 = sP[160 + slot];
+        lo0 = lo0.Fma(v20.Lo, p20h0);
+        hi0 = hi0.Fma(v20.Hi, p20h0);
+        var v21 = default(TCodec).Decode8(vr21);
+        float p21h0 = sP[168 + slot];
+        lo0 = lo0.Fma(v21.Lo, p21h0);
+        hi0 = hi0.Fma(v21.Hi, p21h0);
+        var v22 = default(TCodec).Decode8(vr22);
+        float p22h0 = sP[176 + slot];
+        lo0 = lo0.Fma(v22.Lo, p22h0);
+        hi0 = hi0.Fma(v22.Hi, p22h0);
+        var v23 = default(TCodec).Decode8(vr23);
+        float p23h0 = sP[184 + slot];
+        lo0 = lo0.Fma(v23.Lo, p23h0);
+        hi0 = hi0.Fma(v23.Hi, p23h0);
+        var v24 = default(TCodec).Decode8(vr24);
+        float p24h0 = sP[192 + slot];
+        lo0 = lo0.Fma(v24.Lo, p24h0);
+        hi0 = hi0.Fma(v24.Hi, p24h0);
+        var v25 = default(TCodec).Decode8(vr25);
+        float p25h0 = sP[200 + slot];
+        lo0 = lo0.Fma(v25.Lo, p25h0);
+        hi0 = hi0.Fma(v25.Hi, p25h0);
+        var v26 = default(TCodec).Decode8(vr26);
+        float p26h0 = sP[208 + slot];
+        lo0 = lo0.Fma(v26.Lo, p26h0);
+        hi0 = hi0.Fma(v26.Hi, p26h0);
+        var v27 = default(TCodec).Decode8(vr27);
+        float p27h0 = sP[216 + slot];
+        lo0 = lo0.Fma(v27.Lo, p27h0);
+        hi0 = hi0.Fma(v27.Hi, p27h0);
+        var v28 = default(TCodec).Decode8(vr28);
+        float p28h0 = sP[224 + slot];
+        lo0 = lo0.Fma(v28.Lo, p28h0);
+        hi0 = hi0.Fma(v28.Hi, p28h0);
+        var v29 = default(TCodec).Decode8(vr29);
+        float p29h0 = sP[232 + slot];
+        lo0 = lo0.Fma(v29.Lo, p29h0);
+        hi0 = hi0.Fma(v29.Hi, p29h0);
+        var v30 = default(TCodec).Decode8(vr30);
+        float p30h0 = sP[240 + slot];
+        lo0 = lo0.Fma(v30.Lo, p30h0);
+        hi0 = hi0.Fma(v30.Hi, p30h0);
+        var v31 = default(TCodec).Decode8(vr31);
+        float p31h0 = sP[248 + slot];
+        lo0 = lo0.Fma(v31.Lo, p31h0);
+        hi0 = hi0.Fma(v31.Hi, p31h0);
         sRed[(slot * 1 + 0) * 32 + 2 * unit] = lo0;
         sRed[(slot * 1 + 0) * 32 + 2 * unit + 1] = hi0;
         Group.Barrier();
@@ -307,7 +448,7 @@ public static partial class Llama2_13B
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;
-                if (context <= 256)
+                if (partitions == 1)
                 {
                     long dst = ((long)token * 40 + head) * 128 + c * 4;
                     output[dst] = acc.X;
@@ -317,12 +458,8 @@ public static partial class Llama2_13B
                 }
                 else
                 {
-                    long partial = ((long)decode * 40 + head) * m.MaxPartitions + part;
-                    long dst = partial * 128 + c * 4;
-                    m.PartialOut[dst] = acc.X;
-                    m.PartialOut[dst + 1] = acc.Y;
-                    m.PartialOut[dst + 2] = acc.Z;
-                    m.PartialOut[dst + 3] = acc.W;
+                    long partial = ((long)decode * 40 + head) * m.PartitionSlots + part;
+                    partialOut[partial * 32 + c] = acc;
                     if (c == 0)
                     {
                         m.PartialMaxSum[partial * 2] = sMax[h];
@@ -331,13 +468,135 @@ public static partial class Llama2_13B
                 }
             }
         }
+
+        if (partitions > 1)
+        {
+            // Ticket: the group that completes the decode's partitions (for these heads) combines them.
+            Group.Barrier();
+            if (t == 0)
+            {
+                ref int ticket = ref m.DecodeTickets[decode * 40 + headGroup];
+                MemoryFence.DeviceLevel();                 // release: this group's partials before its ticket
+                bool last = Atomic.Add(ref ticket, 1) == partitions - 1;
+                if (last)
+                {
+                    ticket = 0;                                // every partition has drawn: ready for the next launch
+                    MemoryFence.DeviceLevel();                 // acquire: the other groups' partials before we read them
+                }
+                sLast[0] = last ? 1 : 0;
+            }
+            Group.Barrier();
+            if (sLast[0] != 0)
+            {
+                long first = ((long)decode * 40 + firstHead) * m.PartitionSlots;   // partial (decode, firstHead, 0)
+
+                // M and L = Σ_p l_p·exp(m_p - M) of each head, a warp per head; sSum keeps 1 / L.
+                if (warp == 0)
+                {
+                    long row = first;
+                    float mx = float.NegativeInfinity;
+                    for (int p = lane; p < partitions; p += 32) mx = XMath.Max(mx, m.PartialMaxSum[(row + p) * 2]);
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 2));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 1));
+                    float sum = 0f;
+                    for (int p = lane; p < partitions; p += 32) sum += m.PartialMaxSum[(row + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(row + p) * 2] - mx);
+                    sum += Warp.ShuffleXor(sum, 16);
+                    sum += Warp.ShuffleXor(sum, 8);
+                    sum += Warp.ShuffleXor(sum, 4);
+                    sum += Warp.ShuffleXor(sum, 2);
+                    sum += Warp.ShuffleXor(sum, 1);
+                    if (lane == 0)
+                    {
+                        sMax[0] = mx;
+                        sSum[0] = 1f / sum;
+                    }
+                }
+                Group.Barrier();
+
+                // Σ_p w_p·o_p, w_p = l_p·exp(m_p - M): thread = (slice i / 32 of 4, Float4 column i % 32 of the group's heads), 8 partitions' loads in flight.
+                {
+                    int i = t + 0;
+                    int f = i % 32;
+                    int h = f / 32;
+                    int c = f % 32;
+                    long row = first + h * (long)m.PartitionSlots;
+                    float mx = sMax[h];
+                    var acc = default(Float4);
+                    int p = i / 32;
+                    for (; p + 28 < partitions; p += 32)
+                    {
+                        long q0 = row + p + 0;
+                        float m0 = m.PartialMaxSum[q0 * 2];
+                        float l0 = m.PartialMaxSum[q0 * 2 + 1];
+                        var o0 = partialOut[q0 * 32 + c];
+                        long q1 = row + p + 4;
+                        float m1 = m.PartialMaxSum[q1 * 2];
+                        float l1 = m.PartialMaxSum[q1 * 2 + 1];
+                        var o1 = partialOut[q1 * 32 + c];
+                        long q2 = row + p + 8;
+                        float m2 = m.PartialMaxSum[q2 * 2];
+                        float l2 = m.PartialMaxSum[q2 * 2 + 1];
+                        var o2 = partialOut[q2 * 32 + c];
+                        long q3 = row + p + 12;
+                        float m3 = m.PartialMaxSum[q3 * 2];
+                        float l3 = m.PartialMaxSum[q3 * 2 + 1];
+                        var o3 = partialOut[q3 * 32 + c];
+                        long q4 = row + p + 16;
+                        float m4 = m.PartialMaxSum[q4 * 2];
+                        float l4 = m.PartialMaxSum[q4 * 2 + 1];
+                        var o4 = partialOut[q4 * 32 + c];
+                        long q5 = row + p + 20;
+                        float m5 = m.PartialMaxSum[q5 * 2];
+                        float l5 = m.PartialMaxSum[q5 * 2 + 1];
+                        var o5 = partialOut[q5 * 32 + c];
+                        long q6 = row + p + 24;
+                        float m6 = m.PartialMaxSum[q6 * 2];
+                        float l6 = m.PartialMaxSum[q6 * 2 + 1];
+                        var o6 = partialOut[q6 * 32 + c];
+                        long q7 = row + p + 28;
+                        float m7 = m.PartialMaxSum[q7 * 2];
+                        float l7 = m.PartialMaxSum[q7 * 2 + 1];
+                        var o7 = partialOut[q7 * 32 + c];
+                        acc = acc.Fma(o0, l0 * AttentionMath.ExpOrZero(m0 - mx));
+                        acc = acc.Fma(o1, l1 * AttentionMath.ExpOrZero(m1 - mx));
+                        acc = acc.Fma(o2, l2 * AttentionMath.ExpOrZero(m2 - mx));
+                        acc = acc.Fma(o3, l3 * AttentionMath.ExpOrZero(m3 - mx));
+                        acc = acc.Fma(o4, l4 * AttentionMath.ExpOrZero(m4 - mx));
+                        acc = acc.Fma(o5, l5 * AttentionMath.ExpOrZero(m5 - mx));
+                        acc = acc.Fma(o6, l6 * AttentionMath.ExpOrZero(m6 - mx));
+                        acc = acc.Fma(o7, l7 * AttentionMath.ExpOrZero(m7 - mx));
+                    }
+                    for (; p < partitions; p += 4)
+                    {
+                        long q = row + p;
+                        acc = acc.Fma(partialOut[q * 32 + c], m.PartialMaxSum[q * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[q * 2] - mx));
+                    }
+                    sRed[i] = acc;
+                }
+                Group.Barrier();
+                if (t < 32)
+                {
+                    var o = ((sRed[0 + t] + sRed[32 + t]) + (sRed[64 + t] + sRed[96 + t])) * sSum[t / 32];
+                    long dst = ((long)token * 40 + firstHead) * 128 + t * 4;
+                    output[dst] = o.X;
+                    output[dst + 1] = o.Y;
+                    output[dst + 2] = o.Z;
+                    output[dst + 3] = o.W;
+                }
+            }
+        }
     }
 
     /// <summary>
     /// Split-K flash decode: thread group = (decode, partition of 256 keys) x (one query head (K/V read per head, as if repeated)), 128 threads.
-    /// Each thread scores one key with 16-byte K loads, a warp per head takes the partition's max and sum,
-    /// then thread (key slot of 8, 8-dim unit of 16) accumulates P·V with 16-byte V loads. A single-partition
-    /// decode writes its output; otherwise the partition's (max, sum, output) go to scratch for the combine.
+    /// Each thread scores one key with 16-byte K loads while the V rows of its P·V share are already loading,
+    /// a warp per head takes the partition's max and sum, then thread (key slot of 8, 8-dim unit of 16) accumulates
+    /// P·V from those registers (16-byte V loads; one memory round trip for K and V). A single-partition
+    /// decode writes its output; otherwise the partition's (max, sum, output) go to scratch and the group takes a
+    /// ticket: the last partition of the decode to arrive combines them all and writes the output (one launch).
     /// </summary>
     /// <param name="queries">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
     /// <param name="keyCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]</param>
@@ -347,16 +606,18 @@ public static partial class Llama2_13B
         where TCodec : struct, IKvCodec
     {
         int item = Grid.IdxX / 40;
-        int firstHead = Grid.IdxX % 40 * 1;
+        int headGroup = Grid.IdxX % 40;
+        int firstHead = headGroup * 1;
         int kvHead = firstHead / 1;
-        int decode = m.DecodeWork[2 * item];
-        int part = m.DecodeWork[2 * item + 1];
-        int seq = m.DecodeSeqs[decode];
-        int token = m.QueryStart[seq];
-        int context = m.ContextLens[seq];
+        int work = item * 5;                        // (decode, partition, token, context, block-table row): independent loads, one round trip
+        int decode = m.DecodeWork[work];
+        int part = m.DecodeWork[work + 1];
+        int token = m.DecodeWork[work + 2];
+        int context = m.DecodeWork[work + 3];
+        int blockRow = m.DecodeWork[work + 4];
         int k0 = part * 256;
         int numKeys = context - k0 < 256 ? context - k0 : 256;
-        int blockRow = seq * m.MaxBlocksPerSeq;
+        int partitions = (context + 255) / 256;
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(32);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
@@ -365,6 +626,8 @@ public static partial class Llama2_13B
         var sMax = SharedMemory.Allocate<float>(1);      // [heads] partition max
         var sSum = SharedMemory.Allocate<float>(1);      // [heads] partition sum of exp(s - max)
         var sBlock = SharedMemory.Allocate<int>(16);     // [blocks] the partition's physical blocks, read once
+        var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
+        var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
         int firstBlock = k0 / 16;
         {
@@ -381,123 +644,157 @@ public static partial class Llama2_13B
         }
         Group.Barrier();
 
+        // This thread's share of P·V: keys slot + 8 * r (r < 32) of the partition, 8 dims at unit.
+        int slot = t / 16;
+        int unit = t % 16;
+        RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7, vr8, vr9, vr10, vr11, vr12, vr13, vr14, vr15;   // V of its first 16 keys, loaded with the K rows
+
         // Scores: one key per thread (keys t + 128 * i), the whole K row in 16-byte loads, every head from the same load.
+        // A key past the context loads the partition's last valid row (no branch around the loads) and scores -inf.
         {
             int j = t + 0;
-            float s0 = 0f;
             bool valid = j < numKeys;
-            if (valid)
-            {
-                int key = k0 + j;
-                long row = (((long)sBlock[key / 16 - firstBlock] * 40 + kvHead) * 16 + key % 16) * 128;
-                var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
-                var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
-                var kr2 = default(TCodec).LoadRaw8(keyCache, row + 16);
-                var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
-                var kr4 = default(TCodec).LoadRaw8(keyCache, row + 32);
-                var kr5 = default(TCodec).LoadRaw8(keyCache, row + 40);
-                var kr6 = default(TCodec).LoadRaw8(keyCache, row + 48);
-                var kr7 = default(TCodec).LoadRaw8(keyCache, row + 56);
-                var kr8 = default(TCodec).LoadRaw8(keyCache, row + 64);
-                var kr9 = default(TCodec).LoadRaw8(keyCache, row + 72);
-                var kr10 = default(TCodec).LoadRaw8(keyCache, row + 80);
-                var kr11 = default(TCodec).LoadRaw8(keyCache, row + 88);
-                var kr12 = default(TCodec).LoadRaw8(keyCache, row + 96);
-                var kr13 = default(TCodec).LoadRaw8(keyCache, row + 104);
-                var kr14 = default(TCodec).LoadRaw8(keyCache, row + 112);
-                var kr15 = default(TCodec).LoadRaw8(keyCache, row + 120);
-                var kc0 = default(TCodec).Decode8(kr0);
-                s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
-                var kc1 = default(TCodec).Decode8(kr1);
-                s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
-                var kc2 = default(TCodec).Decode8(kr2);
-                s0 += sQ[4].Dot(kc2.Lo) + sQ[5].Dot(kc2.Hi);
-                var kc3 = default(TCodec).Decode8(kr3);
-                s0 += sQ[6].Dot(kc3.Lo) + sQ[7].Dot(kc3.Hi);
-                var kc4 = default(TCodec).Decode8(kr4);
-                s0 += sQ[8].Dot(kc4.Lo) + sQ[9].Dot(kc4.Hi);
-                var kc5 = default(TCodec).Decode8(kr5);
-                s0 += sQ[10].Dot(kc5.Lo) + sQ[11].Dot(kc5.Hi);
-                var kc6 = default(TCodec).Decode8(kr6);
-                s0 += sQ[12].Dot(kc6.Lo) + sQ[13].Dot(kc6.Hi);
-                var kc7 = default(TCodec).Decode8(kr7);
-                s0 += sQ[14].Dot(kc7.Lo) + sQ[15].Dot(kc7.Hi);
-                var kc8 = default(TCodec).Decode8(kr8);
-                s0 += sQ[16].Dot(kc8.Lo) + sQ[17].Dot(kc8.Hi);
-                var kc9 = default(TCodec).Decode8(kr9);
-                s0 += sQ[18].Dot(kc9.Lo) + sQ[19].Dot(kc9.Hi);
-                var kc10 = default(TCodec).Decode8(kr10);
-                s0 += sQ[20].Dot(kc10.Lo) + sQ[21].Dot(kc10.Hi);
-                var kc11 = default(TCodec).Decode8(kr11);
-                s0 += sQ[22].Dot(kc11.Lo) + sQ[23].Dot(kc11.Hi);
-                var kc12 = default(TCodec).Decode8(kr12);
-                s0 += sQ[24].Dot(kc12.Lo) + sQ[25].Dot(kc12.Hi);
-                var kc13 = default(TCodec).Decode8(kr13);
-                s0 += sQ[26].Dot(kc13.Lo) + sQ[27].Dot(kc13.Hi);
-                var kc14 = default(TCodec).Decode8(kr14);
-                s0 += sQ[28].Dot(kc14.Lo) + sQ[29].Dot(kc14.Hi);
-                var kc15 = default(TCodec).Decode8(kr15);
-                s0 += sQ[30].Dot(kc15.Lo) + sQ[31].Dot(kc15.Hi);
-            }
+            int key = k0 + (valid ? j : numKeys - 1);
+            long row = (((long)sBlock[key / 16 - firstBlock] * 40 + kvHead) * 16 + key % 16) * 128;
+            float s0 = 0f;
+            var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
+            var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
+            var kr2 = default(TCodec).LoadRaw8(keyCache, row + 16);
+            var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
+            var kr4 = default(TCodec).LoadRaw8(keyCache, row + 32);
+            var kr5 = default(TCodec).LoadRaw8(keyCache, row + 40);
+            var kr6 = default(TCodec).LoadRaw8(keyCache, row + 48);
+            var kr7 = default(TCodec).LoadRaw8(keyCache, row + 56);
+            var kr8 = default(TCodec).LoadRaw8(keyCache, row + 64);
+            var kr9 = default(TCodec).LoadRaw8(keyCache, row + 72);
+            var kr10 = default(TCodec).LoadRaw8(keyCache, row + 80);
+            var kr11 = default(TCodec).LoadRaw8(keyCache, row + 88);
+            var kr12 = default(TCodec).LoadRaw8(keyCache, row + 96);
+            var kr13 = default(TCodec).LoadRaw8(keyCache, row + 104);
+            var kr14 = default(TCodec).LoadRaw8(keyCache, row + 112);
+            var kr15 = default(TCodec).LoadRaw8(keyCache, row + 120);
+            // Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory
+            // round trip (K and V in flight together) instead of two (V only after the softmax).
+            int vk0 = k0 + (slot < numKeys ? slot : numKeys - 1);
+            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk0 / 16 - firstBlock] * 40 + kvHead) * 16 + vk0 % 16) * 128 + unit * 8);
+            int vk1 = k0 + (slot + 8 < numKeys ? slot + 8 : numKeys - 1);
+            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk1 / 16 - firstBlock] * 40 + kvHead) * 16 + vk1 % 16) * 128 + unit * 8);
+            int vk2 = k0 + (slot + 16 < numKeys ? slot + 16 : numKeys - 1);
+            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk2 / 16 - firstBlock] * 40 + kvHead) * 16 + vk2 % 16) * 128 + unit * 8);
+            int vk3 = k0 + (slot + 24 < numKeys ? slot + 24 : numKeys - 1);
+            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk3 / 16 - firstBlock] * 40 + kvHead) * 16 + vk3 % 16) * 128 + unit * 8);
+            int vk4 = k0 + (slot + 32 < numKeys ? slot + 32 : numKeys - 1);
+            vr4 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk4 / 16 - firstBlock] * 40 + kvHead) * 16 + vk4 % 16) * 128 + unit * 8);
+            int vk5 = k0 + (slot + 40 < numKeys ? slot + 40 : numKeys - 1);
+            vr5 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk5 / 16 - firstBlock] * 40 + kvHead) * 16 + vk5 % 16) * 128 + unit * 8);
+            int vk6 = k0 + (slot + 48 < numKeys ? slot + 48 : numKeys - 1);
+            vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk6 / 16 - firstBlock] * 40 + kvHead) * 16 + vk6 % 16) * 128 + unit * 8);
+            int vk7 = k0 + (slot + 56 < numKeys ? slot + 56 : numKeys - 1);
+            vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk7 / 16 - firstBlock] * 40 + kvHead) * 16 + vk7 % 16) * 128 + unit * 8);
+            int vk8 = k0 + (slot + 64 < numKeys ? slot + 64 : numKeys - 1);
+            vr8 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk8 / 16 - firstBlock] * 40 + kvHead) * 16 + vk8 % 16) * 128 + unit * 8);
+            int vk9 = k0 + (slot + 72 < numKeys ? slot + 72 : numKeys - 1);
+            vr9 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk9 / 16 - firstBlock] * 40 + kvHead) * 16 + vk9 % 16) * 128 + unit * 8);
+            int vk10 = k0 + (slot + 80 < numKeys ? slot + 80 : numKeys - 1);
+            vr10 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk10 / 16 - firstBlock] * 40 + kvHead) * 16 + vk10 % 16) * 128 + unit * 8);
+            int vk11 = k0 + (slot + 88 < numKeys ? slot + 88 : numKeys - 1);
+            vr11 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk11 / 16 - firstBlock] * 40 + kvHead) * 16 + vk11 % 16) * 128 + unit * 8);
+            int vk12 = k0 + (slot + 96 < numKeys ? slot + 96 : numKeys - 1);
+            vr12 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk12 / 16 - firstBlock] * 40 + kvHead) * 16 + vk12 % 16) * 128 + unit * 8);
+            int vk13 = k0 + (slot + 104 < numKeys ? slot + 104 : numKeys - 1);
+            vr13 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk13 / 16 - firstBlock] * 40 + kvHead) * 16 + vk13 % 16) * 128 + unit * 8);
+            int vk14 = k0 + (slot + 112 < numKeys ? slot + 112 : numKeys - 1);
+            vr14 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk14 / 16 - firstBlock] * 40 + kvHead) * 16 + vk14 % 16) * 128 + unit * 8);
+            int vk15 = k0 + (slot + 120 < numKeys ? slot + 120 : numKeys - 1);
+            vr15 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk15 / 16 - firstBlock] * 40 + kvHead) * 16 + vk15 % 16) * 128 + unit * 8);
+            var kc0 = default(TCodec).Decode8(kr0);
+            s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
+            var kc1 = default(TCodec).Decode8(kr1);
+            s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
+            var kc2 = default(TCodec).Decode8(kr2);
+            s0 += sQ[4].Dot(kc2.Lo) + sQ[5].Dot(kc2.Hi);
+            var kc3 = default(TCodec).Decode8(kr3);
+            s0 += sQ[6].Dot(kc3.Lo) + sQ[7].Dot(kc3.Hi);
+            var kc4 = default(TCodec).Decode8(kr4);
+            s0 += sQ[8].Dot(kc4.Lo) + sQ[9].Dot(kc4.Hi);
+            var kc5 = default(TCodec).Decode8(kr5);
+            s0 += sQ[10].Dot(kc5.Lo) + sQ[11].Dot(kc5.Hi);
+            var kc6 = default(TCodec).Decode8(kr6);
+            s0 += sQ[12].Dot(kc6.Lo) + sQ[13].Dot(kc6.Hi);
+            var kc7 = default(TCodec).Decode8(kr7);
+            s0 += sQ[14].Dot(kc7.Lo) + sQ[15].Dot(kc7.Hi);
+            var kc8 = default(TCodec).Decode8(kr8);
+            s0 += sQ[16].Dot(kc8.Lo) + sQ[17].Dot(kc8.Hi);
+            var kc9 = default(TCodec).Decode8(kr9);
+            s0 += sQ[18].Dot(kc9.Lo) + sQ[19].Dot(kc9.Hi);
+            var kc10 = default(TCodec).Decode8(kr10);
+            s0 += sQ[20].Dot(kc10.Lo) + sQ[21].Dot(kc10.Hi);
+            var kc11 = default(TCodec).Decode8(kr11);
+            s0 += sQ[22].Dot(kc11.Lo) + sQ[23].Dot(kc11.Hi);
+            var kc12 = default(TCodec).Decode8(kr12);
+            s0 += sQ[24].Dot(kc12.Lo) + sQ[25].Dot(kc12.Hi);
+            var kc13 = default(TCodec).Decode8(kr13);
+            s0 += sQ[26].Dot(kc13.Lo) + sQ[27].Dot(kc13.Hi);
+            var kc14 = default(TCodec).Decode8(kr14);
+            s0 += sQ[28].Dot(kc14.Lo) + sQ[29].Dot(kc14.Hi);
+            var kc15 = default(TCodec).Decode8(kr15);
+            s0 += sQ[30].Dot(kc15.Lo) + sQ[31].Dot(kc15.Hi);
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         {
             int j = t + 128;
-            float s0 = 0f;
             bool valid = j < numKeys;
-            if (valid)
-            {
-                int key = k0 + j;
-                long row = (((long)sBlock[key / 16 - firstBlock] * 40 + kvHead) * 16 + key % 16) * 128;
-                var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
-                var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
-                var kr2 = default(TCodec).LoadRaw8(keyCache, row + 16);
-                var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
-                var kr4 = default(TCodec).LoadRaw8(keyCache, row + 32);
-                var kr5 = default(TCodec).LoadRaw8(keyCache, row + 40);
-                var kr6 = default(TCodec).LoadRaw8(keyCache, row + 48);
-                var kr7 = default(TCodec).LoadRaw8(keyCache, row + 56);
-                var kr8 = default(TCodec).LoadRaw8(keyCache, row + 64);
-                var kr9 = default(TCodec).LoadRaw8(keyCache, row + 72);
-                var kr10 = default(TCodec).LoadRaw8(keyCache, row + 80);
-                var kr11 = default(TCodec).LoadRaw8(keyCache, row + 88);
-                var kr12 = default(TCodec).LoadRaw8(keyCache, row + 96);
-                var kr13 = default(TCodec).LoadRaw8(keyCache, row + 104);
-                var kr14 = default(TCodec).LoadRaw8(keyCache, row + 112);
-                var kr15 = default(TCodec).LoadRaw8(keyCache, row + 120);
-                var kc0 = default(TCodec).Decode8(kr0);
-                s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
-                var kc1 = default(TCodec).Decode8(kr1);
-                s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
-                var kc2 = default(TCodec).Decode8(kr2);
-                s0 += sQ[4].Dot(kc2.Lo) + sQ[5].Dot(kc2.Hi);
-                var kc3 = default(TCodec).Decode8(kr3);
-                s0 += sQ[6].Dot(kc3.Lo) + sQ[7].Dot(kc3.Hi);
-                var kc4 = default(TCodec).Decode8(kr4);
-                s0 += sQ[8].Dot(kc4.Lo) + sQ[9].Dot(kc4.Hi);
-                var kc5 = default(TCodec).Decode8(kr5);
-                s0 += sQ[10].Dot(kc5.Lo) + sQ[11].Dot(kc5.Hi);
-                var kc6 = default(TCodec).Decode8(kr6);
-                s0 += sQ[12].Dot(kc6.Lo) + sQ[13].Dot(kc6.Hi);
-                var kc7 = default(TCodec).Decode8(kr7);
-                s0 += sQ[14].Dot(kc7.Lo) + sQ[15].Dot(kc7.Hi);
-                var kc8 = default(TCodec).Decode8(kr8);
-                s0 += sQ[16].Dot(kc8.Lo) + sQ[17].Dot(kc8.Hi);
-                var kc9 = default(TCodec).Decode8(kr9);
-                s0 += sQ[18].Dot(kc9.Lo) + sQ[19].Dot(kc9.Hi);
-                var kc10 = default(TCodec).Decode8(kr10);
-                s0 += sQ[20].Dot(kc10.Lo) + sQ[21].Dot(kc10.Hi);
-                var kc11 = default(TCodec).Decode8(kr11);
-                s0 += sQ[22].Dot(kc11.Lo) + sQ[23].Dot(kc11.Hi);
-                var kc12 = default(TCodec).Decode8(kr12);
-                s0 += sQ[24].Dot(kc12.Lo) + sQ[25].Dot(kc12.Hi);
-                var kc13 = default(TCodec).Decode8(kr13);
-                s0 += sQ[26].Dot(kc13.Lo) + sQ[27].Dot(kc13.Hi);
-                var kc14 = default(TCodec).Decode8(kr14);
-                s0 += sQ[28].Dot(kc14.Lo) + sQ[29].Dot(kc14.Hi);
-                var kc15 = default(TCodec).Decode8(kr15);
-                s0 += sQ[30].Dot(kc15.Lo) + sQ[31].Dot(kc15.Hi);
-            }
+            int key = k0 + (valid ? j : numKeys - 1);
+            long row = (((long)sBlock[key / 16 - firstBlock] * 40 + kvHead) * 16 + key % 16) * 128;
+            float s0 = 0f;
+            var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
+            var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
+            var kr2 = default(TCodec).LoadRaw8(keyCache, row + 16);
+            var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
+            var kr4 = default(TCodec).LoadRaw8(keyCache, row + 32);
+            var kr5 = default(TCodec).LoadRaw8(keyCache, row + 40);
+            var kr6 = default(TCodec).LoadRaw8(keyCache, row + 48);
+            var kr7 = default(TCodec).LoadRaw8(keyCache, row + 56);
+            var kr8 = default(TCodec).LoadRaw8(keyCache, row + 64);
+            var kr9 = default(TCodec).LoadRaw8(keyCache, row + 72);
+            var kr10 = default(TCodec).LoadRaw8(keyCache, row + 80);
+            var kr11 = default(TCodec).LoadRaw8(keyCache, row + 88);
+            var kr12 = default(TCodec).LoadRaw8(keyCache, row + 96);
+            var kr13 = default(TCodec).LoadRaw8(keyCache, row + 104);
+            var kr14 = default(TCodec).LoadRaw8(keyCache, row + 112);
+            var kr15 = default(TCodec).LoadRaw8(keyCache, row + 120);
+            var kc0 = default(TCodec).Decode8(kr0);
+            s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
+            var kc1 = default(TCodec).Decode8(kr1);
+            s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
+            var kc2 = default(TCodec).Decode8(kr2);
+            s0 += sQ[4].Dot(kc2.Lo) + sQ[5].Dot(kc2.Hi);
+            var kc3 = default(TCodec).Decode8(kr3);
+            s0 += sQ[6].Dot(kc3.Lo) + sQ[7].Dot(kc3.Hi);
+            var kc4 = default(TCodec).Decode8(kr4);
+            s0 += sQ[8].Dot(kc4.Lo) + sQ[9].Dot(kc4.Hi);
+            var kc5 = default(TCodec).Decode8(kr5);
+            s0 += sQ[10].Dot(kc5.Lo) + sQ[11].Dot(kc5.Hi);
+            var kc6 = default(TCodec).Decode8(kr6);
+            s0 += sQ[12].Dot(kc6.Lo) + sQ[13].Dot(kc6.Hi);
+            var kc7 = default(TCodec).Decode8(kr7);
+            s0 += sQ[14].Dot(kc7.Lo) + sQ[15].Dot(kc7.Hi);
+            var kc8 = default(TCodec).Decode8(kr8);
+            s0 += sQ[16].Dot(kc8.Lo) + sQ[17].Dot(kc8.Hi);
+            var kc9 = default(TCodec).Decode8(kr9);
+            s0 += sQ[18].Dot(kc9.Lo) + sQ[19].Dot(kc9.Hi);
+            var kc10 = default(TCodec).Decode8(kr10);
+            s0 += sQ[20].Dot(kc10.Lo) + sQ[21].Dot(kc10.Hi);
+            var kc11 = default(TCodec).Decode8(kr11);
+            s0 += sQ[22].Dot(kc11.Lo) + sQ[23].Dot(kc11.Hi);
+            var kc12 = default(TCodec).Decode8(kr12);
+            s0 += sQ[24].Dot(kc12.Lo) + sQ[25].Dot(kc12.Hi);
+            var kc13 = default(TCodec).Decode8(kr13);
+            s0 += sQ[26].Dot(kc13.Lo) + sQ[27].Dot(kc13.Hi);
+            var kc14 = default(TCodec).Decode8(kr14);
+            s0 += sQ[28].Dot(kc14.Lo) + sQ[29].Dot(kc14.Hi);
+            var kc15 = default(TCodec).Decode8(kr15);
+            s0 += sQ[30].Dot(kc15.Lo) + sQ[31].Dot(kc15.Hi);
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         Group.Barrier();
@@ -551,71 +848,172 @@ public static partial class Llama2_13B
         }
         Group.Barrier();
 
-        // P·V: thread = (key slot t / 16, 8-dim unit t % 16); one 16-byte V load serves every head.
-        int slot = t / 16;
-        int unit = t % 16;
+        // P·V: thread = (key slot t / 16, 8-dim unit t % 16); one 16-byte V load serves every head. Keys past
+        // the context have probability exactly 0 (their V row is the last valid one, so the product is 0 too).
         var lo0 = default(Float4);
         var hi0 = default(Float4);
-        int pv = slot;
-        for (; pv + 56 < numKeys; pv += 64)
-        {
-            int key0 = k0 + pv + 0;
-            var vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key0 / 16 - firstBlock] * 40 + kvHead) * 16 + key0 % 16) * 128 + unit * 8);
-            int key1 = k0 + pv + 8;
-            var vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key1 / 16 - firstBlock] * 40 + kvHead) * 16 + key1 % 16) * 128 + unit * 8);
-            int key2 = k0 + pv + 16;
-            var vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key2 / 16 - firstBlock] * 40 + kvHead) * 16 + key2 % 16) * 128 + unit * 8);
-            int key3 = k0 + pv + 24;
-            var vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key3 / 16 - firstBlock] * 40 + kvHead) * 16 + key3 % 16) * 128 + unit * 8);
-            int key4 = k0 + pv + 32;
-            var vr4 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key4 / 16 - firstBlock] * 40 + kvHead) * 16 + key4 % 16) * 128 + unit * 8);
-            int key5 = k0 + pv + 40;
-            var vr5 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key5 / 16 - firstBlock] * 40 + kvHead) * 16 + key5 % 16) * 128 + unit * 8);
-            int key6 = k0 + pv + 48;
-            var vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key6 / 16 - firstBlock] * 40 + kvHead) * 16 + key6 % 16) * 128 + unit * 8);
-            int key7 = k0 + pv + 56;
-            var vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key7 / 16 - firstBlock] * 40 + kvHead) * 16 + key7 % 16) * 128 + unit * 8);
-            var v0 = default(TCodec).Decode8(vr0);
-            float p0h0 = sP[0 + pv];
-            lo0 = lo0.Fma(v0.Lo, p0h0);
-            hi0 = hi0.Fma(v0.Hi, p0h0);
-            var v1 = default(TCodec).Decode8(vr1);
-            float p1h0 = sP[8 + pv];
-            lo0 = lo0.Fma(v1.Lo, p1h0);
-            hi0 = hi0.Fma(v1.Hi, p1h0);
-            var v2 = default(TCodec).Decode8(vr2);
-            float p2h0 = sP[16 + pv];
-            lo0 = lo0.Fma(v2.Lo, p2h0);
-            hi0 = hi0.Fma(v2.Hi, p2h0);
-            var v3 = default(TCodec).Decode8(vr3);
-            float p3h0 = sP[24 + pv];
-            lo0 = lo0.Fma(v3.Lo, p3h0);
-            hi0 = hi0.Fma(v3.Hi, p3h0);
-            var v4 = default(TCodec).Decode8(vr4);
-            float p4h0 = sP[32 + pv];
-            lo0 = lo0.Fma(v4.Lo, p4h0);
-            hi0 = hi0.Fma(v4.Hi, p4h0);
-            var v5 = default(TCodec).Decode8(vr5);
-            float p5h0 = sP[40 + pv];
-            lo0 = lo0.Fma(v5.Lo, p5h0);
-            hi0 = hi0.Fma(v5.Hi, p5h0);
-            var v6 = default(TCodec).Decode8(vr6);
-            float p6h0 = sP[48 + pv];
-            lo0 = lo0.Fma(v6.Lo, p6h0);
-            hi0 = hi0.Fma(v6.Hi, p6h0);
-            var v7 = default(TCodec).Decode8(vr7);
-            float p7h0 = sP[56 + pv];
-            lo0 = lo0.Fma(v7.Lo, p7h0);
-            hi0 = hi0.Fma(v7.Hi, p7h0);
-        }
-        for (; pv < numKeys; pv += 8)
-        {
-            int key = k0 + pv;
-            var v = default(TCodec).Load8(valueCache, (((long)sBlock[key / 16 - firstBlock] * 40 + kvHead) * 16 + key % 16) * 128 + unit * 8);
-            float p0 = sP[0 + pv];
-            lo0 = lo0.Fma(v.Lo, p0);
-            hi0 = hi0.Fma(v.Hi, p0);
-        }
+        // V of keys 16..23 in flight while keys 0..15 are accumulated.
+        int vk16 = k0 + (slot + 128 < numKeys ? slot + 128 : numKeys - 1);
+        var vr16 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk16 / 16 - firstBlock] * 40 + kvHead) * 16 + vk16 % 16) * 128 + unit * 8);
+        int vk17 = k0 + (slot + 136 < numKeys ? slot + 136 : numKeys - 1);
+        var vr17 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk17 / 16 - firstBlock] * 40 + kvHead) * 16 + vk17 % 16) * 128 + unit * 8);
+        int vk18 = k0 + (slot + 144 < numKeys ? slot + 144 : numKeys - 1);
+        var vr18 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk18 / 16 - firstBlock] * 40 + kvHead) * 16 + vk18 % 16) * 128 + unit * 8);
+        int vk19 = k0 + (slot + 152 < numKeys ? slot + 152 : numKeys - 1);
+        var vr19 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk19 / 16 - firstBlock] * 40 + kvHead) * 16 + vk19 % 16) * 128 + unit * 8);
+        int vk20 = k0 + (slot + 160 < numKeys ? slot + 160 : numKeys - 1);
+        var vr20 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk20 / 16 - firstBlock] * 40 + kvHead) * 16 + vk20 % 16) * 128 + unit * 8);
+        int vk21 = k0 + (slot + 168 < numKeys ? slot + 168 : numKeys - 1);
+        var vr21 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk21 / 16 - firstBlock] * 40 + kvHead) * 16 + vk21 % 16) * 128 + unit * 8);
+        int vk22 = k0 + (slot + 176 < numKeys ? slot + 176 : numKeys - 1);
+        var vr22 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk22 / 16 - firstBlock] * 40 + kvHead) * 16 + vk22 % 16) * 128 + unit * 8);
+        int vk23 = k0 + (slot + 184 < numKeys ? slot + 184 : numKeys - 1);
+        var vr23 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk23 / 16 - firstBlock] * 40 + kvHead) * 16 + vk23 % 16) * 128 + unit * 8);
+        var v0 = default(TCodec).Decode8(vr0);
+        float p0h0 = sP[0 + slot];
+        lo0 = lo0.Fma(v0.Lo, p0h0);
+        hi0 = hi0.Fma(v0.Hi, p0h0);
+        var v1 = default(TCodec).Decode8(vr1);
+        float p1h0 = sP[8 + slot];
+        lo0 = lo0.Fma(v1.Lo, p1h0);
+        hi0 = hi0.Fma(v1.Hi, p1h0);
+        var v2 = default(TCodec).Decode8(vr2);
+        float p2h0 = sP[16 + slot];
+        lo0 = lo0.Fma(v2.Lo, p2h0);
+        hi0 = hi0.Fma(v2.Hi, p2h0);
+        var v3 = default(TCodec).Decode8(vr3);
+        float p3h0 = sP[24 + slot];
+        lo0 = lo0.Fma(v3.Lo, p3h0);
+        hi0 = hi0.Fma(v3.Hi, p3h0);
+        var v4 = default(TCodec).Decode8(vr4);
+        float p4h0 = sP[32 + slot];
+        lo0 = lo0.Fma(v4.Lo, p4h0);
+        hi0 = hi0.Fma(v4.Hi, p4h0);
+        var v5 = default(TCodec).Decode8(vr5);
+        float p5h0 = sP[40 + slot];
+        lo0 = lo0.Fma(v5.Lo, p5h0);
+        hi0 = hi0.Fma(v5.Hi, p5h0);
+        var v6 = default(TCodec).Decode8(vr6);
+        float p6h0 = sP[48 + slot];
+        lo0 = lo0.Fma(v6.Lo, p6h0);
+        hi0 = hi0.Fma(v6.Hi, p6h0);
+        var v7 = default(TCodec).Decode8(vr7);
+        float p7h0 = sP[56 + slot];
+        lo0 = lo0.Fma(v7.Lo, p7h0);
+        hi0 = hi0.Fma(v7.Hi, p7h0);
+        var v8 = default(TCodec).Decode8(vr8);
+        float p8h0 = sP[64 + slot];
+        lo0 = lo0.Fma(v8.Lo, p8h0);
+        hi0 = hi0.Fma(v8.Hi, p8h0);
+        var v9 = default(TCodec).Decode8(vr9);
+        float p9h0 = sP[72 + slot];
+        lo0 = lo0.Fma(v9.Lo, p9h0);
+        hi0 = hi0.Fma(v9.Hi, p9h0);
+        var v10 = default(TCodec).Decode8(vr10);
+        float p10h0 = sP[80 + slot];
+        lo0 = lo0.Fma(v10.Lo, p10h0);
+        hi0 = hi0.Fma(v10.Hi, p10h0);
+        var v11 = default(TCodec).Decode8(vr11);
+        float p11h0 = sP[88 + slot];
+        lo0 = lo0.Fma(v11.Lo, p11h0);
+        hi0 = hi0.Fma(v11.Hi, p11h0);
+        var v12 = default(TCodec).Decode8(vr12);
+        float p12h0 = sP[96 + slot];
+        lo0 = lo0.Fma(v12.Lo, p12h0);
+        hi0 = hi0.Fma(v12.Hi, p12h0);
+        var v13 = default(TCodec).Decode8(vr13);
+        float p13h0 = sP[104 + slot];
+        lo0 = lo0.Fma(v13.Lo, p13h0);
+        hi0 = hi0.Fma(v13.Hi, p13h0);
+        var v14 = default(TCodec).Decode8(vr14);
+        float p14h0 = sP[112 + slot];
+        lo0 = lo0.Fma(v14.Lo, p14h0);
+        hi0 = hi0.Fma(v14.Hi, p14h0);
+        var v15 = default(TCodec).Decode8(vr15);
+        float p15h0 = sP[120 + slot];
+        lo0 = lo0.Fma(v15.Lo, p15h0);
+        hi0 = hi0.Fma(v15.Hi, p15h0);
+        // V of keys 24..31 in flight while keys 16..23 are accumulated.
+        int vk24 = k0 + (slot + 192 < numKeys ? slot + 192 : numKeys - 1);
+        var vr24 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk24 / 16 - firstBlock] * 40 + kvHead) * 16 + vk24 % 16) * 128 + unit * 8);
+        int vk25 = k0 + (slot + 200 < numKeys ? slot + 200 : numKeys - 1);
+        var vr25 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk25 / 16 - firstBlock] * 40 + kvHead) * 16 + vk25 % 16) * 128 + unit * 8);
+        int vk26 = k0 + (slot + 208 < numKeys ? slot + 208 : numKeys - 1);
+        var vr26 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk26 / 16 - firstBlock] * 40 + kvHead) * 16 + vk26 % 16) * 128 + unit * 8);
+        int vk27 = k0 + (slot + 216 < numKeys ? slot + 216 : numKeys - 1);
+        var vr27 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk27 / 16 - firstBlock] * 40 + kvHead) * 16 + vk27 % 16) * 128 + unit * 8);
+        int vk28 = k0 + (slot + 224 < numKeys ? slot + 224 : numKeys - 1);
+        var vr28 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk28 / 16 - firstBlock] * 40 + kvHead) * 16 + vk28 % 16) * 128 + unit * 8);
+        int vk29 = k0 + (slot + 232 < numKeys ? slot + 232 : numKeys - 1);
+        var vr29 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk29 / 16 - firstBlock] * 40 + kvHead) * 16 + vk29 % 16) * 128 + unit * 8);
+        int vk30 = k0 + (slot + 240 < numKeys ? slot + 240 : numKeys - 1);
+        var vr30 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk30 / 16 - firstBlock] * 40 + kvHead) * 16 + vk30 % 16) * 128 + unit * 8);
+        int vk31 = k0 + (slot + 248 < numKeys ? slot + 248 : numKeys - 1);
+        var vr31 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk31 / 16 - firstBlock] * 40 + kvHead) * 16 + vk31 % 16) * 128 + unit * 8);
+        var v16 = default(TCodec).Decode8(vr16);
+        float p16h0 = sP[128 + slot];
+        lo0 = lo0.Fma(v16.Lo, p16h0);
+        hi0 = hi0.Fma(v16.Hi, p16h0);
+        var v17 = default(TCodec).Decode8(vr17);
+        float p17h0 = sP[136 + slot];
+        lo0 = lo0.Fma(v17.Lo, p17h0);
+        hi0 = hi0.Fma(v17.Hi, p17h0);
+        var v18 = default(TCodec).Decode8(vr18);
+        float p18h0 = sP[144 + slot];
+        lo0 = lo0.Fma(v18.Lo, p18h0);
+        hi0 = hi0.Fma(v18.Hi, p18h0);
+        var v19 = default(TCodec).Decode8(vr19);
+        float p19h0 = sP[152 + slot];
+        lo0 = lo0.Fma(v19.Lo, p19h0);
+        hi0 = hi0.Fma(v19.Hi, p19h0);
+        var v20 = default(TCodec).Decode8(vr20);
+        float p20h0 = sP[160 + slot];
+        lo0 = lo0.Fma(v20.Lo, p20h0);
+        hi0 = hi0.Fma(v20.Hi, p20h0);
+        var v21 = default(TCodec).Decode8(vr21);
+        float p21h0 = sP[168 + slot];
+        lo0 = lo0.Fma(v21.Lo, p21h0);
+        hi0 = hi0.Fma(v21.Hi, p21h0);
+        var v22 = default(TCodec).Decode8(vr22);
+        float p22h0 = sP[176 + slot];
+        lo0 = lo0.Fma(v22.Lo, p22h0);
+        hi0 = hi0.Fma(v22.Hi, p22h0);
+        var v23 = default(TCodec).Decode8(vr23);
+        float p23h0 = sP[184 + slot];
+        lo0 = lo0.Fma(v23.Lo, p23h0);
+        hi0 = hi0.Fma(v23.Hi, p23h0);
+        var v24 = default(TCodec).Decode8(vr24);
+        float p24h0 = sP[192 + slot];
+        lo0 = lo0.Fma(v24.Lo, p24h0);
+        hi0 = hi0.Fma(v24.Hi, p24h0);
+        var v25 = default(TCodec).Decode8(vr25);
+        float p25h0 = sP[200 + slot];
+        lo0 = lo0.Fma(v25.Lo, p25h0);
+        hi0 = hi0.Fma(v25.Hi, p25h0);
+        var v26 = default(TCodec).Decode8(vr26);
+        float p26h0 = sP[208 + slot];
+        lo0 = lo0.Fma(v26.Lo, p26h0);
+        hi0 = hi0.Fma(v26.Hi, p26h0);
+        var v27 = default(TCodec).Decode8(vr27);
+        float p27h0 = sP[216 + slot];
+        lo0 = lo0.Fma(v27.Lo, p27h0);
+        hi0 = hi0.Fma(v27.Hi, p27h0);
+        var v28 = default(TCodec).Decode8(vr28);
+        float p28h0 = sP[224 + slot];
+        lo0 = lo0.Fma(v28.Lo, p28h0);
+        hi0 = hi0.Fma(v28.Hi, p28h0);
+        var v29 = default(TCodec).Decode8(vr29);
+        float p29h0 = sP[232 + slot];
+        lo0 = lo0.Fma(v29.Lo, p29h0);
+        hi0 = hi0.Fma(v29.Hi, p29h0);
+        var v30 = default(TCodec).Decode8(vr30);
+        float p30h0 = sP[240 + slot];
+        lo0 = lo0.Fma(v30.Lo, p30h0);
+        hi0 = hi0.Fma(v30.Hi, p30h0);
+        var v31 = default(TCodec).Decode8(vr31);
+        float p31h0 = sP[248 + slot];
+        lo0 = lo0.Fma(v31.Lo, p31h0);
+        hi0 = hi0.Fma(v31.Hi, p31h0);
         sRed[(slot * 1 + 0) * 32 + 2 * unit] = lo0;
         sRed[(slot * 1 + 0) * 32 + 2 * unit + 1] = hi0;
         Group.Barrier();
@@ -631,7 +1029,7 @@ public static partial class Llama2_13B
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;
-                if (context <= 256)
+                if (partitions == 1)
                 {
                     long dst = ((long)token * 40 + head) * 128 + c * 4;
                     output[dst] = acc.X;
@@ -641,12 +1039,8 @@ public static partial class Llama2_13B
                 }
                 else
                 {
-                    long partial = ((long)decode * 40 + head) * m.MaxPartitions + part;
-                    long dst = partial * 128 + c * 4;
-                    m.PartialOut[dst] = acc.X;
-                    m.PartialOut[dst + 1] = acc.Y;
-                    m.PartialOut[dst + 2] = acc.Z;
-                    m.PartialOut[dst + 3] = acc.W;
+                    long partial = ((long)decode * 40 + head) * m.PartitionSlots + part;
+                    partialOut[partial * 32 + c] = acc;
                     if (c == 0)
                     {
                         m.PartialMaxSum[partial * 2] = sMax[h];
@@ -655,111 +1049,125 @@ public static partial class Llama2_13B
                 }
             }
         }
-    }
 
-    /// <summary>Threads of a decode-combine group.</summary>
-    public const int CombineThreads = 128;
-
-    /// <summary>Dynamic shared memory of a combine group, in Float4s: per-slice partial sums, partition weights, warp slots.</summary>
-    public static int CombineSharedFloat4s(int maxPartitions) => 128 + (maxPartitions + 35) / 4;
-
-    /// <summary>
-    /// Combines the split-K partitions of each multi-partition decode, one thread group per (decode, head):
-    /// M = max_p m_p and the weights w_p = l_p·exp(m_p - M) in parallel over partitions, then out = Σ_p w_p·o_p / Σ_p w_p
-    /// with threads split into 4 slices of partitions × 32 Float4 columns, 8 partition loads in flight per thread.
-    /// </summary>
-    /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
-    public static void DecodeCombine(AttentionMeta m, ArrayView<float> output)
-    {
-        int head = Grid.IdxX % 40;
-        int decode = m.CombineDecodes[Grid.IdxX / 40];
-        int seq = m.DecodeSeqs[decode];
-        int partitions = (m.ContextLens[seq] + 255) / 256;
-        long first = ((long)decode * 40 + head) * m.MaxPartitions;
-        int t = Group.IdxX;
-        var shared = SharedMemory.GetDynamic<Float4>();
-        var sRed = shared.SubView(0, 128);     // [slices, head_dim] partial sums
-        var scalars = shared.SubView(128, (m.MaxPartitions + 35) / 4).Cast<float>();
-        var sWeight = scalars.SubView(0, m.MaxPartitions);  // [partitions] l_p·exp(m_p - M)
-        var sWarp = scalars.SubView(m.MaxPartitions, 32);    // [warps] reduction slots
-
-        // M: largest partition max.
-        float mx = float.NegativeInfinity;
-        for (int p = t; p < partitions; p += 128) mx = XMath.Max(mx, m.PartialMaxSum[(first + p) * 2]);
-        mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
-        mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
-        mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
-        mx = XMath.Max(mx, Warp.ShuffleXor(mx, 2));
-        mx = XMath.Max(mx, Warp.ShuffleXor(mx, 1));
-        if (Warp.LaneIdx == 0) sWarp[Warp.WarpIdx] = mx;
-        Group.Barrier();
-        mx = XMath.Max(XMath.Max(sWarp[0], sWarp[1]), XMath.Max(sWarp[2], sWarp[3]));
-        Group.Barrier();
-
-        // Weights and their sum.
-        float sum = 0f;
-        for (int p = t; p < partitions; p += 128)
+        if (partitions > 1)
         {
-            float weight = m.PartialMaxSum[(first + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(first + p) * 2] - mx);
-            sWeight[p] = weight;
-            sum += weight;
-        }
-        sum += Warp.ShuffleXor(sum, 16);
-        sum += Warp.ShuffleXor(sum, 8);
-        sum += Warp.ShuffleXor(sum, 4);
-        sum += Warp.ShuffleXor(sum, 2);
-        sum += Warp.ShuffleXor(sum, 1);
-        if (Warp.LaneIdx == 0) sWarp[Warp.WarpIdx] = sum;
-        Group.Barrier();
-        float total = ((sWarp[0] + sWarp[1]) + (sWarp[2] + sWarp[3]));
+            // Ticket: the group that completes the decode's partitions (for these heads) combines them.
+            Group.Barrier();
+            if (t == 0)
+            {
+                ref int ticket = ref m.DecodeTickets[decode * 40 + headGroup];
+                MemoryFence.DeviceLevel();                 // release: this group's partials before its ticket
+                bool last = Atomic.Add(ref ticket, 1) == partitions - 1;
+                if (last)
+                {
+                    ticket = 0;                                // every partition has drawn: ready for the next launch
+                    MemoryFence.DeviceLevel();                 // acquire: the other groups' partials before we read them
+                }
+                sLast[0] = last ? 1 : 0;
+            }
+            Group.Barrier();
+            if (sLast[0] != 0)
+            {
+                long first = ((long)decode * 40 + firstHead) * m.PartitionSlots;   // partial (decode, firstHead, 0)
 
-        // Σ_p w_p·o_p: thread = (slice t / 32, Float4 column t % 32).
-        int slice = t / 32;
-        int c = t % 32;
-        var acc = default(Float4);
-        int q = slice;
-        for (; q + 28 < partitions; q += 32)
-        {
-            long src0 = (first + q + 0) * 128 + c * 4;
-            var o0 = new Float4(m.PartialOut[src0], m.PartialOut[src0 + 1], m.PartialOut[src0 + 2], m.PartialOut[src0 + 3]);
-            long src1 = (first + q + 4) * 128 + c * 4;
-            var o1 = new Float4(m.PartialOut[src1], m.PartialOut[src1 + 1], m.PartialOut[src1 + 2], m.PartialOut[src1 + 3]);
-            long src2 = (first + q + 8) * 128 + c * 4;
-            var o2 = new Float4(m.PartialOut[src2], m.PartialOut[src2 + 1], m.PartialOut[src2 + 2], m.PartialOut[src2 + 3]);
-            long src3 = (first + q + 12) * 128 + c * 4;
-            var o3 = new Float4(m.PartialOut[src3], m.PartialOut[src3 + 1], m.PartialOut[src3 + 2], m.PartialOut[src3 + 3]);
-            long src4 = (first + q + 16) * 128 + c * 4;
-            var o4 = new Float4(m.PartialOut[src4], m.PartialOut[src4 + 1], m.PartialOut[src4 + 2], m.PartialOut[src4 + 3]);
-            long src5 = (first + q + 20) * 128 + c * 4;
-            var o5 = new Float4(m.PartialOut[src5], m.PartialOut[src5 + 1], m.PartialOut[src5 + 2], m.PartialOut[src5 + 3]);
-            long src6 = (first + q + 24) * 128 + c * 4;
-            var o6 = new Float4(m.PartialOut[src6], m.PartialOut[src6 + 1], m.PartialOut[src6 + 2], m.PartialOut[src6 + 3]);
-            long src7 = (first + q + 28) * 128 + c * 4;
-            var o7 = new Float4(m.PartialOut[src7], m.PartialOut[src7 + 1], m.PartialOut[src7 + 2], m.PartialOut[src7 + 3]);
-            acc = acc.Fma(o0, sWeight[q + 0]);
-            acc = acc.Fma(o1, sWeight[q + 4]);
-            acc = acc.Fma(o2, sWeight[q + 8]);
-            acc = acc.Fma(o3, sWeight[q + 12]);
-            acc = acc.Fma(o4, sWeight[q + 16]);
-            acc = acc.Fma(o5, sWeight[q + 20]);
-            acc = acc.Fma(o6, sWeight[q + 24]);
-            acc = acc.Fma(o7, sWeight[q + 28]);
-        }
-        for (; q < partitions; q += 4)
-        {
-            long src = (first + q) * 128 + c * 4;
-            acc = acc.Fma(new Float4(m.PartialOut[src], m.PartialOut[src + 1], m.PartialOut[src + 2], m.PartialOut[src + 3]), sWeight[q]);
-        }
-        sRed[slice * 32 + c] = acc;
-        Group.Barrier();
-        if (t < 32)
-        {
-            var o = ((sRed[0 + t] + sRed[32 + t]) + (sRed[64 + t] + sRed[96 + t])) * (1f / total);
-            long dst = ((long)m.QueryStart[seq] * 40 + head) * 128 + t * 4;
-            output[dst] = o.X;
-            output[dst + 1] = o.Y;
-            output[dst + 2] = o.Z;
-            output[dst + 3] = o.W;
+                // M and L = Σ_p l_p·exp(m_p - M) of each head, a warp per head; sSum keeps 1 / L.
+                if (warp == 0)
+                {
+                    long row = first;
+                    float mx = float.NegativeInfinity;
+                    for (int p = lane; p < partitions; p += 32) mx = XMath.Max(mx, m.PartialMaxSum[(row + p) * 2]);
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 2));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 1));
+                    float sum = 0f;
+                    for (int p = lane; p < partitions; p += 32) sum += m.PartialMaxSum[(row + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(row + p) * 2] - mx);
+                    sum += Warp.ShuffleXor(sum, 16);
+                    sum += Warp.ShuffleXor(sum, 8);
+                    sum += Warp.ShuffleXor(sum, 4);
+                    sum += Warp.ShuffleXor(sum, 2);
+                    sum += Warp.ShuffleXor(sum, 1);
+                    if (lane == 0)
+                    {
+                        sMax[0] = mx;
+                        sSum[0] = 1f / sum;
+                    }
+                }
+                Group.Barrier();
+
+                // Σ_p w_p·o_p, w_p = l_p·exp(m_p - M): thread = (slice i / 32 of 4, Float4 column i % 32 of the group's heads), 8 partitions' loads in flight.
+                {
+                    int i = t + 0;
+                    int f = i % 32;
+                    int h = f / 32;
+                    int c = f % 32;
+                    long row = first + h * (long)m.PartitionSlots;
+                    float mx = sMax[h];
+                    var acc = default(Float4);
+                    int p = i / 32;
+                    for (; p + 28 < partitions; p += 32)
+                    {
+                        long q0 = row + p + 0;
+                        float m0 = m.PartialMaxSum[q0 * 2];
+                        float l0 = m.PartialMaxSum[q0 * 2 + 1];
+                        var o0 = partialOut[q0 * 32 + c];
+                        long q1 = row + p + 4;
+                        float m1 = m.PartialMaxSum[q1 * 2];
+                        float l1 = m.PartialMaxSum[q1 * 2 + 1];
+                        var o1 = partialOut[q1 * 32 + c];
+                        long q2 = row + p + 8;
+                        float m2 = m.PartialMaxSum[q2 * 2];
+                        float l2 = m.PartialMaxSum[q2 * 2 + 1];
+                        var o2 = partialOut[q2 * 32 + c];
+                        long q3 = row + p + 12;
+                        float m3 = m.PartialMaxSum[q3 * 2];
+                        float l3 = m.PartialMaxSum[q3 * 2 + 1];
+                        var o3 = partialOut[q3 * 32 + c];
+                        long q4 = row + p + 16;
+                        float m4 = m.PartialMaxSum[q4 * 2];
+                        float l4 = m.PartialMaxSum[q4 * 2 + 1];
+                        var o4 = partialOut[q4 * 32 + c];
+                        long q5 = row + p + 20;
+                        float m5 = m.PartialMaxSum[q5 * 2];
+                        float l5 = m.PartialMaxSum[q5 * 2 + 1];
+                        var o5 = partialOut[q5 * 32 + c];
+                        long q6 = row + p + 24;
+                        float m6 = m.PartialMaxSum[q6 * 2];
+                        float l6 = m.PartialMaxSum[q6 * 2 + 1];
+                        var o6 = partialOut[q6 * 32 + c];
+                        long q7 = row + p + 28;
+                        float m7 = m.PartialMaxSum[q7 * 2];
+                        float l7 = m.PartialMaxSum[q7 * 2 + 1];
+                        var o7 = partialOut[q7 * 32 + c];
+                        acc = acc.Fma(o0, l0 * AttentionMath.ExpOrZero(m0 - mx));
+                        acc = acc.Fma(o1, l1 * AttentionMath.ExpOrZero(m1 - mx));
+                        acc = acc.Fma(o2, l2 * AttentionMath.ExpOrZero(m2 - mx));
+                        acc = acc.Fma(o3, l3 * AttentionMath.ExpOrZero(m3 - mx));
+                        acc = acc.Fma(o4, l4 * AttentionMath.ExpOrZero(m4 - mx));
+                        acc = acc.Fma(o5, l5 * AttentionMath.ExpOrZero(m5 - mx));
+                        acc = acc.Fma(o6, l6 * AttentionMath.ExpOrZero(m6 - mx));
+                        acc = acc.Fma(o7, l7 * AttentionMath.ExpOrZero(m7 - mx));
+                    }
+                    for (; p < partitions; p += 4)
+                    {
+                        long q = row + p;
+                        acc = acc.Fma(partialOut[q * 32 + c], m.PartialMaxSum[q * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[q * 2] - mx));
+                    }
+                    sRed[i] = acc;
+                }
+                Group.Barrier();
+                if (t < 32)
+                {
+                    var o = ((sRed[0 + t] + sRed[32 + t]) + (sRed[64 + t] + sRed[96 + t])) * sSum[t / 32];
+                    long dst = ((long)token * 40 + firstHead) * 128 + t * 4;
+                    output[dst] = o.X;
+                    output[dst + 1] = o.Y;
+                    output[dst + 2] = o.Z;
+                    output[dst + 3] = o.W;
+                }
+            }
         }
     }
 }

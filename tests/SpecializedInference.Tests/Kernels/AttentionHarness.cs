@@ -118,6 +118,15 @@ public sealed class AttentionHarness : IDisposable
     /// <summary>One step on every kernel set: each writes the same new K/V, then attends. Returns each
     /// set's output, and checks the cache the first one wrote against the reference's.</summary>
     public StepResult Step(AttentionBatch batch, params IAttentionKernels[] kernelSets)
+        => Run(batch, kernelSets.Select(k => (k, (IAttentionPlan?)null)).ToArray(), attends: 1);
+
+    /// <summary>One step on one kernel set with a plan the caller made and keeps: writes the new K/V, then
+    /// attends <paramref name="attends"/> times with that plan (the output poisoned before each, as a model
+    /// runner reuses a step's plan for every layer). Returns each attend's output.</summary>
+    public StepResult Step(AttentionBatch batch, IAttentionKernels kernels, IAttentionPlan plan, int attends = 1)
+        => Run(batch, new[] { (kernels, (IAttentionPlan?)plan) }, attends);
+
+    private StepResult Run(AttentionBatch batch, (IAttentionKernels Kernels, IAttentionPlan? Plan)[] runs, int attends)
     {
         int tokens = batch.NumTokens;
         var keys = RandomFloats((long)tokens * Shape.NumKvHeads * Shape.HeadDim);
@@ -132,14 +141,24 @@ public sealed class AttentionHarness : IDisposable
         using var dQueries = _accelerator.Allocate1D(queries);
         using var dOut = _accelerator.Allocate1D<float>(Math.Max(1, queries.Length));
         var outputs = new List<float[]>();
-        foreach (var kernels in kernelSets)
+        foreach (var (kernels, given) in runs)
         {
-            using var plan = kernels.Plan(batch);
-            kernels.WriteKvCache(plan, dKeys.View, dValues.View, Layer);
-            dOut.CopyFromCPU(Enumerable.Repeat(float.NaN, (int)dOut.Length).ToArray());
-            kernels.Attend(plan, dQueries.View, Layer, dOut.View);
-            _accelerator.Synchronize();
-            outputs.Add(dOut.GetAsArray1D().Take(queries.Length).ToArray());
+            var plan = given ?? kernels.Plan(batch);
+            try
+            {
+                kernels.WriteKvCache(plan, dKeys.View, dValues.View, Layer);
+                for (int a = 0; a < attends; a++)
+                {
+                    dOut.CopyFromCPU(Enumerable.Repeat(float.NaN, (int)dOut.Length).ToArray());
+                    kernels.Attend(plan, dQueries.View, Layer, dOut.View);
+                    _accelerator.Synchronize();
+                    outputs.Add(dOut.GetAsArray1D().Take(queries.Length).ToArray());
+                }
+            }
+            finally
+            {
+                if (given is null) plan.Dispose();
+            }
         }
         return new StepResult(expected, outputs);
     }

@@ -122,6 +122,49 @@ public sealed class AttentionKernelTests : IClassFixture<CpuAcceleratorFixture>
         AssertClose(r.Outputs[0], r.Expected, headDim, $"decode hd{headDim} {heads}/{kvHeads} {dtype}", seed);
     }
 
+    public static TheoryData<int, int, int, KvDtype, HeadMapping> TicketShapes() => new()
+    {
+        { 16, 4, 4, KvDtype.F32, HeadMapping.Grouped },    // MHA: 2 combine slices of partitions per group
+        { 32, 8, 2, KvDtype.F16, HeadMapping.Grouped },    // GQA 4: one slice, a column per thread
+        { 16, 4, 1, KvDtype.F16, HeadMapping.Expanded },   // a ticket per (decode, head)
+        { 128, 4, 1, KvDtype.F32, HeadMapping.Grouped },   // more Float4 columns than threads
+    };
+
+    [Theory]
+    [MemberData(nameof(TicketShapes))]
+    public void MixedDecodesCombineInOneLaunchAndAgainWithTheSamePlan(int headDim, int heads, int kvHeads, KvDtype dtype, HeadMapping mapping)
+    {
+        // Single-partition decodes (up to 64 keys) beside decodes of 2 and 3 partitions, attended twice with one
+        // plan as the model runner does for every layer: each launch must find the ticket counters back at 0
+        // (else no group would combine and the output would stay NaN).
+        int seed = NewSeed();
+        var shape = new AttentionShape(heads, kvHeads, headDim, 16);
+        var kernels = _fx.Generic(shape, new AttentionOptions(dtype, HeadMapping: mapping), SmallTiles);
+        var seqs = Decodes(65, 1, 64, 129, 17, 130);
+        using var h = new AttentionHarness(_fx.Accelerator, shape, dtype, BlocksFor(seqs, 16), seed);
+        var batch = h.Batch(seqs, Tables(h, seqs));
+        using var plan = kernels.Plan(batch);
+        var r = h.Step(batch, kernels, plan, attends: 2);
+        for (int a = 0; a < 2; a++)
+            AssertClose(r.Outputs[a], r.Expected, headDim, $"decode hd{headDim} {heads}/{kvHeads} {dtype} {mapping}, launch {a + 1}", seed);
+    }
+
+    [Fact]
+    public void DecodeOfMorePartitionsThanAWarpHasLanes()
+    {
+        // 34 partitions of 32 keys: the combine's per-head max and sum loop past lane 31.
+        int seed = NewSeed();
+        var shape = new AttentionShape(2, 1, 16, 16);
+        var kernels = _fx.Generic(shape, new AttentionOptions(KvDtype.F16), SmallTiles with { DecodePartitionSize = 32 });
+        var seqs = Decodes(33 * 32 + 5, 40);
+        using var h = new AttentionHarness(_fx.Accelerator, shape, KvDtype.F16, BlocksFor(seqs, 16), seed);
+        var batch = h.Batch(seqs, Tables(h, seqs));
+        using var plan = kernels.Plan(batch);
+        var r = h.Step(batch, kernels, plan, attends: 2);
+        AssertClose(r.Outputs[0], r.Expected, 16, "34 partitions, launch 1", seed);
+        AssertClose(r.Outputs[1], r.Expected, 16, "34 partitions, launch 2", seed);
+    }
+
     // ---------------------------------------------------------------- prefill
 
     [Theory]
@@ -214,6 +257,61 @@ public sealed class AttentionKernelTests : IClassFixture<CpuAcceleratorFixture>
         using var h = new AttentionHarness(_fx.Accelerator, shape, KvDtype.F32, BlocksFor(seqs, 8), seed);
         var r = h.Step(h.Batch(seqs, Tables(h, seqs)), kernels);
         AssertClose(r.Outputs[0], r.Expected, 16, "block size 8", seed);
+    }
+
+    // ---------------------------------------------------------------- plans and their device buffers
+
+    private static int PlanAllocations(IAttentionKernels kernels) => ((AttentionKernelsBase)kernels).PlanDeviceAllocations;
+
+    [Fact]
+    public void PlanBuffersAreReusedFromStepToStep()
+    {
+        int seed = NewSeed();
+        var shape = new AttentionShape(4, 2, 16, 16);
+        var kernels = _fx.Generic(shape, new AttentionOptions(KvDtype.F32), SmallTiles);
+        using var h = new AttentionHarness(_fx.Accelerator, shape, KvDtype.F32, 40, seed);
+        var tables = new[] { h.TakeBlocks(10), h.TakeBlocks(3) };
+        // Step 1 sizes the pool; steps 2 and 3 (a decode each, the first spanning 3 partitions of 64) and a
+        // smaller step 4 fit it: no device allocation.
+        var r1 = h.Step(h.Batch(new[] { new SeqSpec(150, 20), new SeqSpec(40, 40) }, tables), kernels);
+        AssertClose(r1.Outputs[0], r1.Expected, 16, "step 1 (prefill)", seed);
+        int afterFirst = PlanAllocations(kernels);
+        for (int step = 2; step <= 3; step++)
+        {
+            var r = h.Step(h.Batch(new[] { new SeqSpec(150 + step - 1, 1), new SeqSpec(40 + step - 1, 1) }, tables), kernels);
+            AssertClose(r.Outputs[0], r.Expected, 16, $"step {step} (decodes)", seed);
+        }
+        var r4 = h.Step(h.Batch(new[] { new SeqSpec(153, 1) }, new[] { tables[0] }), kernels);
+        AssertClose(r4.Outputs[0], r4.Expected, 16, "step 4 (one decode)", seed);
+        Assert.Equal(afterFirst, PlanAllocations(kernels));
+    }
+
+    [Fact]
+    public void TwoLivePlansDoNotShareBuffers()
+    {
+        int seed = NewSeed();
+        var shape = new AttentionShape(4, 2, 16, 16);
+        var kernels = _fx.Generic(shape, new AttentionOptions(KvDtype.F32), SmallTiles);
+        using var h = new AttentionHarness(_fx.Accelerator, shape, KvDtype.F32, 40, seed);
+        // Two batches of different sequences and sizes (decodes spanning partitions, a prefill chunk).
+        var seqsA = new[] { new SeqSpec(200, 1), new SeqSpec(30, 9) };
+        var seqsB = new[] { new SeqSpec(70, 1), new SeqSpec(129, 1), new SeqSpec(5, 5) };
+        var batchA = h.Batch(seqsA, Tables(h, seqsA));
+        var batchB = h.Batch(seqsB, Tables(h, seqsB));
+        using (kernels.Plan(batchA)) { }                           // sizes the pool for A
+        int before = PlanAllocations(kernels);
+        using (var planA = kernels.Plan(batchA))
+        {
+            // B is planned (and uploaded) while A is alive, then A runs: A must still see its own metadata.
+            using var planB = kernels.Plan(batchB);
+            Assert.Equal(before + 2, PlanAllocations(kernels));   // B's own ints and floats
+            var rB = h.Step(batchB, kernels, planB);
+            var rA = h.Step(batchA, kernels, planA);
+            AssertClose(rB.Outputs[0], rB.Expected, 16, "plan B", seed);
+            AssertClose(rA.Outputs[0], rA.Expected, 16, "plan A, planned before B", seed);
+        }
+        // Both gone: the next plan takes the pooled pair again.
+        using (var again = kernels.Plan(batchB)) Assert.Equal(before + 2, PlanAllocations(kernels));
     }
 
     // ---------------------------------------------------------------- bad input

@@ -202,8 +202,9 @@ public static class GenericAttentionBodies
     /// Flash decode, split-K: thread group = (decode, partition of DecodePartition keys, head group). Each
     /// thread scores one key against every head of the group (one K load serves them all), a warp per head
     /// takes the partition's max and sum, then threads own (key slot, 8 dims) for P·V with 16-byte V loads.
-    /// A single-partition decode writes its output; otherwise the partition's (max, sum, output) go to
-    /// scratch for <see cref="Combine"/>.
+    /// A single-partition decode writes its output. Otherwise the partition's (max, sum, output) go to
+    /// scratch and the group takes a ticket for its (decode, head group): the last of the decode's partitions
+    /// to arrive combines them all (<see cref="CombinePartitions"/>), so decode is one launch.
     /// </summary>
     public static void Decode<TCodec, THeads>(AttentionDims d, AttentionMeta m, ArrayView<float> queries,
         ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
@@ -213,18 +214,19 @@ public static class GenericAttentionBodies
         int heads = default(THeads).HeadsPerGroup(d);
         int headGroups = d.NumHeads / heads;
         int item = Grid.IdxX / headGroups;
-        int firstHead = Grid.IdxX % headGroups * heads;
+        int headGroup = Grid.IdxX % headGroups;
+        int firstHead = headGroup * heads;
         int kvHead = firstHead / d.GroupSize;
-        int decode = m.DecodeWork[2 * item];
-        int part = m.DecodeWork[2 * item + 1];
-        int seq = m.DecodeSeqs[decode];
-        int token = m.QueryStart[seq];
-        int context = m.ContextLens[seq];
+        int work = item * AttentionPlan.DecodeWorkInts;   // (decode, partition, token, context, block-table row)
+        int decode = m.DecodeWork[work];
+        int part = m.DecodeWork[work + 1];
+        int token = m.DecodeWork[work + 2];
+        int context = m.DecodeWork[work + 3];
+        int blockRow = m.DecodeWork[work + 4];
         int partition = d.DecodePartition;
         int k0 = part * partition;
         int numKeys = context - k0 < partition ? context - k0 : partition;
         int partitions = (context + partition - 1) / partition;
-        int blockRow = seq * m.MaxBlocksPerSeq;
 
         int threads = Group.DimX;
         int t = Group.IdxX;
@@ -234,11 +236,12 @@ public static class GenericAttentionBodies
 
         var shared = SharedMemory.GetDynamic<Float4>();
         var sQ = shared.SubView(0, heads * d4);            // [heads, head_dim] pre-scaled queries
-        var scalars = shared.SubView(heads * d4, (heads * partition + keySlots * heads * d.HeadDim + 2 * heads + 3) / 4).Cast<float>();
+        var scalars = shared.SubView(heads * d4, (heads * partition + keySlots * heads * d.HeadDim + 2 * heads + 1 + 3) / 4).Cast<float>();
         var sP = scalars.SubView(0, heads * partition);    // [heads, partition] scores, then exp(s - max)
         var sRed = scalars.SubView(heads * partition, keySlots * heads * d.HeadDim); // [key_slots, heads, head_dim]
         var sMax = scalars.SubView(heads * partition + keySlots * heads * d.HeadDim, heads);
         var sSum = scalars.SubView(heads * partition + keySlots * heads * d.HeadDim + heads, heads);
+        var sLast = scalars.SubView(heads * partition + keySlots * heads * d.HeadDim + 2 * heads, 1).Cast<int>(); // [1] drew the last ticket
 
         for (int f = t; f < heads * d4; f += threads)
         {
@@ -333,7 +336,7 @@ public static class GenericAttentionBodies
             }
             else
             {
-                long partial = ((long)decode * d.NumHeads + head) * m.MaxPartitions + part;
+                long partial = ((long)decode * d.NumHeads + head) * m.PartitionSlots + part;
                 m.PartialOut[partial * d.HeadDim + dim] = value;
                 if (dim == 0)
                 {
@@ -342,89 +345,93 @@ public static class GenericAttentionBodies
                 }
             }
         }
+        if (partitions == 1) return;
+
+        // Ticket: the group that completes the decode's set of partitions combines them. Release: every
+        // thread's partial stores, the barrier, then thread 0's device fence and ticket (a cumulative
+        // release through the barrier, the split-K semaphore pattern).
+        Group.Barrier();
+        if (t == 0)
+        {
+            ref int ticket = ref m.DecodeTickets[decode * headGroups + headGroup];
+            MemoryFence.DeviceLevel();
+            bool last = Atomic.Add(ref ticket, 1) == partitions - 1;
+            if (last)
+            {
+                ticket = 0;                                // every group has drawn: ready for the next launch
+                MemoryFence.DeviceLevel();                 // acquire: the other groups' partials before ours are read
+            }
+            sLast[0] = last ? 1 : 0;
+        }
+        Group.Barrier();
+        if (sLast[0] != 0) CombinePartitions(d, m, decode, token, firstHead, heads, partitions, sMax, sSum, sRed, output);
     }
 
-    /// <summary>Threads of a combine group (one group per (decode, head)).</summary>
-    public const int CombineThreads = 128;
-
-    /// <summary>Dynamic shared memory of a combine group, in Float4s: the per-slice partial sums, then the
-    /// partition weights and the per-warp reduction slots.</summary>
-    public static int CombineSharedFloat4s(int headDim, int maxPartitions)
-        => CombineThreads / (headDim / 4) * (headDim / 4) + (maxPartitions + 32 + 3) / 4;
-
     /// <summary>
-    /// Combines the split-K partitions of each multi-partition decode, one thread group per (decode, head):
-    /// M = max_p m_p and the weights w_p = l_p·exp(m_p - M) in parallel over partitions, then
-    /// out = Σ_p w_p·o_p / Σ_p w_p with threads split into slices of partitions × Float4 columns (independent
-    /// loads in flight), the slices summed in shared memory.
+    /// Combines the split-K partitions of one decode for the group's heads (run by the group that drew the
+    /// last ticket): per head M = max_p m_p and L = Σ_p l_p·exp(m_p - M), a warp per head; then
+    /// out = Σ_p l_p·exp(m_p - M)·o_p / L with threads split into slices of partitions × Float4 columns (each
+    /// slice's loads independent), the slices summed in shared memory.
     /// </summary>
-    public static void Combine(AttentionDims d, AttentionMeta m, ArrayView<float> output)
+    /// <remarks>The partials were written by other groups, maybe on other SMs. Their lines are not stale in this
+    /// SM's L1: the acquire fence after the ticket orders these loads after the writers' release (the PTX memory
+    /// model makes plain loads after it observe those stores), and each head's scratch starts on a 128-byte line
+    /// (<see cref="AttentionMeta.PartitionSlots"/>), so no other group ever loaded a line of it this launch.</remarks>
+    private static void CombinePartitions(AttentionDims d, AttentionMeta m, int decode, int token, int firstHead, int heads,
+        int partitions, ArrayView<float> sMax, ArrayView<float> sInvSum, ArrayView<float> sRed, ArrayView<float> output)
     {
-        int head = Grid.IdxX % d.NumHeads;
-        int decode = m.CombineDecodes[Grid.IdxX / d.NumHeads];
-        int seq = m.DecodeSeqs[decode];
-        int partitions = (m.ContextLens[seq] + d.DecodePartition - 1) / d.DecodePartition;
-        long first = ((long)decode * d.NumHeads + head) * m.MaxPartitions;
         int t = Group.IdxX;
         int threads = Group.DimX;
         int warps = threads / Warp.WarpSize;
         int d4 = d.HeadDim4;
-        int slices = threads / d4;
+        long first = ((long)decode * d.NumHeads + firstHead) * m.PartitionSlots;   // partial (decode, firstHead, 0)
 
-        var shared = SharedMemory.GetDynamic<Float4>();
-        var sRed = shared.SubView(0, slices * d4);                              // [slices, head_dim] partial sums
-        var scalars = shared.SubView(slices * d4, (m.MaxPartitions + 32 + 3) / 4).Cast<float>();
-        var sWeight = scalars.SubView(0, m.MaxPartitions);                      // [partitions] l_p·exp(m_p - M)
-        var sWarp = scalars.SubView(m.MaxPartitions, 32);                       // [warps] reduction slots
-
-        // M: largest partition max.
-        float mx = float.NegativeInfinity;
-        for (int p = t; p < partitions; p += threads) mx = XMath.Max(mx, m.PartialMaxSum[(first + p) * 2]);
-        mx = WarpMax(mx);
-        if (Warp.LaneIdx == 0) sWarp[Warp.WarpIdx] = mx;
-        Group.Barrier();
-        mx = float.NegativeInfinity;
-        for (int w = 0; w < warps; w++) mx = XMath.Max(mx, sWarp[w]);
-        Group.Barrier();
-
-        // Weights and their sum.
-        float sum = 0f;
-        for (int p = t; p < partitions; p += threads)
+        // M and L of each head, a warp per head.
+        for (int h = Warp.WarpIdx; h < heads; h += warps)
         {
-            float weight = m.PartialMaxSum[(first + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(first + p) * 2] - mx);
-            sWeight[p] = weight;
-            sum += weight;
+            long row = first + (long)h * m.PartitionSlots;
+            float mx = float.NegativeInfinity;
+            for (int p = Warp.LaneIdx; p < partitions; p += Warp.WarpSize) mx = XMath.Max(mx, m.PartialMaxSum[(row + p) * 2]);
+            mx = WarpMax(mx);
+            float sum = 0f;
+            for (int p = Warp.LaneIdx; p < partitions; p += Warp.WarpSize)
+                sum += m.PartialMaxSum[(row + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(row + p) * 2] - mx);
+            sum = WarpSum(sum);
+            if (Warp.LaneIdx == 0)
+            {
+                sMax[h] = mx;
+                sInvSum[h] = 1f / sum;
+            }
         }
-        sum = WarpSum(sum);
-        if (Warp.LaneIdx == 0) sWarp[Warp.WarpIdx] = sum;
         Group.Barrier();
-        float total = 0f;
-        for (int w = 0; w < warps; w++) total += sWarp[w];
 
-        // Σ_p w_p·o_p: thread = (slice of partitions, Float4 column), four partitions' loads in flight.
-        int slice = t / d4;
-        int c = t % d4;
-        if (slice < slices)
+        // Σ_p w_p·o_p: thread = (slice of partitions, Float4 column of the group's heads).
+        int columns = heads * d4;
+        int slices = threads / columns > 1 ? threads / columns : 1;
+        var sSlice = sRed.Cast<Float4>();                  // [slices, heads, head_dim / 4] per-slice sums
+        for (int i = t; i < slices * columns; i += threads)
+        {
+            int slice = i / columns;
+            int f = i % columns;
+            int h = f / d4;
+            long row = first + (long)h * m.PartitionSlots;
+            float mx = sMax[h];
+            var acc = default(Float4);
+            for (int p = slice; p < partitions; p += slices)
+            {
+                float weight = m.PartialMaxSum[(row + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(row + p) * 2] - mx);
+                acc = acc.Fma(Load4(m.PartialOut, (row + p) * d.HeadDim + f % d4 * 4), weight);
+            }
+            if (slices == 1) Store4(output, ((long)token * d.NumHeads + firstHead) * d.HeadDim + f * 4, acc * sInvSum[h]);
+            else sSlice[i] = acc;
+        }
+        if (slices == 1) return;
+        Group.Barrier();
+        for (int f = t; f < columns; f += threads)
         {
             var acc = default(Float4);
-            int p = slice;
-            for (; p + 3 * slices < partitions; p += 4 * slices)
-            {
-                var o0 = Load4(m.PartialOut, (first + p) * d.HeadDim + c * 4);
-                var o1 = Load4(m.PartialOut, (first + p + slices) * d.HeadDim + c * 4);
-                var o2 = Load4(m.PartialOut, (first + p + 2 * slices) * d.HeadDim + c * 4);
-                var o3 = Load4(m.PartialOut, (first + p + 3 * slices) * d.HeadDim + c * 4);
-                acc = acc.Fma(o0, sWeight[p]).Fma(o1, sWeight[p + slices]).Fma(o2, sWeight[p + 2 * slices]).Fma(o3, sWeight[p + 3 * slices]);
-            }
-            for (; p < partitions; p += slices) acc = acc.Fma(Load4(m.PartialOut, (first + p) * d.HeadDim + c * 4), sWeight[p]);
-            sRed[slice * d4 + c] = acc;
-        }
-        Group.Barrier();
-        for (int f = t; f < d4; f += threads)
-        {
-            var o = default(Float4);
-            for (int k = 0; k < slices; k++) o = o + sRed[k * d4 + f];
-            Store4(output, ((long)m.QueryStart[seq] * d.NumHeads + head) * d.HeadDim + f * 4, o * (1f / total));
+            for (int k = 0; k < slices; k++) acc = acc + sSlice[k * columns + f];
+            Store4(output, ((long)token * d.NumHeads + firstHead) * d.HeadDim + f * 4, acc * sInvSum[f / d4]);
         }
     }
 

@@ -5,7 +5,6 @@ namespace SpecializedInference.Kernels.Generic;
 
 using AttentionKernel = Action<KernelConfig, AttentionDims, AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>;
 using WriteKvKernel = Action<Index1D, AttentionDims, AttentionMeta, ArrayView<float>, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>>;
-using CombineKernel = Action<KernelConfig, AttentionDims, AttentionMeta, ArrayView<float>>;
 
 /// <summary>
 /// The attention kernels for any shape: every size is a run-time argument (<see cref="AttentionDims"/>).
@@ -16,7 +15,6 @@ public sealed class GenericAttentionKernels : AttentionKernelsBase
     private readonly WriteKvKernel _writeKv;
     private readonly AttentionKernel _prefill;
     private readonly AttentionKernel _decode;
-    private readonly CombineKernel _combine;
     private readonly int _prefillSharedFloat4s;
     private readonly int _decodeSharedFloat4s;
 
@@ -48,7 +46,6 @@ public sealed class GenericAttentionKernels : AttentionKernelsBase
             (KvDtype.F32, HeadMapping.Expanded) => Load<F32Codec, ExpandedHeads>(accelerator),
             _ => throw new ArgumentOutOfRangeException(nameof(options), options, "unknown KV dtype or head mapping"),
         };
-        _combine = accelerator.LoadStreamKernel<AttentionDims, AttentionMeta, ArrayView<float>>(GenericAttentionBodies.Combine);
     }
 
     /// <summary>Tiles the generic kernels use unless told otherwise: 16 query rows, the largest K/V tile that
@@ -105,11 +102,6 @@ public sealed class GenericAttentionKernels : AttentionKernelsBase
         ArrayView<Chunk16> valueCache, ArrayView<float> output)
         => _decode(new KernelConfig(plan.NumDecodeItems * Dims.HeadGroups, GroupThreads, SharedMemoryConfig.RequestDynamic<Float4>(_decodeSharedFloat4s)),
             Dims, plan.Meta, queries, keyCache, valueCache, output);
-
-    protected override void LaunchCombine(AttentionPlan plan, ArrayView<float> output)
-        => _combine(new KernelConfig(plan.NumCombines * Shape.NumHeads, GenericAttentionBodies.CombineThreads,
-                SharedMemoryConfig.RequestDynamic<Float4>(GenericAttentionBodies.CombineSharedFloat4s(Shape.HeadDim, plan.Meta.MaxPartitions))),
-            Dims, plan.Meta, output);
 }
 
 /// <summary>The non-flash baseline (<see cref="AttentionAlgorithm.Materialized"/>): scores to global memory,
