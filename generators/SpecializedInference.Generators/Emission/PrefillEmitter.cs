@@ -22,6 +22,13 @@ internal static class PrefillEmitter
         KernelSetEmitter.Header(w, spec, "ILGPU", "ILGPU.Algorithms", "SpecializedInference.Kernels");
         using (w.Block($"public static partial class {spec.Name}"))
         {
+            var m = spec.Model;
+            int bs = spec.Engine.KvBlockSize;
+            w.Line("/// <summary>First element of <paramref name=\"key\"/>'s row in the K or V cache of <paramref name=\"kvHead\"/>,");
+            w.Line("/// through the sequence's block table ([num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]).</summary>");
+            w.Line("private static long PrefillKvRow(AttentionMeta m, int blockRow, int kvHead, int key)");
+            w.Line($"    => (((long)m.BlockTables[blockRow + key / {Int(bs)}] * {Int(m.NumKeyValueHeads)} + kvHead) * {Int(bs)} + key % {Int(bs)}) * {Int(m.HeadDim)};");
+            w.Line();
             EmitKernel(w, new AttentionLayout(spec, expanded: false));
             w.Line();
             EmitKernel(w, new AttentionLayout(spec, expanded: true));
@@ -52,7 +59,8 @@ internal static class PrefillEmitter
         w.Line("/// <summary>");
         w.Line($"/// Flash prefill, causal, variable-length batch, register-tiled on CUDA cores. Thread group = ({L.Positions} query positions");
         w.Line($"/// of one sequence) x ({mapping}) = {L.Rows} query rows (row = position * {HG} + head{padded}), {T} threads.");
-        w.Line($"/// K/V tiles of {BC} keys are read through the block table (earlier chunks come from the cache) and decoded to f32 in shared memory.");
+        w.Line($"/// K/V tiles of {BC} keys are read through the block table (earlier chunks come from the cache) one tile ahead into registers,");
+        w.Line("/// then decoded to f32 in shared memory.");
         w.Line($"/// Thread t = (row group rg = t / {TC}, key lane kl = t % {TC}) owns rows rg + {RG} * i (i &lt; {RM}), keys kl + {TC} * j (j &lt; {RN})");
         w.Line($"/// of S and Float4 columns kl + {TC} * c (c &lt; {CW}) of O, all in registers: per head_dim Float4, {RM} Q and {RN} K shared loads");
         w.Line($"/// feed {4 * RM * RN} FMAs; per 4 keys of P·V, {RM} P and {4 * CW} V loads feed {16 * RM * CW}.");
@@ -78,7 +86,6 @@ internal static class PrefillEmitter
             w.Line($"int tilePositions = queryLen - i0 < {Int(L.Positions)} ? queryLen - i0 : {Int(L.Positions)};");
             w.Line("int firstQueryPos = context - queryLen + i0; // absolute position of the tile's first query");
             w.Line("int numKeys = firstQueryPos + tilePositions;  // causal: keys up to the tile's last query");
-            w.Line($"int tiles = (numKeys + {Int(BC - 1)}) / {Int(BC)};");
             w.Line("int blockRow = seq * m.MaxBlocksPerSeq;");
             w.Line("int t = Group.IdxX;");
             w.Line($"int rg = t / {Int(TC)}; // row group: this thread's rows are rg + {RG} * i");
@@ -140,30 +147,43 @@ internal static class PrefillEmitter
             }
             w.Line();
 
-            using (w.Block("for (int tile = 0; tile < tiles; tile++)"))
+            // Raw 16-byte loads of the K/V units whose first key is `first`, into kr/vr; keys past the last one stay zero.
+            void Issue(string first, bool keys, bool values, bool reset = true)
             {
-                w.Line($"int firstKey = tile * {Int(BC)};");
+                for (int i = 0; i * T < total; i++)
+                {
+                    string key = first == "0" ? $"j{i}" : $"{first} + j{i}";
+                    string inTile = T * (i + 1) > total ? $"{Plus("t", T * i)} < {Int(total)} && " : "";
+                    if (reset) w.Line(keys && values ? $"kr{i} = default; vr{i} = default;" : keys ? $"kr{i} = default;" : $"vr{i} = default;");
+                    using (w.Block($"if ({inTile}{key} < numKeys)"))
+                    {
+                        w.Line($"long at = PrefillKvRow(m, blockRow, kvHead, {key}) + u{i} * 8;");
+                        if (keys) w.Line($"kr{i} = default(TCodec).LoadRaw8(keyCache, at);");
+                        if (values) w.Line($"vr{i} = default(TCodec).LoadRaw8(valueCache, at);");
+                    }
+                }
+            }
+
+            int steps = AttentionLayout.CeilDiv(total, T);
+            w.Line("// Raw K/V chunks in registers, loaded one tile ahead: the loads of the next tile are in flight during this tile's P·V.");
+            w.Line($"RawChunk8 {Join(Enumerable.Range(0, steps), i => $"kr{i} = default, vr{i} = default", ", ")};");
+            w.Line(P.SharedKv ? "// The first tile's keys." : "// The first tile.");
+            Issue("0", keys: true, values: !P.SharedKv, reset: false);
+            w.Line();
+
+            using (w.Block($"for (int firstKey = 0; firstKey < numKeys; firstKey += {Int(BC)})"))
+            {
                 w.Line("Group.Barrier(); // the previous tile's readers of K, V and P are done");
                 w.Line();
 
-                w.Line("// K/V tile through the block table: every 16-byte load is issued first (raw chunks in registers, all in flight");
-                w.Line("// together), then decoded to f32; keys past the last one are zero. K is stored dims-major for the score loop, V row-major");
-                w.Line(P.SharedKv
-                    ? "// for P·V once S is done with K's buffer (V's loads stay in flight during S)."
-                    : "// for P·V.");
-                for (int i = 0; i * T < total; i++)
+                if (P.SharedKv)
                 {
-                    bool guard = T * (i + 1) > total;
-                    w.Line($"var kr{i} = default(RawChunk8);");
-                    w.Line($"var vr{i} = default(RawChunk8);");
-                    using (w.Block($"if ({(guard ? $"{Plus("t", T * i)} < {Int(total)} && " : "")}firstKey + j{i} < numKeys)"))
-                    {
-                        w.Line($"int key = firstKey + j{i};");
-                        w.Line($"long at = (((long)m.BlockTables[blockRow + key / {Int(L.BlockSize)}] * {Int(L.KvHeads)} + kvHead) * {Int(L.BlockSize)} + key % {Int(L.BlockSize)}) * {Int(L.HeadDim)} + u{i} * 8;");
-                        w.Line($"kr{i} = default(TCodec).LoadRaw8(keyCache, at);");
-                        w.Line($"vr{i} = default(TCodec).LoadRaw8(valueCache, at);");
-                    }
+                    w.Line("// This tile's values: in flight while the keys are stored and S is computed (they go to K's buffer after S).");
+                    Issue("firstKey", keys: false, values: true);
                 }
+                w.Line(P.SharedKv
+                    ? "// K tile, decoded to f32 and stored dims-major for the score loop."
+                    : "// K/V tile, decoded to f32: K stored dims-major for the score loop, V row-major for P·V.");
                 for (int i = 0; i * T < total; i++)
                 {
                     bool guard = T * (i + 1) > total;
@@ -239,6 +259,10 @@ internal static class PrefillEmitter
                     w.Line("Group.Barrier();");
                     w.Line();
                 }
+
+                w.Line(P.SharedKv ? "// The next tile's keys, in flight during P·V." : "// The next tile, in flight during P·V.");
+                Issue($"firstKey + {Int(BC)}", keys: true, values: !P.SharedKv);
+                w.Line();
 
                 w.Line($"// O += P·V: per key, this thread's {CW} Float4 columns of V times each of its {RM} rows' probability (read 4 keys at a time).");
                 w.Line($"Float4 {Join(rows, i => $"p{i}", ", ")}, {Join(cols, c => $"v{c}", ", ")};");

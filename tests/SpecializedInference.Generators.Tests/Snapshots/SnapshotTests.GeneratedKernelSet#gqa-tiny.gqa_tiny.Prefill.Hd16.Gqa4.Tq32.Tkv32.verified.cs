@@ -9,13 +9,19 @@ namespace SpecializedInference.Generated;
 
 public static partial class gqa_tiny
 {
+    /// <summary>First element of <paramref name="key"/>'s row in the K or V cache of <paramref name="kvHead"/>,
+    /// through the sequence's block table ([num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]).</summary>
+    private static long PrefillKvRow(AttentionMeta m, int blockRow, int kvHead, int key)
+        => (((long)m.BlockTables[blockRow + key / 16] * 2 + kvHead) * 16 + key % 16) * 16;
+
     /// <summary>Threads per group of Prefill: 8 row groups x 4 key lanes.</summary>
     public const int PrefillThreads = 32;
 
     /// <summary>
     /// Flash prefill, causal, variable-length batch, register-tiled on CUDA cores. Thread group = (8 query positions
     /// of one sequence) x (the 4 query heads of one K/V head) = 32 query rows (row = position * 4 + head), 32 threads.
-    /// K/V tiles of 32 keys are read through the block table (earlier chunks come from the cache) and decoded to f32 in shared memory.
+    /// K/V tiles of 32 keys are read through the block table (earlier chunks come from the cache) one tile ahead into registers,
+    /// then decoded to f32 in shared memory.
     /// Thread t = (row group rg = t / 4, key lane kl = t % 4) owns rows rg + 8 * i (i &lt; 4), keys kl + 4 * j (j &lt; 8)
     /// of S and Float4 columns kl + 4 * c (c &lt; 1) of O, all in registers: per head_dim Float4, 4 Q and 8 K shared loads
     /// feed 128 FMAs; per 4 keys of P·V, 4 P and 4 V loads feed 64.
@@ -40,7 +46,6 @@ public static partial class gqa_tiny
         int tilePositions = queryLen - i0 < 8 ? queryLen - i0 : 8;
         int firstQueryPos = context - queryLen + i0; // absolute position of the tile's first query
         int numKeys = firstQueryPos + tilePositions;  // causal: keys up to the tile's last query
-        int tiles = (numKeys + 31) / 32;
         int blockRow = seq * m.MaxBlocksPerSeq;
         int t = Group.IdxX;
         int rg = t / 4; // row group: this thread's rows are rg + 8 * i
@@ -92,32 +97,27 @@ public static partial class gqa_tiny
         int j0 = t / 2 % 32, u0 = t / 64 * 2 + t % 2;
         int j1 = (t + 32) / 2 % 32, u1 = (t + 32) / 64 * 2 + t % 2;
 
-        for (int tile = 0; tile < tiles; tile++)
+        // Raw K/V chunks in registers, loaded one tile ahead: the loads of the next tile are in flight during this tile's P·V.
+        RawChunk8 kr0 = default, vr0 = default, kr1 = default, vr1 = default;
+        // The first tile.
+        if (j0 < numKeys)
         {
-            int firstKey = tile * 32;
+            long at = PrefillKvRow(m, blockRow, kvHead, j0) + u0 * 8;
+            kr0 = default(TCodec).LoadRaw8(keyCache, at);
+            vr0 = default(TCodec).LoadRaw8(valueCache, at);
+        }
+        if (j1 < numKeys)
+        {
+            long at = PrefillKvRow(m, blockRow, kvHead, j1) + u1 * 8;
+            kr1 = default(TCodec).LoadRaw8(keyCache, at);
+            vr1 = default(TCodec).LoadRaw8(valueCache, at);
+        }
+
+        for (int firstKey = 0; firstKey < numKeys; firstKey += 32)
+        {
             Group.Barrier(); // the previous tile's readers of K, V and P are done
 
-            // K/V tile through the block table: every 16-byte load is issued first (raw chunks in registers, all in flight
-            // together), then decoded to f32; keys past the last one are zero. K is stored dims-major for the score loop, V row-major
-            // for P·V.
-            var kr0 = default(RawChunk8);
-            var vr0 = default(RawChunk8);
-            if (firstKey + j0 < numKeys)
-            {
-                int key = firstKey + j0;
-                long at = (((long)m.BlockTables[blockRow + key / 16] * 2 + kvHead) * 16 + key % 16) * 16 + u0 * 8;
-                kr0 = default(TCodec).LoadRaw8(keyCache, at);
-                vr0 = default(TCodec).LoadRaw8(valueCache, at);
-            }
-            var kr1 = default(RawChunk8);
-            var vr1 = default(RawChunk8);
-            if (firstKey + j1 < numKeys)
-            {
-                int key = firstKey + j1;
-                long at = (((long)m.BlockTables[blockRow + key / 16] * 2 + kvHead) * 16 + key % 16) * 16 + u1 * 8;
-                kr1 = default(TCodec).LoadRaw8(keyCache, at);
-                vr1 = default(TCodec).LoadRaw8(valueCache, at);
-            }
+            // K/V tile, decoded to f32: K stored dims-major for the score loop, V row-major for P·V.
             {
                 var k8 = default(TCodec).Decode8(kr0);
                 sK[u0 * 64 + j0] = k8.Lo;
@@ -261,6 +261,22 @@ public static partial class gqa_tiny
                 sP[pAt + 864] = s3_0; sP[pAt + 868] = s3_1; sP[pAt + 872] = s3_2; sP[pAt + 876] = s3_3; sP[pAt + 880] = s3_4; sP[pAt + 884] = s3_5; sP[pAt + 888] = s3_6; sP[pAt + 892] = s3_7;
             }
             Group.Barrier();
+
+            // The next tile, in flight during P·V.
+            kr0 = default; vr0 = default;
+            if (firstKey + 32 + j0 < numKeys)
+            {
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j0) + u0 * 8;
+                kr0 = default(TCodec).LoadRaw8(keyCache, at);
+                vr0 = default(TCodec).LoadRaw8(valueCache, at);
+            }
+            kr1 = default; vr1 = default;
+            if (firstKey + 32 + j1 < numKeys)
+            {
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j1) + u1 * 8;
+                kr1 = default(TCodec).LoadRaw8(keyCache, at);
+                vr1 = default(TCodec).LoadRaw8(valueCache, at);
+            }
 
             // O += P·V: per key, this thread's 1 Float4 columns of V times each of its 4 rows' probability (read 4 keys at a time).
             Float4 p0, p1, p2, p3, v0;
@@ -475,7 +491,8 @@ public static partial class gqa_tiny
     /// <summary>
     /// Flash prefill, causal, variable-length batch, register-tiled on CUDA cores. Thread group = (32 query positions
     /// of one sequence) x (one query head (K/V read per head, as if repeated)) = 32 query rows (row = position * 1 + head), 32 threads.
-    /// K/V tiles of 32 keys are read through the block table (earlier chunks come from the cache) and decoded to f32 in shared memory.
+    /// K/V tiles of 32 keys are read through the block table (earlier chunks come from the cache) one tile ahead into registers,
+    /// then decoded to f32 in shared memory.
     /// Thread t = (row group rg = t / 4, key lane kl = t % 4) owns rows rg + 8 * i (i &lt; 4), keys kl + 4 * j (j &lt; 8)
     /// of S and Float4 columns kl + 4 * c (c &lt; 1) of O, all in registers: per head_dim Float4, 4 Q and 8 K shared loads
     /// feed 128 FMAs; per 4 keys of P·V, 4 P and 4 V loads feed 64.
@@ -500,7 +517,6 @@ public static partial class gqa_tiny
         int tilePositions = queryLen - i0 < 32 ? queryLen - i0 : 32;
         int firstQueryPos = context - queryLen + i0; // absolute position of the tile's first query
         int numKeys = firstQueryPos + tilePositions;  // causal: keys up to the tile's last query
-        int tiles = (numKeys + 31) / 32;
         int blockRow = seq * m.MaxBlocksPerSeq;
         int t = Group.IdxX;
         int rg = t / 4; // row group: this thread's rows are rg + 8 * i
@@ -552,32 +568,27 @@ public static partial class gqa_tiny
         int j0 = t / 2 % 32, u0 = t / 64 * 2 + t % 2;
         int j1 = (t + 32) / 2 % 32, u1 = (t + 32) / 64 * 2 + t % 2;
 
-        for (int tile = 0; tile < tiles; tile++)
+        // Raw K/V chunks in registers, loaded one tile ahead: the loads of the next tile are in flight during this tile's P·V.
+        RawChunk8 kr0 = default, vr0 = default, kr1 = default, vr1 = default;
+        // The first tile.
+        if (j0 < numKeys)
         {
-            int firstKey = tile * 32;
+            long at = PrefillKvRow(m, blockRow, kvHead, j0) + u0 * 8;
+            kr0 = default(TCodec).LoadRaw8(keyCache, at);
+            vr0 = default(TCodec).LoadRaw8(valueCache, at);
+        }
+        if (j1 < numKeys)
+        {
+            long at = PrefillKvRow(m, blockRow, kvHead, j1) + u1 * 8;
+            kr1 = default(TCodec).LoadRaw8(keyCache, at);
+            vr1 = default(TCodec).LoadRaw8(valueCache, at);
+        }
+
+        for (int firstKey = 0; firstKey < numKeys; firstKey += 32)
+        {
             Group.Barrier(); // the previous tile's readers of K, V and P are done
 
-            // K/V tile through the block table: every 16-byte load is issued first (raw chunks in registers, all in flight
-            // together), then decoded to f32; keys past the last one are zero. K is stored dims-major for the score loop, V row-major
-            // for P·V.
-            var kr0 = default(RawChunk8);
-            var vr0 = default(RawChunk8);
-            if (firstKey + j0 < numKeys)
-            {
-                int key = firstKey + j0;
-                long at = (((long)m.BlockTables[blockRow + key / 16] * 2 + kvHead) * 16 + key % 16) * 16 + u0 * 8;
-                kr0 = default(TCodec).LoadRaw8(keyCache, at);
-                vr0 = default(TCodec).LoadRaw8(valueCache, at);
-            }
-            var kr1 = default(RawChunk8);
-            var vr1 = default(RawChunk8);
-            if (firstKey + j1 < numKeys)
-            {
-                int key = firstKey + j1;
-                long at = (((long)m.BlockTables[blockRow + key / 16] * 2 + kvHead) * 16 + key % 16) * 16 + u1 * 8;
-                kr1 = default(TCodec).LoadRaw8(keyCache, at);
-                vr1 = default(TCodec).LoadRaw8(valueCache, at);
-            }
+            // K/V tile, decoded to f32: K stored dims-major for the score loop, V row-major for P·V.
             {
                 var k8 = default(TCodec).Decode8(kr0);
                 sK[u0 * 64 + j0] = k8.Lo;
@@ -721,6 +732,22 @@ public static partial class gqa_tiny
                 sP[pAt + 864] = s3_0; sP[pAt + 868] = s3_1; sP[pAt + 872] = s3_2; sP[pAt + 876] = s3_3; sP[pAt + 880] = s3_4; sP[pAt + 884] = s3_5; sP[pAt + 888] = s3_6; sP[pAt + 892] = s3_7;
             }
             Group.Barrier();
+
+            // The next tile, in flight during P·V.
+            kr0 = default; vr0 = default;
+            if (firstKey + 32 + j0 < numKeys)
+            {
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j0) + u0 * 8;
+                kr0 = default(TCodec).LoadRaw8(keyCache, at);
+                vr0 = default(TCodec).LoadRaw8(valueCache, at);
+            }
+            kr1 = default; vr1 = default;
+            if (firstKey + 32 + j1 < numKeys)
+            {
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j1) + u1 * 8;
+                kr1 = default(TCodec).LoadRaw8(keyCache, at);
+                vr1 = default(TCodec).LoadRaw8(valueCache, at);
+            }
 
             // O += P·V: per key, this thread's 1 Float4 columns of V times each of its 4 rows' probability (read 4 keys at a time).
             Float4 p0, p1, p2, p3, v0;

@@ -9,13 +9,19 @@ namespace SpecializedInference.Generated;
 
 public static partial class Llama3_8B
 {
+    /// <summary>First element of <paramref name="key"/>'s row in the K or V cache of <paramref name="kvHead"/>,
+    /// through the sequence's block table ([num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]).</summary>
+    private static long PrefillKvRow(AttentionMeta m, int blockRow, int kvHead, int key)
+        => (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128;
+
     /// <summary>Threads per group of Prefill: 8 row groups x 8 key lanes.</summary>
     public const int PrefillThreads = 64;
 
     /// <summary>
     /// Flash prefill, causal, variable-length batch, register-tiled on CUDA cores. Thread group = (8 query positions
     /// of one sequence) x (the 4 query heads of one K/V head) = 32 query rows (row = position * 4 + head), 64 threads.
-    /// K/V tiles of 32 keys are read through the block table (earlier chunks come from the cache) and decoded to f32 in shared memory.
+    /// K/V tiles of 32 keys are read through the block table (earlier chunks come from the cache) one tile ahead into registers,
+    /// then decoded to f32 in shared memory.
     /// Thread t = (row group rg = t / 8, key lane kl = t % 8) owns rows rg + 8 * i (i &lt; 4), keys kl + 8 * j (j &lt; 4)
     /// of S and Float4 columns kl + 8 * c (c &lt; 4) of O, all in registers: per head_dim Float4, 4 Q and 4 K shared loads
     /// feed 64 FMAs; per 4 keys of P·V, 4 P and 16 V loads feed 256.
@@ -40,7 +46,6 @@ public static partial class Llama3_8B
         int tilePositions = queryLen - i0 < 8 ? queryLen - i0 : 8;
         int firstQueryPos = context - queryLen + i0; // absolute position of the tile's first query
         int numKeys = firstQueryPos + tilePositions;  // causal: keys up to the tile's last query
-        int tiles = (numKeys + 31) / 32;
         int blockRow = seq * m.MaxBlocksPerSeq;
         int t = Group.IdxX;
         int rg = t / 8; // row group: this thread's rows are rg + 8 * i
@@ -98,86 +103,104 @@ public static partial class Llama3_8B
         int j6 = (t + 384) / 4 % 32, u6 = (t + 384) / 128 * 4 + t % 4;
         int j7 = (t + 448) / 4 % 32, u7 = (t + 448) / 128 * 4 + t % 4;
 
-        for (int tile = 0; tile < tiles; tile++)
+        // Raw K/V chunks in registers, loaded one tile ahead: the loads of the next tile are in flight during this tile's P·V.
+        RawChunk8 kr0 = default, vr0 = default, kr1 = default, vr1 = default, kr2 = default, vr2 = default, kr3 = default, vr3 = default, kr4 = default, vr4 = default, kr5 = default, vr5 = default, kr6 = default, vr6 = default, kr7 = default, vr7 = default;
+        // The first tile's keys.
+        if (j0 < numKeys)
         {
-            int firstKey = tile * 32;
+            long at = PrefillKvRow(m, blockRow, kvHead, j0) + u0 * 8;
+            kr0 = default(TCodec).LoadRaw8(keyCache, at);
+        }
+        if (j1 < numKeys)
+        {
+            long at = PrefillKvRow(m, blockRow, kvHead, j1) + u1 * 8;
+            kr1 = default(TCodec).LoadRaw8(keyCache, at);
+        }
+        if (j2 < numKeys)
+        {
+            long at = PrefillKvRow(m, blockRow, kvHead, j2) + u2 * 8;
+            kr2 = default(TCodec).LoadRaw8(keyCache, at);
+        }
+        if (j3 < numKeys)
+        {
+            long at = PrefillKvRow(m, blockRow, kvHead, j3) + u3 * 8;
+            kr3 = default(TCodec).LoadRaw8(keyCache, at);
+        }
+        if (j4 < numKeys)
+        {
+            long at = PrefillKvRow(m, blockRow, kvHead, j4) + u4 * 8;
+            kr4 = default(TCodec).LoadRaw8(keyCache, at);
+        }
+        if (j5 < numKeys)
+        {
+            long at = PrefillKvRow(m, blockRow, kvHead, j5) + u5 * 8;
+            kr5 = default(TCodec).LoadRaw8(keyCache, at);
+        }
+        if (j6 < numKeys)
+        {
+            long at = PrefillKvRow(m, blockRow, kvHead, j6) + u6 * 8;
+            kr6 = default(TCodec).LoadRaw8(keyCache, at);
+        }
+        if (j7 < numKeys)
+        {
+            long at = PrefillKvRow(m, blockRow, kvHead, j7) + u7 * 8;
+            kr7 = default(TCodec).LoadRaw8(keyCache, at);
+        }
+
+        for (int firstKey = 0; firstKey < numKeys; firstKey += 32)
+        {
             Group.Barrier(); // the previous tile's readers of K, V and P are done
 
-            // K/V tile through the block table: every 16-byte load is issued first (raw chunks in registers, all in flight
-            // together), then decoded to f32; keys past the last one are zero. K is stored dims-major for the score loop, V row-major
-            // for P·V once S is done with K's buffer (V's loads stay in flight during S).
-            var kr0 = default(RawChunk8);
-            var vr0 = default(RawChunk8);
+            // This tile's values: in flight while the keys are stored and S is computed (they go to K's buffer after S).
+            vr0 = default;
             if (firstKey + j0 < numKeys)
             {
-                int key = firstKey + j0;
-                long at = (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128 + u0 * 8;
-                kr0 = default(TCodec).LoadRaw8(keyCache, at);
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + j0) + u0 * 8;
                 vr0 = default(TCodec).LoadRaw8(valueCache, at);
             }
-            var kr1 = default(RawChunk8);
-            var vr1 = default(RawChunk8);
+            vr1 = default;
             if (firstKey + j1 < numKeys)
             {
-                int key = firstKey + j1;
-                long at = (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128 + u1 * 8;
-                kr1 = default(TCodec).LoadRaw8(keyCache, at);
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + j1) + u1 * 8;
                 vr1 = default(TCodec).LoadRaw8(valueCache, at);
             }
-            var kr2 = default(RawChunk8);
-            var vr2 = default(RawChunk8);
+            vr2 = default;
             if (firstKey + j2 < numKeys)
             {
-                int key = firstKey + j2;
-                long at = (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128 + u2 * 8;
-                kr2 = default(TCodec).LoadRaw8(keyCache, at);
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + j2) + u2 * 8;
                 vr2 = default(TCodec).LoadRaw8(valueCache, at);
             }
-            var kr3 = default(RawChunk8);
-            var vr3 = default(RawChunk8);
+            vr3 = default;
             if (firstKey + j3 < numKeys)
             {
-                int key = firstKey + j3;
-                long at = (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128 + u3 * 8;
-                kr3 = default(TCodec).LoadRaw8(keyCache, at);
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + j3) + u3 * 8;
                 vr3 = default(TCodec).LoadRaw8(valueCache, at);
             }
-            var kr4 = default(RawChunk8);
-            var vr4 = default(RawChunk8);
+            vr4 = default;
             if (firstKey + j4 < numKeys)
             {
-                int key = firstKey + j4;
-                long at = (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128 + u4 * 8;
-                kr4 = default(TCodec).LoadRaw8(keyCache, at);
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + j4) + u4 * 8;
                 vr4 = default(TCodec).LoadRaw8(valueCache, at);
             }
-            var kr5 = default(RawChunk8);
-            var vr5 = default(RawChunk8);
+            vr5 = default;
             if (firstKey + j5 < numKeys)
             {
-                int key = firstKey + j5;
-                long at = (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128 + u5 * 8;
-                kr5 = default(TCodec).LoadRaw8(keyCache, at);
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + j5) + u5 * 8;
                 vr5 = default(TCodec).LoadRaw8(valueCache, at);
             }
-            var kr6 = default(RawChunk8);
-            var vr6 = default(RawChunk8);
+            vr6 = default;
             if (firstKey + j6 < numKeys)
             {
-                int key = firstKey + j6;
-                long at = (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128 + u6 * 8;
-                kr6 = default(TCodec).LoadRaw8(keyCache, at);
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + j6) + u6 * 8;
                 vr6 = default(TCodec).LoadRaw8(valueCache, at);
             }
-            var kr7 = default(RawChunk8);
-            var vr7 = default(RawChunk8);
+            vr7 = default;
             if (firstKey + j7 < numKeys)
             {
-                int key = firstKey + j7;
-                long at = (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128 + u7 * 8;
-                kr7 = default(TCodec).LoadRaw8(keyCache, at);
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + j7) + u7 * 8;
                 vr7 = default(TCodec).LoadRaw8(valueCache, at);
             }
+            // K tile, decoded to f32 and stored dims-major for the score loop.
             {
                 var k8 = default(TCodec).Decode8(kr0);
                 sK[u0 * 64 + j0] = k8.Lo;
@@ -572,6 +595,56 @@ public static partial class Llama3_8B
                 sV[j7 * 33 + u7 * 2 + 1] = v8.Hi;
             }
             Group.Barrier();
+
+            // The next tile's keys, in flight during P·V.
+            kr0 = default;
+            if (firstKey + 32 + j0 < numKeys)
+            {
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j0) + u0 * 8;
+                kr0 = default(TCodec).LoadRaw8(keyCache, at);
+            }
+            kr1 = default;
+            if (firstKey + 32 + j1 < numKeys)
+            {
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j1) + u1 * 8;
+                kr1 = default(TCodec).LoadRaw8(keyCache, at);
+            }
+            kr2 = default;
+            if (firstKey + 32 + j2 < numKeys)
+            {
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j2) + u2 * 8;
+                kr2 = default(TCodec).LoadRaw8(keyCache, at);
+            }
+            kr3 = default;
+            if (firstKey + 32 + j3 < numKeys)
+            {
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j3) + u3 * 8;
+                kr3 = default(TCodec).LoadRaw8(keyCache, at);
+            }
+            kr4 = default;
+            if (firstKey + 32 + j4 < numKeys)
+            {
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j4) + u4 * 8;
+                kr4 = default(TCodec).LoadRaw8(keyCache, at);
+            }
+            kr5 = default;
+            if (firstKey + 32 + j5 < numKeys)
+            {
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j5) + u5 * 8;
+                kr5 = default(TCodec).LoadRaw8(keyCache, at);
+            }
+            kr6 = default;
+            if (firstKey + 32 + j6 < numKeys)
+            {
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j6) + u6 * 8;
+                kr6 = default(TCodec).LoadRaw8(keyCache, at);
+            }
+            kr7 = default;
+            if (firstKey + 32 + j7 < numKeys)
+            {
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j7) + u7 * 8;
+                kr7 = default(TCodec).LoadRaw8(keyCache, at);
+            }
 
             // O += P·V: per key, this thread's 4 Float4 columns of V times each of its 4 rows' probability (read 4 keys at a time).
             Float4 p0, p1, p2, p3, v0, v1, v2, v3;
@@ -802,7 +875,8 @@ public static partial class Llama3_8B
     /// <summary>
     /// Flash prefill, causal, variable-length batch, register-tiled on CUDA cores. Thread group = (32 query positions
     /// of one sequence) x (one query head (K/V read per head, as if repeated)) = 32 query rows (row = position * 1 + head), 64 threads.
-    /// K/V tiles of 32 keys are read through the block table (earlier chunks come from the cache) and decoded to f32 in shared memory.
+    /// K/V tiles of 32 keys are read through the block table (earlier chunks come from the cache) one tile ahead into registers,
+    /// then decoded to f32 in shared memory.
     /// Thread t = (row group rg = t / 8, key lane kl = t % 8) owns rows rg + 8 * i (i &lt; 4), keys kl + 8 * j (j &lt; 4)
     /// of S and Float4 columns kl + 8 * c (c &lt; 4) of O, all in registers: per head_dim Float4, 4 Q and 4 K shared loads
     /// feed 64 FMAs; per 4 keys of P·V, 4 P and 16 V loads feed 256.
@@ -827,7 +901,6 @@ public static partial class Llama3_8B
         int tilePositions = queryLen - i0 < 32 ? queryLen - i0 : 32;
         int firstQueryPos = context - queryLen + i0; // absolute position of the tile's first query
         int numKeys = firstQueryPos + tilePositions;  // causal: keys up to the tile's last query
-        int tiles = (numKeys + 31) / 32;
         int blockRow = seq * m.MaxBlocksPerSeq;
         int t = Group.IdxX;
         int rg = t / 8; // row group: this thread's rows are rg + 8 * i
@@ -885,86 +958,104 @@ public static partial class Llama3_8B
         int j6 = (t + 384) / 4 % 32, u6 = (t + 384) / 128 * 4 + t % 4;
         int j7 = (t + 448) / 4 % 32, u7 = (t + 448) / 128 * 4 + t % 4;
 
-        for (int tile = 0; tile < tiles; tile++)
+        // Raw K/V chunks in registers, loaded one tile ahead: the loads of the next tile are in flight during this tile's P·V.
+        RawChunk8 kr0 = default, vr0 = default, kr1 = default, vr1 = default, kr2 = default, vr2 = default, kr3 = default, vr3 = default, kr4 = default, vr4 = default, kr5 = default, vr5 = default, kr6 = default, vr6 = default, kr7 = default, vr7 = default;
+        // The first tile's keys.
+        if (j0 < numKeys)
         {
-            int firstKey = tile * 32;
+            long at = PrefillKvRow(m, blockRow, kvHead, j0) + u0 * 8;
+            kr0 = default(TCodec).LoadRaw8(keyCache, at);
+        }
+        if (j1 < numKeys)
+        {
+            long at = PrefillKvRow(m, blockRow, kvHead, j1) + u1 * 8;
+            kr1 = default(TCodec).LoadRaw8(keyCache, at);
+        }
+        if (j2 < numKeys)
+        {
+            long at = PrefillKvRow(m, blockRow, kvHead, j2) + u2 * 8;
+            kr2 = default(TCodec).LoadRaw8(keyCache, at);
+        }
+        if (j3 < numKeys)
+        {
+            long at = PrefillKvRow(m, blockRow, kvHead, j3) + u3 * 8;
+            kr3 = default(TCodec).LoadRaw8(keyCache, at);
+        }
+        if (j4 < numKeys)
+        {
+            long at = PrefillKvRow(m, blockRow, kvHead, j4) + u4 * 8;
+            kr4 = default(TCodec).LoadRaw8(keyCache, at);
+        }
+        if (j5 < numKeys)
+        {
+            long at = PrefillKvRow(m, blockRow, kvHead, j5) + u5 * 8;
+            kr5 = default(TCodec).LoadRaw8(keyCache, at);
+        }
+        if (j6 < numKeys)
+        {
+            long at = PrefillKvRow(m, blockRow, kvHead, j6) + u6 * 8;
+            kr6 = default(TCodec).LoadRaw8(keyCache, at);
+        }
+        if (j7 < numKeys)
+        {
+            long at = PrefillKvRow(m, blockRow, kvHead, j7) + u7 * 8;
+            kr7 = default(TCodec).LoadRaw8(keyCache, at);
+        }
+
+        for (int firstKey = 0; firstKey < numKeys; firstKey += 32)
+        {
             Group.Barrier(); // the previous tile's readers of K, V and P are done
 
-            // K/V tile through the block table: every 16-byte load is issued first (raw chunks in registers, all in flight
-            // together), then decoded to f32; keys past the last one are zero. K is stored dims-major for the score loop, V row-major
-            // for P·V once S is done with K's buffer (V's loads stay in flight during S).
-            var kr0 = default(RawChunk8);
-            var vr0 = default(RawChunk8);
+            // This tile's values: in flight while the keys are stored and S is computed (they go to K's buffer after S).
+            vr0 = default;
             if (firstKey + j0 < numKeys)
             {
-                int key = firstKey + j0;
-                long at = (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128 + u0 * 8;
-                kr0 = default(TCodec).LoadRaw8(keyCache, at);
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + j0) + u0 * 8;
                 vr0 = default(TCodec).LoadRaw8(valueCache, at);
             }
-            var kr1 = default(RawChunk8);
-            var vr1 = default(RawChunk8);
+            vr1 = default;
             if (firstKey + j1 < numKeys)
             {
-                int key = firstKey + j1;
-                long at = (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128 + u1 * 8;
-                kr1 = default(TCodec).LoadRaw8(keyCache, at);
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + j1) + u1 * 8;
                 vr1 = default(TCodec).LoadRaw8(valueCache, at);
             }
-            var kr2 = default(RawChunk8);
-            var vr2 = default(RawChunk8);
+            vr2 = default;
             if (firstKey + j2 < numKeys)
             {
-                int key = firstKey + j2;
-                long at = (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128 + u2 * 8;
-                kr2 = default(TCodec).LoadRaw8(keyCache, at);
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + j2) + u2 * 8;
                 vr2 = default(TCodec).LoadRaw8(valueCache, at);
             }
-            var kr3 = default(RawChunk8);
-            var vr3 = default(RawChunk8);
+            vr3 = default;
             if (firstKey + j3 < numKeys)
             {
-                int key = firstKey + j3;
-                long at = (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128 + u3 * 8;
-                kr3 = default(TCodec).LoadRaw8(keyCache, at);
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + j3) + u3 * 8;
                 vr3 = default(TCodec).LoadRaw8(valueCache, at);
             }
-            var kr4 = default(RawChunk8);
-            var vr4 = default(RawChunk8);
+            vr4 = default;
             if (firstKey + j4 < numKeys)
             {
-                int key = firstKey + j4;
-                long at = (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128 + u4 * 8;
-                kr4 = default(TCodec).LoadRaw8(keyCache, at);
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + j4) + u4 * 8;
                 vr4 = default(TCodec).LoadRaw8(valueCache, at);
             }
-            var kr5 = default(RawChunk8);
-            var vr5 = default(RawChunk8);
+            vr5 = default;
             if (firstKey + j5 < numKeys)
             {
-                int key = firstKey + j5;
-                long at = (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128 + u5 * 8;
-                kr5 = default(TCodec).LoadRaw8(keyCache, at);
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + j5) + u5 * 8;
                 vr5 = default(TCodec).LoadRaw8(valueCache, at);
             }
-            var kr6 = default(RawChunk8);
-            var vr6 = default(RawChunk8);
+            vr6 = default;
             if (firstKey + j6 < numKeys)
             {
-                int key = firstKey + j6;
-                long at = (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128 + u6 * 8;
-                kr6 = default(TCodec).LoadRaw8(keyCache, at);
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + j6) + u6 * 8;
                 vr6 = default(TCodec).LoadRaw8(valueCache, at);
             }
-            var kr7 = default(RawChunk8);
-            var vr7 = default(RawChunk8);
+            vr7 = default;
             if (firstKey + j7 < numKeys)
             {
-                int key = firstKey + j7;
-                long at = (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128 + u7 * 8;
-                kr7 = default(TCodec).LoadRaw8(keyCache, at);
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + j7) + u7 * 8;
                 vr7 = default(TCodec).LoadRaw8(valueCache, at);
             }
+            // K tile, decoded to f32 and stored dims-major for the score loop.
             {
                 var k8 = default(TCodec).Decode8(kr0);
                 sK[u0 * 64 + j0] = k8.Lo;
@@ -1359,6 +1450,56 @@ public static partial class Llama3_8B
                 sV[j7 * 33 + u7 * 2 + 1] = v8.Hi;
             }
             Group.Barrier();
+
+            // The next tile's keys, in flight during P·V.
+            kr0 = default;
+            if (firstKey + 32 + j0 < numKeys)
+            {
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j0) + u0 * 8;
+                kr0 = default(TCodec).LoadRaw8(keyCache, at);
+            }
+            kr1 = default;
+            if (firstKey + 32 + j1 < numKeys)
+            {
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j1) + u1 * 8;
+                kr1 = default(TCodec).LoadRaw8(keyCache, at);
+            }
+            kr2 = default;
+            if (firstKey + 32 + j2 < numKeys)
+            {
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j2) + u2 * 8;
+                kr2 = default(TCodec).LoadRaw8(keyCache, at);
+            }
+            kr3 = default;
+            if (firstKey + 32 + j3 < numKeys)
+            {
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j3) + u3 * 8;
+                kr3 = default(TCodec).LoadRaw8(keyCache, at);
+            }
+            kr4 = default;
+            if (firstKey + 32 + j4 < numKeys)
+            {
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j4) + u4 * 8;
+                kr4 = default(TCodec).LoadRaw8(keyCache, at);
+            }
+            kr5 = default;
+            if (firstKey + 32 + j5 < numKeys)
+            {
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j5) + u5 * 8;
+                kr5 = default(TCodec).LoadRaw8(keyCache, at);
+            }
+            kr6 = default;
+            if (firstKey + 32 + j6 < numKeys)
+            {
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j6) + u6 * 8;
+                kr6 = default(TCodec).LoadRaw8(keyCache, at);
+            }
+            kr7 = default;
+            if (firstKey + 32 + j7 < numKeys)
+            {
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j7) + u7 * 8;
+                kr7 = default(TCodec).LoadRaw8(keyCache, at);
+            }
 
             // O += P·V: per key, this thread's 4 Float4 columns of V times each of its 4 rows' probability (read 4 keys at a time).
             Float4 p0, p1, p2, p3, v0, v1, v2, v3;

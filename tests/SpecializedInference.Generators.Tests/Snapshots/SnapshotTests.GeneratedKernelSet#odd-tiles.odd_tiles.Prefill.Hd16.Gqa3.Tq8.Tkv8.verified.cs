@@ -9,13 +9,19 @@ namespace SpecializedInference.Generated;
 
 public static partial class odd_tiles
 {
+    /// <summary>First element of <paramref name="key"/>'s row in the K or V cache of <paramref name="kvHead"/>,
+    /// through the sequence's block table ([num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]).</summary>
+    private static long PrefillKvRow(AttentionMeta m, int blockRow, int kvHead, int key)
+        => (((long)m.BlockTables[blockRow + key / 8] * 2 + kvHead) * 8 + key % 8) * 16;
+
     /// <summary>Threads per group of Prefill: 16 row groups x 2 key lanes.</summary>
     public const int PrefillThreads = 32;
 
     /// <summary>
     /// Flash prefill, causal, variable-length batch, register-tiled on CUDA cores. Thread group = (2 query positions
     /// of one sequence) x (the 3 query heads of one K/V head) = 6 query rows (row = position * 3 + head, padded to 16 so every warp is full), 32 threads.
-    /// K/V tiles of 8 keys are read through the block table (earlier chunks come from the cache) and decoded to f32 in shared memory.
+    /// K/V tiles of 8 keys are read through the block table (earlier chunks come from the cache) one tile ahead into registers,
+    /// then decoded to f32 in shared memory.
     /// Thread t = (row group rg = t / 2, key lane kl = t % 2) owns rows rg + 16 * i (i &lt; 1), keys kl + 2 * j (j &lt; 4)
     /// of S and Float4 columns kl + 2 * c (c &lt; 2) of O, all in registers: per head_dim Float4, 1 Q and 4 K shared loads
     /// feed 16 FMAs; per 4 keys of P·V, 1 P and 8 V loads feed 32.
@@ -40,7 +46,6 @@ public static partial class odd_tiles
         int tilePositions = queryLen - i0 < 2 ? queryLen - i0 : 2;
         int firstQueryPos = context - queryLen + i0; // absolute position of the tile's first query
         int numKeys = firstQueryPos + tilePositions;  // causal: keys up to the tile's last query
-        int tiles = (numKeys + 7) / 8;
         int blockRow = seq * m.MaxBlocksPerSeq;
         int t = Group.IdxX;
         int rg = t / 2; // row group: this thread's rows are rg + 16 * i
@@ -79,23 +84,21 @@ public static partial class odd_tiles
         // This thread's units of a K/V tile (key j, 8 elements from u * 8), one per step: 2 lanes take consecutive units of a key.
         int j0 = t / 2 % 8, u0 = t / 16 * 2 + t % 2;
 
-        for (int tile = 0; tile < tiles; tile++)
+        // Raw K/V chunks in registers, loaded one tile ahead: the loads of the next tile are in flight during this tile's P·V.
+        RawChunk8 kr0 = default, vr0 = default;
+        // The first tile.
+        if (t < 16 && j0 < numKeys)
         {
-            int firstKey = tile * 8;
+            long at = PrefillKvRow(m, blockRow, kvHead, j0) + u0 * 8;
+            kr0 = default(TCodec).LoadRaw8(keyCache, at);
+            vr0 = default(TCodec).LoadRaw8(valueCache, at);
+        }
+
+        for (int firstKey = 0; firstKey < numKeys; firstKey += 8)
+        {
             Group.Barrier(); // the previous tile's readers of K, V and P are done
 
-            // K/V tile through the block table: every 16-byte load is issued first (raw chunks in registers, all in flight
-            // together), then decoded to f32; keys past the last one are zero. K is stored dims-major for the score loop, V row-major
-            // for P·V.
-            var kr0 = default(RawChunk8);
-            var vr0 = default(RawChunk8);
-            if (t < 16 && firstKey + j0 < numKeys)
-            {
-                int key = firstKey + j0;
-                long at = (((long)m.BlockTables[blockRow + key / 8] * 2 + kvHead) * 8 + key % 8) * 16 + u0 * 8;
-                kr0 = default(TCodec).LoadRaw8(keyCache, at);
-                vr0 = default(TCodec).LoadRaw8(valueCache, at);
-            }
+            // K/V tile, decoded to f32: K stored dims-major for the score loop, V row-major for P·V.
             if (t < 16)
             {
                 var k8 = default(TCodec).Decode8(kr0);
@@ -149,6 +152,15 @@ public static partial class odd_tiles
                 sP[pAt] = s0_0; sP[pAt + 2] = s0_1; sP[pAt + 4] = s0_2; sP[pAt + 6] = s0_3;
             }
             Group.Barrier();
+
+            // The next tile, in flight during P·V.
+            kr0 = default; vr0 = default;
+            if (t < 16 && firstKey + 8 + j0 < numKeys)
+            {
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 8 + j0) + u0 * 8;
+                kr0 = default(TCodec).LoadRaw8(keyCache, at);
+                vr0 = default(TCodec).LoadRaw8(valueCache, at);
+            }
 
             // O += P·V: per key, this thread's 2 Float4 columns of V times each of its 1 rows' probability (read 4 keys at a time).
             Float4 p0, v0, v1;
@@ -189,7 +201,8 @@ public static partial class odd_tiles
     /// <summary>
     /// Flash prefill, causal, variable-length batch, register-tiled on CUDA cores. Thread group = (8 query positions
     /// of one sequence) x (one query head (K/V read per head, as if repeated)) = 8 query rows (row = position * 1 + head, padded to 16 so every warp is full), 32 threads.
-    /// K/V tiles of 8 keys are read through the block table (earlier chunks come from the cache) and decoded to f32 in shared memory.
+    /// K/V tiles of 8 keys are read through the block table (earlier chunks come from the cache) one tile ahead into registers,
+    /// then decoded to f32 in shared memory.
     /// Thread t = (row group rg = t / 2, key lane kl = t % 2) owns rows rg + 16 * i (i &lt; 1), keys kl + 2 * j (j &lt; 4)
     /// of S and Float4 columns kl + 2 * c (c &lt; 2) of O, all in registers: per head_dim Float4, 1 Q and 4 K shared loads
     /// feed 16 FMAs; per 4 keys of P·V, 1 P and 8 V loads feed 32.
@@ -214,7 +227,6 @@ public static partial class odd_tiles
         int tilePositions = queryLen - i0 < 8 ? queryLen - i0 : 8;
         int firstQueryPos = context - queryLen + i0; // absolute position of the tile's first query
         int numKeys = firstQueryPos + tilePositions;  // causal: keys up to the tile's last query
-        int tiles = (numKeys + 7) / 8;
         int blockRow = seq * m.MaxBlocksPerSeq;
         int t = Group.IdxX;
         int rg = t / 2; // row group: this thread's rows are rg + 16 * i
@@ -253,23 +265,21 @@ public static partial class odd_tiles
         // This thread's units of a K/V tile (key j, 8 elements from u * 8), one per step: 2 lanes take consecutive units of a key.
         int j0 = t / 2 % 8, u0 = t / 16 * 2 + t % 2;
 
-        for (int tile = 0; tile < tiles; tile++)
+        // Raw K/V chunks in registers, loaded one tile ahead: the loads of the next tile are in flight during this tile's P·V.
+        RawChunk8 kr0 = default, vr0 = default;
+        // The first tile.
+        if (t < 16 && j0 < numKeys)
         {
-            int firstKey = tile * 8;
+            long at = PrefillKvRow(m, blockRow, kvHead, j0) + u0 * 8;
+            kr0 = default(TCodec).LoadRaw8(keyCache, at);
+            vr0 = default(TCodec).LoadRaw8(valueCache, at);
+        }
+
+        for (int firstKey = 0; firstKey < numKeys; firstKey += 8)
+        {
             Group.Barrier(); // the previous tile's readers of K, V and P are done
 
-            // K/V tile through the block table: every 16-byte load is issued first (raw chunks in registers, all in flight
-            // together), then decoded to f32; keys past the last one are zero. K is stored dims-major for the score loop, V row-major
-            // for P·V.
-            var kr0 = default(RawChunk8);
-            var vr0 = default(RawChunk8);
-            if (t < 16 && firstKey + j0 < numKeys)
-            {
-                int key = firstKey + j0;
-                long at = (((long)m.BlockTables[blockRow + key / 8] * 2 + kvHead) * 8 + key % 8) * 16 + u0 * 8;
-                kr0 = default(TCodec).LoadRaw8(keyCache, at);
-                vr0 = default(TCodec).LoadRaw8(valueCache, at);
-            }
+            // K/V tile, decoded to f32: K stored dims-major for the score loop, V row-major for P·V.
             if (t < 16)
             {
                 var k8 = default(TCodec).Decode8(kr0);
@@ -323,6 +333,15 @@ public static partial class odd_tiles
                 sP[pAt] = s0_0; sP[pAt + 2] = s0_1; sP[pAt + 4] = s0_2; sP[pAt + 6] = s0_3;
             }
             Group.Barrier();
+
+            // The next tile, in flight during P·V.
+            kr0 = default; vr0 = default;
+            if (t < 16 && firstKey + 8 + j0 < numKeys)
+            {
+                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 8 + j0) + u0 * 8;
+                kr0 = default(TCodec).LoadRaw8(keyCache, at);
+                vr0 = default(TCodec).LoadRaw8(valueCache, at);
+            }
 
             // O += P·V: per key, this thread's 2 Float4 columns of V times each of its 1 rows' probability (read 4 keys at a time).
             Float4 p0, v0, v1;
