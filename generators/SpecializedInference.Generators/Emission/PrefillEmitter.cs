@@ -37,7 +37,7 @@ internal static class PrefillEmitter
     }
 
     /// <summary>The register tiling of one variant's prefill kernel.</summary>
-    public static PrefillTiling Tiling(AttentionLayout L) => PrefillTiling.For(L.HeadDim, L.TileKv, L.Rows);
+    private static PrefillTiling Tiling(AttentionLayout L) => PrefillTiling.For(L.HeadDim, L.TileKv, L.Rows);
 
     private static void EmitKernel(SourceWriter w, AttentionLayout L)
     {
