@@ -52,7 +52,8 @@ internal static class AttentionKernelsEmitter
                 w.Line("    => _writeKv(plan.Batch.NumTokens * KvWriteThreadsPerToken, plan.Meta.SlotMapping, keys, values, keyCache, valueCache);");
                 w.Line();
                 w.Line("protected override void LaunchPrefill(AttentionPlan plan, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)");
-                w.Line("    => _prefill(new KernelConfig(plan.NumPrefillItems * Dims.HeadGroups, AttentionWarps * 32), plan.Meta, queries, keyCache, valueCache, output);");
+                w.Line("    => _prefill(new KernelConfig(plan.NumPrefillItems * Dims.HeadGroups, Options.HeadMapping == HeadMapping.Expanded ? PrefillExpandedThreads : PrefillThreads),");
+                w.Line("        plan.Meta, queries, keyCache, valueCache, output);");
                 w.Line();
                 w.Line("protected override void LaunchDecode(AttentionPlan plan, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)");
                 w.Line("    => _decode(new KernelConfig(plan.NumDecodeItems * Dims.HeadGroups, AttentionWarps * 32), plan.Meta, queries, keyCache, valueCache, output);");

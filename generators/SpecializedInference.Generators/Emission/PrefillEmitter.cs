@@ -6,9 +6,10 @@ using static SpecializedInference.Generators.Emission.SourceWriter;
 namespace SpecializedInference.Generators.Emission;
 
 /// <summary>
-/// Emits flash prefill for one kernel set, grouped and expanded: the generic kernel's algorithm with head_dim,
-/// heads, group size, block size and tiles as constants and every loop over head_dim, the group and the
-/// tiles written out (ILGPU does not unroll). Output accumulators live in registers.
+/// Emits flash prefill for one kernel set, grouped and expanded, as a register-tiled kernel on CUDA cores
+/// (<see cref="PrefillTiling"/>): each thread accumulates a micro-tile of S = Q·Kᵀ and of O in named scalar and
+/// Float4 registers, with every loop over head_dim, keys and the micro-tile written out (ILGPU neither unrolls loops
+/// nor keeps arrays with non-constant indices in registers), and keeps its rows' online-softmax state in registers.
 /// </summary>
 internal static class PrefillEmitter
 {
@@ -21,6 +22,13 @@ internal static class PrefillEmitter
         KernelSetEmitter.Header(w, spec, "ILGPU", "ILGPU.Algorithms", "SpecializedInference.Kernels");
         using (w.Block($"public static partial class {spec.Name}"))
         {
+            var m = spec.Model;
+            int bs = spec.Engine.KvBlockSize;
+            w.Line("/// <summary>First element of <paramref name=\"key\"/>'s row in the K or V cache of <paramref name=\"kvHead\"/>,");
+            w.Line("/// through the sequence's block table ([num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]).</summary>");
+            w.Line("private static long PrefillKvRow(AttentionMeta m, int blockRow, int kvHead, int key)");
+            w.Line($"    => (((long)m.BlockTables[blockRow + key / {Int(bs)}] * {Int(m.NumKeyValueHeads)} + kvHead) * {Int(bs)} + key % {Int(bs)}) * {Int(m.HeadDim)};");
+            w.Line();
             EmitKernel(w, new AttentionLayout(spec, expanded: false));
             w.Line();
             EmitKernel(w, new AttentionLayout(spec, expanded: true));
@@ -28,16 +36,37 @@ internal static class PrefillEmitter
         return w.ToString();
     }
 
+    /// <summary>The register tiling of one variant's prefill kernel.</summary>
+    private static PrefillTiling Tiling(AttentionLayout L) => PrefillTiling.For(L.HeadDim, L.TileKv, L.Rows);
+
     private static void EmitKernel(SourceWriter w, AttentionLayout L)
     {
-        int T = L.Threads, D4 = L.D4, R = L.Rows, Tkv = L.TileKv, HG = L.HeadsPerGroup;
-        int kStride = D4 + 1;
-        string mapping = L.Expanded ? "one query head per thread group (K/V read per head, as if repeated)" : $"{HG} query heads per thread group share each K/V tile";
-        w.Line($"/// <summary>");
-        w.Line($"/// Flash prefill, causal, variable-length batch: thread group = ({L.Positions} query positions of one sequence) x ({mapping}),");
-        w.Line($"/// {T} threads, K/V tiles of {Tkv} keys read through the block table (earlier chunks come from the cache).");
-        w.Line($"/// Per tile: scores for every (row, key), online softmax per row (running max, running sum, rescale), P·V.");
-        w.Line($"/// </summary>");
+        var P = Tiling(L);
+        int T = P.Threads, D4 = P.D4, RM = P.RowsPerThread, RN = P.KeysPerThread, TC = P.KeyLanes, RG = P.RowGroups;
+        int BR = P.PaddedRows, BC = P.TileKv, CW = P.ColumnsPerThread, VS = P.VStride, PS = P.PStride, HG = L.HeadsPerGroup;
+        int UL = P.UnitLanes, QL = P.QueryLanes;
+        var rows = Enumerable.Range(0, RM).ToList();
+        var keys = Enumerable.Range(0, RN).ToList();
+        var cols = Enumerable.Range(0, CW).ToList();
+        string Join(IEnumerable<int> range, System.Func<int, string> f, string sep = " ") => string.Join(sep, range.Select(f));
+        string RowOf(int i) => Plus("rg", RG * i);
+
+        string mapping = L.Expanded ? "one query head (K/V read per head, as if repeated)" : $"the {HG} query heads of one K/V head";
+        string padded = BR > L.Rows ? $", padded to {BR} so every warp is full" : "";
+        w.Line($"/// <summary>Threads per group of Prefill{L.Suffix}: {RG} row groups x {TC} key lanes.</summary>");
+        w.Line($"public const int Prefill{L.Suffix}Threads = {Int(T)};");
+        w.Line();
+        w.Line("/// <summary>");
+        w.Line($"/// Flash prefill, causal, variable-length batch, register-tiled on CUDA cores. Thread group = ({L.Positions} query positions");
+        w.Line($"/// of one sequence) x ({mapping}) = {L.Rows} query rows (row = position * {HG} + head{padded}), {T} threads.");
+        w.Line($"/// K/V tiles of {BC} keys are read through the block table (earlier chunks come from the cache) one tile ahead into registers,");
+        w.Line("/// then decoded to f32 in shared memory.");
+        w.Line($"/// Thread t = (row group rg = t / {TC}, key lane kl = t % {TC}) owns rows rg + {RG} * i (i &lt; {RM}), keys kl + {TC} * j (j &lt; {RN})");
+        w.Line($"/// of S and Float4 columns kl + {TC} * c (c &lt; {CW}) of O, all in registers: per head_dim Float4, {RM} Q and {RN} K shared loads");
+        w.Line($"/// feed {4 * RM * RN} FMAs; per 4 keys of P·V, {RM} P and {4 * CW} V loads feed {16 * RM * CW}.");
+        w.Line($"/// Per tile: S = Q·Kᵀ, causal mask, online softmax per row (running max reduced over the row's {TC} lanes by xor shuffles,");
+        w.Line($"/// rescale, running sum), P through shared memory, O = O * alpha + P·V. Shared memory: {P.SharedBytes} bytes.");
+        w.Line("/// </summary>");
         w.Line("/// <param name=\"queries\">[num_tokens, NumAttentionHeads, HeadDim] f32</param>");
         w.Line("/// <param name=\"keyCache\">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]</param>");
         w.Line("/// <param name=\"valueCache\">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]</param>");
@@ -57,222 +86,240 @@ internal static class PrefillEmitter
             w.Line($"int tilePositions = queryLen - i0 < {Int(L.Positions)} ? queryLen - i0 : {Int(L.Positions)};");
             w.Line("int firstQueryPos = context - queryLen + i0; // absolute position of the tile's first query");
             w.Line("int numKeys = firstQueryPos + tilePositions;  // causal: keys up to the tile's last query");
-            w.Line($"int tiles = (numKeys + {Int(Tkv - 1)}) / {Int(Tkv)};");
             w.Line("int blockRow = seq * m.MaxBlocksPerSeq;");
             w.Line("int t = Group.IdxX;");
-            w.Line();
-            w.Line($"var sQ = SharedMemory.Allocate<Float4>({Int(R * D4)});       // [rows, head_dim] queries pre-scaled by 1/sqrt(head_dim); row = position * {HG} + head");
-            w.Line($"var sK = SharedMemory.Allocate<Float4>({Int(Tkv * kStride)});       // [tile_kv, head_dim + 4] keys, rows padded against bank conflicts");
-            w.Line($"var sV = SharedMemory.Allocate<Float4>({Int(Tkv * D4)});       // [tile_kv, head_dim] values");
-            w.Line($"var sS = SharedMemory.Allocate<float>({Int(R * Tkv)});        // [rows, tile_kv] scores, then probabilities");
-            w.Line($"var sMax = SharedMemory.Allocate<float>({Int(R)});       // [rows] running max");
-            w.Line($"var sSum = SharedMemory.Allocate<float>({Int(R)});       // [rows] running sum");
-            w.Line($"var sAlpha = SharedMemory.Allocate<float>({Int(R)});     // [rows] this tile's rescale factor");
+            w.Line($"int rg = t / {Int(TC)}; // row group: this thread's rows are rg + {RG} * i");
+            w.Line($"int kl = t % {Int(TC)}; // key lane: its keys of S are kl + {TC} * j, its Float4 columns of O kl + {TC} * c");
             w.Line();
 
-            w.Line("// Q tile, scaled; rows past the sequence's queries are zero.");
-            for (int i = 0; i * T < R * D4; i++)
+            w.Line($"var sQ = SharedMemory.Allocate<Float4>({Int(P.QFloat4s)});  // [head_dim / 4, {BR} rows] queries pre-scaled by 1/sqrt(head_dim), dims-major");
+            if (P.SharedKv)
             {
-                using (w.Scope())
+                w.Line($"var sK = SharedMemory.Allocate<Float4>({Int(System.Math.Max(P.KFloat4s, P.VFloat4s))});  // [head_dim / 4, {BC} keys] keys, dims-major; then V");
+                w.Line($"var sV = sK;                                  // [{BC} keys, head_dim / 4 + 1] values, rows padded; K's buffer once S is done (K and V do not both fit 48 KB)");
+            }
+            else
+            {
+                w.Line($"var sK = SharedMemory.Allocate<Float4>({Int(P.KFloat4s)});  // [head_dim / 4, {BC} keys] keys, dims-major");
+                w.Line($"var sV = SharedMemory.Allocate<Float4>({Int(P.VFloat4s)});  // [{BC} keys, head_dim / 4 + 1] values, rows padded by one Float4");
+            }
+            w.Line($"var sP4 = SharedMemory.Allocate<Float4>({Int(P.PFloat4s)}); // [{BR} rows, {PS}] probabilities of the tile's {BC} keys, rows padded");
+            w.Line("var sP = sP4.Cast<float>();");
+            w.Line();
+
+            int qTotal = BR * D4;
+            w.Line($"// Q tile, scaled, dims-major: {QL} lanes read consecutive Float4s of a row; rows that are not queries of this tile are zero.");
+            using (w.Block($"for (int f = t; f < {Int(qTotal)}; f += {Int(T)})"))
+            {
+                w.Line($"int r = {Mod(Div("f", QL), BR)};");
+                w.Line($"int c = {(QL == 1 ? Div("f", BR) : $"f / {Int(QL * BR)} * {Int(QL)} + f % {Int(QL)}")};");
+                w.Line($"int pos = {Div("r", HG)};");
+                w.Line("var q = default(Float4);");
+                using (w.Block("if (pos < tilePositions)"))
                 {
-                    w.Line($"int f = t + {Int(T * i)};");
-                    bool guard = T * (i + 1) > R * D4;
-                    if (guard) w.Open($"if (f < {Int(R * D4)})");
-                    w.Line($"int r = f / {Int(D4)};");
-                    w.Line($"int pos = r / {Int(HG)};");
-                    w.Line("var q = default(Float4);");
-                    using (w.Block("if (pos < tilePositions)"))
+                    w.Line($"long src = ((long)(queryStart + i0 + pos) * {Int(L.Heads)} + firstHead{(HG == 1 ? "" : $" + r % {Int(HG)}")}) * {Int(L.HeadDim)} + c * 4;");
+                    w.Line($"q = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * {Float(L.Scale)};");
+                }
+                w.Line($"sQ[c * {Int(BR)} + r] = q;");
+            }
+            w.Line();
+
+            w.Line("// Per row i of this thread: its query position, the last key it may see (causal; -1 for rows that are not queries");
+            w.Line("// of this tile), the running max m, this thread's share of the running sum l, and its Float4 columns of O.");
+            foreach (int i in rows)
+            {
+                w.Line($"int pos{i} = {Div(RowOf(i), HG)};");
+                w.Line($"int last{i} = pos{i} < tilePositions ? firstQueryPos + pos{i} : -1;");
+                w.Line($"float m{i} = float.NegativeInfinity, l{i} = 0f;");
+                w.Line($"Float4 {Join(cols, c => $"o{i}_{c} = default", ", ")};");
+            }
+            w.Line($"int pAt = rg * {Int(PS)} + kl;  // this thread's first probability in sP");
+            w.Line($"int pAt4 = rg * {Int(PS / 4)};       // its rows' first Float4 in sP4");
+            w.Line();
+
+            int total = BC * P.Units;
+            w.Line($"// This thread's units of a K/V tile (key j, 8 elements from u * 8), one per step: {UL} lanes take consecutive units of a key.");
+            for (int i = 0; i * T < total; i++)
+            {
+                string e = i == 0 ? "t" : $"t + {Int(T * i)}";
+                string uExpr = UL == 1 ? Div(e, BC) : $"{Div(e, UL * BC)} * {Int(UL)} + t % {Int(UL)}";
+                w.Line($"int j{i} = {Mod(Div(e, UL), BC)}, u{i} = {uExpr};");
+            }
+            w.Line();
+
+            // Raw 16-byte loads of the K/V units whose first key is `first`, into kr/vr; keys past the last one stay zero.
+            void Issue(string first, bool keys, bool values, bool reset = true)
+            {
+                for (int i = 0; i * T < total; i++)
+                {
+                    string key = first == "0" ? $"j{i}" : $"{first} + j{i}";
+                    string inTile = T * (i + 1) > total ? $"{Plus("t", T * i)} < {Int(total)} && " : "";
+                    if (reset) w.Line(keys && values ? $"kr{i} = default; vr{i} = default;" : keys ? $"kr{i} = default;" : $"vr{i} = default;");
+                    using (w.Block($"if ({inTile}{key} < numKeys)"))
                     {
-                        w.Line($"long src = ((long)(queryStart + i0 + pos) * {Int(L.Heads)} + firstHead + r % {Int(HG)}) * {Int(L.HeadDim)} + f % {Int(D4)} * 4;");
-                        w.Line($"q = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * {Float(L.Scale)};");
-                    }
-                    w.Line("sQ[f] = q;");
-                    if (guard) w.Close();
-                }
-            }
-            for (int i = 0; i * T < R; i++)
-            {
-                using (w.Scope())
-                {
-                    w.Line($"int r = t + {Int(T * i)};");
-                    using (w.Block($"if (r < {Int(R)})"))
-                    {
-                        w.Line("sMax[r] = float.NegativeInfinity;");
-                        w.Line("sSum[r] = 0f;");
+                        w.Line($"long at = PrefillKvRow(m, blockRow, kvHead, {key}) + u{i} * 8;");
+                        if (keys) w.Line($"kr{i} = default(TCodec).LoadRaw8(keyCache, at);");
+                        if (values) w.Line($"vr{i} = default(TCodec).LoadRaw8(valueCache, at);");
                     }
                 }
             }
+
+            int steps = AttentionLayout.CeilDiv(total, T);
+            w.Line("// Raw K/V chunks in registers, loaded one tile ahead: the loads of the next tile are in flight during this tile's P·V.");
+            w.Line($"RawChunk8 {Join(Enumerable.Range(0, steps), i => $"kr{i} = default, vr{i} = default", ", ")};");
+            w.Line(P.SharedKv ? "// The first tile's keys." : "// The first tile.");
+            Issue("0", keys: true, values: !P.SharedKv, reset: false);
             w.Line();
 
-            // Output ownership: thread owns Float4s f = t + T*i of the [rows, head_dim] tile.
-            int no = AttentionLayout.CeilDiv(R * D4, T);
-            bool fixedCol = T % D4 == 0;
-            w.Line($"// Output accumulators in registers: this thread owns Float4s t + {T} * i of the [rows, head_dim] tile.");
-            if (fixedCol) w.Line($"int oCol = t % {Int(D4)};");
-            var okFlags = new bool[no];
-            for (int i = 0; i < no; i++)
+            using (w.Block($"for (int firstKey = 0; firstKey < numKeys; firstKey += {Int(BC)})"))
             {
-                string rowExpr = fixedCol ? $"t / {Int(D4)} + {Int(T / D4 * i)}" : $"(t + {Int(T * i)}) / {Int(D4)}";
-                bool mayBeInvalid = fixedCol ? T / D4 * i + T / D4 - 1 >= R : T * (i + 1) > R * D4;
-                okFlags[i] = mayBeInvalid;
-                if (mayBeInvalid)
-                {
-                    w.Line($"bool oOk{i} = {rowExpr} < {Int(R)};");
-                    w.Line($"int oRow{i} = oOk{i} ? {rowExpr} : {Int(R - 1)};");
-                }
-                else
-                {
-                    w.Line($"int oRow{i} = {rowExpr};");
-                }
-                if (!fixedCol) w.Line($"int oCol{i} = (t + {Int(T * i)}) % {Int(D4)};");
-                w.Line($"var o{i} = default(Float4);");
-            }
-            w.Line();
-
-            using (w.Block("for (int tile = 0; tile < tiles; tile++)"))
-            {
-                w.Line($"int k0 = tile * {Int(Tkv)};");
-                w.Line("Group.Barrier(); // the previous tile's readers are done");
+                w.Line("Group.Barrier(); // the previous tile's readers of K, V and P are done");
                 w.Line();
-                w.Line("// K/V tile, one 8-element unit per thread and step; keys past the last one are zero.");
-                for (int i = 0; i * T < Tkv * L.Units; i++)
+
+                if (P.SharedKv)
+                {
+                    w.Line("// This tile's values: in flight while the keys are stored and S is computed (they go to K's buffer after S).");
+                    Issue("firstKey", keys: false, values: true);
+                }
+                w.Line(P.SharedKv
+                    ? "// K tile, decoded to f32 and stored dims-major for the score loop."
+                    : "// K/V tile, decoded to f32: K stored dims-major for the score loop, V row-major for P·V.");
+                for (int i = 0; i * T < total; i++)
+                {
+                    bool guard = T * (i + 1) > total;
+                    using (guard ? w.Block($"if ({Plus("t", T * i)} < {Int(total)})") : w.Scope())
+                    {
+                        w.Line($"var k8 = default(TCodec).Decode8(kr{i});");
+                        w.Line($"sK[u{i} * {Int(2 * BC)} + j{i}] = k8.Lo;");
+                        w.Line($"sK[u{i} * {Int(2 * BC)} + {Int(BC)} + j{i}] = k8.Hi;");
+                        if (!P.SharedKv)
+                        {
+                            w.Line($"var v8 = default(TCodec).Decode8(vr{i});");
+                            w.Line($"sV[j{i} * {Int(VS)} + u{i} * 2] = v8.Lo;");
+                            w.Line($"sV[j{i} * {Int(VS)} + u{i} * 2 + 1] = v8.Hi;");
+                        }
+                    }
+                }
+                w.Line("Group.Barrier();");
+                w.Line();
+
+                w.Line($"// S = Q·Kᵀ for this thread's {RM} rows x {RN} keys, one head_dim Float4 at a time: each Q load feeds {RN} keys, each K load {RM} rows.");
+                foreach (int i in rows) w.Line($"float {Join(keys, k => $"s{i}_{k} = 0f", ", ")};");
+                w.Line($"Float4 {Join(rows, i => $"q{i}", ", ")}, {Join(keys, k => $"k{k}", ", ")};");
+                for (int c = 0; c < D4; c++)
+                {
+                    w.Line($"// head_dim {4 * c}..{4 * c + 3}");
+                    w.Line(Join(rows, i => $"q{i} = sQ[{Plus("rg", c * BR + RG * i)}];"));
+                    w.Line(Join(keys, k => $"k{k} = sK[{Plus("kl", c * BC + TC * k)}];"));
+                    foreach (int i in rows) w.Line(Join(keys, k => $"s{i}_{k} = q{i}.DotAdd(k{k}, s{i}_{k});"));
+                }
+                w.Line();
+
+                w.Line($"// Causal mask: key firstKey + kl + {TC} * j is visible to row i when it is at most last_i.");
+                w.Line("int key0 = firstKey + kl;");
+                foreach (int i in rows)
+                    w.Line(Join(keys, k => $"s{i}_{k} = {Plus("key0", TC * k)} <= last{i} ? s{i}_{k} : float.NegativeInfinity;"));
+                w.Line();
+
+                w.Line($"// Online softmax per row: the tile's max over this thread's keys, then over the row's {TC} lanes (xor shuffles); the");
+                w.Line("// rescale factor alpha of what is accumulated; probabilities (to shared memory for P·V); this thread's share of the sum.");
+                foreach (int i in rows)
                 {
                     using (w.Scope())
                     {
-                        w.Line($"int e = t + {Int(T * i)};");
-                        bool guard = T * (i + 1) > Tkv * L.Units;
-                        if (guard) w.Open($"if (e < {Int(Tkv * L.Units)})");
-                        w.Line($"int j = e / {Int(L.Units)};");
-                        w.Line($"int unit = e % {Int(L.Units)};");
-                        w.Line("int key = k0 + j;");
-                        w.Line("var k8 = default(Float8);");
-                        w.Line("var v8 = default(Float8);");
-                        using (w.Block("if (key < numKeys)"))
-                        {
-                            w.Line($"long row = (((long)m.BlockTables[blockRow + key / {Int(L.BlockSize)}] * {Int(L.KvHeads)} + kvHead) * {Int(L.BlockSize)} + key % {Int(L.BlockSize)}) * {Int(L.HeadDim)} + unit * 8;");
-                            w.Line("k8 = default(TCodec).Load8(keyCache, row);");
-                            w.Line("v8 = default(TCodec).Load8(valueCache, row);");
-                        }
-                        w.Line($"sK[j * {Int(kStride)} + 2 * unit] = k8.Lo;");
-                        w.Line($"sK[j * {Int(kStride)} + 2 * unit + 1] = k8.Hi;");
-                        w.Line($"sV[j * {Int(D4)} + 2 * unit] = v8.Lo;");
-                        w.Line($"sV[j * {Int(D4)} + 2 * unit + 1] = v8.Hi;");
-                        if (guard) w.Close();
+                        w.Line($"float tileMax = {Tree(keys.Select(k => $"s{i}_{k}").ToList(), (a, b) => $"XMath.Max({a}, {b})")};");
+                        for (int off = TC / 2; off >= 1; off /= 2)
+                            w.Line($"tileMax = XMath.Max(tileMax, Warp.ShuffleXor(tileMax, {Int(off)}));");
+                        w.Line($"float mNew = XMath.Max(m{i}, tileMax);");
+                        w.Line("bool any = mNew != float.NegativeInfinity; // false only for rows that are not queries of this tile");
+                        w.Line($"float alpha = any ? AttentionMath.ExpOrZero(m{i} - mNew) : 1f;");
+                        foreach (int k in keys) w.Line($"s{i}_{k} = any ? AttentionMath.ExpOrZero(s{i}_{k} - mNew) : 0f;");
+                        w.Line($"l{i} = l{i} * alpha + {Tree(keys.Select(k => $"s{i}_{k}").ToList(), (a, b) => $"({a} + {b})")};");
+                        w.Line($"m{i} = mNew;");
+                        w.Line(Join(cols, c => $"o{i}_{c} = o{i}_{c} * alpha;"));
+                        w.Line(Join(keys, k => $"sP[{Plus("pAt", RG * PS * i + TC * k)}] = s{i}_{k};"));
                     }
                 }
                 w.Line("Group.Barrier();");
                 w.Line();
 
-                // Scores: key j = t % Tkv, rows t / Tkv + (T / Tkv) * i.
-                int rs = T / Tkv;
-                int ns = AttentionLayout.CeilDiv(R, rs);
-                w.Line($"// Scores s = q·k: this thread's key is t % {Tkv}, its rows t / {Tkv} + {rs} * i; masked pairs are -inf.");
-                using (w.Scope())
+                if (P.SharedKv)
                 {
-                    w.Line($"int j = t % {Int(Tkv)};");
-                    w.Line("int key = k0 + j;");
-                    w.Line($"int sRow = t / {Int(Tkv)};");
-                    w.Line($"int kBase = j * {Int(kStride)};");
-                    for (int i = 0; i < ns; i++)
+                    w.Line("// V tile into K's buffer, decoded from the chunks loaded with K.");
+                    for (int i = 0; i * T < total; i++)
                     {
-                        bool mayBeInvalid = rs * i + rs - 1 >= R;
-                        w.Line(mayBeInvalid
-                            ? $"int q{i} = (sRow + {Int(rs * i)} < {Int(R)} ? sRow + {Int(rs * i)} : {Int(R - 1)}) * {Int(D4)};"
-                            : $"int q{i} = (sRow + {Int(rs * i)}) * {Int(D4)};");
-                        w.Line($"float s{i} = 0f;");
-                    }
-                    for (int c = 0; c < D4; c++)
-                    {
-                        w.Line($"var kq{c} = sK[kBase + {Int(c)}];");
-                        for (int i = 0; i < ns; i++) w.Line($"s{i} += sQ[q{i} + {Int(c)}].Dot(kq{c});");
-                    }
-                    for (int i = 0; i < ns; i++)
-                    {
-                        using (w.Scope())
+                        bool guard = T * (i + 1) > total;
+                        using (guard ? w.Block($"if ({Plus("t", T * i)} < {Int(total)})") : w.Scope())
                         {
-                            w.Line($"int r = sRow + {Int(rs * i)};");
-                            bool mayBeInvalid = rs * i + rs - 1 >= R;
-                            if (mayBeInvalid) w.Open($"if (r < {Int(R)})");
-                            w.Line($"int pos = r / {Int(HG)};");
-                            w.Line($"sS[r * {Int(Tkv)} + j] = pos < tilePositions && key <= firstQueryPos + pos ? s{i} : float.NegativeInfinity;");
-                            if (mayBeInvalid) w.Close();
+                            w.Line($"var v8 = default(TCodec).Decode8(vr{i});");
+                            w.Line($"sV[j{i} * {Int(VS)} + u{i} * 2] = v8.Lo;");
+                            w.Line($"sV[j{i} * {Int(VS)} + u{i} * 2 + 1] = v8.Hi;");
                         }
                     }
+                    w.Line("Group.Barrier();");
+                    w.Line();
                 }
-                w.Line("Group.Barrier();");
+
+                w.Line(P.SharedKv ? "// The next tile's keys, in flight during P·V." : "// The next tile, in flight during P·V.");
+                Issue($"firstKey + {Int(BC)}", keys: true, values: !P.SharedKv);
                 w.Line();
 
-                w.Line("// Online softmax, one thread per row: new max, rescale factor, probabilities, running sum.");
-                for (int i = 0; i * T < R; i++)
+                w.Line($"// O += P·V: per key, this thread's {CW} Float4 columns of V times each of its {RM} rows' probability (read 4 keys at a time).");
+                w.Line($"Float4 {Join(rows, i => $"p{i}", ", ")}, {Join(cols, c => $"v{c}", ", ")};");
+                for (int jq = 0; jq < BC / 4; jq++)
                 {
-                    using (w.Scope())
+                    w.Line(Join(rows, i => $"p{i} = sP4[{Plus("pAt4", jq + i * RG * PS / 4)}];") + $" // keys {4 * jq}..{4 * jq + 3}");
+                    for (int jj = 0; jj < 4; jj++)
                     {
-                        w.Line($"int r = t + {Int(T * i)};");
-                        using (w.Block($"if (r < {Int(R)})"))
-                        {
-                            w.Line($"int b = r * {Int(Tkv)};");
-                            for (int j = 0; j < Tkv; j++) w.Line($"float x{j} = sS[b + {Int(j)}];");
-                            w.Line("float mOld = sMax[r];");
-                            w.Line($"float mNew = XMath.Max(mOld, {Tree(Enumerable.Range(0, Tkv).Select(j => $"x{j}").ToList(), (a, b) => $"XMath.Max({a}, {b})")});");
-                            w.Line("bool any = mNew != float.NegativeInfinity;");
-                            w.Line("float alpha = any ? AttentionMath.ExpOrZero(mOld - mNew) : 1f;");
-                            for (int j = 0; j < Tkv; j++)
-                            {
-                                w.Line($"float p{j} = any ? AttentionMath.ExpOrZero(x{j} - mNew) : 0f;");
-                                w.Line($"sS[b + {Int(j)}] = p{j};");
-                            }
-                            w.Line($"float sum = {Tree(Enumerable.Range(0, Tkv).Select(j => $"p{j}").ToList(), (a, b) => $"({a} + {b})")};");
-                            w.Line("sMax[r] = mNew;");
-                            w.Line("sSum[r] = sSum[r] * alpha + sum;");
-                            w.Line("sAlpha[r] = alpha;");
-                        }
-                    }
-                }
-                w.Line("Group.Barrier();");
-                w.Line();
-
-                w.Line("// Accumulate o = o * alpha + P·V.");
-                for (int i = 0; i < no; i++)
-                {
-                    w.Line($"o{i} = o{i} * sAlpha[oRow{i}];");
-                    w.Line($"int pRow{i} = oRow{i} * {Int(Tkv)};");
-                }
-                for (int j = 0; j < Tkv; j++)
-                {
-                    if (fixedCol)
-                    {
-                        w.Line($"var vt{j} = sV[{Int(j * D4)} + oCol];");
-                        for (int i = 0; i < no; i++) w.Line($"o{i} = o{i}.Fma(vt{j}, sS[pRow{i} + {Int(j)}]);");
-                    }
-                    else
-                    {
-                        for (int i = 0; i < no; i++) w.Line($"o{i} = o{i}.Fma(sV[{Int(j * D4)} + oCol{i}], sS[pRow{i} + {Int(j)}]);");
+                        int key = 4 * jq + jj;
+                        w.Line(Join(cols, c => $"v{c} = sV[{Plus("kl", key * VS + TC * c)}];"));
+                        foreach (int i in rows) w.Line(Join(cols, c => $"o{i}_{c} = o{i}_{c}.Fma(v{c}, p{i}.{"XYZW"[jj]});"));
                     }
                 }
             }
             w.Line();
-            w.Line("// Normalize and write the rows that are real queries.");
-            for (int i = 0; i < no; i++)
+
+            w.Line($"// Normalize and write the rows that are real queries; each row's running sum is spread over its {TC} lanes.");
+            foreach (int i in rows)
+                for (int off = TC / 2; off >= 1; off /= 2)
+                    w.Line($"l{i} += Warp.ShuffleXor(l{i}, {Int(off)});");
+            foreach (int i in rows)
             {
-                using (w.Scope())
+                using (w.Block($"if (pos{i} < tilePositions)"))
                 {
-                    if (okFlags[i]) w.Open($"if (oOk{i})");
-                    w.Line($"int pos = oRow{i} / {Int(HG)};");
-                    using (w.Block("if (pos < tilePositions)"))
+                    w.Line($"float inv = 1f / l{i};");
+                    string head = HG == 1 ? "" : $" + {Mod(RowOf(i), HG)}";
+                    w.Line($"long dst = ((long)(queryStart + i0 + pos{i}) * {Int(L.Heads)} + firstHead{head}) * {Int(L.HeadDim)} + kl * 4;");
+                    foreach (int c in cols)
                     {
-                        w.Line($"var o = o{i} * (1f / sSum[oRow{i}]);");
-                        string col = fixedCol ? "oCol" : $"oCol{i}";
-                        w.Line($"long dst = ((long)(queryStart + i0 + pos) * {Int(L.Heads)} + firstHead + oRow{i} % {Int(HG)}) * {Int(L.HeadDim)} + {col} * 4;");
-                        w.Line("output[dst] = o.X;");
-                        w.Line("output[dst + 1] = o.Y;");
-                        w.Line("output[dst + 2] = o.Z;");
-                        w.Line("output[dst + 3] = o.W;");
+                        w.Line(string.Join(" ", "XYZW".Select((x, k) => $"output[{Plus("dst", 4 * TC * c + k)}] = o{i}_{c}.{x} * inv;")));
                     }
-                    if (okFlags[i]) w.Close();
                 }
             }
         }
     }
+
+    /// <summary><paramref name="expr"/> + <paramref name="k"/>, or <paramref name="expr"/> when k is 0.</summary>
+    private static string Plus(string expr, int k) => k == 0 ? expr : $"{expr} + {Int(k)}";
+
+    /// <summary><paramref name="expr"/> in parentheses when it has a top-level + or - (*, / and % associate left).</summary>
+    private static string Paren(string expr)
+    {
+        int depth = 0;
+        foreach (char ch in expr)
+        {
+            if (ch == '(') depth++;
+            else if (ch == ')') depth--;
+            else if (depth == 0 && (ch == '+' || ch == '-')) return $"({expr})";
+        }
+        return expr;
+    }
+
+    /// <summary><paramref name="expr"/> / <paramref name="d"/>, or <paramref name="expr"/> when d is 1.</summary>
+    private static string Div(string expr, int d) => d == 1 ? expr : $"{Paren(expr)} / {Int(d)}";
+
+    /// <summary><paramref name="expr"/> % <paramref name="d"/>, or 0 when d is 1.</summary>
+    private static string Mod(string expr, int d) => d == 1 ? "0" : $"{Paren(expr)} % {Int(d)}";
 
     /// <summary>A balanced reduction expression over <paramref name="terms"/> (short dependency chains).</summary>
     internal static string Tree(List<string> terms, System.Func<string, string, string> combine)

@@ -5,16 +5,12 @@ namespace SpecializedInference.Generators.Models;
 /// <summary>
 /// Shared-memory footprint of the generated attention kernels, per thread group. ILGPU 1.5.3 caps a
 /// group at 48 KB, so the parser rejects tiles that would not fit and the emitter sizes tiles with the
-/// same formulas. The runtime's <c>AttentionSharedMemory</c> holds the same formulas (for the generic
+/// same formulas. The runtime's <c>AttentionSharedMemory</c> holds the decode formula too (for the generic
 /// kernels); keep the two in step.
 /// </summary>
 internal static class SharedMemoryBudget
 {
     public const int MaxBytesPerGroup = 48 * 1024;
-
-    /// <summary>Padding (in floats) added to each K row in shared memory so that lanes reading
-    /// different keys hit different banks.</summary>
-    public const int KeyRowPad = 4;
 
     /// <summary>Query rows (position × head) of a prefill group: whole positions of <paramref name="heads"/> heads.</summary>
     public static int PrefillRows(int tileQ, int heads) => PrefillPositions(tileQ, heads) * heads;
@@ -23,10 +19,11 @@ internal static class SharedMemoryBudget
     /// max(1, prefill_tile_q / heads) positions of every head it serves.</summary>
     public static int PrefillPositions(int tileQ, int heads) => Math.Max(1, tileQ / heads);
 
-    /// <summary>Prefill: Q tile [rows, D], K tile [tile_kv, D + pad], V tile [tile_kv, D], scores
-    /// [rows, tile_kv] and (max, sum, rescale) per row, all f32. Output accumulators stay in registers.</summary>
-    public static int PrefillBytes(int headDim, int tileKv, int rows)
-        => 4 * (rows * headDim + tileKv * (headDim + KeyRowPad) + tileKv * headDim + rows * tileKv + 3 * rows) + 16;
+    /// <summary>Prefill (the register-tiled layout of <see cref="PrefillTiling"/>): Q [head_dim/4, rows] and K
+    /// [head_dim/4, tile_kv] dims-major, V [tile_kv, head_dim + 4] (in K's buffer when both do not fit) and
+    /// probabilities [rows, tile_kv + pad], all f32. Output accumulators and softmax state stay in registers.
+    /// (The generic kernel's layout differs: the runtime's <c>AttentionSharedMemory</c>.)</summary>
+    public static int PrefillBytes(int headDim, int tileKv, int rows) => PrefillTiling.For(headDim, tileKv, rows).SharedBytes;
 
     /// <summary>Decode P·V: threads sharing one 8-dim column of V = threads / (head_dim / 8).</summary>
     public static int DecodeKeySlots(int headDim, int warps) => 32 * warps / (headDim / 8);

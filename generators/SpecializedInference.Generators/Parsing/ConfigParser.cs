@@ -226,7 +226,7 @@ internal sealed class ConfigParser
         int? blockSize = OptionalPositiveInt(node, "kv_block_size", 16);
         var kvDtype = OptionalEnum(node, "kv_dtype", KvDtype.F16);
         var weightDtype = OptionalEnum(node, "weight_dtype", WeightDtype.F16);
-        int? tileQ = OptionalPositiveInt(node, "prefill_tile_q", 16);
+        int? tileQ = OptionalPositiveInt(node, "prefill_tile_q", 32);
         int? warps = OptionalPositiveInt(node, "attention_warps", 4);
         int? partition = OptionalPositiveInt(node, "decode_partition_size", 256);
         bool? flash = OptionalBool(node, "use_flash_attention", true);
@@ -246,7 +246,7 @@ internal sealed class ConfigParser
         if (blockSize is int bs && (bs & (bs - 1)) != 0 || blockSize > 1024)
             ReportAt(DiagnosticDescriptors.TileNotSpecializable, At("kv_block_size"), _fileName, $"kv_block_size {blockSize} must be a power of two no larger than 1024");
         if (tileKv is int tkv && tkv != 8 && tkv != 16 && tkv != 32)
-            ReportAt(DiagnosticDescriptors.TileNotSpecializable, At("prefill_tile_kv"), _fileName, $"prefill_tile_kv {tkv} must be 8, 16 or 32 (one key per lane of a warp)");
+            ReportAt(DiagnosticDescriptors.TileNotSpecializable, At("prefill_tile_kv"), _fileName, $"prefill_tile_kv {tkv} must be 8, 16 or 32 (keys per K/V tile in shared memory)");
         if (warps is int w && w != 1 && w != 2 && w != 4 && w != 8)
             ReportAt(DiagnosticDescriptors.TileNotSpecializable, At("attention_warps"), _fileName, $"attention_warps {w} must be 1, 2, 4 or 8");
         if (partition is int p && p % 32 != 0)

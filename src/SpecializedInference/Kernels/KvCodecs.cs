@@ -34,6 +34,9 @@ public struct Float4
     public Float4 Fma(Float4 a, float s) => new(a.X * s + X, a.Y * s + Y, a.Z * s + Z, a.W * s + W);
 
     public float Dot(Float4 b) => X * b.X + Y * b.Y + Z * b.Z + W * b.W;
+
+    /// <summary>acc + this·b as a chain of four multiply-adds (four FMAs, no separate product sum).</summary>
+    public float DotAdd(Float4 b, float acc) => W * b.W + (Z * b.Z + (Y * b.Y + (X * b.X + acc)));
 }
 
 /// <summary>Eight consecutive head_dim elements: the unit of K/V traffic (one f16 chunk or two f32 chunks).</summary>

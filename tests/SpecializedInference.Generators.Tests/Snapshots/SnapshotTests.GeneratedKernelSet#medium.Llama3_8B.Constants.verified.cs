@@ -26,8 +26,8 @@ public static partial class Llama3_8B
     public const int MaxBatchSize = 64;
     public const int MaxSeqLen = 8192;
     public const int KvBlockSize = 16;
-    public const int PrefillTileQ = 16;
-    public const int PrefillTileKv = 16;
+    public const int PrefillTileQ = 32;
+    public const int PrefillTileKv = 32;
     public const int DecodePartitionSize = 128;
     public const int AttentionWarps = 4;
 

@@ -55,7 +55,8 @@ public static partial class mha_tiny
             => _writeKv(plan.Batch.NumTokens * KvWriteThreadsPerToken, plan.Meta.SlotMapping, keys, values, keyCache, valueCache);
 
         protected override void LaunchPrefill(AttentionPlan plan, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
-            => _prefill(new KernelConfig(plan.NumPrefillItems * Dims.HeadGroups, AttentionWarps * 32), plan.Meta, queries, keyCache, valueCache, output);
+            => _prefill(new KernelConfig(plan.NumPrefillItems * Dims.HeadGroups, Options.HeadMapping == HeadMapping.Expanded ? PrefillExpandedThreads : PrefillThreads),
+                plan.Meta, queries, keyCache, valueCache, output);
 
         protected override void LaunchDecode(AttentionPlan plan, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
             => _decode(new KernelConfig(plan.NumDecodeItems * Dims.HeadGroups, AttentionWarps * 32), plan.Meta, queries, keyCache, valueCache, output);

@@ -26,7 +26,7 @@ public static partial class mha_tiny
     public const int MaxBatchSize = 64;
     public const int MaxSeqLen = 1024;
     public const int KvBlockSize = 16;
-    public const int PrefillTileQ = 16;
+    public const int PrefillTileQ = 32;
     public const int PrefillTileKv = 32;
     public const int DecodePartitionSize = 256;
     public const int AttentionWarps = 4;

@@ -26,7 +26,7 @@ public static partial class TinyLlama_1_1B
     public const int MaxBatchSize = 64;
     public const int MaxSeqLen = 2048;
     public const int KvBlockSize = 16;
-    public const int PrefillTileQ = 16;
+    public const int PrefillTileQ = 32;
     public const int PrefillTileKv = 32;
     public const int DecodePartitionSize = 256;
     public const int AttentionWarps = 4;

@@ -17,5 +17,6 @@ public static partial class KernelRegistry
         gqa_hd128_long.Info,
         gqa_tiny.Info,
         mha_tiny.Info,
+        odd_tiles.Info,
     };
 }

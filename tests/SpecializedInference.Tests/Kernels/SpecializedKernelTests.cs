@@ -104,6 +104,42 @@ public sealed class SpecializedKernelTests : IClassFixture<CpuAcceleratorFixture
 
     private static KvDtype Other(KvDtype d) => d == KvDtype.F16 ? KvDtype.F32 : KvDtype.F16;
 
+    /// <summary>
+    /// Prefill alone, around the generated kernel's own tiles (P = query positions per work item, the query tile; KV = keys
+    /// per K/V tile): whole prompts of 2, P - 1, P, P + 1, KV - 1, KV and KV + 1 tokens (a last query tile of one position,
+    /// a last K/V tile of one key), a chunk that starts one key before a K/V tile boundary and one that starts mid-tile with
+    /// two query tiles, both attending to keys already in the cache, and a short chunk at the end of a 300-key context. The big
+    /// configs (one OS thread per GPU thread on the CPU accelerator) get the first two only, grouped.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelSets))]
+    public void SpecializedPrefillAcrossItsTileBoundaries(string name)
+    {
+        int seed = Random.Shared.Next();
+        var set = KernelRegistry.All.Single(s => s.Name == name);
+        var shape = AttentionShape.From(set.Shape, set.Engine.KvBlockSize);
+        bool big = shape.NumHeads >= 16;
+        var variants = new List<(KvDtype, HeadMapping)> { (set.Engine.KvDtype, HeadMapping.Grouped) };
+        if (!big) variants.Add((Other(set.Engine.KvDtype), HeadMapping.Expanded));
+        foreach (var (dtype, mapping) in variants)
+        {
+            var options = new AttentionOptions(dtype, HeadMapping: mapping);
+            var kernels = (AttentionKernelsBase)_fx.Get($"{name} {options}", () => set.CreateAttentionKernels!(_fx.Accelerator, options));
+            int p = kernels.PrefillPositions, kv = kernels.Tiles.PrefillTileKv;
+            var specs = new List<SeqSpec> { new(p + 1, p + 1), new(kv - 1 + p + 2, p + 2) };
+            if (!big)
+                specs.AddRange(new SeqSpec[] { new(2 * kv + 5, 2 * p + 3), new(2, 2), new(p - 1, p - 1), new(p, p), new(kv - 1, kv - 1), new(kv, kv), new(kv + 1, kv + 1), new(300, 6) });
+            // Prompts of one token would be decodes; drop them and any duplicate.
+            var seqs = specs.Where(s => s.QueryLen >= 2).Distinct().ToArray();
+            int blocks = seqs.Sum(s => (s.Context + shape.BlockSize - 1) / shape.BlockSize) + 2;
+            using var h = new AttentionHarness(_fx.Accelerator, shape, dtype, blocks, seed);
+            var tables = seqs.Select(s => h.TakeBlocks((s.Context + shape.BlockSize - 1) / shape.BlockSize)).ToArray();
+            var r = h.Step(h.Batch(seqs, tables), kernels);
+            AssertClose(r.Outputs[0], r.Expected, shape.HeadDim,
+                $"{name} prefill {dtype} {mapping} (P {p}, KV {kv}; {string.Join(",", seqs.Select(s => $"{s.QueryLen}@{s.Context}"))})", seed);
+        }
+    }
+
     [Fact]
     public void SpecializedWriteKvCacheMatchesReference()
     {
