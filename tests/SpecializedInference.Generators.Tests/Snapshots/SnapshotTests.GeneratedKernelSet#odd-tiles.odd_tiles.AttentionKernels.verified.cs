@@ -24,7 +24,6 @@ public static partial class odd_tiles
         private readonly System.Action<Index1D, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>> _writeKv;
         private readonly System.Action<KernelConfig, AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>> _prefill;
         private readonly System.Action<KernelConfig, AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>> _decode;
-        private readonly System.Action<KernelConfig, AttentionMeta, ArrayView<float>> _combine;
 
         public AttentionKernels(Accelerator accelerator, AttentionOptions options)
             : base(accelerator, "odd_tiles", isSpecialized: true, SpecializedShape, SpecializedTiles, options,
@@ -50,7 +49,6 @@ public static partial class odd_tiles
                     ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeExpanded<F32Codec>)
                     : accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(Decode<F32Codec>);
             }
-            _combine = accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>>(DecodeCombine);
         }
 
         protected override void LaunchWriteKv(AttentionPlan plan, ArrayView<float> keys, ArrayView<float> values, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache)
@@ -62,9 +60,5 @@ public static partial class odd_tiles
 
         protected override void LaunchDecode(AttentionPlan plan, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
             => _decode(new KernelConfig(plan.NumDecodeItems * Dims.HeadGroups, AttentionWarps * 32), plan.Meta, queries, keyCache, valueCache, output);
-
-        protected override void LaunchCombine(AttentionPlan plan, ArrayView<float> output)
-            => _combine(new KernelConfig(plan.NumCombines * NumAttentionHeads, CombineThreads, SharedMemoryConfig.RequestDynamic<Float4>(CombineSharedFloat4s(plan.Meta.MaxPartitions))),
-                plan.Meta, output);
     }
 }

@@ -11,9 +11,11 @@ public static partial class odd_tiles
 {
     /// <summary>
     /// Split-K flash decode: thread group = (decode, partition of 64 keys) x (3 query heads sharing each K/V load), 32 threads.
-    /// Each thread scores one key with 16-byte K loads, a warp per head takes the partition's max and sum,
-    /// then thread (key slot of 16, 8-dim unit of 2) accumulates P·V with 16-byte V loads. A single-partition
-    /// decode writes its output; otherwise the partition's (max, sum, output) go to scratch for the combine.
+    /// Each thread scores one key with 16-byte K loads while the V rows of its P·V share are already loading,
+    /// a warp per head takes the partition's max and sum, then thread (key slot of 16, 8-dim unit of 2) accumulates
+    /// P·V from those registers (16-byte V loads; one memory round trip for K and V). A single-partition
+    /// decode writes its output; otherwise the partition's (max, sum, output) go to scratch and the group takes a
+    /// ticket: the last partition of the decode to arrive combines them all and writes the output (one launch).
     /// </summary>
     /// <param name="queries">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
     /// <param name="keyCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]</param>
@@ -23,16 +25,18 @@ public static partial class odd_tiles
         where TCodec : struct, IKvCodec
     {
         int item = Grid.IdxX / 2;
-        int firstHead = Grid.IdxX % 2 * 3;
+        int headGroup = Grid.IdxX % 2;
+        int firstHead = headGroup * 3;
         int kvHead = firstHead / 3;
-        int decode = m.DecodeWork[2 * item];
-        int part = m.DecodeWork[2 * item + 1];
-        int seq = m.DecodeSeqs[decode];
-        int token = m.QueryStart[seq];
-        int context = m.ContextLens[seq];
+        int work = item * 5;                        // (decode, partition, token, context, block-table row): independent loads, one round trip
+        int decode = m.DecodeWork[work];
+        int part = m.DecodeWork[work + 1];
+        int token = m.DecodeWork[work + 2];
+        int context = m.DecodeWork[work + 3];
+        int blockRow = m.DecodeWork[work + 4];
         int k0 = part * 64;
         int numKeys = context - k0 < 64 ? context - k0 : 64;
-        int blockRow = seq * m.MaxBlocksPerSeq;
+        int partitions = (context + 63) / 64;
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(12);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
@@ -41,6 +45,8 @@ public static partial class odd_tiles
         var sMax = SharedMemory.Allocate<float>(3);      // [heads] partition max
         var sSum = SharedMemory.Allocate<float>(3);      // [heads] partition sum of exp(s - max)
         var sBlock = SharedMemory.Allocate<int>(8);     // [blocks] the partition's physical blocks, read once
+        var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
+        var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
         int firstBlock = k0 / 8;
         {
@@ -57,53 +63,63 @@ public static partial class odd_tiles
         }
         Group.Barrier();
 
+        // This thread's share of P·V: keys slot + 16 * r (r < 4) of the partition, 8 dims at unit.
+        int slot = t / 2;
+        int unit = t % 2;
+        RawChunk8 vr0, vr1, vr2, vr3;   // V of its first 4 keys, loaded with the K rows
+
         // Scores: one key per thread (keys t + 32 * i), the whole K row in 16-byte loads, every head from the same load.
+        // A key past the context loads the partition's last valid row (no branch around the loads) and scores -inf.
         {
             int j = t + 0;
+            bool valid = j < numKeys;
+            int key = k0 + (valid ? j : numKeys - 1);
+            long row = (((long)sBlock[key / 8 - firstBlock] * 2 + kvHead) * 8 + key % 8) * 16;
             float s0 = 0f;
             float s1 = 0f;
             float s2 = 0f;
-            bool valid = j < numKeys;
-            if (valid)
-            {
-                int key = k0 + j;
-                long row = (((long)sBlock[key / 8 - firstBlock] * 2 + kvHead) * 8 + key % 8) * 16;
-                var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
-                var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
-                var kc0 = default(TCodec).Decode8(kr0);
-                s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
-                s1 += sQ[4].Dot(kc0.Lo) + sQ[5].Dot(kc0.Hi);
-                s2 += sQ[8].Dot(kc0.Lo) + sQ[9].Dot(kc0.Hi);
-                var kc1 = default(TCodec).Decode8(kr1);
-                s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
-                s1 += sQ[6].Dot(kc1.Lo) + sQ[7].Dot(kc1.Hi);
-                s2 += sQ[10].Dot(kc1.Lo) + sQ[11].Dot(kc1.Hi);
-            }
+            var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
+            var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
+            // Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory
+            // round trip (K and V in flight together) instead of two (V only after the softmax).
+            int vk0 = k0 + (slot < numKeys ? slot : numKeys - 1);
+            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk0 / 8 - firstBlock] * 2 + kvHead) * 8 + vk0 % 8) * 16 + unit * 8);
+            int vk1 = k0 + (slot + 16 < numKeys ? slot + 16 : numKeys - 1);
+            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk1 / 8 - firstBlock] * 2 + kvHead) * 8 + vk1 % 8) * 16 + unit * 8);
+            int vk2 = k0 + (slot + 32 < numKeys ? slot + 32 : numKeys - 1);
+            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk2 / 8 - firstBlock] * 2 + kvHead) * 8 + vk2 % 8) * 16 + unit * 8);
+            int vk3 = k0 + (slot + 48 < numKeys ? slot + 48 : numKeys - 1);
+            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk3 / 8 - firstBlock] * 2 + kvHead) * 8 + vk3 % 8) * 16 + unit * 8);
+            var kc0 = default(TCodec).Decode8(kr0);
+            s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
+            s1 += sQ[4].Dot(kc0.Lo) + sQ[5].Dot(kc0.Hi);
+            s2 += sQ[8].Dot(kc0.Lo) + sQ[9].Dot(kc0.Hi);
+            var kc1 = default(TCodec).Decode8(kr1);
+            s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
+            s1 += sQ[6].Dot(kc1.Lo) + sQ[7].Dot(kc1.Hi);
+            s2 += sQ[10].Dot(kc1.Lo) + sQ[11].Dot(kc1.Hi);
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
             sP[64 + j] = valid ? s1 : float.NegativeInfinity;
             sP[128 + j] = valid ? s2 : float.NegativeInfinity;
         }
         {
             int j = t + 32;
+            bool valid = j < numKeys;
+            int key = k0 + (valid ? j : numKeys - 1);
+            long row = (((long)sBlock[key / 8 - firstBlock] * 2 + kvHead) * 8 + key % 8) * 16;
             float s0 = 0f;
             float s1 = 0f;
             float s2 = 0f;
-            bool valid = j < numKeys;
-            if (valid)
-            {
-                int key = k0 + j;
-                long row = (((long)sBlock[key / 8 - firstBlock] * 2 + kvHead) * 8 + key % 8) * 16;
-                var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
-                var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
-                var kc0 = default(TCodec).Decode8(kr0);
-                s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
-                s1 += sQ[4].Dot(kc0.Lo) + sQ[5].Dot(kc0.Hi);
-                s2 += sQ[8].Dot(kc0.Lo) + sQ[9].Dot(kc0.Hi);
-                var kc1 = default(TCodec).Decode8(kr1);
-                s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
-                s1 += sQ[6].Dot(kc1.Lo) + sQ[7].Dot(kc1.Hi);
-                s2 += sQ[10].Dot(kc1.Lo) + sQ[11].Dot(kc1.Hi);
-            }
+            var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
+            var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
+            var kc0 = default(TCodec).Decode8(kr0);
+            s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
+            s1 += sQ[4].Dot(kc0.Lo) + sQ[5].Dot(kc0.Hi);
+            s2 += sQ[8].Dot(kc0.Lo) + sQ[9].Dot(kc0.Hi);
+            var kc1 = default(TCodec).Decode8(kr1);
+            s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
+            s1 += sQ[6].Dot(kc1.Lo) + sQ[7].Dot(kc1.Hi);
+            s2 += sQ[10].Dot(kc1.Lo) + sQ[11].Dot(kc1.Hi);
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
             sP[64 + j] = valid ? s1 : float.NegativeInfinity;
             sP[128 + j] = valid ? s2 : float.NegativeInfinity;
@@ -193,129 +209,54 @@ public static partial class odd_tiles
         }
         Group.Barrier();
 
-        // P·V: thread = (key slot t / 2, 8-dim unit t % 2); one 16-byte V load serves every head.
-        int slot = t / 2;
-        int unit = t % 2;
+        // P·V: thread = (key slot t / 2, 8-dim unit t % 2); one 16-byte V load serves every head. Keys past
+        // the context have probability exactly 0 (their V row is the last valid one, so the product is 0 too).
         var lo0 = default(Float4);
         var hi0 = default(Float4);
         var lo1 = default(Float4);
         var hi1 = default(Float4);
         var lo2 = default(Float4);
         var hi2 = default(Float4);
-        int pv = slot;
-        for (; pv + 112 < numKeys; pv += 128)
-        {
-            int key0 = k0 + pv + 0;
-            var vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key0 / 8 - firstBlock] * 2 + kvHead) * 8 + key0 % 8) * 16 + unit * 8);
-            int key1 = k0 + pv + 16;
-            var vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key1 / 8 - firstBlock] * 2 + kvHead) * 8 + key1 % 8) * 16 + unit * 8);
-            int key2 = k0 + pv + 32;
-            var vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key2 / 8 - firstBlock] * 2 + kvHead) * 8 + key2 % 8) * 16 + unit * 8);
-            int key3 = k0 + pv + 48;
-            var vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key3 / 8 - firstBlock] * 2 + kvHead) * 8 + key3 % 8) * 16 + unit * 8);
-            int key4 = k0 + pv + 64;
-            var vr4 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key4 / 8 - firstBlock] * 2 + kvHead) * 8 + key4 % 8) * 16 + unit * 8);
-            int key5 = k0 + pv + 80;
-            var vr5 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key5 / 8 - firstBlock] * 2 + kvHead) * 8 + key5 % 8) * 16 + unit * 8);
-            int key6 = k0 + pv + 96;
-            var vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key6 / 8 - firstBlock] * 2 + kvHead) * 8 + key6 % 8) * 16 + unit * 8);
-            int key7 = k0 + pv + 112;
-            var vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key7 / 8 - firstBlock] * 2 + kvHead) * 8 + key7 % 8) * 16 + unit * 8);
-            var v0 = default(TCodec).Decode8(vr0);
-            float p0h0 = sP[0 + pv];
-            lo0 = lo0.Fma(v0.Lo, p0h0);
-            hi0 = hi0.Fma(v0.Hi, p0h0);
-            float p0h1 = sP[64 + pv];
-            lo1 = lo1.Fma(v0.Lo, p0h1);
-            hi1 = hi1.Fma(v0.Hi, p0h1);
-            float p0h2 = sP[128 + pv];
-            lo2 = lo2.Fma(v0.Lo, p0h2);
-            hi2 = hi2.Fma(v0.Hi, p0h2);
-            var v1 = default(TCodec).Decode8(vr1);
-            float p1h0 = sP[16 + pv];
-            lo0 = lo0.Fma(v1.Lo, p1h0);
-            hi0 = hi0.Fma(v1.Hi, p1h0);
-            float p1h1 = sP[80 + pv];
-            lo1 = lo1.Fma(v1.Lo, p1h1);
-            hi1 = hi1.Fma(v1.Hi, p1h1);
-            float p1h2 = sP[144 + pv];
-            lo2 = lo2.Fma(v1.Lo, p1h2);
-            hi2 = hi2.Fma(v1.Hi, p1h2);
-            var v2 = default(TCodec).Decode8(vr2);
-            float p2h0 = sP[32 + pv];
-            lo0 = lo0.Fma(v2.Lo, p2h0);
-            hi0 = hi0.Fma(v2.Hi, p2h0);
-            float p2h1 = sP[96 + pv];
-            lo1 = lo1.Fma(v2.Lo, p2h1);
-            hi1 = hi1.Fma(v2.Hi, p2h1);
-            float p2h2 = sP[160 + pv];
-            lo2 = lo2.Fma(v2.Lo, p2h2);
-            hi2 = hi2.Fma(v2.Hi, p2h2);
-            var v3 = default(TCodec).Decode8(vr3);
-            float p3h0 = sP[48 + pv];
-            lo0 = lo0.Fma(v3.Lo, p3h0);
-            hi0 = hi0.Fma(v3.Hi, p3h0);
-            float p3h1 = sP[112 + pv];
-            lo1 = lo1.Fma(v3.Lo, p3h1);
-            hi1 = hi1.Fma(v3.Hi, p3h1);
-            float p3h2 = sP[176 + pv];
-            lo2 = lo2.Fma(v3.Lo, p3h2);
-            hi2 = hi2.Fma(v3.Hi, p3h2);
-            var v4 = default(TCodec).Decode8(vr4);
-            float p4h0 = sP[64 + pv];
-            lo0 = lo0.Fma(v4.Lo, p4h0);
-            hi0 = hi0.Fma(v4.Hi, p4h0);
-            float p4h1 = sP[128 + pv];
-            lo1 = lo1.Fma(v4.Lo, p4h1);
-            hi1 = hi1.Fma(v4.Hi, p4h1);
-            float p4h2 = sP[192 + pv];
-            lo2 = lo2.Fma(v4.Lo, p4h2);
-            hi2 = hi2.Fma(v4.Hi, p4h2);
-            var v5 = default(TCodec).Decode8(vr5);
-            float p5h0 = sP[80 + pv];
-            lo0 = lo0.Fma(v5.Lo, p5h0);
-            hi0 = hi0.Fma(v5.Hi, p5h0);
-            float p5h1 = sP[144 + pv];
-            lo1 = lo1.Fma(v5.Lo, p5h1);
-            hi1 = hi1.Fma(v5.Hi, p5h1);
-            float p5h2 = sP[208 + pv];
-            lo2 = lo2.Fma(v5.Lo, p5h2);
-            hi2 = hi2.Fma(v5.Hi, p5h2);
-            var v6 = default(TCodec).Decode8(vr6);
-            float p6h0 = sP[96 + pv];
-            lo0 = lo0.Fma(v6.Lo, p6h0);
-            hi0 = hi0.Fma(v6.Hi, p6h0);
-            float p6h1 = sP[160 + pv];
-            lo1 = lo1.Fma(v6.Lo, p6h1);
-            hi1 = hi1.Fma(v6.Hi, p6h1);
-            float p6h2 = sP[224 + pv];
-            lo2 = lo2.Fma(v6.Lo, p6h2);
-            hi2 = hi2.Fma(v6.Hi, p6h2);
-            var v7 = default(TCodec).Decode8(vr7);
-            float p7h0 = sP[112 + pv];
-            lo0 = lo0.Fma(v7.Lo, p7h0);
-            hi0 = hi0.Fma(v7.Hi, p7h0);
-            float p7h1 = sP[176 + pv];
-            lo1 = lo1.Fma(v7.Lo, p7h1);
-            hi1 = hi1.Fma(v7.Hi, p7h1);
-            float p7h2 = sP[240 + pv];
-            lo2 = lo2.Fma(v7.Lo, p7h2);
-            hi2 = hi2.Fma(v7.Hi, p7h2);
-        }
-        for (; pv < numKeys; pv += 16)
-        {
-            int key = k0 + pv;
-            var v = default(TCodec).Load8(valueCache, (((long)sBlock[key / 8 - firstBlock] * 2 + kvHead) * 8 + key % 8) * 16 + unit * 8);
-            float p0 = sP[0 + pv];
-            lo0 = lo0.Fma(v.Lo, p0);
-            hi0 = hi0.Fma(v.Hi, p0);
-            float p1 = sP[64 + pv];
-            lo1 = lo1.Fma(v.Lo, p1);
-            hi1 = hi1.Fma(v.Hi, p1);
-            float p2 = sP[128 + pv];
-            lo2 = lo2.Fma(v.Lo, p2);
-            hi2 = hi2.Fma(v.Hi, p2);
-        }
+        var v0 = default(TCodec).Decode8(vr0);
+        float p0h0 = sP[0 + slot];
+        lo0 = lo0.Fma(v0.Lo, p0h0);
+        hi0 = hi0.Fma(v0.Hi, p0h0);
+        float p0h1 = sP[64 + slot];
+        lo1 = lo1.Fma(v0.Lo, p0h1);
+        hi1 = hi1.Fma(v0.Hi, p0h1);
+        float p0h2 = sP[128 + slot];
+        lo2 = lo2.Fma(v0.Lo, p0h2);
+        hi2 = hi2.Fma(v0.Hi, p0h2);
+        var v1 = default(TCodec).Decode8(vr1);
+        float p1h0 = sP[16 + slot];
+        lo0 = lo0.Fma(v1.Lo, p1h0);
+        hi0 = hi0.Fma(v1.Hi, p1h0);
+        float p1h1 = sP[80 + slot];
+        lo1 = lo1.Fma(v1.Lo, p1h1);
+        hi1 = hi1.Fma(v1.Hi, p1h1);
+        float p1h2 = sP[144 + slot];
+        lo2 = lo2.Fma(v1.Lo, p1h2);
+        hi2 = hi2.Fma(v1.Hi, p1h2);
+        var v2 = default(TCodec).Decode8(vr2);
+        float p2h0 = sP[32 + slot];
+        lo0 = lo0.Fma(v2.Lo, p2h0);
+        hi0 = hi0.Fma(v2.Hi, p2h0);
+        float p2h1 = sP[96 + slot];
+        lo1 = lo1.Fma(v2.Lo, p2h1);
+        hi1 = hi1.Fma(v2.Hi, p2h1);
+        float p2h2 = sP[160 + slot];
+        lo2 = lo2.Fma(v2.Lo, p2h2);
+        hi2 = hi2.Fma(v2.Hi, p2h2);
+        var v3 = default(TCodec).Decode8(vr3);
+        float p3h0 = sP[48 + slot];
+        lo0 = lo0.Fma(v3.Lo, p3h0);
+        hi0 = hi0.Fma(v3.Hi, p3h0);
+        float p3h1 = sP[112 + slot];
+        lo1 = lo1.Fma(v3.Lo, p3h1);
+        hi1 = hi1.Fma(v3.Hi, p3h1);
+        float p3h2 = sP[176 + slot];
+        lo2 = lo2.Fma(v3.Lo, p3h2);
+        hi2 = hi2.Fma(v3.Hi, p3h2);
         sRed[(slot * 3 + 0) * 4 + 2 * unit] = lo0;
         sRed[(slot * 3 + 0) * 4 + 2 * unit + 1] = hi0;
         sRed[(slot * 3 + 1) * 4 + 2 * unit] = lo1;
@@ -335,7 +276,7 @@ public static partial class odd_tiles
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;
-                if (context <= 64)
+                if (partitions == 1)
                 {
                     long dst = ((long)token * 6 + head) * 16 + c * 4;
                     output[dst] = acc.X;
@@ -345,12 +286,8 @@ public static partial class odd_tiles
                 }
                 else
                 {
-                    long partial = ((long)decode * 6 + head) * m.MaxPartitions + part;
-                    long dst = partial * 16 + c * 4;
-                    m.PartialOut[dst] = acc.X;
-                    m.PartialOut[dst + 1] = acc.Y;
-                    m.PartialOut[dst + 2] = acc.Z;
-                    m.PartialOut[dst + 3] = acc.W;
+                    long partial = ((long)decode * 6 + head) * m.PartitionSlots + part;
+                    partialOut[partial * 4 + c] = acc;
                     if (c == 0)
                     {
                         m.PartialMaxSum[partial * 2] = sMax[h];
@@ -359,13 +296,184 @@ public static partial class odd_tiles
                 }
             }
         }
+
+        if (partitions > 1)
+        {
+            // Ticket: the group that completes the decode's partitions (for these heads) combines them.
+            Group.Barrier();
+            if (t == 0)
+            {
+                ref int ticket = ref m.DecodeTickets[decode * 2 + headGroup];
+                MemoryFence.DeviceLevel();                 // release: this group's partials before its ticket
+                bool last = Atomic.Add(ref ticket, 1) == partitions - 1;
+                if (last)
+                {
+                    ticket = 0;                                // every partition has drawn: ready for the next launch
+                    MemoryFence.DeviceLevel();                 // acquire: the other groups' partials before we read them
+                }
+                sLast[0] = last ? 1 : 0;
+            }
+            Group.Barrier();
+            if (sLast[0] != 0)
+            {
+                long first = ((long)decode * 6 + firstHead) * m.PartitionSlots;   // partial (decode, firstHead, 0)
+
+                // M and L = Σ_p l_p·exp(m_p - M) of each head, a warp per head; sSum keeps 1 / L.
+                if (warp == 0)
+                {
+                    long row = first;
+                    float mx = float.NegativeInfinity;
+                    for (int p = lane; p < partitions; p += 32) mx = XMath.Max(mx, m.PartialMaxSum[(row + p) * 2]);
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 2));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 1));
+                    float sum = 0f;
+                    for (int p = lane; p < partitions; p += 32) sum += m.PartialMaxSum[(row + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(row + p) * 2] - mx);
+                    sum += Warp.ShuffleXor(sum, 16);
+                    sum += Warp.ShuffleXor(sum, 8);
+                    sum += Warp.ShuffleXor(sum, 4);
+                    sum += Warp.ShuffleXor(sum, 2);
+                    sum += Warp.ShuffleXor(sum, 1);
+                    if (lane == 0)
+                    {
+                        sMax[0] = mx;
+                        sSum[0] = 1f / sum;
+                    }
+                }
+                if (warp == 0)
+                {
+                    long row = first + 1 * (long)m.PartitionSlots;
+                    float mx = float.NegativeInfinity;
+                    for (int p = lane; p < partitions; p += 32) mx = XMath.Max(mx, m.PartialMaxSum[(row + p) * 2]);
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 2));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 1));
+                    float sum = 0f;
+                    for (int p = lane; p < partitions; p += 32) sum += m.PartialMaxSum[(row + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(row + p) * 2] - mx);
+                    sum += Warp.ShuffleXor(sum, 16);
+                    sum += Warp.ShuffleXor(sum, 8);
+                    sum += Warp.ShuffleXor(sum, 4);
+                    sum += Warp.ShuffleXor(sum, 2);
+                    sum += Warp.ShuffleXor(sum, 1);
+                    if (lane == 0)
+                    {
+                        sMax[1] = mx;
+                        sSum[1] = 1f / sum;
+                    }
+                }
+                if (warp == 0)
+                {
+                    long row = first + 2 * (long)m.PartitionSlots;
+                    float mx = float.NegativeInfinity;
+                    for (int p = lane; p < partitions; p += 32) mx = XMath.Max(mx, m.PartialMaxSum[(row + p) * 2]);
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 2));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 1));
+                    float sum = 0f;
+                    for (int p = lane; p < partitions; p += 32) sum += m.PartialMaxSum[(row + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(row + p) * 2] - mx);
+                    sum += Warp.ShuffleXor(sum, 16);
+                    sum += Warp.ShuffleXor(sum, 8);
+                    sum += Warp.ShuffleXor(sum, 4);
+                    sum += Warp.ShuffleXor(sum, 2);
+                    sum += Warp.ShuffleXor(sum, 1);
+                    if (lane == 0)
+                    {
+                        sMax[2] = mx;
+                        sSum[2] = 1f / sum;
+                    }
+                }
+                Group.Barrier();
+
+                // Σ_p w_p·o_p, w_p = l_p·exp(m_p - M): thread = (slice i / 12 of 2, Float4 column i % 12 of the group's heads), 8 partitions' loads in flight.
+                {
+                    int i = t + 0;
+                    if (i < 24)
+                    {
+                        int f = i % 12;
+                        int h = f / 4;
+                        int c = f % 4;
+                        long row = first + h * (long)m.PartitionSlots;
+                        float mx = sMax[h];
+                        var acc = default(Float4);
+                        int p = i / 12;
+                        for (; p + 14 < partitions; p += 16)
+                        {
+                            long q0 = row + p + 0;
+                            float m0 = m.PartialMaxSum[q0 * 2];
+                            float l0 = m.PartialMaxSum[q0 * 2 + 1];
+                            var o0 = partialOut[q0 * 4 + c];
+                            long q1 = row + p + 2;
+                            float m1 = m.PartialMaxSum[q1 * 2];
+                            float l1 = m.PartialMaxSum[q1 * 2 + 1];
+                            var o1 = partialOut[q1 * 4 + c];
+                            long q2 = row + p + 4;
+                            float m2 = m.PartialMaxSum[q2 * 2];
+                            float l2 = m.PartialMaxSum[q2 * 2 + 1];
+                            var o2 = partialOut[q2 * 4 + c];
+                            long q3 = row + p + 6;
+                            float m3 = m.PartialMaxSum[q3 * 2];
+                            float l3 = m.PartialMaxSum[q3 * 2 + 1];
+                            var o3 = partialOut[q3 * 4 + c];
+                            long q4 = row + p + 8;
+                            float m4 = m.PartialMaxSum[q4 * 2];
+                            float l4 = m.PartialMaxSum[q4 * 2 + 1];
+                            var o4 = partialOut[q4 * 4 + c];
+                            long q5 = row + p + 10;
+                            float m5 = m.PartialMaxSum[q5 * 2];
+                            float l5 = m.PartialMaxSum[q5 * 2 + 1];
+                            var o5 = partialOut[q5 * 4 + c];
+                            long q6 = row + p + 12;
+                            float m6 = m.PartialMaxSum[q6 * 2];
+                            float l6 = m.PartialMaxSum[q6 * 2 + 1];
+                            var o6 = partialOut[q6 * 4 + c];
+                            long q7 = row + p + 14;
+                            float m7 = m.PartialMaxSum[q7 * 2];
+                            float l7 = m.PartialMaxSum[q7 * 2 + 1];
+                            var o7 = partialOut[q7 * 4 + c];
+                            acc = acc.Fma(o0, l0 * AttentionMath.ExpOrZero(m0 - mx));
+                            acc = acc.Fma(o1, l1 * AttentionMath.ExpOrZero(m1 - mx));
+                            acc = acc.Fma(o2, l2 * AttentionMath.ExpOrZero(m2 - mx));
+                            acc = acc.Fma(o3, l3 * AttentionMath.ExpOrZero(m3 - mx));
+                            acc = acc.Fma(o4, l4 * AttentionMath.ExpOrZero(m4 - mx));
+                            acc = acc.Fma(o5, l5 * AttentionMath.ExpOrZero(m5 - mx));
+                            acc = acc.Fma(o6, l6 * AttentionMath.ExpOrZero(m6 - mx));
+                            acc = acc.Fma(o7, l7 * AttentionMath.ExpOrZero(m7 - mx));
+                        }
+                        for (; p < partitions; p += 2)
+                        {
+                            long q = row + p;
+                            acc = acc.Fma(partialOut[q * 4 + c], m.PartialMaxSum[q * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[q * 2] - mx));
+                        }
+                        sRed[i] = acc;
+                    }
+                }
+                Group.Barrier();
+                if (t < 12)
+                {
+                    var o = (sRed[0 + t] + sRed[12 + t]) * sSum[t / 4];
+                    long dst = ((long)token * 6 + firstHead) * 16 + t * 4;
+                    output[dst] = o.X;
+                    output[dst + 1] = o.Y;
+                    output[dst + 2] = o.Z;
+                    output[dst + 3] = o.W;
+                }
+            }
+        }
     }
 
     /// <summary>
     /// Split-K flash decode: thread group = (decode, partition of 64 keys) x (one query head (K/V read per head, as if repeated)), 32 threads.
-    /// Each thread scores one key with 16-byte K loads, a warp per head takes the partition's max and sum,
-    /// then thread (key slot of 16, 8-dim unit of 2) accumulates P·V with 16-byte V loads. A single-partition
-    /// decode writes its output; otherwise the partition's (max, sum, output) go to scratch for the combine.
+    /// Each thread scores one key with 16-byte K loads while the V rows of its P·V share are already loading,
+    /// a warp per head takes the partition's max and sum, then thread (key slot of 16, 8-dim unit of 2) accumulates
+    /// P·V from those registers (16-byte V loads; one memory round trip for K and V). A single-partition
+    /// decode writes its output; otherwise the partition's (max, sum, output) go to scratch and the group takes a
+    /// ticket: the last partition of the decode to arrive combines them all and writes the output (one launch).
     /// </summary>
     /// <param name="queries">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
     /// <param name="keyCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]</param>
@@ -375,16 +483,18 @@ public static partial class odd_tiles
         where TCodec : struct, IKvCodec
     {
         int item = Grid.IdxX / 6;
-        int firstHead = Grid.IdxX % 6 * 1;
+        int headGroup = Grid.IdxX % 6;
+        int firstHead = headGroup * 1;
         int kvHead = firstHead / 3;
-        int decode = m.DecodeWork[2 * item];
-        int part = m.DecodeWork[2 * item + 1];
-        int seq = m.DecodeSeqs[decode];
-        int token = m.QueryStart[seq];
-        int context = m.ContextLens[seq];
+        int work = item * 5;                        // (decode, partition, token, context, block-table row): independent loads, one round trip
+        int decode = m.DecodeWork[work];
+        int part = m.DecodeWork[work + 1];
+        int token = m.DecodeWork[work + 2];
+        int context = m.DecodeWork[work + 3];
+        int blockRow = m.DecodeWork[work + 4];
         int k0 = part * 64;
         int numKeys = context - k0 < 64 ? context - k0 : 64;
-        int blockRow = seq * m.MaxBlocksPerSeq;
+        int partitions = (context + 63) / 64;
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(4);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
@@ -393,6 +503,8 @@ public static partial class odd_tiles
         var sMax = SharedMemory.Allocate<float>(1);      // [heads] partition max
         var sSum = SharedMemory.Allocate<float>(1);      // [heads] partition sum of exp(s - max)
         var sBlock = SharedMemory.Allocate<int>(8);     // [blocks] the partition's physical blocks, read once
+        var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
+        var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
         int firstBlock = k0 / 8;
         {
@@ -409,39 +521,49 @@ public static partial class odd_tiles
         }
         Group.Barrier();
 
+        // This thread's share of P·V: keys slot + 16 * r (r < 4) of the partition, 8 dims at unit.
+        int slot = t / 2;
+        int unit = t % 2;
+        RawChunk8 vr0, vr1, vr2, vr3;   // V of its first 4 keys, loaded with the K rows
+
         // Scores: one key per thread (keys t + 32 * i), the whole K row in 16-byte loads, every head from the same load.
+        // A key past the context loads the partition's last valid row (no branch around the loads) and scores -inf.
         {
             int j = t + 0;
-            float s0 = 0f;
             bool valid = j < numKeys;
-            if (valid)
-            {
-                int key = k0 + j;
-                long row = (((long)sBlock[key / 8 - firstBlock] * 2 + kvHead) * 8 + key % 8) * 16;
-                var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
-                var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
-                var kc0 = default(TCodec).Decode8(kr0);
-                s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
-                var kc1 = default(TCodec).Decode8(kr1);
-                s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
-            }
+            int key = k0 + (valid ? j : numKeys - 1);
+            long row = (((long)sBlock[key / 8 - firstBlock] * 2 + kvHead) * 8 + key % 8) * 16;
+            float s0 = 0f;
+            var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
+            var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
+            // Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory
+            // round trip (K and V in flight together) instead of two (V only after the softmax).
+            int vk0 = k0 + (slot < numKeys ? slot : numKeys - 1);
+            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk0 / 8 - firstBlock] * 2 + kvHead) * 8 + vk0 % 8) * 16 + unit * 8);
+            int vk1 = k0 + (slot + 16 < numKeys ? slot + 16 : numKeys - 1);
+            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk1 / 8 - firstBlock] * 2 + kvHead) * 8 + vk1 % 8) * 16 + unit * 8);
+            int vk2 = k0 + (slot + 32 < numKeys ? slot + 32 : numKeys - 1);
+            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk2 / 8 - firstBlock] * 2 + kvHead) * 8 + vk2 % 8) * 16 + unit * 8);
+            int vk3 = k0 + (slot + 48 < numKeys ? slot + 48 : numKeys - 1);
+            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk3 / 8 - firstBlock] * 2 + kvHead) * 8 + vk3 % 8) * 16 + unit * 8);
+            var kc0 = default(TCodec).Decode8(kr0);
+            s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
+            var kc1 = default(TCodec).Decode8(kr1);
+            s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         {
             int j = t + 32;
-            float s0 = 0f;
             bool valid = j < numKeys;
-            if (valid)
-            {
-                int key = k0 + j;
-                long row = (((long)sBlock[key / 8 - firstBlock] * 2 + kvHead) * 8 + key % 8) * 16;
-                var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
-                var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
-                var kc0 = default(TCodec).Decode8(kr0);
-                s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
-                var kc1 = default(TCodec).Decode8(kr1);
-                s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
-            }
+            int key = k0 + (valid ? j : numKeys - 1);
+            long row = (((long)sBlock[key / 8 - firstBlock] * 2 + kvHead) * 8 + key % 8) * 16;
+            float s0 = 0f;
+            var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
+            var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
+            var kc0 = default(TCodec).Decode8(kr0);
+            s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
+            var kc1 = default(TCodec).Decode8(kr1);
+            s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         Group.Barrier();
@@ -477,71 +599,26 @@ public static partial class odd_tiles
         }
         Group.Barrier();
 
-        // P·V: thread = (key slot t / 2, 8-dim unit t % 2); one 16-byte V load serves every head.
-        int slot = t / 2;
-        int unit = t % 2;
+        // P·V: thread = (key slot t / 2, 8-dim unit t % 2); one 16-byte V load serves every head. Keys past
+        // the context have probability exactly 0 (their V row is the last valid one, so the product is 0 too).
         var lo0 = default(Float4);
         var hi0 = default(Float4);
-        int pv = slot;
-        for (; pv + 112 < numKeys; pv += 128)
-        {
-            int key0 = k0 + pv + 0;
-            var vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key0 / 8 - firstBlock] * 2 + kvHead) * 8 + key0 % 8) * 16 + unit * 8);
-            int key1 = k0 + pv + 16;
-            var vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key1 / 8 - firstBlock] * 2 + kvHead) * 8 + key1 % 8) * 16 + unit * 8);
-            int key2 = k0 + pv + 32;
-            var vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key2 / 8 - firstBlock] * 2 + kvHead) * 8 + key2 % 8) * 16 + unit * 8);
-            int key3 = k0 + pv + 48;
-            var vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key3 / 8 - firstBlock] * 2 + kvHead) * 8 + key3 % 8) * 16 + unit * 8);
-            int key4 = k0 + pv + 64;
-            var vr4 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key4 / 8 - firstBlock] * 2 + kvHead) * 8 + key4 % 8) * 16 + unit * 8);
-            int key5 = k0 + pv + 80;
-            var vr5 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key5 / 8 - firstBlock] * 2 + kvHead) * 8 + key5 % 8) * 16 + unit * 8);
-            int key6 = k0 + pv + 96;
-            var vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key6 / 8 - firstBlock] * 2 + kvHead) * 8 + key6 % 8) * 16 + unit * 8);
-            int key7 = k0 + pv + 112;
-            var vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[key7 / 8 - firstBlock] * 2 + kvHead) * 8 + key7 % 8) * 16 + unit * 8);
-            var v0 = default(TCodec).Decode8(vr0);
-            float p0h0 = sP[0 + pv];
-            lo0 = lo0.Fma(v0.Lo, p0h0);
-            hi0 = hi0.Fma(v0.Hi, p0h0);
-            var v1 = default(TCodec).Decode8(vr1);
-            float p1h0 = sP[16 + pv];
-            lo0 = lo0.Fma(v1.Lo, p1h0);
-            hi0 = hi0.Fma(v1.Hi, p1h0);
-            var v2 = default(TCodec).Decode8(vr2);
-            float p2h0 = sP[32 + pv];
-            lo0 = lo0.Fma(v2.Lo, p2h0);
-            hi0 = hi0.Fma(v2.Hi, p2h0);
-            var v3 = default(TCodec).Decode8(vr3);
-            float p3h0 = sP[48 + pv];
-            lo0 = lo0.Fma(v3.Lo, p3h0);
-            hi0 = hi0.Fma(v3.Hi, p3h0);
-            var v4 = default(TCodec).Decode8(vr4);
-            float p4h0 = sP[64 + pv];
-            lo0 = lo0.Fma(v4.Lo, p4h0);
-            hi0 = hi0.Fma(v4.Hi, p4h0);
-            var v5 = default(TCodec).Decode8(vr5);
-            float p5h0 = sP[80 + pv];
-            lo0 = lo0.Fma(v5.Lo, p5h0);
-            hi0 = hi0.Fma(v5.Hi, p5h0);
-            var v6 = default(TCodec).Decode8(vr6);
-            float p6h0 = sP[96 + pv];
-            lo0 = lo0.Fma(v6.Lo, p6h0);
-            hi0 = hi0.Fma(v6.Hi, p6h0);
-            var v7 = default(TCodec).Decode8(vr7);
-            float p7h0 = sP[112 + pv];
-            lo0 = lo0.Fma(v7.Lo, p7h0);
-            hi0 = hi0.Fma(v7.Hi, p7h0);
-        }
-        for (; pv < numKeys; pv += 16)
-        {
-            int key = k0 + pv;
-            var v = default(TCodec).Load8(valueCache, (((long)sBlock[key / 8 - firstBlock] * 2 + kvHead) * 8 + key % 8) * 16 + unit * 8);
-            float p0 = sP[0 + pv];
-            lo0 = lo0.Fma(v.Lo, p0);
-            hi0 = hi0.Fma(v.Hi, p0);
-        }
+        var v0 = default(TCodec).Decode8(vr0);
+        float p0h0 = sP[0 + slot];
+        lo0 = lo0.Fma(v0.Lo, p0h0);
+        hi0 = hi0.Fma(v0.Hi, p0h0);
+        var v1 = default(TCodec).Decode8(vr1);
+        float p1h0 = sP[16 + slot];
+        lo0 = lo0.Fma(v1.Lo, p1h0);
+        hi0 = hi0.Fma(v1.Hi, p1h0);
+        var v2 = default(TCodec).Decode8(vr2);
+        float p2h0 = sP[32 + slot];
+        lo0 = lo0.Fma(v2.Lo, p2h0);
+        hi0 = hi0.Fma(v2.Hi, p2h0);
+        var v3 = default(TCodec).Decode8(vr3);
+        float p3h0 = sP[48 + slot];
+        lo0 = lo0.Fma(v3.Lo, p3h0);
+        hi0 = hi0.Fma(v3.Hi, p3h0);
         sRed[(slot * 1 + 0) * 4 + 2 * unit] = lo0;
         sRed[(slot * 1 + 0) * 4 + 2 * unit + 1] = hi0;
         Group.Barrier();
@@ -557,7 +634,7 @@ public static partial class odd_tiles
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;
-                if (context <= 64)
+                if (partitions == 1)
                 {
                     long dst = ((long)token * 6 + head) * 16 + c * 4;
                     output[dst] = acc.X;
@@ -567,12 +644,8 @@ public static partial class odd_tiles
                 }
                 else
                 {
-                    long partial = ((long)decode * 6 + head) * m.MaxPartitions + part;
-                    long dst = partial * 16 + c * 4;
-                    m.PartialOut[dst] = acc.X;
-                    m.PartialOut[dst + 1] = acc.Y;
-                    m.PartialOut[dst + 2] = acc.Z;
-                    m.PartialOut[dst + 3] = acc.W;
+                    long partial = ((long)decode * 6 + head) * m.PartitionSlots + part;
+                    partialOut[partial * 4 + c] = acc;
                     if (c == 0)
                     {
                         m.PartialMaxSum[partial * 2] = sMax[h];
@@ -581,111 +654,125 @@ public static partial class odd_tiles
                 }
             }
         }
-    }
 
-    /// <summary>Threads of a decode-combine group.</summary>
-    public const int CombineThreads = 128;
-
-    /// <summary>Dynamic shared memory of a combine group, in Float4s: per-slice partial sums, partition weights, warp slots.</summary>
-    public static int CombineSharedFloat4s(int maxPartitions) => 128 + (maxPartitions + 35) / 4;
-
-    /// <summary>
-    /// Combines the split-K partitions of each multi-partition decode, one thread group per (decode, head):
-    /// M = max_p m_p and the weights w_p = l_p·exp(m_p - M) in parallel over partitions, then out = Σ_p w_p·o_p / Σ_p w_p
-    /// with threads split into 32 slices of partitions × 4 Float4 columns, 8 partition loads in flight per thread.
-    /// </summary>
-    /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
-    public static void DecodeCombine(AttentionMeta m, ArrayView<float> output)
-    {
-        int head = Grid.IdxX % 6;
-        int decode = m.CombineDecodes[Grid.IdxX / 6];
-        int seq = m.DecodeSeqs[decode];
-        int partitions = (m.ContextLens[seq] + 63) / 64;
-        long first = ((long)decode * 6 + head) * m.MaxPartitions;
-        int t = Group.IdxX;
-        var shared = SharedMemory.GetDynamic<Float4>();
-        var sRed = shared.SubView(0, 128);     // [slices, head_dim] partial sums
-        var scalars = shared.SubView(128, (m.MaxPartitions + 35) / 4).Cast<float>();
-        var sWeight = scalars.SubView(0, m.MaxPartitions);  // [partitions] l_p·exp(m_p - M)
-        var sWarp = scalars.SubView(m.MaxPartitions, 32);    // [warps] reduction slots
-
-        // M: largest partition max.
-        float mx = float.NegativeInfinity;
-        for (int p = t; p < partitions; p += 128) mx = XMath.Max(mx, m.PartialMaxSum[(first + p) * 2]);
-        mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
-        mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
-        mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
-        mx = XMath.Max(mx, Warp.ShuffleXor(mx, 2));
-        mx = XMath.Max(mx, Warp.ShuffleXor(mx, 1));
-        if (Warp.LaneIdx == 0) sWarp[Warp.WarpIdx] = mx;
-        Group.Barrier();
-        mx = XMath.Max(XMath.Max(sWarp[0], sWarp[1]), XMath.Max(sWarp[2], sWarp[3]));
-        Group.Barrier();
-
-        // Weights and their sum.
-        float sum = 0f;
-        for (int p = t; p < partitions; p += 128)
+        if (partitions > 1)
         {
-            float weight = m.PartialMaxSum[(first + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(first + p) * 2] - mx);
-            sWeight[p] = weight;
-            sum += weight;
-        }
-        sum += Warp.ShuffleXor(sum, 16);
-        sum += Warp.ShuffleXor(sum, 8);
-        sum += Warp.ShuffleXor(sum, 4);
-        sum += Warp.ShuffleXor(sum, 2);
-        sum += Warp.ShuffleXor(sum, 1);
-        if (Warp.LaneIdx == 0) sWarp[Warp.WarpIdx] = sum;
-        Group.Barrier();
-        float total = ((sWarp[0] + sWarp[1]) + (sWarp[2] + sWarp[3]));
+            // Ticket: the group that completes the decode's partitions (for these heads) combines them.
+            Group.Barrier();
+            if (t == 0)
+            {
+                ref int ticket = ref m.DecodeTickets[decode * 6 + headGroup];
+                MemoryFence.DeviceLevel();                 // release: this group's partials before its ticket
+                bool last = Atomic.Add(ref ticket, 1) == partitions - 1;
+                if (last)
+                {
+                    ticket = 0;                                // every partition has drawn: ready for the next launch
+                    MemoryFence.DeviceLevel();                 // acquire: the other groups' partials before we read them
+                }
+                sLast[0] = last ? 1 : 0;
+            }
+            Group.Barrier();
+            if (sLast[0] != 0)
+            {
+                long first = ((long)decode * 6 + firstHead) * m.PartitionSlots;   // partial (decode, firstHead, 0)
 
-        // Σ_p w_p·o_p: thread = (slice t / 4, Float4 column t % 4).
-        int slice = t / 4;
-        int c = t % 4;
-        var acc = default(Float4);
-        int q = slice;
-        for (; q + 224 < partitions; q += 256)
-        {
-            long src0 = (first + q + 0) * 16 + c * 4;
-            var o0 = new Float4(m.PartialOut[src0], m.PartialOut[src0 + 1], m.PartialOut[src0 + 2], m.PartialOut[src0 + 3]);
-            long src1 = (first + q + 32) * 16 + c * 4;
-            var o1 = new Float4(m.PartialOut[src1], m.PartialOut[src1 + 1], m.PartialOut[src1 + 2], m.PartialOut[src1 + 3]);
-            long src2 = (first + q + 64) * 16 + c * 4;
-            var o2 = new Float4(m.PartialOut[src2], m.PartialOut[src2 + 1], m.PartialOut[src2 + 2], m.PartialOut[src2 + 3]);
-            long src3 = (first + q + 96) * 16 + c * 4;
-            var o3 = new Float4(m.PartialOut[src3], m.PartialOut[src3 + 1], m.PartialOut[src3 + 2], m.PartialOut[src3 + 3]);
-            long src4 = (first + q + 128) * 16 + c * 4;
-            var o4 = new Float4(m.PartialOut[src4], m.PartialOut[src4 + 1], m.PartialOut[src4 + 2], m.PartialOut[src4 + 3]);
-            long src5 = (first + q + 160) * 16 + c * 4;
-            var o5 = new Float4(m.PartialOut[src5], m.PartialOut[src5 + 1], m.PartialOut[src5 + 2], m.PartialOut[src5 + 3]);
-            long src6 = (first + q + 192) * 16 + c * 4;
-            var o6 = new Float4(m.PartialOut[src6], m.PartialOut[src6 + 1], m.PartialOut[src6 + 2], m.PartialOut[src6 + 3]);
-            long src7 = (first + q + 224) * 16 + c * 4;
-            var o7 = new Float4(m.PartialOut[src7], m.PartialOut[src7 + 1], m.PartialOut[src7 + 2], m.PartialOut[src7 + 3]);
-            acc = acc.Fma(o0, sWeight[q + 0]);
-            acc = acc.Fma(o1, sWeight[q + 32]);
-            acc = acc.Fma(o2, sWeight[q + 64]);
-            acc = acc.Fma(o3, sWeight[q + 96]);
-            acc = acc.Fma(o4, sWeight[q + 128]);
-            acc = acc.Fma(o5, sWeight[q + 160]);
-            acc = acc.Fma(o6, sWeight[q + 192]);
-            acc = acc.Fma(o7, sWeight[q + 224]);
-        }
-        for (; q < partitions; q += 32)
-        {
-            long src = (first + q) * 16 + c * 4;
-            acc = acc.Fma(new Float4(m.PartialOut[src], m.PartialOut[src + 1], m.PartialOut[src + 2], m.PartialOut[src + 3]), sWeight[q]);
-        }
-        sRed[slice * 4 + c] = acc;
-        Group.Barrier();
-        if (t < 4)
-        {
-            var o = (((((sRed[0 + t] + sRed[4 + t]) + (sRed[8 + t] + sRed[12 + t])) + ((sRed[16 + t] + sRed[20 + t]) + (sRed[24 + t] + sRed[28 + t]))) + (((sRed[32 + t] + sRed[36 + t]) + (sRed[40 + t] + sRed[44 + t])) + ((sRed[48 + t] + sRed[52 + t]) + (sRed[56 + t] + sRed[60 + t])))) + ((((sRed[64 + t] + sRed[68 + t]) + (sRed[72 + t] + sRed[76 + t])) + ((sRed[80 + t] + sRed[84 + t]) + (sRed[88 + t] + sRed[92 + t]))) + (((sRed[96 + t] + sRed[100 + t]) + (sRed[104 + t] + sRed[108 + t])) + ((sRed[112 + t] + sRed[116 + t]) + (sRed[120 + t] + sRed[124 + t]))))) * (1f / total);
-            long dst = ((long)m.QueryStart[seq] * 6 + head) * 16 + t * 4;
-            output[dst] = o.X;
-            output[dst + 1] = o.Y;
-            output[dst + 2] = o.Z;
-            output[dst + 3] = o.W;
+                // M and L = Σ_p l_p·exp(m_p - M) of each head, a warp per head; sSum keeps 1 / L.
+                if (warp == 0)
+                {
+                    long row = first;
+                    float mx = float.NegativeInfinity;
+                    for (int p = lane; p < partitions; p += 32) mx = XMath.Max(mx, m.PartialMaxSum[(row + p) * 2]);
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 2));
+                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 1));
+                    float sum = 0f;
+                    for (int p = lane; p < partitions; p += 32) sum += m.PartialMaxSum[(row + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(row + p) * 2] - mx);
+                    sum += Warp.ShuffleXor(sum, 16);
+                    sum += Warp.ShuffleXor(sum, 8);
+                    sum += Warp.ShuffleXor(sum, 4);
+                    sum += Warp.ShuffleXor(sum, 2);
+                    sum += Warp.ShuffleXor(sum, 1);
+                    if (lane == 0)
+                    {
+                        sMax[0] = mx;
+                        sSum[0] = 1f / sum;
+                    }
+                }
+                Group.Barrier();
+
+                // Σ_p w_p·o_p, w_p = l_p·exp(m_p - M): thread = (slice i / 4 of 8, Float4 column i % 4 of the group's heads), 8 partitions' loads in flight.
+                {
+                    int i = t + 0;
+                    int f = i % 4;
+                    int h = f / 4;
+                    int c = f % 4;
+                    long row = first + h * (long)m.PartitionSlots;
+                    float mx = sMax[h];
+                    var acc = default(Float4);
+                    int p = i / 4;
+                    for (; p + 56 < partitions; p += 64)
+                    {
+                        long q0 = row + p + 0;
+                        float m0 = m.PartialMaxSum[q0 * 2];
+                        float l0 = m.PartialMaxSum[q0 * 2 + 1];
+                        var o0 = partialOut[q0 * 4 + c];
+                        long q1 = row + p + 8;
+                        float m1 = m.PartialMaxSum[q1 * 2];
+                        float l1 = m.PartialMaxSum[q1 * 2 + 1];
+                        var o1 = partialOut[q1 * 4 + c];
+                        long q2 = row + p + 16;
+                        float m2 = m.PartialMaxSum[q2 * 2];
+                        float l2 = m.PartialMaxSum[q2 * 2 + 1];
+                        var o2 = partialOut[q2 * 4 + c];
+                        long q3 = row + p + 24;
+                        float m3 = m.PartialMaxSum[q3 * 2];
+                        float l3 = m.PartialMaxSum[q3 * 2 + 1];
+                        var o3 = partialOut[q3 * 4 + c];
+                        long q4 = row + p + 32;
+                        float m4 = m.PartialMaxSum[q4 * 2];
+                        float l4 = m.PartialMaxSum[q4 * 2 + 1];
+                        var o4 = partialOut[q4 * 4 + c];
+                        long q5 = row + p + 40;
+                        float m5 = m.PartialMaxSum[q5 * 2];
+                        float l5 = m.PartialMaxSum[q5 * 2 + 1];
+                        var o5 = partialOut[q5 * 4 + c];
+                        long q6 = row + p + 48;
+                        float m6 = m.PartialMaxSum[q6 * 2];
+                        float l6 = m.PartialMaxSum[q6 * 2 + 1];
+                        var o6 = partialOut[q6 * 4 + c];
+                        long q7 = row + p + 56;
+                        float m7 = m.PartialMaxSum[q7 * 2];
+                        float l7 = m.PartialMaxSum[q7 * 2 + 1];
+                        var o7 = partialOut[q7 * 4 + c];
+                        acc = acc.Fma(o0, l0 * AttentionMath.ExpOrZero(m0 - mx));
+                        acc = acc.Fma(o1, l1 * AttentionMath.ExpOrZero(m1 - mx));
+                        acc = acc.Fma(o2, l2 * AttentionMath.ExpOrZero(m2 - mx));
+                        acc = acc.Fma(o3, l3 * AttentionMath.ExpOrZero(m3 - mx));
+                        acc = acc.Fma(o4, l4 * AttentionMath.ExpOrZero(m4 - mx));
+                        acc = acc.Fma(o5, l5 * AttentionMath.ExpOrZero(m5 - mx));
+                        acc = acc.Fma(o6, l6 * AttentionMath.ExpOrZero(m6 - mx));
+                        acc = acc.Fma(o7, l7 * AttentionMath.ExpOrZero(m7 - mx));
+                    }
+                    for (; p < partitions; p += 8)
+                    {
+                        long q = row + p;
+                        acc = acc.Fma(partialOut[q * 4 + c], m.PartialMaxSum[q * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[q * 2] - mx));
+                    }
+                    sRed[i] = acc;
+                }
+                Group.Barrier();
+                if (t < 4)
+                {
+                    var o = (((sRed[0 + t] + sRed[4 + t]) + (sRed[8 + t] + sRed[12 + t])) + ((sRed[16 + t] + sRed[20 + t]) + (sRed[24 + t] + sRed[28 + t]))) * sSum[t / 4];
+                    long dst = ((long)token * 6 + firstHead) * 16 + t * 4;
+                    output[dst] = o.X;
+                    output[dst + 1] = o.Y;
+                    output[dst + 2] = o.Z;
+                    output[dst + 3] = o.W;
+                }
+            }
         }
     }
 }
