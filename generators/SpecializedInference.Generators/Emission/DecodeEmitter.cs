@@ -301,8 +301,10 @@ internal static class DecodeEmitter
         }
     }
 
-    /// <summary>Partitions whose (max, sum, output) a combining thread loads before it uses them.</summary>
-    public const int CombineLoadsInFlight = 8;
+    /// <summary>Partitions whose (max, sum, output) a combining thread loads before it uses them: the combine is
+    /// the launch's tail, so its loads go out in as few round trips as the registers allow (the K/V registers are
+    /// free by then; 32 partitions of a 4096-token context at partitions of 128 are two batches).</summary>
+    public const int CombineLoadsInFlight = 16;
 
     /// <summary>
     /// The ticket and the combine at the end of a multi-partition decode's group. Release: every thread's

@@ -158,7 +158,8 @@ public sealed class AttentionPlan : IAttentionPlan
         for (int i = 0; i < segments.Length; i++) segments[i].CopyTo(host, offsets[i]);
 
         int slots = maxPartitions == 1 ? 1 : (maxPartitions + PartitionSlotAlignment - 1) / PartitionSlotAlignment * PartitionSlotAlignment;
-        long partialOut = maxPartitions == 1 ? 1L : (long)numDecodes * shape.NumHeads * slots * shape.HeadDim;
+        // No decode spans two partitions: no partial is written (one Float4 keeps the kernels' Float4 view non-empty).
+        long partialOut = maxPartitions == 1 ? 4L : (long)numDecodes * shape.NumHeads * slots * shape.HeadDim;
         long partialMaxSum = maxPartitions == 1 ? 1L : (long)numDecodes * shape.NumHeads * slots * 2;
         long scores = materialized ? Math.Max(1L, (long)numTokens * shape.NumHeads * maxContext) : 1L;
 

@@ -77,28 +77,34 @@ public sealed class SpecializedKernelTests : IClassFixture<CpuAcceleratorFixture
         // Decodes of 2 and 4 partitions beside single-partition ones, attended twice with one plan: the partitions
         // are combined by the group that draws the last ticket, and the second launch must find every ticket
         // counter back at 0. The MQA set, one head group, also gets a decode of 34 partitions: more than a warp's
-        // lanes and than the combine's loads in flight.
+        // lanes and than the combine's loads in flight. The big sets (one OS thread per GPU thread on the CPU
+        // accelerator) run one 2-partition decode, grouped only; the expanded variant uses the other KV dtype, as
+        // in SpecializedMatchesReferenceAndGeneric (same compiled kernels).
         int seed = Random.Shared.Next();
         var set = KernelRegistry.All.Single(s => s.Name == name);
         var shape = AttentionShape.From(set.Shape, set.Engine.KvBlockSize);
         int partition = set.Engine.Tiles.DecodePartitionSize;
         bool big = shape.NumHeads >= 16;
-        var seqs = big
-            ? new[] { new SeqSpec(partition + 1, 1), new SeqSpec(1, 1) }
-            : new[] { new SeqSpec(3 * partition + 5, 1), new SeqSpec(partition, 1), new SeqSpec(1, 1), new SeqSpec(partition + 1, 1) };
-        if (shape.NumKvHeads == 1 && !big) seqs = seqs.Append(new SeqSpec(33 * partition + 7, 1)).ToArray();
-        var mappings = big ? new[] { HeadMapping.Grouped } : new[] { HeadMapping.Grouped, HeadMapping.Expanded };
-        foreach (var mapping in mappings)
+        var shortDecodes = new[] { new SeqSpec(3 * partition + 5, 1), new SeqSpec(partition, 1), new SeqSpec(1, 1), new SeqSpec(partition + 1, 1) };
+        var runs = new List<(KvDtype Dtype, HeadMapping Mapping, SeqSpec[] Seqs)>();
+        if (big) runs.Add((set.Engine.KvDtype, HeadMapping.Grouped, new[] { new SeqSpec(partition + 1, 1) }));
+        else
         {
-            var options = new AttentionOptions(set.Engine.KvDtype, HeadMapping: mapping);
+            runs.Add((set.Engine.KvDtype, HeadMapping.Grouped,
+                shape.NumKvHeads == 1 ? shortDecodes.Append(new SeqSpec(33 * partition + 7, 1)).ToArray() : shortDecodes));
+            runs.Add((Other(set.Engine.KvDtype), HeadMapping.Expanded, shortDecodes));
+        }
+        foreach (var (dtype, mapping, seqs) in runs)
+        {
+            var options = new AttentionOptions(dtype, HeadMapping: mapping);
             var specialized = _fx.Get($"{name} {options}", () => set.CreateAttentionKernels!(_fx.Accelerator, options));
             int blocks = seqs.Sum(s => (s.Context + shape.BlockSize - 1) / shape.BlockSize) + 2;
-            using var h = new AttentionHarness(_fx.Accelerator, shape, set.Engine.KvDtype, blocks, seed);
+            using var h = new AttentionHarness(_fx.Accelerator, shape, dtype, blocks, seed);
             var batch = h.Batch(seqs, seqs.Select(s => h.TakeBlocks((s.Context + shape.BlockSize - 1) / shape.BlockSize)).ToArray());
             using var plan = specialized.Plan(batch);
             var r = h.Step(batch, specialized, plan, attends: 2);
-            AssertClose(r.Outputs[0], r.Expected, shape.HeadDim, $"{name} {mapping} decodes, launch 1", seed);
-            AssertClose(r.Outputs[1], r.Expected, shape.HeadDim, $"{name} {mapping} decodes, launch 2 (same plan)", seed);
+            AssertClose(r.Outputs[0], r.Expected, shape.HeadDim, $"{name} {dtype} {mapping} decodes, launch 1", seed);
+            AssertClose(r.Outputs[1], r.Expected, shape.HeadDim, $"{name} {dtype} {mapping} decodes, launch 2 (same plan)", seed);
         }
     }
 
