@@ -355,7 +355,8 @@ public static class DenseKernelBodies
 
     // ---------------------------------------------------------------- helpers
 
-    private static float WarpSum(float v)
+    /// <summary>Sum over the warp's lanes, in every lane.</summary>
+    internal static float WarpSum(float v)
     {
         for (int offset = Warp.WarpSize / 2; offset > 0; offset /= 2)
             v += Warp.ShuffleXor(v, offset);
