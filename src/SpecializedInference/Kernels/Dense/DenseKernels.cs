@@ -290,7 +290,7 @@ public sealed class DenseKernels
         if (tokens == 0) return;
         if (FusesFewTokens(tokens))
         {
-            NormLinearWarp(x, xRows, tokens, g, eps, w, new RowOutput(y, w.Rows));
+            NormLinearWarp(x, xRows, tokens, g, eps, w, new RowPairOutput(y, w.Rows));
             return;
         }
 

@@ -10,7 +10,7 @@ namespace SpecializedInference.Kernels.Dense;
 /// <code>
 ///   q, k, v = rope(split(norm(x) · Wqkvᵀ))      NormLinearWarp&lt;RopeSplitOutput&gt;  (was RmsNorm, Linear, RopeSplit)
 ///   a       = silu(norm(x) · Wgateᵀ) * (norm(x) · Wupᵀ)   NormLinearWarp&lt;SwiGluOutput&gt;  (was RmsNorm, Linear, SwiGlu)
-///   logits  = norm(x[rows]) · Wheadᵀ             NormLinearWarp&lt;RowOutput&gt;      (was RmsNorm, Linear)
+///   logits  = norm(x[rows]) · Wheadᵀ             NormLinearWarp&lt;RowPairOutput&gt;  (was RmsNorm, Linear)
 /// </code>
 /// The warp-per-row matvec of <see cref="DenseKernelBodies.LinearWarp{TW, TE}"/>, with two changes:
 /// <list type="bullet">
@@ -19,11 +19,12 @@ namespace SpecializedInference.Kernels.Dense;
 /// product (together the 32 lanes walk the whole row of x for each of their tokens). So each warp adds x·x to its
 /// own sum of squares as it goes and reduces it with the dot products: no extra read of x, no shared memory, no
 /// barrier, no serial prologue before the weights start streaming. It costs one more FMA per activation per token
-/// (the dot product does one per weight row): arithmetic the memory-bound loop has spare.</item>
+/// (the dot product does one per weight row): arithmetic the memory-bound loop has spare. The norm weight g is
+/// folded into each weight chunk once (w∘g), whatever the number of tokens.</item>
 /// <item><b>Row-pair epilogue.</b> RoPE mixes rows i and i + head_dim/2 of a head, SwiGLU rows j and j + intermediate
 /// of gate|up: a warp computes both rows of its pair in one pass over x (two weight loads in flight per lane per
 /// step instead of one, half the warps), then rotates or gates in registers and writes q/k/v or the activation.
-/// The qkv and gate|up results never reach memory.</item>
+/// The qkv and gate|up results never reach memory. The LM head pairs neighbouring rows for the loads' sake.</item>
 /// </list>
 /// Used for up to <see cref="DenseKernels.TiledMinTokens"/> − 1 tokens; larger steps keep the unfused sequence
 /// (tiled matmul), where the norm and the element-wise kernels are a small share of the work.
@@ -31,8 +32,8 @@ namespace SpecializedInference.Kernels.Dense;
 public static class FusedKernelBodies
 {
     /// <summary>
-    /// output ← TO(RMSNorm(x[xRows[t]]) ∘ g · Wᵀ): warp (unit u, token group) computes the unit's one or two weight
-    /// rows for up to <see cref="DenseKernelBodies.WarpTokens"/> tokens, reading each row once, 16 bytes per lane
+    /// output ← TO(RMSNorm(x[xRows[t]]) ∘ g · Wᵀ): warp (unit u, token group) computes the unit's two weight rows
+    /// for up to <see cref="DenseKernelBodies.WarpTokens"/> tokens, reading each row once, 16 bytes per lane
     /// per step. The token groups of a unit are neighbouring warps, so when a step has two (5 to 8 tokens) the
     /// second reads the rows while they are still in L2 (or L1, in the same group).
     /// </summary>
@@ -54,7 +55,6 @@ public static class FusedKernelBodies
 
         int u = warp / tokenGroups;
         int t0 = warp % tokenGroups * warpTokens;
-        bool pair = output.RowsPerUnit == 2; // a constant of TO: the untaken branches compile away
         int vecsPerChunk = default(TW).ElementsPerChunk / 4;
         int chunks = cols / default(TW).ElementsPerChunk;
         int vecsPerToken = cols / 4;
@@ -64,7 +64,7 @@ public static class FusedKernelBodies
         long x2 = has2 ? (long)xRows[t0 + 2] * vecsPerToken : 0;
         long x3 = has3 ? (long)xRows[t0 + 3] * vecsPerToken : 0;
         long rowA = (long)output.FirstRow(u) * chunks;
-        long rowB = pair ? (long)output.SecondRow(u) * chunks : 0;
+        long rowB = (long)output.SecondRow(u) * chunks;
 
         // a: Σ w_A∘g·x, b: Σ w_B∘g·x, s: Σ x² (per token; lane-partial until the reduction).
         float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
@@ -76,17 +76,17 @@ public static class FusedKernelBodies
             // The chunk's weights times the norm weight, once for all tokens: w·(g∘x) = (w∘g)·x.
             var gc = Load(g, xv, vecsPerChunk);
             var wa = Scale(default(TW).Widen(w[rowA + c]), gc, vecsPerChunk);
-            var wb = pair ? Scale(default(TW).Widen(w[rowB + c]), gc, vecsPerChunk) : default;
+            var wb = Scale(default(TW).Widen(w[rowB + c]), gc, vecsPerChunk);
 
             var v = Load(x, x0 + xv, vecsPerChunk);
             a0 += Dot(wa, v, vecsPerChunk);
-            if (pair) b0 += Dot(wb, v, vecsPerChunk);
+            b0 += Dot(wb, v, vecsPerChunk);
             s0 += Dot(v, v, vecsPerChunk);
             if (has1)
             {
                 v = Load(x, x1 + xv, vecsPerChunk);
                 a1 += Dot(wa, v, vecsPerChunk);
-                if (pair) b1 += Dot(wb, v, vecsPerChunk);
+                b1 += Dot(wb, v, vecsPerChunk);
                 s1 += Dot(v, v, vecsPerChunk);
             }
 
@@ -94,7 +94,7 @@ public static class FusedKernelBodies
             {
                 v = Load(x, x2 + xv, vecsPerChunk);
                 a2 += Dot(wa, v, vecsPerChunk);
-                if (pair) b2 += Dot(wb, v, vecsPerChunk);
+                b2 += Dot(wb, v, vecsPerChunk);
                 s2 += Dot(v, v, vecsPerChunk);
             }
 
@@ -102,7 +102,7 @@ public static class FusedKernelBodies
             {
                 v = Load(x, x3 + xv, vecsPerChunk);
                 a3 += Dot(wa, v, vecsPerChunk);
-                if (pair) b3 += Dot(wb, v, vecsPerChunk);
+                b3 += Dot(wb, v, vecsPerChunk);
                 s3 += Dot(v, v, vecsPerChunk);
             }
         }
@@ -110,26 +110,26 @@ public static class FusedKernelBodies
         // Reduce across the warp (absent tokens skipped: the conditions are uniform), then scale by 1/rms.
         float r = RmsScale(s0, cols, eps);
         a0 = DenseKernelBodies.WarpSum(a0) * r;
-        if (pair) b0 = DenseKernelBodies.WarpSum(b0) * r;
+        b0 = DenseKernelBodies.WarpSum(b0) * r;
         if (has1)
         {
             r = RmsScale(s1, cols, eps);
             a1 = DenseKernelBodies.WarpSum(a1) * r;
-            if (pair) b1 = DenseKernelBodies.WarpSum(b1) * r;
+            b1 = DenseKernelBodies.WarpSum(b1) * r;
         }
 
         if (has2)
         {
             r = RmsScale(s2, cols, eps);
             a2 = DenseKernelBodies.WarpSum(a2) * r;
-            if (pair) b2 = DenseKernelBodies.WarpSum(b2) * r;
+            b2 = DenseKernelBodies.WarpSum(b2) * r;
         }
 
         if (has3)
         {
             r = RmsScale(s3, cols, eps);
             a3 = DenseKernelBodies.WarpSum(a3) * r;
-            if (pair) b3 = DenseKernelBodies.WarpSum(b3) * r;
+            b3 = DenseKernelBodies.WarpSum(b3) * r;
         }
 
         if (lane != 0) return;
@@ -156,25 +156,25 @@ public static class FusedKernelBodies
 }
 
 /// <summary>
-/// A fused projection's epilogue: which weight rows one warp computes together (a unit of one row, or a pair that
-/// an element-wise step combines) and where their values go. A struct type parameter of
-/// <see cref="FusedKernelBodies.NormLinearWarp{TW, TO}"/>, passed by value with its output views.
+/// A fused projection's pair epilogue: which two weight rows one warp computes together (a unit) and where their
+/// values go. A struct type parameter of <see cref="FusedKernelBodies.NormLinearWarp{TW, TO}"/>, passed by value
+/// with its output views. Every unit is a pair, even where no element-wise step combines the two (the LM head):
+/// the pair shares each lane's loads of x and g between two weight chunks, which keeps the L1 traffic per weight
+/// byte at the unfused matvec's (w 16 B + g 32 B + x 32 B per 16 B chunk would be 5× the weight bytes alone; a
+/// pair makes it 3×) and puts two weight loads in flight per lane.
 /// </summary>
 public interface IProjectionOutput
 {
     /// <summary>Units per token: the warps one token group needs.</summary>
     int Units { get; }
 
-    /// <summary>1 or 2: whether a unit reads <see cref="SecondRow"/> too. A constant of the type.</summary>
-    int RowsPerUnit { get; }
-
     /// <summary>Weight row of the unit's first value.</summary>
     int FirstRow(int unit);
 
-    /// <summary>Weight row of the unit's second value (pairs only).</summary>
+    /// <summary>Weight row of the unit's second value.</summary>
     int SecondRow(int unit);
 
-    /// <summary>Stores token <paramref name="token"/>'s values of the unit (the second is 0 for single rows).</summary>
+    /// <summary>Stores token <paramref name="token"/>'s two values of the unit.</summary>
     void Write(int unit, int token, float first, float second);
 }
 
@@ -219,8 +219,6 @@ public struct RopeSplitOutput : IProjectionOutput
     public readonly int Rows => (Heads + 2 * KvHeads) * HeadDim;
 
     public readonly int Units => Rows / 2;
-
-    public readonly int RowsPerUnit => 2;
 
     public readonly int FirstRow(int unit)
     {
@@ -282,8 +280,6 @@ public struct SwiGluOutput : IProjectionOutput
 
     public readonly int Units => Intermediate;
 
-    public readonly int RowsPerUnit => 2;
-
     public readonly int FirstRow(int unit) => unit;
 
     public readonly int SecondRow(int unit) => unit + Intermediate;
@@ -292,26 +288,32 @@ public struct SwiGluOutput : IProjectionOutput
         A[(long)token * Intermediate + unit] = gate / (1f + XMath.Exp(-gate)) * up;
 }
 
-/// <summary>A plain projection's epilogue (the LM head): unit n is row n, y[t, n] = value.</summary>
-public struct RowOutput : IProjectionOutput
+/// <summary>
+/// A plain projection's epilogue (the LM head): unit u computes rows 2u and 2u + 1 (the last unit of an odd row
+/// count reads its single row twice and writes it once), y[t, n] = value.
+/// </summary>
+public struct RowPairOutput : IProjectionOutput
 {
     /// <summary>[tokens, rows] f32</summary>
     public ArrayView<float> Y;
     public int Rows;
 
-    public RowOutput(ArrayView<float> y, int rows)
+    public RowPairOutput(ArrayView<float> y, int rows)
     {
         Y = y;
         Rows = rows;
     }
 
-    public readonly int Units => Rows;
+    public readonly int Units => (Rows + 1) / 2;
 
-    public readonly int RowsPerUnit => 1;
+    public readonly int FirstRow(int unit) => 2 * unit;
 
-    public readonly int FirstRow(int unit) => unit;
+    public readonly int SecondRow(int unit) => Math.Min(2 * unit + 1, Rows - 1);
 
-    public readonly int SecondRow(int unit) => unit;
-
-    public readonly void Write(int unit, int token, float value, float unused) => Y[(long)token * Rows + unit] = value;
+    public readonly void Write(int unit, int token, float first, float second)
+    {
+        long y = (long)token * Rows + 2 * unit;
+        Y[y] = first;
+        if (2 * unit + 1 < Rows) Y[y + 1] = second;
+    }
 }
