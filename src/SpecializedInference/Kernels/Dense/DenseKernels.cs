@@ -57,9 +57,16 @@ public sealed class DenseKernels
     /// <summary>Above this many tokens the warp schedule switches from the matvec to the tiled matmul.</summary>
     public const int TiledMinTokens = 2 * DenseKernelBodies.WarpTokens + 1;
 
+    /// <summary>
+    /// Warps per group of the warp-per-row kernels. They share nothing but L1 (the token group's activations), so a
+    /// small group only keeps the tail of the last wave short.
+    /// </summary>
+    private const int WarpsPerGroup = 4;
+
     private readonly Accelerator _accelerator;
     private readonly int _elementwiseThreads;
     private readonly Dictionary<(string, Type, Type?), Delegate> _kernels = new();
+    private long _launches;
 
     public DenseKernels(Accelerator accelerator, DenseSchedule schedule = DenseSchedule.Auto)
     {
@@ -78,6 +85,16 @@ public sealed class DenseKernels
 
     public Accelerator Accelerator => _accelerator;
 
+    /// <summary>Kernels enqueued so far (each launch costs ~7 µs of GPU time at batch 1: the runner counts them per step).</summary>
+    internal long Launches => _launches;
+
+    /// <summary>
+    /// Whether the norm → projection → element-wise sequences run as one fused launch: on the warp schedule for the
+    /// few tokens of the matvec path. Many tokens keep the unfused sequence (tiled matmul), as does the serial schedule.
+    /// </summary>
+    public bool FusesFewTokens(int tokens) => Schedule == DenseSchedule.Warp && tokens < TiledMinTokens;
+
+    /// <summary>The kernel <paramref name="name"/> (compiled on first use), counted as one launch: call it right away.</summary>
     private TDelegate Get<TDelegate>(string name, Type format, Type? epilogue, Func<TDelegate> load) where TDelegate : Delegate
     {
         var key = (name, format, epilogue);
@@ -87,6 +104,7 @@ public sealed class DenseKernels
             _kernels[key] = kernel;
         }
 
+        _launches++;
         return (TDelegate)kernel;
     }
 
@@ -176,10 +194,9 @@ public sealed class DenseKernels
 
         var warpKernel = Get("linear-warp", typeof(TW), typeof(TE), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int>(
             DenseKernelBodies.LinearWarp<TW, TE>));
-        const int warpsPerGroup = 4;
         long warps = (long)w.Rows * ((tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens);
-        int groups = (int)((warps + warpsPerGroup - 1) / warpsPerGroup);
-        warpKernel(new KernelConfig(groups, warpsPerGroup * _accelerator.WarpSize), w.View, xv, y, w.Rows, w.Cols, tokens);
+        int groups = (int)((warps + WarpsPerGroup - 1) / WarpsPerGroup);
+        warpKernel(new KernelConfig(groups, WarpsPerGroup * _accelerator.WarpSize), w.View, xv, y, w.Rows, w.Cols, tokens);
     }
 
     /// <summary>Splits q | k | v and applies rotary embeddings to q and k.</summary>
@@ -199,5 +216,105 @@ public sealed class DenseKernels
             DenseKernelBodies.SwiGlu));
         int threads = Threads((long)tokens * intermediate);
         kernel(threads, gateUp, a, tokens, intermediate, threads);
+    }
+    // ---------------------------------------------------------------- norm → projection → element-wise, fused for few tokens
+
+    /// <summary>
+    /// q, k, v = rope(split(RMSNorm(x) · g · Wqkvᵀ)): one launch for few tokens on the warp schedule
+    /// (<see cref="FusedKernelBodies"/>), else RmsNorm, Linear and RopeSplit through the scratch buffers.
+    /// </summary>
+    /// <param name="x">[*, hidden] f32 residual stream</param>
+    /// <param name="xRows">[tokens] row of x of each token</param>
+    /// <param name="g">[hidden] f32 RMSNorm weight</param>
+    /// <param name="wqkv">[(heads + 2 kv_heads) * head_dim, hidden] q | k | v weights</param>
+    /// <param name="output">q, k, v ([tokens, (kv_)heads, head_dim] each), positions, rotary tables</param>
+    /// <param name="h">[tokens, hidden] f32 scratch of the unfused path</param>
+    /// <param name="qkv">[tokens, (heads + 2 kv_heads) * head_dim] f32 scratch of the unfused path</param>
+    public void NormQkvRope(ArrayView<float> x, ArrayView<int> xRows, int tokens, ArrayView<float> g, float eps, DeviceMatrix wqkv,
+        RopeSplitOutput output, ArrayView<float> h, ArrayView<float> qkv)
+    {
+        if (wqkv.Rows != output.Rows || output.HeadDim % 2 != 0)
+            throw new ArgumentException($"NormQkvRope: the qkv matrix has {wqkv.Rows} rows; {output.Heads} + 2 × {output.KvHeads} heads of (even) head_dim {output.HeadDim} need {output.Rows}");
+        if (tokens == 0) return;
+        if (FusesFewTokens(tokens))
+        {
+            NormLinearWarp(x, xRows, tokens, g, eps, wqkv, output);
+            return;
+        }
+
+        RmsNorm(x, xRows, tokens, g, eps, h, wqkv.Cols);
+        Linear(h, tokens, wqkv, qkv, accumulate: false);
+        RopeSplit(qkv, output.Positions, output.Cos, output.Sin, output.Q, output.K, output.V, tokens, output.Heads, output.KvHeads, output.HeadDim);
+    }
+
+    /// <summary>
+    /// a = silu(RMSNorm(x) · g · Wgateᵀ) · (RMSNorm(x) · g · Wupᵀ): one launch for few tokens on the warp schedule,
+    /// else RmsNorm, Linear and SwiGlu through the scratch buffers.
+    /// </summary>
+    /// <param name="x">[*, hidden] f32 residual stream</param>
+    /// <param name="xRows">[tokens] row of x of each token</param>
+    /// <param name="g">[hidden] f32 RMSNorm weight</param>
+    /// <param name="wGateUp">[2 * intermediate, hidden] gate | up weights</param>
+    /// <param name="output">a: [tokens, intermediate] f32</param>
+    /// <param name="h">[tokens, hidden] f32 scratch of the unfused path</param>
+    /// <param name="gateUp">[tokens, 2 * intermediate] f32 scratch of the unfused path</param>
+    public void NormGateUpSwiGlu(ArrayView<float> x, ArrayView<int> xRows, int tokens, ArrayView<float> g, float eps, DeviceMatrix wGateUp,
+        SwiGluOutput output, ArrayView<float> h, ArrayView<float> gateUp)
+    {
+        if (wGateUp.Rows != 2 * output.Intermediate)
+            throw new ArgumentException($"NormGateUpSwiGlu: the gate|up matrix has {wGateUp.Rows} rows; intermediate {output.Intermediate} needs {2 * output.Intermediate}");
+        if (tokens == 0) return;
+        if (FusesFewTokens(tokens))
+        {
+            NormLinearWarp(x, xRows, tokens, g, eps, wGateUp, output);
+            return;
+        }
+
+        RmsNorm(x, xRows, tokens, g, eps, h, wGateUp.Cols);
+        Linear(h, tokens, wGateUp, gateUp, accumulate: false);
+        SwiGlu(gateUp, output.A, tokens, output.Intermediate);
+    }
+
+    /// <summary>
+    /// y = RMSNorm(x[xRows]) · g · Wᵀ (the final norm and the LM head): one launch for few tokens on the warp
+    /// schedule, else RmsNorm and Linear through the scratch buffer.
+    /// </summary>
+    /// <param name="x">[*, hidden] f32 residual stream</param>
+    /// <param name="xRows">[tokens] row of x of each output row</param>
+    /// <param name="g">[hidden] f32 RMSNorm weight</param>
+    /// <param name="y">[tokens, w.Rows] f32</param>
+    /// <param name="h">[tokens, hidden] f32 scratch of the unfused path</param>
+    public void NormLinear(ArrayView<float> x, ArrayView<int> xRows, int tokens, ArrayView<float> g, float eps, DeviceMatrix w,
+        ArrayView<float> y, ArrayView<float> h)
+    {
+        if (tokens == 0) return;
+        if (FusesFewTokens(tokens))
+        {
+            NormLinearWarp(x, xRows, tokens, g, eps, w, new RowPairOutput(y, w.Rows));
+            return;
+        }
+
+        RmsNorm(x, xRows, tokens, g, eps, h, w.Cols);
+        Linear(h, tokens, w, y, accumulate: false);
+    }
+
+    private void NormLinearWarp<TO>(ArrayView<float> x, ArrayView<int> xRows, int tokens, ArrayView<float> g, float eps, DeviceMatrix w, TO output)
+        where TO : struct, IProjectionOutput
+    {
+        if (w.Cols % 4 != 0) throw new ArgumentException($"the fused norm projection needs hidden ({w.Cols}) to be a multiple of 4");
+        if (w.Dtype == WeightDtype.F16) NormLinearWarp<F16Weights, TO>(x, xRows, tokens, g, eps, w, output);
+        else NormLinearWarp<F32Weights, TO>(x, xRows, tokens, g, eps, w, output);
+    }
+
+    private void NormLinearWarp<TW, TO>(ArrayView<float> x, ArrayView<int> xRows, int tokens, ArrayView<float> g, float eps, DeviceMatrix w, TO output)
+        where TW : struct, IWeightFormat
+        where TO : struct, IProjectionOutput
+    {
+        // Each output type is its own kernel: "norm-linear-warp" keyed by (format, output type).
+        var kernel = Get("norm-linear-warp", typeof(TW), typeof(TO), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<int>,
+            ArrayView<Vec4>, TO, int, int, float>(FusedKernelBodies.NormLinearWarp<TW, TO>));
+        long warps = (long)output.Units * ((tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens);
+        int groups = (int)((warps + WarpsPerGroup - 1) / WarpsPerGroup);
+        kernel(new KernelConfig(groups, WarpsPerGroup * _accelerator.WarpSize), w.View, x.Cast<Vec4>(), xRows, g.Cast<Vec4>(), output, w.Cols, tokens, eps);
     }
 }

@@ -26,6 +26,21 @@ public struct Vec4
 }
 
 /// <summary>
+/// One weight chunk widened to f32 in registers: 8 values (f16), or 4 in <see cref="Lo"/> (f32, <see cref="Hi"/> unused).
+/// Lets a kernel decode a chunk once and reuse it against several tokens' activations.
+/// </summary>
+public struct Vec8
+{
+    public Vec4 Lo, Hi;
+
+    public Vec8(Vec4 lo, Vec4 hi)
+    {
+        Lo = lo;
+        Hi = hi;
+    }
+}
+
+/// <summary>
 /// How a weight matrix's 16-byte chunks hold numbers. A kernel's struct type parameter: each format compiles
 /// to its own kernel, with the chunk decoding inlined.
 /// </summary>
@@ -39,6 +54,9 @@ public interface IWeightFormat
 
     /// <summary>Writes the chunk's weights as f32 to <c>output[index + j * stride]</c>.</summary>
     void Unpack(Bits128 w, ArrayView<float> output, long index, int stride);
+
+    /// <summary>The chunk's weights as f32 registers (the first <see cref="ElementsPerChunk"/> of the 8).</summary>
+    Vec8 Widen(Bits128 w);
 }
 
 /// <summary>f32 weights: 4 per chunk.</summary>
@@ -59,6 +77,9 @@ public struct F32Weights : IWeightFormat
         output[index + 2 * stride] = Interop.IntAsFloat(w.Z);
         output[index + 3 * stride] = Interop.IntAsFloat(w.W);
     }
+
+    public readonly Vec8 Widen(Bits128 w) =>
+        new(new Vec4(Interop.IntAsFloat(w.X), Interop.IntAsFloat(w.Y), Interop.IntAsFloat(w.Z), Interop.IntAsFloat(w.W)), default);
 }
 
 /// <summary>IEEE f16 weights: 8 per chunk, two per 32-bit lane (low half first, as stored little-endian).</summary>
@@ -89,6 +110,9 @@ public struct F16Weights : IWeightFormat
         output[index + 6 * stride] = Low(w.W);
         output[index + 7 * stride] = High(w.W);
     }
+
+    public readonly Vec8 Widen(Bits128 w) =>
+        new(new Vec4(Low(w.X), High(w.X), Low(w.Y), High(w.Y)), new Vec4(Low(w.Z), High(w.Z), Low(w.W), High(w.W)));
 }
 
 /// <summary>How a projection's result lands in its output: stored, or added to it (the residual stream).</summary>

@@ -1,0 +1,319 @@
+using ILGPU;
+using ILGPU.Algorithms;
+
+namespace SpecializedInference.Kernels.Dense;
+
+/// <summary>
+/// Few-token (decode) projections with the RMSNorm before them and the element-wise step after them fused in, so
+/// that a decoder layer's dense work is four launches instead of eight: at batch 1 a launch costs about as much as
+/// streaming a few MB of weights, and the unfused steps moved only kilobytes each.
+/// <code>
+///   q, k, v = rope(split(norm(x) · Wqkvᵀ))      NormLinearWarp&lt;RopeSplitOutput&gt;  (was RmsNorm, Linear, RopeSplit)
+///   a       = silu(norm(x) · Wgateᵀ) * (norm(x) · Wupᵀ)   NormLinearWarp&lt;SwiGluOutput&gt;  (was RmsNorm, Linear, SwiGlu)
+///   logits  = norm(x[rows]) · Wheadᵀ             NormLinearWarp&lt;RowPairOutput&gt;  (was RmsNorm, Linear)
+/// </code>
+/// The warp-per-row matvec of <see cref="DenseKernelBodies.LinearWarp{TW, TE}"/>, with two changes:
+/// <list type="bullet">
+/// <item><b>Norm prologue, without a prologue.</b> norm(x)·wᵀ = (Σ_k w_k g_k x_k) / rms(x). The 1/rms factor moves to
+/// the end, and rms(x) needs Σ x², which is made of exactly the activations the warp's lanes load anyway for the dot
+/// product (together the 32 lanes walk the whole row of x for each of their tokens). So each warp adds x·x to its
+/// own sum of squares as it goes and reduces it with the dot products: no extra read of x, no shared memory, no
+/// barrier, no serial prologue before the weights start streaming. It costs one more FMA per activation per token
+/// (the dot product does one per weight row): arithmetic the memory-bound loop has spare. The norm weight g is
+/// folded into each weight chunk once (w∘g), whatever the number of tokens.</item>
+/// <item><b>Row-pair epilogue.</b> RoPE mixes rows i and i + head_dim/2 of a head, SwiGLU rows j and j + intermediate
+/// of gate|up: a warp computes both rows of its pair in one pass over x (two weight loads in flight per lane per
+/// step instead of one, half the warps), then rotates or gates in registers and writes q/k/v or the activation.
+/// The qkv and gate|up results never reach memory. The LM head pairs neighbouring rows for the loads' sake.</item>
+/// </list>
+/// Used for up to <see cref="DenseKernels.TiledMinTokens"/> − 1 tokens; larger steps keep the unfused sequence
+/// (tiled matmul), where the norm and the element-wise kernels are a small share of the work.
+/// </summary>
+public static class FusedKernelBodies
+{
+    /// <summary>
+    /// output ← TO(RMSNorm(x[xRows[t]]) ∘ g · Wᵀ): warp (unit u, token group) computes the unit's two weight rows
+    /// for up to <see cref="DenseKernelBodies.WarpTokens"/> tokens, reading each row once, 16 bytes per lane
+    /// per step. The token groups of a unit are neighbouring warps, so when a step has two (5 to 8 tokens) the
+    /// second reads the rows while they are still in L2 (or L1, in the same group).
+    /// </summary>
+    /// <param name="w">[rows, cols] weights as 16-byte chunks</param>
+    /// <param name="x">[*, cols] f32 as Vec4: the residual stream (not normalized)</param>
+    /// <param name="xRows">[tokens] which row of x each token reads (the identity in the layers; the logits rows for the head)</param>
+    /// <param name="g">[cols] f32 as Vec4: the RMSNorm weight</param>
+    /// <param name="output">where the unit's rows go (see <see cref="IProjectionOutput"/>)</param>
+    public static void NormLinearWarp<TW, TO>(ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<int> xRows, ArrayView<Vec4> g,
+        TO output, int cols, int tokens, float eps)
+        where TW : struct, IWeightFormat
+        where TO : struct, IProjectionOutput
+    {
+        const int warpTokens = DenseKernelBodies.WarpTokens;
+        int warp = (Grid.IdxX * Group.DimX + Group.IdxX) / Warp.WarpSize;
+        int lane = Warp.LaneIdx;
+        int tokenGroups = (tokens + warpTokens - 1) / warpTokens;
+        if (warp >= output.Units * tokenGroups) return; // uniform across the warp
+
+        int u = warp / tokenGroups;
+        int t0 = warp % tokenGroups * warpTokens;
+        int vecsPerChunk = default(TW).ElementsPerChunk / 4;
+        int chunks = cols / default(TW).ElementsPerChunk;
+        int vecsPerToken = cols / 4;
+        bool has1 = t0 + 1 < tokens, has2 = t0 + 2 < tokens, has3 = t0 + 3 < tokens;
+        long x0 = (long)xRows[t0] * vecsPerToken;
+        long x1 = has1 ? (long)xRows[t0 + 1] * vecsPerToken : 0;
+        long x2 = has2 ? (long)xRows[t0 + 2] * vecsPerToken : 0;
+        long x3 = has3 ? (long)xRows[t0 + 3] * vecsPerToken : 0;
+        long rowA = (long)output.FirstRow(u) * chunks;
+        long rowB = (long)output.SecondRow(u) * chunks;
+
+        // a: Σ w_A∘g·x, b: Σ w_B∘g·x, s: Σ x² (per token; lane-partial until the reduction).
+        float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        float b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (int c = lane; c < chunks; c += Warp.WarpSize)
+        {
+            long xv = (long)c * vecsPerChunk;
+            // The chunk's weights times the norm weight, once for all tokens: w·(g∘x) = (w∘g)·x.
+            var gc = Load(g, xv, vecsPerChunk);
+            var wa = Scale(default(TW).Widen(w[rowA + c]), gc, vecsPerChunk);
+            var wb = Scale(default(TW).Widen(w[rowB + c]), gc, vecsPerChunk);
+
+            var v = Load(x, x0 + xv, vecsPerChunk);
+            a0 += Dot(wa, v, vecsPerChunk);
+            b0 += Dot(wb, v, vecsPerChunk);
+            s0 += Dot(v, v, vecsPerChunk);
+            if (has1)
+            {
+                v = Load(x, x1 + xv, vecsPerChunk);
+                a1 += Dot(wa, v, vecsPerChunk);
+                b1 += Dot(wb, v, vecsPerChunk);
+                s1 += Dot(v, v, vecsPerChunk);
+            }
+
+            if (has2)
+            {
+                v = Load(x, x2 + xv, vecsPerChunk);
+                a2 += Dot(wa, v, vecsPerChunk);
+                b2 += Dot(wb, v, vecsPerChunk);
+                s2 += Dot(v, v, vecsPerChunk);
+            }
+
+            if (has3)
+            {
+                v = Load(x, x3 + xv, vecsPerChunk);
+                a3 += Dot(wa, v, vecsPerChunk);
+                b3 += Dot(wb, v, vecsPerChunk);
+                s3 += Dot(v, v, vecsPerChunk);
+            }
+        }
+
+        // Reduce across the warp (absent tokens skipped: the conditions are uniform), then scale by 1/rms.
+        float r = RmsScale(s0, cols, eps);
+        a0 = DenseKernelBodies.WarpSum(a0) * r;
+        b0 = DenseKernelBodies.WarpSum(b0) * r;
+        if (has1)
+        {
+            r = RmsScale(s1, cols, eps);
+            a1 = DenseKernelBodies.WarpSum(a1) * r;
+            b1 = DenseKernelBodies.WarpSum(b1) * r;
+        }
+
+        if (has2)
+        {
+            r = RmsScale(s2, cols, eps);
+            a2 = DenseKernelBodies.WarpSum(a2) * r;
+            b2 = DenseKernelBodies.WarpSum(b2) * r;
+        }
+
+        if (has3)
+        {
+            r = RmsScale(s3, cols, eps);
+            a3 = DenseKernelBodies.WarpSum(a3) * r;
+            b3 = DenseKernelBodies.WarpSum(b3) * r;
+        }
+
+        if (lane != 0) return;
+        output.Write(u, t0, a0, b0);
+        if (has1) output.Write(u, t0 + 1, a1, b1);
+        if (has2) output.Write(u, t0 + 2, a2, b2);
+        if (has3) output.Write(u, t0 + 3, a3, b3);
+    }
+
+    /// <summary>1 / rms of a token from its lanes' partial sums of squares: 1 / sqrt(Σx² / cols + eps).</summary>
+    private static float RmsScale(float sumSquares, int cols, float eps) =>
+        XMath.Rsqrt(DenseKernelBodies.WarpSum(sumSquares) / cols + eps);
+
+    /// <summary>One chunk's worth of activations: x[i] (and x[i + 1] when a chunk spans two Vec4).</summary>
+    private static Vec8 Load(ArrayView<Vec4> x, long i, int vecs) => new(x[i], vecs == 2 ? x[i + 1] : default);
+
+    private static Vec8 Scale(Vec8 w, Vec8 g, int vecs) => new(Mul(w.Lo, g.Lo), vecs == 2 ? Mul(w.Hi, g.Hi) : default);
+
+    private static float Dot(Vec8 a, Vec8 b, int vecs) => vecs == 2 ? Dot(a.Lo, b.Lo) + Dot(a.Hi, b.Hi) : Dot(a.Lo, b.Lo);
+
+    private static Vec4 Mul(Vec4 a, Vec4 b) => new(a.X * b.X, a.Y * b.Y, a.Z * b.Z, a.W * b.W);
+
+    private static float Dot(Vec4 a, Vec4 b) => a.X * b.X + a.Y * b.Y + a.Z * b.Z + a.W * b.W;
+}
+
+/// <summary>
+/// A fused projection's pair epilogue: which two weight rows one warp computes together (a unit) and where their
+/// values go. A struct type parameter of <see cref="FusedKernelBodies.NormLinearWarp{TW, TO}"/>, passed by value
+/// with its output views. Every unit is a pair, even where no element-wise step combines the two (the LM head):
+/// the pair shares each lane's loads of x and g between two weight chunks, which keeps the L1 traffic per weight
+/// byte at the unfused matvec's (w 16 B + g 32 B + x 32 B per 16 B chunk would be 5× the weight bytes alone; a
+/// pair makes it 3×) and puts two weight loads in flight per lane.
+/// </summary>
+public interface IProjectionOutput
+{
+    /// <summary>Units per token: the warps one token group needs.</summary>
+    int Units { get; }
+
+    /// <summary>Weight row of the unit's first value.</summary>
+    int FirstRow(int unit);
+
+    /// <summary>Weight row of the unit's second value.</summary>
+    int SecondRow(int unit);
+
+    /// <summary>Stores token <paramref name="token"/>'s two values of the unit.</summary>
+    void Write(int unit, int token, float first, float second);
+}
+
+/// <summary>
+/// The qkv projection's epilogue: unit (head h, i &lt; head_dim/2) computes rows i and i + head_dim/2 of head h of the
+/// fused q | k | v matrix, rotates them (Hugging Face rotate_half pairing, as <see cref="DenseKernelBodies.RopeSplit"/>)
+/// unless h is a value head, and writes q, k or v.
+/// </summary>
+public struct RopeSplitOutput : IProjectionOutput
+{
+    /// <summary>[tokens, heads, head_dim] f32</summary>
+    public ArrayView<float> Q;
+    /// <summary>[tokens, kv_heads, head_dim] f32</summary>
+    public ArrayView<float> K;
+    /// <summary>[tokens, kv_heads, head_dim] f32</summary>
+    public ArrayView<float> V;
+    /// <summary>[tokens] position of each token</summary>
+    public ArrayView<int> Positions;
+    /// <summary>[max_positions, head_dim / 2] f32</summary>
+    public ArrayView<float> Cos;
+    /// <summary>[max_positions, head_dim / 2] f32</summary>
+    public ArrayView<float> Sin;
+    public int Heads;
+    public int KvHeads;
+    public int HeadDim;
+
+    public RopeSplitOutput(ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<int> positions,
+        ArrayView<float> cos, ArrayView<float> sin, int heads, int kvHeads, int headDim)
+    {
+        Q = q;
+        K = k;
+        V = v;
+        Positions = positions;
+        Cos = cos;
+        Sin = sin;
+        Heads = heads;
+        KvHeads = kvHeads;
+        HeadDim = headDim;
+    }
+
+    /// <summary>Rows of the fused matrix: (heads + 2 kv_heads) · head_dim.</summary>
+    public readonly int Rows => (Heads + 2 * KvHeads) * HeadDim;
+
+    public readonly int Units => Rows / 2;
+
+    public readonly int FirstRow(int unit)
+    {
+        int half = HeadDim / 2;
+        return unit / half * HeadDim + unit % half;
+    }
+
+    public readonly int SecondRow(int unit) => FirstRow(unit) + HeadDim / 2;
+
+    public readonly void Write(int unit, int token, float x1, float x2)
+    {
+        int half = HeadDim / 2;
+        int h = unit / half;
+        int i = unit % half;
+        if (h >= Heads + KvHeads)
+        {
+            // Values are not rotated.
+            long dv = ((long)token * KvHeads + h - Heads - KvHeads) * HeadDim;
+            V[dv + i] = x1;
+            V[dv + i + half] = x2;
+            return;
+        }
+
+        long angle = (long)Positions[token] * half + i;
+        float c = Cos[angle];
+        float s = Sin[angle];
+        float r1 = x1 * c - x2 * s;
+        float r2 = x2 * c + x1 * s;
+        if (h < Heads)
+        {
+            long dq = ((long)token * Heads + h) * HeadDim;
+            Q[dq + i] = r1;
+            Q[dq + i + half] = r2;
+        }
+        else
+        {
+            long dk = ((long)token * KvHeads + h - Heads) * HeadDim;
+            K[dk + i] = r1;
+            K[dk + i + half] = r2;
+        }
+    }
+}
+
+/// <summary>
+/// The gate|up projection's epilogue: unit j computes gate row j and up row j (rows j and j + intermediate of the
+/// fused matrix) and writes a[t, j] = silu(gate) · up.
+/// </summary>
+public struct SwiGluOutput : IProjectionOutput
+{
+    /// <summary>[tokens, intermediate] f32</summary>
+    public ArrayView<float> A;
+    public int Intermediate;
+
+    public SwiGluOutput(ArrayView<float> a, int intermediate)
+    {
+        A = a;
+        Intermediate = intermediate;
+    }
+
+    public readonly int Units => Intermediate;
+
+    public readonly int FirstRow(int unit) => unit;
+
+    public readonly int SecondRow(int unit) => unit + Intermediate;
+
+    public readonly void Write(int unit, int token, float gate, float up) =>
+        A[(long)token * Intermediate + unit] = gate / (1f + XMath.Exp(-gate)) * up;
+}
+
+/// <summary>
+/// A plain projection's epilogue (the LM head): unit u computes rows 2u and 2u + 1 (the last unit of an odd row
+/// count reads its single row twice and writes it once), y[t, n] = value.
+/// </summary>
+public struct RowPairOutput : IProjectionOutput
+{
+    /// <summary>[tokens, rows] f32</summary>
+    public ArrayView<float> Y;
+    public int Rows;
+
+    public RowPairOutput(ArrayView<float> y, int rows)
+    {
+        Y = y;
+        Rows = rows;
+    }
+
+    public readonly int Units => (Rows + 1) / 2;
+
+    public readonly int FirstRow(int unit) => 2 * unit;
+
+    public readonly int SecondRow(int unit) => Math.Min(2 * unit + 1, Rows - 1);
+
+    public readonly void Write(int unit, int token, float first, float second)
+    {
+        long y = (long)token * Rows + 2 * unit;
+        Y[y] = first;
+        if (2 * unit + 1 < Rows) Y[y + 1] = second;
+    }
+}

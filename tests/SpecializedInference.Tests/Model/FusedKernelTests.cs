@@ -1,0 +1,242 @@
+using ILGPU;
+using Half = System.Half;
+using ILGPU.Runtime;
+using SpecializedInference.Kernels;
+using SpecializedInference.Kernels.Dense;
+using SpecializedInference.Runtime;
+
+namespace SpecializedInference.Tests.Model;
+
+/// <summary>
+/// The fused norm → projection → element-wise kernels (<see cref="FusedKernelBodies"/>) against float64 references
+/// computed step by step (norm, then projection, then rope / SwiGLU), on fresh seeded inputs with every output and
+/// scratch buffer poisoned (NaN). The warp schedule with at most 2 × WarpTokens tokens runs the fused kernel (one
+/// launch, asserted); more tokens and the serial schedule run the unfused sequence, which must agree too.
+/// </summary>
+public sealed class FusedKernelTests(AcceleratorFixture fixture) : IClassFixture<AcceleratorFixture>
+{
+    private const float Eps = 1e-5f;
+    private const int MaxPositions = 50;
+
+    private Accelerator Acc => fixture.Accelerator;
+
+    private static float[] Random(Random rng, int n, float scale = 1f) =>
+        Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1) * scale).ToArray();
+
+    private MemoryBuffer1D<float, Stride1D.Dense> Upload(float[] values) => Acc.Allocate1D(values);
+
+    private MemoryBuffer1D<float, Stride1D.Dense> Poisoned(long n) => Acc.Allocate1D(Enumerable.Repeat(float.NaN, (int)n).ToArray());
+
+    private static void AssertClose(double[] expected, float[] actual, double tolerance, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        double scale = Math.Max(1, expected.Max(Math.Abs));
+        for (int i = 0; i < expected.Length; i++)
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= tolerance * scale,
+                $"{what}: element {i}: expected {expected[i]}, got {actual[i]} (tolerance {tolerance * scale})");
+    }
+
+    /// <summary>The weights as the device holds them (f16-rounded for f16), as float64.</summary>
+    private static double[] AsStored(float[] w, WeightDtype dtype) =>
+        dtype == WeightDtype.F16 ? w.Select(v => (double)(float)(Half)v).ToArray() : w.Select(v => (double)v).ToArray();
+
+    /// <summary>Reference: h[t] = x[xRows[t]] / sqrt(mean(x²) + eps) ∘ g; y[t, n] = h[t] · W[n].</summary>
+    private static double[] NormThenProject(float[] x, int[] xRows, float[] g, double[] w, int rows, int cols)
+    {
+        var y = new double[xRows.Length * rows];
+        for (int t = 0; t < xRows.Length; t++)
+        {
+            var xt = x.AsSpan(xRows[t] * cols, cols);
+            double ms = 0;
+            foreach (var v in xt) ms += (double)v * v;
+            double scale = 1 / Math.Sqrt(ms / cols + Eps);
+            var h = new double[cols];
+            for (int k = 0; k < cols; k++) h[k] = xt[k] * scale * g[k];
+            for (int n = 0; n < rows; n++)
+            {
+                double acc = 0;
+                for (int k = 0; k < cols; k++) acc += h[k] * w[n * cols + k];
+                y[t * rows + n] = acc;
+            }
+        }
+
+        return y;
+    }
+
+    /// <summary>Runs <paramref name="launch"/> and returns how many kernels it enqueued.</summary>
+    private static long Launches(DenseKernels kernels, Action launch)
+    {
+        long before = kernels.Launches;
+        launch();
+        return kernels.Launches - before;
+    }
+
+    public static TheoryData<DenseSchedule, WeightDtype, int, int, int, int, int> QkvCases()
+    {
+        // schedule, dtype, tokens, heads, kv_heads, head_dim, hidden. hidden 72: 9 f16 / 18 f32 chunks (lanes idle);
+        // 264: 33 f16 / 66 f32 chunks (a lane takes a second and third step, unevenly).
+        return new()
+        {
+            { DenseSchedule.Warp, WeightDtype.F32, 1, 4, 1, 16, 72 },                                   // MQA, one token
+            { DenseSchedule.Warp, WeightDtype.F16, DenseKernelBodies.WarpTokens + 1, 4, 1, 16, 264 },   // a second, partial token group
+            { DenseSchedule.Warp, WeightDtype.F32, DenseKernelBodies.WarpTokens + 1, 2, 2, 32, 72 },    // MHA
+            { DenseSchedule.Warp, WeightDtype.F16, 2 * DenseKernelBodies.WarpTokens, 4, 2, 16, 72 },    // GQA, the most tokens fused
+            { DenseSchedule.Warp, WeightDtype.F16, 1, 2, 1, 128, 264 },                                 // head_dim 128
+            { DenseSchedule.Warp, WeightDtype.F32, 2, 1, 1, 128, 72 },
+            { DenseSchedule.Warp, WeightDtype.F32, DenseKernels.TiledMinTokens, 4, 2, 16, 64 },         // unfused: tiled matmul
+            { DenseSchedule.Serial, WeightDtype.F16, 1, 4, 1, 16, 72 },                                 // unfused: serial
+            { DenseSchedule.Serial, WeightDtype.F32, DenseKernelBodies.WarpTokens + 1, 2, 2, 32, 72 },
+        };
+    }
+
+    [Theory]
+    [MemberData(nameof(QkvCases))]
+    public void NormQkvRopeMatchesFloat64(DenseSchedule schedule, WeightDtype dtype, int tokens, int heads, int kvHeads, int headDim, int hidden)
+    {
+        int seed = HashCode.Combine(schedule, dtype, tokens, heads, kvHeads, headDim, hidden) & 0xFFFF;
+        var rng = new Random(seed);
+        int half = headDim / 2;
+        int rows = (heads + 2 * kvHeads) * headDim;
+        var w = Random(rng, rows * hidden);
+        var x = Random(rng, tokens * hidden, 3f);
+        var g = Random(rng, hidden);
+        var positions = Enumerable.Range(0, tokens).Select(_ => rng.Next(MaxPositions)).ToArray();
+        var xRows = Enumerable.Range(0, tokens).ToArray();
+
+        // Rotary tables as the runner uploads them (f32), and the reference's own float64 angles.
+        var inv = Enumerable.Range(0, half).Select(i => Math.Pow(10000, -2.0 * i / headDim)).ToArray();
+        var cos = new float[MaxPositions * half];
+        var sin = new float[MaxPositions * half];
+        for (int p = 0; p < MaxPositions; p++)
+            for (int i = 0; i < half; i++)
+            {
+                cos[p * half + i] = (float)Math.Cos(p * inv[i]);
+                sin[p * half + i] = (float)Math.Sin(p * inv[i]);
+            }
+
+        // Reference: qkv = norm(x) · Wᵀ, then HF's q * cos + rotate_half(q) * sin per q and k head; v as is.
+        var qkv = NormThenProject(x, xRows, g, AsStored(w, dtype), rows, hidden);
+        var eq = new double[tokens * heads * headDim];
+        var ek = new double[tokens * kvHeads * headDim];
+        var ev = new double[tokens * kvHeads * headDim];
+        for (int t = 0; t < tokens; t++)
+            for (int h = 0; h < heads + 2 * kvHeads; h++)
+            {
+                var head = qkv.AsSpan(t * rows + h * headDim, headDim);
+                var o = new double[headDim];
+                for (int i = 0; i < headDim; i++)
+                {
+                    int f = i % half;
+                    double c = Math.Cos(positions[t] * inv[f]), s = Math.Sin(positions[t] * inv[f]);
+                    double rot = i < half ? -head[i + half] : head[i - half];
+                    o[i] = h < heads + kvHeads ? head[i] * c + rot * s : head[i];
+                }
+
+                if (h < heads) o.CopyTo(eq, (t * heads + h) * headDim);
+                else if (h < heads + kvHeads) o.CopyTo(ek, (t * kvHeads + h - heads) * headDim);
+                else o.CopyTo(ev, (t * kvHeads + h - heads - kvHeads) * headDim);
+            }
+
+        var kernels = new DenseKernels(Acc, schedule);
+        using var matrix = WeightUpload.Matrix(Acc, w, rows, hidden, dtype);
+        using var xb = Upload(x);
+        using var gb = Upload(g);
+        using var rowsb = Acc.Allocate1D(xRows);
+        using var pos = Acc.Allocate1D(positions);
+        using var cb = Upload(cos);
+        using var sb = Upload(sin);
+        using var q = Poisoned(eq.Length);
+        using var k = Poisoned(ek.Length);
+        using var v = Poisoned(ev.Length);
+        using var hScratch = Poisoned(tokens * hidden);
+        using var qkvScratch = Poisoned(tokens * rows);
+        var output = new RopeSplitOutput(q.View, k.View, v.View, pos.View, cb.View, sb.View, heads, kvHeads, headDim);
+        long launches = Launches(kernels, () =>
+            kernels.NormQkvRope(xb.View, rowsb.View, tokens, gb.View, Eps, matrix, output, hScratch.View, qkvScratch.View));
+        string what = $"seed {seed}, {(kernels.FusesFewTokens(tokens) ? "fused" : "unfused")}";
+        AssertClose(eq, q.GetAsArray1D(), 1e-5, $"{what}: q");
+        AssertClose(ek, k.GetAsArray1D(), 1e-5, $"{what}: k");
+        AssertClose(ev, v.GetAsArray1D(), 1e-5, $"{what}: v");
+        Assert.Equal(schedule == DenseSchedule.Warp && tokens <= 2 * DenseKernelBodies.WarpTokens ? 1 : 3, launches);
+    }
+
+    public static TheoryData<DenseSchedule, WeightDtype, int, int, int> SwiGluCases() => new()
+    {
+        // schedule, dtype, tokens, hidden, intermediate (odd: units do not fill the last group of warps)
+        { DenseSchedule.Warp, WeightDtype.F32, 1, 72, 37 },
+        { DenseSchedule.Warp, WeightDtype.F16, 1, 264, 37 },
+        { DenseSchedule.Warp, WeightDtype.F16, DenseKernelBodies.WarpTokens + 1, 72, 37 },
+        { DenseSchedule.Warp, WeightDtype.F32, 2 * DenseKernelBodies.WarpTokens, 264, 21 },
+        { DenseSchedule.Warp, WeightDtype.F16, DenseKernels.TiledMinTokens, 64, 37 },
+        { DenseSchedule.Serial, WeightDtype.F32, DenseKernelBodies.WarpTokens + 1, 72, 37 },
+    };
+
+    [Theory]
+    [MemberData(nameof(SwiGluCases))]
+    public void NormGateUpSwiGluMatchesFloat64(DenseSchedule schedule, WeightDtype dtype, int tokens, int hidden, int intermediate)
+    {
+        int seed = HashCode.Combine(schedule, dtype, tokens, hidden, intermediate) & 0xFFFF;
+        var rng = new Random(seed);
+        var w = Random(rng, 2 * intermediate * hidden);
+        var x = Random(rng, tokens * hidden, 3f);
+        var g = Random(rng, hidden, 2f);
+        var xRows = Enumerable.Range(0, tokens).ToArray();
+
+        // Reference: gate | up = norm(x) · Wᵀ; a = silu(gate) · up.
+        var gu = NormThenProject(x, xRows, g, AsStored(w, dtype), 2 * intermediate, hidden);
+        var expected = new double[tokens * intermediate];
+        for (int t = 0; t < tokens; t++)
+            for (int j = 0; j < intermediate; j++)
+            {
+                double gate = gu[t * 2 * intermediate + j], up = gu[t * 2 * intermediate + intermediate + j];
+                expected[t * intermediate + j] = gate / (1 + Math.Exp(-gate)) * up;
+            }
+
+        var kernels = new DenseKernels(Acc, schedule);
+        using var matrix = WeightUpload.Matrix(Acc, w, 2 * intermediate, hidden, dtype);
+        using var xb = Upload(x);
+        using var gb = Upload(g);
+        using var rowsb = Acc.Allocate1D(xRows);
+        using var a = Poisoned(tokens * intermediate);
+        using var hScratch = Poisoned(tokens * hidden);
+        using var guScratch = Poisoned(tokens * 2 * intermediate);
+        long launches = Launches(kernels, () =>
+            kernels.NormGateUpSwiGlu(xb.View, rowsb.View, tokens, gb.View, Eps, matrix, new SwiGluOutput(a.View, intermediate), hScratch.View, guScratch.View));
+        AssertClose(expected, a.GetAsArray1D(), 1e-5, $"seed {seed}, {(kernels.FusesFewTokens(tokens) ? "fused" : "unfused")}");
+        Assert.Equal(schedule == DenseSchedule.Warp && tokens <= 2 * DenseKernelBodies.WarpTokens ? 1 : 3, launches);
+    }
+
+    public static TheoryData<DenseSchedule, WeightDtype, int, int[]> HeadCases() => new()
+    {
+        // schedule, dtype, vocab (odd: the last row pair is one row), rows of x to project (gathered, one twice,
+        // as the logits rows of a step)
+        { DenseSchedule.Warp, WeightDtype.F32, 37, new[] { 3 } },
+        { DenseSchedule.Warp, WeightDtype.F16, 38, new[] { 2, 0, 5, 2, 4 } },
+        { DenseSchedule.Warp, WeightDtype.F32, 37, new[] { 1, 0, 5, 2, 4, 3, 3, 2 } },
+        { DenseSchedule.Serial, WeightDtype.F16, 37, new[] { 2, 0, 5, 2, 4 } },
+    };
+
+    [Theory]
+    [MemberData(nameof(HeadCases))]
+    public void NormLinearMatchesFloat64(DenseSchedule schedule, WeightDtype dtype, int vocab, int[] xRows)
+    {
+        const int hidden = 264, inputs = 6;
+        int seed = HashCode.Combine(schedule, dtype, vocab, xRows.Length) & 0xFFFF;
+        var rng = new Random(seed);
+        var w = Random(rng, vocab * hidden);
+        var x = Random(rng, inputs * hidden, 3f);
+        var g = Random(rng, hidden);
+        var expected = NormThenProject(x, xRows, g, AsStored(w, dtype), vocab, hidden);
+
+        var kernels = new DenseKernels(Acc, schedule);
+        using var matrix = WeightUpload.Matrix(Acc, w, vocab, hidden, dtype);
+        using var xb = Upload(x);
+        using var gb = Upload(g);
+        using var rowsb = Acc.Allocate1D(xRows);
+        using var y = Poisoned(xRows.Length * vocab);
+        using var hScratch = Poisoned(xRows.Length * hidden);
+        long launches = Launches(kernels, () => kernels.NormLinear(xb.View, rowsb.View, xRows.Length, gb.View, Eps, matrix, y.View, hScratch.View));
+        AssertClose(expected, y.GetAsArray1D(), 1e-5, $"seed {seed}");
+        Assert.Equal(schedule == DenseSchedule.Warp && xRows.Length <= 2 * DenseKernelBodies.WarpTokens ? 1 : 2, launches);
+    }
+}
