@@ -39,6 +39,12 @@ public interface IWeightFormat
 
     /// <summary>Writes the chunk's weights as f32 to <c>output[index + j * stride]</c>.</summary>
     void Unpack(Bits128 w, ArrayView<float> output, long index, int stride);
+
+    /// <summary>Quads (groups of 4 weights, one <see cref="Vec4"/> of activations) per chunk: 1 (f32) or 2 (f16).</summary>
+    int QuadsPerChunk { get; }
+
+    /// <summary>Weights <c>4q .. 4q+3</c> of the chunk as f32 (call with a constant q, so it folds).</summary>
+    Vec4 Quad(Bits128 w, int q);
 }
 
 /// <summary>f32 weights: 4 per chunk.</summary>
@@ -59,6 +65,11 @@ public struct F32Weights : IWeightFormat
         output[index + 2 * stride] = Interop.IntAsFloat(w.Z);
         output[index + 3 * stride] = Interop.IntAsFloat(w.W);
     }
+
+    public readonly int QuadsPerChunk => 1;
+
+    public readonly Vec4 Quad(Bits128 w, int q) =>
+        new(Interop.IntAsFloat(w.X), Interop.IntAsFloat(w.Y), Interop.IntAsFloat(w.Z), Interop.IntAsFloat(w.W));
 }
 
 /// <summary>IEEE f16 weights: 8 per chunk, two per 32-bit lane (low half first, as stored little-endian).</summary>
@@ -89,6 +100,12 @@ public struct F16Weights : IWeightFormat
         output[index + 6 * stride] = Low(w.W);
         output[index + 7 * stride] = High(w.W);
     }
+
+    public readonly int QuadsPerChunk => 2;
+
+    public readonly Vec4 Quad(Bits128 w, int q) => q == 0
+        ? new(Low(w.X), High(w.X), Low(w.Y), High(w.Y))
+        : new(Low(w.Z), High(w.Z), Low(w.W), High(w.W));
 }
 
 /// <summary>How a projection's result lands in its output: stored, or added to it (the residual stream).</summary>
