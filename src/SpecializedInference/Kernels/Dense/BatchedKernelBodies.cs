@@ -169,9 +169,10 @@ public static class BatchedKernelBodies
                 n3w = w[w3 + next];
             }
 
-            long q = (long)c * quads;
-            acc = Step<TW, TG>(acc, c0, c1, c2, c3, 0, x, q, oa, ob, oc, od);
-            if (quads == 2) acc = Step<TW, TG>(acc, c0, c1, c2, c3, 1, x, q + 1, oa, ob, oc, od);
+            // x[token, chunk c]: one 64-bit base per quad, the tokens at 32-bit offsets from it.
+            var xq = x.SubView((long)c * quads);
+            acc = Step<TW, TG>(acc, c0, c1, c2, c3, 0, xq, oa, ob, oc, od);
+            if (quads == 2) acc = Step<TW, TG>(acc, c0, c1, c2, c3, 1, xq.SubView(1), oa, ob, oc, od);
             c0 = n0w;
             c1 = n1w;
             c2 = n2w;
@@ -232,7 +233,7 @@ public static class BatchedKernelBodies
 
     /// <summary>One quad (4 columns) of a step: the 4 rows' weights against each token's 4 activations.</summary>
     private static BatchedAccumulators Step<TW, TG>(BatchedAccumulators acc, Bits128 c0, Bits128 c1, Bits128 c2, Bits128 c3, int quad,
-        ArrayView<Vec4> x, long q, TokenOffsets oa, TokenOffsets ob, TokenOffsets oc, TokenOffsets od)
+        ArrayView<Vec4> xq, TokenOffsets oa, TokenOffsets ob, TokenOffsets oc, TokenOffsets od)
         where TW : struct, IWeightFormat
         where TG : struct, ITokenGroup
     {
@@ -241,24 +242,24 @@ public static class BatchedKernelBodies
         var r1 = default(TW).Quad(c1, quad);
         var r2 = default(TW).Quad(c2, quad);
         var r3 = default(TW).Quad(c3, quad);
-        acc.B0 = Accumulate(acc.B0, r0, r1, r2, r3, x, q, oa);
-        acc.B1 = Accumulate(acc.B1, r0, r1, r2, r3, x, q, ob);
+        acc.B0 = Accumulate(acc.B0, r0, r1, r2, r3, xq, oa);
+        acc.B1 = Accumulate(acc.B1, r0, r1, r2, r3, xq, ob);
         if (default(TG).Tokens == 16)
         {
-            acc.B2 = Accumulate(acc.B2, r0, r1, r2, r3, x, q, oc);
-            acc.B3 = Accumulate(acc.B3, r0, r1, r2, r3, x, q, od);
+            acc.B2 = Accumulate(acc.B2, r0, r1, r2, r3, xq, oc);
+            acc.B3 = Accumulate(acc.B3, r0, r1, r2, r3, xq, od);
         }
 
         return acc;
     }
 
     /// <summary>4 rows × 4 tokens += W[rows, 4 columns] · x[tokens, same 4 columns]ᵀ: 64 FMAs for 4 loads.</summary>
-    private static Tile4x4 Accumulate(Tile4x4 t, Vec4 r0, Vec4 r1, Vec4 r2, Vec4 r3, ArrayView<Vec4> x, long q, TokenOffsets o)
+    private static Tile4x4 Accumulate(Tile4x4 t, Vec4 r0, Vec4 r1, Vec4 r2, Vec4 r3, ArrayView<Vec4> xq, TokenOffsets o)
     {
-        var x0 = x[q + o.T0];
-        var x1 = x[q + o.T1];
-        var x2 = x[q + o.T2];
-        var x3 = x[q + o.T3];
+        var x0 = xq[o.T0];
+        var x1 = xq[o.T1];
+        var x2 = xq[o.T2];
+        var x3 = xq[o.T3];
         t.R0 = Row(t.R0, r0, x0, x1, x2, x3);
         t.R1 = Row(t.R1, r1, x0, x1, x2, x3);
         t.R2 = Row(t.R2, r2, x0, x1, x2, x3);

@@ -170,7 +170,9 @@ public static class DenseKernelBodies
     /// <summary>
     /// Warp schedule for many tokens (prefill): a group computes a <see cref="TileTokens"/> × <see cref="TileRows"/>
     /// tile of y, staging <see cref="TileK"/>-wide slices of X and W (converted to f32) in shared memory; each
-    /// thread owns a 4 × 4 block of outputs. cols must be a multiple of <see cref="TileK"/>.
+    /// thread owns a 4 × 4 block of outputs. cols must be a multiple of <see cref="TileK"/>. Per k a thread reads its
+    /// 4 tokens and 4 rows as two 16-byte shared loads (a warp: 1 + 2 wavefronts of 128 B) for 16 FMAs, so shared
+    /// memory (128 B/clk/SM) keeps up with the FMAs (4 warp-FMAs/clk/SM); scalar loads needed 4 + 8 wavefronts.
     /// </summary>
     /// <param name="w">[rows, cols] weights as 16-byte chunks</param>
     /// <param name="x">[tokens, cols] f32 as Vec4</param>
@@ -179,8 +181,10 @@ public static class DenseKernelBodies
         where TW : struct, IWeightFormat
         where TE : struct, IEpilogue
     {
-        var xs = SharedMemory.Allocate<float>(TileK * TileTokens); // [k, token] slice of X
-        var ws = SharedMemory.Allocate<float>(TileK * TileRows);   // [k, row] slice of W
+        var xq = SharedMemory.Allocate<Vec4>(TileK * TileTokens / 4); // [k, token] slice of X, 16-byte aligned
+        var wq = SharedMemory.Allocate<Vec4>(TileK * TileRows / 4);   // [k, row] slice of W
+        var xs = xq.Cast<float>();
+        var ws = wq.Cast<float>();
         int tid = Group.IdxX;
         int tx = tid % 16; // owns rows n0 + 4 tx .. + 3
         int ty = tid / 16; // owns tokens t0 + 4 ty .. + 3
@@ -223,14 +227,12 @@ public static class DenseKernelBodies
             // Accumulate the 4 × 4 outer products of this k slice.
             for (int k = 0; k < TileK; k++)
             {
-                int xb = k * TileTokens + ty * 4;
-                int wb = k * TileRows + tx * 4;
-                float a0 = xs[xb], a1 = xs[xb + 1], a2 = xs[xb + 2], a3 = xs[xb + 3];
-                float b0 = ws[wb], b1 = ws[wb + 1], b2 = ws[wb + 2], b3 = ws[wb + 3];
-                c00 += a0 * b0; c01 += a0 * b1; c02 += a0 * b2; c03 += a0 * b3;
-                c10 += a1 * b0; c11 += a1 * b1; c12 += a1 * b2; c13 += a1 * b3;
-                c20 += a2 * b0; c21 += a2 * b1; c22 += a2 * b2; c23 += a2 * b3;
-                c30 += a3 * b0; c31 += a3 * b1; c32 += a3 * b2; c33 += a3 * b3;
+                var a = xq[(k * TileTokens + ty * 4) / 4]; // tokens t0 + 4 ty .. + 3
+                var b = wq[(k * TileRows + tx * 4) / 4];   // rows n0 + 4 tx .. + 3
+                c00 += a.X * b.X; c01 += a.X * b.Y; c02 += a.X * b.Z; c03 += a.X * b.W;
+                c10 += a.Y * b.X; c11 += a.Y * b.Y; c12 += a.Y * b.Z; c13 += a.Y * b.W;
+                c20 += a.Z * b.X; c21 += a.Z * b.Y; c22 += a.Z * b.Z; c23 += a.Z * b.W;
+                c30 += a.W * b.X; c31 += a.W * b.Y; c32 += a.W * b.Z; c33 += a.W * b.W;
             }
 
             Group.Barrier(); // the slices are overwritten next step
