@@ -71,11 +71,14 @@ public struct TokenOffsets
 /// path per warp and chunk: weights 4 loads × 512 B = 16 wavefronts of 128 B; x 32 loads, each touching 2 lines
 /// (8 k-lanes × 16 B at a 32-byte stride, broadcast to the 4 row-lanes) = 64 wavefronts; 80 cycles against the
 /// 128 cycles the SM needs to issue the warp's 512 FMAs, so L1 is not the bound (a warp-per-row matvec, whose
-/// lanes all read different x, needs 8 wavefronts per 16-byte x load: L1-bound at 4 tokens already). Registers:
-/// 64 accumulators + 16 weight words (+ 16 prefetched) + 16 converted weights + 16 token offsets ≈ 128, two
-/// 256-thread blocks per SM. R × T = 4 × 16 is the largest tile that fits that budget with weight reuse 16, so a
-/// batch of 16 reads the weights once. With 8 tokens (batches of 5 to 8) the tile is 4 × 8 and the step is HBM-bound:
-/// a warp's chunk step reads 2 KB of weights (~110 SM cycles of its HBM share) against 256 FMAs (64 cycles).
+/// lanes all read different x, needs 8 wavefronts per 16-byte x load: 68 per 512 bytes of weights at 4 tokens,
+/// against the ~28 cycles an SM's share of HBM takes for them, so it is L1-bound from 2 tokens on). Registers:
+/// 64 accumulators + 16 weight words + 16 prefetched + 16 converted weights + 16 token offsets + addresses ≈ 140:
+/// one or two 256-thread blocks per SM; R × T = 4 × 16 is the largest tile within that budget with weight reuse 16,
+/// so a batch of 16 reads the weights once. (R = 8, T = 8 would halve the x loads but read the weights twice at
+/// batch 16; R = 2 would double them.) With 8 tokens (batches of 5 to 8) the tile is 4 × 8 and the step is
+/// HBM-bound: a warp's chunk step reads 2 KB of weights (~110 SM cycles of its HBM share, 4.8 TB/s / 132 SMs /
+/// 1.98 GHz ≈ 18 B/clk) against 256 FMAs (64 cycles).
 /// x comes through L1 (no shared staging): all blocks read the same x, which stays in L1/L2 (64 tokens × 14336 × 4
 /// B = 3.7 MB at most), and the x bytes a block reads (T × cols × 4) are at most 2 × its weight bytes (16 rows ×
 /// cols × 2 per row-warp), L2 traffic that fits beside the FMA time.</para>

@@ -236,7 +236,9 @@ public sealed class DenseKernels
 
     /// <summary>
     /// Warps per row-warp of the batched projection: split the columns (1, 2, 4, 8 ways) until the grid has
-    /// 16 warps per SM (two 256-thread groups of ~128 registers), keeping at least two chunk steps per lane.
+    /// 16 warps per SM (two 256-thread groups per SM at ≤ 128 registers a thread; at more, one group fits and the
+    /// grid is two waves), keeping at least two chunk steps per lane. Splitting more costs a shared-memory reduction
+    /// and fewer rows per group (each group reads its tokens' x once, so fewer rows means more x traffic per weight).
     /// The 8B shape at batch 16: gate/up (28672 rows) 2, qkv (6144) 8, o and down (4096) 8; at batch 64: 1, 2, 4, 4.
     /// </summary>
     private int BatchedSplit(DeviceMatrix w, int tokens)
