@@ -2,6 +2,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using SpecializedInference.Kernels;
 using SpecializedInference.Kernels.Dense;
+using SpecializedInference.Model;
 using SpecializedInference.Runtime;
 using Half = System.Half;
 
@@ -58,6 +59,29 @@ public sealed class BatchedLinearTests(AcceleratorFixture fixture) : IClassFixtu
         // Through Linear, the warp schedule's dispatch (and its own k-split choice).
         Check(dtype, accumulate: true, rows: 37, cols: 96, tokens, "Linear",
             (kernels, x, matrix, y) => kernels.Linear(x, tokens, matrix, y, accumulate: true));
+    }
+
+    [Fact]
+    public void WarpScheduleForwardMatchesHuggingFaceOnAPrefill()
+    {
+        // gqa-tiny's 12-token prompt in one step: every projection and the logits of all 12 positions run the
+        // batched kernel (one 16-token group) inside the whole decoder, against the float64 reference (the f32
+        // tolerance of HfReferenceTests).
+        var dir = TestPaths.HfCase("gqa-tiny");
+        var p = ReferenceData.Load(dir)[1];
+        Assert.InRange(p.Prompt.Length, DenseKernels.BatchedMinTokens, DenseKernels.BatchedMaxTokens);
+        using var checkpoint = LlamaCheckpoint.Open(dir);
+        using var runner = new LlamaModelRunner(fixture.Accelerator, checkpoint, ModelOptions.Float32 with
+        {
+            DenseSchedule = DenseSchedule.Warp,
+            NumKvBlocks = 1,
+            MaxSeqLen = 16,
+            MaxBatchTokens = p.Prompt.Length,
+        });
+        Assert.Equal(DenseSchedule.Warp, runner.DenseSchedule);
+        var logits = runner.ExecuteAllLogits(StepBatch.Of(new SequenceChunk(0, p.Prompt, 0, new[] { 0 }, true)));
+        for (int pos = 0; pos < p.Prompt.Length; pos++)
+            ReferenceData.AssertRowClose(p.PromptLogits![pos], logits[pos], 1e-4, $"gqa-tiny prompt 1 position {pos}");
     }
 
     [Fact]
