@@ -23,7 +23,7 @@ public sealed class BatchedLinearTests(AcceleratorFixture fixture) : IClassFixtu
 
     private static readonly int[] Splits = { 1, 2, 4, 8 };
 
-    private static readonly int[] RowCounts = { 37, 5, 70 };
+    private static readonly int[] RowCounts = { 37, 5, 20 };
 
     public static TheoryData<WeightDtype, bool, int, int, int> Cases()
     {
