@@ -149,25 +149,29 @@ public sealed class EndToEndBench(BenchDevice device, int seed, WeightsSource we
         return new LlamaModelRunner(device.Accelerator, checkpoint, options);
     }
 
-    /// <summary>Compiles every kernel the measured runs launch: a prefill of the runs' prompt length and decode
-    /// steps batched past the dense kernels' matvec/tiled switch, so no run pays a compile.</summary>
+    /// <summary>Compiles every kernel the measured runs launch: a prefill of the runs' prompt length, then decode steps
+    /// at each of the dense kernels' regimes up to the capacity (1 token: fused matvec; 8: fused, two token groups;
+    /// 16: batched projection, 16-token variant; the capacity: tiled matmul for its prefill), so no run pays a compile.</summary>
     private void WarmUp(LlamaModelRunner runner, EndToEndModel model, int promptTokens)
     {
-        int batch = Math.Min(Capacity.Batch, DenseKernels.TiledMinTokens + 1);
-        var options = new EngineOptions
-        {
-            MaxBatchSize = batch,
-            MaxNumBatchedTokens = Math.Max(512, batch * (promptTokens + 2)),
-            KvBlocks = runner.NumBlocks,
-            MaxSeqLen = promptTokens + 2,
-        };
+        var batches = new[] { 1, DenseKernels.FusedMaxTokens, 16, Capacity.Batch }.Where(b => b <= Capacity.Batch).Distinct();
         var rng = new Random(seed - 1);
-        using var engine = new InferenceEngine(new BoundRunner(runner), options, ownsRunner: false);
-        var done = Task.WhenAll(Enumerable.Range(0, batch)
-            .Select(_ => engine.GenerateAsync(new GenerationRequest(RandomPrompt(rng, promptTokens, model.Set.Shape.VocabSize), 2) { IgnoreEos = true })))
-            .GetAwaiter().GetResult();
-        if (done.FirstOrDefault(c => c.FinishReason != FinishReason.Length) is { } failed)
-            throw new InvalidOperationException($"{model.Label}: warm-up request ended {failed.FinishReason}: {failed.Error}");
+        foreach (int batch in batches)
+        {
+            var options = new EngineOptions
+            {
+                MaxBatchSize = batch,
+                MaxNumBatchedTokens = Math.Max(512, batch * (promptTokens + 2)),
+                KvBlocks = runner.NumBlocks,
+                MaxSeqLen = promptTokens + 2,
+            };
+            using var engine = new InferenceEngine(new BoundRunner(runner), options, ownsRunner: false);
+            var done = Task.WhenAll(Enumerable.Range(0, batch)
+                .Select(_ => engine.GenerateAsync(new GenerationRequest(RandomPrompt(rng, promptTokens, model.Set.Shape.VocabSize), 2) { IgnoreEos = true })))
+                .GetAwaiter().GetResult();
+            if (done.FirstOrDefault(c => c.FinishReason != FinishReason.Length) is { } failed)
+                throw new InvalidOperationException($"{model.Label}: warm-up request ended {failed.FinishReason}: {failed.Error}");
+        }
     }
 
     /// <summary>The kernel set's shape as a Llama config (with fewer layers when the model asks).</summary>

@@ -40,17 +40,20 @@ public sealed class DenseKernelTests(AcceleratorFixture fixture) : IClassFixture
             data.Add(DenseSchedule.Serial, dtype, 37, 64, 1, false);
             data.Add(DenseSchedule.Serial, dtype, 37, 40, 5, true);
             data.Add(DenseSchedule.Serial, dtype, 70, 64, 65, false);
-            // Warp: matvec for 1 and 5 tokens (two token groups, a partial one), the tiled matmul at its threshold
-            // and past a token tile (65 = 64 + 1) with rows past a row tile (70), and the matvec fallback when
-            // cols is not a multiple of the tile's k (40).
+            // Warp: matvec for 1 and 4 tokens (its largest batch), the batched projection from 5 tokens (more in
+            // BatchedLinearTests), the tiled matmul at its threshold and past a token tile (129 = 2 × 64 + 1) with
+            // rows past a row tile (70), and the batched fallback past the threshold when cols is not a multiple of
+            // the tile's k (40).
             data.Add(DenseSchedule.Warp, dtype, 37, 64, 1, false);
-            data.Add(DenseSchedule.Warp, dtype, 37, 64, 5, true);
+            data.Add(DenseSchedule.Warp, dtype, 37, 64, DenseKernelBodies.WarpTokens, true);
+            data.Add(DenseSchedule.Warp, dtype, 37, 64, DenseKernels.BatchedMinTokens, true);
             data.Add(DenseSchedule.Warp, dtype, 70, 64, DenseKernels.TiledMinTokens, true);
-            data.Add(DenseSchedule.Warp, dtype, 70, 64, 65, false);
-            data.Add(DenseSchedule.Warp, dtype, 37, 40, 10, false);
+            data.Add(DenseSchedule.Warp, dtype, 70, 64, 129, false);
+            data.Add(DenseSchedule.Warp, dtype, 37, 40, DenseKernels.TiledMinTokens, false);
             // Long rows whose chunks do not divide among the 32 lanes: 1320 columns are 165 f16 chunks
-            // (5 × 32 + 5) or 330 f32 chunks (10 × 32 + 10).
-            data.Add(DenseSchedule.Warp, dtype, 5, 1320, 5, true);
+            // (5 × 32 + 5) or 330 f32 chunks (10 × 32 + 10), for the matvec and the batched projection.
+            data.Add(DenseSchedule.Warp, dtype, 5, 1320, DenseKernelBodies.WarpTokens, true);
+            data.Add(DenseSchedule.Warp, dtype, 5, 1320, DenseKernels.BatchedMinTokens, true);
         }
 
         return data;

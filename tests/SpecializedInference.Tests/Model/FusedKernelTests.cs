@@ -83,7 +83,7 @@ public sealed class FusedKernelTests(AcceleratorFixture fixture) : IClassFixture
             { DenseSchedule.Warp, WeightDtype.F16, 2 * DenseKernelBodies.WarpTokens, 4, 2, 16, 72 },    // GQA, the most tokens fused
             { DenseSchedule.Warp, WeightDtype.F16, 1, 2, 1, 128, 264 },                                 // head_dim 128
             { DenseSchedule.Warp, WeightDtype.F32, 2, 1, 1, 128, 72 },
-            { DenseSchedule.Warp, WeightDtype.F32, DenseKernels.TiledMinTokens, 4, 2, 16, 64 },         // unfused: tiled matmul
+            { DenseSchedule.Warp, WeightDtype.F32, DenseKernels.FusedMaxTokens + 1, 4, 2, 16, 64 },     // unfused: batched projection
             { DenseSchedule.Serial, WeightDtype.F16, 1, 4, 1, 16, 72 },                                 // unfused: serial
             { DenseSchedule.Serial, WeightDtype.F32, DenseKernelBodies.WarpTokens + 1, 2, 2, 32, 72 },
         };
@@ -157,7 +157,7 @@ public sealed class FusedKernelTests(AcceleratorFixture fixture) : IClassFixture
         AssertClose(eq, q.GetAsArray1D(), 1e-5, $"{what}: q");
         AssertClose(ek, k.GetAsArray1D(), 1e-5, $"{what}: k");
         AssertClose(ev, v.GetAsArray1D(), 1e-5, $"{what}: v");
-        Assert.Equal(schedule == DenseSchedule.Warp && tokens <= 2 * DenseKernelBodies.WarpTokens ? 1 : 3, launches);
+        Assert.Equal(schedule == DenseSchedule.Warp && tokens <= DenseKernels.FusedMaxTokens ? 1 : 3, launches);
     }
 
     public static TheoryData<DenseSchedule, WeightDtype, int, int, int> SwiGluCases() => new()
@@ -167,7 +167,7 @@ public sealed class FusedKernelTests(AcceleratorFixture fixture) : IClassFixture
         { DenseSchedule.Warp, WeightDtype.F16, 1, 264, 37 },
         { DenseSchedule.Warp, WeightDtype.F16, DenseKernelBodies.WarpTokens + 1, 72, 37 },
         { DenseSchedule.Warp, WeightDtype.F32, 2 * DenseKernelBodies.WarpTokens, 264, 21 },
-        { DenseSchedule.Warp, WeightDtype.F16, DenseKernels.TiledMinTokens, 64, 37 },
+        { DenseSchedule.Warp, WeightDtype.F16, DenseKernels.FusedMaxTokens + 1, 64, 37 },
         { DenseSchedule.Serial, WeightDtype.F32, DenseKernelBodies.WarpTokens + 1, 72, 37 },
     };
 
@@ -203,7 +203,7 @@ public sealed class FusedKernelTests(AcceleratorFixture fixture) : IClassFixture
         long launches = Launches(kernels, () =>
             kernels.NormGateUpSwiGlu(xb.View, rowsb.View, tokens, gb.View, Eps, matrix, new SwiGluOutput(a.View, intermediate), hScratch.View, guScratch.View));
         AssertClose(expected, a.GetAsArray1D(), 1e-5, $"seed {seed}, {(kernels.FusesFewTokens(tokens) ? "fused" : "unfused")}");
-        Assert.Equal(schedule == DenseSchedule.Warp && tokens <= 2 * DenseKernelBodies.WarpTokens ? 1 : 3, launches);
+        Assert.Equal(schedule == DenseSchedule.Warp && tokens <= DenseKernels.FusedMaxTokens ? 1 : 3, launches);
     }
 
     public static TheoryData<DenseSchedule, WeightDtype, int, int[]> HeadCases() => new()
@@ -237,6 +237,6 @@ public sealed class FusedKernelTests(AcceleratorFixture fixture) : IClassFixture
         using var hScratch = Poisoned(xRows.Length * hidden);
         long launches = Launches(kernels, () => kernels.NormLinear(xb.View, rowsb.View, xRows.Length, gb.View, Eps, matrix, y.View, hScratch.View));
         AssertClose(expected, y.GetAsArray1D(), 1e-5, $"seed {seed}");
-        Assert.Equal(schedule == DenseSchedule.Warp && xRows.Length <= 2 * DenseKernelBodies.WarpTokens ? 1 : 2, launches);
+        Assert.Equal(schedule == DenseSchedule.Warp && xRows.Length <= DenseKernels.FusedMaxTokens ? 1 : 2, launches);
     }
 }

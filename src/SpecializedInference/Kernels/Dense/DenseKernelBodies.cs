@@ -172,6 +172,13 @@ public static class DenseKernelBodies
     /// Warp schedule for many tokens (prefill): a group computes a <see cref="TileTokens"/> × <see cref="TileRows"/>
     /// tile of y, staging <see cref="TileK"/>-wide slices of X and W (converted to f32) in shared memory; each
     /// thread owns a 4 × 4 block of outputs. cols must be a multiple of <see cref="TileK"/>.
+    /// <para>Shared memory, not FMAs, bounds such a tile, so every shared access is 16 bytes and conflict-free. Per
+    /// k a thread reads its 4 tokens and 4 rows as two 16-byte loads (a warp: 1 + 2 wavefronts of 128 B) for 16
+    /// FMAs: 3 wavefronts (of 128 B/clk/SM) per 4 cycles of the warp's FMAs (4 warp-FMAs/clk/SM); scalar loads
+    /// took 12. Staging: a thread loads a 4 × 4 block (4 tokens' or 4 rows' 16 bytes) and stores it transposed as
+    /// four 16-byte stores. The slices are [k, quad] with the quad index XORed with (k / 4) mod 8, so the 8 lanes of a
+    /// 16-byte access phase (which store 8 different k quads of one token quad, or of two row quads) hit 8 different
+    /// bank groups; the reads, 16 consecutive row quads or 2 token quads per k, stay conflict-free under the XOR.</para>
     /// </summary>
     /// <param name="w">[rows, cols] weights as 16-byte chunks</param>
     /// <param name="x">[tokens, cols] f32 as Vec4</param>
@@ -180,70 +187,110 @@ public static class DenseKernelBodies
         where TW : struct, IWeightFormat
         where TE : struct, IEpilogue
     {
-        var xs = SharedMemory.Allocate<float>(TileK * TileTokens); // [k, token] slice of X
-        var ws = SharedMemory.Allocate<float>(TileK * TileRows);   // [k, row] slice of W
+        const int quads = TileTokens / 4; // token quads per k, and row quads (TileRows == TileTokens)
+        var xs = SharedMemory.Allocate<Vec4>(TileK * quads); // [k, token quad ^ swizzle(k)]: X slice, transposed
+        var ws = SharedMemory.Allocate<Vec4>(TileK * quads); // [k, row quad ^ swizzle(k)]: W slice, transposed
         int tid = Group.IdxX;
-        int tx = tid % 16; // owns rows n0 + 4 tx .. + 3
-        int ty = tid / 16; // owns tokens t0 + 4 ty .. + 3
+        int tx = tid % quads; // owns rows n0 + 4 tx .. + 3
+        int ty = tid / quads; // owns tokens t0 + 4 ty .. + 3
         int rowTiles = (rows + TileRows - 1) / TileRows;
         int n0 = Grid.IdxX % rowTiles * TileRows;
         int t0 = Grid.IdxX / rowTiles * TileTokens;
         int e = default(TW).ElementsPerChunk;
+        int chunkQuads = default(TW).QuadsPerChunk;
         int chunksPerRow = cols / e;
         int vecsPerToken = cols / 4;
-        const int xVecsPerRow = TileK / 4;
-        int wChunksPerRow = TileK / e;
+        const int kQuads = TileK / 4;
+        int wChunks = TileK / e; // chunks per row of the slice
 
-        float c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
-        float c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
+        var acc = default(Tile4x4); // acc.Ri: token t0 + 4 ty + i × rows n0 + 4 tx .. + 3
         for (int k0 = 0; k0 < cols; k0 += TileK)
         {
-            // Stage X[t0.., k0..k0+TileK) transposed to [k, token]; rows past the end are zeros.
-            for (int v = tid; v < TileTokens * xVecsPerRow; v += TileThreads)
+            // Stage X[t0.., k0..k0+TileK): thread (token quad tq, k quad kq) loads 4 tokens × 4 columns (8 lanes
+            // read 128 contiguous bytes of a token row) and stores them as 4 columns × 4 tokens. Tokens past the
+            // end are zeros.
+            for (int v = tid; v < quads * kQuads; v += TileThreads)
             {
-                int m = v / xVecsPerRow;
-                int kq = v % xVecsPerRow * 4;
-                var a = t0 + m < tokens ? x[(long)(t0 + m) * vecsPerToken + (k0 + kq) / 4] : default;
-                xs[kq * TileTokens + m] = a.X;
-                xs[(kq + 1) * TileTokens + m] = a.Y;
-                xs[(kq + 2) * TileTokens + m] = a.Z;
-                xs[(kq + 3) * TileTokens + m] = a.W;
+                int kq = v % kQuads;
+                int tq = v / kQuads;
+                int t = t0 + 4 * tq;
+                long col = k0 / 4 + kq;
+                var a0 = t < tokens ? x[(long)t * vecsPerToken + col] : default;
+                var a1 = t + 1 < tokens ? x[(long)(t + 1) * vecsPerToken + col] : default;
+                var a2 = t + 2 < tokens ? x[(long)(t + 2) * vecsPerToken + col] : default;
+                var a3 = t + 3 < tokens ? x[(long)(t + 3) * vecsPerToken + col] : default;
+                StoreTransposed(xs, 4 * kq, tq, a0, a1, a2, a3);
             }
 
-            // Stage W[n0.., k0..k0+TileK) transposed to [k, row], 16 bytes per load.
-            for (int v = tid; v < TileRows * wChunksPerRow; v += TileThreads)
+            // Stage W[n0.., k0..k0+TileK): thread (row quad rq, chunk cc) loads the chunk of 4 rows (16 bytes
+            // each) and stores its quads as 4 columns × 4 rows. The upper half of the group starts, so that X (128
+            // blocks) and W (64 or 128) load in parallel.
+            for (int v = (tid + TileThreads / 2) % TileThreads; v < quads * wChunks; v += TileThreads)
             {
-                int m = v / wChunksPerRow;
-                int kc = v % wChunksPerRow * e;
-                var chunk = n0 + m < rows ? w[(long)(n0 + m) * chunksPerRow + (k0 + kc) / e] : default;
-                default(TW).Unpack(chunk, ws, kc * TileRows + m, TileRows);
+                int cc = v % wChunks;
+                int rq = v / wChunks;
+                int n = n0 + 4 * rq;
+                long chunk = k0 / e + cc;
+                var w0 = n < rows ? w[(long)n * chunksPerRow + chunk] : default;
+                var w1 = n + 1 < rows ? w[(long)(n + 1) * chunksPerRow + chunk] : default;
+                var w2 = n + 2 < rows ? w[(long)(n + 2) * chunksPerRow + chunk] : default;
+                var w3 = n + 3 < rows ? w[(long)(n + 3) * chunksPerRow + chunk] : default;
+                int k = cc * e;
+                StoreTransposed(ws, k, rq, default(TW).Quad(w0, 0), default(TW).Quad(w1, 0), default(TW).Quad(w2, 0), default(TW).Quad(w3, 0));
+                if (chunkQuads == 2)
+                    StoreTransposed(ws, k + 4, rq, default(TW).Quad(w0, 1), default(TW).Quad(w1, 1), default(TW).Quad(w2, 1), default(TW).Quad(w3, 1));
             }
 
             Group.Barrier();
 
-            // Accumulate the 4 × 4 outer products of this k slice.
-            for (int k = 0; k < TileK; k++)
+            // Accumulate the 4 × 4 outer products of this k slice, 4 k at a time (one swizzle per k quad).
+            for (int kq = 0; kq < kQuads; kq++)
             {
-                int xb = k * TileTokens + ty * 4;
-                int wb = k * TileRows + tx * 4;
-                float a0 = xs[xb], a1 = xs[xb + 1], a2 = xs[xb + 2], a3 = xs[xb + 3];
-                float b0 = ws[wb], b1 = ws[wb + 1], b2 = ws[wb + 2], b3 = ws[wb + 3];
-                c00 += a0 * b0; c01 += a0 * b1; c02 += a0 * b2; c03 += a0 * b3;
-                c10 += a1 * b0; c11 += a1 * b1; c12 += a1 * b2; c13 += a1 * b3;
-                c20 += a2 * b0; c21 += a2 * b1; c22 += a2 * b2; c23 += a2 * b3;
-                c30 += a3 * b0; c31 += a3 * b1; c32 += a3 * b2; c33 += a3 * b3;
+                int xb = 4 * kq * quads + (ty ^ kq);
+                int wb = 4 * kq * quads + (tx ^ kq);
+                acc = Outer(acc, xs[xb], ws[wb]);
+                acc = Outer(acc, xs[xb + quads], ws[wb + quads]);
+                acc = Outer(acc, xs[xb + 2 * quads], ws[wb + 2 * quads]);
+                acc = Outer(acc, xs[xb + 3 * quads], ws[wb + 3 * quads]);
             }
 
             Group.Barrier(); // the slices are overwritten next step
         }
 
-        int t = t0 + ty * 4;
-        int n = n0 + tx * 4;
-        WriteRow<TE>(y, rows, tokens, t, n, c00, c01, c02, c03);
-        WriteRow<TE>(y, rows, tokens, t + 1, n, c10, c11, c12, c13);
-        WriteRow<TE>(y, rows, tokens, t + 2, n, c20, c21, c22, c23);
-        WriteRow<TE>(y, rows, tokens, t + 3, n, c30, c31, c32, c33);
+        int tt = t0 + ty * 4;
+        int nn = n0 + tx * 4;
+        WriteRow<TE>(y, rows, tokens, tt, nn, acc.R0);
+        WriteRow<TE>(y, rows, tokens, tt + 1, nn, acc.R1);
+        WriteRow<TE>(y, rows, tokens, tt + 2, nn, acc.R2);
+        WriteRow<TE>(y, rows, tokens, tt + 3, nn, acc.R3);
     }
+
+    /// <summary>
+    /// Stores a 4 × 4 block given as 4 quads (a0..a3: one token's or row's columns k .. k+3) as 4 column vectors
+    /// into a [k, quad] slice: slice[k + j, quad ^ ((k / 4) mod 8)] = (a0[j], a1[j], a2[j], a3[j]).
+    /// </summary>
+    private static void StoreTransposed(ArrayView<Vec4> slice, int k, int quad, Vec4 a0, Vec4 a1, Vec4 a2, Vec4 a3)
+    {
+        const int quads = TileTokens / 4;
+        int b = k * quads + (quad ^ (k / 4 % 8));
+        slice[b] = new Vec4(a0.X, a1.X, a2.X, a3.X);
+        slice[b + quads] = new Vec4(a0.Y, a1.Y, a2.Y, a3.Y);
+        slice[b + 2 * quads] = new Vec4(a0.Z, a1.Z, a2.Z, a3.Z);
+        slice[b + 3 * quads] = new Vec4(a0.W, a1.W, a2.W, a3.W);
+    }
+
+    /// <summary>acc[i] += a[i] · b: the outer product of 4 tokens' and 4 rows' values at one k (16 FMAs).</summary>
+    private static Tile4x4 Outer(Tile4x4 acc, Vec4 a, Vec4 b) => new()
+    {
+        R0 = new Vec4(acc.R0.X + a.X * b.X, acc.R0.Y + a.X * b.Y, acc.R0.Z + a.X * b.Z, acc.R0.W + a.X * b.W),
+        R1 = new Vec4(acc.R1.X + a.Y * b.X, acc.R1.Y + a.Y * b.Y, acc.R1.Z + a.Y * b.Z, acc.R1.W + a.Y * b.W),
+        R2 = new Vec4(acc.R2.X + a.Z * b.X, acc.R2.Y + a.Z * b.Y, acc.R2.Z + a.Z * b.Z, acc.R2.W + a.Z * b.W),
+        R3 = new Vec4(acc.R3.X + a.W * b.X, acc.R3.Y + a.W * b.Y, acc.R3.Z + a.W * b.Z, acc.R3.W + a.W * b.W),
+    };
+
+    private static void WriteRow<TE>(ArrayView<float> y, int rows, int tokens, int t, int n, Vec4 v)
+        where TE : struct, IEpilogue
+        => WriteRow<TE>(y, rows, tokens, t, n, v.X, v.Y, v.Z, v.W);
 
     private static void WriteRow<TE>(ArrayView<float> y, int rows, int tokens, int t, int n, float v0, float v1, float v2, float v3)
         where TE : struct, IEpilogue

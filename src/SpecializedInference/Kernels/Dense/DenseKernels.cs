@@ -54,8 +54,21 @@ public sealed class DeviceMatrix : IDisposable
 /// </summary>
 public sealed class DenseKernels
 {
-    /// <summary>Above this many tokens the warp schedule switches from the matvec to the tiled matmul.</summary>
-    public const int TiledMinTokens = 2 * DenseKernelBodies.WarpTokens + 1;
+    /// <summary>From this many tokens the warp schedule switches from the matvec to the batched projection.</summary>
+    public const int BatchedMinTokens = DenseKernelBodies.WarpTokens + 1;
+
+    /// <summary>
+    /// Up to this many tokens the norm → projection → element-wise sequences are one fused launch (two passes of the
+    /// matvec's token groups at most: from 5 tokens the fused launch reads the weights twice, which costs about what the
+    /// two launches it saves cost; past 8 the batched projection's single weight pass wins).
+    /// </summary>
+    public const int FusedMaxTokens = 2 * DenseKernelBodies.WarpTokens;
+
+    /// <summary>Up to this many tokens the batched projection runs (see <see cref="BatchedKernelBodies"/>); above, the tiled matmul.</summary>
+    public const int BatchedMaxTokens = 64;
+
+    /// <summary>From this many tokens the warp schedule runs the tiled matmul (prefill).</summary>
+    public const int TiledMinTokens = BatchedMaxTokens + 1;
 
     /// <summary>
     /// Warps per group of the warp-per-row kernels. They share nothing but L1 (the token group's activations), so a
@@ -90,9 +103,10 @@ public sealed class DenseKernels
 
     /// <summary>
     /// Whether the norm → projection → element-wise sequences run as one fused launch: on the warp schedule for the
-    /// few tokens of the matvec path. Many tokens keep the unfused sequence (tiled matmul), as does the serial schedule.
+    /// few tokens of the matvec path (up to <see cref="FusedMaxTokens"/>). More tokens keep the unfused sequence (batched
+    /// projection or tiled matmul), as does the serial schedule.
     /// </summary>
-    public bool FusesFewTokens(int tokens) => Schedule == DenseSchedule.Warp && tokens < TiledMinTokens;
+    public bool FusesFewTokens(int tokens) => Schedule == DenseSchedule.Warp && tokens <= FusedMaxTokens;
 
     /// <summary>The kernel <paramref name="name"/> (compiled on first use), counted as one launch: call it right away.</summary>
     private TDelegate Get<TDelegate>(string name, Type format, Type? epilogue, Func<TDelegate> load) where TDelegate : Delegate
@@ -182,7 +196,13 @@ public sealed class DenseKernels
             return;
         }
 
-        if (tokens >= TiledMinTokens && w.Cols % DenseKernelBodies.TileK == 0)
+        if (tokens >= BatchedMinTokens && (tokens < TiledMinTokens || w.Cols % DenseKernelBodies.TileK != 0))
+        {
+            LinearBatched<TW, TE>(xv, tokens, w, y, BatchedSplit(w, tokens));
+            return;
+        }
+
+        if (tokens >= TiledMinTokens)
         {
             var k = Get("linear-tiled", typeof(TW), typeof(TE), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int>(
                 DenseKernelBodies.LinearTiled<TW, TE>));
@@ -197,6 +217,66 @@ public sealed class DenseKernels
         long warps = (long)w.Rows * ((tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens);
         int groups = (int)((warps + WarpsPerGroup - 1) / WarpsPerGroup);
         warpKernel(new KernelConfig(groups, WarpsPerGroup * _accelerator.WarpSize), w.View, xv, y, w.Rows, w.Cols, tokens);
+    }
+
+    /// <summary>The batched projection with <paramref name="kSplit"/> warps per row-warp (tests force each split).</summary>
+    internal void LinearBatched(ArrayView<float> x, int tokens, DeviceMatrix w, ArrayView<float> y, bool accumulate, int kSplit)
+    {
+        if (kSplit is not (1 or 2 or 4 or 8)) throw new ArgumentOutOfRangeException(nameof(kSplit), kSplit, "kSplit must be 1, 2, 4 or 8");
+        if (tokens == 0) return;
+        var xv = x.Cast<Vec4>();
+        if (w.Dtype == WeightDtype.F16)
+        {
+            if (accumulate) LinearBatched<F16Weights, AddToOutput>(xv, tokens, w, y, kSplit);
+            else LinearBatched<F16Weights, StoreOutput>(xv, tokens, w, y, kSplit);
+        }
+        else
+        {
+            if (accumulate) LinearBatched<F32Weights, AddToOutput>(xv, tokens, w, y, kSplit);
+            else LinearBatched<F32Weights, StoreOutput>(xv, tokens, w, y, kSplit);
+        }
+    }
+
+    private void LinearBatched<TW, TE>(ArrayView<Vec4> xv, int tokens, DeviceMatrix w, ArrayView<float> y, int kSplit)
+        where TW : struct, IWeightFormat
+        where TE : struct, IEpilogue
+    {
+        int groupThreads = BatchedKernelBodies.Warps * _accelerator.WarpSize;
+        int rowWarps = (w.Rows + BatchedKernelBodies.WarpRows - 1) / BatchedKernelBodies.WarpRows;
+        int rowWarpsPerGroup = BatchedKernelBodies.Warps / kSplit;
+        int rowGroups = (rowWarps + rowWarpsPerGroup - 1) / rowWarpsPerGroup;
+        if (tokens <= 8)
+        {
+            var k = Get("linear-batched8", typeof(TW), typeof(TE), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int, int>(
+                BatchedKernelBodies.LinearBatched<TW, TE, EightTokens>));
+            k(new KernelConfig(rowGroups, groupThreads), w.View, xv, y, w.Rows, w.Cols, tokens, kSplit);
+        }
+        else
+        {
+            var k = Get("linear-batched16", typeof(TW), typeof(TE), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int, int>(
+                BatchedKernelBodies.LinearBatched<TW, TE, SixteenTokens>));
+            k(new KernelConfig(rowGroups * ((tokens + 15) / 16), groupThreads), w.View, xv, y, w.Rows, w.Cols, tokens, kSplit);
+        }
+    }
+
+    /// <summary>
+    /// Warps per row-warp of the batched projection: split the columns (1, 2, 4, 8 ways) until the grid has
+    /// 16 warps per SM (two 256-thread groups per SM at ≤ 128 registers a thread; at more, one group fits and the
+    /// grid is two waves), keeping at least two chunk steps per lane. Splitting more costs a shared-memory reduction
+    /// and fewer rows per group (each group reads its tokens' x once, so fewer rows means more x traffic per weight).
+    /// The 8B shape at batch 16: gate/up (28672 rows) 2, qkv (6144) 8, o and down (4096) 8; at batch 64: 1, 2, 4, 4.
+    /// </summary>
+    private int BatchedSplit(DeviceMatrix w, int tokens)
+    {
+        long rowWarps = (w.Rows + BatchedKernelBodies.WarpRows - 1) / BatchedKernelBodies.WarpRows;
+        long tokenGroups = tokens <= 8 ? 1 : (tokens + 15) / 16;
+        long target = 16L * _accelerator.NumMultiprocessors;
+        int chunks = w.Cols / DeviceMatrix.ElementsPerChunk(w.Dtype);
+        int split = 1;
+        while (split < BatchedKernelBodies.Warps && rowWarps * tokenGroups * split < target
+            && chunks >= 2 * BatchedKernelBodies.KLanes * 2 * split)
+            split *= 2;
+        return split;
     }
 
     /// <summary>Splits q | k | v and applies rotary embeddings to q and k.</summary>

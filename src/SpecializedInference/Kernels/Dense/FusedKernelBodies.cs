@@ -26,8 +26,8 @@ namespace SpecializedInference.Kernels.Dense;
 /// step instead of one, half the warps), then rotates or gates in registers and writes q/k/v or the activation.
 /// The qkv and gate|up results never reach memory. The LM head pairs neighbouring rows for the loads' sake.</item>
 /// </list>
-/// Used for up to <see cref="DenseKernels.TiledMinTokens"/> − 1 tokens; larger steps keep the unfused sequence
-/// (tiled matmul), where the norm and the element-wise kernels are a small share of the work.
+/// Used for up to <see cref="DenseKernels.FusedMaxTokens"/> tokens; larger steps keep the unfused sequence
+/// (batched projection or tiled matmul), where the norm and the element-wise kernels are a smaller share of the work.
 /// </summary>
 public static class FusedKernelBodies
 {

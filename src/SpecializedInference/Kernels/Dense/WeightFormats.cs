@@ -57,6 +57,12 @@ public interface IWeightFormat
 
     /// <summary>The chunk's weights as f32 registers (the first <see cref="ElementsPerChunk"/> of the 8).</summary>
     Vec8 Widen(Bits128 w);
+
+    /// <summary>Quads (groups of 4 weights, one <see cref="Vec4"/> of activations) per chunk: 1 (f32) or 2 (f16).</summary>
+    int QuadsPerChunk { get; }
+
+    /// <summary>Weights <c>4q .. 4q+3</c> of the chunk as f32 (call with a constant q, so it folds).</summary>
+    Vec4 Quad(Bits128 w, int q);
 }
 
 /// <summary>f32 weights: 4 per chunk.</summary>
@@ -80,6 +86,11 @@ public struct F32Weights : IWeightFormat
 
     public readonly Vec8 Widen(Bits128 w) =>
         new(new Vec4(Interop.IntAsFloat(w.X), Interop.IntAsFloat(w.Y), Interop.IntAsFloat(w.Z), Interop.IntAsFloat(w.W)), default);
+
+    public readonly int QuadsPerChunk => 1;
+
+    public readonly Vec4 Quad(Bits128 w, int q) =>
+        new(Interop.IntAsFloat(w.X), Interop.IntAsFloat(w.Y), Interop.IntAsFloat(w.Z), Interop.IntAsFloat(w.W));
 }
 
 /// <summary>IEEE f16 weights: 8 per chunk, two per 32-bit lane (low half first, as stored little-endian).</summary>
@@ -113,6 +124,12 @@ public struct F16Weights : IWeightFormat
 
     public readonly Vec8 Widen(Bits128 w) =>
         new(new Vec4(Low(w.X), High(w.X), Low(w.Y), High(w.Y)), new Vec4(Low(w.Z), High(w.Z), Low(w.W), High(w.W)));
+
+    public readonly int QuadsPerChunk => 2;
+
+    public readonly Vec4 Quad(Bits128 w, int q) => q == 0
+        ? new(Low(w.X), High(w.X), Low(w.Y), High(w.Y))
+        : new(Low(w.Z), High(w.Z), Low(w.W), High(w.W));
 }
 
 /// <summary>How a projection's result lands in its output: stored, or added to it (the residual stream).</summary>

@@ -1,0 +1,134 @@
+using ILGPU;
+using ILGPU.Runtime;
+using SpecializedInference.Kernels;
+using SpecializedInference.Kernels.Dense;
+using SpecializedInference.Model;
+using SpecializedInference.Runtime;
+using Half = System.Half;
+
+namespace SpecializedInference.Tests.Model;
+
+/// <summary>
+/// The batched projection (<see cref="BatchedKernelBodies"/>) against a float64 reference on the CPU accelerator:
+/// fresh random inputs (seed in every failure message), outputs poisoned (NaN) before a store, f16 and f32 weights,
+/// store and accumulate epilogues, token counts around both group sizes (8, 16), rows that leave a warp's 16 rows
+/// partly empty, columns whose chunks leave the k-lanes' last step partial, and every k-split.
+/// </summary>
+public sealed class BatchedLinearTests(AcceleratorFixture fixture) : IClassFixture<AcceleratorFixture>
+{
+    private Accelerator Acc => fixture.Accelerator;
+
+    /// <summary>5, 7, 8, 9 around the 8-token group; 15, 16, 17, 33 = 2·16 + 1 around the 16-token group; 64 the largest batch.</summary>
+    private static readonly int[] TokenCounts = { 5, 7, 8, 9, 15, 16, 17, 33, 64 };
+
+    private static readonly int[] Splits = { 1, 2, 4, 8 };
+
+    private static readonly int[] RowCounts = { 5, 20, 37 };
+
+    public static TheoryData<WeightDtype, bool, int, int, int> Cases()
+    {
+        // Each token count with both dtypes; the epilogue, the row count and the k-split rotate so that each
+        // split meets both group sizes and both epilogues, and several row groups meet one and several token
+        // groups (the CPU accelerator costs about a second per 256-thread group: 36 groups in all).
+        var data = new TheoryData<WeightDtype, bool, int, int, int>();
+        for (int j = 0; j < TokenCounts.Length; j++)
+            for (int d = 0; d < 2; d++)
+                data.Add(d == 0 ? WeightDtype.F32 : WeightDtype.F16, (j + d) % 2 == 1, RowCounts[(j + 2) % RowCounts.Length],
+                    TokenCounts[j], Splits[(j + 2 * d) % Splits.Length]);
+        return data;
+    }
+
+    /// <summary>Columns with 2·8·kSplit + 3 chunks: every lane takes two or three steps (the prefetch runs), some one fewer.</summary>
+    private static int ColsFor(WeightDtype dtype, int kSplit) =>
+        DeviceMatrix.ElementsPerChunk(dtype) * (2 * BatchedKernelBodies.KLanes * kSplit + 3);
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void BatchedMatchesFloat64(WeightDtype dtype, bool accumulate, int rows, int tokens, int kSplit)
+    {
+        int cols = ColsFor(dtype, kSplit);
+        Check(dtype, accumulate, rows, cols, tokens, $"k-split {kSplit}",
+            (kernels, x, matrix, y) => kernels.LinearBatched(x, tokens, matrix, y, accumulate, kSplit));
+    }
+
+    [Theory]
+    [InlineData(WeightDtype.F16, 5)]
+    [InlineData(WeightDtype.F16, 16)]
+    [InlineData(WeightDtype.F32, 64)]
+    public void WarpScheduleRunsBatchedForDecodeBatches(WeightDtype dtype, int tokens)
+    {
+        // Through Linear, the warp schedule's dispatch (and its own k-split choice).
+        Check(dtype, accumulate: true, rows: 37, cols: 96, tokens, "Linear",
+            (kernels, x, matrix, y) => kernels.Linear(x, tokens, matrix, y, accumulate: true));
+    }
+
+    [Fact]
+    public void WarpScheduleForwardMatchesHuggingFaceOnAPrefill()
+    {
+        // gqa-tiny's 5-token prompt in one step: every projection and the logits of all 5 positions run the
+        // batched kernel (one 8-token group) inside the whole decoder, against the float64 reference (the f32
+        // tolerance of HfReferenceTests). The kernel tests cover the 16-token groups; each 256-thread group costs
+        // the CPU accelerator about a second here.
+        var dir = TestPaths.HfCase("gqa-tiny");
+        var p = ReferenceData.Load(dir)[0];
+        Assert.InRange(p.Prompt.Length, DenseKernels.BatchedMinTokens, DenseKernels.BatchedMaxTokens);
+        using var checkpoint = LlamaCheckpoint.Open(dir);
+        using var runner = new LlamaModelRunner(fixture.Accelerator, checkpoint, ModelOptions.Float32 with
+        {
+            DenseSchedule = DenseSchedule.Warp,
+            NumKvBlocks = 1,
+            MaxSeqLen = 16,
+            MaxBatchTokens = p.Prompt.Length,
+        });
+        Assert.Equal(DenseSchedule.Warp, runner.DenseSchedule);
+        var logits = runner.ExecuteAllLogits(StepBatch.Of(new SequenceChunk(0, p.Prompt, 0, new[] { 0 }, true)));
+        for (int pos = 0; pos < p.Prompt.Length; pos++)
+            ReferenceData.AssertRowClose(p.PromptLogits![pos], logits[pos], 1e-4, $"gqa-tiny prompt 0 position {pos}");
+    }
+
+    [Fact]
+    public void RejectsAnUnsupportedSplit()
+    {
+        var kernels = new DenseKernels(Acc, DenseSchedule.Warp);
+        using var matrix = WeightUpload.Matrix(Acc, new float[16 * 8], 16, 8, WeightDtype.F32);
+        using var x = Acc.Allocate1D<float>(8 * 8);
+        using var y = Acc.Allocate1D<float>(8 * 16);
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => kernels.LinearBatched(x.View, 8, matrix, y.View, false, 3));
+        Assert.Contains("kSplit must be 1, 2, 4 or 8", e.Message);
+    }
+
+    private void Check(WeightDtype dtype, bool accumulate, int rows, int cols, int tokens, string what,
+        Action<DenseKernels, ArrayView<float>, DeviceMatrix, ArrayView<float>> run)
+    {
+        int seed = Random.Shared.Next();
+        var rng = new Random(seed);
+        float[] Values(int n) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        var w = Values(rows * cols);
+        var x = Values(tokens * cols);
+        var y0 = accumulate ? Values(tokens * rows) : Enumerable.Repeat(float.NaN, tokens * rows).ToArray();
+
+        // The reference uses the weights as the device holds them (f16-rounded for f16).
+        var wRef = dtype == WeightDtype.F16 ? w.Select(v => (double)(float)(Half)v).ToArray() : w.Select(v => (double)v).ToArray();
+        var expected = new double[tokens * rows];
+        for (int t = 0; t < tokens; t++)
+            for (int n = 0; n < rows; n++)
+            {
+                double acc = accumulate ? y0[t * rows + n] : 0;
+                for (int k = 0; k < cols; k++) acc += x[t * cols + k] * wRef[n * cols + k];
+                expected[t * rows + n] = acc;
+            }
+
+        var kernels = new DenseKernels(Acc, DenseSchedule.Warp);
+        using var matrix = WeightUpload.Matrix(Acc, w, rows, cols, dtype);
+        using var xb = Acc.Allocate1D(x);
+        using var yb = Acc.Allocate1D(y0);
+        run(kernels, xb.View, matrix, yb.View);
+        var actual = yb.GetAsArray1D();
+
+        double tolerance = 1e-5 * Math.Max(1, expected.Max(Math.Abs));
+        for (int i = 0; i < expected.Length; i++)
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= tolerance,
+                $"seed {seed}, {dtype}, {what}, {rows} rows × {cols} cols, {tokens} tokens, accumulate {accumulate}: " +
+                $"y[token {i / rows}, row {i % rows}] expected {expected[i]}, got {actual[i]} (tolerance {tolerance})");
+    }
+}
