@@ -308,7 +308,7 @@ public struct RowPairOutput : IProjectionOutput
 
     public readonly int FirstRow(int unit) => 2 * unit;
 
-    public readonly int SecondRow(int unit) => Math.Min(2 * unit + 1, Rows - 1);
+    public readonly int SecondRow(int unit) => 2 * unit + 1 < Rows ? 2 * unit + 1 : Rows - 1;
 
     public readonly void Write(int unit, int token, float first, float second)
     {
