@@ -45,8 +45,8 @@ public struct AttentionMeta
 
 /// <summary>
 /// A step's batch metadata uploaded once (one int buffer, one copy) and reused by every layer, with the work
-/// lists of the kernel set that planned it: prefill query tiles and decode partitions. Its device buffers are borrowed from the kernel set's <see cref="PlanBufferPool"/> and
-/// given back on <see cref="Dispose"/>.
+/// lists of the kernel set that planned it: prefill query tiles and decode partitions. Its device buffers are
+/// borrowed from the kernel set's <see cref="PlanBufferPool"/> and given back on <see cref="Dispose"/>.
 /// </summary>
 public sealed class AttentionPlan : IAttentionPlan
 {
@@ -136,7 +136,11 @@ public sealed class AttentionPlan : IAttentionPlan
                 maxPartitions = Math.Max(maxPartitions, partitions);
                 for (int p = 0; p < partitions; p++)
                 {
-                    decodeWork.AddRange(new[] { decodeIndex, p, queryStart[s], batch.ContextLens[s], s * maxBlocks });
+                    decodeWork.Add(decodeIndex);
+                    decodeWork.Add(p);
+                    decodeWork.Add(queryStart[s]);
+                    decodeWork.Add(batch.ContextLens[s]);
+                    decodeWork.Add(s * maxBlocks);
                 }
                 continue;
             }
