@@ -241,6 +241,8 @@ public sealed class DenseKernels
         where TW : struct, IWeightFormat
         where TE : struct, IEpilogue
     {
+        if (_accelerator.WarpSize != 32)
+            throw new NotSupportedException($"The batched projection needs 32-lane warps (8 k-lanes × 4 row-lanes); {_accelerator.Name} has {_accelerator.WarpSize}. Use DenseSchedule.Serial.");
         int groupThreads = BatchedKernelBodies.Warps * _accelerator.WarpSize;
         int rowWarps = (w.Rows + BatchedKernelBodies.WarpRows - 1) / BatchedKernelBodies.WarpRows;
         int rowWarpsPerGroup = BatchedKernelBodies.Warps / kSplit;
