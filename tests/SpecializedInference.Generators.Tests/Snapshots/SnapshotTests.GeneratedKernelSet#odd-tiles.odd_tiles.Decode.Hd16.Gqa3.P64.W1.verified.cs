@@ -390,7 +390,7 @@ public static partial class odd_tiles
                 }
                 Group.Barrier();
 
-                // Σ_p w_p·o_p, w_p = l_p·exp(m_p - M): thread = (slice i / 12 of 2, Float4 column i % 12 of the group's heads), 8 partitions' loads in flight.
+                // Σ_p w_p·o_p, w_p = l_p·exp(m_p - M): thread = (slice i / 12 of 2, Float4 column i % 12 of the group's heads), 16 partitions' loads in flight.
                 {
                     int i = t + 0;
                     if (i < 24)
@@ -402,7 +402,7 @@ public static partial class odd_tiles
                         float mx = sMax[h];
                         var acc = default(Float4);
                         int p = i / 12;
-                        for (; p + 14 < partitions; p += 16)
+                        for (; p + 30 < partitions; p += 32)
                         {
                             long q0 = row + p + 0;
                             float m0 = m.PartialMaxSum[q0 * 2];
@@ -436,6 +436,38 @@ public static partial class odd_tiles
                             float m7 = m.PartialMaxSum[q7 * 2];
                             float l7 = m.PartialMaxSum[q7 * 2 + 1];
                             var o7 = partialOut[q7 * 4 + c];
+                            long q8 = row + p + 16;
+                            float m8 = m.PartialMaxSum[q8 * 2];
+                            float l8 = m.PartialMaxSum[q8 * 2 + 1];
+                            var o8 = partialOut[q8 * 4 + c];
+                            long q9 = row + p + 18;
+                            float m9 = m.PartialMaxSum[q9 * 2];
+                            float l9 = m.PartialMaxSum[q9 * 2 + 1];
+                            var o9 = partialOut[q9 * 4 + c];
+                            long q10 = row + p + 20;
+                            float m10 = m.PartialMaxSum[q10 * 2];
+                            float l10 = m.PartialMaxSum[q10 * 2 + 1];
+                            var o10 = partialOut[q10 * 4 + c];
+                            long q11 = row + p + 22;
+                            float m11 = m.PartialMaxSum[q11 * 2];
+                            float l11 = m.PartialMaxSum[q11 * 2 + 1];
+                            var o11 = partialOut[q11 * 4 + c];
+                            long q12 = row + p + 24;
+                            float m12 = m.PartialMaxSum[q12 * 2];
+                            float l12 = m.PartialMaxSum[q12 * 2 + 1];
+                            var o12 = partialOut[q12 * 4 + c];
+                            long q13 = row + p + 26;
+                            float m13 = m.PartialMaxSum[q13 * 2];
+                            float l13 = m.PartialMaxSum[q13 * 2 + 1];
+                            var o13 = partialOut[q13 * 4 + c];
+                            long q14 = row + p + 28;
+                            float m14 = m.PartialMaxSum[q14 * 2];
+                            float l14 = m.PartialMaxSum[q14 * 2 + 1];
+                            var o14 = partialOut[q14 * 4 + c];
+                            long q15 = row + p + 30;
+                            float m15 = m.PartialMaxSum[q15 * 2];
+                            float l15 = m.PartialMaxSum[q15 * 2 + 1];
+                            var o15 = partialOut[q15 * 4 + c];
                             acc = acc.Fma(o0, l0 * AttentionMath.ExpOrZero(m0 - mx));
                             acc = acc.Fma(o1, l1 * AttentionMath.ExpOrZero(m1 - mx));
                             acc = acc.Fma(o2, l2 * AttentionMath.ExpOrZero(m2 - mx));
@@ -444,6 +476,14 @@ public static partial class odd_tiles
                             acc = acc.Fma(o5, l5 * AttentionMath.ExpOrZero(m5 - mx));
                             acc = acc.Fma(o6, l6 * AttentionMath.ExpOrZero(m6 - mx));
                             acc = acc.Fma(o7, l7 * AttentionMath.ExpOrZero(m7 - mx));
+                            acc = acc.Fma(o8, l8 * AttentionMath.ExpOrZero(m8 - mx));
+                            acc = acc.Fma(o9, l9 * AttentionMath.ExpOrZero(m9 - mx));
+                            acc = acc.Fma(o10, l10 * AttentionMath.ExpOrZero(m10 - mx));
+                            acc = acc.Fma(o11, l11 * AttentionMath.ExpOrZero(m11 - mx));
+                            acc = acc.Fma(o12, l12 * AttentionMath.ExpOrZero(m12 - mx));
+                            acc = acc.Fma(o13, l13 * AttentionMath.ExpOrZero(m13 - mx));
+                            acc = acc.Fma(o14, l14 * AttentionMath.ExpOrZero(m14 - mx));
+                            acc = acc.Fma(o15, l15 * AttentionMath.ExpOrZero(m15 - mx));
                         }
                         for (; p < partitions; p += 2)
                         {
@@ -702,7 +742,7 @@ public static partial class odd_tiles
                 }
                 Group.Barrier();
 
-                // Σ_p w_p·o_p, w_p = l_p·exp(m_p - M): thread = (slice i / 4 of 8, Float4 column i % 4 of the group's heads), 8 partitions' loads in flight.
+                // Σ_p w_p·o_p, w_p = l_p·exp(m_p - M): thread = (slice i / 4 of 8, Float4 column i % 4 of the group's heads), 16 partitions' loads in flight.
                 {
                     int i = t + 0;
                     int f = i % 4;
@@ -712,7 +752,7 @@ public static partial class odd_tiles
                     float mx = sMax[h];
                     var acc = default(Float4);
                     int p = i / 4;
-                    for (; p + 56 < partitions; p += 64)
+                    for (; p + 120 < partitions; p += 128)
                     {
                         long q0 = row + p + 0;
                         float m0 = m.PartialMaxSum[q0 * 2];
@@ -746,6 +786,38 @@ public static partial class odd_tiles
                         float m7 = m.PartialMaxSum[q7 * 2];
                         float l7 = m.PartialMaxSum[q7 * 2 + 1];
                         var o7 = partialOut[q7 * 4 + c];
+                        long q8 = row + p + 64;
+                        float m8 = m.PartialMaxSum[q8 * 2];
+                        float l8 = m.PartialMaxSum[q8 * 2 + 1];
+                        var o8 = partialOut[q8 * 4 + c];
+                        long q9 = row + p + 72;
+                        float m9 = m.PartialMaxSum[q9 * 2];
+                        float l9 = m.PartialMaxSum[q9 * 2 + 1];
+                        var o9 = partialOut[q9 * 4 + c];
+                        long q10 = row + p + 80;
+                        float m10 = m.PartialMaxSum[q10 * 2];
+                        float l10 = m.PartialMaxSum[q10 * 2 + 1];
+                        var o10 = partialOut[q10 * 4 + c];
+                        long q11 = row + p + 88;
+                        float m11 = m.PartialMaxSum[q11 * 2];
+                        float l11 = m.PartialMaxSum[q11 * 2 + 1];
+                        var o11 = partialOut[q11 * 4 + c];
+                        long q12 = row + p + 96;
+                        float m12 = m.PartialMaxSum[q12 * 2];
+                        float l12 = m.PartialMaxSum[q12 * 2 + 1];
+                        var o12 = partialOut[q12 * 4 + c];
+                        long q13 = row + p + 104;
+                        float m13 = m.PartialMaxSum[q13 * 2];
+                        float l13 = m.PartialMaxSum[q13 * 2 + 1];
+                        var o13 = partialOut[q13 * 4 + c];
+                        long q14 = row + p + 112;
+                        float m14 = m.PartialMaxSum[q14 * 2];
+                        float l14 = m.PartialMaxSum[q14 * 2 + 1];
+                        var o14 = partialOut[q14 * 4 + c];
+                        long q15 = row + p + 120;
+                        float m15 = m.PartialMaxSum[q15 * 2];
+                        float l15 = m.PartialMaxSum[q15 * 2 + 1];
+                        var o15 = partialOut[q15 * 4 + c];
                         acc = acc.Fma(o0, l0 * AttentionMath.ExpOrZero(m0 - mx));
                         acc = acc.Fma(o1, l1 * AttentionMath.ExpOrZero(m1 - mx));
                         acc = acc.Fma(o2, l2 * AttentionMath.ExpOrZero(m2 - mx));
@@ -754,6 +826,14 @@ public static partial class odd_tiles
                         acc = acc.Fma(o5, l5 * AttentionMath.ExpOrZero(m5 - mx));
                         acc = acc.Fma(o6, l6 * AttentionMath.ExpOrZero(m6 - mx));
                         acc = acc.Fma(o7, l7 * AttentionMath.ExpOrZero(m7 - mx));
+                        acc = acc.Fma(o8, l8 * AttentionMath.ExpOrZero(m8 - mx));
+                        acc = acc.Fma(o9, l9 * AttentionMath.ExpOrZero(m9 - mx));
+                        acc = acc.Fma(o10, l10 * AttentionMath.ExpOrZero(m10 - mx));
+                        acc = acc.Fma(o11, l11 * AttentionMath.ExpOrZero(m11 - mx));
+                        acc = acc.Fma(o12, l12 * AttentionMath.ExpOrZero(m12 - mx));
+                        acc = acc.Fma(o13, l13 * AttentionMath.ExpOrZero(m13 - mx));
+                        acc = acc.Fma(o14, l14 * AttentionMath.ExpOrZero(m14 - mx));
+                        acc = acc.Fma(o15, l15 * AttentionMath.ExpOrZero(m15 - mx));
                     }
                     for (; p < partitions; p += 8)
                     {
