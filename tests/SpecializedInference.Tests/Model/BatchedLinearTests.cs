@@ -107,16 +107,7 @@ public sealed class BatchedLinearTests(AcceleratorFixture fixture) : IClassFixtu
         var x = Values(tokens * cols);
         var y0 = accumulate ? Values(tokens * rows) : Enumerable.Repeat(float.NaN, tokens * rows).ToArray();
 
-        // The reference uses the weights as the device holds them (f16-rounded for f16).
-        var wRef = dtype == WeightDtype.F16 ? w.Select(v => (double)(float)(Half)v).ToArray() : w.Select(v => (double)v).ToArray();
-        var expected = new double[tokens * rows];
-        for (int t = 0; t < tokens; t++)
-            for (int n = 0; n < rows; n++)
-            {
-                double acc = accumulate ? y0[t * rows + n] : 0;
-                for (int k = 0; k < cols; k++) acc += x[t * cols + k] * wRef[n * cols + k];
-                expected[t * rows + n] = acc;
-            }
+        var expected = DenseReference.Linear(w, x, accumulate ? y0 : null, tokens, rows, cols, dtype);
 
         var kernels = new DenseKernels(Acc, DenseSchedule.Warp);
         using var matrix = WeightUpload.Matrix(Acc, w, rows, cols, dtype);

@@ -68,16 +68,7 @@ public sealed class DenseKernelTests(AcceleratorFixture fixture) : IClassFixture
         var w = Random(rng, rows * cols);
         var x = Random(rng, tokens * cols);
         var y0 = accumulate ? Random(rng, tokens * rows) : Enumerable.Repeat(float.NaN, tokens * rows).ToArray();
-        // The reference uses the weights as the device holds them (f16-rounded for f16).
-        var wRef = dtype == WeightDtype.F16 ? w.Select(v => (double)(float)(Half)v).ToArray() : w.Select(v => (double)v).ToArray();
-        var expected = new double[tokens * rows];
-        for (int t = 0; t < tokens; t++)
-            for (int n = 0; n < rows; n++)
-            {
-                double acc = accumulate ? y0[t * rows + n] : 0;
-                for (int k = 0; k < cols; k++) acc += x[t * cols + k] * wRef[n * cols + k];
-                expected[t * rows + n] = acc;
-            }
+        var expected = DenseReference.Linear(w, x, accumulate ? y0 : null, tokens, rows, cols, dtype);
 
         var kernels = new DenseKernels(Acc, schedule);
         using var matrix = WeightUpload.Matrix(Acc, w, rows, cols, dtype);
@@ -189,7 +180,7 @@ public sealed class DenseKernelTests(AcceleratorFixture fixture) : IClassFixture
         using var q = Poisoned(tokens * heads * headDim);
         using var k = Poisoned(tokens * kvHeads * headDim);
         using var v = Poisoned(tokens * kvHeads * headDim);
-        kernels.RopeSplit(qkvb.View, pos.View, cb.View, sb.View, q.View, k.View, v.View, tokens, heads, kvHeads, headDim);
+        kernels.RopeSplit(qkvb.View, new RopeSplitOutput(q.View, k.View, v.View, pos.View, cb.View, sb.View, heads, kvHeads, headDim), tokens);
         AssertClose(eq.ToArray(), q.GetAsArray1D(), 1e-6, "q");
         AssertClose(ek.ToArray(), k.GetAsArray1D(), 1e-6, "k");
         AssertClose(ev.ToArray(), v.GetAsArray1D(), 0, "v");

@@ -331,55 +331,22 @@ public static class DenseKernelBodies
 
     /// <summary>
     /// Splits the fused projection into q, k, v and rotates q and k (Hugging Face's rotate_half pairing: element i
-    /// with i + head_dim/2): out[i] = x[i]·cos − x[i+h]·sin, out[i+h] = x[i+h]·cos + x[i]·sin.
+    /// with i + head_dim/2): out[i] = x[i]·cos − x[i+h]·sin, out[i+h] = x[i+h]·cos + x[i]·sin. The rotation and the
+    /// writes are <see cref="RopeSplitOutput.Write"/>, the fused projection's epilogue.
     /// </summary>
     /// <param name="qkv">[tokens, (heads + 2 kv_heads) * head_dim] f32: q | k | v per token</param>
-    /// <param name="positions">[tokens] position of each token</param>
-    /// <param name="cos">[max_positions, head_dim / 2] f32</param>
-    /// <param name="sin">[max_positions, head_dim / 2] f32</param>
-    /// <param name="q">[tokens, heads, head_dim] f32</param>
-    /// <param name="k">[tokens, kv_heads, head_dim] f32</param>
-    /// <param name="v">[tokens, kv_heads, head_dim] f32</param>
-    public static void RopeSplit(Index1D thread, ArrayView<float> qkv, ArrayView<int> positions, ArrayView<float> cos, ArrayView<float> sin,
-        ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, int tokens, int heads, int kvHeads, int headDim, int stride)
+    /// <param name="output">q, k, v ([tokens, (kv_)heads, head_dim] each), positions and the rotary tables</param>
+    public static void RopeSplit(Index1D thread, ArrayView<float> qkv, RopeSplitOutput output, int tokens, int stride)
     {
-        int half = headDim / 2;
-        int allHeads = heads + 2 * kvHeads;
+        int half = output.HeadDim / 2;
+        int allHeads = output.Heads + 2 * output.KvHeads;
         long total = (long)tokens * allHeads * half;
         for (long item = thread; item < total; item += stride)
         {
-            int i = (int)(item % half);
-            int h = (int)(item / half % allHeads);
-            int t = (int)(item / half / allHeads);
-            long src = ((long)t * allHeads + h) * headDim;
-            float x1 = qkv[src + i];
-            float x2 = qkv[src + i + half];
-            if (h >= heads + kvHeads)
-            {
-                // Values are not rotated.
-                long dv = ((long)t * kvHeads + h - heads - kvHeads) * headDim;
-                v[dv + i] = x1;
-                v[dv + i + half] = x2;
-                continue;
-            }
-
-            long angle = (long)positions[t] * half + i;
-            float c = cos[angle];
-            float s = sin[angle];
-            float r1 = x1 * c - x2 * s;
-            float r2 = x2 * c + x1 * s;
-            if (h < heads)
-            {
-                long dq = ((long)t * heads + h) * headDim;
-                q[dq + i] = r1;
-                q[dq + i + half] = r2;
-            }
-            else
-            {
-                long dk = ((long)t * kvHeads + h - heads) * headDim;
-                k[dk + i] = r1;
-                k[dk + i + half] = r2;
-            }
+            int unit = (int)(item % ((long)allHeads * half)); // head * half + i: the pair (i, i + half) of one head
+            int t = (int)(item / ((long)allHeads * half));
+            long src = (long)t * allHeads * output.HeadDim + unit / half * output.HeadDim + unit % half;
+            output.Write(unit, t, qkv[src], qkv[src + half]);
         }
     }
 

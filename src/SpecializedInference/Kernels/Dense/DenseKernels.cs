@@ -282,13 +282,13 @@ public sealed class DenseKernels
     }
 
     /// <summary>Splits q | k | v and applies rotary embeddings to q and k.</summary>
-    public void RopeSplit(ArrayView<float> qkv, ArrayView<int> positions, ArrayView<float> cos, ArrayView<float> sin,
-        ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, int tokens, int heads, int kvHeads, int headDim)
+    /// <param name="qkv">[tokens, (heads + 2 kv_heads) * head_dim] f32</param>
+    public void RopeSplit(ArrayView<float> qkv, RopeSplitOutput output, int tokens)
     {
-        var kernel = Get("rope", typeof(float), null, () => _accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>,
-            ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int>(DenseKernelBodies.RopeSplit));
-        int threads = Threads((long)tokens * (heads + 2 * kvHeads) * headDim / 2);
-        kernel(threads, qkv, positions, cos, sin, q, k, v, tokens, heads, kvHeads, headDim, threads);
+        var kernel = Get("rope", typeof(float), null, () => _accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, RopeSplitOutput, int, int>(
+            DenseKernelBodies.RopeSplit));
+        int threads = Threads((long)tokens * (output.Heads + 2 * output.KvHeads) * output.HeadDim / 2);
+        kernel(threads, qkv, output, tokens, threads);
     }
 
     /// <summary>a = silu(gate) · up.</summary>
@@ -326,7 +326,7 @@ public sealed class DenseKernels
 
         RmsNorm(x, xRows, tokens, g, eps, h, wqkv.Cols);
         Linear(h, tokens, wqkv, qkv, accumulate: false);
-        RopeSplit(qkv, output.Positions, output.Cos, output.Sin, output.Q, output.K, output.V, tokens, output.Heads, output.KvHeads, output.HeadDim);
+        RopeSplit(qkv, output, tokens);
     }
 
     /// <summary>
