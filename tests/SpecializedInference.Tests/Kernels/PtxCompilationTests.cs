@@ -1,0 +1,102 @@
+using System.Reflection;
+using System.Text.RegularExpressions;
+using ILGPU;
+using ILGPU.Backends.EntryPoints;
+using ILGPU.Backends.PTX;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+using SpecializedInference.Kernels;
+using SpecializedInference.Kernels.Dense;
+using SpecializedInference.Kernels.Generic;
+using Xunit.Abstractions;
+
+namespace SpecializedInference.Tests.Kernels;
+
+/// <summary>
+/// Compiles the GPU kernels with ILGPU's PTX backend for sm_80 (what it emits on an H100/H200), without a GPU:
+/// every kernel the CPU tests check must also get through the CUDA code generator (intrinsics such as fences,
+/// atomics and warp shuffles, struct parameters), so a machine without a GPU catches what would otherwise fail
+/// only on the next GPU run. Each kernel's local-memory bytes (register spills and arrays ILGPU could not keep in
+/// registers) are printed: a speed concern to read, not asserted.
+/// </summary>
+public sealed class PtxCompilationTests(ITestOutputHelper output)
+{
+    private static readonly string[] GeneratedKernels = ["Decode", "Prefill", "KvCacheWrite"];
+
+    public static TheoryData<string> KernelSets()
+    {
+        var data = new TheoryData<string>();
+        foreach (var set in SpecializedInference.Generated.KernelRegistry.All) data.Add(set.Name);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(KernelSets))]
+    public void GeneratedAttentionKernelsCompileToPtx(string name)
+    {
+        var type = typeof(SpecializedInference.Generated.KernelRegistry).Assembly.GetType($"SpecializedInference.Generated.{name}")
+            ?? throw new InvalidOperationException($"no generated class for kernel set {name}");
+        using var compiler = new PtxCompiler();
+        foreach (var kernel in GeneratedKernels)
+        {
+            var method = type.GetMethod(kernel, BindingFlags.Public | BindingFlags.Static)
+                ?? throw new InvalidOperationException($"{name} has no {kernel} kernel");
+            var closed = method.MakeGenericMethod(typeof(F16Codec));
+            string ptx = compiler.Compile(closed, explicitlyGrouped: kernel != "KvCacheWrite");
+            Report($"{name}.{kernel}<F16Codec>", ptx);
+            if (kernel == "Decode")
+            {
+                // The one-launch combine: a device-scope fence around an atomic ticket.
+                Assert.Contains("membar.gl", ptx);
+                Assert.Matches(@"atom(\.\w+)*\.add", ptx);
+            }
+        }
+    }
+
+    [Fact]
+    public void DenseDecodeKernelsCompileToPtx()
+    {
+        using var compiler = new PtxCompiler();
+        var fused = typeof(FusedKernelBodies).GetMethod(nameof(FusedKernelBodies.NormLinearWarp))!;
+        foreach (var output in new[] { typeof(RopeSplitOutput), typeof(SwiGluOutput), typeof(RowPairOutput) })
+            Report($"NormLinearWarp<F16Weights, {output.Name}>", compiler.Compile(fused.MakeGenericMethod(typeof(F16Weights), output), explicitlyGrouped: true));
+        var batched = typeof(BatchedKernelBodies).GetMethod(nameof(BatchedKernelBodies.LinearBatched))!;
+        foreach (var tokens in new[] { typeof(EightTokens), typeof(SixteenTokens) })
+            Report($"LinearBatched<F16Weights, AddToOutput, {tokens.Name}>",
+                compiler.Compile(batched.MakeGenericMethod(typeof(F16Weights), typeof(AddToOutput), tokens), explicitlyGrouped: true));
+        var warp = typeof(DenseKernelBodies).GetMethod(nameof(DenseKernelBodies.LinearWarp))!;
+        Report("LinearWarp<F16Weights, AddToOutput>", compiler.Compile(warp.MakeGenericMethod(typeof(F16Weights), typeof(AddToOutput)), explicitlyGrouped: true));
+    }
+
+    private void Report(string kernel, string ptx)
+    {
+        Assert.Contains(".entry", ptx);
+        long local = Regex.Matches(ptx, @"\.local\s+\.align\s+\d+\s+\.b8\s+\S+\[(\d+)\]").Sum(m => long.Parse(m.Groups[1].Value));
+        output.WriteLine($"{kernel}: {ptx.Length / 1024} KB of PTX, {local} bytes of local memory");
+    }
+
+    /// <summary>ILGPU's PTX backend for sm_80 / PTX ISA 8.0 on a context with no device behind it.</summary>
+    private sealed class PtxCompiler : IDisposable
+    {
+        private readonly Context _context = Context.Create(b => b.Cuda().EnableAlgorithms().Optimize(OptimizationLevel.O2));
+        private readonly PTXBackend _backend;
+
+        public PtxCompiler() =>
+            _backend = new PTXBackend(_context, new CudaCapabilityContext(CudaArchitecture.SM_80), CudaArchitecture.SM_80, CudaInstructionSet.ISA_80, null);
+
+        public string Compile(MethodInfo kernel, bool explicitlyGrouped)
+        {
+            var entry = explicitlyGrouped
+                ? EntryPointDescription.FromExplicitlyGroupedKernel(kernel)
+                : EntryPointDescription.FromImplicitlyGroupedKernel(kernel);
+            var compiled = (PTXCompiledKernel)_backend.Compile(entry, default(KernelSpecialization));
+            return compiled.PTXAssembly;
+        }
+
+        public void Dispose()
+        {
+            _backend.Dispose();
+            _context.Dispose();
+        }
+    }
+}
