@@ -6,17 +6,18 @@ namespace SpecializedInference.Generators.Tests;
 public class PrefillTilingTests
 {
     [Fact]
-    public void HeadDim128GetsFourByFourMicroTilesWithVInKBuffer()
+    public void HeadDim128GetsTwoByFourMicroTilesWithVInKBuffer()
     {
-        // Llama3_8B / Llama2_13B: 32 rows x 32 keys, 64 threads; K [32 x 128] f32, V [32 x 132] and Q [32 x 128] do
-        // not all fit 48 KB, so V reuses K's buffer.
+        // Llama3_8B / Llama2_13B: 32 rows x 32 keys. 4 x 4 micro-tiles would give each thread 64 O accumulators, past
+        // the budget: 2 rows x 4 keys per thread, 128 threads. K [32 x 128] f32, V [32 x 132] and Q [32 x 128] do not
+        // all fit 48 KB, so V reuses K's buffer.
         var p = PrefillTiling.For(headDim: 128, tileKv: 32, rows: 32);
-        Assert.Equal((64, 4, 4, 8, 4), (p.Threads, p.RowsPerThread, p.KeysPerThread, p.KeyLanes, p.ColumnsPerThread));
+        Assert.Equal((128, 2, 4, 8, 4), (p.Threads, p.RowsPerThread, p.KeysPerThread, p.KeyLanes, p.ColumnsPerThread));
         Assert.Equal(32, p.PaddedRows);
         Assert.True(p.SharedKv);
         Assert.Equal(16 * (1024 + 1056 + 320) + 16, p.SharedBytes);
-        Assert.Equal(8.0, p.ScoreFmasPerLoad);
-        Assert.Equal(12.8, p.ValueFmasPerLoad, 6);
+        Assert.Equal(16.0 / 3, p.ScoreFmasPerLoad, 6);
+        Assert.Equal(64.0 / 9, p.ValueFmasPerLoad, 6);
     }
 
     [Fact]
@@ -53,6 +54,7 @@ public class PrefillTilingTests
                     Assert.Equal(tileKv, p.KeyLanes * p.KeysPerThread);
                     Assert.Equal(headDim / 4, p.KeyLanes * p.ColumnsPerThread);
                     Assert.True(p.PaddedRows >= rows && p.PaddedRows - rows < p.RowsPerThread * 32 / p.KeyLanes, what);
+                    Assert.True(p.RowsPerThread * p.ColumnsPerThread * 4 <= PrefillTiling.OutputAccumulatorBudget || p.RowsPerThread == 1, what);
                     Assert.True(p.PStride % 4 == 0 && p.PStride >= tileKv, what);
                     Assert.True(p.Units % p.UnitLanes == 0 && p.D4 % p.QueryLanes == 0, what);
                     Assert.Equal(p.SharedBytes, SharedMemoryBudget.PrefillBytes(headDim, tileKv, rows));

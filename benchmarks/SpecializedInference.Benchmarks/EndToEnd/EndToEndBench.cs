@@ -54,7 +54,8 @@ public sealed class EndToEndBench(BenchDevice device, int seed, WeightsSource we
             })
             .ToList();
 
-        using var engine = new InferenceEngine(new BoundRunner(runner), options, ownsRunner: false);
+        var bound = new BoundRunner(runner);
+        using var engine = new InferenceEngine(bound, options, ownsRunner: false);
         long start = Stopwatch.GetTimestamp();
         var completions = Task.WhenAll(requests.Select(r => engine.GenerateAsync(r))).GetAwaiter().GetResult();
         double wall = Stopwatch.GetElapsedTime(start).TotalSeconds;
@@ -68,7 +69,10 @@ public sealed class EndToEndBench(BenchDevice device, int seed, WeightsSource we
         return new EndToEndResult(model, batch, promptTokens, decodeTokens, toggles,
             stats.DecodeTokensPerSecond, stats.PrefillTokensPerSecond,
             stats.TimeToFirstToken.P50Ms / 1e3, stats.TimeToFirstToken.MaxMs / 1e3, stats.InterTokenLatency.P50Ms / 1e3,
-            wall, stats.GeneratedTokens, load, runner.WeightBytes, runner.DecodeWeightBytes, Describe(model), runner.KernelSetName);
+            wall, stats.GeneratedTokens, load, runner.WeightBytes, runner.DecodeWeightBytes, Describe(model), runner.KernelSetName)
+        {
+            DecodeSteps = bound.DecodeSteps(),
+        };
     }
 
     /// <summary>The plan's workload with every toggle on, then with each toggle off alone. The toggles that keep
@@ -205,9 +209,15 @@ public sealed class EndToEndBench(BenchDevice device, int seed, WeightsSource we
 /// <summary>
 /// Makes the runner's accelerator current on the engine's own thread before every step. A CUDA context is
 /// current per thread; ILGPU binds it in most calls, and this makes sure of it for the ones it might not.
+/// It also adds up where the host spends the decode steps (every chunk one token): the runner's
+/// <see cref="StepTimes"/> and the engine's own time from one step's return to the next step's call.
 /// </summary>
 internal sealed class BoundRunner(LlamaModelRunner inner) : IModelRunner
 {
+    private long _returned;
+    private int _steps;
+    private long _prepare, _enqueue, _logits, _finish, _engine;
+
     public int BlockSize => inner.BlockSize;
 
     public int NumBlocks => inner.NumBlocks;
@@ -218,12 +228,51 @@ internal sealed class BoundRunner(LlamaModelRunner inner) : IModelRunner
 
     public float[]?[] Execute(StepBatch batch)
     {
+        long called = Stopwatch.GetTimestamp();
         inner.Accelerator.Bind();
-        return inner.Execute(batch);
+        var logits = inner.Execute(batch);
+        bool decode = batch.Chunks.Count > 0 && batch.Chunks.All(c => c.TokenIds.Length == 1);
+        if (decode)
+        {
+            var t = inner.LastStepTimes;
+            // The engine's time between steps counts only between two decode steps (not across a prefill).
+            if (_returned != 0) _engine += called - _returned;
+            _steps++;
+            _prepare += t.Prepare;
+            _enqueue += t.Enqueue;
+            _logits += t.Logits;
+            _finish += t.Finish;
+        }
+        _returned = decode ? Stopwatch.GetTimestamp() : 0;
+        return logits;
+    }
+
+    /// <summary>The mean decode step so far (null before the first).</summary>
+    public StepBreakdown? DecodeSteps()
+    {
+        if (_steps == 0) return null;
+        double perStep = Stopwatch.Frequency * (double)_steps;
+        return new StepBreakdown(_steps, _prepare / perStep, _enqueue / perStep, _logits / perStep, _finish / perStep,
+            _steps > 1 ? _engine / (Stopwatch.Frequency * (double)(_steps - 1)) : 0);
     }
 
     public void Dispose()
     {
         // The bench owns the runner and disposes it when its runs are done.
     }
+}
+
+/// <summary>
+/// Where a mean decode step's host time goes, in seconds: the runner preparing it (step tables, the attention plan's
+/// upload), enqueuing its launches, copying the logits out (waiting for the device), finishing, and the engine
+/// between steps (sampling, scheduling). Enqueue close to the whole step means launch overhead, not the device,
+/// bounds it.
+/// </summary>
+public sealed record StepBreakdown(int Steps, double Prepare, double Enqueue, double Logits, double Finish, double Engine)
+{
+    public double Total => Prepare + Enqueue + Logits + Finish + Engine;
+
+    public string Summary =>
+        $"decode step {Format.Seconds(Total)} (mean of {Steps}): prepare {Format.Seconds(Prepare)}, enqueue {Format.Seconds(Enqueue)}, " +
+        $"logits {Format.Seconds(Logits)}, finish {Format.Seconds(Finish)}, engine {Format.Seconds(Engine)}";
 }

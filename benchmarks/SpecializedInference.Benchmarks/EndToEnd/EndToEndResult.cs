@@ -41,9 +41,13 @@ public sealed record EndToEndResult(
     string WeightsSource,
     string AttentionKernels)
 {
+    /// <summary>Where the host spent the mean decode step (null when the run had none).</summary>
+    public StepBreakdown? DecodeSteps { get; init; }
+
     public string Summary =>
         $"{Model.Label} batch {Batch}: decode {Format.Number(DecodeTokensPerSecond)} tok/s, prefill {Format.Number(PrefillTokensPerSecond)} tok/s, " +
-        $"TTFT p50 {Format.Seconds(TimeToFirstTokenP50)}, wall {Format.Seconds(WallSeconds)}, load {Format.Seconds(LoadSeconds)}";
+        $"TTFT p50 {Format.Seconds(TimeToFirstTokenP50)}, wall {Format.Seconds(WallSeconds)}, load {Format.Seconds(LoadSeconds)}" +
+        (DecodeSteps is { } d ? $"; {d.Summary}" : "");
 
     /// <summary>Seconds of one decode step: the batch's tokens over the decode rate.</summary>
     public double DecodeStepSeconds => Batch / DecodeTokensPerSecond;

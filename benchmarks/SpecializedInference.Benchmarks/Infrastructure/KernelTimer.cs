@@ -26,7 +26,11 @@ public sealed record TimingOptions(int Warmup, int Repetitions, double MinRepeti
 /// <param name="MedianSeconds">Median over repetitions of (repetition time / calls in it).</param>
 /// <param name="FirstCallSeconds">The first call, synchronized: kernel compilation (JIT to PTX or to the CPU
 /// simulator) plus one run. Never part of the median.</param>
-public sealed record Timing(double MedianSeconds, double MinSeconds, double MaxSeconds, int Repetitions, int CallsPerRepetition, double FirstCallSeconds)
+/// <param name="EnqueueSeconds">Median over repetitions of the host time to enqueue one call (the launch loop
+/// before its synchronize). Close to <paramref name="MedianSeconds"/> means the host's launch overhead, not the
+/// device, set the pace.</param>
+public sealed record Timing(double MedianSeconds, double MinSeconds, double MaxSeconds, int Repetitions, int CallsPerRepetition, double FirstCallSeconds,
+    double EnqueueSeconds = double.NaN)
 {
     /// <summary>First call minus a steady-state call: the compile (and first-touch) cost.</summary>
     public double CompileSeconds => Math.Max(0, FirstCallSeconds - MedianSeconds);
@@ -64,16 +68,19 @@ public static class KernelTimer
             calls = (int)Math.Clamp(Math.Ceiling(options.MinRepetitionSeconds / Math.Max(single, 1e-7)), 1, options.MaxCallsPerRepetition);
 
         var samples = new double[Math.Max(1, options.Repetitions)];
+        var enqueue = new double[samples.Length];
         for (int r = 0; r < samples.Length; r++)
         {
             start = Stopwatch.GetTimestamp();
             for (int c = 0; c < calls; c++)
                 launch();
+            enqueue[r] = Stopwatch.GetElapsedTime(start).TotalSeconds / calls;
             accelerator.Synchronize();
             samples[r] = Stopwatch.GetElapsedTime(start).TotalSeconds / calls;
         }
         Array.Sort(samples);
-        return new Timing(Median(samples), samples[0], samples[^1], samples.Length, calls, first);
+        Array.Sort(enqueue);
+        return new Timing(Median(samples), samples[0], samples[^1], samples.Length, calls, first, Median(enqueue));
     }
 
     /// <summary>Median of sorted samples.</summary>

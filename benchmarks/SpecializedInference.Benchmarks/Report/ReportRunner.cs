@@ -178,7 +178,7 @@ public static class ReportRunner
 
     private static AttentionComparison Logged(AttentionComparison r, Action<string> log)
     {
-        string spec = r.Specialized is { } s ? $"{Format.Seconds(s.Timing.MedianSeconds)}" : "n/a";
+        string spec = r.Specialized is { } s ? $"{Format.Seconds(s.Timing.MedianSeconds)} (host enqueue {Format.Seconds(s.Timing.EnqueueSeconds)}/call)" : "n/a";
         log($"  specialized {spec}, generic {Format.Seconds(r.Generic.Timing.MedianSeconds)}, speedup {Format.Ratio(r.Speedup)}, " +
             $"{Format.Number(r.GBps(r.Best))} GB/s" + (r.Case.ComputeBound ? $", {Format.Number(r.TFlops(r.Best))} TFLOP/s" : ""));
         return r;

@@ -79,9 +79,17 @@ internal sealed record PrefillTiling(
     /// <summary>
     /// The tiling for <paramref name="rows"/> query rows and K/V tiles of <paramref name="tileKv"/> keys:
     /// 4 × 4 micro-tiles where the shape allows (8 FMAs per shared load in the score loop), key lanes a power of two
-    /// dividing tile_kv and head_dim / 4 (so O's columns split evenly), fewer rows per thread only when the rows
-    /// would not fill one warp. K and V get their own buffers when everything fits in 48 KB, else V reuses K's.
+    /// dividing tile_kv and head_dim / 4 (so O's columns split evenly), fewer rows per thread when the rows would not
+    /// fill one warp or O would pass <see cref="OutputAccumulatorBudget"/>. K and V get their own buffers when everything fits in 48 KB, else V reuses K's.
     /// </summary>
+    /// <summary>
+    /// Most O accumulators (floats) a thread holds. On the H200 (2026-11-26, run 3) head_dim 128 with 4 × 4 micro-tiles,
+    /// i.e. 64 accumulators per thread in 64-thread groups, ran the causal prefill at 4.0 TFLOP/s against 10.8 at head_dim
+    /// 64 (32 accumulators): with the next tile's K/V also in registers, few warps fit an SM. Past the budget a
+    /// thread takes fewer rows and the group more threads.
+    /// </summary>
+    public const int OutputAccumulatorBudget = 32;
+
     public static PrefillTiling For(int headDim, int tileKv, int rows)
     {
         int d4 = headDim / 4;
@@ -89,7 +97,9 @@ internal sealed record PrefillTiling(
         while (keyLanes * 2 <= Math.Max(1, tileKv / 4) && keyLanes * 2 <= 32 && tileKv % (keyLanes * 2) == 0 && d4 % (keyLanes * 2) == 0)
             keyLanes *= 2;
         int rowsPerThread = 4;
-        while (rowsPerThread > 1 && CeilDiv(rows, rowsPerThread) * keyLanes < 32) rowsPerThread /= 2;
+        while (rowsPerThread > 1 && (CeilDiv(rows, rowsPerThread) * keyLanes < 32
+                                     || rowsPerThread * (d4 / keyLanes) * 4 > OutputAccumulatorBudget))
+            rowsPerThread /= 2;
         int groupsPerWarp = 32 / keyLanes;
         int rowGroups = CeilDiv(CeilDiv(rows, rowsPerThread), groupsPerWarp) * groupsPerWarp;
         var separate = new PrefillTiling(headDim, tileKv, rows, rowsPerThread, keyLanes, rowGroups, SharedKv: false);

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using ILGPU;
 using ILGPU.Runtime;
 using SpecializedInference.Kernels;
@@ -274,6 +275,9 @@ public sealed class LlamaModelRunner : IModelRunner
     /// <summary>What the last step enqueued (launches are the decode step's overhead at batch 1: ~7 µs each on an H200).</summary>
     internal StepLaunches LastStepLaunches { get; private set; }
 
+    /// <summary>Where the host spent the last step (the benchmarks' decode-step breakdown).</summary>
+    internal StepTimes LastStepTimes { get; private set; }
+
     /// <summary>The KV cache layers (for tests and the block-copy path).</summary>
     internal IReadOnlyList<PagedKvCacheBuffer> KvCache => _kvCache;
 
@@ -299,6 +303,7 @@ public sealed class LlamaModelRunner : IModelRunner
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentNullException.ThrowIfNull(batch);
+        long started = Stopwatch.GetTimestamp();
         var c = Config;
         var chunks = batch.Chunks;
         int tokens = Validate(batch);
@@ -359,6 +364,7 @@ public sealed class LlamaModelRunner : IModelRunner
         long denseBefore = _dense.Launches;
         int attentionCalls = 0;
 
+        long prepared = Stopwatch.GetTimestamp();
         // x = embed(ids)
         _dense.Embedding(_embedding, ids, tokens, x);
         for (int l = 0; l < _layers.Length; l++)
@@ -378,6 +384,7 @@ public sealed class LlamaModelRunner : IModelRunner
         }
 
         var results = new float[logitRows][];
+        long enqueued = Stopwatch.GetTimestamp(), copied = enqueued;
         if (logitRows > 0)
         {
             // Only the rows whose logits are wanted: final norm of those rows and the LM head.
@@ -386,12 +393,14 @@ public sealed class LlamaModelRunner : IModelRunner
             _dense.NormLinear(x, rows, logitRows, _finalNorm.View, eps, _lmHead, logits, final);
             var host = s.LogitsHost.AsSpan(0, logitRows * c.VocabSize);
             logits.CopyToCPU(host);
+            copied = Stopwatch.GetTimestamp();
             for (int i = 0; i < logitRows; i++) results[i] = host.Slice(i * c.VocabSize, c.VocabSize).ToArray();
         }
 
         LastStepLaunches = new StepLaunches(_dense.Launches - denseBefore, attentionCalls);
         // The plan's device buffers are released on return: wait for the kernels that read them.
         _accelerator.Synchronize();
+        LastStepTimes = new StepTimes(tokens, prepared - started, enqueued - prepared, copied - enqueued, Stopwatch.GetTimestamp() - copied);
         return results;
     }
 
@@ -468,3 +477,11 @@ public sealed class LlamaModelRunner : IModelRunner
 /// <param name="Dense">Launches of the dense kernels (embedding, norms, projections, rope, SwiGLU, fused or not).</param>
 /// <param name="AttentionCalls">Calls into the attention kernel set (KV write, attend): each is one launch or more, as the set decides.</param>
 internal readonly record struct StepLaunches(long Dense, int AttentionCalls);
+
+/// <summary>
+/// Host time of one step in <see cref="Stopwatch"/> ticks, cut where the host changes what it waits for: preparing
+/// (validation, step tables, the attention plan's upload), enqueuing every launch, copying the logits out (which
+/// waits for the device to finish what was enqueued), and the rest (row copies, the final synchronize). When
+/// enqueuing takes about the whole step, the step is bound by launch overhead rather than by the device.
+/// </summary>
+internal readonly record struct StepTimes(int Tokens, long Prepare, long Enqueue, long Logits, long Finish);

@@ -14,17 +14,17 @@ public static partial class Llama3_8B
     private static long PrefillKvRow(AttentionMeta m, int blockRow, int kvHead, int key)
         => (((long)m.BlockTables[blockRow + key / 16] * 8 + kvHead) * 16 + key % 16) * 128;
 
-    /// <summary>Threads per group of Prefill: 8 row groups x 8 key lanes.</summary>
-    public const int PrefillThreads = 64;
+    /// <summary>Threads per group of Prefill: 16 row groups x 8 key lanes.</summary>
+    public const int PrefillThreads = 128;
 
     /// <summary>
     /// Flash prefill, causal, variable-length batch, register-tiled on CUDA cores. Thread group = (8 query positions
-    /// of one sequence) x (the 4 query heads of one K/V head) = 32 query rows (row = position * 4 + head), 64 threads.
+    /// of one sequence) x (the 4 query heads of one K/V head) = 32 query rows (row = position * 4 + head), 128 threads.
     /// K/V tiles of 32 keys are read through the block table (earlier chunks come from the cache) one tile ahead into registers,
     /// then decoded to f32 in shared memory.
-    /// Thread t = (row group rg = t / 8, key lane kl = t % 8) owns rows rg + 8 * i (i &lt; 4), keys kl + 8 * j (j &lt; 4)
-    /// of S and Float4 columns kl + 8 * c (c &lt; 4) of O, all in registers: per head_dim Float4, 4 Q and 4 K shared loads
-    /// feed 64 FMAs; per 4 keys of P·V, 4 P and 16 V loads feed 256.
+    /// Thread t = (row group rg = t / 8, key lane kl = t % 8) owns rows rg + 16 * i (i &lt; 2), keys kl + 8 * j (j &lt; 4)
+    /// of S and Float4 columns kl + 8 * c (c &lt; 4) of O, all in registers: per head_dim Float4, 2 Q and 4 K shared loads
+    /// feed 32 FMAs; per 4 keys of P·V, 2 P and 16 V loads feed 128.
     /// Per tile: S = Q·Kᵀ, causal mask, online softmax per row (running max reduced over the row's 8 lanes by xor shuffles,
     /// rescale, running sum), P through shared memory, O = O * alpha + P·V. Shared memory: 38416 bytes.
     /// </summary>
@@ -48,7 +48,7 @@ public static partial class Llama3_8B
         int numKeys = firstQueryPos + tilePositions;  // causal: keys up to the tile's last query
         int blockRow = seq * m.MaxBlocksPerSeq;
         int t = Group.IdxX;
-        int rg = t / 8; // row group: this thread's rows are rg + 8 * i
+        int rg = t / 8; // row group: this thread's rows are rg + 16 * i
         int kl = t % 8; // key lane: its keys of S are kl + 8 * j, its Float4 columns of O kl + 8 * c
 
         var sQ = SharedMemory.Allocate<Float4>(1024);  // [head_dim / 4, 32 rows] queries pre-scaled by 1/sqrt(head_dim), dims-major
@@ -58,7 +58,7 @@ public static partial class Llama3_8B
         var sP = sP4.Cast<float>();
 
         // Q tile, scaled, dims-major: 8 lanes read consecutive Float4s of a row; rows that are not queries of this tile are zero.
-        for (int f = t; f < 1024; f += 64)
+        for (int f = t; f < 1024; f += 128)
         {
             int r = f / 8 % 32;
             int c = f / 256 * 8 + f % 8;
@@ -78,33 +78,21 @@ public static partial class Llama3_8B
         int last0 = pos0 < tilePositions ? firstQueryPos + pos0 : -1;
         float m0 = float.NegativeInfinity, l0 = 0f;
         Float4 o0_0 = default, o0_1 = default, o0_2 = default, o0_3 = default;
-        int pos1 = (rg + 8) / 4;
+        int pos1 = (rg + 16) / 4;
         int last1 = pos1 < tilePositions ? firstQueryPos + pos1 : -1;
         float m1 = float.NegativeInfinity, l1 = 0f;
         Float4 o1_0 = default, o1_1 = default, o1_2 = default, o1_3 = default;
-        int pos2 = (rg + 16) / 4;
-        int last2 = pos2 < tilePositions ? firstQueryPos + pos2 : -1;
-        float m2 = float.NegativeInfinity, l2 = 0f;
-        Float4 o2_0 = default, o2_1 = default, o2_2 = default, o2_3 = default;
-        int pos3 = (rg + 24) / 4;
-        int last3 = pos3 < tilePositions ? firstQueryPos + pos3 : -1;
-        float m3 = float.NegativeInfinity, l3 = 0f;
-        Float4 o3_0 = default, o3_1 = default, o3_2 = default, o3_3 = default;
         int pAt = rg * 40 + kl;  // this thread's first probability in sP
         int pAt4 = rg * 10;       // its rows' first Float4 in sP4
 
         // This thread's units of a K/V tile (key j, 8 elements from u * 8), one per step: 4 lanes take consecutive units of a key.
         int j0 = t / 4 % 32, u0 = t / 128 * 4 + t % 4;
-        int j1 = (t + 64) / 4 % 32, u1 = (t + 64) / 128 * 4 + t % 4;
-        int j2 = (t + 128) / 4 % 32, u2 = (t + 128) / 128 * 4 + t % 4;
-        int j3 = (t + 192) / 4 % 32, u3 = (t + 192) / 128 * 4 + t % 4;
-        int j4 = (t + 256) / 4 % 32, u4 = (t + 256) / 128 * 4 + t % 4;
-        int j5 = (t + 320) / 4 % 32, u5 = (t + 320) / 128 * 4 + t % 4;
-        int j6 = (t + 384) / 4 % 32, u6 = (t + 384) / 128 * 4 + t % 4;
-        int j7 = (t + 448) / 4 % 32, u7 = (t + 448) / 128 * 4 + t % 4;
+        int j1 = (t + 128) / 4 % 32, u1 = (t + 128) / 128 * 4 + t % 4;
+        int j2 = (t + 256) / 4 % 32, u2 = (t + 256) / 128 * 4 + t % 4;
+        int j3 = (t + 384) / 4 % 32, u3 = (t + 384) / 128 * 4 + t % 4;
 
         // Raw K/V chunks in registers, loaded one tile ahead: the loads of the next tile are in flight during this tile's P·V.
-        RawChunk8 kr0 = default, vr0 = default, kr1 = default, vr1 = default, kr2 = default, vr2 = default, kr3 = default, vr3 = default, kr4 = default, vr4 = default, kr5 = default, vr5 = default, kr6 = default, vr6 = default, kr7 = default, vr7 = default;
+        RawChunk8 kr0 = default, vr0 = default, kr1 = default, vr1 = default, kr2 = default, vr2 = default, kr3 = default, vr3 = default;
         // The first tile's keys.
         if (j0 < numKeys)
         {
@@ -125,26 +113,6 @@ public static partial class Llama3_8B
         {
             long at = PrefillKvRow(m, blockRow, kvHead, j3) + u3 * 8;
             kr3 = default(TCodec).LoadRaw8(keyCache, at);
-        }
-        if (j4 < numKeys)
-        {
-            long at = PrefillKvRow(m, blockRow, kvHead, j4) + u4 * 8;
-            kr4 = default(TCodec).LoadRaw8(keyCache, at);
-        }
-        if (j5 < numKeys)
-        {
-            long at = PrefillKvRow(m, blockRow, kvHead, j5) + u5 * 8;
-            kr5 = default(TCodec).LoadRaw8(keyCache, at);
-        }
-        if (j6 < numKeys)
-        {
-            long at = PrefillKvRow(m, blockRow, kvHead, j6) + u6 * 8;
-            kr6 = default(TCodec).LoadRaw8(keyCache, at);
-        }
-        if (j7 < numKeys)
-        {
-            long at = PrefillKvRow(m, blockRow, kvHead, j7) + u7 * 8;
-            kr7 = default(TCodec).LoadRaw8(keyCache, at);
         }
 
         for (int firstKey = 0; firstKey < numKeys; firstKey += 32)
@@ -176,30 +144,6 @@ public static partial class Llama3_8B
                 long at = PrefillKvRow(m, blockRow, kvHead, firstKey + j3) + u3 * 8;
                 vr3 = default(TCodec).LoadRaw8(valueCache, at);
             }
-            vr4 = default;
-            if (firstKey + j4 < numKeys)
-            {
-                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + j4) + u4 * 8;
-                vr4 = default(TCodec).LoadRaw8(valueCache, at);
-            }
-            vr5 = default;
-            if (firstKey + j5 < numKeys)
-            {
-                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + j5) + u5 * 8;
-                vr5 = default(TCodec).LoadRaw8(valueCache, at);
-            }
-            vr6 = default;
-            if (firstKey + j6 < numKeys)
-            {
-                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + j6) + u6 * 8;
-                vr6 = default(TCodec).LoadRaw8(valueCache, at);
-            }
-            vr7 = default;
-            if (firstKey + j7 < numKeys)
-            {
-                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + j7) + u7 * 8;
-                vr7 = default(TCodec).LoadRaw8(valueCache, at);
-            }
             // K tile, decoded to f32 and stored dims-major for the score loop.
             {
                 var k8 = default(TCodec).Decode8(kr0);
@@ -221,265 +165,177 @@ public static partial class Llama3_8B
                 sK[u3 * 64 + j3] = k8.Lo;
                 sK[u3 * 64 + 32 + j3] = k8.Hi;
             }
-            {
-                var k8 = default(TCodec).Decode8(kr4);
-                sK[u4 * 64 + j4] = k8.Lo;
-                sK[u4 * 64 + 32 + j4] = k8.Hi;
-            }
-            {
-                var k8 = default(TCodec).Decode8(kr5);
-                sK[u5 * 64 + j5] = k8.Lo;
-                sK[u5 * 64 + 32 + j5] = k8.Hi;
-            }
-            {
-                var k8 = default(TCodec).Decode8(kr6);
-                sK[u6 * 64 + j6] = k8.Lo;
-                sK[u6 * 64 + 32 + j6] = k8.Hi;
-            }
-            {
-                var k8 = default(TCodec).Decode8(kr7);
-                sK[u7 * 64 + j7] = k8.Lo;
-                sK[u7 * 64 + 32 + j7] = k8.Hi;
-            }
             Group.Barrier();
 
-            // S = Q·Kᵀ for this thread's 4 rows x 4 keys, one head_dim Float4 at a time: each Q load feeds 4 keys, each K load 4 rows.
+            // S = Q·Kᵀ for this thread's 2 rows x 4 keys, one head_dim Float4 at a time: each Q load feeds 4 keys, each K load 2 rows.
             float s0_0 = 0f, s0_1 = 0f, s0_2 = 0f, s0_3 = 0f;
             float s1_0 = 0f, s1_1 = 0f, s1_2 = 0f, s1_3 = 0f;
-            float s2_0 = 0f, s2_1 = 0f, s2_2 = 0f, s2_3 = 0f;
-            float s3_0 = 0f, s3_1 = 0f, s3_2 = 0f, s3_3 = 0f;
-            Float4 q0, q1, q2, q3, k0, k1, k2, k3;
+            Float4 q0, q1, k0, k1, k2, k3;
             // head_dim 0..3
-            q0 = sQ[rg]; q1 = sQ[rg + 8]; q2 = sQ[rg + 16]; q3 = sQ[rg + 24];
+            q0 = sQ[rg]; q1 = sQ[rg + 16];
             k0 = sK[kl]; k1 = sK[kl + 8]; k2 = sK[kl + 16]; k3 = sK[kl + 24];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 4..7
-            q0 = sQ[rg + 32]; q1 = sQ[rg + 40]; q2 = sQ[rg + 48]; q3 = sQ[rg + 56];
+            q0 = sQ[rg + 32]; q1 = sQ[rg + 48];
             k0 = sK[kl + 32]; k1 = sK[kl + 40]; k2 = sK[kl + 48]; k3 = sK[kl + 56];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 8..11
-            q0 = sQ[rg + 64]; q1 = sQ[rg + 72]; q2 = sQ[rg + 80]; q3 = sQ[rg + 88];
+            q0 = sQ[rg + 64]; q1 = sQ[rg + 80];
             k0 = sK[kl + 64]; k1 = sK[kl + 72]; k2 = sK[kl + 80]; k3 = sK[kl + 88];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 12..15
-            q0 = sQ[rg + 96]; q1 = sQ[rg + 104]; q2 = sQ[rg + 112]; q3 = sQ[rg + 120];
+            q0 = sQ[rg + 96]; q1 = sQ[rg + 112];
             k0 = sK[kl + 96]; k1 = sK[kl + 104]; k2 = sK[kl + 112]; k3 = sK[kl + 120];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 16..19
-            q0 = sQ[rg + 128]; q1 = sQ[rg + 136]; q2 = sQ[rg + 144]; q3 = sQ[rg + 152];
+            q0 = sQ[rg + 128]; q1 = sQ[rg + 144];
             k0 = sK[kl + 128]; k1 = sK[kl + 136]; k2 = sK[kl + 144]; k3 = sK[kl + 152];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 20..23
-            q0 = sQ[rg + 160]; q1 = sQ[rg + 168]; q2 = sQ[rg + 176]; q3 = sQ[rg + 184];
+            q0 = sQ[rg + 160]; q1 = sQ[rg + 176];
             k0 = sK[kl + 160]; k1 = sK[kl + 168]; k2 = sK[kl + 176]; k3 = sK[kl + 184];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 24..27
-            q0 = sQ[rg + 192]; q1 = sQ[rg + 200]; q2 = sQ[rg + 208]; q3 = sQ[rg + 216];
+            q0 = sQ[rg + 192]; q1 = sQ[rg + 208];
             k0 = sK[kl + 192]; k1 = sK[kl + 200]; k2 = sK[kl + 208]; k3 = sK[kl + 216];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 28..31
-            q0 = sQ[rg + 224]; q1 = sQ[rg + 232]; q2 = sQ[rg + 240]; q3 = sQ[rg + 248];
+            q0 = sQ[rg + 224]; q1 = sQ[rg + 240];
             k0 = sK[kl + 224]; k1 = sK[kl + 232]; k2 = sK[kl + 240]; k3 = sK[kl + 248];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 32..35
-            q0 = sQ[rg + 256]; q1 = sQ[rg + 264]; q2 = sQ[rg + 272]; q3 = sQ[rg + 280];
+            q0 = sQ[rg + 256]; q1 = sQ[rg + 272];
             k0 = sK[kl + 256]; k1 = sK[kl + 264]; k2 = sK[kl + 272]; k3 = sK[kl + 280];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 36..39
-            q0 = sQ[rg + 288]; q1 = sQ[rg + 296]; q2 = sQ[rg + 304]; q3 = sQ[rg + 312];
+            q0 = sQ[rg + 288]; q1 = sQ[rg + 304];
             k0 = sK[kl + 288]; k1 = sK[kl + 296]; k2 = sK[kl + 304]; k3 = sK[kl + 312];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 40..43
-            q0 = sQ[rg + 320]; q1 = sQ[rg + 328]; q2 = sQ[rg + 336]; q3 = sQ[rg + 344];
+            q0 = sQ[rg + 320]; q1 = sQ[rg + 336];
             k0 = sK[kl + 320]; k1 = sK[kl + 328]; k2 = sK[kl + 336]; k3 = sK[kl + 344];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 44..47
-            q0 = sQ[rg + 352]; q1 = sQ[rg + 360]; q2 = sQ[rg + 368]; q3 = sQ[rg + 376];
+            q0 = sQ[rg + 352]; q1 = sQ[rg + 368];
             k0 = sK[kl + 352]; k1 = sK[kl + 360]; k2 = sK[kl + 368]; k3 = sK[kl + 376];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 48..51
-            q0 = sQ[rg + 384]; q1 = sQ[rg + 392]; q2 = sQ[rg + 400]; q3 = sQ[rg + 408];
+            q0 = sQ[rg + 384]; q1 = sQ[rg + 400];
             k0 = sK[kl + 384]; k1 = sK[kl + 392]; k2 = sK[kl + 400]; k3 = sK[kl + 408];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 52..55
-            q0 = sQ[rg + 416]; q1 = sQ[rg + 424]; q2 = sQ[rg + 432]; q3 = sQ[rg + 440];
+            q0 = sQ[rg + 416]; q1 = sQ[rg + 432];
             k0 = sK[kl + 416]; k1 = sK[kl + 424]; k2 = sK[kl + 432]; k3 = sK[kl + 440];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 56..59
-            q0 = sQ[rg + 448]; q1 = sQ[rg + 456]; q2 = sQ[rg + 464]; q3 = sQ[rg + 472];
+            q0 = sQ[rg + 448]; q1 = sQ[rg + 464];
             k0 = sK[kl + 448]; k1 = sK[kl + 456]; k2 = sK[kl + 464]; k3 = sK[kl + 472];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 60..63
-            q0 = sQ[rg + 480]; q1 = sQ[rg + 488]; q2 = sQ[rg + 496]; q3 = sQ[rg + 504];
+            q0 = sQ[rg + 480]; q1 = sQ[rg + 496];
             k0 = sK[kl + 480]; k1 = sK[kl + 488]; k2 = sK[kl + 496]; k3 = sK[kl + 504];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 64..67
-            q0 = sQ[rg + 512]; q1 = sQ[rg + 520]; q2 = sQ[rg + 528]; q3 = sQ[rg + 536];
+            q0 = sQ[rg + 512]; q1 = sQ[rg + 528];
             k0 = sK[kl + 512]; k1 = sK[kl + 520]; k2 = sK[kl + 528]; k3 = sK[kl + 536];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 68..71
-            q0 = sQ[rg + 544]; q1 = sQ[rg + 552]; q2 = sQ[rg + 560]; q3 = sQ[rg + 568];
+            q0 = sQ[rg + 544]; q1 = sQ[rg + 560];
             k0 = sK[kl + 544]; k1 = sK[kl + 552]; k2 = sK[kl + 560]; k3 = sK[kl + 568];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 72..75
-            q0 = sQ[rg + 576]; q1 = sQ[rg + 584]; q2 = sQ[rg + 592]; q3 = sQ[rg + 600];
+            q0 = sQ[rg + 576]; q1 = sQ[rg + 592];
             k0 = sK[kl + 576]; k1 = sK[kl + 584]; k2 = sK[kl + 592]; k3 = sK[kl + 600];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 76..79
-            q0 = sQ[rg + 608]; q1 = sQ[rg + 616]; q2 = sQ[rg + 624]; q3 = sQ[rg + 632];
+            q0 = sQ[rg + 608]; q1 = sQ[rg + 624];
             k0 = sK[kl + 608]; k1 = sK[kl + 616]; k2 = sK[kl + 624]; k3 = sK[kl + 632];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 80..83
-            q0 = sQ[rg + 640]; q1 = sQ[rg + 648]; q2 = sQ[rg + 656]; q3 = sQ[rg + 664];
+            q0 = sQ[rg + 640]; q1 = sQ[rg + 656];
             k0 = sK[kl + 640]; k1 = sK[kl + 648]; k2 = sK[kl + 656]; k3 = sK[kl + 664];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 84..87
-            q0 = sQ[rg + 672]; q1 = sQ[rg + 680]; q2 = sQ[rg + 688]; q3 = sQ[rg + 696];
+            q0 = sQ[rg + 672]; q1 = sQ[rg + 688];
             k0 = sK[kl + 672]; k1 = sK[kl + 680]; k2 = sK[kl + 688]; k3 = sK[kl + 696];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 88..91
-            q0 = sQ[rg + 704]; q1 = sQ[rg + 712]; q2 = sQ[rg + 720]; q3 = sQ[rg + 728];
+            q0 = sQ[rg + 704]; q1 = sQ[rg + 720];
             k0 = sK[kl + 704]; k1 = sK[kl + 712]; k2 = sK[kl + 720]; k3 = sK[kl + 728];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 92..95
-            q0 = sQ[rg + 736]; q1 = sQ[rg + 744]; q2 = sQ[rg + 752]; q3 = sQ[rg + 760];
+            q0 = sQ[rg + 736]; q1 = sQ[rg + 752];
             k0 = sK[kl + 736]; k1 = sK[kl + 744]; k2 = sK[kl + 752]; k3 = sK[kl + 760];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 96..99
-            q0 = sQ[rg + 768]; q1 = sQ[rg + 776]; q2 = sQ[rg + 784]; q3 = sQ[rg + 792];
+            q0 = sQ[rg + 768]; q1 = sQ[rg + 784];
             k0 = sK[kl + 768]; k1 = sK[kl + 776]; k2 = sK[kl + 784]; k3 = sK[kl + 792];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 100..103
-            q0 = sQ[rg + 800]; q1 = sQ[rg + 808]; q2 = sQ[rg + 816]; q3 = sQ[rg + 824];
+            q0 = sQ[rg + 800]; q1 = sQ[rg + 816];
             k0 = sK[kl + 800]; k1 = sK[kl + 808]; k2 = sK[kl + 816]; k3 = sK[kl + 824];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 104..107
-            q0 = sQ[rg + 832]; q1 = sQ[rg + 840]; q2 = sQ[rg + 848]; q3 = sQ[rg + 856];
+            q0 = sQ[rg + 832]; q1 = sQ[rg + 848];
             k0 = sK[kl + 832]; k1 = sK[kl + 840]; k2 = sK[kl + 848]; k3 = sK[kl + 856];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 108..111
-            q0 = sQ[rg + 864]; q1 = sQ[rg + 872]; q2 = sQ[rg + 880]; q3 = sQ[rg + 888];
+            q0 = sQ[rg + 864]; q1 = sQ[rg + 880];
             k0 = sK[kl + 864]; k1 = sK[kl + 872]; k2 = sK[kl + 880]; k3 = sK[kl + 888];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 112..115
-            q0 = sQ[rg + 896]; q1 = sQ[rg + 904]; q2 = sQ[rg + 912]; q3 = sQ[rg + 920];
+            q0 = sQ[rg + 896]; q1 = sQ[rg + 912];
             k0 = sK[kl + 896]; k1 = sK[kl + 904]; k2 = sK[kl + 912]; k3 = sK[kl + 920];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 116..119
-            q0 = sQ[rg + 928]; q1 = sQ[rg + 936]; q2 = sQ[rg + 944]; q3 = sQ[rg + 952];
+            q0 = sQ[rg + 928]; q1 = sQ[rg + 944];
             k0 = sK[kl + 928]; k1 = sK[kl + 936]; k2 = sK[kl + 944]; k3 = sK[kl + 952];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 120..123
-            q0 = sQ[rg + 960]; q1 = sQ[rg + 968]; q2 = sQ[rg + 976]; q3 = sQ[rg + 984];
+            q0 = sQ[rg + 960]; q1 = sQ[rg + 976];
             k0 = sK[kl + 960]; k1 = sK[kl + 968]; k2 = sK[kl + 976]; k3 = sK[kl + 984];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 124..127
-            q0 = sQ[rg + 992]; q1 = sQ[rg + 1000]; q2 = sQ[rg + 1008]; q3 = sQ[rg + 1016];
+            q0 = sQ[rg + 992]; q1 = sQ[rg + 1008];
             k0 = sK[kl + 992]; k1 = sK[kl + 1000]; k2 = sK[kl + 1008]; k3 = sK[kl + 1016];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
 
             // Causal mask: key firstKey + kl + 8 * j is visible to row i when it is at most last_i.
             int key0 = firstKey + kl;
             s0_0 = key0 <= last0 ? s0_0 : float.NegativeInfinity; s0_1 = key0 + 8 <= last0 ? s0_1 : float.NegativeInfinity; s0_2 = key0 + 16 <= last0 ? s0_2 : float.NegativeInfinity; s0_3 = key0 + 24 <= last0 ? s0_3 : float.NegativeInfinity;
             s1_0 = key0 <= last1 ? s1_0 : float.NegativeInfinity; s1_1 = key0 + 8 <= last1 ? s1_1 : float.NegativeInfinity; s1_2 = key0 + 16 <= last1 ? s1_2 : float.NegativeInfinity; s1_3 = key0 + 24 <= last1 ? s1_3 : float.NegativeInfinity;
-            s2_0 = key0 <= last2 ? s2_0 : float.NegativeInfinity; s2_1 = key0 + 8 <= last2 ? s2_1 : float.NegativeInfinity; s2_2 = key0 + 16 <= last2 ? s2_2 : float.NegativeInfinity; s2_3 = key0 + 24 <= last2 ? s2_3 : float.NegativeInfinity;
-            s3_0 = key0 <= last3 ? s3_0 : float.NegativeInfinity; s3_1 = key0 + 8 <= last3 ? s3_1 : float.NegativeInfinity; s3_2 = key0 + 16 <= last3 ? s3_2 : float.NegativeInfinity; s3_3 = key0 + 24 <= last3 ? s3_3 : float.NegativeInfinity;
 
             // Online softmax per row: the tile's max over this thread's keys, then over the row's 8 lanes (xor shuffles); the
             // rescale factor alpha of what is accumulated; probabilities (to shared memory for P·V); this thread's share of the sum.
@@ -515,41 +371,7 @@ public static partial class Llama3_8B
                 l1 = l1 * alpha + ((s1_0 + s1_1) + (s1_2 + s1_3));
                 m1 = mNew;
                 o1_0 = o1_0 * alpha; o1_1 = o1_1 * alpha; o1_2 = o1_2 * alpha; o1_3 = o1_3 * alpha;
-                sP[pAt + 320] = s1_0; sP[pAt + 328] = s1_1; sP[pAt + 336] = s1_2; sP[pAt + 344] = s1_3;
-            }
-            {
-                float tileMax = XMath.Max(XMath.Max(s2_0, s2_1), XMath.Max(s2_2, s2_3));
-                tileMax = XMath.Max(tileMax, Warp.ShuffleXor(tileMax, 4));
-                tileMax = XMath.Max(tileMax, Warp.ShuffleXor(tileMax, 2));
-                tileMax = XMath.Max(tileMax, Warp.ShuffleXor(tileMax, 1));
-                float mNew = XMath.Max(m2, tileMax);
-                bool any = mNew != float.NegativeInfinity; // false only for rows that are not queries of this tile
-                float alpha = any ? AttentionMath.ExpOrZero(m2 - mNew) : 1f;
-                s2_0 = any ? AttentionMath.ExpOrZero(s2_0 - mNew) : 0f;
-                s2_1 = any ? AttentionMath.ExpOrZero(s2_1 - mNew) : 0f;
-                s2_2 = any ? AttentionMath.ExpOrZero(s2_2 - mNew) : 0f;
-                s2_3 = any ? AttentionMath.ExpOrZero(s2_3 - mNew) : 0f;
-                l2 = l2 * alpha + ((s2_0 + s2_1) + (s2_2 + s2_3));
-                m2 = mNew;
-                o2_0 = o2_0 * alpha; o2_1 = o2_1 * alpha; o2_2 = o2_2 * alpha; o2_3 = o2_3 * alpha;
-                sP[pAt + 640] = s2_0; sP[pAt + 648] = s2_1; sP[pAt + 656] = s2_2; sP[pAt + 664] = s2_3;
-            }
-            {
-                float tileMax = XMath.Max(XMath.Max(s3_0, s3_1), XMath.Max(s3_2, s3_3));
-                tileMax = XMath.Max(tileMax, Warp.ShuffleXor(tileMax, 4));
-                tileMax = XMath.Max(tileMax, Warp.ShuffleXor(tileMax, 2));
-                tileMax = XMath.Max(tileMax, Warp.ShuffleXor(tileMax, 1));
-                float mNew = XMath.Max(m3, tileMax);
-                bool any = mNew != float.NegativeInfinity; // false only for rows that are not queries of this tile
-                float alpha = any ? AttentionMath.ExpOrZero(m3 - mNew) : 1f;
-                s3_0 = any ? AttentionMath.ExpOrZero(s3_0 - mNew) : 0f;
-                s3_1 = any ? AttentionMath.ExpOrZero(s3_1 - mNew) : 0f;
-                s3_2 = any ? AttentionMath.ExpOrZero(s3_2 - mNew) : 0f;
-                s3_3 = any ? AttentionMath.ExpOrZero(s3_3 - mNew) : 0f;
-                l3 = l3 * alpha + ((s3_0 + s3_1) + (s3_2 + s3_3));
-                m3 = mNew;
-                o3_0 = o3_0 * alpha; o3_1 = o3_1 * alpha; o3_2 = o3_2 * alpha; o3_3 = o3_3 * alpha;
-                sP[pAt + 960] = s3_0; sP[pAt + 968] = s3_1; sP[pAt + 976] = s3_2; sP[pAt + 984] = s3_3;
+                sP[pAt + 640] = s1_0; sP[pAt + 648] = s1_1; sP[pAt + 656] = s1_2; sP[pAt + 664] = s1_3;
             }
             Group.Barrier();
 
@@ -573,26 +395,6 @@ public static partial class Llama3_8B
                 var v8 = default(TCodec).Decode8(vr3);
                 sV[j3 * 33 + u3 * 2] = v8.Lo;
                 sV[j3 * 33 + u3 * 2 + 1] = v8.Hi;
-            }
-            {
-                var v8 = default(TCodec).Decode8(vr4);
-                sV[j4 * 33 + u4 * 2] = v8.Lo;
-                sV[j4 * 33 + u4 * 2 + 1] = v8.Hi;
-            }
-            {
-                var v8 = default(TCodec).Decode8(vr5);
-                sV[j5 * 33 + u5 * 2] = v8.Lo;
-                sV[j5 * 33 + u5 * 2 + 1] = v8.Hi;
-            }
-            {
-                var v8 = default(TCodec).Decode8(vr6);
-                sV[j6 * 33 + u6 * 2] = v8.Lo;
-                sV[j6 * 33 + u6 * 2 + 1] = v8.Hi;
-            }
-            {
-                var v8 = default(TCodec).Decode8(vr7);
-                sV[j7 * 33 + u7 * 2] = v8.Lo;
-                sV[j7 * 33 + u7 * 2 + 1] = v8.Hi;
             }
             Group.Barrier();
 
@@ -621,201 +423,113 @@ public static partial class Llama3_8B
                 long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j3) + u3 * 8;
                 kr3 = default(TCodec).LoadRaw8(keyCache, at);
             }
-            kr4 = default;
-            if (firstKey + 32 + j4 < numKeys)
-            {
-                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j4) + u4 * 8;
-                kr4 = default(TCodec).LoadRaw8(keyCache, at);
-            }
-            kr5 = default;
-            if (firstKey + 32 + j5 < numKeys)
-            {
-                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j5) + u5 * 8;
-                kr5 = default(TCodec).LoadRaw8(keyCache, at);
-            }
-            kr6 = default;
-            if (firstKey + 32 + j6 < numKeys)
-            {
-                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j6) + u6 * 8;
-                kr6 = default(TCodec).LoadRaw8(keyCache, at);
-            }
-            kr7 = default;
-            if (firstKey + 32 + j7 < numKeys)
-            {
-                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j7) + u7 * 8;
-                kr7 = default(TCodec).LoadRaw8(keyCache, at);
-            }
 
-            // O += P·V: per key, this thread's 4 Float4 columns of V times each of its 4 rows' probability (read 4 keys at a time).
-            Float4 p0, p1, p2, p3, v0, v1, v2, v3;
-            p0 = sP4[pAt4]; p1 = sP4[pAt4 + 80]; p2 = sP4[pAt4 + 160]; p3 = sP4[pAt4 + 240]; // keys 0..3
+            // O += P·V: per key, this thread's 4 Float4 columns of V times each of its 2 rows' probability (read 4 keys at a time).
+            Float4 p0, p1, v0, v1, v2, v3;
+            p0 = sP4[pAt4]; p1 = sP4[pAt4 + 160]; // keys 0..3
             v0 = sV[kl]; v1 = sV[kl + 8]; v2 = sV[kl + 16]; v3 = sV[kl + 24];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X); o2_2 = o2_2.Fma(v2, p2.X); o2_3 = o2_3.Fma(v3, p2.X);
-            o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X); o3_2 = o3_2.Fma(v2, p3.X); o3_3 = o3_3.Fma(v3, p3.X);
             v0 = sV[kl + 33]; v1 = sV[kl + 41]; v2 = sV[kl + 49]; v3 = sV[kl + 57];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y); o2_2 = o2_2.Fma(v2, p2.Y); o2_3 = o2_3.Fma(v3, p2.Y);
-            o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y); o3_2 = o3_2.Fma(v2, p3.Y); o3_3 = o3_3.Fma(v3, p3.Y);
             v0 = sV[kl + 66]; v1 = sV[kl + 74]; v2 = sV[kl + 82]; v3 = sV[kl + 90];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z); o2_2 = o2_2.Fma(v2, p2.Z); o2_3 = o2_3.Fma(v3, p2.Z);
-            o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z); o3_2 = o3_2.Fma(v2, p3.Z); o3_3 = o3_3.Fma(v3, p3.Z);
             v0 = sV[kl + 99]; v1 = sV[kl + 107]; v2 = sV[kl + 115]; v3 = sV[kl + 123];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W); o2_2 = o2_2.Fma(v2, p2.W); o2_3 = o2_3.Fma(v3, p2.W);
-            o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W); o3_2 = o3_2.Fma(v2, p3.W); o3_3 = o3_3.Fma(v3, p3.W);
-            p0 = sP4[pAt4 + 1]; p1 = sP4[pAt4 + 81]; p2 = sP4[pAt4 + 161]; p3 = sP4[pAt4 + 241]; // keys 4..7
+            p0 = sP4[pAt4 + 1]; p1 = sP4[pAt4 + 161]; // keys 4..7
             v0 = sV[kl + 132]; v1 = sV[kl + 140]; v2 = sV[kl + 148]; v3 = sV[kl + 156];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X); o2_2 = o2_2.Fma(v2, p2.X); o2_3 = o2_3.Fma(v3, p2.X);
-            o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X); o3_2 = o3_2.Fma(v2, p3.X); o3_3 = o3_3.Fma(v3, p3.X);
             v0 = sV[kl + 165]; v1 = sV[kl + 173]; v2 = sV[kl + 181]; v3 = sV[kl + 189];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y); o2_2 = o2_2.Fma(v2, p2.Y); o2_3 = o2_3.Fma(v3, p2.Y);
-            o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y); o3_2 = o3_2.Fma(v2, p3.Y); o3_3 = o3_3.Fma(v3, p3.Y);
             v0 = sV[kl + 198]; v1 = sV[kl + 206]; v2 = sV[kl + 214]; v3 = sV[kl + 222];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z); o2_2 = o2_2.Fma(v2, p2.Z); o2_3 = o2_3.Fma(v3, p2.Z);
-            o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z); o3_2 = o3_2.Fma(v2, p3.Z); o3_3 = o3_3.Fma(v3, p3.Z);
             v0 = sV[kl + 231]; v1 = sV[kl + 239]; v2 = sV[kl + 247]; v3 = sV[kl + 255];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W); o2_2 = o2_2.Fma(v2, p2.W); o2_3 = o2_3.Fma(v3, p2.W);
-            o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W); o3_2 = o3_2.Fma(v2, p3.W); o3_3 = o3_3.Fma(v3, p3.W);
-            p0 = sP4[pAt4 + 2]; p1 = sP4[pAt4 + 82]; p2 = sP4[pAt4 + 162]; p3 = sP4[pAt4 + 242]; // keys 8..11
+            p0 = sP4[pAt4 + 2]; p1 = sP4[pAt4 + 162]; // keys 8..11
             v0 = sV[kl + 264]; v1 = sV[kl + 272]; v2 = sV[kl + 280]; v3 = sV[kl + 288];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X); o2_2 = o2_2.Fma(v2, p2.X); o2_3 = o2_3.Fma(v3, p2.X);
-            o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X); o3_2 = o3_2.Fma(v2, p3.X); o3_3 = o3_3.Fma(v3, p3.X);
             v0 = sV[kl + 297]; v1 = sV[kl + 305]; v2 = sV[kl + 313]; v3 = sV[kl + 321];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y); o2_2 = o2_2.Fma(v2, p2.Y); o2_3 = o2_3.Fma(v3, p2.Y);
-            o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y); o3_2 = o3_2.Fma(v2, p3.Y); o3_3 = o3_3.Fma(v3, p3.Y);
             v0 = sV[kl + 330]; v1 = sV[kl + 338]; v2 = sV[kl + 346]; v3 = sV[kl + 354];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z); o2_2 = o2_2.Fma(v2, p2.Z); o2_3 = o2_3.Fma(v3, p2.Z);
-            o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z); o3_2 = o3_2.Fma(v2, p3.Z); o3_3 = o3_3.Fma(v3, p3.Z);
             v0 = sV[kl + 363]; v1 = sV[kl + 371]; v2 = sV[kl + 379]; v3 = sV[kl + 387];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W); o2_2 = o2_2.Fma(v2, p2.W); o2_3 = o2_3.Fma(v3, p2.W);
-            o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W); o3_2 = o3_2.Fma(v2, p3.W); o3_3 = o3_3.Fma(v3, p3.W);
-            p0 = sP4[pAt4 + 3]; p1 = sP4[pAt4 + 83]; p2 = sP4[pAt4 + 163]; p3 = sP4[pAt4 + 243]; // keys 12..15
+            p0 = sP4[pAt4 + 3]; p1 = sP4[pAt4 + 163]; // keys 12..15
             v0 = sV[kl + 396]; v1 = sV[kl + 404]; v2 = sV[kl + 412]; v3 = sV[kl + 420];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X); o2_2 = o2_2.Fma(v2, p2.X); o2_3 = o2_3.Fma(v3, p2.X);
-            o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X); o3_2 = o3_2.Fma(v2, p3.X); o3_3 = o3_3.Fma(v3, p3.X);
             v0 = sV[kl + 429]; v1 = sV[kl + 437]; v2 = sV[kl + 445]; v3 = sV[kl + 453];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y); o2_2 = o2_2.Fma(v2, p2.Y); o2_3 = o2_3.Fma(v3, p2.Y);
-            o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y); o3_2 = o3_2.Fma(v2, p3.Y); o3_3 = o3_3.Fma(v3, p3.Y);
             v0 = sV[kl + 462]; v1 = sV[kl + 470]; v2 = sV[kl + 478]; v3 = sV[kl + 486];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z); o2_2 = o2_2.Fma(v2, p2.Z); o2_3 = o2_3.Fma(v3, p2.Z);
-            o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z); o3_2 = o3_2.Fma(v2, p3.Z); o3_3 = o3_3.Fma(v3, p3.Z);
             v0 = sV[kl + 495]; v1 = sV[kl + 503]; v2 = sV[kl + 511]; v3 = sV[kl + 519];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W); o2_2 = o2_2.Fma(v2, p2.W); o2_3 = o2_3.Fma(v3, p2.W);
-            o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W); o3_2 = o3_2.Fma(v2, p3.W); o3_3 = o3_3.Fma(v3, p3.W);
-            p0 = sP4[pAt4 + 4]; p1 = sP4[pAt4 + 84]; p2 = sP4[pAt4 + 164]; p3 = sP4[pAt4 + 244]; // keys 16..19
+            p0 = sP4[pAt4 + 4]; p1 = sP4[pAt4 + 164]; // keys 16..19
             v0 = sV[kl + 528]; v1 = sV[kl + 536]; v2 = sV[kl + 544]; v3 = sV[kl + 552];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X); o2_2 = o2_2.Fma(v2, p2.X); o2_3 = o2_3.Fma(v3, p2.X);
-            o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X); o3_2 = o3_2.Fma(v2, p3.X); o3_3 = o3_3.Fma(v3, p3.X);
             v0 = sV[kl + 561]; v1 = sV[kl + 569]; v2 = sV[kl + 577]; v3 = sV[kl + 585];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y); o2_2 = o2_2.Fma(v2, p2.Y); o2_3 = o2_3.Fma(v3, p2.Y);
-            o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y); o3_2 = o3_2.Fma(v2, p3.Y); o3_3 = o3_3.Fma(v3, p3.Y);
             v0 = sV[kl + 594]; v1 = sV[kl + 602]; v2 = sV[kl + 610]; v3 = sV[kl + 618];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z); o2_2 = o2_2.Fma(v2, p2.Z); o2_3 = o2_3.Fma(v3, p2.Z);
-            o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z); o3_2 = o3_2.Fma(v2, p3.Z); o3_3 = o3_3.Fma(v3, p3.Z);
             v0 = sV[kl + 627]; v1 = sV[kl + 635]; v2 = sV[kl + 643]; v3 = sV[kl + 651];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W); o2_2 = o2_2.Fma(v2, p2.W); o2_3 = o2_3.Fma(v3, p2.W);
-            o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W); o3_2 = o3_2.Fma(v2, p3.W); o3_3 = o3_3.Fma(v3, p3.W);
-            p0 = sP4[pAt4 + 5]; p1 = sP4[pAt4 + 85]; p2 = sP4[pAt4 + 165]; p3 = sP4[pAt4 + 245]; // keys 20..23
+            p0 = sP4[pAt4 + 5]; p1 = sP4[pAt4 + 165]; // keys 20..23
             v0 = sV[kl + 660]; v1 = sV[kl + 668]; v2 = sV[kl + 676]; v3 = sV[kl + 684];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X); o2_2 = o2_2.Fma(v2, p2.X); o2_3 = o2_3.Fma(v3, p2.X);
-            o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X); o3_2 = o3_2.Fma(v2, p3.X); o3_3 = o3_3.Fma(v3, p3.X);
             v0 = sV[kl + 693]; v1 = sV[kl + 701]; v2 = sV[kl + 709]; v3 = sV[kl + 717];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y); o2_2 = o2_2.Fma(v2, p2.Y); o2_3 = o2_3.Fma(v3, p2.Y);
-            o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y); o3_2 = o3_2.Fma(v2, p3.Y); o3_3 = o3_3.Fma(v3, p3.Y);
             v0 = sV[kl + 726]; v1 = sV[kl + 734]; v2 = sV[kl + 742]; v3 = sV[kl + 750];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z); o2_2 = o2_2.Fma(v2, p2.Z); o2_3 = o2_3.Fma(v3, p2.Z);
-            o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z); o3_2 = o3_2.Fma(v2, p3.Z); o3_3 = o3_3.Fma(v3, p3.Z);
             v0 = sV[kl + 759]; v1 = sV[kl + 767]; v2 = sV[kl + 775]; v3 = sV[kl + 783];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W); o2_2 = o2_2.Fma(v2, p2.W); o2_3 = o2_3.Fma(v3, p2.W);
-            o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W); o3_2 = o3_2.Fma(v2, p3.W); o3_3 = o3_3.Fma(v3, p3.W);
-            p0 = sP4[pAt4 + 6]; p1 = sP4[pAt4 + 86]; p2 = sP4[pAt4 + 166]; p3 = sP4[pAt4 + 246]; // keys 24..27
+            p0 = sP4[pAt4 + 6]; p1 = sP4[pAt4 + 166]; // keys 24..27
             v0 = sV[kl + 792]; v1 = sV[kl + 800]; v2 = sV[kl + 808]; v3 = sV[kl + 816];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X); o2_2 = o2_2.Fma(v2, p2.X); o2_3 = o2_3.Fma(v3, p2.X);
-            o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X); o3_2 = o3_2.Fma(v2, p3.X); o3_3 = o3_3.Fma(v3, p3.X);
             v0 = sV[kl + 825]; v1 = sV[kl + 833]; v2 = sV[kl + 841]; v3 = sV[kl + 849];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y); o2_2 = o2_2.Fma(v2, p2.Y); o2_3 = o2_3.Fma(v3, p2.Y);
-            o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y); o3_2 = o3_2.Fma(v2, p3.Y); o3_3 = o3_3.Fma(v3, p3.Y);
             v0 = sV[kl + 858]; v1 = sV[kl + 866]; v2 = sV[kl + 874]; v3 = sV[kl + 882];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z); o2_2 = o2_2.Fma(v2, p2.Z); o2_3 = o2_3.Fma(v3, p2.Z);
-            o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z); o3_2 = o3_2.Fma(v2, p3.Z); o3_3 = o3_3.Fma(v3, p3.Z);
             v0 = sV[kl + 891]; v1 = sV[kl + 899]; v2 = sV[kl + 907]; v3 = sV[kl + 915];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W); o2_2 = o2_2.Fma(v2, p2.W); o2_3 = o2_3.Fma(v3, p2.W);
-            o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W); o3_2 = o3_2.Fma(v2, p3.W); o3_3 = o3_3.Fma(v3, p3.W);
-            p0 = sP4[pAt4 + 7]; p1 = sP4[pAt4 + 87]; p2 = sP4[pAt4 + 167]; p3 = sP4[pAt4 + 247]; // keys 28..31
+            p0 = sP4[pAt4 + 7]; p1 = sP4[pAt4 + 167]; // keys 28..31
             v0 = sV[kl + 924]; v1 = sV[kl + 932]; v2 = sV[kl + 940]; v3 = sV[kl + 948];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X); o2_2 = o2_2.Fma(v2, p2.X); o2_3 = o2_3.Fma(v3, p2.X);
-            o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X); o3_2 = o3_2.Fma(v2, p3.X); o3_3 = o3_3.Fma(v3, p3.X);
             v0 = sV[kl + 957]; v1 = sV[kl + 965]; v2 = sV[kl + 973]; v3 = sV[kl + 981];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y); o2_2 = o2_2.Fma(v2, p2.Y); o2_3 = o2_3.Fma(v3, p2.Y);
-            o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y); o3_2 = o3_2.Fma(v2, p3.Y); o3_3 = o3_3.Fma(v3, p3.Y);
             v0 = sV[kl + 990]; v1 = sV[kl + 998]; v2 = sV[kl + 1006]; v3 = sV[kl + 1014];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z); o2_2 = o2_2.Fma(v2, p2.Z); o2_3 = o2_3.Fma(v3, p2.Z);
-            o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z); o3_2 = o3_2.Fma(v2, p3.Z); o3_3 = o3_3.Fma(v3, p3.Z);
             v0 = sV[kl + 1023]; v1 = sV[kl + 1031]; v2 = sV[kl + 1039]; v3 = sV[kl + 1047];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W); o2_2 = o2_2.Fma(v2, p2.W); o2_3 = o2_3.Fma(v3, p2.W);
-            o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W); o3_2 = o3_2.Fma(v2, p3.W); o3_3 = o3_3.Fma(v3, p3.W);
         }
 
         // Normalize and write the rows that are real queries; each row's running sum is spread over its 8 lanes.
@@ -825,12 +539,6 @@ public static partial class Llama3_8B
         l1 += Warp.ShuffleXor(l1, 4);
         l1 += Warp.ShuffleXor(l1, 2);
         l1 += Warp.ShuffleXor(l1, 1);
-        l2 += Warp.ShuffleXor(l2, 4);
-        l2 += Warp.ShuffleXor(l2, 2);
-        l2 += Warp.ShuffleXor(l2, 1);
-        l3 += Warp.ShuffleXor(l3, 4);
-        l3 += Warp.ShuffleXor(l3, 2);
-        l3 += Warp.ShuffleXor(l3, 1);
         if (pos0 < tilePositions)
         {
             float inv = 1f / l0;
@@ -843,43 +551,25 @@ public static partial class Llama3_8B
         if (pos1 < tilePositions)
         {
             float inv = 1f / l1;
-            long dst = ((long)(queryStart + i0 + pos1) * 32 + firstHead + (rg + 8) % 4) * 128 + kl * 4;
+            long dst = ((long)(queryStart + i0 + pos1) * 32 + firstHead + (rg + 16) % 4) * 128 + kl * 4;
             output[dst] = o1_0.X * inv; output[dst + 1] = o1_0.Y * inv; output[dst + 2] = o1_0.Z * inv; output[dst + 3] = o1_0.W * inv;
             output[dst + 32] = o1_1.X * inv; output[dst + 33] = o1_1.Y * inv; output[dst + 34] = o1_1.Z * inv; output[dst + 35] = o1_1.W * inv;
             output[dst + 64] = o1_2.X * inv; output[dst + 65] = o1_2.Y * inv; output[dst + 66] = o1_2.Z * inv; output[dst + 67] = o1_2.W * inv;
             output[dst + 96] = o1_3.X * inv; output[dst + 97] = o1_3.Y * inv; output[dst + 98] = o1_3.Z * inv; output[dst + 99] = o1_3.W * inv;
         }
-        if (pos2 < tilePositions)
-        {
-            float inv = 1f / l2;
-            long dst = ((long)(queryStart + i0 + pos2) * 32 + firstHead + (rg + 16) % 4) * 128 + kl * 4;
-            output[dst] = o2_0.X * inv; output[dst + 1] = o2_0.Y * inv; output[dst + 2] = o2_0.Z * inv; output[dst + 3] = o2_0.W * inv;
-            output[dst + 32] = o2_1.X * inv; output[dst + 33] = o2_1.Y * inv; output[dst + 34] = o2_1.Z * inv; output[dst + 35] = o2_1.W * inv;
-            output[dst + 64] = o2_2.X * inv; output[dst + 65] = o2_2.Y * inv; output[dst + 66] = o2_2.Z * inv; output[dst + 67] = o2_2.W * inv;
-            output[dst + 96] = o2_3.X * inv; output[dst + 97] = o2_3.Y * inv; output[dst + 98] = o2_3.Z * inv; output[dst + 99] = o2_3.W * inv;
-        }
-        if (pos3 < tilePositions)
-        {
-            float inv = 1f / l3;
-            long dst = ((long)(queryStart + i0 + pos3) * 32 + firstHead + (rg + 24) % 4) * 128 + kl * 4;
-            output[dst] = o3_0.X * inv; output[dst + 1] = o3_0.Y * inv; output[dst + 2] = o3_0.Z * inv; output[dst + 3] = o3_0.W * inv;
-            output[dst + 32] = o3_1.X * inv; output[dst + 33] = o3_1.Y * inv; output[dst + 34] = o3_1.Z * inv; output[dst + 35] = o3_1.W * inv;
-            output[dst + 64] = o3_2.X * inv; output[dst + 65] = o3_2.Y * inv; output[dst + 66] = o3_2.Z * inv; output[dst + 67] = o3_2.W * inv;
-            output[dst + 96] = o3_3.X * inv; output[dst + 97] = o3_3.Y * inv; output[dst + 98] = o3_3.Z * inv; output[dst + 99] = o3_3.W * inv;
-        }
     }
 
-    /// <summary>Threads per group of PrefillExpanded: 8 row groups x 8 key lanes.</summary>
-    public const int PrefillExpandedThreads = 64;
+    /// <summary>Threads per group of PrefillExpanded: 16 row groups x 8 key lanes.</summary>
+    public const int PrefillExpandedThreads = 128;
 
     /// <summary>
     /// Flash prefill, causal, variable-length batch, register-tiled on CUDA cores. Thread group = (32 query positions
-    /// of one sequence) x (one query head (K/V read per head, as if repeated)) = 32 query rows (row = position * 1 + head), 64 threads.
+    /// of one sequence) x (one query head (K/V read per head, as if repeated)) = 32 query rows (row = position * 1 + head), 128 threads.
     /// K/V tiles of 32 keys are read through the block table (earlier chunks come from the cache) one tile ahead into registers,
     /// then decoded to f32 in shared memory.
-    /// Thread t = (row group rg = t / 8, key lane kl = t % 8) owns rows rg + 8 * i (i &lt; 4), keys kl + 8 * j (j &lt; 4)
-    /// of S and Float4 columns kl + 8 * c (c &lt; 4) of O, all in registers: per head_dim Float4, 4 Q and 4 K shared loads
-    /// feed 64 FMAs; per 4 keys of P·V, 4 P and 16 V loads feed 256.
+    /// Thread t = (row group rg = t / 8, key lane kl = t % 8) owns rows rg + 16 * i (i &lt; 2), keys kl + 8 * j (j &lt; 4)
+    /// of S and Float4 columns kl + 8 * c (c &lt; 4) of O, all in registers: per head_dim Float4, 2 Q and 4 K shared loads
+    /// feed 32 FMAs; per 4 keys of P·V, 2 P and 16 V loads feed 128.
     /// Per tile: S = Q·Kᵀ, causal mask, online softmax per row (running max reduced over the row's 8 lanes by xor shuffles,
     /// rescale, running sum), P through shared memory, O = O * alpha + P·V. Shared memory: 38416 bytes.
     /// </summary>
@@ -903,7 +593,7 @@ public static partial class Llama3_8B
         int numKeys = firstQueryPos + tilePositions;  // causal: keys up to the tile's last query
         int blockRow = seq * m.MaxBlocksPerSeq;
         int t = Group.IdxX;
-        int rg = t / 8; // row group: this thread's rows are rg + 8 * i
+        int rg = t / 8; // row group: this thread's rows are rg + 16 * i
         int kl = t % 8; // key lane: its keys of S are kl + 8 * j, its Float4 columns of O kl + 8 * c
 
         var sQ = SharedMemory.Allocate<Float4>(1024);  // [head_dim / 4, 32 rows] queries pre-scaled by 1/sqrt(head_dim), dims-major
@@ -913,7 +603,7 @@ public static partial class Llama3_8B
         var sP = sP4.Cast<float>();
 
         // Q tile, scaled, dims-major: 8 lanes read consecutive Float4s of a row; rows that are not queries of this tile are zero.
-        for (int f = t; f < 1024; f += 64)
+        for (int f = t; f < 1024; f += 128)
         {
             int r = f / 8 % 32;
             int c = f / 256 * 8 + f % 8;
@@ -933,33 +623,21 @@ public static partial class Llama3_8B
         int last0 = pos0 < tilePositions ? firstQueryPos + pos0 : -1;
         float m0 = float.NegativeInfinity, l0 = 0f;
         Float4 o0_0 = default, o0_1 = default, o0_2 = default, o0_3 = default;
-        int pos1 = rg + 8;
+        int pos1 = rg + 16;
         int last1 = pos1 < tilePositions ? firstQueryPos + pos1 : -1;
         float m1 = float.NegativeInfinity, l1 = 0f;
         Float4 o1_0 = default, o1_1 = default, o1_2 = default, o1_3 = default;
-        int pos2 = rg + 16;
-        int last2 = pos2 < tilePositions ? firstQueryPos + pos2 : -1;
-        float m2 = float.NegativeInfinity, l2 = 0f;
-        Float4 o2_0 = default, o2_1 = default, o2_2 = default, o2_3 = default;
-        int pos3 = rg + 24;
-        int last3 = pos3 < tilePositions ? firstQueryPos + pos3 : -1;
-        float m3 = float.NegativeInfinity, l3 = 0f;
-        Float4 o3_0 = default, o3_1 = default, o3_2 = default, o3_3 = default;
         int pAt = rg * 40 + kl;  // this thread's first probability in sP
         int pAt4 = rg * 10;       // its rows' first Float4 in sP4
 
         // This thread's units of a K/V tile (key j, 8 elements from u * 8), one per step: 4 lanes take consecutive units of a key.
         int j0 = t / 4 % 32, u0 = t / 128 * 4 + t % 4;
-        int j1 = (t + 64) / 4 % 32, u1 = (t + 64) / 128 * 4 + t % 4;
-        int j2 = (t + 128) / 4 % 32, u2 = (t + 128) / 128 * 4 + t % 4;
-        int j3 = (t + 192) / 4 % 32, u3 = (t + 192) / 128 * 4 + t % 4;
-        int j4 = (t + 256) / 4 % 32, u4 = (t + 256) / 128 * 4 + t % 4;
-        int j5 = (t + 320) / 4 % 32, u5 = (t + 320) / 128 * 4 + t % 4;
-        int j6 = (t + 384) / 4 % 32, u6 = (t + 384) / 128 * 4 + t % 4;
-        int j7 = (t + 448) / 4 % 32, u7 = (t + 448) / 128 * 4 + t % 4;
+        int j1 = (t + 128) / 4 % 32, u1 = (t + 128) / 128 * 4 + t % 4;
+        int j2 = (t + 256) / 4 % 32, u2 = (t + 256) / 128 * 4 + t % 4;
+        int j3 = (t + 384) / 4 % 32, u3 = (t + 384) / 128 * 4 + t % 4;
 
         // Raw K/V chunks in registers, loaded one tile ahead: the loads of the next tile are in flight during this tile's P·V.
-        RawChunk8 kr0 = default, vr0 = default, kr1 = default, vr1 = default, kr2 = default, vr2 = default, kr3 = default, vr3 = default, kr4 = default, vr4 = default, kr5 = default, vr5 = default, kr6 = default, vr6 = default, kr7 = default, vr7 = default;
+        RawChunk8 kr0 = default, vr0 = default, kr1 = default, vr1 = default, kr2 = default, vr2 = default, kr3 = default, vr3 = default;
         // The first tile's keys.
         if (j0 < numKeys)
         {
@@ -980,26 +658,6 @@ public static partial class Llama3_8B
         {
             long at = PrefillKvRow(m, blockRow, kvHead, j3) + u3 * 8;
             kr3 = default(TCodec).LoadRaw8(keyCache, at);
-        }
-        if (j4 < numKeys)
-        {
-            long at = PrefillKvRow(m, blockRow, kvHead, j4) + u4 * 8;
-            kr4 = default(TCodec).LoadRaw8(keyCache, at);
-        }
-        if (j5 < numKeys)
-        {
-            long at = PrefillKvRow(m, blockRow, kvHead, j5) + u5 * 8;
-            kr5 = default(TCodec).LoadRaw8(keyCache, at);
-        }
-        if (j6 < numKeys)
-        {
-            long at = PrefillKvRow(m, blockRow, kvHead, j6) + u6 * 8;
-            kr6 = default(TCodec).LoadRaw8(keyCache, at);
-        }
-        if (j7 < numKeys)
-        {
-            long at = PrefillKvRow(m, blockRow, kvHead, j7) + u7 * 8;
-            kr7 = default(TCodec).LoadRaw8(keyCache, at);
         }
 
         for (int firstKey = 0; firstKey < numKeys; firstKey += 32)
@@ -1031,30 +689,6 @@ public static partial class Llama3_8B
                 long at = PrefillKvRow(m, blockRow, kvHead, firstKey + j3) + u3 * 8;
                 vr3 = default(TCodec).LoadRaw8(valueCache, at);
             }
-            vr4 = default;
-            if (firstKey + j4 < numKeys)
-            {
-                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + j4) + u4 * 8;
-                vr4 = default(TCodec).LoadRaw8(valueCache, at);
-            }
-            vr5 = default;
-            if (firstKey + j5 < numKeys)
-            {
-                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + j5) + u5 * 8;
-                vr5 = default(TCodec).LoadRaw8(valueCache, at);
-            }
-            vr6 = default;
-            if (firstKey + j6 < numKeys)
-            {
-                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + j6) + u6 * 8;
-                vr6 = default(TCodec).LoadRaw8(valueCache, at);
-            }
-            vr7 = default;
-            if (firstKey + j7 < numKeys)
-            {
-                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + j7) + u7 * 8;
-                vr7 = default(TCodec).LoadRaw8(valueCache, at);
-            }
             // K tile, decoded to f32 and stored dims-major for the score loop.
             {
                 var k8 = default(TCodec).Decode8(kr0);
@@ -1076,265 +710,177 @@ public static partial class Llama3_8B
                 sK[u3 * 64 + j3] = k8.Lo;
                 sK[u3 * 64 + 32 + j3] = k8.Hi;
             }
-            {
-                var k8 = default(TCodec).Decode8(kr4);
-                sK[u4 * 64 + j4] = k8.Lo;
-                sK[u4 * 64 + 32 + j4] = k8.Hi;
-            }
-            {
-                var k8 = default(TCodec).Decode8(kr5);
-                sK[u5 * 64 + j5] = k8.Lo;
-                sK[u5 * 64 + 32 + j5] = k8.Hi;
-            }
-            {
-                var k8 = default(TCodec).Decode8(kr6);
-                sK[u6 * 64 + j6] = k8.Lo;
-                sK[u6 * 64 + 32 + j6] = k8.Hi;
-            }
-            {
-                var k8 = default(TCodec).Decode8(kr7);
-                sK[u7 * 64 + j7] = k8.Lo;
-                sK[u7 * 64 + 32 + j7] = k8.Hi;
-            }
             Group.Barrier();
 
-            // S = Q·Kᵀ for this thread's 4 rows x 4 keys, one head_dim Float4 at a time: each Q load feeds 4 keys, each K load 4 rows.
+            // S = Q·Kᵀ for this thread's 2 rows x 4 keys, one head_dim Float4 at a time: each Q load feeds 4 keys, each K load 2 rows.
             float s0_0 = 0f, s0_1 = 0f, s0_2 = 0f, s0_3 = 0f;
             float s1_0 = 0f, s1_1 = 0f, s1_2 = 0f, s1_3 = 0f;
-            float s2_0 = 0f, s2_1 = 0f, s2_2 = 0f, s2_3 = 0f;
-            float s3_0 = 0f, s3_1 = 0f, s3_2 = 0f, s3_3 = 0f;
-            Float4 q0, q1, q2, q3, k0, k1, k2, k3;
+            Float4 q0, q1, k0, k1, k2, k3;
             // head_dim 0..3
-            q0 = sQ[rg]; q1 = sQ[rg + 8]; q2 = sQ[rg + 16]; q3 = sQ[rg + 24];
+            q0 = sQ[rg]; q1 = sQ[rg + 16];
             k0 = sK[kl]; k1 = sK[kl + 8]; k2 = sK[kl + 16]; k3 = sK[kl + 24];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 4..7
-            q0 = sQ[rg + 32]; q1 = sQ[rg + 40]; q2 = sQ[rg + 48]; q3 = sQ[rg + 56];
+            q0 = sQ[rg + 32]; q1 = sQ[rg + 48];
             k0 = sK[kl + 32]; k1 = sK[kl + 40]; k2 = sK[kl + 48]; k3 = sK[kl + 56];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 8..11
-            q0 = sQ[rg + 64]; q1 = sQ[rg + 72]; q2 = sQ[rg + 80]; q3 = sQ[rg + 88];
+            q0 = sQ[rg + 64]; q1 = sQ[rg + 80];
             k0 = sK[kl + 64]; k1 = sK[kl + 72]; k2 = sK[kl + 80]; k3 = sK[kl + 88];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 12..15
-            q0 = sQ[rg + 96]; q1 = sQ[rg + 104]; q2 = sQ[rg + 112]; q3 = sQ[rg + 120];
+            q0 = sQ[rg + 96]; q1 = sQ[rg + 112];
             k0 = sK[kl + 96]; k1 = sK[kl + 104]; k2 = sK[kl + 112]; k3 = sK[kl + 120];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 16..19
-            q0 = sQ[rg + 128]; q1 = sQ[rg + 136]; q2 = sQ[rg + 144]; q3 = sQ[rg + 152];
+            q0 = sQ[rg + 128]; q1 = sQ[rg + 144];
             k0 = sK[kl + 128]; k1 = sK[kl + 136]; k2 = sK[kl + 144]; k3 = sK[kl + 152];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 20..23
-            q0 = sQ[rg + 160]; q1 = sQ[rg + 168]; q2 = sQ[rg + 176]; q3 = sQ[rg + 184];
+            q0 = sQ[rg + 160]; q1 = sQ[rg + 176];
             k0 = sK[kl + 160]; k1 = sK[kl + 168]; k2 = sK[kl + 176]; k3 = sK[kl + 184];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 24..27
-            q0 = sQ[rg + 192]; q1 = sQ[rg + 200]; q2 = sQ[rg + 208]; q3 = sQ[rg + 216];
+            q0 = sQ[rg + 192]; q1 = sQ[rg + 208];
             k0 = sK[kl + 192]; k1 = sK[kl + 200]; k2 = sK[kl + 208]; k3 = sK[kl + 216];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 28..31
-            q0 = sQ[rg + 224]; q1 = sQ[rg + 232]; q2 = sQ[rg + 240]; q3 = sQ[rg + 248];
+            q0 = sQ[rg + 224]; q1 = sQ[rg + 240];
             k0 = sK[kl + 224]; k1 = sK[kl + 232]; k2 = sK[kl + 240]; k3 = sK[kl + 248];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 32..35
-            q0 = sQ[rg + 256]; q1 = sQ[rg + 264]; q2 = sQ[rg + 272]; q3 = sQ[rg + 280];
+            q0 = sQ[rg + 256]; q1 = sQ[rg + 272];
             k0 = sK[kl + 256]; k1 = sK[kl + 264]; k2 = sK[kl + 272]; k3 = sK[kl + 280];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 36..39
-            q0 = sQ[rg + 288]; q1 = sQ[rg + 296]; q2 = sQ[rg + 304]; q3 = sQ[rg + 312];
+            q0 = sQ[rg + 288]; q1 = sQ[rg + 304];
             k0 = sK[kl + 288]; k1 = sK[kl + 296]; k2 = sK[kl + 304]; k3 = sK[kl + 312];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 40..43
-            q0 = sQ[rg + 320]; q1 = sQ[rg + 328]; q2 = sQ[rg + 336]; q3 = sQ[rg + 344];
+            q0 = sQ[rg + 320]; q1 = sQ[rg + 336];
             k0 = sK[kl + 320]; k1 = sK[kl + 328]; k2 = sK[kl + 336]; k3 = sK[kl + 344];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 44..47
-            q0 = sQ[rg + 352]; q1 = sQ[rg + 360]; q2 = sQ[rg + 368]; q3 = sQ[rg + 376];
+            q0 = sQ[rg + 352]; q1 = sQ[rg + 368];
             k0 = sK[kl + 352]; k1 = sK[kl + 360]; k2 = sK[kl + 368]; k3 = sK[kl + 376];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 48..51
-            q0 = sQ[rg + 384]; q1 = sQ[rg + 392]; q2 = sQ[rg + 400]; q3 = sQ[rg + 408];
+            q0 = sQ[rg + 384]; q1 = sQ[rg + 400];
             k0 = sK[kl + 384]; k1 = sK[kl + 392]; k2 = sK[kl + 400]; k3 = sK[kl + 408];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 52..55
-            q0 = sQ[rg + 416]; q1 = sQ[rg + 424]; q2 = sQ[rg + 432]; q3 = sQ[rg + 440];
+            q0 = sQ[rg + 416]; q1 = sQ[rg + 432];
             k0 = sK[kl + 416]; k1 = sK[kl + 424]; k2 = sK[kl + 432]; k3 = sK[kl + 440];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 56..59
-            q0 = sQ[rg + 448]; q1 = sQ[rg + 456]; q2 = sQ[rg + 464]; q3 = sQ[rg + 472];
+            q0 = sQ[rg + 448]; q1 = sQ[rg + 464];
             k0 = sK[kl + 448]; k1 = sK[kl + 456]; k2 = sK[kl + 464]; k3 = sK[kl + 472];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 60..63
-            q0 = sQ[rg + 480]; q1 = sQ[rg + 488]; q2 = sQ[rg + 496]; q3 = sQ[rg + 504];
+            q0 = sQ[rg + 480]; q1 = sQ[rg + 496];
             k0 = sK[kl + 480]; k1 = sK[kl + 488]; k2 = sK[kl + 496]; k3 = sK[kl + 504];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 64..67
-            q0 = sQ[rg + 512]; q1 = sQ[rg + 520]; q2 = sQ[rg + 528]; q3 = sQ[rg + 536];
+            q0 = sQ[rg + 512]; q1 = sQ[rg + 528];
             k0 = sK[kl + 512]; k1 = sK[kl + 520]; k2 = sK[kl + 528]; k3 = sK[kl + 536];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 68..71
-            q0 = sQ[rg + 544]; q1 = sQ[rg + 552]; q2 = sQ[rg + 560]; q3 = sQ[rg + 568];
+            q0 = sQ[rg + 544]; q1 = sQ[rg + 560];
             k0 = sK[kl + 544]; k1 = sK[kl + 552]; k2 = sK[kl + 560]; k3 = sK[kl + 568];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 72..75
-            q0 = sQ[rg + 576]; q1 = sQ[rg + 584]; q2 = sQ[rg + 592]; q3 = sQ[rg + 600];
+            q0 = sQ[rg + 576]; q1 = sQ[rg + 592];
             k0 = sK[kl + 576]; k1 = sK[kl + 584]; k2 = sK[kl + 592]; k3 = sK[kl + 600];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 76..79
-            q0 = sQ[rg + 608]; q1 = sQ[rg + 616]; q2 = sQ[rg + 624]; q3 = sQ[rg + 632];
+            q0 = sQ[rg + 608]; q1 = sQ[rg + 624];
             k0 = sK[kl + 608]; k1 = sK[kl + 616]; k2 = sK[kl + 624]; k3 = sK[kl + 632];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 80..83
-            q0 = sQ[rg + 640]; q1 = sQ[rg + 648]; q2 = sQ[rg + 656]; q3 = sQ[rg + 664];
+            q0 = sQ[rg + 640]; q1 = sQ[rg + 656];
             k0 = sK[kl + 640]; k1 = sK[kl + 648]; k2 = sK[kl + 656]; k3 = sK[kl + 664];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 84..87
-            q0 = sQ[rg + 672]; q1 = sQ[rg + 680]; q2 = sQ[rg + 688]; q3 = sQ[rg + 696];
+            q0 = sQ[rg + 672]; q1 = sQ[rg + 688];
             k0 = sK[kl + 672]; k1 = sK[kl + 680]; k2 = sK[kl + 688]; k3 = sK[kl + 696];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 88..91
-            q0 = sQ[rg + 704]; q1 = sQ[rg + 712]; q2 = sQ[rg + 720]; q3 = sQ[rg + 728];
+            q0 = sQ[rg + 704]; q1 = sQ[rg + 720];
             k0 = sK[kl + 704]; k1 = sK[kl + 712]; k2 = sK[kl + 720]; k3 = sK[kl + 728];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 92..95
-            q0 = sQ[rg + 736]; q1 = sQ[rg + 744]; q2 = sQ[rg + 752]; q3 = sQ[rg + 760];
+            q0 = sQ[rg + 736]; q1 = sQ[rg + 752];
             k0 = sK[kl + 736]; k1 = sK[kl + 744]; k2 = sK[kl + 752]; k3 = sK[kl + 760];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 96..99
-            q0 = sQ[rg + 768]; q1 = sQ[rg + 776]; q2 = sQ[rg + 784]; q3 = sQ[rg + 792];
+            q0 = sQ[rg + 768]; q1 = sQ[rg + 784];
             k0 = sK[kl + 768]; k1 = sK[kl + 776]; k2 = sK[kl + 784]; k3 = sK[kl + 792];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 100..103
-            q0 = sQ[rg + 800]; q1 = sQ[rg + 808]; q2 = sQ[rg + 816]; q3 = sQ[rg + 824];
+            q0 = sQ[rg + 800]; q1 = sQ[rg + 816];
             k0 = sK[kl + 800]; k1 = sK[kl + 808]; k2 = sK[kl + 816]; k3 = sK[kl + 824];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 104..107
-            q0 = sQ[rg + 832]; q1 = sQ[rg + 840]; q2 = sQ[rg + 848]; q3 = sQ[rg + 856];
+            q0 = sQ[rg + 832]; q1 = sQ[rg + 848];
             k0 = sK[kl + 832]; k1 = sK[kl + 840]; k2 = sK[kl + 848]; k3 = sK[kl + 856];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 108..111
-            q0 = sQ[rg + 864]; q1 = sQ[rg + 872]; q2 = sQ[rg + 880]; q3 = sQ[rg + 888];
+            q0 = sQ[rg + 864]; q1 = sQ[rg + 880];
             k0 = sK[kl + 864]; k1 = sK[kl + 872]; k2 = sK[kl + 880]; k3 = sK[kl + 888];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 112..115
-            q0 = sQ[rg + 896]; q1 = sQ[rg + 904]; q2 = sQ[rg + 912]; q3 = sQ[rg + 920];
+            q0 = sQ[rg + 896]; q1 = sQ[rg + 912];
             k0 = sK[kl + 896]; k1 = sK[kl + 904]; k2 = sK[kl + 912]; k3 = sK[kl + 920];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 116..119
-            q0 = sQ[rg + 928]; q1 = sQ[rg + 936]; q2 = sQ[rg + 944]; q3 = sQ[rg + 952];
+            q0 = sQ[rg + 928]; q1 = sQ[rg + 944];
             k0 = sK[kl + 928]; k1 = sK[kl + 936]; k2 = sK[kl + 944]; k3 = sK[kl + 952];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 120..123
-            q0 = sQ[rg + 960]; q1 = sQ[rg + 968]; q2 = sQ[rg + 976]; q3 = sQ[rg + 984];
+            q0 = sQ[rg + 960]; q1 = sQ[rg + 976];
             k0 = sK[kl + 960]; k1 = sK[kl + 968]; k2 = sK[kl + 976]; k3 = sK[kl + 984];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
             // head_dim 124..127
-            q0 = sQ[rg + 992]; q1 = sQ[rg + 1000]; q2 = sQ[rg + 1008]; q3 = sQ[rg + 1016];
+            q0 = sQ[rg + 992]; q1 = sQ[rg + 1008];
             k0 = sK[kl + 992]; k1 = sK[kl + 1000]; k2 = sK[kl + 1008]; k3 = sK[kl + 1016];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
-            s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
-            s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
 
             // Causal mask: key firstKey + kl + 8 * j is visible to row i when it is at most last_i.
             int key0 = firstKey + kl;
             s0_0 = key0 <= last0 ? s0_0 : float.NegativeInfinity; s0_1 = key0 + 8 <= last0 ? s0_1 : float.NegativeInfinity; s0_2 = key0 + 16 <= last0 ? s0_2 : float.NegativeInfinity; s0_3 = key0 + 24 <= last0 ? s0_3 : float.NegativeInfinity;
             s1_0 = key0 <= last1 ? s1_0 : float.NegativeInfinity; s1_1 = key0 + 8 <= last1 ? s1_1 : float.NegativeInfinity; s1_2 = key0 + 16 <= last1 ? s1_2 : float.NegativeInfinity; s1_3 = key0 + 24 <= last1 ? s1_3 : float.NegativeInfinity;
-            s2_0 = key0 <= last2 ? s2_0 : float.NegativeInfinity; s2_1 = key0 + 8 <= last2 ? s2_1 : float.NegativeInfinity; s2_2 = key0 + 16 <= last2 ? s2_2 : float.NegativeInfinity; s2_3 = key0 + 24 <= last2 ? s2_3 : float.NegativeInfinity;
-            s3_0 = key0 <= last3 ? s3_0 : float.NegativeInfinity; s3_1 = key0 + 8 <= last3 ? s3_1 : float.NegativeInfinity; s3_2 = key0 + 16 <= last3 ? s3_2 : float.NegativeInfinity; s3_3 = key0 + 24 <= last3 ? s3_3 : float.NegativeInfinity;
 
             // Online softmax per row: the tile's max over this thread's keys, then over the row's 8 lanes (xor shuffles); the
             // rescale factor alpha of what is accumulated; probabilities (to shared memory for P·V); this thread's share of the sum.
@@ -1370,41 +916,7 @@ public static partial class Llama3_8B
                 l1 = l1 * alpha + ((s1_0 + s1_1) + (s1_2 + s1_3));
                 m1 = mNew;
                 o1_0 = o1_0 * alpha; o1_1 = o1_1 * alpha; o1_2 = o1_2 * alpha; o1_3 = o1_3 * alpha;
-                sP[pAt + 320] = s1_0; sP[pAt + 328] = s1_1; sP[pAt + 336] = s1_2; sP[pAt + 344] = s1_3;
-            }
-            {
-                float tileMax = XMath.Max(XMath.Max(s2_0, s2_1), XMath.Max(s2_2, s2_3));
-                tileMax = XMath.Max(tileMax, Warp.ShuffleXor(tileMax, 4));
-                tileMax = XMath.Max(tileMax, Warp.ShuffleXor(tileMax, 2));
-                tileMax = XMath.Max(tileMax, Warp.ShuffleXor(tileMax, 1));
-                float mNew = XMath.Max(m2, tileMax);
-                bool any = mNew != float.NegativeInfinity; // false only for rows that are not queries of this tile
-                float alpha = any ? AttentionMath.ExpOrZero(m2 - mNew) : 1f;
-                s2_0 = any ? AttentionMath.ExpOrZero(s2_0 - mNew) : 0f;
-                s2_1 = any ? AttentionMath.ExpOrZero(s2_1 - mNew) : 0f;
-                s2_2 = any ? AttentionMath.ExpOrZero(s2_2 - mNew) : 0f;
-                s2_3 = any ? AttentionMath.ExpOrZero(s2_3 - mNew) : 0f;
-                l2 = l2 * alpha + ((s2_0 + s2_1) + (s2_2 + s2_3));
-                m2 = mNew;
-                o2_0 = o2_0 * alpha; o2_1 = o2_1 * alpha; o2_2 = o2_2 * alpha; o2_3 = o2_3 * alpha;
-                sP[pAt + 640] = s2_0; sP[pAt + 648] = s2_1; sP[pAt + 656] = s2_2; sP[pAt + 664] = s2_3;
-            }
-            {
-                float tileMax = XMath.Max(XMath.Max(s3_0, s3_1), XMath.Max(s3_2, s3_3));
-                tileMax = XMath.Max(tileMax, Warp.ShuffleXor(tileMax, 4));
-                tileMax = XMath.Max(tileMax, Warp.ShuffleXor(tileMax, 2));
-                tileMax = XMath.Max(tileMax, Warp.ShuffleXor(tileMax, 1));
-                float mNew = XMath.Max(m3, tileMax);
-                bool any = mNew != float.NegativeInfinity; // false only for rows that are not queries of this tile
-                float alpha = any ? AttentionMath.ExpOrZero(m3 - mNew) : 1f;
-                s3_0 = any ? AttentionMath.ExpOrZero(s3_0 - mNew) : 0f;
-                s3_1 = any ? AttentionMath.ExpOrZero(s3_1 - mNew) : 0f;
-                s3_2 = any ? AttentionMath.ExpOrZero(s3_2 - mNew) : 0f;
-                s3_3 = any ? AttentionMath.ExpOrZero(s3_3 - mNew) : 0f;
-                l3 = l3 * alpha + ((s3_0 + s3_1) + (s3_2 + s3_3));
-                m3 = mNew;
-                o3_0 = o3_0 * alpha; o3_1 = o3_1 * alpha; o3_2 = o3_2 * alpha; o3_3 = o3_3 * alpha;
-                sP[pAt + 960] = s3_0; sP[pAt + 968] = s3_1; sP[pAt + 976] = s3_2; sP[pAt + 984] = s3_3;
+                sP[pAt + 640] = s1_0; sP[pAt + 648] = s1_1; sP[pAt + 656] = s1_2; sP[pAt + 664] = s1_3;
             }
             Group.Barrier();
 
@@ -1428,26 +940,6 @@ public static partial class Llama3_8B
                 var v8 = default(TCodec).Decode8(vr3);
                 sV[j3 * 33 + u3 * 2] = v8.Lo;
                 sV[j3 * 33 + u3 * 2 + 1] = v8.Hi;
-            }
-            {
-                var v8 = default(TCodec).Decode8(vr4);
-                sV[j4 * 33 + u4 * 2] = v8.Lo;
-                sV[j4 * 33 + u4 * 2 + 1] = v8.Hi;
-            }
-            {
-                var v8 = default(TCodec).Decode8(vr5);
-                sV[j5 * 33 + u5 * 2] = v8.Lo;
-                sV[j5 * 33 + u5 * 2 + 1] = v8.Hi;
-            }
-            {
-                var v8 = default(TCodec).Decode8(vr6);
-                sV[j6 * 33 + u6 * 2] = v8.Lo;
-                sV[j6 * 33 + u6 * 2 + 1] = v8.Hi;
-            }
-            {
-                var v8 = default(TCodec).Decode8(vr7);
-                sV[j7 * 33 + u7 * 2] = v8.Lo;
-                sV[j7 * 33 + u7 * 2 + 1] = v8.Hi;
             }
             Group.Barrier();
 
@@ -1476,201 +968,113 @@ public static partial class Llama3_8B
                 long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j3) + u3 * 8;
                 kr3 = default(TCodec).LoadRaw8(keyCache, at);
             }
-            kr4 = default;
-            if (firstKey + 32 + j4 < numKeys)
-            {
-                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j4) + u4 * 8;
-                kr4 = default(TCodec).LoadRaw8(keyCache, at);
-            }
-            kr5 = default;
-            if (firstKey + 32 + j5 < numKeys)
-            {
-                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j5) + u5 * 8;
-                kr5 = default(TCodec).LoadRaw8(keyCache, at);
-            }
-            kr6 = default;
-            if (firstKey + 32 + j6 < numKeys)
-            {
-                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j6) + u6 * 8;
-                kr6 = default(TCodec).LoadRaw8(keyCache, at);
-            }
-            kr7 = default;
-            if (firstKey + 32 + j7 < numKeys)
-            {
-                long at = PrefillKvRow(m, blockRow, kvHead, firstKey + 32 + j7) + u7 * 8;
-                kr7 = default(TCodec).LoadRaw8(keyCache, at);
-            }
 
-            // O += P·V: per key, this thread's 4 Float4 columns of V times each of its 4 rows' probability (read 4 keys at a time).
-            Float4 p0, p1, p2, p3, v0, v1, v2, v3;
-            p0 = sP4[pAt4]; p1 = sP4[pAt4 + 80]; p2 = sP4[pAt4 + 160]; p3 = sP4[pAt4 + 240]; // keys 0..3
+            // O += P·V: per key, this thread's 4 Float4 columns of V times each of its 2 rows' probability (read 4 keys at a time).
+            Float4 p0, p1, v0, v1, v2, v3;
+            p0 = sP4[pAt4]; p1 = sP4[pAt4 + 160]; // keys 0..3
             v0 = sV[kl]; v1 = sV[kl + 8]; v2 = sV[kl + 16]; v3 = sV[kl + 24];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X); o2_2 = o2_2.Fma(v2, p2.X); o2_3 = o2_3.Fma(v3, p2.X);
-            o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X); o3_2 = o3_2.Fma(v2, p3.X); o3_3 = o3_3.Fma(v3, p3.X);
             v0 = sV[kl + 33]; v1 = sV[kl + 41]; v2 = sV[kl + 49]; v3 = sV[kl + 57];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y); o2_2 = o2_2.Fma(v2, p2.Y); o2_3 = o2_3.Fma(v3, p2.Y);
-            o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y); o3_2 = o3_2.Fma(v2, p3.Y); o3_3 = o3_3.Fma(v3, p3.Y);
             v0 = sV[kl + 66]; v1 = sV[kl + 74]; v2 = sV[kl + 82]; v3 = sV[kl + 90];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z); o2_2 = o2_2.Fma(v2, p2.Z); o2_3 = o2_3.Fma(v3, p2.Z);
-            o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z); o3_2 = o3_2.Fma(v2, p3.Z); o3_3 = o3_3.Fma(v3, p3.Z);
             v0 = sV[kl + 99]; v1 = sV[kl + 107]; v2 = sV[kl + 115]; v3 = sV[kl + 123];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W); o2_2 = o2_2.Fma(v2, p2.W); o2_3 = o2_3.Fma(v3, p2.W);
-            o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W); o3_2 = o3_2.Fma(v2, p3.W); o3_3 = o3_3.Fma(v3, p3.W);
-            p0 = sP4[pAt4 + 1]; p1 = sP4[pAt4 + 81]; p2 = sP4[pAt4 + 161]; p3 = sP4[pAt4 + 241]; // keys 4..7
+            p0 = sP4[pAt4 + 1]; p1 = sP4[pAt4 + 161]; // keys 4..7
             v0 = sV[kl + 132]; v1 = sV[kl + 140]; v2 = sV[kl + 148]; v3 = sV[kl + 156];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X); o2_2 = o2_2.Fma(v2, p2.X); o2_3 = o2_3.Fma(v3, p2.X);
-            o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X); o3_2 = o3_2.Fma(v2, p3.X); o3_3 = o3_3.Fma(v3, p3.X);
             v0 = sV[kl + 165]; v1 = sV[kl + 173]; v2 = sV[kl + 181]; v3 = sV[kl + 189];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y); o2_2 = o2_2.Fma(v2, p2.Y); o2_3 = o2_3.Fma(v3, p2.Y);
-            o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y); o3_2 = o3_2.Fma(v2, p3.Y); o3_3 = o3_3.Fma(v3, p3.Y);
             v0 = sV[kl + 198]; v1 = sV[kl + 206]; v2 = sV[kl + 214]; v3 = sV[kl + 222];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z); o2_2 = o2_2.Fma(v2, p2.Z); o2_3 = o2_3.Fma(v3, p2.Z);
-            o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z); o3_2 = o3_2.Fma(v2, p3.Z); o3_3 = o3_3.Fma(v3, p3.Z);
             v0 = sV[kl + 231]; v1 = sV[kl + 239]; v2 = sV[kl + 247]; v3 = sV[kl + 255];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W); o2_2 = o2_2.Fma(v2, p2.W); o2_3 = o2_3.Fma(v3, p2.W);
-            o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W); o3_2 = o3_2.Fma(v2, p3.W); o3_3 = o3_3.Fma(v3, p3.W);
-            p0 = sP4[pAt4 + 2]; p1 = sP4[pAt4 + 82]; p2 = sP4[pAt4 + 162]; p3 = sP4[pAt4 + 242]; // keys 8..11
+            p0 = sP4[pAt4 + 2]; p1 = sP4[pAt4 + 162]; // keys 8..11
             v0 = sV[kl + 264]; v1 = sV[kl + 272]; v2 = sV[kl + 280]; v3 = sV[kl + 288];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X); o2_2 = o2_2.Fma(v2, p2.X); o2_3 = o2_3.Fma(v3, p2.X);
-            o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X); o3_2 = o3_2.Fma(v2, p3.X); o3_3 = o3_3.Fma(v3, p3.X);
             v0 = sV[kl + 297]; v1 = sV[kl + 305]; v2 = sV[kl + 313]; v3 = sV[kl + 321];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y); o2_2 = o2_2.Fma(v2, p2.Y); o2_3 = o2_3.Fma(v3, p2.Y);
-            o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y); o3_2 = o3_2.Fma(v2, p3.Y); o3_3 = o3_3.Fma(v3, p3.Y);
             v0 = sV[kl + 330]; v1 = sV[kl + 338]; v2 = sV[kl + 346]; v3 = sV[kl + 354];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z); o2_2 = o2_2.Fma(v2, p2.Z); o2_3 = o2_3.Fma(v3, p2.Z);
-            o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z); o3_2 = o3_2.Fma(v2, p3.Z); o3_3 = o3_3.Fma(v3, p3.Z);
             v0 = sV[kl + 363]; v1 = sV[kl + 371]; v2 = sV[kl + 379]; v3 = sV[kl + 387];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W); o2_2 = o2_2.Fma(v2, p2.W); o2_3 = o2_3.Fma(v3, p2.W);
-            o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W); o3_2 = o3_2.Fma(v2, p3.W); o3_3 = o3_3.Fma(v3, p3.W);
-            p0 = sP4[pAt4 + 3]; p1 = sP4[pAt4 + 83]; p2 = sP4[pAt4 + 163]; p3 = sP4[pAt4 + 243]; // keys 12..15
+            p0 = sP4[pAt4 + 3]; p1 = sP4[pAt4 + 163]; // keys 12..15
             v0 = sV[kl + 396]; v1 = sV[kl + 404]; v2 = sV[kl + 412]; v3 = sV[kl + 420];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X); o2_2 = o2_2.Fma(v2, p2.X); o2_3 = o2_3.Fma(v3, p2.X);
-            o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X); o3_2 = o3_2.Fma(v2, p3.X); o3_3 = o3_3.Fma(v3, p3.X);
             v0 = sV[kl + 429]; v1 = sV[kl + 437]; v2 = sV[kl + 445]; v3 = sV[kl + 453];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y); o2_2 = o2_2.Fma(v2, p2.Y); o2_3 = o2_3.Fma(v3, p2.Y);
-            o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y); o3_2 = o3_2.Fma(v2, p3.Y); o3_3 = o3_3.Fma(v3, p3.Y);
             v0 = sV[kl + 462]; v1 = sV[kl + 470]; v2 = sV[kl + 478]; v3 = sV[kl + 486];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z); o2_2 = o2_2.Fma(v2, p2.Z); o2_3 = o2_3.Fma(v3, p2.Z);
-            o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z); o3_2 = o3_2.Fma(v2, p3.Z); o3_3 = o3_3.Fma(v3, p3.Z);
             v0 = sV[kl + 495]; v1 = sV[kl + 503]; v2 = sV[kl + 511]; v3 = sV[kl + 519];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W); o2_2 = o2_2.Fma(v2, p2.W); o2_3 = o2_3.Fma(v3, p2.W);
-            o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W); o3_2 = o3_2.Fma(v2, p3.W); o3_3 = o3_3.Fma(v3, p3.W);
-            p0 = sP4[pAt4 + 4]; p1 = sP4[pAt4 + 84]; p2 = sP4[pAt4 + 164]; p3 = sP4[pAt4 + 244]; // keys 16..19
+            p0 = sP4[pAt4 + 4]; p1 = sP4[pAt4 + 164]; // keys 16..19
             v0 = sV[kl + 528]; v1 = sV[kl + 536]; v2 = sV[kl + 544]; v3 = sV[kl + 552];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X); o2_2 = o2_2.Fma(v2, p2.X); o2_3 = o2_3.Fma(v3, p2.X);
-            o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X); o3_2 = o3_2.Fma(v2, p3.X); o3_3 = o3_3.Fma(v3, p3.X);
             v0 = sV[kl + 561]; v1 = sV[kl + 569]; v2 = sV[kl + 577]; v3 = sV[kl + 585];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y); o2_2 = o2_2.Fma(v2, p2.Y); o2_3 = o2_3.Fma(v3, p2.Y);
-            o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y); o3_2 = o3_2.Fma(v2, p3.Y); o3_3 = o3_3.Fma(v3, p3.Y);
             v0 = sV[kl + 594]; v1 = sV[kl + 602]; v2 = sV[kl + 610]; v3 = sV[kl + 618];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z); o2_2 = o2_2.Fma(v2, p2.Z); o2_3 = o2_3.Fma(v3, p2.Z);
-            o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z); o3_2 = o3_2.Fma(v2, p3.Z); o3_3 = o3_3.Fma(v3, p3.Z);
             v0 = sV[kl + 627]; v1 = sV[kl + 635]; v2 = sV[kl + 643]; v3 = sV[kl + 651];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W); o2_2 = o2_2.Fma(v2, p2.W); o2_3 = o2_3.Fma(v3, p2.W);
-            o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W); o3_2 = o3_2.Fma(v2, p3.W); o3_3 = o3_3.Fma(v3, p3.W);
-            p0 = sP4[pAt4 + 5]; p1 = sP4[pAt4 + 85]; p2 = sP4[pAt4 + 165]; p3 = sP4[pAt4 + 245]; // keys 20..23
+            p0 = sP4[pAt4 + 5]; p1 = sP4[pAt4 + 165]; // keys 20..23
             v0 = sV[kl + 660]; v1 = sV[kl + 668]; v2 = sV[kl + 676]; v3 = sV[kl + 684];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X); o2_2 = o2_2.Fma(v2, p2.X); o2_3 = o2_3.Fma(v3, p2.X);
-            o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X); o3_2 = o3_2.Fma(v2, p3.X); o3_3 = o3_3.Fma(v3, p3.X);
             v0 = sV[kl + 693]; v1 = sV[kl + 701]; v2 = sV[kl + 709]; v3 = sV[kl + 717];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y); o2_2 = o2_2.Fma(v2, p2.Y); o2_3 = o2_3.Fma(v3, p2.Y);
-            o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y); o3_2 = o3_2.Fma(v2, p3.Y); o3_3 = o3_3.Fma(v3, p3.Y);
             v0 = sV[kl + 726]; v1 = sV[kl + 734]; v2 = sV[kl + 742]; v3 = sV[kl + 750];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z); o2_2 = o2_2.Fma(v2, p2.Z); o2_3 = o2_3.Fma(v3, p2.Z);
-            o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z); o3_2 = o3_2.Fma(v2, p3.Z); o3_3 = o3_3.Fma(v3, p3.Z);
             v0 = sV[kl + 759]; v1 = sV[kl + 767]; v2 = sV[kl + 775]; v3 = sV[kl + 783];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W); o2_2 = o2_2.Fma(v2, p2.W); o2_3 = o2_3.Fma(v3, p2.W);
-            o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W); o3_2 = o3_2.Fma(v2, p3.W); o3_3 = o3_3.Fma(v3, p3.W);
-            p0 = sP4[pAt4 + 6]; p1 = sP4[pAt4 + 86]; p2 = sP4[pAt4 + 166]; p3 = sP4[pAt4 + 246]; // keys 24..27
+            p0 = sP4[pAt4 + 6]; p1 = sP4[pAt4 + 166]; // keys 24..27
             v0 = sV[kl + 792]; v1 = sV[kl + 800]; v2 = sV[kl + 808]; v3 = sV[kl + 816];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X); o2_2 = o2_2.Fma(v2, p2.X); o2_3 = o2_3.Fma(v3, p2.X);
-            o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X); o3_2 = o3_2.Fma(v2, p3.X); o3_3 = o3_3.Fma(v3, p3.X);
             v0 = sV[kl + 825]; v1 = sV[kl + 833]; v2 = sV[kl + 841]; v3 = sV[kl + 849];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y); o2_2 = o2_2.Fma(v2, p2.Y); o2_3 = o2_3.Fma(v3, p2.Y);
-            o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y); o3_2 = o3_2.Fma(v2, p3.Y); o3_3 = o3_3.Fma(v3, p3.Y);
             v0 = sV[kl + 858]; v1 = sV[kl + 866]; v2 = sV[kl + 874]; v3 = sV[kl + 882];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z); o2_2 = o2_2.Fma(v2, p2.Z); o2_3 = o2_3.Fma(v3, p2.Z);
-            o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z); o3_2 = o3_2.Fma(v2, p3.Z); o3_3 = o3_3.Fma(v3, p3.Z);
             v0 = sV[kl + 891]; v1 = sV[kl + 899]; v2 = sV[kl + 907]; v3 = sV[kl + 915];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W); o2_2 = o2_2.Fma(v2, p2.W); o2_3 = o2_3.Fma(v3, p2.W);
-            o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W); o3_2 = o3_2.Fma(v2, p3.W); o3_3 = o3_3.Fma(v3, p3.W);
-            p0 = sP4[pAt4 + 7]; p1 = sP4[pAt4 + 87]; p2 = sP4[pAt4 + 167]; p3 = sP4[pAt4 + 247]; // keys 28..31
+            p0 = sP4[pAt4 + 7]; p1 = sP4[pAt4 + 167]; // keys 28..31
             v0 = sV[kl + 924]; v1 = sV[kl + 932]; v2 = sV[kl + 940]; v3 = sV[kl + 948];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X); o2_2 = o2_2.Fma(v2, p2.X); o2_3 = o2_3.Fma(v3, p2.X);
-            o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X); o3_2 = o3_2.Fma(v2, p3.X); o3_3 = o3_3.Fma(v3, p3.X);
             v0 = sV[kl + 957]; v1 = sV[kl + 965]; v2 = sV[kl + 973]; v3 = sV[kl + 981];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y); o2_2 = o2_2.Fma(v2, p2.Y); o2_3 = o2_3.Fma(v3, p2.Y);
-            o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y); o3_2 = o3_2.Fma(v2, p3.Y); o3_3 = o3_3.Fma(v3, p3.Y);
             v0 = sV[kl + 990]; v1 = sV[kl + 998]; v2 = sV[kl + 1006]; v3 = sV[kl + 1014];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z); o2_2 = o2_2.Fma(v2, p2.Z); o2_3 = o2_3.Fma(v3, p2.Z);
-            o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z); o3_2 = o3_2.Fma(v2, p3.Z); o3_3 = o3_3.Fma(v3, p3.Z);
             v0 = sV[kl + 1023]; v1 = sV[kl + 1031]; v2 = sV[kl + 1039]; v3 = sV[kl + 1047];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W); o2_2 = o2_2.Fma(v2, p2.W); o2_3 = o2_3.Fma(v3, p2.W);
-            o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W); o3_2 = o3_2.Fma(v2, p3.W); o3_3 = o3_3.Fma(v3, p3.W);
         }
 
         // Normalize and write the rows that are real queries; each row's running sum is spread over its 8 lanes.
@@ -1680,12 +1084,6 @@ public static partial class Llama3_8B
         l1 += Warp.ShuffleXor(l1, 4);
         l1 += Warp.ShuffleXor(l1, 2);
         l1 += Warp.ShuffleXor(l1, 1);
-        l2 += Warp.ShuffleXor(l2, 4);
-        l2 += Warp.ShuffleXor(l2, 2);
-        l2 += Warp.ShuffleXor(l2, 1);
-        l3 += Warp.ShuffleXor(l3, 4);
-        l3 += Warp.ShuffleXor(l3, 2);
-        l3 += Warp.ShuffleXor(l3, 1);
         if (pos0 < tilePositions)
         {
             float inv = 1f / l0;
@@ -1703,24 +1101,6 @@ public static partial class Llama3_8B
             output[dst + 32] = o1_1.X * inv; output[dst + 33] = o1_1.Y * inv; output[dst + 34] = o1_1.Z * inv; output[dst + 35] = o1_1.W * inv;
             output[dst + 64] = o1_2.X * inv; output[dst + 65] = o1_2.Y * inv; output[dst + 66] = o1_2.Z * inv; output[dst + 67] = o1_2.W * inv;
             output[dst + 96] = o1_3.X * inv; output[dst + 97] = o1_3.Y * inv; output[dst + 98] = o1_3.Z * inv; output[dst + 99] = o1_3.W * inv;
-        }
-        if (pos2 < tilePositions)
-        {
-            float inv = 1f / l2;
-            long dst = ((long)(queryStart + i0 + pos2) * 32 + firstHead) * 128 + kl * 4;
-            output[dst] = o2_0.X * inv; output[dst + 1] = o2_0.Y * inv; output[dst + 2] = o2_0.Z * inv; output[dst + 3] = o2_0.W * inv;
-            output[dst + 32] = o2_1.X * inv; output[dst + 33] = o2_1.Y * inv; output[dst + 34] = o2_1.Z * inv; output[dst + 35] = o2_1.W * inv;
-            output[dst + 64] = o2_2.X * inv; output[dst + 65] = o2_2.Y * inv; output[dst + 66] = o2_2.Z * inv; output[dst + 67] = o2_2.W * inv;
-            output[dst + 96] = o2_3.X * inv; output[dst + 97] = o2_3.Y * inv; output[dst + 98] = o2_3.Z * inv; output[dst + 99] = o2_3.W * inv;
-        }
-        if (pos3 < tilePositions)
-        {
-            float inv = 1f / l3;
-            long dst = ((long)(queryStart + i0 + pos3) * 32 + firstHead) * 128 + kl * 4;
-            output[dst] = o3_0.X * inv; output[dst + 1] = o3_0.Y * inv; output[dst + 2] = o3_0.Z * inv; output[dst + 3] = o3_0.W * inv;
-            output[dst + 32] = o3_1.X * inv; output[dst + 33] = o3_1.Y * inv; output[dst + 34] = o3_1.Z * inv; output[dst + 35] = o3_1.W * inv;
-            output[dst + 64] = o3_2.X * inv; output[dst + 65] = o3_2.Y * inv; output[dst + 66] = o3_2.Z * inv; output[dst + 67] = o3_2.W * inv;
-            output[dst + 96] = o3_3.X * inv; output[dst + 97] = o3_3.Y * inv; output[dst + 98] = o3_3.Z * inv; output[dst + 99] = o3_3.W * inv;
         }
     }
 }

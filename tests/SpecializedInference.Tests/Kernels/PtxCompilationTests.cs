@@ -72,7 +72,8 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
     {
         Assert.Contains(".entry", ptx);
         long local = Regex.Matches(ptx, @"\.local\s+\.align\s+\d+\s+\.b8\s+\S+\[(\d+)\]").Sum(m => long.Parse(m.Groups[1].Value));
-        output.WriteLine($"{kernel}: {ptx.Length / 1024} KB of PTX, {local} bytes of local memory");
+        string entry = Regex.Match(ptx, @"\.entry\s+(\S+?)\s*\(").Groups[1].Value;
+        output.WriteLine($"{kernel}: entry {entry}, {ptx.Length / 1024} KB of PTX, {local} bytes of local memory");
     }
 
     /// <summary>ILGPU's PTX backend for sm_80 / PTX ISA 8.0 on a context with no device behind it.</summary>
