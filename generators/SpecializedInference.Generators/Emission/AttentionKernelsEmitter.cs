@@ -16,7 +16,7 @@ internal static class AttentionKernelsEmitter
     {
         var grouped = new AttentionLayout(spec, expanded: false);
         var w = new SourceWriter();
-        KernelSetEmitter.Header(w, spec, "ILGPU", "ILGPU.Runtime", "SpecializedInference.Kernels");
+        KernelSetEmitter.Header(w, spec, "ILGPU", "ILGPU.Runtime", "SpecializedInference.Accelerators", "SpecializedInference.Kernels");
         using (w.Block($"public static partial class {spec.Name}"))
         {
             w.Line("/// <summary>Query heads one thread group serves from each K/V load (the whole group when it fits shared memory).</summary>");
@@ -67,10 +67,10 @@ internal static class AttentionKernelsEmitter
         string args = "AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>";
         w.Line($"_writeKv = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>>(KvCacheWrite<{codec}>);");
         w.Line("_prefill = options.HeadMapping == HeadMapping.Expanded");
-        w.Line($"    ? accelerator.LoadStreamKernel<{args}>(PrefillExpanded<{codec}>)");
-        w.Line($"    : accelerator.LoadStreamKernel<{args}>(Prefill<{codec}>);");
+        w.Line($"    ? accelerator.LoadStreamKernel<{args}>(PrefillExpanded<{codec}>, MaxRegisters.Prefill)");
+        w.Line($"    : accelerator.LoadStreamKernel<{args}>(Prefill<{codec}>, MaxRegisters.Prefill);");
         w.Line("_decode = options.HeadMapping == HeadMapping.Expanded");
-        w.Line($"    ? accelerator.LoadStreamKernel<{args}>(DecodeExpanded<{codec}>)");
-        w.Line($"    : accelerator.LoadStreamKernel<{args}>(Decode<{codec}>);");
+        w.Line($"    ? accelerator.LoadStreamKernel<{args}>(DecodeExpanded<{codec}>, MaxRegisters.Decode)");
+        w.Line($"    : accelerator.LoadStreamKernel<{args}>(Decode<{codec}>, MaxRegisters.Decode);");
     }
 }

@@ -58,6 +58,10 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
         [Description("Only these generated kernel sets (comma-separated names, grouped heads), no generic runs.")]
         public string? Sets { get; init; }
 
+        [CommandOption("--max-registers <LIST>")]
+        [Description("Register caps to compare for the generated sets, ';'-separated, e.g. \"decode=0,prefill=0;decode=168,prefill=128\" (CUDA only; 0 = uncapped).")]
+        public string? MaxRegisters { get; init; }
+
         [CommandOption("--kv-dtype <DTYPE>")]
         [DefaultValue("f16")]
         public string KvDtype { get; init; } = "f16";
@@ -78,7 +82,8 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
             {
                 var set = KernelRegistry.All.FirstOrDefault(s => s.Name == name);
                 if (set is null) { Console.Error.WriteLine($"no kernel set named {name}"); return 1; }
-                variants.Add(() => set.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(dtype)));
+                foreach (var limits in RegisterVariants(settings))
+                    variants.Add(() => set.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(dtype, MaxRegisters: limits)));
             }
             return Run(settings, shape, handle, variants);
         }
@@ -86,7 +91,8 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
         if (match is null) Console.WriteLine(KernelSelector.NoticeFor(shape));
         else
         {
-            variants.Add(() => match.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(dtype)));
+            foreach (var limits in RegisterVariants(settings))
+                variants.Add(() => match.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(dtype, MaxRegisters: limits)));
             variants.Add(() => match.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(dtype, HeadMapping: HeadMapping.Expanded)));
         }
         variants.Add(() => new GenericAttentionKernels(handle.Accelerator, shape, new AttentionOptions(dtype)));
@@ -100,12 +106,20 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
         return Run(settings, shape, handle, variants);
     }
 
+    /// <summary>The --max-registers variants (null: the sets' defaults).</summary>
+    private static IEnumerable<RegisterLimits?> RegisterVariants(Settings settings)
+        => settings.MaxRegisters is null
+            ? [null]
+            : settings.MaxRegisters.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(text => (RegisterLimits?)RegisterLimits.Parse(text));
+
     private static int Run(Settings settings, AttentionShape shape, AcceleratorHandle handle, List<Func<IAttentionKernels>> variants)
     {
         foreach (var create in variants)
         {
             using var kernels = create();
-            if (kernels is AttentionKernelsBase b) Console.WriteLine($"  {kernels.Name}: tiles {b.Tiles}, {b.HeadsPerGroup} heads per group");
+            if (kernels is AttentionKernelsBase b)
+                Console.WriteLine($"  {kernels.Name}: tiles {b.Tiles}, {b.HeadsPerGroup} heads per group" +
+                    (b.IsSpecialized ? $", registers {b.MaxRegisters}" : ""));
             Console.WriteLine(AttentionBenchmark.Decode(kernels, shape, handle.Accelerator, settings.Batch, settings.Context, settings.Iterations));
             if (settings.PrefillTokens > 0)
                 Console.WriteLine(AttentionBenchmark.Prefill(kernels, shape, handle.Accelerator, 1, settings.PrefillTokens, Math.Max(3, settings.Iterations / 10)));

@@ -76,6 +76,9 @@ public abstract class AttentionKernelsBase : IAttentionKernels
 
     protected int GroupThreads => Tiles.Warps * 32;
 
+    /// <summary>The register caps a generated set loads its flash kernels with (see <see cref="AttentionOptions.MaxRegisters"/>).</summary>
+    public RegisterLimits MaxRegisters => Options.MaxRegisters ?? RegisterLimits.Generated;
+
     /// <summary>Device allocations the plans of this kernel set have made (a step that fits the pooled buffers makes none).</summary>
     internal int PlanDeviceAllocations => _planBuffers.DeviceAllocations;
 

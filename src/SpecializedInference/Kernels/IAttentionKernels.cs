@@ -23,10 +23,53 @@ public enum HeadMapping
 }
 
 /// <summary>Options for compiling a set of attention kernels.</summary>
+/// <param name="MaxRegisters">Registers per thread of a generated set's flash kernels on CUDA; null: the set's
+/// defaults (<see cref="RegisterLimits.Generated"/>). The generic kernels, the baseline, always load uncapped.</param>
 public sealed record AttentionOptions(
     KvDtype KvDtype = KvDtype.F16,
     AttentionAlgorithm Algorithm = AttentionAlgorithm.Flash,
-    HeadMapping HeadMapping = HeadMapping.Grouped);
+    HeadMapping HeadMapping = HeadMapping.Grouped,
+    RegisterLimits? MaxRegisters = null);
+
+/// <summary>
+/// Caps on registers per thread for the generated decode and prefill kernels on CUDA, 0 for the compiler's choice
+/// (which is up to 255: see <see cref="Accelerators.RegisterLimitedKernels"/>). A lower cap fits more thread groups
+/// per SM at the risk of spilling to local memory.
+/// </summary>
+public sealed record RegisterLimits(int Decode = 0, int Prefill = 0)
+{
+    /// <summary>The compiler's choice for both.</summary>
+    public static RegisterLimits None { get; } = new();
+
+    /// <summary>
+    /// What generated sets use unless told otherwise. Decode keeps 128 registers of K/V rows in flight per thread
+    /// (its one memory round trip), so it gets 168: three 128-thread groups per SM instead of two. Prefill needs about
+    /// 100 (O, S and the next tile's K/V): 128 fits four groups, as many as its 38 KB of shared memory allows at head_dim 128.
+    /// </summary>
+    public static RegisterLimits Generated { get; } = new(Decode: 168, Prefill: 128);
+
+    /// <summary>Parses <c>decode=168,prefill=128</c> (either part may be left out; 0 means uncapped).</summary>
+    public static RegisterLimits Parse(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var limits = None;
+        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var kv = part.Split('=', 2, StringSplitOptions.TrimEntries);
+            if (kv.Length != 2 || !int.TryParse(kv[1], out int value) || (value != 0 && value is < 16 or > 255))
+                throw new FormatException($"register limit '{part}': expected decode=N or prefill=N with N 0 (uncapped) or 16..255");
+            limits = kv[0] switch
+            {
+                "decode" => limits with { Decode = value },
+                "prefill" => limits with { Prefill = value },
+                _ => throw new FormatException($"register limit '{part}': unknown kernel '{kv[0]}' (expected decode or prefill)"),
+            };
+        }
+        return limits;
+    }
+
+    public override string ToString() => $"decode={Decode},prefill={Prefill}";
+}
 
 /// <summary>
 /// One layer's paged KV cache. Keys and values are each laid out

@@ -394,7 +394,12 @@ public sealed class LlamaModelRunner : IModelRunner
             var host = s.LogitsHost.AsSpan(0, logitRows * c.VocabSize);
             logits.CopyToCPU(host);
             copied = Stopwatch.GetTimestamp();
-            for (int i = 0; i < logitRows; i++) results[i] = host.Slice(i * c.VocabSize, c.VocabSize).ToArray();
+            for (int i = 0; i < logitRows; i++)
+            {
+                // Every element is overwritten at once: no need to zero a vocabulary-sized array each step.
+                results[i] = GC.AllocateUninitializedArray<float>(c.VocabSize);
+                host.Slice(i * c.VocabSize, c.VocabSize).CopyTo(results[i]);
+            }
         }
 
         LastStepLaunches = new StepLaunches(_dense.Launches - denseBefore, attentionCalls);

@@ -3,6 +3,7 @@
 #nullable enable
 using ILGPU;
 using ILGPU.Runtime;
+using SpecializedInference.Accelerators;
 using SpecializedInference.Kernels;
 
 namespace SpecializedInference.Generated;
@@ -33,21 +34,21 @@ public static partial class Llama2_13B
             {
                 _writeKv = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>>(KvCacheWrite<F16Codec>);
                 _prefill = options.HeadMapping == HeadMapping.Expanded
-                    ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(PrefillExpanded<F16Codec>)
-                    : accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(Prefill<F16Codec>);
+                    ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(PrefillExpanded<F16Codec>, MaxRegisters.Prefill)
+                    : accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(Prefill<F16Codec>, MaxRegisters.Prefill);
                 _decode = options.HeadMapping == HeadMapping.Expanded
-                    ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeExpanded<F16Codec>)
-                    : accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(Decode<F16Codec>);
+                    ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeExpanded<F16Codec>, MaxRegisters.Decode)
+                    : accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(Decode<F16Codec>, MaxRegisters.Decode);
             }
             else
             {
                 _writeKv = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>>(KvCacheWrite<F32Codec>);
                 _prefill = options.HeadMapping == HeadMapping.Expanded
-                    ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(PrefillExpanded<F32Codec>)
-                    : accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(Prefill<F32Codec>);
+                    ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(PrefillExpanded<F32Codec>, MaxRegisters.Prefill)
+                    : accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(Prefill<F32Codec>, MaxRegisters.Prefill);
                 _decode = options.HeadMapping == HeadMapping.Expanded
-                    ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeExpanded<F32Codec>)
-                    : accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(Decode<F32Codec>);
+                    ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeExpanded<F32Codec>, MaxRegisters.Decode)
+                    : accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(Decode<F32Codec>, MaxRegisters.Decode);
             }
         }
 

@@ -5,6 +5,7 @@ using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
+using SpecializedInference.Accelerators;
 using SpecializedInference.Kernels;
 using SpecializedInference.Kernels.Dense;
 using SpecializedInference.Kernels.Generic;
@@ -68,11 +69,37 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
         Report("LinearWarp<F16Weights, AddToOutput>", compiler.Compile(warp.MakeGenericMethod(typeof(F16Weights), typeof(AddToOutput)), explicitlyGrouped: true));
     }
 
+    [Fact]
+    public void RegisterCapGoesBetweenTheEntryParametersAndItsBody()
+    {
+        // What a capped CUDA load does to a generated decode, short of the driver: ILGPU's internal constructor is
+        // there (an ILGPU upgrade that drops it fails here, not on the next GPU run) and the directive lands where
+        // PTX wants performance directives.
+        Assert.True(RegisterLimitedKernels.IsAvailable, RegisterLimitedKernels.Notice);
+        using var compiler = new PtxCompiler();
+        var decode = typeof(SpecializedInference.Generated.Llama3_8B).GetMethod("Decode")!.MakeGenericMethod(typeof(F16Codec));
+        var compiled = compiler.CompileKernel(decode, explicitlyGrouped: true);
+        var capped = RegisterLimitedKernels.WithMaxRegisters(compiled, 168);
+
+        Assert.DoesNotContain(".maxnreg", compiled.PTXAssembly);
+        Assert.Matches(@"\.entry Kernel_Decode\([^()]*\)\s*\.maxnreg 168\n\{", capped.PTXAssembly);
+        Assert.Equal(compiled.PTXAssembly.Length + ".maxnreg 168\n".Length, capped.PTXAssembly.Length);
+        Assert.Equal((compiled.Name, compiled.NumParameters, compiled.Info), (capped.Name, capped.NumParameters, capped.Info));
+        Assert.Throws<ArgumentException>(() => RegisterLimitedKernels.WithMaxRegisters(capped.PTXAssembly, 128));
+        Assert.Throws<ArgumentOutOfRangeException>(() => RegisterLimitedKernels.WithMaxRegisters(compiled.PTXAssembly, 8));
+    }
+
     private void Report(string kernel, string ptx)
     {
         Assert.Contains(".entry", ptx);
         long local = Regex.Matches(ptx, @"\.local\s+\.align\s+\d+\s+\.b8\s+\S+\[(\d+)\]").Sum(m => long.Parse(m.Groups[1].Value));
         string entry = Regex.Match(ptx, @"\.entry\s+(\S+?)\s*\(").Groups[1].Value;
+        // SI_PTX_DUMP=<folder> keeps the PTX for reading (e.g. with ptxas -v for registers per thread).
+        if (Environment.GetEnvironmentVariable("SI_PTX_DUMP") is { Length: > 0 } dump)
+        {
+            Directory.CreateDirectory(dump);
+            File.WriteAllText(Path.Combine(dump, string.Concat(kernel.Split(Path.GetInvalidFileNameChars())) + ".ptx"), ptx);
+        }
         output.WriteLine($"{kernel}: entry {entry}, {ptx.Length / 1024} KB of PTX, {local} bytes of local memory");
     }
 
@@ -85,13 +112,14 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
         public PtxCompiler() =>
             _backend = new PTXBackend(_context, new CudaCapabilityContext(CudaArchitecture.SM_80), CudaArchitecture.SM_80, CudaInstructionSet.ISA_80, null);
 
-        public string Compile(MethodInfo kernel, bool explicitlyGrouped)
+        public string Compile(MethodInfo kernel, bool explicitlyGrouped) => CompileKernel(kernel, explicitlyGrouped).PTXAssembly;
+
+        public PTXCompiledKernel CompileKernel(MethodInfo kernel, bool explicitlyGrouped)
         {
             var entry = explicitlyGrouped
                 ? EntryPointDescription.FromExplicitlyGroupedKernel(kernel)
                 : EntryPointDescription.FromImplicitlyGroupedKernel(kernel);
-            var compiled = (PTXCompiledKernel)_backend.Compile(entry, default(KernelSpecialization));
-            return compiled.PTXAssembly;
+            return (PTXCompiledKernel)_backend.Compile(entry, default(KernelSpecialization));
         }
 
         public void Dispose()

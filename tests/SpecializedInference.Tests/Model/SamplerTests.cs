@@ -14,6 +14,33 @@ public sealed class SamplerTests
     }
 
     [Fact]
+    public void ArgMaxAgreesWithTheScalarLoopOnTiesNansAndInfinities()
+    {
+        int seed = Random.Shared.Next();
+        var rng = new Random(seed);
+        float[] special = [float.NaN, float.NegativeInfinity, float.PositiveInfinity, 0f, -0f, 3f];
+        for (int trial = 0; trial < 2000; trial++)
+        {
+            int n = 1 + rng.Next(trial < 1000 ? 40 : 300);
+            // Few distinct values, so ties are common; some trials all NaN or all -inf.
+            var logits = Enumerable.Range(0, n).Select(_ => rng.Next(4) == 0 ? special[rng.Next(special.Length)] : rng.Next(5) - 2f).ToArray();
+            if (trial % 97 == 0) Array.Fill(logits, float.NaN);
+            if (trial % 89 == 0) Array.Fill(logits, float.NegativeInfinity);
+            Assert.True(ScalarArgMax(logits) == Sampler.ArgMax(logits), $"seed {seed}, trial {trial}: [{string.Join(", ", logits)}]");
+        }
+    }
+
+    /// <summary>Index of the largest logit, first on ties, a NaN never kept once something follows it.</summary>
+    private static int ScalarArgMax(float[] logits)
+    {
+        int best = 0;
+        for (int i = 1; i < logits.Length; i++)
+            if (logits[i] > logits[best] || float.IsNaN(logits[best]))
+                best = i;
+        return best;
+    }
+
+    [Fact]
     public void SameSeedSameTokensDifferentSeedDifferentStream()
     {
         var options = new SamplingOptions(Temperature: 1.5f, Seed: 42);
