@@ -42,11 +42,12 @@ public sealed record RegisterLimits(int Decode = 0, int Prefill = 0)
     public static RegisterLimits None { get; } = new();
 
     /// <summary>
-    /// What generated sets use unless told otherwise. Decode keeps 128 registers of K/V rows in flight per thread
-    /// (its one memory round trip), so it gets 168: three 128-thread groups per SM instead of two. Prefill needs about
-    /// 100 (O, S and the next tile's K/V): 128 fits four groups, as many as its 38 KB of shared memory allows at head_dim 128.
+    /// What generated sets use unless told otherwise: no cap. On the H200 (2026-11-26, run 5) decode at 168 and prefill
+    /// at 128 registers fit three and four groups per SM instead of two, but spilled: decode 5–45% slower, prefill
+    /// 1.5–2.5× slower (ncu: the capped prefill's DRAM traffic was mostly local memory). A cap that pays needs kernels
+    /// that hold fewer values, not a tighter limit on these.
     /// </summary>
-    public static RegisterLimits Generated { get; } = new(Decode: 168, Prefill: 128);
+    public static RegisterLimits Generated { get; } = None;
 
     /// <summary>Parses <c>decode=168,prefill=128</c> (either part may be left out; 0 means uncapped).</summary>
     public static RegisterLimits Parse(string text)

@@ -29,10 +29,9 @@ public class RegisterLimitsTests
     }
 
     [Fact]
-    public void GeneratedSetsAreCappedWhereTheGenericBaselineIsNot()
+    public void OptionsDefaultToTheGeneratedSetsLimits()
     {
-        Assert.InRange(RegisterLimits.Generated.Decode, 16, 255);
-        Assert.InRange(RegisterLimits.Generated.Prefill, 16, 255);
         Assert.Null(new AttentionOptions().MaxRegisters);
+        Assert.Equal(RegisterLimits.None, RegisterLimits.Generated); // measured: the caps tried spilled (see Generated)
     }
 }
