@@ -43,8 +43,8 @@ public sealed record RegisterLimits(int Decode = 0, int Prefill = 0)
 
     /// <summary>
     /// What generated sets use unless told otherwise: no cap. On the H200 (2026-11-26, run 5) decode at 168 and prefill
-    /// at 128 registers fit three and four groups per SM instead of two, but spilled: decode 5–45% slower, prefill
-    /// 1.5–2.5× slower (ncu: the capped prefill's DRAM traffic was mostly local memory). A cap that pays needs kernels
+    /// at 128 registers fit three and four groups per SM instead of two, but spilled: decode 5–50% slower, prefill
+    /// 1.5–2.6× slower (ncu: the capped prefill's DRAM traffic was mostly local memory). A cap that pays needs kernels
     /// that hold fewer values, not a tighter limit on these.
     /// </summary>
     public static RegisterLimits Generated { get; } = None;
