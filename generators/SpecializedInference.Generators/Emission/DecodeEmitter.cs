@@ -175,8 +175,10 @@ internal static class DecodeEmitter
                         for (int u = u0; u < U && u < u0 + KeyLoadsInFlight; u++)
                         {
                             w.Line($"var kc{u} = default(TCodec).Decode8(kr{u});");
+                            // The shared Q rows go in as values: one 16-byte shared load each (sQ[i].Dot(...) would read
+                            // through a reference, four 4-byte loads and their 64-bit address arithmetic per Float4).
                             for (int h = 0; h < HG; h++)
-                                w.Line($"s{h} += sQ[{Int(h * D4 + 2 * u)}].Dot(kc{u}.Lo) + sQ[{Int(h * D4 + 2 * u + 1)}].Dot(kc{u}.Hi);");
+                                w.Line($"s{h} += kc{u}.Lo.Dot(sQ[{Int(h * D4 + 2 * u)}]) + kc{u}.Hi.Dot(sQ[{Int(h * D4 + 2 * u + 1)}]);");
                         }
                     }
                     bool guard = T * (i + 1) > P;

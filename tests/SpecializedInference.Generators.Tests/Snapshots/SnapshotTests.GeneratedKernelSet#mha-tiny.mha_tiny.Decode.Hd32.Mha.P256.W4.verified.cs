@@ -99,13 +99,13 @@ public static partial class mha_tiny
             int vk7 = k0 + (slot + 224 < numKeys ? slot + 224 : numKeys - 1);
             vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk7 / 16 - firstBlock] * 4 + kvHead) * 16 + vk7 % 16) * 32 + unit * 8);
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
+            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
+            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
             var kc2 = default(TCodec).Decode8(kr2);
-            s0 += sQ[4].Dot(kc2.Lo) + sQ[5].Dot(kc2.Hi);
+            s0 += kc2.Lo.Dot(sQ[4]) + kc2.Hi.Dot(sQ[5]);
             var kc3 = default(TCodec).Decode8(kr3);
-            s0 += sQ[6].Dot(kc3.Lo) + sQ[7].Dot(kc3.Hi);
+            s0 += kc3.Lo.Dot(sQ[6]) + kc3.Hi.Dot(sQ[7]);
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         {
@@ -119,13 +119,13 @@ public static partial class mha_tiny
             var kr2 = default(TCodec).LoadRaw8(keyCache, row + 16);
             var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
+            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
+            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
             var kc2 = default(TCodec).Decode8(kr2);
-            s0 += sQ[4].Dot(kc2.Lo) + sQ[5].Dot(kc2.Hi);
+            s0 += kc2.Lo.Dot(sQ[4]) + kc2.Hi.Dot(sQ[5]);
             var kc3 = default(TCodec).Decode8(kr3);
-            s0 += sQ[6].Dot(kc3.Lo) + sQ[7].Dot(kc3.Hi);
+            s0 += kc3.Lo.Dot(sQ[6]) + kc3.Hi.Dot(sQ[7]);
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         Group.Barrier();
@@ -502,13 +502,13 @@ public static partial class mha_tiny
             int vk7 = k0 + (slot + 224 < numKeys ? slot + 224 : numKeys - 1);
             vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk7 / 16 - firstBlock] * 4 + kvHead) * 16 + vk7 % 16) * 32 + unit * 8);
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
+            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
+            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
             var kc2 = default(TCodec).Decode8(kr2);
-            s0 += sQ[4].Dot(kc2.Lo) + sQ[5].Dot(kc2.Hi);
+            s0 += kc2.Lo.Dot(sQ[4]) + kc2.Hi.Dot(sQ[5]);
             var kc3 = default(TCodec).Decode8(kr3);
-            s0 += sQ[6].Dot(kc3.Lo) + sQ[7].Dot(kc3.Hi);
+            s0 += kc3.Lo.Dot(sQ[6]) + kc3.Hi.Dot(sQ[7]);
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         {
@@ -522,13 +522,13 @@ public static partial class mha_tiny
             var kr2 = default(TCodec).LoadRaw8(keyCache, row + 16);
             var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
+            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
+            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
             var kc2 = default(TCodec).Decode8(kr2);
-            s0 += sQ[4].Dot(kc2.Lo) + sQ[5].Dot(kc2.Hi);
+            s0 += kc2.Lo.Dot(sQ[4]) + kc2.Hi.Dot(sQ[5]);
             var kc3 = default(TCodec).Decode8(kr3);
-            s0 += sQ[6].Dot(kc3.Lo) + sQ[7].Dot(kc3.Hi);
+            s0 += kc3.Lo.Dot(sQ[6]) + kc3.Hi.Dot(sQ[7]);
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         Group.Barrier();

@@ -91,13 +91,13 @@ public static partial class odd_tiles
             int vk3 = k0 + (slot + 48 < numKeys ? slot + 48 : numKeys - 1);
             vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk3 / 8 - firstBlock] * 2 + kvHead) * 8 + vk3 % 8) * 16 + unit * 8);
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
-            s1 += sQ[4].Dot(kc0.Lo) + sQ[5].Dot(kc0.Hi);
-            s2 += sQ[8].Dot(kc0.Lo) + sQ[9].Dot(kc0.Hi);
+            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
+            s1 += kc0.Lo.Dot(sQ[4]) + kc0.Hi.Dot(sQ[5]);
+            s2 += kc0.Lo.Dot(sQ[8]) + kc0.Hi.Dot(sQ[9]);
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
-            s1 += sQ[6].Dot(kc1.Lo) + sQ[7].Dot(kc1.Hi);
-            s2 += sQ[10].Dot(kc1.Lo) + sQ[11].Dot(kc1.Hi);
+            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
+            s1 += kc1.Lo.Dot(sQ[6]) + kc1.Hi.Dot(sQ[7]);
+            s2 += kc1.Lo.Dot(sQ[10]) + kc1.Hi.Dot(sQ[11]);
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
             sP[64 + j] = valid ? s1 : float.NegativeInfinity;
             sP[128 + j] = valid ? s2 : float.NegativeInfinity;
@@ -113,13 +113,13 @@ public static partial class odd_tiles
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
             var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
-            s1 += sQ[4].Dot(kc0.Lo) + sQ[5].Dot(kc0.Hi);
-            s2 += sQ[8].Dot(kc0.Lo) + sQ[9].Dot(kc0.Hi);
+            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
+            s1 += kc0.Lo.Dot(sQ[4]) + kc0.Hi.Dot(sQ[5]);
+            s2 += kc0.Lo.Dot(sQ[8]) + kc0.Hi.Dot(sQ[9]);
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
-            s1 += sQ[6].Dot(kc1.Lo) + sQ[7].Dot(kc1.Hi);
-            s2 += sQ[10].Dot(kc1.Lo) + sQ[11].Dot(kc1.Hi);
+            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
+            s1 += kc1.Lo.Dot(sQ[6]) + kc1.Hi.Dot(sQ[7]);
+            s2 += kc1.Lo.Dot(sQ[10]) + kc1.Hi.Dot(sQ[11]);
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
             sP[64 + j] = valid ? s1 : float.NegativeInfinity;
             sP[128 + j] = valid ? s2 : float.NegativeInfinity;
@@ -587,9 +587,9 @@ public static partial class odd_tiles
             int vk3 = k0 + (slot + 48 < numKeys ? slot + 48 : numKeys - 1);
             vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk3 / 8 - firstBlock] * 2 + kvHead) * 8 + vk3 % 8) * 16 + unit * 8);
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
+            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
+            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         {
@@ -601,9 +601,9 @@ public static partial class odd_tiles
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
             var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += sQ[0].Dot(kc0.Lo) + sQ[1].Dot(kc0.Hi);
+            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += sQ[2].Dot(kc1.Lo) + sQ[3].Dot(kc1.Hi);
+            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         Group.Barrier();
