@@ -65,14 +65,6 @@ internal sealed record PrefillTiling(
     /// head_dim/4 + 1] Float4 (V in K's buffer when both do not fit) + P [rows, p_stride] f32.</summary>
     public int SharedBytes => Bytes(SharedKv);
 
-    /// <summary>Shared-memory FMAs per 16-byte shared load of the score loop (per head_dim Float4: RowsPerThread Q
-    /// loads and KeysPerThread K loads feed RowsPerThread × KeysPerThread × 4 FMAs).</summary>
-    public double ScoreFmasPerLoad => 4.0 * RowsPerThread * KeysPerThread / (RowsPerThread + KeysPerThread);
-
-    /// <summary>The same for P·V: per 4 keys, RowsPerThread P loads and 4 × ColumnsPerThread V loads feed
-    /// 4 × RowsPerThread × ColumnsPerThread × 4 FMAs.</summary>
-    public double ValueFmasPerLoad => 16.0 * RowsPerThread * ColumnsPerThread / (RowsPerThread + 4 * ColumnsPerThread);
-
     private int Bytes(bool sharedKv)
         => 16 * (QFloat4s + (sharedKv ? Math.Max(KFloat4s, VFloat4s) : KFloat4s + VFloat4s) + PFloat4s) + 16;
 

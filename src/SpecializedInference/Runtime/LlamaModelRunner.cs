@@ -272,7 +272,8 @@ public sealed class LlamaModelRunner : IModelRunner
         }
     }
 
-    /// <summary>What the last step enqueued (launches are the decode step's overhead at batch 1: ~7 µs each on an H200).</summary>
+    /// <summary>What the last step enqueued (at batch 1 the launches set the step's floor: on the H200 each costs the
+    /// host 3.4–5 µs to enqueue and a small kernel ~11 µs on the device; benchmarks/results, runs 4–7).</summary>
     internal StepLaunches LastStepLaunches { get; private set; }
 
     /// <summary>Where the host spent the last step (the benchmarks' decode-step breakdown).</summary>
@@ -405,7 +406,7 @@ public sealed class LlamaModelRunner : IModelRunner
         LastStepLaunches = new StepLaunches(_dense.Launches - denseBefore, attentionCalls);
         // The plan's device buffers are released on return: wait for the kernels that read them.
         _accelerator.Synchronize();
-        LastStepTimes = new StepTimes(tokens, prepared - started, enqueued - prepared, copied - enqueued, Stopwatch.GetTimestamp() - copied);
+        LastStepTimes = new StepTimes(prepared - started, enqueued - prepared, copied - enqueued, Stopwatch.GetTimestamp() - copied);
         return results;
     }
 
@@ -489,4 +490,4 @@ internal readonly record struct StepLaunches(long Dense, int AttentionCalls);
 /// waits for the device to finish what was enqueued), and the rest (row copies, the final synchronize). When
 /// enqueuing takes about the whole step, the step is bound by launch overhead rather than by the device.
 /// </summary>
-internal readonly record struct StepTimes(int Tokens, long Prepare, long Enqueue, long Logits, long Finish);
+internal readonly record struct StepTimes(long Prepare, long Enqueue, long Logits, long Finish);

@@ -37,31 +37,9 @@ public sealed class FusedKernelTests(AcceleratorFixture fixture) : IClassFixture
     }
 
     /// <summary>The weights as the device holds them (f16-rounded for f16), as float64.</summary>
-    private static double[] AsStored(float[] w, WeightDtype dtype) =>
-        dtype == WeightDtype.F16 ? w.Select(v => (double)(float)(Half)v).ToArray() : w.Select(v => (double)v).ToArray();
-
-    /// <summary>Reference: h[t] = x[xRows[t]] / sqrt(mean(x²) + eps) ∘ g; y[t, n] = h[t] · W[n].</summary>
-    private static double[] NormThenProject(float[] x, int[] xRows, float[] g, double[] w, int rows, int cols)
-    {
-        var y = new double[xRows.Length * rows];
-        for (int t = 0; t < xRows.Length; t++)
-        {
-            var xt = x.AsSpan(xRows[t] * cols, cols);
-            double ms = 0;
-            foreach (var v in xt) ms += (double)v * v;
-            double scale = 1 / Math.Sqrt(ms / cols + Eps);
-            var h = new double[cols];
-            for (int k = 0; k < cols; k++) h[k] = xt[k] * scale * g[k];
-            for (int n = 0; n < rows; n++)
-            {
-                double acc = 0;
-                for (int k = 0; k < cols; k++) acc += h[k] * w[n * cols + k];
-                y[t * rows + n] = acc;
-            }
-        }
-
-        return y;
-    }
+    /// <summary>Reference: y[t, n] = RMSNorm(x[xRows[t]]) ∘ g · W[n], W as the device holds it.</summary>
+    private static double[] NormThenProject(float[] x, int[] xRows, float[] g, float[] w, WeightDtype dtype, int rows, int cols)
+        => DenseReference.Linear(DenseReference.AsStored(w, dtype), DenseReference.RmsNorm(x, xRows, g, cols, Eps), null, xRows.Length, rows, cols);
 
     /// <summary>Runs <paramref name="launch"/> and returns how many kernels it enqueued.</summary>
     private static long Launches(DenseKernels kernels, Action launch)
@@ -115,7 +93,7 @@ public sealed class FusedKernelTests(AcceleratorFixture fixture) : IClassFixture
             }
 
         // Reference: qkv = norm(x) · Wᵀ, then HF's q * cos + rotate_half(q) * sin per q and k head; v as is.
-        var qkv = NormThenProject(x, xRows, g, AsStored(w, dtype), rows, hidden);
+        var qkv = NormThenProject(x, xRows, g, w, dtype, rows, hidden);
         var eq = new double[tokens * heads * headDim];
         var ek = new double[tokens * kvHeads * headDim];
         var ev = new double[tokens * kvHeads * headDim];
@@ -183,7 +161,7 @@ public sealed class FusedKernelTests(AcceleratorFixture fixture) : IClassFixture
         var xRows = Enumerable.Range(0, tokens).ToArray();
 
         // Reference: gate | up = norm(x) · Wᵀ; a = silu(gate) · up.
-        var gu = NormThenProject(x, xRows, g, AsStored(w, dtype), 2 * intermediate, hidden);
+        var gu = NormThenProject(x, xRows, g, w, dtype, 2 * intermediate, hidden);
         var expected = new double[tokens * intermediate];
         for (int t = 0; t < tokens; t++)
             for (int j = 0; j < intermediate; j++)
@@ -226,7 +204,7 @@ public sealed class FusedKernelTests(AcceleratorFixture fixture) : IClassFixture
         var w = Random(rng, vocab * hidden);
         var x = Random(rng, inputs * hidden, 3f);
         var g = Random(rng, hidden);
-        var expected = NormThenProject(x, xRows, g, AsStored(w, dtype), vocab, hidden);
+        var expected = NormThenProject(x, xRows, g, w, dtype, vocab, hidden);
 
         var kernels = new DenseKernels(Acc, schedule);
         using var matrix = WeightUpload.Matrix(Acc, w, vocab, hidden, dtype);

@@ -352,19 +352,19 @@ public static class DenseKernelBodies
 
     // ---------------------------------------------------------------- MLP activation
 
-    /// <summary>a[t, j] = silu(gate[t, j]) · up[t, j], silu(g) = g / (1 + e^−g).</summary>
+    /// <summary>a[t, j] = silu(gate[t, j]) · up[t, j], written by <see cref="SwiGluOutput.Write"/> (the fused epilogue's own).</summary>
     /// <param name="gateUp">[tokens, 2 * intermediate] f32: gate | up per token</param>
-    /// <param name="a">[tokens, intermediate] f32</param>
-    public static void SwiGlu(Index1D thread, ArrayView<float> gateUp, ArrayView<float> a, int tokens, int intermediate, int stride)
+    /// <param name="output">a: [tokens, intermediate] f32</param>
+    public static void SwiGlu(Index1D thread, ArrayView<float> gateUp, SwiGluOutput output, int tokens, int stride)
     {
+        int intermediate = output.Intermediate;
         long total = (long)tokens * intermediate;
         for (long item = thread; item < total; item += stride)
         {
-            long t = item / intermediate;
-            long j = item % intermediate;
-            float g = gateUp[t * 2 * intermediate + j];
-            float u = gateUp[t * 2 * intermediate + intermediate + j];
-            a[item] = g / (1f + XMath.Exp(-g)) * u;
+            int t = (int)(item / intermediate);
+            int j = (int)(item % intermediate);
+            long gate = (long)t * 2 * intermediate + j;
+            output.Write(j, t, gateUp[gate], gateUp[gate + intermediate]);
         }
     }
 

@@ -98,7 +98,7 @@ public sealed class DenseKernels
 
     public Accelerator Accelerator => _accelerator;
 
-    /// <summary>Kernels enqueued so far (each launch costs ~7 µs of GPU time at batch 1: the runner counts them per step).</summary>
+    /// <summary>Kernels enqueued so far (the runner counts them per step: at batch 1 each launch, not the weights, can set the pace).</summary>
     internal long Launches => _launches;
 
     /// <summary>
@@ -292,12 +292,13 @@ public sealed class DenseKernels
     }
 
     /// <summary>a = silu(gate) · up.</summary>
-    public void SwiGlu(ArrayView<float> gateUp, ArrayView<float> a, int tokens, int intermediate)
+    /// <param name="gateUp">[tokens, 2 * intermediate] f32: gate | up per token</param>
+    public void SwiGlu(ArrayView<float> gateUp, SwiGluOutput output, int tokens)
     {
-        var kernel = Get("swiglu", typeof(float), null, () => _accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int, int>(
+        var kernel = Get("swiglu", typeof(float), null, () => _accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, SwiGluOutput, int, int>(
             DenseKernelBodies.SwiGlu));
-        int threads = Threads((long)tokens * intermediate);
-        kernel(threads, gateUp, a, tokens, intermediate, threads);
+        int threads = Threads((long)tokens * output.Intermediate);
+        kernel(threads, gateUp, output, tokens, threads);
     }
     // ---------------------------------------------------------------- norm → projection → element-wise, fused for few tokens
 
@@ -354,7 +355,7 @@ public sealed class DenseKernels
 
         RmsNorm(x, xRows, tokens, g, eps, h, wGateUp.Cols);
         Linear(h, tokens, wGateUp, gateUp, accumulate: false);
-        SwiGlu(gateUp, output.A, tokens, output.Intermediate);
+        SwiGlu(gateUp, output, tokens);
     }
 
     /// <summary>

@@ -75,8 +75,8 @@ public static class FusedKernelBodies
             long xv = (long)c * vecsPerChunk;
             // The chunk's weights times the norm weight, once for all tokens: w·(g∘x) = (w∘g)·x.
             var gc = Load(g, xv, vecsPerChunk);
-            var wa = Scale(default(TW).Widen(w[rowA + c]), gc, vecsPerChunk);
-            var wb = Scale(default(TW).Widen(w[rowB + c]), gc, vecsPerChunk);
+            var wa = Scale(WeightChunks.Widen<TW>(w[rowA + c]), gc, vecsPerChunk);
+            var wb = Scale(WeightChunks.Widen<TW>(w[rowB + c]), gc, vecsPerChunk);
 
             var v = Load(x, x0 + xv, vecsPerChunk);
             a0 += Dot(wa, v, vecsPerChunk);

@@ -55,14 +55,20 @@ public interface IWeightFormat
     /// <summary>Writes the chunk's weights as f32 to <c>output[index + j * stride]</c>.</summary>
     void Unpack(Bits128 w, ArrayView<float> output, long index, int stride);
 
-    /// <summary>The chunk's weights as f32 registers (the first <see cref="ElementsPerChunk"/> of the 8).</summary>
-    Vec8 Widen(Bits128 w);
-
     /// <summary>Quads (groups of 4 weights, one <see cref="Vec4"/> of activations) per chunk: 1 (f32) or 2 (f16).</summary>
     int QuadsPerChunk { get; }
 
     /// <summary>Weights <c>4q .. 4q+3</c> of the chunk as f32 (call with a constant q, so it folds).</summary>
     Vec4 Quad(Bits128 w, int q);
+}
+
+/// <summary>What every weight format gives through its quads.</summary>
+public static class WeightChunks
+{
+    /// <summary>The chunk's weights as f32 registers: its quads (the first <see cref="IWeightFormat.ElementsPerChunk"/> of the 8).</summary>
+    public static Vec8 Widen<TW>(Bits128 w)
+        where TW : struct, IWeightFormat
+        => new(default(TW).Quad(w, 0), default(TW).QuadsPerChunk == 2 ? default(TW).Quad(w, 1) : default);
 }
 
 /// <summary>f32 weights: 4 per chunk.</summary>
@@ -83,9 +89,6 @@ public struct F32Weights : IWeightFormat
         output[index + 2 * stride] = Interop.IntAsFloat(w.Z);
         output[index + 3 * stride] = Interop.IntAsFloat(w.W);
     }
-
-    public readonly Vec8 Widen(Bits128 w) =>
-        new(new Vec4(Interop.IntAsFloat(w.X), Interop.IntAsFloat(w.Y), Interop.IntAsFloat(w.Z), Interop.IntAsFloat(w.W)), default);
 
     public readonly int QuadsPerChunk => 1;
 
@@ -121,9 +124,6 @@ public struct F16Weights : IWeightFormat
         output[index + 6 * stride] = Low(w.W);
         output[index + 7 * stride] = High(w.W);
     }
-
-    public readonly Vec8 Widen(Bits128 w) =>
-        new(new Vec4(Low(w.X), High(w.X), Low(w.Y), High(w.Y)), new Vec4(Low(w.Z), High(w.Z), Low(w.W), High(w.W)));
 
     public readonly int QuadsPerChunk => 2;
 
