@@ -57,8 +57,9 @@ public static partial class RegisterLimitedKernels
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             // A cap is a speed setting: a driver or ILGPU that refuses it costs speed, never the run. Said, not silent.
-            Failures.Add($"{kernel.Method.Name}: loaded uncapped, the cap of {maxRegisters} registers failed: {e.GetType().Name}: {e.Message}");
-            Console.Error.WriteLine($"notice: {Failures.Last()}");
+            string failure = $"{kernel.Method.Name}: loaded uncapped, the cap of {maxRegisters} registers failed: {e.GetType().Name}: {e.Message}";
+            Failures.Add(failure);
+            Console.Error.WriteLine($"notice: {failure}");
             return accelerator.LoadStreamKernel(kernel);
         }
         var stream = accelerator.DefaultStream;
