@@ -20,9 +20,9 @@ internal static class DecodeEmitter
     public const int KeyLoadsInFlight = 16;
 
     /// <summary>32-bit registers of raw K/V data a decode thread holds in flight: a K batch plus the prefetched
-    /// V rows. With the accumulators and addresses a thread stays well under ptxas's 255 (no spills) and a 128-thread
-    /// group under ~170, three groups per SM: plenty of bytes in flight (each group has its whole partition's K and
-    /// V outstanding at once).</summary>
+    /// V rows, so each group has its whole partition's K and V outstanding at once. With the step boundaries that
+    /// keep the unrolled steps in order (<see cref="StepBoundary"/>), ptxas gives the Llama3_8B decode 176 registers
+    /// and no spills for sm_90 (<c>benchmarks/ptx/resources.sh</c>); 168 would fit three 128-thread groups per SM.</summary>
     public const int LoadRegisterBudget = 128;
 
     /// <summary>Keys of the partition one P·V thread accumulates: partition / key_slots, rounded up.</summary>
@@ -57,6 +57,9 @@ internal static class DecodeEmitter
     /// <summary>Element offset of <paramref name="key"/>'s row [block, kv_head, slot, :], the block from shared memory.</summary>
     private static string Row(AttentionLayout L, string key)
         => $"(((long)sBlock[{key} / {Int(L.BlockSize)} - firstBlock] * {Int(L.KvHeads)} + kvHead) * {Int(L.BlockSize)} + {key} % {Int(L.BlockSize)}) * {Int(L.HeadDim)}";
+
+    /// <summary>Key slots' partial outputs summed per step of the final reduction.</summary>
+    private const int SlotsPerSum = 8;
 
     public static string HintName(KernelSetSpec spec)
         => $"{spec.Name}.Decode.Hd{spec.Model.HeadDim}.{AttentionLayout.HeadTag(spec.Model)}.P{spec.Engine.Tiles.DecodePartitionSize}.W{spec.Engine.Tiles.Warps}.g.cs";
@@ -172,13 +175,16 @@ internal static class DecodeEmitter
                             w.Line($"// round trip (K and V in flight together) instead of two (V only after the softmax).");
                             EmitValueLoads(w, L, 0, VP, declare: false);
                         }
+                        var issued = Enumerable.Range(u0, Math.Min(KeyLoadsInFlight, U - u0)).Select(u => $"kr{u}");
+                        w.Line(StepBoundary.Chunks("sQ", i == 0 && u0 == 0 ? issued.Concat(Enumerable.Range(0, VP).Select(r => $"vr{r}")) : issued));
                         for (int u = u0; u < U && u < u0 + KeyLoadsInFlight; u++)
                         {
                             w.Line($"var kc{u} = default(TCodec).Decode8(kr{u});");
                             // The shared Q rows go in as values: one 16-byte shared load each (sQ[i].Dot(...) would read
                             // through a reference, four 4-byte loads and their 64-bit address arithmetic per Float4).
                             for (int h = 0; h < HG; h++)
-                                w.Line($"s{h} += kc{u}.Lo.Dot(sQ[{Int(h * D4 + 2 * u)}]) + kc{u}.Hi.Dot(sQ[{Int(h * D4 + 2 * u + 1)}]);");
+                                w.Line($"s{h} = kc{u}.Hi.DotAdd(sQ[{Int(h * D4 + 2 * u + 1)}], kc{u}.Lo.DotAdd(sQ[{Int(h * D4 + 2 * u)}], s{h}));");
+                            w.Line(StepBoundary.Floats("sQ", Enumerable.Range(0, HG).Select(h => $"s{h}")));
                         }
                     }
                     bool guard = T * (i + 1) > P;
@@ -222,6 +228,7 @@ internal static class DecodeEmitter
             w.Line("// the context have probability exactly 0 (their V row is the last valid one, so the product is 0 too).");
             bool slotGuard = T % U != 0;
             if (slotGuard) w.Open($"if (slot < {Int(KS)})");
+            w.Line("var sPSlot = sP.SubView(slot);   // this slot's probabilities, indexed with constants (folded into the loads)");
             for (int h = 0; h < HG; h++)
             {
                 w.Line($"var lo{h} = default(Float4);");
@@ -239,6 +246,7 @@ internal static class DecodeEmitter
                 {
                     w.Line($"// V of keys {batches[b + 1].From}..{batches[b + 1].To - 1} in flight while keys {batches[b].From}..{batches[b].To - 1} are accumulated.");
                     EmitValueLoads(w, L, batches[b + 1].From, batches[b + 1].To, declare: true);
+                    w.Line(StepBoundary.Chunks("sQ", Enumerable.Range(batches[b + 1].From, batches[b + 1].To - batches[b + 1].From).Select(r => $"vr{r}")));
                 }
                 for (int r = batches[b].From; r < batches[b].To; r++)
                 {
@@ -246,11 +254,12 @@ internal static class DecodeEmitter
                     bool pastPartition = r * KS + KS - 1 >= P;     // some slots' key r lies past the partition
                     for (int h = 0; h < HG; h++)
                     {
-                        string sp = $"sP[{Int(h * P + r * KS)} + slot]";
+                        string sp = $"sPSlot[{Int(h * P + r * KS)}]";
                         w.Line($"float p{r}h{h} = {(pastPartition ? $"slot < {Int(P - r * KS)} ? {sp} : 0f" : sp)};");
                         w.Line($"lo{h} = lo{h}.Fma(v{r}.Lo, p{r}h{h});");
                         w.Line($"hi{h} = hi{h}.Fma(v{r}.Hi, p{r}h{h});");
                     }
+                    w.Line(StepBoundary.Float4s("sQ", Enumerable.Range(0, HG).SelectMany(h => new[] { $"lo{h}", $"hi{h}" })));
                 }
             }
             for (int h = 0; h < HG; h++)
@@ -272,7 +281,15 @@ internal static class DecodeEmitter
                     if (guard) w.Open($"if (f < {Int(HG * D4)})");
                     w.Line($"int h = f / {Int(D4)};");
                     w.Line($"int c = f % {Int(D4)};");
-                    w.Line($"var acc = {PrefillEmitter.Tree(Enumerable.Range(0, KS).Select(k => $"sRed[{Int(k * HG * D4)} + f]").ToList(), (a, b) => $"({a} + {b})")};");
+                    // A balanced sum per SlotsPerSum slots, each kept in its own step: otherwise ptxas issues every
+                    // slot's shared load at once (64 Float4s at head_dim 16).
+                    for (int k = 0; k < KS; k += SlotsPerSum)
+                    {
+                        var slots = Enumerable.Range(k, Math.Min(SlotsPerSum, KS - k)).Select(s => $"sRed[{Int(s * HG * D4)} + f]").ToList();
+                        string sum = PrefillEmitter.Tree(slots, (a, b) => $"({a} + {b})");
+                        w.Line(k == 0 ? $"var acc = {sum};" : $"acc = acc + {sum};");
+                        if (k + SlotsPerSum < KS) w.Line(StepBoundary.Float4s("sQ", new[] { "acc" }));
+                    }
                     w.Line("float sum = sSum[h];");
                     w.Line("acc = acc * (1f / sum);");
                     w.Line("int head = firstHead + h;");

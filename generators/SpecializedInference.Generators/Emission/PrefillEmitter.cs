@@ -135,6 +135,12 @@ internal static class PrefillEmitter
             }
             w.Line($"int pAt = rg * {Int(PS)} + kl;  // this thread's first probability in sP");
             w.Line($"int pAt4 = rg * {Int(PS / 4)};       // its rows' first Float4 in sP4");
+            w.Line("// This thread's first element of each tile: the unrolled loads index them with constants, which ptxas folds into");
+            w.Line("// the load's address (the per-load index arithmetic was a third of the instructions).");
+            w.Line("var sQRows = sQ.SubView(rg);");
+            w.Line("var sKKeys = sK.SubView(kl);");
+            w.Line("var sVColumns = sV.SubView(kl);");
+            w.Line("var sP4Rows = sP4.SubView(pAt4);");
             w.Line();
 
             int total = BC * P.Units;
@@ -209,9 +215,10 @@ internal static class PrefillEmitter
                 for (int c = 0; c < D4; c++)
                 {
                     w.Line($"// head_dim {4 * c}..{4 * c + 3}");
-                    w.Line(Join(rows, i => $"q{i} = sQ[{Plus("rg", c * BR + RG * i)}];"));
-                    w.Line(Join(keys, k => $"k{k} = sK[{Plus("kl", c * BC + TC * k)}];"));
+                    w.Line(Join(rows, i => $"q{i} = sQRows[{Int(c * BR + RG * i)}];"));
+                    w.Line(Join(keys, k => $"k{k} = sKKeys[{Int(c * BC + TC * k)}];"));
                     foreach (int i in rows) w.Line(Join(keys, k => $"s{i}_{k} = q{i}.DotAdd(k{k}, s{i}_{k});"));
+                    w.Line(StepBoundary.Floats("sP4", rows.SelectMany(i => keys.Select(k => $"s{i}_{k}"))));
                 }
                 w.Line();
 
@@ -268,13 +275,14 @@ internal static class PrefillEmitter
                 w.Line($"Float4 {Join(rows, i => $"p{i}", ", ")}, {Join(cols, c => $"v{c}", ", ")};");
                 for (int jq = 0; jq < BC / 4; jq++)
                 {
-                    w.Line(Join(rows, i => $"p{i} = sP4[{Plus("pAt4", jq + i * RG * PS / 4)}];") + $" // keys {4 * jq}..{4 * jq + 3}");
+                    w.Line(Join(rows, i => $"p{i} = sP4Rows[{Int(jq + i * RG * PS / 4)}];") + $" // keys {4 * jq}..{4 * jq + 3}");
                     for (int jj = 0; jj < 4; jj++)
                     {
                         int key = 4 * jq + jj;
-                        w.Line(Join(cols, c => $"v{c} = sV[{Plus("kl", key * VS + TC * c)}];"));
+                        w.Line(Join(cols, c => $"v{c} = sVColumns[{Int(key * VS + TC * c)}];"));
                         foreach (int i in rows) w.Line(Join(cols, c => $"o{i}_{c} = o{i}_{c}.Fma(v{c}, p{i}.{"XYZW"[jj]});"));
                     }
+                    w.Line(StepBoundary.Float4s("sP4", rows.SelectMany(i => cols.Select(c => $"o{i}_{c}"))));
                 }
             }
             w.Line();

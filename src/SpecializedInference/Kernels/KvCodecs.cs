@@ -35,8 +35,10 @@ public struct Float4
 
     public float Dot(Float4 b) => X * b.X + Y * b.Y + Z * b.Z + W * b.W;
 
-    /// <summary>acc + this·b as a chain of four multiply-adds (four FMAs, no separate product sum).</summary>
-    public float DotAdd(Float4 b, float acc) => W * b.W + (Z * b.Z + (Y * b.Y + (X * b.X + acc)));
+    /// <summary>acc + this·b as a chain of four multiply-adds (four FMAs, no separate product sum). Written
+    /// left to right from acc: ILGPU reassociated the nested form so that acc was added last, after the products
+    /// of every step had been kept live.</summary>
+    public float DotAdd(Float4 b, float acc) => acc + X * b.X + Y * b.Y + Z * b.Z + W * b.W;
 }
 
 /// <summary>Eight consecutive head_dim elements: the unit of K/V traffic (one f16 chunk or two f32 chunks).</summary>

@@ -101,26 +101,31 @@ public static partial class docstrings_bf16
             vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk6 / 16 - firstBlock] * 2 + kvHead) * 16 + vk6 % 16) * 32 + unit * 8);
             int vk7 = k0 + (slot + 224 < numKeys ? slot + 224 : numKeys - 1);
             vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk7 / 16 - firstBlock] * 2 + kvHead) * 16 + vk7 % 16) * 32 + unit * 8);
+            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[8] = vr0.A; keep[9] = vr0.B; keep[10] = vr1.A; keep[11] = vr1.B; keep[12] = vr2.A; keep[13] = vr2.B; keep[14] = vr3.A; keep[15] = vr3.B; keep[16] = vr4.A; keep[17] = vr4.B; keep[18] = vr5.A; keep[19] = vr5.B; keep[20] = vr6.A; keep[21] = vr6.B; keep[22] = vr7.A; keep[23] = vr7.B; } // step boundary (never taken): the loads above stay in flight together
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
-            s1 += kc0.Lo.Dot(sQ[8]) + kc0.Hi.Dot(sQ[9]);
-            s2 += kc0.Lo.Dot(sQ[16]) + kc0.Hi.Dot(sQ[17]);
-            s3 += kc0.Lo.Dot(sQ[24]) + kc0.Hi.Dot(sQ[25]);
+            s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
+            s1 = kc0.Hi.DotAdd(sQ[9], kc0.Lo.DotAdd(sQ[8], s1));
+            s2 = kc0.Hi.DotAdd(sQ[17], kc0.Lo.DotAdd(sQ[16], s2));
+            s3 = kc0.Hi.DotAdd(sQ[25], kc0.Lo.DotAdd(sQ[24], s3));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
-            s1 += kc1.Lo.Dot(sQ[10]) + kc1.Hi.Dot(sQ[11]);
-            s2 += kc1.Lo.Dot(sQ[18]) + kc1.Hi.Dot(sQ[19]);
-            s3 += kc1.Lo.Dot(sQ[26]) + kc1.Hi.Dot(sQ[27]);
+            s0 = kc1.Hi.DotAdd(sQ[3], kc1.Lo.DotAdd(sQ[2], s0));
+            s1 = kc1.Hi.DotAdd(sQ[11], kc1.Lo.DotAdd(sQ[10], s1));
+            s2 = kc1.Hi.DotAdd(sQ[19], kc1.Lo.DotAdd(sQ[18], s2));
+            s3 = kc1.Hi.DotAdd(sQ[27], kc1.Lo.DotAdd(sQ[26], s3));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
             var kc2 = default(TCodec).Decode8(kr2);
-            s0 += kc2.Lo.Dot(sQ[4]) + kc2.Hi.Dot(sQ[5]);
-            s1 += kc2.Lo.Dot(sQ[12]) + kc2.Hi.Dot(sQ[13]);
-            s2 += kc2.Lo.Dot(sQ[20]) + kc2.Hi.Dot(sQ[21]);
-            s3 += kc2.Lo.Dot(sQ[28]) + kc2.Hi.Dot(sQ[29]);
+            s0 = kc2.Hi.DotAdd(sQ[5], kc2.Lo.DotAdd(sQ[4], s0));
+            s1 = kc2.Hi.DotAdd(sQ[13], kc2.Lo.DotAdd(sQ[12], s1));
+            s2 = kc2.Hi.DotAdd(sQ[21], kc2.Lo.DotAdd(sQ[20], s2));
+            s3 = kc2.Hi.DotAdd(sQ[29], kc2.Lo.DotAdd(sQ[28], s3));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
             var kc3 = default(TCodec).Decode8(kr3);
-            s0 += kc3.Lo.Dot(sQ[6]) + kc3.Hi.Dot(sQ[7]);
-            s1 += kc3.Lo.Dot(sQ[14]) + kc3.Hi.Dot(sQ[15]);
-            s2 += kc3.Lo.Dot(sQ[22]) + kc3.Hi.Dot(sQ[23]);
-            s3 += kc3.Lo.Dot(sQ[30]) + kc3.Hi.Dot(sQ[31]);
+            s0 = kc3.Hi.DotAdd(sQ[7], kc3.Lo.DotAdd(sQ[6], s0));
+            s1 = kc3.Hi.DotAdd(sQ[15], kc3.Lo.DotAdd(sQ[14], s1));
+            s2 = kc3.Hi.DotAdd(sQ[23], kc3.Lo.DotAdd(sQ[22], s2));
+            s3 = kc3.Hi.DotAdd(sQ[31], kc3.Lo.DotAdd(sQ[30], s3));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
             sP[256 + j] = valid ? s1 : float.NegativeInfinity;
             sP[512 + j] = valid ? s2 : float.NegativeInfinity;
@@ -139,26 +144,31 @@ public static partial class docstrings_bf16
             var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
             var kr2 = default(TCodec).LoadRaw8(keyCache, row + 16);
             var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
+            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; } // step boundary (never taken): the loads above stay in flight together
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
-            s1 += kc0.Lo.Dot(sQ[8]) + kc0.Hi.Dot(sQ[9]);
-            s2 += kc0.Lo.Dot(sQ[16]) + kc0.Hi.Dot(sQ[17]);
-            s3 += kc0.Lo.Dot(sQ[24]) + kc0.Hi.Dot(sQ[25]);
+            s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
+            s1 = kc0.Hi.DotAdd(sQ[9], kc0.Lo.DotAdd(sQ[8], s1));
+            s2 = kc0.Hi.DotAdd(sQ[17], kc0.Lo.DotAdd(sQ[16], s2));
+            s3 = kc0.Hi.DotAdd(sQ[25], kc0.Lo.DotAdd(sQ[24], s3));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
-            s1 += kc1.Lo.Dot(sQ[10]) + kc1.Hi.Dot(sQ[11]);
-            s2 += kc1.Lo.Dot(sQ[18]) + kc1.Hi.Dot(sQ[19]);
-            s3 += kc1.Lo.Dot(sQ[26]) + kc1.Hi.Dot(sQ[27]);
+            s0 = kc1.Hi.DotAdd(sQ[3], kc1.Lo.DotAdd(sQ[2], s0));
+            s1 = kc1.Hi.DotAdd(sQ[11], kc1.Lo.DotAdd(sQ[10], s1));
+            s2 = kc1.Hi.DotAdd(sQ[19], kc1.Lo.DotAdd(sQ[18], s2));
+            s3 = kc1.Hi.DotAdd(sQ[27], kc1.Lo.DotAdd(sQ[26], s3));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
             var kc2 = default(TCodec).Decode8(kr2);
-            s0 += kc2.Lo.Dot(sQ[4]) + kc2.Hi.Dot(sQ[5]);
-            s1 += kc2.Lo.Dot(sQ[12]) + kc2.Hi.Dot(sQ[13]);
-            s2 += kc2.Lo.Dot(sQ[20]) + kc2.Hi.Dot(sQ[21]);
-            s3 += kc2.Lo.Dot(sQ[28]) + kc2.Hi.Dot(sQ[29]);
+            s0 = kc2.Hi.DotAdd(sQ[5], kc2.Lo.DotAdd(sQ[4], s0));
+            s1 = kc2.Hi.DotAdd(sQ[13], kc2.Lo.DotAdd(sQ[12], s1));
+            s2 = kc2.Hi.DotAdd(sQ[21], kc2.Lo.DotAdd(sQ[20], s2));
+            s3 = kc2.Hi.DotAdd(sQ[29], kc2.Lo.DotAdd(sQ[28], s3));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
             var kc3 = default(TCodec).Decode8(kr3);
-            s0 += kc3.Lo.Dot(sQ[6]) + kc3.Hi.Dot(sQ[7]);
-            s1 += kc3.Lo.Dot(sQ[14]) + kc3.Hi.Dot(sQ[15]);
-            s2 += kc3.Lo.Dot(sQ[22]) + kc3.Hi.Dot(sQ[23]);
-            s3 += kc3.Lo.Dot(sQ[30]) + kc3.Hi.Dot(sQ[31]);
+            s0 = kc3.Hi.DotAdd(sQ[7], kc3.Lo.DotAdd(sQ[6], s0));
+            s1 = kc3.Hi.DotAdd(sQ[15], kc3.Lo.DotAdd(sQ[14], s1));
+            s2 = kc3.Hi.DotAdd(sQ[23], kc3.Lo.DotAdd(sQ[22], s2));
+            s3 = kc3.Hi.DotAdd(sQ[31], kc3.Lo.DotAdd(sQ[30], s3));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
             sP[256 + j] = valid ? s1 : float.NegativeInfinity;
             sP[512 + j] = valid ? s2 : float.NegativeInfinity;
@@ -349,6 +359,7 @@ public static partial class docstrings_bf16
 
         // P·V: thread = (key slot t / 4, 8-dim unit t % 4); one 16-byte V load serves every head. Keys past
         // the context have probability exactly 0 (their V row is the last valid one, so the product is 0 too).
+        var sPSlot = sP.SubView(slot);   // this slot's probabilities, indexed with constants (folded into the loads)
         var lo0 = default(Float4);
         var hi0 = default(Float4);
         var lo1 = default(Float4);
@@ -358,109 +369,117 @@ public static partial class docstrings_bf16
         var lo3 = default(Float4);
         var hi3 = default(Float4);
         var v0 = default(TCodec).Decode8(vr0);
-        float p0h0 = sP[0 + slot];
+        float p0h0 = sPSlot[0];
         lo0 = lo0.Fma(v0.Lo, p0h0);
         hi0 = hi0.Fma(v0.Hi, p0h0);
-        float p0h1 = sP[256 + slot];
+        float p0h1 = sPSlot[256];
         lo1 = lo1.Fma(v0.Lo, p0h1);
         hi1 = hi1.Fma(v0.Hi, p0h1);
-        float p0h2 = sP[512 + slot];
+        float p0h2 = sPSlot[512];
         lo2 = lo2.Fma(v0.Lo, p0h2);
         hi2 = hi2.Fma(v0.Hi, p0h2);
-        float p0h3 = sP[768 + slot];
+        float p0h3 = sPSlot[768];
         lo3 = lo3.Fma(v0.Lo, p0h3);
         hi3 = hi3.Fma(v0.Hi, p0h3);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
         var v1 = default(TCodec).Decode8(vr1);
-        float p1h0 = sP[32 + slot];
+        float p1h0 = sPSlot[32];
         lo0 = lo0.Fma(v1.Lo, p1h0);
         hi0 = hi0.Fma(v1.Hi, p1h0);
-        float p1h1 = sP[288 + slot];
+        float p1h1 = sPSlot[288];
         lo1 = lo1.Fma(v1.Lo, p1h1);
         hi1 = hi1.Fma(v1.Hi, p1h1);
-        float p1h2 = sP[544 + slot];
+        float p1h2 = sPSlot[544];
         lo2 = lo2.Fma(v1.Lo, p1h2);
         hi2 = hi2.Fma(v1.Hi, p1h2);
-        float p1h3 = sP[800 + slot];
+        float p1h3 = sPSlot[800];
         lo3 = lo3.Fma(v1.Lo, p1h3);
         hi3 = hi3.Fma(v1.Hi, p1h3);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
         var v2 = default(TCodec).Decode8(vr2);
-        float p2h0 = sP[64 + slot];
+        float p2h0 = sPSlot[64];
         lo0 = lo0.Fma(v2.Lo, p2h0);
         hi0 = hi0.Fma(v2.Hi, p2h0);
-        float p2h1 = sP[320 + slot];
+        float p2h1 = sPSlot[320];
         lo1 = lo1.Fma(v2.Lo, p2h1);
         hi1 = hi1.Fma(v2.Hi, p2h1);
-        float p2h2 = sP[576 + slot];
+        float p2h2 = sPSlot[576];
         lo2 = lo2.Fma(v2.Lo, p2h2);
         hi2 = hi2.Fma(v2.Hi, p2h2);
-        float p2h3 = sP[832 + slot];
+        float p2h3 = sPSlot[832];
         lo3 = lo3.Fma(v2.Lo, p2h3);
         hi3 = hi3.Fma(v2.Hi, p2h3);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
         var v3 = default(TCodec).Decode8(vr3);
-        float p3h0 = sP[96 + slot];
+        float p3h0 = sPSlot[96];
         lo0 = lo0.Fma(v3.Lo, p3h0);
         hi0 = hi0.Fma(v3.Hi, p3h0);
-        float p3h1 = sP[352 + slot];
+        float p3h1 = sPSlot[352];
         lo1 = lo1.Fma(v3.Lo, p3h1);
         hi1 = hi1.Fma(v3.Hi, p3h1);
-        float p3h2 = sP[608 + slot];
+        float p3h2 = sPSlot[608];
         lo2 = lo2.Fma(v3.Lo, p3h2);
         hi2 = hi2.Fma(v3.Hi, p3h2);
-        float p3h3 = sP[864 + slot];
+        float p3h3 = sPSlot[864];
         lo3 = lo3.Fma(v3.Lo, p3h3);
         hi3 = hi3.Fma(v3.Hi, p3h3);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
         var v4 = default(TCodec).Decode8(vr4);
-        float p4h0 = sP[128 + slot];
+        float p4h0 = sPSlot[128];
         lo0 = lo0.Fma(v4.Lo, p4h0);
         hi0 = hi0.Fma(v4.Hi, p4h0);
-        float p4h1 = sP[384 + slot];
+        float p4h1 = sPSlot[384];
         lo1 = lo1.Fma(v4.Lo, p4h1);
         hi1 = hi1.Fma(v4.Hi, p4h1);
-        float p4h2 = sP[640 + slot];
+        float p4h2 = sPSlot[640];
         lo2 = lo2.Fma(v4.Lo, p4h2);
         hi2 = hi2.Fma(v4.Hi, p4h2);
-        float p4h3 = sP[896 + slot];
+        float p4h3 = sPSlot[896];
         lo3 = lo3.Fma(v4.Lo, p4h3);
         hi3 = hi3.Fma(v4.Hi, p4h3);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
         var v5 = default(TCodec).Decode8(vr5);
-        float p5h0 = sP[160 + slot];
+        float p5h0 = sPSlot[160];
         lo0 = lo0.Fma(v5.Lo, p5h0);
         hi0 = hi0.Fma(v5.Hi, p5h0);
-        float p5h1 = sP[416 + slot];
+        float p5h1 = sPSlot[416];
         lo1 = lo1.Fma(v5.Lo, p5h1);
         hi1 = hi1.Fma(v5.Hi, p5h1);
-        float p5h2 = sP[672 + slot];
+        float p5h2 = sPSlot[672];
         lo2 = lo2.Fma(v5.Lo, p5h2);
         hi2 = hi2.Fma(v5.Hi, p5h2);
-        float p5h3 = sP[928 + slot];
+        float p5h3 = sPSlot[928];
         lo3 = lo3.Fma(v5.Lo, p5h3);
         hi3 = hi3.Fma(v5.Hi, p5h3);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
         var v6 = default(TCodec).Decode8(vr6);
-        float p6h0 = sP[192 + slot];
+        float p6h0 = sPSlot[192];
         lo0 = lo0.Fma(v6.Lo, p6h0);
         hi0 = hi0.Fma(v6.Hi, p6h0);
-        float p6h1 = sP[448 + slot];
+        float p6h1 = sPSlot[448];
         lo1 = lo1.Fma(v6.Lo, p6h1);
         hi1 = hi1.Fma(v6.Hi, p6h1);
-        float p6h2 = sP[704 + slot];
+        float p6h2 = sPSlot[704];
         lo2 = lo2.Fma(v6.Lo, p6h2);
         hi2 = hi2.Fma(v6.Hi, p6h2);
-        float p6h3 = sP[960 + slot];
+        float p6h3 = sPSlot[960];
         lo3 = lo3.Fma(v6.Lo, p6h3);
         hi3 = hi3.Fma(v6.Hi, p6h3);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
         var v7 = default(TCodec).Decode8(vr7);
-        float p7h0 = sP[224 + slot];
+        float p7h0 = sPSlot[224];
         lo0 = lo0.Fma(v7.Lo, p7h0);
         hi0 = hi0.Fma(v7.Hi, p7h0);
-        float p7h1 = sP[480 + slot];
+        float p7h1 = sPSlot[480];
         lo1 = lo1.Fma(v7.Lo, p7h1);
         hi1 = hi1.Fma(v7.Hi, p7h1);
-        float p7h2 = sP[736 + slot];
+        float p7h2 = sPSlot[736];
         lo2 = lo2.Fma(v7.Lo, p7h2);
         hi2 = hi2.Fma(v7.Hi, p7h2);
-        float p7h3 = sP[992 + slot];
+        float p7h3 = sPSlot[992];
         lo3 = lo3.Fma(v7.Lo, p7h3);
         hi3 = hi3.Fma(v7.Hi, p7h3);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
         sRed[(slot * 4 + 0) * 8 + 2 * unit] = lo0;
         sRed[(slot * 4 + 0) * 8 + 2 * unit + 1] = hi0;
         sRed[(slot * 4 + 1) * 8 + 2 * unit] = lo1;
@@ -478,7 +497,13 @@ public static partial class docstrings_bf16
             {
                 int h = f / 8;
                 int c = f % 8;
-                var acc = (((((sRed[0 + f] + sRed[32 + f]) + (sRed[64 + f] + sRed[96 + f])) + ((sRed[128 + f] + sRed[160 + f]) + (sRed[192 + f] + sRed[224 + f]))) + (((sRed[256 + f] + sRed[288 + f]) + (sRed[320 + f] + sRed[352 + f])) + ((sRed[384 + f] + sRed[416 + f]) + (sRed[448 + f] + sRed[480 + f])))) + ((((sRed[512 + f] + sRed[544 + f]) + (sRed[576 + f] + sRed[608 + f])) + ((sRed[640 + f] + sRed[672 + f]) + (sRed[704 + f] + sRed[736 + f]))) + (((sRed[768 + f] + sRed[800 + f]) + (sRed[832 + f] + sRed[864 + f])) + ((sRed[896 + f] + sRed[928 + f]) + (sRed[960 + f] + sRed[992 + f])))));
+                var acc = (((sRed[0 + f] + sRed[32 + f]) + (sRed[64 + f] + sRed[96 + f])) + ((sRed[128 + f] + sRed[160 + f]) + (sRed[192 + f] + sRed[224 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[256 + f] + sRed[288 + f]) + (sRed[320 + f] + sRed[352 + f])) + ((sRed[384 + f] + sRed[416 + f]) + (sRed[448 + f] + sRed[480 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[512 + f] + sRed[544 + f]) + (sRed[576 + f] + sRed[608 + f])) + ((sRed[640 + f] + sRed[672 + f]) + (sRed[704 + f] + sRed[736 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[768 + f] + sRed[800 + f]) + (sRed[832 + f] + sRed[864 + f])) + ((sRed[896 + f] + sRed[928 + f]) + (sRed[960 + f] + sRed[992 + f])));
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;
@@ -822,14 +847,19 @@ public static partial class docstrings_bf16
             vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk6 / 16 - firstBlock] * 2 + kvHead) * 16 + vk6 % 16) * 32 + unit * 8);
             int vk7 = k0 + (slot + 224 < numKeys ? slot + 224 : numKeys - 1);
             vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk7 / 16 - firstBlock] * 2 + kvHead) * 16 + vk7 % 16) * 32 + unit * 8);
+            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[8] = vr0.A; keep[9] = vr0.B; keep[10] = vr1.A; keep[11] = vr1.B; keep[12] = vr2.A; keep[13] = vr2.B; keep[14] = vr3.A; keep[15] = vr3.B; keep[16] = vr4.A; keep[17] = vr4.B; keep[18] = vr5.A; keep[19] = vr5.B; keep[20] = vr6.A; keep[21] = vr6.B; keep[22] = vr7.A; keep[23] = vr7.B; } // step boundary (never taken): the loads above stay in flight together
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
+            s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
+            s0 = kc1.Hi.DotAdd(sQ[3], kc1.Lo.DotAdd(sQ[2], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc2 = default(TCodec).Decode8(kr2);
-            s0 += kc2.Lo.Dot(sQ[4]) + kc2.Hi.Dot(sQ[5]);
+            s0 = kc2.Hi.DotAdd(sQ[5], kc2.Lo.DotAdd(sQ[4], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc3 = default(TCodec).Decode8(kr3);
-            s0 += kc3.Lo.Dot(sQ[6]) + kc3.Hi.Dot(sQ[7]);
+            s0 = kc3.Hi.DotAdd(sQ[7], kc3.Lo.DotAdd(sQ[6], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         {
@@ -842,14 +872,19 @@ public static partial class docstrings_bf16
             var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
             var kr2 = default(TCodec).LoadRaw8(keyCache, row + 16);
             var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
+            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; } // step boundary (never taken): the loads above stay in flight together
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
+            s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
+            s0 = kc1.Hi.DotAdd(sQ[3], kc1.Lo.DotAdd(sQ[2], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc2 = default(TCodec).Decode8(kr2);
-            s0 += kc2.Lo.Dot(sQ[4]) + kc2.Hi.Dot(sQ[5]);
+            s0 = kc2.Hi.DotAdd(sQ[5], kc2.Lo.DotAdd(sQ[4], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc3 = default(TCodec).Decode8(kr3);
-            s0 += kc3.Lo.Dot(sQ[6]) + kc3.Hi.Dot(sQ[7]);
+            s0 = kc3.Hi.DotAdd(sQ[7], kc3.Lo.DotAdd(sQ[6], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         Group.Barrier();
@@ -905,40 +940,49 @@ public static partial class docstrings_bf16
 
         // P·V: thread = (key slot t / 4, 8-dim unit t % 4); one 16-byte V load serves every head. Keys past
         // the context have probability exactly 0 (their V row is the last valid one, so the product is 0 too).
+        var sPSlot = sP.SubView(slot);   // this slot's probabilities, indexed with constants (folded into the loads)
         var lo0 = default(Float4);
         var hi0 = default(Float4);
         var v0 = default(TCodec).Decode8(vr0);
-        float p0h0 = sP[0 + slot];
+        float p0h0 = sPSlot[0];
         lo0 = lo0.Fma(v0.Lo, p0h0);
         hi0 = hi0.Fma(v0.Hi, p0h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v1 = default(TCodec).Decode8(vr1);
-        float p1h0 = sP[32 + slot];
+        float p1h0 = sPSlot[32];
         lo0 = lo0.Fma(v1.Lo, p1h0);
         hi0 = hi0.Fma(v1.Hi, p1h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v2 = default(TCodec).Decode8(vr2);
-        float p2h0 = sP[64 + slot];
+        float p2h0 = sPSlot[64];
         lo0 = lo0.Fma(v2.Lo, p2h0);
         hi0 = hi0.Fma(v2.Hi, p2h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v3 = default(TCodec).Decode8(vr3);
-        float p3h0 = sP[96 + slot];
+        float p3h0 = sPSlot[96];
         lo0 = lo0.Fma(v3.Lo, p3h0);
         hi0 = hi0.Fma(v3.Hi, p3h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v4 = default(TCodec).Decode8(vr4);
-        float p4h0 = sP[128 + slot];
+        float p4h0 = sPSlot[128];
         lo0 = lo0.Fma(v4.Lo, p4h0);
         hi0 = hi0.Fma(v4.Hi, p4h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v5 = default(TCodec).Decode8(vr5);
-        float p5h0 = sP[160 + slot];
+        float p5h0 = sPSlot[160];
         lo0 = lo0.Fma(v5.Lo, p5h0);
         hi0 = hi0.Fma(v5.Hi, p5h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v6 = default(TCodec).Decode8(vr6);
-        float p6h0 = sP[192 + slot];
+        float p6h0 = sPSlot[192];
         lo0 = lo0.Fma(v6.Lo, p6h0);
         hi0 = hi0.Fma(v6.Hi, p6h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v7 = default(TCodec).Decode8(vr7);
-        float p7h0 = sP[224 + slot];
+        float p7h0 = sPSlot[224];
         lo0 = lo0.Fma(v7.Lo, p7h0);
         hi0 = hi0.Fma(v7.Hi, p7h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         sRed[(slot * 1 + 0) * 8 + 2 * unit] = lo0;
         sRed[(slot * 1 + 0) * 8 + 2 * unit + 1] = hi0;
         Group.Barrier();
@@ -950,7 +994,13 @@ public static partial class docstrings_bf16
             {
                 int h = f / 8;
                 int c = f % 8;
-                var acc = (((((sRed[0 + f] + sRed[8 + f]) + (sRed[16 + f] + sRed[24 + f])) + ((sRed[32 + f] + sRed[40 + f]) + (sRed[48 + f] + sRed[56 + f]))) + (((sRed[64 + f] + sRed[72 + f]) + (sRed[80 + f] + sRed[88 + f])) + ((sRed[96 + f] + sRed[104 + f]) + (sRed[112 + f] + sRed[120 + f])))) + ((((sRed[128 + f] + sRed[136 + f]) + (sRed[144 + f] + sRed[152 + f])) + ((sRed[160 + f] + sRed[168 + f]) + (sRed[176 + f] + sRed[184 + f]))) + (((sRed[192 + f] + sRed[200 + f]) + (sRed[208 + f] + sRed[216 + f])) + ((sRed[224 + f] + sRed[232 + f]) + (sRed[240 + f] + sRed[248 + f])))));
+                var acc = (((sRed[0 + f] + sRed[8 + f]) + (sRed[16 + f] + sRed[24 + f])) + ((sRed[32 + f] + sRed[40 + f]) + (sRed[48 + f] + sRed[56 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[64 + f] + sRed[72 + f]) + (sRed[80 + f] + sRed[88 + f])) + ((sRed[96 + f] + sRed[104 + f]) + (sRed[112 + f] + sRed[120 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[128 + f] + sRed[136 + f]) + (sRed[144 + f] + sRed[152 + f])) + ((sRed[160 + f] + sRed[168 + f]) + (sRed[176 + f] + sRed[184 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[192 + f] + sRed[200 + f]) + (sRed[208 + f] + sRed[216 + f])) + ((sRed[224 + f] + sRed[232 + f]) + (sRed[240 + f] + sRed[248 + f])));
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;

@@ -92,6 +92,12 @@ public static partial class docstrings_bf16
         Float4 o3_0 = default;
         int pAt = rg * 40 + kl;  // this thread's first probability in sP
         int pAt4 = rg * 10;       // its rows' first Float4 in sP4
+        // This thread's first element of each tile: the unrolled loads index them with constants, which ptxas folds into
+        // the load's address (the per-load index arithmetic was a third of the instructions).
+        var sQRows = sQ.SubView(rg);
+        var sKKeys = sK.SubView(kl);
+        var sVColumns = sV.SubView(kl);
+        var sP4Rows = sP4.SubView(pAt4);
 
         // This thread's units of a K/V tile (key j, 8 elements from u * 8), one per step: 4 lanes take consecutive units of a key.
         int j0 = t / 4 % 32, u0 = t / 128 * 4 + t % 4;
@@ -143,61 +149,69 @@ public static partial class docstrings_bf16
             float s3_0 = 0f, s3_1 = 0f, s3_2 = 0f, s3_3 = 0f;
             Float4 q0, q1, q2, q3, k0, k1, k2, k3;
             // head_dim 0..3
-            q0 = sQ[rg]; q1 = sQ[rg + 8]; q2 = sQ[rg + 16]; q3 = sQ[rg + 24];
-            k0 = sK[kl]; k1 = sK[kl + 8]; k2 = sK[kl + 16]; k3 = sK[kl + 24];
+            q0 = sQRows[0]; q1 = sQRows[8]; q2 = sQRows[16]; q3 = sQRows[24];
+            k0 = sKKeys[0]; k1 = sKKeys[8]; k2 = sKKeys[16]; k3 = sKKeys[24];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 4..7
-            q0 = sQ[rg + 32]; q1 = sQ[rg + 40]; q2 = sQ[rg + 48]; q3 = sQ[rg + 56];
-            k0 = sK[kl + 32]; k1 = sK[kl + 40]; k2 = sK[kl + 48]; k3 = sK[kl + 56];
+            q0 = sQRows[32]; q1 = sQRows[40]; q2 = sQRows[48]; q3 = sQRows[56];
+            k0 = sKKeys[32]; k1 = sKKeys[40]; k2 = sKKeys[48]; k3 = sKKeys[56];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 8..11
-            q0 = sQ[rg + 64]; q1 = sQ[rg + 72]; q2 = sQ[rg + 80]; q3 = sQ[rg + 88];
-            k0 = sK[kl + 64]; k1 = sK[kl + 72]; k2 = sK[kl + 80]; k3 = sK[kl + 88];
+            q0 = sQRows[64]; q1 = sQRows[72]; q2 = sQRows[80]; q3 = sQRows[88];
+            k0 = sKKeys[64]; k1 = sKKeys[72]; k2 = sKKeys[80]; k3 = sKKeys[88];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 12..15
-            q0 = sQ[rg + 96]; q1 = sQ[rg + 104]; q2 = sQ[rg + 112]; q3 = sQ[rg + 120];
-            k0 = sK[kl + 96]; k1 = sK[kl + 104]; k2 = sK[kl + 112]; k3 = sK[kl + 120];
+            q0 = sQRows[96]; q1 = sQRows[104]; q2 = sQRows[112]; q3 = sQRows[120];
+            k0 = sKKeys[96]; k1 = sKKeys[104]; k2 = sKKeys[112]; k3 = sKKeys[120];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 16..19
-            q0 = sQ[rg + 128]; q1 = sQ[rg + 136]; q2 = sQ[rg + 144]; q3 = sQ[rg + 152];
-            k0 = sK[kl + 128]; k1 = sK[kl + 136]; k2 = sK[kl + 144]; k3 = sK[kl + 152];
+            q0 = sQRows[128]; q1 = sQRows[136]; q2 = sQRows[144]; q3 = sQRows[152];
+            k0 = sKKeys[128]; k1 = sKKeys[136]; k2 = sKKeys[144]; k3 = sKKeys[152];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 20..23
-            q0 = sQ[rg + 160]; q1 = sQ[rg + 168]; q2 = sQ[rg + 176]; q3 = sQ[rg + 184];
-            k0 = sK[kl + 160]; k1 = sK[kl + 168]; k2 = sK[kl + 176]; k3 = sK[kl + 184];
+            q0 = sQRows[160]; q1 = sQRows[168]; q2 = sQRows[176]; q3 = sQRows[184];
+            k0 = sKKeys[160]; k1 = sKKeys[168]; k2 = sKKeys[176]; k3 = sKKeys[184];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 24..27
-            q0 = sQ[rg + 192]; q1 = sQ[rg + 200]; q2 = sQ[rg + 208]; q3 = sQ[rg + 216];
-            k0 = sK[kl + 192]; k1 = sK[kl + 200]; k2 = sK[kl + 208]; k3 = sK[kl + 216];
+            q0 = sQRows[192]; q1 = sQRows[200]; q2 = sQRows[208]; q3 = sQRows[216];
+            k0 = sKKeys[192]; k1 = sKKeys[200]; k2 = sKKeys[208]; k3 = sKKeys[216];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 28..31
-            q0 = sQ[rg + 224]; q1 = sQ[rg + 232]; q2 = sQ[rg + 240]; q3 = sQ[rg + 248];
-            k0 = sK[kl + 224]; k1 = sK[kl + 232]; k2 = sK[kl + 240]; k3 = sK[kl + 248];
+            q0 = sQRows[224]; q1 = sQRows[232]; q2 = sQRows[240]; q3 = sQRows[248];
+            k0 = sKKeys[224]; k1 = sKKeys[232]; k2 = sKKeys[240]; k3 = sKKeys[248];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
 
             // Causal mask: key firstKey + kl + 8 * j is visible to row i when it is at most last_i.
             int key0 = firstKey + kl;
@@ -296,174 +310,182 @@ public static partial class docstrings_bf16
 
             // O += P·V: per key, this thread's 1 Float4 columns of V times each of its 4 rows' probability (read 4 keys at a time).
             Float4 p0, p1, p2, p3, v0;
-            p0 = sP4[pAt4]; p1 = sP4[pAt4 + 80]; p2 = sP4[pAt4 + 160]; p3 = sP4[pAt4 + 240]; // keys 0..3
-            v0 = sV[kl];
+            p0 = sP4Rows[0]; p1 = sP4Rows[80]; p2 = sP4Rows[160]; p3 = sP4Rows[240]; // keys 0..3
+            v0 = sVColumns[0];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 9];
+            v0 = sVColumns[9];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 18];
+            v0 = sVColumns[18];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 27];
+            v0 = sVColumns[27];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 1]; p1 = sP4[pAt4 + 81]; p2 = sP4[pAt4 + 161]; p3 = sP4[pAt4 + 241]; // keys 4..7
-            v0 = sV[kl + 36];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[1]; p1 = sP4Rows[81]; p2 = sP4Rows[161]; p3 = sP4Rows[241]; // keys 4..7
+            v0 = sVColumns[36];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 45];
+            v0 = sVColumns[45];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 54];
+            v0 = sVColumns[54];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 63];
+            v0 = sVColumns[63];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 2]; p1 = sP4[pAt4 + 82]; p2 = sP4[pAt4 + 162]; p3 = sP4[pAt4 + 242]; // keys 8..11
-            v0 = sV[kl + 72];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[2]; p1 = sP4Rows[82]; p2 = sP4Rows[162]; p3 = sP4Rows[242]; // keys 8..11
+            v0 = sVColumns[72];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 81];
+            v0 = sVColumns[81];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 90];
+            v0 = sVColumns[90];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 99];
+            v0 = sVColumns[99];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 3]; p1 = sP4[pAt4 + 83]; p2 = sP4[pAt4 + 163]; p3 = sP4[pAt4 + 243]; // keys 12..15
-            v0 = sV[kl + 108];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[3]; p1 = sP4Rows[83]; p2 = sP4Rows[163]; p3 = sP4Rows[243]; // keys 12..15
+            v0 = sVColumns[108];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 117];
+            v0 = sVColumns[117];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 126];
+            v0 = sVColumns[126];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 135];
+            v0 = sVColumns[135];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 4]; p1 = sP4[pAt4 + 84]; p2 = sP4[pAt4 + 164]; p3 = sP4[pAt4 + 244]; // keys 16..19
-            v0 = sV[kl + 144];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[4]; p1 = sP4Rows[84]; p2 = sP4Rows[164]; p3 = sP4Rows[244]; // keys 16..19
+            v0 = sVColumns[144];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 153];
+            v0 = sVColumns[153];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 162];
+            v0 = sVColumns[162];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 171];
+            v0 = sVColumns[171];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 5]; p1 = sP4[pAt4 + 85]; p2 = sP4[pAt4 + 165]; p3 = sP4[pAt4 + 245]; // keys 20..23
-            v0 = sV[kl + 180];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[5]; p1 = sP4Rows[85]; p2 = sP4Rows[165]; p3 = sP4Rows[245]; // keys 20..23
+            v0 = sVColumns[180];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 189];
+            v0 = sVColumns[189];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 198];
+            v0 = sVColumns[198];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 207];
+            v0 = sVColumns[207];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 6]; p1 = sP4[pAt4 + 86]; p2 = sP4[pAt4 + 166]; p3 = sP4[pAt4 + 246]; // keys 24..27
-            v0 = sV[kl + 216];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[6]; p1 = sP4Rows[86]; p2 = sP4Rows[166]; p3 = sP4Rows[246]; // keys 24..27
+            v0 = sVColumns[216];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 225];
+            v0 = sVColumns[225];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 234];
+            v0 = sVColumns[234];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 243];
+            v0 = sVColumns[243];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 7]; p1 = sP4[pAt4 + 87]; p2 = sP4[pAt4 + 167]; p3 = sP4[pAt4 + 247]; // keys 28..31
-            v0 = sV[kl + 252];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[7]; p1 = sP4Rows[87]; p2 = sP4Rows[167]; p3 = sP4Rows[247]; // keys 28..31
+            v0 = sVColumns[252];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 261];
+            v0 = sVColumns[261];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 270];
+            v0 = sVColumns[270];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 279];
+            v0 = sVColumns[279];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
         }
 
         // Normalize and write the rows that are real queries; each row's running sum is spread over its 8 lanes.
@@ -583,6 +605,12 @@ public static partial class docstrings_bf16
         Float4 o3_0 = default;
         int pAt = rg * 40 + kl;  // this thread's first probability in sP
         int pAt4 = rg * 10;       // its rows' first Float4 in sP4
+        // This thread's first element of each tile: the unrolled loads index them with constants, which ptxas folds into
+        // the load's address (the per-load index arithmetic was a third of the instructions).
+        var sQRows = sQ.SubView(rg);
+        var sKKeys = sK.SubView(kl);
+        var sVColumns = sV.SubView(kl);
+        var sP4Rows = sP4.SubView(pAt4);
 
         // This thread's units of a K/V tile (key j, 8 elements from u * 8), one per step: 4 lanes take consecutive units of a key.
         int j0 = t / 4 % 32, u0 = t / 128 * 4 + t % 4;
@@ -634,61 +662,69 @@ public static partial class docstrings_bf16
             float s3_0 = 0f, s3_1 = 0f, s3_2 = 0f, s3_3 = 0f;
             Float4 q0, q1, q2, q3, k0, k1, k2, k3;
             // head_dim 0..3
-            q0 = sQ[rg]; q1 = sQ[rg + 8]; q2 = sQ[rg + 16]; q3 = sQ[rg + 24];
-            k0 = sK[kl]; k1 = sK[kl + 8]; k2 = sK[kl + 16]; k3 = sK[kl + 24];
+            q0 = sQRows[0]; q1 = sQRows[8]; q2 = sQRows[16]; q3 = sQRows[24];
+            k0 = sKKeys[0]; k1 = sKKeys[8]; k2 = sKKeys[16]; k3 = sKKeys[24];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 4..7
-            q0 = sQ[rg + 32]; q1 = sQ[rg + 40]; q2 = sQ[rg + 48]; q3 = sQ[rg + 56];
-            k0 = sK[kl + 32]; k1 = sK[kl + 40]; k2 = sK[kl + 48]; k3 = sK[kl + 56];
+            q0 = sQRows[32]; q1 = sQRows[40]; q2 = sQRows[48]; q3 = sQRows[56];
+            k0 = sKKeys[32]; k1 = sKKeys[40]; k2 = sKKeys[48]; k3 = sKKeys[56];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 8..11
-            q0 = sQ[rg + 64]; q1 = sQ[rg + 72]; q2 = sQ[rg + 80]; q3 = sQ[rg + 88];
-            k0 = sK[kl + 64]; k1 = sK[kl + 72]; k2 = sK[kl + 80]; k3 = sK[kl + 88];
+            q0 = sQRows[64]; q1 = sQRows[72]; q2 = sQRows[80]; q3 = sQRows[88];
+            k0 = sKKeys[64]; k1 = sKKeys[72]; k2 = sKKeys[80]; k3 = sKKeys[88];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 12..15
-            q0 = sQ[rg + 96]; q1 = sQ[rg + 104]; q2 = sQ[rg + 112]; q3 = sQ[rg + 120];
-            k0 = sK[kl + 96]; k1 = sK[kl + 104]; k2 = sK[kl + 112]; k3 = sK[kl + 120];
+            q0 = sQRows[96]; q1 = sQRows[104]; q2 = sQRows[112]; q3 = sQRows[120];
+            k0 = sKKeys[96]; k1 = sKKeys[104]; k2 = sKKeys[112]; k3 = sKKeys[120];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 16..19
-            q0 = sQ[rg + 128]; q1 = sQ[rg + 136]; q2 = sQ[rg + 144]; q3 = sQ[rg + 152];
-            k0 = sK[kl + 128]; k1 = sK[kl + 136]; k2 = sK[kl + 144]; k3 = sK[kl + 152];
+            q0 = sQRows[128]; q1 = sQRows[136]; q2 = sQRows[144]; q3 = sQRows[152];
+            k0 = sKKeys[128]; k1 = sKKeys[136]; k2 = sKKeys[144]; k3 = sKKeys[152];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 20..23
-            q0 = sQ[rg + 160]; q1 = sQ[rg + 168]; q2 = sQ[rg + 176]; q3 = sQ[rg + 184];
-            k0 = sK[kl + 160]; k1 = sK[kl + 168]; k2 = sK[kl + 176]; k3 = sK[kl + 184];
+            q0 = sQRows[160]; q1 = sQRows[168]; q2 = sQRows[176]; q3 = sQRows[184];
+            k0 = sKKeys[160]; k1 = sKKeys[168]; k2 = sKKeys[176]; k3 = sKKeys[184];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 24..27
-            q0 = sQ[rg + 192]; q1 = sQ[rg + 200]; q2 = sQ[rg + 208]; q3 = sQ[rg + 216];
-            k0 = sK[kl + 192]; k1 = sK[kl + 200]; k2 = sK[kl + 208]; k3 = sK[kl + 216];
+            q0 = sQRows[192]; q1 = sQRows[200]; q2 = sQRows[208]; q3 = sQRows[216];
+            k0 = sKKeys[192]; k1 = sKKeys[200]; k2 = sKKeys[208]; k3 = sKKeys[216];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 28..31
-            q0 = sQ[rg + 224]; q1 = sQ[rg + 232]; q2 = sQ[rg + 240]; q3 = sQ[rg + 248];
-            k0 = sK[kl + 224]; k1 = sK[kl + 232]; k2 = sK[kl + 240]; k3 = sK[kl + 248];
+            q0 = sQRows[224]; q1 = sQRows[232]; q2 = sQRows[240]; q3 = sQRows[248];
+            k0 = sKKeys[224]; k1 = sKKeys[232]; k2 = sKKeys[240]; k3 = sKKeys[248];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
 
             // Causal mask: key firstKey + kl + 8 * j is visible to row i when it is at most last_i.
             int key0 = firstKey + kl;
@@ -787,174 +823,182 @@ public static partial class docstrings_bf16
 
             // O += P·V: per key, this thread's 1 Float4 columns of V times each of its 4 rows' probability (read 4 keys at a time).
             Float4 p0, p1, p2, p3, v0;
-            p0 = sP4[pAt4]; p1 = sP4[pAt4 + 80]; p2 = sP4[pAt4 + 160]; p3 = sP4[pAt4 + 240]; // keys 0..3
-            v0 = sV[kl];
+            p0 = sP4Rows[0]; p1 = sP4Rows[80]; p2 = sP4Rows[160]; p3 = sP4Rows[240]; // keys 0..3
+            v0 = sVColumns[0];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 9];
+            v0 = sVColumns[9];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 18];
+            v0 = sVColumns[18];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 27];
+            v0 = sVColumns[27];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 1]; p1 = sP4[pAt4 + 81]; p2 = sP4[pAt4 + 161]; p3 = sP4[pAt4 + 241]; // keys 4..7
-            v0 = sV[kl + 36];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[1]; p1 = sP4Rows[81]; p2 = sP4Rows[161]; p3 = sP4Rows[241]; // keys 4..7
+            v0 = sVColumns[36];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 45];
+            v0 = sVColumns[45];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 54];
+            v0 = sVColumns[54];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 63];
+            v0 = sVColumns[63];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 2]; p1 = sP4[pAt4 + 82]; p2 = sP4[pAt4 + 162]; p3 = sP4[pAt4 + 242]; // keys 8..11
-            v0 = sV[kl + 72];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[2]; p1 = sP4Rows[82]; p2 = sP4Rows[162]; p3 = sP4Rows[242]; // keys 8..11
+            v0 = sVColumns[72];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 81];
+            v0 = sVColumns[81];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 90];
+            v0 = sVColumns[90];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 99];
+            v0 = sVColumns[99];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 3]; p1 = sP4[pAt4 + 83]; p2 = sP4[pAt4 + 163]; p3 = sP4[pAt4 + 243]; // keys 12..15
-            v0 = sV[kl + 108];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[3]; p1 = sP4Rows[83]; p2 = sP4Rows[163]; p3 = sP4Rows[243]; // keys 12..15
+            v0 = sVColumns[108];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 117];
+            v0 = sVColumns[117];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 126];
+            v0 = sVColumns[126];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 135];
+            v0 = sVColumns[135];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 4]; p1 = sP4[pAt4 + 84]; p2 = sP4[pAt4 + 164]; p3 = sP4[pAt4 + 244]; // keys 16..19
-            v0 = sV[kl + 144];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[4]; p1 = sP4Rows[84]; p2 = sP4Rows[164]; p3 = sP4Rows[244]; // keys 16..19
+            v0 = sVColumns[144];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 153];
+            v0 = sVColumns[153];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 162];
+            v0 = sVColumns[162];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 171];
+            v0 = sVColumns[171];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 5]; p1 = sP4[pAt4 + 85]; p2 = sP4[pAt4 + 165]; p3 = sP4[pAt4 + 245]; // keys 20..23
-            v0 = sV[kl + 180];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[5]; p1 = sP4Rows[85]; p2 = sP4Rows[165]; p3 = sP4Rows[245]; // keys 20..23
+            v0 = sVColumns[180];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 189];
+            v0 = sVColumns[189];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 198];
+            v0 = sVColumns[198];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 207];
+            v0 = sVColumns[207];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 6]; p1 = sP4[pAt4 + 86]; p2 = sP4[pAt4 + 166]; p3 = sP4[pAt4 + 246]; // keys 24..27
-            v0 = sV[kl + 216];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[6]; p1 = sP4Rows[86]; p2 = sP4Rows[166]; p3 = sP4Rows[246]; // keys 24..27
+            v0 = sVColumns[216];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 225];
+            v0 = sVColumns[225];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 234];
+            v0 = sVColumns[234];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 243];
+            v0 = sVColumns[243];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 7]; p1 = sP4[pAt4 + 87]; p2 = sP4[pAt4 + 167]; p3 = sP4[pAt4 + 247]; // keys 28..31
-            v0 = sV[kl + 252];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[7]; p1 = sP4Rows[87]; p2 = sP4Rows[167]; p3 = sP4Rows[247]; // keys 28..31
+            v0 = sVColumns[252];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 261];
+            v0 = sVColumns[261];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 270];
+            v0 = sVColumns[270];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 279];
+            v0 = sVColumns[279];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
         }
 
         // Normalize and write the rows that are real queries; each row's running sum is spread over its 8 lanes.

@@ -127,54 +127,71 @@ public static partial class gqa_hd128_long
             vr14 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk14 / 16 - firstBlock] * 1 + kvHead) * 16 + vk14 % 16) * 128 + unit * 8);
             int vk15 = k0 + (slot + 120 < numKeys ? slot + 120 : numKeys - 1);
             vr15 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk15 / 16 - firstBlock] * 1 + kvHead) * 16 + vk15 % 16) * 128 + unit * 8);
+            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[8] = kr4.A; keep[9] = kr4.B; keep[10] = kr5.A; keep[11] = kr5.B; keep[12] = kr6.A; keep[13] = kr6.B; keep[14] = kr7.A; keep[15] = kr7.B; keep[16] = kr8.A; keep[17] = kr8.B; keep[18] = kr9.A; keep[19] = kr9.B; keep[20] = kr10.A; keep[21] = kr10.B; keep[22] = kr11.A; keep[23] = kr11.B; keep[24] = kr12.A; keep[25] = kr12.B; keep[26] = kr13.A; keep[27] = kr13.B; keep[28] = kr14.A; keep[29] = kr14.B; keep[30] = kr15.A; keep[31] = kr15.B; keep[32] = vr0.A; keep[33] = vr0.B; keep[34] = vr1.A; keep[35] = vr1.B; keep[36] = vr2.A; keep[37] = vr2.B; keep[38] = vr3.A; keep[39] = vr3.B; keep[40] = vr4.A; keep[41] = vr4.B; keep[42] = vr5.A; keep[43] = vr5.B; keep[44] = vr6.A; keep[45] = vr6.B; keep[46] = vr7.A; keep[47] = vr7.B; keep[48] = vr8.A; keep[49] = vr8.B; keep[50] = vr9.A; keep[51] = vr9.B; keep[52] = vr10.A; keep[53] = vr10.B; keep[54] = vr11.A; keep[55] = vr11.B; keep[56] = vr12.A; keep[57] = vr12.B; keep[58] = vr13.A; keep[59] = vr13.B; keep[60] = vr14.A; keep[61] = vr14.B; keep[62] = vr15.A; keep[63] = vr15.B; } // step boundary (never taken): the loads above stay in flight together
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
-            s1 += kc0.Lo.Dot(sQ[32]) + kc0.Hi.Dot(sQ[33]);
+            s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
+            s1 = kc0.Hi.DotAdd(sQ[33], kc0.Lo.DotAdd(sQ[32], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
-            s1 += kc1.Lo.Dot(sQ[34]) + kc1.Hi.Dot(sQ[35]);
+            s0 = kc1.Hi.DotAdd(sQ[3], kc1.Lo.DotAdd(sQ[2], s0));
+            s1 = kc1.Hi.DotAdd(sQ[35], kc1.Lo.DotAdd(sQ[34], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc2 = default(TCodec).Decode8(kr2);
-            s0 += kc2.Lo.Dot(sQ[4]) + kc2.Hi.Dot(sQ[5]);
-            s1 += kc2.Lo.Dot(sQ[36]) + kc2.Hi.Dot(sQ[37]);
+            s0 = kc2.Hi.DotAdd(sQ[5], kc2.Lo.DotAdd(sQ[4], s0));
+            s1 = kc2.Hi.DotAdd(sQ[37], kc2.Lo.DotAdd(sQ[36], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc3 = default(TCodec).Decode8(kr3);
-            s0 += kc3.Lo.Dot(sQ[6]) + kc3.Hi.Dot(sQ[7]);
-            s1 += kc3.Lo.Dot(sQ[38]) + kc3.Hi.Dot(sQ[39]);
+            s0 = kc3.Hi.DotAdd(sQ[7], kc3.Lo.DotAdd(sQ[6], s0));
+            s1 = kc3.Hi.DotAdd(sQ[39], kc3.Lo.DotAdd(sQ[38], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc4 = default(TCodec).Decode8(kr4);
-            s0 += kc4.Lo.Dot(sQ[8]) + kc4.Hi.Dot(sQ[9]);
-            s1 += kc4.Lo.Dot(sQ[40]) + kc4.Hi.Dot(sQ[41]);
+            s0 = kc4.Hi.DotAdd(sQ[9], kc4.Lo.DotAdd(sQ[8], s0));
+            s1 = kc4.Hi.DotAdd(sQ[41], kc4.Lo.DotAdd(sQ[40], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc5 = default(TCodec).Decode8(kr5);
-            s0 += kc5.Lo.Dot(sQ[10]) + kc5.Hi.Dot(sQ[11]);
-            s1 += kc5.Lo.Dot(sQ[42]) + kc5.Hi.Dot(sQ[43]);
+            s0 = kc5.Hi.DotAdd(sQ[11], kc5.Lo.DotAdd(sQ[10], s0));
+            s1 = kc5.Hi.DotAdd(sQ[43], kc5.Lo.DotAdd(sQ[42], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc6 = default(TCodec).Decode8(kr6);
-            s0 += kc6.Lo.Dot(sQ[12]) + kc6.Hi.Dot(sQ[13]);
-            s1 += kc6.Lo.Dot(sQ[44]) + kc6.Hi.Dot(sQ[45]);
+            s0 = kc6.Hi.DotAdd(sQ[13], kc6.Lo.DotAdd(sQ[12], s0));
+            s1 = kc6.Hi.DotAdd(sQ[45], kc6.Lo.DotAdd(sQ[44], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc7 = default(TCodec).Decode8(kr7);
-            s0 += kc7.Lo.Dot(sQ[14]) + kc7.Hi.Dot(sQ[15]);
-            s1 += kc7.Lo.Dot(sQ[46]) + kc7.Hi.Dot(sQ[47]);
+            s0 = kc7.Hi.DotAdd(sQ[15], kc7.Lo.DotAdd(sQ[14], s0));
+            s1 = kc7.Hi.DotAdd(sQ[47], kc7.Lo.DotAdd(sQ[46], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc8 = default(TCodec).Decode8(kr8);
-            s0 += kc8.Lo.Dot(sQ[16]) + kc8.Hi.Dot(sQ[17]);
-            s1 += kc8.Lo.Dot(sQ[48]) + kc8.Hi.Dot(sQ[49]);
+            s0 = kc8.Hi.DotAdd(sQ[17], kc8.Lo.DotAdd(sQ[16], s0));
+            s1 = kc8.Hi.DotAdd(sQ[49], kc8.Lo.DotAdd(sQ[48], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc9 = default(TCodec).Decode8(kr9);
-            s0 += kc9.Lo.Dot(sQ[18]) + kc9.Hi.Dot(sQ[19]);
-            s1 += kc9.Lo.Dot(sQ[50]) + kc9.Hi.Dot(sQ[51]);
+            s0 = kc9.Hi.DotAdd(sQ[19], kc9.Lo.DotAdd(sQ[18], s0));
+            s1 = kc9.Hi.DotAdd(sQ[51], kc9.Lo.DotAdd(sQ[50], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc10 = default(TCodec).Decode8(kr10);
-            s0 += kc10.Lo.Dot(sQ[20]) + kc10.Hi.Dot(sQ[21]);
-            s1 += kc10.Lo.Dot(sQ[52]) + kc10.Hi.Dot(sQ[53]);
+            s0 = kc10.Hi.DotAdd(sQ[21], kc10.Lo.DotAdd(sQ[20], s0));
+            s1 = kc10.Hi.DotAdd(sQ[53], kc10.Lo.DotAdd(sQ[52], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc11 = default(TCodec).Decode8(kr11);
-            s0 += kc11.Lo.Dot(sQ[22]) + kc11.Hi.Dot(sQ[23]);
-            s1 += kc11.Lo.Dot(sQ[54]) + kc11.Hi.Dot(sQ[55]);
+            s0 = kc11.Hi.DotAdd(sQ[23], kc11.Lo.DotAdd(sQ[22], s0));
+            s1 = kc11.Hi.DotAdd(sQ[55], kc11.Lo.DotAdd(sQ[54], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc12 = default(TCodec).Decode8(kr12);
-            s0 += kc12.Lo.Dot(sQ[24]) + kc12.Hi.Dot(sQ[25]);
-            s1 += kc12.Lo.Dot(sQ[56]) + kc12.Hi.Dot(sQ[57]);
+            s0 = kc12.Hi.DotAdd(sQ[25], kc12.Lo.DotAdd(sQ[24], s0));
+            s1 = kc12.Hi.DotAdd(sQ[57], kc12.Lo.DotAdd(sQ[56], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc13 = default(TCodec).Decode8(kr13);
-            s0 += kc13.Lo.Dot(sQ[26]) + kc13.Hi.Dot(sQ[27]);
-            s1 += kc13.Lo.Dot(sQ[58]) + kc13.Hi.Dot(sQ[59]);
+            s0 = kc13.Hi.DotAdd(sQ[27], kc13.Lo.DotAdd(sQ[26], s0));
+            s1 = kc13.Hi.DotAdd(sQ[59], kc13.Lo.DotAdd(sQ[58], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc14 = default(TCodec).Decode8(kr14);
-            s0 += kc14.Lo.Dot(sQ[28]) + kc14.Hi.Dot(sQ[29]);
-            s1 += kc14.Lo.Dot(sQ[60]) + kc14.Hi.Dot(sQ[61]);
+            s0 = kc14.Hi.DotAdd(sQ[29], kc14.Lo.DotAdd(sQ[28], s0));
+            s1 = kc14.Hi.DotAdd(sQ[61], kc14.Lo.DotAdd(sQ[60], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc15 = default(TCodec).Decode8(kr15);
-            s0 += kc15.Lo.Dot(sQ[30]) + kc15.Hi.Dot(sQ[31]);
-            s1 += kc15.Lo.Dot(sQ[62]) + kc15.Hi.Dot(sQ[63]);
+            s0 = kc15.Hi.DotAdd(sQ[31], kc15.Lo.DotAdd(sQ[30], s0));
+            s1 = kc15.Hi.DotAdd(sQ[63], kc15.Lo.DotAdd(sQ[62], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
             sP[256 + j] = valid ? s1 : float.NegativeInfinity;
         }
@@ -201,54 +218,71 @@ public static partial class gqa_hd128_long
             var kr13 = default(TCodec).LoadRaw8(keyCache, row + 104);
             var kr14 = default(TCodec).LoadRaw8(keyCache, row + 112);
             var kr15 = default(TCodec).LoadRaw8(keyCache, row + 120);
+            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[8] = kr4.A; keep[9] = kr4.B; keep[10] = kr5.A; keep[11] = kr5.B; keep[12] = kr6.A; keep[13] = kr6.B; keep[14] = kr7.A; keep[15] = kr7.B; keep[16] = kr8.A; keep[17] = kr8.B; keep[18] = kr9.A; keep[19] = kr9.B; keep[20] = kr10.A; keep[21] = kr10.B; keep[22] = kr11.A; keep[23] = kr11.B; keep[24] = kr12.A; keep[25] = kr12.B; keep[26] = kr13.A; keep[27] = kr13.B; keep[28] = kr14.A; keep[29] = kr14.B; keep[30] = kr15.A; keep[31] = kr15.B; } // step boundary (never taken): the loads above stay in flight together
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
-            s1 += kc0.Lo.Dot(sQ[32]) + kc0.Hi.Dot(sQ[33]);
+            s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
+            s1 = kc0.Hi.DotAdd(sQ[33], kc0.Lo.DotAdd(sQ[32], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
-            s1 += kc1.Lo.Dot(sQ[34]) + kc1.Hi.Dot(sQ[35]);
+            s0 = kc1.Hi.DotAdd(sQ[3], kc1.Lo.DotAdd(sQ[2], s0));
+            s1 = kc1.Hi.DotAdd(sQ[35], kc1.Lo.DotAdd(sQ[34], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc2 = default(TCodec).Decode8(kr2);
-            s0 += kc2.Lo.Dot(sQ[4]) + kc2.Hi.Dot(sQ[5]);
-            s1 += kc2.Lo.Dot(sQ[36]) + kc2.Hi.Dot(sQ[37]);
+            s0 = kc2.Hi.DotAdd(sQ[5], kc2.Lo.DotAdd(sQ[4], s0));
+            s1 = kc2.Hi.DotAdd(sQ[37], kc2.Lo.DotAdd(sQ[36], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc3 = default(TCodec).Decode8(kr3);
-            s0 += kc3.Lo.Dot(sQ[6]) + kc3.Hi.Dot(sQ[7]);
-            s1 += kc3.Lo.Dot(sQ[38]) + kc3.Hi.Dot(sQ[39]);
+            s0 = kc3.Hi.DotAdd(sQ[7], kc3.Lo.DotAdd(sQ[6], s0));
+            s1 = kc3.Hi.DotAdd(sQ[39], kc3.Lo.DotAdd(sQ[38], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc4 = default(TCodec).Decode8(kr4);
-            s0 += kc4.Lo.Dot(sQ[8]) + kc4.Hi.Dot(sQ[9]);
-            s1 += kc4.Lo.Dot(sQ[40]) + kc4.Hi.Dot(sQ[41]);
+            s0 = kc4.Hi.DotAdd(sQ[9], kc4.Lo.DotAdd(sQ[8], s0));
+            s1 = kc4.Hi.DotAdd(sQ[41], kc4.Lo.DotAdd(sQ[40], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc5 = default(TCodec).Decode8(kr5);
-            s0 += kc5.Lo.Dot(sQ[10]) + kc5.Hi.Dot(sQ[11]);
-            s1 += kc5.Lo.Dot(sQ[42]) + kc5.Hi.Dot(sQ[43]);
+            s0 = kc5.Hi.DotAdd(sQ[11], kc5.Lo.DotAdd(sQ[10], s0));
+            s1 = kc5.Hi.DotAdd(sQ[43], kc5.Lo.DotAdd(sQ[42], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc6 = default(TCodec).Decode8(kr6);
-            s0 += kc6.Lo.Dot(sQ[12]) + kc6.Hi.Dot(sQ[13]);
-            s1 += kc6.Lo.Dot(sQ[44]) + kc6.Hi.Dot(sQ[45]);
+            s0 = kc6.Hi.DotAdd(sQ[13], kc6.Lo.DotAdd(sQ[12], s0));
+            s1 = kc6.Hi.DotAdd(sQ[45], kc6.Lo.DotAdd(sQ[44], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc7 = default(TCodec).Decode8(kr7);
-            s0 += kc7.Lo.Dot(sQ[14]) + kc7.Hi.Dot(sQ[15]);
-            s1 += kc7.Lo.Dot(sQ[46]) + kc7.Hi.Dot(sQ[47]);
+            s0 = kc7.Hi.DotAdd(sQ[15], kc7.Lo.DotAdd(sQ[14], s0));
+            s1 = kc7.Hi.DotAdd(sQ[47], kc7.Lo.DotAdd(sQ[46], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc8 = default(TCodec).Decode8(kr8);
-            s0 += kc8.Lo.Dot(sQ[16]) + kc8.Hi.Dot(sQ[17]);
-            s1 += kc8.Lo.Dot(sQ[48]) + kc8.Hi.Dot(sQ[49]);
+            s0 = kc8.Hi.DotAdd(sQ[17], kc8.Lo.DotAdd(sQ[16], s0));
+            s1 = kc8.Hi.DotAdd(sQ[49], kc8.Lo.DotAdd(sQ[48], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc9 = default(TCodec).Decode8(kr9);
-            s0 += kc9.Lo.Dot(sQ[18]) + kc9.Hi.Dot(sQ[19]);
-            s1 += kc9.Lo.Dot(sQ[50]) + kc9.Hi.Dot(sQ[51]);
+            s0 = kc9.Hi.DotAdd(sQ[19], kc9.Lo.DotAdd(sQ[18], s0));
+            s1 = kc9.Hi.DotAdd(sQ[51], kc9.Lo.DotAdd(sQ[50], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc10 = default(TCodec).Decode8(kr10);
-            s0 += kc10.Lo.Dot(sQ[20]) + kc10.Hi.Dot(sQ[21]);
-            s1 += kc10.Lo.Dot(sQ[52]) + kc10.Hi.Dot(sQ[53]);
+            s0 = kc10.Hi.DotAdd(sQ[21], kc10.Lo.DotAdd(sQ[20], s0));
+            s1 = kc10.Hi.DotAdd(sQ[53], kc10.Lo.DotAdd(sQ[52], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc11 = default(TCodec).Decode8(kr11);
-            s0 += kc11.Lo.Dot(sQ[22]) + kc11.Hi.Dot(sQ[23]);
-            s1 += kc11.Lo.Dot(sQ[54]) + kc11.Hi.Dot(sQ[55]);
+            s0 = kc11.Hi.DotAdd(sQ[23], kc11.Lo.DotAdd(sQ[22], s0));
+            s1 = kc11.Hi.DotAdd(sQ[55], kc11.Lo.DotAdd(sQ[54], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc12 = default(TCodec).Decode8(kr12);
-            s0 += kc12.Lo.Dot(sQ[24]) + kc12.Hi.Dot(sQ[25]);
-            s1 += kc12.Lo.Dot(sQ[56]) + kc12.Hi.Dot(sQ[57]);
+            s0 = kc12.Hi.DotAdd(sQ[25], kc12.Lo.DotAdd(sQ[24], s0));
+            s1 = kc12.Hi.DotAdd(sQ[57], kc12.Lo.DotAdd(sQ[56], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc13 = default(TCodec).Decode8(kr13);
-            s0 += kc13.Lo.Dot(sQ[26]) + kc13.Hi.Dot(sQ[27]);
-            s1 += kc13.Lo.Dot(sQ[58]) + kc13.Hi.Dot(sQ[59]);
+            s0 = kc13.Hi.DotAdd(sQ[27], kc13.Lo.DotAdd(sQ[26], s0));
+            s1 = kc13.Hi.DotAdd(sQ[59], kc13.Lo.DotAdd(sQ[58], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc14 = default(TCodec).Decode8(kr14);
-            s0 += kc14.Lo.Dot(sQ[28]) + kc14.Hi.Dot(sQ[29]);
-            s1 += kc14.Lo.Dot(sQ[60]) + kc14.Hi.Dot(sQ[61]);
+            s0 = kc14.Hi.DotAdd(sQ[29], kc14.Lo.DotAdd(sQ[28], s0));
+            s1 = kc14.Hi.DotAdd(sQ[61], kc14.Lo.DotAdd(sQ[60], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc15 = default(TCodec).Decode8(kr15);
-            s0 += kc15.Lo.Dot(sQ[30]) + kc15.Hi.Dot(sQ[31]);
-            s1 += kc15.Lo.Dot(sQ[62]) + kc15.Hi.Dot(sQ[63]);
+            s0 = kc15.Hi.DotAdd(sQ[31], kc15.Lo.DotAdd(sQ[30], s0));
+            s1 = kc15.Hi.DotAdd(sQ[63], kc15.Lo.DotAdd(sQ[62], s1));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
             sP[256 + j] = valid ? s1 : float.NegativeInfinity;
         }
@@ -349,6 +383,7 @@ public static partial class gqa_hd128_long
 
         // P·V: thread = (key slot t / 16, 8-dim unit t % 16); one 16-byte V load serves every head. Keys past
         // the context have probability exactly 0 (their V row is the last valid one, so the product is 0 too).
+        var sPSlot = sP.SubView(slot);   // this slot's probabilities, indexed with constants (folded into the loads)
         var lo0 = default(Float4);
         var hi0 = default(Float4);
         var lo1 = default(Float4);
@@ -370,118 +405,135 @@ public static partial class gqa_hd128_long
         var vr22 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk22 / 16 - firstBlock] * 1 + kvHead) * 16 + vk22 % 16) * 128 + unit * 8);
         int vk23 = k0 + (slot + 184 < numKeys ? slot + 184 : numKeys - 1);
         var vr23 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk23 / 16 - firstBlock] * 1 + kvHead) * 16 + vk23 % 16) * 128 + unit * 8);
+        if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = vr16.A; keep[1] = vr16.B; keep[2] = vr17.A; keep[3] = vr17.B; keep[4] = vr18.A; keep[5] = vr18.B; keep[6] = vr19.A; keep[7] = vr19.B; keep[8] = vr20.A; keep[9] = vr20.B; keep[10] = vr21.A; keep[11] = vr21.B; keep[12] = vr22.A; keep[13] = vr22.B; keep[14] = vr23.A; keep[15] = vr23.B; } // step boundary (never taken): the loads above stay in flight together
         var v0 = default(TCodec).Decode8(vr0);
-        float p0h0 = sP[0 + slot];
+        float p0h0 = sPSlot[0];
         lo0 = lo0.Fma(v0.Lo, p0h0);
         hi0 = hi0.Fma(v0.Hi, p0h0);
-        float p0h1 = sP[256 + slot];
+        float p0h1 = sPSlot[256];
         lo1 = lo1.Fma(v0.Lo, p0h1);
         hi1 = hi1.Fma(v0.Hi, p0h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v1 = default(TCodec).Decode8(vr1);
-        float p1h0 = sP[8 + slot];
+        float p1h0 = sPSlot[8];
         lo0 = lo0.Fma(v1.Lo, p1h0);
         hi0 = hi0.Fma(v1.Hi, p1h0);
-        float p1h1 = sP[264 + slot];
+        float p1h1 = sPSlot[264];
         lo1 = lo1.Fma(v1.Lo, p1h1);
         hi1 = hi1.Fma(v1.Hi, p1h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v2 = default(TCodec).Decode8(vr2);
-        float p2h0 = sP[16 + slot];
+        float p2h0 = sPSlot[16];
         lo0 = lo0.Fma(v2.Lo, p2h0);
         hi0 = hi0.Fma(v2.Hi, p2h0);
-        float p2h1 = sP[272 + slot];
+        float p2h1 = sPSlot[272];
         lo1 = lo1.Fma(v2.Lo, p2h1);
         hi1 = hi1.Fma(v2.Hi, p2h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v3 = default(TCodec).Decode8(vr3);
-        float p3h0 = sP[24 + slot];
+        float p3h0 = sPSlot[24];
         lo0 = lo0.Fma(v3.Lo, p3h0);
         hi0 = hi0.Fma(v3.Hi, p3h0);
-        float p3h1 = sP[280 + slot];
+        float p3h1 = sPSlot[280];
         lo1 = lo1.Fma(v3.Lo, p3h1);
         hi1 = hi1.Fma(v3.Hi, p3h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v4 = default(TCodec).Decode8(vr4);
-        float p4h0 = sP[32 + slot];
+        float p4h0 = sPSlot[32];
         lo0 = lo0.Fma(v4.Lo, p4h0);
         hi0 = hi0.Fma(v4.Hi, p4h0);
-        float p4h1 = sP[288 + slot];
+        float p4h1 = sPSlot[288];
         lo1 = lo1.Fma(v4.Lo, p4h1);
         hi1 = hi1.Fma(v4.Hi, p4h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v5 = default(TCodec).Decode8(vr5);
-        float p5h0 = sP[40 + slot];
+        float p5h0 = sPSlot[40];
         lo0 = lo0.Fma(v5.Lo, p5h0);
         hi0 = hi0.Fma(v5.Hi, p5h0);
-        float p5h1 = sP[296 + slot];
+        float p5h1 = sPSlot[296];
         lo1 = lo1.Fma(v5.Lo, p5h1);
         hi1 = hi1.Fma(v5.Hi, p5h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v6 = default(TCodec).Decode8(vr6);
-        float p6h0 = sP[48 + slot];
+        float p6h0 = sPSlot[48];
         lo0 = lo0.Fma(v6.Lo, p6h0);
         hi0 = hi0.Fma(v6.Hi, p6h0);
-        float p6h1 = sP[304 + slot];
+        float p6h1 = sPSlot[304];
         lo1 = lo1.Fma(v6.Lo, p6h1);
         hi1 = hi1.Fma(v6.Hi, p6h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v7 = default(TCodec).Decode8(vr7);
-        float p7h0 = sP[56 + slot];
+        float p7h0 = sPSlot[56];
         lo0 = lo0.Fma(v7.Lo, p7h0);
         hi0 = hi0.Fma(v7.Hi, p7h0);
-        float p7h1 = sP[312 + slot];
+        float p7h1 = sPSlot[312];
         lo1 = lo1.Fma(v7.Lo, p7h1);
         hi1 = hi1.Fma(v7.Hi, p7h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v8 = default(TCodec).Decode8(vr8);
-        float p8h0 = sP[64 + slot];
+        float p8h0 = sPSlot[64];
         lo0 = lo0.Fma(v8.Lo, p8h0);
         hi0 = hi0.Fma(v8.Hi, p8h0);
-        float p8h1 = sP[320 + slot];
+        float p8h1 = sPSlot[320];
         lo1 = lo1.Fma(v8.Lo, p8h1);
         hi1 = hi1.Fma(v8.Hi, p8h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v9 = default(TCodec).Decode8(vr9);
-        float p9h0 = sP[72 + slot];
+        float p9h0 = sPSlot[72];
         lo0 = lo0.Fma(v9.Lo, p9h0);
         hi0 = hi0.Fma(v9.Hi, p9h0);
-        float p9h1 = sP[328 + slot];
+        float p9h1 = sPSlot[328];
         lo1 = lo1.Fma(v9.Lo, p9h1);
         hi1 = hi1.Fma(v9.Hi, p9h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v10 = default(TCodec).Decode8(vr10);
-        float p10h0 = sP[80 + slot];
+        float p10h0 = sPSlot[80];
         lo0 = lo0.Fma(v10.Lo, p10h0);
         hi0 = hi0.Fma(v10.Hi, p10h0);
-        float p10h1 = sP[336 + slot];
+        float p10h1 = sPSlot[336];
         lo1 = lo1.Fma(v10.Lo, p10h1);
         hi1 = hi1.Fma(v10.Hi, p10h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v11 = default(TCodec).Decode8(vr11);
-        float p11h0 = sP[88 + slot];
+        float p11h0 = sPSlot[88];
         lo0 = lo0.Fma(v11.Lo, p11h0);
         hi0 = hi0.Fma(v11.Hi, p11h0);
-        float p11h1 = sP[344 + slot];
+        float p11h1 = sPSlot[344];
         lo1 = lo1.Fma(v11.Lo, p11h1);
         hi1 = hi1.Fma(v11.Hi, p11h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v12 = default(TCodec).Decode8(vr12);
-        float p12h0 = sP[96 + slot];
+        float p12h0 = sPSlot[96];
         lo0 = lo0.Fma(v12.Lo, p12h0);
         hi0 = hi0.Fma(v12.Hi, p12h0);
-        float p12h1 = sP[352 + slot];
+        float p12h1 = sPSlot[352];
         lo1 = lo1.Fma(v12.Lo, p12h1);
         hi1 = hi1.Fma(v12.Hi, p12h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v13 = default(TCodec).Decode8(vr13);
-        float p13h0 = sP[104 + slot];
+        float p13h0 = sPSlot[104];
         lo0 = lo0.Fma(v13.Lo, p13h0);
         hi0 = hi0.Fma(v13.Hi, p13h0);
-        float p13h1 = sP[360 + slot];
+        float p13h1 = sPSlot[360];
         lo1 = lo1.Fma(v13.Lo, p13h1);
         hi1 = hi1.Fma(v13.Hi, p13h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v14 = default(TCodec).Decode8(vr14);
-        float p14h0 = sP[112 + slot];
+        float p14h0 = sPSlot[112];
         lo0 = lo0.Fma(v14.Lo, p14h0);
         hi0 = hi0.Fma(v14.Hi, p14h0);
-        float p14h1 = sP[368 + slot];
+        float p14h1 = sPSlot[368];
         lo1 = lo1.Fma(v14.Lo, p14h1);
         hi1 = hi1.Fma(v14.Hi, p14h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v15 = default(TCodec).Decode8(vr15);
-        float p15h0 = sP[120 + slot];
+        float p15h0 = sPSlot[120];
         lo0 = lo0.Fma(v15.Lo, p15h0);
         hi0 = hi0.Fma(v15.Hi, p15h0);
-        float p15h1 = sP[376 + slot];
+        float p15h1 = sPSlot[376];
         lo1 = lo1.Fma(v15.Lo, p15h1);
         hi1 = hi1.Fma(v15.Hi, p15h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         // V of keys 24..31 in flight while keys 16..23 are accumulated.
         int vk24 = k0 + (slot + 192 < numKeys ? slot + 192 : numKeys - 1);
         var vr24 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk24 / 16 - firstBlock] * 1 + kvHead) * 16 + vk24 % 16) * 128 + unit * 8);
@@ -499,118 +551,135 @@ public static partial class gqa_hd128_long
         var vr30 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk30 / 16 - firstBlock] * 1 + kvHead) * 16 + vk30 % 16) * 128 + unit * 8);
         int vk31 = k0 + (slot + 248 < numKeys ? slot + 248 : numKeys - 1);
         var vr31 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk31 / 16 - firstBlock] * 1 + kvHead) * 16 + vk31 % 16) * 128 + unit * 8);
+        if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = vr24.A; keep[1] = vr24.B; keep[2] = vr25.A; keep[3] = vr25.B; keep[4] = vr26.A; keep[5] = vr26.B; keep[6] = vr27.A; keep[7] = vr27.B; keep[8] = vr28.A; keep[9] = vr28.B; keep[10] = vr29.A; keep[11] = vr29.B; keep[12] = vr30.A; keep[13] = vr30.B; keep[14] = vr31.A; keep[15] = vr31.B; } // step boundary (never taken): the loads above stay in flight together
         var v16 = default(TCodec).Decode8(vr16);
-        float p16h0 = sP[128 + slot];
+        float p16h0 = sPSlot[128];
         lo0 = lo0.Fma(v16.Lo, p16h0);
         hi0 = hi0.Fma(v16.Hi, p16h0);
-        float p16h1 = sP[384 + slot];
+        float p16h1 = sPSlot[384];
         lo1 = lo1.Fma(v16.Lo, p16h1);
         hi1 = hi1.Fma(v16.Hi, p16h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v17 = default(TCodec).Decode8(vr17);
-        float p17h0 = sP[136 + slot];
+        float p17h0 = sPSlot[136];
         lo0 = lo0.Fma(v17.Lo, p17h0);
         hi0 = hi0.Fma(v17.Hi, p17h0);
-        float p17h1 = sP[392 + slot];
+        float p17h1 = sPSlot[392];
         lo1 = lo1.Fma(v17.Lo, p17h1);
         hi1 = hi1.Fma(v17.Hi, p17h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v18 = default(TCodec).Decode8(vr18);
-        float p18h0 = sP[144 + slot];
+        float p18h0 = sPSlot[144];
         lo0 = lo0.Fma(v18.Lo, p18h0);
         hi0 = hi0.Fma(v18.Hi, p18h0);
-        float p18h1 = sP[400 + slot];
+        float p18h1 = sPSlot[400];
         lo1 = lo1.Fma(v18.Lo, p18h1);
         hi1 = hi1.Fma(v18.Hi, p18h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v19 = default(TCodec).Decode8(vr19);
-        float p19h0 = sP[152 + slot];
+        float p19h0 = sPSlot[152];
         lo0 = lo0.Fma(v19.Lo, p19h0);
         hi0 = hi0.Fma(v19.Hi, p19h0);
-        float p19h1 = sP[408 + slot];
+        float p19h1 = sPSlot[408];
         lo1 = lo1.Fma(v19.Lo, p19h1);
         hi1 = hi1.Fma(v19.Hi, p19h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v20 = default(TCodec).Decode8(vr20);
-        float p20h0 = sP[160 + slot];
+        float p20h0 = sPSlot[160];
         lo0 = lo0.Fma(v20.Lo, p20h0);
         hi0 = hi0.Fma(v20.Hi, p20h0);
-        float p20h1 = sP[416 + slot];
+        float p20h1 = sPSlot[416];
         lo1 = lo1.Fma(v20.Lo, p20h1);
         hi1 = hi1.Fma(v20.Hi, p20h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v21 = default(TCodec).Decode8(vr21);
-        float p21h0 = sP[168 + slot];
+        float p21h0 = sPSlot[168];
         lo0 = lo0.Fma(v21.Lo, p21h0);
         hi0 = hi0.Fma(v21.Hi, p21h0);
-        float p21h1 = sP[424 + slot];
+        float p21h1 = sPSlot[424];
         lo1 = lo1.Fma(v21.Lo, p21h1);
         hi1 = hi1.Fma(v21.Hi, p21h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v22 = default(TCodec).Decode8(vr22);
-        float p22h0 = sP[176 + slot];
+        float p22h0 = sPSlot[176];
         lo0 = lo0.Fma(v22.Lo, p22h0);
         hi0 = hi0.Fma(v22.Hi, p22h0);
-        float p22h1 = sP[432 + slot];
+        float p22h1 = sPSlot[432];
         lo1 = lo1.Fma(v22.Lo, p22h1);
         hi1 = hi1.Fma(v22.Hi, p22h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v23 = default(TCodec).Decode8(vr23);
-        float p23h0 = sP[184 + slot];
+        float p23h0 = sPSlot[184];
         lo0 = lo0.Fma(v23.Lo, p23h0);
         hi0 = hi0.Fma(v23.Hi, p23h0);
-        float p23h1 = sP[440 + slot];
+        float p23h1 = sPSlot[440];
         lo1 = lo1.Fma(v23.Lo, p23h1);
         hi1 = hi1.Fma(v23.Hi, p23h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v24 = default(TCodec).Decode8(vr24);
-        float p24h0 = sP[192 + slot];
+        float p24h0 = sPSlot[192];
         lo0 = lo0.Fma(v24.Lo, p24h0);
         hi0 = hi0.Fma(v24.Hi, p24h0);
-        float p24h1 = sP[448 + slot];
+        float p24h1 = sPSlot[448];
         lo1 = lo1.Fma(v24.Lo, p24h1);
         hi1 = hi1.Fma(v24.Hi, p24h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v25 = default(TCodec).Decode8(vr25);
-        float p25h0 = sP[200 + slot];
+        float p25h0 = sPSlot[200];
         lo0 = lo0.Fma(v25.Lo, p25h0);
         hi0 = hi0.Fma(v25.Hi, p25h0);
-        float p25h1 = sP[456 + slot];
+        float p25h1 = sPSlot[456];
         lo1 = lo1.Fma(v25.Lo, p25h1);
         hi1 = hi1.Fma(v25.Hi, p25h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v26 = default(TCodec).Decode8(vr26);
-        float p26h0 = sP[208 + slot];
+        float p26h0 = sPSlot[208];
         lo0 = lo0.Fma(v26.Lo, p26h0);
         hi0 = hi0.Fma(v26.Hi, p26h0);
-        float p26h1 = sP[464 + slot];
+        float p26h1 = sPSlot[464];
         lo1 = lo1.Fma(v26.Lo, p26h1);
         hi1 = hi1.Fma(v26.Hi, p26h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v27 = default(TCodec).Decode8(vr27);
-        float p27h0 = sP[216 + slot];
+        float p27h0 = sPSlot[216];
         lo0 = lo0.Fma(v27.Lo, p27h0);
         hi0 = hi0.Fma(v27.Hi, p27h0);
-        float p27h1 = sP[472 + slot];
+        float p27h1 = sPSlot[472];
         lo1 = lo1.Fma(v27.Lo, p27h1);
         hi1 = hi1.Fma(v27.Hi, p27h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v28 = default(TCodec).Decode8(vr28);
-        float p28h0 = sP[224 + slot];
+        float p28h0 = sPSlot[224];
         lo0 = lo0.Fma(v28.Lo, p28h0);
         hi0 = hi0.Fma(v28.Hi, p28h0);
-        float p28h1 = sP[480 + slot];
+        float p28h1 = sPSlot[480];
         lo1 = lo1.Fma(v28.Lo, p28h1);
         hi1 = hi1.Fma(v28.Hi, p28h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v29 = default(TCodec).Decode8(vr29);
-        float p29h0 = sP[232 + slot];
+        float p29h0 = sPSlot[232];
         lo0 = lo0.Fma(v29.Lo, p29h0);
         hi0 = hi0.Fma(v29.Hi, p29h0);
-        float p29h1 = sP[488 + slot];
+        float p29h1 = sPSlot[488];
         lo1 = lo1.Fma(v29.Lo, p29h1);
         hi1 = hi1.Fma(v29.Hi, p29h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v30 = default(TCodec).Decode8(vr30);
-        float p30h0 = sP[240 + slot];
+        float p30h0 = sPSlot[240];
         lo0 = lo0.Fma(v30.Lo, p30h0);
         hi0 = hi0.Fma(v30.Hi, p30h0);
-        float p30h1 = sP[496 + slot];
+        float p30h1 = sPSlot[496];
         lo1 = lo1.Fma(v30.Lo, p30h1);
         hi1 = hi1.Fma(v30.Hi, p30h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         var v31 = default(TCodec).Decode8(vr31);
-        float p31h0 = sP[248 + slot];
+        float p31h0 = sPSlot[248];
         lo0 = lo0.Fma(v31.Lo, p31h0);
         hi0 = hi0.Fma(v31.Hi, p31h0);
-        float p31h1 = sP[504 + slot];
+        float p31h1 = sPSlot[504];
         lo1 = lo1.Fma(v31.Lo, p31h1);
         hi1 = hi1.Fma(v31.Hi, p31h1);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         sRed[(slot * 2 + 0) * 32 + 2 * unit] = lo0;
         sRed[(slot * 2 + 0) * 32 + 2 * unit + 1] = hi0;
         sRed[(slot * 2 + 1) * 32 + 2 * unit] = lo1;
@@ -950,38 +1019,55 @@ public static partial class gqa_hd128_long
             vr14 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk14 / 16 - firstBlock] * 1 + kvHead) * 16 + vk14 % 16) * 128 + unit * 8);
             int vk15 = k0 + (slot + 120 < numKeys ? slot + 120 : numKeys - 1);
             vr15 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk15 / 16 - firstBlock] * 1 + kvHead) * 16 + vk15 % 16) * 128 + unit * 8);
+            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[8] = kr4.A; keep[9] = kr4.B; keep[10] = kr5.A; keep[11] = kr5.B; keep[12] = kr6.A; keep[13] = kr6.B; keep[14] = kr7.A; keep[15] = kr7.B; keep[16] = kr8.A; keep[17] = kr8.B; keep[18] = kr9.A; keep[19] = kr9.B; keep[20] = kr10.A; keep[21] = kr10.B; keep[22] = kr11.A; keep[23] = kr11.B; keep[24] = kr12.A; keep[25] = kr12.B; keep[26] = kr13.A; keep[27] = kr13.B; keep[28] = kr14.A; keep[29] = kr14.B; keep[30] = kr15.A; keep[31] = kr15.B; keep[32] = vr0.A; keep[33] = vr0.B; keep[34] = vr1.A; keep[35] = vr1.B; keep[36] = vr2.A; keep[37] = vr2.B; keep[38] = vr3.A; keep[39] = vr3.B; keep[40] = vr4.A; keep[41] = vr4.B; keep[42] = vr5.A; keep[43] = vr5.B; keep[44] = vr6.A; keep[45] = vr6.B; keep[46] = vr7.A; keep[47] = vr7.B; keep[48] = vr8.A; keep[49] = vr8.B; keep[50] = vr9.A; keep[51] = vr9.B; keep[52] = vr10.A; keep[53] = vr10.B; keep[54] = vr11.A; keep[55] = vr11.B; keep[56] = vr12.A; keep[57] = vr12.B; keep[58] = vr13.A; keep[59] = vr13.B; keep[60] = vr14.A; keep[61] = vr14.B; keep[62] = vr15.A; keep[63] = vr15.B; } // step boundary (never taken): the loads above stay in flight together
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
+            s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
+            s0 = kc1.Hi.DotAdd(sQ[3], kc1.Lo.DotAdd(sQ[2], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc2 = default(TCodec).Decode8(kr2);
-            s0 += kc2.Lo.Dot(sQ[4]) + kc2.Hi.Dot(sQ[5]);
+            s0 = kc2.Hi.DotAdd(sQ[5], kc2.Lo.DotAdd(sQ[4], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc3 = default(TCodec).Decode8(kr3);
-            s0 += kc3.Lo.Dot(sQ[6]) + kc3.Hi.Dot(sQ[7]);
+            s0 = kc3.Hi.DotAdd(sQ[7], kc3.Lo.DotAdd(sQ[6], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc4 = default(TCodec).Decode8(kr4);
-            s0 += kc4.Lo.Dot(sQ[8]) + kc4.Hi.Dot(sQ[9]);
+            s0 = kc4.Hi.DotAdd(sQ[9], kc4.Lo.DotAdd(sQ[8], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc5 = default(TCodec).Decode8(kr5);
-            s0 += kc5.Lo.Dot(sQ[10]) + kc5.Hi.Dot(sQ[11]);
+            s0 = kc5.Hi.DotAdd(sQ[11], kc5.Lo.DotAdd(sQ[10], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc6 = default(TCodec).Decode8(kr6);
-            s0 += kc6.Lo.Dot(sQ[12]) + kc6.Hi.Dot(sQ[13]);
+            s0 = kc6.Hi.DotAdd(sQ[13], kc6.Lo.DotAdd(sQ[12], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc7 = default(TCodec).Decode8(kr7);
-            s0 += kc7.Lo.Dot(sQ[14]) + kc7.Hi.Dot(sQ[15]);
+            s0 = kc7.Hi.DotAdd(sQ[15], kc7.Lo.DotAdd(sQ[14], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc8 = default(TCodec).Decode8(kr8);
-            s0 += kc8.Lo.Dot(sQ[16]) + kc8.Hi.Dot(sQ[17]);
+            s0 = kc8.Hi.DotAdd(sQ[17], kc8.Lo.DotAdd(sQ[16], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc9 = default(TCodec).Decode8(kr9);
-            s0 += kc9.Lo.Dot(sQ[18]) + kc9.Hi.Dot(sQ[19]);
+            s0 = kc9.Hi.DotAdd(sQ[19], kc9.Lo.DotAdd(sQ[18], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc10 = default(TCodec).Decode8(kr10);
-            s0 += kc10.Lo.Dot(sQ[20]) + kc10.Hi.Dot(sQ[21]);
+            s0 = kc10.Hi.DotAdd(sQ[21], kc10.Lo.DotAdd(sQ[20], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc11 = default(TCodec).Decode8(kr11);
-            s0 += kc11.Lo.Dot(sQ[22]) + kc11.Hi.Dot(sQ[23]);
+            s0 = kc11.Hi.DotAdd(sQ[23], kc11.Lo.DotAdd(sQ[22], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc12 = default(TCodec).Decode8(kr12);
-            s0 += kc12.Lo.Dot(sQ[24]) + kc12.Hi.Dot(sQ[25]);
+            s0 = kc12.Hi.DotAdd(sQ[25], kc12.Lo.DotAdd(sQ[24], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc13 = default(TCodec).Decode8(kr13);
-            s0 += kc13.Lo.Dot(sQ[26]) + kc13.Hi.Dot(sQ[27]);
+            s0 = kc13.Hi.DotAdd(sQ[27], kc13.Lo.DotAdd(sQ[26], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc14 = default(TCodec).Decode8(kr14);
-            s0 += kc14.Lo.Dot(sQ[28]) + kc14.Hi.Dot(sQ[29]);
+            s0 = kc14.Hi.DotAdd(sQ[29], kc14.Lo.DotAdd(sQ[28], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc15 = default(TCodec).Decode8(kr15);
-            s0 += kc15.Lo.Dot(sQ[30]) + kc15.Hi.Dot(sQ[31]);
+            s0 = kc15.Hi.DotAdd(sQ[31], kc15.Lo.DotAdd(sQ[30], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         {
@@ -1006,38 +1092,55 @@ public static partial class gqa_hd128_long
             var kr13 = default(TCodec).LoadRaw8(keyCache, row + 104);
             var kr14 = default(TCodec).LoadRaw8(keyCache, row + 112);
             var kr15 = default(TCodec).LoadRaw8(keyCache, row + 120);
+            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[8] = kr4.A; keep[9] = kr4.B; keep[10] = kr5.A; keep[11] = kr5.B; keep[12] = kr6.A; keep[13] = kr6.B; keep[14] = kr7.A; keep[15] = kr7.B; keep[16] = kr8.A; keep[17] = kr8.B; keep[18] = kr9.A; keep[19] = kr9.B; keep[20] = kr10.A; keep[21] = kr10.B; keep[22] = kr11.A; keep[23] = kr11.B; keep[24] = kr12.A; keep[25] = kr12.B; keep[26] = kr13.A; keep[27] = kr13.B; keep[28] = kr14.A; keep[29] = kr14.B; keep[30] = kr15.A; keep[31] = kr15.B; } // step boundary (never taken): the loads above stay in flight together
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
+            s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
+            s0 = kc1.Hi.DotAdd(sQ[3], kc1.Lo.DotAdd(sQ[2], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc2 = default(TCodec).Decode8(kr2);
-            s0 += kc2.Lo.Dot(sQ[4]) + kc2.Hi.Dot(sQ[5]);
+            s0 = kc2.Hi.DotAdd(sQ[5], kc2.Lo.DotAdd(sQ[4], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc3 = default(TCodec).Decode8(kr3);
-            s0 += kc3.Lo.Dot(sQ[6]) + kc3.Hi.Dot(sQ[7]);
+            s0 = kc3.Hi.DotAdd(sQ[7], kc3.Lo.DotAdd(sQ[6], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc4 = default(TCodec).Decode8(kr4);
-            s0 += kc4.Lo.Dot(sQ[8]) + kc4.Hi.Dot(sQ[9]);
+            s0 = kc4.Hi.DotAdd(sQ[9], kc4.Lo.DotAdd(sQ[8], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc5 = default(TCodec).Decode8(kr5);
-            s0 += kc5.Lo.Dot(sQ[10]) + kc5.Hi.Dot(sQ[11]);
+            s0 = kc5.Hi.DotAdd(sQ[11], kc5.Lo.DotAdd(sQ[10], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc6 = default(TCodec).Decode8(kr6);
-            s0 += kc6.Lo.Dot(sQ[12]) + kc6.Hi.Dot(sQ[13]);
+            s0 = kc6.Hi.DotAdd(sQ[13], kc6.Lo.DotAdd(sQ[12], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc7 = default(TCodec).Decode8(kr7);
-            s0 += kc7.Lo.Dot(sQ[14]) + kc7.Hi.Dot(sQ[15]);
+            s0 = kc7.Hi.DotAdd(sQ[15], kc7.Lo.DotAdd(sQ[14], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc8 = default(TCodec).Decode8(kr8);
-            s0 += kc8.Lo.Dot(sQ[16]) + kc8.Hi.Dot(sQ[17]);
+            s0 = kc8.Hi.DotAdd(sQ[17], kc8.Lo.DotAdd(sQ[16], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc9 = default(TCodec).Decode8(kr9);
-            s0 += kc9.Lo.Dot(sQ[18]) + kc9.Hi.Dot(sQ[19]);
+            s0 = kc9.Hi.DotAdd(sQ[19], kc9.Lo.DotAdd(sQ[18], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc10 = default(TCodec).Decode8(kr10);
-            s0 += kc10.Lo.Dot(sQ[20]) + kc10.Hi.Dot(sQ[21]);
+            s0 = kc10.Hi.DotAdd(sQ[21], kc10.Lo.DotAdd(sQ[20], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc11 = default(TCodec).Decode8(kr11);
-            s0 += kc11.Lo.Dot(sQ[22]) + kc11.Hi.Dot(sQ[23]);
+            s0 = kc11.Hi.DotAdd(sQ[23], kc11.Lo.DotAdd(sQ[22], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc12 = default(TCodec).Decode8(kr12);
-            s0 += kc12.Lo.Dot(sQ[24]) + kc12.Hi.Dot(sQ[25]);
+            s0 = kc12.Hi.DotAdd(sQ[25], kc12.Lo.DotAdd(sQ[24], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc13 = default(TCodec).Decode8(kr13);
-            s0 += kc13.Lo.Dot(sQ[26]) + kc13.Hi.Dot(sQ[27]);
+            s0 = kc13.Hi.DotAdd(sQ[27], kc13.Lo.DotAdd(sQ[26], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc14 = default(TCodec).Decode8(kr14);
-            s0 += kc14.Lo.Dot(sQ[28]) + kc14.Hi.Dot(sQ[29]);
+            s0 = kc14.Hi.DotAdd(sQ[29], kc14.Lo.DotAdd(sQ[28], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc15 = default(TCodec).Decode8(kr15);
-            s0 += kc15.Lo.Dot(sQ[30]) + kc15.Hi.Dot(sQ[31]);
+            s0 = kc15.Hi.DotAdd(sQ[31], kc15.Lo.DotAdd(sQ[30], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         Group.Barrier();
@@ -1093,6 +1196,7 @@ public static partial class gqa_hd128_long
 
         // P·V: thread = (key slot t / 16, 8-dim unit t % 16); one 16-byte V load serves every head. Keys past
         // the context have probability exactly 0 (their V row is the last valid one, so the product is 0 too).
+        var sPSlot = sP.SubView(slot);   // this slot's probabilities, indexed with constants (folded into the loads)
         var lo0 = default(Float4);
         var hi0 = default(Float4);
         // V of keys 16..23 in flight while keys 0..15 are accumulated.
@@ -1112,70 +1216,87 @@ public static partial class gqa_hd128_long
         var vr22 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk22 / 16 - firstBlock] * 1 + kvHead) * 16 + vk22 % 16) * 128 + unit * 8);
         int vk23 = k0 + (slot + 184 < numKeys ? slot + 184 : numKeys - 1);
         var vr23 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk23 / 16 - firstBlock] * 1 + kvHead) * 16 + vk23 % 16) * 128 + unit * 8);
+        if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = vr16.A; keep[1] = vr16.B; keep[2] = vr17.A; keep[3] = vr17.B; keep[4] = vr18.A; keep[5] = vr18.B; keep[6] = vr19.A; keep[7] = vr19.B; keep[8] = vr20.A; keep[9] = vr20.B; keep[10] = vr21.A; keep[11] = vr21.B; keep[12] = vr22.A; keep[13] = vr22.B; keep[14] = vr23.A; keep[15] = vr23.B; } // step boundary (never taken): the loads above stay in flight together
         var v0 = default(TCodec).Decode8(vr0);
-        float p0h0 = sP[0 + slot];
+        float p0h0 = sPSlot[0];
         lo0 = lo0.Fma(v0.Lo, p0h0);
         hi0 = hi0.Fma(v0.Hi, p0h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v1 = default(TCodec).Decode8(vr1);
-        float p1h0 = sP[8 + slot];
+        float p1h0 = sPSlot[8];
         lo0 = lo0.Fma(v1.Lo, p1h0);
         hi0 = hi0.Fma(v1.Hi, p1h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v2 = default(TCodec).Decode8(vr2);
-        float p2h0 = sP[16 + slot];
+        float p2h0 = sPSlot[16];
         lo0 = lo0.Fma(v2.Lo, p2h0);
         hi0 = hi0.Fma(v2.Hi, p2h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v3 = default(TCodec).Decode8(vr3);
-        float p3h0 = sP[24 + slot];
+        float p3h0 = sPSlot[24];
         lo0 = lo0.Fma(v3.Lo, p3h0);
         hi0 = hi0.Fma(v3.Hi, p3h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v4 = default(TCodec).Decode8(vr4);
-        float p4h0 = sP[32 + slot];
+        float p4h0 = sPSlot[32];
         lo0 = lo0.Fma(v4.Lo, p4h0);
         hi0 = hi0.Fma(v4.Hi, p4h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v5 = default(TCodec).Decode8(vr5);
-        float p5h0 = sP[40 + slot];
+        float p5h0 = sPSlot[40];
         lo0 = lo0.Fma(v5.Lo, p5h0);
         hi0 = hi0.Fma(v5.Hi, p5h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v6 = default(TCodec).Decode8(vr6);
-        float p6h0 = sP[48 + slot];
+        float p6h0 = sPSlot[48];
         lo0 = lo0.Fma(v6.Lo, p6h0);
         hi0 = hi0.Fma(v6.Hi, p6h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v7 = default(TCodec).Decode8(vr7);
-        float p7h0 = sP[56 + slot];
+        float p7h0 = sPSlot[56];
         lo0 = lo0.Fma(v7.Lo, p7h0);
         hi0 = hi0.Fma(v7.Hi, p7h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v8 = default(TCodec).Decode8(vr8);
-        float p8h0 = sP[64 + slot];
+        float p8h0 = sPSlot[64];
         lo0 = lo0.Fma(v8.Lo, p8h0);
         hi0 = hi0.Fma(v8.Hi, p8h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v9 = default(TCodec).Decode8(vr9);
-        float p9h0 = sP[72 + slot];
+        float p9h0 = sPSlot[72];
         lo0 = lo0.Fma(v9.Lo, p9h0);
         hi0 = hi0.Fma(v9.Hi, p9h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v10 = default(TCodec).Decode8(vr10);
-        float p10h0 = sP[80 + slot];
+        float p10h0 = sPSlot[80];
         lo0 = lo0.Fma(v10.Lo, p10h0);
         hi0 = hi0.Fma(v10.Hi, p10h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v11 = default(TCodec).Decode8(vr11);
-        float p11h0 = sP[88 + slot];
+        float p11h0 = sPSlot[88];
         lo0 = lo0.Fma(v11.Lo, p11h0);
         hi0 = hi0.Fma(v11.Hi, p11h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v12 = default(TCodec).Decode8(vr12);
-        float p12h0 = sP[96 + slot];
+        float p12h0 = sPSlot[96];
         lo0 = lo0.Fma(v12.Lo, p12h0);
         hi0 = hi0.Fma(v12.Hi, p12h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v13 = default(TCodec).Decode8(vr13);
-        float p13h0 = sP[104 + slot];
+        float p13h0 = sPSlot[104];
         lo0 = lo0.Fma(v13.Lo, p13h0);
         hi0 = hi0.Fma(v13.Hi, p13h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v14 = default(TCodec).Decode8(vr14);
-        float p14h0 = sP[112 + slot];
+        float p14h0 = sPSlot[112];
         lo0 = lo0.Fma(v14.Lo, p14h0);
         hi0 = hi0.Fma(v14.Hi, p14h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v15 = default(TCodec).Decode8(vr15);
-        float p15h0 = sP[120 + slot];
+        float p15h0 = sPSlot[120];
         lo0 = lo0.Fma(v15.Lo, p15h0);
         hi0 = hi0.Fma(v15.Hi, p15h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         // V of keys 24..31 in flight while keys 16..23 are accumulated.
         int vk24 = k0 + (slot + 192 < numKeys ? slot + 192 : numKeys - 1);
         var vr24 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk24 / 16 - firstBlock] * 1 + kvHead) * 16 + vk24 % 16) * 128 + unit * 8);
@@ -1193,70 +1314,87 @@ public static partial class gqa_hd128_long
         var vr30 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk30 / 16 - firstBlock] * 1 + kvHead) * 16 + vk30 % 16) * 128 + unit * 8);
         int vk31 = k0 + (slot + 248 < numKeys ? slot + 248 : numKeys - 1);
         var vr31 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk31 / 16 - firstBlock] * 1 + kvHead) * 16 + vk31 % 16) * 128 + unit * 8);
+        if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = vr24.A; keep[1] = vr24.B; keep[2] = vr25.A; keep[3] = vr25.B; keep[4] = vr26.A; keep[5] = vr26.B; keep[6] = vr27.A; keep[7] = vr27.B; keep[8] = vr28.A; keep[9] = vr28.B; keep[10] = vr29.A; keep[11] = vr29.B; keep[12] = vr30.A; keep[13] = vr30.B; keep[14] = vr31.A; keep[15] = vr31.B; } // step boundary (never taken): the loads above stay in flight together
         var v16 = default(TCodec).Decode8(vr16);
-        float p16h0 = sP[128 + slot];
+        float p16h0 = sPSlot[128];
         lo0 = lo0.Fma(v16.Lo, p16h0);
         hi0 = hi0.Fma(v16.Hi, p16h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v17 = default(TCodec).Decode8(vr17);
-        float p17h0 = sP[136 + slot];
+        float p17h0 = sPSlot[136];
         lo0 = lo0.Fma(v17.Lo, p17h0);
         hi0 = hi0.Fma(v17.Hi, p17h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v18 = default(TCodec).Decode8(vr18);
-        float p18h0 = sP[144 + slot];
+        float p18h0 = sPSlot[144];
         lo0 = lo0.Fma(v18.Lo, p18h0);
         hi0 = hi0.Fma(v18.Hi, p18h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v19 = default(TCodec).Decode8(vr19);
-        float p19h0 = sP[152 + slot];
+        float p19h0 = sPSlot[152];
         lo0 = lo0.Fma(v19.Lo, p19h0);
         hi0 = hi0.Fma(v19.Hi, p19h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v20 = default(TCodec).Decode8(vr20);
-        float p20h0 = sP[160 + slot];
+        float p20h0 = sPSlot[160];
         lo0 = lo0.Fma(v20.Lo, p20h0);
         hi0 = hi0.Fma(v20.Hi, p20h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v21 = default(TCodec).Decode8(vr21);
-        float p21h0 = sP[168 + slot];
+        float p21h0 = sPSlot[168];
         lo0 = lo0.Fma(v21.Lo, p21h0);
         hi0 = hi0.Fma(v21.Hi, p21h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v22 = default(TCodec).Decode8(vr22);
-        float p22h0 = sP[176 + slot];
+        float p22h0 = sPSlot[176];
         lo0 = lo0.Fma(v22.Lo, p22h0);
         hi0 = hi0.Fma(v22.Hi, p22h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v23 = default(TCodec).Decode8(vr23);
-        float p23h0 = sP[184 + slot];
+        float p23h0 = sPSlot[184];
         lo0 = lo0.Fma(v23.Lo, p23h0);
         hi0 = hi0.Fma(v23.Hi, p23h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v24 = default(TCodec).Decode8(vr24);
-        float p24h0 = sP[192 + slot];
+        float p24h0 = sPSlot[192];
         lo0 = lo0.Fma(v24.Lo, p24h0);
         hi0 = hi0.Fma(v24.Hi, p24h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v25 = default(TCodec).Decode8(vr25);
-        float p25h0 = sP[200 + slot];
+        float p25h0 = sPSlot[200];
         lo0 = lo0.Fma(v25.Lo, p25h0);
         hi0 = hi0.Fma(v25.Hi, p25h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v26 = default(TCodec).Decode8(vr26);
-        float p26h0 = sP[208 + slot];
+        float p26h0 = sPSlot[208];
         lo0 = lo0.Fma(v26.Lo, p26h0);
         hi0 = hi0.Fma(v26.Hi, p26h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v27 = default(TCodec).Decode8(vr27);
-        float p27h0 = sP[216 + slot];
+        float p27h0 = sPSlot[216];
         lo0 = lo0.Fma(v27.Lo, p27h0);
         hi0 = hi0.Fma(v27.Hi, p27h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v28 = default(TCodec).Decode8(vr28);
-        float p28h0 = sP[224 + slot];
+        float p28h0 = sPSlot[224];
         lo0 = lo0.Fma(v28.Lo, p28h0);
         hi0 = hi0.Fma(v28.Hi, p28h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v29 = default(TCodec).Decode8(vr29);
-        float p29h0 = sP[232 + slot];
+        float p29h0 = sPSlot[232];
         lo0 = lo0.Fma(v29.Lo, p29h0);
         hi0 = hi0.Fma(v29.Hi, p29h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v30 = default(TCodec).Decode8(vr30);
-        float p30h0 = sP[240 + slot];
+        float p30h0 = sPSlot[240];
         lo0 = lo0.Fma(v30.Lo, p30h0);
         hi0 = hi0.Fma(v30.Hi, p30h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v31 = default(TCodec).Decode8(vr31);
-        float p31h0 = sP[248 + slot];
+        float p31h0 = sPSlot[248];
         lo0 = lo0.Fma(v31.Lo, p31h0);
         hi0 = hi0.Fma(v31.Hi, p31h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         sRed[(slot * 1 + 0) * 32 + 2 * unit] = lo0;
         sRed[(slot * 1 + 0) * 32 + 2 * unit + 1] = hi0;
         Group.Barrier();

@@ -91,16 +91,19 @@ public static partial class gqa_tiny
             vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk2 / 16 - firstBlock] * 2 + kvHead) * 16 + vk2 % 16) * 16 + unit * 8);
             int vk3 = k0 + (slot + 192 < numKeys ? slot + 192 : numKeys - 1);
             vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk3 / 16 - firstBlock] * 2 + kvHead) * 16 + vk3 % 16) * 16 + unit * 8);
+            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = vr0.A; keep[5] = vr0.B; keep[6] = vr1.A; keep[7] = vr1.B; keep[8] = vr2.A; keep[9] = vr2.B; keep[10] = vr3.A; keep[11] = vr3.B; } // step boundary (never taken): the loads above stay in flight together
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
-            s1 += kc0.Lo.Dot(sQ[4]) + kc0.Hi.Dot(sQ[5]);
-            s2 += kc0.Lo.Dot(sQ[8]) + kc0.Hi.Dot(sQ[9]);
-            s3 += kc0.Lo.Dot(sQ[12]) + kc0.Hi.Dot(sQ[13]);
+            s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
+            s1 = kc0.Hi.DotAdd(sQ[5], kc0.Lo.DotAdd(sQ[4], s1));
+            s2 = kc0.Hi.DotAdd(sQ[9], kc0.Lo.DotAdd(sQ[8], s2));
+            s3 = kc0.Hi.DotAdd(sQ[13], kc0.Lo.DotAdd(sQ[12], s3));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
-            s1 += kc1.Lo.Dot(sQ[6]) + kc1.Hi.Dot(sQ[7]);
-            s2 += kc1.Lo.Dot(sQ[10]) + kc1.Hi.Dot(sQ[11]);
-            s3 += kc1.Lo.Dot(sQ[14]) + kc1.Hi.Dot(sQ[15]);
+            s0 = kc1.Hi.DotAdd(sQ[3], kc1.Lo.DotAdd(sQ[2], s0));
+            s1 = kc1.Hi.DotAdd(sQ[7], kc1.Lo.DotAdd(sQ[6], s1));
+            s2 = kc1.Hi.DotAdd(sQ[11], kc1.Lo.DotAdd(sQ[10], s2));
+            s3 = kc1.Hi.DotAdd(sQ[15], kc1.Lo.DotAdd(sQ[14], s3));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
             sP[256 + j] = valid ? s1 : float.NegativeInfinity;
             sP[512 + j] = valid ? s2 : float.NegativeInfinity;
@@ -117,16 +120,19 @@ public static partial class gqa_tiny
             float s3 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
             var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
+            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; } // step boundary (never taken): the loads above stay in flight together
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
-            s1 += kc0.Lo.Dot(sQ[4]) + kc0.Hi.Dot(sQ[5]);
-            s2 += kc0.Lo.Dot(sQ[8]) + kc0.Hi.Dot(sQ[9]);
-            s3 += kc0.Lo.Dot(sQ[12]) + kc0.Hi.Dot(sQ[13]);
+            s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
+            s1 = kc0.Hi.DotAdd(sQ[5], kc0.Lo.DotAdd(sQ[4], s1));
+            s2 = kc0.Hi.DotAdd(sQ[9], kc0.Lo.DotAdd(sQ[8], s2));
+            s3 = kc0.Hi.DotAdd(sQ[13], kc0.Lo.DotAdd(sQ[12], s3));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
-            s1 += kc1.Lo.Dot(sQ[6]) + kc1.Hi.Dot(sQ[7]);
-            s2 += kc1.Lo.Dot(sQ[10]) + kc1.Hi.Dot(sQ[11]);
-            s3 += kc1.Lo.Dot(sQ[14]) + kc1.Hi.Dot(sQ[15]);
+            s0 = kc1.Hi.DotAdd(sQ[3], kc1.Lo.DotAdd(sQ[2], s0));
+            s1 = kc1.Hi.DotAdd(sQ[7], kc1.Lo.DotAdd(sQ[6], s1));
+            s2 = kc1.Hi.DotAdd(sQ[11], kc1.Lo.DotAdd(sQ[10], s2));
+            s3 = kc1.Hi.DotAdd(sQ[15], kc1.Lo.DotAdd(sQ[14], s3));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
             sP[256 + j] = valid ? s1 : float.NegativeInfinity;
             sP[512 + j] = valid ? s2 : float.NegativeInfinity;
@@ -317,6 +323,7 @@ public static partial class gqa_tiny
 
         // P·V: thread = (key slot t / 2, 8-dim unit t % 2); one 16-byte V load serves every head. Keys past
         // the context have probability exactly 0 (their V row is the last valid one, so the product is 0 too).
+        var sPSlot = sP.SubView(slot);   // this slot's probabilities, indexed with constants (folded into the loads)
         var lo0 = default(Float4);
         var hi0 = default(Float4);
         var lo1 = default(Float4);
@@ -326,57 +333,61 @@ public static partial class gqa_tiny
         var lo3 = default(Float4);
         var hi3 = default(Float4);
         var v0 = default(TCodec).Decode8(vr0);
-        float p0h0 = sP[0 + slot];
+        float p0h0 = sPSlot[0];
         lo0 = lo0.Fma(v0.Lo, p0h0);
         hi0 = hi0.Fma(v0.Hi, p0h0);
-        float p0h1 = sP[256 + slot];
+        float p0h1 = sPSlot[256];
         lo1 = lo1.Fma(v0.Lo, p0h1);
         hi1 = hi1.Fma(v0.Hi, p0h1);
-        float p0h2 = sP[512 + slot];
+        float p0h2 = sPSlot[512];
         lo2 = lo2.Fma(v0.Lo, p0h2);
         hi2 = hi2.Fma(v0.Hi, p0h2);
-        float p0h3 = sP[768 + slot];
+        float p0h3 = sPSlot[768];
         lo3 = lo3.Fma(v0.Lo, p0h3);
         hi3 = hi3.Fma(v0.Hi, p0h3);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
         var v1 = default(TCodec).Decode8(vr1);
-        float p1h0 = sP[64 + slot];
+        float p1h0 = sPSlot[64];
         lo0 = lo0.Fma(v1.Lo, p1h0);
         hi0 = hi0.Fma(v1.Hi, p1h0);
-        float p1h1 = sP[320 + slot];
+        float p1h1 = sPSlot[320];
         lo1 = lo1.Fma(v1.Lo, p1h1);
         hi1 = hi1.Fma(v1.Hi, p1h1);
-        float p1h2 = sP[576 + slot];
+        float p1h2 = sPSlot[576];
         lo2 = lo2.Fma(v1.Lo, p1h2);
         hi2 = hi2.Fma(v1.Hi, p1h2);
-        float p1h3 = sP[832 + slot];
+        float p1h3 = sPSlot[832];
         lo3 = lo3.Fma(v1.Lo, p1h3);
         hi3 = hi3.Fma(v1.Hi, p1h3);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
         var v2 = default(TCodec).Decode8(vr2);
-        float p2h0 = sP[128 + slot];
+        float p2h0 = sPSlot[128];
         lo0 = lo0.Fma(v2.Lo, p2h0);
         hi0 = hi0.Fma(v2.Hi, p2h0);
-        float p2h1 = sP[384 + slot];
+        float p2h1 = sPSlot[384];
         lo1 = lo1.Fma(v2.Lo, p2h1);
         hi1 = hi1.Fma(v2.Hi, p2h1);
-        float p2h2 = sP[640 + slot];
+        float p2h2 = sPSlot[640];
         lo2 = lo2.Fma(v2.Lo, p2h2);
         hi2 = hi2.Fma(v2.Hi, p2h2);
-        float p2h3 = sP[896 + slot];
+        float p2h3 = sPSlot[896];
         lo3 = lo3.Fma(v2.Lo, p2h3);
         hi3 = hi3.Fma(v2.Hi, p2h3);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
         var v3 = default(TCodec).Decode8(vr3);
-        float p3h0 = sP[192 + slot];
+        float p3h0 = sPSlot[192];
         lo0 = lo0.Fma(v3.Lo, p3h0);
         hi0 = hi0.Fma(v3.Hi, p3h0);
-        float p3h1 = sP[448 + slot];
+        float p3h1 = sPSlot[448];
         lo1 = lo1.Fma(v3.Lo, p3h1);
         hi1 = hi1.Fma(v3.Hi, p3h1);
-        float p3h2 = sP[704 + slot];
+        float p3h2 = sPSlot[704];
         lo2 = lo2.Fma(v3.Lo, p3h2);
         hi2 = hi2.Fma(v3.Hi, p3h2);
-        float p3h3 = sP[960 + slot];
+        float p3h3 = sPSlot[960];
         lo3 = lo3.Fma(v3.Lo, p3h3);
         hi3 = hi3.Fma(v3.Hi, p3h3);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
         sRed[(slot * 4 + 0) * 4 + 2 * unit] = lo0;
         sRed[(slot * 4 + 0) * 4 + 2 * unit + 1] = hi0;
         sRed[(slot * 4 + 1) * 4 + 2 * unit] = lo1;
@@ -394,7 +405,21 @@ public static partial class gqa_tiny
             {
                 int h = f / 4;
                 int c = f % 4;
-                var acc = ((((((sRed[0 + f] + sRed[16 + f]) + (sRed[32 + f] + sRed[48 + f])) + ((sRed[64 + f] + sRed[80 + f]) + (sRed[96 + f] + sRed[112 + f]))) + (((sRed[128 + f] + sRed[144 + f]) + (sRed[160 + f] + sRed[176 + f])) + ((sRed[192 + f] + sRed[208 + f]) + (sRed[224 + f] + sRed[240 + f])))) + ((((sRed[256 + f] + sRed[272 + f]) + (sRed[288 + f] + sRed[304 + f])) + ((sRed[320 + f] + sRed[336 + f]) + (sRed[352 + f] + sRed[368 + f]))) + (((sRed[384 + f] + sRed[400 + f]) + (sRed[416 + f] + sRed[432 + f])) + ((sRed[448 + f] + sRed[464 + f]) + (sRed[480 + f] + sRed[496 + f]))))) + (((((sRed[512 + f] + sRed[528 + f]) + (sRed[544 + f] + sRed[560 + f])) + ((sRed[576 + f] + sRed[592 + f]) + (sRed[608 + f] + sRed[624 + f]))) + (((sRed[640 + f] + sRed[656 + f]) + (sRed[672 + f] + sRed[688 + f])) + ((sRed[704 + f] + sRed[720 + f]) + (sRed[736 + f] + sRed[752 + f])))) + ((((sRed[768 + f] + sRed[784 + f]) + (sRed[800 + f] + sRed[816 + f])) + ((sRed[832 + f] + sRed[848 + f]) + (sRed[864 + f] + sRed[880 + f]))) + (((sRed[896 + f] + sRed[912 + f]) + (sRed[928 + f] + sRed[944 + f])) + ((sRed[960 + f] + sRed[976 + f]) + (sRed[992 + f] + sRed[1008 + f]))))));
+                var acc = (((sRed[0 + f] + sRed[16 + f]) + (sRed[32 + f] + sRed[48 + f])) + ((sRed[64 + f] + sRed[80 + f]) + (sRed[96 + f] + sRed[112 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[128 + f] + sRed[144 + f]) + (sRed[160 + f] + sRed[176 + f])) + ((sRed[192 + f] + sRed[208 + f]) + (sRed[224 + f] + sRed[240 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[256 + f] + sRed[272 + f]) + (sRed[288 + f] + sRed[304 + f])) + ((sRed[320 + f] + sRed[336 + f]) + (sRed[352 + f] + sRed[368 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[384 + f] + sRed[400 + f]) + (sRed[416 + f] + sRed[432 + f])) + ((sRed[448 + f] + sRed[464 + f]) + (sRed[480 + f] + sRed[496 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[512 + f] + sRed[528 + f]) + (sRed[544 + f] + sRed[560 + f])) + ((sRed[576 + f] + sRed[592 + f]) + (sRed[608 + f] + sRed[624 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[640 + f] + sRed[656 + f]) + (sRed[672 + f] + sRed[688 + f])) + ((sRed[704 + f] + sRed[720 + f]) + (sRed[736 + f] + sRed[752 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[768 + f] + sRed[784 + f]) + (sRed[800 + f] + sRed[816 + f])) + ((sRed[832 + f] + sRed[848 + f]) + (sRed[864 + f] + sRed[880 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[896 + f] + sRed[912 + f]) + (sRed[928 + f] + sRed[944 + f])) + ((sRed[960 + f] + sRed[976 + f]) + (sRed[992 + f] + sRed[1008 + f])));
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;
@@ -728,10 +753,13 @@ public static partial class gqa_tiny
             vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk2 / 16 - firstBlock] * 2 + kvHead) * 16 + vk2 % 16) * 16 + unit * 8);
             int vk3 = k0 + (slot + 192 < numKeys ? slot + 192 : numKeys - 1);
             vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk3 / 16 - firstBlock] * 2 + kvHead) * 16 + vk3 % 16) * 16 + unit * 8);
+            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = vr0.A; keep[5] = vr0.B; keep[6] = vr1.A; keep[7] = vr1.B; keep[8] = vr2.A; keep[9] = vr2.B; keep[10] = vr3.A; keep[11] = vr3.B; } // step boundary (never taken): the loads above stay in flight together
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
+            s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
+            s0 = kc1.Hi.DotAdd(sQ[3], kc1.Lo.DotAdd(sQ[2], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         {
@@ -742,10 +770,13 @@ public static partial class gqa_tiny
             float s0 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
             var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
+            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; } // step boundary (never taken): the loads above stay in flight together
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
+            s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
+            s0 = kc1.Hi.DotAdd(sQ[3], kc1.Lo.DotAdd(sQ[2], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         Group.Barrier();
@@ -801,24 +832,29 @@ public static partial class gqa_tiny
 
         // P·V: thread = (key slot t / 2, 8-dim unit t % 2); one 16-byte V load serves every head. Keys past
         // the context have probability exactly 0 (their V row is the last valid one, so the product is 0 too).
+        var sPSlot = sP.SubView(slot);   // this slot's probabilities, indexed with constants (folded into the loads)
         var lo0 = default(Float4);
         var hi0 = default(Float4);
         var v0 = default(TCodec).Decode8(vr0);
-        float p0h0 = sP[0 + slot];
+        float p0h0 = sPSlot[0];
         lo0 = lo0.Fma(v0.Lo, p0h0);
         hi0 = hi0.Fma(v0.Hi, p0h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v1 = default(TCodec).Decode8(vr1);
-        float p1h0 = sP[64 + slot];
+        float p1h0 = sPSlot[64];
         lo0 = lo0.Fma(v1.Lo, p1h0);
         hi0 = hi0.Fma(v1.Hi, p1h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v2 = default(TCodec).Decode8(vr2);
-        float p2h0 = sP[128 + slot];
+        float p2h0 = sPSlot[128];
         lo0 = lo0.Fma(v2.Lo, p2h0);
         hi0 = hi0.Fma(v2.Hi, p2h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v3 = default(TCodec).Decode8(vr3);
-        float p3h0 = sP[192 + slot];
+        float p3h0 = sPSlot[192];
         lo0 = lo0.Fma(v3.Lo, p3h0);
         hi0 = hi0.Fma(v3.Hi, p3h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         sRed[(slot * 1 + 0) * 4 + 2 * unit] = lo0;
         sRed[(slot * 1 + 0) * 4 + 2 * unit + 1] = hi0;
         Group.Barrier();
@@ -830,7 +866,21 @@ public static partial class gqa_tiny
             {
                 int h = f / 4;
                 int c = f % 4;
-                var acc = ((((((sRed[0 + f] + sRed[4 + f]) + (sRed[8 + f] + sRed[12 + f])) + ((sRed[16 + f] + sRed[20 + f]) + (sRed[24 + f] + sRed[28 + f]))) + (((sRed[32 + f] + sRed[36 + f]) + (sRed[40 + f] + sRed[44 + f])) + ((sRed[48 + f] + sRed[52 + f]) + (sRed[56 + f] + sRed[60 + f])))) + ((((sRed[64 + f] + sRed[68 + f]) + (sRed[72 + f] + sRed[76 + f])) + ((sRed[80 + f] + sRed[84 + f]) + (sRed[88 + f] + sRed[92 + f]))) + (((sRed[96 + f] + sRed[100 + f]) + (sRed[104 + f] + sRed[108 + f])) + ((sRed[112 + f] + sRed[116 + f]) + (sRed[120 + f] + sRed[124 + f]))))) + (((((sRed[128 + f] + sRed[132 + f]) + (sRed[136 + f] + sRed[140 + f])) + ((sRed[144 + f] + sRed[148 + f]) + (sRed[152 + f] + sRed[156 + f]))) + (((sRed[160 + f] + sRed[164 + f]) + (sRed[168 + f] + sRed[172 + f])) + ((sRed[176 + f] + sRed[180 + f]) + (sRed[184 + f] + sRed[188 + f])))) + ((((sRed[192 + f] + sRed[196 + f]) + (sRed[200 + f] + sRed[204 + f])) + ((sRed[208 + f] + sRed[212 + f]) + (sRed[216 + f] + sRed[220 + f]))) + (((sRed[224 + f] + sRed[228 + f]) + (sRed[232 + f] + sRed[236 + f])) + ((sRed[240 + f] + sRed[244 + f]) + (sRed[248 + f] + sRed[252 + f]))))));
+                var acc = (((sRed[0 + f] + sRed[4 + f]) + (sRed[8 + f] + sRed[12 + f])) + ((sRed[16 + f] + sRed[20 + f]) + (sRed[24 + f] + sRed[28 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[32 + f] + sRed[36 + f]) + (sRed[40 + f] + sRed[44 + f])) + ((sRed[48 + f] + sRed[52 + f]) + (sRed[56 + f] + sRed[60 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[64 + f] + sRed[68 + f]) + (sRed[72 + f] + sRed[76 + f])) + ((sRed[80 + f] + sRed[84 + f]) + (sRed[88 + f] + sRed[92 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[96 + f] + sRed[100 + f]) + (sRed[104 + f] + sRed[108 + f])) + ((sRed[112 + f] + sRed[116 + f]) + (sRed[120 + f] + sRed[124 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[128 + f] + sRed[132 + f]) + (sRed[136 + f] + sRed[140 + f])) + ((sRed[144 + f] + sRed[148 + f]) + (sRed[152 + f] + sRed[156 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[160 + f] + sRed[164 + f]) + (sRed[168 + f] + sRed[172 + f])) + ((sRed[176 + f] + sRed[180 + f]) + (sRed[184 + f] + sRed[188 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[192 + f] + sRed[196 + f]) + (sRed[200 + f] + sRed[204 + f])) + ((sRed[208 + f] + sRed[212 + f]) + (sRed[216 + f] + sRed[220 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[224 + f] + sRed[228 + f]) + (sRed[232 + f] + sRed[236 + f])) + ((sRed[240 + f] + sRed[244 + f]) + (sRed[248 + f] + sRed[252 + f])));
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;

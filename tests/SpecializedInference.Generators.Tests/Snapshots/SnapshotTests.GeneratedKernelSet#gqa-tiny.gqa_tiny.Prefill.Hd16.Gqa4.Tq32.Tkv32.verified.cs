@@ -92,6 +92,12 @@ public static partial class gqa_tiny
         Float4 o3_0 = default;
         int pAt = rg * 36 + kl;  // this thread's first probability in sP
         int pAt4 = rg * 9;       // its rows' first Float4 in sP4
+        // This thread's first element of each tile: the unrolled loads index them with constants, which ptxas folds into
+        // the load's address (the per-load index arithmetic was a third of the instructions).
+        var sQRows = sQ.SubView(rg);
+        var sKKeys = sK.SubView(kl);
+        var sVColumns = sV.SubView(kl);
+        var sP4Rows = sP4.SubView(pAt4);
 
         // This thread's units of a K/V tile (key j, 8 elements from u * 8), one per step: 2 lanes take consecutive units of a key.
         int j0 = t / 2 % 32, u0 = t / 64 * 2 + t % 2;
@@ -143,33 +149,37 @@ public static partial class gqa_tiny
             float s3_0 = 0f, s3_1 = 0f, s3_2 = 0f, s3_3 = 0f, s3_4 = 0f, s3_5 = 0f, s3_6 = 0f, s3_7 = 0f;
             Float4 q0, q1, q2, q3, k0, k1, k2, k3, k4, k5, k6, k7;
             // head_dim 0..3
-            q0 = sQ[rg]; q1 = sQ[rg + 8]; q2 = sQ[rg + 16]; q3 = sQ[rg + 24];
-            k0 = sK[kl]; k1 = sK[kl + 4]; k2 = sK[kl + 8]; k3 = sK[kl + 12]; k4 = sK[kl + 16]; k5 = sK[kl + 20]; k6 = sK[kl + 24]; k7 = sK[kl + 28];
+            q0 = sQRows[0]; q1 = sQRows[8]; q2 = sQRows[16]; q3 = sQRows[24];
+            k0 = sKKeys[0]; k1 = sKKeys[4]; k2 = sKKeys[8]; k3 = sKKeys[12]; k4 = sKKeys[16]; k5 = sKKeys[20]; k6 = sKKeys[24]; k7 = sKKeys[28];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3); s0_4 = q0.DotAdd(k4, s0_4); s0_5 = q0.DotAdd(k5, s0_5); s0_6 = q0.DotAdd(k6, s0_6); s0_7 = q0.DotAdd(k7, s0_7);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3); s1_4 = q1.DotAdd(k4, s1_4); s1_5 = q1.DotAdd(k5, s1_5); s1_6 = q1.DotAdd(k6, s1_6); s1_7 = q1.DotAdd(k7, s1_7);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3); s2_4 = q2.DotAdd(k4, s2_4); s2_5 = q2.DotAdd(k5, s2_5); s2_6 = q2.DotAdd(k6, s2_6); s2_7 = q2.DotAdd(k7, s2_7);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3); s3_4 = q3.DotAdd(k4, s3_4); s3_5 = q3.DotAdd(k5, s3_5); s3_6 = q3.DotAdd(k6, s3_6); s3_7 = q3.DotAdd(k7, s3_7);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s0_4, s0_5, s0_6, s0_7); sP4[2] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[3] = new Float4(s1_4, s1_5, s1_6, s1_7); sP4[4] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[5] = new Float4(s2_4, s2_5, s2_6, s2_7); sP4[6] = new Float4(s3_0, s3_1, s3_2, s3_3); sP4[7] = new Float4(s3_4, s3_5, s3_6, s3_7); } // step boundary (never taken): keeps the steps in order
             // head_dim 4..7
-            q0 = sQ[rg + 32]; q1 = sQ[rg + 40]; q2 = sQ[rg + 48]; q3 = sQ[rg + 56];
-            k0 = sK[kl + 32]; k1 = sK[kl + 36]; k2 = sK[kl + 40]; k3 = sK[kl + 44]; k4 = sK[kl + 48]; k5 = sK[kl + 52]; k6 = sK[kl + 56]; k7 = sK[kl + 60];
+            q0 = sQRows[32]; q1 = sQRows[40]; q2 = sQRows[48]; q3 = sQRows[56];
+            k0 = sKKeys[32]; k1 = sKKeys[36]; k2 = sKKeys[40]; k3 = sKKeys[44]; k4 = sKKeys[48]; k5 = sKKeys[52]; k6 = sKKeys[56]; k7 = sKKeys[60];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3); s0_4 = q0.DotAdd(k4, s0_4); s0_5 = q0.DotAdd(k5, s0_5); s0_6 = q0.DotAdd(k6, s0_6); s0_7 = q0.DotAdd(k7, s0_7);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3); s1_4 = q1.DotAdd(k4, s1_4); s1_5 = q1.DotAdd(k5, s1_5); s1_6 = q1.DotAdd(k6, s1_6); s1_7 = q1.DotAdd(k7, s1_7);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3); s2_4 = q2.DotAdd(k4, s2_4); s2_5 = q2.DotAdd(k5, s2_5); s2_6 = q2.DotAdd(k6, s2_6); s2_7 = q2.DotAdd(k7, s2_7);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3); s3_4 = q3.DotAdd(k4, s3_4); s3_5 = q3.DotAdd(k5, s3_5); s3_6 = q3.DotAdd(k6, s3_6); s3_7 = q3.DotAdd(k7, s3_7);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s0_4, s0_5, s0_6, s0_7); sP4[2] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[3] = new Float4(s1_4, s1_5, s1_6, s1_7); sP4[4] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[5] = new Float4(s2_4, s2_5, s2_6, s2_7); sP4[6] = new Float4(s3_0, s3_1, s3_2, s3_3); sP4[7] = new Float4(s3_4, s3_5, s3_6, s3_7); } // step boundary (never taken): keeps the steps in order
             // head_dim 8..11
-            q0 = sQ[rg + 64]; q1 = sQ[rg + 72]; q2 = sQ[rg + 80]; q3 = sQ[rg + 88];
-            k0 = sK[kl + 64]; k1 = sK[kl + 68]; k2 = sK[kl + 72]; k3 = sK[kl + 76]; k4 = sK[kl + 80]; k5 = sK[kl + 84]; k6 = sK[kl + 88]; k7 = sK[kl + 92];
+            q0 = sQRows[64]; q1 = sQRows[72]; q2 = sQRows[80]; q3 = sQRows[88];
+            k0 = sKKeys[64]; k1 = sKKeys[68]; k2 = sKKeys[72]; k3 = sKKeys[76]; k4 = sKKeys[80]; k5 = sKKeys[84]; k6 = sKKeys[88]; k7 = sKKeys[92];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3); s0_4 = q0.DotAdd(k4, s0_4); s0_5 = q0.DotAdd(k5, s0_5); s0_6 = q0.DotAdd(k6, s0_6); s0_7 = q0.DotAdd(k7, s0_7);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3); s1_4 = q1.DotAdd(k4, s1_4); s1_5 = q1.DotAdd(k5, s1_5); s1_6 = q1.DotAdd(k6, s1_6); s1_7 = q1.DotAdd(k7, s1_7);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3); s2_4 = q2.DotAdd(k4, s2_4); s2_5 = q2.DotAdd(k5, s2_5); s2_6 = q2.DotAdd(k6, s2_6); s2_7 = q2.DotAdd(k7, s2_7);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3); s3_4 = q3.DotAdd(k4, s3_4); s3_5 = q3.DotAdd(k5, s3_5); s3_6 = q3.DotAdd(k6, s3_6); s3_7 = q3.DotAdd(k7, s3_7);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s0_4, s0_5, s0_6, s0_7); sP4[2] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[3] = new Float4(s1_4, s1_5, s1_6, s1_7); sP4[4] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[5] = new Float4(s2_4, s2_5, s2_6, s2_7); sP4[6] = new Float4(s3_0, s3_1, s3_2, s3_3); sP4[7] = new Float4(s3_4, s3_5, s3_6, s3_7); } // step boundary (never taken): keeps the steps in order
             // head_dim 12..15
-            q0 = sQ[rg + 96]; q1 = sQ[rg + 104]; q2 = sQ[rg + 112]; q3 = sQ[rg + 120];
-            k0 = sK[kl + 96]; k1 = sK[kl + 100]; k2 = sK[kl + 104]; k3 = sK[kl + 108]; k4 = sK[kl + 112]; k5 = sK[kl + 116]; k6 = sK[kl + 120]; k7 = sK[kl + 124];
+            q0 = sQRows[96]; q1 = sQRows[104]; q2 = sQRows[112]; q3 = sQRows[120];
+            k0 = sKKeys[96]; k1 = sKKeys[100]; k2 = sKKeys[104]; k3 = sKKeys[108]; k4 = sKKeys[112]; k5 = sKKeys[116]; k6 = sKKeys[120]; k7 = sKKeys[124];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3); s0_4 = q0.DotAdd(k4, s0_4); s0_5 = q0.DotAdd(k5, s0_5); s0_6 = q0.DotAdd(k6, s0_6); s0_7 = q0.DotAdd(k7, s0_7);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3); s1_4 = q1.DotAdd(k4, s1_4); s1_5 = q1.DotAdd(k5, s1_5); s1_6 = q1.DotAdd(k6, s1_6); s1_7 = q1.DotAdd(k7, s1_7);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3); s2_4 = q2.DotAdd(k4, s2_4); s2_5 = q2.DotAdd(k5, s2_5); s2_6 = q2.DotAdd(k6, s2_6); s2_7 = q2.DotAdd(k7, s2_7);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3); s3_4 = q3.DotAdd(k4, s3_4); s3_5 = q3.DotAdd(k5, s3_5); s3_6 = q3.DotAdd(k6, s3_6); s3_7 = q3.DotAdd(k7, s3_7);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s0_4, s0_5, s0_6, s0_7); sP4[2] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[3] = new Float4(s1_4, s1_5, s1_6, s1_7); sP4[4] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[5] = new Float4(s2_4, s2_5, s2_6, s2_7); sP4[6] = new Float4(s3_0, s3_1, s3_2, s3_3); sP4[7] = new Float4(s3_4, s3_5, s3_6, s3_7); } // step boundary (never taken): keeps the steps in order
 
             // Causal mask: key firstKey + kl + 4 * j is visible to row i when it is at most last_i.
             int key0 = firstKey + kl;
@@ -280,174 +290,182 @@ public static partial class gqa_tiny
 
             // O += P·V: per key, this thread's 1 Float4 columns of V times each of its 4 rows' probability (read 4 keys at a time).
             Float4 p0, p1, p2, p3, v0;
-            p0 = sP4[pAt4]; p1 = sP4[pAt4 + 72]; p2 = sP4[pAt4 + 144]; p3 = sP4[pAt4 + 216]; // keys 0..3
-            v0 = sV[kl];
+            p0 = sP4Rows[0]; p1 = sP4Rows[72]; p2 = sP4Rows[144]; p3 = sP4Rows[216]; // keys 0..3
+            v0 = sVColumns[0];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 5];
+            v0 = sVColumns[5];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 10];
+            v0 = sVColumns[10];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 15];
+            v0 = sVColumns[15];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 1]; p1 = sP4[pAt4 + 73]; p2 = sP4[pAt4 + 145]; p3 = sP4[pAt4 + 217]; // keys 4..7
-            v0 = sV[kl + 20];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[1]; p1 = sP4Rows[73]; p2 = sP4Rows[145]; p3 = sP4Rows[217]; // keys 4..7
+            v0 = sVColumns[20];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 25];
+            v0 = sVColumns[25];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 30];
+            v0 = sVColumns[30];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 35];
+            v0 = sVColumns[35];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 2]; p1 = sP4[pAt4 + 74]; p2 = sP4[pAt4 + 146]; p3 = sP4[pAt4 + 218]; // keys 8..11
-            v0 = sV[kl + 40];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[2]; p1 = sP4Rows[74]; p2 = sP4Rows[146]; p3 = sP4Rows[218]; // keys 8..11
+            v0 = sVColumns[40];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 45];
+            v0 = sVColumns[45];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 50];
+            v0 = sVColumns[50];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 55];
+            v0 = sVColumns[55];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 3]; p1 = sP4[pAt4 + 75]; p2 = sP4[pAt4 + 147]; p3 = sP4[pAt4 + 219]; // keys 12..15
-            v0 = sV[kl + 60];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[3]; p1 = sP4Rows[75]; p2 = sP4Rows[147]; p3 = sP4Rows[219]; // keys 12..15
+            v0 = sVColumns[60];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 65];
+            v0 = sVColumns[65];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 70];
+            v0 = sVColumns[70];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 75];
+            v0 = sVColumns[75];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 4]; p1 = sP4[pAt4 + 76]; p2 = sP4[pAt4 + 148]; p3 = sP4[pAt4 + 220]; // keys 16..19
-            v0 = sV[kl + 80];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[4]; p1 = sP4Rows[76]; p2 = sP4Rows[148]; p3 = sP4Rows[220]; // keys 16..19
+            v0 = sVColumns[80];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 85];
+            v0 = sVColumns[85];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 90];
+            v0 = sVColumns[90];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 95];
+            v0 = sVColumns[95];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 5]; p1 = sP4[pAt4 + 77]; p2 = sP4[pAt4 + 149]; p3 = sP4[pAt4 + 221]; // keys 20..23
-            v0 = sV[kl + 100];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[5]; p1 = sP4Rows[77]; p2 = sP4Rows[149]; p3 = sP4Rows[221]; // keys 20..23
+            v0 = sVColumns[100];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 105];
+            v0 = sVColumns[105];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 110];
+            v0 = sVColumns[110];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 115];
+            v0 = sVColumns[115];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 6]; p1 = sP4[pAt4 + 78]; p2 = sP4[pAt4 + 150]; p3 = sP4[pAt4 + 222]; // keys 24..27
-            v0 = sV[kl + 120];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[6]; p1 = sP4Rows[78]; p2 = sP4Rows[150]; p3 = sP4Rows[222]; // keys 24..27
+            v0 = sVColumns[120];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 125];
+            v0 = sVColumns[125];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 130];
+            v0 = sVColumns[130];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 135];
+            v0 = sVColumns[135];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 7]; p1 = sP4[pAt4 + 79]; p2 = sP4[pAt4 + 151]; p3 = sP4[pAt4 + 223]; // keys 28..31
-            v0 = sV[kl + 140];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[7]; p1 = sP4Rows[79]; p2 = sP4Rows[151]; p3 = sP4Rows[223]; // keys 28..31
+            v0 = sVColumns[140];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 145];
+            v0 = sVColumns[145];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 150];
+            v0 = sVColumns[150];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 155];
+            v0 = sVColumns[155];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
         }
 
         // Normalize and write the rows that are real queries; each row's running sum is spread over its 4 lanes.
@@ -563,6 +581,12 @@ public static partial class gqa_tiny
         Float4 o3_0 = default;
         int pAt = rg * 36 + kl;  // this thread's first probability in sP
         int pAt4 = rg * 9;       // its rows' first Float4 in sP4
+        // This thread's first element of each tile: the unrolled loads index them with constants, which ptxas folds into
+        // the load's address (the per-load index arithmetic was a third of the instructions).
+        var sQRows = sQ.SubView(rg);
+        var sKKeys = sK.SubView(kl);
+        var sVColumns = sV.SubView(kl);
+        var sP4Rows = sP4.SubView(pAt4);
 
         // This thread's units of a K/V tile (key j, 8 elements from u * 8), one per step: 2 lanes take consecutive units of a key.
         int j0 = t / 2 % 32, u0 = t / 64 * 2 + t % 2;
@@ -614,33 +638,37 @@ public static partial class gqa_tiny
             float s3_0 = 0f, s3_1 = 0f, s3_2 = 0f, s3_3 = 0f, s3_4 = 0f, s3_5 = 0f, s3_6 = 0f, s3_7 = 0f;
             Float4 q0, q1, q2, q3, k0, k1, k2, k3, k4, k5, k6, k7;
             // head_dim 0..3
-            q0 = sQ[rg]; q1 = sQ[rg + 8]; q2 = sQ[rg + 16]; q3 = sQ[rg + 24];
-            k0 = sK[kl]; k1 = sK[kl + 4]; k2 = sK[kl + 8]; k3 = sK[kl + 12]; k4 = sK[kl + 16]; k5 = sK[kl + 20]; k6 = sK[kl + 24]; k7 = sK[kl + 28];
+            q0 = sQRows[0]; q1 = sQRows[8]; q2 = sQRows[16]; q3 = sQRows[24];
+            k0 = sKKeys[0]; k1 = sKKeys[4]; k2 = sKKeys[8]; k3 = sKKeys[12]; k4 = sKKeys[16]; k5 = sKKeys[20]; k6 = sKKeys[24]; k7 = sKKeys[28];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3); s0_4 = q0.DotAdd(k4, s0_4); s0_5 = q0.DotAdd(k5, s0_5); s0_6 = q0.DotAdd(k6, s0_6); s0_7 = q0.DotAdd(k7, s0_7);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3); s1_4 = q1.DotAdd(k4, s1_4); s1_5 = q1.DotAdd(k5, s1_5); s1_6 = q1.DotAdd(k6, s1_6); s1_7 = q1.DotAdd(k7, s1_7);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3); s2_4 = q2.DotAdd(k4, s2_4); s2_5 = q2.DotAdd(k5, s2_5); s2_6 = q2.DotAdd(k6, s2_6); s2_7 = q2.DotAdd(k7, s2_7);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3); s3_4 = q3.DotAdd(k4, s3_4); s3_5 = q3.DotAdd(k5, s3_5); s3_6 = q3.DotAdd(k6, s3_6); s3_7 = q3.DotAdd(k7, s3_7);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s0_4, s0_5, s0_6, s0_7); sP4[2] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[3] = new Float4(s1_4, s1_5, s1_6, s1_7); sP4[4] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[5] = new Float4(s2_4, s2_5, s2_6, s2_7); sP4[6] = new Float4(s3_0, s3_1, s3_2, s3_3); sP4[7] = new Float4(s3_4, s3_5, s3_6, s3_7); } // step boundary (never taken): keeps the steps in order
             // head_dim 4..7
-            q0 = sQ[rg + 32]; q1 = sQ[rg + 40]; q2 = sQ[rg + 48]; q3 = sQ[rg + 56];
-            k0 = sK[kl + 32]; k1 = sK[kl + 36]; k2 = sK[kl + 40]; k3 = sK[kl + 44]; k4 = sK[kl + 48]; k5 = sK[kl + 52]; k6 = sK[kl + 56]; k7 = sK[kl + 60];
+            q0 = sQRows[32]; q1 = sQRows[40]; q2 = sQRows[48]; q3 = sQRows[56];
+            k0 = sKKeys[32]; k1 = sKKeys[36]; k2 = sKKeys[40]; k3 = sKKeys[44]; k4 = sKKeys[48]; k5 = sKKeys[52]; k6 = sKKeys[56]; k7 = sKKeys[60];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3); s0_4 = q0.DotAdd(k4, s0_4); s0_5 = q0.DotAdd(k5, s0_5); s0_6 = q0.DotAdd(k6, s0_6); s0_7 = q0.DotAdd(k7, s0_7);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3); s1_4 = q1.DotAdd(k4, s1_4); s1_5 = q1.DotAdd(k5, s1_5); s1_6 = q1.DotAdd(k6, s1_6); s1_7 = q1.DotAdd(k7, s1_7);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3); s2_4 = q2.DotAdd(k4, s2_4); s2_5 = q2.DotAdd(k5, s2_5); s2_6 = q2.DotAdd(k6, s2_6); s2_7 = q2.DotAdd(k7, s2_7);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3); s3_4 = q3.DotAdd(k4, s3_4); s3_5 = q3.DotAdd(k5, s3_5); s3_6 = q3.DotAdd(k6, s3_6); s3_7 = q3.DotAdd(k7, s3_7);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s0_4, s0_5, s0_6, s0_7); sP4[2] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[3] = new Float4(s1_4, s1_5, s1_6, s1_7); sP4[4] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[5] = new Float4(s2_4, s2_5, s2_6, s2_7); sP4[6] = new Float4(s3_0, s3_1, s3_2, s3_3); sP4[7] = new Float4(s3_4, s3_5, s3_6, s3_7); } // step boundary (never taken): keeps the steps in order
             // head_dim 8..11
-            q0 = sQ[rg + 64]; q1 = sQ[rg + 72]; q2 = sQ[rg + 80]; q3 = sQ[rg + 88];
-            k0 = sK[kl + 64]; k1 = sK[kl + 68]; k2 = sK[kl + 72]; k3 = sK[kl + 76]; k4 = sK[kl + 80]; k5 = sK[kl + 84]; k6 = sK[kl + 88]; k7 = sK[kl + 92];
+            q0 = sQRows[64]; q1 = sQRows[72]; q2 = sQRows[80]; q3 = sQRows[88];
+            k0 = sKKeys[64]; k1 = sKKeys[68]; k2 = sKKeys[72]; k3 = sKKeys[76]; k4 = sKKeys[80]; k5 = sKKeys[84]; k6 = sKKeys[88]; k7 = sKKeys[92];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3); s0_4 = q0.DotAdd(k4, s0_4); s0_5 = q0.DotAdd(k5, s0_5); s0_6 = q0.DotAdd(k6, s0_6); s0_7 = q0.DotAdd(k7, s0_7);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3); s1_4 = q1.DotAdd(k4, s1_4); s1_5 = q1.DotAdd(k5, s1_5); s1_6 = q1.DotAdd(k6, s1_6); s1_7 = q1.DotAdd(k7, s1_7);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3); s2_4 = q2.DotAdd(k4, s2_4); s2_5 = q2.DotAdd(k5, s2_5); s2_6 = q2.DotAdd(k6, s2_6); s2_7 = q2.DotAdd(k7, s2_7);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3); s3_4 = q3.DotAdd(k4, s3_4); s3_5 = q3.DotAdd(k5, s3_5); s3_6 = q3.DotAdd(k6, s3_6); s3_7 = q3.DotAdd(k7, s3_7);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s0_4, s0_5, s0_6, s0_7); sP4[2] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[3] = new Float4(s1_4, s1_5, s1_6, s1_7); sP4[4] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[5] = new Float4(s2_4, s2_5, s2_6, s2_7); sP4[6] = new Float4(s3_0, s3_1, s3_2, s3_3); sP4[7] = new Float4(s3_4, s3_5, s3_6, s3_7); } // step boundary (never taken): keeps the steps in order
             // head_dim 12..15
-            q0 = sQ[rg + 96]; q1 = sQ[rg + 104]; q2 = sQ[rg + 112]; q3 = sQ[rg + 120];
-            k0 = sK[kl + 96]; k1 = sK[kl + 100]; k2 = sK[kl + 104]; k3 = sK[kl + 108]; k4 = sK[kl + 112]; k5 = sK[kl + 116]; k6 = sK[kl + 120]; k7 = sK[kl + 124];
+            q0 = sQRows[96]; q1 = sQRows[104]; q2 = sQRows[112]; q3 = sQRows[120];
+            k0 = sKKeys[96]; k1 = sKKeys[100]; k2 = sKKeys[104]; k3 = sKKeys[108]; k4 = sKKeys[112]; k5 = sKKeys[116]; k6 = sKKeys[120]; k7 = sKKeys[124];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3); s0_4 = q0.DotAdd(k4, s0_4); s0_5 = q0.DotAdd(k5, s0_5); s0_6 = q0.DotAdd(k6, s0_6); s0_7 = q0.DotAdd(k7, s0_7);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3); s1_4 = q1.DotAdd(k4, s1_4); s1_5 = q1.DotAdd(k5, s1_5); s1_6 = q1.DotAdd(k6, s1_6); s1_7 = q1.DotAdd(k7, s1_7);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3); s2_4 = q2.DotAdd(k4, s2_4); s2_5 = q2.DotAdd(k5, s2_5); s2_6 = q2.DotAdd(k6, s2_6); s2_7 = q2.DotAdd(k7, s2_7);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3); s3_4 = q3.DotAdd(k4, s3_4); s3_5 = q3.DotAdd(k5, s3_5); s3_6 = q3.DotAdd(k6, s3_6); s3_7 = q3.DotAdd(k7, s3_7);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s0_4, s0_5, s0_6, s0_7); sP4[2] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[3] = new Float4(s1_4, s1_5, s1_6, s1_7); sP4[4] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[5] = new Float4(s2_4, s2_5, s2_6, s2_7); sP4[6] = new Float4(s3_0, s3_1, s3_2, s3_3); sP4[7] = new Float4(s3_4, s3_5, s3_6, s3_7); } // step boundary (never taken): keeps the steps in order
 
             // Causal mask: key firstKey + kl + 4 * j is visible to row i when it is at most last_i.
             int key0 = firstKey + kl;
@@ -751,174 +779,182 @@ public static partial class gqa_tiny
 
             // O += P·V: per key, this thread's 1 Float4 columns of V times each of its 4 rows' probability (read 4 keys at a time).
             Float4 p0, p1, p2, p3, v0;
-            p0 = sP4[pAt4]; p1 = sP4[pAt4 + 72]; p2 = sP4[pAt4 + 144]; p3 = sP4[pAt4 + 216]; // keys 0..3
-            v0 = sV[kl];
+            p0 = sP4Rows[0]; p1 = sP4Rows[72]; p2 = sP4Rows[144]; p3 = sP4Rows[216]; // keys 0..3
+            v0 = sVColumns[0];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 5];
+            v0 = sVColumns[5];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 10];
+            v0 = sVColumns[10];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 15];
+            v0 = sVColumns[15];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 1]; p1 = sP4[pAt4 + 73]; p2 = sP4[pAt4 + 145]; p3 = sP4[pAt4 + 217]; // keys 4..7
-            v0 = sV[kl + 20];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[1]; p1 = sP4Rows[73]; p2 = sP4Rows[145]; p3 = sP4Rows[217]; // keys 4..7
+            v0 = sVColumns[20];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 25];
+            v0 = sVColumns[25];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 30];
+            v0 = sVColumns[30];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 35];
+            v0 = sVColumns[35];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 2]; p1 = sP4[pAt4 + 74]; p2 = sP4[pAt4 + 146]; p3 = sP4[pAt4 + 218]; // keys 8..11
-            v0 = sV[kl + 40];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[2]; p1 = sP4Rows[74]; p2 = sP4Rows[146]; p3 = sP4Rows[218]; // keys 8..11
+            v0 = sVColumns[40];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 45];
+            v0 = sVColumns[45];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 50];
+            v0 = sVColumns[50];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 55];
+            v0 = sVColumns[55];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 3]; p1 = sP4[pAt4 + 75]; p2 = sP4[pAt4 + 147]; p3 = sP4[pAt4 + 219]; // keys 12..15
-            v0 = sV[kl + 60];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[3]; p1 = sP4Rows[75]; p2 = sP4Rows[147]; p3 = sP4Rows[219]; // keys 12..15
+            v0 = sVColumns[60];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 65];
+            v0 = sVColumns[65];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 70];
+            v0 = sVColumns[70];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 75];
+            v0 = sVColumns[75];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 4]; p1 = sP4[pAt4 + 76]; p2 = sP4[pAt4 + 148]; p3 = sP4[pAt4 + 220]; // keys 16..19
-            v0 = sV[kl + 80];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[4]; p1 = sP4Rows[76]; p2 = sP4Rows[148]; p3 = sP4Rows[220]; // keys 16..19
+            v0 = sVColumns[80];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 85];
+            v0 = sVColumns[85];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 90];
+            v0 = sVColumns[90];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 95];
+            v0 = sVColumns[95];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 5]; p1 = sP4[pAt4 + 77]; p2 = sP4[pAt4 + 149]; p3 = sP4[pAt4 + 221]; // keys 20..23
-            v0 = sV[kl + 100];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[5]; p1 = sP4Rows[77]; p2 = sP4Rows[149]; p3 = sP4Rows[221]; // keys 20..23
+            v0 = sVColumns[100];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 105];
+            v0 = sVColumns[105];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 110];
+            v0 = sVColumns[110];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 115];
+            v0 = sVColumns[115];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 6]; p1 = sP4[pAt4 + 78]; p2 = sP4[pAt4 + 150]; p3 = sP4[pAt4 + 222]; // keys 24..27
-            v0 = sV[kl + 120];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[6]; p1 = sP4Rows[78]; p2 = sP4Rows[150]; p3 = sP4Rows[222]; // keys 24..27
+            v0 = sVColumns[120];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 125];
+            v0 = sVColumns[125];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 130];
+            v0 = sVColumns[130];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 135];
+            v0 = sVColumns[135];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
-            p0 = sP4[pAt4 + 7]; p1 = sP4[pAt4 + 79]; p2 = sP4[pAt4 + 151]; p3 = sP4[pAt4 + 223]; // keys 28..31
-            v0 = sV[kl + 140];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[7]; p1 = sP4Rows[79]; p2 = sP4Rows[151]; p3 = sP4Rows[223]; // keys 28..31
+            v0 = sVColumns[140];
             o0_0 = o0_0.Fma(v0, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X);
-            v0 = sV[kl + 145];
+            v0 = sVColumns[145];
             o0_0 = o0_0.Fma(v0, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y);
-            v0 = sV[kl + 150];
+            v0 = sVColumns[150];
             o0_0 = o0_0.Fma(v0, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z);
-            v0 = sV[kl + 155];
+            v0 = sVColumns[155];
             o0_0 = o0_0.Fma(v0, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W);
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o1_0; sP4[2] = o2_0; sP4[3] = o3_0; } // step boundary (never taken): keeps the steps in order
         }
 
         // Normalize and write the rows that are real queries; each row's running sum is spread over its 4 lanes.

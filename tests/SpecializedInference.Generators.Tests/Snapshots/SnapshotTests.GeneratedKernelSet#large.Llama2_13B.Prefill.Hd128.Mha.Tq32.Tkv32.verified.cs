@@ -84,6 +84,12 @@ public static partial class Llama2_13B
         Float4 o1_0 = default, o1_1 = default, o1_2 = default, o1_3 = default;
         int pAt = rg * 40 + kl;  // this thread's first probability in sP
         int pAt4 = rg * 10;       // its rows' first Float4 in sP4
+        // This thread's first element of each tile: the unrolled loads index them with constants, which ptxas folds into
+        // the load's address (the per-load index arithmetic was a third of the instructions).
+        var sQRows = sQ.SubView(rg);
+        var sKKeys = sK.SubView(kl);
+        var sVColumns = sV.SubView(kl);
+        var sP4Rows = sP4.SubView(pAt4);
 
         // This thread's units of a K/V tile (key j, 8 elements from u * 8), one per step: 4 lanes take consecutive units of a key.
         int j0 = t / 4 % 32, u0 = t / 128 * 4 + t % 4;
@@ -172,165 +178,197 @@ public static partial class Llama2_13B
             float s1_0 = 0f, s1_1 = 0f, s1_2 = 0f, s1_3 = 0f;
             Float4 q0, q1, k0, k1, k2, k3;
             // head_dim 0..3
-            q0 = sQ[rg]; q1 = sQ[rg + 16];
-            k0 = sK[kl]; k1 = sK[kl + 8]; k2 = sK[kl + 16]; k3 = sK[kl + 24];
+            q0 = sQRows[0]; q1 = sQRows[16];
+            k0 = sKKeys[0]; k1 = sKKeys[8]; k2 = sKKeys[16]; k3 = sKKeys[24];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 4..7
-            q0 = sQ[rg + 32]; q1 = sQ[rg + 48];
-            k0 = sK[kl + 32]; k1 = sK[kl + 40]; k2 = sK[kl + 48]; k3 = sK[kl + 56];
+            q0 = sQRows[32]; q1 = sQRows[48];
+            k0 = sKKeys[32]; k1 = sKKeys[40]; k2 = sKKeys[48]; k3 = sKKeys[56];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 8..11
-            q0 = sQ[rg + 64]; q1 = sQ[rg + 80];
-            k0 = sK[kl + 64]; k1 = sK[kl + 72]; k2 = sK[kl + 80]; k3 = sK[kl + 88];
+            q0 = sQRows[64]; q1 = sQRows[80];
+            k0 = sKKeys[64]; k1 = sKKeys[72]; k2 = sKKeys[80]; k3 = sKKeys[88];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 12..15
-            q0 = sQ[rg + 96]; q1 = sQ[rg + 112];
-            k0 = sK[kl + 96]; k1 = sK[kl + 104]; k2 = sK[kl + 112]; k3 = sK[kl + 120];
+            q0 = sQRows[96]; q1 = sQRows[112];
+            k0 = sKKeys[96]; k1 = sKKeys[104]; k2 = sKKeys[112]; k3 = sKKeys[120];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 16..19
-            q0 = sQ[rg + 128]; q1 = sQ[rg + 144];
-            k0 = sK[kl + 128]; k1 = sK[kl + 136]; k2 = sK[kl + 144]; k3 = sK[kl + 152];
+            q0 = sQRows[128]; q1 = sQRows[144];
+            k0 = sKKeys[128]; k1 = sKKeys[136]; k2 = sKKeys[144]; k3 = sKKeys[152];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 20..23
-            q0 = sQ[rg + 160]; q1 = sQ[rg + 176];
-            k0 = sK[kl + 160]; k1 = sK[kl + 168]; k2 = sK[kl + 176]; k3 = sK[kl + 184];
+            q0 = sQRows[160]; q1 = sQRows[176];
+            k0 = sKKeys[160]; k1 = sKKeys[168]; k2 = sKKeys[176]; k3 = sKKeys[184];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 24..27
-            q0 = sQ[rg + 192]; q1 = sQ[rg + 208];
-            k0 = sK[kl + 192]; k1 = sK[kl + 200]; k2 = sK[kl + 208]; k3 = sK[kl + 216];
+            q0 = sQRows[192]; q1 = sQRows[208];
+            k0 = sKKeys[192]; k1 = sKKeys[200]; k2 = sKKeys[208]; k3 = sKKeys[216];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 28..31
-            q0 = sQ[rg + 224]; q1 = sQ[rg + 240];
-            k0 = sK[kl + 224]; k1 = sK[kl + 232]; k2 = sK[kl + 240]; k3 = sK[kl + 248];
+            q0 = sQRows[224]; q1 = sQRows[240];
+            k0 = sKKeys[224]; k1 = sKKeys[232]; k2 = sKKeys[240]; k3 = sKKeys[248];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 32..35
-            q0 = sQ[rg + 256]; q1 = sQ[rg + 272];
-            k0 = sK[kl + 256]; k1 = sK[kl + 264]; k2 = sK[kl + 272]; k3 = sK[kl + 280];
+            q0 = sQRows[256]; q1 = sQRows[272];
+            k0 = sKKeys[256]; k1 = sKKeys[264]; k2 = sKKeys[272]; k3 = sKKeys[280];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 36..39
-            q0 = sQ[rg + 288]; q1 = sQ[rg + 304];
-            k0 = sK[kl + 288]; k1 = sK[kl + 296]; k2 = sK[kl + 304]; k3 = sK[kl + 312];
+            q0 = sQRows[288]; q1 = sQRows[304];
+            k0 = sKKeys[288]; k1 = sKKeys[296]; k2 = sKKeys[304]; k3 = sKKeys[312];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 40..43
-            q0 = sQ[rg + 320]; q1 = sQ[rg + 336];
-            k0 = sK[kl + 320]; k1 = sK[kl + 328]; k2 = sK[kl + 336]; k3 = sK[kl + 344];
+            q0 = sQRows[320]; q1 = sQRows[336];
+            k0 = sKKeys[320]; k1 = sKKeys[328]; k2 = sKKeys[336]; k3 = sKKeys[344];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 44..47
-            q0 = sQ[rg + 352]; q1 = sQ[rg + 368];
-            k0 = sK[kl + 352]; k1 = sK[kl + 360]; k2 = sK[kl + 368]; k3 = sK[kl + 376];
+            q0 = sQRows[352]; q1 = sQRows[368];
+            k0 = sKKeys[352]; k1 = sKKeys[360]; k2 = sKKeys[368]; k3 = sKKeys[376];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 48..51
-            q0 = sQ[rg + 384]; q1 = sQ[rg + 400];
-            k0 = sK[kl + 384]; k1 = sK[kl + 392]; k2 = sK[kl + 400]; k3 = sK[kl + 408];
+            q0 = sQRows[384]; q1 = sQRows[400];
+            k0 = sKKeys[384]; k1 = sKKeys[392]; k2 = sKKeys[400]; k3 = sKKeys[408];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 52..55
-            q0 = sQ[rg + 416]; q1 = sQ[rg + 432];
-            k0 = sK[kl + 416]; k1 = sK[kl + 424]; k2 = sK[kl + 432]; k3 = sK[kl + 440];
+            q0 = sQRows[416]; q1 = sQRows[432];
+            k0 = sKKeys[416]; k1 = sKKeys[424]; k2 = sKKeys[432]; k3 = sKKeys[440];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 56..59
-            q0 = sQ[rg + 448]; q1 = sQ[rg + 464];
-            k0 = sK[kl + 448]; k1 = sK[kl + 456]; k2 = sK[kl + 464]; k3 = sK[kl + 472];
+            q0 = sQRows[448]; q1 = sQRows[464];
+            k0 = sKKeys[448]; k1 = sKKeys[456]; k2 = sKKeys[464]; k3 = sKKeys[472];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 60..63
-            q0 = sQ[rg + 480]; q1 = sQ[rg + 496];
-            k0 = sK[kl + 480]; k1 = sK[kl + 488]; k2 = sK[kl + 496]; k3 = sK[kl + 504];
+            q0 = sQRows[480]; q1 = sQRows[496];
+            k0 = sKKeys[480]; k1 = sKKeys[488]; k2 = sKKeys[496]; k3 = sKKeys[504];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 64..67
-            q0 = sQ[rg + 512]; q1 = sQ[rg + 528];
-            k0 = sK[kl + 512]; k1 = sK[kl + 520]; k2 = sK[kl + 528]; k3 = sK[kl + 536];
+            q0 = sQRows[512]; q1 = sQRows[528];
+            k0 = sKKeys[512]; k1 = sKKeys[520]; k2 = sKKeys[528]; k3 = sKKeys[536];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 68..71
-            q0 = sQ[rg + 544]; q1 = sQ[rg + 560];
-            k0 = sK[kl + 544]; k1 = sK[kl + 552]; k2 = sK[kl + 560]; k3 = sK[kl + 568];
+            q0 = sQRows[544]; q1 = sQRows[560];
+            k0 = sKKeys[544]; k1 = sKKeys[552]; k2 = sKKeys[560]; k3 = sKKeys[568];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 72..75
-            q0 = sQ[rg + 576]; q1 = sQ[rg + 592];
-            k0 = sK[kl + 576]; k1 = sK[kl + 584]; k2 = sK[kl + 592]; k3 = sK[kl + 600];
+            q0 = sQRows[576]; q1 = sQRows[592];
+            k0 = sKKeys[576]; k1 = sKKeys[584]; k2 = sKKeys[592]; k3 = sKKeys[600];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 76..79
-            q0 = sQ[rg + 608]; q1 = sQ[rg + 624];
-            k0 = sK[kl + 608]; k1 = sK[kl + 616]; k2 = sK[kl + 624]; k3 = sK[kl + 632];
+            q0 = sQRows[608]; q1 = sQRows[624];
+            k0 = sKKeys[608]; k1 = sKKeys[616]; k2 = sKKeys[624]; k3 = sKKeys[632];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 80..83
-            q0 = sQ[rg + 640]; q1 = sQ[rg + 656];
-            k0 = sK[kl + 640]; k1 = sK[kl + 648]; k2 = sK[kl + 656]; k3 = sK[kl + 664];
+            q0 = sQRows[640]; q1 = sQRows[656];
+            k0 = sKKeys[640]; k1 = sKKeys[648]; k2 = sKKeys[656]; k3 = sKKeys[664];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 84..87
-            q0 = sQ[rg + 672]; q1 = sQ[rg + 688];
-            k0 = sK[kl + 672]; k1 = sK[kl + 680]; k2 = sK[kl + 688]; k3 = sK[kl + 696];
+            q0 = sQRows[672]; q1 = sQRows[688];
+            k0 = sKKeys[672]; k1 = sKKeys[680]; k2 = sKKeys[688]; k3 = sKKeys[696];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 88..91
-            q0 = sQ[rg + 704]; q1 = sQ[rg + 720];
-            k0 = sK[kl + 704]; k1 = sK[kl + 712]; k2 = sK[kl + 720]; k3 = sK[kl + 728];
+            q0 = sQRows[704]; q1 = sQRows[720];
+            k0 = sKKeys[704]; k1 = sKKeys[712]; k2 = sKKeys[720]; k3 = sKKeys[728];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 92..95
-            q0 = sQ[rg + 736]; q1 = sQ[rg + 752];
-            k0 = sK[kl + 736]; k1 = sK[kl + 744]; k2 = sK[kl + 752]; k3 = sK[kl + 760];
+            q0 = sQRows[736]; q1 = sQRows[752];
+            k0 = sKKeys[736]; k1 = sKKeys[744]; k2 = sKKeys[752]; k3 = sKKeys[760];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 96..99
-            q0 = sQ[rg + 768]; q1 = sQ[rg + 784];
-            k0 = sK[kl + 768]; k1 = sK[kl + 776]; k2 = sK[kl + 784]; k3 = sK[kl + 792];
+            q0 = sQRows[768]; q1 = sQRows[784];
+            k0 = sKKeys[768]; k1 = sKKeys[776]; k2 = sKKeys[784]; k3 = sKKeys[792];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 100..103
-            q0 = sQ[rg + 800]; q1 = sQ[rg + 816];
-            k0 = sK[kl + 800]; k1 = sK[kl + 808]; k2 = sK[kl + 816]; k3 = sK[kl + 824];
+            q0 = sQRows[800]; q1 = sQRows[816];
+            k0 = sKKeys[800]; k1 = sKKeys[808]; k2 = sKKeys[816]; k3 = sKKeys[824];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 104..107
-            q0 = sQ[rg + 832]; q1 = sQ[rg + 848];
-            k0 = sK[kl + 832]; k1 = sK[kl + 840]; k2 = sK[kl + 848]; k3 = sK[kl + 856];
+            q0 = sQRows[832]; q1 = sQRows[848];
+            k0 = sKKeys[832]; k1 = sKKeys[840]; k2 = sKKeys[848]; k3 = sKKeys[856];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 108..111
-            q0 = sQ[rg + 864]; q1 = sQ[rg + 880];
-            k0 = sK[kl + 864]; k1 = sK[kl + 872]; k2 = sK[kl + 880]; k3 = sK[kl + 888];
+            q0 = sQRows[864]; q1 = sQRows[880];
+            k0 = sKKeys[864]; k1 = sKKeys[872]; k2 = sKKeys[880]; k3 = sKKeys[888];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 112..115
-            q0 = sQ[rg + 896]; q1 = sQ[rg + 912];
-            k0 = sK[kl + 896]; k1 = sK[kl + 904]; k2 = sK[kl + 912]; k3 = sK[kl + 920];
+            q0 = sQRows[896]; q1 = sQRows[912];
+            k0 = sKKeys[896]; k1 = sKKeys[904]; k2 = sKKeys[912]; k3 = sKKeys[920];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 116..119
-            q0 = sQ[rg + 928]; q1 = sQ[rg + 944];
-            k0 = sK[kl + 928]; k1 = sK[kl + 936]; k2 = sK[kl + 944]; k3 = sK[kl + 952];
+            q0 = sQRows[928]; q1 = sQRows[944];
+            k0 = sKKeys[928]; k1 = sKKeys[936]; k2 = sKKeys[944]; k3 = sKKeys[952];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 120..123
-            q0 = sQ[rg + 960]; q1 = sQ[rg + 976];
-            k0 = sK[kl + 960]; k1 = sK[kl + 968]; k2 = sK[kl + 976]; k3 = sK[kl + 984];
+            q0 = sQRows[960]; q1 = sQRows[976];
+            k0 = sKKeys[960]; k1 = sKKeys[968]; k2 = sKKeys[976]; k3 = sKKeys[984];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 124..127
-            q0 = sQ[rg + 992]; q1 = sQ[rg + 1008];
-            k0 = sK[kl + 992]; k1 = sK[kl + 1000]; k2 = sK[kl + 1008]; k3 = sK[kl + 1016];
+            q0 = sQRows[992]; q1 = sQRows[1008];
+            k0 = sKKeys[992]; k1 = sKKeys[1000]; k2 = sKKeys[1008]; k3 = sKKeys[1016];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
 
             // Causal mask: key firstKey + kl + 8 * j is visible to row i when it is at most last_i.
             int key0 = firstKey + kl;
@@ -426,110 +464,118 @@ public static partial class Llama2_13B
 
             // O += P·V: per key, this thread's 4 Float4 columns of V times each of its 2 rows' probability (read 4 keys at a time).
             Float4 p0, p1, v0, v1, v2, v3;
-            p0 = sP4[pAt4]; p1 = sP4[pAt4 + 160]; // keys 0..3
-            v0 = sV[kl]; v1 = sV[kl + 8]; v2 = sV[kl + 16]; v3 = sV[kl + 24];
+            p0 = sP4Rows[0]; p1 = sP4Rows[160]; // keys 0..3
+            v0 = sVColumns[0]; v1 = sVColumns[8]; v2 = sVColumns[16]; v3 = sVColumns[24];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            v0 = sV[kl + 33]; v1 = sV[kl + 41]; v2 = sV[kl + 49]; v3 = sV[kl + 57];
+            v0 = sVColumns[33]; v1 = sVColumns[41]; v2 = sVColumns[49]; v3 = sVColumns[57];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            v0 = sV[kl + 66]; v1 = sV[kl + 74]; v2 = sV[kl + 82]; v3 = sV[kl + 90];
+            v0 = sVColumns[66]; v1 = sVColumns[74]; v2 = sVColumns[82]; v3 = sVColumns[90];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            v0 = sV[kl + 99]; v1 = sV[kl + 107]; v2 = sV[kl + 115]; v3 = sV[kl + 123];
+            v0 = sVColumns[99]; v1 = sVColumns[107]; v2 = sVColumns[115]; v3 = sVColumns[123];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            p0 = sP4[pAt4 + 1]; p1 = sP4[pAt4 + 161]; // keys 4..7
-            v0 = sV[kl + 132]; v1 = sV[kl + 140]; v2 = sV[kl + 148]; v3 = sV[kl + 156];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o0_2; sP4[3] = o0_3; sP4[4] = o1_0; sP4[5] = o1_1; sP4[6] = o1_2; sP4[7] = o1_3; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[1]; p1 = sP4Rows[161]; // keys 4..7
+            v0 = sVColumns[132]; v1 = sVColumns[140]; v2 = sVColumns[148]; v3 = sVColumns[156];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            v0 = sV[kl + 165]; v1 = sV[kl + 173]; v2 = sV[kl + 181]; v3 = sV[kl + 189];
+            v0 = sVColumns[165]; v1 = sVColumns[173]; v2 = sVColumns[181]; v3 = sVColumns[189];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            v0 = sV[kl + 198]; v1 = sV[kl + 206]; v2 = sV[kl + 214]; v3 = sV[kl + 222];
+            v0 = sVColumns[198]; v1 = sVColumns[206]; v2 = sVColumns[214]; v3 = sVColumns[222];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            v0 = sV[kl + 231]; v1 = sV[kl + 239]; v2 = sV[kl + 247]; v3 = sV[kl + 255];
+            v0 = sVColumns[231]; v1 = sVColumns[239]; v2 = sVColumns[247]; v3 = sVColumns[255];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            p0 = sP4[pAt4 + 2]; p1 = sP4[pAt4 + 162]; // keys 8..11
-            v0 = sV[kl + 264]; v1 = sV[kl + 272]; v2 = sV[kl + 280]; v3 = sV[kl + 288];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o0_2; sP4[3] = o0_3; sP4[4] = o1_0; sP4[5] = o1_1; sP4[6] = o1_2; sP4[7] = o1_3; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[2]; p1 = sP4Rows[162]; // keys 8..11
+            v0 = sVColumns[264]; v1 = sVColumns[272]; v2 = sVColumns[280]; v3 = sVColumns[288];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            v0 = sV[kl + 297]; v1 = sV[kl + 305]; v2 = sV[kl + 313]; v3 = sV[kl + 321];
+            v0 = sVColumns[297]; v1 = sVColumns[305]; v2 = sVColumns[313]; v3 = sVColumns[321];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            v0 = sV[kl + 330]; v1 = sV[kl + 338]; v2 = sV[kl + 346]; v3 = sV[kl + 354];
+            v0 = sVColumns[330]; v1 = sVColumns[338]; v2 = sVColumns[346]; v3 = sVColumns[354];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            v0 = sV[kl + 363]; v1 = sV[kl + 371]; v2 = sV[kl + 379]; v3 = sV[kl + 387];
+            v0 = sVColumns[363]; v1 = sVColumns[371]; v2 = sVColumns[379]; v3 = sVColumns[387];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            p0 = sP4[pAt4 + 3]; p1 = sP4[pAt4 + 163]; // keys 12..15
-            v0 = sV[kl + 396]; v1 = sV[kl + 404]; v2 = sV[kl + 412]; v3 = sV[kl + 420];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o0_2; sP4[3] = o0_3; sP4[4] = o1_0; sP4[5] = o1_1; sP4[6] = o1_2; sP4[7] = o1_3; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[3]; p1 = sP4Rows[163]; // keys 12..15
+            v0 = sVColumns[396]; v1 = sVColumns[404]; v2 = sVColumns[412]; v3 = sVColumns[420];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            v0 = sV[kl + 429]; v1 = sV[kl + 437]; v2 = sV[kl + 445]; v3 = sV[kl + 453];
+            v0 = sVColumns[429]; v1 = sVColumns[437]; v2 = sVColumns[445]; v3 = sVColumns[453];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            v0 = sV[kl + 462]; v1 = sV[kl + 470]; v2 = sV[kl + 478]; v3 = sV[kl + 486];
+            v0 = sVColumns[462]; v1 = sVColumns[470]; v2 = sVColumns[478]; v3 = sVColumns[486];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            v0 = sV[kl + 495]; v1 = sV[kl + 503]; v2 = sV[kl + 511]; v3 = sV[kl + 519];
+            v0 = sVColumns[495]; v1 = sVColumns[503]; v2 = sVColumns[511]; v3 = sVColumns[519];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            p0 = sP4[pAt4 + 4]; p1 = sP4[pAt4 + 164]; // keys 16..19
-            v0 = sV[kl + 528]; v1 = sV[kl + 536]; v2 = sV[kl + 544]; v3 = sV[kl + 552];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o0_2; sP4[3] = o0_3; sP4[4] = o1_0; sP4[5] = o1_1; sP4[6] = o1_2; sP4[7] = o1_3; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[4]; p1 = sP4Rows[164]; // keys 16..19
+            v0 = sVColumns[528]; v1 = sVColumns[536]; v2 = sVColumns[544]; v3 = sVColumns[552];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            v0 = sV[kl + 561]; v1 = sV[kl + 569]; v2 = sV[kl + 577]; v3 = sV[kl + 585];
+            v0 = sVColumns[561]; v1 = sVColumns[569]; v2 = sVColumns[577]; v3 = sVColumns[585];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            v0 = sV[kl + 594]; v1 = sV[kl + 602]; v2 = sV[kl + 610]; v3 = sV[kl + 618];
+            v0 = sVColumns[594]; v1 = sVColumns[602]; v2 = sVColumns[610]; v3 = sVColumns[618];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            v0 = sV[kl + 627]; v1 = sV[kl + 635]; v2 = sV[kl + 643]; v3 = sV[kl + 651];
+            v0 = sVColumns[627]; v1 = sVColumns[635]; v2 = sVColumns[643]; v3 = sVColumns[651];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            p0 = sP4[pAt4 + 5]; p1 = sP4[pAt4 + 165]; // keys 20..23
-            v0 = sV[kl + 660]; v1 = sV[kl + 668]; v2 = sV[kl + 676]; v3 = sV[kl + 684];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o0_2; sP4[3] = o0_3; sP4[4] = o1_0; sP4[5] = o1_1; sP4[6] = o1_2; sP4[7] = o1_3; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[5]; p1 = sP4Rows[165]; // keys 20..23
+            v0 = sVColumns[660]; v1 = sVColumns[668]; v2 = sVColumns[676]; v3 = sVColumns[684];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            v0 = sV[kl + 693]; v1 = sV[kl + 701]; v2 = sV[kl + 709]; v3 = sV[kl + 717];
+            v0 = sVColumns[693]; v1 = sVColumns[701]; v2 = sVColumns[709]; v3 = sVColumns[717];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            v0 = sV[kl + 726]; v1 = sV[kl + 734]; v2 = sV[kl + 742]; v3 = sV[kl + 750];
+            v0 = sVColumns[726]; v1 = sVColumns[734]; v2 = sVColumns[742]; v3 = sVColumns[750];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            v0 = sV[kl + 759]; v1 = sV[kl + 767]; v2 = sV[kl + 775]; v3 = sV[kl + 783];
+            v0 = sVColumns[759]; v1 = sVColumns[767]; v2 = sVColumns[775]; v3 = sVColumns[783];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            p0 = sP4[pAt4 + 6]; p1 = sP4[pAt4 + 166]; // keys 24..27
-            v0 = sV[kl + 792]; v1 = sV[kl + 800]; v2 = sV[kl + 808]; v3 = sV[kl + 816];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o0_2; sP4[3] = o0_3; sP4[4] = o1_0; sP4[5] = o1_1; sP4[6] = o1_2; sP4[7] = o1_3; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[6]; p1 = sP4Rows[166]; // keys 24..27
+            v0 = sVColumns[792]; v1 = sVColumns[800]; v2 = sVColumns[808]; v3 = sVColumns[816];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            v0 = sV[kl + 825]; v1 = sV[kl + 833]; v2 = sV[kl + 841]; v3 = sV[kl + 849];
+            v0 = sVColumns[825]; v1 = sVColumns[833]; v2 = sVColumns[841]; v3 = sVColumns[849];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            v0 = sV[kl + 858]; v1 = sV[kl + 866]; v2 = sV[kl + 874]; v3 = sV[kl + 882];
+            v0 = sVColumns[858]; v1 = sVColumns[866]; v2 = sVColumns[874]; v3 = sVColumns[882];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            v0 = sV[kl + 891]; v1 = sV[kl + 899]; v2 = sV[kl + 907]; v3 = sV[kl + 915];
+            v0 = sVColumns[891]; v1 = sVColumns[899]; v2 = sVColumns[907]; v3 = sVColumns[915];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            p0 = sP4[pAt4 + 7]; p1 = sP4[pAt4 + 167]; // keys 28..31
-            v0 = sV[kl + 924]; v1 = sV[kl + 932]; v2 = sV[kl + 940]; v3 = sV[kl + 948];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o0_2; sP4[3] = o0_3; sP4[4] = o1_0; sP4[5] = o1_1; sP4[6] = o1_2; sP4[7] = o1_3; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[7]; p1 = sP4Rows[167]; // keys 28..31
+            v0 = sVColumns[924]; v1 = sVColumns[932]; v2 = sVColumns[940]; v3 = sVColumns[948];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            v0 = sV[kl + 957]; v1 = sV[kl + 965]; v2 = sV[kl + 973]; v3 = sV[kl + 981];
+            v0 = sVColumns[957]; v1 = sVColumns[965]; v2 = sVColumns[973]; v3 = sVColumns[981];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            v0 = sV[kl + 990]; v1 = sV[kl + 998]; v2 = sV[kl + 1006]; v3 = sV[kl + 1014];
+            v0 = sVColumns[990]; v1 = sVColumns[998]; v2 = sVColumns[1006]; v3 = sVColumns[1014];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            v0 = sV[kl + 1023]; v1 = sV[kl + 1031]; v2 = sV[kl + 1039]; v3 = sV[kl + 1047];
+            v0 = sVColumns[1023]; v1 = sVColumns[1031]; v2 = sVColumns[1039]; v3 = sVColumns[1047];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o0_2; sP4[3] = o0_3; sP4[4] = o1_0; sP4[5] = o1_1; sP4[6] = o1_2; sP4[7] = o1_3; } // step boundary (never taken): keeps the steps in order
         }
 
         // Normalize and write the rows that are real queries; each row's running sum is spread over its 8 lanes.
@@ -629,6 +675,12 @@ public static partial class Llama2_13B
         Float4 o1_0 = default, o1_1 = default, o1_2 = default, o1_3 = default;
         int pAt = rg * 40 + kl;  // this thread's first probability in sP
         int pAt4 = rg * 10;       // its rows' first Float4 in sP4
+        // This thread's first element of each tile: the unrolled loads index them with constants, which ptxas folds into
+        // the load's address (the per-load index arithmetic was a third of the instructions).
+        var sQRows = sQ.SubView(rg);
+        var sKKeys = sK.SubView(kl);
+        var sVColumns = sV.SubView(kl);
+        var sP4Rows = sP4.SubView(pAt4);
 
         // This thread's units of a K/V tile (key j, 8 elements from u * 8), one per step: 4 lanes take consecutive units of a key.
         int j0 = t / 4 % 32, u0 = t / 128 * 4 + t % 4;
@@ -717,165 +769,197 @@ public static partial class Llama2_13B
             float s1_0 = 0f, s1_1 = 0f, s1_2 = 0f, s1_3 = 0f;
             Float4 q0, q1, k0, k1, k2, k3;
             // head_dim 0..3
-            q0 = sQ[rg]; q1 = sQ[rg + 16];
-            k0 = sK[kl]; k1 = sK[kl + 8]; k2 = sK[kl + 16]; k3 = sK[kl + 24];
+            q0 = sQRows[0]; q1 = sQRows[16];
+            k0 = sKKeys[0]; k1 = sKKeys[8]; k2 = sKKeys[16]; k3 = sKKeys[24];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 4..7
-            q0 = sQ[rg + 32]; q1 = sQ[rg + 48];
-            k0 = sK[kl + 32]; k1 = sK[kl + 40]; k2 = sK[kl + 48]; k3 = sK[kl + 56];
+            q0 = sQRows[32]; q1 = sQRows[48];
+            k0 = sKKeys[32]; k1 = sKKeys[40]; k2 = sKKeys[48]; k3 = sKKeys[56];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 8..11
-            q0 = sQ[rg + 64]; q1 = sQ[rg + 80];
-            k0 = sK[kl + 64]; k1 = sK[kl + 72]; k2 = sK[kl + 80]; k3 = sK[kl + 88];
+            q0 = sQRows[64]; q1 = sQRows[80];
+            k0 = sKKeys[64]; k1 = sKKeys[72]; k2 = sKKeys[80]; k3 = sKKeys[88];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 12..15
-            q0 = sQ[rg + 96]; q1 = sQ[rg + 112];
-            k0 = sK[kl + 96]; k1 = sK[kl + 104]; k2 = sK[kl + 112]; k3 = sK[kl + 120];
+            q0 = sQRows[96]; q1 = sQRows[112];
+            k0 = sKKeys[96]; k1 = sKKeys[104]; k2 = sKKeys[112]; k3 = sKKeys[120];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 16..19
-            q0 = sQ[rg + 128]; q1 = sQ[rg + 144];
-            k0 = sK[kl + 128]; k1 = sK[kl + 136]; k2 = sK[kl + 144]; k3 = sK[kl + 152];
+            q0 = sQRows[128]; q1 = sQRows[144];
+            k0 = sKKeys[128]; k1 = sKKeys[136]; k2 = sKKeys[144]; k3 = sKKeys[152];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 20..23
-            q0 = sQ[rg + 160]; q1 = sQ[rg + 176];
-            k0 = sK[kl + 160]; k1 = sK[kl + 168]; k2 = sK[kl + 176]; k3 = sK[kl + 184];
+            q0 = sQRows[160]; q1 = sQRows[176];
+            k0 = sKKeys[160]; k1 = sKKeys[168]; k2 = sKKeys[176]; k3 = sKKeys[184];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 24..27
-            q0 = sQ[rg + 192]; q1 = sQ[rg + 208];
-            k0 = sK[kl + 192]; k1 = sK[kl + 200]; k2 = sK[kl + 208]; k3 = sK[kl + 216];
+            q0 = sQRows[192]; q1 = sQRows[208];
+            k0 = sKKeys[192]; k1 = sKKeys[200]; k2 = sKKeys[208]; k3 = sKKeys[216];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 28..31
-            q0 = sQ[rg + 224]; q1 = sQ[rg + 240];
-            k0 = sK[kl + 224]; k1 = sK[kl + 232]; k2 = sK[kl + 240]; k3 = sK[kl + 248];
+            q0 = sQRows[224]; q1 = sQRows[240];
+            k0 = sKKeys[224]; k1 = sKKeys[232]; k2 = sKKeys[240]; k3 = sKKeys[248];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 32..35
-            q0 = sQ[rg + 256]; q1 = sQ[rg + 272];
-            k0 = sK[kl + 256]; k1 = sK[kl + 264]; k2 = sK[kl + 272]; k3 = sK[kl + 280];
+            q0 = sQRows[256]; q1 = sQRows[272];
+            k0 = sKKeys[256]; k1 = sKKeys[264]; k2 = sKKeys[272]; k3 = sKKeys[280];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 36..39
-            q0 = sQ[rg + 288]; q1 = sQ[rg + 304];
-            k0 = sK[kl + 288]; k1 = sK[kl + 296]; k2 = sK[kl + 304]; k3 = sK[kl + 312];
+            q0 = sQRows[288]; q1 = sQRows[304];
+            k0 = sKKeys[288]; k1 = sKKeys[296]; k2 = sKKeys[304]; k3 = sKKeys[312];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 40..43
-            q0 = sQ[rg + 320]; q1 = sQ[rg + 336];
-            k0 = sK[kl + 320]; k1 = sK[kl + 328]; k2 = sK[kl + 336]; k3 = sK[kl + 344];
+            q0 = sQRows[320]; q1 = sQRows[336];
+            k0 = sKKeys[320]; k1 = sKKeys[328]; k2 = sKKeys[336]; k3 = sKKeys[344];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 44..47
-            q0 = sQ[rg + 352]; q1 = sQ[rg + 368];
-            k0 = sK[kl + 352]; k1 = sK[kl + 360]; k2 = sK[kl + 368]; k3 = sK[kl + 376];
+            q0 = sQRows[352]; q1 = sQRows[368];
+            k0 = sKKeys[352]; k1 = sKKeys[360]; k2 = sKKeys[368]; k3 = sKKeys[376];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 48..51
-            q0 = sQ[rg + 384]; q1 = sQ[rg + 400];
-            k0 = sK[kl + 384]; k1 = sK[kl + 392]; k2 = sK[kl + 400]; k3 = sK[kl + 408];
+            q0 = sQRows[384]; q1 = sQRows[400];
+            k0 = sKKeys[384]; k1 = sKKeys[392]; k2 = sKKeys[400]; k3 = sKKeys[408];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 52..55
-            q0 = sQ[rg + 416]; q1 = sQ[rg + 432];
-            k0 = sK[kl + 416]; k1 = sK[kl + 424]; k2 = sK[kl + 432]; k3 = sK[kl + 440];
+            q0 = sQRows[416]; q1 = sQRows[432];
+            k0 = sKKeys[416]; k1 = sKKeys[424]; k2 = sKKeys[432]; k3 = sKKeys[440];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 56..59
-            q0 = sQ[rg + 448]; q1 = sQ[rg + 464];
-            k0 = sK[kl + 448]; k1 = sK[kl + 456]; k2 = sK[kl + 464]; k3 = sK[kl + 472];
+            q0 = sQRows[448]; q1 = sQRows[464];
+            k0 = sKKeys[448]; k1 = sKKeys[456]; k2 = sKKeys[464]; k3 = sKKeys[472];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 60..63
-            q0 = sQ[rg + 480]; q1 = sQ[rg + 496];
-            k0 = sK[kl + 480]; k1 = sK[kl + 488]; k2 = sK[kl + 496]; k3 = sK[kl + 504];
+            q0 = sQRows[480]; q1 = sQRows[496];
+            k0 = sKKeys[480]; k1 = sKKeys[488]; k2 = sKKeys[496]; k3 = sKKeys[504];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 64..67
-            q0 = sQ[rg + 512]; q1 = sQ[rg + 528];
-            k0 = sK[kl + 512]; k1 = sK[kl + 520]; k2 = sK[kl + 528]; k3 = sK[kl + 536];
+            q0 = sQRows[512]; q1 = sQRows[528];
+            k0 = sKKeys[512]; k1 = sKKeys[520]; k2 = sKKeys[528]; k3 = sKKeys[536];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 68..71
-            q0 = sQ[rg + 544]; q1 = sQ[rg + 560];
-            k0 = sK[kl + 544]; k1 = sK[kl + 552]; k2 = sK[kl + 560]; k3 = sK[kl + 568];
+            q0 = sQRows[544]; q1 = sQRows[560];
+            k0 = sKKeys[544]; k1 = sKKeys[552]; k2 = sKKeys[560]; k3 = sKKeys[568];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 72..75
-            q0 = sQ[rg + 576]; q1 = sQ[rg + 592];
-            k0 = sK[kl + 576]; k1 = sK[kl + 584]; k2 = sK[kl + 592]; k3 = sK[kl + 600];
+            q0 = sQRows[576]; q1 = sQRows[592];
+            k0 = sKKeys[576]; k1 = sKKeys[584]; k2 = sKKeys[592]; k3 = sKKeys[600];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 76..79
-            q0 = sQ[rg + 608]; q1 = sQ[rg + 624];
-            k0 = sK[kl + 608]; k1 = sK[kl + 616]; k2 = sK[kl + 624]; k3 = sK[kl + 632];
+            q0 = sQRows[608]; q1 = sQRows[624];
+            k0 = sKKeys[608]; k1 = sKKeys[616]; k2 = sKKeys[624]; k3 = sKKeys[632];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 80..83
-            q0 = sQ[rg + 640]; q1 = sQ[rg + 656];
-            k0 = sK[kl + 640]; k1 = sK[kl + 648]; k2 = sK[kl + 656]; k3 = sK[kl + 664];
+            q0 = sQRows[640]; q1 = sQRows[656];
+            k0 = sKKeys[640]; k1 = sKKeys[648]; k2 = sKKeys[656]; k3 = sKKeys[664];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 84..87
-            q0 = sQ[rg + 672]; q1 = sQ[rg + 688];
-            k0 = sK[kl + 672]; k1 = sK[kl + 680]; k2 = sK[kl + 688]; k3 = sK[kl + 696];
+            q0 = sQRows[672]; q1 = sQRows[688];
+            k0 = sKKeys[672]; k1 = sKKeys[680]; k2 = sKKeys[688]; k3 = sKKeys[696];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 88..91
-            q0 = sQ[rg + 704]; q1 = sQ[rg + 720];
-            k0 = sK[kl + 704]; k1 = sK[kl + 712]; k2 = sK[kl + 720]; k3 = sK[kl + 728];
+            q0 = sQRows[704]; q1 = sQRows[720];
+            k0 = sKKeys[704]; k1 = sKKeys[712]; k2 = sKKeys[720]; k3 = sKKeys[728];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 92..95
-            q0 = sQ[rg + 736]; q1 = sQ[rg + 752];
-            k0 = sK[kl + 736]; k1 = sK[kl + 744]; k2 = sK[kl + 752]; k3 = sK[kl + 760];
+            q0 = sQRows[736]; q1 = sQRows[752];
+            k0 = sKKeys[736]; k1 = sKKeys[744]; k2 = sKKeys[752]; k3 = sKKeys[760];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 96..99
-            q0 = sQ[rg + 768]; q1 = sQ[rg + 784];
-            k0 = sK[kl + 768]; k1 = sK[kl + 776]; k2 = sK[kl + 784]; k3 = sK[kl + 792];
+            q0 = sQRows[768]; q1 = sQRows[784];
+            k0 = sKKeys[768]; k1 = sKKeys[776]; k2 = sKKeys[784]; k3 = sKKeys[792];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 100..103
-            q0 = sQ[rg + 800]; q1 = sQ[rg + 816];
-            k0 = sK[kl + 800]; k1 = sK[kl + 808]; k2 = sK[kl + 816]; k3 = sK[kl + 824];
+            q0 = sQRows[800]; q1 = sQRows[816];
+            k0 = sKKeys[800]; k1 = sKKeys[808]; k2 = sKKeys[816]; k3 = sKKeys[824];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 104..107
-            q0 = sQ[rg + 832]; q1 = sQ[rg + 848];
-            k0 = sK[kl + 832]; k1 = sK[kl + 840]; k2 = sK[kl + 848]; k3 = sK[kl + 856];
+            q0 = sQRows[832]; q1 = sQRows[848];
+            k0 = sKKeys[832]; k1 = sKKeys[840]; k2 = sKKeys[848]; k3 = sKKeys[856];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 108..111
-            q0 = sQ[rg + 864]; q1 = sQ[rg + 880];
-            k0 = sK[kl + 864]; k1 = sK[kl + 872]; k2 = sK[kl + 880]; k3 = sK[kl + 888];
+            q0 = sQRows[864]; q1 = sQRows[880];
+            k0 = sKKeys[864]; k1 = sKKeys[872]; k2 = sKKeys[880]; k3 = sKKeys[888];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 112..115
-            q0 = sQ[rg + 896]; q1 = sQ[rg + 912];
-            k0 = sK[kl + 896]; k1 = sK[kl + 904]; k2 = sK[kl + 912]; k3 = sK[kl + 920];
+            q0 = sQRows[896]; q1 = sQRows[912];
+            k0 = sKKeys[896]; k1 = sKKeys[904]; k2 = sKKeys[912]; k3 = sKKeys[920];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 116..119
-            q0 = sQ[rg + 928]; q1 = sQ[rg + 944];
-            k0 = sK[kl + 928]; k1 = sK[kl + 936]; k2 = sK[kl + 944]; k3 = sK[kl + 952];
+            q0 = sQRows[928]; q1 = sQRows[944];
+            k0 = sKKeys[928]; k1 = sKKeys[936]; k2 = sKKeys[944]; k3 = sKKeys[952];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 120..123
-            q0 = sQ[rg + 960]; q1 = sQ[rg + 976];
-            k0 = sK[kl + 960]; k1 = sK[kl + 968]; k2 = sK[kl + 976]; k3 = sK[kl + 984];
+            q0 = sQRows[960]; q1 = sQRows[976];
+            k0 = sKKeys[960]; k1 = sKKeys[968]; k2 = sKKeys[976]; k3 = sKKeys[984];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 124..127
-            q0 = sQ[rg + 992]; q1 = sQ[rg + 1008];
-            k0 = sK[kl + 992]; k1 = sK[kl + 1000]; k2 = sK[kl + 1008]; k3 = sK[kl + 1016];
+            q0 = sQRows[992]; q1 = sQRows[1008];
+            k0 = sKKeys[992]; k1 = sKKeys[1000]; k2 = sKKeys[1008]; k3 = sKKeys[1016];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); } // step boundary (never taken): keeps the steps in order
 
             // Causal mask: key firstKey + kl + 8 * j is visible to row i when it is at most last_i.
             int key0 = firstKey + kl;
@@ -971,110 +1055,118 @@ public static partial class Llama2_13B
 
             // O += P·V: per key, this thread's 4 Float4 columns of V times each of its 2 rows' probability (read 4 keys at a time).
             Float4 p0, p1, v0, v1, v2, v3;
-            p0 = sP4[pAt4]; p1 = sP4[pAt4 + 160]; // keys 0..3
-            v0 = sV[kl]; v1 = sV[kl + 8]; v2 = sV[kl + 16]; v3 = sV[kl + 24];
+            p0 = sP4Rows[0]; p1 = sP4Rows[160]; // keys 0..3
+            v0 = sVColumns[0]; v1 = sVColumns[8]; v2 = sVColumns[16]; v3 = sVColumns[24];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            v0 = sV[kl + 33]; v1 = sV[kl + 41]; v2 = sV[kl + 49]; v3 = sV[kl + 57];
+            v0 = sVColumns[33]; v1 = sVColumns[41]; v2 = sVColumns[49]; v3 = sVColumns[57];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            v0 = sV[kl + 66]; v1 = sV[kl + 74]; v2 = sV[kl + 82]; v3 = sV[kl + 90];
+            v0 = sVColumns[66]; v1 = sVColumns[74]; v2 = sVColumns[82]; v3 = sVColumns[90];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            v0 = sV[kl + 99]; v1 = sV[kl + 107]; v2 = sV[kl + 115]; v3 = sV[kl + 123];
+            v0 = sVColumns[99]; v1 = sVColumns[107]; v2 = sVColumns[115]; v3 = sVColumns[123];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            p0 = sP4[pAt4 + 1]; p1 = sP4[pAt4 + 161]; // keys 4..7
-            v0 = sV[kl + 132]; v1 = sV[kl + 140]; v2 = sV[kl + 148]; v3 = sV[kl + 156];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o0_2; sP4[3] = o0_3; sP4[4] = o1_0; sP4[5] = o1_1; sP4[6] = o1_2; sP4[7] = o1_3; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[1]; p1 = sP4Rows[161]; // keys 4..7
+            v0 = sVColumns[132]; v1 = sVColumns[140]; v2 = sVColumns[148]; v3 = sVColumns[156];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            v0 = sV[kl + 165]; v1 = sV[kl + 173]; v2 = sV[kl + 181]; v3 = sV[kl + 189];
+            v0 = sVColumns[165]; v1 = sVColumns[173]; v2 = sVColumns[181]; v3 = sVColumns[189];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            v0 = sV[kl + 198]; v1 = sV[kl + 206]; v2 = sV[kl + 214]; v3 = sV[kl + 222];
+            v0 = sVColumns[198]; v1 = sVColumns[206]; v2 = sVColumns[214]; v3 = sVColumns[222];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            v0 = sV[kl + 231]; v1 = sV[kl + 239]; v2 = sV[kl + 247]; v3 = sV[kl + 255];
+            v0 = sVColumns[231]; v1 = sVColumns[239]; v2 = sVColumns[247]; v3 = sVColumns[255];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            p0 = sP4[pAt4 + 2]; p1 = sP4[pAt4 + 162]; // keys 8..11
-            v0 = sV[kl + 264]; v1 = sV[kl + 272]; v2 = sV[kl + 280]; v3 = sV[kl + 288];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o0_2; sP4[3] = o0_3; sP4[4] = o1_0; sP4[5] = o1_1; sP4[6] = o1_2; sP4[7] = o1_3; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[2]; p1 = sP4Rows[162]; // keys 8..11
+            v0 = sVColumns[264]; v1 = sVColumns[272]; v2 = sVColumns[280]; v3 = sVColumns[288];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            v0 = sV[kl + 297]; v1 = sV[kl + 305]; v2 = sV[kl + 313]; v3 = sV[kl + 321];
+            v0 = sVColumns[297]; v1 = sVColumns[305]; v2 = sVColumns[313]; v3 = sVColumns[321];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            v0 = sV[kl + 330]; v1 = sV[kl + 338]; v2 = sV[kl + 346]; v3 = sV[kl + 354];
+            v0 = sVColumns[330]; v1 = sVColumns[338]; v2 = sVColumns[346]; v3 = sVColumns[354];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            v0 = sV[kl + 363]; v1 = sV[kl + 371]; v2 = sV[kl + 379]; v3 = sV[kl + 387];
+            v0 = sVColumns[363]; v1 = sVColumns[371]; v2 = sVColumns[379]; v3 = sVColumns[387];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            p0 = sP4[pAt4 + 3]; p1 = sP4[pAt4 + 163]; // keys 12..15
-            v0 = sV[kl + 396]; v1 = sV[kl + 404]; v2 = sV[kl + 412]; v3 = sV[kl + 420];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o0_2; sP4[3] = o0_3; sP4[4] = o1_0; sP4[5] = o1_1; sP4[6] = o1_2; sP4[7] = o1_3; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[3]; p1 = sP4Rows[163]; // keys 12..15
+            v0 = sVColumns[396]; v1 = sVColumns[404]; v2 = sVColumns[412]; v3 = sVColumns[420];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            v0 = sV[kl + 429]; v1 = sV[kl + 437]; v2 = sV[kl + 445]; v3 = sV[kl + 453];
+            v0 = sVColumns[429]; v1 = sVColumns[437]; v2 = sVColumns[445]; v3 = sVColumns[453];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            v0 = sV[kl + 462]; v1 = sV[kl + 470]; v2 = sV[kl + 478]; v3 = sV[kl + 486];
+            v0 = sVColumns[462]; v1 = sVColumns[470]; v2 = sVColumns[478]; v3 = sVColumns[486];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            v0 = sV[kl + 495]; v1 = sV[kl + 503]; v2 = sV[kl + 511]; v3 = sV[kl + 519];
+            v0 = sVColumns[495]; v1 = sVColumns[503]; v2 = sVColumns[511]; v3 = sVColumns[519];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            p0 = sP4[pAt4 + 4]; p1 = sP4[pAt4 + 164]; // keys 16..19
-            v0 = sV[kl + 528]; v1 = sV[kl + 536]; v2 = sV[kl + 544]; v3 = sV[kl + 552];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o0_2; sP4[3] = o0_3; sP4[4] = o1_0; sP4[5] = o1_1; sP4[6] = o1_2; sP4[7] = o1_3; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[4]; p1 = sP4Rows[164]; // keys 16..19
+            v0 = sVColumns[528]; v1 = sVColumns[536]; v2 = sVColumns[544]; v3 = sVColumns[552];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            v0 = sV[kl + 561]; v1 = sV[kl + 569]; v2 = sV[kl + 577]; v3 = sV[kl + 585];
+            v0 = sVColumns[561]; v1 = sVColumns[569]; v2 = sVColumns[577]; v3 = sVColumns[585];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            v0 = sV[kl + 594]; v1 = sV[kl + 602]; v2 = sV[kl + 610]; v3 = sV[kl + 618];
+            v0 = sVColumns[594]; v1 = sVColumns[602]; v2 = sVColumns[610]; v3 = sVColumns[618];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            v0 = sV[kl + 627]; v1 = sV[kl + 635]; v2 = sV[kl + 643]; v3 = sV[kl + 651];
+            v0 = sVColumns[627]; v1 = sVColumns[635]; v2 = sVColumns[643]; v3 = sVColumns[651];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            p0 = sP4[pAt4 + 5]; p1 = sP4[pAt4 + 165]; // keys 20..23
-            v0 = sV[kl + 660]; v1 = sV[kl + 668]; v2 = sV[kl + 676]; v3 = sV[kl + 684];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o0_2; sP4[3] = o0_3; sP4[4] = o1_0; sP4[5] = o1_1; sP4[6] = o1_2; sP4[7] = o1_3; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[5]; p1 = sP4Rows[165]; // keys 20..23
+            v0 = sVColumns[660]; v1 = sVColumns[668]; v2 = sVColumns[676]; v3 = sVColumns[684];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            v0 = sV[kl + 693]; v1 = sV[kl + 701]; v2 = sV[kl + 709]; v3 = sV[kl + 717];
+            v0 = sVColumns[693]; v1 = sVColumns[701]; v2 = sVColumns[709]; v3 = sVColumns[717];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            v0 = sV[kl + 726]; v1 = sV[kl + 734]; v2 = sV[kl + 742]; v3 = sV[kl + 750];
+            v0 = sVColumns[726]; v1 = sVColumns[734]; v2 = sVColumns[742]; v3 = sVColumns[750];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            v0 = sV[kl + 759]; v1 = sV[kl + 767]; v2 = sV[kl + 775]; v3 = sV[kl + 783];
+            v0 = sVColumns[759]; v1 = sVColumns[767]; v2 = sVColumns[775]; v3 = sVColumns[783];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            p0 = sP4[pAt4 + 6]; p1 = sP4[pAt4 + 166]; // keys 24..27
-            v0 = sV[kl + 792]; v1 = sV[kl + 800]; v2 = sV[kl + 808]; v3 = sV[kl + 816];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o0_2; sP4[3] = o0_3; sP4[4] = o1_0; sP4[5] = o1_1; sP4[6] = o1_2; sP4[7] = o1_3; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[6]; p1 = sP4Rows[166]; // keys 24..27
+            v0 = sVColumns[792]; v1 = sVColumns[800]; v2 = sVColumns[808]; v3 = sVColumns[816];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            v0 = sV[kl + 825]; v1 = sV[kl + 833]; v2 = sV[kl + 841]; v3 = sV[kl + 849];
+            v0 = sVColumns[825]; v1 = sVColumns[833]; v2 = sVColumns[841]; v3 = sVColumns[849];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            v0 = sV[kl + 858]; v1 = sV[kl + 866]; v2 = sV[kl + 874]; v3 = sV[kl + 882];
+            v0 = sVColumns[858]; v1 = sVColumns[866]; v2 = sVColumns[874]; v3 = sVColumns[882];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            v0 = sV[kl + 891]; v1 = sV[kl + 899]; v2 = sV[kl + 907]; v3 = sV[kl + 915];
+            v0 = sVColumns[891]; v1 = sVColumns[899]; v2 = sVColumns[907]; v3 = sVColumns[915];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
-            p0 = sP4[pAt4 + 7]; p1 = sP4[pAt4 + 167]; // keys 28..31
-            v0 = sV[kl + 924]; v1 = sV[kl + 932]; v2 = sV[kl + 940]; v3 = sV[kl + 948];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o0_2; sP4[3] = o0_3; sP4[4] = o1_0; sP4[5] = o1_1; sP4[6] = o1_2; sP4[7] = o1_3; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[7]; p1 = sP4Rows[167]; // keys 28..31
+            v0 = sVColumns[924]; v1 = sVColumns[932]; v2 = sVColumns[940]; v3 = sVColumns[948];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X); o0_2 = o0_2.Fma(v2, p0.X); o0_3 = o0_3.Fma(v3, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X); o1_2 = o1_2.Fma(v2, p1.X); o1_3 = o1_3.Fma(v3, p1.X);
-            v0 = sV[kl + 957]; v1 = sV[kl + 965]; v2 = sV[kl + 973]; v3 = sV[kl + 981];
+            v0 = sVColumns[957]; v1 = sVColumns[965]; v2 = sVColumns[973]; v3 = sVColumns[981];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y); o0_2 = o0_2.Fma(v2, p0.Y); o0_3 = o0_3.Fma(v3, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y); o1_2 = o1_2.Fma(v2, p1.Y); o1_3 = o1_3.Fma(v3, p1.Y);
-            v0 = sV[kl + 990]; v1 = sV[kl + 998]; v2 = sV[kl + 1006]; v3 = sV[kl + 1014];
+            v0 = sVColumns[990]; v1 = sVColumns[998]; v2 = sVColumns[1006]; v3 = sVColumns[1014];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z); o0_2 = o0_2.Fma(v2, p0.Z); o0_3 = o0_3.Fma(v3, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z); o1_2 = o1_2.Fma(v2, p1.Z); o1_3 = o1_3.Fma(v3, p1.Z);
-            v0 = sV[kl + 1023]; v1 = sV[kl + 1031]; v2 = sV[kl + 1039]; v3 = sV[kl + 1047];
+            v0 = sVColumns[1023]; v1 = sVColumns[1031]; v2 = sVColumns[1039]; v3 = sVColumns[1047];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W); o0_2 = o0_2.Fma(v2, p0.W); o0_3 = o0_3.Fma(v3, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W); o1_2 = o1_2.Fma(v2, p1.W); o1_3 = o1_3.Fma(v3, p1.W);
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o0_2; sP4[3] = o0_3; sP4[4] = o1_0; sP4[5] = o1_1; sP4[6] = o1_2; sP4[7] = o1_3; } // step boundary (never taken): keeps the steps in order
         }
 
         // Normalize and write the rows that are real queries; each row's running sum is spread over its 8 lanes.

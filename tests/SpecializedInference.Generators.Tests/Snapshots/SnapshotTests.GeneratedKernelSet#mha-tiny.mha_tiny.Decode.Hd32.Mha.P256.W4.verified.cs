@@ -98,14 +98,19 @@ public static partial class mha_tiny
             vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk6 / 16 - firstBlock] * 4 + kvHead) * 16 + vk6 % 16) * 32 + unit * 8);
             int vk7 = k0 + (slot + 224 < numKeys ? slot + 224 : numKeys - 1);
             vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk7 / 16 - firstBlock] * 4 + kvHead) * 16 + vk7 % 16) * 32 + unit * 8);
+            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[8] = vr0.A; keep[9] = vr0.B; keep[10] = vr1.A; keep[11] = vr1.B; keep[12] = vr2.A; keep[13] = vr2.B; keep[14] = vr3.A; keep[15] = vr3.B; keep[16] = vr4.A; keep[17] = vr4.B; keep[18] = vr5.A; keep[19] = vr5.B; keep[20] = vr6.A; keep[21] = vr6.B; keep[22] = vr7.A; keep[23] = vr7.B; } // step boundary (never taken): the loads above stay in flight together
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
+            s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
+            s0 = kc1.Hi.DotAdd(sQ[3], kc1.Lo.DotAdd(sQ[2], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc2 = default(TCodec).Decode8(kr2);
-            s0 += kc2.Lo.Dot(sQ[4]) + kc2.Hi.Dot(sQ[5]);
+            s0 = kc2.Hi.DotAdd(sQ[5], kc2.Lo.DotAdd(sQ[4], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc3 = default(TCodec).Decode8(kr3);
-            s0 += kc3.Lo.Dot(sQ[6]) + kc3.Hi.Dot(sQ[7]);
+            s0 = kc3.Hi.DotAdd(sQ[7], kc3.Lo.DotAdd(sQ[6], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         {
@@ -118,14 +123,19 @@ public static partial class mha_tiny
             var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
             var kr2 = default(TCodec).LoadRaw8(keyCache, row + 16);
             var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
+            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; } // step boundary (never taken): the loads above stay in flight together
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
+            s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
+            s0 = kc1.Hi.DotAdd(sQ[3], kc1.Lo.DotAdd(sQ[2], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc2 = default(TCodec).Decode8(kr2);
-            s0 += kc2.Lo.Dot(sQ[4]) + kc2.Hi.Dot(sQ[5]);
+            s0 = kc2.Hi.DotAdd(sQ[5], kc2.Lo.DotAdd(sQ[4], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc3 = default(TCodec).Decode8(kr3);
-            s0 += kc3.Lo.Dot(sQ[6]) + kc3.Hi.Dot(sQ[7]);
+            s0 = kc3.Hi.DotAdd(sQ[7], kc3.Lo.DotAdd(sQ[6], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         Group.Barrier();
@@ -181,40 +191,49 @@ public static partial class mha_tiny
 
         // P·V: thread = (key slot t / 4, 8-dim unit t % 4); one 16-byte V load serves every head. Keys past
         // the context have probability exactly 0 (their V row is the last valid one, so the product is 0 too).
+        var sPSlot = sP.SubView(slot);   // this slot's probabilities, indexed with constants (folded into the loads)
         var lo0 = default(Float4);
         var hi0 = default(Float4);
         var v0 = default(TCodec).Decode8(vr0);
-        float p0h0 = sP[0 + slot];
+        float p0h0 = sPSlot[0];
         lo0 = lo0.Fma(v0.Lo, p0h0);
         hi0 = hi0.Fma(v0.Hi, p0h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v1 = default(TCodec).Decode8(vr1);
-        float p1h0 = sP[32 + slot];
+        float p1h0 = sPSlot[32];
         lo0 = lo0.Fma(v1.Lo, p1h0);
         hi0 = hi0.Fma(v1.Hi, p1h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v2 = default(TCodec).Decode8(vr2);
-        float p2h0 = sP[64 + slot];
+        float p2h0 = sPSlot[64];
         lo0 = lo0.Fma(v2.Lo, p2h0);
         hi0 = hi0.Fma(v2.Hi, p2h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v3 = default(TCodec).Decode8(vr3);
-        float p3h0 = sP[96 + slot];
+        float p3h0 = sPSlot[96];
         lo0 = lo0.Fma(v3.Lo, p3h0);
         hi0 = hi0.Fma(v3.Hi, p3h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v4 = default(TCodec).Decode8(vr4);
-        float p4h0 = sP[128 + slot];
+        float p4h0 = sPSlot[128];
         lo0 = lo0.Fma(v4.Lo, p4h0);
         hi0 = hi0.Fma(v4.Hi, p4h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v5 = default(TCodec).Decode8(vr5);
-        float p5h0 = sP[160 + slot];
+        float p5h0 = sPSlot[160];
         lo0 = lo0.Fma(v5.Lo, p5h0);
         hi0 = hi0.Fma(v5.Hi, p5h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v6 = default(TCodec).Decode8(vr6);
-        float p6h0 = sP[192 + slot];
+        float p6h0 = sPSlot[192];
         lo0 = lo0.Fma(v6.Lo, p6h0);
         hi0 = hi0.Fma(v6.Hi, p6h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v7 = default(TCodec).Decode8(vr7);
-        float p7h0 = sP[224 + slot];
+        float p7h0 = sPSlot[224];
         lo0 = lo0.Fma(v7.Lo, p7h0);
         hi0 = hi0.Fma(v7.Hi, p7h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         sRed[(slot * 1 + 0) * 8 + 2 * unit] = lo0;
         sRed[(slot * 1 + 0) * 8 + 2 * unit + 1] = hi0;
         Group.Barrier();
@@ -226,7 +245,13 @@ public static partial class mha_tiny
             {
                 int h = f / 8;
                 int c = f % 8;
-                var acc = (((((sRed[0 + f] + sRed[8 + f]) + (sRed[16 + f] + sRed[24 + f])) + ((sRed[32 + f] + sRed[40 + f]) + (sRed[48 + f] + sRed[56 + f]))) + (((sRed[64 + f] + sRed[72 + f]) + (sRed[80 + f] + sRed[88 + f])) + ((sRed[96 + f] + sRed[104 + f]) + (sRed[112 + f] + sRed[120 + f])))) + ((((sRed[128 + f] + sRed[136 + f]) + (sRed[144 + f] + sRed[152 + f])) + ((sRed[160 + f] + sRed[168 + f]) + (sRed[176 + f] + sRed[184 + f]))) + (((sRed[192 + f] + sRed[200 + f]) + (sRed[208 + f] + sRed[216 + f])) + ((sRed[224 + f] + sRed[232 + f]) + (sRed[240 + f] + sRed[248 + f])))));
+                var acc = (((sRed[0 + f] + sRed[8 + f]) + (sRed[16 + f] + sRed[24 + f])) + ((sRed[32 + f] + sRed[40 + f]) + (sRed[48 + f] + sRed[56 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[64 + f] + sRed[72 + f]) + (sRed[80 + f] + sRed[88 + f])) + ((sRed[96 + f] + sRed[104 + f]) + (sRed[112 + f] + sRed[120 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[128 + f] + sRed[136 + f]) + (sRed[144 + f] + sRed[152 + f])) + ((sRed[160 + f] + sRed[168 + f]) + (sRed[176 + f] + sRed[184 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[192 + f] + sRed[200 + f]) + (sRed[208 + f] + sRed[216 + f])) + ((sRed[224 + f] + sRed[232 + f]) + (sRed[240 + f] + sRed[248 + f])));
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;
@@ -501,14 +526,19 @@ public static partial class mha_tiny
             vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk6 / 16 - firstBlock] * 4 + kvHead) * 16 + vk6 % 16) * 32 + unit * 8);
             int vk7 = k0 + (slot + 224 < numKeys ? slot + 224 : numKeys - 1);
             vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk7 / 16 - firstBlock] * 4 + kvHead) * 16 + vk7 % 16) * 32 + unit * 8);
+            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[8] = vr0.A; keep[9] = vr0.B; keep[10] = vr1.A; keep[11] = vr1.B; keep[12] = vr2.A; keep[13] = vr2.B; keep[14] = vr3.A; keep[15] = vr3.B; keep[16] = vr4.A; keep[17] = vr4.B; keep[18] = vr5.A; keep[19] = vr5.B; keep[20] = vr6.A; keep[21] = vr6.B; keep[22] = vr7.A; keep[23] = vr7.B; } // step boundary (never taken): the loads above stay in flight together
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
+            s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
+            s0 = kc1.Hi.DotAdd(sQ[3], kc1.Lo.DotAdd(sQ[2], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc2 = default(TCodec).Decode8(kr2);
-            s0 += kc2.Lo.Dot(sQ[4]) + kc2.Hi.Dot(sQ[5]);
+            s0 = kc2.Hi.DotAdd(sQ[5], kc2.Lo.DotAdd(sQ[4], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc3 = default(TCodec).Decode8(kr3);
-            s0 += kc3.Lo.Dot(sQ[6]) + kc3.Hi.Dot(sQ[7]);
+            s0 = kc3.Hi.DotAdd(sQ[7], kc3.Lo.DotAdd(sQ[6], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         {
@@ -521,14 +551,19 @@ public static partial class mha_tiny
             var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
             var kr2 = default(TCodec).LoadRaw8(keyCache, row + 16);
             var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
+            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; } // step boundary (never taken): the loads above stay in flight together
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
+            s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
+            s0 = kc1.Hi.DotAdd(sQ[3], kc1.Lo.DotAdd(sQ[2], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc2 = default(TCodec).Decode8(kr2);
-            s0 += kc2.Lo.Dot(sQ[4]) + kc2.Hi.Dot(sQ[5]);
+            s0 = kc2.Hi.DotAdd(sQ[5], kc2.Lo.DotAdd(sQ[4], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc3 = default(TCodec).Decode8(kr3);
-            s0 += kc3.Lo.Dot(sQ[6]) + kc3.Hi.Dot(sQ[7]);
+            s0 = kc3.Hi.DotAdd(sQ[7], kc3.Lo.DotAdd(sQ[6], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         Group.Barrier();
@@ -584,40 +619,49 @@ public static partial class mha_tiny
 
         // P·V: thread = (key slot t / 4, 8-dim unit t % 4); one 16-byte V load serves every head. Keys past
         // the context have probability exactly 0 (their V row is the last valid one, so the product is 0 too).
+        var sPSlot = sP.SubView(slot);   // this slot's probabilities, indexed with constants (folded into the loads)
         var lo0 = default(Float4);
         var hi0 = default(Float4);
         var v0 = default(TCodec).Decode8(vr0);
-        float p0h0 = sP[0 + slot];
+        float p0h0 = sPSlot[0];
         lo0 = lo0.Fma(v0.Lo, p0h0);
         hi0 = hi0.Fma(v0.Hi, p0h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v1 = default(TCodec).Decode8(vr1);
-        float p1h0 = sP[32 + slot];
+        float p1h0 = sPSlot[32];
         lo0 = lo0.Fma(v1.Lo, p1h0);
         hi0 = hi0.Fma(v1.Hi, p1h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v2 = default(TCodec).Decode8(vr2);
-        float p2h0 = sP[64 + slot];
+        float p2h0 = sPSlot[64];
         lo0 = lo0.Fma(v2.Lo, p2h0);
         hi0 = hi0.Fma(v2.Hi, p2h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v3 = default(TCodec).Decode8(vr3);
-        float p3h0 = sP[96 + slot];
+        float p3h0 = sPSlot[96];
         lo0 = lo0.Fma(v3.Lo, p3h0);
         hi0 = hi0.Fma(v3.Hi, p3h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v4 = default(TCodec).Decode8(vr4);
-        float p4h0 = sP[128 + slot];
+        float p4h0 = sPSlot[128];
         lo0 = lo0.Fma(v4.Lo, p4h0);
         hi0 = hi0.Fma(v4.Hi, p4h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v5 = default(TCodec).Decode8(vr5);
-        float p5h0 = sP[160 + slot];
+        float p5h0 = sPSlot[160];
         lo0 = lo0.Fma(v5.Lo, p5h0);
         hi0 = hi0.Fma(v5.Hi, p5h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v6 = default(TCodec).Decode8(vr6);
-        float p6h0 = sP[192 + slot];
+        float p6h0 = sPSlot[192];
         lo0 = lo0.Fma(v6.Lo, p6h0);
         hi0 = hi0.Fma(v6.Hi, p6h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v7 = default(TCodec).Decode8(vr7);
-        float p7h0 = sP[224 + slot];
+        float p7h0 = sPSlot[224];
         lo0 = lo0.Fma(v7.Lo, p7h0);
         hi0 = hi0.Fma(v7.Hi, p7h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         sRed[(slot * 1 + 0) * 8 + 2 * unit] = lo0;
         sRed[(slot * 1 + 0) * 8 + 2 * unit + 1] = hi0;
         Group.Barrier();
@@ -629,7 +673,13 @@ public static partial class mha_tiny
             {
                 int h = f / 8;
                 int c = f % 8;
-                var acc = (((((sRed[0 + f] + sRed[8 + f]) + (sRed[16 + f] + sRed[24 + f])) + ((sRed[32 + f] + sRed[40 + f]) + (sRed[48 + f] + sRed[56 + f]))) + (((sRed[64 + f] + sRed[72 + f]) + (sRed[80 + f] + sRed[88 + f])) + ((sRed[96 + f] + sRed[104 + f]) + (sRed[112 + f] + sRed[120 + f])))) + ((((sRed[128 + f] + sRed[136 + f]) + (sRed[144 + f] + sRed[152 + f])) + ((sRed[160 + f] + sRed[168 + f]) + (sRed[176 + f] + sRed[184 + f]))) + (((sRed[192 + f] + sRed[200 + f]) + (sRed[208 + f] + sRed[216 + f])) + ((sRed[224 + f] + sRed[232 + f]) + (sRed[240 + f] + sRed[248 + f])))));
+                var acc = (((sRed[0 + f] + sRed[8 + f]) + (sRed[16 + f] + sRed[24 + f])) + ((sRed[32 + f] + sRed[40 + f]) + (sRed[48 + f] + sRed[56 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[64 + f] + sRed[72 + f]) + (sRed[80 + f] + sRed[88 + f])) + ((sRed[96 + f] + sRed[104 + f]) + (sRed[112 + f] + sRed[120 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[128 + f] + sRed[136 + f]) + (sRed[144 + f] + sRed[152 + f])) + ((sRed[160 + f] + sRed[168 + f]) + (sRed[176 + f] + sRed[184 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[192 + f] + sRed[200 + f]) + (sRed[208 + f] + sRed[216 + f])) + ((sRed[224 + f] + sRed[232 + f]) + (sRed[240 + f] + sRed[248 + f])));
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;

@@ -90,14 +90,17 @@ public static partial class odd_tiles
             vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk2 / 8 - firstBlock] * 2 + kvHead) * 8 + vk2 % 8) * 16 + unit * 8);
             int vk3 = k0 + (slot + 48 < numKeys ? slot + 48 : numKeys - 1);
             vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk3 / 8 - firstBlock] * 2 + kvHead) * 8 + vk3 % 8) * 16 + unit * 8);
+            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = vr0.A; keep[5] = vr0.B; keep[6] = vr1.A; keep[7] = vr1.B; keep[8] = vr2.A; keep[9] = vr2.B; keep[10] = vr3.A; keep[11] = vr3.B; } // step boundary (never taken): the loads above stay in flight together
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
-            s1 += kc0.Lo.Dot(sQ[4]) + kc0.Hi.Dot(sQ[5]);
-            s2 += kc0.Lo.Dot(sQ[8]) + kc0.Hi.Dot(sQ[9]);
+            s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
+            s1 = kc0.Hi.DotAdd(sQ[5], kc0.Lo.DotAdd(sQ[4], s1));
+            s2 = kc0.Hi.DotAdd(sQ[9], kc0.Lo.DotAdd(sQ[8], s2));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, s2, 0f); } // step boundary (never taken): keeps the steps in order
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
-            s1 += kc1.Lo.Dot(sQ[6]) + kc1.Hi.Dot(sQ[7]);
-            s2 += kc1.Lo.Dot(sQ[10]) + kc1.Hi.Dot(sQ[11]);
+            s0 = kc1.Hi.DotAdd(sQ[3], kc1.Lo.DotAdd(sQ[2], s0));
+            s1 = kc1.Hi.DotAdd(sQ[7], kc1.Lo.DotAdd(sQ[6], s1));
+            s2 = kc1.Hi.DotAdd(sQ[11], kc1.Lo.DotAdd(sQ[10], s2));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, s2, 0f); } // step boundary (never taken): keeps the steps in order
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
             sP[64 + j] = valid ? s1 : float.NegativeInfinity;
             sP[128 + j] = valid ? s2 : float.NegativeInfinity;
@@ -112,14 +115,17 @@ public static partial class odd_tiles
             float s2 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
             var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
+            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; } // step boundary (never taken): the loads above stay in flight together
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
-            s1 += kc0.Lo.Dot(sQ[4]) + kc0.Hi.Dot(sQ[5]);
-            s2 += kc0.Lo.Dot(sQ[8]) + kc0.Hi.Dot(sQ[9]);
+            s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
+            s1 = kc0.Hi.DotAdd(sQ[5], kc0.Lo.DotAdd(sQ[4], s1));
+            s2 = kc0.Hi.DotAdd(sQ[9], kc0.Lo.DotAdd(sQ[8], s2));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, s2, 0f); } // step boundary (never taken): keeps the steps in order
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
-            s1 += kc1.Lo.Dot(sQ[6]) + kc1.Hi.Dot(sQ[7]);
-            s2 += kc1.Lo.Dot(sQ[10]) + kc1.Hi.Dot(sQ[11]);
+            s0 = kc1.Hi.DotAdd(sQ[3], kc1.Lo.DotAdd(sQ[2], s0));
+            s1 = kc1.Hi.DotAdd(sQ[7], kc1.Lo.DotAdd(sQ[6], s1));
+            s2 = kc1.Hi.DotAdd(sQ[11], kc1.Lo.DotAdd(sQ[10], s2));
+            if (t < 0) { sQ[0] = new Float4(s0, s1, s2, 0f); } // step boundary (never taken): keeps the steps in order
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
             sP[64 + j] = valid ? s1 : float.NegativeInfinity;
             sP[128 + j] = valid ? s2 : float.NegativeInfinity;
@@ -211,6 +217,7 @@ public static partial class odd_tiles
 
         // P·V: thread = (key slot t / 2, 8-dim unit t % 2); one 16-byte V load serves every head. Keys past
         // the context have probability exactly 0 (their V row is the last valid one, so the product is 0 too).
+        var sPSlot = sP.SubView(slot);   // this slot's probabilities, indexed with constants (folded into the loads)
         var lo0 = default(Float4);
         var hi0 = default(Float4);
         var lo1 = default(Float4);
@@ -218,45 +225,49 @@ public static partial class odd_tiles
         var lo2 = default(Float4);
         var hi2 = default(Float4);
         var v0 = default(TCodec).Decode8(vr0);
-        float p0h0 = sP[0 + slot];
+        float p0h0 = sPSlot[0];
         lo0 = lo0.Fma(v0.Lo, p0h0);
         hi0 = hi0.Fma(v0.Hi, p0h0);
-        float p0h1 = sP[64 + slot];
+        float p0h1 = sPSlot[64];
         lo1 = lo1.Fma(v0.Lo, p0h1);
         hi1 = hi1.Fma(v0.Hi, p0h1);
-        float p0h2 = sP[128 + slot];
+        float p0h2 = sPSlot[128];
         lo2 = lo2.Fma(v0.Lo, p0h2);
         hi2 = hi2.Fma(v0.Hi, p0h2);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; } // step boundary (never taken): keeps the steps in order
         var v1 = default(TCodec).Decode8(vr1);
-        float p1h0 = sP[16 + slot];
+        float p1h0 = sPSlot[16];
         lo0 = lo0.Fma(v1.Lo, p1h0);
         hi0 = hi0.Fma(v1.Hi, p1h0);
-        float p1h1 = sP[80 + slot];
+        float p1h1 = sPSlot[80];
         lo1 = lo1.Fma(v1.Lo, p1h1);
         hi1 = hi1.Fma(v1.Hi, p1h1);
-        float p1h2 = sP[144 + slot];
+        float p1h2 = sPSlot[144];
         lo2 = lo2.Fma(v1.Lo, p1h2);
         hi2 = hi2.Fma(v1.Hi, p1h2);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; } // step boundary (never taken): keeps the steps in order
         var v2 = default(TCodec).Decode8(vr2);
-        float p2h0 = sP[32 + slot];
+        float p2h0 = sPSlot[32];
         lo0 = lo0.Fma(v2.Lo, p2h0);
         hi0 = hi0.Fma(v2.Hi, p2h0);
-        float p2h1 = sP[96 + slot];
+        float p2h1 = sPSlot[96];
         lo1 = lo1.Fma(v2.Lo, p2h1);
         hi1 = hi1.Fma(v2.Hi, p2h1);
-        float p2h2 = sP[160 + slot];
+        float p2h2 = sPSlot[160];
         lo2 = lo2.Fma(v2.Lo, p2h2);
         hi2 = hi2.Fma(v2.Hi, p2h2);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; } // step boundary (never taken): keeps the steps in order
         var v3 = default(TCodec).Decode8(vr3);
-        float p3h0 = sP[48 + slot];
+        float p3h0 = sPSlot[48];
         lo0 = lo0.Fma(v3.Lo, p3h0);
         hi0 = hi0.Fma(v3.Hi, p3h0);
-        float p3h1 = sP[112 + slot];
+        float p3h1 = sPSlot[112];
         lo1 = lo1.Fma(v3.Lo, p3h1);
         hi1 = hi1.Fma(v3.Hi, p3h1);
-        float p3h2 = sP[176 + slot];
+        float p3h2 = sPSlot[176];
         lo2 = lo2.Fma(v3.Lo, p3h2);
         hi2 = hi2.Fma(v3.Hi, p3h2);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; } // step boundary (never taken): keeps the steps in order
         sRed[(slot * 3 + 0) * 4 + 2 * unit] = lo0;
         sRed[(slot * 3 + 0) * 4 + 2 * unit + 1] = hi0;
         sRed[(slot * 3 + 1) * 4 + 2 * unit] = lo1;
@@ -272,7 +283,9 @@ public static partial class odd_tiles
             {
                 int h = f / 4;
                 int c = f % 4;
-                var acc = ((((sRed[0 + f] + sRed[12 + f]) + (sRed[24 + f] + sRed[36 + f])) + ((sRed[48 + f] + sRed[60 + f]) + (sRed[72 + f] + sRed[84 + f]))) + (((sRed[96 + f] + sRed[108 + f]) + (sRed[120 + f] + sRed[132 + f])) + ((sRed[144 + f] + sRed[156 + f]) + (sRed[168 + f] + sRed[180 + f]))));
+                var acc = (((sRed[0 + f] + sRed[12 + f]) + (sRed[24 + f] + sRed[36 + f])) + ((sRed[48 + f] + sRed[60 + f]) + (sRed[72 + f] + sRed[84 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[96 + f] + sRed[108 + f]) + (sRed[120 + f] + sRed[132 + f])) + ((sRed[144 + f] + sRed[156 + f]) + (sRed[168 + f] + sRed[180 + f])));
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;
@@ -586,10 +599,13 @@ public static partial class odd_tiles
             vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk2 / 8 - firstBlock] * 2 + kvHead) * 8 + vk2 % 8) * 16 + unit * 8);
             int vk3 = k0 + (slot + 48 < numKeys ? slot + 48 : numKeys - 1);
             vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk3 / 8 - firstBlock] * 2 + kvHead) * 8 + vk3 % 8) * 16 + unit * 8);
+            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = vr0.A; keep[5] = vr0.B; keep[6] = vr1.A; keep[7] = vr1.B; keep[8] = vr2.A; keep[9] = vr2.B; keep[10] = vr3.A; keep[11] = vr3.B; } // step boundary (never taken): the loads above stay in flight together
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
+            s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
+            s0 = kc1.Hi.DotAdd(sQ[3], kc1.Lo.DotAdd(sQ[2], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         {
@@ -600,10 +616,13 @@ public static partial class odd_tiles
             float s0 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
             var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
+            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; } // step boundary (never taken): the loads above stay in flight together
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 += kc0.Lo.Dot(sQ[0]) + kc0.Hi.Dot(sQ[1]);
+            s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 += kc1.Lo.Dot(sQ[2]) + kc1.Hi.Dot(sQ[3]);
+            s0 = kc1.Hi.DotAdd(sQ[3], kc1.Lo.DotAdd(sQ[2], s0));
+            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         Group.Barrier();
@@ -641,24 +660,29 @@ public static partial class odd_tiles
 
         // P·V: thread = (key slot t / 2, 8-dim unit t % 2); one 16-byte V load serves every head. Keys past
         // the context have probability exactly 0 (their V row is the last valid one, so the product is 0 too).
+        var sPSlot = sP.SubView(slot);   // this slot's probabilities, indexed with constants (folded into the loads)
         var lo0 = default(Float4);
         var hi0 = default(Float4);
         var v0 = default(TCodec).Decode8(vr0);
-        float p0h0 = sP[0 + slot];
+        float p0h0 = sPSlot[0];
         lo0 = lo0.Fma(v0.Lo, p0h0);
         hi0 = hi0.Fma(v0.Hi, p0h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v1 = default(TCodec).Decode8(vr1);
-        float p1h0 = sP[16 + slot];
+        float p1h0 = sPSlot[16];
         lo0 = lo0.Fma(v1.Lo, p1h0);
         hi0 = hi0.Fma(v1.Hi, p1h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v2 = default(TCodec).Decode8(vr2);
-        float p2h0 = sP[32 + slot];
+        float p2h0 = sPSlot[32];
         lo0 = lo0.Fma(v2.Lo, p2h0);
         hi0 = hi0.Fma(v2.Hi, p2h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         var v3 = default(TCodec).Decode8(vr3);
-        float p3h0 = sP[48 + slot];
+        float p3h0 = sPSlot[48];
         lo0 = lo0.Fma(v3.Lo, p3h0);
         hi0 = hi0.Fma(v3.Hi, p3h0);
+        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         sRed[(slot * 1 + 0) * 4 + 2 * unit] = lo0;
         sRed[(slot * 1 + 0) * 4 + 2 * unit + 1] = hi0;
         Group.Barrier();
@@ -670,7 +694,9 @@ public static partial class odd_tiles
             {
                 int h = f / 4;
                 int c = f % 4;
-                var acc = ((((sRed[0 + f] + sRed[4 + f]) + (sRed[8 + f] + sRed[12 + f])) + ((sRed[16 + f] + sRed[20 + f]) + (sRed[24 + f] + sRed[28 + f]))) + (((sRed[32 + f] + sRed[36 + f]) + (sRed[40 + f] + sRed[44 + f])) + ((sRed[48 + f] + sRed[52 + f]) + (sRed[56 + f] + sRed[60 + f]))));
+                var acc = (((sRed[0 + f] + sRed[4 + f]) + (sRed[8 + f] + sRed[12 + f])) + ((sRed[16 + f] + sRed[20 + f]) + (sRed[24 + f] + sRed[28 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[32 + f] + sRed[36 + f]) + (sRed[40 + f] + sRed[44 + f])) + ((sRed[48 + f] + sRed[52 + f]) + (sRed[56 + f] + sRed[60 + f])));
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;

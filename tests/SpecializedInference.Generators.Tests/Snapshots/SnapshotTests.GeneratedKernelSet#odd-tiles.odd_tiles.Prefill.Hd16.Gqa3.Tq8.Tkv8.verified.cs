@@ -80,6 +80,12 @@ public static partial class odd_tiles
         Float4 o0_0 = default, o0_1 = default;
         int pAt = rg * 12 + kl;  // this thread's first probability in sP
         int pAt4 = rg * 3;       // its rows' first Float4 in sP4
+        // This thread's first element of each tile: the unrolled loads index them with constants, which ptxas folds into
+        // the load's address (the per-load index arithmetic was a third of the instructions).
+        var sQRows = sQ.SubView(rg);
+        var sKKeys = sK.SubView(kl);
+        var sVColumns = sV.SubView(kl);
+        var sP4Rows = sP4.SubView(pAt4);
 
         // This thread's units of a K/V tile (key j, 8 elements from u * 8), one per step: 2 lanes take consecutive units of a key.
         int j0 = t / 2 % 8, u0 = t / 16 * 2 + t % 2;
@@ -114,21 +120,25 @@ public static partial class odd_tiles
             float s0_0 = 0f, s0_1 = 0f, s0_2 = 0f, s0_3 = 0f;
             Float4 q0, k0, k1, k2, k3;
             // head_dim 0..3
-            q0 = sQ[rg];
-            k0 = sK[kl]; k1 = sK[kl + 2]; k2 = sK[kl + 4]; k3 = sK[kl + 6];
+            q0 = sQRows[0];
+            k0 = sKKeys[0]; k1 = sKKeys[2]; k2 = sKKeys[4]; k3 = sKKeys[6];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 4..7
-            q0 = sQ[rg + 16];
-            k0 = sK[kl + 8]; k1 = sK[kl + 10]; k2 = sK[kl + 12]; k3 = sK[kl + 14];
+            q0 = sQRows[16];
+            k0 = sKKeys[8]; k1 = sKKeys[10]; k2 = sKKeys[12]; k3 = sKKeys[14];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 8..11
-            q0 = sQ[rg + 32];
-            k0 = sK[kl + 16]; k1 = sK[kl + 18]; k2 = sK[kl + 20]; k3 = sK[kl + 22];
+            q0 = sQRows[32];
+            k0 = sKKeys[16]; k1 = sKKeys[18]; k2 = sKKeys[20]; k3 = sKKeys[22];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 12..15
-            q0 = sQ[rg + 48];
-            k0 = sK[kl + 24]; k1 = sK[kl + 26]; k2 = sK[kl + 28]; k3 = sK[kl + 30];
+            q0 = sQRows[48];
+            k0 = sKKeys[24]; k1 = sKKeys[26]; k2 = sKKeys[28]; k3 = sKKeys[30];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); } // step boundary (never taken): keeps the steps in order
 
             // Causal mask: key firstKey + kl + 2 * j is visible to row i when it is at most last_i.
             int key0 = firstKey + kl;
@@ -164,24 +174,26 @@ public static partial class odd_tiles
 
             // O += P·V: per key, this thread's 2 Float4 columns of V times each of its 1 rows' probability (read 4 keys at a time).
             Float4 p0, v0, v1;
-            p0 = sP4[pAt4]; // keys 0..3
-            v0 = sV[kl]; v1 = sV[kl + 2];
+            p0 = sP4Rows[0]; // keys 0..3
+            v0 = sVColumns[0]; v1 = sVColumns[2];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X);
-            v0 = sV[kl + 5]; v1 = sV[kl + 7];
+            v0 = sVColumns[5]; v1 = sVColumns[7];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y);
-            v0 = sV[kl + 10]; v1 = sV[kl + 12];
+            v0 = sVColumns[10]; v1 = sVColumns[12];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z);
-            v0 = sV[kl + 15]; v1 = sV[kl + 17];
+            v0 = sVColumns[15]; v1 = sVColumns[17];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W);
-            p0 = sP4[pAt4 + 1]; // keys 4..7
-            v0 = sV[kl + 20]; v1 = sV[kl + 22];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[1]; // keys 4..7
+            v0 = sVColumns[20]; v1 = sVColumns[22];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X);
-            v0 = sV[kl + 25]; v1 = sV[kl + 27];
+            v0 = sVColumns[25]; v1 = sVColumns[27];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y);
-            v0 = sV[kl + 30]; v1 = sV[kl + 32];
+            v0 = sVColumns[30]; v1 = sVColumns[32];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z);
-            v0 = sV[kl + 35]; v1 = sV[kl + 37];
+            v0 = sVColumns[35]; v1 = sVColumns[37];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W);
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; } // step boundary (never taken): keeps the steps in order
         }
 
         // Normalize and write the rows that are real queries; each row's running sum is spread over its 2 lanes.
@@ -261,6 +273,12 @@ public static partial class odd_tiles
         Float4 o0_0 = default, o0_1 = default;
         int pAt = rg * 12 + kl;  // this thread's first probability in sP
         int pAt4 = rg * 3;       // its rows' first Float4 in sP4
+        // This thread's first element of each tile: the unrolled loads index them with constants, which ptxas folds into
+        // the load's address (the per-load index arithmetic was a third of the instructions).
+        var sQRows = sQ.SubView(rg);
+        var sKKeys = sK.SubView(kl);
+        var sVColumns = sV.SubView(kl);
+        var sP4Rows = sP4.SubView(pAt4);
 
         // This thread's units of a K/V tile (key j, 8 elements from u * 8), one per step: 2 lanes take consecutive units of a key.
         int j0 = t / 2 % 8, u0 = t / 16 * 2 + t % 2;
@@ -295,21 +313,25 @@ public static partial class odd_tiles
             float s0_0 = 0f, s0_1 = 0f, s0_2 = 0f, s0_3 = 0f;
             Float4 q0, k0, k1, k2, k3;
             // head_dim 0..3
-            q0 = sQ[rg];
-            k0 = sK[kl]; k1 = sK[kl + 2]; k2 = sK[kl + 4]; k3 = sK[kl + 6];
+            q0 = sQRows[0];
+            k0 = sKKeys[0]; k1 = sKKeys[2]; k2 = sKKeys[4]; k3 = sKKeys[6];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 4..7
-            q0 = sQ[rg + 16];
-            k0 = sK[kl + 8]; k1 = sK[kl + 10]; k2 = sK[kl + 12]; k3 = sK[kl + 14];
+            q0 = sQRows[16];
+            k0 = sKKeys[8]; k1 = sKKeys[10]; k2 = sKKeys[12]; k3 = sKKeys[14];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 8..11
-            q0 = sQ[rg + 32];
-            k0 = sK[kl + 16]; k1 = sK[kl + 18]; k2 = sK[kl + 20]; k3 = sK[kl + 22];
+            q0 = sQRows[32];
+            k0 = sKKeys[16]; k1 = sKKeys[18]; k2 = sKKeys[20]; k3 = sKKeys[22];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 12..15
-            q0 = sQ[rg + 48];
-            k0 = sK[kl + 24]; k1 = sK[kl + 26]; k2 = sK[kl + 28]; k3 = sK[kl + 30];
+            q0 = sQRows[48];
+            k0 = sKKeys[24]; k1 = sKKeys[26]; k2 = sKKeys[28]; k3 = sKKeys[30];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); } // step boundary (never taken): keeps the steps in order
 
             // Causal mask: key firstKey + kl + 2 * j is visible to row i when it is at most last_i.
             int key0 = firstKey + kl;
@@ -345,24 +367,26 @@ public static partial class odd_tiles
 
             // O += P·V: per key, this thread's 2 Float4 columns of V times each of its 1 rows' probability (read 4 keys at a time).
             Float4 p0, v0, v1;
-            p0 = sP4[pAt4]; // keys 0..3
-            v0 = sV[kl]; v1 = sV[kl + 2];
+            p0 = sP4Rows[0]; // keys 0..3
+            v0 = sVColumns[0]; v1 = sVColumns[2];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X);
-            v0 = sV[kl + 5]; v1 = sV[kl + 7];
+            v0 = sVColumns[5]; v1 = sVColumns[7];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y);
-            v0 = sV[kl + 10]; v1 = sV[kl + 12];
+            v0 = sVColumns[10]; v1 = sVColumns[12];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z);
-            v0 = sV[kl + 15]; v1 = sV[kl + 17];
+            v0 = sVColumns[15]; v1 = sVColumns[17];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W);
-            p0 = sP4[pAt4 + 1]; // keys 4..7
-            v0 = sV[kl + 20]; v1 = sV[kl + 22];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[1]; // keys 4..7
+            v0 = sVColumns[20]; v1 = sVColumns[22];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X);
-            v0 = sV[kl + 25]; v1 = sV[kl + 27];
+            v0 = sVColumns[25]; v1 = sVColumns[27];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y);
-            v0 = sV[kl + 30]; v1 = sV[kl + 32];
+            v0 = sVColumns[30]; v1 = sVColumns[32];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z);
-            v0 = sV[kl + 35]; v1 = sV[kl + 37];
+            v0 = sVColumns[35]; v1 = sVColumns[37];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W);
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; } // step boundary (never taken): keeps the steps in order
         }
 
         // Normalize and write the rows that are real queries; each row's running sum is spread over its 2 lanes.

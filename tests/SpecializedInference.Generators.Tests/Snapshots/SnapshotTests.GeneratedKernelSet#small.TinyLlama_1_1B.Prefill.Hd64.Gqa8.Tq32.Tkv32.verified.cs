@@ -92,6 +92,12 @@ public static partial class TinyLlama_1_1B
         Float4 o3_0 = default, o3_1 = default;
         int pAt = rg * 40 + kl;  // this thread's first probability in sP
         int pAt4 = rg * 10;       // its rows' first Float4 in sP4
+        // This thread's first element of each tile: the unrolled loads index them with constants, which ptxas folds into
+        // the load's address (the per-load index arithmetic was a third of the instructions).
+        var sQRows = sQ.SubView(rg);
+        var sKKeys = sK.SubView(kl);
+        var sVColumns = sV.SubView(kl);
+        var sP4Rows = sP4.SubView(pAt4);
 
         // This thread's units of a K/V tile (key j, 8 elements from u * 8), one per step: 4 lanes take consecutive units of a key.
         int j0 = t / 4 % 32, u0 = t / 128 * 4 + t % 4;
@@ -173,117 +179,133 @@ public static partial class TinyLlama_1_1B
             float s3_0 = 0f, s3_1 = 0f, s3_2 = 0f, s3_3 = 0f;
             Float4 q0, q1, q2, q3, k0, k1, k2, k3;
             // head_dim 0..3
-            q0 = sQ[rg]; q1 = sQ[rg + 8]; q2 = sQ[rg + 16]; q3 = sQ[rg + 24];
-            k0 = sK[kl]; k1 = sK[kl + 8]; k2 = sK[kl + 16]; k3 = sK[kl + 24];
+            q0 = sQRows[0]; q1 = sQRows[8]; q2 = sQRows[16]; q3 = sQRows[24];
+            k0 = sKKeys[0]; k1 = sKKeys[8]; k2 = sKKeys[16]; k3 = sKKeys[24];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 4..7
-            q0 = sQ[rg + 32]; q1 = sQ[rg + 40]; q2 = sQ[rg + 48]; q3 = sQ[rg + 56];
-            k0 = sK[kl + 32]; k1 = sK[kl + 40]; k2 = sK[kl + 48]; k3 = sK[kl + 56];
+            q0 = sQRows[32]; q1 = sQRows[40]; q2 = sQRows[48]; q3 = sQRows[56];
+            k0 = sKKeys[32]; k1 = sKKeys[40]; k2 = sKKeys[48]; k3 = sKKeys[56];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 8..11
-            q0 = sQ[rg + 64]; q1 = sQ[rg + 72]; q2 = sQ[rg + 80]; q3 = sQ[rg + 88];
-            k0 = sK[kl + 64]; k1 = sK[kl + 72]; k2 = sK[kl + 80]; k3 = sK[kl + 88];
+            q0 = sQRows[64]; q1 = sQRows[72]; q2 = sQRows[80]; q3 = sQRows[88];
+            k0 = sKKeys[64]; k1 = sKKeys[72]; k2 = sKKeys[80]; k3 = sKKeys[88];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 12..15
-            q0 = sQ[rg + 96]; q1 = sQ[rg + 104]; q2 = sQ[rg + 112]; q3 = sQ[rg + 120];
-            k0 = sK[kl + 96]; k1 = sK[kl + 104]; k2 = sK[kl + 112]; k3 = sK[kl + 120];
+            q0 = sQRows[96]; q1 = sQRows[104]; q2 = sQRows[112]; q3 = sQRows[120];
+            k0 = sKKeys[96]; k1 = sKKeys[104]; k2 = sKKeys[112]; k3 = sKKeys[120];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 16..19
-            q0 = sQ[rg + 128]; q1 = sQ[rg + 136]; q2 = sQ[rg + 144]; q3 = sQ[rg + 152];
-            k0 = sK[kl + 128]; k1 = sK[kl + 136]; k2 = sK[kl + 144]; k3 = sK[kl + 152];
+            q0 = sQRows[128]; q1 = sQRows[136]; q2 = sQRows[144]; q3 = sQRows[152];
+            k0 = sKKeys[128]; k1 = sKKeys[136]; k2 = sKKeys[144]; k3 = sKKeys[152];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 20..23
-            q0 = sQ[rg + 160]; q1 = sQ[rg + 168]; q2 = sQ[rg + 176]; q3 = sQ[rg + 184];
-            k0 = sK[kl + 160]; k1 = sK[kl + 168]; k2 = sK[kl + 176]; k3 = sK[kl + 184];
+            q0 = sQRows[160]; q1 = sQRows[168]; q2 = sQRows[176]; q3 = sQRows[184];
+            k0 = sKKeys[160]; k1 = sKKeys[168]; k2 = sKKeys[176]; k3 = sKKeys[184];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 24..27
-            q0 = sQ[rg + 192]; q1 = sQ[rg + 200]; q2 = sQ[rg + 208]; q3 = sQ[rg + 216];
-            k0 = sK[kl + 192]; k1 = sK[kl + 200]; k2 = sK[kl + 208]; k3 = sK[kl + 216];
+            q0 = sQRows[192]; q1 = sQRows[200]; q2 = sQRows[208]; q3 = sQRows[216];
+            k0 = sKKeys[192]; k1 = sKKeys[200]; k2 = sKKeys[208]; k3 = sKKeys[216];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 28..31
-            q0 = sQ[rg + 224]; q1 = sQ[rg + 232]; q2 = sQ[rg + 240]; q3 = sQ[rg + 248];
-            k0 = sK[kl + 224]; k1 = sK[kl + 232]; k2 = sK[kl + 240]; k3 = sK[kl + 248];
+            q0 = sQRows[224]; q1 = sQRows[232]; q2 = sQRows[240]; q3 = sQRows[248];
+            k0 = sKKeys[224]; k1 = sKKeys[232]; k2 = sKKeys[240]; k3 = sKKeys[248];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 32..35
-            q0 = sQ[rg + 256]; q1 = sQ[rg + 264]; q2 = sQ[rg + 272]; q3 = sQ[rg + 280];
-            k0 = sK[kl + 256]; k1 = sK[kl + 264]; k2 = sK[kl + 272]; k3 = sK[kl + 280];
+            q0 = sQRows[256]; q1 = sQRows[264]; q2 = sQRows[272]; q3 = sQRows[280];
+            k0 = sKKeys[256]; k1 = sKKeys[264]; k2 = sKKeys[272]; k3 = sKKeys[280];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 36..39
-            q0 = sQ[rg + 288]; q1 = sQ[rg + 296]; q2 = sQ[rg + 304]; q3 = sQ[rg + 312];
-            k0 = sK[kl + 288]; k1 = sK[kl + 296]; k2 = sK[kl + 304]; k3 = sK[kl + 312];
+            q0 = sQRows[288]; q1 = sQRows[296]; q2 = sQRows[304]; q3 = sQRows[312];
+            k0 = sKKeys[288]; k1 = sKKeys[296]; k2 = sKKeys[304]; k3 = sKKeys[312];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 40..43
-            q0 = sQ[rg + 320]; q1 = sQ[rg + 328]; q2 = sQ[rg + 336]; q3 = sQ[rg + 344];
-            k0 = sK[kl + 320]; k1 = sK[kl + 328]; k2 = sK[kl + 336]; k3 = sK[kl + 344];
+            q0 = sQRows[320]; q1 = sQRows[328]; q2 = sQRows[336]; q3 = sQRows[344];
+            k0 = sKKeys[320]; k1 = sKKeys[328]; k2 = sKKeys[336]; k3 = sKKeys[344];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 44..47
-            q0 = sQ[rg + 352]; q1 = sQ[rg + 360]; q2 = sQ[rg + 368]; q3 = sQ[rg + 376];
-            k0 = sK[kl + 352]; k1 = sK[kl + 360]; k2 = sK[kl + 368]; k3 = sK[kl + 376];
+            q0 = sQRows[352]; q1 = sQRows[360]; q2 = sQRows[368]; q3 = sQRows[376];
+            k0 = sKKeys[352]; k1 = sKKeys[360]; k2 = sKKeys[368]; k3 = sKKeys[376];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 48..51
-            q0 = sQ[rg + 384]; q1 = sQ[rg + 392]; q2 = sQ[rg + 400]; q3 = sQ[rg + 408];
-            k0 = sK[kl + 384]; k1 = sK[kl + 392]; k2 = sK[kl + 400]; k3 = sK[kl + 408];
+            q0 = sQRows[384]; q1 = sQRows[392]; q2 = sQRows[400]; q3 = sQRows[408];
+            k0 = sKKeys[384]; k1 = sKKeys[392]; k2 = sKKeys[400]; k3 = sKKeys[408];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 52..55
-            q0 = sQ[rg + 416]; q1 = sQ[rg + 424]; q2 = sQ[rg + 432]; q3 = sQ[rg + 440];
-            k0 = sK[kl + 416]; k1 = sK[kl + 424]; k2 = sK[kl + 432]; k3 = sK[kl + 440];
+            q0 = sQRows[416]; q1 = sQRows[424]; q2 = sQRows[432]; q3 = sQRows[440];
+            k0 = sKKeys[416]; k1 = sKKeys[424]; k2 = sKKeys[432]; k3 = sKKeys[440];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 56..59
-            q0 = sQ[rg + 448]; q1 = sQ[rg + 456]; q2 = sQ[rg + 464]; q3 = sQ[rg + 472];
-            k0 = sK[kl + 448]; k1 = sK[kl + 456]; k2 = sK[kl + 464]; k3 = sK[kl + 472];
+            q0 = sQRows[448]; q1 = sQRows[456]; q2 = sQRows[464]; q3 = sQRows[472];
+            k0 = sKKeys[448]; k1 = sKKeys[456]; k2 = sKKeys[464]; k3 = sKKeys[472];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 60..63
-            q0 = sQ[rg + 480]; q1 = sQ[rg + 488]; q2 = sQ[rg + 496]; q3 = sQ[rg + 504];
-            k0 = sK[kl + 480]; k1 = sK[kl + 488]; k2 = sK[kl + 496]; k3 = sK[kl + 504];
+            q0 = sQRows[480]; q1 = sQRows[488]; q2 = sQRows[496]; q3 = sQRows[504];
+            k0 = sKKeys[480]; k1 = sKKeys[488]; k2 = sKKeys[496]; k3 = sKKeys[504];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
 
             // Causal mask: key firstKey + kl + 8 * j is visible to row i when it is at most last_i.
             int key0 = firstKey + kl;
@@ -396,174 +418,182 @@ public static partial class TinyLlama_1_1B
 
             // O += P·V: per key, this thread's 2 Float4 columns of V times each of its 4 rows' probability (read 4 keys at a time).
             Float4 p0, p1, p2, p3, v0, v1;
-            p0 = sP4[pAt4]; p1 = sP4[pAt4 + 80]; p2 = sP4[pAt4 + 160]; p3 = sP4[pAt4 + 240]; // keys 0..3
-            v0 = sV[kl]; v1 = sV[kl + 8];
+            p0 = sP4Rows[0]; p1 = sP4Rows[80]; p2 = sP4Rows[160]; p3 = sP4Rows[240]; // keys 0..3
+            v0 = sVColumns[0]; v1 = sVColumns[8];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X);
-            v0 = sV[kl + 17]; v1 = sV[kl + 25];
+            v0 = sVColumns[17]; v1 = sVColumns[25];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y);
-            v0 = sV[kl + 34]; v1 = sV[kl + 42];
+            v0 = sVColumns[34]; v1 = sVColumns[42];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z);
-            v0 = sV[kl + 51]; v1 = sV[kl + 59];
+            v0 = sVColumns[51]; v1 = sVColumns[59];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W);
-            p0 = sP4[pAt4 + 1]; p1 = sP4[pAt4 + 81]; p2 = sP4[pAt4 + 161]; p3 = sP4[pAt4 + 241]; // keys 4..7
-            v0 = sV[kl + 68]; v1 = sV[kl + 76];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o1_0; sP4[3] = o1_1; sP4[4] = o2_0; sP4[5] = o2_1; sP4[6] = o3_0; sP4[7] = o3_1; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[1]; p1 = sP4Rows[81]; p2 = sP4Rows[161]; p3 = sP4Rows[241]; // keys 4..7
+            v0 = sVColumns[68]; v1 = sVColumns[76];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X);
-            v0 = sV[kl + 85]; v1 = sV[kl + 93];
+            v0 = sVColumns[85]; v1 = sVColumns[93];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y);
-            v0 = sV[kl + 102]; v1 = sV[kl + 110];
+            v0 = sVColumns[102]; v1 = sVColumns[110];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z);
-            v0 = sV[kl + 119]; v1 = sV[kl + 127];
+            v0 = sVColumns[119]; v1 = sVColumns[127];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W);
-            p0 = sP4[pAt4 + 2]; p1 = sP4[pAt4 + 82]; p2 = sP4[pAt4 + 162]; p3 = sP4[pAt4 + 242]; // keys 8..11
-            v0 = sV[kl + 136]; v1 = sV[kl + 144];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o1_0; sP4[3] = o1_1; sP4[4] = o2_0; sP4[5] = o2_1; sP4[6] = o3_0; sP4[7] = o3_1; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[2]; p1 = sP4Rows[82]; p2 = sP4Rows[162]; p3 = sP4Rows[242]; // keys 8..11
+            v0 = sVColumns[136]; v1 = sVColumns[144];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X);
-            v0 = sV[kl + 153]; v1 = sV[kl + 161];
+            v0 = sVColumns[153]; v1 = sVColumns[161];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y);
-            v0 = sV[kl + 170]; v1 = sV[kl + 178];
+            v0 = sVColumns[170]; v1 = sVColumns[178];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z);
-            v0 = sV[kl + 187]; v1 = sV[kl + 195];
+            v0 = sVColumns[187]; v1 = sVColumns[195];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W);
-            p0 = sP4[pAt4 + 3]; p1 = sP4[pAt4 + 83]; p2 = sP4[pAt4 + 163]; p3 = sP4[pAt4 + 243]; // keys 12..15
-            v0 = sV[kl + 204]; v1 = sV[kl + 212];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o1_0; sP4[3] = o1_1; sP4[4] = o2_0; sP4[5] = o2_1; sP4[6] = o3_0; sP4[7] = o3_1; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[3]; p1 = sP4Rows[83]; p2 = sP4Rows[163]; p3 = sP4Rows[243]; // keys 12..15
+            v0 = sVColumns[204]; v1 = sVColumns[212];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X);
-            v0 = sV[kl + 221]; v1 = sV[kl + 229];
+            v0 = sVColumns[221]; v1 = sVColumns[229];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y);
-            v0 = sV[kl + 238]; v1 = sV[kl + 246];
+            v0 = sVColumns[238]; v1 = sVColumns[246];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z);
-            v0 = sV[kl + 255]; v1 = sV[kl + 263];
+            v0 = sVColumns[255]; v1 = sVColumns[263];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W);
-            p0 = sP4[pAt4 + 4]; p1 = sP4[pAt4 + 84]; p2 = sP4[pAt4 + 164]; p3 = sP4[pAt4 + 244]; // keys 16..19
-            v0 = sV[kl + 272]; v1 = sV[kl + 280];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o1_0; sP4[3] = o1_1; sP4[4] = o2_0; sP4[5] = o2_1; sP4[6] = o3_0; sP4[7] = o3_1; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[4]; p1 = sP4Rows[84]; p2 = sP4Rows[164]; p3 = sP4Rows[244]; // keys 16..19
+            v0 = sVColumns[272]; v1 = sVColumns[280];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X);
-            v0 = sV[kl + 289]; v1 = sV[kl + 297];
+            v0 = sVColumns[289]; v1 = sVColumns[297];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y);
-            v0 = sV[kl + 306]; v1 = sV[kl + 314];
+            v0 = sVColumns[306]; v1 = sVColumns[314];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z);
-            v0 = sV[kl + 323]; v1 = sV[kl + 331];
+            v0 = sVColumns[323]; v1 = sVColumns[331];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W);
-            p0 = sP4[pAt4 + 5]; p1 = sP4[pAt4 + 85]; p2 = sP4[pAt4 + 165]; p3 = sP4[pAt4 + 245]; // keys 20..23
-            v0 = sV[kl + 340]; v1 = sV[kl + 348];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o1_0; sP4[3] = o1_1; sP4[4] = o2_0; sP4[5] = o2_1; sP4[6] = o3_0; sP4[7] = o3_1; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[5]; p1 = sP4Rows[85]; p2 = sP4Rows[165]; p3 = sP4Rows[245]; // keys 20..23
+            v0 = sVColumns[340]; v1 = sVColumns[348];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X);
-            v0 = sV[kl + 357]; v1 = sV[kl + 365];
+            v0 = sVColumns[357]; v1 = sVColumns[365];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y);
-            v0 = sV[kl + 374]; v1 = sV[kl + 382];
+            v0 = sVColumns[374]; v1 = sVColumns[382];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z);
-            v0 = sV[kl + 391]; v1 = sV[kl + 399];
+            v0 = sVColumns[391]; v1 = sVColumns[399];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W);
-            p0 = sP4[pAt4 + 6]; p1 = sP4[pAt4 + 86]; p2 = sP4[pAt4 + 166]; p3 = sP4[pAt4 + 246]; // keys 24..27
-            v0 = sV[kl + 408]; v1 = sV[kl + 416];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o1_0; sP4[3] = o1_1; sP4[4] = o2_0; sP4[5] = o2_1; sP4[6] = o3_0; sP4[7] = o3_1; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[6]; p1 = sP4Rows[86]; p2 = sP4Rows[166]; p3 = sP4Rows[246]; // keys 24..27
+            v0 = sVColumns[408]; v1 = sVColumns[416];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X);
-            v0 = sV[kl + 425]; v1 = sV[kl + 433];
+            v0 = sVColumns[425]; v1 = sVColumns[433];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y);
-            v0 = sV[kl + 442]; v1 = sV[kl + 450];
+            v0 = sVColumns[442]; v1 = sVColumns[450];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z);
-            v0 = sV[kl + 459]; v1 = sV[kl + 467];
+            v0 = sVColumns[459]; v1 = sVColumns[467];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W);
-            p0 = sP4[pAt4 + 7]; p1 = sP4[pAt4 + 87]; p2 = sP4[pAt4 + 167]; p3 = sP4[pAt4 + 247]; // keys 28..31
-            v0 = sV[kl + 476]; v1 = sV[kl + 484];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o1_0; sP4[3] = o1_1; sP4[4] = o2_0; sP4[5] = o2_1; sP4[6] = o3_0; sP4[7] = o3_1; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[7]; p1 = sP4Rows[87]; p2 = sP4Rows[167]; p3 = sP4Rows[247]; // keys 28..31
+            v0 = sVColumns[476]; v1 = sVColumns[484];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X);
-            v0 = sV[kl + 493]; v1 = sV[kl + 501];
+            v0 = sVColumns[493]; v1 = sVColumns[501];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y);
-            v0 = sV[kl + 510]; v1 = sV[kl + 518];
+            v0 = sVColumns[510]; v1 = sVColumns[518];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z);
-            v0 = sV[kl + 527]; v1 = sV[kl + 535];
+            v0 = sVColumns[527]; v1 = sVColumns[535];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W);
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o1_0; sP4[3] = o1_1; sP4[4] = o2_0; sP4[5] = o2_1; sP4[6] = o3_0; sP4[7] = o3_1; } // step boundary (never taken): keeps the steps in order
         }
 
         // Normalize and write the rows that are real queries; each row's running sum is spread over its 8 lanes.
@@ -687,6 +717,12 @@ public static partial class TinyLlama_1_1B
         Float4 o3_0 = default, o3_1 = default;
         int pAt = rg * 40 + kl;  // this thread's first probability in sP
         int pAt4 = rg * 10;       // its rows' first Float4 in sP4
+        // This thread's first element of each tile: the unrolled loads index them with constants, which ptxas folds into
+        // the load's address (the per-load index arithmetic was a third of the instructions).
+        var sQRows = sQ.SubView(rg);
+        var sKKeys = sK.SubView(kl);
+        var sVColumns = sV.SubView(kl);
+        var sP4Rows = sP4.SubView(pAt4);
 
         // This thread's units of a K/V tile (key j, 8 elements from u * 8), one per step: 4 lanes take consecutive units of a key.
         int j0 = t / 4 % 32, u0 = t / 128 * 4 + t % 4;
@@ -768,117 +804,133 @@ public static partial class TinyLlama_1_1B
             float s3_0 = 0f, s3_1 = 0f, s3_2 = 0f, s3_3 = 0f;
             Float4 q0, q1, q2, q3, k0, k1, k2, k3;
             // head_dim 0..3
-            q0 = sQ[rg]; q1 = sQ[rg + 8]; q2 = sQ[rg + 16]; q3 = sQ[rg + 24];
-            k0 = sK[kl]; k1 = sK[kl + 8]; k2 = sK[kl + 16]; k3 = sK[kl + 24];
+            q0 = sQRows[0]; q1 = sQRows[8]; q2 = sQRows[16]; q3 = sQRows[24];
+            k0 = sKKeys[0]; k1 = sKKeys[8]; k2 = sKKeys[16]; k3 = sKKeys[24];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 4..7
-            q0 = sQ[rg + 32]; q1 = sQ[rg + 40]; q2 = sQ[rg + 48]; q3 = sQ[rg + 56];
-            k0 = sK[kl + 32]; k1 = sK[kl + 40]; k2 = sK[kl + 48]; k3 = sK[kl + 56];
+            q0 = sQRows[32]; q1 = sQRows[40]; q2 = sQRows[48]; q3 = sQRows[56];
+            k0 = sKKeys[32]; k1 = sKKeys[40]; k2 = sKKeys[48]; k3 = sKKeys[56];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 8..11
-            q0 = sQ[rg + 64]; q1 = sQ[rg + 72]; q2 = sQ[rg + 80]; q3 = sQ[rg + 88];
-            k0 = sK[kl + 64]; k1 = sK[kl + 72]; k2 = sK[kl + 80]; k3 = sK[kl + 88];
+            q0 = sQRows[64]; q1 = sQRows[72]; q2 = sQRows[80]; q3 = sQRows[88];
+            k0 = sKKeys[64]; k1 = sKKeys[72]; k2 = sKKeys[80]; k3 = sKKeys[88];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 12..15
-            q0 = sQ[rg + 96]; q1 = sQ[rg + 104]; q2 = sQ[rg + 112]; q3 = sQ[rg + 120];
-            k0 = sK[kl + 96]; k1 = sK[kl + 104]; k2 = sK[kl + 112]; k3 = sK[kl + 120];
+            q0 = sQRows[96]; q1 = sQRows[104]; q2 = sQRows[112]; q3 = sQRows[120];
+            k0 = sKKeys[96]; k1 = sKKeys[104]; k2 = sKKeys[112]; k3 = sKKeys[120];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 16..19
-            q0 = sQ[rg + 128]; q1 = sQ[rg + 136]; q2 = sQ[rg + 144]; q3 = sQ[rg + 152];
-            k0 = sK[kl + 128]; k1 = sK[kl + 136]; k2 = sK[kl + 144]; k3 = sK[kl + 152];
+            q0 = sQRows[128]; q1 = sQRows[136]; q2 = sQRows[144]; q3 = sQRows[152];
+            k0 = sKKeys[128]; k1 = sKKeys[136]; k2 = sKKeys[144]; k3 = sKKeys[152];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 20..23
-            q0 = sQ[rg + 160]; q1 = sQ[rg + 168]; q2 = sQ[rg + 176]; q3 = sQ[rg + 184];
-            k0 = sK[kl + 160]; k1 = sK[kl + 168]; k2 = sK[kl + 176]; k3 = sK[kl + 184];
+            q0 = sQRows[160]; q1 = sQRows[168]; q2 = sQRows[176]; q3 = sQRows[184];
+            k0 = sKKeys[160]; k1 = sKKeys[168]; k2 = sKKeys[176]; k3 = sKKeys[184];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 24..27
-            q0 = sQ[rg + 192]; q1 = sQ[rg + 200]; q2 = sQ[rg + 208]; q3 = sQ[rg + 216];
-            k0 = sK[kl + 192]; k1 = sK[kl + 200]; k2 = sK[kl + 208]; k3 = sK[kl + 216];
+            q0 = sQRows[192]; q1 = sQRows[200]; q2 = sQRows[208]; q3 = sQRows[216];
+            k0 = sKKeys[192]; k1 = sKKeys[200]; k2 = sKKeys[208]; k3 = sKKeys[216];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 28..31
-            q0 = sQ[rg + 224]; q1 = sQ[rg + 232]; q2 = sQ[rg + 240]; q3 = sQ[rg + 248];
-            k0 = sK[kl + 224]; k1 = sK[kl + 232]; k2 = sK[kl + 240]; k3 = sK[kl + 248];
+            q0 = sQRows[224]; q1 = sQRows[232]; q2 = sQRows[240]; q3 = sQRows[248];
+            k0 = sKKeys[224]; k1 = sKKeys[232]; k2 = sKKeys[240]; k3 = sKKeys[248];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 32..35
-            q0 = sQ[rg + 256]; q1 = sQ[rg + 264]; q2 = sQ[rg + 272]; q3 = sQ[rg + 280];
-            k0 = sK[kl + 256]; k1 = sK[kl + 264]; k2 = sK[kl + 272]; k3 = sK[kl + 280];
+            q0 = sQRows[256]; q1 = sQRows[264]; q2 = sQRows[272]; q3 = sQRows[280];
+            k0 = sKKeys[256]; k1 = sKKeys[264]; k2 = sKKeys[272]; k3 = sKKeys[280];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 36..39
-            q0 = sQ[rg + 288]; q1 = sQ[rg + 296]; q2 = sQ[rg + 304]; q3 = sQ[rg + 312];
-            k0 = sK[kl + 288]; k1 = sK[kl + 296]; k2 = sK[kl + 304]; k3 = sK[kl + 312];
+            q0 = sQRows[288]; q1 = sQRows[296]; q2 = sQRows[304]; q3 = sQRows[312];
+            k0 = sKKeys[288]; k1 = sKKeys[296]; k2 = sKKeys[304]; k3 = sKKeys[312];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 40..43
-            q0 = sQ[rg + 320]; q1 = sQ[rg + 328]; q2 = sQ[rg + 336]; q3 = sQ[rg + 344];
-            k0 = sK[kl + 320]; k1 = sK[kl + 328]; k2 = sK[kl + 336]; k3 = sK[kl + 344];
+            q0 = sQRows[320]; q1 = sQRows[328]; q2 = sQRows[336]; q3 = sQRows[344];
+            k0 = sKKeys[320]; k1 = sKKeys[328]; k2 = sKKeys[336]; k3 = sKKeys[344];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 44..47
-            q0 = sQ[rg + 352]; q1 = sQ[rg + 360]; q2 = sQ[rg + 368]; q3 = sQ[rg + 376];
-            k0 = sK[kl + 352]; k1 = sK[kl + 360]; k2 = sK[kl + 368]; k3 = sK[kl + 376];
+            q0 = sQRows[352]; q1 = sQRows[360]; q2 = sQRows[368]; q3 = sQRows[376];
+            k0 = sKKeys[352]; k1 = sKKeys[360]; k2 = sKKeys[368]; k3 = sKKeys[376];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 48..51
-            q0 = sQ[rg + 384]; q1 = sQ[rg + 392]; q2 = sQ[rg + 400]; q3 = sQ[rg + 408];
-            k0 = sK[kl + 384]; k1 = sK[kl + 392]; k2 = sK[kl + 400]; k3 = sK[kl + 408];
+            q0 = sQRows[384]; q1 = sQRows[392]; q2 = sQRows[400]; q3 = sQRows[408];
+            k0 = sKKeys[384]; k1 = sKKeys[392]; k2 = sKKeys[400]; k3 = sKKeys[408];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 52..55
-            q0 = sQ[rg + 416]; q1 = sQ[rg + 424]; q2 = sQ[rg + 432]; q3 = sQ[rg + 440];
-            k0 = sK[kl + 416]; k1 = sK[kl + 424]; k2 = sK[kl + 432]; k3 = sK[kl + 440];
+            q0 = sQRows[416]; q1 = sQRows[424]; q2 = sQRows[432]; q3 = sQRows[440];
+            k0 = sKKeys[416]; k1 = sKKeys[424]; k2 = sKKeys[432]; k3 = sKKeys[440];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 56..59
-            q0 = sQ[rg + 448]; q1 = sQ[rg + 456]; q2 = sQ[rg + 464]; q3 = sQ[rg + 472];
-            k0 = sK[kl + 448]; k1 = sK[kl + 456]; k2 = sK[kl + 464]; k3 = sK[kl + 472];
+            q0 = sQRows[448]; q1 = sQRows[456]; q2 = sQRows[464]; q3 = sQRows[472];
+            k0 = sKKeys[448]; k1 = sKKeys[456]; k2 = sKKeys[464]; k3 = sKKeys[472];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
             // head_dim 60..63
-            q0 = sQ[rg + 480]; q1 = sQ[rg + 488]; q2 = sQ[rg + 496]; q3 = sQ[rg + 504];
-            k0 = sK[kl + 480]; k1 = sK[kl + 488]; k2 = sK[kl + 496]; k3 = sK[kl + 504];
+            q0 = sQRows[480]; q1 = sQRows[488]; q2 = sQRows[496]; q3 = sQRows[504];
+            k0 = sKKeys[480]; k1 = sKKeys[488]; k2 = sKKeys[496]; k3 = sKKeys[504];
             s0_0 = q0.DotAdd(k0, s0_0); s0_1 = q0.DotAdd(k1, s0_1); s0_2 = q0.DotAdd(k2, s0_2); s0_3 = q0.DotAdd(k3, s0_3);
             s1_0 = q1.DotAdd(k0, s1_0); s1_1 = q1.DotAdd(k1, s1_1); s1_2 = q1.DotAdd(k2, s1_2); s1_3 = q1.DotAdd(k3, s1_3);
             s2_0 = q2.DotAdd(k0, s2_0); s2_1 = q2.DotAdd(k1, s2_1); s2_2 = q2.DotAdd(k2, s2_2); s2_3 = q2.DotAdd(k3, s2_3);
             s3_0 = q3.DotAdd(k0, s3_0); s3_1 = q3.DotAdd(k1, s3_1); s3_2 = q3.DotAdd(k2, s3_2); s3_3 = q3.DotAdd(k3, s3_3);
+            if (t < 0) { sP4[0] = new Float4(s0_0, s0_1, s0_2, s0_3); sP4[1] = new Float4(s1_0, s1_1, s1_2, s1_3); sP4[2] = new Float4(s2_0, s2_1, s2_2, s2_3); sP4[3] = new Float4(s3_0, s3_1, s3_2, s3_3); } // step boundary (never taken): keeps the steps in order
 
             // Causal mask: key firstKey + kl + 8 * j is visible to row i when it is at most last_i.
             int key0 = firstKey + kl;
@@ -991,174 +1043,182 @@ public static partial class TinyLlama_1_1B
 
             // O += P·V: per key, this thread's 2 Float4 columns of V times each of its 4 rows' probability (read 4 keys at a time).
             Float4 p0, p1, p2, p3, v0, v1;
-            p0 = sP4[pAt4]; p1 = sP4[pAt4 + 80]; p2 = sP4[pAt4 + 160]; p3 = sP4[pAt4 + 240]; // keys 0..3
-            v0 = sV[kl]; v1 = sV[kl + 8];
+            p0 = sP4Rows[0]; p1 = sP4Rows[80]; p2 = sP4Rows[160]; p3 = sP4Rows[240]; // keys 0..3
+            v0 = sVColumns[0]; v1 = sVColumns[8];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X);
-            v0 = sV[kl + 17]; v1 = sV[kl + 25];
+            v0 = sVColumns[17]; v1 = sVColumns[25];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y);
-            v0 = sV[kl + 34]; v1 = sV[kl + 42];
+            v0 = sVColumns[34]; v1 = sVColumns[42];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z);
-            v0 = sV[kl + 51]; v1 = sV[kl + 59];
+            v0 = sVColumns[51]; v1 = sVColumns[59];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W);
-            p0 = sP4[pAt4 + 1]; p1 = sP4[pAt4 + 81]; p2 = sP4[pAt4 + 161]; p3 = sP4[pAt4 + 241]; // keys 4..7
-            v0 = sV[kl + 68]; v1 = sV[kl + 76];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o1_0; sP4[3] = o1_1; sP4[4] = o2_0; sP4[5] = o2_1; sP4[6] = o3_0; sP4[7] = o3_1; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[1]; p1 = sP4Rows[81]; p2 = sP4Rows[161]; p3 = sP4Rows[241]; // keys 4..7
+            v0 = sVColumns[68]; v1 = sVColumns[76];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X);
-            v0 = sV[kl + 85]; v1 = sV[kl + 93];
+            v0 = sVColumns[85]; v1 = sVColumns[93];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y);
-            v0 = sV[kl + 102]; v1 = sV[kl + 110];
+            v0 = sVColumns[102]; v1 = sVColumns[110];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z);
-            v0 = sV[kl + 119]; v1 = sV[kl + 127];
+            v0 = sVColumns[119]; v1 = sVColumns[127];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W);
-            p0 = sP4[pAt4 + 2]; p1 = sP4[pAt4 + 82]; p2 = sP4[pAt4 + 162]; p3 = sP4[pAt4 + 242]; // keys 8..11
-            v0 = sV[kl + 136]; v1 = sV[kl + 144];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o1_0; sP4[3] = o1_1; sP4[4] = o2_0; sP4[5] = o2_1; sP4[6] = o3_0; sP4[7] = o3_1; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[2]; p1 = sP4Rows[82]; p2 = sP4Rows[162]; p3 = sP4Rows[242]; // keys 8..11
+            v0 = sVColumns[136]; v1 = sVColumns[144];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X);
-            v0 = sV[kl + 153]; v1 = sV[kl + 161];
+            v0 = sVColumns[153]; v1 = sVColumns[161];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y);
-            v0 = sV[kl + 170]; v1 = sV[kl + 178];
+            v0 = sVColumns[170]; v1 = sVColumns[178];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z);
-            v0 = sV[kl + 187]; v1 = sV[kl + 195];
+            v0 = sVColumns[187]; v1 = sVColumns[195];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W);
-            p0 = sP4[pAt4 + 3]; p1 = sP4[pAt4 + 83]; p2 = sP4[pAt4 + 163]; p3 = sP4[pAt4 + 243]; // keys 12..15
-            v0 = sV[kl + 204]; v1 = sV[kl + 212];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o1_0; sP4[3] = o1_1; sP4[4] = o2_0; sP4[5] = o2_1; sP4[6] = o3_0; sP4[7] = o3_1; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[3]; p1 = sP4Rows[83]; p2 = sP4Rows[163]; p3 = sP4Rows[243]; // keys 12..15
+            v0 = sVColumns[204]; v1 = sVColumns[212];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X);
-            v0 = sV[kl + 221]; v1 = sV[kl + 229];
+            v0 = sVColumns[221]; v1 = sVColumns[229];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y);
-            v0 = sV[kl + 238]; v1 = sV[kl + 246];
+            v0 = sVColumns[238]; v1 = sVColumns[246];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z);
-            v0 = sV[kl + 255]; v1 = sV[kl + 263];
+            v0 = sVColumns[255]; v1 = sVColumns[263];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W);
-            p0 = sP4[pAt4 + 4]; p1 = sP4[pAt4 + 84]; p2 = sP4[pAt4 + 164]; p3 = sP4[pAt4 + 244]; // keys 16..19
-            v0 = sV[kl + 272]; v1 = sV[kl + 280];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o1_0; sP4[3] = o1_1; sP4[4] = o2_0; sP4[5] = o2_1; sP4[6] = o3_0; sP4[7] = o3_1; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[4]; p1 = sP4Rows[84]; p2 = sP4Rows[164]; p3 = sP4Rows[244]; // keys 16..19
+            v0 = sVColumns[272]; v1 = sVColumns[280];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X);
-            v0 = sV[kl + 289]; v1 = sV[kl + 297];
+            v0 = sVColumns[289]; v1 = sVColumns[297];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y);
-            v0 = sV[kl + 306]; v1 = sV[kl + 314];
+            v0 = sVColumns[306]; v1 = sVColumns[314];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z);
-            v0 = sV[kl + 323]; v1 = sV[kl + 331];
+            v0 = sVColumns[323]; v1 = sVColumns[331];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W);
-            p0 = sP4[pAt4 + 5]; p1 = sP4[pAt4 + 85]; p2 = sP4[pAt4 + 165]; p3 = sP4[pAt4 + 245]; // keys 20..23
-            v0 = sV[kl + 340]; v1 = sV[kl + 348];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o1_0; sP4[3] = o1_1; sP4[4] = o2_0; sP4[5] = o2_1; sP4[6] = o3_0; sP4[7] = o3_1; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[5]; p1 = sP4Rows[85]; p2 = sP4Rows[165]; p3 = sP4Rows[245]; // keys 20..23
+            v0 = sVColumns[340]; v1 = sVColumns[348];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X);
-            v0 = sV[kl + 357]; v1 = sV[kl + 365];
+            v0 = sVColumns[357]; v1 = sVColumns[365];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y);
-            v0 = sV[kl + 374]; v1 = sV[kl + 382];
+            v0 = sVColumns[374]; v1 = sVColumns[382];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z);
-            v0 = sV[kl + 391]; v1 = sV[kl + 399];
+            v0 = sVColumns[391]; v1 = sVColumns[399];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W);
-            p0 = sP4[pAt4 + 6]; p1 = sP4[pAt4 + 86]; p2 = sP4[pAt4 + 166]; p3 = sP4[pAt4 + 246]; // keys 24..27
-            v0 = sV[kl + 408]; v1 = sV[kl + 416];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o1_0; sP4[3] = o1_1; sP4[4] = o2_0; sP4[5] = o2_1; sP4[6] = o3_0; sP4[7] = o3_1; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[6]; p1 = sP4Rows[86]; p2 = sP4Rows[166]; p3 = sP4Rows[246]; // keys 24..27
+            v0 = sVColumns[408]; v1 = sVColumns[416];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X);
-            v0 = sV[kl + 425]; v1 = sV[kl + 433];
+            v0 = sVColumns[425]; v1 = sVColumns[433];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y);
-            v0 = sV[kl + 442]; v1 = sV[kl + 450];
+            v0 = sVColumns[442]; v1 = sVColumns[450];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z);
-            v0 = sV[kl + 459]; v1 = sV[kl + 467];
+            v0 = sVColumns[459]; v1 = sVColumns[467];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W);
-            p0 = sP4[pAt4 + 7]; p1 = sP4[pAt4 + 87]; p2 = sP4[pAt4 + 167]; p3 = sP4[pAt4 + 247]; // keys 28..31
-            v0 = sV[kl + 476]; v1 = sV[kl + 484];
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o1_0; sP4[3] = o1_1; sP4[4] = o2_0; sP4[5] = o2_1; sP4[6] = o3_0; sP4[7] = o3_1; } // step boundary (never taken): keeps the steps in order
+            p0 = sP4Rows[7]; p1 = sP4Rows[87]; p2 = sP4Rows[167]; p3 = sP4Rows[247]; // keys 28..31
+            v0 = sVColumns[476]; v1 = sVColumns[484];
             o0_0 = o0_0.Fma(v0, p0.X); o0_1 = o0_1.Fma(v1, p0.X);
             o1_0 = o1_0.Fma(v0, p1.X); o1_1 = o1_1.Fma(v1, p1.X);
             o2_0 = o2_0.Fma(v0, p2.X); o2_1 = o2_1.Fma(v1, p2.X);
             o3_0 = o3_0.Fma(v0, p3.X); o3_1 = o3_1.Fma(v1, p3.X);
-            v0 = sV[kl + 493]; v1 = sV[kl + 501];
+            v0 = sVColumns[493]; v1 = sVColumns[501];
             o0_0 = o0_0.Fma(v0, p0.Y); o0_1 = o0_1.Fma(v1, p0.Y);
             o1_0 = o1_0.Fma(v0, p1.Y); o1_1 = o1_1.Fma(v1, p1.Y);
             o2_0 = o2_0.Fma(v0, p2.Y); o2_1 = o2_1.Fma(v1, p2.Y);
             o3_0 = o3_0.Fma(v0, p3.Y); o3_1 = o3_1.Fma(v1, p3.Y);
-            v0 = sV[kl + 510]; v1 = sV[kl + 518];
+            v0 = sVColumns[510]; v1 = sVColumns[518];
             o0_0 = o0_0.Fma(v0, p0.Z); o0_1 = o0_1.Fma(v1, p0.Z);
             o1_0 = o1_0.Fma(v0, p1.Z); o1_1 = o1_1.Fma(v1, p1.Z);
             o2_0 = o2_0.Fma(v0, p2.Z); o2_1 = o2_1.Fma(v1, p2.Z);
             o3_0 = o3_0.Fma(v0, p3.Z); o3_1 = o3_1.Fma(v1, p3.Z);
-            v0 = sV[kl + 527]; v1 = sV[kl + 535];
+            v0 = sVColumns[527]; v1 = sVColumns[535];
             o0_0 = o0_0.Fma(v0, p0.W); o0_1 = o0_1.Fma(v1, p0.W);
             o1_0 = o1_0.Fma(v0, p1.W); o1_1 = o1_1.Fma(v1, p1.W);
             o2_0 = o2_0.Fma(v0, p2.W); o2_1 = o2_1.Fma(v1, p2.W);
             o3_0 = o3_0.Fma(v0, p3.W); o3_1 = o3_1.Fma(v1, p3.W);
+            if (t < 0) { sP4[0] = o0_0; sP4[1] = o0_1; sP4[2] = o1_0; sP4[3] = o1_1; sP4[4] = o2_0; sP4[5] = o2_1; sP4[6] = o3_0; sP4[7] = o3_1; } // step boundary (never taken): keeps the steps in order
         }
 
         // Normalize and write the rows that are real queries; each row's running sum is spread over its 8 lanes.
