@@ -176,7 +176,7 @@ internal static class DecodeEmitter
                             EmitValueLoads(w, L, 0, VP, declare: false);
                         }
                         var issued = Enumerable.Range(u0, Math.Min(KeyLoadsInFlight, U - u0)).Select(u => $"kr{u}");
-                        w.Line(StepBoundary.Chunks("sQ", i == 0 && u0 == 0 ? issued.Concat(Enumerable.Range(0, VP).Select(r => $"vr{r}")) : issued));
+                        w.Line(StepBoundary.Chunks("sQ", HG * D4, i == 0 && u0 == 0 ? issued.Concat(Enumerable.Range(0, VP).Select(r => $"vr{r}")) : issued));
                         for (int u = u0; u < U && u < u0 + KeyLoadsInFlight; u++)
                         {
                             w.Line($"var kc{u} = default(TCodec).Decode8(kr{u});");
@@ -184,7 +184,7 @@ internal static class DecodeEmitter
                             // through a reference, four 4-byte loads and their 64-bit address arithmetic per Float4).
                             for (int h = 0; h < HG; h++)
                                 w.Line($"s{h} = kc{u}.Hi.DotAdd(sQ[{Int(h * D4 + 2 * u + 1)}], kc{u}.Lo.DotAdd(sQ[{Int(h * D4 + 2 * u)}], s{h}));");
-                            w.Line(StepBoundary.Floats("sQ", Enumerable.Range(0, HG).Select(h => $"s{h}")));
+                            w.Line(StepBoundary.Floats("sQ", HG * D4, Enumerable.Range(0, HG).Select(h => $"s{h}")));
                         }
                     }
                     bool guard = T * (i + 1) > P;
@@ -246,7 +246,7 @@ internal static class DecodeEmitter
                 {
                     w.Line($"// V of keys {batches[b + 1].From}..{batches[b + 1].To - 1} in flight while keys {batches[b].From}..{batches[b].To - 1} are accumulated.");
                     EmitValueLoads(w, L, batches[b + 1].From, batches[b + 1].To, declare: true);
-                    w.Line(StepBoundary.Chunks("sQ", Enumerable.Range(batches[b + 1].From, batches[b + 1].To - batches[b + 1].From).Select(r => $"vr{r}")));
+                    w.Line(StepBoundary.Chunks("sQ", HG * D4, Enumerable.Range(batches[b + 1].From, batches[b + 1].To - batches[b + 1].From).Select(r => $"vr{r}")));
                 }
                 for (int r = batches[b].From; r < batches[b].To; r++)
                 {
@@ -259,7 +259,7 @@ internal static class DecodeEmitter
                         w.Line($"lo{h} = lo{h}.Fma(v{r}.Lo, p{r}h{h});");
                         w.Line($"hi{h} = hi{h}.Fma(v{r}.Hi, p{r}h{h});");
                     }
-                    w.Line(StepBoundary.Float4s("sQ", Enumerable.Range(0, HG).SelectMany(h => new[] { $"lo{h}", $"hi{h}" })));
+                    w.Line(StepBoundary.Float4s("sQ", HG * D4, Enumerable.Range(0, HG).SelectMany(h => new[] { $"lo{h}", $"hi{h}" })));
                 }
             }
             for (int h = 0; h < HG; h++)
@@ -288,7 +288,7 @@ internal static class DecodeEmitter
                         var slots = Enumerable.Range(k, Math.Min(SlotsPerSum, KS - k)).Select(s => $"sRed[{Int(s * HG * D4)} + f]").ToList();
                         string sum = PrefillEmitter.Tree(slots, (a, b) => $"({a} + {b})");
                         w.Line(k == 0 ? $"var acc = {sum};" : $"acc = acc + {sum};");
-                        if (k + SlotsPerSum < KS) w.Line(StepBoundary.Float4s("sQ", new[] { "acc" }));
+                        if (k + SlotsPerSum < KS) w.Line(StepBoundary.Float4s("sQ", HG * D4, new[] { "acc" }));
                     }
                     w.Line("float sum = sSum[h];");
                     w.Line("acc = acc * (1f / sum);");

@@ -218,7 +218,7 @@ internal static class PrefillEmitter
                     w.Line(Join(rows, i => $"q{i} = sQRows[{Int(c * BR + RG * i)}];"));
                     w.Line(Join(keys, k => $"k{k} = sKKeys[{Int(c * BC + TC * k)}];"));
                     foreach (int i in rows) w.Line(Join(keys, k => $"s{i}_{k} = q{i}.DotAdd(k{k}, s{i}_{k});"));
-                    w.Line(StepBoundary.Floats("sP4", rows.SelectMany(i => keys.Select(k => $"s{i}_{k}"))));
+                    w.Line(StepBoundary.Floats("sP4", P.PFloat4s, rows.SelectMany(i => keys.Select(k => $"s{i}_{k}"))));
                 }
                 w.Line();
 
@@ -282,7 +282,7 @@ internal static class PrefillEmitter
                         w.Line(Join(cols, c => $"v{c} = sVColumns[{Int(key * VS + TC * c)}];"));
                         foreach (int i in rows) w.Line(Join(cols, c => $"o{i}_{c} = o{i}_{c}.Fma(v{c}, p{i}.{"XYZW"[jj]});"));
                     }
-                    w.Line(StepBoundary.Float4s("sP4", rows.SelectMany(i => cols.Select(c => $"o{i}_{c}"))));
+                    w.Line(StepBoundary.Float4s("sP4", P.PFloat4s, rows.SelectMany(i => cols.Select(c => $"o{i}_{c}"))));
                 }
             }
             w.Line();

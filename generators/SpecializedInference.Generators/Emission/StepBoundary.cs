@@ -17,8 +17,8 @@ namespace SpecializedInference.Generators.Emission;
 internal static class StepBoundary
 {
     /// <summary>A boundary that keeps the float accumulators <paramref name="floats"/>, stored four at a time into
-    /// the Float4 shared view <paramref name="scratch"/>.</summary>
-    public static string Floats(string scratch, IEnumerable<string> floats)
+    /// the Float4 shared view <paramref name="scratch"/> of <paramref name="capacity"/> elements.</summary>
+    public static string Floats(string scratch, int capacity, IEnumerable<string> floats)
     {
         var all = floats.ToList();
         var packs = new List<string>();
@@ -28,16 +28,18 @@ internal static class StepBoundary
             while (pack.Count < 4) pack.Add("0f");
             packs.Add($"new Float4({string.Join(", ", pack)})");
         }
-        return Float4s(scratch, packs);
+        return Float4s(scratch, capacity, packs);
     }
 
     /// <summary>A boundary right after loads are issued, keeping the raw chunks <paramref name="raws"/> (RawChunk8):
     /// without it ILGPU would place each load in the step that first uses it, one memory round trip per step.
-    /// <paramref name="scratch"/> is a Float4 shared view, written through as Chunk16.</summary>
-    public static string Chunks(string scratch, IEnumerable<string> raws)
-        => $"if (t < 0) {{ var keep = {scratch}.Cast<Chunk16>(); {string.Join(" ", raws.SelectMany((r, i) => new[] { $"keep[{Int(2 * i)}] = {r}.A;", $"keep[{Int(2 * i + 1)}] = {r}.B;" }))} }} // step boundary (never taken): the loads above stay in flight together";
+    /// <paramref name="scratch"/> is a Float4 shared view of <paramref name="capacity"/> elements, written through
+    /// as Chunk16.</summary>
+    public static string Chunks(string scratch, int capacity, IEnumerable<string> raws)
+        => $"if (t < 0) {{ var keep = {scratch}.Cast<Chunk16>(); {string.Join(" ", raws.SelectMany((r, i) => new[] { $"keep[{Int(2 * i % capacity)}] = {r}.A;", $"keep[{Int((2 * i + 1) % capacity)}] = {r}.B;" }))} }} // step boundary (never taken): the loads above stay in flight together";
 
-    /// <summary>A boundary that keeps the Float4 accumulators <paramref name="values"/>.</summary>
-    public static string Float4s(string scratch, IEnumerable<string> values)
-        => $"if (t < 0) {{ {string.Join(" ", values.Select((v, i) => $"{scratch}[{Int(i)}] = {v};"))} }} // step boundary (never taken): keeps the steps in order";
+    /// <summary>A boundary that keeps the Float4 accumulators <paramref name="values"/>; the stores stay inside the
+    /// <paramref name="capacity"/> elements of <paramref name="scratch"/> even though they never run.</summary>
+    public static string Float4s(string scratch, int capacity, IEnumerable<string> values)
+        => $"if (t < 0) {{ {string.Join(" ", values.Select((v, i) => $"{scratch}[{Int(i % capacity)}] = {v};"))} }} // step boundary (never taken): keeps the steps in order";
 }

@@ -847,7 +847,7 @@ public static partial class docstrings_bf16
             vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk6 / 16 - firstBlock] * 2 + kvHead) * 16 + vk6 % 16) * 32 + unit * 8);
             int vk7 = k0 + (slot + 224 < numKeys ? slot + 224 : numKeys - 1);
             vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk7 / 16 - firstBlock] * 2 + kvHead) * 16 + vk7 % 16) * 32 + unit * 8);
-            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[8] = vr0.A; keep[9] = vr0.B; keep[10] = vr1.A; keep[11] = vr1.B; keep[12] = vr2.A; keep[13] = vr2.B; keep[14] = vr3.A; keep[15] = vr3.B; keep[16] = vr4.A; keep[17] = vr4.B; keep[18] = vr5.A; keep[19] = vr5.B; keep[20] = vr6.A; keep[21] = vr6.B; keep[22] = vr7.A; keep[23] = vr7.B; } // step boundary (never taken): the loads above stay in flight together
+            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[0] = vr0.A; keep[1] = vr0.B; keep[2] = vr1.A; keep[3] = vr1.B; keep[4] = vr2.A; keep[5] = vr2.B; keep[6] = vr3.A; keep[7] = vr3.B; keep[0] = vr4.A; keep[1] = vr4.B; keep[2] = vr5.A; keep[3] = vr5.B; keep[4] = vr6.A; keep[5] = vr6.B; keep[6] = vr7.A; keep[7] = vr7.B; } // step boundary (never taken): the loads above stay in flight together
             var kc0 = default(TCodec).Decode8(kr0);
             s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
             if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order

@@ -599,7 +599,7 @@ public static partial class odd_tiles
             vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk2 / 8 - firstBlock] * 2 + kvHead) * 8 + vk2 % 8) * 16 + unit * 8);
             int vk3 = k0 + (slot + 48 < numKeys ? slot + 48 : numKeys - 1);
             vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk3 / 8 - firstBlock] * 2 + kvHead) * 8 + vk3 % 8) * 16 + unit * 8);
-            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = vr0.A; keep[5] = vr0.B; keep[6] = vr1.A; keep[7] = vr1.B; keep[8] = vr2.A; keep[9] = vr2.B; keep[10] = vr3.A; keep[11] = vr3.B; } // step boundary (never taken): the loads above stay in flight together
+            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[0] = vr0.A; keep[1] = vr0.B; keep[2] = vr1.A; keep[3] = vr1.B; keep[0] = vr2.A; keep[1] = vr2.B; keep[2] = vr3.A; keep[3] = vr3.B; } // step boundary (never taken): the loads above stay in flight together
             var kc0 = default(TCodec).Decode8(kr0);
             s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
             if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
