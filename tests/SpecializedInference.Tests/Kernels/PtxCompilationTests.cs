@@ -24,7 +24,8 @@ namespace SpecializedInference.Tests.Kernels;
 /// </summary>
 public sealed class PtxCompilationTests(ITestOutputHelper output)
 {
-    private static readonly string[] GeneratedKernels = ["Decode", "Prefill", "KvCacheWrite"];
+    /// <summary>Every generated kernel: both head mappings (grouped, and expanded for <c>use_gqa: false</c>).</summary>
+    private static readonly string[] GeneratedKernels = ["Decode", "Prefill", "KvCacheWrite", "DecodeExpanded", "PrefillExpanded"];
 
     public static TheoryData<string> KernelSets()
     {
@@ -39,15 +40,19 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
     {
         var type = typeof(SpecializedInference.Generated.KernelRegistry).Assembly.GetType($"SpecializedInference.Generated.{name}")
             ?? throw new InvalidOperationException($"no generated class for kernel set {name}");
+        // The codec of the config's kv_dtype: the one the set's tiles were sized for (the other one runs too, and
+        // is tested on the CPU, but an f32 cache holds twice the registers per K/V row).
+        var info = SpecializedInference.Generated.KernelRegistry.All.Single(set => set.Name == name);
+        var codec = info.Engine.KvDtype == KvDtype.F16 ? typeof(F16Codec) : typeof(F32Codec);
         using var compiler = new PtxCompiler();
         foreach (var kernel in GeneratedKernels)
         {
             var method = type.GetMethod(kernel, BindingFlags.Public | BindingFlags.Static)
                 ?? throw new InvalidOperationException($"{name} has no {kernel} kernel");
-            var closed = method.MakeGenericMethod(typeof(F16Codec));
+            var closed = method.MakeGenericMethod(codec);
             string ptx = compiler.Compile(closed, explicitlyGrouped: kernel != "KvCacheWrite");
-            Report($"{name}.{kernel}<F16Codec>", ptx);
-            if (kernel == "Decode")
+            Report($"{name}.{kernel}<{codec.Name}>", ptx);
+            if (kernel.StartsWith("Decode"))
             {
                 // The one-launch combine: a device-scope fence around an atomic ticket.
                 Assert.Contains("membar.gl", ptx);
