@@ -50,7 +50,8 @@ internal static class DecodeEmitter
     }
 
     /// <summary>Physical blocks a partition can touch: P / block_size when blocks tile partitions, else two more
-    /// (a partition that starts or ends inside a block).</summary>
+    /// (a partition that starts or ends inside a block). The runtime's <c>AttentionPlan.DecodeBlocksPerItem</c>
+    /// lists that many per work item.</summary>
     private static int BlocksPerPartition(AttentionLayout L)
         => L.Partition % L.BlockSize == 0 ? L.Partition / L.BlockSize : L.Partition / L.BlockSize + 2;
 
@@ -101,12 +102,12 @@ internal static class DecodeEmitter
             w.Line($"int headGroup = Grid.IdxX % {Int(L.HeadGroups)};");
             w.Line($"int firstHead = headGroup * {Int(HG)};");
             w.Line($"int kvHead = firstHead / {Int(L.GroupSize)};");
-            w.Line("int work = item * 5;                        // (decode, partition, token, context, block-table row): independent loads, one round trip");
+            w.Line("// Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.");
+            w.Line("int work = item * 5;                        // (decode, partition, token, context, block-table row)");
             w.Line("int decode = m.DecodeWork[work];");
             w.Line("int part = m.DecodeWork[work + 1];");
             w.Line("int token = m.DecodeWork[work + 2];");
             w.Line("int context = m.DecodeWork[work + 3];");
-            w.Line("int blockRow = m.DecodeWork[work + 4];");
             w.Line($"int k0 = part * {Int(P)};");
             w.Line($"int numKeys = context - k0 < {Int(P)} ? context - k0 : {Int(P)};");
             w.Line($"int partitions = (context + {Int(P - 1)}) / {Int(P)};");
@@ -123,27 +124,32 @@ internal static class DecodeEmitter
             w.Line("var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]");
             w.Line();
             w.Line($"int firstBlock = k0 / {Int(L.BlockSize)};");
+            w.Line("var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again");
             for (int i = 0; i * T < nb; i++)
             {
                 using (w.Scope())
                 {
                     w.Line($"int b = t + {Int(T * i)};");
-                    w.Line($"if ({(T * (i + 1) > nb ? $"b < {Int(nb)} && " : "")}(firstBlock + b) * {Int(L.BlockSize)} < context) sBlock[b] = m.BlockTables[blockRow + firstBlock + b];");
+                    w.Line(T * (i + 1) > nb ? $"if (b < {Int(nb)}) sBlock[b] = blocks[b];" : "sBlock[b] = blocks[b];");
                 }
             }
-            for (int i = 0; i * T < HG * D4; i++)
+            // Round trip 2: the queries go into registers now and into shared memory only once this thread's K/V loads
+            // are out, so the K/V loads do not wait for them (they would, behind a barrier after the query stores).
+            int queryLoads = AttentionLayout.CeilDiv(HG * D4, T);
+            for (int i = 0; i < queryLoads; i++)
             {
+                w.Line($"var qv{i} = default(Float4);");
                 using (w.Scope())
                 {
                     w.Line($"int f = t + {Int(T * i)};");
                     bool guard = T * (i + 1) > HG * D4;
                     if (guard) w.Open($"if (f < {Int(HG * D4)})");
                     w.Line($"long src = ((long)token * {Int(L.Heads)} + firstHead + f / {Int(D4)}) * {Int(D)} + f % {Int(D4)} * 4;");
-                    w.Line($"sQ[f] = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * {Float(L.Scale)};");
+                    w.Line($"qv{i} = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * {Float(L.Scale)};");
                     if (guard) w.Close();
                 }
             }
-            w.Line("Group.Barrier();");
+            w.Line("Group.Barrier();   // sBlock");
             w.Line();
 
             int R = KeysPerThread(L), VP = ValuePrefetch(L);
@@ -177,6 +183,16 @@ internal static class DecodeEmitter
                         }
                         var issued = Enumerable.Range(u0, Math.Min(KeyLoadsInFlight, U - u0)).Select(u => $"kr{u}");
                         w.Line(StepBoundary.Chunks("sQ", HG * D4, i == 0 && u0 == 0 ? issued.Concat(Enumerable.Range(0, VP).Select(r => $"vr{r}")) : issued));
+                        if (i == 0 && u0 == 0)
+                        {
+                            w.Line("// The queries, now that the K/V loads are out; every thread's before the scores read them.");
+                            for (int q = 0; q < queryLoads; q++)
+                            {
+                                string f = q == 0 ? "t" : $"t + {Int(T * q)}";
+                                w.Line(T * (q + 1) > HG * D4 ? $"if ({f} < {Int(HG * D4)}) sQ[{f}] = qv{q};" : $"sQ[{f}] = qv{q};");
+                            }
+                            w.Line("Group.Barrier();   // sQ");
+                        }
                         for (int u = u0; u < U && u < u0 + KeyLoadsInFlight; u++)
                         {
                             w.Line($"var kc{u} = default(TCodec).Decode8(kr{u});");

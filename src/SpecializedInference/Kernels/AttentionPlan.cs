@@ -25,6 +25,11 @@ public struct AttentionMeta
     /// block-table read, in independent loads (one memory round trip, not a chain through the sequence's
     /// QueryStart and ContextLens).</summary>
     public ArrayView<int> DecodeWork;
+    /// <summary>[num_decode_items, DecodeBlocksPerItem] the physical blocks of each partition, from the block of its
+    /// first key (partition * partition_size / block_size) on; past the sequence's last block, that block again.
+    /// The generated decode reads them in the same round trip as its work item instead of one after it, through
+    /// the block table.</summary>
+    public ArrayView<int> DecodeBlocks;
     /// <summary>[num_decodes, head_groups] partitions of a multi-partition decode that have published their
     /// partials this launch. Uploaded as zeros with the step's metadata; the group that draws the last ticket
     /// combines and puts the counter back to 0 for the next launch (the next layer).</summary>
@@ -36,6 +41,8 @@ public struct AttentionMeta
     /// <summary>[num_tokens, num_heads, MaxContext] scores, then probabilities (the materialized path only).</summary>
     public ArrayView<float> Scores;
     public int MaxBlocksPerSeq;
+    /// <summary>Entries per <see cref="DecodeBlocks"/> item: <see cref="AttentionPlan.DecodeBlocksPerItem"/>.</summary>
+    public int DecodeBlocksPerItem;
     /// <summary>Scratch slots per (decode, head): the most partitions any decode spans, rounded up to
     /// <see cref="AttentionPlan.PartitionSlotAlignment"/> so each head's partials start on a 128-byte line
     /// (1 when no decode spans more than one partition: then no partial is written).</summary>
@@ -79,6 +86,12 @@ public sealed class AttentionPlan : IAttentionPlan
 
     /// <summary>Ints per <see cref="AttentionMeta.DecodeWork"/> item.</summary>
     public const int DecodeWorkInts = 5;
+
+    /// <summary>Physical blocks a decode partition can touch: partition / block_size when blocks tile partitions,
+    /// else two more (a partition that starts or ends inside a block). The generator's decode emitter sizes its
+    /// block list with the same formula.</summary>
+    public static int DecodeBlocksPerItem(int partition, int blockSize)
+        => partition % blockSize == 0 ? partition / blockSize : partition / blockSize + 2;
 
     /// <summary>Largest physical block id any block table names (checked against the cache at launch).</summary>
     public int MaxBlockId { get; private init; }
@@ -124,6 +137,8 @@ public sealed class AttentionPlan : IAttentionPlan
         var prefill = new List<int>();
         int numDecodes = 0;
         var decodeWork = new List<int>();
+        var decodeBlocks = new List<int>();
+        int blocksPerItem = DecodeBlocksPerItem(decodePartition, shape.BlockSize);
         int maxPartitions = 1;
         for (int s = 0; s < numSeqs; s++)
         {
@@ -141,6 +156,10 @@ public sealed class AttentionPlan : IAttentionPlan
                     decodeWork.Add(queryStart[s]);
                     decodeWork.Add(batch.ContextLens[s]);
                     decodeWork.Add(s * maxBlocks);
+                    int usedBlocks = (batch.ContextLens[s] + shape.BlockSize - 1) / shape.BlockSize;
+                    int firstBlock = p * decodePartition / shape.BlockSize;
+                    for (int b = 0; b < blocksPerItem; b++)
+                        decodeBlocks.Add(batch.BlockTables[s][Math.Min(firstBlock + b, usedBlocks - 1)]);
                 }
                 continue;
             }
@@ -155,7 +174,7 @@ public sealed class AttentionPlan : IAttentionPlan
         // so every sub-view is valid.
         var tickets = new int[numDecodes * headGroups];
         var segments = new[] { queryStart, batch.ContextLens, blockTables, batch.SlotMapping, tokenSeq,
-            prefill.ToArray(), decodeWork.ToArray(), tickets };
+            prefill.ToArray(), decodeWork.ToArray(), tickets, decodeBlocks.ToArray() };
         var offsets = new long[segments.Length + 1];
         for (int i = 0; i < segments.Length; i++) offsets[i + 1] = offsets[i] + Math.Max(1, segments[i].Length);
         var host = new int[offsets[^1]];
@@ -184,6 +203,8 @@ public sealed class AttentionPlan : IAttentionPlan
                 PrefillWork = Seg(5),
                 DecodeWork = Seg(6),
                 DecodeTickets = Seg(7),
+                DecodeBlocks = Seg(8),
+                DecodeBlocksPerItem = blocksPerItem,
                 PartialOut = f.SubView(0, partialOut),
                 PartialMaxSum = f.SubView(partialOut, partialMaxSum),
                 Scores = f.SubView(partialOut + partialMaxSum, scores),

@@ -28,12 +28,12 @@ public static partial class Llama2_13B
         int headGroup = Grid.IdxX % 40;
         int firstHead = headGroup * 1;
         int kvHead = firstHead / 1;
-        int work = item * 5;                        // (decode, partition, token, context, block-table row): independent loads, one round trip
+        // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
+        int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];
         int part = m.DecodeWork[work + 1];
         int token = m.DecodeWork[work + 2];
         int context = m.DecodeWork[work + 3];
-        int blockRow = m.DecodeWork[work + 4];
         int k0 = part * 256;
         int numKeys = context - k0 < 256 ? context - k0 : 256;
         int partitions = (context + 255) / 256;
@@ -49,19 +49,21 @@ public static partial class Llama2_13B
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
         int firstBlock = k0 / 16;
+        var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
-            if (b < 16 && (firstBlock + b) * 16 < context) sBlock[b] = m.BlockTables[blockRow + firstBlock + b];
+            if (b < 16) sBlock[b] = blocks[b];
         }
+        var qv0 = default(Float4);
         {
             int f = t + 0;
             if (f < 32)
             {
                 long src = ((long)token * 40 + firstHead + f / 32) * 128 + f % 32 * 4;
-                sQ[f] = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.088388346f;
+                qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.088388346f;
             }
         }
-        Group.Barrier();
+        Group.Barrier();   // sBlock
 
         // This thread's share of P·V: keys slot + 8 * r (r < 32) of the partition, 8 dims at unit.
         int slot = t / 16;
@@ -127,6 +129,9 @@ public static partial class Llama2_13B
             int vk15 = k0 + (slot + 120 < numKeys ? slot + 120 : numKeys - 1);
             vr15 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk15 / 16 - firstBlock] * 40 + kvHead) * 16 + vk15 % 16) * 128 + unit * 8);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[8] = kr4.A; keep[9] = kr4.B; keep[10] = kr5.A; keep[11] = kr5.B; keep[12] = kr6.A; keep[13] = kr6.B; keep[14] = kr7.A; keep[15] = kr7.B; keep[16] = kr8.A; keep[17] = kr8.B; keep[18] = kr9.A; keep[19] = kr9.B; keep[20] = kr10.A; keep[21] = kr10.B; keep[22] = kr11.A; keep[23] = kr11.B; keep[24] = kr12.A; keep[25] = kr12.B; keep[26] = kr13.A; keep[27] = kr13.B; keep[28] = kr14.A; keep[29] = kr14.B; keep[30] = kr15.A; keep[31] = kr15.B; keep[0] = vr0.A; keep[1] = vr0.B; keep[2] = vr1.A; keep[3] = vr1.B; keep[4] = vr2.A; keep[5] = vr2.B; keep[6] = vr3.A; keep[7] = vr3.B; keep[8] = vr4.A; keep[9] = vr4.B; keep[10] = vr5.A; keep[11] = vr5.B; keep[12] = vr6.A; keep[13] = vr6.B; keep[14] = vr7.A; keep[15] = vr7.B; keep[16] = vr8.A; keep[17] = vr8.B; keep[18] = vr9.A; keep[19] = vr9.B; keep[20] = vr10.A; keep[21] = vr10.B; keep[22] = vr11.A; keep[23] = vr11.B; keep[24] = vr12.A; keep[25] = vr12.B; keep[26] = vr13.A; keep[27] = vr13.B; keep[28] = vr14.A; keep[29] = vr14.B; keep[30] = vr15.A; keep[31] = vr15.B; } // step boundary (never taken): the loads above stay in flight together
+            // The queries, now that the K/V loads are out; every thread's before the scores read them.
+            if (t < 32) sQ[t] = qv0;
+            Group.Barrier();   // sQ
             var kc0 = default(TCodec).Decode8(kr0);
             s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
             if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
@@ -718,12 +723,12 @@ public static partial class Llama2_13B
         int headGroup = Grid.IdxX % 40;
         int firstHead = headGroup * 1;
         int kvHead = firstHead / 1;
-        int work = item * 5;                        // (decode, partition, token, context, block-table row): independent loads, one round trip
+        // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
+        int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];
         int part = m.DecodeWork[work + 1];
         int token = m.DecodeWork[work + 2];
         int context = m.DecodeWork[work + 3];
-        int blockRow = m.DecodeWork[work + 4];
         int k0 = part * 256;
         int numKeys = context - k0 < 256 ? context - k0 : 256;
         int partitions = (context + 255) / 256;
@@ -739,19 +744,21 @@ public static partial class Llama2_13B
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
         int firstBlock = k0 / 16;
+        var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
-            if (b < 16 && (firstBlock + b) * 16 < context) sBlock[b] = m.BlockTables[blockRow + firstBlock + b];
+            if (b < 16) sBlock[b] = blocks[b];
         }
+        var qv0 = default(Float4);
         {
             int f = t + 0;
             if (f < 32)
             {
                 long src = ((long)token * 40 + firstHead + f / 32) * 128 + f % 32 * 4;
-                sQ[f] = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.088388346f;
+                qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.088388346f;
             }
         }
-        Group.Barrier();
+        Group.Barrier();   // sBlock
 
         // This thread's share of P·V: keys slot + 8 * r (r < 32) of the partition, 8 dims at unit.
         int slot = t / 16;
@@ -817,6 +824,9 @@ public static partial class Llama2_13B
             int vk15 = k0 + (slot + 120 < numKeys ? slot + 120 : numKeys - 1);
             vr15 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk15 / 16 - firstBlock] * 40 + kvHead) * 16 + vk15 % 16) * 128 + unit * 8);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[8] = kr4.A; keep[9] = kr4.B; keep[10] = kr5.A; keep[11] = kr5.B; keep[12] = kr6.A; keep[13] = kr6.B; keep[14] = kr7.A; keep[15] = kr7.B; keep[16] = kr8.A; keep[17] = kr8.B; keep[18] = kr9.A; keep[19] = kr9.B; keep[20] = kr10.A; keep[21] = kr10.B; keep[22] = kr11.A; keep[23] = kr11.B; keep[24] = kr12.A; keep[25] = kr12.B; keep[26] = kr13.A; keep[27] = kr13.B; keep[28] = kr14.A; keep[29] = kr14.B; keep[30] = kr15.A; keep[31] = kr15.B; keep[0] = vr0.A; keep[1] = vr0.B; keep[2] = vr1.A; keep[3] = vr1.B; keep[4] = vr2.A; keep[5] = vr2.B; keep[6] = vr3.A; keep[7] = vr3.B; keep[8] = vr4.A; keep[9] = vr4.B; keep[10] = vr5.A; keep[11] = vr5.B; keep[12] = vr6.A; keep[13] = vr6.B; keep[14] = vr7.A; keep[15] = vr7.B; keep[16] = vr8.A; keep[17] = vr8.B; keep[18] = vr9.A; keep[19] = vr9.B; keep[20] = vr10.A; keep[21] = vr10.B; keep[22] = vr11.A; keep[23] = vr11.B; keep[24] = vr12.A; keep[25] = vr12.B; keep[26] = vr13.A; keep[27] = vr13.B; keep[28] = vr14.A; keep[29] = vr14.B; keep[30] = vr15.A; keep[31] = vr15.B; } // step boundary (never taken): the loads above stay in flight together
+            // The queries, now that the K/V loads are out; every thread's before the scores read them.
+            if (t < 32) sQ[t] = qv0;
+            Group.Barrier();   // sQ
             var kc0 = default(TCodec).Decode8(kr0);
             s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
             if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order

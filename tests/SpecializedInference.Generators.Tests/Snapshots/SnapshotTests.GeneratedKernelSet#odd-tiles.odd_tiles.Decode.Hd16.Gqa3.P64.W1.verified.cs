@@ -28,12 +28,12 @@ public static partial class odd_tiles
         int headGroup = Grid.IdxX % 2;
         int firstHead = headGroup * 3;
         int kvHead = firstHead / 3;
-        int work = item * 5;                        // (decode, partition, token, context, block-table row): independent loads, one round trip
+        // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
+        int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];
         int part = m.DecodeWork[work + 1];
         int token = m.DecodeWork[work + 2];
         int context = m.DecodeWork[work + 3];
-        int blockRow = m.DecodeWork[work + 4];
         int k0 = part * 64;
         int numKeys = context - k0 < 64 ? context - k0 : 64;
         int partitions = (context + 63) / 64;
@@ -49,19 +49,21 @@ public static partial class odd_tiles
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
         int firstBlock = k0 / 8;
+        var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
-            if (b < 8 && (firstBlock + b) * 8 < context) sBlock[b] = m.BlockTables[blockRow + firstBlock + b];
+            if (b < 8) sBlock[b] = blocks[b];
         }
+        var qv0 = default(Float4);
         {
             int f = t + 0;
             if (f < 12)
             {
                 long src = ((long)token * 6 + firstHead + f / 4) * 16 + f % 4 * 4;
-                sQ[f] = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.25f;
+                qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.25f;
             }
         }
-        Group.Barrier();
+        Group.Barrier();   // sBlock
 
         // This thread's share of P·V: keys slot + 16 * r (r < 4) of the partition, 8 dims at unit.
         int slot = t / 2;
@@ -91,6 +93,9 @@ public static partial class odd_tiles
             int vk3 = k0 + (slot + 48 < numKeys ? slot + 48 : numKeys - 1);
             vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk3 / 8 - firstBlock] * 2 + kvHead) * 8 + vk3 % 8) * 16 + unit * 8);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = vr0.A; keep[5] = vr0.B; keep[6] = vr1.A; keep[7] = vr1.B; keep[8] = vr2.A; keep[9] = vr2.B; keep[10] = vr3.A; keep[11] = vr3.B; } // step boundary (never taken): the loads above stay in flight together
+            // The queries, now that the K/V loads are out; every thread's before the scores read them.
+            if (t < 12) sQ[t] = qv0;
+            Group.Barrier();   // sQ
             var kc0 = default(TCodec).Decode8(kr0);
             s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
             s1 = kc0.Hi.DotAdd(sQ[5], kc0.Lo.DotAdd(sQ[4], s1));
@@ -539,12 +544,12 @@ public static partial class odd_tiles
         int headGroup = Grid.IdxX % 6;
         int firstHead = headGroup * 1;
         int kvHead = firstHead / 3;
-        int work = item * 5;                        // (decode, partition, token, context, block-table row): independent loads, one round trip
+        // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
+        int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];
         int part = m.DecodeWork[work + 1];
         int token = m.DecodeWork[work + 2];
         int context = m.DecodeWork[work + 3];
-        int blockRow = m.DecodeWork[work + 4];
         int k0 = part * 64;
         int numKeys = context - k0 < 64 ? context - k0 : 64;
         int partitions = (context + 63) / 64;
@@ -560,19 +565,21 @@ public static partial class odd_tiles
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
         int firstBlock = k0 / 8;
+        var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
-            if (b < 8 && (firstBlock + b) * 8 < context) sBlock[b] = m.BlockTables[blockRow + firstBlock + b];
+            if (b < 8) sBlock[b] = blocks[b];
         }
+        var qv0 = default(Float4);
         {
             int f = t + 0;
             if (f < 4)
             {
                 long src = ((long)token * 6 + firstHead + f / 4) * 16 + f % 4 * 4;
-                sQ[f] = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.25f;
+                qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.25f;
             }
         }
-        Group.Barrier();
+        Group.Barrier();   // sBlock
 
         // This thread's share of P·V: keys slot + 16 * r (r < 4) of the partition, 8 dims at unit.
         int slot = t / 2;
@@ -600,6 +607,9 @@ public static partial class odd_tiles
             int vk3 = k0 + (slot + 48 < numKeys ? slot + 48 : numKeys - 1);
             vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk3 / 8 - firstBlock] * 2 + kvHead) * 8 + vk3 % 8) * 16 + unit * 8);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[0] = vr0.A; keep[1] = vr0.B; keep[2] = vr1.A; keep[3] = vr1.B; keep[0] = vr2.A; keep[1] = vr2.B; keep[2] = vr3.A; keep[3] = vr3.B; } // step boundary (never taken): the loads above stay in flight together
+            // The queries, now that the K/V loads are out; every thread's before the scores read them.
+            if (t < 4) sQ[t] = qv0;
+            Group.Barrier();   // sQ
             var kc0 = default(TCodec).Decode8(kr0);
             s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
             if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order

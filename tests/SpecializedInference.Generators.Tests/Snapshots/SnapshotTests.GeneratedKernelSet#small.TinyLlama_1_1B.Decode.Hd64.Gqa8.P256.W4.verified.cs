@@ -28,12 +28,12 @@ public static partial class TinyLlama_1_1B
         int headGroup = Grid.IdxX % 4;
         int firstHead = headGroup * 8;
         int kvHead = firstHead / 8;
-        int work = item * 5;                        // (decode, partition, token, context, block-table row): independent loads, one round trip
+        // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
+        int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];
         int part = m.DecodeWork[work + 1];
         int token = m.DecodeWork[work + 2];
         int context = m.DecodeWork[work + 3];
-        int blockRow = m.DecodeWork[work + 4];
         int k0 = part * 256;
         int numKeys = context - k0 < 256 ? context - k0 : 256;
         int partitions = (context + 255) / 256;
@@ -49,16 +49,18 @@ public static partial class TinyLlama_1_1B
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
         int firstBlock = k0 / 16;
+        var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
-            if (b < 16 && (firstBlock + b) * 16 < context) sBlock[b] = m.BlockTables[blockRow + firstBlock + b];
+            if (b < 16) sBlock[b] = blocks[b];
         }
+        var qv0 = default(Float4);
         {
             int f = t + 0;
             long src = ((long)token * 32 + firstHead + f / 16) * 64 + f % 16 * 4;
-            sQ[f] = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.125f;
+            qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.125f;
         }
-        Group.Barrier();
+        Group.Barrier();   // sBlock
 
         // This thread's share of P·V: keys slot + 16 * r (r < 16) of the partition, 8 dims at unit.
         int slot = t / 8;
@@ -123,6 +125,9 @@ public static partial class TinyLlama_1_1B
             int vk15 = k0 + (slot + 240 < numKeys ? slot + 240 : numKeys - 1);
             vr15 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk15 / 16 - firstBlock] * 4 + kvHead) * 16 + vk15 % 16) * 64 + unit * 8);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[8] = kr4.A; keep[9] = kr4.B; keep[10] = kr5.A; keep[11] = kr5.B; keep[12] = kr6.A; keep[13] = kr6.B; keep[14] = kr7.A; keep[15] = kr7.B; keep[16] = vr0.A; keep[17] = vr0.B; keep[18] = vr1.A; keep[19] = vr1.B; keep[20] = vr2.A; keep[21] = vr2.B; keep[22] = vr3.A; keep[23] = vr3.B; keep[24] = vr4.A; keep[25] = vr4.B; keep[26] = vr5.A; keep[27] = vr5.B; keep[28] = vr6.A; keep[29] = vr6.B; keep[30] = vr7.A; keep[31] = vr7.B; keep[32] = vr8.A; keep[33] = vr8.B; keep[34] = vr9.A; keep[35] = vr9.B; keep[36] = vr10.A; keep[37] = vr10.B; keep[38] = vr11.A; keep[39] = vr11.B; keep[40] = vr12.A; keep[41] = vr12.B; keep[42] = vr13.A; keep[43] = vr13.B; keep[44] = vr14.A; keep[45] = vr14.B; keep[46] = vr15.A; keep[47] = vr15.B; } // step boundary (never taken): the loads above stay in flight together
+            // The queries, now that the K/V loads are out; every thread's before the scores read them.
+            sQ[t] = qv0;
+            Group.Barrier();   // sQ
             var kc0 = default(TCodec).Decode8(kr0);
             s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
             s1 = kc0.Hi.DotAdd(sQ[17], kc0.Lo.DotAdd(sQ[16], s1));
@@ -1502,12 +1507,12 @@ public static partial class TinyLlama_1_1B
         int headGroup = Grid.IdxX % 32;
         int firstHead = headGroup * 1;
         int kvHead = firstHead / 8;
-        int work = item * 5;                        // (decode, partition, token, context, block-table row): independent loads, one round trip
+        // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
+        int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];
         int part = m.DecodeWork[work + 1];
         int token = m.DecodeWork[work + 2];
         int context = m.DecodeWork[work + 3];
-        int blockRow = m.DecodeWork[work + 4];
         int k0 = part * 256;
         int numKeys = context - k0 < 256 ? context - k0 : 256;
         int partitions = (context + 255) / 256;
@@ -1523,19 +1528,21 @@ public static partial class TinyLlama_1_1B
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
         int firstBlock = k0 / 16;
+        var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
-            if (b < 16 && (firstBlock + b) * 16 < context) sBlock[b] = m.BlockTables[blockRow + firstBlock + b];
+            if (b < 16) sBlock[b] = blocks[b];
         }
+        var qv0 = default(Float4);
         {
             int f = t + 0;
             if (f < 16)
             {
                 long src = ((long)token * 32 + firstHead + f / 16) * 64 + f % 16 * 4;
-                sQ[f] = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.125f;
+                qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.125f;
             }
         }
-        Group.Barrier();
+        Group.Barrier();   // sBlock
 
         // This thread's share of P·V: keys slot + 16 * r (r < 16) of the partition, 8 dims at unit.
         int slot = t / 8;
@@ -1593,6 +1600,9 @@ public static partial class TinyLlama_1_1B
             int vk15 = k0 + (slot + 240 < numKeys ? slot + 240 : numKeys - 1);
             vr15 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk15 / 16 - firstBlock] * 4 + kvHead) * 16 + vk15 % 16) * 64 + unit * 8);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[8] = kr4.A; keep[9] = kr4.B; keep[10] = kr5.A; keep[11] = kr5.B; keep[12] = kr6.A; keep[13] = kr6.B; keep[14] = kr7.A; keep[15] = kr7.B; keep[0] = vr0.A; keep[1] = vr0.B; keep[2] = vr1.A; keep[3] = vr1.B; keep[4] = vr2.A; keep[5] = vr2.B; keep[6] = vr3.A; keep[7] = vr3.B; keep[8] = vr4.A; keep[9] = vr4.B; keep[10] = vr5.A; keep[11] = vr5.B; keep[12] = vr6.A; keep[13] = vr6.B; keep[14] = vr7.A; keep[15] = vr7.B; keep[0] = vr8.A; keep[1] = vr8.B; keep[2] = vr9.A; keep[3] = vr9.B; keep[4] = vr10.A; keep[5] = vr10.B; keep[6] = vr11.A; keep[7] = vr11.B; keep[8] = vr12.A; keep[9] = vr12.B; keep[10] = vr13.A; keep[11] = vr13.B; keep[12] = vr14.A; keep[13] = vr14.B; keep[14] = vr15.A; keep[15] = vr15.B; } // step boundary (never taken): the loads above stay in flight together
+            // The queries, now that the K/V loads are out; every thread's before the scores read them.
+            if (t < 16) sQ[t] = qv0;
+            Group.Barrier();   // sQ
             var kc0 = default(TCodec).Decode8(kr0);
             s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
             if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
