@@ -121,6 +121,8 @@ internal static class DecodeEmitter
             int nb = BlocksPerPartition(L);
             w.Line($"var sBlock = SharedMemory.Allocate<int>({Int(nb)});     // [blocks] the partition's physical blocks, read once");
             w.Line("var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket");
+            if (CombineSlices(L) > 1)
+                w.Line($"var sSlice = SharedMemory.Allocate<float>({Int(2 * CombineSlices(L) * HG)});   // [combine slices, heads, 2] each slice's running (max, sum)");
             w.Line("var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]");
             w.Line();
             w.Line($"int firstBlock = k0 / {Int(L.BlockSize)};");
@@ -336,17 +338,23 @@ internal static class DecodeEmitter
         }
     }
 
-    /// <summary>Partitions whose (max, sum, output) a combining thread loads before it uses them: the combine is
-    /// the launch's tail, so its loads go out in as few round trips as the registers allow (the K/V registers are
-    /// free by then; 32 partitions of a 4096-token context at partitions of 128 are two batches).</summary>
+    /// <summary>Partitions whose (max, sum, output) a combining thread loads at once: the combine is the launch's
+    /// tail, so its loads go out in as few round trips as the registers allow (the K/V registers are free by then;
+    /// 32 partitions of a 4096-token context at partitions of 128 are two batches).</summary>
     public const int CombineLoadsInFlight = 16;
+
+    /// <summary>Slices of partitions the combining threads split a decode's partitions into: one when the group's
+    /// Float4 columns (heads × head_dim / 4) occupy every thread.</summary>
+    private static int CombineSlices(AttentionLayout L) => SharedMemoryBudget.DecodeCombineSlices(L.HeadDim, L.HeadsPerGroup, L.Warps);
 
     /// <summary>
     /// The ticket and the combine at the end of a multi-partition decode's group. Release: every thread's
     /// partial stores, a barrier, then thread 0's device fence and ticket (cumulative through the barrier, the
     /// split-K semaphore pattern). The group that draws the last ticket fences again (acquire), resets the
-    /// counter for the next launch, and combines: M = max_p m_p and L = Σ_p l_p·exp(m_p - M) per head (a warp
-    /// per head), then out = Σ_p l_p·exp(m_p - M)·o_p / L with threads = (slice of partitions, Float4 column).
+    /// counter for the next launch, and combines: thread = (slice of partitions, Float4 column of the group's
+    /// heads) runs the online softmax over its slice, loading each batch's (max, sum, output) in one round trip,
+    /// out = Σ_p l_p·exp(m_p - M)·o_p / Σ_p l_p·exp(m_p - M); slices (when there are several) are merged the same
+    /// way through shared memory.
     /// </summary>
     /// <remarks>The partials were written by other groups, maybe on other SMs, so they must not come from stale
     /// L1 lines. ILGPU 1.5.3 has no ld.global.cg or volatile load; instead the acquire fence (membar.gl, which is
@@ -356,9 +364,9 @@ internal static class DecodeEmitter
     /// from before the writes (the L1 does not survive a launch boundary).</remarks>
     private static void EmitTicketAndCombine(SourceWriter w, AttentionLayout L)
     {
-        int T = L.Threads, D4 = L.D4, D = L.HeadDim, HG = L.HeadsPerGroup, W = L.Warps, n = CombineLoadsInFlight;
+        int T = L.Threads, D4 = L.D4, HG = L.HeadsPerGroup, n = CombineLoadsInFlight;
         int C = HG * D4;                       // Float4 columns of the group's heads
-        int S = Math.Max(1, T / C);            // slices of partitions
+        int S = CombineSlices(L);              // slices of partitions
         w.Line("// Ticket: the group that completes the decode's partitions (for these heads) combines them.");
         w.Line("Group.Barrier();");
         using (w.Block("if (t == 0)"))
@@ -378,28 +386,9 @@ internal static class DecodeEmitter
         {
             w.Line($"long first = ((long)decode * {Int(L.Heads)} + firstHead) * m.PartitionSlots;   // partial (decode, firstHead, 0)");
             w.Line();
-            w.Line("// M and L = Σ_p l_p·exp(m_p - M) of each head, a warp per head; sSum keeps 1 / L.");
-            for (int h = 0; h < HG; h++)
-            {
-                using (w.Block($"if (warp == {Int(h % W)})"))
-                {
-                    w.Line(h == 0 ? "long row = first;" : $"long row = first + {Int(h)} * (long)m.PartitionSlots;");
-                    w.Line("float mx = float.NegativeInfinity;");
-                    w.Line("for (int p = lane; p < partitions; p += 32) mx = XMath.Max(mx, m.PartialMaxSum[(row + p) * 2]);");
-                    for (int o = 16; o > 0; o >>= 1) w.Line($"mx = XMath.Max(mx, Warp.ShuffleXor(mx, {o}));");
-                    w.Line("float sum = 0f;");
-                    w.Line("for (int p = lane; p < partitions; p += 32) sum += m.PartialMaxSum[(row + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(row + p) * 2] - mx);");
-                    for (int o = 16; o > 0; o >>= 1) w.Line($"sum += Warp.ShuffleXor(sum, {o});");
-                    using (w.Block("if (lane == 0)"))
-                    {
-                        w.Line($"sMax[{Int(h)}] = mx;");
-                        w.Line($"sSum[{Int(h)}] = 1f / sum;");
-                    }
-                }
-            }
-            w.Line("Group.Barrier();");
-            w.Line();
-            w.Line($"// Σ_p w_p·o_p, w_p = l_p·exp(m_p - M): thread = (slice {(S > 1 ? $"i / {C}" : "0")} of {S}, Float4 column i % {C} of the group's heads), {n} partitions' loads in flight.");
+            w.Line($"// Thread = (slice {(S > 1 ? $"i / {C}" : "0")} of {S}, Float4 column i % {C} of the group's heads): online softmax over the");
+            w.Line($"// slice's partitions p = slice + {S} * k, {n} partitions' (max, sum, output) loaded at once; past the last");
+            w.Line("// partition a batch reads partition 0 again with max -inf, i.e. weight 0.");
             for (int i = 0; i * T < S * C; i++)
             {
                 using (w.Scope())
@@ -410,36 +399,60 @@ internal static class DecodeEmitter
                     w.Line($"int f = i % {Int(C)};");
                     w.Line($"int h = f / {Int(D4)};");
                     w.Line($"int c = f % {Int(D4)};");
-                    w.Line($"long row = first + h * (long)m.PartitionSlots;");
-                    w.Line("float mx = sMax[h];");
+                    w.Line("long row = first + h * (long)m.PartitionSlots;");
+                    w.Line("float mx = float.NegativeInfinity, sum = 0f;");
                     w.Line("var acc = default(Float4);");
-                    w.Line(S > 1 ? $"int p = i / {Int(C)};" : "int p = 0;");
-                    using (w.Block($"for (; p + {Int((n - 1) * S)} < partitions; p += {Int(n * S)})"))
+                    using (w.Block($"for (int p = {(S > 1 ? $"i / {Int(C)}" : "0")}; p < partitions; p += {Int(n * S)})"))
                     {
                         for (int r = 0; r < n; r++)
                         {
-                            w.Line($"long q{r} = row + p + {Int(r * S)};");
-                            w.Line($"float m{r} = m.PartialMaxSum[q{r} * 2];");
+                            string pr = r == 0 ? "p" : $"p + {Int(r * S)}";
+                            w.Line($"long q{r} = row + ({pr} < partitions ? {pr} : 0);");
+                            w.Line($"float m{r} = {pr} < partitions ? m.PartialMaxSum[q{r} * 2] : float.NegativeInfinity;");
                             w.Line($"float l{r} = m.PartialMaxSum[q{r} * 2 + 1];");
                             w.Line($"var o{r} = partialOut[q{r} * {Int(D4)} + c];");
                         }
-                        for (int r = 0; r < n; r++) w.Line($"acc = acc.Fma(o{r}, l{r} * AttentionMath.ExpOrZero(m{r} - mx));");
+                        w.Line(StepBoundary.Floats("sQ", C, Enumerable.Range(0, n).SelectMany(r => new[] { $"m{r}", $"l{r}" })));
+                        w.Line(StepBoundary.Float4s("sQ", C, Enumerable.Range(0, n).Select(r => $"o{r}")));
+                        w.Line($"float mNew = XMath.Max(mx, {PrefillEmitter.Tree(Enumerable.Range(0, n).Select(r => $"m{r}").ToList(), (a, b) => $"XMath.Max({a}, {b})")});");
+                        w.Line("float alpha = AttentionMath.ExpOrZero(mx - mNew);   // 0 on the first batch (mx = -inf, mNew finite)");
+                        for (int r = 0; r < n; r++) w.Line($"float w{r} = l{r} * AttentionMath.ExpOrZero(m{r} - mNew);");
+                        w.Line($"sum = sum * alpha + {PrefillEmitter.Tree(Enumerable.Range(0, n).Select(r => $"w{r}").ToList(), (a, b) => $"({a} + {b})")};");
+                        w.Line("acc = acc * alpha;");
+                        for (int r = 0; r < n; r++) w.Line($"acc = acc.Fma(o{r}, w{r});");
+                        w.Line("mx = mNew;");
                     }
-                    using (w.Block($"for (; p < partitions; p += {Int(S)})"))
+                    if (S == 1) EmitStoreOutput(w, L, "f", "acc * (1f / sum)");
+                    else
                     {
-                        w.Line("long q = row + p;");
-                        w.Line($"acc = acc.Fma(partialOut[q * {Int(D4)} + c], m.PartialMaxSum[q * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[q * 2] - mx));");
+                        w.Line("sRed[i] = acc;");
+                        using (w.Block("if (c == 0)"))
+                        {
+                            w.Line($"sSlice[(i / {Int(C)} * {Int(HG)} + h) * 2] = mx;");
+                            w.Line($"sSlice[(i / {Int(C)} * {Int(HG)} + h) * 2 + 1] = sum;");
+                        }
                     }
-                    if (S == 1) EmitStoreOutput(w, L, "f", "acc * sSum[h]");
-                    else w.Line("sRed[i] = acc;");
                     if (guard) w.Close();
                 }
             }
             if (S > 1)
             {
                 w.Line("Group.Barrier();");
+                w.Line("// Merge the slices: M = max_s M_s, out = Σ_s acc_s·exp(M_s - M) / Σ_s L_s·exp(M_s - M).");
                 using (w.Block($"if (t < {Int(C)})"))
-                    EmitStoreOutput(w, L, "t", $"{PrefillEmitter.Tree(Enumerable.Range(0, S).Select(k => $"sRed[{Int(k * C)} + t]").ToList(), (a, b) => $"({a} + {b})")} * sSum[t / {Int(D4)}]");
+                {
+                    w.Line($"int h = t / {Int(D4)};");
+                    w.Line($"float mx = {PrefillEmitter.Tree(Enumerable.Range(0, S).Select(k => $"sSlice[{Int(k * HG * 2)} + h * 2]").ToList(), (a, b) => $"XMath.Max({a}, {b})")};");
+                    w.Line("float sum = 0f;");
+                    w.Line("var acc = default(Float4);");
+                    for (int k = 0; k < S; k++)
+                    {
+                        w.Line($"float w{k} = AttentionMath.ExpOrZero(sSlice[{Int(k * HG * 2)} + h * 2] - mx);   // 0 for a slice without partitions");
+                        w.Line($"sum += sSlice[{Int(k * HG * 2)} + h * 2 + 1] * w{k};");
+                        w.Line($"acc = acc.Fma(sRed[{Int(k * C)} + t], w{k});");
+                    }
+                    EmitStoreOutput(w, L, "t", "acc * (1f / sum)");
+                }
             }
         }
     }

@@ -29,9 +29,14 @@ internal static class SharedMemoryBudget
     public static int DecodeKeySlots(int headDim, int warps) => 32 * warps / (headDim / 8);
 
     /// <summary>Decode: queries [heads, D], scores [heads, partition], each key slot's partial output
-    /// [key_slots, heads, D], (max, sum) per head, and the last-ticket flag.</summary>
+    /// [key_slots, heads, D], (max, sum) per head, the last-ticket flag, and the combine's (max, sum) per slice and
+    /// head.</summary>
     public static int DecodeBytes(int headDim, int heads, int warps, int partition)
-        => 4 * (heads * headDim + heads * partition + DecodeKeySlots(headDim, warps) * heads * headDim + 2 * heads + 1) + 16;
+        => 4 * (heads * headDim + heads * partition + DecodeKeySlots(headDim, warps) * heads * headDim + 2 * heads + 1
+                + 2 * DecodeCombineSlices(headDim, heads, warps) * heads) + 16;
+
+    /// <summary>Slices of partitions the combining threads of a decode group split: threads / (heads × D / 4).</summary>
+    public static int DecodeCombineSlices(int headDim, int heads, int warps) => Math.Max(1, 32 * warps / (heads * headDim / 4));
 
     public static bool Fits(int headDim, int heads, TileSizes tiles)
         => PrefillBytes(headDim, tiles.PrefillTileKv, PrefillRows(tiles.PrefillTileQ, heads)) <= MaxBytesPerGroup

@@ -1192,292 +1192,124 @@ public static partial class TinyLlama_1_1B
             {
                 long first = ((long)decode * 32 + firstHead) * m.PartitionSlots;   // partial (decode, firstHead, 0)
 
-                // M and L = Σ_p l_p·exp(m_p - M) of each head, a warp per head; sSum keeps 1 / L.
-                if (warp == 0)
-                {
-                    long row = first;
-                    float mx = float.NegativeInfinity;
-                    for (int p = lane; p < partitions; p += 32) mx = XMath.Max(mx, m.PartialMaxSum[(row + p) * 2]);
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 2));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 1));
-                    float sum = 0f;
-                    for (int p = lane; p < partitions; p += 32) sum += m.PartialMaxSum[(row + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(row + p) * 2] - mx);
-                    sum += Warp.ShuffleXor(sum, 16);
-                    sum += Warp.ShuffleXor(sum, 8);
-                    sum += Warp.ShuffleXor(sum, 4);
-                    sum += Warp.ShuffleXor(sum, 2);
-                    sum += Warp.ShuffleXor(sum, 1);
-                    if (lane == 0)
-                    {
-                        sMax[0] = mx;
-                        sSum[0] = 1f / sum;
-                    }
-                }
-                if (warp == 1)
-                {
-                    long row = first + 1 * (long)m.PartitionSlots;
-                    float mx = float.NegativeInfinity;
-                    for (int p = lane; p < partitions; p += 32) mx = XMath.Max(mx, m.PartialMaxSum[(row + p) * 2]);
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 2));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 1));
-                    float sum = 0f;
-                    for (int p = lane; p < partitions; p += 32) sum += m.PartialMaxSum[(row + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(row + p) * 2] - mx);
-                    sum += Warp.ShuffleXor(sum, 16);
-                    sum += Warp.ShuffleXor(sum, 8);
-                    sum += Warp.ShuffleXor(sum, 4);
-                    sum += Warp.ShuffleXor(sum, 2);
-                    sum += Warp.ShuffleXor(sum, 1);
-                    if (lane == 0)
-                    {
-                        sMax[1] = mx;
-                        sSum[1] = 1f / sum;
-                    }
-                }
-                if (warp == 2)
-                {
-                    long row = first + 2 * (long)m.PartitionSlots;
-                    float mx = float.NegativeInfinity;
-                    for (int p = lane; p < partitions; p += 32) mx = XMath.Max(mx, m.PartialMaxSum[(row + p) * 2]);
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 2));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 1));
-                    float sum = 0f;
-                    for (int p = lane; p < partitions; p += 32) sum += m.PartialMaxSum[(row + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(row + p) * 2] - mx);
-                    sum += Warp.ShuffleXor(sum, 16);
-                    sum += Warp.ShuffleXor(sum, 8);
-                    sum += Warp.ShuffleXor(sum, 4);
-                    sum += Warp.ShuffleXor(sum, 2);
-                    sum += Warp.ShuffleXor(sum, 1);
-                    if (lane == 0)
-                    {
-                        sMax[2] = mx;
-                        sSum[2] = 1f / sum;
-                    }
-                }
-                if (warp == 3)
-                {
-                    long row = first + 3 * (long)m.PartitionSlots;
-                    float mx = float.NegativeInfinity;
-                    for (int p = lane; p < partitions; p += 32) mx = XMath.Max(mx, m.PartialMaxSum[(row + p) * 2]);
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 2));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 1));
-                    float sum = 0f;
-                    for (int p = lane; p < partitions; p += 32) sum += m.PartialMaxSum[(row + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(row + p) * 2] - mx);
-                    sum += Warp.ShuffleXor(sum, 16);
-                    sum += Warp.ShuffleXor(sum, 8);
-                    sum += Warp.ShuffleXor(sum, 4);
-                    sum += Warp.ShuffleXor(sum, 2);
-                    sum += Warp.ShuffleXor(sum, 1);
-                    if (lane == 0)
-                    {
-                        sMax[3] = mx;
-                        sSum[3] = 1f / sum;
-                    }
-                }
-                if (warp == 0)
-                {
-                    long row = first + 4 * (long)m.PartitionSlots;
-                    float mx = float.NegativeInfinity;
-                    for (int p = lane; p < partitions; p += 32) mx = XMath.Max(mx, m.PartialMaxSum[(row + p) * 2]);
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 2));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 1));
-                    float sum = 0f;
-                    for (int p = lane; p < partitions; p += 32) sum += m.PartialMaxSum[(row + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(row + p) * 2] - mx);
-                    sum += Warp.ShuffleXor(sum, 16);
-                    sum += Warp.ShuffleXor(sum, 8);
-                    sum += Warp.ShuffleXor(sum, 4);
-                    sum += Warp.ShuffleXor(sum, 2);
-                    sum += Warp.ShuffleXor(sum, 1);
-                    if (lane == 0)
-                    {
-                        sMax[4] = mx;
-                        sSum[4] = 1f / sum;
-                    }
-                }
-                if (warp == 1)
-                {
-                    long row = first + 5 * (long)m.PartitionSlots;
-                    float mx = float.NegativeInfinity;
-                    for (int p = lane; p < partitions; p += 32) mx = XMath.Max(mx, m.PartialMaxSum[(row + p) * 2]);
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 2));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 1));
-                    float sum = 0f;
-                    for (int p = lane; p < partitions; p += 32) sum += m.PartialMaxSum[(row + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(row + p) * 2] - mx);
-                    sum += Warp.ShuffleXor(sum, 16);
-                    sum += Warp.ShuffleXor(sum, 8);
-                    sum += Warp.ShuffleXor(sum, 4);
-                    sum += Warp.ShuffleXor(sum, 2);
-                    sum += Warp.ShuffleXor(sum, 1);
-                    if (lane == 0)
-                    {
-                        sMax[5] = mx;
-                        sSum[5] = 1f / sum;
-                    }
-                }
-                if (warp == 2)
-                {
-                    long row = first + 6 * (long)m.PartitionSlots;
-                    float mx = float.NegativeInfinity;
-                    for (int p = lane; p < partitions; p += 32) mx = XMath.Max(mx, m.PartialMaxSum[(row + p) * 2]);
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 2));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 1));
-                    float sum = 0f;
-                    for (int p = lane; p < partitions; p += 32) sum += m.PartialMaxSum[(row + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(row + p) * 2] - mx);
-                    sum += Warp.ShuffleXor(sum, 16);
-                    sum += Warp.ShuffleXor(sum, 8);
-                    sum += Warp.ShuffleXor(sum, 4);
-                    sum += Warp.ShuffleXor(sum, 2);
-                    sum += Warp.ShuffleXor(sum, 1);
-                    if (lane == 0)
-                    {
-                        sMax[6] = mx;
-                        sSum[6] = 1f / sum;
-                    }
-                }
-                if (warp == 3)
-                {
-                    long row = first + 7 * (long)m.PartitionSlots;
-                    float mx = float.NegativeInfinity;
-                    for (int p = lane; p < partitions; p += 32) mx = XMath.Max(mx, m.PartialMaxSum[(row + p) * 2]);
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 2));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 1));
-                    float sum = 0f;
-                    for (int p = lane; p < partitions; p += 32) sum += m.PartialMaxSum[(row + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(row + p) * 2] - mx);
-                    sum += Warp.ShuffleXor(sum, 16);
-                    sum += Warp.ShuffleXor(sum, 8);
-                    sum += Warp.ShuffleXor(sum, 4);
-                    sum += Warp.ShuffleXor(sum, 2);
-                    sum += Warp.ShuffleXor(sum, 1);
-                    if (lane == 0)
-                    {
-                        sMax[7] = mx;
-                        sSum[7] = 1f / sum;
-                    }
-                }
-                Group.Barrier();
-
-                // Σ_p w_p·o_p, w_p = l_p·exp(m_p - M): thread = (slice 0 of 1, Float4 column i % 128 of the group's heads), 16 partitions' loads in flight.
+                // Thread = (slice 0 of 1, Float4 column i % 128 of the group's heads): online softmax over the
+                // slice's partitions p = slice + 1 * k, 16 partitions' (max, sum, output) loaded at once; past the last
+                // partition a batch reads partition 0 again with max -inf, i.e. weight 0.
                 {
                     int i = t + 0;
                     int f = i % 128;
                     int h = f / 16;
                     int c = f % 16;
                     long row = first + h * (long)m.PartitionSlots;
-                    float mx = sMax[h];
+                    float mx = float.NegativeInfinity, sum = 0f;
                     var acc = default(Float4);
-                    int p = 0;
-                    for (; p + 15 < partitions; p += 16)
+                    for (int p = 0; p < partitions; p += 16)
                     {
-                        long q0 = row + p + 0;
-                        float m0 = m.PartialMaxSum[q0 * 2];
+                        long q0 = row + (p < partitions ? p : 0);
+                        float m0 = p < partitions ? m.PartialMaxSum[q0 * 2] : float.NegativeInfinity;
                         float l0 = m.PartialMaxSum[q0 * 2 + 1];
                         var o0 = partialOut[q0 * 16 + c];
-                        long q1 = row + p + 1;
-                        float m1 = m.PartialMaxSum[q1 * 2];
+                        long q1 = row + (p + 1 < partitions ? p + 1 : 0);
+                        float m1 = p + 1 < partitions ? m.PartialMaxSum[q1 * 2] : float.NegativeInfinity;
                         float l1 = m.PartialMaxSum[q1 * 2 + 1];
                         var o1 = partialOut[q1 * 16 + c];
-                        long q2 = row + p + 2;
-                        float m2 = m.PartialMaxSum[q2 * 2];
+                        long q2 = row + (p + 2 < partitions ? p + 2 : 0);
+                        float m2 = p + 2 < partitions ? m.PartialMaxSum[q2 * 2] : float.NegativeInfinity;
                         float l2 = m.PartialMaxSum[q2 * 2 + 1];
                         var o2 = partialOut[q2 * 16 + c];
-                        long q3 = row + p + 3;
-                        float m3 = m.PartialMaxSum[q3 * 2];
+                        long q3 = row + (p + 3 < partitions ? p + 3 : 0);
+                        float m3 = p + 3 < partitions ? m.PartialMaxSum[q3 * 2] : float.NegativeInfinity;
                         float l3 = m.PartialMaxSum[q3 * 2 + 1];
                         var o3 = partialOut[q3 * 16 + c];
-                        long q4 = row + p + 4;
-                        float m4 = m.PartialMaxSum[q4 * 2];
+                        long q4 = row + (p + 4 < partitions ? p + 4 : 0);
+                        float m4 = p + 4 < partitions ? m.PartialMaxSum[q4 * 2] : float.NegativeInfinity;
                         float l4 = m.PartialMaxSum[q4 * 2 + 1];
                         var o4 = partialOut[q4 * 16 + c];
-                        long q5 = row + p + 5;
-                        float m5 = m.PartialMaxSum[q5 * 2];
+                        long q5 = row + (p + 5 < partitions ? p + 5 : 0);
+                        float m5 = p + 5 < partitions ? m.PartialMaxSum[q5 * 2] : float.NegativeInfinity;
                         float l5 = m.PartialMaxSum[q5 * 2 + 1];
                         var o5 = partialOut[q5 * 16 + c];
-                        long q6 = row + p + 6;
-                        float m6 = m.PartialMaxSum[q6 * 2];
+                        long q6 = row + (p + 6 < partitions ? p + 6 : 0);
+                        float m6 = p + 6 < partitions ? m.PartialMaxSum[q6 * 2] : float.NegativeInfinity;
                         float l6 = m.PartialMaxSum[q6 * 2 + 1];
                         var o6 = partialOut[q6 * 16 + c];
-                        long q7 = row + p + 7;
-                        float m7 = m.PartialMaxSum[q7 * 2];
+                        long q7 = row + (p + 7 < partitions ? p + 7 : 0);
+                        float m7 = p + 7 < partitions ? m.PartialMaxSum[q7 * 2] : float.NegativeInfinity;
                         float l7 = m.PartialMaxSum[q7 * 2 + 1];
                         var o7 = partialOut[q7 * 16 + c];
-                        long q8 = row + p + 8;
-                        float m8 = m.PartialMaxSum[q8 * 2];
+                        long q8 = row + (p + 8 < partitions ? p + 8 : 0);
+                        float m8 = p + 8 < partitions ? m.PartialMaxSum[q8 * 2] : float.NegativeInfinity;
                         float l8 = m.PartialMaxSum[q8 * 2 + 1];
                         var o8 = partialOut[q8 * 16 + c];
-                        long q9 = row + p + 9;
-                        float m9 = m.PartialMaxSum[q9 * 2];
+                        long q9 = row + (p + 9 < partitions ? p + 9 : 0);
+                        float m9 = p + 9 < partitions ? m.PartialMaxSum[q9 * 2] : float.NegativeInfinity;
                         float l9 = m.PartialMaxSum[q9 * 2 + 1];
                         var o9 = partialOut[q9 * 16 + c];
-                        long q10 = row + p + 10;
-                        float m10 = m.PartialMaxSum[q10 * 2];
+                        long q10 = row + (p + 10 < partitions ? p + 10 : 0);
+                        float m10 = p + 10 < partitions ? m.PartialMaxSum[q10 * 2] : float.NegativeInfinity;
                         float l10 = m.PartialMaxSum[q10 * 2 + 1];
                         var o10 = partialOut[q10 * 16 + c];
-                        long q11 = row + p + 11;
-                        float m11 = m.PartialMaxSum[q11 * 2];
+                        long q11 = row + (p + 11 < partitions ? p + 11 : 0);
+                        float m11 = p + 11 < partitions ? m.PartialMaxSum[q11 * 2] : float.NegativeInfinity;
                         float l11 = m.PartialMaxSum[q11 * 2 + 1];
                         var o11 = partialOut[q11 * 16 + c];
-                        long q12 = row + p + 12;
-                        float m12 = m.PartialMaxSum[q12 * 2];
+                        long q12 = row + (p + 12 < partitions ? p + 12 : 0);
+                        float m12 = p + 12 < partitions ? m.PartialMaxSum[q12 * 2] : float.NegativeInfinity;
                         float l12 = m.PartialMaxSum[q12 * 2 + 1];
                         var o12 = partialOut[q12 * 16 + c];
-                        long q13 = row + p + 13;
-                        float m13 = m.PartialMaxSum[q13 * 2];
+                        long q13 = row + (p + 13 < partitions ? p + 13 : 0);
+                        float m13 = p + 13 < partitions ? m.PartialMaxSum[q13 * 2] : float.NegativeInfinity;
                         float l13 = m.PartialMaxSum[q13 * 2 + 1];
                         var o13 = partialOut[q13 * 16 + c];
-                        long q14 = row + p + 14;
-                        float m14 = m.PartialMaxSum[q14 * 2];
+                        long q14 = row + (p + 14 < partitions ? p + 14 : 0);
+                        float m14 = p + 14 < partitions ? m.PartialMaxSum[q14 * 2] : float.NegativeInfinity;
                         float l14 = m.PartialMaxSum[q14 * 2 + 1];
                         var o14 = partialOut[q14 * 16 + c];
-                        long q15 = row + p + 15;
-                        float m15 = m.PartialMaxSum[q15 * 2];
+                        long q15 = row + (p + 15 < partitions ? p + 15 : 0);
+                        float m15 = p + 15 < partitions ? m.PartialMaxSum[q15 * 2] : float.NegativeInfinity;
                         float l15 = m.PartialMaxSum[q15 * 2 + 1];
                         var o15 = partialOut[q15 * 16 + c];
-                        acc = acc.Fma(o0, l0 * AttentionMath.ExpOrZero(m0 - mx));
-                        acc = acc.Fma(o1, l1 * AttentionMath.ExpOrZero(m1 - mx));
-                        acc = acc.Fma(o2, l2 * AttentionMath.ExpOrZero(m2 - mx));
-                        acc = acc.Fma(o3, l3 * AttentionMath.ExpOrZero(m3 - mx));
-                        acc = acc.Fma(o4, l4 * AttentionMath.ExpOrZero(m4 - mx));
-                        acc = acc.Fma(o5, l5 * AttentionMath.ExpOrZero(m5 - mx));
-                        acc = acc.Fma(o6, l6 * AttentionMath.ExpOrZero(m6 - mx));
-                        acc = acc.Fma(o7, l7 * AttentionMath.ExpOrZero(m7 - mx));
-                        acc = acc.Fma(o8, l8 * AttentionMath.ExpOrZero(m8 - mx));
-                        acc = acc.Fma(o9, l9 * AttentionMath.ExpOrZero(m9 - mx));
-                        acc = acc.Fma(o10, l10 * AttentionMath.ExpOrZero(m10 - mx));
-                        acc = acc.Fma(o11, l11 * AttentionMath.ExpOrZero(m11 - mx));
-                        acc = acc.Fma(o12, l12 * AttentionMath.ExpOrZero(m12 - mx));
-                        acc = acc.Fma(o13, l13 * AttentionMath.ExpOrZero(m13 - mx));
-                        acc = acc.Fma(o14, l14 * AttentionMath.ExpOrZero(m14 - mx));
-                        acc = acc.Fma(o15, l15 * AttentionMath.ExpOrZero(m15 - mx));
+                        if (t < 0) { sQ[0] = new Float4(m0, l0, m1, l1); sQ[1] = new Float4(m2, l2, m3, l3); sQ[2] = new Float4(m4, l4, m5, l5); sQ[3] = new Float4(m6, l6, m7, l7); sQ[4] = new Float4(m8, l8, m9, l9); sQ[5] = new Float4(m10, l10, m11, l11); sQ[6] = new Float4(m12, l12, m13, l13); sQ[7] = new Float4(m14, l14, m15, l15); } // step boundary (never taken): keeps the steps in order
+                        if (t < 0) { sQ[0] = o0; sQ[1] = o1; sQ[2] = o2; sQ[3] = o3; sQ[4] = o4; sQ[5] = o5; sQ[6] = o6; sQ[7] = o7; sQ[8] = o8; sQ[9] = o9; sQ[10] = o10; sQ[11] = o11; sQ[12] = o12; sQ[13] = o13; sQ[14] = o14; sQ[15] = o15; } // step boundary (never taken): keeps the steps in order
+                        float mNew = XMath.Max(mx, XMath.Max(XMath.Max(XMath.Max(XMath.Max(m0, m1), XMath.Max(m2, m3)), XMath.Max(XMath.Max(m4, m5), XMath.Max(m6, m7))), XMath.Max(XMath.Max(XMath.Max(m8, m9), XMath.Max(m10, m11)), XMath.Max(XMath.Max(m12, m13), XMath.Max(m14, m15)))));
+                        float alpha = AttentionMath.ExpOrZero(mx - mNew);   // 0 on the first batch (mx = -inf, mNew finite)
+                        float w0 = l0 * AttentionMath.ExpOrZero(m0 - mNew);
+                        float w1 = l1 * AttentionMath.ExpOrZero(m1 - mNew);
+                        float w2 = l2 * AttentionMath.ExpOrZero(m2 - mNew);
+                        float w3 = l3 * AttentionMath.ExpOrZero(m3 - mNew);
+                        float w4 = l4 * AttentionMath.ExpOrZero(m4 - mNew);
+                        float w5 = l5 * AttentionMath.ExpOrZero(m5 - mNew);
+                        float w6 = l6 * AttentionMath.ExpOrZero(m6 - mNew);
+                        float w7 = l7 * AttentionMath.ExpOrZero(m7 - mNew);
+                        float w8 = l8 * AttentionMath.ExpOrZero(m8 - mNew);
+                        float w9 = l9 * AttentionMath.ExpOrZero(m9 - mNew);
+                        float w10 = l10 * AttentionMath.ExpOrZero(m10 - mNew);
+                        float w11 = l11 * AttentionMath.ExpOrZero(m11 - mNew);
+                        float w12 = l12 * AttentionMath.ExpOrZero(m12 - mNew);
+                        float w13 = l13 * AttentionMath.ExpOrZero(m13 - mNew);
+                        float w14 = l14 * AttentionMath.ExpOrZero(m14 - mNew);
+                        float w15 = l15 * AttentionMath.ExpOrZero(m15 - mNew);
+                        sum = sum * alpha + ((((w0 + w1) + (w2 + w3)) + ((w4 + w5) + (w6 + w7))) + (((w8 + w9) + (w10 + w11)) + ((w12 + w13) + (w14 + w15))));
+                        acc = acc * alpha;
+                        acc = acc.Fma(o0, w0);
+                        acc = acc.Fma(o1, w1);
+                        acc = acc.Fma(o2, w2);
+                        acc = acc.Fma(o3, w3);
+                        acc = acc.Fma(o4, w4);
+                        acc = acc.Fma(o5, w5);
+                        acc = acc.Fma(o6, w6);
+                        acc = acc.Fma(o7, w7);
+                        acc = acc.Fma(o8, w8);
+                        acc = acc.Fma(o9, w9);
+                        acc = acc.Fma(o10, w10);
+                        acc = acc.Fma(o11, w11);
+                        acc = acc.Fma(o12, w12);
+                        acc = acc.Fma(o13, w13);
+                        acc = acc.Fma(o14, w14);
+                        acc = acc.Fma(o15, w15);
+                        mx = mNew;
                     }
-                    for (; p < partitions; p += 1)
-                    {
-                        long q = row + p;
-                        acc = acc.Fma(partialOut[q * 16 + c], m.PartialMaxSum[q * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[q * 2] - mx));
-                    }
-                    var o = acc * sSum[h];
+                    var o = acc * (1f / sum);
                     long dst = ((long)token * 32 + firstHead) * 64 + f * 4;
                     output[dst] = o.X;
                     output[dst + 1] = o.Y;
@@ -1525,6 +1357,7 @@ public static partial class TinyLlama_1_1B
         var sSum = SharedMemory.Allocate<float>(1);      // [heads] partition sum of exp(s - max)
         var sBlock = SharedMemory.Allocate<int>(16);     // [blocks] the partition's physical blocks, read once
         var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
+        var sSlice = SharedMemory.Allocate<float>(16);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
         int firstBlock = k0 / 16;
@@ -1865,136 +1698,163 @@ public static partial class TinyLlama_1_1B
             {
                 long first = ((long)decode * 32 + firstHead) * m.PartitionSlots;   // partial (decode, firstHead, 0)
 
-                // M and L = Σ_p l_p·exp(m_p - M) of each head, a warp per head; sSum keeps 1 / L.
-                if (warp == 0)
-                {
-                    long row = first;
-                    float mx = float.NegativeInfinity;
-                    for (int p = lane; p < partitions; p += 32) mx = XMath.Max(mx, m.PartialMaxSum[(row + p) * 2]);
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 2));
-                    mx = XMath.Max(mx, Warp.ShuffleXor(mx, 1));
-                    float sum = 0f;
-                    for (int p = lane; p < partitions; p += 32) sum += m.PartialMaxSum[(row + p) * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[(row + p) * 2] - mx);
-                    sum += Warp.ShuffleXor(sum, 16);
-                    sum += Warp.ShuffleXor(sum, 8);
-                    sum += Warp.ShuffleXor(sum, 4);
-                    sum += Warp.ShuffleXor(sum, 2);
-                    sum += Warp.ShuffleXor(sum, 1);
-                    if (lane == 0)
-                    {
-                        sMax[0] = mx;
-                        sSum[0] = 1f / sum;
-                    }
-                }
-                Group.Barrier();
-
-                // Σ_p w_p·o_p, w_p = l_p·exp(m_p - M): thread = (slice i / 16 of 8, Float4 column i % 16 of the group's heads), 16 partitions' loads in flight.
+                // Thread = (slice i / 16 of 8, Float4 column i % 16 of the group's heads): online softmax over the
+                // slice's partitions p = slice + 8 * k, 16 partitions' (max, sum, output) loaded at once; past the last
+                // partition a batch reads partition 0 again with max -inf, i.e. weight 0.
                 {
                     int i = t + 0;
                     int f = i % 16;
                     int h = f / 16;
                     int c = f % 16;
                     long row = first + h * (long)m.PartitionSlots;
-                    float mx = sMax[h];
+                    float mx = float.NegativeInfinity, sum = 0f;
                     var acc = default(Float4);
-                    int p = i / 16;
-                    for (; p + 120 < partitions; p += 128)
+                    for (int p = i / 16; p < partitions; p += 128)
                     {
-                        long q0 = row + p + 0;
-                        float m0 = m.PartialMaxSum[q0 * 2];
+                        long q0 = row + (p < partitions ? p : 0);
+                        float m0 = p < partitions ? m.PartialMaxSum[q0 * 2] : float.NegativeInfinity;
                         float l0 = m.PartialMaxSum[q0 * 2 + 1];
                         var o0 = partialOut[q0 * 16 + c];
-                        long q1 = row + p + 8;
-                        float m1 = m.PartialMaxSum[q1 * 2];
+                        long q1 = row + (p + 8 < partitions ? p + 8 : 0);
+                        float m1 = p + 8 < partitions ? m.PartialMaxSum[q1 * 2] : float.NegativeInfinity;
                         float l1 = m.PartialMaxSum[q1 * 2 + 1];
                         var o1 = partialOut[q1 * 16 + c];
-                        long q2 = row + p + 16;
-                        float m2 = m.PartialMaxSum[q2 * 2];
+                        long q2 = row + (p + 16 < partitions ? p + 16 : 0);
+                        float m2 = p + 16 < partitions ? m.PartialMaxSum[q2 * 2] : float.NegativeInfinity;
                         float l2 = m.PartialMaxSum[q2 * 2 + 1];
                         var o2 = partialOut[q2 * 16 + c];
-                        long q3 = row + p + 24;
-                        float m3 = m.PartialMaxSum[q3 * 2];
+                        long q3 = row + (p + 24 < partitions ? p + 24 : 0);
+                        float m3 = p + 24 < partitions ? m.PartialMaxSum[q3 * 2] : float.NegativeInfinity;
                         float l3 = m.PartialMaxSum[q3 * 2 + 1];
                         var o3 = partialOut[q3 * 16 + c];
-                        long q4 = row + p + 32;
-                        float m4 = m.PartialMaxSum[q4 * 2];
+                        long q4 = row + (p + 32 < partitions ? p + 32 : 0);
+                        float m4 = p + 32 < partitions ? m.PartialMaxSum[q4 * 2] : float.NegativeInfinity;
                         float l4 = m.PartialMaxSum[q4 * 2 + 1];
                         var o4 = partialOut[q4 * 16 + c];
-                        long q5 = row + p + 40;
-                        float m5 = m.PartialMaxSum[q5 * 2];
+                        long q5 = row + (p + 40 < partitions ? p + 40 : 0);
+                        float m5 = p + 40 < partitions ? m.PartialMaxSum[q5 * 2] : float.NegativeInfinity;
                         float l5 = m.PartialMaxSum[q5 * 2 + 1];
                         var o5 = partialOut[q5 * 16 + c];
-                        long q6 = row + p + 48;
-                        float m6 = m.PartialMaxSum[q6 * 2];
+                        long q6 = row + (p + 48 < partitions ? p + 48 : 0);
+                        float m6 = p + 48 < partitions ? m.PartialMaxSum[q6 * 2] : float.NegativeInfinity;
                         float l6 = m.PartialMaxSum[q6 * 2 + 1];
                         var o6 = partialOut[q6 * 16 + c];
-                        long q7 = row + p + 56;
-                        float m7 = m.PartialMaxSum[q7 * 2];
+                        long q7 = row + (p + 56 < partitions ? p + 56 : 0);
+                        float m7 = p + 56 < partitions ? m.PartialMaxSum[q7 * 2] : float.NegativeInfinity;
                         float l7 = m.PartialMaxSum[q7 * 2 + 1];
                         var o7 = partialOut[q7 * 16 + c];
-                        long q8 = row + p + 64;
-                        float m8 = m.PartialMaxSum[q8 * 2];
+                        long q8 = row + (p + 64 < partitions ? p + 64 : 0);
+                        float m8 = p + 64 < partitions ? m.PartialMaxSum[q8 * 2] : float.NegativeInfinity;
                         float l8 = m.PartialMaxSum[q8 * 2 + 1];
                         var o8 = partialOut[q8 * 16 + c];
-                        long q9 = row + p + 72;
-                        float m9 = m.PartialMaxSum[q9 * 2];
+                        long q9 = row + (p + 72 < partitions ? p + 72 : 0);
+                        float m9 = p + 72 < partitions ? m.PartialMaxSum[q9 * 2] : float.NegativeInfinity;
                         float l9 = m.PartialMaxSum[q9 * 2 + 1];
                         var o9 = partialOut[q9 * 16 + c];
-                        long q10 = row + p + 80;
-                        float m10 = m.PartialMaxSum[q10 * 2];
+                        long q10 = row + (p + 80 < partitions ? p + 80 : 0);
+                        float m10 = p + 80 < partitions ? m.PartialMaxSum[q10 * 2] : float.NegativeInfinity;
                         float l10 = m.PartialMaxSum[q10 * 2 + 1];
                         var o10 = partialOut[q10 * 16 + c];
-                        long q11 = row + p + 88;
-                        float m11 = m.PartialMaxSum[q11 * 2];
+                        long q11 = row + (p + 88 < partitions ? p + 88 : 0);
+                        float m11 = p + 88 < partitions ? m.PartialMaxSum[q11 * 2] : float.NegativeInfinity;
                         float l11 = m.PartialMaxSum[q11 * 2 + 1];
                         var o11 = partialOut[q11 * 16 + c];
-                        long q12 = row + p + 96;
-                        float m12 = m.PartialMaxSum[q12 * 2];
+                        long q12 = row + (p + 96 < partitions ? p + 96 : 0);
+                        float m12 = p + 96 < partitions ? m.PartialMaxSum[q12 * 2] : float.NegativeInfinity;
                         float l12 = m.PartialMaxSum[q12 * 2 + 1];
                         var o12 = partialOut[q12 * 16 + c];
-                        long q13 = row + p + 104;
-                        float m13 = m.PartialMaxSum[q13 * 2];
+                        long q13 = row + (p + 104 < partitions ? p + 104 : 0);
+                        float m13 = p + 104 < partitions ? m.PartialMaxSum[q13 * 2] : float.NegativeInfinity;
                         float l13 = m.PartialMaxSum[q13 * 2 + 1];
                         var o13 = partialOut[q13 * 16 + c];
-                        long q14 = row + p + 112;
-                        float m14 = m.PartialMaxSum[q14 * 2];
+                        long q14 = row + (p + 112 < partitions ? p + 112 : 0);
+                        float m14 = p + 112 < partitions ? m.PartialMaxSum[q14 * 2] : float.NegativeInfinity;
                         float l14 = m.PartialMaxSum[q14 * 2 + 1];
                         var o14 = partialOut[q14 * 16 + c];
-                        long q15 = row + p + 120;
-                        float m15 = m.PartialMaxSum[q15 * 2];
+                        long q15 = row + (p + 120 < partitions ? p + 120 : 0);
+                        float m15 = p + 120 < partitions ? m.PartialMaxSum[q15 * 2] : float.NegativeInfinity;
                         float l15 = m.PartialMaxSum[q15 * 2 + 1];
                         var o15 = partialOut[q15 * 16 + c];
-                        acc = acc.Fma(o0, l0 * AttentionMath.ExpOrZero(m0 - mx));
-                        acc = acc.Fma(o1, l1 * AttentionMath.ExpOrZero(m1 - mx));
-                        acc = acc.Fma(o2, l2 * AttentionMath.ExpOrZero(m2 - mx));
-                        acc = acc.Fma(o3, l3 * AttentionMath.ExpOrZero(m3 - mx));
-                        acc = acc.Fma(o4, l4 * AttentionMath.ExpOrZero(m4 - mx));
-                        acc = acc.Fma(o5, l5 * AttentionMath.ExpOrZero(m5 - mx));
-                        acc = acc.Fma(o6, l6 * AttentionMath.ExpOrZero(m6 - mx));
-                        acc = acc.Fma(o7, l7 * AttentionMath.ExpOrZero(m7 - mx));
-                        acc = acc.Fma(o8, l8 * AttentionMath.ExpOrZero(m8 - mx));
-                        acc = acc.Fma(o9, l9 * AttentionMath.ExpOrZero(m9 - mx));
-                        acc = acc.Fma(o10, l10 * AttentionMath.ExpOrZero(m10 - mx));
-                        acc = acc.Fma(o11, l11 * AttentionMath.ExpOrZero(m11 - mx));
-                        acc = acc.Fma(o12, l12 * AttentionMath.ExpOrZero(m12 - mx));
-                        acc = acc.Fma(o13, l13 * AttentionMath.ExpOrZero(m13 - mx));
-                        acc = acc.Fma(o14, l14 * AttentionMath.ExpOrZero(m14 - mx));
-                        acc = acc.Fma(o15, l15 * AttentionMath.ExpOrZero(m15 - mx));
-                    }
-                    for (; p < partitions; p += 8)
-                    {
-                        long q = row + p;
-                        acc = acc.Fma(partialOut[q * 16 + c], m.PartialMaxSum[q * 2 + 1] * AttentionMath.ExpOrZero(m.PartialMaxSum[q * 2] - mx));
+                        if (t < 0) { sQ[0] = new Float4(m0, l0, m1, l1); sQ[1] = new Float4(m2, l2, m3, l3); sQ[2] = new Float4(m4, l4, m5, l5); sQ[3] = new Float4(m6, l6, m7, l7); sQ[4] = new Float4(m8, l8, m9, l9); sQ[5] = new Float4(m10, l10, m11, l11); sQ[6] = new Float4(m12, l12, m13, l13); sQ[7] = new Float4(m14, l14, m15, l15); } // step boundary (never taken): keeps the steps in order
+                        if (t < 0) { sQ[0] = o0; sQ[1] = o1; sQ[2] = o2; sQ[3] = o3; sQ[4] = o4; sQ[5] = o5; sQ[6] = o6; sQ[7] = o7; sQ[8] = o8; sQ[9] = o9; sQ[10] = o10; sQ[11] = o11; sQ[12] = o12; sQ[13] = o13; sQ[14] = o14; sQ[15] = o15; } // step boundary (never taken): keeps the steps in order
+                        float mNew = XMath.Max(mx, XMath.Max(XMath.Max(XMath.Max(XMath.Max(m0, m1), XMath.Max(m2, m3)), XMath.Max(XMath.Max(m4, m5), XMath.Max(m6, m7))), XMath.Max(XMath.Max(XMath.Max(m8, m9), XMath.Max(m10, m11)), XMath.Max(XMath.Max(m12, m13), XMath.Max(m14, m15)))));
+                        float alpha = AttentionMath.ExpOrZero(mx - mNew);   // 0 on the first batch (mx = -inf, mNew finite)
+                        float w0 = l0 * AttentionMath.ExpOrZero(m0 - mNew);
+                        float w1 = l1 * AttentionMath.ExpOrZero(m1 - mNew);
+                        float w2 = l2 * AttentionMath.ExpOrZero(m2 - mNew);
+                        float w3 = l3 * AttentionMath.ExpOrZero(m3 - mNew);
+                        float w4 = l4 * AttentionMath.ExpOrZero(m4 - mNew);
+                        float w5 = l5 * AttentionMath.ExpOrZero(m5 - mNew);
+                        float w6 = l6 * AttentionMath.ExpOrZero(m6 - mNew);
+                        float w7 = l7 * AttentionMath.ExpOrZero(m7 - mNew);
+                        float w8 = l8 * AttentionMath.ExpOrZero(m8 - mNew);
+                        float w9 = l9 * AttentionMath.ExpOrZero(m9 - mNew);
+                        float w10 = l10 * AttentionMath.ExpOrZero(m10 - mNew);
+                        float w11 = l11 * AttentionMath.ExpOrZero(m11 - mNew);
+                        float w12 = l12 * AttentionMath.ExpOrZero(m12 - mNew);
+                        float w13 = l13 * AttentionMath.ExpOrZero(m13 - mNew);
+                        float w14 = l14 * AttentionMath.ExpOrZero(m14 - mNew);
+                        float w15 = l15 * AttentionMath.ExpOrZero(m15 - mNew);
+                        sum = sum * alpha + ((((w0 + w1) + (w2 + w3)) + ((w4 + w5) + (w6 + w7))) + (((w8 + w9) + (w10 + w11)) + ((w12 + w13) + (w14 + w15))));
+                        acc = acc * alpha;
+                        acc = acc.Fma(o0, w0);
+                        acc = acc.Fma(o1, w1);
+                        acc = acc.Fma(o2, w2);
+                        acc = acc.Fma(o3, w3);
+                        acc = acc.Fma(o4, w4);
+                        acc = acc.Fma(o5, w5);
+                        acc = acc.Fma(o6, w6);
+                        acc = acc.Fma(o7, w7);
+                        acc = acc.Fma(o8, w8);
+                        acc = acc.Fma(o9, w9);
+                        acc = acc.Fma(o10, w10);
+                        acc = acc.Fma(o11, w11);
+                        acc = acc.Fma(o12, w12);
+                        acc = acc.Fma(o13, w13);
+                        acc = acc.Fma(o14, w14);
+                        acc = acc.Fma(o15, w15);
+                        mx = mNew;
                     }
                     sRed[i] = acc;
+                    if (c == 0)
+                    {
+                        sSlice[(i / 16 * 1 + h) * 2] = mx;
+                        sSlice[(i / 16 * 1 + h) * 2 + 1] = sum;
+                    }
                 }
                 Group.Barrier();
+                // Merge the slices: M = max_s M_s, out = Σ_s acc_s·exp(M_s - M) / Σ_s L_s·exp(M_s - M).
                 if (t < 16)
                 {
-                    var o = (((sRed[0 + t] + sRed[16 + t]) + (sRed[32 + t] + sRed[48 + t])) + ((sRed[64 + t] + sRed[80 + t]) + (sRed[96 + t] + sRed[112 + t]))) * sSum[t / 16];
+                    int h = t / 16;
+                    float mx = XMath.Max(XMath.Max(XMath.Max(sSlice[0 + h * 2], sSlice[2 + h * 2]), XMath.Max(sSlice[4 + h * 2], sSlice[6 + h * 2])), XMath.Max(XMath.Max(sSlice[8 + h * 2], sSlice[10 + h * 2]), XMath.Max(sSlice[12 + h * 2], sSlice[14 + h * 2])));
+                    float sum = 0f;
+                    var acc = default(Float4);
+                    float w0 = AttentionMath.ExpOrZero(sSlice[0 + h * 2] - mx);   // 0 for a slice without partitions
+                    sum += sSlice[0 + h * 2 + 1] * w0;
+                    acc = acc.Fma(sRed[0 + t], w0);
+                    float w1 = AttentionMath.ExpOrZero(sSlice[2 + h * 2] - mx);   // 0 for a slice without partitions
+                    sum += sSlice[2 + h * 2 + 1] * w1;
+                    acc = acc.Fma(sRed[16 + t], w1);
+                    float w2 = AttentionMath.ExpOrZero(sSlice[4 + h * 2] - mx);   // 0 for a slice without partitions
+                    sum += sSlice[4 + h * 2 + 1] * w2;
+                    acc = acc.Fma(sRed[32 + t], w2);
+                    float w3 = AttentionMath.ExpOrZero(sSlice[6 + h * 2] - mx);   // 0 for a slice without partitions
+                    sum += sSlice[6 + h * 2 + 1] * w3;
+                    acc = acc.Fma(sRed[48 + t], w3);
+                    float w4 = AttentionMath.ExpOrZero(sSlice[8 + h * 2] - mx);   // 0 for a slice without partitions
+                    sum += sSlice[8 + h * 2 + 1] * w4;
+                    acc = acc.Fma(sRed[64 + t], w4);
+                    float w5 = AttentionMath.ExpOrZero(sSlice[10 + h * 2] - mx);   // 0 for a slice without partitions
+                    sum += sSlice[10 + h * 2 + 1] * w5;
+                    acc = acc.Fma(sRed[80 + t], w5);
+                    float w6 = AttentionMath.ExpOrZero(sSlice[12 + h * 2] - mx);   // 0 for a slice without partitions
+                    sum += sSlice[12 + h * 2 + 1] * w6;
+                    acc = acc.Fma(sRed[96 + t], w6);
+                    float w7 = AttentionMath.ExpOrZero(sSlice[14 + h * 2] - mx);   // 0 for a slice without partitions
+                    sum += sSlice[14 + h * 2 + 1] * w7;
+                    acc = acc.Fma(sRed[112 + t], w7);
+                    var o = acc * (1f / sum);
                     long dst = ((long)token * 32 + firstHead) * 64 + t * 4;
                     output[dst] = o.X;
                     output[dst + 1] = o.Y;
