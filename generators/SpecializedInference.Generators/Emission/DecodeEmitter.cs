@@ -38,15 +38,29 @@ internal static class DecodeEmitter
     }
 
     /// <summary>Loads the V rows of this thread's P·V keys <paramref name="from"/>..<paramref name="to"/> - 1 into
-    /// <c>vr{r}</c>; a key past the context loads the last valid row instead (its probability is 0).</summary>
+    /// <c>vr{r}</c>. Keys past the context are loaded from where they would be (the plan's block list repeats the
+    /// sequence's last block, so the address is valid) and masked to zero where they are used: no clamp on the
+    /// path to the loads.</summary>
     private static void EmitValueLoads(SourceWriter w, AttentionLayout L, int from, int to, bool declare)
     {
         for (int r = from; r < to; r++)
-        {
-            string j = r == 0 ? "slot" : $"slot + {Int(r * L.KeySlots)}";
-            w.Line($"int vk{r} = k0 + ({j} < numKeys ? {j} : numKeys - 1);");
-            w.Line($"{(declare ? "var " : "")}vr{r} = default(TCodec).LoadRaw8(valueCache, {Row(L, $"vk{r}")} + unit * 8);");
-        }
+            w.Line($"{(declare ? "var " : "")}vr{r} = default(TCodec).LoadRaw8(valueCache, {ValueRow(L, r)});");
+    }
+
+    /// <summary>Whether a thread's P·V key r lies in partition block r·KS / BS at row slot + r·KS % BS: blocks
+    /// tile partitions and key slots tile blocks. Then the V addresses are one shared block id and constants.</summary>
+    private static bool SlotsTileBlocks(AttentionLayout L) => L.Partition % L.BlockSize == 0 && L.BlockSize % L.KeySlots == 0;
+
+    /// <summary>Element offset of this thread's V chunk for its P·V key r (partition key slot + r·KS, at most
+    /// P - 1 so the block stays in the partition's list).</summary>
+    private static string ValueRow(AttentionLayout L, int r)
+    {
+        int KS = L.KeySlots, P = L.Partition;
+        if (SlotsTileBlocks(L))
+            return $"(long)sBlock[{Int(r * KS / L.BlockSize)}] * {Int(L.KvHeads * L.BlockSize * L.HeadDim)} + vThread{(r * KS % L.BlockSize == 0 ? "" : $" + {Int(r * KS % L.BlockSize * L.HeadDim)}")}";
+        string j = r == 0 ? "slot" : $"slot + {Int(r * KS)}";
+        if (r * KS + KS - 1 >= P) j = $"({j} < {Int(P)} ? {j} : {Int(P - 1)})";
+        return $"{Row(L, $"k0 + {j}")} + unit * 8";
     }
 
     /// <summary>Physical blocks a partition can touch: P / block_size when blocks tile partitions, else two more
@@ -57,7 +71,10 @@ internal static class DecodeEmitter
 
     /// <summary>Element offset of <paramref name="key"/>'s row [block, kv_head, slot, :], the block from shared memory.</summary>
     private static string Row(AttentionLayout L, string key)
-        => $"(((long)sBlock[{key} / {Int(L.BlockSize)} - firstBlock] * {Int(L.KvHeads)} + kvHead) * {Int(L.BlockSize)} + {key} % {Int(L.BlockSize)}) * {Int(L.HeadDim)}";
+    {
+        if (!System.Text.RegularExpressions.Regex.IsMatch(key, @"^\w+$")) key = $"({key})";
+        return $"(((long)sBlock[{key} / {Int(L.BlockSize)} - firstBlock] * {Int(L.KvHeads)} + kvHead) * {Int(L.BlockSize)} + {key} % {Int(L.BlockSize)}) * {Int(L.HeadDim)}";
+    }
 
     /// <summary>Key slots' partial outputs summed per step of the final reduction.</summary>
     private const int SlotsPerSum = 8;
@@ -158,19 +175,23 @@ internal static class DecodeEmitter
             w.Line($"// This thread's share of P·V: keys slot + {KS} * r (r < {R}) of the partition, 8 dims at unit.");
             w.Line($"int slot = t / {Int(U)};");
             w.Line($"int unit = t % {Int(U)};");
+            if (SlotsTileBlocks(L))
+                w.Line($"long vThread = ((long)kvHead * {Int(L.BlockSize)} + slot) * {Int(D)} + unit * 8;   // this thread's V chunk in a block, before the block");
             if (VP > 0)
                 w.Line($"RawChunk8 {string.Join(", ", Enumerable.Range(0, VP).Select(r => $"vr{r}"))};   // V of its first {VP} keys, loaded with the K rows");
             w.Line();
 
             w.Line($"// Scores: one key per thread (keys t + {T} * i), the whole K row in 16-byte loads, every head from the same load.");
-            w.Line("// A key past the context loads the partition's last valid row (no branch around the loads) and scores -inf.");
+            w.Line("// A key past the context reads a row of a valid block all the same (no branch around the loads) and scores -inf.");
             for (int i = 0; i * T < P; i++)
             {
                 using (w.Scope())
                 {
                     w.Line($"int j = t + {Int(T * i)};");
                     w.Line("bool valid = j < numKeys;");
-                    w.Line("int key = k0 + (valid ? j : numKeys - 1);");
+                    // Unclamped: a key past the context reads a row of a valid block (the plan repeats the last one)
+                    // and its score is masked; only a key past the partition is held at its last key.
+                    w.Line(T * (i + 1) > P ? $"int key = k0 + (j < {Int(P)} ? j : {Int(P - 1)});" : "int key = k0 + j;");
                     w.Line($"long row = {Row(L, "key")};");
                     for (int h = 0; h < HG; h++) w.Line($"float s{h} = 0f;");
                     // Raw loads in batches of KeyLoadsInFlight units (4 registers each for f16): all in flight, then decoded and used.
@@ -268,7 +289,8 @@ internal static class DecodeEmitter
                 }
                 for (int r = batches[b].From; r < batches[b].To; r++)
                 {
-                    w.Line($"var v{r} = default(TCodec).Decode8(vr{r});");
+                    string inContext = r == 0 ? "slot < numKeys" : $"slot + {Int(r * KS)} < numKeys";
+                    w.Line($"var v{r} = default(TCodec).Decode8(vr{r}.Masked({inContext}));   // past the context: 0, not whatever the row holds");
                     bool pastPartition = r * KS + KS - 1 >= P;     // some slots' key r lies past the partition
                     for (int h = 0; h < HG; h++)
                     {

@@ -58,6 +58,18 @@ public struct Float8
 public struct RawChunk8
 {
     public Chunk16 A, B;
+
+    /// <summary>This chunk where <paramref name="keep"/>, else zero bits (0.0 in either dtype): masks a row read
+    /// past the context with bitwise ands, no branch (a conditional struct became hundreds of moves in ILGPU's PTX).</summary>
+    public readonly RawChunk8 Masked(bool keep)
+    {
+        uint m = keep ? uint.MaxValue : 0u;
+        return new RawChunk8
+        {
+            A = new Chunk16 { X = A.X & m, Y = A.Y & m, Z = A.Z & m, W = A.W & m },
+            B = new Chunk16 { X = B.X & m, Y = B.Y & m, Z = B.Z & m, W = B.W & m },
+        };
+    }
 }
 
 /// <summary>

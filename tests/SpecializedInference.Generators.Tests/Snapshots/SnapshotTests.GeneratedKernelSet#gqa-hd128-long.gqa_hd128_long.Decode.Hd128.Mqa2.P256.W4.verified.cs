@@ -69,14 +69,15 @@ public static partial class gqa_hd128_long
         // This thread's share of P·V: keys slot + 8 * r (r < 32) of the partition, 8 dims at unit.
         int slot = t / 16;
         int unit = t % 16;
+        long vThread = ((long)kvHead * 16 + slot) * 128 + unit * 8;   // this thread's V chunk in a block, before the block
         RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7, vr8, vr9, vr10, vr11, vr12, vr13, vr14, vr15;   // V of its first 16 keys, loaded with the K rows
 
         // Scores: one key per thread (keys t + 128 * i), the whole K row in 16-byte loads, every head from the same load.
-        // A key past the context loads the partition's last valid row (no branch around the loads) and scores -inf.
+        // A key past the context reads a row of a valid block all the same (no branch around the loads) and scores -inf.
         {
             int j = t + 0;
             bool valid = j < numKeys;
-            int key = k0 + (valid ? j : numKeys - 1);
+            int key = k0 + j;
             long row = (((long)sBlock[key / 16 - firstBlock] * 1 + kvHead) * 16 + key % 16) * 128;
             float s0 = 0f;
             float s1 = 0f;
@@ -98,38 +99,22 @@ public static partial class gqa_hd128_long
             var kr15 = default(TCodec).LoadRaw8(keyCache, row + 120);
             // Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory
             // round trip (K and V in flight together) instead of two (V only after the softmax).
-            int vk0 = k0 + (slot < numKeys ? slot : numKeys - 1);
-            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk0 / 16 - firstBlock] * 1 + kvHead) * 16 + vk0 % 16) * 128 + unit * 8);
-            int vk1 = k0 + (slot + 8 < numKeys ? slot + 8 : numKeys - 1);
-            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk1 / 16 - firstBlock] * 1 + kvHead) * 16 + vk1 % 16) * 128 + unit * 8);
-            int vk2 = k0 + (slot + 16 < numKeys ? slot + 16 : numKeys - 1);
-            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk2 / 16 - firstBlock] * 1 + kvHead) * 16 + vk2 % 16) * 128 + unit * 8);
-            int vk3 = k0 + (slot + 24 < numKeys ? slot + 24 : numKeys - 1);
-            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk3 / 16 - firstBlock] * 1 + kvHead) * 16 + vk3 % 16) * 128 + unit * 8);
-            int vk4 = k0 + (slot + 32 < numKeys ? slot + 32 : numKeys - 1);
-            vr4 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk4 / 16 - firstBlock] * 1 + kvHead) * 16 + vk4 % 16) * 128 + unit * 8);
-            int vk5 = k0 + (slot + 40 < numKeys ? slot + 40 : numKeys - 1);
-            vr5 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk5 / 16 - firstBlock] * 1 + kvHead) * 16 + vk5 % 16) * 128 + unit * 8);
-            int vk6 = k0 + (slot + 48 < numKeys ? slot + 48 : numKeys - 1);
-            vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk6 / 16 - firstBlock] * 1 + kvHead) * 16 + vk6 % 16) * 128 + unit * 8);
-            int vk7 = k0 + (slot + 56 < numKeys ? slot + 56 : numKeys - 1);
-            vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk7 / 16 - firstBlock] * 1 + kvHead) * 16 + vk7 % 16) * 128 + unit * 8);
-            int vk8 = k0 + (slot + 64 < numKeys ? slot + 64 : numKeys - 1);
-            vr8 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk8 / 16 - firstBlock] * 1 + kvHead) * 16 + vk8 % 16) * 128 + unit * 8);
-            int vk9 = k0 + (slot + 72 < numKeys ? slot + 72 : numKeys - 1);
-            vr9 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk9 / 16 - firstBlock] * 1 + kvHead) * 16 + vk9 % 16) * 128 + unit * 8);
-            int vk10 = k0 + (slot + 80 < numKeys ? slot + 80 : numKeys - 1);
-            vr10 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk10 / 16 - firstBlock] * 1 + kvHead) * 16 + vk10 % 16) * 128 + unit * 8);
-            int vk11 = k0 + (slot + 88 < numKeys ? slot + 88 : numKeys - 1);
-            vr11 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk11 / 16 - firstBlock] * 1 + kvHead) * 16 + vk11 % 16) * 128 + unit * 8);
-            int vk12 = k0 + (slot + 96 < numKeys ? slot + 96 : numKeys - 1);
-            vr12 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk12 / 16 - firstBlock] * 1 + kvHead) * 16 + vk12 % 16) * 128 + unit * 8);
-            int vk13 = k0 + (slot + 104 < numKeys ? slot + 104 : numKeys - 1);
-            vr13 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk13 / 16 - firstBlock] * 1 + kvHead) * 16 + vk13 % 16) * 128 + unit * 8);
-            int vk14 = k0 + (slot + 112 < numKeys ? slot + 112 : numKeys - 1);
-            vr14 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk14 / 16 - firstBlock] * 1 + kvHead) * 16 + vk14 % 16) * 128 + unit * 8);
-            int vk15 = k0 + (slot + 120 < numKeys ? slot + 120 : numKeys - 1);
-            vr15 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk15 / 16 - firstBlock] * 1 + kvHead) * 16 + vk15 % 16) * 128 + unit * 8);
+            vr0 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[0] * 2048 + vThread);
+            vr1 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[0] * 2048 + vThread + 1024);
+            vr2 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[1] * 2048 + vThread);
+            vr3 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[1] * 2048 + vThread + 1024);
+            vr4 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[2] * 2048 + vThread);
+            vr5 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[2] * 2048 + vThread + 1024);
+            vr6 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[3] * 2048 + vThread);
+            vr7 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[3] * 2048 + vThread + 1024);
+            vr8 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[4] * 2048 + vThread);
+            vr9 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[4] * 2048 + vThread + 1024);
+            vr10 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[5] * 2048 + vThread);
+            vr11 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[5] * 2048 + vThread + 1024);
+            vr12 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[6] * 2048 + vThread);
+            vr13 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[6] * 2048 + vThread + 1024);
+            vr14 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[7] * 2048 + vThread);
+            vr15 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[7] * 2048 + vThread + 1024);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[8] = kr4.A; keep[9] = kr4.B; keep[10] = kr5.A; keep[11] = kr5.B; keep[12] = kr6.A; keep[13] = kr6.B; keep[14] = kr7.A; keep[15] = kr7.B; keep[16] = kr8.A; keep[17] = kr8.B; keep[18] = kr9.A; keep[19] = kr9.B; keep[20] = kr10.A; keep[21] = kr10.B; keep[22] = kr11.A; keep[23] = kr11.B; keep[24] = kr12.A; keep[25] = kr12.B; keep[26] = kr13.A; keep[27] = kr13.B; keep[28] = kr14.A; keep[29] = kr14.B; keep[30] = kr15.A; keep[31] = kr15.B; keep[32] = vr0.A; keep[33] = vr0.B; keep[34] = vr1.A; keep[35] = vr1.B; keep[36] = vr2.A; keep[37] = vr2.B; keep[38] = vr3.A; keep[39] = vr3.B; keep[40] = vr4.A; keep[41] = vr4.B; keep[42] = vr5.A; keep[43] = vr5.B; keep[44] = vr6.A; keep[45] = vr6.B; keep[46] = vr7.A; keep[47] = vr7.B; keep[48] = vr8.A; keep[49] = vr8.B; keep[50] = vr9.A; keep[51] = vr9.B; keep[52] = vr10.A; keep[53] = vr10.B; keep[54] = vr11.A; keep[55] = vr11.B; keep[56] = vr12.A; keep[57] = vr12.B; keep[58] = vr13.A; keep[59] = vr13.B; keep[60] = vr14.A; keep[61] = vr14.B; keep[62] = vr15.A; keep[63] = vr15.B; } // step boundary (never taken): the loads above stay in flight together
             // The queries, now that the K/V loads are out; every thread's before the scores read them.
             if (t < 64) sQ[t] = qv0;
@@ -204,7 +189,7 @@ public static partial class gqa_hd128_long
         {
             int j = t + 128;
             bool valid = j < numKeys;
-            int key = k0 + (valid ? j : numKeys - 1);
+            int key = k0 + j;
             long row = (((long)sBlock[key / 16 - firstBlock] * 1 + kvHead) * 16 + key % 16) * 128;
             float s0 = 0f;
             float s1 = 0f;
@@ -395,24 +380,16 @@ public static partial class gqa_hd128_long
         var lo1 = default(Float4);
         var hi1 = default(Float4);
         // V of keys 16..23 in flight while keys 0..15 are accumulated.
-        int vk16 = k0 + (slot + 128 < numKeys ? slot + 128 : numKeys - 1);
-        var vr16 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk16 / 16 - firstBlock] * 1 + kvHead) * 16 + vk16 % 16) * 128 + unit * 8);
-        int vk17 = k0 + (slot + 136 < numKeys ? slot + 136 : numKeys - 1);
-        var vr17 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk17 / 16 - firstBlock] * 1 + kvHead) * 16 + vk17 % 16) * 128 + unit * 8);
-        int vk18 = k0 + (slot + 144 < numKeys ? slot + 144 : numKeys - 1);
-        var vr18 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk18 / 16 - firstBlock] * 1 + kvHead) * 16 + vk18 % 16) * 128 + unit * 8);
-        int vk19 = k0 + (slot + 152 < numKeys ? slot + 152 : numKeys - 1);
-        var vr19 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk19 / 16 - firstBlock] * 1 + kvHead) * 16 + vk19 % 16) * 128 + unit * 8);
-        int vk20 = k0 + (slot + 160 < numKeys ? slot + 160 : numKeys - 1);
-        var vr20 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk20 / 16 - firstBlock] * 1 + kvHead) * 16 + vk20 % 16) * 128 + unit * 8);
-        int vk21 = k0 + (slot + 168 < numKeys ? slot + 168 : numKeys - 1);
-        var vr21 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk21 / 16 - firstBlock] * 1 + kvHead) * 16 + vk21 % 16) * 128 + unit * 8);
-        int vk22 = k0 + (slot + 176 < numKeys ? slot + 176 : numKeys - 1);
-        var vr22 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk22 / 16 - firstBlock] * 1 + kvHead) * 16 + vk22 % 16) * 128 + unit * 8);
-        int vk23 = k0 + (slot + 184 < numKeys ? slot + 184 : numKeys - 1);
-        var vr23 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk23 / 16 - firstBlock] * 1 + kvHead) * 16 + vk23 % 16) * 128 + unit * 8);
+        var vr16 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[8] * 2048 + vThread);
+        var vr17 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[8] * 2048 + vThread + 1024);
+        var vr18 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[9] * 2048 + vThread);
+        var vr19 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[9] * 2048 + vThread + 1024);
+        var vr20 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[10] * 2048 + vThread);
+        var vr21 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[10] * 2048 + vThread + 1024);
+        var vr22 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[11] * 2048 + vThread);
+        var vr23 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[11] * 2048 + vThread + 1024);
         if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = vr16.A; keep[1] = vr16.B; keep[2] = vr17.A; keep[3] = vr17.B; keep[4] = vr18.A; keep[5] = vr18.B; keep[6] = vr19.A; keep[7] = vr19.B; keep[8] = vr20.A; keep[9] = vr20.B; keep[10] = vr21.A; keep[11] = vr21.B; keep[12] = vr22.A; keep[13] = vr22.B; keep[14] = vr23.A; keep[15] = vr23.B; } // step boundary (never taken): the loads above stay in flight together
-        var v0 = default(TCodec).Decode8(vr0);
+        var v0 = default(TCodec).Decode8(vr0.Masked(slot < numKeys));   // past the context: 0, not whatever the row holds
         float p0h0 = sPSlot[0];
         lo0 = lo0.Fma(v0.Lo, p0h0);
         hi0 = hi0.Fma(v0.Hi, p0h0);
@@ -420,7 +397,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v0.Lo, p0h1);
         hi1 = hi1.Fma(v0.Hi, p0h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v1 = default(TCodec).Decode8(vr1);
+        var v1 = default(TCodec).Decode8(vr1.Masked(slot + 8 < numKeys));   // past the context: 0, not whatever the row holds
         float p1h0 = sPSlot[8];
         lo0 = lo0.Fma(v1.Lo, p1h0);
         hi0 = hi0.Fma(v1.Hi, p1h0);
@@ -428,7 +405,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v1.Lo, p1h1);
         hi1 = hi1.Fma(v1.Hi, p1h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v2 = default(TCodec).Decode8(vr2);
+        var v2 = default(TCodec).Decode8(vr2.Masked(slot + 16 < numKeys));   // past the context: 0, not whatever the row holds
         float p2h0 = sPSlot[16];
         lo0 = lo0.Fma(v2.Lo, p2h0);
         hi0 = hi0.Fma(v2.Hi, p2h0);
@@ -436,7 +413,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v2.Lo, p2h1);
         hi1 = hi1.Fma(v2.Hi, p2h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v3 = default(TCodec).Decode8(vr3);
+        var v3 = default(TCodec).Decode8(vr3.Masked(slot + 24 < numKeys));   // past the context: 0, not whatever the row holds
         float p3h0 = sPSlot[24];
         lo0 = lo0.Fma(v3.Lo, p3h0);
         hi0 = hi0.Fma(v3.Hi, p3h0);
@@ -444,7 +421,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v3.Lo, p3h1);
         hi1 = hi1.Fma(v3.Hi, p3h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v4 = default(TCodec).Decode8(vr4);
+        var v4 = default(TCodec).Decode8(vr4.Masked(slot + 32 < numKeys));   // past the context: 0, not whatever the row holds
         float p4h0 = sPSlot[32];
         lo0 = lo0.Fma(v4.Lo, p4h0);
         hi0 = hi0.Fma(v4.Hi, p4h0);
@@ -452,7 +429,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v4.Lo, p4h1);
         hi1 = hi1.Fma(v4.Hi, p4h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v5 = default(TCodec).Decode8(vr5);
+        var v5 = default(TCodec).Decode8(vr5.Masked(slot + 40 < numKeys));   // past the context: 0, not whatever the row holds
         float p5h0 = sPSlot[40];
         lo0 = lo0.Fma(v5.Lo, p5h0);
         hi0 = hi0.Fma(v5.Hi, p5h0);
@@ -460,7 +437,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v5.Lo, p5h1);
         hi1 = hi1.Fma(v5.Hi, p5h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v6 = default(TCodec).Decode8(vr6);
+        var v6 = default(TCodec).Decode8(vr6.Masked(slot + 48 < numKeys));   // past the context: 0, not whatever the row holds
         float p6h0 = sPSlot[48];
         lo0 = lo0.Fma(v6.Lo, p6h0);
         hi0 = hi0.Fma(v6.Hi, p6h0);
@@ -468,7 +445,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v6.Lo, p6h1);
         hi1 = hi1.Fma(v6.Hi, p6h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v7 = default(TCodec).Decode8(vr7);
+        var v7 = default(TCodec).Decode8(vr7.Masked(slot + 56 < numKeys));   // past the context: 0, not whatever the row holds
         float p7h0 = sPSlot[56];
         lo0 = lo0.Fma(v7.Lo, p7h0);
         hi0 = hi0.Fma(v7.Hi, p7h0);
@@ -476,7 +453,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v7.Lo, p7h1);
         hi1 = hi1.Fma(v7.Hi, p7h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v8 = default(TCodec).Decode8(vr8);
+        var v8 = default(TCodec).Decode8(vr8.Masked(slot + 64 < numKeys));   // past the context: 0, not whatever the row holds
         float p8h0 = sPSlot[64];
         lo0 = lo0.Fma(v8.Lo, p8h0);
         hi0 = hi0.Fma(v8.Hi, p8h0);
@@ -484,7 +461,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v8.Lo, p8h1);
         hi1 = hi1.Fma(v8.Hi, p8h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v9 = default(TCodec).Decode8(vr9);
+        var v9 = default(TCodec).Decode8(vr9.Masked(slot + 72 < numKeys));   // past the context: 0, not whatever the row holds
         float p9h0 = sPSlot[72];
         lo0 = lo0.Fma(v9.Lo, p9h0);
         hi0 = hi0.Fma(v9.Hi, p9h0);
@@ -492,7 +469,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v9.Lo, p9h1);
         hi1 = hi1.Fma(v9.Hi, p9h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v10 = default(TCodec).Decode8(vr10);
+        var v10 = default(TCodec).Decode8(vr10.Masked(slot + 80 < numKeys));   // past the context: 0, not whatever the row holds
         float p10h0 = sPSlot[80];
         lo0 = lo0.Fma(v10.Lo, p10h0);
         hi0 = hi0.Fma(v10.Hi, p10h0);
@@ -500,7 +477,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v10.Lo, p10h1);
         hi1 = hi1.Fma(v10.Hi, p10h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v11 = default(TCodec).Decode8(vr11);
+        var v11 = default(TCodec).Decode8(vr11.Masked(slot + 88 < numKeys));   // past the context: 0, not whatever the row holds
         float p11h0 = sPSlot[88];
         lo0 = lo0.Fma(v11.Lo, p11h0);
         hi0 = hi0.Fma(v11.Hi, p11h0);
@@ -508,7 +485,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v11.Lo, p11h1);
         hi1 = hi1.Fma(v11.Hi, p11h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v12 = default(TCodec).Decode8(vr12);
+        var v12 = default(TCodec).Decode8(vr12.Masked(slot + 96 < numKeys));   // past the context: 0, not whatever the row holds
         float p12h0 = sPSlot[96];
         lo0 = lo0.Fma(v12.Lo, p12h0);
         hi0 = hi0.Fma(v12.Hi, p12h0);
@@ -516,7 +493,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v12.Lo, p12h1);
         hi1 = hi1.Fma(v12.Hi, p12h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v13 = default(TCodec).Decode8(vr13);
+        var v13 = default(TCodec).Decode8(vr13.Masked(slot + 104 < numKeys));   // past the context: 0, not whatever the row holds
         float p13h0 = sPSlot[104];
         lo0 = lo0.Fma(v13.Lo, p13h0);
         hi0 = hi0.Fma(v13.Hi, p13h0);
@@ -524,7 +501,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v13.Lo, p13h1);
         hi1 = hi1.Fma(v13.Hi, p13h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v14 = default(TCodec).Decode8(vr14);
+        var v14 = default(TCodec).Decode8(vr14.Masked(slot + 112 < numKeys));   // past the context: 0, not whatever the row holds
         float p14h0 = sPSlot[112];
         lo0 = lo0.Fma(v14.Lo, p14h0);
         hi0 = hi0.Fma(v14.Hi, p14h0);
@@ -532,7 +509,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v14.Lo, p14h1);
         hi1 = hi1.Fma(v14.Hi, p14h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v15 = default(TCodec).Decode8(vr15);
+        var v15 = default(TCodec).Decode8(vr15.Masked(slot + 120 < numKeys));   // past the context: 0, not whatever the row holds
         float p15h0 = sPSlot[120];
         lo0 = lo0.Fma(v15.Lo, p15h0);
         hi0 = hi0.Fma(v15.Hi, p15h0);
@@ -541,24 +518,16 @@ public static partial class gqa_hd128_long
         hi1 = hi1.Fma(v15.Hi, p15h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
         // V of keys 24..31 in flight while keys 16..23 are accumulated.
-        int vk24 = k0 + (slot + 192 < numKeys ? slot + 192 : numKeys - 1);
-        var vr24 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk24 / 16 - firstBlock] * 1 + kvHead) * 16 + vk24 % 16) * 128 + unit * 8);
-        int vk25 = k0 + (slot + 200 < numKeys ? slot + 200 : numKeys - 1);
-        var vr25 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk25 / 16 - firstBlock] * 1 + kvHead) * 16 + vk25 % 16) * 128 + unit * 8);
-        int vk26 = k0 + (slot + 208 < numKeys ? slot + 208 : numKeys - 1);
-        var vr26 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk26 / 16 - firstBlock] * 1 + kvHead) * 16 + vk26 % 16) * 128 + unit * 8);
-        int vk27 = k0 + (slot + 216 < numKeys ? slot + 216 : numKeys - 1);
-        var vr27 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk27 / 16 - firstBlock] * 1 + kvHead) * 16 + vk27 % 16) * 128 + unit * 8);
-        int vk28 = k0 + (slot + 224 < numKeys ? slot + 224 : numKeys - 1);
-        var vr28 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk28 / 16 - firstBlock] * 1 + kvHead) * 16 + vk28 % 16) * 128 + unit * 8);
-        int vk29 = k0 + (slot + 232 < numKeys ? slot + 232 : numKeys - 1);
-        var vr29 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk29 / 16 - firstBlock] * 1 + kvHead) * 16 + vk29 % 16) * 128 + unit * 8);
-        int vk30 = k0 + (slot + 240 < numKeys ? slot + 240 : numKeys - 1);
-        var vr30 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk30 / 16 - firstBlock] * 1 + kvHead) * 16 + vk30 % 16) * 128 + unit * 8);
-        int vk31 = k0 + (slot + 248 < numKeys ? slot + 248 : numKeys - 1);
-        var vr31 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk31 / 16 - firstBlock] * 1 + kvHead) * 16 + vk31 % 16) * 128 + unit * 8);
+        var vr24 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[12] * 2048 + vThread);
+        var vr25 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[12] * 2048 + vThread + 1024);
+        var vr26 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[13] * 2048 + vThread);
+        var vr27 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[13] * 2048 + vThread + 1024);
+        var vr28 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[14] * 2048 + vThread);
+        var vr29 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[14] * 2048 + vThread + 1024);
+        var vr30 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[15] * 2048 + vThread);
+        var vr31 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[15] * 2048 + vThread + 1024);
         if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = vr24.A; keep[1] = vr24.B; keep[2] = vr25.A; keep[3] = vr25.B; keep[4] = vr26.A; keep[5] = vr26.B; keep[6] = vr27.A; keep[7] = vr27.B; keep[8] = vr28.A; keep[9] = vr28.B; keep[10] = vr29.A; keep[11] = vr29.B; keep[12] = vr30.A; keep[13] = vr30.B; keep[14] = vr31.A; keep[15] = vr31.B; } // step boundary (never taken): the loads above stay in flight together
-        var v16 = default(TCodec).Decode8(vr16);
+        var v16 = default(TCodec).Decode8(vr16.Masked(slot + 128 < numKeys));   // past the context: 0, not whatever the row holds
         float p16h0 = sPSlot[128];
         lo0 = lo0.Fma(v16.Lo, p16h0);
         hi0 = hi0.Fma(v16.Hi, p16h0);
@@ -566,7 +535,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v16.Lo, p16h1);
         hi1 = hi1.Fma(v16.Hi, p16h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v17 = default(TCodec).Decode8(vr17);
+        var v17 = default(TCodec).Decode8(vr17.Masked(slot + 136 < numKeys));   // past the context: 0, not whatever the row holds
         float p17h0 = sPSlot[136];
         lo0 = lo0.Fma(v17.Lo, p17h0);
         hi0 = hi0.Fma(v17.Hi, p17h0);
@@ -574,7 +543,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v17.Lo, p17h1);
         hi1 = hi1.Fma(v17.Hi, p17h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v18 = default(TCodec).Decode8(vr18);
+        var v18 = default(TCodec).Decode8(vr18.Masked(slot + 144 < numKeys));   // past the context: 0, not whatever the row holds
         float p18h0 = sPSlot[144];
         lo0 = lo0.Fma(v18.Lo, p18h0);
         hi0 = hi0.Fma(v18.Hi, p18h0);
@@ -582,7 +551,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v18.Lo, p18h1);
         hi1 = hi1.Fma(v18.Hi, p18h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v19 = default(TCodec).Decode8(vr19);
+        var v19 = default(TCodec).Decode8(vr19.Masked(slot + 152 < numKeys));   // past the context: 0, not whatever the row holds
         float p19h0 = sPSlot[152];
         lo0 = lo0.Fma(v19.Lo, p19h0);
         hi0 = hi0.Fma(v19.Hi, p19h0);
@@ -590,7 +559,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v19.Lo, p19h1);
         hi1 = hi1.Fma(v19.Hi, p19h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v20 = default(TCodec).Decode8(vr20);
+        var v20 = default(TCodec).Decode8(vr20.Masked(slot + 160 < numKeys));   // past the context: 0, not whatever the row holds
         float p20h0 = sPSlot[160];
         lo0 = lo0.Fma(v20.Lo, p20h0);
         hi0 = hi0.Fma(v20.Hi, p20h0);
@@ -598,7 +567,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v20.Lo, p20h1);
         hi1 = hi1.Fma(v20.Hi, p20h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v21 = default(TCodec).Decode8(vr21);
+        var v21 = default(TCodec).Decode8(vr21.Masked(slot + 168 < numKeys));   // past the context: 0, not whatever the row holds
         float p21h0 = sPSlot[168];
         lo0 = lo0.Fma(v21.Lo, p21h0);
         hi0 = hi0.Fma(v21.Hi, p21h0);
@@ -606,7 +575,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v21.Lo, p21h1);
         hi1 = hi1.Fma(v21.Hi, p21h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v22 = default(TCodec).Decode8(vr22);
+        var v22 = default(TCodec).Decode8(vr22.Masked(slot + 176 < numKeys));   // past the context: 0, not whatever the row holds
         float p22h0 = sPSlot[176];
         lo0 = lo0.Fma(v22.Lo, p22h0);
         hi0 = hi0.Fma(v22.Hi, p22h0);
@@ -614,7 +583,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v22.Lo, p22h1);
         hi1 = hi1.Fma(v22.Hi, p22h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v23 = default(TCodec).Decode8(vr23);
+        var v23 = default(TCodec).Decode8(vr23.Masked(slot + 184 < numKeys));   // past the context: 0, not whatever the row holds
         float p23h0 = sPSlot[184];
         lo0 = lo0.Fma(v23.Lo, p23h0);
         hi0 = hi0.Fma(v23.Hi, p23h0);
@@ -622,7 +591,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v23.Lo, p23h1);
         hi1 = hi1.Fma(v23.Hi, p23h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v24 = default(TCodec).Decode8(vr24);
+        var v24 = default(TCodec).Decode8(vr24.Masked(slot + 192 < numKeys));   // past the context: 0, not whatever the row holds
         float p24h0 = sPSlot[192];
         lo0 = lo0.Fma(v24.Lo, p24h0);
         hi0 = hi0.Fma(v24.Hi, p24h0);
@@ -630,7 +599,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v24.Lo, p24h1);
         hi1 = hi1.Fma(v24.Hi, p24h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v25 = default(TCodec).Decode8(vr25);
+        var v25 = default(TCodec).Decode8(vr25.Masked(slot + 200 < numKeys));   // past the context: 0, not whatever the row holds
         float p25h0 = sPSlot[200];
         lo0 = lo0.Fma(v25.Lo, p25h0);
         hi0 = hi0.Fma(v25.Hi, p25h0);
@@ -638,7 +607,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v25.Lo, p25h1);
         hi1 = hi1.Fma(v25.Hi, p25h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v26 = default(TCodec).Decode8(vr26);
+        var v26 = default(TCodec).Decode8(vr26.Masked(slot + 208 < numKeys));   // past the context: 0, not whatever the row holds
         float p26h0 = sPSlot[208];
         lo0 = lo0.Fma(v26.Lo, p26h0);
         hi0 = hi0.Fma(v26.Hi, p26h0);
@@ -646,7 +615,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v26.Lo, p26h1);
         hi1 = hi1.Fma(v26.Hi, p26h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v27 = default(TCodec).Decode8(vr27);
+        var v27 = default(TCodec).Decode8(vr27.Masked(slot + 216 < numKeys));   // past the context: 0, not whatever the row holds
         float p27h0 = sPSlot[216];
         lo0 = lo0.Fma(v27.Lo, p27h0);
         hi0 = hi0.Fma(v27.Hi, p27h0);
@@ -654,7 +623,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v27.Lo, p27h1);
         hi1 = hi1.Fma(v27.Hi, p27h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v28 = default(TCodec).Decode8(vr28);
+        var v28 = default(TCodec).Decode8(vr28.Masked(slot + 224 < numKeys));   // past the context: 0, not whatever the row holds
         float p28h0 = sPSlot[224];
         lo0 = lo0.Fma(v28.Lo, p28h0);
         hi0 = hi0.Fma(v28.Hi, p28h0);
@@ -662,7 +631,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v28.Lo, p28h1);
         hi1 = hi1.Fma(v28.Hi, p28h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v29 = default(TCodec).Decode8(vr29);
+        var v29 = default(TCodec).Decode8(vr29.Masked(slot + 232 < numKeys));   // past the context: 0, not whatever the row holds
         float p29h0 = sPSlot[232];
         lo0 = lo0.Fma(v29.Lo, p29h0);
         hi0 = hi0.Fma(v29.Hi, p29h0);
@@ -670,7 +639,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v29.Lo, p29h1);
         hi1 = hi1.Fma(v29.Hi, p29h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v30 = default(TCodec).Decode8(vr30);
+        var v30 = default(TCodec).Decode8(vr30.Masked(slot + 240 < numKeys));   // past the context: 0, not whatever the row holds
         float p30h0 = sPSlot[240];
         lo0 = lo0.Fma(v30.Lo, p30h0);
         hi0 = hi0.Fma(v30.Hi, p30h0);
@@ -678,7 +647,7 @@ public static partial class gqa_hd128_long
         lo1 = lo1.Fma(v30.Lo, p30h1);
         hi1 = hi1.Fma(v30.Hi, p30h1);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; } // step boundary (never taken): keeps the steps in order
-        var v31 = default(TCodec).Decode8(vr31);
+        var v31 = default(TCodec).Decode8(vr31.Masked(slot + 248 < numKeys));   // past the context: 0, not whatever the row holds
         float p31h0 = sPSlot[248];
         lo0 = lo0.Fma(v31.Lo, p31h0);
         hi0 = hi0.Fma(v31.Hi, p31h0);
@@ -954,14 +923,15 @@ public static partial class gqa_hd128_long
         // This thread's share of P·V: keys slot + 8 * r (r < 32) of the partition, 8 dims at unit.
         int slot = t / 16;
         int unit = t % 16;
+        long vThread = ((long)kvHead * 16 + slot) * 128 + unit * 8;   // this thread's V chunk in a block, before the block
         RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7, vr8, vr9, vr10, vr11, vr12, vr13, vr14, vr15;   // V of its first 16 keys, loaded with the K rows
 
         // Scores: one key per thread (keys t + 128 * i), the whole K row in 16-byte loads, every head from the same load.
-        // A key past the context loads the partition's last valid row (no branch around the loads) and scores -inf.
+        // A key past the context reads a row of a valid block all the same (no branch around the loads) and scores -inf.
         {
             int j = t + 0;
             bool valid = j < numKeys;
-            int key = k0 + (valid ? j : numKeys - 1);
+            int key = k0 + j;
             long row = (((long)sBlock[key / 16 - firstBlock] * 1 + kvHead) * 16 + key % 16) * 128;
             float s0 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
@@ -982,38 +952,22 @@ public static partial class gqa_hd128_long
             var kr15 = default(TCodec).LoadRaw8(keyCache, row + 120);
             // Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory
             // round trip (K and V in flight together) instead of two (V only after the softmax).
-            int vk0 = k0 + (slot < numKeys ? slot : numKeys - 1);
-            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk0 / 16 - firstBlock] * 1 + kvHead) * 16 + vk0 % 16) * 128 + unit * 8);
-            int vk1 = k0 + (slot + 8 < numKeys ? slot + 8 : numKeys - 1);
-            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk1 / 16 - firstBlock] * 1 + kvHead) * 16 + vk1 % 16) * 128 + unit * 8);
-            int vk2 = k0 + (slot + 16 < numKeys ? slot + 16 : numKeys - 1);
-            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk2 / 16 - firstBlock] * 1 + kvHead) * 16 + vk2 % 16) * 128 + unit * 8);
-            int vk3 = k0 + (slot + 24 < numKeys ? slot + 24 : numKeys - 1);
-            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk3 / 16 - firstBlock] * 1 + kvHead) * 16 + vk3 % 16) * 128 + unit * 8);
-            int vk4 = k0 + (slot + 32 < numKeys ? slot + 32 : numKeys - 1);
-            vr4 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk4 / 16 - firstBlock] * 1 + kvHead) * 16 + vk4 % 16) * 128 + unit * 8);
-            int vk5 = k0 + (slot + 40 < numKeys ? slot + 40 : numKeys - 1);
-            vr5 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk5 / 16 - firstBlock] * 1 + kvHead) * 16 + vk5 % 16) * 128 + unit * 8);
-            int vk6 = k0 + (slot + 48 < numKeys ? slot + 48 : numKeys - 1);
-            vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk6 / 16 - firstBlock] * 1 + kvHead) * 16 + vk6 % 16) * 128 + unit * 8);
-            int vk7 = k0 + (slot + 56 < numKeys ? slot + 56 : numKeys - 1);
-            vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk7 / 16 - firstBlock] * 1 + kvHead) * 16 + vk7 % 16) * 128 + unit * 8);
-            int vk8 = k0 + (slot + 64 < numKeys ? slot + 64 : numKeys - 1);
-            vr8 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk8 / 16 - firstBlock] * 1 + kvHead) * 16 + vk8 % 16) * 128 + unit * 8);
-            int vk9 = k0 + (slot + 72 < numKeys ? slot + 72 : numKeys - 1);
-            vr9 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk9 / 16 - firstBlock] * 1 + kvHead) * 16 + vk9 % 16) * 128 + unit * 8);
-            int vk10 = k0 + (slot + 80 < numKeys ? slot + 80 : numKeys - 1);
-            vr10 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk10 / 16 - firstBlock] * 1 + kvHead) * 16 + vk10 % 16) * 128 + unit * 8);
-            int vk11 = k0 + (slot + 88 < numKeys ? slot + 88 : numKeys - 1);
-            vr11 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk11 / 16 - firstBlock] * 1 + kvHead) * 16 + vk11 % 16) * 128 + unit * 8);
-            int vk12 = k0 + (slot + 96 < numKeys ? slot + 96 : numKeys - 1);
-            vr12 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk12 / 16 - firstBlock] * 1 + kvHead) * 16 + vk12 % 16) * 128 + unit * 8);
-            int vk13 = k0 + (slot + 104 < numKeys ? slot + 104 : numKeys - 1);
-            vr13 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk13 / 16 - firstBlock] * 1 + kvHead) * 16 + vk13 % 16) * 128 + unit * 8);
-            int vk14 = k0 + (slot + 112 < numKeys ? slot + 112 : numKeys - 1);
-            vr14 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk14 / 16 - firstBlock] * 1 + kvHead) * 16 + vk14 % 16) * 128 + unit * 8);
-            int vk15 = k0 + (slot + 120 < numKeys ? slot + 120 : numKeys - 1);
-            vr15 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk15 / 16 - firstBlock] * 1 + kvHead) * 16 + vk15 % 16) * 128 + unit * 8);
+            vr0 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[0] * 2048 + vThread);
+            vr1 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[0] * 2048 + vThread + 1024);
+            vr2 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[1] * 2048 + vThread);
+            vr3 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[1] * 2048 + vThread + 1024);
+            vr4 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[2] * 2048 + vThread);
+            vr5 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[2] * 2048 + vThread + 1024);
+            vr6 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[3] * 2048 + vThread);
+            vr7 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[3] * 2048 + vThread + 1024);
+            vr8 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[4] * 2048 + vThread);
+            vr9 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[4] * 2048 + vThread + 1024);
+            vr10 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[5] * 2048 + vThread);
+            vr11 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[5] * 2048 + vThread + 1024);
+            vr12 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[6] * 2048 + vThread);
+            vr13 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[6] * 2048 + vThread + 1024);
+            vr14 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[7] * 2048 + vThread);
+            vr15 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[7] * 2048 + vThread + 1024);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[8] = kr4.A; keep[9] = kr4.B; keep[10] = kr5.A; keep[11] = kr5.B; keep[12] = kr6.A; keep[13] = kr6.B; keep[14] = kr7.A; keep[15] = kr7.B; keep[16] = kr8.A; keep[17] = kr8.B; keep[18] = kr9.A; keep[19] = kr9.B; keep[20] = kr10.A; keep[21] = kr10.B; keep[22] = kr11.A; keep[23] = kr11.B; keep[24] = kr12.A; keep[25] = kr12.B; keep[26] = kr13.A; keep[27] = kr13.B; keep[28] = kr14.A; keep[29] = kr14.B; keep[30] = kr15.A; keep[31] = kr15.B; keep[0] = vr0.A; keep[1] = vr0.B; keep[2] = vr1.A; keep[3] = vr1.B; keep[4] = vr2.A; keep[5] = vr2.B; keep[6] = vr3.A; keep[7] = vr3.B; keep[8] = vr4.A; keep[9] = vr4.B; keep[10] = vr5.A; keep[11] = vr5.B; keep[12] = vr6.A; keep[13] = vr6.B; keep[14] = vr7.A; keep[15] = vr7.B; keep[16] = vr8.A; keep[17] = vr8.B; keep[18] = vr9.A; keep[19] = vr9.B; keep[20] = vr10.A; keep[21] = vr10.B; keep[22] = vr11.A; keep[23] = vr11.B; keep[24] = vr12.A; keep[25] = vr12.B; keep[26] = vr13.A; keep[27] = vr13.B; keep[28] = vr14.A; keep[29] = vr14.B; keep[30] = vr15.A; keep[31] = vr15.B; } // step boundary (never taken): the loads above stay in flight together
             // The queries, now that the K/V loads are out; every thread's before the scores read them.
             if (t < 32) sQ[t] = qv0;
@@ -1071,7 +1025,7 @@ public static partial class gqa_hd128_long
         {
             int j = t + 128;
             bool valid = j < numKeys;
-            int key = k0 + (valid ? j : numKeys - 1);
+            int key = k0 + j;
             long row = (((long)sBlock[key / 16 - firstBlock] * 1 + kvHead) * 16 + key % 16) * 128;
             float s0 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
@@ -1198,197 +1152,181 @@ public static partial class gqa_hd128_long
         var lo0 = default(Float4);
         var hi0 = default(Float4);
         // V of keys 16..23 in flight while keys 0..15 are accumulated.
-        int vk16 = k0 + (slot + 128 < numKeys ? slot + 128 : numKeys - 1);
-        var vr16 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk16 / 16 - firstBlock] * 1 + kvHead) * 16 + vk16 % 16) * 128 + unit * 8);
-        int vk17 = k0 + (slot + 136 < numKeys ? slot + 136 : numKeys - 1);
-        var vr17 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk17 / 16 - firstBlock] * 1 + kvHead) * 16 + vk17 % 16) * 128 + unit * 8);
-        int vk18 = k0 + (slot + 144 < numKeys ? slot + 144 : numKeys - 1);
-        var vr18 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk18 / 16 - firstBlock] * 1 + kvHead) * 16 + vk18 % 16) * 128 + unit * 8);
-        int vk19 = k0 + (slot + 152 < numKeys ? slot + 152 : numKeys - 1);
-        var vr19 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk19 / 16 - firstBlock] * 1 + kvHead) * 16 + vk19 % 16) * 128 + unit * 8);
-        int vk20 = k0 + (slot + 160 < numKeys ? slot + 160 : numKeys - 1);
-        var vr20 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk20 / 16 - firstBlock] * 1 + kvHead) * 16 + vk20 % 16) * 128 + unit * 8);
-        int vk21 = k0 + (slot + 168 < numKeys ? slot + 168 : numKeys - 1);
-        var vr21 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk21 / 16 - firstBlock] * 1 + kvHead) * 16 + vk21 % 16) * 128 + unit * 8);
-        int vk22 = k0 + (slot + 176 < numKeys ? slot + 176 : numKeys - 1);
-        var vr22 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk22 / 16 - firstBlock] * 1 + kvHead) * 16 + vk22 % 16) * 128 + unit * 8);
-        int vk23 = k0 + (slot + 184 < numKeys ? slot + 184 : numKeys - 1);
-        var vr23 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk23 / 16 - firstBlock] * 1 + kvHead) * 16 + vk23 % 16) * 128 + unit * 8);
+        var vr16 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[8] * 2048 + vThread);
+        var vr17 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[8] * 2048 + vThread + 1024);
+        var vr18 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[9] * 2048 + vThread);
+        var vr19 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[9] * 2048 + vThread + 1024);
+        var vr20 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[10] * 2048 + vThread);
+        var vr21 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[10] * 2048 + vThread + 1024);
+        var vr22 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[11] * 2048 + vThread);
+        var vr23 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[11] * 2048 + vThread + 1024);
         if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = vr16.A; keep[1] = vr16.B; keep[2] = vr17.A; keep[3] = vr17.B; keep[4] = vr18.A; keep[5] = vr18.B; keep[6] = vr19.A; keep[7] = vr19.B; keep[8] = vr20.A; keep[9] = vr20.B; keep[10] = vr21.A; keep[11] = vr21.B; keep[12] = vr22.A; keep[13] = vr22.B; keep[14] = vr23.A; keep[15] = vr23.B; } // step boundary (never taken): the loads above stay in flight together
-        var v0 = default(TCodec).Decode8(vr0);
+        var v0 = default(TCodec).Decode8(vr0.Masked(slot < numKeys));   // past the context: 0, not whatever the row holds
         float p0h0 = sPSlot[0];
         lo0 = lo0.Fma(v0.Lo, p0h0);
         hi0 = hi0.Fma(v0.Hi, p0h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v1 = default(TCodec).Decode8(vr1);
+        var v1 = default(TCodec).Decode8(vr1.Masked(slot + 8 < numKeys));   // past the context: 0, not whatever the row holds
         float p1h0 = sPSlot[8];
         lo0 = lo0.Fma(v1.Lo, p1h0);
         hi0 = hi0.Fma(v1.Hi, p1h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v2 = default(TCodec).Decode8(vr2);
+        var v2 = default(TCodec).Decode8(vr2.Masked(slot + 16 < numKeys));   // past the context: 0, not whatever the row holds
         float p2h0 = sPSlot[16];
         lo0 = lo0.Fma(v2.Lo, p2h0);
         hi0 = hi0.Fma(v2.Hi, p2h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v3 = default(TCodec).Decode8(vr3);
+        var v3 = default(TCodec).Decode8(vr3.Masked(slot + 24 < numKeys));   // past the context: 0, not whatever the row holds
         float p3h0 = sPSlot[24];
         lo0 = lo0.Fma(v3.Lo, p3h0);
         hi0 = hi0.Fma(v3.Hi, p3h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v4 = default(TCodec).Decode8(vr4);
+        var v4 = default(TCodec).Decode8(vr4.Masked(slot + 32 < numKeys));   // past the context: 0, not whatever the row holds
         float p4h0 = sPSlot[32];
         lo0 = lo0.Fma(v4.Lo, p4h0);
         hi0 = hi0.Fma(v4.Hi, p4h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v5 = default(TCodec).Decode8(vr5);
+        var v5 = default(TCodec).Decode8(vr5.Masked(slot + 40 < numKeys));   // past the context: 0, not whatever the row holds
         float p5h0 = sPSlot[40];
         lo0 = lo0.Fma(v5.Lo, p5h0);
         hi0 = hi0.Fma(v5.Hi, p5h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v6 = default(TCodec).Decode8(vr6);
+        var v6 = default(TCodec).Decode8(vr6.Masked(slot + 48 < numKeys));   // past the context: 0, not whatever the row holds
         float p6h0 = sPSlot[48];
         lo0 = lo0.Fma(v6.Lo, p6h0);
         hi0 = hi0.Fma(v6.Hi, p6h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v7 = default(TCodec).Decode8(vr7);
+        var v7 = default(TCodec).Decode8(vr7.Masked(slot + 56 < numKeys));   // past the context: 0, not whatever the row holds
         float p7h0 = sPSlot[56];
         lo0 = lo0.Fma(v7.Lo, p7h0);
         hi0 = hi0.Fma(v7.Hi, p7h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v8 = default(TCodec).Decode8(vr8);
+        var v8 = default(TCodec).Decode8(vr8.Masked(slot + 64 < numKeys));   // past the context: 0, not whatever the row holds
         float p8h0 = sPSlot[64];
         lo0 = lo0.Fma(v8.Lo, p8h0);
         hi0 = hi0.Fma(v8.Hi, p8h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v9 = default(TCodec).Decode8(vr9);
+        var v9 = default(TCodec).Decode8(vr9.Masked(slot + 72 < numKeys));   // past the context: 0, not whatever the row holds
         float p9h0 = sPSlot[72];
         lo0 = lo0.Fma(v9.Lo, p9h0);
         hi0 = hi0.Fma(v9.Hi, p9h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v10 = default(TCodec).Decode8(vr10);
+        var v10 = default(TCodec).Decode8(vr10.Masked(slot + 80 < numKeys));   // past the context: 0, not whatever the row holds
         float p10h0 = sPSlot[80];
         lo0 = lo0.Fma(v10.Lo, p10h0);
         hi0 = hi0.Fma(v10.Hi, p10h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v11 = default(TCodec).Decode8(vr11);
+        var v11 = default(TCodec).Decode8(vr11.Masked(slot + 88 < numKeys));   // past the context: 0, not whatever the row holds
         float p11h0 = sPSlot[88];
         lo0 = lo0.Fma(v11.Lo, p11h0);
         hi0 = hi0.Fma(v11.Hi, p11h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v12 = default(TCodec).Decode8(vr12);
+        var v12 = default(TCodec).Decode8(vr12.Masked(slot + 96 < numKeys));   // past the context: 0, not whatever the row holds
         float p12h0 = sPSlot[96];
         lo0 = lo0.Fma(v12.Lo, p12h0);
         hi0 = hi0.Fma(v12.Hi, p12h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v13 = default(TCodec).Decode8(vr13);
+        var v13 = default(TCodec).Decode8(vr13.Masked(slot + 104 < numKeys));   // past the context: 0, not whatever the row holds
         float p13h0 = sPSlot[104];
         lo0 = lo0.Fma(v13.Lo, p13h0);
         hi0 = hi0.Fma(v13.Hi, p13h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v14 = default(TCodec).Decode8(vr14);
+        var v14 = default(TCodec).Decode8(vr14.Masked(slot + 112 < numKeys));   // past the context: 0, not whatever the row holds
         float p14h0 = sPSlot[112];
         lo0 = lo0.Fma(v14.Lo, p14h0);
         hi0 = hi0.Fma(v14.Hi, p14h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v15 = default(TCodec).Decode8(vr15);
+        var v15 = default(TCodec).Decode8(vr15.Masked(slot + 120 < numKeys));   // past the context: 0, not whatever the row holds
         float p15h0 = sPSlot[120];
         lo0 = lo0.Fma(v15.Lo, p15h0);
         hi0 = hi0.Fma(v15.Hi, p15h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         // V of keys 24..31 in flight while keys 16..23 are accumulated.
-        int vk24 = k0 + (slot + 192 < numKeys ? slot + 192 : numKeys - 1);
-        var vr24 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk24 / 16 - firstBlock] * 1 + kvHead) * 16 + vk24 % 16) * 128 + unit * 8);
-        int vk25 = k0 + (slot + 200 < numKeys ? slot + 200 : numKeys - 1);
-        var vr25 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk25 / 16 - firstBlock] * 1 + kvHead) * 16 + vk25 % 16) * 128 + unit * 8);
-        int vk26 = k0 + (slot + 208 < numKeys ? slot + 208 : numKeys - 1);
-        var vr26 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk26 / 16 - firstBlock] * 1 + kvHead) * 16 + vk26 % 16) * 128 + unit * 8);
-        int vk27 = k0 + (slot + 216 < numKeys ? slot + 216 : numKeys - 1);
-        var vr27 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk27 / 16 - firstBlock] * 1 + kvHead) * 16 + vk27 % 16) * 128 + unit * 8);
-        int vk28 = k0 + (slot + 224 < numKeys ? slot + 224 : numKeys - 1);
-        var vr28 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk28 / 16 - firstBlock] * 1 + kvHead) * 16 + vk28 % 16) * 128 + unit * 8);
-        int vk29 = k0 + (slot + 232 < numKeys ? slot + 232 : numKeys - 1);
-        var vr29 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk29 / 16 - firstBlock] * 1 + kvHead) * 16 + vk29 % 16) * 128 + unit * 8);
-        int vk30 = k0 + (slot + 240 < numKeys ? slot + 240 : numKeys - 1);
-        var vr30 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk30 / 16 - firstBlock] * 1 + kvHead) * 16 + vk30 % 16) * 128 + unit * 8);
-        int vk31 = k0 + (slot + 248 < numKeys ? slot + 248 : numKeys - 1);
-        var vr31 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk31 / 16 - firstBlock] * 1 + kvHead) * 16 + vk31 % 16) * 128 + unit * 8);
+        var vr24 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[12] * 2048 + vThread);
+        var vr25 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[12] * 2048 + vThread + 1024);
+        var vr26 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[13] * 2048 + vThread);
+        var vr27 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[13] * 2048 + vThread + 1024);
+        var vr28 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[14] * 2048 + vThread);
+        var vr29 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[14] * 2048 + vThread + 1024);
+        var vr30 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[15] * 2048 + vThread);
+        var vr31 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[15] * 2048 + vThread + 1024);
         if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = vr24.A; keep[1] = vr24.B; keep[2] = vr25.A; keep[3] = vr25.B; keep[4] = vr26.A; keep[5] = vr26.B; keep[6] = vr27.A; keep[7] = vr27.B; keep[8] = vr28.A; keep[9] = vr28.B; keep[10] = vr29.A; keep[11] = vr29.B; keep[12] = vr30.A; keep[13] = vr30.B; keep[14] = vr31.A; keep[15] = vr31.B; } // step boundary (never taken): the loads above stay in flight together
-        var v16 = default(TCodec).Decode8(vr16);
+        var v16 = default(TCodec).Decode8(vr16.Masked(slot + 128 < numKeys));   // past the context: 0, not whatever the row holds
         float p16h0 = sPSlot[128];
         lo0 = lo0.Fma(v16.Lo, p16h0);
         hi0 = hi0.Fma(v16.Hi, p16h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v17 = default(TCodec).Decode8(vr17);
+        var v17 = default(TCodec).Decode8(vr17.Masked(slot + 136 < numKeys));   // past the context: 0, not whatever the row holds
         float p17h0 = sPSlot[136];
         lo0 = lo0.Fma(v17.Lo, p17h0);
         hi0 = hi0.Fma(v17.Hi, p17h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v18 = default(TCodec).Decode8(vr18);
+        var v18 = default(TCodec).Decode8(vr18.Masked(slot + 144 < numKeys));   // past the context: 0, not whatever the row holds
         float p18h0 = sPSlot[144];
         lo0 = lo0.Fma(v18.Lo, p18h0);
         hi0 = hi0.Fma(v18.Hi, p18h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v19 = default(TCodec).Decode8(vr19);
+        var v19 = default(TCodec).Decode8(vr19.Masked(slot + 152 < numKeys));   // past the context: 0, not whatever the row holds
         float p19h0 = sPSlot[152];
         lo0 = lo0.Fma(v19.Lo, p19h0);
         hi0 = hi0.Fma(v19.Hi, p19h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v20 = default(TCodec).Decode8(vr20);
+        var v20 = default(TCodec).Decode8(vr20.Masked(slot + 160 < numKeys));   // past the context: 0, not whatever the row holds
         float p20h0 = sPSlot[160];
         lo0 = lo0.Fma(v20.Lo, p20h0);
         hi0 = hi0.Fma(v20.Hi, p20h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v21 = default(TCodec).Decode8(vr21);
+        var v21 = default(TCodec).Decode8(vr21.Masked(slot + 168 < numKeys));   // past the context: 0, not whatever the row holds
         float p21h0 = sPSlot[168];
         lo0 = lo0.Fma(v21.Lo, p21h0);
         hi0 = hi0.Fma(v21.Hi, p21h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v22 = default(TCodec).Decode8(vr22);
+        var v22 = default(TCodec).Decode8(vr22.Masked(slot + 176 < numKeys));   // past the context: 0, not whatever the row holds
         float p22h0 = sPSlot[176];
         lo0 = lo0.Fma(v22.Lo, p22h0);
         hi0 = hi0.Fma(v22.Hi, p22h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v23 = default(TCodec).Decode8(vr23);
+        var v23 = default(TCodec).Decode8(vr23.Masked(slot + 184 < numKeys));   // past the context: 0, not whatever the row holds
         float p23h0 = sPSlot[184];
         lo0 = lo0.Fma(v23.Lo, p23h0);
         hi0 = hi0.Fma(v23.Hi, p23h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v24 = default(TCodec).Decode8(vr24);
+        var v24 = default(TCodec).Decode8(vr24.Masked(slot + 192 < numKeys));   // past the context: 0, not whatever the row holds
         float p24h0 = sPSlot[192];
         lo0 = lo0.Fma(v24.Lo, p24h0);
         hi0 = hi0.Fma(v24.Hi, p24h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v25 = default(TCodec).Decode8(vr25);
+        var v25 = default(TCodec).Decode8(vr25.Masked(slot + 200 < numKeys));   // past the context: 0, not whatever the row holds
         float p25h0 = sPSlot[200];
         lo0 = lo0.Fma(v25.Lo, p25h0);
         hi0 = hi0.Fma(v25.Hi, p25h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v26 = default(TCodec).Decode8(vr26);
+        var v26 = default(TCodec).Decode8(vr26.Masked(slot + 208 < numKeys));   // past the context: 0, not whatever the row holds
         float p26h0 = sPSlot[208];
         lo0 = lo0.Fma(v26.Lo, p26h0);
         hi0 = hi0.Fma(v26.Hi, p26h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v27 = default(TCodec).Decode8(vr27);
+        var v27 = default(TCodec).Decode8(vr27.Masked(slot + 216 < numKeys));   // past the context: 0, not whatever the row holds
         float p27h0 = sPSlot[216];
         lo0 = lo0.Fma(v27.Lo, p27h0);
         hi0 = hi0.Fma(v27.Hi, p27h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v28 = default(TCodec).Decode8(vr28);
+        var v28 = default(TCodec).Decode8(vr28.Masked(slot + 224 < numKeys));   // past the context: 0, not whatever the row holds
         float p28h0 = sPSlot[224];
         lo0 = lo0.Fma(v28.Lo, p28h0);
         hi0 = hi0.Fma(v28.Hi, p28h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v29 = default(TCodec).Decode8(vr29);
+        var v29 = default(TCodec).Decode8(vr29.Masked(slot + 232 < numKeys));   // past the context: 0, not whatever the row holds
         float p29h0 = sPSlot[232];
         lo0 = lo0.Fma(v29.Lo, p29h0);
         hi0 = hi0.Fma(v29.Hi, p29h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v30 = default(TCodec).Decode8(vr30);
+        var v30 = default(TCodec).Decode8(vr30.Masked(slot + 240 < numKeys));   // past the context: 0, not whatever the row holds
         float p30h0 = sPSlot[240];
         lo0 = lo0.Fma(v30.Lo, p30h0);
         hi0 = hi0.Fma(v30.Hi, p30h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v31 = default(TCodec).Decode8(vr31);
+        var v31 = default(TCodec).Decode8(vr31.Masked(slot + 248 < numKeys));   // past the context: 0, not whatever the row holds
         float p31h0 = sPSlot[248];
         lo0 = lo0.Fma(v31.Lo, p31h0);
         hi0 = hi0.Fma(v31.Hi, p31h0);

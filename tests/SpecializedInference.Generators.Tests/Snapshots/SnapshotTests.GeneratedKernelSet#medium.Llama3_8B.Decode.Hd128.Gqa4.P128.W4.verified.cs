@@ -65,14 +65,15 @@ public static partial class Llama3_8B
         // This thread's share of P·V: keys slot + 8 * r (r < 16) of the partition, 8 dims at unit.
         int slot = t / 16;
         int unit = t % 16;
+        long vThread = ((long)kvHead * 16 + slot) * 128 + unit * 8;   // this thread's V chunk in a block, before the block
         RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7, vr8, vr9, vr10, vr11, vr12, vr13, vr14, vr15;   // V of its first 16 keys, loaded with the K rows
 
         // Scores: one key per thread (keys t + 128 * i), the whole K row in 16-byte loads, every head from the same load.
-        // A key past the context loads the partition's last valid row (no branch around the loads) and scores -inf.
+        // A key past the context reads a row of a valid block all the same (no branch around the loads) and scores -inf.
         {
             int j = t + 0;
             bool valid = j < numKeys;
-            int key = k0 + (valid ? j : numKeys - 1);
+            int key = k0 + j;
             long row = (((long)sBlock[key / 16 - firstBlock] * 8 + kvHead) * 16 + key % 16) * 128;
             float s0 = 0f;
             float s1 = 0f;
@@ -96,38 +97,22 @@ public static partial class Llama3_8B
             var kr15 = default(TCodec).LoadRaw8(keyCache, row + 120);
             // Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory
             // round trip (K and V in flight together) instead of two (V only after the softmax).
-            int vk0 = k0 + (slot < numKeys ? slot : numKeys - 1);
-            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk0 / 16 - firstBlock] * 8 + kvHead) * 16 + vk0 % 16) * 128 + unit * 8);
-            int vk1 = k0 + (slot + 8 < numKeys ? slot + 8 : numKeys - 1);
-            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk1 / 16 - firstBlock] * 8 + kvHead) * 16 + vk1 % 16) * 128 + unit * 8);
-            int vk2 = k0 + (slot + 16 < numKeys ? slot + 16 : numKeys - 1);
-            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk2 / 16 - firstBlock] * 8 + kvHead) * 16 + vk2 % 16) * 128 + unit * 8);
-            int vk3 = k0 + (slot + 24 < numKeys ? slot + 24 : numKeys - 1);
-            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk3 / 16 - firstBlock] * 8 + kvHead) * 16 + vk3 % 16) * 128 + unit * 8);
-            int vk4 = k0 + (slot + 32 < numKeys ? slot + 32 : numKeys - 1);
-            vr4 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk4 / 16 - firstBlock] * 8 + kvHead) * 16 + vk4 % 16) * 128 + unit * 8);
-            int vk5 = k0 + (slot + 40 < numKeys ? slot + 40 : numKeys - 1);
-            vr5 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk5 / 16 - firstBlock] * 8 + kvHead) * 16 + vk5 % 16) * 128 + unit * 8);
-            int vk6 = k0 + (slot + 48 < numKeys ? slot + 48 : numKeys - 1);
-            vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk6 / 16 - firstBlock] * 8 + kvHead) * 16 + vk6 % 16) * 128 + unit * 8);
-            int vk7 = k0 + (slot + 56 < numKeys ? slot + 56 : numKeys - 1);
-            vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk7 / 16 - firstBlock] * 8 + kvHead) * 16 + vk7 % 16) * 128 + unit * 8);
-            int vk8 = k0 + (slot + 64 < numKeys ? slot + 64 : numKeys - 1);
-            vr8 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk8 / 16 - firstBlock] * 8 + kvHead) * 16 + vk8 % 16) * 128 + unit * 8);
-            int vk9 = k0 + (slot + 72 < numKeys ? slot + 72 : numKeys - 1);
-            vr9 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk9 / 16 - firstBlock] * 8 + kvHead) * 16 + vk9 % 16) * 128 + unit * 8);
-            int vk10 = k0 + (slot + 80 < numKeys ? slot + 80 : numKeys - 1);
-            vr10 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk10 / 16 - firstBlock] * 8 + kvHead) * 16 + vk10 % 16) * 128 + unit * 8);
-            int vk11 = k0 + (slot + 88 < numKeys ? slot + 88 : numKeys - 1);
-            vr11 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk11 / 16 - firstBlock] * 8 + kvHead) * 16 + vk11 % 16) * 128 + unit * 8);
-            int vk12 = k0 + (slot + 96 < numKeys ? slot + 96 : numKeys - 1);
-            vr12 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk12 / 16 - firstBlock] * 8 + kvHead) * 16 + vk12 % 16) * 128 + unit * 8);
-            int vk13 = k0 + (slot + 104 < numKeys ? slot + 104 : numKeys - 1);
-            vr13 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk13 / 16 - firstBlock] * 8 + kvHead) * 16 + vk13 % 16) * 128 + unit * 8);
-            int vk14 = k0 + (slot + 112 < numKeys ? slot + 112 : numKeys - 1);
-            vr14 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk14 / 16 - firstBlock] * 8 + kvHead) * 16 + vk14 % 16) * 128 + unit * 8);
-            int vk15 = k0 + (slot + 120 < numKeys ? slot + 120 : numKeys - 1);
-            vr15 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk15 / 16 - firstBlock] * 8 + kvHead) * 16 + vk15 % 16) * 128 + unit * 8);
+            vr0 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[0] * 16384 + vThread);
+            vr1 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[0] * 16384 + vThread + 1024);
+            vr2 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[1] * 16384 + vThread);
+            vr3 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[1] * 16384 + vThread + 1024);
+            vr4 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[2] * 16384 + vThread);
+            vr5 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[2] * 16384 + vThread + 1024);
+            vr6 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[3] * 16384 + vThread);
+            vr7 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[3] * 16384 + vThread + 1024);
+            vr8 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[4] * 16384 + vThread);
+            vr9 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[4] * 16384 + vThread + 1024);
+            vr10 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[5] * 16384 + vThread);
+            vr11 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[5] * 16384 + vThread + 1024);
+            vr12 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[6] * 16384 + vThread);
+            vr13 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[6] * 16384 + vThread + 1024);
+            vr14 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[7] * 16384 + vThread);
+            vr15 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[7] * 16384 + vThread + 1024);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[8] = kr4.A; keep[9] = kr4.B; keep[10] = kr5.A; keep[11] = kr5.B; keep[12] = kr6.A; keep[13] = kr6.B; keep[14] = kr7.A; keep[15] = kr7.B; keep[16] = kr8.A; keep[17] = kr8.B; keep[18] = kr9.A; keep[19] = kr9.B; keep[20] = kr10.A; keep[21] = kr10.B; keep[22] = kr11.A; keep[23] = kr11.B; keep[24] = kr12.A; keep[25] = kr12.B; keep[26] = kr13.A; keep[27] = kr13.B; keep[28] = kr14.A; keep[29] = kr14.B; keep[30] = kr15.A; keep[31] = kr15.B; keep[32] = vr0.A; keep[33] = vr0.B; keep[34] = vr1.A; keep[35] = vr1.B; keep[36] = vr2.A; keep[37] = vr2.B; keep[38] = vr3.A; keep[39] = vr3.B; keep[40] = vr4.A; keep[41] = vr4.B; keep[42] = vr5.A; keep[43] = vr5.B; keep[44] = vr6.A; keep[45] = vr6.B; keep[46] = vr7.A; keep[47] = vr7.B; keep[48] = vr8.A; keep[49] = vr8.B; keep[50] = vr9.A; keep[51] = vr9.B; keep[52] = vr10.A; keep[53] = vr10.B; keep[54] = vr11.A; keep[55] = vr11.B; keep[56] = vr12.A; keep[57] = vr12.B; keep[58] = vr13.A; keep[59] = vr13.B; keep[60] = vr14.A; keep[61] = vr14.B; keep[62] = vr15.A; keep[63] = vr15.B; } // step boundary (never taken): the loads above stay in flight together
             // The queries, now that the K/V loads are out; every thread's before the scores read them.
             sQ[t] = qv0;
@@ -379,7 +364,7 @@ public static partial class Llama3_8B
         var hi2 = default(Float4);
         var lo3 = default(Float4);
         var hi3 = default(Float4);
-        var v0 = default(TCodec).Decode8(vr0);
+        var v0 = default(TCodec).Decode8(vr0.Masked(slot < numKeys));   // past the context: 0, not whatever the row holds
         float p0h0 = sPSlot[0];
         lo0 = lo0.Fma(v0.Lo, p0h0);
         hi0 = hi0.Fma(v0.Hi, p0h0);
@@ -393,7 +378,7 @@ public static partial class Llama3_8B
         lo3 = lo3.Fma(v0.Lo, p0h3);
         hi3 = hi3.Fma(v0.Hi, p0h3);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v1 = default(TCodec).Decode8(vr1);
+        var v1 = default(TCodec).Decode8(vr1.Masked(slot + 8 < numKeys));   // past the context: 0, not whatever the row holds
         float p1h0 = sPSlot[8];
         lo0 = lo0.Fma(v1.Lo, p1h0);
         hi0 = hi0.Fma(v1.Hi, p1h0);
@@ -407,7 +392,7 @@ public static partial class Llama3_8B
         lo3 = lo3.Fma(v1.Lo, p1h3);
         hi3 = hi3.Fma(v1.Hi, p1h3);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v2 = default(TCodec).Decode8(vr2);
+        var v2 = default(TCodec).Decode8(vr2.Masked(slot + 16 < numKeys));   // past the context: 0, not whatever the row holds
         float p2h0 = sPSlot[16];
         lo0 = lo0.Fma(v2.Lo, p2h0);
         hi0 = hi0.Fma(v2.Hi, p2h0);
@@ -421,7 +406,7 @@ public static partial class Llama3_8B
         lo3 = lo3.Fma(v2.Lo, p2h3);
         hi3 = hi3.Fma(v2.Hi, p2h3);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v3 = default(TCodec).Decode8(vr3);
+        var v3 = default(TCodec).Decode8(vr3.Masked(slot + 24 < numKeys));   // past the context: 0, not whatever the row holds
         float p3h0 = sPSlot[24];
         lo0 = lo0.Fma(v3.Lo, p3h0);
         hi0 = hi0.Fma(v3.Hi, p3h0);
@@ -435,7 +420,7 @@ public static partial class Llama3_8B
         lo3 = lo3.Fma(v3.Lo, p3h3);
         hi3 = hi3.Fma(v3.Hi, p3h3);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v4 = default(TCodec).Decode8(vr4);
+        var v4 = default(TCodec).Decode8(vr4.Masked(slot + 32 < numKeys));   // past the context: 0, not whatever the row holds
         float p4h0 = sPSlot[32];
         lo0 = lo0.Fma(v4.Lo, p4h0);
         hi0 = hi0.Fma(v4.Hi, p4h0);
@@ -449,7 +434,7 @@ public static partial class Llama3_8B
         lo3 = lo3.Fma(v4.Lo, p4h3);
         hi3 = hi3.Fma(v4.Hi, p4h3);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v5 = default(TCodec).Decode8(vr5);
+        var v5 = default(TCodec).Decode8(vr5.Masked(slot + 40 < numKeys));   // past the context: 0, not whatever the row holds
         float p5h0 = sPSlot[40];
         lo0 = lo0.Fma(v5.Lo, p5h0);
         hi0 = hi0.Fma(v5.Hi, p5h0);
@@ -463,7 +448,7 @@ public static partial class Llama3_8B
         lo3 = lo3.Fma(v5.Lo, p5h3);
         hi3 = hi3.Fma(v5.Hi, p5h3);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v6 = default(TCodec).Decode8(vr6);
+        var v6 = default(TCodec).Decode8(vr6.Masked(slot + 48 < numKeys));   // past the context: 0, not whatever the row holds
         float p6h0 = sPSlot[48];
         lo0 = lo0.Fma(v6.Lo, p6h0);
         hi0 = hi0.Fma(v6.Hi, p6h0);
@@ -477,7 +462,7 @@ public static partial class Llama3_8B
         lo3 = lo3.Fma(v6.Lo, p6h3);
         hi3 = hi3.Fma(v6.Hi, p6h3);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v7 = default(TCodec).Decode8(vr7);
+        var v7 = default(TCodec).Decode8(vr7.Masked(slot + 56 < numKeys));   // past the context: 0, not whatever the row holds
         float p7h0 = sPSlot[56];
         lo0 = lo0.Fma(v7.Lo, p7h0);
         hi0 = hi0.Fma(v7.Hi, p7h0);
@@ -491,7 +476,7 @@ public static partial class Llama3_8B
         lo3 = lo3.Fma(v7.Lo, p7h3);
         hi3 = hi3.Fma(v7.Hi, p7h3);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v8 = default(TCodec).Decode8(vr8);
+        var v8 = default(TCodec).Decode8(vr8.Masked(slot + 64 < numKeys));   // past the context: 0, not whatever the row holds
         float p8h0 = sPSlot[64];
         lo0 = lo0.Fma(v8.Lo, p8h0);
         hi0 = hi0.Fma(v8.Hi, p8h0);
@@ -505,7 +490,7 @@ public static partial class Llama3_8B
         lo3 = lo3.Fma(v8.Lo, p8h3);
         hi3 = hi3.Fma(v8.Hi, p8h3);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v9 = default(TCodec).Decode8(vr9);
+        var v9 = default(TCodec).Decode8(vr9.Masked(slot + 72 < numKeys));   // past the context: 0, not whatever the row holds
         float p9h0 = sPSlot[72];
         lo0 = lo0.Fma(v9.Lo, p9h0);
         hi0 = hi0.Fma(v9.Hi, p9h0);
@@ -519,7 +504,7 @@ public static partial class Llama3_8B
         lo3 = lo3.Fma(v9.Lo, p9h3);
         hi3 = hi3.Fma(v9.Hi, p9h3);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v10 = default(TCodec).Decode8(vr10);
+        var v10 = default(TCodec).Decode8(vr10.Masked(slot + 80 < numKeys));   // past the context: 0, not whatever the row holds
         float p10h0 = sPSlot[80];
         lo0 = lo0.Fma(v10.Lo, p10h0);
         hi0 = hi0.Fma(v10.Hi, p10h0);
@@ -533,7 +518,7 @@ public static partial class Llama3_8B
         lo3 = lo3.Fma(v10.Lo, p10h3);
         hi3 = hi3.Fma(v10.Hi, p10h3);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v11 = default(TCodec).Decode8(vr11);
+        var v11 = default(TCodec).Decode8(vr11.Masked(slot + 88 < numKeys));   // past the context: 0, not whatever the row holds
         float p11h0 = sPSlot[88];
         lo0 = lo0.Fma(v11.Lo, p11h0);
         hi0 = hi0.Fma(v11.Hi, p11h0);
@@ -547,7 +532,7 @@ public static partial class Llama3_8B
         lo3 = lo3.Fma(v11.Lo, p11h3);
         hi3 = hi3.Fma(v11.Hi, p11h3);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v12 = default(TCodec).Decode8(vr12);
+        var v12 = default(TCodec).Decode8(vr12.Masked(slot + 96 < numKeys));   // past the context: 0, not whatever the row holds
         float p12h0 = sPSlot[96];
         lo0 = lo0.Fma(v12.Lo, p12h0);
         hi0 = hi0.Fma(v12.Hi, p12h0);
@@ -561,7 +546,7 @@ public static partial class Llama3_8B
         lo3 = lo3.Fma(v12.Lo, p12h3);
         hi3 = hi3.Fma(v12.Hi, p12h3);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v13 = default(TCodec).Decode8(vr13);
+        var v13 = default(TCodec).Decode8(vr13.Masked(slot + 104 < numKeys));   // past the context: 0, not whatever the row holds
         float p13h0 = sPSlot[104];
         lo0 = lo0.Fma(v13.Lo, p13h0);
         hi0 = hi0.Fma(v13.Hi, p13h0);
@@ -575,7 +560,7 @@ public static partial class Llama3_8B
         lo3 = lo3.Fma(v13.Lo, p13h3);
         hi3 = hi3.Fma(v13.Hi, p13h3);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v14 = default(TCodec).Decode8(vr14);
+        var v14 = default(TCodec).Decode8(vr14.Masked(slot + 112 < numKeys));   // past the context: 0, not whatever the row holds
         float p14h0 = sPSlot[112];
         lo0 = lo0.Fma(v14.Lo, p14h0);
         hi0 = hi0.Fma(v14.Hi, p14h0);
@@ -589,7 +574,7 @@ public static partial class Llama3_8B
         lo3 = lo3.Fma(v14.Lo, p14h3);
         hi3 = hi3.Fma(v14.Hi, p14h3);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v15 = default(TCodec).Decode8(vr15);
+        var v15 = default(TCodec).Decode8(vr15.Masked(slot + 120 < numKeys));   // past the context: 0, not whatever the row holds
         float p15h0 = sPSlot[120];
         lo0 = lo0.Fma(v15.Lo, p15h0);
         hi0 = hi0.Fma(v15.Hi, p15h0);
@@ -851,14 +836,15 @@ public static partial class Llama3_8B
         // This thread's share of P·V: keys slot + 8 * r (r < 16) of the partition, 8 dims at unit.
         int slot = t / 16;
         int unit = t % 16;
+        long vThread = ((long)kvHead * 16 + slot) * 128 + unit * 8;   // this thread's V chunk in a block, before the block
         RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7, vr8, vr9, vr10, vr11, vr12, vr13, vr14, vr15;   // V of its first 16 keys, loaded with the K rows
 
         // Scores: one key per thread (keys t + 128 * i), the whole K row in 16-byte loads, every head from the same load.
-        // A key past the context loads the partition's last valid row (no branch around the loads) and scores -inf.
+        // A key past the context reads a row of a valid block all the same (no branch around the loads) and scores -inf.
         {
             int j = t + 0;
             bool valid = j < numKeys;
-            int key = k0 + (valid ? j : numKeys - 1);
+            int key = k0 + j;
             long row = (((long)sBlock[key / 16 - firstBlock] * 8 + kvHead) * 16 + key % 16) * 128;
             float s0 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
@@ -879,38 +865,22 @@ public static partial class Llama3_8B
             var kr15 = default(TCodec).LoadRaw8(keyCache, row + 120);
             // Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory
             // round trip (K and V in flight together) instead of two (V only after the softmax).
-            int vk0 = k0 + (slot < numKeys ? slot : numKeys - 1);
-            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk0 / 16 - firstBlock] * 8 + kvHead) * 16 + vk0 % 16) * 128 + unit * 8);
-            int vk1 = k0 + (slot + 8 < numKeys ? slot + 8 : numKeys - 1);
-            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk1 / 16 - firstBlock] * 8 + kvHead) * 16 + vk1 % 16) * 128 + unit * 8);
-            int vk2 = k0 + (slot + 16 < numKeys ? slot + 16 : numKeys - 1);
-            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk2 / 16 - firstBlock] * 8 + kvHead) * 16 + vk2 % 16) * 128 + unit * 8);
-            int vk3 = k0 + (slot + 24 < numKeys ? slot + 24 : numKeys - 1);
-            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk3 / 16 - firstBlock] * 8 + kvHead) * 16 + vk3 % 16) * 128 + unit * 8);
-            int vk4 = k0 + (slot + 32 < numKeys ? slot + 32 : numKeys - 1);
-            vr4 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk4 / 16 - firstBlock] * 8 + kvHead) * 16 + vk4 % 16) * 128 + unit * 8);
-            int vk5 = k0 + (slot + 40 < numKeys ? slot + 40 : numKeys - 1);
-            vr5 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk5 / 16 - firstBlock] * 8 + kvHead) * 16 + vk5 % 16) * 128 + unit * 8);
-            int vk6 = k0 + (slot + 48 < numKeys ? slot + 48 : numKeys - 1);
-            vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk6 / 16 - firstBlock] * 8 + kvHead) * 16 + vk6 % 16) * 128 + unit * 8);
-            int vk7 = k0 + (slot + 56 < numKeys ? slot + 56 : numKeys - 1);
-            vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk7 / 16 - firstBlock] * 8 + kvHead) * 16 + vk7 % 16) * 128 + unit * 8);
-            int vk8 = k0 + (slot + 64 < numKeys ? slot + 64 : numKeys - 1);
-            vr8 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk8 / 16 - firstBlock] * 8 + kvHead) * 16 + vk8 % 16) * 128 + unit * 8);
-            int vk9 = k0 + (slot + 72 < numKeys ? slot + 72 : numKeys - 1);
-            vr9 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk9 / 16 - firstBlock] * 8 + kvHead) * 16 + vk9 % 16) * 128 + unit * 8);
-            int vk10 = k0 + (slot + 80 < numKeys ? slot + 80 : numKeys - 1);
-            vr10 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk10 / 16 - firstBlock] * 8 + kvHead) * 16 + vk10 % 16) * 128 + unit * 8);
-            int vk11 = k0 + (slot + 88 < numKeys ? slot + 88 : numKeys - 1);
-            vr11 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk11 / 16 - firstBlock] * 8 + kvHead) * 16 + vk11 % 16) * 128 + unit * 8);
-            int vk12 = k0 + (slot + 96 < numKeys ? slot + 96 : numKeys - 1);
-            vr12 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk12 / 16 - firstBlock] * 8 + kvHead) * 16 + vk12 % 16) * 128 + unit * 8);
-            int vk13 = k0 + (slot + 104 < numKeys ? slot + 104 : numKeys - 1);
-            vr13 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk13 / 16 - firstBlock] * 8 + kvHead) * 16 + vk13 % 16) * 128 + unit * 8);
-            int vk14 = k0 + (slot + 112 < numKeys ? slot + 112 : numKeys - 1);
-            vr14 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk14 / 16 - firstBlock] * 8 + kvHead) * 16 + vk14 % 16) * 128 + unit * 8);
-            int vk15 = k0 + (slot + 120 < numKeys ? slot + 120 : numKeys - 1);
-            vr15 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk15 / 16 - firstBlock] * 8 + kvHead) * 16 + vk15 % 16) * 128 + unit * 8);
+            vr0 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[0] * 16384 + vThread);
+            vr1 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[0] * 16384 + vThread + 1024);
+            vr2 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[1] * 16384 + vThread);
+            vr3 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[1] * 16384 + vThread + 1024);
+            vr4 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[2] * 16384 + vThread);
+            vr5 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[2] * 16384 + vThread + 1024);
+            vr6 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[3] * 16384 + vThread);
+            vr7 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[3] * 16384 + vThread + 1024);
+            vr8 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[4] * 16384 + vThread);
+            vr9 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[4] * 16384 + vThread + 1024);
+            vr10 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[5] * 16384 + vThread);
+            vr11 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[5] * 16384 + vThread + 1024);
+            vr12 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[6] * 16384 + vThread);
+            vr13 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[6] * 16384 + vThread + 1024);
+            vr14 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[7] * 16384 + vThread);
+            vr15 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[7] * 16384 + vThread + 1024);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[8] = kr4.A; keep[9] = kr4.B; keep[10] = kr5.A; keep[11] = kr5.B; keep[12] = kr6.A; keep[13] = kr6.B; keep[14] = kr7.A; keep[15] = kr7.B; keep[16] = kr8.A; keep[17] = kr8.B; keep[18] = kr9.A; keep[19] = kr9.B; keep[20] = kr10.A; keep[21] = kr10.B; keep[22] = kr11.A; keep[23] = kr11.B; keep[24] = kr12.A; keep[25] = kr12.B; keep[26] = kr13.A; keep[27] = kr13.B; keep[28] = kr14.A; keep[29] = kr14.B; keep[30] = kr15.A; keep[31] = kr15.B; keep[0] = vr0.A; keep[1] = vr0.B; keep[2] = vr1.A; keep[3] = vr1.B; keep[4] = vr2.A; keep[5] = vr2.B; keep[6] = vr3.A; keep[7] = vr3.B; keep[8] = vr4.A; keep[9] = vr4.B; keep[10] = vr5.A; keep[11] = vr5.B; keep[12] = vr6.A; keep[13] = vr6.B; keep[14] = vr7.A; keep[15] = vr7.B; keep[16] = vr8.A; keep[17] = vr8.B; keep[18] = vr9.A; keep[19] = vr9.B; keep[20] = vr10.A; keep[21] = vr10.B; keep[22] = vr11.A; keep[23] = vr11.B; keep[24] = vr12.A; keep[25] = vr12.B; keep[26] = vr13.A; keep[27] = vr13.B; keep[28] = vr14.A; keep[29] = vr14.B; keep[30] = vr15.A; keep[31] = vr15.B; } // step boundary (never taken): the loads above stay in flight together
             // The queries, now that the K/V loads are out; every thread's before the scores read them.
             if (t < 32) sQ[t] = qv0;
@@ -1009,82 +979,82 @@ public static partial class Llama3_8B
         var sPSlot = sP.SubView(slot);   // this slot's probabilities, indexed with constants (folded into the loads)
         var lo0 = default(Float4);
         var hi0 = default(Float4);
-        var v0 = default(TCodec).Decode8(vr0);
+        var v0 = default(TCodec).Decode8(vr0.Masked(slot < numKeys));   // past the context: 0, not whatever the row holds
         float p0h0 = sPSlot[0];
         lo0 = lo0.Fma(v0.Lo, p0h0);
         hi0 = hi0.Fma(v0.Hi, p0h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v1 = default(TCodec).Decode8(vr1);
+        var v1 = default(TCodec).Decode8(vr1.Masked(slot + 8 < numKeys));   // past the context: 0, not whatever the row holds
         float p1h0 = sPSlot[8];
         lo0 = lo0.Fma(v1.Lo, p1h0);
         hi0 = hi0.Fma(v1.Hi, p1h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v2 = default(TCodec).Decode8(vr2);
+        var v2 = default(TCodec).Decode8(vr2.Masked(slot + 16 < numKeys));   // past the context: 0, not whatever the row holds
         float p2h0 = sPSlot[16];
         lo0 = lo0.Fma(v2.Lo, p2h0);
         hi0 = hi0.Fma(v2.Hi, p2h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v3 = default(TCodec).Decode8(vr3);
+        var v3 = default(TCodec).Decode8(vr3.Masked(slot + 24 < numKeys));   // past the context: 0, not whatever the row holds
         float p3h0 = sPSlot[24];
         lo0 = lo0.Fma(v3.Lo, p3h0);
         hi0 = hi0.Fma(v3.Hi, p3h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v4 = default(TCodec).Decode8(vr4);
+        var v4 = default(TCodec).Decode8(vr4.Masked(slot + 32 < numKeys));   // past the context: 0, not whatever the row holds
         float p4h0 = sPSlot[32];
         lo0 = lo0.Fma(v4.Lo, p4h0);
         hi0 = hi0.Fma(v4.Hi, p4h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v5 = default(TCodec).Decode8(vr5);
+        var v5 = default(TCodec).Decode8(vr5.Masked(slot + 40 < numKeys));   // past the context: 0, not whatever the row holds
         float p5h0 = sPSlot[40];
         lo0 = lo0.Fma(v5.Lo, p5h0);
         hi0 = hi0.Fma(v5.Hi, p5h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v6 = default(TCodec).Decode8(vr6);
+        var v6 = default(TCodec).Decode8(vr6.Masked(slot + 48 < numKeys));   // past the context: 0, not whatever the row holds
         float p6h0 = sPSlot[48];
         lo0 = lo0.Fma(v6.Lo, p6h0);
         hi0 = hi0.Fma(v6.Hi, p6h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v7 = default(TCodec).Decode8(vr7);
+        var v7 = default(TCodec).Decode8(vr7.Masked(slot + 56 < numKeys));   // past the context: 0, not whatever the row holds
         float p7h0 = sPSlot[56];
         lo0 = lo0.Fma(v7.Lo, p7h0);
         hi0 = hi0.Fma(v7.Hi, p7h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v8 = default(TCodec).Decode8(vr8);
+        var v8 = default(TCodec).Decode8(vr8.Masked(slot + 64 < numKeys));   // past the context: 0, not whatever the row holds
         float p8h0 = sPSlot[64];
         lo0 = lo0.Fma(v8.Lo, p8h0);
         hi0 = hi0.Fma(v8.Hi, p8h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v9 = default(TCodec).Decode8(vr9);
+        var v9 = default(TCodec).Decode8(vr9.Masked(slot + 72 < numKeys));   // past the context: 0, not whatever the row holds
         float p9h0 = sPSlot[72];
         lo0 = lo0.Fma(v9.Lo, p9h0);
         hi0 = hi0.Fma(v9.Hi, p9h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v10 = default(TCodec).Decode8(vr10);
+        var v10 = default(TCodec).Decode8(vr10.Masked(slot + 80 < numKeys));   // past the context: 0, not whatever the row holds
         float p10h0 = sPSlot[80];
         lo0 = lo0.Fma(v10.Lo, p10h0);
         hi0 = hi0.Fma(v10.Hi, p10h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v11 = default(TCodec).Decode8(vr11);
+        var v11 = default(TCodec).Decode8(vr11.Masked(slot + 88 < numKeys));   // past the context: 0, not whatever the row holds
         float p11h0 = sPSlot[88];
         lo0 = lo0.Fma(v11.Lo, p11h0);
         hi0 = hi0.Fma(v11.Hi, p11h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v12 = default(TCodec).Decode8(vr12);
+        var v12 = default(TCodec).Decode8(vr12.Masked(slot + 96 < numKeys));   // past the context: 0, not whatever the row holds
         float p12h0 = sPSlot[96];
         lo0 = lo0.Fma(v12.Lo, p12h0);
         hi0 = hi0.Fma(v12.Hi, p12h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v13 = default(TCodec).Decode8(vr13);
+        var v13 = default(TCodec).Decode8(vr13.Masked(slot + 104 < numKeys));   // past the context: 0, not whatever the row holds
         float p13h0 = sPSlot[104];
         lo0 = lo0.Fma(v13.Lo, p13h0);
         hi0 = hi0.Fma(v13.Hi, p13h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v14 = default(TCodec).Decode8(vr14);
+        var v14 = default(TCodec).Decode8(vr14.Masked(slot + 112 < numKeys));   // past the context: 0, not whatever the row holds
         float p14h0 = sPSlot[112];
         lo0 = lo0.Fma(v14.Lo, p14h0);
         hi0 = hi0.Fma(v14.Hi, p14h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v15 = default(TCodec).Decode8(vr15);
+        var v15 = default(TCodec).Decode8(vr15.Masked(slot + 120 < numKeys));   // past the context: 0, not whatever the row holds
         float p15h0 = sPSlot[120];
         lo0 = lo0.Fma(v15.Lo, p15h0);
         hi0 = hi0.Fma(v15.Hi, p15h0);

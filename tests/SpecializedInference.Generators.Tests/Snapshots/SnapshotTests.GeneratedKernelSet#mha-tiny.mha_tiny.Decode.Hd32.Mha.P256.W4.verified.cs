@@ -72,11 +72,11 @@ public static partial class mha_tiny
         RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7;   // V of its first 8 keys, loaded with the K rows
 
         // Scores: one key per thread (keys t + 128 * i), the whole K row in 16-byte loads, every head from the same load.
-        // A key past the context loads the partition's last valid row (no branch around the loads) and scores -inf.
+        // A key past the context reads a row of a valid block all the same (no branch around the loads) and scores -inf.
         {
             int j = t + 0;
             bool valid = j < numKeys;
-            int key = k0 + (valid ? j : numKeys - 1);
+            int key = k0 + j;
             long row = (((long)sBlock[key / 16 - firstBlock] * 4 + kvHead) * 16 + key % 16) * 32;
             float s0 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
@@ -85,22 +85,14 @@ public static partial class mha_tiny
             var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
             // Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory
             // round trip (K and V in flight together) instead of two (V only after the softmax).
-            int vk0 = k0 + (slot < numKeys ? slot : numKeys - 1);
-            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk0 / 16 - firstBlock] * 4 + kvHead) * 16 + vk0 % 16) * 32 + unit * 8);
-            int vk1 = k0 + (slot + 32 < numKeys ? slot + 32 : numKeys - 1);
-            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk1 / 16 - firstBlock] * 4 + kvHead) * 16 + vk1 % 16) * 32 + unit * 8);
-            int vk2 = k0 + (slot + 64 < numKeys ? slot + 64 : numKeys - 1);
-            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk2 / 16 - firstBlock] * 4 + kvHead) * 16 + vk2 % 16) * 32 + unit * 8);
-            int vk3 = k0 + (slot + 96 < numKeys ? slot + 96 : numKeys - 1);
-            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk3 / 16 - firstBlock] * 4 + kvHead) * 16 + vk3 % 16) * 32 + unit * 8);
-            int vk4 = k0 + (slot + 128 < numKeys ? slot + 128 : numKeys - 1);
-            vr4 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk4 / 16 - firstBlock] * 4 + kvHead) * 16 + vk4 % 16) * 32 + unit * 8);
-            int vk5 = k0 + (slot + 160 < numKeys ? slot + 160 : numKeys - 1);
-            vr5 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk5 / 16 - firstBlock] * 4 + kvHead) * 16 + vk5 % 16) * 32 + unit * 8);
-            int vk6 = k0 + (slot + 192 < numKeys ? slot + 192 : numKeys - 1);
-            vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk6 / 16 - firstBlock] * 4 + kvHead) * 16 + vk6 % 16) * 32 + unit * 8);
-            int vk7 = k0 + (slot + 224 < numKeys ? slot + 224 : numKeys - 1);
-            vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk7 / 16 - firstBlock] * 4 + kvHead) * 16 + vk7 % 16) * 32 + unit * 8);
+            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot) / 16 - firstBlock] * 4 + kvHead) * 16 + (k0 + slot) % 16) * 32 + unit * 8);
+            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 32) / 16 - firstBlock] * 4 + kvHead) * 16 + (k0 + slot + 32) % 16) * 32 + unit * 8);
+            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 64) / 16 - firstBlock] * 4 + kvHead) * 16 + (k0 + slot + 64) % 16) * 32 + unit * 8);
+            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 96) / 16 - firstBlock] * 4 + kvHead) * 16 + (k0 + slot + 96) % 16) * 32 + unit * 8);
+            vr4 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 128) / 16 - firstBlock] * 4 + kvHead) * 16 + (k0 + slot + 128) % 16) * 32 + unit * 8);
+            vr5 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 160) / 16 - firstBlock] * 4 + kvHead) * 16 + (k0 + slot + 160) % 16) * 32 + unit * 8);
+            vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 192) / 16 - firstBlock] * 4 + kvHead) * 16 + (k0 + slot + 192) % 16) * 32 + unit * 8);
+            vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 224) / 16 - firstBlock] * 4 + kvHead) * 16 + (k0 + slot + 224) % 16) * 32 + unit * 8);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[0] = vr0.A; keep[1] = vr0.B; keep[2] = vr1.A; keep[3] = vr1.B; keep[4] = vr2.A; keep[5] = vr2.B; keep[6] = vr3.A; keep[7] = vr3.B; keep[0] = vr4.A; keep[1] = vr4.B; keep[2] = vr5.A; keep[3] = vr5.B; keep[4] = vr6.A; keep[5] = vr6.B; keep[6] = vr7.A; keep[7] = vr7.B; } // step boundary (never taken): the loads above stay in flight together
             // The queries, now that the K/V loads are out; every thread's before the scores read them.
             if (t < 8) sQ[t] = qv0;
@@ -122,7 +114,7 @@ public static partial class mha_tiny
         {
             int j = t + 128;
             bool valid = j < numKeys;
-            int key = k0 + (valid ? j : numKeys - 1);
+            int key = k0 + j;
             long row = (((long)sBlock[key / 16 - firstBlock] * 4 + kvHead) * 16 + key % 16) * 32;
             float s0 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
@@ -200,42 +192,42 @@ public static partial class mha_tiny
         var sPSlot = sP.SubView(slot);   // this slot's probabilities, indexed with constants (folded into the loads)
         var lo0 = default(Float4);
         var hi0 = default(Float4);
-        var v0 = default(TCodec).Decode8(vr0);
+        var v0 = default(TCodec).Decode8(vr0.Masked(slot < numKeys));   // past the context: 0, not whatever the row holds
         float p0h0 = sPSlot[0];
         lo0 = lo0.Fma(v0.Lo, p0h0);
         hi0 = hi0.Fma(v0.Hi, p0h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v1 = default(TCodec).Decode8(vr1);
+        var v1 = default(TCodec).Decode8(vr1.Masked(slot + 32 < numKeys));   // past the context: 0, not whatever the row holds
         float p1h0 = sPSlot[32];
         lo0 = lo0.Fma(v1.Lo, p1h0);
         hi0 = hi0.Fma(v1.Hi, p1h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v2 = default(TCodec).Decode8(vr2);
+        var v2 = default(TCodec).Decode8(vr2.Masked(slot + 64 < numKeys));   // past the context: 0, not whatever the row holds
         float p2h0 = sPSlot[64];
         lo0 = lo0.Fma(v2.Lo, p2h0);
         hi0 = hi0.Fma(v2.Hi, p2h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v3 = default(TCodec).Decode8(vr3);
+        var v3 = default(TCodec).Decode8(vr3.Masked(slot + 96 < numKeys));   // past the context: 0, not whatever the row holds
         float p3h0 = sPSlot[96];
         lo0 = lo0.Fma(v3.Lo, p3h0);
         hi0 = hi0.Fma(v3.Hi, p3h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v4 = default(TCodec).Decode8(vr4);
+        var v4 = default(TCodec).Decode8(vr4.Masked(slot + 128 < numKeys));   // past the context: 0, not whatever the row holds
         float p4h0 = sPSlot[128];
         lo0 = lo0.Fma(v4.Lo, p4h0);
         hi0 = hi0.Fma(v4.Hi, p4h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v5 = default(TCodec).Decode8(vr5);
+        var v5 = default(TCodec).Decode8(vr5.Masked(slot + 160 < numKeys));   // past the context: 0, not whatever the row holds
         float p5h0 = sPSlot[160];
         lo0 = lo0.Fma(v5.Lo, p5h0);
         hi0 = hi0.Fma(v5.Hi, p5h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v6 = default(TCodec).Decode8(vr6);
+        var v6 = default(TCodec).Decode8(vr6.Masked(slot + 192 < numKeys));   // past the context: 0, not whatever the row holds
         float p6h0 = sPSlot[192];
         lo0 = lo0.Fma(v6.Lo, p6h0);
         hi0 = hi0.Fma(v6.Hi, p6h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v7 = default(TCodec).Decode8(vr7);
+        var v7 = default(TCodec).Decode8(vr7.Masked(slot + 224 < numKeys));   // past the context: 0, not whatever the row holds
         float p7h0 = sPSlot[224];
         lo0 = lo0.Fma(v7.Lo, p7h0);
         hi0 = hi0.Fma(v7.Hi, p7h0);
@@ -557,11 +549,11 @@ public static partial class mha_tiny
         RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7;   // V of its first 8 keys, loaded with the K rows
 
         // Scores: one key per thread (keys t + 128 * i), the whole K row in 16-byte loads, every head from the same load.
-        // A key past the context loads the partition's last valid row (no branch around the loads) and scores -inf.
+        // A key past the context reads a row of a valid block all the same (no branch around the loads) and scores -inf.
         {
             int j = t + 0;
             bool valid = j < numKeys;
-            int key = k0 + (valid ? j : numKeys - 1);
+            int key = k0 + j;
             long row = (((long)sBlock[key / 16 - firstBlock] * 4 + kvHead) * 16 + key % 16) * 32;
             float s0 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
@@ -570,22 +562,14 @@ public static partial class mha_tiny
             var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
             // Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory
             // round trip (K and V in flight together) instead of two (V only after the softmax).
-            int vk0 = k0 + (slot < numKeys ? slot : numKeys - 1);
-            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk0 / 16 - firstBlock] * 4 + kvHead) * 16 + vk0 % 16) * 32 + unit * 8);
-            int vk1 = k0 + (slot + 32 < numKeys ? slot + 32 : numKeys - 1);
-            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk1 / 16 - firstBlock] * 4 + kvHead) * 16 + vk1 % 16) * 32 + unit * 8);
-            int vk2 = k0 + (slot + 64 < numKeys ? slot + 64 : numKeys - 1);
-            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk2 / 16 - firstBlock] * 4 + kvHead) * 16 + vk2 % 16) * 32 + unit * 8);
-            int vk3 = k0 + (slot + 96 < numKeys ? slot + 96 : numKeys - 1);
-            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk3 / 16 - firstBlock] * 4 + kvHead) * 16 + vk3 % 16) * 32 + unit * 8);
-            int vk4 = k0 + (slot + 128 < numKeys ? slot + 128 : numKeys - 1);
-            vr4 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk4 / 16 - firstBlock] * 4 + kvHead) * 16 + vk4 % 16) * 32 + unit * 8);
-            int vk5 = k0 + (slot + 160 < numKeys ? slot + 160 : numKeys - 1);
-            vr5 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk5 / 16 - firstBlock] * 4 + kvHead) * 16 + vk5 % 16) * 32 + unit * 8);
-            int vk6 = k0 + (slot + 192 < numKeys ? slot + 192 : numKeys - 1);
-            vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk6 / 16 - firstBlock] * 4 + kvHead) * 16 + vk6 % 16) * 32 + unit * 8);
-            int vk7 = k0 + (slot + 224 < numKeys ? slot + 224 : numKeys - 1);
-            vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk7 / 16 - firstBlock] * 4 + kvHead) * 16 + vk7 % 16) * 32 + unit * 8);
+            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot) / 16 - firstBlock] * 4 + kvHead) * 16 + (k0 + slot) % 16) * 32 + unit * 8);
+            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 32) / 16 - firstBlock] * 4 + kvHead) * 16 + (k0 + slot + 32) % 16) * 32 + unit * 8);
+            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 64) / 16 - firstBlock] * 4 + kvHead) * 16 + (k0 + slot + 64) % 16) * 32 + unit * 8);
+            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 96) / 16 - firstBlock] * 4 + kvHead) * 16 + (k0 + slot + 96) % 16) * 32 + unit * 8);
+            vr4 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 128) / 16 - firstBlock] * 4 + kvHead) * 16 + (k0 + slot + 128) % 16) * 32 + unit * 8);
+            vr5 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 160) / 16 - firstBlock] * 4 + kvHead) * 16 + (k0 + slot + 160) % 16) * 32 + unit * 8);
+            vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 192) / 16 - firstBlock] * 4 + kvHead) * 16 + (k0 + slot + 192) % 16) * 32 + unit * 8);
+            vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 224) / 16 - firstBlock] * 4 + kvHead) * 16 + (k0 + slot + 224) % 16) * 32 + unit * 8);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[0] = vr0.A; keep[1] = vr0.B; keep[2] = vr1.A; keep[3] = vr1.B; keep[4] = vr2.A; keep[5] = vr2.B; keep[6] = vr3.A; keep[7] = vr3.B; keep[0] = vr4.A; keep[1] = vr4.B; keep[2] = vr5.A; keep[3] = vr5.B; keep[4] = vr6.A; keep[5] = vr6.B; keep[6] = vr7.A; keep[7] = vr7.B; } // step boundary (never taken): the loads above stay in flight together
             // The queries, now that the K/V loads are out; every thread's before the scores read them.
             if (t < 8) sQ[t] = qv0;
@@ -607,7 +591,7 @@ public static partial class mha_tiny
         {
             int j = t + 128;
             bool valid = j < numKeys;
-            int key = k0 + (valid ? j : numKeys - 1);
+            int key = k0 + j;
             long row = (((long)sBlock[key / 16 - firstBlock] * 4 + kvHead) * 16 + key % 16) * 32;
             float s0 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
@@ -685,42 +669,42 @@ public static partial class mha_tiny
         var sPSlot = sP.SubView(slot);   // this slot's probabilities, indexed with constants (folded into the loads)
         var lo0 = default(Float4);
         var hi0 = default(Float4);
-        var v0 = default(TCodec).Decode8(vr0);
+        var v0 = default(TCodec).Decode8(vr0.Masked(slot < numKeys));   // past the context: 0, not whatever the row holds
         float p0h0 = sPSlot[0];
         lo0 = lo0.Fma(v0.Lo, p0h0);
         hi0 = hi0.Fma(v0.Hi, p0h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v1 = default(TCodec).Decode8(vr1);
+        var v1 = default(TCodec).Decode8(vr1.Masked(slot + 32 < numKeys));   // past the context: 0, not whatever the row holds
         float p1h0 = sPSlot[32];
         lo0 = lo0.Fma(v1.Lo, p1h0);
         hi0 = hi0.Fma(v1.Hi, p1h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v2 = default(TCodec).Decode8(vr2);
+        var v2 = default(TCodec).Decode8(vr2.Masked(slot + 64 < numKeys));   // past the context: 0, not whatever the row holds
         float p2h0 = sPSlot[64];
         lo0 = lo0.Fma(v2.Lo, p2h0);
         hi0 = hi0.Fma(v2.Hi, p2h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v3 = default(TCodec).Decode8(vr3);
+        var v3 = default(TCodec).Decode8(vr3.Masked(slot + 96 < numKeys));   // past the context: 0, not whatever the row holds
         float p3h0 = sPSlot[96];
         lo0 = lo0.Fma(v3.Lo, p3h0);
         hi0 = hi0.Fma(v3.Hi, p3h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v4 = default(TCodec).Decode8(vr4);
+        var v4 = default(TCodec).Decode8(vr4.Masked(slot + 128 < numKeys));   // past the context: 0, not whatever the row holds
         float p4h0 = sPSlot[128];
         lo0 = lo0.Fma(v4.Lo, p4h0);
         hi0 = hi0.Fma(v4.Hi, p4h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v5 = default(TCodec).Decode8(vr5);
+        var v5 = default(TCodec).Decode8(vr5.Masked(slot + 160 < numKeys));   // past the context: 0, not whatever the row holds
         float p5h0 = sPSlot[160];
         lo0 = lo0.Fma(v5.Lo, p5h0);
         hi0 = hi0.Fma(v5.Hi, p5h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v6 = default(TCodec).Decode8(vr6);
+        var v6 = default(TCodec).Decode8(vr6.Masked(slot + 192 < numKeys));   // past the context: 0, not whatever the row holds
         float p6h0 = sPSlot[192];
         lo0 = lo0.Fma(v6.Lo, p6h0);
         hi0 = hi0.Fma(v6.Hi, p6h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v7 = default(TCodec).Decode8(vr7);
+        var v7 = default(TCodec).Decode8(vr7.Masked(slot + 224 < numKeys));   // past the context: 0, not whatever the row holds
         float p7h0 = sPSlot[224];
         lo0 = lo0.Fma(v7.Lo, p7h0);
         hi0 = hi0.Fma(v7.Hi, p7h0);

@@ -72,11 +72,11 @@ public static partial class odd_tiles
         RawChunk8 vr0, vr1, vr2, vr3;   // V of its first 4 keys, loaded with the K rows
 
         // Scores: one key per thread (keys t + 32 * i), the whole K row in 16-byte loads, every head from the same load.
-        // A key past the context loads the partition's last valid row (no branch around the loads) and scores -inf.
+        // A key past the context reads a row of a valid block all the same (no branch around the loads) and scores -inf.
         {
             int j = t + 0;
             bool valid = j < numKeys;
-            int key = k0 + (valid ? j : numKeys - 1);
+            int key = k0 + j;
             long row = (((long)sBlock[key / 8 - firstBlock] * 2 + kvHead) * 8 + key % 8) * 16;
             float s0 = 0f;
             float s1 = 0f;
@@ -85,14 +85,10 @@ public static partial class odd_tiles
             var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
             // Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory
             // round trip (K and V in flight together) instead of two (V only after the softmax).
-            int vk0 = k0 + (slot < numKeys ? slot : numKeys - 1);
-            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk0 / 8 - firstBlock] * 2 + kvHead) * 8 + vk0 % 8) * 16 + unit * 8);
-            int vk1 = k0 + (slot + 16 < numKeys ? slot + 16 : numKeys - 1);
-            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk1 / 8 - firstBlock] * 2 + kvHead) * 8 + vk1 % 8) * 16 + unit * 8);
-            int vk2 = k0 + (slot + 32 < numKeys ? slot + 32 : numKeys - 1);
-            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk2 / 8 - firstBlock] * 2 + kvHead) * 8 + vk2 % 8) * 16 + unit * 8);
-            int vk3 = k0 + (slot + 48 < numKeys ? slot + 48 : numKeys - 1);
-            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk3 / 8 - firstBlock] * 2 + kvHead) * 8 + vk3 % 8) * 16 + unit * 8);
+            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot) / 8 - firstBlock] * 2 + kvHead) * 8 + (k0 + slot) % 8) * 16 + unit * 8);
+            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 16) / 8 - firstBlock] * 2 + kvHead) * 8 + (k0 + slot + 16) % 8) * 16 + unit * 8);
+            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 32) / 8 - firstBlock] * 2 + kvHead) * 8 + (k0 + slot + 32) % 8) * 16 + unit * 8);
+            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 48) / 8 - firstBlock] * 2 + kvHead) * 8 + (k0 + slot + 48) % 8) * 16 + unit * 8);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = vr0.A; keep[5] = vr0.B; keep[6] = vr1.A; keep[7] = vr1.B; keep[8] = vr2.A; keep[9] = vr2.B; keep[10] = vr3.A; keep[11] = vr3.B; } // step boundary (never taken): the loads above stay in flight together
             // The queries, now that the K/V loads are out; every thread's before the scores read them.
             if (t < 12) sQ[t] = qv0;
@@ -114,7 +110,7 @@ public static partial class odd_tiles
         {
             int j = t + 32;
             bool valid = j < numKeys;
-            int key = k0 + (valid ? j : numKeys - 1);
+            int key = k0 + j;
             long row = (((long)sBlock[key / 8 - firstBlock] * 2 + kvHead) * 8 + key % 8) * 16;
             float s0 = 0f;
             float s1 = 0f;
@@ -230,7 +226,7 @@ public static partial class odd_tiles
         var hi1 = default(Float4);
         var lo2 = default(Float4);
         var hi2 = default(Float4);
-        var v0 = default(TCodec).Decode8(vr0);
+        var v0 = default(TCodec).Decode8(vr0.Masked(slot < numKeys));   // past the context: 0, not whatever the row holds
         float p0h0 = sPSlot[0];
         lo0 = lo0.Fma(v0.Lo, p0h0);
         hi0 = hi0.Fma(v0.Hi, p0h0);
@@ -241,7 +237,7 @@ public static partial class odd_tiles
         lo2 = lo2.Fma(v0.Lo, p0h2);
         hi2 = hi2.Fma(v0.Hi, p0h2);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; } // step boundary (never taken): keeps the steps in order
-        var v1 = default(TCodec).Decode8(vr1);
+        var v1 = default(TCodec).Decode8(vr1.Masked(slot + 16 < numKeys));   // past the context: 0, not whatever the row holds
         float p1h0 = sPSlot[16];
         lo0 = lo0.Fma(v1.Lo, p1h0);
         hi0 = hi0.Fma(v1.Hi, p1h0);
@@ -252,7 +248,7 @@ public static partial class odd_tiles
         lo2 = lo2.Fma(v1.Lo, p1h2);
         hi2 = hi2.Fma(v1.Hi, p1h2);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; } // step boundary (never taken): keeps the steps in order
-        var v2 = default(TCodec).Decode8(vr2);
+        var v2 = default(TCodec).Decode8(vr2.Masked(slot + 32 < numKeys));   // past the context: 0, not whatever the row holds
         float p2h0 = sPSlot[32];
         lo0 = lo0.Fma(v2.Lo, p2h0);
         hi0 = hi0.Fma(v2.Hi, p2h0);
@@ -263,7 +259,7 @@ public static partial class odd_tiles
         lo2 = lo2.Fma(v2.Lo, p2h2);
         hi2 = hi2.Fma(v2.Hi, p2h2);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; } // step boundary (never taken): keeps the steps in order
-        var v3 = default(TCodec).Decode8(vr3);
+        var v3 = default(TCodec).Decode8(vr3.Masked(slot + 48 < numKeys));   // past the context: 0, not whatever the row holds
         float p3h0 = sPSlot[48];
         lo0 = lo0.Fma(v3.Lo, p3h0);
         hi0 = hi0.Fma(v3.Hi, p3h0);
@@ -552,25 +548,21 @@ public static partial class odd_tiles
         RawChunk8 vr0, vr1, vr2, vr3;   // V of its first 4 keys, loaded with the K rows
 
         // Scores: one key per thread (keys t + 32 * i), the whole K row in 16-byte loads, every head from the same load.
-        // A key past the context loads the partition's last valid row (no branch around the loads) and scores -inf.
+        // A key past the context reads a row of a valid block all the same (no branch around the loads) and scores -inf.
         {
             int j = t + 0;
             bool valid = j < numKeys;
-            int key = k0 + (valid ? j : numKeys - 1);
+            int key = k0 + j;
             long row = (((long)sBlock[key / 8 - firstBlock] * 2 + kvHead) * 8 + key % 8) * 16;
             float s0 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
             var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
             // Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory
             // round trip (K and V in flight together) instead of two (V only after the softmax).
-            int vk0 = k0 + (slot < numKeys ? slot : numKeys - 1);
-            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk0 / 8 - firstBlock] * 2 + kvHead) * 8 + vk0 % 8) * 16 + unit * 8);
-            int vk1 = k0 + (slot + 16 < numKeys ? slot + 16 : numKeys - 1);
-            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk1 / 8 - firstBlock] * 2 + kvHead) * 8 + vk1 % 8) * 16 + unit * 8);
-            int vk2 = k0 + (slot + 32 < numKeys ? slot + 32 : numKeys - 1);
-            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk2 / 8 - firstBlock] * 2 + kvHead) * 8 + vk2 % 8) * 16 + unit * 8);
-            int vk3 = k0 + (slot + 48 < numKeys ? slot + 48 : numKeys - 1);
-            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk3 / 8 - firstBlock] * 2 + kvHead) * 8 + vk3 % 8) * 16 + unit * 8);
+            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot) / 8 - firstBlock] * 2 + kvHead) * 8 + (k0 + slot) % 8) * 16 + unit * 8);
+            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 16) / 8 - firstBlock] * 2 + kvHead) * 8 + (k0 + slot + 16) % 8) * 16 + unit * 8);
+            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 32) / 8 - firstBlock] * 2 + kvHead) * 8 + (k0 + slot + 32) % 8) * 16 + unit * 8);
+            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 48) / 8 - firstBlock] * 2 + kvHead) * 8 + (k0 + slot + 48) % 8) * 16 + unit * 8);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[0] = vr0.A; keep[1] = vr0.B; keep[2] = vr1.A; keep[3] = vr1.B; keep[0] = vr2.A; keep[1] = vr2.B; keep[2] = vr3.A; keep[3] = vr3.B; } // step boundary (never taken): the loads above stay in flight together
             // The queries, now that the K/V loads are out; every thread's before the scores read them.
             if (t < 4) sQ[t] = qv0;
@@ -586,7 +578,7 @@ public static partial class odd_tiles
         {
             int j = t + 32;
             bool valid = j < numKeys;
-            int key = k0 + (valid ? j : numKeys - 1);
+            int key = k0 + j;
             long row = (((long)sBlock[key / 8 - firstBlock] * 2 + kvHead) * 8 + key % 8) * 16;
             float s0 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
@@ -638,22 +630,22 @@ public static partial class odd_tiles
         var sPSlot = sP.SubView(slot);   // this slot's probabilities, indexed with constants (folded into the loads)
         var lo0 = default(Float4);
         var hi0 = default(Float4);
-        var v0 = default(TCodec).Decode8(vr0);
+        var v0 = default(TCodec).Decode8(vr0.Masked(slot < numKeys));   // past the context: 0, not whatever the row holds
         float p0h0 = sPSlot[0];
         lo0 = lo0.Fma(v0.Lo, p0h0);
         hi0 = hi0.Fma(v0.Hi, p0h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v1 = default(TCodec).Decode8(vr1);
+        var v1 = default(TCodec).Decode8(vr1.Masked(slot + 16 < numKeys));   // past the context: 0, not whatever the row holds
         float p1h0 = sPSlot[16];
         lo0 = lo0.Fma(v1.Lo, p1h0);
         hi0 = hi0.Fma(v1.Hi, p1h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v2 = default(TCodec).Decode8(vr2);
+        var v2 = default(TCodec).Decode8(vr2.Masked(slot + 32 < numKeys));   // past the context: 0, not whatever the row holds
         float p2h0 = sPSlot[32];
         lo0 = lo0.Fma(v2.Lo, p2h0);
         hi0 = hi0.Fma(v2.Hi, p2h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v3 = default(TCodec).Decode8(vr3);
+        var v3 = default(TCodec).Decode8(vr3.Masked(slot + 48 < numKeys));   // past the context: 0, not whatever the row holds
         float p3h0 = sPSlot[48];
         lo0 = lo0.Fma(v3.Lo, p3h0);
         hi0 = hi0.Fma(v3.Hi, p3h0);

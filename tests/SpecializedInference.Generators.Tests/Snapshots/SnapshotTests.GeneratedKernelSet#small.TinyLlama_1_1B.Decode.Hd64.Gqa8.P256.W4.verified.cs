@@ -65,14 +65,15 @@ public static partial class TinyLlama_1_1B
         // This thread's share of P·V: keys slot + 16 * r (r < 16) of the partition, 8 dims at unit.
         int slot = t / 8;
         int unit = t % 8;
+        long vThread = ((long)kvHead * 16 + slot) * 64 + unit * 8;   // this thread's V chunk in a block, before the block
         RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7, vr8, vr9, vr10, vr11, vr12, vr13, vr14, vr15;   // V of its first 16 keys, loaded with the K rows
 
         // Scores: one key per thread (keys t + 128 * i), the whole K row in 16-byte loads, every head from the same load.
-        // A key past the context loads the partition's last valid row (no branch around the loads) and scores -inf.
+        // A key past the context reads a row of a valid block all the same (no branch around the loads) and scores -inf.
         {
             int j = t + 0;
             bool valid = j < numKeys;
-            int key = k0 + (valid ? j : numKeys - 1);
+            int key = k0 + j;
             long row = (((long)sBlock[key / 16 - firstBlock] * 4 + kvHead) * 16 + key % 16) * 64;
             float s0 = 0f;
             float s1 = 0f;
@@ -92,38 +93,22 @@ public static partial class TinyLlama_1_1B
             var kr7 = default(TCodec).LoadRaw8(keyCache, row + 56);
             // Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory
             // round trip (K and V in flight together) instead of two (V only after the softmax).
-            int vk0 = k0 + (slot < numKeys ? slot : numKeys - 1);
-            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk0 / 16 - firstBlock] * 4 + kvHead) * 16 + vk0 % 16) * 64 + unit * 8);
-            int vk1 = k0 + (slot + 16 < numKeys ? slot + 16 : numKeys - 1);
-            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk1 / 16 - firstBlock] * 4 + kvHead) * 16 + vk1 % 16) * 64 + unit * 8);
-            int vk2 = k0 + (slot + 32 < numKeys ? slot + 32 : numKeys - 1);
-            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk2 / 16 - firstBlock] * 4 + kvHead) * 16 + vk2 % 16) * 64 + unit * 8);
-            int vk3 = k0 + (slot + 48 < numKeys ? slot + 48 : numKeys - 1);
-            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk3 / 16 - firstBlock] * 4 + kvHead) * 16 + vk3 % 16) * 64 + unit * 8);
-            int vk4 = k0 + (slot + 64 < numKeys ? slot + 64 : numKeys - 1);
-            vr4 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk4 / 16 - firstBlock] * 4 + kvHead) * 16 + vk4 % 16) * 64 + unit * 8);
-            int vk5 = k0 + (slot + 80 < numKeys ? slot + 80 : numKeys - 1);
-            vr5 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk5 / 16 - firstBlock] * 4 + kvHead) * 16 + vk5 % 16) * 64 + unit * 8);
-            int vk6 = k0 + (slot + 96 < numKeys ? slot + 96 : numKeys - 1);
-            vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk6 / 16 - firstBlock] * 4 + kvHead) * 16 + vk6 % 16) * 64 + unit * 8);
-            int vk7 = k0 + (slot + 112 < numKeys ? slot + 112 : numKeys - 1);
-            vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk7 / 16 - firstBlock] * 4 + kvHead) * 16 + vk7 % 16) * 64 + unit * 8);
-            int vk8 = k0 + (slot + 128 < numKeys ? slot + 128 : numKeys - 1);
-            vr8 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk8 / 16 - firstBlock] * 4 + kvHead) * 16 + vk8 % 16) * 64 + unit * 8);
-            int vk9 = k0 + (slot + 144 < numKeys ? slot + 144 : numKeys - 1);
-            vr9 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk9 / 16 - firstBlock] * 4 + kvHead) * 16 + vk9 % 16) * 64 + unit * 8);
-            int vk10 = k0 + (slot + 160 < numKeys ? slot + 160 : numKeys - 1);
-            vr10 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk10 / 16 - firstBlock] * 4 + kvHead) * 16 + vk10 % 16) * 64 + unit * 8);
-            int vk11 = k0 + (slot + 176 < numKeys ? slot + 176 : numKeys - 1);
-            vr11 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk11 / 16 - firstBlock] * 4 + kvHead) * 16 + vk11 % 16) * 64 + unit * 8);
-            int vk12 = k0 + (slot + 192 < numKeys ? slot + 192 : numKeys - 1);
-            vr12 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk12 / 16 - firstBlock] * 4 + kvHead) * 16 + vk12 % 16) * 64 + unit * 8);
-            int vk13 = k0 + (slot + 208 < numKeys ? slot + 208 : numKeys - 1);
-            vr13 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk13 / 16 - firstBlock] * 4 + kvHead) * 16 + vk13 % 16) * 64 + unit * 8);
-            int vk14 = k0 + (slot + 224 < numKeys ? slot + 224 : numKeys - 1);
-            vr14 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk14 / 16 - firstBlock] * 4 + kvHead) * 16 + vk14 % 16) * 64 + unit * 8);
-            int vk15 = k0 + (slot + 240 < numKeys ? slot + 240 : numKeys - 1);
-            vr15 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk15 / 16 - firstBlock] * 4 + kvHead) * 16 + vk15 % 16) * 64 + unit * 8);
+            vr0 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[0] * 4096 + vThread);
+            vr1 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[1] * 4096 + vThread);
+            vr2 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[2] * 4096 + vThread);
+            vr3 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[3] * 4096 + vThread);
+            vr4 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[4] * 4096 + vThread);
+            vr5 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[5] * 4096 + vThread);
+            vr6 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[6] * 4096 + vThread);
+            vr7 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[7] * 4096 + vThread);
+            vr8 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[8] * 4096 + vThread);
+            vr9 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[9] * 4096 + vThread);
+            vr10 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[10] * 4096 + vThread);
+            vr11 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[11] * 4096 + vThread);
+            vr12 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[12] * 4096 + vThread);
+            vr13 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[13] * 4096 + vThread);
+            vr14 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[14] * 4096 + vThread);
+            vr15 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[15] * 4096 + vThread);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[8] = kr4.A; keep[9] = kr4.B; keep[10] = kr5.A; keep[11] = kr5.B; keep[12] = kr6.A; keep[13] = kr6.B; keep[14] = kr7.A; keep[15] = kr7.B; keep[16] = vr0.A; keep[17] = vr0.B; keep[18] = vr1.A; keep[19] = vr1.B; keep[20] = vr2.A; keep[21] = vr2.B; keep[22] = vr3.A; keep[23] = vr3.B; keep[24] = vr4.A; keep[25] = vr4.B; keep[26] = vr5.A; keep[27] = vr5.B; keep[28] = vr6.A; keep[29] = vr6.B; keep[30] = vr7.A; keep[31] = vr7.B; keep[32] = vr8.A; keep[33] = vr8.B; keep[34] = vr9.A; keep[35] = vr9.B; keep[36] = vr10.A; keep[37] = vr10.B; keep[38] = vr11.A; keep[39] = vr11.B; keep[40] = vr12.A; keep[41] = vr12.B; keep[42] = vr13.A; keep[43] = vr13.B; keep[44] = vr14.A; keep[45] = vr14.B; keep[46] = vr15.A; keep[47] = vr15.B; } // step boundary (never taken): the loads above stay in flight together
             // The queries, now that the K/V loads are out; every thread's before the scores read them.
             sQ[t] = qv0;
@@ -220,7 +205,7 @@ public static partial class TinyLlama_1_1B
         {
             int j = t + 128;
             bool valid = j < numKeys;
-            int key = k0 + (valid ? j : numKeys - 1);
+            int key = k0 + j;
             long row = (((long)sBlock[key / 16 - firstBlock] * 4 + kvHead) * 16 + key % 16) * 64;
             float s0 = 0f;
             float s1 = 0f;
@@ -706,7 +691,7 @@ public static partial class TinyLlama_1_1B
         var hi6 = default(Float4);
         var lo7 = default(Float4);
         var hi7 = default(Float4);
-        var v0 = default(TCodec).Decode8(vr0);
+        var v0 = default(TCodec).Decode8(vr0.Masked(slot < numKeys));   // past the context: 0, not whatever the row holds
         float p0h0 = sPSlot[0];
         lo0 = lo0.Fma(v0.Lo, p0h0);
         hi0 = hi0.Fma(v0.Hi, p0h0);
@@ -732,7 +717,7 @@ public static partial class TinyLlama_1_1B
         lo7 = lo7.Fma(v0.Lo, p0h7);
         hi7 = hi7.Fma(v0.Hi, p0h7);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; sQ[8] = lo4; sQ[9] = hi4; sQ[10] = lo5; sQ[11] = hi5; sQ[12] = lo6; sQ[13] = hi6; sQ[14] = lo7; sQ[15] = hi7; } // step boundary (never taken): keeps the steps in order
-        var v1 = default(TCodec).Decode8(vr1);
+        var v1 = default(TCodec).Decode8(vr1.Masked(slot + 16 < numKeys));   // past the context: 0, not whatever the row holds
         float p1h0 = sPSlot[16];
         lo0 = lo0.Fma(v1.Lo, p1h0);
         hi0 = hi0.Fma(v1.Hi, p1h0);
@@ -758,7 +743,7 @@ public static partial class TinyLlama_1_1B
         lo7 = lo7.Fma(v1.Lo, p1h7);
         hi7 = hi7.Fma(v1.Hi, p1h7);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; sQ[8] = lo4; sQ[9] = hi4; sQ[10] = lo5; sQ[11] = hi5; sQ[12] = lo6; sQ[13] = hi6; sQ[14] = lo7; sQ[15] = hi7; } // step boundary (never taken): keeps the steps in order
-        var v2 = default(TCodec).Decode8(vr2);
+        var v2 = default(TCodec).Decode8(vr2.Masked(slot + 32 < numKeys));   // past the context: 0, not whatever the row holds
         float p2h0 = sPSlot[32];
         lo0 = lo0.Fma(v2.Lo, p2h0);
         hi0 = hi0.Fma(v2.Hi, p2h0);
@@ -784,7 +769,7 @@ public static partial class TinyLlama_1_1B
         lo7 = lo7.Fma(v2.Lo, p2h7);
         hi7 = hi7.Fma(v2.Hi, p2h7);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; sQ[8] = lo4; sQ[9] = hi4; sQ[10] = lo5; sQ[11] = hi5; sQ[12] = lo6; sQ[13] = hi6; sQ[14] = lo7; sQ[15] = hi7; } // step boundary (never taken): keeps the steps in order
-        var v3 = default(TCodec).Decode8(vr3);
+        var v3 = default(TCodec).Decode8(vr3.Masked(slot + 48 < numKeys));   // past the context: 0, not whatever the row holds
         float p3h0 = sPSlot[48];
         lo0 = lo0.Fma(v3.Lo, p3h0);
         hi0 = hi0.Fma(v3.Hi, p3h0);
@@ -810,7 +795,7 @@ public static partial class TinyLlama_1_1B
         lo7 = lo7.Fma(v3.Lo, p3h7);
         hi7 = hi7.Fma(v3.Hi, p3h7);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; sQ[8] = lo4; sQ[9] = hi4; sQ[10] = lo5; sQ[11] = hi5; sQ[12] = lo6; sQ[13] = hi6; sQ[14] = lo7; sQ[15] = hi7; } // step boundary (never taken): keeps the steps in order
-        var v4 = default(TCodec).Decode8(vr4);
+        var v4 = default(TCodec).Decode8(vr4.Masked(slot + 64 < numKeys));   // past the context: 0, not whatever the row holds
         float p4h0 = sPSlot[64];
         lo0 = lo0.Fma(v4.Lo, p4h0);
         hi0 = hi0.Fma(v4.Hi, p4h0);
@@ -836,7 +821,7 @@ public static partial class TinyLlama_1_1B
         lo7 = lo7.Fma(v4.Lo, p4h7);
         hi7 = hi7.Fma(v4.Hi, p4h7);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; sQ[8] = lo4; sQ[9] = hi4; sQ[10] = lo5; sQ[11] = hi5; sQ[12] = lo6; sQ[13] = hi6; sQ[14] = lo7; sQ[15] = hi7; } // step boundary (never taken): keeps the steps in order
-        var v5 = default(TCodec).Decode8(vr5);
+        var v5 = default(TCodec).Decode8(vr5.Masked(slot + 80 < numKeys));   // past the context: 0, not whatever the row holds
         float p5h0 = sPSlot[80];
         lo0 = lo0.Fma(v5.Lo, p5h0);
         hi0 = hi0.Fma(v5.Hi, p5h0);
@@ -862,7 +847,7 @@ public static partial class TinyLlama_1_1B
         lo7 = lo7.Fma(v5.Lo, p5h7);
         hi7 = hi7.Fma(v5.Hi, p5h7);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; sQ[8] = lo4; sQ[9] = hi4; sQ[10] = lo5; sQ[11] = hi5; sQ[12] = lo6; sQ[13] = hi6; sQ[14] = lo7; sQ[15] = hi7; } // step boundary (never taken): keeps the steps in order
-        var v6 = default(TCodec).Decode8(vr6);
+        var v6 = default(TCodec).Decode8(vr6.Masked(slot + 96 < numKeys));   // past the context: 0, not whatever the row holds
         float p6h0 = sPSlot[96];
         lo0 = lo0.Fma(v6.Lo, p6h0);
         hi0 = hi0.Fma(v6.Hi, p6h0);
@@ -888,7 +873,7 @@ public static partial class TinyLlama_1_1B
         lo7 = lo7.Fma(v6.Lo, p6h7);
         hi7 = hi7.Fma(v6.Hi, p6h7);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; sQ[8] = lo4; sQ[9] = hi4; sQ[10] = lo5; sQ[11] = hi5; sQ[12] = lo6; sQ[13] = hi6; sQ[14] = lo7; sQ[15] = hi7; } // step boundary (never taken): keeps the steps in order
-        var v7 = default(TCodec).Decode8(vr7);
+        var v7 = default(TCodec).Decode8(vr7.Masked(slot + 112 < numKeys));   // past the context: 0, not whatever the row holds
         float p7h0 = sPSlot[112];
         lo0 = lo0.Fma(v7.Lo, p7h0);
         hi0 = hi0.Fma(v7.Hi, p7h0);
@@ -914,7 +899,7 @@ public static partial class TinyLlama_1_1B
         lo7 = lo7.Fma(v7.Lo, p7h7);
         hi7 = hi7.Fma(v7.Hi, p7h7);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; sQ[8] = lo4; sQ[9] = hi4; sQ[10] = lo5; sQ[11] = hi5; sQ[12] = lo6; sQ[13] = hi6; sQ[14] = lo7; sQ[15] = hi7; } // step boundary (never taken): keeps the steps in order
-        var v8 = default(TCodec).Decode8(vr8);
+        var v8 = default(TCodec).Decode8(vr8.Masked(slot + 128 < numKeys));   // past the context: 0, not whatever the row holds
         float p8h0 = sPSlot[128];
         lo0 = lo0.Fma(v8.Lo, p8h0);
         hi0 = hi0.Fma(v8.Hi, p8h0);
@@ -940,7 +925,7 @@ public static partial class TinyLlama_1_1B
         lo7 = lo7.Fma(v8.Lo, p8h7);
         hi7 = hi7.Fma(v8.Hi, p8h7);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; sQ[8] = lo4; sQ[9] = hi4; sQ[10] = lo5; sQ[11] = hi5; sQ[12] = lo6; sQ[13] = hi6; sQ[14] = lo7; sQ[15] = hi7; } // step boundary (never taken): keeps the steps in order
-        var v9 = default(TCodec).Decode8(vr9);
+        var v9 = default(TCodec).Decode8(vr9.Masked(slot + 144 < numKeys));   // past the context: 0, not whatever the row holds
         float p9h0 = sPSlot[144];
         lo0 = lo0.Fma(v9.Lo, p9h0);
         hi0 = hi0.Fma(v9.Hi, p9h0);
@@ -966,7 +951,7 @@ public static partial class TinyLlama_1_1B
         lo7 = lo7.Fma(v9.Lo, p9h7);
         hi7 = hi7.Fma(v9.Hi, p9h7);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; sQ[8] = lo4; sQ[9] = hi4; sQ[10] = lo5; sQ[11] = hi5; sQ[12] = lo6; sQ[13] = hi6; sQ[14] = lo7; sQ[15] = hi7; } // step boundary (never taken): keeps the steps in order
-        var v10 = default(TCodec).Decode8(vr10);
+        var v10 = default(TCodec).Decode8(vr10.Masked(slot + 160 < numKeys));   // past the context: 0, not whatever the row holds
         float p10h0 = sPSlot[160];
         lo0 = lo0.Fma(v10.Lo, p10h0);
         hi0 = hi0.Fma(v10.Hi, p10h0);
@@ -992,7 +977,7 @@ public static partial class TinyLlama_1_1B
         lo7 = lo7.Fma(v10.Lo, p10h7);
         hi7 = hi7.Fma(v10.Hi, p10h7);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; sQ[8] = lo4; sQ[9] = hi4; sQ[10] = lo5; sQ[11] = hi5; sQ[12] = lo6; sQ[13] = hi6; sQ[14] = lo7; sQ[15] = hi7; } // step boundary (never taken): keeps the steps in order
-        var v11 = default(TCodec).Decode8(vr11);
+        var v11 = default(TCodec).Decode8(vr11.Masked(slot + 176 < numKeys));   // past the context: 0, not whatever the row holds
         float p11h0 = sPSlot[176];
         lo0 = lo0.Fma(v11.Lo, p11h0);
         hi0 = hi0.Fma(v11.Hi, p11h0);
@@ -1018,7 +1003,7 @@ public static partial class TinyLlama_1_1B
         lo7 = lo7.Fma(v11.Lo, p11h7);
         hi7 = hi7.Fma(v11.Hi, p11h7);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; sQ[8] = lo4; sQ[9] = hi4; sQ[10] = lo5; sQ[11] = hi5; sQ[12] = lo6; sQ[13] = hi6; sQ[14] = lo7; sQ[15] = hi7; } // step boundary (never taken): keeps the steps in order
-        var v12 = default(TCodec).Decode8(vr12);
+        var v12 = default(TCodec).Decode8(vr12.Masked(slot + 192 < numKeys));   // past the context: 0, not whatever the row holds
         float p12h0 = sPSlot[192];
         lo0 = lo0.Fma(v12.Lo, p12h0);
         hi0 = hi0.Fma(v12.Hi, p12h0);
@@ -1044,7 +1029,7 @@ public static partial class TinyLlama_1_1B
         lo7 = lo7.Fma(v12.Lo, p12h7);
         hi7 = hi7.Fma(v12.Hi, p12h7);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; sQ[8] = lo4; sQ[9] = hi4; sQ[10] = lo5; sQ[11] = hi5; sQ[12] = lo6; sQ[13] = hi6; sQ[14] = lo7; sQ[15] = hi7; } // step boundary (never taken): keeps the steps in order
-        var v13 = default(TCodec).Decode8(vr13);
+        var v13 = default(TCodec).Decode8(vr13.Masked(slot + 208 < numKeys));   // past the context: 0, not whatever the row holds
         float p13h0 = sPSlot[208];
         lo0 = lo0.Fma(v13.Lo, p13h0);
         hi0 = hi0.Fma(v13.Hi, p13h0);
@@ -1070,7 +1055,7 @@ public static partial class TinyLlama_1_1B
         lo7 = lo7.Fma(v13.Lo, p13h7);
         hi7 = hi7.Fma(v13.Hi, p13h7);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; sQ[8] = lo4; sQ[9] = hi4; sQ[10] = lo5; sQ[11] = hi5; sQ[12] = lo6; sQ[13] = hi6; sQ[14] = lo7; sQ[15] = hi7; } // step boundary (never taken): keeps the steps in order
-        var v14 = default(TCodec).Decode8(vr14);
+        var v14 = default(TCodec).Decode8(vr14.Masked(slot + 224 < numKeys));   // past the context: 0, not whatever the row holds
         float p14h0 = sPSlot[224];
         lo0 = lo0.Fma(v14.Lo, p14h0);
         hi0 = hi0.Fma(v14.Hi, p14h0);
@@ -1096,7 +1081,7 @@ public static partial class TinyLlama_1_1B
         lo7 = lo7.Fma(v14.Lo, p14h7);
         hi7 = hi7.Fma(v14.Hi, p14h7);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; sQ[8] = lo4; sQ[9] = hi4; sQ[10] = lo5; sQ[11] = hi5; sQ[12] = lo6; sQ[13] = hi6; sQ[14] = lo7; sQ[15] = hi7; } // step boundary (never taken): keeps the steps in order
-        var v15 = default(TCodec).Decode8(vr15);
+        var v15 = default(TCodec).Decode8(vr15.Masked(slot + 240 < numKeys));   // past the context: 0, not whatever the row holds
         float p15h0 = sPSlot[240];
         lo0 = lo0.Fma(v15.Lo, p15h0);
         hi0 = hi0.Fma(v15.Hi, p15h0);
@@ -1380,14 +1365,15 @@ public static partial class TinyLlama_1_1B
         // This thread's share of P·V: keys slot + 16 * r (r < 16) of the partition, 8 dims at unit.
         int slot = t / 8;
         int unit = t % 8;
+        long vThread = ((long)kvHead * 16 + slot) * 64 + unit * 8;   // this thread's V chunk in a block, before the block
         RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7, vr8, vr9, vr10, vr11, vr12, vr13, vr14, vr15;   // V of its first 16 keys, loaded with the K rows
 
         // Scores: one key per thread (keys t + 128 * i), the whole K row in 16-byte loads, every head from the same load.
-        // A key past the context loads the partition's last valid row (no branch around the loads) and scores -inf.
+        // A key past the context reads a row of a valid block all the same (no branch around the loads) and scores -inf.
         {
             int j = t + 0;
             bool valid = j < numKeys;
-            int key = k0 + (valid ? j : numKeys - 1);
+            int key = k0 + j;
             long row = (((long)sBlock[key / 16 - firstBlock] * 4 + kvHead) * 16 + key % 16) * 64;
             float s0 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
@@ -1400,38 +1386,22 @@ public static partial class TinyLlama_1_1B
             var kr7 = default(TCodec).LoadRaw8(keyCache, row + 56);
             // Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory
             // round trip (K and V in flight together) instead of two (V only after the softmax).
-            int vk0 = k0 + (slot < numKeys ? slot : numKeys - 1);
-            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk0 / 16 - firstBlock] * 4 + kvHead) * 16 + vk0 % 16) * 64 + unit * 8);
-            int vk1 = k0 + (slot + 16 < numKeys ? slot + 16 : numKeys - 1);
-            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk1 / 16 - firstBlock] * 4 + kvHead) * 16 + vk1 % 16) * 64 + unit * 8);
-            int vk2 = k0 + (slot + 32 < numKeys ? slot + 32 : numKeys - 1);
-            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk2 / 16 - firstBlock] * 4 + kvHead) * 16 + vk2 % 16) * 64 + unit * 8);
-            int vk3 = k0 + (slot + 48 < numKeys ? slot + 48 : numKeys - 1);
-            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk3 / 16 - firstBlock] * 4 + kvHead) * 16 + vk3 % 16) * 64 + unit * 8);
-            int vk4 = k0 + (slot + 64 < numKeys ? slot + 64 : numKeys - 1);
-            vr4 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk4 / 16 - firstBlock] * 4 + kvHead) * 16 + vk4 % 16) * 64 + unit * 8);
-            int vk5 = k0 + (slot + 80 < numKeys ? slot + 80 : numKeys - 1);
-            vr5 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk5 / 16 - firstBlock] * 4 + kvHead) * 16 + vk5 % 16) * 64 + unit * 8);
-            int vk6 = k0 + (slot + 96 < numKeys ? slot + 96 : numKeys - 1);
-            vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk6 / 16 - firstBlock] * 4 + kvHead) * 16 + vk6 % 16) * 64 + unit * 8);
-            int vk7 = k0 + (slot + 112 < numKeys ? slot + 112 : numKeys - 1);
-            vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk7 / 16 - firstBlock] * 4 + kvHead) * 16 + vk7 % 16) * 64 + unit * 8);
-            int vk8 = k0 + (slot + 128 < numKeys ? slot + 128 : numKeys - 1);
-            vr8 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk8 / 16 - firstBlock] * 4 + kvHead) * 16 + vk8 % 16) * 64 + unit * 8);
-            int vk9 = k0 + (slot + 144 < numKeys ? slot + 144 : numKeys - 1);
-            vr9 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk9 / 16 - firstBlock] * 4 + kvHead) * 16 + vk9 % 16) * 64 + unit * 8);
-            int vk10 = k0 + (slot + 160 < numKeys ? slot + 160 : numKeys - 1);
-            vr10 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk10 / 16 - firstBlock] * 4 + kvHead) * 16 + vk10 % 16) * 64 + unit * 8);
-            int vk11 = k0 + (slot + 176 < numKeys ? slot + 176 : numKeys - 1);
-            vr11 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk11 / 16 - firstBlock] * 4 + kvHead) * 16 + vk11 % 16) * 64 + unit * 8);
-            int vk12 = k0 + (slot + 192 < numKeys ? slot + 192 : numKeys - 1);
-            vr12 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk12 / 16 - firstBlock] * 4 + kvHead) * 16 + vk12 % 16) * 64 + unit * 8);
-            int vk13 = k0 + (slot + 208 < numKeys ? slot + 208 : numKeys - 1);
-            vr13 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk13 / 16 - firstBlock] * 4 + kvHead) * 16 + vk13 % 16) * 64 + unit * 8);
-            int vk14 = k0 + (slot + 224 < numKeys ? slot + 224 : numKeys - 1);
-            vr14 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk14 / 16 - firstBlock] * 4 + kvHead) * 16 + vk14 % 16) * 64 + unit * 8);
-            int vk15 = k0 + (slot + 240 < numKeys ? slot + 240 : numKeys - 1);
-            vr15 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[vk15 / 16 - firstBlock] * 4 + kvHead) * 16 + vk15 % 16) * 64 + unit * 8);
+            vr0 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[0] * 4096 + vThread);
+            vr1 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[1] * 4096 + vThread);
+            vr2 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[2] * 4096 + vThread);
+            vr3 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[3] * 4096 + vThread);
+            vr4 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[4] * 4096 + vThread);
+            vr5 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[5] * 4096 + vThread);
+            vr6 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[6] * 4096 + vThread);
+            vr7 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[7] * 4096 + vThread);
+            vr8 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[8] * 4096 + vThread);
+            vr9 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[9] * 4096 + vThread);
+            vr10 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[10] * 4096 + vThread);
+            vr11 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[11] * 4096 + vThread);
+            vr12 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[12] * 4096 + vThread);
+            vr13 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[13] * 4096 + vThread);
+            vr14 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[14] * 4096 + vThread);
+            vr15 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[15] * 4096 + vThread);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[8] = kr4.A; keep[9] = kr4.B; keep[10] = kr5.A; keep[11] = kr5.B; keep[12] = kr6.A; keep[13] = kr6.B; keep[14] = kr7.A; keep[15] = kr7.B; keep[0] = vr0.A; keep[1] = vr0.B; keep[2] = vr1.A; keep[3] = vr1.B; keep[4] = vr2.A; keep[5] = vr2.B; keep[6] = vr3.A; keep[7] = vr3.B; keep[8] = vr4.A; keep[9] = vr4.B; keep[10] = vr5.A; keep[11] = vr5.B; keep[12] = vr6.A; keep[13] = vr6.B; keep[14] = vr7.A; keep[15] = vr7.B; keep[0] = vr8.A; keep[1] = vr8.B; keep[2] = vr9.A; keep[3] = vr9.B; keep[4] = vr10.A; keep[5] = vr10.B; keep[6] = vr11.A; keep[7] = vr11.B; keep[8] = vr12.A; keep[9] = vr12.B; keep[10] = vr13.A; keep[11] = vr13.B; keep[12] = vr14.A; keep[13] = vr14.B; keep[14] = vr15.A; keep[15] = vr15.B; } // step boundary (never taken): the loads above stay in flight together
             // The queries, now that the K/V loads are out; every thread's before the scores read them.
             if (t < 16) sQ[t] = qv0;
@@ -1465,7 +1435,7 @@ public static partial class TinyLlama_1_1B
         {
             int j = t + 128;
             bool valid = j < numKeys;
-            int key = k0 + (valid ? j : numKeys - 1);
+            int key = k0 + j;
             long row = (((long)sBlock[key / 16 - firstBlock] * 4 + kvHead) * 16 + key % 16) * 64;
             float s0 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
@@ -1559,82 +1529,82 @@ public static partial class TinyLlama_1_1B
         var sPSlot = sP.SubView(slot);   // this slot's probabilities, indexed with constants (folded into the loads)
         var lo0 = default(Float4);
         var hi0 = default(Float4);
-        var v0 = default(TCodec).Decode8(vr0);
+        var v0 = default(TCodec).Decode8(vr0.Masked(slot < numKeys));   // past the context: 0, not whatever the row holds
         float p0h0 = sPSlot[0];
         lo0 = lo0.Fma(v0.Lo, p0h0);
         hi0 = hi0.Fma(v0.Hi, p0h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v1 = default(TCodec).Decode8(vr1);
+        var v1 = default(TCodec).Decode8(vr1.Masked(slot + 16 < numKeys));   // past the context: 0, not whatever the row holds
         float p1h0 = sPSlot[16];
         lo0 = lo0.Fma(v1.Lo, p1h0);
         hi0 = hi0.Fma(v1.Hi, p1h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v2 = default(TCodec).Decode8(vr2);
+        var v2 = default(TCodec).Decode8(vr2.Masked(slot + 32 < numKeys));   // past the context: 0, not whatever the row holds
         float p2h0 = sPSlot[32];
         lo0 = lo0.Fma(v2.Lo, p2h0);
         hi0 = hi0.Fma(v2.Hi, p2h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v3 = default(TCodec).Decode8(vr3);
+        var v3 = default(TCodec).Decode8(vr3.Masked(slot + 48 < numKeys));   // past the context: 0, not whatever the row holds
         float p3h0 = sPSlot[48];
         lo0 = lo0.Fma(v3.Lo, p3h0);
         hi0 = hi0.Fma(v3.Hi, p3h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v4 = default(TCodec).Decode8(vr4);
+        var v4 = default(TCodec).Decode8(vr4.Masked(slot + 64 < numKeys));   // past the context: 0, not whatever the row holds
         float p4h0 = sPSlot[64];
         lo0 = lo0.Fma(v4.Lo, p4h0);
         hi0 = hi0.Fma(v4.Hi, p4h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v5 = default(TCodec).Decode8(vr5);
+        var v5 = default(TCodec).Decode8(vr5.Masked(slot + 80 < numKeys));   // past the context: 0, not whatever the row holds
         float p5h0 = sPSlot[80];
         lo0 = lo0.Fma(v5.Lo, p5h0);
         hi0 = hi0.Fma(v5.Hi, p5h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v6 = default(TCodec).Decode8(vr6);
+        var v6 = default(TCodec).Decode8(vr6.Masked(slot + 96 < numKeys));   // past the context: 0, not whatever the row holds
         float p6h0 = sPSlot[96];
         lo0 = lo0.Fma(v6.Lo, p6h0);
         hi0 = hi0.Fma(v6.Hi, p6h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v7 = default(TCodec).Decode8(vr7);
+        var v7 = default(TCodec).Decode8(vr7.Masked(slot + 112 < numKeys));   // past the context: 0, not whatever the row holds
         float p7h0 = sPSlot[112];
         lo0 = lo0.Fma(v7.Lo, p7h0);
         hi0 = hi0.Fma(v7.Hi, p7h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v8 = default(TCodec).Decode8(vr8);
+        var v8 = default(TCodec).Decode8(vr8.Masked(slot + 128 < numKeys));   // past the context: 0, not whatever the row holds
         float p8h0 = sPSlot[128];
         lo0 = lo0.Fma(v8.Lo, p8h0);
         hi0 = hi0.Fma(v8.Hi, p8h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v9 = default(TCodec).Decode8(vr9);
+        var v9 = default(TCodec).Decode8(vr9.Masked(slot + 144 < numKeys));   // past the context: 0, not whatever the row holds
         float p9h0 = sPSlot[144];
         lo0 = lo0.Fma(v9.Lo, p9h0);
         hi0 = hi0.Fma(v9.Hi, p9h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v10 = default(TCodec).Decode8(vr10);
+        var v10 = default(TCodec).Decode8(vr10.Masked(slot + 160 < numKeys));   // past the context: 0, not whatever the row holds
         float p10h0 = sPSlot[160];
         lo0 = lo0.Fma(v10.Lo, p10h0);
         hi0 = hi0.Fma(v10.Hi, p10h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v11 = default(TCodec).Decode8(vr11);
+        var v11 = default(TCodec).Decode8(vr11.Masked(slot + 176 < numKeys));   // past the context: 0, not whatever the row holds
         float p11h0 = sPSlot[176];
         lo0 = lo0.Fma(v11.Lo, p11h0);
         hi0 = hi0.Fma(v11.Hi, p11h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v12 = default(TCodec).Decode8(vr12);
+        var v12 = default(TCodec).Decode8(vr12.Masked(slot + 192 < numKeys));   // past the context: 0, not whatever the row holds
         float p12h0 = sPSlot[192];
         lo0 = lo0.Fma(v12.Lo, p12h0);
         hi0 = hi0.Fma(v12.Hi, p12h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v13 = default(TCodec).Decode8(vr13);
+        var v13 = default(TCodec).Decode8(vr13.Masked(slot + 208 < numKeys));   // past the context: 0, not whatever the row holds
         float p13h0 = sPSlot[208];
         lo0 = lo0.Fma(v13.Lo, p13h0);
         hi0 = hi0.Fma(v13.Hi, p13h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v14 = default(TCodec).Decode8(vr14);
+        var v14 = default(TCodec).Decode8(vr14.Masked(slot + 224 < numKeys));   // past the context: 0, not whatever the row holds
         float p14h0 = sPSlot[224];
         lo0 = lo0.Fma(v14.Lo, p14h0);
         hi0 = hi0.Fma(v14.Hi, p14h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v15 = default(TCodec).Decode8(vr15);
+        var v15 = default(TCodec).Decode8(vr15.Masked(slot + 240 < numKeys));   // past the context: 0, not whatever the row holds
         float p15h0 = sPSlot[240];
         lo0 = lo0.Fma(v15.Lo, p15h0);
         hi0 = hi0.Fma(v15.Hi, p15h0);

@@ -98,14 +98,58 @@ public sealed class AttentionHarness : IDisposable
         return needed <= table.Length ? table : table.Concat(TakeBlocks(needed - table.Length)).ToArray();
     }
 
-    /// <summary>The batch for <paramref name="seqs"/>: new tokens at positions context - query_len .. context - 1.</summary>
+    /// <summary>The batch for <paramref name="seqs"/>: new tokens at positions context - query_len .. context - 1.
+    /// The device cache is laid out for it as the reference holds it, except that every row of the batch's blocks
+    /// past what any of its sequences attends to is NaN, as uninitialized memory may be: a kernel that reads such
+    /// a row must not let it reach its output.</summary>
     public AttentionBatch Batch(SeqSpec[] seqs, int[][] tables)
     {
+        PoisonPastContext(seqs.Select(s => s.Context).ToArray(), tables);
         var slots = new List<int>();
         for (int s = 0; s < seqs.Length; s++)
             for (int p = seqs[s].Context - seqs[s].QueryLen; p < seqs[s].Context; p++)
                 slots.Add(tables[s][p / Shape.BlockSize] * Shape.BlockSize + p % Shape.BlockSize);
         return new AttentionBatch(seqs.Select(s => s.QueryLen).ToArray(), seqs.Select(s => s.Context).ToArray(), tables, slots.ToArray());
+    }
+
+    /// <summary>Block id -> rows of it that some sequence of the last <see cref="Batch"/> attends to; the rest are NaN.</summary>
+    private readonly Dictionary<int, int> _rowsUsed = new();
+
+    /// <summary>Whether cache element <paramref name="element"/> ([block, kv_head, slot, head_dim] order) was set to NaN
+    /// by the last <see cref="Batch"/>, being past every context that reads its block.</summary>
+    public bool PastContext(long element)
+    {
+        long blockElements = (long)Shape.NumKvHeads * Shape.BlockSize * Shape.HeadDim;
+        return _rowsUsed.TryGetValue((int)(element / blockElements), out int rows) && element / Shape.HeadDim % Shape.BlockSize >= rows;
+    }
+
+    private void PoisonPastContext(int[] contexts, int[][] tables)
+    {
+        int bs = Shape.BlockSize;
+        var rowsUsed = _rowsUsed;   // block id -> rows some sequence attends to
+        rowsUsed.Clear();
+        for (int s = 0; s < tables.Length; s++)
+            for (int b = 0; b < tables[s].Length; b++)
+                rowsUsed[tables[s][b]] = Math.Max(rowsUsed.GetValueOrDefault(tables[s][b]), Math.Clamp(contexts[s] - b * bs, 0, bs));
+        bool f16 = Reference.Dtype == KvDtype.F16;
+        int size = f16 ? 2 : 4;
+        long blockElements = (long)Shape.NumKvHeads * bs * Shape.HeadDim;
+        var bytes = new byte[blockElements * size];
+        foreach (var (block, rows) in rowsUsed)
+        {
+            long first = Reference.Offset(block, 0, 0);
+            foreach (var (source, target) in new[] { (Reference.Keys, Layer.Keys), (Reference.Values, Layer.Values) })
+            {
+                for (long e = 0; e < blockElements; e++)
+                {
+                    bool past = e / Shape.HeadDim % bs >= rows;   // [kv_head, slot, head_dim] within the block
+                    double v = past ? double.NaN : source[first + e];
+                    if (f16) BitConverter.TryWriteBytes(bytes.AsSpan((int)(e * 2)), (System.Half)v);
+                    else BitConverter.TryWriteBytes(bytes.AsSpan((int)(e * 4)), (float)v);
+                }
+                target.SubView(first * size, bytes.LongLength).CopyFromCPU(bytes);
+            }
+        }
     }
 
     public float[] RandomFloats(long n)
@@ -161,6 +205,17 @@ public sealed class AttentionHarness : IDisposable
             }
         }
         return new StepResult(expected, outputs);
+    }
+
+    /// <summary>What the device cache should hold: the reference's keys and values, NaN where the last
+    /// <see cref="Batch"/> poisoned rows past the contexts (no kernel may write there).</summary>
+    public (double[] Keys, double[] Values) ExpectedCache()
+    {
+        var keys = (double[])Reference.Keys.Clone();
+        var values = (double[])Reference.Values.Clone();
+        for (long i = 0; i < keys.LongLength; i++)
+            if (PastContext(i)) keys[i] = values[i] = double.NaN;
+        return (keys, values);
     }
 
     /// <summary>The device cache, read back as float64 keys and values.</summary>
