@@ -21,7 +21,7 @@ internal static class DecodeEmitter
 
     /// <summary>32-bit registers of raw K/V data a decode thread holds in flight: a K batch plus the prefetched
     /// V rows, so each group has its whole partition's K and V outstanding at once. With the step boundaries that
-    /// keep the unrolled steps in order (<see cref="StepBoundary"/>), ptxas gives the Llama3_8B decode 176 registers
+    /// keep the unrolled steps in order (<see cref="StepBoundary"/>), ptxas gives the Llama3_8B decode 174 registers
     /// and no spills for sm_90 (<c>benchmarks/ptx/resources.sh</c>); 168 would fit three 128-thread groups per SM.</summary>
     public const int LoadRegisterBudget = 128;
 
