@@ -23,7 +23,8 @@ public struct AttentionMeta
     /// <summary>[num_decode_items, 5] (decode index, partition, query token, context length, block-table row
     /// offset = sequence * MaxBlocksPerSeq) of each split-K partition: everything a decode group needs before its
     /// block-table read, in independent loads (one memory round trip, not a chain through the sequence's
-    /// QueryStart and ContextLens).</summary>
+    /// QueryStart and ContextLens). The generated decode takes the blocks from <see cref="DecodeBlocks"/> in that
+    /// same round trip instead.</summary>
     public ArrayView<int> DecodeWork;
     /// <summary>[num_decode_items, DecodeBlocksPerItem] the physical blocks of each partition, from the block of its
     /// first key (partition * partition_size / block_size) on; past the sequence's last block, that block again.
