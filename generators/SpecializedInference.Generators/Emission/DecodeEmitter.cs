@@ -60,7 +60,7 @@ internal static class DecodeEmitter
             return $"(long)sBlock[{Int(r * KS / L.BlockSize)}] * {Int(L.KvHeads * L.BlockSize * L.HeadDim)} + vThread{(r * KS % L.BlockSize == 0 ? "" : $" + {Int(r * KS % L.BlockSize * L.HeadDim)}")}";
         string j = r == 0 ? "slot" : $"slot + {Int(r * KS)}";
         if (r * KS + KS - 1 >= P) j = $"({j} < {Int(P)} ? {j} : {Int(P - 1)})";
-        return $"{Row(L, $"k0 + {j}")} + unit * 8";
+        return $"{Row(L, $"(k0 + {j})")} + unit * 8";
     }
 
     /// <summary>Physical blocks a partition can touch: P / block_size when blocks tile partitions, else two more
@@ -69,12 +69,10 @@ internal static class DecodeEmitter
     private static int BlocksPerPartition(AttentionLayout L)
         => L.Partition % L.BlockSize == 0 ? L.Partition / L.BlockSize : L.Partition / L.BlockSize + 2;
 
-    /// <summary>Element offset of <paramref name="key"/>'s row [block, kv_head, slot, :], the block from shared memory.</summary>
+    /// <summary>Element offset of <paramref name="key"/>'s row [block, kv_head, slot, :], the block from shared memory;
+    /// <paramref name="key"/> is a name or a parenthesized expression.</summary>
     private static string Row(AttentionLayout L, string key)
-    {
-        if (!System.Text.RegularExpressions.Regex.IsMatch(key, @"^\w+$")) key = $"({key})";
-        return $"(((long)sBlock[{key} / {Int(L.BlockSize)} - firstBlock] * {Int(L.KvHeads)} + kvHead) * {Int(L.BlockSize)} + {key} % {Int(L.BlockSize)}) * {Int(L.HeadDim)}";
-    }
+        => $"(((long)sBlock[{key} / {Int(L.BlockSize)} - firstBlock] * {Int(L.KvHeads)} + kvHead) * {Int(L.BlockSize)} + {key} % {Int(L.BlockSize)}) * {Int(L.HeadDim)}";
 
     /// <summary>Key slots' partial outputs summed per step of the final reduction.</summary>
     private const int SlotsPerSum = 8;
@@ -264,7 +262,7 @@ internal static class DecodeEmitter
             w.Line();
 
             w.Line($"// P·V: thread = (key slot t / {U}, 8-dim unit t % {U}); one 16-byte V load serves every head. Keys past");
-            w.Line("// the context have probability exactly 0 (their V row is the last valid one, so the product is 0 too).");
+            w.Line("// the context have probability exactly 0 and their V chunks are masked to 0 (the row may hold anything).");
             bool slotGuard = T % U != 0;
             if (slotGuard) w.Open($"if (slot < {Int(KS)})");
             w.Line("var sPSlot = sP.SubView(slot);   // this slot's probabilities, indexed with constants (folded into the loads)");

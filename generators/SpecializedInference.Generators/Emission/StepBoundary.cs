@@ -9,10 +9,10 @@ namespace SpecializedInference.Generators.Emission;
 /// block of its first use and emits a block's values depth first from their uses, so a register-tiled loop
 /// written out in full (S = Q·Kᵀ over head_dim, say) came out as one accumulator's whole chain after another, with
 /// every shared operand live to the end: ptxas gave the decode and prefill 255 registers and still spilled
-/// 0.7–1.6 KB per thread. A step boundary is a branch that never runs (no thread index is negative) around
-/// shared stores of the step's accumulators: it ends the block, and the stores are uses of the accumulators, so
-/// each step's loads and multiply-adds are emitted before the next step's. ptxas makes it one uniform branch or a
-/// few predicated stores that never write.
+/// 0.7–1.6 KB per thread. A step boundary is a branch that never runs (the kernel's thread index <c>t</c> is
+/// never negative) around shared stores of the step's accumulators: it ends the block, and the stores are uses of
+/// the accumulators, so each step's loads and multiply-adds are emitted before the next step's. ptxas makes it one
+/// uniform branch or a few predicated stores that never write.
 /// </summary>
 internal static class StepBoundary
 {

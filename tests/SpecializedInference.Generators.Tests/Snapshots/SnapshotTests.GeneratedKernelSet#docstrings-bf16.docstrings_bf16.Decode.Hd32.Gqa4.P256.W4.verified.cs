@@ -356,7 +356,7 @@ public static partial class docstrings_bf16
         Group.Barrier();
 
         // P·V: thread = (key slot t / 4, 8-dim unit t % 4); one 16-byte V load serves every head. Keys past
-        // the context have probability exactly 0 (their V row is the last valid one, so the product is 0 too).
+        // the context have probability exactly 0 and their V chunks are masked to 0 (the row may hold anything).
         var sPSlot = sP.SubView(slot);   // this slot's probabilities, indexed with constants (folded into the loads)
         var lo0 = default(Float4);
         var hi0 = default(Float4);
@@ -881,7 +881,7 @@ public static partial class docstrings_bf16
         Group.Barrier();
 
         // P·V: thread = (key slot t / 4, 8-dim unit t % 4); one 16-byte V load serves every head. Keys past
-        // the context have probability exactly 0 (their V row is the last valid one, so the product is 0 too).
+        // the context have probability exactly 0 and their V chunks are masked to 0 (the row may hold anything).
         var sPSlot = sP.SubView(slot);   // this slot's probabilities, indexed with constants (folded into the loads)
         var lo0 = default(Float4);
         var hi0 = default(Float4);

@@ -324,7 +324,7 @@ public static partial class gqa_tiny
         Group.Barrier();
 
         // P·V: thread = (key slot t / 2, 8-dim unit t % 2); one 16-byte V load serves every head. Keys past
-        // the context have probability exactly 0 (their V row is the last valid one, so the product is 0 too).
+        // the context have probability exactly 0 and their V chunks are masked to 0 (the row may hold anything).
         var sPSlot = sP.SubView(slot);   // this slot's probabilities, indexed with constants (folded into the loads)
         var lo0 = default(Float4);
         var hi0 = default(Float4);
@@ -793,7 +793,7 @@ public static partial class gqa_tiny
         Group.Barrier();
 
         // P·V: thread = (key slot t / 2, 8-dim unit t % 2); one 16-byte V load serves every head. Keys past
-        // the context have probability exactly 0 (their V row is the last valid one, so the product is 0 too).
+        // the context have probability exactly 0 and their V chunks are masked to 0 (the row may hold anything).
         var sPSlot = sP.SubView(slot);   // this slot's probabilities, indexed with constants (folded into the loads)
         var lo0 = default(Float4);
         var hi0 = default(Float4);

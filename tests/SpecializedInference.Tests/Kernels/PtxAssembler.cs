@@ -5,8 +5,9 @@ using System.Text.RegularExpressions;
 
 namespace SpecializedInference.Tests.Kernels;
 
-/// <summary>What ptxas reports for one kernel: registers per thread, spilled bytes and static shared memory.</summary>
-public sealed record KernelResources(int Registers, int SpillStoreBytes, int SpillLoadBytes, int SharedBytes);
+/// <summary>What ptxas reports for one kernel: registers per thread, spilled bytes and static shared memory; and its
+/// SASS instructions, counted by cuobjdump when it stands beside ptxas (else null).</summary>
+public sealed record KernelResources(int Registers, int SpillStoreBytes, int SpillLoadBytes, int SharedBytes, int? SassInstructions);
 
 /// <summary>
 /// Assembles ILGPU's PTX for sm_90 (H100/H200) with NVIDIA's ptxas, on a machine without a GPU or driver. ptxas
@@ -35,15 +36,8 @@ public static class PtxAssembler
         {
             string input = Path.Combine(dir, "kernel.ptx");
             File.WriteAllText(input, Regex.Replace(ptx, @"^\.version \d+\.\d+", ".version 7.8", RegexOptions.Multiline));
-            var start = new ProcessStartInfo(ptxas, ["-v", "--gpu-name", "sm_90", input, "-o", Path.Combine(dir, "kernel.cubin")])
-            {
-                RedirectStandardError = true,
-                RedirectStandardOutput = true,
-            };
-            using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {ptxas}");
-            string report = process.StandardError.ReadToEnd() + process.StandardOutput.ReadToEnd();
-            process.WaitForExit();
-            if (process.ExitCode != 0) throw new InvalidOperationException($"ptxas rejected {kernel}:\n{report}");
+            string cubin = Path.Combine(dir, "kernel.cubin");
+            string report = Run(ptxas, ["-v", "--gpu-name", "sm_90", input, "-o", cubin], kernel);
             int Number(string pattern) => Regex.Match(report, pattern) is { Success: true } m ? int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) : 0;
             var used = Regex.Match(report, @"Used (\d+) registers");
             if (!used.Success) throw new InvalidOperationException($"ptxas printed no register count for {kernel}:\n{report}");
@@ -51,11 +45,31 @@ public static class PtxAssembler
                 int.Parse(used.Groups[1].Value, CultureInfo.InvariantCulture),
                 Number(@"(\d+) bytes spill stores"),
                 Number(@"(\d+) bytes spill loads"),
-                Number(@"(\d+) bytes smem"));
+                Number(@"(\d+) bytes smem"),
+                CountSass(ptxas, cubin, kernel));
         }
         finally
         {
             Directory.Delete(dir, recursive: true);
         }
+    }
+
+    private static int? CountSass(string ptxas, string cubin, string kernel)
+    {
+        string cuobjdump = Path.Combine(Path.GetDirectoryName(ptxas)!, "cuobjdump");
+        if (!File.Exists(cuobjdump)) return null;
+        // One instruction per line that starts with its address comment, e.g. "        /*0070*/  LDC R1, c[0x0][0x28] ;".
+        return Regex.Matches(Run(cuobjdump, ["-sass", cubin], kernel), @"^\s+/\*[0-9a-f]{4,}\*/", RegexOptions.Multiline).Count;
+    }
+
+    private static string Run(string tool, string[] arguments, string kernel)
+    {
+        var start = new ProcessStartInfo(tool, arguments) { RedirectStandardError = true, RedirectStandardOutput = true };
+        using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {tool}");
+        var stderr = process.StandardError.ReadToEndAsync();
+        string output = process.StandardOutput.ReadToEnd() + stderr.Result;
+        process.WaitForExit();
+        if (process.ExitCode != 0) throw new InvalidOperationException($"{Path.GetFileName(tool)} failed on {kernel}:\n{output}");
+        return output;
     }
 }

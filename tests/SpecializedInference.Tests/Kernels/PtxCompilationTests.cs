@@ -101,8 +101,10 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
         Assert.Contains(".entry", ptx);
         long local = Regex.Matches(ptx, @"\.local\s+\.align\s+\d+\s+\.b8\s+\S+\[(\d+)\]").Sum(m => long.Parse(m.Groups[1].Value));
         string entry = Regex.Match(ptx, @"\.entry\s+(\S+?)\s*\(").Groups[1].Value;
-        // SI_PTX_DUMP=<folder> keeps the PTX for reading (e.g. with ptxas -v for registers per thread).
-        if (Environment.GetEnvironmentVariable("SI_PTX_DUMP") is { Length: > 0 } dump)
+        // SI_PTX_DUMP=<folder> keeps the PTX for reading, and with ptxas a row per kernel in resources.md there
+        // (benchmarks/ptx/resources.sh prints that table).
+        string? dump = Environment.GetEnvironmentVariable("SI_PTX_DUMP") is { Length: > 0 } folder ? folder : null;
+        if (dump is not null)
         {
             Directory.CreateDirectory(dump);
             File.WriteAllText(Path.Combine(dump, string.Concat(kernel.Split(Path.GetInvalidFileNameChars())) + ".ptx"), ptx);
@@ -117,11 +119,17 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
         }
         var sm90 = PtxAssembler.Assemble(Ptxas, ptx, kernel);
         output.WriteLine($"{line}; sm_90: {sm90.Registers} registers, {sm90.SpillStoreBytes} bytes spilled, {sm90.SharedBytes} bytes shared");
+        if (dump is not null)
+            lock (DumpLock)
+                File.AppendAllText(Path.Combine(dump, "resources.md"),
+                    $"| {kernel} | {sm90.Registers} | {sm90.SpillStoreBytes} | {sm90.SharedBytes} | {sm90.SassInstructions?.ToString() ?? "-"} |\n");
         Assert.True(sm90.SpillStoreBytes == 0 && sm90.SpillLoadBytes == 0,
             $"{kernel} spills on sm_90: {sm90} (ptxas at {Ptxas}; benchmarks/ptx/resources.sh shows every kernel's registers)");
     }
 
     private static readonly string? Ptxas = PtxAssembler.Find();
+
+    private static readonly object DumpLock = new();
 
     private const string PtxasMissing = "ptxas not found (benchmarks/ptx/install-ptxas.sh installs it into .tools/cuda/bin; or set SI_PTXAS)";
 
