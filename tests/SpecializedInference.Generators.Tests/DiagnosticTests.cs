@@ -97,6 +97,17 @@ public class DiagnosticTests
             Single("{\"name\": \"A\", \"model\": {" + GoodModel + "},\n  \"engine\": { \"kv_dtype\": \"f16\", \"kv_block_size\": $$24 }}"));
 
     [Fact]
+    public void DecodeWarpsNotAllowed()
+        => Assert.EndsWith("decode_warps 3 must be 1, 2, 4 or 8",
+            Single("{\"name\": \"A\", \"model\": {" + GoodModel + "},\n  \"engine\": { \"decode_warps\": $$3 }}"));
+
+    [Fact]
+    public void DecodeWarpsThatCannotShareKeysEvenly()
+        // head_dim 16 is 2 units of 8 dims; 256 threads over partitions of 64 keys would put 4 threads on each key.
+        => Assert.Contains("decode_warps 8 gives 256 threads for partitions of 64 keys: the threads sharing a key must split its 2 8-dim units evenly",
+            Single("{\"name\": \"A\", \"model\": {" + GoodModel + "},\n  \"engine\": { \"decode_partition_size\": 64, \"decode_warps\": $$8 }}"));
+
+    [Fact]
     public void NameNotAnIdentifier()
         => Assert.Equal("SI0008 bad.json(1,10): Config 'bad.json': name \"llama-3\" is not a C# identifier (letters, digits and '_', not starting with a digit)",
             Single("{\"name\": $$\"llama-3\", \"model\": {" + GoodModel + "}}"));

@@ -56,7 +56,7 @@ internal static class AttentionKernelsEmitter
                 w.Line("        plan.Meta, queries, keyCache, valueCache, output);");
                 w.Line();
                 w.Line("protected override void LaunchDecode(AttentionPlan plan, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)");
-                w.Line("    => _decode(new KernelConfig(plan.NumDecodeItems * Dims.HeadGroups, AttentionWarps * 32), plan.Meta, queries, keyCache, valueCache, output);");
+                w.Line("    => _decode(new KernelConfig(plan.NumDecodeItems * Dims.HeadGroups, DecodeWarps * 32), plan.Meta, queries, keyCache, valueCache, output);");
             }
         }
         return w.ToString();

@@ -24,8 +24,9 @@ internal sealed class AttentionLayout
         TileQ = t.PrefillTileQ;
         TileKv = t.PrefillTileKv;
         Partition = t.DecodePartitionSize;
-        Warps = t.Warps;
+        Warps = t.DecodeWarps;
         Threads = 32 * Warps;
+        ThreadsPerKey = SharedMemoryBudget.DecodeThreadsPerKey(Warps, Partition);
         Expanded = expanded;
         HeadsPerGroup = expanded ? 1 : SharedMemoryBudget.HeadsPerGroup(m, t);
         HeadGroups = Heads / HeadsPerGroup;
@@ -48,8 +49,13 @@ internal sealed class AttentionLayout
     public int TileQ { get; }
     public int TileKv { get; }
     public int Partition { get; }
+    /// <summary>Warps of a decode group (decode_warps).</summary>
     public int Warps { get; }
+    /// <summary>Threads of a decode group.</summary>
     public int Threads { get; }
+    /// <summary>Decode threads that score one key together, each over head_dim / ThreadsPerKey of its row (more
+    /// than 1 when the group has more threads than the partition has keys).</summary>
+    public int ThreadsPerKey { get; }
     public bool Expanded { get; }
     /// <summary>Query heads a thread group serves from each K/V load.</summary>
     public int HeadsPerGroup { get; }

@@ -33,7 +33,7 @@ internal static class DecodeEmitter
     /// run with the other dtype works the same; an f32 cache on an f16 set holds twice the registers.</summary>
     public static int ValuePrefetch(AttentionLayout L)
     {
-        int keyBatch = Math.Min(L.Units, KeyLoadsInFlight) * L.RegistersPerUnit;
+        int keyBatch = Math.Min(L.Units / L.ThreadsPerKey, KeyLoadsInFlight) * L.RegistersPerUnit;
         return Math.Max(0, Math.Min(KeysPerThread(L), (LoadRegisterBudget - keyBatch) / L.RegistersPerUnit));
     }
 
@@ -78,7 +78,7 @@ internal static class DecodeEmitter
     private const int SlotsPerSum = 8;
 
     public static string HintName(KernelSetSpec spec)
-        => $"{spec.Name}.Decode.Hd{spec.Model.HeadDim}.{AttentionLayout.HeadTag(spec.Model)}.P{spec.Engine.Tiles.DecodePartitionSize}.W{spec.Engine.Tiles.Warps}.g.cs";
+        => $"{spec.Name}.Decode.Hd{spec.Model.HeadDim}.{AttentionLayout.HeadTag(spec.Model)}.P{spec.Engine.Tiles.DecodePartitionSize}.W{spec.Engine.Tiles.DecodeWarps}.g.cs";
 
     public static string Emit(KernelSetSpec spec)
     {
@@ -99,7 +99,9 @@ internal static class DecodeEmitter
         string mapping = L.Expanded ? "one query head (K/V read per head, as if repeated)" : $"{HG} query heads sharing each K/V load";
         w.Line("/// <summary>");
         w.Line($"/// Split-K flash decode: thread group = (decode, partition of {P} keys) x ({mapping}), {T} threads.");
-        w.Line("/// Each thread scores one key with 16-byte K loads while the V rows of its P·V share are already loading,");
+        w.Line(L.ThreadsPerKey == 1
+            ? "/// Each thread scores one key with 16-byte K loads while the V rows of its P·V share are already loading,"
+            : $"/// {L.ThreadsPerKey} threads score each key, {L.HeadDim / L.ThreadsPerKey} dims each, with 16-byte K loads while the V rows of their P·V share are already loading,");
         w.Line($"/// a warp per head takes the partition's max and sum, then thread (key slot of {KS}, 8-dim unit of {U}) accumulates");
         w.Line("/// P·V from those registers (16-byte V loads; one memory round trip for K and V). A single-partition");
         w.Line("/// decode writes its output; otherwise the partition's (max, sum, output) go to scratch and the group takes a");
@@ -179,30 +181,45 @@ internal static class DecodeEmitter
                 w.Line($"RawChunk8 {string.Join(", ", Enumerable.Range(0, VP).Select(r => $"vr{r}"))};   // V of its first {VP} keys, loaded with the K rows");
             w.Line();
 
-            w.Line($"// Scores: one key per thread (keys t + {T} * i), the whole K row in 16-byte loads, every head from the same load.");
+            int S = L.ThreadsPerKey, KP = T / S, US = U / S;   // threads per key, keys per pass, 8-dim units per thread
+            if (S == 1)
+            {
+                w.Line($"// Scores: one key per thread (keys t + {KP} * i), the whole K row in 16-byte loads, every head from the same load.");
+                w.Line("int j0 = t;");
+            }
+            else
+            {
+                w.Line($"// Scores: {S} threads per key (key t / {S}), each over every {S}th 8-dim unit of its row (neighbouring lanes load");
+                w.Line($"// neighbouring 16 bytes), every head from the same load; the partial dots meet in warp shuffles. A share of the K");
+                w.Line("// row per thread leaves registers for more warps per SM.");
+                w.Line($"int j0 = t / {Int(S)};");
+                w.Line($"int part0 = t % {Int(S)};   // units part0 + {S} * u of the row");
+                w.Line("var sQPart = sQ.SubView(part0 * 2);   // this thread's dims of every head's query, indexed with constants");
+            }
+            string sQRow = S == 1 ? "sQ" : "sQPart";
             w.Line("// A key past the context reads a row of a valid block all the same (no branch around the loads) and scores -inf.");
-            for (int i = 0; i * T < P; i++)
+            for (int i = 0; i * KP < P; i++)
             {
                 using (w.Scope())
                 {
-                    w.Line($"int j = t + {Int(T * i)};");
+                    w.Line(i == 0 ? "int j = j0;" : $"int j = j0 + {Int(KP * i)};");
                     w.Line("bool valid = j < numKeys;");
                     // Unclamped: a key past the context reads a row of a valid block (the plan repeats the last one)
                     // and its score is masked; only a key past the partition is held at its last key.
-                    w.Line(T * (i + 1) > P ? $"int key = k0 + (j < {Int(P)} ? j : {Int(P - 1)});" : "int key = k0 + j;");
-                    w.Line($"long row = {Row(L, "key")};");
+                    w.Line(KP * (i + 1) > P ? $"int key = k0 + (j < {Int(P)} ? j : {Int(P - 1)});" : "int key = k0 + j;");
+                    w.Line(S == 1 ? $"long row = {Row(L, "key")};" : $"long row = {Row(L, "key")} + part0 * 8;");
                     for (int h = 0; h < HG; h++) w.Line($"float s{h} = 0f;");
                     // Raw loads in batches of KeyLoadsInFlight units (4 registers each for f16): all in flight, then decoded and used.
-                    for (int u0 = 0; u0 < U; u0 += KeyLoadsInFlight)
+                    for (int u0 = 0; u0 < US; u0 += KeyLoadsInFlight)
                     {
-                        for (int u = u0; u < U && u < u0 + KeyLoadsInFlight; u++) w.Line($"var kr{u} = default(TCodec).LoadRaw8(keyCache, row + {Int(u * 8)});");
+                        for (int u = u0; u < US && u < u0 + KeyLoadsInFlight; u++) w.Line($"var kr{u} = default(TCodec).LoadRaw8(keyCache, row + {Int(u * S * 8)});");
                         if (i == 0 && u0 == 0 && VP > 0)
                         {
                             w.Line($"// Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory");
                             w.Line($"// round trip (K and V in flight together) instead of two (V only after the softmax).");
                             EmitValueLoads(w, L, 0, VP, declare: false);
                         }
-                        var issued = Enumerable.Range(u0, Math.Min(KeyLoadsInFlight, U - u0)).Select(u => $"kr{u}");
+                        var issued = Enumerable.Range(u0, Math.Min(KeyLoadsInFlight, US - u0)).Select(u => $"kr{u}");
                         w.Line(StepBoundary.Chunks("sQ", HG * D4, i == 0 && u0 == 0 ? issued.Concat(Enumerable.Range(0, VP).Select(r => $"vr{r}")) : issued));
                         if (i == 0 && u0 == 0)
                         {
@@ -214,20 +231,27 @@ internal static class DecodeEmitter
                             }
                             w.Line("Group.Barrier();   // sQ");
                         }
-                        for (int u = u0; u < U && u < u0 + KeyLoadsInFlight; u++)
+                        for (int u = u0; u < US && u < u0 + KeyLoadsInFlight; u++)
                         {
                             w.Line($"var kc{u} = default(TCodec).Decode8(kr{u});");
                             // The shared Q rows go in as values: one 16-byte shared load each (sQ[i].Dot(...) would read
                             // through a reference, four 4-byte loads and their 64-bit address arithmetic per Float4).
                             for (int h = 0; h < HG; h++)
-                                w.Line($"s{h} = kc{u}.Hi.DotAdd(sQ[{Int(h * D4 + 2 * u + 1)}], kc{u}.Lo.DotAdd(sQ[{Int(h * D4 + 2 * u)}], s{h}));");
+                                w.Line($"s{h} = kc{u}.Hi.DotAdd({sQRow}[{Int(h * D4 + 2 * u * S + 1)}], kc{u}.Lo.DotAdd({sQRow}[{Int(h * D4 + 2 * u * S)}], s{h}));");
                             w.Line(StepBoundary.Floats("sQ", HG * D4, Enumerable.Range(0, HG).Select(h => $"s{h}")));
                         }
                     }
-                    bool guard = T * (i + 1) > P;
-                    if (guard) w.Open($"if (j < {Int(P)})");
+                    if (S > 1)
+                    {
+                        w.Line($"// The key's {S} threads are neighbouring lanes: their partial dots summed, every one of them holds the score.");
+                        for (int o = 1; o < S; o <<= 1)
+                            for (int h = 0; h < HG; h++) w.Line($"s{h} += Warp.ShuffleXor(s{h}, {Int(o)});");
+                    }
+                    string write = KP * (i + 1) > P ? $"j < {Int(P)}" : "";
+                    if (S > 1) write = write.Length == 0 ? "part0 == 0" : $"part0 == 0 && {write}";
+                    if (write.Length > 0) w.Open($"if ({write})");
                     for (int h = 0; h < HG; h++) w.Line($"sP[{Int(h * P)} + j] = valid ? s{h} : float.NegativeInfinity;");
-                    if (guard) w.Close();
+                    if (write.Length > 0) w.Close();
                 }
             }
             w.Line("Group.Barrier();");

@@ -65,6 +65,7 @@ internal static class KernelSetEmitter
             w.Line($"public const int PrefillTileKv = {Int(e.Tiles.PrefillTileKv)};");
             w.Line($"public const int DecodePartitionSize = {Int(e.Tiles.DecodePartitionSize)};");
             w.Line($"public const int AttentionWarps = {Int(e.Tiles.Warps)};");
+            w.Line($"public const int DecodeWarps = {Int(e.Tiles.DecodeWarps)}; // warps of a generated decode group");
             w.Line();
             w.Line("/// <summary>The config this kernel set was generated from.</summary>");
             w.Line("public static readonly KernelSetInfo Info = new(");

@@ -21,12 +21,15 @@ internal sealed record ModelShape(
     public int GroupSize => NumAttentionHeads / NumKeyValueHeads;
 }
 
-/// <summary>Tile sizes the kernels are specialized for.</summary>
+/// <summary>Tile sizes the kernels are specialized for. <paramref name="Warps"/> is attention_warps (the generic
+/// kernels' groups); <paramref name="DecodeWarps"/> sizes the generated decode's groups (decode_warps, by default
+/// attention_warps): with more threads than keys in a partition, several threads share each key's row.</summary>
 internal sealed record TileSizes(
     int PrefillTileQ,
     int PrefillTileKv,
     int DecodePartitionSize,
-    int Warps);
+    int Warps,
+    int DecodeWarps);
 
 /// <summary>Engine settings of a config; every one has a default so a bare Hugging Face config works.</summary>
 internal sealed record EngineSettings(

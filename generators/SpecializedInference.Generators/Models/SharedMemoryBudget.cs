@@ -38,9 +38,13 @@ internal static class SharedMemoryBudget
     /// <summary>Slices of partitions the combining threads of a decode group split: threads / (heads × D / 4).</summary>
     public static int DecodeCombineSlices(int headDim, int heads, int warps) => Math.Max(1, 32 * warps / (heads * headDim / 4));
 
+    /// <summary>Threads of a decode group that share one key's row when the group has more threads than the
+    /// partition has keys: threads / partition, else 1. Each takes head_dim / that many dims of the row.</summary>
+    public static int DecodeThreadsPerKey(int warps, int partition) => 32 * warps > partition ? 32 * warps / partition : 1;
+
     public static bool Fits(int headDim, int heads, TileSizes tiles)
         => PrefillBytes(headDim, tiles.PrefillTileKv, PrefillRows(tiles.PrefillTileQ, heads)) <= MaxBytesPerGroup
-            && DecodeBytes(headDim, heads, tiles.Warps, tiles.DecodePartitionSize) <= MaxBytesPerGroup;
+            && DecodeBytes(headDim, heads, tiles.DecodeWarps, tiles.DecodePartitionSize) <= MaxBytesPerGroup;
 
     /// <summary>Query heads one generated thread group serves from each K/V load: the whole group when it
     /// fits, else the largest divisor of the group size that does (1 is the expanded mapping's size, which

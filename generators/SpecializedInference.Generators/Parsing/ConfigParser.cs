@@ -20,7 +20,7 @@ internal sealed class ConfigParser
     private static readonly string[] s_engineFields =
     {
         "max_batch_size", "max_seq_len", "kv_block_size", "kv_dtype", "weight_dtype", "prefill_tile_q",
-        "prefill_tile_kv", "decode_partition_size", "attention_warps", "use_flash_attention", "use_gqa",
+        "prefill_tile_kv", "decode_partition_size", "attention_warps", "decode_warps", "use_flash_attention", "use_gqa",
         "use_kv_cache", "use_batching",
     };
 
@@ -229,6 +229,8 @@ internal sealed class ConfigParser
         int? tileQ = OptionalPositiveInt(node, "prefill_tile_q", 32);
         int? warps = OptionalPositiveInt(node, "attention_warps", 4);
         int? partition = OptionalPositiveInt(node, "decode_partition_size", 256);
+        // decode_warps defaults to attention_warps (to 4 when that is itself invalid, so one bad field is one diagnostic).
+        int? decodeWarps = OptionalPositiveInt(node, "decode_warps", warps is 1 or 2 or 4 or 8 ? warps.Value : 4);
         bool? flash = OptionalBool(node, "use_flash_attention", true);
         bool? gqa = OptionalBool(node, "use_gqa", true);
         bool? kvCache = OptionalBool(node, "use_kv_cache", true);
@@ -249,6 +251,12 @@ internal sealed class ConfigParser
             ReportAt(DiagnosticDescriptors.TileNotSpecializable, At("prefill_tile_kv"), _fileName, $"prefill_tile_kv {tkv} must be 8, 16 or 32 (keys per K/V tile in shared memory)");
         if (warps is int w && w != 1 && w != 2 && w != 4 && w != 8)
             ReportAt(DiagnosticDescriptors.TileNotSpecializable, At("attention_warps"), _fileName, $"attention_warps {w} must be 1, 2, 4 or 8");
+        if (decodeWarps is int dw && dw != 1 && dw != 2 && dw != 4 && dw != 8)
+            ReportAt(DiagnosticDescriptors.TileNotSpecializable, At("decode_warps"), _fileName, $"decode_warps {dw} must be 1, 2, 4 or 8");
+        else if (decodeWarps is int dw2 && partition is int dp && dp % 32 == 0 && model is not null && 32 * dw2 > dp
+            && (32 * dw2 % dp != 0 || model.HeadDim / 8 % (32 * dw2 / dp) != 0))
+            ReportAt(DiagnosticDescriptors.TileNotSpecializable, At("decode_warps"), _fileName,
+                $"decode_warps {dw2} gives {32 * dw2} threads for partitions of {dp} keys: the threads sharing a key must split its {model.HeadDim / 8} 8-dim units evenly (use decode_warps of at most {dp / 32}, or a partition that divides {32 * dw2} threads)");
         if (partition is int p && p % 32 != 0)
             ReportAt(DiagnosticDescriptors.TileNotSpecializable, At("decode_partition_size"), _fileName, $"decode_partition_size {p} must be a multiple of 32 (one key per lane)");
         if (tileQ is int tq && tq > 64)
@@ -258,19 +266,23 @@ internal sealed class ConfigParser
             && SharedMemoryBudget.PrefillBytes(model.HeadDim, tk2, SharedMemoryBudget.PrefillRows(tq2, 1)) is int bytes && bytes > SharedMemoryBudget.MaxBytesPerGroup)
             ReportAt(DiagnosticDescriptors.TileNotSpecializable, At("prefill_tile_kv"), _fileName,
                 $"prefill K/V tiles of {tk2} keys at head_dim {model.HeadDim} need {bytes} bytes of shared memory, over the 48 KB per group that ILGPU allows; use a smaller prefill_tile_kv or prefill_tile_q");
-        if (model is not null && warps is int w2 && partition is int p2
-            && SharedMemoryBudget.DecodeBytes(model.HeadDim, 1, w2, p2) is int dbytes && dbytes > SharedMemoryBudget.MaxBytesPerGroup)
-            ReportAt(DiagnosticDescriptors.TileNotSpecializable, At("attention_warps"), _fileName,
-                $"decode with {w2} warps and partitions of {p2} keys at head_dim {model.HeadDim} needs {dbytes} bytes of shared memory, over the 48 KB per group that ILGPU allows; use fewer attention_warps or a smaller decode_partition_size");
+        foreach (var (field, groupWarps) in new[] { ("attention_warps", warps), ("decode_warps", decodeWarps) })
+        {
+            if (model is not null && groupWarps is int w2 && partition is int p2
+                && SharedMemoryBudget.DecodeBytes(model.HeadDim, 1, w2, p2) is int dbytes && dbytes > SharedMemoryBudget.MaxBytesPerGroup)
+                ReportAt(DiagnosticDescriptors.TileNotSpecializable, At(field), _fileName,
+                    $"decode with {w2} warps and partitions of {p2} keys at head_dim {model.HeadDim} needs {dbytes} bytes of shared memory, over the 48 KB per group that ILGPU allows; use fewer {field} or a smaller decode_partition_size");
+            if (field == "attention_warps" && decodeWarps == warps) break;   // decode_warps left out: the same check
+        }
         if (model is not null && maxSeq > model.MaxPositionEmbeddings)
             ReportAt(DiagnosticDescriptors.InconsistentShape, At("max_seq_len"), _fileName,
                 $"max_seq_len ({maxSeq}) exceeds max_position_embeddings ({model.MaxPositionEmbeddings})");
 
         if (maxBatch is null || maxSeq is null || blockSize is null || kvDtype is null || weightDtype is null || tileQ is null
-            || tileKv is null || warps is null || partition is null || flash is null || gqa is null || kvCache is null || batching is null)
+            || tileKv is null || warps is null || decodeWarps is null || partition is null || flash is null || gqa is null || kvCache is null || batching is null)
             return null;
         return new EngineSettings(maxBatch.Value, maxSeq.Value, blockSize.Value, kvDtype.Value, weightDtype.Value,
-            new TileSizes(tileQ.Value, tileKv.Value, partition.Value, warps.Value),
+            new TileSizes(tileQ.Value, tileKv.Value, partition.Value, warps.Value, decodeWarps.Value),
             flash.Value, gqa.Value, kvCache.Value, batching.Value);
     }
 

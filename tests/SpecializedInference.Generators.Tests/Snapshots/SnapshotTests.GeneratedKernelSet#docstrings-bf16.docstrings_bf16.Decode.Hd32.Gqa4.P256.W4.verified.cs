@@ -72,9 +72,10 @@ public static partial class docstrings_bf16
         RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7;   // V of its first 8 keys, loaded with the K rows
 
         // Scores: one key per thread (keys t + 128 * i), the whole K row in 16-byte loads, every head from the same load.
+        int j0 = t;
         // A key past the context reads a row of a valid block all the same (no branch around the loads) and scores -inf.
         {
-            int j = t + 0;
+            int j = j0;
             bool valid = j < numKeys;
             int key = k0 + j;
             long row = (((long)sBlock[key / 16 - firstBlock] * 2 + kvHead) * 16 + key % 16) * 32;
@@ -130,7 +131,7 @@ public static partial class docstrings_bf16
             sP[768 + j] = valid ? s3 : float.NegativeInfinity;
         }
         {
-            int j = t + 128;
+            int j = j0 + 128;
             bool valid = j < numKeys;
             int key = k0 + j;
             long row = (((long)sBlock[key / 16 - firstBlock] * 2 + kvHead) * 16 + key % 16) * 32;
@@ -765,9 +766,10 @@ public static partial class docstrings_bf16
         RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7;   // V of its first 8 keys, loaded with the K rows
 
         // Scores: one key per thread (keys t + 128 * i), the whole K row in 16-byte loads, every head from the same load.
+        int j0 = t;
         // A key past the context reads a row of a valid block all the same (no branch around the loads) and scores -inf.
         {
-            int j = t + 0;
+            int j = j0;
             bool valid = j < numKeys;
             int key = k0 + j;
             long row = (((long)sBlock[key / 16 - firstBlock] * 2 + kvHead) * 16 + key % 16) * 32;
@@ -805,7 +807,7 @@ public static partial class docstrings_bf16
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         {
-            int j = t + 128;
+            int j = j0 + 128;
             bool valid = j < numKeys;
             int key = k0 + j;
             long row = (((long)sBlock[key / 16 - firstBlock] * 2 + kvHead) * 16 + key % 16) * 32;

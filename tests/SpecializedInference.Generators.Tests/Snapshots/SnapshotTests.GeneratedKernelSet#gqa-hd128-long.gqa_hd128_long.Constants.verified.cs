@@ -30,6 +30,7 @@ public static partial class gqa_hd128_long
     public const int PrefillTileKv = 32;
     public const int DecodePartitionSize = 256;
     public const int AttentionWarps = 4;
+    public const int DecodeWarps = 4; // warps of a generated decode group
 
     /// <summary>The config this kernel set was generated from.</summary>
     public static readonly KernelSetInfo Info = new(

@@ -73,9 +73,10 @@ public static partial class gqa_hd128_long
         RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7, vr8, vr9, vr10, vr11, vr12, vr13, vr14, vr15;   // V of its first 16 keys, loaded with the K rows
 
         // Scores: one key per thread (keys t + 128 * i), the whole K row in 16-byte loads, every head from the same load.
+        int j0 = t;
         // A key past the context reads a row of a valid block all the same (no branch around the loads) and scores -inf.
         {
-            int j = t + 0;
+            int j = j0;
             bool valid = j < numKeys;
             int key = k0 + j;
             long row = (((long)sBlock[key / 16 - firstBlock] * 1 + kvHead) * 16 + key % 16) * 128;
@@ -187,7 +188,7 @@ public static partial class gqa_hd128_long
             sP[256 + j] = valid ? s1 : float.NegativeInfinity;
         }
         {
-            int j = t + 128;
+            int j = j0 + 128;
             bool valid = j < numKeys;
             int key = k0 + j;
             long row = (((long)sBlock[key / 16 - firstBlock] * 1 + kvHead) * 16 + key % 16) * 128;
@@ -927,9 +928,10 @@ public static partial class gqa_hd128_long
         RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7, vr8, vr9, vr10, vr11, vr12, vr13, vr14, vr15;   // V of its first 16 keys, loaded with the K rows
 
         // Scores: one key per thread (keys t + 128 * i), the whole K row in 16-byte loads, every head from the same load.
+        int j0 = t;
         // A key past the context reads a row of a valid block all the same (no branch around the loads) and scores -inf.
         {
-            int j = t + 0;
+            int j = j0;
             bool valid = j < numKeys;
             int key = k0 + j;
             long row = (((long)sBlock[key / 16 - firstBlock] * 1 + kvHead) * 16 + key % 16) * 128;
@@ -1023,7 +1025,7 @@ public static partial class gqa_hd128_long
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         {
-            int j = t + 128;
+            int j = j0 + 128;
             bool valid = j < numKeys;
             int key = k0 + j;
             long row = (((long)sBlock[key / 16 - firstBlock] * 1 + kvHead) * 16 + key % 16) * 128;

@@ -60,6 +60,6 @@ public static partial class Llama2_13B
                 plan.Meta, queries, keyCache, valueCache, output);
 
         protected override void LaunchDecode(AttentionPlan plan, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
-            => _decode(new KernelConfig(plan.NumDecodeItems * Dims.HeadGroups, AttentionWarps * 32), plan.Meta, queries, keyCache, valueCache, output);
+            => _decode(new KernelConfig(plan.NumDecodeItems * Dims.HeadGroups, DecodeWarps * 32), plan.Meta, queries, keyCache, valueCache, output);
     }
 }

@@ -73,9 +73,10 @@ public static partial class Llama2_13B
         RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7, vr8, vr9, vr10, vr11, vr12, vr13, vr14, vr15;   // V of its first 16 keys, loaded with the K rows
 
         // Scores: one key per thread (keys t + 128 * i), the whole K row in 16-byte loads, every head from the same load.
+        int j0 = t;
         // A key past the context reads a row of a valid block all the same (no branch around the loads) and scores -inf.
         {
-            int j = t + 0;
+            int j = j0;
             bool valid = j < numKeys;
             int key = k0 + j;
             long row = (((long)sBlock[key / 16 - firstBlock] * 40 + kvHead) * 16 + key % 16) * 128;
@@ -169,7 +170,7 @@ public static partial class Llama2_13B
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         {
-            int j = t + 128;
+            int j = j0 + 128;
             bool valid = j < numKeys;
             int key = k0 + j;
             long row = (((long)sBlock[key / 16 - firstBlock] * 40 + kvHead) * 16 + key % 16) * 128;
@@ -753,9 +754,10 @@ public static partial class Llama2_13B
         RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7, vr8, vr9, vr10, vr11, vr12, vr13, vr14, vr15;   // V of its first 16 keys, loaded with the K rows
 
         // Scores: one key per thread (keys t + 128 * i), the whole K row in 16-byte loads, every head from the same load.
+        int j0 = t;
         // A key past the context reads a row of a valid block all the same (no branch around the loads) and scores -inf.
         {
-            int j = t + 0;
+            int j = j0;
             bool valid = j < numKeys;
             int key = k0 + j;
             long row = (((long)sBlock[key / 16 - firstBlock] * 40 + kvHead) * 16 + key % 16) * 128;
@@ -849,7 +851,7 @@ public static partial class Llama2_13B
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         {
-            int j = t + 128;
+            int j = j0 + 128;
             bool valid = j < numKeys;
             int key = k0 + j;
             long row = (((long)sBlock[key / 16 - firstBlock] * 40 + kvHead) * 16 + key % 16) * 128;

@@ -30,6 +30,7 @@ public static partial class odd_tiles
     public const int PrefillTileKv = 8;
     public const int DecodePartitionSize = 64;
     public const int AttentionWarps = 1;
+    public const int DecodeWarps = 1; // warps of a generated decode group
 
     /// <summary>The config this kernel set was generated from.</summary>
     public static readonly KernelSetInfo Info = new(

@@ -72,9 +72,10 @@ public static partial class odd_tiles
         RawChunk8 vr0, vr1, vr2, vr3;   // V of its first 4 keys, loaded with the K rows
 
         // Scores: one key per thread (keys t + 32 * i), the whole K row in 16-byte loads, every head from the same load.
+        int j0 = t;
         // A key past the context reads a row of a valid block all the same (no branch around the loads) and scores -inf.
         {
-            int j = t + 0;
+            int j = j0;
             bool valid = j < numKeys;
             int key = k0 + j;
             long row = (((long)sBlock[key / 8 - firstBlock] * 2 + kvHead) * 8 + key % 8) * 16;
@@ -108,7 +109,7 @@ public static partial class odd_tiles
             sP[128 + j] = valid ? s2 : float.NegativeInfinity;
         }
         {
-            int j = t + 32;
+            int j = j0 + 32;
             bool valid = j < numKeys;
             int key = k0 + j;
             long row = (((long)sBlock[key / 8 - firstBlock] * 2 + kvHead) * 8 + key % 8) * 16;
@@ -548,9 +549,10 @@ public static partial class odd_tiles
         RawChunk8 vr0, vr1, vr2, vr3;   // V of its first 4 keys, loaded with the K rows
 
         // Scores: one key per thread (keys t + 32 * i), the whole K row in 16-byte loads, every head from the same load.
+        int j0 = t;
         // A key past the context reads a row of a valid block all the same (no branch around the loads) and scores -inf.
         {
-            int j = t + 0;
+            int j = j0;
             bool valid = j < numKeys;
             int key = k0 + j;
             long row = (((long)sBlock[key / 8 - firstBlock] * 2 + kvHead) * 8 + key % 8) * 16;
@@ -576,7 +578,7 @@ public static partial class odd_tiles
             sP[0 + j] = valid ? s0 : float.NegativeInfinity;
         }
         {
-            int j = t + 32;
+            int j = j0 + 32;
             bool valid = j < numKeys;
             int key = k0 + j;
             long row = (((long)sBlock[key / 8 - firstBlock] * 2 + kvHead) * 8 + key % 8) * 16;

@@ -11,7 +11,7 @@ namespace SpecializedInference.Generated;
 public static partial class TinyLlama_1_1B
 {
     /// <summary>Query heads one thread group serves from each K/V load (the whole group when it fits shared memory).</summary>
-    public const int AttentionHeadsPerGroup = 8;
+    public const int AttentionHeadsPerGroup = 4;
 
     /// <summary>The attention and KV-cache kernels specialized for configs/small.json.</summary>
     public sealed class AttentionKernels : AttentionKernelsBase
@@ -60,6 +60,6 @@ public static partial class TinyLlama_1_1B
                 plan.Meta, queries, keyCache, valueCache, output);
 
         protected override void LaunchDecode(AttentionPlan plan, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
-            => _decode(new KernelConfig(plan.NumDecodeItems * Dims.HeadGroups, AttentionWarps * 32), plan.Meta, queries, keyCache, valueCache, output);
+            => _decode(new KernelConfig(plan.NumDecodeItems * Dims.HeadGroups, DecodeWarps * 32), plan.Meta, queries, keyCache, valueCache, output);
     }
 }

@@ -18,8 +18,8 @@ public static partial class TinyLlama_1_1B
     public const int PrefillThreads = 64;
 
     /// <summary>
-    /// Flash prefill, causal, variable-length batch, register-tiled on CUDA cores. Thread group = (4 query positions
-    /// of one sequence) x (the 8 query heads of one K/V head) = 32 query rows (row = position * 8 + head), 64 threads.
+    /// Flash prefill, causal, variable-length batch, register-tiled on CUDA cores. Thread group = (8 query positions
+    /// of one sequence) x (the 4 query heads of one K/V head) = 32 query rows (row = position * 4 + head), 64 threads.
     /// K/V tiles of 32 keys are read through the block table (earlier chunks come from the cache) one tile ahead into registers,
     /// then decoded to f32 in shared memory.
     /// Thread t = (row group rg = t / 8, key lane kl = t % 8) owns rows rg + 8 * i (i &lt; 4), keys kl + 8 * j (j &lt; 4)
@@ -35,15 +35,15 @@ public static partial class TinyLlama_1_1B
     public static void Prefill<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
     {
-        int item = Grid.IdxX / 4;
-        int firstHead = Grid.IdxX % 4 * 8;
+        int item = Grid.IdxX / 8;
+        int firstHead = Grid.IdxX % 8 * 4;
         int kvHead = firstHead / 8;
         int seq = m.PrefillWork[2 * item];
         int i0 = m.PrefillWork[2 * item + 1];
         int queryStart = m.QueryStart[seq];
         int queryLen = m.QueryStart[seq + 1] - queryStart;
         int context = m.ContextLens[seq];
-        int tilePositions = queryLen - i0 < 4 ? queryLen - i0 : 4;
+        int tilePositions = queryLen - i0 < 8 ? queryLen - i0 : 8;
         int firstQueryPos = context - queryLen + i0; // absolute position of the tile's first query
         int numKeys = firstQueryPos + tilePositions;  // causal: keys up to the tile's last query
         int blockRow = seq * m.MaxBlocksPerSeq;
@@ -62,11 +62,11 @@ public static partial class TinyLlama_1_1B
         {
             int r = f / 8 % 32;
             int c = f / 256 * 8 + f % 8;
-            int pos = r / 8;
+            int pos = r / 4;
             var q = default(Float4);
             if (pos < tilePositions)
             {
-                long src = ((long)(queryStart + i0 + pos) * 32 + firstHead + r % 8) * 64 + c * 4;
+                long src = ((long)(queryStart + i0 + pos) * 32 + firstHead + r % 4) * 64 + c * 4;
                 q = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.125f;
             }
             sQ[c * 32 + r] = q;
@@ -74,19 +74,19 @@ public static partial class TinyLlama_1_1B
 
         // Per row i of this thread: its query position, the last key it may see (causal; -1 for rows that are not queries
         // of this tile), the running max m, this thread's share of the running sum l, and its Float4 columns of O.
-        int pos0 = rg / 8;
+        int pos0 = rg / 4;
         int last0 = pos0 < tilePositions ? firstQueryPos + pos0 : -1;
         float m0 = float.NegativeInfinity, l0 = 0f;
         Float4 o0_0 = default, o0_1 = default;
-        int pos1 = (rg + 8) / 8;
+        int pos1 = (rg + 8) / 4;
         int last1 = pos1 < tilePositions ? firstQueryPos + pos1 : -1;
         float m1 = float.NegativeInfinity, l1 = 0f;
         Float4 o1_0 = default, o1_1 = default;
-        int pos2 = (rg + 16) / 8;
+        int pos2 = (rg + 16) / 4;
         int last2 = pos2 < tilePositions ? firstQueryPos + pos2 : -1;
         float m2 = float.NegativeInfinity, l2 = 0f;
         Float4 o2_0 = default, o2_1 = default;
-        int pos3 = (rg + 24) / 8;
+        int pos3 = (rg + 24) / 4;
         int last3 = pos3 < tilePositions ? firstQueryPos + pos3 : -1;
         float m3 = float.NegativeInfinity, l3 = 0f;
         Float4 o3_0 = default, o3_1 = default;
@@ -612,28 +612,28 @@ public static partial class TinyLlama_1_1B
         if (pos0 < tilePositions)
         {
             float inv = 1f / l0;
-            long dst = ((long)(queryStart + i0 + pos0) * 32 + firstHead + rg % 8) * 64 + kl * 4;
+            long dst = ((long)(queryStart + i0 + pos0) * 32 + firstHead + rg % 4) * 64 + kl * 4;
             output[dst] = o0_0.X * inv; output[dst + 1] = o0_0.Y * inv; output[dst + 2] = o0_0.Z * inv; output[dst + 3] = o0_0.W * inv;
             output[dst + 32] = o0_1.X * inv; output[dst + 33] = o0_1.Y * inv; output[dst + 34] = o0_1.Z * inv; output[dst + 35] = o0_1.W * inv;
         }
         if (pos1 < tilePositions)
         {
             float inv = 1f / l1;
-            long dst = ((long)(queryStart + i0 + pos1) * 32 + firstHead + (rg + 8) % 8) * 64 + kl * 4;
+            long dst = ((long)(queryStart + i0 + pos1) * 32 + firstHead + (rg + 8) % 4) * 64 + kl * 4;
             output[dst] = o1_0.X * inv; output[dst + 1] = o1_0.Y * inv; output[dst + 2] = o1_0.Z * inv; output[dst + 3] = o1_0.W * inv;
             output[dst + 32] = o1_1.X * inv; output[dst + 33] = o1_1.Y * inv; output[dst + 34] = o1_1.Z * inv; output[dst + 35] = o1_1.W * inv;
         }
         if (pos2 < tilePositions)
         {
             float inv = 1f / l2;
-            long dst = ((long)(queryStart + i0 + pos2) * 32 + firstHead + (rg + 16) % 8) * 64 + kl * 4;
+            long dst = ((long)(queryStart + i0 + pos2) * 32 + firstHead + (rg + 16) % 4) * 64 + kl * 4;
             output[dst] = o2_0.X * inv; output[dst + 1] = o2_0.Y * inv; output[dst + 2] = o2_0.Z * inv; output[dst + 3] = o2_0.W * inv;
             output[dst + 32] = o2_1.X * inv; output[dst + 33] = o2_1.Y * inv; output[dst + 34] = o2_1.Z * inv; output[dst + 35] = o2_1.W * inv;
         }
         if (pos3 < tilePositions)
         {
             float inv = 1f / l3;
-            long dst = ((long)(queryStart + i0 + pos3) * 32 + firstHead + (rg + 24) % 8) * 64 + kl * 4;
+            long dst = ((long)(queryStart + i0 + pos3) * 32 + firstHead + (rg + 24) % 4) * 64 + kl * 4;
             output[dst] = o3_0.X * inv; output[dst + 1] = o3_0.Y * inv; output[dst + 2] = o3_0.Z * inv; output[dst + 3] = o3_0.W * inv;
             output[dst + 32] = o3_1.X * inv; output[dst + 33] = o3_1.Y * inv; output[dst + 34] = o3_1.Z * inv; output[dst + 35] = o3_1.W * inv;
         }

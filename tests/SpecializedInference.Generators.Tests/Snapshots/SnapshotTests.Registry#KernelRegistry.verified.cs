@@ -18,5 +18,6 @@ public static partial class KernelRegistry
         gqa_tiny.Info,
         mha_tiny.Info,
         odd_tiles.Info,
+        split_keys.Info,
     };
 }

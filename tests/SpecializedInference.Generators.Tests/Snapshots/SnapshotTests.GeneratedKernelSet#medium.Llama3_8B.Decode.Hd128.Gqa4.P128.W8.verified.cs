@@ -10,9 +10,9 @@ namespace SpecializedInference.Generated;
 public static partial class Llama3_8B
 {
     /// <summary>
-    /// Split-K flash decode: thread group = (decode, partition of 128 keys) x (4 query heads sharing each K/V load), 128 threads.
-    /// Each thread scores one key with 16-byte K loads while the V rows of its P·V share are already loading,
-    /// a warp per head takes the partition's max and sum, then thread (key slot of 8, 8-dim unit of 16) accumulates
+    /// Split-K flash decode: thread group = (decode, partition of 128 keys) x (4 query heads sharing each K/V load), 256 threads.
+    /// 2 threads score each key, 64 dims each, with 16-byte K loads while the V rows of their P·V share are already loading,
+    /// a warp per head takes the partition's max and sum, then thread (key slot of 16, 8-dim unit of 16) accumulates
     /// P·V from those registers (16-byte V loads; one memory round trip for K and V). A single-partition
     /// decode writes its output; otherwise the partition's (max, sum, output) go to scratch and the group takes a
     /// ticket: the last partition of the decode to arrive combines them all and writes the output (one launch).
@@ -41,11 +41,12 @@ public static partial class Llama3_8B
 
         var sQ = SharedMemory.Allocate<Float4>(128);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
         var sP = SharedMemory.Allocate<float>(512);       // [heads, partition] scores, then exp(s - max)
-        var sRed = SharedMemory.Allocate<Float4>(1024);    // [key_slots, heads, head_dim] partial P·V
+        var sRed = SharedMemory.Allocate<Float4>(2048);    // [key_slots, heads, head_dim] partial P·V
         var sMax = SharedMemory.Allocate<float>(4);      // [heads] partition max
         var sSum = SharedMemory.Allocate<float>(4);      // [heads] partition sum of exp(s - max)
         var sBlock = SharedMemory.Allocate<int>(8);     // [blocks] the partition's physical blocks, read once
         var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
+        var sSlice = SharedMemory.Allocate<float>(16);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
         int firstBlock = k0 / 16;
@@ -57,166 +58,118 @@ public static partial class Llama3_8B
         var qv0 = default(Float4);
         {
             int f = t + 0;
-            long src = ((long)token * 32 + firstHead + f / 32) * 128 + f % 32 * 4;
-            qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.088388346f;
+            if (f < 128)
+            {
+                long src = ((long)token * 32 + firstHead + f / 32) * 128 + f % 32 * 4;
+                qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.088388346f;
+            }
         }
         Group.Barrier();   // sBlock
 
-        // This thread's share of P·V: keys slot + 8 * r (r < 16) of the partition, 8 dims at unit.
+        // This thread's share of P·V: keys slot + 16 * r (r < 8) of the partition, 8 dims at unit.
         int slot = t / 16;
         int unit = t % 16;
         long vThread = ((long)kvHead * 16 + slot) * 128 + unit * 8;   // this thread's V chunk in a block, before the block
-        RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7, vr8, vr9, vr10, vr11, vr12, vr13, vr14, vr15;   // V of its first 16 keys, loaded with the K rows
+        RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7;   // V of its first 8 keys, loaded with the K rows
 
-        // Scores: one key per thread (keys t + 128 * i), the whole K row in 16-byte loads, every head from the same load.
+        // Scores: 2 threads per key (key t / 2), each over every 2th 8-dim unit of its row (neighbouring lanes load
+        // neighbouring 16 bytes), every head from the same load; the partial dots meet in warp shuffles. A share of the K
+        // row per thread leaves registers for more warps per SM.
+        int j0 = t / 2;
+        int part0 = t % 2;   // units part0 + 2 * u of the row
+        var sQPart = sQ.SubView(part0 * 2);   // this thread's dims of every head's query, indexed with constants
         // A key past the context reads a row of a valid block all the same (no branch around the loads) and scores -inf.
         {
-            int j = t + 0;
+            int j = j0;
             bool valid = j < numKeys;
             int key = k0 + j;
-            long row = (((long)sBlock[key / 16 - firstBlock] * 8 + kvHead) * 16 + key % 16) * 128;
+            long row = (((long)sBlock[key / 16 - firstBlock] * 8 + kvHead) * 16 + key % 16) * 128 + part0 * 8;
             float s0 = 0f;
             float s1 = 0f;
             float s2 = 0f;
             float s3 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
-            var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
-            var kr2 = default(TCodec).LoadRaw8(keyCache, row + 16);
-            var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
-            var kr4 = default(TCodec).LoadRaw8(keyCache, row + 32);
-            var kr5 = default(TCodec).LoadRaw8(keyCache, row + 40);
-            var kr6 = default(TCodec).LoadRaw8(keyCache, row + 48);
-            var kr7 = default(TCodec).LoadRaw8(keyCache, row + 56);
-            var kr8 = default(TCodec).LoadRaw8(keyCache, row + 64);
-            var kr9 = default(TCodec).LoadRaw8(keyCache, row + 72);
-            var kr10 = default(TCodec).LoadRaw8(keyCache, row + 80);
-            var kr11 = default(TCodec).LoadRaw8(keyCache, row + 88);
-            var kr12 = default(TCodec).LoadRaw8(keyCache, row + 96);
-            var kr13 = default(TCodec).LoadRaw8(keyCache, row + 104);
-            var kr14 = default(TCodec).LoadRaw8(keyCache, row + 112);
-            var kr15 = default(TCodec).LoadRaw8(keyCache, row + 120);
+            var kr1 = default(TCodec).LoadRaw8(keyCache, row + 16);
+            var kr2 = default(TCodec).LoadRaw8(keyCache, row + 32);
+            var kr3 = default(TCodec).LoadRaw8(keyCache, row + 48);
+            var kr4 = default(TCodec).LoadRaw8(keyCache, row + 64);
+            var kr5 = default(TCodec).LoadRaw8(keyCache, row + 80);
+            var kr6 = default(TCodec).LoadRaw8(keyCache, row + 96);
+            var kr7 = default(TCodec).LoadRaw8(keyCache, row + 112);
             // Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory
             // round trip (K and V in flight together) instead of two (V only after the softmax).
             vr0 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[0] * 16384 + vThread);
-            vr1 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[0] * 16384 + vThread + 1024);
-            vr2 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[1] * 16384 + vThread);
-            vr3 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[1] * 16384 + vThread + 1024);
-            vr4 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[2] * 16384 + vThread);
-            vr5 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[2] * 16384 + vThread + 1024);
-            vr6 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[3] * 16384 + vThread);
-            vr7 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[3] * 16384 + vThread + 1024);
-            vr8 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[4] * 16384 + vThread);
-            vr9 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[4] * 16384 + vThread + 1024);
-            vr10 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[5] * 16384 + vThread);
-            vr11 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[5] * 16384 + vThread + 1024);
-            vr12 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[6] * 16384 + vThread);
-            vr13 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[6] * 16384 + vThread + 1024);
-            vr14 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[7] * 16384 + vThread);
-            vr15 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[7] * 16384 + vThread + 1024);
-            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[8] = kr4.A; keep[9] = kr4.B; keep[10] = kr5.A; keep[11] = kr5.B; keep[12] = kr6.A; keep[13] = kr6.B; keep[14] = kr7.A; keep[15] = kr7.B; keep[16] = kr8.A; keep[17] = kr8.B; keep[18] = kr9.A; keep[19] = kr9.B; keep[20] = kr10.A; keep[21] = kr10.B; keep[22] = kr11.A; keep[23] = kr11.B; keep[24] = kr12.A; keep[25] = kr12.B; keep[26] = kr13.A; keep[27] = kr13.B; keep[28] = kr14.A; keep[29] = kr14.B; keep[30] = kr15.A; keep[31] = kr15.B; keep[32] = vr0.A; keep[33] = vr0.B; keep[34] = vr1.A; keep[35] = vr1.B; keep[36] = vr2.A; keep[37] = vr2.B; keep[38] = vr3.A; keep[39] = vr3.B; keep[40] = vr4.A; keep[41] = vr4.B; keep[42] = vr5.A; keep[43] = vr5.B; keep[44] = vr6.A; keep[45] = vr6.B; keep[46] = vr7.A; keep[47] = vr7.B; keep[48] = vr8.A; keep[49] = vr8.B; keep[50] = vr9.A; keep[51] = vr9.B; keep[52] = vr10.A; keep[53] = vr10.B; keep[54] = vr11.A; keep[55] = vr11.B; keep[56] = vr12.A; keep[57] = vr12.B; keep[58] = vr13.A; keep[59] = vr13.B; keep[60] = vr14.A; keep[61] = vr14.B; keep[62] = vr15.A; keep[63] = vr15.B; } // step boundary (never taken): the loads above stay in flight together
+            vr1 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[1] * 16384 + vThread);
+            vr2 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[2] * 16384 + vThread);
+            vr3 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[3] * 16384 + vThread);
+            vr4 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[4] * 16384 + vThread);
+            vr5 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[5] * 16384 + vThread);
+            vr6 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[6] * 16384 + vThread);
+            vr7 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[7] * 16384 + vThread);
+            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[8] = kr4.A; keep[9] = kr4.B; keep[10] = kr5.A; keep[11] = kr5.B; keep[12] = kr6.A; keep[13] = kr6.B; keep[14] = kr7.A; keep[15] = kr7.B; keep[16] = vr0.A; keep[17] = vr0.B; keep[18] = vr1.A; keep[19] = vr1.B; keep[20] = vr2.A; keep[21] = vr2.B; keep[22] = vr3.A; keep[23] = vr3.B; keep[24] = vr4.A; keep[25] = vr4.B; keep[26] = vr5.A; keep[27] = vr5.B; keep[28] = vr6.A; keep[29] = vr6.B; keep[30] = vr7.A; keep[31] = vr7.B; } // step boundary (never taken): the loads above stay in flight together
             // The queries, now that the K/V loads are out; every thread's before the scores read them.
-            sQ[t] = qv0;
+            if (t < 128) sQ[t] = qv0;
             Group.Barrier();   // sQ
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
-            s1 = kc0.Hi.DotAdd(sQ[33], kc0.Lo.DotAdd(sQ[32], s1));
-            s2 = kc0.Hi.DotAdd(sQ[65], kc0.Lo.DotAdd(sQ[64], s2));
-            s3 = kc0.Hi.DotAdd(sQ[97], kc0.Lo.DotAdd(sQ[96], s3));
+            s0 = kc0.Hi.DotAdd(sQPart[1], kc0.Lo.DotAdd(sQPart[0], s0));
+            s1 = kc0.Hi.DotAdd(sQPart[33], kc0.Lo.DotAdd(sQPart[32], s1));
+            s2 = kc0.Hi.DotAdd(sQPart[65], kc0.Lo.DotAdd(sQPart[64], s2));
+            s3 = kc0.Hi.DotAdd(sQPart[97], kc0.Lo.DotAdd(sQPart[96], s3));
             if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 = kc1.Hi.DotAdd(sQ[3], kc1.Lo.DotAdd(sQ[2], s0));
-            s1 = kc1.Hi.DotAdd(sQ[35], kc1.Lo.DotAdd(sQ[34], s1));
-            s2 = kc1.Hi.DotAdd(sQ[67], kc1.Lo.DotAdd(sQ[66], s2));
-            s3 = kc1.Hi.DotAdd(sQ[99], kc1.Lo.DotAdd(sQ[98], s3));
+            s0 = kc1.Hi.DotAdd(sQPart[5], kc1.Lo.DotAdd(sQPart[4], s0));
+            s1 = kc1.Hi.DotAdd(sQPart[37], kc1.Lo.DotAdd(sQPart[36], s1));
+            s2 = kc1.Hi.DotAdd(sQPart[69], kc1.Lo.DotAdd(sQPart[68], s2));
+            s3 = kc1.Hi.DotAdd(sQPart[101], kc1.Lo.DotAdd(sQPart[100], s3));
             if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
             var kc2 = default(TCodec).Decode8(kr2);
-            s0 = kc2.Hi.DotAdd(sQ[5], kc2.Lo.DotAdd(sQ[4], s0));
-            s1 = kc2.Hi.DotAdd(sQ[37], kc2.Lo.DotAdd(sQ[36], s1));
-            s2 = kc2.Hi.DotAdd(sQ[69], kc2.Lo.DotAdd(sQ[68], s2));
-            s3 = kc2.Hi.DotAdd(sQ[101], kc2.Lo.DotAdd(sQ[100], s3));
+            s0 = kc2.Hi.DotAdd(sQPart[9], kc2.Lo.DotAdd(sQPart[8], s0));
+            s1 = kc2.Hi.DotAdd(sQPart[41], kc2.Lo.DotAdd(sQPart[40], s1));
+            s2 = kc2.Hi.DotAdd(sQPart[73], kc2.Lo.DotAdd(sQPart[72], s2));
+            s3 = kc2.Hi.DotAdd(sQPart[105], kc2.Lo.DotAdd(sQPart[104], s3));
             if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
             var kc3 = default(TCodec).Decode8(kr3);
-            s0 = kc3.Hi.DotAdd(sQ[7], kc3.Lo.DotAdd(sQ[6], s0));
-            s1 = kc3.Hi.DotAdd(sQ[39], kc3.Lo.DotAdd(sQ[38], s1));
-            s2 = kc3.Hi.DotAdd(sQ[71], kc3.Lo.DotAdd(sQ[70], s2));
-            s3 = kc3.Hi.DotAdd(sQ[103], kc3.Lo.DotAdd(sQ[102], s3));
+            s0 = kc3.Hi.DotAdd(sQPart[13], kc3.Lo.DotAdd(sQPart[12], s0));
+            s1 = kc3.Hi.DotAdd(sQPart[45], kc3.Lo.DotAdd(sQPart[44], s1));
+            s2 = kc3.Hi.DotAdd(sQPart[77], kc3.Lo.DotAdd(sQPart[76], s2));
+            s3 = kc3.Hi.DotAdd(sQPart[109], kc3.Lo.DotAdd(sQPart[108], s3));
             if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
             var kc4 = default(TCodec).Decode8(kr4);
-            s0 = kc4.Hi.DotAdd(sQ[9], kc4.Lo.DotAdd(sQ[8], s0));
-            s1 = kc4.Hi.DotAdd(sQ[41], kc4.Lo.DotAdd(sQ[40], s1));
-            s2 = kc4.Hi.DotAdd(sQ[73], kc4.Lo.DotAdd(sQ[72], s2));
-            s3 = kc4.Hi.DotAdd(sQ[105], kc4.Lo.DotAdd(sQ[104], s3));
+            s0 = kc4.Hi.DotAdd(sQPart[17], kc4.Lo.DotAdd(sQPart[16], s0));
+            s1 = kc4.Hi.DotAdd(sQPart[49], kc4.Lo.DotAdd(sQPart[48], s1));
+            s2 = kc4.Hi.DotAdd(sQPart[81], kc4.Lo.DotAdd(sQPart[80], s2));
+            s3 = kc4.Hi.DotAdd(sQPart[113], kc4.Lo.DotAdd(sQPart[112], s3));
             if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
             var kc5 = default(TCodec).Decode8(kr5);
-            s0 = kc5.Hi.DotAdd(sQ[11], kc5.Lo.DotAdd(sQ[10], s0));
-            s1 = kc5.Hi.DotAdd(sQ[43], kc5.Lo.DotAdd(sQ[42], s1));
-            s2 = kc5.Hi.DotAdd(sQ[75], kc5.Lo.DotAdd(sQ[74], s2));
-            s3 = kc5.Hi.DotAdd(sQ[107], kc5.Lo.DotAdd(sQ[106], s3));
+            s0 = kc5.Hi.DotAdd(sQPart[21], kc5.Lo.DotAdd(sQPart[20], s0));
+            s1 = kc5.Hi.DotAdd(sQPart[53], kc5.Lo.DotAdd(sQPart[52], s1));
+            s2 = kc5.Hi.DotAdd(sQPart[85], kc5.Lo.DotAdd(sQPart[84], s2));
+            s3 = kc5.Hi.DotAdd(sQPart[117], kc5.Lo.DotAdd(sQPart[116], s3));
             if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
             var kc6 = default(TCodec).Decode8(kr6);
-            s0 = kc6.Hi.DotAdd(sQ[13], kc6.Lo.DotAdd(sQ[12], s0));
-            s1 = kc6.Hi.DotAdd(sQ[45], kc6.Lo.DotAdd(sQ[44], s1));
-            s2 = kc6.Hi.DotAdd(sQ[77], kc6.Lo.DotAdd(sQ[76], s2));
-            s3 = kc6.Hi.DotAdd(sQ[109], kc6.Lo.DotAdd(sQ[108], s3));
+            s0 = kc6.Hi.DotAdd(sQPart[25], kc6.Lo.DotAdd(sQPart[24], s0));
+            s1 = kc6.Hi.DotAdd(sQPart[57], kc6.Lo.DotAdd(sQPart[56], s1));
+            s2 = kc6.Hi.DotAdd(sQPart[89], kc6.Lo.DotAdd(sQPart[88], s2));
+            s3 = kc6.Hi.DotAdd(sQPart[121], kc6.Lo.DotAdd(sQPart[120], s3));
             if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
             var kc7 = default(TCodec).Decode8(kr7);
-            s0 = kc7.Hi.DotAdd(sQ[15], kc7.Lo.DotAdd(sQ[14], s0));
-            s1 = kc7.Hi.DotAdd(sQ[47], kc7.Lo.DotAdd(sQ[46], s1));
-            s2 = kc7.Hi.DotAdd(sQ[79], kc7.Lo.DotAdd(sQ[78], s2));
-            s3 = kc7.Hi.DotAdd(sQ[111], kc7.Lo.DotAdd(sQ[110], s3));
+            s0 = kc7.Hi.DotAdd(sQPart[29], kc7.Lo.DotAdd(sQPart[28], s0));
+            s1 = kc7.Hi.DotAdd(sQPart[61], kc7.Lo.DotAdd(sQPart[60], s1));
+            s2 = kc7.Hi.DotAdd(sQPart[93], kc7.Lo.DotAdd(sQPart[92], s2));
+            s3 = kc7.Hi.DotAdd(sQPart[125], kc7.Lo.DotAdd(sQPart[124], s3));
             if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
-            var kc8 = default(TCodec).Decode8(kr8);
-            s0 = kc8.Hi.DotAdd(sQ[17], kc8.Lo.DotAdd(sQ[16], s0));
-            s1 = kc8.Hi.DotAdd(sQ[49], kc8.Lo.DotAdd(sQ[48], s1));
-            s2 = kc8.Hi.DotAdd(sQ[81], kc8.Lo.DotAdd(sQ[80], s2));
-            s3 = kc8.Hi.DotAdd(sQ[113], kc8.Lo.DotAdd(sQ[112], s3));
-            if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
-            var kc9 = default(TCodec).Decode8(kr9);
-            s0 = kc9.Hi.DotAdd(sQ[19], kc9.Lo.DotAdd(sQ[18], s0));
-            s1 = kc9.Hi.DotAdd(sQ[51], kc9.Lo.DotAdd(sQ[50], s1));
-            s2 = kc9.Hi.DotAdd(sQ[83], kc9.Lo.DotAdd(sQ[82], s2));
-            s3 = kc9.Hi.DotAdd(sQ[115], kc9.Lo.DotAdd(sQ[114], s3));
-            if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
-            var kc10 = default(TCodec).Decode8(kr10);
-            s0 = kc10.Hi.DotAdd(sQ[21], kc10.Lo.DotAdd(sQ[20], s0));
-            s1 = kc10.Hi.DotAdd(sQ[53], kc10.Lo.DotAdd(sQ[52], s1));
-            s2 = kc10.Hi.DotAdd(sQ[85], kc10.Lo.DotAdd(sQ[84], s2));
-            s3 = kc10.Hi.DotAdd(sQ[117], kc10.Lo.DotAdd(sQ[116], s3));
-            if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
-            var kc11 = default(TCodec).Decode8(kr11);
-            s0 = kc11.Hi.DotAdd(sQ[23], kc11.Lo.DotAdd(sQ[22], s0));
-            s1 = kc11.Hi.DotAdd(sQ[55], kc11.Lo.DotAdd(sQ[54], s1));
-            s2 = kc11.Hi.DotAdd(sQ[87], kc11.Lo.DotAdd(sQ[86], s2));
-            s3 = kc11.Hi.DotAdd(sQ[119], kc11.Lo.DotAdd(sQ[118], s3));
-            if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
-            var kc12 = default(TCodec).Decode8(kr12);
-            s0 = kc12.Hi.DotAdd(sQ[25], kc12.Lo.DotAdd(sQ[24], s0));
-            s1 = kc12.Hi.DotAdd(sQ[57], kc12.Lo.DotAdd(sQ[56], s1));
-            s2 = kc12.Hi.DotAdd(sQ[89], kc12.Lo.DotAdd(sQ[88], s2));
-            s3 = kc12.Hi.DotAdd(sQ[121], kc12.Lo.DotAdd(sQ[120], s3));
-            if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
-            var kc13 = default(TCodec).Decode8(kr13);
-            s0 = kc13.Hi.DotAdd(sQ[27], kc13.Lo.DotAdd(sQ[26], s0));
-            s1 = kc13.Hi.DotAdd(sQ[59], kc13.Lo.DotAdd(sQ[58], s1));
-            s2 = kc13.Hi.DotAdd(sQ[91], kc13.Lo.DotAdd(sQ[90], s2));
-            s3 = kc13.Hi.DotAdd(sQ[123], kc13.Lo.DotAdd(sQ[122], s3));
-            if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
-            var kc14 = default(TCodec).Decode8(kr14);
-            s0 = kc14.Hi.DotAdd(sQ[29], kc14.Lo.DotAdd(sQ[28], s0));
-            s1 = kc14.Hi.DotAdd(sQ[61], kc14.Lo.DotAdd(sQ[60], s1));
-            s2 = kc14.Hi.DotAdd(sQ[93], kc14.Lo.DotAdd(sQ[92], s2));
-            s3 = kc14.Hi.DotAdd(sQ[125], kc14.Lo.DotAdd(sQ[124], s3));
-            if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
-            var kc15 = default(TCodec).Decode8(kr15);
-            s0 = kc15.Hi.DotAdd(sQ[31], kc15.Lo.DotAdd(sQ[30], s0));
-            s1 = kc15.Hi.DotAdd(sQ[63], kc15.Lo.DotAdd(sQ[62], s1));
-            s2 = kc15.Hi.DotAdd(sQ[95], kc15.Lo.DotAdd(sQ[94], s2));
-            s3 = kc15.Hi.DotAdd(sQ[127], kc15.Lo.DotAdd(sQ[126], s3));
-            if (t < 0) { sQ[0] = new Float4(s0, s1, s2, s3); } // step boundary (never taken): keeps the steps in order
-            sP[0 + j] = valid ? s0 : float.NegativeInfinity;
-            sP[128 + j] = valid ? s1 : float.NegativeInfinity;
-            sP[256 + j] = valid ? s2 : float.NegativeInfinity;
-            sP[384 + j] = valid ? s3 : float.NegativeInfinity;
+            // The key's 2 threads are neighbouring lanes: their partial dots summed, every one of them holds the score.
+            s0 += Warp.ShuffleXor(s0, 1);
+            s1 += Warp.ShuffleXor(s1, 1);
+            s2 += Warp.ShuffleXor(s2, 1);
+            s3 += Warp.ShuffleXor(s3, 1);
+            if (part0 == 0)
+            {
+                sP[0 + j] = valid ? s0 : float.NegativeInfinity;
+                sP[128 + j] = valid ? s1 : float.NegativeInfinity;
+                sP[256 + j] = valid ? s2 : float.NegativeInfinity;
+                sP[384 + j] = valid ? s3 : float.NegativeInfinity;
+            }
         }
         Group.Barrier();
 
@@ -378,215 +331,103 @@ public static partial class Llama3_8B
         lo3 = lo3.Fma(v0.Lo, p0h3);
         hi3 = hi3.Fma(v0.Hi, p0h3);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v1 = default(TCodec).Decode8(vr1.Masked(slot + 8 < numKeys));   // past the context: 0, not whatever the row holds
-        float p1h0 = sPSlot[8];
+        var v1 = default(TCodec).Decode8(vr1.Masked(slot + 16 < numKeys));   // past the context: 0, not whatever the row holds
+        float p1h0 = sPSlot[16];
         lo0 = lo0.Fma(v1.Lo, p1h0);
         hi0 = hi0.Fma(v1.Hi, p1h0);
-        float p1h1 = sPSlot[136];
+        float p1h1 = sPSlot[144];
         lo1 = lo1.Fma(v1.Lo, p1h1);
         hi1 = hi1.Fma(v1.Hi, p1h1);
-        float p1h2 = sPSlot[264];
+        float p1h2 = sPSlot[272];
         lo2 = lo2.Fma(v1.Lo, p1h2);
         hi2 = hi2.Fma(v1.Hi, p1h2);
-        float p1h3 = sPSlot[392];
+        float p1h3 = sPSlot[400];
         lo3 = lo3.Fma(v1.Lo, p1h3);
         hi3 = hi3.Fma(v1.Hi, p1h3);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v2 = default(TCodec).Decode8(vr2.Masked(slot + 16 < numKeys));   // past the context: 0, not whatever the row holds
-        float p2h0 = sPSlot[16];
+        var v2 = default(TCodec).Decode8(vr2.Masked(slot + 32 < numKeys));   // past the context: 0, not whatever the row holds
+        float p2h0 = sPSlot[32];
         lo0 = lo0.Fma(v2.Lo, p2h0);
         hi0 = hi0.Fma(v2.Hi, p2h0);
-        float p2h1 = sPSlot[144];
+        float p2h1 = sPSlot[160];
         lo1 = lo1.Fma(v2.Lo, p2h1);
         hi1 = hi1.Fma(v2.Hi, p2h1);
-        float p2h2 = sPSlot[272];
+        float p2h2 = sPSlot[288];
         lo2 = lo2.Fma(v2.Lo, p2h2);
         hi2 = hi2.Fma(v2.Hi, p2h2);
-        float p2h3 = sPSlot[400];
+        float p2h3 = sPSlot[416];
         lo3 = lo3.Fma(v2.Lo, p2h3);
         hi3 = hi3.Fma(v2.Hi, p2h3);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v3 = default(TCodec).Decode8(vr3.Masked(slot + 24 < numKeys));   // past the context: 0, not whatever the row holds
-        float p3h0 = sPSlot[24];
+        var v3 = default(TCodec).Decode8(vr3.Masked(slot + 48 < numKeys));   // past the context: 0, not whatever the row holds
+        float p3h0 = sPSlot[48];
         lo0 = lo0.Fma(v3.Lo, p3h0);
         hi0 = hi0.Fma(v3.Hi, p3h0);
-        float p3h1 = sPSlot[152];
+        float p3h1 = sPSlot[176];
         lo1 = lo1.Fma(v3.Lo, p3h1);
         hi1 = hi1.Fma(v3.Hi, p3h1);
-        float p3h2 = sPSlot[280];
+        float p3h2 = sPSlot[304];
         lo2 = lo2.Fma(v3.Lo, p3h2);
         hi2 = hi2.Fma(v3.Hi, p3h2);
-        float p3h3 = sPSlot[408];
+        float p3h3 = sPSlot[432];
         lo3 = lo3.Fma(v3.Lo, p3h3);
         hi3 = hi3.Fma(v3.Hi, p3h3);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v4 = default(TCodec).Decode8(vr4.Masked(slot + 32 < numKeys));   // past the context: 0, not whatever the row holds
-        float p4h0 = sPSlot[32];
+        var v4 = default(TCodec).Decode8(vr4.Masked(slot + 64 < numKeys));   // past the context: 0, not whatever the row holds
+        float p4h0 = sPSlot[64];
         lo0 = lo0.Fma(v4.Lo, p4h0);
         hi0 = hi0.Fma(v4.Hi, p4h0);
-        float p4h1 = sPSlot[160];
+        float p4h1 = sPSlot[192];
         lo1 = lo1.Fma(v4.Lo, p4h1);
         hi1 = hi1.Fma(v4.Hi, p4h1);
-        float p4h2 = sPSlot[288];
+        float p4h2 = sPSlot[320];
         lo2 = lo2.Fma(v4.Lo, p4h2);
         hi2 = hi2.Fma(v4.Hi, p4h2);
-        float p4h3 = sPSlot[416];
+        float p4h3 = sPSlot[448];
         lo3 = lo3.Fma(v4.Lo, p4h3);
         hi3 = hi3.Fma(v4.Hi, p4h3);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v5 = default(TCodec).Decode8(vr5.Masked(slot + 40 < numKeys));   // past the context: 0, not whatever the row holds
-        float p5h0 = sPSlot[40];
+        var v5 = default(TCodec).Decode8(vr5.Masked(slot + 80 < numKeys));   // past the context: 0, not whatever the row holds
+        float p5h0 = sPSlot[80];
         lo0 = lo0.Fma(v5.Lo, p5h0);
         hi0 = hi0.Fma(v5.Hi, p5h0);
-        float p5h1 = sPSlot[168];
+        float p5h1 = sPSlot[208];
         lo1 = lo1.Fma(v5.Lo, p5h1);
         hi1 = hi1.Fma(v5.Hi, p5h1);
-        float p5h2 = sPSlot[296];
+        float p5h2 = sPSlot[336];
         lo2 = lo2.Fma(v5.Lo, p5h2);
         hi2 = hi2.Fma(v5.Hi, p5h2);
-        float p5h3 = sPSlot[424];
+        float p5h3 = sPSlot[464];
         lo3 = lo3.Fma(v5.Lo, p5h3);
         hi3 = hi3.Fma(v5.Hi, p5h3);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v6 = default(TCodec).Decode8(vr6.Masked(slot + 48 < numKeys));   // past the context: 0, not whatever the row holds
-        float p6h0 = sPSlot[48];
+        var v6 = default(TCodec).Decode8(vr6.Masked(slot + 96 < numKeys));   // past the context: 0, not whatever the row holds
+        float p6h0 = sPSlot[96];
         lo0 = lo0.Fma(v6.Lo, p6h0);
         hi0 = hi0.Fma(v6.Hi, p6h0);
-        float p6h1 = sPSlot[176];
+        float p6h1 = sPSlot[224];
         lo1 = lo1.Fma(v6.Lo, p6h1);
         hi1 = hi1.Fma(v6.Hi, p6h1);
-        float p6h2 = sPSlot[304];
+        float p6h2 = sPSlot[352];
         lo2 = lo2.Fma(v6.Lo, p6h2);
         hi2 = hi2.Fma(v6.Hi, p6h2);
-        float p6h3 = sPSlot[432];
+        float p6h3 = sPSlot[480];
         lo3 = lo3.Fma(v6.Lo, p6h3);
         hi3 = hi3.Fma(v6.Hi, p6h3);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v7 = default(TCodec).Decode8(vr7.Masked(slot + 56 < numKeys));   // past the context: 0, not whatever the row holds
-        float p7h0 = sPSlot[56];
+        var v7 = default(TCodec).Decode8(vr7.Masked(slot + 112 < numKeys));   // past the context: 0, not whatever the row holds
+        float p7h0 = sPSlot[112];
         lo0 = lo0.Fma(v7.Lo, p7h0);
         hi0 = hi0.Fma(v7.Hi, p7h0);
-        float p7h1 = sPSlot[184];
+        float p7h1 = sPSlot[240];
         lo1 = lo1.Fma(v7.Lo, p7h1);
         hi1 = hi1.Fma(v7.Hi, p7h1);
-        float p7h2 = sPSlot[312];
+        float p7h2 = sPSlot[368];
         lo2 = lo2.Fma(v7.Lo, p7h2);
         hi2 = hi2.Fma(v7.Hi, p7h2);
-        float p7h3 = sPSlot[440];
+        float p7h3 = sPSlot[496];
         lo3 = lo3.Fma(v7.Lo, p7h3);
         hi3 = hi3.Fma(v7.Hi, p7h3);
-        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v8 = default(TCodec).Decode8(vr8.Masked(slot + 64 < numKeys));   // past the context: 0, not whatever the row holds
-        float p8h0 = sPSlot[64];
-        lo0 = lo0.Fma(v8.Lo, p8h0);
-        hi0 = hi0.Fma(v8.Hi, p8h0);
-        float p8h1 = sPSlot[192];
-        lo1 = lo1.Fma(v8.Lo, p8h1);
-        hi1 = hi1.Fma(v8.Hi, p8h1);
-        float p8h2 = sPSlot[320];
-        lo2 = lo2.Fma(v8.Lo, p8h2);
-        hi2 = hi2.Fma(v8.Hi, p8h2);
-        float p8h3 = sPSlot[448];
-        lo3 = lo3.Fma(v8.Lo, p8h3);
-        hi3 = hi3.Fma(v8.Hi, p8h3);
-        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v9 = default(TCodec).Decode8(vr9.Masked(slot + 72 < numKeys));   // past the context: 0, not whatever the row holds
-        float p9h0 = sPSlot[72];
-        lo0 = lo0.Fma(v9.Lo, p9h0);
-        hi0 = hi0.Fma(v9.Hi, p9h0);
-        float p9h1 = sPSlot[200];
-        lo1 = lo1.Fma(v9.Lo, p9h1);
-        hi1 = hi1.Fma(v9.Hi, p9h1);
-        float p9h2 = sPSlot[328];
-        lo2 = lo2.Fma(v9.Lo, p9h2);
-        hi2 = hi2.Fma(v9.Hi, p9h2);
-        float p9h3 = sPSlot[456];
-        lo3 = lo3.Fma(v9.Lo, p9h3);
-        hi3 = hi3.Fma(v9.Hi, p9h3);
-        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v10 = default(TCodec).Decode8(vr10.Masked(slot + 80 < numKeys));   // past the context: 0, not whatever the row holds
-        float p10h0 = sPSlot[80];
-        lo0 = lo0.Fma(v10.Lo, p10h0);
-        hi0 = hi0.Fma(v10.Hi, p10h0);
-        float p10h1 = sPSlot[208];
-        lo1 = lo1.Fma(v10.Lo, p10h1);
-        hi1 = hi1.Fma(v10.Hi, p10h1);
-        float p10h2 = sPSlot[336];
-        lo2 = lo2.Fma(v10.Lo, p10h2);
-        hi2 = hi2.Fma(v10.Hi, p10h2);
-        float p10h3 = sPSlot[464];
-        lo3 = lo3.Fma(v10.Lo, p10h3);
-        hi3 = hi3.Fma(v10.Hi, p10h3);
-        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v11 = default(TCodec).Decode8(vr11.Masked(slot + 88 < numKeys));   // past the context: 0, not whatever the row holds
-        float p11h0 = sPSlot[88];
-        lo0 = lo0.Fma(v11.Lo, p11h0);
-        hi0 = hi0.Fma(v11.Hi, p11h0);
-        float p11h1 = sPSlot[216];
-        lo1 = lo1.Fma(v11.Lo, p11h1);
-        hi1 = hi1.Fma(v11.Hi, p11h1);
-        float p11h2 = sPSlot[344];
-        lo2 = lo2.Fma(v11.Lo, p11h2);
-        hi2 = hi2.Fma(v11.Hi, p11h2);
-        float p11h3 = sPSlot[472];
-        lo3 = lo3.Fma(v11.Lo, p11h3);
-        hi3 = hi3.Fma(v11.Hi, p11h3);
-        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v12 = default(TCodec).Decode8(vr12.Masked(slot + 96 < numKeys));   // past the context: 0, not whatever the row holds
-        float p12h0 = sPSlot[96];
-        lo0 = lo0.Fma(v12.Lo, p12h0);
-        hi0 = hi0.Fma(v12.Hi, p12h0);
-        float p12h1 = sPSlot[224];
-        lo1 = lo1.Fma(v12.Lo, p12h1);
-        hi1 = hi1.Fma(v12.Hi, p12h1);
-        float p12h2 = sPSlot[352];
-        lo2 = lo2.Fma(v12.Lo, p12h2);
-        hi2 = hi2.Fma(v12.Hi, p12h2);
-        float p12h3 = sPSlot[480];
-        lo3 = lo3.Fma(v12.Lo, p12h3);
-        hi3 = hi3.Fma(v12.Hi, p12h3);
-        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v13 = default(TCodec).Decode8(vr13.Masked(slot + 104 < numKeys));   // past the context: 0, not whatever the row holds
-        float p13h0 = sPSlot[104];
-        lo0 = lo0.Fma(v13.Lo, p13h0);
-        hi0 = hi0.Fma(v13.Hi, p13h0);
-        float p13h1 = sPSlot[232];
-        lo1 = lo1.Fma(v13.Lo, p13h1);
-        hi1 = hi1.Fma(v13.Hi, p13h1);
-        float p13h2 = sPSlot[360];
-        lo2 = lo2.Fma(v13.Lo, p13h2);
-        hi2 = hi2.Fma(v13.Hi, p13h2);
-        float p13h3 = sPSlot[488];
-        lo3 = lo3.Fma(v13.Lo, p13h3);
-        hi3 = hi3.Fma(v13.Hi, p13h3);
-        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v14 = default(TCodec).Decode8(vr14.Masked(slot + 112 < numKeys));   // past the context: 0, not whatever the row holds
-        float p14h0 = sPSlot[112];
-        lo0 = lo0.Fma(v14.Lo, p14h0);
-        hi0 = hi0.Fma(v14.Hi, p14h0);
-        float p14h1 = sPSlot[240];
-        lo1 = lo1.Fma(v14.Lo, p14h1);
-        hi1 = hi1.Fma(v14.Hi, p14h1);
-        float p14h2 = sPSlot[368];
-        lo2 = lo2.Fma(v14.Lo, p14h2);
-        hi2 = hi2.Fma(v14.Hi, p14h2);
-        float p14h3 = sPSlot[496];
-        lo3 = lo3.Fma(v14.Lo, p14h3);
-        hi3 = hi3.Fma(v14.Hi, p14h3);
-        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
-        var v15 = default(TCodec).Decode8(vr15.Masked(slot + 120 < numKeys));   // past the context: 0, not whatever the row holds
-        float p15h0 = sPSlot[120];
-        lo0 = lo0.Fma(v15.Lo, p15h0);
-        hi0 = hi0.Fma(v15.Hi, p15h0);
-        float p15h1 = sPSlot[248];
-        lo1 = lo1.Fma(v15.Lo, p15h1);
-        hi1 = hi1.Fma(v15.Hi, p15h1);
-        float p15h2 = sPSlot[376];
-        lo2 = lo2.Fma(v15.Lo, p15h2);
-        hi2 = hi2.Fma(v15.Hi, p15h2);
-        float p15h3 = sPSlot[504];
-        lo3 = lo3.Fma(v15.Lo, p15h3);
-        hi3 = hi3.Fma(v15.Hi, p15h3);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; sQ[2] = lo1; sQ[3] = hi1; sQ[4] = lo2; sQ[5] = hi2; sQ[6] = lo3; sQ[7] = hi3; } // step boundary (never taken): keeps the steps in order
         sRed[(slot * 4 + 0) * 32 + 2 * unit] = lo0;
         sRed[(slot * 4 + 0) * 32 + 2 * unit + 1] = hi0;
@@ -601,28 +442,33 @@ public static partial class Llama3_8B
         // Sum the key slots, normalize by this partition's sum, write the output or the partial.
         {
             int f = t + 0;
-            int h = f / 32;
-            int c = f % 32;
-            var acc = (((sRed[0 + f] + sRed[128 + f]) + (sRed[256 + f] + sRed[384 + f])) + ((sRed[512 + f] + sRed[640 + f]) + (sRed[768 + f] + sRed[896 + f])));
-            float sum = sSum[h];
-            acc = acc * (1f / sum);
-            int head = firstHead + h;
-            if (partitions == 1)
+            if (f < 128)
             {
-                long dst = ((long)token * 32 + head) * 128 + c * 4;
-                output[dst] = acc.X;
-                output[dst + 1] = acc.Y;
-                output[dst + 2] = acc.Z;
-                output[dst + 3] = acc.W;
-            }
-            else
-            {
-                long partial = ((long)decode * 32 + head) * m.PartitionSlots + part;
-                partialOut[partial * 32 + c] = acc;
-                if (c == 0)
+                int h = f / 32;
+                int c = f % 32;
+                var acc = (((sRed[0 + f] + sRed[128 + f]) + (sRed[256 + f] + sRed[384 + f])) + ((sRed[512 + f] + sRed[640 + f]) + (sRed[768 + f] + sRed[896 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[1024 + f] + sRed[1152 + f]) + (sRed[1280 + f] + sRed[1408 + f])) + ((sRed[1536 + f] + sRed[1664 + f]) + (sRed[1792 + f] + sRed[1920 + f])));
+                float sum = sSum[h];
+                acc = acc * (1f / sum);
+                int head = firstHead + h;
+                if (partitions == 1)
                 {
-                    m.PartialMaxSum[partial * 2] = sMax[h];
-                    m.PartialMaxSum[partial * 2 + 1] = sum;
+                    long dst = ((long)token * 32 + head) * 128 + c * 4;
+                    output[dst] = acc.X;
+                    output[dst + 1] = acc.Y;
+                    output[dst + 2] = acc.Z;
+                    output[dst + 3] = acc.W;
+                }
+                else
+                {
+                    long partial = ((long)decode * 32 + head) * m.PartitionSlots + part;
+                    partialOut[partial * 32 + c] = acc;
+                    if (c == 0)
+                    {
+                        m.PartialMaxSum[partial * 2] = sMax[h];
+                        m.PartialMaxSum[partial * 2 + 1] = sum;
+                    }
                 }
             }
         }
@@ -648,8 +494,8 @@ public static partial class Llama3_8B
             {
                 long first = ((long)decode * 32 + firstHead) * m.PartitionSlots;   // partial (decode, firstHead, 0)
 
-                // Thread = (slice 0 of 1, Float4 column i % 128 of the group's heads): online softmax over the
-                // slice's partitions p = slice + 1 * k, 16 partitions' (max, sum, output) loaded at once; past the last
+                // Thread = (slice i / 128 of 2, Float4 column i % 128 of the group's heads): online softmax over the
+                // slice's partitions p = slice + 2 * k, 16 partitions' (max, sum, output) loaded at once; past the last
                 // partition a batch reads partition 0 again with max -inf, i.e. weight 0.
                 {
                     int i = t + 0;
@@ -659,70 +505,70 @@ public static partial class Llama3_8B
                     long row = first + h * (long)m.PartitionSlots;
                     float mx = float.NegativeInfinity, sum = 0f;
                     var acc = default(Float4);
-                    for (int p = 0; p < partitions; p += 16)
+                    for (int p = i / 128; p < partitions; p += 32)
                     {
                         long q0 = row + (p < partitions ? p : 0);
                         float m0 = p < partitions ? m.PartialMaxSum[q0 * 2] : float.NegativeInfinity;
                         float l0 = m.PartialMaxSum[q0 * 2 + 1];
                         var o0 = partialOut[q0 * 32 + c];
-                        long q1 = row + (p + 1 < partitions ? p + 1 : 0);
-                        float m1 = p + 1 < partitions ? m.PartialMaxSum[q1 * 2] : float.NegativeInfinity;
+                        long q1 = row + (p + 2 < partitions ? p + 2 : 0);
+                        float m1 = p + 2 < partitions ? m.PartialMaxSum[q1 * 2] : float.NegativeInfinity;
                         float l1 = m.PartialMaxSum[q1 * 2 + 1];
                         var o1 = partialOut[q1 * 32 + c];
-                        long q2 = row + (p + 2 < partitions ? p + 2 : 0);
-                        float m2 = p + 2 < partitions ? m.PartialMaxSum[q2 * 2] : float.NegativeInfinity;
+                        long q2 = row + (p + 4 < partitions ? p + 4 : 0);
+                        float m2 = p + 4 < partitions ? m.PartialMaxSum[q2 * 2] : float.NegativeInfinity;
                         float l2 = m.PartialMaxSum[q2 * 2 + 1];
                         var o2 = partialOut[q2 * 32 + c];
-                        long q3 = row + (p + 3 < partitions ? p + 3 : 0);
-                        float m3 = p + 3 < partitions ? m.PartialMaxSum[q3 * 2] : float.NegativeInfinity;
+                        long q3 = row + (p + 6 < partitions ? p + 6 : 0);
+                        float m3 = p + 6 < partitions ? m.PartialMaxSum[q3 * 2] : float.NegativeInfinity;
                         float l3 = m.PartialMaxSum[q3 * 2 + 1];
                         var o3 = partialOut[q3 * 32 + c];
-                        long q4 = row + (p + 4 < partitions ? p + 4 : 0);
-                        float m4 = p + 4 < partitions ? m.PartialMaxSum[q4 * 2] : float.NegativeInfinity;
+                        long q4 = row + (p + 8 < partitions ? p + 8 : 0);
+                        float m4 = p + 8 < partitions ? m.PartialMaxSum[q4 * 2] : float.NegativeInfinity;
                         float l4 = m.PartialMaxSum[q4 * 2 + 1];
                         var o4 = partialOut[q4 * 32 + c];
-                        long q5 = row + (p + 5 < partitions ? p + 5 : 0);
-                        float m5 = p + 5 < partitions ? m.PartialMaxSum[q5 * 2] : float.NegativeInfinity;
+                        long q5 = row + (p + 10 < partitions ? p + 10 : 0);
+                        float m5 = p + 10 < partitions ? m.PartialMaxSum[q5 * 2] : float.NegativeInfinity;
                         float l5 = m.PartialMaxSum[q5 * 2 + 1];
                         var o5 = partialOut[q5 * 32 + c];
-                        long q6 = row + (p + 6 < partitions ? p + 6 : 0);
-                        float m6 = p + 6 < partitions ? m.PartialMaxSum[q6 * 2] : float.NegativeInfinity;
+                        long q6 = row + (p + 12 < partitions ? p + 12 : 0);
+                        float m6 = p + 12 < partitions ? m.PartialMaxSum[q6 * 2] : float.NegativeInfinity;
                         float l6 = m.PartialMaxSum[q6 * 2 + 1];
                         var o6 = partialOut[q6 * 32 + c];
-                        long q7 = row + (p + 7 < partitions ? p + 7 : 0);
-                        float m7 = p + 7 < partitions ? m.PartialMaxSum[q7 * 2] : float.NegativeInfinity;
+                        long q7 = row + (p + 14 < partitions ? p + 14 : 0);
+                        float m7 = p + 14 < partitions ? m.PartialMaxSum[q7 * 2] : float.NegativeInfinity;
                         float l7 = m.PartialMaxSum[q7 * 2 + 1];
                         var o7 = partialOut[q7 * 32 + c];
-                        long q8 = row + (p + 8 < partitions ? p + 8 : 0);
-                        float m8 = p + 8 < partitions ? m.PartialMaxSum[q8 * 2] : float.NegativeInfinity;
+                        long q8 = row + (p + 16 < partitions ? p + 16 : 0);
+                        float m8 = p + 16 < partitions ? m.PartialMaxSum[q8 * 2] : float.NegativeInfinity;
                         float l8 = m.PartialMaxSum[q8 * 2 + 1];
                         var o8 = partialOut[q8 * 32 + c];
-                        long q9 = row + (p + 9 < partitions ? p + 9 : 0);
-                        float m9 = p + 9 < partitions ? m.PartialMaxSum[q9 * 2] : float.NegativeInfinity;
+                        long q9 = row + (p + 18 < partitions ? p + 18 : 0);
+                        float m9 = p + 18 < partitions ? m.PartialMaxSum[q9 * 2] : float.NegativeInfinity;
                         float l9 = m.PartialMaxSum[q9 * 2 + 1];
                         var o9 = partialOut[q9 * 32 + c];
-                        long q10 = row + (p + 10 < partitions ? p + 10 : 0);
-                        float m10 = p + 10 < partitions ? m.PartialMaxSum[q10 * 2] : float.NegativeInfinity;
+                        long q10 = row + (p + 20 < partitions ? p + 20 : 0);
+                        float m10 = p + 20 < partitions ? m.PartialMaxSum[q10 * 2] : float.NegativeInfinity;
                         float l10 = m.PartialMaxSum[q10 * 2 + 1];
                         var o10 = partialOut[q10 * 32 + c];
-                        long q11 = row + (p + 11 < partitions ? p + 11 : 0);
-                        float m11 = p + 11 < partitions ? m.PartialMaxSum[q11 * 2] : float.NegativeInfinity;
+                        long q11 = row + (p + 22 < partitions ? p + 22 : 0);
+                        float m11 = p + 22 < partitions ? m.PartialMaxSum[q11 * 2] : float.NegativeInfinity;
                         float l11 = m.PartialMaxSum[q11 * 2 + 1];
                         var o11 = partialOut[q11 * 32 + c];
-                        long q12 = row + (p + 12 < partitions ? p + 12 : 0);
-                        float m12 = p + 12 < partitions ? m.PartialMaxSum[q12 * 2] : float.NegativeInfinity;
+                        long q12 = row + (p + 24 < partitions ? p + 24 : 0);
+                        float m12 = p + 24 < partitions ? m.PartialMaxSum[q12 * 2] : float.NegativeInfinity;
                         float l12 = m.PartialMaxSum[q12 * 2 + 1];
                         var o12 = partialOut[q12 * 32 + c];
-                        long q13 = row + (p + 13 < partitions ? p + 13 : 0);
-                        float m13 = p + 13 < partitions ? m.PartialMaxSum[q13 * 2] : float.NegativeInfinity;
+                        long q13 = row + (p + 26 < partitions ? p + 26 : 0);
+                        float m13 = p + 26 < partitions ? m.PartialMaxSum[q13 * 2] : float.NegativeInfinity;
                         float l13 = m.PartialMaxSum[q13 * 2 + 1];
                         var o13 = partialOut[q13 * 32 + c];
-                        long q14 = row + (p + 14 < partitions ? p + 14 : 0);
-                        float m14 = p + 14 < partitions ? m.PartialMaxSum[q14 * 2] : float.NegativeInfinity;
+                        long q14 = row + (p + 28 < partitions ? p + 28 : 0);
+                        float m14 = p + 28 < partitions ? m.PartialMaxSum[q14 * 2] : float.NegativeInfinity;
                         float l14 = m.PartialMaxSum[q14 * 2 + 1];
                         var o14 = partialOut[q14 * 32 + c];
-                        long q15 = row + (p + 15 < partitions ? p + 15 : 0);
-                        float m15 = p + 15 < partitions ? m.PartialMaxSum[q15 * 2] : float.NegativeInfinity;
+                        long q15 = row + (p + 30 < partitions ? p + 30 : 0);
+                        float m15 = p + 30 < partitions ? m.PartialMaxSum[q15 * 2] : float.NegativeInfinity;
                         float l15 = m.PartialMaxSum[q15 * 2 + 1];
                         var o15 = partialOut[q15 * 32 + c];
                         if (t < 0) { sQ[0] = new Float4(m0, l0, m1, l1); sQ[1] = new Float4(m2, l2, m3, l3); sQ[2] = new Float4(m4, l4, m5, l5); sQ[3] = new Float4(m6, l6, m7, l7); sQ[4] = new Float4(m8, l8, m9, l9); sQ[5] = new Float4(m10, l10, m11, l11); sQ[6] = new Float4(m12, l12, m13, l13); sQ[7] = new Float4(m14, l14, m15, l15); } // step boundary (never taken): keeps the steps in order
@@ -765,8 +611,29 @@ public static partial class Llama3_8B
                         acc = acc.Fma(o15, w15);
                         mx = mNew;
                     }
+                    sRed[i] = acc;
+                    if (c == 0)
+                    {
+                        sSlice[(i / 128 * 4 + h) * 2] = mx;
+                        sSlice[(i / 128 * 4 + h) * 2 + 1] = sum;
+                    }
+                }
+                Group.Barrier();
+                // Merge the slices: M = max_s M_s, out = Σ_s acc_s·exp(M_s - M) / Σ_s L_s·exp(M_s - M).
+                if (t < 128)
+                {
+                    int h = t / 32;
+                    float mx = XMath.Max(sSlice[0 + h * 2], sSlice[8 + h * 2]);
+                    float sum = 0f;
+                    var acc = default(Float4);
+                    float w0 = AttentionMath.ExpOrZero(sSlice[0 + h * 2] - mx);   // 0 for a slice without partitions
+                    sum += sSlice[0 + h * 2 + 1] * w0;
+                    acc = acc.Fma(sRed[0 + t], w0);
+                    float w1 = AttentionMath.ExpOrZero(sSlice[8 + h * 2] - mx);   // 0 for a slice without partitions
+                    sum += sSlice[8 + h * 2 + 1] * w1;
+                    acc = acc.Fma(sRed[128 + t], w1);
                     var o = acc * (1f / sum);
-                    long dst = ((long)token * 32 + firstHead) * 128 + f * 4;
+                    long dst = ((long)token * 32 + firstHead) * 128 + t * 4;
                     output[dst] = o.X;
                     output[dst + 1] = o.Y;
                     output[dst + 2] = o.Z;
@@ -777,9 +644,9 @@ public static partial class Llama3_8B
     }
 
     /// <summary>
-    /// Split-K flash decode: thread group = (decode, partition of 128 keys) x (one query head (K/V read per head, as if repeated)), 128 threads.
-    /// Each thread scores one key with 16-byte K loads while the V rows of its P·V share are already loading,
-    /// a warp per head takes the partition's max and sum, then thread (key slot of 8, 8-dim unit of 16) accumulates
+    /// Split-K flash decode: thread group = (decode, partition of 128 keys) x (one query head (K/V read per head, as if repeated)), 256 threads.
+    /// 2 threads score each key, 64 dims each, with 16-byte K loads while the V rows of their P·V share are already loading,
+    /// a warp per head takes the partition's max and sum, then thread (key slot of 16, 8-dim unit of 16) accumulates
     /// P·V from those registers (16-byte V loads; one memory round trip for K and V). A single-partition
     /// decode writes its output; otherwise the partition's (max, sum, output) go to scratch and the group takes a
     /// ticket: the last partition of the decode to arrive combines them all and writes the output (one launch).
@@ -808,12 +675,12 @@ public static partial class Llama3_8B
 
         var sQ = SharedMemory.Allocate<Float4>(32);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
         var sP = SharedMemory.Allocate<float>(128);       // [heads, partition] scores, then exp(s - max)
-        var sRed = SharedMemory.Allocate<Float4>(256);    // [key_slots, heads, head_dim] partial P·V
+        var sRed = SharedMemory.Allocate<Float4>(512);    // [key_slots, heads, head_dim] partial P·V
         var sMax = SharedMemory.Allocate<float>(1);      // [heads] partition max
         var sSum = SharedMemory.Allocate<float>(1);      // [heads] partition sum of exp(s - max)
         var sBlock = SharedMemory.Allocate<int>(8);     // [blocks] the partition's physical blocks, read once
         var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
-        var sSlice = SharedMemory.Allocate<float>(8);   // [combine slices, heads, 2] each slice's running (max, sum)
+        var sSlice = SharedMemory.Allocate<float>(16);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
         int firstBlock = k0 / 16;
@@ -833,107 +700,77 @@ public static partial class Llama3_8B
         }
         Group.Barrier();   // sBlock
 
-        // This thread's share of P·V: keys slot + 8 * r (r < 16) of the partition, 8 dims at unit.
+        // This thread's share of P·V: keys slot + 16 * r (r < 8) of the partition, 8 dims at unit.
         int slot = t / 16;
         int unit = t % 16;
         long vThread = ((long)kvHead * 16 + slot) * 128 + unit * 8;   // this thread's V chunk in a block, before the block
-        RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7, vr8, vr9, vr10, vr11, vr12, vr13, vr14, vr15;   // V of its first 16 keys, loaded with the K rows
+        RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7;   // V of its first 8 keys, loaded with the K rows
 
-        // Scores: one key per thread (keys t + 128 * i), the whole K row in 16-byte loads, every head from the same load.
+        // Scores: 2 threads per key (key t / 2), each over every 2th 8-dim unit of its row (neighbouring lanes load
+        // neighbouring 16 bytes), every head from the same load; the partial dots meet in warp shuffles. A share of the K
+        // row per thread leaves registers for more warps per SM.
+        int j0 = t / 2;
+        int part0 = t % 2;   // units part0 + 2 * u of the row
+        var sQPart = sQ.SubView(part0 * 2);   // this thread's dims of every head's query, indexed with constants
         // A key past the context reads a row of a valid block all the same (no branch around the loads) and scores -inf.
         {
-            int j = t + 0;
+            int j = j0;
             bool valid = j < numKeys;
             int key = k0 + j;
-            long row = (((long)sBlock[key / 16 - firstBlock] * 8 + kvHead) * 16 + key % 16) * 128;
+            long row = (((long)sBlock[key / 16 - firstBlock] * 8 + kvHead) * 16 + key % 16) * 128 + part0 * 8;
             float s0 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
-            var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
-            var kr2 = default(TCodec).LoadRaw8(keyCache, row + 16);
-            var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
-            var kr4 = default(TCodec).LoadRaw8(keyCache, row + 32);
-            var kr5 = default(TCodec).LoadRaw8(keyCache, row + 40);
-            var kr6 = default(TCodec).LoadRaw8(keyCache, row + 48);
-            var kr7 = default(TCodec).LoadRaw8(keyCache, row + 56);
-            var kr8 = default(TCodec).LoadRaw8(keyCache, row + 64);
-            var kr9 = default(TCodec).LoadRaw8(keyCache, row + 72);
-            var kr10 = default(TCodec).LoadRaw8(keyCache, row + 80);
-            var kr11 = default(TCodec).LoadRaw8(keyCache, row + 88);
-            var kr12 = default(TCodec).LoadRaw8(keyCache, row + 96);
-            var kr13 = default(TCodec).LoadRaw8(keyCache, row + 104);
-            var kr14 = default(TCodec).LoadRaw8(keyCache, row + 112);
-            var kr15 = default(TCodec).LoadRaw8(keyCache, row + 120);
+            var kr1 = default(TCodec).LoadRaw8(keyCache, row + 16);
+            var kr2 = default(TCodec).LoadRaw8(keyCache, row + 32);
+            var kr3 = default(TCodec).LoadRaw8(keyCache, row + 48);
+            var kr4 = default(TCodec).LoadRaw8(keyCache, row + 64);
+            var kr5 = default(TCodec).LoadRaw8(keyCache, row + 80);
+            var kr6 = default(TCodec).LoadRaw8(keyCache, row + 96);
+            var kr7 = default(TCodec).LoadRaw8(keyCache, row + 112);
             // Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory
             // round trip (K and V in flight together) instead of two (V only after the softmax).
             vr0 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[0] * 16384 + vThread);
-            vr1 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[0] * 16384 + vThread + 1024);
-            vr2 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[1] * 16384 + vThread);
-            vr3 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[1] * 16384 + vThread + 1024);
-            vr4 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[2] * 16384 + vThread);
-            vr5 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[2] * 16384 + vThread + 1024);
-            vr6 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[3] * 16384 + vThread);
-            vr7 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[3] * 16384 + vThread + 1024);
-            vr8 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[4] * 16384 + vThread);
-            vr9 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[4] * 16384 + vThread + 1024);
-            vr10 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[5] * 16384 + vThread);
-            vr11 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[5] * 16384 + vThread + 1024);
-            vr12 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[6] * 16384 + vThread);
-            vr13 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[6] * 16384 + vThread + 1024);
-            vr14 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[7] * 16384 + vThread);
-            vr15 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[7] * 16384 + vThread + 1024);
-            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[8] = kr4.A; keep[9] = kr4.B; keep[10] = kr5.A; keep[11] = kr5.B; keep[12] = kr6.A; keep[13] = kr6.B; keep[14] = kr7.A; keep[15] = kr7.B; keep[16] = kr8.A; keep[17] = kr8.B; keep[18] = kr9.A; keep[19] = kr9.B; keep[20] = kr10.A; keep[21] = kr10.B; keep[22] = kr11.A; keep[23] = kr11.B; keep[24] = kr12.A; keep[25] = kr12.B; keep[26] = kr13.A; keep[27] = kr13.B; keep[28] = kr14.A; keep[29] = kr14.B; keep[30] = kr15.A; keep[31] = kr15.B; keep[0] = vr0.A; keep[1] = vr0.B; keep[2] = vr1.A; keep[3] = vr1.B; keep[4] = vr2.A; keep[5] = vr2.B; keep[6] = vr3.A; keep[7] = vr3.B; keep[8] = vr4.A; keep[9] = vr4.B; keep[10] = vr5.A; keep[11] = vr5.B; keep[12] = vr6.A; keep[13] = vr6.B; keep[14] = vr7.A; keep[15] = vr7.B; keep[16] = vr8.A; keep[17] = vr8.B; keep[18] = vr9.A; keep[19] = vr9.B; keep[20] = vr10.A; keep[21] = vr10.B; keep[22] = vr11.A; keep[23] = vr11.B; keep[24] = vr12.A; keep[25] = vr12.B; keep[26] = vr13.A; keep[27] = vr13.B; keep[28] = vr14.A; keep[29] = vr14.B; keep[30] = vr15.A; keep[31] = vr15.B; } // step boundary (never taken): the loads above stay in flight together
+            vr1 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[1] * 16384 + vThread);
+            vr2 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[2] * 16384 + vThread);
+            vr3 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[3] * 16384 + vThread);
+            vr4 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[4] * 16384 + vThread);
+            vr5 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[5] * 16384 + vThread);
+            vr6 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[6] * 16384 + vThread);
+            vr7 = default(TCodec).LoadRaw8(valueCache, (long)sBlock[7] * 16384 + vThread);
+            if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[8] = kr4.A; keep[9] = kr4.B; keep[10] = kr5.A; keep[11] = kr5.B; keep[12] = kr6.A; keep[13] = kr6.B; keep[14] = kr7.A; keep[15] = kr7.B; keep[16] = vr0.A; keep[17] = vr0.B; keep[18] = vr1.A; keep[19] = vr1.B; keep[20] = vr2.A; keep[21] = vr2.B; keep[22] = vr3.A; keep[23] = vr3.B; keep[24] = vr4.A; keep[25] = vr4.B; keep[26] = vr5.A; keep[27] = vr5.B; keep[28] = vr6.A; keep[29] = vr6.B; keep[30] = vr7.A; keep[31] = vr7.B; } // step boundary (never taken): the loads above stay in flight together
             // The queries, now that the K/V loads are out; every thread's before the scores read them.
             if (t < 32) sQ[t] = qv0;
             Group.Barrier();   // sQ
             var kc0 = default(TCodec).Decode8(kr0);
-            s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
+            s0 = kc0.Hi.DotAdd(sQPart[1], kc0.Lo.DotAdd(sQPart[0], s0));
             if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc1 = default(TCodec).Decode8(kr1);
-            s0 = kc1.Hi.DotAdd(sQ[3], kc1.Lo.DotAdd(sQ[2], s0));
+            s0 = kc1.Hi.DotAdd(sQPart[5], kc1.Lo.DotAdd(sQPart[4], s0));
             if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc2 = default(TCodec).Decode8(kr2);
-            s0 = kc2.Hi.DotAdd(sQ[5], kc2.Lo.DotAdd(sQ[4], s0));
+            s0 = kc2.Hi.DotAdd(sQPart[9], kc2.Lo.DotAdd(sQPart[8], s0));
             if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc3 = default(TCodec).Decode8(kr3);
-            s0 = kc3.Hi.DotAdd(sQ[7], kc3.Lo.DotAdd(sQ[6], s0));
+            s0 = kc3.Hi.DotAdd(sQPart[13], kc3.Lo.DotAdd(sQPart[12], s0));
             if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc4 = default(TCodec).Decode8(kr4);
-            s0 = kc4.Hi.DotAdd(sQ[9], kc4.Lo.DotAdd(sQ[8], s0));
+            s0 = kc4.Hi.DotAdd(sQPart[17], kc4.Lo.DotAdd(sQPart[16], s0));
             if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc5 = default(TCodec).Decode8(kr5);
-            s0 = kc5.Hi.DotAdd(sQ[11], kc5.Lo.DotAdd(sQ[10], s0));
+            s0 = kc5.Hi.DotAdd(sQPart[21], kc5.Lo.DotAdd(sQPart[20], s0));
             if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc6 = default(TCodec).Decode8(kr6);
-            s0 = kc6.Hi.DotAdd(sQ[13], kc6.Lo.DotAdd(sQ[12], s0));
+            s0 = kc6.Hi.DotAdd(sQPart[25], kc6.Lo.DotAdd(sQPart[24], s0));
             if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
             var kc7 = default(TCodec).Decode8(kr7);
-            s0 = kc7.Hi.DotAdd(sQ[15], kc7.Lo.DotAdd(sQ[14], s0));
+            s0 = kc7.Hi.DotAdd(sQPart[29], kc7.Lo.DotAdd(sQPart[28], s0));
             if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
-            var kc8 = default(TCodec).Decode8(kr8);
-            s0 = kc8.Hi.DotAdd(sQ[17], kc8.Lo.DotAdd(sQ[16], s0));
-            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
-            var kc9 = default(TCodec).Decode8(kr9);
-            s0 = kc9.Hi.DotAdd(sQ[19], kc9.Lo.DotAdd(sQ[18], s0));
-            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
-            var kc10 = default(TCodec).Decode8(kr10);
-            s0 = kc10.Hi.DotAdd(sQ[21], kc10.Lo.DotAdd(sQ[20], s0));
-            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
-            var kc11 = default(TCodec).Decode8(kr11);
-            s0 = kc11.Hi.DotAdd(sQ[23], kc11.Lo.DotAdd(sQ[22], s0));
-            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
-            var kc12 = default(TCodec).Decode8(kr12);
-            s0 = kc12.Hi.DotAdd(sQ[25], kc12.Lo.DotAdd(sQ[24], s0));
-            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
-            var kc13 = default(TCodec).Decode8(kr13);
-            s0 = kc13.Hi.DotAdd(sQ[27], kc13.Lo.DotAdd(sQ[26], s0));
-            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
-            var kc14 = default(TCodec).Decode8(kr14);
-            s0 = kc14.Hi.DotAdd(sQ[29], kc14.Lo.DotAdd(sQ[28], s0));
-            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
-            var kc15 = default(TCodec).Decode8(kr15);
-            s0 = kc15.Hi.DotAdd(sQ[31], kc15.Lo.DotAdd(sQ[30], s0));
-            if (t < 0) { sQ[0] = new Float4(s0, 0f, 0f, 0f); } // step boundary (never taken): keeps the steps in order
-            sP[0 + j] = valid ? s0 : float.NegativeInfinity;
+            // The key's 2 threads are neighbouring lanes: their partial dots summed, every one of them holds the score.
+            s0 += Warp.ShuffleXor(s0, 1);
+            if (part0 == 0)
+            {
+                sP[0 + j] = valid ? s0 : float.NegativeInfinity;
+            }
         }
         Group.Barrier();
 
@@ -984,80 +821,40 @@ public static partial class Llama3_8B
         lo0 = lo0.Fma(v0.Lo, p0h0);
         hi0 = hi0.Fma(v0.Hi, p0h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v1 = default(TCodec).Decode8(vr1.Masked(slot + 8 < numKeys));   // past the context: 0, not whatever the row holds
-        float p1h0 = sPSlot[8];
+        var v1 = default(TCodec).Decode8(vr1.Masked(slot + 16 < numKeys));   // past the context: 0, not whatever the row holds
+        float p1h0 = sPSlot[16];
         lo0 = lo0.Fma(v1.Lo, p1h0);
         hi0 = hi0.Fma(v1.Hi, p1h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v2 = default(TCodec).Decode8(vr2.Masked(slot + 16 < numKeys));   // past the context: 0, not whatever the row holds
-        float p2h0 = sPSlot[16];
+        var v2 = default(TCodec).Decode8(vr2.Masked(slot + 32 < numKeys));   // past the context: 0, not whatever the row holds
+        float p2h0 = sPSlot[32];
         lo0 = lo0.Fma(v2.Lo, p2h0);
         hi0 = hi0.Fma(v2.Hi, p2h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v3 = default(TCodec).Decode8(vr3.Masked(slot + 24 < numKeys));   // past the context: 0, not whatever the row holds
-        float p3h0 = sPSlot[24];
+        var v3 = default(TCodec).Decode8(vr3.Masked(slot + 48 < numKeys));   // past the context: 0, not whatever the row holds
+        float p3h0 = sPSlot[48];
         lo0 = lo0.Fma(v3.Lo, p3h0);
         hi0 = hi0.Fma(v3.Hi, p3h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v4 = default(TCodec).Decode8(vr4.Masked(slot + 32 < numKeys));   // past the context: 0, not whatever the row holds
-        float p4h0 = sPSlot[32];
+        var v4 = default(TCodec).Decode8(vr4.Masked(slot + 64 < numKeys));   // past the context: 0, not whatever the row holds
+        float p4h0 = sPSlot[64];
         lo0 = lo0.Fma(v4.Lo, p4h0);
         hi0 = hi0.Fma(v4.Hi, p4h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v5 = default(TCodec).Decode8(vr5.Masked(slot + 40 < numKeys));   // past the context: 0, not whatever the row holds
-        float p5h0 = sPSlot[40];
+        var v5 = default(TCodec).Decode8(vr5.Masked(slot + 80 < numKeys));   // past the context: 0, not whatever the row holds
+        float p5h0 = sPSlot[80];
         lo0 = lo0.Fma(v5.Lo, p5h0);
         hi0 = hi0.Fma(v5.Hi, p5h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v6 = default(TCodec).Decode8(vr6.Masked(slot + 48 < numKeys));   // past the context: 0, not whatever the row holds
-        float p6h0 = sPSlot[48];
+        var v6 = default(TCodec).Decode8(vr6.Masked(slot + 96 < numKeys));   // past the context: 0, not whatever the row holds
+        float p6h0 = sPSlot[96];
         lo0 = lo0.Fma(v6.Lo, p6h0);
         hi0 = hi0.Fma(v6.Hi, p6h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v7 = default(TCodec).Decode8(vr7.Masked(slot + 56 < numKeys));   // past the context: 0, not whatever the row holds
-        float p7h0 = sPSlot[56];
+        var v7 = default(TCodec).Decode8(vr7.Masked(slot + 112 < numKeys));   // past the context: 0, not whatever the row holds
+        float p7h0 = sPSlot[112];
         lo0 = lo0.Fma(v7.Lo, p7h0);
         hi0 = hi0.Fma(v7.Hi, p7h0);
-        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v8 = default(TCodec).Decode8(vr8.Masked(slot + 64 < numKeys));   // past the context: 0, not whatever the row holds
-        float p8h0 = sPSlot[64];
-        lo0 = lo0.Fma(v8.Lo, p8h0);
-        hi0 = hi0.Fma(v8.Hi, p8h0);
-        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v9 = default(TCodec).Decode8(vr9.Masked(slot + 72 < numKeys));   // past the context: 0, not whatever the row holds
-        float p9h0 = sPSlot[72];
-        lo0 = lo0.Fma(v9.Lo, p9h0);
-        hi0 = hi0.Fma(v9.Hi, p9h0);
-        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v10 = default(TCodec).Decode8(vr10.Masked(slot + 80 < numKeys));   // past the context: 0, not whatever the row holds
-        float p10h0 = sPSlot[80];
-        lo0 = lo0.Fma(v10.Lo, p10h0);
-        hi0 = hi0.Fma(v10.Hi, p10h0);
-        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v11 = default(TCodec).Decode8(vr11.Masked(slot + 88 < numKeys));   // past the context: 0, not whatever the row holds
-        float p11h0 = sPSlot[88];
-        lo0 = lo0.Fma(v11.Lo, p11h0);
-        hi0 = hi0.Fma(v11.Hi, p11h0);
-        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v12 = default(TCodec).Decode8(vr12.Masked(slot + 96 < numKeys));   // past the context: 0, not whatever the row holds
-        float p12h0 = sPSlot[96];
-        lo0 = lo0.Fma(v12.Lo, p12h0);
-        hi0 = hi0.Fma(v12.Hi, p12h0);
-        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v13 = default(TCodec).Decode8(vr13.Masked(slot + 104 < numKeys));   // past the context: 0, not whatever the row holds
-        float p13h0 = sPSlot[104];
-        lo0 = lo0.Fma(v13.Lo, p13h0);
-        hi0 = hi0.Fma(v13.Hi, p13h0);
-        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v14 = default(TCodec).Decode8(vr14.Masked(slot + 112 < numKeys));   // past the context: 0, not whatever the row holds
-        float p14h0 = sPSlot[112];
-        lo0 = lo0.Fma(v14.Lo, p14h0);
-        hi0 = hi0.Fma(v14.Hi, p14h0);
-        if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
-        var v15 = default(TCodec).Decode8(vr15.Masked(slot + 120 < numKeys));   // past the context: 0, not whatever the row holds
-        float p15h0 = sPSlot[120];
-        lo0 = lo0.Fma(v15.Lo, p15h0);
-        hi0 = hi0.Fma(v15.Hi, p15h0);
         if (t < 0) { sQ[0] = lo0; sQ[1] = hi0; } // step boundary (never taken): keeps the steps in order
         sRed[(slot * 1 + 0) * 32 + 2 * unit] = lo0;
         sRed[(slot * 1 + 0) * 32 + 2 * unit + 1] = hi0;
@@ -1071,6 +868,8 @@ public static partial class Llama3_8B
                 int h = f / 32;
                 int c = f % 32;
                 var acc = (((sRed[0 + f] + sRed[32 + f]) + (sRed[64 + f] + sRed[96 + f])) + ((sRed[128 + f] + sRed[160 + f]) + (sRed[192 + f] + sRed[224 + f])));
+                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
+                acc = acc + (((sRed[256 + f] + sRed[288 + f]) + (sRed[320 + f] + sRed[352 + f])) + ((sRed[384 + f] + sRed[416 + f]) + (sRed[448 + f] + sRed[480 + f])));
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;
@@ -1116,8 +915,8 @@ public static partial class Llama3_8B
             {
                 long first = ((long)decode * 32 + firstHead) * m.PartitionSlots;   // partial (decode, firstHead, 0)
 
-                // Thread = (slice i / 32 of 4, Float4 column i % 32 of the group's heads): online softmax over the
-                // slice's partitions p = slice + 4 * k, 16 partitions' (max, sum, output) loaded at once; past the last
+                // Thread = (slice i / 32 of 8, Float4 column i % 32 of the group's heads): online softmax over the
+                // slice's partitions p = slice + 8 * k, 16 partitions' (max, sum, output) loaded at once; past the last
                 // partition a batch reads partition 0 again with max -inf, i.e. weight 0.
                 {
                     int i = t + 0;
@@ -1127,70 +926,70 @@ public static partial class Llama3_8B
                     long row = first + h * (long)m.PartitionSlots;
                     float mx = float.NegativeInfinity, sum = 0f;
                     var acc = default(Float4);
-                    for (int p = i / 32; p < partitions; p += 64)
+                    for (int p = i / 32; p < partitions; p += 128)
                     {
                         long q0 = row + (p < partitions ? p : 0);
                         float m0 = p < partitions ? m.PartialMaxSum[q0 * 2] : float.NegativeInfinity;
                         float l0 = m.PartialMaxSum[q0 * 2 + 1];
                         var o0 = partialOut[q0 * 32 + c];
-                        long q1 = row + (p + 4 < partitions ? p + 4 : 0);
-                        float m1 = p + 4 < partitions ? m.PartialMaxSum[q1 * 2] : float.NegativeInfinity;
+                        long q1 = row + (p + 8 < partitions ? p + 8 : 0);
+                        float m1 = p + 8 < partitions ? m.PartialMaxSum[q1 * 2] : float.NegativeInfinity;
                         float l1 = m.PartialMaxSum[q1 * 2 + 1];
                         var o1 = partialOut[q1 * 32 + c];
-                        long q2 = row + (p + 8 < partitions ? p + 8 : 0);
-                        float m2 = p + 8 < partitions ? m.PartialMaxSum[q2 * 2] : float.NegativeInfinity;
+                        long q2 = row + (p + 16 < partitions ? p + 16 : 0);
+                        float m2 = p + 16 < partitions ? m.PartialMaxSum[q2 * 2] : float.NegativeInfinity;
                         float l2 = m.PartialMaxSum[q2 * 2 + 1];
                         var o2 = partialOut[q2 * 32 + c];
-                        long q3 = row + (p + 12 < partitions ? p + 12 : 0);
-                        float m3 = p + 12 < partitions ? m.PartialMaxSum[q3 * 2] : float.NegativeInfinity;
+                        long q3 = row + (p + 24 < partitions ? p + 24 : 0);
+                        float m3 = p + 24 < partitions ? m.PartialMaxSum[q3 * 2] : float.NegativeInfinity;
                         float l3 = m.PartialMaxSum[q3 * 2 + 1];
                         var o3 = partialOut[q3 * 32 + c];
-                        long q4 = row + (p + 16 < partitions ? p + 16 : 0);
-                        float m4 = p + 16 < partitions ? m.PartialMaxSum[q4 * 2] : float.NegativeInfinity;
+                        long q4 = row + (p + 32 < partitions ? p + 32 : 0);
+                        float m4 = p + 32 < partitions ? m.PartialMaxSum[q4 * 2] : float.NegativeInfinity;
                         float l4 = m.PartialMaxSum[q4 * 2 + 1];
                         var o4 = partialOut[q4 * 32 + c];
-                        long q5 = row + (p + 20 < partitions ? p + 20 : 0);
-                        float m5 = p + 20 < partitions ? m.PartialMaxSum[q5 * 2] : float.NegativeInfinity;
+                        long q5 = row + (p + 40 < partitions ? p + 40 : 0);
+                        float m5 = p + 40 < partitions ? m.PartialMaxSum[q5 * 2] : float.NegativeInfinity;
                         float l5 = m.PartialMaxSum[q5 * 2 + 1];
                         var o5 = partialOut[q5 * 32 + c];
-                        long q6 = row + (p + 24 < partitions ? p + 24 : 0);
-                        float m6 = p + 24 < partitions ? m.PartialMaxSum[q6 * 2] : float.NegativeInfinity;
+                        long q6 = row + (p + 48 < partitions ? p + 48 : 0);
+                        float m6 = p + 48 < partitions ? m.PartialMaxSum[q6 * 2] : float.NegativeInfinity;
                         float l6 = m.PartialMaxSum[q6 * 2 + 1];
                         var o6 = partialOut[q6 * 32 + c];
-                        long q7 = row + (p + 28 < partitions ? p + 28 : 0);
-                        float m7 = p + 28 < partitions ? m.PartialMaxSum[q7 * 2] : float.NegativeInfinity;
+                        long q7 = row + (p + 56 < partitions ? p + 56 : 0);
+                        float m7 = p + 56 < partitions ? m.PartialMaxSum[q7 * 2] : float.NegativeInfinity;
                         float l7 = m.PartialMaxSum[q7 * 2 + 1];
                         var o7 = partialOut[q7 * 32 + c];
-                        long q8 = row + (p + 32 < partitions ? p + 32 : 0);
-                        float m8 = p + 32 < partitions ? m.PartialMaxSum[q8 * 2] : float.NegativeInfinity;
+                        long q8 = row + (p + 64 < partitions ? p + 64 : 0);
+                        float m8 = p + 64 < partitions ? m.PartialMaxSum[q8 * 2] : float.NegativeInfinity;
                         float l8 = m.PartialMaxSum[q8 * 2 + 1];
                         var o8 = partialOut[q8 * 32 + c];
-                        long q9 = row + (p + 36 < partitions ? p + 36 : 0);
-                        float m9 = p + 36 < partitions ? m.PartialMaxSum[q9 * 2] : float.NegativeInfinity;
+                        long q9 = row + (p + 72 < partitions ? p + 72 : 0);
+                        float m9 = p + 72 < partitions ? m.PartialMaxSum[q9 * 2] : float.NegativeInfinity;
                         float l9 = m.PartialMaxSum[q9 * 2 + 1];
                         var o9 = partialOut[q9 * 32 + c];
-                        long q10 = row + (p + 40 < partitions ? p + 40 : 0);
-                        float m10 = p + 40 < partitions ? m.PartialMaxSum[q10 * 2] : float.NegativeInfinity;
+                        long q10 = row + (p + 80 < partitions ? p + 80 : 0);
+                        float m10 = p + 80 < partitions ? m.PartialMaxSum[q10 * 2] : float.NegativeInfinity;
                         float l10 = m.PartialMaxSum[q10 * 2 + 1];
                         var o10 = partialOut[q10 * 32 + c];
-                        long q11 = row + (p + 44 < partitions ? p + 44 : 0);
-                        float m11 = p + 44 < partitions ? m.PartialMaxSum[q11 * 2] : float.NegativeInfinity;
+                        long q11 = row + (p + 88 < partitions ? p + 88 : 0);
+                        float m11 = p + 88 < partitions ? m.PartialMaxSum[q11 * 2] : float.NegativeInfinity;
                         float l11 = m.PartialMaxSum[q11 * 2 + 1];
                         var o11 = partialOut[q11 * 32 + c];
-                        long q12 = row + (p + 48 < partitions ? p + 48 : 0);
-                        float m12 = p + 48 < partitions ? m.PartialMaxSum[q12 * 2] : float.NegativeInfinity;
+                        long q12 = row + (p + 96 < partitions ? p + 96 : 0);
+                        float m12 = p + 96 < partitions ? m.PartialMaxSum[q12 * 2] : float.NegativeInfinity;
                         float l12 = m.PartialMaxSum[q12 * 2 + 1];
                         var o12 = partialOut[q12 * 32 + c];
-                        long q13 = row + (p + 52 < partitions ? p + 52 : 0);
-                        float m13 = p + 52 < partitions ? m.PartialMaxSum[q13 * 2] : float.NegativeInfinity;
+                        long q13 = row + (p + 104 < partitions ? p + 104 : 0);
+                        float m13 = p + 104 < partitions ? m.PartialMaxSum[q13 * 2] : float.NegativeInfinity;
                         float l13 = m.PartialMaxSum[q13 * 2 + 1];
                         var o13 = partialOut[q13 * 32 + c];
-                        long q14 = row + (p + 56 < partitions ? p + 56 : 0);
-                        float m14 = p + 56 < partitions ? m.PartialMaxSum[q14 * 2] : float.NegativeInfinity;
+                        long q14 = row + (p + 112 < partitions ? p + 112 : 0);
+                        float m14 = p + 112 < partitions ? m.PartialMaxSum[q14 * 2] : float.NegativeInfinity;
                         float l14 = m.PartialMaxSum[q14 * 2 + 1];
                         var o14 = partialOut[q14 * 32 + c];
-                        long q15 = row + (p + 60 < partitions ? p + 60 : 0);
-                        float m15 = p + 60 < partitions ? m.PartialMaxSum[q15 * 2] : float.NegativeInfinity;
+                        long q15 = row + (p + 120 < partitions ? p + 120 : 0);
+                        float m15 = p + 120 < partitions ? m.PartialMaxSum[q15 * 2] : float.NegativeInfinity;
                         float l15 = m.PartialMaxSum[q15 * 2 + 1];
                         var o15 = partialOut[q15 * 32 + c];
                         if (t < 0) { sQ[0] = new Float4(m0, l0, m1, l1); sQ[1] = new Float4(m2, l2, m3, l3); sQ[2] = new Float4(m4, l4, m5, l5); sQ[3] = new Float4(m6, l6, m7, l7); sQ[4] = new Float4(m8, l8, m9, l9); sQ[5] = new Float4(m10, l10, m11, l11); sQ[6] = new Float4(m12, l12, m13, l13); sQ[7] = new Float4(m14, l14, m15, l15); } // step boundary (never taken): keeps the steps in order
@@ -1245,7 +1044,7 @@ public static partial class Llama3_8B
                 if (t < 32)
                 {
                     int h = t / 32;
-                    float mx = XMath.Max(XMath.Max(sSlice[0 + h * 2], sSlice[2 + h * 2]), XMath.Max(sSlice[4 + h * 2], sSlice[6 + h * 2]));
+                    float mx = XMath.Max(XMath.Max(XMath.Max(sSlice[0 + h * 2], sSlice[2 + h * 2]), XMath.Max(sSlice[4 + h * 2], sSlice[6 + h * 2])), XMath.Max(XMath.Max(sSlice[8 + h * 2], sSlice[10 + h * 2]), XMath.Max(sSlice[12 + h * 2], sSlice[14 + h * 2])));
                     float sum = 0f;
                     var acc = default(Float4);
                     float w0 = AttentionMath.ExpOrZero(sSlice[0 + h * 2] - mx);   // 0 for a slice without partitions
@@ -1260,6 +1059,18 @@ public static partial class Llama3_8B
                     float w3 = AttentionMath.ExpOrZero(sSlice[6 + h * 2] - mx);   // 0 for a slice without partitions
                     sum += sSlice[6 + h * 2 + 1] * w3;
                     acc = acc.Fma(sRed[96 + t], w3);
+                    float w4 = AttentionMath.ExpOrZero(sSlice[8 + h * 2] - mx);   // 0 for a slice without partitions
+                    sum += sSlice[8 + h * 2 + 1] * w4;
+                    acc = acc.Fma(sRed[128 + t], w4);
+                    float w5 = AttentionMath.ExpOrZero(sSlice[10 + h * 2] - mx);   // 0 for a slice without partitions
+                    sum += sSlice[10 + h * 2 + 1] * w5;
+                    acc = acc.Fma(sRed[160 + t], w5);
+                    float w6 = AttentionMath.ExpOrZero(sSlice[12 + h * 2] - mx);   // 0 for a slice without partitions
+                    sum += sSlice[12 + h * 2 + 1] * w6;
+                    acc = acc.Fma(sRed[192 + t], w6);
+                    float w7 = AttentionMath.ExpOrZero(sSlice[14 + h * 2] - mx);   // 0 for a slice without partitions
+                    sum += sSlice[14 + h * 2 + 1] * w7;
+                    acc = acc.Fma(sRed[224 + t], w7);
                     var o = acc * (1f / sum);
                     long dst = ((long)token * 32 + firstHead) * 128 + t * 4;
                     output[dst] = o.X;
