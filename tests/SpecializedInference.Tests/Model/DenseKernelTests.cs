@@ -51,7 +51,9 @@ public sealed class DenseKernelTests(AcceleratorFixture fixture) : IClassFixture
             data.Add(DenseSchedule.Warp, dtype, 70, 64, 129, false);
             data.Add(DenseSchedule.Warp, dtype, 37, 40, DenseKernels.TiledMinTokens, false);
             // Long rows whose chunks do not divide among the 32 lanes: 1320 columns are 165 f16 chunks
-            // (5 × 32 + 5) or 330 f32 chunks (10 × 32 + 10), for the matvec and the batched projection.
+            // (5 × 32 + 5) or 330 f32 chunks (10 × 32 + 10), for the matvec and the batched projection. The matvec
+            // takes them LinearUnroll per lane per step, then one at a time: one token and its largest batch.
+            data.Add(DenseSchedule.Warp, dtype, 5, 1320, 1, false);
             data.Add(DenseSchedule.Warp, dtype, 5, 1320, DenseKernelBodies.WarpTokens, true);
             data.Add(DenseSchedule.Warp, dtype, 5, 1320, DenseKernels.BatchedMinTokens, true);
         }

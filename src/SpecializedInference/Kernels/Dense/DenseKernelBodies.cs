@@ -118,9 +118,17 @@ public static class DenseKernelBodies
 
     // ---------------------------------------------------------------- projections: y[t, n] (+)= Σ_k x[t, k] · W[n, k]
 
+    /// <summary>Weight chunks a lane of <see cref="LinearWarp{TW, TE}"/> loads per step.</summary>
+    public const int LinearUnroll = 4;
+
+    /// <summary>Four chunks' dot products with one token's activations at xv, xv + step, xv + 2 step, xv + 3 step.</summary>
+    private static float Dot4<TW>(Bits128 c0, Bits128 c1, Bits128 c2, Bits128 c3, ArrayView<Vec4> x, long xv, long step)
+        where TW : struct, IWeightFormat
+        => default(TW).Dot(c0, x, xv) + default(TW).Dot(c1, x, xv + step) + default(TW).Dot(c2, x, xv + 2 * step) + default(TW).Dot(c3, x, xv + 3 * step);
+
     /// <summary>
     /// Warp schedule for few tokens (decode): warp (row n, token group g) reads W[n, :] once, coalesced, 16 bytes
-    /// per lane per step, and accumulates it against up to <see cref="WarpTokens"/> tokens' activations (which
+    /// per lane per load, and accumulates it against up to <see cref="WarpTokens"/> tokens' activations (which
     /// stay in L1/L2). Consecutive warps take consecutive rows, so the weight matrix streams once per token group.
     /// </summary>
     /// <param name="w">[rows, cols] weights as 16-byte chunks</param>
@@ -146,7 +154,26 @@ public static class DenseKernelBodies
 
         float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
         long row = (long)n * chunks;
-        for (int c = lane; c < chunks; c += Warp.WarpSize)
+        int c = lane;
+        // LinearUnroll chunks per lane per step, loaded before any is used: the warp waits one memory round trip per
+        // 2 KB of its row, not per 512 B. (One chunk per step kept too few bytes in flight for a 4096-row matrix,
+        // whose 4096 warps leave half an H200's warp slots empty.) The first token's sums come first, in one block,
+        // so ptxas can issue the four loads together; the other tokens reuse the chunks from registers.
+        long lanes = Warp.WarpSize;
+        for (; c + (LinearUnroll - 1) * Warp.WarpSize < chunks; c += LinearUnroll * Warp.WarpSize)
+        {
+            var c0 = w[row + c];
+            var c1 = w[row + c + lanes];
+            var c2 = w[row + c + 2 * lanes];
+            var c3 = w[row + c + 3 * lanes];
+            long xv = x0 + (long)c * vecsPerChunk;
+            long step = lanes * vecsPerChunk;
+            a0 += Dot4<TW>(c0, c1, c2, c3, x, xv, step);
+            if (has1) a1 += Dot4<TW>(c0, c1, c2, c3, x, xv + vecsPerToken, step);
+            if (has2) a2 += Dot4<TW>(c0, c1, c2, c3, x, xv + 2L * vecsPerToken, step);
+            if (has3) a3 += Dot4<TW>(c0, c1, c2, c3, x, xv + 3L * vecsPerToken, step);
+        }
+        for (; c < chunks; c += Warp.WarpSize)
         {
             var chunk = w[row + c];
             long xv = x0 + (long)c * vecsPerChunk;
