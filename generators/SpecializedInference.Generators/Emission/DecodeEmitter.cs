@@ -138,6 +138,8 @@ internal static class DecodeEmitter
             int nb = BlocksPerPartition(L);
             w.Line($"var sBlock = SharedMemory.Allocate<int>({Int(nb)});     // [blocks] the partition's physical blocks, read once");
             w.Line("var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket");
+            if (SlotSumThreads(L) > 1)
+                w.Line($"var sSlotSum = SharedMemory.Allocate<Float4>({Int((SlotSumThreads(L) - 1) * HG * D4)});   // [slot-sum threads - 1, heads, head_dim] their partial P·V sums");
             if (CombineSlices(L) > 1)
                 w.Line($"var sSlice = SharedMemory.Allocate<float>({Int(2 * CombineSlices(L) * HG)});   // [combine slices, heads, 2] each slice's running (max, sum)");
             w.Line("var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]");
@@ -333,24 +335,40 @@ internal static class DecodeEmitter
             w.Line("Group.Barrier();");
             w.Line();
 
-            w.Line("// Sum the key slots, normalize by this partition's sum, write the output or the partial.");
-            for (int i = 0; i * T < HG * D4; i++)
+            int C = HG * D4, SS = SlotSumThreads(L);
+            if (SS > 1)
+            {
+                w.Line($"// Sum the key slots, {SS} threads per Float4 column ({KS / SS} slots each) so that every warp takes part;");
+                w.Line("// the partial sums of threads past the first go through sSlotSum.");
+                w.Line("var slotAcc = default(Float4);");
+                using (w.Scope())
+                {
+                    w.Line($"int f = t % {Int(C)};");
+                    w.Line($"int q = t / {Int(C)};");
+                    if (T > SS * C) w.Open($"if (q < {Int(SS)})");
+                    w.Line($"var sRedPart = sRed.SubView(q * {Int(KS / SS * C)});   // slots q * {KS / SS} .. of every column");
+                    EmitSlotSum(w, "slotAcc", KS / SS, s => $"sRedPart[{Int(s * C)} + f]", C);
+                    w.Line($"if (q > 0) sSlotSum[(q - 1) * {Int(C)} + f] = slotAcc;");
+                    if (T > SS * C) w.Close();
+                }
+                w.Line("Group.Barrier();");
+            }
+            w.Line("// Normalize by this partition's sum, write the output or the partial.");
+            for (int i = 0; i * T < C; i++)
             {
                 using (w.Scope())
                 {
                     w.Line($"int f = t + {Int(T * i)};");
-                    bool guard = T * (i + 1) > HG * D4;
-                    if (guard) w.Open($"if (f < {Int(HG * D4)})");
+                    bool guard = T * (i + 1) > C;
+                    if (guard) w.Open($"if (f < {Int(C)})");
                     w.Line($"int h = f / {Int(D4)};");
                     w.Line($"int c = f % {Int(D4)};");
-                    // A balanced sum per SlotsPerSum slots, each kept in its own step: otherwise ptxas issues every
-                    // slot's shared load at once (64 Float4s at head_dim 16).
-                    for (int k = 0; k < KS; k += SlotsPerSum)
+                    if (SS > 1)
+                        w.Line($"var acc = {string.Join(" + ", new[] { "slotAcc" }.Concat(Enumerable.Range(0, SS - 1).Select(q => $"sSlotSum[{Int(q * C)} + f]")))};");
+                    else
                     {
-                        var slots = Enumerable.Range(k, Math.Min(SlotsPerSum, KS - k)).Select(s => $"sRed[{Int(s * HG * D4)} + f]").ToList();
-                        string sum = PrefillEmitter.Tree(slots, (a, b) => $"({a} + {b})");
-                        w.Line(k == 0 ? $"var acc = {sum};" : $"acc = acc + {sum};");
-                        if (k + SlotsPerSum < KS) w.Line(StepBoundary.Float4s("sQ", HG * D4, new[] { "acc" }));
+                        w.Line("var acc = default(Float4);");
+                        EmitSlotSum(w, "acc", KS, s => $"sRed[{Int(s * C)} + f]", C);
                     }
                     w.Line("float sum = sSum[h];");
                     w.Line("acc = acc * (1f / sum);");
@@ -379,6 +397,21 @@ internal static class DecodeEmitter
             w.Line();
             using (w.Block("if (partitions > 1)"))
                 EmitTicketAndCombine(w, L);
+        }
+    }
+
+    /// <summary>Threads that sum one Float4 column's key slots after P·V (one when every thread already has a column).</summary>
+    private static int SlotSumThreads(AttentionLayout L) => SharedMemoryBudget.DecodeSlotSumThreads(L.HeadDim, L.HeadsPerGroup, L.Warps);
+
+    /// <summary>acc += the Float4s <paramref name="slot"/>(0 .. count - 1): a balanced sum per SlotsPerSum slots, each
+    /// kept in its own step (otherwise ptxas issues every slot's shared load at once: 64 Float4s at head_dim 16).</summary>
+    private static void EmitSlotSum(SourceWriter w, string acc, int count, Func<int, string> slot, int scratch)
+    {
+        for (int k = 0; k < count; k += SlotsPerSum)
+        {
+            var slots = Enumerable.Range(k, Math.Min(SlotsPerSum, count - k)).Select(slot).ToList();
+            w.Line(k == 0 ? $"{acc} = {PrefillEmitter.Tree(slots, (a, b) => $"({a} + {b})")};" : $"{acc} = {acc} + {PrefillEmitter.Tree(slots, (a, b) => $"({a} + {b})")};");
+            if (k + SlotsPerSum < count) w.Line(StepBoundary.Float4s("sQ", scratch, new[] { acc }));
         }
     }
 

@@ -28,11 +28,21 @@ internal static class SharedMemoryBudget
     /// <summary>Decode P·V: threads sharing one 8-dim column of V = threads / (head_dim / 8).</summary>
     public static int DecodeKeySlots(int headDim, int warps) => 32 * warps / (headDim / 8);
 
+    /// <summary>Threads that sum one Float4 column of a decode group's key slots after P·V: as many as the group has
+    /// to spare (threads / (heads × D / 4)), a power of two dividing the key slots.</summary>
+    public static int DecodeSlotSumThreads(int headDim, int heads, int warps)
+    {
+        int spare = 32 * warps / (heads * headDim / 4), slots = DecodeKeySlots(headDim, warps), n = 1;
+        while (n * 2 <= spare && slots % (n * 2) == 0) n *= 2;
+        return n;
+    }
+
     /// <summary>Decode: queries [heads, D], scores [heads, partition], each key slot's partial output
-    /// [key_slots, heads, D], (max, sum) per head, the last-ticket flag, and the combine's (max, sum) per slice and
+    /// [key_slots, heads, D], the slot-sum threads' partial sums [slot-sum threads - 1, heads, D], (max, sum) per head, the last-ticket flag, and the combine's (max, sum) per slice and
     /// head.</summary>
     public static int DecodeBytes(int headDim, int heads, int warps, int partition)
         => 4 * (heads * headDim + heads * partition + DecodeKeySlots(headDim, warps) * heads * headDim + 2 * heads + 1
+                + (DecodeSlotSumThreads(headDim, heads, warps) - 1) * heads * headDim
                 + 2 * DecodeCombineSlices(headDim, heads, warps) * heads) + 16;
 
     /// <summary>Slices of partitions the combining threads of a decode group split: threads / (heads × D / 4).</summary>

@@ -46,6 +46,7 @@ public static partial class gqa_hd128_long
         var sSum = SharedMemory.Allocate<float>(2);      // [heads] partition sum of exp(s - max)
         var sBlock = SharedMemory.Allocate<int>(16);     // [blocks] the partition's physical blocks, read once
         var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
+        var sSlotSum = SharedMemory.Allocate<Float4>(64);   // [slot-sum threads - 1, heads, head_dim] their partial P·V sums
         var sSlice = SharedMemory.Allocate<float>(8);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
@@ -662,14 +663,25 @@ public static partial class gqa_hd128_long
         sRed[(slot * 2 + 1) * 32 + 2 * unit + 1] = hi1;
         Group.Barrier();
 
-        // Sum the key slots, normalize by this partition's sum, write the output or the partial.
+        // Sum the key slots, 2 threads per Float4 column (4 slots each) so that every warp takes part;
+        // the partial sums of threads past the first go through sSlotSum.
+        var slotAcc = default(Float4);
+        {
+            int f = t % 64;
+            int q = t / 64;
+            var sRedPart = sRed.SubView(q * 256);   // slots q * 4 .. of every column
+            slotAcc = ((sRedPart[0 + f] + sRedPart[64 + f]) + (sRedPart[128 + f] + sRedPart[192 + f]));
+            if (q > 0) sSlotSum[(q - 1) * 64 + f] = slotAcc;
+        }
+        Group.Barrier();
+        // Normalize by this partition's sum, write the output or the partial.
         {
             int f = t + 0;
             if (f < 64)
             {
                 int h = f / 32;
                 int c = f % 32;
-                var acc = (((sRed[0 + f] + sRed[64 + f]) + (sRed[128 + f] + sRed[192 + f])) + ((sRed[256 + f] + sRed[320 + f]) + (sRed[384 + f] + sRed[448 + f])));
+                var acc = slotAcc + sSlotSum[0 + f];
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;
@@ -901,6 +913,7 @@ public static partial class gqa_hd128_long
         var sSum = SharedMemory.Allocate<float>(1);      // [heads] partition sum of exp(s - max)
         var sBlock = SharedMemory.Allocate<int>(16);     // [blocks] the partition's physical blocks, read once
         var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
+        var sSlotSum = SharedMemory.Allocate<Float4>(96);   // [slot-sum threads - 1, heads, head_dim] their partial P·V sums
         var sSlice = SharedMemory.Allocate<float>(8);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
@@ -1337,14 +1350,25 @@ public static partial class gqa_hd128_long
         sRed[(slot * 1 + 0) * 32 + 2 * unit + 1] = hi0;
         Group.Barrier();
 
-        // Sum the key slots, normalize by this partition's sum, write the output or the partial.
+        // Sum the key slots, 4 threads per Float4 column (2 slots each) so that every warp takes part;
+        // the partial sums of threads past the first go through sSlotSum.
+        var slotAcc = default(Float4);
+        {
+            int f = t % 32;
+            int q = t / 32;
+            var sRedPart = sRed.SubView(q * 64);   // slots q * 2 .. of every column
+            slotAcc = (sRedPart[0 + f] + sRedPart[32 + f]);
+            if (q > 0) sSlotSum[(q - 1) * 32 + f] = slotAcc;
+        }
+        Group.Barrier();
+        // Normalize by this partition's sum, write the output or the partial.
         {
             int f = t + 0;
             if (f < 32)
             {
                 int h = f / 32;
                 int c = f % 32;
-                var acc = (((sRed[0 + f] + sRed[32 + f]) + (sRed[64 + f] + sRed[96 + f])) + ((sRed[128 + f] + sRed[160 + f]) + (sRed[192 + f] + sRed[224 + f])));
+                var acc = slotAcc + sSlotSum[0 + f] + sSlotSum[32 + f] + sSlotSum[64 + f];
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;

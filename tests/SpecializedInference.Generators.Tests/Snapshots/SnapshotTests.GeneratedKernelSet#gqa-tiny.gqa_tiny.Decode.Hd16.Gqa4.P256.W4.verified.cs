@@ -46,6 +46,7 @@ public static partial class gqa_tiny
         var sSum = SharedMemory.Allocate<float>(4);      // [heads] partition sum of exp(s - max)
         var sBlock = SharedMemory.Allocate<int>(16);     // [blocks] the partition's physical blocks, read once
         var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
+        var sSlotSum = SharedMemory.Allocate<Float4>(112);   // [slot-sum threads - 1, heads, head_dim] their partial P·V sums
         var sSlice = SharedMemory.Allocate<float>(64);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
@@ -401,28 +402,25 @@ public static partial class gqa_tiny
         sRed[(slot * 4 + 3) * 4 + 2 * unit + 1] = hi3;
         Group.Barrier();
 
-        // Sum the key slots, normalize by this partition's sum, write the output or the partial.
+        // Sum the key slots, 8 threads per Float4 column (8 slots each) so that every warp takes part;
+        // the partial sums of threads past the first go through sSlotSum.
+        var slotAcc = default(Float4);
+        {
+            int f = t % 16;
+            int q = t / 16;
+            var sRedPart = sRed.SubView(q * 128);   // slots q * 8 .. of every column
+            slotAcc = (((sRedPart[0 + f] + sRedPart[16 + f]) + (sRedPart[32 + f] + sRedPart[48 + f])) + ((sRedPart[64 + f] + sRedPart[80 + f]) + (sRedPart[96 + f] + sRedPart[112 + f])));
+            if (q > 0) sSlotSum[(q - 1) * 16 + f] = slotAcc;
+        }
+        Group.Barrier();
+        // Normalize by this partition's sum, write the output or the partial.
         {
             int f = t + 0;
             if (f < 16)
             {
                 int h = f / 4;
                 int c = f % 4;
-                var acc = (((sRed[0 + f] + sRed[16 + f]) + (sRed[32 + f] + sRed[48 + f])) + ((sRed[64 + f] + sRed[80 + f]) + (sRed[96 + f] + sRed[112 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[128 + f] + sRed[144 + f]) + (sRed[160 + f] + sRed[176 + f])) + ((sRed[192 + f] + sRed[208 + f]) + (sRed[224 + f] + sRed[240 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[256 + f] + sRed[272 + f]) + (sRed[288 + f] + sRed[304 + f])) + ((sRed[320 + f] + sRed[336 + f]) + (sRed[352 + f] + sRed[368 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[384 + f] + sRed[400 + f]) + (sRed[416 + f] + sRed[432 + f])) + ((sRed[448 + f] + sRed[464 + f]) + (sRed[480 + f] + sRed[496 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[512 + f] + sRed[528 + f]) + (sRed[544 + f] + sRed[560 + f])) + ((sRed[576 + f] + sRed[592 + f]) + (sRed[608 + f] + sRed[624 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[640 + f] + sRed[656 + f]) + (sRed[672 + f] + sRed[688 + f])) + ((sRed[704 + f] + sRed[720 + f]) + (sRed[736 + f] + sRed[752 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[768 + f] + sRed[784 + f]) + (sRed[800 + f] + sRed[816 + f])) + ((sRed[832 + f] + sRed[848 + f]) + (sRed[864 + f] + sRed[880 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[896 + f] + sRed[912 + f]) + (sRed[928 + f] + sRed[944 + f])) + ((sRed[960 + f] + sRed[976 + f]) + (sRed[992 + f] + sRed[1008 + f])));
+                var acc = slotAcc + sSlotSum[0 + f] + sSlotSum[16 + f] + sSlotSum[32 + f] + sSlotSum[48 + f] + sSlotSum[64 + f] + sSlotSum[80 + f] + sSlotSum[96 + f];
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;
@@ -672,6 +670,7 @@ public static partial class gqa_tiny
         var sSum = SharedMemory.Allocate<float>(1);      // [heads] partition sum of exp(s - max)
         var sBlock = SharedMemory.Allocate<int>(16);     // [blocks] the partition's physical blocks, read once
         var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
+        var sSlotSum = SharedMemory.Allocate<Float4>(124);   // [slot-sum threads - 1, heads, head_dim] their partial P·V sums
         var sSlice = SharedMemory.Allocate<float>(64);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
@@ -823,28 +822,25 @@ public static partial class gqa_tiny
         sRed[(slot * 1 + 0) * 4 + 2 * unit + 1] = hi0;
         Group.Barrier();
 
-        // Sum the key slots, normalize by this partition's sum, write the output or the partial.
+        // Sum the key slots, 32 threads per Float4 column (2 slots each) so that every warp takes part;
+        // the partial sums of threads past the first go through sSlotSum.
+        var slotAcc = default(Float4);
+        {
+            int f = t % 4;
+            int q = t / 4;
+            var sRedPart = sRed.SubView(q * 8);   // slots q * 2 .. of every column
+            slotAcc = (sRedPart[0 + f] + sRedPart[4 + f]);
+            if (q > 0) sSlotSum[(q - 1) * 4 + f] = slotAcc;
+        }
+        Group.Barrier();
+        // Normalize by this partition's sum, write the output or the partial.
         {
             int f = t + 0;
             if (f < 4)
             {
                 int h = f / 4;
                 int c = f % 4;
-                var acc = (((sRed[0 + f] + sRed[4 + f]) + (sRed[8 + f] + sRed[12 + f])) + ((sRed[16 + f] + sRed[20 + f]) + (sRed[24 + f] + sRed[28 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[32 + f] + sRed[36 + f]) + (sRed[40 + f] + sRed[44 + f])) + ((sRed[48 + f] + sRed[52 + f]) + (sRed[56 + f] + sRed[60 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[64 + f] + sRed[68 + f]) + (sRed[72 + f] + sRed[76 + f])) + ((sRed[80 + f] + sRed[84 + f]) + (sRed[88 + f] + sRed[92 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[96 + f] + sRed[100 + f]) + (sRed[104 + f] + sRed[108 + f])) + ((sRed[112 + f] + sRed[116 + f]) + (sRed[120 + f] + sRed[124 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[128 + f] + sRed[132 + f]) + (sRed[136 + f] + sRed[140 + f])) + ((sRed[144 + f] + sRed[148 + f]) + (sRed[152 + f] + sRed[156 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[160 + f] + sRed[164 + f]) + (sRed[168 + f] + sRed[172 + f])) + ((sRed[176 + f] + sRed[180 + f]) + (sRed[184 + f] + sRed[188 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[192 + f] + sRed[196 + f]) + (sRed[200 + f] + sRed[204 + f])) + ((sRed[208 + f] + sRed[212 + f]) + (sRed[216 + f] + sRed[220 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[224 + f] + sRed[228 + f]) + (sRed[232 + f] + sRed[236 + f])) + ((sRed[240 + f] + sRed[244 + f]) + (sRed[248 + f] + sRed[252 + f])));
+                var acc = slotAcc + sSlotSum[0 + f] + sSlotSum[4 + f] + sSlotSum[8 + f] + sSlotSum[12 + f] + sSlotSum[16 + f] + sSlotSum[20 + f] + sSlotSum[24 + f] + sSlotSum[28 + f] + sSlotSum[32 + f] + sSlotSum[36 + f] + sSlotSum[40 + f] + sSlotSum[44 + f] + sSlotSum[48 + f] + sSlotSum[52 + f] + sSlotSum[56 + f] + sSlotSum[60 + f] + sSlotSum[64 + f] + sSlotSum[68 + f] + sSlotSum[72 + f] + sSlotSum[76 + f] + sSlotSum[80 + f] + sSlotSum[84 + f] + sSlotSum[88 + f] + sSlotSum[92 + f] + sSlotSum[96 + f] + sSlotSum[100 + f] + sSlotSum[104 + f] + sSlotSum[108 + f] + sSlotSum[112 + f] + sSlotSum[116 + f] + sSlotSum[120 + f];
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;

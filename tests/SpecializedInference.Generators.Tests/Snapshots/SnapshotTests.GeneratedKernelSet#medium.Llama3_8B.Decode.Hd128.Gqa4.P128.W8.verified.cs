@@ -46,6 +46,7 @@ public static partial class Llama3_8B
         var sSum = SharedMemory.Allocate<float>(4);      // [heads] partition sum of exp(s - max)
         var sBlock = SharedMemory.Allocate<int>(8);     // [blocks] the partition's physical blocks, read once
         var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
+        var sSlotSum = SharedMemory.Allocate<Float4>(128);   // [slot-sum threads - 1, heads, head_dim] their partial P·V sums
         var sSlice = SharedMemory.Allocate<float>(16);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
@@ -439,16 +440,25 @@ public static partial class Llama3_8B
         sRed[(slot * 4 + 3) * 32 + 2 * unit + 1] = hi3;
         Group.Barrier();
 
-        // Sum the key slots, normalize by this partition's sum, write the output or the partial.
+        // Sum the key slots, 2 threads per Float4 column (8 slots each) so that every warp takes part;
+        // the partial sums of threads past the first go through sSlotSum.
+        var slotAcc = default(Float4);
+        {
+            int f = t % 128;
+            int q = t / 128;
+            var sRedPart = sRed.SubView(q * 1024);   // slots q * 8 .. of every column
+            slotAcc = (((sRedPart[0 + f] + sRedPart[128 + f]) + (sRedPart[256 + f] + sRedPart[384 + f])) + ((sRedPart[512 + f] + sRedPart[640 + f]) + (sRedPart[768 + f] + sRedPart[896 + f])));
+            if (q > 0) sSlotSum[(q - 1) * 128 + f] = slotAcc;
+        }
+        Group.Barrier();
+        // Normalize by this partition's sum, write the output or the partial.
         {
             int f = t + 0;
             if (f < 128)
             {
                 int h = f / 32;
                 int c = f % 32;
-                var acc = (((sRed[0 + f] + sRed[128 + f]) + (sRed[256 + f] + sRed[384 + f])) + ((sRed[512 + f] + sRed[640 + f]) + (sRed[768 + f] + sRed[896 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[1024 + f] + sRed[1152 + f]) + (sRed[1280 + f] + sRed[1408 + f])) + ((sRed[1536 + f] + sRed[1664 + f]) + (sRed[1792 + f] + sRed[1920 + f])));
+                var acc = slotAcc + sSlotSum[0 + f];
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;
@@ -680,6 +690,7 @@ public static partial class Llama3_8B
         var sSum = SharedMemory.Allocate<float>(1);      // [heads] partition sum of exp(s - max)
         var sBlock = SharedMemory.Allocate<int>(8);     // [blocks] the partition's physical blocks, read once
         var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
+        var sSlotSum = SharedMemory.Allocate<Float4>(224);   // [slot-sum threads - 1, heads, head_dim] their partial P·V sums
         var sSlice = SharedMemory.Allocate<float>(16);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
@@ -860,16 +871,25 @@ public static partial class Llama3_8B
         sRed[(slot * 1 + 0) * 32 + 2 * unit + 1] = hi0;
         Group.Barrier();
 
-        // Sum the key slots, normalize by this partition's sum, write the output or the partial.
+        // Sum the key slots, 8 threads per Float4 column (2 slots each) so that every warp takes part;
+        // the partial sums of threads past the first go through sSlotSum.
+        var slotAcc = default(Float4);
+        {
+            int f = t % 32;
+            int q = t / 32;
+            var sRedPart = sRed.SubView(q * 64);   // slots q * 2 .. of every column
+            slotAcc = (sRedPart[0 + f] + sRedPart[32 + f]);
+            if (q > 0) sSlotSum[(q - 1) * 32 + f] = slotAcc;
+        }
+        Group.Barrier();
+        // Normalize by this partition's sum, write the output or the partial.
         {
             int f = t + 0;
             if (f < 32)
             {
                 int h = f / 32;
                 int c = f % 32;
-                var acc = (((sRed[0 + f] + sRed[32 + f]) + (sRed[64 + f] + sRed[96 + f])) + ((sRed[128 + f] + sRed[160 + f]) + (sRed[192 + f] + sRed[224 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[256 + f] + sRed[288 + f]) + (sRed[320 + f] + sRed[352 + f])) + ((sRed[384 + f] + sRed[416 + f]) + (sRed[448 + f] + sRed[480 + f])));
+                var acc = slotAcc + sSlotSum[0 + f] + sSlotSum[32 + f] + sSlotSum[64 + f] + sSlotSum[96 + f] + sSlotSum[128 + f] + sSlotSum[160 + f] + sSlotSum[192 + f];
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;

@@ -46,6 +46,7 @@ public static partial class mha_tiny
         var sSum = SharedMemory.Allocate<float>(1);      // [heads] partition sum of exp(s - max)
         var sBlock = SharedMemory.Allocate<int>(16);     // [blocks] the partition's physical blocks, read once
         var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
+        var sSlotSum = SharedMemory.Allocate<Float4>(120);   // [slot-sum threads - 1, heads, head_dim] their partial P·V sums
         var sSlice = SharedMemory.Allocate<float>(32);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
@@ -237,20 +238,25 @@ public static partial class mha_tiny
         sRed[(slot * 1 + 0) * 8 + 2 * unit + 1] = hi0;
         Group.Barrier();
 
-        // Sum the key slots, normalize by this partition's sum, write the output or the partial.
+        // Sum the key slots, 16 threads per Float4 column (2 slots each) so that every warp takes part;
+        // the partial sums of threads past the first go through sSlotSum.
+        var slotAcc = default(Float4);
+        {
+            int f = t % 8;
+            int q = t / 8;
+            var sRedPart = sRed.SubView(q * 16);   // slots q * 2 .. of every column
+            slotAcc = (sRedPart[0 + f] + sRedPart[8 + f]);
+            if (q > 0) sSlotSum[(q - 1) * 8 + f] = slotAcc;
+        }
+        Group.Barrier();
+        // Normalize by this partition's sum, write the output or the partial.
         {
             int f = t + 0;
             if (f < 8)
             {
                 int h = f / 8;
                 int c = f % 8;
-                var acc = (((sRed[0 + f] + sRed[8 + f]) + (sRed[16 + f] + sRed[24 + f])) + ((sRed[32 + f] + sRed[40 + f]) + (sRed[48 + f] + sRed[56 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[64 + f] + sRed[72 + f]) + (sRed[80 + f] + sRed[88 + f])) + ((sRed[96 + f] + sRed[104 + f]) + (sRed[112 + f] + sRed[120 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[128 + f] + sRed[136 + f]) + (sRed[144 + f] + sRed[152 + f])) + ((sRed[160 + f] + sRed[168 + f]) + (sRed[176 + f] + sRed[184 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[192 + f] + sRed[200 + f]) + (sRed[208 + f] + sRed[216 + f])) + ((sRed[224 + f] + sRed[232 + f]) + (sRed[240 + f] + sRed[248 + f])));
+                var acc = slotAcc + sSlotSum[0 + f] + sSlotSum[8 + f] + sSlotSum[16 + f] + sSlotSum[24 + f] + sSlotSum[32 + f] + sSlotSum[40 + f] + sSlotSum[48 + f] + sSlotSum[56 + f] + sSlotSum[64 + f] + sSlotSum[72 + f] + sSlotSum[80 + f] + sSlotSum[88 + f] + sSlotSum[96 + f] + sSlotSum[104 + f] + sSlotSum[112 + f];
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;
@@ -524,6 +530,7 @@ public static partial class mha_tiny
         var sSum = SharedMemory.Allocate<float>(1);      // [heads] partition sum of exp(s - max)
         var sBlock = SharedMemory.Allocate<int>(16);     // [blocks] the partition's physical blocks, read once
         var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
+        var sSlotSum = SharedMemory.Allocate<Float4>(120);   // [slot-sum threads - 1, heads, head_dim] their partial P·V sums
         var sSlice = SharedMemory.Allocate<float>(32);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
@@ -715,20 +722,25 @@ public static partial class mha_tiny
         sRed[(slot * 1 + 0) * 8 + 2 * unit + 1] = hi0;
         Group.Barrier();
 
-        // Sum the key slots, normalize by this partition's sum, write the output or the partial.
+        // Sum the key slots, 16 threads per Float4 column (2 slots each) so that every warp takes part;
+        // the partial sums of threads past the first go through sSlotSum.
+        var slotAcc = default(Float4);
+        {
+            int f = t % 8;
+            int q = t / 8;
+            var sRedPart = sRed.SubView(q * 16);   // slots q * 2 .. of every column
+            slotAcc = (sRedPart[0 + f] + sRedPart[8 + f]);
+            if (q > 0) sSlotSum[(q - 1) * 8 + f] = slotAcc;
+        }
+        Group.Barrier();
+        // Normalize by this partition's sum, write the output or the partial.
         {
             int f = t + 0;
             if (f < 8)
             {
                 int h = f / 8;
                 int c = f % 8;
-                var acc = (((sRed[0 + f] + sRed[8 + f]) + (sRed[16 + f] + sRed[24 + f])) + ((sRed[32 + f] + sRed[40 + f]) + (sRed[48 + f] + sRed[56 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[64 + f] + sRed[72 + f]) + (sRed[80 + f] + sRed[88 + f])) + ((sRed[96 + f] + sRed[104 + f]) + (sRed[112 + f] + sRed[120 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[128 + f] + sRed[136 + f]) + (sRed[144 + f] + sRed[152 + f])) + ((sRed[160 + f] + sRed[168 + f]) + (sRed[176 + f] + sRed[184 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[192 + f] + sRed[200 + f]) + (sRed[208 + f] + sRed[216 + f])) + ((sRed[224 + f] + sRed[232 + f]) + (sRed[240 + f] + sRed[248 + f])));
+                var acc = slotAcc + sSlotSum[0 + f] + sSlotSum[8 + f] + sSlotSum[16 + f] + sSlotSum[24 + f] + sSlotSum[32 + f] + sSlotSum[40 + f] + sSlotSum[48 + f] + sSlotSum[56 + f] + sSlotSum[64 + f] + sSlotSum[72 + f] + sSlotSum[80 + f] + sSlotSum[88 + f] + sSlotSum[96 + f] + sSlotSum[104 + f] + sSlotSum[112 + f];
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;

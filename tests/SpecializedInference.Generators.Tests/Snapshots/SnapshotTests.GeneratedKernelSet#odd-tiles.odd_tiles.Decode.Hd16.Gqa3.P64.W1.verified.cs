@@ -46,6 +46,7 @@ public static partial class odd_tiles
         var sSum = SharedMemory.Allocate<float>(3);      // [heads] partition sum of exp(s - max)
         var sBlock = SharedMemory.Allocate<int>(8);     // [blocks] the partition's physical blocks, read once
         var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
+        var sSlotSum = SharedMemory.Allocate<Float4>(12);   // [slot-sum threads - 1, heads, head_dim] their partial P·V sums
         var sSlice = SharedMemory.Allocate<float>(12);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
@@ -279,16 +280,28 @@ public static partial class odd_tiles
         sRed[(slot * 3 + 2) * 4 + 2 * unit + 1] = hi2;
         Group.Barrier();
 
-        // Sum the key slots, normalize by this partition's sum, write the output or the partial.
+        // Sum the key slots, 2 threads per Float4 column (8 slots each) so that every warp takes part;
+        // the partial sums of threads past the first go through sSlotSum.
+        var slotAcc = default(Float4);
+        {
+            int f = t % 12;
+            int q = t / 12;
+            if (q < 2)
+            {
+                var sRedPart = sRed.SubView(q * 96);   // slots q * 8 .. of every column
+                slotAcc = (((sRedPart[0 + f] + sRedPart[12 + f]) + (sRedPart[24 + f] + sRedPart[36 + f])) + ((sRedPart[48 + f] + sRedPart[60 + f]) + (sRedPart[72 + f] + sRedPart[84 + f])));
+                if (q > 0) sSlotSum[(q - 1) * 12 + f] = slotAcc;
+            }
+        }
+        Group.Barrier();
+        // Normalize by this partition's sum, write the output or the partial.
         {
             int f = t + 0;
             if (f < 12)
             {
                 int h = f / 4;
                 int c = f % 4;
-                var acc = (((sRed[0 + f] + sRed[12 + f]) + (sRed[24 + f] + sRed[36 + f])) + ((sRed[48 + f] + sRed[60 + f]) + (sRed[72 + f] + sRed[84 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[96 + f] + sRed[108 + f]) + (sRed[120 + f] + sRed[132 + f])) + ((sRed[144 + f] + sRed[156 + f]) + (sRed[168 + f] + sRed[180 + f])));
+                var acc = slotAcc + sSlotSum[0 + f];
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;
@@ -523,6 +536,7 @@ public static partial class odd_tiles
         var sSum = SharedMemory.Allocate<float>(1);      // [heads] partition sum of exp(s - max)
         var sBlock = SharedMemory.Allocate<int>(8);     // [blocks] the partition's physical blocks, read once
         var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
+        var sSlotSum = SharedMemory.Allocate<Float4>(28);   // [slot-sum threads - 1, heads, head_dim] their partial P·V sums
         var sSlice = SharedMemory.Allocate<float>(16);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
@@ -656,16 +670,25 @@ public static partial class odd_tiles
         sRed[(slot * 1 + 0) * 4 + 2 * unit + 1] = hi0;
         Group.Barrier();
 
-        // Sum the key slots, normalize by this partition's sum, write the output or the partial.
+        // Sum the key slots, 8 threads per Float4 column (2 slots each) so that every warp takes part;
+        // the partial sums of threads past the first go through sSlotSum.
+        var slotAcc = default(Float4);
+        {
+            int f = t % 4;
+            int q = t / 4;
+            var sRedPart = sRed.SubView(q * 8);   // slots q * 2 .. of every column
+            slotAcc = (sRedPart[0 + f] + sRedPart[4 + f]);
+            if (q > 0) sSlotSum[(q - 1) * 4 + f] = slotAcc;
+        }
+        Group.Barrier();
+        // Normalize by this partition's sum, write the output or the partial.
         {
             int f = t + 0;
             if (f < 4)
             {
                 int h = f / 4;
                 int c = f % 4;
-                var acc = (((sRed[0 + f] + sRed[4 + f]) + (sRed[8 + f] + sRed[12 + f])) + ((sRed[16 + f] + sRed[20 + f]) + (sRed[24 + f] + sRed[28 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[32 + f] + sRed[36 + f]) + (sRed[40 + f] + sRed[44 + f])) + ((sRed[48 + f] + sRed[52 + f]) + (sRed[56 + f] + sRed[60 + f])));
+                var acc = slotAcc + sSlotSum[0 + f] + sSlotSum[4 + f] + sSlotSum[8 + f] + sSlotSum[12 + f] + sSlotSum[16 + f] + sSlotSum[20 + f] + sSlotSum[24 + f];
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;

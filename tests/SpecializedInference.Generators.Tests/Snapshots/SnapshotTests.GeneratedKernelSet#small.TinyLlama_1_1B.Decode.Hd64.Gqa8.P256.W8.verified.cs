@@ -46,6 +46,7 @@ public static partial class TinyLlama_1_1B
         var sSum = SharedMemory.Allocate<float>(4);      // [heads] partition sum of exp(s - max)
         var sBlock = SharedMemory.Allocate<int>(16);     // [blocks] the partition's physical blocks, read once
         var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
+        var sSlotSum = SharedMemory.Allocate<Float4>(192);   // [slot-sum threads - 1, heads, head_dim] their partial P·V sums
         var sSlice = SharedMemory.Allocate<float>(32);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
@@ -474,20 +475,25 @@ public static partial class TinyLlama_1_1B
         sRed[(slot * 4 + 3) * 16 + 2 * unit + 1] = hi3;
         Group.Barrier();
 
-        // Sum the key slots, normalize by this partition's sum, write the output or the partial.
+        // Sum the key slots, 4 threads per Float4 column (8 slots each) so that every warp takes part;
+        // the partial sums of threads past the first go through sSlotSum.
+        var slotAcc = default(Float4);
+        {
+            int f = t % 64;
+            int q = t / 64;
+            var sRedPart = sRed.SubView(q * 512);   // slots q * 8 .. of every column
+            slotAcc = (((sRedPart[0 + f] + sRedPart[64 + f]) + (sRedPart[128 + f] + sRedPart[192 + f])) + ((sRedPart[256 + f] + sRedPart[320 + f]) + (sRedPart[384 + f] + sRedPart[448 + f])));
+            if (q > 0) sSlotSum[(q - 1) * 64 + f] = slotAcc;
+        }
+        Group.Barrier();
+        // Normalize by this partition's sum, write the output or the partial.
         {
             int f = t + 0;
             if (f < 64)
             {
                 int h = f / 16;
                 int c = f % 16;
-                var acc = (((sRed[0 + f] + sRed[64 + f]) + (sRed[128 + f] + sRed[192 + f])) + ((sRed[256 + f] + sRed[320 + f]) + (sRed[384 + f] + sRed[448 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[512 + f] + sRed[576 + f]) + (sRed[640 + f] + sRed[704 + f])) + ((sRed[768 + f] + sRed[832 + f]) + (sRed[896 + f] + sRed[960 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[1024 + f] + sRed[1088 + f]) + (sRed[1152 + f] + sRed[1216 + f])) + ((sRed[1280 + f] + sRed[1344 + f]) + (sRed[1408 + f] + sRed[1472 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[1536 + f] + sRed[1600 + f]) + (sRed[1664 + f] + sRed[1728 + f])) + ((sRed[1792 + f] + sRed[1856 + f]) + (sRed[1920 + f] + sRed[1984 + f])));
+                var acc = slotAcc + sSlotSum[0 + f] + sSlotSum[64 + f] + sSlotSum[128 + f];
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;
@@ -725,6 +731,7 @@ public static partial class TinyLlama_1_1B
         var sSum = SharedMemory.Allocate<float>(1);      // [heads] partition sum of exp(s - max)
         var sBlock = SharedMemory.Allocate<int>(16);     // [blocks] the partition's physical blocks, read once
         var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
+        var sSlotSum = SharedMemory.Allocate<Float4>(240);   // [slot-sum threads - 1, heads, head_dim] their partial P·V sums
         var sSlice = SharedMemory.Allocate<float>(32);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
@@ -907,20 +914,25 @@ public static partial class TinyLlama_1_1B
         sRed[(slot * 1 + 0) * 16 + 2 * unit + 1] = hi0;
         Group.Barrier();
 
-        // Sum the key slots, normalize by this partition's sum, write the output or the partial.
+        // Sum the key slots, 16 threads per Float4 column (2 slots each) so that every warp takes part;
+        // the partial sums of threads past the first go through sSlotSum.
+        var slotAcc = default(Float4);
+        {
+            int f = t % 16;
+            int q = t / 16;
+            var sRedPart = sRed.SubView(q * 32);   // slots q * 2 .. of every column
+            slotAcc = (sRedPart[0 + f] + sRedPart[16 + f]);
+            if (q > 0) sSlotSum[(q - 1) * 16 + f] = slotAcc;
+        }
+        Group.Barrier();
+        // Normalize by this partition's sum, write the output or the partial.
         {
             int f = t + 0;
             if (f < 16)
             {
                 int h = f / 16;
                 int c = f % 16;
-                var acc = (((sRed[0 + f] + sRed[16 + f]) + (sRed[32 + f] + sRed[48 + f])) + ((sRed[64 + f] + sRed[80 + f]) + (sRed[96 + f] + sRed[112 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[128 + f] + sRed[144 + f]) + (sRed[160 + f] + sRed[176 + f])) + ((sRed[192 + f] + sRed[208 + f]) + (sRed[224 + f] + sRed[240 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[256 + f] + sRed[272 + f]) + (sRed[288 + f] + sRed[304 + f])) + ((sRed[320 + f] + sRed[336 + f]) + (sRed[352 + f] + sRed[368 + f])));
-                if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
-                acc = acc + (((sRed[384 + f] + sRed[400 + f]) + (sRed[416 + f] + sRed[432 + f])) + ((sRed[448 + f] + sRed[464 + f]) + (sRed[480 + f] + sRed[496 + f])));
+                var acc = slotAcc + sSlotSum[0 + f] + sSlotSum[16 + f] + sSlotSum[32 + f] + sSlotSum[48 + f] + sSlotSum[64 + f] + sSlotSum[80 + f] + sSlotSum[96 + f] + sSlotSum[112 + f] + sSlotSum[128 + f] + sSlotSum[144 + f] + sSlotSum[160 + f] + sSlotSum[176 + f] + sSlotSum[192 + f] + sSlotSum[208 + f] + sSlotSum[224 + f];
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
                 int head = firstHead + h;
