@@ -81,7 +81,16 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
             foreach (var name in settings.Sets.Split(',', StringSplitOptions.RemoveEmptyEntries))
             {
                 var set = KernelRegistry.All.FirstOrDefault(s => s.Name == name);
-                if (set is null) { Console.Error.WriteLine($"no kernel set named {name}"); return 1; }
+                if (set is null) { Console.Error.WriteLine($"--sets: no kernel set named {name} (si engines lists them)"); return 2; }
+                // A set's kernels have its shape compiled in: on buffers of another shape they would read and write
+                // the wrong rows, and the GB/s would count bytes they never moved.
+                var setShape = AttentionShape.From(set.Shape, set.Engine.KvBlockSize);
+                if (setShape != shape)
+                {
+                    Console.Error.WriteLine($"--sets {name}: the set is specialized for {setShape}, not the shape asked for ({shape}); " +
+                        $"pass --heads {setShape.NumHeads} --kv-heads {setShape.NumKvHeads} --head-dim {setShape.HeadDim} --block-size {setShape.BlockSize}");
+                    return 2;
+                }
                 foreach (var limits in RegisterVariants(settings))
                     variants.Add(() => set.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(dtype, MaxRegisters: limits)));
             }

@@ -64,6 +64,8 @@ public sealed class CliTests
     [InlineData("loadtest", "--url", "ftp://x")]
     [InlineData("loadtest", "--url", "http://127.0.0.1:1", "--synthetic")]
     [InlineData("loadtest", "--requests", "0")]
+    [InlineData("attention-bench", "--device", "cpu", "--sets", "NoSuchSet")]
+    [InlineData("attention-bench", "--device", "cpu", "--sets", "TinyLlama_1_1B")]  // 32/4 heads, d=64: not the default 32/8, d=128
     [InlineData("no-such-command")]
     public async Task BadArgumentsExitWith2WithoutAStackTrace(params string[] args)
     {
