@@ -4,6 +4,7 @@
 # of one kernel set it profiles the first launch of `si attention-bench` and writes what explains its time:
 # duration, DRAM and compute throughput against peak, registers per thread, occupancy (theoretical and achieved)
 # and where warps stall. Each report goes to $OUT/ncu-<kernel>.txt (default: benchmarks/results/).
+# PROFILE_KERNELS (default "Decode Prefill") picks the kernels, PROFILE_BATCH (default 1) the decode batch; the shape is the set's (PROFILE_SHAPE for a set not listed below).
 #
 #   benchmarks/gpu/profile.sh [kernel set = Llama3_8B] [context = 4096]
 set -uo pipefail
@@ -18,25 +19,31 @@ if [ -z "$ncu" ]; then
   echo "profile.sh: ncu (Nsight Compute) not found" >&2
   exit 2
 fi
-if [ ! -x /tmp/dn/dotnet ] || [ ! -f .gpu/si/si.dll ]; then
-  echo "profile.sh: run benchmarks/gpu/run.sh first (it unpacks the .NET runtime to /tmp/dn and si to .gpu/si)" >&2
-  exit 2
-fi
+bash benchmarks/gpu/unpack.sh || exit 2
+batch=${PROFILE_BATCH:-1}
+case "$set_name" in   # attention-bench refuses a set on another shape than its own
+  Llama3_8B) shape=${PROFILE_SHAPE:-"--heads 32 --kv-heads 8 --head-dim 128"} ;;
+  TinyLlama_1_1B) shape=${PROFILE_SHAPE:-"--heads 32 --kv-heads 4 --head-dim 64"} ;;
+  Llama2_13B) shape=${PROFILE_SHAPE:-"--heads 40 --kv-heads 40 --head-dim 128"} ;;
+  *) shape=${PROFILE_SHAPE:?"profile.sh: set PROFILE_SHAPE='--heads H --kv-heads K --head-dim D' for $set_name"} ;;
+esac
 export DOTNET_ROOT=/tmp/dn DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
 status=0
-for kernel in Decode Prefill; do
+for kernel in ${PROFILE_KERNELS:-Decode Prefill}; do
   # ILGPU names a kernel's PTX entry Kernel_<method>; the generated set's launch comes first (--sets: no generic runs).
   prefill_tokens=0
   [ "$kernel" = Prefill ] && prefill_tokens=1024
-  echo "== ncu $set_name $kernel (context $context)"
+  [ "$kernel" = Decode ] && [ "$batch" -gt 1 ] && suffix="-b$batch" || suffix=""
+  echo "== ncu $set_name $kernel (context $context, batch $([ "$kernel" = Decode ] && echo "$batch" || echo 1))"
   timeout 120 "$ncu" --target-processes all -k "regex:^Kernel_${kernel}\$" --launch-count 1 \
     --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats \
     --section MemoryWorkloadAnalysis --section SchedulerStats \
-    /tmp/dn/dotnet .gpu/si/si.dll attention-bench --device cuda --sets "$set_name" --context "$context" \
-    --prefill-tokens "$prefill_tokens" --iterations 2 > "$OUT/ncu-$kernel.txt" 2>&1
+    /tmp/dn/dotnet .gpu/si/si.dll attention-bench --device cuda --sets "$set_name" $shape --context "$context" \
+    --batch "$([ "$kernel" = Decode ] && echo "$batch" || echo 1)" --prefill-tokens "$prefill_tokens" --iterations 2 \
+    > "$OUT/ncu-$kernel$suffix.txt" 2>&1
   rc=$?
   [ $rc -eq 0 ] || { echo "ncu for $kernel exited with $rc"; status=1; }
-  grep -E "Duration|DRAM Throughput|Memory Throughput|Compute \(SM\) Throughput|Registers Per Thread|Achieved Occupancy|Theoretical Occupancy|Block Limit|Shared Memory Configuration Size|Issued Warp|No Eligible|One or More Eligible|Grid Size|Block Size" "$OUT/ncu-$kernel.txt"
+  grep -E "Duration|DRAM Throughput|Memory Throughput|Compute \(SM\) Throughput|Registers Per Thread|Achieved Occupancy|Theoretical Occupancy|Block Limit|Shared Memory Configuration Size|Issued Warp|No Eligible|One or More Eligible|Grid Size|Block Size" "$OUT/ncu-$kernel$suffix.txt"
 done
 exit $status

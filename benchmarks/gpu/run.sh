@@ -17,19 +17,7 @@ mkdir -p "$OUT"
 start=$(date +%s)
 elapsed() { echo $(( $(date +%s) - start )); }
 
-if [ -f .gpu/apps.tar.xz ] && [ ! -f .gpu/app/SpecializedInference.Benchmarks.dll ]; then
-  tar xJf .gpu/apps.tar.xz -C .gpu || { echo "error: could not unpack .gpu/apps.tar.xz" >&2; exit 2; }
-fi
-if [ ! -f .gpu/dotnet.tar.xz ] || [ ! -f .gpu/app/SpecializedInference.Benchmarks.dll ]; then
-  echo "error: .gpu/ is missing or incomplete; on the dev machine run benchmarks/gpu/pack.sh (needs .gpu/dotnet.tar.xz and .gpu/app/)" >&2
-  exit 2
-fi
-if [ ! -x /tmp/dn/dotnet ]; then
-  mkdir -p /tmp/dn && tar xJf .gpu/dotnet.tar.xz -C /tmp/dn || { echo "error: could not unpack .gpu/dotnet.tar.xz" >&2; exit 2; }
-fi
-if [ -f .gpu/aspnet.tar.xz ] && [ ! -d /tmp/dn/shared/Microsoft.AspNetCore.App ]; then
-  tar xJf .gpu/aspnet.tar.xz -C /tmp/dn || { echo "error: could not unpack .gpu/aspnet.tar.xz" >&2; exit 2; }
-fi
+bash benchmarks/gpu/unpack.sh || exit 2
 export DOTNET_ROOT=/tmp/dn DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_gcServer=0
 DOTNET=/tmp/dn/dotnet
 
