@@ -66,10 +66,8 @@ public static class FusedKernelBodies
         long rowA = (long)output.FirstRow(u) * chunks;
         long rowB = (long)output.SecondRow(u) * chunks;
 
-        // a: Σ w_A∘g·x, b: Σ w_B∘g·x, s: Σ x² (per token; lane-partial until the reduction).
-        float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        float b0 = 0, b1 = 0, b2 = 0, b3 = 0;
-        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        // Per token: a = Σ w_A∘g·x, b = Σ w_B∘g·x, s = Σ x² (lane-partial until the reduction).
+        TokenSums sum0 = default, sum1 = default, sum2 = default, sum3 = default;
         int c = lane;
         // Two chunks of each row per lane per step, loaded before any is used (four 16-byte weight loads in flight
         // per lane, as in LinearWarp): one memory round trip per 2 KB of the warp's rows instead of per 1 KB.
@@ -82,113 +80,63 @@ public static class FusedKernelBodies
             var rawB1 = w[rowB + c + lanes];
             long xv = (long)c * vecsPerChunk;
             long xw = xv + lanes * vecsPerChunk;
+            // The chunks' weights times the norm weight, once for all tokens: w·(g∘x) = (w∘g)·x.
             var g0 = Load(g, xv, vecsPerChunk);
             var g1 = Load(g, xw, vecsPerChunk);
             var wa0 = Scale(WeightChunks.Widen<TW>(rawA0), g0, vecsPerChunk);
             var wb0 = Scale(WeightChunks.Widen<TW>(rawB0), g0, vecsPerChunk);
             var wa1 = Scale(WeightChunks.Widen<TW>(rawA1), g1, vecsPerChunk);
             var wb1 = Scale(WeightChunks.Widen<TW>(rawB1), g1, vecsPerChunk);
-
-            var v = Load(x, x0 + xv, vecsPerChunk);
-            var vw = Load(x, x0 + xw, vecsPerChunk);
-            a0 += Dot(wa0, v, vecsPerChunk) + Dot(wa1, vw, vecsPerChunk);
-            b0 += Dot(wb0, v, vecsPerChunk) + Dot(wb1, vw, vecsPerChunk);
-            s0 += Dot(v, v, vecsPerChunk) + Dot(vw, vw, vecsPerChunk);
-            if (has1)
-            {
-                v = Load(x, x1 + xv, vecsPerChunk);
-                vw = Load(x, x1 + xw, vecsPerChunk);
-                a1 += Dot(wa0, v, vecsPerChunk) + Dot(wa1, vw, vecsPerChunk);
-                b1 += Dot(wb0, v, vecsPerChunk) + Dot(wb1, vw, vecsPerChunk);
-                s1 += Dot(v, v, vecsPerChunk) + Dot(vw, vw, vecsPerChunk);
-            }
-
-            if (has2)
-            {
-                v = Load(x, x2 + xv, vecsPerChunk);
-                vw = Load(x, x2 + xw, vecsPerChunk);
-                a2 += Dot(wa0, v, vecsPerChunk) + Dot(wa1, vw, vecsPerChunk);
-                b2 += Dot(wb0, v, vecsPerChunk) + Dot(wb1, vw, vecsPerChunk);
-                s2 += Dot(v, v, vecsPerChunk) + Dot(vw, vw, vecsPerChunk);
-            }
-
-            if (has3)
-            {
-                v = Load(x, x3 + xv, vecsPerChunk);
-                vw = Load(x, x3 + xw, vecsPerChunk);
-                a3 += Dot(wa0, v, vecsPerChunk) + Dot(wa1, vw, vecsPerChunk);
-                b3 += Dot(wb0, v, vecsPerChunk) + Dot(wb1, vw, vecsPerChunk);
-                s3 += Dot(v, v, vecsPerChunk) + Dot(vw, vw, vecsPerChunk);
-            }
+            sum0 = sum0.Add(wa0, wb0, x, x0 + xv, vecsPerChunk).Add(wa1, wb1, x, x0 + xw, vecsPerChunk);
+            if (has1) sum1 = sum1.Add(wa0, wb0, x, x1 + xv, vecsPerChunk).Add(wa1, wb1, x, x1 + xw, vecsPerChunk);
+            if (has2) sum2 = sum2.Add(wa0, wb0, x, x2 + xv, vecsPerChunk).Add(wa1, wb1, x, x2 + xw, vecsPerChunk);
+            if (has3) sum3 = sum3.Add(wa0, wb0, x, x3 + xv, vecsPerChunk).Add(wa1, wb1, x, x3 + xw, vecsPerChunk);
         }
 
         for (; c < chunks; c += Warp.WarpSize)
         {
             long xv = (long)c * vecsPerChunk;
-            // The chunk's weights times the norm weight, once for all tokens: w·(g∘x) = (w∘g)·x.
             var gc = Load(g, xv, vecsPerChunk);
             var wa = Scale(WeightChunks.Widen<TW>(w[rowA + c]), gc, vecsPerChunk);
             var wb = Scale(WeightChunks.Widen<TW>(w[rowB + c]), gc, vecsPerChunk);
-
-            var v = Load(x, x0 + xv, vecsPerChunk);
-            a0 += Dot(wa, v, vecsPerChunk);
-            b0 += Dot(wb, v, vecsPerChunk);
-            s0 += Dot(v, v, vecsPerChunk);
-            if (has1)
-            {
-                v = Load(x, x1 + xv, vecsPerChunk);
-                a1 += Dot(wa, v, vecsPerChunk);
-                b1 += Dot(wb, v, vecsPerChunk);
-                s1 += Dot(v, v, vecsPerChunk);
-            }
-
-            if (has2)
-            {
-                v = Load(x, x2 + xv, vecsPerChunk);
-                a2 += Dot(wa, v, vecsPerChunk);
-                b2 += Dot(wb, v, vecsPerChunk);
-                s2 += Dot(v, v, vecsPerChunk);
-            }
-
-            if (has3)
-            {
-                v = Load(x, x3 + xv, vecsPerChunk);
-                a3 += Dot(wa, v, vecsPerChunk);
-                b3 += Dot(wb, v, vecsPerChunk);
-                s3 += Dot(v, v, vecsPerChunk);
-            }
+            sum0 = sum0.Add(wa, wb, x, x0 + xv, vecsPerChunk);
+            if (has1) sum1 = sum1.Add(wa, wb, x, x1 + xv, vecsPerChunk);
+            if (has2) sum2 = sum2.Add(wa, wb, x, x2 + xv, vecsPerChunk);
+            if (has3) sum3 = sum3.Add(wa, wb, x, x3 + xv, vecsPerChunk);
         }
 
         // Reduce across the warp (absent tokens skipped: the conditions are uniform), then scale by 1/rms.
-        float r = RmsScale(s0, cols, eps);
-        a0 = DenseKernelBodies.WarpSum(a0) * r;
-        b0 = DenseKernelBodies.WarpSum(b0) * r;
-        if (has1)
-        {
-            r = RmsScale(s1, cols, eps);
-            a1 = DenseKernelBodies.WarpSum(a1) * r;
-            b1 = DenseKernelBodies.WarpSum(b1) * r;
-        }
-
-        if (has2)
-        {
-            r = RmsScale(s2, cols, eps);
-            a2 = DenseKernelBodies.WarpSum(a2) * r;
-            b2 = DenseKernelBodies.WarpSum(b2) * r;
-        }
-
-        if (has3)
-        {
-            r = RmsScale(s3, cols, eps);
-            a3 = DenseKernelBodies.WarpSum(a3) * r;
-            b3 = DenseKernelBodies.WarpSum(b3) * r;
-        }
-
+        sum0 = sum0.Reduced(cols, eps);
+        if (has1) sum1 = sum1.Reduced(cols, eps);
+        if (has2) sum2 = sum2.Reduced(cols, eps);
+        if (has3) sum3 = sum3.Reduced(cols, eps);
         if (lane != 0) return;
-        output.Write(u, t0, a0, b0);
-        if (has1) output.Write(u, t0 + 1, a1, b1);
-        if (has2) output.Write(u, t0 + 2, a2, b2);
-        if (has3) output.Write(u, t0 + 3, a3, b3);
+        output.Write(u, t0, sum0.A, sum0.B);
+        if (has1) output.Write(u, t0 + 1, sum1.A, sum1.B);
+        if (has2) output.Write(u, t0 + 2, sum2.A, sum2.B);
+        if (has3) output.Write(u, t0 + 3, sum3.A, sum3.B);
+    }
+
+    /// <summary>One token's running sums in a lane of <see cref="NormLinearWarp{TW, TO}"/>: A = Σ w_A∘g·x,
+    /// B = Σ w_B∘g·x, S = Σ x².</summary>
+    private struct TokenSums
+    {
+        public float A, B, S;
+
+        /// <summary>The sums with one chunk of each row (<paramref name="wa"/>, <paramref name="wb"/>, already times g)
+        /// against the token's activations at Vec4 <paramref name="xi"/>.</summary>
+        public readonly TokenSums Add(Vec8 wa, Vec8 wb, ArrayView<Vec4> x, long xi, int vecs)
+        {
+            var v = Load(x, xi, vecs);
+            return new TokenSums { A = A + Dot(wa, v, vecs), B = B + Dot(wb, v, vecs), S = S + Dot(v, v, vecs) };
+        }
+
+        /// <summary>A and B summed over the warp and scaled by the token's 1 / rms.</summary>
+        public readonly TokenSums Reduced(int cols, float eps)
+        {
+            float r = RmsScale(S, cols, eps);
+            return new TokenSums { A = DenseKernelBodies.WarpSum(A) * r, B = DenseKernelBodies.WarpSum(B) * r, S = S };
+        }
     }
 
     /// <summary>1 / rms of a token from its lanes' partial sums of squares: 1 / sqrt(Σx² / cols + eps).</summary>
