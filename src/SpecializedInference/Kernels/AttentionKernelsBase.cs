@@ -100,6 +100,13 @@ public abstract class AttentionKernelsBase : IAttentionKernels
         LaunchWriteKv(p, keys, values, keyCache, valueCache);
     }
 
+    public KvCacheTarget CacheWriteTarget(IAttentionPlan plan, PagedKvLayer cache)
+    {
+        var p = AttentionPlan.Check(plan, this);
+        var (keyCache, valueCache) = CheckCache(p, cache, forWrite: true);
+        return new KvCacheTarget(p.Meta.SlotMapping, keyCache, valueCache, Options.KvDtype, Shape.NumKvHeads, Shape.HeadDim, Shape.BlockSize);
+    }
+
     public void Attend(IAttentionPlan plan, ArrayView<float> queries, PagedKvLayer cache, ArrayView<float> output)
     {
         var p = AttentionPlan.Check(plan, this);

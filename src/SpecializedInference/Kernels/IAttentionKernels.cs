@@ -125,6 +125,11 @@ public interface IAttentionKernels : IDisposable
     /// <param name="values">[num_tokens, num_kv_heads, head_dim] f32</param>
     void WriteKvCache(IAttentionPlan plan, ArrayView<float> keys, ArrayView<float> values, PagedKvLayer cache);
 
+    /// <summary>The cache checked for the plan's KV write, for a kernel that writes the new K and V rows itself (the
+    /// qkv projection's epilogue, <see cref="PagedKvRows{TCodec}"/>) instead of <see cref="WriteKvCache"/>: the same
+    /// checks, the same rounding, one launch fewer per layer.</summary>
+    KvCacheTarget CacheWriteTarget(IAttentionPlan plan, PagedKvLayer cache);
+
     /// <summary>Causal attention of the step's queries over each sequence's cached keys and values.</summary>
     /// <param name="queries">[num_tokens, num_heads, head_dim] f32</param>
     /// <param name="output">[num_tokens, num_heads, head_dim] f32</param>

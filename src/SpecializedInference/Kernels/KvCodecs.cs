@@ -87,6 +87,10 @@ public interface IKvCodec
     /// <summary>Loads one element (the materialized baseline's scalar path).</summary>
     float Load1(ArrayView<Chunk16> cache, long element);
 
+    /// <summary>Stores one element, rounded to the cache dtype as <see cref="Store8"/> rounds it (the qkv projection's
+    /// epilogue writes the new K/V rows this way: <see cref="PagedKvRows{TCodec}"/>).</summary>
+    void Store1(ArrayView<Chunk16> cache, long element, float value);
+
     /// <summary>Loads elements [element, element + 8) without decoding them.</summary>
     RawChunk8 LoadRaw8(ArrayView<Chunk16> cache, long element);
 
@@ -128,6 +132,8 @@ public struct F16Codec : IKvCodec
     }
 
     public float Load1(ArrayView<Chunk16> cache, long element) => Interop.IntAsFloat(cache.Cast<ushort>()[element]);
+
+    public void Store1(ArrayView<Chunk16> cache, long element, float value) => cache.Cast<ushort>()[element] = (ushort)HalfBits.FromFloat(value);
 
     private static float Lo(uint bits) => Interop.IntAsFloat((ushort)(bits & 0xFFFFu));
 
@@ -189,6 +195,8 @@ public struct F32Codec : IKvCodec
     }
 
     public float Load1(ArrayView<Chunk16> cache, long element) => cache.Cast<float>()[element];
+
+    public void Store1(ArrayView<Chunk16> cache, long element, float value) => cache.Cast<float>()[element] = value;
 
     public RawChunk8 LoadRaw8(ArrayView<Chunk16> cache, long element)
     {

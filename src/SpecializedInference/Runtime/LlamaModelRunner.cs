@@ -59,8 +59,6 @@ public sealed class LlamaModelRunner : IModelRunner
             H = a.Allocate1D<float>((long)tokens * c.HiddenSize);
             Qkv = a.Allocate1D<float>((long)tokens * (c.QueryDim + 2 * c.KeyValueDim));
             Q = a.Allocate1D<float>((long)tokens * c.QueryDim);
-            K = a.Allocate1D<float>((long)tokens * c.KeyValueDim);
-            V = a.Allocate1D<float>((long)tokens * c.KeyValueDim);
             Attn = a.Allocate1D<float>((long)tokens * c.QueryDim);
             GateUp = a.Allocate1D<float>((long)tokens * 2 * c.IntermediateSize);
             Act = a.Allocate1D<float>((long)tokens * c.IntermediateSize);
@@ -77,8 +75,6 @@ public sealed class LlamaModelRunner : IModelRunner
         public MemoryBuffer1D<float, Stride1D.Dense> H { get; }       // [tokens, hidden] normed
         public MemoryBuffer1D<float, Stride1D.Dense> Qkv { get; }     // [tokens, (heads + 2 kv_heads) * head_dim]
         public MemoryBuffer1D<float, Stride1D.Dense> Q { get; }       // [tokens, heads, head_dim]
-        public MemoryBuffer1D<float, Stride1D.Dense> K { get; }       // [tokens, kv_heads, head_dim]
-        public MemoryBuffer1D<float, Stride1D.Dense> V { get; }       // [tokens, kv_heads, head_dim]
         public MemoryBuffer1D<float, Stride1D.Dense> Attn { get; }    // [tokens, heads * head_dim]
         public MemoryBuffer1D<float, Stride1D.Dense> GateUp { get; }  // [tokens, 2 * intermediate]
         public MemoryBuffer1D<float, Stride1D.Dense> Act { get; }     // [tokens, intermediate]
@@ -90,7 +86,7 @@ public sealed class LlamaModelRunner : IModelRunner
 
         public void Dispose()
         {
-            foreach (var b in new MemoryBuffer[] { X, H, Qkv, Q, K, V, Attn, GateUp, Act, Final, Logits, Ints, Identity }) b.Dispose();
+            foreach (var b in new MemoryBuffer[] { X, H, Qkv, Q, Attn, GateUp, Act, Final, Logits, Ints, Identity }) b.Dispose();
         }
     }
 
@@ -274,6 +270,17 @@ public sealed class LlamaModelRunner : IModelRunner
 
     /// <summary>What the last step enqueued (at batch 1 the launches set the step's floor: on the H200 each costs the
     /// host 3.4–5 µs to enqueue and a small kernel ~11 µs on the device; benchmarks/results, runs 4–7).</summary>
+    /// <summary>q and the layer's cache from norm(x) · Wqkv with rotary embeddings: the epilogue writes k and v into
+    /// the paged cache in the attention kernels' dtype, where the attention kernels checked it (no separate KV write).</summary>
+    private void NormQkvRopeIntoCache(ArrayView<float> x, ArrayView<int> rows, int tokens, LayerWeights layer, float eps,
+        RopeSplitOutput<KvRows> rope, KvCacheTarget cache, ArrayView<float> h, ArrayView<float> qkv)
+    {
+        if (cache.Dtype == KvDtype.F16)
+            _dense.NormQkvRope(x, rows, tokens, layer.InputNorm.View, eps, layer.Qkv, rope.WithKv(new PagedKvRows<F16Codec>(cache)), h, qkv);
+        else
+            _dense.NormQkvRope(x, rows, tokens, layer.InputNorm.View, eps, layer.Qkv, rope.WithKv(new PagedKvRows<F32Codec>(cache)), h, qkv);
+    }
+
     internal StepLaunches LastStepLaunches { get; private set; }
 
     /// <summary>Where the host spent the last step (the benchmarks' decode-step breakdown).</summary>
@@ -353,14 +360,12 @@ public sealed class LlamaModelRunner : IModelRunner
         var h = s.H.View.SubView(0, hiddenElems);
         var qkv = s.Qkv.View.SubView(0, (long)tokens * (c.QueryDim + 2 * c.KeyValueDim));
         var q = s.Q.View.SubView(0, (long)tokens * c.QueryDim);
-        var k = s.K.View.SubView(0, (long)tokens * c.KeyValueDim);
-        var v = s.V.View.SubView(0, (long)tokens * c.KeyValueDim);
         var attn = s.Attn.View.SubView(0, (long)tokens * c.QueryDim);
         var gateUp = s.GateUp.View.SubView(0, (long)tokens * 2 * c.IntermediateSize);
         var act = s.Act.View.SubView(0, (long)tokens * c.IntermediateSize);
         float eps = (float)c.RmsNormEps;
 
-        var rope = new RopeSplitOutput(q, k, v, positions, _ropeCos.View, _ropeSin.View, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim);
+        var rope = new RopeSplitOutput<KvRows>(q, default, positions, _ropeCos.View, _ropeSin.View, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim);
         var swiGlu = new SwiGluOutput(act, c.IntermediateSize);
         long denseBefore = _dense.Launches;
         int attentionCalls = 0;
@@ -372,12 +377,11 @@ public sealed class LlamaModelRunner : IModelRunner
         {
             var layer = _layers[l];
             var cache = _kvCache[l].Layer;
-            // Attention block: q, k, v = rope(norm(x) · Wqkv); cache ← k, v; x += attend(q) · Wo.
+            // Attention block: q, cache ← rope(norm(x) · Wqkv) (k and v go straight into the cache); x += attend(q) · Wo.
             // (Few tokens: norm, projection and rope are one launch; h and qkv serve the unfused many-token path.)
-            _dense.NormQkvRope(x, identity, tokens, layer.InputNorm.View, eps, layer.Qkv, rope, h, qkv);
-            _attention.WriteKvCache(plan, k, v, cache);
+            NormQkvRopeIntoCache(x, identity, tokens, layer, eps, rope, _attention.CacheWriteTarget(plan, cache), h, qkv);
             _attention.Attend(plan, q, cache, attn);
-            attentionCalls += 2;
+            attentionCalls += 1;
             _dense.Linear(attn, tokens, layer.O, x, accumulate: true);
             // MLP block: x += (silu(norm(x) · Wgate) * (norm(x) · Wup)) · Wdown (norm, projection and silu·up fused likewise).
             _dense.NormGateUpSwiGlu(x, identity, tokens, layer.PostNorm.View, eps, layer.GateUp, swiGlu, h, gateUp);
@@ -481,7 +485,7 @@ public sealed class LlamaModelRunner : IModelRunner
 
 /// <summary>Kernels one forward step enqueued.</summary>
 /// <param name="Dense">Launches of the dense kernels (embedding, norms, projections, rope, SwiGLU, fused or not).</param>
-/// <param name="AttentionCalls">Calls into the attention kernel set (KV write, attend): each is one launch or more, as the set decides.</param>
+/// <param name="AttentionCalls">Calls into the attention kernel set (attend; the new K/V rows go into the cache with the qkv projection): each is one launch or more, as the set decides.</param>
 internal readonly record struct StepLaunches(long Dense, int AttentionCalls);
 
 /// <summary>

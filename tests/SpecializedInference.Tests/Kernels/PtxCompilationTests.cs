@@ -66,8 +66,9 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
     {
         using var compiler = new PtxCompiler();
         var fused = typeof(FusedKernelBodies).GetMethod(nameof(FusedKernelBodies.NormLinearWarp))!;
-        foreach (var output in new[] { typeof(RopeSplitOutput), typeof(SwiGluOutput), typeof(RowPairOutput) })
-            Report($"NormLinearWarp<F16Weights, {output.Name}>", compiler.Compile(fused.MakeGenericMethod(typeof(F16Weights), output), explicitlyGrouped: true));
+        foreach (var (name, output) in new[] { ("RopeSplitOutput<PagedKvRows<F16Codec>>", typeof(RopeSplitOutput<PagedKvRows<F16Codec>>)),
+                     ("SwiGluOutput", typeof(SwiGluOutput)), ("RowPairOutput", typeof(RowPairOutput)) })
+            Report($"NormLinearWarp<F16Weights, {name}>", compiler.Compile(fused.MakeGenericMethod(typeof(F16Weights), output), explicitlyGrouped: true));
         var batched = typeof(BatchedKernelBodies).GetMethod(nameof(BatchedKernelBodies.LinearBatched))!;
         foreach (var tokens in new[] { typeof(EightTokens), typeof(SixteenTokens) })
             Report($"LinearBatched<F16Weights, AddToOutput, {tokens.Name}>",

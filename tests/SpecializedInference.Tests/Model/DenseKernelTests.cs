@@ -175,7 +175,7 @@ public sealed class DenseKernelTests(AcceleratorFixture fixture) : IClassFixture
         using var q = Poisoned(tokens * heads * headDim);
         using var k = Poisoned(tokens * kvHeads * headDim);
         using var v = Poisoned(tokens * kvHeads * headDim);
-        kernels.RopeSplit(qkvb.View, new RopeSplitOutput(q.View, k.View, v.View, pos.View, cb.View, sb.View, heads, kvHeads, headDim), tokens);
+        kernels.RopeSplit(qkvb.View, new RopeSplitOutput<KvRows>(q.View, new KvRows(k.View, v.View, kvHeads, headDim), pos.View, cb.View, sb.View, heads, kvHeads, headDim), tokens);
         AssertClose(eq.ToArray(), q.GetAsArray1D(), 1e-6, "q");
         AssertClose(ek.ToArray(), k.GetAsArray1D(), 1e-6, "k");
         AssertClose(ev.ToArray(), v.GetAsArray1D(), 0, "v");

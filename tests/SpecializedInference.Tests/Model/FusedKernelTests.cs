@@ -3,6 +3,7 @@ using Half = System.Half;
 using ILGPU.Runtime;
 using SpecializedInference.Kernels;
 using SpecializedInference.Kernels.Dense;
+using SpecializedInference.Kernels.Generic;
 using SpecializedInference.Runtime;
 
 namespace SpecializedInference.Tests.Model;
@@ -128,7 +129,7 @@ public sealed class FusedKernelTests(AcceleratorFixture fixture) : IClassFixture
         using var v = Poisoned(ev.Length);
         using var hScratch = Poisoned(tokens * hidden);
         using var qkvScratch = Poisoned(tokens * rows);
-        var output = new RopeSplitOutput(q.View, k.View, v.View, pos.View, cb.View, sb.View, heads, kvHeads, headDim);
+        var output = new RopeSplitOutput<KvRows>(q.View, new KvRows(k.View, v.View, kvHeads, headDim), pos.View, cb.View, sb.View, heads, kvHeads, headDim);
         long launches = Launches(kernels, () =>
             kernels.NormQkvRope(xb.View, rowsb.View, tokens, gb.View, Eps, matrix, output, hScratch.View, qkvScratch.View));
         string what = $"seed {seed}, {(kernels.FusesFewTokens(tokens) ? "fused" : "unfused")}";
@@ -136,6 +137,43 @@ public sealed class FusedKernelTests(AcceleratorFixture fixture) : IClassFixture
         AssertClose(ek, k.GetAsArray1D(), 1e-5, $"{what}: k");
         AssertClose(ev, v.GetAsArray1D(), 1e-5, $"{what}: v");
         Assert.Equal(schedule == DenseSchedule.Warp && tokens <= DenseKernels.FusedMaxTokens ? 1 : 3, launches);
+
+        // Straight into the paged cache (the runner's path): byte for byte what the attention kernels' KV write makes
+        // of the rows just checked, in both cache dtypes, with the same launches and the same q.
+        foreach (var kvDtype in new[] { KvDtype.F16, KvDtype.F32 })
+        {
+            const int blockSize = 8;
+            int blocks = (tokens + blockSize - 1) / blockSize;
+            var table = Enumerable.Range(0, blocks + 2).OrderBy(_ => rng.Next()).Take(blocks).ToArray();   // scattered blocks
+            var slots = Enumerable.Range(0, tokens).Select(t => table[t / blockSize] * blockSize + t % blockSize).ToArray();
+            using var attention = new GenericAttentionKernels(Acc, new AttentionShape(heads, kvHeads, headDim, blockSize), new AttentionOptions(kvDtype));
+            using var plan = attention.Plan(new AttentionBatch([tokens], [tokens], [table], slots));
+            var layout = new PagedKvCacheLayout(blocks + 2, kvHeads, blockSize, headDim, kvDtype);
+            using var written = PagedKvCacheBuffer.Allocate(Acc, layout);
+            using var direct = PagedKvCacheBuffer.Allocate(Acc, layout);
+            attention.WriteKvCache(plan, k.View, v.View, written.Layer);
+            using var q2 = Poisoned(eq.Length);
+            var target = attention.CacheWriteTarget(plan, direct.Layer);
+            long directLaunches = Launches(kernels, () =>
+            {
+                if (kvDtype == KvDtype.F16)
+                    kernels.NormQkvRope(xb.View, rowsb.View, tokens, gb.View, Eps, matrix, output.WithKv(new PagedKvRows<F16Codec>(target)) with { Q = q2.View },
+                        hScratch.View, qkvScratch.View);
+                else
+                    kernels.NormQkvRope(xb.View, rowsb.View, tokens, gb.View, Eps, matrix, output.WithKv(new PagedKvRows<F32Codec>(target)) with { Q = q2.View },
+                        hScratch.View, qkvScratch.View);
+            });
+            Assert.Equal(launches, directLaunches);
+            Assert.Equal(q.GetAsArray1D(), q2.GetAsArray1D());
+            foreach (var (name, a, b) in new[] { ("keys", written.Layer.Keys, direct.Layer.Keys), ("values", written.Layer.Values, direct.Layer.Values) })
+            {
+                var expected = new byte[a.Length];
+                var actual = new byte[b.Length];
+                a.CopyToCPU(expected);
+                b.CopyToCPU(actual);
+                Assert.True(expected.AsSpan().SequenceEqual(actual), $"{what}, {kvDtype} cache: the {name} written by the qkv epilogue differ from the KV write's");
+            }
+        }
     }
 
     public static TheoryData<DenseSchedule, WeightDtype, int, int, int> SwiGluCases() => new()
@@ -182,6 +220,7 @@ public sealed class FusedKernelTests(AcceleratorFixture fixture) : IClassFixture
             kernels.NormGateUpSwiGlu(xb.View, rowsb.View, tokens, gb.View, Eps, matrix, new SwiGluOutput(a.View, intermediate), hScratch.View, guScratch.View));
         AssertClose(expected, a.GetAsArray1D(), 1e-5, $"seed {seed}, {(kernels.FusesFewTokens(tokens) ? "fused" : "unfused")}");
         Assert.Equal(schedule == DenseSchedule.Warp && tokens <= DenseKernels.FusedMaxTokens ? 1 : 3, launches);
+
     }
 
     public static TheoryData<DenseSchedule, WeightDtype, int, int[]> HeadCases() => new()

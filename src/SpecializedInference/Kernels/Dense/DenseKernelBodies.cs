@@ -359,11 +359,12 @@ public static class DenseKernelBodies
     /// <summary>
     /// Splits the fused projection into q, k, v and rotates q and k (Hugging Face's rotate_half pairing: element i
     /// with i + head_dim/2): out[i] = x[i]·cos − x[i+h]·sin, out[i+h] = x[i+h]·cos + x[i]·sin. The rotation and the
-    /// writes are <see cref="RopeSplitOutput.Write"/>, the fused projection's epilogue.
+    /// writes are <see cref="RopeSplitOutput{TKv}.Write"/>, the fused projection's epilogue.
     /// </summary>
     /// <param name="qkv">[tokens, (heads + 2 kv_heads) * head_dim] f32: q | k | v per token</param>
     /// <param name="output">q, k, v ([tokens, (kv_)heads, head_dim] each), positions and the rotary tables</param>
-    public static void RopeSplit(Index1D thread, ArrayView<float> qkv, RopeSplitOutput output, int tokens, int stride)
+    public static void RopeSplit<TKv>(Index1D thread, ArrayView<float> qkv, RopeSplitOutput<TKv> output, int tokens, int stride)
+        where TKv : struct, IKvRowTarget
     {
         int half = output.HeadDim / 2;
         int allHeads = output.Heads + 2 * output.KvHeads;

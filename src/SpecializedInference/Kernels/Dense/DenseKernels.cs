@@ -283,9 +283,10 @@ public sealed class DenseKernels
 
     /// <summary>Splits q | k | v and applies rotary embeddings to q and k.</summary>
     /// <param name="qkv">[tokens, (heads + 2 kv_heads) * head_dim] f32</param>
-    public void RopeSplit(ArrayView<float> qkv, RopeSplitOutput output, int tokens)
+    public void RopeSplit<TKv>(ArrayView<float> qkv, RopeSplitOutput<TKv> output, int tokens)
+        where TKv : struct, IKvRowTarget
     {
-        var kernel = Get("rope", typeof(float), null, () => _accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, RopeSplitOutput, int, int>(
+        var kernel = Get("rope", typeof(float), typeof(TKv), () => _accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, RopeSplitOutput<TKv>, int, int>(
             DenseKernelBodies.RopeSplit));
         int threads = Threads((long)tokens * (output.Heads + 2 * output.KvHeads) * output.HeadDim / 2);
         kernel(threads, qkv, output, tokens, threads);
@@ -310,11 +311,12 @@ public sealed class DenseKernels
     /// <param name="xRows">[tokens] row of x of each token</param>
     /// <param name="g">[hidden] f32 RMSNorm weight</param>
     /// <param name="wqkv">[(heads + 2 kv_heads) * head_dim, hidden] q | k | v weights</param>
-    /// <param name="output">q, k, v ([tokens, (kv_)heads, head_dim] each), positions, rotary tables</param>
+    /// <param name="output">q ([tokens, heads, head_dim]), where k and v go (f32 rows or the paged cache), positions, rotary tables</param>
     /// <param name="h">[tokens, hidden] f32 scratch of the unfused path</param>
     /// <param name="qkv">[tokens, (heads + 2 kv_heads) * head_dim] f32 scratch of the unfused path</param>
-    public void NormQkvRope(ArrayView<float> x, ArrayView<int> xRows, int tokens, ArrayView<float> g, float eps, DeviceMatrix wqkv,
-        RopeSplitOutput output, ArrayView<float> h, ArrayView<float> qkv)
+    public void NormQkvRope<TKv>(ArrayView<float> x, ArrayView<int> xRows, int tokens, ArrayView<float> g, float eps, DeviceMatrix wqkv,
+        RopeSplitOutput<TKv> output, ArrayView<float> h, ArrayView<float> qkv)
+        where TKv : struct, IKvRowTarget
     {
         if (wqkv.Rows != output.Rows || output.HeadDim % 2 != 0)
             throw new ArgumentException($"NormQkvRope: the qkv matrix has {wqkv.Rows} rows; {output.Heads} + 2 × {output.KvHeads} heads of (even) head_dim {output.HeadDim} need {output.Rows}");

@@ -8,7 +8,7 @@ namespace SpecializedInference.Kernels.Dense;
 /// that a decoder layer's dense work is four launches instead of eight: at batch 1 a launch costs about as much as
 /// streaming a few MB of weights, and the unfused steps moved only kilobytes each.
 /// <code>
-///   q, k, v = rope(split(norm(x) · Wqkvᵀ))      NormLinearWarp&lt;RopeSplitOutput&gt;  (was RmsNorm, Linear, RopeSplit)
+///   q, k, v = rope(split(norm(x) · Wqkvᵀ))      NormLinearWarp&lt;RopeSplitOutput&gt;  (was RmsNorm, Linear, RopeSplit; k, v into the cache)
 ///   a       = silu(norm(x) · Wgateᵀ) * (norm(x) · Wupᵀ)   NormLinearWarp&lt;SwiGluOutput&gt;  (was RmsNorm, Linear, SwiGlu)
 ///   logits  = norm(x[rows]) · Wheadᵀ             NormLinearWarp&lt;RowPairOutput&gt;  (was RmsNorm, Linear)
 /// </code>
@@ -181,16 +181,15 @@ public interface IProjectionOutput
 /// <summary>
 /// The qkv projection's epilogue: unit (head h, i &lt; head_dim/2) computes rows i and i + head_dim/2 of head h of the
 /// fused q | k | v matrix, rotates them (Hugging Face rotate_half pairing, as <see cref="DenseKernelBodies.RopeSplit"/>)
-/// unless h is a value head, and writes q, k or v.
+/// unless h is a value head, and writes q, or k and v to <typeparamref name="TKv"/>: f32 rows, or the paged cache.
 /// </summary>
-public struct RopeSplitOutput : IProjectionOutput
+public struct RopeSplitOutput<TKv> : IProjectionOutput
+    where TKv : struct, IKvRowTarget
 {
     /// <summary>[tokens, heads, head_dim] f32</summary>
     public ArrayView<float> Q;
-    /// <summary>[tokens, kv_heads, head_dim] f32</summary>
-    public ArrayView<float> K;
-    /// <summary>[tokens, kv_heads, head_dim] f32</summary>
-    public ArrayView<float> V;
+    /// <summary>Where k and v go</summary>
+    public TKv Kv;
     /// <summary>[tokens] position of each token</summary>
     public ArrayView<int> Positions;
     /// <summary>[max_positions, head_dim / 2] f32</summary>
@@ -201,12 +200,11 @@ public struct RopeSplitOutput : IProjectionOutput
     public int KvHeads;
     public int HeadDim;
 
-    public RopeSplitOutput(ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<int> positions,
+    public RopeSplitOutput(ArrayView<float> q, TKv kv, ArrayView<int> positions,
         ArrayView<float> cos, ArrayView<float> sin, int heads, int kvHeads, int headDim)
     {
         Q = q;
-        K = k;
-        V = v;
+        Kv = kv;
         Positions = positions;
         Cos = cos;
         Sin = sin;
@@ -214,6 +212,10 @@ public struct RopeSplitOutput : IProjectionOutput
         KvHeads = kvHeads;
         HeadDim = headDim;
     }
+
+    /// <summary>The same q, positions and rotary tables with k and v going to <paramref name="kv"/>.</summary>
+    public readonly RopeSplitOutput<TOther> WithKv<TOther>(TOther kv) where TOther : struct, IKvRowTarget
+        => new(Q, kv, Positions, Cos, Sin, Heads, KvHeads, HeadDim);
 
     /// <summary>Rows of the fused matrix: (heads + 2 kv_heads) · head_dim.</summary>
     public readonly int Rows => (Heads + 2 * KvHeads) * HeadDim;
@@ -236,9 +238,8 @@ public struct RopeSplitOutput : IProjectionOutput
         if (h >= Heads + KvHeads)
         {
             // Values are not rotated.
-            long dv = ((long)token * KvHeads + h - Heads - KvHeads) * HeadDim;
-            V[dv + i] = x1;
-            V[dv + i + half] = x2;
+            Kv.StoreValue(token, h - Heads - KvHeads, i, x1);
+            Kv.StoreValue(token, h - Heads - KvHeads, i + half, x2);
             return;
         }
 
@@ -255,9 +256,8 @@ public struct RopeSplitOutput : IProjectionOutput
         }
         else
         {
-            long dk = ((long)token * KvHeads + h - Heads) * HeadDim;
-            K[dk + i] = r1;
-            K[dk + i + half] = r2;
+            Kv.StoreKey(token, h - Heads, i, r1);
+            Kv.StoreKey(token, h - Heads, i + half, r2);
         }
     }
 }
