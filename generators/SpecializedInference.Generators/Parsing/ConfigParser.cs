@@ -266,14 +266,16 @@ internal sealed class ConfigParser
             && SharedMemoryBudget.PrefillBytes(model.HeadDim, tk2, SharedMemoryBudget.PrefillRows(tq2, 1)) is int bytes && bytes > SharedMemoryBudget.MaxBytesPerGroup)
             ReportAt(DiagnosticDescriptors.TileNotSpecializable, At("prefill_tile_kv"), _fileName,
                 $"prefill K/V tiles of {tk2} keys at head_dim {model.HeadDim} need {bytes} bytes of shared memory, over the 48 KB per group that ILGPU allows; use a smaller prefill_tile_kv or prefill_tile_q");
-        foreach (var (field, groupWarps) in new[] { ("attention_warps", warps), ("decode_warps", decodeWarps) })
+        // The decode's shared memory, for the generic kernels' groups and (when it differs) the generated decode's.
+        void CheckDecodeBytes(string field, int? groupWarps)
         {
             if (model is not null && groupWarps is int w2 && partition is int p2
                 && SharedMemoryBudget.DecodeBytes(model.HeadDim, 1, w2, p2) is int dbytes && dbytes > SharedMemoryBudget.MaxBytesPerGroup)
                 ReportAt(DiagnosticDescriptors.TileNotSpecializable, At(field), _fileName,
                     $"decode with {w2} warps and partitions of {p2} keys at head_dim {model.HeadDim} needs {dbytes} bytes of shared memory, over the 48 KB per group that ILGPU allows; use fewer {field} or a smaller decode_partition_size");
-            if (field == "attention_warps" && decodeWarps == warps) break;   // decode_warps left out: the same check
         }
+        CheckDecodeBytes("attention_warps", warps);
+        if (decodeWarps != warps) CheckDecodeBytes("decode_warps", decodeWarps);
         if (model is not null && maxSeq > model.MaxPositionEmbeddings)
             ReportAt(DiagnosticDescriptors.InconsistentShape, At("max_seq_len"), _fileName,
                 $"max_seq_len ({maxSeq}) exceeds max_position_embeddings ({model.MaxPositionEmbeddings})");

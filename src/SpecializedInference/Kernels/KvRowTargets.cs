@@ -92,6 +92,7 @@ public struct PagedKvRows<TCodec> : IKvRowTarget
 }
 
 /// <summary>A layer's paged cache as the attention kernels checked it for one plan's KV write: the plan's slot
-/// mapping, the two caches as 16-byte chunks, and their dtype and shape.</summary>
+/// mapping <c>[tokens]</c>, the key and value caches <c>[num_blocks, kv_heads, block_size, head_dim]</c> as 16-byte
+/// chunks, and their dtype and shape.</summary>
 public readonly record struct KvCacheTarget(ArrayView<int> SlotMapping, ArrayView<Chunk16> KeyCache, ArrayView<Chunk16> ValueCache,
     KvDtype Dtype, int KvHeads, int HeadDim, int BlockSize);

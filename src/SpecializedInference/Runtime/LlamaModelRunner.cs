@@ -273,13 +273,17 @@ public sealed class LlamaModelRunner : IModelRunner
     /// <summary>q and the layer's cache from norm(x) · Wqkv with rotary embeddings: the epilogue writes k and v into
     /// the paged cache in the attention kernels' dtype, where the attention kernels checked it (no separate KV write).</summary>
     private void NormQkvRopeIntoCache(ArrayView<float> x, ArrayView<int> rows, int tokens, LayerWeights layer, float eps,
-        RopeSplitOutput<KvRows> rope, KvCacheTarget cache, ArrayView<float> h, ArrayView<float> qkv)
+        ArrayView<float> q, ArrayView<int> positions, KvCacheTarget cache, ArrayView<float> h, ArrayView<float> qkv)
     {
         if (cache.Dtype == KvDtype.F16)
-            _dense.NormQkvRope(x, rows, tokens, layer.InputNorm.View, eps, layer.Qkv, rope.WithKv(new PagedKvRows<F16Codec>(cache)), h, qkv);
+            _dense.NormQkvRope(x, rows, tokens, layer.InputNorm.View, eps, layer.Qkv, Rope(q, positions, new PagedKvRows<F16Codec>(cache)), h, qkv);
         else
-            _dense.NormQkvRope(x, rows, tokens, layer.InputNorm.View, eps, layer.Qkv, rope.WithKv(new PagedKvRows<F32Codec>(cache)), h, qkv);
+            _dense.NormQkvRope(x, rows, tokens, layer.InputNorm.View, eps, layer.Qkv, Rope(q, positions, new PagedKvRows<F32Codec>(cache)), h, qkv);
     }
+
+    /// <summary>The qkv epilogue: q to <paramref name="q"/>, k and v to <paramref name="kv"/>, rotated at <paramref name="positions"/>.</summary>
+    private RopeSplitOutput<TKv> Rope<TKv>(ArrayView<float> q, ArrayView<int> positions, TKv kv) where TKv : struct, IKvRowTarget
+        => new(q, kv, positions, _ropeCos.View, _ropeSin.View, Config.NumAttentionHeads, Config.NumKeyValueHeads, Config.HeadDim);
 
     internal StepLaunches LastStepLaunches { get; private set; }
 
@@ -365,7 +369,6 @@ public sealed class LlamaModelRunner : IModelRunner
         var act = s.Act.View.SubView(0, (long)tokens * c.IntermediateSize);
         float eps = (float)c.RmsNormEps;
 
-        var rope = new RopeSplitOutput<KvRows>(q, default, positions, _ropeCos.View, _ropeSin.View, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim);
         var swiGlu = new SwiGluOutput(act, c.IntermediateSize);
         long denseBefore = _dense.Launches;
         int attentionCalls = 0;
@@ -379,7 +382,7 @@ public sealed class LlamaModelRunner : IModelRunner
             var cache = _kvCache[l].Layer;
             // Attention block: q, cache ← rope(norm(x) · Wqkv) (k and v go straight into the cache); x += attend(q) · Wo.
             // (Few tokens: norm, projection and rope are one launch; h and qkv serve the unfused many-token path.)
-            NormQkvRopeIntoCache(x, identity, tokens, layer, eps, rope, _attention.CacheWriteTarget(plan, cache), h, qkv);
+            NormQkvRopeIntoCache(x, identity, tokens, layer, eps, q, positions, _attention.CacheWriteTarget(plan, cache), h, qkv);
             _attention.Attend(plan, q, cache, attn);
             attentionCalls += 1;
             _dense.Linear(attn, tokens, layer.O, x, accumulate: true);

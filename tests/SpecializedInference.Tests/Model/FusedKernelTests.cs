@@ -158,10 +158,10 @@ public sealed class FusedKernelTests(AcceleratorFixture fixture) : IClassFixture
             long directLaunches = Launches(kernels, () =>
             {
                 if (kvDtype == KvDtype.F16)
-                    kernels.NormQkvRope(xb.View, rowsb.View, tokens, gb.View, Eps, matrix, output.WithKv(new PagedKvRows<F16Codec>(target)) with { Q = q2.View },
+                    kernels.NormQkvRope(xb.View, rowsb.View, tokens, gb.View, Eps, matrix, new RopeSplitOutput<PagedKvRows<F16Codec>>(q2.View, new(target), pos.View, cb.View, sb.View, heads, kvHeads, headDim),
                         hScratch.View, qkvScratch.View);
                 else
-                    kernels.NormQkvRope(xb.View, rowsb.View, tokens, gb.View, Eps, matrix, output.WithKv(new PagedKvRows<F32Codec>(target)) with { Q = q2.View },
+                    kernels.NormQkvRope(xb.View, rowsb.View, tokens, gb.View, Eps, matrix, new RopeSplitOutput<PagedKvRows<F32Codec>>(q2.View, new(target), pos.View, cb.View, sb.View, heads, kvHeads, headDim),
                         hScratch.View, qkvScratch.View);
             });
             Assert.Equal(launches, directLaunches);

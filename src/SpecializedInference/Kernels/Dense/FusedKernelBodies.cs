@@ -213,10 +213,6 @@ public struct RopeSplitOutput<TKv> : IProjectionOutput
         HeadDim = headDim;
     }
 
-    /// <summary>The same q, positions and rotary tables with k and v going to <paramref name="kv"/>.</summary>
-    public readonly RopeSplitOutput<TOther> WithKv<TOther>(TOther kv) where TOther : struct, IKvRowTarget
-        => new(Q, kv, Positions, Cos, Sin, Heads, KvHeads, HeadDim);
-
     /// <summary>Rows of the fused matrix: (heads + 2 kv_heads) · head_dim.</summary>
     public readonly int Rows => (Heads + 2 * KvHeads) * HeadDim;
 
