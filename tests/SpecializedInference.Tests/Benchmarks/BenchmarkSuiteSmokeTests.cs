@@ -6,6 +6,7 @@ using SpecializedInference.Benchmarks.Bdn;
 using SpecializedInference.Benchmarks.EndToEnd;
 using SpecializedInference.Benchmarks.Report;
 using Xunit.Abstractions;
+using SpecializedInference.Tests.Ordering;
 
 namespace SpecializedInference.Tests.Benchmarks;
 
@@ -15,6 +16,7 @@ namespace SpecializedInference.Tests.Benchmarks;
 /// </summary>
 // BenchmarkDotNet logs to Console.Out, which the CLI tests of the "Console" collection redirect.
 [Collection("Console")]
+[CiSeconds(25)]
 public sealed class BenchmarkSuiteSmokeTests(ITestOutputHelper output)
 {
     [Fact]

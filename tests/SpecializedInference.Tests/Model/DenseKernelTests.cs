@@ -4,6 +4,7 @@ using ILGPU.Runtime;
 using SpecializedInference.Kernels;
 using SpecializedInference.Kernels.Dense;
 using SpecializedInference.Runtime;
+using SpecializedInference.Tests.Ordering;
 
 namespace SpecializedInference.Tests.Model;
 
@@ -11,6 +12,7 @@ namespace SpecializedInference.Tests.Model;
 /// Each dense kernel, in both schedules, against float64 C# references on fresh seeded inputs, with outputs
 /// poisoned (NaN) before the kernel writes them.
 /// </summary>
+[CiSeconds(10)]
 public sealed class DenseKernelTests(AcceleratorFixture fixture) : IClassFixture<AcceleratorFixture>
 {
     private Accelerator Acc => fixture.Accelerator;

@@ -3,6 +3,7 @@ using SpecializedInference.Model;
 using SpecializedInference.Model.Safetensors;
 using SpecializedInference.Runtime;
 using Xunit.Abstractions;
+using SpecializedInference.Tests.Ordering;
 
 namespace SpecializedInference.Tests.Model;
 
@@ -11,6 +12,7 @@ namespace SpecializedInference.Tests.Model;
 /// 500000, group size 2) against an independent float64 Llama forward pass written here from the architecture,
 /// on random checkpoints.
 /// </summary>
+[CiSeconds(10)]
 public sealed class Float64LlamaTests(AcceleratorFixture fixture, ITestOutputHelper output) : IClassFixture<AcceleratorFixture>, IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("si-f64-").FullName;

@@ -5,6 +5,7 @@ using SpecializedInference.Kernels;
 using SpecializedInference.Kernels.Dense;
 using SpecializedInference.Kernels.Generic;
 using SpecializedInference.Runtime;
+using SpecializedInference.Tests.Ordering;
 
 namespace SpecializedInference.Tests.Model;
 
@@ -14,6 +15,7 @@ namespace SpecializedInference.Tests.Model;
 /// scratch buffer poisoned (NaN). The warp schedule with at most 2 × WarpTokens tokens runs the fused kernel (one
 /// launch, asserted); more tokens and the serial schedule run the unfused sequence, which must agree too.
 /// </summary>
+[CiSeconds(60)]
 public sealed class FusedKernelTests(AcceleratorFixture fixture) : IClassFixture<AcceleratorFixture>
 {
     private const float Eps = 1e-5f;

@@ -4,10 +4,12 @@ using SpecializedInference.Model;
 using SpecializedInference.Runtime;
 using SpecializedInference.Sampling;
 using Xunit.Abstractions;
+using SpecializedInference.Tests.Ordering;
 
 namespace SpecializedInference.Tests.Model;
 
 /// <summary>The runner and generator beyond the reference logits: kernel selection, chunked prefill, block copies, EOS.</summary>
+[CiSeconds(45)]
 public sealed class RunnerTests(AcceleratorFixture fixture, ITestOutputHelper output) : IClassFixture<AcceleratorFixture>
 {
     [Fact]
