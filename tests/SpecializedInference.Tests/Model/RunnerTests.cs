@@ -114,30 +114,29 @@ public sealed class RunnerTests(AcceleratorFixture fixture, ITestOutputHelper ou
         Assert.Contains("exceeds the runner's max sequence length 32",
             Assert.Throws<ArgumentException>(() => runner.Execute(StepBatch.Of(new SequenceChunk(7, new[] { 3 }, 32, new[] { 0, 1, 0 }, true)))).Message);
     }
+
     [Theory]
     [InlineData(DenseSchedule.Warp)]
     [InlineData(DenseSchedule.Serial)]
-    public void DecodeStepEnqueuesFourDenseKernelsPerLayerWhenFused(DenseSchedule schedule)
+    public void DecodeStepEnqueuesFourDenseKernelsPerLayer(DenseSchedule schedule)
     {
-        // gqa-tiny prompt 2 (one token: fused on the warp schedule too), then one batch-1 decode step. Per
-        // layer, fused: norm+qkv+rope, o (+=), norm+gate|up+silu·up, down (+=); unfused: norm, qkv, rope, o, norm,
-        // gate|up, SwiGLU, down. Per step: the embedding, and the final norm with the LM head (fused: one launch).
-        // Attention is one call per layer (attend; the qkv projection writes k and v into the cache) whatever the schedule.
+        // gqa-tiny prompt 2 (one token), then one batch-1 decode step, both fused on either schedule. Per layer:
+        // norm+qkv+rope (k and v into the cache), o (+=), norm+gate|up+silu·up, down (+=); per step the embedding,
+        // and the final norm with the LM head (one launch). Attention is one call per layer whatever the schedule.
         var dir = TestPaths.HfCase("gqa-tiny");
         var p = ReferenceData.Load(dir)[2];
         Assert.Single(p.Prompt);
         using var checkpoint = LlamaCheckpoint.Open(dir);
         using var runner = new LlamaModelRunner(fixture.Accelerator, checkpoint, ModelOptions.Float32 with { DenseSchedule = schedule, NumKvBlocks = 1, MaxSeqLen = 16 });
         int layers = runner.Config.NumHiddenLayers;
-        bool fused = schedule == DenseSchedule.Warp;
         var prefill = runner.Execute(StepBatch.Of(new SequenceChunk(0, p.Prompt, 0, new[] { 0 }, true)))[0]!;
         ReferenceData.AssertRowClose(p.StepLogits[0], prefill, 1e-4, $"{schedule}: prefill");
-        Assert.Equal(new StepLaunches(fused ? 4 * layers + 2 : 8 * layers + 3, layers), runner.LastStepLaunches);
+        Assert.Equal(new StepLaunches(4 * layers + 2, layers), runner.LastStepLaunches);
 
         var decode = runner.Execute(StepBatch.Of(new SequenceChunk(0, new[] { p.Greedy[0] }, p.Prompt.Length, new[] { 0 }, true)))[0]!;
         ReferenceData.AssertRowClose(p.StepLogits[1], decode, 1e-4, $"{schedule}: decode");
         var launches = runner.LastStepLaunches;
         output.WriteLine($"{schedule}: batch-1 decode step of {layers} layers: {launches.Dense} dense launches, {launches.AttentionCalls} attention calls");
-        Assert.Equal(new StepLaunches(fused ? 4 * layers + 2 : 8 * layers + 3, layers), launches);
+        Assert.Equal(new StepLaunches(4 * layers + 2, layers), launches);
     }
 }

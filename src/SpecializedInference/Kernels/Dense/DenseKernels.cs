@@ -102,11 +102,11 @@ public sealed class DenseKernels
     internal long Launches => _launches;
 
     /// <summary>
-    /// Whether the norm → projection → element-wise sequences run as one fused launch: on the warp schedule for the
-    /// few tokens of the matvec path (up to <see cref="FusedMaxTokens"/>). More tokens keep the unfused sequence (batched
-    /// projection or tiled matmul), as does the serial schedule.
+    /// Whether the norm → projection → element-wise sequences run as one fused launch: for the few tokens of a decode
+    /// step (up to <see cref="FusedMaxTokens"/>), on either schedule. More tokens keep the unfused sequence (batched
+    /// projection or tiled matmul on the warp schedule), where the recomputed norm would no longer be cheap.
     /// </summary>
-    public bool FusesFewTokens(int tokens) => Schedule == DenseSchedule.Warp && tokens <= FusedMaxTokens;
+    public bool FusesFewTokens(int tokens) => tokens <= FusedMaxTokens;
 
     /// <summary>The kernel <paramref name="name"/> (compiled on first use), counted as one launch: call it right away.</summary>
     private TDelegate Get<TDelegate>(string name, Type format, Type? epilogue, Func<TDelegate> load) where TDelegate : Delegate
@@ -304,7 +304,7 @@ public sealed class DenseKernels
     // ---------------------------------------------------------------- norm → projection → element-wise, fused for few tokens
 
     /// <summary>
-    /// q, k, v = rope(split(RMSNorm(x) · g · Wqkvᵀ)): one launch for few tokens on the warp schedule
+    /// q, k, v = rope(split(RMSNorm(x) · g · Wqkvᵀ)): one launch for few tokens
     /// (<see cref="FusedKernelBodies"/>), else RmsNorm, Linear and RopeSplit through the scratch buffers.
     /// </summary>
     /// <param name="x">[*, hidden] f32 residual stream</param>
@@ -323,7 +323,7 @@ public sealed class DenseKernels
         if (tokens == 0) return;
         if (FusesFewTokens(tokens))
         {
-            NormLinearWarp(x, xRows, tokens, g, eps, wqkv, output);
+            NormLinearFused(x, xRows, tokens, g, eps, wqkv, output);
             return;
         }
 
@@ -333,8 +333,7 @@ public sealed class DenseKernels
     }
 
     /// <summary>
-    /// a = silu(RMSNorm(x) · g · Wgateᵀ) · (RMSNorm(x) · g · Wupᵀ): one launch for few tokens on the warp schedule,
-    /// else RmsNorm, Linear and SwiGlu through the scratch buffers.
+    /// a = silu(RMSNorm(x) · g · Wgateᵀ) · (RMSNorm(x) · g · Wupᵀ): one launch for few tokens, else RmsNorm, Linear and SwiGlu through the scratch buffers.
     /// </summary>
     /// <param name="x">[*, hidden] f32 residual stream</param>
     /// <param name="xRows">[tokens] row of x of each token</param>
@@ -351,7 +350,7 @@ public sealed class DenseKernels
         if (tokens == 0) return;
         if (FusesFewTokens(tokens))
         {
-            NormLinearWarp(x, xRows, tokens, g, eps, wGateUp, output);
+            NormLinearFused(x, xRows, tokens, g, eps, wGateUp, output);
             return;
         }
 
@@ -361,8 +360,7 @@ public sealed class DenseKernels
     }
 
     /// <summary>
-    /// y = RMSNorm(x[xRows]) · g · Wᵀ (the final norm and the LM head): one launch for few tokens on the warp
-    /// schedule, else RmsNorm and Linear through the scratch buffer.
+    /// y = RMSNorm(x[xRows]) · g · Wᵀ (the final norm and the LM head): one launch for few tokens, else RmsNorm and Linear through the scratch buffer.
     /// </summary>
     /// <param name="x">[*, hidden] f32 residual stream</param>
     /// <param name="xRows">[tokens] row of x of each output row</param>
@@ -375,7 +373,7 @@ public sealed class DenseKernels
         if (tokens == 0) return;
         if (FusesFewTokens(tokens))
         {
-            NormLinearWarp(x, xRows, tokens, g, eps, w, new RowPairOutput(y, w.Rows));
+            NormLinearFused(x, xRows, tokens, g, eps, w, new RowPairOutput(y, w.Rows));
             return;
         }
 
@@ -383,19 +381,28 @@ public sealed class DenseKernels
         Linear(h, tokens, w, y, accumulate: false);
     }
 
-    private void NormLinearWarp<TO>(ArrayView<float> x, ArrayView<int> xRows, int tokens, ArrayView<float> g, float eps, DeviceMatrix w, TO output)
+    private void NormLinearFused<TO>(ArrayView<float> x, ArrayView<int> xRows, int tokens, ArrayView<float> g, float eps, DeviceMatrix w, TO output)
         where TO : struct, IProjectionOutput
     {
         if (w.Cols % 4 != 0) throw new ArgumentException($"the fused norm projection needs hidden ({w.Cols}) to be a multiple of 4");
-        if (w.Dtype == WeightDtype.F16) NormLinearWarp<F16Weights, TO>(x, xRows, tokens, g, eps, w, output);
-        else NormLinearWarp<F32Weights, TO>(x, xRows, tokens, g, eps, w, output);
+        if (w.Dtype == WeightDtype.F16) NormLinearFused<F16Weights, TO>(x, xRows, tokens, g, eps, w, output);
+        else NormLinearFused<F32Weights, TO>(x, xRows, tokens, g, eps, w, output);
     }
 
-    private void NormLinearWarp<TW, TO>(ArrayView<float> x, ArrayView<int> xRows, int tokens, ArrayView<float> g, float eps, DeviceMatrix w, TO output)
+    private void NormLinearFused<TW, TO>(ArrayView<float> x, ArrayView<int> xRows, int tokens, ArrayView<float> g, float eps, DeviceMatrix w, TO output)
         where TW : struct, IWeightFormat
         where TO : struct, IProjectionOutput
     {
-        // Each output type is its own kernel: "norm-linear-warp" keyed by (format, output type).
+        // Each output type is its own kernel, keyed by (format, output type).
+        if (Schedule == DenseSchedule.Serial)
+        {
+            var serial = Get("norm-linear-serial", typeof(TW), typeof(TO), () => _accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<Bits128>, ArrayView<Vec4>,
+                ArrayView<int>, ArrayView<Vec4>, TO, int, int, float, int>(FusedKernelBodies.NormLinearSerial<TW, TO>));
+            int threads = Threads((long)output.Units * tokens);
+            serial(threads, w.View, x.Cast<Vec4>(), xRows, g.Cast<Vec4>(), output, w.Cols, tokens, eps, threads);
+            return;
+        }
+
         var kernel = Get("norm-linear-warp", typeof(TW), typeof(TO), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<int>,
             ArrayView<Vec4>, TO, int, int, float>(FusedKernelBodies.NormLinearWarp<TW, TO>));
         long warps = (long)output.Units * ((tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens);

@@ -28,6 +28,7 @@ namespace SpecializedInference.Kernels.Dense;
 /// </list>
 /// Used for up to <see cref="DenseKernels.FusedMaxTokens"/> tokens; larger steps keep the unfused sequence
 /// (batched projection or tiled matmul), where the norm and the element-wise kernels are a smaller share of the work.
+/// The serial schedule (the CPU accelerator) fuses the same steps with <see cref="NormLinearSerial{TW, TO}"/>.
 /// </summary>
 public static class FusedKernelBodies
 {
@@ -115,6 +116,48 @@ public static class FusedKernelBodies
         if (has1) output.Write(u, t0 + 1, sum1.A, sum1.B);
         if (has2) output.Write(u, t0 + 2, sum2.A, sum2.B);
         if (has3) output.Write(u, t0 + 3, sum3.A, sum3.B);
+    }
+
+    /// <summary>
+    /// The serial schedule's fused projection (ILGPU's CPU accelerator): each of <paramref name="stride"/> threads
+    /// computes whole units, both rows for one token at a time, accumulating the token's Σ x² beside the dot products
+    /// as <see cref="NormLinearWarp{TW, TO}"/> does. Fusing pays there for another reason than on a GPU: every launch
+    /// on the CPU accelerator wakes every OS thread it has started for its largest group so far (5 ms a launch once a
+    /// 128-thread group has run, on 2 cores), and recomputing Σ x² per unit costs far less for a few tokens.
+    /// </summary>
+    /// <param name="w">[rows, cols] weights as 16-byte chunks</param>
+    /// <param name="x">[*, cols] f32 as Vec4: the residual stream (not normalized)</param>
+    /// <param name="xRows">[tokens] which row of x each token reads</param>
+    /// <param name="g">[cols] f32 as Vec4: the RMSNorm weight</param>
+    /// <param name="output">where the unit's rows go (see <see cref="IProjectionOutput"/>)</param>
+    public static void NormLinearSerial<TW, TO>(Index1D thread, ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<int> xRows,
+        ArrayView<Vec4> g, TO output, int cols, int tokens, float eps, int stride)
+        where TW : struct, IWeightFormat
+        where TO : struct, IProjectionOutput
+    {
+        int vecsPerChunk = default(TW).ElementsPerChunk / 4;
+        int chunks = cols / default(TW).ElementsPerChunk;
+        int vecsPerToken = cols / 4;
+        long items = (long)output.Units * tokens;
+        for (long item = thread; item < items; item += stride)
+        {
+            int u = (int)(item / tokens);
+            int t = (int)(item % tokens);
+            long xi = (long)xRows[t] * vecsPerToken;
+            long rowA = (long)output.FirstRow(u) * chunks;
+            long rowB = (long)output.SecondRow(u) * chunks;
+            TokenSums sum = default;
+            for (int c = 0; c < chunks; c++)
+            {
+                long xv = (long)c * vecsPerChunk;
+                var gc = Load(g, xv, vecsPerChunk);
+                sum = sum.Add(Scale(WeightChunks.Widen<TW>(w[rowA + c]), gc, vecsPerChunk),
+                    Scale(WeightChunks.Widen<TW>(w[rowB + c]), gc, vecsPerChunk), x, xi + xv, vecsPerChunk);
+            }
+
+            float r = XMath.Rsqrt(sum.S / cols + eps);
+            output.Write(u, t, sum.A * r, sum.B * r);
+        }
     }
 
     /// <summary>One token's running sums in a lane of <see cref="NormLinearWarp{TW, TO}"/>: A = Σ w_A∘g·x,
