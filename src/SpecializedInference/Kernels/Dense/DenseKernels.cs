@@ -304,8 +304,8 @@ public sealed class DenseKernels
     // ---------------------------------------------------------------- norm → projection → element-wise, fused for few tokens
 
     /// <summary>
-    /// q, k, v = rope(split(RMSNorm(x) · g · Wqkvᵀ)): one launch for few tokens
-    /// (<see cref="FusedKernelBodies"/>), else RmsNorm, Linear and RopeSplit through the scratch buffers.
+    /// q, k, v = rope(split(RMSNorm(x) · g · Wqkvᵀ)): one launch for few tokens (<see cref="FusedKernelBodies"/>),
+    /// else RmsNorm, Linear and RopeSplit through the scratch buffers.
     /// </summary>
     /// <param name="x">[*, hidden] f32 residual stream</param>
     /// <param name="xRows">[tokens] row of x of each token</param>
@@ -333,7 +333,8 @@ public sealed class DenseKernels
     }
 
     /// <summary>
-    /// a = silu(RMSNorm(x) · g · Wgateᵀ) · (RMSNorm(x) · g · Wupᵀ): one launch for few tokens, else RmsNorm, Linear and SwiGlu through the scratch buffers.
+    /// a = silu(RMSNorm(x) · g · Wgateᵀ) · (RMSNorm(x) · g · Wupᵀ): one launch for few tokens, else RmsNorm, Linear
+    /// and SwiGlu through the scratch buffers.
     /// </summary>
     /// <param name="x">[*, hidden] f32 residual stream</param>
     /// <param name="xRows">[tokens] row of x of each token</param>
@@ -360,7 +361,8 @@ public sealed class DenseKernels
     }
 
     /// <summary>
-    /// y = RMSNorm(x[xRows]) · g · Wᵀ (the final norm and the LM head): one launch for few tokens, else RmsNorm and Linear through the scratch buffer.
+    /// y = RMSNorm(x[xRows]) · g · Wᵀ (the final norm and the LM head): one launch for few tokens, else RmsNorm and
+    /// Linear through the scratch buffer.
     /// </summary>
     /// <param name="x">[*, hidden] f32 residual stream</param>
     /// <param name="xRows">[tokens] row of x of each output row</param>

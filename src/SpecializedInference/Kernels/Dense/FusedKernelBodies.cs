@@ -199,9 +199,10 @@ public static class FusedKernelBodies
 }
 
 /// <summary>
-/// A fused projection's pair epilogue: which two weight rows one warp computes together (a unit) and where their
-/// values go. A struct type parameter of <see cref="FusedKernelBodies.NormLinearWarp{TW, TO}"/>, passed by value
-/// with its output views. Every unit is a pair, even where no element-wise step combines the two (the LM head):
+/// A fused projection's pair epilogue: which two weight rows one warp (one thread on the serial schedule) computes
+/// together (a unit) and where their values go. A struct type parameter of
+/// <see cref="FusedKernelBodies.NormLinearWarp{TW, TO}"/> and <see cref="FusedKernelBodies.NormLinearSerial{TW, TO}"/>,
+/// passed by value with its output views. Every unit is a pair, even where no element-wise step combines the two (the LM head):
 /// the pair shares each lane's loads of x and g between two weight chunks, which keeps the L1 traffic per weight
 /// byte at the unfused matvec's (w 16 B + g 32 B + x 32 B per 16 B chunk would be 5× the weight bytes alone; a
 /// pair makes it 3×) and puts two weight loads in flight per lane.
