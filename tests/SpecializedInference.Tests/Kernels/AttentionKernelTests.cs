@@ -17,7 +17,7 @@ namespace SpecializedInference.Tests.Kernels;
 /// tolerance (1e-5 × the row's norm); the looser f16 bound (2e-3) is kept for the comparisons that
 /// involve an unrounded value.
 /// </remarks>
-[CiSeconds(45)]
+[CiSeconds(35)]
 public sealed class AttentionKernelTests : IClassFixture<CpuAcceleratorFixture>
 {
     /// <summary>Max abs error over the reference row's L2 norm.</summary>

@@ -12,7 +12,7 @@ namespace SpecializedInference.Tests.Model;
 /// 500000, group size 2) against an independent float64 Llama forward pass written here from the architecture,
 /// on random checkpoints.
 /// </summary>
-[CiSeconds(10)]
+[CiSeconds(5)]
 public sealed class Float64LlamaTests(AcceleratorFixture fixture, ITestOutputHelper output) : IClassFixture<AcceleratorFixture>, IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("si-f64-").FullName;

@@ -9,7 +9,7 @@ using SpecializedInference.Tests.Ordering;
 namespace SpecializedInference.Tests.Model;
 
 /// <summary>The runner and generator beyond the reference logits: kernel selection, chunked prefill, block copies, EOS.</summary>
-[CiSeconds(45)]
+[CiSeconds(40)]
 public sealed class RunnerTests(AcceleratorFixture fixture, ITestOutputHelper output) : IClassFixture<AcceleratorFixture>
 {
     [Fact]

@@ -10,7 +10,7 @@ namespace SpecializedInference.Tests.Model;
 /// The GPU's dense schedule forced on the CPU accelerator (where the default is the serial one), inside the whole
 /// decoder against Hugging Face's float64 logits. Its own class so that it runs beside <see cref="HfReferenceTests"/>.
 /// </summary>
-[CiSeconds(55)]
+[CiSeconds(85)]
 public sealed class WarpScheduleReferenceTests(AcceleratorFixture fixture, ITestOutputHelper output) : IClassFixture<AcceleratorFixture>
 {
     /// <summary>
