@@ -2,7 +2,6 @@ using ILGPU;
 using ILGPU.Runtime;
 using SpecializedInference.Kernels;
 using SpecializedInference.Kernels.Dense;
-using SpecializedInference.Model;
 using SpecializedInference.Runtime;
 using Half = System.Half;
 using SpecializedInference.Tests.Ordering;

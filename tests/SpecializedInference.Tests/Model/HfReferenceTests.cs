@@ -1,5 +1,4 @@
 using SpecializedInference.Kernels;
-using SpecializedInference.Kernels.Dense;
 using SpecializedInference.Model;
 using SpecializedInference.Runtime;
 using SpecializedInference.Sampling;

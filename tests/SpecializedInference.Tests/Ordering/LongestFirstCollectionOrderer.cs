@@ -26,6 +26,8 @@ public sealed class LongestFirstCollectionOrderer : ITestCollectionOrderer
 {
     private const string PerClassPrefix = "Test collection for ";
 
+    private static readonly Type[] TestTypes = typeof(LongestFirstCollectionOrderer).Assembly.GetTypes();
+
     public IEnumerable<ITestCollection> OrderTestCollections(IEnumerable<ITestCollection> testCollections) =>
         testCollections
             .OrderByDescending(Seconds)
@@ -36,10 +38,9 @@ public sealed class LongestFirstCollectionOrderer : ITestCollectionOrderer
     /// that names it in <see cref="CollectionAttribute"/>.</summary>
     private static int Seconds(ITestCollection collection)
     {
-        var types = typeof(LongestFirstCollectionOrderer).Assembly.GetTypes();
         var members = collection.DisplayName.StartsWith(PerClassPrefix, StringComparison.Ordinal)
-            ? types.Where(t => t.FullName == collection.DisplayName[PerClassPrefix.Length..])
-            : types.Where(t => CollectionName(t) == collection.DisplayName);
+            ? TestTypes.Where(t => t.FullName == collection.DisplayName[PerClassPrefix.Length..])
+            : TestTypes.Where(t => CollectionName(t) == collection.DisplayName);
         return members.Sum(t => t.GetCustomAttribute<CiSecondsAttribute>()?.Seconds ?? 0);
     }
 
