@@ -121,7 +121,8 @@ public sealed class EndToEndBench(BenchDevice device, int seed, WeightsSource we
             MaxBatchTokens: Math.Max(512, batch * tokens),
             MaxSeqLen: tokens,
             Algorithm: algorithm,
-            HeadMapping: mapping);
+            HeadMapping: mapping,
+            MatvecDepth: model.MatvecDepth);
         var runner = weights == WeightsSource.Device
             ? new LlamaModelRunner(device.Accelerator, new RandomDeviceWeights(config, (uint)seed), options)
             : LoadCheckpoint(model, config, options);

@@ -1,5 +1,6 @@
 using SpecializedInference.Generated;
 using SpecializedInference.Kernels;
+using SpecializedInference.Kernels.Dense;
 
 namespace SpecializedInference.Benchmarks.EndToEnd;
 
@@ -17,11 +18,13 @@ public enum WeightsSource
 /// <summary>A model shape to run end to end with random weights.</summary>
 /// <param name="Set">The kernel set whose shape (and engine defaults) the model has.</param>
 /// <param name="Layers">Fewer layers than the shape has (the CPU accelerator); null = all.</param>
-public sealed record EndToEndModel(KernelSetInfo Set, int? Layers = null)
+/// <param name="MatvecDepth">The decode matvecs' load depth, when not the engine's default (the report's --matvec-depths).</param>
+public sealed record EndToEndModel(KernelSetInfo Set, int? Layers = null, MatvecDepth? MatvecDepth = null)
 {
     public int NumLayers => Layers ?? Set.Shape.NumHiddenLayers;
 
-    public string Label => Layers is null ? Set.Name : $"{Set.Name} ({Layers} of {Set.Shape.NumHiddenLayers} layers)";
+    public string Label => (Layers is null ? Set.Name : $"{Set.Name} ({Layers} of {Set.Shape.NumHiddenLayers} layers)")
+        + (MatvecDepth is { } depth ? $" [matvec depth {depth}]" : "");
 }
 
 /// <summary>The ablation run: the same workload with one engine toggle off at a time.</summary>

@@ -1,5 +1,6 @@
 using SpecializedInference.Accelerators;
 using SpecializedInference.Benchmarks.Infrastructure;
+using SpecializedInference.Kernels.Dense;
 
 namespace SpecializedInference.Benchmarks.Report;
 
@@ -9,13 +10,16 @@ namespace SpecializedInference.Benchmarks.Report;
 /// leaves goes to the next); later cases are listed as skipped. A GPU run must fit its time slot whatever the speed.</param>
 /// <param name="Weights">Where end-to-end weights come from; null: the plan's choice (device on a GPU, a written
 /// checkpoint on the CPU accelerator).</param>
+/// <param name="MatvecDepths">More decode-matvec load depths to compare: the e2e section also runs every model at batch 1
+/// with each (rows labelled with the depth).</param>
 public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick, IReadOnlySet<string> Sections, string CommandLine,
-    double TimeBudgetSeconds = 0, SpecializedInference.Benchmarks.EndToEnd.WeightsSource? Weights = null)
+    double TimeBudgetSeconds = 0, SpecializedInference.Benchmarks.EndToEnd.WeightsSource? Weights = null,
+    IReadOnlyList<MatvecDepth>? MatvecDepths = null)
 {
     public static readonly string[] AllSections = ["copy", "kernels", "variants", "e2e", "ablation"];
 
     public const string Usage =
-        "report [--out <file.md>] [--device cuda|cpu|auto] [--quick] [--sections copy,kernels,variants,e2e,ablation] [--time-budget <seconds>] [--weights device|checkpoint]\n" +
+        "report [--out <file.md>] [--device cuda|cpu|auto] [--quick] [--sections copy,kernels,variants,e2e,ablation] [--time-budget <seconds>] [--weights device|checkpoint] [--matvec-depths 8,4;4,4]\n" +
         "  Runs the benchmark suite with explicit timing (warm-up, repetitions, accelerator.Synchronize, median) and writes\n" +
         "  a markdown report (default benchmarks/results/<date>-<device>.md). --device cuda fails when no CUDA device is usable.";
 
@@ -27,6 +31,7 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
         double budget = 0;
         SpecializedInference.Benchmarks.EndToEnd.WeightsSource? weights = null;
         var sections = new HashSet<string>(AllSections);
+        var depths = new List<MatvecDepth>();
         for (int i = 0; i < args.Length; i++)
         {
             string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.\n{Usage}");
@@ -53,11 +58,16 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
                         var w => throw new ArgumentException($"--weights '{w}': expected device or checkpoint."),
                     };
                     break;
+                case "--matvec-depths":
+                    // linear,fused;linear,fused…: each a MatvecDepth (chunks per lane per step of LinearWarp and of each
+                    // row of NormLinearWarp).
+                    depths.AddRange(Value().Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(MatvecDepth.Parse));
+                    break;
                 case "--help" or "-h": throw new ArgumentException(Usage);
                 default: throw new ArgumentException($"report: unknown argument '{args[i]}'.\n{Usage}");
             }
         }
         string commandLine = "report " + string.Join(' ', args.Select(a => a.Contains(' ') ? $"'{a}'" : a));
-        return new ReportOptions(outPath ?? "", device, quick, sections, commandLine, budget, weights);
+        return new ReportOptions(outPath ?? "", device, quick, sections, commandLine, budget, weights, depths);
     }
 }

@@ -150,10 +150,12 @@ public static class ReportRunner
             using var e2e = new EndToEndBench(device, data.Seed, options.Weights ?? p.Weights);
             if (options.Sections.Contains("e2e"))
             {
-                foreach (var model in p.Models)
+                // The plan's models at every batch, then each one at batch 1 with every extra matvec depth (--matvec-depths).
+                var depthRuns = (options.MatvecDepths ?? []).SelectMany(depth => p.Models.Select(m => (Model: m with { MatvecDepth = depth }, Batches: (IReadOnlyList<int>)[1])));
+                foreach (var (model, batches) in p.Models.Select(m => (Model: m, Batches: p.Batches)).Concat(depthRuns))
                 {
-                    e2e.Capacity = (p.Batches.Max(), p.PromptTokens + p.DecodeTokens);
-                    foreach (int batch in p.Batches)
+                    e2e.Capacity = (batches.Max(), p.PromptTokens + p.DecodeTokens);
+                    foreach (int batch in batches)
                     {
                         if (!Starts(0.8, $"end-to-end {model.Label} batch {batch}")) continue;
                         Attempt(data, log, $"end-to-end {model.Label} batch {batch}", () =>

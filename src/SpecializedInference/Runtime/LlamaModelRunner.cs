@@ -121,7 +121,7 @@ public sealed class LlamaModelRunner : IModelRunner
             new AttentionOptions(options.KvDtype, options.Algorithm, options.HeadMapping), options.ForceGenericKernels);
         _attention = selection.Kernels;
         KernelNotice = selection.Notice;
-        _dense = new DenseKernels(accelerator, options.DenseSchedule);
+        _dense = new DenseKernels(accelerator, options.DenseSchedule, options.MatvecDepth);
 
         var owned = new List<IDisposable> { _attention };
         try

@@ -18,6 +18,7 @@ namespace SpecializedInference.Runtime;
 /// <param name="Algorithm">Flash or materialized attention (the use_flash_attention toggle).</param>
 /// <param name="HeadMapping">Grouped or expanded K/V heads (the use_gqa toggle).</param>
 /// <param name="DenseSchedule">Schedule of the projection and norm kernels (Auto: serial on the CPU accelerator).</param>
+/// <param name="MatvecDepth">Weight chunks per lane per step of the warp schedule's decode matvecs (null: <see cref="Kernels.Dense.MatvecDepth.Default"/>).</param>
 /// <param name="RopeFrequencies">Precision of the rotary frequencies: float32 (Hugging Face at load), or bfloat16 to
 /// reproduce a Hugging Face model cast in memory with <c>model.to(torch.bfloat16)</c>.</param>
 public sealed record ModelOptions(
@@ -32,7 +33,8 @@ public sealed record ModelOptions(
     AttentionAlgorithm Algorithm = AttentionAlgorithm.Flash,
     HeadMapping HeadMapping = HeadMapping.Grouped,
     DenseSchedule DenseSchedule = DenseSchedule.Auto,
-    RopeFrequencyPrecision RopeFrequencies = RopeFrequencyPrecision.Float32)
+    RopeFrequencyPrecision RopeFrequencies = RopeFrequencyPrecision.Float32,
+    MatvecDepth? MatvecDepth = null)
 {
     public static ModelOptions Default { get; } = new();
 

@@ -70,6 +70,35 @@ public sealed class BenchmarkSuiteSmokeTests(ITestOutputHelper output)
         Assert.Contains("--device cuda|cpu|auto", log.ToString());
     }
 
+    [Fact]
+    public void MatvecDepthsAddABatchOneRowPerModel()
+    {
+        string outPath = Path.Combine(Path.GetTempPath(), $"si-bench-depths-{Guid.NewGuid():N}.md");
+        var log = new StringWriter();
+        try
+        {
+            int rc = ReportRunner.Run(["--device", "cpu", "--quick", "--sections", "e2e", "--matvec-depths", "8,4", "--out", outPath], log);
+            string report = File.Exists(outPath) ? File.ReadAllText(outPath) : "";
+            Assert.True(rc == 0, $"report exited with {rc}:\n{log}");
+            Assert.Contains("[matvec depth 8,4] | ", report);
+            Assert.Single(report.Split('\n'), line => line.Contains("[matvec depth 8,4] |"));
+        }
+        finally
+        {
+            File.Delete(outPath);
+        }
+    }
+
+    [Theory]
+    [InlineData("3,2", "Linear must be 2, 4 or 8")]
+    [InlineData("8", "expected <linear chunks>,<fused chunks per row>")]
+    public void ReportRejectsABadMatvecDepth(string depth, string message)
+    {
+        var log = new StringWriter();
+        Assert.Equal(2, ReportRunner.Run(["--device", "cpu", "--matvec-depths", depth], log));
+        Assert.Contains(message, log.ToString());
+    }
+
     /// <summary>The BenchmarkDotNet classes, under a dry job (one call each), in process.</summary>
     [Fact]
     public void BenchmarkDotNetDryRunSucceeds()

@@ -67,16 +67,20 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
     public void DenseDecodeKernelsCompileToPtx()
     {
         using var compiler = new PtxCompiler();
+        // Every output type at the default depth; the other depths (MatvecDepth) once each, with the largest epilogue.
         var fused = typeof(FusedKernelBodies).GetMethod(nameof(FusedKernelBodies.NormLinearWarp))!;
-        foreach (var (name, output) in new[] { ("RopeSplitOutput<PagedKvRows<F16Codec>>", typeof(RopeSplitOutput<PagedKvRows<F16Codec>>)),
-                     ("SwiGluOutput", typeof(SwiGluOutput)), ("RowPairOutput", typeof(RowPairOutput)) })
-            Report($"NormLinearWarp<F16Weights, {name}>", compiler.Compile(fused.MakeGenericMethod(typeof(F16Weights), output), explicitlyGrouped: true));
+        var qkv = ("RopeSplitOutput<PagedKvRows<F16Codec>>", typeof(RopeSplitOutput<PagedKvRows<F16Codec>>));
+        foreach (var ((name, output), depth) in new[] { (qkv, typeof(TwoChunks)), (("SwiGluOutput", typeof(SwiGluOutput)), typeof(TwoChunks)),
+                     (("RowPairOutput", typeof(RowPairOutput)), typeof(TwoChunks)), (qkv, typeof(FourChunks)), (qkv, typeof(EightChunks)) })
+            Report($"NormLinearWarp<F16Weights, {name}, {depth.Name}>", compiler.Compile(fused.MakeGenericMethod(typeof(F16Weights), output, depth), explicitlyGrouped: true));
         var batched = typeof(BatchedKernelBodies).GetMethod(nameof(BatchedKernelBodies.LinearBatched))!;
         foreach (var tokens in new[] { typeof(EightTokens), typeof(SixteenTokens) })
             Report($"LinearBatched<F16Weights, AddToOutput, {tokens.Name}>",
                 compiler.Compile(batched.MakeGenericMethod(typeof(F16Weights), typeof(AddToOutput), tokens), explicitlyGrouped: true));
         var warp = typeof(DenseKernelBodies).GetMethod(nameof(DenseKernelBodies.LinearWarp))!;
-        Report("LinearWarp<F16Weights, AddToOutput>", compiler.Compile(warp.MakeGenericMethod(typeof(F16Weights), typeof(AddToOutput)), explicitlyGrouped: true));
+        foreach (var depth in new[] { typeof(TwoChunks), typeof(FourChunks), typeof(EightChunks) })
+            Report($"LinearWarp<F16Weights, AddToOutput, {depth.Name}>",
+                compiler.Compile(warp.MakeGenericMethod(typeof(F16Weights), typeof(AddToOutput), depth), explicitlyGrouped: true));
     }
 
     [Fact]

@@ -54,7 +54,7 @@ public sealed class DenseKernelTests(AcceleratorFixture fixture) : IClassFixture
             data.Add(DenseSchedule.Warp, dtype, 37, 40, DenseKernels.TiledMinTokens, false);
             // Long rows whose chunks do not divide among the 32 lanes: 1320 columns are 165 f16 chunks
             // (5 × 32 + 5) or 330 f32 chunks (10 × 32 + 10), for the matvec and the batched projection. The matvec
-            // takes them LinearUnroll per lane per step, then one at a time: one token and its largest batch.
+            // takes them 4 per lane per step, then a last step that some lanes overrun: one token and its largest batch.
             data.Add(DenseSchedule.Warp, dtype, 5, 1320, 1, false);
             data.Add(DenseSchedule.Warp, dtype, 5, 1320, DenseKernelBodies.WarpTokens, true);
             data.Add(DenseSchedule.Warp, dtype, 5, 1320, DenseKernels.BatchedMinTokens, true);
@@ -79,6 +79,45 @@ public sealed class DenseKernelTests(AcceleratorFixture fixture) : IClassFixture
         using var xb = Upload(x);
         using var yb = Upload(y0);
         kernels.Linear(xb.View, tokens, matrix, yb.View, accumulate);
+        AssertClose(expected, yb.GetAsArray1D(), 1e-5, $"seed {seed}");
+    }
+
+    public static TheoryData<int, WeightDtype, int, int> MatvecDepthCases()
+    {
+        // chunks per lane per step (MatvecDepth.Linear), dtype, cols, tokens. 72 columns: 9 f16 / 18 f32 chunks, one
+        // step with most lanes past the row's end; 2312: 289 f16 / 578 f32 chunks, whole steps and then a last one
+        // (at depth 8 f16: one whole step of 256 and 33 chunks); 2048 f16: exactly one step of 8 chunks per lane.
+        var data = new TheoryData<int, WeightDtype, int, int>();
+        foreach (int depth in new[] { 2, 8 })
+        {
+            data.Add(depth, WeightDtype.F16, 72, 1);
+            data.Add(depth, WeightDtype.F32, 2312, 1);
+            data.Add(depth, WeightDtype.F16, 2312, DenseKernelBodies.WarpTokens);
+        }
+        data.Add(8, WeightDtype.F16, 2048, 3);
+        data.Add(4, WeightDtype.F32, 2312, 2);
+        return data;
+    }
+
+    /// <summary>The warp matvec at each load depth, against float64: whole steps, the last step's overrunning lanes
+    /// (which load in-bounds chunks whose products must be dropped) and idle lanes.</summary>
+    [Theory]
+    [MemberData(nameof(MatvecDepthCases))]
+    public void WarpMatvecMatchesFloat64AtEachDepth(int depth, WeightDtype dtype, int cols, int tokens)
+    {
+        const int rows = 5;
+        int seed = HashCode.Combine(depth, dtype, cols, tokens) & 0xFFFF;
+        var rng = new Random(seed);
+        var w = Random(rng, rows * cols);
+        var x = Random(rng, tokens * cols);
+        var y0 = Random(rng, tokens * rows);
+        var expected = DenseReference.Linear(w, x, y0, tokens, rows, cols, dtype);
+
+        var kernels = new DenseKernels(Acc, DenseSchedule.Warp, new MatvecDepth(Linear: depth));
+        using var matrix = WeightUpload.Matrix(Acc, w, rows, cols, dtype);
+        using var xb = Upload(x);
+        using var yb = Upload(y0);
+        kernels.Linear(xb.View, tokens, matrix, yb.View, accumulate: true);
         AssertClose(expected, yb.GetAsArray1D(), 1e-5, $"seed {seed}");
     }
 

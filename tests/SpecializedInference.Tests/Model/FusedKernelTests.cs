@@ -231,30 +231,36 @@ public sealed class FusedKernelTests(AcceleratorFixture fixture) : IClassFixture
 
     }
 
-    public static TheoryData<DenseSchedule, WeightDtype, int, int[]> HeadCases() => new()
+    public static TheoryData<DenseSchedule, WeightDtype, int, int[], int, int> HeadCases() => new()
     {
         // schedule, dtype, vocab (odd: the last row pair is one row), rows of x to project (gathered, one twice,
-        // as the logits rows of a step)
-        { DenseSchedule.Warp, WeightDtype.F32, 37, new[] { 3 } },
-        { DenseSchedule.Warp, WeightDtype.F16, 38, new[] { 2, 0, 5, 2, 4 } },
-        { DenseSchedule.Warp, WeightDtype.F32, 37, new[] { 1, 0, 5, 2, 4, 3, 3, 2 } },
-        { DenseSchedule.Serial, WeightDtype.F16, 37, new[] { 2, 0, 5, 2, 4 } },
-        { DenseSchedule.Serial, WeightDtype.F32, 38, new[] { 1, 0, 5, 2, 4, 3, 3, 2, 0 } },
+        // as the logits rows of a step), hidden, chunks per lane per row of the warp kernel (MatvecDepth.FusedPerRow).
+        // hidden 264 is 33 f16 / 66 f32 chunks: one step, some lanes past the row's end; 2312 is 289 f16 / 578 f32
+        // chunks: whole steps, then a last step that 32 or 66 chunks reach (2 × 32 + 1 f16 chunks per lane at depth 8).
+        { DenseSchedule.Warp, WeightDtype.F32, 37, new[] { 3 }, 264, 2 },
+        { DenseSchedule.Warp, WeightDtype.F16, 38, new[] { 2, 0, 5, 2, 4 }, 264, 2 },
+        { DenseSchedule.Warp, WeightDtype.F32, 37, new[] { 1, 0, 5, 2, 4, 3, 3, 2 }, 264, 2 },
+        { DenseSchedule.Warp, WeightDtype.F32, 37, new[] { 3 }, 2312, 2 },
+        { DenseSchedule.Warp, WeightDtype.F32, 38, new[] { 2, 0, 5, 2, 4 }, 2312, 4 },
+        { DenseSchedule.Warp, WeightDtype.F16, 37, new[] { 1, 0, 5, 2 }, 264, 8 },
+        { DenseSchedule.Warp, WeightDtype.F16, 37, new[] { 3 }, 2312, 8 },
+        { DenseSchedule.Serial, WeightDtype.F16, 37, new[] { 2, 0, 5, 2, 4 }, 264, 2 },
+        { DenseSchedule.Serial, WeightDtype.F32, 38, new[] { 1, 0, 5, 2, 4, 3, 3, 2, 0 }, 264, 2 },
     };
 
     [Theory]
     [MemberData(nameof(HeadCases))]
-    public void NormLinearMatchesFloat64(DenseSchedule schedule, WeightDtype dtype, int vocab, int[] xRows)
+    public void NormLinearMatchesFloat64(DenseSchedule schedule, WeightDtype dtype, int vocab, int[] xRows, int hidden, int depth)
     {
-        const int hidden = 264, inputs = 6;
-        int seed = HashCode.Combine(schedule, dtype, vocab, xRows.Length) & 0xFFFF;
+        const int inputs = 6;
+        int seed = HashCode.Combine(schedule, dtype, vocab, xRows.Length, hidden, depth) & 0xFFFF;
         var rng = new Random(seed);
         var w = Random(rng, vocab * hidden);
         var x = Random(rng, inputs * hidden, 3f);
         var g = Random(rng, hidden);
         var expected = NormThenProject(x, xRows, g, w, dtype, vocab, hidden);
 
-        var kernels = new DenseKernels(Acc, schedule);
+        var kernels = new DenseKernels(Acc, schedule, new MatvecDepth(FusedPerRow: depth));
         using var matrix = WeightUpload.Matrix(Acc, w, vocab, hidden, dtype);
         using var xb = Upload(x);
         using var gb = Upload(g);

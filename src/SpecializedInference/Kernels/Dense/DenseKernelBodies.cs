@@ -118,14 +118,6 @@ public static class DenseKernelBodies
 
     // ---------------------------------------------------------------- projections: y[t, n] (+)= Σ_k x[t, k] · W[n, k]
 
-    /// <summary>Weight chunks a lane of <see cref="LinearWarp{TW, TE}"/> loads per step.</summary>
-    public const int LinearUnroll = 4;
-
-    /// <summary>Four chunks' dot products with one token's activations at xv, xv + step, xv + 2 step, xv + 3 step.</summary>
-    private static float Dot4<TW>(Bits128 c0, Bits128 c1, Bits128 c2, Bits128 c3, ArrayView<Vec4> x, long xv, long step)
-        where TW : struct, IWeightFormat
-        => default(TW).Dot(c0, x, xv) + default(TW).Dot(c1, x, xv + step) + default(TW).Dot(c2, x, xv + 2 * step) + default(TW).Dot(c3, x, xv + 3 * step);
-
     /// <summary>
     /// Warp schedule for few tokens (decode): warp (row n, token group g) reads W[n, :] once, coalesced, 16 bytes
     /// per lane per load, and accumulates it against up to <see cref="WarpTokens"/> tokens' activations (which
@@ -134,9 +126,10 @@ public static class DenseKernelBodies
     /// <param name="w">[rows, cols] weights as 16-byte chunks</param>
     /// <param name="x">[tokens, cols] f32 as Vec4</param>
     /// <param name="y">[tokens, rows] f32</param>
-    public static void LinearWarp<TW, TE>(ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<float> y, int rows, int cols, int tokens)
+    public static void LinearWarp<TW, TE, TD>(ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<float> y, int rows, int cols, int tokens)
         where TW : struct, IWeightFormat
         where TE : struct, IEpilogue
+        where TD : struct, IRowChunks
     {
         int warp = (Grid.IdxX * Group.DimX + Group.IdxX) / Warp.WarpSize;
         int lane = Warp.LaneIdx;
@@ -145,54 +138,60 @@ public static class DenseKernelBodies
 
         int n = warp % rows;
         int t0 = warp / rows * WarpTokens;
-        int e = default(TW).ElementsPerChunk;
-        int chunks = cols / e;
+        int chunks = cols / default(TW).ElementsPerChunk;
         int vecsPerToken = cols / 4;
-        int vecsPerChunk = e / 4;
         bool has1 = t0 + 1 < tokens, has2 = t0 + 2 < tokens, has3 = t0 + 3 < tokens;
         long x0 = (long)t0 * vecsPerToken;
 
-        float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
         long row = (long)n * chunks;
+        // TD chunks per lane per step, all loaded before any is used: the warp waits one memory round trip per
+        // 1, 2 or 4 KB (2, 4, 8 chunks) of its row, not per 512 B. (One chunk per step kept too few bytes in flight for
+        // a 4096-row matrix, whose 4096 warps leave half an H200's warp slots empty.) A row that is not a whole number
+        // of steps ends with one more step whose overrunning lanes reload the row's last chunk: one round trip, where
+        // a chunk-at-a-time remainder took one per chunk.
+        int step = default(TD).PerLane * Warp.WarpSize;
+        int whole = chunks / step * step;
+        var sums = default(WarpTokenSums);
         int c = lane;
-        // LinearUnroll chunks per lane per step, loaded before any is used: the warp waits one memory round trip per
-        // 2 KB of its row, not per 512 B. (One chunk per step kept too few bytes in flight for a 4096-row matrix,
-        // whose 4096 warps leave half an H200's warp slots empty.) The first token's sums come first, in one block,
-        // so ptxas can issue the four loads together; the other tokens reuse the chunks from registers.
-        long lanes = Warp.WarpSize;
-        for (; c + (LinearUnroll - 1) * Warp.WarpSize < chunks; c += LinearUnroll * Warp.WarpSize)
-        {
-            var c0 = w[row + c];
-            var c1 = w[row + c + lanes];
-            var c2 = w[row + c + 2 * lanes];
-            var c3 = w[row + c + 3 * lanes];
-            long xv = x0 + (long)c * vecsPerChunk;
-            long step = lanes * vecsPerChunk;
-            a0 += Dot4<TW>(c0, c1, c2, c3, x, xv, step);
-            if (has1) a1 += Dot4<TW>(c0, c1, c2, c3, x, xv + vecsPerToken, step);
-            if (has2) a2 += Dot4<TW>(c0, c1, c2, c3, x, xv + 2L * vecsPerToken, step);
-            if (has3) a3 += Dot4<TW>(c0, c1, c2, c3, x, xv + 3L * vecsPerToken, step);
-        }
-        for (; c < chunks; c += Warp.WarpSize)
-        {
-            var chunk = w[row + c];
-            long xv = x0 + (long)c * vecsPerChunk;
-            a0 += default(TW).Dot(chunk, x, xv);
-            if (has1) a1 += default(TW).Dot(chunk, x, xv + vecsPerToken);
-            if (has2) a2 += default(TW).Dot(chunk, x, xv + 2L * vecsPerToken);
-            if (has3) a3 += default(TW).Dot(chunk, x, xv + 3L * vecsPerToken);
-        }
+        for (; c - lane < whole; c += step) // c - lane: the step's first chunk, uniform across the warp
+            sums = sums.Add<TW, TD, WholeStep>(w, row, c, chunks, x, x0, vecsPerToken, has1, has2, has3);
+        if (whole < chunks)
+            sums = sums.Add<TW, TD, LastStep>(w, row, c, chunks, x, x0, vecsPerToken, has1, has2, has3);
 
         // Absent tokens are not reduced (uniform conditions): at batch 1 that is 5 shuffles instead of 20.
-        a0 = WarpSum(a0);
-        if (has1) a1 = WarpSum(a1);
-        if (has2) a2 = WarpSum(a2);
-        if (has3) a3 = WarpSum(a3);
+        float a0 = WarpSum(sums.A0);
+        float a1 = has1 ? WarpSum(sums.A1) : 0;
+        float a2 = has2 ? WarpSum(sums.A2) : 0;
+        float a3 = has3 ? WarpSum(sums.A3) : 0;
         if (lane != 0) return;
         default(TE).Write(y, (long)t0 * rows + n, a0);
         if (has1) default(TE).Write(y, (long)(t0 + 1) * rows + n, a1);
         if (has2) default(TE).Write(y, (long)(t0 + 2) * rows + n, a2);
         if (has3) default(TE).Write(y, (long)(t0 + 3) * rows + n, a3);
+    }
+
+    /// <summary>The dot products of a warp's tokens in one lane of <see cref="LinearWarp{TW, TE, TD}"/>.</summary>
+    private struct WarpTokenSums
+    {
+        public float A0, A1, A2, A3;
+
+        /// <summary>The sums with one step of the row: the lane's chunks c, c + 32, … loaded first, then each token's
+        /// dot products (the first token's in one block, so ptxas issues its activation loads with the weights'; the
+        /// other tokens reuse the chunks from registers).</summary>
+        public readonly WarpTokenSums Add<TW, TD, TE>(ArrayView<Bits128> w, long row, int c, int chunks, ArrayView<Vec4> x, long x0, int vecsPerToken,
+            bool has1, bool has2, bool has3)
+            where TW : struct, IWeightFormat
+            where TD : struct, IRowChunks
+            where TE : struct, IStepEdge
+        {
+            var chunk = LaneChunks.Load<TD, TE>(w, row, c, chunks);
+            var r = this;
+            r.A0 += chunk.Dot<TW, TD, TE>(x, x0, c, chunks);
+            if (has1) r.A1 += chunk.Dot<TW, TD, TE>(x, x0 + vecsPerToken, c, chunks);
+            if (has2) r.A2 += chunk.Dot<TW, TD, TE>(x, x0 + 2L * vecsPerToken, c, chunks);
+            if (has3) r.A3 += chunk.Dot<TW, TD, TE>(x, x0 + 3L * vecsPerToken, c, chunks);
+            return r;
+        }
     }
 
     /// <summary>

@@ -81,9 +81,10 @@ public sealed class DenseKernels
     private readonly Dictionary<(string, Type, Type?), Delegate> _kernels = new();
     private long _launches;
 
-    public DenseKernels(Accelerator accelerator, DenseSchedule schedule = DenseSchedule.Auto)
+    public DenseKernels(Accelerator accelerator, DenseSchedule schedule = DenseSchedule.Auto, MatvecDepth? depth = null)
     {
         _accelerator = accelerator;
+        Depth = (depth ?? MatvecDepth.Default).Validated();
         Schedule = schedule == DenseSchedule.Auto
             ? accelerator is CPUAccelerator ? DenseSchedule.Serial : DenseSchedule.Warp
             : schedule;
@@ -95,6 +96,9 @@ public sealed class DenseKernels
     }
 
     public DenseSchedule Schedule { get; }
+
+    /// <summary>Weight chunks per lane per step of the warp schedule's matvecs.</summary>
+    public MatvecDepth Depth { get; }
 
     public Accelerator Accelerator => _accelerator;
 
@@ -212,11 +216,24 @@ public sealed class DenseKernels
             return;
         }
 
-        var warpKernel = Get("linear-warp", typeof(TW), typeof(TE), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int>(
-            DenseKernelBodies.LinearWarp<TW, TE>));
+        switch (Depth.Linear)
+        {
+            case 2: LinearWarp<TW, TE, TwoChunks>(xv, tokens, w, y); break;
+            case 4: LinearWarp<TW, TE, FourChunks>(xv, tokens, w, y); break;
+            default: LinearWarp<TW, TE, EightChunks>(xv, tokens, w, y); break;
+        }
+    }
+
+    private void LinearWarp<TW, TE, TD>(ArrayView<Vec4> xv, int tokens, DeviceMatrix w, ArrayView<float> y)
+        where TW : struct, IWeightFormat
+        where TE : struct, IEpilogue
+        where TD : struct, IRowChunks
+    {
+        var kernel = Get($"linear-warp-{default(TD).PerLane}", typeof(TW), typeof(TE), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int>(
+            DenseKernelBodies.LinearWarp<TW, TE, TD>));
         long warps = (long)w.Rows * ((tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens);
         int groups = (int)((warps + WarpsPerGroup - 1) / WarpsPerGroup);
-        warpKernel(new KernelConfig(groups, WarpsPerGroup * _accelerator.WarpSize), w.View, xv, y, w.Rows, w.Cols, tokens);
+        kernel(new KernelConfig(groups, WarpsPerGroup * _accelerator.WarpSize), w.View, xv, y, w.Rows, w.Cols, tokens);
     }
 
     /// <summary>The batched projection with <paramref name="kSplit"/> warps per row-warp (tests force each split).</summary>
@@ -405,8 +422,21 @@ public sealed class DenseKernels
             return;
         }
 
-        var kernel = Get("norm-linear-warp", typeof(TW), typeof(TO), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<int>,
-            ArrayView<Vec4>, TO, int, int, float>(FusedKernelBodies.NormLinearWarp<TW, TO>));
+        switch (Depth.FusedPerRow)
+        {
+            case 2: NormLinearWarp<TW, TO, TwoChunks>(x, xRows, tokens, g, eps, w, output); break;
+            case 4: NormLinearWarp<TW, TO, FourChunks>(x, xRows, tokens, g, eps, w, output); break;
+            default: NormLinearWarp<TW, TO, EightChunks>(x, xRows, tokens, g, eps, w, output); break;
+        }
+    }
+
+    private void NormLinearWarp<TW, TO, TD>(ArrayView<float> x, ArrayView<int> xRows, int tokens, ArrayView<float> g, float eps, DeviceMatrix w, TO output)
+        where TW : struct, IWeightFormat
+        where TO : struct, IProjectionOutput
+        where TD : struct, IRowChunks
+    {
+        var kernel = Get($"norm-linear-warp-{default(TD).PerLane}", typeof(TW), typeof(TO), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<int>,
+            ArrayView<Vec4>, TO, int, int, float>(FusedKernelBodies.NormLinearWarp<TW, TO, TD>));
         long warps = (long)output.Units * ((tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens);
         int groups = (int)((warps + WarpsPerGroup - 1) / WarpsPerGroup);
         kernel(new KernelConfig(groups, WarpsPerGroup * _accelerator.WarpSize), w.View, x.Cast<Vec4>(), xRows, g.Cast<Vec4>(), output, w.Cols, tokens, eps);

@@ -12,7 +12,7 @@ namespace SpecializedInference.Kernels.Dense;
 ///   a       = silu(norm(x) · Wgateᵀ) * (norm(x) · Wupᵀ)   NormLinearWarp&lt;SwiGluOutput&gt;  (was RmsNorm, Linear, SwiGlu)
 ///   logits  = norm(x[rows]) · Wheadᵀ             NormLinearWarp&lt;RowPairOutput&gt;  (was RmsNorm, Linear)
 /// </code>
-/// The warp-per-row matvec of <see cref="DenseKernelBodies.LinearWarp{TW, TE}"/>, with two changes:
+/// The warp-per-row matvec of <see cref="DenseKernelBodies.LinearWarp{TW, TE, TD}"/>, with two changes:
 /// <list type="bullet">
 /// <item><b>Norm prologue, without a prologue.</b> norm(x)·wᵀ = (Σ_k w_k g_k x_k) / rms(x). The 1/rms factor moves to
 /// the end, and rms(x) needs Σ x², which is made of exactly the activations the warp's lanes load anyway for the dot
@@ -43,10 +43,11 @@ public static class FusedKernelBodies
     /// <param name="xRows">[tokens] which row of x each token reads (the identity in the layers; the logits rows for the head)</param>
     /// <param name="g">[cols] f32 as Vec4: the RMSNorm weight</param>
     /// <param name="output">where the unit's rows go (see <see cref="IProjectionOutput"/>)</param>
-    public static void NormLinearWarp<TW, TO>(ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<int> xRows, ArrayView<Vec4> g,
+    public static void NormLinearWarp<TW, TO, TD>(ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<int> xRows, ArrayView<Vec4> g,
         TO output, int cols, int tokens, float eps)
         where TW : struct, IWeightFormat
         where TO : struct, IProjectionOutput
+        where TD : struct, IRowChunks
     {
         const int warpTokens = DenseKernelBodies.WarpTokens;
         int warp = (Grid.IdxX * Group.DimX + Group.IdxX) / Warp.WarpSize;
@@ -56,72 +57,50 @@ public static class FusedKernelBodies
 
         int u = warp / tokenGroups;
         int t0 = warp % tokenGroups * warpTokens;
-        int vecsPerChunk = default(TW).ElementsPerChunk / 4;
         int chunks = cols / default(TW).ElementsPerChunk;
         int vecsPerToken = cols / 4;
-        bool has1 = t0 + 1 < tokens, has2 = t0 + 2 < tokens, has3 = t0 + 3 < tokens;
-        long x0 = (long)xRows[t0] * vecsPerToken;
-        long x1 = has1 ? (long)xRows[t0 + 1] * vecsPerToken : 0;
-        long x2 = has2 ? (long)xRows[t0 + 2] * vecsPerToken : 0;
-        long x3 = has3 ? (long)xRows[t0 + 3] * vecsPerToken : 0;
+        var group = new TokenGroup
+        {
+            Has1 = t0 + 1 < tokens,
+            Has2 = t0 + 2 < tokens,
+            Has3 = t0 + 3 < tokens,
+        };
+        group.X0 = (long)xRows[t0] * vecsPerToken;
+        group.X1 = group.Has1 ? (long)xRows[t0 + 1] * vecsPerToken : 0;
+        group.X2 = group.Has2 ? (long)xRows[t0 + 2] * vecsPerToken : 0;
+        group.X3 = group.Has3 ? (long)xRows[t0 + 3] * vecsPerToken : 0;
         long rowA = (long)output.FirstRow(u) * chunks;
         long rowB = (long)output.SecondRow(u) * chunks;
 
         // Per token: a = Σ w_A∘g·x, b = Σ w_B∘g·x, s = Σ x² (lane-partial until the reduction).
-        TokenSums sum0 = default, sum1 = default, sum2 = default, sum3 = default;
+        // TD chunks of each row per lane per step, loaded before any is used (2 × TD 16-byte weight loads in flight per
+        // lane): one memory round trip per 2 × TD × 512 B of the warp's rows. A row that is not a whole number of
+        // steps ends with one more step whose overrunning lanes reload the row's last chunk (one round trip).
+        int step = default(TD).PerLane * Warp.WarpSize;
+        int whole = chunks / step * step;
+        var sums = default(GroupSums);
         int c = lane;
-        // Two chunks of each row per lane per step, loaded before any is used (four 16-byte weight loads in flight
-        // per lane, as in LinearWarp): one memory round trip per 2 KB of the warp's rows instead of per 1 KB.
-        long lanes = Warp.WarpSize;
-        for (; c + Warp.WarpSize < chunks; c += 2 * Warp.WarpSize)
-        {
-            var rawA0 = w[rowA + c];
-            var rawB0 = w[rowB + c];
-            var rawA1 = w[rowA + c + lanes];
-            var rawB1 = w[rowB + c + lanes];
-            long xv = (long)c * vecsPerChunk;
-            long xw = xv + lanes * vecsPerChunk;
-            // The chunks' weights times the norm weight, once for all tokens: w·(g∘x) = (w∘g)·x.
-            var g0 = Load(g, xv, vecsPerChunk);
-            var g1 = Load(g, xw, vecsPerChunk);
-            var wa0 = Scale(WeightChunks.Widen<TW>(rawA0), g0, vecsPerChunk);
-            var wb0 = Scale(WeightChunks.Widen<TW>(rawB0), g0, vecsPerChunk);
-            var wa1 = Scale(WeightChunks.Widen<TW>(rawA1), g1, vecsPerChunk);
-            var wb1 = Scale(WeightChunks.Widen<TW>(rawB1), g1, vecsPerChunk);
-            sum0 = sum0.Add(wa0, wb0, x, x0 + xv, vecsPerChunk).Add(wa1, wb1, x, x0 + xw, vecsPerChunk);
-            if (has1) sum1 = sum1.Add(wa0, wb0, x, x1 + xv, vecsPerChunk).Add(wa1, wb1, x, x1 + xw, vecsPerChunk);
-            if (has2) sum2 = sum2.Add(wa0, wb0, x, x2 + xv, vecsPerChunk).Add(wa1, wb1, x, x2 + xw, vecsPerChunk);
-            if (has3) sum3 = sum3.Add(wa0, wb0, x, x3 + xv, vecsPerChunk).Add(wa1, wb1, x, x3 + xw, vecsPerChunk);
-        }
-
-        for (; c < chunks; c += Warp.WarpSize)
-        {
-            long xv = (long)c * vecsPerChunk;
-            var gc = Load(g, xv, vecsPerChunk);
-            var wa = Scale(WeightChunks.Widen<TW>(w[rowA + c]), gc, vecsPerChunk);
-            var wb = Scale(WeightChunks.Widen<TW>(w[rowB + c]), gc, vecsPerChunk);
-            sum0 = sum0.Add(wa, wb, x, x0 + xv, vecsPerChunk);
-            if (has1) sum1 = sum1.Add(wa, wb, x, x1 + xv, vecsPerChunk);
-            if (has2) sum2 = sum2.Add(wa, wb, x, x2 + xv, vecsPerChunk);
-            if (has3) sum3 = sum3.Add(wa, wb, x, x3 + xv, vecsPerChunk);
-        }
+        for (; c - lane < whole; c += step) // c - lane: the step's first chunk, uniform across the warp
+            sums = sums.Step<TW, TD, WholeStep>(w, rowA, rowB, c, chunks, g, x, group);
+        if (whole < chunks)
+            sums = sums.Step<TW, TD, LastStep>(w, rowA, rowB, c, chunks, g, x, group);
 
         // Reduce across the warp (absent tokens skipped: the conditions are uniform), then scale by 1/rms.
-        sum0 = sum0.Reduced(cols, eps);
-        if (has1) sum1 = sum1.Reduced(cols, eps);
-        if (has2) sum2 = sum2.Reduced(cols, eps);
-        if (has3) sum3 = sum3.Reduced(cols, eps);
+        var sum0 = sums.T0.Reduced(cols, eps);
+        var sum1 = group.Has1 ? sums.T1.Reduced(cols, eps) : default;
+        var sum2 = group.Has2 ? sums.T2.Reduced(cols, eps) : default;
+        var sum3 = group.Has3 ? sums.T3.Reduced(cols, eps) : default;
         if (lane != 0) return;
         output.Write(u, t0, sum0.A, sum0.B);
-        if (has1) output.Write(u, t0 + 1, sum1.A, sum1.B);
-        if (has2) output.Write(u, t0 + 2, sum2.A, sum2.B);
-        if (has3) output.Write(u, t0 + 3, sum3.A, sum3.B);
+        if (group.Has1) output.Write(u, t0 + 1, sum1.A, sum1.B);
+        if (group.Has2) output.Write(u, t0 + 2, sum2.A, sum2.B);
+        if (group.Has3) output.Write(u, t0 + 3, sum3.A, sum3.B);
     }
 
     /// <summary>
     /// The serial schedule's fused projection (ILGPU's CPU accelerator): each of <paramref name="stride"/> threads
     /// computes whole units, both rows for one token at a time, accumulating the token's Σ x² beside the dot products
-    /// as <see cref="NormLinearWarp{TW, TO}"/> does. Fusing pays there for another reason than on a GPU: every launch
+    /// as <see cref="NormLinearWarp{TW, TO, TD}"/> does. Fusing pays there for another reason than on a GPU: every launch
     /// on the CPU accelerator wakes every OS thread it has started for its largest group so far (5 ms a launch once a
     /// 128-thread group has run, on 2 cores), and recomputing Σ x² per unit costs far less for a few tokens.
     /// </summary>
@@ -160,18 +139,83 @@ public static class FusedKernelBodies
         }
     }
 
-    /// <summary>One token's running sums in a lane of <see cref="NormLinearWarp{TW, TO}"/>: A = Σ w_A∘g·x,
+    /// <summary>Which tokens a warp of <see cref="NormLinearWarp{TW, TO, TD}"/> carries, and where each one's x row starts (Vec4).</summary>
+    private struct TokenGroup
+    {
+        public long X0, X1, X2, X3;
+        public bool Has1, Has2, Has3;
+    }
+
+    /// <summary>The running sums of a warp's tokens, in one lane.</summary>
+    private struct GroupSums
+    {
+        public TokenSums T0, T1, T2, T3;
+
+        /// <summary>The sums with one step of both rows: the lane's chunks c, c + 32, … of row A and of row B loaded
+        /// first, then chunk by chunk every token's sums.</summary>
+        public readonly GroupSums Step<TW, TD, TE>(ArrayView<Bits128> w, long rowA, long rowB, int c, int chunks, ArrayView<Vec4> g, ArrayView<Vec4> x,
+            TokenGroup group)
+            where TW : struct, IWeightFormat
+            where TD : struct, IRowChunks
+            where TE : struct, IStepEdge
+        {
+            var a = LaneChunks.Load<TD, TE>(w, rowA, c, chunks);
+            var b = LaneChunks.Load<TD, TE>(w, rowB, c, chunks);
+            long at = (long)c * (default(TW).ElementsPerChunk / 4);   // the step's first activations (Vec4), per token from its row
+            var r = Add<TW, TE>(a.C0, b.C0, g, x, group, at, c, 0, chunks);
+            r = r.Add<TW, TE>(a.C1, b.C1, g, x, group, at, c, 1, chunks);
+            if (default(TD).PerLane >= 4)
+            {
+                r = r.Add<TW, TE>(a.C2, b.C2, g, x, group, at, c, 2, chunks);
+                r = r.Add<TW, TE>(a.C3, b.C3, g, x, group, at, c, 3, chunks);
+            }
+            if (default(TD).PerLane == 8)
+            {
+                r = r.Add<TW, TE>(a.C4, b.C4, g, x, group, at, c, 4, chunks);
+                r = r.Add<TW, TE>(a.C5, b.C5, g, x, group, at, c, 5, chunks);
+                r = r.Add<TW, TE>(a.C6, b.C6, g, x, group, at, c, 6, chunks);
+                r = r.Add<TW, TE>(a.C7, b.C7, g, x, group, at, c, 7, chunks);
+            }
+            return r;
+        }
+
+        /// <summary>
+        /// The sums with chunk k of the lane's step of each row (raw <paramref name="rawA"/>, <paramref name="rawB"/>,
+        /// widened and scaled by the norm weight here, once for all tokens: w·(g∘x) = (w∘g)·x). Past the row's end (a
+        /// <see cref="LastStep"/>) the loads stay in bounds (the last chunk again) and the sums are left as they were.
+        /// </summary>
+        private readonly GroupSums Add<TW, TE>(Bits128 rawA, Bits128 rawB, ArrayView<Vec4> g, ArrayView<Vec4> x, TokenGroup group, long at, int c, int k, int chunks)
+            where TW : struct, IWeightFormat
+            where TE : struct, IStepEdge
+        {
+            int vecs = default(TW).ElementsPerChunk / 4;
+            bool valid = LaneChunks.Valid<TE>(c, k, chunks);
+            long xv = LaneChunks.At<TE>(0, at, c, k, chunks, vecs);
+            var gc = Load(g, xv, vecs);
+            var wa = Scale(WeightChunks.Widen<TW>(rawA), gc, vecs);
+            var wb = Scale(WeightChunks.Widen<TW>(rawB), gc, vecs);
+            var r = this;
+            r.T0 = T0.Add(wa, wb, x, group.X0 + xv, vecs, valid);
+            if (group.Has1) r.T1 = T1.Add(wa, wb, x, group.X1 + xv, vecs, valid);
+            if (group.Has2) r.T2 = T2.Add(wa, wb, x, group.X2 + xv, vecs, valid);
+            if (group.Has3) r.T3 = T3.Add(wa, wb, x, group.X3 + xv, vecs, valid);
+            return r;
+        }
+    }
+
+    /// <summary>One token's running sums in a lane of <see cref="NormLinearWarp{TW, TO, TD}"/>: A = Σ w_A∘g·x,
     /// B = Σ w_B∘g·x, S = Σ x².</summary>
     private struct TokenSums
     {
         public float A, B, S;
 
         /// <summary>The sums with one chunk of each row (<paramref name="wa"/>, <paramref name="wb"/>, already times g)
-        /// against the token's activations at Vec4 <paramref name="xi"/>.</summary>
-        public readonly TokenSums Add(Vec8 wa, Vec8 wb, ArrayView<Vec4> x, long xi, int vecs)
+        /// against the token's activations at Vec4 <paramref name="xi"/>; unchanged when not <paramref name="valid"/>.</summary>
+        public readonly TokenSums Add(Vec8 wa, Vec8 wb, ArrayView<Vec4> x, long xi, int vecs, bool valid = true)
         {
             var v = Load(x, xi, vecs);
-            return new TokenSums { A = A + Dot(wa, v, vecs), B = B + Dot(wb, v, vecs), S = S + Dot(v, v, vecs) };
+            var added = new TokenSums { A = A + Dot(wa, v, vecs), B = B + Dot(wb, v, vecs), S = S + Dot(v, v, vecs) };
+            return valid ? added : this;
         }
 
         /// <summary>A and B summed over the warp and scaled by the token's 1 / rms.</summary>
@@ -201,7 +245,7 @@ public static class FusedKernelBodies
 /// <summary>
 /// A fused projection's pair epilogue: which two weight rows one warp (one thread on the serial schedule) computes
 /// together (a unit) and where their values go. A struct type parameter of
-/// <see cref="FusedKernelBodies.NormLinearWarp{TW, TO}"/> and <see cref="FusedKernelBodies.NormLinearSerial{TW, TO}"/>,
+/// <see cref="FusedKernelBodies.NormLinearWarp{TW, TO, TD}"/> and <see cref="FusedKernelBodies.NormLinearSerial{TW, TO}"/>,
 /// passed by value with its output views. Every unit is a pair, even where no element-wise step combines the two (the LM head):
 /// the pair shares each lane's loads of x and g between two weight chunks, which keeps the L1 traffic per weight
 /// byte at the unfused matvec's (w 16 B + g 32 B + x 32 B per 16 B chunk would be 5× the weight bytes alone; a
