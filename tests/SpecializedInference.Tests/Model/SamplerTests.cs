@@ -1,3 +1,4 @@
+using SpecializedInference.Engine;
 using SpecializedInference.Sampling;
 
 namespace SpecializedInference.Tests.Model;
@@ -27,6 +28,49 @@ public sealed class SamplerTests
             if (trial % 97 == 0) Array.Fill(logits, float.NaN);
             if (trial % 89 == 0) Array.Fill(logits, float.NegativeInfinity);
             Assert.True(ScalarArgMax(logits) == Sampler.ArgMax(logits), $"seed {seed}, trial {trial}: [{string.Join(", ", logits)}]");
+        }
+    }
+
+    /// <summary>The engine's greedy sampler over vocabulary-sized rows: the vectorized argmax's two accumulators and its
+    /// scalar tail, with the largest value planted several times (the first wins) among NaNs and infinities.</summary>
+    [Fact]
+    public void GreedySamplerIsTheFirstArgMaxOfALongRow()
+    {
+        int seed = Random.Shared.Next();
+        var rng = new Random(seed);
+        foreach (int vocab in new[] { 32000, 32001, 128256, 17 })
+            for (int trial = 0; trial < 20; trial++)
+            {
+                var logits = Enumerable.Range(0, vocab).Select(_ => (float)rng.NextDouble()).ToArray();
+                for (int k = 0; k < 20; k++) logits[rng.Next(vocab)] = float.NaN;
+                if (trial % 2 == 0) logits[rng.Next(vocab)] = float.NegativeInfinity;
+                float top = trial % 5 == 0 ? float.PositiveInfinity : 2f;
+                for (int k = 0; k < 1 + trial % 4; k++) logits[rng.Next(vocab)] = top;
+                if (trial % 7 == 0) logits[^1] = top + 1; // the largest in the scalar tail
+                Assert.True(ScalarArgMax(logits) == GreedyTokenSampler.Instance.Sample(logits), $"seed {seed}, vocab {vocab}, trial {trial}");
+            }
+        Assert.Throws<ArgumentException>(() => GreedyTokenSampler.Instance.Sample(Enumerable.Repeat(float.NaN, 40).ToArray()));
+        Assert.Equal(3, GreedyTokenSampler.Instance.Sample([float.NaN, float.NegativeInfinity, float.NaN, 1f, float.NegativeInfinity]));
+    }
+
+    /// <summary>The candidates' order (and top-k's cut of it) against a sort by <see cref="float.CompareTo(float)"/>,
+    /// descending, lower id first on ties: ±0, ±inf, NaN and many ties, so a seed keeps giving the same tokens.</summary>
+    [Fact]
+    public void RankedIsTheDescendingCompareToOrder()
+    {
+        int seed = Random.Shared.Next();
+        var rng = new Random(seed);
+        float[] special = [float.NaN, float.NegativeInfinity, float.PositiveInfinity, 0f, -0f, 3f, -3f, float.Epsilon, -float.Epsilon];
+        for (int trial = 0; trial < 300; trial++)
+        {
+            int n = 1 + rng.Next(trial < 200 ? 60 : 3000);
+            var logits = Enumerable.Range(0, n).Select(_ => rng.Next(3) == 0 ? special[rng.Next(special.Length)] : rng.Next(7) - 3f + (trial % 2) * (float)rng.NextDouble()).ToArray();
+            var expected = Enumerable.Range(0, n).ToArray();
+            Array.Sort(expected, (a, b) => logits[b].CompareTo(logits[a]) is var c && c != 0 ? c : a.CompareTo(b));
+            int topK = rng.Next(4) switch { 0 => 0, 1 => 1, 2 => 1 + rng.Next(n), _ => n + rng.Next(3) };
+            var ranked = Sampler.Ranked(logits, topK);
+            Assert.True(expected.Take(topK > 0 ? Math.Min(topK, n) : n).SequenceEqual(ranked),
+                $"seed {seed}, trial {trial}, top-k {topK}: [{string.Join(", ", logits)}]");
         }
     }
 

@@ -245,11 +245,23 @@ public sealed class InferenceEngineTests
     [Fact]
     public async Task A_reader_that_stops_early_cancels_its_request()
     {
-        var runner = new FakeModelRunner(256, 4, Vocab) { BeforeExecute = _ => Thread.Sleep(1) };
+        // The engine holds its fourth step until the reader has left the loop: under load a reader that is scheduled
+        // late would otherwise find all 500 tokens already generated, and nothing left to cancel.
+        var readerLeft = new ManualResetEventSlim();
+        int steps = 0;
+        var runner = new FakeModelRunner(256, 4, Vocab)
+        {
+            BeforeExecute = _ =>
+            {
+                if (++steps == 4) readerLeft.Wait(Timeout);
+                Thread.Sleep(1);
+            },
+        };
         await using var engine = Make(runner, new EngineOptions());
         await foreach (var t in engine.StreamAsync(new GenerationRequest(Prompt(5, 8), 500)))
             if (t.Index == 1)
                 break;
+        readerLeft.Set();
         var deadline = DateTime.UtcNow + Timeout;
         while (engine.Snapshot() is { CancelledRequests: 0 } && DateTime.UtcNow < deadline)
             await Task.Delay(5);

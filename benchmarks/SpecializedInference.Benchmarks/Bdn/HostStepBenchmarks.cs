@@ -1,0 +1,104 @@
+using BenchmarkDotNet.Attributes;
+using SpecializedInference.Engine;
+using SpecializedInference.Runtime;
+using SpecializedInference.Sampling;
+
+namespace SpecializedInference.Benchmarks.Bdn;
+
+/// <summary>
+/// The host's share of a decode step that no device can hide: between two steps the engine thread samples every
+/// sequence's token from its logits, checks stops and schedules the next batch, while the GPU waits. These run on
+/// the CPU only (no accelerator): greedy argmax and sampled tokens over a vocabulary, and whole engine steps over a
+/// model runner that returns its logits at once.
+/// <code>DOTNET_TieredCompilation=0 dotnet run -c Release --project benchmarks/SpecializedInference.Benchmarks -- --filter '*HostStep*'</code>
+/// (The CPU job makes one invocation per iteration, for kernel calls that take up to a second. Host code that short
+/// would still run its first, unoptimized tier: <c>DOTNET_TieredCompilation=0</c> compiles it optimized from the start.)
+/// </summary>
+public class HostStepBenchmarks
+{
+    private const int Tokens = 256;
+
+    private float[] _logits = [];
+
+    /// <summary>TinyLlama / Llama 2 (32000) and Llama 3 (128256).</summary>
+    [Params(32000, 128256)]
+    public int Vocab { get; set; }
+
+    /// <summary>Sequences per step.</summary>
+    [Params(1, 64)]
+    public int Batch { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var rng = new Random(7);
+        _logits = Enumerable.Range(0, Vocab).Select(_ => (float)rng.NextDouble()).ToArray();
+    }
+
+    /// <summary>One greedy token: the argmax of a vocabulary of logits.</summary>
+    [Benchmark(OperationsPerInvoke = Rows, Description = "greedy argmax of one row")]
+    public int ArgMax()
+    {
+        int sum = 0;
+        for (int i = 0; i < Rows; i++) sum += GreedyTokenSampler.Instance.Sample(_logits);
+        return sum;
+    }
+
+    private const int Rows = 64;
+
+    /// <summary>One sampled token, temperature 0.8 and top-k 50 (a row's candidates ranked, then the draw).</summary>
+    [Benchmark(OperationsPerInvoke = SampledRows, Description = "sample one row, T 0.8, top-k 50")]
+    public int SampleTopK() => Sample(new SamplingOptions(Temperature: 0.8f, TopK: 50, Seed: 1));
+
+    /// <summary>One sampled token, temperature 0.8 and top-p 0.9 (every candidate ranked).</summary>
+    [Benchmark(OperationsPerInvoke = SampledRows, Description = "sample one row, T 0.8, top-p 0.9")]
+    public int SampleTopP() => Sample(new SamplingOptions(Temperature: 0.8f, TopP: 0.9f, Seed: 1));
+
+    private const int SampledRows = 8;
+
+    private int Sample(SamplingOptions options)
+    {
+        var sampler = new Sampler(options);
+        int sum = 0;
+        for (int i = 0; i < SampledRows; i++) sum += sampler.Sample(_logits);
+        return sum;
+    }
+
+    /// <summary>
+    /// Engine steps of <see cref="Batch"/> greedy requests decoding <see cref="Tokens"/> tokens each (the prompt step
+    /// included, 1 of 257), over a runner that costs nothing: scheduling, sampling, stop checks and bookkeeping.
+    /// </summary>
+    [Benchmark(OperationsPerInvoke = Tokens + 1, Description = "engine step, runner excluded")]
+    public void EngineStep()
+    {
+        var runner = new InstantRunner(_logits);
+        var core = new EngineCore(runner, new EngineOptions { MaxBatchSize = Batch, MaxNumBatchedTokens = 8 * Batch + 512 });
+        for (int r = 0; r < Batch; r++)
+            core.Add(r, new GenerationRequest([1, 2, 3], Tokens) { IgnoreEos = true });
+        while (core.HasWork) core.Step();
+    }
+
+    /// <summary>Returns the same logits row for every sequence that wants one, at once.</summary>
+    private sealed class InstantRunner(float[] logits) : IModelRunner
+    {
+        public int BlockSize => 16;
+
+        public int NumBlocks => 64 * 1024;
+
+        public int VocabSize => logits.Length;
+
+        public int MaxSeqLen => 4096;
+
+        public float[]?[] Execute(StepBatch batch)
+        {
+            var rows = new float[]?[batch.Chunks.Count];
+            for (int i = 0; i < rows.Length; i++)
+                if (batch.Chunks[i].WantLogits) rows[i] = logits;
+            return rows;
+        }
+
+        public void Dispose()
+        {
+        }
+    }
+}
