@@ -31,8 +31,12 @@ public class HostStepBenchmarks
     [GlobalSetup]
     public void Setup()
     {
+        // Gaussian logits with a standard deviation of 3, about a trained model's spread: at T 0.8 the 0.9 nucleus is
+        // 624 tokens of 32000 and 1251 of 128256 (uniform logits would make it most of the vocabulary).
         var rng = new Random(7);
-        _logits = Enumerable.Range(0, Vocab).Select(_ => (float)rng.NextDouble()).ToArray();
+        _logits = Enumerable.Range(0, Vocab)
+            .Select(_ => (float)(3 * Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble())))
+            .ToArray();
     }
 
     /// <summary>One greedy token: the argmax of a vocabulary of logits.</summary>

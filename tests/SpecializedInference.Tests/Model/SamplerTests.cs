@@ -97,6 +97,65 @@ public sealed class SamplerTests
         Assert.NotEqual(sa, Enumerable.Range(0, 200).Select(_ => c.Sample(Logits)).ToArray());
     }
 
+    /// <summary>
+    /// Top-p without top-k (the threshold search over the vocabulary's weights) against a float64 reference nucleus:
+    /// the shortest run of the most likely tokens, by logit then id, whose probability reaches p. Every draw must fall
+    /// inside it, every token in it with at least 1% of its mass must be drawn (3000 draws), and NaN / -inf logits never
+    /// are. Vocabulary sizes around the vector widths; many tied logits.
+    /// </summary>
+    [Theory]
+    [InlineData(1000, 0.5f, 0.7f, 0f)]
+    [InlineData(32001, 0.9f, 1.0f, 0f)]
+    [InlineData(37, 0.99f, 2.0f, 0f)]
+    [InlineData(4096, 0.3f, 0.05f, 0f)]
+    [InlineData(1000, 0.99f, 1.0f, 8f)] // one token far ahead: the nucleus reaches hundreds of tokens each weighing e^-8 of it
+    public void TopPDrawsExactlyTheNucleus(int vocab, float topP, float temperature, float spike)
+    {
+        int seed = Random.Shared.Next();
+        var rng = new Random(seed);
+        var logits = Enumerable.Range(0, vocab).Select(_ => (float)Math.Round(rng.NextDouble() * (spike > 0 ? 2 : 12) - (spike > 0 ? 1 : 6), rng.Next(2) == 0 ? 1 : 4)).ToArray();
+        if (spike > 0) logits[rng.Next(vocab)] = spike;
+        logits[rng.Next(vocab)] = float.NaN;
+        logits[rng.Next(vocab)] = float.NegativeInfinity;
+
+        // Reference: softmax of logit / T in float64, tokens by logit descending then id, cut where the mass reaches p.
+        double max = logits.Where(float.IsFinite).Max();
+        var weight = logits.Select(v => float.IsFinite(v) ? Math.Exp((v - max) / temperature) : 0).ToArray();
+        double total = weight.Sum();
+        var ranked = Enumerable.Range(0, vocab).Where(i => weight[i] > 0)
+            .OrderByDescending(i => logits[i]).ThenBy(i => i).ToArray();
+        var nucleus = new HashSet<int>();
+        double mass = 0;
+        foreach (int i in ranked)
+        {
+            nucleus.Add(i);
+            mass += weight[i];
+            if (mass >= topP * total) break;
+        }
+
+        var sampler = new Sampler(new SamplingOptions(temperature, TopP: topP, Seed: (ulong)seed));
+        var drawn = new HashSet<int>();
+        for (int draw = 0; draw < 3000; draw++)
+        {
+            int token = sampler.Sample(logits);
+            Assert.True(nucleus.Contains(token), $"seed {seed}: token {token} (logit {logits[token]}) is outside the nucleus of {nucleus.Count}");
+            drawn.Add(token);
+        }
+        foreach (int i in nucleus.Where(i => weight[i] / mass >= 0.01))
+            Assert.True(drawn.Contains(i), $"seed {seed}: nucleus token {i} ({weight[i] / mass:P1} of it) never drawn in 3000");
+
+        // The nucleus's less likely half (by rank) must get its share of the draws, within 5 standard deviations: a
+        // nucleus cut short, or one missing its low-weight tail, fails here even when no single token weighs 1%.
+        var order = ranked.Where(nucleus.Contains).ToArray();
+        var tail = order.Skip(order.Length / 2).ToHashSet();
+        double share = tail.Sum(i => weight[i]) / mass;
+        var check = new Sampler(new SamplingOptions(temperature, TopP: topP, Seed: (ulong)seed + 1));
+        int hits = Enumerable.Range(0, 3000).Count(_ => tail.Contains(check.Sample(logits)));
+        double sigma = Math.Sqrt(share * (1 - share) / 3000);
+        Assert.True(Math.Abs(hits / 3000.0 - share) <= 5 * sigma + 1.0 / 3000,
+            $"seed {seed}: the nucleus's lower half ({tail.Count} of {order.Length} tokens) holds {share:P2} of its mass but drew {hits / 3000.0:P2}");
+    }
+
     [Fact]
     public void TopKOneAndTinyTopPAreGreedy()
     {

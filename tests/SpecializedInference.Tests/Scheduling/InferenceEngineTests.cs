@@ -171,7 +171,18 @@ public sealed class InferenceEngineTests
     [Fact]
     public async Task Same_prompt_while_the_first_is_still_decoding_shares_blocks_without_changing_the_first()
     {
-        var runner = new FakeModelRunner(64, 8, Vocab) { BeforeExecute = _ => Thread.Sleep(1) };
+        // The engine holds its sixth step until the second request is in, so the first is still decoding then,
+        // however late the reader is scheduled.
+        var secondSubmitted = new ManualResetEventSlim();
+        int steps = 0;
+        var runner = new FakeModelRunner(64, 8, Vocab)
+        {
+            BeforeExecute = _ =>
+            {
+                if (++steps == 6) secondSubmitted.Wait(Timeout);
+                Thread.Sleep(1);
+            },
+        };
         await using var engine = Make(runner, new EngineOptions());
         var request = new GenerationRequest(Prompt(40, 4), 30);
         var firstTokens = new List<int>();
@@ -180,7 +191,10 @@ public sealed class InferenceEngineTests
         {
             firstTokens.Add(t.TokenId);
             if (t.Index == 2)
+            {
                 second = engine.GenerateAsync(request);
+                secondSubmitted.Set();
+            }
         }
         var secondCompletion = await second!.WaitAsync(Timeout);
         Assert.Equal(Reference(request), firstTokens);
@@ -192,7 +206,18 @@ public sealed class InferenceEngineTests
     [Fact]
     public async Task Cancelling_a_stream_mid_way_frees_every_block_of_the_request()
     {
-        var runner = new FakeModelRunner(64, 4, Vocab) { BeforeExecute = _ => Thread.Sleep(1) };
+        // The engine holds its fifth step until the reader has cancelled (as in the early-reader test): a reader
+        // scheduled late under load would otherwise find the request already finished.
+        var readerCancelled = new ManualResetEventSlim();
+        int steps = 0;
+        var runner = new FakeModelRunner(64, 4, Vocab)
+        {
+            BeforeExecute = _ =>
+            {
+                if (++steps == 5) readerCancelled.Wait(Timeout);
+                Thread.Sleep(1);
+            },
+        };
         await using var engine = Make(runner, new EngineOptions());
         var before = engine.Snapshot().KvCache;
         using var cts = new CancellationTokenSource();
@@ -204,7 +229,10 @@ public sealed class InferenceEngineTests
             {
                 received.Add(t.TokenId);
                 if (received.Count == 3)
+                {
                     cts.Cancel();
+                    readerCancelled.Set();
+                }
             }
         }).WaitAsync(Timeout);
 
@@ -221,7 +249,17 @@ public sealed class InferenceEngineTests
     [Fact]
     public async Task Cancelling_generate_returns_the_tokens_so_far_and_other_requests_are_unaffected()
     {
-        var runner = new FakeModelRunner(256, 4, Vocab) { BeforeExecute = _ => Thread.Sleep(1) };
+        // The engine holds its tenth step until the cancellation, so the long request is still running then.
+        var cancelledNow = new ManualResetEventSlim();
+        int steps = 0;
+        var runner = new FakeModelRunner(256, 4, Vocab)
+        {
+            BeforeExecute = _ =>
+            {
+                if (++steps == 10) cancelledNow.Wait(Timeout);
+                Thread.Sleep(1);
+            },
+        };
         await using var engine = Make(runner, new EngineOptions());
         using var cts = new CancellationTokenSource();
         var longRequest = new GenerationRequest(Prompt(8, 6), 300);
@@ -230,6 +268,7 @@ public sealed class InferenceEngineTests
         var unaffected = engine.GenerateAsync(other);
         await Task.Delay(20);
         cts.Cancel();
+        cancelledNow.Set();
         var completion = await cancelled.WaitAsync(Timeout);
         Assert.Equal(FinishReason.Cancelled, completion.FinishReason);
         Assert.Equal(Reference(longRequest).Take(completion.Tokens.Count), completion.Tokens);
