@@ -168,21 +168,29 @@ public sealed class InferenceEngineTests
         Assert.Equal(41, stats.PrefixCacheMissTokens);
     }
 
+    /// <summary>
+    /// The runner sleeps 1 ms a step and holds step <paramref name="step"/> until <paramref name="released"/> is set (at
+    /// most <see cref="Timeout"/>): a test that acts on the stream mid-way (cancels, submits a second request) then
+    /// acts while the request still runs, however late its reader is scheduled.
+    /// </summary>
+    private static FakeModelRunner HeldAtStep(FakeModelRunner runner, int step, ManualResetEventSlim released)
+    {
+        int steps = 0;
+        runner.BeforeExecute = _ =>
+        {
+            if (++steps == step) released.Wait(Timeout);
+            Thread.Sleep(1);
+        };
+        return runner;
+    }
+
     [Fact]
     public async Task Same_prompt_while_the_first_is_still_decoding_shares_blocks_without_changing_the_first()
     {
         // The engine holds its sixth step until the second request is in, so the first is still decoding then,
         // however late the reader is scheduled.
         var secondSubmitted = new ManualResetEventSlim();
-        int steps = 0;
-        var runner = new FakeModelRunner(64, 8, Vocab)
-        {
-            BeforeExecute = _ =>
-            {
-                if (++steps == 6) secondSubmitted.Wait(Timeout);
-                Thread.Sleep(1);
-            },
-        };
+        var runner = HeldAtStep(new FakeModelRunner(64, 8, Vocab), 6, secondSubmitted);
         await using var engine = Make(runner, new EngineOptions());
         var request = new GenerationRequest(Prompt(40, 4), 30);
         var firstTokens = new List<int>();
@@ -209,15 +217,7 @@ public sealed class InferenceEngineTests
         // The engine holds its fifth step until the reader has cancelled (as in the early-reader test): a reader
         // scheduled late under load would otherwise find the request already finished.
         var readerCancelled = new ManualResetEventSlim();
-        int steps = 0;
-        var runner = new FakeModelRunner(64, 4, Vocab)
-        {
-            BeforeExecute = _ =>
-            {
-                if (++steps == 5) readerCancelled.Wait(Timeout);
-                Thread.Sleep(1);
-            },
-        };
+        var runner = HeldAtStep(new FakeModelRunner(64, 4, Vocab), 5, readerCancelled);
         await using var engine = Make(runner, new EngineOptions());
         var before = engine.Snapshot().KvCache;
         using var cts = new CancellationTokenSource();
@@ -251,15 +251,7 @@ public sealed class InferenceEngineTests
     {
         // The engine holds its tenth step until the cancellation, so the long request is still running then.
         var cancelledNow = new ManualResetEventSlim();
-        int steps = 0;
-        var runner = new FakeModelRunner(256, 4, Vocab)
-        {
-            BeforeExecute = _ =>
-            {
-                if (++steps == 10) cancelledNow.Wait(Timeout);
-                Thread.Sleep(1);
-            },
-        };
+        var runner = HeldAtStep(new FakeModelRunner(256, 4, Vocab), 10, cancelledNow);
         await using var engine = Make(runner, new EngineOptions());
         using var cts = new CancellationTokenSource();
         var longRequest = new GenerationRequest(Prompt(8, 6), 300);
@@ -287,15 +279,7 @@ public sealed class InferenceEngineTests
         // The engine holds its fourth step until the reader has left the loop: under load a reader that is scheduled
         // late would otherwise find all 500 tokens already generated, and nothing left to cancel.
         var readerLeft = new ManualResetEventSlim();
-        int steps = 0;
-        var runner = new FakeModelRunner(256, 4, Vocab)
-        {
-            BeforeExecute = _ =>
-            {
-                if (++steps == 4) readerLeft.Wait(Timeout);
-                Thread.Sleep(1);
-            },
-        };
+        var runner = HeldAtStep(new FakeModelRunner(256, 4, Vocab), 4, readerLeft);
         await using var engine = Make(runner, new EngineOptions());
         await foreach (var t in engine.StreamAsync(new GenerationRequest(Prompt(5, 8), 500)))
             if (t.Index == 1)
