@@ -14,19 +14,13 @@ namespace SpecializedInference.Benchmarks.Bdn;
 /// (The CPU job makes one invocation per iteration, for kernel calls that take up to a second. Host code that short
 /// would still run its first, unoptimized tier: <c>DOTNET_TieredCompilation=0</c> compiles it optimized from the start.)
 /// </summary>
-public class HostStepBenchmarks
+public abstract class HostStepBenchmarks
 {
-    private const int Tokens = 256;
-
-    private float[] _logits = [];
+    protected float[] Logits { get; private set; } = [];
 
     /// <summary>TinyLlama / Llama 2 (32000) and Llama 3 (128256).</summary>
     [Params(32000, 128256)]
     public int Vocab { get; set; }
-
-    /// <summary>Sequences per step.</summary>
-    [Params(1, 64)]
-    public int Batch { get; set; }
 
     [GlobalSetup]
     public void Setup()
@@ -34,39 +28,52 @@ public class HostStepBenchmarks
         // Gaussian logits with a standard deviation of 3, about a trained model's spread: at T 0.8 the 0.9 nucleus is
         // 624 tokens of 32000 and 1251 of 128256 (uniform logits would make it most of the vocabulary).
         var rng = new Random(7);
-        _logits = Enumerable.Range(0, Vocab)
+        Logits = Enumerable.Range(0, Vocab)
             .Select(_ => (float)(3 * Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble())))
             .ToArray();
     }
+}
+
+/// <summary>One sequence's token from one row of logits (the engine does this for every sequence of a step).</summary>
+public class HostStepSamplingBenchmarks : HostStepBenchmarks
+{
+    private const int Rows = 64;
+    private const int SampledRows = 8;
 
     /// <summary>One greedy token: the argmax of a vocabulary of logits.</summary>
     [Benchmark(OperationsPerInvoke = Rows, Description = "greedy argmax of one row")]
     public int ArgMax()
     {
         int sum = 0;
-        for (int i = 0; i < Rows; i++) sum += GreedyTokenSampler.Instance.Sample(_logits);
+        for (int i = 0; i < Rows; i++) sum += GreedyTokenSampler.Instance.Sample(Logits);
         return sum;
     }
 
-    private const int Rows = 64;
-
-    /// <summary>One sampled token, temperature 0.8 and top-k 50 (a row's candidates ranked, then the draw).</summary>
+    /// <summary>One sampled token, temperature 0.8 and top-k 50 (the k candidates kept in a heap and ranked).</summary>
     [Benchmark(OperationsPerInvoke = SampledRows, Description = "sample one row, T 0.8, top-k 50")]
     public int SampleTopK() => Sample(new SamplingOptions(Temperature: 0.8f, TopK: 50, Seed: 1));
 
-    /// <summary>One sampled token, temperature 0.8 and top-p 0.9 (every candidate ranked).</summary>
+    /// <summary>One sampled token, temperature 0.8 and top-p 0.9 (the tokens above a weight threshold ranked).</summary>
     [Benchmark(OperationsPerInvoke = SampledRows, Description = "sample one row, T 0.8, top-p 0.9")]
     public int SampleTopP() => Sample(new SamplingOptions(Temperature: 0.8f, TopP: 0.9f, Seed: 1));
-
-    private const int SampledRows = 8;
 
     private int Sample(SamplingOptions options)
     {
         var sampler = new Sampler(options);
         int sum = 0;
-        for (int i = 0; i < SampledRows; i++) sum += sampler.Sample(_logits);
+        for (int i = 0; i < SampledRows; i++) sum += sampler.Sample(Logits);
         return sum;
     }
+}
+
+/// <summary>Whole engine steps: scheduling, sampling every sequence, stop checks and bookkeeping.</summary>
+public class HostStepEngineBenchmarks : HostStepBenchmarks
+{
+    private const int Tokens = 256;
+
+    /// <summary>Sequences per step.</summary>
+    [Params(1, 64)]
+    public int Batch { get; set; }
 
     /// <summary>
     /// Engine steps of <see cref="Batch"/> greedy requests decoding <see cref="Tokens"/> tokens each (the prompt step
@@ -75,7 +82,7 @@ public class HostStepBenchmarks
     [Benchmark(OperationsPerInvoke = Tokens + 1, Description = "engine step, runner excluded")]
     public void EngineStep()
     {
-        var runner = new InstantRunner(_logits);
+        var runner = new InstantRunner(Logits);
         var core = new EngineCore(runner, new EngineOptions { MaxBatchSize = Batch, MaxNumBatchedTokens = 8 * Batch + 512 });
         for (int r = 0; r < Batch; r++)
             core.Add(r, new GenerationRequest([1, 2, 3], Tokens) { IgnoreEos = true });

@@ -85,7 +85,7 @@ public sealed class Sampler
             if (maxB[lane] == best && atB[lane] >= 0) first = Math.Min(first, atB[lane]);
         }
         for (; i < logits.Length; i++)
-            if (logits[i] > best || (first == int.MaxValue && logits[i] == best))
+            if (logits[i] > best)
             {
                 best = logits[i];
                 first = i;
@@ -118,49 +118,54 @@ public sealed class Sampler
         return SampleVocabulary(logits);
     }
 
-    /// <summary>Top-k: softmax of logits / T over the k candidates (ranked), then top-p among them, then the draw.</summary>
+    /// <summary>Top-k: softmax of logits / T over the k candidates (ranked), in double, then top-p among them and the draw.</summary>
     private int SampleRanked(ReadOnlySpan<float> values, int[] order)
     {
-        int keep = order.Length;
-
-        // Softmax of logits / T over the kept candidates, in double.
         double max = values[order[0]] / (double)_options.Temperature;
-        var probs = new double[keep];
+        var probs = new double[order.Length];
         double sum = 0;
-        for (int i = 0; i < keep; i++)
+        for (int i = 0; i < order.Length; i++)
         {
             probs[i] = Math.Exp(values[order[i]] / (double)_options.Temperature - max);
             sum += probs[i];
         }
+        return DrawNucleus(order, probs, sum);
+    }
 
-        // Top-p: the shortest prefix whose mass reaches p (at least one token).
+    /// <summary>
+    /// Top-p over ranked candidates, then the draw: the shortest prefix of <paramref name="ids"/> whose weights reach
+    /// p of <paramref name="total"/> (at least one token; all of them at p = 1), and a token from that prefix in
+    /// proportion to its weight. <paramref name="weights"/> go with <paramref name="ids"/> by position;
+    /// <paramref name="total"/> is the whole distribution's mass (more than the candidates' own when they are only
+    /// those above a threshold).
+    /// </summary>
+    private int DrawNucleus(ReadOnlySpan<int> ids, ReadOnlySpan<double> weights, double total)
+    {
+        int keep = ids.Length;
         if (_options.TopP < 1f)
         {
             double cumulative = 0;
-            int cut = keep;
-            for (int i = 0; i < keep; i++)
+            for (int i = 0; i < ids.Length; i++)
             {
-                cumulative += probs[i] / sum;
+                cumulative += weights[i] / total;
                 if (cumulative >= _options.TopP)
                 {
-                    cut = i + 1;
+                    keep = i + 1;
                     break;
                 }
             }
-
-            keep = cut;
-            sum = 0;
-            for (int i = 0; i < keep; i++) sum += probs[i];
         }
 
-        double u = NextDouble() * sum;
+        double kept = 0;
+        for (int i = 0; i < keep; i++) kept += weights[i];
+        double u = NextDouble() * kept;
         for (int i = 0; i < keep; i++)
         {
-            u -= probs[i];
-            if (u < 0) return order[i];
+            u -= weights[i];
+            if (u < 0) return ids[i];
         }
 
-        return order[keep - 1];
+        return ids[keep - 1];
     }
 
     /// <summary>
@@ -194,37 +199,24 @@ public sealed class Sampler
             return last;
         }
 
-        // The nucleus: its tokens all weigh at least the threshold once the tokens above it hold p of the total.
+        // The nucleus: its tokens all weigh at least the threshold once the tokens above it hold p of the total, so
+        // only those are ranked.
         double target = _options.TopP * sum;
         double threshold = 1.0 / 256; // weights are relative to the most likely token's 1
         while (threshold > 1e-300 && MassAtLeast(weights, threshold) < target) threshold /= 16;
-        var candidates = new List<ulong>();
+        var keys = new List<ulong>();
         for (int i = 0; i < weights.Length; i++)
             if (weights[i] >= threshold && weights[i] > 0)
-                candidates.Add(RankKey(logits[i], i));
-        candidates.Sort();
-
-        int keep = candidates.Count;
-        double cumulative = 0;
-        for (int i = 0; i < candidates.Count; i++)
+                keys.Add(RankKey(logits[i], i));
+        keys.Sort();
+        var ids = new int[keys.Count];
+        var ranked = new double[keys.Count];
+        for (int i = 0; i < ids.Length; i++)
         {
-            cumulative += weights[(int)(uint)candidates[i]];
-            if (cumulative >= target)
-            {
-                keep = i + 1;
-                break;
-            }
+            ids[i] = (int)(uint)keys[i];
+            ranked[i] = weights[ids[i]];
         }
-
-        double kept = 0;
-        for (int i = 0; i < keep; i++) kept += weights[(int)(uint)candidates[i]];
-        double draw = NextDouble() * kept;
-        for (int i = 0; i < keep; i++)
-        {
-            draw -= weights[(int)(uint)candidates[i]];
-            if (draw < 0) return (int)(uint)candidates[i];
-        }
-        return (int)(uint)candidates[keep - 1];
+        return DrawNucleus(ids, ranked, sum);
     }
 
     /// <summary>Per request, reused across its tokens: the vocabulary's weights.</summary>

@@ -78,7 +78,7 @@ public sealed class DenseKernels
 
     private readonly Accelerator _accelerator;
     private readonly int _elementwiseThreads;
-    private readonly Dictionary<(string, Type, Type?), Delegate> _kernels = new();
+    private readonly Dictionary<(string, Type, Type?, Type?), Delegate> _kernels = new();
     private long _launches;
 
     public DenseKernels(Accelerator accelerator, DenseSchedule schedule = DenseSchedule.Auto, MatvecDepth? depth = null)
@@ -112,10 +112,11 @@ public sealed class DenseKernels
     /// </summary>
     public bool FusesFewTokens(int tokens) => tokens <= FusedMaxTokens;
 
-    /// <summary>The kernel <paramref name="name"/> (compiled on first use), counted as one launch: call it right away.</summary>
-    private TDelegate Get<TDelegate>(string name, Type format, Type? epilogue, Func<TDelegate> load) where TDelegate : Delegate
+    /// <summary>The kernel <paramref name="name"/> (compiled on first use), counted as one launch: call it right away.
+    /// Its type arguments are part of the key (<paramref name="variant"/>: the matvec depth), so a launch builds no string.</summary>
+    private TDelegate Get<TDelegate>(string name, Type format, Type? epilogue, Func<TDelegate> load, Type? variant = null) where TDelegate : Delegate
     {
-        var key = (name, format, epilogue);
+        var key = (name, format, epilogue, variant);
         if (!_kernels.TryGetValue(key, out var kernel))
         {
             kernel = load();
@@ -229,8 +230,8 @@ public sealed class DenseKernels
         where TE : struct, IEpilogue
         where TD : struct, IRowChunks
     {
-        var kernel = Get($"linear-warp-{default(TD).PerLane}", typeof(TW), typeof(TE), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int>(
-            DenseKernelBodies.LinearWarp<TW, TE, TD>));
+        var kernel = Get("linear-warp", typeof(TW), typeof(TE), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int>(
+            DenseKernelBodies.LinearWarp<TW, TE, TD>), typeof(TD));
         long warps = (long)w.Rows * ((tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens);
         int groups = (int)((warps + WarpsPerGroup - 1) / WarpsPerGroup);
         kernel(new KernelConfig(groups, WarpsPerGroup * _accelerator.WarpSize), w.View, xv, y, w.Rows, w.Cols, tokens);
@@ -435,8 +436,8 @@ public sealed class DenseKernels
         where TO : struct, IProjectionOutput
         where TD : struct, IRowChunks
     {
-        var kernel = Get($"norm-linear-warp-{default(TD).PerLane}", typeof(TW), typeof(TO), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<int>,
-            ArrayView<Vec4>, TO, int, int, float>(FusedKernelBodies.NormLinearWarp<TW, TO, TD>));
+        var kernel = Get("norm-linear-warp", typeof(TW), typeof(TO), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<int>,
+            ArrayView<Vec4>, TO, int, int, float>(FusedKernelBodies.NormLinearWarp<TW, TO, TD>), typeof(TD));
         long warps = (long)output.Units * ((tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens);
         int groups = (int)((warps + WarpsPerGroup - 1) / WarpsPerGroup);
         kernel(new KernelConfig(groups, WarpsPerGroup * _accelerator.WarpSize), w.View, x.Cast<Vec4>(), xRows, g.Cast<Vec4>(), output, w.Cols, tokens, eps);

@@ -161,20 +161,19 @@ public static class FusedKernelBodies
         {
             var a = LaneChunks.Load<TD, TE>(w, rowA, c, chunks);
             var b = LaneChunks.Load<TD, TE>(w, rowB, c, chunks);
-            long at = (long)c * (default(TW).ElementsPerChunk / 4);   // the step's first activations (Vec4), per token from its row
-            var r = Add<TW, TE>(a.C0, b.C0, g, x, group, at, c, 0, chunks);
-            r = r.Add<TW, TE>(a.C1, b.C1, g, x, group, at, c, 1, chunks);
+            var r = Add<TW, TE>(a.C0, b.C0, g, x, group, c, 0, chunks);
+            r = r.Add<TW, TE>(a.C1, b.C1, g, x, group, c, 1, chunks);
             if (default(TD).PerLane >= 4)
             {
-                r = r.Add<TW, TE>(a.C2, b.C2, g, x, group, at, c, 2, chunks);
-                r = r.Add<TW, TE>(a.C3, b.C3, g, x, group, at, c, 3, chunks);
+                r = r.Add<TW, TE>(a.C2, b.C2, g, x, group, c, 2, chunks);
+                r = r.Add<TW, TE>(a.C3, b.C3, g, x, group, c, 3, chunks);
             }
             if (default(TD).PerLane == 8)
             {
-                r = r.Add<TW, TE>(a.C4, b.C4, g, x, group, at, c, 4, chunks);
-                r = r.Add<TW, TE>(a.C5, b.C5, g, x, group, at, c, 5, chunks);
-                r = r.Add<TW, TE>(a.C6, b.C6, g, x, group, at, c, 6, chunks);
-                r = r.Add<TW, TE>(a.C7, b.C7, g, x, group, at, c, 7, chunks);
+                r = r.Add<TW, TE>(a.C4, b.C4, g, x, group, c, 4, chunks);
+                r = r.Add<TW, TE>(a.C5, b.C5, g, x, group, c, 5, chunks);
+                r = r.Add<TW, TE>(a.C6, b.C6, g, x, group, c, 6, chunks);
+                r = r.Add<TW, TE>(a.C7, b.C7, g, x, group, c, 7, chunks);
             }
             return r;
         }
@@ -184,13 +183,13 @@ public static class FusedKernelBodies
         /// widened and scaled by the norm weight here, once for all tokens: w·(g∘x) = (w∘g)·x). Past the row's end (a
         /// <see cref="LastStep"/>) the loads stay in bounds (the last chunk again) and the sums are left as they were.
         /// </summary>
-        private readonly GroupSums Add<TW, TE>(Bits128 rawA, Bits128 rawB, ArrayView<Vec4> g, ArrayView<Vec4> x, TokenGroup group, long at, int c, int k, int chunks)
+        private readonly GroupSums Add<TW, TE>(Bits128 rawA, Bits128 rawB, ArrayView<Vec4> g, ArrayView<Vec4> x, TokenGroup group, int c, int k, int chunks)
             where TW : struct, IWeightFormat
             where TE : struct, IStepEdge
         {
             int vecs = default(TW).ElementsPerChunk / 4;
             bool valid = LaneChunks.Valid<TE>(c, k, chunks);
-            long xv = LaneChunks.At<TE>(0, at, c, k, chunks, vecs);
+            long xv = LaneChunks.At<TE>(0, c, k, chunks, vecs);
             var gc = Load(g, xv, vecs);
             var wa = Scale(WeightChunks.Widen<TW>(rawA), gc, vecs);
             var wb = Scale(WeightChunks.Widen<TW>(rawB), gc, vecs);

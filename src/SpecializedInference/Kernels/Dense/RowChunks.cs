@@ -94,20 +94,19 @@ public struct LaneChunks
         where TE : struct, IStepEdge
     {
         var r = default(LaneChunks);
-        long at = row + c;
-        r.C0 = w[At<TE>(row, at, c, 0, chunks)];
-        r.C1 = w[At<TE>(row, at, c, 1, chunks)];
+        r.C0 = w[At<TE>(row, c, 0, chunks)];
+        r.C1 = w[At<TE>(row, c, 1, chunks)];
         if (default(TD).PerLane >= 4)
         {
-            r.C2 = w[At<TE>(row, at, c, 2, chunks)];
-            r.C3 = w[At<TE>(row, at, c, 3, chunks)];
+            r.C2 = w[At<TE>(row, c, 2, chunks)];
+            r.C3 = w[At<TE>(row, c, 3, chunks)];
         }
         if (default(TD).PerLane == 8)
         {
-            r.C4 = w[At<TE>(row, at, c, 4, chunks)];
-            r.C5 = w[At<TE>(row, at, c, 5, chunks)];
-            r.C6 = w[At<TE>(row, at, c, 6, chunks)];
-            r.C7 = w[At<TE>(row, at, c, 7, chunks)];
+            r.C4 = w[At<TE>(row, c, 4, chunks)];
+            r.C5 = w[At<TE>(row, c, 5, chunks)];
+            r.C6 = w[At<TE>(row, c, 6, chunks)];
+            r.C7 = w[At<TE>(row, c, 7, chunks)];
         }
         return r;
     }
@@ -115,14 +114,13 @@ public struct LaneChunks
     /// <summary>
     /// Where chunk k of the lane's step is: <paramref name="start"/> + (c + 32k) · <paramref name="unit"/>, or in a
     /// <see cref="LastStep"/> the row's last chunk once past its end. <paramref name="unit"/> is the elements of the
-    /// view per chunk (1 for the weights; 1 or 2 Vec4 of activations) and <paramref name="at"/> is start + c · unit,
-    /// computed once by the caller: a whole step adds a constant to it per k, which ptxas folds into the loads'
-    /// immediate offsets (computed per k, each load kept a 64-bit address register of its own).
+    /// view per chunk (1 for the weights; 1 or 2 Vec4 of activations). A whole step adds in 64 bits, term by term: an
+    /// int sum first, sign-extended per load, took 4 more registers in <c>LinearWarp</c> (ptxas, sm_90).
     /// </summary>
-    public static long At<TE>(long start, long at, int c, int k, int chunks, int unit = 1)
+    public static long At<TE>(long start, int c, int k, int chunks, int unit = 1)
         where TE : struct, IStepEdge
     {
-        if (!default(TE).PastRowEnd) return at + (long)k * Warp.WarpSize * unit;
+        if (!default(TE).PastRowEnd) return start + (long)c * unit + (long)k * Warp.WarpSize * unit;
         int ck = c + k * Warp.WarpSize;
         return start + (long)(ck < chunks ? ck : chunks - 1) * unit;
     }
@@ -142,23 +140,22 @@ public struct LaneChunks
         where TD : struct, IRowChunks
         where TE : struct, IStepEdge
     {
-        long at = xRow + (long)c * (default(TW).ElementsPerChunk / 4);
-        float s = Term<TW, TE>(C0, x, xRow, at, c, 0, chunks) + Term<TW, TE>(C1, x, xRow, at, c, 1, chunks);
+        float s = Term<TW, TE>(C0, x, xRow, c, 0, chunks) + Term<TW, TE>(C1, x, xRow, c, 1, chunks);
         if (default(TD).PerLane >= 4)
-            s += Term<TW, TE>(C2, x, xRow, at, c, 2, chunks) + Term<TW, TE>(C3, x, xRow, at, c, 3, chunks);
+            s += Term<TW, TE>(C2, x, xRow, c, 2, chunks) + Term<TW, TE>(C3, x, xRow, c, 3, chunks);
         if (default(TD).PerLane == 8)
-            s += Term<TW, TE>(C4, x, xRow, at, c, 4, chunks) + Term<TW, TE>(C5, x, xRow, at, c, 5, chunks)
-                + Term<TW, TE>(C6, x, xRow, at, c, 6, chunks) + Term<TW, TE>(C7, x, xRow, at, c, 7, chunks);
+            s += Term<TW, TE>(C4, x, xRow, c, 4, chunks) + Term<TW, TE>(C5, x, xRow, c, 5, chunks)
+                + Term<TW, TE>(C6, x, xRow, c, 6, chunks) + Term<TW, TE>(C7, x, xRow, c, 7, chunks);
         return s;
     }
 
     /// <summary>Chunk k's dot product with the token's activations (dropped past the row's end).</summary>
-    private static float Term<TW, TE>(Bits128 chunk, ArrayView<Vec4> x, long xRow, long at, int c, int k, int chunks)
+    private static float Term<TW, TE>(Bits128 chunk, ArrayView<Vec4> x, long xRow, int c, int k, int chunks)
         where TW : struct, IWeightFormat
         where TE : struct, IStepEdge
     {
         int vecs = default(TW).ElementsPerChunk / 4;
-        float d = default(TW).Dot(chunk, x, At<TE>(xRow, at, c, k, chunks, vecs));
+        float d = default(TW).Dot(chunk, x, At<TE>(xRow, c, k, chunks, vecs));
         return Valid<TE>(c, k, chunks) ? d : 0f;
     }
 }
