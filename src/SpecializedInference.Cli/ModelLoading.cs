@@ -196,6 +196,8 @@ internal static class ModelLoading
 
         public float[]?[] Execute(StepBatch batch) => inner.Execute(batch);
 
+        public StepResult Run(StepBatch batch) => inner.Run(batch);
+
         public void Dispose()
         {
             inner.Dispose();

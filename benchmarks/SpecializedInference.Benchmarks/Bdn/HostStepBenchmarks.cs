@@ -75,6 +75,11 @@ public class HostStepEngineBenchmarks : HostStepBenchmarks
     [Params(1, 64)]
     public int Batch { get; set; }
 
+    /// <summary>Whether the runner returns the greedy tokens (picked on the device, <see cref="IModelRunner.Run"/>)
+    /// rather than the logits rows the engine takes the argmax of.</summary>
+    [Params(false, true)]
+    public bool TokensFromRunner { get; set; }
+
     /// <summary>
     /// Engine steps of <see cref="Batch"/> greedy requests decoding <see cref="Tokens"/> tokens each (the prompt step
     /// included, 1 of 257), over a runner that costs nothing: scheduling, sampling, stop checks and bookkeeping.
@@ -82,16 +87,19 @@ public class HostStepEngineBenchmarks : HostStepBenchmarks
     [Benchmark(OperationsPerInvoke = Tokens + 1, Description = "engine step, runner excluded")]
     public void EngineStep()
     {
-        var runner = new InstantRunner(Logits);
+        var runner = new InstantRunner(Logits, TokensFromRunner);
         var core = new EngineCore(runner, new EngineOptions { MaxBatchSize = Batch, MaxNumBatchedTokens = 8 * Batch + 512 });
         for (int r = 0; r < Batch; r++)
             core.Add(r, new GenerationRequest([1, 2, 3], Tokens) { IgnoreEos = true });
         while (core.HasWork) core.Step();
     }
 
-    /// <summary>Returns the same logits row for every sequence that wants one, at once.</summary>
-    private sealed class InstantRunner(float[] logits) : IModelRunner
+    /// <summary>Returns the same logits row for every sequence that wants one, at once (or its argmax, for a greedy
+    /// chunk, when it picks tokens).</summary>
+    private sealed class InstantRunner(float[] logits, bool picksTokens) : IModelRunner
     {
+        private readonly int _argMax = Sampler.ArgMax(logits);
+
         public int BlockSize => 16;
 
         public int NumBlocks => 64 * 1024;
@@ -106,6 +114,19 @@ public class HostStepEngineBenchmarks : HostStepBenchmarks
             for (int i = 0; i < rows.Length; i++)
                 if (batch.Chunks[i].WantLogits) rows[i] = logits;
             return rows;
+        }
+
+        public StepResult Run(StepBatch batch)
+        {
+            var rows = Execute(batch);
+            if (!picksTokens) return new StepResult(rows);
+            var tokens = new int[rows.Length];
+            for (int i = 0; i < rows.Length; i++)
+            {
+                tokens[i] = batch.Chunks[i].GreedyToken ? _argMax : StepResult.NoToken;
+                if (batch.Chunks[i].GreedyToken) rows[i] = null;
+            }
+            return new StepResult(rows, tokens);
         }
 
         public void Dispose()

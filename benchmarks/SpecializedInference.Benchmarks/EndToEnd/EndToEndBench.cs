@@ -122,7 +122,8 @@ public sealed class EndToEndBench(BenchDevice device, int seed, WeightsSource we
             MaxSeqLen: tokens,
             Algorithm: algorithm,
             HeadMapping: mapping,
-            MatvecDepth: model.MatvecDepth);
+            MatvecDepth: model.MatvecDepth,
+            GreedySampling: model.Greedy);
         var runner = weights == WeightsSource.Device
             ? new LlamaModelRunner(device.Accelerator, new RandomDeviceWeights(config, (uint)seed), options)
             : LoadCheckpoint(model, config, options);
@@ -227,11 +228,15 @@ internal sealed class BoundRunner(LlamaModelRunner inner) : IModelRunner
 
     public int MaxSeqLen => inner.MaxSeqLen;
 
-    public float[]?[] Execute(StepBatch batch)
+    public float[]?[] Execute(StepBatch batch) => Timed(batch, inner.Execute);
+
+    public StepResult Run(StepBatch batch) => Timed(batch, inner.Run);
+
+    private T Timed<T>(StepBatch batch, Func<StepBatch, T> step)
     {
         long called = Stopwatch.GetTimestamp();
         inner.Accelerator.Bind();
-        var logits = inner.Execute(batch);
+        var result = step(batch);
         bool decode = batch.Chunks.Count > 0 && batch.Chunks.All(c => c.TokenIds.Length == 1);
         if (decode)
         {
@@ -245,7 +250,7 @@ internal sealed class BoundRunner(LlamaModelRunner inner) : IModelRunner
             _finish += t.Finish;
         }
         _returned = decode ? Stopwatch.GetTimestamp() : 0;
-        return logits;
+        return result;
     }
 
     /// <summary>The mean decode step so far (null before the first).</summary>

@@ -1,6 +1,7 @@
 using SpecializedInference.Generated;
 using SpecializedInference.Kernels;
 using SpecializedInference.Kernels.Dense;
+using SpecializedInference.Runtime;
 
 namespace SpecializedInference.Benchmarks.EndToEnd;
 
@@ -19,12 +20,17 @@ public enum WeightsSource
 /// <param name="Set">The kernel set whose shape (and engine defaults) the model has.</param>
 /// <param name="Layers">Fewer layers than the shape has (the CPU accelerator); null = all.</param>
 /// <param name="MatvecDepth">The decode matvecs' load depth, when not the engine's default (the report's --matvec-depths).</param>
-public sealed record EndToEndModel(KernelSetInfo Set, int? Layers = null, MatvecDepth? MatvecDepth = null)
+/// <param name="Greedy">Where the runner picks the greedy tokens (the report's --greedy-on-host runs them on the host).</param>
+public sealed record EndToEndModel(KernelSetInfo Set, int? Layers = null, MatvecDepth? MatvecDepth = null, GreedySampling Greedy = GreedySampling.Auto)
 {
+    /// <summary>Whether this is the model as the engine runs it by default (no A/B setting).</summary>
+    public bool IsDefault => MatvecDepth is null && Greedy == GreedySampling.Auto;
+
     public int NumLayers => Layers ?? Set.Shape.NumHiddenLayers;
 
     public string Label => (Layers is null ? Set.Name : $"{Set.Name} ({Layers} of {Set.Shape.NumHiddenLayers} layers)")
-        + (MatvecDepth is { } depth ? $" [matvec depth {depth}]" : "");
+        + (MatvecDepth is { } depth ? $" [matvec depth {depth}]" : "")
+        + (Greedy == GreedySampling.Auto ? "" : $" [greedy on {Greedy.ToString().ToLowerInvariant()}]");
 }
 
 /// <summary>The ablation run: the same workload with one engine toggle off at a time.</summary>

@@ -12,14 +12,16 @@ namespace SpecializedInference.Benchmarks.Report;
 /// checkpoint on the CPU accelerator).</param>
 /// <param name="MatvecDepths">More decode-matvec load depths to compare: the e2e section also runs every model at batch 1
 /// with each (rows labelled with the depth).</param>
+/// <param name="GreedyOnHost">The e2e section also runs every model at every batch with the greedy tokens picked on the
+/// host from copied-back logits rows, as before the device argmax (rows labelled [greedy on host]).</param>
 public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick, IReadOnlySet<string> Sections, string CommandLine,
     double TimeBudgetSeconds = 0, SpecializedInference.Benchmarks.EndToEnd.WeightsSource? Weights = null,
-    IReadOnlyList<MatvecDepth>? MatvecDepths = null)
+    IReadOnlyList<MatvecDepth>? MatvecDepths = null, bool GreedyOnHost = false)
 {
     public static readonly string[] AllSections = ["copy", "kernels", "variants", "e2e", "ablation"];
 
     public const string Usage =
-        "report [--out <file.md>] [--device cuda|cpu|auto] [--quick] [--sections copy,kernels,variants,e2e,ablation] [--time-budget <seconds>] [--weights device|checkpoint] [--matvec-depths 8,4;4,4]\n" +
+        "report [--out <file.md>] [--device cuda|cpu|auto] [--quick] [--sections copy,kernels,variants,e2e,ablation] [--time-budget <seconds>] [--weights device|checkpoint] [--matvec-depths 8,4;4,4] [--greedy-on-host]\n" +
         "  Runs the benchmark suite with explicit timing (warm-up, repetitions, accelerator.Synchronize, median) and writes\n" +
         "  a markdown report (default benchmarks/results/<date>-<device>.md). --device cuda fails when no CUDA device is usable.";
 
@@ -32,6 +34,7 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
         SpecializedInference.Benchmarks.EndToEnd.WeightsSource? weights = null;
         var sections = new HashSet<string>(AllSections);
         var depths = new List<MatvecDepth>();
+        bool greedyOnHost = false;
         for (int i = 0; i < args.Length; i++)
         {
             string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.\n{Usage}");
@@ -63,11 +66,12 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
                     // row of NormLinearWarp).
                     depths.AddRange(Value().Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(MatvecDepth.Parse));
                     break;
+                case "--greedy-on-host": greedyOnHost = true; break;
                 case "--help" or "-h": throw new ArgumentException(Usage);
                 default: throw new ArgumentException($"report: unknown argument '{args[i]}'.\n{Usage}");
             }
         }
         string commandLine = "report " + string.Join(' ', args.Select(a => a.Contains(' ') ? $"'{a}'" : a));
-        return new ReportOptions(outPath ?? "", device, quick, sections, commandLine, budget, weights, depths);
+        return new ReportOptions(outPath ?? "", device, quick, sections, commandLine, budget, weights, depths, greedyOnHost);
     }
 }

@@ -150,9 +150,11 @@ public static class ReportRunner
             using var e2e = new EndToEndBench(device, data.Seed, options.Weights ?? p.Weights);
             if (options.Sections.Contains("e2e"))
             {
-                // The plan's models at every batch, then each one at batch 1 with every extra matvec depth (--matvec-depths).
+                // The plan's models at every batch, then each one at batch 1 with every extra matvec depth (--matvec-depths),
+                // then at every batch with the greedy tokens picked on the host (--greedy-on-host).
                 var depthRuns = (options.MatvecDepths ?? []).SelectMany(depth => p.Models.Select(m => (Model: m with { MatvecDepth = depth }, Batches: (IReadOnlyList<int>)[1])));
-                foreach (var (model, batches) in p.Models.Select(m => (Model: m, Batches: p.Batches)).Concat(depthRuns))
+                var hostGreedyRuns = options.GreedyOnHost ? p.Models.Select(m => (Model: m with { Greedy = SpecializedInference.Runtime.GreedySampling.Host }, Batches: p.Batches)) : [];
+                foreach (var (model, batches) in p.Models.Select(m => (Model: m, Batches: p.Batches)).Concat(depthRuns).Concat(hostGreedyRuns))
                 {
                     e2e.Capacity = (batches.Max(), p.PromptTokens + p.DecodeTokens);
                     foreach (int batch in batches)

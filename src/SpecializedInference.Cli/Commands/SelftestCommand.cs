@@ -10,7 +10,8 @@ namespace SpecializedInference.Cli.Commands;
 
 /// <summary>
 /// <c>si selftest</c>: every generated kernel set, and the generic kernels, run KV write, prefill and decode at
-/// small random shapes on the device and are checked against the float64 reference. One line per kernel;
+/// small random shapes on the device and are checked against the float64 reference; the greedy argmax against the
+/// host's. One line per kernel;
 /// the exit code is non-zero when any check fails.
 /// </summary>
 internal sealed class SelftestCommand : Command<SelftestCommand.Settings>
@@ -27,7 +28,7 @@ internal sealed class SelftestCommand : Command<SelftestCommand.Settings>
         public int? Seed { get; init; }
 
         [CommandOption("--set <NAME>")]
-        [Description("Only the kernel set with this name (\"generic\" for the generic kernels).")]
+        [Description("Only the kernel set with this name (\"generic\" for the generic kernels, \"sampling\" for the greedy argmax).")]
         public string? Set { get; init; }
 
         public override Spectre.Console.ValidationResult Validate()
@@ -66,6 +67,13 @@ internal sealed class SelftestCommand : Command<SelftestCommand.Settings>
                 // The generic kernels at a specialized shape, and at one no config specializes (head_dim 48, 6/2 heads, blocks of 8).
                 foreach (var (shape, dtype) in new[] { (new AttentionShape(8, 2, 16, 16), KvDtype.F16), (new AttentionShape(6, 2, 48, 8), KvDtype.F32) })
                     results.AddRange(RunOne("generic", () => new GenericAttentionKernels(handle.Accelerator, shape, new AttentionOptions(dtype)), shape, handle, seed));
+            }
+            if (settings.Set is null or "sampling")
+            {
+                // The greedy argmax the model runner takes on the device.
+                var argMax = GreedyArgMaxSelfTest.Run(handle.Accelerator, seed);
+                Console.WriteLine(argMax);
+                results.Add(argMax);
             }
             int failed = results.Count(r => !r.Passed);
             Console.WriteLine(failed == 0 ? $"all {results.Count} checks passed" : $"{failed} of {results.Count} checks FAILED (seed {seed})");

@@ -115,7 +115,8 @@ public sealed class EngineCore
             {
                 throw new RequestRejectedException($"{name} has unsupported sampling parameters: {e.Message}", nameof(request.Sampling));
             }
-            var sequence = new Sequence(id, request.PromptTokenIds, request.MaxNewTokens, request.Name);
+            // The greedy sampler's argmax is what a runner picks on the device: same ties, same NaN rule.
+            var sequence = new Sequence(id, request.PromptTokenIds, request.MaxNewTokens, request.Name) { TakesArgMax = sampler is GreedyTokenSampler };
             return new PreparedRequest(id, request, sequence, sampler, arrivalTimestamp ?? Stopwatch.GetTimestamp());
         }
         catch (RequestRejectedException)
@@ -173,12 +174,12 @@ public sealed class EngineCore
             return Array.Empty<RequestEvent>();
 
         long started = Stopwatch.GetTimestamp();
-        float[]?[]? logits = null;
+        StepResult? result = null;
         Exception? failure = null;
         try
         {
-            logits = _runner.Execute(step.Batch);
-            CheckLogits(step, logits);
+            result = _runner.Run(step.Batch);
+            CheckResult(step, result);
         }
         catch (Exception e)
         {
@@ -214,7 +215,7 @@ public sealed class EngineCore
                 int token;
                 try
                 {
-                    token = request.Sampler.Sample(logits![i]);
+                    token = result!.TokenAt(i) ?? request.Sampler.Sample(result.Logits[i]);
                     if ((uint)token >= (uint)_runner.VocabSize)
                         throw new InvalidOperationException($"sampled token id {token} is outside the vocabulary [0, {_runner.VocabSize}).");
                 }
@@ -310,16 +311,27 @@ public sealed class EngineCore
         return new Completion(request.Id, output, reason, usage, error);
     }
 
-    private void CheckLogits(SchedulerStep step, float[]?[] logits)
+    private void CheckResult(SchedulerStep step, StepResult? result)
     {
+        var logits = result?.Logits;
         if (logits is null || logits.Length != step.Chunks.Count)
             throw new InvalidOperationException(
                 $"The model runner returned {logits?.Length.ToString() ?? "null"} logits arrays for {step.Chunks.Count} chunks.");
+        if (result!.Tokens is { } tokens && tokens.Length != step.Chunks.Count)
+            throw new InvalidOperationException($"The model runner returned {tokens.Length} tokens for {step.Chunks.Count} chunks.");
         for (int i = 0; i < logits.Length; i++)
         {
-            if (step.Chunks[i].WantLogits && (logits[i] is null || logits[i]!.Length != _runner.VocabSize))
+            if (result.TokenAt(i) is { } token)
+            {
+                // Only a greedy chunk may come back as a token (the range is checked with every sampled token).
+                if (!step.Batch.Chunks[i].GreedyToken)
+                    throw new InvalidOperationException($"The model runner picked token {token} for chunk {i} ({step.Chunks[i].Sequence.DisplayName}), which asked for its logits.");
+            }
+            else if (step.Chunks[i].WantLogits && (logits[i] is null || logits[i]!.Length != _runner.VocabSize))
+            {
                 throw new InvalidOperationException(
                     $"The model runner returned {(logits[i] is null ? "no logits" : $"{logits[i]!.Length} logits")} for chunk {i} ({step.Chunks[i].Sequence.DisplayName}); expected {_runner.VocabSize}.");
+            }
         }
     }
 }

@@ -80,20 +80,22 @@ public sealed class Generator
                 $"the cache has {_runner.NumBlocks} blocks of {_runner.BlockSize} = {capacity}");
 
         var sampler = new Sampler(options.EffectiveSampling);
+        // A greedy token the runner may pick on the device, unless the logits are recorded.
+        bool greedyToken = options.EffectiveSampling.IsGreedy && !options.RecordLogits;
         var blockTable = Enumerable.Range(0, (longest + _runner.BlockSize - 1) / _runner.BlockSize).ToArray();
         int[] BlocksFor(int contextLength) => blockTable[..((contextLength + _runner.BlockSize - 1) / _runner.BlockSize)];
         const long sequenceId = 0;
 
         // Prefill: the prompt in chunks; only the last chunk wants logits.
         var clock = Stopwatch.StartNew();
-        float[]? logits = null;
+        StepResult? step = null;
         for (int start = 0; start < prompt.Count; start += options.PrefillChunkTokens)
         {
             int n = Math.Min(options.PrefillChunkTokens, prompt.Count - start);
             var ids = prompt.Skip(start).Take(n).ToArray();
             bool last = start + n == prompt.Count;
-            var chunk = new SequenceChunk(sequenceId, ids, start, BlocksFor(start + n), WantLogits: last);
-            logits = _runner.Execute(StepBatch.Of(chunk))[0];
+            var chunk = new SequenceChunk(sequenceId, ids, start, BlocksFor(start + n), WantLogits: last) { GreedyToken = last && greedyToken };
+            step = _runner.Run(StepBatch.Of(chunk));
         }
 
         double prefillMs = clock.Elapsed.TotalMilliseconds;
@@ -104,9 +106,9 @@ public sealed class Generator
         clock.Restart();
         while (true)
         {
-            int next = sampler.Sample(logits!);
+            int next = step!.TokenAt(0) ?? sampler.Sample(step.Logits[0]);
             tokens.Add(next);
-            stepLogits?.Add(logits!);
+            stepLogits?.Add(step.Logits[0]!);
             onToken?.Invoke(next);
             if (!options.IgnoreEos && _eos.Contains(next))
             {
@@ -122,8 +124,8 @@ public sealed class Generator
                 break;
             }
 
-            var chunk = new SequenceChunk(sequenceId, new[] { next }, position, BlocksFor(position + 1), WantLogits: true);
-            logits = _runner.Execute(StepBatch.Of(chunk))[0];
+            var chunk = new SequenceChunk(sequenceId, new[] { next }, position, BlocksFor(position + 1), WantLogits: true) { GreedyToken = greedyToken };
+            step = _runner.Run(StepBatch.Of(chunk));
             decodeSteps++;
         }
 

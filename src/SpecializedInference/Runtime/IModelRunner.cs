@@ -14,6 +14,23 @@ namespace SpecializedInference.Runtime;
 public sealed record SequenceChunk(long SequenceId, int[] TokenIds, int StartPosition, int[] BlockTable, bool WantLogits)
 {
     public int ContextLength => StartPosition + TokenIds.Length;
+
+    /// <summary>With <see cref="WantLogits"/>: the caller only takes the argmax of the logits (a greedy request), so
+    /// <see cref="IModelRunner.Run"/> may pick the token on the device and return it instead of the row.</summary>
+    public bool GreedyToken { get; init; }
+}
+
+/// <summary>What <see cref="IModelRunner.Run"/> returns, per chunk in batch order.</summary>
+/// <param name="Logits">The logits row [vocab_size] of the chunk's last token where the runner returned it; null where
+/// the chunk wants no logits, or where <paramref name="Tokens"/> holds its token.</param>
+/// <param name="Tokens">Null, or per chunk the greedy token the runner picked (a <see cref="SequenceChunk.GreedyToken"/>
+/// chunk), else <see cref="NoToken"/>.</param>
+public sealed record StepResult(float[]?[] Logits, int[]? Tokens = null)
+{
+    public const int NoToken = -1;
+
+    /// <summary>The token the runner picked for chunk <paramref name="chunk"/>, if it picked one.</summary>
+    public int? TokenAt(int chunk) => Tokens is { } tokens && tokens[chunk] != NoToken ? tokens[chunk] : null;
 }
 
 /// <summary>A block copy the runner performs before the step (copy-on-write of a shared partial block).</summary>
@@ -42,4 +59,9 @@ public interface IModelRunner : IDisposable
     /// <summary>Runs one forward step and returns, per chunk in order, the logits [vocab_size] of its last
     /// token, or null where <see cref="SequenceChunk.WantLogits"/> is false.</summary>
     float[]?[] Execute(StepBatch batch);
+
+    /// <summary>Runs one step for the engine: as <see cref="Execute"/>, except that a chunk marked
+    /// <see cref="SequenceChunk.GreedyToken"/> may come back as its token rather than its logits. The default leaves
+    /// every argmax to the caller.</summary>
+    StepResult Run(StepBatch batch) => new(Execute(batch));
 }

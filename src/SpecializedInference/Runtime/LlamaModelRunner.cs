@@ -3,6 +3,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using SpecializedInference.Kernels;
 using SpecializedInference.Kernels.Dense;
+using SpecializedInference.Kernels.Sampling;
 using SpecializedInference.Model;
 
 namespace SpecializedInference.Runtime;
@@ -11,7 +12,8 @@ namespace SpecializedInference.Runtime;
 /// Runs a Llama decoder on an ILGPU accelerator. Owns the weights (uploaded once, in the options' dtype), the paged
 /// KV cache (one <see cref="PagedKvCacheBuffer"/> per layer), the rotary tables and the scratch buffers (allocated
 /// once, grown only when a step has more tokens than ever before). Per step the host uploads the token ids,
-/// positions and attention metadata, enqueues every kernel, and copies back only the requested logits rows.
+/// positions and attention metadata, enqueues every kernel, and copies back only the requested logits rows, or for a
+/// greedy request's row (<see cref="Run"/>) the argmax keys of its slices.
 /// </summary>
 public sealed class LlamaModelRunner : IModelRunner
 {
@@ -25,6 +27,8 @@ public sealed class LlamaModelRunner : IModelRunner
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _ropeCos;   // [max_seq_len, head_dim / 2]
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _ropeSin;   // [max_seq_len, head_dim / 2]
     private readonly PagedKvCacheBuffer[] _kvCache;    // per layer: [num_blocks, kv_heads, block_size, head_dim] K and V
+    private readonly bool _greedyOnDevice;
+    private readonly int _argMaxSlice;                 // logits per argmax slice
     private Scratch _scratch;
     private bool _disposed;
 
@@ -51,7 +55,7 @@ public sealed class LlamaModelRunner : IModelRunner
     /// <summary>Activations of one step, sized for <see cref="Tokens"/> tokens and <see cref="LogitRows"/> logits rows.</summary>
     private sealed class Scratch : IDisposable
     {
-        public Scratch(Accelerator a, LlamaConfig c, int tokens, int logitRows)
+        public Scratch(Accelerator a, LlamaConfig c, int tokens, int logitRows, int argMaxSlices)
         {
             Tokens = tokens;
             LogitRows = logitRows;
@@ -67,6 +71,8 @@ public sealed class LlamaModelRunner : IModelRunner
             Ints = a.Allocate1D<int>(2L * tokens + logitRows);
             Identity = a.Allocate1D(Enumerable.Range(0, tokens).ToArray());
             LogitsHost = new float[(long)logitRows * c.VocabSize];
+            Keys = a.Allocate1D<ulong>((long)logitRows * argMaxSlices);
+            KeysHost = new ulong[(long)logitRows * argMaxSlices];
         }
 
         public int Tokens { get; }
@@ -83,10 +89,12 @@ public sealed class LlamaModelRunner : IModelRunner
         public MemoryBuffer1D<int, Stride1D.Dense> Ints { get; }      // [tokens] ids | [tokens] positions | [logit_rows] rows
         public MemoryBuffer1D<int, Stride1D.Dense> Identity { get; }  // [tokens] 0, 1, 2, ...: every row normed in place
         public float[] LogitsHost { get; }                            // [logit_rows, vocab]
+        public MemoryBuffer1D<ulong, Stride1D.Dense> Keys { get; }    // [logit_rows, slices] argmax keys of greedy rows
+        public ulong[] KeysHost { get; }                              // [logit_rows, slices]
 
         public void Dispose()
         {
-            foreach (var b in new MemoryBuffer[] { X, H, Qkv, Q, Attn, GateUp, Act, Final, Logits, Ints, Identity }) b.Dispose();
+            foreach (var b in new MemoryBuffer[] { X, H, Qkv, Q, Attn, GateUp, Act, Final, Logits, Ints, Identity, Keys }) b.Dispose();
         }
     }
 
@@ -122,6 +130,9 @@ public sealed class LlamaModelRunner : IModelRunner
         _attention = selection.Kernels;
         KernelNotice = selection.Notice;
         _dense = new DenseKernels(accelerator, options.DenseSchedule, options.MatvecDepth);
+        _greedyOnDevice = options.GreedySampling == GreedySampling.Device
+            || (options.GreedySampling == GreedySampling.Auto && accelerator is not ILGPU.Runtime.CPU.CPUAccelerator);
+        _argMaxSlice = _dense.ArgMaxSliceLength(c.VocabSize);
 
         var owned = new List<IDisposable> { _attention };
         try
@@ -173,7 +184,7 @@ public sealed class LlamaModelRunner : IModelRunner
                 owned.Add(_kvCache[i]);
             }
 
-            _scratch = new Scratch(accelerator, c, Math.Max(1, options.MaxBatchTokens), 1);
+            _scratch = new Scratch(accelerator, c, Math.Max(1, options.MaxBatchTokens), 1, ArgMaxSlices);
             accelerator.Synchronize();
         }
         catch
@@ -293,39 +304,79 @@ public sealed class LlamaModelRunner : IModelRunner
     /// <summary>The KV cache layers (for tests and the block-copy path).</summary>
     internal IReadOnlyList<PagedKvCacheBuffer> KvCache => _kvCache;
 
-    public float[]?[] Execute(StepBatch batch)
-    {
-        var rows = Forward(batch, everyToken: false);
-        var results = new float[]?[batch.Chunks.Count];
-        int r = 0;
-        for (int i = 0; i < results.Length; i++)
-            if (batch.Chunks[i].WantLogits)
-                results[i] = rows[r++];
-        return results;
-    }
+    /// <summary>Whether <see cref="Run"/> picks greedy tokens on the device (<see cref="ModelOptions.GreedySampling"/>).</summary>
+    public bool PicksGreedyTokensOnDevice => _greedyOnDevice;
+
+    private int ArgMaxSlices => GreedyArgMax.Slices(Config.VocabSize, _argMaxSlice);
+
+    public float[]?[] Execute(StepBatch batch) => Run(batch, pickOnDevice: false).Logits;
+
+    public StepResult Run(StepBatch batch) => Run(batch, _greedyOnDevice);
 
     /// <summary>
     /// Runs a step like <see cref="Execute"/> but returns the logits of every token of the batch, in batch order
     /// (<see cref="SequenceChunk.WantLogits"/> is ignored): the per-position prompt logits the reference tests compare.
     /// </summary>
-    public float[][] ExecuteAllLogits(StepBatch batch) => Forward(batch, everyToken: true);
-
-    /// <summary>One forward step; returns the logits rows asked for, in batch order.</summary>
-    private float[][] Forward(StepBatch batch, bool everyToken)
+    public float[][] ExecuteAllLogits(StepBatch batch)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentNullException.ThrowIfNull(batch);
+        int tokens = batch.Chunks.Sum(ch => ch.TokenIds.Length);
+        var (logits, _) = Forward(batch, new LogitRows(Enumerable.Range(0, tokens).ToArray(), Array.Empty<int>()));
+        return logits!;
+    }
+
+    private StepResult Run(StepBatch batch, bool pickOnDevice)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        // A logits row per chunk that wants one (its last token), in batch order; those the device picks go last.
+        var chunks = batch.Chunks;
+        var rows = new List<(int Token, int Chunk, bool Picked)>(chunks.Count);
+        int end = 0;
+        for (int i = 0; i < chunks.Count; i++)
+        {
+            end += chunks[i].TokenIds.Length;
+            if (chunks[i].WantLogits) rows.Add((end - 1, i, pickOnDevice && chunks[i].GreedyToken));
+        }
+
+        rows = rows.OrderBy(r => r.Picked).ToList(); // stable: batch order within each part
+        int firstPicked = rows.FindIndex(r => r.Picked) is var f and >= 0 ? f : rows.Count;
+        var wanted = new LogitRows(rows.Take(firstPicked).Select(r => r.Token).ToArray(), rows.Skip(firstPicked).Select(r => r.Token).ToArray());
+        var (rowLogits, rowTokens) = Forward(batch, wanted);
+
+        var logits = new float[]?[chunks.Count];
+        var tokens = firstPicked < rows.Count ? new int[chunks.Count] : null;
+        if (tokens is not null) Array.Fill(tokens, StepResult.NoToken);
+        for (int r = 0; r < rowLogits.Length; r++)
+        {
+            logits[rows[r].Chunk] = rowLogits[r];
+            if (tokens is not null) tokens[rows[r].Chunk] = rowTokens[r];
+        }
+
+        return new StepResult(logits, tokens);
+    }
+
+    /// <summary>The logits rows a step computes, as token indices of the step: those copied back, then those whose argmax
+    /// is picked on the device.</summary>
+    private readonly record struct LogitRows(int[] Copied, int[] Picked)
+    {
+        public int Count => Copied.Length + Picked.Length;
+    }
+
+    /// <summary>One forward step. Per logits row (copied, then picked): the row, or the token picked on the device (a
+    /// picked row whose logits are all NaN has no token and comes back as its row, for the caller's error).</summary>
+    private (float[]?[] Logits, int[] Tokens) Forward(StepBatch batch, LogitRows wanted)
+    {
         long started = Stopwatch.GetTimestamp();
+        int tokens = Validate(batch);
         var c = Config;
         var chunks = batch.Chunks;
-        int tokens = Validate(batch);
 
         // Copy-on-write blocks before anything writes the cache.
         foreach (var copy in batch.BlockCopies) CopyBlock(copy);
-        if (tokens == 0) return Array.Empty<float[]>();
+        if (tokens == 0) return (Array.Empty<float[]?>(), Array.Empty<int>());
 
         // Host-side step description: ids | positions | logits rows, and the attention batch.
-        int logitRows = everyToken ? tokens : chunks.Count(ch => ch.WantLogits);
+        int logitRows = wanted.Count;
         EnsureScratch(tokens, logitRows);
         var s = _scratch;
         var ints = new int[2 * tokens + logitRows];
@@ -333,7 +384,7 @@ public sealed class LlamaModelRunner : IModelRunner
         var contextLens = new int[chunks.Count];
         var blockTables = new int[chunks.Count][];
         var slots = new int[tokens];
-        int t = 0, r = 0;
+        int t = 0;
         for (int i = 0; i < chunks.Count; i++)
         {
             var ch = chunks[i];
@@ -343,14 +394,15 @@ public sealed class LlamaModelRunner : IModelRunner
                 ints[t] = ch.TokenIds[j];
                 ints[tokens + t] = pos;
                 slots[t] = ch.BlockTable[pos / BlockSize] * BlockSize + pos % BlockSize;
-                if (everyToken) ints[2 * tokens + r++] = t;
             }
 
-            if (ch.WantLogits && !everyToken) ints[2 * tokens + r++] = t - 1;
             queryLens[i] = ch.TokenIds.Length;
             contextLens[i] = ch.ContextLength;
             blockTables[i] = ch.BlockTable;
         }
+
+        wanted.Copied.CopyTo(ints, 2 * tokens);
+        wanted.Picked.CopyTo(ints, 2 * tokens + wanted.Copied.Length);
 
         s.Ints.View.SubView(0, ints.Length).CopyFromCPU(ints);
         var ids = s.Ints.View.SubView(0, tokens);               // [tokens]
@@ -391,7 +443,9 @@ public sealed class LlamaModelRunner : IModelRunner
             _dense.Linear(act, tokens, layer.Down, x, accumulate: true);
         }
 
-        var results = new float[logitRows][];
+        var results = new float[]?[logitRows];
+        var picks = new int[logitRows];
+        Array.Fill(picks, GreedyArgMax.NoToken);
         long enqueued = Stopwatch.GetTimestamp(), copied = enqueued;
         if (logitRows > 0)
         {
@@ -399,14 +453,36 @@ public sealed class LlamaModelRunner : IModelRunner
             var final = s.Final.View.SubView(0, (long)logitRows * c.HiddenSize);
             ArrayView<float> logits = s.Logits.View.SubView(0, (long)logitRows * c.VocabSize);
             _dense.NormLinear(x, rows, logitRows, _finalNorm.View, eps, _lmHead, logits, final);
-            var host = s.LogitsHost.AsSpan(0, logitRows * c.VocabSize);
-            logits.CopyToCPU(host);
+
+            int copiedRows = wanted.Copied.Length, pickedRows = wanted.Picked.Length, slices = ArgMaxSlices;
+            // The picked rows follow the copied ones (an empty sub-view past the end is out of bounds to ILGPU).
+            var pickedLogits = pickedRows > 0 ? logits.SubView((long)copiedRows * c.VocabSize, (long)pickedRows * c.VocabSize) : default; // [picked, vocab]
+            ArrayView<ulong> keys = s.Keys.View.SubView(0, Math.Max(1, pickedRows * slices));                                                  // [picked, slices]
+            _dense.ArgMaxSlices(pickedLogits, pickedRows, c.VocabSize, _argMaxSlice, keys);
+
+            var host = s.LogitsHost.AsSpan(0, copiedRows * c.VocabSize);
+            var hostKeys = s.KeysHost.AsSpan(0, pickedRows * slices);
+            if (copiedRows > 0) logits.SubView(0, host.Length).CopyToCPU(host);
+            if (pickedRows > 0) keys.SubView(0, hostKeys.Length).CopyToCPU(hostKeys);
             copied = Stopwatch.GetTimestamp();
-            for (int i = 0; i < logitRows; i++)
+            for (int i = 0; i < copiedRows; i++)
             {
                 // Every element is overwritten at once: no need to zero a vocabulary-sized array each step.
                 results[i] = GC.AllocateUninitializedArray<float>(c.VocabSize);
                 host.Slice(i * c.VocabSize, c.VocabSize).CopyTo(results[i]);
+            }
+
+            for (int j = 0; j < pickedRows; j++)
+            {
+                ulong best = 0;
+                foreach (var key in hostKeys.Slice(j * slices, slices)) best = Math.Max(best, key);
+                picks[copiedRows + j] = GreedyArgMax.TokenOf(best);
+                if (picks[copiedRows + j] == GreedyArgMax.NoToken)
+                {
+                    var row = new float[c.VocabSize];
+                    pickedLogits.SubView((long)j * c.VocabSize, c.VocabSize).CopyToCPU(row);
+                    results[copiedRows + j] = row;
+                }
             }
         }
 
@@ -414,11 +490,13 @@ public sealed class LlamaModelRunner : IModelRunner
         // The plan's device buffers are released on return: wait for the kernels that read them.
         _accelerator.Synchronize();
         LastStepTimes = new StepTimes(prepared - started, enqueued - prepared, copied - enqueued, Stopwatch.GetTimestamp() - copied);
-        return results;
+        return (results, picks);
     }
 
     private int Validate(StepBatch batch)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(batch);
         int tokens = 0;
         var seen = new HashSet<long>();
         foreach (var ch in batch.Chunks)
@@ -466,7 +544,7 @@ public sealed class LlamaModelRunner : IModelRunner
         int newRows = Math.Max(_scratch.LogitRows, (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Math.Max(1, logitRows)));
         _accelerator.Synchronize();
         _scratch.Dispose();
-        _scratch = new Scratch(_accelerator, Config, newTokens, newRows);
+        _scratch = new Scratch(_accelerator, Config, newTokens, newRows, ArgMaxSlices);
     }
 
     public void Dispose()

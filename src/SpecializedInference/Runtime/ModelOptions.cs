@@ -19,6 +19,9 @@ namespace SpecializedInference.Runtime;
 /// <param name="HeadMapping">Grouped or expanded K/V heads (the use_gqa toggle).</param>
 /// <param name="DenseSchedule">Schedule of the projection and norm kernels (Auto: serial on the CPU accelerator).</param>
 /// <param name="MatvecDepth">Weight chunks per lane per step of the warp schedule's decode matvecs (null: <see cref="Kernels.Dense.MatvecDepth.Default"/>).</param>
+/// <param name="GreedySampling">Where a greedy request's next token is picked (<see cref="IModelRunner.Run"/>): on the
+/// device, which copies one key per slice of the logits row back instead of the row, or on the host from the row.
+/// Auto: on the device, except on ILGPU's CPU accelerator, where the row is already in host memory.</param>
 /// <param name="RopeFrequencies">Precision of the rotary frequencies: float32 (Hugging Face at load), or bfloat16 to
 /// reproduce a Hugging Face model cast in memory with <c>model.to(torch.bfloat16)</c>.</param>
 public sealed record ModelOptions(
@@ -34,7 +37,8 @@ public sealed record ModelOptions(
     HeadMapping HeadMapping = HeadMapping.Grouped,
     DenseSchedule DenseSchedule = DenseSchedule.Auto,
     RopeFrequencyPrecision RopeFrequencies = RopeFrequencyPrecision.Float32,
-    MatvecDepth? MatvecDepth = null)
+    MatvecDepth? MatvecDepth = null,
+    GreedySampling GreedySampling = GreedySampling.Auto)
 {
     public static ModelOptions Default { get; } = new();
 
@@ -43,4 +47,12 @@ public sealed record ModelOptions(
 
     /// <summary>Longest context when <see cref="MaxSeqLen"/> is not set and the config allows more.</summary>
     public const int DefaultMaxSeqLenCap = 8192;
+}
+
+/// <summary>Where the model runner picks a greedy request's token; see <see cref="ModelOptions.GreedySampling"/>.</summary>
+public enum GreedySampling
+{
+    Auto,
+    Device,
+    Host,
 }

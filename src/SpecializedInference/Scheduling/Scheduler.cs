@@ -158,7 +158,10 @@ public sealed class Scheduler
                 tokenIds[i] = sequence.Tokens[start + i];
             bool wantLogits = end == sequence.Tokens.Count;
             chunks.Add(new ScheduledChunk(sequence, start, end, plan.NewTokens, !plan.IsDecode, wantLogits));
-            batchChunks.Add(new SequenceChunk(sequence.Id, tokenIds, start, sequence.Blocks.BlockTable.ToArray(), wantLogits));
+            batchChunks.Add(new SequenceChunk(sequence.Id, tokenIds, start, sequence.Blocks.BlockTable.ToArray(), wantLogits)
+            {
+                GreedyToken = wantLogits && sequence.TakesArgMax,
+            });
         }
         var step = new SchedulerStep(new StepBatch(batchChunks, copies), chunks, preempted, releaseAfterStep);
         _inFlight = step;

@@ -49,6 +49,10 @@ public sealed class Sequence
 
     public int MaxNewTokens { get; }
 
+    /// <summary>Whether its next token is the argmax of the logits (greedy decoding): the model runner may then pick it
+    /// on the device rather than return the logits row (<see cref="Runtime.SequenceChunk.GreedyToken"/>).</summary>
+    public bool TakesArgMax { get; init; }
+
     /// <summary>Tokens whose KV is in the cache (the next chunk starts here). Reset to 0 by preemption.</summary>
     public int NumComputedTokens { get; internal set; }
 

@@ -71,17 +71,22 @@ public sealed class BenchmarkSuiteSmokeTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void MatvecDepthsAddABatchOneRowPerModel()
+    public void MatvecDepthsAddABatchOneRowPerModelAndGreedyOnHostARowPerBatch()
     {
         string outPath = Path.Combine(Path.GetTempPath(), $"si-bench-depths-{Guid.NewGuid():N}.md");
         var log = new StringWriter();
         try
         {
-            int rc = ReportRunner.Run(["--device", "cpu", "--quick", "--sections", "e2e", "--matvec-depths", "8,4", "--out", outPath], log);
+            int rc = ReportRunner.Run(["--device", "cpu", "--quick", "--sections", "e2e", "--matvec-depths", "8,4", "--greedy-on-host", "--out", outPath], log);
             string report = File.Exists(outPath) ? File.ReadAllText(outPath) : "";
             Assert.True(rc == 0, $"report exited with {rc}:\n{log}");
             Assert.Contains("[matvec depth 8,4] | ", report);
             Assert.Single(report.Split('\n'), line => line.Contains("[matvec depth 8,4] |"));
+            // As many [greedy on host] rows as the plan's model has default rows (one per batch).
+            var modelRows = report.Split('\n').Where(line => line.StartsWith("| gqa_tiny")).ToList();
+            int defaultRows = modelRows.Count(line => !line.Contains('['));
+            Assert.True(defaultRows > 0, report);
+            Assert.Equal(defaultRows, modelRows.Count(line => line.Contains(" [greedy on host] |")));
         }
         finally
         {

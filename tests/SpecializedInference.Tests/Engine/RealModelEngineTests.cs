@@ -20,7 +20,7 @@ public sealed class GqaTinyRunnerFixture : IDisposable
     public const int MaxSeqLen = 128;
 
     private readonly AcceleratorFixture _accelerator = new();
-    private readonly Dictionary<(AttentionAlgorithm, HeadMapping), LlamaModelRunner> _runners = new();
+    private readonly Dictionary<(AttentionAlgorithm, HeadMapping, GreedySampling), LlamaModelRunner> _runners = new();
 
     public GqaTinyRunnerFixture()
     {
@@ -36,12 +36,12 @@ public sealed class GqaTinyRunnerFixture : IDisposable
 
     public LlamaModelRunner Runner => RunnerFor(AttentionAlgorithm.Flash, HeadMapping.Grouped);
 
-    /// <summary>A runner with the use_flash_attention / use_gqa toggles set as given (built on first use).</summary>
-    public LlamaModelRunner RunnerFor(AttentionAlgorithm algorithm, HeadMapping heads)
+    /// <summary>A runner with the use_flash_attention / use_gqa toggles and the greedy placement set as given (built on first use).</summary>
+    public LlamaModelRunner RunnerFor(AttentionAlgorithm algorithm, HeadMapping heads, GreedySampling greedy = GreedySampling.Auto)
     {
         lock (_runners)
         {
-            if (!_runners.TryGetValue((algorithm, heads), out var runner))
+            if (!_runners.TryGetValue((algorithm, heads, greedy), out var runner))
             {
                 runner = new LlamaModelRunner(_accelerator.Accelerator, Checkpoint, ModelOptions.Float32 with
                 {
@@ -51,8 +51,9 @@ public sealed class GqaTinyRunnerFixture : IDisposable
                     MaxBatchTokens = 64,
                     Algorithm = algorithm,
                     HeadMapping = heads,
+                    GreedySampling = greedy,
                 });
-                _runners.Add((algorithm, heads), runner);
+                _runners.Add((algorithm, heads, greedy), runner);
             }
             return runner;
         }
@@ -143,6 +144,17 @@ public sealed class RealModelEngineTests(GqaTinyRunnerFixture fixture, ITestOutp
     public async Task Materialized_attention_and_expanded_heads_give_the_reference_tokens(AttentionAlgorithm algorithm, HeadMapping heads)
     {
         await AssertReferenceTokens(new EngineOptions { MaxBatchSize = 8, MaxNumBatchedTokens = 64 }, fixture.RunnerFor(algorithm, heads));
+    }
+
+    /// <summary>The runner picks every greedy token on the device (the CPU accelerator's argmax kernel), through
+    /// preemption and chunked prefill.</summary>
+    [Fact]
+    public async Task Greedy_tokens_picked_on_the_device_are_the_reference_tokens()
+    {
+        var runner = fixture.RunnerFor(AttentionAlgorithm.Flash, HeadMapping.Grouped, GreedySampling.Device);
+        Assert.True(runner.PicksGreedyTokensOnDevice);
+        var stats = await AssertReferenceTokens(new EngineOptions { MaxBatchSize = 8, MaxNumBatchedTokens = 8, KvBlocks = 3 }, runner);
+        Assert.True(stats.Preemptions > 0, $"expected preemptions with 3 KV blocks, got {stats.Preemptions}");
     }
 
     [Fact]

@@ -8,6 +8,7 @@ using ILGPU.Runtime.Cuda;
 using SpecializedInference.Accelerators;
 using SpecializedInference.Kernels;
 using SpecializedInference.Kernels.Dense;
+using SpecializedInference.Kernels.Sampling;
 using SpecializedInference.Kernels.Generic;
 using Xunit.Abstractions;
 using SpecializedInference.Tests.Ordering;
@@ -81,6 +82,8 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
         foreach (var depth in new[] { typeof(TwoChunks), typeof(FourChunks), typeof(EightChunks) })
             Report($"LinearWarp<F16Weights, AddToOutput, {depth.Name}>",
                 compiler.Compile(warp.MakeGenericMethod(typeof(F16Weights), typeof(AddToOutput), depth), explicitlyGrouped: true));
+        // The greedy argmax after the LM head (its 64-bit keys through 32-bit shuffles).
+        Report("GreedyArgMax.ArgMaxSlices", compiler.Compile(typeof(GreedyArgMax).GetMethod(nameof(GreedyArgMax.ArgMaxSlices))!, explicitlyGrouped: true));
     }
 
     [Fact]

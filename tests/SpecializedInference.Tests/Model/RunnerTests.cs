@@ -1,3 +1,6 @@
+using ILGPU;
+using ILGPU.Runtime;
+using SpecializedInference.Engine;
 using SpecializedInference.Kernels;
 using SpecializedInference.Kernels.Dense;
 using SpecializedInference.Model;
@@ -78,13 +81,17 @@ public sealed class RunnerTests(AcceleratorFixture fixture, ITestOutputHelper ou
         ReferenceData.AssertRowClose(fromOriginal.Select(v => (double)v).ToArray(), fromCopy, 1e-6, "decode from the copied block");
     }
 
-    [Fact]
-    public void GeneratorStopsAtEosAndReportsTimings()
+    /// <summary>With the greedy tokens picked on the host and on the device (the generator asks for them when it
+    /// records no logits).</summary>
+    [Theory]
+    [InlineData(GreedySampling.Host)]
+    [InlineData(GreedySampling.Device)]
+    public void GeneratorStopsAtEosAndReportsTimings(GreedySampling greedy)
     {
         var dir = TestPaths.HfCase("gqa-tiny");
         var p = ReferenceData.Load(dir)[0];
         using var checkpoint = LlamaCheckpoint.Open(dir);
-        using var runner = new LlamaModelRunner(fixture.Accelerator, checkpoint, ModelOptions.Float32 with { MaxSeqLen = 32 });
+        using var runner = new LlamaModelRunner(fixture.Accelerator, checkpoint, ModelOptions.Float32 with { MaxSeqLen = 32, GreedySampling = greedy });
         // Make the reference's 4th greedy token the end of sequence: generation stops there, EOS included.
         var generator = new Generator(runner, new[] { p.Greedy[3] });
         var result = generator.Generate(p.Prompt, new GenerationOptions(MaxNewTokens: 16, PrefillChunkTokens: 2, RecordLogits: true));
@@ -138,5 +145,83 @@ public sealed class RunnerTests(AcceleratorFixture fixture, ITestOutputHelper ou
         var launches = runner.LastStepLaunches;
         output.WriteLine($"{schedule}: batch-1 decode step of {layers} layers: {launches.Dense} dense launches, {launches.AttentionCalls} attention calls");
         Assert.Equal(new StepLaunches(4 * layers + 2, layers), launches);
+    }
+
+    /// <summary>
+    /// One step of four sequences: two greedy chunks picked on the device, one that wants its logits and a prefill chunk
+    /// that wants nothing. The picks are the argmax of the logits the same step gives <see cref="LlamaModelRunner.Execute"/>
+    /// (the step rerun: it writes the same K/V into the same slots), the first one Hugging Face's greedy token, and the
+    /// argmax is one more launch.
+    /// </summary>
+    [Fact]
+    public void GreedyTokensPickedOnTheDeviceAreTheArgMaxOfTheStepsLogits()
+    {
+        var dir = TestPaths.HfCase("gqa-tiny");
+        var prompts = ReferenceData.Load(dir);
+        using var checkpoint = LlamaCheckpoint.Open(dir);
+        using var runner = new LlamaModelRunner(fixture.Accelerator, checkpoint, ModelOptions.Float32 with { NumKvBlocks = 8, MaxSeqLen = 64, GreedySampling = GreedySampling.Device });
+        Assert.True(runner.PicksGreedyTokensOnDevice);
+        var batch = new StepBatch(new[]
+        {
+            new SequenceChunk(0, prompts[0].Prompt, 0, [0], true) { GreedyToken = true },
+            new SequenceChunk(1, prompts[1].Prompt, 0, [2], true),
+            new SequenceChunk(2, prompts[1].Prompt[..3], 0, [4], false),
+            new SequenceChunk(3, prompts[1].Prompt, 0, [6], true) { GreedyToken = true },
+        }, []);
+
+        var picked = runner.Run(batch);
+        var launches = runner.LastStepLaunches;
+        var logits = runner.Execute(batch);
+        Assert.Equal(launches with { Dense = launches.Dense - 1 }, runner.LastStepLaunches);
+        Assert.Equal(prompts[0].Greedy[0], picked.TokenAt(0));
+        Assert.Null(picked.Logits[0]);
+        Assert.Equal(Sampler.ArgMax(logits[0]), picked.TokenAt(0));
+        Assert.Null(picked.TokenAt(1));
+        Assert.Equal(logits[1], picked.Logits[1]);
+        Assert.Null(picked.TokenAt(2));
+        Assert.Null(picked.Logits[2]);
+        Assert.Equal(Sampler.ArgMax(logits[3]), picked.TokenAt(3));
+        Assert.Equal(prompts[1].Greedy[0], picked.TokenAt(3));
+
+        // Without the option the same runner type leaves every argmax to the caller on the CPU accelerator.
+        using var hostPicks = new LlamaModelRunner(fixture.Accelerator, checkpoint, ModelOptions.Float32 with { NumKvBlocks = 8, MaxSeqLen = 64 });
+        Assert.False(hostPicks.PicksGreedyTokensOnDevice);
+        var host = hostPicks.Run(batch);
+        Assert.Null(host.Tokens);
+        Assert.Equal(logits[3], host.Logits[3]);
+    }
+
+    /// <summary>A greedy row with no number in it has no argmax: it comes back as its logits, for the caller's error.</summary>
+    [Fact]
+    public void AGreedyRowOfNaNComesBackAsItsLogits()
+    {
+        var dir = TestPaths.HfCase("gqa-tiny");
+        var p = ReferenceData.Load(dir)[0];
+        using var checkpoint = LlamaCheckpoint.Open(dir);
+        using var runner = new LlamaModelRunner(fixture.Accelerator, new NaNFinalNorm(new CheckpointWeights(checkpoint)),
+            ModelOptions.Float32 with { NumKvBlocks = 2, MaxSeqLen = 32, GreedySampling = GreedySampling.Device });
+        var result = runner.Run(StepBatch.Of(new SequenceChunk(0, p.Prompt, 0, [0], true) { GreedyToken = true }));
+        Assert.Null(result.TokenAt(0));
+        Assert.All(result.Logits[0]!, v => Assert.True(float.IsNaN(v)));
+        Assert.Throws<ArgumentException>(() => GreedyTokenSampler.Instance.Sample(result.Logits[0]));
+    }
+
+    /// <summary>A checkpoint's weights with a final norm of NaN: every logit NaN.</summary>
+    private sealed class NaNFinalNorm(ILlamaWeights inner) : ILlamaWeights
+    {
+        public LlamaConfig Config => inner.Config;
+
+        public IReadOnlyList<int> EosTokenIds => inner.EosTokenIds;
+
+        public string Origin => inner.Origin;
+
+        public DeviceMatrix Matrix(Accelerator accelerator, IReadOnlyList<string> names, WeightDtype dtype) => inner.Matrix(accelerator, names, dtype);
+
+        public MemoryBuffer1D<float, Stride1D.Dense> Vector(Accelerator accelerator, string name)
+        {
+            var vector = inner.Vector(accelerator, name);
+            if (name == "model.norm.weight") vector.CopyFromCPU(Enumerable.Repeat(float.NaN, (int)vector.Length).ToArray());
+            return vector;
+        }
     }
 }

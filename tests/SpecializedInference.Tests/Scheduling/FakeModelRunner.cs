@@ -44,6 +44,29 @@ internal sealed class FakeModelRunner : IModelRunner
 
     public int ExecutingThreadId { get; private set; } = -1;
 
+    /// <summary>Whether <see cref="Run"/> returns the argmax of a <see cref="SequenceChunk.GreedyToken"/> chunk instead of
+    /// its logits, as a GPU runner does.</summary>
+    public bool PicksGreedyTokens { get; init; }
+
+    /// <summary>Tokens <see cref="Run"/> picked.</summary>
+    public int PickedTokens { get; private set; }
+
+    public StepResult Run(StepBatch batch)
+    {
+        var logits = Execute(batch);
+        if (!PicksGreedyTokens) return new StepResult(logits);
+        var tokens = new int[logits.Length];
+        Array.Fill(tokens, StepResult.NoToken);
+        for (int c = 0; c < logits.Length; c++)
+            if (batch.Chunks[c].GreedyToken && logits[c] is { } row)
+            {
+                tokens[c] = Sampling.Sampler.ArgMax(row);
+                logits[c] = null;
+                PickedTokens++;
+            }
+        return new StepResult(logits, tokens);
+    }
+
     public float[]?[] Execute(StepBatch batch)
     {
         lock (_sync)

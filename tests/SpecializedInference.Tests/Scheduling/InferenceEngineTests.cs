@@ -46,7 +46,7 @@ public sealed class InferenceEngineTests
         return engine;
     }
 
-    public static TheoryData<string> Configurations => new() { "default", "tiny pool", "tiny budget", "no kv cache", "no batching" };
+    public static TheoryData<string> Configurations => new() { "default", "tiny pool", "tiny budget", "no kv cache", "no batching", "greedy picked by the runner" };
 
     private static (FakeModelRunner Runner, EngineOptions Options) Configuration(string name) => name switch
     {
@@ -56,6 +56,7 @@ public sealed class InferenceEngineTests
         "tiny budget" => (new FakeModelRunner(64, 4, Vocab), new EngineOptions { MaxBatchSize = 4, MaxNumBatchedTokens = 5 }),
         "no kv cache" => (new FakeModelRunner(64, 4, Vocab), new EngineOptions { MaxBatchSize = 4, MaxNumBatchedTokens = 64, UseKvCache = false }),
         "no batching" => (new FakeModelRunner(64, 4, Vocab), new EngineOptions { MaxBatchSize = 4, MaxNumBatchedTokens = 64, UseBatching = false }),
+        "greedy picked by the runner" => (new FakeModelRunner(11, 4, Vocab) { PicksGreedyTokens = true }, new EngineOptions { MaxBatchSize = 4, MaxNumBatchedTokens = 5 }),
         _ => throw new ArgumentException(name),
     };
 
@@ -110,6 +111,13 @@ public sealed class InferenceEngineTests
                 break;
             case "no batching":
                 Assert.All(runner.Batches, b => Assert.Single(b.Chunks));
+                break;
+            case "greedy picked by the runner":
+                // Every request is greedy: each chunk that ends its prompt or decodes asks for a token, and the runner
+                // picked every token, across preemptions and split prompts.
+                Assert.All(chunks, c => Assert.Equal(c.WantLogits, c.GreedyToken));
+                Assert.Equal(stats.GeneratedTokens, runner.PickedTokens);
+                Assert.True(stats.Preemptions > 0);
                 break;
         }
     }
@@ -475,6 +483,58 @@ public sealed class InferenceEngineTests
         }
         Assert.All(completions, c => Assert.Equal(history.Skip(5), c.Tokens));
         Assert.Equal(3, created);
+    }
+
+    /// <summary>Greedy and seeded requests together: only the greedy ones' chunks ask the runner for a token, and every
+    /// request gets the tokens it gets from a runner that returns logits only.</summary>
+    [Fact]
+    public async Task Only_greedy_requests_take_the_token_the_runner_picks()
+    {
+        var requests = Workload.Select((r, i) => i % 2 == 0 ? r : r with { Sampling = new SamplingParams { Temperature = 0.9, TopK = 8, Seed = (ulong)i } }).ToArray();
+        var results = new List<IReadOnlyList<int>[]>();
+        foreach (bool picks in new[] { false, true })
+        {
+            var runner = new FakeModelRunner(64, 4, Vocab) { PicksGreedyTokens = picks };
+            await using var engine = Make(runner, new EngineOptions { MaxBatchSize = 4, MaxNumBatchedTokens = 64 }, Sampling.EngineSamplers.Factory);
+            var completions = await Task.WhenAll(requests.Select(r => engine.GenerateAsync(r))).WaitAsync(Timeout);
+            results.Add(completions.Select(c => c.Tokens).ToArray());
+            var greedyIds = runner.Batches.SelectMany(b => b.Chunks).Where(c => c.GreedyToken).Select(c => c.SequenceId).ToHashSet();
+            Assert.Equal(requests.Where(r => r.Sampling.IsGreedy).Sum(r => r.MaxNewTokens), picks ? runner.PickedTokens : runner.Batches.SelectMany(b => b.Chunks).Count(c => c.GreedyToken));
+            Assert.Equal(requests.Count(r => r.Sampling.IsGreedy), greedyIds.Count);
+        }
+
+        Assert.Equal(results[0], results[1]);
+        for (int i = 0; i < requests.Length; i += 2) Assert.Equal(Reference(requests[i]), results[1][i]);
+    }
+
+    /// <summary>A runner that returns a token for a chunk that asked for its logits fails that step's requests.</summary>
+    [Fact]
+    public async Task A_token_for_a_chunk_that_wanted_logits_fails_the_step()
+    {
+        await using var engine = new InferenceEngine(new WrongPicks(), new EngineOptions(), Sampling.EngineSamplers.Factory);
+        var completion = await engine.GenerateAsync(new GenerationRequest(Prompt(5, 3), 3) { Sampling = new SamplingParams { Temperature = 1, Seed = 5 } }).WaitAsync(Timeout);
+        Assert.Equal(FinishReason.Error, completion.FinishReason);
+        Assert.Contains("picked token 7", completion.Error);
+        Assert.Contains("which asked for its logits", completion.Error);
+    }
+
+    private sealed class WrongPicks : IModelRunner
+    {
+        private readonly FakeModelRunner _inner = new(64, 4, Vocab);
+
+        public int BlockSize => _inner.BlockSize;
+
+        public int NumBlocks => _inner.NumBlocks;
+
+        public int VocabSize => _inner.VocabSize;
+
+        public int MaxSeqLen => _inner.MaxSeqLen;
+
+        public float[]?[] Execute(StepBatch batch) => _inner.Execute(batch);
+
+        public StepResult Run(StepBatch batch) => new(new float[]?[batch.Chunks.Count], Enumerable.Repeat(7, batch.Chunks.Count).ToArray());
+
+        public void Dispose() => _inner.Dispose();
     }
 
     [Fact]

@@ -1,6 +1,7 @@
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
+using SpecializedInference.Kernels.Sampling;
 
 namespace SpecializedInference.Kernels.Dense;
 
@@ -376,6 +377,23 @@ public sealed class DenseKernels
         RmsNorm(x, xRows, tokens, g, eps, h, wGateUp.Cols);
         Linear(h, tokens, wGateUp, gateUp, accumulate: false);
         SwiGlu(gateUp, output, tokens);
+    }
+
+    /// <summary>Logits per group of <see cref="ArgMaxSlices"/>: slices spread a few rows over the GPU's SMs; on the CPU
+    /// accelerator, where every simulated thread costs, one warp scans a whole row.</summary>
+    public int ArgMaxSliceLength(int vocab) => Schedule == DenseSchedule.Warp ? GreedyArgMax.GpuSliceLength : Math.Max(1, vocab);
+
+    /// <summary>keys[r, s] = the largest argmax key of slice s of logits row r (see <see cref="GreedyArgMax"/>): the
+    /// host's greedy choice per row is then the largest of its <see cref="GreedyArgMax.Slices"/> keys.</summary>
+    /// <param name="logits">[rows, vocab] f32</param>
+    /// <param name="keys">[rows, slices]</param>
+    public void ArgMaxSlices(ArrayView<float> logits, int rows, int vocab, int sliceLength, ArrayView<ulong> keys)
+    {
+        if (sliceLength <= 0) throw new ArgumentOutOfRangeException(nameof(sliceLength), sliceLength, "a slice needs at least one logit");
+        if (rows == 0) return;
+        var k = Get("argmax-slices", typeof(float), null, () => _accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ulong>, int, int>(GreedyArgMax.ArgMaxSlices));
+        int threads = Schedule == DenseSchedule.Warp ? GreedyArgMax.GroupThreads : _accelerator.WarpSize;
+        k(new KernelConfig(rows * GreedyArgMax.Slices(vocab, sliceLength), threads), logits, keys, vocab, sliceLength);
     }
 
     /// <summary>

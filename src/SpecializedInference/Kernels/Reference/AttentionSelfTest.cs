@@ -4,11 +4,12 @@ using ILGPU.Runtime;
 
 namespace SpecializedInference.Kernels.Reference;
 
-/// <summary>One self-test check: which kernel set and kernel, on what, its error against the float64 reference.</summary>
-public sealed record SelfTestResult(string KernelSet, string Kernel, string Detail, Comparison Error, bool Passed, TimeSpan Elapsed)
+/// <summary>One self-test check: which kernel set and kernel, on what, its error against the float64 reference
+/// (or, for a check that compares no numbers, <paramref name="Outcome"/>: what it found).</summary>
+public sealed record SelfTestResult(string KernelSet, string Kernel, string Detail, Comparison Error, bool Passed, TimeSpan Elapsed, string? Outcome = null)
 {
     public override string ToString()
-        => $"{KernelSet,-16} {Kernel,-9} {Detail,-38} max abs err {Error.MaxAbsError:E2} ({Error.RelativeError:E2} x row norm) {Elapsed.TotalMilliseconds,8:F0} ms  {(Passed ? "ok" : "FAIL")}";
+        => $"{KernelSet,-16} {Kernel,-9} {Detail,-38} {Outcome ?? $"max abs err {Error.MaxAbsError:E2} ({Error.RelativeError:E2} x row norm)"} {Elapsed.TotalMilliseconds,8:F0} ms  {(Passed ? "ok" : "FAIL")}";
 }
 
 /// <summary>
