@@ -1,9 +1,12 @@
 using SpecializedInference.Benchmarks.Report;
 
-// Two entry modes:
+// Three entry modes:
 //   report [--out file.md] [--device cuda|cpu|auto] [--quick]   the explicit-timing harness, writes a markdown report
+//   logits-rows                                                the runner's host phases with fresh or reused logits rows
 //   anything else                                              BenchmarkDotNet (e.g. --filter '*'), in process
 if (args.Length > 0 && args[0] == "report")
     return ReportRunner.Run(args[1..], Console.Out);
+if (args.Length > 0 && args[0] == "logits-rows")
+    return SpecializedInference.Benchmarks.EndToEnd.LogitsRowsProbe.Run(Console.Out);
 
 return SpecializedInference.Benchmarks.Bdn.BdnEntry.Run(args);

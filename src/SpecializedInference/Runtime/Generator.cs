@@ -108,7 +108,7 @@ public sealed class Generator
         {
             int next = step!.TokenAt(0) ?? sampler.Sample(step.Logits[0]);
             tokens.Add(next);
-            stepLogits?.Add(step.Logits[0]!);
+            stepLogits?.Add(step.Logits[0]!.ToArray()); // Run's rows are reused by its next call
             onToken?.Invoke(next);
             if (!options.IgnoreEos && _eos.Contains(next))
             {

@@ -61,7 +61,8 @@ public interface IModelRunner : IDisposable
     float[]?[] Execute(StepBatch batch);
 
     /// <summary>Runs one step for the engine: as <see cref="Execute"/>, except that a chunk marked
-    /// <see cref="SequenceChunk.GreedyToken"/> may come back as its token rather than its logits. The default leaves
-    /// every argmax to the caller.</summary>
+    /// <see cref="SequenceChunk.GreedyToken"/> may come back as its token rather than its logits, and that the logits
+    /// rows may be the runner's own, valid until the next call (copy a row to keep it). The default leaves every
+    /// argmax to the caller.</summary>
     StepResult Run(StepBatch batch) => new(Execute(batch));
 }

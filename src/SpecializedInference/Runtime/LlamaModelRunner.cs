@@ -29,6 +29,7 @@ public sealed class LlamaModelRunner : IModelRunner
     private readonly PagedKvCacheBuffer[] _kvCache;    // per layer: [num_blocks, kv_heads, block_size, head_dim] K and V
     private readonly bool _greedyOnDevice;
     private readonly int _argMaxSlice;                 // logits per argmax slice
+    private readonly List<float[]> _reusedRows = new(); // [vocab] each: the logits rows Run returns, reused every step
     private Scratch _scratch;
     private bool _disposed;
 
@@ -309,9 +310,17 @@ public sealed class LlamaModelRunner : IModelRunner
 
     private int ArgMaxSlices => GreedyArgMax.Slices(Config.VocabSize, _argMaxSlice);
 
-    public float[]?[] Execute(StepBatch batch) => Run(batch, pickOnDevice: false).Logits;
+    /// <summary>Fresh logits rows, the caller's to keep.</summary>
+    public float[]?[] Execute(StepBatch batch) => Run(batch, new RowHandling(PickOnDevice: false, ReuseRows: false)).Logits;
 
-    public StepResult Run(StepBatch batch) => Run(batch, _greedyOnDevice);
+    /// <summary>Greedy tokens picked on the device where <see cref="PicksGreedyTokensOnDevice"/>; the logits rows it
+    /// returns are the runner's, reused by the next call (the engine samples from them before its next step).</summary>
+    public StepResult Run(StepBatch batch) => Run(batch, new RowHandling(_greedyOnDevice, ReuseRows: true));
+
+    /// <summary>How a step hands back its logits rows: greedy rows picked on the device or copied, and copied rows in
+    /// fresh arrays or in the runner's reused ones (a vocabulary-sized array per row per step is a large-object
+    /// allocation: 64 × 513 KB a step at Llama 3's vocabulary and batch 64).</summary>
+    private readonly record struct RowHandling(bool PickOnDevice, bool ReuseRows);
 
     /// <summary>
     /// Runs a step like <see cref="Execute"/> but returns the logits of every token of the batch, in batch order
@@ -321,11 +330,11 @@ public sealed class LlamaModelRunner : IModelRunner
     {
         ArgumentNullException.ThrowIfNull(batch);
         int tokens = batch.Chunks.Sum(ch => ch.TokenIds.Length);
-        var (logits, _) = Forward(batch, new LogitRows(Enumerable.Range(0, tokens).ToArray(), Array.Empty<int>()));
+        var (logits, _) = Forward(batch, new LogitRows(Enumerable.Range(0, tokens).ToArray(), Array.Empty<int>()), reuseRows: false);
         return logits!;
     }
 
-    private StepResult Run(StepBatch batch, bool pickOnDevice)
+    private StepResult Run(StepBatch batch, RowHandling handling)
     {
         ArgumentNullException.ThrowIfNull(batch);
         // A logits row per chunk that wants one (its last token), in batch order; those the device picks go last.
@@ -335,13 +344,13 @@ public sealed class LlamaModelRunner : IModelRunner
         for (int i = 0; i < chunks.Count; i++)
         {
             end += chunks[i].TokenIds.Length;
-            if (chunks[i].WantLogits) rows.Add((end - 1, i, pickOnDevice && chunks[i].GreedyToken));
+            if (chunks[i].WantLogits) rows.Add((end - 1, i, handling.PickOnDevice && chunks[i].GreedyToken));
         }
 
         rows = rows.OrderBy(r => r.Picked).ToList(); // stable: batch order within each part
         int firstPicked = rows.FindIndex(r => r.Picked) is var f and >= 0 ? f : rows.Count;
         var wanted = new LogitRows(rows.Take(firstPicked).Select(r => r.Token).ToArray(), rows.Skip(firstPicked).Select(r => r.Token).ToArray());
-        var (rowLogits, rowTokens) = Forward(batch, wanted);
+        var (rowLogits, rowTokens) = Forward(batch, wanted, handling.ReuseRows);
 
         var logits = new float[]?[chunks.Count];
         var tokens = firstPicked < rows.Count ? new int[chunks.Count] : null;
@@ -364,7 +373,7 @@ public sealed class LlamaModelRunner : IModelRunner
 
     /// <summary>One forward step. Per logits row (copied, then picked): the row, or the token picked on the device (a
     /// picked row whose logits are all NaN has no token and comes back as its row, for the caller's error).</summary>
-    private (float[]?[] Logits, int[] Tokens) Forward(StepBatch batch, LogitRows wanted)
+    private (float[]?[] Logits, int[] Tokens) Forward(StepBatch batch, LogitRows wanted, bool reuseRows)
     {
         long started = Stopwatch.GetTimestamp();
         int tokens = Validate(batch);
@@ -467,8 +476,8 @@ public sealed class LlamaModelRunner : IModelRunner
             copied = Stopwatch.GetTimestamp();
             for (int i = 0; i < copiedRows; i++)
             {
-                // Every element is overwritten at once: no need to zero a vocabulary-sized array each step.
-                results[i] = GC.AllocateUninitializedArray<float>(c.VocabSize);
+                // Every element is overwritten at once: no need to zero a vocabulary-sized array.
+                results[i] = reuseRows ? ReusedRow(i) : GC.AllocateUninitializedArray<float>(c.VocabSize);
                 host.Slice(i * c.VocabSize, c.VocabSize).CopyTo(results[i]);
             }
 
@@ -491,6 +500,14 @@ public sealed class LlamaModelRunner : IModelRunner
         _accelerator.Synchronize();
         LastStepTimes = new StepTimes(prepared - started, enqueued - prepared, copied - enqueued, Stopwatch.GetTimestamp() - copied);
         return (results, picks);
+    }
+
+    /// <summary>The <paramref name="index"/>-th reused logits row (<see cref="Run"/>), allocated on first use.</summary>
+    private float[] ReusedRow(int index)
+    {
+        if (index >= _reusedRows.Count)
+            _reusedRows.AddRange(Enumerable.Range(0, index + 1 - _reusedRows.Count).Select(_ => GC.AllocateUninitializedArray<float>(Config.VocabSize)));
+        return _reusedRows[index];
     }
 
     private int Validate(StepBatch batch)

@@ -191,6 +191,29 @@ public sealed class RunnerTests(AcceleratorFixture fixture, ITestOutputHelper ou
         Assert.Equal(logits[3], host.Logits[3]);
     }
 
+    /// <summary>The engine's <see cref="LlamaModelRunner.Run"/> hands back the same row arrays every step, refilled;
+    /// <see cref="LlamaModelRunner.Execute"/> fresh ones the caller keeps.</summary>
+    [Fact]
+    public void RunReusesItsLogitsRowsAndExecuteDoesNot()
+    {
+        var dir = TestPaths.HfCase("gqa-tiny");
+        var p = ReferenceData.Load(dir)[1];
+        using var checkpoint = LlamaCheckpoint.Open(dir);
+        using var runner = new LlamaModelRunner(fixture.Accelerator, checkpoint, ModelOptions.Float32 with { NumKvBlocks = 4, MaxSeqLen = 64, GreedySampling = GreedySampling.Host });
+        var prefill = runner.Run(StepBatch.Of(new SequenceChunk(0, p.Prompt, 0, [0], true) { GreedyToken = true }));
+        var first = prefill.Logits[0]!;
+        ReferenceData.AssertRowClose(p.StepLogits[0], first, 1e-4, "prefill");
+        var decode = StepBatch.Of(new SequenceChunk(0, [p.Greedy[0]], p.Prompt.Length, [0], true));
+        var reused = runner.Run(decode).Logits[0]!;
+        Assert.Same(first, reused);
+        ReferenceData.AssertRowClose(p.StepLogits[1], reused, 1e-4, "decode, reused row");
+
+        var fresh = runner.Execute(decode)[0]!;
+        Assert.NotSame(reused, fresh);
+        Assert.NotSame(fresh, runner.Execute(decode)[0]);
+        Assert.Equal(reused, fresh);
+    }
+
     /// <summary>A greedy row with no number in it has no argmax: it comes back as its logits, for the caller's error.</summary>
     [Fact]
     public void AGreedyRowOfNaNComesBackAsItsLogits()
