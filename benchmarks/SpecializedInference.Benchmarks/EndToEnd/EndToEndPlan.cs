@@ -21,16 +21,19 @@ public enum WeightsSource
 /// <param name="Layers">Fewer layers than the shape has (the CPU accelerator); null = all.</param>
 /// <param name="MatvecDepth">The decode matvecs' load depth, when not the engine's default (the report's --matvec-depths).</param>
 /// <param name="Greedy">Where the runner picks the greedy tokens (the report's --greedy-on-host runs them on the host).</param>
-public sealed record EndToEndModel(KernelSetInfo Set, int? Layers = null, MatvecDepth? MatvecDepth = null, GreedySampling Greedy = GreedySampling.Auto)
+/// <param name="TensorCores">The f16 projections of 9 tokens or more on tensor cores (the report's --tensor-cores).</param>
+public sealed record EndToEndModel(KernelSetInfo Set, int? Layers = null, MatvecDepth? MatvecDepth = null, GreedySampling Greedy = GreedySampling.Auto,
+    bool TensorCores = false)
 {
     /// <summary>Whether this is the model as the engine runs it by default (no A/B setting).</summary>
-    public bool IsDefault => MatvecDepth is null && Greedy == GreedySampling.Auto;
+    public bool IsDefault => MatvecDepth is null && Greedy == GreedySampling.Auto && !TensorCores;
 
     public int NumLayers => Layers ?? Set.Shape.NumHiddenLayers;
 
     public string Label => (Layers is null ? Set.Name : $"{Set.Name} ({Layers} of {Set.Shape.NumHiddenLayers} layers)")
         + (MatvecDepth is { } depth ? $" [matvec depth {depth}]" : "")
-        + (Greedy == GreedySampling.Auto ? "" : $" [greedy on {Greedy.ToString().ToLowerInvariant()}]");
+        + (Greedy == GreedySampling.Auto ? "" : $" [greedy on {Greedy.ToString().ToLowerInvariant()}]")
+        + (TensorCores ? " [tensor cores]" : "");
 }
 
 /// <summary>The ablation run: the same workload with one engine toggle off at a time.</summary>

@@ -151,10 +151,12 @@ public static class ReportRunner
             if (options.Sections.Contains("e2e"))
             {
                 // The plan's models at every batch, then each one at batch 1 with every extra matvec depth (--matvec-depths),
-                // then at every batch with the greedy tokens picked on the host (--greedy-on-host).
+                // then at every batch with the greedy tokens picked on the host (--greedy-on-host), and with the tensor-core
+                // projections (--tensor-cores).
                 var depthRuns = (options.MatvecDepths ?? []).SelectMany(depth => p.Models.Select(m => (Model: m with { MatvecDepth = depth }, Batches: (IReadOnlyList<int>)[1])));
                 var hostGreedyRuns = options.GreedyOnHost ? p.Models.Select(m => (Model: m with { Greedy = SpecializedInference.Runtime.GreedySampling.Host }, Batches: p.Batches)) : [];
-                foreach (var (model, batches) in p.Models.Select(m => (Model: m, Batches: p.Batches)).Concat(depthRuns).Concat(hostGreedyRuns))
+                var tensorCoreRuns = options.TensorCores ? p.Models.Select(m => (Model: m with { TensorCores = true }, Batches: p.Batches)) : [];
+                foreach (var (model, batches) in p.Models.Select(m => (Model: m, Batches: p.Batches)).Concat(depthRuns).Concat(hostGreedyRuns).Concat(tensorCoreRuns))
                 {
                     e2e.Capacity = (batches.Max(), p.PromptTokens + p.DecodeTokens);
                     foreach (int batch in batches)

@@ -11,7 +11,7 @@ namespace SpecializedInference.Cli.Commands;
 /// <summary>
 /// <c>si selftest</c>: every generated kernel set, and the generic kernels, run KV write, prefill and decode at
 /// small random shapes on the device and are checked against the float64 reference; the greedy argmax against the
-/// host's. One line per kernel;
+/// host's; the tensor-core instruction and projection against float64. One line per kernel;
 /// the exit code is non-zero when any check fails.
 /// </summary>
 internal sealed class SelftestCommand : Command<SelftestCommand.Settings>
@@ -28,7 +28,7 @@ internal sealed class SelftestCommand : Command<SelftestCommand.Settings>
         public int? Seed { get; init; }
 
         [CommandOption("--set <NAME>")]
-        [Description("Only the kernel set with this name (\"generic\" for the generic kernels, \"sampling\" for the greedy argmax).")]
+        [Description("Only the kernel set with this name (\"generic\" for the generic kernels, \"sampling\" for the greedy argmax, \"tensor-cores\" for the mma path).")]
         public string? Set { get; init; }
 
         public override Spectre.Console.ValidationResult Validate()
@@ -74,6 +74,15 @@ internal sealed class SelftestCommand : Command<SelftestCommand.Settings>
                 var argMax = GreedyArgMaxSelfTest.Run(handle.Accelerator, seed);
                 Console.WriteLine(argMax);
                 results.Add(argMax);
+            }
+            if (settings.Set is null or "tensor-cores")
+            {
+                // The mma instruction with the fragment layout the tensor-core projection assumes, and the projection.
+                foreach (var r in TensorCoreSelfTest.Run(handle.Accelerator, seed))
+                {
+                    Console.WriteLine(r);
+                    results.Add(r);
+                }
             }
             int failed = results.Count(r => !r.Passed);
             Console.WriteLine(failed == 0 ? $"all {results.Count} checks passed" : $"{failed} of {results.Count} checks FAILED (seed {seed})");

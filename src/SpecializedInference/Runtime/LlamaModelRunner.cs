@@ -130,7 +130,7 @@ public sealed class LlamaModelRunner : IModelRunner
             new AttentionOptions(options.KvDtype, options.Algorithm, options.HeadMapping), options.ForceGenericKernels);
         _attention = selection.Kernels;
         KernelNotice = selection.Notice;
-        _dense = new DenseKernels(accelerator, options.DenseSchedule, options.MatvecDepth);
+        _dense = new DenseKernels(accelerator, options.DenseSchedule, options.MatvecDepth, options.TensorCores);
         _greedyOnDevice = options.GreedySampling == GreedySampling.Device
             || (options.GreedySampling == GreedySampling.Auto && accelerator is not ILGPU.Runtime.CPU.CPUAccelerator);
         _argMaxSlice = _dense.ArgMaxSliceLength(c.VocabSize);

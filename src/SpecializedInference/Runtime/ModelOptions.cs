@@ -22,6 +22,9 @@ namespace SpecializedInference.Runtime;
 /// <param name="GreedySampling">Where a greedy request's next token is picked (<see cref="IModelRunner.Run"/>): on the
 /// device, which copies one key per slice of the logits row back instead of the row, or on the host from the row.
 /// Auto: on the device, except on ILGPU's CPU accelerator, where the row is already in host memory.</param>
+/// <param name="TensorCores">Run the f16 projections of 9 tokens or more (batched decode, prefill) on tensor cores,
+/// the activations rounded to f16 (<see cref="Kernels.Dense.TensorCoreBodies"/>). Off by default until a GPU run has
+/// measured it.</param>
 /// <param name="RopeFrequencies">Precision of the rotary frequencies: float32 (Hugging Face at load), or bfloat16 to
 /// reproduce a Hugging Face model cast in memory with <c>model.to(torch.bfloat16)</c>.</param>
 public sealed record ModelOptions(
@@ -38,7 +41,8 @@ public sealed record ModelOptions(
     DenseSchedule DenseSchedule = DenseSchedule.Auto,
     RopeFrequencyPrecision RopeFrequencies = RopeFrequencyPrecision.Float32,
     MatvecDepth? MatvecDepth = null,
-    GreedySampling GreedySampling = GreedySampling.Auto)
+    GreedySampling GreedySampling = GreedySampling.Auto,
+    bool TensorCores = false)
 {
     public static ModelOptions Default { get; } = new();
 

@@ -82,6 +82,12 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
         foreach (var depth in new[] { typeof(TwoChunks), typeof(FourChunks), typeof(EightChunks) })
             Report($"LinearWarp<F16Weights, AddToOutput, {depth.Name}>",
                 compiler.Compile(warp.MakeGenericMethod(typeof(F16Weights), typeof(AddToOutput), depth), explicitlyGrouped: true));
+        // The tensor-core projection (inline mma.sync and cvt.rn.f16x2.f32: ptxas checks the PTX ILGPU passes through)
+        // and the selftest's single mma.
+        var mma = typeof(TensorCoreBodies).GetMethod(nameof(TensorCoreBodies.LinearMma))!;
+        foreach (var epilogue in new[] { typeof(StoreOutput), typeof(AddToOutput) })
+            Report($"LinearMma<{epilogue.Name}>", compiler.Compile(mma.MakeGenericMethod(epilogue), explicitlyGrouped: true));
+        Report("TensorCoreSelfTest.MmaKernel", compiler.Compile(typeof(SpecializedInference.Kernels.Reference.TensorCoreSelfTest).GetMethod(nameof(SpecializedInference.Kernels.Reference.TensorCoreSelfTest.MmaKernel))!, explicitlyGrouped: true));
         // The greedy argmax after the LM head (its 64-bit keys through 32-bit shuffles).
         Report("GreedyArgMax.ArgMaxSlices", compiler.Compile(typeof(GreedyArgMax).GetMethod(nameof(GreedyArgMax.ArgMaxSlices))!, explicitlyGrouped: true));
     }

@@ -65,6 +65,10 @@ public sealed class DenseKernels
     /// </summary>
     public const int FusedMaxTokens = 2 * DenseKernelBodies.WarpTokens;
 
+    /// <summary>From this many tokens f16 projections run on tensor cores when <see cref="TensorCores"/> is on: up to 8 the
+    /// batched projection reads the weights at HBM speed already (its f32 FMAs bound it from ~13 tokens).</summary>
+    public const int TensorCoreMinTokens = 9;
+
     /// <summary>Up to this many tokens the batched projection runs (see <see cref="BatchedKernelBodies"/>); above, the tiled matmul.</summary>
     public const int BatchedMaxTokens = 64;
 
@@ -82,9 +86,12 @@ public sealed class DenseKernels
     private readonly Dictionary<(string, Type, Type?, Type?), Delegate> _kernels = new();
     private long _launches;
 
-    public DenseKernels(Accelerator accelerator, DenseSchedule schedule = DenseSchedule.Auto, MatvecDepth? depth = null)
+    /// <param name="tensorCores">Run the f16 projections of <see cref="TensorCoreMinTokens"/> tokens or more on tensor cores
+    /// (<see cref="TensorCoreBodies"/>) on the warp schedule.</param>
+    public DenseKernels(Accelerator accelerator, DenseSchedule schedule = DenseSchedule.Auto, MatvecDepth? depth = null, bool tensorCores = false)
     {
         _accelerator = accelerator;
+        TensorCores = tensorCores;
         Depth = (depth ?? MatvecDepth.Default).Validated();
         Schedule = schedule == DenseSchedule.Auto
             ? accelerator is CPUAccelerator ? DenseSchedule.Serial : DenseSchedule.Warp
@@ -97,6 +104,9 @@ public sealed class DenseKernels
     }
 
     public DenseSchedule Schedule { get; }
+
+    /// <summary>Whether f16 projections of <see cref="TensorCoreMinTokens"/> tokens or more run on tensor cores.</summary>
+    public bool TensorCores { get; }
 
     /// <summary>Weight chunks per lane per step of the warp schedule's matvecs.</summary>
     public MatvecDepth Depth { get; }
@@ -202,6 +212,12 @@ public sealed class DenseKernels
             return;
         }
 
+        if (TensorCores && typeof(TW) == typeof(F16Weights) && tokens >= TensorCoreMinTokens && w.Cols % TensorCoreBodies.BlockCols == 0)
+        {
+            LinearMma<TE>(xv, tokens, w, y);
+            return;
+        }
+
         if (tokens >= BatchedMinTokens && (tokens < TiledMinTokens || w.Cols % DenseKernelBodies.TileK != 0))
         {
             LinearBatched<TW, TE>(xv, tokens, w, y, BatchedSplit(w, tokens));
@@ -236,6 +252,17 @@ public sealed class DenseKernels
         long warps = (long)w.Rows * ((tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens);
         int groups = (int)((warps + WarpsPerGroup - 1) / WarpsPerGroup);
         kernel(new KernelConfig(groups, WarpsPerGroup * _accelerator.WarpSize), w.View, xv, y, w.Rows, w.Cols, tokens);
+    }
+
+    private void LinearMma<TE>(ArrayView<Vec4> xv, int tokens, DeviceMatrix w, ArrayView<float> y)
+        where TE : struct, IEpilogue
+    {
+        if (_accelerator.WarpSize != 32)
+            throw new NotSupportedException($"The tensor-core projection needs 32-lane warps; {_accelerator.Name} has {_accelerator.WarpSize}.");
+        var k = Get("linear-mma", typeof(F16Weights), typeof(TE), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int>(
+            TensorCoreBodies.LinearMma<TE>));
+        int groups = (w.Rows + TensorCoreBodies.TileRows - 1) / TensorCoreBodies.TileRows * ((tokens + TensorCoreBodies.TileTokens - 1) / TensorCoreBodies.TileTokens);
+        k(new KernelConfig(groups, TensorCoreBodies.Warps * _accelerator.WarpSize), w.View, xv, y, w.Rows, w.Cols, tokens);
     }
 
     /// <summary>The batched projection with <paramref name="kSplit"/> warps per row-warp (tests force each split).</summary>

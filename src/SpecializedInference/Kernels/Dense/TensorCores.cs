@@ -1,0 +1,87 @@
+using ILGPU;
+using ILGPU.Runtime.Cuda;
+
+namespace SpecializedInference.Kernels.Dense;
+
+/// <summary>
+/// One warp's 16 × 8 f32 accumulator tile of <c>mma.m16n8k16</c>: lane (g = lane / 4, t = lane % 4) holds rows g and
+/// g + 8, columns 2t and 2t + 1 (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type").
+/// </summary>
+public struct MmaTile
+{
+    public float C0; // row g,     column 2t
+    public float C1; // row g,     column 2t + 1
+    public float C2; // row g + 8, column 2t
+    public float C3; // row g + 8, column 2t + 1
+}
+
+/// <summary>
+/// The tensor-core instruction <c>mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32</c> (D = A · B + D, A 16 × 16
+/// and B 16 × 8 in f16, D in f32) through ILGPU's inline PTX on CUDA, and the same product computed from the same
+/// fragments through warp shuffles elsewhere (ILGPU's CPU accelerator), so the kernels that use it run in the tests.
+/// Fragments, per lane (g = lane / 4, t = lane % 4), each register two f16, the lower column in the low half:
+/// <list type="bullet">
+/// <item>A: <c>a0</c> = row g, columns 2t, 2t+1; <c>a1</c> = row g+8, same columns; <c>a2</c> = row g, columns
+/// 2t+8, 2t+9; <c>a3</c> = row g+8, columns 2t+8, 2t+9.</item>
+/// <item>B: <c>b0</c> = rows 2t, 2t+1 of column g; <c>b1</c> = rows 2t+8, 2t+9 of column g.</item>
+/// <item>D: <see cref="MmaTile"/>.</item>
+/// </list>
+/// </summary>
+public static class TensorCores
+{
+    /// <summary>d += A · B for one warp's fragments (every lane of the warp must call it).</summary>
+    public static void Mma16816(ref MmaTile d, uint a0, uint a1, uint a2, uint a3, uint b0, uint b1)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            Ref<float> c0 = d.C0, c1 = d.C1, c2 = d.C2, c3 = d.C3;
+            Input<uint> ia0 = a0, ia1 = a1, ia2 = a2, ia3 = a3, ib0 = b0, ib1 = b1;
+            CudaAsm.EmitRef(
+                "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};",
+                ref c0, ref c1, ref c2, ref c3, ref ia0, ref ia1, ref ia2, ref ia3, ref ib0, ref ib1);
+            d.C0 = c0.Value;
+            d.C1 = c1.Value;
+            d.C2 = c2.Value;
+            d.C3 = c3.Value;
+            return;
+        }
+
+        // Without tensor cores: each lane gathers the A rows and B columns of its four outputs from the lanes that
+        // hold them, k two at a time (lane 4g + t' holds k = 2t', 2t'+1 in its low registers and k + 8 in its high ones).
+        int lane = Warp.LaneIdx;
+        int g = lane >> 2, t = lane & 3;
+        for (int source = 0; source < 4; source++)
+        {
+            uint rowG = Shuffle(a0, 4 * g + source), rowG8 = Shuffle(a1, 4 * g + source);               // rows g, g+8; k = 2s, 2s+1
+            uint rowGk8 = Shuffle(a2, 4 * g + source), rowG8k8 = Shuffle(a3, 4 * g + source);           // the same rows; k + 8
+            uint col0 = Shuffle(b0, 4 * (2 * t) + source), col0k8 = Shuffle(b1, 4 * (2 * t) + source);         // column 2t
+            uint col1 = Shuffle(b0, 4 * (2 * t + 1) + source), col1k8 = Shuffle(b1, 4 * (2 * t + 1) + source); // column 2t+1
+            d.C0 += Dot2(rowG, col0) + Dot2(rowGk8, col0k8);
+            d.C1 += Dot2(rowG, col1) + Dot2(rowGk8, col1k8);
+            d.C2 += Dot2(rowG8, col0) + Dot2(rowG8k8, col0k8);
+            d.C3 += Dot2(rowG8, col1) + Dot2(rowG8k8, col1k8);
+        }
+    }
+
+    /// <summary>Two f32 rounded to f16 and packed into one register, <paramref name="lo"/> in the low half (what an
+    /// A or B fragment register holds): one <c>cvt.rn.f16x2.f32</c> on CUDA.</summary>
+    public static uint PackHalf2(float lo, float hi)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            Output<uint> packed = default;
+            Input<float> upper = hi, lower = lo;
+            CudaAsm.EmitRef("cvt.rn.f16x2.f32 %0, %1, %2;", ref packed, ref upper, ref lower);
+            return packed.Value;
+        }
+
+        return HalfBits.FromFloat(lo) | (HalfBits.FromFloat(hi) << 16);
+    }
+
+    /// <summary>The two f16 products of two packed registers, summed in f32.</summary>
+    private static float Dot2(uint x, uint y) =>
+        (float)Interop.IntAsFloat((ushort)(x & 0xFFFF)) * Interop.IntAsFloat((ushort)(y & 0xFFFF))
+        + (float)Interop.IntAsFloat((ushort)(x >> 16)) * Interop.IntAsFloat((ushort)(y >> 16));
+
+    private static uint Shuffle(uint value, int sourceLane) => (uint)Warp.Shuffle((int)value, sourceLane);
+}
