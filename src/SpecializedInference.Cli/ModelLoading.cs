@@ -24,9 +24,10 @@ internal sealed record LoadedModel(
 /// <param name="MaxNumBatchedTokens">Token budget of one step; null: max(512, max batch size).</param>
 /// <param name="WeightDtype">Weights on the device; null: <see cref="ModelOptions.Default"/>'s.</param>
 /// <param name="KvDtype">KV cache dtype; null: <see cref="ModelOptions.Default"/>'s.</param>
+/// <param name="TensorCores">f16 projections of 9 tokens or more on tensor cores (<see cref="ModelOptions.TensorCores"/>).</param>
 internal sealed record ModelRequest(string? CheckpointDirectory, bool Synthetic, string? Name, int MaxBatchSize, int? KvBlocks, DeviceKind Device,
     int SyntheticVocabSize, int SyntheticMaxSeqLen, TimeSpan SyntheticStepDelay,
-    int? MaxNumBatchedTokens = null, WeightDtype? WeightDtype = null, KvDtype? KvDtype = null);
+    int? MaxNumBatchedTokens = null, WeightDtype? WeightDtype = null, KvDtype? KvDtype = null, bool TensorCores = false);
 
 /// <summary>Loads what <c>si serve</c> and <c>si loadtest</c> serve, reporting progress per stage.</summary>
 internal static class ModelLoading
@@ -110,6 +111,7 @@ internal static class ModelLoading
                 MaxBatchTokens = request.MaxNumBatchedTokens ?? Math.Max(MaxNumBatchedTokens, request.MaxBatchSize),
                 WeightDtype = request.WeightDtype ?? ModelOptions.Default.WeightDtype,
                 KvDtype = request.KvDtype ?? ModelOptions.Default.KvDtype,
+                TensorCores = request.TensorCores,
             };
             long bytes = checkpoint.Weights.Tensors.Sum(t => t.ByteLength);
             progress.Report(new ModelLoadProgress("Uploading weights", 0, 0, $"{bytes / (1024.0 * 1024.0):F1} MiB"));

@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Text.Json;
 using SpecializedInference.Accelerators;
 using SpecializedInference.Kernels;
+using SpecializedInference.Kernels.Dense;
 using SpecializedInference.Model;
 using SpecializedInference.Runtime;
 using SpecializedInference.Sampling;
@@ -73,6 +74,10 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         [CommandOption("--kv-dtype <DTYPE>")]
         [Description("KV cache: f16 (default) or f32.")]
         public string KvDtype { get; init; } = "f16";
+
+        [CommandOption("--tensor-cores")]
+        [Description("Run the f16 projections of 9 tokens or more (prefill, batches) on tensor cores, activations rounded to f16 (not yet measured on a GPU).")]
+        public bool TensorCores { get; init; }
 
         [CommandOption("--generic")]
         [Description("Use the generic attention kernels even when a generated kernel set matches the model.")]
@@ -190,13 +195,15 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         if (prompt.Length >= maxSeqLen)
             throw new ArgumentException($"the prompt has {prompt.Length} tokens; the model allows {checkpoint.Config.MaxPositionEmbeddings} positions (max_position_embeddings)");
         var options = new ModelOptions(weightDtype, kvDtype, device, MaxSeqLen: maxSeqLen,
-            MaxBatchTokens: Math.Min(prompt.Length, s.PrefillChunk), ForceGenericKernels: s.Generic);
+            MaxBatchTokens: Math.Min(prompt.Length, s.PrefillChunk), ForceGenericKernels: s.Generic) { TensorCores = s.TensorCores };
 
         var clock = Stopwatch.StartNew();
         using var handle = AcceleratorFactory.Create(new AcceleratorOptions(device));
         using var runner = new LlamaModelRunner(handle.Accelerator, checkpoint, options);
         double loadMs = clock.Elapsed.TotalMilliseconds;
         if (runner.KernelNotice is not null) Console.Error.WriteLine(runner.KernelNotice);
+        if (s.TensorCores && runner.DenseSchedule != DenseSchedule.Warp)
+            Console.Error.WriteLine($"--tensor-cores: {handle.Description} runs the {runner.DenseSchedule.ToString().ToLowerInvariant()} dense schedule, which has no tensor-core path; ignored.");
 
         var generator = new Generator(runner, checkpoint.EosTokenIds);
         var genOptions = new GenerationOptions(s.MaxNewTokens, sampling, s.IgnoreEos, s.PrefillChunk, RecordLogits: s.Json);
