@@ -70,7 +70,10 @@ public static class TensorCoreBodies
         long x7 = (long)Math.Min(token0 + 56 + g, lastToken) * vecsPerToken;
 
         // Accumulate: this warp's column blocks, each one 16-byte chunk of rows g and g + 8 and two k-steps per tile.
+        // Column tiles wholly past the batch are skipped (the same for the whole group: no divergence): a batch of 16
+        // runs 2 of the 8.
         MmaTile d0 = default, d1 = default, d2 = default, d3 = default, d4 = default, d5 = default, d6 = default, d7 = default;
+        int tiles = Math.Min(8, (tokens - token0 + 7) / 8);
         int blocks = cols / BlockCols;
         for (int b = warp; b < blocks; b += Warps)
         {
@@ -79,13 +82,13 @@ public static class TensorCoreBodies
             var wg8 = w[rowG8 + chunk];       // [8] f16 of row g + 8
             long at = 2L * chunk;             // the same columns of a token's activations, in Vec4
             Step(ref d0, wg, wg8, x, x0 + at);
-            Step(ref d1, wg, wg8, x, x1 + at);
-            Step(ref d2, wg, wg8, x, x2 + at);
-            Step(ref d3, wg, wg8, x, x3 + at);
-            Step(ref d4, wg, wg8, x, x4 + at);
-            Step(ref d5, wg, wg8, x, x5 + at);
-            Step(ref d6, wg, wg8, x, x6 + at);
-            Step(ref d7, wg, wg8, x, x7 + at);
+            if (tiles > 1) Step(ref d1, wg, wg8, x, x1 + at);
+            if (tiles > 2) Step(ref d2, wg, wg8, x, x2 + at);
+            if (tiles > 3) Step(ref d3, wg, wg8, x, x3 + at);
+            if (tiles > 4) Step(ref d4, wg, wg8, x, x4 + at);
+            if (tiles > 5) Step(ref d5, wg, wg8, x, x5 + at);
+            if (tiles > 6) Step(ref d6, wg, wg8, x, x6 + at);
+            if (tiles > 7) Step(ref d7, wg, wg8, x, x7 + at);
         }
 
         // Reduce the column split: warps 1.. leave their tiles in shared memory, warp 0 adds them and writes.
