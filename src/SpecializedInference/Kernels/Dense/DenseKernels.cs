@@ -254,15 +254,41 @@ public sealed class DenseKernels
         kernel(new KernelConfig(groups, WarpsPerGroup * _accelerator.WarpSize), w.View, xv, y, w.Rows, w.Cols, tokens);
     }
 
-    private void LinearMma<TE>(ArrayView<Vec4> xv, int tokens, DeviceMatrix w, ArrayView<float> y)
+    private void LinearMma<TE>(ArrayView<Vec4> xv, int tokens, DeviceMatrix w, ArrayView<float> y, int kSplit = 0)
         where TE : struct, IEpilogue
     {
         if (_accelerator.WarpSize != 32)
             throw new NotSupportedException($"The tensor-core projection needs 32-lane warps; {_accelerator.Name} has {_accelerator.WarpSize}.");
-        var k = Get("linear-mma", typeof(F16Weights), typeof(TE), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int>(
+        int tiles = (w.Rows + TensorCoreBodies.TileRows - 1) / TensorCoreBodies.TileRows * ((tokens + TensorCoreBodies.TileTokens - 1) / TensorCoreBodies.TileTokens);
+        if (kSplit <= 0) kSplit = MmaSplit(tiles, w.Cols / TensorCoreBodies.BlockCols);
+        // Split columns meet in y through atomic adds: a store starts from zero.
+        if (kSplit > 1 && typeof(TE) == typeof(StoreOutput)) y.SubView(0, (long)tokens * w.Rows).MemSetToZero();
+        var k = Get("linear-mma", typeof(F16Weights), typeof(TE), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int, int>(
             TensorCoreBodies.LinearMma<TE>));
-        int groups = (w.Rows + TensorCoreBodies.TileRows - 1) / TensorCoreBodies.TileRows * ((tokens + TensorCoreBodies.TileTokens - 1) / TensorCoreBodies.TileTokens);
-        k(new KernelConfig(groups, TensorCoreBodies.Warps * _accelerator.WarpSize), w.View, xv, y, w.Rows, w.Cols, tokens);
+        k(new KernelConfig(tiles * kSplit, TensorCoreBodies.Warps * _accelerator.WarpSize), w.View, xv, y, w.Rows, w.Cols, tokens, kSplit);
+    }
+
+    /// <summary>
+    /// Groups that split each tile's columns in the tensor-core projection: doubled until the grid has two groups per
+    /// SM, keeping at least 8 blocks of 32 columns per group. The 8B shape at batch 64 (4096 columns): o_proj's 64 row
+    /// tiles 8 ways, qkv's 96 4 ways, gate/up's 448 and the LM head's 2004 not at all, down_proj (14336 columns) 8 ways.
+    /// </summary>
+    private int MmaSplit(int tiles, int blocks)
+    {
+        long target = 2L * _accelerator.NumMultiprocessors;
+        int split = 1;
+        while ((long)tiles * split < target && blocks / (2 * split) >= 8) split *= 2;
+        return split;
+    }
+
+    /// <summary>The tensor-core projection with <paramref name="kSplit"/> groups per tile (tests force each split).</summary>
+    internal void LinearMma(ArrayView<float> x, int tokens, DeviceMatrix w, ArrayView<float> y, bool accumulate, int kSplit)
+    {
+        if (w.Dtype != WeightDtype.F16) throw new ArgumentException("the tensor-core projection takes f16 weights");
+        if (kSplit < 1 || kSplit > w.Cols / TensorCoreBodies.BlockCols) throw new ArgumentOutOfRangeException(nameof(kSplit), kSplit, "between 1 and the 32-column blocks of a row");
+        if (tokens == 0) return;
+        if (accumulate) LinearMma<AddToOutput>(x.Cast<Vec4>(), tokens, w, y, kSplit);
+        else LinearMma<StoreOutput>(x.Cast<Vec4>(), tokens, w, y, kSplit);
     }
 
     /// <summary>The batched projection with <paramref name="kSplit"/> warps per row-warp (tests force each split).</summary>

@@ -70,7 +70,8 @@ public static class TensorCoreSelfTest
 
     /// <summary>One tensor-core projection y (+)= f16(x) · Wᵀ on random values against float64; returns the error over the
     /// largest |expected|.</summary>
-    public static double Linear(Accelerator accelerator, Random rng, int rows, int cols, int tokens, bool accumulate)
+    /// <param name="kSplit">groups per tile splitting the columns; null: the kernels' own choice</param>
+    public static double Linear(Accelerator accelerator, Random rng, int rows, int cols, int tokens, bool accumulate, int? kSplit = null)
     {
         float[] Values(int n) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
         var w = Values(rows * cols).Select(v => (float)(Half)v).ToArray();   // as stored in f16
@@ -89,7 +90,8 @@ public static class TensorCoreSelfTest
         using var matrix = Runtime.WeightUpload.Matrix(accelerator, w, rows, cols, WeightDtype.F16);
         using var dx = accelerator.Allocate1D(x);
         using var dy = accelerator.Allocate1D(y0);
-        kernels.Linear(dx.View, tokens, matrix, dy.View, accumulate);
+        if (kSplit is int split) kernels.LinearMma(dx.View, tokens, matrix, dy.View, accumulate, split);
+        else kernels.Linear(dx.View, tokens, matrix, dy.View, accumulate);
         return RelativeError(expected, dy.GetAsArray1D());
     }
 
@@ -102,8 +104,11 @@ public static class TensorCoreSelfTest
         double mma = Mma(accelerator, rng);
         results.Add(Result("mma", "m16n8k16 f16 -> f32", mma, clock.Elapsed));
         clock.Restart();
-        double linear = Linear(accelerator, rng, 37, 96, 70, accumulate: true);
-        results.Add(Result("linear", "37 rows x 96 cols, 70 tokens, y +=", linear, clock.Elapsed));
+        double linear = Linear(accelerator, rng, 67, 96, 70, accumulate: true);
+        results.Add(Result("linear", "67 rows x 96 cols, 70 tokens, y +=", linear, clock.Elapsed));
+        clock.Restart();
+        double split = Linear(accelerator, rng, 67, 256, 70, accumulate: false, kSplit: 3);
+        results.Add(Result("linear", "67 x 256, 70 tokens, 3-way column split", split, clock.Elapsed));
         return results;
     }
 
