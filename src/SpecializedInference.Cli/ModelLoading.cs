@@ -127,7 +127,10 @@ internal static class ModelLoading
                 throw;
             }
             description = $"{checkpoint.Directory} on {accelerator.Description}, {runner.NumBlocks} KV blocks of {runner.BlockSize}"
-                + (runner.KernelNotice is { } notice ? $"; {notice}" : "");
+                + (runner.KernelNotice is { } notice ? $"; {notice}" : "")
+                + (!request.TensorCores ? ""
+                    : runner.DenseSchedule == Kernels.Dense.DenseSchedule.Warp ? "; f16 projections of 9+ tokens on tensor cores"
+                    : $"; --tensor-cores ignored: the {runner.DenseSchedule.ToString().ToLowerInvariant()} dense schedule has no tensor-core path");
             return new OwningModelRunner(runner, accelerator);
         }
         catch

@@ -59,6 +59,7 @@ public sealed class CliTests
     [InlineData("serve", "--synthetic", "--port", "70000")]       // out of range
     [InlineData("serve", "--synthetic", "--host", "example.com")] // not an IP address
     [InlineData("serve", "--synthetic", "--no-such-option")]
+    [InlineData("serve", "--synthetic", "--tensor-cores")]              // nothing to run on them
     [InlineData("serve", "--model", "/no/such/checkpoint")]       // found while running: still bad input
     [InlineData("serve", "--model", ".")]                         // a folder without config.json
     [InlineData("loadtest", "--url", "ftp://x")]
