@@ -6,7 +6,7 @@ namespace SpecializedInference.Benchmarks.Report;
 
 /// <summary>Arguments of <c>report</c>.</summary>
 /// <param name="TimeBudgetSeconds">0: no limit. Otherwise each section may start cases until its share of the budget
-/// has passed (kernels 40%, variants 50%, end-to-end 80%, ablation 100%, measured from the start, so time one section
+/// has passed (kernels 40%, variants 50%, dense projections 60%, end-to-end 80%, ablation 100%, measured from the start, so time one section
 /// leaves goes to the next); later cases are listed as skipped. A GPU run must fit its time slot whatever the speed.</param>
 /// <param name="Weights">Where end-to-end weights come from; null: the plan's choice (device on a GPU, a written
 /// checkpoint on the CPU accelerator).</param>
@@ -20,10 +20,10 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
     double TimeBudgetSeconds = 0, SpecializedInference.Benchmarks.EndToEnd.WeightsSource? Weights = null,
     IReadOnlyList<MatvecDepth>? MatvecDepths = null, bool GreedyOnHost = false, bool TensorCores = false)
 {
-    public static readonly string[] AllSections = ["copy", "kernels", "variants", "e2e", "ablation"];
+    public static readonly string[] AllSections = ["copy", "kernels", "variants", "dense", "e2e", "ablation"];
 
     public const string Usage =
-        "report [--out <file.md>] [--device cuda|cpu|auto] [--quick] [--sections copy,kernels,variants,e2e,ablation] [--time-budget <seconds>] [--weights device|checkpoint] [--matvec-depths 8,4;4,4] [--greedy-on-host] [--tensor-cores]\n" +
+        "report [--out <file.md>] [--device cuda|cpu|auto] [--quick] [--sections copy,kernels,variants,dense,e2e,ablation] [--time-budget <seconds>] [--weights device|checkpoint] [--matvec-depths 8,4;4,4] [--greedy-on-host] [--tensor-cores]\n" +
         "  Runs the benchmark suite with explicit timing (warm-up, repetitions, accelerator.Synchronize, median) and writes\n" +
         "  a markdown report (default benchmarks/results/<date>-<device>.md). --device cuda fails when no CUDA device is usable.";
 

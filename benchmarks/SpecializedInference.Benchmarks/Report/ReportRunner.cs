@@ -20,6 +20,7 @@ public sealed class ReportData
     public CopyBandwidthResult? Copy { get; set; }
     public List<AttentionComparison> Kernels { get; } = new();
     public List<AttentionComparison> Variants { get; } = new();
+    public List<DenseComparison> Dense { get; } = new();
     public List<EndToEndResult> EndToEnd { get; } = new();
     public List<AblationResult> Ablations { get; } = new();
     /// <summary>What failed, by case: a failure is reported, not allowed to stop the rest of the suite.</summary>
@@ -140,6 +141,21 @@ public static class ReportRunner
                 foreach (var c in plan.VariantCases.Select(v => v with { Algorithm = SpecializedInference.Kernels.AttentionAlgorithm.Flash, HeadMapping = SpecializedInference.Kernels.HeadMapping.Grouped }).Distinct())
                     if (!data.Kernels.Any(k => k.Case == c) && Starts(0.5, c.ToString()))
                         Attempt(data, log, c.ToString(), () => data.Variants.Add(Logged(bench.Run(c, plan.KernelTiming), log)));
+                save();
+            }
+        }
+
+        if (options.Sections.Contains("dense"))
+        {
+            foreach (var c in plan.DenseCases ?? [])
+            {
+                if (!Starts(0.6, c.ToString())) continue;
+                Attempt(data, log, c.ToString(), () =>
+                {
+                    var r = DenseProjectionBench.Run(accelerator, c, plan.KernelTiming);
+                    data.Dense.Add(r);
+                    log($"  {c}: CUDA cores {Format.Seconds(r.CudaCores.MedianSeconds)}, tensor cores {Format.Seconds(r.TensorCores.MedianSeconds)} ({r.Speedup:F2}x), difference {r.Difference:E1}");
+                });
                 save();
             }
         }

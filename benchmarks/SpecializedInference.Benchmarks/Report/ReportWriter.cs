@@ -30,6 +30,7 @@ public static class ReportWriter
         Copy(sb, d);
         Kernels(sb, d);
         Variants(sb, d);
+        Dense(sb, d);
         LoadTimes(sb, d);
         EndToEnd(sb, d);
         Ablation(sb, d);
@@ -133,6 +134,22 @@ public static class ReportWriter
     }
 
     /// <summary>The kernel-level ablation: each variant against flash + grouped heads on the same case.</summary>
+    private static void Dense(StringBuilder sb, ReportData d)
+    {
+        if (d.Dense.Count == 0) return;
+        sb.AppendLine("## Dense projections: CUDA cores versus tensor cores").AppendLine();
+        sb.AppendLine("`y = x · Wᵀ`, f16 weights, on the warp schedule: the default kernels (matvec, batched, tiled) against `ModelOptions.TensorCores` " +
+            "(`mma.sync.m16n8k16`, activations rounded to f16). GB/s counts the weights read once; *difference* is the largest |difference| " +
+            $"of the two outputs over the largest output (a case over {DenseProjectionBench.Tolerance:E0} fails instead).").AppendLine();
+        var table = new MarkdownTable("matrix", "rows × cols", "tokens", "CUDA cores", "GB/s", "TFLOP/s", "tensor cores", "GB/s", "TFLOP/s", "tensor ÷ CUDA", "difference");
+        foreach (var r in d.Dense)
+            table.Row(r.Case.Matrix, $"{r.Case.Rows} × {r.Case.Cols}", r.Case.Tokens.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                Format.Seconds(r.CudaCores.MedianSeconds), Format.Number(r.GBps(r.CudaCores)), Format.Number(r.TFlops(r.CudaCores)),
+                Format.Seconds(r.TensorCores.MedianSeconds), Format.Number(r.GBps(r.TensorCores)), Format.Number(r.TFlops(r.TensorCores)),
+                $"{Format.Number(r.Speedup)}×", r.Difference.ToString("E1", System.Globalization.CultureInfo.InvariantCulture));
+        table.WriteTo(sb);
+    }
+
     private static void Variants(StringBuilder sb, ReportData d)
     {
         if (d.Variants.Count == 0) return;

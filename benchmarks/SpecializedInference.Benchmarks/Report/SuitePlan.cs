@@ -18,8 +18,15 @@ public sealed record SuitePlan(
     IReadOnlyList<AttentionCase> KernelCases,
     IReadOnlyList<AttentionCase> VariantCases,
     TimingOptions KernelTiming,
-    EndToEndPlan EndToEnd)
+    EndToEndPlan EndToEnd,
+    IReadOnlyList<DenseCase>? DenseCases = null)
 {
+    /// <summary>The Llama-3-8B shape's projections (qkv, o, gate|up, down, LM head) at <paramref name="tokens"/>.</summary>
+    private static IEnumerable<DenseCase> Llama3Projections(params int[] tokens) =>
+        from t in tokens
+        from m in new (string Name, int Rows, int Cols)[] { ("qkv", 6144, 4096), ("o", 4096, 4096), ("gate|up", 28672, 4096), ("down", 4096, 14336), ("lm_head", 128256, 4096) }
+        select new DenseCase(m.Name, m.Rows, m.Cols, t);
+
     public static SuitePlan For(bool cuda, bool quick) => (cuda, quick) switch
     {
         (true, false) => GpuFull(),
@@ -58,7 +65,9 @@ public sealed record SuitePlan(
             cases.Add(new AttentionCase(set, AttentionOp.KvWrite, 1, 4096));
         }
         var variants = Variants(Llama3_8B.Info, [(AttentionOp.Decode, 1, 4096), (AttentionOp.Decode, 32, 4096), (AttentionOp.Prefill, 1, 4096)]).ToList();
-        return new SuitePlan("gpu", 1L << 30, cases.Distinct().ToList(), variants, TimingOptions.Full, EndToEndPlan.GpuFull);
+        // The projections at decode batches 16 and 64 and at a 512-token prefill chunk.
+        return new SuitePlan("gpu", 1L << 30, cases.Distinct().ToList(), variants, TimingOptions.Full, EndToEndPlan.GpuFull,
+            Llama3Projections(16, 64, 512).ToList());
     }
 
     private static SuitePlan GpuQuick()
@@ -72,7 +81,8 @@ public sealed record SuitePlan(
             new(set, AttentionOp.KvWrite, 1, 4096),
         ];
         var variants = Variants(set, [(AttentionOp.Decode, 32, 4096)]).ToList();
-        return new SuitePlan("gpu-quick", 256L << 20, cases, variants, TimingOptions.Full with { Repetitions = 7 }, EndToEndPlan.GpuQuick);
+        return new SuitePlan("gpu-quick", 256L << 20, cases, variants, TimingOptions.Full with { Repetitions = 7 }, EndToEndPlan.GpuQuick,
+            Llama3Projections(64).ToList());
     }
 
     private static SuitePlan CpuFull()
@@ -88,7 +98,8 @@ public sealed record SuitePlan(
             cases.Add(new AttentionCase(set, AttentionOp.KvWrite, 1, 256));
         }
         var variants = Variants(gqa_tiny.Info, [(AttentionOp.Decode, 4, 256), (AttentionOp.Prefill, 1, 64)]).ToList();
-        return new SuitePlan("cpu", 256L << 10, cases, variants, new TimingOptions(Warmup: 1, Repetitions: 3, MinRepetitionSeconds: 0, MaxCallsPerRepetition: 1), EndToEndPlan.CpuFull);
+        return new SuitePlan("cpu", 256L << 10, cases, variants, new TimingOptions(Warmup: 1, Repetitions: 3, MinRepetitionSeconds: 0, MaxCallsPerRepetition: 1), EndToEndPlan.CpuFull,
+            [new DenseCase("tiny", 64, 256, 16), new DenseCase("tiny", 67, 512, 33)]);
     }
 
     /// <summary>Seconds on two cores: what the CI smoke test runs.</summary>
@@ -102,6 +113,7 @@ public sealed record SuitePlan(
             new(set, AttentionOp.KvWrite, 1, 32),
         ];
         var variants = Variants(set, [(AttentionOp.Decode, 2, 32)]).ToList();
-        return new SuitePlan("cpu-quick", 64L << 10, cases, variants, new TimingOptions(Warmup: 0, Repetitions: 1, MinRepetitionSeconds: 0, MaxCallsPerRepetition: 1), EndToEndPlan.CpuQuick);
+        return new SuitePlan("cpu-quick", 64L << 10, cases, variants, new TimingOptions(Warmup: 0, Repetitions: 1, MinRepetitionSeconds: 0, MaxCallsPerRepetition: 1), EndToEndPlan.CpuQuick,
+            [new DenseCase("tiny", 64, 256, 16)]);
     }
 }
