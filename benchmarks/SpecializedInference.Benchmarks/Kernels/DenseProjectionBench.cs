@@ -3,6 +3,7 @@ using ILGPU.Runtime;
 using SpecializedInference.Benchmarks.Infrastructure;
 using SpecializedInference.Kernels;
 using SpecializedInference.Kernels.Dense;
+using SpecializedInference.Kernels.Reference;
 using SpecializedInference.Runtime;
 
 namespace SpecializedInference.Benchmarks.Kernels;
@@ -55,11 +56,7 @@ public static class DenseProjectionBench
         var cudaTime = KernelTimer.Measure(accelerator, () => cuda.Linear(x.View, c.Tokens, matrix, cudaOut.View, accumulate: false), timing);
         var tensorTime = KernelTimer.Measure(accelerator, () => tensor.Linear(x.View, c.Tokens, matrix, tensorOut.View, accumulate: false), timing);
         accelerator.Synchronize();
-        var a = cudaOut.GetAsArray1D();
-        var b = tensorOut.GetAsArray1D();
-        double scale = Math.Max(1e-30, a.Max(v => Math.Abs(v))), worst = 0;
-        for (int i = 0; i < a.Length; i++) worst = Math.Max(worst, double.IsNaN(b[i]) ? double.PositiveInfinity : Math.Abs(a[i] - b[i]));
-        double difference = worst / scale;
+        double difference = TensorCoreSelfTest.RelativeError(cudaOut.GetAsArray1D().Select(v => (double)v).ToArray(), tensorOut.GetAsArray1D());
         if (!(difference <= Tolerance))
             throw new InvalidOperationException($"{c}: the tensor-core output is {difference:E2} of the largest output away from the CUDA-core one (allowed {Tolerance:E0})");
         return new DenseComparison(c, cudaTime, tensorTime, difference);

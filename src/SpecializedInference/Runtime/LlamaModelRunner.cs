@@ -337,28 +337,29 @@ public sealed class LlamaModelRunner : IModelRunner
     private StepResult Run(StepBatch batch, RowHandling handling)
     {
         ArgumentNullException.ThrowIfNull(batch);
-        // A logits row per chunk that wants one (its last token), in batch order; those the device picks go last.
+        // A logits row per chunk that wants one (its last token), in batch order: those copied back, then those the
+        // device picks (Forward's row order).
         var chunks = batch.Chunks;
-        var rows = new List<(int Token, int Chunk, bool Picked)>(chunks.Count);
+        var copied = new List<(int Token, int Chunk)>(chunks.Count);
+        var picked = new List<(int Token, int Chunk)>();
         int end = 0;
         for (int i = 0; i < chunks.Count; i++)
         {
             end += chunks[i].TokenIds.Length;
-            if (chunks[i].WantLogits) rows.Add((end - 1, i, handling.PickOnDevice && chunks[i].GreedyToken));
+            if (chunks[i].WantLogits) (handling.PickOnDevice && chunks[i].GreedyToken ? picked : copied).Add((end - 1, i));
         }
 
-        rows = rows.OrderBy(r => r.Picked).ToList(); // stable: batch order within each part
-        int firstPicked = rows.FindIndex(r => r.Picked) is var f and >= 0 ? f : rows.Count;
-        var wanted = new LogitRows(rows.Take(firstPicked).Select(r => r.Token).ToArray(), rows.Skip(firstPicked).Select(r => r.Token).ToArray());
+        var wanted = new LogitRows(copied.Select(r => r.Token).ToArray(), picked.Select(r => r.Token).ToArray());
         var (rowLogits, rowTokens) = Forward(batch, wanted, handling.ReuseRows);
 
         var logits = new float[]?[chunks.Count];
-        var tokens = firstPicked < rows.Count ? new int[chunks.Count] : null;
+        var tokens = picked.Count > 0 ? new int[chunks.Count] : null;
         if (tokens is not null) Array.Fill(tokens, StepResult.NoToken);
         for (int r = 0; r < rowLogits.Length; r++)
         {
-            logits[rows[r].Chunk] = rowLogits[r];
-            if (tokens is not null) tokens[rows[r].Chunk] = rowTokens[r];
+            int chunk = r < copied.Count ? copied[r].Chunk : picked[r - copied.Count].Chunk;
+            logits[chunk] = rowLogits[r];
+            if (tokens is not null) tokens[chunk] = rowTokens[r];
         }
 
         return new StepResult(logits, tokens);

@@ -115,7 +115,8 @@ public static class TensorCoreSelfTest
     private static SelfTestResult Result(string kernel, string detail, double error, TimeSpan elapsed) =>
         new("tensor-cores", kernel, detail, new Comparison(error, error, -1), error <= Tolerance, elapsed, $"max err {error:E2} x largest |expected|");
 
-    private static double RelativeError(double[] expected, float[] actual)
+    /// <summary>The largest |actual − expected| over the largest |expected| (NaN when any output is NaN).</summary>
+    public static double RelativeError(double[] expected, float[] actual)
     {
         double scale = Math.Max(1e-30, expected.Max(Math.Abs)), worst = 0;
         for (int i = 0; i < expected.Length; i++)
