@@ -2,6 +2,7 @@ using System.Text.Json;
 using SpecializedInference.Accelerators;
 using SpecializedInference.Engine;
 using SpecializedInference.Kernels;
+using SpecializedInference.Kernels.Dense;
 using SpecializedInference.Model;
 using SpecializedInference.Runtime;
 using SpecializedInference.Sampling;
@@ -24,10 +25,12 @@ internal sealed record LoadedModel(
 /// <param name="MaxNumBatchedTokens">Token budget of one step; null: max(512, max batch size).</param>
 /// <param name="WeightDtype">Weights on the device; null: <see cref="ModelOptions.Default"/>'s.</param>
 /// <param name="KvDtype">KV cache dtype; null: <see cref="ModelOptions.Default"/>'s.</param>
-/// <param name="TensorCores">f16 projections of 9 tokens or more on tensor cores (<see cref="ModelOptions.TensorCores"/>).</param>
+/// <param name="TensorCores">f16 projections of 9 tokens or more and the decode attention on tensor cores where the device
+/// has them (<see cref="ModelOptions.TensorCores"/>, <see cref="ModelOptions.DecodeCores"/>: the default); false
+/// (<c>--cuda-cores</c>): both on CUDA cores only.</param>
 internal sealed record ModelRequest(string? CheckpointDirectory, bool Synthetic, string? Name, int MaxBatchSize, int? KvBlocks, DeviceKind Device,
     int SyntheticVocabSize, int SyntheticMaxSeqLen, TimeSpan SyntheticStepDelay,
-    int? MaxNumBatchedTokens = null, WeightDtype? WeightDtype = null, KvDtype? KvDtype = null, bool TensorCores = false);
+    int? MaxNumBatchedTokens = null, WeightDtype? WeightDtype = null, KvDtype? KvDtype = null, bool TensorCores = true);
 
 /// <summary>Loads what <c>si serve</c> and <c>si loadtest</c> serve, reporting progress per stage.</summary>
 internal static class ModelLoading
@@ -112,6 +115,7 @@ internal static class ModelLoading
                 WeightDtype = request.WeightDtype ?? ModelOptions.Default.WeightDtype,
                 KvDtype = request.KvDtype ?? ModelOptions.Default.KvDtype,
                 TensorCores = request.TensorCores,
+                DecodeCores = request.TensorCores ? null : DecodeCores.Cuda,
             };
             long bytes = checkpoint.Weights.Tensors.Sum(t => t.ByteLength);
             progress.Report(new ModelLoadProgress("Uploading weights", 0, 0, $"{bytes / (1024.0 * 1024.0):F1} MiB"));
@@ -128,9 +132,8 @@ internal static class ModelLoading
             }
             description = $"{checkpoint.Directory} on {accelerator.Description}, {runner.NumBlocks} KV blocks of {runner.BlockSize}"
                 + (runner.KernelNotice is { } notice ? $"; {notice}" : "")
-                + (!request.TensorCores ? ""
-                    : runner.DenseSchedule == Kernels.Dense.DenseSchedule.Warp ? "; f16 projections of 9+ tokens on tensor cores"
-                    : $"; --tensor-cores ignored: the {runner.DenseSchedule.ToString().ToLowerInvariant()} dense schedule has no tensor-core path");
+                + (TensorCoreNotice(request.TensorCores, runner.DenseSchedule, options.WeightDtype) is { } projections ? $"; {projections}" : "")
+                + (runner.DecodeOnTensorCores ? "; decode attention on tensor cores" : "");
             return new OwningModelRunner(runner, accelerator);
         }
         catch
@@ -139,6 +142,28 @@ internal static class ModelLoading
             throw;
         }
     }
+
+    /// <summary>
+    /// What the model description says about the tensor-core projections (<see cref="ModelOptions.TensorCores"/>): that
+    /// they run (the default, where there is a tensor-core path), that --cuda-cores turned them off, or that --cuda-cores
+    /// has no effect because there is no tensor-core path to turn off (the serial schedule of the CPU accelerator, f32
+    /// weights); null where there is nothing to say (the default without a tensor-core path).
+    /// </summary>
+    internal static string? TensorCoreNotice(bool tensorCores, DenseSchedule schedule, WeightDtype weights) =>
+        (tensorCores, NoTensorCorePath(schedule, weights)) switch
+        {
+            (true, null) => "f16 projections of 9+ tokens on tensor cores",
+            (true, _) => null,
+            (false, null) => "f16 projections on CUDA cores only (--cuda-cores)",
+            (false, var why) => $"--cuda-cores has no effect: {why}",
+        };
+
+    /// <summary>Why a runner on <paramref name="schedule"/> with <paramref name="weights"/> has no tensor-core path to turn
+    /// off; null where it has one (the warp schedule, f16 weights).</summary>
+    internal static string? NoTensorCorePath(DenseSchedule schedule, WeightDtype weights) =>
+        schedule != DenseSchedule.Warp ? $"the {schedule.ToString().ToLowerInvariant()} dense schedule has no tensor-core path"
+        : weights != WeightDtype.F16 ? $"the tensor-core path takes f16 weights, not {weights.ToString().ToLowerInvariant()}"
+        : null;
 
     // ILGPU compiles a kernel at its first launch: a two-token prefill and a decode step launch them all.
     private static void WarmUp(IModelRunner runner, IProgress<ModelLoadProgress> progress)

@@ -124,7 +124,8 @@ public sealed class EndToEndBench(BenchDevice device, int seed, WeightsSource we
             HeadMapping: mapping,
             MatvecDepth: model.MatvecDepth,
             GreedySampling: model.Greedy,
-            TensorCores: model.TensorCores);
+            TensorCores: model.TensorCores,
+            DecodeCores: model.TensorCores ? null : DecodeCores.Cuda);
         var runner = weights == WeightsSource.Device
             ? new LlamaModelRunner(device.Accelerator, new RandomDeviceWeights(config, (uint)seed), options)
             : LoadCheckpoint(model, config, options);

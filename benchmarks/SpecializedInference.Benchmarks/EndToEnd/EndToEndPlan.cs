@@ -21,19 +21,21 @@ public enum WeightsSource
 /// <param name="Layers">Fewer layers than the shape has (the CPU accelerator); null = all.</param>
 /// <param name="MatvecDepth">The decode matvecs' load depth, when not the engine's default (the report's --matvec-depths).</param>
 /// <param name="Greedy">Where the runner picks the greedy tokens (the report's --greedy-on-host runs them on the host).</param>
-/// <param name="TensorCores">The f16 projections of 9 tokens or more on tensor cores (the report's --tensor-cores).</param>
+/// <param name="TensorCores">Tensor cores where the engine uses them by default (the f16 projections of 9 tokens or more,
+/// <see cref="ModelOptions.TensorCores"/>, and the decode attention, <see cref="ModelOptions.DecodeCores"/>); false: both
+/// on CUDA cores only (the report's --cuda-cores).</param>
 public sealed record EndToEndModel(KernelSetInfo Set, int? Layers = null, MatvecDepth? MatvecDepth = null, GreedySampling Greedy = GreedySampling.Auto,
-    bool TensorCores = false)
+    bool TensorCores = true)
 {
     /// <summary>Whether this is the model as the engine runs it by default (no A/B setting).</summary>
-    public bool IsDefault => MatvecDepth is null && Greedy == GreedySampling.Auto && !TensorCores;
+    public bool IsDefault => MatvecDepth is null && Greedy == GreedySampling.Auto && TensorCores;
 
     public int NumLayers => Layers ?? Set.Shape.NumHiddenLayers;
 
     public string Label => (Layers is null ? Set.Name : $"{Set.Name} ({Layers} of {Set.Shape.NumHiddenLayers} layers)")
         + (MatvecDepth is { } depth ? $" [matvec depth {depth}]" : "")
         + (Greedy == GreedySampling.Auto ? "" : $" [greedy on {Greedy.ToString().ToLowerInvariant()}]")
-        + (TensorCores ? " [tensor cores]" : "");
+        + (TensorCores ? "" : " [CUDA cores]");
 }
 
 /// <summary>The ablation run: the same workload with one engine toggle off at a time.</summary>

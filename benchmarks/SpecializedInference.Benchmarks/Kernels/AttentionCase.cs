@@ -26,7 +26,8 @@ public sealed record AttentionCase(
     int Batch,
     int Context,
     AttentionAlgorithm Algorithm = AttentionAlgorithm.Flash,
-    HeadMapping HeadMapping = HeadMapping.Grouped)
+    HeadMapping HeadMapping = HeadMapping.Grouped,
+    DecodeCores DecodeCores = DecodeCores.Cuda)
 {
     public KernelShape Shape => Set.Shape;
 
@@ -36,7 +37,7 @@ public sealed record AttentionCase(
 
     public int BytesPerElement => KvDtype == KvDtype.F16 ? 2 : 4;
 
-    public AttentionOptions Options => new(KvDtype, Algorithm, HeadMapping);
+    public AttentionOptions Options => new(KvDtype, Algorithm, HeadMapping, DecodeCores: DecodeCores);
 
     /// <summary>Query tokens of the step: one per sequence for a decode, the whole chunk otherwise.</summary>
     public int NumTokens => Op == AttentionOp.Decode ? Batch : Batch * Context;
@@ -65,6 +66,7 @@ public sealed record AttentionCase(
 
     public string VariantName => (Algorithm, HeadMapping) switch
     {
+        (AttentionAlgorithm.Flash, HeadMapping.Grouped) when DecodeCores == DecodeCores.Tensor && Op == AttentionOp.Decode => "flash, tensor cores",
         (AttentionAlgorithm.Flash, HeadMapping.Grouped) => "flash",
         (AttentionAlgorithm.Materialized, HeadMapping.Grouped) => "materialized",
         (AttentionAlgorithm.Flash, HeadMapping.Expanded) => "MHA-expanded",

@@ -14,16 +14,17 @@ namespace SpecializedInference.Benchmarks.Report;
 /// with each (rows labelled with the depth).</param>
 /// <param name="GreedyOnHost">The e2e section also runs every model at every batch with the greedy tokens picked on the
 /// host from copied-back logits rows, as before the device argmax (rows labelled [greedy on host]).</param>
-/// <param name="TensorCores">The e2e section also runs every model at every batch with the f16 projections of 9 tokens
-/// or more on tensor cores (rows labelled [tensor cores]).</param>
+/// <param name="CudaCores">The e2e section also runs every model at every batch with tensor cores off, the f16
+/// projections and the decode attention on CUDA cores only (rows labelled [CUDA cores]; the default rows use them).</param>
+
 public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick, IReadOnlySet<string> Sections, string CommandLine,
     double TimeBudgetSeconds = 0, SpecializedInference.Benchmarks.EndToEnd.WeightsSource? Weights = null,
-    IReadOnlyList<MatvecDepth>? MatvecDepths = null, bool GreedyOnHost = false, bool TensorCores = false)
+    IReadOnlyList<MatvecDepth>? MatvecDepths = null, bool GreedyOnHost = false, bool CudaCores = false)
 {
     public static readonly string[] AllSections = ["copy", "kernels", "variants", "dense", "e2e", "ablation"];
 
     public const string Usage =
-        "report [--out <file.md>] [--device cuda|cpu|auto] [--quick] [--sections copy,kernels,variants,dense,e2e,ablation] [--time-budget <seconds>] [--weights device|checkpoint] [--matvec-depths 8,4;4,4] [--greedy-on-host] [--tensor-cores]\n" +
+        "report [--out <file.md>] [--device cuda|cpu|auto] [--quick] [--sections copy,kernels,variants,dense,e2e,ablation] [--time-budget <seconds>] [--weights device|checkpoint] [--matvec-depths 8,4;4,4] [--greedy-on-host] [--cuda-cores]\n" +
         "  Runs the benchmark suite with explicit timing (warm-up, repetitions, accelerator.Synchronize, median) and writes\n" +
         "  a markdown report (default benchmarks/results/<date>-<device>.md). --device cuda fails when no CUDA device is usable.";
 
@@ -36,7 +37,7 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
         SpecializedInference.Benchmarks.EndToEnd.WeightsSource? weights = null;
         var sections = new HashSet<string>(AllSections);
         var depths = new List<MatvecDepth>();
-        bool greedyOnHost = false, tensorCores = false;
+        bool greedyOnHost = false, cudaCores = false;
         for (int i = 0; i < args.Length; i++)
         {
             string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.\n{Usage}");
@@ -69,12 +70,12 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
                     depths.AddRange(Value().Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(MatvecDepth.Parse));
                     break;
                 case "--greedy-on-host": greedyOnHost = true; break;
-                case "--tensor-cores": tensorCores = true; break;
+                case "--cuda-cores": cudaCores = true; break;
                 case "--help" or "-h": throw new ArgumentException(Usage);
                 default: throw new ArgumentException($"report: unknown argument '{args[i]}'.\n{Usage}");
             }
         }
         string commandLine = "report " + string.Join(' ', args.Select(a => a.Contains(' ') ? $"'{a}'" : a));
-        return new ReportOptions(outPath ?? "", device, quick, sections, commandLine, budget, weights, depths, greedyOnHost, tensorCores);
+        return new ReportOptions(outPath ?? "", device, quick, sections, commandLine, budget, weights, depths, greedyOnHost, cudaCores);
     }
 }

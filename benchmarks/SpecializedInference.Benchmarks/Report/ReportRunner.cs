@@ -18,6 +18,8 @@ public sealed class ReportData
     public required SuitePlan Plan { get; init; }
     public required int Seed { get; init; }
     public CopyBandwidthResult? Copy { get; set; }
+    /// <summary>An empty launch and one-launch reads of the decode cases' K/V sizes (<see cref="ReadCeiling"/>).</summary>
+    public IReadOnlyList<ReadCeilingResult> ReadCeiling { get; set; } = [];
     public List<AttentionComparison> Kernels { get; } = new();
     public List<AttentionComparison> Variants { get; } = new();
     public List<DenseComparison> Dense { get; } = new();
@@ -114,6 +116,13 @@ public static class ReportRunner
                 data.Copy = CopyBandwidth.Measure(accelerator, plan.CopyBytes, plan.KernelTiming);
                 log($"  copy: {data.Copy.GBps:F1} GB/s");
             });
+            if (plan.ReadCeilingBytes.Count > 0)
+                Attempt(data, log, "read ceiling", () =>
+                {
+                    data.ReadCeiling = ReadCeiling.MeasureAll(accelerator, plan.ReadCeilingBytes, plan.KernelTiming);
+                    foreach (var r in data.ReadCeiling)
+                        log(r.Bytes == 0 ? $"  empty launch: {Format.Seconds(r.Timing.MedianSeconds)}" : $"  read {Format.Bytes(r.Bytes)} in one launch: {Format.Seconds(r.Timing.MedianSeconds)}, {r.GBps:F1} GB/s");
+                });
             save();
         }
 
@@ -167,12 +176,12 @@ public static class ReportRunner
             if (options.Sections.Contains("e2e"))
             {
                 // The plan's models at every batch, then each one at batch 1 with every extra matvec depth (--matvec-depths),
-                // then at every batch with the greedy tokens picked on the host (--greedy-on-host), and with the tensor-core
-                // projections (--tensor-cores).
+                // then at every batch with the greedy tokens picked on the host (--greedy-on-host), and with the f16
+                // projections and the decode attention on CUDA cores only (--cuda-cores; the default rows use tensor cores).
                 var depthRuns = (options.MatvecDepths ?? []).SelectMany(depth => p.Models.Select(m => (Model: m with { MatvecDepth = depth }, Batches: (IReadOnlyList<int>)[1])));
                 var hostGreedyRuns = options.GreedyOnHost ? p.Models.Select(m => (Model: m with { Greedy = SpecializedInference.Runtime.GreedySampling.Host }, Batches: p.Batches)) : [];
-                var tensorCoreRuns = options.TensorCores ? p.Models.Select(m => (Model: m with { TensorCores = true }, Batches: p.Batches)) : [];
-                foreach (var (model, batches) in p.Models.Select(m => (Model: m, Batches: p.Batches)).Concat(depthRuns).Concat(hostGreedyRuns).Concat(tensorCoreRuns))
+                var cudaCoreRuns = options.CudaCores ? p.Models.Select(m => (Model: m with { TensorCores = false }, Batches: p.Batches)) : [];
+                foreach (var (model, batches) in p.Models.Select(m => (Model: m, Batches: p.Batches)).Concat(depthRuns).Concat(hostGreedyRuns).Concat(cudaCoreRuns))
                 {
                     e2e.Capacity = (batches.Max(), p.PromptTokens + p.DecodeTokens);
                     foreach (int batch in batches)

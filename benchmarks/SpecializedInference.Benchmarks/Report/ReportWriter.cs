@@ -102,6 +102,15 @@ public static class ReportWriter
         new MarkdownTable("buffer", "time (median)", "GB/s (read + write)", "first call")
             .Row(Format.Bytes(c.Bytes), Format.Seconds(c.Timing.MedianSeconds), Format.Number(c.GBps, 4), Format.Seconds(c.Timing.FirstCallSeconds))
             .WriteTo(sb);
+        if (d.ReadCeiling.Count == 0) return;
+        sb.AppendLine("### One launch that only reads").AppendLine();
+        sb.AppendLine("A kernel that reads the bytes of each decode case below once (16-byte loads, four in flight per thread, at most one resident wave of groups) " +
+            "and does nothing else, timed like the kernels (back to back, median), after an empty launch: the most GB/s a kernel of that size can report here, launch included.").AppendLine();
+        var table = new MarkdownTable("launch", "groups", "time (median)", "GB/s (read)", "% copy");
+        foreach (var r in d.ReadCeiling)
+            table.Row(r.Bytes == 0 ? "empty" : $"read {Format.Bytes(r.Bytes)}", r.Groups.ToString(System.Globalization.CultureInfo.InvariantCulture), Format.Seconds(r.Timing.MedianSeconds),
+                r.Bytes == 0 ? "—" : Format.Number(r.GBps, 4), r.Bytes == 0 ? "—" : PercentOfCopy(d, r.GBps));
+        table.WriteTo(sb);
     }
 
     private static void Kernels(StringBuilder sb, ReportData d)
@@ -138,8 +147,8 @@ public static class ReportWriter
     {
         if (d.Dense.Count == 0) return;
         sb.AppendLine("## Dense projections: CUDA cores versus tensor cores").AppendLine();
-        sb.AppendLine("`y = x · Wᵀ`, f16 weights, on the warp schedule: the default kernels (matvec, batched, tiled) against `ModelOptions.TensorCores` " +
-            "(`mma.sync.m16n8k16`, activations rounded to f16). GB/s counts the weights read once; *difference* is the largest |difference| " +
+        sb.AppendLine("`y = x · Wᵀ`, f16 weights, on the warp schedule: the CUDA-core kernels (matvec, batched, tiled; what `--cuda-cores` runs) against the tensor-core " +
+            "path that `ModelOptions.TensorCores` runs by default (`mma.sync.m16n8k16`, activations rounded to f16). GB/s counts the weights read once; *difference* is the largest |difference| " +
             $"of the two outputs over the largest output (a case over {DenseProjectionBench.Tolerance:E0} fails instead).").AppendLine();
         var table = new MarkdownTable("matrix", "rows × cols", "tokens", "CUDA cores", "GB/s", "TFLOP/s", "tensor cores", "GB/s", "TFLOP/s", "tensor ÷ CUDA", "difference");
         foreach (var r in d.Dense)

@@ -21,6 +21,22 @@ public sealed record SuitePlan(
     EndToEndPlan EndToEnd,
     IReadOnlyList<DenseCase>? DenseCases = null)
 {
+    /// <summary>The read-only launches the copy section times: the K/V bytes of each decode case of the first kernel
+    /// set, the sizes whose GB/s the kernel section reports (rounded up to whole groups of the read kernel), and twice
+    /// and four times the smallest, whose differences are the device's time per byte once the launch is paid.</summary>
+    public IReadOnlyList<long> ReadCeilingBytes
+    {
+        get
+        {
+            var sizes = KernelCases.Where(c => c.Op == AttentionOp.Decode && c.Set == KernelCases[0].Set && c.Context == KernelCases[0].Context)
+                .Select(c => (c.KvBytesRead + ReadCeiling.Granule - 1) / ReadCeiling.Granule * ReadCeiling.Granule)
+                .ToList();
+            if (sizes.Count == 0) return [];
+            long smallest = sizes.Min();
+            return sizes.Append(2 * smallest).Append(4 * smallest).Distinct().Order().ToList();
+        }
+    }
+
     /// <summary>The Llama-3-8B shape's projections (qkv, o, gate|up, down, LM head) at <paramref name="tokens"/>.</summary>
     private static IEnumerable<DenseCase> Llama3Projections(params int[] tokens) =>
         from t in tokens
@@ -55,6 +71,10 @@ public sealed record SuitePlan(
             new(Llama3_8B.Info, AttentionOp.Decode, 32, 4096),
             new(Llama3_8B.Info, AttentionOp.Prefill, 1, 4096),
         };
+        // The tensor-core decode beside them (grouped sets with a DecodeMma kernel).
+        foreach (var set in new[] { Llama3_8B.Info, TinyLlama_1_1B.Info })
+            foreach (int batch in new[] { 1, 32 })
+                cases.Add(new AttentionCase(set, AttentionOp.Decode, batch, 4096, DecodeCores: DecodeCores.Tensor));
         foreach (var set in new[] { Llama3_8B.Info, TinyLlama_1_1B.Info, Llama2_13B.Info })
         {
             foreach (int batch in new[] { 1, 32 })
@@ -79,6 +99,8 @@ public sealed record SuitePlan(
             new(set, AttentionOp.Decode, 32, 4096),
             new(set, AttentionOp.Prefill, 1, 4096),
             new(set, AttentionOp.KvWrite, 1, 4096),
+            new(set, AttentionOp.Decode, 1, 4096, DecodeCores: DecodeCores.Tensor),
+            new(set, AttentionOp.Decode, 32, 4096, DecodeCores: DecodeCores.Tensor),
         ];
         var variants = Variants(set, [(AttentionOp.Decode, 32, 4096)]).ToList();
         return new SuitePlan("gpu-quick", 256L << 20, cases, variants, TimingOptions.Full with { Repetitions = 7 }, EndToEndPlan.GpuQuick,
@@ -97,6 +119,7 @@ public sealed record SuitePlan(
             cases.Add(new AttentionCase(set, AttentionOp.Prefill, 1, 64));
             cases.Add(new AttentionCase(set, AttentionOp.KvWrite, 1, 256));
         }
+        cases.Add(new AttentionCase(gqa_hd128_long.Info, AttentionOp.Decode, 1, 300, DecodeCores: DecodeCores.Tensor));
         var variants = Variants(gqa_tiny.Info, [(AttentionOp.Decode, 4, 256), (AttentionOp.Prefill, 1, 64)]).ToList();
         return new SuitePlan("cpu", 256L << 10, cases, variants, new TimingOptions(Warmup: 1, Repetitions: 3, MinRepetitionSeconds: 0, MaxCallsPerRepetition: 1), EndToEndPlan.CpuFull,
             [new DenseCase("tiny", 64, 256, 16), new DenseCase("tiny", 67, 512, 33)]);

@@ -37,15 +37,24 @@ internal static class AttentionKernelsEmitter
                 w.Line($"private readonly {attention} _prefill;");
                 w.Line($"private readonly {attention} _decode;");
                 w.Line();
+                if (DecodeMmaEmitter.Supports(grouped))
+                {
+                    w.Line("/// <summary>Whether <see cref=\"DecodeMma\"/> runs the decode (asked for, grouped heads, f16 cache).</summary>");
+                    w.Line("public override bool DecodeOnTensorCores { get; }");
+                    w.Line();
+                }
                 w.Line("public AttentionKernels(Accelerator accelerator, AttentionOptions options)");
                 w.Line($"    : base(accelerator, \"{spec.Name}\", isSpecialized: true, SpecializedShape, SpecializedTiles, options,");
                 w.Line("        options.HeadMapping == HeadMapping.Expanded ? 1 : AttentionHeadsPerGroup)");
                 using (w.Scope())
                 {
+                    bool mma = DecodeMmaEmitter.Supports(grouped);
+                    if (mma)
+                        w.Line("DecodeOnTensorCores = options.DecodeCores == DecodeCores.Tensor && options.KvDtype == KvDtype.F16 && options.HeadMapping == HeadMapping.Grouped;");
                     using (w.Block("if (options.KvDtype == KvDtype.F16)"))
-                        EmitLoads(w, "F16Codec", attention, writeKv);
+                        EmitLoads(w, "F16Codec", attention, writeKv, mma);
                     using (w.Block("else"))
-                        EmitLoads(w, "F32Codec", attention, writeKv);
+                        EmitLoads(w, "F32Codec", attention, writeKv, mma: false);
                 }
                 w.Line();
                 w.Line("protected override void LaunchWriteKv(AttentionPlan plan, ArrayView<float> keys, ArrayView<float> values, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache)");
@@ -62,7 +71,7 @@ internal static class AttentionKernelsEmitter
         return w.ToString();
     }
 
-    private static void EmitLoads(SourceWriter w, string codec, string attention, string writeKv)
+    private static void EmitLoads(SourceWriter w, string codec, string attention, string writeKv, bool mma)
     {
         string args = "AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>";
         w.Line($"_writeKv = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>>(KvCacheWrite<{codec}>);");
@@ -71,6 +80,8 @@ internal static class AttentionKernelsEmitter
         w.Line($"    : accelerator.LoadStreamKernel<{args}>(Prefill<{codec}>, MaxRegisters.Prefill);");
         w.Line("_decode = options.HeadMapping == HeadMapping.Expanded");
         w.Line($"    ? accelerator.LoadStreamKernel<{args}>(DecodeExpanded<{codec}>, MaxRegisters.Decode)");
+        if (mma)
+            w.Line($"    : DecodeOnTensorCores ? accelerator.LoadStreamKernel<{args}>(DecodeMma, MaxRegisters.Decode)");
         w.Line($"    : accelerator.LoadStreamKernel<{args}>(Decode<{codec}>, MaxRegisters.Decode);");
     }
 }

@@ -71,7 +71,7 @@ internal static class DecodeEmitter
 
     /// <summary>Element offset of <paramref name="key"/>'s row [block, kv_head, slot, :], the block from shared memory;
     /// <paramref name="key"/> is a name or a parenthesized expression.</summary>
-    private static string Row(AttentionLayout L, string key)
+    internal static string Row(AttentionLayout L, string key)
         => $"(((long)sBlock[{key} / {Int(L.BlockSize)} - firstBlock] * {Int(L.KvHeads)} + kvHead) * {Int(L.BlockSize)} + {key} % {Int(L.BlockSize)}) * {Int(L.HeadDim)}";
 
     /// <summary>Key slots' partial outputs summed per step of the final reduction.</summary>
@@ -83,12 +83,18 @@ internal static class DecodeEmitter
     public static string Emit(KernelSetSpec spec)
     {
         var w = new SourceWriter();
-        KernelSetEmitter.Header(w, spec, "ILGPU", "ILGPU.Algorithms", "SpecializedInference.Kernels");
+        KernelSetEmitter.Header(w, spec, "ILGPU", "ILGPU.Algorithms", "SpecializedInference.Kernels", "SpecializedInference.Kernels.Dense");
         using (w.Block($"public static partial class {spec.Name}"))
         {
-            EmitDecode(w, new AttentionLayout(spec, expanded: false));
+            var grouped = new AttentionLayout(spec, expanded: false);
+            EmitDecode(w, grouped);
             w.Line();
             EmitDecode(w, new AttentionLayout(spec, expanded: true));
+            if (DecodeMmaEmitter.Supports(grouped))
+            {
+                w.Line();
+                DecodeMmaEmitter.Emit(w, grouped);
+            }
         }
         return w.ToString();
     }
@@ -115,63 +121,7 @@ internal static class DecodeEmitter
         w.Line("    where TCodec : struct, IKvCodec");
         using (w.Scope())
         {
-            w.Line($"int item = Grid.IdxX / {Int(L.HeadGroups)};");
-            w.Line($"int headGroup = Grid.IdxX % {Int(L.HeadGroups)};");
-            w.Line($"int firstHead = headGroup * {Int(HG)};");
-            w.Line($"int kvHead = firstHead / {Int(L.GroupSize)};");
-            w.Line("// Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.");
-            w.Line("int work = item * 5;                        // (decode, partition, token, context, block-table row)");
-            w.Line("int decode = m.DecodeWork[work];");
-            w.Line("int part = m.DecodeWork[work + 1];");
-            w.Line("int token = m.DecodeWork[work + 2];");
-            w.Line("int context = m.DecodeWork[work + 3];");
-            w.Line($"int k0 = part * {Int(P)};");
-            w.Line($"int numKeys = context - k0 < {Int(P)} ? context - k0 : {Int(P)};");
-            w.Line($"int partitions = (context + {Int(P - 1)}) / {Int(P)};");
-            w.Line("int t = Group.IdxX;");
-            w.Line();
-            w.Line($"var sQ = SharedMemory.Allocate<Float4>({Int(HG * D4)});      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)");
-            w.Line($"var sP = SharedMemory.Allocate<float>({Int(HG * P)});       // [heads, partition] scores, then exp(s - max)");
-            w.Line($"var sRed = SharedMemory.Allocate<Float4>({Int(KS * HG * D4)});    // [key_slots, heads, head_dim] partial P·V");
-            w.Line($"var sMax = SharedMemory.Allocate<float>({Int(HG)});      // [heads] partition max");
-            w.Line($"var sSum = SharedMemory.Allocate<float>({Int(HG)});      // [heads] partition sum of exp(s - max)");
-            int nb = BlocksPerPartition(L);
-            w.Line($"var sBlock = SharedMemory.Allocate<int>({Int(nb)});     // [blocks] the partition's physical blocks, read once");
-            w.Line("var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket");
-            if (SlotSumThreads(L) > 1)
-                w.Line($"var sSlotSum = SharedMemory.Allocate<Float4>({Int((SlotSumThreads(L) - 1) * HG * D4)});   // [slot-sum threads - 1, heads, head_dim] their partial P·V sums");
-            if (CombineSlices(L) > 1)
-                w.Line($"var sSlice = SharedMemory.Allocate<float>({Int(2 * CombineSlices(L) * HG)});   // [combine slices, heads, 2] each slice's running (max, sum)");
-            w.Line("var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]");
-            w.Line();
-            w.Line($"int firstBlock = k0 / {Int(L.BlockSize)};");
-            w.Line("var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again");
-            for (int i = 0; i * T < nb; i++)
-            {
-                using (w.Scope())
-                {
-                    w.Line($"int b = t + {Int(T * i)};");
-                    w.Line(T * (i + 1) > nb ? $"if (b < {Int(nb)}) sBlock[b] = blocks[b];" : "sBlock[b] = blocks[b];");
-                }
-            }
-            // Round trip 2: the queries go into registers now and into shared memory only once this thread's K/V loads
-            // are out, so the K/V loads do not wait for them (they would, behind a barrier after the query stores).
-            int queryLoads = AttentionLayout.CeilDiv(HG * D4, T);
-            for (int i = 0; i < queryLoads; i++)
-            {
-                w.Line($"var qv{i} = default(Float4);");
-                using (w.Scope())
-                {
-                    w.Line($"int f = t + {Int(T * i)};");
-                    bool guard = T * (i + 1) > HG * D4;
-                    if (guard) w.Open($"if (f < {Int(HG * D4)})");
-                    w.Line($"long src = ((long)token * {Int(L.Heads)} + firstHead + f / {Int(D4)}) * {Int(D)} + f % {Int(D4)} * 4;");
-                    w.Line($"qv{i} = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * {Float(L.Scale)};");
-                    if (guard) w.Close();
-                }
-            }
-            w.Line("Group.Barrier();   // sBlock");
-            w.Line();
+            int queryLoads = EmitPreamble(w, L, L.KeySlots, SlotSumThreads(L));
 
             int R = KeysPerThread(L), VP = ValuePrefetch(L);
             w.Line($"// This thread's share of P·V: keys slot + {KS} * r (r < {R}) of the partition, 8 dims at unit.");
@@ -225,13 +175,7 @@ internal static class DecodeEmitter
                         w.Line(StepBoundary.Chunks("sQ", HG * D4, i == 0 && u0 == 0 ? issued.Concat(Enumerable.Range(0, VP).Select(r => $"vr{r}")) : issued));
                         if (i == 0 && u0 == 0)
                         {
-                            w.Line("// The queries, now that the K/V loads are out; every thread's before the scores read them.");
-                            for (int q = 0; q < queryLoads; q++)
-                            {
-                                string f = q == 0 ? "t" : $"t + {Int(T * q)}";
-                                w.Line(T * (q + 1) > HG * D4 ? $"if ({f} < {Int(HG * D4)}) sQ[{f}] = qv{q};" : $"sQ[{f}] = qv{q};");
-                            }
-                            w.Line("Group.Barrier();   // sQ");
+                            EmitQueryStores(w, L, queryLoads);
                         }
                         for (int u = u0; u < US && u < u0 + KeyLoadsInFlight; u++)
                         {
@@ -259,33 +203,7 @@ internal static class DecodeEmitter
             w.Line("Group.Barrier();");
             w.Line();
 
-            w.Line("// Softmax over the partition, a warp per head: max, then exp(s - max) and its sum (warp shuffles).");
-            w.Line("int warp = Warp.WarpIdx;");
-            w.Line("int lane = Warp.LaneIdx;");
-            int perLane = P / 32;
-            for (int h = 0; h < HG; h++)
-            {
-                using (w.Block($"if (warp == {Int(h % L.Warps)})"))
-                {
-                    for (int i = 0; i < perLane; i++) w.Line($"float x{i} = sP[{Int(h * P + 32 * i)} + lane];");
-                    w.Line($"float mx = {PrefillEmitter.Tree(Enumerable.Range(0, perLane).Select(i => $"x{i}").ToList(), (a, b) => $"XMath.Max({a}, {b})")};");
-                    for (int o = 16; o > 0; o >>= 1) w.Line($"mx = XMath.Max(mx, Warp.ShuffleXor(mx, {o}));");
-                    for (int i = 0; i < perLane; i++)
-                    {
-                        w.Line($"float p{i} = AttentionMath.ExpOrZero(x{i} - mx);");
-                        w.Line($"sP[{Int(h * P + 32 * i)} + lane] = p{i};");
-                    }
-                    w.Line($"float sum = {PrefillEmitter.Tree(Enumerable.Range(0, perLane).Select(i => $"p{i}").ToList(), (a, b) => $"({a} + {b})")};");
-                    for (int o = 16; o > 0; o >>= 1) w.Line($"sum += Warp.ShuffleXor(sum, {o});");
-                    using (w.Block("if (lane == 0)"))
-                    {
-                        w.Line($"sMax[{Int(h)}] = mx;");
-                        w.Line($"sSum[{Int(h)}] = sum;");
-                    }
-                }
-            }
-            w.Line("Group.Barrier();");
-            w.Line();
+            EmitSoftmax(w, L);
 
             w.Line($"// P·V: thread = (key slot t / {U}, 8-dim unit t % {U}); one 16-byte V load serves every head. Keys past");
             w.Line("// the context have probability exactly 0 and their V chunks are masked to 0 (the row may hold anything).");
@@ -335,69 +253,194 @@ internal static class DecodeEmitter
             w.Line("Group.Barrier();");
             w.Line();
 
-            int C = HG * D4, SS = SlotSumThreads(L);
-            if (SS > 1)
-            {
-                w.Line($"// Sum the key slots, {SS} threads per Float4 column ({KS / SS} slots each) so that every warp takes part;");
-                w.Line("// the partial sums of threads past the first go through sSlotSum.");
-                w.Line("var slotAcc = default(Float4);");
-                using (w.Scope())
-                {
-                    w.Line($"int f = t % {Int(C)};");
-                    w.Line($"int q = t / {Int(C)};");
-                    if (T > SS * C) w.Open($"if (q < {Int(SS)})");
-                    w.Line($"var sRedPart = sRed.SubView(q * {Int(KS / SS * C)});   // slots q * {KS / SS} .. of every column");
-                    EmitSlotSum(w, "slotAcc", KS / SS, s => $"sRedPart[{Int(s * C)} + f]", C);
-                    w.Line($"if (q > 0) sSlotSum[(q - 1) * {Int(C)} + f] = slotAcc;");
-                    if (T > SS * C) w.Close();
-                }
-                w.Line("Group.Barrier();");
-            }
-            w.Line("// Normalize by this partition's sum, write the output or the partial.");
-            for (int i = 0; i * T < C; i++)
-            {
-                using (w.Scope())
-                {
-                    w.Line($"int f = t + {Int(T * i)};");
-                    bool guard = T * (i + 1) > C;
-                    if (guard) w.Open($"if (f < {Int(C)})");
-                    w.Line($"int h = f / {Int(D4)};");
-                    w.Line($"int c = f % {Int(D4)};");
-                    if (SS > 1)
-                        w.Line($"var acc = {string.Join(" + ", new[] { "slotAcc" }.Concat(Enumerable.Range(0, SS - 1).Select(q => $"sSlotSum[{Int(q * C)} + f]")))};");
-                    else
-                    {
-                        w.Line("var acc = default(Float4);");
-                        EmitSlotSum(w, "acc", KS, s => $"sRed[{Int(s * C)} + f]", C);
-                    }
-                    w.Line("float sum = sSum[h];");
-                    w.Line("acc = acc * (1f / sum);");
-                    w.Line("int head = firstHead + h;");
-                    using (w.Block("if (partitions == 1)"))
-                    {
-                        w.Line($"long dst = ((long)token * {Int(L.Heads)} + head) * {Int(D)} + c * 4;");
-                        w.Line("output[dst] = acc.X;");
-                        w.Line("output[dst + 1] = acc.Y;");
-                        w.Line("output[dst + 2] = acc.Z;");
-                        w.Line("output[dst + 3] = acc.W;");
-                    }
-                    using (w.Block("else"))
-                    {
-                        w.Line($"long partial = ((long)decode * {Int(L.Heads)} + head) * m.PartitionSlots + part;");
-                        w.Line($"partialOut[partial * {Int(D4)} + c] = acc;");
-                        using (w.Block("if (c == 0)"))
-                        {
-                            w.Line("m.PartialMaxSum[partial * 2] = sMax[h];");
-                            w.Line("m.PartialMaxSum[partial * 2 + 1] = sum;");
-                        }
-                    }
-                    if (guard) w.Close();
-                }
-            }
-            w.Line();
-            using (w.Block("if (partitions > 1)"))
-                EmitTicketAndCombine(w, L);
+            EmitReduceAndWrite(w, L, KS, SlotSumThreads(L));
         }
+    }
+
+    /// <summary>
+    /// The start every decode kernel shares: the work item and the partition's blocks (round trip 1), the shared
+    /// buffers (<paramref name="redSlots"/> partial P·V rows per head), and this thread's query Float4s in registers
+    /// (stored by <see cref="EmitQueryStores"/> once the K/V loads are out). Returns the query loads per thread.
+    /// </summary>
+    internal static int EmitPreamble(SourceWriter w, AttentionLayout L, int redSlots, int slotSumThreads)
+    {
+        int T = L.Threads, D4 = L.D4, HG = L.HeadsPerGroup, P = L.Partition, D = L.HeadDim;
+        w.Line($"int item = Grid.IdxX / {Int(L.HeadGroups)};");
+        w.Line($"int headGroup = Grid.IdxX % {Int(L.HeadGroups)};");
+        w.Line($"int firstHead = headGroup * {Int(HG)};");
+        w.Line($"int kvHead = firstHead / {Int(L.GroupSize)};");
+        w.Line("// Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.");
+        w.Line("int work = item * 5;                        // (decode, partition, token, context, block-table row)");
+        w.Line("int decode = m.DecodeWork[work];");
+        w.Line("int part = m.DecodeWork[work + 1];");
+        w.Line("int token = m.DecodeWork[work + 2];");
+        w.Line("int context = m.DecodeWork[work + 3];");
+        w.Line($"int k0 = part * {Int(P)};");
+        w.Line($"int numKeys = context - k0 < {Int(P)} ? context - k0 : {Int(P)};");
+        w.Line($"int partitions = (context + {Int(P - 1)}) / {Int(P)};");
+        w.Line("int t = Group.IdxX;");
+        w.Line();
+        w.Line($"var sQ = SharedMemory.Allocate<Float4>({Int(HG * D4)});      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)");
+        w.Line($"var sP = SharedMemory.Allocate<float>({Int(HG * P)});       // [heads, partition] scores, then exp(s - max)");
+        w.Line($"var sRed = SharedMemory.Allocate<Float4>({Int(redSlots * HG * D4)});    // [{(redSlots == L.KeySlots ? "key_slots" : "warps")}, heads, head_dim] partial P·V");
+        w.Line($"var sMax = SharedMemory.Allocate<float>({Int(HG)});      // [heads] partition max");
+        w.Line($"var sSum = SharedMemory.Allocate<float>({Int(HG)});      // [heads] partition sum of exp(s - max)");
+        int nb = BlocksPerPartition(L);
+        w.Line($"var sBlock = SharedMemory.Allocate<int>({Int(nb)});     // [blocks] the partition's physical blocks, read once");
+        w.Line("var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket");
+        if (slotSumThreads > 1)
+            w.Line($"var sSlotSum = SharedMemory.Allocate<Float4>({Int((slotSumThreads - 1) * HG * D4)});   // [slot-sum threads - 1, heads, head_dim] their partial P·V sums");
+        if (CombineSlices(L) > 1)
+            w.Line($"var sSlice = SharedMemory.Allocate<float>({Int(2 * CombineSlices(L) * HG)});   // [combine slices, heads, 2] each slice's running (max, sum)");
+        w.Line("var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]");
+        w.Line();
+        w.Line($"int firstBlock = k0 / {Int(L.BlockSize)};");
+        w.Line("var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again");
+        for (int i = 0; i * T < nb; i++)
+        {
+            using (w.Scope())
+            {
+                w.Line($"int b = t + {Int(T * i)};");
+                w.Line(T * (i + 1) > nb ? $"if (b < {Int(nb)}) sBlock[b] = blocks[b];" : "sBlock[b] = blocks[b];");
+            }
+        }
+        // Round trip 2: the queries go into registers now and into shared memory only once this thread's K/V loads
+        // are out, so the K/V loads do not wait for them (they would, behind a barrier after the query stores).
+        int queryLoads = AttentionLayout.CeilDiv(HG * D4, T);
+        for (int i = 0; i < queryLoads; i++)
+        {
+            w.Line($"var qv{i} = default(Float4);");
+            using (w.Scope())
+            {
+                w.Line($"int f = t + {Int(T * i)};");
+                bool guard = T * (i + 1) > HG * D4;
+                if (guard) w.Open($"if (f < {Int(HG * D4)})");
+                w.Line($"long src = ((long)token * {Int(L.Heads)} + firstHead + f / {Int(D4)}) * {Int(D)} + f % {Int(D4)} * 4;");
+                w.Line($"qv{i} = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * {Float(L.Scale)};");
+                if (guard) w.Close();
+            }
+        }
+        w.Line("Group.Barrier();   // sBlock");
+        w.Line();
+        return queryLoads;
+    }
+
+    /// <summary>The queries into shared memory (pre-scaled), then a barrier: every thread's before any reads them.</summary>
+    internal static void EmitQueryStores(SourceWriter w, AttentionLayout L, int queryLoads)
+    {
+        int T = L.Threads, HG = L.HeadsPerGroup, D4 = L.D4;
+        w.Line("// The queries, now that the K/V loads are out; every thread's before the scores read them.");
+        for (int q = 0; q < queryLoads; q++)
+        {
+            string f = q == 0 ? "t" : $"t + {Int(T * q)}";
+            w.Line(T * (q + 1) > HG * D4 ? $"if ({f} < {Int(HG * D4)}) sQ[{f}] = qv{q};" : $"sQ[{f}] = qv{q};");
+        }
+        w.Line("Group.Barrier();   // sQ");
+    }
+
+    /// <summary>The partition's softmax over the scores in sP, a warp per head, then a barrier.</summary>
+    internal static void EmitSoftmax(SourceWriter w, AttentionLayout L)
+    {
+        int HG = L.HeadsPerGroup, P = L.Partition;
+        w.Line("// Softmax over the partition, a warp per head: max, then exp(s - max) and its sum (warp shuffles).");
+        w.Line("int warp = Warp.WarpIdx;");
+        w.Line("int lane = Warp.LaneIdx;");
+        int perLane = P / 32;
+        for (int h = 0; h < HG; h++)
+        {
+            using (w.Block($"if (warp == {Int(h % L.Warps)})"))
+            {
+                for (int i = 0; i < perLane; i++) w.Line($"float x{i} = sP[{Int(h * P + 32 * i)} + lane];");
+                w.Line($"float mx = {PrefillEmitter.Tree(Enumerable.Range(0, perLane).Select(i => $"x{i}").ToList(), (a, b) => $"XMath.Max({a}, {b})")};");
+                for (int o = 16; o > 0; o >>= 1) w.Line($"mx = XMath.Max(mx, Warp.ShuffleXor(mx, {o}));");
+                for (int i = 0; i < perLane; i++)
+                {
+                    w.Line($"float p{i} = AttentionMath.ExpOrZero(x{i} - mx);");
+                    w.Line($"sP[{Int(h * P + 32 * i)} + lane] = p{i};");
+                }
+                w.Line($"float sum = {PrefillEmitter.Tree(Enumerable.Range(0, perLane).Select(i => $"p{i}").ToList(), (a, b) => $"({a} + {b})")};");
+                for (int o = 16; o > 0; o >>= 1) w.Line($"sum += Warp.ShuffleXor(sum, {o});");
+                using (w.Block("if (lane == 0)"))
+                {
+                    w.Line($"sMax[{Int(h)}] = mx;");
+                    w.Line($"sSum[{Int(h)}] = sum;");
+                }
+            }
+        }
+        w.Line("Group.Barrier();");
+        w.Line();
+    }
+
+    /// <summary>
+    /// The end every decode kernel shares: the partial P·V rows in sRed (<paramref name="slots"/> per head) summed
+    /// by <paramref name="slotSumThreads"/> threads per Float4 column, normalized by the partition's sum, written as
+    /// the output (one partition) or as the partition's partial, then the ticket and the combine.
+    /// </summary>
+    internal static void EmitReduceAndWrite(SourceWriter w, AttentionLayout L, int slots, int slotSumThreads)
+    {
+        int T = L.Threads, D4 = L.D4, HG = L.HeadsPerGroup, D = L.HeadDim;
+        int C = HG * D4, SS = slotSumThreads;
+        if (SS > 1)
+        {
+            w.Line($"// Sum the key slots, {SS} threads per Float4 column ({slots / SS} slots each) so that every warp takes part;");
+            w.Line("// the partial sums of threads past the first go through sSlotSum.");
+            w.Line("var slotAcc = default(Float4);");
+            using (w.Scope())
+            {
+                w.Line($"int f = t % {Int(C)};");
+                w.Line($"int q = t / {Int(C)};");
+                if (T > SS * C) w.Open($"if (q < {Int(SS)})");
+                w.Line($"var sRedPart = sRed.SubView(q * {Int(slots / SS * C)});   // slots q * {slots / SS} .. of every column");
+                EmitSlotSum(w, "slotAcc", slots / SS, s => $"sRedPart[{Int(s * C)} + f]", C);
+                w.Line($"if (q > 0) sSlotSum[(q - 1) * {Int(C)} + f] = slotAcc;");
+                if (T > SS * C) w.Close();
+            }
+            w.Line("Group.Barrier();");
+        }
+        w.Line("// Normalize by this partition's sum, write the output or the partial.");
+        for (int i = 0; i * T < C; i++)
+        {
+            using (w.Scope())
+            {
+                w.Line($"int f = t + {Int(T * i)};");
+                bool guard = T * (i + 1) > C;
+                if (guard) w.Open($"if (f < {Int(C)})");
+                w.Line($"int h = f / {Int(D4)};");
+                w.Line($"int c = f % {Int(D4)};");
+                if (SS > 1)
+                    w.Line($"var acc = {string.Join(" + ", new[] { "slotAcc" }.Concat(Enumerable.Range(0, SS - 1).Select(q => $"sSlotSum[{Int(q * C)} + f]")))};");
+                else
+                {
+                    w.Line("var acc = default(Float4);");
+                    EmitSlotSum(w, "acc", slots, s => $"sRed[{Int(s * C)} + f]", C);
+                }
+                w.Line("float sum = sSum[h];");
+                w.Line("acc = acc * (1f / sum);");
+                w.Line("int head = firstHead + h;");
+                using (w.Block("if (partitions == 1)"))
+                {
+                    w.Line($"long dst = ((long)token * {Int(L.Heads)} + head) * {Int(D)} + c * 4;");
+                    w.Line("output[dst] = acc.X;");
+                    w.Line("output[dst + 1] = acc.Y;");
+                    w.Line("output[dst + 2] = acc.Z;");
+                    w.Line("output[dst + 3] = acc.W;");
+                }
+                using (w.Block("else"))
+                {
+                    w.Line($"long partial = ((long)decode * {Int(L.Heads)} + head) * m.PartitionSlots + part;");
+                    w.Line($"partialOut[partial * {Int(D4)} + c] = acc;");
+                    using (w.Block("if (c == 0)"))
+                    {
+                        w.Line("m.PartialMaxSum[partial * 2] = sMax[h];");
+                        w.Line("m.PartialMaxSum[partial * 2 + 1] = sum;");
+                    }
+                }
+                if (guard) w.Close();
+            }
+        }
+        w.Line();
+        using (w.Block("if (partitions > 1)"))
+            EmitTicketAndCombine(w, L);
     }
 
     /// <summary>Threads that sum one Float4 column's key slots after P·V (one when every thread already has a column).</summary>

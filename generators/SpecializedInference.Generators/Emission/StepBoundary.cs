@@ -38,6 +38,11 @@ internal static class StepBoundary
     public static string Chunks(string scratch, int capacity, IEnumerable<string> raws)
         => $"if (t < 0) {{ var keep = {scratch}.Cast<Chunk16>(); {string.Join(" ", raws.SelectMany((r, i) => new[] { $"keep[{Int(2 * i % capacity)}] = {r}.A;", $"keep[{Int((2 * i + 1) % capacity)}] = {r}.B;" }))} }} // step boundary (never taken): the loads above stay in flight together";
 
+    /// <summary>A boundary right after loads are issued, keeping the 16-byte chunks <paramref name="chunks"/> (Chunk16), as
+    /// <see cref="Chunks"/> does for RawChunk8.</summary>
+    public static string Chunk16s(string scratch, int capacity, IEnumerable<string> chunks)
+        => $"if (t < 0) {{ var keep = {scratch}.Cast<Chunk16>(); {string.Join(" ", chunks.Select((c, i) => $"keep[{Int(i % capacity)}] = {c};"))} }} // step boundary (never taken): the loads above stay in flight together";
+
     /// <summary>A boundary that keeps the Float4 accumulators <paramref name="values"/>; the stores stay inside the
     /// <paramref name="capacity"/> elements of <paramref name="scratch"/> even though they never run.</summary>
     public static string Float4s(string scratch, int capacity, IEnumerable<string> values)

@@ -62,6 +62,10 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
         [Description("Register caps to compare for the generated sets, ';'-separated, e.g. \"decode=0,prefill=0;decode=168,prefill=128\" (CUDA only; 0 = uncapped).")]
         public string? MaxRegisters { get; init; }
 
+        [CommandOption("--tensor-core-decode")]
+        [Description("Also time each generated set's decode on tensor cores (DecodeCores.Tensor), where it has one.")]
+        public bool TensorCoreDecode { get; init; }
+
         [CommandOption("--kv-dtype <DTYPE>")]
         [DefaultValue("f16")]
         public string KvDtype { get; init; } = "f16";
@@ -92,7 +96,11 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
                     return 2;
                 }
                 foreach (var limits in RegisterVariants(settings))
+                {
                     variants.Add(() => set.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(dtype, MaxRegisters: limits)));
+                    if (settings.TensorCoreDecode)
+                        variants.Add(() => set.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(dtype, MaxRegisters: limits, DecodeCores: DecodeCores.Tensor)));
+                }
             }
             return Run(settings, shape, handle, variants);
         }
@@ -128,7 +136,7 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
             using var kernels = create();
             if (kernels is AttentionKernelsBase b)
                 Console.WriteLine($"  {kernels.Name}: tiles {b.Tiles}, {b.HeadsPerGroup} heads per group" +
-                    (b.IsSpecialized ? $", registers {b.MaxRegisters}" : ""));
+                    (b.IsSpecialized ? $", registers {b.MaxRegisters}" : "") + (b.DecodeOnTensorCores ? ", decode on tensor cores" : ""));
             Console.WriteLine(AttentionBenchmark.Decode(kernels, shape, handle.Accelerator, settings.Batch, settings.Context, settings.Iterations));
             if (settings.PrefillTokens > 0)
                 Console.WriteLine(AttentionBenchmark.Prefill(kernels, shape, handle.Accelerator, 1, settings.PrefillTokens, Math.Max(3, settings.Iterations / 10)));

@@ -75,9 +75,9 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         [Description("KV cache: f16 (default) or f32.")]
         public string KvDtype { get; init; } = "f16";
 
-        [CommandOption("--tensor-cores")]
-        [Description("Run the f16 projections of 9 tokens or more (prefill, batches) on tensor cores, activations rounded to f16 (not yet measured on a GPU).")]
-        public bool TensorCores { get; init; }
+        [CommandOption("--cuda-cores")]
+        [Description("f16 projections and decode attention on CUDA cores only (tensor cores are the default on CUDA).")]
+        public bool CudaCores { get; init; }
 
         [CommandOption("--generic")]
         [Description("Use the generic attention kernels even when a generated kernel set matches the model.")]
@@ -195,15 +195,15 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         if (prompt.Length >= maxSeqLen)
             throw new ArgumentException($"the prompt has {prompt.Length} tokens; the model allows {checkpoint.Config.MaxPositionEmbeddings} positions (max_position_embeddings)");
         var options = new ModelOptions(weightDtype, kvDtype, device, MaxSeqLen: maxSeqLen,
-            MaxBatchTokens: Math.Min(prompt.Length, s.PrefillChunk), ForceGenericKernels: s.Generic) { TensorCores = s.TensorCores };
+            MaxBatchTokens: Math.Min(prompt.Length, s.PrefillChunk), ForceGenericKernels: s.Generic) { TensorCores = !s.CudaCores, DecodeCores = s.CudaCores ? DecodeCores.Cuda : null };
 
         var clock = Stopwatch.StartNew();
         using var handle = AcceleratorFactory.Create(new AcceleratorOptions(device));
         using var runner = new LlamaModelRunner(handle.Accelerator, checkpoint, options);
         double loadMs = clock.Elapsed.TotalMilliseconds;
         if (runner.KernelNotice is not null) Console.Error.WriteLine(runner.KernelNotice);
-        if (s.TensorCores && runner.DenseSchedule != DenseSchedule.Warp)
-            Console.Error.WriteLine($"--tensor-cores: {handle.Description} runs the {runner.DenseSchedule.ToString().ToLowerInvariant()} dense schedule, which has no tensor-core path; ignored.");
+        if (s.CudaCores && ModelLoading.NoTensorCorePath(runner.DenseSchedule, weightDtype) is { } why)
+            Console.Error.WriteLine($"--cuda-cores has no effect on {handle.Description}: {why}.");
 
         var generator = new Generator(runner, checkpoint.EosTokenIds);
         var genOptions = new GenerationOptions(s.MaxNewTokens, sampling, s.IgnoreEos, s.PrefillChunk, RecordLogits: s.Json);

@@ -61,6 +61,10 @@ internal sealed class SelftestCommand : Command<SelftestCommand.Settings>
                 if (settings.Set is not null && settings.Set != set.Name) continue;
                 var shape = AttentionShape.From(set.Shape, set.Engine.KvBlockSize);
                 results.AddRange(RunOne(set.Name, () => set.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(set.Engine.KvDtype)), shape, handle, seed));
+                // The tensor-core decode where the set has one (its prefill and KV write are the same kernels again).
+                var mma = new AttentionOptions(KvDtype.F16, DecodeCores: DecodeCores.Tensor);
+                results.AddRange(RunOne($"{set.Name} mma", () => set.CreateAttentionKernels!(handle.Accelerator, mma), shape, handle, seed,
+                    applies: k => k is AttentionKernelsBase { DecodeOnTensorCores: true }));
             }
             if (settings.Set is null or "generic")
             {
@@ -90,12 +94,15 @@ internal sealed class SelftestCommand : Command<SelftestCommand.Settings>
         }
     }
 
-    private static IEnumerable<SelfTestResult> RunOne(string name, Func<IAttentionKernels> create, AttentionShape shape, AcceleratorHandle handle, int seed)
+    /// <param name="applies">Whether the created kernels are worth a run (no lines when not).</param>
+    private static IEnumerable<SelfTestResult> RunOne(string name, Func<IAttentionKernels> create, AttentionShape shape, AcceleratorHandle handle, int seed,
+        Func<IAttentionKernels, bool>? applies = null)
     {
         IReadOnlyList<SelfTestResult> results;
         try
         {
             using var kernels = create();
+            if (applies is not null && !applies(kernels)) return [];
             results = AttentionSelfTest.Run(kernels, shape, handle.Accelerator, seed);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)

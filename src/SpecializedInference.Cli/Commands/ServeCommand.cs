@@ -36,9 +36,9 @@ internal class ModelSettings : CommandSettings
     [DefaultValue(DeviceKind.Auto)]
     public DeviceKind Device { get; init; } = DeviceKind.Auto;
 
-    [CommandOption("--tensor-cores")]
-    [Description("Run the f16 projections of 9 tokens or more (prefill, batches) on tensor cores, activations rounded to f16 (not yet measured on a GPU).")]
-    public bool TensorCores { get; init; }
+    [CommandOption("--cuda-cores")]
+    [Description("f16 projections and decode attention on CUDA cores only (tensor cores are the default on CUDA).")]
+    public bool CudaCores { get; init; }
 
     [CommandOption("--synthetic-vocab <N>")]
     [Description("Vocabulary of the synthetic runner without --model.")]
@@ -65,8 +65,8 @@ internal class ModelSettings : CommandSettings
     {
         if (requireModel && Model is null && !Synthetic)
             return ValidationResult.Error("Give --model <DIR> (a checkpoint folder) or --synthetic.");
-        if (TensorCores && Model is null)
-            return ValidationResult.Error("--tensor-cores needs --model: the synthetic runner has no projections to run on them.");
+        if (CudaCores && (Synthetic || Model is null))
+            return ValidationResult.Error("--cuda-cores needs a model run from its weights (--model without --synthetic): the synthetic runner has no projections to run on CUDA cores.");
         if (MaxBatchSize < 1)
             return ValidationResult.Error($"--max-batch-size is {MaxBatchSize}; it must be at least 1.");
         if (KvBlocks is < 1)
@@ -81,7 +81,7 @@ internal class ModelSettings : CommandSettings
     }
 
     public ModelRequest ToRequest() => new(Model, Synthetic, ModelName, MaxBatchSize, KvBlocks, Device, SyntheticVocab, SyntheticMaxSeqLen,
-        TimeSpan.FromMilliseconds(SyntheticStepMs), TensorCores: TensorCores);
+        TimeSpan.FromMilliseconds(SyntheticStepMs), TensorCores: !CudaCores);
 }
 
 /// <summary><c>si serve</c>: the OpenAI-compatible HTTP server.</summary>

@@ -65,6 +65,10 @@ public abstract class AttentionKernelsBase : IAttentionKernels
 
     public AttentionTiles Tiles { get; }
 
+    /// <summary>Whether the flash decode runs its products on tensor cores (<see cref="DecodeCores.Tensor"/> asked for and
+    /// a <c>DecodeMma</c> kernel generated for this shape, the mapping grouped and the cache f16).</summary>
+    public virtual bool DecodeOnTensorCores => false;
+
     /// <summary>Query heads a thread group serves from each K/V load (1 for <see cref="HeadMapping.Expanded"/>).</summary>
     public int HeadsPerGroup { get; }
 

@@ -22,14 +22,28 @@ public enum HeadMapping
     Expanded,
 }
 
+/// <summary>Which units compute the decode's two products, S = Q·Kᵀ and O = P·V.</summary>
+public enum DecodeCores
+{
+    /// <summary>FMAs on CUDA cores (every kernel set, every KV dtype).</summary>
+    Cuda,
+
+    /// <summary><c>mma.m16n8k16</c> on tensor cores where the generated set has a <c>DecodeMma</c> kernel (grouped
+    /// heads, 2 to 8 per K/V head, head_dim a multiple of 64, f16 cache); elsewhere the CUDA-core kernel.</summary>
+    Tensor,
+}
+
 /// <summary>Options for compiling a set of attention kernels.</summary>
 /// <param name="MaxRegisters">Registers per thread of a generated set's flash kernels on CUDA; null: the set's
 /// defaults (<see cref="RegisterLimits.Generated"/>). The generic kernels, the baseline, always load uncapped.</param>
+/// <param name="DecodeCores">Where the flash decode's products run (<see cref="AttentionKernelsBase.DecodeOnTensorCores"/>
+/// says what a kernel set chose).</param>
 public sealed record AttentionOptions(
     KvDtype KvDtype = KvDtype.F16,
     AttentionAlgorithm Algorithm = AttentionAlgorithm.Flash,
     HeadMapping HeadMapping = HeadMapping.Grouped,
-    RegisterLimits? MaxRegisters = null);
+    RegisterLimits? MaxRegisters = null,
+    DecodeCores DecodeCores = DecodeCores.Cuda);
 
 /// <summary>
 /// Caps on registers per thread for the generated decode and prefill kernels on CUDA, 0 for the compiler's choice

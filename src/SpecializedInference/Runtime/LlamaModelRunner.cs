@@ -127,7 +127,9 @@ public sealed class LlamaModelRunner : IModelRunner
         NumBlocks = options.NumKvBlocks > 0 ? options.NumKvBlocks : (MaxSeqLen + BlockSize - 1) / BlockSize;
 
         var selection = AttentionKernelSelection.Select(accelerator, c, BlockSize,
-            new AttentionOptions(options.KvDtype, options.Algorithm, options.HeadMapping), options.ForceGenericKernels);
+            new AttentionOptions(options.KvDtype, options.Algorithm, options.HeadMapping,
+                DecodeCores: options.DecodeCores ?? (accelerator is ILGPU.Runtime.CPU.CPUAccelerator ? DecodeCores.Cuda : DecodeCores.Tensor)),
+            options.ForceGenericKernels);
         _attention = selection.Kernels;
         KernelNotice = selection.Notice;
         _dense = new DenseKernels(accelerator, options.DenseSchedule, options.MatvecDepth, options.TensorCores);
@@ -229,6 +231,10 @@ public sealed class LlamaModelRunner : IModelRunner
     public string? KernelNotice { get; }
 
     public DenseSchedule DenseSchedule => _dense.Schedule;
+
+    /// <summary>Whether the decode attention runs on tensor cores (<see cref="ModelOptions.DecodeCores"/> and a generated
+    /// <c>DecodeMma</c> for this shape).</summary>
+    public bool DecodeOnTensorCores => _attention is AttentionKernelsBase { DecodeOnTensorCores: true };
 
     public Accelerator Accelerator => _accelerator;
 

@@ -4,6 +4,7 @@
 using ILGPU;
 using ILGPU.Algorithms;
 using SpecializedInference.Kernels;
+using SpecializedInference.Kernels.Dense;
 
 namespace SpecializedInference.Generated;
 
@@ -1558,6 +1559,955 @@ public static partial class gqa_hd128_long
                     float w3 = AttentionMath.ExpOrZero(sSlice[6 + h * 2] - mx);   // 0 for a slice without partitions
                     sum += sSlice[6 + h * 2 + 1] * w3;
                     acc = acc.Fma(sRed[96 + t], w3);
+                    var o = acc * (1f / sum);
+                    long dst = ((long)token * 2 + firstHead) * 128 + t * 4;
+                    output[dst] = o.X;
+                    output[dst + 1] = o.Y;
+                    output[dst + 2] = o.Z;
+                    output[dst + 3] = o.W;
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Split-K flash decode on tensor cores: thread group = (decode, partition of 256 keys) x (2 query heads sharing each K/V
+    /// load), 128 threads; warp w takes keys 64w .. 64w + 63 as 4 tile(s) of 16. Scores Sᵀ = K·Qᵀ and
+    /// Oᵀ = Vᵀ·Pᵀ are mma.m16n8k16 products (Q and P as f16 hi + lo, f32 accumulators), K and V loaded once, in
+    /// 16-byte chunks, in one round trip; softmax, partials, ticket and combine as in Decode. f16 cache only.
+    /// </summary>
+    /// <param name="queries">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
+    /// <param name="keyCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim] f16</param>
+    /// <param name="valueCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim] f16</param>
+    /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
+    public static void DecodeMma(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+    {
+        int item = Grid.IdxX / 1;
+        int headGroup = Grid.IdxX % 1;
+        int firstHead = headGroup * 2;
+        int kvHead = firstHead / 2;
+        // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
+        int work = item * 5;                        // (decode, partition, token, context, block-table row)
+        int decode = m.DecodeWork[work];
+        int part = m.DecodeWork[work + 1];
+        int token = m.DecodeWork[work + 2];
+        int context = m.DecodeWork[work + 3];
+        int k0 = part * 256;
+        int numKeys = context - k0 < 256 ? context - k0 : 256;
+        int partitions = (context + 255) / 256;
+        int t = Group.IdxX;
+
+        var sQ = SharedMemory.Allocate<Float4>(64);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
+        var sP = SharedMemory.Allocate<float>(512);       // [heads, partition] scores, then exp(s - max)
+        var sRed = SharedMemory.Allocate<Float4>(256);    // [warps, heads, head_dim] partial P·V
+        var sMax = SharedMemory.Allocate<float>(2);      // [heads] partition max
+        var sSum = SharedMemory.Allocate<float>(2);      // [heads] partition sum of exp(s - max)
+        var sBlock = SharedMemory.Allocate<int>(16);     // [blocks] the partition's physical blocks, read once
+        var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
+        var sSlice = SharedMemory.Allocate<float>(8);   // [combine slices, heads, 2] each slice's running (max, sum)
+        var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
+
+        int firstBlock = k0 / 16;
+        var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
+        {
+            int b = t + 0;
+            if (b < 16) sBlock[b] = blocks[b];
+        }
+        var qv0 = default(Float4);
+        {
+            int f = t + 0;
+            if (f < 64)
+            {
+                long src = ((long)token * 2 + firstHead + f / 32) * 128 + f % 32 * 4;
+                qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.088388346f;
+            }
+        }
+        Group.Barrier();   // sBlock
+
+        // Lane (g, tq) of warp wk: g = lane / 4 picks rows of the mma fragments, tq = lane % 4 columns.
+        int wk = Warp.WarpIdx;
+        int g = Warp.LaneIdx >> 2;
+        int tq = Warp.LaneIdx & 3;
+
+        int jK0 = (wk * 4 + 0) * 16 + g;          // partition key of this lane's K rows (and + 8), tile 0
+        int jV0 = (wk * 4 + 0) * 16 + 2 * tq;     // partition key of this lane's first V row, tile 0
+        int jK1 = (wk * 4 + 1) * 16 + g;          // partition key of this lane's K rows (and + 8), tile 1
+        int jV1 = (wk * 4 + 1) * 16 + 2 * tq;     // partition key of this lane's first V row, tile 1
+        int jK2 = (wk * 4 + 2) * 16 + g;          // partition key of this lane's K rows (and + 8), tile 2
+        int jV2 = (wk * 4 + 2) * 16 + 2 * tq;     // partition key of this lane's first V row, tile 2
+        int jK3 = (wk * 4 + 3) * 16 + g;          // partition key of this lane's K rows (and + 8), tile 3
+        int jV3 = (wk * 4 + 3) * 16 + 2 * tq;     // partition key of this lane's first V row, tile 3
+        // K in batches of 4 tile(s), each batch's loads together (keys g and g + 8 of a tile, dims 32j + 8tq .. + 7
+        // of each 32: the A fragments of Sᵀ = K·Qᵀ as loaded). Keys past the context read rows of valid blocks (the
+        // plan repeats the last one) and score -inf.
+        long kA0 = ((((long)sBlock[(k0 + jK0) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jK0) % 16) * 128) / 8 + tq;
+        long kB0 = ((((long)sBlock[(k0 + jK0 + 8) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jK0 + 8) % 16) * 128) / 8 + tq;
+        var ka0_0 = keyCache[kA0 + 0];   // [key g, dims 0 + 8tq ..]
+        var kb0_0 = keyCache[kB0 + 0];   // [key g + 8, dims 0 + 8tq ..]
+        var ka0_1 = keyCache[kA0 + 4];   // [key g, dims 32 + 8tq ..]
+        var kb0_1 = keyCache[kB0 + 4];   // [key g + 8, dims 32 + 8tq ..]
+        var ka0_2 = keyCache[kA0 + 8];   // [key g, dims 64 + 8tq ..]
+        var kb0_2 = keyCache[kB0 + 8];   // [key g + 8, dims 64 + 8tq ..]
+        var ka0_3 = keyCache[kA0 + 12];   // [key g, dims 96 + 8tq ..]
+        var kb0_3 = keyCache[kB0 + 12];   // [key g + 8, dims 96 + 8tq ..]
+        long kA1 = ((((long)sBlock[(k0 + jK1) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jK1) % 16) * 128) / 8 + tq;
+        long kB1 = ((((long)sBlock[(k0 + jK1 + 8) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jK1 + 8) % 16) * 128) / 8 + tq;
+        var ka1_0 = keyCache[kA1 + 0];   // [key g, dims 0 + 8tq ..]
+        var kb1_0 = keyCache[kB1 + 0];   // [key g + 8, dims 0 + 8tq ..]
+        var ka1_1 = keyCache[kA1 + 4];   // [key g, dims 32 + 8tq ..]
+        var kb1_1 = keyCache[kB1 + 4];   // [key g + 8, dims 32 + 8tq ..]
+        var ka1_2 = keyCache[kA1 + 8];   // [key g, dims 64 + 8tq ..]
+        var kb1_2 = keyCache[kB1 + 8];   // [key g + 8, dims 64 + 8tq ..]
+        var ka1_3 = keyCache[kA1 + 12];   // [key g, dims 96 + 8tq ..]
+        var kb1_3 = keyCache[kB1 + 12];   // [key g + 8, dims 96 + 8tq ..]
+        long kA2 = ((((long)sBlock[(k0 + jK2) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jK2) % 16) * 128) / 8 + tq;
+        long kB2 = ((((long)sBlock[(k0 + jK2 + 8) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jK2 + 8) % 16) * 128) / 8 + tq;
+        var ka2_0 = keyCache[kA2 + 0];   // [key g, dims 0 + 8tq ..]
+        var kb2_0 = keyCache[kB2 + 0];   // [key g + 8, dims 0 + 8tq ..]
+        var ka2_1 = keyCache[kA2 + 4];   // [key g, dims 32 + 8tq ..]
+        var kb2_1 = keyCache[kB2 + 4];   // [key g + 8, dims 32 + 8tq ..]
+        var ka2_2 = keyCache[kA2 + 8];   // [key g, dims 64 + 8tq ..]
+        var kb2_2 = keyCache[kB2 + 8];   // [key g + 8, dims 64 + 8tq ..]
+        var ka2_3 = keyCache[kA2 + 12];   // [key g, dims 96 + 8tq ..]
+        var kb2_3 = keyCache[kB2 + 12];   // [key g + 8, dims 96 + 8tq ..]
+        long kA3 = ((((long)sBlock[(k0 + jK3) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jK3) % 16) * 128) / 8 + tq;
+        long kB3 = ((((long)sBlock[(k0 + jK3 + 8) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jK3 + 8) % 16) * 128) / 8 + tq;
+        var ka3_0 = keyCache[kA3 + 0];   // [key g, dims 0 + 8tq ..]
+        var kb3_0 = keyCache[kB3 + 0];   // [key g + 8, dims 0 + 8tq ..]
+        var ka3_1 = keyCache[kA3 + 4];   // [key g, dims 32 + 8tq ..]
+        var kb3_1 = keyCache[kB3 + 4];   // [key g + 8, dims 32 + 8tq ..]
+        var ka3_2 = keyCache[kA3 + 8];   // [key g, dims 64 + 8tq ..]
+        var kb3_2 = keyCache[kB3 + 8];   // [key g + 8, dims 64 + 8tq ..]
+        var ka3_3 = keyCache[kA3 + 12];   // [key g, dims 96 + 8tq ..]
+        var kb3_3 = keyCache[kB3 + 12];   // [key g + 8, dims 96 + 8tq ..]
+        if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = ka0_0; keep[1] = kb0_0; keep[2] = ka0_1; keep[3] = kb0_1; keep[4] = ka0_2; keep[5] = kb0_2; keep[6] = ka0_3; keep[7] = kb0_3; keep[8] = ka1_0; keep[9] = kb1_0; keep[10] = ka1_1; keep[11] = kb1_1; keep[12] = ka1_2; keep[13] = kb1_2; keep[14] = ka1_3; keep[15] = kb1_3; keep[16] = ka2_0; keep[17] = kb2_0; keep[18] = ka2_1; keep[19] = kb2_1; keep[20] = ka2_2; keep[21] = kb2_2; keep[22] = ka2_3; keep[23] = kb2_3; keep[24] = ka3_0; keep[25] = kb3_0; keep[26] = ka3_1; keep[27] = kb3_1; keep[28] = ka3_2; keep[29] = kb3_2; keep[30] = ka3_3; keep[31] = kb3_3; } // step boundary (never taken): the loads above stay in flight together
+        // The queries, now that the K/V loads are out; every thread's before the scores read them.
+        if (t < 64) sQ[t] = qv0;
+        Group.Barrier();   // sQ
+
+        // Scores, tile by tile: A = K rows (16 keys x 16 dims per k-step), B = Qᵀ of heads g < 2 (the other columns 0).
+        // k-step (j, s) covers dims 32j + 8tq + 4s .. + 3 in lane (g, tq): its K registers and Q Float4 hold exactly
+        // those, so the renumbering within a k-step is the same on both sides.
+        var sQg = sQ.SubView((g < 2 ? g : 0) * 32 + 2 * tq);   // this lane's query dims of head g, indexed with constants
+        bool headG = g < 2;
+        var sc0 = default(MmaTile);   // [key g, g + 8] x [head 2tq, 2tq + 1] of tile 0
+        var q0_0_0 = headG ? sQg[0] : default(Float4);
+        var qb0_0_0_0 = TensorCores.Split(q0_0_0.X, q0_0_0.Y);   // b0: dims + 0, + 1
+        var qb1_0_0_0 = TensorCores.Split(q0_0_0.Z, q0_0_0.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc0, ka0_0.X, kb0_0.X, ka0_0.Y, kb0_0.Y, qb0_0_0_0.Hi, qb1_0_0_0.Hi);
+        TensorCores.Mma16816(ref sc0, ka0_0.X, kb0_0.X, ka0_0.Y, kb0_0.Y, qb0_0_0_0.Lo, qb1_0_0_0.Lo);
+        var q0_0_1 = headG ? sQg[1] : default(Float4);
+        var qb0_0_0_1 = TensorCores.Split(q0_0_1.X, q0_0_1.Y);   // b0: dims + 0, + 1
+        var qb1_0_0_1 = TensorCores.Split(q0_0_1.Z, q0_0_1.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc0, ka0_0.Z, kb0_0.Z, ka0_0.W, kb0_0.W, qb0_0_0_1.Hi, qb1_0_0_1.Hi);
+        TensorCores.Mma16816(ref sc0, ka0_0.Z, kb0_0.Z, ka0_0.W, kb0_0.W, qb0_0_0_1.Lo, qb1_0_0_1.Lo);
+        var q0_1_0 = headG ? sQg[8] : default(Float4);
+        var qb0_0_1_0 = TensorCores.Split(q0_1_0.X, q0_1_0.Y);   // b0: dims + 0, + 1
+        var qb1_0_1_0 = TensorCores.Split(q0_1_0.Z, q0_1_0.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc0, ka0_1.X, kb0_1.X, ka0_1.Y, kb0_1.Y, qb0_0_1_0.Hi, qb1_0_1_0.Hi);
+        TensorCores.Mma16816(ref sc0, ka0_1.X, kb0_1.X, ka0_1.Y, kb0_1.Y, qb0_0_1_0.Lo, qb1_0_1_0.Lo);
+        var q0_1_1 = headG ? sQg[9] : default(Float4);
+        var qb0_0_1_1 = TensorCores.Split(q0_1_1.X, q0_1_1.Y);   // b0: dims + 0, + 1
+        var qb1_0_1_1 = TensorCores.Split(q0_1_1.Z, q0_1_1.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc0, ka0_1.Z, kb0_1.Z, ka0_1.W, kb0_1.W, qb0_0_1_1.Hi, qb1_0_1_1.Hi);
+        TensorCores.Mma16816(ref sc0, ka0_1.Z, kb0_1.Z, ka0_1.W, kb0_1.W, qb0_0_1_1.Lo, qb1_0_1_1.Lo);
+        var q0_2_0 = headG ? sQg[16] : default(Float4);
+        var qb0_0_2_0 = TensorCores.Split(q0_2_0.X, q0_2_0.Y);   // b0: dims + 0, + 1
+        var qb1_0_2_0 = TensorCores.Split(q0_2_0.Z, q0_2_0.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc0, ka0_2.X, kb0_2.X, ka0_2.Y, kb0_2.Y, qb0_0_2_0.Hi, qb1_0_2_0.Hi);
+        TensorCores.Mma16816(ref sc0, ka0_2.X, kb0_2.X, ka0_2.Y, kb0_2.Y, qb0_0_2_0.Lo, qb1_0_2_0.Lo);
+        var q0_2_1 = headG ? sQg[17] : default(Float4);
+        var qb0_0_2_1 = TensorCores.Split(q0_2_1.X, q0_2_1.Y);   // b0: dims + 0, + 1
+        var qb1_0_2_1 = TensorCores.Split(q0_2_1.Z, q0_2_1.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc0, ka0_2.Z, kb0_2.Z, ka0_2.W, kb0_2.W, qb0_0_2_1.Hi, qb1_0_2_1.Hi);
+        TensorCores.Mma16816(ref sc0, ka0_2.Z, kb0_2.Z, ka0_2.W, kb0_2.W, qb0_0_2_1.Lo, qb1_0_2_1.Lo);
+        var q0_3_0 = headG ? sQg[24] : default(Float4);
+        var qb0_0_3_0 = TensorCores.Split(q0_3_0.X, q0_3_0.Y);   // b0: dims + 0, + 1
+        var qb1_0_3_0 = TensorCores.Split(q0_3_0.Z, q0_3_0.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc0, ka0_3.X, kb0_3.X, ka0_3.Y, kb0_3.Y, qb0_0_3_0.Hi, qb1_0_3_0.Hi);
+        TensorCores.Mma16816(ref sc0, ka0_3.X, kb0_3.X, ka0_3.Y, kb0_3.Y, qb0_0_3_0.Lo, qb1_0_3_0.Lo);
+        var q0_3_1 = headG ? sQg[25] : default(Float4);
+        var qb0_0_3_1 = TensorCores.Split(q0_3_1.X, q0_3_1.Y);   // b0: dims + 0, + 1
+        var qb1_0_3_1 = TensorCores.Split(q0_3_1.Z, q0_3_1.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc0, ka0_3.Z, kb0_3.Z, ka0_3.W, kb0_3.W, qb0_0_3_1.Hi, qb1_0_3_1.Hi);
+        TensorCores.Mma16816(ref sc0, ka0_3.Z, kb0_3.Z, ka0_3.W, kb0_3.W, qb0_0_3_1.Lo, qb1_0_3_1.Lo);
+        if (t < 0) { sQ[0] = new Float4(sc0.C0, sc0.C1, sc0.C2, sc0.C3); } // step boundary (never taken): keeps the steps in order
+        if (2 * tq < 2)
+        {
+            sP[(2 * tq) * 256 + jK0] = jK0 < numKeys ? sc0.C0 : float.NegativeInfinity;
+            sP[(2 * tq) * 256 + jK0 + 8] = jK0 + 8 < numKeys ? sc0.C2 : float.NegativeInfinity;
+        }
+        if (2 * tq + 1 < 2)
+        {
+            sP[(2 * tq + 1) * 256 + jK0] = jK0 < numKeys ? sc0.C1 : float.NegativeInfinity;
+            sP[(2 * tq + 1) * 256 + jK0 + 8] = jK0 + 8 < numKeys ? sc0.C3 : float.NegativeInfinity;
+        }
+        var sc1 = default(MmaTile);   // [key g, g + 8] x [head 2tq, 2tq + 1] of tile 1
+        var q1_0_0 = headG ? sQg[0] : default(Float4);
+        var qb0_1_0_0 = TensorCores.Split(q1_0_0.X, q1_0_0.Y);   // b0: dims + 0, + 1
+        var qb1_1_0_0 = TensorCores.Split(q1_0_0.Z, q1_0_0.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc1, ka1_0.X, kb1_0.X, ka1_0.Y, kb1_0.Y, qb0_1_0_0.Hi, qb1_1_0_0.Hi);
+        TensorCores.Mma16816(ref sc1, ka1_0.X, kb1_0.X, ka1_0.Y, kb1_0.Y, qb0_1_0_0.Lo, qb1_1_0_0.Lo);
+        var q1_0_1 = headG ? sQg[1] : default(Float4);
+        var qb0_1_0_1 = TensorCores.Split(q1_0_1.X, q1_0_1.Y);   // b0: dims + 0, + 1
+        var qb1_1_0_1 = TensorCores.Split(q1_0_1.Z, q1_0_1.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc1, ka1_0.Z, kb1_0.Z, ka1_0.W, kb1_0.W, qb0_1_0_1.Hi, qb1_1_0_1.Hi);
+        TensorCores.Mma16816(ref sc1, ka1_0.Z, kb1_0.Z, ka1_0.W, kb1_0.W, qb0_1_0_1.Lo, qb1_1_0_1.Lo);
+        var q1_1_0 = headG ? sQg[8] : default(Float4);
+        var qb0_1_1_0 = TensorCores.Split(q1_1_0.X, q1_1_0.Y);   // b0: dims + 0, + 1
+        var qb1_1_1_0 = TensorCores.Split(q1_1_0.Z, q1_1_0.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc1, ka1_1.X, kb1_1.X, ka1_1.Y, kb1_1.Y, qb0_1_1_0.Hi, qb1_1_1_0.Hi);
+        TensorCores.Mma16816(ref sc1, ka1_1.X, kb1_1.X, ka1_1.Y, kb1_1.Y, qb0_1_1_0.Lo, qb1_1_1_0.Lo);
+        var q1_1_1 = headG ? sQg[9] : default(Float4);
+        var qb0_1_1_1 = TensorCores.Split(q1_1_1.X, q1_1_1.Y);   // b0: dims + 0, + 1
+        var qb1_1_1_1 = TensorCores.Split(q1_1_1.Z, q1_1_1.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc1, ka1_1.Z, kb1_1.Z, ka1_1.W, kb1_1.W, qb0_1_1_1.Hi, qb1_1_1_1.Hi);
+        TensorCores.Mma16816(ref sc1, ka1_1.Z, kb1_1.Z, ka1_1.W, kb1_1.W, qb0_1_1_1.Lo, qb1_1_1_1.Lo);
+        var q1_2_0 = headG ? sQg[16] : default(Float4);
+        var qb0_1_2_0 = TensorCores.Split(q1_2_0.X, q1_2_0.Y);   // b0: dims + 0, + 1
+        var qb1_1_2_0 = TensorCores.Split(q1_2_0.Z, q1_2_0.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc1, ka1_2.X, kb1_2.X, ka1_2.Y, kb1_2.Y, qb0_1_2_0.Hi, qb1_1_2_0.Hi);
+        TensorCores.Mma16816(ref sc1, ka1_2.X, kb1_2.X, ka1_2.Y, kb1_2.Y, qb0_1_2_0.Lo, qb1_1_2_0.Lo);
+        var q1_2_1 = headG ? sQg[17] : default(Float4);
+        var qb0_1_2_1 = TensorCores.Split(q1_2_1.X, q1_2_1.Y);   // b0: dims + 0, + 1
+        var qb1_1_2_1 = TensorCores.Split(q1_2_1.Z, q1_2_1.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc1, ka1_2.Z, kb1_2.Z, ka1_2.W, kb1_2.W, qb0_1_2_1.Hi, qb1_1_2_1.Hi);
+        TensorCores.Mma16816(ref sc1, ka1_2.Z, kb1_2.Z, ka1_2.W, kb1_2.W, qb0_1_2_1.Lo, qb1_1_2_1.Lo);
+        var q1_3_0 = headG ? sQg[24] : default(Float4);
+        var qb0_1_3_0 = TensorCores.Split(q1_3_0.X, q1_3_0.Y);   // b0: dims + 0, + 1
+        var qb1_1_3_0 = TensorCores.Split(q1_3_0.Z, q1_3_0.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc1, ka1_3.X, kb1_3.X, ka1_3.Y, kb1_3.Y, qb0_1_3_0.Hi, qb1_1_3_0.Hi);
+        TensorCores.Mma16816(ref sc1, ka1_3.X, kb1_3.X, ka1_3.Y, kb1_3.Y, qb0_1_3_0.Lo, qb1_1_3_0.Lo);
+        var q1_3_1 = headG ? sQg[25] : default(Float4);
+        var qb0_1_3_1 = TensorCores.Split(q1_3_1.X, q1_3_1.Y);   // b0: dims + 0, + 1
+        var qb1_1_3_1 = TensorCores.Split(q1_3_1.Z, q1_3_1.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc1, ka1_3.Z, kb1_3.Z, ka1_3.W, kb1_3.W, qb0_1_3_1.Hi, qb1_1_3_1.Hi);
+        TensorCores.Mma16816(ref sc1, ka1_3.Z, kb1_3.Z, ka1_3.W, kb1_3.W, qb0_1_3_1.Lo, qb1_1_3_1.Lo);
+        if (t < 0) { sQ[0] = new Float4(sc1.C0, sc1.C1, sc1.C2, sc1.C3); } // step boundary (never taken): keeps the steps in order
+        if (2 * tq < 2)
+        {
+            sP[(2 * tq) * 256 + jK1] = jK1 < numKeys ? sc1.C0 : float.NegativeInfinity;
+            sP[(2 * tq) * 256 + jK1 + 8] = jK1 + 8 < numKeys ? sc1.C2 : float.NegativeInfinity;
+        }
+        if (2 * tq + 1 < 2)
+        {
+            sP[(2 * tq + 1) * 256 + jK1] = jK1 < numKeys ? sc1.C1 : float.NegativeInfinity;
+            sP[(2 * tq + 1) * 256 + jK1 + 8] = jK1 + 8 < numKeys ? sc1.C3 : float.NegativeInfinity;
+        }
+        var sc2 = default(MmaTile);   // [key g, g + 8] x [head 2tq, 2tq + 1] of tile 2
+        var q2_0_0 = headG ? sQg[0] : default(Float4);
+        var qb0_2_0_0 = TensorCores.Split(q2_0_0.X, q2_0_0.Y);   // b0: dims + 0, + 1
+        var qb1_2_0_0 = TensorCores.Split(q2_0_0.Z, q2_0_0.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc2, ka2_0.X, kb2_0.X, ka2_0.Y, kb2_0.Y, qb0_2_0_0.Hi, qb1_2_0_0.Hi);
+        TensorCores.Mma16816(ref sc2, ka2_0.X, kb2_0.X, ka2_0.Y, kb2_0.Y, qb0_2_0_0.Lo, qb1_2_0_0.Lo);
+        var q2_0_1 = headG ? sQg[1] : default(Float4);
+        var qb0_2_0_1 = TensorCores.Split(q2_0_1.X, q2_0_1.Y);   // b0: dims + 0, + 1
+        var qb1_2_0_1 = TensorCores.Split(q2_0_1.Z, q2_0_1.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc2, ka2_0.Z, kb2_0.Z, ka2_0.W, kb2_0.W, qb0_2_0_1.Hi, qb1_2_0_1.Hi);
+        TensorCores.Mma16816(ref sc2, ka2_0.Z, kb2_0.Z, ka2_0.W, kb2_0.W, qb0_2_0_1.Lo, qb1_2_0_1.Lo);
+        var q2_1_0 = headG ? sQg[8] : default(Float4);
+        var qb0_2_1_0 = TensorCores.Split(q2_1_0.X, q2_1_0.Y);   // b0: dims + 0, + 1
+        var qb1_2_1_0 = TensorCores.Split(q2_1_0.Z, q2_1_0.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc2, ka2_1.X, kb2_1.X, ka2_1.Y, kb2_1.Y, qb0_2_1_0.Hi, qb1_2_1_0.Hi);
+        TensorCores.Mma16816(ref sc2, ka2_1.X, kb2_1.X, ka2_1.Y, kb2_1.Y, qb0_2_1_0.Lo, qb1_2_1_0.Lo);
+        var q2_1_1 = headG ? sQg[9] : default(Float4);
+        var qb0_2_1_1 = TensorCores.Split(q2_1_1.X, q2_1_1.Y);   // b0: dims + 0, + 1
+        var qb1_2_1_1 = TensorCores.Split(q2_1_1.Z, q2_1_1.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc2, ka2_1.Z, kb2_1.Z, ka2_1.W, kb2_1.W, qb0_2_1_1.Hi, qb1_2_1_1.Hi);
+        TensorCores.Mma16816(ref sc2, ka2_1.Z, kb2_1.Z, ka2_1.W, kb2_1.W, qb0_2_1_1.Lo, qb1_2_1_1.Lo);
+        var q2_2_0 = headG ? sQg[16] : default(Float4);
+        var qb0_2_2_0 = TensorCores.Split(q2_2_0.X, q2_2_0.Y);   // b0: dims + 0, + 1
+        var qb1_2_2_0 = TensorCores.Split(q2_2_0.Z, q2_2_0.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc2, ka2_2.X, kb2_2.X, ka2_2.Y, kb2_2.Y, qb0_2_2_0.Hi, qb1_2_2_0.Hi);
+        TensorCores.Mma16816(ref sc2, ka2_2.X, kb2_2.X, ka2_2.Y, kb2_2.Y, qb0_2_2_0.Lo, qb1_2_2_0.Lo);
+        var q2_2_1 = headG ? sQg[17] : default(Float4);
+        var qb0_2_2_1 = TensorCores.Split(q2_2_1.X, q2_2_1.Y);   // b0: dims + 0, + 1
+        var qb1_2_2_1 = TensorCores.Split(q2_2_1.Z, q2_2_1.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc2, ka2_2.Z, kb2_2.Z, ka2_2.W, kb2_2.W, qb0_2_2_1.Hi, qb1_2_2_1.Hi);
+        TensorCores.Mma16816(ref sc2, ka2_2.Z, kb2_2.Z, ka2_2.W, kb2_2.W, qb0_2_2_1.Lo, qb1_2_2_1.Lo);
+        var q2_3_0 = headG ? sQg[24] : default(Float4);
+        var qb0_2_3_0 = TensorCores.Split(q2_3_0.X, q2_3_0.Y);   // b0: dims + 0, + 1
+        var qb1_2_3_0 = TensorCores.Split(q2_3_0.Z, q2_3_0.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc2, ka2_3.X, kb2_3.X, ka2_3.Y, kb2_3.Y, qb0_2_3_0.Hi, qb1_2_3_0.Hi);
+        TensorCores.Mma16816(ref sc2, ka2_3.X, kb2_3.X, ka2_3.Y, kb2_3.Y, qb0_2_3_0.Lo, qb1_2_3_0.Lo);
+        var q2_3_1 = headG ? sQg[25] : default(Float4);
+        var qb0_2_3_1 = TensorCores.Split(q2_3_1.X, q2_3_1.Y);   // b0: dims + 0, + 1
+        var qb1_2_3_1 = TensorCores.Split(q2_3_1.Z, q2_3_1.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc2, ka2_3.Z, kb2_3.Z, ka2_3.W, kb2_3.W, qb0_2_3_1.Hi, qb1_2_3_1.Hi);
+        TensorCores.Mma16816(ref sc2, ka2_3.Z, kb2_3.Z, ka2_3.W, kb2_3.W, qb0_2_3_1.Lo, qb1_2_3_1.Lo);
+        if (t < 0) { sQ[0] = new Float4(sc2.C0, sc2.C1, sc2.C2, sc2.C3); } // step boundary (never taken): keeps the steps in order
+        if (2 * tq < 2)
+        {
+            sP[(2 * tq) * 256 + jK2] = jK2 < numKeys ? sc2.C0 : float.NegativeInfinity;
+            sP[(2 * tq) * 256 + jK2 + 8] = jK2 + 8 < numKeys ? sc2.C2 : float.NegativeInfinity;
+        }
+        if (2 * tq + 1 < 2)
+        {
+            sP[(2 * tq + 1) * 256 + jK2] = jK2 < numKeys ? sc2.C1 : float.NegativeInfinity;
+            sP[(2 * tq + 1) * 256 + jK2 + 8] = jK2 + 8 < numKeys ? sc2.C3 : float.NegativeInfinity;
+        }
+        var sc3 = default(MmaTile);   // [key g, g + 8] x [head 2tq, 2tq + 1] of tile 3
+        var q3_0_0 = headG ? sQg[0] : default(Float4);
+        var qb0_3_0_0 = TensorCores.Split(q3_0_0.X, q3_0_0.Y);   // b0: dims + 0, + 1
+        var qb1_3_0_0 = TensorCores.Split(q3_0_0.Z, q3_0_0.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc3, ka3_0.X, kb3_0.X, ka3_0.Y, kb3_0.Y, qb0_3_0_0.Hi, qb1_3_0_0.Hi);
+        TensorCores.Mma16816(ref sc3, ka3_0.X, kb3_0.X, ka3_0.Y, kb3_0.Y, qb0_3_0_0.Lo, qb1_3_0_0.Lo);
+        var q3_0_1 = headG ? sQg[1] : default(Float4);
+        var qb0_3_0_1 = TensorCores.Split(q3_0_1.X, q3_0_1.Y);   // b0: dims + 0, + 1
+        var qb1_3_0_1 = TensorCores.Split(q3_0_1.Z, q3_0_1.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc3, ka3_0.Z, kb3_0.Z, ka3_0.W, kb3_0.W, qb0_3_0_1.Hi, qb1_3_0_1.Hi);
+        TensorCores.Mma16816(ref sc3, ka3_0.Z, kb3_0.Z, ka3_0.W, kb3_0.W, qb0_3_0_1.Lo, qb1_3_0_1.Lo);
+        var q3_1_0 = headG ? sQg[8] : default(Float4);
+        var qb0_3_1_0 = TensorCores.Split(q3_1_0.X, q3_1_0.Y);   // b0: dims + 0, + 1
+        var qb1_3_1_0 = TensorCores.Split(q3_1_0.Z, q3_1_0.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc3, ka3_1.X, kb3_1.X, ka3_1.Y, kb3_1.Y, qb0_3_1_0.Hi, qb1_3_1_0.Hi);
+        TensorCores.Mma16816(ref sc3, ka3_1.X, kb3_1.X, ka3_1.Y, kb3_1.Y, qb0_3_1_0.Lo, qb1_3_1_0.Lo);
+        var q3_1_1 = headG ? sQg[9] : default(Float4);
+        var qb0_3_1_1 = TensorCores.Split(q3_1_1.X, q3_1_1.Y);   // b0: dims + 0, + 1
+        var qb1_3_1_1 = TensorCores.Split(q3_1_1.Z, q3_1_1.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc3, ka3_1.Z, kb3_1.Z, ka3_1.W, kb3_1.W, qb0_3_1_1.Hi, qb1_3_1_1.Hi);
+        TensorCores.Mma16816(ref sc3, ka3_1.Z, kb3_1.Z, ka3_1.W, kb3_1.W, qb0_3_1_1.Lo, qb1_3_1_1.Lo);
+        var q3_2_0 = headG ? sQg[16] : default(Float4);
+        var qb0_3_2_0 = TensorCores.Split(q3_2_0.X, q3_2_0.Y);   // b0: dims + 0, + 1
+        var qb1_3_2_0 = TensorCores.Split(q3_2_0.Z, q3_2_0.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc3, ka3_2.X, kb3_2.X, ka3_2.Y, kb3_2.Y, qb0_3_2_0.Hi, qb1_3_2_0.Hi);
+        TensorCores.Mma16816(ref sc3, ka3_2.X, kb3_2.X, ka3_2.Y, kb3_2.Y, qb0_3_2_0.Lo, qb1_3_2_0.Lo);
+        var q3_2_1 = headG ? sQg[17] : default(Float4);
+        var qb0_3_2_1 = TensorCores.Split(q3_2_1.X, q3_2_1.Y);   // b0: dims + 0, + 1
+        var qb1_3_2_1 = TensorCores.Split(q3_2_1.Z, q3_2_1.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc3, ka3_2.Z, kb3_2.Z, ka3_2.W, kb3_2.W, qb0_3_2_1.Hi, qb1_3_2_1.Hi);
+        TensorCores.Mma16816(ref sc3, ka3_2.Z, kb3_2.Z, ka3_2.W, kb3_2.W, qb0_3_2_1.Lo, qb1_3_2_1.Lo);
+        var q3_3_0 = headG ? sQg[24] : default(Float4);
+        var qb0_3_3_0 = TensorCores.Split(q3_3_0.X, q3_3_0.Y);   // b0: dims + 0, + 1
+        var qb1_3_3_0 = TensorCores.Split(q3_3_0.Z, q3_3_0.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc3, ka3_3.X, kb3_3.X, ka3_3.Y, kb3_3.Y, qb0_3_3_0.Hi, qb1_3_3_0.Hi);
+        TensorCores.Mma16816(ref sc3, ka3_3.X, kb3_3.X, ka3_3.Y, kb3_3.Y, qb0_3_3_0.Lo, qb1_3_3_0.Lo);
+        var q3_3_1 = headG ? sQg[25] : default(Float4);
+        var qb0_3_3_1 = TensorCores.Split(q3_3_1.X, q3_3_1.Y);   // b0: dims + 0, + 1
+        var qb1_3_3_1 = TensorCores.Split(q3_3_1.Z, q3_3_1.W);   // b1: dims + 2, + 3
+        TensorCores.Mma16816(ref sc3, ka3_3.Z, kb3_3.Z, ka3_3.W, kb3_3.W, qb0_3_3_1.Hi, qb1_3_3_1.Hi);
+        TensorCores.Mma16816(ref sc3, ka3_3.Z, kb3_3.Z, ka3_3.W, kb3_3.W, qb0_3_3_1.Lo, qb1_3_3_1.Lo);
+        if (t < 0) { sQ[0] = new Float4(sc3.C0, sc3.C1, sc3.C2, sc3.C3); } // step boundary (never taken): keeps the steps in order
+        if (2 * tq < 2)
+        {
+            sP[(2 * tq) * 256 + jK3] = jK3 < numKeys ? sc3.C0 : float.NegativeInfinity;
+            sP[(2 * tq) * 256 + jK3 + 8] = jK3 + 8 < numKeys ? sc3.C2 : float.NegativeInfinity;
+        }
+        if (2 * tq + 1 < 2)
+        {
+            sP[(2 * tq + 1) * 256 + jK3] = jK3 < numKeys ? sc3.C1 : float.NegativeInfinity;
+            sP[(2 * tq + 1) * 256 + jK3 + 8] = jK3 + 8 < numKeys ? sc3.C3 : float.NegativeInfinity;
+        }
+        Group.Barrier();
+
+        // Softmax over the partition, a warp per head: max, then exp(s - max) and its sum (warp shuffles).
+        int warp = Warp.WarpIdx;
+        int lane = Warp.LaneIdx;
+        if (warp == 0)
+        {
+            float x0 = sP[0 + lane];
+            float x1 = sP[32 + lane];
+            float x2 = sP[64 + lane];
+            float x3 = sP[96 + lane];
+            float x4 = sP[128 + lane];
+            float x5 = sP[160 + lane];
+            float x6 = sP[192 + lane];
+            float x7 = sP[224 + lane];
+            float mx = XMath.Max(XMath.Max(XMath.Max(x0, x1), XMath.Max(x2, x3)), XMath.Max(XMath.Max(x4, x5), XMath.Max(x6, x7)));
+            mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
+            mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
+            mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
+            mx = XMath.Max(mx, Warp.ShuffleXor(mx, 2));
+            mx = XMath.Max(mx, Warp.ShuffleXor(mx, 1));
+            float p0 = AttentionMath.ExpOrZero(x0 - mx);
+            sP[0 + lane] = p0;
+            float p1 = AttentionMath.ExpOrZero(x1 - mx);
+            sP[32 + lane] = p1;
+            float p2 = AttentionMath.ExpOrZero(x2 - mx);
+            sP[64 + lane] = p2;
+            float p3 = AttentionMath.ExpOrZero(x3 - mx);
+            sP[96 + lane] = p3;
+            float p4 = AttentionMath.ExpOrZero(x4 - mx);
+            sP[128 + lane] = p4;
+            float p5 = AttentionMath.ExpOrZero(x5 - mx);
+            sP[160 + lane] = p5;
+            float p6 = AttentionMath.ExpOrZero(x6 - mx);
+            sP[192 + lane] = p6;
+            float p7 = AttentionMath.ExpOrZero(x7 - mx);
+            sP[224 + lane] = p7;
+            float sum = (((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7)));
+            sum += Warp.ShuffleXor(sum, 16);
+            sum += Warp.ShuffleXor(sum, 8);
+            sum += Warp.ShuffleXor(sum, 4);
+            sum += Warp.ShuffleXor(sum, 2);
+            sum += Warp.ShuffleXor(sum, 1);
+            if (lane == 0)
+            {
+                sMax[0] = mx;
+                sSum[0] = sum;
+            }
+        }
+        if (warp == 1)
+        {
+            float x0 = sP[256 + lane];
+            float x1 = sP[288 + lane];
+            float x2 = sP[320 + lane];
+            float x3 = sP[352 + lane];
+            float x4 = sP[384 + lane];
+            float x5 = sP[416 + lane];
+            float x6 = sP[448 + lane];
+            float x7 = sP[480 + lane];
+            float mx = XMath.Max(XMath.Max(XMath.Max(x0, x1), XMath.Max(x2, x3)), XMath.Max(XMath.Max(x4, x5), XMath.Max(x6, x7)));
+            mx = XMath.Max(mx, Warp.ShuffleXor(mx, 16));
+            mx = XMath.Max(mx, Warp.ShuffleXor(mx, 8));
+            mx = XMath.Max(mx, Warp.ShuffleXor(mx, 4));
+            mx = XMath.Max(mx, Warp.ShuffleXor(mx, 2));
+            mx = XMath.Max(mx, Warp.ShuffleXor(mx, 1));
+            float p0 = AttentionMath.ExpOrZero(x0 - mx);
+            sP[256 + lane] = p0;
+            float p1 = AttentionMath.ExpOrZero(x1 - mx);
+            sP[288 + lane] = p1;
+            float p2 = AttentionMath.ExpOrZero(x2 - mx);
+            sP[320 + lane] = p2;
+            float p3 = AttentionMath.ExpOrZero(x3 - mx);
+            sP[352 + lane] = p3;
+            float p4 = AttentionMath.ExpOrZero(x4 - mx);
+            sP[384 + lane] = p4;
+            float p5 = AttentionMath.ExpOrZero(x5 - mx);
+            sP[416 + lane] = p5;
+            float p6 = AttentionMath.ExpOrZero(x6 - mx);
+            sP[448 + lane] = p6;
+            float p7 = AttentionMath.ExpOrZero(x7 - mx);
+            sP[480 + lane] = p7;
+            float sum = (((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7)));
+            sum += Warp.ShuffleXor(sum, 16);
+            sum += Warp.ShuffleXor(sum, 8);
+            sum += Warp.ShuffleXor(sum, 4);
+            sum += Warp.ShuffleXor(sum, 2);
+            sum += Warp.ShuffleXor(sum, 1);
+            if (lane == 0)
+            {
+                sMax[1] = mx;
+                sSum[1] = sum;
+            }
+        }
+        Group.Barrier();
+
+
+        // P·V, tile by tile: A = Vᵀ (rows: dims 8c + 2e and 8c + 2e + 1 of c = g + 8q; columns: the tile's keys), built by
+        // pairing two keys' halves of one register; B = Pᵀ of heads g (hi + lo). Keys past the context: V chunk 0, p 0.
+        var o0_0 = default(MmaTile);   // [dims 8(g + 0) + 0, + 1] x [head 2tq, 2tq + 1]
+        var o0_1 = default(MmaTile);   // [dims 8(g + 0) + 2, + 3] x [head 2tq, 2tq + 1]
+        var o0_2 = default(MmaTile);   // [dims 8(g + 0) + 4, + 5] x [head 2tq, 2tq + 1]
+        var o0_3 = default(MmaTile);   // [dims 8(g + 0) + 6, + 7] x [head 2tq, 2tq + 1]
+        var o1_0 = default(MmaTile);   // [dims 8(g + 8) + 0, + 1] x [head 2tq, 2tq + 1]
+        var o1_1 = default(MmaTile);   // [dims 8(g + 8) + 2, + 3] x [head 2tq, 2tq + 1]
+        var o1_2 = default(MmaTile);   // [dims 8(g + 8) + 4, + 5] x [head 2tq, 2tq + 1]
+        var o1_3 = default(MmaTile);   // [dims 8(g + 8) + 6, + 7] x [head 2tq, 2tq + 1]
+        var sPg = sP.SubView((g < 2 ? g : 0) * 256);   // head g's probabilities
+        // V of tile(s) 0, 1, 2, 3: keys 2tq, 2tq + 1, 2tq + 8, 2tq + 9, dims 8(g + 8q) .. + 7, loaded together.
+        long v0R0 = ((((long)sBlock[(k0 + jV0 + 0) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV0 + 0) % 16) * 128) / 8 + g;
+        long v1R0 = ((((long)sBlock[(k0 + jV0 + 1) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV0 + 1) % 16) * 128) / 8 + g;
+        long v8R0 = ((((long)sBlock[(k0 + jV0 + 8) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV0 + 8) % 16) * 128) / 8 + g;
+        long v9R0 = ((((long)sBlock[(k0 + jV0 + 9) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV0 + 9) % 16) * 128) / 8 + g;
+        var v0_0_0 = valueCache[v0R0 + 0];   // [key 2tq + 0, dims 8(g + 0) ..]
+        var v1_0_0 = valueCache[v1R0 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
+        var v8_0_0 = valueCache[v8R0 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
+        var v9_0_0 = valueCache[v9R0 + 0];   // [key 2tq + 9, dims 8(g + 0) ..]
+        var v0_0_1 = valueCache[v0R0 + 8];   // [key 2tq + 0, dims 8(g + 8) ..]
+        var v1_0_1 = valueCache[v1R0 + 8];   // [key 2tq + 1, dims 8(g + 8) ..]
+        var v8_0_1 = valueCache[v8R0 + 8];   // [key 2tq + 8, dims 8(g + 8) ..]
+        var v9_0_1 = valueCache[v9R0 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
+        long v0R1 = ((((long)sBlock[(k0 + jV1 + 0) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV1 + 0) % 16) * 128) / 8 + g;
+        long v1R1 = ((((long)sBlock[(k0 + jV1 + 1) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV1 + 1) % 16) * 128) / 8 + g;
+        long v8R1 = ((((long)sBlock[(k0 + jV1 + 8) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV1 + 8) % 16) * 128) / 8 + g;
+        long v9R1 = ((((long)sBlock[(k0 + jV1 + 9) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV1 + 9) % 16) * 128) / 8 + g;
+        var v0_1_0 = valueCache[v0R1 + 0];   // [key 2tq + 0, dims 8(g + 0) ..]
+        var v1_1_0 = valueCache[v1R1 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
+        var v8_1_0 = valueCache[v8R1 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
+        var v9_1_0 = valueCache[v9R1 + 0];   // [key 2tq + 9, dims 8(g + 0) ..]
+        var v0_1_1 = valueCache[v0R1 + 8];   // [key 2tq + 0, dims 8(g + 8) ..]
+        var v1_1_1 = valueCache[v1R1 + 8];   // [key 2tq + 1, dims 8(g + 8) ..]
+        var v8_1_1 = valueCache[v8R1 + 8];   // [key 2tq + 8, dims 8(g + 8) ..]
+        var v9_1_1 = valueCache[v9R1 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
+        long v0R2 = ((((long)sBlock[(k0 + jV2 + 0) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV2 + 0) % 16) * 128) / 8 + g;
+        long v1R2 = ((((long)sBlock[(k0 + jV2 + 1) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV2 + 1) % 16) * 128) / 8 + g;
+        long v8R2 = ((((long)sBlock[(k0 + jV2 + 8) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV2 + 8) % 16) * 128) / 8 + g;
+        long v9R2 = ((((long)sBlock[(k0 + jV2 + 9) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV2 + 9) % 16) * 128) / 8 + g;
+        var v0_2_0 = valueCache[v0R2 + 0];   // [key 2tq + 0, dims 8(g + 0) ..]
+        var v1_2_0 = valueCache[v1R2 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
+        var v8_2_0 = valueCache[v8R2 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
+        var v9_2_0 = valueCache[v9R2 + 0];   // [key 2tq + 9, dims 8(g + 0) ..]
+        var v0_2_1 = valueCache[v0R2 + 8];   // [key 2tq + 0, dims 8(g + 8) ..]
+        var v1_2_1 = valueCache[v1R2 + 8];   // [key 2tq + 1, dims 8(g + 8) ..]
+        var v8_2_1 = valueCache[v8R2 + 8];   // [key 2tq + 8, dims 8(g + 8) ..]
+        var v9_2_1 = valueCache[v9R2 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
+        long v0R3 = ((((long)sBlock[(k0 + jV3 + 0) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV3 + 0) % 16) * 128) / 8 + g;
+        long v1R3 = ((((long)sBlock[(k0 + jV3 + 1) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV3 + 1) % 16) * 128) / 8 + g;
+        long v8R3 = ((((long)sBlock[(k0 + jV3 + 8) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV3 + 8) % 16) * 128) / 8 + g;
+        long v9R3 = ((((long)sBlock[(k0 + jV3 + 9) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV3 + 9) % 16) * 128) / 8 + g;
+        var v0_3_0 = valueCache[v0R3 + 0];   // [key 2tq + 0, dims 8(g + 0) ..]
+        var v1_3_0 = valueCache[v1R3 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
+        var v8_3_0 = valueCache[v8R3 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
+        var v9_3_0 = valueCache[v9R3 + 0];   // [key 2tq + 9, dims 8(g + 0) ..]
+        var v0_3_1 = valueCache[v0R3 + 8];   // [key 2tq + 0, dims 8(g + 8) ..]
+        var v1_3_1 = valueCache[v1R3 + 8];   // [key 2tq + 1, dims 8(g + 8) ..]
+        var v8_3_1 = valueCache[v8R3 + 8];   // [key 2tq + 8, dims 8(g + 8) ..]
+        var v9_3_1 = valueCache[v9R3 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
+        if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = v0_0_0; keep[1] = v1_0_0; keep[2] = v8_0_0; keep[3] = v9_0_0; keep[4] = v0_0_1; keep[5] = v1_0_1; keep[6] = v8_0_1; keep[7] = v9_0_1; keep[8] = v0_1_0; keep[9] = v1_1_0; keep[10] = v8_1_0; keep[11] = v9_1_0; keep[12] = v0_1_1; keep[13] = v1_1_1; keep[14] = v8_1_1; keep[15] = v9_1_1; keep[16] = v0_2_0; keep[17] = v1_2_0; keep[18] = v8_2_0; keep[19] = v9_2_0; keep[20] = v0_2_1; keep[21] = v1_2_1; keep[22] = v8_2_1; keep[23] = v9_2_1; keep[24] = v0_3_0; keep[25] = v1_3_0; keep[26] = v8_3_0; keep[27] = v9_3_0; keep[28] = v0_3_1; keep[29] = v1_3_1; keep[30] = v8_3_1; keep[31] = v9_3_1; } // step boundary (never taken): the loads above stay in flight together
+        float p0_0 = headG ? sPg[jV0] : 0f, p1_0 = headG ? sPg[jV0 + 1] : 0f;
+        float p8_0 = headG ? sPg[jV0 + 8] : 0f, p9_0 = headG ? sPg[jV0 + 9] : 0f;
+        var pLow0 = TensorCores.Split(p0_0, p1_0);    // b0: keys 2tq, 2tq + 1
+        var pHigh0 = TensorCores.Split(p8_0, p9_0);   // b1: keys 2tq + 8, 2tq + 9
+        var vm0_0_0 = jV0 + 0 < numKeys ? v0_0_0 : default(Chunk16);
+        var vm1_0_0 = jV0 + 1 < numKeys ? v1_0_0 : default(Chunk16);
+        var vm8_0_0 = jV0 + 8 < numKeys ? v8_0_0 : default(Chunk16);
+        var vm9_0_0 = jV0 + 9 < numKeys ? v9_0_0 : default(Chunk16);
+        uint a0_0_0_0 = TensorCores.LowHalves(vm0_0_0.X, vm1_0_0.X);    // dim 8c + 0, keys 2tq, 2tq + 1
+        uint a1_0_0_0 = TensorCores.HighHalves(vm0_0_0.X, vm1_0_0.X);   // dim 8c + 1
+        uint a2_0_0_0 = TensorCores.LowHalves(vm8_0_0.X, vm9_0_0.X);    // dim 8c + 0, keys 2tq + 8, 2tq + 9
+        uint a3_0_0_0 = TensorCores.HighHalves(vm8_0_0.X, vm9_0_0.X);   // dim 8c + 1
+        TensorCores.Mma16816(ref o0_0, a0_0_0_0, a1_0_0_0, a2_0_0_0, a3_0_0_0, pLow0.Hi, pHigh0.Hi);
+        TensorCores.Mma16816(ref o0_0, a0_0_0_0, a1_0_0_0, a2_0_0_0, a3_0_0_0, pLow0.Lo, pHigh0.Lo);
+        uint a0_0_0_1 = TensorCores.LowHalves(vm0_0_0.Y, vm1_0_0.Y);    // dim 8c + 2, keys 2tq, 2tq + 1
+        uint a1_0_0_1 = TensorCores.HighHalves(vm0_0_0.Y, vm1_0_0.Y);   // dim 8c + 3
+        uint a2_0_0_1 = TensorCores.LowHalves(vm8_0_0.Y, vm9_0_0.Y);    // dim 8c + 2, keys 2tq + 8, 2tq + 9
+        uint a3_0_0_1 = TensorCores.HighHalves(vm8_0_0.Y, vm9_0_0.Y);   // dim 8c + 3
+        TensorCores.Mma16816(ref o0_1, a0_0_0_1, a1_0_0_1, a2_0_0_1, a3_0_0_1, pLow0.Hi, pHigh0.Hi);
+        TensorCores.Mma16816(ref o0_1, a0_0_0_1, a1_0_0_1, a2_0_0_1, a3_0_0_1, pLow0.Lo, pHigh0.Lo);
+        uint a0_0_0_2 = TensorCores.LowHalves(vm0_0_0.Z, vm1_0_0.Z);    // dim 8c + 4, keys 2tq, 2tq + 1
+        uint a1_0_0_2 = TensorCores.HighHalves(vm0_0_0.Z, vm1_0_0.Z);   // dim 8c + 5
+        uint a2_0_0_2 = TensorCores.LowHalves(vm8_0_0.Z, vm9_0_0.Z);    // dim 8c + 4, keys 2tq + 8, 2tq + 9
+        uint a3_0_0_2 = TensorCores.HighHalves(vm8_0_0.Z, vm9_0_0.Z);   // dim 8c + 5
+        TensorCores.Mma16816(ref o0_2, a0_0_0_2, a1_0_0_2, a2_0_0_2, a3_0_0_2, pLow0.Hi, pHigh0.Hi);
+        TensorCores.Mma16816(ref o0_2, a0_0_0_2, a1_0_0_2, a2_0_0_2, a3_0_0_2, pLow0.Lo, pHigh0.Lo);
+        uint a0_0_0_3 = TensorCores.LowHalves(vm0_0_0.W, vm1_0_0.W);    // dim 8c + 6, keys 2tq, 2tq + 1
+        uint a1_0_0_3 = TensorCores.HighHalves(vm0_0_0.W, vm1_0_0.W);   // dim 8c + 7
+        uint a2_0_0_3 = TensorCores.LowHalves(vm8_0_0.W, vm9_0_0.W);    // dim 8c + 6, keys 2tq + 8, 2tq + 9
+        uint a3_0_0_3 = TensorCores.HighHalves(vm8_0_0.W, vm9_0_0.W);   // dim 8c + 7
+        TensorCores.Mma16816(ref o0_3, a0_0_0_3, a1_0_0_3, a2_0_0_3, a3_0_0_3, pLow0.Hi, pHigh0.Hi);
+        TensorCores.Mma16816(ref o0_3, a0_0_0_3, a1_0_0_3, a2_0_0_3, a3_0_0_3, pLow0.Lo, pHigh0.Lo);
+        var vm0_0_1 = jV0 + 0 < numKeys ? v0_0_1 : default(Chunk16);
+        var vm1_0_1 = jV0 + 1 < numKeys ? v1_0_1 : default(Chunk16);
+        var vm8_0_1 = jV0 + 8 < numKeys ? v8_0_1 : default(Chunk16);
+        var vm9_0_1 = jV0 + 9 < numKeys ? v9_0_1 : default(Chunk16);
+        uint a0_0_1_0 = TensorCores.LowHalves(vm0_0_1.X, vm1_0_1.X);    // dim 8c + 0, keys 2tq, 2tq + 1
+        uint a1_0_1_0 = TensorCores.HighHalves(vm0_0_1.X, vm1_0_1.X);   // dim 8c + 1
+        uint a2_0_1_0 = TensorCores.LowHalves(vm8_0_1.X, vm9_0_1.X);    // dim 8c + 0, keys 2tq + 8, 2tq + 9
+        uint a3_0_1_0 = TensorCores.HighHalves(vm8_0_1.X, vm9_0_1.X);   // dim 8c + 1
+        TensorCores.Mma16816(ref o1_0, a0_0_1_0, a1_0_1_0, a2_0_1_0, a3_0_1_0, pLow0.Hi, pHigh0.Hi);
+        TensorCores.Mma16816(ref o1_0, a0_0_1_0, a1_0_1_0, a2_0_1_0, a3_0_1_0, pLow0.Lo, pHigh0.Lo);
+        uint a0_0_1_1 = TensorCores.LowHalves(vm0_0_1.Y, vm1_0_1.Y);    // dim 8c + 2, keys 2tq, 2tq + 1
+        uint a1_0_1_1 = TensorCores.HighHalves(vm0_0_1.Y, vm1_0_1.Y);   // dim 8c + 3
+        uint a2_0_1_1 = TensorCores.LowHalves(vm8_0_1.Y, vm9_0_1.Y);    // dim 8c + 2, keys 2tq + 8, 2tq + 9
+        uint a3_0_1_1 = TensorCores.HighHalves(vm8_0_1.Y, vm9_0_1.Y);   // dim 8c + 3
+        TensorCores.Mma16816(ref o1_1, a0_0_1_1, a1_0_1_1, a2_0_1_1, a3_0_1_1, pLow0.Hi, pHigh0.Hi);
+        TensorCores.Mma16816(ref o1_1, a0_0_1_1, a1_0_1_1, a2_0_1_1, a3_0_1_1, pLow0.Lo, pHigh0.Lo);
+        uint a0_0_1_2 = TensorCores.LowHalves(vm0_0_1.Z, vm1_0_1.Z);    // dim 8c + 4, keys 2tq, 2tq + 1
+        uint a1_0_1_2 = TensorCores.HighHalves(vm0_0_1.Z, vm1_0_1.Z);   // dim 8c + 5
+        uint a2_0_1_2 = TensorCores.LowHalves(vm8_0_1.Z, vm9_0_1.Z);    // dim 8c + 4, keys 2tq + 8, 2tq + 9
+        uint a3_0_1_2 = TensorCores.HighHalves(vm8_0_1.Z, vm9_0_1.Z);   // dim 8c + 5
+        TensorCores.Mma16816(ref o1_2, a0_0_1_2, a1_0_1_2, a2_0_1_2, a3_0_1_2, pLow0.Hi, pHigh0.Hi);
+        TensorCores.Mma16816(ref o1_2, a0_0_1_2, a1_0_1_2, a2_0_1_2, a3_0_1_2, pLow0.Lo, pHigh0.Lo);
+        uint a0_0_1_3 = TensorCores.LowHalves(vm0_0_1.W, vm1_0_1.W);    // dim 8c + 6, keys 2tq, 2tq + 1
+        uint a1_0_1_3 = TensorCores.HighHalves(vm0_0_1.W, vm1_0_1.W);   // dim 8c + 7
+        uint a2_0_1_3 = TensorCores.LowHalves(vm8_0_1.W, vm9_0_1.W);    // dim 8c + 6, keys 2tq + 8, 2tq + 9
+        uint a3_0_1_3 = TensorCores.HighHalves(vm8_0_1.W, vm9_0_1.W);   // dim 8c + 7
+        TensorCores.Mma16816(ref o1_3, a0_0_1_3, a1_0_1_3, a2_0_1_3, a3_0_1_3, pLow0.Hi, pHigh0.Hi);
+        TensorCores.Mma16816(ref o1_3, a0_0_1_3, a1_0_1_3, a2_0_1_3, a3_0_1_3, pLow0.Lo, pHigh0.Lo);
+        if (t < 0) { sQ[0] = new Float4(o0_0.C0, o0_0.C1, o0_0.C2, o0_0.C3); sQ[1] = new Float4(o0_1.C0, o0_1.C1, o0_1.C2, o0_1.C3); sQ[2] = new Float4(o0_2.C0, o0_2.C1, o0_2.C2, o0_2.C3); sQ[3] = new Float4(o0_3.C0, o0_3.C1, o0_3.C2, o0_3.C3); sQ[4] = new Float4(o1_0.C0, o1_0.C1, o1_0.C2, o1_0.C3); sQ[5] = new Float4(o1_1.C0, o1_1.C1, o1_1.C2, o1_1.C3); sQ[6] = new Float4(o1_2.C0, o1_2.C1, o1_2.C2, o1_2.C3); sQ[7] = new Float4(o1_3.C0, o1_3.C1, o1_3.C2, o1_3.C3); } // step boundary (never taken): keeps the steps in order
+        float p0_1 = headG ? sPg[jV1] : 0f, p1_1 = headG ? sPg[jV1 + 1] : 0f;
+        float p8_1 = headG ? sPg[jV1 + 8] : 0f, p9_1 = headG ? sPg[jV1 + 9] : 0f;
+        var pLow1 = TensorCores.Split(p0_1, p1_1);    // b0: keys 2tq, 2tq + 1
+        var pHigh1 = TensorCores.Split(p8_1, p9_1);   // b1: keys 2tq + 8, 2tq + 9
+        var vm0_1_0 = jV1 + 0 < numKeys ? v0_1_0 : default(Chunk16);
+        var vm1_1_0 = jV1 + 1 < numKeys ? v1_1_0 : default(Chunk16);
+        var vm8_1_0 = jV1 + 8 < numKeys ? v8_1_0 : default(Chunk16);
+        var vm9_1_0 = jV1 + 9 < numKeys ? v9_1_0 : default(Chunk16);
+        uint a0_1_0_0 = TensorCores.LowHalves(vm0_1_0.X, vm1_1_0.X);    // dim 8c + 0, keys 2tq, 2tq + 1
+        uint a1_1_0_0 = TensorCores.HighHalves(vm0_1_0.X, vm1_1_0.X);   // dim 8c + 1
+        uint a2_1_0_0 = TensorCores.LowHalves(vm8_1_0.X, vm9_1_0.X);    // dim 8c + 0, keys 2tq + 8, 2tq + 9
+        uint a3_1_0_0 = TensorCores.HighHalves(vm8_1_0.X, vm9_1_0.X);   // dim 8c + 1
+        TensorCores.Mma16816(ref o0_0, a0_1_0_0, a1_1_0_0, a2_1_0_0, a3_1_0_0, pLow1.Hi, pHigh1.Hi);
+        TensorCores.Mma16816(ref o0_0, a0_1_0_0, a1_1_0_0, a2_1_0_0, a3_1_0_0, pLow1.Lo, pHigh1.Lo);
+        uint a0_1_0_1 = TensorCores.LowHalves(vm0_1_0.Y, vm1_1_0.Y);    // dim 8c + 2, keys 2tq, 2tq + 1
+        uint a1_1_0_1 = TensorCores.HighHalves(vm0_1_0.Y, vm1_1_0.Y);   // dim 8c + 3
+        uint a2_1_0_1 = TensorCores.LowHalves(vm8_1_0.Y, vm9_1_0.Y);    // dim 8c + 2, keys 2tq + 8, 2tq + 9
+        uint a3_1_0_1 = TensorCores.HighHalves(vm8_1_0.Y, vm9_1_0.Y);   // dim 8c + 3
+        TensorCores.Mma16816(ref o0_1, a0_1_0_1, a1_1_0_1, a2_1_0_1, a3_1_0_1, pLow1.Hi, pHigh1.Hi);
+        TensorCores.Mma16816(ref o0_1, a0_1_0_1, a1_1_0_1, a2_1_0_1, a3_1_0_1, pLow1.Lo, pHigh1.Lo);
+        uint a0_1_0_2 = TensorCores.LowHalves(vm0_1_0.Z, vm1_1_0.Z);    // dim 8c + 4, keys 2tq, 2tq + 1
+        uint a1_1_0_2 = TensorCores.HighHalves(vm0_1_0.Z, vm1_1_0.Z);   // dim 8c + 5
+        uint a2_1_0_2 = TensorCores.LowHalves(vm8_1_0.Z, vm9_1_0.Z);    // dim 8c + 4, keys 2tq + 8, 2tq + 9
+        uint a3_1_0_2 = TensorCores.HighHalves(vm8_1_0.Z, vm9_1_0.Z);   // dim 8c + 5
+        TensorCores.Mma16816(ref o0_2, a0_1_0_2, a1_1_0_2, a2_1_0_2, a3_1_0_2, pLow1.Hi, pHigh1.Hi);
+        TensorCores.Mma16816(ref o0_2, a0_1_0_2, a1_1_0_2, a2_1_0_2, a3_1_0_2, pLow1.Lo, pHigh1.Lo);
+        uint a0_1_0_3 = TensorCores.LowHalves(vm0_1_0.W, vm1_1_0.W);    // dim 8c + 6, keys 2tq, 2tq + 1
+        uint a1_1_0_3 = TensorCores.HighHalves(vm0_1_0.W, vm1_1_0.W);   // dim 8c + 7
+        uint a2_1_0_3 = TensorCores.LowHalves(vm8_1_0.W, vm9_1_0.W);    // dim 8c + 6, keys 2tq + 8, 2tq + 9
+        uint a3_1_0_3 = TensorCores.HighHalves(vm8_1_0.W, vm9_1_0.W);   // dim 8c + 7
+        TensorCores.Mma16816(ref o0_3, a0_1_0_3, a1_1_0_3, a2_1_0_3, a3_1_0_3, pLow1.Hi, pHigh1.Hi);
+        TensorCores.Mma16816(ref o0_3, a0_1_0_3, a1_1_0_3, a2_1_0_3, a3_1_0_3, pLow1.Lo, pHigh1.Lo);
+        var vm0_1_1 = jV1 + 0 < numKeys ? v0_1_1 : default(Chunk16);
+        var vm1_1_1 = jV1 + 1 < numKeys ? v1_1_1 : default(Chunk16);
+        var vm8_1_1 = jV1 + 8 < numKeys ? v8_1_1 : default(Chunk16);
+        var vm9_1_1 = jV1 + 9 < numKeys ? v9_1_1 : default(Chunk16);
+        uint a0_1_1_0 = TensorCores.LowHalves(vm0_1_1.X, vm1_1_1.X);    // dim 8c + 0, keys 2tq, 2tq + 1
+        uint a1_1_1_0 = TensorCores.HighHalves(vm0_1_1.X, vm1_1_1.X);   // dim 8c + 1
+        uint a2_1_1_0 = TensorCores.LowHalves(vm8_1_1.X, vm9_1_1.X);    // dim 8c + 0, keys 2tq + 8, 2tq + 9
+        uint a3_1_1_0 = TensorCores.HighHalves(vm8_1_1.X, vm9_1_1.X);   // dim 8c + 1
+        TensorCores.Mma16816(ref o1_0, a0_1_1_0, a1_1_1_0, a2_1_1_0, a3_1_1_0, pLow1.Hi, pHigh1.Hi);
+        TensorCores.Mma16816(ref o1_0, a0_1_1_0, a1_1_1_0, a2_1_1_0, a3_1_1_0, pLow1.Lo, pHigh1.Lo);
+        uint a0_1_1_1 = TensorCores.LowHalves(vm0_1_1.Y, vm1_1_1.Y);    // dim 8c + 2, keys 2tq, 2tq + 1
+        uint a1_1_1_1 = TensorCores.HighHalves(vm0_1_1.Y, vm1_1_1.Y);   // dim 8c + 3
+        uint a2_1_1_1 = TensorCores.LowHalves(vm8_1_1.Y, vm9_1_1.Y);    // dim 8c + 2, keys 2tq + 8, 2tq + 9
+        uint a3_1_1_1 = TensorCores.HighHalves(vm8_1_1.Y, vm9_1_1.Y);   // dim 8c + 3
+        TensorCores.Mma16816(ref o1_1, a0_1_1_1, a1_1_1_1, a2_1_1_1, a3_1_1_1, pLow1.Hi, pHigh1.Hi);
+        TensorCores.Mma16816(ref o1_1, a0_1_1_1, a1_1_1_1, a2_1_1_1, a3_1_1_1, pLow1.Lo, pHigh1.Lo);
+        uint a0_1_1_2 = TensorCores.LowHalves(vm0_1_1.Z, vm1_1_1.Z);    // dim 8c + 4, keys 2tq, 2tq + 1
+        uint a1_1_1_2 = TensorCores.HighHalves(vm0_1_1.Z, vm1_1_1.Z);   // dim 8c + 5
+        uint a2_1_1_2 = TensorCores.LowHalves(vm8_1_1.Z, vm9_1_1.Z);    // dim 8c + 4, keys 2tq + 8, 2tq + 9
+        uint a3_1_1_2 = TensorCores.HighHalves(vm8_1_1.Z, vm9_1_1.Z);   // dim 8c + 5
+        TensorCores.Mma16816(ref o1_2, a0_1_1_2, a1_1_1_2, a2_1_1_2, a3_1_1_2, pLow1.Hi, pHigh1.Hi);
+        TensorCores.Mma16816(ref o1_2, a0_1_1_2, a1_1_1_2, a2_1_1_2, a3_1_1_2, pLow1.Lo, pHigh1.Lo);
+        uint a0_1_1_3 = TensorCores.LowHalves(vm0_1_1.W, vm1_1_1.W);    // dim 8c + 6, keys 2tq, 2tq + 1
+        uint a1_1_1_3 = TensorCores.HighHalves(vm0_1_1.W, vm1_1_1.W);   // dim 8c + 7
+        uint a2_1_1_3 = TensorCores.LowHalves(vm8_1_1.W, vm9_1_1.W);    // dim 8c + 6, keys 2tq + 8, 2tq + 9
+        uint a3_1_1_3 = TensorCores.HighHalves(vm8_1_1.W, vm9_1_1.W);   // dim 8c + 7
+        TensorCores.Mma16816(ref o1_3, a0_1_1_3, a1_1_1_3, a2_1_1_3, a3_1_1_3, pLow1.Hi, pHigh1.Hi);
+        TensorCores.Mma16816(ref o1_3, a0_1_1_3, a1_1_1_3, a2_1_1_3, a3_1_1_3, pLow1.Lo, pHigh1.Lo);
+        if (t < 0) { sQ[0] = new Float4(o0_0.C0, o0_0.C1, o0_0.C2, o0_0.C3); sQ[1] = new Float4(o0_1.C0, o0_1.C1, o0_1.C2, o0_1.C3); sQ[2] = new Float4(o0_2.C0, o0_2.C1, o0_2.C2, o0_2.C3); sQ[3] = new Float4(o0_3.C0, o0_3.C1, o0_3.C2, o0_3.C3); sQ[4] = new Float4(o1_0.C0, o1_0.C1, o1_0.C2, o1_0.C3); sQ[5] = new Float4(o1_1.C0, o1_1.C1, o1_1.C2, o1_1.C3); sQ[6] = new Float4(o1_2.C0, o1_2.C1, o1_2.C2, o1_2.C3); sQ[7] = new Float4(o1_3.C0, o1_3.C1, o1_3.C2, o1_3.C3); } // step boundary (never taken): keeps the steps in order
+        float p0_2 = headG ? sPg[jV2] : 0f, p1_2 = headG ? sPg[jV2 + 1] : 0f;
+        float p8_2 = headG ? sPg[jV2 + 8] : 0f, p9_2 = headG ? sPg[jV2 + 9] : 0f;
+        var pLow2 = TensorCores.Split(p0_2, p1_2);    // b0: keys 2tq, 2tq + 1
+        var pHigh2 = TensorCores.Split(p8_2, p9_2);   // b1: keys 2tq + 8, 2tq + 9
+        var vm0_2_0 = jV2 + 0 < numKeys ? v0_2_0 : default(Chunk16);
+        var vm1_2_0 = jV2 + 1 < numKeys ? v1_2_0 : default(Chunk16);
+        var vm8_2_0 = jV2 + 8 < numKeys ? v8_2_0 : default(Chunk16);
+        var vm9_2_0 = jV2 + 9 < numKeys ? v9_2_0 : default(Chunk16);
+        uint a0_2_0_0 = TensorCores.LowHalves(vm0_2_0.X, vm1_2_0.X);    // dim 8c + 0, keys 2tq, 2tq + 1
+        uint a1_2_0_0 = TensorCores.HighHalves(vm0_2_0.X, vm1_2_0.X);   // dim 8c + 1
+        uint a2_2_0_0 = TensorCores.LowHalves(vm8_2_0.X, vm9_2_0.X);    // dim 8c + 0, keys 2tq + 8, 2tq + 9
+        uint a3_2_0_0 = TensorCores.HighHalves(vm8_2_0.X, vm9_2_0.X);   // dim 8c + 1
+        TensorCores.Mma16816(ref o0_0, a0_2_0_0, a1_2_0_0, a2_2_0_0, a3_2_0_0, pLow2.Hi, pHigh2.Hi);
+        TensorCores.Mma16816(ref o0_0, a0_2_0_0, a1_2_0_0, a2_2_0_0, a3_2_0_0, pLow2.Lo, pHigh2.Lo);
+        uint a0_2_0_1 = TensorCores.LowHalves(vm0_2_0.Y, vm1_2_0.Y);    // dim 8c + 2, keys 2tq, 2tq + 1
+        uint a1_2_0_1 = TensorCores.HighHalves(vm0_2_0.Y, vm1_2_0.Y);   // dim 8c + 3
+        uint a2_2_0_1 = TensorCores.LowHalves(vm8_2_0.Y, vm9_2_0.Y);    // dim 8c + 2, keys 2tq + 8, 2tq + 9
+        uint a3_2_0_1 = TensorCores.HighHalves(vm8_2_0.Y, vm9_2_0.Y);   // dim 8c + 3
+        TensorCores.Mma16816(ref o0_1, a0_2_0_1, a1_2_0_1, a2_2_0_1, a3_2_0_1, pLow2.Hi, pHigh2.Hi);
+        TensorCores.Mma16816(ref o0_1, a0_2_0_1, a1_2_0_1, a2_2_0_1, a3_2_0_1, pLow2.Lo, pHigh2.Lo);
+        uint a0_2_0_2 = TensorCores.LowHalves(vm0_2_0.Z, vm1_2_0.Z);    // dim 8c + 4, keys 2tq, 2tq + 1
+        uint a1_2_0_2 = TensorCores.HighHalves(vm0_2_0.Z, vm1_2_0.Z);   // dim 8c + 5
+        uint a2_2_0_2 = TensorCores.LowHalves(vm8_2_0.Z, vm9_2_0.Z);    // dim 8c + 4, keys 2tq + 8, 2tq + 9
+        uint a3_2_0_2 = TensorCores.HighHalves(vm8_2_0.Z, vm9_2_0.Z);   // dim 8c + 5
+        TensorCores.Mma16816(ref o0_2, a0_2_0_2, a1_2_0_2, a2_2_0_2, a3_2_0_2, pLow2.Hi, pHigh2.Hi);
+        TensorCores.Mma16816(ref o0_2, a0_2_0_2, a1_2_0_2, a2_2_0_2, a3_2_0_2, pLow2.Lo, pHigh2.Lo);
+        uint a0_2_0_3 = TensorCores.LowHalves(vm0_2_0.W, vm1_2_0.W);    // dim 8c + 6, keys 2tq, 2tq + 1
+        uint a1_2_0_3 = TensorCores.HighHalves(vm0_2_0.W, vm1_2_0.W);   // dim 8c + 7
+        uint a2_2_0_3 = TensorCores.LowHalves(vm8_2_0.W, vm9_2_0.W);    // dim 8c + 6, keys 2tq + 8, 2tq + 9
+        uint a3_2_0_3 = TensorCores.HighHalves(vm8_2_0.W, vm9_2_0.W);   // dim 8c + 7
+        TensorCores.Mma16816(ref o0_3, a0_2_0_3, a1_2_0_3, a2_2_0_3, a3_2_0_3, pLow2.Hi, pHigh2.Hi);
+        TensorCores.Mma16816(ref o0_3, a0_2_0_3, a1_2_0_3, a2_2_0_3, a3_2_0_3, pLow2.Lo, pHigh2.Lo);
+        var vm0_2_1 = jV2 + 0 < numKeys ? v0_2_1 : default(Chunk16);
+        var vm1_2_1 = jV2 + 1 < numKeys ? v1_2_1 : default(Chunk16);
+        var vm8_2_1 = jV2 + 8 < numKeys ? v8_2_1 : default(Chunk16);
+        var vm9_2_1 = jV2 + 9 < numKeys ? v9_2_1 : default(Chunk16);
+        uint a0_2_1_0 = TensorCores.LowHalves(vm0_2_1.X, vm1_2_1.X);    // dim 8c + 0, keys 2tq, 2tq + 1
+        uint a1_2_1_0 = TensorCores.HighHalves(vm0_2_1.X, vm1_2_1.X);   // dim 8c + 1
+        uint a2_2_1_0 = TensorCores.LowHalves(vm8_2_1.X, vm9_2_1.X);    // dim 8c + 0, keys 2tq + 8, 2tq + 9
+        uint a3_2_1_0 = TensorCores.HighHalves(vm8_2_1.X, vm9_2_1.X);   // dim 8c + 1
+        TensorCores.Mma16816(ref o1_0, a0_2_1_0, a1_2_1_0, a2_2_1_0, a3_2_1_0, pLow2.Hi, pHigh2.Hi);
+        TensorCores.Mma16816(ref o1_0, a0_2_1_0, a1_2_1_0, a2_2_1_0, a3_2_1_0, pLow2.Lo, pHigh2.Lo);
+        uint a0_2_1_1 = TensorCores.LowHalves(vm0_2_1.Y, vm1_2_1.Y);    // dim 8c + 2, keys 2tq, 2tq + 1
+        uint a1_2_1_1 = TensorCores.HighHalves(vm0_2_1.Y, vm1_2_1.Y);   // dim 8c + 3
+        uint a2_2_1_1 = TensorCores.LowHalves(vm8_2_1.Y, vm9_2_1.Y);    // dim 8c + 2, keys 2tq + 8, 2tq + 9
+        uint a3_2_1_1 = TensorCores.HighHalves(vm8_2_1.Y, vm9_2_1.Y);   // dim 8c + 3
+        TensorCores.Mma16816(ref o1_1, a0_2_1_1, a1_2_1_1, a2_2_1_1, a3_2_1_1, pLow2.Hi, pHigh2.Hi);
+        TensorCores.Mma16816(ref o1_1, a0_2_1_1, a1_2_1_1, a2_2_1_1, a3_2_1_1, pLow2.Lo, pHigh2.Lo);
+        uint a0_2_1_2 = TensorCores.LowHalves(vm0_2_1.Z, vm1_2_1.Z);    // dim 8c + 4, keys 2tq, 2tq + 1
+        uint a1_2_1_2 = TensorCores.HighHalves(vm0_2_1.Z, vm1_2_1.Z);   // dim 8c + 5
+        uint a2_2_1_2 = TensorCores.LowHalves(vm8_2_1.Z, vm9_2_1.Z);    // dim 8c + 4, keys 2tq + 8, 2tq + 9
+        uint a3_2_1_2 = TensorCores.HighHalves(vm8_2_1.Z, vm9_2_1.Z);   // dim 8c + 5
+        TensorCores.Mma16816(ref o1_2, a0_2_1_2, a1_2_1_2, a2_2_1_2, a3_2_1_2, pLow2.Hi, pHigh2.Hi);
+        TensorCores.Mma16816(ref o1_2, a0_2_1_2, a1_2_1_2, a2_2_1_2, a3_2_1_2, pLow2.Lo, pHigh2.Lo);
+        uint a0_2_1_3 = TensorCores.LowHalves(vm0_2_1.W, vm1_2_1.W);    // dim 8c + 6, keys 2tq, 2tq + 1
+        uint a1_2_1_3 = TensorCores.HighHalves(vm0_2_1.W, vm1_2_1.W);   // dim 8c + 7
+        uint a2_2_1_3 = TensorCores.LowHalves(vm8_2_1.W, vm9_2_1.W);    // dim 8c + 6, keys 2tq + 8, 2tq + 9
+        uint a3_2_1_3 = TensorCores.HighHalves(vm8_2_1.W, vm9_2_1.W);   // dim 8c + 7
+        TensorCores.Mma16816(ref o1_3, a0_2_1_3, a1_2_1_3, a2_2_1_3, a3_2_1_3, pLow2.Hi, pHigh2.Hi);
+        TensorCores.Mma16816(ref o1_3, a0_2_1_3, a1_2_1_3, a2_2_1_3, a3_2_1_3, pLow2.Lo, pHigh2.Lo);
+        if (t < 0) { sQ[0] = new Float4(o0_0.C0, o0_0.C1, o0_0.C2, o0_0.C3); sQ[1] = new Float4(o0_1.C0, o0_1.C1, o0_1.C2, o0_1.C3); sQ[2] = new Float4(o0_2.C0, o0_2.C1, o0_2.C2, o0_2.C3); sQ[3] = new Float4(o0_3.C0, o0_3.C1, o0_3.C2, o0_3.C3); sQ[4] = new Float4(o1_0.C0, o1_0.C1, o1_0.C2, o1_0.C3); sQ[5] = new Float4(o1_1.C0, o1_1.C1, o1_1.C2, o1_1.C3); sQ[6] = new Float4(o1_2.C0, o1_2.C1, o1_2.C2, o1_2.C3); sQ[7] = new Float4(o1_3.C0, o1_3.C1, o1_3.C2, o1_3.C3); } // step boundary (never taken): keeps the steps in order
+        float p0_3 = headG ? sPg[jV3] : 0f, p1_3 = headG ? sPg[jV3 + 1] : 0f;
+        float p8_3 = headG ? sPg[jV3 + 8] : 0f, p9_3 = headG ? sPg[jV3 + 9] : 0f;
+        var pLow3 = TensorCores.Split(p0_3, p1_3);    // b0: keys 2tq, 2tq + 1
+        var pHigh3 = TensorCores.Split(p8_3, p9_3);   // b1: keys 2tq + 8, 2tq + 9
+        var vm0_3_0 = jV3 + 0 < numKeys ? v0_3_0 : default(Chunk16);
+        var vm1_3_0 = jV3 + 1 < numKeys ? v1_3_0 : default(Chunk16);
+        var vm8_3_0 = jV3 + 8 < numKeys ? v8_3_0 : default(Chunk16);
+        var vm9_3_0 = jV3 + 9 < numKeys ? v9_3_0 : default(Chunk16);
+        uint a0_3_0_0 = TensorCores.LowHalves(vm0_3_0.X, vm1_3_0.X);    // dim 8c + 0, keys 2tq, 2tq + 1
+        uint a1_3_0_0 = TensorCores.HighHalves(vm0_3_0.X, vm1_3_0.X);   // dim 8c + 1
+        uint a2_3_0_0 = TensorCores.LowHalves(vm8_3_0.X, vm9_3_0.X);    // dim 8c + 0, keys 2tq + 8, 2tq + 9
+        uint a3_3_0_0 = TensorCores.HighHalves(vm8_3_0.X, vm9_3_0.X);   // dim 8c + 1
+        TensorCores.Mma16816(ref o0_0, a0_3_0_0, a1_3_0_0, a2_3_0_0, a3_3_0_0, pLow3.Hi, pHigh3.Hi);
+        TensorCores.Mma16816(ref o0_0, a0_3_0_0, a1_3_0_0, a2_3_0_0, a3_3_0_0, pLow3.Lo, pHigh3.Lo);
+        uint a0_3_0_1 = TensorCores.LowHalves(vm0_3_0.Y, vm1_3_0.Y);    // dim 8c + 2, keys 2tq, 2tq + 1
+        uint a1_3_0_1 = TensorCores.HighHalves(vm0_3_0.Y, vm1_3_0.Y);   // dim 8c + 3
+        uint a2_3_0_1 = TensorCores.LowHalves(vm8_3_0.Y, vm9_3_0.Y);    // dim 8c + 2, keys 2tq + 8, 2tq + 9
+        uint a3_3_0_1 = TensorCores.HighHalves(vm8_3_0.Y, vm9_3_0.Y);   // dim 8c + 3
+        TensorCores.Mma16816(ref o0_1, a0_3_0_1, a1_3_0_1, a2_3_0_1, a3_3_0_1, pLow3.Hi, pHigh3.Hi);
+        TensorCores.Mma16816(ref o0_1, a0_3_0_1, a1_3_0_1, a2_3_0_1, a3_3_0_1, pLow3.Lo, pHigh3.Lo);
+        uint a0_3_0_2 = TensorCores.LowHalves(vm0_3_0.Z, vm1_3_0.Z);    // dim 8c + 4, keys 2tq, 2tq + 1
+        uint a1_3_0_2 = TensorCores.HighHalves(vm0_3_0.Z, vm1_3_0.Z);   // dim 8c + 5
+        uint a2_3_0_2 = TensorCores.LowHalves(vm8_3_0.Z, vm9_3_0.Z);    // dim 8c + 4, keys 2tq + 8, 2tq + 9
+        uint a3_3_0_2 = TensorCores.HighHalves(vm8_3_0.Z, vm9_3_0.Z);   // dim 8c + 5
+        TensorCores.Mma16816(ref o0_2, a0_3_0_2, a1_3_0_2, a2_3_0_2, a3_3_0_2, pLow3.Hi, pHigh3.Hi);
+        TensorCores.Mma16816(ref o0_2, a0_3_0_2, a1_3_0_2, a2_3_0_2, a3_3_0_2, pLow3.Lo, pHigh3.Lo);
+        uint a0_3_0_3 = TensorCores.LowHalves(vm0_3_0.W, vm1_3_0.W);    // dim 8c + 6, keys 2tq, 2tq + 1
+        uint a1_3_0_3 = TensorCores.HighHalves(vm0_3_0.W, vm1_3_0.W);   // dim 8c + 7
+        uint a2_3_0_3 = TensorCores.LowHalves(vm8_3_0.W, vm9_3_0.W);    // dim 8c + 6, keys 2tq + 8, 2tq + 9
+        uint a3_3_0_3 = TensorCores.HighHalves(vm8_3_0.W, vm9_3_0.W);   // dim 8c + 7
+        TensorCores.Mma16816(ref o0_3, a0_3_0_3, a1_3_0_3, a2_3_0_3, a3_3_0_3, pLow3.Hi, pHigh3.Hi);
+        TensorCores.Mma16816(ref o0_3, a0_3_0_3, a1_3_0_3, a2_3_0_3, a3_3_0_3, pLow3.Lo, pHigh3.Lo);
+        var vm0_3_1 = jV3 + 0 < numKeys ? v0_3_1 : default(Chunk16);
+        var vm1_3_1 = jV3 + 1 < numKeys ? v1_3_1 : default(Chunk16);
+        var vm8_3_1 = jV3 + 8 < numKeys ? v8_3_1 : default(Chunk16);
+        var vm9_3_1 = jV3 + 9 < numKeys ? v9_3_1 : default(Chunk16);
+        uint a0_3_1_0 = TensorCores.LowHalves(vm0_3_1.X, vm1_3_1.X);    // dim 8c + 0, keys 2tq, 2tq + 1
+        uint a1_3_1_0 = TensorCores.HighHalves(vm0_3_1.X, vm1_3_1.X);   // dim 8c + 1
+        uint a2_3_1_0 = TensorCores.LowHalves(vm8_3_1.X, vm9_3_1.X);    // dim 8c + 0, keys 2tq + 8, 2tq + 9
+        uint a3_3_1_0 = TensorCores.HighHalves(vm8_3_1.X, vm9_3_1.X);   // dim 8c + 1
+        TensorCores.Mma16816(ref o1_0, a0_3_1_0, a1_3_1_0, a2_3_1_0, a3_3_1_0, pLow3.Hi, pHigh3.Hi);
+        TensorCores.Mma16816(ref o1_0, a0_3_1_0, a1_3_1_0, a2_3_1_0, a3_3_1_0, pLow3.Lo, pHigh3.Lo);
+        uint a0_3_1_1 = TensorCores.LowHalves(vm0_3_1.Y, vm1_3_1.Y);    // dim 8c + 2, keys 2tq, 2tq + 1
+        uint a1_3_1_1 = TensorCores.HighHalves(vm0_3_1.Y, vm1_3_1.Y);   // dim 8c + 3
+        uint a2_3_1_1 = TensorCores.LowHalves(vm8_3_1.Y, vm9_3_1.Y);    // dim 8c + 2, keys 2tq + 8, 2tq + 9
+        uint a3_3_1_1 = TensorCores.HighHalves(vm8_3_1.Y, vm9_3_1.Y);   // dim 8c + 3
+        TensorCores.Mma16816(ref o1_1, a0_3_1_1, a1_3_1_1, a2_3_1_1, a3_3_1_1, pLow3.Hi, pHigh3.Hi);
+        TensorCores.Mma16816(ref o1_1, a0_3_1_1, a1_3_1_1, a2_3_1_1, a3_3_1_1, pLow3.Lo, pHigh3.Lo);
+        uint a0_3_1_2 = TensorCores.LowHalves(vm0_3_1.Z, vm1_3_1.Z);    // dim 8c + 4, keys 2tq, 2tq + 1
+        uint a1_3_1_2 = TensorCores.HighHalves(vm0_3_1.Z, vm1_3_1.Z);   // dim 8c + 5
+        uint a2_3_1_2 = TensorCores.LowHalves(vm8_3_1.Z, vm9_3_1.Z);    // dim 8c + 4, keys 2tq + 8, 2tq + 9
+        uint a3_3_1_2 = TensorCores.HighHalves(vm8_3_1.Z, vm9_3_1.Z);   // dim 8c + 5
+        TensorCores.Mma16816(ref o1_2, a0_3_1_2, a1_3_1_2, a2_3_1_2, a3_3_1_2, pLow3.Hi, pHigh3.Hi);
+        TensorCores.Mma16816(ref o1_2, a0_3_1_2, a1_3_1_2, a2_3_1_2, a3_3_1_2, pLow3.Lo, pHigh3.Lo);
+        uint a0_3_1_3 = TensorCores.LowHalves(vm0_3_1.W, vm1_3_1.W);    // dim 8c + 6, keys 2tq, 2tq + 1
+        uint a1_3_1_3 = TensorCores.HighHalves(vm0_3_1.W, vm1_3_1.W);   // dim 8c + 7
+        uint a2_3_1_3 = TensorCores.LowHalves(vm8_3_1.W, vm9_3_1.W);    // dim 8c + 6, keys 2tq + 8, 2tq + 9
+        uint a3_3_1_3 = TensorCores.HighHalves(vm8_3_1.W, vm9_3_1.W);   // dim 8c + 7
+        TensorCores.Mma16816(ref o1_3, a0_3_1_3, a1_3_1_3, a2_3_1_3, a3_3_1_3, pLow3.Hi, pHigh3.Hi);
+        TensorCores.Mma16816(ref o1_3, a0_3_1_3, a1_3_1_3, a2_3_1_3, a3_3_1_3, pLow3.Lo, pHigh3.Lo);
+        if (t < 0) { sQ[0] = new Float4(o0_0.C0, o0_0.C1, o0_0.C2, o0_0.C3); sQ[1] = new Float4(o0_1.C0, o0_1.C1, o0_1.C2, o0_1.C3); sQ[2] = new Float4(o0_2.C0, o0_2.C1, o0_2.C2, o0_2.C3); sQ[3] = new Float4(o0_3.C0, o0_3.C1, o0_3.C2, o0_3.C3); sQ[4] = new Float4(o1_0.C0, o1_0.C1, o1_0.C2, o1_0.C3); sQ[5] = new Float4(o1_1.C0, o1_1.C1, o1_1.C2, o1_1.C3); sQ[6] = new Float4(o1_2.C0, o1_2.C1, o1_2.C2, o1_2.C3); sQ[7] = new Float4(o1_3.C0, o1_3.C1, o1_3.C2, o1_3.C3); } // step boundary (never taken): keeps the steps in order
+        // This warp's partial P·V rows: head 2tq (C0, C2) and 2tq + 1 (C1, C3), dims 8c .. 8c + 7 as two Float4.
+        if (2 * tq < 2)
+        {
+            sRed[(wk * 2 + 2 * tq) * 32 + 2 * g + 0] = new Float4(o0_0.C0, o0_0.C2, o0_1.C0, o0_1.C2);
+            sRed[(wk * 2 + 2 * tq) * 32 + 2 * g + 0 + 1] = new Float4(o0_2.C0, o0_2.C2, o0_3.C0, o0_3.C2);
+            sRed[(wk * 2 + 2 * tq) * 32 + 2 * g + 16] = new Float4(o1_0.C0, o1_0.C2, o1_1.C0, o1_1.C2);
+            sRed[(wk * 2 + 2 * tq) * 32 + 2 * g + 16 + 1] = new Float4(o1_2.C0, o1_2.C2, o1_3.C0, o1_3.C2);
+        }
+        if (2 * tq + 1 < 2)
+        {
+            sRed[(wk * 2 + 2 * tq + 1) * 32 + 2 * g + 0] = new Float4(o0_0.C1, o0_0.C3, o0_1.C1, o0_1.C3);
+            sRed[(wk * 2 + 2 * tq + 1) * 32 + 2 * g + 0 + 1] = new Float4(o0_2.C1, o0_2.C3, o0_3.C1, o0_3.C3);
+            sRed[(wk * 2 + 2 * tq + 1) * 32 + 2 * g + 16] = new Float4(o1_0.C1, o1_0.C3, o1_1.C1, o1_1.C3);
+            sRed[(wk * 2 + 2 * tq + 1) * 32 + 2 * g + 16 + 1] = new Float4(o1_2.C1, o1_2.C3, o1_3.C1, o1_3.C3);
+        }
+        Group.Barrier();
+
+        // Normalize by this partition's sum, write the output or the partial.
+        {
+            int f = t + 0;
+            if (f < 64)
+            {
+                int h = f / 32;
+                int c = f % 32;
+                var acc = default(Float4);
+                acc = ((sRed[0 + f] + sRed[64 + f]) + (sRed[128 + f] + sRed[192 + f]));
+                float sum = sSum[h];
+                acc = acc * (1f / sum);
+                int head = firstHead + h;
+                if (partitions == 1)
+                {
+                    long dst = ((long)token * 2 + head) * 128 + c * 4;
+                    output[dst] = acc.X;
+                    output[dst + 1] = acc.Y;
+                    output[dst + 2] = acc.Z;
+                    output[dst + 3] = acc.W;
+                }
+                else
+                {
+                    long partial = ((long)decode * 2 + head) * m.PartitionSlots + part;
+                    partialOut[partial * 32 + c] = acc;
+                    if (c == 0)
+                    {
+                        m.PartialMaxSum[partial * 2] = sMax[h];
+                        m.PartialMaxSum[partial * 2 + 1] = sum;
+                    }
+                }
+            }
+        }
+
+        if (partitions > 1)
+        {
+            // Ticket: the group that completes the decode's partitions (for these heads) combines them.
+            Group.Barrier();
+            if (t == 0)
+            {
+                ref int ticket = ref m.DecodeTickets[decode * 1 + headGroup];
+                MemoryFence.DeviceLevel();                 // release: this group's partials before its ticket
+                bool last = Atomic.Add(ref ticket, 1) == partitions - 1;
+                if (last)
+                {
+                    ticket = 0;                                // every partition has drawn: ready for the next launch
+                    MemoryFence.DeviceLevel();                 // acquire: the other groups' partials before we read them
+                }
+                sLast[0] = last ? 1 : 0;
+            }
+            Group.Barrier();
+            if (sLast[0] != 0)
+            {
+                long first = ((long)decode * 2 + firstHead) * m.PartitionSlots;   // partial (decode, firstHead, 0)
+
+                // Thread = (slice i / 64 of 2, Float4 column i % 64 of the group's heads): online softmax over the
+                // slice's partitions p = slice + 2 * k, 16 partitions' (max, sum, output) loaded at once; past the last
+                // partition a batch reads partition 0 again with max -inf, i.e. weight 0.
+                {
+                    int i = t + 0;
+                    int f = i % 64;
+                    int h = f / 32;
+                    int c = f % 32;
+                    long row = first + h * (long)m.PartitionSlots;
+                    float mx = float.NegativeInfinity, sum = 0f;
+                    var acc = default(Float4);
+                    for (int p = i / 64; p < partitions; p += 32)
+                    {
+                        long q0 = row + (p < partitions ? p : 0);
+                        float m0 = p < partitions ? m.PartialMaxSum[q0 * 2] : float.NegativeInfinity;
+                        float l0 = m.PartialMaxSum[q0 * 2 + 1];
+                        var o0 = partialOut[q0 * 32 + c];
+                        long q1 = row + (p + 2 < partitions ? p + 2 : 0);
+                        float m1 = p + 2 < partitions ? m.PartialMaxSum[q1 * 2] : float.NegativeInfinity;
+                        float l1 = m.PartialMaxSum[q1 * 2 + 1];
+                        var o1 = partialOut[q1 * 32 + c];
+                        long q2 = row + (p + 4 < partitions ? p + 4 : 0);
+                        float m2 = p + 4 < partitions ? m.PartialMaxSum[q2 * 2] : float.NegativeInfinity;
+                        float l2 = m.PartialMaxSum[q2 * 2 + 1];
+                        var o2 = partialOut[q2 * 32 + c];
+                        long q3 = row + (p + 6 < partitions ? p + 6 : 0);
+                        float m3 = p + 6 < partitions ? m.PartialMaxSum[q3 * 2] : float.NegativeInfinity;
+                        float l3 = m.PartialMaxSum[q3 * 2 + 1];
+                        var o3 = partialOut[q3 * 32 + c];
+                        long q4 = row + (p + 8 < partitions ? p + 8 : 0);
+                        float m4 = p + 8 < partitions ? m.PartialMaxSum[q4 * 2] : float.NegativeInfinity;
+                        float l4 = m.PartialMaxSum[q4 * 2 + 1];
+                        var o4 = partialOut[q4 * 32 + c];
+                        long q5 = row + (p + 10 < partitions ? p + 10 : 0);
+                        float m5 = p + 10 < partitions ? m.PartialMaxSum[q5 * 2] : float.NegativeInfinity;
+                        float l5 = m.PartialMaxSum[q5 * 2 + 1];
+                        var o5 = partialOut[q5 * 32 + c];
+                        long q6 = row + (p + 12 < partitions ? p + 12 : 0);
+                        float m6 = p + 12 < partitions ? m.PartialMaxSum[q6 * 2] : float.NegativeInfinity;
+                        float l6 = m.PartialMaxSum[q6 * 2 + 1];
+                        var o6 = partialOut[q6 * 32 + c];
+                        long q7 = row + (p + 14 < partitions ? p + 14 : 0);
+                        float m7 = p + 14 < partitions ? m.PartialMaxSum[q7 * 2] : float.NegativeInfinity;
+                        float l7 = m.PartialMaxSum[q7 * 2 + 1];
+                        var o7 = partialOut[q7 * 32 + c];
+                        long q8 = row + (p + 16 < partitions ? p + 16 : 0);
+                        float m8 = p + 16 < partitions ? m.PartialMaxSum[q8 * 2] : float.NegativeInfinity;
+                        float l8 = m.PartialMaxSum[q8 * 2 + 1];
+                        var o8 = partialOut[q8 * 32 + c];
+                        long q9 = row + (p + 18 < partitions ? p + 18 : 0);
+                        float m9 = p + 18 < partitions ? m.PartialMaxSum[q9 * 2] : float.NegativeInfinity;
+                        float l9 = m.PartialMaxSum[q9 * 2 + 1];
+                        var o9 = partialOut[q9 * 32 + c];
+                        long q10 = row + (p + 20 < partitions ? p + 20 : 0);
+                        float m10 = p + 20 < partitions ? m.PartialMaxSum[q10 * 2] : float.NegativeInfinity;
+                        float l10 = m.PartialMaxSum[q10 * 2 + 1];
+                        var o10 = partialOut[q10 * 32 + c];
+                        long q11 = row + (p + 22 < partitions ? p + 22 : 0);
+                        float m11 = p + 22 < partitions ? m.PartialMaxSum[q11 * 2] : float.NegativeInfinity;
+                        float l11 = m.PartialMaxSum[q11 * 2 + 1];
+                        var o11 = partialOut[q11 * 32 + c];
+                        long q12 = row + (p + 24 < partitions ? p + 24 : 0);
+                        float m12 = p + 24 < partitions ? m.PartialMaxSum[q12 * 2] : float.NegativeInfinity;
+                        float l12 = m.PartialMaxSum[q12 * 2 + 1];
+                        var o12 = partialOut[q12 * 32 + c];
+                        long q13 = row + (p + 26 < partitions ? p + 26 : 0);
+                        float m13 = p + 26 < partitions ? m.PartialMaxSum[q13 * 2] : float.NegativeInfinity;
+                        float l13 = m.PartialMaxSum[q13 * 2 + 1];
+                        var o13 = partialOut[q13 * 32 + c];
+                        long q14 = row + (p + 28 < partitions ? p + 28 : 0);
+                        float m14 = p + 28 < partitions ? m.PartialMaxSum[q14 * 2] : float.NegativeInfinity;
+                        float l14 = m.PartialMaxSum[q14 * 2 + 1];
+                        var o14 = partialOut[q14 * 32 + c];
+                        long q15 = row + (p + 30 < partitions ? p + 30 : 0);
+                        float m15 = p + 30 < partitions ? m.PartialMaxSum[q15 * 2] : float.NegativeInfinity;
+                        float l15 = m.PartialMaxSum[q15 * 2 + 1];
+                        var o15 = partialOut[q15 * 32 + c];
+                        if (t < 0) { sQ[0] = new Float4(m0, l0, m1, l1); sQ[1] = new Float4(m2, l2, m3, l3); sQ[2] = new Float4(m4, l4, m5, l5); sQ[3] = new Float4(m6, l6, m7, l7); sQ[4] = new Float4(m8, l8, m9, l9); sQ[5] = new Float4(m10, l10, m11, l11); sQ[6] = new Float4(m12, l12, m13, l13); sQ[7] = new Float4(m14, l14, m15, l15); } // step boundary (never taken): keeps the steps in order
+                        if (t < 0) { sQ[0] = o0; sQ[1] = o1; sQ[2] = o2; sQ[3] = o3; sQ[4] = o4; sQ[5] = o5; sQ[6] = o6; sQ[7] = o7; sQ[8] = o8; sQ[9] = o9; sQ[10] = o10; sQ[11] = o11; sQ[12] = o12; sQ[13] = o13; sQ[14] = o14; sQ[15] = o15; } // step boundary (never taken): keeps the steps in order
+                        float mNew = XMath.Max(mx, XMath.Max(XMath.Max(XMath.Max(XMath.Max(m0, m1), XMath.Max(m2, m3)), XMath.Max(XMath.Max(m4, m5), XMath.Max(m6, m7))), XMath.Max(XMath.Max(XMath.Max(m8, m9), XMath.Max(m10, m11)), XMath.Max(XMath.Max(m12, m13), XMath.Max(m14, m15)))));
+                        float alpha = AttentionMath.ExpOrZero(mx - mNew);   // 0 on the first batch (mx = -inf, mNew finite)
+                        float w0 = l0 * AttentionMath.ExpOrZero(m0 - mNew);
+                        float w1 = l1 * AttentionMath.ExpOrZero(m1 - mNew);
+                        float w2 = l2 * AttentionMath.ExpOrZero(m2 - mNew);
+                        float w3 = l3 * AttentionMath.ExpOrZero(m3 - mNew);
+                        float w4 = l4 * AttentionMath.ExpOrZero(m4 - mNew);
+                        float w5 = l5 * AttentionMath.ExpOrZero(m5 - mNew);
+                        float w6 = l6 * AttentionMath.ExpOrZero(m6 - mNew);
+                        float w7 = l7 * AttentionMath.ExpOrZero(m7 - mNew);
+                        float w8 = l8 * AttentionMath.ExpOrZero(m8 - mNew);
+                        float w9 = l9 * AttentionMath.ExpOrZero(m9 - mNew);
+                        float w10 = l10 * AttentionMath.ExpOrZero(m10 - mNew);
+                        float w11 = l11 * AttentionMath.ExpOrZero(m11 - mNew);
+                        float w12 = l12 * AttentionMath.ExpOrZero(m12 - mNew);
+                        float w13 = l13 * AttentionMath.ExpOrZero(m13 - mNew);
+                        float w14 = l14 * AttentionMath.ExpOrZero(m14 - mNew);
+                        float w15 = l15 * AttentionMath.ExpOrZero(m15 - mNew);
+                        sum = sum * alpha + ((((w0 + w1) + (w2 + w3)) + ((w4 + w5) + (w6 + w7))) + (((w8 + w9) + (w10 + w11)) + ((w12 + w13) + (w14 + w15))));
+                        acc = acc * alpha;
+                        acc = acc.Fma(o0, w0);
+                        acc = acc.Fma(o1, w1);
+                        acc = acc.Fma(o2, w2);
+                        acc = acc.Fma(o3, w3);
+                        acc = acc.Fma(o4, w4);
+                        acc = acc.Fma(o5, w5);
+                        acc = acc.Fma(o6, w6);
+                        acc = acc.Fma(o7, w7);
+                        acc = acc.Fma(o8, w8);
+                        acc = acc.Fma(o9, w9);
+                        acc = acc.Fma(o10, w10);
+                        acc = acc.Fma(o11, w11);
+                        acc = acc.Fma(o12, w12);
+                        acc = acc.Fma(o13, w13);
+                        acc = acc.Fma(o14, w14);
+                        acc = acc.Fma(o15, w15);
+                        mx = mNew;
+                    }
+                    sRed[i] = acc;
+                    if (c == 0)
+                    {
+                        sSlice[(i / 64 * 2 + h) * 2] = mx;
+                        sSlice[(i / 64 * 2 + h) * 2 + 1] = sum;
+                    }
+                }
+                Group.Barrier();
+                // Merge the slices: M = max_s M_s, out = Σ_s acc_s·exp(M_s - M) / Σ_s L_s·exp(M_s - M).
+                if (t < 64)
+                {
+                    int h = t / 32;
+                    float mx = XMath.Max(sSlice[0 + h * 2], sSlice[4 + h * 2]);
+                    float sum = 0f;
+                    var acc = default(Float4);
+                    float w0 = AttentionMath.ExpOrZero(sSlice[0 + h * 2] - mx);   // 0 for a slice without partitions
+                    sum += sSlice[0 + h * 2 + 1] * w0;
+                    acc = acc.Fma(sRed[0 + t], w0);
+                    float w1 = AttentionMath.ExpOrZero(sSlice[4 + h * 2] - mx);   // 0 for a slice without partitions
+                    sum += sSlice[4 + h * 2 + 1] * w1;
+                    acc = acc.Fma(sRed[64 + t], w1);
                     var o = acc * (1f / sum);
                     long dst = ((long)token * 2 + firstHead) * 128 + t * 4;
                     output[dst] = o.X;

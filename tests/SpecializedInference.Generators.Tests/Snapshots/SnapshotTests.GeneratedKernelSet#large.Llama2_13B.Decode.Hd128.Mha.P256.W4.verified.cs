@@ -4,6 +4,7 @@
 using ILGPU;
 using ILGPU.Algorithms;
 using SpecializedInference.Kernels;
+using SpecializedInference.Kernels.Dense;
 
 namespace SpecializedInference.Generated;
 

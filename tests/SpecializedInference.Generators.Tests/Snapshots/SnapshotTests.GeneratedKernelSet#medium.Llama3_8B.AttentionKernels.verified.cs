@@ -26,10 +26,14 @@ public static partial class Llama3_8B
         private readonly System.Action<KernelConfig, AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>> _prefill;
         private readonly System.Action<KernelConfig, AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>> _decode;
 
+        /// <summary>Whether <see cref="DecodeMma"/> runs the decode (asked for, grouped heads, f16 cache).</summary>
+        public override bool DecodeOnTensorCores { get; }
+
         public AttentionKernels(Accelerator accelerator, AttentionOptions options)
             : base(accelerator, "Llama3_8B", isSpecialized: true, SpecializedShape, SpecializedTiles, options,
                 options.HeadMapping == HeadMapping.Expanded ? 1 : AttentionHeadsPerGroup)
         {
+            DecodeOnTensorCores = options.DecodeCores == DecodeCores.Tensor && options.KvDtype == KvDtype.F16 && options.HeadMapping == HeadMapping.Grouped;
             if (options.KvDtype == KvDtype.F16)
             {
                 _writeKv = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>>(KvCacheWrite<F16Codec>);
@@ -38,6 +42,7 @@ public static partial class Llama3_8B
                     : accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(Prefill<F16Codec>, MaxRegisters.Prefill);
                 _decode = options.HeadMapping == HeadMapping.Expanded
                     ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeExpanded<F16Codec>, MaxRegisters.Decode)
+                    : DecodeOnTensorCores ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeMma, MaxRegisters.Decode)
                     : accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(Decode<F16Codec>, MaxRegisters.Decode);
             }
             else

@@ -30,7 +30,7 @@ public static partial class Llama3_8B
     public const int PrefillTileKv = 32;
     public const int DecodePartitionSize = 128;
     public const int AttentionWarps = 4;
-    public const int DecodeWarps = 8; // warps of a generated decode group
+    public const int DecodeWarps = 4; // warps of a generated decode group
 
     /// <summary>The config this kernel set was generated from.</summary>
     public static readonly KernelSetInfo Info = new(

@@ -17,6 +17,7 @@ public static partial class KernelRegistry
         gqa_hd128_long.Info,
         gqa_tiny.Info,
         mha_tiny.Info,
+        mqa8_hd64.Info,
         odd_tiles.Info,
         split_keys.Info,
     };

@@ -73,13 +73,13 @@ public sealed class BenchmarkSuiteSmokeTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void MatvecDepthsAddABatchOneRowPerModelGreedyOnHostAndTensorCoresARowPerBatch()
+    public void MatvecDepthsAddABatchOneRowPerModelGreedyOnHostAndCudaCoresARowPerBatch()
     {
         string outPath = Path.Combine(Path.GetTempPath(), $"si-bench-depths-{Guid.NewGuid():N}.md");
         var log = new StringWriter();
         try
         {
-            int rc = ReportRunner.Run(["--device", "cpu", "--quick", "--sections", "e2e", "--matvec-depths", "8,4", "--greedy-on-host", "--tensor-cores", "--out", outPath], log);
+            int rc = ReportRunner.Run(["--device", "cpu", "--quick", "--sections", "e2e", "--matvec-depths", "8,4", "--greedy-on-host", "--cuda-cores", "--out", outPath], log);
             string report = File.Exists(outPath) ? File.ReadAllText(outPath) : "";
             Assert.True(rc == 0, $"report exited with {rc}:\n{log}");
             Assert.Contains("[matvec depth 8,4] | ", report);
@@ -89,7 +89,7 @@ public sealed class BenchmarkSuiteSmokeTests(ITestOutputHelper output)
             int defaultRows = modelRows.Count(line => !line.Contains('['));
             Assert.True(defaultRows > 0, report);
             Assert.Equal(defaultRows, modelRows.Count(line => line.Contains(" [greedy on host] |")));
-            Assert.Equal(defaultRows, modelRows.Count(line => line.Contains(" [tensor cores] |")));
+            Assert.Equal(defaultRows, modelRows.Count(line => line.Contains(" [CUDA cores] |")));
         }
         finally
         {

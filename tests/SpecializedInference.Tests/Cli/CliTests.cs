@@ -1,5 +1,8 @@
+using SpecializedInference.Accelerators;
 using SpecializedInference.Cli;
 using SpecializedInference.Engine;
+using SpecializedInference.Kernels;
+using SpecializedInference.Kernels.Dense;
 using Spectre.Console;
 
 namespace SpecializedInference.Tests.Cli;
@@ -59,12 +62,13 @@ public sealed class CliTests
     [InlineData("serve", "--synthetic", "--port", "70000")]       // out of range
     [InlineData("serve", "--synthetic", "--host", "example.com")] // not an IP address
     [InlineData("serve", "--synthetic", "--no-such-option")]
-    [InlineData("serve", "--synthetic", "--tensor-cores")]              // nothing to run on them
+    [InlineData("serve", "--synthetic", "--cuda-cores")]          // no projections to run on them
     [InlineData("serve", "--model", "/no/such/checkpoint")]       // found while running: still bad input
     [InlineData("serve", "--model", ".")]                         // a folder without config.json
     [InlineData("loadtest", "--url", "ftp://x")]
     [InlineData("loadtest", "--url", "http://127.0.0.1:1", "--synthetic")]
     [InlineData("loadtest", "--requests", "0")]
+    [InlineData("loadtest", "--cuda-cores")]                      // no --model: the synthetic runner, no projections
     [InlineData("attention-bench", "--device", "cpu", "--sets", "NoSuchSet")]
     [InlineData("attention-bench", "--device", "cpu", "--sets", "TinyLlama_1_1B")]  // 32/4 heads, d=64: not the default 32/8, d=128
     [InlineData("no-such-command")]
@@ -105,6 +109,22 @@ public sealed class CliTests
     {
         var (code, output) = await RunAsync("loadtest", "--requests", "24", "--concurrency", "4", "--max-tokens", "4", "--synthetic-max-seq-len", "64");
         Assert.True(code == 0, $"exit code {code}: {output}");
+    }
+
+    /// <summary>What the model description says about the projections: tensor cores by default where they apply,
+    /// CUDA cores with --cuda-cores, and --cuda-cores without effect where there is no tensor-core path.</summary>
+    [Fact]
+    public void ModelDescriptionSaysWhereTheF16ProjectionsRun()
+    {
+        Assert.Equal("f16 projections of 9+ tokens on tensor cores", ModelLoading.TensorCoreNotice(true, DenseSchedule.Warp, WeightDtype.F16));
+        Assert.Equal("f16 projections on CUDA cores only (--cuda-cores)", ModelLoading.TensorCoreNotice(false, DenseSchedule.Warp, WeightDtype.F16));
+        Assert.Null(ModelLoading.TensorCoreNotice(true, DenseSchedule.Serial, WeightDtype.F16));
+        Assert.Null(ModelLoading.TensorCoreNotice(true, DenseSchedule.Warp, WeightDtype.F32));
+        Assert.Equal("--cuda-cores has no effect: the serial dense schedule has no tensor-core path",
+            ModelLoading.TensorCoreNotice(false, DenseSchedule.Serial, WeightDtype.F16));
+        Assert.Equal("--cuda-cores has no effect: the tensor-core path takes f16 weights, not f32",
+            ModelLoading.TensorCoreNotice(false, DenseSchedule.Warp, WeightDtype.F32));
+        Assert.True(new ModelRequest(null, true, null, 1, null, DeviceKind.Auto, 2, 2, TimeSpan.Zero).TensorCores);
     }
 
     [Fact]

@@ -62,6 +62,14 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
                 Assert.Matches(@"atom(\.\w+)*\.add", ptx);
             }
         }
+        // The tensor-core decode, where the set has one (f16 only, not generic over the codec).
+        if (type.GetMethod("DecodeMma", BindingFlags.Public | BindingFlags.Static) is { } mma)
+        {
+            string ptx = compiler.Compile(mma, explicitlyGrouped: true);
+            Report($"{name}.DecodeMma", ptx);
+            Assert.Contains("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32", ptx);
+            Assert.Contains("membar.gl", ptx);
+        }
     }
 
     [Fact]

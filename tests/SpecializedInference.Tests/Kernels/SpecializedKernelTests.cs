@@ -30,10 +30,15 @@ public sealed class SpecializedKernelTests : IClassFixture<CpuAcceleratorFixture
         return data;
     }
 
-    private void AssertClose(float[] actual, double[] expected, int headDim, string what, int seed)
+    private void AssertClose(float[] actual, double[] expected, int headDim, string what, int seed) =>
+        AssertClose(_out, actual, expected, headDim, what, seed);
+
+    /// <summary>Every row of <paramref name="actual"/> within <see cref="AttentionKernelTests.Tolerance"/> of its norm, the
+    /// comparison logged; the seed named on failure.</summary>
+    internal static void AssertClose(ITestOutputHelper output, float[] actual, double[] expected, int headDim, string what, int seed)
     {
         var c = AttentionReference.Compare(actual, expected, headDim);
-        _out.WriteLine($"{what}: {c}");
+        output.WriteLine($"{what}: {c}");
         Assert.True(c.Within(AttentionKernelTests.Tolerance), $"{what} (seed {seed}): {c}; tolerance {AttentionKernelTests.Tolerance:E0} x row norm");
     }
 

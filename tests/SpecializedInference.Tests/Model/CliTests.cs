@@ -56,18 +56,18 @@ public sealed class CliTests
         Assert.True(root.GetProperty("decode_tokens_per_s").GetDouble() > 0);
     }
 
-    /// <summary>The CPU accelerator's serial dense schedule has no tensor-core path: the flag is reported as ignored, not
-    /// silently dropped, and the tokens are the reference's.</summary>
+    /// <summary>The CPU accelerator's serial dense schedule has no tensor-core path to turn off: --cuda-cores is reported as
+    /// having no effect, not silently dropped, and the tokens are the reference's.</summary>
     [Fact]
-    public void TensorCoresOnTheCpuAcceleratorAreReportedIgnored()
+    public void CudaCoresOnTheCpuAcceleratorAreReportedWithoutEffect()
     {
         var dir = TestPaths.HfCase("mha-tiny");
         var p = ReferenceData.Load(dir)[1];
         var (code, stdout, stderr) = Run("generate", "--model", dir, "--prompt-ids", string.Join(",", p.Prompt), "--max-new-tokens", "2",
-            "--greedy", "--ignore-eos", "--json", "--device", "cpu", "--weight-dtype", "f32", "--kv-dtype", "f32", "--tensor-cores");
+            "--greedy", "--ignore-eos", "--json", "--device", "cpu", "--weight-dtype", "f32", "--kv-dtype", "f32", "--cuda-cores");
         Assert.True(code == 0, stderr);
-        Assert.Contains("--tensor-cores", stderr);
-        Assert.Contains("no tensor-core path; ignored", stderr);
+        Assert.Contains("--cuda-cores has no effect", stderr);
+        Assert.Contains("the serial dense schedule has no tensor-core path", stderr);
         using var doc = JsonDocument.Parse(stdout);
         Assert.Equal(p.Greedy[..2], doc.RootElement.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray());
     }

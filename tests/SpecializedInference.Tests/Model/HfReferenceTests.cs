@@ -12,7 +12,7 @@ namespace SpecializedInference.Tests.Model;
 /// decode step, for each reference checkpoint. A case's prompts run together as one batch of sequences (one
 /// prefill step for all prompts, then one decode step per token for all of them), so batching is tested too.
 /// </summary>
-[CiSeconds(75)]
+[CiSeconds(100)]
 public sealed class HfReferenceTests(AcceleratorFixture fixture, ITestOutputHelper output) : IClassFixture<AcceleratorFixture>
 {
     public static TheoryData<string> Cases() => new() { "gqa-tiny", "mha-tiny", "gqa-hd128-long" };
@@ -138,5 +138,23 @@ public sealed class HfReferenceTests(AcceleratorFixture fixture, ITestOutputHelp
         using var checkpoint = LlamaCheckpoint.Open(dir);
         using var runner = Load(fixture, checkpoint, dir, new ModelOptions(WeightDtype.F16, KvDtype.F16));
         RunAndCompare(runner, dir, logitTolerance: 3e-2, assertTokens: true, output, teacherForcing: true, minMargin: 1e-2);
+    }
+
+    /// <summary>
+    /// The decode attention on tensor cores (<see cref="DecodeCores.Tensor"/>, gqa-hd128-long's <c>DecodeMma</c>, its mma
+    /// emulated with warp shuffles on the CPU accelerator) in the whole model: the same bounds as the f16 run above, for
+    /// the first two decode steps of every prompt (each emulated step takes seconds). The CPU accelerator's default keeps
+    /// the CUDA-core decode.
+    /// </summary>
+    [Fact]
+    public void TensorCoreDecodeMatchesHuggingFace()
+    {
+        var dir = TestPaths.HfCase("gqa-hd128-long");
+        using var checkpoint = LlamaCheckpoint.Open(dir);
+        using (var byDefault = Load(fixture, checkpoint, dir, new ModelOptions(WeightDtype.F16, KvDtype.F16)))
+            Assert.False(byDefault.DecodeOnTensorCores, "the CPU accelerator's default decode is on CUDA cores");
+        using var runner = Load(fixture, checkpoint, dir, new ModelOptions(WeightDtype.F16, KvDtype.F16, DecodeCores: DecodeCores.Tensor));
+        Assert.True(runner.DecodeOnTensorCores);
+        RunAndCompare(runner, dir, logitTolerance: 3e-2, assertTokens: true, output, teacherForcing: true, minMargin: 1e-2, maxDecodeSteps: 2);
     }
 }

@@ -78,10 +78,42 @@ public static class TensorCores
         return HalfBits.FromFloat(lo) | (HalfBits.FromFloat(hi) << 16);
     }
 
+    /// <summary>
+    /// Two f32 as two packed f16 pairs whose sum is within ~2⁻²² of each: <see cref="HalfSplit.Hi"/> the values rounded
+    /// to f16, <see cref="HalfSplit.Lo"/> what rounding left out, rounded again. Two products, A·hi + A·lo, give an
+    /// f16 operand A (a K or V row of an f16 cache, exact) times an f32 operand at f32 precision.
+    /// </summary>
+    public static HalfSplit Split(float lo, float hi)
+    {
+        uint upper = PackHalf2(lo, hi);
+        float restLo = lo - (float)Interop.IntAsFloat((ushort)(upper & 0xFFFF));
+        float restHi = hi - (float)Interop.IntAsFloat((ushort)(upper >> 16));
+        return new HalfSplit(upper, PackHalf2(restLo, restHi));
+    }
+
+    /// <summary>The low halves of two registers as one: (a.lo, b.lo), a's in the low half.</summary>
+    public static uint LowHalves(uint a, uint b) => (a & 0xFFFFu) | (b << 16);
+
+    /// <summary>The high halves of two registers as one: (a.hi, b.hi), a's in the low half.</summary>
+    public static uint HighHalves(uint a, uint b) => (a >> 16) | (b & 0xFFFF0000u);
+
     /// <summary>The two f16 products of two packed registers, summed in f32.</summary>
     private static float Dot2(uint x, uint y) =>
         (float)Interop.IntAsFloat((ushort)(x & 0xFFFF)) * Interop.IntAsFloat((ushort)(y & 0xFFFF))
         + (float)Interop.IntAsFloat((ushort)(x >> 16)) * Interop.IntAsFloat((ushort)(y >> 16));
 
     private static uint Shuffle(uint value, int sourceLane) => (uint)Warp.Shuffle((int)value, sourceLane);
+}
+
+/// <summary>An f32 pair as f16 pairs, <see cref="Hi"/> + <see cref="Lo"/> (see <see cref="TensorCores.Split"/>).</summary>
+public readonly struct HalfSplit
+{
+    public readonly uint Hi;
+    public readonly uint Lo;
+
+    public HalfSplit(uint hi, uint lo)
+    {
+        Hi = hi;
+        Lo = lo;
+    }
 }
