@@ -61,11 +61,17 @@ internal sealed class SelftestCommand : Command<SelftestCommand.Settings>
                 if (settings.Set is not null && settings.Set != set.Name) continue;
                 var shape = AttentionShape.From(set.Shape, set.Engine.KvBlockSize);
                 results.AddRange(RunOne(set.Name, () => set.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(set.Engine.KvDtype)), shape, handle, seed));
-                // The tensor-core decode where the set has one (its prefill and KV write are the same kernels again).
-                var mma = new AttentionOptions(KvDtype.F16, DecodeCores: DecodeCores.Tensor);
-                results.AddRange(RunOne($"{set.Name} mma", () => set.CreateAttentionKernels!(handle.Accelerator, mma), shape, handle, seed,
-                    applies: k => k is AttentionKernelsBase { DecodeOnTensorCores: true }));
+                // The tensor-core decode where the set has one (its prefill and KV write are the same kernels again). On the
+                // CPU accelerator the mma would be emulated with warp shuffles, a minute per preset: the tests run that.
+                if (handle.Accelerator is not ILGPU.Runtime.CPU.CPUAccelerator)
+                {
+                    var mma = new AttentionOptions(KvDtype.F16, DecodeCores: DecodeCores.Tensor);
+                    results.AddRange(RunOne($"{set.Name} mma", () => set.CreateAttentionKernels!(handle.Accelerator, mma), shape, handle, seed,
+                        applies: k => k is AttentionKernelsBase { DecodeOnTensorCores: true }));
+                }
             }
+            if (handle.Accelerator is ILGPU.Runtime.CPU.CPUAccelerator)
+                Console.WriteLine("(the tensor-core decode lines run on CUDA only: the CPU accelerator has no tensor cores, and its tests run the kernels' emulation)");
             if (settings.Set is null or "generic")
             {
                 // The generic kernels at a specialized shape, and at one no config specializes (head_dim 48, 6/2 heads, blocks of 8).
