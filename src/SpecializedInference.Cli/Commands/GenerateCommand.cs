@@ -60,7 +60,7 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         public bool IgnoreEos { get; init; }
 
         [CommandOption("--json")]
-        [Description("Print one JSON object: tokens, step_logits, engine, specialized, device, prefill_ms, decode_tokens_per_s.")]
+        [Description("Print one JSON object: tokens, step_logits, engine, specialized, device, prefill_ms, decode_tokens_per_s (after the first decode step, which compiles kernels: first_decode_ms).")]
         public bool Json { get; init; }
 
         [CommandOption("--device <DEVICE>")]
@@ -220,6 +220,7 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
                 ["device"] = handle.Description,
                 ["prefill_ms"] = Math.Round(result.PrefillMs, 3),
                 ["decode_tokens_per_s"] = Math.Round(result.DecodeTokensPerSecond, 3),
+                ["first_decode_ms"] = Math.Round(result.FirstDecodeMs, 3),
                 ["prompt_ids"] = prompt,
                 ["text"] = tokenizer?.Decode(result.Tokens),
                 ["stop_reason"] = result.StopReason switch
@@ -264,7 +265,7 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         Console.Out.WriteLine();
         Console.Error.WriteLine(
             $"{res.Tokens.Length} tokens ({StopText(res.StopReason)}); prefill {prompt.Length} tokens in {res.PrefillMs:F1} ms; " +
-            $"decode {res.DecodeTokensPerSecond:F1} tokens/s; attention kernels: {runner.KernelSetName}{(runner.IsSpecialized ? " (specialized)" : "")}; " +
+            $"decode {res.DecodeTokensPerSecond:F1} tokens/s (first step {res.FirstDecodeMs:F1} ms, compiling kernels); attention kernels: {runner.KernelSetName}{(runner.IsSpecialized ? " (specialized)" : "")}; " +
             $"device {handle.Description}; load {loadMs:F0} ms; a decode step reads {runner.DecodeWeightBytes / 1e9:F2} GB of weights " +
             $"({runner.DecodeWeightBytes * res.DecodeTokensPerSecond / 1e9:F0} GB/s)");
         return 0;

@@ -37,6 +37,8 @@ public enum StopReason
 /// <param name="PrefillMs">Wall time of the prefill steps (the first generated token's logits included).</param>
 /// <param name="DecodeMs">Wall time of the decode steps.</param>
 /// <param name="DecodeSteps">Decode steps run (one token each).</param>
+/// <param name="FirstDecodeMs">Wall time of the first decode step, part of <paramref name="DecodeMs"/>: it compiles the
+/// kernels the prefill did not launch (the decode attention, the argmax), hundreds of milliseconds on a GPU.</param>
 public sealed record GenerationResult(
     int[] Tokens,
     float[][]? StepLogits,
@@ -44,9 +46,14 @@ public sealed record GenerationResult(
     double PrefillMs,
     double DecodeMs,
     int DecodeSteps,
-    ulong Seed)
+    ulong Seed,
+    double FirstDecodeMs = 0)
 {
-    public double DecodeTokensPerSecond => DecodeSteps == 0 || DecodeMs <= 0 ? 0 : DecodeSteps / (DecodeMs / 1000.0);
+    /// <summary>Decode tokens per second over the steps after the first (which compiles kernels), or over the one step
+    /// there was.</summary>
+    public double DecodeTokensPerSecond => DecodeSteps > 1 && DecodeMs > FirstDecodeMs
+        ? (DecodeSteps - 1) / ((DecodeMs - FirstDecodeMs) / 1000.0)
+        : DecodeSteps == 0 || DecodeMs <= 0 ? 0 : DecodeSteps / (DecodeMs / 1000.0);
 }
 
 /// <summary>
@@ -103,6 +110,7 @@ public sealed class Generator
         var stepLogits = options.RecordLogits ? new List<float[]>() : null;
         var reason = StopReason.MaxNewTokens;
         int decodeSteps = 0;
+        double firstDecodeMs = 0;
         clock.Restart();
         while (true)
         {
@@ -126,9 +134,10 @@ public sealed class Generator
 
             var chunk = new SequenceChunk(sequenceId, new[] { next }, position, BlocksFor(position + 1), WantLogits: true) { GreedyToken = greedyToken };
             step = _runner.Run(StepBatch.Of(chunk));
-            decodeSteps++;
+            if (++decodeSteps == 1) firstDecodeMs = clock.Elapsed.TotalMilliseconds;
         }
 
-        return new GenerationResult(tokens.ToArray(), stepLogits?.ToArray(), reason, prefillMs, clock.Elapsed.TotalMilliseconds, decodeSteps, sampler.Seed);
+        return new GenerationResult(tokens.ToArray(), stepLogits?.ToArray(), reason, prefillMs, clock.Elapsed.TotalMilliseconds, decodeSteps, sampler.Seed,
+            firstDecodeMs);
     }
 }

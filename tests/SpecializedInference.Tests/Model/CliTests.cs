@@ -54,6 +54,7 @@ public sealed class CliTests
         Assert.StartsWith("cpu", root.GetProperty("device").GetString());
         Assert.True(root.GetProperty("prefill_ms").GetDouble() > 0);
         Assert.True(root.GetProperty("decode_tokens_per_s").GetDouble() > 0);
+        Assert.True(root.GetProperty("first_decode_ms").GetDouble() > 0);
     }
 
     /// <summary>The CPU accelerator's serial dense schedule has no tensor-core path to turn off: --cuda-cores is reported as

@@ -100,6 +100,9 @@ public sealed class RunnerTests(AcceleratorFixture fixture, ITestOutputHelper ou
         Assert.Equal(4, result.StepLogits!.Length);
         Assert.Equal(3, result.DecodeSteps);
         Assert.True(result.PrefillMs > 0 && result.DecodeTokensPerSecond > 0);
+        // The rate leaves out the first decode step (it compiles kernels): 2 steps over the time after it.
+        Assert.InRange(result.FirstDecodeMs, double.Epsilon, result.DecodeMs);
+        Assert.Equal(2 / ((result.DecodeMs - result.FirstDecodeMs) / 1000.0), result.DecodeTokensPerSecond, 6);
 
         var ignored = new Generator(runner, new[] { p.Greedy[3] }).Generate(p.Prompt, new GenerationOptions(MaxNewTokens: 6, IgnoreEos: true));
         Assert.Equal(p.Greedy[..6], ignored.Tokens);
