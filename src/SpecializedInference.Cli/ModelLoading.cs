@@ -114,9 +114,8 @@ internal static class ModelLoading
                 MaxBatchTokens = request.MaxNumBatchedTokens ?? Math.Max(MaxNumBatchedTokens, request.MaxBatchSize),
                 WeightDtype = request.WeightDtype ?? ModelOptions.Default.WeightDtype,
                 KvDtype = request.KvDtype ?? ModelOptions.Default.KvDtype,
-                TensorCores = request.TensorCores,
-                DecodeCores = request.TensorCores ? null : DecodeCores.Cuda,
             };
+            if (!request.TensorCores) options = options.OnCudaCoresOnly();
             long bytes = checkpoint.Weights.Tensors.Sum(t => t.ByteLength);
             progress.Report(new ModelLoadProgress("Uploading weights", 0, 0, $"{bytes / (1024.0 * 1024.0):F1} MiB"));
             var runner = new LlamaModelRunner(accelerator.Accelerator, checkpoint, options);

@@ -16,7 +16,6 @@ namespace SpecializedInference.Benchmarks.Report;
 /// host from copied-back logits rows, as before the device argmax (rows labelled [greedy on host]).</param>
 /// <param name="CudaCores">The e2e section also runs every model at every batch with tensor cores off, the f16
 /// projections and the decode attention on CUDA cores only (rows labelled [CUDA cores]; the default rows use them).</param>
-
 public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick, IReadOnlySet<string> Sections, string CommandLine,
     double TimeBudgetSeconds = 0, SpecializedInference.Benchmarks.EndToEnd.WeightsSource? Weights = null,
     IReadOnlyList<MatvecDepth>? MatvecDepths = null, bool GreedyOnHost = false, bool CudaCores = false)

@@ -158,8 +158,8 @@ internal static class DecodeMmaEmitter
     /// <summary>Loads tile <paramref name="i"/>'s K chunks (keys g and g + 8, dims 32j + 8tq .. + 7); returns their names.</summary>
     private static IEnumerable<string> EmitKeyLoads(SourceWriter w, AttentionLayout L, int i)
     {
-        w.Line($"long kA{i} = ({Row(L, $"(k0 + jK{i})")}) / 8 + tq;");
-        w.Line($"long kB{i} = ({Row(L, $"(k0 + jK{i} + 8)")}) / 8 + tq;");
+        w.Line($"long kA{i} = ({DecodeEmitter.Row(L, $"(k0 + jK{i})")}) / 8 + tq;");
+        w.Line($"long kB{i} = ({DecodeEmitter.Row(L, $"(k0 + jK{i} + 8)")}) / 8 + tq;");
         var names = new List<string>();
         for (int j = 0; j < L.HeadDim / 32; j++)
         {
@@ -177,7 +177,7 @@ internal static class DecodeMmaEmitter
     {
         var names = new List<string>();
         foreach (int off in new[] { 0, 1, 8, 9 })
-            w.Line($"long v{off}R{i} = ({Row(L, $"(k0 + jV{i} + {Int(off)})")}) / 8 + g;");
+            w.Line($"long v{off}R{i} = ({DecodeEmitter.Row(L, $"(k0 + jV{i} + {Int(off)})")}) / 8 + g;");
         for (int q = 0; q < L.HeadDim / 64; q++)
             foreach (int off in new[] { 0, 1, 8, 9 })
             {
@@ -250,7 +250,4 @@ internal static class DecodeMmaEmitter
         }
         w.Line(StepBoundary.Floats("sQ", L.HeadsPerGroup * L.D4, Enumerable.Range(0, VQ).SelectMany(q => Enumerable.Range(0, 4).SelectMany(e => new[] { $"o{q}_{e}.C0", $"o{q}_{e}.C1", $"o{q}_{e}.C2", $"o{q}_{e}.C3" }))));
     }
-
-    /// <summary>Element offset of a key's row (see <see cref="DecodeEmitter"/>'s Row).</summary>
-    private static string Row(AttentionLayout L, string key) => DecodeEmitter.Row(L, key);
 }

@@ -195,7 +195,8 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         if (prompt.Length >= maxSeqLen)
             throw new ArgumentException($"the prompt has {prompt.Length} tokens; the model allows {checkpoint.Config.MaxPositionEmbeddings} positions (max_position_embeddings)");
         var options = new ModelOptions(weightDtype, kvDtype, device, MaxSeqLen: maxSeqLen,
-            MaxBatchTokens: Math.Min(prompt.Length, s.PrefillChunk), ForceGenericKernels: s.Generic) { TensorCores = !s.CudaCores, DecodeCores = s.CudaCores ? DecodeCores.Cuda : null };
+            MaxBatchTokens: Math.Min(prompt.Length, s.PrefillChunk), ForceGenericKernels: s.Generic);
+        if (s.CudaCores) options = options.OnCudaCoresOnly();
 
         var clock = Stopwatch.StartNew();
         using var handle = AcceleratorFactory.Create(new AcceleratorOptions(device));

@@ -57,6 +57,10 @@ public sealed record ModelOptions(
 {
     public static ModelOptions Default { get; } = new();
 
+    /// <summary>These options with tensor cores off: the projections and the decode attention on CUDA cores only (what
+    /// <c>--cuda-cores</c> asks for).</summary>
+    public ModelOptions OnCudaCoresOnly() => this with { TensorCores = false, DecodeCores = Kernels.DecodeCores.Cuda };
+
     /// <summary>f32 weights and f32 KV cache: what the float64 reference comparisons use.</summary>
     public static ModelOptions Float32 { get; } = new(WeightDtype.F32, KvDtype.F32);
 
