@@ -108,6 +108,22 @@ public class DiagnosticTests
             Single("{\"name\": \"A\", \"model\": {" + GoodModel + "},\n  \"engine\": { \"decode_partition_size\": 64, \"decode_warps\": $$8 }}"));
 
     [Fact]
+    public void LargeBatchDecodeNeedsBothFields()
+        => Assert.EndsWith("large_batch_decode_partition_size needs large_batch_decode_warps too: the large-batch decode takes both or neither",
+            Single("{\"name\": \"A\", \"model\": {" + GoodModel + "},\n  \"engine\": { \"large_batch_decode_partition_size\": $$256 }}"));
+
+    [Fact]
+    public void LargeBatchDecodeInWholeTensorCoreTiles()
+        => Assert.EndsWith("large_batch_decode_partition_size 96 must be a multiple of 64 (16-key tensor-core tiles for each of the 4 warps)",
+            Single("{\"name\": \"A\", \"model\": {" + GoodModel + "},\n  \"engine\": { \"large_batch_decode_partition_size\": $$96, \"large_batch_decode_warps\": 4 }}"));
+
+    [Fact]
+    public void LargeBatchDecodeNeedsATensorCoreShape()
+        // head_dim 16: the tensor-core decode needs a multiple of 64.
+        => Assert.Contains("the large-batch decode runs on tensor cores, which need 2 to 8 query heads per K/V head (this model has 4), head_dim a multiple of 64 (it is 16)",
+            Single("{\"name\": \"A\", \"model\": {" + GoodModel + "},\n  \"engine\": { \"large_batch_decode_partition_size\": $$256, \"large_batch_decode_warps\": 4 }}"));
+
+    [Fact]
     public void NameNotAnIdentifier()
         => Assert.Equal("SI0008 bad.json(1,10): Config 'bad.json': name \"llama-3\" is not a C# identifier (letters, digits and '_', not starting with a digit)",
             Single("{\"name\": $$\"llama-3\", \"model\": {" + GoodModel + "}}"));

@@ -58,15 +58,19 @@ public static class ReportWriter
     private static void Headline(StringBuilder sb, ReportData d)
     {
         var table = new MarkdownTable("benchmark", "ours", "anchor (H200)", "target", "met");
-        AttentionComparison? Find(AttentionOp op, int batch, int context) => d.Kernels.Concat(d.Variants).FirstOrDefault(k =>
+        // The fastest flash, grouped run of the case: the decode on tensor cores (the engine's default on CUDA) where
+        // the report timed it, else on CUDA cores.
+        AttentionComparison? Find(AttentionOp op, int batch, int context) => d.Kernels.Concat(d.Variants).Where(k =>
             k.Case.Set == Llama3_8B.Info && k.Case.Op == op && k.Case.Batch == batch && k.Case.Context == context
-            && k.Case.Algorithm == AttentionAlgorithm.Flash && k.Case.HeadMapping == HeadMapping.Grouped);
+            && k.Case.Algorithm == AttentionAlgorithm.Flash && k.Case.HeadMapping == HeadMapping.Grouped)
+            .OrderBy(k => k.Best.Timing.MedianSeconds).FirstOrDefault();
         static string Met(bool ok) => ok ? "yes" : "no";
+        static string Decode(AttentionComparison c) => $"{Format.Number(c.GBps(c.Best))} GB/s ({c.Case.VariantName})";
 
         if (Find(AttentionOp.Decode, 1, 4096) is { } d1)
-            table.Row("decode B=1 32/8 heads d=128 L=4096 f16", $"{Format.Number(d1.GBps(d1.Best))} GB/s", "SDPA 347 GB/s", "≥ 3000 GB/s", Met(d1.GBps(d1.Best) >= 3000));
+            table.Row("decode B=1 32/8 heads d=128 L=4096 f16", Decode(d1), "SDPA 347 GB/s", "≥ 3000 GB/s", Met(d1.GBps(d1.Best) >= 3000));
         if (Find(AttentionOp.Decode, 32, 4096) is { } d32)
-            table.Row("decode B=32 32/8 heads d=128 L=4096 f16", $"{Format.Number(d32.GBps(d32.Best))} GB/s", "SDPA 3903 GB/s", "≥ SDPA", Met(d32.GBps(d32.Best) >= 3903));
+            table.Row("decode B=32 32/8 heads d=128 L=4096 f16", Decode(d32), "SDPA 3903 GB/s", "≥ SDPA", Met(d32.GBps(d32.Best) >= 3903));
         if (Find(AttentionOp.Prefill, 1, 4096) is { } p)
             table.Row("causal prefill L=4096 32/8 heads d=128", $"{Format.Number(p.TFlops(p.Best))} TFLOP/s", "SDPA 486 TFLOP/s (tensor cores)", "record", "—");
         foreach (var (batch, hf, target) in new[] { (1, 14, 150), (64, 930, 3000) })

@@ -36,11 +36,20 @@ internal static class AttentionKernelsEmitter
                 w.Line($"private readonly {writeKv} _writeKv;");
                 w.Line($"private readonly {attention} _prefill;");
                 w.Line($"private readonly {attention} _decode;");
+                bool large = spec.Engine.Tiles.LargeBatchDecode is not null;
+                if (large)
+                    w.Line($"private readonly {attention}? _decodeLargeBatch;");
                 w.Line();
                 if (DecodeMmaEmitter.Supports(grouped))
                 {
                     w.Line("/// <summary>Whether <see cref=\"DecodeMma\"/> runs the decode (asked for, grouped heads, f16 cache).</summary>");
                     w.Line("public override bool DecodeOnTensorCores { get; }");
+                    w.Line();
+                }
+                if (large)
+                {
+                    w.Line("/// <summary><see cref=\"DecodeMmaLargeBatch\"/>'s layout where the decode runs on tensor cores, else null.</summary>");
+                    w.Line("public override DecodeLayout? LargeBatchDecode { get; }");
                     w.Line();
                 }
                 w.Line("public AttentionKernels(Accelerator accelerator, AttentionOptions options)");
@@ -49,8 +58,18 @@ internal static class AttentionKernelsEmitter
                 using (w.Scope())
                 {
                     bool mma = DecodeMmaEmitter.Supports(grouped);
+                    const string tensorCores = "options.DecodeCores == DecodeCores.Tensor && options.KvDtype == KvDtype.F16 && options.HeadMapping == HeadMapping.Grouped";
                     if (mma)
-                        w.Line("DecodeOnTensorCores = options.DecodeCores == DecodeCores.Tensor && options.KvDtype == KvDtype.F16 && options.HeadMapping == HeadMapping.Grouped;");
+                        w.Line($"DecodeOnTensorCores = {tensorCores};");
+                    if (large)
+                    {
+                        w.Line(mma ? "if (DecodeOnTensorCores)" : $"if ({tensorCores})");
+                        using (w.Scope())
+                        {
+                            w.Line("LargeBatchDecode = new DecodeLayout(LargeBatchDecodePartitionSize, LargeBatchDecodeWarps, NumAttentionHeads / LargeBatchDecodeHeadsPerGroup);");
+                            w.Line("_decodeLargeBatch = accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeMmaLargeBatch, MaxRegisters.Decode);");
+                        }
+                    }
                     using (w.Block("if (options.KvDtype == KvDtype.F16)"))
                         EmitLoads(w, "F16Codec", attention, writeKv, mma);
                     using (w.Block("else"))
@@ -65,7 +84,18 @@ internal static class AttentionKernelsEmitter
                 w.Line("        plan.Meta, queries, keyCache, valueCache, output);");
                 w.Line();
                 w.Line("protected override void LaunchDecode(AttentionPlan plan, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)");
-                w.Line("    => _decode(new KernelConfig(plan.NumDecodeItems * Dims.HeadGroups, DecodeWarps * 32), plan.Meta, queries, keyCache, valueCache, output);");
+                if (large)
+                {
+                    using (w.Scope())
+                    {
+                        w.Line("if (plan.DecodeLayout is { } layout && _decodeLargeBatch is not null)");
+                        w.Line("    _decodeLargeBatch(new KernelConfig(plan.NumDecodeItems * layout.HeadGroups, layout.Warps * 32), plan.Meta, queries, keyCache, valueCache, output);");
+                        w.Line("else");
+                        w.Line("    _decode(new KernelConfig(plan.NumDecodeItems * Dims.HeadGroups, DecodeWarps * 32), plan.Meta, queries, keyCache, valueCache, output);");
+                    }
+                }
+                else
+                    w.Line("    => _decode(new KernelConfig(plan.NumDecodeItems * Dims.HeadGroups, DecodeWarps * 32), plan.Meta, queries, keyCache, valueCache, output);");
             }
         }
         return w.ToString();

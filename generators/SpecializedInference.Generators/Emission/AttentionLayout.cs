@@ -11,6 +11,17 @@ namespace SpecializedInference.Generators.Emission;
 internal sealed class AttentionLayout
 {
     public AttentionLayout(KernelSetSpec spec, bool expanded)
+        : this(spec, expanded, spec.Engine.Tiles.DecodePartitionSize, spec.Engine.Tiles.DecodeWarps,
+            expanded ? 1 : SharedMemoryBudget.HeadsPerGroup(spec.Model, spec.Engine.Tiles))
+    {
+    }
+
+    /// <summary>The large-batch decode's layout (grouped, tensor cores): its own partition, warps and heads per group.</summary>
+    public static AttentionLayout LargeBatchDecode(KernelSetSpec spec, DecodeTiles decode)
+        => new(spec, expanded: false, decode.PartitionSize, decode.Warps,
+            SharedMemoryBudget.LargeBatchHeadsPerGroup(spec.Model, decode, spec.Engine.KvBlockSize));
+
+    private AttentionLayout(KernelSetSpec spec, bool expanded, int partition, int warps, int headsPerGroup)
     {
         var m = spec.Model;
         var t = spec.Engine.Tiles;
@@ -23,12 +34,12 @@ internal sealed class AttentionLayout
         BlockSize = spec.Engine.KvBlockSize;
         TileQ = t.PrefillTileQ;
         TileKv = t.PrefillTileKv;
-        Partition = t.DecodePartitionSize;
-        Warps = t.DecodeWarps;
+        Partition = partition;
+        Warps = warps;
         Threads = 32 * Warps;
         ThreadsPerKey = SharedMemoryBudget.DecodeThreadsPerKey(Warps, Partition);
         Expanded = expanded;
-        HeadsPerGroup = expanded ? 1 : SharedMemoryBudget.HeadsPerGroup(m, t);
+        HeadsPerGroup = headsPerGroup;
         HeadGroups = Heads / HeadsPerGroup;
         Positions = SharedMemoryBudget.PrefillPositions(TileQ, HeadsPerGroup);
         Rows = Positions * HeadsPerGroup;

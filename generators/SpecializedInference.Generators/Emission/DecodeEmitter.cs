@@ -80,6 +80,21 @@ internal static class DecodeEmitter
     public static string HintName(KernelSetSpec spec)
         => $"{spec.Name}.Decode.Hd{spec.Model.HeadDim}.{AttentionLayout.HeadTag(spec.Model)}.P{spec.Engine.Tiles.DecodePartitionSize}.W{spec.Engine.Tiles.DecodeWarps}.g.cs";
 
+    public static string LargeBatchHintName(KernelSetSpec spec, DecodeTiles large)
+        => $"{spec.Name}.DecodeLargeBatch.Hd{spec.Model.HeadDim}.{AttentionLayout.HeadTag(spec.Model)}.P{large.PartitionSize}.W{large.Warps}.g.cs";
+
+    /// <summary>The large-batch decode (<c>DecodeMmaLargeBatch</c>): the tensor-core decode at the config's
+    /// large_batch_decode_partition_size and _warps, which the runtime picks for steps whose decode work fills the GPU
+    /// several times over (longer partitions: fewer partials, tickets and combines per byte read).</summary>
+    public static string EmitLargeBatch(KernelSetSpec spec, DecodeTiles large)
+    {
+        var w = new SourceWriter();
+        KernelSetEmitter.Header(w, spec, "ILGPU", "ILGPU.Algorithms", "SpecializedInference.Kernels", "SpecializedInference.Kernels.Dense");
+        using (w.Block($"public static partial class {spec.Name}"))
+            DecodeMmaEmitter.Emit(w, AttentionLayout.LargeBatchDecode(spec, large), "DecodeMmaLargeBatch");
+        return w.ToString();
+    }
+
     public static string Emit(KernelSetSpec spec)
     {
         var w = new SourceWriter();

@@ -25,26 +25,11 @@ internal static class DecodeMmaEmitter
     /// <summary>Keys per mma tile (the m dimension of the scores' product, the k dimension of P·V's).</summary>
     private const int TileKeys = 16;
 
-    /// <summary>
-    /// Whether a kernel set gets the tensor-core decode: grouped heads (2 to 8 per K/V load: one mma n-tile; MHA
-    /// streams on CUDA cores already), head_dim a multiple of 64 (the P·V loads give 8 lanes a chunk each), whole
-    /// 16-key tiles per warp, and the shared memory within a group's 48 KB.
-    /// </summary>
+    /// <summary>Whether a kernel set gets the tensor-core decode (<see cref="SharedMemoryBudget.FitsDecodeMma"/>, grouped heads).</summary>
     public static bool Supports(AttentionLayout L)
-        => !L.Expanded && L.HeadsPerGroup is >= 2 and <= 8 && L.HeadDim % 64 == 0
-            && L.Partition % (TileKeys * L.Warps) == 0 && SharedBytes(L) <= SharedMemoryBudget.MaxBytesPerGroup;
+        => !L.Expanded && SharedMemoryBudget.FitsDecodeMma(L.HeadDim, L.HeadsPerGroup, L.Warps, L.Partition, L.BlockSize);
 
-    /// <summary>Queries, scores, one partial output per warp and head, (max, sum) per head, blocks, flags and the
-    /// combine's slices: what <see cref="DecodeEmitter.EmitPreamble"/> allocates with a row of partials per warp.</summary>
-    private static int SharedBytes(AttentionLayout L)
-    {
-        int HG = L.HeadsPerGroup, D = L.HeadDim;
-        int blocks = L.Partition % L.BlockSize == 0 ? L.Partition / L.BlockSize : L.Partition / L.BlockSize + 2;
-        return 4 * (HG * D + HG * L.Partition + L.Warps * HG * D + 2 * HG + 1 + blocks
-            + 2 * SharedMemoryBudget.DecodeCombineSlices(D, HG, L.Warps) * HG) + 16;
-    }
-
-    public static void Emit(SourceWriter w, AttentionLayout L)
+    public static void Emit(SourceWriter w, AttentionLayout L, string name = "DecodeMma")
     {
         int T = L.Threads, D4 = L.D4, HG = L.HeadsPerGroup, P = L.Partition, D = L.HeadDim, W = L.Warps;
         int TPW = P / (TileKeys * W);          // 16-key tiles per warp
@@ -60,7 +45,7 @@ internal static class DecodeMmaEmitter
         w.Line("/// <param name=\"keyCache\">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim] f16</param>");
         w.Line("/// <param name=\"valueCache\">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim] f16</param>");
         w.Line("/// <param name=\"output\">[num_tokens, NumAttentionHeads, HeadDim] f32</param>");
-        w.Line("public static void DecodeMma(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)");
+        w.Line($"public static void {name}(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)");
         using (w.Scope())
         {
             int queryLoads = DecodeEmitter.EmitPreamble(w, L, W, 1);
@@ -71,10 +56,13 @@ internal static class DecodeMmaEmitter
             w.Line();
 
             // Tiles whose K and V fit the load registers at once (64 per tile at head_dim 128): all of them, in one round
-            // trip, when the warp's tiles fit; otherwise K in batches, then V in batches after the softmax.
+            // trip, when the warp's tiles fit; otherwise K in batches, then V: in one go after the scores when it fits
+            // (in flight through the softmax's barriers), else in batches after the softmax.
             int perTile = 4 * (2 * KJ + 4 * VQ);
             bool together = TPW * perTile <= DecodeEmitter.LoadRegisterBudget;
             int batch = System.Math.Max(1, DecodeEmitter.LoadRegisterBudget / (perTile / 2));
+            // When K comes in batches, V still fits the load registers in one go after the scores (half of a tile's).
+            bool valuesEarly = !together && TPW * (perTile / 2) <= DecodeEmitter.LoadRegisterBudget;
             for (int i = 0; i < TPW; i++)
             {
                 string tile = TPW == 1 ? "wk" : $"(wk * {Int(TPW)} + {Int(i)})";
@@ -112,6 +100,11 @@ internal static class DecodeMmaEmitter
                     }
                     foreach (int i in tiles) EmitScores(w, L, i);
                 }
+                if (valuesEarly)
+                {
+                    w.Line("// V of every tile, loaded now that the K registers are free: in flight while the softmax waits on the group.");
+                    w.Line(StepBoundary.Chunk16s("sQ", HG * D4, Enumerable.Range(0, TPW).SelectMany(i => EmitValueLoads(w, L, i)).ToList()));
+                }
             }
             w.Line("Group.Barrier();");
             w.Line();
@@ -125,10 +118,11 @@ internal static class DecodeMmaEmitter
                 for (int e = 0; e < 4; e++)
                     w.Line($"var o{q}_{e} = default(MmaTile);   // [dims 8(g + {8 * q}) + {2 * e}, + {2 * e + 1}] x [head 2tq, 2tq + 1]");
             w.Line($"var sPg = sP.SubView((g < {Int(HG)} ? g : 0) * {Int(P)});   // head g's probabilities");
-            for (int b0 = 0; b0 < TPW; b0 += together ? TPW : batch)
+            bool loaded = together || valuesEarly;
+            for (int b0 = 0; b0 < TPW; b0 += loaded ? TPW : batch)
             {
-                var tiles = Enumerable.Range(b0, together ? TPW : System.Math.Min(batch, TPW - b0)).ToList();
-                if (!together)
+                var tiles = Enumerable.Range(b0, loaded ? TPW : System.Math.Min(batch, TPW - b0)).ToList();
+                if (!loaded)
                 {
                     w.Line($"// V of tile(s) {string.Join(", ", tiles)}: keys 2tq, 2tq + 1, 2tq + 8, 2tq + 9, dims 8(g + 8q) .. + 7, loaded together.");
                     w.Line(StepBoundary.Chunk16s("sQ", HG * D4, tiles.SelectMany(i => EmitValueLoads(w, L, i)).ToList()));

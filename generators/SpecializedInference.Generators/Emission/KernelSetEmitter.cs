@@ -14,14 +14,20 @@ internal sealed record GeneratedFile(string HintName, string Source);
 /// </summary>
 internal static class KernelSetEmitter
 {
-    public static IReadOnlyList<GeneratedFile> Emit(KernelSetSpec spec) => new[]
+    public static IReadOnlyList<GeneratedFile> Emit(KernelSetSpec spec)
     {
-        new GeneratedFile($"{spec.Name}.Constants.g.cs", EmitConstants(spec)),
-        new GeneratedFile(KvCacheWriteEmitter.HintName(spec), KvCacheWriteEmitter.Emit(spec)),
-        new GeneratedFile(PrefillEmitter.HintName(spec), PrefillEmitter.Emit(spec)),
-        new GeneratedFile(DecodeEmitter.HintName(spec), DecodeEmitter.Emit(spec)),
-        new GeneratedFile(AttentionKernelsEmitter.HintName(spec), AttentionKernelsEmitter.Emit(spec)),
-    };
+        var files = new List<GeneratedFile>
+        {
+            new($"{spec.Name}.Constants.g.cs", EmitConstants(spec)),
+            new(KvCacheWriteEmitter.HintName(spec), KvCacheWriteEmitter.Emit(spec)),
+            new(PrefillEmitter.HintName(spec), PrefillEmitter.Emit(spec)),
+            new(DecodeEmitter.HintName(spec), DecodeEmitter.Emit(spec)),
+        };
+        if (spec.Engine.Tiles.LargeBatchDecode is { } large)
+            files.Add(new(DecodeEmitter.LargeBatchHintName(spec, large), DecodeEmitter.EmitLargeBatch(spec, large)));
+        files.Add(new(AttentionKernelsEmitter.HintName(spec), AttentionKernelsEmitter.Emit(spec)));
+        return files;
+    }
 
     internal static void Header(SourceWriter w, KernelSetSpec spec, params string[] usings)
     {
@@ -66,6 +72,13 @@ internal static class KernelSetEmitter
             w.Line($"public const int DecodePartitionSize = {Int(e.Tiles.DecodePartitionSize)};");
             w.Line($"public const int AttentionWarps = {Int(e.Tiles.Warps)};");
             w.Line($"public const int DecodeWarps = {Int(e.Tiles.DecodeWarps)}; // warps of a generated decode group");
+            if (e.Tiles.LargeBatchDecode is { } large)
+            {
+                w.Line("// The tensor-core decode for steps whose decode work fills the GPU several times over.");
+                w.Line($"public const int LargeBatchDecodePartitionSize = {Int(large.PartitionSize)};");
+                w.Line($"public const int LargeBatchDecodeWarps = {Int(large.Warps)};");
+                w.Line($"public const int LargeBatchDecodeHeadsPerGroup = {Int(SharedMemoryBudget.LargeBatchHeadsPerGroup(spec.Model, large, e.KvBlockSize))};");
+            }
             w.Line();
             w.Line("/// <summary>The config this kernel set was generated from.</summary>");
             w.Line("public static readonly KernelSetInfo Info = new(");

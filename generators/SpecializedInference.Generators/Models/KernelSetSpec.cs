@@ -23,13 +23,19 @@ internal sealed record ModelShape(
 
 /// <summary>Tile sizes the kernels are specialized for. <paramref name="Warps"/> is attention_warps (the generic
 /// kernels' groups); <paramref name="DecodeWarps"/> sizes the generated decode's groups (decode_warps, by default
-/// attention_warps): with more threads than keys in a partition, several threads share each key's row.</summary>
+/// attention_warps): with more threads than keys in a partition, several threads share each key's row.
+/// <paramref name="LargeBatchDecode"/> (optional) is a second tensor-core decode for steps whose decode work fills the
+/// GPU several times over, where fewer, longer partitions win.</summary>
 internal sealed record TileSizes(
     int PrefillTileQ,
     int PrefillTileKv,
     int DecodePartitionSize,
     int Warps,
-    int DecodeWarps);
+    int DecodeWarps,
+    DecodeTiles? LargeBatchDecode = null);
+
+/// <summary>Partition size and warps of a decode kernel (large_batch_decode_partition_size, large_batch_decode_warps).</summary>
+internal sealed record DecodeTiles(int PartitionSize, int Warps);
 
 /// <summary>Engine settings of a config; every one has a default so a bare Hugging Face config works.</summary>
 internal sealed record EngineSettings(

@@ -56,6 +56,31 @@ internal static class SharedMemoryBudget
         => PrefillBytes(headDim, tiles.PrefillTileKv, PrefillRows(tiles.PrefillTileQ, heads)) <= MaxBytesPerGroup
             && DecodeBytes(headDim, heads, tiles.DecodeWarps, tiles.DecodePartitionSize) <= MaxBytesPerGroup;
 
+    /// <summary>The tensor-core decode (<c>DecodeMma</c>): queries, scores, one partial output per warp and head,
+    /// (max, sum) per head, the partition's blocks, the last-ticket flag and the combine's slices.</summary>
+    public static int DecodeMmaBytes(int headDim, int heads, int warps, int partition, int blockSize)
+    {
+        int blocks = partition % blockSize == 0 ? partition / blockSize : partition / blockSize + 2;
+        return 4 * (heads * headDim + heads * partition + warps * heads * headDim + 2 * heads + 1 + blocks
+            + 2 * DecodeCombineSlices(headDim, heads, warps) * heads) + 16;
+    }
+
+    /// <summary>Whether the tensor-core decode can take a group of <paramref name="heads"/> query heads: one mma n-tile
+    /// (2 to 8 heads; MHA streams on CUDA cores already), head_dim a multiple of 64 (the P·V loads give 8 lanes a chunk
+    /// each), whole 16-key tiles per warp, within a group's shared memory.</summary>
+    public static bool FitsDecodeMma(int headDim, int heads, int warps, int partition, int blockSize)
+        => heads is >= 2 and <= 8 && headDim % 64 == 0 && partition % (16 * warps) == 0
+            && DecodeMmaBytes(headDim, heads, warps, partition, blockSize) <= MaxBytesPerGroup;
+
+    /// <summary>Query heads per group of the large-batch decode (tensor cores only): the largest divisor of the group
+    /// size that <see cref="FitsDecodeMma"/>, or 0 when none does.</summary>
+    public static int LargeBatchHeadsPerGroup(ModelShape model, DecodeTiles decode, int blockSize)
+    {
+        for (int h = model.GroupSize; h > 1; h--)
+            if (model.GroupSize % h == 0 && FitsDecodeMma(model.HeadDim, h, decode.Warps, decode.PartitionSize, blockSize)) return h;
+        return 0;
+    }
+
     /// <summary>Query heads one generated thread group serves from each K/V load: the whole group when it
     /// fits, else the largest divisor of the group size that does (1 is the expanded mapping's size, which
     /// the parser requires to fit).</summary>

@@ -20,8 +20,8 @@ internal sealed class ConfigParser
     private static readonly string[] s_engineFields =
     {
         "max_batch_size", "max_seq_len", "kv_block_size", "kv_dtype", "weight_dtype", "prefill_tile_q",
-        "prefill_tile_kv", "decode_partition_size", "attention_warps", "decode_warps", "use_flash_attention", "use_gqa",
-        "use_kv_cache", "use_batching",
+        "prefill_tile_kv", "decode_partition_size", "attention_warps", "decode_warps", "large_batch_decode_partition_size",
+        "large_batch_decode_warps", "use_flash_attention", "use_gqa", "use_kv_cache", "use_batching",
     };
 
     private static readonly string[] s_supportedArchitectures =
@@ -231,6 +231,11 @@ internal sealed class ConfigParser
         int? partition = OptionalPositiveInt(node, "decode_partition_size", 256);
         // decode_warps defaults to attention_warps (to 4 when that is itself invalid, so one bad field is one diagnostic).
         int? decodeWarps = OptionalPositiveInt(node, "decode_warps", warps is 1 or 2 or 4 or 8 ? warps.Value : 4);
+        // The large-batch decode is optional: both fields or neither.
+        bool largePartitionGiven = node.Find("large_batch_decode_partition_size") is not null;
+        bool largeWarpsGiven = node.Find("large_batch_decode_warps") is not null;
+        int? largePartition = largePartitionGiven ? OptionalPositiveInt(node, "large_batch_decode_partition_size", 0) : null;
+        int? largeWarps = largeWarpsGiven ? OptionalPositiveInt(node, "large_batch_decode_warps", 0) : null;
         bool? flash = OptionalBool(node, "use_flash_attention", true);
         bool? gqa = OptionalBool(node, "use_gqa", true);
         bool? kvCache = OptionalBool(node, "use_kv_cache", true);
@@ -274,6 +279,41 @@ internal sealed class ConfigParser
                 ReportAt(DiagnosticDescriptors.TileNotSpecializable, At(field), _fileName,
                     $"decode with {w2} warps and partitions of {p2} keys at head_dim {model.HeadDim} needs {dbytes} bytes of shared memory, over the 48 KB per group that ILGPU allows; use fewer {field} or a smaller decode_partition_size");
         }
+        DecodeTiles? largeBatch = null;
+        bool largeBatchValid = true;
+        if (largePartitionGiven != largeWarpsGiven)
+        {
+            largeBatchValid = false;
+            string given = largePartitionGiven ? "large_batch_decode_partition_size" : "large_batch_decode_warps";
+            string missing = largePartitionGiven ? "large_batch_decode_warps" : "large_batch_decode_partition_size";
+            ReportAt(DiagnosticDescriptors.TileNotSpecializable, At(given), _fileName, $"{given} needs {missing} too: the large-batch decode takes both or neither");
+        }
+        else if (largePartitionGiven)
+        {
+            largeBatchValid = largePartition is not null && largeWarps is not null;
+            if (largeWarps is int lw && lw != 1 && lw != 2 && lw != 4 && lw != 8)
+            {
+                largeBatchValid = false;
+                ReportAt(DiagnosticDescriptors.TileNotSpecializable, At("large_batch_decode_warps"), _fileName, $"large_batch_decode_warps {lw} must be 1, 2, 4 or 8");
+            }
+            else if (largePartition is int lp && largeWarps is int lw2 && lp % (16 * lw2) != 0)
+            {
+                largeBatchValid = false;
+                ReportAt(DiagnosticDescriptors.TileNotSpecializable, At("large_batch_decode_partition_size"), _fileName,
+                    $"large_batch_decode_partition_size {lp} must be a multiple of {16 * lw2} (16-key tensor-core tiles for each of the {lw2} warps)");
+            }
+            else if (largePartition is int lp2 && largeWarps is int lw3 && model is not null && blockSize is int lbs)
+            {
+                largeBatch = new DecodeTiles(lp2, lw3);
+                if (SharedMemoryBudget.LargeBatchHeadsPerGroup(model, largeBatch, lbs) == 0)
+                {
+                    largeBatchValid = false;
+                    ReportAt(DiagnosticDescriptors.TileNotSpecializable, At("large_batch_decode_partition_size"), _fileName,
+                        $"the large-batch decode runs on tensor cores, which need 2 to 8 query heads per K/V head (this model has {model.GroupSize}), " +
+                        $"head_dim a multiple of 64 (it is {model.HeadDim}) and partitions of {lp2} keys on {lw3} warps within 48 KB of shared memory; remove the large_batch_decode fields or change them");
+                }
+            }
+        }
         CheckDecodeBytes("attention_warps", warps);
         if (decodeWarps != warps) CheckDecodeBytes("decode_warps", decodeWarps);
         if (model is not null && maxSeq > model.MaxPositionEmbeddings)
@@ -281,10 +321,11 @@ internal sealed class ConfigParser
                 $"max_seq_len ({maxSeq}) exceeds max_position_embeddings ({model.MaxPositionEmbeddings})");
 
         if (maxBatch is null || maxSeq is null || blockSize is null || kvDtype is null || weightDtype is null || tileQ is null
-            || tileKv is null || warps is null || decodeWarps is null || partition is null || flash is null || gqa is null || kvCache is null || batching is null)
+            || tileKv is null || warps is null || decodeWarps is null || partition is null || flash is null || gqa is null || kvCache is null || batching is null
+            || !largeBatchValid)
             return null;
         return new EngineSettings(maxBatch.Value, maxSeq.Value, blockSize.Value, kvDtype.Value, weightDtype.Value,
-            new TileSizes(tileQ.Value, tileKv.Value, partition.Value, warps.Value, decodeWarps.Value),
+            new TileSizes(tileQ.Value, tileKv.Value, partition.Value, warps.Value, decodeWarps.Value, largeBatch),
             flash.Value, gqa.Value, kvCache.Value, batching.Value);
     }
 

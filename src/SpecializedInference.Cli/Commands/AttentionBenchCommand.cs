@@ -99,7 +99,13 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
                 {
                     variants.Add(() => set.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(dtype, MaxRegisters: limits)));
                     if (settings.TensorCoreDecode)
-                        variants.Add(() => set.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(dtype, MaxRegisters: limits, DecodeCores: DecodeCores.Tensor)));
+                    {
+                        // The set's own tensor-core decode, then its large-batch decode where the config has one.
+                        variants.Add(() => set.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(dtype, MaxRegisters: limits,
+                            DecodeCores: DecodeCores.Tensor, LargeBatchDecode: LargeBatchDecodePolicy.Never)));
+                        variants.Add(() => set.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(dtype, MaxRegisters: limits,
+                            DecodeCores: DecodeCores.Tensor, LargeBatchDecode: LargeBatchDecodePolicy.Always)));
+                    }
                 }
             }
             return Run(settings, shape, handle, variants);
@@ -135,8 +141,13 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
         {
             using var kernels = create();
             if (kernels is AttentionKernelsBase b)
+            {
+                var large = b.Options.LargeBatchDecode == LargeBatchDecodePolicy.Always ? b.LargeBatchDecode : null;
+                if (b.Options.LargeBatchDecode == LargeBatchDecodePolicy.Always && large is null) continue;   // the set has none
                 Console.WriteLine($"  {kernels.Name}: tiles {b.Tiles}, {b.HeadsPerGroup} heads per group" +
-                    (b.IsSpecialized ? $", registers {b.MaxRegisters}" : "") + (b.DecodeOnTensorCores ? ", decode on tensor cores" : ""));
+                    (b.IsSpecialized ? $", registers {b.MaxRegisters}" : "") + (b.DecodeOnTensorCores ? ", decode on tensor cores" : "") +
+                    (large is null ? "" : $", large-batch decode {large}"));
+            }
             Console.WriteLine(AttentionBenchmark.Decode(kernels, shape, handle.Accelerator, settings.Batch, settings.Context, settings.Iterations));
             if (settings.PrefillTokens > 0)
                 Console.WriteLine(AttentionBenchmark.Prefill(kernels, shape, handle.Accelerator, 1, settings.PrefillTokens, Math.Max(3, settings.Iterations / 10)));

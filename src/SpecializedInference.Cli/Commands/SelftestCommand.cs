@@ -68,6 +68,9 @@ internal sealed class SelftestCommand : Command<SelftestCommand.Settings>
                     var mma = new AttentionOptions(KvDtype.F16, DecodeCores: DecodeCores.Tensor);
                     results.AddRange(RunOne($"{set.Name} mma", () => set.CreateAttentionKernels!(handle.Accelerator, mma), shape, handle, seed,
                         applies: k => k is AttentionKernelsBase { DecodeOnTensorCores: true }));
+                    var largeBatch = mma with { LargeBatchDecode = LargeBatchDecodePolicy.Always };
+                    results.AddRange(RunOne($"{set.Name} mma large-batch", () => set.CreateAttentionKernels!(handle.Accelerator, largeBatch), shape, handle, seed,
+                        applies: k => k is AttentionKernelsBase { LargeBatchDecode: not null }));
                 }
             }
             if (handle.Accelerator is ILGPU.Runtime.CPU.CPUAccelerator)

@@ -69,6 +69,20 @@ public abstract class AttentionKernelsBase : IAttentionKernels
     /// a <c>DecodeMma</c> kernel generated for this shape, the mapping grouped and the cache f16).</summary>
     public virtual bool DecodeOnTensorCores => false;
 
+    /// <summary>The layout of the set's large-batch decode (a second tensor-core decode with longer partitions, from the
+    /// config's <c>large_batch_decode_*</c> fields) where the decode runs on tensor cores; null where there is none.</summary>
+    public virtual DecodeLayout? LargeBatchDecode => null;
+
+    /// <summary>
+    /// Under <see cref="LargeBatchDecodePolicy.Auto"/>, a step runs the large-batch decode when its groups' threads would
+    /// be at least this share of the device's (<see cref="Accelerator.MaxNumThreads"/>). Measured on the H200 (run 20,
+    /// 2026-11-27, L = 4096 unless noted; partitions of 256 on 4 warps against each set's own): Llama-3-8B wins from batch
+    /// 4 (a 0.24 share: 28.2 against 29.8 µs; batch 32 144.9 against 159.8) and loses at batch 1 (0.06: 11.3 against 10.8);
+    /// TinyLlama wins at batch 64 at L = 256 (0.12: 9.1 against 14.3 µs) and from batch 8 at 4096, and loses at batch 16
+    /// at L = 256 (0.03: 7.2 against 6.3) and at batch 1.
+    /// </summary>
+    public const double LargeBatchMinThreadShare = 0.1;
+
     /// <summary>Query heads a thread group serves from each K/V load (1 for <see cref="HeadMapping.Expanded"/>).</summary>
     public int HeadsPerGroup { get; }
 
@@ -90,7 +104,24 @@ public abstract class AttentionKernelsBase : IAttentionKernels
     /// planning the next step and the next plan reuses them (a plan made while another is alive gets its own).</summary>
     public IAttentionPlan Plan(AttentionBatch batch)
         => AttentionPlan.Create(this, _planBuffers, batch, Shape, PrefillPositions, Tiles.DecodePartitionSize, Dims.HeadGroups,
-            Options.Algorithm == AttentionAlgorithm.Materialized);
+            Options.Algorithm == AttentionAlgorithm.Materialized, ChooseLargeBatchDecode(batch));
+
+    /// <summary>The large-batch layout when this step should run it (see <see cref="LargeBatchDecodePolicy"/>), else null.</summary>
+    private DecodeLayout? ChooseLargeBatchDecode(AttentionBatch batch)
+    {
+        if (LargeBatchDecode is not { } large || Options.Algorithm == AttentionAlgorithm.Materialized) return null;
+        switch (Options.LargeBatchDecode)
+        {
+            case LargeBatchDecodePolicy.Never: return null;
+            case LargeBatchDecodePolicy.Always: return large;
+        }
+        long groups = 0;
+        for (int s = 0; s < Math.Min(batch.QueryLens.Length, batch.ContextLens.Length); s++)   // checked when planned
+            if (batch.QueryLens[s] == 1)
+                groups += (batch.ContextLens[s] + large.PartitionSize - 1) / large.PartitionSize;
+        long threads = groups * large.HeadGroups * large.Warps * 32;
+        return threads >= LargeBatchMinThreadShare * Accelerator.MaxNumThreads ? large : null;
+    }
 
     public void WriteKvCache(IAttentionPlan plan, ArrayView<float> keys, ArrayView<float> values, PagedKvLayer cache)
     {

@@ -81,6 +81,10 @@ public sealed class AttentionPlan : IAttentionPlan
 
     public int NumDecodeItems { get; private init; }
 
+    /// <summary>The large-batch decode's layout when this step's decodes were planned for it (its partitions and head
+    /// groups), null for the set's own decode.</summary>
+    public DecodeLayout? DecodeLayout { get; private init; }
+
     /// <summary>Partition scratch slots per head are a multiple of this: 16 slots of (max, sum) are 128 bytes,
     /// one cache line, so the partials of different heads never share a line.</summary>
     public const int PartitionSlotAlignment = 16;
@@ -108,9 +112,16 @@ public sealed class AttentionPlan : IAttentionPlan
     /// <param name="headGroups">Thread groups per decode partition (each a set of query heads): one ticket
     /// counter per (decode, head group).</param>
     /// <param name="materialized">Whether to allocate the [num_tokens, num_heads, max_context] score matrix.</param>
+    /// <param name="largeBatchDecode">The large-batch decode's layout, when the step runs it: its partition and head
+    /// groups replace <paramref name="decodePartition"/> and <paramref name="headGroups"/>.</param>
     internal static AttentionPlan Create(object owner, PlanBufferPool pool, AttentionBatch batch, AttentionShape shape,
-        int prefillPositions, int decodePartition, int headGroups, bool materialized)
+        int prefillPositions, int decodePartition, int headGroups, bool materialized, DecodeLayout? largeBatchDecode = null)
     {
+        if (largeBatchDecode is not null)
+        {
+            decodePartition = largeBatchDecode.PartitionSize;
+            headGroups = largeBatchDecode.HeadGroups;
+        }
         ArgumentNullException.ThrowIfNull(batch);
         Validate(batch, shape);
         int numSeqs = batch.NumSeqs;
@@ -218,6 +229,7 @@ public sealed class AttentionPlan : IAttentionPlan
                 NumPrefillItems = prefill.Count / 2,
                 NumDecodes = numDecodes,
                 NumDecodeItems = decodeWork.Count / DecodeWorkInts,
+                DecodeLayout = largeBatchDecode,
                 MaxBlockId = maxBlockId,
                 MaxSlot = batch.SlotMapping.DefaultIfEmpty(-1).Max(),
             };

@@ -33,17 +33,38 @@ public enum DecodeCores
     Tensor,
 }
 
+/// <summary>When a kernel set with a large-batch decode (<see cref="AttentionKernelsBase.LargeBatchDecode"/>) runs it.</summary>
+public enum LargeBatchDecodePolicy
+{
+    /// <summary>For steps whose decode groups at the large-batch layout would take at least
+    /// <see cref="AttentionKernelsBase.LargeBatchMinThreadShare"/> of the device's threads: then fewer, longer partitions
+    /// win; below that the set's own decode spreads a few sequences over more of the GPU.</summary>
+    Auto,
+
+    /// <summary>Never: always the set's own decode.</summary>
+    Never,
+
+    /// <summary>Every step with a decode (tests and benchmarks).</summary>
+    Always,
+}
+
+/// <summary>A decode kernel's layout: keys per partition, warps per group, and thread groups per partition (each a set
+/// of query heads).</summary>
+public sealed record DecodeLayout(int PartitionSize, int Warps, int HeadGroups);
+
 /// <summary>Options for compiling a set of attention kernels.</summary>
 /// <param name="MaxRegisters">Registers per thread of a generated set's flash kernels on CUDA; null: the set's
 /// defaults (<see cref="RegisterLimits.Generated"/>). The generic kernels, the baseline, always load uncapped.</param>
 /// <param name="DecodeCores">Where the flash decode's products run (<see cref="AttentionKernelsBase.DecodeOnTensorCores"/>
 /// says what a kernel set chose).</param>
+/// <param name="LargeBatchDecode">When a set's large-batch decode runs (tensor cores only).</param>
 public sealed record AttentionOptions(
     KvDtype KvDtype = KvDtype.F16,
     AttentionAlgorithm Algorithm = AttentionAlgorithm.Flash,
     HeadMapping HeadMapping = HeadMapping.Grouped,
     RegisterLimits? MaxRegisters = null,
-    DecodeCores DecodeCores = DecodeCores.Cuda);
+    DecodeCores DecodeCores = DecodeCores.Cuda,
+    LargeBatchDecodePolicy LargeBatchDecode = LargeBatchDecodePolicy.Auto);
 
 /// <summary>
 /// Caps on registers per thread for the generated decode and prefill kernels on CUDA, 0 for the compiler's choice

@@ -34,7 +34,8 @@ namespace SpecializedInference.Runtime;
 /// <param name="DecodeCores">Where the flash decode's products run (<see cref="AttentionOptions.DecodeCores"/>); null: on
 /// tensor cores on a CUDA device, where the generated kernel set has a <c>DecodeMma</c> and the cache is f16 (on the
 /// H200, 2026-11-27: Llama-3-8B's decode at L=4096 1.47× faster at batch 32 and 1.07× at batch 1 with its partitions on
-/// 4 warps), and on CUDA cores on ILGPU's CPU accelerator, which has no tensor cores to use.</param>
+/// 4 warps), and on CUDA cores on ILGPU's CPU accelerator, which has no tensor cores to use. On tensor cores a set whose
+/// config names a large-batch decode runs it for steps that fill the GPU (<see cref="LargeBatchDecodePolicy.Auto"/>).</param>
 /// <param name="RopeFrequencies">Precision of the rotary frequencies: float32 (Hugging Face at load), or bfloat16 to
 /// reproduce a Hugging Face model cast in memory with <c>model.to(torch.bfloat16)</c>.</param>
 public sealed record ModelOptions(

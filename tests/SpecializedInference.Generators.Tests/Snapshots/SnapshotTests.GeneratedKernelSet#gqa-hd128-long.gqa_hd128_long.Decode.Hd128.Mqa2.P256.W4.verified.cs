@@ -1898,6 +1898,56 @@ public static partial class gqa_hd128_long
             sP[(2 * tq + 1) * 256 + jK3] = jK3 < numKeys ? sc3.C1 : float.NegativeInfinity;
             sP[(2 * tq + 1) * 256 + jK3 + 8] = jK3 + 8 < numKeys ? sc3.C3 : float.NegativeInfinity;
         }
+        // V of every tile, loaded now that the K registers are free: in flight while the softmax waits on the group.
+        long v0R0 = ((((long)sBlock[(k0 + jV0 + 0) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV0 + 0) % 16) * 128) / 8 + g;
+        long v1R0 = ((((long)sBlock[(k0 + jV0 + 1) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV0 + 1) % 16) * 128) / 8 + g;
+        long v8R0 = ((((long)sBlock[(k0 + jV0 + 8) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV0 + 8) % 16) * 128) / 8 + g;
+        long v9R0 = ((((long)sBlock[(k0 + jV0 + 9) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV0 + 9) % 16) * 128) / 8 + g;
+        var v0_0_0 = valueCache[v0R0 + 0];   // [key 2tq + 0, dims 8(g + 0) ..]
+        var v1_0_0 = valueCache[v1R0 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
+        var v8_0_0 = valueCache[v8R0 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
+        var v9_0_0 = valueCache[v9R0 + 0];   // [key 2tq + 9, dims 8(g + 0) ..]
+        var v0_0_1 = valueCache[v0R0 + 8];   // [key 2tq + 0, dims 8(g + 8) ..]
+        var v1_0_1 = valueCache[v1R0 + 8];   // [key 2tq + 1, dims 8(g + 8) ..]
+        var v8_0_1 = valueCache[v8R0 + 8];   // [key 2tq + 8, dims 8(g + 8) ..]
+        var v9_0_1 = valueCache[v9R0 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
+        long v0R1 = ((((long)sBlock[(k0 + jV1 + 0) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV1 + 0) % 16) * 128) / 8 + g;
+        long v1R1 = ((((long)sBlock[(k0 + jV1 + 1) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV1 + 1) % 16) * 128) / 8 + g;
+        long v8R1 = ((((long)sBlock[(k0 + jV1 + 8) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV1 + 8) % 16) * 128) / 8 + g;
+        long v9R1 = ((((long)sBlock[(k0 + jV1 + 9) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV1 + 9) % 16) * 128) / 8 + g;
+        var v0_1_0 = valueCache[v0R1 + 0];   // [key 2tq + 0, dims 8(g + 0) ..]
+        var v1_1_0 = valueCache[v1R1 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
+        var v8_1_0 = valueCache[v8R1 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
+        var v9_1_0 = valueCache[v9R1 + 0];   // [key 2tq + 9, dims 8(g + 0) ..]
+        var v0_1_1 = valueCache[v0R1 + 8];   // [key 2tq + 0, dims 8(g + 8) ..]
+        var v1_1_1 = valueCache[v1R1 + 8];   // [key 2tq + 1, dims 8(g + 8) ..]
+        var v8_1_1 = valueCache[v8R1 + 8];   // [key 2tq + 8, dims 8(g + 8) ..]
+        var v9_1_1 = valueCache[v9R1 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
+        long v0R2 = ((((long)sBlock[(k0 + jV2 + 0) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV2 + 0) % 16) * 128) / 8 + g;
+        long v1R2 = ((((long)sBlock[(k0 + jV2 + 1) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV2 + 1) % 16) * 128) / 8 + g;
+        long v8R2 = ((((long)sBlock[(k0 + jV2 + 8) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV2 + 8) % 16) * 128) / 8 + g;
+        long v9R2 = ((((long)sBlock[(k0 + jV2 + 9) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV2 + 9) % 16) * 128) / 8 + g;
+        var v0_2_0 = valueCache[v0R2 + 0];   // [key 2tq + 0, dims 8(g + 0) ..]
+        var v1_2_0 = valueCache[v1R2 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
+        var v8_2_0 = valueCache[v8R2 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
+        var v9_2_0 = valueCache[v9R2 + 0];   // [key 2tq + 9, dims 8(g + 0) ..]
+        var v0_2_1 = valueCache[v0R2 + 8];   // [key 2tq + 0, dims 8(g + 8) ..]
+        var v1_2_1 = valueCache[v1R2 + 8];   // [key 2tq + 1, dims 8(g + 8) ..]
+        var v8_2_1 = valueCache[v8R2 + 8];   // [key 2tq + 8, dims 8(g + 8) ..]
+        var v9_2_1 = valueCache[v9R2 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
+        long v0R3 = ((((long)sBlock[(k0 + jV3 + 0) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV3 + 0) % 16) * 128) / 8 + g;
+        long v1R3 = ((((long)sBlock[(k0 + jV3 + 1) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV3 + 1) % 16) * 128) / 8 + g;
+        long v8R3 = ((((long)sBlock[(k0 + jV3 + 8) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV3 + 8) % 16) * 128) / 8 + g;
+        long v9R3 = ((((long)sBlock[(k0 + jV3 + 9) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV3 + 9) % 16) * 128) / 8 + g;
+        var v0_3_0 = valueCache[v0R3 + 0];   // [key 2tq + 0, dims 8(g + 0) ..]
+        var v1_3_0 = valueCache[v1R3 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
+        var v8_3_0 = valueCache[v8R3 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
+        var v9_3_0 = valueCache[v9R3 + 0];   // [key 2tq + 9, dims 8(g + 0) ..]
+        var v0_3_1 = valueCache[v0R3 + 8];   // [key 2tq + 0, dims 8(g + 8) ..]
+        var v1_3_1 = valueCache[v1R3 + 8];   // [key 2tq + 1, dims 8(g + 8) ..]
+        var v8_3_1 = valueCache[v8R3 + 8];   // [key 2tq + 8, dims 8(g + 8) ..]
+        var v9_3_1 = valueCache[v9R3 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
+        if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = v0_0_0; keep[1] = v1_0_0; keep[2] = v8_0_0; keep[3] = v9_0_0; keep[4] = v0_0_1; keep[5] = v1_0_1; keep[6] = v8_0_1; keep[7] = v9_0_1; keep[8] = v0_1_0; keep[9] = v1_1_0; keep[10] = v8_1_0; keep[11] = v9_1_0; keep[12] = v0_1_1; keep[13] = v1_1_1; keep[14] = v8_1_1; keep[15] = v9_1_1; keep[16] = v0_2_0; keep[17] = v1_2_0; keep[18] = v8_2_0; keep[19] = v9_2_0; keep[20] = v0_2_1; keep[21] = v1_2_1; keep[22] = v8_2_1; keep[23] = v9_2_1; keep[24] = v0_3_0; keep[25] = v1_3_0; keep[26] = v8_3_0; keep[27] = v9_3_0; keep[28] = v0_3_1; keep[29] = v1_3_1; keep[30] = v8_3_1; keep[31] = v9_3_1; } // step boundary (never taken): the loads above stay in flight together
         Group.Barrier();
 
         // Softmax over the partition, a warp per head: max, then exp(s - max) and its sum (warp shuffles).
@@ -2005,56 +2055,6 @@ public static partial class gqa_hd128_long
         var o1_2 = default(MmaTile);   // [dims 8(g + 8) + 4, + 5] x [head 2tq, 2tq + 1]
         var o1_3 = default(MmaTile);   // [dims 8(g + 8) + 6, + 7] x [head 2tq, 2tq + 1]
         var sPg = sP.SubView((g < 2 ? g : 0) * 256);   // head g's probabilities
-        // V of tile(s) 0, 1, 2, 3: keys 2tq, 2tq + 1, 2tq + 8, 2tq + 9, dims 8(g + 8q) .. + 7, loaded together.
-        long v0R0 = ((((long)sBlock[(k0 + jV0 + 0) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV0 + 0) % 16) * 128) / 8 + g;
-        long v1R0 = ((((long)sBlock[(k0 + jV0 + 1) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV0 + 1) % 16) * 128) / 8 + g;
-        long v8R0 = ((((long)sBlock[(k0 + jV0 + 8) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV0 + 8) % 16) * 128) / 8 + g;
-        long v9R0 = ((((long)sBlock[(k0 + jV0 + 9) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV0 + 9) % 16) * 128) / 8 + g;
-        var v0_0_0 = valueCache[v0R0 + 0];   // [key 2tq + 0, dims 8(g + 0) ..]
-        var v1_0_0 = valueCache[v1R0 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
-        var v8_0_0 = valueCache[v8R0 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
-        var v9_0_0 = valueCache[v9R0 + 0];   // [key 2tq + 9, dims 8(g + 0) ..]
-        var v0_0_1 = valueCache[v0R0 + 8];   // [key 2tq + 0, dims 8(g + 8) ..]
-        var v1_0_1 = valueCache[v1R0 + 8];   // [key 2tq + 1, dims 8(g + 8) ..]
-        var v8_0_1 = valueCache[v8R0 + 8];   // [key 2tq + 8, dims 8(g + 8) ..]
-        var v9_0_1 = valueCache[v9R0 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
-        long v0R1 = ((((long)sBlock[(k0 + jV1 + 0) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV1 + 0) % 16) * 128) / 8 + g;
-        long v1R1 = ((((long)sBlock[(k0 + jV1 + 1) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV1 + 1) % 16) * 128) / 8 + g;
-        long v8R1 = ((((long)sBlock[(k0 + jV1 + 8) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV1 + 8) % 16) * 128) / 8 + g;
-        long v9R1 = ((((long)sBlock[(k0 + jV1 + 9) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV1 + 9) % 16) * 128) / 8 + g;
-        var v0_1_0 = valueCache[v0R1 + 0];   // [key 2tq + 0, dims 8(g + 0) ..]
-        var v1_1_0 = valueCache[v1R1 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
-        var v8_1_0 = valueCache[v8R1 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
-        var v9_1_0 = valueCache[v9R1 + 0];   // [key 2tq + 9, dims 8(g + 0) ..]
-        var v0_1_1 = valueCache[v0R1 + 8];   // [key 2tq + 0, dims 8(g + 8) ..]
-        var v1_1_1 = valueCache[v1R1 + 8];   // [key 2tq + 1, dims 8(g + 8) ..]
-        var v8_1_1 = valueCache[v8R1 + 8];   // [key 2tq + 8, dims 8(g + 8) ..]
-        var v9_1_1 = valueCache[v9R1 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
-        long v0R2 = ((((long)sBlock[(k0 + jV2 + 0) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV2 + 0) % 16) * 128) / 8 + g;
-        long v1R2 = ((((long)sBlock[(k0 + jV2 + 1) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV2 + 1) % 16) * 128) / 8 + g;
-        long v8R2 = ((((long)sBlock[(k0 + jV2 + 8) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV2 + 8) % 16) * 128) / 8 + g;
-        long v9R2 = ((((long)sBlock[(k0 + jV2 + 9) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV2 + 9) % 16) * 128) / 8 + g;
-        var v0_2_0 = valueCache[v0R2 + 0];   // [key 2tq + 0, dims 8(g + 0) ..]
-        var v1_2_0 = valueCache[v1R2 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
-        var v8_2_0 = valueCache[v8R2 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
-        var v9_2_0 = valueCache[v9R2 + 0];   // [key 2tq + 9, dims 8(g + 0) ..]
-        var v0_2_1 = valueCache[v0R2 + 8];   // [key 2tq + 0, dims 8(g + 8) ..]
-        var v1_2_1 = valueCache[v1R2 + 8];   // [key 2tq + 1, dims 8(g + 8) ..]
-        var v8_2_1 = valueCache[v8R2 + 8];   // [key 2tq + 8, dims 8(g + 8) ..]
-        var v9_2_1 = valueCache[v9R2 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
-        long v0R3 = ((((long)sBlock[(k0 + jV3 + 0) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV3 + 0) % 16) * 128) / 8 + g;
-        long v1R3 = ((((long)sBlock[(k0 + jV3 + 1) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV3 + 1) % 16) * 128) / 8 + g;
-        long v8R3 = ((((long)sBlock[(k0 + jV3 + 8) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV3 + 8) % 16) * 128) / 8 + g;
-        long v9R3 = ((((long)sBlock[(k0 + jV3 + 9) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV3 + 9) % 16) * 128) / 8 + g;
-        var v0_3_0 = valueCache[v0R3 + 0];   // [key 2tq + 0, dims 8(g + 0) ..]
-        var v1_3_0 = valueCache[v1R3 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
-        var v8_3_0 = valueCache[v8R3 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
-        var v9_3_0 = valueCache[v9R3 + 0];   // [key 2tq + 9, dims 8(g + 0) ..]
-        var v0_3_1 = valueCache[v0R3 + 8];   // [key 2tq + 0, dims 8(g + 8) ..]
-        var v1_3_1 = valueCache[v1R3 + 8];   // [key 2tq + 1, dims 8(g + 8) ..]
-        var v8_3_1 = valueCache[v8R3 + 8];   // [key 2tq + 8, dims 8(g + 8) ..]
-        var v9_3_1 = valueCache[v9R3 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
-        if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = v0_0_0; keep[1] = v1_0_0; keep[2] = v8_0_0; keep[3] = v9_0_0; keep[4] = v0_0_1; keep[5] = v1_0_1; keep[6] = v8_0_1; keep[7] = v9_0_1; keep[8] = v0_1_0; keep[9] = v1_1_0; keep[10] = v8_1_0; keep[11] = v9_1_0; keep[12] = v0_1_1; keep[13] = v1_1_1; keep[14] = v8_1_1; keep[15] = v9_1_1; keep[16] = v0_2_0; keep[17] = v1_2_0; keep[18] = v8_2_0; keep[19] = v9_2_0; keep[20] = v0_2_1; keep[21] = v1_2_1; keep[22] = v8_2_1; keep[23] = v9_2_1; keep[24] = v0_3_0; keep[25] = v1_3_0; keep[26] = v8_3_0; keep[27] = v9_3_0; keep[28] = v0_3_1; keep[29] = v1_3_1; keep[30] = v8_3_1; keep[31] = v9_3_1; } // step boundary (never taken): the loads above stay in flight together
         float p0_0 = headG ? sPg[jV0] : 0f, p1_0 = headG ? sPg[jV0 + 1] : 0f;
         float p8_0 = headG ? sPg[jV0 + 8] : 0f, p9_0 = headG ? sPg[jV0 + 9] : 0f;
         var pLow0 = TensorCores.Split(p0_0, p1_0);    // b0: keys 2tq, 2tq + 1

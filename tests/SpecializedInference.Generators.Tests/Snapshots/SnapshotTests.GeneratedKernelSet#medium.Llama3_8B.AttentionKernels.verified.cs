@@ -25,15 +25,24 @@ public static partial class Llama3_8B
         private readonly System.Action<Index1D, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>> _writeKv;
         private readonly System.Action<KernelConfig, AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>> _prefill;
         private readonly System.Action<KernelConfig, AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>> _decode;
+        private readonly System.Action<KernelConfig, AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>? _decodeLargeBatch;
 
         /// <summary>Whether <see cref="DecodeMma"/> runs the decode (asked for, grouped heads, f16 cache).</summary>
         public override bool DecodeOnTensorCores { get; }
+
+        /// <summary><see cref="DecodeMmaLargeBatch"/>'s layout where the decode runs on tensor cores, else null.</summary>
+        public override DecodeLayout? LargeBatchDecode { get; }
 
         public AttentionKernels(Accelerator accelerator, AttentionOptions options)
             : base(accelerator, "Llama3_8B", isSpecialized: true, SpecializedShape, SpecializedTiles, options,
                 options.HeadMapping == HeadMapping.Expanded ? 1 : AttentionHeadsPerGroup)
         {
             DecodeOnTensorCores = options.DecodeCores == DecodeCores.Tensor && options.KvDtype == KvDtype.F16 && options.HeadMapping == HeadMapping.Grouped;
+            if (DecodeOnTensorCores)
+            {
+                LargeBatchDecode = new DecodeLayout(LargeBatchDecodePartitionSize, LargeBatchDecodeWarps, NumAttentionHeads / LargeBatchDecodeHeadsPerGroup);
+                _decodeLargeBatch = accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeMmaLargeBatch, MaxRegisters.Decode);
+            }
             if (options.KvDtype == KvDtype.F16)
             {
                 _writeKv = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>>(KvCacheWrite<F16Codec>);
@@ -65,6 +74,11 @@ public static partial class Llama3_8B
                 plan.Meta, queries, keyCache, valueCache, output);
 
         protected override void LaunchDecode(AttentionPlan plan, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
-            => _decode(new KernelConfig(plan.NumDecodeItems * Dims.HeadGroups, DecodeWarps * 32), plan.Meta, queries, keyCache, valueCache, output);
+        {
+            if (plan.DecodeLayout is { } layout && _decodeLargeBatch is not null)
+                _decodeLargeBatch(new KernelConfig(plan.NumDecodeItems * layout.HeadGroups, layout.Warps * 32), plan.Meta, queries, keyCache, valueCache, output);
+            else
+                _decode(new KernelConfig(plan.NumDecodeItems * Dims.HeadGroups, DecodeWarps * 32), plan.Meta, queries, keyCache, valueCache, output);
+        }
     }
 }

@@ -31,6 +31,10 @@ public static partial class Llama3_8B
     public const int DecodePartitionSize = 128;
     public const int AttentionWarps = 4;
     public const int DecodeWarps = 4; // warps of a generated decode group
+    // The tensor-core decode for steps whose decode work fills the GPU several times over.
+    public const int LargeBatchDecodePartitionSize = 256;
+    public const int LargeBatchDecodeWarps = 4;
+    public const int LargeBatchDecodeHeadsPerGroup = 4;
 
     /// <summary>The config this kernel set was generated from.</summary>
     public static readonly KernelSetInfo Info = new(

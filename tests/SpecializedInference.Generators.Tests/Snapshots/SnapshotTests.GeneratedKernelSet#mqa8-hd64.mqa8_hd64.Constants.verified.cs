@@ -31,6 +31,10 @@ public static partial class mqa8_hd64
     public const int DecodePartitionSize = 64;
     public const int AttentionWarps = 2;
     public const int DecodeWarps = 4; // warps of a generated decode group
+    // The tensor-core decode for steps whose decode work fills the GPU several times over.
+    public const int LargeBatchDecodePartitionSize = 128;
+    public const int LargeBatchDecodeWarps = 2;
+    public const int LargeBatchDecodeHeadsPerGroup = 8;
 
     /// <summary>The config this kernel set was generated from.</summary>
     public static readonly KernelSetInfo Info = new(

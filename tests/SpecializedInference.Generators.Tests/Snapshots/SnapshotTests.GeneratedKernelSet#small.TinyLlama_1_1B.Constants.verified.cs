@@ -31,6 +31,10 @@ public static partial class TinyLlama_1_1B
     public const int DecodePartitionSize = 256;
     public const int AttentionWarps = 4;
     public const int DecodeWarps = 8; // warps of a generated decode group
+    // The tensor-core decode for steps whose decode work fills the GPU several times over.
+    public const int LargeBatchDecodePartitionSize = 256;
+    public const int LargeBatchDecodeWarps = 4;
+    public const int LargeBatchDecodeHeadsPerGroup = 8;
 
     /// <summary>The config this kernel set was generated from.</summary>
     public static readonly KernelSetInfo Info = new(

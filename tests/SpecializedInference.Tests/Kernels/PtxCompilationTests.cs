@@ -62,11 +62,12 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
                 Assert.Matches(@"atom(\.\w+)*\.add", ptx);
             }
         }
-        // The tensor-core decode, where the set has one (f16 only, not generic over the codec).
-        if (type.GetMethod("DecodeMma", BindingFlags.Public | BindingFlags.Static) is { } mma)
+        // The tensor-core decodes, where the set has them (f16 only, not generic over the codec).
+        foreach (var kernel in new[] { "DecodeMma", "DecodeMmaLargeBatch" })
         {
+            if (type.GetMethod(kernel, BindingFlags.Public | BindingFlags.Static) is not { } mma) continue;
             string ptx = compiler.Compile(mma, explicitlyGrouped: true);
-            Report($"{name}.DecodeMma", ptx);
+            Report($"{name}.{kernel}", ptx);
             Assert.Contains("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32", ptx);
             Assert.Contains("membar.gl", ptx);
         }

@@ -21,37 +21,86 @@ public sealed class TensorCoreDecodeTests : IClassFixture<CpuAcceleratorFixture>
     private void AssertClose(float[] actual, double[] expected, int headDim, string what, int seed) =>
         SpecializedKernelTests.AssertClose(_out, actual, expected, headDim, what, seed);
 
-    public static TheoryData<string> TensorCoreDecodeSets() => new() { "gqa_hd128_long", "mqa8_hd64" };
+    public static TheoryData<string, LargeBatchDecodePolicy> TensorCoreDecodeSets() => new()
+    {
+        { "gqa_hd128_long", LargeBatchDecodePolicy.Never },
+        { "mqa8_hd64", LargeBatchDecodePolicy.Never },
+        { "mqa8_hd64", LargeBatchDecodePolicy.Always },   // its large-batch decode: partitions of 128 on 2 warps
+    };
 
     /// <summary>
     /// The tensor-core decode (<see cref="DecodeCores.Tensor"/>) against float64, launched twice with one plan: contexts
     /// of 1 key, a 16-key tile plus one, one under a block boundary and two partitions plus a few keys (the ticket and
     /// the combine), so its key tiles are full, partial and past the context. On the CPU accelerator the mma is computed
     /// with warp shuffles from the same fragments (checked against the hardware by <c>si selftest</c>'s tensor-core
-    /// lines), which costs about a minute per preset on two cores; the two small sets here cover the emitter's cases
-    /// (2 and 8 heads per K/V head, head_dim 128 and 64, 4 tiles per warp and 1) and <c>si selftest</c> runs every
-    /// set's tensor-core decode on the device.
+    /// lines), which costs about a minute per preset on two cores; the small sets here cover the emitter's cases
+    /// (2 and 8 heads per K/V head, head_dim 128 and 64, 4 tiles per warp and 1, K in batches with V loaded before the
+    /// softmax, and a large-batch decode) and <c>si selftest</c> runs every set's tensor-core decodes on the device.
     /// </summary>
     [Theory]
     [MemberData(nameof(TensorCoreDecodeSets))]
-    public void TensorCoreDecodeMatchesReference(string name)
+    public void TensorCoreDecodeMatchesReference(string name, LargeBatchDecodePolicy largeBatch)
     {
         int seed = Random.Shared.Next();
         var set = KernelRegistry.All.Single(s => s.Name == name);
         var shape = AttentionShape.From(set.Shape, set.Engine.KvBlockSize);
-        int partition = set.Engine.Tiles.DecodePartitionSize;
-        var seqs = new[] { new SeqSpec(1, 1), new SeqSpec(17, 1), new SeqSpec(shape.BlockSize * 3 - 1, 1), new SeqSpec(2 * partition + 9, 1) };
-        var options = new AttentionOptions(KvDtype.F16, DecodeCores: DecodeCores.Tensor);
+        var options = new AttentionOptions(KvDtype.F16, DecodeCores: DecodeCores.Tensor, LargeBatchDecode: largeBatch);
         var kernels = (AttentionKernelsBase)_fx.Get($"{name} {options}", () => set.CreateAttentionKernels!(_fx.Accelerator, options));
         Assert.True(kernels.DecodeOnTensorCores, $"{name} has no tensor-core decode");
+        var layout = largeBatch == LargeBatchDecodePolicy.Always
+            ? kernels.LargeBatchDecode ?? throw new InvalidOperationException($"{name} has no large-batch decode")
+            : null;
+        int partition = layout?.PartitionSize ?? set.Engine.Tiles.DecodePartitionSize;
+        var seqs = new[] { new SeqSpec(1, 1), new SeqSpec(17, 1), new SeqSpec(shape.BlockSize * 3 - 1, 1), new SeqSpec(2 * partition + 9, 1) };
         int blocks = seqs.Sum(s => (s.Context + shape.BlockSize - 1) / shape.BlockSize) + 2;
         using var h = new AttentionHarness(_fx.Accelerator, shape, KvDtype.F16, blocks, seed);
         var batch = h.Batch(seqs, seqs.Select(s => h.TakeBlocks((s.Context + shape.BlockSize - 1) / shape.BlockSize)).ToArray());
         using var plan = kernels.Plan(batch);
+        Assert.Equal(layout, ((AttentionPlan)plan).DecodeLayout);
         var r = h.Step(batch, kernels, plan, attends: 2);
-        string contexts = string.Join(",", seqs.Select(s => s.Context));
-        AssertClose(r.Outputs[0], r.Expected, shape.HeadDim, $"{name} tensor-core decode ({contexts}), launch 1", seed);
-        AssertClose(r.Outputs[1], r.Expected, shape.HeadDim, $"{name} tensor-core decode ({contexts}), launch 2 (same plan)", seed);
+        string what = $"{name} tensor-core decode{(layout is null ? "" : $" {layout}")} ({string.Join(",", seqs.Select(s => s.Context))})";
+        AssertClose(r.Outputs[0], r.Expected, shape.HeadDim, $"{what}, launch 1", seed);
+        AssertClose(r.Outputs[1], r.Expected, shape.HeadDim, $"{what}, launch 2 (same plan)", seed);
+    }
+
+    /// <summary>
+    /// <see cref="LargeBatchDecodePolicy.Auto"/> plans a step for the large-batch decode once its groups' threads would
+    /// be <see cref="AttentionKernelsBase.LargeBatchMinThreadShare"/> of the device's, and not before; Never and the
+    /// CUDA-core decode never do. Planning only: nothing is launched.
+    /// </summary>
+    [Fact]
+    public void LargeBatchDecodeIsChosenByTheStepsWork()
+    {
+        var set = KernelRegistry.All.Single(s => s.Name == "mqa8_hd64");
+        var shape = AttentionShape.From(set.Shape, set.Engine.KvBlockSize);
+        AttentionKernelsBase Kernels(AttentionOptions o) => (AttentionKernelsBase)_fx.Get($"mqa8_hd64 {o}", () => set.CreateAttentionKernels!(_fx.Accelerator, o));
+        var auto = Kernels(new AttentionOptions(KvDtype.F16, DecodeCores: DecodeCores.Tensor));
+        var large = auto.LargeBatchDecode!;
+        long threadsPerPartition = (long)large.HeadGroups * large.Warps * 32;
+        long needed = (long)Math.Ceiling(AttentionKernelsBase.LargeBatchMinThreadShare * _fx.Accelerator.MaxNumThreads / threadsPerPartition);
+        // Decodes of one partition each: one short of the threshold, then at it.
+        Assert.True(needed >= 2, $"the accelerator's {_fx.Accelerator.MaxNumThreads} threads leave no step below the threshold");
+        int context = large.PartitionSize, below = (int)needed - 1, at = (int)needed;
+        AttentionBatch Decodes(int n)
+        {
+            int blocksPerSeq = context / shape.BlockSize;
+            return new AttentionBatch(
+                QueryLens: Enumerable.Repeat(1, n).ToArray(),
+                ContextLens: Enumerable.Repeat(context, n).ToArray(),
+                BlockTables: Enumerable.Range(0, n).Select(s => Enumerable.Range(s * blocksPerSeq, blocksPerSeq).ToArray()).ToArray(),
+                SlotMapping: Enumerable.Range(0, n).Select(s => (s + 1) * context - 1).ToArray());
+        }
+        DecodeLayout? Planned(AttentionKernelsBase k, int n)
+        {
+            using var plan = k.Plan(Decodes(n));
+            return ((AttentionPlan)plan).DecodeLayout;
+        }
+        Assert.Null(Planned(auto, below));
+        Assert.Equal(large, Planned(auto, at));
+        Assert.Null(Planned(Kernels(new AttentionOptions(KvDtype.F16, DecodeCores: DecodeCores.Tensor, LargeBatchDecode: LargeBatchDecodePolicy.Never)), at));
+        var cudaCores = Kernels(new AttentionOptions(KvDtype.F16));
+        Assert.Null(cudaCores.LargeBatchDecode);
+        Assert.Null(Planned(cudaCores, at));
     }
 
     /// <summary>Where no tensor-core decode applies (an f32 cache, the expanded mapping, a shape without DecodeMma) the

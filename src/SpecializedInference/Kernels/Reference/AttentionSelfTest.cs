@@ -6,10 +6,11 @@ namespace SpecializedInference.Kernels.Reference;
 
 /// <summary>One self-test check: which kernel set and kernel, on what, its error against the float64 reference
 /// (or, for a check that compares no numbers, <paramref name="Outcome"/>: what it found).</summary>
+/// <param name="Kernel">kv-write, prefill, decode; decode-tc is the decode on tensor cores, decode-tc-lb the large-batch one.</param>
 public sealed record SelfTestResult(string KernelSet, string Kernel, string Detail, Comparison Error, bool Passed, TimeSpan Elapsed, string? Outcome = null)
 {
     public override string ToString()
-        => $"{KernelSet,-16} {Kernel,-9} {Detail,-38} {Outcome ?? $"max abs err {Error.MaxAbsError:E2} ({Error.RelativeError:E2} x row norm)"} {Elapsed.TotalMilliseconds,8:F0} ms  {(Passed ? "ok" : "FAIL")}";
+        => $"{KernelSet,-16} {Kernel,-12} {Detail,-38} {Outcome ?? $"max abs err {Error.MaxAbsError:E2} ({Error.RelativeError:E2} x row norm)"} {Elapsed.TotalMilliseconds,8:F0} ms  {(Passed ? "ok" : "FAIL")}";
 }
 
 /// <summary>
@@ -27,7 +28,10 @@ public static class AttentionSelfTest
     {
         var rng = new Random(seed);
         var dtype = kernels.Options.KvDtype;
-        int partition = (kernels as AttentionKernelsBase)?.Tiles.DecodePartitionSize ?? 256;
+        var set = kernels as AttentionKernelsBase;
+        // The partition the decode runs with: the large-batch decode's when the options force it.
+        int partition = (set?.Options.LargeBatchDecode == LargeBatchDecodePolicy.Always ? set.LargeBatchDecode?.PartitionSize : null)
+            ?? set?.Tiles.DecodePartitionSize ?? 256;
         bool big = shape.NumHeads >= 16;
         // Prefill: a whole prompt and the second chunk of a prompt whose first 34 keys are cached. Decode: a
         // context spanning two split-K partitions, a one-key context and one across a block boundary.
@@ -87,7 +91,9 @@ public static class AttentionSelfTest
             var attendTime = sw.Elapsed;
             var output = dOut.GetAsArray1D();
             var error = AttentionReference.Compare(output, expected, shape.HeadDim);
-            results.Add(new SelfTestResult(kernels.Name, label, Describe(seqs), error, error.Within(Tolerance), attendTime));
+            string kernel = label != "decode" || set is not { DecodeOnTensorCores: true } ? label
+                : ((AttentionPlan)plan).DecodeLayout is null ? "decode-tc" : "decode-tc-lb";
+            results.Add(new SelfTestResult(kernels.Name, kernel, Describe(seqs), error, error.Within(Tolerance), attendTime));
         }
         return results;
     }
