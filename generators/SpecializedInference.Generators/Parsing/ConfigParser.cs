@@ -231,11 +231,6 @@ internal sealed class ConfigParser
         int? partition = OptionalPositiveInt(node, "decode_partition_size", 256);
         // decode_warps defaults to attention_warps (to 4 when that is itself invalid, so one bad field is one diagnostic).
         int? decodeWarps = OptionalPositiveInt(node, "decode_warps", warps is 1 or 2 or 4 or 8 ? warps.Value : 4);
-        // The large-batch decode is optional: both fields or neither.
-        bool largePartitionGiven = node.Find("large_batch_decode_partition_size") is not null;
-        bool largeWarpsGiven = node.Find("large_batch_decode_warps") is not null;
-        int? largePartition = largePartitionGiven ? OptionalPositiveInt(node, "large_batch_decode_partition_size", 0) : null;
-        int? largeWarps = largeWarpsGiven ? OptionalPositiveInt(node, "large_batch_decode_warps", 0) : null;
         bool? flash = OptionalBool(node, "use_flash_attention", true);
         bool? gqa = OptionalBool(node, "use_gqa", true);
         bool? kvCache = OptionalBool(node, "use_kv_cache", true);
@@ -279,41 +274,7 @@ internal sealed class ConfigParser
                 ReportAt(DiagnosticDescriptors.TileNotSpecializable, At(field), _fileName,
                     $"decode with {w2} warps and partitions of {p2} keys at head_dim {model.HeadDim} needs {dbytes} bytes of shared memory, over the 48 KB per group that ILGPU allows; use fewer {field} or a smaller decode_partition_size");
         }
-        DecodeTiles? largeBatch = null;
-        bool largeBatchValid = true;
-        if (largePartitionGiven != largeWarpsGiven)
-        {
-            largeBatchValid = false;
-            string given = largePartitionGiven ? "large_batch_decode_partition_size" : "large_batch_decode_warps";
-            string missing = largePartitionGiven ? "large_batch_decode_warps" : "large_batch_decode_partition_size";
-            ReportAt(DiagnosticDescriptors.TileNotSpecializable, At(given), _fileName, $"{given} needs {missing} too: the large-batch decode takes both or neither");
-        }
-        else if (largePartitionGiven)
-        {
-            largeBatchValid = largePartition is not null && largeWarps is not null;
-            if (largeWarps is int lw && lw != 1 && lw != 2 && lw != 4 && lw != 8)
-            {
-                largeBatchValid = false;
-                ReportAt(DiagnosticDescriptors.TileNotSpecializable, At("large_batch_decode_warps"), _fileName, $"large_batch_decode_warps {lw} must be 1, 2, 4 or 8");
-            }
-            else if (largePartition is int lp && largeWarps is int lw2 && lp % (16 * lw2) != 0)
-            {
-                largeBatchValid = false;
-                ReportAt(DiagnosticDescriptors.TileNotSpecializable, At("large_batch_decode_partition_size"), _fileName,
-                    $"large_batch_decode_partition_size {lp} must be a multiple of {16 * lw2} (16-key tensor-core tiles for each of the {lw2} warps)");
-            }
-            else if (largePartition is int lp2 && largeWarps is int lw3 && model is not null && blockSize is int lbs)
-            {
-                largeBatch = new DecodeTiles(lp2, lw3);
-                if (SharedMemoryBudget.LargeBatchHeadsPerGroup(model, largeBatch, lbs) == 0)
-                {
-                    largeBatchValid = false;
-                    ReportAt(DiagnosticDescriptors.TileNotSpecializable, At("large_batch_decode_partition_size"), _fileName,
-                        $"the large-batch decode runs on tensor cores, which need 2 to 8 query heads per K/V head (this model has {model.GroupSize}), " +
-                        $"head_dim a multiple of 64 (it is {model.HeadDim}) and partitions of {lp2} keys on {lw3} warps within 48 KB of shared memory; remove the large_batch_decode fields or change them");
-                }
-            }
-        }
+        var (largeBatch, largeBatchValid) = LargeBatchDecode(node, model, blockSize, At);
         CheckDecodeBytes("attention_warps", warps);
         if (decodeWarps != warps) CheckDecodeBytes("decode_warps", decodeWarps);
         if (model is not null && maxSeq > model.MaxPositionEmbeddings)
@@ -337,6 +298,45 @@ internal sealed class ConfigParser
             return null;
         }
         return OptionalPositiveInt(obj, key, 0);
+    }
+
+    /// <summary>The optional large-batch decode (large_batch_decode_partition_size and _warps, both or neither): its tiles
+    /// when given and valid for this model, and whether the fields are valid (absent ones are).</summary>
+    private (DecodeTiles? Tiles, bool Valid) LargeBatchDecode(JsonNode node, ModelShape? model, int? blockSize, Func<string, JsonNode> at)
+    {
+        const string partitionKey = "large_batch_decode_partition_size", warpsKey = "large_batch_decode_warps";
+        bool partitionGiven = node.Find(partitionKey) is not null, warpsGiven = node.Find(warpsKey) is not null;
+        if (!partitionGiven && !warpsGiven) return (null, true);
+        if (partitionGiven != warpsGiven)
+        {
+            string given = partitionGiven ? partitionKey : warpsKey, missing = partitionGiven ? warpsKey : partitionKey;
+            ReportAt(DiagnosticDescriptors.TileNotSpecializable, at(given), _fileName, $"{given} needs {missing} too: the large-batch decode takes both or neither");
+            return (null, false);
+        }
+        int? partition = OptionalPositiveInt(node, partitionKey, 0);
+        int? warps = OptionalPositiveInt(node, warpsKey, 0);
+        if (partition is not int p || warps is not int w) return (null, false);
+        if (w != 1 && w != 2 && w != 4 && w != 8)
+        {
+            ReportAt(DiagnosticDescriptors.TileNotSpecializable, at(warpsKey), _fileName, $"{warpsKey} {w} must be 1, 2, 4 or 8");
+            return (null, false);
+        }
+        if (p % (16 * w) != 0)
+        {
+            ReportAt(DiagnosticDescriptors.TileNotSpecializable, at(partitionKey), _fileName,
+                $"{partitionKey} {p} must be a multiple of {16 * w} (16-key tensor-core tiles for each of the {w} warps)");
+            return (null, false);
+        }
+        if (model is null || blockSize is not int bs) return (null, true);   // the model's own diagnostics say why
+        var tiles = new DecodeTiles(p, w);
+        if (SharedMemoryBudget.LargeBatchHeadsPerGroup(model, tiles, bs) == 0)
+        {
+            ReportAt(DiagnosticDescriptors.TileNotSpecializable, at(partitionKey), _fileName,
+                $"the large-batch decode runs on tensor cores, which need 2 to 8 query heads per K/V head (this model has {model.GroupSize}), " +
+                $"head_dim a multiple of 64 (it is {model.HeadDim}) and partitions of {p} keys on {w} warps within 48 KB of shared memory; remove the large_batch_decode fields or change them");
+            return (null, false);
+        }
+        return (tiles, true);
     }
 
     private int? OptionalPositiveInt(JsonNode obj, string key, int fallback)
