@@ -149,11 +149,36 @@ internal static class DecodeMmaEmitter
         }
     }
 
+    /// <summary>Whether each 16-key tile lies in one KV block: blocks of a multiple of 16 keys that tile the partitions.
+    /// Then a tile's K and V addresses are one block lookup and one 64-bit product, the rest lane and constant offsets
+    /// (ptxas turns each general row address's signed divisions into a dozen instructions).</summary>
+    private static bool TilesInOneBlock(AttentionLayout L) => L.BlockSize % TileKeys == 0 && L.Partition % L.BlockSize == 0;
+
+    /// <summary>Declares <c>{name}{i}</c>: the 16-byte chunk of tile <paramref name="i"/>'s first key row, dim 0 (one block
+    /// id from shared memory; <see cref="TilesInOneBlock"/>).</summary>
+    private static void EmitTileRow(SourceWriter w, AttentionLayout L, int i, string name)
+    {
+        int shift = 0;
+        while ((1 << shift) < L.BlockSize) shift++;
+        string firstKey = $"(jK{i} - g)";   // the tile's first key in the partition
+        string slot = L.BlockSize == TileKeys ? "" : $" + ({firstKey} & {Int(L.BlockSize - 1)}) * {Int(L.HeadDim / 8)}";
+        w.Line($"long {name}{i} = ((long)sBlock[{firstKey} >> {Int(shift)}] * {Int(L.KvHeads)} + kvHead) * {Int(L.BlockSize * L.HeadDim / 8)}{slot};   // [block, kv_head, tile's first slot, 0] in chunks");
+    }
+
     /// <summary>Loads tile <paramref name="i"/>'s K chunks (keys g and g + 8, dims 32j + 8tq .. + 7); returns their names.</summary>
     private static IEnumerable<string> EmitKeyLoads(SourceWriter w, AttentionLayout L, int i)
     {
-        w.Line($"long kA{i} = ({DecodeEmitter.Row(L, $"(k0 + jK{i})")}) / 8 + tq;");
-        w.Line($"long kB{i} = ({DecodeEmitter.Row(L, $"(k0 + jK{i} + 8)")}) / 8 + tq;");
+        if (TilesInOneBlock(L))
+        {
+            EmitTileRow(w, L, i, "kRow");
+            w.Line($"long kA{i} = kRow{i} + g * {Int(L.HeadDim / 8)} + tq;");
+            w.Line($"long kB{i} = kA{i} + {Int(8 * L.HeadDim / 8)};");
+        }
+        else
+        {
+            w.Line($"long kA{i} = ({DecodeEmitter.Row(L, $"(k0 + jK{i})")}) / 8 + tq;");
+            w.Line($"long kB{i} = ({DecodeEmitter.Row(L, $"(k0 + jK{i} + 8)")}) / 8 + tq;");
+        }
         var names = new List<string>();
         for (int j = 0; j < L.HeadDim / 32; j++)
         {
@@ -170,8 +195,18 @@ internal static class DecodeMmaEmitter
     private static IEnumerable<string> EmitValueLoads(SourceWriter w, AttentionLayout L, int i)
     {
         var names = new List<string>();
-        foreach (int off in new[] { 0, 1, 8, 9 })
-            w.Line($"long v{off}R{i} = ({DecodeEmitter.Row(L, $"(k0 + jV{i} + {Int(off)})")}) / 8 + g;");
+        if (TilesInOneBlock(L))
+        {
+            EmitTileRow(w, L, i, "vRow");
+            w.Line($"long v0R{i} = vRow{i} + 2 * tq * {Int(L.HeadDim / 8)} + g;");
+            foreach (int off in new[] { 1, 8, 9 })
+                w.Line($"long v{off}R{i} = v0R{i} + {Int(off * L.HeadDim / 8)};");
+        }
+        else
+        {
+            foreach (int off in new[] { 0, 1, 8, 9 })
+                w.Line($"long v{off}R{i} = ({DecodeEmitter.Row(L, $"(k0 + jV{i} + {Int(off)})")}) / 8 + g;");
+        }
         for (int q = 0; q < L.HeadDim / 64; q++)
             foreach (int off in new[] { 0, 1, 8, 9 })
             {

@@ -1350,8 +1350,9 @@ public static partial class Llama3_8B
         // each 32 (the A fragments of Sᵀ = K·Qᵀ as loaded). V: keys 2tq, 2tq + 1, 2tq + 8, 2tq + 9 of a tile, dims
         // 8(g + 8q) .. + 7 (paired per dim below into the A fragments of Oᵀ = Vᵀ·Pᵀ). Keys past the context read rows of
         // valid blocks (the plan repeats the last one): their scores become -inf and their V chunks 0.
-        long kA0 = ((((long)sBlock[(k0 + jK0) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jK0) % 16) * 128) / 8 + tq;
-        long kB0 = ((((long)sBlock[(k0 + jK0 + 8) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jK0 + 8) % 16) * 128) / 8 + tq;
+        long kRow0 = ((long)sBlock[(jK0 - g) >> 4] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long kA0 = kRow0 + g * 16 + tq;
+        long kB0 = kA0 + 128;
         var ka0_0 = keyCache[kA0 + 0];   // [key g, dims 0 + 8tq ..]
         var kb0_0 = keyCache[kB0 + 0];   // [key g + 8, dims 0 + 8tq ..]
         var ka0_1 = keyCache[kA0 + 4];   // [key g, dims 32 + 8tq ..]
@@ -1360,8 +1361,9 @@ public static partial class Llama3_8B
         var kb0_2 = keyCache[kB0 + 8];   // [key g + 8, dims 64 + 8tq ..]
         var ka0_3 = keyCache[kA0 + 12];   // [key g, dims 96 + 8tq ..]
         var kb0_3 = keyCache[kB0 + 12];   // [key g + 8, dims 96 + 8tq ..]
-        long kA1 = ((((long)sBlock[(k0 + jK1) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jK1) % 16) * 128) / 8 + tq;
-        long kB1 = ((((long)sBlock[(k0 + jK1 + 8) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jK1 + 8) % 16) * 128) / 8 + tq;
+        long kRow1 = ((long)sBlock[(jK1 - g) >> 4] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long kA1 = kRow1 + g * 16 + tq;
+        long kB1 = kA1 + 128;
         var ka1_0 = keyCache[kA1 + 0];   // [key g, dims 0 + 8tq ..]
         var kb1_0 = keyCache[kB1 + 0];   // [key g + 8, dims 0 + 8tq ..]
         var ka1_1 = keyCache[kA1 + 4];   // [key g, dims 32 + 8tq ..]
@@ -1370,10 +1372,11 @@ public static partial class Llama3_8B
         var kb1_2 = keyCache[kB1 + 8];   // [key g + 8, dims 64 + 8tq ..]
         var ka1_3 = keyCache[kA1 + 12];   // [key g, dims 96 + 8tq ..]
         var kb1_3 = keyCache[kB1 + 12];   // [key g + 8, dims 96 + 8tq ..]
-        long v0R0 = ((((long)sBlock[(k0 + jV0 + 0) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jV0 + 0) % 16) * 128) / 8 + g;
-        long v1R0 = ((((long)sBlock[(k0 + jV0 + 1) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jV0 + 1) % 16) * 128) / 8 + g;
-        long v8R0 = ((((long)sBlock[(k0 + jV0 + 8) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jV0 + 8) % 16) * 128) / 8 + g;
-        long v9R0 = ((((long)sBlock[(k0 + jV0 + 9) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jV0 + 9) % 16) * 128) / 8 + g;
+        long vRow0 = ((long)sBlock[(jK0 - g) >> 4] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long v0R0 = vRow0 + 2 * tq * 16 + g;
+        long v1R0 = v0R0 + 16;
+        long v8R0 = v0R0 + 128;
+        long v9R0 = v0R0 + 144;
         var v0_0_0 = valueCache[v0R0 + 0];   // [key 2tq + 0, dims 8(g + 0) ..]
         var v1_0_0 = valueCache[v1R0 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
         var v8_0_0 = valueCache[v8R0 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
@@ -1382,10 +1385,11 @@ public static partial class Llama3_8B
         var v1_0_1 = valueCache[v1R0 + 8];   // [key 2tq + 1, dims 8(g + 8) ..]
         var v8_0_1 = valueCache[v8R0 + 8];   // [key 2tq + 8, dims 8(g + 8) ..]
         var v9_0_1 = valueCache[v9R0 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
-        long v0R1 = ((((long)sBlock[(k0 + jV1 + 0) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jV1 + 0) % 16) * 128) / 8 + g;
-        long v1R1 = ((((long)sBlock[(k0 + jV1 + 1) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jV1 + 1) % 16) * 128) / 8 + g;
-        long v8R1 = ((((long)sBlock[(k0 + jV1 + 8) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jV1 + 8) % 16) * 128) / 8 + g;
-        long v9R1 = ((((long)sBlock[(k0 + jV1 + 9) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jV1 + 9) % 16) * 128) / 8 + g;
+        long vRow1 = ((long)sBlock[(jK1 - g) >> 4] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long v0R1 = vRow1 + 2 * tq * 16 + g;
+        long v1R1 = v0R1 + 16;
+        long v8R1 = v0R1 + 128;
+        long v9R1 = v0R1 + 144;
         var v0_1_0 = valueCache[v0R1 + 0];   // [key 2tq + 0, dims 8(g + 0) ..]
         var v1_1_0 = valueCache[v1R1 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
         var v8_1_0 = valueCache[v8R1 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]

@@ -76,8 +76,9 @@ public static partial class Llama3_8B
         // K in batches of 4 tile(s), each batch's loads together (keys g and g + 8 of a tile, dims 32j + 8tq .. + 7
         // of each 32: the A fragments of Sᵀ = K·Qᵀ as loaded). Keys past the context read rows of valid blocks (the
         // plan repeats the last one) and score -inf.
-        long kA0 = ((((long)sBlock[(k0 + jK0) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jK0) % 16) * 128) / 8 + tq;
-        long kB0 = ((((long)sBlock[(k0 + jK0 + 8) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jK0 + 8) % 16) * 128) / 8 + tq;
+        long kRow0 = ((long)sBlock[(jK0 - g) >> 4] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long kA0 = kRow0 + g * 16 + tq;
+        long kB0 = kA0 + 128;
         var ka0_0 = keyCache[kA0 + 0];   // [key g, dims 0 + 8tq ..]
         var kb0_0 = keyCache[kB0 + 0];   // [key g + 8, dims 0 + 8tq ..]
         var ka0_1 = keyCache[kA0 + 4];   // [key g, dims 32 + 8tq ..]
@@ -86,8 +87,9 @@ public static partial class Llama3_8B
         var kb0_2 = keyCache[kB0 + 8];   // [key g + 8, dims 64 + 8tq ..]
         var ka0_3 = keyCache[kA0 + 12];   // [key g, dims 96 + 8tq ..]
         var kb0_3 = keyCache[kB0 + 12];   // [key g + 8, dims 96 + 8tq ..]
-        long kA1 = ((((long)sBlock[(k0 + jK1) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jK1) % 16) * 128) / 8 + tq;
-        long kB1 = ((((long)sBlock[(k0 + jK1 + 8) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jK1 + 8) % 16) * 128) / 8 + tq;
+        long kRow1 = ((long)sBlock[(jK1 - g) >> 4] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long kA1 = kRow1 + g * 16 + tq;
+        long kB1 = kA1 + 128;
         var ka1_0 = keyCache[kA1 + 0];   // [key g, dims 0 + 8tq ..]
         var kb1_0 = keyCache[kB1 + 0];   // [key g + 8, dims 0 + 8tq ..]
         var ka1_1 = keyCache[kA1 + 4];   // [key g, dims 32 + 8tq ..]
@@ -96,8 +98,9 @@ public static partial class Llama3_8B
         var kb1_2 = keyCache[kB1 + 8];   // [key g + 8, dims 64 + 8tq ..]
         var ka1_3 = keyCache[kA1 + 12];   // [key g, dims 96 + 8tq ..]
         var kb1_3 = keyCache[kB1 + 12];   // [key g + 8, dims 96 + 8tq ..]
-        long kA2 = ((((long)sBlock[(k0 + jK2) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jK2) % 16) * 128) / 8 + tq;
-        long kB2 = ((((long)sBlock[(k0 + jK2 + 8) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jK2 + 8) % 16) * 128) / 8 + tq;
+        long kRow2 = ((long)sBlock[(jK2 - g) >> 4] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long kA2 = kRow2 + g * 16 + tq;
+        long kB2 = kA2 + 128;
         var ka2_0 = keyCache[kA2 + 0];   // [key g, dims 0 + 8tq ..]
         var kb2_0 = keyCache[kB2 + 0];   // [key g + 8, dims 0 + 8tq ..]
         var ka2_1 = keyCache[kA2 + 4];   // [key g, dims 32 + 8tq ..]
@@ -106,8 +109,9 @@ public static partial class Llama3_8B
         var kb2_2 = keyCache[kB2 + 8];   // [key g + 8, dims 64 + 8tq ..]
         var ka2_3 = keyCache[kA2 + 12];   // [key g, dims 96 + 8tq ..]
         var kb2_3 = keyCache[kB2 + 12];   // [key g + 8, dims 96 + 8tq ..]
-        long kA3 = ((((long)sBlock[(k0 + jK3) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jK3) % 16) * 128) / 8 + tq;
-        long kB3 = ((((long)sBlock[(k0 + jK3 + 8) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jK3 + 8) % 16) * 128) / 8 + tq;
+        long kRow3 = ((long)sBlock[(jK3 - g) >> 4] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long kA3 = kRow3 + g * 16 + tq;
+        long kB3 = kA3 + 128;
         var ka3_0 = keyCache[kA3 + 0];   // [key g, dims 0 + 8tq ..]
         var kb3_0 = keyCache[kB3 + 0];   // [key g + 8, dims 0 + 8tq ..]
         var ka3_1 = keyCache[kA3 + 4];   // [key g, dims 32 + 8tq ..]
@@ -335,10 +339,11 @@ public static partial class Llama3_8B
             sP[(2 * tq + 1) * 256 + jK3 + 8] = jK3 + 8 < numKeys ? sc3.C3 : float.NegativeInfinity;
         }
         // V of every tile, loaded now that the K registers are free: in flight while the softmax waits on the group.
-        long v0R0 = ((((long)sBlock[(k0 + jV0 + 0) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jV0 + 0) % 16) * 128) / 8 + g;
-        long v1R0 = ((((long)sBlock[(k0 + jV0 + 1) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jV0 + 1) % 16) * 128) / 8 + g;
-        long v8R0 = ((((long)sBlock[(k0 + jV0 + 8) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jV0 + 8) % 16) * 128) / 8 + g;
-        long v9R0 = ((((long)sBlock[(k0 + jV0 + 9) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jV0 + 9) % 16) * 128) / 8 + g;
+        long vRow0 = ((long)sBlock[(jK0 - g) >> 4] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long v0R0 = vRow0 + 2 * tq * 16 + g;
+        long v1R0 = v0R0 + 16;
+        long v8R0 = v0R0 + 128;
+        long v9R0 = v0R0 + 144;
         var v0_0_0 = valueCache[v0R0 + 0];   // [key 2tq + 0, dims 8(g + 0) ..]
         var v1_0_0 = valueCache[v1R0 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
         var v8_0_0 = valueCache[v8R0 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
@@ -347,10 +352,11 @@ public static partial class Llama3_8B
         var v1_0_1 = valueCache[v1R0 + 8];   // [key 2tq + 1, dims 8(g + 8) ..]
         var v8_0_1 = valueCache[v8R0 + 8];   // [key 2tq + 8, dims 8(g + 8) ..]
         var v9_0_1 = valueCache[v9R0 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
-        long v0R1 = ((((long)sBlock[(k0 + jV1 + 0) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jV1 + 0) % 16) * 128) / 8 + g;
-        long v1R1 = ((((long)sBlock[(k0 + jV1 + 1) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jV1 + 1) % 16) * 128) / 8 + g;
-        long v8R1 = ((((long)sBlock[(k0 + jV1 + 8) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jV1 + 8) % 16) * 128) / 8 + g;
-        long v9R1 = ((((long)sBlock[(k0 + jV1 + 9) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jV1 + 9) % 16) * 128) / 8 + g;
+        long vRow1 = ((long)sBlock[(jK1 - g) >> 4] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long v0R1 = vRow1 + 2 * tq * 16 + g;
+        long v1R1 = v0R1 + 16;
+        long v8R1 = v0R1 + 128;
+        long v9R1 = v0R1 + 144;
         var v0_1_0 = valueCache[v0R1 + 0];   // [key 2tq + 0, dims 8(g + 0) ..]
         var v1_1_0 = valueCache[v1R1 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
         var v8_1_0 = valueCache[v8R1 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
@@ -359,10 +365,11 @@ public static partial class Llama3_8B
         var v1_1_1 = valueCache[v1R1 + 8];   // [key 2tq + 1, dims 8(g + 8) ..]
         var v8_1_1 = valueCache[v8R1 + 8];   // [key 2tq + 8, dims 8(g + 8) ..]
         var v9_1_1 = valueCache[v9R1 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
-        long v0R2 = ((((long)sBlock[(k0 + jV2 + 0) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jV2 + 0) % 16) * 128) / 8 + g;
-        long v1R2 = ((((long)sBlock[(k0 + jV2 + 1) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jV2 + 1) % 16) * 128) / 8 + g;
-        long v8R2 = ((((long)sBlock[(k0 + jV2 + 8) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jV2 + 8) % 16) * 128) / 8 + g;
-        long v9R2 = ((((long)sBlock[(k0 + jV2 + 9) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jV2 + 9) % 16) * 128) / 8 + g;
+        long vRow2 = ((long)sBlock[(jK2 - g) >> 4] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long v0R2 = vRow2 + 2 * tq * 16 + g;
+        long v1R2 = v0R2 + 16;
+        long v8R2 = v0R2 + 128;
+        long v9R2 = v0R2 + 144;
         var v0_2_0 = valueCache[v0R2 + 0];   // [key 2tq + 0, dims 8(g + 0) ..]
         var v1_2_0 = valueCache[v1R2 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
         var v8_2_0 = valueCache[v8R2 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
@@ -371,10 +378,11 @@ public static partial class Llama3_8B
         var v1_2_1 = valueCache[v1R2 + 8];   // [key 2tq + 1, dims 8(g + 8) ..]
         var v8_2_1 = valueCache[v8R2 + 8];   // [key 2tq + 8, dims 8(g + 8) ..]
         var v9_2_1 = valueCache[v9R2 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
-        long v0R3 = ((((long)sBlock[(k0 + jV3 + 0) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jV3 + 0) % 16) * 128) / 8 + g;
-        long v1R3 = ((((long)sBlock[(k0 + jV3 + 1) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jV3 + 1) % 16) * 128) / 8 + g;
-        long v8R3 = ((((long)sBlock[(k0 + jV3 + 8) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jV3 + 8) % 16) * 128) / 8 + g;
-        long v9R3 = ((((long)sBlock[(k0 + jV3 + 9) / 16 - firstBlock] * 8 + kvHead) * 16 + (k0 + jV3 + 9) % 16) * 128) / 8 + g;
+        long vRow3 = ((long)sBlock[(jK3 - g) >> 4] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long v0R3 = vRow3 + 2 * tq * 16 + g;
+        long v1R3 = v0R3 + 16;
+        long v8R3 = v0R3 + 128;
+        long v9R3 = v0R3 + 144;
         var v0_3_0 = valueCache[v0R3 + 0];   // [key 2tq + 0, dims 8(g + 0) ..]
         var v1_3_0 = valueCache[v1R3 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
         var v8_3_0 = valueCache[v8R3 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]

@@ -1165,16 +1165,18 @@ public static partial class mqa8_hd64
         // each 32 (the A fragments of Sᵀ = K·Qᵀ as loaded). V: keys 2tq, 2tq + 1, 2tq + 8, 2tq + 9 of a tile, dims
         // 8(g + 8q) .. + 7 (paired per dim below into the A fragments of Oᵀ = Vᵀ·Pᵀ). Keys past the context read rows of
         // valid blocks (the plan repeats the last one): their scores become -inf and their V chunks 0.
-        long kA0 = ((((long)sBlock[(k0 + jK0) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jK0) % 16) * 64) / 8 + tq;
-        long kB0 = ((((long)sBlock[(k0 + jK0 + 8) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jK0 + 8) % 16) * 64) / 8 + tq;
+        long kRow0 = ((long)sBlock[(jK0 - g) >> 4] * 1 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
+        long kA0 = kRow0 + g * 8 + tq;
+        long kB0 = kA0 + 64;
         var ka0_0 = keyCache[kA0 + 0];   // [key g, dims 0 + 8tq ..]
         var kb0_0 = keyCache[kB0 + 0];   // [key g + 8, dims 0 + 8tq ..]
         var ka0_1 = keyCache[kA0 + 4];   // [key g, dims 32 + 8tq ..]
         var kb0_1 = keyCache[kB0 + 4];   // [key g + 8, dims 32 + 8tq ..]
-        long v0R0 = ((((long)sBlock[(k0 + jV0 + 0) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV0 + 0) % 16) * 64) / 8 + g;
-        long v1R0 = ((((long)sBlock[(k0 + jV0 + 1) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV0 + 1) % 16) * 64) / 8 + g;
-        long v8R0 = ((((long)sBlock[(k0 + jV0 + 8) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV0 + 8) % 16) * 64) / 8 + g;
-        long v9R0 = ((((long)sBlock[(k0 + jV0 + 9) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + jV0 + 9) % 16) * 64) / 8 + g;
+        long vRow0 = ((long)sBlock[(jK0 - g) >> 4] * 1 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
+        long v0R0 = vRow0 + 2 * tq * 8 + g;
+        long v1R0 = v0R0 + 8;
+        long v8R0 = v0R0 + 64;
+        long v9R0 = v0R0 + 72;
         var v0_0_0 = valueCache[v0R0 + 0];   // [key 2tq + 0, dims 8(g + 0) ..]
         var v1_0_0 = valueCache[v1R0 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
         var v8_0_0 = valueCache[v8R0 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
