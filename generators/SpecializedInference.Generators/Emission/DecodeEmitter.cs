@@ -70,9 +70,19 @@ internal static class DecodeEmitter
         => L.Partition % L.BlockSize == 0 ? L.Partition / L.BlockSize : L.Partition / L.BlockSize + 2;
 
     /// <summary>Element offset of <paramref name="key"/>'s row [block, kv_head, slot, :], the block from shared memory;
-    /// <paramref name="key"/> is a name or a parenthesized expression.</summary>
+    /// <paramref name="key"/> is a name or a parenthesized expression. Keys are never negative and block sizes are
+    /// powers of two, so the block and the slot are a shift and a mask (as a signed <c>/</c> and <c>%</c>, ptxas writes
+    /// each as a reciprocal-multiply sequence of about a dozen instructions).</summary>
     internal static string Row(AttentionLayout L, string key)
-        => $"(((long)sBlock[{key} / {Int(L.BlockSize)} - firstBlock] * {Int(L.KvHeads)} + kvHead) * {Int(L.BlockSize)} + {key} % {Int(L.BlockSize)}) * {Int(L.HeadDim)}";
+        => $"(((long)sBlock[({key} >> {Int(Log2(L.BlockSize))}) - firstBlock] * {Int(L.KvHeads)} + kvHead) * {Int(L.BlockSize)} + ({key} & {Int(L.BlockSize - 1)})) * {Int(L.HeadDim)}";
+
+    /// <summary>log2 of a power of two.</summary>
+    internal static int Log2(int powerOfTwo)
+    {
+        int shift = 0;
+        while ((1 << shift) < powerOfTwo) shift++;
+        return shift;
+    }
 
     /// <summary>Key slots' partial outputs summed per step of the final reduction.</summary>
     private const int SlotsPerSum = 8;
@@ -309,7 +319,7 @@ internal static class DecodeEmitter
             w.Line($"var sSlice = SharedMemory.Allocate<float>({Int(2 * CombineSlices(L) * HG)});   // [combine slices, heads, 2] each slice's running (max, sum)");
         w.Line("var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]");
         w.Line();
-        w.Line($"int firstBlock = k0 / {Int(L.BlockSize)};");
+        w.Line($"int firstBlock = k0 >> {Int(Log2(L.BlockSize))};");
         w.Line("var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again");
         for (int i = 0; i * T < nb; i++)
         {

@@ -158,8 +158,7 @@ internal static class DecodeMmaEmitter
     /// id from shared memory; <see cref="TilesInOneBlock"/>).</summary>
     private static void EmitTileRow(SourceWriter w, AttentionLayout L, int i, string name)
     {
-        int shift = 0;
-        while ((1 << shift) < L.BlockSize) shift++;
+        int shift = DecodeEmitter.Log2(L.BlockSize);
         string firstKey = $"(jK{i} - g)";   // the tile's first key in the partition
         string slot = L.BlockSize == TileKeys ? "" : $" + ({firstKey} & {Int(L.BlockSize - 1)}) * {Int(L.HeadDim / 8)}";
         w.Line($"long {name}{i} = ((long)sBlock[{firstKey} >> {Int(shift)}] * {Int(L.KvHeads)} + kvHead) * {Int(L.BlockSize * L.HeadDim / 8)}{slot};   // [block, kv_head, tile's first slot, 0] in chunks");

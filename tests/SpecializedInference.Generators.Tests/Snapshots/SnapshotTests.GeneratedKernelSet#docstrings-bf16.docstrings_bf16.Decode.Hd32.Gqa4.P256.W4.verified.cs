@@ -51,7 +51,7 @@ public static partial class docstrings_bf16
         var sSlice = SharedMemory.Allocate<float>(32);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 / 16;
+        int firstBlock = k0 >> 4;
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -80,7 +80,7 @@ public static partial class docstrings_bf16
             int j = j0;
             bool valid = j < numKeys;
             int key = k0 + j;
-            long row = (((long)sBlock[key / 16 - firstBlock] * 2 + kvHead) * 16 + key % 16) * 32;
+            long row = (((long)sBlock[(key >> 4) - firstBlock] * 2 + kvHead) * 16 + (key & 15)) * 32;
             float s0 = 0f;
             float s1 = 0f;
             float s2 = 0f;
@@ -91,14 +91,14 @@ public static partial class docstrings_bf16
             var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
             // Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory
             // round trip (K and V in flight together) instead of two (V only after the softmax).
-            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot) / 16 - firstBlock] * 2 + kvHead) * 16 + (k0 + slot) % 16) * 32 + unit * 8);
-            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 32) / 16 - firstBlock] * 2 + kvHead) * 16 + (k0 + slot + 32) % 16) * 32 + unit * 8);
-            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 64) / 16 - firstBlock] * 2 + kvHead) * 16 + (k0 + slot + 64) % 16) * 32 + unit * 8);
-            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 96) / 16 - firstBlock] * 2 + kvHead) * 16 + (k0 + slot + 96) % 16) * 32 + unit * 8);
-            vr4 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 128) / 16 - firstBlock] * 2 + kvHead) * 16 + (k0 + slot + 128) % 16) * 32 + unit * 8);
-            vr5 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 160) / 16 - firstBlock] * 2 + kvHead) * 16 + (k0 + slot + 160) % 16) * 32 + unit * 8);
-            vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 192) / 16 - firstBlock] * 2 + kvHead) * 16 + (k0 + slot + 192) % 16) * 32 + unit * 8);
-            vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 224) / 16 - firstBlock] * 2 + kvHead) * 16 + (k0 + slot + 224) % 16) * 32 + unit * 8);
+            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot) & 15)) * 32 + unit * 8);
+            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 32) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot + 32) & 15)) * 32 + unit * 8);
+            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 64) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot + 64) & 15)) * 32 + unit * 8);
+            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 96) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot + 96) & 15)) * 32 + unit * 8);
+            vr4 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 128) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot + 128) & 15)) * 32 + unit * 8);
+            vr5 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 160) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot + 160) & 15)) * 32 + unit * 8);
+            vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 192) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot + 192) & 15)) * 32 + unit * 8);
+            vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 224) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot + 224) & 15)) * 32 + unit * 8);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[8] = vr0.A; keep[9] = vr0.B; keep[10] = vr1.A; keep[11] = vr1.B; keep[12] = vr2.A; keep[13] = vr2.B; keep[14] = vr3.A; keep[15] = vr3.B; keep[16] = vr4.A; keep[17] = vr4.B; keep[18] = vr5.A; keep[19] = vr5.B; keep[20] = vr6.A; keep[21] = vr6.B; keep[22] = vr7.A; keep[23] = vr7.B; } // step boundary (never taken): the loads above stay in flight together
             // The queries, now that the K/V loads are out; every thread's before the scores read them.
             if (t < 32) sQ[t] = qv0;
@@ -136,7 +136,7 @@ public static partial class docstrings_bf16
             int j = j0 + 128;
             bool valid = j < numKeys;
             int key = k0 + j;
-            long row = (((long)sBlock[key / 16 - firstBlock] * 2 + kvHead) * 16 + key % 16) * 32;
+            long row = (((long)sBlock[(key >> 4) - firstBlock] * 2 + kvHead) * 16 + (key & 15)) * 32;
             float s0 = 0f;
             float s1 = 0f;
             float s2 = 0f;
@@ -751,7 +751,7 @@ public static partial class docstrings_bf16
         var sSlice = SharedMemory.Allocate<float>(32);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 / 16;
+        int firstBlock = k0 >> 4;
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -780,7 +780,7 @@ public static partial class docstrings_bf16
             int j = j0;
             bool valid = j < numKeys;
             int key = k0 + j;
-            long row = (((long)sBlock[key / 16 - firstBlock] * 2 + kvHead) * 16 + key % 16) * 32;
+            long row = (((long)sBlock[(key >> 4) - firstBlock] * 2 + kvHead) * 16 + (key & 15)) * 32;
             float s0 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
             var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
@@ -788,14 +788,14 @@ public static partial class docstrings_bf16
             var kr3 = default(TCodec).LoadRaw8(keyCache, row + 24);
             // Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory
             // round trip (K and V in flight together) instead of two (V only after the softmax).
-            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot) / 16 - firstBlock] * 2 + kvHead) * 16 + (k0 + slot) % 16) * 32 + unit * 8);
-            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 32) / 16 - firstBlock] * 2 + kvHead) * 16 + (k0 + slot + 32) % 16) * 32 + unit * 8);
-            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 64) / 16 - firstBlock] * 2 + kvHead) * 16 + (k0 + slot + 64) % 16) * 32 + unit * 8);
-            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 96) / 16 - firstBlock] * 2 + kvHead) * 16 + (k0 + slot + 96) % 16) * 32 + unit * 8);
-            vr4 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 128) / 16 - firstBlock] * 2 + kvHead) * 16 + (k0 + slot + 128) % 16) * 32 + unit * 8);
-            vr5 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 160) / 16 - firstBlock] * 2 + kvHead) * 16 + (k0 + slot + 160) % 16) * 32 + unit * 8);
-            vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 192) / 16 - firstBlock] * 2 + kvHead) * 16 + (k0 + slot + 192) % 16) * 32 + unit * 8);
-            vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 224) / 16 - firstBlock] * 2 + kvHead) * 16 + (k0 + slot + 224) % 16) * 32 + unit * 8);
+            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot) & 15)) * 32 + unit * 8);
+            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 32) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot + 32) & 15)) * 32 + unit * 8);
+            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 64) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot + 64) & 15)) * 32 + unit * 8);
+            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 96) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot + 96) & 15)) * 32 + unit * 8);
+            vr4 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 128) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot + 128) & 15)) * 32 + unit * 8);
+            vr5 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 160) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot + 160) & 15)) * 32 + unit * 8);
+            vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 192) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot + 192) & 15)) * 32 + unit * 8);
+            vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 224) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot + 224) & 15)) * 32 + unit * 8);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[0] = vr0.A; keep[1] = vr0.B; keep[2] = vr1.A; keep[3] = vr1.B; keep[4] = vr2.A; keep[5] = vr2.B; keep[6] = vr3.A; keep[7] = vr3.B; keep[0] = vr4.A; keep[1] = vr4.B; keep[2] = vr5.A; keep[3] = vr5.B; keep[4] = vr6.A; keep[5] = vr6.B; keep[6] = vr7.A; keep[7] = vr7.B; } // step boundary (never taken): the loads above stay in flight together
             // The queries, now that the K/V loads are out; every thread's before the scores read them.
             if (t < 8) sQ[t] = qv0;
@@ -818,7 +818,7 @@ public static partial class docstrings_bf16
             int j = j0 + 128;
             bool valid = j < numKeys;
             int key = k0 + j;
-            long row = (((long)sBlock[key / 16 - firstBlock] * 2 + kvHead) * 16 + key % 16) * 32;
+            long row = (((long)sBlock[(key >> 4) - firstBlock] * 2 + kvHead) * 16 + (key & 15)) * 32;
             float s0 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
             var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);

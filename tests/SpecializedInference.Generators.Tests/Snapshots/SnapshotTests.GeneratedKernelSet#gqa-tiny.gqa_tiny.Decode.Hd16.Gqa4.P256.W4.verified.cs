@@ -51,7 +51,7 @@ public static partial class gqa_tiny
         var sSlice = SharedMemory.Allocate<float>(64);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 / 16;
+        int firstBlock = k0 >> 4;
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -80,7 +80,7 @@ public static partial class gqa_tiny
             int j = j0;
             bool valid = j < numKeys;
             int key = k0 + j;
-            long row = (((long)sBlock[key / 16 - firstBlock] * 2 + kvHead) * 16 + key % 16) * 16;
+            long row = (((long)sBlock[(key >> 4) - firstBlock] * 2 + kvHead) * 16 + (key & 15)) * 16;
             float s0 = 0f;
             float s1 = 0f;
             float s2 = 0f;
@@ -89,10 +89,10 @@ public static partial class gqa_tiny
             var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
             // Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory
             // round trip (K and V in flight together) instead of two (V only after the softmax).
-            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot) / 16 - firstBlock] * 2 + kvHead) * 16 + (k0 + slot) % 16) * 16 + unit * 8);
-            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 64) / 16 - firstBlock] * 2 + kvHead) * 16 + (k0 + slot + 64) % 16) * 16 + unit * 8);
-            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 128) / 16 - firstBlock] * 2 + kvHead) * 16 + (k0 + slot + 128) % 16) * 16 + unit * 8);
-            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 192) / 16 - firstBlock] * 2 + kvHead) * 16 + (k0 + slot + 192) % 16) * 16 + unit * 8);
+            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot) & 15)) * 16 + unit * 8);
+            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 64) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot + 64) & 15)) * 16 + unit * 8);
+            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 128) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot + 128) & 15)) * 16 + unit * 8);
+            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 192) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot + 192) & 15)) * 16 + unit * 8);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = vr0.A; keep[5] = vr0.B; keep[6] = vr1.A; keep[7] = vr1.B; keep[8] = vr2.A; keep[9] = vr2.B; keep[10] = vr3.A; keep[11] = vr3.B; } // step boundary (never taken): the loads above stay in flight together
             // The queries, now that the K/V loads are out; every thread's before the scores read them.
             if (t < 16) sQ[t] = qv0;
@@ -118,7 +118,7 @@ public static partial class gqa_tiny
             int j = j0 + 128;
             bool valid = j < numKeys;
             int key = k0 + j;
-            long row = (((long)sBlock[key / 16 - firstBlock] * 2 + kvHead) * 16 + key % 16) * 16;
+            long row = (((long)sBlock[(key >> 4) - firstBlock] * 2 + kvHead) * 16 + (key & 15)) * 16;
             float s0 = 0f;
             float s1 = 0f;
             float s2 = 0f;
@@ -675,7 +675,7 @@ public static partial class gqa_tiny
         var sSlice = SharedMemory.Allocate<float>(64);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 / 16;
+        int firstBlock = k0 >> 4;
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -704,16 +704,16 @@ public static partial class gqa_tiny
             int j = j0;
             bool valid = j < numKeys;
             int key = k0 + j;
-            long row = (((long)sBlock[key / 16 - firstBlock] * 2 + kvHead) * 16 + key % 16) * 16;
+            long row = (((long)sBlock[(key >> 4) - firstBlock] * 2 + kvHead) * 16 + (key & 15)) * 16;
             float s0 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
             var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
             // Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory
             // round trip (K and V in flight together) instead of two (V only after the softmax).
-            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot) / 16 - firstBlock] * 2 + kvHead) * 16 + (k0 + slot) % 16) * 16 + unit * 8);
-            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 64) / 16 - firstBlock] * 2 + kvHead) * 16 + (k0 + slot + 64) % 16) * 16 + unit * 8);
-            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 128) / 16 - firstBlock] * 2 + kvHead) * 16 + (k0 + slot + 128) % 16) * 16 + unit * 8);
-            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 192) / 16 - firstBlock] * 2 + kvHead) * 16 + (k0 + slot + 192) % 16) * 16 + unit * 8);
+            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot) & 15)) * 16 + unit * 8);
+            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 64) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot + 64) & 15)) * 16 + unit * 8);
+            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 128) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot + 128) & 15)) * 16 + unit * 8);
+            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 192) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot + 192) & 15)) * 16 + unit * 8);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[0] = vr0.A; keep[1] = vr0.B; keep[2] = vr1.A; keep[3] = vr1.B; keep[0] = vr2.A; keep[1] = vr2.B; keep[2] = vr3.A; keep[3] = vr3.B; } // step boundary (never taken): the loads above stay in flight together
             // The queries, now that the K/V loads are out; every thread's before the scores read them.
             if (t < 4) sQ[t] = qv0;
@@ -730,7 +730,7 @@ public static partial class gqa_tiny
             int j = j0 + 128;
             bool valid = j < numKeys;
             int key = k0 + j;
-            long row = (((long)sBlock[key / 16 - firstBlock] * 2 + kvHead) * 16 + key % 16) * 16;
+            long row = (((long)sBlock[(key >> 4) - firstBlock] * 2 + kvHead) * 16 + (key & 15)) * 16;
             float s0 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
             var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);

@@ -51,7 +51,7 @@ public static partial class Llama2_13B
         var sSlice = SharedMemory.Allocate<float>(8);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 / 16;
+        int firstBlock = k0 >> 4;
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -81,7 +81,7 @@ public static partial class Llama2_13B
             int j = j0;
             bool valid = j < numKeys;
             int key = k0 + j;
-            long row = (((long)sBlock[key / 16 - firstBlock] * 40 + kvHead) * 16 + key % 16) * 128;
+            long row = (((long)sBlock[(key >> 4) - firstBlock] * 40 + kvHead) * 16 + (key & 15)) * 128;
             float s0 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
             var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
@@ -175,7 +175,7 @@ public static partial class Llama2_13B
             int j = j0 + 128;
             bool valid = j < numKeys;
             int key = k0 + j;
-            long row = (((long)sBlock[key / 16 - firstBlock] * 40 + kvHead) * 16 + key % 16) * 128;
+            long row = (((long)sBlock[(key >> 4) - firstBlock] * 40 + kvHead) * 16 + (key & 15)) * 128;
             float s0 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
             var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
@@ -744,7 +744,7 @@ public static partial class Llama2_13B
         var sSlice = SharedMemory.Allocate<float>(8);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 / 16;
+        int firstBlock = k0 >> 4;
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -774,7 +774,7 @@ public static partial class Llama2_13B
             int j = j0;
             bool valid = j < numKeys;
             int key = k0 + j;
-            long row = (((long)sBlock[key / 16 - firstBlock] * 40 + kvHead) * 16 + key % 16) * 128;
+            long row = (((long)sBlock[(key >> 4) - firstBlock] * 40 + kvHead) * 16 + (key & 15)) * 128;
             float s0 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
             var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
@@ -868,7 +868,7 @@ public static partial class Llama2_13B
             int j = j0 + 128;
             bool valid = j < numKeys;
             int key = k0 + j;
-            long row = (((long)sBlock[key / 16 - firstBlock] * 40 + kvHead) * 16 + key % 16) * 128;
+            long row = (((long)sBlock[(key >> 4) - firstBlock] * 40 + kvHead) * 16 + (key & 15)) * 128;
             float s0 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
             var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);

@@ -49,7 +49,7 @@ public static partial class Llama3_8B
         var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 / 16;
+        int firstBlock = k0 >> 4;
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -76,7 +76,7 @@ public static partial class Llama3_8B
             int j = j0;
             bool valid = j < numKeys;
             int key = k0 + j;
-            long row = (((long)sBlock[key / 16 - firstBlock] * 8 + kvHead) * 16 + key % 16) * 128;
+            long row = (((long)sBlock[(key >> 4) - firstBlock] * 8 + kvHead) * 16 + (key & 15)) * 128;
             float s0 = 0f;
             float s1 = 0f;
             float s2 = 0f;
@@ -820,7 +820,7 @@ public static partial class Llama3_8B
         var sSlice = SharedMemory.Allocate<float>(8);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 / 16;
+        int firstBlock = k0 >> 4;
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -850,7 +850,7 @@ public static partial class Llama3_8B
             int j = j0;
             bool valid = j < numKeys;
             int key = k0 + j;
-            long row = (((long)sBlock[key / 16 - firstBlock] * 8 + kvHead) * 16 + key % 16) * 128;
+            long row = (((long)sBlock[(key >> 4) - firstBlock] * 8 + kvHead) * 16 + (key & 15)) * 128;
             float s0 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
             var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
@@ -1323,7 +1323,7 @@ public static partial class Llama3_8B
         var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 / 16;
+        int firstBlock = k0 >> 4;
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;

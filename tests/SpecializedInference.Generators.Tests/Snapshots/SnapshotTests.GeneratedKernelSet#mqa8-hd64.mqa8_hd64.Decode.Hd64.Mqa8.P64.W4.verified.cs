@@ -49,7 +49,7 @@ public static partial class mqa8_hd64
         var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 / 16;
+        int firstBlock = k0 >> 4;
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -80,7 +80,7 @@ public static partial class mqa8_hd64
             int j = j0;
             bool valid = j < numKeys;
             int key = k0 + j;
-            long row = (((long)sBlock[key / 16 - firstBlock] * 1 + kvHead) * 16 + key % 16) * 64 + part0 * 8;
+            long row = (((long)sBlock[(key >> 4) - firstBlock] * 1 + kvHead) * 16 + (key & 15)) * 64 + part0 * 8;
             float s0 = 0f;
             float s1 = 0f;
             float s2 = 0f;
@@ -742,7 +742,7 @@ public static partial class mqa8_hd64
         var sSlice = SharedMemory.Allocate<float>(16);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 / 16;
+        int firstBlock = k0 >> 4;
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -776,7 +776,7 @@ public static partial class mqa8_hd64
             int j = j0;
             bool valid = j < numKeys;
             int key = k0 + j;
-            long row = (((long)sBlock[key / 16 - firstBlock] * 1 + kvHead) * 16 + key % 16) * 64 + part0 * 8;
+            long row = (((long)sBlock[(key >> 4) - firstBlock] * 1 + kvHead) * 16 + (key & 15)) * 64 + part0 * 8;
             float s0 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
             var kr1 = default(TCodec).LoadRaw8(keyCache, row + 16);
@@ -1140,7 +1140,7 @@ public static partial class mqa8_hd64
         var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 / 16;
+        int firstBlock = k0 >> 4;
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;

@@ -51,7 +51,7 @@ public static partial class odd_tiles
         var sSlice = SharedMemory.Allocate<float>(12);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 / 8;
+        int firstBlock = k0 >> 3;
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -80,7 +80,7 @@ public static partial class odd_tiles
             int j = j0;
             bool valid = j < numKeys;
             int key = k0 + j;
-            long row = (((long)sBlock[key / 8 - firstBlock] * 2 + kvHead) * 8 + key % 8) * 16;
+            long row = (((long)sBlock[(key >> 3) - firstBlock] * 2 + kvHead) * 8 + (key & 7)) * 16;
             float s0 = 0f;
             float s1 = 0f;
             float s2 = 0f;
@@ -88,10 +88,10 @@ public static partial class odd_tiles
             var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
             // Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory
             // round trip (K and V in flight together) instead of two (V only after the softmax).
-            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot) / 8 - firstBlock] * 2 + kvHead) * 8 + (k0 + slot) % 8) * 16 + unit * 8);
-            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 16) / 8 - firstBlock] * 2 + kvHead) * 8 + (k0 + slot + 16) % 8) * 16 + unit * 8);
-            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 32) / 8 - firstBlock] * 2 + kvHead) * 8 + (k0 + slot + 32) % 8) * 16 + unit * 8);
-            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 48) / 8 - firstBlock] * 2 + kvHead) * 8 + (k0 + slot + 48) % 8) * 16 + unit * 8);
+            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot) >> 3) - firstBlock] * 2 + kvHead) * 8 + ((k0 + slot) & 7)) * 16 + unit * 8);
+            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 16) >> 3) - firstBlock] * 2 + kvHead) * 8 + ((k0 + slot + 16) & 7)) * 16 + unit * 8);
+            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 32) >> 3) - firstBlock] * 2 + kvHead) * 8 + ((k0 + slot + 32) & 7)) * 16 + unit * 8);
+            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 48) >> 3) - firstBlock] * 2 + kvHead) * 8 + ((k0 + slot + 48) & 7)) * 16 + unit * 8);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = vr0.A; keep[5] = vr0.B; keep[6] = vr1.A; keep[7] = vr1.B; keep[8] = vr2.A; keep[9] = vr2.B; keep[10] = vr3.A; keep[11] = vr3.B; } // step boundary (never taken): the loads above stay in flight together
             // The queries, now that the K/V loads are out; every thread's before the scores read them.
             if (t < 12) sQ[t] = qv0;
@@ -114,7 +114,7 @@ public static partial class odd_tiles
             int j = j0 + 32;
             bool valid = j < numKeys;
             int key = k0 + j;
-            long row = (((long)sBlock[key / 8 - firstBlock] * 2 + kvHead) * 8 + key % 8) * 16;
+            long row = (((long)sBlock[(key >> 3) - firstBlock] * 2 + kvHead) * 8 + (key & 7)) * 16;
             float s0 = 0f;
             float s1 = 0f;
             float s2 = 0f;
@@ -541,7 +541,7 @@ public static partial class odd_tiles
         var sSlice = SharedMemory.Allocate<float>(16);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 / 8;
+        int firstBlock = k0 >> 3;
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -570,16 +570,16 @@ public static partial class odd_tiles
             int j = j0;
             bool valid = j < numKeys;
             int key = k0 + j;
-            long row = (((long)sBlock[key / 8 - firstBlock] * 2 + kvHead) * 8 + key % 8) * 16;
+            long row = (((long)sBlock[(key >> 3) - firstBlock] * 2 + kvHead) * 8 + (key & 7)) * 16;
             float s0 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
             var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);
             // Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory
             // round trip (K and V in flight together) instead of two (V only after the softmax).
-            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot) / 8 - firstBlock] * 2 + kvHead) * 8 + (k0 + slot) % 8) * 16 + unit * 8);
-            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 16) / 8 - firstBlock] * 2 + kvHead) * 8 + (k0 + slot + 16) % 8) * 16 + unit * 8);
-            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 32) / 8 - firstBlock] * 2 + kvHead) * 8 + (k0 + slot + 32) % 8) * 16 + unit * 8);
-            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot + 48) / 8 - firstBlock] * 2 + kvHead) * 8 + (k0 + slot + 48) % 8) * 16 + unit * 8);
+            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot) >> 3) - firstBlock] * 2 + kvHead) * 8 + ((k0 + slot) & 7)) * 16 + unit * 8);
+            vr1 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 16) >> 3) - firstBlock] * 2 + kvHead) * 8 + ((k0 + slot + 16) & 7)) * 16 + unit * 8);
+            vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 32) >> 3) - firstBlock] * 2 + kvHead) * 8 + ((k0 + slot + 32) & 7)) * 16 + unit * 8);
+            vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 48) >> 3) - firstBlock] * 2 + kvHead) * 8 + ((k0 + slot + 48) & 7)) * 16 + unit * 8);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[0] = vr0.A; keep[1] = vr0.B; keep[2] = vr1.A; keep[3] = vr1.B; keep[0] = vr2.A; keep[1] = vr2.B; keep[2] = vr3.A; keep[3] = vr3.B; } // step boundary (never taken): the loads above stay in flight together
             // The queries, now that the K/V loads are out; every thread's before the scores read them.
             if (t < 4) sQ[t] = qv0;
@@ -596,7 +596,7 @@ public static partial class odd_tiles
             int j = j0 + 32;
             bool valid = j < numKeys;
             int key = k0 + j;
-            long row = (((long)sBlock[key / 8 - firstBlock] * 2 + kvHead) * 8 + key % 8) * 16;
+            long row = (((long)sBlock[(key >> 3) - firstBlock] * 2 + kvHead) * 8 + (key & 7)) * 16;
             float s0 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
             var kr1 = default(TCodec).LoadRaw8(keyCache, row + 8);

@@ -46,7 +46,7 @@ public static partial class TinyLlama_1_1B
         var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 / 16;
+        int firstBlock = k0 >> 4;
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;

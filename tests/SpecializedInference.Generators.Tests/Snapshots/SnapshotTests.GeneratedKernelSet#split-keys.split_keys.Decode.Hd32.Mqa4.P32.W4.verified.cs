@@ -51,7 +51,7 @@ public static partial class split_keys
         var sSlice = SharedMemory.Allocate<float>(32);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 / 16;
+        int firstBlock = k0 >> 4;
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -84,7 +84,7 @@ public static partial class split_keys
             int j = j0;
             bool valid = j < numKeys;
             int key = k0 + j;
-            long row = (((long)sBlock[key / 16 - firstBlock] * 1 + kvHead) * 16 + key % 16) * 32 + part0 * 8;
+            long row = (((long)sBlock[(key >> 4) - firstBlock] * 1 + kvHead) * 16 + (key & 15)) * 32 + part0 * 8;
             float s0 = 0f;
             float s1 = 0f;
             float s2 = 0f;
@@ -92,7 +92,7 @@ public static partial class split_keys
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
             // Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory
             // round trip (K and V in flight together) instead of two (V only after the softmax).
-            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + slot) % 16) * 32 + unit * 8);
+            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot) >> 4) - firstBlock] * 1 + kvHead) * 16 + ((k0 + slot) & 15)) * 32 + unit * 8);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = vr0.A; keep[3] = vr0.B; } // step boundary (never taken): the loads above stay in flight together
             // The queries, now that the K/V loads are out; every thread's before the scores read them.
             if (t < 32) sQ[t] = qv0;
@@ -514,7 +514,7 @@ public static partial class split_keys
         var sSlice = SharedMemory.Allocate<float>(32);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 / 16;
+        int firstBlock = k0 >> 4;
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -547,12 +547,12 @@ public static partial class split_keys
             int j = j0;
             bool valid = j < numKeys;
             int key = k0 + j;
-            long row = (((long)sBlock[key / 16 - firstBlock] * 1 + kvHead) * 16 + key % 16) * 32 + part0 * 8;
+            long row = (((long)sBlock[(key >> 4) - firstBlock] * 1 + kvHead) * 16 + (key & 15)) * 32 + part0 * 8;
             float s0 = 0f;
             var kr0 = default(TCodec).LoadRaw8(keyCache, row + 0);
             // Prefetch: this thread's P·V rows go out right behind its K row, so the group waits for one memory
             // round trip (K and V in flight together) instead of two (V only after the softmax).
-            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[(k0 + slot) / 16 - firstBlock] * 1 + kvHead) * 16 + (k0 + slot) % 16) * 32 + unit * 8);
+            vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot) >> 4) - firstBlock] * 1 + kvHead) * 16 + ((k0 + slot) & 15)) * 32 + unit * 8);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = vr0.A; keep[3] = vr0.B; } // step boundary (never taken): the loads above stay in flight together
             // The queries, now that the K/V loads are out; every thread's before the scores read them.
             if (t < 8) sQ[t] = qv0;
