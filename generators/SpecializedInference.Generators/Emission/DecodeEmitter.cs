@@ -70,19 +70,11 @@ internal static class DecodeEmitter
         => L.Partition % L.BlockSize == 0 ? L.Partition / L.BlockSize : L.Partition / L.BlockSize + 2;
 
     /// <summary>Element offset of <paramref name="key"/>'s row [block, kv_head, slot, :], the block from shared memory;
-    /// <paramref name="key"/> is a name or a parenthesized expression. Keys are never negative and block sizes are
-    /// powers of two, so the block and the slot are a shift and a mask (as a signed <c>/</c> and <c>%</c>, ptxas writes
-    /// each as a reciprocal-multiply sequence of about a dozen instructions).</summary>
+    /// <paramref name="key"/> is a name or a parenthesized expression, never negative, and block sizes are powers of two:
+    /// the block and the slot are a shift and a mask (<see cref="SourceWriter.Div"/>).</summary>
     internal static string Row(AttentionLayout L, string key)
-        => $"(((long)sBlock[({key} >> {Int(Log2(L.BlockSize))}) - firstBlock] * {Int(L.KvHeads)} + kvHead) * {Int(L.BlockSize)} + ({key} & {Int(L.BlockSize - 1)})) * {Int(L.HeadDim)}";
+        => $"(((long)sBlock[{Div(key, L.BlockSize)} - firstBlock] * {Int(L.KvHeads)} + kvHead) * {Int(L.BlockSize)} + {Mod(key, L.BlockSize)}) * {Int(L.HeadDim)}";
 
-    /// <summary>log2 of a power of two.</summary>
-    internal static int Log2(int powerOfTwo)
-    {
-        int shift = 0;
-        while ((1 << shift) < powerOfTwo) shift++;
-        return shift;
-    }
 
     /// <summary>Key slots' partial outputs summed per step of the final reduction.</summary>
     private const int SlotsPerSum = 8;
@@ -150,8 +142,8 @@ internal static class DecodeEmitter
 
             int R = KeysPerThread(L), VP = ValuePrefetch(L);
             w.Line($"// This thread's share of P·V: keys slot + {KS} * r (r < {R}) of the partition, 8 dims at unit.");
-            w.Line($"int slot = t / {Int(U)};");
-            w.Line($"int unit = t % {Int(U)};");
+            w.Line($"int slot = {Div("t", U)};");
+            w.Line($"int unit = {Mod("t", U)};");
             if (SlotsTileBlocks(L))
                 w.Line($"long vThread = ((long)kvHead * {Int(L.BlockSize)} + slot) * {Int(D)} + unit * 8;   // this thread's V chunk in a block, before the block");
             if (VP > 0)
@@ -169,8 +161,8 @@ internal static class DecodeEmitter
                 w.Line($"// Scores: {S} threads per key (key t / {S}), each over every {S}th 8-dim unit of its row (neighbouring lanes load");
                 w.Line($"// neighbouring 16 bytes), every head from the same load; the partial dots meet in warp shuffles. A share of the K");
                 w.Line("// row per thread leaves registers for more warps per SM.");
-                w.Line($"int j0 = t / {Int(S)};");
-                w.Line($"int part0 = t % {Int(S)};   // units part0 + {S} * u of the row");
+                w.Line($"int j0 = {Div("t", S)};");
+                w.Line($"int part0 = {Mod("t", S)};   // units part0 + {S} * u of the row");
                 w.Line("var sQPart = sQ.SubView(part0 * 2);   // this thread's dims of every head's query, indexed with constants");
             }
             string sQRow = S == 1 ? "sQ" : "sQPart";
@@ -290,10 +282,10 @@ internal static class DecodeEmitter
     internal static int EmitPreamble(SourceWriter w, AttentionLayout L, int redSlots, int slotSumThreads)
     {
         int T = L.Threads, D4 = L.D4, HG = L.HeadsPerGroup, P = L.Partition, D = L.HeadDim;
-        w.Line($"int item = Grid.IdxX / {Int(L.HeadGroups)};");
-        w.Line($"int headGroup = Grid.IdxX % {Int(L.HeadGroups)};");
+        w.Line($"int item = {Div("Grid.IdxX", L.HeadGroups)};");
+        w.Line($"int headGroup = {Mod("Grid.IdxX", L.HeadGroups)};");
         w.Line($"int firstHead = headGroup * {Int(HG)};");
-        w.Line($"int kvHead = firstHead / {Int(L.GroupSize)};");
+        w.Line($"int kvHead = {Div("firstHead", L.GroupSize)};");
         w.Line("// Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.");
         w.Line("int work = item * 5;                        // (decode, partition, token, context, block-table row)");
         w.Line("int decode = m.DecodeWork[work];");
@@ -302,7 +294,7 @@ internal static class DecodeEmitter
         w.Line("int context = m.DecodeWork[work + 3];");
         w.Line($"int k0 = part * {Int(P)};");
         w.Line($"int numKeys = context - k0 < {Int(P)} ? context - k0 : {Int(P)};");
-        w.Line($"int partitions = (context + {Int(P - 1)}) / {Int(P)};");
+        w.Line($"int partitions = {Div($"(context + {Int(P - 1)})", P)};");
         w.Line("int t = Group.IdxX;");
         w.Line();
         w.Line($"var sQ = SharedMemory.Allocate<Float4>({Int(HG * D4)});      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)");
@@ -319,7 +311,7 @@ internal static class DecodeEmitter
             w.Line($"var sSlice = SharedMemory.Allocate<float>({Int(2 * CombineSlices(L) * HG)});   // [combine slices, heads, 2] each slice's running (max, sum)");
         w.Line("var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]");
         w.Line();
-        w.Line($"int firstBlock = k0 >> {Int(Log2(L.BlockSize))};");
+        w.Line($"int firstBlock = {Div("k0", L.BlockSize)};");
         w.Line("var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again");
         for (int i = 0; i * T < nb; i++)
         {
@@ -340,7 +332,7 @@ internal static class DecodeEmitter
                 w.Line($"int f = t + {Int(T * i)};");
                 bool guard = T * (i + 1) > HG * D4;
                 if (guard) w.Open($"if (f < {Int(HG * D4)})");
-                w.Line($"long src = ((long)token * {Int(L.Heads)} + firstHead + f / {Int(D4)}) * {Int(D)} + f % {Int(D4)} * 4;");
+                w.Line($"long src = ((long)token * {Int(L.Heads)} + firstHead + {Div("f", D4)}) * {Int(D)} + {Mod("f", D4)} * 4;");
                 w.Line($"qv{i} = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * {Float(L.Scale)};");
                 if (guard) w.Close();
             }
@@ -412,8 +404,8 @@ internal static class DecodeEmitter
             w.Line("var slotAcc = default(Float4);");
             using (w.Scope())
             {
-                w.Line($"int f = t % {Int(C)};");
-                w.Line($"int q = t / {Int(C)};");
+                w.Line($"int f = {Mod("t", C)};");
+                w.Line($"int q = {Div("t", C)};");
                 if (T > SS * C) w.Open($"if (q < {Int(SS)})");
                 w.Line($"var sRedPart = sRed.SubView(q * {Int(slots / SS * C)});   // slots q * {slots / SS} .. of every column");
                 EmitSlotSum(w, "slotAcc", slots / SS, s => $"sRedPart[{Int(s * C)} + f]", C);
@@ -430,8 +422,8 @@ internal static class DecodeEmitter
                 w.Line($"int f = t + {Int(T * i)};");
                 bool guard = T * (i + 1) > C;
                 if (guard) w.Open($"if (f < {Int(C)})");
-                w.Line($"int h = f / {Int(D4)};");
-                w.Line($"int c = f % {Int(D4)};");
+                w.Line($"int h = {Div("f", D4)};");
+                w.Line($"int c = {Mod("f", D4)};");
                 if (SS > 1)
                     w.Line($"var acc = {string.Join(" + ", new[] { "slotAcc" }.Concat(Enumerable.Range(0, SS - 1).Select(q => $"sSlotSum[{Int(q * C)} + f]")))};");
                 else
@@ -541,9 +533,9 @@ internal static class DecodeEmitter
                     w.Line($"int i = t + {Int(T * i)};");
                     bool guard = T * (i + 1) > S * C;
                     if (guard) w.Open($"if (i < {Int(S * C)})");
-                    w.Line($"int f = i % {Int(C)};");
-                    w.Line($"int h = f / {Int(D4)};");
-                    w.Line($"int c = f % {Int(D4)};");
+                    w.Line($"int f = {Mod("i", C)};");
+                    w.Line($"int h = {Div("f", D4)};");
+                    w.Line($"int c = {Mod("f", D4)};");
                     w.Line("long row = first + h * (long)m.PartitionSlots;");
                     w.Line("float mx = float.NegativeInfinity, sum = 0f;");
                     w.Line("var acc = default(Float4);");
@@ -586,7 +578,7 @@ internal static class DecodeEmitter
                 w.Line("// Merge the slices: M = max_s M_s, out = Σ_s acc_s·exp(M_s - M) / Σ_s L_s·exp(M_s - M).");
                 using (w.Block($"if (t < {Int(C)})"))
                 {
-                    w.Line($"int h = t / {Int(D4)};");
+                    w.Line($"int h = {Div("t", D4)};");
                     w.Line($"float mx = {PrefillEmitter.Tree(Enumerable.Range(0, S).Select(k => $"sSlice[{Int(k * HG * 2)} + h * 2]").ToList(), (a, b) => $"XMath.Max({a}, {b})")};");
                     w.Line("float sum = 0f;");
                     w.Line("var acc = default(Float4);");

@@ -150,18 +150,17 @@ internal static class DecodeMmaEmitter
     }
 
     /// <summary>Whether each 16-key tile lies in one KV block: blocks of a multiple of 16 keys that tile the partitions.
-    /// Then a tile's K and V addresses are one block lookup and one 64-bit product, the rest lane and constant offsets
-    /// (ptxas turns each general row address's signed divisions into a dozen instructions).</summary>
+    /// Then a tile's six row addresses (K rows g, g + 8; V rows 2tq, 2tq + 1, 2tq + 8, 2tq + 9) are one block lookup and
+    /// one 64-bit product plus lane and constant offsets, instead of a lookup and a product each.</summary>
     private static bool TilesInOneBlock(AttentionLayout L) => L.BlockSize % TileKeys == 0 && L.Partition % L.BlockSize == 0;
 
     /// <summary>Declares <c>{name}{i}</c>: the 16-byte chunk of tile <paramref name="i"/>'s first key row, dim 0 (one block
     /// id from shared memory; <see cref="TilesInOneBlock"/>).</summary>
     private static void EmitTileRow(SourceWriter w, AttentionLayout L, int i, string name)
     {
-        int shift = DecodeEmitter.Log2(L.BlockSize);
         string firstKey = $"(jK{i} - g)";   // the tile's first key in the partition
-        string slot = L.BlockSize == TileKeys ? "" : $" + ({firstKey} & {Int(L.BlockSize - 1)}) * {Int(L.HeadDim / 8)}";
-        w.Line($"long {name}{i} = ((long)sBlock[{firstKey} >> {Int(shift)}] * {Int(L.KvHeads)} + kvHead) * {Int(L.BlockSize * L.HeadDim / 8)}{slot};   // [block, kv_head, tile's first slot, 0] in chunks");
+        string slot = L.BlockSize == TileKeys ? "" : $" + {Mod(firstKey, L.BlockSize)} * {Int(L.HeadDim / 8)}";
+        w.Line($"long {name}{i} = ((long)sBlock[{Div(firstKey, L.BlockSize)}] * {Int(L.KvHeads)} + kvHead) * {Int(L.BlockSize * L.HeadDim / 8)}{slot};   // [block, kv_head, tile's first slot, 0] in chunks");
     }
 
     /// <summary>Loads tile <paramref name="i"/>'s K chunks (keys g and g + 8, dims 32j + 8tq .. + 7); returns their names.</summary>

@@ -49,6 +49,25 @@ internal sealed class SourceWriter
 
     public static string Int(int value) => value.ToString(CultureInfo.InvariantCulture);
 
+    /// <summary><paramref name="x"/> / <paramref name="n"/> for a non-negative <paramref name="x"/>: a shift when n is a
+    /// power of two. Written as a signed division, ptxas expands it into a reciprocal-multiply sequence of about a dozen
+    /// instructions instead.</summary>
+    public static string Div(string x, int n) => IsPowerOfTwo(n) ? $"({x} >> {Int(Log2(n))})" : $"{x} / {Int(n)}";
+
+    /// <summary><paramref name="x"/> % <paramref name="n"/> for a non-negative <paramref name="x"/>: a mask when n is a
+    /// power of two (see <see cref="Div"/>).</summary>
+    public static string Mod(string x, int n) => IsPowerOfTwo(n) ? $"({x} & {Int(n - 1)})" : $"{x} % {Int(n)}";
+
+    private static bool IsPowerOfTwo(int n) => n > 0 && (n & (n - 1)) == 0;
+
+    /// <summary>log2 of a power of two.</summary>
+    public static int Log2(int powerOfTwo)
+    {
+        int shift = 0;
+        while ((1 << shift) < powerOfTwo) shift++;
+        return shift;
+    }
+
     /// <summary>A float literal that round-trips, whatever the build machine's culture.</summary>
     public static string Float(double value) => ((float)value).ToString("R", CultureInfo.InvariantCulture) switch
     {

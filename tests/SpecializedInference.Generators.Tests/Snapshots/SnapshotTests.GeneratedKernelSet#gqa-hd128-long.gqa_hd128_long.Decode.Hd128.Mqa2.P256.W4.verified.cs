@@ -25,10 +25,10 @@ public static partial class gqa_hd128_long
     public static void Decode<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
     {
-        int item = Grid.IdxX / 1;
-        int headGroup = Grid.IdxX % 1;
+        int item = (Grid.IdxX >> 0);
+        int headGroup = (Grid.IdxX & 0);
         int firstHead = headGroup * 2;
-        int kvHead = firstHead / 2;
+        int kvHead = (firstHead >> 1);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
         int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];
@@ -37,7 +37,7 @@ public static partial class gqa_hd128_long
         int context = m.DecodeWork[work + 3];
         int k0 = part * 256;
         int numKeys = context - k0 < 256 ? context - k0 : 256;
-        int partitions = (context + 255) / 256;
+        int partitions = ((context + 255) >> 8);
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(64);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
@@ -51,7 +51,7 @@ public static partial class gqa_hd128_long
         var sSlice = SharedMemory.Allocate<float>(8);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 >> 4;
+        int firstBlock = (k0 >> 4);
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -62,15 +62,15 @@ public static partial class gqa_hd128_long
             int f = t + 0;
             if (f < 64)
             {
-                long src = ((long)token * 2 + firstHead + f / 32) * 128 + f % 32 * 4;
+                long src = ((long)token * 2 + firstHead + (f >> 5)) * 128 + (f & 31) * 4;
                 qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.088388346f;
             }
         }
         Group.Barrier();   // sBlock
 
         // This thread's share of P·V: keys slot + 8 * r (r < 32) of the partition, 8 dims at unit.
-        int slot = t / 16;
-        int unit = t % 16;
+        int slot = (t >> 4);
+        int unit = (t & 15);
         long vThread = ((long)kvHead * 16 + slot) * 128 + unit * 8;   // this thread's V chunk in a block, before the block
         RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7, vr8, vr9, vr10, vr11, vr12, vr13, vr14, vr15;   // V of its first 16 keys, loaded with the K rows
 
@@ -668,8 +668,8 @@ public static partial class gqa_hd128_long
         // the partial sums of threads past the first go through sSlotSum.
         var slotAcc = default(Float4);
         {
-            int f = t % 64;
-            int q = t / 64;
+            int f = (t & 63);
+            int q = (t >> 6);
             var sRedPart = sRed.SubView(q * 256);   // slots q * 4 .. of every column
             slotAcc = ((sRedPart[0 + f] + sRedPart[64 + f]) + (sRedPart[128 + f] + sRedPart[192 + f]));
             if (q > 0) sSlotSum[(q - 1) * 64 + f] = slotAcc;
@@ -680,8 +680,8 @@ public static partial class gqa_hd128_long
             int f = t + 0;
             if (f < 64)
             {
-                int h = f / 32;
-                int c = f % 32;
+                int h = (f >> 5);
+                int c = (f & 31);
                 var acc = slotAcc + sSlotSum[0 + f];
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
@@ -733,9 +733,9 @@ public static partial class gqa_hd128_long
                 // partition a batch reads partition 0 again with max -inf, i.e. weight 0.
                 {
                     int i = t + 0;
-                    int f = i % 64;
-                    int h = f / 32;
-                    int c = f % 32;
+                    int f = (i & 63);
+                    int h = (f >> 5);
+                    int c = (f & 31);
                     long row = first + h * (long)m.PartitionSlots;
                     float mx = float.NegativeInfinity, sum = 0f;
                     var acc = default(Float4);
@@ -856,7 +856,7 @@ public static partial class gqa_hd128_long
                 // Merge the slices: M = max_s M_s, out = Σ_s acc_s·exp(M_s - M) / Σ_s L_s·exp(M_s - M).
                 if (t < 64)
                 {
-                    int h = t / 32;
+                    int h = (t >> 5);
                     float mx = XMath.Max(sSlice[0 + h * 2], sSlice[4 + h * 2]);
                     float sum = 0f;
                     var acc = default(Float4);
@@ -892,10 +892,10 @@ public static partial class gqa_hd128_long
     public static void DecodeExpanded<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
     {
-        int item = Grid.IdxX / 2;
-        int headGroup = Grid.IdxX % 2;
+        int item = (Grid.IdxX >> 1);
+        int headGroup = (Grid.IdxX & 1);
         int firstHead = headGroup * 1;
-        int kvHead = firstHead / 2;
+        int kvHead = (firstHead >> 1);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
         int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];
@@ -904,7 +904,7 @@ public static partial class gqa_hd128_long
         int context = m.DecodeWork[work + 3];
         int k0 = part * 256;
         int numKeys = context - k0 < 256 ? context - k0 : 256;
-        int partitions = (context + 255) / 256;
+        int partitions = ((context + 255) >> 8);
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(32);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
@@ -918,7 +918,7 @@ public static partial class gqa_hd128_long
         var sSlice = SharedMemory.Allocate<float>(8);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 >> 4;
+        int firstBlock = (k0 >> 4);
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -929,15 +929,15 @@ public static partial class gqa_hd128_long
             int f = t + 0;
             if (f < 32)
             {
-                long src = ((long)token * 2 + firstHead + f / 32) * 128 + f % 32 * 4;
+                long src = ((long)token * 2 + firstHead + (f >> 5)) * 128 + (f & 31) * 4;
                 qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.088388346f;
             }
         }
         Group.Barrier();   // sBlock
 
         // This thread's share of P·V: keys slot + 8 * r (r < 32) of the partition, 8 dims at unit.
-        int slot = t / 16;
-        int unit = t % 16;
+        int slot = (t >> 4);
+        int unit = (t & 15);
         long vThread = ((long)kvHead * 16 + slot) * 128 + unit * 8;   // this thread's V chunk in a block, before the block
         RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7, vr8, vr9, vr10, vr11, vr12, vr13, vr14, vr15;   // V of its first 16 keys, loaded with the K rows
 
@@ -1355,8 +1355,8 @@ public static partial class gqa_hd128_long
         // the partial sums of threads past the first go through sSlotSum.
         var slotAcc = default(Float4);
         {
-            int f = t % 32;
-            int q = t / 32;
+            int f = (t & 31);
+            int q = (t >> 5);
             var sRedPart = sRed.SubView(q * 64);   // slots q * 2 .. of every column
             slotAcc = (sRedPart[0 + f] + sRedPart[32 + f]);
             if (q > 0) sSlotSum[(q - 1) * 32 + f] = slotAcc;
@@ -1367,8 +1367,8 @@ public static partial class gqa_hd128_long
             int f = t + 0;
             if (f < 32)
             {
-                int h = f / 32;
-                int c = f % 32;
+                int h = (f >> 5);
+                int c = (f & 31);
                 var acc = slotAcc + sSlotSum[0 + f] + sSlotSum[32 + f] + sSlotSum[64 + f];
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
@@ -1420,9 +1420,9 @@ public static partial class gqa_hd128_long
                 // partition a batch reads partition 0 again with max -inf, i.e. weight 0.
                 {
                     int i = t + 0;
-                    int f = i % 32;
-                    int h = f / 32;
-                    int c = f % 32;
+                    int f = (i & 31);
+                    int h = (f >> 5);
+                    int c = (f & 31);
                     long row = first + h * (long)m.PartitionSlots;
                     float mx = float.NegativeInfinity, sum = 0f;
                     var acc = default(Float4);
@@ -1543,7 +1543,7 @@ public static partial class gqa_hd128_long
                 // Merge the slices: M = max_s M_s, out = Σ_s acc_s·exp(M_s - M) / Σ_s L_s·exp(M_s - M).
                 if (t < 32)
                 {
-                    int h = t / 32;
+                    int h = (t >> 5);
                     float mx = XMath.Max(XMath.Max(sSlice[0 + h * 2], sSlice[2 + h * 2]), XMath.Max(sSlice[4 + h * 2], sSlice[6 + h * 2]));
                     float sum = 0f;
                     var acc = default(Float4);
@@ -1582,10 +1582,10 @@ public static partial class gqa_hd128_long
     /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
     public static void DecodeMma(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
     {
-        int item = Grid.IdxX / 1;
-        int headGroup = Grid.IdxX % 1;
+        int item = (Grid.IdxX >> 0);
+        int headGroup = (Grid.IdxX & 0);
         int firstHead = headGroup * 2;
-        int kvHead = firstHead / 2;
+        int kvHead = (firstHead >> 1);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
         int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];
@@ -1594,7 +1594,7 @@ public static partial class gqa_hd128_long
         int context = m.DecodeWork[work + 3];
         int k0 = part * 256;
         int numKeys = context - k0 < 256 ? context - k0 : 256;
-        int partitions = (context + 255) / 256;
+        int partitions = ((context + 255) >> 8);
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(64);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
@@ -1607,7 +1607,7 @@ public static partial class gqa_hd128_long
         var sSlice = SharedMemory.Allocate<float>(8);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 >> 4;
+        int firstBlock = (k0 >> 4);
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -1618,7 +1618,7 @@ public static partial class gqa_hd128_long
             int f = t + 0;
             if (f < 64)
             {
-                long src = ((long)token * 2 + firstHead + f / 32) * 128 + f % 32 * 4;
+                long src = ((long)token * 2 + firstHead + (f >> 5)) * 128 + (f & 31) * 4;
                 qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.088388346f;
             }
         }
@@ -1640,7 +1640,7 @@ public static partial class gqa_hd128_long
         // K in batches of 4 tile(s), each batch's loads together (keys g and g + 8 of a tile, dims 32j + 8tq .. + 7
         // of each 32: the A fragments of Sᵀ = K·Qᵀ as loaded). Keys past the context read rows of valid blocks (the
         // plan repeats the last one) and score -inf.
-        long kRow0 = ((long)sBlock[(jK0 - g) >> 4] * 1 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long kRow0 = ((long)sBlock[((jK0 - g) >> 4)] * 1 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
         long kA0 = kRow0 + g * 16 + tq;
         long kB0 = kA0 + 128;
         var ka0_0 = keyCache[kA0 + 0];   // [key g, dims 0 + 8tq ..]
@@ -1651,7 +1651,7 @@ public static partial class gqa_hd128_long
         var kb0_2 = keyCache[kB0 + 8];   // [key g + 8, dims 64 + 8tq ..]
         var ka0_3 = keyCache[kA0 + 12];   // [key g, dims 96 + 8tq ..]
         var kb0_3 = keyCache[kB0 + 12];   // [key g + 8, dims 96 + 8tq ..]
-        long kRow1 = ((long)sBlock[(jK1 - g) >> 4] * 1 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long kRow1 = ((long)sBlock[((jK1 - g) >> 4)] * 1 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
         long kA1 = kRow1 + g * 16 + tq;
         long kB1 = kA1 + 128;
         var ka1_0 = keyCache[kA1 + 0];   // [key g, dims 0 + 8tq ..]
@@ -1662,7 +1662,7 @@ public static partial class gqa_hd128_long
         var kb1_2 = keyCache[kB1 + 8];   // [key g + 8, dims 64 + 8tq ..]
         var ka1_3 = keyCache[kA1 + 12];   // [key g, dims 96 + 8tq ..]
         var kb1_3 = keyCache[kB1 + 12];   // [key g + 8, dims 96 + 8tq ..]
-        long kRow2 = ((long)sBlock[(jK2 - g) >> 4] * 1 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long kRow2 = ((long)sBlock[((jK2 - g) >> 4)] * 1 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
         long kA2 = kRow2 + g * 16 + tq;
         long kB2 = kA2 + 128;
         var ka2_0 = keyCache[kA2 + 0];   // [key g, dims 0 + 8tq ..]
@@ -1673,7 +1673,7 @@ public static partial class gqa_hd128_long
         var kb2_2 = keyCache[kB2 + 8];   // [key g + 8, dims 64 + 8tq ..]
         var ka2_3 = keyCache[kA2 + 12];   // [key g, dims 96 + 8tq ..]
         var kb2_3 = keyCache[kB2 + 12];   // [key g + 8, dims 96 + 8tq ..]
-        long kRow3 = ((long)sBlock[(jK3 - g) >> 4] * 1 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long kRow3 = ((long)sBlock[((jK3 - g) >> 4)] * 1 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
         long kA3 = kRow3 + g * 16 + tq;
         long kB3 = kA3 + 128;
         var ka3_0 = keyCache[kA3 + 0];   // [key g, dims 0 + 8tq ..]
@@ -1903,7 +1903,7 @@ public static partial class gqa_hd128_long
             sP[(2 * tq + 1) * 256 + jK3 + 8] = jK3 + 8 < numKeys ? sc3.C3 : float.NegativeInfinity;
         }
         // V of every tile, loaded now that the K registers are free: in flight while the softmax waits on the group.
-        long vRow0 = ((long)sBlock[(jK0 - g) >> 4] * 1 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long vRow0 = ((long)sBlock[((jK0 - g) >> 4)] * 1 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
         long v0R0 = vRow0 + 2 * tq * 16 + g;
         long v1R0 = v0R0 + 16;
         long v8R0 = v0R0 + 128;
@@ -1916,7 +1916,7 @@ public static partial class gqa_hd128_long
         var v1_0_1 = valueCache[v1R0 + 8];   // [key 2tq + 1, dims 8(g + 8) ..]
         var v8_0_1 = valueCache[v8R0 + 8];   // [key 2tq + 8, dims 8(g + 8) ..]
         var v9_0_1 = valueCache[v9R0 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
-        long vRow1 = ((long)sBlock[(jK1 - g) >> 4] * 1 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long vRow1 = ((long)sBlock[((jK1 - g) >> 4)] * 1 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
         long v0R1 = vRow1 + 2 * tq * 16 + g;
         long v1R1 = v0R1 + 16;
         long v8R1 = v0R1 + 128;
@@ -1929,7 +1929,7 @@ public static partial class gqa_hd128_long
         var v1_1_1 = valueCache[v1R1 + 8];   // [key 2tq + 1, dims 8(g + 8) ..]
         var v8_1_1 = valueCache[v8R1 + 8];   // [key 2tq + 8, dims 8(g + 8) ..]
         var v9_1_1 = valueCache[v9R1 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
-        long vRow2 = ((long)sBlock[(jK2 - g) >> 4] * 1 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long vRow2 = ((long)sBlock[((jK2 - g) >> 4)] * 1 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
         long v0R2 = vRow2 + 2 * tq * 16 + g;
         long v1R2 = v0R2 + 16;
         long v8R2 = v0R2 + 128;
@@ -1942,7 +1942,7 @@ public static partial class gqa_hd128_long
         var v1_2_1 = valueCache[v1R2 + 8];   // [key 2tq + 1, dims 8(g + 8) ..]
         var v8_2_1 = valueCache[v8R2 + 8];   // [key 2tq + 8, dims 8(g + 8) ..]
         var v9_2_1 = valueCache[v9R2 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
-        long vRow3 = ((long)sBlock[(jK3 - g) >> 4] * 1 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long vRow3 = ((long)sBlock[((jK3 - g) >> 4)] * 1 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
         long v0R3 = vRow3 + 2 * tq * 16 + g;
         long v1R3 = v0R3 + 16;
         long v8R3 = v0R3 + 128;
@@ -2329,8 +2329,8 @@ public static partial class gqa_hd128_long
             int f = t + 0;
             if (f < 64)
             {
-                int h = f / 32;
-                int c = f % 32;
+                int h = (f >> 5);
+                int c = (f & 31);
                 var acc = default(Float4);
                 acc = ((sRed[0 + f] + sRed[64 + f]) + (sRed[128 + f] + sRed[192 + f]));
                 float sum = sSum[h];
@@ -2383,9 +2383,9 @@ public static partial class gqa_hd128_long
                 // partition a batch reads partition 0 again with max -inf, i.e. weight 0.
                 {
                     int i = t + 0;
-                    int f = i % 64;
-                    int h = f / 32;
-                    int c = f % 32;
+                    int f = (i & 63);
+                    int h = (f >> 5);
+                    int c = (f & 31);
                     long row = first + h * (long)m.PartitionSlots;
                     float mx = float.NegativeInfinity, sum = 0f;
                     var acc = default(Float4);
@@ -2506,7 +2506,7 @@ public static partial class gqa_hd128_long
                 // Merge the slices: M = max_s M_s, out = Σ_s acc_s·exp(M_s - M) / Σ_s L_s·exp(M_s - M).
                 if (t < 64)
                 {
-                    int h = t / 32;
+                    int h = (t >> 5);
                     float mx = XMath.Max(sSlice[0 + h * 2], sSlice[4 + h * 2]);
                     float sum = 0f;
                     var acc = default(Float4);

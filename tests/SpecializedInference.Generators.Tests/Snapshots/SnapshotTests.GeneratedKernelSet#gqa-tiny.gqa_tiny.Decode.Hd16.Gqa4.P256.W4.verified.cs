@@ -25,10 +25,10 @@ public static partial class gqa_tiny
     public static void Decode<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
     {
-        int item = Grid.IdxX / 2;
-        int headGroup = Grid.IdxX % 2;
+        int item = (Grid.IdxX >> 1);
+        int headGroup = (Grid.IdxX & 1);
         int firstHead = headGroup * 4;
-        int kvHead = firstHead / 4;
+        int kvHead = (firstHead >> 2);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
         int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];
@@ -37,7 +37,7 @@ public static partial class gqa_tiny
         int context = m.DecodeWork[work + 3];
         int k0 = part * 256;
         int numKeys = context - k0 < 256 ? context - k0 : 256;
-        int partitions = (context + 255) / 256;
+        int partitions = ((context + 255) >> 8);
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(16);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
@@ -51,7 +51,7 @@ public static partial class gqa_tiny
         var sSlice = SharedMemory.Allocate<float>(64);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 >> 4;
+        int firstBlock = (k0 >> 4);
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -62,15 +62,15 @@ public static partial class gqa_tiny
             int f = t + 0;
             if (f < 16)
             {
-                long src = ((long)token * 8 + firstHead + f / 4) * 16 + f % 4 * 4;
+                long src = ((long)token * 8 + firstHead + (f >> 2)) * 16 + (f & 3) * 4;
                 qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.25f;
             }
         }
         Group.Barrier();   // sBlock
 
         // This thread's share of P·V: keys slot + 64 * r (r < 4) of the partition, 8 dims at unit.
-        int slot = t / 2;
-        int unit = t % 2;
+        int slot = (t >> 1);
+        int unit = (t & 1);
         RawChunk8 vr0, vr1, vr2, vr3;   // V of its first 4 keys, loaded with the K rows
 
         // Scores: one key per thread (keys t + 128 * i), the whole K row in 16-byte loads, every head from the same load.
@@ -407,8 +407,8 @@ public static partial class gqa_tiny
         // the partial sums of threads past the first go through sSlotSum.
         var slotAcc = default(Float4);
         {
-            int f = t % 16;
-            int q = t / 16;
+            int f = (t & 15);
+            int q = (t >> 4);
             var sRedPart = sRed.SubView(q * 128);   // slots q * 8 .. of every column
             slotAcc = (((sRedPart[0 + f] + sRedPart[16 + f]) + (sRedPart[32 + f] + sRedPart[48 + f])) + ((sRedPart[64 + f] + sRedPart[80 + f]) + (sRedPart[96 + f] + sRedPart[112 + f])));
             if (q > 0) sSlotSum[(q - 1) * 16 + f] = slotAcc;
@@ -419,8 +419,8 @@ public static partial class gqa_tiny
             int f = t + 0;
             if (f < 16)
             {
-                int h = f / 4;
-                int c = f % 4;
+                int h = (f >> 2);
+                int c = (f & 3);
                 var acc = slotAcc + sSlotSum[0 + f] + sSlotSum[16 + f] + sSlotSum[32 + f] + sSlotSum[48 + f] + sSlotSum[64 + f] + sSlotSum[80 + f] + sSlotSum[96 + f];
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
@@ -472,9 +472,9 @@ public static partial class gqa_tiny
                 // partition a batch reads partition 0 again with max -inf, i.e. weight 0.
                 {
                     int i = t + 0;
-                    int f = i % 16;
-                    int h = f / 4;
-                    int c = f % 4;
+                    int f = (i & 15);
+                    int h = (f >> 2);
+                    int c = (f & 3);
                     long row = first + h * (long)m.PartitionSlots;
                     float mx = float.NegativeInfinity, sum = 0f;
                     var acc = default(Float4);
@@ -595,7 +595,7 @@ public static partial class gqa_tiny
                 // Merge the slices: M = max_s M_s, out = Σ_s acc_s·exp(M_s - M) / Σ_s L_s·exp(M_s - M).
                 if (t < 16)
                 {
-                    int h = t / 4;
+                    int h = (t >> 2);
                     float mx = XMath.Max(XMath.Max(XMath.Max(sSlice[0 + h * 2], sSlice[8 + h * 2]), XMath.Max(sSlice[16 + h * 2], sSlice[24 + h * 2])), XMath.Max(XMath.Max(sSlice[32 + h * 2], sSlice[40 + h * 2]), XMath.Max(sSlice[48 + h * 2], sSlice[56 + h * 2])));
                     float sum = 0f;
                     var acc = default(Float4);
@@ -649,10 +649,10 @@ public static partial class gqa_tiny
     public static void DecodeExpanded<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
     {
-        int item = Grid.IdxX / 8;
-        int headGroup = Grid.IdxX % 8;
+        int item = (Grid.IdxX >> 3);
+        int headGroup = (Grid.IdxX & 7);
         int firstHead = headGroup * 1;
-        int kvHead = firstHead / 4;
+        int kvHead = (firstHead >> 2);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
         int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];
@@ -661,7 +661,7 @@ public static partial class gqa_tiny
         int context = m.DecodeWork[work + 3];
         int k0 = part * 256;
         int numKeys = context - k0 < 256 ? context - k0 : 256;
-        int partitions = (context + 255) / 256;
+        int partitions = ((context + 255) >> 8);
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(4);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
@@ -675,7 +675,7 @@ public static partial class gqa_tiny
         var sSlice = SharedMemory.Allocate<float>(64);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 >> 4;
+        int firstBlock = (k0 >> 4);
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -686,15 +686,15 @@ public static partial class gqa_tiny
             int f = t + 0;
             if (f < 4)
             {
-                long src = ((long)token * 8 + firstHead + f / 4) * 16 + f % 4 * 4;
+                long src = ((long)token * 8 + firstHead + (f >> 2)) * 16 + (f & 3) * 4;
                 qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.25f;
             }
         }
         Group.Barrier();   // sBlock
 
         // This thread's share of P·V: keys slot + 64 * r (r < 4) of the partition, 8 dims at unit.
-        int slot = t / 2;
-        int unit = t % 2;
+        int slot = (t >> 1);
+        int unit = (t & 1);
         RawChunk8 vr0, vr1, vr2, vr3;   // V of its first 4 keys, loaded with the K rows
 
         // Scores: one key per thread (keys t + 128 * i), the whole K row in 16-byte loads, every head from the same load.
@@ -827,8 +827,8 @@ public static partial class gqa_tiny
         // the partial sums of threads past the first go through sSlotSum.
         var slotAcc = default(Float4);
         {
-            int f = t % 4;
-            int q = t / 4;
+            int f = (t & 3);
+            int q = (t >> 2);
             var sRedPart = sRed.SubView(q * 8);   // slots q * 2 .. of every column
             slotAcc = (sRedPart[0 + f] + sRedPart[4 + f]);
             if (q > 0) sSlotSum[(q - 1) * 4 + f] = slotAcc;
@@ -839,8 +839,8 @@ public static partial class gqa_tiny
             int f = t + 0;
             if (f < 4)
             {
-                int h = f / 4;
-                int c = f % 4;
+                int h = (f >> 2);
+                int c = (f & 3);
                 var acc = slotAcc + sSlotSum[0 + f] + sSlotSum[4 + f] + sSlotSum[8 + f] + sSlotSum[12 + f] + sSlotSum[16 + f] + sSlotSum[20 + f] + sSlotSum[24 + f] + sSlotSum[28 + f] + sSlotSum[32 + f] + sSlotSum[36 + f] + sSlotSum[40 + f] + sSlotSum[44 + f] + sSlotSum[48 + f] + sSlotSum[52 + f] + sSlotSum[56 + f] + sSlotSum[60 + f] + sSlotSum[64 + f] + sSlotSum[68 + f] + sSlotSum[72 + f] + sSlotSum[76 + f] + sSlotSum[80 + f] + sSlotSum[84 + f] + sSlotSum[88 + f] + sSlotSum[92 + f] + sSlotSum[96 + f] + sSlotSum[100 + f] + sSlotSum[104 + f] + sSlotSum[108 + f] + sSlotSum[112 + f] + sSlotSum[116 + f] + sSlotSum[120 + f];
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
@@ -892,9 +892,9 @@ public static partial class gqa_tiny
                 // partition a batch reads partition 0 again with max -inf, i.e. weight 0.
                 {
                     int i = t + 0;
-                    int f = i % 4;
-                    int h = f / 4;
-                    int c = f % 4;
+                    int f = (i & 3);
+                    int h = (f >> 2);
+                    int c = (f & 3);
                     long row = first + h * (long)m.PartitionSlots;
                     float mx = float.NegativeInfinity, sum = 0f;
                     var acc = default(Float4);
@@ -1015,7 +1015,7 @@ public static partial class gqa_tiny
                 // Merge the slices: M = max_s M_s, out = Σ_s acc_s·exp(M_s - M) / Σ_s L_s·exp(M_s - M).
                 if (t < 4)
                 {
-                    int h = t / 4;
+                    int h = (t >> 2);
                     float mx = XMath.Max(XMath.Max(XMath.Max(XMath.Max(XMath.Max(sSlice[0 + h * 2], sSlice[2 + h * 2]), XMath.Max(sSlice[4 + h * 2], sSlice[6 + h * 2])), XMath.Max(XMath.Max(sSlice[8 + h * 2], sSlice[10 + h * 2]), XMath.Max(sSlice[12 + h * 2], sSlice[14 + h * 2]))), XMath.Max(XMath.Max(XMath.Max(sSlice[16 + h * 2], sSlice[18 + h * 2]), XMath.Max(sSlice[20 + h * 2], sSlice[22 + h * 2])), XMath.Max(XMath.Max(sSlice[24 + h * 2], sSlice[26 + h * 2]), XMath.Max(sSlice[28 + h * 2], sSlice[30 + h * 2])))), XMath.Max(XMath.Max(XMath.Max(XMath.Max(sSlice[32 + h * 2], sSlice[34 + h * 2]), XMath.Max(sSlice[36 + h * 2], sSlice[38 + h * 2])), XMath.Max(XMath.Max(sSlice[40 + h * 2], sSlice[42 + h * 2]), XMath.Max(sSlice[44 + h * 2], sSlice[46 + h * 2]))), XMath.Max(XMath.Max(XMath.Max(sSlice[48 + h * 2], sSlice[50 + h * 2]), XMath.Max(sSlice[52 + h * 2], sSlice[54 + h * 2])), XMath.Max(XMath.Max(sSlice[56 + h * 2], sSlice[58 + h * 2]), XMath.Max(sSlice[60 + h * 2], sSlice[62 + h * 2])))));
                     float sum = 0f;
                     var acc = default(Float4);

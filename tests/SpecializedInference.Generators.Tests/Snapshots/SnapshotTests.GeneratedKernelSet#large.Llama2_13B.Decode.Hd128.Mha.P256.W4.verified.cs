@@ -28,7 +28,7 @@ public static partial class Llama2_13B
         int item = Grid.IdxX / 40;
         int headGroup = Grid.IdxX % 40;
         int firstHead = headGroup * 1;
-        int kvHead = firstHead / 1;
+        int kvHead = (firstHead >> 0);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
         int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];
@@ -37,7 +37,7 @@ public static partial class Llama2_13B
         int context = m.DecodeWork[work + 3];
         int k0 = part * 256;
         int numKeys = context - k0 < 256 ? context - k0 : 256;
-        int partitions = (context + 255) / 256;
+        int partitions = ((context + 255) >> 8);
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(32);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
@@ -51,7 +51,7 @@ public static partial class Llama2_13B
         var sSlice = SharedMemory.Allocate<float>(8);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 >> 4;
+        int firstBlock = (k0 >> 4);
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -62,15 +62,15 @@ public static partial class Llama2_13B
             int f = t + 0;
             if (f < 32)
             {
-                long src = ((long)token * 40 + firstHead + f / 32) * 128 + f % 32 * 4;
+                long src = ((long)token * 40 + firstHead + (f >> 5)) * 128 + (f & 31) * 4;
                 qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.088388346f;
             }
         }
         Group.Barrier();   // sBlock
 
         // This thread's share of P·V: keys slot + 8 * r (r < 32) of the partition, 8 dims at unit.
-        int slot = t / 16;
-        int unit = t % 16;
+        int slot = (t >> 4);
+        int unit = (t & 15);
         long vThread = ((long)kvHead * 16 + slot) * 128 + unit * 8;   // this thread's V chunk in a block, before the block
         RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7, vr8, vr9, vr10, vr11, vr12, vr13, vr14, vr15;   // V of its first 16 keys, loaded with the K rows
 
@@ -488,8 +488,8 @@ public static partial class Llama2_13B
         // the partial sums of threads past the first go through sSlotSum.
         var slotAcc = default(Float4);
         {
-            int f = t % 32;
-            int q = t / 32;
+            int f = (t & 31);
+            int q = (t >> 5);
             var sRedPart = sRed.SubView(q * 64);   // slots q * 2 .. of every column
             slotAcc = (sRedPart[0 + f] + sRedPart[32 + f]);
             if (q > 0) sSlotSum[(q - 1) * 32 + f] = slotAcc;
@@ -500,8 +500,8 @@ public static partial class Llama2_13B
             int f = t + 0;
             if (f < 32)
             {
-                int h = f / 32;
-                int c = f % 32;
+                int h = (f >> 5);
+                int c = (f & 31);
                 var acc = slotAcc + sSlotSum[0 + f] + sSlotSum[32 + f] + sSlotSum[64 + f];
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
@@ -553,9 +553,9 @@ public static partial class Llama2_13B
                 // partition a batch reads partition 0 again with max -inf, i.e. weight 0.
                 {
                     int i = t + 0;
-                    int f = i % 32;
-                    int h = f / 32;
-                    int c = f % 32;
+                    int f = (i & 31);
+                    int h = (f >> 5);
+                    int c = (f & 31);
                     long row = first + h * (long)m.PartitionSlots;
                     float mx = float.NegativeInfinity, sum = 0f;
                     var acc = default(Float4);
@@ -676,7 +676,7 @@ public static partial class Llama2_13B
                 // Merge the slices: M = max_s M_s, out = Σ_s acc_s·exp(M_s - M) / Σ_s L_s·exp(M_s - M).
                 if (t < 32)
                 {
-                    int h = t / 32;
+                    int h = (t >> 5);
                     float mx = XMath.Max(XMath.Max(sSlice[0 + h * 2], sSlice[2 + h * 2]), XMath.Max(sSlice[4 + h * 2], sSlice[6 + h * 2]));
                     float sum = 0f;
                     var acc = default(Float4);
@@ -721,7 +721,7 @@ public static partial class Llama2_13B
         int item = Grid.IdxX / 40;
         int headGroup = Grid.IdxX % 40;
         int firstHead = headGroup * 1;
-        int kvHead = firstHead / 1;
+        int kvHead = (firstHead >> 0);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
         int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];
@@ -730,7 +730,7 @@ public static partial class Llama2_13B
         int context = m.DecodeWork[work + 3];
         int k0 = part * 256;
         int numKeys = context - k0 < 256 ? context - k0 : 256;
-        int partitions = (context + 255) / 256;
+        int partitions = ((context + 255) >> 8);
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(32);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
@@ -744,7 +744,7 @@ public static partial class Llama2_13B
         var sSlice = SharedMemory.Allocate<float>(8);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 >> 4;
+        int firstBlock = (k0 >> 4);
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -755,15 +755,15 @@ public static partial class Llama2_13B
             int f = t + 0;
             if (f < 32)
             {
-                long src = ((long)token * 40 + firstHead + f / 32) * 128 + f % 32 * 4;
+                long src = ((long)token * 40 + firstHead + (f >> 5)) * 128 + (f & 31) * 4;
                 qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.088388346f;
             }
         }
         Group.Barrier();   // sBlock
 
         // This thread's share of P·V: keys slot + 8 * r (r < 32) of the partition, 8 dims at unit.
-        int slot = t / 16;
-        int unit = t % 16;
+        int slot = (t >> 4);
+        int unit = (t & 15);
         long vThread = ((long)kvHead * 16 + slot) * 128 + unit * 8;   // this thread's V chunk in a block, before the block
         RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7, vr8, vr9, vr10, vr11, vr12, vr13, vr14, vr15;   // V of its first 16 keys, loaded with the K rows
 
@@ -1181,8 +1181,8 @@ public static partial class Llama2_13B
         // the partial sums of threads past the first go through sSlotSum.
         var slotAcc = default(Float4);
         {
-            int f = t % 32;
-            int q = t / 32;
+            int f = (t & 31);
+            int q = (t >> 5);
             var sRedPart = sRed.SubView(q * 64);   // slots q * 2 .. of every column
             slotAcc = (sRedPart[0 + f] + sRedPart[32 + f]);
             if (q > 0) sSlotSum[(q - 1) * 32 + f] = slotAcc;
@@ -1193,8 +1193,8 @@ public static partial class Llama2_13B
             int f = t + 0;
             if (f < 32)
             {
-                int h = f / 32;
-                int c = f % 32;
+                int h = (f >> 5);
+                int c = (f & 31);
                 var acc = slotAcc + sSlotSum[0 + f] + sSlotSum[32 + f] + sSlotSum[64 + f];
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
@@ -1246,9 +1246,9 @@ public static partial class Llama2_13B
                 // partition a batch reads partition 0 again with max -inf, i.e. weight 0.
                 {
                     int i = t + 0;
-                    int f = i % 32;
-                    int h = f / 32;
-                    int c = f % 32;
+                    int f = (i & 31);
+                    int h = (f >> 5);
+                    int c = (f & 31);
                     long row = first + h * (long)m.PartitionSlots;
                     float mx = float.NegativeInfinity, sum = 0f;
                     var acc = default(Float4);
@@ -1369,7 +1369,7 @@ public static partial class Llama2_13B
                 // Merge the slices: M = max_s M_s, out = Σ_s acc_s·exp(M_s - M) / Σ_s L_s·exp(M_s - M).
                 if (t < 32)
                 {
-                    int h = t / 32;
+                    int h = (t >> 5);
                     float mx = XMath.Max(XMath.Max(sSlice[0 + h * 2], sSlice[2 + h * 2]), XMath.Max(sSlice[4 + h * 2], sSlice[6 + h * 2]));
                     float sum = 0f;
                     var acc = default(Float4);

@@ -25,10 +25,10 @@ public static partial class Llama3_8B
     public static void Decode<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
     {
-        int item = Grid.IdxX / 8;
-        int headGroup = Grid.IdxX % 8;
+        int item = (Grid.IdxX >> 3);
+        int headGroup = (Grid.IdxX & 7);
         int firstHead = headGroup * 4;
-        int kvHead = firstHead / 4;
+        int kvHead = (firstHead >> 2);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
         int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];
@@ -37,7 +37,7 @@ public static partial class Llama3_8B
         int context = m.DecodeWork[work + 3];
         int k0 = part * 128;
         int numKeys = context - k0 < 128 ? context - k0 : 128;
-        int partitions = (context + 127) / 128;
+        int partitions = ((context + 127) >> 7);
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(128);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
@@ -49,7 +49,7 @@ public static partial class Llama3_8B
         var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 >> 4;
+        int firstBlock = (k0 >> 4);
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -58,14 +58,14 @@ public static partial class Llama3_8B
         var qv0 = default(Float4);
         {
             int f = t + 0;
-            long src = ((long)token * 32 + firstHead + f / 32) * 128 + f % 32 * 4;
+            long src = ((long)token * 32 + firstHead + (f >> 5)) * 128 + (f & 31) * 4;
             qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.088388346f;
         }
         Group.Barrier();   // sBlock
 
         // This thread's share of P·V: keys slot + 8 * r (r < 16) of the partition, 8 dims at unit.
-        int slot = t / 16;
-        int unit = t % 16;
+        int slot = (t >> 4);
+        int unit = (t & 15);
         long vThread = ((long)kvHead * 16 + slot) * 128 + unit * 8;   // this thread's V chunk in a block, before the block
         RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7, vr8, vr9, vr10, vr11, vr12, vr13, vr14, vr15;   // V of its first 16 keys, loaded with the K rows
 
@@ -603,8 +603,8 @@ public static partial class Llama3_8B
         // Normalize by this partition's sum, write the output or the partial.
         {
             int f = t + 0;
-            int h = f / 32;
-            int c = f % 32;
+            int h = (f >> 5);
+            int c = (f & 31);
             var acc = default(Float4);
             acc = (((sRed[0 + f] + sRed[128 + f]) + (sRed[256 + f] + sRed[384 + f])) + ((sRed[512 + f] + sRed[640 + f]) + (sRed[768 + f] + sRed[896 + f])));
             float sum = sSum[h];
@@ -656,9 +656,9 @@ public static partial class Llama3_8B
                 // partition a batch reads partition 0 again with max -inf, i.e. weight 0.
                 {
                     int i = t + 0;
-                    int f = i % 128;
-                    int h = f / 32;
-                    int c = f % 32;
+                    int f = (i & 127);
+                    int h = (f >> 5);
+                    int c = (f & 31);
                     long row = first + h * (long)m.PartitionSlots;
                     float mx = float.NegativeInfinity, sum = 0f;
                     var acc = default(Float4);
@@ -794,10 +794,10 @@ public static partial class Llama3_8B
     public static void DecodeExpanded<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
     {
-        int item = Grid.IdxX / 32;
-        int headGroup = Grid.IdxX % 32;
+        int item = (Grid.IdxX >> 5);
+        int headGroup = (Grid.IdxX & 31);
         int firstHead = headGroup * 1;
-        int kvHead = firstHead / 4;
+        int kvHead = (firstHead >> 2);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
         int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];
@@ -806,7 +806,7 @@ public static partial class Llama3_8B
         int context = m.DecodeWork[work + 3];
         int k0 = part * 128;
         int numKeys = context - k0 < 128 ? context - k0 : 128;
-        int partitions = (context + 127) / 128;
+        int partitions = ((context + 127) >> 7);
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(32);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
@@ -820,7 +820,7 @@ public static partial class Llama3_8B
         var sSlice = SharedMemory.Allocate<float>(8);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 >> 4;
+        int firstBlock = (k0 >> 4);
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -831,15 +831,15 @@ public static partial class Llama3_8B
             int f = t + 0;
             if (f < 32)
             {
-                long src = ((long)token * 32 + firstHead + f / 32) * 128 + f % 32 * 4;
+                long src = ((long)token * 32 + firstHead + (f >> 5)) * 128 + (f & 31) * 4;
                 qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.088388346f;
             }
         }
         Group.Barrier();   // sBlock
 
         // This thread's share of P·V: keys slot + 8 * r (r < 16) of the partition, 8 dims at unit.
-        int slot = t / 16;
-        int unit = t % 16;
+        int slot = (t >> 4);
+        int unit = (t & 15);
         long vThread = ((long)kvHead * 16 + slot) * 128 + unit * 8;   // this thread's V chunk in a block, before the block
         RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7, vr8, vr9, vr10, vr11, vr12, vr13, vr14, vr15;   // V of its first 16 keys, loaded with the K rows
 
@@ -1072,8 +1072,8 @@ public static partial class Llama3_8B
         // the partial sums of threads past the first go through sSlotSum.
         var slotAcc = default(Float4);
         {
-            int f = t % 32;
-            int q = t / 32;
+            int f = (t & 31);
+            int q = (t >> 5);
             var sRedPart = sRed.SubView(q * 64);   // slots q * 2 .. of every column
             slotAcc = (sRedPart[0 + f] + sRedPart[32 + f]);
             if (q > 0) sSlotSum[(q - 1) * 32 + f] = slotAcc;
@@ -1084,8 +1084,8 @@ public static partial class Llama3_8B
             int f = t + 0;
             if (f < 32)
             {
-                int h = f / 32;
-                int c = f % 32;
+                int h = (f >> 5);
+                int c = (f & 31);
                 var acc = slotAcc + sSlotSum[0 + f] + sSlotSum[32 + f] + sSlotSum[64 + f];
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
@@ -1137,9 +1137,9 @@ public static partial class Llama3_8B
                 // partition a batch reads partition 0 again with max -inf, i.e. weight 0.
                 {
                     int i = t + 0;
-                    int f = i % 32;
-                    int h = f / 32;
-                    int c = f % 32;
+                    int f = (i & 31);
+                    int h = (f >> 5);
+                    int c = (f & 31);
                     long row = first + h * (long)m.PartitionSlots;
                     float mx = float.NegativeInfinity, sum = 0f;
                     var acc = default(Float4);
@@ -1260,7 +1260,7 @@ public static partial class Llama3_8B
                 // Merge the slices: M = max_s M_s, out = Σ_s acc_s·exp(M_s - M) / Σ_s L_s·exp(M_s - M).
                 if (t < 32)
                 {
-                    int h = t / 32;
+                    int h = (t >> 5);
                     float mx = XMath.Max(XMath.Max(sSlice[0 + h * 2], sSlice[2 + h * 2]), XMath.Max(sSlice[4 + h * 2], sSlice[6 + h * 2]));
                     float sum = 0f;
                     var acc = default(Float4);
@@ -1299,10 +1299,10 @@ public static partial class Llama3_8B
     /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
     public static void DecodeMma(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
     {
-        int item = Grid.IdxX / 8;
-        int headGroup = Grid.IdxX % 8;
+        int item = (Grid.IdxX >> 3);
+        int headGroup = (Grid.IdxX & 7);
         int firstHead = headGroup * 4;
-        int kvHead = firstHead / 4;
+        int kvHead = (firstHead >> 2);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
         int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];
@@ -1311,7 +1311,7 @@ public static partial class Llama3_8B
         int context = m.DecodeWork[work + 3];
         int k0 = part * 128;
         int numKeys = context - k0 < 128 ? context - k0 : 128;
-        int partitions = (context + 127) / 128;
+        int partitions = ((context + 127) >> 7);
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(128);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
@@ -1323,7 +1323,7 @@ public static partial class Llama3_8B
         var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 >> 4;
+        int firstBlock = (k0 >> 4);
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -1332,7 +1332,7 @@ public static partial class Llama3_8B
         var qv0 = default(Float4);
         {
             int f = t + 0;
-            long src = ((long)token * 32 + firstHead + f / 32) * 128 + f % 32 * 4;
+            long src = ((long)token * 32 + firstHead + (f >> 5)) * 128 + (f & 31) * 4;
             qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.088388346f;
         }
         Group.Barrier();   // sBlock
@@ -1350,7 +1350,7 @@ public static partial class Llama3_8B
         // each 32 (the A fragments of Sᵀ = K·Qᵀ as loaded). V: keys 2tq, 2tq + 1, 2tq + 8, 2tq + 9 of a tile, dims
         // 8(g + 8q) .. + 7 (paired per dim below into the A fragments of Oᵀ = Vᵀ·Pᵀ). Keys past the context read rows of
         // valid blocks (the plan repeats the last one): their scores become -inf and their V chunks 0.
-        long kRow0 = ((long)sBlock[(jK0 - g) >> 4] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long kRow0 = ((long)sBlock[((jK0 - g) >> 4)] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
         long kA0 = kRow0 + g * 16 + tq;
         long kB0 = kA0 + 128;
         var ka0_0 = keyCache[kA0 + 0];   // [key g, dims 0 + 8tq ..]
@@ -1361,7 +1361,7 @@ public static partial class Llama3_8B
         var kb0_2 = keyCache[kB0 + 8];   // [key g + 8, dims 64 + 8tq ..]
         var ka0_3 = keyCache[kA0 + 12];   // [key g, dims 96 + 8tq ..]
         var kb0_3 = keyCache[kB0 + 12];   // [key g + 8, dims 96 + 8tq ..]
-        long kRow1 = ((long)sBlock[(jK1 - g) >> 4] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long kRow1 = ((long)sBlock[((jK1 - g) >> 4)] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
         long kA1 = kRow1 + g * 16 + tq;
         long kB1 = kA1 + 128;
         var ka1_0 = keyCache[kA1 + 0];   // [key g, dims 0 + 8tq ..]
@@ -1372,7 +1372,7 @@ public static partial class Llama3_8B
         var kb1_2 = keyCache[kB1 + 8];   // [key g + 8, dims 64 + 8tq ..]
         var ka1_3 = keyCache[kA1 + 12];   // [key g, dims 96 + 8tq ..]
         var kb1_3 = keyCache[kB1 + 12];   // [key g + 8, dims 96 + 8tq ..]
-        long vRow0 = ((long)sBlock[(jK0 - g) >> 4] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long vRow0 = ((long)sBlock[((jK0 - g) >> 4)] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
         long v0R0 = vRow0 + 2 * tq * 16 + g;
         long v1R0 = v0R0 + 16;
         long v8R0 = v0R0 + 128;
@@ -1385,7 +1385,7 @@ public static partial class Llama3_8B
         var v1_0_1 = valueCache[v1R0 + 8];   // [key 2tq + 1, dims 8(g + 8) ..]
         var v8_0_1 = valueCache[v8R0 + 8];   // [key 2tq + 8, dims 8(g + 8) ..]
         var v9_0_1 = valueCache[v9R0 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
-        long vRow1 = ((long)sBlock[(jK1 - g) >> 4] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long vRow1 = ((long)sBlock[((jK1 - g) >> 4)] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
         long v0R1 = vRow1 + 2 * tq * 16 + g;
         long v1R1 = v0R1 + 16;
         long v8R1 = v0R1 + 128;
@@ -1801,8 +1801,8 @@ public static partial class Llama3_8B
         // Normalize by this partition's sum, write the output or the partial.
         {
             int f = t + 0;
-            int h = f / 32;
-            int c = f % 32;
+            int h = (f >> 5);
+            int c = (f & 31);
             var acc = default(Float4);
             acc = ((sRed[0 + f] + sRed[128 + f]) + (sRed[256 + f] + sRed[384 + f]));
             float sum = sSum[h];
@@ -1854,9 +1854,9 @@ public static partial class Llama3_8B
                 // partition a batch reads partition 0 again with max -inf, i.e. weight 0.
                 {
                     int i = t + 0;
-                    int f = i % 128;
-                    int h = f / 32;
-                    int c = f % 32;
+                    int f = (i & 127);
+                    int h = (f >> 5);
+                    int c = (f & 31);
                     long row = first + h * (long)m.PartitionSlots;
                     float mx = float.NegativeInfinity, sum = 0f;
                     var acc = default(Float4);

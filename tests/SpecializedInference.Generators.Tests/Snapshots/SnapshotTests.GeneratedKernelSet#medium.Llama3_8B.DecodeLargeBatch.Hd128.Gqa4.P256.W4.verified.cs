@@ -22,10 +22,10 @@ public static partial class Llama3_8B
     /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
     public static void DecodeMmaLargeBatch(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
     {
-        int item = Grid.IdxX / 8;
-        int headGroup = Grid.IdxX % 8;
+        int item = (Grid.IdxX >> 3);
+        int headGroup = (Grid.IdxX & 7);
         int firstHead = headGroup * 4;
-        int kvHead = firstHead / 4;
+        int kvHead = (firstHead >> 2);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
         int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];
@@ -34,7 +34,7 @@ public static partial class Llama3_8B
         int context = m.DecodeWork[work + 3];
         int k0 = part * 256;
         int numKeys = context - k0 < 256 ? context - k0 : 256;
-        int partitions = (context + 255) / 256;
+        int partitions = ((context + 255) >> 8);
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(128);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
@@ -46,7 +46,7 @@ public static partial class Llama3_8B
         var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 >> 4;
+        int firstBlock = (k0 >> 4);
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -55,7 +55,7 @@ public static partial class Llama3_8B
         var qv0 = default(Float4);
         {
             int f = t + 0;
-            long src = ((long)token * 32 + firstHead + f / 32) * 128 + f % 32 * 4;
+            long src = ((long)token * 32 + firstHead + (f >> 5)) * 128 + (f & 31) * 4;
             qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.088388346f;
         }
         Group.Barrier();   // sBlock
@@ -76,7 +76,7 @@ public static partial class Llama3_8B
         // K in batches of 4 tile(s), each batch's loads together (keys g and g + 8 of a tile, dims 32j + 8tq .. + 7
         // of each 32: the A fragments of Sᵀ = K·Qᵀ as loaded). Keys past the context read rows of valid blocks (the
         // plan repeats the last one) and score -inf.
-        long kRow0 = ((long)sBlock[(jK0 - g) >> 4] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long kRow0 = ((long)sBlock[((jK0 - g) >> 4)] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
         long kA0 = kRow0 + g * 16 + tq;
         long kB0 = kA0 + 128;
         var ka0_0 = keyCache[kA0 + 0];   // [key g, dims 0 + 8tq ..]
@@ -87,7 +87,7 @@ public static partial class Llama3_8B
         var kb0_2 = keyCache[kB0 + 8];   // [key g + 8, dims 64 + 8tq ..]
         var ka0_3 = keyCache[kA0 + 12];   // [key g, dims 96 + 8tq ..]
         var kb0_3 = keyCache[kB0 + 12];   // [key g + 8, dims 96 + 8tq ..]
-        long kRow1 = ((long)sBlock[(jK1 - g) >> 4] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long kRow1 = ((long)sBlock[((jK1 - g) >> 4)] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
         long kA1 = kRow1 + g * 16 + tq;
         long kB1 = kA1 + 128;
         var ka1_0 = keyCache[kA1 + 0];   // [key g, dims 0 + 8tq ..]
@@ -98,7 +98,7 @@ public static partial class Llama3_8B
         var kb1_2 = keyCache[kB1 + 8];   // [key g + 8, dims 64 + 8tq ..]
         var ka1_3 = keyCache[kA1 + 12];   // [key g, dims 96 + 8tq ..]
         var kb1_3 = keyCache[kB1 + 12];   // [key g + 8, dims 96 + 8tq ..]
-        long kRow2 = ((long)sBlock[(jK2 - g) >> 4] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long kRow2 = ((long)sBlock[((jK2 - g) >> 4)] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
         long kA2 = kRow2 + g * 16 + tq;
         long kB2 = kA2 + 128;
         var ka2_0 = keyCache[kA2 + 0];   // [key g, dims 0 + 8tq ..]
@@ -109,7 +109,7 @@ public static partial class Llama3_8B
         var kb2_2 = keyCache[kB2 + 8];   // [key g + 8, dims 64 + 8tq ..]
         var ka2_3 = keyCache[kA2 + 12];   // [key g, dims 96 + 8tq ..]
         var kb2_3 = keyCache[kB2 + 12];   // [key g + 8, dims 96 + 8tq ..]
-        long kRow3 = ((long)sBlock[(jK3 - g) >> 4] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long kRow3 = ((long)sBlock[((jK3 - g) >> 4)] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
         long kA3 = kRow3 + g * 16 + tq;
         long kB3 = kA3 + 128;
         var ka3_0 = keyCache[kA3 + 0];   // [key g, dims 0 + 8tq ..]
@@ -339,7 +339,7 @@ public static partial class Llama3_8B
             sP[(2 * tq + 1) * 256 + jK3 + 8] = jK3 + 8 < numKeys ? sc3.C3 : float.NegativeInfinity;
         }
         // V of every tile, loaded now that the K registers are free: in flight while the softmax waits on the group.
-        long vRow0 = ((long)sBlock[(jK0 - g) >> 4] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long vRow0 = ((long)sBlock[((jK0 - g) >> 4)] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
         long v0R0 = vRow0 + 2 * tq * 16 + g;
         long v1R0 = v0R0 + 16;
         long v8R0 = v0R0 + 128;
@@ -352,7 +352,7 @@ public static partial class Llama3_8B
         var v1_0_1 = valueCache[v1R0 + 8];   // [key 2tq + 1, dims 8(g + 8) ..]
         var v8_0_1 = valueCache[v8R0 + 8];   // [key 2tq + 8, dims 8(g + 8) ..]
         var v9_0_1 = valueCache[v9R0 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
-        long vRow1 = ((long)sBlock[(jK1 - g) >> 4] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long vRow1 = ((long)sBlock[((jK1 - g) >> 4)] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
         long v0R1 = vRow1 + 2 * tq * 16 + g;
         long v1R1 = v0R1 + 16;
         long v8R1 = v0R1 + 128;
@@ -365,7 +365,7 @@ public static partial class Llama3_8B
         var v1_1_1 = valueCache[v1R1 + 8];   // [key 2tq + 1, dims 8(g + 8) ..]
         var v8_1_1 = valueCache[v8R1 + 8];   // [key 2tq + 8, dims 8(g + 8) ..]
         var v9_1_1 = valueCache[v9R1 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
-        long vRow2 = ((long)sBlock[(jK2 - g) >> 4] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long vRow2 = ((long)sBlock[((jK2 - g) >> 4)] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
         long v0R2 = vRow2 + 2 * tq * 16 + g;
         long v1R2 = v0R2 + 16;
         long v8R2 = v0R2 + 128;
@@ -378,7 +378,7 @@ public static partial class Llama3_8B
         var v1_2_1 = valueCache[v1R2 + 8];   // [key 2tq + 1, dims 8(g + 8) ..]
         var v8_2_1 = valueCache[v8R2 + 8];   // [key 2tq + 8, dims 8(g + 8) ..]
         var v9_2_1 = valueCache[v9R2 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
-        long vRow3 = ((long)sBlock[(jK3 - g) >> 4] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
+        long vRow3 = ((long)sBlock[((jK3 - g) >> 4)] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
         long v0R3 = vRow3 + 2 * tq * 16 + g;
         long v1R3 = v0R3 + 16;
         long v8R3 = v0R3 + 128;
@@ -851,8 +851,8 @@ public static partial class Llama3_8B
         // Normalize by this partition's sum, write the output or the partial.
         {
             int f = t + 0;
-            int h = f / 32;
-            int c = f % 32;
+            int h = (f >> 5);
+            int c = (f & 31);
             var acc = default(Float4);
             acc = ((sRed[0 + f] + sRed[128 + f]) + (sRed[256 + f] + sRed[384 + f]));
             float sum = sSum[h];
@@ -904,9 +904,9 @@ public static partial class Llama3_8B
                 // partition a batch reads partition 0 again with max -inf, i.e. weight 0.
                 {
                     int i = t + 0;
-                    int f = i % 128;
-                    int h = f / 32;
-                    int c = f % 32;
+                    int f = (i & 127);
+                    int h = (f >> 5);
+                    int c = (f & 31);
                     long row = first + h * (long)m.PartitionSlots;
                     float mx = float.NegativeInfinity, sum = 0f;
                     var acc = default(Float4);

@@ -25,10 +25,10 @@ public static partial class mqa8_hd64
     public static void Decode<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
     {
-        int item = Grid.IdxX / 1;
-        int headGroup = Grid.IdxX % 1;
+        int item = (Grid.IdxX >> 0);
+        int headGroup = (Grid.IdxX & 0);
         int firstHead = headGroup * 8;
-        int kvHead = firstHead / 8;
+        int kvHead = (firstHead >> 3);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
         int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];
@@ -37,7 +37,7 @@ public static partial class mqa8_hd64
         int context = m.DecodeWork[work + 3];
         int k0 = part * 64;
         int numKeys = context - k0 < 64 ? context - k0 : 64;
-        int partitions = (context + 63) / 64;
+        int partitions = ((context + 63) >> 6);
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(128);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
@@ -49,7 +49,7 @@ public static partial class mqa8_hd64
         var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 >> 4;
+        int firstBlock = (k0 >> 4);
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -58,22 +58,22 @@ public static partial class mqa8_hd64
         var qv0 = default(Float4);
         {
             int f = t + 0;
-            long src = ((long)token * 8 + firstHead + f / 16) * 64 + f % 16 * 4;
+            long src = ((long)token * 8 + firstHead + (f >> 4)) * 64 + (f & 15) * 4;
             qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.125f;
         }
         Group.Barrier();   // sBlock
 
         // This thread's share of P·V: keys slot + 16 * r (r < 4) of the partition, 8 dims at unit.
-        int slot = t / 8;
-        int unit = t % 8;
+        int slot = (t >> 3);
+        int unit = (t & 7);
         long vThread = ((long)kvHead * 16 + slot) * 64 + unit * 8;   // this thread's V chunk in a block, before the block
         RawChunk8 vr0, vr1, vr2, vr3;   // V of its first 4 keys, loaded with the K rows
 
         // Scores: 2 threads per key (key t / 2), each over every 2th 8-dim unit of its row (neighbouring lanes load
         // neighbouring 16 bytes), every head from the same load; the partial dots meet in warp shuffles. A share of the K
         // row per thread leaves registers for more warps per SM.
-        int j0 = t / 2;
-        int part0 = t % 2;   // units part0 + 2 * u of the row
+        int j0 = (t >> 1);
+        int part0 = (t & 1);   // units part0 + 2 * u of the row
         var sQPart = sQ.SubView(part0 * 2);   // this thread's dims of every head's query, indexed with constants
         // A key past the context reads a row of a valid block all the same (no branch around the loads) and scores -inf.
         {
@@ -523,8 +523,8 @@ public static partial class mqa8_hd64
         // Normalize by this partition's sum, write the output or the partial.
         {
             int f = t + 0;
-            int h = f / 16;
-            int c = f % 16;
+            int h = (f >> 4);
+            int c = (f & 15);
             var acc = default(Float4);
             acc = (((sRed[0 + f] + sRed[128 + f]) + (sRed[256 + f] + sRed[384 + f])) + ((sRed[512 + f] + sRed[640 + f]) + (sRed[768 + f] + sRed[896 + f])));
             if (t < 0) { sQ[0] = acc; } // step boundary (never taken): keeps the steps in order
@@ -578,9 +578,9 @@ public static partial class mqa8_hd64
                 // partition a batch reads partition 0 again with max -inf, i.e. weight 0.
                 {
                     int i = t + 0;
-                    int f = i % 128;
-                    int h = f / 16;
-                    int c = f % 16;
+                    int f = (i & 127);
+                    int h = (f >> 4);
+                    int c = (f & 15);
                     long row = first + h * (long)m.PartitionSlots;
                     float mx = float.NegativeInfinity, sum = 0f;
                     var acc = default(Float4);
@@ -716,10 +716,10 @@ public static partial class mqa8_hd64
     public static void DecodeExpanded<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
     {
-        int item = Grid.IdxX / 8;
-        int headGroup = Grid.IdxX % 8;
+        int item = (Grid.IdxX >> 3);
+        int headGroup = (Grid.IdxX & 7);
         int firstHead = headGroup * 1;
-        int kvHead = firstHead / 8;
+        int kvHead = (firstHead >> 3);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
         int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];
@@ -728,7 +728,7 @@ public static partial class mqa8_hd64
         int context = m.DecodeWork[work + 3];
         int k0 = part * 64;
         int numKeys = context - k0 < 64 ? context - k0 : 64;
-        int partitions = (context + 63) / 64;
+        int partitions = ((context + 63) >> 6);
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(16);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
@@ -742,7 +742,7 @@ public static partial class mqa8_hd64
         var sSlice = SharedMemory.Allocate<float>(16);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 >> 4;
+        int firstBlock = (k0 >> 4);
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -753,23 +753,23 @@ public static partial class mqa8_hd64
             int f = t + 0;
             if (f < 16)
             {
-                long src = ((long)token * 8 + firstHead + f / 16) * 64 + f % 16 * 4;
+                long src = ((long)token * 8 + firstHead + (f >> 4)) * 64 + (f & 15) * 4;
                 qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.125f;
             }
         }
         Group.Barrier();   // sBlock
 
         // This thread's share of P·V: keys slot + 16 * r (r < 4) of the partition, 8 dims at unit.
-        int slot = t / 8;
-        int unit = t % 8;
+        int slot = (t >> 3);
+        int unit = (t & 7);
         long vThread = ((long)kvHead * 16 + slot) * 64 + unit * 8;   // this thread's V chunk in a block, before the block
         RawChunk8 vr0, vr1, vr2, vr3;   // V of its first 4 keys, loaded with the K rows
 
         // Scores: 2 threads per key (key t / 2), each over every 2th 8-dim unit of its row (neighbouring lanes load
         // neighbouring 16 bytes), every head from the same load; the partial dots meet in warp shuffles. A share of the K
         // row per thread leaves registers for more warps per SM.
-        int j0 = t / 2;
-        int part0 = t % 2;   // units part0 + 2 * u of the row
+        int j0 = (t >> 1);
+        int part0 = (t & 1);   // units part0 + 2 * u of the row
         var sQPart = sQ.SubView(part0 * 2);   // this thread's dims of every head's query, indexed with constants
         // A key past the context reads a row of a valid block all the same (no branch around the loads) and scores -inf.
         {
@@ -877,8 +877,8 @@ public static partial class mqa8_hd64
         // the partial sums of threads past the first go through sSlotSum.
         var slotAcc = default(Float4);
         {
-            int f = t % 16;
-            int q = t / 16;
+            int f = (t & 15);
+            int q = (t >> 4);
             var sRedPart = sRed.SubView(q * 32);   // slots q * 2 .. of every column
             slotAcc = (sRedPart[0 + f] + sRedPart[16 + f]);
             if (q > 0) sSlotSum[(q - 1) * 16 + f] = slotAcc;
@@ -889,8 +889,8 @@ public static partial class mqa8_hd64
             int f = t + 0;
             if (f < 16)
             {
-                int h = f / 16;
-                int c = f % 16;
+                int h = (f >> 4);
+                int c = (f & 15);
                 var acc = slotAcc + sSlotSum[0 + f] + sSlotSum[16 + f] + sSlotSum[32 + f] + sSlotSum[48 + f] + sSlotSum[64 + f] + sSlotSum[80 + f] + sSlotSum[96 + f];
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
@@ -942,9 +942,9 @@ public static partial class mqa8_hd64
                 // partition a batch reads partition 0 again with max -inf, i.e. weight 0.
                 {
                     int i = t + 0;
-                    int f = i % 16;
-                    int h = f / 16;
-                    int c = f % 16;
+                    int f = (i & 15);
+                    int h = (f >> 4);
+                    int c = (f & 15);
                     long row = first + h * (long)m.PartitionSlots;
                     float mx = float.NegativeInfinity, sum = 0f;
                     var acc = default(Float4);
@@ -1065,7 +1065,7 @@ public static partial class mqa8_hd64
                 // Merge the slices: M = max_s M_s, out = Σ_s acc_s·exp(M_s - M) / Σ_s L_s·exp(M_s - M).
                 if (t < 16)
                 {
-                    int h = t / 16;
+                    int h = (t >> 4);
                     float mx = XMath.Max(XMath.Max(XMath.Max(sSlice[0 + h * 2], sSlice[2 + h * 2]), XMath.Max(sSlice[4 + h * 2], sSlice[6 + h * 2])), XMath.Max(XMath.Max(sSlice[8 + h * 2], sSlice[10 + h * 2]), XMath.Max(sSlice[12 + h * 2], sSlice[14 + h * 2])));
                     float sum = 0f;
                     var acc = default(Float4);
@@ -1116,10 +1116,10 @@ public static partial class mqa8_hd64
     /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
     public static void DecodeMma(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
     {
-        int item = Grid.IdxX / 1;
-        int headGroup = Grid.IdxX % 1;
+        int item = (Grid.IdxX >> 0);
+        int headGroup = (Grid.IdxX & 0);
         int firstHead = headGroup * 8;
-        int kvHead = firstHead / 8;
+        int kvHead = (firstHead >> 3);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
         int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];
@@ -1128,7 +1128,7 @@ public static partial class mqa8_hd64
         int context = m.DecodeWork[work + 3];
         int k0 = part * 64;
         int numKeys = context - k0 < 64 ? context - k0 : 64;
-        int partitions = (context + 63) / 64;
+        int partitions = ((context + 63) >> 6);
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(128);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
@@ -1140,7 +1140,7 @@ public static partial class mqa8_hd64
         var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 >> 4;
+        int firstBlock = (k0 >> 4);
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -1149,7 +1149,7 @@ public static partial class mqa8_hd64
         var qv0 = default(Float4);
         {
             int f = t + 0;
-            long src = ((long)token * 8 + firstHead + f / 16) * 64 + f % 16 * 4;
+            long src = ((long)token * 8 + firstHead + (f >> 4)) * 64 + (f & 15) * 4;
             qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.125f;
         }
         Group.Barrier();   // sBlock
@@ -1165,14 +1165,14 @@ public static partial class mqa8_hd64
         // each 32 (the A fragments of Sᵀ = K·Qᵀ as loaded). V: keys 2tq, 2tq + 1, 2tq + 8, 2tq + 9 of a tile, dims
         // 8(g + 8q) .. + 7 (paired per dim below into the A fragments of Oᵀ = Vᵀ·Pᵀ). Keys past the context read rows of
         // valid blocks (the plan repeats the last one): their scores become -inf and their V chunks 0.
-        long kRow0 = ((long)sBlock[(jK0 - g) >> 4] * 1 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
+        long kRow0 = ((long)sBlock[((jK0 - g) >> 4)] * 1 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
         long kA0 = kRow0 + g * 8 + tq;
         long kB0 = kA0 + 64;
         var ka0_0 = keyCache[kA0 + 0];   // [key g, dims 0 + 8tq ..]
         var kb0_0 = keyCache[kB0 + 0];   // [key g + 8, dims 0 + 8tq ..]
         var ka0_1 = keyCache[kA0 + 4];   // [key g, dims 32 + 8tq ..]
         var kb0_1 = keyCache[kB0 + 4];   // [key g + 8, dims 32 + 8tq ..]
-        long vRow0 = ((long)sBlock[(jK0 - g) >> 4] * 1 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
+        long vRow0 = ((long)sBlock[((jK0 - g) >> 4)] * 1 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
         long v0R0 = vRow0 + 2 * tq * 8 + g;
         long v1R0 = v0R0 + 8;
         long v8R0 = v0R0 + 64;
@@ -1483,8 +1483,8 @@ public static partial class mqa8_hd64
         // Normalize by this partition's sum, write the output or the partial.
         {
             int f = t + 0;
-            int h = f / 16;
-            int c = f % 16;
+            int h = (f >> 4);
+            int c = (f & 15);
             var acc = default(Float4);
             acc = ((sRed[0 + f] + sRed[128 + f]) + (sRed[256 + f] + sRed[384 + f]));
             float sum = sSum[h];
@@ -1536,9 +1536,9 @@ public static partial class mqa8_hd64
                 // partition a batch reads partition 0 again with max -inf, i.e. weight 0.
                 {
                     int i = t + 0;
-                    int f = i % 128;
-                    int h = f / 16;
-                    int c = f % 16;
+                    int f = (i & 127);
+                    int h = (f >> 4);
+                    int c = (f & 15);
                     long row = first + h * (long)m.PartitionSlots;
                     float mx = float.NegativeInfinity, sum = 0f;
                     var acc = default(Float4);

@@ -22,10 +22,10 @@ public static partial class mqa8_hd64
     /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
     public static void DecodeMmaLargeBatch(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
     {
-        int item = Grid.IdxX / 1;
-        int headGroup = Grid.IdxX % 1;
+        int item = (Grid.IdxX >> 0);
+        int headGroup = (Grid.IdxX & 0);
         int firstHead = headGroup * 8;
-        int kvHead = firstHead / 8;
+        int kvHead = (firstHead >> 3);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
         int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];
@@ -34,7 +34,7 @@ public static partial class mqa8_hd64
         int context = m.DecodeWork[work + 3];
         int k0 = part * 128;
         int numKeys = context - k0 < 128 ? context - k0 : 128;
-        int partitions = (context + 127) / 128;
+        int partitions = ((context + 127) >> 7);
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(128);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
@@ -46,7 +46,7 @@ public static partial class mqa8_hd64
         var sLast = SharedMemory.Allocate<int>(1);      // [1] whether this group drew its decode's last ticket
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 >> 4;
+        int firstBlock = (k0 >> 4);
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -55,13 +55,13 @@ public static partial class mqa8_hd64
         var qv0 = default(Float4);
         {
             int f = t + 0;
-            long src = ((long)token * 8 + firstHead + f / 16) * 64 + f % 16 * 4;
+            long src = ((long)token * 8 + firstHead + (f >> 4)) * 64 + (f & 15) * 4;
             qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.125f;
         }
         var qv1 = default(Float4);
         {
             int f = t + 64;
-            long src = ((long)token * 8 + firstHead + f / 16) * 64 + f % 16 * 4;
+            long src = ((long)token * 8 + firstHead + (f >> 4)) * 64 + (f & 15) * 4;
             qv1 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.125f;
         }
         Group.Barrier();   // sBlock
@@ -83,35 +83,35 @@ public static partial class mqa8_hd64
         // each 32 (the A fragments of Sᵀ = K·Qᵀ as loaded). V: keys 2tq, 2tq + 1, 2tq + 8, 2tq + 9 of a tile, dims
         // 8(g + 8q) .. + 7 (paired per dim below into the A fragments of Oᵀ = Vᵀ·Pᵀ). Keys past the context read rows of
         // valid blocks (the plan repeats the last one): their scores become -inf and their V chunks 0.
-        long kRow0 = ((long)sBlock[(jK0 - g) >> 4] * 1 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
+        long kRow0 = ((long)sBlock[((jK0 - g) >> 4)] * 1 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
         long kA0 = kRow0 + g * 8 + tq;
         long kB0 = kA0 + 64;
         var ka0_0 = keyCache[kA0 + 0];   // [key g, dims 0 + 8tq ..]
         var kb0_0 = keyCache[kB0 + 0];   // [key g + 8, dims 0 + 8tq ..]
         var ka0_1 = keyCache[kA0 + 4];   // [key g, dims 32 + 8tq ..]
         var kb0_1 = keyCache[kB0 + 4];   // [key g + 8, dims 32 + 8tq ..]
-        long kRow1 = ((long)sBlock[(jK1 - g) >> 4] * 1 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
+        long kRow1 = ((long)sBlock[((jK1 - g) >> 4)] * 1 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
         long kA1 = kRow1 + g * 8 + tq;
         long kB1 = kA1 + 64;
         var ka1_0 = keyCache[kA1 + 0];   // [key g, dims 0 + 8tq ..]
         var kb1_0 = keyCache[kB1 + 0];   // [key g + 8, dims 0 + 8tq ..]
         var ka1_1 = keyCache[kA1 + 4];   // [key g, dims 32 + 8tq ..]
         var kb1_1 = keyCache[kB1 + 4];   // [key g + 8, dims 32 + 8tq ..]
-        long kRow2 = ((long)sBlock[(jK2 - g) >> 4] * 1 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
+        long kRow2 = ((long)sBlock[((jK2 - g) >> 4)] * 1 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
         long kA2 = kRow2 + g * 8 + tq;
         long kB2 = kA2 + 64;
         var ka2_0 = keyCache[kA2 + 0];   // [key g, dims 0 + 8tq ..]
         var kb2_0 = keyCache[kB2 + 0];   // [key g + 8, dims 0 + 8tq ..]
         var ka2_1 = keyCache[kA2 + 4];   // [key g, dims 32 + 8tq ..]
         var kb2_1 = keyCache[kB2 + 4];   // [key g + 8, dims 32 + 8tq ..]
-        long kRow3 = ((long)sBlock[(jK3 - g) >> 4] * 1 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
+        long kRow3 = ((long)sBlock[((jK3 - g) >> 4)] * 1 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
         long kA3 = kRow3 + g * 8 + tq;
         long kB3 = kA3 + 64;
         var ka3_0 = keyCache[kA3 + 0];   // [key g, dims 0 + 8tq ..]
         var kb3_0 = keyCache[kB3 + 0];   // [key g + 8, dims 0 + 8tq ..]
         var ka3_1 = keyCache[kA3 + 4];   // [key g, dims 32 + 8tq ..]
         var kb3_1 = keyCache[kB3 + 4];   // [key g + 8, dims 32 + 8tq ..]
-        long vRow0 = ((long)sBlock[(jK0 - g) >> 4] * 1 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
+        long vRow0 = ((long)sBlock[((jK0 - g) >> 4)] * 1 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
         long v0R0 = vRow0 + 2 * tq * 8 + g;
         long v1R0 = v0R0 + 8;
         long v8R0 = v0R0 + 64;
@@ -120,7 +120,7 @@ public static partial class mqa8_hd64
         var v1_0_0 = valueCache[v1R0 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
         var v8_0_0 = valueCache[v8R0 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
         var v9_0_0 = valueCache[v9R0 + 0];   // [key 2tq + 9, dims 8(g + 0) ..]
-        long vRow1 = ((long)sBlock[(jK1 - g) >> 4] * 1 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
+        long vRow1 = ((long)sBlock[((jK1 - g) >> 4)] * 1 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
         long v0R1 = vRow1 + 2 * tq * 8 + g;
         long v1R1 = v0R1 + 8;
         long v8R1 = v0R1 + 64;
@@ -129,7 +129,7 @@ public static partial class mqa8_hd64
         var v1_1_0 = valueCache[v1R1 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
         var v8_1_0 = valueCache[v8R1 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
         var v9_1_0 = valueCache[v9R1 + 0];   // [key 2tq + 9, dims 8(g + 0) ..]
-        long vRow2 = ((long)sBlock[(jK2 - g) >> 4] * 1 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
+        long vRow2 = ((long)sBlock[((jK2 - g) >> 4)] * 1 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
         long v0R2 = vRow2 + 2 * tq * 8 + g;
         long v1R2 = v0R2 + 8;
         long v8R2 = v0R2 + 64;
@@ -138,7 +138,7 @@ public static partial class mqa8_hd64
         var v1_2_0 = valueCache[v1R2 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
         var v8_2_0 = valueCache[v8R2 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
         var v9_2_0 = valueCache[v9R2 + 0];   // [key 2tq + 9, dims 8(g + 0) ..]
-        long vRow3 = ((long)sBlock[(jK3 - g) >> 4] * 1 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
+        long vRow3 = ((long)sBlock[((jK3 - g) >> 4)] * 1 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
         long v0R3 = vRow3 + 2 * tq * 8 + g;
         long v1R3 = v0R3 + 8;
         long v8R3 = v0R3 + 64;
@@ -675,8 +675,8 @@ public static partial class mqa8_hd64
         // Normalize by this partition's sum, write the output or the partial.
         {
             int f = t + 0;
-            int h = f / 16;
-            int c = f % 16;
+            int h = (f >> 4);
+            int c = (f & 15);
             var acc = default(Float4);
             acc = (sRed[0 + f] + sRed[128 + f]);
             float sum = sSum[h];
@@ -703,8 +703,8 @@ public static partial class mqa8_hd64
         }
         {
             int f = t + 64;
-            int h = f / 16;
-            int c = f % 16;
+            int h = (f >> 4);
+            int c = (f & 15);
             var acc = default(Float4);
             acc = (sRed[0 + f] + sRed[128 + f]);
             float sum = sSum[h];
@@ -756,9 +756,9 @@ public static partial class mqa8_hd64
                 // partition a batch reads partition 0 again with max -inf, i.e. weight 0.
                 {
                     int i = t + 0;
-                    int f = i % 128;
-                    int h = f / 16;
-                    int c = f % 16;
+                    int f = (i & 127);
+                    int h = (f >> 4);
+                    int c = (f & 15);
                     long row = first + h * (long)m.PartitionSlots;
                     float mx = float.NegativeInfinity, sum = 0f;
                     var acc = default(Float4);
@@ -877,9 +877,9 @@ public static partial class mqa8_hd64
                 }
                 {
                     int i = t + 64;
-                    int f = i % 128;
-                    int h = f / 16;
-                    int c = f % 16;
+                    int f = (i & 127);
+                    int h = (f >> 4);
+                    int c = (f & 15);
                     long row = first + h * (long)m.PartitionSlots;
                     float mx = float.NegativeInfinity, sum = 0f;
                     var acc = default(Float4);

@@ -25,8 +25,8 @@ public static partial class odd_tiles
     public static void Decode<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
     {
-        int item = Grid.IdxX / 2;
-        int headGroup = Grid.IdxX % 2;
+        int item = (Grid.IdxX >> 1);
+        int headGroup = (Grid.IdxX & 1);
         int firstHead = headGroup * 3;
         int kvHead = firstHead / 3;
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
@@ -37,7 +37,7 @@ public static partial class odd_tiles
         int context = m.DecodeWork[work + 3];
         int k0 = part * 64;
         int numKeys = context - k0 < 64 ? context - k0 : 64;
-        int partitions = (context + 63) / 64;
+        int partitions = ((context + 63) >> 6);
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(12);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
@@ -51,7 +51,7 @@ public static partial class odd_tiles
         var sSlice = SharedMemory.Allocate<float>(12);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 >> 3;
+        int firstBlock = (k0 >> 3);
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -62,15 +62,15 @@ public static partial class odd_tiles
             int f = t + 0;
             if (f < 12)
             {
-                long src = ((long)token * 6 + firstHead + f / 4) * 16 + f % 4 * 4;
+                long src = ((long)token * 6 + firstHead + (f >> 2)) * 16 + (f & 3) * 4;
                 qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.25f;
             }
         }
         Group.Barrier();   // sBlock
 
         // This thread's share of P·V: keys slot + 16 * r (r < 4) of the partition, 8 dims at unit.
-        int slot = t / 2;
-        int unit = t % 2;
+        int slot = (t >> 1);
+        int unit = (t & 1);
         RawChunk8 vr0, vr1, vr2, vr3;   // V of its first 4 keys, loaded with the K rows
 
         // Scores: one key per thread (keys t + 32 * i), the whole K row in 16-byte loads, every head from the same load.
@@ -300,8 +300,8 @@ public static partial class odd_tiles
             int f = t + 0;
             if (f < 12)
             {
-                int h = f / 4;
-                int c = f % 4;
+                int h = (f >> 2);
+                int c = (f & 3);
                 var acc = slotAcc + sSlotSum[0 + f];
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
@@ -356,8 +356,8 @@ public static partial class odd_tiles
                     if (i < 24)
                     {
                         int f = i % 12;
-                        int h = f / 4;
-                        int c = f % 4;
+                        int h = (f >> 2);
+                        int c = (f & 3);
                         long row = first + h * (long)m.PartitionSlots;
                         float mx = float.NegativeInfinity, sum = 0f;
                         var acc = default(Float4);
@@ -479,7 +479,7 @@ public static partial class odd_tiles
                 // Merge the slices: M = max_s M_s, out = Σ_s acc_s·exp(M_s - M) / Σ_s L_s·exp(M_s - M).
                 if (t < 12)
                 {
-                    int h = t / 4;
+                    int h = (t >> 2);
                     float mx = XMath.Max(sSlice[0 + h * 2], sSlice[6 + h * 2]);
                     float sum = 0f;
                     var acc = default(Float4);
@@ -527,7 +527,7 @@ public static partial class odd_tiles
         int context = m.DecodeWork[work + 3];
         int k0 = part * 64;
         int numKeys = context - k0 < 64 ? context - k0 : 64;
-        int partitions = (context + 63) / 64;
+        int partitions = ((context + 63) >> 6);
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(4);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
@@ -541,7 +541,7 @@ public static partial class odd_tiles
         var sSlice = SharedMemory.Allocate<float>(16);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 >> 3;
+        int firstBlock = (k0 >> 3);
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -552,15 +552,15 @@ public static partial class odd_tiles
             int f = t + 0;
             if (f < 4)
             {
-                long src = ((long)token * 6 + firstHead + f / 4) * 16 + f % 4 * 4;
+                long src = ((long)token * 6 + firstHead + (f >> 2)) * 16 + (f & 3) * 4;
                 qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.25f;
             }
         }
         Group.Barrier();   // sBlock
 
         // This thread's share of P·V: keys slot + 16 * r (r < 4) of the partition, 8 dims at unit.
-        int slot = t / 2;
-        int unit = t % 2;
+        int slot = (t >> 1);
+        int unit = (t & 1);
         RawChunk8 vr0, vr1, vr2, vr3;   // V of its first 4 keys, loaded with the K rows
 
         // Scores: one key per thread (keys t + 32 * i), the whole K row in 16-byte loads, every head from the same load.
@@ -675,8 +675,8 @@ public static partial class odd_tiles
         // the partial sums of threads past the first go through sSlotSum.
         var slotAcc = default(Float4);
         {
-            int f = t % 4;
-            int q = t / 4;
+            int f = (t & 3);
+            int q = (t >> 2);
             var sRedPart = sRed.SubView(q * 8);   // slots q * 2 .. of every column
             slotAcc = (sRedPart[0 + f] + sRedPart[4 + f]);
             if (q > 0) sSlotSum[(q - 1) * 4 + f] = slotAcc;
@@ -687,8 +687,8 @@ public static partial class odd_tiles
             int f = t + 0;
             if (f < 4)
             {
-                int h = f / 4;
-                int c = f % 4;
+                int h = (f >> 2);
+                int c = (f & 3);
                 var acc = slotAcc + sSlotSum[0 + f] + sSlotSum[4 + f] + sSlotSum[8 + f] + sSlotSum[12 + f] + sSlotSum[16 + f] + sSlotSum[20 + f] + sSlotSum[24 + f];
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
@@ -740,9 +740,9 @@ public static partial class odd_tiles
                 // partition a batch reads partition 0 again with max -inf, i.e. weight 0.
                 {
                     int i = t + 0;
-                    int f = i % 4;
-                    int h = f / 4;
-                    int c = f % 4;
+                    int f = (i & 3);
+                    int h = (f >> 2);
+                    int c = (f & 3);
                     long row = first + h * (long)m.PartitionSlots;
                     float mx = float.NegativeInfinity, sum = 0f;
                     var acc = default(Float4);
@@ -863,7 +863,7 @@ public static partial class odd_tiles
                 // Merge the slices: M = max_s M_s, out = Σ_s acc_s·exp(M_s - M) / Σ_s L_s·exp(M_s - M).
                 if (t < 4)
                 {
-                    int h = t / 4;
+                    int h = (t >> 2);
                     float mx = XMath.Max(XMath.Max(XMath.Max(sSlice[0 + h * 2], sSlice[2 + h * 2]), XMath.Max(sSlice[4 + h * 2], sSlice[6 + h * 2])), XMath.Max(XMath.Max(sSlice[8 + h * 2], sSlice[10 + h * 2]), XMath.Max(sSlice[12 + h * 2], sSlice[14 + h * 2])));
                     float sum = 0f;
                     var acc = default(Float4);

@@ -25,10 +25,10 @@ public static partial class TinyLlama_1_1B
     public static void Decode<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
     {
-        int item = Grid.IdxX / 8;
-        int headGroup = Grid.IdxX % 8;
+        int item = (Grid.IdxX >> 3);
+        int headGroup = (Grid.IdxX & 7);
         int firstHead = headGroup * 4;
-        int kvHead = firstHead / 8;
+        int kvHead = (firstHead >> 3);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
         int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];
@@ -37,7 +37,7 @@ public static partial class TinyLlama_1_1B
         int context = m.DecodeWork[work + 3];
         int k0 = part * 256;
         int numKeys = context - k0 < 256 ? context - k0 : 256;
-        int partitions = (context + 255) / 256;
+        int partitions = ((context + 255) >> 8);
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(64);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
@@ -51,7 +51,7 @@ public static partial class TinyLlama_1_1B
         var sSlice = SharedMemory.Allocate<float>(32);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 >> 4;
+        int firstBlock = (k0 >> 4);
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -62,15 +62,15 @@ public static partial class TinyLlama_1_1B
             int f = t + 0;
             if (f < 64)
             {
-                long src = ((long)token * 32 + firstHead + f / 16) * 64 + f % 16 * 4;
+                long src = ((long)token * 32 + firstHead + (f >> 4)) * 64 + (f & 15) * 4;
                 qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.125f;
             }
         }
         Group.Barrier();   // sBlock
 
         // This thread's share of P·V: keys slot + 32 * r (r < 8) of the partition, 8 dims at unit.
-        int slot = t / 8;
-        int unit = t % 8;
+        int slot = (t >> 3);
+        int unit = (t & 7);
         RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7;   // V of its first 8 keys, loaded with the K rows
 
         // Scores: one key per thread (keys t + 256 * i), the whole K row in 16-byte loads, every head from the same load.
@@ -480,8 +480,8 @@ public static partial class TinyLlama_1_1B
         // the partial sums of threads past the first go through sSlotSum.
         var slotAcc = default(Float4);
         {
-            int f = t % 64;
-            int q = t / 64;
+            int f = (t & 63);
+            int q = (t >> 6);
             var sRedPart = sRed.SubView(q * 512);   // slots q * 8 .. of every column
             slotAcc = (((sRedPart[0 + f] + sRedPart[64 + f]) + (sRedPart[128 + f] + sRedPart[192 + f])) + ((sRedPart[256 + f] + sRedPart[320 + f]) + (sRedPart[384 + f] + sRedPart[448 + f])));
             if (q > 0) sSlotSum[(q - 1) * 64 + f] = slotAcc;
@@ -492,8 +492,8 @@ public static partial class TinyLlama_1_1B
             int f = t + 0;
             if (f < 64)
             {
-                int h = f / 16;
-                int c = f % 16;
+                int h = (f >> 4);
+                int c = (f & 15);
                 var acc = slotAcc + sSlotSum[0 + f] + sSlotSum[64 + f] + sSlotSum[128 + f];
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
@@ -545,9 +545,9 @@ public static partial class TinyLlama_1_1B
                 // partition a batch reads partition 0 again with max -inf, i.e. weight 0.
                 {
                     int i = t + 0;
-                    int f = i % 64;
-                    int h = f / 16;
-                    int c = f % 16;
+                    int f = (i & 63);
+                    int h = (f >> 4);
+                    int c = (f & 15);
                     long row = first + h * (long)m.PartitionSlots;
                     float mx = float.NegativeInfinity, sum = 0f;
                     var acc = default(Float4);
@@ -668,7 +668,7 @@ public static partial class TinyLlama_1_1B
                 // Merge the slices: M = max_s M_s, out = Σ_s acc_s·exp(M_s - M) / Σ_s L_s·exp(M_s - M).
                 if (t < 64)
                 {
-                    int h = t / 16;
+                    int h = (t >> 4);
                     float mx = XMath.Max(XMath.Max(sSlice[0 + h * 2], sSlice[8 + h * 2]), XMath.Max(sSlice[16 + h * 2], sSlice[24 + h * 2]));
                     float sum = 0f;
                     var acc = default(Float4);
@@ -710,10 +710,10 @@ public static partial class TinyLlama_1_1B
     public static void DecodeExpanded<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
     {
-        int item = Grid.IdxX / 32;
-        int headGroup = Grid.IdxX % 32;
+        int item = (Grid.IdxX >> 5);
+        int headGroup = (Grid.IdxX & 31);
         int firstHead = headGroup * 1;
-        int kvHead = firstHead / 8;
+        int kvHead = (firstHead >> 3);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
         int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];
@@ -722,7 +722,7 @@ public static partial class TinyLlama_1_1B
         int context = m.DecodeWork[work + 3];
         int k0 = part * 256;
         int numKeys = context - k0 < 256 ? context - k0 : 256;
-        int partitions = (context + 255) / 256;
+        int partitions = ((context + 255) >> 8);
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(16);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
@@ -736,7 +736,7 @@ public static partial class TinyLlama_1_1B
         var sSlice = SharedMemory.Allocate<float>(32);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 >> 4;
+        int firstBlock = (k0 >> 4);
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -747,15 +747,15 @@ public static partial class TinyLlama_1_1B
             int f = t + 0;
             if (f < 16)
             {
-                long src = ((long)token * 32 + firstHead + f / 16) * 64 + f % 16 * 4;
+                long src = ((long)token * 32 + firstHead + (f >> 4)) * 64 + (f & 15) * 4;
                 qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.125f;
             }
         }
         Group.Barrier();   // sBlock
 
         // This thread's share of P·V: keys slot + 32 * r (r < 8) of the partition, 8 dims at unit.
-        int slot = t / 8;
-        int unit = t % 8;
+        int slot = (t >> 3);
+        int unit = (t & 7);
         RawChunk8 vr0, vr1, vr2, vr3, vr4, vr5, vr6, vr7;   // V of its first 8 keys, loaded with the K rows
 
         // Scores: one key per thread (keys t + 256 * i), the whole K row in 16-byte loads, every head from the same load.
@@ -919,8 +919,8 @@ public static partial class TinyLlama_1_1B
         // the partial sums of threads past the first go through sSlotSum.
         var slotAcc = default(Float4);
         {
-            int f = t % 16;
-            int q = t / 16;
+            int f = (t & 15);
+            int q = (t >> 4);
             var sRedPart = sRed.SubView(q * 32);   // slots q * 2 .. of every column
             slotAcc = (sRedPart[0 + f] + sRedPart[16 + f]);
             if (q > 0) sSlotSum[(q - 1) * 16 + f] = slotAcc;
@@ -931,8 +931,8 @@ public static partial class TinyLlama_1_1B
             int f = t + 0;
             if (f < 16)
             {
-                int h = f / 16;
-                int c = f % 16;
+                int h = (f >> 4);
+                int c = (f & 15);
                 var acc = slotAcc + sSlotSum[0 + f] + sSlotSum[16 + f] + sSlotSum[32 + f] + sSlotSum[48 + f] + sSlotSum[64 + f] + sSlotSum[80 + f] + sSlotSum[96 + f] + sSlotSum[112 + f] + sSlotSum[128 + f] + sSlotSum[144 + f] + sSlotSum[160 + f] + sSlotSum[176 + f] + sSlotSum[192 + f] + sSlotSum[208 + f] + sSlotSum[224 + f];
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
@@ -984,9 +984,9 @@ public static partial class TinyLlama_1_1B
                 // partition a batch reads partition 0 again with max -inf, i.e. weight 0.
                 {
                     int i = t + 0;
-                    int f = i % 16;
-                    int h = f / 16;
-                    int c = f % 16;
+                    int f = (i & 15);
+                    int h = (f >> 4);
+                    int c = (f & 15);
                     long row = first + h * (long)m.PartitionSlots;
                     float mx = float.NegativeInfinity, sum = 0f;
                     var acc = default(Float4);
@@ -1107,7 +1107,7 @@ public static partial class TinyLlama_1_1B
                 // Merge the slices: M = max_s M_s, out = Σ_s acc_s·exp(M_s - M) / Σ_s L_s·exp(M_s - M).
                 if (t < 16)
                 {
-                    int h = t / 16;
+                    int h = (t >> 4);
                     float mx = XMath.Max(XMath.Max(XMath.Max(XMath.Max(sSlice[0 + h * 2], sSlice[2 + h * 2]), XMath.Max(sSlice[4 + h * 2], sSlice[6 + h * 2])), XMath.Max(XMath.Max(sSlice[8 + h * 2], sSlice[10 + h * 2]), XMath.Max(sSlice[12 + h * 2], sSlice[14 + h * 2]))), XMath.Max(XMath.Max(XMath.Max(sSlice[16 + h * 2], sSlice[18 + h * 2]), XMath.Max(sSlice[20 + h * 2], sSlice[22 + h * 2])), XMath.Max(XMath.Max(sSlice[24 + h * 2], sSlice[26 + h * 2]), XMath.Max(sSlice[28 + h * 2], sSlice[30 + h * 2]))));
                     float sum = 0f;
                     var acc = default(Float4);
@@ -1182,10 +1182,10 @@ public static partial class TinyLlama_1_1B
     /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
     public static void DecodeMma(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
     {
-        int item = Grid.IdxX / 8;
-        int headGroup = Grid.IdxX % 8;
+        int item = (Grid.IdxX >> 3);
+        int headGroup = (Grid.IdxX & 7);
         int firstHead = headGroup * 4;
-        int kvHead = firstHead / 8;
+        int kvHead = (firstHead >> 3);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
         int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];
@@ -1194,7 +1194,7 @@ public static partial class TinyLlama_1_1B
         int context = m.DecodeWork[work + 3];
         int k0 = part * 256;
         int numKeys = context - k0 < 256 ? context - k0 : 256;
-        int partitions = (context + 255) / 256;
+        int partitions = ((context + 255) >> 8);
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(64);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
@@ -1207,7 +1207,7 @@ public static partial class TinyLlama_1_1B
         var sSlice = SharedMemory.Allocate<float>(32);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 >> 4;
+        int firstBlock = (k0 >> 4);
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -1218,7 +1218,7 @@ public static partial class TinyLlama_1_1B
             int f = t + 0;
             if (f < 64)
             {
-                long src = ((long)token * 32 + firstHead + f / 16) * 64 + f % 16 * 4;
+                long src = ((long)token * 32 + firstHead + (f >> 4)) * 64 + (f & 15) * 4;
                 qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.125f;
             }
         }
@@ -1237,21 +1237,21 @@ public static partial class TinyLlama_1_1B
         // each 32 (the A fragments of Sᵀ = K·Qᵀ as loaded). V: keys 2tq, 2tq + 1, 2tq + 8, 2tq + 9 of a tile, dims
         // 8(g + 8q) .. + 7 (paired per dim below into the A fragments of Oᵀ = Vᵀ·Pᵀ). Keys past the context read rows of
         // valid blocks (the plan repeats the last one): their scores become -inf and their V chunks 0.
-        long kRow0 = ((long)sBlock[(jK0 - g) >> 4] * 4 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
+        long kRow0 = ((long)sBlock[((jK0 - g) >> 4)] * 4 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
         long kA0 = kRow0 + g * 8 + tq;
         long kB0 = kA0 + 64;
         var ka0_0 = keyCache[kA0 + 0];   // [key g, dims 0 + 8tq ..]
         var kb0_0 = keyCache[kB0 + 0];   // [key g + 8, dims 0 + 8tq ..]
         var ka0_1 = keyCache[kA0 + 4];   // [key g, dims 32 + 8tq ..]
         var kb0_1 = keyCache[kB0 + 4];   // [key g + 8, dims 32 + 8tq ..]
-        long kRow1 = ((long)sBlock[(jK1 - g) >> 4] * 4 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
+        long kRow1 = ((long)sBlock[((jK1 - g) >> 4)] * 4 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
         long kA1 = kRow1 + g * 8 + tq;
         long kB1 = kA1 + 64;
         var ka1_0 = keyCache[kA1 + 0];   // [key g, dims 0 + 8tq ..]
         var kb1_0 = keyCache[kB1 + 0];   // [key g + 8, dims 0 + 8tq ..]
         var ka1_1 = keyCache[kA1 + 4];   // [key g, dims 32 + 8tq ..]
         var kb1_1 = keyCache[kB1 + 4];   // [key g + 8, dims 32 + 8tq ..]
-        long vRow0 = ((long)sBlock[(jK0 - g) >> 4] * 4 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
+        long vRow0 = ((long)sBlock[((jK0 - g) >> 4)] * 4 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
         long v0R0 = vRow0 + 2 * tq * 8 + g;
         long v1R0 = v0R0 + 8;
         long v8R0 = v0R0 + 64;
@@ -1260,7 +1260,7 @@ public static partial class TinyLlama_1_1B
         var v1_0_0 = valueCache[v1R0 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
         var v8_0_0 = valueCache[v8R0 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
         var v9_0_0 = valueCache[v9R0 + 0];   // [key 2tq + 9, dims 8(g + 0) ..]
-        long vRow1 = ((long)sBlock[(jK1 - g) >> 4] * 4 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
+        long vRow1 = ((long)sBlock[((jK1 - g) >> 4)] * 4 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
         long v0R1 = vRow1 + 2 * tq * 8 + g;
         long v1R1 = v0R1 + 8;
         long v8R1 = v0R1 + 64;
@@ -1618,8 +1618,8 @@ public static partial class TinyLlama_1_1B
             int f = t + 0;
             if (f < 64)
             {
-                int h = f / 16;
-                int c = f % 16;
+                int h = (f >> 4);
+                int c = (f & 15);
                 var acc = default(Float4);
                 acc = (((sRed[0 + f] + sRed[64 + f]) + (sRed[128 + f] + sRed[192 + f])) + ((sRed[256 + f] + sRed[320 + f]) + (sRed[384 + f] + sRed[448 + f])));
                 float sum = sSum[h];
@@ -1672,9 +1672,9 @@ public static partial class TinyLlama_1_1B
                 // partition a batch reads partition 0 again with max -inf, i.e. weight 0.
                 {
                     int i = t + 0;
-                    int f = i % 64;
-                    int h = f / 16;
-                    int c = f % 16;
+                    int f = (i & 63);
+                    int h = (f >> 4);
+                    int c = (f & 15);
                     long row = first + h * (long)m.PartitionSlots;
                     float mx = float.NegativeInfinity, sum = 0f;
                     var acc = default(Float4);
@@ -1795,7 +1795,7 @@ public static partial class TinyLlama_1_1B
                 // Merge the slices: M = max_s M_s, out = Σ_s acc_s·exp(M_s - M) / Σ_s L_s·exp(M_s - M).
                 if (t < 64)
                 {
-                    int h = t / 16;
+                    int h = (t >> 4);
                     float mx = XMath.Max(XMath.Max(sSlice[0 + h * 2], sSlice[8 + h * 2]), XMath.Max(sSlice[16 + h * 2], sSlice[24 + h * 2]));
                     float sum = 0f;
                     var acc = default(Float4);

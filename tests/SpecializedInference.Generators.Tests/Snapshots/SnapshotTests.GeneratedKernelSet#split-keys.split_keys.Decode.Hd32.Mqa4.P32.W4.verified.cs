@@ -25,10 +25,10 @@ public static partial class split_keys
     public static void Decode<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
     {
-        int item = Grid.IdxX / 1;
-        int headGroup = Grid.IdxX % 1;
+        int item = (Grid.IdxX >> 0);
+        int headGroup = (Grid.IdxX & 0);
         int firstHead = headGroup * 4;
-        int kvHead = firstHead / 4;
+        int kvHead = (firstHead >> 2);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
         int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];
@@ -37,7 +37,7 @@ public static partial class split_keys
         int context = m.DecodeWork[work + 3];
         int k0 = part * 32;
         int numKeys = context - k0 < 32 ? context - k0 : 32;
-        int partitions = (context + 31) / 32;
+        int partitions = ((context + 31) >> 5);
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(32);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
@@ -51,7 +51,7 @@ public static partial class split_keys
         var sSlice = SharedMemory.Allocate<float>(32);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 >> 4;
+        int firstBlock = (k0 >> 4);
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -62,22 +62,22 @@ public static partial class split_keys
             int f = t + 0;
             if (f < 32)
             {
-                long src = ((long)token * 4 + firstHead + f / 8) * 32 + f % 8 * 4;
+                long src = ((long)token * 4 + firstHead + (f >> 3)) * 32 + (f & 7) * 4;
                 qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.17677669f;
             }
         }
         Group.Barrier();   // sBlock
 
         // This thread's share of P·V: keys slot + 32 * r (r < 1) of the partition, 8 dims at unit.
-        int slot = t / 4;
-        int unit = t % 4;
+        int slot = (t >> 2);
+        int unit = (t & 3);
         RawChunk8 vr0;   // V of its first 1 keys, loaded with the K rows
 
         // Scores: 4 threads per key (key t / 4), each over every 4th 8-dim unit of its row (neighbouring lanes load
         // neighbouring 16 bytes), every head from the same load; the partial dots meet in warp shuffles. A share of the K
         // row per thread leaves registers for more warps per SM.
-        int j0 = t / 4;
-        int part0 = t % 4;   // units part0 + 4 * u of the row
+        int j0 = (t >> 2);
+        int part0 = (t & 3);   // units part0 + 4 * u of the row
         var sQPart = sQ.SubView(part0 * 2);   // this thread's dims of every head's query, indexed with constants
         // A key past the context reads a row of a valid block all the same (no branch around the loads) and scores -inf.
         {
@@ -258,8 +258,8 @@ public static partial class split_keys
         // the partial sums of threads past the first go through sSlotSum.
         var slotAcc = default(Float4);
         {
-            int f = t % 32;
-            int q = t / 32;
+            int f = (t & 31);
+            int q = (t >> 5);
             var sRedPart = sRed.SubView(q * 256);   // slots q * 8 .. of every column
             slotAcc = (((sRedPart[0 + f] + sRedPart[32 + f]) + (sRedPart[64 + f] + sRedPart[96 + f])) + ((sRedPart[128 + f] + sRedPart[160 + f]) + (sRedPart[192 + f] + sRedPart[224 + f])));
             if (q > 0) sSlotSum[(q - 1) * 32 + f] = slotAcc;
@@ -270,8 +270,8 @@ public static partial class split_keys
             int f = t + 0;
             if (f < 32)
             {
-                int h = f / 8;
-                int c = f % 8;
+                int h = (f >> 3);
+                int c = (f & 7);
                 var acc = slotAcc + sSlotSum[0 + f] + sSlotSum[32 + f] + sSlotSum[64 + f];
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
@@ -323,9 +323,9 @@ public static partial class split_keys
                 // partition a batch reads partition 0 again with max -inf, i.e. weight 0.
                 {
                     int i = t + 0;
-                    int f = i % 32;
-                    int h = f / 8;
-                    int c = f % 8;
+                    int f = (i & 31);
+                    int h = (f >> 3);
+                    int c = (f & 7);
                     long row = first + h * (long)m.PartitionSlots;
                     float mx = float.NegativeInfinity, sum = 0f;
                     var acc = default(Float4);
@@ -446,7 +446,7 @@ public static partial class split_keys
                 // Merge the slices: M = max_s M_s, out = Σ_s acc_s·exp(M_s - M) / Σ_s L_s·exp(M_s - M).
                 if (t < 32)
                 {
-                    int h = t / 8;
+                    int h = (t >> 3);
                     float mx = XMath.Max(XMath.Max(sSlice[0 + h * 2], sSlice[8 + h * 2]), XMath.Max(sSlice[16 + h * 2], sSlice[24 + h * 2]));
                     float sum = 0f;
                     var acc = default(Float4);
@@ -488,10 +488,10 @@ public static partial class split_keys
     public static void DecodeExpanded<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
     {
-        int item = Grid.IdxX / 4;
-        int headGroup = Grid.IdxX % 4;
+        int item = (Grid.IdxX >> 2);
+        int headGroup = (Grid.IdxX & 3);
         int firstHead = headGroup * 1;
-        int kvHead = firstHead / 4;
+        int kvHead = (firstHead >> 2);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
         int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];
@@ -500,7 +500,7 @@ public static partial class split_keys
         int context = m.DecodeWork[work + 3];
         int k0 = part * 32;
         int numKeys = context - k0 < 32 ? context - k0 : 32;
-        int partitions = (context + 31) / 32;
+        int partitions = ((context + 31) >> 5);
         int t = Group.IdxX;
 
         var sQ = SharedMemory.Allocate<Float4>(8);      // [heads, head_dim] queries pre-scaled by 1/sqrt(head_dim)
@@ -514,7 +514,7 @@ public static partial class split_keys
         var sSlice = SharedMemory.Allocate<float>(32);   // [combine slices, heads, 2] each slice's running (max, sum)
         var partialOut = m.PartialOut.Cast<Float4>();   // [num_decodes, heads, partition_slots, head_dim / 4]
 
-        int firstBlock = k0 >> 4;
+        int firstBlock = (k0 >> 4);
         var blocks = m.DecodeBlocks.SubView((long)item * m.DecodeBlocksPerItem);   // [blocks] this partition's, past the context its last again
         {
             int b = t + 0;
@@ -525,22 +525,22 @@ public static partial class split_keys
             int f = t + 0;
             if (f < 8)
             {
-                long src = ((long)token * 4 + firstHead + f / 8) * 32 + f % 8 * 4;
+                long src = ((long)token * 4 + firstHead + (f >> 3)) * 32 + (f & 7) * 4;
                 qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.17677669f;
             }
         }
         Group.Barrier();   // sBlock
 
         // This thread's share of P·V: keys slot + 32 * r (r < 1) of the partition, 8 dims at unit.
-        int slot = t / 4;
-        int unit = t % 4;
+        int slot = (t >> 2);
+        int unit = (t & 3);
         RawChunk8 vr0;   // V of its first 1 keys, loaded with the K rows
 
         // Scores: 4 threads per key (key t / 4), each over every 4th 8-dim unit of its row (neighbouring lanes load
         // neighbouring 16 bytes), every head from the same load; the partial dots meet in warp shuffles. A share of the K
         // row per thread leaves registers for more warps per SM.
-        int j0 = t / 4;
-        int part0 = t % 4;   // units part0 + 4 * u of the row
+        int j0 = (t >> 2);
+        int part0 = (t & 3);   // units part0 + 4 * u of the row
         var sQPart = sQ.SubView(part0 * 2);   // this thread's dims of every head's query, indexed with constants
         // A key past the context reads a row of a valid block all the same (no branch around the loads) and scores -inf.
         {
@@ -616,8 +616,8 @@ public static partial class split_keys
         // the partial sums of threads past the first go through sSlotSum.
         var slotAcc = default(Float4);
         {
-            int f = t % 8;
-            int q = t / 8;
+            int f = (t & 7);
+            int q = (t >> 3);
             var sRedPart = sRed.SubView(q * 16);   // slots q * 2 .. of every column
             slotAcc = (sRedPart[0 + f] + sRedPart[8 + f]);
             if (q > 0) sSlotSum[(q - 1) * 8 + f] = slotAcc;
@@ -628,8 +628,8 @@ public static partial class split_keys
             int f = t + 0;
             if (f < 8)
             {
-                int h = f / 8;
-                int c = f % 8;
+                int h = (f >> 3);
+                int c = (f & 7);
                 var acc = slotAcc + sSlotSum[0 + f] + sSlotSum[8 + f] + sSlotSum[16 + f] + sSlotSum[24 + f] + sSlotSum[32 + f] + sSlotSum[40 + f] + sSlotSum[48 + f] + sSlotSum[56 + f] + sSlotSum[64 + f] + sSlotSum[72 + f] + sSlotSum[80 + f] + sSlotSum[88 + f] + sSlotSum[96 + f] + sSlotSum[104 + f] + sSlotSum[112 + f];
                 float sum = sSum[h];
                 acc = acc * (1f / sum);
@@ -681,9 +681,9 @@ public static partial class split_keys
                 // partition a batch reads partition 0 again with max -inf, i.e. weight 0.
                 {
                     int i = t + 0;
-                    int f = i % 8;
-                    int h = f / 8;
-                    int c = f % 8;
+                    int f = (i & 7);
+                    int h = (f >> 3);
+                    int c = (f & 7);
                     long row = first + h * (long)m.PartitionSlots;
                     float mx = float.NegativeInfinity, sum = 0f;
                     var acc = default(Float4);
@@ -804,7 +804,7 @@ public static partial class split_keys
                 // Merge the slices: M = max_s M_s, out = Σ_s acc_s·exp(M_s - M) / Σ_s L_s·exp(M_s - M).
                 if (t < 8)
                 {
-                    int h = t / 8;
+                    int h = (t >> 3);
                     float mx = XMath.Max(XMath.Max(XMath.Max(XMath.Max(sSlice[0 + h * 2], sSlice[2 + h * 2]), XMath.Max(sSlice[4 + h * 2], sSlice[6 + h * 2])), XMath.Max(XMath.Max(sSlice[8 + h * 2], sSlice[10 + h * 2]), XMath.Max(sSlice[12 + h * 2], sSlice[14 + h * 2]))), XMath.Max(XMath.Max(XMath.Max(sSlice[16 + h * 2], sSlice[18 + h * 2]), XMath.Max(sSlice[20 + h * 2], sSlice[22 + h * 2])), XMath.Max(XMath.Max(sSlice[24 + h * 2], sSlice[26 + h * 2]), XMath.Max(sSlice[28 + h * 2], sSlice[30 + h * 2]))));
                     float sum = 0f;
                     var acc = default(Float4);
