@@ -27,7 +27,7 @@ internal static class PrefillEmitter
             w.Line("/// <summary>First element of <paramref name=\"key\"/>'s row in the K or V cache of <paramref name=\"kvHead\"/>,");
             w.Line("/// through the sequence's block table ([num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]).</summary>");
             w.Line("private static long PrefillKvRow(AttentionMeta m, int blockRow, int kvHead, int key)");
-            w.Line($"    => (((long)m.BlockTables[blockRow + key / {Int(bs)}] * {Int(m.NumKeyValueHeads)} + kvHead) * {Int(bs)} + key % {Int(bs)}) * {Int(m.HeadDim)};");
+            w.Line($"    => (((long)m.BlockTables[blockRow + {Div("key", bs)}] * {Int(m.NumKeyValueHeads)} + kvHead) * {Int(bs)} + {Mod("key", bs)}) * {Int(m.HeadDim)};");
             w.Line();
             EmitKernel(w, new AttentionLayout(spec, expanded: false));
             w.Line();
@@ -75,9 +75,9 @@ internal static class PrefillEmitter
         w.Line("    where TCodec : struct, IKvCodec");
         using (w.Scope())
         {
-            w.Line($"int item = Grid.IdxX / {Int(L.HeadGroups)};");
-            w.Line($"int firstHead = Grid.IdxX % {Int(L.HeadGroups)} * {Int(HG)};");
-            w.Line($"int kvHead = firstHead / {Int(L.GroupSize)};");
+            w.Line($"int item = {Div("Grid.IdxX", L.HeadGroups)};");
+            w.Line($"int firstHead = {Mod("Grid.IdxX", L.HeadGroups)} * {Int(HG)};");
+            w.Line($"int kvHead = {Div("firstHead", L.GroupSize)};");
             w.Line("int seq = m.PrefillWork[2 * item];");
             w.Line("int i0 = m.PrefillWork[2 * item + 1];");
             w.Line("int queryStart = m.QueryStart[seq];");
@@ -88,8 +88,8 @@ internal static class PrefillEmitter
             w.Line("int numKeys = firstQueryPos + tilePositions;  // causal: keys up to the tile's last query");
             w.Line("int blockRow = seq * m.MaxBlocksPerSeq;");
             w.Line("int t = Group.IdxX;");
-            w.Line($"int rg = t / {Int(TC)}; // row group: this thread's rows are rg + {RG} * i");
-            w.Line($"int kl = t % {Int(TC)}; // key lane: its keys of S are kl + {TC} * j, its Float4 columns of O kl + {TC} * c");
+            w.Line($"int rg = {Div("t", TC)}; // row group: this thread's rows are rg + {RG} * i");
+            w.Line($"int kl = {Mod("t", TC)}; // key lane: its keys of S are kl + {TC} * j, its Float4 columns of O kl + {TC} * c");
             w.Line();
 
             w.Line($"var sQ = SharedMemory.Allocate<Float4>({Int(P.QFloat4s)});  // [head_dim / 4, {BR} rows] queries pre-scaled by 1/sqrt(head_dim), dims-major");
@@ -112,12 +112,12 @@ internal static class PrefillEmitter
             using (w.Block($"for (int f = t; f < {Int(qTotal)}; f += {Int(T)})"))
             {
                 w.Line($"int r = {Mod(Div("f", QL), BR)};");
-                w.Line($"int c = {(QL == 1 ? Div("f", BR) : $"f / {Int(QL * BR)} * {Int(QL)} + f % {Int(QL)}")};");
+                w.Line($"int c = {(QL == 1 ? Div("f", BR) : $"{Div("f", QL * BR)} * {Int(QL)} + {Mod("f", QL)}")};");
                 w.Line($"int pos = {Div("r", HG)};");
                 w.Line("var q = default(Float4);");
                 using (w.Block("if (pos < tilePositions)"))
                 {
-                    w.Line($"long src = ((long)(queryStart + i0 + pos) * {Int(L.Heads)} + firstHead{(HG == 1 ? "" : $" + r % {Int(HG)}")}) * {Int(L.HeadDim)} + c * 4;");
+                    w.Line($"long src = ((long)(queryStart + i0 + pos) * {Int(L.Heads)} + firstHead{(HG == 1 ? "" : $" + {Mod("r", HG)}")}) * {Int(L.HeadDim)} + c * 4;");
                     w.Line($"q = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * {Float(L.Scale)};");
                 }
                 w.Line($"sQ[c * {Int(BR)} + r] = q;");
@@ -148,7 +148,7 @@ internal static class PrefillEmitter
             for (int i = 0; i * T < total; i++)
             {
                 string e = i == 0 ? "t" : $"t + {Int(T * i)}";
-                string uExpr = UL == 1 ? Div(e, BC) : $"{Div(e, UL * BC)} * {Int(UL)} + t % {Int(UL)}";
+                string uExpr = UL == 1 ? Div(e, BC) : $"{Div(e, UL * BC)} * {Int(UL)} + {Mod("t", UL)}";
                 w.Line($"int j{i} = {Mod(Div(e, UL), BC)}, u{i} = {uExpr};");
             }
             w.Line();
@@ -324,10 +324,10 @@ internal static class PrefillEmitter
     }
 
     /// <summary><paramref name="expr"/> / <paramref name="d"/>, or <paramref name="expr"/> when d is 1.</summary>
-    private static string Div(string expr, int d) => d == 1 ? expr : $"{Paren(expr)} / {Int(d)}";
+    private static string Div(string expr, int d) => d == 1 ? expr : SourceWriter.Div(Paren(expr), d);
 
     /// <summary><paramref name="expr"/> % <paramref name="d"/>, or 0 when d is 1.</summary>
-    private static string Mod(string expr, int d) => d == 1 ? "0" : $"{Paren(expr)} % {Int(d)}";
+    private static string Mod(string expr, int d) => d == 1 ? "0" : SourceWriter.Mod(Paren(expr), d);
 
     /// <summary>A balanced reduction expression over <paramref name="terms"/> (short dependency chains).</summary>
     internal static string Tree(List<string> terms, System.Func<string, string, string> combine)

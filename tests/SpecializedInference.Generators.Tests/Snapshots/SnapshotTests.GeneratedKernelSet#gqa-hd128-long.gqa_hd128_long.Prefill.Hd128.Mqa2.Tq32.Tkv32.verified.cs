@@ -12,7 +12,7 @@ public static partial class gqa_hd128_long
     /// <summary>First element of <paramref name="key"/>'s row in the K or V cache of <paramref name="kvHead"/>,
     /// through the sequence's block table ([num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]).</summary>
     private static long PrefillKvRow(AttentionMeta m, int blockRow, int kvHead, int key)
-        => (((long)m.BlockTables[blockRow + key / 16] * 1 + kvHead) * 16 + key % 16) * 128;
+        => (((long)m.BlockTables[blockRow + (key >> 4)] * 1 + kvHead) * 16 + (key & 15)) * 128;
 
     /// <summary>Threads per group of Prefill: 16 row groups x 8 key lanes.</summary>
     public const int PrefillThreads = 128;
@@ -35,9 +35,9 @@ public static partial class gqa_hd128_long
     public static void Prefill<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
     {
-        int item = Grid.IdxX / 1;
-        int firstHead = Grid.IdxX % 1 * 2;
-        int kvHead = firstHead / 2;
+        int item = Grid.IdxX;
+        int firstHead = 0 * 2;
+        int kvHead = (firstHead >> 1);
         int seq = m.PrefillWork[2 * item];
         int i0 = m.PrefillWork[2 * item + 1];
         int queryStart = m.QueryStart[seq];
@@ -48,8 +48,8 @@ public static partial class gqa_hd128_long
         int numKeys = firstQueryPos + tilePositions;  // causal: keys up to the tile's last query
         int blockRow = seq * m.MaxBlocksPerSeq;
         int t = Group.IdxX;
-        int rg = t / 8; // row group: this thread's rows are rg + 16 * i
-        int kl = t % 8; // key lane: its keys of S are kl + 8 * j, its Float4 columns of O kl + 8 * c
+        int rg = (t >> 3); // row group: this thread's rows are rg + 16 * i
+        int kl = (t & 7); // key lane: its keys of S are kl + 8 * j, its Float4 columns of O kl + 8 * c
 
         var sQ = SharedMemory.Allocate<Float4>(1024);  // [head_dim / 4, 32 rows] queries pre-scaled by 1/sqrt(head_dim), dims-major
         var sK = SharedMemory.Allocate<Float4>(1056);  // [head_dim / 4, 32 keys] keys, dims-major; then V
@@ -60,13 +60,13 @@ public static partial class gqa_hd128_long
         // Q tile, scaled, dims-major: 8 lanes read consecutive Float4s of a row; rows that are not queries of this tile are zero.
         for (int f = t; f < 1024; f += 128)
         {
-            int r = f / 8 % 32;
-            int c = f / 256 * 8 + f % 8;
-            int pos = r / 2;
+            int r = ((f >> 3) & 31);
+            int c = (f >> 8) * 8 + (f & 7);
+            int pos = (r >> 1);
             var q = default(Float4);
             if (pos < tilePositions)
             {
-                long src = ((long)(queryStart + i0 + pos) * 2 + firstHead + r % 2) * 128 + c * 4;
+                long src = ((long)(queryStart + i0 + pos) * 2 + firstHead + (r & 1)) * 128 + c * 4;
                 q = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.088388346f;
             }
             sQ[c * 32 + r] = q;
@@ -74,11 +74,11 @@ public static partial class gqa_hd128_long
 
         // Per row i of this thread: its query position, the last key it may see (causal; -1 for rows that are not queries
         // of this tile), the running max m, this thread's share of the running sum l, and its Float4 columns of O.
-        int pos0 = rg / 2;
+        int pos0 = (rg >> 1);
         int last0 = pos0 < tilePositions ? firstQueryPos + pos0 : -1;
         float m0 = float.NegativeInfinity, l0 = 0f;
         Float4 o0_0 = default, o0_1 = default, o0_2 = default, o0_3 = default;
-        int pos1 = (rg + 16) / 2;
+        int pos1 = ((rg + 16) >> 1);
         int last1 = pos1 < tilePositions ? firstQueryPos + pos1 : -1;
         float m1 = float.NegativeInfinity, l1 = 0f;
         Float4 o1_0 = default, o1_1 = default, o1_2 = default, o1_3 = default;
@@ -92,10 +92,10 @@ public static partial class gqa_hd128_long
         var sP4Rows = sP4.SubView(pAt4);
 
         // This thread's units of a K/V tile (key j, 8 elements from u * 8), one per step: 4 lanes take consecutive units of a key.
-        int j0 = t / 4 % 32, u0 = t / 128 * 4 + t % 4;
-        int j1 = (t + 128) / 4 % 32, u1 = (t + 128) / 128 * 4 + t % 4;
-        int j2 = (t + 256) / 4 % 32, u2 = (t + 256) / 128 * 4 + t % 4;
-        int j3 = (t + 384) / 4 % 32, u3 = (t + 384) / 128 * 4 + t % 4;
+        int j0 = ((t >> 2) & 31), u0 = (t >> 7) * 4 + (t & 3);
+        int j1 = (((t + 128) >> 2) & 31), u1 = ((t + 128) >> 7) * 4 + (t & 3);
+        int j2 = (((t + 256) >> 2) & 31), u2 = ((t + 256) >> 7) * 4 + (t & 3);
+        int j3 = (((t + 384) >> 2) & 31), u3 = ((t + 384) >> 7) * 4 + (t & 3);
 
         // Raw K/V chunks in registers, loaded one tile ahead: the loads of the next tile are in flight during this tile's P·V.
         RawChunk8 kr0 = default, vr0 = default, kr1 = default, vr1 = default, kr2 = default, vr2 = default, kr3 = default, vr3 = default;
@@ -588,7 +588,7 @@ public static partial class gqa_hd128_long
         if (pos0 < tilePositions)
         {
             float inv = 1f / l0;
-            long dst = ((long)(queryStart + i0 + pos0) * 2 + firstHead + rg % 2) * 128 + kl * 4;
+            long dst = ((long)(queryStart + i0 + pos0) * 2 + firstHead + (rg & 1)) * 128 + kl * 4;
             output[dst] = o0_0.X * inv; output[dst + 1] = o0_0.Y * inv; output[dst + 2] = o0_0.Z * inv; output[dst + 3] = o0_0.W * inv;
             output[dst + 32] = o0_1.X * inv; output[dst + 33] = o0_1.Y * inv; output[dst + 34] = o0_1.Z * inv; output[dst + 35] = o0_1.W * inv;
             output[dst + 64] = o0_2.X * inv; output[dst + 65] = o0_2.Y * inv; output[dst + 66] = o0_2.Z * inv; output[dst + 67] = o0_2.W * inv;
@@ -597,7 +597,7 @@ public static partial class gqa_hd128_long
         if (pos1 < tilePositions)
         {
             float inv = 1f / l1;
-            long dst = ((long)(queryStart + i0 + pos1) * 2 + firstHead + (rg + 16) % 2) * 128 + kl * 4;
+            long dst = ((long)(queryStart + i0 + pos1) * 2 + firstHead + ((rg + 16) & 1)) * 128 + kl * 4;
             output[dst] = o1_0.X * inv; output[dst + 1] = o1_0.Y * inv; output[dst + 2] = o1_0.Z * inv; output[dst + 3] = o1_0.W * inv;
             output[dst + 32] = o1_1.X * inv; output[dst + 33] = o1_1.Y * inv; output[dst + 34] = o1_1.Z * inv; output[dst + 35] = o1_1.W * inv;
             output[dst + 64] = o1_2.X * inv; output[dst + 65] = o1_2.Y * inv; output[dst + 66] = o1_2.Z * inv; output[dst + 67] = o1_2.W * inv;
@@ -626,9 +626,9 @@ public static partial class gqa_hd128_long
     public static void PrefillExpanded<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
     {
-        int item = Grid.IdxX / 2;
-        int firstHead = Grid.IdxX % 2 * 1;
-        int kvHead = firstHead / 2;
+        int item = (Grid.IdxX >> 1);
+        int firstHead = (Grid.IdxX & 1) * 1;
+        int kvHead = (firstHead >> 1);
         int seq = m.PrefillWork[2 * item];
         int i0 = m.PrefillWork[2 * item + 1];
         int queryStart = m.QueryStart[seq];
@@ -639,8 +639,8 @@ public static partial class gqa_hd128_long
         int numKeys = firstQueryPos + tilePositions;  // causal: keys up to the tile's last query
         int blockRow = seq * m.MaxBlocksPerSeq;
         int t = Group.IdxX;
-        int rg = t / 8; // row group: this thread's rows are rg + 16 * i
-        int kl = t % 8; // key lane: its keys of S are kl + 8 * j, its Float4 columns of O kl + 8 * c
+        int rg = (t >> 3); // row group: this thread's rows are rg + 16 * i
+        int kl = (t & 7); // key lane: its keys of S are kl + 8 * j, its Float4 columns of O kl + 8 * c
 
         var sQ = SharedMemory.Allocate<Float4>(1024);  // [head_dim / 4, 32 rows] queries pre-scaled by 1/sqrt(head_dim), dims-major
         var sK = SharedMemory.Allocate<Float4>(1056);  // [head_dim / 4, 32 keys] keys, dims-major; then V
@@ -651,8 +651,8 @@ public static partial class gqa_hd128_long
         // Q tile, scaled, dims-major: 8 lanes read consecutive Float4s of a row; rows that are not queries of this tile are zero.
         for (int f = t; f < 1024; f += 128)
         {
-            int r = f / 8 % 32;
-            int c = f / 256 * 8 + f % 8;
+            int r = ((f >> 3) & 31);
+            int c = (f >> 8) * 8 + (f & 7);
             int pos = r;
             var q = default(Float4);
             if (pos < tilePositions)
@@ -683,10 +683,10 @@ public static partial class gqa_hd128_long
         var sP4Rows = sP4.SubView(pAt4);
 
         // This thread's units of a K/V tile (key j, 8 elements from u * 8), one per step: 4 lanes take consecutive units of a key.
-        int j0 = t / 4 % 32, u0 = t / 128 * 4 + t % 4;
-        int j1 = (t + 128) / 4 % 32, u1 = (t + 128) / 128 * 4 + t % 4;
-        int j2 = (t + 256) / 4 % 32, u2 = (t + 256) / 128 * 4 + t % 4;
-        int j3 = (t + 384) / 4 % 32, u3 = (t + 384) / 128 * 4 + t % 4;
+        int j0 = ((t >> 2) & 31), u0 = (t >> 7) * 4 + (t & 3);
+        int j1 = (((t + 128) >> 2) & 31), u1 = ((t + 128) >> 7) * 4 + (t & 3);
+        int j2 = (((t + 256) >> 2) & 31), u2 = ((t + 256) >> 7) * 4 + (t & 3);
+        int j3 = (((t + 384) >> 2) & 31), u3 = ((t + 384) >> 7) * 4 + (t & 3);
 
         // Raw K/V chunks in registers, loaded one tile ahead: the loads of the next tile are in flight during this tile's P·V.
         RawChunk8 kr0 = default, vr0 = default, kr1 = default, vr1 = default, kr2 = default, vr2 = default, kr3 = default, vr3 = default;

@@ -12,7 +12,7 @@ public static partial class gqa_tiny
     /// <summary>First element of <paramref name="key"/>'s row in the K or V cache of <paramref name="kvHead"/>,
     /// through the sequence's block table ([num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]).</summary>
     private static long PrefillKvRow(AttentionMeta m, int blockRow, int kvHead, int key)
-        => (((long)m.BlockTables[blockRow + key / 16] * 2 + kvHead) * 16 + key % 16) * 16;
+        => (((long)m.BlockTables[blockRow + (key >> 4)] * 2 + kvHead) * 16 + (key & 15)) * 16;
 
     /// <summary>Threads per group of Prefill: 8 row groups x 4 key lanes.</summary>
     public const int PrefillThreads = 32;
@@ -35,9 +35,9 @@ public static partial class gqa_tiny
     public static void Prefill<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
     {
-        int item = Grid.IdxX / 2;
-        int firstHead = Grid.IdxX % 2 * 4;
-        int kvHead = firstHead / 4;
+        int item = (Grid.IdxX >> 1);
+        int firstHead = (Grid.IdxX & 1) * 4;
+        int kvHead = (firstHead >> 2);
         int seq = m.PrefillWork[2 * item];
         int i0 = m.PrefillWork[2 * item + 1];
         int queryStart = m.QueryStart[seq];
@@ -48,8 +48,8 @@ public static partial class gqa_tiny
         int numKeys = firstQueryPos + tilePositions;  // causal: keys up to the tile's last query
         int blockRow = seq * m.MaxBlocksPerSeq;
         int t = Group.IdxX;
-        int rg = t / 4; // row group: this thread's rows are rg + 8 * i
-        int kl = t % 4; // key lane: its keys of S are kl + 4 * j, its Float4 columns of O kl + 4 * c
+        int rg = (t >> 2); // row group: this thread's rows are rg + 8 * i
+        int kl = (t & 3); // key lane: its keys of S are kl + 4 * j, its Float4 columns of O kl + 4 * c
 
         var sQ = SharedMemory.Allocate<Float4>(128);  // [head_dim / 4, 32 rows] queries pre-scaled by 1/sqrt(head_dim), dims-major
         var sK = SharedMemory.Allocate<Float4>(128);  // [head_dim / 4, 32 keys] keys, dims-major
@@ -60,13 +60,13 @@ public static partial class gqa_tiny
         // Q tile, scaled, dims-major: 4 lanes read consecutive Float4s of a row; rows that are not queries of this tile are zero.
         for (int f = t; f < 128; f += 32)
         {
-            int r = f / 4 % 32;
-            int c = f / 128 * 4 + f % 4;
-            int pos = r / 4;
+            int r = ((f >> 2) & 31);
+            int c = (f >> 7) * 4 + (f & 3);
+            int pos = (r >> 2);
             var q = default(Float4);
             if (pos < tilePositions)
             {
-                long src = ((long)(queryStart + i0 + pos) * 8 + firstHead + r % 4) * 16 + c * 4;
+                long src = ((long)(queryStart + i0 + pos) * 8 + firstHead + (r & 3)) * 16 + c * 4;
                 q = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.25f;
             }
             sQ[c * 32 + r] = q;
@@ -74,19 +74,19 @@ public static partial class gqa_tiny
 
         // Per row i of this thread: its query position, the last key it may see (causal; -1 for rows that are not queries
         // of this tile), the running max m, this thread's share of the running sum l, and its Float4 columns of O.
-        int pos0 = rg / 4;
+        int pos0 = (rg >> 2);
         int last0 = pos0 < tilePositions ? firstQueryPos + pos0 : -1;
         float m0 = float.NegativeInfinity, l0 = 0f;
         Float4 o0_0 = default;
-        int pos1 = (rg + 8) / 4;
+        int pos1 = ((rg + 8) >> 2);
         int last1 = pos1 < tilePositions ? firstQueryPos + pos1 : -1;
         float m1 = float.NegativeInfinity, l1 = 0f;
         Float4 o1_0 = default;
-        int pos2 = (rg + 16) / 4;
+        int pos2 = ((rg + 16) >> 2);
         int last2 = pos2 < tilePositions ? firstQueryPos + pos2 : -1;
         float m2 = float.NegativeInfinity, l2 = 0f;
         Float4 o2_0 = default;
-        int pos3 = (rg + 24) / 4;
+        int pos3 = ((rg + 24) >> 2);
         int last3 = pos3 < tilePositions ? firstQueryPos + pos3 : -1;
         float m3 = float.NegativeInfinity, l3 = 0f;
         Float4 o3_0 = default;
@@ -100,8 +100,8 @@ public static partial class gqa_tiny
         var sP4Rows = sP4.SubView(pAt4);
 
         // This thread's units of a K/V tile (key j, 8 elements from u * 8), one per step: 2 lanes take consecutive units of a key.
-        int j0 = t / 2 % 32, u0 = t / 64 * 2 + t % 2;
-        int j1 = (t + 32) / 2 % 32, u1 = (t + 32) / 64 * 2 + t % 2;
+        int j0 = ((t >> 1) & 31), u0 = (t >> 6) * 2 + (t & 1);
+        int j1 = (((t + 32) >> 1) & 31), u1 = ((t + 32) >> 6) * 2 + (t & 1);
 
         // Raw K/V chunks in registers, loaded one tile ahead: the loads of the next tile are in flight during this tile's P·V.
         RawChunk8 kr0 = default, vr0 = default, kr1 = default, vr1 = default;
@@ -480,25 +480,25 @@ public static partial class gqa_tiny
         if (pos0 < tilePositions)
         {
             float inv = 1f / l0;
-            long dst = ((long)(queryStart + i0 + pos0) * 8 + firstHead + rg % 4) * 16 + kl * 4;
+            long dst = ((long)(queryStart + i0 + pos0) * 8 + firstHead + (rg & 3)) * 16 + kl * 4;
             output[dst] = o0_0.X * inv; output[dst + 1] = o0_0.Y * inv; output[dst + 2] = o0_0.Z * inv; output[dst + 3] = o0_0.W * inv;
         }
         if (pos1 < tilePositions)
         {
             float inv = 1f / l1;
-            long dst = ((long)(queryStart + i0 + pos1) * 8 + firstHead + (rg + 8) % 4) * 16 + kl * 4;
+            long dst = ((long)(queryStart + i0 + pos1) * 8 + firstHead + ((rg + 8) & 3)) * 16 + kl * 4;
             output[dst] = o1_0.X * inv; output[dst + 1] = o1_0.Y * inv; output[dst + 2] = o1_0.Z * inv; output[dst + 3] = o1_0.W * inv;
         }
         if (pos2 < tilePositions)
         {
             float inv = 1f / l2;
-            long dst = ((long)(queryStart + i0 + pos2) * 8 + firstHead + (rg + 16) % 4) * 16 + kl * 4;
+            long dst = ((long)(queryStart + i0 + pos2) * 8 + firstHead + ((rg + 16) & 3)) * 16 + kl * 4;
             output[dst] = o2_0.X * inv; output[dst + 1] = o2_0.Y * inv; output[dst + 2] = o2_0.Z * inv; output[dst + 3] = o2_0.W * inv;
         }
         if (pos3 < tilePositions)
         {
             float inv = 1f / l3;
-            long dst = ((long)(queryStart + i0 + pos3) * 8 + firstHead + (rg + 24) % 4) * 16 + kl * 4;
+            long dst = ((long)(queryStart + i0 + pos3) * 8 + firstHead + ((rg + 24) & 3)) * 16 + kl * 4;
             output[dst] = o3_0.X * inv; output[dst + 1] = o3_0.Y * inv; output[dst + 2] = o3_0.Z * inv; output[dst + 3] = o3_0.W * inv;
         }
     }
@@ -524,9 +524,9 @@ public static partial class gqa_tiny
     public static void PrefillExpanded<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
     {
-        int item = Grid.IdxX / 8;
-        int firstHead = Grid.IdxX % 8 * 1;
-        int kvHead = firstHead / 4;
+        int item = (Grid.IdxX >> 3);
+        int firstHead = (Grid.IdxX & 7) * 1;
+        int kvHead = (firstHead >> 2);
         int seq = m.PrefillWork[2 * item];
         int i0 = m.PrefillWork[2 * item + 1];
         int queryStart = m.QueryStart[seq];
@@ -537,8 +537,8 @@ public static partial class gqa_tiny
         int numKeys = firstQueryPos + tilePositions;  // causal: keys up to the tile's last query
         int blockRow = seq * m.MaxBlocksPerSeq;
         int t = Group.IdxX;
-        int rg = t / 4; // row group: this thread's rows are rg + 8 * i
-        int kl = t % 4; // key lane: its keys of S are kl + 4 * j, its Float4 columns of O kl + 4 * c
+        int rg = (t >> 2); // row group: this thread's rows are rg + 8 * i
+        int kl = (t & 3); // key lane: its keys of S are kl + 4 * j, its Float4 columns of O kl + 4 * c
 
         var sQ = SharedMemory.Allocate<Float4>(128);  // [head_dim / 4, 32 rows] queries pre-scaled by 1/sqrt(head_dim), dims-major
         var sK = SharedMemory.Allocate<Float4>(128);  // [head_dim / 4, 32 keys] keys, dims-major
@@ -549,8 +549,8 @@ public static partial class gqa_tiny
         // Q tile, scaled, dims-major: 4 lanes read consecutive Float4s of a row; rows that are not queries of this tile are zero.
         for (int f = t; f < 128; f += 32)
         {
-            int r = f / 4 % 32;
-            int c = f / 128 * 4 + f % 4;
+            int r = ((f >> 2) & 31);
+            int c = (f >> 7) * 4 + (f & 3);
             int pos = r;
             var q = default(Float4);
             if (pos < tilePositions)
@@ -589,8 +589,8 @@ public static partial class gqa_tiny
         var sP4Rows = sP4.SubView(pAt4);
 
         // This thread's units of a K/V tile (key j, 8 elements from u * 8), one per step: 2 lanes take consecutive units of a key.
-        int j0 = t / 2 % 32, u0 = t / 64 * 2 + t % 2;
-        int j1 = (t + 32) / 2 % 32, u1 = (t + 32) / 64 * 2 + t % 2;
+        int j0 = ((t >> 1) & 31), u0 = (t >> 6) * 2 + (t & 1);
+        int j1 = (((t + 32) >> 1) & 31), u1 = ((t + 32) >> 6) * 2 + (t & 1);
 
         // Raw K/V chunks in registers, loaded one tile ahead: the loads of the next tile are in flight during this tile's P·V.
         RawChunk8 kr0 = default, vr0 = default, kr1 = default, vr1 = default;

@@ -12,7 +12,7 @@ public static partial class Llama2_13B
     /// <summary>First element of <paramref name="key"/>'s row in the K or V cache of <paramref name="kvHead"/>,
     /// through the sequence's block table ([num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]).</summary>
     private static long PrefillKvRow(AttentionMeta m, int blockRow, int kvHead, int key)
-        => (((long)m.BlockTables[blockRow + key / 16] * 40 + kvHead) * 16 + key % 16) * 128;
+        => (((long)m.BlockTables[blockRow + (key >> 4)] * 40 + kvHead) * 16 + (key & 15)) * 128;
 
     /// <summary>Threads per group of Prefill: 16 row groups x 8 key lanes.</summary>
     public const int PrefillThreads = 128;
@@ -37,7 +37,7 @@ public static partial class Llama2_13B
     {
         int item = Grid.IdxX / 40;
         int firstHead = Grid.IdxX % 40 * 1;
-        int kvHead = firstHead / 1;
+        int kvHead = firstHead;
         int seq = m.PrefillWork[2 * item];
         int i0 = m.PrefillWork[2 * item + 1];
         int queryStart = m.QueryStart[seq];
@@ -48,8 +48,8 @@ public static partial class Llama2_13B
         int numKeys = firstQueryPos + tilePositions;  // causal: keys up to the tile's last query
         int blockRow = seq * m.MaxBlocksPerSeq;
         int t = Group.IdxX;
-        int rg = t / 8; // row group: this thread's rows are rg + 16 * i
-        int kl = t % 8; // key lane: its keys of S are kl + 8 * j, its Float4 columns of O kl + 8 * c
+        int rg = (t >> 3); // row group: this thread's rows are rg + 16 * i
+        int kl = (t & 7); // key lane: its keys of S are kl + 8 * j, its Float4 columns of O kl + 8 * c
 
         var sQ = SharedMemory.Allocate<Float4>(1024);  // [head_dim / 4, 32 rows] queries pre-scaled by 1/sqrt(head_dim), dims-major
         var sK = SharedMemory.Allocate<Float4>(1056);  // [head_dim / 4, 32 keys] keys, dims-major; then V
@@ -60,8 +60,8 @@ public static partial class Llama2_13B
         // Q tile, scaled, dims-major: 8 lanes read consecutive Float4s of a row; rows that are not queries of this tile are zero.
         for (int f = t; f < 1024; f += 128)
         {
-            int r = f / 8 % 32;
-            int c = f / 256 * 8 + f % 8;
+            int r = ((f >> 3) & 31);
+            int c = (f >> 8) * 8 + (f & 7);
             int pos = r;
             var q = default(Float4);
             if (pos < tilePositions)
@@ -92,10 +92,10 @@ public static partial class Llama2_13B
         var sP4Rows = sP4.SubView(pAt4);
 
         // This thread's units of a K/V tile (key j, 8 elements from u * 8), one per step: 4 lanes take consecutive units of a key.
-        int j0 = t / 4 % 32, u0 = t / 128 * 4 + t % 4;
-        int j1 = (t + 128) / 4 % 32, u1 = (t + 128) / 128 * 4 + t % 4;
-        int j2 = (t + 256) / 4 % 32, u2 = (t + 256) / 128 * 4 + t % 4;
-        int j3 = (t + 384) / 4 % 32, u3 = (t + 384) / 128 * 4 + t % 4;
+        int j0 = ((t >> 2) & 31), u0 = (t >> 7) * 4 + (t & 3);
+        int j1 = (((t + 128) >> 2) & 31), u1 = ((t + 128) >> 7) * 4 + (t & 3);
+        int j2 = (((t + 256) >> 2) & 31), u2 = ((t + 256) >> 7) * 4 + (t & 3);
+        int j3 = (((t + 384) >> 2) & 31), u3 = ((t + 384) >> 7) * 4 + (t & 3);
 
         // Raw K/V chunks in registers, loaded one tile ahead: the loads of the next tile are in flight during this tile's P·V.
         RawChunk8 kr0 = default, vr0 = default, kr1 = default, vr1 = default, kr2 = default, vr2 = default, kr3 = default, vr3 = default;
@@ -628,7 +628,7 @@ public static partial class Llama2_13B
     {
         int item = Grid.IdxX / 40;
         int firstHead = Grid.IdxX % 40 * 1;
-        int kvHead = firstHead / 1;
+        int kvHead = firstHead;
         int seq = m.PrefillWork[2 * item];
         int i0 = m.PrefillWork[2 * item + 1];
         int queryStart = m.QueryStart[seq];
@@ -639,8 +639,8 @@ public static partial class Llama2_13B
         int numKeys = firstQueryPos + tilePositions;  // causal: keys up to the tile's last query
         int blockRow = seq * m.MaxBlocksPerSeq;
         int t = Group.IdxX;
-        int rg = t / 8; // row group: this thread's rows are rg + 16 * i
-        int kl = t % 8; // key lane: its keys of S are kl + 8 * j, its Float4 columns of O kl + 8 * c
+        int rg = (t >> 3); // row group: this thread's rows are rg + 16 * i
+        int kl = (t & 7); // key lane: its keys of S are kl + 8 * j, its Float4 columns of O kl + 8 * c
 
         var sQ = SharedMemory.Allocate<Float4>(1024);  // [head_dim / 4, 32 rows] queries pre-scaled by 1/sqrt(head_dim), dims-major
         var sK = SharedMemory.Allocate<Float4>(1056);  // [head_dim / 4, 32 keys] keys, dims-major; then V
@@ -651,8 +651,8 @@ public static partial class Llama2_13B
         // Q tile, scaled, dims-major: 8 lanes read consecutive Float4s of a row; rows that are not queries of this tile are zero.
         for (int f = t; f < 1024; f += 128)
         {
-            int r = f / 8 % 32;
-            int c = f / 256 * 8 + f % 8;
+            int r = ((f >> 3) & 31);
+            int c = (f >> 8) * 8 + (f & 7);
             int pos = r;
             var q = default(Float4);
             if (pos < tilePositions)
@@ -683,10 +683,10 @@ public static partial class Llama2_13B
         var sP4Rows = sP4.SubView(pAt4);
 
         // This thread's units of a K/V tile (key j, 8 elements from u * 8), one per step: 4 lanes take consecutive units of a key.
-        int j0 = t / 4 % 32, u0 = t / 128 * 4 + t % 4;
-        int j1 = (t + 128) / 4 % 32, u1 = (t + 128) / 128 * 4 + t % 4;
-        int j2 = (t + 256) / 4 % 32, u2 = (t + 256) / 128 * 4 + t % 4;
-        int j3 = (t + 384) / 4 % 32, u3 = (t + 384) / 128 * 4 + t % 4;
+        int j0 = ((t >> 2) & 31), u0 = (t >> 7) * 4 + (t & 3);
+        int j1 = (((t + 128) >> 2) & 31), u1 = ((t + 128) >> 7) * 4 + (t & 3);
+        int j2 = (((t + 256) >> 2) & 31), u2 = ((t + 256) >> 7) * 4 + (t & 3);
+        int j3 = (((t + 384) >> 2) & 31), u3 = ((t + 384) >> 7) * 4 + (t & 3);
 
         // Raw K/V chunks in registers, loaded one tile ahead: the loads of the next tile are in flight during this tile's P·V.
         RawChunk8 kr0 = default, vr0 = default, kr1 = default, vr1 = default, kr2 = default, vr2 = default, kr3 = default, vr3 = default;

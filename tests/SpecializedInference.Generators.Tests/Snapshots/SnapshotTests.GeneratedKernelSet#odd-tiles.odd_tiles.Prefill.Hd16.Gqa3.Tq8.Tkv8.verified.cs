@@ -12,7 +12,7 @@ public static partial class odd_tiles
     /// <summary>First element of <paramref name="key"/>'s row in the K or V cache of <paramref name="kvHead"/>,
     /// through the sequence's block table ([num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]).</summary>
     private static long PrefillKvRow(AttentionMeta m, int blockRow, int kvHead, int key)
-        => (((long)m.BlockTables[blockRow + key / 8] * 2 + kvHead) * 8 + key % 8) * 16;
+        => (((long)m.BlockTables[blockRow + (key >> 3)] * 2 + kvHead) * 8 + (key & 7)) * 16;
 
     /// <summary>Threads per group of Prefill: 16 row groups x 2 key lanes.</summary>
     public const int PrefillThreads = 32;
@@ -35,8 +35,8 @@ public static partial class odd_tiles
     public static void Prefill<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
     {
-        int item = Grid.IdxX / 2;
-        int firstHead = Grid.IdxX % 2 * 3;
+        int item = (Grid.IdxX >> 1);
+        int firstHead = (Grid.IdxX & 1) * 3;
         int kvHead = firstHead / 3;
         int seq = m.PrefillWork[2 * item];
         int i0 = m.PrefillWork[2 * item + 1];
@@ -48,8 +48,8 @@ public static partial class odd_tiles
         int numKeys = firstQueryPos + tilePositions;  // causal: keys up to the tile's last query
         int blockRow = seq * m.MaxBlocksPerSeq;
         int t = Group.IdxX;
-        int rg = t / 2; // row group: this thread's rows are rg + 16 * i
-        int kl = t % 2; // key lane: its keys of S are kl + 2 * j, its Float4 columns of O kl + 2 * c
+        int rg = (t >> 1); // row group: this thread's rows are rg + 16 * i
+        int kl = (t & 1); // key lane: its keys of S are kl + 2 * j, its Float4 columns of O kl + 2 * c
 
         var sQ = SharedMemory.Allocate<Float4>(64);  // [head_dim / 4, 16 rows] queries pre-scaled by 1/sqrt(head_dim), dims-major
         var sK = SharedMemory.Allocate<Float4>(32);  // [head_dim / 4, 8 keys] keys, dims-major
@@ -60,8 +60,8 @@ public static partial class odd_tiles
         // Q tile, scaled, dims-major: 4 lanes read consecutive Float4s of a row; rows that are not queries of this tile are zero.
         for (int f = t; f < 64; f += 32)
         {
-            int r = f / 4 % 16;
-            int c = f / 64 * 4 + f % 4;
+            int r = ((f >> 2) & 15);
+            int c = (f >> 6) * 4 + (f & 3);
             int pos = r / 3;
             var q = default(Float4);
             if (pos < tilePositions)
@@ -88,7 +88,7 @@ public static partial class odd_tiles
         var sP4Rows = sP4.SubView(pAt4);
 
         // This thread's units of a K/V tile (key j, 8 elements from u * 8), one per step: 2 lanes take consecutive units of a key.
-        int j0 = t / 2 % 8, u0 = t / 16 * 2 + t % 2;
+        int j0 = ((t >> 1) & 7), u0 = (t >> 4) * 2 + (t & 1);
 
         // Raw K/V chunks in registers, loaded one tile ahead: the loads of the next tile are in flight during this tile's P·V.
         RawChunk8 kr0 = default, vr0 = default;
@@ -241,8 +241,8 @@ public static partial class odd_tiles
         int numKeys = firstQueryPos + tilePositions;  // causal: keys up to the tile's last query
         int blockRow = seq * m.MaxBlocksPerSeq;
         int t = Group.IdxX;
-        int rg = t / 2; // row group: this thread's rows are rg + 16 * i
-        int kl = t % 2; // key lane: its keys of S are kl + 2 * j, its Float4 columns of O kl + 2 * c
+        int rg = (t >> 1); // row group: this thread's rows are rg + 16 * i
+        int kl = (t & 1); // key lane: its keys of S are kl + 2 * j, its Float4 columns of O kl + 2 * c
 
         var sQ = SharedMemory.Allocate<Float4>(64);  // [head_dim / 4, 16 rows] queries pre-scaled by 1/sqrt(head_dim), dims-major
         var sK = SharedMemory.Allocate<Float4>(32);  // [head_dim / 4, 8 keys] keys, dims-major
@@ -253,8 +253,8 @@ public static partial class odd_tiles
         // Q tile, scaled, dims-major: 4 lanes read consecutive Float4s of a row; rows that are not queries of this tile are zero.
         for (int f = t; f < 64; f += 32)
         {
-            int r = f / 4 % 16;
-            int c = f / 64 * 4 + f % 4;
+            int r = ((f >> 2) & 15);
+            int c = (f >> 6) * 4 + (f & 3);
             int pos = r;
             var q = default(Float4);
             if (pos < tilePositions)
@@ -281,7 +281,7 @@ public static partial class odd_tiles
         var sP4Rows = sP4.SubView(pAt4);
 
         // This thread's units of a K/V tile (key j, 8 elements from u * 8), one per step: 2 lanes take consecutive units of a key.
-        int j0 = t / 2 % 8, u0 = t / 16 * 2 + t % 2;
+        int j0 = ((t >> 1) & 7), u0 = (t >> 4) * 2 + (t & 1);
 
         // Raw K/V chunks in registers, loaded one tile ahead: the loads of the next tile are in flight during this tile's P·V.
         RawChunk8 kr0 = default, vr0 = default;

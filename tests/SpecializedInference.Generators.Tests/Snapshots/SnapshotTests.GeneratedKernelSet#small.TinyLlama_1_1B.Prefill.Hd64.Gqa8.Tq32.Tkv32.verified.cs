@@ -12,7 +12,7 @@ public static partial class TinyLlama_1_1B
     /// <summary>First element of <paramref name="key"/>'s row in the K or V cache of <paramref name="kvHead"/>,
     /// through the sequence's block table ([num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]).</summary>
     private static long PrefillKvRow(AttentionMeta m, int blockRow, int kvHead, int key)
-        => (((long)m.BlockTables[blockRow + key / 16] * 4 + kvHead) * 16 + key % 16) * 64;
+        => (((long)m.BlockTables[blockRow + (key >> 4)] * 4 + kvHead) * 16 + (key & 15)) * 64;
 
     /// <summary>Threads per group of Prefill: 8 row groups x 8 key lanes.</summary>
     public const int PrefillThreads = 64;
@@ -35,9 +35,9 @@ public static partial class TinyLlama_1_1B
     public static void Prefill<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
     {
-        int item = Grid.IdxX / 8;
-        int firstHead = Grid.IdxX % 8 * 4;
-        int kvHead = firstHead / 8;
+        int item = (Grid.IdxX >> 3);
+        int firstHead = (Grid.IdxX & 7) * 4;
+        int kvHead = (firstHead >> 3);
         int seq = m.PrefillWork[2 * item];
         int i0 = m.PrefillWork[2 * item + 1];
         int queryStart = m.QueryStart[seq];
@@ -48,8 +48,8 @@ public static partial class TinyLlama_1_1B
         int numKeys = firstQueryPos + tilePositions;  // causal: keys up to the tile's last query
         int blockRow = seq * m.MaxBlocksPerSeq;
         int t = Group.IdxX;
-        int rg = t / 8; // row group: this thread's rows are rg + 8 * i
-        int kl = t % 8; // key lane: its keys of S are kl + 8 * j, its Float4 columns of O kl + 8 * c
+        int rg = (t >> 3); // row group: this thread's rows are rg + 8 * i
+        int kl = (t & 7); // key lane: its keys of S are kl + 8 * j, its Float4 columns of O kl + 8 * c
 
         var sQ = SharedMemory.Allocate<Float4>(512);  // [head_dim / 4, 32 rows] queries pre-scaled by 1/sqrt(head_dim), dims-major
         var sK = SharedMemory.Allocate<Float4>(512);  // [head_dim / 4, 32 keys] keys, dims-major
@@ -60,13 +60,13 @@ public static partial class TinyLlama_1_1B
         // Q tile, scaled, dims-major: 8 lanes read consecutive Float4s of a row; rows that are not queries of this tile are zero.
         for (int f = t; f < 512; f += 64)
         {
-            int r = f / 8 % 32;
-            int c = f / 256 * 8 + f % 8;
-            int pos = r / 4;
+            int r = ((f >> 3) & 31);
+            int c = (f >> 8) * 8 + (f & 7);
+            int pos = (r >> 2);
             var q = default(Float4);
             if (pos < tilePositions)
             {
-                long src = ((long)(queryStart + i0 + pos) * 32 + firstHead + r % 4) * 64 + c * 4;
+                long src = ((long)(queryStart + i0 + pos) * 32 + firstHead + (r & 3)) * 64 + c * 4;
                 q = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.125f;
             }
             sQ[c * 32 + r] = q;
@@ -74,19 +74,19 @@ public static partial class TinyLlama_1_1B
 
         // Per row i of this thread: its query position, the last key it may see (causal; -1 for rows that are not queries
         // of this tile), the running max m, this thread's share of the running sum l, and its Float4 columns of O.
-        int pos0 = rg / 4;
+        int pos0 = (rg >> 2);
         int last0 = pos0 < tilePositions ? firstQueryPos + pos0 : -1;
         float m0 = float.NegativeInfinity, l0 = 0f;
         Float4 o0_0 = default, o0_1 = default;
-        int pos1 = (rg + 8) / 4;
+        int pos1 = ((rg + 8) >> 2);
         int last1 = pos1 < tilePositions ? firstQueryPos + pos1 : -1;
         float m1 = float.NegativeInfinity, l1 = 0f;
         Float4 o1_0 = default, o1_1 = default;
-        int pos2 = (rg + 16) / 4;
+        int pos2 = ((rg + 16) >> 2);
         int last2 = pos2 < tilePositions ? firstQueryPos + pos2 : -1;
         float m2 = float.NegativeInfinity, l2 = 0f;
         Float4 o2_0 = default, o2_1 = default;
-        int pos3 = (rg + 24) / 4;
+        int pos3 = ((rg + 24) >> 2);
         int last3 = pos3 < tilePositions ? firstQueryPos + pos3 : -1;
         float m3 = float.NegativeInfinity, l3 = 0f;
         Float4 o3_0 = default, o3_1 = default;
@@ -100,10 +100,10 @@ public static partial class TinyLlama_1_1B
         var sP4Rows = sP4.SubView(pAt4);
 
         // This thread's units of a K/V tile (key j, 8 elements from u * 8), one per step: 4 lanes take consecutive units of a key.
-        int j0 = t / 4 % 32, u0 = t / 128 * 4 + t % 4;
-        int j1 = (t + 64) / 4 % 32, u1 = (t + 64) / 128 * 4 + t % 4;
-        int j2 = (t + 128) / 4 % 32, u2 = (t + 128) / 128 * 4 + t % 4;
-        int j3 = (t + 192) / 4 % 32, u3 = (t + 192) / 128 * 4 + t % 4;
+        int j0 = ((t >> 2) & 31), u0 = (t >> 7) * 4 + (t & 3);
+        int j1 = (((t + 64) >> 2) & 31), u1 = ((t + 64) >> 7) * 4 + (t & 3);
+        int j2 = (((t + 128) >> 2) & 31), u2 = ((t + 128) >> 7) * 4 + (t & 3);
+        int j3 = (((t + 192) >> 2) & 31), u3 = ((t + 192) >> 7) * 4 + (t & 3);
 
         // Raw K/V chunks in registers, loaded one tile ahead: the loads of the next tile are in flight during this tile's P·V.
         RawChunk8 kr0 = default, vr0 = default, kr1 = default, vr1 = default, kr2 = default, vr2 = default, kr3 = default, vr3 = default;
@@ -612,28 +612,28 @@ public static partial class TinyLlama_1_1B
         if (pos0 < tilePositions)
         {
             float inv = 1f / l0;
-            long dst = ((long)(queryStart + i0 + pos0) * 32 + firstHead + rg % 4) * 64 + kl * 4;
+            long dst = ((long)(queryStart + i0 + pos0) * 32 + firstHead + (rg & 3)) * 64 + kl * 4;
             output[dst] = o0_0.X * inv; output[dst + 1] = o0_0.Y * inv; output[dst + 2] = o0_0.Z * inv; output[dst + 3] = o0_0.W * inv;
             output[dst + 32] = o0_1.X * inv; output[dst + 33] = o0_1.Y * inv; output[dst + 34] = o0_1.Z * inv; output[dst + 35] = o0_1.W * inv;
         }
         if (pos1 < tilePositions)
         {
             float inv = 1f / l1;
-            long dst = ((long)(queryStart + i0 + pos1) * 32 + firstHead + (rg + 8) % 4) * 64 + kl * 4;
+            long dst = ((long)(queryStart + i0 + pos1) * 32 + firstHead + ((rg + 8) & 3)) * 64 + kl * 4;
             output[dst] = o1_0.X * inv; output[dst + 1] = o1_0.Y * inv; output[dst + 2] = o1_0.Z * inv; output[dst + 3] = o1_0.W * inv;
             output[dst + 32] = o1_1.X * inv; output[dst + 33] = o1_1.Y * inv; output[dst + 34] = o1_1.Z * inv; output[dst + 35] = o1_1.W * inv;
         }
         if (pos2 < tilePositions)
         {
             float inv = 1f / l2;
-            long dst = ((long)(queryStart + i0 + pos2) * 32 + firstHead + (rg + 16) % 4) * 64 + kl * 4;
+            long dst = ((long)(queryStart + i0 + pos2) * 32 + firstHead + ((rg + 16) & 3)) * 64 + kl * 4;
             output[dst] = o2_0.X * inv; output[dst + 1] = o2_0.Y * inv; output[dst + 2] = o2_0.Z * inv; output[dst + 3] = o2_0.W * inv;
             output[dst + 32] = o2_1.X * inv; output[dst + 33] = o2_1.Y * inv; output[dst + 34] = o2_1.Z * inv; output[dst + 35] = o2_1.W * inv;
         }
         if (pos3 < tilePositions)
         {
             float inv = 1f / l3;
-            long dst = ((long)(queryStart + i0 + pos3) * 32 + firstHead + (rg + 24) % 4) * 64 + kl * 4;
+            long dst = ((long)(queryStart + i0 + pos3) * 32 + firstHead + ((rg + 24) & 3)) * 64 + kl * 4;
             output[dst] = o3_0.X * inv; output[dst + 1] = o3_0.Y * inv; output[dst + 2] = o3_0.Z * inv; output[dst + 3] = o3_0.W * inv;
             output[dst + 32] = o3_1.X * inv; output[dst + 33] = o3_1.Y * inv; output[dst + 34] = o3_1.Z * inv; output[dst + 35] = o3_1.W * inv;
         }
@@ -660,9 +660,9 @@ public static partial class TinyLlama_1_1B
     public static void PrefillExpanded<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
     {
-        int item = Grid.IdxX / 32;
-        int firstHead = Grid.IdxX % 32 * 1;
-        int kvHead = firstHead / 8;
+        int item = (Grid.IdxX >> 5);
+        int firstHead = (Grid.IdxX & 31) * 1;
+        int kvHead = (firstHead >> 3);
         int seq = m.PrefillWork[2 * item];
         int i0 = m.PrefillWork[2 * item + 1];
         int queryStart = m.QueryStart[seq];
@@ -673,8 +673,8 @@ public static partial class TinyLlama_1_1B
         int numKeys = firstQueryPos + tilePositions;  // causal: keys up to the tile's last query
         int blockRow = seq * m.MaxBlocksPerSeq;
         int t = Group.IdxX;
-        int rg = t / 8; // row group: this thread's rows are rg + 8 * i
-        int kl = t % 8; // key lane: its keys of S are kl + 8 * j, its Float4 columns of O kl + 8 * c
+        int rg = (t >> 3); // row group: this thread's rows are rg + 8 * i
+        int kl = (t & 7); // key lane: its keys of S are kl + 8 * j, its Float4 columns of O kl + 8 * c
 
         var sQ = SharedMemory.Allocate<Float4>(512);  // [head_dim / 4, 32 rows] queries pre-scaled by 1/sqrt(head_dim), dims-major
         var sK = SharedMemory.Allocate<Float4>(512);  // [head_dim / 4, 32 keys] keys, dims-major
@@ -685,8 +685,8 @@ public static partial class TinyLlama_1_1B
         // Q tile, scaled, dims-major: 8 lanes read consecutive Float4s of a row; rows that are not queries of this tile are zero.
         for (int f = t; f < 512; f += 64)
         {
-            int r = f / 8 % 32;
-            int c = f / 256 * 8 + f % 8;
+            int r = ((f >> 3) & 31);
+            int c = (f >> 8) * 8 + (f & 7);
             int pos = r;
             var q = default(Float4);
             if (pos < tilePositions)
@@ -725,10 +725,10 @@ public static partial class TinyLlama_1_1B
         var sP4Rows = sP4.SubView(pAt4);
 
         // This thread's units of a K/V tile (key j, 8 elements from u * 8), one per step: 4 lanes take consecutive units of a key.
-        int j0 = t / 4 % 32, u0 = t / 128 * 4 + t % 4;
-        int j1 = (t + 64) / 4 % 32, u1 = (t + 64) / 128 * 4 + t % 4;
-        int j2 = (t + 128) / 4 % 32, u2 = (t + 128) / 128 * 4 + t % 4;
-        int j3 = (t + 192) / 4 % 32, u3 = (t + 192) / 128 * 4 + t % 4;
+        int j0 = ((t >> 2) & 31), u0 = (t >> 7) * 4 + (t & 3);
+        int j1 = (((t + 64) >> 2) & 31), u1 = ((t + 64) >> 7) * 4 + (t & 3);
+        int j2 = (((t + 128) >> 2) & 31), u2 = ((t + 128) >> 7) * 4 + (t & 3);
+        int j3 = (((t + 192) >> 2) & 31), u3 = ((t + 192) >> 7) * 4 + (t & 3);
 
         // Raw K/V chunks in registers, loaded one tile ahead: the loads of the next tile are in flight during this tile's P·V.
         RawChunk8 kr0 = default, vr0 = default, kr1 = default, vr1 = default, kr2 = default, vr2 = default, kr3 = default, vr3 = default;
