@@ -15,6 +15,8 @@ internal static class AttentionKernelsEmitter
     public static string Emit(KernelSetSpec spec)
     {
         var grouped = new AttentionLayout(spec, expanded: false);
+        bool mma = DecodeMmaEmitter.Supports(grouped);
+        bool large = spec.Engine.Tiles.LargeBatchDecode is not null;
         var w = new SourceWriter();
         KernelSetEmitter.Header(w, spec, "ILGPU", "ILGPU.Runtime", "SpecializedInference.Accelerators", "SpecializedInference.Kernels");
         using (w.Block($"public static partial class {spec.Name}"))
@@ -36,11 +38,10 @@ internal static class AttentionKernelsEmitter
                 w.Line($"private readonly {writeKv} _writeKv;");
                 w.Line($"private readonly {attention} _prefill;");
                 w.Line($"private readonly {attention} _decode;");
-                bool large = spec.Engine.Tiles.LargeBatchDecode is not null;
                 if (large)
                     w.Line($"private readonly {attention}? _decodeLargeBatch;");
                 w.Line();
-                if (DecodeMmaEmitter.Supports(grouped))
+                if (mma)
                 {
                     w.Line("/// <summary>Whether <see cref=\"DecodeMma\"/> runs the decode (asked for, grouped heads, f16 cache).</summary>");
                     w.Line("public override bool DecodeOnTensorCores { get; }");
@@ -57,7 +58,6 @@ internal static class AttentionKernelsEmitter
                 w.Line("        options.HeadMapping == HeadMapping.Expanded ? 1 : AttentionHeadsPerGroup)");
                 using (w.Scope())
                 {
-                    bool mma = DecodeMmaEmitter.Supports(grouped);
                     const string tensorCores = "options.DecodeCores == DecodeCores.Tensor && options.KvDtype == KvDtype.F16 && options.HeadMapping == HeadMapping.Grouped";
                     if (mma)
                         w.Line($"DecodeOnTensorCores = {tensorCores};");

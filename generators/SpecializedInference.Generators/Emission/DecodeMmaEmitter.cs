@@ -154,13 +154,13 @@ internal static class DecodeMmaEmitter
     /// one 64-bit product plus lane and constant offsets, instead of a lookup and a product each.</summary>
     private static bool TilesInOneBlock(AttentionLayout L) => L.BlockSize % TileKeys == 0 && L.Partition % L.BlockSize == 0;
 
-    /// <summary>Declares <c>{name}{i}</c>: the 16-byte chunk of tile <paramref name="i"/>'s first key row, dim 0 (one block
-    /// id from shared memory; <see cref="TilesInOneBlock"/>).</summary>
-    private static void EmitTileRow(SourceWriter w, AttentionLayout L, int i, string name)
+    /// <summary>Declares <c>kRow{i}</c>: the 16-byte chunk of tile <paramref name="i"/>'s first key row, dim 0 (one block
+    /// id from shared memory; <see cref="TilesInOneBlock"/>), which its K loads and, later, its V loads add to.</summary>
+    private static void EmitTileRow(SourceWriter w, AttentionLayout L, int i)
     {
         string firstKey = $"(jK{i} - g)";   // the tile's first key in the partition
         string slot = L.BlockSize == TileKeys ? "" : $" + {Mod(firstKey, L.BlockSize)} * {Int(L.HeadDim / 8)}";
-        w.Line($"long {name}{i} = ((long)sBlock[{Div(firstKey, L.BlockSize)}] * {Int(L.KvHeads)} + kvHead) * {Int(L.BlockSize * L.HeadDim / 8)}{slot};   // [block, kv_head, tile's first slot, 0] in chunks");
+        w.Line($"long kRow{i} = ((long)sBlock[{Div(firstKey, L.BlockSize)}] * {Int(L.KvHeads)} + kvHead) * {Int(L.BlockSize * L.HeadDim / 8)}{slot};   // [block, kv_head, tile's first slot, 0] in chunks");
     }
 
     /// <summary>Loads tile <paramref name="i"/>'s K chunks (keys g and g + 8, dims 32j + 8tq .. + 7); returns their names.</summary>
@@ -168,7 +168,7 @@ internal static class DecodeMmaEmitter
     {
         if (TilesInOneBlock(L))
         {
-            EmitTileRow(w, L, i, "kRow");
+            EmitTileRow(w, L, i);
             w.Line($"long kA{i} = kRow{i} + g * {Int(L.HeadDim / 8)} + tq;");
             w.Line($"long kB{i} = kA{i} + {Int(8 * L.HeadDim / 8)};");
         }
@@ -195,8 +195,7 @@ internal static class DecodeMmaEmitter
         var names = new List<string>();
         if (TilesInOneBlock(L))
         {
-            EmitTileRow(w, L, i, "vRow");
-            w.Line($"long v0R{i} = vRow{i} + 2 * tq * {Int(L.HeadDim / 8)} + g;");
+            w.Line($"long v0R{i} = kRow{i} + 2 * tq * {Int(L.HeadDim / 8)} + g;");
             foreach (int off in new[] { 1, 8, 9 })
                 w.Line($"long v{off}R{i} = v0R{i} + {Int(off * L.HeadDim / 8)};");
         }

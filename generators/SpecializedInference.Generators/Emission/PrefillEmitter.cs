@@ -310,25 +310,6 @@ internal static class PrefillEmitter
     /// <summary><paramref name="expr"/> + <paramref name="k"/>, or <paramref name="expr"/> when k is 0.</summary>
     private static string Plus(string expr, int k) => k == 0 ? expr : $"{expr} + {Int(k)}";
 
-    /// <summary><paramref name="expr"/> in parentheses when it has a top-level + or - (*, / and % associate left).</summary>
-    private static string Paren(string expr)
-    {
-        int depth = 0;
-        foreach (char ch in expr)
-        {
-            if (ch == '(') depth++;
-            else if (ch == ')') depth--;
-            else if (depth == 0 && (ch == '+' || ch == '-')) return $"({expr})";
-        }
-        return expr;
-    }
-
-    /// <summary><paramref name="expr"/> / <paramref name="d"/>, or <paramref name="expr"/> when d is 1.</summary>
-    private static string Div(string expr, int d) => d == 1 ? expr : SourceWriter.Div(Paren(expr), d);
-
-    /// <summary><paramref name="expr"/> % <paramref name="d"/>, or 0 when d is 1.</summary>
-    private static string Mod(string expr, int d) => d == 1 ? "0" : SourceWriter.Mod(Paren(expr), d);
-
     /// <summary>A balanced reduction expression over <paramref name="terms"/> (short dependency chains).</summary>
     internal static string Tree(List<string> terms, System.Func<string, string, string> combine)
     {

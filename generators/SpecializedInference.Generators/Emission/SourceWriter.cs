@@ -49,14 +49,27 @@ internal sealed class SourceWriter
 
     public static string Int(int value) => value.ToString(CultureInfo.InvariantCulture);
 
-    /// <summary><paramref name="x"/> / <paramref name="n"/> for a non-negative <paramref name="x"/>: a shift when n is a
-    /// power of two. Written as a signed division, ptxas expands it into a reciprocal-multiply sequence of about a dozen
-    /// instructions instead.</summary>
-    public static string Div(string x, int n) => IsPowerOfTwo(n) ? $"({x} >> {Int(Log2(n))})" : $"{x} / {Int(n)}";
+    /// <summary><paramref name="x"/> / <paramref name="n"/> for a non-negative <paramref name="x"/>: x itself for n = 1,
+    /// a shift when n is a power of two. Written as a signed division, ptxas expands it into a reciprocal-multiply
+    /// sequence of about a dozen instructions instead.</summary>
+    public static string Div(string x, int n) => n == 1 ? x : IsPowerOfTwo(n) ? $"({Paren(x)} >> {Int(Log2(n))})" : $"{Paren(x)} / {Int(n)}";
 
-    /// <summary><paramref name="x"/> % <paramref name="n"/> for a non-negative <paramref name="x"/>: a mask when n is a
-    /// power of two (see <see cref="Div"/>).</summary>
-    public static string Mod(string x, int n) => IsPowerOfTwo(n) ? $"({x} & {Int(n - 1)})" : $"{x} % {Int(n)}";
+    /// <summary><paramref name="x"/> % <paramref name="n"/> for a non-negative <paramref name="x"/>: 0 for n = 1, a mask
+    /// when n is a power of two (see <see cref="Div"/>).</summary>
+    public static string Mod(string x, int n) => n == 1 ? "0" : IsPowerOfTwo(n) ? $"({Paren(x)} & {Int(n - 1)})" : $"{Paren(x)} % {Int(n)}";
+
+    /// <summary><paramref name="expr"/>, parenthesized when a top-level + or - would bind looser than what follows.</summary>
+    public static string Paren(string expr)
+    {
+        int depth = 0;
+        foreach (char ch in expr)
+        {
+            if (ch == '(') depth++;
+            else if (ch == ')') depth--;
+            else if (depth == 0 && (ch == '+' || ch == '-')) return $"({expr})";
+        }
+        return expr;
+    }
 
     private static bool IsPowerOfTwo(int n) => n > 0 && (n & (n - 1)) == 0;
 

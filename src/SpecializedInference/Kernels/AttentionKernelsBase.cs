@@ -103,8 +103,11 @@ public abstract class AttentionKernelsBase : IAttentionKernels
     /// <summary>Plans one step. Its device buffers come from this kernel set's pool: dispose the plan before
     /// planning the next step and the next plan reuses them (a plan made while another is alive gets its own).</summary>
     public IAttentionPlan Plan(AttentionBatch batch)
-        => AttentionPlan.Create(this, _planBuffers, batch, Shape, PrefillPositions, Tiles.DecodePartitionSize, Dims.HeadGroups,
-            Options.Algorithm == AttentionAlgorithm.Materialized, ChooseLargeBatchDecode(batch));
+    {
+        var large = ChooseLargeBatchDecode(batch);
+        return AttentionPlan.Create(this, _planBuffers, batch, Shape, PrefillPositions, large?.PartitionSize ?? Tiles.DecodePartitionSize,
+            large?.HeadGroups ?? Dims.HeadGroups, Options.Algorithm == AttentionAlgorithm.Materialized, large);
+    }
 
     /// <summary>The large-batch layout when this step should run it (see <see cref="LargeBatchDecodePolicy"/>), else null.</summary>
     private DecodeLayout? ChooseLargeBatchDecode(AttentionBatch batch)

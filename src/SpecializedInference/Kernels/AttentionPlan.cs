@@ -112,16 +112,11 @@ public sealed class AttentionPlan : IAttentionPlan
     /// <param name="headGroups">Thread groups per decode partition (each a set of query heads): one ticket
     /// counter per (decode, head group).</param>
     /// <param name="materialized">Whether to allocate the [num_tokens, num_heads, max_context] score matrix.</param>
-    /// <param name="largeBatchDecode">The large-batch decode's layout, when the step runs it: its partition and head
-    /// groups replace <paramref name="decodePartition"/> and <paramref name="headGroups"/>.</param>
+    /// <param name="largeBatchDecode">The large-batch decode's layout when the step runs it (then
+    /// <paramref name="decodePartition"/> and <paramref name="headGroups"/> are its own), recorded for the launch.</param>
     internal static AttentionPlan Create(object owner, PlanBufferPool pool, AttentionBatch batch, AttentionShape shape,
         int prefillPositions, int decodePartition, int headGroups, bool materialized, DecodeLayout? largeBatchDecode = null)
     {
-        if (largeBatchDecode is not null)
-        {
-            decodePartition = largeBatchDecode.PartitionSize;
-            headGroups = largeBatchDecode.HeadGroups;
-        }
         ArgumentNullException.ThrowIfNull(batch);
         Validate(batch, shape);
         int numSeqs = batch.NumSeqs;

@@ -25,8 +25,8 @@ public static partial class gqa_hd128_long
     public static void Decode<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
     {
-        int item = (Grid.IdxX >> 0);
-        int headGroup = (Grid.IdxX & 0);
+        int item = Grid.IdxX;
+        int headGroup = 0;
         int firstHead = headGroup * 2;
         int kvHead = (firstHead >> 1);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
@@ -1582,8 +1582,8 @@ public static partial class gqa_hd128_long
     /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
     public static void DecodeMma(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
     {
-        int item = (Grid.IdxX >> 0);
-        int headGroup = (Grid.IdxX & 0);
+        int item = Grid.IdxX;
+        int headGroup = 0;
         int firstHead = headGroup * 2;
         int kvHead = (firstHead >> 1);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
@@ -1903,8 +1903,7 @@ public static partial class gqa_hd128_long
             sP[(2 * tq + 1) * 256 + jK3 + 8] = jK3 + 8 < numKeys ? sc3.C3 : float.NegativeInfinity;
         }
         // V of every tile, loaded now that the K registers are free: in flight while the softmax waits on the group.
-        long vRow0 = ((long)sBlock[((jK0 - g) >> 4)] * 1 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
-        long v0R0 = vRow0 + 2 * tq * 16 + g;
+        long v0R0 = kRow0 + 2 * tq * 16 + g;
         long v1R0 = v0R0 + 16;
         long v8R0 = v0R0 + 128;
         long v9R0 = v0R0 + 144;
@@ -1916,8 +1915,7 @@ public static partial class gqa_hd128_long
         var v1_0_1 = valueCache[v1R0 + 8];   // [key 2tq + 1, dims 8(g + 8) ..]
         var v8_0_1 = valueCache[v8R0 + 8];   // [key 2tq + 8, dims 8(g + 8) ..]
         var v9_0_1 = valueCache[v9R0 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
-        long vRow1 = ((long)sBlock[((jK1 - g) >> 4)] * 1 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
-        long v0R1 = vRow1 + 2 * tq * 16 + g;
+        long v0R1 = kRow1 + 2 * tq * 16 + g;
         long v1R1 = v0R1 + 16;
         long v8R1 = v0R1 + 128;
         long v9R1 = v0R1 + 144;
@@ -1929,8 +1927,7 @@ public static partial class gqa_hd128_long
         var v1_1_1 = valueCache[v1R1 + 8];   // [key 2tq + 1, dims 8(g + 8) ..]
         var v8_1_1 = valueCache[v8R1 + 8];   // [key 2tq + 8, dims 8(g + 8) ..]
         var v9_1_1 = valueCache[v9R1 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
-        long vRow2 = ((long)sBlock[((jK2 - g) >> 4)] * 1 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
-        long v0R2 = vRow2 + 2 * tq * 16 + g;
+        long v0R2 = kRow2 + 2 * tq * 16 + g;
         long v1R2 = v0R2 + 16;
         long v8R2 = v0R2 + 128;
         long v9R2 = v0R2 + 144;
@@ -1942,8 +1939,7 @@ public static partial class gqa_hd128_long
         var v1_2_1 = valueCache[v1R2 + 8];   // [key 2tq + 1, dims 8(g + 8) ..]
         var v8_2_1 = valueCache[v8R2 + 8];   // [key 2tq + 8, dims 8(g + 8) ..]
         var v9_2_1 = valueCache[v9R2 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
-        long vRow3 = ((long)sBlock[((jK3 - g) >> 4)] * 1 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
-        long v0R3 = vRow3 + 2 * tq * 16 + g;
+        long v0R3 = kRow3 + 2 * tq * 16 + g;
         long v1R3 = v0R3 + 16;
         long v8R3 = v0R3 + 128;
         long v9R3 = v0R3 + 144;

@@ -1372,8 +1372,7 @@ public static partial class Llama3_8B
         var kb1_2 = keyCache[kB1 + 8];   // [key g + 8, dims 64 + 8tq ..]
         var ka1_3 = keyCache[kA1 + 12];   // [key g, dims 96 + 8tq ..]
         var kb1_3 = keyCache[kB1 + 12];   // [key g + 8, dims 96 + 8tq ..]
-        long vRow0 = ((long)sBlock[((jK0 - g) >> 4)] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
-        long v0R0 = vRow0 + 2 * tq * 16 + g;
+        long v0R0 = kRow0 + 2 * tq * 16 + g;
         long v1R0 = v0R0 + 16;
         long v8R0 = v0R0 + 128;
         long v9R0 = v0R0 + 144;
@@ -1385,8 +1384,7 @@ public static partial class Llama3_8B
         var v1_0_1 = valueCache[v1R0 + 8];   // [key 2tq + 1, dims 8(g + 8) ..]
         var v8_0_1 = valueCache[v8R0 + 8];   // [key 2tq + 8, dims 8(g + 8) ..]
         var v9_0_1 = valueCache[v9R0 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
-        long vRow1 = ((long)sBlock[((jK1 - g) >> 4)] * 8 + kvHead) * 256;   // [block, kv_head, tile's first slot, 0] in chunks
-        long v0R1 = vRow1 + 2 * tq * 16 + g;
+        long v0R1 = kRow1 + 2 * tq * 16 + g;
         long v1R1 = v0R1 + 16;
         long v8R1 = v0R1 + 128;
         long v9R1 = v0R1 + 144;

@@ -28,7 +28,7 @@ public static partial class mha_tiny
         int item = (Grid.IdxX >> 2);
         int headGroup = (Grid.IdxX & 3);
         int firstHead = headGroup * 1;
-        int kvHead = (firstHead >> 0);
+        int kvHead = firstHead;
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
         int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];
@@ -512,7 +512,7 @@ public static partial class mha_tiny
         int item = (Grid.IdxX >> 2);
         int headGroup = (Grid.IdxX & 3);
         int firstHead = headGroup * 1;
-        int kvHead = (firstHead >> 0);
+        int kvHead = firstHead;
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
         int work = item * 5;                        // (decode, partition, token, context, block-table row)
         int decode = m.DecodeWork[work];

@@ -25,8 +25,8 @@ public static partial class mqa8_hd64
     public static void Decode<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
     {
-        int item = (Grid.IdxX >> 0);
-        int headGroup = (Grid.IdxX & 0);
+        int item = Grid.IdxX;
+        int headGroup = 0;
         int firstHead = headGroup * 8;
         int kvHead = (firstHead >> 3);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
@@ -1116,8 +1116,8 @@ public static partial class mqa8_hd64
     /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
     public static void DecodeMma(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
     {
-        int item = (Grid.IdxX >> 0);
-        int headGroup = (Grid.IdxX & 0);
+        int item = Grid.IdxX;
+        int headGroup = 0;
         int firstHead = headGroup * 8;
         int kvHead = (firstHead >> 3);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
@@ -1172,8 +1172,7 @@ public static partial class mqa8_hd64
         var kb0_0 = keyCache[kB0 + 0];   // [key g + 8, dims 0 + 8tq ..]
         var ka0_1 = keyCache[kA0 + 4];   // [key g, dims 32 + 8tq ..]
         var kb0_1 = keyCache[kB0 + 4];   // [key g + 8, dims 32 + 8tq ..]
-        long vRow0 = ((long)sBlock[((jK0 - g) >> 4)] * 1 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
-        long v0R0 = vRow0 + 2 * tq * 8 + g;
+        long v0R0 = kRow0 + 2 * tq * 8 + g;
         long v1R0 = v0R0 + 8;
         long v8R0 = v0R0 + 64;
         long v9R0 = v0R0 + 72;

@@ -22,8 +22,8 @@ public static partial class mqa8_hd64
     /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
     public static void DecodeMmaLargeBatch(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
     {
-        int item = (Grid.IdxX >> 0);
-        int headGroup = (Grid.IdxX & 0);
+        int item = Grid.IdxX;
+        int headGroup = 0;
         int firstHead = headGroup * 8;
         int kvHead = (firstHead >> 3);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
@@ -111,8 +111,7 @@ public static partial class mqa8_hd64
         var kb3_0 = keyCache[kB3 + 0];   // [key g + 8, dims 0 + 8tq ..]
         var ka3_1 = keyCache[kA3 + 4];   // [key g, dims 32 + 8tq ..]
         var kb3_1 = keyCache[kB3 + 4];   // [key g + 8, dims 32 + 8tq ..]
-        long vRow0 = ((long)sBlock[((jK0 - g) >> 4)] * 1 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
-        long v0R0 = vRow0 + 2 * tq * 8 + g;
+        long v0R0 = kRow0 + 2 * tq * 8 + g;
         long v1R0 = v0R0 + 8;
         long v8R0 = v0R0 + 64;
         long v9R0 = v0R0 + 72;
@@ -120,8 +119,7 @@ public static partial class mqa8_hd64
         var v1_0_0 = valueCache[v1R0 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
         var v8_0_0 = valueCache[v8R0 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
         var v9_0_0 = valueCache[v9R0 + 0];   // [key 2tq + 9, dims 8(g + 0) ..]
-        long vRow1 = ((long)sBlock[((jK1 - g) >> 4)] * 1 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
-        long v0R1 = vRow1 + 2 * tq * 8 + g;
+        long v0R1 = kRow1 + 2 * tq * 8 + g;
         long v1R1 = v0R1 + 8;
         long v8R1 = v0R1 + 64;
         long v9R1 = v0R1 + 72;
@@ -129,8 +127,7 @@ public static partial class mqa8_hd64
         var v1_1_0 = valueCache[v1R1 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
         var v8_1_0 = valueCache[v8R1 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
         var v9_1_0 = valueCache[v9R1 + 0];   // [key 2tq + 9, dims 8(g + 0) ..]
-        long vRow2 = ((long)sBlock[((jK2 - g) >> 4)] * 1 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
-        long v0R2 = vRow2 + 2 * tq * 8 + g;
+        long v0R2 = kRow2 + 2 * tq * 8 + g;
         long v1R2 = v0R2 + 8;
         long v8R2 = v0R2 + 64;
         long v9R2 = v0R2 + 72;
@@ -138,8 +135,7 @@ public static partial class mqa8_hd64
         var v1_2_0 = valueCache[v1R2 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
         var v8_2_0 = valueCache[v8R2 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
         var v9_2_0 = valueCache[v9R2 + 0];   // [key 2tq + 9, dims 8(g + 0) ..]
-        long vRow3 = ((long)sBlock[((jK3 - g) >> 4)] * 1 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
-        long v0R3 = vRow3 + 2 * tq * 8 + g;
+        long v0R3 = kRow3 + 2 * tq * 8 + g;
         long v1R3 = v0R3 + 8;
         long v8R3 = v0R3 + 64;
         long v9R3 = v0R3 + 72;

@@ -1251,8 +1251,7 @@ public static partial class TinyLlama_1_1B
         var kb1_0 = keyCache[kB1 + 0];   // [key g + 8, dims 0 + 8tq ..]
         var ka1_1 = keyCache[kA1 + 4];   // [key g, dims 32 + 8tq ..]
         var kb1_1 = keyCache[kB1 + 4];   // [key g + 8, dims 32 + 8tq ..]
-        long vRow0 = ((long)sBlock[((jK0 - g) >> 4)] * 4 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
-        long v0R0 = vRow0 + 2 * tq * 8 + g;
+        long v0R0 = kRow0 + 2 * tq * 8 + g;
         long v1R0 = v0R0 + 8;
         long v8R0 = v0R0 + 64;
         long v9R0 = v0R0 + 72;
@@ -1260,8 +1259,7 @@ public static partial class TinyLlama_1_1B
         var v1_0_0 = valueCache[v1R0 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
         var v8_0_0 = valueCache[v8R0 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
         var v9_0_0 = valueCache[v9R0 + 0];   // [key 2tq + 9, dims 8(g + 0) ..]
-        long vRow1 = ((long)sBlock[((jK1 - g) >> 4)] * 4 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
-        long v0R1 = vRow1 + 2 * tq * 8 + g;
+        long v0R1 = kRow1 + 2 * tq * 8 + g;
         long v1R1 = v0R1 + 8;
         long v8R1 = v0R1 + 64;
         long v9R1 = v0R1 + 72;

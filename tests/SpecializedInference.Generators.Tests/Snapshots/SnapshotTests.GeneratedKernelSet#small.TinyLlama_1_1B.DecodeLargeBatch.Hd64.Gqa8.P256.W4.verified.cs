@@ -105,8 +105,7 @@ public static partial class TinyLlama_1_1B
         var kb3_0 = keyCache[kB3 + 0];   // [key g + 8, dims 0 + 8tq ..]
         var ka3_1 = keyCache[kA3 + 4];   // [key g, dims 32 + 8tq ..]
         var kb3_1 = keyCache[kB3 + 4];   // [key g + 8, dims 32 + 8tq ..]
-        long vRow0 = ((long)sBlock[((jK0 - g) >> 4)] * 4 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
-        long v0R0 = vRow0 + 2 * tq * 8 + g;
+        long v0R0 = kRow0 + 2 * tq * 8 + g;
         long v1R0 = v0R0 + 8;
         long v8R0 = v0R0 + 64;
         long v9R0 = v0R0 + 72;
@@ -114,8 +113,7 @@ public static partial class TinyLlama_1_1B
         var v1_0_0 = valueCache[v1R0 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
         var v8_0_0 = valueCache[v8R0 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
         var v9_0_0 = valueCache[v9R0 + 0];   // [key 2tq + 9, dims 8(g + 0) ..]
-        long vRow1 = ((long)sBlock[((jK1 - g) >> 4)] * 4 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
-        long v0R1 = vRow1 + 2 * tq * 8 + g;
+        long v0R1 = kRow1 + 2 * tq * 8 + g;
         long v1R1 = v0R1 + 8;
         long v8R1 = v0R1 + 64;
         long v9R1 = v0R1 + 72;
@@ -123,8 +121,7 @@ public static partial class TinyLlama_1_1B
         var v1_1_0 = valueCache[v1R1 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
         var v8_1_0 = valueCache[v8R1 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
         var v9_1_0 = valueCache[v9R1 + 0];   // [key 2tq + 9, dims 8(g + 0) ..]
-        long vRow2 = ((long)sBlock[((jK2 - g) >> 4)] * 4 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
-        long v0R2 = vRow2 + 2 * tq * 8 + g;
+        long v0R2 = kRow2 + 2 * tq * 8 + g;
         long v1R2 = v0R2 + 8;
         long v8R2 = v0R2 + 64;
         long v9R2 = v0R2 + 72;
@@ -132,8 +129,7 @@ public static partial class TinyLlama_1_1B
         var v1_2_0 = valueCache[v1R2 + 0];   // [key 2tq + 1, dims 8(g + 0) ..]
         var v8_2_0 = valueCache[v8R2 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
         var v9_2_0 = valueCache[v9R2 + 0];   // [key 2tq + 9, dims 8(g + 0) ..]
-        long vRow3 = ((long)sBlock[((jK3 - g) >> 4)] * 4 + kvHead) * 128;   // [block, kv_head, tile's first slot, 0] in chunks
-        long v0R3 = vRow3 + 2 * tq * 8 + g;
+        long v0R3 = kRow3 + 2 * tq * 8 + g;
         long v1R3 = v0R3 + 8;
         long v8R3 = v0R3 + 64;
         long v9R3 = v0R3 + 72;

@@ -25,8 +25,8 @@ public static partial class split_keys
     public static void Decode<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
     {
-        int item = (Grid.IdxX >> 0);
-        int headGroup = (Grid.IdxX & 0);
+        int item = Grid.IdxX;
+        int headGroup = 0;
         int firstHead = headGroup * 4;
         int kvHead = (firstHead >> 2);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
