@@ -123,7 +123,8 @@ public sealed class EndToEndBench(BenchDevice device, int seed, WeightsSource we
             Algorithm: algorithm,
             HeadMapping: mapping,
             MatvecDepth: model.MatvecDepth,
-            GreedySampling: model.Greedy);
+            GreedySampling: model.Greedy,
+            WeightPrefetchBytes: model.WeightPrefetchBytes);
         if (!model.TensorCores) options = options.OnCudaCoresOnly();
         var runner = weights == WeightsSource.Device
             ? new LlamaModelRunner(device.Accelerator, new RandomDeviceWeights(config, (uint)seed), options)

@@ -24,18 +24,21 @@ public enum WeightsSource
 /// <param name="TensorCores">Tensor cores where the engine uses them by default (the f16 projections of 9 tokens or more,
 /// <see cref="ModelOptions.TensorCores"/>, and the decode attention, <see cref="ModelOptions.DecodeCores"/>); false: both
 /// on CUDA cores only (the report's --cuda-cores).</param>
+/// <param name="WeightPrefetchBytes">Bytes of the next projection each decode matvec pulls into L2 (<see cref="ModelOptions.WeightPrefetchBytes"/>;
+/// the report's --prefetch-weights); 0, the engine's default: none.</param>
 public sealed record EndToEndModel(KernelSetInfo Set, int? Layers = null, MatvecDepth? MatvecDepth = null, GreedySampling Greedy = GreedySampling.Auto,
-    bool TensorCores = true)
+    bool TensorCores = true, long WeightPrefetchBytes = 0)
 {
     /// <summary>Whether this is the model as the engine runs it by default (no A/B setting).</summary>
-    public bool IsDefault => MatvecDepth is null && Greedy == GreedySampling.Auto && TensorCores;
+    public bool IsDefault => MatvecDepth is null && Greedy == GreedySampling.Auto && TensorCores && WeightPrefetchBytes == 0;
 
     public int NumLayers => Layers ?? Set.Shape.NumHiddenLayers;
 
     public string Label => (Layers is null ? Set.Name : $"{Set.Name} ({Layers} of {Set.Shape.NumHiddenLayers} layers)")
         + (MatvecDepth is { } depth ? $" [matvec depth {depth}]" : "")
         + (Greedy == GreedySampling.Auto ? "" : $" [greedy on {Greedy.ToString().ToLowerInvariant()}]")
-        + (TensorCores ? "" : " [CUDA cores]");
+        + (TensorCores ? "" : " [CUDA cores]")
+        + (WeightPrefetchBytes == 0 ? "" : $" [L2 prefetch {WeightPrefetchBytes / (1 << 20)} MiB]");
 }
 
 /// <summary>The ablation run: the same workload with one engine toggle off at a time.</summary>

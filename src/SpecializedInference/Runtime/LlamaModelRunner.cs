@@ -132,7 +132,7 @@ public sealed class LlamaModelRunner : IModelRunner
             options.ForceGenericKernels);
         _attention = selection.Kernels;
         KernelNotice = selection.Notice;
-        _dense = new DenseKernels(accelerator, options.DenseSchedule, options.MatvecDepth, options.TensorCores);
+        _dense = new DenseKernels(accelerator, options.DenseSchedule, options.MatvecDepth, options.TensorCores, options.WeightPrefetchBytes);
         _greedyOnDevice = options.GreedySampling == GreedySampling.Device
             || (options.GreedySampling == GreedySampling.Auto && accelerator is not ILGPU.Runtime.CPU.CPUAccelerator);
         _argMaxSlice = _dense.ArgMaxSliceLength(c.VocabSize);
@@ -291,12 +291,12 @@ public sealed class LlamaModelRunner : IModelRunner
     /// <summary>q and the layer's cache from norm(x) · Wqkv with rotary embeddings: the epilogue writes k and v into
     /// the paged cache in the attention kernels' dtype, where the attention kernels checked it (no separate KV write).</summary>
     private void NormQkvRopeIntoCache(ArrayView<float> x, ArrayView<int> rows, int tokens, LayerWeights layer, float eps,
-        ArrayView<float> q, ArrayView<int> positions, KvCacheTarget cache, ArrayView<float> h, ArrayView<float> qkv)
+        ArrayView<float> q, ArrayView<int> positions, KvCacheTarget cache, ArrayView<float> h, ArrayView<float> qkv, DeviceMatrix next)
     {
         if (cache.Dtype == KvDtype.F16)
-            _dense.NormQkvRope(x, rows, tokens, layer.InputNorm.View, eps, layer.Qkv, Rope(q, positions, new PagedKvRows<F16Codec>(cache)), h, qkv);
+            _dense.NormQkvRope(x, rows, tokens, layer.InputNorm.View, eps, layer.Qkv, Rope(q, positions, new PagedKvRows<F16Codec>(cache)), h, qkv, next);
         else
-            _dense.NormQkvRope(x, rows, tokens, layer.InputNorm.View, eps, layer.Qkv, Rope(q, positions, new PagedKvRows<F32Codec>(cache)), h, qkv);
+            _dense.NormQkvRope(x, rows, tokens, layer.InputNorm.View, eps, layer.Qkv, Rope(q, positions, new PagedKvRows<F32Codec>(cache)), h, qkv, next);
     }
 
     /// <summary>The qkv epilogue: q to <paramref name="q"/>, k and v to <paramref name="kv"/>, rotated at <paramref name="positions"/>.</summary>
@@ -450,13 +450,15 @@ public sealed class LlamaModelRunner : IModelRunner
             var cache = _kvCache[l].Layer;
             // Attention block: q, cache ← rope(norm(x) · Wqkv) (k and v go straight into the cache); x += attend(q) · Wo.
             // (Few tokens: norm, projection and rope are one launch; h and qkv serve the unfused many-token path.)
-            NormQkvRopeIntoCache(x, identity, tokens, layer, eps, q, positions, _attention.CacheWriteTarget(plan, cache), h, qkv);
+            // (Each projection names the one after it, whose first weights it may pull into L2: ModelOptions.WeightPrefetchBytes.)
+            NormQkvRopeIntoCache(x, identity, tokens, layer, eps, q, positions, _attention.CacheWriteTarget(plan, cache), h, qkv, next: layer.O);
             _attention.Attend(plan, q, cache, attn);
             attentionCalls += 1;
-            _dense.Linear(attn, tokens, layer.O, x, accumulate: true);
+            _dense.Linear(attn, tokens, layer.O, x, accumulate: true, next: layer.GateUp);
             // MLP block: x += (silu(norm(x) · Wgate) * (norm(x) · Wup)) · Wdown (norm, projection and silu·up fused likewise).
-            _dense.NormGateUpSwiGlu(x, identity, tokens, layer.PostNorm.View, eps, layer.GateUp, swiGlu, h, gateUp);
-            _dense.Linear(act, tokens, layer.Down, x, accumulate: true);
+            _dense.NormGateUpSwiGlu(x, identity, tokens, layer.PostNorm.View, eps, layer.GateUp, swiGlu, h, gateUp, next: layer.Down);
+            var afterDown = l + 1 < _layers.Length ? _layers[l + 1].Qkv : logitRows > 0 ? _lmHead : null;
+            _dense.Linear(act, tokens, layer.Down, x, accumulate: true, next: afterDown);
         }
 
         var results = new float[]?[logitRows];

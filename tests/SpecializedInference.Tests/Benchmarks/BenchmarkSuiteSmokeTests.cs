@@ -73,17 +73,18 @@ public sealed class BenchmarkSuiteSmokeTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void MatvecDepthsAddABatchOneRowPerModelGreedyOnHostAndCudaCoresARowPerBatch()
+    public void MatvecDepthsAndPrefetchAddABatchOneRowPerModelGreedyOnHostAndCudaCoresARowPerBatch()
     {
         string outPath = Path.Combine(Path.GetTempPath(), $"si-bench-depths-{Guid.NewGuid():N}.md");
         var log = new StringWriter();
         try
         {
-            int rc = ReportRunner.Run(["--device", "cpu", "--quick", "--sections", "e2e", "--matvec-depths", "8,4", "--greedy-on-host", "--cuda-cores", "--out", outPath], log);
+            int rc = ReportRunner.Run(["--device", "cpu", "--quick", "--sections", "e2e", "--matvec-depths", "8,4", "--greedy-on-host", "--cuda-cores", "--prefetch-weights", "8", "--out", outPath], log);
             string report = File.Exists(outPath) ? File.ReadAllText(outPath) : "";
             Assert.True(rc == 0, $"report exited with {rc}:\n{log}");
             Assert.Contains("[matvec depth 8,4] | ", report);
             Assert.Single(report.Split('\n'), line => line.Contains("[matvec depth 8,4] |"));
+            Assert.Single(report.Split('\n'), line => line.Contains("[L2 prefetch 8 MiB] |"));
             // As many [greedy on host] rows as the plan's model has default rows (one per batch).
             var modelRows = report.Split('\n').Where(line => line.StartsWith("| gqa_tiny")).ToList();
             int defaultRows = modelRows.Count(line => !line.Contains('['));
@@ -105,6 +106,16 @@ public sealed class BenchmarkSuiteSmokeTests(ITestOutputHelper output)
         var log = new StringWriter();
         Assert.Equal(2, ReportRunner.Run(["--device", "cpu", "--matvec-depths", depth], log));
         Assert.Contains(message, log.ToString());
+    }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("8,big")]
+    public void ReportRejectsABadPrefetchSize(string mib)
+    {
+        var log = new StringWriter();
+        Assert.Equal(2, ReportRunner.Run(["--device", "cpu", "--prefetch-weights", mib], log));
+        Assert.Contains("expected a positive number of MiB", log.ToString());
     }
 
     /// <summary>The BenchmarkDotNet classes, under a dry job (one call each), in process.</summary>

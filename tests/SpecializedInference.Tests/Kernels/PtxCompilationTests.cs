@@ -82,15 +82,22 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
         var qkv = ("RopeSplitOutput<PagedKvRows<F16Codec>>", typeof(RopeSplitOutput<PagedKvRows<F16Codec>>));
         foreach (var ((name, output), depth) in new[] { (qkv, typeof(TwoChunks)), (("SwiGluOutput", typeof(SwiGluOutput)), typeof(TwoChunks)),
                      (("RowPairOutput", typeof(RowPairOutput)), typeof(TwoChunks)), (qkv, typeof(FourChunks)), (qkv, typeof(EightChunks)) })
-            Report($"NormLinearWarp<F16Weights, {name}, {depth.Name}>", compiler.Compile(fused.MakeGenericMethod(typeof(F16Weights), output, depth), explicitlyGrouped: true));
+        {
+            string ptx = compiler.Compile(fused.MakeGenericMethod(typeof(F16Weights), output, depth), explicitlyGrouped: true);
+            Report($"NormLinearWarp<F16Weights, {name}, {depth.Name}>", ptx);
+            Assert.Contains("prefetch.L2", ptx); // the next projection's weights (L2Prefetch)
+        }
         var batched = typeof(BatchedKernelBodies).GetMethod(nameof(BatchedKernelBodies.LinearBatched))!;
         foreach (var tokens in new[] { typeof(EightTokens), typeof(SixteenTokens) })
             Report($"LinearBatched<F16Weights, AddToOutput, {tokens.Name}>",
                 compiler.Compile(batched.MakeGenericMethod(typeof(F16Weights), typeof(AddToOutput), tokens), explicitlyGrouped: true));
         var warp = typeof(DenseKernelBodies).GetMethod(nameof(DenseKernelBodies.LinearWarp))!;
         foreach (var depth in new[] { typeof(TwoChunks), typeof(FourChunks), typeof(EightChunks) })
-            Report($"LinearWarp<F16Weights, AddToOutput, {depth.Name}>",
-                compiler.Compile(warp.MakeGenericMethod(typeof(F16Weights), typeof(AddToOutput), depth), explicitlyGrouped: true));
+        {
+            string ptx = compiler.Compile(warp.MakeGenericMethod(typeof(F16Weights), typeof(AddToOutput), depth), explicitlyGrouped: true);
+            Report($"LinearWarp<F16Weights, AddToOutput, {depth.Name}>", ptx);
+            Assert.Contains("prefetch.L2", ptx);
+        }
         // The tensor-core projection (inline mma.sync and cvt.rn.f16x2.f32: ptxas checks the PTX ILGPU passes through)
         // and the selftest's single mma.
         var mma = typeof(TensorCoreBodies).GetMethod(nameof(TensorCoreBodies.LinearMma))!;

@@ -121,6 +121,35 @@ public sealed class DenseKernelTests(AcceleratorFixture fixture) : IClassFixture
         AssertClose(expected, yb.GetAsArray1D(), 1e-5, $"seed {seed}");
     }
 
+    /// <summary>The warp matvec given the next projection to pull into L2 (<see cref="L2Prefetch"/>): the prefetch
+    /// argument reaches the kernel and leaves its results alone (on the CPU accelerator the prefetch itself does nothing;
+    /// PtxCompilationTests checks that the CUDA kernels issue it).</summary>
+    [Theory]
+    [InlineData(WeightDtype.F16, 1)]
+    [InlineData(WeightDtype.F32, DenseKernelBodies.WarpTokens)]
+    public void WarpMatvecWithL2PrefetchMatchesFloat64(WeightDtype dtype, int tokens)
+    {
+        const int rows = 7, cols = 72;
+        int seed = HashCode.Combine(dtype, tokens, 0x12) & 0xFFFF;
+        var rng = new Random(seed);
+        var w = Random(rng, rows * cols);
+        var x = Random(rng, tokens * cols);
+        var y0 = Random(rng, tokens * rows);
+        var expected = DenseReference.Linear(w, x, y0, tokens, rows, cols, dtype);
+
+        var kernels = new DenseKernels(Acc, DenseSchedule.Warp, weightPrefetchBytes: 1 << 20);
+        using var matrix = WeightUpload.Matrix(Acc, w, rows, cols, dtype);
+        using var next = WeightUpload.Matrix(Acc, Random(rng, 64 * cols), 64, cols, dtype);
+        using var xb = Upload(x);
+        using var yb = Upload(y0);
+        kernels.Linear(xb.View, tokens, matrix, yb.View, accumulate: true, next);
+        AssertClose(expected, yb.GetAsArray1D(), 1e-5, $"seed {seed}");
+    }
+
+    [Fact]
+    public void NegativePrefetchSizeIsRejected() =>
+        Assert.Throws<ArgumentOutOfRangeException>(() => new DenseKernels(Acc, DenseSchedule.Warp, weightPrefetchBytes: -1));
+
     [Theory]
     [InlineData(DenseSchedule.Serial)]
     [InlineData(DenseSchedule.Warp)]

@@ -126,7 +126,9 @@ public static class DenseKernelBodies
     /// <param name="w">[rows, cols] weights as 16-byte chunks</param>
     /// <param name="x">[tokens, cols] f32 as Vec4</param>
     /// <param name="y">[tokens, rows] f32</param>
-    public static void LinearWarp<TW, TE, TD>(ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<float> y, int rows, int cols, int tokens)
+    /// <param name="prefetch">the next projection's weights the grid's last warps pull into L2 (<see cref="L2Prefetch"/>)</param>
+    public static void LinearWarp<TW, TE, TD>(ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<float> y, int rows, int cols, int tokens,
+        L2Prefetch prefetch)
         where TW : struct, IWeightFormat
         where TE : struct, IEpilogue
         where TD : struct, IRowChunks
@@ -157,6 +159,7 @@ public static class DenseKernelBodies
             sums = sums.Add<TW, TD, WholeStep>(w, row, c, chunks, x, x0, vecsPerToken, has1, has2, has3);
         if (whole < chunks)
             sums = sums.Add<TW, TD, LastStep>(w, row, c, chunks, x, x0, vecsPerToken, has1, has2, has3);
+        prefetch.Issue(warp, lane); // the row's loads are used: the next matrix's lines, while the grid drains
 
         // Absent tokens are not reduced (uniform conditions): at batch 1 that is 5 shuffles instead of 20.
         float a0 = WarpSum(sums.A0);

@@ -88,9 +88,13 @@ public sealed class DenseKernels
 
     /// <param name="tensorCores">Run the f16 projections of <see cref="TensorCoreMinTokens"/> tokens or more on tensor cores
     /// (<see cref="TensorCoreBodies"/>) on the warp schedule.</param>
-    public DenseKernels(Accelerator accelerator, DenseSchedule schedule = DenseSchedule.Auto, MatvecDepth? depth = null, bool tensorCores = false)
+    /// <param name="weightPrefetchBytes">How much of the next projection's weights a warp matvec pulls into L2 (<see cref="L2Prefetch"/>); 0: none.</param>
+    public DenseKernels(Accelerator accelerator, DenseSchedule schedule = DenseSchedule.Auto, MatvecDepth? depth = null, bool tensorCores = false,
+        long weightPrefetchBytes = 0)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(weightPrefetchBytes);
         _accelerator = accelerator;
+        WeightPrefetchBytes = weightPrefetchBytes;
         TensorCores = tensorCores;
         Depth = (depth ?? MatvecDepth.Default).Validated();
         Schedule = schedule == DenseSchedule.Auto
@@ -110,6 +114,13 @@ public sealed class DenseKernels
 
     /// <summary>Weight chunks per lane per step of the warp schedule's matvecs.</summary>
     public MatvecDepth Depth { get; }
+
+    /// <summary>Bytes of the next projection's weights a warp matvec pulls into L2 as it finishes (<see cref="L2Prefetch"/>); 0: none.</summary>
+    public long WeightPrefetchBytes { get; }
+
+    /// <summary>Warps per SM at the end of a matvec's grid that pull the next weights: about the last wave (an H200
+    /// SM holds 20 warps of the 96-register fused matvec), so the lines reach L2 after the current matrix has streamed through.</summary>
+    public const int PrefetchWarpsPerSm = 16;
 
     public Accelerator Accelerator => _accelerator;
 
@@ -183,22 +194,24 @@ public sealed class DenseKernels
     /// <summary>y = x · Wᵀ (or y += x · Wᵀ when <paramref name="accumulate"/>).</summary>
     /// <param name="x">[tokens, w.Cols] f32</param>
     /// <param name="y">[tokens, w.Rows] f32</param>
-    public void Linear(ArrayView<float> x, int tokens, DeviceMatrix w, ArrayView<float> y, bool accumulate)
+    /// <param name="next">The projection that runs after this one, whose first <see cref="WeightPrefetchBytes"/> the
+    /// matvec pulls into L2 (<see cref="L2Prefetch"/>); null, or another schedule than the warp matvec: none.</param>
+    public void Linear(ArrayView<float> x, int tokens, DeviceMatrix w, ArrayView<float> y, bool accumulate, DeviceMatrix? next = null)
     {
         if (tokens == 0) return;
         if (w.Dtype == WeightDtype.F16)
         {
-            if (accumulate) Linear<F16Weights, AddToOutput>(x, tokens, w, y);
-            else Linear<F16Weights, StoreOutput>(x, tokens, w, y);
+            if (accumulate) Linear<F16Weights, AddToOutput>(x, tokens, w, y, next);
+            else Linear<F16Weights, StoreOutput>(x, tokens, w, y, next);
         }
         else
         {
-            if (accumulate) Linear<F32Weights, AddToOutput>(x, tokens, w, y);
-            else Linear<F32Weights, StoreOutput>(x, tokens, w, y);
+            if (accumulate) Linear<F32Weights, AddToOutput>(x, tokens, w, y, next);
+            else Linear<F32Weights, StoreOutput>(x, tokens, w, y, next);
         }
     }
 
-    private void Linear<TW, TE>(ArrayView<float> x, int tokens, DeviceMatrix w, ArrayView<float> y)
+    private void Linear<TW, TE>(ArrayView<float> x, int tokens, DeviceMatrix w, ArrayView<float> y, DeviceMatrix? next)
         where TW : struct, IWeightFormat
         where TE : struct, IEpilogue
     {
@@ -236,22 +249,22 @@ public sealed class DenseKernels
 
         switch (Depth.Linear)
         {
-            case 2: LinearWarp<TW, TE, TwoChunks>(xv, tokens, w, y); break;
-            case 4: LinearWarp<TW, TE, FourChunks>(xv, tokens, w, y); break;
-            default: LinearWarp<TW, TE, EightChunks>(xv, tokens, w, y); break;
+            case 2: LinearWarp<TW, TE, TwoChunks>(xv, tokens, w, y, next); break;
+            case 4: LinearWarp<TW, TE, FourChunks>(xv, tokens, w, y, next); break;
+            default: LinearWarp<TW, TE, EightChunks>(xv, tokens, w, y, next); break;
         }
     }
 
-    private void LinearWarp<TW, TE, TD>(ArrayView<Vec4> xv, int tokens, DeviceMatrix w, ArrayView<float> y)
+    private void LinearWarp<TW, TE, TD>(ArrayView<Vec4> xv, int tokens, DeviceMatrix w, ArrayView<float> y, DeviceMatrix? next)
         where TW : struct, IWeightFormat
         where TE : struct, IEpilogue
         where TD : struct, IRowChunks
     {
-        var kernel = Get("linear-warp", typeof(TW), typeof(TE), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int>(
-            DenseKernelBodies.LinearWarp<TW, TE, TD>), typeof(TD));
+        var kernel = Get("linear-warp", typeof(TW), typeof(TE), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int,
+            L2Prefetch>(DenseKernelBodies.LinearWarp<TW, TE, TD>), typeof(TD));
         long warps = (long)w.Rows * ((tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens);
         int groups = (int)((warps + WarpsPerGroup - 1) / WarpsPerGroup);
-        kernel(new KernelConfig(groups, WarpsPerGroup * _accelerator.WarpSize), w.View, xv, y, w.Rows, w.Cols, tokens);
+        kernel(new KernelConfig(groups, WarpsPerGroup * _accelerator.WarpSize), w.View, xv, y, w.Rows, w.Cols, tokens, Prefetch(next, warps));
     }
 
     private void LinearMma<TE>(ArrayView<Vec4> xv, int tokens, DeviceMatrix w, ArrayView<float> y, int kSplit = 0)
@@ -386,8 +399,9 @@ public sealed class DenseKernels
     /// <param name="output">q ([tokens, heads, head_dim]), where k and v go (f32 rows or the paged cache), positions, rotary tables</param>
     /// <param name="h">[tokens, hidden] f32 scratch of the unfused path</param>
     /// <param name="qkv">[tokens, (heads + 2 kv_heads) * head_dim] f32 scratch of the unfused path</param>
+    /// <param name="next">The projection after this one (see <see cref="Linear"/>).</param>
     public void NormQkvRope<TKv>(ArrayView<float> x, ArrayView<int> xRows, int tokens, ArrayView<float> g, float eps, DeviceMatrix wqkv,
-        RopeSplitOutput<TKv> output, ArrayView<float> h, ArrayView<float> qkv)
+        RopeSplitOutput<TKv> output, ArrayView<float> h, ArrayView<float> qkv, DeviceMatrix? next = null)
         where TKv : struct, IKvRowTarget
     {
         if (wqkv.Rows != output.Rows || output.HeadDim % 2 != 0)
@@ -395,12 +409,12 @@ public sealed class DenseKernels
         if (tokens == 0) return;
         if (FusesFewTokens(tokens))
         {
-            NormLinearFused(x, xRows, tokens, g, eps, wqkv, output);
+            NormLinearFused(x, xRows, tokens, g, eps, wqkv, output, next);
             return;
         }
 
         RmsNorm(x, xRows, tokens, g, eps, h, wqkv.Cols);
-        Linear(h, tokens, wqkv, qkv, accumulate: false);
+        Linear(h, tokens, wqkv, qkv, accumulate: false, next);
         RopeSplit(qkv, output, tokens);
     }
 
@@ -415,20 +429,21 @@ public sealed class DenseKernels
     /// <param name="output">a: [tokens, intermediate] f32</param>
     /// <param name="h">[tokens, hidden] f32 scratch of the unfused path</param>
     /// <param name="gateUp">[tokens, 2 * intermediate] f32 scratch of the unfused path</param>
+    /// <param name="next">The projection after this one (see <see cref="Linear"/>).</param>
     public void NormGateUpSwiGlu(ArrayView<float> x, ArrayView<int> xRows, int tokens, ArrayView<float> g, float eps, DeviceMatrix wGateUp,
-        SwiGluOutput output, ArrayView<float> h, ArrayView<float> gateUp)
+        SwiGluOutput output, ArrayView<float> h, ArrayView<float> gateUp, DeviceMatrix? next = null)
     {
         if (wGateUp.Rows != 2 * output.Intermediate)
             throw new ArgumentException($"NormGateUpSwiGlu: the gate|up matrix has {wGateUp.Rows} rows; intermediate {output.Intermediate} needs {2 * output.Intermediate}");
         if (tokens == 0) return;
         if (FusesFewTokens(tokens))
         {
-            NormLinearFused(x, xRows, tokens, g, eps, wGateUp, output);
+            NormLinearFused(x, xRows, tokens, g, eps, wGateUp, output, next);
             return;
         }
 
         RmsNorm(x, xRows, tokens, g, eps, h, wGateUp.Cols);
-        Linear(h, tokens, wGateUp, gateUp, accumulate: false);
+        Linear(h, tokens, wGateUp, gateUp, accumulate: false, next);
         SwiGlu(gateUp, output, tokens);
     }
 
@@ -464,7 +479,7 @@ public sealed class DenseKernels
         if (tokens == 0) return;
         if (FusesFewTokens(tokens))
         {
-            NormLinearFused(x, xRows, tokens, g, eps, w, new RowPairOutput(y, w.Rows));
+            NormLinearFused(x, xRows, tokens, g, eps, w, new RowPairOutput(y, w.Rows), next: null);
             return;
         }
 
@@ -472,15 +487,17 @@ public sealed class DenseKernels
         Linear(h, tokens, w, y, accumulate: false);
     }
 
-    private void NormLinearFused<TO>(ArrayView<float> x, ArrayView<int> xRows, int tokens, ArrayView<float> g, float eps, DeviceMatrix w, TO output)
+    private void NormLinearFused<TO>(ArrayView<float> x, ArrayView<int> xRows, int tokens, ArrayView<float> g, float eps, DeviceMatrix w, TO output,
+        DeviceMatrix? next)
         where TO : struct, IProjectionOutput
     {
         if (w.Cols % 4 != 0) throw new ArgumentException($"the fused norm projection needs hidden ({w.Cols}) to be a multiple of 4");
-        if (w.Dtype == WeightDtype.F16) NormLinearFused<F16Weights, TO>(x, xRows, tokens, g, eps, w, output);
-        else NormLinearFused<F32Weights, TO>(x, xRows, tokens, g, eps, w, output);
+        if (w.Dtype == WeightDtype.F16) NormLinearFused<F16Weights, TO>(x, xRows, tokens, g, eps, w, output, next);
+        else NormLinearFused<F32Weights, TO>(x, xRows, tokens, g, eps, w, output, next);
     }
 
-    private void NormLinearFused<TW, TO>(ArrayView<float> x, ArrayView<int> xRows, int tokens, ArrayView<float> g, float eps, DeviceMatrix w, TO output)
+    private void NormLinearFused<TW, TO>(ArrayView<float> x, ArrayView<int> xRows, int tokens, ArrayView<float> g, float eps, DeviceMatrix w, TO output,
+        DeviceMatrix? next)
         where TW : struct, IWeightFormat
         where TO : struct, IProjectionOutput
     {
@@ -496,21 +513,37 @@ public sealed class DenseKernels
 
         switch (Depth.FusedPerRow)
         {
-            case 2: NormLinearWarp<TW, TO, TwoChunks>(x, xRows, tokens, g, eps, w, output); break;
-            case 4: NormLinearWarp<TW, TO, FourChunks>(x, xRows, tokens, g, eps, w, output); break;
-            default: NormLinearWarp<TW, TO, EightChunks>(x, xRows, tokens, g, eps, w, output); break;
+            case 2: NormLinearWarp<TW, TO, TwoChunks>(x, xRows, tokens, g, eps, w, output, next); break;
+            case 4: NormLinearWarp<TW, TO, FourChunks>(x, xRows, tokens, g, eps, w, output, next); break;
+            default: NormLinearWarp<TW, TO, EightChunks>(x, xRows, tokens, g, eps, w, output, next); break;
         }
     }
 
-    private void NormLinearWarp<TW, TO, TD>(ArrayView<float> x, ArrayView<int> xRows, int tokens, ArrayView<float> g, float eps, DeviceMatrix w, TO output)
+    private void NormLinearWarp<TW, TO, TD>(ArrayView<float> x, ArrayView<int> xRows, int tokens, ArrayView<float> g, float eps, DeviceMatrix w, TO output,
+        DeviceMatrix? next)
         where TW : struct, IWeightFormat
         where TO : struct, IProjectionOutput
         where TD : struct, IRowChunks
     {
         var kernel = Get("norm-linear-warp", typeof(TW), typeof(TO), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<int>,
-            ArrayView<Vec4>, TO, int, int, float>(FusedKernelBodies.NormLinearWarp<TW, TO, TD>), typeof(TD));
+            ArrayView<Vec4>, TO, int, int, float, L2Prefetch>(FusedKernelBodies.NormLinearWarp<TW, TO, TD>), typeof(TD));
         long warps = (long)output.Units * ((tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens);
         int groups = (int)((warps + WarpsPerGroup - 1) / WarpsPerGroup);
-        kernel(new KernelConfig(groups, WarpsPerGroup * _accelerator.WarpSize), w.View, x.Cast<Vec4>(), xRows, g.Cast<Vec4>(), output, w.Cols, tokens, eps);
+        kernel(new KernelConfig(groups, WarpsPerGroup * _accelerator.WarpSize), w.View, x.Cast<Vec4>(), xRows, g.Cast<Vec4>(), output, w.Cols, tokens, eps,
+            Prefetch(next, warps));
+    }
+
+    /// <summary>
+    /// What a warp matvec of <paramref name="warps"/> warps pulls into L2 for <paramref name="next"/>: its first
+    /// <see cref="WeightPrefetchBytes"/> (whole 128-byte lines), split between the grid's last
+    /// <see cref="PrefetchWarpsPerSm"/> warps per SM. None when off or when there is no next projection.
+    /// </summary>
+    private L2Prefetch Prefetch(DeviceMatrix? next, long warps)
+    {
+        if (next is null || WeightPrefetchBytes == 0) return L2Prefetch.None;
+        long lines = Math.Min(next.Bytes, WeightPrefetchBytes) / L2Prefetch.LineBytes;
+        if (lines == 0) return L2Prefetch.None;
+        long sharers = Math.Min(warps, (long)_accelerator.NumMultiprocessors * PrefetchWarpsPerSm);
+        return new L2Prefetch { Next = next.Buffer.NativePtr.ToInt64(), Lines = lines, FirstWarp = (int)(warps - sharers), Warps = (int)warps };
     }
 }

@@ -43,8 +43,9 @@ public static class FusedKernelBodies
     /// <param name="xRows">[tokens] which row of x each token reads (the identity in the layers; the logits rows for the head)</param>
     /// <param name="g">[cols] f32 as Vec4: the RMSNorm weight</param>
     /// <param name="output">where the unit's rows go (see <see cref="IProjectionOutput"/>)</param>
+    /// <param name="prefetch">the next projection's weights the grid's last warps pull into L2 (<see cref="L2Prefetch"/>)</param>
     public static void NormLinearWarp<TW, TO, TD>(ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<int> xRows, ArrayView<Vec4> g,
-        TO output, int cols, int tokens, float eps)
+        TO output, int cols, int tokens, float eps, L2Prefetch prefetch)
         where TW : struct, IWeightFormat
         where TO : struct, IProjectionOutput
         where TD : struct, IRowChunks
@@ -84,6 +85,7 @@ public static class FusedKernelBodies
             sums = sums.Step<TW, TD, WholeStep>(w, rowA, rowB, c, chunks, g, x, group);
         if (whole < chunks)
             sums = sums.Step<TW, TD, LastStep>(w, rowA, rowB, c, chunks, g, x, group);
+        prefetch.Issue(warp, lane); // the rows' loads are used: the next matrix's lines, while the grid drains
 
         // Reduce across the warp (absent tokens skipped: the conditions are uniform), then scale by 1/rms.
         var sum0 = sums.T0.Reduced(cols, eps);
