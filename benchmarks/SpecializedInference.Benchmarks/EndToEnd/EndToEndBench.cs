@@ -124,7 +124,7 @@ public sealed class EndToEndBench(BenchDevice device, int seed, WeightsSource we
             HeadMapping: mapping,
             MatvecDepth: model.MatvecDepth,
             GreedySampling: model.Greedy,
-            WeightPrefetchBytes: model.WeightPrefetchBytes);
+            WeightPrefetch: model.WeightPrefetch);
         if (!model.TensorCores) options = options.OnCudaCoresOnly();
         var runner = weights == WeightsSource.Device
             ? new LlamaModelRunner(device.Accelerator, new RandomDeviceWeights(config, (uint)seed), options)

@@ -24,13 +24,13 @@ public enum WeightsSource
 /// <param name="TensorCores">Tensor cores where the engine uses them by default (the f16 projections of 9 tokens or more,
 /// <see cref="ModelOptions.TensorCores"/>, and the decode attention, <see cref="ModelOptions.DecodeCores"/>); false: both
 /// on CUDA cores only (the report's --cuda-cores).</param>
-/// <param name="WeightPrefetchBytes">Bytes of the next projection each decode matvec pulls into L2 (<see cref="ModelOptions.WeightPrefetchBytes"/>;
-/// the report's --prefetch-weights); 0, the engine's default: none.</param>
+/// <param name="WeightPrefetch">What of the next projection each decode matvec pulls into L2 (<see cref="ModelOptions.WeightPrefetch"/>;
+/// the report's --prefetch-weights); null, the engine's default: none.</param>
 public sealed record EndToEndModel(KernelSetInfo Set, int? Layers = null, MatvecDepth? MatvecDepth = null, GreedySampling Greedy = GreedySampling.Auto,
-    bool TensorCores = true, long WeightPrefetchBytes = 0)
+    bool TensorCores = true, WeightPrefetch? WeightPrefetch = null)
 {
     /// <summary>Whether this is the model as the engine runs it by default (no A/B setting).</summary>
-    public bool IsDefault => MatvecDepth is null && Greedy == GreedySampling.Auto && TensorCores && WeightPrefetchBytes == 0;
+    public bool IsDefault => MatvecDepth is null && Greedy == GreedySampling.Auto && TensorCores && WeightPrefetch is null;
 
     public int NumLayers => Layers ?? Set.Shape.NumHiddenLayers;
 
@@ -38,7 +38,7 @@ public sealed record EndToEndModel(KernelSetInfo Set, int? Layers = null, Matvec
         + (MatvecDepth is { } depth ? $" [matvec depth {depth}]" : "")
         + (Greedy == GreedySampling.Auto ? "" : $" [greedy on {Greedy.ToString().ToLowerInvariant()}]")
         + (TensorCores ? "" : " [CUDA cores]")
-        + (WeightPrefetchBytes == 0 ? "" : $" [L2 prefetch {WeightPrefetchBytes / (1 << 20)} MiB]");
+        + (WeightPrefetch is { } prefetch ? $" [L2 prefetch {prefetch}]" : "");
 }
 
 /// <summary>The ablation run: the same workload with one engine toggle off at a time.</summary>

@@ -16,17 +16,17 @@ namespace SpecializedInference.Benchmarks.Report;
 /// host from copied-back logits rows, as before the device argmax (rows labelled [greedy on host]).</param>
 /// <param name="CudaCores">The e2e section also runs every model at every batch with tensor cores off, the f16
 /// projections and the decode attention on CUDA cores only (rows labelled [CUDA cores]; the default rows use them).</param>
-/// <param name="PrefetchMiB">L2 prefetch sizes to compare (MiB of the next projection's weights per decode matvec,
-/// <see cref="SpecializedInference.Runtime.ModelOptions.WeightPrefetchBytes"/>): the e2e section also runs every model at
-/// batch 1 with each (rows labelled [L2 prefetch N MiB]).</param>
+/// <param name="Prefetches">L2 prefetches to compare (<c>MiB</c> or <c>start:MiB</c> of the next projection's weights per
+/// decode matvec, <see cref="SpecializedInference.Runtime.ModelOptions.WeightPrefetch"/>): the e2e section also runs every
+/// model at batch 1 with each (rows labelled [L2 prefetch N MiB at end|start]).</param>
 public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick, IReadOnlySet<string> Sections, string CommandLine,
     double TimeBudgetSeconds = 0, SpecializedInference.Benchmarks.EndToEnd.WeightsSource? Weights = null,
-    IReadOnlyList<MatvecDepth>? MatvecDepths = null, bool GreedyOnHost = false, bool CudaCores = false, IReadOnlyList<int>? PrefetchMiB = null)
+    IReadOnlyList<MatvecDepth>? MatvecDepths = null, bool GreedyOnHost = false, bool CudaCores = false, IReadOnlyList<WeightPrefetch>? Prefetches = null)
 {
     public static readonly string[] AllSections = ["copy", "kernels", "variants", "dense", "e2e", "ablation"];
 
     public const string Usage =
-        "report [--out <file.md>] [--device cuda|cpu|auto] [--quick] [--sections copy,kernels,variants,dense,e2e,ablation] [--time-budget <seconds>] [--weights device|checkpoint] [--matvec-depths 8,4;4,4] [--greedy-on-host] [--cuda-cores] [--prefetch-weights 8,16]\n" +
+        "report [--out <file.md>] [--device cuda|cpu|auto] [--quick] [--sections copy,kernels,variants,dense,e2e,ablation] [--time-budget <seconds>] [--weights device|checkpoint] [--matvec-depths 8,4;4,4] [--greedy-on-host] [--cuda-cores] [--prefetch-weights 8,16,start:8]\n" +
         "  Runs the benchmark suite with explicit timing (warm-up, repetitions, accelerator.Synchronize, median) and writes\n" +
         "  a markdown report (default benchmarks/results/<date>-<device>.md). --device cuda fails when no CUDA device is usable.";
 
@@ -40,7 +40,7 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
         var sections = new HashSet<string>(AllSections);
         var depths = new List<MatvecDepth>();
         bool greedyOnHost = false, cudaCores = false;
-        var prefetch = new List<int>();
+        var prefetch = new List<WeightPrefetch>();
         for (int i = 0; i < args.Length; i++)
         {
             string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.\n{Usage}");
@@ -75,9 +75,8 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
                 case "--greedy-on-host": greedyOnHost = true; break;
                 case "--cuda-cores": cudaCores = true; break;
                 case "--prefetch-weights":
-                    foreach (string mib in Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-                        prefetch.Add(int.TryParse(mib, out int m) && m > 0 ? m
-                            : throw new ArgumentException($"--prefetch-weights '{mib}': expected a positive number of MiB, e.g. 8,16."));
+                    // MiB (at the grid's end) or start:MiB, comma-separated.
+                    prefetch.AddRange(Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(WeightPrefetch.Parse));
                     break;
                 case "--help" or "-h": throw new ArgumentException(Usage);
                 default: throw new ArgumentException($"report: unknown argument '{args[i]}'.\n{Usage}");

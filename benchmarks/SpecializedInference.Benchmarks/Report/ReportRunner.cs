@@ -180,7 +180,7 @@ public static class ReportRunner
                 // projections and the decode attention on CUDA cores only (--cuda-cores; the default rows use tensor cores), and at
                 // batch 1 with every L2 prefetch size (--prefetch-weights).
                 var depthRuns = (options.MatvecDepths ?? []).SelectMany(depth => p.Models.Select(m => (Model: m with { MatvecDepth = depth }, Batches: (IReadOnlyList<int>)[1])));
-                var prefetchRuns = (options.PrefetchMiB ?? []).SelectMany(mib => p.Models.Select(m => (Model: m with { WeightPrefetchBytes = (long)mib << 20 }, Batches: (IReadOnlyList<int>)[1])));
+                var prefetchRuns = (options.Prefetches ?? []).SelectMany(prefetch => p.Models.Select(m => (Model: m with { WeightPrefetch = prefetch }, Batches: (IReadOnlyList<int>)[1])));
                 var hostGreedyRuns = options.GreedyOnHost ? p.Models.Select(m => (Model: m with { Greedy = SpecializedInference.Runtime.GreedySampling.Host }, Batches: p.Batches)) : [];
                 var cudaCoreRuns = options.CudaCores ? p.Models.Select(m => (Model: m with { TensorCores = false }, Batches: p.Batches)) : [];
                 foreach (var (model, batches) in p.Models.Select(m => (Model: m, Batches: p.Batches)).Concat(depthRuns).Concat(hostGreedyRuns).Concat(cudaCoreRuns).Concat(prefetchRuns))

@@ -132,7 +132,7 @@ public sealed class LlamaModelRunner : IModelRunner
             options.ForceGenericKernels);
         _attention = selection.Kernels;
         KernelNotice = selection.Notice;
-        _dense = new DenseKernels(accelerator, options.DenseSchedule, options.MatvecDepth, options.TensorCores, options.WeightPrefetchBytes);
+        _dense = new DenseKernels(accelerator, options.DenseSchedule, options.MatvecDepth, options.TensorCores, options.WeightPrefetch);
         _greedyOnDevice = options.GreedySampling == GreedySampling.Device
             || (options.GreedySampling == GreedySampling.Auto && accelerator is not ILGPU.Runtime.CPU.CPUAccelerator);
         _argMaxSlice = _dense.ArgMaxSliceLength(c.VocabSize);
@@ -450,7 +450,7 @@ public sealed class LlamaModelRunner : IModelRunner
             var cache = _kvCache[l].Layer;
             // Attention block: q, cache ← rope(norm(x) · Wqkv) (k and v go straight into the cache); x += attend(q) · Wo.
             // (Few tokens: norm, projection and rope are one launch; h and qkv serve the unfused many-token path.)
-            // (Each projection names the one after it, whose first weights it may pull into L2: ModelOptions.WeightPrefetchBytes.)
+            // (Each projection names the one after it, whose first weights it may pull into L2: ModelOptions.WeightPrefetch.)
             NormQkvRopeIntoCache(x, identity, tokens, layer, eps, q, positions, _attention.CacheWriteTarget(plan, cache), h, qkv, next: layer.O);
             _attention.Attend(plan, q, cache, attn);
             attentionCalls += 1;

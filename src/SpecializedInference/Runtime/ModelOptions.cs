@@ -36,10 +36,11 @@ namespace SpecializedInference.Runtime;
 /// H200, 2026-11-27: Llama-3-8B's decode at L=4096 1.47× faster at batch 32 and 1.07× at batch 1 with its partitions on
 /// 4 warps), and on CUDA cores on ILGPU's CPU accelerator, which has no tensor cores to use. On tensor cores a set whose
 /// config names a large-batch decode runs it for steps that fill the GPU (<see cref="LargeBatchDecodePolicy.Auto"/>).</param>
-/// <param name="WeightPrefetchBytes">How many bytes of the next projection's weights each decode matvec (few tokens, CUDA)
-/// pulls into L2 as its last warps finish (<see cref="Kernels.Dense.L2Prefetch"/>): qkv pulls o_proj across the attention
-/// launch, o_proj gate|up, gate|up down_proj, down_proj the next layer's qkv or the LM head. 0 (the default): none. Not yet
-/// measured on a GPU: <c>report --sections copy,e2e --prefetch-weights 8,16</c> compares it at batch 1.</param>
+/// <param name="WeightPrefetch">How many bytes of the next projection's weights each decode matvec (few tokens, CUDA)
+/// pulls into L2, at the end or the start of its grid (<see cref="Kernels.Dense.L2Prefetch"/>): qkv pulls o_proj across
+/// the attention launch, o_proj gate|up, gate|up down_proj, down_proj the next layer's qkv or the LM head. Null (the
+/// default): none. Not yet measured on a GPU: <c>report --sections copy,e2e --prefetch-weights 8,16,start:8</c> compares
+/// it at batch 1.</param>
 /// <param name="RopeFrequencies">Precision of the rotary frequencies: float32 (Hugging Face at load), or bfloat16 to
 /// reproduce a Hugging Face model cast in memory with <c>model.to(torch.bfloat16)</c>.</param>
 public sealed record ModelOptions(
@@ -59,7 +60,7 @@ public sealed record ModelOptions(
     GreedySampling GreedySampling = GreedySampling.Auto,
     bool TensorCores = true,
     DecodeCores? DecodeCores = null,
-    long WeightPrefetchBytes = 0)
+    WeightPrefetch? WeightPrefetch = null)
 {
     public static ModelOptions Default { get; } = new();
 

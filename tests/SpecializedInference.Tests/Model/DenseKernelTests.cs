@@ -125,19 +125,19 @@ public sealed class DenseKernelTests(AcceleratorFixture fixture) : IClassFixture
     /// argument reaches the kernel and leaves its results alone (on the CPU accelerator the prefetch itself does nothing;
     /// PtxCompilationTests checks that the CUDA kernels issue it).</summary>
     [Theory]
-    [InlineData(WeightDtype.F16, 1)]
-    [InlineData(WeightDtype.F32, DenseKernelBodies.WarpTokens)]
-    public void WarpMatvecWithL2PrefetchMatchesFloat64(WeightDtype dtype, int tokens)
+    [InlineData(WeightDtype.F16, 1, PrefetchPoint.End)]
+    [InlineData(WeightDtype.F32, DenseKernelBodies.WarpTokens, PrefetchPoint.Start)]
+    public void WarpMatvecWithL2PrefetchMatchesFloat64(WeightDtype dtype, int tokens, PrefetchPoint at)
     {
         const int rows = 7, cols = 72;
-        int seed = HashCode.Combine(dtype, tokens, 0x12) & 0xFFFF;
+        int seed = HashCode.Combine(dtype, tokens, at) & 0xFFFF;
         var rng = new Random(seed);
         var w = Random(rng, rows * cols);
         var x = Random(rng, tokens * cols);
         var y0 = Random(rng, tokens * rows);
         var expected = DenseReference.Linear(w, x, y0, tokens, rows, cols, dtype);
 
-        var kernels = new DenseKernels(Acc, DenseSchedule.Warp, weightPrefetchBytes: 1 << 20);
+        var kernels = new DenseKernels(Acc, DenseSchedule.Warp, weightPrefetch: new WeightPrefetch(1 << 20, at));
         using var matrix = WeightUpload.Matrix(Acc, w, rows, cols, dtype);
         using var next = WeightUpload.Matrix(Acc, Random(rng, 64 * cols), 64, cols, dtype);
         using var xb = Upload(x);
@@ -147,8 +147,16 @@ public sealed class DenseKernelTests(AcceleratorFixture fixture) : IClassFixture
     }
 
     [Fact]
-    public void NegativePrefetchSizeIsRejected() =>
-        Assert.Throws<ArgumentOutOfRangeException>(() => new DenseKernels(Acc, DenseSchedule.Warp, weightPrefetchBytes: -1));
+    public void WeightPrefetchParsesAndRejectsBadSizes()
+    {
+        Assert.Equal(new WeightPrefetch(8 << 20), WeightPrefetch.Parse("8"));
+        Assert.Equal(new WeightPrefetch(16 << 20, PrefetchPoint.Start), WeightPrefetch.Parse("start:16"));
+        Assert.Equal(new WeightPrefetch(4 << 20), WeightPrefetch.Parse("end:4"));
+        Assert.Equal("16 MiB at start", WeightPrefetch.Parse("start:16").ToString());
+        foreach (string bad in new[] { "0", "-3", "start:", "8MiB", "later:8" })
+            Assert.Contains("expected a positive number of MiB", Assert.Throws<ArgumentException>(() => WeightPrefetch.Parse(bad)).Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new DenseKernels(Acc, DenseSchedule.Warp, weightPrefetch: new WeightPrefetch(0)));
+    }
 
     [Theory]
     [InlineData(DenseSchedule.Serial)]

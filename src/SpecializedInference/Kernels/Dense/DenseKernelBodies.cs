@@ -137,6 +137,7 @@ public static class DenseKernelBodies
         int lane = Warp.LaneIdx;
         int groups = (tokens + WarpTokens - 1) / WarpTokens;
         if (warp >= rows * groups) return; // uniform across the warp
+        prefetch.Issue(warp, lane, starting: true); // PrefetchPoint.Start: the next matrix's lines, before this row's
 
         int n = warp % rows;
         int t0 = warp / rows * WarpTokens;
@@ -159,7 +160,7 @@ public static class DenseKernelBodies
             sums = sums.Add<TW, TD, WholeStep>(w, row, c, chunks, x, x0, vecsPerToken, has1, has2, has3);
         if (whole < chunks)
             sums = sums.Add<TW, TD, LastStep>(w, row, c, chunks, x, x0, vecsPerToken, has1, has2, has3);
-        prefetch.Issue(warp, lane); // the row's loads are used: the next matrix's lines, while the grid drains
+        prefetch.Issue(warp, lane, starting: false); // PrefetchPoint.End: the row's loads are used; the next matrix's lines while the grid drains
 
         // Absent tokens are not reduced (uniform conditions): at batch 1 that is 5 shuffles instead of 20.
         float a0 = WarpSum(sums.A0);

@@ -88,13 +88,12 @@ public sealed class DenseKernels
 
     /// <param name="tensorCores">Run the f16 projections of <see cref="TensorCoreMinTokens"/> tokens or more on tensor cores
     /// (<see cref="TensorCoreBodies"/>) on the warp schedule.</param>
-    /// <param name="weightPrefetchBytes">How much of the next projection's weights a warp matvec pulls into L2 (<see cref="L2Prefetch"/>); 0: none.</param>
+    /// <param name="weightPrefetch">How much of the next projection's weights a warp matvec pulls into L2, and when (<see cref="L2Prefetch"/>); null: none.</param>
     public DenseKernels(Accelerator accelerator, DenseSchedule schedule = DenseSchedule.Auto, MatvecDepth? depth = null, bool tensorCores = false,
-        long weightPrefetchBytes = 0)
+        WeightPrefetch? weightPrefetch = null)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(weightPrefetchBytes);
         _accelerator = accelerator;
-        WeightPrefetchBytes = weightPrefetchBytes;
+        WeightPrefetch = weightPrefetch?.Validated();
         TensorCores = tensorCores;
         Depth = (depth ?? MatvecDepth.Default).Validated();
         Schedule = schedule == DenseSchedule.Auto
@@ -115,11 +114,11 @@ public sealed class DenseKernels
     /// <summary>Weight chunks per lane per step of the warp schedule's matvecs.</summary>
     public MatvecDepth Depth { get; }
 
-    /// <summary>Bytes of the next projection's weights a warp matvec pulls into L2 as it finishes (<see cref="L2Prefetch"/>); 0: none.</summary>
-    public long WeightPrefetchBytes { get; }
+    /// <summary>How much of the next projection's weights a warp matvec pulls into L2, and when (<see cref="L2Prefetch"/>); null: none.</summary>
+    public WeightPrefetch? WeightPrefetch { get; }
 
-    /// <summary>Warps per SM at the end of a matvec's grid that pull the next weights: about the last wave (an H200
-    /// SM holds 20 warps of the 96-register fused matvec), so the lines reach L2 after the current matrix has streamed through.</summary>
+    /// <summary>Warps per SM that pull the next weights, at the end or the start of a matvec's grid: about one wave (an
+    /// H200 SM holds 20 warps of the 96-register fused matvec).</summary>
     public const int PrefetchWarpsPerSm = 16;
 
     public Accelerator Accelerator => _accelerator;
@@ -194,8 +193,8 @@ public sealed class DenseKernels
     /// <summary>y = x · Wᵀ (or y += x · Wᵀ when <paramref name="accumulate"/>).</summary>
     /// <param name="x">[tokens, w.Cols] f32</param>
     /// <param name="y">[tokens, w.Rows] f32</param>
-    /// <param name="next">The projection that runs after this one, whose first <see cref="WeightPrefetchBytes"/> the
-    /// matvec pulls into L2 (<see cref="L2Prefetch"/>); null, or another schedule than the warp matvec: none.</param>
+    /// <param name="next">The projection that runs after this one, whose first bytes the matvec pulls into L2
+    /// (<see cref="WeightPrefetch"/>, <see cref="L2Prefetch"/>); null, or another schedule than the warp matvec: none.</param>
     public void Linear(ArrayView<float> x, int tokens, DeviceMatrix w, ArrayView<float> y, bool accumulate, DeviceMatrix? next = null)
     {
         if (tokens == 0) return;
@@ -535,15 +534,17 @@ public sealed class DenseKernels
 
     /// <summary>
     /// What a warp matvec of <paramref name="warps"/> warps pulls into L2 for <paramref name="next"/>: its first
-    /// <see cref="WeightPrefetchBytes"/> (whole 128-byte lines), split between the grid's last
-    /// <see cref="PrefetchWarpsPerSm"/> warps per SM. None when off or when there is no next projection.
+    /// <see cref="WeightPrefetch"/> bytes (whole 128-byte lines), split between <see cref="PrefetchWarpsPerSm"/> warps
+    /// per SM at the grid's end or start. None when off or when there is no next projection.
     /// </summary>
     private L2Prefetch Prefetch(DeviceMatrix? next, long warps)
     {
-        if (next is null || WeightPrefetchBytes == 0) return L2Prefetch.None;
-        long lines = Math.Min(next.Bytes, WeightPrefetchBytes) / L2Prefetch.LineBytes;
+        if (next is null || WeightPrefetch is not { } prefetch) return L2Prefetch.None;
+        long lines = Math.Min(next.Bytes, prefetch.Bytes) / L2Prefetch.LineBytes;
         if (lines == 0) return L2Prefetch.None;
         long sharers = Math.Min(warps, (long)_accelerator.NumMultiprocessors * PrefetchWarpsPerSm);
-        return new L2Prefetch { Next = next.Buffer.NativePtr.ToInt64(), Lines = lines, FirstWarp = (int)(warps - sharers), Warps = (int)warps };
+        long first = prefetch.At == PrefetchPoint.End ? warps - sharers : 0;
+        return new L2Prefetch { Next = next.Buffer.NativePtr.ToInt64(), Lines = lines, FirstWarp = (int)first, EndWarp = (int)(first + sharers),
+            AtStart = prefetch.At == PrefetchPoint.Start ? 1 : 0 };
     }
 }

@@ -55,6 +55,7 @@ public static class FusedKernelBodies
         int lane = Warp.LaneIdx;
         int tokenGroups = (tokens + warpTokens - 1) / warpTokens;
         if (warp >= output.Units * tokenGroups) return; // uniform across the warp
+        prefetch.Issue(warp, lane, starting: true); // PrefetchPoint.Start: the next matrix's lines, before these rows'
 
         int u = warp / tokenGroups;
         int t0 = warp % tokenGroups * warpTokens;
@@ -85,7 +86,7 @@ public static class FusedKernelBodies
             sums = sums.Step<TW, TD, WholeStep>(w, rowA, rowB, c, chunks, g, x, group);
         if (whole < chunks)
             sums = sums.Step<TW, TD, LastStep>(w, rowA, rowB, c, chunks, g, x, group);
-        prefetch.Issue(warp, lane); // the rows' loads are used: the next matrix's lines, while the grid drains
+        prefetch.Issue(warp, lane, starting: false); // PrefetchPoint.End: the rows' loads are used; the next matrix's lines while the grid drains
 
         // Reduce across the warp (absent tokens skipped: the conditions are uniform), then scale by 1/rms.
         var sum0 = sums.T0.Reduced(cols, eps);

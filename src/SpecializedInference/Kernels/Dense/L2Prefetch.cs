@@ -3,17 +3,58 @@ using ILGPU.Runtime.Cuda;
 
 namespace SpecializedInference.Kernels.Dense;
 
+/// <summary>When a decode matvec pulls the next projection's weights into L2 (<see cref="WeightPrefetch"/>).</summary>
+public enum PrefetchPoint
+{
+    /// <summary>The grid's last wave, as each warp finishes its rows: the lines arrive while the grid drains and through
+    /// the gap between launches, after the current matrix has streamed through L2.</summary>
+    End,
+
+    /// <summary>The grid's first wave, before its own loads: the whole launch overlaps the pull, which competes with
+    /// the current matrix for HBM (spare in the small matvecs) and for L2 (the current matrix streams after it).</summary>
+    Start,
+}
+
 /// <summary>
-/// The first bytes of the next projection's weights, pulled into L2 by the last wave of a decode matvec's warps as they
-/// finish (<c>prefetch.L2</c>, one per 128-byte line: no registers, no wait).
+/// How much of the next projection's weights each decode matvec pulls into L2, and when (<see cref="L2Prefetch"/>).
+/// </summary>
+/// <param name="Bytes">Bytes from the start of the next projection's matrix (whole 128-byte lines; at most the matrix).</param>
+/// <param name="At">Which of the grid's warps issue the prefetches.</param>
+public sealed record WeightPrefetch(long Bytes, PrefetchPoint At = PrefetchPoint.End)
+{
+    /// <summary>Parses <c>MiB</c> or <c>start:MiB</c> (e.g. <c>8</c>, <c>start:16</c>), as the benchmark options give it.</summary>
+    public static WeightPrefetch Parse(string text)
+    {
+        var at = PrefetchPoint.End;
+        string mib = text;
+        if (text.StartsWith("start:", StringComparison.Ordinal)) (at, mib) = (PrefetchPoint.Start, text["start:".Length..]);
+        else if (text.StartsWith("end:", StringComparison.Ordinal)) mib = text["end:".Length..];
+        if (!int.TryParse(mib, out int m) || m <= 0)
+            throw new ArgumentException($"weight prefetch '{text}': expected a positive number of MiB, optionally after start: or end: (e.g. 8, start:16)");
+        return new WeightPrefetch((long)m << 20, at);
+    }
+
+    /// <summary>This prefetch, or a clear error when its size is not positive.</summary>
+    public WeightPrefetch Validated()
+    {
+        if (Bytes <= 0) throw new ArgumentOutOfRangeException(nameof(Bytes), Bytes, "weight prefetch: Bytes must be positive (null options mean none)");
+        return this;
+    }
+
+    public override string ToString() => $"{(Bytes % (1 << 20) == 0 ? $"{Bytes >> 20} MiB" : $"{Bytes} B")} at {At.ToString().ToLowerInvariant()}";
+}
+
+/// <summary>
+/// The first bytes of the next projection's weights, pulled into L2 by one wave of a decode matvec's warps
+/// (<c>prefetch.L2</c>, one per 128-byte line: no registers, no wait).
 /// <para>Why: at batch 1 a small model's step is a chain of short launches (TinyLlama: five per layer, 8–19 µs each
 /// for 8–47 MB, 1.3–2.4 TB/s in run 12), each of which starts with its warps waiting for their first weight loads from
-/// HBM while the one before it drains. The next weights do not depend on anything the current launch computes, so the
-/// warps that are done can request them while the rest of the grid finishes and through the gap between launches; the
-/// next launch's first loads then hit L2. Only the grid's last <see cref="DenseKernels.PrefetchWarpsPerSm"/> warps per
-/// SM pull a share: earlier ones would put the lines in L2 while the rest of the current matrix streams through it.</para>
-/// <para>Off by default (<see cref="Runtime.ModelOptions.WeightPrefetchBytes"/>) until a GPU run measures it
-/// (<c>report --sections copy,e2e --prefetch-weights 8,16</c>). On ILGPU's CPU accelerator it does nothing.</para>
+/// HBM while the one before it drains. The next weights do not depend on anything the current launch computes, so its
+/// warps can request them while the grid runs or drains and through the gap between launches; the next launch's first
+/// loads then hit L2. <see cref="DenseKernels.PrefetchWarpsPerSm"/> warps per SM of the last wave
+/// (<see cref="PrefetchPoint.End"/>) or the first (<see cref="PrefetchPoint.Start"/>) share the lines.</para>
+/// <para>Off by default (<see cref="Runtime.ModelOptions.WeightPrefetch"/>) until a GPU run measures it
+/// (<c>report --sections copy,e2e --prefetch-weights 8,16,start:8</c>). On ILGPU's CPU accelerator it does nothing.</para>
 /// </summary>
 public struct L2Prefetch
 {
@@ -27,22 +68,24 @@ public struct L2Prefetch
     /// <summary>Lines of <see cref="Next"/> to pull; 0: none.</summary>
     public long Lines;
 
-    /// <summary>The first warp of the grid that pulls a share of the lines.</summary>
-    public int FirstWarp;
+    /// <summary>Warps FirstWarp … EndWarp − 1 of the grid split the lines between them.</summary>
+    public int FirstWarp, EndWarp;
 
-    /// <summary>The grid's warps (with work): warps FirstWarp … Warps − 1 split the lines between them.</summary>
-    public int Warps;
+    /// <summary>1: they issue them before their own loads (<see cref="PrefetchPoint.Start"/>); 0: after (an int, since
+    /// ILGPU passes only blittable fields).</summary>
+    public int AtStart;
 
     /// <summary>Nothing to pull: the matvec runs as it would without this argument.</summary>
     public static L2Prefetch None => default;
 
-    /// <summary>Warp <paramref name="warp"/>'s lanes request their share of the lines: [share · lines / sharers,
-    /// (share + 1) · lines / sharers), lane by lane. Call it once the warp has used its loads.</summary>
-    public readonly void Issue(int warp, int lane)
+    /// <summary>Warp <paramref name="warp"/>'s lanes request their share of the lines, [share · lines / sharers,
+    /// (share + 1) · lines / sharers), lane by lane, if it is one of the sharers and this is the point
+    /// (<paramref name="starting"/>: before the warp's loads; else after it has used them).</summary>
+    public readonly void Issue(int warp, int lane, bool starting)
     {
-        if (!CudaAsm.IsSupported) return; // the CPU accelerator has no L2 to warm
-        int sharers = Warps - FirstWarp;
-        if (warp < FirstWarp || sharers <= 0) return;
+        if (!CudaAsm.IsSupported || starting != (AtStart != 0)) return; // the CPU accelerator has no L2 to warm
+        if (warp < FirstWarp || warp >= EndWarp) return;
+        int sharers = EndWarp - FirstWarp;
         long share = warp - FirstWarp;
         long first = Lines * share / sharers, end = Lines * (share + 1) / sharers;
         for (long line = first + lane; line < end; line += Warp.WarpSize)
