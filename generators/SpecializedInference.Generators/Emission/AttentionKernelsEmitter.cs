@@ -67,7 +67,9 @@ internal static class AttentionKernelsEmitter
                         using (w.Scope())
                         {
                             w.Line("LargeBatchDecode = new DecodeLayout(LargeBatchDecodePartitionSize, LargeBatchDecodeWarps, NumAttentionHeads / LargeBatchDecodeHeadsPerGroup);");
-                            w.Line("_decodeLargeBatch = accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeMmaLargeBatch, MaxRegisters.Decode);");
+                            w.Line("_decodeLargeBatch = options.TimeDecodeStages");
+                            w.Line("    ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeMmaLargeBatch<SmStageClock>, MaxRegisters.Decode)");
+                            w.Line("    : accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeMmaLargeBatch<NoStageClock>, MaxRegisters.Decode);");
                         }
                     }
                     using (w.Block("if (options.KvDtype == KvDtype.F16)"))
@@ -111,7 +113,10 @@ internal static class AttentionKernelsEmitter
         w.Line("_decode = options.HeadMapping == HeadMapping.Expanded");
         w.Line($"    ? accelerator.LoadStreamKernel<{args}>(DecodeExpanded<{codec}>, MaxRegisters.Decode)");
         if (mma)
-            w.Line($"    : DecodeOnTensorCores ? accelerator.LoadStreamKernel<{args}>(DecodeMma, MaxRegisters.Decode)");
+        {
+            w.Line($"    : DecodeOnTensorCores && options.TimeDecodeStages ? accelerator.LoadStreamKernel<{args}>(DecodeMma<SmStageClock>, MaxRegisters.Decode)");
+            w.Line($"    : DecodeOnTensorCores ? accelerator.LoadStreamKernel<{args}>(DecodeMma<NoStageClock>, MaxRegisters.Decode)");
+        }
         w.Line($"    : accelerator.LoadStreamKernel<{args}>(Decode<{codec}>, MaxRegisters.Decode);");
     }
 }

@@ -270,7 +270,7 @@ internal static class DecodeEmitter
             w.Line("Group.Barrier();");
             w.Line();
 
-            EmitReduceAndWrite(w, L, KS, SlotSumThreads(L));
+            EmitReduceAndWrite(w, L, KS, SlotSumThreads(L), StageMarks.None);
         }
     }
 
@@ -393,7 +393,7 @@ internal static class DecodeEmitter
     /// by <paramref name="slotSumThreads"/> threads per Float4 column, normalized by the partition's sum, written as
     /// the output (one partition) or as the partition's partial, then the ticket and the combine.
     /// </summary>
-    internal static void EmitReduceAndWrite(SourceWriter w, AttentionLayout L, int slots, int slotSumThreads)
+    internal static void EmitReduceAndWrite(SourceWriter w, AttentionLayout L, int slots, int slotSumThreads, StageMarks marks)
     {
         int T = L.Threads, D4 = L.D4, HG = L.HeadsPerGroup, D = L.HeadDim;
         int C = HG * D4, SS = slotSumThreads;
@@ -457,7 +457,8 @@ internal static class DecodeEmitter
         }
         w.Line();
         using (w.Block("if (partitions > 1)"))
-            EmitTicketAndCombine(w, L);
+            EmitTicketAndCombine(w, L, marks);
+        marks.At(w, "Exit");
     }
 
     /// <summary>Threads that sum one Float4 column's key slots after P·V (one when every thread already has a column).</summary>
@@ -499,7 +500,7 @@ internal static class DecodeEmitter
     /// plain loads observe; and each head's scratch starts on its own 128-byte line (the plan's partition slots
     /// are a multiple of 16), so no other group loads a line of it during the launch and the L1 cannot hold one
     /// from before the writes (the L1 does not survive a launch boundary).</remarks>
-    private static void EmitTicketAndCombine(SourceWriter w, AttentionLayout L)
+    private static void EmitTicketAndCombine(SourceWriter w, AttentionLayout L, StageMarks marks)
     {
         int T = L.Threads, D4 = L.D4, HG = L.HeadsPerGroup, n = CombineLoadsInFlight;
         int C = HG * D4;                       // Float4 columns of the group's heads
@@ -519,6 +520,7 @@ internal static class DecodeEmitter
             w.Line("sLast[0] = last ? 1 : 0;");
         }
         w.Line("Group.Barrier();");
+        marks.At(w, "Ticket");
         using (w.Block("if (sLast[0] != 0)"))
         {
             w.Line($"long first = ((long)decode * {Int(L.Heads)} + firstHead) * m.PartitionSlots;   // partial (decode, firstHead, 0)");

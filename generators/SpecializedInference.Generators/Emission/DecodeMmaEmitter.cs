@@ -45,10 +45,15 @@ internal static class DecodeMmaEmitter
         w.Line("/// <param name=\"keyCache\">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim] f16</param>");
         w.Line("/// <param name=\"valueCache\">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim] f16</param>");
         w.Line("/// <param name=\"output\">[num_tokens, NumAttentionHeads, HeadDim] f32</param>");
-        w.Line($"public static void {name}(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)");
+        w.Line("/// <typeparam name=\"TClock\">What happens at each DecodeStage: nothing (NoStageClock), or the SM's clock (SmStageClock).</typeparam>");
+        w.Line($"public static void {name}<TClock>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)");
+        w.Line("    where TClock : struct, IStageClock");
         using (w.Scope())
         {
+            var marks = StageMarks.Clock;
+            marks.At(w, "Entry");
             int queryLoads = DecodeEmitter.EmitPreamble(w, L, W, 1);
+            marks.At(w, "Blocks");
             w.Line("// Lane (g, tq) of warp wk: g = lane / 4 picks rows of the mma fragments, tq = lane % 4 columns.");
             w.Line("int wk = Warp.WarpIdx;");
             w.Line("int g = Warp.LaneIdx >> 2;");
@@ -107,9 +112,11 @@ internal static class DecodeMmaEmitter
                 }
             }
             w.Line("Group.Barrier();");
+            marks.At(w, "Scores");
             w.Line();
 
             DecodeEmitter.EmitSoftmax(w, L);
+            marks.At(w, "Softmax");
             w.Line();
 
             w.Line("// P·V, tile by tile: A = Vᵀ (rows: dims 8c + 2e and 8c + 2e + 1 of c = g + 8q; columns: the tile's keys), built by");
@@ -144,8 +151,9 @@ internal static class DecodeMmaEmitter
                 if (guard) w.Close();
             }
             w.Line("Group.Barrier();");
+            marks.At(w, "Values");
             w.Line();
-            DecodeEmitter.EmitReduceAndWrite(w, L, W, 1);
+            DecodeEmitter.EmitReduceAndWrite(w, L, W, 1, marks);
         }
     }
 

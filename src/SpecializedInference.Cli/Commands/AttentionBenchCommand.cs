@@ -66,6 +66,10 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
         [Description("Also time each generated set's decode on tensor cores (DecodeCores.Tensor), where it has one.")]
         public bool TensorCoreDecode { get; init; }
 
+        [CommandOption("--stage-times")]
+        [Description("With --tensor-core-decode: also time those decodes with each group's stages clocked (AttentionOptions.TimeDecodeStages) and print where a group's time goes (CUDA only).")]
+        public bool StageTimes { get; init; }
+
         [CommandOption("--kv-dtype <DTYPE>")]
         [DefaultValue("f16")]
         public string KvDtype { get; init; } = "f16";
@@ -105,6 +109,10 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
                             DecodeCores: DecodeCores.Tensor, LargeBatchDecode: LargeBatchDecodePolicy.Never)));
                         variants.Add(() => set.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(dtype, MaxRegisters: limits,
                             DecodeCores: DecodeCores.Tensor, LargeBatchDecode: LargeBatchDecodePolicy.Always)));
+                        if (settings.StageTimes)
+                            foreach (var policy in new[] { LargeBatchDecodePolicy.Never, LargeBatchDecodePolicy.Always })
+                                variants.Add(() => set.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(dtype, MaxRegisters: limits,
+                                    DecodeCores: DecodeCores.Tensor, LargeBatchDecode: policy, TimeDecodeStages: true)));
                     }
                 }
             }
@@ -146,9 +154,12 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
                 if (b.Options.LargeBatchDecode == LargeBatchDecodePolicy.Always && large is null) continue;   // the set has none
                 Console.WriteLine($"  {kernels.Name}: tiles {b.Tiles}, {b.HeadsPerGroup} heads per group" +
                     (b.IsSpecialized ? $", registers {b.MaxRegisters}" : "") + (b.DecodeOnTensorCores ? ", decode on tensor cores" : "") +
-                    (large is null ? "" : $", large-batch decode {large}"));
+                    (large is null ? "" : $", large-batch decode {large}") + (b.Options.TimeDecodeStages ? ", stages clocked" : ""));
             }
-            Console.WriteLine(AttentionBenchmark.Decode(kernels, shape, handle.Accelerator, settings.Batch, settings.Context, settings.Iterations));
+            var decode = AttentionBenchmark.Decode(kernels, shape, handle.Accelerator, settings.Batch, settings.Context, settings.Iterations);
+            Console.WriteLine(decode);
+            if (kernels.Options.TimeDecodeStages && decode.Stages is null)
+                Console.WriteLine("    stage times: none recorded (the clocks are CUDA's; this accelerator has none)");
             if (settings.PrefillTokens > 0)
                 Console.WriteLine(AttentionBenchmark.Prefill(kernels, shape, handle.Accelerator, 1, settings.PrefillTokens, Math.Max(3, settings.Iterations / 10)));
         }

@@ -106,7 +106,8 @@ public abstract class AttentionKernelsBase : IAttentionKernels
     {
         var large = ChooseLargeBatchDecode(batch);
         return AttentionPlan.Create(this, _planBuffers, batch, Shape, PrefillPositions, large?.PartitionSize ?? Tiles.DecodePartitionSize,
-            large?.HeadGroups ?? Dims.HeadGroups, Options.Algorithm == AttentionAlgorithm.Materialized, large);
+            large?.HeadGroups ?? Dims.HeadGroups, Options.Algorithm == AttentionAlgorithm.Materialized, large,
+            stageTimes: Options.TimeDecodeStages && DecodeOnTensorCores);
     }
 
     /// <summary>The large-batch layout when this step should run it (see <see cref="LargeBatchDecodePolicy"/>), else null.</summary>

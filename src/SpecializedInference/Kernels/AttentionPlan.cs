@@ -49,6 +49,9 @@ public struct AttentionMeta
     /// (1 when no decode spans more than one partition: then no partial is written).</summary>
     public int PartitionSlots;
     public int MaxContext;
+    /// <summary>[decode groups, DecodeStage.SlotsPerGroup] where a timed tensor-core decode (<see cref="SmStageClock"/>,
+    /// <see cref="AttentionOptions.TimeDecodeStages"/>) marks its stages; empty otherwise.</summary>
+    public ArrayView<long> StageTimes;
 }
 
 /// <summary>
@@ -114,8 +117,9 @@ public sealed class AttentionPlan : IAttentionPlan
     /// <param name="materialized">Whether to allocate the [num_tokens, num_heads, max_context] score matrix.</param>
     /// <param name="largeBatchDecode">The large-batch decode's layout when the step runs it (then
     /// <paramref name="decodePartition"/> and <paramref name="headGroups"/> are its own), recorded for the launch.</param>
+    /// <param name="stageTimes">Whether to give the decode groups a <see cref="AttentionMeta.StageTimes"/> row each (zeroed).</param>
     internal static AttentionPlan Create(object owner, PlanBufferPool pool, AttentionBatch batch, AttentionShape shape,
-        int prefillPositions, int decodePartition, int headGroups, bool materialized, DecodeLayout? largeBatchDecode = null)
+        int prefillPositions, int decodePartition, int headGroups, bool materialized, DecodeLayout? largeBatchDecode = null, bool stageTimes = false)
     {
         ArgumentNullException.ThrowIfNull(batch);
         Validate(batch, shape);
@@ -192,8 +196,11 @@ public sealed class AttentionPlan : IAttentionPlan
         long partialOut = maxPartitions == 1 ? 4L : (long)numDecodes * shape.NumHeads * slots * shape.HeadDim;
         long partialMaxSum = maxPartitions == 1 ? 1L : (long)numDecodes * shape.NumHeads * slots * 2;
         long scores = materialized ? Math.Max(1L, (long)numTokens * shape.NumHeads * maxContext) : 1L;
+        // The stage times as longs after the floats, from an even float offset (8-byte aligned).
+        long timesAt = (partialOut + partialMaxSum + scores + 1) / 2 * 2;
+        long times = stageTimes ? Math.Max(1L, (long)decodeWork.Count / DecodeWorkInts * headGroups * DecodeStage.SlotsPerGroup) : 0;
 
-        var buffers = pool.Rent(host.Length, partialOut + partialMaxSum + scores);
+        var buffers = pool.Rent(host.Length, timesAt + 2 * times);
         try
         {
             ArrayView<int> all = buffers.Ints.View.SubView(0, host.Length);
@@ -218,7 +225,9 @@ public sealed class AttentionPlan : IAttentionPlan
                 MaxBlocksPerSeq = maxBlocks,
                 PartitionSlots = slots,
                 MaxContext = maxContext,
+                StageTimes = times > 0 ? f.SubView(timesAt, 2 * times).Cast<long>() : default,
             };
+            if (times > 0) meta.StageTimes.MemSetToZero();
             return new AttentionPlan(owner, batch, buffers, meta)
             {
                 NumPrefillItems = prefill.Count / 2,
@@ -258,6 +267,17 @@ public sealed class AttentionPlan : IAttentionPlan
         }
         if (tokens != batch.SlotMapping.Length)
             throw new ArgumentException($"attention batch: QueryLens add up to {tokens} tokens but SlotMapping has {batch.SlotMapping.Length} entries.");
+    }
+
+    /// <summary>The decode groups' <see cref="AttentionMeta.StageTimes"/> after the launches so far (waits for the
+    /// device): [groups, DecodeStage.SlotsPerGroup], empty when the plan has none.</summary>
+    public long[] ReadStageTimes()
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        if (Meta.StageTimes.Length == 0) return [];
+        var times = new long[Meta.StageTimes.Length];
+        Meta.StageTimes.CopyToCPU(times);
+        return times;
     }
 
     /// <summary>Throws unless this plan was made by <paramref name="owner"/> and is still alive.</summary>

@@ -58,13 +58,17 @@ public sealed record DecodeLayout(int PartitionSize, int Warps, int HeadGroups);
 /// <param name="DecodeCores">Where the flash decode's products run (<see cref="AttentionKernelsBase.DecodeOnTensorCores"/>
 /// says what a kernel set chose).</param>
 /// <param name="LargeBatchDecode">When a set's large-batch decode runs (tensor cores only).</param>
+/// <param name="TimeDecodeStages">Load the tensor-core decodes with <see cref="SmStageClock"/>: every decode group's thread 0
+/// records the clock at each <see cref="DecodeStage"/> into its plan (<see cref="AttentionPlan.ReadStageTimes"/>;
+/// <c>si attention-bench --stage-times</c>). For measuring the chain of a group, not for serving.</param>
 public sealed record AttentionOptions(
     KvDtype KvDtype = KvDtype.F16,
     AttentionAlgorithm Algorithm = AttentionAlgorithm.Flash,
     HeadMapping HeadMapping = HeadMapping.Grouped,
     RegisterLimits? MaxRegisters = null,
     DecodeCores DecodeCores = DecodeCores.Cuda,
-    LargeBatchDecodePolicy LargeBatchDecode = LargeBatchDecodePolicy.Auto);
+    LargeBatchDecodePolicy LargeBatchDecode = LargeBatchDecodePolicy.Auto,
+    bool TimeDecodeStages = false);
 
 /// <summary>
 /// Caps on registers per thread for the generated decode and prefill kernels on CUDA, 0 for the compiler's choice

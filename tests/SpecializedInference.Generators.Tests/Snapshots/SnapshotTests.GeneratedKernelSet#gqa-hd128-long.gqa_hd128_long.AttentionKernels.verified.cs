@@ -42,7 +42,8 @@ public static partial class gqa_hd128_long
                     : accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(Prefill<F16Codec>, MaxRegisters.Prefill);
                 _decode = options.HeadMapping == HeadMapping.Expanded
                     ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeExpanded<F16Codec>, MaxRegisters.Decode)
-                    : DecodeOnTensorCores ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeMma, MaxRegisters.Decode)
+                    : DecodeOnTensorCores && options.TimeDecodeStages ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeMma<SmStageClock>, MaxRegisters.Decode)
+                    : DecodeOnTensorCores ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeMma<NoStageClock>, MaxRegisters.Decode)
                     : accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(Decode<F16Codec>, MaxRegisters.Decode);
             }
             else

@@ -1580,8 +1580,11 @@ public static partial class gqa_hd128_long
     /// <param name="keyCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim] f16</param>
     /// <param name="valueCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim] f16</param>
     /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
-    public static void DecodeMma(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+    /// <typeparam name="TClock">What happens at each DecodeStage: nothing (NoStageClock), or the SM's clock (SmStageClock).</typeparam>
+    public static void DecodeMma<TClock>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+        where TClock : struct, IStageClock
     {
+        default(TClock).Mark(m.StageTimes, DecodeStage.Entry);
         int item = Grid.IdxX;
         int headGroup = 0;
         int firstHead = headGroup * 2;
@@ -1624,6 +1627,7 @@ public static partial class gqa_hd128_long
         }
         Group.Barrier();   // sBlock
 
+        default(TClock).Mark(m.StageTimes, DecodeStage.Blocks);
         // Lane (g, tq) of warp wk: g = lane / 4 picks rows of the mma fragments, tq = lane % 4 columns.
         int wk = Warp.WarpIdx;
         int g = Warp.LaneIdx >> 2;
@@ -1953,6 +1957,7 @@ public static partial class gqa_hd128_long
         var v9_3_1 = valueCache[v9R3 + 8];   // [key 2tq + 9, dims 8(g + 8) ..]
         if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = v0_0_0; keep[1] = v1_0_0; keep[2] = v8_0_0; keep[3] = v9_0_0; keep[4] = v0_0_1; keep[5] = v1_0_1; keep[6] = v8_0_1; keep[7] = v9_0_1; keep[8] = v0_1_0; keep[9] = v1_1_0; keep[10] = v8_1_0; keep[11] = v9_1_0; keep[12] = v0_1_1; keep[13] = v1_1_1; keep[14] = v8_1_1; keep[15] = v9_1_1; keep[16] = v0_2_0; keep[17] = v1_2_0; keep[18] = v8_2_0; keep[19] = v9_2_0; keep[20] = v0_2_1; keep[21] = v1_2_1; keep[22] = v8_2_1; keep[23] = v9_2_1; keep[24] = v0_3_0; keep[25] = v1_3_0; keep[26] = v8_3_0; keep[27] = v9_3_0; keep[28] = v0_3_1; keep[29] = v1_3_1; keep[30] = v8_3_1; keep[31] = v9_3_1; } // step boundary (never taken): the loads above stay in flight together
         Group.Barrier();
+        default(TClock).Mark(m.StageTimes, DecodeStage.Scores);
 
         // Softmax over the partition, a warp per head: max, then exp(s - max) and its sum (warp shuffles).
         int warp = Warp.WarpIdx;
@@ -2047,6 +2052,7 @@ public static partial class gqa_hd128_long
         }
         Group.Barrier();
 
+        default(TClock).Mark(m.StageTimes, DecodeStage.Softmax);
 
         // P·V, tile by tile: A = Vᵀ (rows: dims 8c + 2e and 8c + 2e + 1 of c = g + 8q; columns: the tile's keys), built by
         // pairing two keys' halves of one register; B = Pᵀ of heads g (hi + lo). Keys past the context: V chunk 0, p 0.
@@ -2319,6 +2325,7 @@ public static partial class gqa_hd128_long
             sRed[(wk * 2 + 2 * tq + 1) * 32 + 2 * g + 16 + 1] = new Float4(o1_2.C1, o1_2.C3, o1_3.C1, o1_3.C3);
         }
         Group.Barrier();
+        default(TClock).Mark(m.StageTimes, DecodeStage.Values);
 
         // Normalize by this partition's sum, write the output or the partial.
         {
@@ -2370,6 +2377,7 @@ public static partial class gqa_hd128_long
                 sLast[0] = last ? 1 : 0;
             }
             Group.Barrier();
+            default(TClock).Mark(m.StageTimes, DecodeStage.Ticket);
             if (sLast[0] != 0)
             {
                 long first = ((long)decode * 2 + firstHead) * m.PartitionSlots;   // partial (decode, firstHead, 0)
@@ -2521,5 +2529,6 @@ public static partial class gqa_hd128_long
                 }
             }
         }
+        default(TClock).Mark(m.StageTimes, DecodeStage.Exit);
     }
 }

@@ -20,8 +20,11 @@ public static partial class mqa8_hd64
     /// <param name="keyCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim] f16</param>
     /// <param name="valueCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim] f16</param>
     /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
-    public static void DecodeMmaLargeBatch(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+    /// <typeparam name="TClock">What happens at each DecodeStage: nothing (NoStageClock), or the SM's clock (SmStageClock).</typeparam>
+    public static void DecodeMmaLargeBatch<TClock>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+        where TClock : struct, IStageClock
     {
+        default(TClock).Mark(m.StageTimes, DecodeStage.Entry);
         int item = Grid.IdxX;
         int headGroup = 0;
         int firstHead = headGroup * 8;
@@ -66,6 +69,7 @@ public static partial class mqa8_hd64
         }
         Group.Barrier();   // sBlock
 
+        default(TClock).Mark(m.StageTimes, DecodeStage.Blocks);
         // Lane (g, tq) of warp wk: g = lane / 4 picks rows of the mma fragments, tq = lane % 4 columns.
         int wk = Warp.WarpIdx;
         int g = Warp.LaneIdx >> 2;
@@ -259,6 +263,7 @@ public static partial class mqa8_hd64
         sP[(2 * tq + 1) * 128 + jK3] = jK3 < numKeys ? sc3.C1 : float.NegativeInfinity;
         sP[(2 * tq + 1) * 128 + jK3 + 8] = jK3 + 8 < numKeys ? sc3.C3 : float.NegativeInfinity;
         Group.Barrier();
+        default(TClock).Mark(m.StageTimes, DecodeStage.Scores);
 
         // Softmax over the partition, a warp per head: max, then exp(s - max) and its sum (warp shuffles).
         int warp = Warp.WarpIdx;
@@ -521,6 +526,7 @@ public static partial class mqa8_hd64
         }
         Group.Barrier();
 
+        default(TClock).Mark(m.StageTimes, DecodeStage.Softmax);
 
         // P·V, tile by tile: A = Vᵀ (rows: dims 8c + 2e and 8c + 2e + 1 of c = g + 8q; columns: the tile's keys), built by
         // pairing two keys' halves of one register; B = Pᵀ of heads g (hi + lo). Keys past the context: V chunk 0, p 0.
@@ -667,6 +673,7 @@ public static partial class mqa8_hd64
         sRed[(wk * 8 + 2 * tq + 1) * 16 + 2 * g + 0] = new Float4(o0_0.C1, o0_0.C3, o0_1.C1, o0_1.C3);
         sRed[(wk * 8 + 2 * tq + 1) * 16 + 2 * g + 0 + 1] = new Float4(o0_2.C1, o0_2.C3, o0_3.C1, o0_3.C3);
         Group.Barrier();
+        default(TClock).Mark(m.StageTimes, DecodeStage.Values);
 
         // Normalize by this partition's sum, write the output or the partial.
         {
@@ -743,6 +750,7 @@ public static partial class mqa8_hd64
                 sLast[0] = last ? 1 : 0;
             }
             Group.Barrier();
+            default(TClock).Mark(m.StageTimes, DecodeStage.Ticket);
             if (sLast[0] != 0)
             {
                 long first = ((long)decode * 8 + firstHead) * m.PartitionSlots;   // partial (decode, firstHead, 0)
@@ -994,5 +1002,6 @@ public static partial class mqa8_hd64
                 }
             }
         }
+        default(TClock).Mark(m.StageTimes, DecodeStage.Exit);
     }
 }

@@ -41,7 +41,9 @@ public static partial class TinyLlama_1_1B
             if (DecodeOnTensorCores)
             {
                 LargeBatchDecode = new DecodeLayout(LargeBatchDecodePartitionSize, LargeBatchDecodeWarps, NumAttentionHeads / LargeBatchDecodeHeadsPerGroup);
-                _decodeLargeBatch = accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeMmaLargeBatch, MaxRegisters.Decode);
+                _decodeLargeBatch = options.TimeDecodeStages
+                    ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeMmaLargeBatch<SmStageClock>, MaxRegisters.Decode)
+                    : accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeMmaLargeBatch<NoStageClock>, MaxRegisters.Decode);
             }
             if (options.KvDtype == KvDtype.F16)
             {
@@ -51,7 +53,8 @@ public static partial class TinyLlama_1_1B
                     : accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(Prefill<F16Codec>, MaxRegisters.Prefill);
                 _decode = options.HeadMapping == HeadMapping.Expanded
                     ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeExpanded<F16Codec>, MaxRegisters.Decode)
-                    : DecodeOnTensorCores ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeMma, MaxRegisters.Decode)
+                    : DecodeOnTensorCores && options.TimeDecodeStages ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeMma<SmStageClock>, MaxRegisters.Decode)
+                    : DecodeOnTensorCores ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeMma<NoStageClock>, MaxRegisters.Decode)
                     : accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(Decode<F16Codec>, MaxRegisters.Decode);
             }
             else

@@ -1180,8 +1180,11 @@ public static partial class TinyLlama_1_1B
     /// <param name="keyCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim] f16</param>
     /// <param name="valueCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim] f16</param>
     /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
-    public static void DecodeMma(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+    /// <typeparam name="TClock">What happens at each DecodeStage: nothing (NoStageClock), or the SM's clock (SmStageClock).</typeparam>
+    public static void DecodeMma<TClock>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+        where TClock : struct, IStageClock
     {
+        default(TClock).Mark(m.StageTimes, DecodeStage.Entry);
         int item = (Grid.IdxX >> 3);
         int headGroup = (Grid.IdxX & 7);
         int firstHead = headGroup * 4;
@@ -1224,6 +1227,7 @@ public static partial class TinyLlama_1_1B
         }
         Group.Barrier();   // sBlock
 
+        default(TClock).Mark(m.StageTimes, DecodeStage.Blocks);
         // Lane (g, tq) of warp wk: g = lane / 4 picks rows of the mma fragments, tq = lane % 4 columns.
         int wk = Warp.WarpIdx;
         int g = Warp.LaneIdx >> 2;
@@ -1342,6 +1346,7 @@ public static partial class TinyLlama_1_1B
             sP[(2 * tq + 1) * 256 + jK1 + 8] = jK1 + 8 < numKeys ? sc1.C3 : float.NegativeInfinity;
         }
         Group.Barrier();
+        default(TClock).Mark(m.StageTimes, DecodeStage.Scores);
 
         // Softmax over the partition, a warp per head: max, then exp(s - max) and its sum (warp shuffles).
         int warp = Warp.WarpIdx;
@@ -1524,6 +1529,7 @@ public static partial class TinyLlama_1_1B
         }
         Group.Barrier();
 
+        default(TClock).Mark(m.StageTimes, DecodeStage.Softmax);
 
         // P·V, tile by tile: A = Vᵀ (rows: dims 8c + 2e and 8c + 2e + 1 of c = g + 8q; columns: the tile's keys), built by
         // pairing two keys' halves of one register; B = Pᵀ of heads g (hi + lo). Keys past the context: V chunk 0, p 0.
@@ -1610,6 +1616,7 @@ public static partial class TinyLlama_1_1B
             sRed[(wk * 4 + 2 * tq + 1) * 16 + 2 * g + 0 + 1] = new Float4(o0_2.C1, o0_2.C3, o0_3.C1, o0_3.C3);
         }
         Group.Barrier();
+        default(TClock).Mark(m.StageTimes, DecodeStage.Values);
 
         // Normalize by this partition's sum, write the output or the partial.
         {
@@ -1661,6 +1668,7 @@ public static partial class TinyLlama_1_1B
                 sLast[0] = last ? 1 : 0;
             }
             Group.Barrier();
+            default(TClock).Mark(m.StageTimes, DecodeStage.Ticket);
             if (sLast[0] != 0)
             {
                 long first = ((long)decode * 32 + firstHead) * m.PartitionSlots;   // partial (decode, firstHead, 0)
@@ -1818,5 +1826,6 @@ public static partial class TinyLlama_1_1B
                 }
             }
         }
+        default(TClock).Mark(m.StageTimes, DecodeStage.Exit);
     }
 }

@@ -21,11 +21,13 @@ public sealed class TensorCoreDecodeTests : IClassFixture<CpuAcceleratorFixture>
     private void AssertClose(float[] actual, double[] expected, int headDim, string what, int seed) =>
         SpecializedKernelTests.AssertClose(_out, actual, expected, headDim, what, seed);
 
-    public static TheoryData<string, LargeBatchDecodePolicy> TensorCoreDecodeSets() => new()
+    public static TheoryData<string, LargeBatchDecodePolicy, bool> TensorCoreDecodeSets() => new()
     {
-        { "gqa_hd128_long", LargeBatchDecodePolicy.Never },
-        { "mqa8_hd64", LargeBatchDecodePolicy.Never },
-        { "mqa8_hd64", LargeBatchDecodePolicy.Always },   // its large-batch decode: partitions of 128 on 2 warps
+        { "gqa_hd128_long", LargeBatchDecodePolicy.Never, false },
+        { "mqa8_hd64", LargeBatchDecodePolicy.Never, false },
+        // Its large-batch decode (partitions of 128 on 2 warps), loaded with the stage clock of si attention-bench
+        // --stage-times: the marks leave the results alone (the CPU accelerator has no clock to record).
+        { "mqa8_hd64", LargeBatchDecodePolicy.Always, true },
     };
 
     /// <summary>
@@ -39,12 +41,12 @@ public sealed class TensorCoreDecodeTests : IClassFixture<CpuAcceleratorFixture>
     /// </summary>
     [Theory]
     [MemberData(nameof(TensorCoreDecodeSets))]
-    public void TensorCoreDecodeMatchesReference(string name, LargeBatchDecodePolicy largeBatch)
+    public void TensorCoreDecodeMatchesReference(string name, LargeBatchDecodePolicy largeBatch, bool stageClock)
     {
         int seed = Random.Shared.Next();
         var set = KernelRegistry.All.Single(s => s.Name == name);
         var shape = AttentionShape.From(set.Shape, set.Engine.KvBlockSize);
-        var options = new AttentionOptions(KvDtype.F16, DecodeCores: DecodeCores.Tensor, LargeBatchDecode: largeBatch);
+        var options = new AttentionOptions(KvDtype.F16, DecodeCores: DecodeCores.Tensor, LargeBatchDecode: largeBatch, TimeDecodeStages: stageClock);
         var kernels = (AttentionKernelsBase)_fx.Get($"{name} {options}", () => set.CreateAttentionKernels!(_fx.Accelerator, options));
         Assert.True(kernels.DecodeOnTensorCores, $"{name} has no tensor-core decode");
         var layout = largeBatch == LargeBatchDecodePolicy.Always
@@ -61,6 +63,12 @@ public sealed class TensorCoreDecodeTests : IClassFixture<CpuAcceleratorFixture>
         string what = $"{name} tensor-core decode{(layout is null ? "" : $" {layout}")} ({string.Join(",", seqs.Select(s => s.Context))})";
         AssertClose(r.Outputs[0], r.Expected, shape.HeadDim, $"{what}, launch 1", seed);
         AssertClose(r.Outputs[1], r.Expected, shape.HeadDim, $"{what}, launch 2 (same plan)", seed);
+        // A row of stage times per decode group when clocked (all zero here: no clock on the CPU), none otherwise.
+        var times = ((AttentionPlan)plan).ReadStageTimes();
+        int groups = ((AttentionPlan)plan).NumDecodeItems * (layout?.HeadGroups ?? kernels.Dims.HeadGroups);
+        Assert.Equal(stageClock ? groups * DecodeStage.SlotsPerGroup : 0, times.Length);
+        Assert.All(times, t => Assert.Equal(0, t));
+        Assert.Null(SpecializedInference.Kernels.Reference.DecodeStageSummary.From(times));
     }
 
     /// <summary>

@@ -4,11 +4,14 @@ using ILGPU.Runtime;
 
 namespace SpecializedInference.Kernels.Reference;
 
-/// <summary>One timing: which kernels, what work, the device time per call and the rate it implies.</summary>
-public sealed record BenchmarkResult(string Kernels, string Work, double MicrosecondsPerCall, double GigabytesPerSecond, double TeraflopsPerSecond)
+/// <summary>One timing: which kernels, what work, the device time per call and the rate it implies, and where the
+/// kernels recorded them (<see cref="AttentionOptions.TimeDecodeStages"/>) the last call's decode stages.</summary>
+public sealed record BenchmarkResult(string Kernels, string Work, double MicrosecondsPerCall, double GigabytesPerSecond, double TeraflopsPerSecond,
+    DecodeStageSummary? Stages = null)
 {
     public override string ToString()
-        => $"{Kernels,-28} {Work,-44} {MicrosecondsPerCall,10:F1} us/call {GigabytesPerSecond,8:F0} GB/s {TeraflopsPerSecond,7:F2} TFLOP/s";
+        => $"{Kernels,-28} {Work,-44} {MicrosecondsPerCall,10:F1} us/call {GigabytesPerSecond,8:F0} GB/s {TeraflopsPerSecond,7:F2} TFLOP/s"
+            + (Stages is null ? "" : Environment.NewLine + Stages);
 }
 
 /// <summary>
@@ -90,6 +93,8 @@ public static class AttentionBenchmark
         }
         double perCall = seconds / iterations;
         string label = $"{kernels.Name} {kernels.Options.Algorithm.ToString().ToLowerInvariant()}/{kernels.Options.HeadMapping.ToString().ToLowerInvariant()}";
-        return new BenchmarkResult(label, work + $" {kernels.Options.KvDtype.ToString().ToLowerInvariant()}", perCall * 1e6, bytes / perCall / 1e9, flops / perCall / 1e12);
+        var stages = plan is AttentionPlan planned ? DecodeStageSummary.From(planned.ReadStageTimes()) : null;
+        return new BenchmarkResult(label, work + $" {kernels.Options.KvDtype.ToString().ToLowerInvariant()}", perCall * 1e6, bytes / perCall / 1e9, flops / perCall / 1e12,
+            stages);
     }
 }

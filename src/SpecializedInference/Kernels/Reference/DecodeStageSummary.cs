@@ -1,0 +1,65 @@
+using System.Globalization;
+using System.Text;
+
+namespace SpecializedInference.Kernels.Reference;
+
+/// <summary>One <see cref="DecodeStage"/> over a launch's decode groups: how long the step took (from the group's
+/// previous mark), in ns, mean and largest, and when it ended after the group's entry, mean.</summary>
+public sealed record StageTiming(string Stage, int Groups, double MeanNs, double MaxNs, double MeanSinceEntryNs);
+
+/// <summary>
+/// What the decode groups of one launch recorded with <see cref="SmStageClock"/> (<see cref="AttentionPlan.ReadStageTimes"/>):
+/// the steps of a group's chain in ns (its SM's cycles, converted at the rate the groups' own <c>%globaltimer</c> spans
+/// give), and how the groups spread over the launch. Groups that recorded nothing (ILGPU's CPU accelerator) are left out.
+/// </summary>
+/// <param name="Groups">Groups with an entry and an exit mark.</param>
+/// <param name="CyclesPerNs">SM cycles per ns: Σ cycles ÷ Σ ns from entry to exit over the groups.</param>
+/// <param name="StartSpreadNs">From the first group's entry to the last group's.</param>
+/// <param name="SpanNs">From the first group's entry to the last group's exit.</param>
+public sealed record DecodeStageSummary(int Groups, double CyclesPerNs, double StartSpreadNs, double SpanNs, IReadOnlyList<StageTiming> Stages)
+{
+    /// <summary>The summary of <paramref name="times"/> ([groups, DecodeStage.SlotsPerGroup]), or null when no group
+    /// recorded an entry and an exit with a positive span.</summary>
+    public static DecodeStageSummary? From(long[] times)
+    {
+        const int S = DecodeStage.SlotsPerGroup;
+        if (times.Length % S != 0) throw new ArgumentException($"stage times: {times.Length} longs are not whole rows of {S}", nameof(times));
+        var rows = Enumerable.Range(0, times.Length / S).Select(g => times.AsSpan(g * S, S).ToArray())
+            .Where(r => r[0] != 0 && r[1] > r[0] && Clock(r, DecodeStage.Entry) != 0 && Clock(r, DecodeStage.Exit) > Clock(r, DecodeStage.Entry))
+            .ToList();
+        if (rows.Count == 0) return null;
+        double cyclesPerNs = rows.Sum(r => (double)(Clock(r, DecodeStage.Exit) - Clock(r, DecodeStage.Entry))) / rows.Sum(r => (double)(r[1] - r[0]));
+
+        var stages = new List<StageTiming>();
+        for (int s = 1; s < DecodeStage.Count; s++)
+        {
+            var steps = new List<(double Step, double SinceEntry)>();
+            foreach (var r in rows)
+            {
+                long at = Clock(r, s);
+                if (at == 0) continue;   // not passed (a single-partition decode draws no ticket)
+                int before = s - 1;
+                while (before > 0 && Clock(r, before) == 0) before--;
+                steps.Add(((at - Clock(r, before)) / cyclesPerNs, (at - Clock(r, DecodeStage.Entry)) / cyclesPerNs));
+            }
+            if (steps.Count > 0)
+                stages.Add(new StageTiming(DecodeStage.Names[s], steps.Count, steps.Average(x => x.Step), steps.Max(x => x.Step), steps.Average(x => x.SinceEntry)));
+        }
+        long first = rows.Min(r => r[0]);
+        return new DecodeStageSummary(rows.Count, cyclesPerNs, rows.Max(r => r[0]) - first, rows.Max(r => r[1]) - first, stages);
+    }
+
+    private static long Clock(long[] row, int stage) => row[DecodeStage.ClockSlot(stage)];
+
+    public override string ToString()
+    {
+        var c = CultureInfo.InvariantCulture;
+        var sb = new StringBuilder();
+        sb.Append(c, $"    stage times: {Groups} groups (thread 0 of each), %clock64 at {CyclesPerNs:F2} cycles/ns; ");
+        sb.AppendLine(c, $"groups start over {StartSpreadNs / 1e3:F2} us, the last ends {SpanNs / 1e3:F2} us after the first starts");
+        sb.AppendLine("    stage      groups   mean us    max us   mean us since entry");
+        foreach (var s in Stages)
+            sb.AppendLine(c, $"    {s.Stage,-9} {s.Groups,7} {s.MeanNs / 1e3,9:F3} {s.MaxNs / 1e3,9:F3} {s.MeanSinceEntryNs / 1e3,12:F3}");
+        return sb.ToString().TrimEnd();
+    }
+}

@@ -1,0 +1,54 @@
+using SpecializedInference.Kernels;
+using SpecializedInference.Kernels.Reference;
+
+namespace SpecializedInference.Tests.Kernels;
+
+/// <summary>The arithmetic of <c>si attention-bench --stage-times</c> on hand-made stage rows (the clocks themselves
+/// exist only on CUDA; PtxCompilationTests checks that the timed decodes read them).</summary>
+public sealed class DecodeStageSummaryTests
+{
+    /// <summary>A group's row: ns at entry and exit, then the clock (cycles) at each stage, 0 where it did not pass.</summary>
+    private static long[] Row(long entryNs, long exitNs, params long[] clocks)
+    {
+        Assert.Equal(DecodeStage.Count, clocks.Length);
+        return [entryNs, exitNs, .. clocks];
+    }
+
+    [Fact]
+    public void StagesAreStepsFromThePreviousMarkInNsAtTheGroupsRate()
+    {
+        // Two groups at 2 cycles per ns. Group A (one partition: no ticket) enters at 1000 ns; group B at 1500 ns, draws
+        // a ticket and combines. Clock values start anywhere (each SM has its own counter).
+        var a = Row(1000, 1000 + 500, 10_000, 10_200, 10_600, 10_700, 10_800, 0, 11_000);
+        var b = Row(1500, 1500 + 1000, 50_000, 50_400, 50_800, 50_900, 51_000, 51_400, 52_000);
+        var summary = DecodeStageSummary.From([.. a, .. b])!;
+
+        Assert.Equal(2, summary.Groups);
+        Assert.Equal((1000 + 2000) / 1500.0, summary.CyclesPerNs, 12);   // Σ cycles / Σ ns
+        Assert.Equal(500, summary.StartSpreadNs);
+        Assert.Equal(1500, summary.SpanNs);                              // first entry 1000, last exit 2500
+        double ns(long cycles) => cycles / 2.0;
+        var blocks = summary.Stages.Single(s => s.Stage == "blocks");
+        Assert.Equal(2, blocks.Groups);
+        Assert.Equal((ns(200) + ns(400)) / 2, blocks.MeanNs, 9);
+        Assert.Equal(ns(400), blocks.MaxNs, 9);
+        var ticket = summary.Stages.Single(s => s.Stage == "ticket");
+        Assert.Equal(1, ticket.Groups);                                  // only B passed it
+        Assert.Equal(ns(400), ticket.MeanNs, 9);
+        var exit = summary.Stages.Single(s => s.Stage == "exit");
+        Assert.Equal((ns(200) + ns(600)) / 2, exit.MeanNs, 9);          // A from P·V (no ticket), B from its ticket
+        Assert.Equal((ns(1000) + ns(2000)) / 2, exit.MeanSinceEntryNs, 9);
+        Assert.Contains("P·V", summary.ToString());
+    }
+
+    [Fact]
+    public void GroupsWithoutClocksAreLeftOut()
+    {
+        Assert.Null(DecodeStageSummary.From(new long[3 * DecodeStage.SlotsPerGroup]));
+        var one = Row(7, 17, 100, 110, 120, 130, 140, 0, 150);
+        var summary = DecodeStageSummary.From([.. new long[DecodeStage.SlotsPerGroup], .. one])!;
+        Assert.Equal(1, summary.Groups);
+        Assert.Equal(5.0, summary.CyclesPerNs, 12);
+        Assert.Throws<ArgumentException>(() => DecodeStageSummary.From(new long[DecodeStage.SlotsPerGroup + 1]));
+    }
+}
