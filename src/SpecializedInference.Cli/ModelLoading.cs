@@ -30,7 +30,8 @@ internal sealed record LoadedModel(
 /// (<c>--cuda-cores</c>): both on CUDA cores only.</param>
 internal sealed record ModelRequest(string? CheckpointDirectory, bool Synthetic, string? Name, int MaxBatchSize, int? KvBlocks, DeviceKind Device,
     int SyntheticVocabSize, int SyntheticMaxSeqLen, TimeSpan SyntheticStepDelay,
-    int? MaxNumBatchedTokens = null, WeightDtype? WeightDtype = null, KvDtype? KvDtype = null, bool TensorCores = true);
+    int? MaxNumBatchedTokens = null, WeightDtype? WeightDtype = null, KvDtype? KvDtype = null, bool TensorCores = true,
+    Kernels.Dense.WeightPrefetch? WeightPrefetch = null);
 
 /// <summary>Loads what <c>si serve</c> and <c>si loadtest</c> serve, reporting progress per stage.</summary>
 internal static class ModelLoading
@@ -114,6 +115,7 @@ internal static class ModelLoading
                 MaxBatchTokens = request.MaxNumBatchedTokens ?? Math.Max(MaxNumBatchedTokens, request.MaxBatchSize),
                 WeightDtype = request.WeightDtype ?? ModelOptions.Default.WeightDtype,
                 KvDtype = request.KvDtype ?? ModelOptions.Default.KvDtype,
+                WeightPrefetch = request.WeightPrefetch,
             };
             if (!request.TensorCores) options = options.OnCudaCoresOnly();
             long bytes = checkpoint.Weights.Tensors.Sum(t => t.ByteLength);

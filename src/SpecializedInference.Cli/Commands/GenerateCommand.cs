@@ -79,6 +79,10 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         [Description("f16 projections and decode attention on CUDA cores only (tensor cores are the default on CUDA).")]
         public bool CudaCores { get; init; }
 
+        [CommandOption("--prefetch-weights <MIB>")]
+        [Description("Each decode matvec pulls this many MiB of the next projection's weights into L2 (MiB at the end of its grid, start:MiB at the start; CUDA only). Off by default until measured.")]
+        public string? PrefetchWeights { get; init; }
+
         [CommandOption("--generic")]
         [Description("Use the generic attention kernels even when a generated kernel set matches the model.")]
         public bool Generic { get; init; }
@@ -197,6 +201,7 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         var options = new ModelOptions(weightDtype, kvDtype, device, MaxSeqLen: maxSeqLen,
             MaxBatchTokens: Math.Min(prompt.Length, s.PrefillChunk), ForceGenericKernels: s.Generic);
         if (s.CudaCores) options = options.OnCudaCoresOnly();
+        if (s.PrefetchWeights is not null) options = options with { WeightPrefetch = WeightPrefetch.Parse(s.PrefetchWeights) };
 
         var clock = Stopwatch.StartNew();
         using var handle = AcceleratorFactory.Create(new AcceleratorOptions(device));
@@ -205,6 +210,8 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         if (runner.KernelNotice is not null) Console.Error.WriteLine(runner.KernelNotice);
         if (s.CudaCores && ModelLoading.NoTensorCorePath(runner.DenseSchedule, weightDtype) is { } why)
             Console.Error.WriteLine($"--cuda-cores has no effect on {handle.Description}: {why}.");
+        if (s.PrefetchWeights is not null && handle.Accelerator.AcceleratorType != ILGPU.Runtime.AcceleratorType.Cuda)
+            Console.Error.WriteLine($"--prefetch-weights has no effect on {handle.Description}: the L2 prefetch is a CUDA instruction.");
 
         var generator = new Generator(runner, checkpoint.EosTokenIds);
         var genOptions = new GenerationOptions(s.MaxNewTokens, sampling, s.IgnoreEos, s.PrefillChunk, RecordLogits: s.Json);

@@ -73,6 +73,26 @@ public sealed class CliTests
         Assert.Equal(p.Greedy[..2], doc.RootElement.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray());
     }
 
+    /// <summary>--prefetch-weights on the CPU accelerator: reported as having no effect (prefetch.L2 is CUDA's), the
+    /// reference's tokens; a malformed size is a usage error.</summary>
+    [Fact]
+    public void PrefetchWeightsOnTheCpuAcceleratorIsReportedWithoutEffect()
+    {
+        var dir = TestPaths.HfCase("mha-tiny");
+        var p = ReferenceData.Load(dir)[1];
+        string ids = string.Join(",", p.Prompt);
+        var (code, stdout, stderr) = Run("generate", "--model", dir, "--prompt-ids", ids, "--max-new-tokens", "2",
+            "--greedy", "--ignore-eos", "--json", "--device", "cpu", "--weight-dtype", "f32", "--kv-dtype", "f32", "--prefetch-weights", "start:1");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("--prefetch-weights has no effect", stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        Assert.Equal(p.Greedy[..2], doc.RootElement.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray());
+
+        (code, _, stderr) = Run("generate", "--model", dir, "--prompt-ids", ids, "--device", "cpu", "--prefetch-weights", "lots");
+        Assert.Equal(2, code);
+        Assert.Contains("weight prefetch 'lots': expected a positive number of MiB", stderr);
+    }
+
     [Fact]
     public void TextPromptWithoutTokenizerSaysOnlyPromptIdsWork()
     {
