@@ -2,14 +2,16 @@
 # What the offline work since the last GPU run (run 22) waits to have measured, in one device call of about 4
 # minutes, from the repository root after benchmarks/gpu/pack.sh (carry .gpu). Outputs go to $OUT:
 #   1. selftest.txt   `si selftest --device cuda` for the two preset shapes: the shorter address arithmetic of the
-#                     decodes and prefills (shifts and masks) must not change a result; generate-prefetch.txt: the
-#                     bundled model with the L2 prefetch (end and start) must print the reference text.
+#                     decodes and prefills (shifts and masks) must not change a result; generate-variants.txt: the
+#                     bundled model with the L2 prefetch (end, start) and the capped fused matvec prints the reference text.
 #   2. decode.txt     Llama-3-8B decode, L=4096, B=1 and 32, with --tensor-core-decode --stage-times: the decodes' time
 #                     after the address arithmetic (against run 20: 10.8 and 144.9 us), and where a group's time goes
 #                     (DecodeStageSummary: blocks, scores, softmax, P·V, ticket, exit), unclocked and clocked lines side by side.
 #   3. contexts.txt   the B=1 decode at L = 16, 256, 1024 (one partition without a combine, two with, eight).
-#   4. report-e2e.md  `report --sections copy,e2e --prefetch-weights 4,8,16,start:8`: both preset models at batch 1/16/64,
-#                     then at batch 1 with the decode matvecs pulling the next projection's weights into L2 (L2Prefetch).
+#   4. report-e2e.md  `report --sections copy,e2e --prefetch-weights 4,8,16,start:8 --fused-matvec-launch 2:88`: both
+#                     preset models at batch 1/16/64, then at batch 1 with the decode matvecs pulling the next projection's
+#                     weights into L2 (L2Prefetch), and with the fused matvec in groups of 2 warps at 88 registers
+#                     (FusedMatvecLaunch: TinyLlama's gate|up in 2 waves instead of 3).
 # Afterwards: move the outputs to benchmarks/results/gpu-<date>-<card>-run<N>/ with this script as commands.sh.
 #
 #   OUT=<folder> bash benchmarks/gpu/pending.sh
@@ -28,10 +30,11 @@ for set in Llama3_8B TinyLlama_1_1B; do
 done > "$OUT/selftest.txt" 2>&1
 grep -h "passed\|failed\|FAIL" "$OUT/selftest.txt" | tail -4
 # The bundled model with every decode matvec pulling the next weights into L2 (start and end): the reference text.
-for p in 1 start:1; do
-  timeout 60 $SI generate --model models/docstrings-bf16 --prompt "This module provides" --max-new-tokens 32 --device cuda --prefetch-weights $p
-done > "$OUT/generate-prefetch.txt" 2>&1
-echo "generate with L2 prefetch: $(grep -c "regular expression matching operations similar to those found in Perl" "$OUT/generate-prefetch.txt") of 2 print the reference"
+# And with the fused matvec in groups of 2 warps capped at 88 registers.
+for flags in "--prefetch-weights 1" "--prefetch-weights start:1" "--fused-matvec-launch 2:88"; do
+  timeout 60 $SI generate --model models/docstrings-bf16 --prompt "This module provides" --max-new-tokens 32 --device cuda $flags
+done > "$OUT/generate-variants.txt" 2>&1
+echo "generate variants: $(grep -c "regular expression matching operations similar to those found in Perl" "$OUT/generate-variants.txt") of 3 print the reference"
 echo "selftest done at $(elapsed) s"
 
 L3="--heads 32 --kv-heads 8 --head-dim 128 --sets Llama3_8B --prefill-tokens 0"
@@ -46,6 +49,6 @@ grep -h "us/call" "$OUT/contexts.txt"
 echo "attention benches done at $(elapsed) s"
 
 timeout $(( 240 - $(elapsed) > 60 ? 240 - $(elapsed) : 60 )) /tmp/dn/dotnet .gpu/app/SpecializedInference.Benchmarks.dll report --device cuda \
-  --sections copy,e2e --prefetch-weights 4,8,16,start:8 --out "$OUT/report-e2e.md" > "$OUT/report-e2e.log" 2>&1
+  --sections copy,e2e --prefetch-weights 4,8,16,start:8 --fused-matvec-launch 2:88 --out "$OUT/report-e2e.md" > "$OUT/report-e2e.log" 2>&1
 echo "report rc $? at $(elapsed) s"
 grep -h "batch .*: decode" "$OUT/report-e2e.log" | cut -c1-160

@@ -31,7 +31,7 @@ internal sealed record LoadedModel(
 internal sealed record ModelRequest(string? CheckpointDirectory, bool Synthetic, string? Name, int MaxBatchSize, int? KvBlocks, DeviceKind Device,
     int SyntheticVocabSize, int SyntheticMaxSeqLen, TimeSpan SyntheticStepDelay,
     int? MaxNumBatchedTokens = null, WeightDtype? WeightDtype = null, KvDtype? KvDtype = null, bool TensorCores = true,
-    Kernels.Dense.WeightPrefetch? WeightPrefetch = null);
+    Kernels.Dense.WeightPrefetch? WeightPrefetch = null, Kernels.Dense.FusedMatvecLaunch? FusedMatvecLaunch = null);
 
 /// <summary>Loads what <c>si serve</c> and <c>si loadtest</c> serve, reporting progress per stage.</summary>
 internal static class ModelLoading
@@ -116,6 +116,7 @@ internal static class ModelLoading
                 WeightDtype = request.WeightDtype ?? ModelOptions.Default.WeightDtype,
                 KvDtype = request.KvDtype ?? ModelOptions.Default.KvDtype,
                 WeightPrefetch = request.WeightPrefetch,
+                FusedMatvecLaunch = request.FusedMatvecLaunch,
             };
             if (!request.TensorCores) options = options.OnCudaCoresOnly();
             long bytes = checkpoint.Weights.Tensors.Sum(t => t.ByteLength);

@@ -124,7 +124,8 @@ public sealed class EndToEndBench(BenchDevice device, int seed, WeightsSource we
             HeadMapping: mapping,
             MatvecDepth: model.MatvecDepth,
             GreedySampling: model.Greedy,
-            WeightPrefetch: model.WeightPrefetch);
+            WeightPrefetch: model.WeightPrefetch,
+            FusedMatvecLaunch: model.FusedMatvecLaunch);
         if (!model.TensorCores) options = options.OnCudaCoresOnly();
         var runner = weights == WeightsSource.Device
             ? new LlamaModelRunner(device.Accelerator, new RandomDeviceWeights(config, (uint)seed), options)

@@ -26,11 +26,13 @@ public enum WeightsSource
 /// on CUDA cores only (the report's --cuda-cores).</param>
 /// <param name="WeightPrefetch">What of the next projection each decode matvec pulls into L2 (<see cref="ModelOptions.WeightPrefetch"/>;
 /// the report's --prefetch-weights); null, the engine's default: none.</param>
+/// <param name="FusedMatvecLaunch">The fused decode matvec's group size and register cap (<see cref="ModelOptions.FusedMatvecLaunch"/>;
+/// the report's --fused-matvec-launch); null: the engine's default.</param>
 public sealed record EndToEndModel(KernelSetInfo Set, int? Layers = null, MatvecDepth? MatvecDepth = null, GreedySampling Greedy = GreedySampling.Auto,
-    bool TensorCores = true, WeightPrefetch? WeightPrefetch = null)
+    bool TensorCores = true, WeightPrefetch? WeightPrefetch = null, FusedMatvecLaunch? FusedMatvecLaunch = null)
 {
     /// <summary>Whether this is the model as the engine runs it by default (no A/B setting).</summary>
-    public bool IsDefault => MatvecDepth is null && Greedy == GreedySampling.Auto && TensorCores && WeightPrefetch is null;
+    public bool IsDefault => MatvecDepth is null && Greedy == GreedySampling.Auto && TensorCores && WeightPrefetch is null && FusedMatvecLaunch is null;
 
     public int NumLayers => Layers ?? Set.Shape.NumHiddenLayers;
 
@@ -38,7 +40,8 @@ public sealed record EndToEndModel(KernelSetInfo Set, int? Layers = null, Matvec
         + (MatvecDepth is { } depth ? $" [matvec depth {depth}]" : "")
         + (Greedy == GreedySampling.Auto ? "" : $" [greedy on {Greedy.ToString().ToLowerInvariant()}]")
         + (TensorCores ? "" : " [CUDA cores]")
-        + (WeightPrefetch is { } prefetch ? $" [L2 prefetch {prefetch}]" : "");
+        + (WeightPrefetch is { } prefetch ? $" [L2 prefetch {prefetch}]" : "")
+        + (FusedMatvecLaunch is { } launch ? $" [fused matvec {launch.WarpsPerGroup} warps, {(launch.MaxRegisters == 0 ? "any" : launch.MaxRegisters)} registers]" : "");
 }
 
 /// <summary>The ablation run: the same workload with one engine toggle off at a time.</summary>

@@ -19,14 +19,18 @@ namespace SpecializedInference.Benchmarks.Report;
 /// <param name="Prefetches">L2 prefetches to compare (<c>MiB</c> or <c>start:MiB</c> of the next projection's weights per
 /// decode matvec, <see cref="SpecializedInference.Runtime.ModelOptions.WeightPrefetch"/>): the e2e section also runs every
 /// model at batch 1 with each (rows labelled [L2 prefetch N MiB at end|start]).</param>
+/// <param name="FusedLaunches">Fused decode matvec launches to compare (<c>warps:registers</c>,
+/// <see cref="SpecializedInference.Runtime.ModelOptions.FusedMatvecLaunch"/>): the e2e section also runs every model at
+/// batch 1 with each (rows labelled [fused matvec N warps, R registers]).</param>
 public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick, IReadOnlySet<string> Sections, string CommandLine,
     double TimeBudgetSeconds = 0, SpecializedInference.Benchmarks.EndToEnd.WeightsSource? Weights = null,
-    IReadOnlyList<MatvecDepth>? MatvecDepths = null, bool GreedyOnHost = false, bool CudaCores = false, IReadOnlyList<WeightPrefetch>? Prefetches = null)
+    IReadOnlyList<MatvecDepth>? MatvecDepths = null, bool GreedyOnHost = false, bool CudaCores = false, IReadOnlyList<WeightPrefetch>? Prefetches = null,
+    IReadOnlyList<FusedMatvecLaunch>? FusedLaunches = null)
 {
     public static readonly string[] AllSections = ["copy", "kernels", "variants", "dense", "e2e", "ablation"];
 
     public const string Usage =
-        "report [--out <file.md>] [--device cuda|cpu|auto] [--quick] [--sections copy,kernels,variants,dense,e2e,ablation] [--time-budget <seconds>] [--weights device|checkpoint] [--matvec-depths 8,4;4,4] [--greedy-on-host] [--cuda-cores] [--prefetch-weights 8,16,start:8]\n" +
+        "report [--out <file.md>] [--device cuda|cpu|auto] [--quick] [--sections copy,kernels,variants,dense,e2e,ablation] [--time-budget <seconds>] [--weights device|checkpoint] [--matvec-depths 8,4;4,4] [--greedy-on-host] [--cuda-cores] [--prefetch-weights 8,16,start:8] [--fused-matvec-launch 2:88]\n" +
         "  Runs the benchmark suite with explicit timing (warm-up, repetitions, accelerator.Synchronize, median) and writes\n" +
         "  a markdown report (default benchmarks/results/<date>-<device>.md). --device cuda fails when no CUDA device is usable.";
 
@@ -41,6 +45,7 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
         var depths = new List<MatvecDepth>();
         bool greedyOnHost = false, cudaCores = false;
         var prefetch = new List<WeightPrefetch>();
+        var fusedLaunches = new List<FusedMatvecLaunch>();
         for (int i = 0; i < args.Length; i++)
         {
             string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.\n{Usage}");
@@ -74,6 +79,10 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
                     break;
                 case "--greedy-on-host": greedyOnHost = true; break;
                 case "--cuda-cores": cudaCores = true; break;
+                case "--fused-matvec-launch":
+                    // warps:registers, comma-separated.
+                    fusedLaunches.AddRange(Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(FusedMatvecLaunch.Parse));
+                    break;
                 case "--prefetch-weights":
                     // MiB (at the grid's end) or start:MiB, comma-separated.
                     prefetch.AddRange(Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(WeightPrefetch.Parse));
@@ -83,6 +92,6 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
             }
         }
         string commandLine = "report " + string.Join(' ', args.Select(a => a.Contains(' ') ? $"'{a}'" : a));
-        return new ReportOptions(outPath ?? "", device, quick, sections, commandLine, budget, weights, depths, greedyOnHost, cudaCores, prefetch);
+        return new ReportOptions(outPath ?? "", device, quick, sections, commandLine, budget, weights, depths, greedyOnHost, cudaCores, prefetch, fusedLaunches);
     }
 }

@@ -178,12 +178,13 @@ public static class ReportRunner
                 // The plan's models at every batch, then each one at batch 1 with every extra matvec depth (--matvec-depths),
                 // then at every batch with the greedy tokens picked on the host (--greedy-on-host), and with the f16
                 // projections and the decode attention on CUDA cores only (--cuda-cores; the default rows use tensor cores), and at
-                // batch 1 with every L2 prefetch size (--prefetch-weights).
+                // batch 1 with every L2 prefetch size (--prefetch-weights) and fused matvec launch (--fused-matvec-launch).
                 var depthRuns = (options.MatvecDepths ?? []).SelectMany(depth => p.Models.Select(m => (Model: m with { MatvecDepth = depth }, Batches: (IReadOnlyList<int>)[1])));
                 var prefetchRuns = (options.Prefetches ?? []).SelectMany(prefetch => p.Models.Select(m => (Model: m with { WeightPrefetch = prefetch }, Batches: (IReadOnlyList<int>)[1])));
+                var fusedLaunchRuns = (options.FusedLaunches ?? []).SelectMany(launch => p.Models.Select(m => (Model: m with { FusedMatvecLaunch = launch }, Batches: (IReadOnlyList<int>)[1])));
                 var hostGreedyRuns = options.GreedyOnHost ? p.Models.Select(m => (Model: m with { Greedy = SpecializedInference.Runtime.GreedySampling.Host }, Batches: p.Batches)) : [];
                 var cudaCoreRuns = options.CudaCores ? p.Models.Select(m => (Model: m with { TensorCores = false }, Batches: p.Batches)) : [];
-                foreach (var (model, batches) in p.Models.Select(m => (Model: m, Batches: p.Batches)).Concat(depthRuns).Concat(hostGreedyRuns).Concat(cudaCoreRuns).Concat(prefetchRuns))
+                foreach (var (model, batches) in p.Models.Select(m => (Model: m, Batches: p.Batches)).Concat(depthRuns).Concat(hostGreedyRuns).Concat(cudaCoreRuns).Concat(prefetchRuns).Concat(fusedLaunchRuns))
                 {
                     e2e.Capacity = (batches.Max(), p.PromptTokens + p.DecodeTokens);
                     foreach (int batch in batches)

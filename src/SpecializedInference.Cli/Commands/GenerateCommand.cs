@@ -83,6 +83,10 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         [Description("Each decode matvec pulls this many MiB of the next projection's weights into L2 (MiB at the end of its grid, start:MiB at the start; CUDA only). Off by default until measured.")]
         public string? PrefetchWeights { get; init; }
 
+        [CommandOption("--fused-matvec-launch <WARPS:REGISTERS>")]
+        [Description("Warps per group and register cap of the fused decode matvec, e.g. 2:88 (0 registers: the compiler's choice; the cap is CUDA's). Default 4:0.")]
+        public string? FusedMatvecLaunch { get; init; }
+
         [CommandOption("--generic")]
         [Description("Use the generic attention kernels even when a generated kernel set matches the model.")]
         public bool Generic { get; init; }
@@ -202,6 +206,7 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
             MaxBatchTokens: Math.Min(prompt.Length, s.PrefillChunk), ForceGenericKernels: s.Generic);
         if (s.CudaCores) options = options.OnCudaCoresOnly();
         if (s.PrefetchWeights is not null) options = options with { WeightPrefetch = WeightPrefetch.Parse(s.PrefetchWeights) };
+        if (s.FusedMatvecLaunch is not null) options = options with { FusedMatvecLaunch = Kernels.Dense.FusedMatvecLaunch.Parse(s.FusedMatvecLaunch) };
 
         var clock = Stopwatch.StartNew();
         using var handle = AcceleratorFactory.Create(new AcceleratorOptions(device));

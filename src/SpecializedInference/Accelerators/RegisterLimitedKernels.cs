@@ -47,23 +47,48 @@ public static partial class RegisterLimitedKernels
         where T4 : struct
         where T5 : struct
     {
-        if (!Applies(accelerator, maxRegisters)) return accelerator.LoadStreamKernel(kernel);
-        Action<AcceleratorStream, KernelConfig, T1, T2, T3, T4, T5> launch;
+        if (TryLoadCapped<Action<AcceleratorStream, KernelConfig, T1, T2, T3, T4, T5>>(accelerator, kernel.Method, maxRegisters) is not { } launch)
+            return accelerator.LoadStreamKernel(kernel);
+        var stream = accelerator.DefaultStream;
+        return (config, a1, a2, a3, a4, a5) => launch(stream, config, a1, a2, a3, a4, a5);
+    }
+
+    /// <summary>The nine-parameter <see cref="LoadStreamKernel{T1, T2, T3, T4, T5}"/> (the fused decode matvec's).</summary>
+    public static Action<KernelConfig, T1, T2, T3, T4, T5, T6, T7, T8, T9> LoadStreamKernel<T1, T2, T3, T4, T5, T6, T7, T8, T9>(
+        this Accelerator accelerator, Action<T1, T2, T3, T4, T5, T6, T7, T8, T9> kernel, int maxRegisters)
+        where T1 : struct
+        where T2 : struct
+        where T3 : struct
+        where T4 : struct
+        where T5 : struct
+        where T6 : struct
+        where T7 : struct
+        where T8 : struct
+        where T9 : struct
+    {
+        if (TryLoadCapped<Action<AcceleratorStream, KernelConfig, T1, T2, T3, T4, T5, T6, T7, T8, T9>>(accelerator, kernel.Method, maxRegisters) is not { } launch)
+            return accelerator.LoadStreamKernel(kernel);
+        var stream = accelerator.DefaultStream;
+        return (config, a1, a2, a3, a4, a5, a6, a7, a8, a9) => launch(stream, config, a1, a2, a3, a4, a5, a6, a7, a8, a9);
+    }
+
+    /// <summary>The capped kernel's launcher, or null when no cap applies (0, not CUDA, no internal constructor) or the
+    /// capped load failed: a cap is a speed setting, and a driver or ILGPU that refuses it costs speed, never the run.
+    /// Said, not silent.</summary>
+    private static TLaunch? TryLoadCapped<TLaunch>(Accelerator accelerator, MethodInfo method, int maxRegisters) where TLaunch : Delegate
+    {
+        if (!Applies(accelerator, maxRegisters)) return null;
         try
         {
-            launch = LoadCapped(accelerator, kernel.Method, maxRegisters)
-                .CreateLauncherDelegate<Action<AcceleratorStream, KernelConfig, T1, T2, T3, T4, T5>>();
+            return LoadCapped(accelerator, method, maxRegisters).CreateLauncherDelegate<TLaunch>();
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            // A cap is a speed setting: a driver or ILGPU that refuses it costs speed, never the run. Said, not silent.
-            string failure = $"{kernel.Method.Name}: loaded uncapped, the cap of {maxRegisters} registers failed: {e.GetType().Name}: {e.Message}";
+            string failure = $"{method.Name}: loaded uncapped, the cap of {maxRegisters} registers failed: {e.GetType().Name}: {e.Message}";
             Failures.Add(failure);
             Console.Error.WriteLine($"notice: {failure}");
-            return accelerator.LoadStreamKernel(kernel);
+            return null;
         }
-        var stream = accelerator.DefaultStream;
-        return (config, a1, a2, a3, a4, a5) => launch(stream, config, a1, a2, a3, a4, a5);
     }
 
     /// <summary>

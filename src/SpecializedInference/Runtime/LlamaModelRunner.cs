@@ -132,7 +132,7 @@ public sealed class LlamaModelRunner : IModelRunner
             options.ForceGenericKernels);
         _attention = selection.Kernels;
         KernelNotice = selection.Notice;
-        _dense = new DenseKernels(accelerator, options.DenseSchedule, options.MatvecDepth, options.TensorCores, options.WeightPrefetch);
+        _dense = new DenseKernels(accelerator, options.DenseSchedule, options.MatvecDepth, options.TensorCores, options.WeightPrefetch, options.FusedMatvecLaunch);
         _greedyOnDevice = options.GreedySampling == GreedySampling.Device
             || (options.GreedySampling == GreedySampling.Auto && accelerator is not ILGPU.Runtime.CPU.CPUAccelerator);
         _argMaxSlice = _dense.ArgMaxSliceLength(c.VocabSize);

@@ -41,6 +41,9 @@ namespace SpecializedInference.Runtime;
 /// the attention launch, o_proj gate|up, gate|up down_proj, down_proj the next layer's qkv or the LM head. Null (the
 /// default): none. Not yet measured on a GPU: <c>report --sections copy,e2e --prefetch-weights 8,16,start:8</c> compares
 /// it at batch 1.</param>
+/// <param name="FusedMatvecLaunch">Warps per group and register cap of the fused decode matvec (qkv, gate|up, LM head at
+/// few tokens; <see cref="Kernels.Dense.FusedMatvecLaunch"/>); null: groups of 4 warps, the compiler's registers. Not yet
+/// measured on a GPU: <c>report --sections copy,e2e --fused-matvec-launch 2:88</c> compares it at batch 1.</param>
 /// <param name="RopeFrequencies">Precision of the rotary frequencies: float32 (Hugging Face at load), or bfloat16 to
 /// reproduce a Hugging Face model cast in memory with <c>model.to(torch.bfloat16)</c>.</param>
 public sealed record ModelOptions(
@@ -60,7 +63,8 @@ public sealed record ModelOptions(
     GreedySampling GreedySampling = GreedySampling.Auto,
     bool TensorCores = true,
     DecodeCores? DecodeCores = null,
-    WeightPrefetch? WeightPrefetch = null)
+    WeightPrefetch? WeightPrefetch = null,
+    FusedMatvecLaunch? FusedMatvecLaunch = null)
 {
     public static ModelOptions Default { get; } = new();
 

@@ -147,6 +147,18 @@ public sealed class DenseKernelTests(AcceleratorFixture fixture) : IClassFixture
     }
 
     [Fact]
+    public void FusedMatvecLaunchParsesAndRejectsBadValues()
+    {
+        Assert.Equal(new FusedMatvecLaunch(2, 88), FusedMatvecLaunch.Parse("2:88"));
+        Assert.Equal(FusedMatvecLaunch.Default, FusedMatvecLaunch.Parse("4:0"));
+        Assert.Equal("2:88", FusedMatvecLaunch.Parse("2:88").ToString());
+        Assert.Contains("expected <warps per group>:<max registers>", Assert.Throws<ArgumentException>(() => FusedMatvecLaunch.Parse("2")).Message);
+        Assert.Contains("WarpsPerGroup must be 1, 2, 4 or 8", Assert.Throws<ArgumentOutOfRangeException>(() => FusedMatvecLaunch.Parse("3:88")).Message);
+        Assert.Contains("MaxRegisters must be 0", Assert.Throws<ArgumentOutOfRangeException>(() => FusedMatvecLaunch.Parse("2:8")).Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new DenseKernels(Acc, DenseSchedule.Warp, fusedLaunch: new FusedMatvecLaunch(16, 0)));
+    }
+
+    [Fact]
     public void WeightPrefetchParsesAndRejectsBadSizes()
     {
         Assert.Equal(new WeightPrefetch(8 << 20), WeightPrefetch.Parse("8"));

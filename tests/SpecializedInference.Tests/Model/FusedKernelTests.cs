@@ -260,7 +260,9 @@ public sealed class FusedKernelTests(AcceleratorFixture fixture) : IClassFixture
         var g = Random(rng, hidden);
         var expected = NormThenProject(x, xRows, g, w, dtype, vocab, hidden);
 
-        var kernels = new DenseKernels(Acc, schedule, new MatvecDepth(FusedPerRow: depth));
+        // Groups of 2 warps where the depth is 4 (FusedMatvecLaunch: the grid's warp numbering does not depend on it).
+        var launch = depth == 4 ? new FusedMatvecLaunch(WarpsPerGroup: 2, MaxRegisters: 88) : null;
+        var kernels = new DenseKernels(Acc, schedule, new MatvecDepth(FusedPerRow: depth), fusedLaunch: launch);
         using var matrix = WeightUpload.Matrix(Acc, w, vocab, hidden, dtype);
         using var xb = Upload(x);
         using var gb = Upload(g);

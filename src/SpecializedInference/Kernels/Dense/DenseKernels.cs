@@ -1,6 +1,7 @@
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
+using SpecializedInference.Accelerators;
 using SpecializedInference.Kernels.Sampling;
 
 namespace SpecializedInference.Kernels.Dense;
@@ -89,11 +90,13 @@ public sealed class DenseKernels
     /// <param name="tensorCores">Run the f16 projections of <see cref="TensorCoreMinTokens"/> tokens or more on tensor cores
     /// (<see cref="TensorCoreBodies"/>) on the warp schedule.</param>
     /// <param name="weightPrefetch">How much of the next projection's weights a warp matvec pulls into L2, and when (<see cref="L2Prefetch"/>); null: none.</param>
+    /// <param name="fusedLaunch">Group size and register cap of the fused decode matvec; null: <see cref="FusedMatvecLaunch.Default"/>.</param>
     public DenseKernels(Accelerator accelerator, DenseSchedule schedule = DenseSchedule.Auto, MatvecDepth? depth = null, bool tensorCores = false,
-        WeightPrefetch? weightPrefetch = null)
+        WeightPrefetch? weightPrefetch = null, FusedMatvecLaunch? fusedLaunch = null)
     {
         _accelerator = accelerator;
         WeightPrefetch = weightPrefetch?.Validated();
+        FusedLaunch = (fusedLaunch ?? FusedMatvecLaunch.Default).Validated();
         TensorCores = tensorCores;
         Depth = (depth ?? MatvecDepth.Default).Validated();
         Schedule = schedule == DenseSchedule.Auto
@@ -116,6 +119,9 @@ public sealed class DenseKernels
 
     /// <summary>How much of the next projection's weights a warp matvec pulls into L2, and when (<see cref="L2Prefetch"/>); null: none.</summary>
     public WeightPrefetch? WeightPrefetch { get; }
+
+    /// <summary>Warps per group and register cap of the fused decode matvec (<see cref="FusedMatvecLaunch"/>).</summary>
+    public FusedMatvecLaunch FusedLaunch { get; }
 
     /// <summary>Warps per SM that pull the next weights, at the end or the start of a matvec's grid: about one wave (an
     /// H200 SM holds 20 warps of the 96-register fused matvec).</summary>
@@ -524,11 +530,12 @@ public sealed class DenseKernels
         where TO : struct, IProjectionOutput
         where TD : struct, IRowChunks
     {
+        var launch = FusedLaunch;
         var kernel = Get("norm-linear-warp", typeof(TW), typeof(TO), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<int>,
-            ArrayView<Vec4>, TO, int, int, float, L2Prefetch>(FusedKernelBodies.NormLinearWarp<TW, TO, TD>), typeof(TD));
+            ArrayView<Vec4>, TO, int, int, float, L2Prefetch>(FusedKernelBodies.NormLinearWarp<TW, TO, TD>, launch.MaxRegisters), typeof(TD));
         long warps = (long)output.Units * ((tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens);
-        int groups = (int)((warps + WarpsPerGroup - 1) / WarpsPerGroup);
-        kernel(new KernelConfig(groups, WarpsPerGroup * _accelerator.WarpSize), w.View, x.Cast<Vec4>(), xRows, g.Cast<Vec4>(), output, w.Cols, tokens, eps,
+        int groups = (int)((warps + launch.WarpsPerGroup - 1) / launch.WarpsPerGroup);
+        kernel(new KernelConfig(groups, launch.WarpsPerGroup * _accelerator.WarpSize), w.View, x.Cast<Vec4>(), xRows, g.Cast<Vec4>(), output, w.Cols, tokens, eps,
             Prefetch(next, warps));
     }
 
