@@ -159,7 +159,9 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
             var decode = AttentionBenchmark.Decode(kernels, shape, handle.Accelerator, settings.Batch, settings.Context, settings.Iterations);
             Console.WriteLine(decode);
             if (kernels.Options.TimeDecodeStages && decode.Stages is null)
-                Console.WriteLine("    stage times: none recorded (the clocks are CUDA's; this accelerator has none)");
+                Console.WriteLine(kernels is AttentionKernelsBase { DecodeOnTensorCores: false }
+                    ? "    stage times: none (only the tensor-core decodes are clocked; this decode runs on CUDA cores)"
+                    : "    stage times: none recorded (the clocks are CUDA's; this accelerator has none)");
             if (settings.PrefillTokens > 0)
                 Console.WriteLine(AttentionBenchmark.Prefill(kernels, shape, handle.Accelerator, 1, settings.PrefillTokens, Math.Max(3, settings.Iterations / 10)));
         }
