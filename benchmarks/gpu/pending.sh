@@ -7,7 +7,8 @@
 #   2. decode.txt     Llama-3-8B decode, L=4096, B=1 and 32, with --tensor-core-decode --stage-times: the decodes' time
 #                     after the address arithmetic (against run 20: 10.8 and 144.9 us), and where a group's time goes
 #                     (DecodeStageSummary: blocks, scores, softmax, P·V, ticket, exit), unclocked and clocked lines side by side.
-#   3. contexts.txt   the B=1 decode at L = 16, 256, 1024 (one partition without a combine, two with, eight).
+#   3. contexts.txt   the B=1 decode at L = 16, 256, 1024 (one partition without a combine, two with, eight);
+#      waves.txt      B=32 at L = 3840 and 4352: the large-batch grid in 9.7 and 11.0 waves against 4096's 10.3.
 #   4. report-e2e.md  `report --sections copy,e2e --prefetch-weights 8,16,start:8 --fused-matvec-launch 2:88,1:88`: both
 #                     preset models at batch 1/16/64, then at batch 1 with the decode matvecs pulling the next projection's
 #                     weights into L2 (L2Prefetch), and with the fused matvec in groups of 2 or 1 warps at 88 registers
@@ -46,6 +47,13 @@ for l in 16 256 1024; do
   timeout 40 $SI attention-bench --device cuda $L3 --batch 1 --context $l --tensor-core-decode
 done > "$OUT/contexts.txt" 2>&1
 grep -h "us/call" "$OUT/contexts.txt"
+# B=32 at contexts whose large-batch grids are whole waves or not (3 groups of 128 threads per SM, 396 on 132 SMs;
+# 8 head groups per partition of 256): L=3840 9.7 waves, 4096 10.3, 4352 11.0. If 4352 reads notably faster per byte,
+# partitions sized to fill the last wave would pay.
+for l in 3840 4352; do
+  timeout 40 $SI attention-bench --device cuda $L3 --batch 32 --context $l --tensor-core-decode
+done > "$OUT/waves.txt" 2>&1
+grep -h "us/call" "$OUT/waves.txt"
 echo "attention benches done at $(elapsed) s"
 
 left=$(( 560 - $(elapsed) )); [ $left -gt 60 ] || left=60
