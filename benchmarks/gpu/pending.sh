@@ -6,7 +6,7 @@
 #                     bundled model with the L2 prefetch (end, start) and the capped fused matvec prints the reference text.
 #   2. decode.txt     Llama-3-8B decode, L=4096, B=1 and 32, with --tensor-core-decode --stage-times: the decodes' time
 #                     after the address arithmetic (against run 20: 10.8 and 144.9 us), and where a group's time goes
-#                     (DecodeStageSummary: blocks, scores, softmax, P·V, ticket, exit), unclocked and clocked lines side by side.
+#                     (DecodeStageSummary: blocks, scores, softmax, P·V, ticket, combine, exit), unclocked and clocked lines side by side.
 #   3. contexts.txt   the B=1 decode at L = 16, 256, 1024 (one partition without a combine, two with, eight);
 #      waves.txt      B=32 at L = 3840 and 4352: the large-batch grid in 9.7 and 11.0 waves against 4096's 10.3.
 #   4. report-e2e.md  `report --sections copy,e2e --prefetch-weights 8,16,start:8 --fused-matvec-launch 2:88,1:88`: both

@@ -593,6 +593,7 @@ internal static class DecodeEmitter
                     EmitStoreOutput(w, L, "t", "acc * (1f / sum)");
                 }
             }
+            marks.At(w, "Combine");
         }
     }
 

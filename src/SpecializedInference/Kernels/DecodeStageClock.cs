@@ -27,12 +27,15 @@ public static class DecodeStage
     /// <summary>Partial written and ticket drawn (decodes of more than one partition only).</summary>
     public const int Ticket = 5;
 
-    /// <summary>Thread 0 done: its share of the output, or of the combine when the group drew the last ticket.</summary>
-    public const int Exit = 6;
+    /// <summary>Thread 0's share of the combine done (the group that drew its decode's last ticket only).</summary>
+    public const int Combine = 6;
 
-    public const int Count = 7;
+    /// <summary>Thread 0 done.</summary>
+    public const int Exit = 7;
 
-    public static readonly string[] Names = ["entry", "blocks", "scores", "softmax", "P·V", "ticket", "exit"];
+    public const int Count = 8;
+
+    public static readonly string[] Names = ["entry", "blocks", "scores", "softmax", "P·V", "ticket", "combine", "exit"];
 
     /// <summary>Longs per group in <see cref="AttentionMeta.StageTimes"/>: the device's <c>%globaltimer</c> (ns) at
     /// entry and at exit, then the SM's <c>%clock64</c> at every stage (0 where the group did not pass it).</summary>

@@ -2527,6 +2527,7 @@ public static partial class gqa_hd128_long
                     output[dst + 2] = o.Z;
                     output[dst + 3] = o.W;
                 }
+                default(TClock).Mark(m.StageTimes, DecodeStage.Combine);
             }
         }
         default(TClock).Mark(m.StageTimes, DecodeStage.Exit);

@@ -1979,6 +1979,7 @@ public static partial class Llama3_8B
                     output[dst + 2] = o.Z;
                     output[dst + 3] = o.W;
                 }
+                default(TClock).Mark(m.StageTimes, DecodeStage.Combine);
             }
         }
         default(TClock).Mark(m.StageTimes, DecodeStage.Exit);

@@ -1000,6 +1000,7 @@ public static partial class mqa8_hd64
                     output[dst + 2] = o.Z;
                     output[dst + 3] = o.W;
                 }
+                default(TClock).Mark(m.StageTimes, DecodeStage.Combine);
             }
         }
         default(TClock).Mark(m.StageTimes, DecodeStage.Exit);

@@ -1824,6 +1824,7 @@ public static partial class TinyLlama_1_1B
                     output[dst + 2] = o.Z;
                     output[dst + 3] = o.W;
                 }
+                default(TClock).Mark(m.StageTimes, DecodeStage.Combine);
             }
         }
         default(TClock).Mark(m.StageTimes, DecodeStage.Exit);

@@ -17,10 +17,10 @@ public sealed class DecodeStageSummaryTests
     [Fact]
     public void StagesAreStepsFromThePreviousMarkInNsAtTheGroupsRate()
     {
-        // Two groups at 2 cycles per ns. Group A (one partition: no ticket) enters at 1000 ns; group B at 1500 ns, draws
-        // a ticket and combines. Clock values start anywhere (each SM has its own counter).
-        var a = Row(1000, 1000 + 500, 10_000, 10_200, 10_600, 10_700, 10_800, 0, 11_000);
-        var b = Row(1500, 1500 + 1000, 50_000, 50_400, 50_800, 50_900, 51_000, 51_400, 52_000);
+        // Two groups at 2 cycles per ns. Group A (one partition: no ticket, no combine) enters at 1000 ns; group B at
+        // 1500 ns, draws the last ticket and combines. Clock values start anywhere (each SM has its own counter).
+        var a = Row(1000, 1000 + 500, 10_000, 10_200, 10_600, 10_700, 10_800, 0, 0, 11_000);
+        var b = Row(1500, 1500 + 1000, 50_000, 50_400, 50_800, 50_900, 51_000, 51_400, 51_900, 52_000);
         var summary = DecodeStageSummary.From([.. a, .. b])!;
 
         Assert.Equal(2, summary.Groups);
@@ -35,8 +35,10 @@ public sealed class DecodeStageSummaryTests
         var ticket = summary.Stages.Single(s => s.Stage == "ticket");
         Assert.Equal(1, ticket.Groups);                                  // only B passed it
         Assert.Equal(ns(400), ticket.MeanNs, 9);
+        var combine = summary.Stages.Single(s => s.Stage == "combine");
+        Assert.Equal((1, ns(500)), (combine.Groups, combine.MeanNs));
         var exit = summary.Stages.Single(s => s.Stage == "exit");
-        Assert.Equal((ns(200) + ns(600)) / 2, exit.MeanNs, 9);          // A from P·V (no ticket), B from its ticket
+        Assert.Equal((ns(200) + ns(100)) / 2, exit.MeanNs, 9);          // A from P·V (no ticket), B from its combine
         Assert.Equal((ns(1000) + ns(2000)) / 2, exit.MeanSinceEntryNs, 9);
         Assert.Contains("P·V", summary.ToString());
     }
@@ -45,7 +47,7 @@ public sealed class DecodeStageSummaryTests
     public void GroupsWithoutClocksAreLeftOut()
     {
         Assert.Null(DecodeStageSummary.From(new long[3 * DecodeStage.SlotsPerGroup]));
-        var one = Row(7, 17, 100, 110, 120, 130, 140, 0, 150);
+        var one = Row(7, 17, 100, 110, 120, 130, 140, 0, 0, 150);
         var summary = DecodeStageSummary.From([.. new long[DecodeStage.SlotsPerGroup], .. one])!;
         Assert.Equal(1, summary.Groups);
         Assert.Equal(5.0, summary.CyclesPerNs, 12);
