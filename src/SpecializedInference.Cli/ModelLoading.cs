@@ -135,7 +135,8 @@ internal static class ModelLoading
             description = $"{checkpoint.Directory} on {accelerator.Description}, {runner.NumBlocks} KV blocks of {runner.BlockSize}"
                 + (runner.KernelNotice is { } notice ? $"; {notice}" : "")
                 + (TensorCoreNotice(request.TensorCores, runner.DenseSchedule, options.WeightDtype) is { } projections ? $"; {projections}" : "")
-                + (runner.DecodeOnTensorCores ? "; decode attention on tensor cores" : "");
+                + (runner.DecodeOnTensorCores ? "; decode attention on tensor cores" : "")
+                + string.Concat(MatvecOptionNotices(options, runner.DenseSchedule, accelerator.Accelerator).Select(n => $"; {n}"));
             return new OwningModelRunner(runner, accelerator);
         }
         catch
@@ -159,6 +160,19 @@ internal static class ModelLoading
             (false, null) => "f16 projections on CUDA cores only (--cuda-cores)",
             (false, var why) => $"--cuda-cores has no effect: {why}",
         };
+
+    /// <summary>What the decode matvec options asked for (<see cref="ModelOptions.WeightPrefetch"/>,
+    /// <see cref="ModelOptions.FusedMatvecLaunch"/>) come to on this accelerator and schedule: said either way, never dropped silently.</summary>
+    internal static IEnumerable<string> MatvecOptionNotices(ModelOptions options, DenseSchedule schedule, ILGPU.Runtime.Accelerator accelerator)
+    {
+        bool cuda = accelerator.AcceleratorType == ILGPU.Runtime.AcceleratorType.Cuda;
+        if (options.WeightPrefetch is { } prefetch)
+            yield return cuda && schedule == DenseSchedule.Warp ? $"decode matvecs pull the next weights into L2 ({prefetch} of the grid)"
+                : "--prefetch-weights has no effect: the L2 prefetch is a CUDA instruction of the warp schedule's matvecs";
+        if (options.FusedMatvecLaunch is { } launch)
+            yield return schedule == DenseSchedule.Warp ? $"fused decode matvec in groups of {launch.WarpsPerGroup} warps" + (launch.MaxRegisters > 0 && cuda ? $", at most {launch.MaxRegisters} registers" : "")
+                : $"--fused-matvec-launch has no effect: the {schedule.ToString().ToLowerInvariant()} dense schedule has no fused warp matvec";
+    }
 
     /// <summary>Why a runner on <paramref name="schedule"/> with <paramref name="weights"/> has no tensor-core path to turn
     /// off; null where it has one (the warp schedule, f16 weights).</summary>

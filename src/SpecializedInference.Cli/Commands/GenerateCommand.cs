@@ -215,8 +215,8 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         if (runner.KernelNotice is not null) Console.Error.WriteLine(runner.KernelNotice);
         if (s.CudaCores && ModelLoading.NoTensorCorePath(runner.DenseSchedule, weightDtype) is { } why)
             Console.Error.WriteLine($"--cuda-cores has no effect on {handle.Description}: {why}.");
-        if (s.PrefetchWeights is not null && handle.Accelerator.AcceleratorType != ILGPU.Runtime.AcceleratorType.Cuda)
-            Console.Error.WriteLine($"--prefetch-weights has no effect on {handle.Description}: the L2 prefetch is a CUDA instruction.");
+        foreach (var notice in ModelLoading.MatvecOptionNotices(options, runner.DenseSchedule, handle.Accelerator))
+            Console.Error.WriteLine($"{notice} ({handle.Description}).");
 
         var generator = new Generator(runner, checkpoint.EosTokenIds);
         var genOptions = new GenerationOptions(s.MaxNewTokens, sampling, s.IgnoreEos, s.PrefillChunk, RecordLogits: s.Json);

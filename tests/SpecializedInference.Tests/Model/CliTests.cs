@@ -73,10 +73,11 @@ public sealed class CliTests
         Assert.Equal(p.Greedy[..2], doc.RootElement.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray());
     }
 
-    /// <summary>--prefetch-weights on the CPU accelerator: reported as having no effect (prefetch.L2 is CUDA's), the
-    /// reference's tokens; a malformed size is a usage error.</summary>
+    /// <summary>--prefetch-weights and --fused-matvec-launch on the CPU accelerator: reported as having no effect
+    /// (prefetch.L2 is CUDA's; the serial schedule has no fused warp matvec), the reference's tokens; malformed values are
+    /// usage errors.</summary>
     [Fact]
-    public void PrefetchWeightsOnTheCpuAcceleratorIsReportedWithoutEffect()
+    public void MatvecOptionsOnTheCpuAcceleratorAreReportedWithoutEffect()
     {
         var dir = TestPaths.HfCase("mha-tiny");
         var p = ReferenceData.Load(dir)[1];
@@ -91,6 +92,14 @@ public sealed class CliTests
         (code, _, stderr) = Run("generate", "--model", dir, "--prompt-ids", ids, "--device", "cpu", "--prefetch-weights", "lots");
         Assert.Equal(2, code);
         Assert.Contains("weight prefetch 'lots': expected a positive number of MiB", stderr);
+
+        // Likewise --fused-matvec-launch: the CPU accelerator's serial schedule has no fused warp matvec.
+        (code, _, stderr) = Run("generate", "--model", dir, "--prompt-ids", ids, "--max-new-tokens", "1", "--device", "cpu", "--fused-matvec-launch", "2:88");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("--fused-matvec-launch has no effect", stderr);
+        (code, _, stderr) = Run("generate", "--model", dir, "--prompt-ids", ids, "--device", "cpu", "--fused-matvec-launch", "3:88");
+        Assert.Equal(2, code);
+        Assert.Contains("WarpsPerGroup must be 1, 2, 4 or 8", stderr);
     }
 
     [Fact]
