@@ -63,8 +63,9 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
             }
         }
         // The tensor-core decodes, where the set has them (f16 only, not generic over the codec).
-        // Each as the engine loads it (NoStageClock) and as si attention-bench --stage-times does (SmStageClock: the
-        // SM's cycle counter at every stage, the device's ns timer at entry and exit).
+        // Each as the engine loads it (NoStageClock), and for Llama3_8B (the shape the pending GPU run clocks; the marks are
+        // the same emitter's in every set) also as si attention-bench --stage-times does (SmStageClock: the SM's cycle
+        // counter at every stage, the device's ns timer at entry and exit).
         foreach (var kernel in new[] { "DecodeMma", "DecodeMmaLargeBatch" })
         {
             if (type.GetMethod(kernel, BindingFlags.Public | BindingFlags.Static) is not { } mma) continue;
@@ -73,6 +74,7 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
             Assert.Contains("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32", ptx);
             Assert.Contains("membar.gl", ptx);
             Assert.DoesNotContain("%clock64", ptx);
+            if (name != "Llama3_8B") continue;
             string timed = compiler.Compile(mma.MakeGenericMethod(typeof(SmStageClock)), explicitlyGrouped: true);
             Report($"{name}.{kernel}<SmStageClock>", timed);
             Assert.Equal(DecodeStage.Count, Regex.Matches(timed, @"%clock64").Count);
