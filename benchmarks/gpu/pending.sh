@@ -39,20 +39,15 @@ echo "generate variants: $(grep -c "regular expression matching operations simil
 echo "selftest done at $(elapsed) s"
 
 L3="--heads 32 --kv-heads 8 --head-dim 128 --sets Llama3_8B --prefill-tokens 0"
-for b in 1 32; do
-  timeout 60 $SI attention-bench --device cuda $L3 --batch $b --context 4096 --tensor-core-decode --stage-times
-done > "$OUT/decode.txt" 2>&1
+# One invocation per table, every variant compiled once for all its batches and contexts.
+timeout 150 $SI attention-bench --device cuda $L3 --batch 1,32 --context 4096 --tensor-core-decode --stage-times > "$OUT/decode.txt" 2>&1
 grep -h "us/call\|^    " "$OUT/decode.txt"
-for l in 16 256 1024; do
-  timeout 40 $SI attention-bench --device cuda $L3 --batch 1 --context $l --tensor-core-decode
-done > "$OUT/contexts.txt" 2>&1
+timeout 90 $SI attention-bench --device cuda $L3 --batch 1 --context 16,256,1024 --tensor-core-decode > "$OUT/contexts.txt" 2>&1
 grep -h "us/call" "$OUT/contexts.txt"
 # B=32 at contexts whose large-batch grids are whole waves or not (3 groups of 128 threads per SM, 396 on 132 SMs;
 # 8 head groups per partition of 256): L=3840 9.7 waves, 4096 10.3, 4352 11.0. If 4352 reads notably faster per byte,
 # partitions sized to fill the last wave would pay.
-for l in 3840 4352; do
-  timeout 40 $SI attention-bench --device cuda $L3 --batch 32 --context $l --tensor-core-decode
-done > "$OUT/waves.txt" 2>&1
+timeout 90 $SI attention-bench --device cuda $L3 --batch 32 --context 3840,4352 --tensor-core-decode > "$OUT/waves.txt" 2>&1
 grep -h "us/call" "$OUT/waves.txt"
 echo "attention benches done at $(elapsed) s"
 

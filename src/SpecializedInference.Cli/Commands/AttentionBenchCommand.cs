@@ -33,13 +33,15 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
         [DefaultValue(16)]
         public int BlockSize { get; init; } = 16;
 
-        [CommandOption("--context <N>")]
-        [DefaultValue(4096)]
-        public int Context { get; init; } = 4096;
+        [CommandOption("--context <LIST>")]
+        [Description("Context length of the decode timing; a comma-separated list times each (every variant compiled once).")]
+        [DefaultValue("4096")]
+        public string Context { get; init; } = "4096";
 
-        [CommandOption("--batch <N>")]
-        [DefaultValue(1)]
-        public int Batch { get; init; } = 1;
+        [CommandOption("--batch <LIST>")]
+        [Description("Decodes per step; a comma-separated list times each, with every context.")]
+        [DefaultValue("1")]
+        public string Batch { get; init; } = "1";
 
         [CommandOption("--prefill-tokens <N>")]
         [Description("Prompt length of the prefill timing (0 skips it).")]
@@ -75,8 +77,30 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
         public string KvDtype { get; init; } = "f16";
     }
 
+    /// <summary>A comma-separated list of positive integers (--batch, --context).</summary>
+    internal static int[] ParseList(string option, string text)
+    {
+        var values = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(v => int.TryParse(v, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int n) && n > 0 ? n
+                : throw new ArgumentException($"{option} '{text}': expected positive integers, comma-separated (e.g. 1,32)"))
+            .ToArray();
+        return values.Length > 0 ? values : throw new ArgumentException($"{option}: no value given");
+    }
+
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
+        int[] batches, contexts;
+        try
+        {
+            batches = ParseList("--batch", settings.Batch);
+            contexts = ParseList("--context", settings.Context);
+        }
+        catch (ArgumentException e)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 2;
+        }
+
         var kind = settings.Device switch { "cpu" => DeviceKind.Cpu, "cuda" => DeviceKind.Cuda, _ => DeviceKind.Auto };
         using var handle = AcceleratorFactory.Create(new AcceleratorOptions(kind, Profiling: true));
         var shape = new AttentionShape(settings.Heads, settings.KvHeads, settings.HeadDim, settings.BlockSize);
@@ -116,7 +140,7 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
                     }
                 }
             }
-            return Run(settings, shape, handle, variants);
+            return Run(settings, shape, handle, variants, batches, contexts);
         }
         var match = KernelSelector.FindMatch(shape, KernelRegistry.All);
         if (match is null) Console.WriteLine(KernelSelector.NoticeFor(shape));
@@ -134,7 +158,7 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
             var tiles = GenericAttentionKernels.DefaultTiles(shape) with { DecodePartitionSize = int.Parse(p, System.Globalization.CultureInfo.InvariantCulture) };
             variants.Add(() => new GenericAttentionKernels(handle.Accelerator, shape, new AttentionOptions(dtype), tiles));
         }
-        return Run(settings, shape, handle, variants);
+        return Run(settings, shape, handle, variants, batches, contexts);
     }
 
     /// <summary>The --max-registers variants (null: the sets' defaults).</summary>
@@ -143,7 +167,7 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
             ? [null]
             : settings.MaxRegisters.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(text => (RegisterLimits?)RegisterLimits.Parse(text));
 
-    private static int Run(Settings settings, AttentionShape shape, AcceleratorHandle handle, List<Func<IAttentionKernels>> variants)
+    private static int Run(Settings settings, AttentionShape shape, AcceleratorHandle handle, List<Func<IAttentionKernels>> variants, int[] batches, int[] contexts)
     {
         foreach (var create in variants)
         {
@@ -156,12 +180,16 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
                     (b.IsSpecialized ? $", registers {b.MaxRegisters}" : "") + (b.DecodeOnTensorCores ? ", decode on tensor cores" : "") +
                     (large is null ? "" : $", large-batch decode {large}") + (b.Options.TimeDecodeStages ? ", stages clocked" : ""));
             }
-            var decode = AttentionBenchmark.Decode(kernels, shape, handle.Accelerator, settings.Batch, settings.Context, settings.Iterations);
-            Console.WriteLine(decode);
-            if (kernels.Options.TimeDecodeStages && decode.Stages is null)
-                Console.WriteLine(kernels is AttentionKernelsBase { DecodeOnTensorCores: false }
-                    ? "    stage times: none (only the tensor-core decodes are clocked; this decode runs on CUDA cores)"
-                    : "    stage times: none recorded (the clocks are CUDA's; this accelerator has none)");
+            foreach (int batch in batches)
+                foreach (int keys in contexts)
+                {
+                    var decode = AttentionBenchmark.Decode(kernels, shape, handle.Accelerator, batch, keys, settings.Iterations);
+                    Console.WriteLine(decode);
+                    if (kernels.Options.TimeDecodeStages && decode.Stages is null)
+                        Console.WriteLine(kernels is AttentionKernelsBase { DecodeOnTensorCores: false }
+                            ? "    stage times: none (only the tensor-core decodes are clocked; this decode runs on CUDA cores)"
+                            : "    stage times: none recorded (the clocks are CUDA's; this accelerator has none)");
+                }
             if (settings.PrefillTokens > 0)
                 Console.WriteLine(AttentionBenchmark.Prefill(kernels, shape, handle.Accelerator, 1, settings.PrefillTokens, Math.Max(3, settings.Iterations / 10)));
         }

@@ -71,6 +71,8 @@ public sealed class CliTests
     [InlineData("loadtest", "--cuda-cores")]                      // no --model: the synthetic runner, no projections
     [InlineData("attention-bench", "--device", "cpu", "--sets", "NoSuchSet")]
     [InlineData("attention-bench", "--device", "cpu", "--sets", "TinyLlama_1_1B")]  // 32/4 heads, d=64: not the default 32/8, d=128
+    [InlineData("attention-bench", "--device", "cpu", "--batch", "0")]
+    [InlineData("attention-bench", "--device", "cpu", "--context", "16,x")]
     [InlineData("no-such-command")]
     public async Task BadArgumentsExitWith2WithoutAStackTrace(params string[] args)
     {
@@ -101,6 +103,30 @@ public sealed class CliTests
         var (verbose, verboseOutput) = CaptureConsole();
         Assert.Equal(1, CliApp.Report(thrown, verbose: true, verbose));
         Assert.Contains(nameof(RuntimeErrorsExitWith1AndShowAStackTraceOnlyWhenVerbose), verboseOutput.ToString());
+    }
+
+    /// <summary>attention-bench times every batch × context of its lists with each variant compiled once.</summary>
+    [Fact]
+    public async Task AttentionBenchTimesEveryBatchAndContextOfItsLists()
+    {
+        // The command writes its table to Console.Out, not through Spectre's console.
+        var stdout = new StringWriter();
+        var oldOut = Console.Out;
+        Console.SetOut(stdout);
+        int code;
+        string output;
+        try
+        {
+            (code, output) = await RunAsync("attention-bench", "--device", "cpu", "--sets", "gqa_tiny", "--heads", "8", "--kv-heads", "2", "--head-dim", "16",
+                "--batch", "1,2", "--context", "16,17", "--prefill-tokens", "0", "--iterations", "1");
+        }
+        finally
+        {
+            Console.SetOut(oldOut);
+        }
+        Assert.True(code == 0, output + stdout);
+        foreach (var work in new[] { "decode b1 ctx 16 ", "decode b1 ctx 17 ", "decode b2 ctx 16 ", "decode b2 ctx 17 " })
+            Assert.Single(stdout.ToString().Split('\n'), line => line.Contains(work) && line.Contains("us/call"));
     }
 
     /// <summary>The load check as a command: an in-process server over the synthetic runner, loopback only.</summary>
