@@ -27,6 +27,7 @@ public sealed class DecodeStageSummaryTests
         Assert.Equal((1000 + 2000) / 1500.0, summary.CyclesPerNs, 12);   // Σ cycles / Σ ns
         Assert.Equal(500, summary.StartSpreadNs);
         Assert.Equal(1500, summary.SpanNs);                              // first entry 1000, last exit 2500
+        Assert.Equal(new[] { 0.0, 500, 500 }, summary.EntryQuartilesNs); // entries 0 and 500 ns after the first
         double ns(long cycles) => cycles / 2.0;
         var blocks = summary.Stages.Single(s => s.Stage == "blocks");
         Assert.Equal(2, blocks.Groups);

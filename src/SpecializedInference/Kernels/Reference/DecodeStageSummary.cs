@@ -16,7 +16,11 @@ public sealed record StageTiming(string Stage, int Groups, double MeanNs, double
 /// <param name="CyclesPerNs">SM cycles per ns: Σ cycles ÷ Σ ns from entry to exit over the groups.</param>
 /// <param name="StartSpreadNs">From the first group's entry to the last group's.</param>
 /// <param name="SpanNs">From the first group's entry to the last group's exit.</param>
-public sealed record DecodeStageSummary(int Groups, double CyclesPerNs, double StartSpreadNs, double SpanNs, IReadOnlyList<StageTiming> Stages)
+/// <param name="EntryQuartilesNs">When the groups start after the first one: the 25th, 50th and 75th percentile (ns). Groups
+/// that start in waves (more groups than fit on the SMs at once) show it here: a grid of 2.5 waves puts the median near
+/// the second wave's start.</param>
+public sealed record DecodeStageSummary(int Groups, double CyclesPerNs, double StartSpreadNs, double SpanNs, IReadOnlyList<double> EntryQuartilesNs,
+    IReadOnlyList<StageTiming> Stages)
 {
     /// <summary>The summary of <paramref name="times"/> ([groups, DecodeStage.SlotsPerGroup]), or null when no group
     /// recorded an entry and an exit with a positive span.</summary>
@@ -46,7 +50,10 @@ public sealed record DecodeStageSummary(int Groups, double CyclesPerNs, double S
                 stages.Add(new StageTiming(DecodeStage.Names[s], steps.Count, steps.Average(x => x.Step), steps.Max(x => x.Step), steps.Average(x => x.SinceEntry)));
         }
         long first = rows.Min(r => r[0]);
-        return new DecodeStageSummary(rows.Count, cyclesPerNs, rows.Max(r => r[0]) - first, rows.Max(r => r[1]) - first, stages);
+        var entries = rows.Select(r => (double)(r[0] - first)).Order().ToArray();
+        double Quantile(double q) => entries[(int)Math.Round(q * (entries.Length - 1), MidpointRounding.AwayFromZero)];
+        return new DecodeStageSummary(rows.Count, cyclesPerNs, rows.Max(r => r[0]) - first, rows.Max(r => r[1]) - first,
+            [Quantile(0.25), Quantile(0.5), Quantile(0.75)], stages);
     }
 
     private static long Clock(long[] row, int stage) => row[DecodeStage.ClockSlot(stage)];
@@ -56,7 +63,8 @@ public sealed record DecodeStageSummary(int Groups, double CyclesPerNs, double S
         var c = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
         sb.Append(c, $"    stage times: {Groups} groups (thread 0 of each), %clock64 at {CyclesPerNs:F2} cycles/ns; ");
-        sb.AppendLine(c, $"groups start over {StartSpreadNs / 1e3:F2} us, the last ends {SpanNs / 1e3:F2} us after the first starts");
+        sb.AppendLine(c, $"groups start over {StartSpreadNs / 1e3:F2} us (quartiles {EntryQuartilesNs[0] / 1e3:F2} / {EntryQuartilesNs[1] / 1e3:F2} / " +
+            $"{EntryQuartilesNs[2] / 1e3:F2} us), the last ends {SpanNs / 1e3:F2} us after the first starts");
         sb.AppendLine("    stage      groups   mean us    max us   mean us since entry");
         foreach (var s in Stages)
             sb.AppendLine(c, $"    {s.Stage,-9} {s.Groups,7} {s.MeanNs / 1e3,9:F3} {s.MaxNs / 1e3,9:F3} {s.MeanSinceEntryNs / 1e3,12:F3}");
