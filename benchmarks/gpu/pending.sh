@@ -9,10 +9,12 @@
 #                     (DecodeStageSummary: blocks, scores, softmax, P·V, ticket, combine, exit), unclocked and clocked lines side by side.
 #   3. contexts.txt   the B=1 decode at L = 16, 256, 1024 (one partition without a combine, two with, eight);
 #      waves.txt      B=32 at L = 3840 and 4352: the large-batch grid in 9.7 and 11.0 waves against 4096's 10.3.
-#   4. report-e2e.md  `report --sections copy,e2e --prefetch-weights 8,16,start:8 --fused-matvec-launch 2:88,1:88`: both
+#   4. report-e2e.md  `report --sections copy,e2e --prefetch-weights 8,16,start:8 --fused-matvec-launch 2:88,1:88
+#                     --matvec-depths 4,2,4`: both
 #                     preset models at batch 1/16/64, then at batch 1 with the decode matvecs pulling the next projection's
 #                     weights into L2 (L2Prefetch), and with the fused matvec in groups of 2 or 1 warps at 88 registers
-#                     (FusedMatvecLaunch: 22 or 23 warps per SM, TinyLlama's gate|up in 2 waves instead of 3).
+#                     (FusedMatvecLaunch: 22 or 23 warps per SM, TinyLlama's gate|up in 2 waves instead of 3), and with
+#                     the qkv matvec alone at depth 4 (MatvecDepth.Qkv: half the round trips, still one wave for TinyLlama).
 # Afterwards: move the outputs to benchmarks/results/gpu-<date>-<card>-run<N>/ with this script as commands.sh.
 #
 #   OUT=<folder> bash benchmarks/gpu/pending.sh
@@ -53,6 +55,6 @@ echo "attention benches done at $(elapsed) s"
 
 left=$(( 560 - $(elapsed) )); [ $left -gt 60 ] || left=60
 timeout $left /tmp/dn/dotnet .gpu/app/SpecializedInference.Benchmarks.dll report --device cuda --time-budget $(( left - 20 )) \
-  --sections copy,e2e --prefetch-weights 8,16,start:8 --fused-matvec-launch 2:88,1:88 --out "$OUT/report-e2e.md" > "$OUT/report-e2e.log" 2>&1
+  --sections copy,e2e --prefetch-weights 8,16,start:8 --fused-matvec-launch 2:88,1:88 --matvec-depths 4,2,4 --out "$OUT/report-e2e.md" > "$OUT/report-e2e.log" 2>&1
 echo "report rc $? at $(elapsed) s"
 grep -h "batch .*: decode" "$OUT/report-e2e.log" | cut -c1-160

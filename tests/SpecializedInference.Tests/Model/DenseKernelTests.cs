@@ -147,6 +147,17 @@ public sealed class DenseKernelTests(AcceleratorFixture fixture) : IClassFixture
     }
 
     [Fact]
+    public void MatvecDepthParsesAQkvDepth()
+    {
+        Assert.Equal(new MatvecDepth(4, 2, 4), MatvecDepth.Parse("4,2,4"));
+        Assert.Equal((4, 2), (MatvecDepth.Parse("4,2,4").QkvPerRow, MatvecDepth.Parse("4,2").QkvPerRow));
+        Assert.Equal("4,2,4", MatvecDepth.Parse("4,2,4").ToString());
+        Assert.Equal("8,4", MatvecDepth.Parse("8,4").ToString());
+        Assert.Contains("Qkv must be 2, 4 or 8", Assert.Throws<ArgumentOutOfRangeException>(() => MatvecDepth.Parse("4,2,3")).Message);
+        Assert.Contains("expected <linear chunks>", Assert.Throws<ArgumentException>(() => MatvecDepth.Parse("4,2,4,4")).Message);
+    }
+
+    [Fact]
     public void FusedMatvecLaunchParsesAndRejectsBadValues()
     {
         Assert.Equal(new FusedMatvecLaunch(2, 88), FusedMatvecLaunch.Parse("2:88"));

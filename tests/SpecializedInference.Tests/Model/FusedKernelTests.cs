@@ -121,7 +121,8 @@ public sealed class FusedKernelTests(AcceleratorFixture fixture) : IClassFixture
                 else o.CopyTo(ev, (t * kvHeads + h - heads - kvHeads) * headDim);
             }
 
-        var kernels = new DenseKernels(Acc, schedule);
+        // Odd token counts run the qkv matvec at its own depth of 4 chunks per row (MatvecDepth.Qkv), even ones at the default 2.
+        var kernels = new DenseKernels(Acc, schedule, new MatvecDepth(Qkv: tokens % 2 == 1 ? 4 : null));
         using var matrix = WeightUpload.Matrix(Acc, w, rows, hidden, dtype);
         using var xb = Upload(x);
         using var gb = Upload(g);

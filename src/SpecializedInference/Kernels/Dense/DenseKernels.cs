@@ -414,7 +414,7 @@ public sealed class DenseKernels
         if (tokens == 0) return;
         if (FusesFewTokens(tokens))
         {
-            NormLinearFused(x, xRows, tokens, g, eps, wqkv, output, next);
+            NormLinearFused(x, xRows, tokens, g, eps, wqkv, output, next, Depth.QkvPerRow);
             return;
         }
 
@@ -443,7 +443,7 @@ public sealed class DenseKernels
         if (tokens == 0) return;
         if (FusesFewTokens(tokens))
         {
-            NormLinearFused(x, xRows, tokens, g, eps, wGateUp, output, next);
+            NormLinearFused(x, xRows, tokens, g, eps, wGateUp, output, next, Depth.FusedPerRow);
             return;
         }
 
@@ -484,7 +484,7 @@ public sealed class DenseKernels
         if (tokens == 0) return;
         if (FusesFewTokens(tokens))
         {
-            NormLinearFused(x, xRows, tokens, g, eps, w, new RowPairOutput(y, w.Rows), next: null);
+            NormLinearFused(x, xRows, tokens, g, eps, w, new RowPairOutput(y, w.Rows), next: null, Depth.FusedPerRow);
             return;
         }
 
@@ -492,17 +492,18 @@ public sealed class DenseKernels
         Linear(h, tokens, w, y, accumulate: false);
     }
 
+    /// <param name="depth">Chunks per lane per step of each row on the warp schedule (<see cref="MatvecDepth"/>).</param>
     private void NormLinearFused<TO>(ArrayView<float> x, ArrayView<int> xRows, int tokens, ArrayView<float> g, float eps, DeviceMatrix w, TO output,
-        DeviceMatrix? next)
+        DeviceMatrix? next, int depth)
         where TO : struct, IProjectionOutput
     {
         if (w.Cols % 4 != 0) throw new ArgumentException($"the fused norm projection needs hidden ({w.Cols}) to be a multiple of 4");
-        if (w.Dtype == WeightDtype.F16) NormLinearFused<F16Weights, TO>(x, xRows, tokens, g, eps, w, output, next);
-        else NormLinearFused<F32Weights, TO>(x, xRows, tokens, g, eps, w, output, next);
+        if (w.Dtype == WeightDtype.F16) NormLinearFused<F16Weights, TO>(x, xRows, tokens, g, eps, w, output, next, depth);
+        else NormLinearFused<F32Weights, TO>(x, xRows, tokens, g, eps, w, output, next, depth);
     }
 
     private void NormLinearFused<TW, TO>(ArrayView<float> x, ArrayView<int> xRows, int tokens, ArrayView<float> g, float eps, DeviceMatrix w, TO output,
-        DeviceMatrix? next)
+        DeviceMatrix? next, int depth)
         where TW : struct, IWeightFormat
         where TO : struct, IProjectionOutput
     {
@@ -516,7 +517,7 @@ public sealed class DenseKernels
             return;
         }
 
-        switch (Depth.FusedPerRow)
+        switch (depth)
         {
             case 2: NormLinearWarp<TW, TO, TwoChunks>(x, xRows, tokens, g, eps, w, output, next); break;
             case 4: NormLinearWarp<TW, TO, FourChunks>(x, xRows, tokens, g, eps, w, output, next); break;

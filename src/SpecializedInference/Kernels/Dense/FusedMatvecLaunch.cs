@@ -10,7 +10,9 @@ namespace SpecializedInference.Kernels.Dense;
 /// still be 5 per SM.</para>
 /// </summary>
 /// <param name="WarpsPerGroup">Warps per thread group: 1, 2, 4 or 8 (the warps share nothing but L1).</param>
-/// <param name="MaxRegisters">Registers per thread on CUDA, 0 for the compiler's choice (96 at the default depth).</param>
+/// <param name="MaxRegisters">Registers per thread on CUDA, 0 for the compiler's choice (96 at the default depth). It applies
+/// to every fused projection whatever its <see cref="MatvecDepth"/>: 88 suits depth 2 only (ptxas sm_90 gives 165 registers
+/// at depth 4, 251 at 8, so a cap of 88 spills those).</param>
 public sealed record FusedMatvecLaunch(int WarpsPerGroup = 4, int MaxRegisters = 0)
 {
     /// <summary>What runs 9–22 measured: groups of 4 warps, the compiler's registers.</summary>

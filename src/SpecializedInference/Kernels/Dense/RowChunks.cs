@@ -10,18 +10,26 @@ namespace SpecializedInference.Kernels.Dense;
 /// </summary>
 /// <param name="Linear">Chunks per lane per step of <see cref="DenseKernelBodies.LinearWarp{TW, TE, TD}"/> (one row per warp): 2, 4 or 8.</param>
 /// <param name="FusedPerRow">Chunks per lane per step of each of the two rows of <see cref="FusedKernelBodies.NormLinearWarp{TW, TO, TD}"/>: 2, 4 or 8.</param>
-public sealed record MatvecDepth(int Linear = 4, int FusedPerRow = 2)
+/// <param name="Qkv">The fused qkv projection's own <paramref name="FusedPerRow"/>; null: the same. A small model's qkv
+/// grid is under one wave at any depth (TinyLlama: 1280 warps, 9.7 per SM; 165 registers at depth 4 still fit 12), so a
+/// deeper step halves its round trips at no cost in waves, where its gate|up (5632 warps) would go from 2.1 waves to 3.6.</param>
+public sealed record MatvecDepth(int Linear = 4, int FusedPerRow = 2, int? Qkv = null)
 {
     /// <summary>What the H200 runs 9–13 measured (4 chunks of o_proj's and down_proj's row; 2 of each row of the fused pairs).</summary>
     public static MatvecDepth Default { get; } = new();
 
-    /// <summary>Parses <c>linear,fused</c> (e.g. <c>8,4</c>), as the benchmark options give it.</summary>
+    /// <summary>The fused qkv projection's chunks per lane per step of each row.</summary>
+    public int QkvPerRow => Qkv ?? FusedPerRow;
+
+    /// <summary>Parses <c>linear,fused</c> or <c>linear,fused,qkv</c> (e.g. <c>8,4</c>, <c>4,2,4</c>), as the benchmark options give it.</summary>
     public static MatvecDepth Parse(string text)
     {
         var parts = text.Split(',');
-        if (parts.Length != 2 || !int.TryParse(parts[0], out int linear) || !int.TryParse(parts[1], out int fused))
-            throw new ArgumentException($"matvec depth '{text}': expected <linear chunks>,<fused chunks per row>, e.g. 8,4");
-        return new MatvecDepth(linear, fused).Validated();
+        int qkv = 0;
+        if (parts.Length is not (2 or 3) || !int.TryParse(parts[0], out int linear) || !int.TryParse(parts[1], out int fused)
+            || (parts.Length == 3 && !int.TryParse(parts[2], out qkv)))
+            throw new ArgumentException($"matvec depth '{text}': expected <linear chunks>,<fused chunks per row>[,<qkv chunks per row>], e.g. 8,4 or 4,2,4");
+        return new MatvecDepth(linear, fused, parts.Length == 3 ? qkv : null).Validated();
     }
 
     /// <summary>This depth, or a clear error when a count is not 2, 4 or 8.</summary>
@@ -29,10 +37,11 @@ public sealed record MatvecDepth(int Linear = 4, int FusedPerRow = 2)
     {
         if (Linear is not (2 or 4 or 8)) throw new ArgumentOutOfRangeException(nameof(Linear), Linear, "matvec depth: Linear must be 2, 4 or 8 chunks per lane");
         if (FusedPerRow is not (2 or 4 or 8)) throw new ArgumentOutOfRangeException(nameof(FusedPerRow), FusedPerRow, "matvec depth: FusedPerRow must be 2, 4 or 8 chunks per lane");
+        if (Qkv is not (null or 2 or 4 or 8)) throw new ArgumentOutOfRangeException(nameof(Qkv), Qkv, "matvec depth: Qkv must be 2, 4 or 8 chunks per lane (or null: FusedPerRow)");
         return this;
     }
 
-    public override string ToString() => $"{Linear},{FusedPerRow}";
+    public override string ToString() => Qkv is { } qkv ? $"{Linear},{FusedPerRow},{qkv}" : $"{Linear},{FusedPerRow}";
 }
 
 /// <summary>A kernel's struct type parameter for a <see cref="MatvecDepth"/> count: each depth compiles to its own
