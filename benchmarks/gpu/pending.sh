@@ -8,6 +8,7 @@
 #                     after the address arithmetic (against run 20: 10.8 and 144.9 us), and where a group's time goes
 #                     (DecodeStageSummary: blocks, scores, softmax, P·V, ticket, combine, exit), unclocked and clocked lines side by side.
 #   3. contexts.txt   the B=1 decode at L = 16, 256, 1024 (one partition without a combine, two with, eight);
+#      tinyllama-decode.txt  TinyLlama's B=1 decode at L=256, clocked (its batch-1 step's attention);
 #      waves.txt      B=32 at L = 3840 and 4352: the large-batch grid in 9.7 and 11.0 waves against 4096's 10.3.
 #   4. report-e2e.md  `report --sections copy,e2e --prefetch-weights 8,16,start:8 --fused-matvec-launch 2:88,1:88
 #                     --matvec-depths 4,2,4`: both
@@ -46,6 +47,11 @@ timeout 150 $SI attention-bench --device cuda $L3 --batch 1,32 --context 4096 --
 grep -h "us/call\|^    " "$OUT/decode.txt"
 timeout 90 $SI attention-bench --device cuda $L3 --batch 1 --context 16,256,1024 --tensor-core-decode > "$OUT/contexts.txt" 2>&1
 grep -h "us/call" "$OUT/contexts.txt"
+# TinyLlama's decode as its batch-1 step runs it (contexts of 128-256 tokens: one partition, no combine), clocked: 22 of
+# these are ~11% of its step (run 12: 6.6 us each).
+timeout 90 $SI attention-bench --device cuda --heads 32 --kv-heads 4 --head-dim 64 --sets TinyLlama_1_1B --prefill-tokens 0 \
+  --batch 1 --context 256 --tensor-core-decode --stage-times > "$OUT/tinyllama-decode.txt" 2>&1
+grep -h "us/call\|^    " "$OUT/tinyllama-decode.txt"
 # B=32 at contexts whose large-batch grids are whole waves or not (3 groups of 128 threads per SM, 396 on 132 SMs;
 # 8 head groups per partition of 256): L=3840 9.7 waves, 4096 10.3, 4352 11.0. If 4352 reads notably faster per byte,
 # partitions sized to fill the last wave would pay.
