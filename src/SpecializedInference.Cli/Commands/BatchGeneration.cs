@@ -51,8 +51,7 @@ internal static class BatchGeneration
             loaded = ModelLoading.Load(new ModelRequest(s.Model, Synthetic: false, Name: null, s.MaxBatchSize, kvBlocks, device,
                 SyntheticVocabSize: 0, SyntheticMaxSeqLen: 0, SyntheticStepDelay: TimeSpan.Zero,
                 s.MaxNumBatchedTokens, weightDtype, kvDtype, TensorCores: !s.CudaCores,
-                s.PrefetchWeights is null ? null : Kernels.Dense.WeightPrefetch.Parse(s.PrefetchWeights),
-                s.FusedMatvecLaunch is null ? null : Kernels.Dense.FusedMatvecLaunch.Parse(s.FusedMatvecLaunch)), new Progress<ModelLoadProgress>());
+                s.ParsedPrefetch, s.ParsedFusedLaunch), new Progress<ModelLoadProgress>());
         }
         catch (UsageException e)
         {

@@ -87,6 +87,12 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         [Description("Warps per group and register cap of the fused decode matvec, e.g. 2:88 (0 registers: the compiler's choice; the cap is CUDA's). Default 4:0.")]
         public string? FusedMatvecLaunch { get; init; }
 
+        /// <summary>--prefetch-weights, parsed (null when not given).</summary>
+        internal WeightPrefetch? ParsedPrefetch => PrefetchWeights is null ? null : WeightPrefetch.Parse(PrefetchWeights);
+
+        /// <summary>--fused-matvec-launch, parsed (null when not given).</summary>
+        internal Kernels.Dense.FusedMatvecLaunch? ParsedFusedLaunch => FusedMatvecLaunch is null ? null : Kernels.Dense.FusedMatvecLaunch.Parse(FusedMatvecLaunch);
+
         [CommandOption("--generic")]
         [Description("Use the generic attention kernels even when a generated kernel set matches the model.")]
         public bool Generic { get; init; }
@@ -205,8 +211,7 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         var options = new ModelOptions(weightDtype, kvDtype, device, MaxSeqLen: maxSeqLen,
             MaxBatchTokens: Math.Min(prompt.Length, s.PrefillChunk), ForceGenericKernels: s.Generic);
         if (s.CudaCores) options = options.OnCudaCoresOnly();
-        if (s.PrefetchWeights is not null) options = options with { WeightPrefetch = WeightPrefetch.Parse(s.PrefetchWeights) };
-        if (s.FusedMatvecLaunch is not null) options = options with { FusedMatvecLaunch = Kernels.Dense.FusedMatvecLaunch.Parse(s.FusedMatvecLaunch) };
+        options = options with { WeightPrefetch = s.ParsedPrefetch, FusedMatvecLaunch = s.ParsedFusedLaunch };
 
         var clock = Stopwatch.StartNew();
         using var handle = AcceleratorFactory.Create(new AcceleratorOptions(device));

@@ -64,8 +64,8 @@ public struct NoStageClock : IStageClock
 /// <summary>
 /// Thread 0 of each group writes the SM's cycle counter (<c>%clock64</c>) at every stage, and the device's nanosecond
 /// timer (<c>%globaltimer</c>) at entry and exit, to the group's row of <see cref="AttentionMeta.StageTimes"/>: stage
-/// durations in cycles within a group; group starts across SMs, and the cycles' rate, in ns. A store per stage by one thread; the timed kernel is otherwise
-/// the engine's. ILGPU's CPU accelerator has neither counter: it writes nothing there.
+/// durations in cycles within a group; group starts across SMs, and the cycles' rate, in ns. A store per stage by one
+/// thread; the timed kernel is otherwise the engine's. ILGPU's CPU accelerator has neither counter: it writes nothing.
 /// </summary>
 public struct SmStageClock : IStageClock
 {
