@@ -73,7 +73,7 @@ public sealed class BenchmarkSuiteSmokeTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void MatvecDepthsAndPrefetchAddABatchOneRowPerModelGreedyOnHostAndCudaCoresARowPerBatch()
+    public void MatvecDepthsPrefetchAndFusedLaunchAddABatchOneRowPerModelGreedyOnHostAndCudaCoresARowPerBatch()
     {
         string outPath = Path.Combine(Path.GetTempPath(), $"si-bench-depths-{Guid.NewGuid():N}.md");
         var log = new StringWriter();
