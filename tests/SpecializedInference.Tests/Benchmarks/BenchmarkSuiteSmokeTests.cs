@@ -16,7 +16,7 @@ namespace SpecializedInference.Tests.Benchmarks;
 /// </summary>
 // BenchmarkDotNet logs to Console.Out, which the CLI tests of the "Console" collection redirect.
 [Collection("Console")]
-[CiSeconds(40)]
+[CiSeconds(25)]
 public sealed class BenchmarkSuiteSmokeTests(ITestOutputHelper output)
 {
     [Fact]

@@ -7,7 +7,7 @@ namespace SpecializedInference.Tests.Cli;
 
 /// <summary><c>si generate --prompts-file</c>: many requests at once through the engine, JSON lines out.</summary>
 [Collection("Console")]
-[CiSeconds(20)]
+[CiSeconds(10)]
 public sealed class BatchGenerationCliTests
 {
     private static (int Code, string Out, string Err) Run(params string[] args) => SpecializedInference.Tests.Model.CliTests.Run(args);

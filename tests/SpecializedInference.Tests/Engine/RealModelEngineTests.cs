@@ -72,7 +72,7 @@ public sealed class GqaTinyRunnerFixture : IDisposable
 /// The threaded engine over the real model runner (CPU accelerator, f32 weights and KV cache): every scheduling
 /// configuration must give exactly Hugging Face's greedy continuations of gqa-tiny's reference prompts.
 /// </summary>
-[CiSeconds(140)]
+[CiSeconds(85)]
 public sealed class RealModelEngineTests(GqaTinyRunnerFixture fixture, ITestOutputHelper output) : IClassFixture<GqaTinyRunnerFixture>
 {
     private const int NewTokens = 16;

@@ -12,7 +12,7 @@ namespace SpecializedInference.Tests.Kernels;
 /// The device's greedy choice (<see cref="GreedyArgMax"/>) against the host's rule, written out as a scalar loop here:
 /// the largest logit, the lowest id on ties (-0 equal to +0), NaNs passed over, and no token for a row of NaNs.
 /// </summary>
-[CiSeconds(15)]
+[CiSeconds(10)]
 public sealed class GreedyArgMaxTests(AcceleratorFixture fixture, ITestOutputHelper output) : IClassFixture<AcceleratorFixture>
 {
     private static readonly float[] Special = [float.NaN, float.NegativeInfinity, float.PositiveInfinity, 0f, -0f, 3f, -3f, float.Epsilon, -float.Epsilon];

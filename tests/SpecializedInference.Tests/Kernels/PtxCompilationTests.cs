@@ -24,7 +24,7 @@ namespace SpecializedInference.Tests.Kernels;
 /// for sm_90 and must not spill registers to local memory: ILGPU's ordering of unrolled code once cost the decode
 /// and prefill 0.7–1.6 KB of spills per thread at 255 registers, found only by reading the GPU profile.
 /// </summary>
-[CiSeconds(90)]
+[CiSeconds(100)]
 public sealed class PtxCompilationTests(ITestOutputHelper output)
 {
     /// <summary>Every generated kernel: both head mappings (grouped, and expanded for <c>use_gqa: false</c>).</summary>

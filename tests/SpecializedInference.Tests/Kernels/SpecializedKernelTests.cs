@@ -11,7 +11,7 @@ namespace SpecializedInference.Tests.Kernels;
 /// Every generated kernel set (configs/*.json) on the CPU accelerator: its specialized kernels against the
 /// float64 reference and against the generic kernels, grouped and expanded, f16 and f32; and the selector.
 /// </summary>
-[CiSeconds(140)]
+[CiSeconds(115)]
 public sealed class SpecializedKernelTests : IClassFixture<CpuAcceleratorFixture>
 {
     private readonly CpuAcceleratorFixture _fx;

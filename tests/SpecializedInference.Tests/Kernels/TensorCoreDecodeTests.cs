@@ -6,7 +6,7 @@ using Xunit.Abstractions;
 namespace SpecializedInference.Tests.Kernels;
 
 /// <summary>The generated tensor-core decode (<c>DecodeMma</c>) on the CPU accelerator, against float64.</summary>
-[CiSeconds(70)]
+[CiSeconds(45)]
 public sealed class TensorCoreDecodeTests : IClassFixture<CpuAcceleratorFixture>
 {
     private readonly CpuAcceleratorFixture _fx;
@@ -35,7 +35,7 @@ public sealed class TensorCoreDecodeTests : IClassFixture<CpuAcceleratorFixture>
     /// of 1 key, a 16-key tile plus one, one under a block boundary and two partitions plus a few keys (the ticket and
     /// the combine), so its key tiles are full, partial and past the context. On the CPU accelerator the mma is computed
     /// with warp shuffles from the same fragments (checked against the hardware by <c>si selftest</c>'s tensor-core
-    /// lines), which costs about a minute per preset on two cores; the small sets here cover the emitter's cases
+    /// lines), twelve shuffles per mma, which costs tens of seconds per preset on two cores; the small sets here cover the emitter's cases
     /// (2 and 8 heads per K/V head, head_dim 128 and 64, 4 tiles per warp and 1, K in batches with V loaded before the
     /// softmax, and a large-batch decode) and <c>si selftest</c> runs every set's tensor-core decodes on the device.
     /// </summary>

@@ -14,7 +14,7 @@ namespace SpecializedInference.Tests.Kernels;
 /// projection against float64 (activations rounded to f16, as the kernel feeds them). On a GPU, <c>si selftest</c>
 /// runs the same checks against the hardware instruction.
 /// </summary>
-[CiSeconds(45)]
+[CiSeconds(35)]
 public sealed class TensorCoreTests(AcceleratorFixture fixture, ITestOutputHelper output) : IClassFixture<AcceleratorFixture>
 {
     [Fact]

@@ -14,7 +14,7 @@ namespace SpecializedInference.Tests.Model;
 /// store and accumulate epilogues, token counts around both group sizes (8, 16), rows that leave a warp's 16 rows
 /// partly empty, columns whose chunks leave the k-lanes' last step partial, and every k-split.
 /// </summary>
-[CiSeconds(15)]
+[CiSeconds(5)]
 public sealed class BatchedLinearTests(AcceleratorFixture fixture) : IClassFixture<AcceleratorFixture>
 {
     private Accelerator Acc => fixture.Accelerator;

@@ -12,7 +12,7 @@ namespace SpecializedInference.Tests.Model;
 /// Each dense kernel, in both schedules, against float64 C# references on fresh seeded inputs, with outputs
 /// poisoned (NaN) before the kernel writes them.
 /// </summary>
-[CiSeconds(12)]
+[CiSeconds(5)]
 public sealed class DenseKernelTests(AcceleratorFixture fixture) : IClassFixture<AcceleratorFixture>
 {
     private Accelerator Acc => fixture.Accelerator;

@@ -10,7 +10,7 @@ namespace SpecializedInference.Tests.Model;
 /// The bundled docstrings model (the README's first command) against Hugging Face's float64 logits: four prompts,
 /// forty greedy tokens each, every step compared.
 /// </summary>
-[CiSeconds(95)]
+[CiSeconds(60)]
 public sealed class DocstringsReferenceTests(AcceleratorFixture fixture, ITestOutputHelper output) : IClassFixture<AcceleratorFixture>
 {
     [Fact]

@@ -16,7 +16,7 @@ namespace SpecializedInference.Tests.Model;
 /// asserted: the warp-per-unit kernel, or the serial one of the CPU accelerator); more tokens run the unfused
 /// sequence, which must agree too.
 /// </summary>
-[CiSeconds(70)]
+[CiSeconds(20)]
 public sealed class FusedKernelTests(AcceleratorFixture fixture) : IClassFixture<AcceleratorFixture>
 {
     private const float Eps = 1e-5f;

@@ -12,7 +12,7 @@ namespace SpecializedInference.Tests.Model;
 /// decode step, for each reference checkpoint. A case's prompts run together as one batch of sequences (one
 /// prefill step for all prompts, then one decode step per token for all of them), so batching is tested too.
 /// </summary>
-[CiSeconds(100)]
+[CiSeconds(55)]
 public sealed class HfReferenceTests(AcceleratorFixture fixture, ITestOutputHelper output) : IClassFixture<AcceleratorFixture>
 {
     public static TheoryData<string> Cases() => new() { "gqa-tiny", "mha-tiny", "gqa-hd128-long" };

@@ -12,7 +12,7 @@ using SpecializedInference.Tests.Ordering;
 namespace SpecializedInference.Tests.Model;
 
 /// <summary>The runner and generator beyond the reference logits: kernel selection, chunked prefill, block copies, EOS.</summary>
-[CiSeconds(40)]
+[CiSeconds(25)]
 public sealed class RunnerTests(AcceleratorFixture fixture, ITestOutputHelper output) : IClassFixture<AcceleratorFixture>
 {
     [Fact]

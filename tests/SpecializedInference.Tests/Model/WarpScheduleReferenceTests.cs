@@ -11,7 +11,7 @@ namespace SpecializedInference.Tests.Model;
 /// The GPU's dense schedule forced on the CPU accelerator (where the default is the serial one), inside the whole
 /// decoder against Hugging Face's float64 logits. Its own class so that it runs beside <see cref="HfReferenceTests"/>.
 /// </summary>
-[CiSeconds(100)]
+[CiSeconds(30)]
 public sealed class WarpScheduleReferenceTests(AcceleratorFixture fixture, ITestOutputHelper output) : IClassFixture<AcceleratorFixture>
 {
     /// <summary>
@@ -19,7 +19,8 @@ public sealed class WarpScheduleReferenceTests(AcceleratorFixture fixture, ITest
     /// projection with a full and a partial 16-token group, every position's logits compared. The decode steps
     /// (3 sequences) run the fused norm → projection → rope / SwiGLU kernels and the warp matvec. Three greedy
     /// tokens per prompt (the prefill's, then two decode steps): each warp shuffle costs three barriers of 32 OS
-    /// threads on the CPU accelerator, and a decode step takes tens of thousands.
+    /// threads on the CPU accelerator, and a decode step takes thousands (a lane's sums cross the warp together, one
+    /// shuffle per level: a float at a time, this test took three times as long).
     /// Kernel by kernel, against float64: the batched projection's 8- and 16-token groups and its dispatch from
     /// Linear are BatchedLinearTests', the fused kernels' 1- to 8-token cases (MHA, GQA, MQA) FusedKernelTests'.
     /// The attention kernels do not depend on the dense schedule: every reference case runs them in HfReferenceTests.

@@ -291,37 +291,45 @@ public static class BatchedKernelBodies
 
     /// <summary>
     /// One butterfly level that halves the sums a lane holds: the lower lane of each pair keeps <paramref name="lower"/>
-    /// (and receives its partner's), the upper lane keeps <paramref name="upper"/>.
+    /// and receives its partner's (returned here), the upper lane keeps <paramref name="upper"/>. What a lane sends moves
+    /// in one shuffle, however many sums it holds (see <see cref="DenseKernelBodies.WarpSum"/>).
     /// </summary>
-    private static float Exchange(float lower, float upper, bool isUpper, int offset)
-    {
-        float send = isUpper ? lower : upper;
-        float keep = isUpper ? upper : lower;
-        return keep + Warp.ShuffleXor(send, offset);
-    }
-
-    private static Vec4 Exchange(Vec4 lower, Vec4 upper, bool isUpper, int offset) => new(
-        Exchange(lower.X, upper.X, isUpper, offset), Exchange(lower.Y, upper.Y, isUpper, offset),
-        Exchange(lower.Z, upper.Z, isUpper, offset), Exchange(lower.W, upper.W, isUpper, offset));
+    private static T Received<T>(T lower, T upper, bool isUpper, int offset)
+        where T : unmanaged =>
+        Warp.ShuffleXor(isUpper ? lower : upper, offset);
 
     /// <summary>Two token blocks → one (lower lanes keep <paramref name="lower"/>'s tokens).</summary>
-    private static Tile4x4 Fold(Tile4x4 lower, Tile4x4 upper, bool isUpper, int offset) => new()
+    private static Tile4x4 Fold(Tile4x4 lower, Tile4x4 upper, bool isUpper, int offset)
     {
-        R0 = Exchange(lower.R0, upper.R0, isUpper, offset),
-        R1 = Exchange(lower.R1, upper.R1, isUpper, offset),
-        R2 = Exchange(lower.R2, upper.R2, isUpper, offset),
-        R3 = Exchange(lower.R3, upper.R3, isUpper, offset),
-    };
+        var keep = isUpper ? upper : lower;
+        var received = Received(lower, upper, isUpper, offset);
+        return new Tile4x4
+        {
+            R0 = Add(keep.R0, received.R0),
+            R1 = Add(keep.R1, received.R1),
+            R2 = Add(keep.R2, received.R2),
+            R3 = Add(keep.R3, received.R3),
+        };
+    }
 
     /// <summary>4 rows → 2 (lower lanes keep rows 0, 1; upper lanes rows 2, 3).</summary>
-    private static Tile2x4 FoldRows(Tile4x4 t, bool isUpper, int offset) => new()
+    private static Tile2x4 FoldRows(Tile4x4 t, bool isUpper, int offset)
     {
-        R0 = Exchange(t.R0, t.R2, isUpper, offset),
-        R1 = Exchange(t.R1, t.R3, isUpper, offset),
-    };
+        var lower = new Tile2x4 { R0 = t.R0, R1 = t.R1 };
+        var upper = new Tile2x4 { R0 = t.R2, R1 = t.R3 };
+        var keep = isUpper ? upper : lower;
+        var received = Received(lower, upper, isUpper, offset);
+        return new Tile2x4 { R0 = Add(keep.R0, received.R0), R1 = Add(keep.R1, received.R1) };
+    }
 
     /// <summary>2 rows → 1 (lower lanes keep row 0).</summary>
-    private static Vec4 FoldRow(Tile2x4 t, bool isUpper, int offset) => Exchange(t.R0, t.R1, isUpper, offset);
+    private static Vec4 FoldRow(Tile2x4 t, bool isUpper, int offset)
+    {
+        var keep = isUpper ? t.R1 : t.R0;
+        return Add(keep, Received(t.R0, t.R1, isUpper, offset));
+    }
+
+    private static Vec4 Add(Vec4 a, Vec4 b) => new(a.X + b.X, a.Y + b.Y, a.Z + b.Z, a.W + b.W);
 
     private static void Write4<TE>(ArrayView<float> y, int rows, int tokens, int n, int t, Vec4 v)
         where TE : struct, IEpilogue

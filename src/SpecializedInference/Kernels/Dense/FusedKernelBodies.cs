@@ -220,17 +220,20 @@ public static class FusedKernelBodies
             return valid ? added : this;
         }
 
-        /// <summary>A and B summed over the warp and scaled by the token's 1 / rms.</summary>
+        /// <summary>A and B summed over the warp and scaled by the token's 1 / rms = 1 / sqrt(Σx² / cols + eps). The
+        /// three sums cross the warp together, one shuffle per butterfly level (see <see cref="DenseKernelBodies.WarpSum"/>).</summary>
         public readonly TokenSums Reduced(int cols, float eps)
         {
-            float r = RmsScale(S, cols, eps);
-            return new TokenSums { A = DenseKernelBodies.WarpSum(A) * r, B = DenseKernelBodies.WarpSum(B) * r, S = S };
+            var total = this;
+            for (int offset = Warp.WarpSize / 2; offset > 0; offset /= 2)
+            {
+                var other = Warp.ShuffleXor(total, offset);
+                total = new TokenSums { A = total.A + other.A, B = total.B + other.B, S = total.S + other.S };
+            }
+            float r = XMath.Rsqrt(total.S / cols + eps);
+            return new TokenSums { A = total.A * r, B = total.B * r, S = S };
         }
     }
-
-    /// <summary>1 / rms of a token from its lanes' partial sums of squares: 1 / sqrt(Σx² / cols + eps).</summary>
-    private static float RmsScale(float sumSquares, int cols, float eps) =>
-        XMath.Rsqrt(DenseKernelBodies.WarpSum(sumSquares) / cols + eps);
 
     /// <summary>One chunk's worth of activations: x[i] (and x[i + 1] when a chunk spans two Vec4).</summary>
     private static Vec8 Load(ArrayView<Vec4> x, long i, int vecs) => new(x[i], vecs == 2 ? x[i + 1] : default);

@@ -48,19 +48,34 @@ public static class TensorCores
 
         // Without tensor cores: each lane gathers the A rows and B columns of its four outputs from the lanes that
         // hold them, k two at a time (lane 4g + t' holds k = 2t', 2t'+1 in its low registers and k + 8 in its high ones).
+        // A lane's fragments move as one value per source lane (12 shuffles, not 32): on ILGPU's CPU accelerator a
+        // shuffle of any size costs the same warp barriers, and they are most of what this emulation costs.
         int lane = Warp.LaneIdx;
         int g = lane >> 2, t = lane & 3;
+        var a = new AFragment(a0, a1, a2, a3);
+        var b = new BFragment(b0, b1);
         for (int source = 0; source < 4; source++)
         {
-            uint rowG = Shuffle(a0, 4 * g + source), rowG8 = Shuffle(a1, 4 * g + source);               // rows g, g+8; k = 2s, 2s+1
-            uint rowGk8 = Shuffle(a2, 4 * g + source), rowG8k8 = Shuffle(a3, 4 * g + source);           // the same rows; k + 8
-            uint col0 = Shuffle(b0, 4 * (2 * t) + source), col0k8 = Shuffle(b1, 4 * (2 * t) + source);         // column 2t
-            uint col1 = Shuffle(b0, 4 * (2 * t + 1) + source), col1k8 = Shuffle(b1, 4 * (2 * t + 1) + source); // column 2t+1
-            d.C0 += Dot2(rowG, col0) + Dot2(rowGk8, col0k8);
-            d.C1 += Dot2(rowG, col1) + Dot2(rowGk8, col1k8);
-            d.C2 += Dot2(rowG8, col0) + Dot2(rowG8k8, col0k8);
-            d.C3 += Dot2(rowG8, col1) + Dot2(rowG8k8, col1k8);
+            var rows = Warp.Shuffle(a, 4 * g + source);              // rows g, g+8; k = 2s, 2s+1 (a0, a1) and k + 8 (a2, a3)
+            var col0 = Warp.Shuffle(b, 4 * (2 * t) + source);        // column 2t
+            var col1 = Warp.Shuffle(b, 4 * (2 * t + 1) + source);    // column 2t+1
+            d.C0 += Dot2(rows.A0, col0.B0) + Dot2(rows.A2, col0.B1);
+            d.C1 += Dot2(rows.A0, col1.B0) + Dot2(rows.A2, col1.B1);
+            d.C2 += Dot2(rows.A1, col0.B0) + Dot2(rows.A3, col0.B1);
+            d.C3 += Dot2(rows.A1, col1.B0) + Dot2(rows.A3, col1.B1);
         }
+    }
+
+    /// <summary>A lane's four A registers, shuffled as one value.</summary>
+    private readonly struct AFragment(uint a0, uint a1, uint a2, uint a3)
+    {
+        public readonly uint A0 = a0, A1 = a1, A2 = a2, A3 = a3;
+    }
+
+    /// <summary>A lane's two B registers, shuffled as one value.</summary>
+    private readonly struct BFragment(uint b0, uint b1)
+    {
+        public readonly uint B0 = b0, B1 = b1;
     }
 
     /// <summary>Two f32 rounded to f16 and packed into one register, <paramref name="lo"/> in the low half (what an
@@ -101,8 +116,6 @@ public static class TensorCores
     private static float Dot2(uint x, uint y) =>
         (float)Interop.IntAsFloat((ushort)(x & 0xFFFF)) * Interop.IntAsFloat((ushort)(y & 0xFFFF))
         + (float)Interop.IntAsFloat((ushort)(x >> 16)) * Interop.IntAsFloat((ushort)(y >> 16));
-
-    private static uint Shuffle(uint value, int sourceLane) => (uint)Warp.Shuffle((int)value, sourceLane);
 }
 
 /// <summary>An f32 pair as f16 pairs, <see cref="Hi"/> + <see cref="Lo"/> (see <see cref="TensorCores.Split"/>).</summary>
