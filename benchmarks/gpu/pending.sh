@@ -2,7 +2,10 @@
 # What the offline work since the last GPU run (run 22) waits to have measured, in one device call of 5–9
 # minutes (run it with timeout_s 600), from the repository root after benchmarks/gpu/pack.sh (carry .gpu). Outputs go to $OUT:
 #   1. selftest.txt   `si selftest --device cuda` for the two preset shapes: the shorter address arithmetic of the
-#                     decodes and prefills (shifts and masks) must not change a result; generate-variants.txt: the
+#                     decodes and prefills (shifts and masks) must not change a result; and `--set dense`: the matvecs,
+#                     fused norm projections (groups of 4, 2 and 1 warps, the L2 prefetch at end and start) and batched
+#                     projections against float64, each a sum crossing the warp in one shuffle per level (b4355d0),
+#                     first time on a GPU; generate-variants.txt: the
 #                     bundled model with the L2 prefetch (end, start) and the capped fused matvec prints the reference text.
 #   2. decode.txt     Llama-3-8B decode, L=4096, B=1 and 32, with --tensor-core-decode --stage-times: the decodes' time
 #                     after the address arithmetic (against run 20: 10.8 and 144.9 us), and where a group's time goes
@@ -16,6 +19,8 @@
 #                     weights into L2 (L2Prefetch), and with the fused matvec in groups of 2 or 1 warps at 88 registers
 #                     (FusedMatvecLaunch: 22 or 23 warps per SM, TinyLlama's gate|up in 2 waves instead of 3), and with
 #                     the qkv matvec alone at depth 4 (MatvecDepth.Qkv: half the round trips, still one wave for TinyLlama).
+#                     Every row carries b4355d0's reductions (a lane's sums in one shuffle per level: ptxas gives the
+#                     same registers and 8–64 fewer SASS instructions per matvec), unmeasured until then.
 # Afterwards: move the outputs to benchmarks/results/gpu-<date>-<card>-run<N>/ with this script as commands.sh.
 #
 #   OUT=<folder> bash benchmarks/gpu/pending.sh
@@ -29,10 +34,10 @@ SI="/tmp/dn/dotnet .gpu/si/si.dll"
 start=$(date +%s)
 elapsed() { echo $(( $(date +%s) - start )); }
 
-for set in Llama3_8B TinyLlama_1_1B; do
+for set in Llama3_8B TinyLlama_1_1B dense; do
   timeout 45 $SI selftest --device cuda --set $set
 done > "$OUT/selftest.txt" 2>&1
-grep -h "passed\|failed\|FAIL" "$OUT/selftest.txt" | tail -4
+grep -h "passed\|failed\|FAIL" "$OUT/selftest.txt" | tail -6
 # The bundled model with every decode matvec pulling the next weights into L2 (start and end): the reference text.
 # And with the fused matvec in groups of 2 warps capped at 88 registers.
 for flags in "--prefetch-weights 1" "--prefetch-weights start:1" "--fused-matvec-launch 2:88"; do

@@ -56,7 +56,7 @@ public static class DenseProjectionBench
         var cudaTime = KernelTimer.Measure(accelerator, () => cuda.Linear(x.View, c.Tokens, matrix, cudaOut.View, accumulate: false), timing);
         var tensorTime = KernelTimer.Measure(accelerator, () => tensor.Linear(x.View, c.Tokens, matrix, tensorOut.View, accumulate: false), timing);
         accelerator.Synchronize();
-        double difference = TensorCoreSelfTest.RelativeError(cudaOut.GetAsArray1D().Select(v => (double)v).ToArray(), tensorOut.GetAsArray1D());
+        double difference = DenseReference.RelativeError(cudaOut.GetAsArray1D().Select(v => (double)v).ToArray(), tensorOut.GetAsArray1D());
         if (!(difference <= Tolerance))
             throw new InvalidOperationException($"{c}: the tensor-core output is {difference:E2} of the largest output away from the CUDA-core one (allowed {Tolerance:E0})");
         return new DenseComparison(c, cudaTime, tensorTime, difference);

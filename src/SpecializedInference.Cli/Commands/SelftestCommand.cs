@@ -11,7 +11,7 @@ namespace SpecializedInference.Cli.Commands;
 /// <summary>
 /// <c>si selftest</c>: every generated kernel set, and the generic kernels, run KV write, prefill and decode at
 /// small random shapes on the device and are checked against the float64 reference; the greedy argmax against the
-/// host's; the tensor-core instruction and projection against float64. One line per kernel;
+/// host's; the tensor-core instruction and projection, and the decode step's projections, against float64. One line per kernel;
 /// the exit code is non-zero when any check fails.
 /// </summary>
 internal sealed class SelftestCommand : Command<SelftestCommand.Settings>
@@ -28,14 +28,23 @@ internal sealed class SelftestCommand : Command<SelftestCommand.Settings>
         public int? Seed { get; init; }
 
         [CommandOption("--set <NAME>")]
-        [Description("Only the kernel set with this name (\"generic\" for the generic kernels, \"sampling\" for the greedy argmax, \"tensor-cores\" for the mma path).")]
+        [Description("Only the kernel set with this name (\"generic\" for the generic kernels, \"sampling\" for the greedy argmax, \"tensor-cores\" for the mma path, \"dense\" for the projections).")]
         public string? Set { get; init; }
 
         public override Spectre.Console.ValidationResult Validate()
-            => Device is "cpu" or "cuda" or "auto"
-                ? Spectre.Console.ValidationResult.Success()
-                : Spectre.Console.ValidationResult.Error($"--device must be cpu, cuda or auto, not '{Device}'.");
+        {
+            if (Device is not ("cpu" or "cuda" or "auto"))
+                return Spectre.Console.ValidationResult.Error($"--device must be cpu, cuda or auto, not '{Device}'.");
+            // A misspelt set would otherwise run no check and pass.
+            if (Set is not null && !SetNames.Contains(Set))
+                return Spectre.Console.ValidationResult.Error($"--set '{Set}' is not one of: {string.Join(", ", SetNames)}.");
+            return Spectre.Console.ValidationResult.Success();
+        }
     }
+
+    /// <summary>What <c>--set</c> can name: the generated kernel sets of this build, then the other checks' groups.</summary>
+    internal static IReadOnlyList<string> SetNames { get; } =
+        KernelRegistry.All.Select(s => s.Name).Concat(["generic", "sampling", "tensor-cores", "dense"]).ToList();
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
@@ -92,6 +101,15 @@ internal sealed class SelftestCommand : Command<SelftestCommand.Settings>
             {
                 // The mma instruction with the fragment layout the tensor-core projection assumes, and the projection.
                 foreach (var r in TensorCoreSelfTest.Run(handle.Accelerator, seed))
+                {
+                    Console.WriteLine(r);
+                    results.Add(r);
+                }
+            }
+            if (settings.Set is null or "dense")
+            {
+                // The decode step's matvecs, fused norm projections and batched projection, each launch variant.
+                foreach (var r in DenseSelfTest.Run(handle.Accelerator, seed))
                 {
                     Console.WriteLine(r);
                     results.Add(r);

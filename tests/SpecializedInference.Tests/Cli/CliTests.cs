@@ -73,6 +73,7 @@ public sealed class CliTests
     [InlineData("attention-bench", "--device", "cpu", "--sets", "TinyLlama_1_1B")]  // 32/4 heads, d=64: not the default 32/8, d=128
     [InlineData("attention-bench", "--device", "cpu", "--batch", "0")]
     [InlineData("attention-bench", "--device", "cpu", "--context", "16,x")]
+    [InlineData("selftest", "--device", "cpu", "--set", "nosuch")]    // would run no check and pass
     [InlineData("no-such-command")]
     public async Task BadArgumentsExitWith2WithoutAStackTrace(params string[] args)
     {

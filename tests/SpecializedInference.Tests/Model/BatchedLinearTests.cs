@@ -5,6 +5,7 @@ using SpecializedInference.Kernels.Dense;
 using SpecializedInference.Runtime;
 using Half = System.Half;
 using SpecializedInference.Tests.Ordering;
+using SpecializedInference.Kernels.Reference;
 
 namespace SpecializedInference.Tests.Model;
 

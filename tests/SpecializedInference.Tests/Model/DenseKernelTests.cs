@@ -5,6 +5,7 @@ using SpecializedInference.Kernels;
 using SpecializedInference.Kernels.Dense;
 using SpecializedInference.Runtime;
 using SpecializedInference.Tests.Ordering;
+using SpecializedInference.Kernels.Reference;
 
 namespace SpecializedInference.Tests.Model;
 
@@ -12,7 +13,7 @@ namespace SpecializedInference.Tests.Model;
 /// Each dense kernel, in both schedules, against float64 C# references on fresh seeded inputs, with outputs
 /// poisoned (NaN) before the kernel writes them.
 /// </summary>
-[CiSeconds(5)]
+[CiSeconds(10)]
 public sealed class DenseKernelTests(AcceleratorFixture fixture) : IClassFixture<AcceleratorFixture>
 {
     private Accelerator Acc => fixture.Accelerator;
@@ -301,5 +302,27 @@ public sealed class DenseKernelTests(AcceleratorFixture fixture) : IClassFixture
         using var a = Poisoned(tokens * inter);
         kernels.SwiGlu(gub.View, new SwiGluOutput(a.View, inter), tokens);
         AssertClose(expected, a.GetAsArray1D(), 1e-6, "swiglu");
+    }
+
+    /// <summary>What <c>si selftest --set dense</c> runs on a new device, here on the CPU accelerator: every line passes,
+    /// with each launch variant's kernel (depths, fused launches, L2 prefetch, column splits) run once.</summary>
+    [Fact]
+    public void TheDenseSelfTestPassesOnTheCpuAccelerator()
+    {
+        int seed = System.Random.Shared.Next();
+        var results = DenseSelfTest.Run(Acc, seed);
+        Assert.Equal(12, results.Count);
+        Assert.All(results, r => Assert.True(r.Passed, $"seed {seed}: {r}"));
+    }
+
+    /// <summary>A self-test's error is NaN when any output is (a poisoned element the kernel left unwritten), and NaN
+    /// fails every bound.</summary>
+    [Fact]
+    public void AnUnwrittenOutputFailsTheSelfTestBound()
+    {
+        double error = DenseReference.RelativeError([1.0, -2.0, 3.0], [1f, float.NaN, 3f]);
+        Assert.True(double.IsNaN(error));
+        Assert.False(error <= TensorCoreSelfTest.Tolerance);
+        Assert.Equal(0.5 / 3, DenseReference.RelativeError([1.0, -2.0, 3.0], [1f, -2.5f, 3f]), 12);
     }
 }

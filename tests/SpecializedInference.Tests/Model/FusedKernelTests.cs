@@ -6,6 +6,7 @@ using SpecializedInference.Kernels.Dense;
 using SpecializedInference.Kernels.Generic;
 using SpecializedInference.Runtime;
 using SpecializedInference.Tests.Ordering;
+using SpecializedInference.Kernels.Reference;
 
 namespace SpecializedInference.Tests.Model;
 

@@ -65,7 +65,7 @@ public static class TensorCoreSelfTest
         using var dd = accelerator.Allocate1D(Enumerable.Repeat(float.NaN, 128).ToArray());
         var kernel = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(MmaKernel);
         kernel(new KernelConfig(1, 32), da.View, db.View, dc.View, dd.View);
-        return RelativeError(expected, dd.GetAsArray1D());
+        return DenseReference.RelativeError(expected, dd.GetAsArray1D());
     }
 
     /// <summary>One tensor-core projection y (+)= f16(x) · Wᵀ on random values against float64; returns the error over the
@@ -77,14 +77,9 @@ public static class TensorCoreSelfTest
         var w = Values(rows * cols).Select(v => (float)(Half)v).ToArray();   // as stored in f16
         var x = Values(tokens * cols);
         var y0 = accumulate ? Values(tokens * rows) : Enumerable.Repeat(float.NaN, tokens * rows).ToArray();
-        var expected = new double[tokens * rows];
-        for (int t = 0; t < tokens; t++)
-            for (int n = 0; n < rows; n++)
-            {
-                double sum = accumulate ? y0[t * rows + n] : 0;
-                for (int k = 0; k < cols; k++) sum += (double)(float)(Half)x[t * cols + k] * w[n * cols + k]; // x rounded to f16, as the kernel feeds it
-                expected[t * rows + n] = sum;
-            }
+        // x rounded to f16, as the kernel feeds it to the mma.
+        var expected = DenseReference.Linear(DenseReference.AsStored(w, WeightDtype.F16), DenseReference.AsStored(x, WeightDtype.F16),
+            accumulate ? y0 : null, tokens, rows, cols);
 
         var kernels = new DenseKernels(accelerator, DenseSchedule.Warp, tensorCores: true);
         using var matrix = Runtime.WeightUpload.Matrix(accelerator, w, rows, cols, WeightDtype.F16);
@@ -92,7 +87,7 @@ public static class TensorCoreSelfTest
         using var dy = accelerator.Allocate1D(y0);
         if (kSplit is int split) kernels.LinearMma(dx.View, tokens, matrix, dy.View, accumulate, split);
         else kernels.Linear(dx.View, tokens, matrix, dy.View, accumulate);
-        return RelativeError(expected, dy.GetAsArray1D());
+        return DenseReference.RelativeError(expected, dy.GetAsArray1D());
     }
 
     /// <summary>What <c>si selftest</c> prints: the instruction, then a projection that crosses every tile edge.</summary>
@@ -115,17 +110,4 @@ public static class TensorCoreSelfTest
     private static SelfTestResult Result(string kernel, string detail, double error, TimeSpan elapsed) =>
         new("tensor-cores", kernel, detail, new Comparison(error, error, -1), error <= Tolerance, elapsed, $"max err {error:E2} x largest |expected|");
 
-    /// <summary>The largest |actual − expected| over the largest |expected| (NaN when any output is NaN).</summary>
-    public static double RelativeError(double[] expected, float[] actual)
-    {
-        double scale = Math.Max(1e-30, expected.Max(Math.Abs)), worst = 0;
-        for (int i = 0; i < expected.Length; i++)
-        {
-            double error = Math.Abs(expected[i] - actual[i]);
-            if (double.IsNaN(error)) return double.NaN;
-            worst = Math.Max(worst, error);
-        }
-
-        return worst / scale;
-    }
 }

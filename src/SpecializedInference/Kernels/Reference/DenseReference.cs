@@ -1,9 +1,7 @@
-using SpecializedInference.Kernels;
+namespace SpecializedInference.Kernels.Reference;
 
-namespace SpecializedInference.Tests.Model;
-
-/// <summary>Float64 references of the dense kernels, plain loops.</summary>
-internal static class DenseReference
+/// <summary>Float64 references of the dense kernels, plain loops (the tests' and <c>si selftest --set dense</c>'s).</summary>
+public static class DenseReference
 {
     /// <summary>
     /// y[t, n] = y0[t, n] (when accumulating) + Σ_k x[t, k] · W[n, k], with the weights as the device holds them
@@ -55,5 +53,20 @@ internal static class DenseReference
         }
 
         return h;
+    }
+
+    /// <summary>The largest |actual − expected| over the largest |expected| (NaN when any output is NaN): a self-test's
+    /// error, where one bound fits projections of any size.</summary>
+    public static double RelativeError(double[] expected, float[] actual)
+    {
+        double scale = Math.Max(1e-30, expected.Max(Math.Abs)), worst = 0;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            double error = Math.Abs(expected[i] - actual[i]);
+            if (double.IsNaN(error)) return double.NaN;
+            worst = Math.Max(worst, error);
+        }
+
+        return worst / scale;
     }
 }

@@ -1,0 +1,153 @@
+using System.Diagnostics;
+using ILGPU;
+using ILGPU.Runtime;
+using SpecializedInference.Kernels.Dense;
+using SpecializedInference.Runtime;
+
+namespace SpecializedInference.Kernels.Reference;
+
+/// <summary>
+/// What <c>si selftest --set dense</c> runs: the warp schedule's decode-step kernels on the device against float64, each
+/// launch variant the engine can be told to pick. The matvec (<c>LinearWarp</c>) at 2, 4 and 8 chunks per lane per
+/// step; the fused norm → projection (<c>NormLinearWarp</c>) with the LM head's epilogue in groups of 4, 2 and 1
+/// warps (the last two capped at 88 registers, <see cref="FusedMatvecLaunch"/>) and with SwiGLU's while it pulls the
+/// next matrix into L2 at its end and at its start (<see cref="WeightPrefetch"/>); the batched projection for 2–16
+/// tokens with its columns split 1, 2 and 4 ways. 67 rows (an odd last row pair, a partial group) of 1320 columns
+/// (165 f16 chunks: whole load steps and a partial one at every depth), 1 to 12 tokens (partial token groups), the
+/// inputs' rows read in reverse, outputs poisoned with NaN or holding what they add to. Until this, these kernels were
+/// checked on a GPU only through a whole model's text.
+/// </summary>
+public static class DenseSelfTest
+{
+    public const int Rows = 67;
+    public const int Cols = 1320;
+    private const float Eps = 1e-5f;
+
+    public static IReadOnlyList<SelfTestResult> Run(Accelerator accelerator, int seed)
+    {
+        var rng = new Random(seed);
+        var results = new List<SelfTestResult>();
+        var warp = new DenseKernels(accelerator, DenseSchedule.Warp);
+        foreach (int depth in new[] { 2, 4, 8 })
+        {
+            var kernels = new DenseKernels(accelerator, DenseSchedule.Warp, new MatvecDepth(Linear: depth));
+            results.Add(Check("matvec", $"f16, {depth} chunks/lane, 3 tok, y +=", () => Linear(kernels, rng, WeightDtype.F16, 3, accumulate: true)));
+        }
+        results.Add(Check("matvec", "f32, 1 tok, y =", () => Linear(warp, rng, WeightDtype.F32, 1, accumulate: false)));
+        foreach (var launch in new[] { FusedMatvecLaunch.Default, new FusedMatvecLaunch(2, 88), new FusedMatvecLaunch(1, 88) })
+        {
+            var kernels = new DenseKernels(accelerator, DenseSchedule.Warp, fusedLaunch: launch);
+            results.Add(Check("norm-linear", $"f16, 5 tok, groups of {launch.WarpsPerGroup} warps{(launch.MaxRegisters > 0 ? $", {launch.MaxRegisters} regs" : "")}",
+                () => NormLinear(kernels, rng, 5)));
+        }
+        foreach (var prefetch in new[] { new WeightPrefetch(1 << 20, PrefetchPoint.End), new WeightPrefetch(1 << 20, PrefetchPoint.Start) })
+        {
+            var kernels = new DenseKernels(accelerator, DenseSchedule.Warp, weightPrefetch: prefetch);
+            results.Add(Check("norm-swiglu", $"f16, 2 tok, next into L2 at {prefetch.At.ToString().ToLowerInvariant()}",
+                () => NormGateUpSwiGlu(kernels, rng, 2)));
+        }
+        foreach (var (dtype, tokens, split) in new[] { (WeightDtype.F16, 5, 2), (WeightDtype.F16, 12, 4), (WeightDtype.F32, 8, 1) })
+            results.Add(Check("batched", $"{dtype.ToString().ToLowerInvariant()}, {tokens} tok, columns split {split}, y +=",
+                () => Batched(warp, rng, dtype, tokens, split)));
+        return results;
+    }
+
+    /// <summary>y (+)= x · Wᵀ through <see cref="DenseKernels.Linear"/> (the matvec for up to 8 tokens).</summary>
+    private static double Linear(DenseKernels kernels, Random rng, WeightDtype dtype, int tokens, bool accumulate)
+    {
+        var w = Values(rng, Rows * Cols);
+        var x = Values(rng, tokens * Cols);
+        var y0 = accumulate ? Values(rng, tokens * Rows) : null;
+        var a = kernels.Accelerator;
+        using var matrix = WeightUpload.Matrix(a, w, Rows, Cols, dtype);
+        using var dx = a.Allocate1D(x);
+        using var dy = a.Allocate1D(y0 ?? Poison(tokens * Rows));
+        kernels.Linear(dx.View, tokens, matrix, dy.View, accumulate);
+        return DenseReference.RelativeError(DenseReference.Linear(w, x, y0, tokens, Rows, Cols, dtype), dy.GetAsArray1D());
+    }
+
+    /// <summary>y = RMSNorm(x[rows reversed]) ∘ g · Wᵀ through <see cref="DenseKernels.NormLinear"/> (fused: the LM head's kernel).</summary>
+    private static double NormLinear(DenseKernels kernels, Random rng, int tokens)
+    {
+        var (x, xRows, g, w) = NormInputs(rng, tokens, Rows);
+        var a = kernels.Accelerator;
+        using var matrix = WeightUpload.Matrix(a, w, Rows, Cols, WeightDtype.F16);
+        using var dx = a.Allocate1D(x);
+        using var dRows = a.Allocate1D(xRows);
+        using var dg = a.Allocate1D(g);
+        using var dy = a.Allocate1D(Poison(tokens * Rows));
+        using var h = a.Allocate1D(Poison(tokens * Cols));
+        kernels.NormLinear(dx.View, dRows.View, tokens, dg.View, Eps, matrix, dy.View, h.View);
+        var expected = DenseReference.Linear(DenseReference.AsStored(w, WeightDtype.F16), DenseReference.RmsNorm(x, xRows, g, Cols, Eps), null, tokens, Rows, Cols);
+        return DenseReference.RelativeError(expected, dy.GetAsArray1D());
+    }
+
+    /// <summary>a = silu(gate) · up of RMSNorm(x) ∘ g through <see cref="DenseKernels.NormGateUpSwiGlu"/>, with the
+    /// matvec's matrix as the next projection (what the prefetch pulls into L2).</summary>
+    private static double NormGateUpSwiGlu(DenseKernels kernels, Random rng, int tokens)
+    {
+        const int intermediate = Rows;
+        var (x, xRows, g, w) = NormInputs(rng, tokens, 2 * intermediate);
+        var a = kernels.Accelerator;
+        using var gateUp = WeightUpload.Matrix(a, w, 2 * intermediate, Cols, WeightDtype.F16);
+        using var next = WeightUpload.Matrix(a, Values(rng, Rows * Cols), Rows, Cols, WeightDtype.F16);
+        using var dx = a.Allocate1D(x);
+        using var dRows = a.Allocate1D(xRows);
+        using var dg = a.Allocate1D(g);
+        using var act = a.Allocate1D(Poison(tokens * intermediate));
+        using var h = a.Allocate1D(Poison(tokens * Cols));
+        using var scratch = a.Allocate1D(Poison(tokens * 2 * intermediate));
+        kernels.NormGateUpSwiGlu(dx.View, dRows.View, tokens, dg.View, Eps, gateUp, new SwiGluOutput(act.View, intermediate), h.View, scratch.View, next);
+        var projected = DenseReference.Linear(DenseReference.AsStored(w, WeightDtype.F16), DenseReference.RmsNorm(x, xRows, g, Cols, Eps), null, tokens,
+            2 * intermediate, Cols);
+        var expected = new double[tokens * intermediate];
+        for (int t = 0; t < tokens; t++)
+            for (int j = 0; j < intermediate; j++)
+            {
+                double gate = projected[t * 2 * intermediate + j], up = projected[t * 2 * intermediate + intermediate + j];
+                expected[t * intermediate + j] = gate / (1 + Math.Exp(-gate)) * up;
+            }
+
+        return DenseReference.RelativeError(expected, act.GetAsArray1D());
+    }
+
+    /// <summary>y += x · Wᵀ through the batched projection with <paramref name="split"/> warps per row-warp.</summary>
+    private static double Batched(DenseKernels kernels, Random rng, WeightDtype dtype, int tokens, int split)
+    {
+        var w = Values(rng, Rows * Cols);
+        var x = Values(rng, tokens * Cols);
+        var y0 = Values(rng, tokens * Rows);
+        var a = kernels.Accelerator;
+        using var matrix = WeightUpload.Matrix(a, w, Rows, Cols, dtype);
+        using var dx = a.Allocate1D(x);
+        using var dy = a.Allocate1D(y0);
+        kernels.LinearBatched(dx.View, tokens, matrix, dy.View, accumulate: true, split);
+        return DenseReference.RelativeError(DenseReference.Linear(w, x, y0, tokens, Rows, Cols, dtype), dy.GetAsArray1D());
+    }
+
+    /// <summary>The residual rows (x, [tokens, Cols]), which row each token normalizes (reversed), the norm weight and
+    /// the projection's weights ([rows, Cols]).</summary>
+    private static (float[] X, int[] XRows, float[] G, float[] W) NormInputs(Random rng, int tokens, int rows) =>
+        (Values(rng, tokens * Cols, 3), Enumerable.Range(0, tokens).Reverse().ToArray(), Values(rng, Cols, 1, offset: 1), Values(rng, rows * Cols));
+
+    private static float[] Values(Random rng, int n, float scale = 1, float offset = 0) =>
+        Enumerable.Range(0, n).Select(_ => offset + (float)(rng.NextDouble() * 2 - 1) * scale).ToArray();
+
+    private static float[] Poison(int n) => Enumerable.Repeat(float.NaN, n).ToArray();
+
+    /// <summary>One line: the error over the largest |expected|, or the exception a launch threw.</summary>
+    private static SelfTestResult Check(string kernel, string detail, Func<double> run)
+    {
+        var clock = Stopwatch.StartNew();
+        try
+        {
+            double error = run();
+            return new SelfTestResult("dense", kernel, detail, new Comparison(error, error, -1), error <= TensorCoreSelfTest.Tolerance, clock.Elapsed,
+                $"max err {error:E2} x largest |expected|");
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            return new SelfTestResult("dense", kernel, detail, new Comparison(double.NaN, double.NaN, -1), false, clock.Elapsed, $"{ex.GetType().Name}: {ex.Message}");
+        }
+    }
+}
