@@ -6,7 +6,8 @@
 #                     fused norm projections (groups of 4, 2 and 1 warps, the L2 prefetch at end and start) and batched
 #                     projections against float64, each a sum crossing the warp in one shuffle per level (b4355d0),
 #                     first time on a GPU; generate-variants.txt: the
-#                     bundled model with the L2 prefetch (end, start) and the capped fused matvec prints the reference text.
+#                     bundled model with the L2 prefetch (end, start), the capped fused matvec and --stage-times prints
+#                     the reference text (and the last, its decode step's device time stage by stage).
 #   2. decode.txt     Llama-3-8B decode, L=4096, B=1 and 32, with --tensor-core-decode --stage-times: the decodes' time
 #                     after the address arithmetic (against run 20: 10.8 and 144.9 us), and where a group's time goes
 #                     (DecodeStageSummary: blocks, scores, softmax, P·V, ticket, combine, exit), unclocked and clocked lines side by side.
@@ -14,11 +15,15 @@
 #      tinyllama-decode.txt  TinyLlama's B=1 decode at L=256, clocked (its batch-1 step's attention);
 #      waves.txt      B=32 at L = 3840 and 4352: the large-batch grid in 9.7 and 11.0 waves against 4096's 10.3.
 #   4. report-e2e.md  `report --sections copy,e2e --prefetch-weights 8,16,start:8 --fused-matvec-launch 2:88,1:88
-#                     --matvec-depths 4,2,4`: both
+#                     --matvec-depths 4,2,4 --stage-times`: both
 #                     preset models at batch 1/16/64, then at batch 1 with the decode matvecs pulling the next projection's
 #                     weights into L2 (L2Prefetch), and with the fused matvec in groups of 2 or 1 warps at 88 registers
 #                     (FusedMatvecLaunch: 22 or 23 warps per SM, TinyLlama's gate|up in 2 waves instead of 3), and with
 #                     the qkv matvec alone at depth 4 (MatvecDepth.Qkv: half the round trips, still one wave for TinyLlama).
+#                     --stage-times: each batch-1 row run again with a CUDA event before every stage of its decode
+#                     steps (StageTimeline): qkv, attention, o_proj, gate|up, down per layer, LM head, argmax, in the step
+#                     as it runs, caches warm, so which kernels the L2 prefetch and the fused launches speed up shows
+#                     (Nsight Compute, run 12, flushes L2 between kernels and cannot).
 #                     Every row carries b4355d0's reductions (a lane's sums in one shuffle per level: ptxas gives the
 #                     same registers and 8–64 fewer SASS instructions per matvec), unmeasured until then.
 # Afterwards: move the outputs to benchmarks/results/gpu-<date>-<card>-run<N>/ with this script as commands.sh.
@@ -40,10 +45,11 @@ done > "$OUT/selftest.txt" 2>&1
 grep -h "passed\|failed\|FAIL" "$OUT/selftest.txt" | tail -6
 # The bundled model with every decode matvec pulling the next weights into L2 (start and end): the reference text.
 # And with the fused matvec in groups of 2 warps capped at 88 registers.
-for flags in "--prefetch-weights 1" "--prefetch-weights start:1" "--fused-matvec-launch 2:88"; do
+for flags in "--prefetch-weights 1" "--prefetch-weights start:1" "--fused-matvec-launch 2:88" "--stage-times"; do
   timeout 60 $SI generate --model models/docstrings-bf16 --prompt "This module provides" --max-new-tokens 32 --device cuda $flags
 done > "$OUT/generate-variants.txt" 2>&1
-echo "generate variants: $(grep -c "regular expression matching operations similar to those found in Perl" "$OUT/generate-variants.txt") of 3 print the reference"
+echo "generate variants: $(grep -c "regular expression matching operations similar to those found in Perl" "$OUT/generate-variants.txt") of 4 print the reference"
+grep -A10 "device time of a decode step by stage" "$OUT/generate-variants.txt" | head -11
 echo "selftest done at $(elapsed) s"
 
 L3="--heads 32 --kv-heads 8 --head-dim 128 --sets Llama3_8B --prefill-tokens 0"
@@ -66,6 +72,7 @@ echo "attention benches done at $(elapsed) s"
 
 left=$(( 560 - $(elapsed) )); [ $left -gt 60 ] || left=60
 timeout $left /tmp/dn/dotnet .gpu/app/SpecializedInference.Benchmarks.dll report --device cuda --time-budget $(( left - 20 )) \
-  --sections copy,e2e --prefetch-weights 8,16,start:8 --fused-matvec-launch 2:88,1:88 --matvec-depths 4,2,4 --out "$OUT/report-e2e.md" > "$OUT/report-e2e.log" 2>&1
+  --sections copy,e2e --prefetch-weights 8,16,start:8 --fused-matvec-launch 2:88,1:88 --matvec-depths 4,2,4 --stage-times --out "$OUT/report-e2e.md" > "$OUT/report-e2e.log" 2>&1
 echo "report rc $? at $(elapsed) s"
 grep -h "batch .*: decode" "$OUT/report-e2e.log" | cut -c1-160
+grep -h "\[stage times\]" "$OUT/report-e2e.log" | sed 's/.*device: /  stages: /' | cut -c1-300

@@ -25,7 +25,9 @@ public sealed class EndToEndBench(BenchDevice device, int seed, WeightsSource we
     /// <summary>Sequences × tokens the next runner's KV cache must hold (the largest run planned on it).</summary>
     public (int Batch, int Tokens) Capacity { get; set; } = (64, 128);
 
-    public EndToEndResult Run(EndToEndModel model, int batch, int promptTokens, int decodeTokens, EngineToggles toggles)
+    /// <param name="timeStages">Time the decode steps' stages on the device (<see cref="LlamaModelRunner.StartStageTimeline"/>):
+    /// a run of its own, since the markers cost host time and may add a little between kernels.</param>
+    public EndToEndResult Run(EndToEndModel model, int batch, int promptTokens, int decodeTokens, EngineToggles toggles, bool timeStages = false)
     {
         var algorithm = toggles.UseFlashAttention ? AttentionAlgorithm.Flash : AttentionAlgorithm.Materialized;
         var mapping = toggles.UseGqa ? HeadMapping.Grouped : HeadMapping.Expanded;
@@ -56,8 +58,17 @@ public sealed class EndToEndBench(BenchDevice device, int seed, WeightsSource we
 
         var bound = new BoundRunner(runner);
         using var engine = new InferenceEngine(bound, options, ownsRunner: false);
+        var timeline = timeStages ? runner.StartStageTimeline() : null;
         long start = Stopwatch.GetTimestamp();
-        var completions = Task.WhenAll(requests.Select(r => engine.GenerateAsync(r))).GetAwaiter().GetResult();
+        Completion[] completions;
+        try
+        {
+            completions = Task.WhenAll(requests.Select(r => engine.GenerateAsync(r))).GetAwaiter().GetResult();
+        }
+        finally
+        {
+            if (timeStages) runner.StopStageTimeline();
+        }
         double wall = Stopwatch.GetElapsedTime(start).TotalSeconds;
         var stats = engine.Snapshot();
 
@@ -72,6 +83,7 @@ public sealed class EndToEndBench(BenchDevice device, int seed, WeightsSource we
             wall, stats.GeneratedTokens, load, runner.WeightBytes, runner.DecodeWeightBytes, Describe(model), runner.KernelSetName)
         {
             DecodeSteps = bound.DecodeSteps(),
+            Stages = timeline?.MeanStep(runner.StageWeightBytes),
         };
     }
 

@@ -44,10 +44,15 @@ public sealed record EndToEndResult(
     /// <summary>Where the host spent the mean decode step (null when the run had none).</summary>
     public StepBreakdown? DecodeSteps { get; init; }
 
+    /// <summary>Where the device spent the mean decode step, stage by stage, when the run was timed so
+    /// (<see cref="SpecializedInference.Runtime.StageTimeline"/>); else null.</summary>
+    public IReadOnlyList<SpecializedInference.Runtime.StageTime>? Stages { get; init; }
+
     public string Summary =>
         $"{Model.Label} batch {Batch}: decode {Format.Number(DecodeTokensPerSecond)} tok/s, prefill {Format.Number(PrefillTokensPerSecond)} tok/s, " +
         $"TTFT p50 {Format.Seconds(TimeToFirstTokenP50)}, wall {Format.Seconds(WallSeconds)}, load {Format.Seconds(LoadSeconds)}" +
-        (DecodeSteps is { } d ? $"; {d.Summary}" : "");
+        (DecodeSteps is { } d ? $"; {d.Summary}" : "") +
+        (Stages is { Count: > 0 } stages ? "; device: " + string.Join(", ", stages.Select(t => $"{t.Stage} {Format.Seconds(t.Seconds)}")) : "");
 
     /// <summary>Seconds of one decode step: the batch's tokens over the decode rate.</summary>
     public double DecodeStepSeconds => Batch / DecodeTokensPerSecond;

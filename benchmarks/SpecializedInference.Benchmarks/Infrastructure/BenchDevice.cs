@@ -39,8 +39,9 @@ public sealed class BenchDevice : IDisposable
         _ => throw new ArgumentException($"--device '{text}': expected cuda, cpu or auto."),
     };
 
-    /// <summary>Creates the accelerator; <see cref="DeviceKind.Cuda"/> fails with a clear error when no CUDA device is usable.</summary>
-    public static BenchDevice Create(DeviceKind kind) => new(AcceleratorFactory.Create(new AcceleratorOptions(kind)));
+    /// <summary>Creates the accelerator, with profiling markers (device time between two points of a stream: the
+    /// report's stage timelines); <see cref="DeviceKind.Cuda"/> fails with a clear error when no CUDA device is usable.</summary>
+    public static BenchDevice Create(DeviceKind kind) => new(AcceleratorFactory.Create(new AcceleratorOptions(kind, Profiling: true)));
 
     /// <summary>The device kind a BenchmarkDotNet run uses: <c>SI_BENCH_DEVICE</c> (cuda, cpu, auto; default auto).</summary>
     public static DeviceKind FromEnvironment() => Parse(Environment.GetEnvironmentVariable("SI_BENCH_DEVICE"));

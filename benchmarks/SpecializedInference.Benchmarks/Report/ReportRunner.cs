@@ -24,6 +24,8 @@ public sealed class ReportData
     public List<AttentionComparison> Variants { get; } = new();
     public List<DenseComparison> Dense { get; } = new();
     public List<EndToEndResult> EndToEnd { get; } = new();
+    /// <summary>Batch-1 runs again with their decode steps' stages timed (--stage-times): not end-to-end figures.</summary>
+    public List<EndToEndResult> StageTimes { get; } = new();
     public List<AblationResult> Ablations { get; } = new();
     /// <summary>What failed, by case: a failure is reported, not allowed to stop the rest of the suite.</summary>
     public List<string> Failures { get; } = new();
@@ -197,6 +199,16 @@ public static class ReportRunner
                             log($"  {r.Summary}");
                         });
                         save();
+                        if (options.StageTimes && batch == 1 && Starts(0.8, $"stage times {model.Label} batch 1"))
+                        {
+                            Attempt(data, log, $"stage times {model.Label} batch 1", () =>
+                            {
+                                var r = e2e.Run(model, batch, p.PromptTokens, p.DecodeTokens, EngineToggles.AllOn, timeStages: true);
+                                data.StageTimes.Add(r);
+                                log($"  [stage times] {r.Summary}");
+                            });
+                            save();
+                        }
                     }
                     e2e.ReleaseRunner();
                 }

@@ -33,6 +33,7 @@ public static class ReportWriter
         Dense(sb, d);
         LoadTimes(sb, d);
         EndToEnd(sb, d);
+        StageTimes(sb, d);
         Ablation(sb, d);
         if (d.Skipped.Count > 0)
         {
@@ -225,6 +226,28 @@ public static class ReportWriter
                 Format.Percent(e.FractionOfFloor(CopyGBps(d))), Format.Number(e.PrefillTokensPerSecond), Format.Seconds(e.TimeToFirstTokenP50),
                 Format.Seconds(e.TimeToFirstTokenMax), Format.Seconds(e.InterTokenP50), Format.Seconds(e.WallSeconds), Format.Seconds(e.LoadSeconds));
         table.WriteTo(sb);
+    }
+
+    private static void StageTimes(StringBuilder sb, ReportData d)
+    {
+        if (d.StageTimes.Count == 0) return;
+        sb.AppendLine("## Where a batch-1 decode step's device time goes").AppendLine();
+        sb.AppendLine("Each batch-1 run above run again with a profiling marker (a CUDA event) on the stream before every stage of its decode " +
+            "steps (`StageTimeline`): a stage's time runs from its marker to the next, its launch gaps included, in the step as it runs, " +
+            "caches warm (a profiler timing one kernel at a time flushes them). *GB/s* is the stage's weight bytes over its time. " +
+            "The markers cost host time, so the step here may be a little slower than in the end-to-end table.").AppendLine();
+        foreach (var e in d.StageTimes)
+        {
+            var stages = e.Stages ?? [];
+            double step = stages.Sum(t => t.Seconds);
+            sb.AppendLine($"**{e.Model.Label}**: {Format.Number(e.DecodeTokensPerSecond)} tok/s, stages sum to {Format.Seconds(step)} per step.").AppendLine();
+            var table = new MarkdownTable("stage", "per step", "device time per step", "per call", "share", "weights per step", "GB/s");
+            foreach (var t in stages)
+                table.Row(t.Stage, t.CallsPerStep.ToString("0.#", System.Globalization.CultureInfo.InvariantCulture), Format.Seconds(t.Seconds),
+                    Format.Seconds(t.Seconds / Math.Max(1, t.CallsPerStep)), Format.Percent(step > 0 ? t.Seconds / step : double.NaN),
+                    t.WeightBytes is long b ? Format.Bytes(b) : "—", t.WeightBytesPerSecond is double r ? Format.Number(r / 1e9) : "—");
+            table.WriteTo(sb);
+        }
     }
 
     private static void Ablation(StringBuilder sb, ReportData d)

@@ -93,6 +93,10 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         /// <summary>--fused-matvec-launch, parsed (null when not given).</summary>
         internal Kernels.Dense.FusedMatvecLaunch? ParsedFusedLaunch => FusedMatvecLaunch is null ? null : Kernels.Dense.FusedMatvecLaunch.Parse(FusedMatvecLaunch);
 
+        [CommandOption("--stage-times")]
+        [Description("Time each stage of the decode steps on the device (an event between stages, from the second decode step on: the first compiles kernels) and print where a step's time goes. Not with --prompts-file.")]
+        public bool StageTimes { get; init; }
+
         [CommandOption("--generic")]
         [Description("Use the generic attention kernels even when a generated kernel set matches the model.")]
         public bool Generic { get; init; }
@@ -128,6 +132,7 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
             if (MaxNewTokens < 1) return ValidationResult.Error("--max-new-tokens must be at least 1");
             if (Greedy && Temperature is > 0) return ValidationResult.Error("--greedy and --temperature > 0 contradict each other");
             if (PrefillChunk < 1) return ValidationResult.Error("--prefill-chunk must be at least 1");
+            if (StageTimes && PromptsFile is not null) return ValidationResult.Error("--stage-times times one prompt's decode steps; it does not go with --prompts-file");
             return ValidationResult.Success();
         }
     }
@@ -214,7 +219,7 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         options = options with { WeightPrefetch = s.ParsedPrefetch, FusedMatvecLaunch = s.ParsedFusedLaunch };
 
         var clock = Stopwatch.StartNew();
-        using var handle = AcceleratorFactory.Create(new AcceleratorOptions(device));
+        using var handle = AcceleratorFactory.Create(new AcceleratorOptions(device, Profiling: s.StageTimes));
         using var runner = new LlamaModelRunner(handle.Accelerator, checkpoint, options);
         double loadMs = clock.Elapsed.TotalMilliseconds;
         if (runner.KernelNotice is not null) Console.Error.WriteLine(runner.KernelNotice);
@@ -225,10 +230,18 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
 
         var generator = new Generator(runner, checkpoint.EosTokenIds);
         var genOptions = new GenerationOptions(s.MaxNewTokens, sampling, s.IgnoreEos, s.PrefillChunk, RecordLogits: s.Json);
+        // --stage-times: the timeline starts once the first decode step (which compiles the decode kernels) is done,
+        // i.e. at the second token.
+        int tokensSeen = 0;
+        void TimeFromSecondToken()
+        {
+            if (s.StageTimes && ++tokensSeen == 2) runner.StartStageTimeline();
+        }
+        IReadOnlyList<StageTime> Stages() => runner.StopStageTimeline()?.MeanStep(runner.StageWeightBytes) ?? [];
 
         if (s.Json)
         {
-            var result = generator.Generate(prompt, genOptions);
+            var result = generator.Generate(prompt, genOptions, _ => TimeFromSecondToken());
             var json = new Dictionary<string, object?>
             {
                 ["tokens"] = result.Tokens,
@@ -255,6 +268,14 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
                 ["decode_weight_bytes"] = runner.DecodeWeightBytes,
                 ["decode_steps"] = result.DecodeSteps,
             };
+            if (s.StageTimes)
+                json["stage_times"] = Stages().Select(t => new Dictionary<string, object?>
+                {
+                    ["stage"] = t.Stage,
+                    ["calls_per_step"] = t.CallsPerStep,
+                    ["seconds_per_step"] = t.Seconds,
+                    ["weight_bytes_per_step"] = t.WeightBytes,
+                }).ToList();
             Console.Out.WriteLine(JsonSerializer.Serialize(json));
             return 0;
         }
@@ -266,6 +287,7 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         Console.Out.Write(tokenizer is not null ? shown : $"[{string.Join(", ", prompt)}] ->");
         var res = generator.Generate(prompt, genOptions, token =>
         {
+            TimeFromSecondToken();
             sequence.Add(token);
             if (tokenizer is null)
             {
@@ -286,7 +308,23 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
             $"decode {res.DecodeTokensPerSecond:F1} tokens/s (first step {res.FirstDecodeMs:F1} ms, compiling kernels); attention kernels: {runner.KernelSetName}{(runner.IsSpecialized ? " (specialized)" : "")}; " +
             $"device {handle.Description}; load {loadMs:F0} ms; a decode step reads {runner.DecodeWeightBytes / 1e9:F2} GB of weights " +
             $"({runner.DecodeWeightBytes * res.DecodeTokensPerSecond / 1e9:F0} GB/s)");
+        if (s.StageTimes) PrintStages(Stages());
         return 0;
+    }
+
+    /// <summary>--stage-times, readable: one line per stage of the mean decode step.</summary>
+    private static void PrintStages(IReadOnlyList<StageTime> stages)
+    {
+        if (stages.Count == 0)
+        {
+            Console.Error.WriteLine("stage times: no decode step after the first was timed (ask for more tokens)");
+            return;
+        }
+        double step = stages.Sum(t => t.Seconds);
+        Console.Error.WriteLine($"device time of a decode step by stage ({step * 1e6:F0} us in all; an event between stages, launch gaps included):");
+        foreach (var t in stages)
+            Console.Error.WriteLine($"  {t.Stage,-20} {t.CallsPerStep,4:0.#} x {t.Seconds / Math.Max(1, t.CallsPerStep) * 1e6,9:F1} us = {t.Seconds * 1e6,9:F1} us  {t.Seconds / step,6:P1}" +
+                (t.WeightBytesPerSecond is double r ? $"  {r / 1e9,7:G3} GB/s of weights" : ""));
     }
 
     private static string StopText(StopReason reason) => reason switch

@@ -305,6 +305,32 @@ public sealed class LlamaModelRunner : IModelRunner
 
     internal StepLaunches LastStepLaunches { get; private set; }
 
+    /// <summary>The decode steps' device time stage by stage since <see cref="StartStageTimeline"/>; null when not timing.</summary>
+    public StageTimeline? Timeline { get; private set; }
+
+    /// <summary>Times the stages of the steps from now on (<see cref="StageTimeline"/>), in a fresh timeline.</summary>
+    /// <exception cref="InvalidOperationException">The accelerator offers no profiling markers (create it with
+    /// <c>AcceleratorOptions.Profiling</c>).</exception>
+    public StageTimeline StartStageTimeline() => Timeline = new StageTimeline(_accelerator);
+
+    /// <summary>Stops timing the stages; returns the timeline (null when none was running).</summary>
+    public StageTimeline? StopStageTimeline()
+    {
+        var timeline = Timeline;
+        Timeline = null;
+        return timeline;
+    }
+
+    /// <summary>The weight bytes each stage of a decode step reads (for <see cref="StageTimeline.MeanStep"/>'s GB/s).</summary>
+    public IReadOnlyDictionary<string, long> StageWeightBytes => new Dictionary<string, long>
+    {
+        [StepStages.Qkv] = _layers.Sum(l => l.Qkv.Bytes),
+        [StepStages.OProj] = _layers.Sum(l => l.O.Bytes),
+        [StepStages.GateUp] = _layers.Sum(l => l.GateUp.Bytes),
+        [StepStages.Down] = _layers.Sum(l => l.Down.Bytes),
+        [StepStages.LmHead] = _lmHead.Bytes,
+    };
+
     /// <summary>Where the host spent the last step (the benchmarks' decode-step breakdown).</summary>
     internal StepTimes LastStepTimes { get; private set; }
 
@@ -442,7 +468,10 @@ public sealed class LlamaModelRunner : IModelRunner
         int attentionCalls = 0;
 
         long prepared = Stopwatch.GetTimestamp();
+        var timeline = Timeline;
+        timeline?.BeginStep();
         // x = embed(ids)
+        timeline?.Mark(StepStages.Embedding);
         _dense.Embedding(_embedding, ids, tokens, x);
         for (int l = 0; l < _layers.Length; l++)
         {
@@ -451,13 +480,18 @@ public sealed class LlamaModelRunner : IModelRunner
             // Attention block: q, cache ← rope(norm(x) · Wqkv) (k and v go straight into the cache); x += attend(q) · Wo.
             // (Few tokens: norm, projection and rope are one launch; h and qkv serve the unfused many-token path.)
             // (Each projection names the one after it, whose first weights it may pull into L2: ModelOptions.WeightPrefetch.)
+            timeline?.Mark(StepStages.Qkv);
             NormQkvRopeIntoCache(x, identity, tokens, layer, eps, q, positions, _attention.CacheWriteTarget(plan, cache), h, qkv, next: layer.O);
+            timeline?.Mark(StepStages.Attention);
             _attention.Attend(plan, q, cache, attn);
             attentionCalls += 1;
+            timeline?.Mark(StepStages.OProj);
             _dense.Linear(attn, tokens, layer.O, x, accumulate: true, next: layer.GateUp);
             // MLP block: x += (silu(norm(x) · Wgate) * (norm(x) · Wup)) · Wdown (norm, projection and silu·up fused likewise).
+            timeline?.Mark(StepStages.GateUp);
             _dense.NormGateUpSwiGlu(x, identity, tokens, layer.PostNorm.View, eps, layer.GateUp, swiGlu, h, gateUp, next: layer.Down);
             var afterDown = l + 1 < _layers.Length ? _layers[l + 1].Qkv : logitRows > 0 ? _lmHead : null;
+            timeline?.Mark(StepStages.Down);
             _dense.Linear(act, tokens, layer.Down, x, accumulate: true, next: afterDown);
         }
 
@@ -470,16 +504,19 @@ public sealed class LlamaModelRunner : IModelRunner
             // Only the rows whose logits are wanted: final norm of those rows and the LM head.
             var final = s.Final.View.SubView(0, (long)logitRows * c.HiddenSize);
             ArrayView<float> logits = s.Logits.View.SubView(0, (long)logitRows * c.VocabSize);
+            timeline?.Mark(StepStages.LmHead);
             _dense.NormLinear(x, rows, logitRows, _finalNorm.View, eps, _lmHead, logits, final);
 
             int copiedRows = wanted.Copied.Length, pickedRows = wanted.Picked.Length, slices = ArgMaxSlices;
             // The picked rows follow the copied ones (an empty sub-view past the end is out of bounds to ILGPU).
             var pickedLogits = pickedRows > 0 ? logits.SubView((long)copiedRows * c.VocabSize, (long)pickedRows * c.VocabSize) : default; // [picked, vocab]
             ArrayView<ulong> keys = s.Keys.View.SubView(0, Math.Max(1, pickedRows * slices));                                                  // [picked, slices]
+            timeline?.Mark(StepStages.ArgMax);
             _dense.ArgMaxSlices(pickedLogits, pickedRows, c.VocabSize, _argMaxSlice, keys);
 
             var host = s.LogitsHost.AsSpan(0, copiedRows * c.VocabSize);
             var hostKeys = s.KeysHost.AsSpan(0, pickedRows * slices);
+            timeline?.Mark(StepStages.CopyOut);
             if (copiedRows > 0) logits.SubView(0, host.Length).CopyToCPU(host);
             if (pickedRows > 0) keys.SubView(0, hostKeys.Length).CopyToCPU(hostKeys);
             copied = Stopwatch.GetTimestamp();
@@ -505,8 +542,10 @@ public sealed class LlamaModelRunner : IModelRunner
         }
 
         LastStepLaunches = new StepLaunches(_dense.Launches - denseBefore, attentionCalls);
+        timeline?.Mark("end");
         // The plan's device buffers are released on return: wait for the kernels that read them.
         _accelerator.Synchronize();
+        timeline?.EndStep(decode: chunks.All(ch => ch.TokenIds.Length == 1));
         LastStepTimes = new StepTimes(prepared - started, enqueued - prepared, copied - enqueued, Stopwatch.GetTimestamp() - copied);
         return (results, picks);
     }

@@ -73,13 +73,13 @@ public sealed class BenchmarkSuiteSmokeTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void MatvecDepthsPrefetchAndFusedLaunchAddABatchOneRowPerModelGreedyOnHostAndCudaCoresARowPerBatch()
+    public void MatvecDepthsPrefetchAndFusedLaunchAddABatchOneRowPerModelGreedyOnHostAndCudaCoresARowPerBatchStageTimesATimedRerun()
     {
         string outPath = Path.Combine(Path.GetTempPath(), $"si-bench-depths-{Guid.NewGuid():N}.md");
         var log = new StringWriter();
         try
         {
-            int rc = ReportRunner.Run(["--device", "cpu", "--quick", "--sections", "e2e", "--matvec-depths", "8,4", "--greedy-on-host", "--cuda-cores", "--prefetch-weights", "8,start:4", "--fused-matvec-launch", "2:88", "--out", outPath], log);
+            int rc = ReportRunner.Run(["--device", "cpu", "--quick", "--sections", "e2e", "--matvec-depths", "8,4", "--greedy-on-host", "--cuda-cores", "--prefetch-weights", "8,start:4", "--fused-matvec-launch", "2:88", "--stage-times", "--out", outPath], log);
             string report = File.Exists(outPath) ? File.ReadAllText(outPath) : "";
             Assert.True(rc == 0, $"report exited with {rc}:\n{log}");
             Assert.Contains("[matvec depth 8,4] | ", report);
@@ -93,6 +93,14 @@ public sealed class BenchmarkSuiteSmokeTests(ITestOutputHelper output)
             Assert.True(defaultRows > 0, report);
             Assert.Equal(defaultRows, modelRows.Count(line => line.Contains(" [greedy on host] |")));
             Assert.Equal(defaultRows, modelRows.Count(line => line.Contains(" [CUDA cores] |")));
+            // --stage-times: every batch-1 row run again with its stages timed, in a section of its own (not in the
+            // end-to-end table), each stage of the step a row.
+            int batchOneRows = modelRows.Count(line => line.Split('|')[4].Trim() == "1");
+            Assert.True(batchOneRows >= 4, report);   // the depth, both prefetches and the fused launch run at batch 1
+            Assert.Contains("## Where a batch-1 decode step's device time goes", report);
+            Assert.Equal(batchOneRows, report.Split('\n').Count(line => line.StartsWith("**gqa_tiny")));
+            Assert.Equal(batchOneRows, report.Split('\n').Count(line => line.StartsWith("| norm+qkv+rope | ")));
+            Assert.Equal(batchOneRows, report.Split('\n').Count(line => line.StartsWith("| norm+lm_head | 1 | ")));
         }
         finally
         {

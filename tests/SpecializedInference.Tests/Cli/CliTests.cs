@@ -74,6 +74,7 @@ public sealed class CliTests
     [InlineData("attention-bench", "--device", "cpu", "--batch", "0")]
     [InlineData("attention-bench", "--device", "cpu", "--context", "16,x")]
     [InlineData("selftest", "--device", "cpu", "--set", "nosuch")]    // would run no check and pass
+    [InlineData("generate", "--model", ".", "--prompts-file", "p.jsonl", "--stage-times")]   // times one prompt's steps
     [InlineData("no-such-command")]
     public async Task BadArgumentsExitWith2WithoutAStackTrace(params string[] args)
     {

@@ -57,6 +57,31 @@ public sealed class CliTests
         Assert.True(root.GetProperty("first_decode_ms").GetDouble() > 0);
     }
 
+    /// <summary>--stage-times: the decode steps after the first timed stage by stage (JSON: stage_times; readable: a line
+    /// per stage), the reference's tokens all the same. (With --prompts-file: a usage error, Cli/CliTests.)</summary>
+    [Fact]
+    public void StageTimesListEveryStageOfTheDecodeStepAndLeaveTheTokensAlone()
+    {
+        var dir = TestPaths.HfCase("mha-tiny");
+        var p = ReferenceData.Load(dir)[1];
+        var (code, stdout, stderr) = Run("generate", "--model", dir, "--prompt-ids", string.Join(",", p.Prompt), "--max-new-tokens", "4",
+            "--greedy", "--ignore-eos", "--json", "--device", "cpu", "--weight-dtype", "f32", "--kv-dtype", "f32", "--stage-times");
+        Assert.True(code == 0, stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        Assert.Equal(p.Greedy[..4], doc.RootElement.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray());
+        var stages = doc.RootElement.GetProperty("stage_times").EnumerateArray().ToArray();
+        Assert.Equal(new[] { "embedding", "norm+qkv+rope", "attention", "o_proj", "norm+gate|up+silu", "down_proj", "norm+lm_head", "argmax", "copy out" },
+            stages.Select(t => t.GetProperty("stage").GetString()));
+        Assert.All(stages, t => Assert.True(t.GetProperty("seconds_per_step").GetDouble() >= 0));
+        Assert.True(stages.Single(t => t.GetProperty("stage").GetString() == "o_proj").GetProperty("weight_bytes_per_step").GetInt64() > 0);
+
+        (code, _, stderr) = Run("generate", "--model", dir, "--prompt-ids", string.Join(",", p.Prompt), "--max-new-tokens", "3",
+            "--device", "cpu", "--stage-times");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("device time of a decode step by stage", stderr);
+        Assert.Contains("  norm+lm_head ", stderr);
+    }
+
     /// <summary>The CPU accelerator's serial dense schedule has no tensor-core path to turn off: --cuda-cores is reported as
     /// having no effect, not silently dropped, and the tokens are the reference's.</summary>
     [Fact]

@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime;
+using SpecializedInference.Accelerators;
 using SpecializedInference.Engine;
 using SpecializedInference.Kernels;
 using SpecializedInference.Kernels.Dense;
@@ -249,5 +250,64 @@ public sealed class RunnerTests(AcceleratorFixture fixture, ITestOutputHelper ou
             if (name == "model.norm.weight") vector.CopyFromCPU(Enumerable.Repeat(float.NaN, (int)vector.Length).ToArray());
             return vector;
         }
+    }
+
+    /// <summary>
+    /// A stage timeline (LlamaModelRunner.StartStageTimeline): every decode step (a prefill is not counted) marks each
+    /// stage, in order, once per layer for the layers' stages; the logits are the untimed run's; the weight bytes a
+    /// stage reads are the matrices'. On an accelerator without profiling markers it is refused with a message saying
+    /// what to enable.
+    /// </summary>
+    [Fact]
+    public void TimedStagesCoverEveryDecodeStepInOrderAndLeaveTheLogitsAlone()
+    {
+        var dir = TestPaths.HfCase("gqa-tiny");
+        var p = ReferenceData.Load(dir)[0];
+        using var checkpoint = LlamaCheckpoint.Open(dir);
+        using var profiled = AcceleratorFactory.CreateCpu(new AcceleratorOptions(DeviceKind.Cpu, Profiling: true));
+        var options = ModelOptions.Float32 with { NumKvBlocks = 4, MaxSeqLen = 64 };
+        using var timed = new LlamaModelRunner(profiled.Accelerator, checkpoint, options);
+        using var plain = new LlamaModelRunner(fixture.Accelerator, checkpoint, options);
+        Assert.Null(timed.Timeline);
+        var timeline = timed.StartStageTimeline();
+
+        float[]? Step(LlamaModelRunner runner, int[] ids, int start) =>
+            runner.Execute(StepBatch.Of(new SequenceChunk(0, ids, start, new[] { 0 }, true)))[0];
+        var prefill = Step(timed, p.Prompt, 0)!;
+        ReferenceData.AssertRowClose(Step(plain, p.Prompt, 0)!.Select(v => (double)v).ToArray(), prefill, 0, "prefill, timed against untimed");
+        Assert.Equal(0, timeline.Steps);
+        int next = Sampler.ArgMax(prefill);
+        for (int i = 0; i < 2; i++)
+        {
+            var logits = Step(timed, [next], p.Prompt.Length + i)!;
+            ReferenceData.AssertRowClose(Step(plain, [next], p.Prompt.Length + i)!.Select(v => (double)v).ToArray(), logits, 0, $"decode step {i}, timed against untimed");
+            next = Sampler.ArgMax(logits);
+        }
+
+        Assert.Equal(2, timeline.Steps);
+        var stages = timeline.MeanStep(timed.StageWeightBytes);
+        foreach (var s in stages) output.WriteLine($"{s.Stage}: {s.CallsPerStep} per step, {s.Seconds * 1e6:F0} us, {s.WeightBytes} bytes");
+        Assert.Equal(new[]
+        {
+            StepStages.Embedding, StepStages.Qkv, StepStages.Attention, StepStages.OProj, StepStages.GateUp, StepStages.Down,
+            StepStages.LmHead, StepStages.ArgMax, StepStages.CopyOut,
+        }, stages.Select(s => s.Stage));
+        int layers = timed.Config.NumHiddenLayers;
+        Assert.All(stages, s => Assert.Equal(s.Stage is StepStages.Qkv or StepStages.Attention or StepStages.OProj or StepStages.GateUp or StepStages.Down ? layers : 1,
+            s.CallsPerStep));
+        Assert.All(stages, s => Assert.True(s.Seconds >= 0, $"{s.Stage}: {s.Seconds} s"));
+        Assert.True(stages.Sum(s => s.Seconds) > 0);
+        var c = timed.Config;
+        Assert.Equal((long)layers * (c.QueryDim + 2 * c.KeyValueDim) * c.HiddenSize * 4, stages.Single(s => s.Stage == StepStages.Qkv).WeightBytes);
+        Assert.Equal((long)c.VocabSize * c.HiddenSize * 4, stages.Single(s => s.Stage == StepStages.LmHead).WeightBytes);
+        Assert.Null(stages.Single(s => s.Stage == StepStages.Attention).WeightBytes);
+
+        Assert.Same(timeline, timed.StopStageTimeline());
+        Assert.Null(timed.Timeline);
+        Step(timed, [next], p.Prompt.Length + 2);
+        Assert.Equal(2, timeline.Steps);   // not timing any more
+
+        var refused = Assert.Throws<InvalidOperationException>(() => plain.StartStageTimeline());
+        Assert.Contains("Profiling", refused.Message);
     }
 }
