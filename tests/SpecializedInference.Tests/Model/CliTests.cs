@@ -64,18 +64,14 @@ public sealed class CliTests
     {
         var dir = TestPaths.HfCase("mha-tiny");
         var p = ReferenceData.Load(dir)[1];
-        var (code, stdout, stderr) = Run("generate", "--model", dir, "--prompt-ids", string.Join(",", p.Prompt), "--max-new-tokens", "4",
-            "--greedy", "--ignore-eos", "--json", "--device", "cpu", "--weight-dtype", "f32", "--kv-dtype", "f32", "--stage-times");
-        Assert.True(code == 0, stderr);
-        using var doc = JsonDocument.Parse(stdout);
-        Assert.Equal(p.Greedy[..4], doc.RootElement.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray());
+        using var doc = GreedyF32Json(dir, p, 4, "--stage-times").Json;
         var stages = doc.RootElement.GetProperty("stage_times").EnumerateArray().ToArray();
         Assert.Equal(new[] { "embedding", "norm+qkv+rope", "attention", "o_proj", "norm+gate|up+silu", "down_proj", "norm+lm_head", "argmax", "copy out" },
             stages.Select(t => t.GetProperty("stage").GetString()));
         Assert.All(stages, t => Assert.True(t.GetProperty("seconds_per_step").GetDouble() >= 0));
         Assert.True(stages.Single(t => t.GetProperty("stage").GetString() == "o_proj").GetProperty("weight_bytes_per_step").GetInt64() > 0);
 
-        (code, _, stderr) = Run("generate", "--model", dir, "--prompt-ids", string.Join(",", p.Prompt), "--max-new-tokens", "3",
+        var (code, _, stderr) = Run("generate", "--model", dir, "--prompt-ids", string.Join(",", p.Prompt), "--max-new-tokens", "3",
             "--device", "cpu", "--stage-times");
         Assert.True(code == 0, stderr);
         Assert.Contains("device time of a decode step by stage", stderr);
@@ -89,13 +85,22 @@ public sealed class CliTests
     {
         var dir = TestPaths.HfCase("mha-tiny");
         var p = ReferenceData.Load(dir)[1];
-        var (code, stdout, stderr) = Run("generate", "--model", dir, "--prompt-ids", string.Join(",", p.Prompt), "--max-new-tokens", "2",
-            "--greedy", "--ignore-eos", "--json", "--device", "cpu", "--weight-dtype", "f32", "--kv-dtype", "f32", "--cuda-cores");
-        Assert.True(code == 0, stderr);
+        var (json, stderr) = GreedyF32Json(dir, p, 2, "--cuda-cores");
+        json.Dispose();
         Assert.Contains("--cuda-cores has no effect", stderr);
         Assert.Contains("the serial dense schedule has no tensor-core path", stderr);
-        using var doc = JsonDocument.Parse(stdout);
-        Assert.Equal(p.Greedy[..2], doc.RootElement.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray());
+    }
+
+    /// <summary><c>si generate --json</c>, greedy, f32 weights and cache on the CPU accelerator, with <paramref name="extra"/>
+    /// options: it must succeed and give the reference's first <paramref name="newTokens"/> greedy tokens.</summary>
+    private (JsonDocument Json, string Stderr) GreedyF32Json(string dir, ReferencePrompt p, int newTokens, params string[] extra)
+    {
+        var (code, stdout, stderr) = Run(["generate", "--model", dir, "--prompt-ids", string.Join(",", p.Prompt), "--max-new-tokens", newTokens.ToString(),
+            "--greedy", "--ignore-eos", "--json", "--device", "cpu", "--weight-dtype", "f32", "--kv-dtype", "f32", .. extra]);
+        Assert.True(code == 0, stderr);
+        var doc = JsonDocument.Parse(stdout);
+        Assert.Equal(p.Greedy[..newTokens], doc.RootElement.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray());
+        return (doc, stderr);
     }
 
     /// <summary>--prefetch-weights and --fused-matvec-launch on the CPU accelerator: reported as having no effect
