@@ -542,7 +542,7 @@ public sealed class LlamaModelRunner : IModelRunner
         }
 
         LastStepLaunches = new StepLaunches(_dense.Launches - denseBefore, attentionCalls);
-        timeline?.Mark("end");
+        timeline?.Mark(StepStages.EndOfStep);
         // The plan's device buffers are released on return: wait for the kernels that read them.
         _accelerator.Synchronize();
         timeline?.EndStep(decode: chunks.All(ch => ch.TokenIds.Length == 1));

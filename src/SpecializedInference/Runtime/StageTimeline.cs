@@ -97,4 +97,7 @@ public static class StepStages
     public const string LmHead = "norm+lm_head";
     public const string ArgMax = "argmax";
     public const string CopyOut = "copy out";
+
+    /// <summary>The marker after a step's last stage (not a stage: nothing starts there).</summary>
+    public const string EndOfStep = "end of step";
 }
