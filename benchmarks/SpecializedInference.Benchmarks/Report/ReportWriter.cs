@@ -240,7 +240,13 @@ public static class ReportWriter
         {
             var stages = e.Stages ?? [];
             double step = stages.Sum(t => t.Seconds);
-            sb.AppendLine($"**{e.Model.Label}**: {Format.Number(e.DecodeTokensPerSecond)} tok/s, stages sum to {Format.Seconds(step)} per step.").AppendLine();
+            // The untimed run of the same row: if the markers slowed the step (the host falling behind the device), the
+            // stages partly measure the host's pace.
+            string untimed = d.EndToEnd.FirstOrDefault(u => u.Model == e.Model && u.Batch == e.Batch && u.Toggles == e.Toggles) is { } u
+                ? $" (untimed {Format.Seconds(u.DecodeStepSeconds)}: the markers added {Format.Percent(e.DecodeStepSeconds / u.DecodeStepSeconds - 1)})"
+                : "";
+            sb.AppendLine($"**{e.Model.Label}**: {Format.Number(e.DecodeTokensPerSecond)} tok/s, a step {Format.Seconds(e.DecodeStepSeconds)}{untimed}; " +
+                $"the stages sum to {Format.Seconds(step)} per step.").AppendLine();
             var table = new MarkdownTable("stage", "per step", "device time per step", "per call", "share", "weights per step", "GB/s");
             foreach (var t in stages)
                 table.Row(t.Stage, t.CallsPerStep.ToString("0.#", System.Globalization.CultureInfo.InvariantCulture), Format.Seconds(t.Seconds),
