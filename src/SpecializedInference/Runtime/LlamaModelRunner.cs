@@ -318,6 +318,7 @@ public sealed class LlamaModelRunner : IModelRunner
     {
         var timeline = Timeline;
         Timeline = null;
+        timeline?.BeginStep();   // releases the markers of a step that ended early, if any
         return timeline;
     }
 
