@@ -126,7 +126,7 @@ public static class DenseKernelBodies
     /// <param name="w">[rows, cols] weights as 16-byte chunks</param>
     /// <param name="x">[tokens, cols] f32 as Vec4</param>
     /// <param name="y">[tokens, rows] f32</param>
-    /// <param name="prefetch">the next projection's weights the grid's last warps pull into L2 (<see cref="L2Prefetch"/>)</param>
+    /// <param name="prefetch">the next projection's weights the grid's first or last warps pull into L2 (<see cref="L2Prefetch"/>)</param>
     public static void LinearWarp<TW, TE, TD>(ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<float> y, int rows, int cols, int tokens,
         L2Prefetch prefetch)
         where TW : struct, IWeightFormat
@@ -163,7 +163,7 @@ public static class DenseKernelBodies
         prefetch.Issue(warp, lane, starting: false); // PrefetchPoint.End: the row's loads are used; the next matrix's lines while the grid drains
 
         // At batch 1 only the first token's sum is reduced (a uniform condition); otherwise the four cross the warp together.
-        var total = has1 ? sums.OverWarp() : new WarpTokenSums { A0 = WarpSum(sums.A0) };
+        var total = has1 ? WarpSum(sums) : new WarpTokenSums { A0 = WarpSum(sums.A0) };
         if (lane != 0) return;
         default(TE).Write(y, (long)t0 * rows + n, total.A0);
         if (has1) default(TE).Write(y, (long)(t0 + 1) * rows + n, total.A1);
@@ -172,7 +172,7 @@ public static class DenseKernelBodies
     }
 
     /// <summary>The dot products of a warp's tokens in one lane of <see cref="LinearWarp{TW, TE, TD}"/>.</summary>
-    private struct WarpTokenSums
+    private struct WarpTokenSums : ILaneSums<WarpTokenSums>
     {
         public float A0, A1, A2, A3;
 
@@ -194,18 +194,7 @@ public static class DenseKernelBodies
             return r;
         }
 
-        /// <summary>The four tokens' sums over the warp's lanes, in every lane, one shuffle per butterfly level (see
-        /// <see cref="WarpSum"/>).</summary>
-        public readonly WarpTokenSums OverWarp()
-        {
-            var v = this;
-            for (int offset = Warp.WarpSize / 2; offset > 0; offset /= 2)
-            {
-                var other = Warp.ShuffleXor(v, offset);
-                v = new WarpTokenSums { A0 = v.A0 + other.A0, A1 = v.A1 + other.A1, A2 = v.A2 + other.A2, A3 = v.A3 + other.A3 };
-            }
-            return v;
-        }
+        public readonly WarpTokenSums Plus(WarpTokenSums o) => new() { A0 = A0 + o.A0, A1 = A1 + o.A1, A2 = A2 + o.A2, A3 = A3 + o.A3 };
     }
 
     /// <summary>
@@ -411,17 +400,32 @@ public static class DenseKernelBodies
 
     // ---------------------------------------------------------------- helpers
 
-    /// <summary>
-    /// Sum over the warp's lanes, in every lane. Where a lane holds several sums they cross the warp together, as one
-    /// struct per butterfly level (<see cref="WarpTokenSums.OverWarp"/>, <c>TokenSums.Reduced</c>, the batched kernels'
-    /// folds): on CUDA that is a <c>shfl</c> per float all the same, in 5 dependent levels instead of 5 per sum, and on
-    /// ILGPU's CPU accelerator, where a shuffle of any size costs three barriers of the warp's 32 OS threads, it made the
-    /// tests' decode steps 3.6 times faster.
-    /// </summary>
+    /// <summary>Sum over the warp's lanes, in every lane.</summary>
     internal static float WarpSum(float v)
     {
         for (int offset = Warp.WarpSize / 2; offset > 0; offset /= 2)
             v += Warp.ShuffleXor(v, offset);
         return v;
     }
+
+    /// <summary>
+    /// A lane's several sums, each over the warp's lanes, in every lane: they cross the warp together, one shuffle of the
+    /// struct per butterfly level (as the batched kernels' folds do). On CUDA that is a <c>shfl</c> per float all the
+    /// same, in 5 dependent levels instead of 5 per sum; on ILGPU's CPU accelerator, where a shuffle of any size costs
+    /// three barriers of the warp's 32 OS threads, it made the tests' decode steps 3.6 times faster.
+    /// </summary>
+    internal static T WarpSum<T>(T v)
+        where T : unmanaged, ILaneSums<T>
+    {
+        for (int offset = Warp.WarpSize / 2; offset > 0; offset /= 2)
+            v = v.Plus(Warp.ShuffleXor(v, offset));
+        return v;
+    }
+}
+
+/// <summary>Sums a lane holds that add field by field (<see cref="DenseKernelBodies.WarpSum{T}"/>).</summary>
+internal interface ILaneSums<T>
+    where T : struct
+{
+    T Plus(T other);
 }

@@ -43,7 +43,7 @@ public static class FusedKernelBodies
     /// <param name="xRows">[tokens] which row of x each token reads (the identity in the layers; the logits rows for the head)</param>
     /// <param name="g">[cols] f32 as Vec4: the RMSNorm weight</param>
     /// <param name="output">where the unit's rows go (see <see cref="IProjectionOutput"/>)</param>
-    /// <param name="prefetch">the next projection's weights the grid's last warps pull into L2 (<see cref="L2Prefetch"/>)</param>
+    /// <param name="prefetch">the next projection's weights the grid's first or last warps pull into L2 (<see cref="L2Prefetch"/>)</param>
     public static void NormLinearWarp<TW, TO, TD>(ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<int> xRows, ArrayView<Vec4> g,
         TO output, int cols, int tokens, float eps, L2Prefetch prefetch)
         where TW : struct, IWeightFormat
@@ -207,7 +207,7 @@ public static class FusedKernelBodies
 
     /// <summary>One token's running sums in a lane of <see cref="NormLinearWarp{TW, TO, TD}"/>: A = Σ w_A∘g·x,
     /// B = Σ w_B∘g·x, S = Σ x².</summary>
-    private struct TokenSums
+    private struct TokenSums : ILaneSums<TokenSums>
     {
         public float A, B, S;
 
@@ -220,16 +220,13 @@ public static class FusedKernelBodies
             return valid ? added : this;
         }
 
-        /// <summary>A and B summed over the warp and scaled by the token's 1 / rms = 1 / sqrt(Σx² / cols + eps). The
-        /// three sums cross the warp together, one shuffle per butterfly level (see <see cref="DenseKernelBodies.WarpSum"/>).</summary>
+        public readonly TokenSums Plus(TokenSums o) => new() { A = A + o.A, B = B + o.B, S = S + o.S };
+
+        /// <summary>A and B summed over the warp and scaled by the token's 1 / rms = 1 / sqrt(Σx² / cols + eps); the
+        /// three sums cross the warp together (<see cref="DenseKernelBodies.WarpSum{T}"/>).</summary>
         public readonly TokenSums Reduced(int cols, float eps)
         {
-            var total = this;
-            for (int offset = Warp.WarpSize / 2; offset > 0; offset /= 2)
-            {
-                var other = Warp.ShuffleXor(total, offset);
-                total = new TokenSums { A = total.A + other.A, B = total.B + other.B, S = total.S + other.S };
-            }
+            var total = DenseKernelBodies.WarpSum(this);
             float r = XMath.Rsqrt(total.S / cols + eps);
             return new TokenSums { A = total.A * r, B = total.B * r, S = S };
         }
