@@ -59,9 +59,9 @@ public static class DenseSelfTest
         var x = Values(rng, tokens * Cols);
         var y0 = accumulate ? Values(rng, tokens * Rows) : null;
         var a = kernels.Accelerator;
-        using var matrix = WeightUpload.Matrix(a, w, Rows, Cols, dtype);
-        using var dx = a.Allocate1D(x);
-        using var dy = a.Allocate1D(y0 ?? Poison(tokens * Rows));
+        using var matrix = WeightUpload.Matrix(a, w, Rows, Cols, dtype);   // [Rows, Cols]
+        using var dx = a.Allocate1D(x);                                     // [tokens, Cols]
+        using var dy = a.Allocate1D(y0 ?? Poison(tokens * Rows));           // [tokens, Rows]
         kernels.Linear(dx.View, tokens, matrix, dy.View, accumulate);
         return DenseReference.RelativeError(DenseReference.Linear(w, x, y0, tokens, Rows, Cols, dtype), dy.GetAsArray1D());
     }
@@ -71,12 +71,12 @@ public static class DenseSelfTest
     {
         var (x, xRows, g, w) = NormInputs(rng, tokens, Rows);
         var a = kernels.Accelerator;
-        using var matrix = WeightUpload.Matrix(a, w, Rows, Cols, WeightDtype.F16);
-        using var dx = a.Allocate1D(x);
-        using var dRows = a.Allocate1D(xRows);
-        using var dg = a.Allocate1D(g);
-        using var dy = a.Allocate1D(Poison(tokens * Rows));
-        using var h = a.Allocate1D(Poison(tokens * Cols));
+        using var matrix = WeightUpload.Matrix(a, w, Rows, Cols, WeightDtype.F16);   // [Rows, Cols]
+        using var dx = a.Allocate1D(x);                         // [tokens, Cols]
+        using var dRows = a.Allocate1D(xRows);                  // [tokens]
+        using var dg = a.Allocate1D(g);                         // [Cols]
+        using var dy = a.Allocate1D(Poison(tokens * Rows));     // [tokens, Rows]
+        using var h = a.Allocate1D(Poison(tokens * Cols));      // [tokens, Cols] the unfused path's scratch
         kernels.NormLinear(dx.View, dRows.View, tokens, dg.View, Eps, matrix, dy.View, h.View);
         var expected = DenseReference.Linear(DenseReference.AsStored(w, WeightDtype.F16), DenseReference.RmsNorm(x, xRows, g, Cols, Eps), null, tokens, Rows, Cols);
         return DenseReference.RelativeError(expected, dy.GetAsArray1D());
@@ -89,14 +89,14 @@ public static class DenseSelfTest
         const int intermediate = Rows;
         var (x, xRows, g, w) = NormInputs(rng, tokens, 2 * intermediate);
         var a = kernels.Accelerator;
-        using var gateUp = WeightUpload.Matrix(a, w, 2 * intermediate, Cols, WeightDtype.F16);
-        using var next = WeightUpload.Matrix(a, Values(rng, Rows * Cols), Rows, Cols, WeightDtype.F16);
-        using var dx = a.Allocate1D(x);
-        using var dRows = a.Allocate1D(xRows);
-        using var dg = a.Allocate1D(g);
-        using var act = a.Allocate1D(Poison(tokens * intermediate));
-        using var h = a.Allocate1D(Poison(tokens * Cols));
-        using var scratch = a.Allocate1D(Poison(tokens * 2 * intermediate));
+        using var gateUp = WeightUpload.Matrix(a, w, 2 * intermediate, Cols, WeightDtype.F16);           // [2 * intermediate, Cols] gate | up
+        using var next = WeightUpload.Matrix(a, Values(rng, Rows * Cols), Rows, Cols, WeightDtype.F16);   // [Rows, Cols]
+        using var dx = a.Allocate1D(x);                                        // [tokens, Cols]
+        using var dRows = a.Allocate1D(xRows);                                 // [tokens]
+        using var dg = a.Allocate1D(g);                                        // [Cols]
+        using var act = a.Allocate1D(Poison(tokens * intermediate));           // [tokens, intermediate]
+        using var h = a.Allocate1D(Poison(tokens * Cols));                     // [tokens, Cols] the unfused path's scratch
+        using var scratch = a.Allocate1D(Poison(tokens * 2 * intermediate));   // [tokens, 2 * intermediate] the unfused path's scratch
         kernels.NormGateUpSwiGlu(dx.View, dRows.View, tokens, dg.View, Eps, gateUp, new SwiGluOutput(act.View, intermediate), h.View, scratch.View, next);
         var projected = DenseReference.Linear(DenseReference.AsStored(w, WeightDtype.F16), DenseReference.RmsNorm(x, xRows, g, Cols, Eps), null, tokens,
             2 * intermediate, Cols);
@@ -118,9 +118,9 @@ public static class DenseSelfTest
         var x = Values(rng, tokens * Cols);
         var y0 = Values(rng, tokens * Rows);
         var a = kernels.Accelerator;
-        using var matrix = WeightUpload.Matrix(a, w, Rows, Cols, dtype);
-        using var dx = a.Allocate1D(x);
-        using var dy = a.Allocate1D(y0);
+        using var matrix = WeightUpload.Matrix(a, w, Rows, Cols, dtype);   // [Rows, Cols]
+        using var dx = a.Allocate1D(x);                                     // [tokens, Cols]
+        using var dy = a.Allocate1D(y0);                                    // [tokens, Rows]
         kernels.LinearBatched(dx.View, tokens, matrix, dy.View, accumulate: true, split);
         return DenseReference.RelativeError(DenseReference.Linear(w, x, y0, tokens, Rows, Cols, dtype), dy.GetAsArray1D());
     }
