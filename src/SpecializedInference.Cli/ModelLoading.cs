@@ -31,7 +31,8 @@ internal sealed record LoadedModel(
 internal sealed record ModelRequest(string? CheckpointDirectory, bool Synthetic, string? Name, int MaxBatchSize, int? KvBlocks, DeviceKind Device,
     int SyntheticVocabSize, int SyntheticMaxSeqLen, TimeSpan SyntheticStepDelay,
     int? MaxNumBatchedTokens = null, WeightDtype? WeightDtype = null, KvDtype? KvDtype = null, bool TensorCores = true,
-    Kernels.Dense.WeightPrefetch? WeightPrefetch = null, Kernels.Dense.FusedMatvecLaunch? FusedMatvecLaunch = null);
+    Kernels.Dense.WeightPrefetch? WeightPrefetch = null, Kernels.Dense.FusedMatvecLaunch? FusedMatvecLaunch = null,
+    Kernels.Dense.DecodeLaunches DecodeLaunches = Kernels.Dense.DecodeLaunches.PerStage);
 
 /// <summary>Loads what <c>si serve</c> and <c>si loadtest</c> serve, reporting progress per stage.</summary>
 internal static class ModelLoading
@@ -117,6 +118,7 @@ internal static class ModelLoading
                 KvDtype = request.KvDtype ?? ModelOptions.Default.KvDtype,
                 WeightPrefetch = request.WeightPrefetch,
                 FusedMatvecLaunch = request.FusedMatvecLaunch,
+                DecodeLaunches = request.DecodeLaunches,
             };
             if (!request.TensorCores) options = options.OnCudaCoresOnly();
             long bytes = checkpoint.Weights.Tensors.Sum(t => t.ByteLength);
@@ -162,16 +164,19 @@ internal static class ModelLoading
         };
 
     /// <summary>What the decode matvec options asked for (<see cref="ModelOptions.WeightPrefetch"/>,
-    /// <see cref="ModelOptions.FusedMatvecLaunch"/>) come to on this accelerator and schedule: said either way, never dropped silently.</summary>
+    /// <see cref="ModelOptions.FusedMatvecLaunch"/>, <see cref="ModelOptions.DecodeLaunches"/>) come to on this accelerator and schedule: said either way, never dropped silently.</summary>
     internal static IEnumerable<string> MatvecOptionNotices(ModelOptions options, DenseSchedule schedule, ILGPU.Runtime.Accelerator accelerator)
     {
         bool cuda = accelerator.AcceleratorType == ILGPU.Runtime.AcceleratorType.Cuda;
         if (options.WeightPrefetch is { } prefetch)
-            yield return cuda && schedule == DenseSchedule.Warp ? $"decode matvecs pull the next weights into L2 ({prefetch} of the grid)"
+            yield return cuda && schedule == DenseSchedule.Warp ? $"decode matvecs pull weights into L2 ahead of their loads ({prefetch})"
                 : "--prefetch-weights has no effect: the L2 prefetch is a CUDA instruction of the warp schedule's matvecs";
         if (options.FusedMatvecLaunch is { } launch)
             yield return schedule == DenseSchedule.Warp ? $"fused decode matvec in groups of {launch.WarpsPerGroup} warps" + (launch.MaxRegisters > 0 && cuda ? $", at most {launch.MaxRegisters} registers" : "")
                 : $"--fused-matvec-launch has no effect: the {schedule.ToString().ToLowerInvariant()} dense schedule has no fused warp matvec";
+        if (options.DecodeLaunches == Kernels.Dense.DecodeLaunches.GridSynced)
+            yield return schedule == DenseSchedule.Warp ? "decode steps of up to 4 tokens launch each layer's o_proj, MLP and the next layer's qkv as one grid-synced kernel"
+                : $"--decode-launches grid-synced has no effect: the {schedule.ToString().ToLowerInvariant()} dense schedule has no warp matvecs to sync";
     }
 
     /// <summary>Why a runner on <paramref name="schedule"/> with <paramref name="weights"/> has no tensor-core path to turn

@@ -137,7 +137,8 @@ public sealed class EndToEndBench(BenchDevice device, int seed, WeightsSource we
             MatvecDepth: model.MatvecDepth,
             GreedySampling: model.Greedy,
             WeightPrefetch: model.WeightPrefetch,
-            FusedMatvecLaunch: model.FusedMatvecLaunch);
+            FusedMatvecLaunch: model.FusedMatvecLaunch,
+            DecodeLaunches: model.DecodeLaunches);
         if (!model.TensorCores) options = options.OnCudaCoresOnly();
         var runner = weights == WeightsSource.Device
             ? new LlamaModelRunner(device.Accelerator, new RandomDeviceWeights(config, (uint)seed), options)

@@ -28,11 +28,15 @@ public enum WeightsSource
 /// the report's --prefetch-weights); null, the engine's default: none.</param>
 /// <param name="FusedMatvecLaunch">The fused decode matvec's group size and register cap (<see cref="ModelOptions.FusedMatvecLaunch"/>;
 /// the report's --fused-matvec-launch); null: the engine's default.</param>
+/// <param name="DecodeLaunches">How a decode step launches its dense stages (<see cref="ModelOptions.DecodeLaunches"/>; the
+/// report's --decode-launches grid-synced).</param>
 public sealed record EndToEndModel(KernelSetInfo Set, int? Layers = null, MatvecDepth? MatvecDepth = null, GreedySampling Greedy = GreedySampling.Auto,
-    bool TensorCores = true, WeightPrefetch? WeightPrefetch = null, FusedMatvecLaunch? FusedMatvecLaunch = null)
+    bool TensorCores = true, WeightPrefetch? WeightPrefetch = null, FusedMatvecLaunch? FusedMatvecLaunch = null,
+    DecodeLaunches DecodeLaunches = DecodeLaunches.PerStage)
 {
     /// <summary>Whether this is the model as the engine runs it by default (no A/B setting).</summary>
-    public bool IsDefault => MatvecDepth is null && Greedy == GreedySampling.Auto && TensorCores && WeightPrefetch is null && FusedMatvecLaunch is null;
+    public bool IsDefault => MatvecDepth is null && Greedy == GreedySampling.Auto && TensorCores && WeightPrefetch is null && FusedMatvecLaunch is null
+        && DecodeLaunches == DecodeLaunches.PerStage;
 
     public int NumLayers => Layers ?? Set.Shape.NumHiddenLayers;
 
@@ -41,7 +45,8 @@ public sealed record EndToEndModel(KernelSetInfo Set, int? Layers = null, Matvec
         + (Greedy == GreedySampling.Auto ? "" : $" [greedy on {Greedy.ToString().ToLowerInvariant()}]")
         + (TensorCores ? "" : " [CUDA cores]")
         + (WeightPrefetch is { } prefetch ? $" [L2 prefetch {prefetch}]" : "")
-        + (FusedMatvecLaunch is { } launch ? $" [fused matvec {launch.WarpsPerGroup} warps, {(launch.MaxRegisters == 0 ? "any" : launch.MaxRegisters)} registers]" : "");
+        + (FusedMatvecLaunch is { } launch ? $" [fused matvec {launch.WarpsPerGroup} warps, {(launch.MaxRegisters == 0 ? "any" : launch.MaxRegisters)} registers]" : "")
+        + (DecodeLaunches == DecodeLaunches.GridSynced ? " [grid-synced layer tails]" : "");
 }
 
 /// <summary>The ablation run: the same workload with one engine toggle off at a time.</summary>

@@ -79,13 +79,25 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         [Description("f16 projections and decode attention on CUDA cores only (tensor cores are the default on CUDA).")]
         public bool CudaCores { get; init; }
 
-        [CommandOption("--prefetch-weights <MIB>")]
-        [Description("Each decode matvec pulls this many MiB of the next projection's weights into L2 (MiB at the end of its grid, start:MiB at the start; CUDA only). Off by default until measured.")]
+        [CommandOption("--prefetch-weights <WHAT>")]
+        [Description("What each decode matvec pulls into L2 ahead of its loads: MiB of the next projection's weights (MiB at the end of its grid, start:MiB at the start), rows (each warp's own rows past its first load step), or both (rows+8). CUDA only; off by default until measured.")]
         public string? PrefetchWeights { get; init; }
 
         [CommandOption("--fused-matvec-launch <WARPS:REGISTERS>")]
         [Description("Warps per group and register cap of the fused decode matvec, e.g. 2:88 (0 registers: the compiler's choice; the cap is CUDA's). Default 4:0.")]
         public string? FusedMatvecLaunch { get; init; }
+
+        [CommandOption("--decode-launches <PLAN>")]
+        [Description("per-stage (default): a launch per projection of a decode step; grid-synced: each layer's o_proj, MLP and the next layer's qkv as one launch whose groups meet at grid barriers (warp schedule, up to 4 tokens). Off by default until measured.")]
+        public string? DecodeLaunches { get; init; }
+
+        /// <summary>--decode-launches, parsed (the default when not given).</summary>
+        internal DecodeLaunches ParsedDecodeLaunches => DecodeLaunches switch
+        {
+            null or "per-stage" => Kernels.Dense.DecodeLaunches.PerStage,
+            "grid-synced" => Kernels.Dense.DecodeLaunches.GridSynced,
+            var other => throw new ArgumentException($"--decode-launches '{other}': expected per-stage or grid-synced"),
+        };
 
         /// <summary>--prefetch-weights, parsed (null when not given).</summary>
         internal WeightPrefetch? ParsedPrefetch => PrefetchWeights is null ? null : WeightPrefetch.Parse(PrefetchWeights);
@@ -216,7 +228,7 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         var options = new ModelOptions(weightDtype, kvDtype, device, MaxSeqLen: maxSeqLen,
             MaxBatchTokens: Math.Min(prompt.Length, s.PrefillChunk), ForceGenericKernels: s.Generic);
         if (s.CudaCores) options = options.OnCudaCoresOnly();
-        options = options with { WeightPrefetch = s.ParsedPrefetch, FusedMatvecLaunch = s.ParsedFusedLaunch };
+        options = options with { WeightPrefetch = s.ParsedPrefetch, FusedMatvecLaunch = s.ParsedFusedLaunch, DecodeLaunches = s.ParsedDecodeLaunches };
 
         var clock = Stopwatch.StartNew();
         using var handle = AcceleratorFactory.Create(new AcceleratorOptions(device, Profiling: s.StageTimes));

@@ -87,14 +87,17 @@ public static class AcceleratorFactory
     }
 
     /// <summary>The CPU accelerator simulating an NVIDIA GPU: warp 32, 1024 threads per group, one OS thread
-    /// per GPU thread (correct but slow: use tiny shapes).</summary>
-    public static AcceleratorHandle CreateCpu(AcceleratorOptions? options = null)
+    /// per GPU thread (correct but slow: use tiny shapes). <paramref name="device"/>: another simulated device, e.g. with
+    /// several multiprocessors, whose groups then run at the same time (the default has one, which runs a launch's
+    /// groups one after another).</summary>
+    public static AcceleratorHandle CreateCpu(AcceleratorOptions? options = null, CPUDevice? device = null)
     {
         options ??= AcceleratorOptions.Default;
-        var context = Context.Create(b => Configure(b.CPU(CPUDevice.Nvidia), options));
+        device ??= CPUDevice.Nvidia;
+        var context = Context.Create(b => Configure(b.CPU(device), options));
         try
         {
-            var accelerator = CPUDevice.Nvidia.CreateCPUAccelerator(context, CPUAcceleratorMode.Parallel);
+            var accelerator = device.CreateCPUAccelerator(context, CPUAcceleratorMode.Parallel);
             return new AcceleratorHandle(context, accelerator, DeviceKind.Cpu);
         }
         catch

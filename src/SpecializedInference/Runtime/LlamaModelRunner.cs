@@ -32,6 +32,10 @@ public sealed class LlamaModelRunner : IModelRunner
     private readonly List<float[]> _reusedRows = new(); // [vocab] each: the logits rows Run returns, reused every step
     private Scratch _scratch;
     private bool _disposed;
+    private long _gridSyncedSteps;                     // steps run with grid-synced layer tails (ModelOptions.DecodeLaunches)
+
+    /// <summary>Grid-synced steps between checks of their barriers (<see cref="DenseKernels.CheckGridBarriers"/>).</summary>
+    private const int GridBarrierCheckInterval = 256;
 
     private sealed class LayerWeights : IDisposable
     {
@@ -132,7 +136,8 @@ public sealed class LlamaModelRunner : IModelRunner
             options.ForceGenericKernels);
         _attention = selection.Kernels;
         KernelNotice = selection.Notice;
-        _dense = new DenseKernels(accelerator, options.DenseSchedule, options.MatvecDepth, options.TensorCores, options.WeightPrefetch, options.FusedMatvecLaunch);
+        _dense = new DenseKernels(accelerator, options.DenseSchedule, options.MatvecDepth, options.TensorCores, options.WeightPrefetch, options.FusedMatvecLaunch,
+            options.DecodeLaunches);
         _greedyOnDevice = options.GreedySampling == GreedySampling.Device
             || (options.GreedySampling == GreedySampling.Auto && accelerator is not ILGPU.Runtime.CPU.CPUAccelerator);
         _argMaxSlice = _dense.ArgMaxSliceLength(c.VocabSize);
@@ -299,6 +304,26 @@ public sealed class LlamaModelRunner : IModelRunner
             _dense.NormQkvRope(x, rows, tokens, layer.InputNorm.View, eps, layer.Qkv, Rope(q, positions, new PagedKvRows<F32Codec>(cache)), h, qkv, next);
     }
 
+    /// <summary>Layer <paramref name="l"/>'s o_proj and MLP and, but after the last layer, the next layer's norm+qkv+rope
+    /// into its cache, in one grid-synced launch (<see cref="DenseKernels.LayerTail{TKv}"/>); <paramref name="afterLast"/>:
+    /// what runs after the last layer's (the LM head, when logits are wanted), for the L2 prefetch.</summary>
+    private void LayerTail(int l, IAttentionPlan plan, int tokens, float eps, ArrayView<float> x, ArrayView<int> rows, ArrayView<float> attn,
+        SwiGluOutput act, ArrayView<float> q, ArrayView<int> positions, DeviceMatrix? afterLast)
+    {
+        var layer = _layers[l];
+        bool last = l + 1 == _layers.Length;
+        var nextLayer = last ? null : _layers[l + 1];
+        var target = last ? default : _attention.CacheWriteTarget(plan, _kvCache[l + 1].Layer);
+        if (Options.KvDtype == KvDtype.F16)
+            _dense.LayerTail<PagedKvRows<F16Codec>>(attn, tokens, layer.O, x, rows, layer.PostNorm.View, eps, layer.GateUp, act, layer.Down,
+                last ? null : new LayerTailNext<PagedKvRows<F16Codec>>(nextLayer!.InputNorm.View, nextLayer.Qkv, Rope(q, positions, new PagedKvRows<F16Codec>(target)), nextLayer.O),
+                afterLast);
+        else
+            _dense.LayerTail<PagedKvRows<F32Codec>>(attn, tokens, layer.O, x, rows, layer.PostNorm.View, eps, layer.GateUp, act, layer.Down,
+                last ? null : new LayerTailNext<PagedKvRows<F32Codec>>(nextLayer!.InputNorm.View, nextLayer.Qkv, Rope(q, positions, new PagedKvRows<F32Codec>(target)), nextLayer.O),
+                afterLast);
+    }
+
     /// <summary>The qkv epilogue: q to <paramref name="q"/>, k and v to <paramref name="kv"/>, rotated at <paramref name="positions"/>.</summary>
     private RopeSplitOutput<TKv> Rope<TKv>(ArrayView<float> q, ArrayView<int> positions, TKv kv) where TKv : struct, IKvRowTarget
         => new(q, kv, positions, _ropeCos.View, _ropeSin.View, Config.NumAttentionHeads, Config.NumKeyValueHeads, Config.HeadDim);
@@ -322,13 +347,15 @@ public sealed class LlamaModelRunner : IModelRunner
         return timeline;
     }
 
-    /// <summary>The weight bytes each stage of a decode step reads (for <see cref="StageTimeline.MeanStep"/>'s GB/s).</summary>
+    /// <summary>The weight bytes each stage of a decode step reads (for <see cref="StageTimeline.MeanStep"/>'s GB/s); with
+    /// grid-synced layer tails the qkv stage is the first layer's alone, the others' run in the tails.</summary>
     public IReadOnlyDictionary<string, long> StageWeightBytes => new Dictionary<string, long>
     {
-        [StepStages.Qkv] = _layers.Sum(l => l.Qkv.Bytes),
+        [StepStages.Qkv] = _dense.RunsLayerTail(1) ? _layers[0].Qkv.Bytes : _layers.Sum(l => l.Qkv.Bytes),
         [StepStages.OProj] = _layers.Sum(l => l.O.Bytes),
         [StepStages.GateUp] = _layers.Sum(l => l.GateUp.Bytes),
         [StepStages.Down] = _layers.Sum(l => l.Down.Bytes),
+        [StepStages.LayerTail] = _layers.Sum(l => l.O.Bytes + l.GateUp.Bytes + l.Down.Bytes) + _layers.Skip(1).Sum(l => l.Qkv.Bytes),
         [StepStages.LmHead] = _lmHead.Bytes,
     };
 
@@ -474,6 +501,8 @@ public sealed class LlamaModelRunner : IModelRunner
         // x = embed(ids)
         timeline?.Mark(StepStages.Embedding);
         _dense.Embedding(_embedding, ids, tokens, x);
+        // Few tokens may run each layer's tail (o_proj, MLP, the next layer's qkv) as one grid-synced launch (ModelOptions.DecodeLaunches).
+        bool gridSynced = _dense.RunsLayerTail(tokens);
         for (int l = 0; l < _layers.Length; l++)
         {
             var layer = _layers[l];
@@ -481,11 +510,20 @@ public sealed class LlamaModelRunner : IModelRunner
             // Attention block: q, cache ← rope(norm(x) · Wqkv) (k and v go straight into the cache); x += attend(q) · Wo.
             // (Few tokens: norm, projection and rope are one launch; h and qkv serve the unfused many-token path.)
             // (Each projection names the one after it, whose first weights it may pull into L2: ModelOptions.WeightPrefetch.)
-            timeline?.Mark(StepStages.Qkv);
-            NormQkvRopeIntoCache(x, identity, tokens, layer, eps, q, positions, _attention.CacheWriteTarget(plan, cache), h, qkv, next: layer.O);
+            if (!gridSynced || l == 0)
+            {
+                timeline?.Mark(StepStages.Qkv);
+                NormQkvRopeIntoCache(x, identity, tokens, layer, eps, q, positions, _attention.CacheWriteTarget(plan, cache), h, qkv, next: layer.O);
+            }
             timeline?.Mark(StepStages.Attention);
             _attention.Attend(plan, q, cache, attn);
             attentionCalls += 1;
+            if (gridSynced)
+            {
+                timeline?.Mark(StepStages.LayerTail);
+                LayerTail(l, plan, tokens, eps, x, identity, attn, swiGlu, q, positions, afterLast: logitRows > 0 ? _lmHead : null);
+                continue;
+            }
             timeline?.Mark(StepStages.OProj);
             _dense.Linear(attn, tokens, layer.O, x, accumulate: true, next: layer.GateUp);
             // MLP block: x += (silu(norm(x) · Wgate) * (norm(x) · Wup)) · Wdown (norm, projection and silu·up fused likewise).
@@ -546,6 +584,9 @@ public sealed class LlamaModelRunner : IModelRunner
         timeline?.Mark(StepStages.EndOfStep);
         // The plan's device buffers are released on return: wait for the kernels that read them.
         _accelerator.Synchronize();
+        // A grid barrier that gave up (groups not all resident) leaves wrong results, not a hang: checked on the first
+        // grid-synced step, where it would show, and every so often after (each check is a small device-to-host copy).
+        if (gridSynced && _gridSyncedSteps++ % GridBarrierCheckInterval == 0) _dense.CheckGridBarriers();
         timeline?.EndStep(decode: chunks.All(ch => ch.TokenIds.Length == 1));
         LastStepTimes = new StepTimes(prepared - started, enqueued - prepared, copied - enqueued, Stopwatch.GetTimestamp() - copied);
         return (results, picks);

@@ -36,14 +36,20 @@ namespace SpecializedInference.Runtime;
 /// H200, 2026-11-27: Llama-3-8B's decode at L=4096 1.47× faster at batch 32 and 1.07× at batch 1 with its partitions on
 /// 4 warps), and on CUDA cores on ILGPU's CPU accelerator, which has no tensor cores to use. On tensor cores a set whose
 /// config names a large-batch decode runs it for steps that fill the GPU (<see cref="LargeBatchDecodePolicy.Auto"/>).</param>
-/// <param name="WeightPrefetch">How many bytes of the next projection's weights each decode matvec (few tokens, CUDA)
-/// pulls into L2, at the end or the start of its grid (<see cref="Kernels.Dense.L2Prefetch"/>): qkv pulls o_proj across
-/// the attention launch, o_proj gate|up, gate|up down_proj, down_proj the next layer's qkv or the LM head. Null (the
-/// default): none. Not yet measured on a GPU: <c>report --sections copy,e2e --prefetch-weights 8,16,start:8</c> compares
-/// it at batch 1.</param>
+/// <param name="WeightPrefetch">What each decode matvec (few tokens, CUDA) pulls into L2 ahead of its loads
+/// (<see cref="Kernels.Dense.L2Prefetch"/>): bytes of the next projection's weights, at the end or the start of its grid
+/// (qkv pulls o_proj across the attention launch, o_proj gate|up, gate|up down_proj, down_proj the next layer's qkv or
+/// the LM head), and/or each warp's own rows past its first load step (one HBM round trip per row instead of one per
+/// step). Null (the default): none. Not yet measured on a GPU: <c>report --sections copy,e2e --prefetch-weights
+/// rows,rows+8,8,start:8</c> compares them at batch 1.</param>
 /// <param name="FusedMatvecLaunch">Warps per group and register cap of the fused decode matvec (qkv, gate|up, LM head at
 /// few tokens; <see cref="Kernels.Dense.FusedMatvecLaunch"/>); null: groups of 4 warps, the compiler's registers. Not yet
 /// measured on a GPU: <c>report --sections copy,e2e --fused-matvec-launch 2:88</c> compares it at batch 1.</param>
+/// <param name="DecodeLaunches">Whether a decode step (few tokens, warp schedule) launches each layer's o_proj, gate|up, down_proj
+/// and the next layer's qkv one by one (<see cref="Kernels.Dense.DecodeLaunches.PerStage"/>, the default) or as one launch
+/// whose groups meet at grid barriers between them (<see cref="Kernels.Dense.DecodeLaunches.GridSynced"/>,
+/// <see cref="Kernels.Dense.LayerTailBodies"/>): two launches per layer instead of five. Not yet measured on a GPU:
+/// <c>report --sections copy,e2e --decode-launches grid-synced</c> compares it at batch 1.</param>
 /// <param name="RopeFrequencies">Precision of the rotary frequencies: float32 (Hugging Face at load), or bfloat16 to
 /// reproduce a Hugging Face model cast in memory with <c>model.to(torch.bfloat16)</c>.</param>
 public sealed record ModelOptions(
@@ -64,7 +70,8 @@ public sealed record ModelOptions(
     bool TensorCores = true,
     DecodeCores? DecodeCores = null,
     WeightPrefetch? WeightPrefetch = null,
-    FusedMatvecLaunch? FusedMatvecLaunch = null)
+    FusedMatvecLaunch? FusedMatvecLaunch = null,
+    DecodeLaunches DecodeLaunches = DecodeLaunches.PerStage)
 {
     public static ModelOptions Default { get; } = new();
 

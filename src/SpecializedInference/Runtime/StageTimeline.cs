@@ -94,6 +94,8 @@ public static class StepStages
     public const string OProj = "o_proj";
     public const string GateUp = "norm+gate|up+silu";
     public const string Down = "down_proj";
+    /// <summary>o_proj, norm+gate|up+silu, down_proj and the next layer's norm+qkv+rope in one grid-synced launch (<see cref="Kernels.Dense.DecodeLaunches.GridSynced"/>).</summary>
+    public const string LayerTail = "o_proj+mlp+next qkv (grid-synced)";
     public const string LmHead = "norm+lm_head";
     public const string ArgMax = "argmax";
     public const string CopyOut = "copy out";

@@ -79,14 +79,15 @@ public sealed class BenchmarkSuiteSmokeTests(ITestOutputHelper output)
         var log = new StringWriter();
         try
         {
-            int rc = ReportRunner.Run(["--device", "cpu", "--quick", "--sections", "e2e", "--matvec-depths", "8,4", "--greedy-on-host", "--cuda-cores", "--prefetch-weights", "8,start:4", "--fused-matvec-launch", "2:88", "--stage-times", "--out", outPath], log);
+            int rc = ReportRunner.Run(["--device", "cpu", "--quick", "--sections", "e2e", "--matvec-depths", "8,4", "--greedy-on-host", "--cuda-cores", "--prefetch-weights", "rows+8,start:4", "--fused-matvec-launch", "2:88", "--decode-launches", "grid-synced", "--stage-times", "--out", outPath], log);
             string report = File.Exists(outPath) ? File.ReadAllText(outPath) : "";
             Assert.True(rc == 0, $"report exited with {rc}:\n{log}");
             Assert.Contains("[matvec depth 8,4] | ", report);
             Assert.Single(report.Split('\n'), line => line.Contains("[matvec depth 8,4] |"));
-            Assert.Single(report.Split('\n'), line => line.Contains("[L2 prefetch 8 MiB at end] |"));
+            Assert.Single(report.Split('\n'), line => line.Contains("[L2 prefetch own rows + 8 MiB at end] |"));
             Assert.Single(report.Split('\n'), line => line.Contains("[L2 prefetch 4 MiB at start] |"));
             Assert.Single(report.Split('\n'), line => line.Contains("[fused matvec 2 warps, 88 registers] |"));
+            Assert.Single(report.Split('\n'), line => line.Contains("[grid-synced layer tails] |"));
             // As many [greedy on host] rows as the plan's model has default rows (one per batch).
             var modelRows = report.Split('\n').Where(line => line.StartsWith("| gqa_tiny")).ToList();
             int defaultRows = modelRows.Count(line => !line.Contains('['));
@@ -96,7 +97,7 @@ public sealed class BenchmarkSuiteSmokeTests(ITestOutputHelper output)
             // --stage-times: every batch-1 row run again with its stages timed, in a section of its own (not in the
             // end-to-end table), each stage of the step a row.
             int batchOneRows = modelRows.Count(line => line.Split('|')[4].Trim() == "1");
-            Assert.True(batchOneRows >= 4, report);   // the depth, both prefetches and the fused launch run at batch 1
+            Assert.True(batchOneRows >= 5, report);   // the depth, both prefetches, the fused launch and the grid-synced tails run at batch 1
             Assert.Contains("## Where a batch-1 decode step's device time goes", report);
             Assert.Equal(batchOneRows, report.Split('\n').Count(line => line.StartsWith("**gqa_tiny")));
             Assert.Equal(batchOneRows, report.Split('\n').Count(line => line.StartsWith("| norm+qkv+rope | ")));

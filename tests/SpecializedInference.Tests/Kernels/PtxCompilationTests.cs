@@ -92,23 +92,43 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
         foreach (var ((name, output), depth) in new[] { (qkv, typeof(TwoChunks)), (("SwiGluOutput", typeof(SwiGluOutput)), typeof(TwoChunks)),
                      (("RowPairOutput", typeof(RowPairOutput)), typeof(TwoChunks)), (qkv, typeof(FourChunks)), (qkv, typeof(EightChunks)) })
         {
-            string ptx = compiler.Compile(fused.MakeGenericMethod(typeof(F16Weights), output, depth), explicitlyGrouped: true);
+            string ptx = compiler.Compile(fused.MakeGenericMethod(typeof(F16Weights), output, depth, typeof(NoRowPrefetch)), explicitlyGrouped: true);
             Report($"NormLinearWarp<F16Weights, {name}, {depth.Name}>", ptx);
-            Assert.Contains("prefetch.L2", ptx); // the next projection's weights (L2Prefetch)
+            Assert.Equal(2, Regex.Matches(ptx, @"prefetch\.L2").Count); // the next projection's weights (L2Prefetch), before or after the rows' loads
             // FusedMatvecLaunch's cap of 88 registers (22 warps per SM in groups of 2) must not spill at the default depth.
             if (depth == typeof(TwoChunks))
                 Report($"NormLinearWarp<F16Weights, {name}, {depth.Name}> capped at 88", RegisterLimitedKernels.WithMaxRegisters(ptx, 88));
+        }
+        // Each warp pulling its own rows too (WeightPrefetch.OwnRows): the unit's two rows, then the next matrix as above.
+        foreach (var (name, output) in new[] { qkv, ("SwiGluOutput", typeof(SwiGluOutput)) })
+        {
+            string ptx = compiler.Compile(fused.MakeGenericMethod(typeof(F16Weights), output, typeof(TwoChunks), typeof(OwnRowPrefetch)), explicitlyGrouped: true);
+            Report($"NormLinearWarp<F16Weights, {name}, TwoChunks, OwnRowPrefetch>", ptx);
+            Assert.Equal(4, Regex.Matches(ptx, @"prefetch\.L2").Count);
+        }
+        // The grid-synced layer tail (DecodeLaunches.GridSynced) at the default depths, and with each warp's own rows:
+        // its registers set how many groups an SM holds, and with them its grid.
+        var tail = typeof(LayerTailBodies).GetMethod(nameof(LayerTailBodies.LayerTail))!;
+        foreach (var rows in new[] { typeof(NoRowPrefetch), typeof(OwnRowPrefetch) })
+        {
+            string ptx = compiler.Compile(tail.MakeGenericMethod(typeof(F16Weights), typeof(PagedKvRows<F16Codec>), typeof(FourChunks), typeof(TwoChunks),
+                typeof(TwoChunks), rows), explicitlyGrouped: true);
+            Report($"LayerTail<F16Weights, PagedKvRows<F16Codec>, FourChunks, TwoChunks, TwoChunks, {rows.Name}>", ptx);
+            Assert.Contains("membar.gl", ptx);                    // the grid barrier's fences
+            Assert.Contains("ld.relaxed.gpu.global.b32", ptx);   // its polls
         }
         var batched = typeof(BatchedKernelBodies).GetMethod(nameof(BatchedKernelBodies.LinearBatched))!;
         foreach (var tokens in new[] { typeof(EightTokens), typeof(SixteenTokens) })
             Report($"LinearBatched<F16Weights, AddToOutput, {tokens.Name}>",
                 compiler.Compile(batched.MakeGenericMethod(typeof(F16Weights), typeof(AddToOutput), tokens), explicitlyGrouped: true));
         var warp = typeof(DenseKernelBodies).GetMethod(nameof(DenseKernelBodies.LinearWarp))!;
-        foreach (var depth in new[] { typeof(TwoChunks), typeof(FourChunks), typeof(EightChunks) })
+        foreach (var (depth, rows) in new[] { (typeof(TwoChunks), typeof(NoRowPrefetch)), (typeof(FourChunks), typeof(NoRowPrefetch)),
+                     (typeof(EightChunks), typeof(NoRowPrefetch)), (typeof(FourChunks), typeof(OwnRowPrefetch)) })
         {
-            string ptx = compiler.Compile(warp.MakeGenericMethod(typeof(F16Weights), typeof(AddToOutput), depth), explicitlyGrouped: true);
-            Report($"LinearWarp<F16Weights, AddToOutput, {depth.Name}>", ptx);
-            Assert.Contains("prefetch.L2", ptx);
+            string ptx = compiler.Compile(warp.MakeGenericMethod(typeof(F16Weights), typeof(AddToOutput), depth, rows), explicitlyGrouped: true);
+            Report($"LinearWarp<F16Weights, AddToOutput, {depth.Name}{(rows == typeof(OwnRowPrefetch) ? ", OwnRowPrefetch" : "")}>", ptx);
+            // The next projection's weights (before or after the row's loads), and the warp's own row where asked.
+            Assert.Equal(rows == typeof(OwnRowPrefetch) ? 3 : 2, Regex.Matches(ptx, @"prefetch\.L2").Count);
         }
         // The tensor-core projection (inline mma.sync and cvt.rn.f16x2.f32: ptxas checks the PTX ILGPU passes through)
         // and the selftest's single mma.

@@ -103,9 +103,9 @@ public sealed class CliTests
         return (doc, stderr);
     }
 
-    /// <summary>--prefetch-weights and --fused-matvec-launch on the CPU accelerator: reported as having no effect
-    /// (prefetch.L2 is CUDA's; the serial schedule has no fused warp matvec), the reference's tokens; malformed values are
-    /// usage errors.</summary>
+    /// <summary>--prefetch-weights, --fused-matvec-launch and --decode-launches on the CPU accelerator: reported as having
+    /// no effect (prefetch.L2 is CUDA's; the serial schedule has no fused warp matvec), the reference's tokens; malformed
+    /// values are usage errors.</summary>
     [Fact]
     public void MatvecOptionsOnTheCpuAcceleratorAreReportedWithoutEffect()
     {
@@ -119,17 +119,21 @@ public sealed class CliTests
         using var doc = JsonDocument.Parse(stdout);
         Assert.Equal(p.Greedy[..2], doc.RootElement.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray());
 
-        (code, _, stderr) = Run("generate", "--model", dir, "--prompt-ids", ids, "--device", "cpu", "--prefetch-weights", "lots");
-        Assert.Equal(2, code);
-        Assert.Contains("weight prefetch 'lots': expected a positive number of MiB", stderr);
-
-        // Likewise --fused-matvec-launch: the CPU accelerator's serial schedule has no fused warp matvec.
-        (code, _, stderr) = Run("generate", "--model", dir, "--prompt-ids", ids, "--max-new-tokens", "1", "--device", "cpu", "--fused-matvec-launch", "2:88");
-        Assert.True(code == 0, stderr);
-        Assert.Contains("--fused-matvec-launch has no effect", stderr);
-        (code, _, stderr) = Run("generate", "--model", dir, "--prompt-ids", ids, "--device", "cpu", "--fused-matvec-launch", "3:88");
-        Assert.Equal(2, code);
-        Assert.Contains("WarpsPerGroup must be 1, 2, 4 or 8", stderr);
+        // Each option: a value that has no effect on the serial schedule (said on stderr), and a malformed one (a usage error).
+        foreach (var (option, value, notice, bad, error) in new[]
+                 {
+                     ("--prefetch-weights", "start:1", "--prefetch-weights has no effect", "lots", "weight prefetch 'lots': expected a positive number of MiB"),
+                     ("--fused-matvec-launch", "2:88", "--fused-matvec-launch has no effect", "3:88", "WarpsPerGroup must be 1, 2, 4 or 8"),
+                     ("--decode-launches", "grid-synced", "--decode-launches grid-synced has no effect", "one", "--decode-launches 'one': expected per-stage or grid-synced"),
+                 })
+        {
+            (code, _, stderr) = Run("generate", "--model", dir, "--prompt-ids", ids, "--max-new-tokens", "1", "--device", "cpu", option, value);
+            Assert.True(code == 0, stderr);
+            Assert.Contains(notice, stderr);
+            (code, _, stderr) = Run("generate", "--model", dir, "--prompt-ids", ids, "--device", "cpu", option, bad);
+            Assert.Equal(2, code);
+            Assert.Contains(error, stderr);
+        }
     }
 
     [Fact]

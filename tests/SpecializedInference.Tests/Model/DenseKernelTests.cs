@@ -13,7 +13,7 @@ namespace SpecializedInference.Tests.Model;
 /// Each dense kernel, in both schedules, against float64 C# references on fresh seeded inputs, with outputs
 /// poisoned (NaN) before the kernel writes them.
 /// </summary>
-[CiSeconds(10)]
+[CiSeconds(20)]
 public sealed class DenseKernelTests(AcceleratorFixture fixture) : IClassFixture<AcceleratorFixture>
 {
     private Accelerator Acc => fixture.Accelerator;
@@ -126,19 +126,19 @@ public sealed class DenseKernelTests(AcceleratorFixture fixture) : IClassFixture
     /// argument reaches the kernel and leaves its results alone (on the CPU accelerator the prefetch itself does nothing;
     /// PtxCompilationTests checks that the CUDA kernels issue it).</summary>
     [Theory]
-    [InlineData(WeightDtype.F16, 1, PrefetchPoint.End)]
-    [InlineData(WeightDtype.F32, DenseKernelBodies.WarpTokens, PrefetchPoint.Start)]
-    public void WarpMatvecWithL2PrefetchMatchesFloat64(WeightDtype dtype, int tokens, PrefetchPoint at)
+    [InlineData(WeightDtype.F16, 1, PrefetchPoint.End, false)]
+    [InlineData(WeightDtype.F32, DenseKernelBodies.WarpTokens, PrefetchPoint.Start, true)]
+    public void WarpMatvecWithL2PrefetchMatchesFloat64(WeightDtype dtype, int tokens, PrefetchPoint at, bool ownRows)
     {
         const int rows = 7, cols = 72;
-        int seed = HashCode.Combine(dtype, tokens, at) & 0xFFFF;
+        int seed = HashCode.Combine(dtype, tokens, at, ownRows) & 0xFFFF;
         var rng = new Random(seed);
         var w = Random(rng, rows * cols);
         var x = Random(rng, tokens * cols);
         var y0 = Random(rng, tokens * rows);
         var expected = DenseReference.Linear(w, x, y0, tokens, rows, cols, dtype);
 
-        var kernels = new DenseKernels(Acc, DenseSchedule.Warp, weightPrefetch: new WeightPrefetch(1 << 20, at));
+        var kernels = new DenseKernels(Acc, DenseSchedule.Warp, weightPrefetch: new WeightPrefetch(1 << 20, at, ownRows));
         using var matrix = WeightUpload.Matrix(Acc, w, rows, cols, dtype);
         using var next = WeightUpload.Matrix(Acc, Random(rng, 64 * cols), 64, cols, dtype);
         using var xb = Upload(x);
@@ -177,9 +177,32 @@ public sealed class DenseKernelTests(AcceleratorFixture fixture) : IClassFixture
         Assert.Equal(new WeightPrefetch(16 << 20, PrefetchPoint.Start), WeightPrefetch.Parse("start:16"));
         Assert.Equal(new WeightPrefetch(4 << 20), WeightPrefetch.Parse("end:4"));
         Assert.Equal("16 MiB at start", WeightPrefetch.Parse("start:16").ToString());
-        foreach (string bad in new[] { "0", "-3", "start:", "8MiB", "later:8" })
+        Assert.Equal(new WeightPrefetch(0, OwnRows: true), WeightPrefetch.Parse("rows"));
+        Assert.Equal(new WeightPrefetch(8 << 20, PrefetchPoint.Start, OwnRows: true), WeightPrefetch.Parse("rows+start:8"));
+        Assert.Equal(new WeightPrefetch(8 << 20, OwnRows: true), WeightPrefetch.Parse("8+rows"));
+        Assert.Equal("own rows", WeightPrefetch.Parse("rows").ToString());
+        Assert.Equal("own rows + 8 MiB at end", WeightPrefetch.Parse("rows+8").ToString());
+        foreach (string bad in new[] { "0", "-3", "start:", "8MiB", "later:8", "rows+rows", "8+16", "rows+", "rows+8+start:8" })
             Assert.Contains("expected a positive number of MiB", Assert.Throws<ArgumentException>(() => WeightPrefetch.Parse(bad)).Message);
         Assert.Throws<ArgumentOutOfRangeException>(() => new DenseKernels(Acc, DenseSchedule.Warp, weightPrefetch: new WeightPrefetch(0)));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new DenseKernels(Acc, DenseSchedule.Warp, weightPrefetch: new WeightPrefetch(-1, OwnRows: true)));
+    }
+
+    /// <summary>The lines a warp pulls for its own row (<see cref="L2Prefetch.RowLines"/>): from the 128-byte line that
+    /// holds the first chunk past the first load step to the row's end, on rows that start mid-line; nothing when the
+    /// first step is the whole row.</summary>
+    [Theory]
+    [InlineData(0, 256, 64, 1024, 4096)]          // a 4 KB row at 0, first step 1 KB: lines 1024 .. 4095
+    [InlineData(3, 256, 64, 1024, 4144)]          // the next row starts 48 bytes into a line: (3 + 64) × 16 = 1072 → line 1024
+    [InlineData(10, 165, 64, 1152, 2800)]         // 165 chunks (a partial last step): (10 + 64) × 16 = 1184 → 1152
+    [InlineData(0, 64, 64, 1024, 1024)]           // the first step is the row: empty
+    [InlineData(0, 40, 64, 640, 640)]             // a row shorter than one step: empty
+    public void OwnRowLinesStartAtTheLineOfTheSecondStep(long rowChunk, int chunks, int firstStep, long first, long end)
+    {
+        const long matrix = 1L << 40; // line-aligned, as device allocations are
+        var (from, to) = L2Prefetch.RowLines(matrix, rowChunk, firstStep, chunks);
+        Assert.Equal((matrix + first, matrix + end), (from, to));
+        Assert.True(from >= to || (from % L2Prefetch.LineBytes == 0 && from <= matrix + (rowChunk + firstStep) * 16));
     }
 
     [Theory]
@@ -311,7 +334,7 @@ public sealed class DenseKernelTests(AcceleratorFixture fixture) : IClassFixture
     {
         int seed = System.Random.Shared.Next();
         var results = DenseSelfTest.Run(Acc, seed);
-        Assert.Equal(12, results.Count);
+        Assert.Equal(16, results.Count);
         Assert.All(results, r => Assert.True(r.Passed, $"seed {seed}: {r}"));
     }
 

@@ -24,15 +24,15 @@ public sealed class WarpScheduleReferenceTests(AcceleratorFixture fixture, ITest
     /// Kernel by kernel, against float64: the batched projection's 8- and 16-token groups and its dispatch from
     /// Linear are BatchedLinearTests', the fused kernels' 1- to 8-token cases (MHA, GQA, MQA) FusedKernelTests'.
     /// The attention kernels do not depend on the dense schedule: every reference case runs them in HfReferenceTests.
-    /// With the decode matvecs' L2 prefetch on (ModelOptions.WeightPrefetch): each projection handed the next one,
-    /// the last layer's down_proj the LM head (the prefetch itself is a no-op on the CPU accelerator).
+    /// With the decode matvecs' L2 prefetch on (ModelOptions.WeightPrefetch): each warp's own rows, and each projection
+    /// handed the next one, the last layer's down_proj the LM head (the prefetch itself is a no-op on the CPU accelerator).
     /// </summary>
     [Fact]
     public void Float32WarpScheduleMatchesHuggingFace()
     {
         var dir = TestPaths.HfCase("gqa-tiny");
         using var checkpoint = LlamaCheckpoint.Open(dir);
-        using var runner = HfReferenceTests.Load(fixture, checkpoint, dir, ModelOptions.Float32 with { DenseSchedule = DenseSchedule.Warp, WeightPrefetch = new WeightPrefetch(1 << 20) });
+        using var runner = HfReferenceTests.Load(fixture, checkpoint, dir, ModelOptions.Float32 with { DenseSchedule = DenseSchedule.Warp, WeightPrefetch = new WeightPrefetch(1 << 20, OwnRows: true) });
         Assert.Equal(DenseSchedule.Warp, runner.DenseSchedule);
         HfReferenceTests.RunAndCompare(runner, dir, logitTolerance: 1e-4, assertTokens: true, output, maxDecodeSteps: 3);
     }

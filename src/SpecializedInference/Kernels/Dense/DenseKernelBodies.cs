@@ -126,14 +126,26 @@ public static class DenseKernelBodies
     /// <param name="w">[rows, cols] weights as 16-byte chunks</param>
     /// <param name="x">[tokens, cols] f32 as Vec4</param>
     /// <param name="y">[tokens, rows] f32</param>
-    /// <param name="prefetch">the next projection's weights the grid's first or last warps pull into L2 (<see cref="L2Prefetch"/>)</param>
-    public static void LinearWarp<TW, TE, TD>(ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<float> y, int rows, int cols, int tokens,
+    /// <param name="prefetch">the next projection's weights the grid's first or last warps pull into L2, and under
+    /// <typeparamref name="TP"/> this matrix's address for the warp's own row (<see cref="L2Prefetch"/>)</param>
+    public static void LinearWarp<TW, TE, TD, TP>(ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<float> y, int rows, int cols, int tokens,
         L2Prefetch prefetch)
         where TW : struct, IWeightFormat
         where TE : struct, IEpilogue
         where TD : struct, IRowChunks
+        where TP : struct, IRowPrefetch
+        => LinearWarpAt<TW, TE, TD, TP>((Grid.IdxX * Group.DimX + Group.IdxX) / Warp.WarpSize, w, x, y, rows, cols, tokens, prefetch);
+
+    /// <summary>Warp <paramref name="warp"/>'s share of <see cref="LinearWarp{TW, TE, TD, TP}"/> (nothing past the last row
+    /// of the last token group): the launch's own warp, or one of the work items a grid-synced launch's warps loop over
+    /// (<see cref="LayerTailBodies"/>).</summary>
+    public static void LinearWarpAt<TW, TE, TD, TP>(int warp, ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<float> y, int rows, int cols, int tokens,
+        L2Prefetch prefetch)
+        where TW : struct, IWeightFormat
+        where TE : struct, IEpilogue
+        where TD : struct, IRowChunks
+        where TP : struct, IRowPrefetch
     {
-        int warp = (Grid.IdxX * Group.DimX + Group.IdxX) / Warp.WarpSize;
         int lane = Warp.LaneIdx;
         int groups = (tokens + WarpTokens - 1) / WarpTokens;
         if (warp >= rows * groups) return; // uniform across the warp
@@ -154,6 +166,7 @@ public static class DenseKernelBodies
         // a chunk-at-a-time remainder took one per chunk.
         int step = default(TD).PerLane * Warp.WarpSize;
         int whole = chunks / step * step;
+        if (default(TP).PullsOwnRows) prefetch.IssueRow(row, step, chunks, lane); // the later steps' lines, before the first step's loads
         var sums = default(WarpTokenSums);
         int c = lane;
         for (; c - lane < whole; c += step) // c - lane: the step's first chunk, uniform across the warp
@@ -171,7 +184,7 @@ public static class DenseKernelBodies
         if (has3) default(TE).Write(y, (long)(t0 + 3) * rows + n, total.A3);
     }
 
-    /// <summary>The dot products of a warp's tokens in one lane of <see cref="LinearWarp{TW, TE, TD}"/>.</summary>
+    /// <summary>The dot products of a warp's tokens in one lane of <see cref="LinearWarp{TW, TE, TD, TP}"/>.</summary>
     private struct WarpTokenSums : ILaneSums<WarpTokenSums>
     {
         public float A0, A1, A2, A3;

@@ -19,6 +19,17 @@ public enum DenseSchedule
     Serial,
 }
 
+/// <summary>How a decode step's dense stages between two attention launches are launched (warp schedule, few tokens).</summary>
+public enum DecodeLaunches
+{
+    /// <summary>A launch per stage: o_proj, norm+gate|up+SwiGLU, down_proj, the next layer's norm+qkv+rope.</summary>
+    PerStage,
+
+    /// <summary>The four in one launch whose groups meet at a grid barrier between stages (<see cref="LayerTailBodies"/>):
+    /// two launches per layer instead of five.</summary>
+    GridSynced,
+}
+
 /// <summary>A weight matrix on the device: <c>[Rows, Cols]</c> row-major, f32 or f16, as 16-byte chunks.</summary>
 public sealed class DeviceMatrix : IDisposable
 {
@@ -84,17 +95,21 @@ public sealed class DenseKernels
 
     private readonly Accelerator _accelerator;
     private readonly int _elementwiseThreads;
-    private readonly Dictionary<(string, Type, Type?, Type?), Delegate> _kernels = new();
+    private readonly Dictionary<(string, Type, Type?, Type?, Type?), Delegate> _kernels = new();
     private long _launches;
 
     /// <param name="tensorCores">Run the f16 projections of <see cref="TensorCoreMinTokens"/> tokens or more on tensor cores
     /// (<see cref="TensorCoreBodies"/>) on the warp schedule.</param>
-    /// <param name="weightPrefetch">How much of the next projection's weights a warp matvec pulls into L2, and when (<see cref="L2Prefetch"/>); null: none.</param>
+    /// <param name="weightPrefetch">What a warp matvec pulls into L2 ahead of its loads: the next projection's first weights, its own rows, or both (<see cref="L2Prefetch"/>); null: none.</param>
     /// <param name="fusedLaunch">Group size and register cap of the fused decode matvec; null: <see cref="FusedMatvecLaunch.Default"/>.</param>
+    /// <param name="decodeLaunches">Whether a decode step's dense stages between attention launches are one grid-synced
+    /// launch (<see cref="DecodeLaunches.GridSynced"/>, the warp schedule only) or a launch each.</param>
     public DenseKernels(Accelerator accelerator, DenseSchedule schedule = DenseSchedule.Auto, MatvecDepth? depth = null, bool tensorCores = false,
-        WeightPrefetch? weightPrefetch = null, FusedMatvecLaunch? fusedLaunch = null)
+        WeightPrefetch? weightPrefetch = null, FusedMatvecLaunch? fusedLaunch = null, DecodeLaunches decodeLaunches = DecodeLaunches.PerStage)
     {
         _accelerator = accelerator;
+        DecodeLaunches = decodeLaunches;
+        GridBarrierSpinLimit = accelerator is CPUAccelerator ? 1 << 28 : 1 << 22;
         WeightPrefetch = weightPrefetch?.Validated();
         FusedLaunch = (fusedLaunch ?? FusedMatvecLaunch.Default).Validated();
         TensorCores = tensorCores;
@@ -117,11 +132,17 @@ public sealed class DenseKernels
     /// <summary>Weight chunks per lane per step of the warp schedule's matvecs.</summary>
     public MatvecDepth Depth { get; }
 
-    /// <summary>How much of the next projection's weights a warp matvec pulls into L2, and when (<see cref="L2Prefetch"/>); null: none.</summary>
+    /// <summary>What a warp matvec pulls into L2 ahead of its loads: the next projection's first weights, its own rows, or both (<see cref="L2Prefetch"/>); null: none.</summary>
     public WeightPrefetch? WeightPrefetch { get; }
+
+    /// <summary>Whether the warp matvecs pull their own rows into L2 (the <see cref="OwnRowPrefetch"/> kernels).</summary>
+    private bool PullsOwnRows => WeightPrefetch?.OwnRows == true;
 
     /// <summary>Warps per group and register cap of the fused decode matvec (<see cref="FusedMatvecLaunch"/>).</summary>
     public FusedMatvecLaunch FusedLaunch { get; }
+
+    /// <summary>How a decode step's dense stages between attention launches are launched (<see cref="LayerTail{TKv}"/>).</summary>
+    public DecodeLaunches DecodeLaunches { get; }
 
     /// <summary>Warps per SM that pull the next weights, at the end or the start of a matvec's grid: about one wave (an
     /// H200 SM holds 20 warps of the 96-register fused matvec).</summary>
@@ -140,10 +161,12 @@ public sealed class DenseKernels
     public bool FusesFewTokens(int tokens) => tokens <= FusedMaxTokens;
 
     /// <summary>The kernel <paramref name="name"/> (compiled on first use), counted as one launch: call it right away.
-    /// Its type arguments are part of the key (<paramref name="variant"/>: the matvec depth), so a launch builds no string.</summary>
-    private TDelegate Get<TDelegate>(string name, Type format, Type? epilogue, Func<TDelegate> load, Type? variant = null) where TDelegate : Delegate
+    /// Its type arguments are part of the key (<paramref name="variant"/>: the matvec depth; <paramref name="prefetch"/>:
+    /// its <see cref="IRowPrefetch"/>), so a launch builds no string.</summary>
+    private TDelegate Get<TDelegate>(string name, Type format, Type? epilogue, Func<TDelegate> load, Type? variant = null, Type? prefetch = null)
+        where TDelegate : Delegate
     {
-        var key = (name, format, epilogue, variant);
+        var key = (name, format, epilogue, variant, prefetch);
         if (!_kernels.TryGetValue(key, out var kernel))
         {
             kernel = load();
@@ -265,11 +288,21 @@ public sealed class DenseKernels
         where TE : struct, IEpilogue
         where TD : struct, IRowChunks
     {
+        if (PullsOwnRows) LinearWarp<TW, TE, TD, OwnRowPrefetch>(xv, tokens, w, y, next);
+        else LinearWarp<TW, TE, TD, NoRowPrefetch>(xv, tokens, w, y, next);
+    }
+
+    private void LinearWarp<TW, TE, TD, TP>(ArrayView<Vec4> xv, int tokens, DeviceMatrix w, ArrayView<float> y, DeviceMatrix? next)
+        where TW : struct, IWeightFormat
+        where TE : struct, IEpilogue
+        where TD : struct, IRowChunks
+        where TP : struct, IRowPrefetch
+    {
         var kernel = Get("linear-warp", typeof(TW), typeof(TE), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int,
-            L2Prefetch>(DenseKernelBodies.LinearWarp<TW, TE, TD>), typeof(TD));
+            L2Prefetch>(DenseKernelBodies.LinearWarp<TW, TE, TD, TP>), typeof(TD), typeof(TP));
         long warps = (long)w.Rows * ((tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens);
         int groups = (int)((warps + WarpsPerGroup - 1) / WarpsPerGroup);
-        kernel(new KernelConfig(groups, WarpsPerGroup * _accelerator.WarpSize), w.View, xv, y, w.Rows, w.Cols, tokens, Prefetch(next, warps));
+        kernel(new KernelConfig(groups, WarpsPerGroup * _accelerator.WarpSize), w.View, xv, y, w.Rows, w.Cols, tokens, Prefetch(w, next, warps));
     }
 
     private void LinearMma<TE>(ArrayView<Vec4> xv, int tokens, DeviceMatrix w, ArrayView<float> y, int kSplit = 0)
@@ -531,28 +564,174 @@ public sealed class DenseKernels
         where TO : struct, IProjectionOutput
         where TD : struct, IRowChunks
     {
+        if (PullsOwnRows) NormLinearWarp<TW, TO, TD, OwnRowPrefetch>(x, xRows, tokens, g, eps, w, output, next);
+        else NormLinearWarp<TW, TO, TD, NoRowPrefetch>(x, xRows, tokens, g, eps, w, output, next);
+    }
+
+    private void NormLinearWarp<TW, TO, TD, TP>(ArrayView<float> x, ArrayView<int> xRows, int tokens, ArrayView<float> g, float eps, DeviceMatrix w, TO output,
+        DeviceMatrix? next)
+        where TW : struct, IWeightFormat
+        where TO : struct, IProjectionOutput
+        where TD : struct, IRowChunks
+        where TP : struct, IRowPrefetch
+    {
         var launch = FusedLaunch;
         var kernel = Get("norm-linear-warp", typeof(TW), typeof(TO), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<int>,
-            ArrayView<Vec4>, TO, int, int, float, L2Prefetch>(FusedKernelBodies.NormLinearWarp<TW, TO, TD>, launch.MaxRegisters), typeof(TD));
+            ArrayView<Vec4>, TO, int, int, float, L2Prefetch>(FusedKernelBodies.NormLinearWarp<TW, TO, TD, TP>, launch.MaxRegisters), typeof(TD), typeof(TP));
         long warps = (long)output.Units * ((tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens);
         int groups = (int)((warps + launch.WarpsPerGroup - 1) / launch.WarpsPerGroup);
         kernel(new KernelConfig(groups, launch.WarpsPerGroup * _accelerator.WarpSize), w.View, x.Cast<Vec4>(), xRows, g.Cast<Vec4>(), output, w.Cols, tokens, eps,
-            Prefetch(next, warps));
+            Prefetch(w, next, warps));
     }
 
+    // ---------------------------------------------------------------- a layer's tail in one grid-synced launch
+
+    /// <summary>Polls of a <see cref="GridBarrier"/> before it gives up: seconds on a GPU (an L2 atomic each), and
+    /// more on the CPU accelerator, whose groups are OS threads the scheduler may leave waiting.</summary>
+    internal int GridBarrierSpinLimit { get; set; }
+
+    private MemoryBuffer1D<int, Stride1D.Dense>? _barrierState;   // [GridBarrier.StateLength]
+    private readonly Dictionary<(Type, Type, int, int, int, bool), (Delegate Launch, int Resident)> _tails = new();
+
+    /// <summary>Whether a step of <paramref name="tokens"/> tokens runs each layer's tail as one grid-synced launch
+    /// (<see cref="LayerTail{TKv}"/>): asked for, the warp schedule, 32-lane warps, and no more tokens than one warp
+    /// carries (<see cref="DenseKernelBodies.WarpTokens"/>), where the per-stage launches run the same warp kernels
+    /// (from 5 tokens o_proj and down_proj are the batched projection).</summary>
+    public bool RunsLayerTail(int tokens) =>
+        DecodeLaunches == DecodeLaunches.GridSynced && Schedule == DenseSchedule.Warp && _accelerator.WarpSize == 32
+        && tokens is > 0 and <= DenseKernelBodies.WarpTokens;
+
+    /// <summary>Groups of a grid-synced launch that <see cref="LayerTail{TKv}"/> would run for the given widest stage:
+    /// every group resident at once (the CUDA occupancy of the compiled kernel on each SM; one per multiprocessor on the
+    /// CPU accelerator, which runs a multiprocessor's groups one after another), at most one warp per work item.</summary>
+    public int GridSyncedGroups(int residentPerMultiprocessor, long workItems) =>
+        (int)Math.Max(1, Math.Min((long)_accelerator.NumMultiprocessors * residentPerMultiprocessor, (workItems + WarpsPerGroup - 1) / WarpsPerGroup));
+
     /// <summary>
-    /// What a warp matvec of <paramref name="warps"/> warps pulls into L2 for <paramref name="next"/>: its first
-    /// <see cref="WeightPrefetch"/> bytes (whole 128-byte lines), split between <see cref="PrefetchWarpsPerSm"/> warps
-    /// per SM at the grid's end or start. None when off or when there is no next projection.
+    /// A layer's dense work after its attention and the next layer's before its attention, one launch
+    /// (<see cref="LayerTailBodies"/>): x += attn · Woᵀ; act = SwiGLU(norm(x) · Wgate|upᵀ); x += act · Wdownᵀ; then, unless
+    /// <paramref name="next"/> is null, the next layer's q, k, v = rope(norm(x) · Wqkvᵀ). The same per-warp kernels as
+    /// <see cref="Linear"/>, <see cref="NormGateUpSwiGlu"/> and <see cref="NormQkvRope{TKv}"/>, so the same results.
     /// </summary>
-    private L2Prefetch Prefetch(DeviceMatrix? next, long warps)
+    /// <param name="attention">[tokens, heads · head_dim] f32</param>
+    /// <param name="x">[tokens, hidden] f32 residual stream</param>
+    /// <param name="rows">[tokens] 0, 1, 2, …</param>
+    /// <param name="postNorm">[hidden] f32</param>
+    /// <param name="act">[tokens, intermediate] f32 scratch</param>
+    /// <param name="afterLast">Without a next layer, the matrix that runs after the tail (the LM head), for the L2 prefetch.</param>
+    public void LayerTail<TKv>(ArrayView<float> attention, int tokens, DeviceMatrix o, ArrayView<float> x, ArrayView<int> rows, ArrayView<float> postNorm,
+        float eps, DeviceMatrix gateUp, SwiGluOutput act, DeviceMatrix down, LayerTailNext<TKv>? next, DeviceMatrix? afterLast = null)
+        where TKv : struct, IKvRowTarget
     {
-        if (next is null || WeightPrefetch is not { } prefetch) return L2Prefetch.None;
-        long lines = Math.Min(next.Bytes, prefetch.Bytes) / L2Prefetch.LineBytes;
-        if (lines == 0) return L2Prefetch.None;
+        if (!RunsLayerTail(tokens))
+            throw new InvalidOperationException($"LayerTail: {tokens} tokens on the {Schedule.ToString().ToLowerInvariant()} schedule with {DecodeLaunches} launches: check RunsLayerTail first");
+        int hidden = o.Rows;
+        if (gateUp.Rows != 2 * act.Intermediate || down.Rows != hidden || down.Cols != act.Intermediate || gateUp.Cols != hidden || o.Dtype != gateUp.Dtype || down.Dtype != o.Dtype)
+            throw new ArgumentException($"LayerTail: o [{o.Rows}, {o.Cols}], gate|up [{gateUp.Rows}, {gateUp.Cols}] and down [{down.Rows}, {down.Cols}] do not make a layer of hidden {hidden} and intermediate {act.Intermediate} in one dtype");
+        if (next is { } n && (n.Qkv.Rows != n.Output.Rows || n.Qkv.Cols != hidden || n.Qkv.Dtype != o.Dtype))
+            throw new ArgumentException($"LayerTail: the next qkv matrix [{n.Qkv.Rows}, {n.Qkv.Cols}] does not fit {n.Output.Rows} rows of hidden {hidden}");
+
+        int tokenGroups = (tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens;
+        long oItems = (long)hidden * tokenGroups, mlpItems = (long)act.Units * tokenGroups, qkvItems = next is { } q ? (long)q.Output.Units * tokenGroups : 0;
+        var (launch, resident) = LoadLayerTail<TKv>(o.Dtype);
+        int groups = GridSyncedGroups(resident, Math.Max(Math.Max(oItems, mlpItems), qkvItems));
+        _barrierState ??= _accelerator.Allocate1D(new int[GridBarrier.StateLength]);
+        var args = new LayerTailArgs<TKv>
+        {
+            Attention = attention.Cast<Vec4>(),
+            O = o.View,
+            X = x,
+            Rows = rows,
+            PostNorm = postNorm.Cast<Vec4>(),
+            GateUp = gateUp.View,
+            Act = act,
+            Down = down.View,
+            NextInputNorm = next is { } a ? a.InputNorm.Cast<Vec4>() : postNorm.Cast<Vec4>(),
+            NextQkv = next is { } b ? b.Qkv.View : o.View,
+            NextQkvOut = next is { } c ? c.Output : default,
+            HasNext = next is null ? 0 : 1,
+            Hidden = hidden,
+            QueryDim = o.Cols,
+            Tokens = tokens,
+            Eps = eps,
+            OPrefetch = Prefetch(o, gateUp, oItems),
+            GateUpPrefetch = Prefetch(gateUp, down, mlpItems),
+            DownPrefetch = Prefetch(down, next?.Qkv ?? afterLast, oItems),
+            QkvPrefetch = next is { } d ? Prefetch(d.Qkv, d.After, qkvItems) : L2Prefetch.None,
+            Barrier = new GridBarrier
+            {
+                State = _barrierState.View, Groups = groups, SpinLimit = GridBarrierSpinLimit,
+                WordAddress = _barrierState.NativePtr.ToInt64() + GridBarrier.Word * sizeof(int),
+            },
+        };
+        _launches++;
+        launch(_accelerator.DefaultStream, new KernelConfig(groups, WarpsPerGroup * _accelerator.WarpSize), args);
+    }
+
+    /// <summary>Fails when a grid barrier of the launches so far gave up waiting (its groups were not all resident: a
+    /// wrong result, not a hang), and clears the state for the next launch. Synchronizes.</summary>
+    /// <exception cref="InvalidOperationException">A barrier gave up.</exception>
+    public void CheckGridBarriers()
+    {
+        if (_barrierState is null) return;
+        _accelerator.Synchronize();
+        var state = _barrierState.GetAsArray1D();
+        if (state[GridBarrier.GaveUp] == 0) return;
+        _barrierState.MemSetToZero();
+        _accelerator.Synchronize();
+        throw new InvalidOperationException($"a grid-synced layer tail's barrier gave up waiting on {_accelerator.Name}: its groups were not all " +
+            "resident at once (another process on the GPU, or an occupancy estimate this device does not keep), so that step's results are wrong. " +
+            "Run with the per-stage launches (ModelOptions.DecodeLaunches = PerStage; si --decode-launches per-stage).");
+    }
+
+    /// <summary>The layer-tail kernel for <paramref name="dtype"/> weights, <typeparamref name="TKv"/> cache rows and this
+    /// instance's depths and prefetch (compiled on first use), and how many of its groups an SM holds at once.</summary>
+    private (Action<AcceleratorStream, KernelConfig, LayerTailArgs<TKv>> Launch, int Resident) LoadLayerTail<TKv>(WeightDtype dtype)
+        where TKv : struct, IKvRowTarget
+    {
+        bool ownRows = PullsOwnRows;
+        var key = (dtype == WeightDtype.F16 ? typeof(F16Weights) : typeof(F32Weights), typeof(TKv), Depth.Linear, Depth.FusedPerRow, Depth.QkvPerRow, ownRows);
+        if (!_tails.TryGetValue(key, out var tail))
+        {
+            var body = typeof(LayerTailBodies).GetMethod(nameof(LayerTailBodies.LayerTail))!.MakeGenericMethod(
+                key.Item1, typeof(TKv), RowChunksType(Depth.Linear), RowChunksType(Depth.FusedPerRow), RowChunksType(Depth.QkvPerRow),
+                ownRows ? typeof(OwnRowPrefetch) : typeof(NoRowPrefetch));
+            var kernel = _accelerator.LoadKernel(_accelerator.CompileKernel(ILGPU.Backends.EntryPoints.EntryPointDescription.FromExplicitlyGroupedKernel(body)));
+            var typed = kernel.CreateLauncherDelegate<Action<AcceleratorStream, KernelConfig, LayerTailArgs<TKv>>>();
+            int resident = _accelerator is CPUAccelerator ? 1 : Math.Max(1, _accelerator.EstimateMaxActiveGroupsPerMultiprocessor(kernel, WarpsPerGroup * _accelerator.WarpSize, 0));
+            tail = (typed, resident);
+            _tails[key] = tail;
+        }
+
+        return ((Action<AcceleratorStream, KernelConfig, LayerTailArgs<TKv>>)tail.Launch, tail.Resident);
+    }
+
+    private static Type RowChunksType(int perLane) => perLane switch { 2 => typeof(TwoChunks), 4 => typeof(FourChunks), _ => typeof(EightChunks) };
+
+    /// <summary>
+    /// What a warp matvec of <paramref name="warps"/> warps over <paramref name="w"/> pulls into L2: each warp's own rows
+    /// past its first step (<see cref="WeightPrefetch.OwnRows"/>), and <paramref name="next"/>'s first
+    /// <see cref="WeightPrefetch.Bytes"/> (whole 128-byte lines), split between <see cref="PrefetchWarpsPerSm"/> warps
+    /// per SM at the grid's end or start. None when off; nothing of the next matrix when there is none.
+    /// </summary>
+    private L2Prefetch Prefetch(DeviceMatrix w, DeviceMatrix? next, long warps)
+    {
+        if (WeightPrefetch is not { } prefetch) return L2Prefetch.None;
+        var pull = L2Prefetch.None;
+        if (prefetch.OwnRows) pull.Own = w.Buffer.NativePtr.ToInt64();
+        long lines = next is null ? 0 : Math.Min(next.Bytes, prefetch.Bytes) / L2Prefetch.LineBytes;
+        if (lines == 0) return pull;
         long sharers = Math.Min(warps, (long)_accelerator.NumMultiprocessors * PrefetchWarpsPerSm);
         long first = prefetch.At == PrefetchPoint.End ? warps - sharers : 0;
-        return new L2Prefetch { Next = next.Buffer.NativePtr.ToInt64(), Lines = lines, FirstWarp = (int)first, EndWarp = (int)(first + sharers),
-            AtStart = prefetch.At == PrefetchPoint.Start ? 1 : 0 };
+        pull.Next = next!.Buffer.NativePtr.ToInt64();
+        pull.Lines = lines;
+        (pull.FirstWarp, pull.EndWarp) = ((int)first, (int)(first + sharers));
+        pull.AtStart = prefetch.At == PrefetchPoint.Start ? 1 : 0;
+        return pull;
     }
 }
+
+/// <summary>The next layer's part of a <see cref="DenseKernels.LayerTail{TKv}"/>: its input norm ([hidden] f32), its qkv
+/// matrix and where q, k and v go, and the matrix after it (its o_proj), whose first weights the L2 prefetch may pull.</summary>
+public readonly record struct LayerTailNext<TKv>(ArrayView<float> InputNorm, DeviceMatrix Qkv, RopeSplitOutput<TKv> Output, DeviceMatrix? After)
+    where TKv : struct, IKvRowTarget;

@@ -12,7 +12,7 @@ namespace SpecializedInference.Kernels.Dense;
 ///   a       = silu(norm(x) · Wgateᵀ) * (norm(x) · Wupᵀ)   NormLinearWarp&lt;SwiGluOutput&gt;  (was RmsNorm, Linear, SwiGlu)
 ///   logits  = norm(x[rows]) · Wheadᵀ             NormLinearWarp&lt;RowPairOutput&gt;  (was RmsNorm, Linear)
 /// </code>
-/// The warp-per-row matvec of <see cref="DenseKernelBodies.LinearWarp{TW, TE, TD}"/>, with two changes:
+/// The warp-per-row matvec of <see cref="DenseKernelBodies.LinearWarp{TW, TE, TD, TP}"/>, with two changes:
 /// <list type="bullet">
 /// <item><b>Norm prologue, without a prologue.</b> norm(x)·wᵀ = (Σ_k w_k g_k x_k) / rms(x). The 1/rms factor moves to
 /// the end, and rms(x) needs Σ x², which is made of exactly the activations the warp's lanes load anyway for the dot
@@ -43,15 +43,27 @@ public static class FusedKernelBodies
     /// <param name="xRows">[tokens] which row of x each token reads (the identity in the layers; the logits rows for the head)</param>
     /// <param name="g">[cols] f32 as Vec4: the RMSNorm weight</param>
     /// <param name="output">where the unit's rows go (see <see cref="IProjectionOutput"/>)</param>
-    /// <param name="prefetch">the next projection's weights the grid's first or last warps pull into L2 (<see cref="L2Prefetch"/>)</param>
-    public static void NormLinearWarp<TW, TO, TD>(ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<int> xRows, ArrayView<Vec4> g,
+    /// <param name="prefetch">the next projection's weights the grid's first or last warps pull into L2, and under
+    /// <typeparamref name="TP"/> this matrix's address for the warp's own rows (<see cref="L2Prefetch"/>)</param>
+    public static void NormLinearWarp<TW, TO, TD, TP>(ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<int> xRows, ArrayView<Vec4> g,
         TO output, int cols, int tokens, float eps, L2Prefetch prefetch)
         where TW : struct, IWeightFormat
         where TO : struct, IProjectionOutput
         where TD : struct, IRowChunks
+        where TP : struct, IRowPrefetch
+        => NormLinearWarpAt<TW, TO, TD, TP>((Grid.IdxX * Group.DimX + Group.IdxX) / Warp.WarpSize, w, x, xRows, g, output, cols, tokens, eps, prefetch);
+
+    /// <summary>Warp <paramref name="warp"/>'s share of <see cref="NormLinearWarp{TW, TO, TD, TP}"/> (nothing past the last
+    /// unit of the last token group): the launch's own warp, or one of the work items a grid-synced launch's warps loop
+    /// over (<see cref="LayerTailBodies"/>).</summary>
+    public static void NormLinearWarpAt<TW, TO, TD, TP>(int warp, ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<int> xRows, ArrayView<Vec4> g,
+        TO output, int cols, int tokens, float eps, L2Prefetch prefetch)
+        where TW : struct, IWeightFormat
+        where TO : struct, IProjectionOutput
+        where TD : struct, IRowChunks
+        where TP : struct, IRowPrefetch
     {
         const int warpTokens = DenseKernelBodies.WarpTokens;
-        int warp = (Grid.IdxX * Group.DimX + Group.IdxX) / Warp.WarpSize;
         int lane = Warp.LaneIdx;
         int tokenGroups = (tokens + warpTokens - 1) / warpTokens;
         if (warp >= output.Units * tokenGroups) return; // uniform across the warp
@@ -80,6 +92,12 @@ public static class FusedKernelBodies
         // steps ends with one more step whose overrunning lanes reload the row's last chunk (one round trip).
         int step = default(TD).PerLane * Warp.WarpSize;
         int whole = chunks / step * step;
+        if (default(TP).PullsOwnRows)
+        {
+            // Both rows' later steps, before the first step's loads.
+            prefetch.IssueRow(rowA, step, chunks, lane);
+            prefetch.IssueRow(rowB, step, chunks, lane);
+        }
         var sums = default(GroupSums);
         int c = lane;
         for (; c - lane < whole; c += step) // c - lane: the step's first chunk, uniform across the warp
@@ -103,7 +121,7 @@ public static class FusedKernelBodies
     /// <summary>
     /// The serial schedule's fused projection (ILGPU's CPU accelerator): each of <paramref name="stride"/> threads
     /// computes whole units, both rows for one token at a time, accumulating the token's Σ x² beside the dot products
-    /// as <see cref="NormLinearWarp{TW, TO, TD}"/> does. Fusing pays there for another reason than on a GPU: every launch
+    /// as <see cref="NormLinearWarp{TW, TO, TD, TP}"/> does. Fusing pays there for another reason than on a GPU: every launch
     /// on the CPU accelerator wakes every OS thread it has started for its largest group so far (5 ms a launch once a
     /// 128-thread group has run, on 2 cores), and recomputing Σ x² per unit costs far less for a few tokens.
     /// </summary>
@@ -142,7 +160,7 @@ public static class FusedKernelBodies
         }
     }
 
-    /// <summary>Which tokens a warp of <see cref="NormLinearWarp{TW, TO, TD}"/> carries, and where each one's x row starts (Vec4).</summary>
+    /// <summary>Which tokens a warp of <see cref="NormLinearWarp{TW, TO, TD, TP}"/> carries, and where each one's x row starts (Vec4).</summary>
     private struct TokenGroup
     {
         public long X0, X1, X2, X3;
@@ -205,7 +223,7 @@ public static class FusedKernelBodies
         }
     }
 
-    /// <summary>One token's running sums in a lane of <see cref="NormLinearWarp{TW, TO, TD}"/>: A = Σ w_A∘g·x,
+    /// <summary>One token's running sums in a lane of <see cref="NormLinearWarp{TW, TO, TD, TP}"/>: A = Σ w_A∘g·x,
     /// B = Σ w_B∘g·x, S = Σ x².</summary>
     private struct TokenSums : ILaneSums<TokenSums>
     {
@@ -247,7 +265,7 @@ public static class FusedKernelBodies
 /// <summary>
 /// A fused projection's pair epilogue: which two weight rows one warp (one thread on the serial schedule) computes
 /// together (a unit) and where their values go. A struct type parameter of
-/// <see cref="FusedKernelBodies.NormLinearWarp{TW, TO, TD}"/> and <see cref="FusedKernelBodies.NormLinearSerial{TW, TO}"/>,
+/// <see cref="FusedKernelBodies.NormLinearWarp{TW, TO, TD, TP}"/> and <see cref="FusedKernelBodies.NormLinearSerial{TW, TO}"/>,
 /// passed by value with its output views. Every unit is a pair, even where no element-wise step combines the two (the LM head):
 /// the pair shares each lane's loads of x and g between two weight chunks, which keeps the L1 traffic per weight
 /// byte at the unfused matvec's (w 16 B + g 32 B + x 32 B per 16 B chunk would be 5× the weight bytes alone; a

@@ -1,7 +1,7 @@
 namespace SpecializedInference.Kernels.Dense;
 
 /// <summary>
-/// How the fused decode matvec (<see cref="FusedKernelBodies.NormLinearWarp{TW, TO, TD}"/>: qkv, gate|up, the LM head)
+/// How the fused decode matvec (<see cref="FusedKernelBodies.NormLinearWarp{TW, TO, TD, TP}"/>: qkv, gate|up, the LM head)
 /// is launched: warps per thread group and a cap on registers per thread (CUDA).
 /// <para>Why it matters: a warp takes one row pair, and its grid is a whole number of waves only by chance. At 96
 /// registers an H200 SM holds 5 groups of 4 warps, 20 warps: TinyLlama's gate|up (5632 warps) is 2.13 waves, so its last

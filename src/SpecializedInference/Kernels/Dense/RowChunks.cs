@@ -8,8 +8,8 @@ namespace SpecializedInference.Kernels.Dense;
 /// matvecs (TinyLlama's qkv is 10 MB over 1280 warps, 4 KB per row) are chains of those round trips rather than
 /// bandwidth-bound streams; the 8B shape's large ones are bandwidth-bound either way.
 /// </summary>
-/// <param name="Linear">Chunks per lane per step of <see cref="DenseKernelBodies.LinearWarp{TW, TE, TD}"/> (one row per warp): 2, 4 or 8.</param>
-/// <param name="FusedPerRow">Chunks per lane per step of each of the two rows of <see cref="FusedKernelBodies.NormLinearWarp{TW, TO, TD}"/>: 2, 4 or 8.</param>
+/// <param name="Linear">Chunks per lane per step of <see cref="DenseKernelBodies.LinearWarp{TW, TE, TD, TP}"/> (one row per warp): 2, 4 or 8.</param>
+/// <param name="FusedPerRow">Chunks per lane per step of each of the two rows of <see cref="FusedKernelBodies.NormLinearWarp{TW, TO, TD, TP}"/>: 2, 4 or 8.</param>
 /// <param name="Qkv">The fused qkv projection's own <paramref name="FusedPerRow"/>; null: the same. A small model's qkv
 /// grid is under one wave at any depth (TinyLlama: 1280 warps, 9.7 per SM; 165 registers at depth 4 still fit 12), so a
 /// deeper step halves its round trips at no cost in waves, where its gate|up (5632 warps) would go from 2.1 waves to 3.6.</param>

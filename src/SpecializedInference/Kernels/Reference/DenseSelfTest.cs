@@ -11,7 +11,8 @@ namespace SpecializedInference.Kernels.Reference;
 /// launch variant the engine can be told to pick. The matvec (<c>LinearWarp</c>) at 2, 4 and 8 chunks per lane per
 /// step; the fused norm → projection (<c>NormLinearWarp</c>) with the LM head's epilogue in groups of 4, 2 and 1
 /// warps (the last two capped at 88 registers, <see cref="FusedMatvecLaunch"/>) and with SwiGLU's while it pulls the
-/// next matrix into L2 at its end and at its start (<see cref="WeightPrefetch"/>); the batched projection for 2–16
+/// next matrix into L2 at its end and at its start, or its own rows and the next matrix (<see cref="WeightPrefetch"/>);
+/// the matvec pulling its own rows; a layer's tail as one grid-synced launch against its four launches; the batched projection for 2–16
 /// tokens with its columns split 1, 2 and 4 ways. 67 rows (an odd last row pair, a partial group) of 1320 columns
 /// (165 f16 chunks: whole load steps and a partial one at every depth), 1 to 12 tokens (partial token groups), the
 /// inputs' rows read in reverse, outputs poisoned with NaN or holding what they add to. Until this, these kernels were
@@ -40,12 +41,17 @@ public static class DenseSelfTest
             results.Add(Check("norm-linear", $"f16, 5 tok, groups of {launch.WarpsPerGroup} warps{(launch.MaxRegisters > 0 ? $", {launch.MaxRegisters} regs" : "")}",
                 () => NormLinear(kernels, rng, 5)));
         }
-        foreach (var prefetch in new[] { new WeightPrefetch(1 << 20, PrefetchPoint.End), new WeightPrefetch(1 << 20, PrefetchPoint.Start) })
+        foreach (var prefetch in new[] { new WeightPrefetch(1 << 20, PrefetchPoint.End), new WeightPrefetch(1 << 20, PrefetchPoint.Start),
+                     new WeightPrefetch(1 << 20, PrefetchPoint.End, OwnRows: true) })
         {
             var kernels = new DenseKernels(accelerator, DenseSchedule.Warp, weightPrefetch: prefetch);
-            results.Add(Check("norm-swiglu", $"f16, 2 tok, next into L2 at {prefetch.At.ToString().ToLowerInvariant()}",
-                () => NormGateUpSwiGlu(kernels, rng, 2)));
+            results.Add(Check("norm-swiglu", $"f16, 2 tok, L2 prefetch: {prefetch}", () => NormGateUpSwiGlu(kernels, rng, 2)));
         }
+        var ownRows = new DenseKernels(accelerator, DenseSchedule.Warp, weightPrefetch: WeightPrefetch.Rows);
+        results.Add(Check("matvec", "f16, 4 chunks/lane, 1 tok, y +=, L2 prefetch: own rows", () => Linear(ownRows, rng, WeightDtype.F16, 1, accumulate: true)));
+        var gridSynced = new DenseKernels(accelerator, DenseSchedule.Warp, decodeLaunches: DecodeLaunches.GridSynced);
+        foreach (int tokens in new[] { 1, 3 })
+            results.Add(Check("layer-tail", $"f16, {tokens} tok, one grid-synced launch vs the four launches", () => LayerTail(warp, gridSynced, rng, tokens)));
         foreach (var (dtype, tokens, split) in new[] { (WeightDtype.F16, 5, 2), (WeightDtype.F16, 12, 4), (WeightDtype.F32, 8, 1) })
             results.Add(Check("batched", $"{dtype.ToString().ToLowerInvariant()}, {tokens} tok, columns split {split}, y +=",
                 () => Batched(warp, rng, dtype, tokens, split)));
@@ -109,6 +115,61 @@ public static class DenseSelfTest
             }
 
         return DenseReference.RelativeError(expected, act.GetAsArray1D());
+    }
+
+    /// <summary>
+    /// A layer's tail (o_proj, gate|up + SwiGLU, down_proj, the next layer's qkv + rope) as one grid-synced launch
+    /// (<see cref="DenseKernels.LayerTail{TKv}"/>, its groups meeting at grid barriers: hundreds on a GPU) against the same
+    /// stages launched one by one (each checked against float64 above): the residual stream, the activation, q, k and v.
+    /// Hidden 264 (33 f16 chunks: a partial load step), 4/2 heads of 32, intermediate 72; positions 5, 9, 2. On a GPU its
+    /// widest stage (264 rows) spreads over 66 groups of 4 warps.
+    /// </summary>
+    private static double LayerTail(DenseKernels perStage, DenseKernels gridSynced, Random rng, int tokens)
+    {
+        const int hidden = 264, heads = 4, kvHeads = 2, headDim = 32, intermediate = 72, positions = 16;
+        const int queryDim = heads * headDim, kvDim = kvHeads * headDim, qkvRows = queryDim + 2 * kvDim;
+        var a = perStage.Accelerator;
+        using var o = WeightUpload.Matrix(a, Values(rng, hidden * queryDim), hidden, queryDim, WeightDtype.F16);              // [hidden, heads · head_dim]
+        using var gateUp = WeightUpload.Matrix(a, Values(rng, 2 * intermediate * hidden), 2 * intermediate, hidden, WeightDtype.F16); // [2 · intermediate, hidden]
+        using var down = WeightUpload.Matrix(a, Values(rng, hidden * intermediate), hidden, intermediate, WeightDtype.F16);    // [hidden, intermediate]
+        using var qkv = WeightUpload.Matrix(a, Values(rng, qkvRows * hidden), qkvRows, hidden, WeightDtype.F16);              // [q | k | v rows, hidden]
+        using var attn = a.Allocate1D(Values(rng, tokens * queryDim));                  // [tokens, heads · head_dim]
+        using var postNorm = a.Allocate1D(Values(rng, hidden, 1, offset: 1));           // [hidden]
+        using var inputNorm = a.Allocate1D(Values(rng, hidden, 1, offset: 1));          // [hidden]
+        using var rows = a.Allocate1D(Enumerable.Range(0, tokens).ToArray());           // [tokens]
+        using var pos = a.Allocate1D(new[] { 5, 9, 2 }[..tokens]);                      // [tokens]
+        using var cos = a.Allocate1D(Values(rng, positions * headDim / 2));             // [positions, head_dim / 2]
+        using var sin = a.Allocate1D(Values(rng, positions * headDim / 2));             // [positions, head_dim / 2]
+        var x0 = Values(rng, tokens * hidden, 3);
+        var results = new List<float[]>();
+        foreach (var kernels in new[] { perStage, gridSynced })
+        {
+            using var x = a.Allocate1D(x0);                                  // [tokens, hidden] residual stream
+            using var act = a.Allocate1D(Poison(tokens * intermediate));     // [tokens, intermediate]
+            using var q = a.Allocate1D(Poison(tokens * queryDim));           // [tokens, heads, head_dim]
+            using var k = a.Allocate1D(Poison(tokens * kvDim));              // [tokens, kv_heads, head_dim]
+            using var v = a.Allocate1D(Poison(tokens * kvDim));              // [tokens, kv_heads, head_dim]
+            using var h = a.Allocate1D(Poison(tokens * hidden));             // [tokens, hidden] the unfused path's scratch
+            using var wide = a.Allocate1D(Poison(tokens * qkvRows));         // [tokens, q | k | v] the unfused path's scratch
+            var swiGlu = new SwiGluOutput(act.View, intermediate);
+            var rope = new RopeSplitOutput<KvRows>(q.View, new KvRows(k.View, v.View, kvHeads, headDim), pos.View, cos.View, sin.View, heads, kvHeads, headDim);
+            if (kernels.RunsLayerTail(tokens))
+            {
+                kernels.LayerTail<KvRows>(attn.View, tokens, o, x.View, rows.View, postNorm.View, Eps, gateUp, swiGlu, down,
+                    new LayerTailNext<KvRows>(inputNorm.View, qkv, rope, After: o));
+                kernels.CheckGridBarriers();
+            }
+            else
+            {
+                kernels.Linear(attn.View, tokens, o, x.View, accumulate: true);
+                kernels.NormGateUpSwiGlu(x.View, rows.View, tokens, postNorm.View, Eps, gateUp, swiGlu, h.View, wide.View);
+                kernels.Linear(act.View, tokens, down, x.View, accumulate: true);
+                kernels.NormQkvRope(x.View, rows.View, tokens, inputNorm.View, Eps, qkv, rope, h.View, wide.View);
+            }
+            results.Add([.. x.GetAsArray1D(), .. act.GetAsArray1D(), .. q.GetAsArray1D(), .. k.GetAsArray1D(), .. v.GetAsArray1D()]);
+        }
+
+        return DenseReference.RelativeError(results[0].Select(f => (double)f).ToArray(), results[1]);
     }
 
     /// <summary>y += x · Wᵀ through the batched projection with <paramref name="split"/> warps per row-warp.</summary>

@@ -1,0 +1,105 @@
+using ILGPU;
+
+namespace SpecializedInference.Kernels.Dense;
+
+/// <summary>
+/// A decoder layer's dense work after its attention, and the next layer's before its attention, in one launch
+/// (<see cref="DecodeLaunches.GridSynced"/>): the launch's warps loop over each stage's work items (the warps of the
+/// per-stage launches, <see cref="DenseKernelBodies.LinearWarpAt{TW, TE, TD, TP}"/> and
+/// <see cref="FusedKernelBodies.NormLinearWarpAt{TW, TO, TD, TP}"/>, unchanged) and meet at a <see cref="GridBarrier"/>
+/// between stages, where the per-stage schedule ends a launch and starts the next.
+/// <code>
+///   x    += attn · Woᵀ                               o_proj
+///   ── grid barrier ──
+///   act   = silu(norm(x) · Wgateᵀ) ∘ (norm(x) · Wupᵀ)   gate|up + SwiGLU
+///   ── grid barrier ──
+///   x    += act · Wdownᵀ                             down_proj
+///   ── grid barrier ── (not after the last layer)
+///   q, k, v = rope(norm(x) · Wqkvᵀ) of the next layer, k and v into its cache
+/// </code>
+/// Why: at batch 1 a small model's step is a chain of short launches, each paying a launch and a ramp before its bytes
+/// count (TinyLlama: ~113 launches of 4–19 µs for a 509 µs weight-read floor, 1.28 ms a step on the H200). Per layer the
+/// step becomes two launches (attention, this) instead of five. Whether a barrier (one atomic round trip per group to
+/// L2 and a poll) costs less than the launch boundary it replaces is the GPU run's to say
+/// (<c>report --decode-launches grid-synced</c>).
+/// </summary>
+public static class LayerTailBodies
+{
+    /// <summary>
+    /// The layer tail (see the class). <typeparamref name="TL"/> is the load depth of o_proj's and down_proj's rows,
+    /// <typeparamref name="TF"/> of gate|up's, <typeparamref name="TQ"/> of the next qkv's (<see cref="MatvecDepth"/>).
+    /// </summary>
+    public static void LayerTail<TW, TKv, TL, TF, TQ, TP>(LayerTailArgs<TKv> a)
+        where TW : struct, IWeightFormat
+        where TKv : struct, IKvRowTarget
+        where TL : struct, IRowChunks
+        where TF : struct, IRowChunks
+        where TQ : struct, IRowChunks
+        where TP : struct, IRowPrefetch
+    {
+        int first = (Grid.IdxX * Group.DimX + Group.IdxX) / Warp.WarpSize;
+        int stride = Grid.DimX * Group.DimX / Warp.WarpSize;
+        int tokenGroups = (a.Tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens;
+        var x = a.X.Cast<Vec4>();                     // [tokens, hidden]
+        var act = a.Act.A.Cast<Vec4>();               // [tokens, intermediate]
+
+        // x += attn · Woᵀ: a row of o_proj per work item, as many items per token group.
+        for (int w = first; w < a.Hidden * tokenGroups; w += stride)
+            DenseKernelBodies.LinearWarpAt<TW, AddToOutput, TL, TP>(w, a.O, a.Attention, a.X, a.Hidden, a.QueryDim, a.Tokens, a.OPrefetch);
+        a.Barrier.Wait();
+
+        // act = silu(norm(x) · Wgateᵀ) ∘ (norm(x) · Wupᵀ): gate row j and up row j per work item.
+        for (int w = first; w < a.Act.Units * tokenGroups; w += stride)
+            FusedKernelBodies.NormLinearWarpAt<TW, SwiGluOutput, TF, TP>(w, a.GateUp, x, a.Rows, a.PostNorm, a.Act, a.Hidden, a.Tokens, a.Eps, a.GateUpPrefetch);
+        a.Barrier.Wait();
+
+        // x += act · Wdownᵀ
+        for (int w = first; w < a.Hidden * tokenGroups; w += stride)
+            DenseKernelBodies.LinearWarpAt<TW, AddToOutput, TL, TP>(w, a.Down, act, a.X, a.Hidden, a.Act.Intermediate, a.Tokens, a.DownPrefetch);
+        if (a.HasNext == 0) return;
+        a.Barrier.Wait();
+
+        // The next layer's q, k, v = rope(norm(x) · Wqkvᵀ): rows i and i + head_dim/2 of a head per work item.
+        for (int w = first; w < a.NextQkvOut.Units * tokenGroups; w += stride)
+            FusedKernelBodies.NormLinearWarpAt<TW, RopeSplitOutput<TKv>, TQ, TP>(w, a.NextQkv, x, a.Rows, a.NextInputNorm, a.NextQkvOut, a.Hidden, a.Tokens, a.Eps,
+                a.QkvPrefetch);
+    }
+}
+
+/// <summary>What <see cref="LayerTailBodies.LayerTail{TW, TKv, TL, TF, TQ, TP}"/> reads and writes: one layer's o_proj and
+/// MLP, the next layer's input norm and qkv (absent after the last layer), the step's activations.</summary>
+public struct LayerTailArgs<TKv>
+    where TKv : struct, IKvRowTarget
+{
+    /// <summary>[tokens, heads · head_dim] the layer's attention output</summary>
+    public ArrayView<Vec4> Attention;
+    /// <summary>[hidden, heads · head_dim] o_proj</summary>
+    public ArrayView<Bits128> O;
+    /// <summary>[tokens, hidden] the residual stream</summary>
+    public ArrayView<float> X;
+    /// <summary>[tokens] 0, 1, 2, …: each token's row of <see cref="X"/></summary>
+    public ArrayView<int> Rows;
+    /// <summary>[hidden] post_attention_layernorm</summary>
+    public ArrayView<Vec4> PostNorm;
+    /// <summary>[2 · intermediate, hidden] gate | up</summary>
+    public ArrayView<Bits128> GateUp;
+    /// <summary>silu(gate) · up into [tokens, intermediate]</summary>
+    public SwiGluOutput Act;
+    /// <summary>[hidden, intermediate] down_proj</summary>
+    public ArrayView<Bits128> Down;
+    /// <summary>[hidden] the next layer's input_layernorm</summary>
+    public ArrayView<Vec4> NextInputNorm;
+    /// <summary>[(heads + 2 kv_heads) · head_dim, hidden] the next layer's q | k | v</summary>
+    public ArrayView<Bits128> NextQkv;
+    /// <summary>Where the next layer's q, k and v go (k and v into its paged cache)</summary>
+    public RopeSplitOutput<TKv> NextQkvOut;
+    /// <summary>1: the next layer's qkv runs; 0: this is the last layer</summary>
+    public int HasNext;
+    public int Hidden;
+    public int QueryDim;
+    public int Tokens;
+    public float Eps;
+    /// <summary>What each stage's warps pull into L2 (<see cref="L2Prefetch"/>), over the stage's work items</summary>
+    public L2Prefetch OPrefetch, GateUpPrefetch, DownPrefetch, QkvPrefetch;
+    public GridBarrier Barrier;
+}

@@ -1,0 +1,122 @@
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using SpecializedInference.Accelerators;
+using SpecializedInference.Kernels;
+using SpecializedInference.Kernels.Dense;
+using SpecializedInference.Model;
+using SpecializedInference.Runtime;
+using SpecializedInference.Tests.Ordering;
+
+namespace SpecializedInference.Tests.Model;
+
+/// <summary>
+/// The grid-synced layer tail (<see cref="DecodeLaunches.GridSynced"/>, <see cref="LayerTailBodies"/>) and its
+/// <see cref="GridBarrier"/>. The default CPU accelerator has one multiprocessor, which runs a launch's groups one after
+/// another, so there the tail runs as one group; a simulated device with 3 multiprocessors runs 3 groups at once, which
+/// is what a GPU does and what the barrier is for.
+/// </summary>
+[CiSeconds(60)]
+public sealed class LayerTailTests(AcceleratorFixture fixture) : IClassFixture<AcceleratorFixture>
+{
+    private const int Rounds = 4, GroupThreads = 64;
+
+    /// <summary>Round r: each thread writes its slot, waits, reads the next group's slot (which that group wrote before
+    /// the barrier), waits again before the next round overwrites it; a wrong or stale value counts an error.</summary>
+    internal static void BarrierRounds(ArrayView<int> slots, ArrayView<int> errors, GridBarrier barrier)
+    {
+        int g = Grid.IdxX, t = Group.IdxX, groups = Grid.DimX;
+        int neighbour = (g + 1) % groups;
+        for (int r = 1; r <= Rounds; r++)
+        {
+            slots[g * GroupThreads + t] = r * 100_000 + g * GroupThreads + t;
+            barrier.Wait();
+            if (slots[neighbour * GroupThreads + t] != r * 100_000 + neighbour * GroupThreads + t) Atomic.Add(ref errors[0], 1);
+            barrier.Wait();
+        }
+    }
+
+    [Fact]
+    public void GridBarrierOrdersEveryGroupsWritesBeforeAnyGroupsReads()
+    {
+        using var handle = AcceleratorFactory.CreateCpu(device: new CPUDevice(32, GroupThreads / 32, 3));
+        var a = handle.Accelerator;
+        var kernel = a.LoadStreamKernel<ArrayView<int>, ArrayView<int>, GridBarrier>(BarrierRounds);
+        using var slots = a.Allocate1D(Enumerable.Repeat(-1, 3 * GroupThreads).ToArray());
+        using var errors = a.Allocate1D(new int[1]);
+        using var state = a.Allocate1D(new int[GridBarrier.StateLength]);
+        kernel(new KernelConfig(3, GroupThreads), slots.View, errors.View, new GridBarrier { State = state.View, Groups = 3, SpinLimit = 1 << 28 });
+        a.Synchronize();
+        Assert.Equal(0, errors.GetAsArray1D()[0]);
+        var s = state.GetAsArray1D();
+        Assert.Equal((0, 0), (s[GridBarrier.Word], s[GridBarrier.GaveUp]));   // an even number of flips of the top bit, none given up
+    }
+
+    /// <summary>Two groups on one multiprocessor never meet (the second starts when the first ends): the first group's
+    /// waits give up after their polls and flag it, and the launch ends instead of hanging.</summary>
+    [Fact]
+    public void AGridBarrierWhoseGroupsAreNotResidentGivesUpInsteadOfHanging()
+    {
+        var a = fixture.Accelerator;
+        Assert.Equal(1, a.NumMultiprocessors);
+        var kernel = a.LoadStreamKernel<ArrayView<int>, ArrayView<int>, GridBarrier>(BarrierRounds);
+        using var slots = a.Allocate1D(new int[2 * GroupThreads]);
+        using var errors = a.Allocate1D(new int[1]);
+        using var state = a.Allocate1D(new int[GridBarrier.StateLength]);
+        kernel(new KernelConfig(2, GroupThreads), slots.View, errors.View, new GridBarrier { State = state.View, Groups = 2, SpinLimit = 1000 });
+        a.Synchronize();
+        Assert.Equal(1, state.GetAsArray1D()[GridBarrier.GaveUp]);
+    }
+
+    public static TheoryData<int, WeightDtype, KvDtype> Devices() => new()
+    {
+        { 1, WeightDtype.F32, KvDtype.F32 },   // the fixture: the tail as one group
+        { 3, WeightDtype.F16, KvDtype.F16 },   // 3 multiprocessors: 3 groups meet at every barrier
+    };
+
+    /// <summary>
+    /// A random 2-layer model (GQA 4/2 heads of 16, hidden 64, intermediate 96: a tail with the next layer's qkv and the
+    /// last one without): a 5-token prefill of two sequences (per-stage launches in both: the tail serves up to 4
+    /// tokens), then decode steps of 1 and 2 tokens; on the fixture also with each warp's own rows in L2 and matvec depths
+    /// 8/4/8 (the tail kernel's other variants). The grid-synced runner runs two launches per layer where the per-stage
+    /// one runs five, and gives the same logits bit for bit: the same per-warp kernels on the same data.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Devices))]
+    public void GridSyncedLayerTailsGiveThePerStageLogitsBitForBit(int multiprocessors, WeightDtype weights, KvDtype kv)
+    {
+        using var own = multiprocessors == 1 ? null : AcceleratorFactory.CreateCpu(device: new CPUDevice(32, 32, multiprocessors));
+        var a = own?.Accelerator ?? fixture.Accelerator;
+        var config = new LlamaConfig(64, 4, 2, 16, 2, 96, 80, 1e-5, 64, 10000, RopeScaling.Default.Instance, false, 1, [2]);
+        var options = new ModelOptions(weights, kv) { DenseSchedule = DenseSchedule.Warp, MaxSeqLen = 32, NumKvBlocks = 12, KvBlockSize = 8 };
+        var variants = new[]
+        {
+            options with { DecodeLaunches = DecodeLaunches.GridSynced },
+            options with { DecodeLaunches = DecodeLaunches.GridSynced, WeightPrefetch = new WeightPrefetch(1 << 20, OwnRows: true), MatvecDepth = new MatvecDepth(8, 4, 8) },
+        };
+        var expected = Steps(a, config, options, out var perStage);
+        foreach (var variant in multiprocessors == 1 ? variants : variants[..1])
+        {
+            var actual = Steps(a, config, variant, out var gridSynced);
+            Assert.Equal(expected.Count, actual.Count);
+            for (int i = 0; i < expected.Count; i++)
+                Assert.True(expected[i].AsSpan().SequenceEqual(actual[i]), $"{variant.WeightPrefetch} {variant.MatvecDepth}: logits row {i} differs");
+            // Per decode step: the embedding, layer 0's qkv, a tail per layer (the per-stage runner: four launches per layer), the LM head.
+            Assert.Equal(perStage.Dense - (3 * config.NumHiddenLayers - 1), gridSynced.Dense);
+            Assert.Equal(perStage.AttentionCalls, gridSynced.AttentionCalls);
+        }
+    }
+
+    /// <summary>A prefill, then decode steps of 1 and 2 sequences; every logits row in order, and the last step's launches.</summary>
+    private static List<float[]> Steps(Accelerator a, LlamaConfig config, ModelOptions options, out StepLaunches lastDecode)
+    {
+        using var runner = new LlamaModelRunner(a, new RandomDeviceWeights(config, 11, std: 0.3), options);
+        var rows = new List<float[]>();
+        rows.AddRange(runner.Execute(new StepBatch([new SequenceChunk(0, [1, 5, 9], 0, [0], true), new SequenceChunk(1, [7, 3], 0, [1], true)], []))!.Select(r => r!));
+        rows.AddRange(runner.Execute(StepBatch.Of(new SequenceChunk(0, [12], 3, [0], true)))!.Select(r => r!));
+        rows.AddRange(runner.Execute(new StepBatch([new SequenceChunk(0, [4], 4, [0], true), new SequenceChunk(1, [60], 2, [1], true)], []))!.Select(r => r!));
+        lastDecode = runner.LastStepLaunches;
+        runner.Accelerator.Synchronize();
+        return rows;
+    }
+}
