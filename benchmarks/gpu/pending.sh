@@ -16,8 +16,9 @@
 #   3. contexts.txt   the B=1 decode at L = 16, 256, 1024 (one partition without a combine, two with, eight);
 #      tinyllama-decode.txt  TinyLlama's B=1 decode at L=256, clocked (its batch-1 step's attention);
 #      waves.txt      B=32 at L = 3840 and 4352: the large-batch grid in 9.7 and 11.0 waves against 4096's 10.3.
-#   4. report-e2e.md  `report --sections copy,e2e --decode-launches grid-synced --prefetch-weights rows,8,start:8
-#                     --fused-matvec-launch 2:88 --matvec-depths 4,2,4 --stage-times`: both
+#   4. report-e2e.md  `report --sections copy,e2e --decode-launches grid-synced --prefetch-weights rows --stage-times`
+#      and report-e2e-more.md (in the time left) `--sections e2e --prefetch-weights 8,start:8 --fused-matvec-launch
+#                     2:88 --matvec-depths 4,2,4`: both
 #                     preset models at batch 1/16/64, then at batch 1 with each layer's o_proj, MLP and the next layer's
 #                     qkv as one launch whose groups meet at grid barriers (DecodeLaunches.GridSynced: 2 launches per
 #                     layer instead of 5; TinyLlama's step 48 launches instead of 113), alone and with own rows (next);
@@ -27,9 +28,10 @@
 #                     the grid's end or start (L2Prefetch), and with the fused matvec in groups of 2 warps at 88 registers
 #                     (FusedMatvecLaunch: 22 warps per SM, TinyLlama's gate|up in 2 waves instead of 3), and with
 #                     the qkv matvec alone at depth 4 (MatvecDepth.Qkv: half the round trips, still one wave for TinyLlama).
-#                     --stage-times: each batch-1 row run again with a CUDA event before every stage of its decode
-#                     steps (StageTimeline): qkv, attention, o_proj, gate|up, down per layer, LM head, argmax, in the step
-#                     as it runs, caches warm, so which kernels the L2 prefetch and the fused launches speed up shows
+#                     --stage-times (first report): each batch-1 row run again with a CUDA event before every stage of
+#                     its decode steps (StageTimeline): qkv, attention, o_proj, gate|up, down per layer (a grid-synced
+#                     row: qkv once, then attention and "o_proj+mlp+next qkv" per layer), LM head, argmax, in the step
+#                     as it runs, caches warm, so where the launch gaps and the own-row prefetch save shows
 #                     (Nsight Compute, run 12, flushes L2 between kernels and cannot).
 #                     Every row carries b4355d0's reductions (a lane's sums in one shuffle per level: ptxas gives the
 #                     same registers and 8–64 fewer SASS instructions per matvec), unmeasured until then.
@@ -78,9 +80,20 @@ timeout 90 $SI attention-bench --device cuda $L3 --batch 32 --context 3840,4352 
 grep -h "us/call" "$OUT/waves.txt"
 echo "attention benches done at $(elapsed) s"
 
+# Two reports, most telling first: a variant row reloads its model (Llama-3-8B ~17 s, TinyLlama ~7 s) and --stage-times
+# reruns each batch-1 row, so one report of every variant could run past the time left. The first: grid-synced layer
+# tails and own-row prefetch, with the stage tables; the second, in what time is left: stop 18's variants.
 left=$(( 560 - $(elapsed) )); [ $left -gt 60 ] || left=60
-timeout $left /tmp/dn/dotnet .gpu/app/SpecializedInference.Benchmarks.dll report --device cuda --time-budget $(( left - 20 )) \
-  --sections copy,e2e --decode-launches grid-synced --prefetch-weights rows,8,start:8 --fused-matvec-launch 2:88 --matvec-depths 4,2,4 --stage-times --out "$OUT/report-e2e.md" > "$OUT/report-e2e.log" 2>&1
+first=$(( left * 3 / 5 )); [ $first -gt 60 ] || first=60
+timeout $first /tmp/dn/dotnet .gpu/app/SpecializedInference.Benchmarks.dll report --device cuda --time-budget $(( first - 20 )) \
+  --sections copy,e2e --decode-launches grid-synced --prefetch-weights rows --stage-times --out "$OUT/report-e2e.md" > "$OUT/report-e2e.log" 2>&1
 echo "report rc $? at $(elapsed) s"
 grep -h "batch .*: decode" "$OUT/report-e2e.log" | cut -c1-160
 grep -h "\[stage times\]" "$OUT/report-e2e.log" | sed 's/.*device: /  stages: /' | cut -c1-300
+left=$(( 570 - $(elapsed) ))
+if [ $left -gt 45 ]; then
+  timeout $left /tmp/dn/dotnet .gpu/app/SpecializedInference.Benchmarks.dll report --device cuda --time-budget $(( left - 15 )) \
+    --sections e2e --prefetch-weights 8,start:8 --fused-matvec-launch 2:88 --matvec-depths 4,2,4 --out "$OUT/report-e2e-more.md" > "$OUT/report-e2e-more.log" 2>&1
+  echo "second report rc $? at $(elapsed) s"
+  grep -h "batch 1: decode" "$OUT/report-e2e-more.log" | cut -c1-160
+fi

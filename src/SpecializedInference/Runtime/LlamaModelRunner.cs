@@ -35,7 +35,7 @@ public sealed class LlamaModelRunner : IModelRunner
     private long _gridSyncedSteps;                     // steps run with grid-synced layer tails (ModelOptions.DecodeLaunches)
 
     /// <summary>Grid-synced steps between checks of their barriers (<see cref="DenseKernels.CheckGridBarriers"/>).</summary>
-    private const int GridBarrierCheckInterval = 256;
+    private const int GridBarrierCheckInterval = 16;
 
     private sealed class LayerWeights : IDisposable
     {
@@ -311,17 +311,16 @@ public sealed class LlamaModelRunner : IModelRunner
         SwiGluOutput act, ArrayView<float> q, ArrayView<int> positions, DeviceMatrix? afterLast)
     {
         var layer = _layers[l];
-        bool last = l + 1 == _layers.Length;
-        var nextLayer = last ? null : _layers[l + 1];
-        var target = last ? default : _attention.CacheWriteTarget(plan, _kvCache[l + 1].Layer);
+        var nextLayer = l + 1 < _layers.Length ? _layers[l + 1] : null;
+        var next = nextLayer is null ? (NextLayerWeights?)null : new NextLayerWeights(nextLayer.InputNorm.View, nextLayer.Qkv, nextLayer.O);
+        // After the last layer nothing is written there, but the launch takes real views: this layer's cache, then.
+        var target = _attention.CacheWriteTarget(plan, _kvCache[nextLayer is null ? l : l + 1].Layer);
         if (Options.KvDtype == KvDtype.F16)
-            _dense.LayerTail<PagedKvRows<F16Codec>>(attn, tokens, layer.O, x, rows, layer.PostNorm.View, eps, layer.GateUp, act, layer.Down,
-                last ? null : new LayerTailNext<PagedKvRows<F16Codec>>(nextLayer!.InputNorm.View, nextLayer.Qkv, Rope(q, positions, new PagedKvRows<F16Codec>(target)), nextLayer.O),
-                afterLast);
+            _dense.LayerTail(attn, tokens, layer.O, x, rows, layer.PostNorm.View, eps, layer.GateUp, act, layer.Down,
+                Rope(q, positions, new PagedKvRows<F16Codec>(target)), next, afterLast);
         else
-            _dense.LayerTail<PagedKvRows<F32Codec>>(attn, tokens, layer.O, x, rows, layer.PostNorm.View, eps, layer.GateUp, act, layer.Down,
-                last ? null : new LayerTailNext<PagedKvRows<F32Codec>>(nextLayer!.InputNorm.View, nextLayer.Qkv, Rope(q, positions, new PagedKvRows<F32Codec>(target)), nextLayer.O),
-                afterLast);
+            _dense.LayerTail(attn, tokens, layer.O, x, rows, layer.PostNorm.View, eps, layer.GateUp, act, layer.Down,
+                Rope(q, positions, new PagedKvRows<F32Codec>(target)), next, afterLast);
     }
 
     /// <summary>The qkv epilogue: q to <paramref name="q"/>, k and v to <paramref name="kv"/>, rotated at <paramref name="positions"/>.</summary>

@@ -77,8 +77,8 @@ public sealed class LayerTailTests(AcceleratorFixture fixture) : IClassFixture<A
     /// <summary>
     /// A random 2-layer model (GQA 4/2 heads of 16, hidden 64, intermediate 96: a tail with the next layer's qkv and the
     /// last one without): a 5-token prefill of two sequences (per-stage launches in both: the tail serves up to 4
-    /// tokens), then decode steps of 1 and 2 tokens; on the fixture also with each warp's own rows in L2 and matvec depths
-    /// 8/4/8 (the tail kernel's other variants). The grid-synced runner runs two launches per layer where the per-stage
+    /// tokens), then decode steps of 1 and 2 tokens: on 3 multiprocessors as the engine would run it, on the fixture with
+    /// each warp's own rows in L2 and matvec depths 8/4/8 (the tail kernel's other variants). The grid-synced runner runs two launches per layer where the per-stage
     /// one runs five, and gives the same logits bit for bit: the same per-warp kernels on the same data.
     /// </summary>
     [Theory]
@@ -95,7 +95,7 @@ public sealed class LayerTailTests(AcceleratorFixture fixture) : IClassFixture<A
             options with { DecodeLaunches = DecodeLaunches.GridSynced, WeightPrefetch = new WeightPrefetch(1 << 20, OwnRows: true), MatvecDepth = new MatvecDepth(8, 4, 8) },
         };
         var expected = Steps(a, config, options, out var perStage);
-        foreach (var variant in multiprocessors == 1 ? variants : variants[..1])
+        foreach (var variant in multiprocessors == 1 ? variants[1..] : variants[..1])
         {
             var actual = Steps(a, config, variant, out var gridSynced);
             Assert.Equal(expected.Count, actual.Count);
@@ -105,6 +105,31 @@ public sealed class LayerTailTests(AcceleratorFixture fixture) : IClassFixture<A
             Assert.Equal(perStage.Dense - (3 * config.NumHiddenLayers - 1), gridSynced.Dense);
             Assert.Equal(perStage.AttentionCalls, gridSynced.AttentionCalls);
         }
+    }
+
+    /// <summary>A stage timeline of grid-synced decode steps (what <c>report --stage-times</c> prints for its grid-synced
+    /// rows): the first layer's qkv once per step, then an attention and a tail per layer, each tail's weights those of
+    /// its layer's o_proj, gate|up and down_proj and of the next layer's qkv.</summary>
+    [Fact]
+    public void AStageTimelineOfGridSyncedStepsHasATailPerLayer()
+    {
+        using var profiled = AcceleratorFactory.CreateCpu(new AcceleratorOptions(DeviceKind.Cpu, Profiling: true));
+        var config = new LlamaConfig(64, 4, 2, 16, 2, 96, 80, 1e-5, 64, 10000, RopeScaling.Default.Instance, false, 1, [2]);
+        var options = new ModelOptions(WeightDtype.F32, KvDtype.F32) { DenseSchedule = DenseSchedule.Warp, MaxSeqLen = 32, NumKvBlocks = 4, KvBlockSize = 8,
+            DecodeLaunches = DecodeLaunches.GridSynced };
+        using var runner = new LlamaModelRunner(profiled.Accelerator, new RandomDeviceWeights(config, 5), options);
+        var timeline = runner.StartStageTimeline();
+        runner.Execute(StepBatch.Of(new SequenceChunk(0, [1, 2, 3], 0, [0], true)));
+        for (int i = 0; i < 2; i++) runner.Execute(StepBatch.Of(new SequenceChunk(0, [4 + i], 3 + i, [0], true)));
+        Assert.Equal(2, timeline.Steps);
+        var stages = timeline.MeanStep(runner.StageWeightBytes);
+        Assert.Equal(new[] { StepStages.Embedding, StepStages.Qkv, StepStages.Attention, StepStages.LayerTail, StepStages.LmHead, StepStages.ArgMax, StepStages.CopyOut },
+            stages.Select(s => s.Stage));
+        Assert.Equal(new double[] { 1, 1, 2, 2, 1, 1, 1 }, stages.Select(s => s.CallsPerStep));
+        long qkv = (long)(config.QueryDim + 2 * config.KeyValueDim) * config.HiddenSize * 4;
+        long mlp = 3L * config.IntermediateSize * config.HiddenSize * 4, o = (long)config.HiddenSize * config.QueryDim * 4;
+        Assert.Equal(qkv, stages.Single(s => s.Stage == StepStages.Qkv).WeightBytes);
+        Assert.Equal(2 * (o + mlp) + qkv, stages.Single(s => s.Stage == StepStages.LayerTail).WeightBytes);
     }
 
     /// <summary>A prefill, then decode steps of 1 and 2 sequences; every logits row in order, and the last step's launches.</summary>

@@ -610,7 +610,7 @@ public sealed class DenseKernels
     /// <summary>
     /// A layer's dense work after its attention and the next layer's before its attention, one launch
     /// (<see cref="LayerTailBodies"/>): x += attn · Woᵀ; act = SwiGLU(norm(x) · Wgate|upᵀ); x += act · Wdownᵀ; then, unless
-    /// <paramref name="next"/> is null, the next layer's q, k, v = rope(norm(x) · Wqkvᵀ). The same per-warp kernels as
+    /// <paramref name="next"/> is null, the next layer's q, k, v = rope(norm(x) · Wqkvᵀ) into <paramref name="qkvOutput"/>. The same per-warp kernels as
     /// <see cref="Linear"/>, <see cref="NormGateUpSwiGlu"/> and <see cref="NormQkvRope{TKv}"/>, so the same results.
     /// </summary>
     /// <param name="attention">[tokens, heads · head_dim] f32</param>
@@ -618,9 +618,12 @@ public sealed class DenseKernels
     /// <param name="rows">[tokens] 0, 1, 2, …</param>
     /// <param name="postNorm">[hidden] f32</param>
     /// <param name="act">[tokens, intermediate] f32 scratch</param>
+    /// <param name="qkvOutput">Where the next layer's q, k and v go. Without a next layer it is not written, but must still
+    /// be made of allocated views (any will do): a CUDA launch is given no empty view.</param>
+    /// <param name="next">The next layer's input norm and qkv matrix; null after the last layer.</param>
     /// <param name="afterLast">Without a next layer, the matrix that runs after the tail (the LM head), for the L2 prefetch.</param>
     public void LayerTail<TKv>(ArrayView<float> attention, int tokens, DeviceMatrix o, ArrayView<float> x, ArrayView<int> rows, ArrayView<float> postNorm,
-        float eps, DeviceMatrix gateUp, SwiGluOutput act, DeviceMatrix down, LayerTailNext<TKv>? next, DeviceMatrix? afterLast = null)
+        float eps, DeviceMatrix gateUp, SwiGluOutput act, DeviceMatrix down, RopeSplitOutput<TKv> qkvOutput, NextLayerWeights? next, DeviceMatrix? afterLast = null)
         where TKv : struct, IKvRowTarget
     {
         if (!RunsLayerTail(tokens))
@@ -628,11 +631,11 @@ public sealed class DenseKernels
         int hidden = o.Rows;
         if (gateUp.Rows != 2 * act.Intermediate || down.Rows != hidden || down.Cols != act.Intermediate || gateUp.Cols != hidden || o.Dtype != gateUp.Dtype || down.Dtype != o.Dtype)
             throw new ArgumentException($"LayerTail: o [{o.Rows}, {o.Cols}], gate|up [{gateUp.Rows}, {gateUp.Cols}] and down [{down.Rows}, {down.Cols}] do not make a layer of hidden {hidden} and intermediate {act.Intermediate} in one dtype");
-        if (next is { } n && (n.Qkv.Rows != n.Output.Rows || n.Qkv.Cols != hidden || n.Qkv.Dtype != o.Dtype))
-            throw new ArgumentException($"LayerTail: the next qkv matrix [{n.Qkv.Rows}, {n.Qkv.Cols}] does not fit {n.Output.Rows} rows of hidden {hidden}");
+        if (next is { } n && (n.Qkv.Rows != qkvOutput.Rows || n.Qkv.Cols != hidden || n.Qkv.Dtype != o.Dtype))
+            throw new ArgumentException($"LayerTail: the next qkv matrix [{n.Qkv.Rows}, {n.Qkv.Cols}] does not fit {qkvOutput.Rows} rows of hidden {hidden}");
 
         int tokenGroups = (tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens;
-        long oItems = (long)hidden * tokenGroups, mlpItems = (long)act.Units * tokenGroups, qkvItems = next is { } q ? (long)q.Output.Units * tokenGroups : 0;
+        long oItems = (long)hidden * tokenGroups, mlpItems = (long)act.Units * tokenGroups, qkvItems = next is null ? 0 : (long)qkvOutput.Units * tokenGroups;
         var (launch, resident) = LoadLayerTail<TKv>(o.Dtype);
         int groups = GridSyncedGroups(resident, Math.Max(Math.Max(oItems, mlpItems), qkvItems));
         _barrierState ??= _accelerator.Allocate1D(new int[GridBarrier.StateLength]);
@@ -648,7 +651,7 @@ public sealed class DenseKernels
             Down = down.View,
             NextInputNorm = next is { } a ? a.InputNorm.Cast<Vec4>() : postNorm.Cast<Vec4>(),
             NextQkv = next is { } b ? b.Qkv.View : o.View,
-            NextQkvOut = next is { } c ? c.Output : default,
+            NextQkvOut = qkvOutput,
             HasNext = next is null ? 0 : 1,
             Hidden = hidden,
             QueryDim = o.Cols,
@@ -731,7 +734,6 @@ public sealed class DenseKernels
     }
 }
 
-/// <summary>The next layer's part of a <see cref="DenseKernels.LayerTail{TKv}"/>: its input norm ([hidden] f32), its qkv
-/// matrix and where q, k and v go, and the matrix after it (its o_proj), whose first weights the L2 prefetch may pull.</summary>
-public readonly record struct LayerTailNext<TKv>(ArrayView<float> InputNorm, DeviceMatrix Qkv, RopeSplitOutput<TKv> Output, DeviceMatrix? After)
-    where TKv : struct, IKvRowTarget;
+/// <summary>The next layer's weights in a <see cref="DenseKernels.LayerTail{TKv}"/>: its input norm ([hidden] f32), its qkv
+/// matrix, and the matrix after it (its o_proj), whose first weights the L2 prefetch may pull.</summary>
+public readonly record struct NextLayerWeights(ArrayView<float> InputNorm, DeviceMatrix Qkv, DeviceMatrix? After);

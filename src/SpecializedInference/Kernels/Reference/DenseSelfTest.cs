@@ -155,8 +155,8 @@ public static class DenseSelfTest
             var rope = new RopeSplitOutput<KvRows>(q.View, new KvRows(k.View, v.View, kvHeads, headDim), pos.View, cos.View, sin.View, heads, kvHeads, headDim);
             if (kernels.RunsLayerTail(tokens))
             {
-                kernels.LayerTail<KvRows>(attn.View, tokens, o, x.View, rows.View, postNorm.View, Eps, gateUp, swiGlu, down,
-                    new LayerTailNext<KvRows>(inputNorm.View, qkv, rope, After: o));
+                kernels.LayerTail(attn.View, tokens, o, x.View, rows.View, postNorm.View, Eps, gateUp, swiGlu, down, rope,
+                    new NextLayerWeights(inputNorm.View, qkv, After: o));
                 kernels.CheckGridBarriers();
             }
             else
