@@ -8,20 +8,25 @@
 #                     first time on a GPU, each warp pulling its own rows into L2 (OwnRowPrefetch), and a layer's tail
 #                     as one grid-synced launch (66 groups meeting at grid barriers) against its four launches (16
 #                     checks in all); generate-variants.txt: the bundled model with the L2 prefetch (end, start, own
-#                     rows), the capped fused matvec, grid-synced layer tails (176 groups) and --stage-times prints the
-#                     reference text (and the last, its decode step's device time stage by stage).
+#                     rows), the capped fused matvec, grid-synced layer tails (176 groups), whole grid-synced layers
+#                     (the decode attention too) and --stage-times prints the reference text (and the last, its decode
+#                     step's device time stage by stage).
 #   2. decode.txt     Llama-3-8B decode, L=4096, B=1 and 32, with --tensor-core-decode --stage-times: the decodes' time
 #                     after the address arithmetic (against run 20: 10.8 and 144.9 us), and where a group's time goes
 #                     (DecodeStageSummary: blocks, scores, softmax, P·V, ticket, combine, exit), unclocked and clocked lines side by side.
 #   3. contexts.txt   the B=1 decode at L = 16, 256, 1024 (one partition without a combine, two with, eight);
 #      tinyllama-decode.txt  TinyLlama's B=1 decode at L=256, clocked (its batch-1 step's attention);
 #      waves.txt      B=32 at L = 3840 and 4352: the large-batch grid in 9.7 and 11.0 waves against 4096's 10.3.
-#   4. report-e2e.md  `report --sections copy,e2e --decode-launches grid-synced --prefetch-weights rows --stage-times`
+#   4. report-e2e.md  `report --sections copy,e2e --decode-launches grid-synced-tails,grid-synced-layers
+#                     --prefetch-weights rows --stage-times`
 #      and report-e2e-more.md (in the time left) `--sections e2e --prefetch-weights 8,start:8 --fused-matvec-launch
 #                     2:88 --matvec-depths 4,2,4`: both
 #                     preset models at batch 1/16/64, then at batch 1 with each layer's o_proj, MLP and the next layer's
-#                     qkv as one launch whose groups meet at grid barriers (DecodeLaunches.GridSynced: 2 launches per
-#                     layer instead of 5; TinyLlama's step 48 launches instead of 113), alone and with own rows (next);
+#                     qkv as one launch whose groups meet at grid barriers (DecodeLaunches.GridSyncedTails: 2 launches
+#                     per layer instead of 5; TinyLlama's step 48 launches instead of 113), and with the decode
+#                     attention in that launch too (GridSyncedLayers: 1 per layer, 26 a step; ptxas: TinyLlama's layer
+#                     kernel 116 registers, 2 groups of 256 threads per SM; Llama-3-8B's 184, 2 of 128), each alone and
+#                     with own rows (next);
 #                     with each decode matvec warp pulling its own rows past the first load step into L2 before
 #                     loading it (rows: one HBM round trip per row instead of one per step, at 100-102 registers
 #                     instead of 96, i.e. 4 groups per SM instead of 5); with the next projection's weights pulled at
@@ -29,8 +34,8 @@
 #                     (FusedMatvecLaunch: 22 warps per SM, TinyLlama's gate|up in 2 waves instead of 3), and with
 #                     the qkv matvec alone at depth 4 (MatvecDepth.Qkv: half the round trips, still one wave for TinyLlama).
 #                     --stage-times (first report): each batch-1 row run again with a CUDA event before every stage of
-#                     its decode steps (StageTimeline): qkv, attention, o_proj, gate|up, down per layer (a grid-synced
-#                     row: qkv once, then attention and "o_proj+mlp+next qkv" per layer), LM head, argmax, in the step
+#                     its decode steps (StageTimeline): qkv, attention, o_proj, gate|up, down per layer (grid-synced
+#                     rows: qkv once, then per layer attention and "o_proj+mlp+next qkv", or the whole layer), LM head, argmax, in the step
 #                     as it runs, caches warm, so where the launch gaps and the own-row prefetch save shows
 #                     (Nsight Compute, run 12, flushes L2 between kernels and cannot).
 #                     Every row carries b4355d0's reductions (a lane's sums in one shuffle per level: ptxas gives the
@@ -54,11 +59,11 @@ done > "$OUT/selftest.txt" 2>&1
 grep -h "passed\|failed\|FAIL" "$OUT/selftest.txt" | tail -6
 # The bundled model with every decode matvec pulling the next weights into L2 (start and end): the reference text.
 # Each warp pulling its own rows into L2 first, the fused matvec in groups of 2 warps capped at 88 registers, and each
-# layer's tail (o_proj, MLP, next qkv) as one grid-synced launch.
-for flags in "--prefetch-weights 1" "--prefetch-weights start:1" "--prefetch-weights rows" "--fused-matvec-launch 2:88" "--decode-launches grid-synced" "--stage-times"; do
+# layer's tail (o_proj, MLP, next qkv) as one grid-synced launch, and the whole layer so.
+for flags in "--prefetch-weights 1" "--prefetch-weights start:1" "--prefetch-weights rows" "--fused-matvec-launch 2:88" "--decode-launches grid-synced-tails" "--decode-launches grid-synced-layers" "--stage-times"; do
   timeout 60 $SI generate --model models/docstrings-bf16 --prompt "This module provides" --max-new-tokens 32 --device cuda $flags
 done > "$OUT/generate-variants.txt" 2>&1
-echo "generate variants: $(grep -c "regular expression matching operations similar to those found in Perl" "$OUT/generate-variants.txt") of 6 print the reference"
+echo "generate variants: $(grep -c "regular expression matching operations similar to those found in Perl" "$OUT/generate-variants.txt") of 7 print the reference"
 grep -A10 "device time of a decode step by stage" "$OUT/generate-variants.txt" | head -11
 echo "selftest done at $(elapsed) s"
 
@@ -82,11 +87,11 @@ echo "attention benches done at $(elapsed) s"
 
 # Two reports, most telling first: a variant row reloads its model (Llama-3-8B ~17 s, TinyLlama ~7 s) and --stage-times
 # reruns each batch-1 row, so one report of every variant could run past the time left. The first: grid-synced layer
-# tails and own-row prefetch, with the stage tables; the second, in what time is left: stop 18's variants.
+# tails and whole layers and own-row prefetch, with the stage tables; the second, in what time is left: stop 18's variants.
 left=$(( 560 - $(elapsed) )); [ $left -gt 60 ] || left=60
 first=$(( left * 3 / 5 )); [ $first -gt 60 ] || first=60
 timeout $first /tmp/dn/dotnet .gpu/app/SpecializedInference.Benchmarks.dll report --device cuda --time-budget $(( first - 20 )) \
-  --sections copy,e2e --decode-launches grid-synced --prefetch-weights rows --stage-times --out "$OUT/report-e2e.md" > "$OUT/report-e2e.log" 2>&1
+  --sections copy,e2e --decode-launches grid-synced-tails,grid-synced-layers --prefetch-weights rows --stage-times --out "$OUT/report-e2e.md" > "$OUT/report-e2e.log" 2>&1
 echo "report rc $? at $(elapsed) s"
 grep -h "batch .*: decode" "$OUT/report-e2e.log" | cut -c1-160
 grep -h "\[stage times\]" "$OUT/report-e2e.log" | sed 's/.*device: /  stages: /' | cut -c1-300

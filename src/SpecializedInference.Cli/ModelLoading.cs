@@ -174,9 +174,12 @@ internal static class ModelLoading
         if (options.FusedMatvecLaunch is { } launch)
             yield return schedule == DenseSchedule.Warp ? $"fused decode matvec in groups of {launch.WarpsPerGroup} warps" + (launch.MaxRegisters > 0 && cuda ? $", at most {launch.MaxRegisters} registers" : "")
                 : $"--fused-matvec-launch has no effect: the {schedule.ToString().ToLowerInvariant()} dense schedule has no fused warp matvec";
-        if (options.DecodeLaunches == Kernels.Dense.DecodeLaunches.GridSynced)
-            yield return schedule == DenseSchedule.Warp ? "decode steps of up to 4 tokens launch each layer's o_proj, MLP and the next layer's qkv as one grid-synced kernel"
-                : $"--decode-launches grid-synced has no effect: the {schedule.ToString().ToLowerInvariant()} dense schedule has no warp matvecs to sync";
+        if (options.DecodeLaunches != Kernels.Dense.DecodeLaunches.PerStage)
+            yield return schedule == DenseSchedule.Warp
+                ? options.DecodeLaunches == Kernels.Dense.DecodeLaunches.GridSyncedLayers
+                    ? "decode steps of up to 4 tokens launch each layer (its attention, o_proj, MLP and the next layer's qkv) as one grid-synced kernel"
+                    : "decode steps of up to 4 tokens launch each layer's o_proj, MLP and the next layer's qkv as one grid-synced kernel"
+                : $"--decode-launches {Kernels.Dense.DecodeLaunchNames.Name(options.DecodeLaunches)} has no effect: the {schedule.ToString().ToLowerInvariant()} dense schedule has no warp matvecs to sync";
     }
 
     /// <summary>Why a runner on <paramref name="schedule"/> with <paramref name="weights"/> has no tensor-core path to turn

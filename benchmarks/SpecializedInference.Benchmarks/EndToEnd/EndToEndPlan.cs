@@ -29,7 +29,7 @@ public enum WeightsSource
 /// <param name="FusedMatvecLaunch">The fused decode matvec's group size and register cap (<see cref="ModelOptions.FusedMatvecLaunch"/>;
 /// the report's --fused-matvec-launch); null: the engine's default.</param>
 /// <param name="DecodeLaunches">How a decode step launches its dense stages (<see cref="ModelOptions.DecodeLaunches"/>; the
-/// report's --decode-launches grid-synced).</param>
+/// report's --decode-launches).</param>
 public sealed record EndToEndModel(KernelSetInfo Set, int? Layers = null, MatvecDepth? MatvecDepth = null, GreedySampling Greedy = GreedySampling.Auto,
     bool TensorCores = true, WeightPrefetch? WeightPrefetch = null, FusedMatvecLaunch? FusedMatvecLaunch = null,
     DecodeLaunches DecodeLaunches = DecodeLaunches.PerStage)
@@ -46,7 +46,7 @@ public sealed record EndToEndModel(KernelSetInfo Set, int? Layers = null, Matvec
         + (TensorCores ? "" : " [CUDA cores]")
         + (WeightPrefetch is { } prefetch ? $" [L2 prefetch {prefetch}]" : "")
         + (FusedMatvecLaunch is { } launch ? $" [fused matvec {launch.WarpsPerGroup} warps, {(launch.MaxRegisters == 0 ? "any" : launch.MaxRegisters)} registers]" : "")
-        + (DecodeLaunches == DecodeLaunches.GridSynced ? " [grid-synced layer tails]" : "");
+        + (DecodeLaunches == DecodeLaunches.PerStage ? "" : $" [{DecodeLaunchNames.Name(DecodeLaunches)}]");
 }
 
 /// <summary>The ablation run: the same workload with one engine toggle off at a time.</summary>

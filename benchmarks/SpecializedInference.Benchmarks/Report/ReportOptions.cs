@@ -23,21 +23,22 @@ namespace SpecializedInference.Benchmarks.Report;
 /// <param name="FusedLaunches">Fused decode matvec launches to compare (<c>warps:registers</c>,
 /// <see cref="SpecializedInference.Runtime.ModelOptions.FusedMatvecLaunch"/>): the e2e section also runs every model at
 /// batch 1 with each (rows labelled [fused matvec N warps, R registers]).</param>
-/// <param name="GridSynced">The e2e section also runs every model at batch 1 with each layer's tail as one grid-synced launch
-/// (<see cref="SpecializedInference.Runtime.ModelOptions.DecodeLaunches"/>; rows labelled [grid-synced layer tails]), and
-/// with that and each warp's own rows pulled into L2 when --prefetch-weights names rows.</param>
+/// <param name="DecodeLaunches">Grid-synced decode launches to compare (<c>grid-synced-tails</c>, <c>grid-synced-layers</c>;
+/// <see cref="SpecializedInference.Runtime.ModelOptions.DecodeLaunches"/>): the e2e section also runs every model at batch
+/// 1 with each (rows labelled [grid-synced-tails] …), and with each and the warps' own rows pulled into L2 when
+/// --prefetch-weights names rows.</param>
 /// <param name="StageTimes">After each end-to-end run at batch 1, run it again with its decode steps' stages timed on the
 /// device (<see cref="SpecializedInference.Runtime.StageTimeline"/>): the report's "where a batch-1 decode step's device
 /// time goes" tables, kept out of the end-to-end figures.</param>
 public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick, IReadOnlySet<string> Sections, string CommandLine,
     double TimeBudgetSeconds = 0, SpecializedInference.Benchmarks.EndToEnd.WeightsSource? Weights = null,
     IReadOnlyList<MatvecDepth>? MatvecDepths = null, bool GreedyOnHost = false, bool CudaCores = false, IReadOnlyList<WeightPrefetch>? Prefetches = null,
-    IReadOnlyList<FusedMatvecLaunch>? FusedLaunches = null, bool StageTimes = false, bool GridSynced = false)
+    IReadOnlyList<FusedMatvecLaunch>? FusedLaunches = null, bool StageTimes = false, IReadOnlyList<DecodeLaunches>? DecodeLaunches = null)
 {
     public static readonly string[] AllSections = ["copy", "kernels", "variants", "dense", "e2e", "ablation"];
 
     public const string Usage =
-        "report [--out <file.md>] [--device cuda|cpu|auto] [--quick] [--sections copy,kernels,variants,dense,e2e,ablation] [--time-budget <seconds>] [--weights device|checkpoint] [--matvec-depths 8,4;4,4] [--greedy-on-host] [--cuda-cores] [--prefetch-weights rows,rows+8,8,start:8] [--fused-matvec-launch 2:88] [--decode-launches grid-synced] [--stage-times]\n" +
+        "report [--out <file.md>] [--device cuda|cpu|auto] [--quick] [--sections copy,kernels,variants,dense,e2e,ablation] [--time-budget <seconds>] [--weights device|checkpoint] [--matvec-depths 8,4;4,4] [--greedy-on-host] [--cuda-cores] [--prefetch-weights rows,rows+8,8,start:8] [--fused-matvec-launch 2:88] [--decode-launches grid-synced-tails,grid-synced-layers] [--stage-times]\n" +
         "  Runs the benchmark suite with explicit timing (warm-up, repetitions, accelerator.Synchronize, median) and writes\n" +
         "  a markdown report (default benchmarks/results/<date>-<device>.md). --device cuda fails when no CUDA device is usable.";
 
@@ -50,7 +51,8 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
         SpecializedInference.Benchmarks.EndToEnd.WeightsSource? weights = null;
         var sections = new HashSet<string>(AllSections);
         var depths = new List<MatvecDepth>();
-        bool greedyOnHost = false, cudaCores = false, stageTimes = false, gridSynced = false;
+        bool greedyOnHost = false, cudaCores = false, stageTimes = false;
+        var launches = new List<DecodeLaunches>();
         var prefetch = new List<WeightPrefetch>();
         var fusedLaunches = new List<FusedMatvecLaunch>();
         for (int i = 0; i < args.Length; i++)
@@ -88,12 +90,8 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
                 case "--cuda-cores": cudaCores = true; break;
                 case "--stage-times": stageTimes = true; break;
                 case "--decode-launches":
-                    gridSynced = Value() switch
-                    {
-                        "grid-synced" => true,
-                        "per-stage" => false,
-                        var v => throw new ArgumentException($"--decode-launches '{v}': expected grid-synced (per-stage rows run anyway)."),
-                    };
+                    // grid-synced-tails, grid-synced-layers (the per-stage rows run anyway), comma-separated.
+                    launches.AddRange(Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(DecodeLaunchNames.Parse));
                     break;
                 case "--fused-matvec-launch":
                     // warps:registers, comma-separated.
@@ -108,6 +106,6 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
             }
         }
         string commandLine = "report " + string.Join(' ', args.Select(a => a.Contains(' ') ? $"'{a}'" : a));
-        return new ReportOptions(outPath ?? "", device, quick, sections, commandLine, budget, weights, depths, greedyOnHost, cudaCores, prefetch, fusedLaunches, stageTimes, gridSynced);
+        return new ReportOptions(outPath ?? "", device, quick, sections, commandLine, budget, weights, depths, greedyOnHost, cudaCores, prefetch, fusedLaunches, stageTimes, launches);
     }
 }

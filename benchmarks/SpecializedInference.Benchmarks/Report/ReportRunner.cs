@@ -181,16 +181,14 @@ public static class ReportRunner
                 // then at every batch with the greedy tokens picked on the host (--greedy-on-host), and with the f16
                 // projections and the decode attention on CUDA cores only (--cuda-cores; the default rows use tensor cores), and at
                 // batch 1 with every L2 prefetch size (--prefetch-weights) and fused matvec launch (--fused-matvec-launch), and
-                // with grid-synced layer tails (--decode-launches grid-synced).
+                // with grid-synced launches (--decode-launches).
                 var depthRuns = (options.MatvecDepths ?? []).SelectMany(depth => p.Models.Select(m => (Model: m with { MatvecDepth = depth }, Batches: (IReadOnlyList<int>)[1])));
                 var prefetchRuns = (options.Prefetches ?? []).SelectMany(prefetch => p.Models.Select(m => (Model: m with { WeightPrefetch = prefetch }, Batches: (IReadOnlyList<int>)[1])));
                 var fusedLaunchRuns = (options.FusedLaunches ?? []).SelectMany(launch => p.Models.Select(m => (Model: m with { FusedMatvecLaunch = launch }, Batches: (IReadOnlyList<int>)[1])));
-                // --decode-launches grid-synced: batch 1 with each layer's tail in one launch, alone and with each warp's own rows in L2.
-                IEnumerable<SpecializedInference.Kernels.Dense.WeightPrefetch?> tailPrefetches = options.GridSynced
-                    ? new SpecializedInference.Kernels.Dense.WeightPrefetch?[] { null }.Concat((options.Prefetches ?? []).Where(f => f is { OwnRows: true, Bytes: 0 }))
-                    : [];
-                var gridSyncedRuns = tailPrefetches.SelectMany(prefetch => p.Models.Select(m =>
-                    (Model: m with { DecodeLaunches = SpecializedInference.Kernels.Dense.DecodeLaunches.GridSynced, WeightPrefetch = prefetch }, Batches: (IReadOnlyList<int>)[1])));
+                // --decode-launches: batch 1 with each grid-synced launch plan, alone and with each warp's own rows in L2.
+                var tailPrefetches = new SpecializedInference.Kernels.Dense.WeightPrefetch?[] { null }.Concat((options.Prefetches ?? []).Where(f => f is { OwnRows: true, Bytes: 0 }));
+                var gridSyncedRuns = (options.DecodeLaunches ?? []).SelectMany(launches => tailPrefetches.SelectMany(prefetch => p.Models.Select(m =>
+                    (Model: m with { DecodeLaunches = launches, WeightPrefetch = prefetch }, Batches: (IReadOnlyList<int>)[1]))));
                 var hostGreedyRuns = options.GreedyOnHost ? p.Models.Select(m => (Model: m with { Greedy = SpecializedInference.Runtime.GreedySampling.Host }, Batches: p.Batches)) : [];
                 var cudaCoreRuns = options.CudaCores ? p.Models.Select(m => (Model: m with { TensorCores = false }, Batches: p.Batches)) : [];
                 foreach (var (model, batches) in p.Models.Select(m => (Model: m, Batches: p.Batches)).Concat(depthRuns).Concat(hostGreedyRuns).Concat(cudaCoreRuns).Concat(gridSyncedRuns).Concat(prefetchRuns).Concat(fusedLaunchRuns))

@@ -98,6 +98,37 @@ internal static class AttentionKernelsEmitter
                 }
                 else
                     w.Line("    => _decode(new KernelConfig(plan.NumDecodeItems * Dims.HeadGroups, DecodeWarps * 32), plan.Meta, queries, keyCache, valueCache, output);");
+                w.Line();
+                w.Line("/// <summary>The decode this set would launch for the step, as a struct type (grouped heads only).</summary>");
+                w.Line("protected override bool HandDecode<TVisitor>(DecodeGroupsLaunch launch, ref TVisitor visitor)");
+                using (w.Scope())
+                {
+                    w.Line("if (Options.HeadMapping == HeadMapping.Expanded) return false;");
+                    w.Line("launch = launch with { Threads = DecodeWarps * 32 };");
+                    if (mma)
+                        w.Line("if (DecodeOnTensorCores) visitor.Visit<DecodeMmaGroups>(launch);");
+                    w.Line($"{(mma ? "else " : "")}if (Options.KvDtype == KvDtype.F16) visitor.Visit<DecodeGroups<F16Codec>>(launch);");
+                    w.Line("else visitor.Visit<DecodeGroups<F32Codec>>(launch);");
+                    w.Line("return true;");
+                }
+            }
+            w.Line();
+            const string run = "public readonly void Run(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)";
+            w.Line("/// <summary><see cref=\"Decode\"/>'s per-group body as a struct type parameter (<see cref=\"IDecodeGroups\"/>): a grid-synced layer launch's attention stage.</summary>");
+            using (w.Block("public struct DecodeGroups<TCodec> : IDecodeGroups where TCodec : struct, IKvCodec"))
+            {
+                w.Line(run);
+                w.Line("    => DecodeGroup<TCodec>(group, m, queries, keyCache, valueCache, output);");
+            }
+            if (mma)
+            {
+                w.Line();
+                w.Line("/// <summary><see cref=\"DecodeMma\"/>'s per-group body as a struct type parameter (<see cref=\"IDecodeGroups\"/>), unclocked.</summary>");
+                using (w.Block("public struct DecodeMmaGroups : IDecodeGroups"))
+                {
+                    w.Line(run);
+                    w.Line("    => DecodeMmaGroup<NoStageClock>(group, m, queries, keyCache, valueCache, output);");
+                }
             }
         }
         return w.ToString();

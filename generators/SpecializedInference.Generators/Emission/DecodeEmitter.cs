@@ -136,6 +136,11 @@ internal static class DecodeEmitter
         w.Line("/// <param name=\"output\">[num_tokens, NumAttentionHeads, HeadDim] f32</param>");
         w.Line($"public static void Decode{L.Suffix}<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)");
         w.Line("    where TCodec : struct, IKvCodec");
+        w.Line($"    => Decode{L.Suffix}Group<TCodec>(Grid.IdxX, m, queries, keyCache, valueCache, output);");
+        w.Line();
+        EmitGroupSummary(w, $"Decode{L.Suffix}");
+        w.Line($"public static void Decode{L.Suffix}Group<TCodec>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)");
+        w.Line("    where TCodec : struct, IKvCodec");
         using (w.Scope())
         {
             int queryLoads = EmitPreamble(w, L, L.KeySlots, SlotSumThreads(L));
@@ -274,6 +279,15 @@ internal static class DecodeEmitter
         }
     }
 
+    /// <summary>The doc comment of a decode's per-group body (<c>{kernel}Group</c>), which its kernel calls with the
+    /// launch's group index and a grid-synced layer launch with each group index it loops over.</summary>
+    internal static void EmitGroupSummary(SourceWriter w, string kernel)
+    {
+        w.Line($"/// <summary>Thread group <paramref name=\"group\"/> of <see cref=\"{kernel}\"/>: the kernel's own group, or one of those a");
+        w.Line("/// grid-synced layer launch loops over (SpecializedInference.Kernels.Dense.LayerBodies). Every thread of the group");
+        w.Line("/// calls it, and all leave it together (no early return: its group barriers stay matched).</summary>");
+    }
+
     /// <summary>
     /// The start every decode kernel shares: the work item and the partition's blocks (round trip 1), the shared
     /// buffers (<paramref name="redSlots"/> partial P·V rows per head), and this thread's query Float4s in registers
@@ -282,8 +296,8 @@ internal static class DecodeEmitter
     internal static int EmitPreamble(SourceWriter w, AttentionLayout L, int redSlots, int slotSumThreads)
     {
         int T = L.Threads, D4 = L.D4, HG = L.HeadsPerGroup, P = L.Partition, D = L.HeadDim;
-        w.Line($"int item = {Div("Grid.IdxX", L.HeadGroups)};");
-        w.Line($"int headGroup = {Mod("Grid.IdxX", L.HeadGroups)};");
+        w.Line($"int item = {Div("group", L.HeadGroups)};");
+        w.Line($"int headGroup = {Mod("group", L.HeadGroups)};");
         w.Line($"int firstHead = headGroup * {Int(HG)};");
         w.Line($"int kvHead = {Div("firstHead", L.GroupSize)};");
         w.Line("// Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.");

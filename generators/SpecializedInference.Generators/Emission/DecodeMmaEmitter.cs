@@ -48,6 +48,11 @@ internal static class DecodeMmaEmitter
         w.Line("/// <typeparam name=\"TClock\">What happens at each DecodeStage: nothing (NoStageClock), or the SM's clock (SmStageClock).</typeparam>");
         w.Line($"public static void {name}<TClock>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)");
         w.Line("    where TClock : struct, IStageClock");
+        w.Line($"    => {name}Group<TClock>(Grid.IdxX, m, queries, keyCache, valueCache, output);");
+        w.Line();
+        DecodeEmitter.EmitGroupSummary(w, name);
+        w.Line($"public static void {name}Group<TClock>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)");
+        w.Line("    where TClock : struct, IStageClock");
         using (w.Scope())
         {
             var marks = StageMarks.Clock;

@@ -88,16 +88,11 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         public string? FusedMatvecLaunch { get; init; }
 
         [CommandOption("--decode-launches <PLAN>")]
-        [Description("per-stage (default): a launch per projection of a decode step; grid-synced: each layer's o_proj, MLP and the next layer's qkv as one launch whose groups meet at grid barriers (warp schedule, up to 4 tokens). Off by default until measured.")]
+        [Description("per-stage (default): a launch per projection of a decode step; grid-synced-tails: each layer's o_proj, MLP and the next layer's qkv as one launch whose groups meet at grid barriers; grid-synced-layers: the layer's decode attention too (warp schedule, up to 4 tokens). Off by default until measured.")]
         public string? DecodeLaunches { get; init; }
 
         /// <summary>--decode-launches, parsed (the default when not given).</summary>
-        internal DecodeLaunches ParsedDecodeLaunches => DecodeLaunches switch
-        {
-            null or "per-stage" => Kernels.Dense.DecodeLaunches.PerStage,
-            "grid-synced" => Kernels.Dense.DecodeLaunches.GridSynced,
-            var other => throw new ArgumentException($"--decode-launches '{other}': expected per-stage or grid-synced"),
-        };
+        internal DecodeLaunches ParsedDecodeLaunches => DecodeLaunches is null ? Kernels.Dense.DecodeLaunches.PerStage : DecodeLaunchNames.Parse(DecodeLaunches);
 
         /// <summary>--prefetch-weights, parsed (null when not given).</summary>
         internal WeightPrefetch? ParsedPrefetch => PrefetchWeights is null ? null : WeightPrefetch.Parse(PrefetchWeights);

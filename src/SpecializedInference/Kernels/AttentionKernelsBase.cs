@@ -165,6 +165,31 @@ public abstract class AttentionKernelsBase : IAttentionKernels
         if (p.NumDecodeItems > 0) LaunchDecode(p, queries, keyCache, valueCache, output);
     }
 
+    /// <summary>
+    /// Hands a decode-only step's decode to <paramref name="visitor"/> as a struct type (<see cref="IDecodeGroups"/>) with
+    /// what a launch of it reads and writes, so that another kernel runs it as one of its stages (a grid-synced layer
+    /// launch) instead of <see cref="Attend"/> launching it. False, and nothing handed, where this set has no such body
+    /// for the step: the generic kernels, expanded heads, the materialized algorithm, a step with prefill items, a step
+    /// that runs the large-batch decode. The caller then calls <see cref="Attend"/>.
+    /// </summary>
+    public bool TryHandDecode<TVisitor>(IAttentionPlan plan, ArrayView<float> queries, PagedKvLayer cache, ArrayView<float> output, ref TVisitor visitor)
+        where TVisitor : struct, IDecodeGroupsVisitor
+    {
+        var p = AttentionPlan.Check(plan, this);
+        if (Options.Algorithm == AttentionAlgorithm.Materialized || p.NumPrefillItems > 0 || p.NumDecodeItems == 0 || p.DecodeLayout is not null) return false;
+        long rows = (long)p.Batch.NumTokens * Shape.NumHeads * Shape.HeadDim;
+        if (queries.Length < rows || output.Length < rows)
+            throw new ArgumentException($"TryHandDecode: queries has {queries.Length} and output {output.Length} floats; " +
+                $"{p.Batch.NumTokens} tokens x {Shape.NumHeads} heads x {Shape.HeadDim} need {rows}.");
+        var (keyCache, valueCache) = CheckCache(p, cache, forWrite: false);
+        return HandDecode(new DecodeGroupsLaunch(p.Meta, queries, keyCache, valueCache, output, p.NumDecodeItems * Dims.HeadGroups, GroupThreads), ref visitor);
+    }
+
+    /// <summary>Gives <paramref name="visitor"/> this set's decode body for <paramref name="launch"/> (with its own group
+    /// size); false where there is none (the base: the generic kernels).</summary>
+    protected virtual bool HandDecode<TVisitor>(DecodeGroupsLaunch launch, ref TVisitor visitor)
+        where TVisitor : struct, IDecodeGroupsVisitor => false;
+
     /// <summary>Launches the KV-cache append over <c>plan.Batch.NumTokens</c> tokens.</summary>
     protected abstract void LaunchWriteKv(AttentionPlan plan, ArrayView<float> keys, ArrayView<float> values,
         ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache);

@@ -304,10 +304,15 @@ public sealed class LlamaModelRunner : IModelRunner
             _dense.NormQkvRope(x, rows, tokens, layer.InputNorm.View, eps, layer.Qkv, Rope(q, positions, new PagedKvRows<F32Codec>(cache)), h, qkv, next);
     }
 
-    /// <summary>Layer <paramref name="l"/>'s o_proj and MLP and, but after the last layer, the next layer's norm+qkv+rope
-    /// into its cache, in one grid-synced launch (<see cref="DenseKernels.LayerTail{TKv}"/>); <paramref name="afterLast"/>:
-    /// what runs after the last layer's (the LM head, when logits are wanted), for the L2 prefetch.</summary>
-    private void LayerTail(int l, IAttentionPlan plan, int tokens, float eps, ArrayView<float> x, ArrayView<int> rows, ArrayView<float> attn,
+    /// <summary>
+    /// Layer <paramref name="l"/> from its attention on: the attention, its o_proj and MLP and, but after the last layer,
+    /// the next layer's norm+qkv+rope into its cache. One grid-synced launch where <see cref="DecodeLaunches.GridSyncedLayers"/>
+    /// is asked for and the kernel set hands its decode over (<see cref="AttentionKernelsBase.TryHandDecode{TVisitor}"/>),
+    /// else the attention's launch and one for the rest (<see cref="DenseKernels.LayerTail{TKv}"/>).
+    /// <paramref name="afterLast"/>: what runs after the last layer's (the LM head, when logits are wanted), for the L2 prefetch.
+    /// Returns whether the attention ran inside the one launch (the kernel set was not called to attend).
+    /// </summary>
+    private bool GridSyncedLayer(int l, IAttentionPlan plan, int tokens, float eps, ArrayView<float> x, ArrayView<int> rows, ArrayView<float> attn,
         SwiGluOutput act, ArrayView<float> q, ArrayView<int> positions, DeviceMatrix? afterLast)
     {
         var layer = _layers[l];
@@ -315,12 +320,22 @@ public sealed class LlamaModelRunner : IModelRunner
         var next = nextLayer is null ? (NextLayerWeights?)null : new NextLayerWeights(nextLayer.InputNorm.View, nextLayer.Qkv, nextLayer.O);
         // After the last layer nothing is written there, but the launch takes real views: this layer's cache, then.
         var target = _attention.CacheWriteTarget(plan, _kvCache[nextLayer is null ? l : l + 1].Layer);
-        if (Options.KvDtype == KvDtype.F16)
-            _dense.LayerTail(attn, tokens, layer.O, x, rows, layer.PostNorm.View, eps, layer.GateUp, act, layer.Down,
-                Rope(q, positions, new PagedKvRows<F16Codec>(target)), next, afterLast);
-        else
-            _dense.LayerTail(attn, tokens, layer.O, x, rows, layer.PostNorm.View, eps, layer.GateUp, act, layer.Down,
-                Rope(q, positions, new PagedKvRows<F32Codec>(target)), next, afterLast);
+        return Options.KvDtype == KvDtype.F16
+            ? GridSyncedLayer(new GridSyncedLayerLaunch<PagedKvRows<F16Codec>>(_dense, Timeline, tokens, layer.O, x, rows, layer.PostNorm.View, eps, layer.GateUp, act, layer.Down,
+                Rope(q, positions, new PagedKvRows<F16Codec>(target)), next, afterLast), plan, q, _kvCache[l].Layer, attn)
+            : GridSyncedLayer(new GridSyncedLayerLaunch<PagedKvRows<F32Codec>>(_dense, Timeline, tokens, layer.O, x, rows, layer.PostNorm.View, eps, layer.GateUp, act, layer.Down,
+                Rope(q, positions, new PagedKvRows<F32Codec>(target)), next, afterLast), plan, q, _kvCache[l].Layer, attn);
+    }
+
+    private bool GridSyncedLayer<TKv>(GridSyncedLayerLaunch<TKv> launch, IAttentionPlan plan, ArrayView<float> q, PagedKvLayer cache, ArrayView<float> attn)
+        where TKv : struct, IKvRowTarget
+    {
+        if (_dense.RunsWholeLayers(launch.Tokens) && _attention is AttentionKernelsBase set && set.TryHandDecode(plan, q, cache, attn, ref launch)) return true;
+        Timeline?.Mark(StepStages.Attention);
+        _attention.Attend(plan, q, cache, attn);
+        Timeline?.Mark(StepStages.LayerTail);
+        launch.Tail(attn);
+        return false;
     }
 
     /// <summary>The qkv epilogue: q to <paramref name="q"/>, k and v to <paramref name="kv"/>, rotated at <paramref name="positions"/>.</summary>
@@ -355,6 +370,7 @@ public sealed class LlamaModelRunner : IModelRunner
         [StepStages.GateUp] = _layers.Sum(l => l.GateUp.Bytes),
         [StepStages.Down] = _layers.Sum(l => l.Down.Bytes),
         [StepStages.LayerTail] = _layers.Sum(l => l.O.Bytes + l.GateUp.Bytes + l.Down.Bytes) + _layers.Skip(1).Sum(l => l.Qkv.Bytes),
+        [StepStages.Layer] = _layers.Sum(l => l.O.Bytes + l.GateUp.Bytes + l.Down.Bytes) + _layers.Skip(1).Sum(l => l.Qkv.Bytes),
         [StepStages.LmHead] = _lmHead.Bytes,
     };
 
@@ -514,15 +530,16 @@ public sealed class LlamaModelRunner : IModelRunner
                 timeline?.Mark(StepStages.Qkv);
                 NormQkvRopeIntoCache(x, identity, tokens, layer, eps, q, positions, _attention.CacheWriteTarget(plan, cache), h, qkv, next: layer.O);
             }
+            if (gridSynced)
+            {
+                // The attention, then the rest of the layer and the next layer's qkv: one launch, or two (ModelOptions.DecodeLaunches).
+                if (!GridSyncedLayer(l, plan, tokens, eps, x, identity, attn, swiGlu, q, positions, afterLast: logitRows > 0 ? _lmHead : null))
+                    attentionCalls += 1;
+                continue;
+            }
             timeline?.Mark(StepStages.Attention);
             _attention.Attend(plan, q, cache, attn);
             attentionCalls += 1;
-            if (gridSynced)
-            {
-                timeline?.Mark(StepStages.LayerTail);
-                LayerTail(l, plan, tokens, eps, x, identity, attn, swiGlu, q, positions, afterLast: logitRows > 0 ? _lmHead : null);
-                continue;
-            }
             timeline?.Mark(StepStages.OProj);
             _dense.Linear(attn, tokens, layer.O, x, accumulate: true, next: layer.GateUp);
             // MLP block: x += (silu(norm(x) · Wgate) * (norm(x) · Wup)) · Wdown (norm, projection and silu·up fused likewise).
@@ -672,7 +689,7 @@ public sealed class LlamaModelRunner : IModelRunner
 
 /// <summary>Kernels one forward step enqueued.</summary>
 /// <param name="Dense">Launches of the dense kernels (embedding, norms, projections, rope, SwiGLU, fused or not).</param>
-/// <param name="AttentionCalls">Calls into the attention kernel set (attend; the new K/V rows go into the cache with the qkv projection): each is one launch or more, as the set decides.</param>
+/// <param name="AttentionCalls">Calls into the attention kernel set (attend; the new K/V rows go into the cache with the qkv projection): each is one launch or more, as the set decides. A grid-synced layer that runs the set's decode itself counts among the dense launches instead.</param>
 internal readonly record struct StepLaunches(long Dense, int AttentionCalls);
 
 /// <summary>
@@ -682,3 +699,24 @@ internal readonly record struct StepLaunches(long Dense, int AttentionCalls);
 /// enqueuing takes about the whole step, the step is bound by launch overhead rather than by the device.
 /// </summary>
 internal readonly record struct StepTimes(long Prepare, long Enqueue, long Logits, long Finish);
+
+/// <summary>
+/// A layer's grid-synced launch from its attention on (see <c>LlamaModelRunner.GridSyncedLayer</c>): what the tail reads
+/// and writes, and the visitor a kernel set hands its decode to, which then launches the whole layer at once.
+/// </summary>
+internal readonly record struct GridSyncedLayerLaunch<TKv>(DenseKernels Dense, StageTimeline? Timeline, int Tokens, DeviceMatrix O, ArrayView<float> X,
+    ArrayView<int> Rows, ArrayView<float> PostNorm, float Eps, DeviceMatrix GateUp, SwiGluOutput Act, DeviceMatrix Down, RopeSplitOutput<TKv> QkvOutput,
+    NextLayerWeights? Next, DeviceMatrix? AfterLast) : IDecodeGroupsVisitor
+    where TKv : struct, IKvRowTarget
+{
+    /// <summary>The whole layer, <typeparamref name="TDecode"/> its attention stage (<see cref="DenseKernels.Layer{TKv, TDecode}"/>).</summary>
+    public void Visit<TDecode>(DecodeGroupsLaunch launch) where TDecode : struct, IDecodeGroups
+    {
+        Timeline?.Mark(StepStages.Layer);
+        Dense.Layer<TKv, TDecode>(launch, Tokens, O, X, Rows, PostNorm, Eps, GateUp, Act, Down, QkvOutput, Next, AfterLast);
+    }
+
+    /// <summary>The layer after its attention (<see cref="DenseKernels.LayerTail{TKv}"/>), <paramref name="attention"/> its output.</summary>
+    public void Tail(ArrayView<float> attention) =>
+        Dense.LayerTail(attention, Tokens, O, X, Rows, PostNorm, Eps, GateUp, Act, Down, QkvOutput, Next, AfterLast);
+}

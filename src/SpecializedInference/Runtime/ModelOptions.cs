@@ -41,15 +41,17 @@ namespace SpecializedInference.Runtime;
 /// (qkv pulls o_proj across the attention launch, o_proj gate|up, gate|up down_proj, down_proj the next layer's qkv or
 /// the LM head), and/or each warp's own rows past its first load step (one HBM round trip per row instead of one per
 /// step). Null (the default): none. Not yet measured on a GPU: <c>report --sections copy,e2e --prefetch-weights
-/// rows,rows+8,8,start:8</c> compares them at batch 1.</param>
+/// rows,8,start:8</c> compares them at batch 1.</param>
 /// <param name="FusedMatvecLaunch">Warps per group and register cap of the fused decode matvec (qkv, gate|up, LM head at
 /// few tokens; <see cref="Kernels.Dense.FusedMatvecLaunch"/>); null: groups of 4 warps, the compiler's registers. Not yet
 /// measured on a GPU: <c>report --sections copy,e2e --fused-matvec-launch 2:88</c> compares it at batch 1.</param>
 /// <param name="DecodeLaunches">Whether a decode step (few tokens, warp schedule) launches each layer's o_proj, gate|up, down_proj
 /// and the next layer's qkv one by one (<see cref="Kernels.Dense.DecodeLaunches.PerStage"/>, the default) or as one launch
-/// whose groups meet at grid barriers between them (<see cref="Kernels.Dense.DecodeLaunches.GridSynced"/>,
-/// <see cref="Kernels.Dense.LayerTailBodies"/>): two launches per layer instead of five. Not yet measured on a GPU:
-/// <c>report --sections copy,e2e --decode-launches grid-synced</c> compares it at batch 1.</param>
+/// whose groups meet at grid barriers between them (<see cref="Kernels.Dense.DecodeLaunches.GridSyncedTails"/>,
+/// <see cref="Kernels.Dense.LayerTailBodies"/>): two launches per layer instead of five; or the layer's decode attention
+/// in that launch too (<see cref="Kernels.Dense.DecodeLaunches.GridSyncedLayers"/>, where the generated kernel set hands its
+/// decode over): one per layer. Not yet measured on a GPU:
+/// <c>report --sections copy,e2e --decode-launches grid-synced-tails,grid-synced-layers</c> compares them at batch 1.</param>
 /// <param name="RopeFrequencies">Precision of the rotary frequencies: float32 (Hugging Face at load), or bfloat16 to
 /// reproduce a Hugging Face model cast in memory with <c>model.to(torch.bfloat16)</c>.</param>
 public sealed record ModelOptions(

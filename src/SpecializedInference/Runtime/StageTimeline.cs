@@ -94,8 +94,10 @@ public static class StepStages
     public const string OProj = "o_proj";
     public const string GateUp = "norm+gate|up+silu";
     public const string Down = "down_proj";
-    /// <summary>o_proj, norm+gate|up+silu, down_proj and the next layer's norm+qkv+rope in one grid-synced launch (<see cref="Kernels.Dense.DecodeLaunches.GridSynced"/>).</summary>
+    /// <summary>o_proj, norm+gate|up+silu, down_proj and the next layer's norm+qkv+rope in one grid-synced launch (<see cref="Kernels.Dense.DecodeLaunches.GridSyncedTails"/>).</summary>
     public const string LayerTail = "o_proj+mlp+next qkv (grid-synced)";
+    /// <summary>The attention and <see cref="LayerTail"/> in one grid-synced launch (<see cref="Kernels.Dense.DecodeLaunches.GridSyncedLayers"/>).</summary>
+    public const string Layer = "attention+o_proj+mlp+next qkv (grid-synced)";
     public const string LmHead = "norm+lm_head";
     public const string ArgMax = "argmax";
     public const string CopyOut = "copy out";

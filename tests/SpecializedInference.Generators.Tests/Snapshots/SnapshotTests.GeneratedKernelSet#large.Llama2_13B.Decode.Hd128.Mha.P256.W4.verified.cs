@@ -24,9 +24,16 @@ public static partial class Llama2_13B
     /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
     public static void Decode<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
+        => DecodeGroup<TCodec>(Grid.IdxX, m, queries, keyCache, valueCache, output);
+
+    /// <summary>Thread group <paramref name="group"/> of <see cref="Decode"/>: the kernel's own group, or one of those a
+    /// grid-synced layer launch loops over (SpecializedInference.Kernels.Dense.LayerBodies). Every thread of the group
+    /// calls it, and all leave it together (no early return: its group barriers stay matched).</summary>
+    public static void DecodeGroup<TCodec>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+        where TCodec : struct, IKvCodec
     {
-        int item = Grid.IdxX / 40;
-        int headGroup = Grid.IdxX % 40;
+        int item = group / 40;
+        int headGroup = group % 40;
         int firstHead = headGroup * 1;
         int kvHead = firstHead;
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
@@ -717,9 +724,16 @@ public static partial class Llama2_13B
     /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
     public static void DecodeExpanded<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
+        => DecodeExpandedGroup<TCodec>(Grid.IdxX, m, queries, keyCache, valueCache, output);
+
+    /// <summary>Thread group <paramref name="group"/> of <see cref="DecodeExpanded"/>: the kernel's own group, or one of those a
+    /// grid-synced layer launch loops over (SpecializedInference.Kernels.Dense.LayerBodies). Every thread of the group
+    /// calls it, and all leave it together (no early return: its group barriers stay matched).</summary>
+    public static void DecodeExpandedGroup<TCodec>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+        where TCodec : struct, IKvCodec
     {
-        int item = Grid.IdxX / 40;
-        int headGroup = Grid.IdxX % 40;
+        int item = group / 40;
+        int headGroup = group % 40;
         int firstHead = headGroup * 1;
         int kvHead = firstHead;
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.

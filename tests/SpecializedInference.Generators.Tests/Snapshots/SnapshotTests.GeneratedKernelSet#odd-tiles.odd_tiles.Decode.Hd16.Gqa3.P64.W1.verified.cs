@@ -24,9 +24,16 @@ public static partial class odd_tiles
     /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
     public static void Decode<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
+        => DecodeGroup<TCodec>(Grid.IdxX, m, queries, keyCache, valueCache, output);
+
+    /// <summary>Thread group <paramref name="group"/> of <see cref="Decode"/>: the kernel's own group, or one of those a
+    /// grid-synced layer launch loops over (SpecializedInference.Kernels.Dense.LayerBodies). Every thread of the group
+    /// calls it, and all leave it together (no early return: its group barriers stay matched).</summary>
+    public static void DecodeGroup<TCodec>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+        where TCodec : struct, IKvCodec
     {
-        int item = (Grid.IdxX >> 1);
-        int headGroup = (Grid.IdxX & 1);
+        int item = (group >> 1);
+        int headGroup = (group & 1);
         int firstHead = headGroup * 3;
         int kvHead = firstHead / 3;
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
@@ -514,9 +521,16 @@ public static partial class odd_tiles
     /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
     public static void DecodeExpanded<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
+        => DecodeExpandedGroup<TCodec>(Grid.IdxX, m, queries, keyCache, valueCache, output);
+
+    /// <summary>Thread group <paramref name="group"/> of <see cref="DecodeExpanded"/>: the kernel's own group, or one of those a
+    /// grid-synced layer launch loops over (SpecializedInference.Kernels.Dense.LayerBodies). Every thread of the group
+    /// calls it, and all leave it together (no early return: its group barriers stay matched).</summary>
+    public static void DecodeExpandedGroup<TCodec>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+        where TCodec : struct, IKvCodec
     {
-        int item = Grid.IdxX / 6;
-        int headGroup = Grid.IdxX % 6;
+        int item = group / 6;
+        int headGroup = group % 6;
         int firstHead = headGroup * 1;
         int kvHead = firstHead / 3;
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.

@@ -24,9 +24,16 @@ public static partial class TinyLlama_1_1B
     /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
     public static void Decode<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
+        => DecodeGroup<TCodec>(Grid.IdxX, m, queries, keyCache, valueCache, output);
+
+    /// <summary>Thread group <paramref name="group"/> of <see cref="Decode"/>: the kernel's own group, or one of those a
+    /// grid-synced layer launch loops over (SpecializedInference.Kernels.Dense.LayerBodies). Every thread of the group
+    /// calls it, and all leave it together (no early return: its group barriers stay matched).</summary>
+    public static void DecodeGroup<TCodec>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+        where TCodec : struct, IKvCodec
     {
-        int item = (Grid.IdxX >> 3);
-        int headGroup = (Grid.IdxX & 7);
+        int item = (group >> 3);
+        int headGroup = (group & 7);
         int firstHead = headGroup * 4;
         int kvHead = (firstHead >> 3);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
@@ -709,9 +716,16 @@ public static partial class TinyLlama_1_1B
     /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
     public static void DecodeExpanded<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
+        => DecodeExpandedGroup<TCodec>(Grid.IdxX, m, queries, keyCache, valueCache, output);
+
+    /// <summary>Thread group <paramref name="group"/> of <see cref="DecodeExpanded"/>: the kernel's own group, or one of those a
+    /// grid-synced layer launch loops over (SpecializedInference.Kernels.Dense.LayerBodies). Every thread of the group
+    /// calls it, and all leave it together (no early return: its group barriers stay matched).</summary>
+    public static void DecodeExpandedGroup<TCodec>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+        where TCodec : struct, IKvCodec
     {
-        int item = (Grid.IdxX >> 5);
-        int headGroup = (Grid.IdxX & 31);
+        int item = (group >> 5);
+        int headGroup = (group & 31);
         int firstHead = headGroup * 1;
         int kvHead = (firstHead >> 3);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.
@@ -1183,10 +1197,17 @@ public static partial class TinyLlama_1_1B
     /// <typeparam name="TClock">What happens at each DecodeStage: nothing (NoStageClock), or the SM's clock (SmStageClock).</typeparam>
     public static void DecodeMma<TClock>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TClock : struct, IStageClock
+        => DecodeMmaGroup<TClock>(Grid.IdxX, m, queries, keyCache, valueCache, output);
+
+    /// <summary>Thread group <paramref name="group"/> of <see cref="DecodeMma"/>: the kernel's own group, or one of those a
+    /// grid-synced layer launch loops over (SpecializedInference.Kernels.Dense.LayerBodies). Every thread of the group
+    /// calls it, and all leave it together (no early return: its group barriers stay matched).</summary>
+    public static void DecodeMmaGroup<TClock>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+        where TClock : struct, IStageClock
     {
         default(TClock).Mark(m.StageTimes, DecodeStage.Entry);
-        int item = (Grid.IdxX >> 3);
-        int headGroup = (Grid.IdxX & 7);
+        int item = (group >> 3);
+        int headGroup = (group & 7);
         int firstHead = headGroup * 4;
         int kvHead = (firstHead >> 3);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.

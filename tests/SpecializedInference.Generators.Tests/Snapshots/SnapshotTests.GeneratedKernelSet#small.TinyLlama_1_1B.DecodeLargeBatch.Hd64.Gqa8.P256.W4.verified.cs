@@ -23,10 +23,17 @@ public static partial class TinyLlama_1_1B
     /// <typeparam name="TClock">What happens at each DecodeStage: nothing (NoStageClock), or the SM's clock (SmStageClock).</typeparam>
     public static void DecodeMmaLargeBatch<TClock>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TClock : struct, IStageClock
+        => DecodeMmaLargeBatchGroup<TClock>(Grid.IdxX, m, queries, keyCache, valueCache, output);
+
+    /// <summary>Thread group <paramref name="group"/> of <see cref="DecodeMmaLargeBatch"/>: the kernel's own group, or one of those a
+    /// grid-synced layer launch loops over (SpecializedInference.Kernels.Dense.LayerBodies). Every thread of the group
+    /// calls it, and all leave it together (no early return: its group barriers stay matched).</summary>
+    public static void DecodeMmaLargeBatchGroup<TClock>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+        where TClock : struct, IStageClock
     {
         default(TClock).Mark(m.StageTimes, DecodeStage.Entry);
-        int item = (Grid.IdxX >> 2);
-        int headGroup = (Grid.IdxX & 3);
+        int item = (group >> 2);
+        int headGroup = (group & 3);
         int firstHead = headGroup * 8;
         int kvHead = (firstHead >> 3);
         // Round trip 1: the work item and the partition's physical blocks (listed per item by the plan), independent loads.

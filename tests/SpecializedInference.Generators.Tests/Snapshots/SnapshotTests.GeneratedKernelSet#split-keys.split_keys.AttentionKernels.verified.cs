@@ -61,5 +61,22 @@ public static partial class split_keys
 
         protected override void LaunchDecode(AttentionPlan plan, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
             => _decode(new KernelConfig(plan.NumDecodeItems * Dims.HeadGroups, DecodeWarps * 32), plan.Meta, queries, keyCache, valueCache, output);
+
+        /// <summary>The decode this set would launch for the step, as a struct type (grouped heads only).</summary>
+        protected override bool HandDecode<TVisitor>(DecodeGroupsLaunch launch, ref TVisitor visitor)
+        {
+            if (Options.HeadMapping == HeadMapping.Expanded) return false;
+            launch = launch with { Threads = DecodeWarps * 32 };
+            if (Options.KvDtype == KvDtype.F16) visitor.Visit<DecodeGroups<F16Codec>>(launch);
+            else visitor.Visit<DecodeGroups<F32Codec>>(launch);
+            return true;
+        }
+    }
+
+    /// <summary><see cref="Decode"/>'s per-group body as a struct type parameter (<see cref="IDecodeGroups"/>): a grid-synced layer launch's attention stage.</summary>
+    public struct DecodeGroups<TCodec> : IDecodeGroups where TCodec : struct, IKvCodec
+    {
+        public readonly void Run(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+            => DecodeGroup<TCodec>(group, m, queries, keyCache, valueCache, output);
     }
 }

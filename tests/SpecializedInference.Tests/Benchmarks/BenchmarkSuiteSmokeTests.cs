@@ -79,7 +79,7 @@ public sealed class BenchmarkSuiteSmokeTests(ITestOutputHelper output)
         var log = new StringWriter();
         try
         {
-            int rc = ReportRunner.Run(["--device", "cpu", "--quick", "--sections", "e2e", "--matvec-depths", "8,4", "--greedy-on-host", "--cuda-cores", "--prefetch-weights", "rows+8,start:4", "--fused-matvec-launch", "2:88", "--decode-launches", "grid-synced", "--stage-times", "--out", outPath], log);
+            int rc = ReportRunner.Run(["--device", "cpu", "--quick", "--sections", "e2e", "--matvec-depths", "8,4", "--greedy-on-host", "--cuda-cores", "--prefetch-weights", "rows+8,start:4", "--fused-matvec-launch", "2:88", "--decode-launches", "grid-synced-tails", "--stage-times", "--out", outPath], log);
             string report = File.Exists(outPath) ? File.ReadAllText(outPath) : "";
             Assert.True(rc == 0, $"report exited with {rc}:\n{log}");
             Assert.Contains("[matvec depth 8,4] | ", report);
@@ -87,7 +87,7 @@ public sealed class BenchmarkSuiteSmokeTests(ITestOutputHelper output)
             Assert.Single(report.Split('\n'), line => line.Contains("[L2 prefetch own rows + 8 MiB at end] |"));
             Assert.Single(report.Split('\n'), line => line.Contains("[L2 prefetch 4 MiB at start] |"));
             Assert.Single(report.Split('\n'), line => line.Contains("[fused matvec 2 warps, 88 registers] |"));
-            Assert.Single(report.Split('\n'), line => line.Contains("[grid-synced layer tails] |"));
+            Assert.Single(report.Split('\n'), line => line.Contains("[grid-synced-tails] |"));
             // As many [greedy on host] rows as the plan's model has default rows (one per batch).
             var modelRows = report.Split('\n').Where(line => line.StartsWith("| gqa_tiny")).ToList();
             int defaultRows = modelRows.Count(line => !line.Contains('['));

@@ -24,7 +24,7 @@ namespace SpecializedInference.Tests.Kernels;
 /// for sm_90 and must not spill registers to local memory: ILGPU's ordering of unrolled code once cost the decode
 /// and prefill 0.7–1.6 KB of spills per thread at 255 registers, found only by reading the GPU profile.
 /// </summary>
-[CiSeconds(100)]
+[CiSeconds(125)]
 public sealed class PtxCompilationTests(ITestOutputHelper output)
 {
     /// <summary>Every generated kernel: both head mappings (grouped, and expanded for <c>use_gqa: false</c>).</summary>
@@ -82,6 +82,22 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>A whole grid-synced layer (DecodeLaunches.GridSyncedLayers) around the two preset shapes' tensor-core
+    /// decodes: its registers (with the decode's shared memory) set how many groups an SM holds, and with them its grid.</summary>
+    [Theory]
+    [InlineData(typeof(SpecializedInference.Generated.TinyLlama_1_1B.DecodeMmaGroups))]
+    [InlineData(typeof(SpecializedInference.Generated.Llama3_8B.DecodeMmaGroups))]
+    public void GridSyncedLayersCompileToPtx(Type decode)
+    {
+        using var compiler = new PtxCompiler();
+        var layer = typeof(LayerTailBodies).GetMethod(nameof(LayerTailBodies.Layer))!.MakeGenericMethod(typeof(F16Weights), typeof(PagedKvRows<F16Codec>), decode,
+            typeof(FourChunks), typeof(TwoChunks), typeof(TwoChunks), typeof(NoRowPrefetch));
+        string ptx = compiler.Compile(layer, explicitlyGrouped: true);
+        Report($"Layer<F16Weights, PagedKvRows<F16Codec>, {decode.DeclaringType!.Name}.{decode.Name}, FourChunks, TwoChunks, TwoChunks, NoRowPrefetch>", ptx);
+        Assert.Contains("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32", ptx);   // the decode's products
+        Assert.Contains("ld.relaxed.gpu.global.b32", ptx);                           // the grid barrier's polls
+    }
+
     [Fact]
     public void DenseDecodeKernelsCompileToPtx()
     {
@@ -106,7 +122,7 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
             Report($"NormLinearWarp<F16Weights, {name}, TwoChunks, OwnRowPrefetch>", ptx);
             Assert.Equal(4, Regex.Matches(ptx, @"prefetch\.L2").Count);
         }
-        // The grid-synced layer tail (DecodeLaunches.GridSynced) at the default depths, and with each warp's own rows:
+        // The grid-synced layer tail (DecodeLaunches.GridSyncedTails) at the default depths, and with each warp's own rows:
         // its registers set how many groups an SM holds, and with them its grid.
         var tail = typeof(LayerTailBodies).GetMethod(nameof(LayerTailBodies.LayerTail))!;
         foreach (var rows in new[] { typeof(NoRowPrefetch), typeof(OwnRowPrefetch) })

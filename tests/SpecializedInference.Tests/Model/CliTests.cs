@@ -124,7 +124,7 @@ public sealed class CliTests
                  {
                      ("--prefetch-weights", "start:1", "--prefetch-weights has no effect", "lots", "weight prefetch 'lots': expected a positive number of MiB"),
                      ("--fused-matvec-launch", "2:88", "--fused-matvec-launch has no effect", "3:88", "WarpsPerGroup must be 1, 2, 4 or 8"),
-                     ("--decode-launches", "grid-synced", "--decode-launches grid-synced has no effect", "one", "--decode-launches 'one': expected per-stage or grid-synced"),
+                     ("--decode-launches", "grid-synced-layers", "--decode-launches grid-synced-layers has no effect", "one", "--decode-launches 'one': expected per-stage, grid-synced-tails or grid-synced-layers"),
                  })
         {
             (code, _, stderr) = Run("generate", "--model", dir, "--prompt-ids", ids, "--max-new-tokens", "1", "--device", "cpu", option, value);

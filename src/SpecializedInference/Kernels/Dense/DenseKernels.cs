@@ -27,7 +27,30 @@ public enum DecodeLaunches
 
     /// <summary>The four in one launch whose groups meet at a grid barrier between stages (<see cref="LayerTailBodies"/>):
     /// two launches per layer instead of five.</summary>
-    GridSynced,
+    GridSyncedTails,
+
+    /// <summary>The layer's decode attention too, before the four (<see cref="LayerTailBodies.Layer{TW, TKv, TDecode, TL, TF, TQ, TP}"/>):
+    /// one launch per layer, where the kernel set hands its decode over (<see cref="AttentionKernelsBase.TryHandDecode{TVisitor}"/>);
+    /// otherwise as <see cref="GridSyncedTails"/>.</summary>
+    GridSyncedLayers,
+}
+
+/// <summary>The command-line names of <see cref="DecodeLaunches"/> (<c>si generate --decode-launches</c>, the report's).</summary>
+public static class DecodeLaunchNames
+{
+    public static string Name(DecodeLaunches launches) => launches switch
+    {
+        DecodeLaunches.GridSyncedTails => "grid-synced-tails",
+        DecodeLaunches.GridSyncedLayers => "grid-synced-layers",
+        _ => "per-stage",
+    };
+
+    public static DecodeLaunches Parse(string text)
+    {
+        foreach (var launches in Enum.GetValues<DecodeLaunches>())
+            if (Name(launches) == text) return launches;
+        throw new ArgumentException($"--decode-launches '{text}': expected per-stage, grid-synced-tails or grid-synced-layers");
+    }
 }
 
 /// <summary>A weight matrix on the device: <c>[Rows, Cols]</c> row-major, f32 or f16, as 16-byte chunks.</summary>
@@ -103,7 +126,7 @@ public sealed class DenseKernels
     /// <param name="weightPrefetch">What a warp matvec pulls into L2 ahead of its loads: the next projection's first weights, its own rows, or both (<see cref="L2Prefetch"/>); null: none.</param>
     /// <param name="fusedLaunch">Group size and register cap of the fused decode matvec; null: <see cref="FusedMatvecLaunch.Default"/>.</param>
     /// <param name="decodeLaunches">Whether a decode step's dense stages between attention launches are one grid-synced
-    /// launch (<see cref="DecodeLaunches.GridSynced"/>, the warp schedule only) or a launch each.</param>
+    /// launch (<see cref="DecodeLaunches.GridSyncedTails"/>, the warp schedule only) or a launch each.</param>
     public DenseKernels(Accelerator accelerator, DenseSchedule schedule = DenseSchedule.Auto, MatvecDepth? depth = null, bool tensorCores = false,
         WeightPrefetch? weightPrefetch = null, FusedMatvecLaunch? fusedLaunch = null, DecodeLaunches decodeLaunches = DecodeLaunches.PerStage)
     {
@@ -591,21 +614,26 @@ public sealed class DenseKernels
     internal int GridBarrierSpinLimit { get; set; }
 
     private MemoryBuffer1D<int, Stride1D.Dense>? _barrierState;   // [GridBarrier.StateLength]
-    private readonly Dictionary<(Type, Type, int, int, int, bool), (Delegate Launch, int Resident)> _tails = new();
+    private readonly Dictionary<(string, Type, string, string, bool, int), (Delegate Launch, int Resident)> _gridSynced = new();
 
     /// <summary>Whether a step of <paramref name="tokens"/> tokens runs each layer's tail as one grid-synced launch
     /// (<see cref="LayerTail{TKv}"/>): asked for, the warp schedule, 32-lane warps, and no more tokens than one warp
     /// carries (<see cref="DenseKernelBodies.WarpTokens"/>), where the per-stage launches run the same warp kernels
     /// (from 5 tokens o_proj and down_proj are the batched projection).</summary>
     public bool RunsLayerTail(int tokens) =>
-        DecodeLaunches == DecodeLaunches.GridSynced && Schedule == DenseSchedule.Warp && _accelerator.WarpSize == 32
+        DecodeLaunches != DecodeLaunches.PerStage && Schedule == DenseSchedule.Warp && _accelerator.WarpSize == 32
         && tokens is > 0 and <= DenseKernelBodies.WarpTokens;
+
+    /// <summary>Whether a step of <paramref name="tokens"/> tokens should try the whole layer as one launch
+    /// (<see cref="Layer{TKv, TDecode}"/>): <see cref="DecodeLaunches.GridSyncedLayers"/> and what
+    /// <see cref="RunsLayerTail"/> needs.</summary>
+    public bool RunsWholeLayers(int tokens) => DecodeLaunches == DecodeLaunches.GridSyncedLayers && RunsLayerTail(tokens);
 
     /// <summary>Groups of a grid-synced launch that <see cref="LayerTail{TKv}"/> would run for the given widest stage:
     /// every group resident at once (the CUDA occupancy of the compiled kernel on each SM; one per multiprocessor on the
     /// CPU accelerator, which runs a multiprocessor's groups one after another), at most one warp per work item.</summary>
-    public int GridSyncedGroups(int residentPerMultiprocessor, long workItems) =>
-        (int)Math.Max(1, Math.Min((long)_accelerator.NumMultiprocessors * residentPerMultiprocessor, (workItems + WarpsPerGroup - 1) / WarpsPerGroup));
+    public int GridSyncedGroups(int residentPerMultiprocessor, long workItems, int warpsPerGroup) =>
+        (int)Math.Max(1, Math.Min((long)_accelerator.NumMultiprocessors * residentPerMultiprocessor, (workItems + warpsPerGroup - 1) / warpsPerGroup));
 
     /// <summary>
     /// A layer's dense work after its attention and the next layer's before its attention, one launch
@@ -626,6 +654,47 @@ public sealed class DenseKernels
         float eps, DeviceMatrix gateUp, SwiGluOutput act, DeviceMatrix down, RopeSplitOutput<TKv> qkvOutput, NextLayerWeights? next, DeviceMatrix? afterLast = null)
         where TKv : struct, IKvRowTarget
     {
+        var (args, widest) = TailArgs(attention, tokens, o, x, rows, postNorm, eps, gateUp, act, down, qkvOutput, next, afterLast);
+        var (launch, resident) = LoadGridSynced<Action<AcceleratorStream, KernelConfig, LayerTailArgs<TKv>>>(nameof(LayerTailBodies.LayerTail), o.Dtype,
+            [typeof(TKv)], WarpsPerGroup * _accelerator.WarpSize);
+        int groups = GridSyncedGroups(resident, widest, WarpsPerGroup);
+        args.Barrier.Groups = groups;
+        _launches++;
+        launch(_accelerator.DefaultStream, new KernelConfig(groups, WarpsPerGroup * _accelerator.WarpSize), args);
+    }
+
+    /// <summary>
+    /// The whole decoder layer in one launch (<see cref="LayerTailBodies.Layer{TW, TKv, TDecode, TL, TF, TQ, TP}"/>): the
+    /// step's decode attention as the kernel set handed it over (<paramref name="decode"/>, body
+    /// <typeparamref name="TDecode"/>; its output is <paramref name="decode"/>.Output, which the tail reads), then
+    /// <see cref="LayerTail{TKv}"/>'s stages. The launch's groups are the decode's size.
+    /// </summary>
+    public void Layer<TKv, TDecode>(DecodeGroupsLaunch decode, int tokens, DeviceMatrix o, ArrayView<float> x, ArrayView<int> rows, ArrayView<float> postNorm,
+        float eps, DeviceMatrix gateUp, SwiGluOutput act, DeviceMatrix down, RopeSplitOutput<TKv> qkvOutput, NextLayerWeights? next, DeviceMatrix? afterLast = null)
+        where TKv : struct, IKvRowTarget
+        where TDecode : struct, IDecodeGroups
+    {
+        if (!RunsWholeLayers(tokens))
+            throw new InvalidOperationException($"Layer: {tokens} tokens with {DecodeLaunches} launches on the {Schedule.ToString().ToLowerInvariant()} schedule: check RunsWholeLayers first");
+        if (decode.Threads % _accelerator.WarpSize != 0 || decode.Threads <= 0)
+            throw new ArgumentException($"Layer: the decode's groups of {decode.Threads} threads are not whole warps");
+        var (tail, widest) = TailArgs(decode.Output, tokens, o, x, rows, postNorm, eps, gateUp, act, down, qkvOutput, next, afterLast);
+        var (launch, resident) = LoadGridSynced<Action<AcceleratorStream, KernelConfig, LayerArgs<TKv>>>(nameof(LayerTailBodies.Layer), o.Dtype,
+            [typeof(TKv), typeof(TDecode)], decode.Threads);
+        int warps = decode.Threads / _accelerator.WarpSize;
+        int groups = Math.Max(GridSyncedGroups(resident, widest, warps), Math.Min(decode.Groups, _accelerator.NumMultiprocessors * resident));
+        tail.Barrier.Groups = groups;
+        var args = new LayerArgs<TKv> { Meta = decode.Meta, Queries = decode.Queries, KeyCache = decode.KeyCache, ValueCache = decode.ValueCache, DecodeGroups = decode.Groups, Tail = tail };
+        _launches++;
+        launch(_accelerator.DefaultStream, new KernelConfig(groups, decode.Threads), args);
+    }
+
+    /// <summary>The tail's arguments (the barrier's group count left to the caller) and its widest stage in work items.</summary>
+    private (LayerTailArgs<TKv> Args, long Widest) TailArgs<TKv>(ArrayView<float> attention, int tokens, DeviceMatrix o, ArrayView<float> x, ArrayView<int> rows,
+        ArrayView<float> postNorm, float eps, DeviceMatrix gateUp, SwiGluOutput act, DeviceMatrix down, RopeSplitOutput<TKv> qkvOutput, NextLayerWeights? next,
+        DeviceMatrix? afterLast)
+        where TKv : struct, IKvRowTarget
+    {
         if (!RunsLayerTail(tokens))
             throw new InvalidOperationException($"LayerTail: {tokens} tokens on the {Schedule.ToString().ToLowerInvariant()} schedule with {DecodeLaunches} launches: check RunsLayerTail first");
         int hidden = o.Rows;
@@ -636,8 +705,6 @@ public sealed class DenseKernels
 
         int tokenGroups = (tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens;
         long oItems = (long)hidden * tokenGroups, mlpItems = (long)act.Units * tokenGroups, qkvItems = next is null ? 0 : (long)qkvOutput.Units * tokenGroups;
-        var (launch, resident) = LoadLayerTail<TKv>(o.Dtype);
-        int groups = GridSyncedGroups(resident, Math.Max(Math.Max(oItems, mlpItems), qkvItems));
         _barrierState ??= _accelerator.Allocate1D(new int[GridBarrier.StateLength]);
         var args = new LayerTailArgs<TKv>
         {
@@ -663,12 +730,11 @@ public sealed class DenseKernels
             QkvPrefetch = next is { } d ? Prefetch(d.Qkv, d.After, qkvItems) : L2Prefetch.None,
             Barrier = new GridBarrier
             {
-                State = _barrierState.View, Groups = groups, SpinLimit = GridBarrierSpinLimit,
+                State = _barrierState.View, SpinLimit = GridBarrierSpinLimit,
                 WordAddress = _barrierState.NativePtr.ToInt64() + GridBarrier.Word * sizeof(int),
             },
         };
-        _launches++;
-        launch(_accelerator.DefaultStream, new KernelConfig(groups, WarpsPerGroup * _accelerator.WarpSize), args);
+        return (args, Math.Max(Math.Max(oItems, mlpItems), qkvItems));
     }
 
     /// <summary>Fails when a grid barrier of the launches so far gave up waiting (its groups were not all resident: a
@@ -687,26 +753,29 @@ public sealed class DenseKernels
             "Run with the per-stage launches (ModelOptions.DecodeLaunches = PerStage; si --decode-launches per-stage).");
     }
 
-    /// <summary>The layer-tail kernel for <paramref name="dtype"/> weights, <typeparamref name="TKv"/> cache rows and this
-    /// instance's depths and prefetch (compiled on first use), and how many of its groups an SM holds at once.</summary>
-    private (Action<AcceleratorStream, KernelConfig, LayerTailArgs<TKv>> Launch, int Resident) LoadLayerTail<TKv>(WeightDtype dtype)
-        where TKv : struct, IKvRowTarget
+    /// <summary>The grid-synced kernel <paramref name="kernel"/> of <see cref="LayerTailBodies"/> for <paramref name="dtype"/>
+    /// weights, the type arguments <paramref name="types"/> (the cache rows' target, the decode body) and this instance's
+    /// depths and prefetch, compiled on first use; and how many of its groups of <paramref name="threads"/> an SM holds at
+    /// once (the CUDA occupancy calculator's; 1 on the CPU accelerator, whose multiprocessors run their groups one after
+    /// another).</summary>
+    private (TLaunch Launch, int Resident) LoadGridSynced<TLaunch>(string kernel, WeightDtype dtype, Type[] types, int threads)
+        where TLaunch : Delegate
     {
         bool ownRows = PullsOwnRows;
-        var key = (dtype == WeightDtype.F16 ? typeof(F16Weights) : typeof(F32Weights), typeof(TKv), Depth.Linear, Depth.FusedPerRow, Depth.QkvPerRow, ownRows);
-        if (!_tails.TryGetValue(key, out var tail))
+        var weights = dtype == WeightDtype.F16 ? typeof(F16Weights) : typeof(F32Weights);
+        var key = (kernel, weights, string.Join(",", types.Select(t => t.FullName)), Depth.ToString(), ownRows, threads);
+        if (!_gridSynced.TryGetValue(key, out var loaded))
         {
-            var body = typeof(LayerTailBodies).GetMethod(nameof(LayerTailBodies.LayerTail))!.MakeGenericMethod(
-                key.Item1, typeof(TKv), RowChunksType(Depth.Linear), RowChunksType(Depth.FusedPerRow), RowChunksType(Depth.QkvPerRow),
-                ownRows ? typeof(OwnRowPrefetch) : typeof(NoRowPrefetch));
-            var kernel = _accelerator.LoadKernel(_accelerator.CompileKernel(ILGPU.Backends.EntryPoints.EntryPointDescription.FromExplicitlyGroupedKernel(body)));
-            var typed = kernel.CreateLauncherDelegate<Action<AcceleratorStream, KernelConfig, LayerTailArgs<TKv>>>();
-            int resident = _accelerator is CPUAccelerator ? 1 : Math.Max(1, _accelerator.EstimateMaxActiveGroupsPerMultiprocessor(kernel, WarpsPerGroup * _accelerator.WarpSize, 0));
-            tail = (typed, resident);
-            _tails[key] = tail;
+            var body = typeof(LayerTailBodies).GetMethod(kernel)!.MakeGenericMethod(
+                [weights, .. types, RowChunksType(Depth.Linear), RowChunksType(Depth.FusedPerRow), RowChunksType(Depth.QkvPerRow),
+                    ownRows ? typeof(OwnRowPrefetch) : typeof(NoRowPrefetch)]);
+            var compiled = _accelerator.LoadKernel(_accelerator.CompileKernel(ILGPU.Backends.EntryPoints.EntryPointDescription.FromExplicitlyGroupedKernel(body)));
+            int resident = _accelerator is CPUAccelerator ? 1 : Math.Max(1, _accelerator.EstimateMaxActiveGroupsPerMultiprocessor(compiled, threads, 0));
+            loaded = (compiled.CreateLauncherDelegate<TLaunch>(), resident);
+            _gridSynced[key] = loaded;
         }
 
-        return ((Action<AcceleratorStream, KernelConfig, LayerTailArgs<TKv>>)tail.Launch, tail.Resident);
+        return ((TLaunch)loaded.Launch, loaded.Resident);
     }
 
     private static Type RowChunksType(int perLane) => perLane switch { 2 => typeof(TwoChunks), 4 => typeof(FourChunks), _ => typeof(EightChunks) };

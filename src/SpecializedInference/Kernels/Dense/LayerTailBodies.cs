@@ -4,7 +4,7 @@ namespace SpecializedInference.Kernels.Dense;
 
 /// <summary>
 /// A decoder layer's dense work after its attention, and the next layer's before its attention, in one launch
-/// (<see cref="DecodeLaunches.GridSynced"/>): the launch's warps loop over each stage's work items (the warps of the
+/// (<see cref="DecodeLaunches.GridSyncedTails"/>): the launch's warps loop over each stage's work items (the warps of the
 /// per-stage launches, <see cref="DenseKernelBodies.LinearWarpAt{TW, TE, TD, TP}"/> and
 /// <see cref="FusedKernelBodies.NormLinearWarpAt{TW, TO, TD, TP}"/>, unchanged) and meet at a <see cref="GridBarrier"/>
 /// between stages, where the per-stage schedule ends a launch and starts the next.
@@ -17,11 +17,13 @@ namespace SpecializedInference.Kernels.Dense;
 ///   ── grid barrier ── (not after the last layer)
 ///   q, k, v = rope(norm(x) · Wqkvᵀ) of the next layer, k and v into its cache
 /// </code>
+/// <see cref="Layer{TW, TKv, TDecode, TL, TF, TQ, TP}"/> puts the layer's decode attention before them, in the same launch
+/// (<see cref="DecodeLaunches.GridSyncedLayers"/>).
 /// Why: at batch 1 a small model's step is a chain of short launches, each paying a launch and a ramp before its bytes
 /// count (TinyLlama: ~113 launches of 4–19 µs for a 509 µs weight-read floor, 1.28 ms a step on the H200). Per layer the
 /// step becomes two launches (attention, this) instead of five. Whether a barrier (one atomic round trip per group to
 /// L2 and a poll) costs less than the launch boundary it replaces is the GPU run's to say
-/// (<c>report --decode-launches grid-synced</c>).
+/// (<c>report --decode-launches grid-synced-tails,grid-synced-layers</c>).
 /// </summary>
 public static class LayerTailBodies
 {
@@ -64,6 +66,28 @@ public static class LayerTailBodies
             FusedKernelBodies.NormLinearWarpAt<TW, RopeSplitOutput<TKv>, TQ, TP>(w, a.NextQkv, x, a.Rows, a.NextInputNorm, a.NextQkvOut, a.Hidden, a.Tokens, a.Eps,
                 a.QkvPrefetch);
     }
+
+    /// <summary>
+    /// The whole decoder layer in one launch (<see cref="DecodeLaunches.GridSyncedLayers"/>): the step's decode
+    /// attention, its groups looping over the decode's (<typeparamref name="TDecode"/>, the kernel set's generated body;
+    /// the launch's groups are the decode's size), then a grid barrier and the <see cref="LayerTail"/>'s stages. A step
+    /// of TinyLlama's is then 26 launches instead of 113.
+    /// </summary>
+    public static void Layer<TW, TKv, TDecode, TL, TF, TQ, TP>(LayerArgs<TKv> a)
+        where TW : struct, IWeightFormat
+        where TKv : struct, IKvRowTarget
+        where TDecode : struct, IDecodeGroups
+        where TL : struct, IRowChunks
+        where TF : struct, IRowChunks
+        where TQ : struct, IRowChunks
+        where TP : struct, IRowPrefetch
+    {
+        // attn = attend(q, the layer's cache): every Grid.DimX-th decode group, from this group's index.
+        for (int g = Grid.IdxX; g < a.DecodeGroups; g += Grid.DimX)
+            default(TDecode).Run(g, a.Meta, a.Queries, a.KeyCache, a.ValueCache, a.Tail.Attention.Cast<float>());
+        a.Tail.Barrier.Wait();
+        LayerTail<TW, TKv, TL, TF, TQ, TP>(a.Tail);
+    }
 }
 
 /// <summary>What <see cref="LayerTailBodies.LayerTail{TW, TKv, TL, TF, TQ, TP}"/> reads and writes: one layer's o_proj and
@@ -102,4 +126,21 @@ public struct LayerTailArgs<TKv>
     /// <summary>What each stage's warps pull into L2 (<see cref="L2Prefetch"/>), over the stage's work items</summary>
     public L2Prefetch OPrefetch, GateUpPrefetch, DownPrefetch, QkvPrefetch;
     public GridBarrier Barrier;
+}
+
+/// <summary>What <see cref="LayerTailBodies.Layer{TW, TKv, TDecode, TL, TF, TQ, TP}"/> reads and writes: the step's decode
+/// (its plan, the layer's cache, q; the output is the tail's <see cref="LayerTailArgs{TKv}.Attention"/>) and the tail.</summary>
+public struct LayerArgs<TKv>
+    where TKv : struct, IKvRowTarget
+{
+    public AttentionMeta Meta;
+    /// <summary>[tokens, heads, head_dim] f32</summary>
+    public ArrayView<float> Queries;
+    /// <summary>[num_blocks, kv_heads, block_size, head_dim] the layer's keys</summary>
+    public ArrayView<Chunk16> KeyCache;
+    /// <summary>[num_blocks, kv_heads, block_size, head_dim] the layer's values</summary>
+    public ArrayView<Chunk16> ValueCache;
+    /// <summary>Decode groups: work items × head groups</summary>
+    public int DecodeGroups;
+    public LayerTailArgs<TKv> Tail;
 }

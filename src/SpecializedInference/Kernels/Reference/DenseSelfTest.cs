@@ -49,7 +49,7 @@ public static class DenseSelfTest
         }
         var ownRows = new DenseKernels(accelerator, DenseSchedule.Warp, weightPrefetch: WeightPrefetch.Rows);
         results.Add(Check("matvec", "f16, 4 chunks/lane, 1 tok, y +=, L2 prefetch: own rows", () => Linear(ownRows, rng, WeightDtype.F16, 1, accumulate: true)));
-        var gridSynced = new DenseKernels(accelerator, DenseSchedule.Warp, decodeLaunches: DecodeLaunches.GridSynced);
+        var gridSynced = new DenseKernels(accelerator, DenseSchedule.Warp, decodeLaunches: DecodeLaunches.GridSyncedTails);
         foreach (int tokens in new[] { 1, 3 })
             results.Add(Check("layer-tail", $"f16, {tokens} tok, one grid-synced launch vs the four launches", () => LayerTail(warp, gridSynced, rng, tokens)));
         foreach (var (dtype, tokens, split) in new[] { (WeightDtype.F16, 5, 2), (WeightDtype.F16, 12, 4), (WeightDtype.F32, 8, 1) })
