@@ -629,7 +629,7 @@ public sealed class DenseKernels
     /// <see cref="RunsLayerTail"/> needs.</summary>
     public bool RunsWholeLayers(int tokens) => DecodeLaunches == DecodeLaunches.GridSyncedLayers && RunsLayerTail(tokens);
 
-    /// <summary>Groups of a grid-synced launch that <see cref="LayerTail{TKv}"/> would run for the given widest stage:
+    /// <summary>Groups of a grid-synced launch (<see cref="LayerTail{TKv}"/>, <see cref="Layer{TKv, TDecode}"/>) for its widest stage:
     /// every group resident at once (the CUDA occupancy of the compiled kernel on each SM; one per multiprocessor on the
     /// CPU accelerator, which runs a multiprocessor's groups one after another), at most one warp per work item.</summary>
     public int GridSyncedGroups(int residentPerMultiprocessor, long workItems, int warpsPerGroup) =>
@@ -748,9 +748,9 @@ public sealed class DenseKernels
         if (state[GridBarrier.GaveUp] == 0) return;
         _barrierState.MemSetToZero();
         _accelerator.Synchronize();
-        throw new InvalidOperationException($"a grid-synced layer tail's barrier gave up waiting on {_accelerator.Name}: its groups were not all " +
+        throw new InvalidOperationException($"a grid-synced decode launch's barrier gave up waiting on {_accelerator.Name}: its groups were not all " +
             "resident at once (another process on the GPU, or an occupancy estimate this device does not keep), so that step's results are wrong. " +
-            "Run with the per-stage launches (ModelOptions.DecodeLaunches = PerStage; si --decode-launches per-stage).");
+            "Run with the per-stage launches (ModelOptions.DecodeLaunches = PerStage; si generate --decode-launches per-stage).");
     }
 
     /// <summary>The grid-synced kernel <paramref name="kernel"/> of <see cref="LayerTailBodies"/> for <paramref name="dtype"/>
