@@ -609,6 +609,14 @@ public sealed class DenseKernels
 
     // ---------------------------------------------------------------- a layer's tail in one grid-synced launch
 
+    /// <summary>
+    /// Warps per group of <see cref="LayerTail{TKv}"/>: 16 on a GPU, where one group of 512 threads at the kernel's 100
+    /// registers fills an SM's register file as four of 128 would, and each barrier then takes one arrival (an atomic on
+    /// one word, which L2 serializes) per SM instead of four; 4 on the CPU accelerator, where every simulated thread is an
+    /// OS thread woken by every later launch.
+    /// </summary>
+    private int TailWarpsPerGroup => _accelerator is CPUAccelerator ? WarpsPerGroup : 16;
+
     /// <summary>Polls of a <see cref="GridBarrier"/> before it gives up: seconds on a GPU (an L2 atomic each), and
     /// more on the CPU accelerator, whose groups are OS threads the scheduler may leave waiting.</summary>
     internal int GridBarrierSpinLimit { get; set; }
@@ -655,12 +663,20 @@ public sealed class DenseKernels
         where TKv : struct, IKvRowTarget
     {
         var (args, widest) = TailArgs(attention, tokens, o, x, rows, postNorm, eps, gateUp, act, down, qkvOutput, next, afterLast);
+        int warps = TailWarpsPerGroup;
         var (launch, resident) = LoadGridSynced<Action<AcceleratorStream, KernelConfig, LayerTailArgs<TKv>>>(nameof(LayerTailBodies.LayerTail), o.Dtype,
-            [typeof(TKv)], WarpsPerGroup * _accelerator.WarpSize);
-        int groups = GridSyncedGroups(resident, widest, WarpsPerGroup);
+            [typeof(TKv)], warps * _accelerator.WarpSize);
+        if (resident == 0)
+        {
+            // A deep load step's registers leave no room for 16 warps in one group (8 chunks: ~170 a thread): groups of 4.
+            warps = WarpsPerGroup;
+            (launch, resident) = LoadGridSynced<Action<AcceleratorStream, KernelConfig, LayerTailArgs<TKv>>>(nameof(LayerTailBodies.LayerTail), o.Dtype,
+                [typeof(TKv)], warps * _accelerator.WarpSize);
+        }
+        int groups = GridSyncedGroups(resident, widest, warps);
         args.Barrier.Groups = groups;
         _launches++;
-        launch(_accelerator.DefaultStream, new KernelConfig(groups, WarpsPerGroup * _accelerator.WarpSize), args);
+        launch(_accelerator.DefaultStream, new KernelConfig(groups, warps * _accelerator.WarpSize), args);
     }
 
     /// <summary>
@@ -681,6 +697,8 @@ public sealed class DenseKernels
         var (tail, widest) = TailArgs(decode.Output, tokens, o, x, rows, postNorm, eps, gateUp, act, down, qkvOutput, next, afterLast);
         var (launch, resident) = LoadGridSynced<Action<AcceleratorStream, KernelConfig, LayerArgs<TKv>>>(nameof(LayerTailBodies.Layer), o.Dtype,
             [typeof(TKv), typeof(TDecode)], decode.Threads);
+        if (resident == 0)   // a decode group of at most 256 threads always fits its SM (255 registers, 48 KB shared)
+            throw new InvalidOperationException($"Layer: not one group of {decode.Threads} threads of the grid-synced layer kernel fits an SM of {_accelerator.Name}");
         int warps = decode.Threads / _accelerator.WarpSize;
         int groups = Math.Max(GridSyncedGroups(resident, widest, warps), Math.Min(decode.Groups, _accelerator.NumMultiprocessors * resident));
         tail.Barrier.Groups = groups;
@@ -756,8 +774,8 @@ public sealed class DenseKernels
     /// <summary>The grid-synced kernel <paramref name="kernel"/> of <see cref="LayerTailBodies"/> for <paramref name="dtype"/>
     /// weights, the type arguments <paramref name="types"/> (the cache rows' target, the decode body) and this instance's
     /// depths and prefetch, compiled on first use; and how many of its groups of <paramref name="threads"/> an SM holds at
-    /// once (the CUDA occupancy calculator's; 1 on the CPU accelerator, whose multiprocessors run their groups one after
-    /// another).</summary>
+    /// once (the CUDA occupancy calculator's, 0 when not one fits; 1 on the CPU accelerator, whose multiprocessors run
+    /// their groups one after another).</summary>
     private (TLaunch Launch, int Resident) LoadGridSynced<TLaunch>(string kernel, WeightDtype dtype, Type[] types, int threads)
         where TLaunch : Delegate
     {
@@ -770,7 +788,7 @@ public sealed class DenseKernels
                 [weights, .. types, RowChunksType(Depth.Linear), RowChunksType(Depth.FusedPerRow), RowChunksType(Depth.QkvPerRow),
                     ownRows ? typeof(OwnRowPrefetch) : typeof(NoRowPrefetch)]);
             var compiled = _accelerator.LoadKernel(_accelerator.CompileKernel(ILGPU.Backends.EntryPoints.EntryPointDescription.FromExplicitlyGroupedKernel(body)));
-            int resident = _accelerator is CPUAccelerator ? 1 : Math.Max(1, _accelerator.EstimateMaxActiveGroupsPerMultiprocessor(compiled, threads, 0));
+            int resident = _accelerator is CPUAccelerator ? 1 : _accelerator.EstimateMaxActiveGroupsPerMultiprocessor(compiled, threads, 0);
             loaded = (compiled.CreateLauncherDelegate<TLaunch>(), resident);
             _gridSynced[key] = loaded;
         }

@@ -122,7 +122,7 @@ public static class DenseSelfTest
     /// (<see cref="DenseKernels.LayerTail{TKv}"/>, its groups meeting at grid barriers: hundreds on a GPU) against the same
     /// stages launched one by one (each checked against float64 above): the residual stream, the activation, q, k and v.
     /// Hidden 264 (33 f16 chunks: a partial load step), 4/2 heads of 32, intermediate 72; positions 5, 9, 2. On a GPU its
-    /// widest stage (264 rows) spreads over 66 groups of 4 warps.
+    /// widest stage (264 rows) spreads over 17 groups of 16 warps.
     /// </summary>
     private static double LayerTail(DenseKernels perStage, DenseKernels gridSynced, Random rng, int tokens)
     {
