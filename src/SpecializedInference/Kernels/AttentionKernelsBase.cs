@@ -149,10 +149,7 @@ public abstract class AttentionKernelsBase : IAttentionKernels
     public void Attend(IAttentionPlan plan, ArrayView<float> queries, PagedKvLayer cache, ArrayView<float> output)
     {
         var p = AttentionPlan.Check(plan, this);
-        long rows = (long)p.Batch.NumTokens * Shape.NumHeads * Shape.HeadDim;
-        if (queries.Length < rows || output.Length < rows)
-            throw new ArgumentException($"Attend: queries has {queries.Length} and output {output.Length} floats; " +
-                $"{p.Batch.NumTokens} tokens x {Shape.NumHeads} heads x {Shape.HeadDim} need {rows}.");
+        CheckQueries(p, queries, output, nameof(Attend));
         var (keyCache, valueCache) = CheckCache(p, cache, forWrite: false);
         if (p.Batch.NumTokens == 0) return;
         if (Options.Algorithm == AttentionAlgorithm.Materialized)
@@ -177,10 +174,7 @@ public abstract class AttentionKernelsBase : IAttentionKernels
     {
         var p = AttentionPlan.Check(plan, this);
         if (Options.Algorithm == AttentionAlgorithm.Materialized || p.NumPrefillItems > 0 || p.NumDecodeItems == 0 || p.DecodeLayout is not null) return false;
-        long rows = (long)p.Batch.NumTokens * Shape.NumHeads * Shape.HeadDim;
-        if (queries.Length < rows || output.Length < rows)
-            throw new ArgumentException($"TryHandDecode: queries has {queries.Length} and output {output.Length} floats; " +
-                $"{p.Batch.NumTokens} tokens x {Shape.NumHeads} heads x {Shape.HeadDim} need {rows}.");
+        CheckQueries(p, queries, output, nameof(TryHandDecode));
         var (keyCache, valueCache) = CheckCache(p, cache, forWrite: false);
         return HandDecode(new DecodeGroupsLaunch(p.Meta, queries, keyCache, valueCache, output, p.NumDecodeItems * Dims.HeadGroups, GroupThreads), ref visitor);
     }
@@ -202,6 +196,16 @@ public abstract class AttentionKernelsBase : IAttentionKernels
     /// the last partition of a decode to finish combines them (the plan's ticket counters).</summary>
     protected abstract void LaunchDecode(AttentionPlan plan, ArrayView<float> queries, ArrayView<Chunk16> keyCache,
         ArrayView<Chunk16> valueCache, ArrayView<float> output);
+
+    /// <summary>Throws unless <paramref name="queries"/> and <paramref name="output"/> hold the step's
+    /// [tokens, heads, head_dim] rows.</summary>
+    private void CheckQueries(AttentionPlan p, ArrayView<float> queries, ArrayView<float> output, string caller)
+    {
+        long rows = (long)p.Batch.NumTokens * Shape.NumHeads * Shape.HeadDim;
+        if (queries.Length < rows || output.Length < rows)
+            throw new ArgumentException($"{caller}: queries has {queries.Length} and output {output.Length} floats; " +
+                $"{p.Batch.NumTokens} tokens x {Shape.NumHeads} heads x {Shape.HeadDim} need {rows}.");
+    }
 
     private (ArrayView<Chunk16> Keys, ArrayView<Chunk16> Values) CheckCache(AttentionPlan p, PagedKvLayer cache, bool forWrite)
     {

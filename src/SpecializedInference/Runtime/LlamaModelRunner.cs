@@ -363,16 +363,24 @@ public sealed class LlamaModelRunner : IModelRunner
 
     /// <summary>The weight bytes each stage of a decode step reads (for <see cref="StageTimeline.MeanStep"/>'s GB/s); with
     /// grid-synced layer tails the qkv stage is the first layer's alone, the others' run in the tails.</summary>
-    public IReadOnlyDictionary<string, long> StageWeightBytes => new Dictionary<string, long>
+    public IReadOnlyDictionary<string, long> StageWeightBytes
     {
-        [StepStages.Qkv] = _dense.RunsLayerTail(1) ? _layers[0].Qkv.Bytes : _layers.Sum(l => l.Qkv.Bytes),
-        [StepStages.OProj] = _layers.Sum(l => l.O.Bytes),
-        [StepStages.GateUp] = _layers.Sum(l => l.GateUp.Bytes),
-        [StepStages.Down] = _layers.Sum(l => l.Down.Bytes),
-        [StepStages.LayerTail] = _layers.Sum(l => l.O.Bytes + l.GateUp.Bytes + l.Down.Bytes) + _layers.Skip(1).Sum(l => l.Qkv.Bytes),
-        [StepStages.Layer] = _layers.Sum(l => l.O.Bytes + l.GateUp.Bytes + l.Down.Bytes) + _layers.Skip(1).Sum(l => l.Qkv.Bytes),
-        [StepStages.LmHead] = _lmHead.Bytes,
-    };
+        get
+        {
+            // A grid-synced launch reads a layer's o_proj, MLP and the next layer's qkv, with the attention or without.
+            long tails = _layers.Sum(l => l.O.Bytes + l.GateUp.Bytes + l.Down.Bytes) + _layers.Skip(1).Sum(l => l.Qkv.Bytes);
+            return new Dictionary<string, long>
+            {
+                [StepStages.Qkv] = _dense.RunsLayerTail(1) ? _layers[0].Qkv.Bytes : _layers.Sum(l => l.Qkv.Bytes),
+                [StepStages.OProj] = _layers.Sum(l => l.O.Bytes),
+                [StepStages.GateUp] = _layers.Sum(l => l.GateUp.Bytes),
+                [StepStages.Down] = _layers.Sum(l => l.Down.Bytes),
+                [StepStages.LayerTail] = tails,
+                [StepStages.Layer] = tails,
+                [StepStages.LmHead] = _lmHead.Bytes,
+            };
+        }
+    }
 
     /// <summary>Where the host spent the last step (the benchmarks' decode-step breakdown).</summary>
     internal StepTimes LastStepTimes { get; private set; }

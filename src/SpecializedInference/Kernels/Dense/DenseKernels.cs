@@ -132,7 +132,7 @@ public sealed class DenseKernels
     {
         _accelerator = accelerator;
         DecodeLaunches = decodeLaunches;
-        GridBarrierSpinLimit = accelerator is CPUAccelerator ? 1 << 28 : 1 << 22;
+        _gridBarrierSpinLimit = accelerator is CPUAccelerator ? 1 << 28 : 1 << 22;
         WeightPrefetch = weightPrefetch?.Validated();
         FusedLaunch = (fusedLaunch ?? FusedMatvecLaunch.Default).Validated();
         TensorCores = tensorCores;
@@ -619,10 +619,10 @@ public sealed class DenseKernels
 
     /// <summary>Polls of a <see cref="GridBarrier"/> before it gives up: seconds on a GPU (an L2 atomic each), and
     /// more on the CPU accelerator, whose groups are OS threads the scheduler may leave waiting.</summary>
-    internal int GridBarrierSpinLimit { get; set; }
+    private readonly int _gridBarrierSpinLimit;
 
     private MemoryBuffer1D<int, Stride1D.Dense>? _barrierState;   // [GridBarrier.StateLength]
-    private readonly Dictionary<(string, Type, string, string, bool, int), (Delegate Launch, int Resident)> _gridSynced = new();
+    private readonly Dictionary<(string Kernel, WeightDtype Weights, Type Kv, Type? Decode, int Threads), (Delegate Launch, int Resident)> _gridSynced = new();
 
     /// <summary>Whether a step of <paramref name="tokens"/> tokens runs each layer's tail as one grid-synced launch
     /// (<see cref="LayerTail{TKv}"/>): asked for, the warp schedule, 32-lane warps, and no more tokens than one warp
@@ -640,7 +640,7 @@ public sealed class DenseKernels
     /// <summary>Groups of a grid-synced launch (<see cref="LayerTail{TKv}"/>, <see cref="Layer{TKv, TDecode}"/>) for its widest stage:
     /// every group resident at once (the CUDA occupancy of the compiled kernel on each SM; one per multiprocessor on the
     /// CPU accelerator, which runs a multiprocessor's groups one after another), at most one warp per work item.</summary>
-    public int GridSyncedGroups(int residentPerMultiprocessor, long workItems, int warpsPerGroup) =>
+    private int GridSyncedGroups(int residentPerMultiprocessor, long workItems, int warpsPerGroup) =>
         (int)Math.Max(1, Math.Min((long)_accelerator.NumMultiprocessors * residentPerMultiprocessor, (workItems + warpsPerGroup - 1) / warpsPerGroup));
 
     /// <summary>
@@ -665,13 +665,13 @@ public sealed class DenseKernels
         var (args, widest) = TailArgs(attention, tokens, o, x, rows, postNorm, eps, gateUp, act, down, qkvOutput, next, afterLast);
         int warps = TailWarpsPerGroup;
         var (launch, resident) = LoadGridSynced<Action<AcceleratorStream, KernelConfig, LayerTailArgs<TKv>>>(nameof(LayerTailBodies.LayerTail), o.Dtype,
-            [typeof(TKv)], warps * _accelerator.WarpSize);
+            typeof(TKv), null, warps * _accelerator.WarpSize);
         if (resident == 0)
         {
             // A deep load step's registers leave no room for 16 warps in one group (8 chunks: ~170 a thread): groups of 4.
             warps = WarpsPerGroup;
             (launch, resident) = LoadGridSynced<Action<AcceleratorStream, KernelConfig, LayerTailArgs<TKv>>>(nameof(LayerTailBodies.LayerTail), o.Dtype,
-                [typeof(TKv)], warps * _accelerator.WarpSize);
+                typeof(TKv), null, warps * _accelerator.WarpSize);
         }
         int groups = GridSyncedGroups(resident, widest, warps);
         args.Barrier.Groups = groups;
@@ -696,7 +696,7 @@ public sealed class DenseKernels
             throw new ArgumentException($"Layer: the decode's groups of {decode.Threads} threads are not whole warps");
         var (tail, widest) = TailArgs(decode.Output, tokens, o, x, rows, postNorm, eps, gateUp, act, down, qkvOutput, next, afterLast);
         var (launch, resident) = LoadGridSynced<Action<AcceleratorStream, KernelConfig, LayerArgs<TKv>>>(nameof(LayerTailBodies.Layer), o.Dtype,
-            [typeof(TKv), typeof(TDecode)], decode.Threads);
+            typeof(TKv), typeof(TDecode), decode.Threads);
         if (resident == 0)   // a decode group of at most 256 threads always fits its SM (255 registers, 48 KB shared)
             throw new InvalidOperationException($"Layer: not one group of {decode.Threads} threads of the grid-synced layer kernel fits an SM of {_accelerator.Name}");
         int warps = decode.Threads / _accelerator.WarpSize;
@@ -748,7 +748,7 @@ public sealed class DenseKernels
             QkvPrefetch = next is { } d ? Prefetch(d.Qkv, d.After, qkvItems) : L2Prefetch.None,
             Barrier = new GridBarrier
             {
-                State = _barrierState.View, SpinLimit = GridBarrierSpinLimit,
+                State = _barrierState.View, SpinLimit = _gridBarrierSpinLimit,
                 WordAddress = _barrierState.NativePtr.ToInt64() + GridBarrier.Word * sizeof(int),
             },
         };
@@ -772,21 +772,22 @@ public sealed class DenseKernels
     }
 
     /// <summary>The grid-synced kernel <paramref name="kernel"/> of <see cref="LayerTailBodies"/> for <paramref name="dtype"/>
-    /// weights, the type arguments <paramref name="types"/> (the cache rows' target, the decode body) and this instance's
-    /// depths and prefetch, compiled on first use; and how many of its groups of <paramref name="threads"/> an SM holds at
-    /// once (the CUDA occupancy calculator's, 0 when not one fits; 1 on the CPU accelerator, whose multiprocessors run
-    /// their groups one after another).</summary>
-    private (TLaunch Launch, int Resident) LoadGridSynced<TLaunch>(string kernel, WeightDtype dtype, Type[] types, int threads)
+    /// weights, the cache rows' target <paramref name="kv"/>, the decode body <paramref name="decode"/> (the whole layer's)
+    /// and this instance's depths and prefetch (fixed per instance, so not in the key), compiled on first use; and how many
+    /// of its groups of <paramref name="threads"/> an SM holds at once (the CUDA occupancy calculator's, 0 when not one
+    /// fits; 1 on the CPU accelerator, whose multiprocessors run their groups one after another). A launch looks it up
+    /// with a key of its arguments: nothing allocated per launch.</summary>
+    private (TLaunch Launch, int Resident) LoadGridSynced<TLaunch>(string kernel, WeightDtype dtype, Type kv, Type? decode, int threads)
         where TLaunch : Delegate
     {
-        bool ownRows = PullsOwnRows;
-        var weights = dtype == WeightDtype.F16 ? typeof(F16Weights) : typeof(F32Weights);
-        var key = (kernel, weights, string.Join(",", types.Select(t => t.FullName)), Depth.ToString(), ownRows, threads);
+        var key = (kernel, dtype, kv, decode, threads);
         if (!_gridSynced.TryGetValue(key, out var loaded))
         {
+            var weights = dtype == WeightDtype.F16 ? typeof(F16Weights) : typeof(F32Weights);
+            Type[] types = decode is null ? [weights, kv] : [weights, kv, decode];
             var body = typeof(LayerTailBodies).GetMethod(kernel)!.MakeGenericMethod(
-                [weights, .. types, RowChunksType(Depth.Linear), RowChunksType(Depth.FusedPerRow), RowChunksType(Depth.QkvPerRow),
-                    ownRows ? typeof(OwnRowPrefetch) : typeof(NoRowPrefetch)]);
+                [.. types, RowChunksType(Depth.Linear), RowChunksType(Depth.FusedPerRow), RowChunksType(Depth.QkvPerRow),
+                    PullsOwnRows ? typeof(OwnRowPrefetch) : typeof(NoRowPrefetch)]);
             var compiled = _accelerator.LoadKernel(_accelerator.CompileKernel(ILGPU.Backends.EntryPoints.EntryPointDescription.FromExplicitlyGroupedKernel(body)));
             int resident = _accelerator is CPUAccelerator ? 1 : _accelerator.EstimateMaxActiveGroupsPerMultiprocessor(compiled, threads, 0);
             loaded = (compiled.CreateLauncherDelegate<TLaunch>(), resident);

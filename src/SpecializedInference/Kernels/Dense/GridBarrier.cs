@@ -5,7 +5,7 @@ namespace SpecializedInference.Kernels.Dense;
 
 /// <summary>
 /// A barrier across every group of a launch, for kernels whose groups are all resident at once (a grid no larger than
-/// the device holds: <see cref="DenseKernels.GridSyncedGroups"/>). CUDA's cooperative groups do it this way; ILGPU 1.5.3
+/// the device holds: <see cref="DenseKernels.LayerTail{TKv}"/> sizes its grids so). CUDA's cooperative groups do it this way; ILGPU 1.5.3
 /// lacks them. The first thread of each group makes the group's writes visible (<c>membar.gl</c>) and arrives with one
 /// atomic add on a single word: group 0 adds 2³¹ − (groups − 1), every other group 1, so when all have arrived the
 /// word's top bit has flipped and its low bits are as before (no reset, no race between a reset and the next
