@@ -6,7 +6,7 @@
 #                     fused norm projections (groups of 4, 2 and 1 warps, the L2 prefetch at end and start) and batched
 #                     projections against float64, each a sum crossing the warp in one shuffle per level (b4355d0),
 #                     first time on a GPU, each warp pulling its own rows into L2 (OwnRowPrefetch), and a layer's tail
-#                     as one grid-synced launch (17 groups meeting at grid barriers) against its four launches (16
+#                     as one grid-synced launch (17 groups meeting at grid barriers) against float64 (16
 #                     checks in all); generate-variants.txt: the bundled model with the L2 prefetch (end, start, own
 #                     rows), the capped fused matvec, grid-synced layer tails (44 groups), whole grid-synced layers
 #                     (the decode attention too) and --stage-times prints the reference text (and the last, its decode

@@ -209,14 +209,7 @@ public sealed class FusedKernelTests(AcceleratorFixture fixture) : IClassFixture
         var xRows = Enumerable.Range(0, tokens).ToArray();
 
         // Reference: gate | up = norm(x) · Wᵀ; a = silu(gate) · up.
-        var gu = NormThenProject(x, xRows, g, w, dtype, 2 * intermediate, hidden);
-        var expected = new double[tokens * intermediate];
-        for (int t = 0; t < tokens; t++)
-            for (int j = 0; j < intermediate; j++)
-            {
-                double gate = gu[t * 2 * intermediate + j], up = gu[t * 2 * intermediate + intermediate + j];
-                expected[t * intermediate + j] = gate / (1 + Math.Exp(-gate)) * up;
-            }
+        var expected = DenseReference.SwiGlu(NormThenProject(x, xRows, g, w, dtype, 2 * intermediate, hidden), tokens, intermediate);
 
         var kernels = new DenseKernels(Acc, schedule);
         using var matrix = WeightUpload.Matrix(Acc, w, 2 * intermediate, hidden, dtype);

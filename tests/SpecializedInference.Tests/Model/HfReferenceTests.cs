@@ -1,3 +1,4 @@
+using ILGPU.Runtime;
 using SpecializedInference.Kernels;
 using SpecializedInference.Model;
 using SpecializedInference.Runtime;
@@ -100,11 +101,15 @@ public sealed class HfReferenceTests(AcceleratorFixture fixture, ITestOutputHelp
         return generated.Select(g => g.ToArray()).ToArray();
     }
 
-    internal static LlamaModelRunner Load(AcceleratorFixture fixture, LlamaCheckpoint checkpoint, string directory, ModelOptions options)
+    internal static LlamaModelRunner Load(AcceleratorFixture fixture, LlamaCheckpoint checkpoint, string directory, ModelOptions options) =>
+        Load(fixture.Accelerator, checkpoint, directory, options);
+
+    /// <summary>The reference's checkpoint on <paramref name="accelerator"/>, its cache sized for every prompt at once.</summary>
+    internal static LlamaModelRunner Load(Accelerator accelerator, LlamaCheckpoint checkpoint, string directory, ModelOptions options)
     {
         var prompts = ReferenceData.Load(directory);
         int bs = options.KvBlockSize ?? 16;
-        return new LlamaModelRunner(fixture.Accelerator, checkpoint, options with
+        return new LlamaModelRunner(accelerator, checkpoint, options with
         {
             KvBlockSize = bs,
             NumKvBlocks = BlocksNeeded(prompts, bs),

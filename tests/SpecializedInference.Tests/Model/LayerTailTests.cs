@@ -7,6 +7,7 @@ using SpecializedInference.Kernels.Dense;
 using SpecializedInference.Model;
 using SpecializedInference.Runtime;
 using SpecializedInference.Tests.Ordering;
+using Xunit.Abstractions;
 
 namespace SpecializedInference.Tests.Model;
 
@@ -17,7 +18,7 @@ namespace SpecializedInference.Tests.Model;
 /// is what a GPU does and what the barrier is for.
 /// </summary>
 [CiSeconds(70)]
-public sealed class LayerTailTests(AcceleratorFixture fixture) : IClassFixture<AcceleratorFixture>
+public sealed class LayerTailTests(AcceleratorFixture fixture, ITestOutputHelper output) : IClassFixture<AcceleratorFixture>
 {
     private const int Rounds = 4, GroupThreads = 64;
 
@@ -74,7 +75,7 @@ public sealed class LayerTailTests(AcceleratorFixture fixture) : IClassFixture<A
     /// tokens), then decode steps of 1 and 2 tokens, as the tails' one group on the fixture, plain and with each warp's own
     /// rows in L2 and matvec depths 8/4/8 (the tail kernel's other variants). The grid-synced runner runs two launches per
     /// layer where the per-stage one runs five, and gives the same logits bit for bit: the same per-warp kernels on the
-    /// same data. (Several groups meeting at the barriers: <see cref="GridSyncedLayersGiveThePerStageLogitsBitForBit"/>.)
+    /// same data. (Several groups meeting at the barriers, against Hugging Face: <see cref="GridSyncedLayersMatchHuggingFace"/>.)
     /// </summary>
     [Fact]
     public void GridSyncedLayerTailsGiveThePerStageLogitsBitForBit()
@@ -101,27 +102,25 @@ public sealed class LayerTailTests(AcceleratorFixture fixture) : IClassFixture<A
     }
 
     /// <summary>
-    /// Whole grid-synced layers (<see cref="DecodeLaunches.GridSyncedLayers"/>): a random model of gqa_tiny's shape (8/2
-    /// heads of 16, so the generated set hands its decode over), the same steps as above. Each decode layer is one launch
-    /// (the attention set is not called), a prefill falls back to per-stage launches, and the logits are the per-stage
-    /// runner's bit for bit, on 3 simulated multiprocessors: 3 groups that share the decode's groups (2 per sequence)
-    /// and the tail's rows and meet at every barrier.
+    /// Whole grid-synced layers (<see cref="DecodeLaunches.GridSyncedLayers"/>) against Hugging Face's float64 logits:
+    /// gqa-tiny (8/2 heads of 16, so its generated set hands its decode over) on 3 simulated multiprocessors, whose 3
+    /// groups share the decode's groups and the tail's rows and meet at every barrier. Its three prompts prefill in one
+    /// step (per-stage launches: the grid-synced ones serve up to 4 tokens), then decode 3 sequences a step, each layer one
+    /// launch that does not call the attention set.
     /// </summary>
     [Fact]
-    public void GridSyncedLayersGiveThePerStageLogitsBitForBit()
+    public void GridSyncedLayersMatchHuggingFace()
     {
+        var dir = TestPaths.HfCase("gqa-tiny");
+        using var checkpoint = LlamaCheckpoint.Open(dir);
         using var handle = AcceleratorFactory.CreateCpu(device: new CPUDevice(32, 8, 3));
-        var a = handle.Accelerator;
-        var config = new LlamaConfig(128, 8, 2, 16, 2, 256, 80, 1e-5, 64, 10000, RopeScaling.Default.Instance, false, 1, [2]);
-        var options = new ModelOptions(WeightDtype.F16, KvDtype.F16) { DenseSchedule = DenseSchedule.Warp, MaxSeqLen = 32, NumKvBlocks = 4 };
-        var expected = Steps(a, config, options, out var perStage);
-        var actual = Steps(a, config, options with { DecodeLaunches = DecodeLaunches.GridSyncedLayers }, out var whole);
-        Assert.Equal(expected.Count, actual.Count);
-        for (int i = 0; i < expected.Count; i++)
-            Assert.True(expected[i].AsSpan().SequenceEqual(actual[i]), $"logits row {i} differs");
-        // The embedding, layer 0's qkv, a launch per layer, the LM head; no call into the attention set.
-        Assert.Equal((3 + config.NumHiddenLayers, 0), (whole.Dense, whole.AttentionCalls));
-        Assert.Equal(config.NumHiddenLayers, perStage.AttentionCalls);
+        using var runner = HfReferenceTests.Load(handle.Accelerator, checkpoint, dir,
+            ModelOptions.Float32 with { DenseSchedule = DenseSchedule.Warp, DecodeLaunches = DecodeLaunches.GridSyncedLayers });
+        Assert.True(runner.IsSpecialized);
+        HfReferenceTests.RunAndCompare(runner, dir, logitTolerance: 1e-4, assertTokens: true, output, maxDecodeSteps: 3);
+        // The last decode step: the embedding, layer 0's qkv, a launch per layer, the LM head (the CPU accelerator picks greedy
+        // tokens on the host: no argmax launch); no call into the attention set.
+        Assert.Equal((3L + runner.Config.NumHiddenLayers, 0), (runner.LastStepLaunches.Dense, runner.LastStepLaunches.AttentionCalls));
     }
 
     /// <summary>A stage timeline of grid-synced decode steps (what <c>report --stage-times</c> prints for its grid-synced
@@ -153,7 +152,6 @@ public sealed class LayerTailTests(AcceleratorFixture fixture) : IClassFixture<A
     private static List<float[]> Steps(Accelerator a, LlamaConfig config, ModelOptions options, out StepLaunches lastDecode)
     {
         using var runner = new LlamaModelRunner(a, new RandomDeviceWeights(config, 11, std: 0.3), options);
-        Assert.Equal(config.NumAttentionHeads == 8, runner.IsSpecialized); // gqa_tiny's shape: its generated set
         var rows = new List<float[]>();
         rows.AddRange(runner.Execute(new StepBatch([new SequenceChunk(0, [1, 5, 9], 0, [0], true), new SequenceChunk(1, [7, 3], 0, [1], true)], []))!.Select(r => r!));
         rows.AddRange(runner.Execute(StepBatch.Of(new SequenceChunk(0, [12], 3, [0], true)))!.Select(r => r!));

@@ -12,7 +12,7 @@ namespace SpecializedInference.Kernels.Reference;
 /// step; the fused norm → projection (<c>NormLinearWarp</c>) with the LM head's epilogue in groups of 4, 2 and 1
 /// warps (the last two capped at 88 registers, <see cref="FusedMatvecLaunch"/>) and with SwiGLU's while it pulls the
 /// next matrix into L2 at its end and at its start, or its own rows and the next matrix (<see cref="WeightPrefetch"/>);
-/// the matvec pulling its own rows; a layer's tail as one grid-synced launch against its four launches; the batched projection for 2–16
+/// the matvec pulling its own rows; a layer's tail as one grid-synced launch; the batched projection for 2–16
 /// tokens with its columns split 1, 2 and 4 ways. 67 rows (an odd last row pair, a partial group) of 1320 columns
 /// (165 f16 chunks: whole load steps and a partial one at every depth), 1 to 12 tokens (partial token groups), the
 /// inputs' rows read in reverse, outputs poisoned with NaN or holding what they add to. Until this, these kernels were
@@ -51,7 +51,7 @@ public static class DenseSelfTest
         results.Add(Check("matvec", "f16, 4 chunks/lane, 1 tok, y +=, L2 prefetch: own rows", () => Linear(ownRows, rng, WeightDtype.F16, 1, accumulate: true)));
         var gridSynced = new DenseKernels(accelerator, DenseSchedule.Warp, decodeLaunches: DecodeLaunches.GridSyncedTails);
         foreach (int tokens in new[] { 1, 3 })
-            results.Add(Check("layer-tail", $"f16, {tokens} tok, one grid-synced launch vs the four launches", () => LayerTail(warp, gridSynced, rng, tokens)));
+            results.Add(Check("layer-tail", $"f16, {tokens} tok, one grid-synced launch", () => LayerTail(gridSynced, rng, tokens)));
         foreach (var (dtype, tokens, split) in new[] { (WeightDtype.F16, 5, 2), (WeightDtype.F16, 12, 4), (WeightDtype.F32, 8, 1) })
             results.Add(Check("batched", $"{dtype.ToString().ToLowerInvariant()}, {tokens} tok, columns split {split}, y +=",
                 () => Batched(warp, rng, dtype, tokens, split)));
@@ -106,70 +106,58 @@ public static class DenseSelfTest
         kernels.NormGateUpSwiGlu(dx.View, dRows.View, tokens, dg.View, Eps, gateUp, new SwiGluOutput(act.View, intermediate), h.View, scratch.View, next);
         var projected = DenseReference.Linear(DenseReference.AsStored(w, WeightDtype.F16), DenseReference.RmsNorm(x, xRows, g, Cols, Eps), null, tokens,
             2 * intermediate, Cols);
-        var expected = new double[tokens * intermediate];
-        for (int t = 0; t < tokens; t++)
-            for (int j = 0; j < intermediate; j++)
-            {
-                double gate = projected[t * 2 * intermediate + j], up = projected[t * 2 * intermediate + intermediate + j];
-                expected[t * intermediate + j] = gate / (1 + Math.Exp(-gate)) * up;
-            }
-
-        return DenseReference.RelativeError(expected, act.GetAsArray1D());
+        return DenseReference.RelativeError(DenseReference.SwiGlu(projected, tokens, intermediate), act.GetAsArray1D());
     }
 
     /// <summary>
     /// A layer's tail (o_proj, gate|up + SwiGLU, down_proj, the next layer's qkv + rope) as one grid-synced launch
-    /// (<see cref="DenseKernels.LayerTail{TKv}"/>, its groups meeting at grid barriers: hundreds on a GPU) against the same
-    /// stages launched one by one (each checked against float64 above): the residual stream, the activation, q, k and v.
-    /// Hidden 264 (33 f16 chunks: a partial load step), 4/2 heads of 32, intermediate 72; positions 5, 9, 2. On a GPU its
-    /// widest stage (264 rows) spreads over 17 groups of 16 warps.
+    /// (<see cref="DenseKernels.LayerTail{TKv}"/>, its groups meeting at grid barriers) against float64 stage by stage: the
+    /// residual stream, the activation, q, k and v. Hidden 264 (33 f16 chunks: a partial load step), 4/2 heads of 32,
+    /// intermediate 72; positions 5, 9, 2. On a GPU its widest stage (264 rows) spreads over 17 groups of 16 warps.
     /// </summary>
-    private static double LayerTail(DenseKernels perStage, DenseKernels gridSynced, Random rng, int tokens)
+    private static double LayerTail(DenseKernels gridSynced, Random rng, int tokens)
     {
-        const int hidden = 264, heads = 4, kvHeads = 2, headDim = 32, intermediate = 72, positions = 16;
+        const int hidden = 264, heads = 4, kvHeads = 2, headDim = 32, intermediate = 72, maxPositions = 16;
         const int queryDim = heads * headDim, kvDim = kvHeads * headDim, qkvRows = queryDim + 2 * kvDim;
-        var a = perStage.Accelerator;
-        using var o = WeightUpload.Matrix(a, Values(rng, hidden * queryDim), hidden, queryDim, WeightDtype.F16);              // [hidden, heads · head_dim]
-        using var gateUp = WeightUpload.Matrix(a, Values(rng, 2 * intermediate * hidden), 2 * intermediate, hidden, WeightDtype.F16); // [2 · intermediate, hidden]
-        using var down = WeightUpload.Matrix(a, Values(rng, hidden * intermediate), hidden, intermediate, WeightDtype.F16);    // [hidden, intermediate]
-        using var qkv = WeightUpload.Matrix(a, Values(rng, qkvRows * hidden), qkvRows, hidden, WeightDtype.F16);              // [q | k | v rows, hidden]
-        using var attn = a.Allocate1D(Values(rng, tokens * queryDim));                  // [tokens, heads · head_dim]
-        using var postNorm = a.Allocate1D(Values(rng, hidden, 1, offset: 1));           // [hidden]
-        using var inputNorm = a.Allocate1D(Values(rng, hidden, 1, offset: 1));          // [hidden]
-        using var rows = a.Allocate1D(Enumerable.Range(0, tokens).ToArray());           // [tokens]
-        using var pos = a.Allocate1D(new[] { 5, 9, 2 }[..tokens]);                      // [tokens]
-        using var cos = a.Allocate1D(Values(rng, positions * headDim / 2));             // [positions, head_dim / 2]
-        using var sin = a.Allocate1D(Values(rng, positions * headDim / 2));             // [positions, head_dim / 2]
-        var x0 = Values(rng, tokens * hidden, 3);
-        var results = new List<float[]>();
-        foreach (var kernels in new[] { perStage, gridSynced })
-        {
-            using var x = a.Allocate1D(x0);                                  // [tokens, hidden] residual stream
-            using var act = a.Allocate1D(Poison(tokens * intermediate));     // [tokens, intermediate]
-            using var q = a.Allocate1D(Poison(tokens * queryDim));           // [tokens, heads, head_dim]
-            using var k = a.Allocate1D(Poison(tokens * kvDim));              // [tokens, kv_heads, head_dim]
-            using var v = a.Allocate1D(Poison(tokens * kvDim));              // [tokens, kv_heads, head_dim]
-            using var h = a.Allocate1D(Poison(tokens * hidden));             // [tokens, hidden] the unfused path's scratch
-            using var wide = a.Allocate1D(Poison(tokens * qkvRows));         // [tokens, q | k | v] the unfused path's scratch
-            var swiGlu = new SwiGluOutput(act.View, intermediate);
-            var rope = new RopeSplitOutput<KvRows>(q.View, new KvRows(k.View, v.View, kvHeads, headDim), pos.View, cos.View, sin.View, heads, kvHeads, headDim);
-            if (kernels.RunsLayerTail(tokens))
-            {
-                kernels.LayerTail(attn.View, tokens, o, x.View, rows.View, postNorm.View, Eps, gateUp, swiGlu, down, rope,
-                    new NextLayerWeights(inputNorm.View, qkv, After: o));
-                kernels.CheckGridBarriers();
-            }
-            else
-            {
-                kernels.Linear(attn.View, tokens, o, x.View, accumulate: true);
-                kernels.NormGateUpSwiGlu(x.View, rows.View, tokens, postNorm.View, Eps, gateUp, swiGlu, h.View, wide.View);
-                kernels.Linear(act.View, tokens, down, x.View, accumulate: true);
-                kernels.NormQkvRope(x.View, rows.View, tokens, inputNorm.View, Eps, qkv, rope, h.View, wide.View);
-            }
-            results.Add([.. x.GetAsArray1D(), .. act.GetAsArray1D(), .. q.GetAsArray1D(), .. k.GetAsArray1D(), .. v.GetAsArray1D()]);
-        }
+        if (!gridSynced.RunsLayerTail(tokens)) throw new InvalidOperationException($"{tokens} tokens do not run the grid-synced tail here");
+        float[] wo = Values(rng, hidden * queryDim), wgu = Values(rng, 2 * intermediate * hidden), wdown = Values(rng, hidden * intermediate),
+            wqkv = Values(rng, qkvRows * hidden), attn = Values(rng, tokens * queryDim), postNorm = Values(rng, hidden, 1, offset: 1),
+            inputNorm = Values(rng, hidden, 1, offset: 1), cos = Values(rng, maxPositions * headDim / 2), sin = Values(rng, maxPositions * headDim / 2),
+            x0 = Values(rng, tokens * hidden, 3);
+        int[] xRows = Enumerable.Range(0, tokens).ToArray(), positions = new[] { 5, 9, 2 }[..tokens];
 
-        return DenseReference.RelativeError(results[0].Select(f => (double)f).ToArray(), results[1]);
+        // Reference: x += attn · Woᵀ; act = silu(norm(x) · Wgateᵀ) · (norm(x) · Wupᵀ); x += act · Wdownᵀ; q, k, v = rope(norm(x) · Wqkvᵀ).
+        var x1 = DenseReference.Linear(wo, attn, x0, tokens, hidden, queryDim, WeightDtype.F16);
+        var act = DenseReference.SwiGlu(DenseReference.Linear(DenseReference.AsStored(wgu, WeightDtype.F16),
+            DenseReference.RmsNorm(x1, xRows, postNorm, hidden, Eps), null, tokens, 2 * intermediate, hidden), tokens, intermediate);
+        var x2 = DenseReference.Linear(DenseReference.AsStored(wdown, WeightDtype.F16), act, null, tokens, hidden, intermediate);
+        for (int e = 0; e < x2.Length; e++) x2[e] += x1[e];
+        var (eq, ek, ev) = DenseReference.RopeSplit(DenseReference.Linear(DenseReference.AsStored(wqkv, WeightDtype.F16),
+            DenseReference.RmsNorm(x2, xRows, inputNorm, hidden, Eps), null, tokens, qkvRows, hidden), positions, cos, sin, heads, kvHeads, headDim);
+
+        var a = gridSynced.Accelerator;
+        using var o = WeightUpload.Matrix(a, wo, hidden, queryDim, WeightDtype.F16);                       // [hidden, heads · head_dim]
+        using var gateUp = WeightUpload.Matrix(a, wgu, 2 * intermediate, hidden, WeightDtype.F16);         // [2 · intermediate, hidden]
+        using var down = WeightUpload.Matrix(a, wdown, hidden, intermediate, WeightDtype.F16);             // [hidden, intermediate]
+        using var qkv = WeightUpload.Matrix(a, wqkv, qkvRows, hidden, WeightDtype.F16);                    // [q | k | v rows, hidden]
+        using var dAttn = a.Allocate1D(attn);                        // [tokens, heads · head_dim]
+        using var dPostNorm = a.Allocate1D(postNorm);                // [hidden]
+        using var dInputNorm = a.Allocate1D(inputNorm);              // [hidden]
+        using var dRows = a.Allocate1D(xRows);                       // [tokens]
+        using var dPositions = a.Allocate1D(positions);              // [tokens]
+        using var dCos = a.Allocate1D(cos);                          // [max_positions, head_dim / 2]
+        using var dSin = a.Allocate1D(sin);                          // [max_positions, head_dim / 2]
+        using var x = a.Allocate1D(x0);                              // [tokens, hidden] residual stream
+        using var dAct = a.Allocate1D(Poison(tokens * intermediate)); // [tokens, intermediate]
+        using var q = a.Allocate1D(Poison(tokens * queryDim));       // [tokens, heads, head_dim]
+        using var k = a.Allocate1D(Poison(tokens * kvDim));          // [tokens, kv_heads, head_dim]
+        using var v = a.Allocate1D(Poison(tokens * kvDim));          // [tokens, kv_heads, head_dim]
+        var rope = new RopeSplitOutput<KvRows>(q.View, new KvRows(k.View, v.View, kvHeads, headDim), dPositions.View, dCos.View, dSin.View, heads, kvHeads, headDim);
+        gridSynced.LayerTail(dAttn.View, tokens, o, x.View, dRows.View, dPostNorm.View, Eps, gateUp, new SwiGluOutput(dAct.View, intermediate), down, rope,
+            new NextLayerWeights(dInputNorm.View, qkv, After: o));
+        gridSynced.CheckGridBarriers();
+        return DenseReference.RelativeError([.. x2, .. act, .. eq, .. ek, .. ev],
+            [.. x.GetAsArray1D(), .. dAct.GetAsArray1D(), .. q.GetAsArray1D(), .. k.GetAsArray1D(), .. v.GetAsArray1D()]);
     }
 
     /// <summary>y += x · Wᵀ through the batched projection with <paramref name="split"/> warps per row-warp.</summary>
