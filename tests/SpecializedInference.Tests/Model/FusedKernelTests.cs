@@ -99,28 +99,8 @@ public sealed class FusedKernelTests(AcceleratorFixture fixture) : IClassFixture
                 sin[p * half + i] = (float)Math.Sin(p * inv[i]);
             }
 
-        // Reference: qkv = norm(x) · Wᵀ, then HF's q * cos + rotate_half(q) * sin per q and k head; v as is.
-        var qkv = NormThenProject(x, xRows, g, w, dtype, rows, hidden);
-        var eq = new double[tokens * heads * headDim];
-        var ek = new double[tokens * kvHeads * headDim];
-        var ev = new double[tokens * kvHeads * headDim];
-        for (int t = 0; t < tokens; t++)
-            for (int h = 0; h < heads + 2 * kvHeads; h++)
-            {
-                var head = qkv.AsSpan(t * rows + h * headDim, headDim);
-                var o = new double[headDim];
-                for (int i = 0; i < headDim; i++)
-                {
-                    int f = i % half;
-                    double c = Math.Cos(positions[t] * inv[f]), s = Math.Sin(positions[t] * inv[f]);
-                    double rot = i < half ? -head[i + half] : head[i - half];
-                    o[i] = h < heads + kvHeads ? head[i] * c + rot * s : head[i];
-                }
-
-                if (h < heads) o.CopyTo(eq, (t * heads + h) * headDim);
-                else if (h < heads + kvHeads) o.CopyTo(ek, (t * kvHeads + h - heads) * headDim);
-                else o.CopyTo(ev, (t * kvHeads + h - heads - kvHeads) * headDim);
-            }
+        // Reference: qkv = norm(x) · Wᵀ, then HF's q * cos + rotate_half(q) * sin per q and k head (the tables above); v as is.
+        var (eq, ek, ev) = DenseReference.RopeSplit(NormThenProject(x, xRows, g, w, dtype, rows, hidden), positions, cos, sin, heads, kvHeads, headDim);
 
         // Odd token counts run the qkv matvec at its own depth of 4 chunks per row (MatvecDepth.Qkv), even ones at the default 2.
         var kernels = new DenseKernels(Acc, schedule, new MatvecDepth(Qkv: tokens % 2 == 1 ? 4 : null));
