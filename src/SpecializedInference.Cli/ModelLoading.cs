@@ -171,6 +171,8 @@ internal static class ModelLoading
         if (options.WeightPrefetch is { } prefetch)
             yield return cuda && schedule == DenseSchedule.Warp ? $"decode matvecs pull weights into L2 ahead of their loads ({prefetch})"
                 : "--prefetch-weights has no effect: the L2 prefetch is a CUDA instruction of the warp schedule's matvecs";
+        if (options.WeightPrefetch is { NextStage: true } && options.DecodeLaunches == Kernels.Dense.DecodeLaunches.PerStage)
+            yield return "--prefetch-weights stage has no effect with per-stage decode launches: it pulls a grid-synced launch's next stage before its barriers (--decode-launches grid-synced-tails)";
         if (options.FusedMatvecLaunch is { } launch)
             yield return schedule == DenseSchedule.Warp ? $"fused decode matvec in groups of {launch.WarpsPerGroup} warps" + (launch.MaxRegisters > 0 && cuda ? $", at most {launch.MaxRegisters} registers" : "")
                 : $"--fused-matvec-launch has no effect: the {schedule.ToString().ToLowerInvariant()} dense schedule has no fused warp matvec";

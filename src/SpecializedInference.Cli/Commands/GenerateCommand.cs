@@ -80,7 +80,7 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         public bool CudaCores { get; init; }
 
         [CommandOption("--prefetch-weights <WHAT>")]
-        [Description("What each decode matvec pulls into L2 ahead of its loads: MiB of the next projection's weights (MiB at the end of its grid, start:MiB at the start), rows (each warp's own rows past its first load step), or both (rows+8). CUDA only; off by default until measured.")]
+        [Description("What each decode matvec pulls into L2 ahead of its loads: MiB of the next projection's weights (MiB at the end of its grid, start:MiB at the start), rows (each warp's own rows past its first load step), stage (with --decode-launches grid-synced-*: each warp's next-stage rows before a grid barrier), or several (rows+8, stage+rows). CUDA only; off by default until measured.")]
         public string? PrefetchWeights { get; init; }
 
         [CommandOption("--fused-matvec-launch <WARPS:REGISTERS>")]

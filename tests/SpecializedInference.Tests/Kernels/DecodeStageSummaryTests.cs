@@ -44,6 +44,19 @@ public sealed class DecodeStageSummaryTests
         Assert.Contains("P·V", summary.ToString());
     }
 
+    /// <summary>A combine mark left from an earlier launch (a group that drew the last ticket then, not now) is outside the
+    /// group's entry and exit: not this launch's, so neither a stage of its own nor the start of the exit's step.</summary>
+    [Fact]
+    public void MarksOutsideTheGroupsEntryAndExitAreAnEarlierLaunchs()
+    {
+        var stale = Row(1000, 1000 + 500, 10_000, 10_200, 10_600, 10_700, 10_800, 10_850, 9_000, 11_000);
+        var summary = DecodeStageSummary.From(stale)!;
+        Assert.DoesNotContain(summary.Stages, s => s.Stage == "combine");
+        var exit = summary.Stages.Single(s => s.Stage == "exit");
+        Assert.Equal(150 / 2.0, exit.MeanNs, 9);                         // from the ticket
+        Assert.All(summary.Stages, s => Assert.True(s.MeanNs >= 0, $"{s.Stage}: {s.MeanNs} ns"));
+    }
+
     [Fact]
     public void GroupsWithoutClocksAreLeftOut()
     {

@@ -91,9 +91,9 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
     {
         using var compiler = new PtxCompiler();
         var layer = typeof(LayerTailBodies).GetMethod(nameof(LayerTailBodies.Layer))!.MakeGenericMethod(typeof(F16Weights), typeof(PagedKvRows<F16Codec>), decode,
-            typeof(FourChunks), typeof(TwoChunks), typeof(TwoChunks), typeof(NoRowPrefetch));
+            typeof(FourChunks), typeof(TwoChunks), typeof(FourChunks), typeof(NoRowPrefetch), typeof(NoStagePrefetch));
         string ptx = compiler.Compile(layer, explicitlyGrouped: true);
-        Report($"Layer<F16Weights, PagedKvRows<F16Codec>, {decode.DeclaringType!.Name}.{decode.Name}, FourChunks, TwoChunks, TwoChunks, NoRowPrefetch>", ptx);
+        Report($"Layer<F16Weights, PagedKvRows<F16Codec>, {decode.DeclaringType!.Name}.{decode.Name}, FourChunks, TwoChunks, FourChunks, NoRowPrefetch, NoStagePrefetch>", ptx);
         Assert.Contains("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32", ptx);   // the decode's products
         Assert.Contains("ld.relaxed.gpu.global.b32", ptx);                           // the grid barrier's polls
     }
@@ -122,17 +122,22 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
             Report($"NormLinearWarp<F16Weights, {name}, TwoChunks, OwnRowPrefetch>", ptx);
             Assert.Equal(4, Regex.Matches(ptx, @"prefetch\.L2").Count);
         }
-        // The grid-synced layer tail (DecodeLaunches.GridSyncedTails) at the default depths, and with each warp's own rows:
-        // its registers set how many groups an SM holds, and with them its grid.
+        // The grid-synced layer tail (DecodeLaunches.GridSyncedTails) at the default depths, with each warp's own rows, and
+        // with its next stage's rows before each barrier: its registers set how many groups an SM holds, and with them its grid.
         var tail = typeof(LayerTailBodies).GetMethod(nameof(LayerTailBodies.LayerTail))!;
-        foreach (var rows in new[] { typeof(NoRowPrefetch), typeof(OwnRowPrefetch) })
+        var prefetches = new Dictionary<(Type, Type), int>();
+        foreach (var (rows, stage) in new[] { (typeof(NoRowPrefetch), typeof(NoStagePrefetch)), (typeof(OwnRowPrefetch), typeof(NoStagePrefetch)),
+                     (typeof(NoRowPrefetch), typeof(NextStagePrefetch)) })
         {
             string ptx = compiler.Compile(tail.MakeGenericMethod(typeof(F16Weights), typeof(PagedKvRows<F16Codec>), typeof(FourChunks), typeof(TwoChunks),
-                typeof(TwoChunks), rows), explicitlyGrouped: true);
-            Report($"LayerTail<F16Weights, PagedKvRows<F16Codec>, FourChunks, TwoChunks, TwoChunks, {rows.Name}>", ptx);
+                typeof(FourChunks), rows, stage), explicitlyGrouped: true);
+            Report($"LayerTail<F16Weights, PagedKvRows<F16Codec>, FourChunks, TwoChunks, FourChunks, {rows.Name}, {stage.Name}>", ptx);
             Assert.Contains("membar.gl", ptx);                    // the grid barrier's fences
             Assert.Contains("ld.relaxed.gpu.global.b32", ptx);   // its polls
+            prefetches[(rows, stage)] = Regex.Matches(ptx, @"prefetch\.L2").Count;
         }
+        // Before the three barriers: gate|up's row pair, down_proj's row, the next qkv's row pair.
+        Assert.Equal(prefetches[(typeof(NoRowPrefetch), typeof(NoStagePrefetch))] + 5, prefetches[(typeof(NoRowPrefetch), typeof(NextStagePrefetch))]);
         var batched = typeof(BatchedKernelBodies).GetMethod(nameof(BatchedKernelBodies.LinearBatched))!;
         foreach (var tokens in new[] { typeof(EightTokens), typeof(SixteenTokens) })
             Report($"LinearBatched<F16Weights, AddToOutput, {tokens.Name}>",

@@ -182,7 +182,12 @@ public sealed class DenseKernelTests(AcceleratorFixture fixture) : IClassFixture
         Assert.Equal(new WeightPrefetch(8 << 20, OwnRows: true), WeightPrefetch.Parse("8+rows"));
         Assert.Equal("own rows", WeightPrefetch.Parse("rows").ToString());
         Assert.Equal("own rows + 8 MiB at end", WeightPrefetch.Parse("rows+8").ToString());
-        foreach (string bad in new[] { "0", "-3", "start:", "8MiB", "later:8", "rows+rows", "8+16", "rows+", "rows+8+start:8" })
+        Assert.Equal(new WeightPrefetch(0, NextStage: true), WeightPrefetch.Parse("stage"));
+        Assert.Equal(new WeightPrefetch(0, OwnRows: true, NextStage: true), WeightPrefetch.Parse("stage+rows"));
+        Assert.Equal(new WeightPrefetch(8 << 20, PrefetchPoint.Start, NextStage: true), WeightPrefetch.Parse("start:8+stage"));
+        Assert.Equal("own rows + next stage", WeightPrefetch.Parse("rows+stage").ToString());
+        Assert.Equal("next stage + 8 MiB at start", WeightPrefetch.Parse("stage+start:8").ToString());
+        foreach (string bad in new[] { "0", "-3", "start:", "8MiB", "later:8", "rows+rows", "8+16", "rows+", "rows+8+start:8", "stage+stage", "stage+rows+8+16" })
             Assert.Contains("expected a positive number of MiB", Assert.Throws<ArgumentException>(() => WeightPrefetch.Parse(bad)).Message);
         Assert.Throws<ArgumentOutOfRangeException>(() => new DenseKernels(Acc, DenseSchedule.Warp, weightPrefetch: new WeightPrefetch(0)));
         Assert.Throws<ArgumentOutOfRangeException>(() => new DenseKernels(Acc, DenseSchedule.Warp, weightPrefetch: new WeightPrefetch(-1, OwnRows: true)));
@@ -334,7 +339,7 @@ public sealed class DenseKernelTests(AcceleratorFixture fixture) : IClassFixture
     {
         int seed = System.Random.Shared.Next();
         var results = DenseSelfTest.Run(Acc, seed);
-        Assert.Equal(16, results.Count);
+        Assert.Equal(17, results.Count);
         Assert.All(results, r => Assert.True(r.Passed, $"seed {seed}: {r}"));
     }
 

@@ -29,7 +29,7 @@ public enum DecodeLaunches
     /// two launches per layer instead of five.</summary>
     GridSyncedTails,
 
-    /// <summary>The layer's decode attention too, before the four (<see cref="LayerTailBodies.Layer{TW, TKv, TDecode, TL, TF, TQ, TP}"/>):
+    /// <summary>The layer's decode attention too, before the four (<see cref="LayerTailBodies.Layer{TW, TKv, TDecode, TL, TF, TQ, TP, TS}"/>):
     /// one launch per layer, where the kernel set hands its decode over (<see cref="AttentionKernelsBase.TryHandDecode{TVisitor}"/>);
     /// otherwise as <see cref="GridSyncedTails"/>.</summary>
     GridSyncedLayers,
@@ -160,6 +160,10 @@ public sealed class DenseKernels
 
     /// <summary>Whether the warp matvecs pull their own rows into L2 (the <see cref="OwnRowPrefetch"/> kernels).</summary>
     private bool PullsOwnRows => WeightPrefetch?.OwnRows == true;
+
+    /// <summary>Whether a grid-synced launch's warps pull their next stage's first rows into L2 before each barrier (the
+    /// <see cref="NextStagePrefetch"/> kernels).</summary>
+    private bool PullsNextStage => WeightPrefetch?.NextStage == true;
 
     /// <summary>Warps per group and register cap of the fused decode matvec (<see cref="FusedMatvecLaunch"/>).</summary>
     public FusedMatvecLaunch FusedLaunch { get; }
@@ -680,7 +684,7 @@ public sealed class DenseKernels
     }
 
     /// <summary>
-    /// The whole decoder layer in one launch (<see cref="LayerTailBodies.Layer{TW, TKv, TDecode, TL, TF, TQ, TP}"/>): the
+    /// The whole decoder layer in one launch (<see cref="LayerTailBodies.Layer{TW, TKv, TDecode, TL, TF, TQ, TP, TS}"/>): the
     /// step's decode attention as the kernel set handed it over (<paramref name="decode"/>, body
     /// <typeparamref name="TDecode"/>; its output is <paramref name="decode"/>.Output, which the tail reads), then
     /// <see cref="LayerTail{TKv}"/>'s stages. The launch's groups are the decode's size.
@@ -787,7 +791,7 @@ public sealed class DenseKernels
             Type[] types = decode is null ? [weights, kv] : [weights, kv, decode];
             var body = typeof(LayerTailBodies).GetMethod(kernel)!.MakeGenericMethod(
                 [.. types, RowChunksType(Depth.Linear), RowChunksType(Depth.FusedPerRow), RowChunksType(Depth.QkvPerRow),
-                    PullsOwnRows ? typeof(OwnRowPrefetch) : typeof(NoRowPrefetch)]);
+                    PullsOwnRows ? typeof(OwnRowPrefetch) : typeof(NoRowPrefetch), PullsNextStage ? typeof(NextStagePrefetch) : typeof(NoStagePrefetch)]);
             var compiled = _accelerator.LoadKernel(_accelerator.CompileKernel(ILGPU.Backends.EntryPoints.EntryPointDescription.FromExplicitlyGroupedKernel(body)));
             int resident = _accelerator is CPUAccelerator ? 1 : _accelerator.EstimateMaxActiveGroupsPerMultiprocessor(compiled, threads, 0);
             loaded = (compiled.CreateLauncherDelegate<TLaunch>(), resident);
@@ -801,7 +805,8 @@ public sealed class DenseKernels
 
     /// <summary>
     /// What a warp matvec of <paramref name="warps"/> warps over <paramref name="w"/> pulls into L2: each warp's own rows
-    /// past its first step (<see cref="WeightPrefetch.OwnRows"/>), and <paramref name="next"/>'s first
+    /// past its first step (<see cref="WeightPrefetch.OwnRows"/>) or a grid-synced launch's warps their next stage's rows
+    /// (<see cref="WeightPrefetch.NextStage"/>): both read <paramref name="w"/>'s address; and <paramref name="next"/>'s first
     /// <see cref="WeightPrefetch.Bytes"/> (whole 128-byte lines), split between <see cref="PrefetchWarpsPerSm"/> warps
     /// per SM at the grid's end or start. None when off; nothing of the next matrix when there is none.
     /// </summary>
@@ -809,7 +814,7 @@ public sealed class DenseKernels
     {
         if (WeightPrefetch is not { } prefetch) return L2Prefetch.None;
         var pull = L2Prefetch.None;
-        if (prefetch.OwnRows) pull.Own = w.Buffer.NativePtr.ToInt64();
+        if (prefetch.OwnRows || prefetch.NextStage) pull.Own = w.Buffer.NativePtr.ToInt64();
         long lines = next is null ? 0 : Math.Min(next.Bytes, prefetch.Bytes) / L2Prefetch.LineBytes;
         if (lines == 0) return pull;
         long sharers = Math.Min(warps, (long)_accelerator.NumMultiprocessors * PrefetchWarpsPerSm);

@@ -40,10 +40,10 @@ public sealed record DecodeStageSummary(int Groups, double CyclesPerNs, double S
             var steps = new List<(double Step, double SinceEntry)>();
             foreach (var r in rows)
             {
-                long at = Clock(r, s);
+                long at = Marked(r, s);
                 if (at == 0) continue;   // not passed (a single-partition decode draws no ticket)
                 int before = s - 1;
-                while (before > 0 && Clock(r, before) == 0) before--;
+                while (before > 0 && Marked(r, before) == 0) before--;
                 steps.Add(((at - Clock(r, before)) / cyclesPerNs, (at - Clock(r, DecodeStage.Entry)) / cyclesPerNs));
             }
             if (steps.Count > 0)
@@ -57,6 +57,14 @@ public sealed record DecodeStageSummary(int Groups, double CyclesPerNs, double S
     }
 
     private static long Clock(long[] row, int stage) => row[DecodeStage.ClockSlot(stage)];
+
+    /// <summary>Stage <paramref name="stage"/>'s clock if this launch marked it: between the group's entry and exit marks
+    /// (a mark outside them is an earlier launch's, which the kernels clear at entry; <see cref="SmStageClock"/>), else 0.</summary>
+    private static long Marked(long[] row, int stage)
+    {
+        long at = Clock(row, stage);
+        return at >= Clock(row, DecodeStage.Entry) && at <= Clock(row, DecodeStage.Exit) ? at : 0;
+    }
 
     public override string ToString()
     {
