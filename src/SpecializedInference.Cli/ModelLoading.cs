@@ -164,15 +164,13 @@ internal static class ModelLoading
         };
 
     /// <summary>What the decode matvec options asked for (<see cref="ModelOptions.WeightPrefetch"/>,
-    /// <see cref="ModelOptions.FusedMatvecLaunch"/>, <see cref="ModelOptions.DecodeLaunches"/>) come to on this accelerator and schedule: said either way, never dropped silently.</summary>
+    /// <see cref="ModelOptions.FusedMatvecLaunch"/>, <see cref="ModelOptions.DecodeLaunches"/>, <see cref="ModelOptions.MatvecLoads"/>) come to on this accelerator and schedule: said either way, never dropped silently.</summary>
     internal static IEnumerable<string> MatvecOptionNotices(ModelOptions options, DenseSchedule schedule, ILGPU.Runtime.Accelerator accelerator)
     {
         bool cuda = accelerator.AcceleratorType == ILGPU.Runtime.AcceleratorType.Cuda;
         if (options.WeightPrefetch is { } prefetch)
             yield return cuda && schedule == DenseSchedule.Warp ? $"decode matvecs pull weights into L2 ahead of their loads ({prefetch})"
                 : "--prefetch-weights has no effect: the L2 prefetch is a CUDA instruction of the warp schedule's matvecs";
-        if (options.WeightPrefetch is { NextStage: true } && options.DecodeLaunches == Kernels.Dense.DecodeLaunches.PerStage)
-            yield return "--prefetch-weights stage has no effect with per-stage decode launches: it pulls a grid-synced launch's next stage before its barriers (--decode-launches grid-synced-tails)";
         if (options.FusedMatvecLaunch is { } launch)
             yield return schedule == DenseSchedule.Warp ? $"fused decode matvec in groups of {launch.WarpsPerGroup} warps" + (launch.MaxRegisters > 0 && cuda ? $", at most {launch.MaxRegisters} registers" : "")
                 : $"--fused-matvec-launch has no effect: the {schedule.ToString().ToLowerInvariant()} dense schedule has no fused warp matvec";
@@ -182,6 +180,11 @@ internal static class ModelLoading
                     ? "decode steps of up to 4 tokens launch each layer (its attention, o_proj, MLP and the next layer's qkv) as one grid-synced kernel"
                     : "decode steps of up to 4 tokens launch each layer's o_proj, MLP and the next layer's qkv as one grid-synced kernel"
                 : $"--decode-launches {Kernels.Dense.DecodeLaunchNames.Name(options.DecodeLaunches)} has no effect: the {schedule.ToString().ToLowerInvariant()} dense schedule has no warp matvecs to sync";
+        if (options.MatvecLoads != Kernels.Dense.MatvecLoads.Registers)
+            yield return schedule != DenseSchedule.Warp
+                ? $"--matvec-loads {Kernels.Dense.MatvecLoadNames.Name(options.MatvecLoads)} has no effect: the {schedule.ToString().ToLowerInvariant()} dense schedule has no warp matvecs"
+                : cuda ? "the per-stage decode matvecs stream their weights through shared memory by asynchronous copies"
+                : "the per-stage decode matvecs stream their weights through shared memory (stored by each lane: the CPU accelerator has no asynchronous copies)";
     }
 
     /// <summary>Why a runner on <paramref name="schedule"/> with <paramref name="weights"/> has no tensor-core path to turn

@@ -138,7 +138,8 @@ public sealed class EndToEndBench(BenchDevice device, int seed, WeightsSource we
             GreedySampling: model.Greedy,
             WeightPrefetch: model.WeightPrefetch,
             FusedMatvecLaunch: model.FusedMatvecLaunch,
-            DecodeLaunches: model.DecodeLaunches);
+            DecodeLaunches: model.DecodeLaunches,
+            MatvecLoads: model.MatvecLoads);
         if (!model.TensorCores) options = options.OnCudaCoresOnly();
         var runner = weights == WeightsSource.Device
             ? new LlamaModelRunner(device.Accelerator, new RandomDeviceWeights(config, (uint)seed), options)

@@ -30,13 +30,15 @@ public enum WeightsSource
 /// the report's --fused-matvec-launch); null: the engine's default.</param>
 /// <param name="DecodeLaunches">How a decode step launches its dense stages (<see cref="ModelOptions.DecodeLaunches"/>; the
 /// report's --decode-launches).</param>
+/// <param name="MatvecLoads">How the per-stage decode matvec brings its weights in (<see cref="ModelOptions.MatvecLoads"/>;
+/// the report's --matvec-loads).</param>
 public sealed record EndToEndModel(KernelSetInfo Set, int? Layers = null, MatvecDepth? MatvecDepth = null, GreedySampling Greedy = GreedySampling.Auto,
     bool TensorCores = true, WeightPrefetch? WeightPrefetch = null, FusedMatvecLaunch? FusedMatvecLaunch = null,
-    DecodeLaunches DecodeLaunches = DecodeLaunches.PerStage)
+    DecodeLaunches DecodeLaunches = DecodeLaunches.PerStage, MatvecLoads MatvecLoads = MatvecLoads.Registers)
 {
     /// <summary>Whether this is the model as the engine runs it by default (no A/B setting).</summary>
     public bool IsDefault => MatvecDepth is null && Greedy == GreedySampling.Auto && TensorCores && WeightPrefetch is null && FusedMatvecLaunch is null
-        && DecodeLaunches == DecodeLaunches.PerStage;
+        && DecodeLaunches == DecodeLaunches.PerStage && MatvecLoads == MatvecLoads.Registers;
 
     public int NumLayers => Layers ?? Set.Shape.NumHiddenLayers;
 
@@ -46,7 +48,8 @@ public sealed record EndToEndModel(KernelSetInfo Set, int? Layers = null, Matvec
         + (TensorCores ? "" : " [CUDA cores]")
         + (WeightPrefetch is { } prefetch ? $" [L2 prefetch {prefetch}]" : "")
         + (FusedMatvecLaunch is { } launch ? $" [fused matvec {launch.WarpsPerGroup} warps, {(launch.MaxRegisters == 0 ? "any" : launch.MaxRegisters)} registers]" : "")
-        + (DecodeLaunches == DecodeLaunches.PerStage ? "" : $" [{DecodeLaunchNames.Name(DecodeLaunches)}]");
+        + (DecodeLaunches == DecodeLaunches.PerStage ? "" : $" [{DecodeLaunchNames.Name(DecodeLaunches)}]")
+        + (MatvecLoads == MatvecLoads.Registers ? "" : $" [matvec loads {MatvecLoadNames.Name(MatvecLoads)}]");
 }
 
 /// <summary>The ablation run: the same workload with one engine toggle off at a time.</summary>

@@ -17,29 +17,32 @@ namespace SpecializedInference.Benchmarks.Report;
 /// <param name="CudaCores">The e2e section also runs every model at every batch with tensor cores off, the f16
 /// projections and the decode attention on CUDA cores only (rows labelled [CUDA cores]; the default rows use them).</param>
 /// <param name="Prefetches">L2 prefetches to compare (<c>MiB</c> or <c>start:MiB</c> of the next projection's weights per
-/// decode matvec, <c>rows</c> for each warp's own rows, or both as <c>rows+MiB</c>; <c>stage</c> for a grid-synced launch's
-/// next stage before each barrier; <see cref="SpecializedInference.Runtime.ModelOptions.WeightPrefetch"/>): the e2e section
-/// also runs every model at batch 1 with each but <c>stage</c> alone, which acts with --decode-launches only (rows labelled
-/// [L2 prefetch N MiB at end|start], [L2 prefetch own rows], [L2 prefetch own rows + …], [L2 prefetch next stage]).</param>
+/// decode matvec, <c>rows</c> for each warp's own rows, or both as <c>rows+MiB</c>;
+/// <see cref="SpecializedInference.Runtime.ModelOptions.WeightPrefetch"/>): the e2e section also runs every model at batch 1
+/// with each (rows labelled [L2 prefetch N MiB at end|start], [L2 prefetch own rows], [L2 prefetch own rows + …]).</param>
 /// <param name="FusedLaunches">Fused decode matvec launches to compare (<c>warps:registers</c>,
 /// <see cref="SpecializedInference.Runtime.ModelOptions.FusedMatvecLaunch"/>): the e2e section also runs every model at
 /// batch 1 with each (rows labelled [fused matvec N warps, R registers]).</param>
 /// <param name="DecodeLaunches">Grid-synced decode launches to compare (<c>grid-synced-tails</c>, <c>grid-synced-layers</c>;
 /// <see cref="SpecializedInference.Runtime.ModelOptions.DecodeLaunches"/>): the e2e section also runs every model at batch
-/// 1 with each (rows labelled [grid-synced-tails] …), with each and every --prefetch-weights that pulls no bytes of the
-/// next matrix (rows, stage, stage+rows), and each of those at every --matvec-depths.</param>
+/// 1 with each (rows labelled [grid-synced-tails] …), and with each and the warps' own rows pulled into L2 when
+/// --prefetch-weights names rows, each of those at the default depth and at every --matvec-depths.</param>
+/// <param name="MatvecLoads">Ways the per-stage decode matvec brings its weights in, to compare (<c>async-copy</c>;
+/// <see cref="SpecializedInference.Runtime.ModelOptions.MatvecLoads"/>): the e2e section also runs every model at batch 1
+/// with each (rows labelled [matvec loads async-copy]).</param>
 /// <param name="StageTimes">After each end-to-end run at batch 1, run it again with its decode steps' stages timed on the
 /// device (<see cref="SpecializedInference.Runtime.StageTimeline"/>): the report's "where a batch-1 decode step's device
 /// time goes" tables, kept out of the end-to-end figures.</param>
 public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick, IReadOnlySet<string> Sections, string CommandLine,
     double TimeBudgetSeconds = 0, SpecializedInference.Benchmarks.EndToEnd.WeightsSource? Weights = null,
     IReadOnlyList<MatvecDepth>? MatvecDepths = null, bool GreedyOnHost = false, bool CudaCores = false, IReadOnlyList<WeightPrefetch>? Prefetches = null,
-    IReadOnlyList<FusedMatvecLaunch>? FusedLaunches = null, bool StageTimes = false, IReadOnlyList<DecodeLaunches>? DecodeLaunches = null)
+    IReadOnlyList<FusedMatvecLaunch>? FusedLaunches = null, bool StageTimes = false, IReadOnlyList<DecodeLaunches>? DecodeLaunches = null,
+    IReadOnlyList<MatvecLoads>? MatvecLoads = null)
 {
     public static readonly string[] AllSections = ["copy", "kernels", "variants", "dense", "e2e", "ablation"];
 
     public const string Usage =
-        "report [--out <file.md>] [--device cuda|cpu|auto] [--quick] [--sections copy,kernels,variants,dense,e2e,ablation] [--time-budget <seconds>] [--weights device|checkpoint] [--matvec-depths 8,4;4,4] [--greedy-on-host] [--cuda-cores] [--prefetch-weights rows,rows+8,8,start:8,stage] [--fused-matvec-launch 2:88] [--decode-launches grid-synced-tails,grid-synced-layers] [--stage-times]\n" +
+        "report [--out <file.md>] [--device cuda|cpu|auto] [--quick] [--sections copy,kernels,variants,dense,e2e,ablation] [--time-budget <seconds>] [--weights device|checkpoint] [--matvec-depths 8,4;4,4] [--greedy-on-host] [--cuda-cores] [--prefetch-weights rows,rows+8,8,start:8] [--fused-matvec-launch 2:88] [--decode-launches grid-synced-tails,grid-synced-layers] [--matvec-loads async-copy] [--stage-times]\n" +
         "  Runs the benchmark suite with explicit timing (warm-up, repetitions, accelerator.Synchronize, median) and writes\n" +
         "  a markdown report (default benchmarks/results/<date>-<device>.md). --device cuda fails when no CUDA device is usable.";
 
@@ -54,6 +57,7 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
         var depths = new List<MatvecDepth>();
         bool greedyOnHost = false, cudaCores = false, stageTimes = false;
         var launches = new List<DecodeLaunches>();
+        var loads = new List<MatvecLoads>();
         var prefetch = new List<WeightPrefetch>();
         var fusedLaunches = new List<FusedMatvecLaunch>();
         for (int i = 0; i < args.Length; i++)
@@ -94,6 +98,10 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
                     // grid-synced-tails, grid-synced-layers (the per-stage rows run anyway), comma-separated.
                     launches.AddRange(Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(DecodeLaunchNames.Parse));
                     break;
+                case "--matvec-loads":
+                    // async-copy (the registers rows run anyway), comma-separated.
+                    loads.AddRange(Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(MatvecLoadNames.Parse));
+                    break;
                 case "--fused-matvec-launch":
                     // warps:registers, comma-separated.
                     fusedLaunches.AddRange(Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(FusedMatvecLaunch.Parse));
@@ -107,6 +115,6 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
             }
         }
         string commandLine = "report " + string.Join(' ', args.Select(a => a.Contains(' ') ? $"'{a}'" : a));
-        return new ReportOptions(outPath ?? "", device, quick, sections, commandLine, budget, weights, depths, greedyOnHost, cudaCores, prefetch, fusedLaunches, stageTimes, launches);
+        return new ReportOptions(outPath ?? "", device, quick, sections, commandLine, budget, weights, depths, greedyOnHost, cudaCores, prefetch, fusedLaunches, stageTimes, launches, loads);
     }
 }

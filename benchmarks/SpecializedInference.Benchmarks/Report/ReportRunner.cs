@@ -181,21 +181,21 @@ public static class ReportRunner
                 // then at every batch with the greedy tokens picked on the host (--greedy-on-host), and with the f16
                 // projections and the decode attention on CUDA cores only (--cuda-cores; the default rows use tensor cores), and at
                 // batch 1 with every L2 prefetch size (--prefetch-weights) and fused matvec launch (--fused-matvec-launch), and
-                // with grid-synced launches (--decode-launches).
+                // with grid-synced launches (--decode-launches); at batch 1 with each way of loading the matvecs' weights (--matvec-loads).
                 var depthRuns = (options.MatvecDepths ?? []).SelectMany(depth => p.Models.Select(m => (Model: m with { MatvecDepth = depth }, Batches: (IReadOnlyList<int>)[1])));
-                // A prefetch of the next stage only acts in grid-synced launches: it runs with those alone.
-                var prefetchRuns = (options.Prefetches ?? []).Where(f => f is not { NextStage: true, OwnRows: false, Bytes: 0 })
-                    .SelectMany(prefetch => p.Models.Select(m => (Model: m with { WeightPrefetch = prefetch }, Batches: (IReadOnlyList<int>)[1])));
+                var prefetchRuns = (options.Prefetches ?? []).SelectMany(prefetch => p.Models.Select(m => (Model: m with { WeightPrefetch = prefetch }, Batches: (IReadOnlyList<int>)[1])));
                 var fusedLaunchRuns = (options.FusedLaunches ?? []).SelectMany(launch => p.Models.Select(m => (Model: m with { FusedMatvecLaunch = launch }, Batches: (IReadOnlyList<int>)[1])));
-                // --decode-launches: batch 1 with each grid-synced launch plan, alone and with each warp's own rows or its
-                // next stage's rows in L2 (prefetches of no next-matrix bytes), each at the default depth and every --matvec-depths.
-                var tailPrefetches = new SpecializedInference.Kernels.Dense.WeightPrefetch?[] { null }.Concat((options.Prefetches ?? []).Where(f => f is { Bytes: 0 }));
+                // --decode-launches: batch 1 with each grid-synced launch plan, alone and with each warp's own rows in L2, each
+                // at the default depth and every --matvec-depths (the tail's registers are its deepest stage's).
+                var tailPrefetches = new SpecializedInference.Kernels.Dense.WeightPrefetch?[] { null }.Concat((options.Prefetches ?? []).Where(f => f is { OwnRows: true, Bytes: 0 }));
                 var tailDepths = new SpecializedInference.Kernels.Dense.MatvecDepth?[] { null }.Concat(options.MatvecDepths ?? []);
                 var gridSyncedRuns = (options.DecodeLaunches ?? []).SelectMany(launches => tailPrefetches.SelectMany(prefetch => tailDepths.SelectMany(depth => p.Models.Select(m =>
                     (Model: m with { DecodeLaunches = launches, WeightPrefetch = prefetch, MatvecDepth = depth }, Batches: (IReadOnlyList<int>)[1])))));
+                var loadRuns = (options.MatvecLoads ?? []).Where(l => l != SpecializedInference.Kernels.Dense.MatvecLoads.Registers)
+                    .SelectMany(loads => p.Models.Select(m => (Model: m with { MatvecLoads = loads }, Batches: (IReadOnlyList<int>)[1])));
                 var hostGreedyRuns = options.GreedyOnHost ? p.Models.Select(m => (Model: m with { Greedy = SpecializedInference.Runtime.GreedySampling.Host }, Batches: p.Batches)) : [];
                 var cudaCoreRuns = options.CudaCores ? p.Models.Select(m => (Model: m with { TensorCores = false }, Batches: p.Batches)) : [];
-                foreach (var (model, batches) in p.Models.Select(m => (Model: m, Batches: p.Batches)).Concat(depthRuns).Concat(hostGreedyRuns).Concat(cudaCoreRuns).Concat(gridSyncedRuns).Concat(prefetchRuns).Concat(fusedLaunchRuns))
+                foreach (var (model, batches) in p.Models.Select(m => (Model: m, Batches: p.Batches)).Concat(depthRuns).Concat(loadRuns).Concat(hostGreedyRuns).Concat(cudaCoreRuns).Concat(gridSyncedRuns).Concat(prefetchRuns).Concat(fusedLaunchRuns))
                 {
                     e2e.Capacity = (batches.Max(), p.PromptTokens + p.DecodeTokens);
                     foreach (int batch in batches)

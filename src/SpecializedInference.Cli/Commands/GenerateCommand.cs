@@ -80,7 +80,7 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         public bool CudaCores { get; init; }
 
         [CommandOption("--prefetch-weights <WHAT>")]
-        [Description("What each decode matvec pulls into L2 ahead of its loads: MiB of the next projection's weights (MiB at the end of its grid, start:MiB at the start), rows (each warp's own rows past its first load step), stage (with --decode-launches grid-synced-*: each warp's next-stage rows before a grid barrier), or several (rows+8, stage+rows). CUDA only; off by default until measured.")]
+        [Description("What each decode matvec pulls into L2 ahead of its loads: MiB of the next projection's weights (MiB at the end of its grid, start:MiB at the start), rows (each warp's own rows past its first load step), or both (rows+8). CUDA only; off by default until measured.")]
         public string? PrefetchWeights { get; init; }
 
         [CommandOption("--fused-matvec-launch <WARPS:REGISTERS>")]
@@ -90,6 +90,13 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         [CommandOption("--decode-launches <PLAN>")]
         [Description("per-stage (default): a launch per projection of a decode step; grid-synced-tails: each layer's o_proj, MLP and the next layer's qkv as one launch whose groups meet at grid barriers; grid-synced-layers: the layer's decode attention too (warp schedule, up to 4 tokens). Off by default until measured.")]
         public string? DecodeLaunches { get; init; }
+
+        [CommandOption("--matvec-loads <HOW>")]
+        [Description("registers (default): the per-stage decode matvecs (o_proj, down_proj, qkv, gate|up, LM head) load their weights into registers a step at a time; async-copy: through shared memory by asynchronous copies, 8 chunks per lane in flight (CUDA sm_80+; warp schedule). Off by default until measured.")]
+        public string? MatvecLoads { get; init; }
+
+        /// <summary>--matvec-loads, parsed (the default when not given).</summary>
+        internal MatvecLoads ParsedMatvecLoads => MatvecLoads is null ? Kernels.Dense.MatvecLoads.Registers : MatvecLoadNames.Parse(MatvecLoads);
 
         /// <summary>--decode-launches, parsed (the default when not given).</summary>
         internal DecodeLaunches ParsedDecodeLaunches => DecodeLaunches is null ? Kernels.Dense.DecodeLaunches.PerStage : DecodeLaunchNames.Parse(DecodeLaunches);
@@ -223,7 +230,7 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         var options = new ModelOptions(weightDtype, kvDtype, device, MaxSeqLen: maxSeqLen,
             MaxBatchTokens: Math.Min(prompt.Length, s.PrefillChunk), ForceGenericKernels: s.Generic);
         if (s.CudaCores) options = options.OnCudaCoresOnly();
-        options = options with { WeightPrefetch = s.ParsedPrefetch, FusedMatvecLaunch = s.ParsedFusedLaunch, DecodeLaunches = s.ParsedDecodeLaunches };
+        options = options with { WeightPrefetch = s.ParsedPrefetch, FusedMatvecLaunch = s.ParsedFusedLaunch, DecodeLaunches = s.ParsedDecodeLaunches, MatvecLoads = s.ParsedMatvecLoads };
 
         var clock = Stopwatch.StartNew();
         using var handle = AcceleratorFactory.Create(new AcceleratorOptions(device, Profiling: s.StageTimes));

@@ -137,7 +137,7 @@ public sealed class LlamaModelRunner : IModelRunner
         _attention = selection.Kernels;
         KernelNotice = selection.Notice;
         _dense = new DenseKernels(accelerator, options.DenseSchedule, options.MatvecDepth, options.TensorCores, options.WeightPrefetch, options.FusedMatvecLaunch,
-            options.DecodeLaunches);
+            options.DecodeLaunches, options.MatvecLoads);
         _greedyOnDevice = options.GreedySampling == GreedySampling.Device
             || (options.GreedySampling == GreedySampling.Auto && accelerator is not ILGPU.Runtime.CPU.CPUAccelerator);
         _argMaxSlice = _dense.ArgMaxSliceLength(c.VocabSize);

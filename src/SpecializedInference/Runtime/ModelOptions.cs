@@ -40,18 +40,24 @@ namespace SpecializedInference.Runtime;
 /// (<see cref="Kernels.Dense.L2Prefetch"/>): bytes of the next projection's weights, at the end or the start of its grid
 /// (qkv pulls o_proj across the attention launch, o_proj gate|up, gate|up down_proj, down_proj the next layer's qkv or
 /// the LM head), and/or each warp's own rows past its first load step (one HBM round trip per row instead of one per
-/// step). Null (the default): none. Not yet measured on a GPU: <c>report --sections copy,e2e --prefetch-weights
-/// rows,8,start:8</c> compares them at batch 1.</param>
+/// step). Null (the default): none; each measured slower at batch 1 on the H200 (run 23: TinyLlama 1.36–1.40 ms a step
+/// against 1.30–1.33, Llama-3-8B 5.61–6.15 against 5.60; <c>report --sections copy,e2e --prefetch-weights rows,8,start:8</c>).</param>
 /// <param name="FusedMatvecLaunch">Warps per group and register cap of the fused decode matvec (qkv, gate|up, LM head at
-/// few tokens; <see cref="Kernels.Dense.FusedMatvecLaunch"/>); null: groups of 4 warps, the compiler's registers. Not yet
-/// measured on a GPU: <c>report --sections copy,e2e --fused-matvec-launch 2:88</c> compares it at batch 1.</param>
+/// few tokens; <see cref="Kernels.Dense.FusedMatvecLaunch"/>); null: groups of 4 warps, the compiler's registers. Run 23
+/// (H200, the qkv pair then at depth 2): 2:88 gave Llama-3-8B 5.44 ms a step against 5.60, TinyLlama 1.35 against 1.33;
+/// at the default qkv depth of 4 a cap of 88 spills the qkv matvec (<c>report --sections copy,e2e --fused-matvec-launch 2:88</c>).</param>
 /// <param name="DecodeLaunches">Whether a decode step (few tokens, warp schedule) launches each layer's o_proj, gate|up, down_proj
 /// and the next layer's qkv one by one (<see cref="Kernels.Dense.DecodeLaunches.PerStage"/>, the default) or as one launch
 /// whose groups meet at grid barriers between them (<see cref="Kernels.Dense.DecodeLaunches.GridSyncedTails"/>,
 /// <see cref="Kernels.Dense.LayerTailBodies"/>): two launches per layer instead of five; or the layer's decode attention
 /// in that launch too (<see cref="Kernels.Dense.DecodeLaunches.GridSyncedLayers"/>, where the generated kernel set hands its
-/// decode over): one per layer. Not yet measured on a GPU:
-/// <c>report --sections copy,e2e --decode-launches grid-synced-tails,grid-synced-layers</c> compares them at batch 1.</param>
+/// decode over): one per layer. Measured on the H200 (runs 23–25, <c>report --sections copy,e2e --decode-launches
+/// grid-synced-tails,grid-synced-layers</c>): tails tie at depths 4,2 (TinyLlama 1.31–1.32 ms a step) and lose at the
+/// default depths, whose qkv stage takes the whole kernel to 168 registers; whole layers lose (1.70 ms).</param>
+/// <param name="MatvecLoads">How the warp schedule's per-stage decode matvecs (o_proj, down_proj, the fused qkv, gate|up and LM head) bring their weights in:
+/// into registers a step at a time (the default), or through shared memory by asynchronous copies that keep 8 chunks per
+/// lane in flight without holding registers (<see cref="Kernels.Dense.AsyncCopyBodies"/>, CUDA sm_80+). Not yet measured on
+/// a GPU: <c>report --sections copy,e2e --matvec-loads async-copy</c> compares it at batch 1.</param>
 /// <param name="RopeFrequencies">Precision of the rotary frequencies: float32 (Hugging Face at load), or bfloat16 to
 /// reproduce a Hugging Face model cast in memory with <c>model.to(torch.bfloat16)</c>.</param>
 public sealed record ModelOptions(
@@ -73,7 +79,8 @@ public sealed record ModelOptions(
     DecodeCores? DecodeCores = null,
     WeightPrefetch? WeightPrefetch = null,
     FusedMatvecLaunch? FusedMatvecLaunch = null,
-    DecodeLaunches DecodeLaunches = DecodeLaunches.PerStage)
+    DecodeLaunches DecodeLaunches = DecodeLaunches.PerStage,
+    MatvecLoads MatvecLoads = MatvecLoads.Registers)
 {
     public static ModelOptions Default { get; } = new();
 

@@ -87,7 +87,9 @@ public sealed class BenchmarkSuiteSmokeTests(ITestOutputHelper output)
             Assert.Single(report.Split('\n'), line => line.Contains("[L2 prefetch own rows + 8 MiB at end] |"));
             Assert.Single(report.Split('\n'), line => line.Contains("[L2 prefetch 4 MiB at start] |"));
             Assert.Single(report.Split('\n'), line => line.Contains("[fused matvec 2 warps, 88 registers] |"));
-            Assert.Single(report.Split('\n'), line => line.Contains("[grid-synced-tails] |"));
+            // The grid-synced tails at the default depth and at every --matvec-depths.
+            Assert.Equal(2, report.Split('\n').Count(line => line.Contains("[grid-synced-tails] |")));
+            Assert.Single(report.Split('\n'), line => line.Contains("[matvec depth 8,4] [grid-synced-tails] |"));
             // As many [greedy on host] rows as the plan's model has default rows (one per batch).
             var modelRows = report.Split('\n').Where(line => line.StartsWith("| gqa_tiny")).ToList();
             int defaultRows = modelRows.Count(line => !line.Contains('['));
@@ -97,7 +99,7 @@ public sealed class BenchmarkSuiteSmokeTests(ITestOutputHelper output)
             // --stage-times: every batch-1 row run again with its stages timed, in a section of its own (not in the
             // end-to-end table), each stage of the step a row.
             int batchOneRows = modelRows.Count(line => line.Split('|')[4].Trim() == "1");
-            Assert.True(batchOneRows >= 5, report);   // the depth, both prefetches, the fused launch and the grid-synced tails run at batch 1
+            Assert.True(batchOneRows >= 6, report);   // the depth, both prefetches, the fused launch and the grid-synced tails (twice) run at batch 1
             Assert.Contains("## Where a batch-1 decode step's device time goes", report);
             Assert.Equal(batchOneRows, report.Split('\n').Count(line => line.StartsWith("**gqa_tiny")));
             Assert.Equal(batchOneRows, report.Split('\n').Count(line => line.StartsWith("| norm+qkv+rope | ")));

@@ -91,9 +91,9 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
     {
         using var compiler = new PtxCompiler();
         var layer = typeof(LayerTailBodies).GetMethod(nameof(LayerTailBodies.Layer))!.MakeGenericMethod(typeof(F16Weights), typeof(PagedKvRows<F16Codec>), decode,
-            typeof(FourChunks), typeof(TwoChunks), typeof(FourChunks), typeof(NoRowPrefetch), typeof(NoStagePrefetch));
+            typeof(FourChunks), typeof(TwoChunks), typeof(FourChunks), typeof(NoRowPrefetch));
         string ptx = compiler.Compile(layer, explicitlyGrouped: true);
-        Report($"Layer<F16Weights, PagedKvRows<F16Codec>, {decode.DeclaringType!.Name}.{decode.Name}, FourChunks, TwoChunks, FourChunks, NoRowPrefetch, NoStagePrefetch>", ptx);
+        Report($"Layer<F16Weights, PagedKvRows<F16Codec>, {decode.DeclaringType!.Name}.{decode.Name}, FourChunks, TwoChunks, FourChunks, NoRowPrefetch>", ptx);
         Assert.Contains("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32", ptx);   // the decode's products
         Assert.Contains("ld.relaxed.gpu.global.b32", ptx);                           // the grid barrier's polls
     }
@@ -122,22 +122,39 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
             Report($"NormLinearWarp<F16Weights, {name}, TwoChunks, OwnRowPrefetch>", ptx);
             Assert.Equal(4, Regex.Matches(ptx, @"prefetch\.L2").Count);
         }
-        // The grid-synced layer tail (DecodeLaunches.GridSyncedTails) at the default depths, with each warp's own rows, and
-        // with its next stage's rows before each barrier: its registers set how many groups an SM holds, and with them its grid.
+        // The grid-synced layer tail (DecodeLaunches.GridSyncedTails) at the default depths and at run 22's (the qkv pair at
+        // 2 chunks), and with each warp's own rows: its registers set how many groups an SM holds, and with them its grid.
         var tail = typeof(LayerTailBodies).GetMethod(nameof(LayerTailBodies.LayerTail))!;
-        var prefetches = new Dictionary<(Type, Type), int>();
-        foreach (var (rows, stage) in new[] { (typeof(NoRowPrefetch), typeof(NoStagePrefetch)), (typeof(OwnRowPrefetch), typeof(NoStagePrefetch)),
-                     (typeof(NoRowPrefetch), typeof(NextStagePrefetch)) })
+        foreach (var (qkvDepth, rows) in new[] { (typeof(FourChunks), typeof(NoRowPrefetch)), (typeof(TwoChunks), typeof(NoRowPrefetch)), (typeof(TwoChunks), typeof(OwnRowPrefetch)) })
         {
             string ptx = compiler.Compile(tail.MakeGenericMethod(typeof(F16Weights), typeof(PagedKvRows<F16Codec>), typeof(FourChunks), typeof(TwoChunks),
-                typeof(FourChunks), rows, stage), explicitlyGrouped: true);
-            Report($"LayerTail<F16Weights, PagedKvRows<F16Codec>, FourChunks, TwoChunks, FourChunks, {rows.Name}, {stage.Name}>", ptx);
+                qkvDepth, rows), explicitlyGrouped: true);
+            Report($"LayerTail<F16Weights, PagedKvRows<F16Codec>, FourChunks, TwoChunks, {qkvDepth.Name}, {rows.Name}>", ptx);
             Assert.Contains("membar.gl", ptx);                    // the grid barrier's fences
             Assert.Contains("ld.relaxed.gpu.global.b32", ptx);   // its polls
-            prefetches[(rows, stage)] = Regex.Matches(ptx, @"prefetch\.L2").Count;
         }
-        // Before the three barriers: gate|up's row pair, down_proj's row, the next qkv's row pair.
-        Assert.Equal(prefetches[(typeof(NoRowPrefetch), typeof(NoStagePrefetch))] + 5, prefetches[(typeof(NoRowPrefetch), typeof(NextStagePrefetch))]);
+        // The matvec streaming its rows through shared memory (MatvecLoads.AsyncCopy): its copies name the ring by the symbol
+        // ILGPU gives the kernel's only shared allocation, and wait for all but the newest Stages - 1 groups.
+        var asyncLinear = typeof(AsyncCopyBodies).GetMethod(nameof(AsyncCopyBodies.LinearWarpAsync))!;
+        var asyncFused = typeof(FusedKernelBodies).GetMethod(nameof(FusedKernelBodies.NormLinearWarpAsync))!;
+        foreach (var (name, kernel, ringChunks) in new[]
+                 {
+                     ("LinearWarpAsync<F16Weights, AddToOutput>", asyncLinear.MakeGenericMethod(typeof(F16Weights), typeof(AddToOutput)), AsyncCopyBodies.RingChunks),
+                     ("LinearWarpAsync<F32Weights, AddToOutput>", asyncLinear.MakeGenericMethod(typeof(F32Weights), typeof(AddToOutput)), AsyncCopyBodies.RingChunks),
+                     ($"NormLinearWarpAsync<F16Weights, {qkv.Item1}>", asyncFused.MakeGenericMethod(typeof(F16Weights), qkv.Item2), AsyncCopyBodies.PairRingChunks),
+                     ("NormLinearWarpAsync<F16Weights, SwiGluOutput>", asyncFused.MakeGenericMethod(typeof(F16Weights), typeof(SwiGluOutput)), AsyncCopyBodies.PairRingChunks),
+                     ("NormLinearWarpAsync<F16Weights, RowPairOutput>", asyncFused.MakeGenericMethod(typeof(F16Weights), typeof(RowPairOutput)), AsyncCopyBodies.PairRingChunks),
+                 })
+        {
+            string ptx = compiler.Compile(kernel, explicitlyGrouped: true);
+            Report(name, ptx);
+            Assert.Contains("cp.async.cg.shared.global [si_ring]", ptx);
+            Assert.Contains($"cp.async.wait_group {AsyncCopyBodies.Stages - 1};", ptx);
+            Assert.Contains("cp.async.wait_all;", ptx);
+            var shared = Regex.Matches(ptx, @"\.shared \.align \d+ \.b8 (\w+)\[(\d+)\]");
+            Assert.Single(shared);
+            Assert.Equal(("__shared_alloca0", ringChunks * 16), (shared[0].Groups[1].Value, int.Parse(shared[0].Groups[2].Value)));
+        }
         var batched = typeof(BatchedKernelBodies).GetMethod(nameof(BatchedKernelBodies.LinearBatched))!;
         foreach (var tokens in new[] { typeof(EightTokens), typeof(SixteenTokens) })
             Report($"LinearBatched<F16Weights, AddToOutput, {tokens.Name}>",

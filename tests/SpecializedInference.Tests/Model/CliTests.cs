@@ -103,7 +103,7 @@ public sealed class CliTests
         return (doc, stderr);
     }
 
-    /// <summary>--prefetch-weights, --fused-matvec-launch and --decode-launches on the CPU accelerator: reported as having
+    /// <summary>--prefetch-weights, --fused-matvec-launch, --decode-launches and --matvec-loads on the CPU accelerator: reported as having
     /// no effect (prefetch.L2 is CUDA's; the serial schedule has no fused warp matvec), the reference's tokens; malformed
     /// values are usage errors.</summary>
     [Fact]
@@ -125,6 +125,7 @@ public sealed class CliTests
                      ("--prefetch-weights", "start:1", "--prefetch-weights has no effect", "lots", "weight prefetch 'lots': expected a positive number of MiB"),
                      ("--fused-matvec-launch", "2:88", "--fused-matvec-launch has no effect", "3:88", "WarpsPerGroup must be 1, 2, 4 or 8"),
                      ("--decode-launches", "grid-synced-layers", "--decode-launches grid-synced-layers has no effect", "one", "--decode-launches 'one': expected per-stage, grid-synced-tails or grid-synced-layers"),
+                     ("--matvec-loads", "async-copy", "--matvec-loads async-copy has no effect", "async", "--matvec-loads 'async': expected registers or async-copy"),
                  })
         {
             (code, _, stderr) = Run("generate", "--model", dir, "--prompt-ids", ids, "--max-new-tokens", "1", "--device", "cpu", option, value);

@@ -102,7 +102,7 @@ public sealed class FusedKernelTests(AcceleratorFixture fixture) : IClassFixture
         // Reference: qkv = norm(x) · Wᵀ, then HF's q * cos + rotate_half(q) * sin per q and k head (the tables above); v as is.
         var (eq, ek, ev) = DenseReference.RopeSplit(NormThenProject(x, xRows, g, w, dtype, rows, hidden), positions, cos, sin, heads, kvHeads, headDim);
 
-        // Odd token counts run the qkv matvec at its own depth of 4 chunks per row (MatvecDepth.Qkv), even ones at the default 2.
+        // Odd token counts run the qkv matvec at its own depth of 4 chunks per row (MatvecDepth.Qkv), even ones at the fused pairs' 2 (MatvecDepth.FusedPerRow).
         var kernels = new DenseKernels(Acc, schedule, new MatvecDepth(Qkv: tokens % 2 == 1 ? 4 : null));
         using var matrix = WeightUpload.Matrix(Acc, w, rows, hidden, dtype);
         using var xb = Upload(x);
@@ -247,5 +247,47 @@ public sealed class FusedKernelTests(AcceleratorFixture fixture) : IClassFixture
         long launches = Launches(kernels, () => kernels.NormLinear(xb.View, rowsb.View, xRows.Length, gb.View, Eps, matrix, y.View, hScratch.View));
         AssertClose(expected, y.GetAsArray1D(), 1e-5, $"seed {seed}");
         Assert.Equal(xRows.Length <= DenseKernels.FusedMaxTokens ? 1 : 2, launches);
+    }
+
+    /// <summary>
+    /// The fused norm projection streaming its row pairs through shared memory (<see cref="MatvecLoads.AsyncCopy"/>)
+    /// against float64, as the LM head (odd vocab: the last pair is one row; gathered x rows, one twice) and as gate|up
+    /// with SwiGLU: rows of 2 steps (hidden 264: 33 f16 chunks, most lanes past the end of the second), 10 and 19 steps
+    /// (2312: 289 f16 / 578 f32 chunks, the ring refilled), 1 to 8 tokens (two token groups). On the CPU accelerator each
+    /// lane stores its chunks into its slots itself: the ring's slots, steps and edges are what this checks.
+    /// </summary>
+    [Theory]
+    [InlineData(WeightDtype.F16, 264, new[] { 3 })]
+    [InlineData(WeightDtype.F32, 2312, new[] { 2, 0, 5, 2, 4 })]
+    [InlineData(WeightDtype.F16, 2312, new[] { 1, 0, 5, 2, 4, 3, 3, 2 })]
+    public void NormLinearWithAsyncCopiesMatchesFloat64(WeightDtype dtype, int hidden, int[] xRows)
+    {
+        const int inputs = 6, vocab = 37, intermediate = 21;
+        int seed = System.Random.Shared.Next();
+        var rng = new Random(seed);
+        var w = Random(rng, vocab * hidden);
+        var x = Random(rng, inputs * hidden, 3f);
+        var g = Random(rng, hidden);
+        var kernels = new DenseKernels(Acc, DenseSchedule.Warp, loads: MatvecLoads.AsyncCopy);
+        using var matrix = WeightUpload.Matrix(Acc, w, vocab, hidden, dtype);
+        using var xb = Upload(x);
+        using var gb = Upload(g);
+        using var rowsb = Acc.Allocate1D(xRows);
+        using var y = Poisoned(xRows.Length * vocab);
+        using var hScratch = Poisoned(xRows.Length * hidden);
+        kernels.NormLinear(xb.View, rowsb.View, xRows.Length, gb.View, Eps, matrix, y.View, hScratch.View);
+        AssertClose(NormThenProject(x, xRows, g, w, dtype, vocab, hidden), y.GetAsArray1D(), 1e-5, $"seed {seed}, LM head");
+
+        // gate|up + SwiGLU over the first x rows.
+        int tokens = Math.Min(xRows.Length, inputs);
+        var identity = Enumerable.Range(0, tokens).ToArray();
+        var wGateUp = Random(rng, 2 * intermediate * hidden);
+        var expected = DenseReference.SwiGlu(NormThenProject(x, identity, g, wGateUp, dtype, 2 * intermediate, hidden), tokens, intermediate);
+        using var gateUp = WeightUpload.Matrix(Acc, wGateUp, 2 * intermediate, hidden, dtype);
+        using var identityb = Acc.Allocate1D(identity);
+        using var a = Poisoned(tokens * intermediate);
+        using var guScratch = Poisoned(tokens * 2 * intermediate);
+        kernels.NormGateUpSwiGlu(xb.View, identityb.View, tokens, gb.View, Eps, gateUp, new SwiGluOutput(a.View, intermediate), hScratch.View, guScratch.View);
+        AssertClose(expected, a.GetAsArray1D(), 1e-5, $"seed {seed}, gate|up");
     }
 }

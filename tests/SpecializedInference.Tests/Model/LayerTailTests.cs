@@ -73,8 +73,7 @@ public sealed class LayerTailTests(AcceleratorFixture fixture, ITestOutputHelper
     /// A random 2-layer model (GQA 4/2 heads of 16, hidden 64, intermediate 96: a tail with the next layer's qkv and the
     /// last one without): a 5-token prefill of two sequences (per-stage launches in both: the tail serves up to 4
     /// tokens), then decode steps of 1 and 2 tokens, as the tails' one group on the fixture, plain and with each warp's own
-    /// rows and next stage's rows in L2 and matvec depths 8/4/8 (the tail kernel's other variants; the CPU accelerator has
-    /// no L2, so the prefetches compile and are skipped). The grid-synced runner runs two launches per
+    /// rows in L2 and matvec depths 8/4/8 (the tail kernel's other variants). The grid-synced runner runs two launches per
     /// layer where the per-stage one runs five, and gives the same logits bit for bit: the same per-warp kernels on the
     /// same data. (Several groups meeting at the barriers, against Hugging Face: <see cref="GridSyncedLayersMatchHuggingFace"/>.)
     /// </summary>
@@ -87,7 +86,7 @@ public sealed class LayerTailTests(AcceleratorFixture fixture, ITestOutputHelper
         var variants = new[]
         {
             options with { DecodeLaunches = DecodeLaunches.GridSyncedTails },
-            options with { DecodeLaunches = DecodeLaunches.GridSyncedTails, WeightPrefetch = new WeightPrefetch(1 << 20, OwnRows: true, NextStage: true), MatvecDepth = new MatvecDepth(8, 4, 8) },
+            options with { DecodeLaunches = DecodeLaunches.GridSyncedTails, WeightPrefetch = new WeightPrefetch(1 << 20, OwnRows: true), MatvecDepth = new MatvecDepth(8, 4, 8) },
         };
         var expected = Steps(a, config, options, out var perStage);
         foreach (var variant in variants)

@@ -185,7 +185,7 @@ public static class DenseKernelBodies
     }
 
     /// <summary>The dot products of a warp's tokens in one lane of <see cref="LinearWarp{TW, TE, TD, TP}"/>.</summary>
-    private struct WarpTokenSums : ILaneSums<WarpTokenSums>
+    internal struct WarpTokenSums : ILaneSums<WarpTokenSums>
     {
         public float A0, A1, A2, A3;
 

@@ -29,7 +29,7 @@ public enum DecodeLaunches
     /// two launches per layer instead of five.</summary>
     GridSyncedTails,
 
-    /// <summary>The layer's decode attention too, before the four (<see cref="LayerTailBodies.Layer{TW, TKv, TDecode, TL, TF, TQ, TP, TS}"/>):
+    /// <summary>The layer's decode attention too, before the four (<see cref="LayerTailBodies.Layer{TW, TKv, TDecode, TL, TF, TQ, TP}"/>):
     /// one launch per layer, where the kernel set hands its decode over (<see cref="AttentionKernelsBase.TryHandDecode{TVisitor}"/>);
     /// otherwise as <see cref="GridSyncedTails"/>.</summary>
     GridSyncedLayers,
@@ -127,11 +127,14 @@ public sealed class DenseKernels
     /// <param name="fusedLaunch">Group size and register cap of the fused decode matvec; null: <see cref="FusedMatvecLaunch.Default"/>.</param>
     /// <param name="decodeLaunches">Whether a decode step's dense stages between attention launches are one grid-synced
     /// launch (<see cref="DecodeLaunches.GridSyncedTails"/>, the warp schedule only) or a launch each.</param>
+    /// <param name="loads">How the warp schedule's per-stage decode matvecs bring their weights in (<see cref="MatvecLoads"/>).</param>
     public DenseKernels(Accelerator accelerator, DenseSchedule schedule = DenseSchedule.Auto, MatvecDepth? depth = null, bool tensorCores = false,
-        WeightPrefetch? weightPrefetch = null, FusedMatvecLaunch? fusedLaunch = null, DecodeLaunches decodeLaunches = DecodeLaunches.PerStage)
+        WeightPrefetch? weightPrefetch = null, FusedMatvecLaunch? fusedLaunch = null, DecodeLaunches decodeLaunches = DecodeLaunches.PerStage,
+        MatvecLoads loads = MatvecLoads.Registers)
     {
         _accelerator = accelerator;
         DecodeLaunches = decodeLaunches;
+        Loads = loads;
         _gridBarrierSpinLimit = accelerator is CPUAccelerator ? 1 << 28 : 1 << 22;
         WeightPrefetch = weightPrefetch?.Validated();
         FusedLaunch = (fusedLaunch ?? FusedMatvecLaunch.Default).Validated();
@@ -155,15 +158,16 @@ public sealed class DenseKernels
     /// <summary>Weight chunks per lane per step of the warp schedule's matvecs.</summary>
     public MatvecDepth Depth { get; }
 
+    /// <summary>How the warp schedule's per-stage decode matvecs (o_proj, down_proj, and the fused qkv, gate|up and LM
+    /// head) bring their weights in: into registers, <see cref="Depth"/> chunks a step, or through shared memory by
+    /// asynchronous copies (<see cref="AsyncCopyBodies"/>; no L2 prefetch there). The grid-synced tails keep registers.</summary>
+    public MatvecLoads Loads { get; }
+
     /// <summary>What a warp matvec pulls into L2 ahead of its loads: the next projection's first weights, its own rows, or both (<see cref="L2Prefetch"/>); null: none.</summary>
     public WeightPrefetch? WeightPrefetch { get; }
 
     /// <summary>Whether the warp matvecs pull their own rows into L2 (the <see cref="OwnRowPrefetch"/> kernels).</summary>
     private bool PullsOwnRows => WeightPrefetch?.OwnRows == true;
-
-    /// <summary>Whether a grid-synced launch's warps pull their next stage's first rows into L2 before each barrier (the
-    /// <see cref="NextStagePrefetch"/> kernels).</summary>
-    private bool PullsNextStage => WeightPrefetch?.NextStage == true;
 
     /// <summary>Warps per group and register cap of the fused decode matvec (<see cref="FusedMatvecLaunch"/>).</summary>
     public FusedMatvecLaunch FusedLaunch { get; }
@@ -302,6 +306,12 @@ public sealed class DenseKernels
             return;
         }
 
+        if (Loads == MatvecLoads.AsyncCopy)
+        {
+            LinearWarpAsync<TW, TE>(xv, tokens, w, y);
+            return;
+        }
+
         switch (Depth.Linear)
         {
             case 2: LinearWarp<TW, TE, TwoChunks>(xv, tokens, w, y, next); break;
@@ -330,6 +340,18 @@ public sealed class DenseKernels
         long warps = (long)w.Rows * ((tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens);
         int groups = (int)((warps + WarpsPerGroup - 1) / WarpsPerGroup);
         kernel(new KernelConfig(groups, WarpsPerGroup * _accelerator.WarpSize), w.View, xv, y, w.Rows, w.Cols, tokens, Prefetch(w, next, warps));
+    }
+
+    private void LinearWarpAsync<TW, TE>(ArrayView<Vec4> xv, int tokens, DeviceMatrix w, ArrayView<float> y)
+        where TW : struct, IWeightFormat
+        where TE : struct, IEpilogue
+    {
+        var kernel = Get("linear-warp-async", typeof(TW), typeof(TE), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int,
+            long>(AsyncCopyBodies.LinearWarpAsync<TW, TE>));
+        long warps = (long)w.Rows * ((tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens);
+        int groups = (int)((warps + AsyncCopyBodies.WarpsPerGroup - 1) / AsyncCopyBodies.WarpsPerGroup);
+        kernel(new KernelConfig(groups, AsyncCopyBodies.WarpsPerGroup * _accelerator.WarpSize), w.View, xv, y, w.Rows, w.Cols, tokens,
+            w.Buffer.NativePtr.ToInt64());
     }
 
     private void LinearMma<TE>(ArrayView<Vec4> xv, int tokens, DeviceMatrix w, ArrayView<float> y, int kSplit = 0)
@@ -577,6 +599,17 @@ public sealed class DenseKernels
             return;
         }
 
+        if (Loads == MatvecLoads.AsyncCopy)
+        {
+            var kernel = Get("norm-linear-warp-async", typeof(TW), typeof(TO), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<int>,
+                ArrayView<Vec4>, TO, int, int, float, long>(FusedKernelBodies.NormLinearWarpAsync<TW, TO>));
+            long warps = (long)output.Units * ((tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens);
+            int groups = (int)((warps + AsyncCopyBodies.WarpsPerGroup - 1) / AsyncCopyBodies.WarpsPerGroup);
+            kernel(new KernelConfig(groups, AsyncCopyBodies.WarpsPerGroup * _accelerator.WarpSize), w.View, x.Cast<Vec4>(), xRows, g.Cast<Vec4>(), output, w.Cols,
+                tokens, eps, w.Buffer.NativePtr.ToInt64());
+            return;
+        }
+
         switch (depth)
         {
             case 2: NormLinearWarp<TW, TO, TwoChunks>(x, xRows, tokens, g, eps, w, output, next); break;
@@ -615,9 +648,10 @@ public sealed class DenseKernels
 
     /// <summary>
     /// Warps per group of <see cref="LayerTail{TKv}"/>: 16 on a GPU, where one group of 512 threads at the kernel's 100
-    /// registers fills an SM's register file as four of 128 would, and each barrier then takes one arrival (an atomic on
-    /// one word, which L2 serializes) per SM instead of four; 4 on the CPU accelerator, where every simulated thread is an
-    /// OS thread woken by every later launch.
+    /// registers (depths 4,2; ptxas sm_90) fills an SM's register file as four of 128 would, and each barrier then takes one
+    /// arrival (an atomic on one word, which L2 serializes) per SM instead of four; 4 on the CPU accelerator, where every
+    /// simulated thread is an OS thread woken by every later launch. At the default depths (4,2,4) the tail takes 168
+    /// registers and runs in groups of 4 warps, 3 per SM (<see cref="LayerTail{TKv}"/> falls back).
     /// </summary>
     private int TailWarpsPerGroup => _accelerator is CPUAccelerator ? WarpsPerGroup : 16;
 
@@ -684,7 +718,7 @@ public sealed class DenseKernels
     }
 
     /// <summary>
-    /// The whole decoder layer in one launch (<see cref="LayerTailBodies.Layer{TW, TKv, TDecode, TL, TF, TQ, TP, TS}"/>): the
+    /// The whole decoder layer in one launch (<see cref="LayerTailBodies.Layer{TW, TKv, TDecode, TL, TF, TQ, TP}"/>): the
     /// step's decode attention as the kernel set handed it over (<paramref name="decode"/>, body
     /// <typeparamref name="TDecode"/>; its output is <paramref name="decode"/>.Output, which the tail reads), then
     /// <see cref="LayerTail{TKv}"/>'s stages. The launch's groups are the decode's size.
@@ -791,7 +825,7 @@ public sealed class DenseKernels
             Type[] types = decode is null ? [weights, kv] : [weights, kv, decode];
             var body = typeof(LayerTailBodies).GetMethod(kernel)!.MakeGenericMethod(
                 [.. types, RowChunksType(Depth.Linear), RowChunksType(Depth.FusedPerRow), RowChunksType(Depth.QkvPerRow),
-                    PullsOwnRows ? typeof(OwnRowPrefetch) : typeof(NoRowPrefetch), PullsNextStage ? typeof(NextStagePrefetch) : typeof(NoStagePrefetch)]);
+                    PullsOwnRows ? typeof(OwnRowPrefetch) : typeof(NoRowPrefetch)]);
             var compiled = _accelerator.LoadKernel(_accelerator.CompileKernel(ILGPU.Backends.EntryPoints.EntryPointDescription.FromExplicitlyGroupedKernel(body)));
             int resident = _accelerator is CPUAccelerator ? 1 : _accelerator.EstimateMaxActiveGroupsPerMultiprocessor(compiled, threads, 0);
             loaded = (compiled.CreateLauncherDelegate<TLaunch>(), resident);
@@ -805,8 +839,7 @@ public sealed class DenseKernels
 
     /// <summary>
     /// What a warp matvec of <paramref name="warps"/> warps over <paramref name="w"/> pulls into L2: each warp's own rows
-    /// past its first step (<see cref="WeightPrefetch.OwnRows"/>) or a grid-synced launch's warps their next stage's rows
-    /// (<see cref="WeightPrefetch.NextStage"/>): both read <paramref name="w"/>'s address; and <paramref name="next"/>'s first
+    /// past its first step (<see cref="WeightPrefetch.OwnRows"/>), and <paramref name="next"/>'s first
     /// <see cref="WeightPrefetch.Bytes"/> (whole 128-byte lines), split between <see cref="PrefetchWarpsPerSm"/> warps
     /// per SM at the grid's end or start. None when off; nothing of the next matrix when there is none.
     /// </summary>
@@ -814,7 +847,7 @@ public sealed class DenseKernels
     {
         if (WeightPrefetch is not { } prefetch) return L2Prefetch.None;
         var pull = L2Prefetch.None;
-        if (prefetch.OwnRows || prefetch.NextStage) pull.Own = w.Buffer.NativePtr.ToInt64();
+        if (prefetch.OwnRows) pull.Own = w.Buffer.NativePtr.ToInt64();
         long lines = next is null ? 0 : Math.Min(next.Bytes, prefetch.Bytes) / L2Prefetch.LineBytes;
         if (lines == 0) return pull;
         long sharers = Math.Min(warps, (long)_accelerator.NumMultiprocessors * PrefetchWarpsPerSm);

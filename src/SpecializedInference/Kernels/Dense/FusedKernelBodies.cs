@@ -72,17 +72,7 @@ public static class FusedKernelBodies
         int u = warp / tokenGroups;
         int t0 = warp % tokenGroups * warpTokens;
         int chunks = cols / default(TW).ElementsPerChunk;
-        int vecsPerToken = cols / 4;
-        var group = new TokenGroup
-        {
-            Has1 = t0 + 1 < tokens,
-            Has2 = t0 + 2 < tokens,
-            Has3 = t0 + 3 < tokens,
-        };
-        group.X0 = (long)xRows[t0] * vecsPerToken;
-        group.X1 = group.Has1 ? (long)xRows[t0 + 1] * vecsPerToken : 0;
-        group.X2 = group.Has2 ? (long)xRows[t0 + 2] * vecsPerToken : 0;
-        group.X3 = group.Has3 ? (long)xRows[t0 + 3] * vecsPerToken : 0;
+        var group = TokenGroup.At(xRows, t0, tokens, cols);
         long rowA = (long)output.FirstRow(u) * chunks;
         long rowB = (long)output.SecondRow(u) * chunks;
 
@@ -106,16 +96,65 @@ public static class FusedKernelBodies
             sums = sums.Step<TW, TD, LastStep>(w, rowA, rowB, c, chunks, g, x, group);
         prefetch.Issue(warp, lane, starting: false); // PrefetchPoint.End: the rows' loads are used; the next matrix's lines while the grid drains
 
-        // Reduce across the warp (absent tokens skipped: the conditions are uniform), then scale by 1/rms.
-        var sum0 = sums.T0.Reduced(cols, eps);
-        var sum1 = group.Has1 ? sums.T1.Reduced(cols, eps) : default;
-        var sum2 = group.Has2 ? sums.T2.Reduced(cols, eps) : default;
-        var sum3 = group.Has3 ? sums.T3.Reduced(cols, eps) : default;
-        if (lane != 0) return;
-        output.Write(u, t0, sum0.A, sum0.B);
-        if (group.Has1) output.Write(u, t0 + 1, sum1.A, sum1.B);
-        if (group.Has2) output.Write(u, t0 + 2, sum2.A, sum2.B);
-        if (group.Has3) output.Write(u, t0 + 3, sum3.A, sum3.B);
+        sums.Write(output, u, t0, group, cols, eps, lane);
+    }
+
+    /// <summary>
+    /// <see cref="NormLinearWarp{TW, TO, TD, TP}"/>'s work, warp (unit u, token group), with the unit's two rows streamed
+    /// through the lane's ring of shared memory by asynchronous copies (<see cref="MatvecLoads.AsyncCopy"/>,
+    /// <see cref="AsyncCopyBodies"/>): <see cref="AsyncCopyBodies.Stages"/> steps of both rows in flight, one chunk of each
+    /// used per step (past a row's end its last chunk again, the sums left as they were).
+    /// </summary>
+    /// <param name="wAddress">the device address of <paramref name="w"/>'s first chunk (for the copies)</param>
+    public static void NormLinearWarpAsync<TW, TO>(ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<int> xRows, ArrayView<Vec4> g,
+        TO output, int cols, int tokens, float eps, long wAddress)
+        where TW : struct, IWeightFormat
+        where TO : struct, IProjectionOutput
+    {
+        var ring = SharedMemory.Allocate<Bits128>(AsyncCopyBodies.PairRingChunks);   // [warp of group, stage, row of the pair, lane]
+        const int warpTokens = DenseKernelBodies.WarpTokens;
+        const int stages = AsyncCopyBodies.Stages;
+        int lane = Warp.LaneIdx;
+        int warp = (Grid.IdxX * Group.DimX + Group.IdxX) / Warp.WarpSize;
+        int tokenGroups = (tokens + warpTokens - 1) / warpTokens;
+        if (warp >= output.Units * tokenGroups) return; // uniform across the warp; no group barrier follows
+
+        int u = warp / tokenGroups;
+        int t0 = warp % tokenGroups * warpTokens;
+        int chunks = cols / default(TW).ElementsPerChunk;
+        var group = TokenGroup.At(xRows, t0, tokens, cols);
+        long rowA = (long)output.FirstRow(u) * chunks;
+        long rowB = (long)output.SecondRow(u) * chunks;
+        int steps = (chunks + Warp.WarpSize - 1) / Warp.WarpSize;
+        int lane0 = Group.IdxX / Warp.WarpSize * stages * 2 * Warp.WarpSize + lane;   // the lane's row-A slot of stage 0; row B's is 32 on
+
+        // Fill the ring: steps 0 … stages − 1 of both rows in flight, a commit group per step.
+        for (int k = 0; k < stages; k++)
+        {
+            if (k < steps) SendPair(w, ring, wAddress, rowA, rowB, AsyncCopyBodies.ChunkAt(lane, k, chunks), lane0 + k * 2 * Warp.WarpSize);
+            AsyncCopyBodies.Commit();
+        }
+
+        var sums = default(GroupSums);
+        for (int k = 0; k < steps; k++)
+        {
+            AsyncCopyBodies.WaitOldest();                                   // step k's copies have landed
+            int slot = lane0 + (k % stages) * 2 * Warp.WarpSize;
+            sums = sums.Add<TW, LastStep>(ring[slot], ring[slot + Warp.WarpSize], g, x, group, lane + k * Warp.WarpSize, 0, chunks);
+            // The slots are read (the sums depend on them): send step k + stages into them.
+            if (k + stages < steps) SendPair(w, ring, wAddress, rowA, rowB, AsyncCopyBodies.ChunkAt(lane, k + stages, chunks), slot);
+            AsyncCopyBodies.Commit();
+        }
+        AsyncCopyBodies.WaitAll();
+
+        sums.Write(output, u, t0, group, cols, eps, lane);
+    }
+
+    /// <summary>Chunk <paramref name="c"/> of both rows into the slot pair at <paramref name="slot"/>.</summary>
+    private static void SendPair(ArrayView<Bits128> w, ArrayView<Bits128> ring, long wAddress, long rowA, long rowB, int c, int slot)
+    {
+        AsyncCopyBodies.Send(w, ring, wAddress, rowA, c, slot);
+        AsyncCopyBodies.Send(w, ring, wAddress, rowB, c, slot + Warp.WarpSize);
     }
 
     /// <summary>
@@ -165,6 +204,23 @@ public static class FusedKernelBodies
     {
         public long X0, X1, X2, X3;
         public bool Has1, Has2, Has3;
+
+        /// <summary>Tokens t0 … t0 + 3 (those below <paramref name="tokens"/>) and their x rows of <paramref name="cols"/> columns.</summary>
+        public static TokenGroup At(ArrayView<int> xRows, int t0, int tokens, int cols)
+        {
+            int vecsPerToken = cols / 4;
+            var group = new TokenGroup
+            {
+                Has1 = t0 + 1 < tokens,
+                Has2 = t0 + 2 < tokens,
+                Has3 = t0 + 3 < tokens,
+            };
+            group.X0 = (long)xRows[t0] * vecsPerToken;
+            group.X1 = group.Has1 ? (long)xRows[t0 + 1] * vecsPerToken : 0;
+            group.X2 = group.Has2 ? (long)xRows[t0 + 2] * vecsPerToken : 0;
+            group.X3 = group.Has3 ? (long)xRows[t0 + 3] * vecsPerToken : 0;
+            return group;
+        }
     }
 
     /// <summary>The running sums of a warp's tokens, in one lane.</summary>
@@ -204,7 +260,7 @@ public static class FusedKernelBodies
         /// widened and scaled by the norm weight here, once for all tokens: w·(g∘x) = (w∘g)·x). Past the row's end (a
         /// <see cref="LastStep"/>) the loads stay in bounds (the last chunk again) and the sums are left as they were.
         /// </summary>
-        private readonly GroupSums Add<TW, TE>(Bits128 rawA, Bits128 rawB, ArrayView<Vec4> g, ArrayView<Vec4> x, TokenGroup group, int c, int k, int chunks)
+        public readonly GroupSums Add<TW, TE>(Bits128 rawA, Bits128 rawB, ArrayView<Vec4> g, ArrayView<Vec4> x, TokenGroup group, int c, int k, int chunks)
             where TW : struct, IWeightFormat
             where TE : struct, IStepEdge
         {
@@ -220,6 +276,22 @@ public static class FusedKernelBodies
             if (group.Has2) r.T2 = T2.Add(wa, wb, x, group.X2 + xv, vecs, valid);
             if (group.Has3) r.T3 = T3.Add(wa, wb, x, group.X3 + xv, vecs, valid);
             return r;
+        }
+
+        /// <summary>Each token's sums reduced across the warp (absent tokens skipped: the conditions are uniform) and
+        /// scaled by its 1/rms, written by lane 0 as unit <paramref name="u"/> of tokens t0 … t0 + 3.</summary>
+        public readonly void Write<TO>(TO output, int u, int t0, TokenGroup group, int cols, float eps, int lane)
+            where TO : struct, IProjectionOutput
+        {
+            var sum0 = T0.Reduced(cols, eps);
+            var sum1 = group.Has1 ? T1.Reduced(cols, eps) : default;
+            var sum2 = group.Has2 ? T2.Reduced(cols, eps) : default;
+            var sum3 = group.Has3 ? T3.Reduced(cols, eps) : default;
+            if (lane != 0) return;
+            output.Write(u, t0, sum0.A, sum0.B);
+            if (group.Has1) output.Write(u, t0 + 1, sum1.A, sum1.B);
+            if (group.Has2) output.Write(u, t0 + 2, sum2.A, sum2.B);
+            if (group.Has3) output.Write(u, t0 + 3, sum3.A, sum3.B);
         }
     }
 

@@ -35,27 +35,14 @@ public struct GridBarrier
 
     /// <summary>Returns once every group of the launch has called it (as many times): what any thread of any group
     /// wrote before it, every thread reads after it.</summary>
-    public readonly void Wait() => Wait(Arrive());
-
-    /// <summary>The first half of <see cref="Wait()"/>: the group arrives (its writes before this made visible) and may
-    /// go on with work that reads nothing the other groups write, such as requesting weights into L2, before
-    /// <see cref="Wait(int)"/> with what this returned. (Such requests before the arrival would hold it back: the
-    /// arrival's fence waits for the thread's memory operations.)</summary>
-    public readonly int Arrive()
+    public readonly void Wait()
     {
         Group.Barrier();                                   // the group's warps are done with the stage
-        if (Group.IdxX != 0) return 0;
-        MemoryFence.DeviceLevel();                         // release: the group's writes before its arrival
-        int add = Grid.IdxX == 0 ? int.MinValue - (Groups - 1) : 1;
-        return Atomic.Add(ref State[Word], add);
-    }
-
-    /// <summary>The second half of <see cref="Wait()"/>: returns once every group has arrived, <paramref name="arrived"/>
-    /// being what this thread's <see cref="Arrive"/> returned.</summary>
-    public readonly void Wait(int arrived)
-    {
         if (Group.IdxX == 0)
         {
+            MemoryFence.DeviceLevel();                     // release: the group's writes before its arrival
+            int add = Grid.IdxX == 0 ? int.MinValue - (Groups - 1) : 1;
+            int arrived = Atomic.Add(ref State[Word], add);
             int polls = 0;
             while (((arrived ^ PollWord()) & int.MinValue) == 0)
             {

@@ -23,54 +23,51 @@ public enum PrefetchPoint
 /// <param name="At">Which of the grid's warps issue the next matrix's prefetches.</param>
 /// <param name="OwnRows">Each warp first requests the lines of its own rows that its later load steps read, then loads its
 /// first step: the row costs one HBM round trip and L2 round trips after it, where each step waited for HBM.</param>
-/// <param name="NextStage">In a grid-synced launch (<see cref="DecodeLaunches.GridSyncedTails"/>,
-/// <see cref="DecodeLaunches.GridSyncedLayers"/>), each warp requests the rows of its first work item of the next stage
-/// while it waits at the grid barrier (<see cref="NextStagePrefetch"/>); the per-stage launches have no barrier to
-/// overlap, so there it does nothing.</param>
-public sealed record WeightPrefetch(long Bytes, PrefetchPoint At = PrefetchPoint.End, bool OwnRows = false, bool NextStage = false)
+public sealed record WeightPrefetch(long Bytes, PrefetchPoint At = PrefetchPoint.End, bool OwnRows = false)
 {
     /// <summary>A warp's own rows only (<c>rows</c>).</summary>
     public static WeightPrefetch Rows { get; } = new(0, OwnRows: true);
 
-    /// <summary>Parses <c>MiB</c> or <c>start:MiB</c> of the next matrix, <c>rows</c>, <c>stage</c>, or several joined by
-    /// <c>+</c> (e.g. <c>8</c>, <c>start:16</c>, <c>rows</c>, <c>stage</c>, <c>rows+start:8</c>, <c>stage+rows</c>), as the
-    /// benchmark options give it.</summary>
+    /// <summary>Parses <c>MiB</c> or <c>start:MiB</c> of the next matrix, <c>rows</c>, or both joined by <c>+</c> (e.g.
+    /// <c>8</c>, <c>start:16</c>, <c>rows</c>, <c>rows+start:8</c>), as the benchmark options give it.</summary>
     public static WeightPrefetch Parse(string text)
     {
         var parts = text.Split('+');
-        bool rows = parts.Contains("rows"), stage = parts.Contains("stage");
-        var next = parts.Where(p => p is not ("rows" or "stage")).ToArray();
-        if (next.Length > 1 || parts.Length != next.Length + (rows ? 1 : 0) + (stage ? 1 : 0) || parts.Length == 0)
+        bool rows = parts.Contains("rows");
+        var next = parts.Where(p => p != "rows").ToArray();
+        if (next.Length == 0 && rows && parts.Length == 1) return Rows;
+        if (next.Length != 1 || parts.Length > 2)
             throw new ArgumentException($"weight prefetch '{text}': {Expected}");
-        if (next.Length == 0) return new WeightPrefetch(0, OwnRows: rows, NextStage: stage);
         var at = PrefetchPoint.End;
         string mib = next[0];
         if (mib.StartsWith("start:", StringComparison.Ordinal)) (at, mib) = (PrefetchPoint.Start, mib["start:".Length..]);
         else if (mib.StartsWith("end:", StringComparison.Ordinal)) mib = mib["end:".Length..];
         if (!int.TryParse(mib, out int m) || m <= 0)
             throw new ArgumentException($"weight prefetch '{text}': {Expected}");
-        return new WeightPrefetch((long)m << 20, at, rows, stage);
+        return new WeightPrefetch((long)m << 20, at, rows);
     }
 
     private const string Expected = "expected a positive number of MiB of the next matrix, optionally after start: or end: (e.g. 8, start:16), " +
-        "rows (each warp's own rows), stage (a grid-synced launch's next stage before each barrier), or several joined by + (rows+start:8, stage+rows)";
+        "or rows (each warp's own rows), or both joined by + (rows+start:8)";
 
     /// <summary>This prefetch, or a clear error when it pulls nothing or its size is negative.</summary>
     public WeightPrefetch Validated()
     {
-        if (Bytes < 0 || (Bytes == 0 && !OwnRows && !NextStage))
-            throw new ArgumentOutOfRangeException(nameof(Bytes), Bytes, "weight prefetch: Bytes must be positive, or 0 with OwnRows or NextStage (null options mean none)");
+        if (Bytes < 0 || (Bytes == 0 && !OwnRows))
+            throw new ArgumentOutOfRangeException(nameof(Bytes), Bytes, "weight prefetch: Bytes must be positive, or 0 with OwnRows (null options mean none)");
         return this;
     }
 
     public override string ToString()
     {
         string next = Bytes % (1 << 20) == 0 ? $"{Bytes >> 20} MiB" : $"{Bytes} B";
-        var parts = new List<string>(3);
-        if (OwnRows) parts.Add("own rows");
-        if (NextStage) parts.Add("next stage");
-        if (Bytes > 0) parts.Add($"{next} at {At.ToString().ToLowerInvariant()}");
-        return string.Join(" + ", parts);
+        string nextAt = $"{next} at {At.ToString().ToLowerInvariant()}";
+        return (OwnRows, Bytes > 0) switch
+        {
+            (true, true) => $"own rows + {nextAt}",
+            (true, false) => "own rows",
+            _ => nextAt,
+        };
     }
 }
 
@@ -173,31 +170,4 @@ public struct NoRowPrefetch : IRowPrefetch
 public struct OwnRowPrefetch : IRowPrefetch
 {
     public readonly bool PullsOwnRows => true;
-}
-
-/// <summary>
-/// Whether a grid-synced launch's warps request their next stage's rows into L2 while they wait at a grid barrier, after
-/// their group's arrival (<see cref="WeightPrefetch.NextStage"/>, <see cref="LayerTailBodies"/>,
-/// <see cref="GridBarrier.Arrive"/>). Why: the weights do not depend on the barrier, and a barrier is a wait (every
-/// group's arrival, then a poll) during which the SM has no loads in flight; run 23 measured TinyLlama's grid-synced
-/// tail at ~1.1 TB/s, 50 µs for its 53 MB a layer. Requested before the arrival (run 24), they made TinyLlama's step
-/// 1.39 ms instead of 1.31 and Llama-3-8B's 5.89 instead of 5.57 (at depths 4,2): the arrival's fence waits for the
-/// thread's memory operations, so every barrier took a round trip longer. A warp requests only its
-/// first work item's rows (what it loads first after the barrier: 8 KB of gate|up per warp for TinyLlama, 17 MB over
-/// the grid), so L2 holds them rather than a whole stage (Llama-3-8B's gate|up is 235 MB). A struct type parameter, so
-/// the tail without it stays as it was.
-/// </summary>
-public interface IStagePrefetch
-{
-    bool PullsNextStage { get; }
-}
-
-public struct NoStagePrefetch : IStagePrefetch
-{
-    public readonly bool PullsNextStage => false;
-}
-
-public struct NextStagePrefetch : IStagePrefetch
-{
-    public readonly bool PullsNextStage => true;
 }

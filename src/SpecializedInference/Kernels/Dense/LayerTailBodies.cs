@@ -17,7 +17,7 @@ namespace SpecializedInference.Kernels.Dense;
 ///   ── grid barrier ── (not after the last layer)
 ///   q, k, v = rope(norm(x) · Wqkvᵀ) of the next layer, k and v into its cache
 /// </code>
-/// <see cref="Layer{TW, TKv, TDecode, TL, TF, TQ, TP, TS}"/> puts the layer's decode attention before them, in the same launch
+/// <see cref="Layer{TW, TKv, TDecode, TL, TF, TQ, TP}"/> puts the layer's decode attention before them, in the same launch
 /// (<see cref="DecodeLaunches.GridSyncedLayers"/>).
 /// Why: at batch 1 a small model's step is a chain of short launches, each paying a launch and a ramp before its bytes
 /// count (TinyLlama: ~113 launches of 4–19 µs for a 509 µs weight-read floor, 1.28 ms a step on the H200). Per layer the
@@ -29,17 +29,15 @@ public static class LayerTailBodies
 {
     /// <summary>
     /// The layer tail (see the class). <typeparamref name="TL"/> is the load depth of o_proj's and down_proj's rows,
-    /// <typeparamref name="TF"/> of gate|up's, <typeparamref name="TQ"/> of the next qkv's (<see cref="MatvecDepth"/>);
-    /// <typeparamref name="TS"/> whether each warp requests its next stage's first rows before a barrier.
+    /// <typeparamref name="TF"/> of gate|up's, <typeparamref name="TQ"/> of the next qkv's (<see cref="MatvecDepth"/>).
     /// </summary>
-    public static void LayerTail<TW, TKv, TL, TF, TQ, TP, TS>(LayerTailArgs<TKv> a)
+    public static void LayerTail<TW, TKv, TL, TF, TQ, TP>(LayerTailArgs<TKv> a)
         where TW : struct, IWeightFormat
         where TKv : struct, IKvRowTarget
         where TL : struct, IRowChunks
         where TF : struct, IRowChunks
         where TQ : struct, IRowChunks
         where TP : struct, IRowPrefetch
-        where TS : struct, IStagePrefetch
     {
         int first = (Grid.IdxX * Group.DimX + Group.IdxX) / Warp.WarpSize;
         int stride = Grid.DimX * Group.DimX / Warp.WarpSize;
@@ -50,24 +48,18 @@ public static class LayerTailBodies
         // x += attn · Woᵀ: a row of o_proj per work item, as many items per token group.
         for (int w = first; w < a.Hidden * tokenGroups; w += stride)
             DenseKernelBodies.LinearWarpAt<TW, AddToOutput, TL, TP>(w, a.O, a.Attention, a.X, a.Hidden, a.QueryDim, a.Tokens, a.OPrefetch);
-        int arrived = a.Barrier.Arrive();
-        PullRowPair<TW, SwiGluOutput, TS>(first, tokenGroups, a.Act, a.Hidden, a.GateUpPrefetch);
-        a.Barrier.Wait(arrived);
+        a.Barrier.Wait();
 
         // act = silu(norm(x) · Wgateᵀ) ∘ (norm(x) · Wupᵀ): gate row j and up row j per work item.
         for (int w = first; w < a.Act.Units * tokenGroups; w += stride)
             FusedKernelBodies.NormLinearWarpAt<TW, SwiGluOutput, TF, TP>(w, a.GateUp, x, a.Rows, a.PostNorm, a.Act, a.Hidden, a.Tokens, a.Eps, a.GateUpPrefetch);
-        arrived = a.Barrier.Arrive();
-        PullRow<TW, TS>(first, a.Hidden * tokenGroups, a.Hidden, a.Act.Intermediate, a.DownPrefetch);
-        a.Barrier.Wait(arrived);
+        a.Barrier.Wait();
 
         // x += act · Wdownᵀ
         for (int w = first; w < a.Hidden * tokenGroups; w += stride)
             DenseKernelBodies.LinearWarpAt<TW, AddToOutput, TL, TP>(w, a.Down, act, a.X, a.Hidden, a.Act.Intermediate, a.Tokens, a.DownPrefetch);
         if (a.HasNext == 0) return;
-        arrived = a.Barrier.Arrive();
-        PullRowPair<TW, RopeSplitOutput<TKv>, TS>(first, tokenGroups, a.NextQkvOut, a.Hidden, a.QkvPrefetch);
-        a.Barrier.Wait(arrived);
+        a.Barrier.Wait();
 
         // The next layer's q, k, v = rope(norm(x) · Wqkvᵀ): rows i and i + head_dim/2 of a head per work item.
         for (int w = first; w < a.NextQkvOut.Units * tokenGroups; w += stride)
@@ -81,7 +73,7 @@ public static class LayerTailBodies
     /// the launch's groups are the decode's size), then a grid barrier and the <see cref="LayerTail"/>'s stages. A step
     /// of TinyLlama's is then 26 launches instead of 113.
     /// </summary>
-    public static void Layer<TW, TKv, TDecode, TL, TF, TQ, TP, TS>(LayerArgs<TKv> a)
+    public static void Layer<TW, TKv, TDecode, TL, TF, TQ, TP>(LayerArgs<TKv> a)
         where TW : struct, IWeightFormat
         where TKv : struct, IKvRowTarget
         where TDecode : struct, IDecodeGroups
@@ -89,48 +81,16 @@ public static class LayerTailBodies
         where TF : struct, IRowChunks
         where TQ : struct, IRowChunks
         where TP : struct, IRowPrefetch
-        where TS : struct, IStagePrefetch
     {
         // attn = attend(q, the layer's cache): every Grid.DimX-th decode group, from this group's index.
         for (int g = Grid.IdxX; g < a.DecodeGroups; g += Grid.DimX)
             default(TDecode).Run(g, a.Meta, a.Queries, a.KeyCache, a.ValueCache, a.Tail.Attention.Cast<float>());
-        // The groups without decode work (most of them at batch 1) arrive at once and request o_proj's first rows while
-        // the others attend.
-        int tokenGroups = (a.Tail.Tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens;
-        int arrived = a.Tail.Barrier.Arrive();
-        PullRow<TW, TS>((Grid.IdxX * Group.DimX + Group.IdxX) / Warp.WarpSize, a.Tail.Hidden * tokenGroups, a.Tail.Hidden, a.Tail.QueryDim, a.Tail.OPrefetch);
-        a.Tail.Barrier.Wait(arrived);
-        LayerTail<TW, TKv, TL, TF, TQ, TP, TS>(a.Tail);
-    }
-
-    /// <summary>Under <see cref="NextStagePrefetch"/>, warp <paramref name="item"/>'s row of a row stage (o_proj, down_proj: row
-    /// item mod rows, as <see cref="DenseKernelBodies.LinearWarpAt{TW, TE, TD, TP}"/> takes it) into L2; nothing past the
-    /// stage's <paramref name="items"/>.</summary>
-    private static void PullRow<TW, TS>(int item, int items, int rows, int cols, L2Prefetch matrix)
-        where TW : struct, IWeightFormat
-        where TS : struct, IStagePrefetch
-    {
-        if (!default(TS).PullsNextStage || item >= items) return; // uniform across the warp
-        int chunks = cols / default(TW).ElementsPerChunk;
-        matrix.IssueRow((long)(item % rows) * chunks, 0, chunks, Warp.LaneIdx);
-    }
-
-    /// <summary>Under <see cref="NextStagePrefetch"/>, the two rows of warp <paramref name="item"/>'s unit of a fused stage
-    /// (gate|up, qkv: unit item / token groups, as <see cref="FusedKernelBodies.NormLinearWarpAt{TW, TO, TD, TP}"/> takes it) into L2.</summary>
-    private static void PullRowPair<TW, TO, TS>(int item, int tokenGroups, TO output, int cols, L2Prefetch matrix)
-        where TW : struct, IWeightFormat
-        where TO : struct, IProjectionOutput
-        where TS : struct, IStagePrefetch
-    {
-        if (!default(TS).PullsNextStage || item >= output.Units * tokenGroups) return; // uniform across the warp
-        int chunks = cols / default(TW).ElementsPerChunk;
-        int unit = item / tokenGroups;
-        matrix.IssueRow((long)output.FirstRow(unit) * chunks, 0, chunks, Warp.LaneIdx);
-        matrix.IssueRow((long)output.SecondRow(unit) * chunks, 0, chunks, Warp.LaneIdx);
+        a.Tail.Barrier.Wait();
+        LayerTail<TW, TKv, TL, TF, TQ, TP>(a.Tail);
     }
 }
 
-/// <summary>What <see cref="LayerTailBodies.LayerTail{TW, TKv, TL, TF, TQ, TP, TS}"/> reads and writes: one layer's o_proj and
+/// <summary>What <see cref="LayerTailBodies.LayerTail{TW, TKv, TL, TF, TQ, TP}"/> reads and writes: one layer's o_proj and
 /// MLP, the next layer's input norm and qkv (absent after the last layer), the step's activations.</summary>
 public struct LayerTailArgs<TKv>
     where TKv : struct, IKvRowTarget
@@ -168,7 +128,7 @@ public struct LayerTailArgs<TKv>
     public GridBarrier Barrier;
 }
 
-/// <summary>What <see cref="LayerTailBodies.Layer{TW, TKv, TDecode, TL, TF, TQ, TP, TS}"/> reads and writes: the step's decode
+/// <summary>What <see cref="LayerTailBodies.Layer{TW, TKv, TDecode, TL, TF, TQ, TP}"/> reads and writes: the step's decode
 /// (its plan, the layer's cache, q; the output is the tail's <see cref="LayerTailArgs{TKv}.Attention"/>) and the tail.</summary>
 public struct LayerArgs<TKv>
     where TKv : struct, IKvRowTarget

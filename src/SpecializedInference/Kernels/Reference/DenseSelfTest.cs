@@ -12,8 +12,8 @@ namespace SpecializedInference.Kernels.Reference;
 /// step; the fused norm → projection (<c>NormLinearWarp</c>) with the LM head's epilogue in groups of 4, 2 and 1
 /// warps (the last two capped at 88 registers, <see cref="FusedMatvecLaunch"/>) and with SwiGLU's while it pulls the
 /// next matrix into L2 at its end and at its start, or its own rows and the next matrix (<see cref="WeightPrefetch"/>);
-/// the matvec pulling its own rows; a layer's tail as one grid-synced launch, plain and pulling its own and its next
-/// stage's rows; the batched projection for 2–16
+/// the matvec pulling its own rows, and streaming its rows through shared memory by asynchronous copies
+/// (<see cref="MatvecLoads.AsyncCopy"/>); a layer's tail as one grid-synced launch; the batched projection for 2–16
 /// tokens with its columns split 1, 2 and 4 ways. 67 rows (an odd last row pair, a partial group) of 1320 columns
 /// (165 f16 chunks: whole load steps and a partial one at every depth), 1 to 12 tokens (partial token groups), the
 /// inputs' rows read in reverse, outputs poisoned with NaN or holding what they add to. Until this, these kernels were
@@ -50,12 +50,14 @@ public static class DenseSelfTest
         }
         var ownRows = new DenseKernels(accelerator, DenseSchedule.Warp, weightPrefetch: WeightPrefetch.Rows);
         results.Add(Check("matvec", "f16, 4 chunks/lane, 1 tok, y +=, L2 prefetch: own rows", () => Linear(ownRows, rng, WeightDtype.F16, 1, accumulate: true)));
+        var asyncCopies = new DenseKernels(accelerator, DenseSchedule.Warp, loads: MatvecLoads.AsyncCopy);
+        foreach (var (dtype, tokens) in new[] { (WeightDtype.F16, 1), (WeightDtype.F32, 3) })
+            results.Add(Check("matvec", $"{dtype.ToString().ToLowerInvariant()}, {tokens} tok, y +=, weights through shared memory by async copies",
+                () => Linear(asyncCopies, rng, dtype, tokens, accumulate: true)));
+        results.Add(Check("norm-linear", "f16, 5 tok, row pairs through shared memory by async copies", () => NormLinear(asyncCopies, rng, 5)));
         var gridSynced = new DenseKernels(accelerator, DenseSchedule.Warp, decodeLaunches: DecodeLaunches.GridSyncedTails);
         foreach (int tokens in new[] { 1, 3 })
             results.Add(Check("layer-tail", $"f16, {tokens} tok, one grid-synced launch", () => LayerTail(gridSynced, rng, tokens)));
-        var stagePulls = new DenseKernels(accelerator, DenseSchedule.Warp, decodeLaunches: DecodeLaunches.GridSyncedTails,
-            weightPrefetch: new WeightPrefetch(0, OwnRows: true, NextStage: true));
-        results.Add(Check("layer-tail", "f16, 1 tok, one grid-synced launch, L2 prefetch: own rows + next stage", () => LayerTail(stagePulls, rng, 1)));
         foreach (var (dtype, tokens, split) in new[] { (WeightDtype.F16, 5, 2), (WeightDtype.F16, 12, 4), (WeightDtype.F32, 8, 1) })
             results.Add(Check("batched", $"{dtype.ToString().ToLowerInvariant()}, {tokens} tok, columns split {split}, y +=",
                 () => Batched(warp, rng, dtype, tokens, split)));
