@@ -11,7 +11,7 @@ namespace SpecializedInference.Tests.Model;
 /// The GPU's dense schedule forced on the CPU accelerator (where the default is the serial one), inside the whole
 /// decoder against Hugging Face's float64 logits. Its own class so that it runs beside <see cref="HfReferenceTests"/>.
 /// </summary>
-[CiSeconds(30)]
+[CiSeconds(45)]
 public sealed class WarpScheduleReferenceTests(AcceleratorFixture fixture, ITestOutputHelper output) : IClassFixture<AcceleratorFixture>
 {
     /// <summary>
@@ -34,6 +34,22 @@ public sealed class WarpScheduleReferenceTests(AcceleratorFixture fixture, ITest
         using var checkpoint = LlamaCheckpoint.Open(dir);
         using var runner = HfReferenceTests.Load(fixture, checkpoint, dir, ModelOptions.Float32 with { DenseSchedule = DenseSchedule.Warp, WeightPrefetch = new WeightPrefetch(1 << 20, OwnRows: true) });
         Assert.Equal(DenseSchedule.Warp, runner.DenseSchedule);
+        HfReferenceTests.RunAndCompare(runner, dir, logitTolerance: 1e-4, assertTokens: true, output, maxDecodeSteps: 3);
+    }
+
+    /// <summary>
+    /// The same with every decode matvec streaming its weights through shared memory (<see cref="MatvecLoads.AsyncCopy"/>):
+    /// o_proj and down_proj (<see cref="AsyncCopyBodies.LinearWarpAsync{TW, TE}"/>), the fused qkv with its rope and cache
+    /// writes, gate|up with SwiGLU and the LM head (<see cref="FusedKernelBodies.NormLinearWarpAsync{TW, TO}"/>). Kernel by
+    /// kernel against float64: DenseKernelTests and FusedKernelTests.
+    /// </summary>
+    [Fact]
+    public void AsyncCopyMatvecsMatchHuggingFace()
+    {
+        var dir = TestPaths.HfCase("gqa-tiny");
+        using var checkpoint = LlamaCheckpoint.Open(dir);
+        using var runner = HfReferenceTests.Load(fixture, checkpoint, dir,
+            ModelOptions.Float32 with { DenseSchedule = DenseSchedule.Warp, MatvecLoads = MatvecLoads.AsyncCopy });
         HfReferenceTests.RunAndCompare(runner, dir, logitTolerance: 1e-4, assertTokens: true, output, maxDecodeSteps: 3);
     }
 

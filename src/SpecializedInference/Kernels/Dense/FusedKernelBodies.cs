@@ -69,12 +69,10 @@ public static class FusedKernelBodies
         if (warp >= output.Units * tokenGroups) return; // uniform across the warp
         prefetch.Issue(warp, lane, starting: true); // PrefetchPoint.Start: the next matrix's lines, before these rows'
 
-        int u = warp / tokenGroups;
-        int t0 = warp % tokenGroups * warpTokens;
-        int chunks = cols / default(TW).ElementsPerChunk;
-        var group = TokenGroup.At(xRows, t0, tokens, cols);
-        long rowA = (long)output.FirstRow(u) * chunks;
-        long rowB = (long)output.SecondRow(u) * chunks;
+        var unit = WarpUnit.Of<TW, TO>(warp, tokenGroups, xRows, tokens, cols, output);
+        int u = unit.U, t0 = unit.T0, chunks = unit.Chunks;
+        var group = unit.Tokens;
+        long rowA = unit.RowA, rowB = unit.RowB;
 
         // Per token: a = Σ w_A∘g·x, b = Σ w_B∘g·x, s = Σ x² (lane-partial until the reduction).
         // TD chunks of each row per lane per step, loaded before any is used (2 × TD 16-byte weight loads in flight per
@@ -119,12 +117,10 @@ public static class FusedKernelBodies
         int tokenGroups = (tokens + warpTokens - 1) / warpTokens;
         if (warp >= output.Units * tokenGroups) return; // uniform across the warp; no group barrier follows
 
-        int u = warp / tokenGroups;
-        int t0 = warp % tokenGroups * warpTokens;
-        int chunks = cols / default(TW).ElementsPerChunk;
-        var group = TokenGroup.At(xRows, t0, tokens, cols);
-        long rowA = (long)output.FirstRow(u) * chunks;
-        long rowB = (long)output.SecondRow(u) * chunks;
+        var unit = WarpUnit.Of<TW, TO>(warp, tokenGroups, xRows, tokens, cols, output);
+        int u = unit.U, t0 = unit.T0, chunks = unit.Chunks;
+        var group = unit.Tokens;
+        long rowA = unit.RowA, rowB = unit.RowB;
         int steps = (chunks + Warp.WarpSize - 1) / Warp.WarpSize;
         int lane0 = Group.IdxX / Warp.WarpSize * stages * 2 * Warp.WarpSize + lane;   // the lane's row-A slot of stage 0; row B's is 32 on
 
@@ -196,6 +192,33 @@ public static class FusedKernelBodies
 
             float r = XMath.Rsqrt(sum.S / cols + eps);
             output.Write(u, t, sum.A * r, sum.B * r);
+        }
+    }
+
+    /// <summary>What warp <c>warp</c> of a fused projection computes: unit <see cref="U"/> (rows <see cref="RowA"/> and
+    /// <see cref="RowB"/>, as chunk offsets, <see cref="Chunks"/> long) for the token group from <see cref="T0"/>.</summary>
+    private struct WarpUnit
+    {
+        public int U, T0, Chunks;
+        public long RowA, RowB;
+        public TokenGroup Tokens;
+
+        /// <summary>Token groups are the inner index: a unit's groups are neighbouring warps, which read its rows while
+        /// they are still in L2.</summary>
+        public static WarpUnit Of<TW, TO>(int warp, int tokenGroups, ArrayView<int> xRows, int tokens, int cols, TO output)
+            where TW : struct, IWeightFormat
+            where TO : struct, IProjectionOutput
+        {
+            int u = warp / tokenGroups;
+            int t0 = warp % tokenGroups * DenseKernelBodies.WarpTokens;
+            int chunks = cols / default(TW).ElementsPerChunk;
+            return new WarpUnit
+            {
+                U = u, T0 = t0, Chunks = chunks,
+                RowA = (long)output.FirstRow(u) * chunks,
+                RowB = (long)output.SecondRow(u) * chunks,
+                Tokens = TokenGroup.At(xRows, t0, tokens, cols),
+            };
         }
     }
 
