@@ -91,9 +91,9 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
     {
         using var compiler = new PtxCompiler();
         var layer = typeof(LayerTailBodies).GetMethod(nameof(LayerTailBodies.Layer))!.MakeGenericMethod(typeof(F16Weights), typeof(PagedKvRows<F16Codec>), decode,
-            typeof(FourChunks), typeof(TwoChunks), typeof(FourChunks), typeof(NoRowPrefetch));
+            typeof(FourChunks), typeof(TwoChunks), typeof(TwoChunks), typeof(NoRowPrefetch));
         string ptx = compiler.Compile(layer, explicitlyGrouped: true);
-        Report($"Layer<F16Weights, PagedKvRows<F16Codec>, {decode.DeclaringType!.Name}.{decode.Name}, FourChunks, TwoChunks, FourChunks, NoRowPrefetch>", ptx);
+        Report($"Layer<F16Weights, PagedKvRows<F16Codec>, {decode.DeclaringType!.Name}.{decode.Name}, FourChunks, TwoChunks, TwoChunks, NoRowPrefetch>", ptx);
         Assert.Contains("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32", ptx);   // the decode's products
         Assert.Contains("ld.relaxed.gpu.global.b32", ptx);                           // the grid barrier's polls
     }
@@ -122,8 +122,9 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
             Report($"NormLinearWarp<F16Weights, {name}, TwoChunks, OwnRowPrefetch>", ptx);
             Assert.Equal(4, Regex.Matches(ptx, @"prefetch\.L2").Count);
         }
-        // The grid-synced layer tail (DecodeLaunches.GridSyncedTails) at the default depths and at run 22's (the qkv pair at
-        // 2 chunks), and with each warp's own rows: its registers set how many groups an SM holds, and with them its grid.
+        // The grid-synced layer tail (DecodeLaunches.GridSyncedTails) as it runs at the default depths (its qkv at the fused
+        // pairs' 2 chunks), with each warp's own rows, and with the qkv at 4 (168 registers, measured slower: runs 24-25):
+        // its registers set how many groups an SM holds, and with them its grid.
         var tail = typeof(LayerTailBodies).GetMethod(nameof(LayerTailBodies.LayerTail))!;
         foreach (var (qkvDepth, rows) in new[] { (typeof(FourChunks), typeof(NoRowPrefetch)), (typeof(TwoChunks), typeof(NoRowPrefetch)), (typeof(TwoChunks), typeof(OwnRowPrefetch)) })
         {

@@ -650,10 +650,19 @@ public sealed class DenseKernels
     /// Warps per group of <see cref="LayerTail{TKv}"/>: 16 on a GPU, where one group of 512 threads at the kernel's 100
     /// registers (depths 4,2; ptxas sm_90) fills an SM's register file as four of 128 would, and each barrier then takes one
     /// arrival (an atomic on one word, which L2 serializes) per SM instead of four; 4 on the CPU accelerator, where every
-    /// simulated thread is an OS thread woken by every later launch. At the default depths (4,2,4) the tail takes 168
-    /// registers and runs in groups of 4 warps, 3 per SM (<see cref="LayerTail{TKv}"/> falls back).
+    /// simulated thread is an OS thread woken by every later launch (<see cref="TailQkvPerRow"/> keeps the default depths
+    /// there; deeper steps take more registers, and <see cref="LayerTail{TKv}"/> falls back to groups of 4 warps).
     /// </summary>
     private int TailWarpsPerGroup => _accelerator is CPUAccelerator ? WarpsPerGroup : 16;
+
+    /// <summary>
+    /// The load depth of the next layer's qkv in a grid-synced launch: the fused pairs' (<see cref="MatvecDepth.FusedPerRow"/>),
+    /// not the per-stage qkv's (<see cref="MatvecDepth.Qkv"/>). One kernel runs every stage, so its deepest stage sets
+    /// the registers of all of them: at the default qkv depth of 4 the tail takes 168 (ptxas sm_90) and an SM holds 12
+    /// of its warps, and runs 24–25 measured it slower than at 2 (TinyLlama 1.50–1.53 ms a step against 1.31–1.32,
+    /// Llama-3-8B 6.04–6.07 against 5.52–5.57).
+    /// </summary>
+    private int TailQkvPerRow => Depth.FusedPerRow;
 
     /// <summary>Polls of a <see cref="GridBarrier"/> before it gives up: seconds on a GPU (an L2 atomic each), and
     /// more on the CPU accelerator, whose groups are OS threads the scheduler may leave waiting.</summary>
@@ -824,7 +833,7 @@ public sealed class DenseKernels
             var weights = dtype == WeightDtype.F16 ? typeof(F16Weights) : typeof(F32Weights);
             Type[] types = decode is null ? [weights, kv] : [weights, kv, decode];
             var body = typeof(LayerTailBodies).GetMethod(kernel)!.MakeGenericMethod(
-                [.. types, RowChunksType(Depth.Linear), RowChunksType(Depth.FusedPerRow), RowChunksType(Depth.QkvPerRow),
+                [.. types, RowChunksType(Depth.Linear), RowChunksType(Depth.FusedPerRow), RowChunksType(TailQkvPerRow),
                     PullsOwnRows ? typeof(OwnRowPrefetch) : typeof(NoRowPrefetch)]);
             var compiled = _accelerator.LoadKernel(_accelerator.CompileKernel(ILGPU.Backends.EntryPoints.EntryPointDescription.FromExplicitlyGroupedKernel(body)));
             int resident = _accelerator is CPUAccelerator ? 1 : _accelerator.EstimateMaxActiveGroupsPerMultiprocessor(compiled, threads, 0);
