@@ -1,5 +1,5 @@
 #!/bin/bash
-# What the offline work since run 25 waits to have measured, in one device call of ~4 minutes (run it with timeout_s 330),
+# What the offline work since run 25 waits to have measured, in one device call of ~4.5 minutes (run it with timeout_s 360),
 # from the repository root after benchmarks/gpu/pack.sh (carry .gpu). Outputs go to $OUT:
 #   1. selftest.txt   `si selftest --device cuda --set dense`: 19 checks, the new three the matvec (f16, f32) and the fused
 #                     norm projection streaming their rows through shared memory by cp.async (MatvecLoads.AsyncCopy)
@@ -12,6 +12,10 @@
 #                     (ptxas sm_90: 48 registers + 16 KB for o_proj/down, 79 + 32 KB for the fused pairs, against 96-165
 #                     registers with 2-4 chunks in registers). The stage tables show each projection's time in the step
 #                     (run 23: TinyLlama's qkv 12 us, o_proj 7.7, gate|up 23, down 12 a layer, 0.9-2.0 TB/s).
+#   3. launch-graph.txt  `SpecializedInference.Benchmarks.dll launch-graph`: chains of 100 launches (an empty kernel, an
+#                     8 MiB read) one by one through ILGPU against the same chain captured into a CUDA graph (driver
+#                     API) and replayed: whether ILGPU's launches can be captured at all, and what a launch costs each
+#                     way. It decides whether the decode step should be built around graphs (TinyLlama: ~113 launches).
 # Afterwards: move the outputs to benchmarks/results/gpu-<date>-<card>-run<N>/ with this script as commands.sh.
 #
 #   OUT=<folder> bash benchmarks/gpu/pending.sh
@@ -25,6 +29,8 @@ SI="/tmp/dn/dotnet .gpu/si/si.dll"
 start=$(date +%s)
 elapsed() { echo $(( $(date +%s) - start )); }
 
+timeout 60 /tmp/dn/dotnet .gpu/app/SpecializedInference.Benchmarks.dll launch-graph > "$OUT/launch-graph.txt" 2>&1
+cat "$OUT/launch-graph.txt"
 timeout 40 $SI selftest --device cuda --set dense > "$OUT/selftest.txt" 2>&1
 grep -h "passed\|failed\|FAIL" "$OUT/selftest.txt" | tail -4
 for flags in "" "--matvec-loads async-copy"; do

@@ -63,6 +63,15 @@ public sealed class BenchmarkSuiteSmokeTests(ITestOutputHelper output)
         Assert.Equal(0.5, result.FractionOfFloor(4000), 12);
     }
 
+    /// <summary>The launch-graph probe is CUDA's (driver-API graphs): without a CUDA device it says so and exits 2.</summary>
+    [Fact]
+    public void LaunchGraphProbeWithoutCudaSaysSo()
+    {
+        var log = new StringWriter();
+        Assert.Equal(2, SpecializedInference.Benchmarks.Kernels.LaunchGraphProbe.Run(log));
+        Assert.Contains("launch-graph: --device cuda: no usable CUDA device", log.ToString());
+    }
+
     [Fact]
     public void ReportRejectsUnknownArgumentsWithUsage()
     {

@@ -1,0 +1,180 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+using SpecializedInference.Accelerators;
+using SpecializedInference.Benchmarks.Infrastructure;
+
+namespace SpecializedInference.Benchmarks.Kernels;
+
+/// <summary>
+/// <c>launch-graph</c>: what a chain of short launches costs launched one by one through ILGPU, against the same chain
+/// captured once into a CUDA graph and replayed (<c>cuStreamBeginCapture</c> … <c>cuGraphLaunch</c>, driver API).
+/// <para>Why: TinyLlama's batch-1 decode step is ~113 launches of 4–19 µs for a 509 µs weight-read floor (run 12), and
+/// run 25 measured a decode call 1.8 µs longer than its kernel. A graph replays a step's launches without the host
+/// issuing each one. Before the runner is built around graphs, this says (1) whether ILGPU's launches can be captured
+/// at all (on a stream of its own: ILGPU's default stream is the legacy one, which cannot be), and (2) what a launch
+/// costs each way, for an empty kernel and for one that streams 8 MiB (TinyLlama's o_proj).</para>
+/// CUDA on Linux only (<c>libcuda.so.1</c>).
+/// </summary>
+public static class LaunchGraphProbe
+{
+    private const int Chain = 100, Repetitions = 21, GroupSize = 256, ChunksPerThread = 4;
+
+    /// <returns>0, or 2 without a usable CUDA device (said on <paramref name="output"/>).</returns>
+    public static int Run(TextWriter output)
+    {
+        BenchDevice device;
+        try
+        {
+            device = BenchDevice.Create(DeviceKind.Cuda);
+        }
+        catch (InvalidOperationException ex)
+        {
+            output.WriteLine($"launch-graph: {ex.Message}");
+            return 2;
+        }
+
+        using (device)
+            return Run(device, output);
+    }
+
+    private static int Run(BenchDevice device, TextWriter output)
+    {
+        var accelerator = device.Accelerator;
+        using var stream = (CudaStream)accelerator.CreateStream();
+        long chunks = (8L << 20) / 16;
+        using var source = accelerator.Allocate1D<F4>(chunks);
+        source.MemSetToZero();
+        using var sink = accelerator.Allocate1D<float>(1);
+        var empty = accelerator.LoadKernel<ArrayView<float>, int>(EmptyKernel);
+        var read = accelerator.LoadKernel<ArrayView<F4>, ArrayView<float>, long>(ReadKernel);
+        int readGroups = (int)(chunks / (GroupSize * ChunksPerThread));
+
+        output.WriteLine($"launch-graph on {device.Description}: chains of {Chain} launches, median of {Repetitions}");
+        output.WriteLine("| kernel | one by one, µs a launch | captured graph, µs a launch | capture + instantiate, ms |");
+        output.WriteLine("|---|---:|---:|---:|");
+        foreach (var (name, launch) in new (string, Action)[]
+                 {
+                     ("empty (1 group of 32)", () => empty(stream, new KernelConfig(1, 32), sink.View, 0)),
+                     ($"read 8 MiB ({readGroups} groups of {GroupSize})", () => read(stream, new KernelConfig(readGroups, GroupSize), source.View, sink.View, chunks)),
+                 })
+        {
+            for (int i = 0; i < Chain; i++) launch();   // compile and warm up
+            stream.Synchronize();
+            double direct = Median(() =>
+            {
+                for (int i = 0; i < Chain; i++) launch();
+                stream.Synchronize();
+            }) / Chain;
+
+            string graphed, setup;
+            try
+            {
+                var clock = Stopwatch.StartNew();
+                using var graph = CapturedGraph.Capture(stream, () =>
+                {
+                    for (int i = 0; i < Chain; i++) launch();
+                });
+                setup = $"{clock.Elapsed.TotalMilliseconds:F2}";
+                graph.Launch(stream);
+                stream.Synchronize();
+                graphed = $"{Median(() =>
+                {
+                    graph.Launch(stream);
+                    stream.Synchronize();
+                }) / Chain:F2}";
+            }
+            catch (Exception ex) when (ex is CudaDriverException or CudaException or DllNotFoundException or EntryPointNotFoundException)
+            {
+                (graphed, setup) = ($"failed: {ex.Message}", "—");
+            }
+            output.WriteLine($"| {name} | {direct:F2} | {graphed} | {setup} |");
+        }
+        return 0;
+    }
+
+    /// <summary>Median µs of <paramref name="run"/> over <see cref="Repetitions"/> runs.</summary>
+    private static double Median(Action run)
+    {
+        var times = new double[Repetitions];
+        for (int r = 0; r < Repetitions; r++)
+        {
+            var clock = Stopwatch.StartNew();
+            run();
+            times[r] = clock.Elapsed.TotalMicroseconds;
+        }
+        Array.Sort(times);
+        return times[Repetitions / 2];
+    }
+
+    private static void EmptyKernel(ArrayView<float> sink, int never)
+    {
+        if (never != 0 && Grid.IdxX == 0 && Group.IdxX == 0) sink[0] = never;
+    }
+
+    /// <summary>Thread i adds chunks i, i + threads, … (<see cref="ChunksPerThread"/> in flight); the sum is written only
+    /// if negative, which a zeroed source never is, so the loads stay and nothing is written.</summary>
+    private static void ReadKernel(ArrayView<F4> source, ArrayView<float> sink, long chunks)
+    {
+        long threads = (long)Grid.DimX * Group.DimX;
+        long i = (long)Grid.IdxX * Group.DimX + Group.IdxX;
+        float sum = 0;
+        for (; i + 3 * threads < chunks; i += ChunksPerThread * threads)
+        {
+            var a = source[i];
+            var b = source[i + threads];
+            var c = source[i + 2 * threads];
+            var d = source[i + 3 * threads];
+            sum += a.X + b.X + c.X + d.X + a.W + b.W + c.W + d.W;
+        }
+        if (sum < 0) sink[0] = sum;
+    }
+
+    /// <summary>A CUDA graph of what a callback launched on a stream (driver API: ILGPU 1.5.3 has no graphs).</summary>
+    private sealed class CapturedGraph : IDisposable
+    {
+        private IntPtr _graph, _exec;
+
+        public static CapturedGraph Capture(CudaStream stream, Action launches)
+        {
+            const int relaxed = 2; // CU_STREAM_CAPTURE_MODE_RELAXED: ILGPU's own driver calls stay allowed meanwhile
+            Check(cuStreamBeginCapture_v2(stream.StreamPtr, relaxed), "cuStreamBeginCapture");
+            var captured = new CapturedGraph();
+            try
+            {
+                launches();
+            }
+            finally
+            {
+                Check(cuStreamEndCapture(stream.StreamPtr, out captured._graph), "cuStreamEndCapture");
+            }
+            Check(cuGraphInstantiateWithFlags(out captured._exec, captured._graph, 0), "cuGraphInstantiateWithFlags");
+            return captured;
+        }
+
+        public void Launch(CudaStream stream) => Check(cuGraphLaunch(_exec, stream.StreamPtr), "cuGraphLaunch");
+
+        public void Dispose()
+        {
+            if (_exec != IntPtr.Zero) cuGraphExecDestroy(_exec);
+            if (_graph != IntPtr.Zero) cuGraphDestroy(_graph);
+            (_exec, _graph) = (IntPtr.Zero, IntPtr.Zero);
+        }
+
+        private static void Check(int result, string call)
+        {
+            if (result != 0) throw new CudaDriverException($"{call} returned CUDA error {result}");
+        }
+
+        [DllImport("libcuda.so.1")] private static extern int cuStreamBeginCapture_v2(IntPtr stream, int mode);
+        [DllImport("libcuda.so.1")] private static extern int cuStreamEndCapture(IntPtr stream, out IntPtr graph);
+        [DllImport("libcuda.so.1")] private static extern int cuGraphInstantiateWithFlags(out IntPtr exec, IntPtr graph, ulong flags);
+        [DllImport("libcuda.so.1")] private static extern int cuGraphLaunch(IntPtr exec, IntPtr stream);
+        [DllImport("libcuda.so.1")] private static extern int cuGraphExecDestroy(IntPtr exec);
+        [DllImport("libcuda.so.1")] private static extern int cuGraphDestroy(IntPtr graph);
+    }
+
+    private sealed class CudaDriverException(string message) : Exception(message);
+}
