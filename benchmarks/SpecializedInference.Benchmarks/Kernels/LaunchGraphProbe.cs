@@ -20,7 +20,7 @@ namespace SpecializedInference.Benchmarks.Kernels;
 /// </summary>
 public static class LaunchGraphProbe
 {
-    private const int Chain = 100, Repetitions = 21, GroupSize = 256, ChunksPerThread = 4;
+    private const int Chain = 100, Repetitions = 21;
 
     /// <returns>0, or 2 without a usable CUDA device (said on <paramref name="output"/>).</returns>
     public static int Run(TextWriter output)
@@ -46,11 +46,12 @@ public static class LaunchGraphProbe
         using var stream = (CudaStream)accelerator.CreateStream();
         long chunks = (8L << 20) / 16;
         using var source = accelerator.Allocate1D<F4>(chunks);
-        source.MemSetToZero();
+        source.MemSet(0x3f); // every float 0.746: ReadCeiling's read never writes its sum
         using var sink = accelerator.Allocate1D<float>(1);
-        var empty = accelerator.LoadKernel<ArrayView<float>, int>(EmptyKernel);
-        var read = accelerator.LoadKernel<ArrayView<F4>, ArrayView<float>, long>(ReadKernel);
-        int readGroups = (int)(chunks / (GroupSize * ChunksPerThread));
+        // ReadCeiling's kernels (an empty launch, a read with 4 chunks per thread in flight), here on a stream of the probe's own.
+        var empty = accelerator.LoadKernel<ArrayView<float>, int>(ReadCeiling.EmptyKernel);
+        var read = accelerator.LoadKernel<ArrayView<F4>, ArrayView<float>, long>(ReadCeiling.ReadKernel);
+        int readGroups = (int)(chunks / (ReadCeiling.GroupSize * ReadCeiling.ChunksPerThread));
 
         output.WriteLine($"launch-graph on {device.Description}: chains of {Chain} launches, median of {Repetitions}");
         output.WriteLine("| kernel | one by one, µs a launch | captured graph, µs a launch | capture + instantiate, ms |");
@@ -58,7 +59,8 @@ public static class LaunchGraphProbe
         foreach (var (name, launch) in new (string, Action)[]
                  {
                      ("empty (1 group of 32)", () => empty(stream, new KernelConfig(1, 32), sink.View, 0)),
-                     ($"read 8 MiB ({readGroups} groups of {GroupSize})", () => read(stream, new KernelConfig(readGroups, GroupSize), source.View, sink.View, chunks)),
+                     ($"read 8 MiB ({readGroups} groups of {ReadCeiling.GroupSize})",
+                         () => read(stream, new KernelConfig(readGroups, ReadCeiling.GroupSize), source.View, sink.View, chunks)),
                  })
         {
             for (int i = 0; i < Chain; i++) launch();   // compile and warm up
@@ -107,29 +109,6 @@ public static class LaunchGraphProbe
         }
         Array.Sort(times);
         return times[Repetitions / 2];
-    }
-
-    private static void EmptyKernel(ArrayView<float> sink, int never)
-    {
-        if (never != 0 && Grid.IdxX == 0 && Group.IdxX == 0) sink[0] = never;
-    }
-
-    /// <summary>Thread i adds chunks i, i + threads, … (<see cref="ChunksPerThread"/> in flight); the sum is written only
-    /// if negative, which a zeroed source never is, so the loads stay and nothing is written.</summary>
-    private static void ReadKernel(ArrayView<F4> source, ArrayView<float> sink, long chunks)
-    {
-        long threads = (long)Grid.DimX * Group.DimX;
-        long i = (long)Grid.IdxX * Group.DimX + Group.IdxX;
-        float sum = 0;
-        for (; i + 3 * threads < chunks; i += ChunksPerThread * threads)
-        {
-            var a = source[i];
-            var b = source[i + threads];
-            var c = source[i + 2 * threads];
-            var d = source[i + 3 * threads];
-            sum += a.X + b.X + c.X + d.X + a.W + b.W + c.W + d.W;
-        }
-        if (sum < 0) sink[0] = sum;
     }
 
     /// <summary>A CUDA graph of what a callback launched on a stream (driver API: ILGPU 1.5.3 has no graphs).</summary>

@@ -14,8 +14,8 @@ namespace SpecializedInference.Benchmarks.Kernels;
 public sealed class ReadCeiling : IDisposable
 {
     /// <summary>16-byte chunks a thread loads before it adds any: all of a thread's loads in flight at once.</summary>
-    private const int ChunksPerThread = 4;
-    private const int GroupSize = 256;
+    internal const int ChunksPerThread = 4;
+    internal const int GroupSize = 256;
 
     /// <summary>A read size must be a multiple of this (one group's loads).</summary>
     public const long Granule = 16L * ChunksPerThread * GroupSize;
@@ -45,7 +45,7 @@ public sealed class ReadCeiling : IDisposable
     /// </summary>
     /// <param name="source">[chunks] F4</param>
     /// <param name="sink">[1]</param>
-    private static void ReadKernel(ArrayView<F4> source, ArrayView<float> sink, long chunks)
+    internal static void ReadKernel(ArrayView<F4> source, ArrayView<float> sink, long chunks)
     {
         long threads = (long)Grid.DimX * Group.DimX;
         long i = (long)Grid.IdxX * Group.DimX + Group.IdxX;
@@ -67,7 +67,7 @@ public sealed class ReadCeiling : IDisposable
     }
 
     /// <summary>Does nothing (the store is never taken): the cost of a launch alone.</summary>
-    private static void EmptyKernel(ArrayView<float> sink, int never)
+    internal static void EmptyKernel(ArrayView<float> sink, int never)
     {
         if (never > 0) sink[0] = never;
     }

@@ -238,6 +238,15 @@ public sealed class FusedKernelTests(AcceleratorFixture fixture) : IClassFixture
         // Groups of 2 warps where the depth is 4 (FusedMatvecLaunch: the grid's warp numbering does not depend on it).
         var launch = depth == 4 ? new FusedMatvecLaunch(WarpsPerGroup: 2, MaxRegisters: 88) : null;
         var kernels = new DenseKernels(Acc, schedule, new MatvecDepth(FusedPerRow: depth), fusedLaunch: launch);
+        var (y, launches) = RunNormLinear(kernels, dtype, w, x, g, xRows, vocab, hidden);
+        AssertClose(expected, y, 1e-5, $"seed {seed}");
+        Assert.Equal(xRows.Length <= DenseKernels.FusedMaxTokens ? 1 : 2, launches);
+    }
+
+    /// <summary>The LM head's <see cref="DenseKernels.NormLinear"/> of <paramref name="x"/>'s rows <paramref name="xRows"/>
+    /// into a poisoned [rows, vocab]: what it wrote, and its launches.</summary>
+    private (float[] Y, long Launches) RunNormLinear(DenseKernels kernels, WeightDtype dtype, float[] w, float[] x, float[] g, int[] xRows, int vocab, int hidden)
+    {
         using var matrix = WeightUpload.Matrix(Acc, w, vocab, hidden, dtype);
         using var xb = Upload(x);
         using var gb = Upload(g);
@@ -245,8 +254,7 @@ public sealed class FusedKernelTests(AcceleratorFixture fixture) : IClassFixture
         using var y = Poisoned(xRows.Length * vocab);
         using var hScratch = Poisoned(xRows.Length * hidden);
         long launches = Launches(kernels, () => kernels.NormLinear(xb.View, rowsb.View, xRows.Length, gb.View, Eps, matrix, y.View, hScratch.View));
-        AssertClose(expected, y.GetAsArray1D(), 1e-5, $"seed {seed}");
-        Assert.Equal(xRows.Length <= DenseKernels.FusedMaxTokens ? 1 : 2, launches);
+        return (y.GetAsArray1D(), launches);
     }
 
     /// <summary>
@@ -269,17 +277,14 @@ public sealed class FusedKernelTests(AcceleratorFixture fixture) : IClassFixture
         var x = Random(rng, inputs * hidden, 3f);
         var g = Random(rng, hidden);
         var kernels = new DenseKernels(Acc, DenseSchedule.Warp, loads: MatvecLoads.AsyncCopy);
-        using var matrix = WeightUpload.Matrix(Acc, w, vocab, hidden, dtype);
-        using var xb = Upload(x);
-        using var gb = Upload(g);
-        using var rowsb = Acc.Allocate1D(xRows);
-        using var y = Poisoned(xRows.Length * vocab);
-        using var hScratch = Poisoned(xRows.Length * hidden);
-        kernels.NormLinear(xb.View, rowsb.View, xRows.Length, gb.View, Eps, matrix, y.View, hScratch.View);
-        AssertClose(NormThenProject(x, xRows, g, w, dtype, vocab, hidden), y.GetAsArray1D(), 1e-5, $"seed {seed}, LM head");
+        AssertClose(NormThenProject(x, xRows, g, w, dtype, vocab, hidden), RunNormLinear(kernels, dtype, w, x, g, xRows, vocab, hidden).Y, 1e-5,
+            $"seed {seed}, LM head");
 
         // gate|up + SwiGLU over the first x rows.
         int tokens = Math.Min(xRows.Length, inputs);
+        using var xb = Upload(x);
+        using var gb = Upload(g);
+        using var hScratch = Poisoned(tokens * hidden);
         var identity = Enumerable.Range(0, tokens).ToArray();
         var wGateUp = Random(rng, 2 * intermediate * hidden);
         var expected = DenseReference.SwiGlu(NormThenProject(x, identity, g, wGateUp, dtype, 2 * intermediate, hidden), tokens, intermediate);

@@ -126,13 +126,7 @@ public static class AsyncCopyBodies
         }
         WaitAll();
 
-        // At batch 1 only the first token's sum is reduced (a uniform condition); otherwise the four cross the warp together.
-        var total = has1 ? DenseKernelBodies.WarpSum(sums) : new DenseKernelBodies.WarpTokenSums { A0 = DenseKernelBodies.WarpSum(sums.A0) };
-        if (lane != 0) return;
-        default(TE).Write(y, (long)t0 * rows + n, total.A0);
-        if (has1) default(TE).Write(y, (long)(t0 + 1) * rows + n, total.A1);
-        if (has2) default(TE).Write(y, (long)(t0 + 2) * rows + n, total.A2);
-        if (has3) default(TE).Write(y, (long)(t0 + 3) * rows + n, total.A3);
+        sums.Write<TE>(y, rows, n, t0, has1, has2, has3, lane);
     }
 
     /// <summary>Chunk l + 32k of the row, or its last chunk once past the end.</summary>

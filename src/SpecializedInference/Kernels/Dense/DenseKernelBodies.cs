@@ -175,13 +175,7 @@ public static class DenseKernelBodies
             sums = sums.Add<TW, TD, LastStep>(w, row, c, chunks, x, x0, vecsPerToken, has1, has2, has3);
         prefetch.Issue(warp, lane, starting: false); // PrefetchPoint.End: the row's loads are used; the next matrix's lines while the grid drains
 
-        // At batch 1 only the first token's sum is reduced (a uniform condition); otherwise the four cross the warp together.
-        var total = has1 ? WarpSum(sums) : new WarpTokenSums { A0 = WarpSum(sums.A0) };
-        if (lane != 0) return;
-        default(TE).Write(y, (long)t0 * rows + n, total.A0);
-        if (has1) default(TE).Write(y, (long)(t0 + 1) * rows + n, total.A1);
-        if (has2) default(TE).Write(y, (long)(t0 + 2) * rows + n, total.A2);
-        if (has3) default(TE).Write(y, (long)(t0 + 3) * rows + n, total.A3);
+        sums.Write<TE>(y, rows, n, t0, has1, has2, has3, lane);
     }
 
     /// <summary>The dot products of a warp's tokens in one lane of <see cref="LinearWarp{TW, TE, TD, TP}"/>.</summary>
@@ -208,6 +202,20 @@ public static class DenseKernelBodies
         }
 
         public readonly WarpTokenSums Plus(WarpTokenSums o) => new() { A0 = A0 + o.A0, A1 = A1 + o.A1, A2 = A2 + o.A2, A3 = A3 + o.A3 };
+
+        /// <summary>The sums reduced across the warp, written by lane 0 as row <paramref name="n"/> of y ([tokens, rows]) for
+        /// tokens t0 … t0 + 3 (those present). At batch 1 only the first token's sum is reduced (a uniform condition);
+        /// otherwise the four cross the warp together.</summary>
+        public readonly void Write<TE>(ArrayView<float> y, int rows, int n, int t0, bool has1, bool has2, bool has3, int lane)
+            where TE : struct, IEpilogue
+        {
+            var total = has1 ? WarpSum(this) : new WarpTokenSums { A0 = WarpSum(A0) };
+            if (lane != 0) return;
+            default(TE).Write(y, (long)t0 * rows + n, total.A0);
+            if (has1) default(TE).Write(y, (long)(t0 + 1) * rows + n, total.A1);
+            if (has2) default(TE).Write(y, (long)(t0 + 2) * rows + n, total.A2);
+            if (has3) default(TE).Write(y, (long)(t0 + 3) * rows + n, total.A3);
+        }
     }
 
     /// <summary>
