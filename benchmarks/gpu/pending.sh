@@ -1,21 +1,30 @@
 #!/bin/bash
-# What the offline work since run 25 waits to have measured, in one device call of ~4.5 minutes (run it with timeout_s 360),
-# from the repository root after benchmarks/gpu/pack.sh (carry .gpu). Outputs go to $OUT:
-#   1. selftest.txt   `si selftest --device cuda --set dense`: 19 checks, the new three the matvec (f16, f32) and the fused
-#                     norm projection streaming their rows through shared memory by cp.async (MatvecLoads.AsyncCopy)
-#                     against float64, first time on a GPU;
-#                     generate-variants.txt: the bundled model with `--matvec-loads async-copy` (every decode matvec: o_proj,
-#                     down_proj, the fused qkv, gate|up and LM head) must print the reference text.
-#   2. report-e2e.md  `report --sections copy,e2e --matvec-loads async-copy --stage-times`: both preset models at batch
-#                     1/16/64, then at batch 1 with each decode matvec keeping 8 chunks per lane (4 KB a warp, 8 KB for a
-#                     row pair) in flight as cp.async copies into shared memory, which hold no registers while they fly
-#                     (ptxas sm_90: 48 registers + 16 KB for o_proj/down, 79 + 32 KB for the fused pairs, against 96-165
-#                     registers with 2-4 chunks in registers). The stage tables show each projection's time in the step
-#                     (run 23: TinyLlama's qkv 12 us, o_proj 7.7, gate|up 23, down 12 a layer, 0.9-2.0 TB/s).
+# What the offline work since run 25 waits to have measured, in one device call of ~7 minutes (run it with timeout_s 480),
+# from the repository root after benchmarks/gpu/pack.sh (carry .gpu). Outputs go to $OUT; each step gets what is left of
+# the call's 450 s, the cheap ones first:
+#   1. selftest.txt   `si selftest --device cuda --set dense`: 21 checks, first time on a GPU for five of them: the
+#                     matvec (f16, f32) and the fused norm projection streaming their rows through shared memory by
+#                     cp.async (MatvecLoads.AsyncCopy), the grid-synced tail with each stage's first rows preloaded (the
+#                     plain tail's bits), and the tail clocked (its marks complete and in order).
+#   2. layer-tail.txt `SpecializedInference.Benchmarks.dll layer-tail`: one layer's dense work at batch 1 for Llama-3-8B
+#                     and TinyLlama, as four per-stage launches, as one grid-synced launch, and as one whose warps load
+#                     each stage's first rows before its barrier (new, off by default), then both launches clocked:
+#                     per stage, the groups' own work, their wait at the barrier after it, and the wait of the last
+#                     group to arrive (the barrier alone). Run 23 had TinyLlama's tail at 50 us a layer for 84 MiB, where
+#                     copy bandwidth reads it in 22: this says whether rows, lateness or barriers lose the rest.
 #   3. launch-graph.txt  `SpecializedInference.Benchmarks.dll launch-graph`: chains of 100 launches (an empty kernel, an
 #                     8 MiB read) one by one through ILGPU against the same chain captured into a CUDA graph (driver
-#                     API) and replayed: whether ILGPU's launches can be captured at all, and what a launch costs each
-#                     way. It decides whether the decode step should be built around graphs (TinyLlama: ~113 launches).
+#                     API) and replayed: whether ILGPU's launches can be captured at all, and what a launch costs each way.
+#   4. generate-variants.txt: the bundled model, default and `--matvec-loads async-copy`, must print the reference text.
+#   5. report-e2e.md  `report --sections copy,e2e --matvec-loads async-copy --decode-launches grid-synced-tails,
+#                     grid-synced-tails-preloaded --stage-times`: both preset models at batch 1/16/64, then at batch 1
+#                     (a) with each decode matvec keeping 8 chunks per lane in flight as cp.async copies into shared memory
+#                     (ptxas sm_90: 48 registers + 16 KB for o_proj/down, 79 + 32 KB for the fused pairs, against 96-165
+#                     registers with 2-4 chunks in registers), (b) with grid-synced tails, plain and with each warp's
+#                     first rows of a stage loaded before its barrier (in flight while the groups meet).
+#   6. trace.txt      only where Nsight Systems is installed (tools.txt says what is): a 4-layer TinyLlama-shape random
+#                     checkpoint's `si generate` traced (`nsys profile -t cuda`), then benchmarks/gpu/trace_gaps.py: each
+#                     decode step's kernel time against the idle gaps between its launches, as they ran back to back.
 # Afterwards: move the outputs to benchmarks/results/gpu-<date>-<card>-run<N>/ with this script as commands.sh.
 #
 #   OUT=<folder> bash benchmarks/gpu/pending.sh
@@ -26,21 +35,47 @@ mkdir -p "$OUT"
 bash benchmarks/gpu/unpack.sh || exit 2
 export DOTNET_ROOT=/tmp/dn DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 SI="/tmp/dn/dotnet .gpu/si/si.dll"
+APP="/tmp/dn/dotnet .gpu/app/SpecializedInference.Benchmarks.dll"
 start=$(date +%s)
+deadline=450
 elapsed() { echo $(( $(date +%s) - start )); }
+# budget <at most>: seconds for the next step, at most what is left before the deadline (at least 5)
+budget() { local left=$(( deadline - $(elapsed) )); [ $left -lt $1 ] || left=$1; [ $left -gt 5 ] || left=5; echo $left; }
 
-timeout 60 /tmp/dn/dotnet .gpu/app/SpecializedInference.Benchmarks.dll launch-graph > "$OUT/launch-graph.txt" 2>&1
+{ nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv; command -v nsys ncu;
+  ls -d /opt/nvidia/nsight-systems/*/bin /usr/local/cuda*/bin 2> /dev/null; } > "$OUT/tools.txt" 2>&1
+
+timeout $(budget 45) $SI selftest --device cuda --set dense > "$OUT/selftest.txt" 2>&1
+grep -h "passed\|failed\|FAIL" "$OUT/selftest.txt" | tail -5
+timeout $(budget 90) $APP layer-tail --device cuda > "$OUT/layer-tail.txt" 2>&1
+cat "$OUT/layer-tail.txt"; echo "layer-tail at $(elapsed) s"
+timeout $(budget 60) $APP launch-graph > "$OUT/launch-graph.txt" 2>&1
 cat "$OUT/launch-graph.txt"
-timeout 40 $SI selftest --device cuda --set dense > "$OUT/selftest.txt" 2>&1
-grep -h "passed\|failed\|FAIL" "$OUT/selftest.txt" | tail -4
 for flags in "" "--matvec-loads async-copy"; do
-  timeout 40 $SI generate --model models/docstrings-bf16 --prompt "This module provides" --max-new-tokens 32 --device cuda $flags
+  timeout $(budget 40) $SI generate --model models/docstrings-bf16 --prompt "This module provides" --max-new-tokens 32 --device cuda $flags
 done > "$OUT/generate-variants.txt" 2>&1
 echo "generate variants: $(grep -c "regular expression matching operations similar to those found in Perl" "$OUT/generate-variants.txt") of 2 print the reference; $(elapsed) s"
 
-left=$(( 300 - $(elapsed) )); [ $left -gt 60 ] || left=60
-timeout $left /tmp/dn/dotnet .gpu/app/SpecializedInference.Benchmarks.dll report --device cuda --time-budget $(( left - 20 )) \
-  --sections copy,e2e --matvec-loads async-copy --stage-times --out "$OUT/report-e2e.md" > "$OUT/report-e2e.log" 2>&1
-echo "report rc $? at $(elapsed) s"
-grep -h "batch .*: decode" "$OUT/report-e2e.log" | sed 's/, prefill.*decode step/; step/' | cut -c1-150
-grep -h "\[stage times\]" "$OUT/report-e2e.log" | sed 's/.*device: /  stages: /' | cut -c1-300
+nsys=$(command -v nsys || ls /opt/nvidia/nsight-systems/*/bin/nsys /usr/local/cuda*/bin/nsys 2> /dev/null | head -1)
+keep=0; [ -n "$nsys" ] && keep=80   # seconds kept for the trace
+report=$(( $(budget 300) - keep ))
+if [ $report -gt 60 ]; then
+  timeout $report $APP report --device cuda --time-budget $(( report - 20 )) \
+    --sections copy,e2e --matvec-loads async-copy --decode-launches grid-synced-tails,grid-synced-tails-preloaded --stage-times \
+    --out "$OUT/report-e2e.md" > "$OUT/report-e2e.log" 2>&1
+  echo "report rc $? at $(elapsed) s"
+  grep -h "batch .*: decode" "$OUT/report-e2e.log" | sed 's/, prefill.*decode step/; step/' | cut -c1-150
+  grep -h "\[stage times\]" "$OUT/report-e2e.log" | sed 's/.*device: /  stages: /' | cut -c1-300
+fi
+
+if [ -n "$nsys" ] && [ $(( deadline - $(elapsed) )) -gt 40 ]; then
+  checkpoint=/tmp/si-trace-small
+  rm -rf $checkpoint
+  timeout $(budget 30) $SI make-random-checkpoint --config configs/small.json --out $checkpoint --dtype f16 --layers 4 > "$OUT/trace.txt" 2>&1
+  timeout $(budget 60) "$nsys" profile -t cuda -o /tmp/si-trace -f true $SI generate --model $checkpoint --prompt-ids 1,2,3 \
+    --max-new-tokens 12 --greedy --ignore-eos --device cuda >> "$OUT/trace.txt" 2>&1
+  timeout $(budget 30) "$nsys" stats -r cuda_gpu_trace -f csv /tmp/si-trace.nsys-rep > "$OUT/trace.csv" 2>> "$OUT/trace.txt"
+  python3 benchmarks/gpu/trace_gaps.py "$OUT/trace.csv" >> "$OUT/trace.txt" 2>&1
+  tail -25 "$OUT/trace.txt"
+fi
+echo "done at $(elapsed) s"

@@ -5,7 +5,7 @@ namespace SpecializedInference.Kernels;
 /// <summary>
 /// A generated decode's per-group body as a struct type parameter (each set's <c>DecodeGroups&lt;TCodec&gt;</c> and
 /// <c>DecodeMmaGroups</c>), so that another kernel can run a step's decode as one of its stages: a grid-synced layer
-/// launch (<see cref="Dense.LayerTailBodies.Layer{TW, TKv, TDecode, TL, TF, TQ, TP}"/>) loops its groups over the
+/// launch (<see cref="Dense.LayerTailBodies.Layer{TW, TKv, TDecode, TL, TF, TQ, TP, TC, TK}"/>) loops its groups over the
 /// decode's. Every thread of the group calls <see cref="Run"/>, and all leave it together.
 /// </summary>
 public interface IDecodeGroups

@@ -7,10 +7,11 @@ namespace SpecializedInference.Tests.Kernels;
 /// exist only on CUDA; PtxCompilationTests checks that the timed decodes read them).</summary>
 public sealed class DecodeStageSummaryTests
 {
-    /// <summary>A group's row: ns at entry and exit, then the clock (cycles) at each stage, 0 where it did not pass.</summary>
-    private static long[] Row(long entryNs, long exitNs, params long[] clocks)
+    /// <summary>A group's row (<see cref="StageRow"/>): ns at entry and exit, then the clock (cycles) at each mark, 0 where
+    /// it did not pass (the tail's marks too: <see cref="TailStageSummaryTests"/>).</summary>
+    internal static long[] Row(long entryNs, long exitNs, params long[] clocks)
     {
-        Assert.Equal(DecodeStage.Count, clocks.Length);
+        Assert.Equal(StageRow.MaxStages, clocks.Length);
         return [entryNs, exitNs, .. clocks];
     }
 

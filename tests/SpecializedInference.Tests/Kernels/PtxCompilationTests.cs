@@ -91,7 +91,7 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
     {
         using var compiler = new PtxCompiler();
         var layer = typeof(LayerTailBodies).GetMethod(nameof(LayerTailBodies.Layer))!.MakeGenericMethod(typeof(F16Weights), typeof(PagedKvRows<F16Codec>), decode,
-            typeof(FourChunks), typeof(TwoChunks), typeof(TwoChunks), typeof(NoRowPrefetch));
+            typeof(FourChunks), typeof(TwoChunks), typeof(TwoChunks), typeof(NoRowPrefetch), typeof(NoStageClock), typeof(NoCarry));
         string ptx = compiler.Compile(layer, explicitlyGrouped: true);
         Report($"Layer<F16Weights, PagedKvRows<F16Codec>, {decode.DeclaringType!.Name}.{decode.Name}, FourChunks, TwoChunks, TwoChunks, NoRowPrefetch>", ptx);
         Assert.Contains("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32", ptx);   // the decode's products
@@ -124,15 +124,24 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
         }
         // The grid-synced layer tail (DecodeLaunches.GridSyncedTails) as it runs at the default depths (its qkv at the fused
         // pairs' 2 chunks), with each warp's own rows, and with the qkv at 4 (168 registers, measured slower: runs 24-25):
-        // its registers set how many groups an SM holds, and with them its grid.
+        // its registers set how many groups an SM holds, and with them its grid. Then as the benchmarks' layer-tail clocks
+        // it (SmStageClock: the SM's cycle counter at each TailStage mark, the device's ns timer at entry and exit), and with
+        // each warp's first rows of a stage loaded before the barrier (CarryFirstStep: held across it).
         var tail = typeof(LayerTailBodies).GetMethod(nameof(LayerTailBodies.LayerTail))!;
-        foreach (var (qkvDepth, rows) in new[] { (typeof(FourChunks), typeof(NoRowPrefetch)), (typeof(TwoChunks), typeof(NoRowPrefetch)), (typeof(TwoChunks), typeof(OwnRowPrefetch)) })
+        foreach (var (qkvDepth, rows, clock, carry) in new[]
+                 {
+                     (typeof(FourChunks), typeof(NoRowPrefetch), typeof(NoStageClock), typeof(NoCarry)), (typeof(TwoChunks), typeof(NoRowPrefetch), typeof(NoStageClock), typeof(NoCarry)),
+                     (typeof(TwoChunks), typeof(OwnRowPrefetch), typeof(NoStageClock), typeof(NoCarry)), (typeof(TwoChunks), typeof(NoRowPrefetch), typeof(SmStageClock), typeof(NoCarry)),
+                     (typeof(TwoChunks), typeof(NoRowPrefetch), typeof(NoStageClock), typeof(CarryFirstStep)),
+                 })
         {
             string ptx = compiler.Compile(tail.MakeGenericMethod(typeof(F16Weights), typeof(PagedKvRows<F16Codec>), typeof(FourChunks), typeof(TwoChunks),
-                qkvDepth, rows), explicitlyGrouped: true);
-            Report($"LayerTail<F16Weights, PagedKvRows<F16Codec>, FourChunks, TwoChunks, {qkvDepth.Name}, {rows.Name}>", ptx);
+                qkvDepth, rows, clock, carry), explicitlyGrouped: true);
+            Report($"LayerTail<F16Weights, PagedKvRows<F16Codec>, FourChunks, TwoChunks, {qkvDepth.Name}, {rows.Name}{(clock == typeof(SmStageClock) ? ", SmStageClock" : "")}" +
+                $"{(carry == typeof(CarryFirstStep) ? ", CarryFirstStep" : "")}>", ptx);
             Assert.Contains("membar.gl", ptx);                    // the grid barrier's fences
             Assert.Contains("ld.relaxed.gpu.global.b32", ptx);   // its polls
+            Assert.Equal(clock == typeof(SmStageClock) ? TailStage.Count : 0, Regex.Matches(ptx, @"%clock64").Count);
         }
         // The matvec streaming its rows through shared memory (MatvecLoads.AsyncCopy): its copies name the ring by the symbol
         // ILGPU gives the kernel's only shared allocation, and wait for all but the newest Stages - 1 groups.

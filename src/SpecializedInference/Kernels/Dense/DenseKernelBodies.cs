@@ -145,6 +145,18 @@ public static class DenseKernelBodies
         where TE : struct, IEpilogue
         where TD : struct, IRowChunks
         where TP : struct, IRowPrefetch
+        => LinearWarpAt<TW, TE, TD, TP, NoCarry>(warp, w, x, y, rows, cols, tokens, prefetch, default);
+
+    /// <summary><see cref="LinearWarpAt{TW, TE, TD, TP}"/> whose first step may arrive loaded: under
+    /// <typeparamref name="TK"/> = <see cref="CarryFirstStep"/>, <paramref name="carried"/> from <see cref="FirstStep{TW, TD}"/>
+    /// for this warp, where it loaded one.</summary>
+    public static void LinearWarpAt<TW, TE, TD, TP, TK>(int warp, ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<float> y, int rows, int cols, int tokens,
+        L2Prefetch prefetch, CarriedStep carried)
+        where TW : struct, IWeightFormat
+        where TE : struct, IEpilogue
+        where TD : struct, IRowChunks
+        where TP : struct, IRowPrefetch
+        where TK : struct, IStepCarry
     {
         int lane = Warp.LaneIdx;
         int groups = (tokens + WarpTokens - 1) / WarpTokens;
@@ -169,6 +181,11 @@ public static class DenseKernelBodies
         if (default(TP).PullsOwnRows) prefetch.IssueRow(row, step, chunks, lane); // the later steps' lines, before the first step's loads
         var sums = default(WarpTokenSums);
         int c = lane;
+        if (default(TK).Carries && carried.Loaded != 0)
+        {
+            sums = sums.AddLoaded<TW, TD, WholeStep>(carried.A, c, chunks, x, x0, vecsPerToken, has1, has2, has3);   // the first step, loaded ahead
+            c += step;
+        }
         for (; c - lane < whole; c += step) // c - lane: the step's first chunk, uniform across the warp
             sums = sums.Add<TW, TD, WholeStep>(w, row, c, chunks, x, x0, vecsPerToken, has1, has2, has3);
         if (whole < chunks)
@@ -176,6 +193,21 @@ public static class DenseKernelBodies
         prefetch.Issue(warp, lane, starting: false); // PrefetchPoint.End: the row's loads are used; the next matrix's lines while the grid drains
 
         sums.Write<TE>(y, rows, n, t0, has1, has2, has3, lane);
+    }
+
+    /// <summary>The first whole load step of warp <paramref name="warp"/>'s row in <see cref="LinearWarpAt{TW, TE, TD, TP, TK}"/>
+    /// over a [<paramref name="rows"/>, <paramref name="cols"/>] matrix: weights only, so a grid-synced stage's warps load it
+    /// before the barrier that starts the stage. Not loaded when the warp has no row there or the row is shorter than a step.</summary>
+    public static CarriedStep FirstStep<TW, TD>(int warp, ArrayView<Bits128> w, int rows, int cols, int tokens)
+        where TW : struct, IWeightFormat
+        where TD : struct, IRowChunks
+    {
+        var carried = default(CarriedStep);
+        int chunks = cols / default(TW).ElementsPerChunk;
+        if (warp >= rows * ((tokens + WarpTokens - 1) / WarpTokens) || chunks < default(TD).PerLane * Warp.WarpSize) return carried;
+        carried.A = LaneChunks.Load<TD, WholeStep>(w, (long)(warp % rows) * chunks, Warp.LaneIdx, chunks);
+        carried.Loaded = 1;
+        return carried;
     }
 
     /// <summary>The dot products of a warp's tokens in one lane of <see cref="LinearWarp{TW, TE, TD, TP}"/>.</summary>
@@ -191,8 +223,15 @@ public static class DenseKernelBodies
             where TW : struct, IWeightFormat
             where TD : struct, IRowChunks
             where TE : struct, IStepEdge
+            => AddLoaded<TW, TD, TE>(LaneChunks.Load<TD, TE>(w, row, c, chunks), c, chunks, x, x0, vecsPerToken, has1, has2, has3);
+
+        /// <summary><see cref="Add{TW, TD, TE}"/> with the step's chunks already loaded.</summary>
+        public readonly WarpTokenSums AddLoaded<TW, TD, TE>(LaneChunks chunk, int c, int chunks, ArrayView<Vec4> x, long x0, int vecsPerToken,
+            bool has1, bool has2, bool has3)
+            where TW : struct, IWeightFormat
+            where TD : struct, IRowChunks
+            where TE : struct, IStepEdge
         {
-            var chunk = LaneChunks.Load<TD, TE>(w, row, c, chunks);
             var r = this;
             r.A0 += chunk.Dot<TW, TD, TE>(x, x0, c, chunks);
             if (has1) r.A1 += chunk.Dot<TW, TD, TE>(x, x0 + vecsPerToken, c, chunks);

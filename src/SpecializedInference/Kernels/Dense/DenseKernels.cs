@@ -29,7 +29,12 @@ public enum DecodeLaunches
     /// two launches per layer instead of five.</summary>
     GridSyncedTails,
 
-    /// <summary>The layer's decode attention too, before the four (<see cref="LayerTailBodies.Layer{TW, TKv, TDecode, TL, TF, TQ, TP}"/>):
+    /// <summary>As <see cref="GridSyncedTails"/>, each warp loading its first rows of the next stage before each grid barrier
+    /// (<see cref="CarryFirstStep"/>): in flight while the groups meet, where the per-stage launches and the plain tail
+    /// start each stage with a memory round trip.</summary>
+    GridSyncedTailsPreloaded,
+
+    /// <summary>The layer's decode attention too, before the four (<see cref="LayerTailBodies.Layer{TW, TKv, TDecode, TL, TF, TQ, TP, TC, TK}"/>):
     /// one launch per layer, where the kernel set hands its decode over (<see cref="AttentionKernelsBase.TryHandDecode{TVisitor}"/>);
     /// otherwise as <see cref="GridSyncedTails"/>.</summary>
     GridSyncedLayers,
@@ -42,6 +47,7 @@ public static class DecodeLaunchNames
     {
         DecodeLaunches.GridSyncedTails => "grid-synced-tails",
         DecodeLaunches.GridSyncedLayers => "grid-synced-layers",
+        DecodeLaunches.GridSyncedTailsPreloaded => "grid-synced-tails-preloaded",
         _ => "per-stage",
     };
 
@@ -49,7 +55,7 @@ public static class DecodeLaunchNames
     {
         foreach (var launches in Enum.GetValues<DecodeLaunches>())
             if (Name(launches) == text) return launches;
-        throw new ArgumentException($"--decode-launches '{text}': expected per-stage, grid-synced-tails or grid-synced-layers");
+        throw new ArgumentException($"--decode-launches '{text}': expected per-stage, grid-synced-tails, grid-synced-tails-preloaded or grid-synced-layers");
     }
 }
 
@@ -669,7 +675,40 @@ public sealed class DenseKernels
     private readonly int _gridBarrierSpinLimit;
 
     private MemoryBuffer1D<int, Stride1D.Dense>? _barrierState;   // [GridBarrier.StateLength]
-    private readonly Dictionary<(string Kernel, WeightDtype Weights, Type Kv, Type? Decode, int Threads), (Delegate Launch, int Resident)> _gridSynced = new();
+    private readonly Dictionary<(string Kernel, WeightDtype Weights, Type Kv, Type? Decode, int Threads, Type Clock), (Delegate Launch, int Resident)> _gridSynced = new();
+    private MemoryBuffer1D<long, Stride1D.Dense>? _stageTimes;    // [groups, StageRow.SlotsPerGroup] when clocked, else [1]
+    private int _clockedGroups;
+
+    /// <summary>
+    /// Whether the grid-synced launches mark each group's <see cref="TailStage"/>s with the SM's clock (<see cref="SmStageClock"/>:
+    /// the benchmarks' <c>layer-tail</c>; the kernels' other instantiation, compiled on first use); off, they mark nothing.
+    /// <see cref="ReadTailStageTimes"/> returns the last clocked launch's marks.
+    /// </summary>
+    public bool ClockTails { get; set; }
+
+    /// <summary>The marks of the last grid-synced launch made with <see cref="ClockTails"/> on ([groups,
+    /// StageRow.SlotsPerGroup]; <see cref="Reference.TailStageSummary"/> reads them), empty when none was. Synchronizes.</summary>
+    public long[] ReadTailStageTimes()
+    {
+        if (_clockedGroups == 0 || _stageTimes is null) return [];
+        _accelerator.Synchronize();
+        return _stageTimes.View.SubView(0, (long)_clockedGroups * StageRow.SlotsPerGroup).GetAsArray1D();
+    }
+
+    /// <summary>Where a grid-synced launch of <paramref name="groups"/> groups writes its marks: a row per group when
+    /// <see cref="ClockTails"/> is on, else one long nothing writes (a CUDA launch takes no empty view).</summary>
+    private ArrayView<long> StageTimes(int groups)
+    {
+        long length = ClockTails ? (long)groups * StageRow.SlotsPerGroup : 1;
+        if (_stageTimes is null || _stageTimes.Length < length)
+        {
+            _stageTimes?.Dispose();
+            _stageTimes = _accelerator.Allocate1D<long>(length);
+            _stageTimes.MemSetToZero();
+        }
+        if (ClockTails) _clockedGroups = groups;
+        return _stageTimes.View.SubView(0, length);
+    }
 
     /// <summary>Whether a step of <paramref name="tokens"/> tokens runs each layer's tail as one grid-synced launch
     /// (<see cref="LayerTail{TKv}"/>): asked for, the warp schedule, 32-lane warps, and no more tokens than one warp
@@ -722,12 +761,13 @@ public sealed class DenseKernels
         }
         int groups = GridSyncedGroups(resident, widest, warps);
         args.Barrier.Groups = groups;
+        args.StageTimes = StageTimes(groups);
         _launches++;
         launch(_accelerator.DefaultStream, new KernelConfig(groups, warps * _accelerator.WarpSize), args);
     }
 
     /// <summary>
-    /// The whole decoder layer in one launch (<see cref="LayerTailBodies.Layer{TW, TKv, TDecode, TL, TF, TQ, TP}"/>): the
+    /// The whole decoder layer in one launch (<see cref="LayerTailBodies.Layer{TW, TKv, TDecode, TL, TF, TQ, TP, TC, TK}"/>): the
     /// step's decode attention as the kernel set handed it over (<paramref name="decode"/>, body
     /// <typeparamref name="TDecode"/>; its output is <paramref name="decode"/>.Output, which the tail reads), then
     /// <see cref="LayerTail{TKv}"/>'s stages. The launch's groups are the decode's size.
@@ -749,6 +789,7 @@ public sealed class DenseKernels
         int warps = decode.Threads / _accelerator.WarpSize;
         int groups = Math.Max(GridSyncedGroups(resident, widest, warps), Math.Min(decode.Groups, _accelerator.NumMultiprocessors * resident));
         tail.Barrier.Groups = groups;
+        tail.StageTimes = StageTimes(groups);
         var args = new LayerArgs<TKv> { Meta = decode.Meta, Queries = decode.Queries, KeyCache = decode.KeyCache, ValueCache = decode.ValueCache, DecodeGroups = decode.Groups, Tail = tail };
         _launches++;
         launch(_accelerator.DefaultStream, new KernelConfig(groups, decode.Threads), args);
@@ -827,14 +868,16 @@ public sealed class DenseKernels
     private (TLaunch Launch, int Resident) LoadGridSynced<TLaunch>(string kernel, WeightDtype dtype, Type kv, Type? decode, int threads)
         where TLaunch : Delegate
     {
-        var key = (kernel, dtype, kv, decode, threads);
+        var clock = ClockTails ? typeof(SmStageClock) : typeof(NoStageClock);
+        var key = (kernel, dtype, kv, decode, threads, clock);
         if (!_gridSynced.TryGetValue(key, out var loaded))
         {
             var weights = dtype == WeightDtype.F16 ? typeof(F16Weights) : typeof(F32Weights);
             Type[] types = decode is null ? [weights, kv] : [weights, kv, decode];
             var body = typeof(LayerTailBodies).GetMethod(kernel)!.MakeGenericMethod(
                 [.. types, RowChunksType(Depth.Linear), RowChunksType(Depth.FusedPerRow), RowChunksType(TailQkvPerRow),
-                    PullsOwnRows ? typeof(OwnRowPrefetch) : typeof(NoRowPrefetch)]);
+                    PullsOwnRows ? typeof(OwnRowPrefetch) : typeof(NoRowPrefetch), clock,
+                    DecodeLaunches == DecodeLaunches.GridSyncedTailsPreloaded ? typeof(CarryFirstStep) : typeof(NoCarry)]);
             var compiled = _accelerator.LoadKernel(_accelerator.CompileKernel(ILGPU.Backends.EntryPoints.EntryPointDescription.FromExplicitlyGroupedKernel(body)));
             int resident = _accelerator is CPUAccelerator ? 1 : _accelerator.EstimateMaxActiveGroupsPerMultiprocessor(compiled, threads, 0);
             loaded = (compiled.CreateLauncherDelegate<TLaunch>(), resident);

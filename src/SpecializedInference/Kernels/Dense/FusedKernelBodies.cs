@@ -62,6 +62,18 @@ public static class FusedKernelBodies
         where TO : struct, IProjectionOutput
         where TD : struct, IRowChunks
         where TP : struct, IRowPrefetch
+        => NormLinearWarpAt<TW, TO, TD, TP, NoCarry>(warp, w, x, xRows, g, output, cols, tokens, eps, prefetch, default);
+
+    /// <summary><see cref="NormLinearWarpAt{TW, TO, TD, TP}"/> whose first step may arrive loaded: under
+    /// <typeparamref name="TK"/> = <see cref="CarryFirstStep"/>, <paramref name="carried"/> from <see cref="FirstStep{TW, TO, TD}"/>
+    /// for this warp, where it loaded one.</summary>
+    public static void NormLinearWarpAt<TW, TO, TD, TP, TK>(int warp, ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<int> xRows, ArrayView<Vec4> g,
+        TO output, int cols, int tokens, float eps, L2Prefetch prefetch, CarriedStep carried)
+        where TW : struct, IWeightFormat
+        where TO : struct, IProjectionOutput
+        where TD : struct, IRowChunks
+        where TP : struct, IRowPrefetch
+        where TK : struct, IStepCarry
     {
         const int warpTokens = DenseKernelBodies.WarpTokens;
         int lane = Warp.LaneIdx;
@@ -88,6 +100,11 @@ public static class FusedKernelBodies
         }
         var sums = default(GroupSums);
         int c = lane;
+        if (default(TK).Carries && carried.Loaded != 0)
+        {
+            sums = sums.StepLoaded<TW, TD, WholeStep>(carried.A, carried.B, c, chunks, g, x, group);   // the first step, loaded ahead
+            c += step;
+        }
         for (; c - lane < whole; c += step) // c - lane: the step's first chunk, uniform across the warp
             sums = sums.Step<TW, TD, WholeStep>(w, rowA, rowB, c, chunks, g, x, group);
         if (whole < chunks)
@@ -95,6 +112,26 @@ public static class FusedKernelBodies
         prefetch.Issue(warp, lane, starting: false); // PrefetchPoint.End: the rows' loads are used; the next matrix's lines while the grid drains
 
         sums.Write(output, u, t0, group, cols, eps, lane);
+    }
+
+    /// <summary>The first whole load step of both rows of warp <paramref name="warp"/>'s unit in
+    /// <see cref="NormLinearWarpAt{TW, TO, TD, TP, TK}"/> over <paramref name="w"/> ([rows, <paramref name="cols"/>]): weights
+    /// only, so a grid-synced stage's warps load it before the barrier that starts the stage. Not loaded when the warp has
+    /// no unit there or the rows are shorter than a step.</summary>
+    public static CarriedStep FirstStep<TW, TO, TD>(int warp, ArrayView<Bits128> w, TO output, int cols, int tokens)
+        where TW : struct, IWeightFormat
+        where TO : struct, IProjectionOutput
+        where TD : struct, IRowChunks
+    {
+        var carried = default(CarriedStep);
+        int tokenGroups = (tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens;
+        int chunks = cols / default(TW).ElementsPerChunk;
+        if (warp >= output.Units * tokenGroups || chunks < default(TD).PerLane * Warp.WarpSize) return carried;
+        int u = warp / tokenGroups;   // as WarpUnit.Of
+        carried.A = LaneChunks.Load<TD, WholeStep>(w, (long)output.FirstRow(u) * chunks, Warp.LaneIdx, chunks);
+        carried.B = LaneChunks.Load<TD, WholeStep>(w, (long)output.SecondRow(u) * chunks, Warp.LaneIdx, chunks);
+        carried.Loaded = 1;
+        return carried;
     }
 
     /// <summary>
@@ -258,9 +295,14 @@ public static class FusedKernelBodies
             where TW : struct, IWeightFormat
             where TD : struct, IRowChunks
             where TE : struct, IStepEdge
+            => StepLoaded<TW, TD, TE>(LaneChunks.Load<TD, TE>(w, rowA, c, chunks), LaneChunks.Load<TD, TE>(w, rowB, c, chunks), c, chunks, g, x, group);
+
+        /// <summary><see cref="Step{TW, TD, TE}"/> with both rows' chunks already loaded.</summary>
+        public readonly GroupSums StepLoaded<TW, TD, TE>(LaneChunks a, LaneChunks b, int c, int chunks, ArrayView<Vec4> g, ArrayView<Vec4> x, TokenGroup group)
+            where TW : struct, IWeightFormat
+            where TD : struct, IRowChunks
+            where TE : struct, IStepEdge
         {
-            var a = LaneChunks.Load<TD, TE>(w, rowA, c, chunks);
-            var b = LaneChunks.Load<TD, TE>(w, rowB, c, chunks);
             var r = Add<TW, TE>(a.C0, b.C0, g, x, group, c, 0, chunks);
             r = r.Add<TW, TE>(a.C1, b.C1, g, x, group, c, 1, chunks);
             if (default(TD).PerLane >= 4)

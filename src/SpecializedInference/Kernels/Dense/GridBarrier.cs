@@ -35,11 +35,17 @@ public struct GridBarrier
 
     /// <summary>Returns once every group of the launch has called it (as many times): what any thread of any group
     /// wrote before it, every thread reads after it.</summary>
-    public readonly void Wait()
+    public readonly void Wait() => Wait<NoStageClock>(default, 0);
+
+    /// <summary><see cref="Wait()"/>, marking the group's arrival (its warps done) as <paramref name="arrival"/> and the
+    /// release (every group arrived) as the mark after it, in <paramref name="times"/> (<see cref="TailStage"/>).</summary>
+    public readonly void Wait<TClock>(ArrayView<long> times, int arrival)
+        where TClock : struct, IStageClock
     {
         Group.Barrier();                                   // the group's warps are done with the stage
         if (Group.IdxX == 0)
         {
+            default(TClock).Mark(times, arrival);
             MemoryFence.DeviceLevel();                     // release: the group's writes before its arrival
             int add = Grid.IdxX == 0 ? int.MinValue - (Groups - 1) : 1;
             int arrived = Atomic.Add(ref State[Word], add);
@@ -53,6 +59,7 @@ public struct GridBarrier
                 }
             }
             MemoryFence.DeviceLevel();                     // acquire: the others' writes (and L1 dropped) before our reads
+            default(TClock).Mark(times, arrival + 1);
         }
         Group.Barrier();
     }

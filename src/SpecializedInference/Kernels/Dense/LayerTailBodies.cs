@@ -17,7 +17,7 @@ namespace SpecializedInference.Kernels.Dense;
 ///   ── grid barrier ── (not after the last layer)
 ///   q, k, v = rope(norm(x) · Wqkvᵀ) of the next layer, k and v into its cache
 /// </code>
-/// <see cref="Layer{TW, TKv, TDecode, TL, TF, TQ, TP}"/> puts the layer's decode attention before them, in the same launch
+/// <see cref="Layer{TW, TKv, TDecode, TL, TF, TQ, TP, TC, TK}"/> puts the layer's decode attention before them, in the same launch
 /// (<see cref="DecodeLaunches.GridSyncedLayers"/>).
 /// Why: at batch 1 a small model's step is a chain of short launches, each paying a launch and a ramp before its bytes
 /// count (TinyLlama: ~113 launches of 4–19 µs for a 509 µs weight-read floor, 1.28 ms a step on the H200). Per layer the
@@ -30,15 +30,22 @@ public static class LayerTailBodies
     /// <summary>
     /// The layer tail (see the class). <typeparamref name="TL"/> is the load depth of o_proj's and down_proj's rows,
     /// <typeparamref name="TF"/> of gate|up's, <typeparamref name="TQ"/> of the next qkv's (<see cref="MatvecDepth"/>).
+    /// <typeparamref name="TC"/> marks each group's <see cref="TailStage"/>s (the engine's: none). Under
+    /// <typeparamref name="TK"/> = <see cref="CarryFirstStep"/> each warp loads its first rows of the next stage before
+    /// each barrier (<see cref="DecodeLaunches.GridSyncedTailsPreloaded"/>): weights depend on nothing the barrier
+    /// orders, so their first round trip overlaps the groups' meeting instead of following it.
     /// </summary>
-    public static void LayerTail<TW, TKv, TL, TF, TQ, TP>(LayerTailArgs<TKv> a)
+    public static void LayerTail<TW, TKv, TL, TF, TQ, TP, TC, TK>(LayerTailArgs<TKv> a)
         where TW : struct, IWeightFormat
         where TKv : struct, IKvRowTarget
         where TL : struct, IRowChunks
         where TF : struct, IRowChunks
         where TQ : struct, IRowChunks
         where TP : struct, IRowPrefetch
+        where TC : struct, IStageClock
+        where TK : struct, IStepCarry
     {
+        default(TC).Mark(a.StageTimes, TailStage.Entry);
         int first = (Grid.IdxX * Group.DimX + Group.IdxX) / Warp.WarpSize;
         int stride = Grid.DimX * Group.DimX / Warp.WarpSize;
         int tokenGroups = (a.Tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens;
@@ -48,23 +55,43 @@ public static class LayerTailBodies
         // x += attn · Woᵀ: a row of o_proj per work item, as many items per token group.
         for (int w = first; w < a.Hidden * tokenGroups; w += stride)
             DenseKernelBodies.LinearWarpAt<TW, AddToOutput, TL, TP>(w, a.O, a.Attention, a.X, a.Hidden, a.QueryDim, a.Tokens, a.OPrefetch);
-        a.Barrier.Wait();
+        var carried = default(TK).Carries ? FusedKernelBodies.FirstStep<TW, SwiGluOutput, TF>(first, a.GateUp, a.Act, a.Hidden, a.Tokens) : default;
+        a.Barrier.Wait<TC>(a.StageTimes, TailStage.OArrive);
 
         // act = silu(norm(x) · Wgateᵀ) ∘ (norm(x) · Wupᵀ): gate row j and up row j per work item.
         for (int w = first; w < a.Act.Units * tokenGroups; w += stride)
-            FusedKernelBodies.NormLinearWarpAt<TW, SwiGluOutput, TF, TP>(w, a.GateUp, x, a.Rows, a.PostNorm, a.Act, a.Hidden, a.Tokens, a.Eps, a.GateUpPrefetch);
-        a.Barrier.Wait();
+        {
+            FusedKernelBodies.NormLinearWarpAt<TW, SwiGluOutput, TF, TP, TK>(w, a.GateUp, x, a.Rows, a.PostNorm, a.Act, a.Hidden, a.Tokens, a.Eps, a.GateUpPrefetch,
+                carried);
+            carried.Loaded = 0;   // the warp's later items load all their steps
+        }
+        carried = default(TK).Carries ? DenseKernelBodies.FirstStep<TW, TL>(first, a.Down, a.Hidden, a.Act.Intermediate, a.Tokens) : default;
+        a.Barrier.Wait<TC>(a.StageTimes, TailStage.GateUpArrive);
 
         // x += act · Wdownᵀ
         for (int w = first; w < a.Hidden * tokenGroups; w += stride)
-            DenseKernelBodies.LinearWarpAt<TW, AddToOutput, TL, TP>(w, a.Down, act, a.X, a.Hidden, a.Act.Intermediate, a.Tokens, a.DownPrefetch);
-        if (a.HasNext == 0) return;
-        a.Barrier.Wait();
+        {
+            DenseKernelBodies.LinearWarpAt<TW, AddToOutput, TL, TP, TK>(w, a.Down, act, a.X, a.Hidden, a.Act.Intermediate, a.Tokens, a.DownPrefetch, carried);
+            carried.Loaded = 0;
+        }
+        if (a.HasNext != 0)
+        {
+            carried = default(TK).Carries ? FusedKernelBodies.FirstStep<TW, RopeSplitOutput<TKv>, TQ>(first, a.NextQkv, a.NextQkvOut, a.Hidden, a.Tokens) : default;
+            a.Barrier.Wait<TC>(a.StageTimes, TailStage.DownArrive);
 
-        // The next layer's q, k, v = rope(norm(x) · Wqkvᵀ): rows i and i + head_dim/2 of a head per work item.
-        for (int w = first; w < a.NextQkvOut.Units * tokenGroups; w += stride)
-            FusedKernelBodies.NormLinearWarpAt<TW, RopeSplitOutput<TKv>, TQ, TP>(w, a.NextQkv, x, a.Rows, a.NextInputNorm, a.NextQkvOut, a.Hidden, a.Tokens, a.Eps,
-                a.QkvPrefetch);
+            // The next layer's q, k, v = rope(norm(x) · Wqkvᵀ): rows i and i + head_dim/2 of a head per work item.
+            for (int w = first; w < a.NextQkvOut.Units * tokenGroups; w += stride)
+            {
+                FusedKernelBodies.NormLinearWarpAt<TW, RopeSplitOutput<TKv>, TQ, TP, TK>(w, a.NextQkv, x, a.Rows, a.NextInputNorm, a.NextQkvOut, a.Hidden, a.Tokens,
+                    a.Eps, a.QkvPrefetch, carried);
+                carried.Loaded = 0;
+            }
+        }
+        if (default(TC).Records)
+        {
+            Group.Barrier();   // the group's last warp done
+            default(TC).Mark(a.StageTimes, TailStage.Exit);
+        }
     }
 
     /// <summary>
@@ -73,7 +100,7 @@ public static class LayerTailBodies
     /// the launch's groups are the decode's size), then a grid barrier and the <see cref="LayerTail"/>'s stages. A step
     /// of TinyLlama's is then 26 launches instead of 113.
     /// </summary>
-    public static void Layer<TW, TKv, TDecode, TL, TF, TQ, TP>(LayerArgs<TKv> a)
+    public static void Layer<TW, TKv, TDecode, TL, TF, TQ, TP, TC, TK>(LayerArgs<TKv> a)
         where TW : struct, IWeightFormat
         where TKv : struct, IKvRowTarget
         where TDecode : struct, IDecodeGroups
@@ -81,16 +108,18 @@ public static class LayerTailBodies
         where TF : struct, IRowChunks
         where TQ : struct, IRowChunks
         where TP : struct, IRowPrefetch
+        where TC : struct, IStageClock
+        where TK : struct, IStepCarry
     {
         // attn = attend(q, the layer's cache): every Grid.DimX-th decode group, from this group's index.
         for (int g = Grid.IdxX; g < a.DecodeGroups; g += Grid.DimX)
             default(TDecode).Run(g, a.Meta, a.Queries, a.KeyCache, a.ValueCache, a.Tail.Attention.Cast<float>());
         a.Tail.Barrier.Wait();
-        LayerTail<TW, TKv, TL, TF, TQ, TP>(a.Tail);
+        LayerTail<TW, TKv, TL, TF, TQ, TP, TC, TK>(a.Tail);
     }
 }
 
-/// <summary>What <see cref="LayerTailBodies.LayerTail{TW, TKv, TL, TF, TQ, TP}"/> reads and writes: one layer's o_proj and
+/// <summary>What <see cref="LayerTailBodies.LayerTail{TW, TKv, TL, TF, TQ, TP, TC, TK}"/> reads and writes: one layer's o_proj and
 /// MLP, the next layer's input norm and qkv (absent after the last layer), the step's activations.</summary>
 public struct LayerTailArgs<TKv>
     where TKv : struct, IKvRowTarget
@@ -126,9 +155,12 @@ public struct LayerTailArgs<TKv>
     /// <summary>What each stage's warps pull into L2 (<see cref="L2Prefetch"/>), over the stage's work items</summary>
     public L2Prefetch OPrefetch, GateUpPrefetch, DownPrefetch, QkvPrefetch;
     public GridBarrier Barrier;
+    /// <summary>[groups, StageRow.SlotsPerGroup] each group's <see cref="TailStage"/> marks, where the launch is clocked
+    /// (<see cref="DenseKernels.ClockTails"/>); otherwise any allocated view, never written</summary>
+    public ArrayView<long> StageTimes;
 }
 
-/// <summary>What <see cref="LayerTailBodies.Layer{TW, TKv, TDecode, TL, TF, TQ, TP}"/> reads and writes: the step's decode
+/// <summary>What <see cref="LayerTailBodies.Layer{TW, TKv, TDecode, TL, TF, TQ, TP, TC, TK}"/> reads and writes: the step's decode
 /// (its plan, the layer's cache, q; the output is the tail's <see cref="LayerTailArgs{TKv}.Attention"/>) and the tail.</summary>
 public struct LayerArgs<TKv>
     where TKv : struct, IKvRowTarget

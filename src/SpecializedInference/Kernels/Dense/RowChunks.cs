@@ -69,6 +69,37 @@ public struct EightChunks : IRowChunks
     public readonly int PerLane => 8;
 }
 
+/// <summary>
+/// Whether a grid-synced stage's warps enter it with their first work item's first load step already in registers
+/// (<see cref="CarriedStep"/>, loaded before the grid barrier that starts the stage, while the groups meet), or load it
+/// after the barrier as the per-stage kernels do. A struct type parameter: without it the kernels are as they were.
+/// </summary>
+public interface IStepCarry
+{
+    bool Carries { get; }
+}
+
+/// <summary>Every step loaded where it is used.</summary>
+public struct NoCarry : IStepCarry
+{
+    public readonly bool Carries => false;
+}
+
+/// <summary>The first step arrives loaded (<see cref="DecodeLaunches.GridSyncedTailsPreloaded"/>).</summary>
+public struct CarryFirstStep : IStepCarry
+{
+    public readonly bool Carries => true;
+}
+
+/// <summary>A lane's chunks of the first whole load step of a warp's row (and of its second row, for the fused pairs),
+/// loaded ahead of the work item that uses them; <see cref="Loaded"/> 0 when the warp has no item there or the row is
+/// shorter than one step.</summary>
+public struct CarriedStep
+{
+    public LaneChunks A, B;
+    public int Loaded;
+}
+
 /// <summary>Whether a step of a warp matvec may run past the end of the row: only the last step of a row that is not a
 /// whole number of steps does, and only it pays for clamped indices and dropped products (a struct type parameter, so
 /// the whole steps keep constant address offsets).</summary>

@@ -26,13 +26,9 @@ public sealed record DecodeStageSummary(int Groups, double CyclesPerNs, double S
     /// recorded an entry and an exit with a positive span.</summary>
     public static DecodeStageSummary? From(long[] times)
     {
-        const int S = DecodeStage.SlotsPerGroup;
-        if (times.Length % S != 0) throw new ArgumentException($"stage times: {times.Length} longs are not whole rows of {S}", nameof(times));
-        var rows = Enumerable.Range(0, times.Length / S).Select(g => times.AsSpan(g * S, S).ToArray())
-            .Where(r => r[0] != 0 && r[1] > r[0] && Clock(r, DecodeStage.Entry) != 0 && Clock(r, DecodeStage.Exit) > Clock(r, DecodeStage.Entry))
-            .ToList();
-        if (rows.Count == 0) return null;
-        double cyclesPerNs = rows.Sum(r => (double)(Clock(r, DecodeStage.Exit) - Clock(r, DecodeStage.Entry))) / rows.Sum(r => (double)(r[1] - r[0]));
+        if (StageRows.From(times) is not { } parsed) return null;
+        var rows = parsed.Rows;
+        double cyclesPerNs = parsed.CyclesPerNs;
 
         var stages = new List<StageTiming>();
         for (int s = 1; s < DecodeStage.Count; s++)
@@ -40,11 +36,10 @@ public sealed record DecodeStageSummary(int Groups, double CyclesPerNs, double S
             var steps = new List<(double Step, double SinceEntry)>();
             foreach (var r in rows)
             {
-                long at = Marked(r, s);
-                if (at == 0) continue;   // not passed (a single-partition decode draws no ticket)
+                if (StageRows.Marked(r, s) == 0) continue;   // not passed (a single-partition decode draws no ticket)
                 int before = s - 1;
-                while (before > 0 && Marked(r, before) == 0) before--;
-                steps.Add(((at - Clock(r, before)) / cyclesPerNs, (at - Clock(r, DecodeStage.Entry)) / cyclesPerNs));
+                while (before > 0 && StageRows.Marked(r, before) == 0) before--;
+                steps.Add((parsed.Ns(r, before, s), parsed.Ns(r, DecodeStage.Entry, s)));
             }
             if (steps.Count > 0)
                 stages.Add(new StageTiming(DecodeStage.Names[s], steps.Count, steps.Average(x => x.Step), steps.Max(x => x.Step), steps.Average(x => x.SinceEntry)));
@@ -52,18 +47,8 @@ public sealed record DecodeStageSummary(int Groups, double CyclesPerNs, double S
         long first = rows.Min(r => r[0]);
         var entries = rows.Select(r => (double)(r[0] - first)).Order().ToArray();
         double Quantile(double q) => entries[(int)Math.Round(q * (entries.Length - 1), MidpointRounding.AwayFromZero)];
-        return new DecodeStageSummary(rows.Count, cyclesPerNs, rows.Max(r => r[0]) - first, rows.Max(r => r[1]) - first,
+        return new DecodeStageSummary(rows.Count, cyclesPerNs, parsed.StartSpreadNs, parsed.SpanNs,
             [Quantile(0.25), Quantile(0.5), Quantile(0.75)], stages);
-    }
-
-    private static long Clock(long[] row, int stage) => row[DecodeStage.ClockSlot(stage)];
-
-    /// <summary>Stage <paramref name="stage"/>'s clock if this launch marked it: between the group's entry and exit marks
-    /// (a mark outside them is an earlier launch's, which the kernels clear at entry; <see cref="SmStageClock"/>), else 0.</summary>
-    private static long Marked(long[] row, int stage)
-    {
-        long at = Clock(row, stage);
-        return at >= Clock(row, DecodeStage.Entry) && at <= Clock(row, DecodeStage.Exit) ? at : 0;
     }
 
     public override string ToString()

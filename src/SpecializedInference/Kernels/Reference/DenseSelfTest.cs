@@ -13,7 +13,7 @@ namespace SpecializedInference.Kernels.Reference;
 /// warps (the last two capped at 88 registers, <see cref="FusedMatvecLaunch"/>) and with SwiGLU's while it pulls the
 /// next matrix into L2 at its end and at its start, or its own rows and the next matrix (<see cref="WeightPrefetch"/>);
 /// the matvec pulling its own rows, and streaming its rows through shared memory by asynchronous copies
-/// (<see cref="MatvecLoads.AsyncCopy"/>); a layer's tail as one grid-synced launch; the batched projection for 2–16
+/// (<see cref="MatvecLoads.AsyncCopy"/>); a layer's tail as one grid-synced launch, plain, with each stage's first rows loaded before its barrier, and clocked; the batched projection for 2–16
 /// tokens with its columns split 1, 2 and 4 ways. 67 rows (an odd last row pair, a partial group) of 1320 columns
 /// (165 f16 chunks: whole load steps and a partial one at every depth), 1 to 12 tokens (partial token groups), the
 /// inputs' rows read in reverse, outputs poisoned with NaN or holding what they add to. Until this, these kernels were
@@ -58,6 +58,13 @@ public static class DenseSelfTest
         var gridSynced = new DenseKernels(accelerator, DenseSchedule.Warp, decodeLaunches: DecodeLaunches.GridSyncedTails);
         foreach (int tokens in new[] { 1, 3 })
             results.Add(Check("layer-tail", $"f16, {tokens} tok, one grid-synced launch", () => LayerTail(gridSynced, rng, tokens)));
+        // Rows of at least one whole load step (the first step is what a preloaded stage carries over its barrier): hidden 520
+        // (65 f16 chunks: a step of the fused pairs' 64 and one more), intermediate 1032 (129: down_proj's 128 and one more).
+        var preloaded = new DenseKernels(accelerator, DenseSchedule.Warp, decodeLaunches: DecodeLaunches.GridSyncedTailsPreloaded);
+        results.Add(Check("layer-tail", "f16, 3 tok, hidden 520, each stage's first rows loaded before its barrier, bits as the plain tail's",
+            () => LayerTail(preloaded, rng, 3, hidden: 520, intermediate: 1032, sameAs: gridSynced)));
+        var clocked = new DenseKernels(accelerator, DenseSchedule.Warp, decodeLaunches: DecodeLaunches.GridSyncedTails) { ClockTails = true };
+        results.Add(Check("layer-tail", "f16, 1 tok, clocked (each group's stage marks)", () => ClockedLayerTail(clocked, rng)));
         foreach (var (dtype, tokens, split) in new[] { (WeightDtype.F16, 5, 2), (WeightDtype.F16, 12, 4), (WeightDtype.F32, 8, 1) })
             results.Add(Check("batched", $"{dtype.ToString().ToLowerInvariant()}, {tokens} tok, columns split {split}, y +=",
                 () => Batched(warp, rng, dtype, tokens, split)));
@@ -120,10 +127,11 @@ public static class DenseSelfTest
     /// (<see cref="DenseKernels.LayerTail{TKv}"/>, its groups meeting at grid barriers) against float64 stage by stage: the
     /// residual stream, the activation, q, k and v. Hidden 264 (33 f16 chunks: a partial load step), 4/2 heads of 32,
     /// intermediate 72; positions 5, 9, 2. On a GPU its widest stage (264 rows) spreads over 17 groups of 16 warps.
+    /// With <paramref name="sameAs"/>, that tail runs again on the same inputs and must give the same bits.
     /// </summary>
-    private static double LayerTail(DenseKernels gridSynced, Random rng, int tokens)
+    private static double LayerTail(DenseKernels gridSynced, Random rng, int tokens, int hidden = 264, int intermediate = 72, DenseKernels? sameAs = null)
     {
-        const int hidden = 264, heads = 4, kvHeads = 2, headDim = 32, intermediate = 72, maxPositions = 16;
+        const int heads = 4, kvHeads = 2, headDim = 32, maxPositions = 16;
         const int queryDim = heads * headDim, kvDim = kvHeads * headDim, qkvRows = queryDim + 2 * kvDim;
         if (!gridSynced.RunsLayerTail(tokens)) throw new InvalidOperationException($"{tokens} tokens do not run the grid-synced tail here");
         float[] wo = Values(rng, hidden * queryDim), wgu = Values(rng, 2 * intermediate * hidden), wdown = Values(rng, hidden * intermediate),
@@ -159,11 +167,34 @@ public static class DenseSelfTest
         using var k = a.Allocate1D(Poison(tokens * kvDim));          // [tokens, kv_heads, head_dim]
         using var v = a.Allocate1D(Poison(tokens * kvDim));          // [tokens, kv_heads, head_dim]
         var rope = new RopeSplitOutput<KvRows>(q.View, new KvRows(k.View, v.View, kvHeads, headDim), dPositions.View, dCos.View, dSin.View, heads, kvHeads, headDim);
-        gridSynced.LayerTail(dAttn.View, tokens, o, x.View, dRows.View, dPostNorm.View, Eps, gateUp, new SwiGluOutput(dAct.View, intermediate), down, rope,
-            new NextLayerWeights(dInputNorm.View, qkv, After: o));
-        gridSynced.CheckGridBarriers();
-        return DenseReference.RelativeError([.. x2, .. act, .. eq, .. ek, .. ev],
-            [.. x.GetAsArray1D(), .. dAct.GetAsArray1D(), .. q.GetAsArray1D(), .. k.GetAsArray1D(), .. v.GetAsArray1D()]);
+        float[] Run(DenseKernels kernels)
+        {
+            x.CopyFromCPU(x0);
+            foreach (var output in new[] { dAct, q, k, v }) output.CopyFromCPU(Poison((int)output.Length));
+            kernels.LayerTail(dAttn.View, tokens, o, x.View, dRows.View, dPostNorm.View, Eps, gateUp, new SwiGluOutput(dAct.View, intermediate), down, rope,
+                new NextLayerWeights(dInputNorm.View, qkv, After: o));
+            kernels.CheckGridBarriers();
+            return [.. x.GetAsArray1D(), .. dAct.GetAsArray1D(), .. q.GetAsArray1D(), .. k.GetAsArray1D(), .. v.GetAsArray1D()];
+        }
+        var actual = Run(gridSynced);
+        if (sameAs is not null && !actual.AsSpan().SequenceEqual(Run(sameAs)))
+            throw new InvalidOperationException($"the tail differs from the {sameAs.DecodeLaunches} one's bits on the same inputs");
+        return DenseReference.RelativeError([.. x2, .. act, .. eq, .. ek, .. ev], actual);
+    }
+
+    /// <summary><see cref="LayerTail"/> with <see cref="DenseKernels.ClockTails"/> on (the benchmarks' <c>layer-tail</c>): the
+    /// same results, and where the device has a clock (CUDA), every group's four stages marked in order.</summary>
+    private static double ClockedLayerTail(DenseKernels clocked, Random rng)
+    {
+        double error = LayerTail(clocked, rng, 1);
+        var times = clocked.ReadTailStageTimes();
+        if (clocked.Accelerator.AcceleratorType != AcceleratorType.Cuda) return error;   // no clock to read
+        var summary = TailStageSummary.From(times)
+            ?? throw new InvalidOperationException($"the clocked tail's {times.Length / StageRow.SlotsPerGroup} groups recorded no entry and exit");
+        if (summary.Groups != times.Length / StageRow.SlotsPerGroup || summary.Stages.Count != TailStageSummary.Names.Length
+            || summary.Stages.Any(s => s.Groups != summary.Groups || !(s.MeanWorkNs >= 0) || !(s.MinWaitNs >= 0)))
+            throw new InvalidOperationException($"the clocked tail's marks are incomplete or out of order:{Environment.NewLine}{summary}");
+        return error;
     }
 
     /// <summary>y += x · Wᵀ through the batched projection with <paramref name="split"/> warps per row-warp.</summary>
