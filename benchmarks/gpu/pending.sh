@@ -15,6 +15,10 @@
 #   3. launch-graph.txt  `SpecializedInference.Benchmarks.dll launch-graph`: chains of 100 launches (an empty kernel, an
 #                     8 MiB read) one by one through ILGPU against the same chain captured into a CUDA graph (driver
 #                     API) and replayed: whether ILGPU's launches can be captured at all, and what a launch costs each way.
+#                     Then chains of 8 MiB reads launched by cuLaunchKernelEx with programmatic dependent launch (PDL:
+#                     griddepcontrol, the PTX target raised from ILGPU's sm_80 to sm_90 in a module the probe loads),
+#                     waiting before their loads and loading before their wait: what a launch boundary costs when the
+#                     next kernel starts early, the way a matvec could load its weights before its inputs are ready.
 #   4. generate-variants.txt: the bundled model, default and `--matvec-loads async-copy`, must print the reference text.
 #   5. report-e2e.md  `report --sections copy,e2e --matvec-loads async-copy --decode-launches grid-synced-tails,
 #                     grid-synced-tails-preloaded --stage-times`: both preset models at batch 1/16/64, then at batch 1

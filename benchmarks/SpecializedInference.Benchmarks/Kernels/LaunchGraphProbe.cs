@@ -20,7 +20,7 @@ namespace SpecializedInference.Benchmarks.Kernels;
 /// </summary>
 public static class LaunchGraphProbe
 {
-    private const int Chain = 100, Repetitions = 21;
+    internal const int Chain = 100, Repetitions = 21;
 
     /// <returns>0, or 2 without a usable CUDA device (said on <paramref name="output"/>).</returns>
     public static int Run(TextWriter output)
@@ -94,11 +94,12 @@ public static class LaunchGraphProbe
             }
             output.WriteLine($"| {name} | {direct:F2} | {graphed} | {setup} |");
         }
+        ProgrammaticLaunchProbe.Run(accelerator, stream, source, sink, output);
         return 0;
     }
 
     /// <summary>Median µs of <paramref name="run"/> over <see cref="Repetitions"/> runs.</summary>
-    private static double Median(Action run)
+    internal static double Median(Action run)
     {
         var times = new double[Repetitions];
         for (int r = 0; r < Repetitions; r++)
@@ -142,10 +143,7 @@ public static class LaunchGraphProbe
             (_exec, _graph) = (IntPtr.Zero, IntPtr.Zero);
         }
 
-        private static void Check(int result, string call)
-        {
-            if (result != 0) throw new CudaDriverException($"{call} returned CUDA error {result}");
-        }
+        private static void Check(int result, string call) => CudaDriver.Check(result, call);
 
         [DllImport("libcuda.so.1")] private static extern int cuStreamBeginCapture_v2(IntPtr stream, int mode);
         [DllImport("libcuda.so.1")] private static extern int cuStreamEndCapture(IntPtr stream, out IntPtr graph);
@@ -154,6 +152,16 @@ public static class LaunchGraphProbe
         [DllImport("libcuda.so.1")] private static extern int cuGraphExecDestroy(IntPtr exec);
         [DllImport("libcuda.so.1")] private static extern int cuGraphDestroy(IntPtr graph);
     }
-
-    private sealed class CudaDriverException(string message) : Exception(message);
 }
+
+/// <summary>What the probes call in the CUDA driver that ILGPU 1.5.3 does not expose.</summary>
+internal static class CudaDriver
+{
+    public static void Check(int result, string call)
+    {
+        if (result != 0) throw new CudaDriverException($"{call} returned CUDA error {result}");
+    }
+}
+
+/// <summary>A CUDA driver call that failed, with the call and the error code.</summary>
+internal sealed class CudaDriverException(string message) : Exception(message);

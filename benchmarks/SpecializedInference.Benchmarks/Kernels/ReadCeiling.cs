@@ -47,6 +47,13 @@ public sealed class ReadCeiling : IDisposable
     /// <param name="sink">[1]</param>
     internal static void ReadKernel(ArrayView<F4> source, ArrayView<float> sink, long chunks)
     {
+        float sum = ReadSum(source, chunks);
+        if (sum < 0) sink[0] = sum;
+    }
+
+    /// <summary>This thread's share of <see cref="ReadKernel"/>: the sum of its chunks.</summary>
+    internal static float ReadSum(ArrayView<F4> source, long chunks)
+    {
         long threads = (long)Grid.DimX * Group.DimX;
         long i = (long)Grid.IdxX * Group.DimX + Group.IdxX;
         float sum = 0;
@@ -63,7 +70,7 @@ public sealed class ReadCeiling : IDisposable
             var a = source[i];
             sum += a.X + a.Y + a.Z + a.W;
         }
-        if (sum < 0) sink[0] = sum;
+        return sum;
     }
 
     /// <summary>Does nothing (the store is never taken): the cost of a launch alone.</summary>
