@@ -1,10 +1,12 @@
 #!/bin/bash
-# What the offline work since run 25 waits to have measured, in one device call of ~7 minutes (run it with timeout_s 480),
+# What the offline work since run 25 waits to have measured, in one device call of ~7.5 minutes (run it with timeout_s 480),
 # from the repository root after benchmarks/gpu/pack.sh (carry .gpu). Outputs go to $OUT; each step gets what is left of
-# the call's 450 s, the cheap ones first:
-#   1. selftest.txt   `si selftest --device cuda --set dense`: 21 checks, first time on a GPU for five of them: the
+# the call's 420 s (after unpacking), the cheap ones first:
+#   1. selftest.txt   `si selftest --device cuda --set dense`: 23 checks, first time on a GPU for seven of them: the
 #                     matvec (f16, f32) and the fused norm projection streaming their rows through shared memory by
-#                     cp.async (MatvecLoads.AsyncCopy), the grid-synced tail with each stage's first rows preloaded (the
+#                     cp.async (MatvecLoads.AsyncCopy), the matvec and the fused projection launched by the engine's own
+#                     programmatic launcher (cuLaunchKernelEx, arguments marshalled as ILGPU lays them out, PTX target
+#                     raised to sm_90 for griddepcontrol), the grid-synced tail with each stage's first rows preloaded (the
 #                     plain tail's bits), and the tail clocked (its marks complete and in order).
 #   2. layer-tail.txt `SpecializedInference.Benchmarks.dll layer-tail`: one layer's dense work at batch 1 for Llama-3-8B
 #                     and TinyLlama, as four per-stage launches, as one grid-synced launch, and as one whose warps load
@@ -19,13 +21,16 @@
 #                     griddepcontrol, the PTX target raised from ILGPU's sm_80 to sm_90 in a module the probe loads),
 #                     waiting before their loads and loading before their wait: what a launch boundary costs when the
 #                     next kernel starts early, the way a matvec could load its weights before its inputs are ready.
-#   4. generate-variants.txt: the bundled model, default and `--matvec-loads async-copy`, must print the reference text.
-#   5. report-e2e.md  `report --sections copy,e2e --matvec-loads async-copy --decode-launches grid-synced-tails,
+#   4. generate-variants.txt: the bundled model, default, `--matvec-loads async-copy` and `--decode-launches per-stage-pdl`,
+#                     must print the reference text (3 of 3).
+#   5. report-e2e.md  `report --sections copy,e2e --matvec-loads async-copy --decode-launches per-stage-pdl,grid-synced-tails,
 #                     grid-synced-tails-preloaded --stage-times`: both preset models at batch 1/16/64, then at batch 1
 #                     (a) with each decode matvec keeping 8 chunks per lane in flight as cp.async copies into shared memory
 #                     (ptxas sm_90: 48 registers + 16 KB for o_proj/down, 79 + 32 KB for the fused pairs, against 96-165
-#                     registers with 2-4 chunks in registers), (b) with grid-synced tails, plain and with each warp's
-#                     first rows of a stage loaded before its barrier (in flight while the groups meet).
+#                     registers with 2-4 chunks in registers), (b) with every decode matvec launched by programmatic
+#                     dependent launch (per-stage-pdl: it starts while the kernel before it ends, loads its first weights,
+#                     then waits; ProgrammaticLauncher), (c) with grid-synced tails, plain and with each warp's first
+#                     rows of a stage loaded before its barrier (in flight while the groups meet).
 #   6. trace.txt      only where Nsight Systems is installed (tools.txt says what is): a 4-layer TinyLlama-shape random
 #                     checkpoint's `si generate` traced (`nsys profile -t cuda`), then benchmarks/gpu/trace_gaps.py: each
 #                     decode step's kernel time against the idle gaps between its launches, as they ran back to back.
@@ -41,7 +46,7 @@ export DOTNET_ROOT=/tmp/dn DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 SI="/tmp/dn/dotnet .gpu/si/si.dll"
 APP="/tmp/dn/dotnet .gpu/app/SpecializedInference.Benchmarks.dll"
 start=$(date +%s)
-deadline=450
+deadline=420
 elapsed() { echo $(( $(date +%s) - start )); }
 # budget <at most>: seconds for the next step, at most what is left before the deadline (at least 5)
 budget() { local left=$(( deadline - $(elapsed) )); [ $left -lt $1 ] || left=$1; [ $left -gt 5 ] || left=5; echo $left; }
@@ -55,17 +60,17 @@ timeout $(budget 90) $APP layer-tail --device cuda > "$OUT/layer-tail.txt" 2>&1
 cat "$OUT/layer-tail.txt"; echo "layer-tail at $(elapsed) s"
 timeout $(budget 60) $APP launch-graph > "$OUT/launch-graph.txt" 2>&1
 cat "$OUT/launch-graph.txt"
-for flags in "" "--matvec-loads async-copy"; do
+for flags in "" "--matvec-loads async-copy" "--decode-launches per-stage-pdl"; do
   timeout $(budget 40) $SI generate --model models/docstrings-bf16 --prompt "This module provides" --max-new-tokens 32 --device cuda $flags
 done > "$OUT/generate-variants.txt" 2>&1
-echo "generate variants: $(grep -c "regular expression matching operations similar to those found in Perl" "$OUT/generate-variants.txt") of 2 print the reference; $(elapsed) s"
+echo "generate variants: $(grep -c "regular expression matching operations similar to those found in Perl" "$OUT/generate-variants.txt") of 3 print the reference; $(elapsed) s"
 
 nsys=$(command -v nsys || ls /opt/nvidia/nsight-systems/*/bin/nsys /usr/local/cuda*/bin/nsys 2> /dev/null | head -1)
 keep=0; [ -n "$nsys" ] && keep=80   # seconds kept for the trace
 report=$(( $(budget 300) - keep ))
 if [ $report -gt 60 ]; then
   timeout $report $APP report --device cuda --time-budget $(( report - 20 )) \
-    --sections copy,e2e --matvec-loads async-copy --decode-launches grid-synced-tails,grid-synced-tails-preloaded --stage-times \
+    --sections copy,e2e --matvec-loads async-copy --decode-launches per-stage-pdl,grid-synced-tails,grid-synced-tails-preloaded --stage-times \
     --out "$OUT/report-e2e.md" > "$OUT/report-e2e.log" 2>&1
   echo "report rc $? at $(elapsed) s"
   grep -h "batch .*: decode" "$OUT/report-e2e.log" | sed 's/, prefill.*decode step/; step/' | cut -c1-150

@@ -175,11 +175,20 @@ internal static class ModelLoading
             yield return schedule == DenseSchedule.Warp ? $"fused decode matvec in groups of {launch.WarpsPerGroup} warps" + (launch.MaxRegisters > 0 && cuda ? $", at most {launch.MaxRegisters} registers" : "")
                 : $"--fused-matvec-launch has no effect: the {schedule.ToString().ToLowerInvariant()} dense schedule has no fused warp matvec";
         if (options.DecodeLaunches != Kernels.Dense.DecodeLaunches.PerStage)
-            yield return schedule == DenseSchedule.Warp
-                ? options.DecodeLaunches == Kernels.Dense.DecodeLaunches.GridSyncedLayers
-                    ? "decode steps of up to 4 tokens launch each layer (its attention, o_proj, MLP and the next layer's qkv) as one grid-synced kernel"
-                    : "decode steps of up to 4 tokens launch each layer's o_proj, MLP and the next layer's qkv as one grid-synced kernel"
-                : $"--decode-launches {Kernels.Dense.DecodeLaunchNames.Name(options.DecodeLaunches)} has no effect: the {schedule.ToString().ToLowerInvariant()} dense schedule has no warp matvecs to sync";
+            yield return schedule != DenseSchedule.Warp
+                ? $"--decode-launches {Kernels.Dense.DecodeLaunchNames.Name(options.DecodeLaunches)} has no effect: the {schedule.ToString().ToLowerInvariant()} dense schedule has no warp matvecs to sync"
+                : options.DecodeLaunches switch
+                {
+                    Kernels.Dense.DecodeLaunches.GridSyncedLayers =>
+                        "decode steps of up to 4 tokens launch each layer (its attention, o_proj, MLP and the next layer's qkv) as one grid-synced kernel",
+                    Kernels.Dense.DecodeLaunches.PerStageProgrammatic => Accelerators.ProgrammaticLauncher.For(accelerator, out var whyNot) is null && cuda
+                        ? $"--decode-launches per-stage-pdl: {whyNot}; the per-stage launches run instead"
+                        : "the decode matvecs load their first weights, then wait for the kernel before them (programmatic dependent launch" +
+                          (cuda ? ")" : ": on the CPU accelerator the stream orders them anyway)"),
+                    Kernels.Dense.DecodeLaunches.GridSyncedTailsPreloaded =>
+                        "decode steps of up to 4 tokens launch each layer's o_proj, MLP and the next layer's qkv as one grid-synced kernel, each stage's first weights loaded before its barrier",
+                    _ => "decode steps of up to 4 tokens launch each layer's o_proj, MLP and the next layer's qkv as one grid-synced kernel",
+                };
         if (options.MatvecLoads != Kernels.Dense.MatvecLoads.Registers)
             yield return schedule != DenseSchedule.Warp
                 ? $"--matvec-loads {Kernels.Dense.MatvecLoadNames.Name(options.MatvecLoads)} has no effect: the {schedule.ToString().ToLowerInvariant()} dense schedule has no warp matvecs"

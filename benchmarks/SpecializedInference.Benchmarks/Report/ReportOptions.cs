@@ -23,7 +23,7 @@ namespace SpecializedInference.Benchmarks.Report;
 /// <param name="FusedLaunches">Fused decode matvec launches to compare (<c>warps:registers</c>,
 /// <see cref="SpecializedInference.Runtime.ModelOptions.FusedMatvecLaunch"/>): the e2e section also runs every model at
 /// batch 1 with each (rows labelled [fused matvec N warps, R registers]).</param>
-/// <param name="DecodeLaunches">Grid-synced decode launches to compare (<c>grid-synced-tails</c>, <c>grid-synced-tails-preloaded</c>, <c>grid-synced-layers</c>;
+/// <param name="DecodeLaunches">Decode launches to compare (<c>per-stage-pdl</c>, <c>grid-synced-tails</c>, <c>grid-synced-tails-preloaded</c>, <c>grid-synced-layers</c>;
 /// <see cref="SpecializedInference.Runtime.ModelOptions.DecodeLaunches"/>): the e2e section also runs every model at batch
 /// 1 with each (rows labelled [grid-synced-tails] …), and with each and the warps' own rows pulled into L2 when
 /// --prefetch-weights names rows, each of those at the default depth and at every --matvec-depths.</param>
@@ -42,7 +42,7 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
     public static readonly string[] AllSections = ["copy", "kernels", "variants", "dense", "e2e", "ablation"];
 
     public const string Usage =
-        "report [--out <file.md>] [--device cuda|cpu|auto] [--quick] [--sections copy,kernels,variants,dense,e2e,ablation] [--time-budget <seconds>] [--weights device|checkpoint] [--matvec-depths 8,4;4,4] [--greedy-on-host] [--cuda-cores] [--prefetch-weights rows,rows+8,8,start:8] [--fused-matvec-launch 2:88] [--decode-launches grid-synced-tails,grid-synced-tails-preloaded,grid-synced-layers] [--matvec-loads async-copy] [--stage-times]\n" +
+        "report [--out <file.md>] [--device cuda|cpu|auto] [--quick] [--sections copy,kernels,variants,dense,e2e,ablation] [--time-budget <seconds>] [--weights device|checkpoint] [--matvec-depths 8,4;4,4] [--greedy-on-host] [--cuda-cores] [--prefetch-weights rows,rows+8,8,start:8] [--fused-matvec-launch 2:88] [--decode-launches per-stage-pdl,grid-synced-tails,grid-synced-tails-preloaded,grid-synced-layers] [--matvec-loads async-copy] [--stage-times]\n" +
         "  Runs the benchmark suite with explicit timing (warm-up, repetitions, accelerator.Synchronize, median) and writes\n" +
         "  a markdown report (default benchmarks/results/<date>-<device>.md). --device cuda fails when no CUDA device is usable.";
 

@@ -122,9 +122,14 @@ public static partial class RegisterLimitedKernels
     internal static PTXCompiledKernel WithMaxRegisters(PTXCompiledKernel kernel, int maxRegisters)
     {
         ArgumentNullException.ThrowIfNull(kernel);
+        return WithPtx(kernel, WithMaxRegisters(kernel.PTXAssembly, maxRegisters));
+    }
+
+    /// <summary>The same compiled kernel with <paramref name="ptx"/> for its PTX (an edit of its own), for ILGPU to load.</summary>
+    internal static PTXCompiledKernel WithPtx(PTXCompiledKernel kernel, string ptx)
+    {
         if (!IsAvailable) throw new NotSupportedException(Notice);
-        return (PTXCompiledKernel)PtxKernelConstructor!.Invoke(
-            [kernel.Context, EntryPointGetter!.Invoke(kernel, null), kernel.Info, WithMaxRegisters(kernel.PTXAssembly, maxRegisters)]);
+        return (PTXCompiledKernel)PtxKernelConstructor!.Invoke([kernel.Context, EntryPointGetter!.Invoke(kernel, null), kernel.Info, ptx]);
     }
 
     /// <summary><c>.entry name(params)</c> up to the body's opening brace.</summary>

@@ -124,7 +124,7 @@ public sealed class CliTests
                  {
                      ("--prefetch-weights", "start:1", "--prefetch-weights has no effect", "lots", "weight prefetch 'lots': expected a positive number of MiB"),
                      ("--fused-matvec-launch", "2:88", "--fused-matvec-launch has no effect", "3:88", "WarpsPerGroup must be 1, 2, 4 or 8"),
-                     ("--decode-launches", "grid-synced-layers", "--decode-launches grid-synced-layers has no effect", "one", "--decode-launches 'one': expected per-stage, grid-synced-tails, grid-synced-tails-preloaded or grid-synced-layers"),
+                     ("--decode-launches", "grid-synced-layers", "--decode-launches grid-synced-layers has no effect", "one", "--decode-launches 'one': expected per-stage, per-stage-pdl, grid-synced-tails, grid-synced-tails-preloaded or grid-synced-layers"),
                      ("--matvec-loads", "async-copy", "--matvec-loads async-copy has no effect", "async", "--matvec-loads 'async': expected registers or async-copy"),
                  })
         {

@@ -136,6 +136,26 @@ public static class DenseKernelBodies
         where TP : struct, IRowPrefetch
         => LinearWarpAt<TW, TE, TD, TP>((Grid.IdxX * Group.DimX + Group.IdxX) / Warp.WarpSize, w, x, y, rows, cols, tokens, prefetch);
 
+    /// <summary>
+    /// <see cref="LinearWarp{TW, TE, TD, TP}"/> for a programmatic dependent launch (<see cref="DecodeLaunches.PerStageProgrammatic"/>):
+    /// it lets the next kernel start at once, loads its row's first step (weights, which no kernel writes), and only then
+    /// waits for the kernel before it, whose output x is. Elsewhere than CUDA the two marks are nothing and the kernel is
+    /// the carried-step matvec.
+    /// </summary>
+    public static void LinearWarpProgrammatic<TW, TE, TD, TP>(ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<float> y, int rows, int cols, int tokens,
+        L2Prefetch prefetch)
+        where TW : struct, IWeightFormat
+        where TE : struct, IEpilogue
+        where TD : struct, IRowChunks
+        where TP : struct, IRowPrefetch
+    {
+        int warp = (Grid.IdxX * Group.DimX + Group.IdxX) / Warp.WarpSize;
+        ProgrammaticDependency.LetTheNextStart();
+        var carried = FirstStep<TW, TD>(warp, w, rows, cols, tokens);
+        ProgrammaticDependency.WaitForThePrevious();
+        LinearWarpAt<TW, TE, TD, TP, CarryFirstStep>(warp, w, x, y, rows, cols, tokens, prefetch, carried);
+    }
+
     /// <summary>Warp <paramref name="warp"/>'s share of <see cref="LinearWarp{TW, TE, TD, TP}"/> (nothing past the last row
     /// of the last token group): the launch's own warp, or one of the work items a grid-synced launch's warps loop over
     /// (<see cref="LayerTailBodies"/>).</summary>

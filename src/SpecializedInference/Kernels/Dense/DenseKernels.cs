@@ -34,6 +34,13 @@ public enum DecodeLaunches
     /// start each stage with a memory round trip.</summary>
     GridSyncedTailsPreloaded,
 
+    /// <summary>A launch per stage, the warp matvecs (o_proj, down_proj, the fused qkv, gate|up and LM head) each launched
+    /// with programmatic dependent launch (<see cref="Accelerators.ProgrammaticLauncher"/>, CUDA sm_90): a matvec starts
+    /// while the kernel before it finishes, loads its first weights, then waits for that kernel's output
+    /// (<see cref="DenseKernelBodies.LinearWarpProgrammatic{TW, TE, TD, TP}"/>). Elsewhere the same kernels through ILGPU
+    /// (the CPU accelerator) or the per-stage ones with a notice (CUDA below sm_90).</summary>
+    PerStageProgrammatic,
+
     /// <summary>The layer's decode attention too, before the four (<see cref="LayerTailBodies.Layer{TW, TKv, TDecode, TL, TF, TQ, TP, TC, TK}"/>):
     /// one launch per layer, where the kernel set hands its decode over (<see cref="AttentionKernelsBase.TryHandDecode{TVisitor}"/>);
     /// otherwise as <see cref="GridSyncedTails"/>.</summary>
@@ -48,6 +55,7 @@ public static class DecodeLaunchNames
         DecodeLaunches.GridSyncedTails => "grid-synced-tails",
         DecodeLaunches.GridSyncedLayers => "grid-synced-layers",
         DecodeLaunches.GridSyncedTailsPreloaded => "grid-synced-tails-preloaded",
+        DecodeLaunches.PerStageProgrammatic => "per-stage-pdl",
         _ => "per-stage",
     };
 
@@ -55,7 +63,7 @@ public static class DecodeLaunchNames
     {
         foreach (var launches in Enum.GetValues<DecodeLaunches>())
             if (Name(launches) == text) return launches;
-        throw new ArgumentException($"--decode-launches '{text}': expected per-stage, grid-synced-tails, grid-synced-tails-preloaded or grid-synced-layers");
+        throw new ArgumentException($"--decode-launches '{text}': expected per-stage, per-stage-pdl, grid-synced-tails, grid-synced-tails-preloaded or grid-synced-layers");
     }
 }
 
@@ -140,6 +148,17 @@ public sealed class DenseKernels
     {
         _accelerator = accelerator;
         DecodeLaunches = decodeLaunches;
+        if (decodeLaunches == DecodeLaunches.PerStageProgrammatic && accelerator is not CPUAccelerator)
+        {
+            // On CUDA the programmatic kernels need the launcher (their griddepcontrol needs the raised PTX target);
+            // without it the plain per-stage kernels run, and the notice says why.
+            Programmatic = ProgrammaticLauncher.For(accelerator, out string? whyNot);
+            if (Programmatic is null)
+            {
+                DecodeLaunches = DecodeLaunches.PerStage;
+                ProgrammaticNotice = $"--decode-launches per-stage-pdl: {whyNot}; the per-stage launches run instead";
+            }
+        }
         Loads = loads;
         _gridBarrierSpinLimit = accelerator is CPUAccelerator ? 1 << 28 : 1 << 22;
         WeightPrefetch = weightPrefetch?.Validated();
@@ -180,6 +199,12 @@ public sealed class DenseKernels
 
     /// <summary>How a decode step's dense stages between attention launches are launched (<see cref="LayerTail{TKv}"/>).</summary>
     public DecodeLaunches DecodeLaunches { get; }
+
+    /// <summary>The launcher of the warp matvecs under <see cref="DecodeLaunches.PerStageProgrammatic"/> on CUDA sm_90; null elsewhere.</summary>
+    private ProgrammaticLauncher? Programmatic { get; }
+
+    /// <summary>Why <see cref="DecodeLaunches.PerStageProgrammatic"/> was asked for and the per-stage launches run instead; null otherwise.</summary>
+    public string? ProgrammaticNotice { get; }
 
     /// <summary>Warps per SM that pull the next weights, at the end or the start of a matvec's grid: about one wave (an
     /// H200 SM holds 20 warps of the 96-register fused matvec).</summary>
@@ -341,11 +366,22 @@ public sealed class DenseKernels
         where TD : struct, IRowChunks
         where TP : struct, IRowPrefetch
     {
-        var kernel = Get("linear-warp", typeof(TW), typeof(TE), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int,
-            L2Prefetch>(DenseKernelBodies.LinearWarp<TW, TE, TD, TP>), typeof(TD), typeof(TP));
         long warps = (long)w.Rows * ((tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens);
         int groups = (int)((warps + WarpsPerGroup - 1) / WarpsPerGroup);
-        kernel(new KernelConfig(groups, WarpsPerGroup * _accelerator.WarpSize), w.View, xv, y, w.Rows, w.Cols, tokens, Prefetch(w, next, warps));
+        var config = new KernelConfig(groups, WarpsPerGroup * _accelerator.WarpSize);
+        var prefetch = Prefetch(w, next, warps);
+        if (Programmatic is { } launcher)
+        {
+            _launches++;
+            launcher.Get(((Action<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int, L2Prefetch>)DenseKernelBodies.LinearWarpProgrammatic<TW, TE, TD, TP>).Method)
+                .Launch(config, w.View, xv, y, w.Rows, w.Cols, tokens, prefetch);
+            return;
+        }
+        var kernel = Get(DecodeLaunches == DecodeLaunches.PerStageProgrammatic ? "linear-warp-programmatic" : "linear-warp", typeof(TW), typeof(TE),
+            () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int, L2Prefetch>(
+                DecodeLaunches == DecodeLaunches.PerStageProgrammatic ? DenseKernelBodies.LinearWarpProgrammatic<TW, TE, TD, TP> : DenseKernelBodies.LinearWarp<TW, TE, TD, TP>),
+            typeof(TD), typeof(TP));
+        kernel(config, w.View, xv, y, w.Rows, w.Cols, tokens, prefetch);
     }
 
     private void LinearWarpAsync<TW, TE>(ArrayView<Vec4> xv, int tokens, DeviceMatrix w, ArrayView<float> y)
@@ -642,12 +678,23 @@ public sealed class DenseKernels
         where TP : struct, IRowPrefetch
     {
         var launch = FusedLaunch;
-        var kernel = Get("norm-linear-warp", typeof(TW), typeof(TO), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<int>,
-            ArrayView<Vec4>, TO, int, int, float, L2Prefetch>(FusedKernelBodies.NormLinearWarp<TW, TO, TD, TP>, launch.MaxRegisters), typeof(TD), typeof(TP));
         long warps = (long)output.Units * ((tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens);
         int groups = (int)((warps + launch.WarpsPerGroup - 1) / launch.WarpsPerGroup);
-        kernel(new KernelConfig(groups, launch.WarpsPerGroup * _accelerator.WarpSize), w.View, x.Cast<Vec4>(), xRows, g.Cast<Vec4>(), output, w.Cols, tokens, eps,
-            Prefetch(w, next, warps));
+        var config = new KernelConfig(groups, launch.WarpsPerGroup * _accelerator.WarpSize);
+        var prefetch = Prefetch(w, next, warps);
+        if (Programmatic is { } launcher)
+        {
+            _launches++;
+            launcher.Get(((Action<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<int>, ArrayView<Vec4>, TO, int, int, float, L2Prefetch>)
+                    FusedKernelBodies.NormLinearWarpProgrammatic<TW, TO, TD, TP>).Method, launch.MaxRegisters)
+                .Launch(config, w.View, x.Cast<Vec4>(), xRows, g.Cast<Vec4>(), output, w.Cols, tokens, eps, prefetch);
+            return;
+        }
+        var kernel = Get(DecodeLaunches == DecodeLaunches.PerStageProgrammatic ? "norm-linear-warp-programmatic" : "norm-linear-warp", typeof(TW), typeof(TO),
+            () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<int>, ArrayView<Vec4>, TO, int, int, float, L2Prefetch>(
+                DecodeLaunches == DecodeLaunches.PerStageProgrammatic ? FusedKernelBodies.NormLinearWarpProgrammatic<TW, TO, TD, TP> : FusedKernelBodies.NormLinearWarp<TW, TO, TD, TP>,
+                launch.MaxRegisters), typeof(TD), typeof(TP));
+        kernel(config, w.View, x.Cast<Vec4>(), xRows, g.Cast<Vec4>(), output, w.Cols, tokens, eps, prefetch);
     }
 
     // ---------------------------------------------------------------- a layer's tail in one grid-synced launch
@@ -715,8 +762,8 @@ public sealed class DenseKernels
     /// carries (<see cref="DenseKernelBodies.WarpTokens"/>), where the per-stage launches run the same warp kernels
     /// (from 5 tokens o_proj and down_proj are the batched projection).</summary>
     public bool RunsLayerTail(int tokens) =>
-        DecodeLaunches != DecodeLaunches.PerStage && Schedule == DenseSchedule.Warp && _accelerator.WarpSize == 32
-        && tokens is > 0 and <= DenseKernelBodies.WarpTokens;
+        DecodeLaunches is DecodeLaunches.GridSyncedTails or DecodeLaunches.GridSyncedTailsPreloaded or DecodeLaunches.GridSyncedLayers
+        && Schedule == DenseSchedule.Warp && _accelerator.WarpSize == 32 && tokens is > 0 and <= DenseKernelBodies.WarpTokens;
 
     /// <summary>Whether a step of <paramref name="tokens"/> tokens should try the whole layer as one launch
     /// (<see cref="Layer{TKv, TDecode}"/>): <see cref="DecodeLaunches.GridSyncedLayers"/> and what

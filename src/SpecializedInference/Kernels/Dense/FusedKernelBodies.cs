@@ -53,6 +53,22 @@ public static class FusedKernelBodies
         where TP : struct, IRowPrefetch
         => NormLinearWarpAt<TW, TO, TD, TP>((Grid.IdxX * Group.DimX + Group.IdxX) / Warp.WarpSize, w, x, xRows, g, output, cols, tokens, eps, prefetch);
 
+    /// <summary><see cref="NormLinearWarp{TW, TO, TD, TP}"/> for a programmatic dependent launch, as
+    /// <see cref="DenseKernelBodies.LinearWarpProgrammatic{TW, TE, TD, TP}"/>: both rows' first step loaded before the wait.</summary>
+    public static void NormLinearWarpProgrammatic<TW, TO, TD, TP>(ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<int> xRows, ArrayView<Vec4> g,
+        TO output, int cols, int tokens, float eps, L2Prefetch prefetch)
+        where TW : struct, IWeightFormat
+        where TO : struct, IProjectionOutput
+        where TD : struct, IRowChunks
+        where TP : struct, IRowPrefetch
+    {
+        int warp = (Grid.IdxX * Group.DimX + Group.IdxX) / Warp.WarpSize;
+        ProgrammaticDependency.LetTheNextStart();
+        var carried = FirstStep<TW, TO, TD>(warp, w, output, cols, tokens);
+        ProgrammaticDependency.WaitForThePrevious();
+        NormLinearWarpAt<TW, TO, TD, TP, CarryFirstStep>(warp, w, x, xRows, g, output, cols, tokens, eps, prefetch, carried);
+    }
+
     /// <summary>Warp <paramref name="warp"/>'s share of <see cref="NormLinearWarp{TW, TO, TD, TP}"/> (nothing past the last
     /// unit of the last token group): the launch's own warp, or one of the work items a grid-synced launch's warps loop
     /// over (<see cref="LayerTailBodies"/>).</summary>

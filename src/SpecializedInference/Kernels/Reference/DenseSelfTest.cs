@@ -13,7 +13,7 @@ namespace SpecializedInference.Kernels.Reference;
 /// warps (the last two capped at 88 registers, <see cref="FusedMatvecLaunch"/>) and with SwiGLU's while it pulls the
 /// next matrix into L2 at its end and at its start, or its own rows and the next matrix (<see cref="WeightPrefetch"/>);
 /// the matvec pulling its own rows, and streaming its rows through shared memory by asynchronous copies
-/// (<see cref="MatvecLoads.AsyncCopy"/>); a layer's tail as one grid-synced launch, plain, with each stage's first rows loaded before its barrier, and clocked; the batched projection for 2–16
+/// (<see cref="MatvecLoads.AsyncCopy"/>), and both launched with programmatic dependent launch (their first weights loaded before they wait for the kernel before them); a layer's tail as one grid-synced launch, plain, with each stage's first rows loaded before its barrier, and clocked; the batched projection for 2–16
 /// tokens with its columns split 1, 2 and 4 ways. 67 rows (an odd last row pair, a partial group) of 1320 columns
 /// (165 f16 chunks: whole load steps and a partial one at every depth), 1 to 12 tokens (partial token groups), the
 /// inputs' rows read in reverse, outputs poisoned with NaN or holding what they add to. Until this, these kernels were
@@ -55,14 +55,20 @@ public static class DenseSelfTest
             results.Add(Check("matvec", $"{dtype.ToString().ToLowerInvariant()}, {tokens} tok, y +=, weights through shared memory by async copies",
                 () => Linear(asyncCopies, rng, dtype, tokens, accumulate: true)));
         results.Add(Check("norm-linear", "f16, 5 tok, row pairs through shared memory by async copies", () => NormLinear(asyncCopies, rng, 5)));
+        var programmatic = new DenseKernels(accelerator, DenseSchedule.Warp, decodeLaunches: DecodeLaunches.PerStageProgrammatic);
+        string how = programmatic.ProgrammaticNotice is null && accelerator.AcceleratorType == AcceleratorType.Cuda ? "programmatic dependent launch" : "PDL kernel, ILGPU's launch";
+        results.Add(Check("matvec", $"f16, 4 chunks/lane, 3 tok, y +=, {how}", () => Linear(programmatic, rng, WeightDtype.F16, 3, accumulate: true)));
+        results.Add(Check("norm-linear", $"f16, 5 tok, {how}", () => NormLinear(programmatic, rng, 5)));
         var gridSynced = new DenseKernels(accelerator, DenseSchedule.Warp, decodeLaunches: DecodeLaunches.GridSyncedTails);
         foreach (int tokens in new[] { 1, 3 })
             results.Add(Check("layer-tail", $"f16, {tokens} tok, one grid-synced launch", () => LayerTail(gridSynced, rng, tokens)));
-        // Rows of at least one whole load step (the first step is what a preloaded stage carries over its barrier): hidden 520
-        // (65 f16 chunks: a step of the fused pairs' 64 and one more), intermediate 1032 (129: down_proj's 128 and one more).
-        var preloaded = new DenseKernels(accelerator, DenseSchedule.Warp, decodeLaunches: DecodeLaunches.GridSyncedTailsPreloaded);
+        // Rows of at least one whole load step (the first step is what a preloaded stage carries over its barrier): at 2 chunks
+        // per lane for every stage a step is 64 f16 chunks, so hidden and intermediate 520 (65 chunks: a step and one more).
+        var twoChunks = new MatvecDepth(Linear: 2, FusedPerRow: 2);
+        var preloaded = new DenseKernels(accelerator, DenseSchedule.Warp, twoChunks, decodeLaunches: DecodeLaunches.GridSyncedTailsPreloaded);
+        var plain = new DenseKernels(accelerator, DenseSchedule.Warp, twoChunks, decodeLaunches: DecodeLaunches.GridSyncedTails);
         results.Add(Check("layer-tail", "f16, 3 tok, hidden 520, each stage's first rows loaded before its barrier, bits as the plain tail's",
-            () => LayerTail(preloaded, rng, 3, hidden: 520, intermediate: 1032, sameAs: gridSynced)));
+            () => LayerTail(preloaded, rng, 3, hidden: 520, intermediate: 520, sameAs: plain)));
         var clocked = new DenseKernels(accelerator, DenseSchedule.Warp, decodeLaunches: DecodeLaunches.GridSyncedTails) { ClockTails = true };
         results.Add(Check("layer-tail", "f16, 1 tok, clocked (each group's stage marks)", () => ClockedLayerTail(clocked, rng)));
         foreach (var (dtype, tokens, split) in new[] { (WeightDtype.F16, 5, 2), (WeightDtype.F16, 12, 4), (WeightDtype.F32, 8, 1) })
