@@ -379,6 +379,20 @@ public sealed class DenseKernelTests(AcceleratorFixture fixture) : IClassFixture
         Assert.All(results, r => Assert.True(r.Passed, $"seed {seed}: {r}"));
     }
 
+    /// <summary>The programmatic launches (<see cref="DecodeLaunches.PerStageProgrammatic"/>) are the per-stage ones, each
+    /// matvec in its programmatic form: never a grid-synced tail or layer. On the CPU accelerator ILGPU launches them (no
+    /// notice: the stream orders them, and the self-test checks them against float64).</summary>
+    [Fact]
+    public void ProgrammaticLaunchesAreThePerStageOnes()
+    {
+        var kernels = new DenseKernels(Acc, DenseSchedule.Warp, decodeLaunches: DecodeLaunches.PerStageProgrammatic);
+        Assert.Equal(DecodeLaunches.PerStageProgrammatic, kernels.DecodeLaunches);
+        Assert.False(kernels.RunsLayerTail(1));
+        Assert.False(kernels.RunsWholeLayers(1));
+        Assert.Null(kernels.ProgrammaticNotice);
+        Assert.Equal(DecodeLaunches.PerStageProgrammatic, DecodeLaunchNames.Parse("per-stage-pdl"));
+    }
+
     /// <summary>A self-test's error is NaN when any output is (a poisoned element the kernel left unwritten), and NaN
     /// fails every bound.</summary>
     [Fact]

@@ -74,13 +74,12 @@ public sealed class LayerTailTests(AcceleratorFixture fixture, ITestOutputHelper
     /// last one without): a 5-token prefill of two sequences (per-stage launches in both: the tail serves up to 4
     /// tokens), then decode steps of 1 and 2 tokens, as the tails' one group on the fixture: plain, and with each warp's own
     /// rows in L2, matvec depths 8/4/8 and the preloaded tail's launch (the tail kernel's other variants; its rows are
-    /// shorter than a step, so nothing is carried here: <c>DenseSelfTest</c> checks the carry on longer rows); and the
-    /// per-stage launches' programmatic form (on the CPU accelerator ILGPU launches it, its griddepcontrol marks are nothing). The grid-synced runner runs two launches per
+    /// shorter than a step, so nothing is carried here: <c>DenseSelfTest</c> checks the carry on longer rows). The grid-synced runner runs two launches per
     /// layer where the per-stage one runs five, and gives the same logits bit for bit: the same per-warp kernels on the
     /// same data. (Several groups meeting at the barriers, against Hugging Face: <see cref="GridSyncedLayersMatchHuggingFace"/>.)
     /// </summary>
     [Fact]
-    public void DecodeLaunchVariantsGiveThePerStageLogitsBitForBit()
+    public void GridSyncedLayerTailsGiveThePerStageLogitsBitForBit()
     {
         var a = fixture.Accelerator;
         var config = new LlamaConfig(64, 4, 2, 16, 2, 96, 80, 1e-5, 64, 10000, RopeScaling.Default.Instance, false, 1, [2]);
@@ -89,7 +88,6 @@ public sealed class LayerTailTests(AcceleratorFixture fixture, ITestOutputHelper
         {
             options with { DecodeLaunches = DecodeLaunches.GridSyncedTails },
             options with { DecodeLaunches = DecodeLaunches.GridSyncedTailsPreloaded, WeightPrefetch = new WeightPrefetch(1 << 20, OwnRows: true), MatvecDepth = new MatvecDepth(8, 4, 8) },
-            options with { DecodeLaunches = DecodeLaunches.PerStageProgrammatic },
         };
         var expected = Steps(a, config, options, out var perStage);
         foreach (var variant in variants)
@@ -98,9 +96,8 @@ public sealed class LayerTailTests(AcceleratorFixture fixture, ITestOutputHelper
             Assert.Equal(expected.Count, actual.Count);
             for (int i = 0; i < expected.Count; i++)
                 Assert.True(expected[i].AsSpan().SequenceEqual(actual[i]), $"{variant.DecodeLaunches} {variant.WeightPrefetch} {variant.MatvecDepth}: logits row {i} differs");
-            // Per decode step: the embedding, layer 0's qkv, a tail per layer (the per-stage runner: four launches per layer), the LM head;
-            // the programmatic launches are the per-stage ones.
-            Assert.Equal(variant.DecodeLaunches == DecodeLaunches.PerStageProgrammatic ? perStage.Dense : perStage.Dense - (3 * config.NumHiddenLayers - 1), gridSynced.Dense);
+            // Per decode step: the embedding, layer 0's qkv, a tail per layer (the per-stage runner: four launches per layer), the LM head.
+            Assert.Equal(perStage.Dense - (3 * config.NumHiddenLayers - 1), gridSynced.Dense);
             Assert.Equal(perStage.AttentionCalls, gridSynced.AttentionCalls);
         }
     }
