@@ -99,6 +99,9 @@ public sealed partial class ProgrammaticLauncher
         /// <paramref name="arguments"/> in the kernel's parameter order; the driver copies them before it returns.</summary>
         public void Launch(ILGPU.KernelConfig config, params object[] arguments) => Launch(_stream, programmatic: true, config, arguments);
 
+        /// <summary><see cref="Launch(ILGPU.KernelConfig, object[])"/> as a delegate, for a cache of launchers.</summary>
+        public Action<ILGPU.KernelConfig, object[]> Launcher => Launch;
+
         /// <summary><see cref="Launch(ILGPU.KernelConfig, object[])"/> on <paramref name="stream"/>, and without the
         /// programmatic attribute when <paramref name="programmatic"/> is false (the launch-graph probe's baseline).</summary>
         public void Launch(CudaStream stream, bool programmatic, ILGPU.KernelConfig config, params object[] arguments) =>

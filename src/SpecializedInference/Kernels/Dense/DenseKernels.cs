@@ -372,9 +372,9 @@ public sealed class DenseKernels
         var prefetch = Prefetch(w, next, warps);
         if (Programmatic is { } launcher)
         {
-            _launches++;
-            launcher.Get(((Action<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int, L2Prefetch>)DenseKernelBodies.LinearWarpProgrammatic<TW, TE, TD, TP>).Method)
-                .Launch(config, w.View, xv, y, w.Rows, w.Cols, tokens, prefetch);
+            Get("linear-warp-pdl", typeof(TW), typeof(TE), () => launcher.Get(
+                    ((Action<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int, L2Prefetch>)DenseKernelBodies.LinearWarpProgrammatic<TW, TE, TD, TP>).Method).Launcher,
+                typeof(TD), typeof(TP))(config, [w.View, xv, y, w.Rows, w.Cols, tokens, prefetch]);
             return;
         }
         var kernel = Get(DecodeLaunches == DecodeLaunches.PerStageProgrammatic ? "linear-warp-programmatic" : "linear-warp", typeof(TW), typeof(TE),
@@ -684,10 +684,10 @@ public sealed class DenseKernels
         var prefetch = Prefetch(w, next, warps);
         if (Programmatic is { } launcher)
         {
-            _launches++;
-            launcher.Get(((Action<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<int>, ArrayView<Vec4>, TO, int, int, float, L2Prefetch>)
-                    FusedKernelBodies.NormLinearWarpProgrammatic<TW, TO, TD, TP>).Method, launch.MaxRegisters)
-                .Launch(config, w.View, x.Cast<Vec4>(), xRows, g.Cast<Vec4>(), output, w.Cols, tokens, eps, prefetch);
+            Get("norm-linear-warp-pdl", typeof(TW), typeof(TO), () => launcher.Get(
+                    ((Action<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<int>, ArrayView<Vec4>, TO, int, int, float, L2Prefetch>)
+                        FusedKernelBodies.NormLinearWarpProgrammatic<TW, TO, TD, TP>).Method, launch.MaxRegisters).Launcher,
+                typeof(TD), typeof(TP))(config, [w.View, x.Cast<Vec4>(), xRows, g.Cast<Vec4>(), output, w.Cols, tokens, eps, prefetch]);
             return;
         }
         var kernel = Get(DecodeLaunches == DecodeLaunches.PerStageProgrammatic ? "norm-linear-warp-programmatic" : "norm-linear-warp", typeof(TW), typeof(TO),
