@@ -43,6 +43,22 @@ public sealed class BenchDevice : IDisposable
     /// report's stage timelines); <see cref="DeviceKind.Cuda"/> fails with a clear error when no CUDA device is usable.</summary>
     public static BenchDevice Create(DeviceKind kind) => new(AcceleratorFactory.Create(new AcceleratorOptions(kind, Profiling: true)));
 
+    /// <summary><see cref="Create"/> for a command's entry: the device, or null with why it is not usable (no CUDA device
+    /// for <see cref="DeviceKind.Cuda"/>) in <paramref name="error"/>, for the command to print and exit on.</summary>
+    public static BenchDevice? TryCreate(DeviceKind kind, out string error)
+    {
+        try
+        {
+            error = "";
+            return Create(kind);
+        }
+        catch (InvalidOperationException ex)
+        {
+            error = ex.Message;
+            return null;
+        }
+    }
+
     /// <summary>The device kind a BenchmarkDotNet run uses: <c>SI_BENCH_DEVICE</c> (cuda, cpu, auto; default auto).</summary>
     public static DeviceKind FromEnvironment() => Parse(Environment.GetEnvironmentVariable("SI_BENCH_DEVICE"));
 

@@ -25,14 +25,9 @@ public static class LaunchGraphProbe
     /// <returns>0, or 2 without a usable CUDA device (said on <paramref name="output"/>).</returns>
     public static int Run(TextWriter output)
     {
-        BenchDevice device;
-        try
+        if (BenchDevice.TryCreate(DeviceKind.Cuda, out string noDevice) is not { } device)
         {
-            device = BenchDevice.Create(DeviceKind.Cuda);
-        }
-        catch (InvalidOperationException ex)
-        {
-            output.WriteLine($"launch-graph: {ex.Message}");
+            output.WriteLine($"launch-graph: {noDevice}");
             return 2;
         }
 

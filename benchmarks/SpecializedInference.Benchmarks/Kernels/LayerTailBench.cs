@@ -28,7 +28,7 @@ public static class LayerTailBench
     private const int ClockedLaunches = 5;
 
     /// <param name="args"><c>[--device cuda|cpu|auto] [--sets Llama3_8B,TinyLlama_1_1B] [--quick]</c></param>
-    /// <returns>0; 2 on a bad argument or a set that is not generated (said on <paramref name="output"/>).</returns>
+    /// <returns>0; 2 on a bad argument, a set that is not generated or no usable device (said on <paramref name="output"/>).</returns>
     public static int Run(string[] args, TextWriter output)
     {
         var kind = DeviceKind.Auto;
@@ -57,7 +57,12 @@ public static class LayerTailBench
             sets.Add(set);
         }
 
-        using var device = BenchDevice.Create(kind);
+        using var device = BenchDevice.TryCreate(kind, out string noDevice);
+        if (device is null)
+        {
+            output.WriteLine($"layer-tail: {noDevice}");
+            return 2;
+        }
         var accelerator = device.Accelerator;
         var copy = CopyBandwidth.Measure(accelerator, device.IsCuda ? 1L << 30 : 16L << 20, timing);   // the report's 1 GiB; a smoke test's 16 MiB on the CPU
         output.WriteLine($"layer-tail on {device.Description}: a layer's dense work at batch 1, f16 weights, matvec depths {MatvecDepth.Default}; " +
@@ -154,10 +159,10 @@ public static class LayerTailBench
                 return buffer.View;
             }
 
-            _o = Matrix(hidden, qDim);
-            _gateUp = Matrix(2 * inter, hidden);
-            _down = Matrix(hidden, inter);
-            _qkv = Matrix(qkvRows, hidden);
+            _o = Matrix(hidden, qDim);                  // [hidden, heads · head_dim] f16
+            _gateUp = Matrix(2 * inter, hidden);        // [2 · intermediate, hidden] f16: gate | up
+            _down = Matrix(hidden, inter);              // [hidden, intermediate] f16
+            _qkv = Matrix(qkvRows, hidden);             // [q | k | v rows, hidden] f16
             _attn = Floats(qDim);                       // [1, q dim]
             _x = Floats(hidden);                        // [1, hidden] residual stream
             _postNorm = Floats(hidden);                 // [hidden]
@@ -165,8 +170,9 @@ public static class LayerTailBench
             _h = Floats(hidden);                        // [1, hidden] (the many-token path's scratch)
             _qkvScratch = Floats(qkvRows);              // [1, qkv rows] (likewise)
             _gateUpScratch = Floats(2L * inter);        // [1, 2 · intermediate] (likewise)
-            _rows = Ints([0]);
-            _act = new SwiGluOutput(Floats(inter), inter);
+            _rows = Ints([0]);                          // [1] the token's row of x
+            _act = new SwiGluOutput(Floats(inter), inter);   // [1, intermediate]
+            // q [1, heads, head_dim], k and v [1, kv_heads, head_dim], at position Positions / 2 of cos/sin [Positions, head_dim / 2].
             _rope = new RopeSplitOutput<KvRows>(Floats(qDim), new KvRows(Floats(kvDim), Floats(kvDim), shape.NumKeyValueHeads, headDim), Ints([Positions / 2]),
                 Floats((long)Positions * headDim / 2), Floats((long)Positions * headDim / 2), shape.NumAttentionHeads, shape.NumKeyValueHeads, headDim);
             _next = new NextLayerWeights(_inputNorm, _qkv, After: _o);

@@ -83,7 +83,7 @@ internal static class ProgrammaticLaunchProbe
                 continue;
             }
             var config = new KernelConfig(groups, ReadCeiling.GroupSize);
-            Row(output, name, on, () => loaded.Launch(on, programmatic, config, (ArrayView<F4>)source.View, (ArrayView<float>)sink.View, chunks));
+            Row(output, name, on, () => loaded.Arguments().Add((ArrayView<F4>)source.View).Add((ArrayView<float>)sink.View).Add(chunks).Launch(on, programmatic, config));
         }
     }
 

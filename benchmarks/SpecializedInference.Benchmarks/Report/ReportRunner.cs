@@ -52,14 +52,9 @@ public static class ReportRunner
             return 2;
         }
 
-        BenchDevice device;
-        try
+        if (BenchDevice.TryCreate(options.Device, out string noDevice) is not { } device)
         {
-            device = BenchDevice.Create(options.Device);
-        }
-        catch (InvalidOperationException ex)
-        {
-            log.WriteLine($"error: {ex.Message}");
+            log.WriteLine($"error: {noDevice}");
             return 3;
         }
 

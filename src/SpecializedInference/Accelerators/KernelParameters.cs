@@ -19,14 +19,28 @@ namespace SpecializedInference.Accelerators;
 public static partial class KernelParameters
 {
     private static readonly ConcurrentDictionary<Type, (int Size, int Alignment)> Layouts = new();
-    private static readonly ConcurrentDictionary<Type, Action<object, byte[], int>> Writers = new();
 
     /// <summary>Bytes and alignment of a parameter of type <paramref name="type"/>.</summary>
     /// <exception cref="NotSupportedException">A type ILGPU passes differently or this does not know (bool, references).</exception>
     public static (int Size, int Alignment) Of(Type type) => Layouts.GetOrAdd(type, Compute);
 
-    /// <summary>Writes <paramref name="value"/> (a boxed <paramref name="type"/>) at <paramref name="offset"/> of <paramref name="buffer"/>.</summary>
-    public static void Write(Type type, object value, byte[] buffer, int offset) => Writers.GetOrAdd(type, CompileWriter)(value, buffer, offset);
+    /// <summary>Writes <paramref name="value"/> at <paramref name="offset"/> of <paramref name="buffer"/>, as the kernel receives it.</summary>
+    public static void Write<T>(T value, byte[] buffer, int offset) where T : struct => Writer<T>.Write(value, buffer, offset);
+
+    /// <summary>The writer of one <typeparamref name="T"/>, compiled once: a launch writes its arguments without
+    /// reflection or boxing.</summary>
+    private static class Writer<T> where T : struct
+    {
+        public static readonly Action<T, byte[], int> Write = Compile();
+
+        private static Action<T, byte[], int> Compile()
+        {
+            var value = Expression.Parameter(typeof(T), "value");
+            var buffer = Expression.Parameter(typeof(byte[]), "buffer");
+            var offset = Expression.Parameter(typeof(int), "offset");
+            return Expression.Lambda<Action<T, byte[], int>>(WriteExpression(typeof(T), value, buffer, offset, 0), value, buffer, offset).Compile();
+        }
+    }
 
     /// <summary>The byte size of each <c>.param</c> of the single <c>.entry</c> in <paramref name="ptx"/>, in order.</summary>
     public static IReadOnlyList<int> PtxSizes(string ptx)
@@ -62,16 +76,6 @@ public static partial class KernelParameters
         type.GetFields(BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic).OrderBy(f => f.MetadataToken);
 
     internal static int Align(int offset, int alignment) => (offset + alignment - 1) / alignment * alignment;
-
-    /// <summary>A writer of one boxed <paramref name="type"/>, compiled once: a launch writes its arguments without reflection.</summary>
-    private static Action<object, byte[], int> CompileWriter(Type type)
-    {
-        var boxed = Expression.Parameter(typeof(object), "boxed");
-        var buffer = Expression.Parameter(typeof(byte[]), "buffer");
-        var offset = Expression.Parameter(typeof(int), "offset");
-        var body = WriteExpression(type, Expression.Convert(boxed, type), buffer, offset, 0);
-        return Expression.Lambda<Action<object, byte[], int>>(body, boxed, buffer, offset).Compile();
-    }
 
     private static Expression WriteExpression(Type type, Expression value, ParameterExpression buffer, ParameterExpression offset, int at)
     {

@@ -95,30 +95,44 @@ public sealed partial class ProgrammaticLauncher
             _arguments = GC.AllocateArray<byte>(Math.Max(1, at), pinned: true);
         }
 
-        /// <summary>Enqueues the kernel on the accelerator's default stream (the one ILGPU's launches use) with
-        /// <paramref name="arguments"/> in the kernel's parameter order; the driver copies them before it returns.</summary>
-        public void Launch(ILGPU.KernelConfig config, params object[] arguments) => Launch(_stream, programmatic: true, config, arguments);
+        /// <summary>The arguments of the next launch, added in the kernel's parameter order:
+        /// <c>kernel.Arguments().Add(a).Add(b)….Launch(config)</c>. Each is written where ILGPU would put it, typed (no
+        /// boxing: a launch allocates nothing); the driver copies them when the launch is enqueued.</summary>
+        public Args Arguments() => new(this, 0);
 
-        /// <summary><see cref="Launch(ILGPU.KernelConfig, object[])"/> as a delegate, for a cache of launchers.</summary>
-        public Action<ILGPU.KernelConfig, object[]> Launcher => Launch;
-
-        /// <summary><see cref="Launch(ILGPU.KernelConfig, object[])"/> on <paramref name="stream"/>, and without the
-        /// programmatic attribute when <paramref name="programmatic"/> is false (the launch-graph probe's baseline).</summary>
-        public void Launch(CudaStream stream, bool programmatic, ILGPU.KernelConfig config, params object[] arguments) =>
-            Launch(stream.StreamPtr, programmatic, config, arguments);
-
-        private void Launch(IntPtr stream, bool programmatic, ILGPU.KernelConfig config, object[] arguments)
+        /// <summary>A launch being put together (<see cref="Arguments"/>).</summary>
+        public readonly struct Args(ProgrammaticKernel kernel, int count)
         {
-            if (arguments.Length != _types.Length)
-                throw new ArgumentException($"{arguments.Length} arguments for {_types.Length} parameters", nameof(arguments));
+            /// <summary>The next parameter's argument, which must be of its exact type.</summary>
+            public Args Add<T>(T value) where T : struct
+            {
+                if (count >= kernel._types.Length || kernel._types[count] != typeof(T))
+                    throw new ArgumentException(count >= kernel._types.Length
+                        ? $"argument {count}: the kernel takes {kernel._types.Length}"
+                        : $"argument {count} is a {typeof(T).Name}; the kernel takes a {kernel._types[count].Name}");
+                KernelParameters.Write(value, kernel._arguments, kernel._offsets[count]);
+                return new Args(kernel, count + 1);
+            }
+
+            /// <summary>Enqueues the kernel on the accelerator's default stream, the one ILGPU's launches use.</summary>
+            public void Launch(ILGPU.KernelConfig config) => LaunchOn(kernel._stream, programmatic: true, config);
+
+            /// <summary>Enqueues it on <paramref name="stream"/>, without the programmatic attribute when
+            /// <paramref name="programmatic"/> is false (the launch-graph probe's baseline).</summary>
+            public void Launch(CudaStream stream, bool programmatic, ILGPU.KernelConfig config) => LaunchOn(stream.StreamPtr, programmatic, config);
+
+            private void LaunchOn(IntPtr stream, bool programmatic, ILGPU.KernelConfig config)
+            {
+                if (count != kernel._types.Length)
+                    throw new ArgumentException($"{count} arguments for {kernel._types.Length} parameters");
+                kernel.Launch(stream, programmatic, config);
+            }
+        }
+
+        private void Launch(IntPtr stream, bool programmatic, ILGPU.KernelConfig config)
+        {
             if (config.UsesDynamicSharedMemory)
                 throw new NotSupportedException("programmatic launches of kernels with dynamic shared memory");
-            for (int i = 0; i < arguments.Length; i++)
-            {
-                if (arguments[i].GetType() != _types[i])
-                    throw new ArgumentException($"argument {i} is a {arguments[i].GetType().Name}; the kernel takes a {_types[i].Name}", nameof(arguments));
-                KernelParameters.Write(_types[i], arguments[i], _arguments, _offsets[i]);
-            }
             void** parameters = stackalloc void*[_types.Length];
             fixed (byte* arguments0 = _arguments)
             {

@@ -48,7 +48,7 @@ public sealed class KernelParametersTests(AcceleratorFixture fixture) : IClassFi
     private static byte[] Written<T>(T value, int at = 0) where T : struct
     {
         var bytes = Enumerable.Repeat((byte)0xEE, at + KernelParameters.Of(typeof(T)).Size).ToArray();
-        KernelParameters.Write(typeof(T), value, bytes, at);
+        KernelParameters.Write(value, bytes, at);
         return bytes;
     }
 }

@@ -372,9 +372,13 @@ public sealed class DenseKernels
         var prefetch = Prefetch(w, next, warps);
         if (Programmatic is { } launcher)
         {
-            Get("linear-warp-pdl", typeof(TW), typeof(TE), () => launcher.Get(
-                    ((Action<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int, L2Prefetch>)DenseKernelBodies.LinearWarpProgrammatic<TW, TE, TD, TP>).Method).Launcher,
-                typeof(TD), typeof(TP))(config, [w.View, xv, y, w.Rows, w.Cols, tokens, prefetch]);
+            Get("linear-warp-pdl", typeof(TW), typeof(TE), () =>
+                {
+                    var k = launcher.Get(((Action<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int, L2Prefetch>)
+                        DenseKernelBodies.LinearWarpProgrammatic<TW, TE, TD, TP>).Method);
+                    return new Action<KernelConfig, ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int, L2Prefetch>((c, a1, a2, a3, a4, a5, a6, a7) =>
+                        k.Arguments().Add(a1).Add(a2).Add(a3).Add(a4).Add(a5).Add(a6).Add(a7).Launch(c));
+                }, typeof(TD), typeof(TP))(config, w.View, xv, y, w.Rows, w.Cols, tokens, prefetch);
             return;
         }
         var kernel = Get(DecodeLaunches == DecodeLaunches.PerStageProgrammatic ? "linear-warp-programmatic" : "linear-warp", typeof(TW), typeof(TE),
@@ -684,10 +688,13 @@ public sealed class DenseKernels
         var prefetch = Prefetch(w, next, warps);
         if (Programmatic is { } launcher)
         {
-            Get("norm-linear-warp-pdl", typeof(TW), typeof(TO), () => launcher.Get(
-                    ((Action<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<int>, ArrayView<Vec4>, TO, int, int, float, L2Prefetch>)
-                        FusedKernelBodies.NormLinearWarpProgrammatic<TW, TO, TD, TP>).Method, launch.MaxRegisters).Launcher,
-                typeof(TD), typeof(TP))(config, [w.View, x.Cast<Vec4>(), xRows, g.Cast<Vec4>(), output, w.Cols, tokens, eps, prefetch]);
+            Get("norm-linear-warp-pdl", typeof(TW), typeof(TO), () =>
+                {
+                    var k = launcher.Get(((Action<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<int>, ArrayView<Vec4>, TO, int, int, float, L2Prefetch>)
+                        FusedKernelBodies.NormLinearWarpProgrammatic<TW, TO, TD, TP>).Method, launch.MaxRegisters);
+                    return new Action<KernelConfig, ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<int>, ArrayView<Vec4>, TO, int, int, float, L2Prefetch>(
+                        (c, a1, a2, a3, a4, a5, a6, a7, a8, a9) => k.Arguments().Add(a1).Add(a2).Add(a3).Add(a4).Add(a5).Add(a6).Add(a7).Add(a8).Add(a9).Launch(c));
+                }, typeof(TD), typeof(TP))(config, w.View, x.Cast<Vec4>(), xRows, g.Cast<Vec4>(), output, w.Cols, tokens, eps, prefetch);
             return;
         }
         var kernel = Get(DecodeLaunches == DecodeLaunches.PerStageProgrammatic ? "norm-linear-warp-programmatic" : "norm-linear-warp", typeof(TW), typeof(TO),
