@@ -1,37 +1,44 @@
 #!/bin/bash
-# What the offline work since run 25 waits to have measured, in one device call of ~8 minutes (run it with timeout_s 510),
+# What the offline work since run 25 waits to have measured, in one device call of ~8.5 minutes (run it with timeout_s 540),
 # from the repository root after benchmarks/gpu/pack.sh (carry .gpu). Outputs go to $OUT; each step gets what is left of
-# the call's 450 s (after unpacking), the cheap ones first:
+# the call's 480 s (after unpacking), the ones that decide the most first:
 #   1. selftest.txt   `si selftest --device cuda --set dense`: 23 checks, first time on a GPU for seven of them: the
 #                     matvec (f16, f32) and the fused norm projection streaming their rows through shared memory by
 #                     cp.async (MatvecLoads.AsyncCopy), the matvec and the fused projection launched by the engine's own
 #                     programmatic launcher (cuLaunchKernelEx, arguments marshalled as ILGPU lays them out, PTX target
 #                     raised to sm_90 for griddepcontrol), the grid-synced tail with each stage's first rows preloaded (the
 #                     plain tail's bits), and the tail clocked (its marks complete and in order).
-#   2. layer-tail.txt `SpecializedInference.Benchmarks.dll layer-tail`: one layer's dense work at batch 1 for Llama-3-8B
-#                     and TinyLlama, as four per-stage launches, as one grid-synced launch, and as one whose warps load
-#                     each stage's first rows before its barrier (new, off by default), then both launches clocked:
-#                     per stage, the groups' own work, their wait at the barrier after it, and the wait of the last
-#                     group to arrive (the barrier alone). Run 23 had TinyLlama's tail at 50 us a layer for 84 MiB, where
-#                     copy bandwidth reads it in 22: this says whether rows, lateness or barriers lose the rest.
-#   3. launch-graph.txt  `SpecializedInference.Benchmarks.dll launch-graph`: chains of 100 launches (an empty kernel, an
+#   2. launch-graph.txt  `SpecializedInference.Benchmarks.dll launch-graph`: chains of 100 launches (an empty kernel, an
 #                     8 MiB read) one by one through ILGPU against the same chain captured into a CUDA graph (driver
 #                     API) and replayed: whether ILGPU's launches can be captured at all, and what a launch costs each way.
 #                     Then chains of 8 MiB reads launched by cuLaunchKernelEx with programmatic dependent launch (PDL:
 #                     griddepcontrol, the PTX target raised from ILGPU's sm_80 to sm_90 in a module the probe loads),
 #                     waiting before their loads and loading before their wait: what a launch boundary costs when the
 #                     next kernel starts early, the way a matvec could load its weights before its inputs are ready.
-#   4. generate-variants.txt: the bundled model, default, `--matvec-loads async-copy` and `--decode-launches per-stage-pdl`,
-#                     must print the reference text (3 of 3).
-#   5. report-e2e.md  `report --sections copy,e2e --matvec-loads async-copy --decode-launches per-stage-pdl,grid-synced-tails,
+#   3. generate-variants.txt: the bundled model, default, `--matvec-loads async-copy` and `--decode-launches per-stage-pdl`
+#                     (every matvec and the decode attention programmatic), must print the reference text (3 of 3).
+#   4. selftest-attention.txt `si selftest --device cuda --set Llama3_8B`: its kernels against float64, with the line
+#                     "Llama3_8B mma programmatic" new: the tensor-core decode launched programmatically (DecodeLaunch.
+#                     Programmatic: K/V loads before its wait, the partition holding the newest key waiting first).
+#   5. attention-pdl.txt `si attention-bench --sets Llama3_8B --batch 1,32 --tensor-core-decode --programmatic`: each decode
+#                     (CUDA cores, tensor cores, large-batch) stream-ordered and then launched programmatically, back to back:
+#                     does a call whose K/V loads start while the one before finishes (combine, ticket, launch) take the
+#                     batch-1 decode from 10.0-10.4 us (1617-1679 GB/s) towards the 5.6 us of 3000 GB/s?
+#   6. report-e2e.md  `report --sections copy,e2e --matvec-loads async-copy --decode-launches per-stage-pdl,grid-synced-tails,
 #                     grid-synced-tails-preloaded --stage-times`: both preset models at batch 1/16/64, then at batch 1
 #                     (a) with each decode matvec keeping 8 chunks per lane in flight as cp.async copies into shared memory
 #                     (ptxas sm_90: 48 registers + 16 KB for o_proj/down, 79 + 32 KB for the fused pairs, against 96-165
-#                     registers with 2-4 chunks in registers), (b) with every decode matvec launched by programmatic
-#                     dependent launch (per-stage-pdl: it starts while the kernel before it ends, loads its first weights,
-#                     then waits; ProgrammaticLauncher), (c) with grid-synced tails, plain and with each warp's first
-#                     rows of a stage loaded before its barrier (in flight while the groups meet).
-#   6. trace.txt      only where Nsight Systems is installed (tools.txt says what is): a 4-layer TinyLlama-shape random
+#                     registers with 2-4 chunks in registers), (b) with every launch of a decode layer programmatic
+#                     (per-stage-pdl: each matvec and the decode attention start while the kernel before ends, load what no
+#                     kernel of the step writes, then wait; ProgrammaticLauncher), (c) with grid-synced tails, plain and
+#                     with each warp's first rows of a stage loaded before its barrier (in flight while the groups meet).
+#   7. layer-tail.txt `SpecializedInference.Benchmarks.dll layer-tail`: one layer's dense work at batch 1 for Llama-3-8B
+#                     and TinyLlama, as four per-stage launches, as one grid-synced launch, and as one whose warps load
+#                     each stage's first rows before its barrier (new, off by default), then both launches clocked:
+#                     per stage, the groups' own work, their wait at the barrier after it, and the wait of the last
+#                     group to arrive (the barrier alone). Run 23 had TinyLlama's tail at 50 us a layer for 84 MiB, where
+#                     copy bandwidth reads it in 22: this says whether rows, lateness or barriers lose the rest.
+#   8. trace.txt      only where Nsight Systems is installed (tools.txt says what is): a 4-layer TinyLlama-shape random
 #                     checkpoint's `si generate` traced (`nsys profile -t cuda`), then benchmarks/gpu/trace_gaps.py: each
 #                     decode step's kernel time against the idle gaps between its launches, as they ran back to back.
 # Afterwards: move the outputs to benchmarks/results/gpu-<date>-<card>-run<N>/ with this script as commands.sh.
@@ -46,7 +53,7 @@ export DOTNET_ROOT=/tmp/dn DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 SI="/tmp/dn/dotnet .gpu/si/si.dll"
 APP="/tmp/dn/dotnet .gpu/app/SpecializedInference.Benchmarks.dll"
 start=$(date +%s)
-deadline=450
+deadline=480
 elapsed() { echo $(( $(date +%s) - start )); }
 # budget <at most>: seconds for the next step, at most what is left before the deadline (at least 5)
 budget() { local left=$(( deadline - $(elapsed) )); [ $left -lt $1 ] || left=$1; [ $left -gt 5 ] || left=5; echo $left; }
@@ -56,17 +63,20 @@ budget() { local left=$(( deadline - $(elapsed) )); [ $left -lt $1 ] || left=$1;
 
 timeout $(budget 70) $SI selftest --device cuda --set dense > "$OUT/selftest.txt" 2>&1
 grep -h "passed\|failed\|FAIL" "$OUT/selftest.txt" | tail -5
-timeout $(budget 90) $APP layer-tail --device cuda > "$OUT/layer-tail.txt" 2>&1
-cat "$OUT/layer-tail.txt"; echo "layer-tail at $(elapsed) s"
 timeout $(budget 60) $APP launch-graph > "$OUT/launch-graph.txt" 2>&1
 cat "$OUT/launch-graph.txt"
 for flags in "" "--matvec-loads async-copy" "--decode-launches per-stage-pdl"; do
   timeout $(budget 40) $SI generate --model models/docstrings-bf16 --prompt "This module provides" --max-new-tokens 32 --device cuda $flags
 done > "$OUT/generate-variants.txt" 2>&1
 echo "generate variants: $(grep -c "regular expression matching operations similar to those found in Perl" "$OUT/generate-variants.txt") of 3 print the reference; $(elapsed) s"
+timeout $(budget 60) $SI selftest --device cuda --set Llama3_8B > "$OUT/selftest-attention.txt" 2>&1
+grep -h "programmatic\|passed\|failed\|FAIL" "$OUT/selftest-attention.txt" | tail -8
+timeout $(budget 60) $SI attention-bench --device cuda --sets Llama3_8B --batch 1,32 --prefill-tokens 0 --tensor-core-decode --programmatic \
+  > "$OUT/attention-pdl.txt" 2>&1
+cat "$OUT/attention-pdl.txt"; echo "attention at $(elapsed) s"
 
 nsys=$(command -v nsys || ls /opt/nvidia/nsight-systems/*/bin/nsys /usr/local/cuda*/bin/nsys 2> /dev/null | head -1)
-keep=0; [ -n "$nsys" ] && keep=80   # seconds kept for the trace
+keep=60; [ -n "$nsys" ] && keep=140   # seconds kept for the layer tail and the trace
 report=$(( $(budget 300) - keep ))
 if [ $report -gt 60 ]; then
   timeout $report $APP report --device cuda --time-budget $(( report - 20 )) \
@@ -76,6 +86,9 @@ if [ $report -gt 60 ]; then
   grep -h "batch .*: decode" "$OUT/report-e2e.log" | sed 's/, prefill.*decode step/; step/' | cut -c1-150
   grep -h "\[stage times\]" "$OUT/report-e2e.log" | sed 's/.*device: /  stages: /' | cut -c1-300
 fi
+
+timeout $(budget 60) $APP layer-tail --device cuda > "$OUT/layer-tail.txt" 2>&1
+cat "$OUT/layer-tail.txt"; echo "layer-tail at $(elapsed) s"
 
 if [ -n "$nsys" ] && [ $(( deadline - $(elapsed) )) -gt 40 ]; then
   checkpoint=/tmp/si-trace-small

@@ -138,6 +138,7 @@ internal static class ModelLoading
                 + (runner.KernelNotice is { } notice ? $"; {notice}" : "")
                 + (TensorCoreNotice(request.TensorCores, runner.DenseSchedule, options.WeightDtype) is { } projections ? $"; {projections}" : "")
                 + (runner.DecodeOnTensorCores ? "; decode attention on tensor cores" : "")
+                + (runner.DecodeAttentionLaunchNotice is { } launch ? $"; {launch}" : "")
                 + string.Concat(MatvecOptionNotices(options, runner.DenseSchedule, accelerator.Accelerator).Select(n => $"; {n}"));
             return new OwningModelRunner(runner, accelerator);
         }
@@ -183,7 +184,7 @@ internal static class ModelLoading
                         "decode steps of up to 4 tokens launch each layer (its attention, o_proj, MLP and the next layer's qkv) as one grid-synced kernel",
                     Kernels.Dense.DecodeLaunches.PerStageProgrammatic => Accelerators.ProgrammaticLauncher.For(accelerator, out var whyNot) is null && cuda
                         ? $"--decode-launches per-stage-pdl: {whyNot}; the per-stage launches run instead"
-                        : "the decode matvecs load their first weights, then wait for the kernel before them (programmatic dependent launch" +
+                        : "the decode matvecs load their first weights, and the decode attention its K/V rows, then wait for the kernel before them (programmatic dependent launch" +
                           (cuda ? ")" : ": on the CPU accelerator the stream orders them anyway)"),
                     Kernels.Dense.DecodeLaunches.GridSyncedTailsPreloaded =>
                         "decode steps of up to 4 tokens launch each layer's o_proj, MLP and the next layer's qkv as one grid-synced kernel, each stage's first weights loaded before its barrier",

@@ -2,6 +2,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 using SpecializedInference.Accelerators;
+using SpecializedInference.Kernels;
 using SpecializedInference.Kernels.Dense;
 
 namespace SpecializedInference.Benchmarks.Kernels;

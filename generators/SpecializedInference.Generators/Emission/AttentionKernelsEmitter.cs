@@ -68,8 +68,8 @@ internal static class AttentionKernelsEmitter
                         {
                             w.Line("LargeBatchDecode = new DecodeLayout(LargeBatchDecodePartitionSize, LargeBatchDecodeWarps, NumAttentionHeads / LargeBatchDecodeHeadsPerGroup);");
                             w.Line("_decodeLargeBatch = options.TimeDecodeStages");
-                            w.Line("    ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeMmaLargeBatch<SmStageClock>, MaxRegisters.Decode)");
-                            w.Line("    : accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeMmaLargeBatch<NoStageClock>, MaxRegisters.Decode);");
+                            w.Line($"    ? {LoadDecode("DecodeMmaLargeBatch<SmStageClock, {0}>")}");
+                            w.Line($"    : {LoadDecode("DecodeMmaLargeBatch<NoStageClock, {0}>")};");
                         }
                     }
                     using (w.Block("if (options.KvDtype == KvDtype.F16)"))
@@ -118,7 +118,7 @@ internal static class AttentionKernelsEmitter
             using (w.Block("public struct DecodeGroups<TCodec> : IDecodeGroups where TCodec : struct, IKvCodec"))
             {
                 w.Line(run);
-                w.Line("    => DecodeGroup<TCodec>(group, m, queries, keyCache, valueCache, output);");
+                w.Line("    => DecodeGroup<TCodec, StreamOrdered>(group, m, queries, keyCache, valueCache, output);");
             }
             if (mma)
             {
@@ -127,7 +127,7 @@ internal static class AttentionKernelsEmitter
                 using (w.Block("public struct DecodeMmaGroups : IDecodeGroups"))
                 {
                     w.Line(run);
-                    w.Line("    => DecodeMmaGroup<NoStageClock>(group, m, queries, keyCache, valueCache, output);");
+                    w.Line("    => DecodeMmaGroup<NoStageClock, StreamOrdered>(group, m, queries, keyCache, valueCache, output);");
                 }
             }
         }
@@ -142,12 +142,17 @@ internal static class AttentionKernelsEmitter
         w.Line($"    ? accelerator.LoadStreamKernel<{args}>(PrefillExpanded<{codec}>, MaxRegisters.Prefill)");
         w.Line($"    : accelerator.LoadStreamKernel<{args}>(Prefill<{codec}>, MaxRegisters.Prefill);");
         w.Line("_decode = options.HeadMapping == HeadMapping.Expanded");
-        w.Line($"    ? accelerator.LoadStreamKernel<{args}>(DecodeExpanded<{codec}>, MaxRegisters.Decode)");
+        w.Line($"    ? {LoadDecode($"DecodeExpanded<{codec}, {{0}}>")}");
         if (mma)
         {
-            w.Line($"    : DecodeOnTensorCores && options.TimeDecodeStages ? accelerator.LoadStreamKernel<{args}>(DecodeMma<SmStageClock>, MaxRegisters.Decode)");
-            w.Line($"    : DecodeOnTensorCores ? accelerator.LoadStreamKernel<{args}>(DecodeMma<NoStageClock>, MaxRegisters.Decode)");
+            w.Line($"    : DecodeOnTensorCores && options.TimeDecodeStages ? {LoadDecode("DecodeMma<SmStageClock, {0}>")}");
+            w.Line($"    : DecodeOnTensorCores ? {LoadDecode("DecodeMma<NoStageClock, {0}>")}");
         }
-        w.Line($"    : accelerator.LoadStreamKernel<{args}>(Decode<{codec}>, MaxRegisters.Decode);");
+        w.Line($"    : {LoadDecode($"Decode<{codec}, {{0}}>")};");
     }
+
+    /// <summary>The base class's <c>LoadDecode</c> of <paramref name="kernel"/> (a format whose {0} is the launch dependency):
+    /// stream-ordered, and programmatic for <c>DecodeLaunch.Programmatic</c>.</summary>
+    private static string LoadDecode(string kernel)
+        => $"LoadDecode({string.Format(kernel, "StreamOrdered")}, {string.Format(kernel, "ProgrammaticallyDependent")}, MaxRegisters.Decode)";
 }

@@ -134,16 +134,19 @@ internal static class DecodeEmitter
         w.Line("/// <param name=\"keyCache\">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]</param>");
         w.Line("/// <param name=\"valueCache\">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]</param>");
         w.Line("/// <param name=\"output\">[num_tokens, NumAttentionHeads, HeadDim] f32</param>");
-        w.Line($"public static void Decode{L.Suffix}<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)");
+        w.Line("/// <typeparam name=\"TDependency\">How it follows the kernel before it: stream-ordered, or a programmatic launch.</typeparam>");
+        w.Line($"public static void Decode{L.Suffix}<TCodec, TDependency>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)");
         w.Line("    where TCodec : struct, IKvCodec");
-        w.Line($"    => Decode{L.Suffix}Group<TCodec>(Grid.IdxX, m, queries, keyCache, valueCache, output);");
+        w.Line("    where TDependency : struct, ILaunchDependency");
+        w.Line($"    => Decode{L.Suffix}Group<TCodec, TDependency>(Grid.IdxX, m, queries, keyCache, valueCache, output);");
         w.Line();
         EmitGroupSummary(w, $"Decode{L.Suffix}");
-        w.Line($"public static void Decode{L.Suffix}Group<TCodec>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)");
+        w.Line($"public static void Decode{L.Suffix}Group<TCodec, TDependency>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)");
         w.Line("    where TCodec : struct, IKvCodec");
+        w.Line("    where TDependency : struct, ILaunchDependency");
         using (w.Scope())
         {
-            int queryLoads = EmitPreamble(w, L, L.KeySlots, SlotSumThreads(L));
+            EmitPreamble(w, L, L.KeySlots, SlotSumThreads(L));
 
             int R = KeysPerThread(L), VP = ValuePrefetch(L);
             w.Line($"// This thread's share of P·V: keys slot + {KS} * r (r < {R}) of the partition, 8 dims at unit.");
@@ -197,7 +200,7 @@ internal static class DecodeEmitter
                         w.Line(StepBoundary.Chunks("sQ", HG * D4, i == 0 && u0 == 0 ? issued.Concat(Enumerable.Range(0, VP).Select(r => $"vr{r}")) : issued));
                         if (i == 0 && u0 == 0)
                         {
-                            EmitQueryStores(w, L, queryLoads);
+                            EmitQueries(w, L);
                         }
                         for (int u = u0; u < US && u < u0 + KeyLoadsInFlight; u++)
                         {
@@ -289,13 +292,16 @@ internal static class DecodeEmitter
     }
 
     /// <summary>
-    /// The start every decode kernel shares: the work item and the partition's blocks (round trip 1), the shared
-    /// buffers (<paramref name="redSlots"/> partial P·V rows per head), and this thread's query Float4s in registers
-    /// (stored by <see cref="EmitQueryStores"/> once the K/V loads are out). Returns the query loads per thread.
+    /// The start every decode kernel shares: the work item and the partition's blocks (round trip 1) and the shared
+    /// buffers (<paramref name="redSlots"/> partial P·V rows per head). Under a programmatic launch
+    /// (<c>TDependency</c>) the next kernel may start from the first line; this kernel reads only the plan's lists
+    /// (copied from the host before the chain) until the K/V loads are out (<see cref="EmitQueries"/> waits), except
+    /// in the partition holding the query's own key, whose row the kernel before (the qkv projection) writes.
     /// </summary>
-    internal static int EmitPreamble(SourceWriter w, AttentionLayout L, int redSlots, int slotSumThreads)
+    internal static void EmitPreamble(SourceWriter w, AttentionLayout L, int redSlots, int slotSumThreads)
     {
         int T = L.Threads, D4 = L.D4, HG = L.HeadsPerGroup, P = L.Partition, D = L.HeadDim;
+        w.Line("default(TDependency).LetTheNextStart();   // a programmatic launch: the next kernel may be scheduled now");
         w.Line($"int item = {Div("group", L.HeadGroups)};");
         w.Line($"int headGroup = {Mod("group", L.HeadGroups)};");
         w.Line($"int firstHead = headGroup * {Int(HG)};");
@@ -335,36 +341,35 @@ internal static class DecodeEmitter
                 w.Line(T * (i + 1) > nb ? $"if (b < {Int(nb)}) sBlock[b] = blocks[b];" : "sBlock[b] = blocks[b];");
             }
         }
-        // Round trip 2: the queries go into registers now and into shared memory only once this thread's K/V loads
-        // are out, so the K/V loads do not wait for them (they would, behind a barrier after the query stores).
-        int queryLoads = AttentionLayout.CeilDiv(HG * D4, T);
-        for (int i = 0; i < queryLoads; i++)
+        w.Line("Group.Barrier();   // sBlock");
+        w.Line("// The partition holding the query's own key (the decode's last) waits for the kernel before, which may have just");
+        w.Line("// written that key's row; the others load rows of earlier steps while it runs.");
+        w.Line("if (part == partitions - 1) default(TDependency).WaitForThePrevious();");
+        w.Line();
+    }
+
+    /// <summary>
+    /// Round trip 2's other half, issued once this thread's K/V loads are out: the wait for the kernel before (the
+    /// queries are its output), this thread's query Float4s, pre-scaled, into shared memory, then a barrier: every
+    /// thread's before any reads them. The queries come back while the K/V rows still travel.
+    /// </summary>
+    internal static void EmitQueries(SourceWriter w, AttentionLayout L)
+    {
+        int T = L.Threads, HG = L.HeadsPerGroup, D4 = L.D4, D = L.HeadDim;
+        w.Line("// The queries, now that the K/V loads are out: written by the kernel before, so after its end; every thread's");
+        w.Line("// before the scores read them.");
+        w.Line("default(TDependency).WaitForThePrevious();");
+        for (int i = 0; i * T < HG * D4; i++)
         {
-            w.Line($"var qv{i} = default(Float4);");
             using (w.Scope())
             {
-                w.Line($"int f = t + {Int(T * i)};");
+                w.Line(i == 0 ? "int f = t;" : $"int f = t + {Int(T * i)};");
                 bool guard = T * (i + 1) > HG * D4;
                 if (guard) w.Open($"if (f < {Int(HG * D4)})");
                 w.Line($"long src = ((long)token * {Int(L.Heads)} + firstHead + {Div("f", D4)}) * {Int(D)} + {Mod("f", D4)} * 4;");
-                w.Line($"qv{i} = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * {Float(L.Scale)};");
+                w.Line($"sQ[f] = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * {Float(L.Scale)};");
                 if (guard) w.Close();
             }
-        }
-        w.Line("Group.Barrier();   // sBlock");
-        w.Line();
-        return queryLoads;
-    }
-
-    /// <summary>The queries into shared memory (pre-scaled), then a barrier: every thread's before any reads them.</summary>
-    internal static void EmitQueryStores(SourceWriter w, AttentionLayout L, int queryLoads)
-    {
-        int T = L.Threads, HG = L.HeadsPerGroup, D4 = L.D4;
-        w.Line("// The queries, now that the K/V loads are out; every thread's before the scores read them.");
-        for (int q = 0; q < queryLoads; q++)
-        {
-            string f = q == 0 ? "t" : $"t + {Int(T * q)}";
-            w.Line(T * (q + 1) > HG * D4 ? $"if ({f} < {Int(HG * D4)}) sQ[{f}] = qv{q};" : $"sQ[{f}] = qv{q};");
         }
         w.Line("Group.Barrier();   // sQ");
     }

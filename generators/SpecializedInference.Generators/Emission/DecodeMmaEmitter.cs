@@ -46,18 +46,21 @@ internal static class DecodeMmaEmitter
         w.Line("/// <param name=\"valueCache\">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim] f16</param>");
         w.Line("/// <param name=\"output\">[num_tokens, NumAttentionHeads, HeadDim] f32</param>");
         w.Line("/// <typeparam name=\"TClock\">What happens at each DecodeStage: nothing (NoStageClock), or the SM's clock (SmStageClock).</typeparam>");
-        w.Line($"public static void {name}<TClock>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)");
+        w.Line("/// <typeparam name=\"TDependency\">How it follows the kernel before it: stream-ordered, or a programmatic launch.</typeparam>");
+        w.Line($"public static void {name}<TClock, TDependency>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)");
         w.Line("    where TClock : struct, IStageClock");
-        w.Line($"    => {name}Group<TClock>(Grid.IdxX, m, queries, keyCache, valueCache, output);");
+        w.Line("    where TDependency : struct, ILaunchDependency");
+        w.Line($"    => {name}Group<TClock, TDependency>(Grid.IdxX, m, queries, keyCache, valueCache, output);");
         w.Line();
         DecodeEmitter.EmitGroupSummary(w, name);
-        w.Line($"public static void {name}Group<TClock>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)");
+        w.Line($"public static void {name}Group<TClock, TDependency>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)");
         w.Line("    where TClock : struct, IStageClock");
+        w.Line("    where TDependency : struct, ILaunchDependency");
         using (w.Scope())
         {
             var marks = StageMarks.Clock;
             marks.At(w, "Entry");
-            int queryLoads = DecodeEmitter.EmitPreamble(w, L, W, 1);
+            DecodeEmitter.EmitPreamble(w, L, W, 1);
             marks.At(w, "Blocks");
             w.Line("// Lane (g, tq) of warp wk: g = lane / 4 picks rows of the mma fragments, tq = lane % 4 columns.");
             w.Line("int wk = Warp.WarpIdx;");
@@ -88,7 +91,7 @@ internal static class DecodeMmaEmitter
                 var chunks = Enumerable.Range(0, TPW).SelectMany(i => EmitKeyLoads(w, L, i)).ToList();
                 chunks.AddRange(Enumerable.Range(0, TPW).SelectMany(i => EmitValueLoads(w, L, i)));
                 w.Line(StepBoundary.Chunk16s("sQ", HG * D4, chunks));
-                DecodeEmitter.EmitQueryStores(w, L, queryLoads);
+                DecodeEmitter.EmitQueries(w, L);
                 w.Line();
                 EmitScoresHeader(w, HG, D4);
                 for (int i = 0; i < TPW; i++) EmitScores(w, L, i);
@@ -104,7 +107,7 @@ internal static class DecodeMmaEmitter
                     w.Line(StepBoundary.Chunk16s("sQ", HG * D4, tiles.SelectMany(i => EmitKeyLoads(w, L, i)).ToList()));
                     if (b0 == 0)
                     {
-                        DecodeEmitter.EmitQueryStores(w, L, queryLoads);
+                        DecodeEmitter.EmitQueries(w, L);
                         w.Line();
                         EmitScoresHeader(w, HG, D4);
                     }

@@ -72,6 +72,10 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
         [Description("With --tensor-core-decode: also time those decodes with each group's stages clocked (AttentionOptions.TimeDecodeStages) and print where a group's time goes (CUDA only).")]
         public bool StageTimes { get; init; }
 
+        [CommandOption("--programmatic")]
+        [Description("Also time each generated decode launched programmatically (DecodeLaunch.Programmatic, CUDA sm_90): back to back, a call's K/V loads start while the call before it finishes.")]
+        public bool Programmatic { get; init; }
+
         [CommandOption("--kv-dtype <DTYPE>")]
         [DefaultValue("f16")]
         public string KvDtype { get; init; } = "f16";
@@ -125,19 +129,21 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
                 }
                 foreach (var limits in RegisterVariants(settings))
                 {
-                    variants.Add(() => set.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(dtype, MaxRegisters: limits)));
+                    var options = new List<AttentionOptions> { new(dtype, MaxRegisters: limits) };
                     if (settings.TensorCoreDecode)
                     {
                         // The set's own tensor-core decode, then its large-batch decode where the config has one.
-                        variants.Add(() => set.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(dtype, MaxRegisters: limits,
-                            DecodeCores: DecodeCores.Tensor, LargeBatchDecode: LargeBatchDecodePolicy.Never)));
-                        variants.Add(() => set.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(dtype, MaxRegisters: limits,
-                            DecodeCores: DecodeCores.Tensor, LargeBatchDecode: LargeBatchDecodePolicy.Always)));
-                        if (settings.StageTimes)
-                            foreach (var policy in new[] { LargeBatchDecodePolicy.Never, LargeBatchDecodePolicy.Always })
-                                variants.Add(() => set.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(dtype, MaxRegisters: limits,
-                                    DecodeCores: DecodeCores.Tensor, LargeBatchDecode: policy, TimeDecodeStages: true)));
+                        options.Add(new(dtype, MaxRegisters: limits, DecodeCores: DecodeCores.Tensor, LargeBatchDecode: LargeBatchDecodePolicy.Never));
+                        options.Add(new(dtype, MaxRegisters: limits, DecodeCores: DecodeCores.Tensor, LargeBatchDecode: LargeBatchDecodePolicy.Always));
                     }
+                    // Each of those launched programmatically, right after it (the same warm device, the same buffers' sizes).
+                    if (settings.Programmatic)
+                        options = options.SelectMany(o => new[] { o, o with { DecodeLaunch = DecodeLaunch.Programmatic } }).ToList();
+                    if (settings.TensorCoreDecode && settings.StageTimes)
+                        foreach (var policy in new[] { LargeBatchDecodePolicy.Never, LargeBatchDecodePolicy.Always })
+                            options.Add(new(dtype, MaxRegisters: limits, DecodeCores: DecodeCores.Tensor, LargeBatchDecode: policy, TimeDecodeStages: true));
+                    foreach (var o in options)
+                        variants.Add(() => set.CreateAttentionKernels!(handle.Accelerator, o));
                 }
             }
             return Run(settings, shape, handle, variants, batches, contexts);
@@ -147,7 +153,11 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
         else
         {
             foreach (var limits in RegisterVariants(settings))
+            {
                 variants.Add(() => match.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(dtype, MaxRegisters: limits)));
+                if (settings.Programmatic)
+                    variants.Add(() => match.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(dtype, MaxRegisters: limits, DecodeLaunch: DecodeLaunch.Programmatic)));
+            }
             variants.Add(() => match.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(dtype, HeadMapping: HeadMapping.Expanded)));
         }
         variants.Add(() => new GenericAttentionKernels(handle.Accelerator, shape, new AttentionOptions(dtype)));
@@ -178,7 +188,9 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
                 if (b.Options.LargeBatchDecode == LargeBatchDecodePolicy.Always && large is null) continue;   // the set has none
                 Console.WriteLine($"  {kernels.Name}: tiles {b.Tiles}, {b.HeadsPerGroup} heads per group" +
                     (b.IsSpecialized ? $", registers {b.MaxRegisters}" : "") + (b.DecodeOnTensorCores ? ", decode on tensor cores" : "") +
-                    (large is null ? "" : $", large-batch decode {large}") + (b.Options.TimeDecodeStages ? ", stages clocked" : ""));
+                    (large is null ? "" : $", large-batch decode {large}") + (b.Options.TimeDecodeStages ? ", stages clocked" : "") +
+                    (b.DecodeProgrammatic ? ", decode launched programmatically" : ""));
+                if (b.ProgrammaticNotice is { } notice) Console.WriteLine($"    notice: {notice}");
             }
             foreach (int batch in batches)
                 foreach (int keys in contexts)

@@ -88,7 +88,7 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         public string? FusedMatvecLaunch { get; init; }
 
         [CommandOption("--decode-launches <PLAN>")]
-        [Description("per-stage (default): a launch per projection of a decode step; grid-synced-tails: each layer's o_proj, MLP and the next layer's qkv as one launch whose groups meet at grid barriers; grid-synced-tails-preloaded: the same, each warp loading its first rows of the next stage before each barrier; per-stage-pdl: a launch per stage, each matvec loading its first weights before it waits for the kernel before it (programmatic dependent launch, CUDA sm_90); grid-synced-layers: the layer's decode attention too (warp schedule, up to 4 tokens). Off by default until measured.")]
+        [Description("per-stage (default): a launch per projection of a decode step; grid-synced-tails: each layer's o_proj, MLP and the next layer's qkv as one launch whose groups meet at grid barriers; grid-synced-tails-preloaded: the same, each warp loading its first rows of the next stage before each barrier; per-stage-pdl: a launch per stage, each matvec loading its first weights, and the decode attention its K/V rows, before it waits for the kernel before it (programmatic dependent launch, CUDA sm_90); grid-synced-layers: the layer's decode attention too (warp schedule, up to 4 tokens). Off by default until measured.")]
         public string? DecodeLaunches { get; init; }
 
         [CommandOption("--matvec-loads <HOW>")]

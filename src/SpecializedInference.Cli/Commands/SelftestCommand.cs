@@ -77,6 +77,10 @@ internal sealed class SelftestCommand : Command<SelftestCommand.Settings>
                     var mma = new AttentionOptions(KvDtype.F16, DecodeCores: DecodeCores.Tensor);
                     results.AddRange(RunOne($"{set.Name} mma", () => set.CreateAttentionKernels!(handle.Accelerator, mma), shape, handle, seed,
                         applies: k => k is AttentionKernelsBase { DecodeOnTensorCores: true }));
+                    // The same decode launched programmatically (sm_90: its K/V loads before its wait for the kernel before).
+                    var programmatic = mma with { DecodeLaunch = DecodeLaunch.Programmatic };
+                    results.AddRange(RunOne($"{set.Name} mma programmatic", () => set.CreateAttentionKernels!(handle.Accelerator, programmatic), shape, handle, seed,
+                        applies: k => k is AttentionKernelsBase { DecodeOnTensorCores: true, DecodeProgrammatic: true }));
                     var largeBatch = mma with { LargeBatchDecode = LargeBatchDecodePolicy.Always };
                     results.AddRange(RunOne($"{set.Name} mma large-batch", () => set.CreateAttentionKernels!(handle.Accelerator, largeBatch), shape, handle, seed,
                         applies: k => k is AttentionKernelsBase { LargeBatchDecode: not null }));

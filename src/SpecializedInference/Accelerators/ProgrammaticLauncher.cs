@@ -52,6 +52,18 @@ public sealed partial class ProgrammaticLauncher
         return loaded;
     }
 
+    /// <summary><see cref="Get"/> as a launch delegate shaped like ILGPU's <c>LoadStreamKernel</c> (the generated decodes').</summary>
+    public Action<ILGPU.KernelConfig, T1, T2, T3, T4, T5> Load<T1, T2, T3, T4, T5>(Action<T1, T2, T3, T4, T5> kernel, int maxRegisters = 0)
+        where T1 : struct
+        where T2 : struct
+        where T3 : struct
+        where T4 : struct
+        where T5 : struct
+    {
+        var loaded = Get(kernel.Method, maxRegisters);
+        return (config, a1, a2, a3, a4, a5) => loaded.Arguments().Add(a1).Add(a2).Add(a3).Add(a4).Add(a5).Launch(config);
+    }
+
     private ProgrammaticKernel Load(MethodInfo kernel, int maxRegisters)
     {
         var compiled = (PTXCompiledKernel)_accelerator.CompileKernel(EntryPointDescription.FromExplicitlyGroupedKernel(kernel));

@@ -1,5 +1,7 @@
 using ILGPU;
 using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using SpecializedInference.Accelerators;
 using SpecializedInference.Kernels.Generic;
 
 namespace SpecializedInference.Kernels;
@@ -64,6 +66,50 @@ public abstract class AttentionKernelsBase : IAttentionKernels
     public AttentionShape Shape { get; }
 
     public AttentionTiles Tiles { get; }
+
+    /// <summary>Whether the flash decode is launched programmatically (<see cref="DecodeLaunch.Programmatic"/> asked for, a
+    /// generated set, and CUDA sm_90 through <see cref="ProgrammaticLauncher"/>, or the CPU accelerator through ILGPU).</summary>
+    public bool DecodeProgrammatic { get; private set; }
+
+    /// <summary>Why <see cref="DecodeLaunch.Programmatic"/> was asked for and the decode launches stream-ordered; null otherwise.</summary>
+    public string? ProgrammaticNotice => Options.DecodeLaunch == DecodeLaunch.Programmatic && !DecodeProgrammatic
+        ? $"programmatic decode launch: {_whyNotProgrammatic ?? $"the {Name} kernels have none"}; the decode launches stream-ordered"
+        : null;
+
+    private string? _whyNotProgrammatic;
+
+    /// <summary>
+    /// A generated set's decode: <paramref name="streamOrdered"/>, or under <see cref="DecodeLaunch.Programmatic"/>
+    /// <paramref name="programmatic"/> (the same kernel with <see cref="ProgrammaticallyDependent"/> marks) through the
+    /// launcher on CUDA sm_90 and through ILGPU on the CPU accelerator, where its marks are no-ops. A clocked decode
+    /// (<see cref="AttentionOptions.TimeDecodeStages"/>) stays stream-ordered.
+    /// </summary>
+    protected Action<KernelConfig, AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>> LoadDecode(
+        Action<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>> streamOrdered,
+        Action<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>> programmatic, int maxRegisters)
+    {
+        ArgumentNullException.ThrowIfNull(streamOrdered);
+        ArgumentNullException.ThrowIfNull(programmatic);
+        if (Options.DecodeLaunch != DecodeLaunch.Programmatic) return Accelerator.LoadStreamKernel(streamOrdered, maxRegisters);
+        if (Options.TimeDecodeStages)
+        {
+            // Overlapping calls would write their marks into the same rows.
+            _whyNotProgrammatic = "its stages are clocked (AttentionOptions.TimeDecodeStages)";
+            return Accelerator.LoadStreamKernel(streamOrdered, maxRegisters);
+        }
+        if (Accelerator is CPUAccelerator)
+        {
+            DecodeProgrammatic = true;
+            return Accelerator.LoadStreamKernel(programmatic, maxRegisters);
+        }
+        // One launcher per set: its kernels are this set's.
+        _launcher ??= ProgrammaticLauncher.For(Accelerator, out _whyNotProgrammatic);
+        if (_launcher is null) return Accelerator.LoadStreamKernel(streamOrdered, maxRegisters);
+        DecodeProgrammatic = true;
+        return _launcher.Load(programmatic, maxRegisters);
+    }
+
+    private ProgrammaticLauncher? _launcher;
 
     /// <summary>Whether the flash decode runs its products on tensor cores (<see cref="DecodeCores.Tensor"/> asked for and
     /// a <c>DecodeMma</c> kernel generated for this shape, the mapping grouped and the cache f16).</summary>

@@ -48,6 +48,22 @@ public enum LargeBatchDecodePolicy
     Always,
 }
 
+/// <summary>How a generated set launches its flash decode.</summary>
+public enum DecodeLaunch
+{
+    /// <summary>ILGPU's launch: the decode starts once the kernel before it has finished.</summary>
+    StreamOrdered,
+
+    /// <summary>
+    /// Programmatic dependent launch (<see cref="Accelerators.ProgrammaticLauncher"/>, CUDA sm_90; elsewhere the same
+    /// kernel through ILGPU, or the stream-ordered one with <see cref="AttentionKernelsBase.ProgrammaticNotice"/>). The
+    /// decode lets the next kernel start at once, reads its partitions' blocks and loads their K/V rows while the kernel
+    /// before it still runs, and waits for it only before it loads the queries, which that kernel wrote. The partition
+    /// holding the query's own key waits before its K/V loads: the qkv projection writes that key's row.
+    /// </summary>
+    Programmatic,
+}
+
 /// <summary>A decode kernel's layout: keys per partition, warps per group, and thread groups per partition (each a set
 /// of query heads).</summary>
 public sealed record DecodeLayout(int PartitionSize, int Warps, int HeadGroups);
@@ -61,6 +77,7 @@ public sealed record DecodeLayout(int PartitionSize, int Warps, int HeadGroups);
 /// <param name="TimeDecodeStages">Load the tensor-core decodes with <see cref="SmStageClock"/>: every decode group's thread 0
 /// records the clock at each <see cref="DecodeStage"/> into its plan (<see cref="AttentionPlan.ReadStageTimes"/>;
 /// <c>si attention-bench --stage-times</c>). For measuring the chain of a group, not for serving.</param>
+/// <param name="DecodeLaunch">How a generated set launches its flash decode (the generic kernels: stream-ordered).</param>
 public sealed record AttentionOptions(
     KvDtype KvDtype = KvDtype.F16,
     AttentionAlgorithm Algorithm = AttentionAlgorithm.Flash,
@@ -68,7 +85,8 @@ public sealed record AttentionOptions(
     RegisterLimits? MaxRegisters = null,
     DecodeCores DecodeCores = DecodeCores.Cuda,
     LargeBatchDecodePolicy LargeBatchDecode = LargeBatchDecodePolicy.Auto,
-    bool TimeDecodeStages = false);
+    bool TimeDecodeStages = false,
+    DecodeLaunch DecodeLaunch = DecodeLaunch.StreamOrdered);
 
 /// <summary>
 /// Caps on registers per thread for the generated decode and prefill kernels on CUDA, 0 for the compiler's choice

@@ -130,14 +130,18 @@ public sealed class LlamaModelRunner : IModelRunner
         if (BlockSize <= 0) throw new ArgumentOutOfRangeException(nameof(options), $"KvBlockSize must be positive, got {BlockSize}");
         NumBlocks = options.NumKvBlocks > 0 ? options.NumKvBlocks : (MaxSeqLen + BlockSize - 1) / BlockSize;
 
+        _dense = new DenseKernels(accelerator, options.DenseSchedule, options.MatvecDepth, options.TensorCores, options.WeightPrefetch, options.FusedMatvecLaunch,
+            options.DecodeLaunches, options.MatvecLoads);
+        // Under per-stage-pdl (where the dense kernels run it: the warp schedule, CUDA sm_90 or the CPU accelerator) every
+        // launch of a layer is programmatic, the decode attention as well as the matvecs.
+        bool programmatic = _dense.DecodeLaunches == DecodeLaunches.PerStageProgrammatic && _dense.Schedule == DenseSchedule.Warp;
         var selection = AttentionKernelSelection.Select(accelerator, c, BlockSize,
             new AttentionOptions(options.KvDtype, options.Algorithm, options.HeadMapping,
-                DecodeCores: options.DecodeCores ?? (accelerator is ILGPU.Runtime.CPU.CPUAccelerator ? DecodeCores.Cuda : DecodeCores.Tensor)),
+                DecodeCores: options.DecodeCores ?? (accelerator is ILGPU.Runtime.CPU.CPUAccelerator ? DecodeCores.Cuda : DecodeCores.Tensor),
+                DecodeLaunch: programmatic ? DecodeLaunch.Programmatic : DecodeLaunch.StreamOrdered),
             options.ForceGenericKernels);
         _attention = selection.Kernels;
         KernelNotice = selection.Notice;
-        _dense = new DenseKernels(accelerator, options.DenseSchedule, options.MatvecDepth, options.TensorCores, options.WeightPrefetch, options.FusedMatvecLaunch,
-            options.DecodeLaunches, options.MatvecLoads);
         _greedyOnDevice = options.GreedySampling == GreedySampling.Device
             || (options.GreedySampling == GreedySampling.Auto && accelerator is not ILGPU.Runtime.CPU.CPUAccelerator);
         _argMaxSlice = _dense.ArgMaxSliceLength(c.VocabSize);
@@ -240,6 +244,14 @@ public sealed class LlamaModelRunner : IModelRunner
     /// <summary>Whether the decode attention runs on tensor cores (<see cref="ModelOptions.DecodeCores"/> and a generated
     /// <c>DecodeMma</c> for this shape).</summary>
     public bool DecodeOnTensorCores => _attention is AttentionKernelsBase { DecodeOnTensorCores: true };
+
+    /// <summary>Whether the decode attention is launched programmatically (<see cref="DecodeLaunches.PerStageProgrammatic"/>
+    /// and a generated set: <see cref="DecodeLaunch.Programmatic"/>).</summary>
+    public bool DecodeAttentionProgrammatic => _attention is AttentionKernelsBase { DecodeProgrammatic: true };
+
+    /// <summary>Why the decode attention launches stream-ordered where the rest of the layer is programmatic (the generic
+    /// kernels have no such decode); null otherwise.</summary>
+    public string? DecodeAttentionLaunchNotice => (_attention as AttentionKernelsBase)?.ProgrammaticNotice;
 
     public Accelerator Accelerator => _accelerator;
 

@@ -56,8 +56,8 @@ namespace SpecializedInference.Runtime;
 /// which they now keep whatever <see cref="MatvecDepth"/>.Qkv says (at 4 the whole kernel took 168 registers and lost:
 /// 1.50–1.53 ms); whole layers lose (1.70 ms). Not yet measured on a GPU: <see cref="Kernels.Dense.DecodeLaunches.GridSyncedTailsPreloaded"/>,
 /// the tail with each warp's first rows of a stage loaded before its barrier, and <see cref="Kernels.Dense.DecodeLaunches.PerStageProgrammatic"/>,
-/// the per-stage launches with the warp matvecs launched by programmatic dependent launch (CUDA sm_90,
-/// <see cref="Accelerators.ProgrammaticLauncher"/>).</param>
+/// the per-stage launches with the warp matvecs and a generated set's decode attention launched by programmatic
+/// dependent launch (CUDA sm_90, <see cref="Accelerators.ProgrammaticLauncher"/>, <see cref="Kernels.DecodeLaunch.Programmatic"/>).</param>
 /// <param name="MatvecLoads">How the warp schedule's per-stage decode matvecs (o_proj, down_proj, the fused qkv, gate|up and LM head) bring their weights in:
 /// into registers a step at a time (the default), or through shared memory by asynchronous copies that keep 8 chunks per
 /// lane in flight without holding registers (<see cref="Kernels.Dense.AsyncCopyBodies"/>, CUDA sm_80+). Not yet measured on

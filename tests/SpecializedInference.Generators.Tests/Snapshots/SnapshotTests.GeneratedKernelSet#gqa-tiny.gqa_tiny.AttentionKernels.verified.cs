@@ -37,8 +37,8 @@ public static partial class gqa_tiny
                     ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(PrefillExpanded<F16Codec>, MaxRegisters.Prefill)
                     : accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(Prefill<F16Codec>, MaxRegisters.Prefill);
                 _decode = options.HeadMapping == HeadMapping.Expanded
-                    ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeExpanded<F16Codec>, MaxRegisters.Decode)
-                    : accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(Decode<F16Codec>, MaxRegisters.Decode);
+                    ? LoadDecode(DecodeExpanded<F16Codec, StreamOrdered>, DecodeExpanded<F16Codec, ProgrammaticallyDependent>, MaxRegisters.Decode)
+                    : LoadDecode(Decode<F16Codec, StreamOrdered>, Decode<F16Codec, ProgrammaticallyDependent>, MaxRegisters.Decode);
             }
             else
             {
@@ -47,8 +47,8 @@ public static partial class gqa_tiny
                     ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(PrefillExpanded<F32Codec>, MaxRegisters.Prefill)
                     : accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(Prefill<F32Codec>, MaxRegisters.Prefill);
                 _decode = options.HeadMapping == HeadMapping.Expanded
-                    ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeExpanded<F32Codec>, MaxRegisters.Decode)
-                    : accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(Decode<F32Codec>, MaxRegisters.Decode);
+                    ? LoadDecode(DecodeExpanded<F32Codec, StreamOrdered>, DecodeExpanded<F32Codec, ProgrammaticallyDependent>, MaxRegisters.Decode)
+                    : LoadDecode(Decode<F32Codec, StreamOrdered>, Decode<F32Codec, ProgrammaticallyDependent>, MaxRegisters.Decode);
             }
         }
 
@@ -77,6 +77,6 @@ public static partial class gqa_tiny
     public struct DecodeGroups<TCodec> : IDecodeGroups where TCodec : struct, IKvCodec
     {
         public readonly void Run(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
-            => DecodeGroup<TCodec>(group, m, queries, keyCache, valueCache, output);
+            => DecodeGroup<TCodec, StreamOrdered>(group, m, queries, keyCache, valueCache, output);
     }
 }

@@ -22,16 +22,20 @@ public static partial class gqa_tiny
     /// <param name="keyCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]</param>
     /// <param name="valueCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]</param>
     /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
-    public static void Decode<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+    /// <typeparam name="TDependency">How it follows the kernel before it: stream-ordered, or a programmatic launch.</typeparam>
+    public static void Decode<TCodec, TDependency>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
-        => DecodeGroup<TCodec>(Grid.IdxX, m, queries, keyCache, valueCache, output);
+        where TDependency : struct, ILaunchDependency
+        => DecodeGroup<TCodec, TDependency>(Grid.IdxX, m, queries, keyCache, valueCache, output);
 
     /// <summary>Thread group <paramref name="group"/> of <see cref="Decode"/>: the kernel's own group, or one of those a
     /// grid-synced layer launch loops over (SpecializedInference.Kernels.Dense.LayerBodies). Every thread of the group
     /// calls it, and all leave it together (no early return: its group barriers stay matched).</summary>
-    public static void DecodeGroup<TCodec>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+    public static void DecodeGroup<TCodec, TDependency>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
+        where TDependency : struct, ILaunchDependency
     {
+        default(TDependency).LetTheNextStart();   // a programmatic launch: the next kernel may be scheduled now
         int item = (group >> 1);
         int headGroup = (group & 1);
         int firstHead = headGroup * 4;
@@ -64,16 +68,10 @@ public static partial class gqa_tiny
             int b = t + 0;
             if (b < 16) sBlock[b] = blocks[b];
         }
-        var qv0 = default(Float4);
-        {
-            int f = t + 0;
-            if (f < 16)
-            {
-                long src = ((long)token * 8 + firstHead + (f >> 2)) * 16 + (f & 3) * 4;
-                qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.25f;
-            }
-        }
         Group.Barrier();   // sBlock
+        // The partition holding the query's own key (the decode's last) waits for the kernel before, which may have just
+        // written that key's row; the others load rows of earlier steps while it runs.
+        if (part == partitions - 1) default(TDependency).WaitForThePrevious();
 
         // This thread's share of P·V: keys slot + 64 * r (r < 4) of the partition, 8 dims at unit.
         int slot = (t >> 1);
@@ -101,8 +99,17 @@ public static partial class gqa_tiny
             vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 128) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot + 128) & 15)) * 16 + unit * 8);
             vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 192) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot + 192) & 15)) * 16 + unit * 8);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = vr0.A; keep[5] = vr0.B; keep[6] = vr1.A; keep[7] = vr1.B; keep[8] = vr2.A; keep[9] = vr2.B; keep[10] = vr3.A; keep[11] = vr3.B; } // step boundary (never taken): the loads above stay in flight together
-            // The queries, now that the K/V loads are out; every thread's before the scores read them.
-            if (t < 16) sQ[t] = qv0;
+            // The queries, now that the K/V loads are out: written by the kernel before, so after its end; every thread's
+            // before the scores read them.
+            default(TDependency).WaitForThePrevious();
+            {
+                int f = t;
+                if (f < 16)
+                {
+                    long src = ((long)token * 8 + firstHead + (f >> 2)) * 16 + (f & 3) * 4;
+                    sQ[f] = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.25f;
+                }
+            }
             Group.Barrier();   // sQ
             var kc0 = default(TCodec).Decode8(kr0);
             s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
@@ -653,16 +660,20 @@ public static partial class gqa_tiny
     /// <param name="keyCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]</param>
     /// <param name="valueCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]</param>
     /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
-    public static void DecodeExpanded<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+    /// <typeparam name="TDependency">How it follows the kernel before it: stream-ordered, or a programmatic launch.</typeparam>
+    public static void DecodeExpanded<TCodec, TDependency>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
-        => DecodeExpandedGroup<TCodec>(Grid.IdxX, m, queries, keyCache, valueCache, output);
+        where TDependency : struct, ILaunchDependency
+        => DecodeExpandedGroup<TCodec, TDependency>(Grid.IdxX, m, queries, keyCache, valueCache, output);
 
     /// <summary>Thread group <paramref name="group"/> of <see cref="DecodeExpanded"/>: the kernel's own group, or one of those a
     /// grid-synced layer launch loops over (SpecializedInference.Kernels.Dense.LayerBodies). Every thread of the group
     /// calls it, and all leave it together (no early return: its group barriers stay matched).</summary>
-    public static void DecodeExpandedGroup<TCodec>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+    public static void DecodeExpandedGroup<TCodec, TDependency>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
+        where TDependency : struct, ILaunchDependency
     {
+        default(TDependency).LetTheNextStart();   // a programmatic launch: the next kernel may be scheduled now
         int item = (group >> 3);
         int headGroup = (group & 7);
         int firstHead = headGroup * 1;
@@ -695,16 +706,10 @@ public static partial class gqa_tiny
             int b = t + 0;
             if (b < 16) sBlock[b] = blocks[b];
         }
-        var qv0 = default(Float4);
-        {
-            int f = t + 0;
-            if (f < 4)
-            {
-                long src = ((long)token * 8 + firstHead + (f >> 2)) * 16 + (f & 3) * 4;
-                qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.25f;
-            }
-        }
         Group.Barrier();   // sBlock
+        // The partition holding the query's own key (the decode's last) waits for the kernel before, which may have just
+        // written that key's row; the others load rows of earlier steps while it runs.
+        if (part == partitions - 1) default(TDependency).WaitForThePrevious();
 
         // This thread's share of P·V: keys slot + 64 * r (r < 4) of the partition, 8 dims at unit.
         int slot = (t >> 1);
@@ -729,8 +734,17 @@ public static partial class gqa_tiny
             vr2 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 128) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot + 128) & 15)) * 16 + unit * 8);
             vr3 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 192) >> 4) - firstBlock] * 2 + kvHead) * 16 + ((k0 + slot + 192) & 15)) * 16 + unit * 8);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[0] = vr0.A; keep[1] = vr0.B; keep[2] = vr1.A; keep[3] = vr1.B; keep[0] = vr2.A; keep[1] = vr2.B; keep[2] = vr3.A; keep[3] = vr3.B; } // step boundary (never taken): the loads above stay in flight together
-            // The queries, now that the K/V loads are out; every thread's before the scores read them.
-            if (t < 4) sQ[t] = qv0;
+            // The queries, now that the K/V loads are out: written by the kernel before, so after its end; every thread's
+            // before the scores read them.
+            default(TDependency).WaitForThePrevious();
+            {
+                int f = t;
+                if (f < 4)
+                {
+                    long src = ((long)token * 8 + firstHead + (f >> 2)) * 16 + (f & 3) * 4;
+                    sQ[f] = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.25f;
+                }
+            }
             Group.Barrier();   // sQ
             var kc0 = default(TCodec).Decode8(kr0);
             s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));

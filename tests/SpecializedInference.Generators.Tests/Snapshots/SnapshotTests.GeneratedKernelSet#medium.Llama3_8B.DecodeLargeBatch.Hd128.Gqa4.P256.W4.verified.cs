@@ -21,17 +21,21 @@ public static partial class Llama3_8B
     /// <param name="valueCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim] f16</param>
     /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
     /// <typeparam name="TClock">What happens at each DecodeStage: nothing (NoStageClock), or the SM's clock (SmStageClock).</typeparam>
-    public static void DecodeMmaLargeBatch<TClock>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+    /// <typeparam name="TDependency">How it follows the kernel before it: stream-ordered, or a programmatic launch.</typeparam>
+    public static void DecodeMmaLargeBatch<TClock, TDependency>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TClock : struct, IStageClock
-        => DecodeMmaLargeBatchGroup<TClock>(Grid.IdxX, m, queries, keyCache, valueCache, output);
+        where TDependency : struct, ILaunchDependency
+        => DecodeMmaLargeBatchGroup<TClock, TDependency>(Grid.IdxX, m, queries, keyCache, valueCache, output);
 
     /// <summary>Thread group <paramref name="group"/> of <see cref="DecodeMmaLargeBatch"/>: the kernel's own group, or one of those a
     /// grid-synced layer launch loops over (SpecializedInference.Kernels.Dense.LayerBodies). Every thread of the group
     /// calls it, and all leave it together (no early return: its group barriers stay matched).</summary>
-    public static void DecodeMmaLargeBatchGroup<TClock>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+    public static void DecodeMmaLargeBatchGroup<TClock, TDependency>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TClock : struct, IStageClock
+        where TDependency : struct, ILaunchDependency
     {
         default(TClock).Mark(m.StageTimes, DecodeStage.Entry);
+        default(TDependency).LetTheNextStart();   // a programmatic launch: the next kernel may be scheduled now
         int item = (group >> 3);
         int headGroup = (group & 7);
         int firstHead = headGroup * 4;
@@ -62,13 +66,10 @@ public static partial class Llama3_8B
             int b = t + 0;
             if (b < 16) sBlock[b] = blocks[b];
         }
-        var qv0 = default(Float4);
-        {
-            int f = t + 0;
-            long src = ((long)token * 32 + firstHead + (f >> 5)) * 128 + (f & 31) * 4;
-            qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.088388346f;
-        }
         Group.Barrier();   // sBlock
+        // The partition holding the query's own key (the decode's last) waits for the kernel before, which may have just
+        // written that key's row; the others load rows of earlier steps while it runs.
+        if (part == partitions - 1) default(TDependency).WaitForThePrevious();
 
         default(TClock).Mark(m.StageTimes, DecodeStage.Blocks);
         // Lane (g, tq) of warp wk: g = lane / 4 picks rows of the mma fragments, tq = lane % 4 columns.
@@ -132,8 +133,14 @@ public static partial class Llama3_8B
         var ka3_3 = keyCache[kA3 + 12];   // [key g, dims 96 + 8tq ..]
         var kb3_3 = keyCache[kB3 + 12];   // [key g + 8, dims 96 + 8tq ..]
         if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = ka0_0; keep[1] = kb0_0; keep[2] = ka0_1; keep[3] = kb0_1; keep[4] = ka0_2; keep[5] = kb0_2; keep[6] = ka0_3; keep[7] = kb0_3; keep[8] = ka1_0; keep[9] = kb1_0; keep[10] = ka1_1; keep[11] = kb1_1; keep[12] = ka1_2; keep[13] = kb1_2; keep[14] = ka1_3; keep[15] = kb1_3; keep[16] = ka2_0; keep[17] = kb2_0; keep[18] = ka2_1; keep[19] = kb2_1; keep[20] = ka2_2; keep[21] = kb2_2; keep[22] = ka2_3; keep[23] = kb2_3; keep[24] = ka3_0; keep[25] = kb3_0; keep[26] = ka3_1; keep[27] = kb3_1; keep[28] = ka3_2; keep[29] = kb3_2; keep[30] = ka3_3; keep[31] = kb3_3; } // step boundary (never taken): the loads above stay in flight together
-        // The queries, now that the K/V loads are out; every thread's before the scores read them.
-        sQ[t] = qv0;
+        // The queries, now that the K/V loads are out: written by the kernel before, so after its end; every thread's
+        // before the scores read them.
+        default(TDependency).WaitForThePrevious();
+        {
+            int f = t;
+            long src = ((long)token * 32 + firstHead + (f >> 5)) * 128 + (f & 31) * 4;
+            sQ[f] = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.088388346f;
+        }
         Group.Barrier();   // sQ
 
         // Scores, tile by tile: A = K rows (16 keys x 16 dims per k-step), B = Qᵀ of heads g < 4 (the other columns 0).

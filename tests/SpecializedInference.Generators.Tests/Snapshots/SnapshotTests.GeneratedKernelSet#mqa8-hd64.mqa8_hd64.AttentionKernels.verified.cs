@@ -42,8 +42,8 @@ public static partial class mqa8_hd64
             {
                 LargeBatchDecode = new DecodeLayout(LargeBatchDecodePartitionSize, LargeBatchDecodeWarps, NumAttentionHeads / LargeBatchDecodeHeadsPerGroup);
                 _decodeLargeBatch = options.TimeDecodeStages
-                    ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeMmaLargeBatch<SmStageClock>, MaxRegisters.Decode)
-                    : accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeMmaLargeBatch<NoStageClock>, MaxRegisters.Decode);
+                    ? LoadDecode(DecodeMmaLargeBatch<SmStageClock, StreamOrdered>, DecodeMmaLargeBatch<SmStageClock, ProgrammaticallyDependent>, MaxRegisters.Decode)
+                    : LoadDecode(DecodeMmaLargeBatch<NoStageClock, StreamOrdered>, DecodeMmaLargeBatch<NoStageClock, ProgrammaticallyDependent>, MaxRegisters.Decode);
             }
             if (options.KvDtype == KvDtype.F16)
             {
@@ -52,10 +52,10 @@ public static partial class mqa8_hd64
                     ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(PrefillExpanded<F16Codec>, MaxRegisters.Prefill)
                     : accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(Prefill<F16Codec>, MaxRegisters.Prefill);
                 _decode = options.HeadMapping == HeadMapping.Expanded
-                    ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeExpanded<F16Codec>, MaxRegisters.Decode)
-                    : DecodeOnTensorCores && options.TimeDecodeStages ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeMma<SmStageClock>, MaxRegisters.Decode)
-                    : DecodeOnTensorCores ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeMma<NoStageClock>, MaxRegisters.Decode)
-                    : accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(Decode<F16Codec>, MaxRegisters.Decode);
+                    ? LoadDecode(DecodeExpanded<F16Codec, StreamOrdered>, DecodeExpanded<F16Codec, ProgrammaticallyDependent>, MaxRegisters.Decode)
+                    : DecodeOnTensorCores && options.TimeDecodeStages ? LoadDecode(DecodeMma<SmStageClock, StreamOrdered>, DecodeMma<SmStageClock, ProgrammaticallyDependent>, MaxRegisters.Decode)
+                    : DecodeOnTensorCores ? LoadDecode(DecodeMma<NoStageClock, StreamOrdered>, DecodeMma<NoStageClock, ProgrammaticallyDependent>, MaxRegisters.Decode)
+                    : LoadDecode(Decode<F16Codec, StreamOrdered>, Decode<F16Codec, ProgrammaticallyDependent>, MaxRegisters.Decode);
             }
             else
             {
@@ -64,8 +64,8 @@ public static partial class mqa8_hd64
                     ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(PrefillExpanded<F32Codec>, MaxRegisters.Prefill)
                     : accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(Prefill<F32Codec>, MaxRegisters.Prefill);
                 _decode = options.HeadMapping == HeadMapping.Expanded
-                    ? accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(DecodeExpanded<F32Codec>, MaxRegisters.Decode)
-                    : accelerator.LoadStreamKernel<AttentionMeta, ArrayView<float>, ArrayView<Chunk16>, ArrayView<Chunk16>, ArrayView<float>>(Decode<F32Codec>, MaxRegisters.Decode);
+                    ? LoadDecode(DecodeExpanded<F32Codec, StreamOrdered>, DecodeExpanded<F32Codec, ProgrammaticallyDependent>, MaxRegisters.Decode)
+                    : LoadDecode(Decode<F32Codec, StreamOrdered>, Decode<F32Codec, ProgrammaticallyDependent>, MaxRegisters.Decode);
             }
         }
 
@@ -100,13 +100,13 @@ public static partial class mqa8_hd64
     public struct DecodeGroups<TCodec> : IDecodeGroups where TCodec : struct, IKvCodec
     {
         public readonly void Run(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
-            => DecodeGroup<TCodec>(group, m, queries, keyCache, valueCache, output);
+            => DecodeGroup<TCodec, StreamOrdered>(group, m, queries, keyCache, valueCache, output);
     }
 
     /// <summary><see cref="DecodeMma"/>'s per-group body as a struct type parameter (<see cref="IDecodeGroups"/>), unclocked.</summary>
     public struct DecodeMmaGroups : IDecodeGroups
     {
         public readonly void Run(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
-            => DecodeMmaGroup<NoStageClock>(group, m, queries, keyCache, valueCache, output);
+            => DecodeMmaGroup<NoStageClock, StreamOrdered>(group, m, queries, keyCache, valueCache, output);
     }
 }

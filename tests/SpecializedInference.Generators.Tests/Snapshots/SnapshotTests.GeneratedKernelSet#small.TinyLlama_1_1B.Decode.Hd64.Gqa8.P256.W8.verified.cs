@@ -22,16 +22,20 @@ public static partial class TinyLlama_1_1B
     /// <param name="keyCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]</param>
     /// <param name="valueCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]</param>
     /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
-    public static void Decode<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+    /// <typeparam name="TDependency">How it follows the kernel before it: stream-ordered, or a programmatic launch.</typeparam>
+    public static void Decode<TCodec, TDependency>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
-        => DecodeGroup<TCodec>(Grid.IdxX, m, queries, keyCache, valueCache, output);
+        where TDependency : struct, ILaunchDependency
+        => DecodeGroup<TCodec, TDependency>(Grid.IdxX, m, queries, keyCache, valueCache, output);
 
     /// <summary>Thread group <paramref name="group"/> of <see cref="Decode"/>: the kernel's own group, or one of those a
     /// grid-synced layer launch loops over (SpecializedInference.Kernels.Dense.LayerBodies). Every thread of the group
     /// calls it, and all leave it together (no early return: its group barriers stay matched).</summary>
-    public static void DecodeGroup<TCodec>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+    public static void DecodeGroup<TCodec, TDependency>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
+        where TDependency : struct, ILaunchDependency
     {
+        default(TDependency).LetTheNextStart();   // a programmatic launch: the next kernel may be scheduled now
         int item = (group >> 3);
         int headGroup = (group & 7);
         int firstHead = headGroup * 4;
@@ -64,16 +68,10 @@ public static partial class TinyLlama_1_1B
             int b = t + 0;
             if (b < 16) sBlock[b] = blocks[b];
         }
-        var qv0 = default(Float4);
-        {
-            int f = t + 0;
-            if (f < 64)
-            {
-                long src = ((long)token * 32 + firstHead + (f >> 4)) * 64 + (f & 15) * 4;
-                qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.125f;
-            }
-        }
         Group.Barrier();   // sBlock
+        // The partition holding the query's own key (the decode's last) waits for the kernel before, which may have just
+        // written that key's row; the others load rows of earlier steps while it runs.
+        if (part == partitions - 1) default(TDependency).WaitForThePrevious();
 
         // This thread's share of P·V: keys slot + 32 * r (r < 8) of the partition, 8 dims at unit.
         int slot = (t >> 3);
@@ -111,8 +109,17 @@ public static partial class TinyLlama_1_1B
             vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 192) >> 4) - firstBlock] * 4 + kvHead) * 16 + ((k0 + slot + 192) & 15)) * 64 + unit * 8);
             vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 224) >> 4) - firstBlock] * 4 + kvHead) * 16 + ((k0 + slot + 224) & 15)) * 64 + unit * 8);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[8] = kr4.A; keep[9] = kr4.B; keep[10] = kr5.A; keep[11] = kr5.B; keep[12] = kr6.A; keep[13] = kr6.B; keep[14] = kr7.A; keep[15] = kr7.B; keep[16] = vr0.A; keep[17] = vr0.B; keep[18] = vr1.A; keep[19] = vr1.B; keep[20] = vr2.A; keep[21] = vr2.B; keep[22] = vr3.A; keep[23] = vr3.B; keep[24] = vr4.A; keep[25] = vr4.B; keep[26] = vr5.A; keep[27] = vr5.B; keep[28] = vr6.A; keep[29] = vr6.B; keep[30] = vr7.A; keep[31] = vr7.B; } // step boundary (never taken): the loads above stay in flight together
-            // The queries, now that the K/V loads are out; every thread's before the scores read them.
-            if (t < 64) sQ[t] = qv0;
+            // The queries, now that the K/V loads are out: written by the kernel before, so after its end; every thread's
+            // before the scores read them.
+            default(TDependency).WaitForThePrevious();
+            {
+                int f = t;
+                if (f < 64)
+                {
+                    long src = ((long)token * 32 + firstHead + (f >> 4)) * 64 + (f & 15) * 4;
+                    sQ[f] = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.125f;
+                }
+            }
             Group.Barrier();   // sQ
             var kc0 = default(TCodec).Decode8(kr0);
             s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
@@ -714,16 +721,20 @@ public static partial class TinyLlama_1_1B
     /// <param name="keyCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]</param>
     /// <param name="valueCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]</param>
     /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
-    public static void DecodeExpanded<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+    /// <typeparam name="TDependency">How it follows the kernel before it: stream-ordered, or a programmatic launch.</typeparam>
+    public static void DecodeExpanded<TCodec, TDependency>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
-        => DecodeExpandedGroup<TCodec>(Grid.IdxX, m, queries, keyCache, valueCache, output);
+        where TDependency : struct, ILaunchDependency
+        => DecodeExpandedGroup<TCodec, TDependency>(Grid.IdxX, m, queries, keyCache, valueCache, output);
 
     /// <summary>Thread group <paramref name="group"/> of <see cref="DecodeExpanded"/>: the kernel's own group, or one of those a
     /// grid-synced layer launch loops over (SpecializedInference.Kernels.Dense.LayerBodies). Every thread of the group
     /// calls it, and all leave it together (no early return: its group barriers stay matched).</summary>
-    public static void DecodeExpandedGroup<TCodec>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+    public static void DecodeExpandedGroup<TCodec, TDependency>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
+        where TDependency : struct, ILaunchDependency
     {
+        default(TDependency).LetTheNextStart();   // a programmatic launch: the next kernel may be scheduled now
         int item = (group >> 5);
         int headGroup = (group & 31);
         int firstHead = headGroup * 1;
@@ -756,16 +767,10 @@ public static partial class TinyLlama_1_1B
             int b = t + 0;
             if (b < 16) sBlock[b] = blocks[b];
         }
-        var qv0 = default(Float4);
-        {
-            int f = t + 0;
-            if (f < 16)
-            {
-                long src = ((long)token * 32 + firstHead + (f >> 4)) * 64 + (f & 15) * 4;
-                qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.125f;
-            }
-        }
         Group.Barrier();   // sBlock
+        // The partition holding the query's own key (the decode's last) waits for the kernel before, which may have just
+        // written that key's row; the others load rows of earlier steps while it runs.
+        if (part == partitions - 1) default(TDependency).WaitForThePrevious();
 
         // This thread's share of P·V: keys slot + 32 * r (r < 8) of the partition, 8 dims at unit.
         int slot = (t >> 3);
@@ -800,8 +805,17 @@ public static partial class TinyLlama_1_1B
             vr6 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 192) >> 4) - firstBlock] * 4 + kvHead) * 16 + ((k0 + slot + 192) & 15)) * 64 + unit * 8);
             vr7 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot + 224) >> 4) - firstBlock] * 4 + kvHead) * 16 + ((k0 + slot + 224) & 15)) * 64 + unit * 8);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = kr1.A; keep[3] = kr1.B; keep[4] = kr2.A; keep[5] = kr2.B; keep[6] = kr3.A; keep[7] = kr3.B; keep[8] = kr4.A; keep[9] = kr4.B; keep[10] = kr5.A; keep[11] = kr5.B; keep[12] = kr6.A; keep[13] = kr6.B; keep[14] = kr7.A; keep[15] = kr7.B; keep[0] = vr0.A; keep[1] = vr0.B; keep[2] = vr1.A; keep[3] = vr1.B; keep[4] = vr2.A; keep[5] = vr2.B; keep[6] = vr3.A; keep[7] = vr3.B; keep[8] = vr4.A; keep[9] = vr4.B; keep[10] = vr5.A; keep[11] = vr5.B; keep[12] = vr6.A; keep[13] = vr6.B; keep[14] = vr7.A; keep[15] = vr7.B; } // step boundary (never taken): the loads above stay in flight together
-            // The queries, now that the K/V loads are out; every thread's before the scores read them.
-            if (t < 16) sQ[t] = qv0;
+            // The queries, now that the K/V loads are out: written by the kernel before, so after its end; every thread's
+            // before the scores read them.
+            default(TDependency).WaitForThePrevious();
+            {
+                int f = t;
+                if (f < 16)
+                {
+                    long src = ((long)token * 32 + firstHead + (f >> 4)) * 64 + (f & 15) * 4;
+                    sQ[f] = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.125f;
+                }
+            }
             Group.Barrier();   // sQ
             var kc0 = default(TCodec).Decode8(kr0);
             s0 = kc0.Hi.DotAdd(sQ[1], kc0.Lo.DotAdd(sQ[0], s0));
@@ -1195,17 +1209,21 @@ public static partial class TinyLlama_1_1B
     /// <param name="valueCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim] f16</param>
     /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
     /// <typeparam name="TClock">What happens at each DecodeStage: nothing (NoStageClock), or the SM's clock (SmStageClock).</typeparam>
-    public static void DecodeMma<TClock>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+    /// <typeparam name="TDependency">How it follows the kernel before it: stream-ordered, or a programmatic launch.</typeparam>
+    public static void DecodeMma<TClock, TDependency>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TClock : struct, IStageClock
-        => DecodeMmaGroup<TClock>(Grid.IdxX, m, queries, keyCache, valueCache, output);
+        where TDependency : struct, ILaunchDependency
+        => DecodeMmaGroup<TClock, TDependency>(Grid.IdxX, m, queries, keyCache, valueCache, output);
 
     /// <summary>Thread group <paramref name="group"/> of <see cref="DecodeMma"/>: the kernel's own group, or one of those a
     /// grid-synced layer launch loops over (SpecializedInference.Kernels.Dense.LayerBodies). Every thread of the group
     /// calls it, and all leave it together (no early return: its group barriers stay matched).</summary>
-    public static void DecodeMmaGroup<TClock>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+    public static void DecodeMmaGroup<TClock, TDependency>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TClock : struct, IStageClock
+        where TDependency : struct, ILaunchDependency
     {
         default(TClock).Mark(m.StageTimes, DecodeStage.Entry);
+        default(TDependency).LetTheNextStart();   // a programmatic launch: the next kernel may be scheduled now
         int item = (group >> 3);
         int headGroup = (group & 7);
         int firstHead = headGroup * 4;
@@ -1237,16 +1255,10 @@ public static partial class TinyLlama_1_1B
             int b = t + 0;
             if (b < 16) sBlock[b] = blocks[b];
         }
-        var qv0 = default(Float4);
-        {
-            int f = t + 0;
-            if (f < 64)
-            {
-                long src = ((long)token * 32 + firstHead + (f >> 4)) * 64 + (f & 15) * 4;
-                qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.125f;
-            }
-        }
         Group.Barrier();   // sBlock
+        // The partition holding the query's own key (the decode's last) waits for the kernel before, which may have just
+        // written that key's row; the others load rows of earlier steps while it runs.
+        if (part == partitions - 1) default(TDependency).WaitForThePrevious();
 
         default(TClock).Mark(m.StageTimes, DecodeStage.Blocks);
         // Lane (g, tq) of warp wk: g = lane / 4 picks rows of the mma fragments, tq = lane % 4 columns.
@@ -1293,8 +1305,17 @@ public static partial class TinyLlama_1_1B
         var v8_1_0 = valueCache[v8R1 + 0];   // [key 2tq + 8, dims 8(g + 0) ..]
         var v9_1_0 = valueCache[v9R1 + 0];   // [key 2tq + 9, dims 8(g + 0) ..]
         if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = ka0_0; keep[1] = kb0_0; keep[2] = ka0_1; keep[3] = kb0_1; keep[4] = ka1_0; keep[5] = kb1_0; keep[6] = ka1_1; keep[7] = kb1_1; keep[8] = v0_0_0; keep[9] = v1_0_0; keep[10] = v8_0_0; keep[11] = v9_0_0; keep[12] = v0_1_0; keep[13] = v1_1_0; keep[14] = v8_1_0; keep[15] = v9_1_0; } // step boundary (never taken): the loads above stay in flight together
-        // The queries, now that the K/V loads are out; every thread's before the scores read them.
-        if (t < 64) sQ[t] = qv0;
+        // The queries, now that the K/V loads are out: written by the kernel before, so after its end; every thread's
+        // before the scores read them.
+        default(TDependency).WaitForThePrevious();
+        {
+            int f = t;
+            if (f < 64)
+            {
+                long src = ((long)token * 32 + firstHead + (f >> 4)) * 64 + (f & 15) * 4;
+                sQ[f] = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.125f;
+            }
+        }
         Group.Barrier();   // sQ
 
         // Scores, tile by tile: A = K rows (16 keys x 16 dims per k-step), B = Qᵀ of heads g < 4 (the other columns 0).

@@ -22,16 +22,20 @@ public static partial class split_keys
     /// <param name="keyCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]</param>
     /// <param name="valueCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]</param>
     /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
-    public static void Decode<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+    /// <typeparam name="TDependency">How it follows the kernel before it: stream-ordered, or a programmatic launch.</typeparam>
+    public static void Decode<TCodec, TDependency>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
-        => DecodeGroup<TCodec>(Grid.IdxX, m, queries, keyCache, valueCache, output);
+        where TDependency : struct, ILaunchDependency
+        => DecodeGroup<TCodec, TDependency>(Grid.IdxX, m, queries, keyCache, valueCache, output);
 
     /// <summary>Thread group <paramref name="group"/> of <see cref="Decode"/>: the kernel's own group, or one of those a
     /// grid-synced layer launch loops over (SpecializedInference.Kernels.Dense.LayerBodies). Every thread of the group
     /// calls it, and all leave it together (no early return: its group barriers stay matched).</summary>
-    public static void DecodeGroup<TCodec>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+    public static void DecodeGroup<TCodec, TDependency>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
+        where TDependency : struct, ILaunchDependency
     {
+        default(TDependency).LetTheNextStart();   // a programmatic launch: the next kernel may be scheduled now
         int item = group;
         int headGroup = 0;
         int firstHead = headGroup * 4;
@@ -64,16 +68,10 @@ public static partial class split_keys
             int b = t + 0;
             if (b < 2) sBlock[b] = blocks[b];
         }
-        var qv0 = default(Float4);
-        {
-            int f = t + 0;
-            if (f < 32)
-            {
-                long src = ((long)token * 4 + firstHead + (f >> 3)) * 32 + (f & 7) * 4;
-                qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.17677669f;
-            }
-        }
         Group.Barrier();   // sBlock
+        // The partition holding the query's own key (the decode's last) waits for the kernel before, which may have just
+        // written that key's row; the others load rows of earlier steps while it runs.
+        if (part == partitions - 1) default(TDependency).WaitForThePrevious();
 
         // This thread's share of P·V: keys slot + 32 * r (r < 1) of the partition, 8 dims at unit.
         int slot = (t >> 2);
@@ -101,8 +99,17 @@ public static partial class split_keys
             // round trip (K and V in flight together) instead of two (V only after the softmax).
             vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot) >> 4) - firstBlock] * 1 + kvHead) * 16 + ((k0 + slot) & 15)) * 32 + unit * 8);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = vr0.A; keep[3] = vr0.B; } // step boundary (never taken): the loads above stay in flight together
-            // The queries, now that the K/V loads are out; every thread's before the scores read them.
-            if (t < 32) sQ[t] = qv0;
+            // The queries, now that the K/V loads are out: written by the kernel before, so after its end; every thread's
+            // before the scores read them.
+            default(TDependency).WaitForThePrevious();
+            {
+                int f = t;
+                if (f < 32)
+                {
+                    long src = ((long)token * 4 + firstHead + (f >> 3)) * 32 + (f & 7) * 4;
+                    sQ[f] = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.17677669f;
+                }
+            }
             Group.Barrier();   // sQ
             var kc0 = default(TCodec).Decode8(kr0);
             s0 = kc0.Hi.DotAdd(sQPart[1], kc0.Lo.DotAdd(sQPart[0], s0));
@@ -492,16 +499,20 @@ public static partial class split_keys
     /// <param name="keyCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]</param>
     /// <param name="valueCache">[num_blocks, NumKeyValueHeads, KvBlockSize, HeadDim]</param>
     /// <param name="output">[num_tokens, NumAttentionHeads, HeadDim] f32</param>
-    public static void DecodeExpanded<TCodec>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+    /// <typeparam name="TDependency">How it follows the kernel before it: stream-ordered, or a programmatic launch.</typeparam>
+    public static void DecodeExpanded<TCodec, TDependency>(AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
-        => DecodeExpandedGroup<TCodec>(Grid.IdxX, m, queries, keyCache, valueCache, output);
+        where TDependency : struct, ILaunchDependency
+        => DecodeExpandedGroup<TCodec, TDependency>(Grid.IdxX, m, queries, keyCache, valueCache, output);
 
     /// <summary>Thread group <paramref name="group"/> of <see cref="DecodeExpanded"/>: the kernel's own group, or one of those a
     /// grid-synced layer launch loops over (SpecializedInference.Kernels.Dense.LayerBodies). Every thread of the group
     /// calls it, and all leave it together (no early return: its group barriers stay matched).</summary>
-    public static void DecodeExpandedGroup<TCodec>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
+    public static void DecodeExpandedGroup<TCodec, TDependency>(int group, AttentionMeta m, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
         where TCodec : struct, IKvCodec
+        where TDependency : struct, ILaunchDependency
     {
+        default(TDependency).LetTheNextStart();   // a programmatic launch: the next kernel may be scheduled now
         int item = (group >> 2);
         int headGroup = (group & 3);
         int firstHead = headGroup * 1;
@@ -534,16 +545,10 @@ public static partial class split_keys
             int b = t + 0;
             if (b < 2) sBlock[b] = blocks[b];
         }
-        var qv0 = default(Float4);
-        {
-            int f = t + 0;
-            if (f < 8)
-            {
-                long src = ((long)token * 4 + firstHead + (f >> 3)) * 32 + (f & 7) * 4;
-                qv0 = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.17677669f;
-            }
-        }
         Group.Barrier();   // sBlock
+        // The partition holding the query's own key (the decode's last) waits for the kernel before, which may have just
+        // written that key's row; the others load rows of earlier steps while it runs.
+        if (part == partitions - 1) default(TDependency).WaitForThePrevious();
 
         // This thread's share of P·V: keys slot + 32 * r (r < 1) of the partition, 8 dims at unit.
         int slot = (t >> 2);
@@ -568,8 +573,17 @@ public static partial class split_keys
             // round trip (K and V in flight together) instead of two (V only after the softmax).
             vr0 = default(TCodec).LoadRaw8(valueCache, (((long)sBlock[((k0 + slot) >> 4) - firstBlock] * 1 + kvHead) * 16 + ((k0 + slot) & 15)) * 32 + unit * 8);
             if (t < 0) { var keep = sQ.Cast<Chunk16>(); keep[0] = kr0.A; keep[1] = kr0.B; keep[2] = vr0.A; keep[3] = vr0.B; } // step boundary (never taken): the loads above stay in flight together
-            // The queries, now that the K/V loads are out; every thread's before the scores read them.
-            if (t < 8) sQ[t] = qv0;
+            // The queries, now that the K/V loads are out: written by the kernel before, so after its end; every thread's
+            // before the scores read them.
+            default(TDependency).WaitForThePrevious();
+            {
+                int f = t;
+                if (f < 8)
+                {
+                    long src = ((long)token * 4 + firstHead + (f >> 3)) * 32 + (f & 7) * 4;
+                    sQ[f] = new Float4(queries[src], queries[src + 1], queries[src + 2], queries[src + 3]) * 0.17677669f;
+                }
+            }
             Group.Barrier();   // sQ
             var kc0 = default(TCodec).Decode8(kr0);
             s0 = kc0.Hi.DotAdd(sQPart[1], kc0.Lo.DotAdd(sQPart[0], s0));

@@ -52,7 +52,8 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
         {
             var method = type.GetMethod(kernel, BindingFlags.Public | BindingFlags.Static)
                 ?? throw new InvalidOperationException($"{name} has no {kernel} kernel");
-            var closed = method.MakeGenericMethod(codec);
+            // The decodes as the engine loads them by default (stream-ordered); the programmatic form is checked below.
+            var closed = kernel.StartsWith("Decode") ? method.MakeGenericMethod(codec, typeof(StreamOrdered)) : method.MakeGenericMethod(codec);
             string ptx = compiler.Compile(closed, explicitlyGrouped: kernel != "KvCacheWrite");
             Report($"{name}.{kernel}<{codec.Name}>", ptx);
             if (kernel.StartsWith("Decode"))
@@ -60,6 +61,7 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
                 // The one-launch combine: a device-scope fence around an atomic ticket.
                 Assert.Contains("membar.gl", ptx);
                 Assert.Matches(@"atom(\.\w+)*\.add", ptx);
+                Assert.DoesNotContain("griddepcontrol", ptx);
             }
         }
         // The tensor-core decodes, where the set has them (f16 only, not generic over the codec).
@@ -69,13 +71,23 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
         foreach (var kernel in new[] { "DecodeMma", "DecodeMmaLargeBatch" })
         {
             if (type.GetMethod(kernel, BindingFlags.Public | BindingFlags.Static) is not { } mma) continue;
-            string ptx = compiler.Compile(mma.MakeGenericMethod(typeof(NoStageClock)), explicitlyGrouped: true);
+            string ptx = compiler.Compile(mma.MakeGenericMethod(typeof(NoStageClock), typeof(StreamOrdered)), explicitlyGrouped: true);
             Report($"{name}.{kernel}", ptx);
             Assert.Contains("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32", ptx);
             Assert.Contains("membar.gl", ptx);
             Assert.DoesNotContain("%clock64", ptx);
+            Assert.DoesNotContain("griddepcontrol", ptx);
             if (name != "Llama3_8B") continue;
-            string timed = compiler.Compile(mma.MakeGenericMethod(typeof(SmStageClock)), explicitlyGrouped: true);
+            // Launched programmatically (DecodeLaunch.Programmatic): assembled at the target ProgrammaticLauncher raises
+            // ILGPU's sm_80 to; one launch_dependents, the newest key's partition's wait and everyone's wait before the
+            // queries; its parameters (the plan's AttentionMeta, the views) where KernelParameters marshals them.
+            var programmatic = mma.MakeGenericMethod(typeof(NoStageClock), typeof(ProgrammaticallyDependent));
+            string raised = Regex.Replace(compiler.Compile(programmatic, explicitlyGrouped: true), @"^\.target sm_\d+", ".target sm_90", RegexOptions.Multiline);
+            Report($"{name}.{kernel}<NoStageClock, ProgrammaticallyDependent>", raised);
+            Assert.Single(Regex.Matches(raised, @"griddepcontrol\.launch_dependents;"));
+            Assert.Equal(2, Regex.Matches(raised, @"griddepcontrol\.wait;").Count);
+            Assert.Equal(programmatic.GetParameters().Select(p => KernelParameters.Of(p.ParameterType).Size), KernelParameters.PtxSizes(raised));
+            string timed = compiler.Compile(mma.MakeGenericMethod(typeof(SmStageClock), typeof(StreamOrdered)), explicitlyGrouped: true);
             Report($"{name}.{kernel}<SmStageClock>", timed);
             Assert.Equal(DecodeStage.Count, Regex.Matches(timed, @"%clock64").Count);
             Assert.Equal(2, Regex.Matches(timed, @"%globaltimer").Count);

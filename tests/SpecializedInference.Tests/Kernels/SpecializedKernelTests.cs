@@ -86,32 +86,34 @@ public sealed class SpecializedKernelTests : IClassFixture<CpuAcceleratorFixture
         // counter back at 0. The MQA set, one head group, also gets a decode of 34 partitions: more than a warp's
         // lanes and than the combine's loads in flight. The big sets (one OS thread per GPU thread on the CPU
         // accelerator) run one 2-partition decode, grouped only; the expanded variant uses the other KV dtype, as
-        // in SpecializedMatchesReferenceAndGeneric (same compiled kernels).
+        // in SpecializedMatchesReferenceAndGeneric (which runs it stream-ordered), and the kernel of a programmatic
+        // launch (DecodeLaunch.Programmatic: its marks no-ops here, its K/V loads out before its queries').
         int seed = Random.Shared.Next();
         var set = KernelRegistry.All.Single(s => s.Name == name);
         var shape = AttentionShape.From(set.Shape, set.Engine.KvBlockSize);
         int partition = set.Engine.Tiles.DecodePartitionSize;
         bool big = shape.NumHeads >= 16;
         var shortDecodes = new[] { new SeqSpec(3 * partition + 5, 1), new SeqSpec(partition, 1), new SeqSpec(1, 1), new SeqSpec(partition + 1, 1) };
-        var runs = new List<(KvDtype Dtype, HeadMapping Mapping, SeqSpec[] Seqs)>();
-        if (big) runs.Add((set.Engine.KvDtype, HeadMapping.Grouped, new[] { new SeqSpec(partition + 1, 1) }));
+        var runs = new List<(KvDtype Dtype, HeadMapping Mapping, SeqSpec[] Seqs, DecodeLaunch Launch)>();
+        if (big) runs.Add((set.Engine.KvDtype, HeadMapping.Grouped, new[] { new SeqSpec(partition + 1, 1) }, DecodeLaunch.StreamOrdered));
         else
         {
             runs.Add((set.Engine.KvDtype, HeadMapping.Grouped,
-                shape.NumKvHeads == 1 ? shortDecodes.Append(new SeqSpec(33 * partition + 7, 1)).ToArray() : shortDecodes));
-            runs.Add((Other(set.Engine.KvDtype), HeadMapping.Expanded, shortDecodes));
+                shape.NumKvHeads == 1 ? shortDecodes.Append(new SeqSpec(33 * partition + 7, 1)).ToArray() : shortDecodes, DecodeLaunch.StreamOrdered));
+            runs.Add((Other(set.Engine.KvDtype), HeadMapping.Expanded, shortDecodes, DecodeLaunch.Programmatic));
         }
-        foreach (var (dtype, mapping, seqs) in runs)
+        foreach (var (dtype, mapping, seqs, launch) in runs)
         {
-            var options = new AttentionOptions(dtype, HeadMapping: mapping);
+            var options = new AttentionOptions(dtype, HeadMapping: mapping, DecodeLaunch: launch);
             var specialized = _fx.Get($"{name} {options}", () => set.CreateAttentionKernels!(_fx.Accelerator, options));
+            Assert.Equal(launch == DecodeLaunch.Programmatic, ((AttentionKernelsBase)specialized).DecodeProgrammatic);
             int blocks = seqs.Sum(s => (s.Context + shape.BlockSize - 1) / shape.BlockSize) + 2;
             using var h = new AttentionHarness(_fx.Accelerator, shape, dtype, blocks, seed);
             var batch = h.Batch(seqs, seqs.Select(s => h.TakeBlocks((s.Context + shape.BlockSize - 1) / shape.BlockSize)).ToArray());
             using var plan = specialized.Plan(batch);
             var r = h.Step(batch, specialized, plan, attends: 2);
-            AssertClose(r.Outputs[0], r.Expected, shape.HeadDim, $"{name} {dtype} {mapping} decodes, launch 1", seed);
-            AssertClose(r.Outputs[1], r.Expected, shape.HeadDim, $"{name} {dtype} {mapping} decodes, launch 2 (same plan)", seed);
+            AssertClose(r.Outputs[0], r.Expected, shape.HeadDim, $"{name} {dtype} {mapping} {launch} decodes, launch 1", seed);
+            AssertClose(r.Outputs[1], r.Expected, shape.HeadDim, $"{name} {dtype} {mapping} {launch} decodes, launch 2 (same plan)", seed);
         }
     }
 

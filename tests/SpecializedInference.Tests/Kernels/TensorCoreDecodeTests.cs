@@ -21,13 +21,15 @@ public sealed class TensorCoreDecodeTests : IClassFixture<CpuAcceleratorFixture>
     private void AssertClose(float[] actual, double[] expected, int headDim, string what, int seed) =>
         SpecializedKernelTests.AssertClose(_out, actual, expected, headDim, what, seed);
 
-    public static TheoryData<string, LargeBatchDecodePolicy, bool> TensorCoreDecodeSets() => new()
+    public static TheoryData<string, LargeBatchDecodePolicy, bool, DecodeLaunch> TensorCoreDecodeSets() => new()
     {
-        { "gqa_hd128_long", LargeBatchDecodePolicy.Never, false },
-        { "mqa8_hd64", LargeBatchDecodePolicy.Never, false },
+        { "gqa_hd128_long", LargeBatchDecodePolicy.Never, false, DecodeLaunch.StreamOrdered },
+        // The kernel a programmatic launch runs (DecodeLaunch.Programmatic: its griddepcontrol marks are no-ops here, and
+        // the K/V loads go out before the queries': the same results).
+        { "mqa8_hd64", LargeBatchDecodePolicy.Never, false, DecodeLaunch.Programmatic },
         // Its large-batch decode (partitions of 128 on 2 warps), loaded with the stage clock of si attention-bench
         // --stage-times: the marks leave the results alone (the CPU accelerator has no clock to record).
-        { "mqa8_hd64", LargeBatchDecodePolicy.Always, true },
+        { "mqa8_hd64", LargeBatchDecodePolicy.Always, true, DecodeLaunch.StreamOrdered },
     };
 
     /// <summary>
@@ -41,14 +43,17 @@ public sealed class TensorCoreDecodeTests : IClassFixture<CpuAcceleratorFixture>
     /// </summary>
     [Theory]
     [MemberData(nameof(TensorCoreDecodeSets))]
-    public void TensorCoreDecodeMatchesReference(string name, LargeBatchDecodePolicy largeBatch, bool stageClock)
+    public void TensorCoreDecodeMatchesReference(string name, LargeBatchDecodePolicy largeBatch, bool stageClock, DecodeLaunch launch)
     {
         int seed = Random.Shared.Next();
         var set = KernelRegistry.All.Single(s => s.Name == name);
         var shape = AttentionShape.From(set.Shape, set.Engine.KvBlockSize);
-        var options = new AttentionOptions(KvDtype.F16, DecodeCores: DecodeCores.Tensor, LargeBatchDecode: largeBatch, TimeDecodeStages: stageClock);
+        var options = new AttentionOptions(KvDtype.F16, DecodeCores: DecodeCores.Tensor, LargeBatchDecode: largeBatch, TimeDecodeStages: stageClock,
+            DecodeLaunch: launch);
         var kernels = (AttentionKernelsBase)_fx.Get($"{name} {options}", () => set.CreateAttentionKernels!(_fx.Accelerator, options));
         Assert.True(kernels.DecodeOnTensorCores, $"{name} has no tensor-core decode");
+        Assert.Equal(launch == DecodeLaunch.Programmatic, kernels.DecodeProgrammatic);
+        Assert.Null(kernels.ProgrammaticNotice);
         var layout = largeBatch == LargeBatchDecodePolicy.Always
             ? kernels.LargeBatchDecode ?? throw new InvalidOperationException($"{name} has no large-batch decode")
             : null;

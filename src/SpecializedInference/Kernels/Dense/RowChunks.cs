@@ -201,24 +201,3 @@ public struct LaneChunks
         return Valid<TE>(c, k, chunks) ? d : 0f;
     }
 }
-
-/// <summary>
-/// The two marks of a kernel launched with programmatic dependent launch (<see cref="Accelerators.ProgrammaticLauncher"/>,
-/// sm_90). Every thread passes both before it reads anything an earlier kernel wrote or writes anything: what it does
-/// between them may overlap the previous kernel, and each kernel's wait follows the one before it, so the chain stays
-/// ordered. Launched otherwise (ILGPU's launcher, the CPU accelerator) they are no-ops: the stream already orders it.
-/// </summary>
-public static class ProgrammaticDependency
-{
-    /// <summary><c>griddepcontrol.launch_dependents</c>: the next kernel in the stream may be scheduled now.</summary>
-    public static void LetTheNextStart()
-    {
-        if (ILGPU.Runtime.Cuda.CudaAsm.IsSupported) ILGPU.Runtime.Cuda.CudaAsm.Emit("griddepcontrol.launch_dependents;");
-    }
-
-    /// <summary><c>griddepcontrol.wait</c>: the previous kernel has finished and its writes are visible.</summary>
-    public static void WaitForThePrevious()
-    {
-        if (ILGPU.Runtime.Cuda.CudaAsm.IsSupported) ILGPU.Runtime.Cuda.CudaAsm.Emit("griddepcontrol.wait;");
-    }
-}
