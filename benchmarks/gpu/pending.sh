@@ -2,12 +2,13 @@
 # What the offline work since run 25 waits to have measured, in one device call of ~8.5 minutes (run it with timeout_s 540),
 # from the repository root after benchmarks/gpu/pack.sh (carry .gpu). Outputs go to $OUT; each step gets what is left of
 # the call's 480 s (after unpacking), the ones that decide the most first:
-#   1. selftest.txt   `si selftest --device cuda --set dense`: 23 checks, first time on a GPU for seven of them: the
+#   1. selftest.txt   `si selftest --device cuda --set dense`: 25 checks, first time on a GPU for nine of them: the
 #                     matvec (f16, f32) and the fused norm projection streaming their rows through shared memory by
 #                     cp.async (MatvecLoads.AsyncCopy), the matvec and the fused projection launched by the engine's own
 #                     programmatic launcher (cuLaunchKernelEx, arguments marshalled as ILGPU lays them out, PTX target
-#                     raised to sm_90 for griddepcontrol), the grid-synced tail with each stage's first rows preloaded (the
-#                     plain tail's bits), and the tail clocked (its marks complete and in order).
+#                     raised to sm_90 for griddepcontrol), both at once (the rings filled before the wait), the
+#                     grid-synced tail with each stage's first rows preloaded (the plain tail's bits), and the tail
+#                     clocked (its marks complete and in order).
 #   2. launch-graph.txt  `SpecializedInference.Benchmarks.dll launch-graph`: chains of 100 launches (an empty kernel, an
 #                     8 MiB read) one by one through ILGPU against the same chain captured into a CUDA graph (driver
 #                     API) and replayed: whether ILGPU's launches can be captured at all, and what a launch costs each way.
@@ -15,8 +16,8 @@
 #                     griddepcontrol, the PTX target raised from ILGPU's sm_80 to sm_90 in a module the probe loads),
 #                     waiting before their loads and loading before their wait: what a launch boundary costs when the
 #                     next kernel starts early, the way a matvec could load its weights before its inputs are ready.
-#   3. generate-variants.txt: the bundled model, default, `--matvec-loads async-copy` and `--decode-launches per-stage-pdl`
-#                     (every matvec and the decode attention programmatic), must print the reference text (3 of 3).
+#   3. generate-variants.txt: the bundled model, default, `--matvec-loads async-copy`, `--decode-launches per-stage-pdl`
+#                     (every matvec and the decode attention programmatic) and both, must print the reference text (4 of 4).
 #   4. selftest-attention.txt `si selftest --device cuda --set Llama3_8B`: its kernels against float64, with the line
 #                     "Llama3_8B mma programmatic" new: the tensor-core decode launched programmatically (DecodeLaunch.
 #                     Programmatic: K/V loads before its wait, the partition holding the newest key waiting first).
@@ -31,7 +32,8 @@
 #                     registers with 2-4 chunks in registers), (b) with every launch of a decode layer programmatic
 #                     (per-stage-pdl: each matvec and the decode attention start while the kernel before ends, load what no
 #                     kernel of the step writes, then wait; ProgrammaticLauncher), (c) with grid-synced tails, plain and
-#                     with each warp's first rows of a stage loaded before its barrier (in flight while the groups meet).
+#                     with each warp's first rows of a stage loaded before its barrier (in flight while the groups meet),
+#                     (d) (a) and (b) at once: each matvec's ring of cp.async copies fills before its wait.
 #   7. layer-tail.txt `SpecializedInference.Benchmarks.dll layer-tail`: one layer's dense work at batch 1 for Llama-3-8B
 #                     and TinyLlama, as four per-stage launches, as one grid-synced launch, and as one whose warps load
 #                     each stage's first rows before its barrier (new, off by default), then both launches clocked:
@@ -65,10 +67,10 @@ timeout $(budget 70) $SI selftest --device cuda --set dense > "$OUT/selftest.txt
 grep -h "passed\|failed\|FAIL" "$OUT/selftest.txt" | tail -5
 timeout $(budget 60) $APP launch-graph > "$OUT/launch-graph.txt" 2>&1
 cat "$OUT/launch-graph.txt"
-for flags in "" "--matvec-loads async-copy" "--decode-launches per-stage-pdl"; do
+for flags in "" "--matvec-loads async-copy" "--decode-launches per-stage-pdl" "--matvec-loads async-copy --decode-launches per-stage-pdl"; do
   timeout $(budget 40) $SI generate --model models/docstrings-bf16 --prompt "This module provides" --max-new-tokens 32 --device cuda $flags
 done > "$OUT/generate-variants.txt" 2>&1
-echo "generate variants: $(grep -c "regular expression matching operations similar to those found in Perl" "$OUT/generate-variants.txt") of 3 print the reference; $(elapsed) s"
+echo "generate variants: $(grep -c "regular expression matching operations similar to those found in Perl" "$OUT/generate-variants.txt") of 4 print the reference; $(elapsed) s"
 timeout $(budget 60) $SI selftest --device cuda --set Llama3_8B > "$OUT/selftest-attention.txt" 2>&1
 grep -h "programmatic\|passed\|failed\|FAIL" "$OUT/selftest-attention.txt" | tail -8
 timeout $(budget 60) $SI attention-bench --device cuda --sets Llama3_8B --batch 1,32 --prefill-tokens 0 --tensor-core-decode --programmatic \

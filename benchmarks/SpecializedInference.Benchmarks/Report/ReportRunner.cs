@@ -188,9 +188,15 @@ public static class ReportRunner
                     (Model: m with { DecodeLaunches = launches, WeightPrefetch = prefetch, MatvecDepth = depth }, Batches: (IReadOnlyList<int>)[1])))));
                 var loadRuns = (options.MatvecLoads ?? []).Where(l => l != SpecializedInference.Kernels.Dense.MatvecLoads.Registers)
                     .SelectMany(loads => p.Models.Select(m => (Model: m with { MatvecLoads = loads }, Batches: (IReadOnlyList<int>)[1])));
+                // Both --matvec-loads and --decode-launches per-stage-pdl: each way of loading with every launch programmatic
+                // (the async copies' rings fill before the wait).
+                var programmaticLoadRuns = (options.DecodeLaunches ?? []).Contains(SpecializedInference.Kernels.Dense.DecodeLaunches.PerStageProgrammatic)
+                    ? (options.MatvecLoads ?? []).Where(l => l != SpecializedInference.Kernels.Dense.MatvecLoads.Registers).SelectMany(loads => p.Models.Select(m =>
+                        (Model: m with { MatvecLoads = loads, DecodeLaunches = SpecializedInference.Kernels.Dense.DecodeLaunches.PerStageProgrammatic }, Batches: (IReadOnlyList<int>)[1])))
+                    : [];
                 var hostGreedyRuns = options.GreedyOnHost ? p.Models.Select(m => (Model: m with { Greedy = SpecializedInference.Runtime.GreedySampling.Host }, Batches: p.Batches)) : [];
                 var cudaCoreRuns = options.CudaCores ? p.Models.Select(m => (Model: m with { TensorCores = false }, Batches: p.Batches)) : [];
-                foreach (var (model, batches) in p.Models.Select(m => (Model: m, Batches: p.Batches)).Concat(depthRuns).Concat(loadRuns).Concat(hostGreedyRuns).Concat(cudaCoreRuns).Concat(gridSyncedRuns).Concat(prefetchRuns).Concat(fusedLaunchRuns))
+                foreach (var (model, batches) in p.Models.Select(m => (Model: m, Batches: p.Batches)).Concat(depthRuns).Concat(loadRuns).Concat(hostGreedyRuns).Concat(cudaCoreRuns).Concat(gridSyncedRuns).Concat(programmaticLoadRuns).Concat(prefetchRuns).Concat(fusedLaunchRuns))
                 {
                     e2e.Capacity = (batches.Max(), p.PromptTokens + p.DecodeTokens);
                     foreach (int batch in batches)

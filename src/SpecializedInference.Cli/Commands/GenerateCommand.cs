@@ -92,7 +92,7 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         public string? DecodeLaunches { get; init; }
 
         [CommandOption("--matvec-loads <HOW>")]
-        [Description("registers (default): the per-stage decode matvecs (o_proj, down_proj, qkv, gate|up, LM head) load their weights into registers a step at a time; async-copy: through shared memory by asynchronous copies, 8 chunks per lane in flight (CUDA sm_80+; warp schedule). Off by default until measured.")]
+        [Description("registers (default): the per-stage decode matvecs (o_proj, down_proj, qkv, gate|up, LM head) load their weights into registers a step at a time; async-copy: through shared memory by asynchronous copies, 8 chunks per lane in flight (CUDA sm_80+; warp schedule; with --decode-launches per-stage-pdl each ring fills before the wait). Off by default until measured.")]
         public string? MatvecLoads { get; init; }
 
         /// <summary>--matvec-loads, parsed (the default when not given).</summary>

@@ -64,6 +64,38 @@ public sealed partial class ProgrammaticLauncher
         return (config, a1, a2, a3, a4, a5) => loaded.Arguments().Add(a1).Add(a2).Add(a3).Add(a4).Add(a5).Launch(config);
     }
 
+    /// <summary>The seven-parameter <see cref="Load{T1, T2, T3, T4, T5}"/> (the decode matvecs').</summary>
+    public Action<ILGPU.KernelConfig, T1, T2, T3, T4, T5, T6, T7> Load<T1, T2, T3, T4, T5, T6, T7>(Action<T1, T2, T3, T4, T5, T6, T7> kernel, int maxRegisters = 0)
+        where T1 : struct
+        where T2 : struct
+        where T3 : struct
+        where T4 : struct
+        where T5 : struct
+        where T6 : struct
+        where T7 : struct
+    {
+        var loaded = Get(kernel.Method, maxRegisters);
+        return (config, a1, a2, a3, a4, a5, a6, a7) => loaded.Arguments().Add(a1).Add(a2).Add(a3).Add(a4).Add(a5).Add(a6).Add(a7).Launch(config);
+    }
+
+    /// <summary>The nine-parameter <see cref="Load{T1, T2, T3, T4, T5}"/> (the fused decode matvecs').</summary>
+    public Action<ILGPU.KernelConfig, T1, T2, T3, T4, T5, T6, T7, T8, T9> Load<T1, T2, T3, T4, T5, T6, T7, T8, T9>(
+        Action<T1, T2, T3, T4, T5, T6, T7, T8, T9> kernel, int maxRegisters = 0)
+        where T1 : struct
+        where T2 : struct
+        where T3 : struct
+        where T4 : struct
+        where T5 : struct
+        where T6 : struct
+        where T7 : struct
+        where T8 : struct
+        where T9 : struct
+    {
+        var loaded = Get(kernel.Method, maxRegisters);
+        return (config, a1, a2, a3, a4, a5, a6, a7, a8, a9) =>
+            loaded.Arguments().Add(a1).Add(a2).Add(a3).Add(a4).Add(a5).Add(a6).Add(a7).Add(a8).Add(a9).Launch(config);
+    }
+
     private ProgrammaticKernel Load(MethodInfo kernel, int maxRegisters)
     {
         var compiled = (PTXCompiledKernel)_accelerator.CompileKernel(EntryPointDescription.FromExplicitlyGroupedKernel(kernel));

@@ -61,7 +61,9 @@ namespace SpecializedInference.Runtime;
 /// <param name="MatvecLoads">How the warp schedule's per-stage decode matvecs (o_proj, down_proj, the fused qkv, gate|up and LM head) bring their weights in:
 /// into registers a step at a time (the default), or through shared memory by asynchronous copies that keep 8 chunks per
 /// lane in flight without holding registers (<see cref="Kernels.Dense.AsyncCopyBodies"/>, CUDA sm_80+). Not yet measured on
-/// a GPU: <c>report --sections copy,e2e --matvec-loads async-copy</c> compares it at batch 1.</param>
+/// a GPU: <c>report --sections copy,e2e --matvec-loads async-copy</c> compares it at batch 1. With
+/// <see cref="Kernels.Dense.DecodeLaunches.PerStageProgrammatic"/> the copies are launched programmatically too: each ring
+/// fills with its first weights before the wait for the kernel before.</param>
 /// <param name="RopeFrequencies">Precision of the rotary frequencies: float32 (Hugging Face at load), or bfloat16 to
 /// reproduce a Hugging Face model cast in memory with <c>model.to(torch.bfloat16)</c>.</param>
 public sealed record ModelOptions(

@@ -78,6 +78,11 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
             Assert.DoesNotContain("%clock64", ptx);
             Assert.DoesNotContain("griddepcontrol", ptx);
             if (name != "Llama3_8B") continue;
+            string timed = compiler.Compile(mma.MakeGenericMethod(typeof(SmStageClock), typeof(StreamOrdered)), explicitlyGrouped: true);
+            Report($"{name}.{kernel}<SmStageClock>", timed);
+            Assert.Equal(DecodeStage.Count, Regex.Matches(timed, @"%clock64").Count);
+            Assert.Equal(2, Regex.Matches(timed, @"%globaltimer").Count);
+            if (kernel != "DecodeMma") continue;
             // Launched programmatically (DecodeLaunch.Programmatic): assembled at the target ProgrammaticLauncher raises
             // ILGPU's sm_80 to; one launch_dependents, the newest key's partition's wait and everyone's wait before the
             // queries; its parameters (the plan's AttentionMeta, the views) where KernelParameters marshals them.
@@ -87,10 +92,6 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
             Assert.Single(Regex.Matches(raised, @"griddepcontrol\.launch_dependents;"));
             Assert.Equal(2, Regex.Matches(raised, @"griddepcontrol\.wait;").Count);
             Assert.Equal(programmatic.GetParameters().Select(p => KernelParameters.Of(p.ParameterType).Size), KernelParameters.PtxSizes(raised));
-            string timed = compiler.Compile(mma.MakeGenericMethod(typeof(SmStageClock), typeof(StreamOrdered)), explicitlyGrouped: true);
-            Report($"{name}.{kernel}<SmStageClock>", timed);
-            Assert.Equal(DecodeStage.Count, Regex.Matches(timed, @"%clock64").Count);
-            Assert.Equal(2, Regex.Matches(timed, @"%globaltimer").Count);
         }
     }
 
@@ -167,6 +168,11 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
                  {
                      ("LinearWarpProgrammatic<F16Weights, AddToOutput, FourChunks>", programmaticLinear),
                      ($"NormLinearWarpProgrammatic<F16Weights, {qkv.Item1}, FourChunks>", programmaticFused.MakeGenericMethod(typeof(F16Weights), qkv.Item2, typeof(FourChunks), typeof(NoRowPrefetch))),
+                     // The async-copy matvecs' programmatic form: their rings fill before the wait.
+                     ("LinearWarpAsync<F16Weights, AddToOutput, ProgrammaticallyDependent>", typeof(AsyncCopyBodies).GetMethod(nameof(AsyncCopyBodies.LinearWarpAsync))!
+                         .MakeGenericMethod(typeof(F16Weights), typeof(AddToOutput), typeof(ProgrammaticallyDependent))),
+                     ($"NormLinearWarpAsync<F16Weights, {qkv.Item1}, ProgrammaticallyDependent>", typeof(FusedKernelBodies).GetMethod(nameof(FusedKernelBodies.NormLinearWarpAsync))!
+                         .MakeGenericMethod(typeof(F16Weights), qkv.Item2, typeof(ProgrammaticallyDependent))),
                  })
         {
             string ptx = Regex.Replace(compiler.Compile(kernel, explicitlyGrouped: true), @"^\.target sm_\d+", ".target sm_90", RegexOptions.Multiline);
@@ -181,11 +187,11 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
         var asyncFused = typeof(FusedKernelBodies).GetMethod(nameof(FusedKernelBodies.NormLinearWarpAsync))!;
         foreach (var (name, kernel, ringChunks) in new[]
                  {
-                     ("LinearWarpAsync<F16Weights, AddToOutput>", asyncLinear.MakeGenericMethod(typeof(F16Weights), typeof(AddToOutput)), AsyncCopyBodies.RingChunks),
-                     ("LinearWarpAsync<F32Weights, AddToOutput>", asyncLinear.MakeGenericMethod(typeof(F32Weights), typeof(AddToOutput)), AsyncCopyBodies.RingChunks),
-                     ($"NormLinearWarpAsync<F16Weights, {qkv.Item1}>", asyncFused.MakeGenericMethod(typeof(F16Weights), qkv.Item2), AsyncCopyBodies.PairRingChunks),
-                     ("NormLinearWarpAsync<F16Weights, SwiGluOutput>", asyncFused.MakeGenericMethod(typeof(F16Weights), typeof(SwiGluOutput)), AsyncCopyBodies.PairRingChunks),
-                     ("NormLinearWarpAsync<F16Weights, RowPairOutput>", asyncFused.MakeGenericMethod(typeof(F16Weights), typeof(RowPairOutput)), AsyncCopyBodies.PairRingChunks),
+                     ("LinearWarpAsync<F16Weights, AddToOutput>", asyncLinear.MakeGenericMethod(typeof(F16Weights), typeof(AddToOutput), typeof(StreamOrdered)), AsyncCopyBodies.RingChunks),
+                     ("LinearWarpAsync<F32Weights, AddToOutput>", asyncLinear.MakeGenericMethod(typeof(F32Weights), typeof(AddToOutput), typeof(StreamOrdered)), AsyncCopyBodies.RingChunks),
+                     ($"NormLinearWarpAsync<F16Weights, {qkv.Item1}>", asyncFused.MakeGenericMethod(typeof(F16Weights), qkv.Item2, typeof(StreamOrdered)), AsyncCopyBodies.PairRingChunks),
+                     ("NormLinearWarpAsync<F16Weights, SwiGluOutput>", asyncFused.MakeGenericMethod(typeof(F16Weights), typeof(SwiGluOutput), typeof(StreamOrdered)), AsyncCopyBodies.PairRingChunks),
+                     ("NormLinearWarpAsync<F16Weights, RowPairOutput>", asyncFused.MakeGenericMethod(typeof(F16Weights), typeof(RowPairOutput), typeof(StreamOrdered)), AsyncCopyBodies.PairRingChunks),
                  })
         {
             string ptx = compiler.Compile(kernel, explicitlyGrouped: true);
@@ -228,7 +234,7 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
         // PTX wants performance directives.
         Assert.True(RegisterLimitedKernels.IsAvailable, RegisterLimitedKernels.Notice);
         using var compiler = new PtxCompiler();
-        var decode = typeof(SpecializedInference.Generated.Llama3_8B).GetMethod("Decode")!.MakeGenericMethod(typeof(F16Codec));
+        var decode = typeof(SpecializedInference.Generated.Llama3_8B).GetMethod("Decode")!.MakeGenericMethod(typeof(F16Codec), typeof(StreamOrdered));
         var compiled = compiler.CompileKernel(decode, explicitlyGrouped: true);
         var capped = RegisterLimitedKernels.WithMaxRegisters(compiled, 168);
 

@@ -375,7 +375,7 @@ public sealed class DenseKernelTests(AcceleratorFixture fixture) : IClassFixture
     {
         int seed = System.Random.Shared.Next();
         var results = DenseSelfTest.Run(Acc, seed);
-        Assert.Equal(23, results.Count);
+        Assert.Equal(25, results.Count);
         Assert.All(results, r => Assert.True(r.Passed, $"seed {seed}: {r}"));
     }
 

@@ -76,10 +76,15 @@ public static class AsyncCopyBodies
     /// <param name="x">[tokens, cols] f32 as Vec4</param>
     /// <param name="y">[tokens, rows] f32</param>
     /// <param name="wAddress">the device address of <paramref name="w"/>'s first chunk (for the copies)</param>
-    public static void LinearWarpAsync<TW, TE>(ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<float> y, int rows, int cols, int tokens, long wAddress)
+    /// <typeparam name="TDependency">Stream-ordered, or launched programmatically (<see cref="DecodeLaunches.PerStageProgrammatic"/>):
+    /// then the ring fills with the first <see cref="Stages"/> steps of weights, which no kernel writes, before the wait for the
+    /// kernel that wrote <paramref name="x"/> and reads <paramref name="y"/>.</typeparam>
+    public static void LinearWarpAsync<TW, TE, TDependency>(ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<float> y, int rows, int cols, int tokens, long wAddress)
         where TW : struct, IWeightFormat
         where TE : struct, IEpilogue
+        where TDependency : struct, ILaunchDependency
     {
+        default(TDependency).LetTheNextStart();
         var ring = SharedMemory.Allocate<Bits128>(RingChunks);          // [warp of group, stage, lane]
         const int warpTokens = DenseKernelBodies.WarpTokens;
         int lane = Warp.LaneIdx;
@@ -105,6 +110,7 @@ public static class AsyncCopyBodies
             if (k < steps) Send(w, ring, wAddress, row, ChunkAt(lane, k, chunks), lane0 + k * Warp.WarpSize);
             Commit();
         }
+        default(TDependency).WaitForThePrevious();                     // x is the previous kernel's output
 
         var sums = default(DenseKernelBodies.WarpTokenSums);
         for (int k = 0; k < steps; k++)

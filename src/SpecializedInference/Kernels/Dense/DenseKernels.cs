@@ -152,8 +152,8 @@ public sealed class DenseKernels
         {
             // On CUDA the programmatic kernels need the launcher (their griddepcontrol needs the raised PTX target);
             // without it the plain per-stage kernels run, and the notice says why.
-            Programmatic = ProgrammaticLauncher.For(accelerator, out string? whyNot);
-            if (Programmatic is null)
+            _launcher = ProgrammaticLauncher.For(accelerator, out string? whyNot);
+            if (_launcher is null)
             {
                 DecodeLaunches = DecodeLaunches.PerStage;
                 ProgrammaticNotice = $"--decode-launches per-stage-pdl: {whyNot}; the per-stage launches run instead";
@@ -201,7 +201,45 @@ public sealed class DenseKernels
     public DecodeLaunches DecodeLaunches { get; }
 
     /// <summary>The launcher of the warp matvecs under <see cref="DecodeLaunches.PerStageProgrammatic"/> on CUDA sm_90; null elsewhere.</summary>
-    private ProgrammaticLauncher? Programmatic { get; }
+    private readonly ProgrammaticLauncher? _launcher;
+
+    /// <summary>Whether the per-stage decode matvecs are launched programmatically (<see cref="LoadDecodeMatvec{T1, T2, T3, T4, T5, T6, T7}"/>).</summary>
+    private bool Programmatic => DecodeLaunches == DecodeLaunches.PerStageProgrammatic;
+
+    /// <summary>
+    /// A per-stage decode matvec: <paramref name="streamOrdered"/>, or under <see cref="DecodeLaunches.PerStageProgrammatic"/>
+    /// <paramref name="programmatic"/> (the same work with <c>griddepcontrol</c> marks): through the launcher on CUDA sm_90,
+    /// whose raised PTX target those marks need, and through ILGPU on the CPU accelerator, where they are no-ops.
+    /// </summary>
+    private Action<KernelConfig, T1, T2, T3, T4, T5, T6, T7> LoadDecodeMatvec<T1, T2, T3, T4, T5, T6, T7>(
+        Action<T1, T2, T3, T4, T5, T6, T7> streamOrdered, Action<T1, T2, T3, T4, T5, T6, T7> programmatic)
+        where T1 : struct
+        where T2 : struct
+        where T3 : struct
+        where T4 : struct
+        where T5 : struct
+        where T6 : struct
+        where T7 : struct
+        => !Programmatic ? _accelerator.LoadStreamKernel(streamOrdered)
+            : _launcher is { } launcher ? launcher.Load(programmatic)
+            : _accelerator.LoadStreamKernel(programmatic);
+
+    /// <summary>The nine-parameter <see cref="LoadDecodeMatvec{T1, T2, T3, T4, T5, T6, T7}"/> (the fused matvecs'), with at most
+    /// <paramref name="maxRegisters"/> registers a thread (0: the compiler's choice).</summary>
+    private Action<KernelConfig, T1, T2, T3, T4, T5, T6, T7, T8, T9> LoadDecodeMatvec<T1, T2, T3, T4, T5, T6, T7, T8, T9>(
+        Action<T1, T2, T3, T4, T5, T6, T7, T8, T9> streamOrdered, Action<T1, T2, T3, T4, T5, T6, T7, T8, T9> programmatic, int maxRegisters)
+        where T1 : struct
+        where T2 : struct
+        where T3 : struct
+        where T4 : struct
+        where T5 : struct
+        where T6 : struct
+        where T7 : struct
+        where T8 : struct
+        where T9 : struct
+        => !Programmatic ? _accelerator.LoadStreamKernel(streamOrdered, maxRegisters)
+            : _launcher is { } launcher ? launcher.Load(programmatic, maxRegisters)
+            : _accelerator.LoadStreamKernel(programmatic, maxRegisters);
 
     /// <summary>Why <see cref="DecodeLaunches.PerStageProgrammatic"/> was asked for and the per-stage launches run instead; null otherwise.</summary>
     public string? ProgrammaticNotice { get; }
@@ -370,20 +408,9 @@ public sealed class DenseKernels
         int groups = (int)((warps + WarpsPerGroup - 1) / WarpsPerGroup);
         var config = new KernelConfig(groups, WarpsPerGroup * _accelerator.WarpSize);
         var prefetch = Prefetch(w, next, warps);
-        if (Programmatic is { } launcher)
-        {
-            Get("linear-warp-pdl", typeof(TW), typeof(TE), () =>
-                {
-                    var k = launcher.Get(((Action<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int, L2Prefetch>)
-                        DenseKernelBodies.LinearWarpProgrammatic<TW, TE, TD, TP>).Method);
-                    return new Action<KernelConfig, ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int, L2Prefetch>((c, a1, a2, a3, a4, a5, a6, a7) =>
-                        k.Arguments().Add(a1).Add(a2).Add(a3).Add(a4).Add(a5).Add(a6).Add(a7).Launch(c));
-                }, typeof(TD), typeof(TP))(config, w.View, xv, y, w.Rows, w.Cols, tokens, prefetch);
-            return;
-        }
-        var kernel = Get(DecodeLaunches == DecodeLaunches.PerStageProgrammatic ? "linear-warp-programmatic" : "linear-warp", typeof(TW), typeof(TE),
-            () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int, L2Prefetch>(
-                DecodeLaunches == DecodeLaunches.PerStageProgrammatic ? DenseKernelBodies.LinearWarpProgrammatic<TW, TE, TD, TP> : DenseKernelBodies.LinearWarp<TW, TE, TD, TP>),
+        var kernel = Get(Programmatic ? "linear-warp-programmatic" : "linear-warp", typeof(TW), typeof(TE),
+            () => LoadDecodeMatvec<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int, L2Prefetch>(
+                DenseKernelBodies.LinearWarp<TW, TE, TD, TP>, DenseKernelBodies.LinearWarpProgrammatic<TW, TE, TD, TP>),
             typeof(TD), typeof(TP));
         kernel(config, w.View, xv, y, w.Rows, w.Cols, tokens, prefetch);
     }
@@ -392,8 +419,9 @@ public sealed class DenseKernels
         where TW : struct, IWeightFormat
         where TE : struct, IEpilogue
     {
-        var kernel = Get("linear-warp-async", typeof(TW), typeof(TE), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int,
-            long>(AsyncCopyBodies.LinearWarpAsync<TW, TE>));
+        var kernel = Get(Programmatic ? "linear-warp-async-programmatic" : "linear-warp-async", typeof(TW), typeof(TE),
+            () => LoadDecodeMatvec<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<float>, int, int, int, long>(
+                AsyncCopyBodies.LinearWarpAsync<TW, TE, StreamOrdered>, AsyncCopyBodies.LinearWarpAsync<TW, TE, ProgrammaticallyDependent>));
         long warps = (long)w.Rows * ((tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens);
         int groups = (int)((warps + AsyncCopyBodies.WarpsPerGroup - 1) / AsyncCopyBodies.WarpsPerGroup);
         kernel(new KernelConfig(groups, AsyncCopyBodies.WarpsPerGroup * _accelerator.WarpSize), w.View, xv, y, w.Rows, w.Cols, tokens,
@@ -647,8 +675,9 @@ public sealed class DenseKernels
 
         if (Loads == MatvecLoads.AsyncCopy)
         {
-            var kernel = Get("norm-linear-warp-async", typeof(TW), typeof(TO), () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<int>,
-                ArrayView<Vec4>, TO, int, int, float, long>(FusedKernelBodies.NormLinearWarpAsync<TW, TO>));
+            var kernel = Get(Programmatic ? "norm-linear-warp-async-programmatic" : "norm-linear-warp-async", typeof(TW), typeof(TO),
+                () => LoadDecodeMatvec<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<int>, ArrayView<Vec4>, TO, int, int, float, long>(
+                    FusedKernelBodies.NormLinearWarpAsync<TW, TO, StreamOrdered>, FusedKernelBodies.NormLinearWarpAsync<TW, TO, ProgrammaticallyDependent>, 0));
             long warps = (long)output.Units * ((tokens + DenseKernelBodies.WarpTokens - 1) / DenseKernelBodies.WarpTokens);
             int groups = (int)((warps + AsyncCopyBodies.WarpsPerGroup - 1) / AsyncCopyBodies.WarpsPerGroup);
             kernel(new KernelConfig(groups, AsyncCopyBodies.WarpsPerGroup * _accelerator.WarpSize), w.View, x.Cast<Vec4>(), xRows, g.Cast<Vec4>(), output, w.Cols,
@@ -686,21 +715,10 @@ public sealed class DenseKernels
         int groups = (int)((warps + launch.WarpsPerGroup - 1) / launch.WarpsPerGroup);
         var config = new KernelConfig(groups, launch.WarpsPerGroup * _accelerator.WarpSize);
         var prefetch = Prefetch(w, next, warps);
-        if (Programmatic is { } launcher)
-        {
-            Get("norm-linear-warp-pdl", typeof(TW), typeof(TO), () =>
-                {
-                    var k = launcher.Get(((Action<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<int>, ArrayView<Vec4>, TO, int, int, float, L2Prefetch>)
-                        FusedKernelBodies.NormLinearWarpProgrammatic<TW, TO, TD, TP>).Method, launch.MaxRegisters);
-                    return new Action<KernelConfig, ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<int>, ArrayView<Vec4>, TO, int, int, float, L2Prefetch>(
-                        (c, a1, a2, a3, a4, a5, a6, a7, a8, a9) => k.Arguments().Add(a1).Add(a2).Add(a3).Add(a4).Add(a5).Add(a6).Add(a7).Add(a8).Add(a9).Launch(c));
-                }, typeof(TD), typeof(TP))(config, w.View, x.Cast<Vec4>(), xRows, g.Cast<Vec4>(), output, w.Cols, tokens, eps, prefetch);
-            return;
-        }
-        var kernel = Get(DecodeLaunches == DecodeLaunches.PerStageProgrammatic ? "norm-linear-warp-programmatic" : "norm-linear-warp", typeof(TW), typeof(TO),
-            () => _accelerator.LoadStreamKernel<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<int>, ArrayView<Vec4>, TO, int, int, float, L2Prefetch>(
-                DecodeLaunches == DecodeLaunches.PerStageProgrammatic ? FusedKernelBodies.NormLinearWarpProgrammatic<TW, TO, TD, TP> : FusedKernelBodies.NormLinearWarp<TW, TO, TD, TP>,
-                launch.MaxRegisters), typeof(TD), typeof(TP));
+        var kernel = Get(Programmatic ? "norm-linear-warp-programmatic" : "norm-linear-warp", typeof(TW), typeof(TO),
+            () => LoadDecodeMatvec<ArrayView<Bits128>, ArrayView<Vec4>, ArrayView<int>, ArrayView<Vec4>, TO, int, int, float, L2Prefetch>(
+                FusedKernelBodies.NormLinearWarp<TW, TO, TD, TP>, FusedKernelBodies.NormLinearWarpProgrammatic<TW, TO, TD, TP>, launch.MaxRegisters),
+            typeof(TD), typeof(TP));
         kernel(config, w.View, x.Cast<Vec4>(), xRows, g.Cast<Vec4>(), output, w.Cols, tokens, eps, prefetch);
     }
 

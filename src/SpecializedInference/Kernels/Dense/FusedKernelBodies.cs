@@ -157,11 +157,13 @@ public static class FusedKernelBodies
     /// used per step (past a row's end its last chunk again, the sums left as they were).
     /// </summary>
     /// <param name="wAddress">the device address of <paramref name="w"/>'s first chunk (for the copies)</param>
-    public static void NormLinearWarpAsync<TW, TO>(ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<int> xRows, ArrayView<Vec4> g,
+    public static void NormLinearWarpAsync<TW, TO, TDependency>(ArrayView<Bits128> w, ArrayView<Vec4> x, ArrayView<int> xRows, ArrayView<Vec4> g,
         TO output, int cols, int tokens, float eps, long wAddress)
         where TW : struct, IWeightFormat
         where TO : struct, IProjectionOutput
+        where TDependency : struct, ILaunchDependency
     {
+        default(TDependency).LetTheNextStart();
         var ring = SharedMemory.Allocate<Bits128>(AsyncCopyBodies.PairRingChunks);   // [warp of group, stage, row of the pair, lane]
         const int warpTokens = DenseKernelBodies.WarpTokens;
         const int stages = AsyncCopyBodies.Stages;
@@ -183,6 +185,7 @@ public static class FusedKernelBodies
             if (k < steps) SendPair(w, ring, wAddress, rowA, rowB, AsyncCopyBodies.ChunkAt(lane, k, chunks), lane0 + k * 2 * Warp.WarpSize);
             AsyncCopyBodies.Commit();
         }
+        default(TDependency).WaitForThePrevious();                         // x is the previous kernel's output
 
         var sums = default(GroupSums);
         for (int k = 0; k < steps; k++)

@@ -59,6 +59,10 @@ public static class DenseSelfTest
         string how = programmatic.ProgrammaticNotice is null && accelerator.AcceleratorType == AcceleratorType.Cuda ? "programmatic dependent launch" : "PDL kernel, ILGPU's launch";
         results.Add(Check("matvec", $"f16, 4 chunks/lane, 3 tok, y +=, {how}", () => Linear(programmatic, rng, WeightDtype.F16, 3, accumulate: true)));
         results.Add(Check("norm-linear", $"f16, 5 tok, {how}", () => NormLinear(programmatic, rng, 5)));
+        // Both at once: the rings fill with the first weights before the wait.
+        var programmaticCopies = new DenseKernels(accelerator, DenseSchedule.Warp, decodeLaunches: DecodeLaunches.PerStageProgrammatic, loads: MatvecLoads.AsyncCopy);
+        results.Add(Check("matvec", $"f16, 1 tok, y +=, async copies, {how}", () => Linear(programmaticCopies, rng, WeightDtype.F16, 1, accumulate: true)));
+        results.Add(Check("norm-linear", $"f16, 5 tok, row pairs by async copies, {how}", () => NormLinear(programmaticCopies, rng, 5)));
         var gridSynced = new DenseKernels(accelerator, DenseSchedule.Warp, decodeLaunches: DecodeLaunches.GridSyncedTails);
         foreach (int tokens in new[] { 1, 3 })
             results.Add(Check("layer-tail", $"f16, {tokens} tok, one grid-synced launch", () => LayerTail(gridSynced, rng, tokens)));
