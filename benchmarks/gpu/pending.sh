@@ -21,10 +21,13 @@
 #   4. selftest-attention.txt `si selftest --device cuda --set Llama3_8B`: its kernels against float64, with the line
 #                     "Llama3_8B mma programmatic" new: the tensor-core decode launched programmatically (DecodeLaunch.
 #                     Programmatic: K/V loads before its wait, the partition holding the newest key waiting first).
-#   5. attention-pdl.txt `si attention-bench --sets Llama3_8B --batch 1,32 --tensor-core-decode --programmatic`: each decode
-#                     (CUDA cores, tensor cores, large-batch) stream-ordered and then launched programmatically, back to back:
-#                     does a call whose K/V loads start while the one before finishes (combine, ticket, launch) take the
-#                     batch-1 decode from 10.0-10.4 us (1617-1679 GB/s) towards the 5.6 us of 3000 GB/s?
+#   5. attention-pdl.txt `si attention-bench --sets Llama3_8B --batch 1,32 --tensor-core-decode --programmatic
+#                     --max-registers "decode=0;decode=128"`: each decode (CUDA cores, tensor cores, large-batch)
+#                     stream-ordered and then launched programmatically, back to back: does a call whose K/V loads start
+#                     while the one before finishes (combine, ticket, launch) take the batch-1 decode from 10.0-10.4 us
+#                     (1617-1679 GB/s) towards the 5.6 us of 3000 GB/s? Uncapped, the tensor-core decode's 162 registers
+#                     fit 3 groups an SM, so two calls' 256 groups cannot all be resident at once; capped at 128 (ptxas
+#                     sm_90: 104 bytes spilled a thread) 4 fit, and the next call can start all of its groups.
 #   6. report-e2e.md  `report --sections copy,e2e --matvec-loads async-copy --decode-launches per-stage-pdl,grid-synced-tails,
 #                     grid-synced-tails-preloaded --stage-times`: both preset models at batch 1/16/64, then at batch 1
 #                     (a) with each decode matvec keeping 8 chunks per lane in flight as cp.async copies into shared memory
@@ -73,8 +76,8 @@ done > "$OUT/generate-variants.txt" 2>&1
 echo "generate variants: $(grep -c "regular expression matching operations similar to those found in Perl" "$OUT/generate-variants.txt") of 4 print the reference; $(elapsed) s"
 timeout $(budget 60) $SI selftest --device cuda --set Llama3_8B > "$OUT/selftest-attention.txt" 2>&1
 grep -h "programmatic\|passed\|failed\|FAIL" "$OUT/selftest-attention.txt" | tail -8
-timeout $(budget 60) $SI attention-bench --device cuda --sets Llama3_8B --batch 1,32 --prefill-tokens 0 --tensor-core-decode --programmatic \
-  > "$OUT/attention-pdl.txt" 2>&1
+timeout $(budget 90) $SI attention-bench --device cuda --sets Llama3_8B --batch 1,32 --prefill-tokens 0 --tensor-core-decode --programmatic \
+  --max-registers "decode=0;decode=128" > "$OUT/attention-pdl.txt" 2>&1
 cat "$OUT/attention-pdl.txt"; echo "attention at $(elapsed) s"
 
 nsys=$(command -v nsys || ls /opt/nvidia/nsight-systems/*/bin/nsys /usr/local/cuda*/bin/nsys 2> /dev/null | head -1)
