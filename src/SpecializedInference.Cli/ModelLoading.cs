@@ -32,7 +32,7 @@ internal sealed record ModelRequest(string? CheckpointDirectory, bool Synthetic,
     int SyntheticVocabSize, int SyntheticMaxSeqLen, TimeSpan SyntheticStepDelay,
     int? MaxNumBatchedTokens = null, WeightDtype? WeightDtype = null, KvDtype? KvDtype = null, bool TensorCores = true,
     Kernels.Dense.WeightPrefetch? WeightPrefetch = null, Kernels.Dense.FusedMatvecLaunch? FusedMatvecLaunch = null,
-    Kernels.Dense.DecodeLaunches DecodeLaunches = Kernels.Dense.DecodeLaunches.PerStage);
+    Kernels.Dense.DecodeLaunches DecodeLaunches = Kernels.Dense.DecodeLaunches.PerStage, DeviceStream Stream = DeviceStream.Legacy);
 
 /// <summary>Loads what <c>si serve</c> and <c>si loadtest</c> serve, reporting progress per stage.</summary>
 internal static class ModelLoading
@@ -104,7 +104,7 @@ internal static class ModelLoading
     private static IModelRunner LoadRunner(LlamaCheckpoint checkpoint, ModelRequest request, IProgress<ModelLoadProgress> progress, out string description)
     {
         progress.Report(new ModelLoadProgress("Creating accelerator", 0, 1));
-        var accelerator = AcceleratorFactory.Create(new AcceleratorOptions(request.Device));
+        var accelerator = AcceleratorFactory.Create(new AcceleratorOptions(request.Device, Stream: request.Stream));
         progress.Report(new ModelLoadProgress("Creating accelerator", 1, 1, accelerator.Description));
         try
         {
@@ -135,6 +135,7 @@ internal static class ModelLoading
                 throw;
             }
             description = $"{checkpoint.Directory} on {accelerator.Description}, {runner.NumBlocks} KV blocks of {runner.BlockSize}"
+                + (accelerator.Notice is { } streamNotice ? $"; {streamNotice}" : "")
                 + (runner.KernelNotice is { } notice ? $"; {notice}" : "")
                 + (TensorCoreNotice(request.TensorCores, runner.DenseSchedule, options.WeightDtype) is { } projections ? $"; {projections}" : "")
                 + (runner.DecodeOnTensorCores ? "; decode attention on tensor cores" : "")

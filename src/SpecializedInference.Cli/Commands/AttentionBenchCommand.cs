@@ -76,6 +76,11 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
         [Description("Also time each generated decode launched programmatically (DecodeLaunch.Programmatic, CUDA sm_90): back to back, a call's K/V loads start while the call before it finishes.")]
         public bool Programmatic { get; init; }
 
+        [CommandOption("--stream <KIND>")]
+        [Description("legacy (default) or non-blocking: the CUDA stream every launch goes to (see si generate --stream).")]
+        [DefaultValue("legacy")]
+        public string Stream { get; init; } = "legacy";
+
         [CommandOption("--kv-dtype <DTYPE>")]
         [DefaultValue("f16")]
         public string KvDtype { get; init; } = "f16";
@@ -94,10 +99,12 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         int[] batches, contexts;
+        DeviceStream stream;
         try
         {
             batches = ParseList("--batch", settings.Batch);
             contexts = ParseList("--context", settings.Context);
+            stream = DeviceStreamNames.Parse(settings.Stream);
         }
         catch (ArgumentException e)
         {
@@ -106,10 +113,11 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
         }
 
         var kind = settings.Device switch { "cpu" => DeviceKind.Cpu, "cuda" => DeviceKind.Cuda, _ => DeviceKind.Auto };
-        using var handle = AcceleratorFactory.Create(new AcceleratorOptions(kind, Profiling: true));
+        using var handle = AcceleratorFactory.Create(new AcceleratorOptions(kind, Profiling: true, Stream: stream));
         var shape = new AttentionShape(settings.Heads, settings.KvHeads, settings.HeadDim, settings.BlockSize);
         var dtype = settings.KvDtype == "f32" ? KvDtype.F32 : KvDtype.F16;
         Console.WriteLine($"si attention-bench on {handle.Description}: {shape}, kv {dtype.ToString().ToLowerInvariant()}");
+        if (handle.Notice is not null) Console.WriteLine($"  notice: {handle.Notice}");
 
         var variants = new List<Func<IAttentionKernels>>();
         if (settings.Sets is not null)

@@ -95,6 +95,13 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         [Description("registers (default): the per-stage decode matvecs (o_proj, down_proj, qkv, gate|up, LM head) load their weights into registers a step at a time; async-copy: through shared memory by asynchronous copies, 8 chunks per lane in flight (CUDA sm_80+; warp schedule; with --decode-launches per-stage-pdl each ring fills before the wait). Off by default until measured.")]
         public string? MatvecLoads { get; init; }
 
+        [CommandOption("--stream <KIND>")]
+        [Description("legacy (default): ILGPU's stream, the legacy NULL stream; non-blocking: a non-blocking stream of the engine's own, made ILGPU's default stream before anything loads (CUDA; for programmatic dependent launch, should the legacy stream not let kernels overlap).")]
+        public string? Stream { get; init; }
+
+        /// <summary>--stream, parsed (the legacy stream when not given).</summary>
+        internal DeviceStream ParsedStream => Stream is null ? DeviceStream.Legacy : DeviceStreamNames.Parse(Stream);
+
         /// <summary>--matvec-loads, parsed (the default when not given).</summary>
         internal MatvecLoads ParsedMatvecLoads => MatvecLoads is null ? Kernels.Dense.MatvecLoads.Registers : MatvecLoadNames.Parse(MatvecLoads);
 
@@ -233,7 +240,8 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         options = options with { WeightPrefetch = s.ParsedPrefetch, FusedMatvecLaunch = s.ParsedFusedLaunch, DecodeLaunches = s.ParsedDecodeLaunches, MatvecLoads = s.ParsedMatvecLoads };
 
         var clock = Stopwatch.StartNew();
-        using var handle = AcceleratorFactory.Create(new AcceleratorOptions(device, Profiling: s.StageTimes));
+        using var handle = AcceleratorFactory.Create(new AcceleratorOptions(device, Profiling: s.StageTimes, Stream: s.ParsedStream));
+        if (handle.Notice is not null) Console.Error.WriteLine(handle.Notice);
         using var runner = new LlamaModelRunner(handle.Accelerator, checkpoint, options);
         double loadMs = clock.Elapsed.TotalMilliseconds;
         if (runner.KernelNotice is not null) Console.Error.WriteLine(runner.KernelNotice);

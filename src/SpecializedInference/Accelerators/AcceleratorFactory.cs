@@ -21,16 +21,47 @@ public enum DeviceKind
     Cuda,
 }
 
+/// <summary>Which CUDA stream the engine's work goes to: ILGPU's <c>DefaultStream</c>, which every launch and copy uses.</summary>
+public enum DeviceStream
+{
+    /// <summary>ILGPU's own: the legacy NULL stream.</summary>
+    Legacy,
+
+    /// <summary>
+    /// A stream created non-blocking (<c>CU_STREAM_NON_BLOCKING</c>) and made ILGPU's default stream when the accelerator
+    /// is created, before any kernel is loaded, so every launch, copy and programmatic launch of the process goes to it.
+    /// For programmatic dependent launch, should the legacy stream not let kernels overlap (<c>launch-graph</c>'s PDL table
+    /// has a row for each). The CPU accelerator has no streams: there it changes nothing.
+    /// </summary>
+    NonBlocking,
+}
+
+/// <summary>Names of <see cref="DeviceStream"/> on the command line.</summary>
+public static class DeviceStreamNames
+{
+    public static string Name(DeviceStream stream) => stream == DeviceStream.NonBlocking ? "non-blocking" : "legacy";
+
+    /// <summary>Parses <c>legacy</c> or <c>non-blocking</c>.</summary>
+    public static DeviceStream Parse(string text) => text switch
+    {
+        "legacy" => DeviceStream.Legacy,
+        "non-blocking" => DeviceStream.NonBlocking,
+        _ => throw new ArgumentException($"--stream '{text}': expected legacy or non-blocking"),
+    };
+}
+
 /// <summary>How to create the ILGPU context and accelerator.</summary>
 /// <param name="Device">Which device kind to use.</param>
 /// <param name="CudaDeviceIndex">Which CUDA device, when several are present.</param>
 /// <param name="OptimizationLevel">ILGPU's IR optimization level (O2 is Release).</param>
 /// <param name="Profiling">Enables stream profiling markers (device-side timing for benchmarks).</param>
+/// <param name="Stream">Which CUDA stream the accelerator's work goes to.</param>
 public sealed record AcceleratorOptions(
     DeviceKind Device = DeviceKind.Auto,
     int CudaDeviceIndex = 0,
     OptimizationLevel OptimizationLevel = OptimizationLevel.O2,
-    bool Profiling = false)
+    bool Profiling = false,
+    DeviceStream Stream = DeviceStream.Legacy)
 {
     public static AcceleratorOptions Default { get; } = new();
 }
@@ -54,10 +85,46 @@ public sealed class AcceleratorHandle : IDisposable
 
     /// <summary>One line for logs: the device kind and name.</summary>
     public string Description => $"{Kind.ToString().ToLowerInvariant()}: {Accelerator.Name} (warp {Accelerator.WarpSize}, " +
-        $"{Accelerator.MaxNumThreadsPerGroup} threads/group, {Accelerator.MaxSharedMemoryPerGroup / 1024} KB shared/group)";
+        $"{Accelerator.MaxNumThreadsPerGroup} threads/group, {Accelerator.MaxSharedMemoryPerGroup / 1024} KB shared/group" +
+        (_ownStream is null ? "" : ", non-blocking stream") + ")";
+
+    /// <summary>What an option asked for and did not get on this accelerator (<see cref="DeviceStream.NonBlocking"/> on the
+    /// CPU accelerator); null when everything applies.</summary>
+    public string? Notice { get; internal set; }
+
+    /// <summary>The stream made ILGPU's default (<see cref="DeviceStream.NonBlocking"/>), and the one it replaced.</summary>
+    private CudaStream? _ownStream;
+    private AcceleratorStream? _replaced;
+
+    /// <summary>ILGPU's <c>Accelerator.DefaultStream</c> has a private setter: the only way to move ILGPU's launches and
+    /// copies to another stream.</summary>
+    private static readonly MethodInfo? DefaultStreamSetter = typeof(Accelerator).GetProperty(nameof(Accelerator.DefaultStream))?.GetSetMethod(nonPublic: true);
+
+    /// <summary>Whether this ILGPU lets <see cref="DeviceStream.NonBlocking"/> move its work to another stream.</summary>
+    public static bool CanUseNonBlockingStream => DefaultStreamSetter is not null;
+
+    /// <summary>Makes a new non-blocking stream ILGPU's default stream (<see cref="DeviceStream.NonBlocking"/>). Called
+    /// right after the accelerator is created: kernels loaded before would keep launching on the old one.</summary>
+    internal void UseNonBlockingStream()
+    {
+        if (Accelerator is not CudaAccelerator cuda) return;
+        if (DefaultStreamSetter is null)
+            throw new NotSupportedException("--stream non-blocking: this ILGPU has no Accelerator.DefaultStream setter to move its work to another stream");
+        _replaced = cuda.DefaultStream;
+        _ownStream = cuda.CreateStream(StreamFlags.CU_STREAM_NON_BLOCKING);
+        DefaultStreamSetter.Invoke(cuda, [_ownStream]);
+    }
 
     public void Dispose()
     {
+        if (_ownStream is not null)
+        {
+            // Give ILGPU back its own stream to dispose with the accelerator, after the work on ours has finished.
+            Accelerator.Synchronize();
+            DefaultStreamSetter!.Invoke(Accelerator, [_replaced]);
+            _ownStream.Dispose();
+            _ownStream = null;
+        }
         Accelerator.Dispose();
         Context.Dispose();
     }
@@ -98,7 +165,10 @@ public static class AcceleratorFactory
         try
         {
             var accelerator = device.CreateCPUAccelerator(context, CPUAcceleratorMode.Parallel);
-            return new AcceleratorHandle(context, accelerator, DeviceKind.Cpu);
+            return new AcceleratorHandle(context, accelerator, DeviceKind.Cpu)
+            {
+                Notice = options.Stream == DeviceStream.NonBlocking ? "--stream non-blocking has no effect: the CPU accelerator has no streams" : null,
+            };
         }
         catch
         {
@@ -142,7 +212,21 @@ public static class AcceleratorFactory
             }
             var accelerator = context.CreateCudaAccelerator(options.CudaDeviceIndex);
             why = null;
-            return new AcceleratorHandle(context, accelerator, DeviceKind.Cuda);
+            var handle = new AcceleratorHandle(context, accelerator, DeviceKind.Cuda);
+            context = null;   // the handle owns it now
+            if (options.Stream == DeviceStream.NonBlocking)
+            {
+                try
+                {
+                    handle.UseNonBlockingStream();
+                }
+                catch
+                {
+                    handle.Dispose();
+                    throw;
+                }
+            }
+            return handle;
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {

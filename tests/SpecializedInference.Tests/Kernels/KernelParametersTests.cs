@@ -13,6 +13,18 @@ namespace SpecializedInference.Tests.Kernels;
 /// </summary>
 public sealed class KernelParametersTests(AcceleratorFixture fixture) : IClassFixture<AcceleratorFixture>
 {
+    /// <summary>What <c>--stream non-blocking</c> needs of ILGPU (a setter of <c>Accelerator.DefaultStream</c>): an ILGPU
+    /// upgrade without one fails here, not on the next GPU run. A CPU accelerator asked for one says it has no streams.</summary>
+    [Fact]
+    public void ANonBlockingStreamCanBecomeIlgpusDefaultAndTheCpuAcceleratorSaysItHasNone()
+    {
+        Assert.True(AcceleratorHandle.CanUseNonBlockingStream);
+        using var cpu = AcceleratorFactory.CreateCpu(new AcceleratorOptions(DeviceKind.Cpu, Stream: DeviceStream.NonBlocking));
+        Assert.Equal("--stream non-blocking has no effect: the CPU accelerator has no streams", cpu.Notice);
+        using var plain = AcceleratorFactory.CreateCpu();
+        Assert.Null(plain.Notice);
+    }
+
     [Fact]
     public void StructFieldsGoInDeclarationOrderAtTheirNaturalAlignment()
     {

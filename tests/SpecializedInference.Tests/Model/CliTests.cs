@@ -103,9 +103,9 @@ public sealed class CliTests
         return (doc, stderr);
     }
 
-    /// <summary>--prefetch-weights, --fused-matvec-launch, --decode-launches and --matvec-loads on the CPU accelerator: reported as having
-    /// no effect (prefetch.L2 is CUDA's; the serial schedule has no fused warp matvec), the reference's tokens; malformed
-    /// values are usage errors.</summary>
+    /// <summary>--prefetch-weights, --fused-matvec-launch, --decode-launches, --matvec-loads and --stream on the CPU accelerator:
+    /// reported as having no effect (prefetch.L2 is CUDA's; the serial schedule has no fused warp matvec; the CPU accelerator
+    /// has no streams), the reference's tokens; malformed values are usage errors.</summary>
     [Fact]
     public void MatvecOptionsOnTheCpuAcceleratorAreReportedWithoutEffect()
     {
@@ -126,6 +126,7 @@ public sealed class CliTests
                      ("--fused-matvec-launch", "2:88", "--fused-matvec-launch has no effect", "3:88", "WarpsPerGroup must be 1, 2, 4 or 8"),
                      ("--decode-launches", "grid-synced-layers", "--decode-launches grid-synced-layers has no effect", "one", "--decode-launches 'one': expected per-stage, per-stage-pdl, grid-synced-tails, grid-synced-tails-preloaded or grid-synced-layers"),
                      ("--matvec-loads", "async-copy", "--matvec-loads async-copy has no effect", "async", "--matvec-loads 'async': expected registers or async-copy"),
+                     ("--stream", "non-blocking", "--stream non-blocking has no effect", "own", "--stream 'own': expected legacy or non-blocking"),
                  })
         {
             (code, _, stderr) = Run("generate", "--model", dir, "--prompt-ids", ids, "--max-new-tokens", "1", "--device", "cpu", option, value);
