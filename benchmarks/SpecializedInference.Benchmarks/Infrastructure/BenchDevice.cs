@@ -41,16 +41,18 @@ public sealed class BenchDevice : IDisposable
 
     /// <summary>Creates the accelerator, with profiling markers (device time between two points of a stream: the
     /// report's stage timelines); <see cref="DeviceKind.Cuda"/> fails with a clear error when no CUDA device is usable.</summary>
-    public static BenchDevice Create(DeviceKind kind) => new(AcceleratorFactory.Create(new AcceleratorOptions(kind, Profiling: true)));
+    /// <param name="stream">Which CUDA stream every launch goes to (<see cref="DeviceStream"/>: the report's <c>--stream</c>).</param>
+    public static BenchDevice Create(DeviceKind kind, DeviceStream stream = DeviceStream.Legacy) =>
+        new(AcceleratorFactory.Create(new AcceleratorOptions(kind, Profiling: true, Stream: stream)));
 
     /// <summary><see cref="Create"/> for a command's entry: the device, or null with why it is not usable (no CUDA device
     /// for <see cref="DeviceKind.Cuda"/>) in <paramref name="error"/>, for the command to print and exit on.</summary>
-    public static BenchDevice? TryCreate(DeviceKind kind, out string error)
+    public static BenchDevice? TryCreate(DeviceKind kind, out string error, DeviceStream stream = DeviceStream.Legacy)
     {
         try
         {
             error = "";
-            return Create(kind);
+            return Create(kind, stream);
         }
         catch (InvalidOperationException ex)
         {

@@ -30,6 +30,8 @@ namespace SpecializedInference.Benchmarks.Report;
 /// <param name="MatvecLoads">Ways the per-stage decode matvec brings its weights in, to compare (<c>async-copy</c>;
 /// <see cref="SpecializedInference.Runtime.ModelOptions.MatvecLoads"/>): the e2e section also runs every model at batch 1
 /// with each (rows labelled [matvec loads async-copy]).</param>
+/// <param name="Stream">The CUDA stream every run goes to (<c>--stream non-blocking</c>: <see cref="DeviceStream.NonBlocking"/>,
+/// should programmatic dependent launch not overlap kernels on the legacy stream); the report's device line names it.</param>
 /// <param name="StageTimes">After each end-to-end run at batch 1, run it again with its decode steps' stages timed on the
 /// device (<see cref="SpecializedInference.Runtime.StageTimeline"/>): the report's "where a batch-1 decode step's device
 /// time goes" tables, kept out of the end-to-end figures.</param>
@@ -37,12 +39,12 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
     double TimeBudgetSeconds = 0, SpecializedInference.Benchmarks.EndToEnd.WeightsSource? Weights = null,
     IReadOnlyList<MatvecDepth>? MatvecDepths = null, bool GreedyOnHost = false, bool CudaCores = false, IReadOnlyList<WeightPrefetch>? Prefetches = null,
     IReadOnlyList<FusedMatvecLaunch>? FusedLaunches = null, bool StageTimes = false, IReadOnlyList<DecodeLaunches>? DecodeLaunches = null,
-    IReadOnlyList<MatvecLoads>? MatvecLoads = null)
+    IReadOnlyList<MatvecLoads>? MatvecLoads = null, DeviceStream Stream = DeviceStream.Legacy)
 {
     public static readonly string[] AllSections = ["copy", "kernels", "variants", "dense", "e2e", "ablation"];
 
     public const string Usage =
-        "report [--out <file.md>] [--device cuda|cpu|auto] [--quick] [--sections copy,kernels,variants,dense,e2e,ablation] [--time-budget <seconds>] [--weights device|checkpoint] [--matvec-depths 8,4;4,4] [--greedy-on-host] [--cuda-cores] [--prefetch-weights rows,rows+8,8,start:8] [--fused-matvec-launch 2:88] [--decode-launches per-stage-pdl,grid-synced-tails,grid-synced-tails-preloaded,grid-synced-layers] [--matvec-loads async-copy] [--stage-times]\n" +
+        "report [--out <file.md>] [--device cuda|cpu|auto] [--quick] [--sections copy,kernels,variants,dense,e2e,ablation] [--time-budget <seconds>] [--weights device|checkpoint] [--matvec-depths 8,4;4,4] [--greedy-on-host] [--cuda-cores] [--prefetch-weights rows,rows+8,8,start:8] [--fused-matvec-launch 2:88] [--decode-launches per-stage-pdl,grid-synced-tails,grid-synced-tails-preloaded,grid-synced-layers] [--matvec-loads async-copy] [--stage-times] [--stream legacy|non-blocking]\n" +
         "  Runs the benchmark suite with explicit timing (warm-up, repetitions, accelerator.Synchronize, median) and writes\n" +
         "  a markdown report (default benchmarks/results/<date>-<device>.md). --device cuda fails when no CUDA device is usable.";
 
@@ -60,6 +62,7 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
         var loads = new List<MatvecLoads>();
         var prefetch = new List<WeightPrefetch>();
         var fusedLaunches = new List<FusedMatvecLaunch>();
+        var stream = DeviceStream.Legacy;
         for (int i = 0; i < args.Length; i++)
         {
             string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.\n{Usage}");
@@ -110,11 +113,15 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
                     // MiB (at the grid's end) or start:MiB, comma-separated.
                     prefetch.AddRange(Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(WeightPrefetch.Parse));
                     break;
+                case "--stream":
+                    // Every run of the report on that CUDA stream (AcceleratorOptions.Stream).
+                    stream = DeviceStreamNames.Parse(Value());
+                    break;
                 case "--help" or "-h": throw new ArgumentException(Usage);
                 default: throw new ArgumentException($"report: unknown argument '{args[i]}'.\n{Usage}");
             }
         }
         string commandLine = "report " + string.Join(' ', args.Select(a => a.Contains(' ') ? $"'{a}'" : a));
-        return new ReportOptions(outPath ?? "", device, quick, sections, commandLine, budget, weights, depths, greedyOnHost, cudaCores, prefetch, fusedLaunches, stageTimes, launches, loads);
+        return new ReportOptions(outPath ?? "", device, quick, sections, commandLine, budget, weights, depths, greedyOnHost, cudaCores, prefetch, fusedLaunches, stageTimes, launches, loads, stream);
     }
 }

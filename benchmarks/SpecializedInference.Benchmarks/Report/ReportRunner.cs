@@ -52,7 +52,7 @@ public static class ReportRunner
             return 2;
         }
 
-        if (BenchDevice.TryCreate(options.Device, out string noDevice) is not { } device)
+        if (BenchDevice.TryCreate(options.Device, out string noDevice, options.Stream) is not { } device)
         {
             log.WriteLine($"error: {noDevice}");
             return 3;

@@ -1,0 +1,29 @@
+using SpecializedInference.Accelerators;
+using SpecializedInference.Benchmarks.Report;
+using SpecializedInference.Kernels.Dense;
+
+namespace SpecializedInference.Tests.Benchmarks;
+
+/// <summary>The report's command line: what the pending GPU run and the next one rely on (no device needed).</summary>
+public sealed class ReportOptionsTests
+{
+    /// <summary>The programmatic-launch options parse as the pending run gives them, and --stream picks the CUDA stream
+    /// every run goes to; the legacy stream unless asked.</summary>
+    [Fact]
+    public void ProgrammaticLaunchOptionsAndTheStreamParse()
+    {
+        var options = ReportOptions.Parse(["--device", "cuda", "--sections", "copy,e2e", "--matvec-loads", "async-copy",
+            "--decode-launches", "per-stage-pdl,grid-synced-tails", "--stream", "non-blocking"]);
+        Assert.Equal([MatvecLoads.AsyncCopy], options.MatvecLoads);
+        Assert.Equal([DecodeLaunches.PerStageProgrammatic, DecodeLaunches.GridSyncedTails], options.DecodeLaunches);
+        Assert.Equal(DeviceStream.NonBlocking, options.Stream);
+        Assert.Equal(DeviceStream.Legacy, ReportOptions.Parse(["--device", "cuda"]).Stream);
+    }
+
+    [Fact]
+    public void AnUnknownStreamIsAUsageError()
+    {
+        var e = Assert.Throws<ArgumentException>(() => ReportOptions.Parse(["--stream", "own"]));
+        Assert.Equal("--stream 'own': expected legacy or non-blocking", e.Message);
+    }
+}
