@@ -47,7 +47,9 @@
 #                     per stage, the groups' own work, their wait at the barrier after it, and the wait of the last
 #                     group to arrive (the barrier alone). Run 23 had TinyLlama's tail at 50 us a layer for 84 MiB, where
 #                     copy bandwidth reads it in 22: this says whether rows, lateness or barriers lose the rest.
-#   8. trace.txt      only where Nsight Systems is installed (tools.txt says what is): a 4-layer TinyLlama-shape random
+#   8. report-e2e-own-stream.md: if time is left, the same report's default, async-copy and per-stage-pdl rows on a
+#                     non-blocking stream (`--stream non-blocking`), where PDL is documented to overlap kernels.
+#   9. trace.txt      only where Nsight Systems is installed (tools.txt says what is): a 4-layer TinyLlama-shape random
 #                     checkpoint's `si generate` traced (`nsys profile -t cuda`), then benchmarks/gpu/trace_gaps.py: each
 #                     decode step's kernel time against the idle gaps between its launches, as they ran back to back.
 # Afterwards: move the outputs to benchmarks/results/gpu-<date>-<card>-run<N>/ with this script as commands.sh.
@@ -102,6 +104,16 @@ fi
 
 timeout $(budget 60) $APP layer-tail --device cuda > "$OUT/layer-tail.txt" 2>&1
 cat "$OUT/layer-tail.txt"; echo "layer-tail at $(elapsed) s"
+
+# The programmatic rows again with every launch on a non-blocking stream, where PDL is documented to overlap kernels
+# (whether ILGPU's legacy stream does is what launch-graph.txt says), if time is left.
+own=$(( $(budget 100) - (keep - 60) ))
+if [ $own -gt 50 ]; then
+  timeout $own $APP report --device cuda --time-budget $(( own - 15 )) --stream non-blocking \
+    --sections e2e --matvec-loads async-copy --decode-launches per-stage-pdl --out "$OUT/report-e2e-own-stream.md" > "$OUT/report-e2e-own-stream.log" 2>&1
+  echo "report on a non-blocking stream rc $? at $(elapsed) s"
+  grep -h "batch 1: decode" "$OUT/report-e2e-own-stream.log" | sed 's/, prefill.*decode step/; step/' | cut -c1-150
+fi
 
 if [ -n "$nsys" ] && [ $(( deadline - $(elapsed) )) -gt 40 ]; then
   checkpoint=/tmp/si-trace-small
