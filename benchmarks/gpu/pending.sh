@@ -51,7 +51,8 @@
 #                     non-blocking stream (`--stream non-blocking`), where PDL is documented to overlap kernels.
 #   9. trace.txt      only where Nsight Systems is installed (tools.txt says what is): a 4-layer TinyLlama-shape random
 #                     checkpoint's `si generate` traced (`nsys profile -t cuda`), then benchmarks/gpu/trace_gaps.py: each
-#                     decode step's kernel time against the idle gaps between its launches, as they ran back to back.
+#                     decode step's kernel time against the idle gaps between its launches, as they ran back to back;
+#                     trace-pdl.txt the same under per-stage-pdl, where the overlaps column says whether kernels overlap.
 # Afterwards: move the outputs to benchmarks/results/gpu-<date>-<card>-run<N>/ with this script as commands.sh.
 #
 #   OUT=<folder> bash benchmarks/gpu/pending.sh
@@ -124,5 +125,13 @@ if [ -n "$nsys" ] && [ $(( deadline - $(elapsed) )) -gt 40 ]; then
   timeout $(budget 30) "$nsys" stats -r cuda_gpu_trace -f csv /tmp/si-trace.nsys-rep > "$OUT/trace.csv" 2>> "$OUT/trace.txt"
   python3 benchmarks/gpu/trace_gaps.py "$OUT/trace.csv" >> "$OUT/trace.txt" 2>&1
   tail -25 "$OUT/trace.txt"
+  # The same step with every launch programmatic: do the kernels overlap (the overlaps column), and by how much?
+  if [ $(( deadline - $(elapsed) )) -gt 40 ]; then
+    timeout $(budget 60) "$nsys" profile -t cuda -o /tmp/si-trace-pdl -f true $SI generate --model $checkpoint --prompt-ids 1,2,3 \
+      --max-new-tokens 12 --greedy --ignore-eos --device cuda --decode-launches per-stage-pdl > "$OUT/trace-pdl.txt" 2>&1
+    timeout $(budget 30) "$nsys" stats -r cuda_gpu_trace -f csv /tmp/si-trace-pdl.nsys-rep > "$OUT/trace-pdl.csv" 2>> "$OUT/trace-pdl.txt"
+    python3 benchmarks/gpu/trace_gaps.py "$OUT/trace-pdl.csv" >> "$OUT/trace-pdl.txt" 2>&1
+    grep -h "| mean" "$OUT/trace.txt" "$OUT/trace-pdl.txt"
+  fi
 fi
 echo "done at $(elapsed) s"

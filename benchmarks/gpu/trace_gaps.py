@@ -6,8 +6,10 @@ launches) cannot show.
 
 Each step of `si generate` starts with the embedding kernel, so the kernels are cut there; the first step is the
 prefill. Prints, per decode step: its kernels, the sum of their durations, the sum of the idle gaps between one
-kernel's end and the next one's start, and the span from the first start to the last end; then the mean over the
-decode steps, and the last decode step's kernels merged by name (launches, mean duration, mean gap before).
+kernel's end and the next one's start, the sum of the overlaps (a kernel that starts before the one before it ends:
+programmatic dependent launch, `--decode-launches per-stage-pdl`), and the span from the first start to the last end;
+then the mean over the decode steps, and the last decode step's kernels merged by name (launches, mean duration, mean gap
+before).
 
     python3 benchmarks/gpu/trace_gaps.py <trace>.csv
 """
@@ -61,18 +63,19 @@ def main(path):
         raise SystemExit(f"trace_gaps.py: {len(ks)} kernels in {len(steps)} step(s); expected a prefill and decode steps (cut at the embedding kernel)")
     decode = steps[1:-1] if len(steps) > 3 else steps[1:]   # the last step may be cut short by the end of the trace
     print(f"{len(ks)} kernels, {len(steps)} steps (the first the prefill); decode steps summed: {len(decode)}")
-    print("| decode step | kernels | kernel time, us | gaps, us | span, us |")
-    print("|---|---:|---:|---:|---:|")
-    totals = [0, 0.0, 0.0, 0.0]
+    print("| decode step | kernels | kernel time, us | gaps, us | overlaps, us | span, us |")
+    print("|---|---:|---:|---:|---:|---:|")
+    totals = [0, 0.0, 0.0, 0.0, 0.0]
     for i, step in enumerate(decode):
         busy = sum(d for _, d, _ in step) / 1e3
         gaps = sum(max(0.0, b[0] - (a[0] + a[1])) for a, b in zip(step, step[1:])) / 1e3
+        overlaps = sum(max(0.0, (a[0] + a[1]) - b[0]) for a, b in zip(step, step[1:])) / 1e3
         span = (step[-1][0] + step[-1][1] - step[0][0]) / 1e3
-        print(f"| {i + 1} | {len(step)} | {busy:.1f} | {gaps:.1f} | {span:.1f} |")
-        for j, v in enumerate((len(step), busy, gaps, span)):
+        print(f"| {i + 1} | {len(step)} | {busy:.1f} | {gaps:.1f} | {overlaps:.1f} | {span:.1f} |")
+        for j, v in enumerate((len(step), busy, gaps, overlaps, span)):
             totals[j] += v
     n = len(decode)
-    print(f"| mean | {totals[0] / n:.1f} | {totals[1] / n:.1f} | {totals[2] / n:.1f} | {totals[3] / n:.1f} |")
+    print("| mean | " + " | ".join(f"{t / n:.1f}" for t in totals) + " |")
     print()
     last = decode[-1]
     merged = OrderedDict()
