@@ -245,6 +245,7 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         using var runner = new LlamaModelRunner(handle.Accelerator, checkpoint, options);
         double loadMs = clock.Elapsed.TotalMilliseconds;
         if (runner.KernelNotice is not null) Console.Error.WriteLine(runner.KernelNotice);
+        if (runner.DecodeAttentionLaunchNotice is not null) Console.Error.WriteLine(runner.DecodeAttentionLaunchNotice);
         if (s.CudaCores && ModelLoading.NoTensorCorePath(runner.DenseSchedule, weightDtype) is { } why)
             Console.Error.WriteLine($"--cuda-cores has no effect on {handle.Description}: {why}.");
         foreach (var notice in ModelLoading.MatvecOptionNotices(options, runner.DenseSchedule, handle.Accelerator))

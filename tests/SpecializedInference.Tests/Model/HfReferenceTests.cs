@@ -161,7 +161,14 @@ public sealed class HfReferenceTests(AcceleratorFixture fixture, ITestOutputHelp
             ModelOptions.Float32 with { DenseSchedule = DenseSchedule.Warp, DecodeLaunches = DecodeLaunches.PerStageProgrammatic });
         Assert.True(runner.IsSpecialized);
         Assert.True(runner.DecodeAttentionProgrammatic);
+        Assert.Null(runner.DecodeAttentionLaunchNotice);
         RunAndCompare(runner, dir, logitTolerance: 1e-4, assertTokens: true, output, maxDecodeSteps: 1);
+
+        // The generic kernels have no programmatic decode: said, not dropped silently.
+        using var generic = Load(fixture, checkpoint, dir,
+            ModelOptions.Float32 with { DenseSchedule = DenseSchedule.Warp, DecodeLaunches = DecodeLaunches.PerStageProgrammatic, ForceGenericKernels = true });
+        Assert.False(generic.DecodeAttentionProgrammatic);
+        Assert.Equal("programmatic decode launch: the generic kernels have none; the decode launches stream-ordered", generic.DecodeAttentionLaunchNotice);
     }
 
     /// <summary>
