@@ -29,6 +29,8 @@ internal static class ProgrammaticLaunchProbe
 {
     /// <summary>The read, behind a programmatic dependency: lets the next launch start at once, then waits for the
     /// previous launch's memory before its loads (inputs that a previous kernel writes).</summary>
+    /// <param name="source">[chunks] the 16-byte chunks read</param>
+    /// <param name="sink">[1] written only if the sum were negative (never): keeps the loads</param>
     internal static void WaitThenRead(ArrayView<F4> source, ArrayView<float> sink, long chunks)
     {
         ProgrammaticDependency.LetTheNextStart();
@@ -39,6 +41,8 @@ internal static class ProgrammaticLaunchProbe
 
     /// <summary>The read, loading before it waits for the previous launch (inputs no kernel writes: weights); only its
     /// store, never taken, comes after the wait.</summary>
+    /// <param name="source">[chunks] the 16-byte chunks read</param>
+    /// <param name="sink">[1] written only if the sum were negative (never): keeps the loads</param>
     internal static void ReadThenWait(ArrayView<F4> source, ArrayView<float> sink, long chunks)
     {
         ProgrammaticDependency.LetTheNextStart();

@@ -39,8 +39,6 @@ public enum DeviceStream
 /// <summary>Names of <see cref="DeviceStream"/> on the command line.</summary>
 public static class DeviceStreamNames
 {
-    public static string Name(DeviceStream stream) => stream == DeviceStream.NonBlocking ? "non-blocking" : "legacy";
-
     /// <summary>Parses <c>legacy</c> or <c>non-blocking</c>.</summary>
     public static DeviceStream Parse(string text) => text switch
     {
