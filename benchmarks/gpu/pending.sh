@@ -17,8 +17,12 @@
 #                     waiting before their loads and loading before their wait: what a launch boundary costs when the
 #                     next kernel starts early, the way a matvec could load its weights before its inputs are ready.
 #   3. generate-variants.txt: the bundled model, default, `--matvec-loads async-copy`, `--decode-launches per-stage-pdl`
-#                     (every matvec and the decode attention programmatic), both, and per-stage-pdl on a non-blocking stream
-#                     of the engine's own (`--stream non-blocking`), must print the reference text (5 of 5).
+#                     (every matvec and the decode attention programmatic), both, per-stage-pdl on a non-blocking stream
+#                     of the engine's own (`--stream non-blocking`), and the decode steps captured as CUDA graphs and
+#                     replayed (`--cuda-graphs`, new: the first time on a GPU), plain and with per-stage-pdl (programmatic
+#                     edges in the graph), must print the reference text (7 of 7); the last two say how many steps they
+#                     captured and replayed (the key changes where the block table's stride doubles, at 17 and 33 keys
+#                     with blocks of 16: 3 captures and ~25 replays of the 31 decode steps).
 #   4. selftest-attention.txt `si selftest --device cuda --set Llama3_8B`: its kernels against float64, with the line
 #                     "Llama3_8B mma programmatic" new: the tensor-core decode launched programmatically (DecodeLaunch.
 #                     Programmatic: K/V loads before its wait, the partition holding the newest key waiting first).
@@ -31,7 +35,9 @@
 #                     sm_90: 104 bytes spilled a thread) 4 fit, and the next call can start all of its groups.
 #                     attention-pdl-own-stream.txt: batch 1 again with every launch on a non-blocking stream (`--stream
 #                     non-blocking`): if launch-graph.txt says PDL does not overlap kernels on the legacy stream, this is
-#                     the programmatic decode where it can.
+#                     the programmatic decode where it can. New: each decode's calls also captured as one CUDA graph and
+#                     replayed (`--cuda-graphs`, rows "(a graph of N calls)"), stream-ordered and programmatic: what a call
+#                     costs inside a replayed decode step, with programmatic edges between the calls.
 #   6. report-e2e.md  `report --sections copy,e2e --matvec-loads async-copy --decode-launches per-stage-pdl,grid-synced-tails,
 #                     grid-synced-tails-preloaded --stage-times`: both preset models at batch 1/16/64, then at batch 1
 #                     (a) with each decode matvec keeping 8 chunks per lane in flight as cp.async copies into shared memory
@@ -47,8 +53,12 @@
 #                     per stage, the groups' own work, their wait at the barrier after it, and the wait of the last
 #                     group to arrive (the barrier alone). Run 23 had TinyLlama's tail at 50 us a layer for 84 MiB, where
 #                     copy bandwidth reads it in 22: this says whether rows, lateness or barriers lose the rest.
-#   8. report-e2e-own-stream.md: if time is left, the same report's default, async-copy and per-stage-pdl rows on a
-#                     non-blocking stream (`--stream non-blocking`), where PDL is documented to overlap kernels.
+#   8. report-graphs.md `report --batches 1 --sections e2e --cuda-graphs --decode-launches per-stage-pdl --matvec-loads
+#                     async-copy` (--cuda-graphs puts every run on a non-blocking stream): both models at batch 1 by
+#                     default, with the decode steps replayed as CUDA graphs, plain and under per-stage-pdl (first after
+#                     the default rows), then the async-copy and per-stage-pdl rows on the non-blocking stream, where PDL
+#                     is documented to overlap kernels. Does a replayed step take the host's ~113 launches (440-504 us of
+#                     enqueue at TinyLlama's 1.28-1.33 ms step) and their gaps away?
 #   9. trace.txt      only where Nsight Systems is installed (tools.txt says what is): a 4-layer TinyLlama-shape random
 #                     checkpoint's `si generate` traced (`nsys profile -t cuda`), then benchmarks/gpu/trace_gaps.py: each
 #                     decode step's kernel time against the idle gaps between its launches, as they ran back to back;
@@ -78,21 +88,22 @@ grep -h "passed\|failed\|FAIL" "$OUT/selftest.txt" | tail -5
 timeout $(budget 60) $APP launch-graph > "$OUT/launch-graph.txt" 2>&1
 cat "$OUT/launch-graph.txt"
 for flags in "" "--matvec-loads async-copy" "--decode-launches per-stage-pdl" "--matvec-loads async-copy --decode-launches per-stage-pdl" \
-             "--stream non-blocking --decode-launches per-stage-pdl"; do
+             "--stream non-blocking --decode-launches per-stage-pdl" "--cuda-graphs" "--cuda-graphs --decode-launches per-stage-pdl"; do
   timeout $(budget 40) $SI generate --model models/docstrings-bf16 --prompt "This module provides" --max-new-tokens 32 --device cuda $flags
 done > "$OUT/generate-variants.txt" 2>&1
-echo "generate variants: $(grep -c "regular expression matching operations similar to those found in Perl" "$OUT/generate-variants.txt") of 5 print the reference; $(elapsed) s"
+echo "generate variants: $(grep -c "regular expression matching operations similar to those found in Perl" "$OUT/generate-variants.txt") of 7 print the reference; $(elapsed) s"
+grep -h "CUDA graphs\|--cuda-graphs" "$OUT/generate-variants.txt"
 timeout $(budget 60) $SI selftest --device cuda --set Llama3_8B > "$OUT/selftest-attention.txt" 2>&1
 grep -h "programmatic\|passed\|failed\|FAIL" "$OUT/selftest-attention.txt" | tail -8
 timeout $(budget 90) $SI attention-bench --device cuda --sets Llama3_8B --batch 1,32 --prefill-tokens 0 --tensor-core-decode --programmatic \
   --max-registers "decode=0;decode=128" > "$OUT/attention-pdl.txt" 2>&1
 cat "$OUT/attention-pdl.txt"; echo "attention at $(elapsed) s"
-timeout $(budget 45) $SI attention-bench --device cuda --sets Llama3_8B --batch 1 --prefill-tokens 0 --tensor-core-decode --programmatic \
-  --stream non-blocking > "$OUT/attention-pdl-own-stream.txt" 2>&1
-grep -h "us/call" "$OUT/attention-pdl-own-stream.txt"; echo "attention on a non-blocking stream at $(elapsed) s"
+timeout $(budget 60) $SI attention-bench --device cuda --sets Llama3_8B --batch 1 --prefill-tokens 0 --tensor-core-decode --programmatic \
+  --cuda-graphs --stream non-blocking > "$OUT/attention-pdl-own-stream.txt" 2>&1
+grep -h "us/call\|notice" "$OUT/attention-pdl-own-stream.txt"; echo "attention on a non-blocking stream at $(elapsed) s"
 
 nsys=$(command -v nsys || ls /opt/nvidia/nsight-systems/*/bin/nsys /usr/local/cuda*/bin/nsys 2> /dev/null | head -1)
-keep=60; [ -n "$nsys" ] && keep=140   # seconds kept for the layer tail and the trace
+keep=150; [ -n "$nsys" ] && keep=230   # seconds kept for the layer tail, the graphs' report and the trace
 report=$(( $(budget 300) - keep ))
 if [ $report -gt 60 ]; then
   timeout $report $APP report --device cuda --time-budget $(( report - 20 )) \
@@ -106,14 +117,15 @@ fi
 timeout $(budget 60) $APP layer-tail --device cuda > "$OUT/layer-tail.txt" 2>&1
 cat "$OUT/layer-tail.txt"; echo "layer-tail at $(elapsed) s"
 
-# The programmatic rows again with every launch on a non-blocking stream, where PDL is documented to overlap kernels
-# (whether ILGPU's legacy stream does is what launch-graph.txt says), if time is left.
-own=$(( $(budget 100) - (keep - 60) ))
-if [ $own -gt 50 ]; then
-  timeout $own $APP report --device cuda --time-budget $(( own - 15 )) --stream non-blocking \
-    --sections e2e --matvec-loads async-copy --decode-launches per-stage-pdl --out "$OUT/report-e2e-own-stream.md" > "$OUT/report-e2e-own-stream.log" 2>&1
-  echo "report on a non-blocking stream rc $? at $(elapsed) s"
-  grep -h "batch 1: decode" "$OUT/report-e2e-own-stream.log" | sed 's/, prefill.*decode step/; step/' | cut -c1-150
+# Batch 1 with the decode steps replayed as CUDA graphs, and the programmatic rows again, every launch on a non-blocking
+# stream (graphs need one; PDL is documented to overlap kernels there, whether ILGPU's legacy stream does is what
+# launch-graph.txt says).
+graphs=$(( $(budget 90) - (keep - 150) ))
+if [ $graphs -gt 40 ]; then
+  timeout $graphs $APP report --device cuda --time-budget $(( graphs - 15 )) --batches 1 --sections e2e --cuda-graphs \
+    --decode-launches per-stage-pdl --matvec-loads async-copy --out "$OUT/report-graphs.md" > "$OUT/report-graphs.log" 2>&1
+  echo "report with CUDA graphs (non-blocking stream) rc $? at $(elapsed) s"
+  grep -h "batch 1: decode" "$OUT/report-graphs.log" | sed 's/, prefill.*decode step/; step/' | cut -c1-220
 fi
 
 if [ -n "$nsys" ] && [ $(( deadline - $(elapsed) )) -gt 40 ]; then

@@ -32,7 +32,8 @@ internal sealed record ModelRequest(string? CheckpointDirectory, bool Synthetic,
     int SyntheticVocabSize, int SyntheticMaxSeqLen, TimeSpan SyntheticStepDelay,
     int? MaxNumBatchedTokens = null, WeightDtype? WeightDtype = null, KvDtype? KvDtype = null, bool TensorCores = true,
     Kernels.Dense.WeightPrefetch? WeightPrefetch = null, Kernels.Dense.FusedMatvecLaunch? FusedMatvecLaunch = null,
-    Kernels.Dense.DecodeLaunches DecodeLaunches = Kernels.Dense.DecodeLaunches.PerStage, DeviceStream Stream = DeviceStream.Legacy);
+    Kernels.Dense.DecodeLaunches DecodeLaunches = Kernels.Dense.DecodeLaunches.PerStage, DeviceStream Stream = DeviceStream.Legacy,
+    bool CudaGraphs = false);
 
 /// <summary>Loads what <c>si serve</c> and <c>si loadtest</c> serve, reporting progress per stage.</summary>
 internal static class ModelLoading
@@ -119,6 +120,7 @@ internal static class ModelLoading
                 WeightPrefetch = request.WeightPrefetch,
                 FusedMatvecLaunch = request.FusedMatvecLaunch,
                 DecodeLaunches = request.DecodeLaunches,
+                CudaGraphs = request.CudaGraphs,
             };
             if (!request.TensorCores) options = options.OnCudaCoresOnly();
             long bytes = checkpoint.Weights.Tensors.Sum(t => t.ByteLength);
@@ -140,6 +142,7 @@ internal static class ModelLoading
                 + (TensorCoreNotice(request.TensorCores, runner.DenseSchedule, options.WeightDtype) is { } projections ? $"; {projections}" : "")
                 + (runner.DecodeOnTensorCores ? "; decode attention on tensor cores" : "")
                 + (runner.DecodeAttentionLaunchNotice is { } launch ? $"; {launch}" : "")
+                + (runner.CudaGraphsNotice is { } graphs ? $"; --cuda-graphs: {graphs}" : runner.CapturesCudaGraphs ? "; decode steps replayed as CUDA graphs" : "")
                 + string.Concat(MatvecOptionNotices(options, runner.DenseSchedule, accelerator.Accelerator).Select(n => $"; {n}"));
             return new OwningModelRunner(runner, accelerator);
         }

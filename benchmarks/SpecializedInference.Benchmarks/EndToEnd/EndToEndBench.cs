@@ -84,6 +84,8 @@ public sealed class EndToEndBench(BenchDevice device, int seed, WeightsSource we
         {
             DecodeSteps = bound.DecodeSteps(),
             Stages = timeline?.MeanStep(runner.StageWeightBytes),
+            CudaGraphs = !model.CudaGraphs ? null
+                : runner.CudaGraphsNotice ?? $"{runner.CudaGraphSteps.Captured} decode steps captured, {runner.CudaGraphSteps.Replayed} replayed since load",
         };
     }
 
@@ -139,7 +141,8 @@ public sealed class EndToEndBench(BenchDevice device, int seed, WeightsSource we
             WeightPrefetch: model.WeightPrefetch,
             FusedMatvecLaunch: model.FusedMatvecLaunch,
             DecodeLaunches: model.DecodeLaunches,
-            MatvecLoads: model.MatvecLoads);
+            MatvecLoads: model.MatvecLoads,
+            CudaGraphs: model.CudaGraphs);
         if (!model.TensorCores) options = options.OnCudaCoresOnly();
         var runner = weights == WeightsSource.Device
             ? new LlamaModelRunner(device.Accelerator, new RandomDeviceWeights(config, (uint)seed), options)

@@ -32,13 +32,15 @@ public enum WeightsSource
 /// report's --decode-launches).</param>
 /// <param name="MatvecLoads">How the per-stage decode matvec brings its weights in (<see cref="ModelOptions.MatvecLoads"/>;
 /// the report's --matvec-loads).</param>
+/// <param name="CudaGraphs">Decode steps captured as CUDA graphs and replayed (<see cref="ModelOptions.CudaGraphs"/>; the
+/// report's --cuda-graphs).</param>
 public sealed record EndToEndModel(KernelSetInfo Set, int? Layers = null, MatvecDepth? MatvecDepth = null, GreedySampling Greedy = GreedySampling.Auto,
     bool TensorCores = true, WeightPrefetch? WeightPrefetch = null, FusedMatvecLaunch? FusedMatvecLaunch = null,
-    DecodeLaunches DecodeLaunches = DecodeLaunches.PerStage, MatvecLoads MatvecLoads = MatvecLoads.Registers)
+    DecodeLaunches DecodeLaunches = DecodeLaunches.PerStage, MatvecLoads MatvecLoads = MatvecLoads.Registers, bool CudaGraphs = false)
 {
     /// <summary>Whether this is the model as the engine runs it by default (no A/B setting).</summary>
     public bool IsDefault => MatvecDepth is null && Greedy == GreedySampling.Auto && TensorCores && WeightPrefetch is null && FusedMatvecLaunch is null
-        && DecodeLaunches == DecodeLaunches.PerStage && MatvecLoads == MatvecLoads.Registers;
+        && DecodeLaunches == DecodeLaunches.PerStage && MatvecLoads == MatvecLoads.Registers && !CudaGraphs;
 
     public int NumLayers => Layers ?? Set.Shape.NumHiddenLayers;
 
@@ -49,7 +51,8 @@ public sealed record EndToEndModel(KernelSetInfo Set, int? Layers = null, Matvec
         + (WeightPrefetch is { } prefetch ? $" [L2 prefetch {prefetch}]" : "")
         + (FusedMatvecLaunch is { } launch ? $" [fused matvec {launch.WarpsPerGroup} warps, {(launch.MaxRegisters == 0 ? "any" : launch.MaxRegisters)} registers]" : "")
         + (DecodeLaunches == DecodeLaunches.PerStage ? "" : $" [{DecodeLaunchNames.Name(DecodeLaunches)}]")
-        + (MatvecLoads == MatvecLoads.Registers ? "" : $" [matvec loads {MatvecLoadNames.Name(MatvecLoads)}]");
+        + (MatvecLoads == MatvecLoads.Registers ? "" : $" [matvec loads {MatvecLoadNames.Name(MatvecLoads)}]")
+        + (CudaGraphs ? " [CUDA graphs]" : "");
 }
 
 /// <summary>The ablation run: the same workload with one engine toggle off at a time.</summary>

@@ -48,10 +48,14 @@ public sealed record EndToEndResult(
     /// (<see cref="SpecializedInference.Runtime.StageTimeline"/>); else null.</summary>
     public IReadOnlyList<SpecializedInference.Runtime.StageTime>? Stages { get; init; }
 
+    /// <summary>For a run with <see cref="EndToEndModel.CudaGraphs"/>: the steps captured and replayed, or why none were.</summary>
+    public string? CudaGraphs { get; init; }
+
     public string Summary =>
         $"{Model.Label} batch {Batch}: decode {Format.Number(DecodeTokensPerSecond)} tok/s, prefill {Format.Number(PrefillTokensPerSecond)} tok/s, " +
         $"TTFT p50 {Format.Seconds(TimeToFirstTokenP50)}, wall {Format.Seconds(WallSeconds)}, load {Format.Seconds(LoadSeconds)}" +
         (DecodeSteps is { } d ? $"; {d.Summary}" : "") +
+        (CudaGraphs is { } graphs ? $"; CUDA graphs: {graphs}" : "") +
         (Stages is { Count: > 0 } stages ? "; device: " + string.Join(", ", stages.Select(t => $"{t.Stage} {Format.Seconds(t.Seconds)}")) : "");
 
     /// <summary>Seconds of one decode step: the batch's tokens over the decode rate.</summary>

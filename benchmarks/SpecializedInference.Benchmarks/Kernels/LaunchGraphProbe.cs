@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
@@ -13,7 +12,7 @@ namespace SpecializedInference.Benchmarks.Kernels;
 /// captured once into a CUDA graph and replayed (<c>cuStreamBeginCapture</c> … <c>cuGraphLaunch</c>, driver API).
 /// <para>Why: TinyLlama's batch-1 decode step is ~113 launches of 4–19 µs for a 509 µs weight-read floor (run 12), and
 /// run 25 measured a decode call 1.8 µs longer than its kernel. A graph replays a step's launches without the host
-/// issuing each one. Before the runner is built around graphs, this says (1) whether ILGPU's launches can be captured
+/// issuing each one (<see cref="CudaGraph"/>, which the runner replays decode steps with: ModelOptions.CudaGraphs). This says (1) whether ILGPU's launches can be captured
 /// at all (on a stream of its own: ILGPU's default stream is the legacy one, which cannot be), and (2) what a launch
 /// costs each way, for an empty kernel and for one that streams 8 MiB (TinyLlama's o_proj).</para>
 /// CUDA on Linux only (<c>libcuda.so.1</c>).
@@ -70,20 +69,20 @@ public static class LaunchGraphProbe
             try
             {
                 var clock = Stopwatch.StartNew();
-                using var graph = CapturedGraph.Capture(stream, () =>
+                using var graph = CudaGraph.Capture(stream, () =>
                 {
                     for (int i = 0; i < Chain; i++) launch();
                 });
                 setup = $"{clock.Elapsed.TotalMilliseconds:F2}";
-                graph.Launch(stream);
+                graph.Launch();
                 stream.Synchronize();
                 graphed = $"{Median(() =>
                 {
-                    graph.Launch(stream);
+                    graph.Launch();
                     stream.Synchronize();
                 }) / Chain:F2}";
             }
-            catch (Exception ex) when (ex is CudaDriverException or CudaException or DllNotFoundException or EntryPointNotFoundException)
+            catch (Exception ex) when (ex is CudaException or DllNotFoundException or EntryPointNotFoundException)
             {
                 (graphed, setup) = ($"failed: {ex.Message}", "—");
             }
@@ -106,57 +105,4 @@ public static class LaunchGraphProbe
         Array.Sort(times);
         return times[Repetitions / 2];
     }
-
-    /// <summary>A CUDA graph of what a callback launched on a stream (driver API: ILGPU 1.5.3 has no graphs).</summary>
-    private sealed class CapturedGraph : IDisposable
-    {
-        private IntPtr _graph, _exec;
-
-        public static CapturedGraph Capture(CudaStream stream, Action launches)
-        {
-            const int relaxed = 2; // CU_STREAM_CAPTURE_MODE_RELAXED: ILGPU's own driver calls stay allowed meanwhile
-            Check(cuStreamBeginCapture_v2(stream.StreamPtr, relaxed), "cuStreamBeginCapture");
-            var captured = new CapturedGraph();
-            try
-            {
-                launches();
-            }
-            finally
-            {
-                Check(cuStreamEndCapture(stream.StreamPtr, out captured._graph), "cuStreamEndCapture");
-            }
-            Check(cuGraphInstantiateWithFlags(out captured._exec, captured._graph, 0), "cuGraphInstantiateWithFlags");
-            return captured;
-        }
-
-        public void Launch(CudaStream stream) => Check(cuGraphLaunch(_exec, stream.StreamPtr), "cuGraphLaunch");
-
-        public void Dispose()
-        {
-            if (_exec != IntPtr.Zero) cuGraphExecDestroy(_exec);
-            if (_graph != IntPtr.Zero) cuGraphDestroy(_graph);
-            (_exec, _graph) = (IntPtr.Zero, IntPtr.Zero);
-        }
-
-        private static void Check(int result, string call) => CudaDriver.Check(result, call);
-
-        [DllImport("libcuda.so.1")] private static extern int cuStreamBeginCapture_v2(IntPtr stream, int mode);
-        [DllImport("libcuda.so.1")] private static extern int cuStreamEndCapture(IntPtr stream, out IntPtr graph);
-        [DllImport("libcuda.so.1")] private static extern int cuGraphInstantiateWithFlags(out IntPtr exec, IntPtr graph, ulong flags);
-        [DllImport("libcuda.so.1")] private static extern int cuGraphLaunch(IntPtr exec, IntPtr stream);
-        [DllImport("libcuda.so.1")] private static extern int cuGraphExecDestroy(IntPtr exec);
-        [DllImport("libcuda.so.1")] private static extern int cuGraphDestroy(IntPtr graph);
-    }
 }
-
-/// <summary>What the probes call in the CUDA driver that ILGPU 1.5.3 does not expose.</summary>
-internal static class CudaDriver
-{
-    public static void Check(int result, string call)
-    {
-        if (result != 0) throw new CudaDriverException($"{call} returned CUDA error {result}");
-    }
-}
-
-/// <summary>A CUDA driver call that failed, with the call and the error code.</summary>
-internal sealed class CudaDriverException(string message) : Exception(message);

@@ -32,6 +32,12 @@ namespace SpecializedInference.Benchmarks.Report;
 /// with each (rows labelled [matvec loads async-copy]).</param>
 /// <param name="Stream">The CUDA stream every run goes to (<c>--stream non-blocking</c>: <see cref="DeviceStream.NonBlocking"/>,
 /// should programmatic dependent launch not overlap kernels on the legacy stream); the report's device line names it.</param>
+/// <param name="CudaGraphs">The e2e section also runs every model at batch 1 with its decode steps captured as CUDA graphs
+/// and replayed (<see cref="SpecializedInference.Runtime.ModelOptions.CudaGraphs"/>; rows labelled [CUDA graphs]), and with
+/// per-stage-pdl too when --decode-launches names it. Implies --stream non-blocking unless --stream is given: the legacy
+/// stream cannot be captured.</param>
+/// <param name="Batches">The batch sizes of the e2e section's default rows, instead of the plan's (1, 16, 64 on a GPU):
+/// <c>--batches 1</c> for a run about batch 1 alone; the A/B rows run at batch 1 anyway.</param>
 /// <param name="StageTimes">After each end-to-end run at batch 1, run it again with its decode steps' stages timed on the
 /// device (<see cref="SpecializedInference.Runtime.StageTimeline"/>): the report's "where a batch-1 decode step's device
 /// time goes" tables, kept out of the end-to-end figures.</param>
@@ -39,12 +45,13 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
     double TimeBudgetSeconds = 0, SpecializedInference.Benchmarks.EndToEnd.WeightsSource? Weights = null,
     IReadOnlyList<MatvecDepth>? MatvecDepths = null, bool GreedyOnHost = false, bool CudaCores = false, IReadOnlyList<WeightPrefetch>? Prefetches = null,
     IReadOnlyList<FusedMatvecLaunch>? FusedLaunches = null, bool StageTimes = false, IReadOnlyList<DecodeLaunches>? DecodeLaunches = null,
-    IReadOnlyList<MatvecLoads>? MatvecLoads = null, DeviceStream Stream = DeviceStream.Legacy)
+    IReadOnlyList<MatvecLoads>? MatvecLoads = null, DeviceStream Stream = DeviceStream.Legacy, bool CudaGraphs = false,
+    IReadOnlyList<int>? Batches = null)
 {
     public static readonly string[] AllSections = ["copy", "kernels", "variants", "dense", "e2e", "ablation"];
 
     public const string Usage =
-        "report [--out <file.md>] [--device cuda|cpu|auto] [--quick] [--sections copy,kernels,variants,dense,e2e,ablation] [--time-budget <seconds>] [--weights device|checkpoint] [--matvec-depths 8,4;4,4] [--greedy-on-host] [--cuda-cores] [--prefetch-weights rows,rows+8,8,start:8] [--fused-matvec-launch 2:88] [--decode-launches per-stage-pdl,grid-synced-tails,grid-synced-tails-preloaded,grid-synced-layers] [--matvec-loads async-copy] [--stage-times] [--stream legacy|non-blocking]\n" +
+        "report [--out <file.md>] [--device cuda|cpu|auto] [--quick] [--sections copy,kernels,variants,dense,e2e,ablation] [--time-budget <seconds>] [--weights device|checkpoint] [--matvec-depths 8,4;4,4] [--greedy-on-host] [--cuda-cores] [--prefetch-weights rows,rows+8,8,start:8] [--fused-matvec-launch 2:88] [--decode-launches per-stage-pdl,grid-synced-tails,grid-synced-tails-preloaded,grid-synced-layers] [--matvec-loads async-copy] [--stage-times] [--stream legacy|non-blocking] [--cuda-graphs] [--batches 1,16,64]\n" +
         "  Runs the benchmark suite with explicit timing (warm-up, repetitions, accelerator.Synchronize, median) and writes\n" +
         "  a markdown report (default benchmarks/results/<date>-<device>.md). --device cuda fails when no CUDA device is usable.";
 
@@ -62,7 +69,9 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
         var loads = new List<MatvecLoads>();
         var prefetch = new List<WeightPrefetch>();
         var fusedLaunches = new List<FusedMatvecLaunch>();
-        var stream = DeviceStream.Legacy;
+        DeviceStream? stream = null;
+        bool cudaGraphs = false;
+        List<int>? batches = null;
         for (int i = 0; i < args.Length; i++)
         {
             string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.\n{Usage}");
@@ -97,6 +106,12 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
                 case "--greedy-on-host": greedyOnHost = true; break;
                 case "--cuda-cores": cudaCores = true; break;
                 case "--stage-times": stageTimes = true; break;
+                case "--cuda-graphs": cudaGraphs = true; break;
+                case "--batches":
+                    string list = Value();
+                    batches = list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                        .Select(b => int.TryParse(b, out int n) && n > 0 ? n : throw new ArgumentException($"--batches '{list}': expected positive batch sizes, comma-separated.")).ToList();
+                    break;
                 case "--decode-launches":
                     // grid-synced-tails, grid-synced-layers (the per-stage rows run anyway), comma-separated.
                     launches.AddRange(Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(DecodeLaunchNames.Parse));
@@ -122,6 +137,7 @@ public sealed record ReportOptions(string OutPath, DeviceKind Device, bool Quick
             }
         }
         string commandLine = "report " + string.Join(' ', args.Select(a => a.Contains(' ') ? $"'{a}'" : a));
-        return new ReportOptions(outPath ?? "", device, quick, sections, commandLine, budget, weights, depths, greedyOnHost, cudaCores, prefetch, fusedLaunches, stageTimes, launches, loads, stream);
+        return new ReportOptions(outPath ?? "", device, quick, sections, commandLine, budget, weights, depths, greedyOnHost, cudaCores, prefetch, fusedLaunches, stageTimes, launches, loads,
+            stream ?? (cudaGraphs ? DeviceStream.NonBlocking : DeviceStream.Legacy), cudaGraphs, batches);
     }
 }

@@ -168,7 +168,7 @@ public static class ReportRunner
 
         if (options.Sections.Contains("e2e") || options.Sections.Contains("ablation"))
         {
-            var p = plan.EndToEnd;
+            var p = options.Batches is { Count: > 0 } defaultBatches ? plan.EndToEnd with { Batches = defaultBatches } : plan.EndToEnd;
             using var e2e = new EndToEndBench(device, data.Seed, options.Weights ?? p.Weights);
             if (options.Sections.Contains("e2e"))
             {
@@ -194,9 +194,17 @@ public static class ReportRunner
                     ? (options.MatvecLoads ?? []).Where(l => l != SpecializedInference.Kernels.Dense.MatvecLoads.Registers).SelectMany(loads => p.Models.Select(m =>
                         (Model: m with { MatvecLoads = loads, DecodeLaunches = SpecializedInference.Kernels.Dense.DecodeLaunches.PerStageProgrammatic }, Batches: (IReadOnlyList<int>)[1])))
                     : [];
+                // --cuda-graphs: batch 1 with the decode steps replayed as CUDA graphs, per stage and, with --decode-launches
+                // per-stage-pdl, programmatic too (the graph then holds programmatic edges); right after the default rows,
+                // which they are read against, before a time budget runs out.
+                var graphRuns = options.CudaGraphs
+                    ? new[] { SpecializedInference.Kernels.Dense.DecodeLaunches.PerStage }
+                        .Concat((options.DecodeLaunches ?? []).Where(l => l == SpecializedInference.Kernels.Dense.DecodeLaunches.PerStageProgrammatic))
+                        .SelectMany(launches => p.Models.Select(m => (Model: m with { CudaGraphs = true, DecodeLaunches = launches }, Batches: (IReadOnlyList<int>)[1])))
+                    : [];
                 var hostGreedyRuns = options.GreedyOnHost ? p.Models.Select(m => (Model: m with { Greedy = SpecializedInference.Runtime.GreedySampling.Host }, Batches: p.Batches)) : [];
                 var cudaCoreRuns = options.CudaCores ? p.Models.Select(m => (Model: m with { TensorCores = false }, Batches: p.Batches)) : [];
-                foreach (var (model, batches) in p.Models.Select(m => (Model: m, Batches: p.Batches)).Concat(depthRuns).Concat(loadRuns).Concat(hostGreedyRuns).Concat(cudaCoreRuns).Concat(gridSyncedRuns).Concat(programmaticLoadRuns).Concat(prefetchRuns).Concat(fusedLaunchRuns))
+                foreach (var (model, batches) in p.Models.Select(m => (Model: m, Batches: p.Batches)).Concat(graphRuns).Concat(depthRuns).Concat(loadRuns).Concat(hostGreedyRuns).Concat(cudaCoreRuns).Concat(gridSyncedRuns).Concat(programmaticLoadRuns).Concat(prefetchRuns).Concat(fusedLaunchRuns))
                 {
                     e2e.Capacity = (batches.Max(), p.PromptTokens + p.DecodeTokens);
                     foreach (int batch in batches)

@@ -72,14 +72,17 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
         [Description("With --tensor-core-decode: also time those decodes with each group's stages clocked (AttentionOptions.TimeDecodeStages) and print where a group's time goes (CUDA only).")]
         public bool StageTimes { get; init; }
 
+        [CommandOption("--cuda-graphs")]
+        [Description("Also time each decode with its back-to-back calls captured once as a CUDA graph and replayed as one launch (what a decode step replayed as a graph pays a call). Needs CUDA and the non-blocking stream, which it implies unless --stream says otherwise.")]
+        public bool CudaGraphs { get; init; }
+
         [CommandOption("--programmatic")]
         [Description("Also time each generated decode launched programmatically (DecodeLaunch.Programmatic, CUDA sm_90): back to back, a call's K/V loads start while the call before it finishes.")]
         public bool Programmatic { get; init; }
 
         [CommandOption("--stream <KIND>")]
-        [Description("legacy (default) or non-blocking: the CUDA stream every launch goes to (see si generate --stream).")]
-        [DefaultValue("legacy")]
-        public string Stream { get; init; } = "legacy";
+        [Description("legacy (the default, but under --cuda-graphs) or non-blocking: the CUDA stream every launch goes to (see si generate --stream).")]
+        public string? Stream { get; init; }
 
         [CommandOption("--kv-dtype <DTYPE>")]
         [DefaultValue("f16")]
@@ -104,7 +107,7 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
         {
             batches = ParseList("--batch", settings.Batch);
             contexts = ParseList("--context", settings.Context);
-            stream = DeviceStreamNames.Parse(settings.Stream);
+            stream = settings.Stream is not null ? DeviceStreamNames.Parse(settings.Stream) : settings.CudaGraphs ? DeviceStream.NonBlocking : DeviceStream.Legacy;
         }
         catch (ArgumentException e)
         {
@@ -187,6 +190,13 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
 
     private static int Run(Settings settings, AttentionShape shape, AcceleratorHandle handle, List<Func<IAttentionKernels>> variants, int[] batches, int[] contexts)
     {
+        // --cuda-graphs: each decode's timed calls again, captured once and replayed.
+        Func<Action, ICapturedLaunches>? replay = null;
+        if (settings.CudaGraphs)
+        {
+            if (CudaGraph.WhyNotCapturable(handle.Accelerator) is { } whyNot) Console.WriteLine($"  notice: --cuda-graphs: {whyNot}");
+            else replay = calls => CudaGraph.Capture(handle.Accelerator, calls);
+        }
         foreach (var create in variants)
         {
             using var kernels = create();
@@ -205,6 +215,8 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
                 {
                     var decode = AttentionBenchmark.Decode(kernels, shape, handle.Accelerator, batch, keys, settings.Iterations);
                     Console.WriteLine(decode);
+                    if (replay is not null && !kernels.Options.TimeDecodeStages)
+                        Console.WriteLine(AttentionBenchmark.Decode(kernels, shape, handle.Accelerator, batch, keys, settings.Iterations, replay));
                     if (kernels.Options.TimeDecodeStages && decode.Stages is null)
                         Console.WriteLine(kernels is AttentionKernelsBase { DecodeOnTensorCores: false }
                             ? "    stage times: none (only the tensor-core decodes are clocked; this decode runs on CUDA cores)"

@@ -51,7 +51,7 @@ internal static class BatchGeneration
             loaded = ModelLoading.Load(new ModelRequest(s.Model, Synthetic: false, Name: null, s.MaxBatchSize, kvBlocks, device,
                 SyntheticVocabSize: 0, SyntheticMaxSeqLen: 0, SyntheticStepDelay: TimeSpan.Zero,
                 s.MaxNumBatchedTokens, weightDtype, kvDtype, TensorCores: !s.CudaCores,
-                s.ParsedPrefetch, s.ParsedFusedLaunch, s.ParsedDecodeLaunches, s.ParsedStream), new Progress<ModelLoadProgress>());
+                s.ParsedPrefetch, s.ParsedFusedLaunch, s.ParsedDecodeLaunches, s.ParsedStream, s.CudaGraphs), new Progress<ModelLoadProgress>());
         }
         catch (UsageException e)
         {

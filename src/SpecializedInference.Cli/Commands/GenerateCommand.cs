@@ -99,8 +99,12 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         [Description("legacy (default): ILGPU's stream, the legacy NULL stream; non-blocking: a non-blocking stream of the engine's own, made ILGPU's default stream before anything loads (CUDA; for programmatic dependent launch, should the legacy stream not let kernels overlap).")]
         public string? Stream { get; init; }
 
-        /// <summary>--stream, parsed (the legacy stream when not given).</summary>
-        internal DeviceStream ParsedStream => Stream is null ? DeviceStream.Legacy : DeviceStreamNames.Parse(Stream);
+        [CommandOption("--cuda-graphs")]
+        [Description("Capture decode steps as CUDA graphs and replay them: a step whose launch arguments repeat the step before is captured once, then replayed with one launch for as long as they stay the same (batch 1 at least until the next decode partition). Needs CUDA and the non-blocking stream, which it implies unless --stream says otherwise. Off by default until measured.")]
+        public bool CudaGraphs { get; init; }
+
+        /// <summary>--stream, parsed (when not given: the non-blocking stream under --cuda-graphs, which cannot capture the legacy one; else the legacy stream).</summary>
+        internal DeviceStream ParsedStream => Stream is not null ? DeviceStreamNames.Parse(Stream) : CudaGraphs ? DeviceStream.NonBlocking : DeviceStream.Legacy;
 
         /// <summary>--matvec-loads, parsed (the default when not given).</summary>
         internal MatvecLoads ParsedMatvecLoads => MatvecLoads is null ? Kernels.Dense.MatvecLoads.Registers : MatvecLoadNames.Parse(MatvecLoads);
@@ -237,7 +241,8 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         var options = new ModelOptions(weightDtype, kvDtype, device, MaxSeqLen: maxSeqLen,
             MaxBatchTokens: Math.Min(prompt.Length, s.PrefillChunk), ForceGenericKernels: s.Generic);
         if (s.CudaCores) options = options.OnCudaCoresOnly();
-        options = options with { WeightPrefetch = s.ParsedPrefetch, FusedMatvecLaunch = s.ParsedFusedLaunch, DecodeLaunches = s.ParsedDecodeLaunches, MatvecLoads = s.ParsedMatvecLoads };
+        options = options with { WeightPrefetch = s.ParsedPrefetch, FusedMatvecLaunch = s.ParsedFusedLaunch, DecodeLaunches = s.ParsedDecodeLaunches, MatvecLoads = s.ParsedMatvecLoads,
+            CudaGraphs = s.CudaGraphs };
 
         var clock = Stopwatch.StartNew();
         using var handle = AcceleratorFactory.Create(new AcceleratorOptions(device, Profiling: s.StageTimes, Stream: s.ParsedStream));
@@ -246,6 +251,8 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         double loadMs = clock.Elapsed.TotalMilliseconds;
         if (runner.KernelNotice is not null) Console.Error.WriteLine(runner.KernelNotice);
         if (runner.DecodeAttentionLaunchNotice is not null) Console.Error.WriteLine(runner.DecodeAttentionLaunchNotice);
+        if (runner.CudaGraphsNotice is not null) Console.Error.WriteLine($"--cuda-graphs: {runner.CudaGraphsNotice}");
+        if (s.CudaGraphs && s.StageTimes) Console.Error.WriteLine("--cuda-graphs: --stage-times marks every launch, so the timed steps are launched one by one");
         if (s.CudaCores && ModelLoading.NoTensorCorePath(runner.DenseSchedule, weightDtype) is { } why)
             Console.Error.WriteLine($"--cuda-cores has no effect on {handle.Description}: {why}.");
         foreach (var notice in ModelLoading.MatvecOptionNotices(options, runner.DenseSchedule, handle.Accelerator))
@@ -291,6 +298,8 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
                 ["decode_weight_bytes"] = runner.DecodeWeightBytes,
                 ["decode_steps"] = result.DecodeSteps,
             };
+            if (s.CudaGraphs)
+                json["cuda_graph_steps"] = new Dictionary<string, object?> { ["captured"] = runner.CudaGraphSteps.Captured, ["replayed"] = runner.CudaGraphSteps.Replayed };
             if (s.StageTimes)
                 json["stage_times"] = Stages().Select(t => new Dictionary<string, object?>
                 {
@@ -331,6 +340,8 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
             $"decode {res.DecodeTokensPerSecond:F1} tokens/s (first step {res.FirstDecodeMs:F1} ms, compiling kernels); attention kernels: {runner.KernelSetName}{(runner.IsSpecialized ? " (specialized)" : "")}; " +
             $"device {handle.Description}; load {loadMs:F0} ms; a decode step reads {runner.DecodeWeightBytes / 1e9:F2} GB of weights " +
             $"({runner.DecodeWeightBytes * res.DecodeTokensPerSecond / 1e9:F0} GB/s)");
+        if (s.CudaGraphs)
+            Console.Error.WriteLine($"CUDA graphs: {runner.CudaGraphSteps.Captured} decode steps captured, {runner.CudaGraphSteps.Replayed} replayed");
         if (s.StageTimes) PrintStages(Stages());
         return 0;
     }

@@ -48,6 +48,7 @@ public struct AttentionMeta
     /// <see cref="AttentionPlan.PartitionSlotAlignment"/> so each head's partials start on a 128-byte line
     /// (1 when no decode spans more than one partition: then no partial is written).</summary>
     public int PartitionSlots;
+    /// <summary>The longest context of the step: the row length of <see cref="Scores"/> (the materialized path only; 0 otherwise).</summary>
     public int MaxContext;
     /// <summary>[decode groups, DecodeStage.SlotsPerGroup] where a timed tensor-core decode (<see cref="SmStageClock"/>,
     /// <see cref="AttentionOptions.TimeDecodeStages"/>) marks its stages; empty otherwise.</summary>
@@ -125,7 +126,9 @@ public sealed class AttentionPlan : IAttentionPlan
         Validate(batch, shape);
         int numSeqs = batch.NumSeqs;
         int numTokens = batch.NumTokens;
-        int maxBlocks = Math.Max(1, batch.BlockTables.Max(t => t.Length));
+        // The block tables' row stride rounds up to a power of two: as contexts grow it changes at doublings, not at every
+        // block, so the metadata a decode step's launches take repeats from step to step (LaunchSignature, CUDA graphs).
+        int maxBlocks = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Math.Max(1, batch.BlockTables.Max(t => t.Length)));
         int maxContext = Math.Max(1, batch.ContextLens.DefaultIfEmpty(0).Max());
 
         var queryStart = new int[numSeqs + 1];
@@ -224,7 +227,8 @@ public sealed class AttentionPlan : IAttentionPlan
                 Scores = f.SubView(partialOut + partialMaxSum, scores),
                 MaxBlocksPerSeq = maxBlocks,
                 PartitionSlots = slots,
-                MaxContext = maxContext,
+                // Only the materialized path reads it; elsewhere a context growing by a token must not change the launch arguments.
+                MaxContext = materialized ? maxContext : 0,
                 StageTimes = times > 0 ? f.SubView(timesAt, 2 * times).Cast<long>() : default,
             };
             if (times > 0) meta.StageTimes.MemSetToZero();
@@ -278,6 +282,26 @@ public sealed class AttentionPlan : IAttentionPlan
         var times = new long[Meta.StageTimes.Length];
         Meta.StageTimes.CopyToCPU(times);
         return times;
+    }
+
+    /// <summary>
+    /// Everything of this plan that the attention kernels take as launch arguments: the metadata as they receive it (each
+    /// view's device address and length, <see cref="AttentionMeta.MaxBlocksPerSeq"/> and the other ints), the work-item
+    /// counts that size their grids, and the large-batch layout that picks the decode. Two plans with equal signatures
+    /// are launched with identical arguments; only the data in their buffers differs. Between decode steps of the same
+    /// sequences it changes when a sequence's partitions or its block tables' power-of-two stride change, or the pooled
+    /// buffers grow.
+    /// </summary>
+    internal byte[] LaunchSignature()
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        int metaBytes = Accelerators.KernelParameters.Of(typeof(AttentionMeta)).Size;
+        var signature = new byte[metaBytes + 6 * sizeof(int)];
+        Accelerators.KernelParameters.Write(Meta, signature, 0);
+        var counts = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, int>(signature.AsSpan(metaBytes));
+        (counts[0], counts[1], counts[2]) = (NumPrefillItems, NumDecodes, NumDecodeItems);
+        (counts[3], counts[4], counts[5]) = DecodeLayout is { } l ? (l.PartitionSize, l.Warps, l.HeadGroups) : (0, 0, 0);
+        return signature;
     }
 
     /// <summary>Throws unless this plan was made by <paramref name="owner"/> and is still alive.</summary>

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using ILGPU;
 using ILGPU.Runtime;
+using SpecializedInference.Accelerators;
 using SpecializedInference.Kernels;
 using SpecializedInference.Kernels.Dense;
 using SpecializedInference.Kernels.Sampling;
@@ -33,6 +34,9 @@ public sealed class LlamaModelRunner : IModelRunner
     private Scratch _scratch;
     private bool _disposed;
     private long _gridSyncedSteps;                     // steps run with grid-synced layer tails (ModelOptions.DecodeLaunches)
+    private DecodeStepGraphs? _stepGraphs;             // the decode steps' CUDA graphs (ModelOptions.CudaGraphs), null when off
+    private readonly string? _cudaGraphsNotice;        // why ModelOptions.CudaGraphs asked for graphs and the runner has none
+    private int _scratchGeneration;                    // bumped when the scratch buffers are reallocated (graphs hold their addresses)
 
     /// <summary>Grid-synced steps between checks of their barriers (<see cref="DenseKernels.CheckGridBarriers"/>).</summary>
     private const int GridBarrierCheckInterval = 16;
@@ -198,6 +202,14 @@ public sealed class LlamaModelRunner : IModelRunner
 
             _scratch = new Scratch(accelerator, c, Math.Max(1, options.MaxBatchTokens), 1, ArgMaxSlices);
             accelerator.Synchronize();
+            if (options.CudaGraphs)
+            {
+                _cudaGraphsNotice = CudaGraph.WhyNotCapturable(accelerator)
+                    ?? (_dense.DecodeLaunches is DecodeLaunches.PerStage or DecodeLaunches.PerStageProgrammatic || _dense.Schedule != DenseSchedule.Warp
+                        ? null
+                        : $"CUDA graphs capture the per-stage launches; --decode-launches {DecodeLaunchNames.Name(_dense.DecodeLaunches)} steps are launched one by one");
+                if (_cudaGraphsNotice is null) _stepGraphs = new DecodeStepGraphs(enqueue => CudaGraph.Capture(accelerator, enqueue));
+            }
         }
         catch
         {
@@ -254,6 +266,25 @@ public sealed class LlamaModelRunner : IModelRunner
     public string? DecodeAttentionLaunchNotice => (_attention as AttentionKernelsBase)?.ProgrammaticNotice;
 
     public Accelerator Accelerator => _accelerator;
+
+    /// <summary>Whether decode steps are captured as CUDA graphs and replayed (<see cref="ModelOptions.CudaGraphs"/>, on a
+    /// device that can capture them, until a capture fails).</summary>
+    public bool CapturesCudaGraphs => _stepGraphs is { DisabledBecause: null };
+
+    /// <summary>Why <see cref="ModelOptions.CudaGraphs"/> asked for CUDA graphs and the decode steps are launched one by one
+    /// (the CPU accelerator, the legacy stream, a grid-synced plan, a capture the driver refused); null otherwise.</summary>
+    public string? CudaGraphsNotice => _cudaGraphsNotice ?? _stepGraphs?.DisabledBecause;
+
+    /// <summary>Decode steps captured into CUDA graphs and steps replayed from them so far (<see cref="ModelOptions.CudaGraphs"/>).</summary>
+    public StepGraphCounts CudaGraphSteps => _stepGraphs?.Counts ?? default;
+
+    /// <summary>Tests: decode steps go through <see cref="DecodeStepGraphs"/> with <paramref name="capture"/> standing in for
+    /// <see cref="CudaGraph.Capture(Accelerator, Action)"/>, on any accelerator (the CPU accelerator has no graphs).</summary>
+    internal void CaptureStepsWith(Func<Action, ICapturedLaunches> capture)
+    {
+        _stepGraphs?.Dispose();
+        _stepGraphs = new DecodeStepGraphs(capture);
+    }
 
     /// <summary>Device bytes of the weights.</summary>
     public long WeightBytes =>
@@ -355,6 +386,9 @@ public sealed class LlamaModelRunner : IModelRunner
         => new(q, kv, positions, _ropeCos.View, _ropeSin.View, Config.NumAttentionHeads, Config.NumKeyValueHeads, Config.HeadDim);
 
     internal StepLaunches LastStepLaunches { get; private set; }
+
+    /// <summary>How the last step's kernels went out: launched one by one, or captured into a CUDA graph, or replayed from one.</summary>
+    internal StepGraphUse LastStepGraph { get; private set; }
 
     /// <summary>The decode steps' device time stage by stage since <see cref="StartStageTimeline"/>; null when not timing.</summary>
     public StageTimeline? Timeline { get; private set; }
@@ -527,48 +561,76 @@ public sealed class LlamaModelRunner : IModelRunner
         float eps = (float)c.RmsNormEps;
 
         var swiGlu = new SwiGluOutput(act, c.IntermediateSize);
-        long denseBefore = _dense.Launches;
-        int attentionCalls = 0;
+        // The logits rows: those copied back, then those whose argmax the device picks.
+        int copiedRows = wanted.Copied.Length, pickedRows = wanted.Picked.Length, slices = ArgMaxSlices;
+        var final = s.Final.View.SubView(0, (long)Math.Max(1, logitRows) * c.HiddenSize);              // [logit_rows, hidden]
+        ArrayView<float> logits = s.Logits.View.SubView(0, (long)Math.Max(1, logitRows) * c.VocabSize); // [logit_rows, vocab]
+        // (An empty sub-view past the end is out of bounds to ILGPU.)
+        var pickedLogits = pickedRows > 0 ? logits.SubView((long)copiedRows * c.VocabSize, (long)pickedRows * c.VocabSize) : default; // [picked, vocab]
+        ArrayView<ulong> keys = s.Keys.View.SubView(0, Math.Max(1, pickedRows * slices));                                                // [picked, slices]
 
         long prepared = Stopwatch.GetTimestamp();
         var timeline = Timeline;
         timeline?.BeginStep();
-        // x = embed(ids)
-        timeline?.Mark(StepStages.Embedding);
-        _dense.Embedding(_embedding, ids, tokens, x);
         // Few tokens may run each layer's tail (o_proj, MLP, the next layer's qkv) as one grid-synced launch (ModelOptions.DecodeLaunches).
         bool gridSynced = _dense.RunsLayerTail(tokens);
-        for (int l = 0; l < _layers.Length; l++)
+
+        // Every kernel of the step, from the embedding to the LM head and the argmax; nothing here copies or waits, so
+        // that a decode step can be captured as a CUDA graph (ModelOptions.CudaGraphs).
+        StepLaunches Enqueue()
         {
-            var layer = _layers[l];
-            var cache = _kvCache[l].Layer;
-            // Attention block: q, cache ← rope(norm(x) · Wqkv) (k and v go straight into the cache); x += attend(q) · Wo.
-            // (Few tokens: norm, projection and rope are one launch; h and qkv serve the unfused many-token path.)
-            // (Each projection names the one after it, whose first weights it may pull into L2: ModelOptions.WeightPrefetch.)
-            if (!gridSynced || l == 0)
+            long denseBefore = _dense.Launches;
+            int attentionCalls = 0;
+            // x = embed(ids)
+            timeline?.Mark(StepStages.Embedding);
+            _dense.Embedding(_embedding, ids, tokens, x);
+            for (int l = 0; l < _layers.Length; l++)
             {
-                timeline?.Mark(StepStages.Qkv);
-                NormQkvRopeIntoCache(x, identity, tokens, layer, eps, q, positions, _attention.CacheWriteTarget(plan, cache), h, qkv, next: layer.O);
+                var layer = _layers[l];
+                var cache = _kvCache[l].Layer;
+                // Attention block: q, cache ← rope(norm(x) · Wqkv) (k and v go straight into the cache); x += attend(q) · Wo.
+                // (Few tokens: norm, projection and rope are one launch; h and qkv serve the unfused many-token path.)
+                // (Each projection names the one after it, whose first weights it may pull into L2: ModelOptions.WeightPrefetch.)
+                if (!gridSynced || l == 0)
+                {
+                    timeline?.Mark(StepStages.Qkv);
+                    NormQkvRopeIntoCache(x, identity, tokens, layer, eps, q, positions, _attention.CacheWriteTarget(plan, cache), h, qkv, next: layer.O);
+                }
+                if (gridSynced)
+                {
+                    // The attention, then the rest of the layer and the next layer's qkv: one launch, or two (ModelOptions.DecodeLaunches).
+                    if (!GridSyncedLayer(l, plan, tokens, eps, x, identity, attn, swiGlu, q, positions, afterLast: logitRows > 0 ? _lmHead : null))
+                        attentionCalls += 1;
+                    continue;
+                }
+                timeline?.Mark(StepStages.Attention);
+                _attention.Attend(plan, q, cache, attn);
+                attentionCalls += 1;
+                timeline?.Mark(StepStages.OProj);
+                _dense.Linear(attn, tokens, layer.O, x, accumulate: true, next: layer.GateUp);
+                // MLP block: x += (silu(norm(x) · Wgate) * (norm(x) · Wup)) · Wdown (norm, projection and silu·up fused likewise).
+                timeline?.Mark(StepStages.GateUp);
+                _dense.NormGateUpSwiGlu(x, identity, tokens, layer.PostNorm.View, eps, layer.GateUp, swiGlu, h, gateUp, next: layer.Down);
+                var afterDown = l + 1 < _layers.Length ? _layers[l + 1].Qkv : logitRows > 0 ? _lmHead : null;
+                timeline?.Mark(StepStages.Down);
+                _dense.Linear(act, tokens, layer.Down, x, accumulate: true, next: afterDown);
             }
-            if (gridSynced)
+
+            if (logitRows > 0)
             {
-                // The attention, then the rest of the layer and the next layer's qkv: one launch, or two (ModelOptions.DecodeLaunches).
-                if (!GridSyncedLayer(l, plan, tokens, eps, x, identity, attn, swiGlu, q, positions, afterLast: logitRows > 0 ? _lmHead : null))
-                    attentionCalls += 1;
-                continue;
+                // Only the rows whose logits are wanted: final norm of those rows and the LM head.
+                timeline?.Mark(StepStages.LmHead);
+                _dense.NormLinear(x, rows, logitRows, _finalNorm.View, eps, _lmHead, logits, final);
+                timeline?.Mark(StepStages.ArgMax);
+                _dense.ArgMaxSlices(pickedLogits, pickedRows, c.VocabSize, _argMaxSlice, keys);
             }
-            timeline?.Mark(StepStages.Attention);
-            _attention.Attend(plan, q, cache, attn);
-            attentionCalls += 1;
-            timeline?.Mark(StepStages.OProj);
-            _dense.Linear(attn, tokens, layer.O, x, accumulate: true, next: layer.GateUp);
-            // MLP block: x += (silu(norm(x) · Wgate) * (norm(x) · Wup)) · Wdown (norm, projection and silu·up fused likewise).
-            timeline?.Mark(StepStages.GateUp);
-            _dense.NormGateUpSwiGlu(x, identity, tokens, layer.PostNorm.View, eps, layer.GateUp, swiGlu, h, gateUp, next: layer.Down);
-            var afterDown = l + 1 < _layers.Length ? _layers[l + 1].Qkv : logitRows > 0 ? _lmHead : null;
-            timeline?.Mark(StepStages.Down);
-            _dense.Linear(act, tokens, layer.Down, x, accumulate: true, next: afterDown);
+            return new StepLaunches(_dense.Launches - denseBefore, attentionCalls);
         }
+
+        var graphKey = _stepGraphs is not null && timeline is null && !gridSynced && tokens == chunks.Count && plan is AttentionPlan planned
+            ? new StepGraphKey([_scratchGeneration, tokens, copiedRows, pickedRows], planned.LaunchSignature())
+            : null;
+        (LastStepLaunches, LastStepGraph) = graphKey is null ? (Enqueue(), StepGraphUse.Launched) : _stepGraphs!.Run(graphKey, Enqueue);
 
         var results = new float[]?[logitRows];
         var picks = new int[logitRows];
@@ -576,19 +638,6 @@ public sealed class LlamaModelRunner : IModelRunner
         long enqueued = Stopwatch.GetTimestamp(), copied = enqueued;
         if (logitRows > 0)
         {
-            // Only the rows whose logits are wanted: final norm of those rows and the LM head.
-            var final = s.Final.View.SubView(0, (long)logitRows * c.HiddenSize);
-            ArrayView<float> logits = s.Logits.View.SubView(0, (long)logitRows * c.VocabSize);
-            timeline?.Mark(StepStages.LmHead);
-            _dense.NormLinear(x, rows, logitRows, _finalNorm.View, eps, _lmHead, logits, final);
-
-            int copiedRows = wanted.Copied.Length, pickedRows = wanted.Picked.Length, slices = ArgMaxSlices;
-            // The picked rows follow the copied ones (an empty sub-view past the end is out of bounds to ILGPU).
-            var pickedLogits = pickedRows > 0 ? logits.SubView((long)copiedRows * c.VocabSize, (long)pickedRows * c.VocabSize) : default; // [picked, vocab]
-            ArrayView<ulong> keys = s.Keys.View.SubView(0, Math.Max(1, pickedRows * slices));                                                  // [picked, slices]
-            timeline?.Mark(StepStages.ArgMax);
-            _dense.ArgMaxSlices(pickedLogits, pickedRows, c.VocabSize, _argMaxSlice, keys);
-
             var host = s.LogitsHost.AsSpan(0, copiedRows * c.VocabSize);
             var hostKeys = s.KeysHost.AsSpan(0, pickedRows * slices);
             timeline?.Mark(StepStages.CopyOut);
@@ -616,7 +665,6 @@ public sealed class LlamaModelRunner : IModelRunner
             }
         }
 
-        LastStepLaunches = new StepLaunches(_dense.Launches - denseBefore, attentionCalls);
         timeline?.Mark(StepStages.EndOfStep);
         // The plan's device buffers are released on return: wait for the kernels that read them.
         _accelerator.Synchronize();
@@ -686,6 +734,9 @@ public sealed class LlamaModelRunner : IModelRunner
         int newTokens = Math.Max(_scratch.Tokens, (int)Math.Min(int.MaxValue / 2, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)tokens)));
         int newRows = Math.Max(_scratch.LogitRows, (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Math.Max(1, logitRows)));
         _accelerator.Synchronize();
+        // The graphs hold the old buffers' addresses.
+        _stepGraphs?.Clear();
+        _scratchGeneration++;
         _scratch.Dispose();
         _scratch = new Scratch(_accelerator, Config, newTokens, newRows, ArgMaxSlices);
     }
@@ -695,6 +746,7 @@ public sealed class LlamaModelRunner : IModelRunner
         if (_disposed) return;
         _disposed = true;
         _accelerator.Synchronize();
+        _stepGraphs?.Dispose();
         _scratch.Dispose();
         foreach (var kv in _kvCache) kv.Dispose();
         foreach (var l in _layers) l.Dispose();

@@ -64,6 +64,13 @@ namespace SpecializedInference.Runtime;
 /// a GPU: <c>report --sections copy,e2e --matvec-loads async-copy</c> compares it at batch 1. With
 /// <see cref="Kernels.Dense.DecodeLaunches.PerStageProgrammatic"/> the copies are launched programmatically too: each ring
 /// fills with its first weights before the wait for the kernel before.</param>
+/// <param name="CudaGraphs">Capture decode steps (one token per sequence, per-stage launches) as CUDA graphs and replay
+/// them (<see cref="DecodeStepGraphs"/>): a step whose launch arguments repeat the step before is captured once, then
+/// replayed with one <c>cuGraphLaunch</c> for as long as they stay the same. Meant for batch 1, where each of a step's
+/// ~5 launches a layer costs the host ~4 µs to enqueue and the device a gap (H200 runs 22–25: TinyLlama's step enqueues
+/// for 440–504 µs of its 1.28–1.33 ms). Needs a CUDA device and the non-blocking stream (<see cref="Accelerators.DeviceStream.NonBlocking"/>:
+/// the legacy NULL stream cannot be captured); elsewhere the runner says why (<see cref="LlamaModelRunner.CudaGraphsNotice"/>)
+/// and launches each kernel. Not yet measured on a GPU: <c>report --sections copy,e2e --cuda-graphs</c>.</param>
 /// <param name="RopeFrequencies">Precision of the rotary frequencies: float32 (Hugging Face at load), or bfloat16 to
 /// reproduce a Hugging Face model cast in memory with <c>model.to(torch.bfloat16)</c>.</param>
 public sealed record ModelOptions(
@@ -86,7 +93,8 @@ public sealed record ModelOptions(
     WeightPrefetch? WeightPrefetch = null,
     FusedMatvecLaunch? FusedMatvecLaunch = null,
     DecodeLaunches DecodeLaunches = DecodeLaunches.PerStage,
-    MatvecLoads MatvecLoads = MatvecLoads.Registers)
+    MatvecLoads MatvecLoads = MatvecLoads.Registers,
+    bool CudaGraphs = false)
 {
     public static ModelOptions Default { get; } = new();
 

@@ -20,6 +20,21 @@ public sealed class ReportOptionsTests
         Assert.Equal(DeviceStream.Legacy, ReportOptions.Parse(["--device", "cuda"]).Stream);
     }
 
+    /// <summary>--cuda-graphs adds the graph rows and puts every run on the non-blocking stream, which graphs need, unless
+    /// --stream says otherwise.</summary>
+    [Fact]
+    public void CudaGraphsImplyTheNonBlockingStream()
+    {
+        var options = ReportOptions.Parse(["--device", "cuda", "--cuda-graphs"]);
+        Assert.True(options.CudaGraphs);
+        Assert.Equal(DeviceStream.NonBlocking, options.Stream);
+        Assert.Equal(DeviceStream.Legacy, ReportOptions.Parse(["--cuda-graphs", "--stream", "legacy"]).Stream);
+        Assert.False(ReportOptions.Parse(["--device", "cuda"]).CudaGraphs);
+        Assert.Equal([1, 16], ReportOptions.Parse(["--batches", "1,16"]).Batches);
+        Assert.Equal("--batches '1,0': expected positive batch sizes, comma-separated.",
+            Assert.Throws<ArgumentException>(() => ReportOptions.Parse(["--batches", "1,0"])).Message);
+    }
+
     [Fact]
     public void AnUnknownStreamIsAUsageError()
     {

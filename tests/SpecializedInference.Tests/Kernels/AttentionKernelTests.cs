@@ -318,6 +318,74 @@ public sealed class AttentionKernelTests : IClassFixture<CpuAcceleratorFixture>
         using (var again = kernels.Plan(batchB)) Assert.Equal(before + 2, PlanAllocations(kernels));
     }
 
+    /// <summary>
+    /// What a CUDA graph of a decode step relies on (<c>ModelOptions.CudaGraphs</c>): the plan of the next step of the same
+    /// sequences launches with the same arguments (its <see cref="AttentionPlan.LaunchSignature"/>), only its data differing,
+    /// until a sequence needs another partition or its block table's power-of-two row stride doubles.
+    /// </summary>
+    [Fact]
+    public void DecodePlansKeepTheirLaunchArgumentsUntilAPartitionOrTheBlockStrideChanges()
+    {
+        var shape = new AttentionShape(4, 2, 16, 16);
+        var kernels = _fx.Generic(shape, new AttentionOptions(KvDtype.F32), SmallTiles);   // partitions of 64 keys
+        int[] blocksA = { 5, 2, 7, 0, 3, 6, 1, 4, 9 }, blocksB = { 11, 8, 10, 12, 13, 14, 15, 16, 17 };
+
+        // One decode per context; a sequence holds the blocks its context needs, as the scheduler gives them.
+        byte[] Signature(int[] contexts, int[]? firstBlocks = null)
+        {
+            var tables = contexts.Select((c, s) => (s == 0 ? firstBlocks ?? blocksA : blocksB)[..((c + 15) / 16)]).ToArray();
+            var slots = contexts.Select((c, s) => tables[s][(c - 1) / 16] * 16 + (c - 1) % 16).ToArray();
+            using var plan = (AttentionPlan)kernels.Plan(new AttentionBatch(contexts.Select(_ => 1).ToArray(), contexts, tables, slots));
+            Assert.True(System.Numerics.BitOperations.IsPow2(plan.Meta.MaxBlocksPerSeq), $"block table stride {plan.Meta.MaxBlocksPerSeq}");
+            Assert.Equal(0, plan.Meta.MaxContext);   // the materialized path's alone
+            return plan.LaunchSignature();
+        }
+
+        Assert.Equal(Signature([33]), Signature([48]));                    // 3 blocks (stride 4), 1 partition
+        Assert.Equal(Signature([33]), Signature([40], firstBlocks: blocksB)); // other blocks: data, not arguments
+        Assert.NotEqual(Signature([32]), Signature([33]));                 // 2 → 3 blocks: stride 2 → 4
+        Assert.NotEqual(Signature([64]), Signature([65]));                 // a second partition
+        Assert.Equal(Signature([65]), Signature([96]));                    // 5–6 blocks (stride 8), 2 partitions
+        Assert.Equal(Signature([40, 70]), Signature([41, 71]));
+        Assert.NotEqual(Signature([40, 70]), Signature([40, 129]));        // 3 partitions
+        Assert.NotEqual(Signature([40]), Signature([40, 40]));             // another sequence
+    }
+
+    /// <summary><c>si attention-bench --cuda-graphs</c>: the timed calls are captured once and run by one launch (here a
+    /// stand-in that enqueues them when launched, which is what a replay does on the device), labelled as such.</summary>
+    [Fact]
+    public void TheAttentionBenchmarkTimesCapturedCallsAsOneLaunch()
+    {
+        var shape = new AttentionShape(4, 2, 16, 16);
+        var kernels = _fx.Generic(shape, new AttentionOptions(KvDtype.F32), SmallTiles);
+        var graphs = new List<ReplayingGraph>();
+        var r = AttentionBenchmark.Decode(kernels, shape, _fx.Accelerator, batch: 1, context: 70, iterations: 3, replay: calls =>
+        {
+            graphs.Add(new ReplayingGraph(calls));
+            return graphs[^1];
+        });
+        Assert.Equal(2, Assert.Single(graphs).Launches);   // once to upload it, once timed
+        Assert.True(graphs[0].Disposed);
+        Assert.Contains("decode b1 ctx 70 f32 (a graph of 3 calls)", r.Work);
+        Assert.True(r.MicrosecondsPerCall > 0 && r.GigabytesPerSecond > 0, r.ToString());
+    }
+
+    /// <summary>A stand-in CUDA graph: launching it enqueues the captured calls again.</summary>
+    private sealed class ReplayingGraph(Action calls) : SpecializedInference.Accelerators.ICapturedLaunches
+    {
+        public int Launches { get; private set; }
+
+        public bool Disposed { get; private set; }
+
+        public void Launch()
+        {
+            Launches++;
+            calls();
+        }
+
+        public void Dispose() => Disposed = true;
+    }
+
     // ---------------------------------------------------------------- bad input
 
     [Fact]

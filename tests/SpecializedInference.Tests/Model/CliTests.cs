@@ -103,9 +103,9 @@ public sealed class CliTests
         return (doc, stderr);
     }
 
-    /// <summary>--prefetch-weights, --fused-matvec-launch, --decode-launches, --matvec-loads and --stream on the CPU accelerator:
-    /// reported as having no effect (prefetch.L2 is CUDA's; the serial schedule has no fused warp matvec; the CPU accelerator
-    /// has no streams), the reference's tokens; malformed values are usage errors.</summary>
+    /// <summary>--prefetch-weights, --fused-matvec-launch, --decode-launches, --matvec-loads, --stream and --cuda-graphs on the
+    /// CPU accelerator: reported as having no effect (prefetch.L2 is CUDA's; the serial schedule has no fused warp matvec; the
+    /// CPU accelerator has no streams and no graphs), the reference's tokens; malformed values are usage errors.</summary>
     [Fact]
     public void MatvecOptionsOnTheCpuAcceleratorAreReportedWithoutEffect()
     {
@@ -136,6 +136,14 @@ public sealed class CliTests
             Assert.Equal(2, code);
             Assert.Contains(error, stderr);
         }
+
+        // --cuda-graphs asks for the non-blocking stream (which the CPU accelerator does not have either) and says why no
+        // step was captured.
+        (code, _, stderr) = Run("generate", "--model", dir, "--prompt-ids", ids, "--max-new-tokens", "2", "--device", "cpu", "--cuda-graphs");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("--stream non-blocking has no effect", stderr);
+        Assert.Contains("--cuda-graphs: CUDA graphs need a CUDA device", stderr);
+        Assert.Contains("CUDA graphs: 0 decode steps captured, 0 replayed", stderr);
     }
 
     [Fact]

@@ -253,6 +253,69 @@ public sealed class RunnerTests(AcceleratorFixture fixture, ITestOutputHelper ou
     }
 
     /// <summary>
+    /// <see cref="ModelOptions.CudaGraphs"/> on the CPU accelerator, which has no graphs: the runner says so and launches
+    /// every step (the reference logits). Then, through a stand-in capture (<c>CaptureStepsWith</c>), a real model's decode
+    /// steps: a step's key repeats the step before for as long as its block table keeps its power-of-two stride, so the
+    /// second step is captured and the next ones replayed, and a step past a block boundary that doubles the stride
+    /// starts over. A prefill (more tokens than sequences) is never captured.
+    /// </summary>
+    [Fact]
+    public void DecodeStepsAreCapturedOnceTheirLaunchArgumentsRepeat()
+    {
+        var dir = TestPaths.HfCase("gqa-tiny");
+        var p = ReferenceData.Load(dir)[1];
+        Assert.Equal(12, p.Prompt.Length);
+        using var checkpoint = LlamaCheckpoint.Open(dir);
+        using var runner = new LlamaModelRunner(fixture.Accelerator, checkpoint, ModelOptions.Float32 with { NumKvBlocks = 2, MaxSeqLen = 32, CudaGraphs = true });
+        Assert.False(runner.CapturesCudaGraphs);
+        Assert.Contains("CUDA graphs need a CUDA device", runner.CudaGraphsNotice);
+        int layers = runner.Config.NumHiddenLayers;
+
+        // Blocks of 16 (the gqa_tiny set's): one block up to 16 keys, two from 17.
+        float[] Step(int[] ids, int start) =>
+            runner.Execute(StepBatch.Of(new SequenceChunk(0, ids, start, start + ids.Length <= 16 ? [0] : [0, 1], true)))[0]!;
+        ReferenceData.AssertRowClose(p.StepLogits[0], Step(p.Prompt, 0), 1e-4, "prefill");
+        ReferenceData.AssertRowClose(p.StepLogits[1], Step([p.Greedy[0]], 12), 1e-4, "decode at 12, graphs asked for on the CPU");
+        Assert.Equal(StepGraphUse.Launched, runner.LastStepGraph);
+
+        // The stand-in captures a step by enqueueing it (so it runs), and its replays run nothing: from here on the
+        // logits are not checked, only how each step went out.
+        runner.CaptureStepsWith(enqueue =>
+        {
+            enqueue();
+            return new NoGraph();
+        });
+        var uses = new List<StepGraphUse>();
+        for (int position = 13; position <= 19; position++)
+        {
+            Step([p.Greedy[0]], position);
+            uses.Add(runner.LastStepGraph);
+            Assert.Equal(new StepLaunches(4 * layers + 2, layers), runner.LastStepLaunches);
+        }
+        Assert.Equal(new[]
+        {
+            StepGraphUse.Launched, StepGraphUse.Captured, StepGraphUse.Replayed,   // contexts 14–16: one block (stride 1)
+            StepGraphUse.Launched, StepGraphUse.Captured, StepGraphUse.Replayed, StepGraphUse.Replayed,   // 17–20: two (stride 2)
+        }, uses);
+        Assert.Equal(new StepGraphCounts(Captured: 2, Replayed: 3), runner.CudaGraphSteps);
+        Step([1, 2], 20);                                                          // two tokens of one sequence: a prefill chunk
+        Step([1, 2], 22);
+        Assert.Equal(StepGraphUse.Launched, runner.LastStepGraph);
+    }
+
+    /// <summary>A stand-in graph whose replays run nothing (<see cref="DecodeStepsAreCapturedOnceTheirLaunchArgumentsRepeat"/>).</summary>
+    private sealed class NoGraph : ICapturedLaunches
+    {
+        public void Launch()
+        {
+        }
+
+        public void Dispose()
+        {
+        }
+    }
+
+    /// <summary>
     /// A stage timeline (LlamaModelRunner.StartStageTimeline): every decode step (a prefill is not counted) marks each
     /// stage, in order, once per layer for the layers' stages; the logits are the untimed run's; the weight bytes a
     /// stage reads are the matrices'. On an accelerator without profiling markers it is refused with a message saying

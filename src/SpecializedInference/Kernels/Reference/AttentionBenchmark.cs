@@ -17,16 +17,19 @@ public sealed record BenchmarkResult(string Kernels, string Work, double Microse
 /// <summary>
 /// Times <see cref="IAttentionKernels.Attend"/> (decode and prefill) on random data: device time from stream
 /// profiling markers when the context has profiling enabled, else wall time around a synchronize. Bandwidth
-/// counts the K and V bytes the call must read; FLOPs count QKᵀ and P·V (causal half for prefill).
+/// counts the K and V bytes the call must read; FLOPs count QKᵀ and P·V (causal half for prefill). The timed calls go
+/// back to back, each launched by the host, or with <c>replay</c> captured once (a CUDA graph,
+/// <see cref="Accelerators.CudaGraph"/>) and replayed as one launch: what a decode step replayed as a graph pays a call.
 /// </summary>
 public static class AttentionBenchmark
 {
-    public static BenchmarkResult Decode(IAttentionKernels kernels, AttentionShape shape, Accelerator accelerator, int batch, int context, int iterations)
+    public static BenchmarkResult Decode(IAttentionKernels kernels, AttentionShape shape, Accelerator accelerator, int batch, int context, int iterations,
+        Func<Action, Accelerators.ICapturedLaunches>? replay = null)
     {
         var seqs = Enumerable.Repeat((Context: context, Query: 1), batch).ToArray();
         double bytes = 2.0 * batch * context * shape.NumKvHeads * shape.HeadDim * (kernels.Options.KvDtype == KvDtype.F16 ? 2 : 4);
         double flops = 4.0 * batch * context * shape.NumHeads * shape.HeadDim;
-        return Time(kernels, shape, accelerator, seqs, iterations, $"decode b{batch} ctx {context}", bytes, flops);
+        return Time(kernels, shape, accelerator, seqs, iterations, $"decode b{batch} ctx {context}", bytes, flops, replay);
     }
 
     public static BenchmarkResult Prefill(IAttentionKernels kernels, AttentionShape shape, Accelerator accelerator, int batch, int tokens, int iterations)
@@ -38,7 +41,7 @@ public static class AttentionBenchmark
     }
 
     private static BenchmarkResult Time(IAttentionKernels kernels, AttentionShape shape, Accelerator accelerator, (int Context, int Query)[] seqs,
-        int iterations, string work, double bytes, double flops)
+        int iterations, string work, double bytes, double flops, Func<Action, Accelerators.ICapturedLaunches>? replay = null)
     {
         var rng = new Random(1);
         int blocksPerSeq = (seqs.Max(s => s.Context) + shape.BlockSize - 1) / shape.BlockSize;
@@ -73,13 +76,25 @@ public static class AttentionBenchmark
         using var dOut = accelerator.Allocate1D<float>(queries.Length);
         using var plan = kernels.Plan(batch);
 
+        void Calls()
+        {
+            for (int i = 0; i < iterations; i++) kernels.Attend(plan, dQueries.View, cache.Layer, dOut.View);
+        }
+
         for (int i = 0; i < 3; i++) kernels.Attend(plan, dQueries.View, cache.Layer, dOut.View);
         accelerator.Synchronize();
+        using var graph = replay?.Invoke(Calls);
+        Action timed = graph is null ? Calls : graph.Launch;
+        if (graph is not null)
+        {
+            graph.Launch();   // the graph's first launch uploads it
+            accelerator.Synchronize();
+        }
         double seconds;
         try
         {
             using var start = accelerator.DefaultStream.AddProfilingMarker();
-            for (int i = 0; i < iterations; i++) kernels.Attend(plan, dQueries.View, cache.Layer, dOut.View);
+            timed();
             using var end = accelerator.DefaultStream.AddProfilingMarker();
             accelerator.Synchronize();
             seconds = end.MeasureFrom(start).TotalSeconds;
@@ -87,14 +102,14 @@ public static class AttentionBenchmark
         catch (NotSupportedException)
         {
             var sw = Stopwatch.StartNew();
-            for (int i = 0; i < iterations; i++) kernels.Attend(plan, dQueries.View, cache.Layer, dOut.View);
+            timed();
             accelerator.Synchronize();
             seconds = sw.Elapsed.TotalSeconds;
         }
         double perCall = seconds / iterations;
         string label = $"{kernels.Name} {kernels.Options.Algorithm.ToString().ToLowerInvariant()}/{kernels.Options.HeadMapping.ToString().ToLowerInvariant()}";
         var stages = plan is AttentionPlan planned ? DecodeStageSummary.From(planned.ReadStageTimes()) : null;
-        return new BenchmarkResult(label, work + $" {kernels.Options.KvDtype.ToString().ToLowerInvariant()}", perCall * 1e6, bytes / perCall / 1e9, flops / perCall / 1e12,
+        return new BenchmarkResult(label, work + $" {kernels.Options.KvDtype.ToString().ToLowerInvariant()}" + (graph is null ? "" : $" (a graph of {iterations} calls)"), perCall * 1e6, bytes / perCall / 1e9, flops / perCall / 1e12,
             stages);
     }
 }
