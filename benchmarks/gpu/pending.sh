@@ -48,19 +48,19 @@
 #                     kernel of the step writes, then wait; ProgrammaticLauncher), (c) with grid-synced tails, plain and
 #                     with each warp's first rows of a stage loaded before its barrier (in flight while the groups meet),
 #                     (d) (a) and (b) at once: each matvec's ring of cp.async copies fills before its wait.
-#   7. layer-tail.txt `SpecializedInference.Benchmarks.dll layer-tail`: one layer's dense work at batch 1 for Llama-3-8B
-#                     and TinyLlama, as four per-stage launches, as one grid-synced launch, and as one whose warps load
-#                     each stage's first rows before its barrier (new, off by default), then both launches clocked:
-#                     per stage, the groups' own work, their wait at the barrier after it, and the wait of the last
-#                     group to arrive (the barrier alone). Run 23 had TinyLlama's tail at 50 us a layer for 84 MiB, where
-#                     copy bandwidth reads it in 22: this says whether rows, lateness or barriers lose the rest.
-#   8. report-graphs.md `report --batches 1 --sections e2e --cuda-graphs --decode-launches per-stage-pdl --matvec-loads
+#   7. report-graphs.md `report --batches 1 --sections e2e --cuda-graphs --decode-launches per-stage-pdl --matvec-loads
 #                     async-copy` (--cuda-graphs puts every run on a non-blocking stream): both models at batch 1 by
 #                     default, with the decode steps replayed as CUDA graphs, plain and under per-stage-pdl (first after
 #                     the default rows), then the async-copy and per-stage-pdl rows on the non-blocking stream, where PDL
 #                     is documented to overlap kernels. Does a replayed step take the host's ~113 launches (440-504 us of
 #                     enqueue at TinyLlama's 1.28-1.33 ms step) and their gaps away?
-#   9. trace.txt      only where Nsight Systems is installed (tools.txt says what is): a 4-layer TinyLlama-shape random
+#   8. layer-tail.txt `SpecializedInference.Benchmarks.dll layer-tail`: one layer's dense work at batch 1 for Llama-3-8B
+#                     and TinyLlama, as four per-stage launches, as one grid-synced launch, and as one whose warps load
+#                     each stage's first rows before its barrier (new, off by default), then both launches clocked:
+#                     per stage, the groups' own work, their wait at the barrier after it, and the wait of the last
+#                     group to arrive (the barrier alone). Run 23 had TinyLlama's tail at 50 us a layer for 84 MiB, where
+#                     copy bandwidth reads it in 22: this says whether rows, lateness or barriers lose the rest.
+#   9. trace.txt      only where Nsight Systems is installed (tools.txt says what is) and time is left: a 4-layer TinyLlama-shape random
 #                     checkpoint's `si generate` traced (`nsys profile -t cuda`), then benchmarks/gpu/trace_gaps.py: each
 #                     decode step's kernel time against the idle gaps between its launches, as they ran back to back;
 #                     trace-pdl.txt the same under per-stage-pdl, where the overlaps column says whether kernels overlap.
@@ -104,8 +104,9 @@ timeout $(budget 75) $SI attention-bench --device cuda --sets Llama3_8B --batch 
 grep -h "us/call\|notice" "$OUT/attention-pdl-own-stream.txt"; echo "attention on a non-blocking stream at $(elapsed) s"
 
 nsys=$(command -v nsys || ls /opt/nvidia/nsight-systems/*/bin/nsys /usr/local/cuda*/bin/nsys 2> /dev/null | head -1)
-keep=150; [ -n "$nsys" ] && keep=230   # seconds kept for the layer tail, the graphs' report and the trace
-report=$(( $(budget 300) - keep ))
+# The options measured end to end come before the diagnostics: the main report, then the graphs' (90 s kept for it),
+# then the layer tail (60 s kept), then the trace only with what is left.
+report=$(( $(budget 300) - 150 ))
 if [ $report -gt 60 ]; then
   timeout $report $APP report --device cuda --time-budget $(( report - 20 )) \
     --sections copy,e2e --matvec-loads async-copy --decode-launches per-stage-pdl,grid-synced-tails,grid-synced-tails-preloaded --stage-times \
@@ -115,19 +116,19 @@ if [ $report -gt 60 ]; then
   grep -h "\[stage times\]" "$OUT/report-e2e.log" | sed 's/.*device: /  stages: /' | cut -c1-300
 fi
 
-timeout $(budget 60) $APP layer-tail --device cuda > "$OUT/layer-tail.txt" 2>&1
-cat "$OUT/layer-tail.txt"; echo "layer-tail at $(elapsed) s"
-
 # Batch 1 with the decode steps replayed as CUDA graphs, and the programmatic rows again, every launch on a non-blocking
 # stream (graphs need one; PDL is documented to overlap kernels there, whether ILGPU's legacy stream does is what
 # launch-graph.txt says).
-graphs=$(( $(budget 90) - (keep - 150) ))
+graphs=$(( $(budget 150) - 60 ))
 if [ $graphs -gt 40 ]; then
   timeout $graphs $APP report --device cuda --time-budget $(( graphs - 15 )) --batches 1 --sections e2e --cuda-graphs \
     --decode-launches per-stage-pdl --matvec-loads async-copy --out "$OUT/report-graphs.md" > "$OUT/report-graphs.log" 2>&1
   echo "report with CUDA graphs (non-blocking stream) rc $? at $(elapsed) s"
   grep -h "batch 1: decode" "$OUT/report-graphs.log" | sed 's/, prefill.*decode step/; step/' | cut -c1-220
 fi
+
+timeout $(budget 60) $APP layer-tail --device cuda > "$OUT/layer-tail.txt" 2>&1
+cat "$OUT/layer-tail.txt"; echo "layer-tail at $(elapsed) s"
 
 if [ -n "$nsys" ] && [ $(( deadline - $(elapsed) )) -gt 40 ]; then
   checkpoint=/tmp/si-trace-small
