@@ -27,12 +27,14 @@
 #                     "Llama3_8B mma programmatic" new: the tensor-core decode launched programmatically (DecodeLaunch.
 #                     Programmatic: K/V loads before its wait, the partition holding the newest key waiting first).
 #   5. attention-pdl.txt `si attention-bench --sets Llama3_8B --batch 1,32 --tensor-core-decode --programmatic
-#                     --max-registers "decode=0;decode=128"`: each decode (CUDA cores, tensor cores, large-batch)
+#                     --max-registers "decode=0;decode=168;decode=128"`: each decode (CUDA cores, tensor cores, large-batch)
 #                     stream-ordered and then launched programmatically, back to back: does a call whose K/V loads start
 #                     while the one before finishes (combine, ticket, launch) take the batch-1 decode from 10.0-10.4 us
 #                     (1617-1679 GB/s) towards the 5.6 us of 3000 GB/s? Uncapped, the tensor-core decode's 162 registers
 #                     fit 3 groups an SM, so two calls' 256 groups cannot all be resident at once; capped at 128 (ptxas
-#                     sm_90: 104 bytes spilled a thread) 4 fit, and the next call can start all of its groups.
+#                     sm_90: 104 bytes spilled a thread) 4 fit, and the next call can start all of its groups. At 168 (new):
+#                     the programmatic large-batch decode, 172 registers uncapped (2 groups an SM where its stream-ordered
+#                     form's 168 fit 3), fits 3 again with no spill (ptxas sm_90); the others already fit under it.
 #                     attention-pdl-own-stream.txt: batch 1 and 32 again with every launch on a non-blocking stream (`--stream
 #                     non-blocking`): if launch-graph.txt says PDL does not overlap kernels on the legacy stream, this is
 #                     the programmatic decode where it can. New: each decode's calls also captured as one CUDA graph and
@@ -96,8 +98,8 @@ echo "generate variants: $(grep -c "regular expression matching operations simil
 grep -h "CUDA graphs\|--cuda-graphs" "$OUT/generate-variants.txt"
 timeout $(budget 60) $SI selftest --device cuda --set Llama3_8B > "$OUT/selftest-attention.txt" 2>&1
 grep -h "programmatic\|passed\|failed\|FAIL" "$OUT/selftest-attention.txt" | tail -8
-timeout $(budget 90) $SI attention-bench --device cuda --sets Llama3_8B --batch 1,32 --prefill-tokens 0 --tensor-core-decode --programmatic \
-  --max-registers "decode=0;decode=128" > "$OUT/attention-pdl.txt" 2>&1
+timeout $(budget 110) $SI attention-bench --device cuda --sets Llama3_8B --batch 1,32 --prefill-tokens 0 --tensor-core-decode --programmatic \
+  --max-registers "decode=0;decode=168;decode=128" > "$OUT/attention-pdl.txt" 2>&1
 cat "$OUT/attention-pdl.txt"; echo "attention at $(elapsed) s"
 timeout $(budget 75) $SI attention-bench --device cuda --sets Llama3_8B --batch 1,32 --prefill-tokens 0 --tensor-core-decode --programmatic \
   --cuda-graphs --stream non-blocking > "$OUT/attention-pdl-own-stream.txt" 2>&1
