@@ -41,8 +41,9 @@
 #                     replayed (`--cuda-graphs`, rows "(a graph of N calls)"), stream-ordered and programmatic: what a call
 #                     costs inside a replayed decode step, with programmatic edges between the calls (at batch 32 the
 #                     145 us call's launch and last wave are ~3% of it, about the gap to SDPA's 3903 GB/s).
-#   6. report-e2e.md  `report --sections copy,e2e --matvec-loads async-copy --decode-launches per-stage-pdl,grid-synced-tails,
-#                     grid-synced-tails-preloaded --stage-times`: both preset models at batch 1/16/64, then at batch 1
+#   6. report-e2e.md  `report --batches 1 --sections copy,e2e --matvec-loads async-copy --decode-launches per-stage-pdl,
+#                     grid-synced-tails,grid-synced-tails-preloaded --stage-times`: both preset models at batch 1 (batch
+#                     16 and 64 were measured in runs 14-25; --batches 1 leaves their time to the A/B rows), then
 #                     (a) with each decode matvec keeping 8 chunks per lane in flight as cp.async copies into shared memory
 #                     (ptxas sm_90: 48 registers + 16 KB for o_proj/down, 79 + 32 KB for the fused pairs, against 96-165
 #                     registers with 2-4 chunks in registers), (b) with every launch of a decode layer programmatic
@@ -110,7 +111,7 @@ nsys=$(command -v nsys || ls /opt/nvidia/nsight-systems/*/bin/nsys /usr/local/cu
 # then the layer tail (60 s kept), then the trace only with what is left.
 report=$(( $(budget 300) - 150 ))
 if [ $report -gt 60 ]; then
-  timeout $report $APP report --device cuda --time-budget $(( report - 20 )) \
+  timeout $report $APP report --device cuda --time-budget $(( report - 20 )) --batches 1 \
     --sections copy,e2e --matvec-loads async-copy --decode-launches per-stage-pdl,grid-synced-tails,grid-synced-tails-preloaded --stage-times \
     --out "$OUT/report-e2e.md" > "$OUT/report-e2e.log" 2>&1
   echo "report rc $? at $(elapsed) s"
