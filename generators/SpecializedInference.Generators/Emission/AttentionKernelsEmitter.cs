@@ -5,8 +5,8 @@ namespace SpecializedInference.Generators.Emission;
 
 /// <summary>
 /// Emits <c>{Name}.AttentionKernels</c>: the kernel set's <c>IAttentionKernels</c>, which loads the generated
-/// KV write, prefill and decode kernels (decode combines its partitions in the same launch) for the options' KV dtype and head mapping. The materialized
-/// (non-flash) baseline runs through the generic kernels (the base class).
+/// KV write, prefill and decode kernels (decode combines its partitions in the same launch) for the options' KV dtype and head mapping, and
+/// the materialized (non-flash) baseline's scores and P·V when the options ask for it.
 /// </summary>
 internal static class AttentionKernelsEmitter
 {
@@ -98,6 +98,15 @@ internal static class AttentionKernelsEmitter
                 }
                 else
                     w.Line("    => _decode(new KernelConfig(plan.NumDecodeItems * Dims.HeadGroups, DecodeWarps * 32), plan.Meta, queries, keyCache, valueCache, output);");
+                w.Line();
+                w.Line("/// <summary>This set's non-flash scores and P·V (<see cref=\"MaterializedScores\"/>, <see cref=\"MaterializedValues\"/>).</summary>");
+                w.Line("private protected override MaterializedKernels CreateMaterialized() => Options.KvDtype == KvDtype.F16");
+                foreach (var (lead, codec) in new[] { ("?", "F16Codec"), (":", "F32Codec") })
+                {
+                    w.Line($"    {lead} new MaterializedKernels(Accelerator, Shape, specialized: true,");
+                    w.Line($"        Accelerator.LoadAutoGroupedStreamKernel<Index1D, AttentionMeta, ArrayView<float>, ArrayView<Chunk16>>(MaterializedScores<{codec}>),");
+                    w.Line($"        Accelerator.LoadAutoGroupedStreamKernel<Index1D, AttentionMeta, ArrayView<Chunk16>, ArrayView<float>>(MaterializedValues<{codec}>))" + (codec == "F32Codec" ? ";" : ""));
+                }
                 w.Line();
                 w.Line("/// <summary>The decode this set would launch for the step, as a struct type (grouped heads only).</summary>");
                 w.Line("protected override bool HandDecode<TVisitor>(DecodeGroupsLaunch launch, ref TVisitor visitor)");

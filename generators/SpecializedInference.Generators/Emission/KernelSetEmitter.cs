@@ -22,6 +22,7 @@ internal static class KernelSetEmitter
             new(KvCacheWriteEmitter.HintName(spec), KvCacheWriteEmitter.Emit(spec)),
             new(PrefillEmitter.HintName(spec), PrefillEmitter.Emit(spec)),
             new(DecodeEmitter.HintName(spec), DecodeEmitter.Emit(spec)),
+            new(MaterializedEmitter.HintName(spec), MaterializedEmitter.Emit(spec)),
         };
         if (spec.Engine.Tiles.LargeBatchDecode is { } large)
             files.Add(new(DecodeEmitter.LargeBatchHintName(spec, large), DecodeEmitter.EmitLargeBatch(spec, large)));

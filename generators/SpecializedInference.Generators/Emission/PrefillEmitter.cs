@@ -308,8 +308,6 @@ internal static class PrefillEmitter
     }
 
     /// <summary><paramref name="expr"/> + <paramref name="k"/>, or <paramref name="expr"/> when k is 0.</summary>
-    private static string Plus(string expr, int k) => k == 0 ? expr : $"{expr} + {Int(k)}";
-
     /// <summary>A balanced reduction expression over <paramref name="terms"/> (short dependency chains).</summary>
     internal static string Tree(List<string> terms, System.Func<string, string, string> combine)
     {

@@ -58,6 +58,9 @@ internal sealed class SourceWriter
     /// when n is a power of two (see <see cref="Div"/>).</summary>
     public static string Mod(string x, int n) => n == 1 ? "0" : IsPowerOfTwo(n) ? $"({Paren(x)} & {Int(n - 1)})" : $"{Paren(x)} % {Int(n)}";
 
+    /// <summary><paramref name="expr"/> + <paramref name="k"/>, or <paramref name="expr"/> itself for k = 0.</summary>
+    public static string Plus(string expr, int k) => k == 0 ? expr : $"{expr} + {Int(k)}";
+
     /// <summary><paramref name="expr"/>, parenthesized when a top-level + or - would bind looser than what follows.</summary>
     public static string Paren(string expr)
     {

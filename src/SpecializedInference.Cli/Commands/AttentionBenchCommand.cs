@@ -170,6 +170,7 @@ internal sealed class AttentionBenchCommand : Command<AttentionBenchCommand.Sett
                     variants.Add(() => match.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(dtype, MaxRegisters: limits, DecodeLaunch: DecodeLaunch.Programmatic)));
             }
             variants.Add(() => match.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(dtype, HeadMapping: HeadMapping.Expanded)));
+            variants.Add(() => match.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(dtype, AttentionAlgorithm.Materialized)));
         }
         variants.Add(() => new GenericAttentionKernels(handle.Accelerator, shape, new AttentionOptions(dtype)));
         variants.Add(() => new GenericAttentionKernels(handle.Accelerator, shape, new AttentionOptions(dtype, HeadMapping: HeadMapping.Expanded)));

@@ -9,7 +9,8 @@ using Spectre.Console.Cli;
 namespace SpecializedInference.Cli.Commands;
 
 /// <summary>
-/// <c>si selftest</c>: every generated kernel set, and the generic kernels, run KV write, prefill and decode at
+/// <c>si selftest</c>: every generated kernel set, and the generic kernels, run KV write, prefill and decode (flash, and
+/// the non-flash baseline) at
 /// small random shapes on the device and are checked against the float64 reference; the greedy argmax against the
 /// host's; the tensor-core instruction and projection, and the decode step's projections, against float64. One line per kernel;
 /// the exit code is non-zero when any check fails.
@@ -70,6 +71,9 @@ internal sealed class SelftestCommand : Command<SelftestCommand.Settings>
                 if (settings.Set is not null && settings.Set != set.Name) continue;
                 var shape = AttentionShape.From(set.Shape, set.Engine.KvBlockSize);
                 results.AddRange(RunOne(set.Name, () => set.CreateAttentionKernels!(handle.Accelerator, new AttentionOptions(set.Engine.KvDtype)), shape, handle, seed));
+                // The set's non-flash baseline (use_flash_attention: false): its own scores and P·V, the generic softmax.
+                var nonFlash = new AttentionOptions(set.Engine.KvDtype, AttentionAlgorithm.Materialized);
+                results.AddRange(RunOne($"{set.Name} materialized", () => set.CreateAttentionKernels!(handle.Accelerator, nonFlash), shape, handle, seed));
                 // The tensor-core decode where the set has one (its prefill and KV write are the same kernels again). On the
                 // CPU accelerator the mma would be emulated with warp shuffles, a minute per preset: the tests run that.
                 if (handle.Accelerator is not ILGPU.Runtime.CPU.CPUAccelerator)
@@ -92,7 +96,11 @@ internal sealed class SelftestCommand : Command<SelftestCommand.Settings>
             {
                 // The generic kernels at a specialized shape, and at one no config specializes (head_dim 48, 6/2 heads, blocks of 8).
                 foreach (var (shape, dtype) in new[] { (new AttentionShape(8, 2, 16, 16), KvDtype.F16), (new AttentionShape(6, 2, 48, 8), KvDtype.F32) })
+                {
                     results.AddRange(RunOne("generic", () => new GenericAttentionKernels(handle.Accelerator, shape, new AttentionOptions(dtype)), shape, handle, seed));
+                    results.AddRange(RunOne("generic materialized", () => new GenericAttentionKernels(handle.Accelerator, shape,
+                        new AttentionOptions(dtype, AttentionAlgorithm.Materialized)), shape, handle, seed));
+                }
             }
             if (settings.Set is null or "sampling")
             {

@@ -13,7 +13,7 @@ namespace SpecializedInference.Kernels;
 /// </summary>
 public abstract class AttentionKernelsBase : IAttentionKernels
 {
-    private GenericMaterializedKernels? _materialized;
+    private MaterializedKernels? _materialized;
     private readonly PlanBufferPool _planBuffers;
 
     protected AttentionKernelsBase(Accelerator accelerator, string name, bool isSpecialized, AttentionShape shape,
@@ -200,8 +200,8 @@ public abstract class AttentionKernelsBase : IAttentionKernels
         if (p.Batch.NumTokens == 0) return;
         if (Options.Algorithm == AttentionAlgorithm.Materialized)
         {
-            _materialized ??= new GenericMaterializedKernels(Accelerator, Options.KvDtype);
-            _materialized.Launch(Dims, p, queries, keyCache, valueCache, output);
+            _materialized ??= CreateMaterialized();
+            _materialized.Launch(p, queries, keyCache, valueCache, output);
             return;
         }
         if (p.NumPrefillItems > 0) LaunchPrefill(p, queries, keyCache, valueCache, output);
@@ -229,6 +229,13 @@ public abstract class AttentionKernelsBase : IAttentionKernels
     /// size); false where there is none (the base: the generic kernels).</summary>
     protected virtual bool HandDecode<TVisitor>(DecodeGroupsLaunch launch, ref TVisitor visitor)
         where TVisitor : struct, IDecodeGroupsVisitor => false;
+
+    /// <summary>The non-flash kernels (<see cref="AttentionAlgorithm.Materialized"/>), made at the first such step: the
+    /// generic ones here, a generated set's own where its generator emitted them.</summary>
+    private protected virtual MaterializedKernels CreateMaterialized() => MaterializedKernels.Generic(Accelerator, Shape, Dims, Options.KvDtype);
+
+    /// <summary>Whether the non-flash kernels this set runs are its own specialized ones (false: the generic ones).</summary>
+    internal bool MaterializedIsSpecialized => (_materialized ??= CreateMaterialized()).IsSpecialized;
 
     /// <summary>Launches the KV-cache append over <c>plan.Batch.NumTokens</c> tokens.</summary>
     protected abstract void LaunchWriteKv(AttentionPlan plan, ArrayView<float> keys, ArrayView<float> values,

@@ -62,6 +62,15 @@ public static partial class gqa_tiny
         protected override void LaunchDecode(AttentionPlan plan, ArrayView<float> queries, ArrayView<Chunk16> keyCache, ArrayView<Chunk16> valueCache, ArrayView<float> output)
             => _decode(new KernelConfig(plan.NumDecodeItems * Dims.HeadGroups, DecodeWarps * 32), plan.Meta, queries, keyCache, valueCache, output);
 
+        /// <summary>This set's non-flash scores and P·V (<see cref="MaterializedScores"/>, <see cref="MaterializedValues"/>).</summary>
+        private protected override MaterializedKernels CreateMaterialized() => Options.KvDtype == KvDtype.F16
+            ? new MaterializedKernels(Accelerator, Shape, specialized: true,
+                Accelerator.LoadAutoGroupedStreamKernel<Index1D, AttentionMeta, ArrayView<float>, ArrayView<Chunk16>>(MaterializedScores<F16Codec>),
+                Accelerator.LoadAutoGroupedStreamKernel<Index1D, AttentionMeta, ArrayView<Chunk16>, ArrayView<float>>(MaterializedValues<F16Codec>))
+            : new MaterializedKernels(Accelerator, Shape, specialized: true,
+                Accelerator.LoadAutoGroupedStreamKernel<Index1D, AttentionMeta, ArrayView<float>, ArrayView<Chunk16>>(MaterializedScores<F32Codec>),
+                Accelerator.LoadAutoGroupedStreamKernel<Index1D, AttentionMeta, ArrayView<Chunk16>, ArrayView<float>>(MaterializedValues<F32Codec>));
+
         /// <summary>The decode this set would launch for the step, as a struct type (grouped heads only).</summary>
         protected override bool HandDecode<TVisitor>(DecodeGroupsLaunch launch, ref TVisitor visitor)
         {

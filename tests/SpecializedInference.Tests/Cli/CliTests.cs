@@ -131,6 +131,33 @@ public sealed class CliTests
             Assert.Single(stdout.ToString().Split('\n'), line => line.Contains(work) && line.Contains("us/call"));
     }
 
+    /// <summary><c>si selftest --set</c> on one small set: a line per check (its KV write, flash prefill and decode, the
+    /// non-flash pair), each ok, the summary, exit code 0.</summary>
+    [Fact]
+    public async Task SelftestOfOneSetPrintsALinePerKernelAndExits0()
+    {
+        // The command writes its lines to Console.Out, not through Spectre's console.
+        var stdout = new StringWriter();
+        var oldOut = Console.Out;
+        Console.SetOut(stdout);
+        int code;
+        string output;
+        try
+        {
+            (code, output) = await RunAsync("selftest", "--device", "cpu", "--set", "gqa_tiny");
+        }
+        finally
+        {
+            Console.SetOut(oldOut);
+        }
+        string text = stdout.ToString();
+        Assert.True(code == 0, output + text);
+        var lines = text.Split('\n');
+        foreach (var kernel in new[] { "kv-write", "prefill", "decode", "prefill-mat", "decode-mat" })
+            Assert.Single(lines, line => line.StartsWith("gqa_tiny ") && line.Contains($" {kernel} ") && line.TrimEnd().EndsWith("ok"));
+        Assert.Contains("all 5 checks passed", text);
+    }
+
     /// <summary>The load check as a command: an in-process server over the synthetic runner, loopback only.</summary>
     [Fact]
     public async Task LoadTestCommandRunsAgainstAnInProcessServer()

@@ -1,3 +1,4 @@
+using ILGPU;
 using ILGPU.Runtime;
 using SpecializedInference.Kernels;
 using SpecializedInference.Kernels.Generic;
@@ -14,14 +15,17 @@ namespace SpecializedInference.Tests.Kernels;
 /// </summary>
 /// <remarks>
 /// The reference reads the cache as the device stores it (f16-rounded), so f16 results meet the f32
-/// tolerance (1e-5 × the row's norm); the looser f16 bound (2e-3) is kept for the comparisons that
-/// involve an unrounded value.
+/// tolerance (1e-5 × the row's norm). Against the same inputs never rounded to f16, an f16 cache's results stay
+/// within <see cref="F16Tolerance"/> (<see cref="AnF16CacheStaysCloseToTheUnroundedInputs"/>).
 /// </remarks>
 [CiSeconds(35)]
 public sealed class AttentionKernelTests : IClassFixture<CpuAcceleratorFixture>
 {
     /// <summary>Max abs error over the reference row's L2 norm.</summary>
     public const double Tolerance = 1e-5;
+
+    /// <summary>Max abs error over the row's norm of an f16 cache's results against the same inputs kept in f32.</summary>
+    public const double F16Tolerance = 2e-3;
 
     /// <summary>Small tiles so short contexts cross tile (8), block (16) and partition (64) boundaries.</summary>
     public static readonly AttentionTiles SmallTiles = new(PrefillTileQ: 8, PrefillTileKv: 8, DecodePartitionSize: 64, Warps: 1);
@@ -228,6 +232,7 @@ public sealed class AttentionKernelTests : IClassFixture<CpuAcceleratorFixture>
         var flash = _fx.Generic(shape, new AttentionOptions(dtype), SmallTiles);
         var expanded = _fx.Generic(shape, new AttentionOptions(dtype, HeadMapping: HeadMapping.Expanded), SmallTiles);
         var materialized = _fx.Generic(shape, new AttentionOptions(dtype, AttentionAlgorithm.Materialized), SmallTiles);
+        Assert.False(((AttentionKernelsBase)materialized).MaterializedIsSpecialized);
         using var h = new AttentionHarness(_fx.Accelerator, shape, dtype, BlocksFor(MixedBatch, 16), seed);
         var r = h.Step(h.Batch(MixedBatch, Tables(h, MixedBatch)), flash, expanded, materialized);
         AssertClose(r.Outputs[0], r.Expected, 16, $"flash/grouped {dtype}", seed);
@@ -236,6 +241,75 @@ public sealed class AttentionKernelTests : IClassFixture<CpuAcceleratorFixture>
         var asDouble = r.Outputs[0].Select(x => (double)x).ToArray();
         AssertClose(r.Outputs[1], asDouble, 16, "expanded vs grouped", seed);
         AssertClose(r.Outputs[2], asDouble, 16, "materialized vs flash", seed);
+    }
+
+    /// <summary>The cost of an f16 cache: the same seed draws the same cache, keys, values and queries for an f16 and an
+    /// f32 harness; the f16 cache's prefill and decode results stay within <see cref="F16Tolerance"/> of the f32 cache's
+    /// reference, which never rounds (and the f32 kernels within <see cref="Tolerance"/> of it).</summary>
+    [Fact]
+    public void AnF16CacheStaysCloseToTheUnroundedInputs()
+    {
+        int seed = NewSeed();
+        var shape = new AttentionShape(8, 2, 32, 16);
+        using var h16 = new AttentionHarness(_fx.Accelerator, shape, KvDtype.F16, BlocksFor(MixedBatch, 16), seed);
+        using var h32 = new AttentionHarness(_fx.Accelerator, shape, KvDtype.F32, BlocksFor(MixedBatch, 16), seed);
+        var r16 = h16.Step(h16.Batch(MixedBatch, Tables(h16, MixedBatch)), _fx.Generic(shape, new AttentionOptions(KvDtype.F16), SmallTiles));
+        var r32 = h32.Step(h32.Batch(MixedBatch, Tables(h32, MixedBatch)), _fx.Generic(shape, new AttentionOptions(KvDtype.F32), SmallTiles));
+        AssertClose(r32.Outputs[0], r32.Expected, shape.HeadDim, "f32 cache vs the reference", seed);
+        var c = AttentionReference.Compare(r16.Outputs[0], r32.Expected, shape.HeadDim);
+        _out.WriteLine($"f16 cache vs the unrounded reference: {c}");
+        Assert.True(c.Within(F16Tolerance), $"seed {seed}: {c}; tolerance {F16Tolerance:E0} x row norm");
+        Assert.False(c.Within(Tolerance), $"seed {seed}: the f16 cache rounded nothing ({c})");
+    }
+
+    /// <summary>What <c>si selftest</c> rests on: <see cref="AttentionSelfTest"/> passes right kernels, flash and non-flash,
+    /// and fails an attention that leaves its output unwritten (the NaN poison) or writes one element wrong.</summary>
+    [Fact]
+    public void TheSelfTestPassesRightKernelsAndFailsWrongOnes()
+    {
+        int seed = NewSeed();
+        var shape = new AttentionShape(8, 2, 16, 16);
+        var flash = _fx.Generic(shape, new AttentionOptions(KvDtype.F16), SmallTiles);
+        var materialized = _fx.Generic(shape, new AttentionOptions(KvDtype.F16, AttentionAlgorithm.Materialized), SmallTiles);
+        var right = AttentionSelfTest.Run(flash, shape, _fx.Accelerator, seed).Concat(AttentionSelfTest.Run(materialized, shape, _fx.Accelerator, seed)).ToList();
+        Assert.Equal(["kv-write", "prefill", "decode", "prefill-mat", "decode-mat"], right.Select(r => r.Kernel));
+        Assert.All(right, r => Assert.True(r.Passed, $"seed {seed}: {r}"));
+
+        foreach (var (fault, expectNaN) in new[] { (AttentionFault.NoLaunch, true), (AttentionFault.OneElementOff, false) })
+        {
+            var results = AttentionSelfTest.Run(new FaultyAttention(flash, fault), shape, _fx.Accelerator, seed);
+            Assert.True(results.Single(r => r.Kernel == "kv-write").Passed, $"{fault}: the KV write is untouched");
+            foreach (var r in results.Where(r => r.Kernel != "kv-write"))
+            {
+                Assert.False(r.Passed, $"{fault}: {r}");
+                Assert.Equal(expectNaN, double.IsNaN(r.Error.MaxAbsError));
+            }
+        }
+    }
+
+    private enum AttentionFault { NoLaunch, OneElementOff }
+
+    /// <summary>Right kernels but for <see cref="Attend"/>: it launches nothing, or adds 1 to the output's first element.</summary>
+    private sealed class FaultyAttention(IAttentionKernels inner, AttentionFault fault) : IAttentionKernels
+    {
+        public string Name => inner.Name;
+        public bool IsSpecialized => inner.IsSpecialized;
+        public AttentionOptions Options => inner.Options;
+        public IAttentionPlan Plan(AttentionBatch batch) => inner.Plan(batch);
+        public void WriteKvCache(IAttentionPlan plan, ArrayView<float> keys, ArrayView<float> values, PagedKvLayer cache) => inner.WriteKvCache(plan, keys, values, cache);
+        public KvCacheTarget CacheWriteTarget(IAttentionPlan plan, PagedKvLayer cache) => inner.CacheWriteTarget(plan, cache);
+
+        public void Attend(IAttentionPlan plan, ArrayView<float> queries, PagedKvLayer cache, ArrayView<float> output)
+        {
+            if (fault == AttentionFault.NoLaunch) return;
+            inner.Attend(plan, queries, cache, output);
+            var first = new float[1];
+            output.SubView(0, 1).CopyToCPU(first);
+            first[0] += 1f;
+            output.SubView(0, 1).CopyFromCPU(first);
+        }
+
+        public void Dispose() { }   // the fixture's kernels
     }
 
     [Fact]

@@ -27,8 +27,12 @@ namespace SpecializedInference.Tests.Kernels;
 [CiSeconds(125)]
 public sealed class PtxCompilationTests(ITestOutputHelper output)
 {
-    /// <summary>Every generated kernel: both head mappings (grouped, and expanded for <c>use_gqa: false</c>).</summary>
-    private static readonly string[] GeneratedKernels = ["Decode", "Prefill", "KvCacheWrite", "DecodeExpanded", "PrefillExpanded"];
+    /// <summary>Every generated kernel: both head mappings (grouped, and expanded for <c>use_gqa: false</c>), and the
+    /// non-flash baseline's scores and P·V (<c>use_flash_attention: false</c>).</summary>
+    private static readonly string[] GeneratedKernels = ["Decode", "Prefill", "KvCacheWrite", "DecodeExpanded", "PrefillExpanded", "MaterializedScores", "MaterializedValues"];
+
+    /// <summary>The generated kernels launched with a 1-D index (ILGPU picks their group size).</summary>
+    private static bool AutoGrouped(string kernel) => kernel is "KvCacheWrite" or "MaterializedScores" or "MaterializedValues";
 
     public static TheoryData<string> KernelSets()
     {
@@ -54,7 +58,7 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
                 ?? throw new InvalidOperationException($"{name} has no {kernel} kernel");
             // The decodes as the engine loads them by default (stream-ordered); the programmatic form is checked below.
             var closed = kernel.StartsWith("Decode") ? method.MakeGenericMethod(codec, typeof(StreamOrdered)) : method.MakeGenericMethod(codec);
-            string ptx = compiler.Compile(closed, explicitlyGrouped: kernel != "KvCacheWrite");
+            string ptx = compiler.Compile(closed, explicitlyGrouped: !AutoGrouped(kernel));
             Report($"{name}.{kernel}<{codec.Name}>", ptx);
             if (kernel.StartsWith("Decode"))
             {

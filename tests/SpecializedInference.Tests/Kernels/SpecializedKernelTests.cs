@@ -175,18 +175,26 @@ public sealed class SpecializedKernelTests : IClassFixture<CpuAcceleratorFixture
         }
     }
 
-    [Fact]
-    public void MaterializedThroughASpecializedSet()
+    /// <summary>The non-flash baseline through a generated set runs the set's own scores and P·V kernels (head_dim written
+    /// out, P·V a block of keys at a time with the block's tail masked): MHA, GQA of 3 with blocks of 8 and MQA, f16 and
+    /// f32; a whole prompt, a prefill chunk after cached keys, decodes of one key, a block, a block plus one and several.</summary>
+    [Theory]
+    [InlineData("mha_tiny", KvDtype.F16)]
+    [InlineData("odd_tiles", KvDtype.F32)]
+    [InlineData("split_keys", KvDtype.F16)]
+    public void MaterializedThroughASpecializedSet(string name, KvDtype dtype)
     {
         int seed = Random.Shared.Next();
-        var set = KernelRegistry.All.Single(s => s.Name == "mha_tiny");
+        var set = KernelRegistry.All.Single(s => s.Name == name);
         var shape = AttentionShape.From(set.Shape, set.Engine.KvBlockSize);
-        var options = new AttentionOptions(KvDtype.F16, AttentionAlgorithm.Materialized);
-        var kernels = _fx.Get($"mha_tiny {options}", () => set.CreateAttentionKernels!(_fx.Accelerator, options));
-        var seqs = new[] { new SeqSpec(30, 30), new SeqSpec(70, 1) };
-        using var h = new AttentionHarness(_fx.Accelerator, shape, KvDtype.F16, 10, seed);
-        var r = h.Step(h.Batch(seqs, seqs.Select(s => h.TakeBlocks((s.Context + 15) / 16)).ToArray()), kernels);
-        AssertClose(r.Outputs[0], r.Expected, shape.HeadDim, "mha_tiny materialized", seed);
+        var options = new AttentionOptions(dtype, AttentionAlgorithm.Materialized);
+        var kernels = (AttentionKernelsBase)_fx.Get($"{name} {options}", () => set.CreateAttentionKernels!(_fx.Accelerator, options));
+        Assert.True(kernels.MaterializedIsSpecialized, $"{name} runs the generic materialized kernels");
+        int bs = shape.BlockSize;
+        var seqs = new[] { new SeqSpec(30, 30), new SeqSpec(40, 6), new SeqSpec(1, 1), new SeqSpec(bs, 1), new SeqSpec(bs + 1, 1), new SeqSpec(70, 1) };
+        using var h = new AttentionHarness(_fx.Accelerator, shape, dtype, seqs.Sum(s => (s.Context + bs - 1) / bs) + 2, seed);
+        var r = h.Step(h.Batch(seqs, seqs.Select(s => h.TakeBlocks((s.Context + bs - 1) / bs)).ToArray()), kernels);
+        AssertClose(r.Outputs[0], r.Expected, shape.HeadDim, $"{name} materialized {dtype}", seed);
     }
 
     [Fact]

@@ -466,7 +466,7 @@ public static class GenericAttentionBodies
     }
 
     /// <summary>Materialized attention, step 2: softmax of each score row in place, one warp per (token, head).</summary>
-    public static void MaterializedSoftmax(AttentionDims d, AttentionMeta m)
+    public static void MaterializedSoftmax(AttentionMeta m)
     {
         var row = m.Scores.SubView((long)Grid.IdxX * m.MaxContext, m.MaxContext);
         float mx = float.NegativeInfinity;

@@ -6,7 +6,8 @@ namespace SpecializedInference.Kernels.Reference;
 
 /// <summary>One self-test check: which kernel set and kernel, on what, its error against the float64 reference
 /// (or, for a check that compares no numbers, <paramref name="Outcome"/>: what it found).</summary>
-/// <param name="Kernel">kv-write, prefill, decode; decode-tc is the decode on tensor cores, decode-tc-lb the large-batch one.</param>
+/// <param name="Kernel">kv-write, prefill, decode; decode-tc is the decode on tensor cores, decode-tc-lb the large-batch one;
+/// prefill-mat and decode-mat the non-flash (materialized) attention over the same batches.</param>
 public sealed record SelfTestResult(string KernelSet, string Kernel, string Detail, Comparison Error, bool Passed, TimeSpan Elapsed, string? Outcome = null)
 {
     public override string ToString()
@@ -75,7 +76,8 @@ public static class AttentionSelfTest
             kernels.WriteKvCache(plan, dKeys.View, dValues.View, cache.Layer);
             accelerator.Synchronize();
             var writeTime = sw.Elapsed;
-            if (label == "prefill")
+            bool materialized = kernels.Options.Algorithm == AttentionAlgorithm.Materialized;
+            if (label == "prefill" && !materialized)   // the non-flash run writes with the same kernel again
             {
                 // The whole cache read back: written slots must hold the new rows, the others must be untouched.
                 var deviceKeys = reference.FromBytes(ReadBytes(cache.Layer.Keys));
@@ -91,7 +93,8 @@ public static class AttentionSelfTest
             var attendTime = sw.Elapsed;
             var output = dOut.GetAsArray1D();
             var error = AttentionReference.Compare(output, expected, shape.HeadDim);
-            string kernel = label != "decode" || set is not { DecodeOnTensorCores: true } ? label
+            string kernel = materialized ? $"{label}-mat"
+                : label != "decode" || set is not { DecodeOnTensorCores: true } ? label
                 : ((AttentionPlan)plan).DecodeLayout is null ? "decode-tc" : "decode-tc-lb";
             results.Add(new SelfTestResult(kernels.Name, kernel, Describe(seqs), error, error.Within(Tolerance), attendTime));
         }
