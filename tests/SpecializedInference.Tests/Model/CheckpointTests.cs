@@ -60,6 +60,27 @@ public sealed class CheckpointTests : IDisposable
         Assert.All(values, v => Assert.InRange(v, 0.89f, 1.11f)); // norms are 1 ± 0.1
     }
 
+    /// <summary>generation_config.json's EOS ids win over config.json's (as transformers' generate takes them); without it,
+    /// or when it names none, config.json's.</summary>
+    [Fact]
+    public void GenerationConfigEosIdsOverrideTheConfigs()
+    {
+        WriteValid();
+        var generation = Path.Combine(_dir, "generation_config.json");
+        File.WriteAllText(generation, """{ "eos_token_id": [5, 7] }""");
+        using (var checkpoint = LlamaCheckpoint.Open(_dir))
+        {
+            Assert.Equal(new[] { 2 }, checkpoint.Config.EosTokenIds);
+            Assert.Equal(new[] { 5, 7 }, checkpoint.EosTokenIds);
+        }
+        File.WriteAllText(generation, """{ "do_sample": false }""");
+        using (var checkpoint = LlamaCheckpoint.Open(_dir))
+            Assert.Equal(new[] { 2 }, checkpoint.EosTokenIds);
+        File.Delete(generation);
+        using (var checkpoint = LlamaCheckpoint.Open(_dir))
+            Assert.Equal(new[] { 2 }, checkpoint.EosTokenIds);
+    }
+
     [Fact]
     public void ReadsAllThreeFloatDtypesExactly()
     {
@@ -220,9 +241,10 @@ public sealed class CheckpointTests : IDisposable
     public void ShardedCheckpointLoadsThroughItsIndex()
     {
         var single = WriteValid();
+        List<(string Name, SafetensorsDtype Dtype, long[] Shape, float[] Values)> all;
         using (var c = SafetensorsCheckpoint.OpenFile(single))
         {
-            var all = c.Tensors.Select(t =>
+            all = c.Tensors.Select(t =>
             {
                 var v = new float[t.ElementCount];
                 c.ReadFloat32(t, 0, v);
@@ -238,8 +260,20 @@ public sealed class CheckpointTests : IDisposable
         }
 
         File.Delete(single);
-        using var checkpoint = LlamaCheckpoint.Open(_dir);
-        Assert.Equal(2, checkpoint.Weights.Files.Count);
+        using (var checkpoint = LlamaCheckpoint.Open(_dir))
+        {
+            Assert.Equal(2, checkpoint.Weights.Files.Count);
+            // Every tensor comes from the shard the index names, with the values the single file held.
+            foreach (var (name, _, _, expected) in all)
+            {
+                var t = checkpoint.Tensor(name);
+                Assert.Equal(all.FindIndex(a => a.Name == name) % 2 == 0 ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors",
+                    Path.GetFileName(t.File));
+                var values = new float[t.ElementCount];
+                checkpoint.Weights.ReadFloat32(t, 0, values);
+                Assert.Equal(expected, values);
+            }
+        }
 
         // An index that sends a tensor to the wrong shard, or outside the folder, is rejected.
         var indexPath = Path.Combine(_dir, SafetensorsCheckpoint.IndexFileName);

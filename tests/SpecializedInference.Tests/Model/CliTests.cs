@@ -146,6 +146,47 @@ public sealed class CliTests
         Assert.Contains("CUDA graphs: 0 decode steps captured, 0 replayed", stderr);
     }
 
+    /// <summary>The README's first command, shortened: text in, the bundled model's greedy continuation out as text (the
+    /// start of the transformers reference's), then the readable summary line on stderr.</summary>
+    [Fact]
+    public void TextPromptOnTheBundledModelPrintsTheReferenceContinuation()
+    {
+        var reference = ReferenceData.Load(TestPaths.Docstrings).Single(p => p.PromptText == "This module provides");
+        var (code, stdout, stderr) = Run("generate", "--model", TestPaths.Docstrings, "--prompt", "This module provides", "--max-new-tokens", "8", "--device", "cpu");
+        Assert.True(code == 0, stderr);
+        string line = stdout.Split('\n')[0];
+        Assert.StartsWith("This module provides ", line);
+        string continuation = line["This module provides ".Length..];
+        Assert.True(continuation.Length >= 10, $"a continuation of 8 tokens, got '{continuation}'");
+        Assert.StartsWith(continuation, reference.GreedyText);
+        Assert.Contains("8 tokens (max new tokens)", stderr);
+        Assert.Contains("attention kernels: docstrings_bf16 (specialized)", stderr);
+    }
+
+    /// <summary>Sampling from the command line: with a seed, temperature, top-k and top-p the run is reproducible, every
+    /// token comes from the vocabulary and each step's logits are reported; without --greedy or --temperature, greedy.</summary>
+    [Fact]
+    public void SeededSamplingRepeatsItselfFromTheCommandLine()
+    {
+        var dir = TestPaths.HfCase("gqa-tiny");
+        var p = ReferenceData.Load(dir)[0];
+        int[] Sample(params string[] extra)
+        {
+            var (code, stdout, stderr) = Run(["generate", "--model", dir, "--prompt-ids", string.Join(",", p.Prompt), "--max-new-tokens", "8",
+                "--ignore-eos", "--json", "--device", "cpu", "--weight-dtype", "f32", "--kv-dtype", "f32", .. extra]);
+            Assert.True(code == 0, stderr);
+            using var doc = JsonDocument.Parse(stdout);
+            Assert.Equal(8, doc.RootElement.GetProperty("step_logits").GetArrayLength());
+            return doc.RootElement.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        }
+        string[] sampling = ["--temperature", "1.5", "--top-k", "50", "--top-p", "0.95", "--seed", "7"];
+        var first = Sample(sampling);
+        Assert.Equal(8, first.Length);
+        Assert.All(first, t => Assert.InRange(t, 0, 511));
+        Assert.Equal(first, Sample(sampling));
+        Assert.Equal(p.Greedy[..8], Sample());
+    }
+
     [Fact]
     public void TextPromptWithoutTokenizerSaysOnlyPromptIdsWork()
     {
