@@ -252,12 +252,21 @@ public static class AcceleratorFactory
     }
 
     private static IntPtr ResolveCuda(string libraryName, Assembly assembly, DllImportSearchPath? searchPath)
+        => ResolveCuda(libraryName, candidate => NativeLibrary.TryLoad(candidate, assembly, searchPath, out var handle) ? handle : IntPtr.Zero);
+
+    /// <summary>The driver's handle for ILGPU's import <paramref name="libraryName"/>: <c>libcuda.so</c>, else
+    /// <c>libcuda.so.1</c>, each through <paramref name="tryLoad"/> (zero: not loaded). Zero for any other library, which
+    /// the runtime then resolves as usual.</summary>
+    internal static IntPtr ResolveCuda(string libraryName, Func<string, IntPtr> tryLoad)
     {
         if (libraryName is not ("cuda" or "nvcuda" or "libcuda" or "libcuda.so" or "libcuda.so.1")) return IntPtr.Zero;
-        foreach (var candidate in new[] { "libcuda.so", "libcuda.so.1" })
-            if (NativeLibrary.TryLoad(candidate, assembly, searchPath, out var handle)) return handle;
+        foreach (var candidate in CudaDriverCandidates)
+            if (tryLoad(candidate) is var handle && handle != IntPtr.Zero) return handle;
         return IntPtr.Zero;
     }
+
+    /// <summary>The file names the driver is looked for under, in order.</summary>
+    internal static readonly string[] CudaDriverCandidates = ["libcuda.so", "libcuda.so.1"];
 
     /// <summary>Allocates one layer's paged KV cache (zeroed) on <paramref name="accelerator"/>.</summary>
     public static PagedKvCacheBuffer AllocateKvLayer(Accelerator accelerator, PagedKvCacheLayout layout)
