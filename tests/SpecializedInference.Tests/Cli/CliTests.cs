@@ -107,28 +107,33 @@ public sealed class CliTests
         Assert.Contains(nameof(RuntimeErrorsExitWith1AndShowAStackTraceOnlyWhenVerbose), verboseOutput.ToString());
     }
 
-    /// <summary>attention-bench times every batch × context of its lists with each variant compiled once.</summary>
-    [Fact]
-    public async Task AttentionBenchTimesEveryBatchAndContextOfItsLists()
+    /// <summary>Runs a command that writes its lines to <see cref="Console.Out"/> (not through Spectre's console): its exit
+    /// code, what Spectre's console got, and what Console.Out got.</summary>
+    private static async Task<(int Code, string Output, string Stdout)> RunWritingToStdoutAsync(params string[] args)
     {
-        // The command writes its table to Console.Out, not through Spectre's console.
         var stdout = new StringWriter();
         var oldOut = Console.Out;
         Console.SetOut(stdout);
-        int code;
-        string output;
         try
         {
-            (code, output) = await RunAsync("attention-bench", "--device", "cpu", "--sets", "gqa_tiny", "--heads", "8", "--kv-heads", "2", "--head-dim", "16",
-                "--batch", "1,2", "--context", "16,17", "--prefill-tokens", "0", "--iterations", "1");
+            var (code, output) = await RunAsync(args);
+            return (code, output, stdout.ToString());
         }
         finally
         {
             Console.SetOut(oldOut);
         }
+    }
+
+    /// <summary>attention-bench times every batch × context of its lists with each variant compiled once.</summary>
+    [Fact]
+    public async Task AttentionBenchTimesEveryBatchAndContextOfItsLists()
+    {
+        var (code, output, stdout) = await RunWritingToStdoutAsync("attention-bench", "--device", "cpu", "--sets", "gqa_tiny", "--heads", "8", "--kv-heads", "2",
+            "--head-dim", "16", "--batch", "1,2", "--context", "16,17", "--prefill-tokens", "0", "--iterations", "1");
         Assert.True(code == 0, output + stdout);
         foreach (var work in new[] { "decode b1 ctx 16 ", "decode b1 ctx 17 ", "decode b2 ctx 16 ", "decode b2 ctx 17 " })
-            Assert.Single(stdout.ToString().Split('\n'), line => line.Contains(work) && line.Contains("us/call"));
+            Assert.Single(stdout.Split('\n'), line => line.Contains(work) && line.Contains("us/call"));
     }
 
     /// <summary><c>si selftest --set</c> on one small set: a line per check (its KV write, flash prefill and decode, the
@@ -136,26 +141,12 @@ public sealed class CliTests
     [Fact]
     public async Task SelftestOfOneSetPrintsALinePerKernelAndExits0()
     {
-        // The command writes its lines to Console.Out, not through Spectre's console.
-        var stdout = new StringWriter();
-        var oldOut = Console.Out;
-        Console.SetOut(stdout);
-        int code;
-        string output;
-        try
-        {
-            (code, output) = await RunAsync("selftest", "--device", "cpu", "--set", "gqa_tiny");
-        }
-        finally
-        {
-            Console.SetOut(oldOut);
-        }
-        string text = stdout.ToString();
-        Assert.True(code == 0, output + text);
-        var lines = text.Split('\n');
+        var (code, output, stdout) = await RunWritingToStdoutAsync("selftest", "--device", "cpu", "--set", "gqa_tiny");
+        Assert.True(code == 0, output + stdout);
+        var lines = stdout.Split('\n');
         foreach (var kernel in new[] { "kv-write", "prefill", "decode", "prefill-mat", "decode-mat" })
             Assert.Single(lines, line => line.StartsWith("gqa_tiny ") && line.Contains($" {kernel} ") && line.TrimEnd().EndsWith("ok"));
-        Assert.Contains("all 5 checks passed", text);
+        Assert.Contains("all 5 checks passed", stdout);
     }
 
     /// <summary>The load check as a command: an in-process server over the synthetic runner, loopback only.</summary>
