@@ -25,7 +25,8 @@
 #                     with blocks of 16: 3 captures and ~25 replays of the 31 decode steps).
 #   4. selftest-attention.txt `si selftest --device cuda --set Llama3_8B`: its kernels against float64, with the line
 #                     "Llama3_8B mma programmatic" new: the tensor-core decode launched programmatically (DecodeLaunch.
-#                     Programmatic: K/V loads before its wait, the partition holding the newest key waiting first).
+#                     Programmatic: K/V loads before its wait, the partition holding the newest key waiting first), and
+#                     "Llama3_8B materialized" (prefill-mat, decode-mat; stop 26): the set's own non-flash kernels.
 #   5. attention-pdl.txt `si attention-bench --sets Llama3_8B --batch 1,32 --tensor-core-decode --programmatic
 #                     --max-registers "decode=0;decode=168;decode=128"`: each decode (CUDA cores, tensor cores, large-batch)
 #                     stream-ordered and then launched programmatically, back to back: does a call whose K/V loads start
