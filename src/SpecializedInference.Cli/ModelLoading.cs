@@ -1,4 +1,3 @@
-using System.Text.Json;
 using SpecializedInference.Accelerators;
 using SpecializedInference.Engine;
 using SpecializedInference.Kernels;
@@ -7,10 +6,12 @@ using SpecializedInference.Model;
 using SpecializedInference.Runtime;
 using SpecializedInference.Sampling;
 using SpecializedInference.Text;
+using SpecializedInference.Text.Jinja;
 
 namespace SpecializedInference.Cli;
 
 /// <summary>What <c>si serve</c> serves: an engine, the text side, and what clients should call it.</summary>
+/// <param name="ChatTemplateError">Why the checkpoint's chat template is not used, when it has one that failed to load.</param>
 internal sealed record LoadedModel(
     InferenceEngine Engine,
     ITextTokenizer? Tokenizer,
@@ -19,7 +20,8 @@ internal sealed record LoadedModel(
     IReadOnlyList<int> EosTokenIds,
     bool AddBos,
     string Description,
-    IReadOnlyList<string> Notes);
+    IReadOnlyList<string> Notes,
+    string? ChatTemplateError = null);
 
 /// <summary>Which model to load and how (from the command line).</summary>
 /// <param name="MaxNumBatchedTokens">Token budget of one step; null: max(512, max batch size).</param>
@@ -47,7 +49,8 @@ internal static class ModelLoading
         try
         {
             SentencePieceTextTokenizer? tokenizer = null;
-            bool hasChatTemplate = false;
+            JinjaChatTemplate? chatTemplate = null;
+            string? chatTemplateError = null;
             if (request.CheckpointDirectory is { } dir)
             {
                 string folder = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir)));
@@ -59,9 +62,16 @@ internal static class ModelLoading
                 tokenizer = BadInput(() => SentencePieceTextTokenizer.TryLoad(dir));
                 if (tokenizer is null)
                     notes.Add("The checkpoint has no tokenizer.model: prompts must be token ids.");
-                hasChatTemplate = HasChatTemplate(dir);
-                if (hasChatTemplate)
-                    notes.Add("tokenizer_config.json has a chat_template, but this build cannot run Jinja templates: /v1/chat/completions answers 400.");
+                // A chat template that cannot be used costs the chat endpoint only: completions are still served.
+                try
+                {
+                    chatTemplate = JinjaChatTemplate.TryLoad(dir);
+                }
+                catch (Exception e) when (e is JinjaSyntaxException or InvalidDataException)
+                {
+                    chatTemplateError = e.Message;
+                    notes.Add($"The chat template cannot be used, so /v1/chat/completions answers 400: {e.Message}");
+                }
                 progress.Report(new ModelLoadProgress("Loading tokenizer", 1, 1));
             }
 
@@ -89,8 +99,8 @@ internal static class ModelLoading
             }, engineOptions, EngineSamplers.Factory);
             string name = request.Name
                 ?? (request.CheckpointDirectory is { } d ? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(d))) : "synthetic");
-            return new LoadedModel(engine, tokenizer, null, name, checkpoint?.EosTokenIds ?? Array.Empty<int>(), tokenizer?.AddBos ?? true,
-                description, notes);
+            return new LoadedModel(engine, tokenizer, chatTemplate, name, checkpoint?.EosTokenIds ?? Array.Empty<int>(), tokenizer?.AddBos ?? true,
+                description, notes, chatTemplateError);
         }
         finally
         {
@@ -225,23 +235,6 @@ internal static class ModelLoading
     // Room for max-batch-size sequences of max_seq_len tokens (pass --kv-blocks to size it for a big model).
     private static int DefaultKvBlocks(int maxBatchSize, int maxSeqLen, int blockSize) =>
         Math.Max(64, maxBatchSize * ((maxSeqLen + blockSize - 1) / blockSize));
-
-    private static bool HasChatTemplate(string directory)
-    {
-        string path = Path.Combine(directory, "tokenizer_config.json");
-        if (!File.Exists(path))
-            return false;
-        try
-        {
-            using var json = JsonDocument.Parse(File.ReadAllText(path));
-            return json.RootElement.ValueKind == JsonValueKind.Object
-                && json.RootElement.TryGetProperty("chat_template", out var template) && template.ValueKind != JsonValueKind.Null;
-        }
-        catch (JsonException e)
-        {
-            throw new UsageException($"{path} is not valid JSON: {e.Message}");
-        }
-    }
 
     // A checkpoint or tokenizer that cannot be read is bad input (exit code 2), not a crash.
     private static T BadInput<T>(Func<T> read)

@@ -91,9 +91,9 @@ internal sealed class RequestParser
     {
         if (_tokenizer is null || _chatTemplate is null)
         {
-            string why = _tokenizer is null
-                ? "this server has no tokenizer, so it cannot turn messages into tokens"
-                : "no chat template is loaded (the checkpoint's tokenizer_config.json has no 'chat_template', or it is a Jinja template this server cannot run), so there is no way to know how this model expects a conversation to be formatted";
+            string why = _tokenizer is null ? "this server has no tokenizer, so it cannot turn messages into tokens"
+                : _options.ChatTemplateError is { } error ? $"the checkpoint's chat template cannot be used ({error})"
+                : "no chat template is loaded (the checkpoint has no chat_template.jinja and its tokenizer_config.json no 'chat_template'), so there is no way to know how this model expects a conversation to be formatted";
             throw new ApiException(400,
                 $"Chat completions are not available for model '{_options.ModelName}': {why}. Use POST /v1/completions with a prompt instead.",
                 null, "chat_template_missing");
@@ -131,7 +131,8 @@ internal sealed class RequestParser
             throw ApiException.BadField("messages", $"The chat template cannot format these messages: {e.Message}");
         }
         string maxTokensField = root.TryGetProperty("max_completion_tokens", out var mct) && mct.ValueKind != JsonValueKind.Null ? "max_completion_tokens" : "max_tokens";
-        return ParseCommon(root, EncodeText(text, _chatTemplate.AddBos, "messages"), "messages", maxTokensField);
+        // The rendered prompt holds special-token text (<s>, <|eot_id|>) that stands for the tokens themselves.
+        return ParseCommon(root, EncodeText(text, _chatTemplate.AddBos, "messages", specialTokens: true), "messages", maxTokensField);
     }
 
     private ParsedRequest ParseCommon(JsonElement root, int[] ids, string promptField, string maxTokensField)
@@ -233,13 +234,13 @@ internal sealed class RequestParser
                 throw ApiException.BadField(name, $"'{name}' is {p}; penalties are not supported, so it must be 0.", "unsupported_value");
     }
 
-    private int[] EncodeText(string text, bool addBos, string field)
+    private int[] EncodeText(string text, bool addBos, string field, bool specialTokens = false)
     {
         if (_tokenizer is null)
             throw ApiException.BadField(field,
                 $"This server has no tokenizer (model '{_options.ModelName}' was loaded without one), so only token ids can be used: send '{field}' as an array of integer token ids.",
                 "tokenizer_missing");
-        return _tokenizer.Encode(text, addBos);
+        return specialTokens ? _tokenizer.EncodeWithSpecialTokens(text, addBos) : _tokenizer.Encode(text, addBos);
     }
 
     private static int[] ReadPromptTokenIds(JsonElement prompt)
@@ -378,14 +379,5 @@ internal sealed class RequestParser
             : $"'seed' must be a non-negative integer, got {Describe(value)}.", "invalid_type");
     }
 
-    internal static string Describe(JsonElement value) => value.ValueKind switch
-    {
-        JsonValueKind.String => "a string",
-        JsonValueKind.Number => $"the number {value.GetRawText()}",
-        JsonValueKind.True or JsonValueKind.False => "a boolean",
-        JsonValueKind.Array => "an array",
-        JsonValueKind.Object => "an object",
-        JsonValueKind.Null => "null",
-        _ => "nothing",
-    };
+    internal static string Describe(JsonElement value) => JsonDescriptions.Describe(value);
 }

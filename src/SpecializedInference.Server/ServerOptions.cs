@@ -33,6 +33,12 @@ public sealed record ServerOptions
     /// </summary>
     public double DefaultTemperature { get; init; }
 
+    /// <summary>
+    /// Why the checkpoint's chat template is not used when it has one that failed to load (a Jinja syntax error, a
+    /// malformed <c>chat_template</c> field): <c>/v1/chat/completions</c> gives this reason in its 400. Null otherwise.
+    /// </summary>
+    public string? ChatTemplateError { get; init; }
+
     /// <summary>Whether text prompts are encoded with the BOS token first (tokenizer_config.json <c>add_bos_token</c>).</summary>
     public bool AddBos { get; init; } = true;
 

@@ -107,6 +107,7 @@ internal sealed class LoadTestCommand : AsyncCommand<LoadTestCommand.Settings>
                     MaxWaitingRequests = Math.Max(settings.Concurrency, 1),
                     EosTokenIds = model.EosTokenIds,
                     AddBos = model.AddBos,
+                    ChatTemplateError = model.ChatTemplateError,
                 }, model.Tokenizer, model.ChatTemplate);
                 await server.StartAsync(cancellationToken);
                 target = server.BaseAddress;

@@ -143,6 +143,7 @@ internal sealed class ServeCommand : AsyncCommand<ServeCommand.Settings>
             MaxRequestBodyBytes = settings.MaxBodyBytes,
             EosTokenIds = model.EosTokenIds,
             AddBos = model.AddBos,
+            ChatTemplateError = model.ChatTemplateError,
             LogToConsole = true,
         };
         await using var server = InferenceServer.Create(engine, options, model.Tokenizer, model.ChatTemplate);

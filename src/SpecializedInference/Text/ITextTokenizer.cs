@@ -15,6 +15,13 @@ public interface ITextTokenizer
     /// <summary>Token ids of <paramref name="text"/>, with the BOS token first when <paramref name="addBos"/> is true.</summary>
     int[] Encode(string text, bool addBos);
 
+    /// <summary>
+    /// Token ids of text in which special-token text (<c>&lt;s&gt;</c>, <c>&lt;/s&gt;</c>, <c>&lt;|eot_id|&gt;</c>) stands for
+    /// the token itself, as Hugging Face encodes a rendered chat template; <see cref="Encode"/> may split such text into
+    /// characters. A tokenizer that knows no special tokens encodes as <see cref="Encode"/> does.
+    /// </summary>
+    int[] EncodeWithSpecialTokens(string text, bool addBos) => Encode(text, addBos);
+
     /// <summary>The text of <paramref name="ids"/> (see the contract above).</summary>
     string Decode(ReadOnlySpan<int> ids);
 }

@@ -18,5 +18,7 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
 
     public int[] Encode(string text, bool addBos) => Tokenizer.Encode(text, addBos, addEos: false);
 
+    public int[] EncodeWithSpecialTokens(string text, bool addBos) => Tokenizer.EncodeWithSpecialTokens(text, addBos);
+
     public string Decode(ReadOnlySpan<int> ids) => Tokenizer.Decode(ids.ToArray());
 }

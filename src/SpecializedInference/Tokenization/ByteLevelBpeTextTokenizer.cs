@@ -23,12 +23,13 @@ public sealed class ByteLevelBpeTextTokenizer : TextTokenizer
     private readonly int? _bos;
     private readonly int? _eos;
 
-    private ByteLevelBpeTextTokenizer(string source, TiktokenTokenizer bpe, string[] pieces, HashSet<int> special, int? bos, int? eos, bool addBos, bool addEos)
+    private ByteLevelBpeTextTokenizer(string source, TiktokenTokenizer bpe, string[] pieces, Dictionary<string, int> special, int? bos, int? eos, bool addBos, bool addEos)
     {
         Source = source;
         _bpe = bpe;
         _pieces = pieces;
-        _special = special;
+        _special = special.Values.ToHashSet();
+        SpecialTokens = special;
         _bos = bos;
         _eos = eos;
         AddBos = addBos && bos is not null;
@@ -44,6 +45,9 @@ public sealed class ByteLevelBpeTextTokenizer : TextTokenizer
     public override int EosId => _eos ?? throw new InvalidOperationException($"{Source}: no EOS token (tokenizer_config.json names none)");
 
     public override int VocabularySize => _pieces.Length;
+
+    /// <summary>The file's <c>added_tokens</c> marked special, by their text.</summary>
+    public override IReadOnlyDictionary<string, int> SpecialTokens { get; }
 
     public override string Source { get; }
 
@@ -129,7 +133,7 @@ public sealed class ByteLevelBpeTextTokenizer : TextTokenizer
             int? eos = config.EosToken is { } e && special.TryGetValue(e, out var ei) ? ei : null;
             // Llama 3 writes no add_bos_token; its post-processor template adds BOS.
             bool addBos = config.AddBos ?? (bos is not null && PostProcessorAdds(root, config.BosToken!));
-            return new ByteLevelBpeTextTokenizer(path, bpe, byId, special.Values.ToHashSet(), bos, eos, addBos, config.AddEos ?? false);
+            return new ByteLevelBpeTextTokenizer(path, bpe, byId, special, bos, eos, addBos, config.AddEos ?? false);
         }
     }
 

@@ -46,8 +46,48 @@ public abstract class TextTokenizer
     /// <summary>Text of token ids (control tokens dropped).</summary>
     public abstract string Decode(IEnumerable<int> ids);
 
+    /// <summary>
+    /// The special tokens by their text (SentencePiece's <c>&lt;s&gt;</c>, <c>&lt;/s&gt;</c>, <c>&lt;unk&gt;</c>; a
+    /// tokenizer.json's added tokens marked special): what <see cref="EncodeWithSpecialTokens"/> takes as one id.
+    /// </summary>
+    public abstract IReadOnlyDictionary<string, int> SpecialTokens { get; }
+
+    private Regex? _specialTokenPattern;
+
     /// <summary>Token ids of <paramref name="text"/>, with BOS/EOS as the tokenizer config says.</summary>
     public int[] Encode(string text) => Encode(text, AddBos, AddEos);
+
+    /// <summary>
+    /// Token ids of text that contains special-token text, such as a rendered chat template: each occurrence of a
+    /// <see cref="SpecialTokens"/> text is that token's id, and each stretch between them is encoded on its own as
+    /// <see cref="EncodeToPieces"/> encodes text. That is how Hugging Face tokenizers encode it (added tokens are
+    /// split out before the model's segmentation); <see cref="Encode(string, bool, bool)"/> keeps encoding such text
+    /// as ordinary characters, as SentencePiece itself does.
+    /// </summary>
+    public int[] EncodeWithSpecialTokens(string text, bool addBos)
+    {
+        var ids = new List<int>();
+        if (addBos) ids.Add(BosId);
+        if (SpecialTokens.Count == 0)
+        {
+            ids.AddRange(EncodeToPieces(text).Select(p => p.Id));
+            return ids.ToArray();
+        }
+
+        // Longest first: where one special token's text begins another's, the longer is the token (as the longest
+        // match of Hugging Face's added-token trie).
+        _specialTokenPattern ??= new Regex(string.Join("|", SpecialTokens.Keys.OrderByDescending(t => t.Length).Select(Regex.Escape)));
+        int start = 0;
+        foreach (Match m in _specialTokenPattern.Matches(text))
+        {
+            if (m.Index > start) ids.AddRange(EncodeToPieces(text[start..m.Index]).Select(p => p.Id));
+            ids.Add(SpecialTokens[m.Value]);
+            start = m.Index + m.Length;
+        }
+
+        if (start < text.Length) ids.AddRange(EncodeToPieces(text[start..]).Select(p => p.Id));
+        return ids.ToArray();
+    }
 
     public int[] Encode(string text, bool addBos, bool addEos = false)
     {
@@ -132,6 +172,10 @@ public sealed partial class SentencePieceTextTokenizer : TextTokenizer
 
     public int UnknownId => _bpe.UnknownId;
 
+    /// <summary><c>&lt;unk&gt;</c>, <c>&lt;s&gt;</c> and <c>&lt;/s&gt;</c> (the pieces of the unknown, BOS and EOS ids), the
+    /// special tokens Hugging Face's LlamaTokenizer splits out of text.</summary>
+    public override IReadOnlyDictionary<string, int> SpecialTokens { get; }
+
     public override int VocabularySize => _pieces.Length;
 
     public override string Source { get; }
@@ -164,6 +208,10 @@ public sealed partial class SentencePieceTextTokenizer : TextTokenizer
         }
 
         for (int i = 0; i < size; i++) _pieces[i] ??= "";
+        var special = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (int id in new[] { UnknownId, BosId, EosId })
+            if ((uint)id < (uint)size && _pieces[id].Length > 0) special.TryAdd(_pieces[id], id);
+        SpecialTokens = special;
         AddBos = addBos ?? true;
         AddEos = addEos ?? false;
     }

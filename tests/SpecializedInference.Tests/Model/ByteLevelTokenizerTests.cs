@@ -56,6 +56,18 @@ public sealed class ByteLevelTokenizerTests : IDisposable
     }
 
     [Fact]
+    public void SpecialTokenTextInAChatPromptIsTheTokens()
+    {
+        Write();
+        var tok = TextTokenizer.TryLoad(_dir)!;
+        Assert.Equal(new Dictionary<string, int> { ["<|begin_of_text|>"] = 262, ["<|end_of_text|>"] = 263 }, tok.SpecialTokens);
+        // "hello" → hell o; " world" → Ġwor l d, each stretch encoded on its own.
+        Assert.Equal(new[] { 262, 258, 'o', 263, 261, 'l', 'd', 263 }, tok.EncodeWithSpecialTokens("<|begin_of_text|>hello<|end_of_text|> world<|end_of_text|>", addBos: false));
+        Assert.Equal(new[] { 262, 262, 258, 'o' }, tok.EncodeWithSpecialTokens("<|begin_of_text|>hello", addBos: true));
+        Assert.Equal(tok.Encode("hello world", addBos: true), tok.EncodeWithSpecialTokens("hello world", addBos: true));
+    }
+
+    [Fact]
     public void Llama3StyleSplitPatternIsUsed()
     {
         // Llama 3: a Split step with its regex, then ByteLevel without its own regex. Digits split in threes.

@@ -12,5 +12,8 @@ internal static class TestPaths
 
     public static string Docstrings => Path.Combine(RepositoryRoot, "models", "docstrings-bf16");
 
+    /// <summary>tests/reference/chat-templates: chat templates and jinja2's renderings of them (make_golden.py).</summary>
+    public static string ChatTemplates => Path.Combine(RepositoryRoot, "tests", "reference", "chat-templates");
+
     public static string Config(string file) => Path.Combine(RepositoryRoot, "configs", file);
 }

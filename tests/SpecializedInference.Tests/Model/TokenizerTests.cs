@@ -80,6 +80,30 @@ public sealed class TokenizerTests
         Assert.Equal(expected, Tokenizer.Normalize(text));
     }
 
+    /// <summary>
+    /// A rendered chat template holds special-token text that Hugging Face encodes as the tokens (its added tokens are
+    /// split out first, each stretch between them encoded on its own); SentencePiece itself, and a plain prompt, read
+    /// the same text as characters.
+    /// </summary>
+    [Fact]
+    public void SpecialTokenTextInAChatPromptIsTheTokens()
+    {
+        Assert.Equal(new Dictionary<string, int> { ["<unk>"] = 0, ["<s>"] = 1, ["</s>"] = 2 }, Tokenizer.SpecialTokens);
+        const string prompt = "<s>[INST] hello [/INST] Return the </s><s>[INST] x<unk> [/INST]";
+        int[] expected =
+        [
+            1, .. Tokenizer.Encode("[INST] hello [/INST] Return the ", addBos: false), 2,
+            1, .. Tokenizer.Encode("[INST] x", addBos: false), 0, .. Tokenizer.Encode(" [/INST]", addBos: false),
+        ];
+        Assert.Equal(expected, Tokenizer.EncodeWithSpecialTokens(prompt, addBos: false));
+        Assert.Equal(expected.Prepend(1), Tokenizer.EncodeWithSpecialTokens(prompt, addBos: true));
+
+        var plain = Tokenizer.Encode(prompt, addBos: false);
+        Assert.DoesNotContain(1, plain);
+        Assert.Equal(new[] { "\u2581<", "s", ">" }, Tokenizer.EncodeToPieces("<s>").Select(p => p.Piece));
+        Assert.Equal(Tokenizer.Encode("Return the", addBos: true), Tokenizer.EncodeWithSpecialTokens("Return the", addBos: true));
+    }
+
     [Fact]
     public void FolderWithoutTokenizerHasNone()
     {
