@@ -271,7 +271,7 @@ public sealed class PtxCompilationTests(ITestOutputHelper output)
             Assert.True(Environment.GetEnvironmentVariable("CI") is not { Length: > 0 }, PtxasMissing);
             return;
         }
-        var sm90 = PtxAssembler.Assemble(Ptxas, ptx, kernel);
+        var sm90 = PtxAssembler.Assemble(Ptxas, ptx, kernel, countSass: dump is not null);
         output.WriteLine($"{line}; sm_90: {sm90.Registers} registers, {sm90.SpillStoreBytes} bytes spilled, {sm90.SharedBytes} bytes shared");
         if (dump is not null)
             lock (DumpLock)
