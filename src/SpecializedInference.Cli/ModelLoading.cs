@@ -48,7 +48,7 @@ internal static class ModelLoading
         LlamaCheckpoint? checkpoint = null;
         try
         {
-            SentencePieceTextTokenizer? tokenizer = null;
+            CheckpointTextTokenizer? tokenizer = null;
             JinjaChatTemplate? chatTemplate = null;
             string? chatTemplateError = null;
             if (request.CheckpointDirectory is { } dir)
@@ -59,9 +59,9 @@ internal static class ModelLoading
                 progress.Report(new ModelLoadProgress("Opening checkpoint", 1, 1, folder));
 
                 progress.Report(new ModelLoadProgress("Loading tokenizer", 0, 1));
-                tokenizer = BadInput(() => SentencePieceTextTokenizer.TryLoad(dir));
+                tokenizer = BadInput(() => CheckpointTextTokenizer.TryLoad(dir));
                 if (tokenizer is null)
-                    notes.Add("The checkpoint has no tokenizer.model: prompts must be token ids.");
+                    notes.Add("The checkpoint has no tokenizer (tokenizer.model or tokenizer.json): prompts must be token ids.");
                 // A chat template that cannot be used costs the chat endpoint only: completions are still served.
                 try
                 {

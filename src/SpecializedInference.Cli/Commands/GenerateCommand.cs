@@ -8,6 +8,8 @@ using SpecializedInference.Kernels.Dense;
 using SpecializedInference.Model;
 using SpecializedInference.Runtime;
 using SpecializedInference.Sampling;
+using SpecializedInference.Text;
+using SpecializedInference.Text.Jinja;
 using SpecializedInference.Tokenization;
 using Spectre.Console;
 using Spectre.Console.Cli;
@@ -26,6 +28,15 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         [CommandOption("--prompt <TEXT>")]
         [Description("Prompt text (needs the checkpoint's tokenizer; BOS is added as tokenizer_config.json says).")]
         public string? Prompt { get; init; }
+
+        [CommandOption("--chat <TEXT>")]
+        [Description("A user message, rendered with the checkpoint's chat template (chat_template.jinja or tokenizer_config.json's chat_template, " +
+            "as transformers' apply_chat_template with add_generation_prompt renders it) and encoded with its special tokens.")]
+        public string? Chat { get; init; }
+
+        [CommandOption("--system <TEXT>")]
+        [Description("A system message before the --chat message.")]
+        public string? SystemMessage { get; init; }
 
         [CommandOption("--prompt-ids <IDS>")]
         [Description("Prompt token ids, comma-separated (e.g. 1,420,264), used as given.")]
@@ -149,8 +160,9 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         public override ValidationResult Validate()
         {
             if (string.IsNullOrWhiteSpace(Model)) return ValidationResult.Error("--model <DIR> is required");
-            if ((Prompt is null ? 0 : 1) + (PromptIds is null ? 0 : 1) + (PromptsFile is null ? 0 : 1) != 1)
-                return ValidationResult.Error("give exactly one of --prompt, --prompt-ids or --prompts-file");
+            if ((Prompt is null ? 0 : 1) + (Chat is null ? 0 : 1) + (PromptIds is null ? 0 : 1) + (PromptsFile is null ? 0 : 1) != 1)
+                return ValidationResult.Error("give exactly one of --prompt, --chat, --prompt-ids or --prompts-file");
+            if (SystemMessage is not null && Chat is null) return ValidationResult.Error("--system goes with --chat: it is the system message of that chat");
             if (MaxBatchSize < 1) return ValidationResult.Error("--max-batch-size must be at least 1");
             if (MaxNumBatchedTokens is < 1) return ValidationResult.Error("--max-num-batched-tokens must be at least 1");
             if (KvMemory is < 1) return ValidationResult.Error("--kv-memory must be a positive number of bytes");
@@ -223,11 +235,12 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         }
         else
         {
+            string option = s.Chat is not null ? "--chat" : "--prompt";
             if (tokenizer is null)
                 throw new ArgumentException($"{s.Model} has no tokenizer ({TextTokenizer.SentencePieceFileName} or {TextTokenizer.TokenizerJsonFileName}), " +
-                    "so a text --prompt cannot be encoded; only --prompt-ids can be used");
-            prompt = tokenizer.Encode(s.Prompt!);
-            if (prompt.Length == 0) throw new ArgumentException("--prompt encodes to no tokens");
+                    $"so a text {option} cannot be encoded; only --prompt-ids can be used");
+            prompt = s.Chat is not null ? ChatPrompt(s, tokenizer) : tokenizer.Encode(s.Prompt!);
+            if (prompt.Length == 0) throw new ArgumentException($"{option} encodes to no tokens");
         }
 
         foreach (var id in prompt)
@@ -344,6 +357,28 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
             Console.Error.WriteLine($"CUDA graphs: {runner.CudaGraphSteps.Captured} decode steps captured, {runner.CudaGraphSteps.Replayed} replayed");
         if (s.StageTimes) PrintStages(Stages());
         return 0;
+    }
+
+    /// <summary>--chat (and --system): the conversation through the checkpoint's chat template, its special-token text
+    /// encoded as the tokens, as the server's /v1/chat/completions does.</summary>
+    private static int[] ChatPrompt(Settings s, TextTokenizer tokenizer)
+    {
+        JinjaChatTemplate template;
+        try
+        {
+            template = JinjaChatTemplate.TryLoad(s.Model)
+                ?? throw new ArgumentException($"{s.Model} has no chat template ({JinjaChatTemplate.TemplateFileName}, or 'chat_template' in " +
+                    $"{TextTokenizer.TokenizerConfigFileName}), so --chat cannot be formatted the way this model expects; give the text with --prompt");
+        }
+        catch (JinjaSyntaxException e)
+        {
+            throw new ArgumentException($"the chat template cannot be used: {e.Message}", e);
+        }
+        var messages = new List<ChatMessage>();
+        if (s.SystemMessage is not null) messages.Add(new ChatMessage("system", s.SystemMessage));
+        messages.Add(new ChatMessage("user", s.Chat!));
+        // A template that refuses the conversation (raise_exception) throws an ArgumentException with its own message.
+        return tokenizer.EncodeWithSpecialTokens(template.Render(messages), template.AddBos);
     }
 
     /// <summary>--stage-times, readable: one line per stage of the mean decode step.</summary>

@@ -205,4 +205,36 @@ public sealed class CliTests
         Assert.Equal(new[] { "\u2581Return", "\u2581the", "\u2581number", "\u2581of", "\u2581it", "em", "s", "." },
             doc.RootElement.GetProperty("pieces").EnumerateArray().Select(e => e.GetString()));
     }
+    /// <summary><c>--chat</c> with <c>--system</c>: the bundled model's files with Llama 2's published chat template beside
+    /// them. The prompt is the template's rendering with its <c>&lt;s&gt;</c> as the BOS id (once: the template writes it,
+    /// so none is added), as the server's chat endpoint encodes it. A checkpoint without a template is a clear error.</summary>
+    [Fact]
+    public void ChatRendersTheCheckpointsTemplateAndEncodesItsSpecialTokens()
+    {
+        string dir = Directory.CreateTempSubdirectory("si-chat-").FullName;
+        try
+        {
+            foreach (var file in new[] { "config.json", "generation_config.json", "model.safetensors", "tokenizer.model", "tokenizer_config.json" })
+                File.CreateSymbolicLink(Path.Combine(dir, file), Path.Combine(TestPaths.Docstrings, file));
+            File.Copy(Path.Combine(TestPaths.ChatTemplates, "templates", "llama-2-chat.jinja"), Path.Combine(dir, SpecializedInference.Text.JinjaChatTemplate.TemplateFileName));
+            var (code, stdout, stderr) = Run("generate", "--model", dir, "--chat", "Return the", "--system", "Be brief.", "--max-new-tokens", "2",
+                "--json", "--device", "cpu");
+            Assert.True(code == 0, stderr);
+            using var doc = JsonDocument.Parse(stdout);
+            int[] promptIds = doc.RootElement.GetProperty("prompt_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+            var tokenizer = SpecializedInference.Tokenization.TextTokenizer.TryLoad(TestPaths.Docstrings)!;
+            int[] expected = [tokenizer.BosId, .. tokenizer.Encode("[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nReturn the [/INST]", addBos: false)];
+            Assert.Equal(expected, promptIds);
+
+            (code, _, stderr) = Run("generate", "--model", TestPaths.Docstrings, "--chat", "Return the", "--device", "cpu");
+            Assert.Equal(2, code);
+            Assert.Contains("has no chat template", stderr);
+            var misuse = Assert.ThrowsAny<Exception>(() => Run("generate", "--model", dir, "--prompt", "Return the", "--system", "Be brief."));
+            Assert.Contains("--system goes with --chat", misuse.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
 }

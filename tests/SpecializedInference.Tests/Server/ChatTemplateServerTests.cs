@@ -15,7 +15,7 @@ namespace SpecializedInference.Tests.Server;
 /// </summary>
 public sealed class ChatTemplateServerFixture : IAsyncLifetime
 {
-    internal static readonly SentencePieceTextTokenizer Tokenizer = SentencePieceTextTokenizer.TryLoad(TestPaths.Docstrings)!;
+    internal static readonly CheckpointTextTokenizer Tokenizer = CheckpointTextTokenizer.TryLoad(TestPaths.Docstrings)!;
 
     internal static readonly JinjaChatTemplate Template = new(
         File.ReadAllText(Path.Combine(TestPaths.ChatTemplates, "templates", "llama-2-chat.jinja")), "llama-2-chat.jinja",

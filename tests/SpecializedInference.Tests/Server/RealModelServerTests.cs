@@ -25,7 +25,7 @@ public sealed class RealModelServerTests(AcceleratorFixture fixture) : IClassFix
         Assert.Equal("Return the", reference.PromptText);
         const int tokens = 6;
 
-        var tokenizer = SentencePieceTextTokenizer.TryLoad(dir)!;
+        var tokenizer = CheckpointTextTokenizer.TryLoad(dir)!;
         Assert.Equal(reference.Prompt, tokenizer.Encode(reference.PromptText!, tokenizer.AddBos));
         IReadOnlyList<int> eos;
         LlamaModelRunner runner;

@@ -2,10 +2,11 @@ using SpecializedInference.Tokenization;
 
 namespace SpecializedInference.Text;
 
-/// <summary>The checkpoint's SentencePiece <see cref="TextTokenizer"/> behind the <see cref="ITextTokenizer"/> seam.</summary>
-public sealed class SentencePieceTextTokenizer : ITextTokenizer
+/// <summary>The checkpoint's tokenizer (SentencePiece <c>tokenizer.model</c> or byte-level BPE <c>tokenizer.json</c>, see
+/// <see cref="TextTokenizer.TryLoad"/>) behind the <see cref="ITextTokenizer"/> seam.</summary>
+public sealed class CheckpointTextTokenizer : ITextTokenizer
 {
-    public SentencePieceTextTokenizer(TextTokenizer tokenizer) => Tokenizer = tokenizer ?? throw new ArgumentNullException(nameof(tokenizer));
+    public CheckpointTextTokenizer(TextTokenizer tokenizer) => Tokenizer = tokenizer ?? throw new ArgumentNullException(nameof(tokenizer));
 
     public TextTokenizer Tokenizer { get; }
 
@@ -13,8 +14,8 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
     public bool AddBos => Tokenizer.AddBos;
 
     /// <summary>The tokenizer of a checkpoint folder, or null when it has none.</summary>
-    public static SentencePieceTextTokenizer? TryLoad(string directory) =>
-        TextTokenizer.TryLoad(directory) is { } tokenizer ? new SentencePieceTextTokenizer(tokenizer) : null;
+    public static CheckpointTextTokenizer? TryLoad(string directory) =>
+        TextTokenizer.TryLoad(directory) is { } tokenizer ? new CheckpointTextTokenizer(tokenizer) : null;
 
     public int[] Encode(string text, bool addBos) => Tokenizer.Encode(text, addBos, addEos: false);
 
