@@ -8,8 +8,6 @@ using SpecializedInference.Kernels.Dense;
 using SpecializedInference.Model;
 using SpecializedInference.Runtime;
 using SpecializedInference.Sampling;
-using SpecializedInference.Text;
-using SpecializedInference.Text.Jinja;
 using SpecializedInference.Tokenization;
 using Spectre.Console;
 using Spectre.Console.Cli;
@@ -239,7 +237,7 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
             if (tokenizer is null)
                 throw new ArgumentException($"{s.Model} has no tokenizer ({TextTokenizer.SentencePieceFileName} or {TextTokenizer.TokenizerJsonFileName}), " +
                     $"so a text {option} cannot be encoded; only --prompt-ids can be used");
-            prompt = s.Chat is not null ? ChatPrompt(s, tokenizer) : tokenizer.Encode(s.Prompt!);
+            prompt = s.Chat is not null ? tokenizer.EncodeWithSpecialTokens(ChatPrompt.Render(s.Model, s.SystemMessage, s.Chat), addBos: false) : tokenizer.Encode(s.Prompt!);
             if (prompt.Length == 0) throw new ArgumentException($"{option} encodes to no tokens");
         }
 
@@ -357,28 +355,6 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
             Console.Error.WriteLine($"CUDA graphs: {runner.CudaGraphSteps.Captured} decode steps captured, {runner.CudaGraphSteps.Replayed} replayed");
         if (s.StageTimes) PrintStages(Stages());
         return 0;
-    }
-
-    /// <summary>--chat (and --system): the conversation through the checkpoint's chat template, its special-token text
-    /// encoded as the tokens, as the server's /v1/chat/completions does.</summary>
-    private static int[] ChatPrompt(Settings s, TextTokenizer tokenizer)
-    {
-        JinjaChatTemplate template;
-        try
-        {
-            template = JinjaChatTemplate.TryLoad(s.Model)
-                ?? throw new ArgumentException($"{s.Model} has no chat template ({JinjaChatTemplate.TemplateFileName}, or 'chat_template' in " +
-                    $"{TextTokenizer.TokenizerConfigFileName}), so --chat cannot be formatted the way this model expects; give the text with --prompt");
-        }
-        catch (JinjaSyntaxException e)
-        {
-            throw new ArgumentException($"the chat template cannot be used: {e.Message}", e);
-        }
-        var messages = new List<ChatMessage>();
-        if (s.SystemMessage is not null) messages.Add(new ChatMessage("system", s.SystemMessage));
-        messages.Add(new ChatMessage("user", s.Chat!));
-        // A template that refuses the conversation (raise_exception) throws an ArgumentException with its own message.
-        return tokenizer.EncodeWithSpecialTokens(template.Render(messages), template.AddBos);
     }
 
     /// <summary>--stage-times, readable: one line per stage of the mean decode step.</summary>

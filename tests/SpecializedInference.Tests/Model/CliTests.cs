@@ -205,7 +205,7 @@ public sealed class CliTests
         Assert.Equal(new[] { "\u2581Return", "\u2581the", "\u2581number", "\u2581of", "\u2581it", "em", "s", "." },
             doc.RootElement.GetProperty("pieces").EnumerateArray().Select(e => e.GetString()));
     }
-    /// <summary><c>--chat</c> with <c>--system</c>: the bundled model's files with Llama 2's published chat template beside
+    /// <summary><c>--chat</c> with <c>--system</c> (generate and tokenize): the bundled model's files with Llama 2's published chat template beside
     /// them. The prompt is the template's rendering with its <c>&lt;s&gt;</c> as the BOS id (once: the template writes it,
     /// so none is added), as the server's chat endpoint encodes it. A checkpoint without a template is a clear error.</summary>
     [Fact]
@@ -225,6 +225,13 @@ public sealed class CliTests
             var tokenizer = SpecializedInference.Tokenization.TextTokenizer.TryLoad(TestPaths.Docstrings)!;
             int[] expected = [tokenizer.BosId, .. tokenizer.Encode("[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nReturn the [/INST]", addBos: false)];
             Assert.Equal(expected, promptIds);
+            // si tokenize --chat shows the same ids, with the rendered text they came from.
+            (code, stdout, stderr) = Run("tokenize", "--model", dir, "--chat", "Return the", "--system", "Be brief.", "--json");
+            Assert.True(code == 0, stderr);
+            using var tokens = JsonDocument.Parse(stdout);
+            Assert.Equal(expected, tokens.RootElement.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()));
+            Assert.Equal("<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nReturn the [/INST]", tokens.RootElement.GetProperty("text").GetString());
+            Assert.Equal("<s>", tokens.RootElement.GetProperty("pieces")[0].GetString());
 
             (code, _, stderr) = Run("generate", "--model", TestPaths.Docstrings, "--chat", "Return the", "--device", "cpu");
             Assert.Equal(2, code);

@@ -9,8 +9,8 @@ namespace SpecializedInference.Text.Jinja;
 /// string prompt = template.Render(new Dictionary&lt;string, JinjaValue&gt; { ["messages"] = ..., ["bos_token"] = JinjaValue.From("&lt;s&gt;") });
 /// </code>
 /// Not supported: template inheritance and includes (<c>extends</c>, <c>include</c>, <c>import</c>, <c>block</c>),
-/// <c>call</c> blocks, recursive loops, <c>*args</c>/<c>**kwargs</c> in calls, printf-style <c>%</c> on strings, and
-/// integers beyond 64 bits. A template is immutable and can be rendered from several threads at once.
+/// <c>call</c> blocks, recursive loops, <c>*args</c>/<c>**kwargs</c> in calls, <c>%g</c> in printf-style formatting,
+/// and integers beyond 64 bits. A template is immutable and can be rendered from several threads at once.
 /// </summary>
 public sealed class JinjaTemplate
 {
