@@ -7,6 +7,7 @@ using SpecializedInference.Kernels;
 using SpecializedInference.KvCache;
 using SpecializedInference.Model;
 using SpecializedInference.Runtime;
+using SpecializedInference.Text;
 
 namespace SpecializedInference.Cli.Commands;
 
@@ -20,11 +21,12 @@ internal static class BatchGeneration
     private const int BlockSize = 16; // ModelLoading's block size (the generated kernel sets' too)
 
     /// <summary>One line of the prompts file, checked for shape but not yet tokenized.</summary>
-    private sealed record RequestLine(int Line, JsonNode Id, int[]? PromptIds, string? Prompt, int MaxNewTokens, SamplingParams Sampling, bool IgnoreEos);
+    private sealed record RequestLine(int Line, JsonNode Id, int[]? PromptIds, string? Prompt, IReadOnlyList<ChatMessage>? Messages, int MaxNewTokens,
+        SamplingParams Sampling, bool IgnoreEos);
 
     private static readonly HashSet<string> Fields = new(StringComparer.Ordinal)
     {
-        "id", "prompt_ids", "prompt", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "greedy", "ignore_eos",
+        "id", "prompt_ids", "prompt", "messages", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "greedy", "ignore_eos",
     };
 
     public static int Run(GenerateCommand.Settings s)
@@ -69,6 +71,10 @@ internal static class BatchGeneration
             if (l.PromptIds is not null)
             {
                 prompt = l.PromptIds;
+            }
+            else if (l.Messages is not null)
+            {
+                prompt = ChatPromptIds(l.Messages, loaded, where, s.Model);
             }
             else
             {
@@ -201,8 +207,9 @@ internal static class BatchGeneration
                     ? id
                     : throw new ArgumentException($"{where}: \"prompt_ids\"[{i}] must be a non-negative integer, got {e?.ToJsonString() ?? "null"}")).ToArray();
             }
-            if (ids is null == prompt is null)
-                throw new ArgumentException($"{where}: give exactly one of \"prompt_ids\" or \"prompt\"");
+            var messages = obj["messages"] is { } messagesNode ? ParseMessages(messagesNode, where) : null;
+            if ((ids is null ? 0 : 1) + (prompt is null ? 0 : 1) + (messages is null ? 0 : 1) != 1)
+                throw new ArgumentException($"{where}: give exactly one of \"prompt_ids\", \"prompt\" or \"messages\"");
 
             int maxNew = Get("max_new_tokens", defaultMaxNewTokens, "an integer");
             if (maxNew < 1) throw new ArgumentException($"{where}: \"max_new_tokens\" must be at least 1, got {maxNew}");
@@ -219,10 +226,50 @@ internal static class BatchGeneration
 
             JsonNode id = obj["id"]?.DeepClone() ?? JsonValue.Create(lineNumber);
             var sampling = new SamplingParams { Greedy = greedy, Temperature = temperature ?? 1.0, TopK = topK, TopP = topP, Seed = seed };
-            result.Add(new RequestLine(lineNumber, id, ids, prompt, maxNew, sampling, Get("ignore_eos", defaultIgnoreEos, "true or false")));
+            result.Add(new RequestLine(lineNumber, id, ids, prompt, messages, maxNew, sampling, Get("ignore_eos", defaultIgnoreEos, "true or false")));
         }
         if (result.Count == 0)
             throw new ArgumentException($"--prompts-file {path}: no requests (one JSON object per line)");
         return result;
+    }
+    /// <summary>A line's <c>"messages"</c>: <c>[{"role": "system"|"user"|"assistant", "content": "..."}, ...]</c>, as the
+    /// server's chat endpoint takes them.</summary>
+    private static List<ChatMessage> ParseMessages(JsonNode node, string where)
+    {
+        if (node is not JsonArray array || array.Count == 0)
+            throw new ArgumentException($"{where}: \"messages\" must be a non-empty array of {{\"role\", \"content\"}} objects");
+        return array.Select((m, i) =>
+        {
+            string field = $"\"messages\"[{i}]";
+            if (m is not JsonObject message
+                || message["role"] is not JsonValue roleValue || !roleValue.TryGetValue<string>(out var role)
+                || message["content"] is not JsonValue contentValue || !contentValue.TryGetValue<string>(out var content))
+                throw new ArgumentException($"{where}: {field} must be an object with a string \"role\" and a string \"content\", got {m?.ToJsonString() ?? "null"}");
+            if (role is not ("system" or "user" or "assistant"))
+                throw new ArgumentException($"{where}: {field}.role is \"{role}\"; expected system, user or assistant");
+            return new ChatMessage(role, content);
+        }).ToList();
+    }
+
+    /// <summary>A chat line's prompt: rendered by the checkpoint's chat template and encoded with its special tokens, as
+    /// the server's /v1/chat/completions does.</summary>
+    private static int[] ChatPromptIds(IReadOnlyList<ChatMessage> messages, LoadedModel loaded, string where, string model)
+    {
+        if (loaded.Tokenizer is not { } tokenizer)
+            throw new ArgumentException($"{where}: \"messages\" are text but {model} has no tokenizer; give \"prompt_ids\"");
+        if (loaded.ChatTemplate is not { } template)
+            throw new ArgumentException($"{where}: \"messages\" need a chat template, and " + (loaded.ChatTemplateError is { } error
+                ? $"the checkpoint's cannot be used: {error}"
+                : $"{model} has none ({JinjaChatTemplate.TemplateFileName}, or 'chat_template' in tokenizer_config.json); give \"prompt\""));
+        string text;
+        try
+        {
+            text = template.Render(messages);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"{where}: the chat template cannot format these messages: {e.Message}", e);
+        }
+        return tokenizer.EncodeWithSpecialTokens(text, template.AddBos);
     }
 }

@@ -62,7 +62,11 @@ public abstract class TextTokenizer
     /// <see cref="SpecialTokens"/> text is that token's id, and each stretch between them is encoded on its own as
     /// <see cref="EncodeToPieces"/> encodes text. That is how Hugging Face tokenizers encode it (added tokens are
     /// split out before the model's segmentation); <see cref="Encode(string, bool, bool)"/> keeps encoding such text
-    /// as ordinary characters, as SentencePiece itself does.
+    /// as ordinary characters, as SentencePiece itself does. For SentencePiece that gives every stretch its dummy-prefix
+    /// ▁ (<c>&lt;s&gt;[INST]</c> → <c>&lt;s&gt;</c>, <c>▁[</c>, ...), as Meta's reference and a tokenizer.json whose
+    /// <c>Prepend("▁")</c> normalizer runs on each stretch (Llama 2's, TinyLlama's) do. A tokenizer.json whose Metaspace
+    /// pre-tokenizer prepends only at the start of the text (<c>prepend_scheme: "first"</c>) gives one ▁ fewer after
+    /// each special token; this engine reads tokenizer.model, not that file, when both are there.
     /// </summary>
     public int[] EncodeWithSpecialTokens(string text, bool addBos)
     {
