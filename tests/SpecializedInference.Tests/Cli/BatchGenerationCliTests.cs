@@ -80,34 +80,25 @@ public sealed class BatchGenerationCliTests
     [Fact]
     public void Chat_lines_are_rendered_by_the_checkpoints_template()
     {
-        string dir = Directory.CreateTempSubdirectory("si-batch-chat-").FullName;
+        using var folder = new SpecializedInference.Tests.Text.ChatCheckpointFolder("llama-2-chat.jinja");
+        string dir = folder.Path;
         string file = Path.Combine(dir, "requests.jsonl");
-        try
-        {
-            foreach (var name in new[] { "config.json", "generation_config.json", "model.safetensors", "tokenizer.model", "tokenizer_config.json" })
-                File.CreateSymbolicLink(Path.Combine(dir, name), Path.Combine(TestPaths.Docstrings, name));
-            File.Copy(Path.Combine(TestPaths.ChatTemplates, "templates", "llama-2-chat.jinja"), Path.Combine(dir, SpecializedInference.Text.JinjaChatTemplate.TemplateFileName));
-            File.WriteAllLines(file,
-            [
-                """{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Return the"}], "max_new_tokens": 2, "ignore_eos": true}""",
-                """{"prompt": "Return the", "max_new_tokens": 2, "ignore_eos": true}""",
-            ]);
-            var (code, stdout, stderr) = Run("generate", "--model", dir, "--prompts-file", file, "--json", "--device", "cpu");
-            Assert.True(code == 0, stderr + stdout);
-            var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement).ToArray();
-            var tokenizer = SpecializedInference.Tokenization.TextTokenizer.TryLoad(TestPaths.Docstrings)!;
-            int[] chat = [tokenizer.BosId, .. tokenizer.Encode("[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nReturn the [/INST]", addBos: false)];
-            Assert.Equal(chat.Length, lines[0].GetProperty("prompt_tokens").GetInt32());
-            Assert.Equal(tokenizer.Encode("Return the").Length, lines[1].GetProperty("prompt_tokens").GetInt32());
+        File.WriteAllLines(file,
+        [
+            """{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Return the"}], "max_new_tokens": 2, "ignore_eos": true}""",
+            """{"prompt": "Return the", "max_new_tokens": 2, "ignore_eos": true}""",
+        ]);
+        var (code, stdout, stderr) = Run("generate", "--model", dir, "--prompts-file", file, "--json", "--device", "cpu");
+        Assert.True(code == 0, stderr + stdout);
+        var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement).ToArray();
+        var tokenizer = SpecializedInference.Tokenization.TextTokenizer.TryLoad(TestPaths.Docstrings)!;
+        int[] chat = [tokenizer.BosId, .. tokenizer.Encode("[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nReturn the [/INST]", addBos: false)];
+        Assert.Equal(chat.Length, lines[0].GetProperty("prompt_tokens").GetInt32());
+        Assert.Equal(tokenizer.Encode("Return the").Length, lines[1].GetProperty("prompt_tokens").GetInt32());
 
-            File.WriteAllLines(file, ["""{"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}"""]);
-            (code, _, stderr) = Run("generate", "--model", dir, "--prompts-file", file, "--json", "--device", "cpu");
-            Assert.Equal(2, code);
-            Assert.Contains($"{file}:1: the chat template cannot format these messages: Conversation roles must alternate user/assistant/user/assistant/...", stderr);
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        File.WriteAllLines(file, ["""{"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}"""]);
+        (code, _, stderr) = Run("generate", "--model", dir, "--prompts-file", file, "--json", "--device", "cpu");
+        Assert.Equal(2, code);
+        Assert.Contains($"{file}:1: the chat template cannot format these messages: Conversation roles must alternate user/assistant/user/assistant/...", stderr);
     }
 }

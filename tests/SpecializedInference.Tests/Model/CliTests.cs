@@ -211,37 +211,28 @@ public sealed class CliTests
     [Fact]
     public void ChatRendersTheCheckpointsTemplateAndEncodesItsSpecialTokens()
     {
-        string dir = Directory.CreateTempSubdirectory("si-chat-").FullName;
-        try
-        {
-            foreach (var file in new[] { "config.json", "generation_config.json", "model.safetensors", "tokenizer.model", "tokenizer_config.json" })
-                File.CreateSymbolicLink(Path.Combine(dir, file), Path.Combine(TestPaths.Docstrings, file));
-            File.Copy(Path.Combine(TestPaths.ChatTemplates, "templates", "llama-2-chat.jinja"), Path.Combine(dir, SpecializedInference.Text.JinjaChatTemplate.TemplateFileName));
-            var (code, stdout, stderr) = Run("generate", "--model", dir, "--chat", "Return the", "--system", "Be brief.", "--max-new-tokens", "2",
-                "--json", "--device", "cpu");
-            Assert.True(code == 0, stderr);
-            using var doc = JsonDocument.Parse(stdout);
-            int[] promptIds = doc.RootElement.GetProperty("prompt_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
-            var tokenizer = SpecializedInference.Tokenization.TextTokenizer.TryLoad(TestPaths.Docstrings)!;
-            int[] expected = [tokenizer.BosId, .. tokenizer.Encode("[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nReturn the [/INST]", addBos: false)];
-            Assert.Equal(expected, promptIds);
-            // si tokenize --chat shows the same ids, with the rendered text they came from.
-            (code, stdout, stderr) = Run("tokenize", "--model", dir, "--chat", "Return the", "--system", "Be brief.", "--json");
-            Assert.True(code == 0, stderr);
-            using var tokens = JsonDocument.Parse(stdout);
-            Assert.Equal(expected, tokens.RootElement.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()));
-            Assert.Equal("<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nReturn the [/INST]", tokens.RootElement.GetProperty("text").GetString());
-            Assert.Equal("<s>", tokens.RootElement.GetProperty("pieces")[0].GetString());
+        using var folder = new SpecializedInference.Tests.Text.ChatCheckpointFolder("llama-2-chat.jinja");
+        string dir = folder.Path;
+        var (code, stdout, stderr) = Run("generate", "--model", dir, "--chat", "Return the", "--system", "Be brief.", "--max-new-tokens", "2",
+            "--json", "--device", "cpu");
+        Assert.True(code == 0, stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        int[] promptIds = doc.RootElement.GetProperty("prompt_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        var tokenizer = SpecializedInference.Tokenization.TextTokenizer.TryLoad(TestPaths.Docstrings)!;
+        int[] expected = [tokenizer.BosId, .. tokenizer.Encode("[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nReturn the [/INST]", addBos: false)];
+        Assert.Equal(expected, promptIds);
+        // si tokenize --chat shows the same ids, with the rendered text they came from.
+        (code, stdout, stderr) = Run("tokenize", "--model", dir, "--chat", "Return the", "--system", "Be brief.", "--json");
+        Assert.True(code == 0, stderr);
+        using var tokens = JsonDocument.Parse(stdout);
+        Assert.Equal(expected, tokens.RootElement.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()));
+        Assert.Equal("<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nReturn the [/INST]", tokens.RootElement.GetProperty("text").GetString());
+        Assert.Equal("<s>", tokens.RootElement.GetProperty("pieces")[0].GetString());
 
-            (code, _, stderr) = Run("generate", "--model", TestPaths.Docstrings, "--chat", "Return the", "--device", "cpu");
-            Assert.Equal(2, code);
-            Assert.Contains("has no chat template", stderr);
-            var misuse = Assert.ThrowsAny<Exception>(() => Run("generate", "--model", dir, "--prompt", "Return the", "--system", "Be brief."));
-            Assert.Contains("--system goes with --chat", misuse.Message);
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        (code, _, stderr) = Run("generate", "--model", TestPaths.Docstrings, "--chat", "Return the", "--device", "cpu");
+        Assert.Equal(2, code);
+        Assert.Contains("has no chat template", stderr);
+        var misuse = Assert.ThrowsAny<Exception>(() => Run("generate", "--model", dir, "--prompt", "Return the", "--system", "Be brief."));
+        Assert.Contains("--system goes with --chat", misuse.Message);
     }
 }
