@@ -116,7 +116,7 @@ internal sealed class RequestParser
             string role = m.TryGetProperty("role", out var r) && r.ValueKind == JsonValueKind.String
                 ? r.GetString()!
                 : throw ApiException.BadField($"{field}.role", $"'{field}.role' must be a string (system, user or assistant).", "invalid_type");
-            if (role is not ("system" or "user" or "assistant"))
+            if (!ChatMessage.IsKnownRole(role))
                 throw ApiException.BadField($"{field}.role", $"'{field}.role' is '{role}'; expected system, user or assistant.");
             messages.Add(new ChatMessage(role, ReadContent(m, $"{field}.content")));
             index++;

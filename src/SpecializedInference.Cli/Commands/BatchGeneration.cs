@@ -245,7 +245,7 @@ internal static class BatchGeneration
                 || message["role"] is not JsonValue roleValue || !roleValue.TryGetValue<string>(out var role)
                 || message["content"] is not JsonValue contentValue || !contentValue.TryGetValue<string>(out var content))
                 throw new ArgumentException($"{where}: {field} must be an object with a string \"role\" and a string \"content\", got {m?.ToJsonString() ?? "null"}");
-            if (role is not ("system" or "user" or "assistant"))
+            if (!ChatMessage.IsKnownRole(role))
                 throw new ArgumentException($"{where}: {field}.role is \"{role}\"; expected system, user or assistant");
             return new ChatMessage(role, content);
         }).ToList();

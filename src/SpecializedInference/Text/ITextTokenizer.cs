@@ -29,7 +29,11 @@ public interface ITextTokenizer
 /// <summary>One message of a chat.</summary>
 /// <param name="Role"><c>system</c>, <c>user</c> or <c>assistant</c>.</param>
 /// <param name="Content">The message text.</param>
-public sealed record ChatMessage(string Role, string Content);
+public sealed record ChatMessage(string Role, string Content)
+{
+    /// <summary>The roles a conversation may use (what the OpenAI API and the published chat templates know).</summary>
+    public static bool IsKnownRole(string role) => role is "system" or "user" or "assistant";
+}
 
 /// <summary>
 /// A checkpoint's chat template (Hugging Face <c>tokenizer_config.json</c> <c>chat_template</c>): turns a

@@ -115,14 +115,11 @@ public sealed class JinjaChatTemplate : IChatTemplate
             : $"{path}: 'chat_template' has no template named '{DefaultName}' (it has {string.Join(", ", names.Select(n => $"'{n}'"))}); chats are rendered with the '{DefaultName}' one");
     }
 
-    // Special tokens are written as a string or as an AddedToken object {"content": "...", "lstrip": ..., ...}.
-    private static string? ReadToken(JsonElement value, string path, string field) => value.ValueKind switch
-    {
-        JsonValueKind.Null => null,
-        JsonValueKind.String => value.GetString(),
-        JsonValueKind.Object when value.TryGetProperty("content", out var content) && content.ValueKind == JsonValueKind.String => content.GetString(),
-        _ => throw new InvalidDataException($"{path}: '{field}' must be a string or an AddedToken object {{\"content\": \"...\"}}, got {JsonDescriptions.Describe(value)}"),
-    };
+    // A template may print any special token, so one it cannot read is an error here (TokenizerConfig passes over it).
+    private static string? ReadToken(JsonElement value, string path, string field) =>
+        value.ValueKind == JsonValueKind.Null ? null
+        : TokenizerConfig.TokenText(value)
+          ?? throw new InvalidDataException($"{path}: '{field}' must be a string or an AddedToken object {{\"content\": \"...\"}}, got {JsonDescriptions.Describe(value)}");
 
     private static Dictionary<string, string> ReadSpecialTokens(JsonElement root, string path)
     {

@@ -135,12 +135,7 @@ public sealed record TokenizerConfig(bool? AddBos, bool? AddEos, string? BosToke
                     JsonValueKind.False => false,
                     _ => null,
                 } : null;
-            // Special tokens are written as a string or as {"content": ...}.
-            static string? Token(JsonElement root, string name) =>
-                !root.TryGetProperty(name, out var v) ? null
-                : v.ValueKind == JsonValueKind.String ? v.GetString()
-                : v.ValueKind == JsonValueKind.Object && v.TryGetProperty("content", out var c) && c.ValueKind == JsonValueKind.String ? c.GetString()
-                : null;
+            static string? Token(JsonElement root, string name) => root.TryGetProperty(name, out var v) ? TokenText(v) : null;
             return new TokenizerConfig(Flag(root, "add_bos_token"), Flag(root, "add_eos_token"), Token(root, "bos_token"), Token(root, "eos_token"));
         }
         catch (JsonException e)
@@ -148,6 +143,15 @@ public sealed record TokenizerConfig(bool? AddBos, bool? AddEos, string? BosToke
             throw new InvalidDataException($"{path}: not valid JSON: {e.Message}", e);
         }
     }
+
+    /// <summary>A special token's text as tokenizer_config.json writes it: a string, or an AddedToken object
+    /// <c>{"content": "...", "lstrip": ..., ...}</c>; null for anything else.</summary>
+    public static string? TokenText(JsonElement value) => value.ValueKind switch
+    {
+        JsonValueKind.String => value.GetString(),
+        JsonValueKind.Object when value.TryGetProperty("content", out var content) && content.ValueKind == JsonValueKind.String => content.GetString(),
+        _ => null,
+    };
 }
 
 /// <summary>
