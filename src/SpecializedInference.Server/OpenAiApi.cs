@@ -104,6 +104,7 @@ internal sealed class OpenAiApi
                 StopTokenIds = request.StopTokenIds,
                 IgnoreEos = request.IgnoreEos,
                 Name = id,
+                Logprobs = request.Logprobs,
             };
             IAsyncEnumerable<GeneratedToken> tokens;
             try
@@ -127,7 +128,8 @@ internal sealed class OpenAiApi
             }
             Metrics.AddPromptTokens(request.PromptTokenIds.Length);
 
-            var output = new OutputAssembler(_tokenizer, request.Stop);
+            var output = new OutputAssembler(_tokenizer, request.Stop, kind == ApiKind.Completion ? request.PromptTokenIds : [],
+                logprobs: request.Logprobs is not null);
             var outcome = request.Stream
                 ? await StreamAsync(context, kind, id, request, tokens, output, cancel.Token).ConfigureAwait(false)
                 : await RespondAsync(context, kind, id, request, tokens, output, cancel.Token).ConfigureAwait(false);
@@ -149,7 +151,7 @@ internal sealed class OpenAiApi
             case RequestOutcome.Finished:
                 var usage = new TokenUsage(request.PromptTokenIds.Length, output.Tokens.Count);
                 var json = ResponseJson.Choice(kind, chunk: false, id, Now(), _options.ModelName, output.Text,
-                    output.Tokens, output.FinishReason, usage);
+                    output.Tokens, output.FinishReason, usage, logprobs: output.Logprobs);
                 await WriteJsonAsync(context, 200, json).ConfigureAwait(false);
                 break;
             case RequestOutcome.Aborted when context.RequestAborted.IsCancellationRequested:
@@ -182,7 +184,8 @@ internal sealed class OpenAiApi
         {
             one[0] = token;
             TokenUsage? usage = output.Done ? new TokenUsage(request.PromptTokenIds.Length, output.Tokens.Count) : null;
-            var json = ResponseJson.Choice(kind, chunk: true, id, created, _options.ModelName, text, one, output.FinishReason, usage, first);
+            var json = ResponseJson.Choice(kind, chunk: true, id, created, _options.ModelName, text, one, output.FinishReason, usage, first,
+                output.LastLogprobs);
             first = false;
             await body.WriteAsync(ResponseJson.Event(json), cancellationToken).ConfigureAwait(false);
             await body.FlushAsync(cancellationToken).ConfigureAwait(false);
@@ -297,6 +300,7 @@ internal sealed class OpenAiApi
             nameof(GenerationRequest.PromptTokenIds) => "prompt",
             nameof(GenerationRequest.MaxNewTokens) => "max_tokens",
             nameof(GenerationRequest.Sampling) => "temperature",
+            nameof(GenerationRequest.Logprobs) => "logprobs",
             _ => null,
         };
         // The engine's message names the request and the limit; drop ArgumentException's " (Parameter 'x')" suffix.

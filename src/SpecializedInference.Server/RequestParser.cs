@@ -1,5 +1,6 @@
 using System.Text.Json;
 using SpecializedInference.Engine;
+using SpecializedInference.Sampling;
 using SpecializedInference.Text;
 
 namespace SpecializedInference.Server;
@@ -24,6 +25,9 @@ internal sealed record ParsedRequest
 
     /// <summary><c>stream_options.include_usage</c>: a last chunk with empty choices and the usage.</summary>
     public required bool IncludeUsage { get; init; }
+
+    /// <summary>How many top log-probabilities to report per token (0 = the chosen token's only); null = none.</summary>
+    public required int? Logprobs { get; init; }
 }
 
 /// <summary>
@@ -83,7 +87,7 @@ internal sealed class RequestParser
             JsonValueKind.Array => ReadPromptTokenIds(prompt),
             _ => throw ApiException.BadField("prompt", $"'prompt' must be a string or an array of integer token ids, got {Describe(prompt)}.", "invalid_type"),
         };
-        return ParseCommon(root, ids, "prompt", "max_tokens");
+        return ParseCommon(root, ids, "prompt", "max_tokens", ReadCompletionLogprobs(root));
     }
 
     /// <summary><c>POST /v1/chat/completions</c>.</summary>
@@ -132,10 +136,11 @@ internal sealed class RequestParser
         }
         string maxTokensField = root.TryGetProperty("max_completion_tokens", out var mct) && mct.ValueKind != JsonValueKind.Null ? "max_completion_tokens" : "max_tokens";
         // The rendered prompt holds special-token text (<s>, <|eot_id|>) that stands for the tokens themselves.
-        return ParseCommon(root, EncodeText(text, _chatTemplate.AddBos, "messages", specialTokens: true), "messages", maxTokensField);
+        return ParseCommon(root, EncodeText(text, _chatTemplate.AddBos, "messages", specialTokens: true), "messages", maxTokensField,
+            ReadChatLogprobs(root));
     }
 
-    private ParsedRequest ParseCommon(JsonElement root, int[] ids, string promptField, string maxTokensField)
+    private ParsedRequest ParseCommon(JsonElement root, int[] ids, string promptField, string maxTokensField, int? logprobs)
     {
         if (ids.Length == 0)
             throw ApiException.BadField(promptField, $"'{promptField}' is empty: at least one prompt token is needed.");
@@ -178,7 +183,10 @@ internal sealed class RequestParser
         if (topK < -1)
             throw ApiException.BadField("top_k", $"'top_k' is {topK}; it must be at least 1, or 0 or -1 to turn it off.");
         ulong? seed = ReadSeed(root);
-        var sampling = new SamplingParams { Temperature = temperature, TopP = topP, TopK = Math.Max(topK, 0), Seed = seed };
+        var sampling = new SamplingParams
+        {
+            Temperature = temperature, TopP = topP, TopK = Math.Max(topK, 0), Seed = seed, Penalties = ReadPenalties(root),
+        };
 
         var stop = ReadStop(root);
         var stopTokenIds = ReadTokenIdArray(root, "stop_token_ids");
@@ -202,8 +210,48 @@ internal sealed class RequestParser
             IgnoreEos = ignoreEos,
             Stream = stream,
             IncludeUsage = includeUsage,
+            Logprobs = logprobs,
         };
     }
+
+    // OpenAI's ranges, and vLLM's repetition_penalty (> 0, 1 = off).
+    private static LogitPenalties ReadPenalties(JsonElement root)
+    {
+        double presence = ReadNumber(root, "presence_penalty") ?? 0;
+        if (!(presence >= -2 && presence <= 2))
+            throw ApiException.BadField("presence_penalty", $"'presence_penalty' is {presence}; it must be between -2 and 2.");
+        double frequency = ReadNumber(root, "frequency_penalty") ?? 0;
+        if (!(frequency >= -2 && frequency <= 2))
+            throw ApiException.BadField("frequency_penalty", $"'frequency_penalty' is {frequency}; it must be between -2 and 2.");
+        double repetition = ReadNumber(root, "repetition_penalty") ?? 1;
+        if (!(repetition > 0) || double.IsInfinity(repetition))
+            throw ApiException.BadField("repetition_penalty", $"'repetition_penalty' is {repetition}; it must be greater than 0 (1 turns it off).");
+        return new LogitPenalties(repetition, frequency, presence);
+    }
+
+    // Completions: "logprobs": n, the n most likely tokens at each position besides the chosen one (0 = the chosen only).
+    private static int? ReadCompletionLogprobs(JsonElement root)
+    {
+        if (!root.TryGetProperty("logprobs", out var value) || value.ValueKind is JsonValueKind.Null or JsonValueKind.False)
+            return null;
+        if (value.ValueKind != JsonValueKind.Number)
+            throw ApiException.BadField("logprobs", $"'logprobs' must be an integer from 0 to {TokenLogprobs.MaxTop} (how many most likely tokens to list at each position), got {Describe(value)}.", "invalid_type");
+        return CheckTopLogprobs(ReadInt(root, "logprobs")!.Value, "logprobs");
+    }
+
+    // Chat: "logprobs": true, and "top_logprobs": n for the n most likely tokens at each position.
+    private static int? ReadChatLogprobs(JsonElement root)
+    {
+        bool wanted = ReadBool(root, "logprobs") ?? false;
+        int? top = ReadInt(root, "top_logprobs");
+        if (top is { } n && !wanted)
+            throw ApiException.BadField("top_logprobs", "'top_logprobs' needs 'logprobs': true.");
+        return wanted ? CheckTopLogprobs(top ?? 0, "top_logprobs") : null;
+    }
+
+    private static int CheckTopLogprobs(int n, string field) => n is >= 0 and <= TokenLogprobs.MaxTop
+        ? n
+        : throw ApiException.BadField(field, $"'{field}' is {n}; it must be between 0 and {TokenLogprobs.MaxTop}.");
 
     private void CheckModel(JsonElement root)
     {
@@ -224,14 +272,8 @@ internal sealed class RequestParser
                 throw ApiException.BadField(name, $"'{name}' is {v}; this server generates one choice per request, so it must be 1.", "unsupported_value");
         if (!chat && ReadBool(root, "echo") == true)
             throw ApiException.BadField("echo", "'echo' is not supported; it must be false.", "unsupported_value");
-        if (root.TryGetProperty("logprobs", out var lp) && lp.ValueKind is not (JsonValueKind.Null or JsonValueKind.False)
-            && !(lp.ValueKind == JsonValueKind.Number && lp.TryGetInt32(out int n) && n == 0))
-            throw ApiException.BadField("logprobs", "'logprobs' is not supported; leave it out.", "unsupported_value");
         if (!chat && root.TryGetProperty("suffix", out var suffix) && suffix.ValueKind != JsonValueKind.Null)
             throw ApiException.BadField("suffix", "'suffix' is not supported; leave it out.", "unsupported_value");
-        foreach (var name in new[] { "presence_penalty", "frequency_penalty" })
-            if (ReadNumber(root, name) is { } p && p != 0)
-                throw ApiException.BadField(name, $"'{name}' is {p}; penalties are not supported, so it must be 0.", "unsupported_value");
     }
 
     private int[] EncodeText(string text, bool addBos, string field, bool specialTokens = false)

@@ -35,7 +35,7 @@ internal static class ResponseJson
     /// beyond OpenAI's fields, the token ids it covers (<c>tokens</c>).
     /// </summary>
     public static byte[] Choice(ApiKind kind, bool chunk, string id, long created, string model, string text,
-        IReadOnlyList<int> tokens, string? finishReason, TokenUsage? usage, bool firstChunk = false)
+        IReadOnlyList<int> tokens, string? finishReason, TokenUsage? usage, bool firstChunk = false, LogprobsSection? logprobs = null)
     {
         return Write(w =>
         {
@@ -59,7 +59,12 @@ internal static class ResponseJson
                 w.WriteString("content", text);
                 w.WriteEndObject();
             }
-            w.WriteNull("logprobs");
+            if (logprobs is null)
+                w.WriteNull("logprobs");
+            else if (kind == ApiKind.Completion)
+                LogprobsJson.WriteCompletion(w, logprobs);
+            else
+                LogprobsJson.WriteChat(w, logprobs);
             if (finishReason is null) w.WriteNull("finish_reason"); else w.WriteString("finish_reason", finishReason);
             w.WriteStartArray("tokens");
             foreach (int t in tokens)
@@ -152,14 +157,29 @@ internal sealed class OutputAssembler
     private readonly Text.IncrementalDetokenizer? _detokenizer;
     private readonly Text.StopStringFilter _stops;
     private readonly StringBuilder _text = new();
+    private readonly List<Sampling.TokenLogprobs>? _logprobs;
+    private readonly List<int> _textOffsets = new();
+    private readonly TokenNames _names;
 
-    public OutputAssembler(Text.ITextTokenizer? tokenizer, IReadOnlyList<string> stops)
+    /// <param name="context">The prompt a completion continues, so its first word keeps its leading space; empty for a chat
+    /// reply, which stands alone as a message (as Hugging Face decodes one).</param>
+    public OutputAssembler(Text.ITextTokenizer? tokenizer, IReadOnlyList<string> stops, ReadOnlySpan<int> context, bool logprobs = false)
     {
-        _detokenizer = tokenizer is null ? null : new Text.IncrementalDetokenizer(tokenizer);
+        _detokenizer = tokenizer is null ? null : new Text.IncrementalDetokenizer(tokenizer, context);
         _stops = new Text.StopStringFilter(stops);
+        _logprobs = logprobs ? new List<Sampling.TokenLogprobs>() : null;
+        _names = new TokenNames(tokenizer);
     }
 
     public List<int> Tokens { get; } = new();
+
+    /// <summary>Every token's log-probabilities so far, or null when the request did not ask for them.</summary>
+    public LogprobsSection? Logprobs => _logprobs is null ? null : new LogprobsSection(_logprobs, _textOffsets, _names);
+
+    /// <summary>The last token's log-probabilities alone (a streamed chunk's), or null.</summary>
+    public LogprobsSection? LastLogprobs => _logprobs is null
+        ? null
+        : new LogprobsSection(_logprobs.GetRange(_logprobs.Count - 1, 1), _textOffsets.GetRange(_textOffsets.Count - 1, 1), _names);
 
     public string Text => _text.ToString();
 
@@ -174,6 +194,13 @@ internal sealed class OutputAssembler
         if (Done)
             throw new InvalidOperationException("The output is already complete.");
         Tokens.Add(token.TokenId);
+        if (_logprobs is not null)
+        {
+            // Its text starts where the text so far ends (text held back by a stop string or an unfinished character
+            // comes later, but after everything before it).
+            _logprobs.Add(token.Logprobs ?? throw new InvalidOperationException($"Token {token.Index} of request {token.RequestId} came without the log-probabilities the request asked for."));
+            _textOffsets.Add(_text.Length);
+        }
         string text = "";
         if (_detokenizer is not null)
         {

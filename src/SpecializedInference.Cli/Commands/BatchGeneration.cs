@@ -7,6 +7,7 @@ using SpecializedInference.Kernels;
 using SpecializedInference.KvCache;
 using SpecializedInference.Model;
 using SpecializedInference.Runtime;
+using SpecializedInference.Sampling;
 using SpecializedInference.Text;
 
 namespace SpecializedInference.Cli.Commands;
@@ -27,11 +28,12 @@ internal static class BatchGeneration
     private static readonly HashSet<string> Fields = new(StringComparer.Ordinal)
     {
         "id", "prompt_ids", "prompt", "messages", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "greedy", "ignore_eos",
+        "repetition_penalty", "frequency_penalty", "presence_penalty",
     };
 
     public static int Run(GenerateCommand.Settings s)
     {
-        var lines = Parse(s.PromptsFile!, s.MaxNewTokens, s.IgnoreEos);
+        var lines = Parse(s.PromptsFile!, s.MaxNewTokens, s.IgnoreEos, s.Penalties);
         var device = GenerateCommand.ParseDevice(s.Device);
         var weightDtype = GenerateCommand.ParseWeightDtype(s.WeightDtype);
         var kvDtype = GenerateCommand.ParseKvDtype(s.KvDtype);
@@ -111,7 +113,9 @@ internal static class BatchGeneration
                 ["tokens"] = new JsonArray(c.Tokens.Select(t => (JsonNode)JsonValue.Create(t)).ToArray()),
                 ["finish_reason"] = c.FinishReason.ToString().ToLowerInvariant(),
             };
-            if (tokenizer is not null) json["text"] = tokenizer.Decode(c.Tokens.ToArray());
+            // What the tokens add to the prompt's text (a chat reply stands alone, as in the server).
+            if (tokenizer is not null)
+                json["text"] = IncrementalDetokenizer.Continuation(tokenizer, lines[i].Messages is null ? requests[i].PromptTokenIds.ToArray() : [], c.Tokens.ToArray());
             json["prompt_tokens"] = c.Usage.PromptTokens;
             json["cached_prompt_tokens"] = c.Usage.CachedPromptTokens;
             json["preemptions"] = c.Usage.Preemptions;
@@ -160,7 +164,7 @@ internal static class BatchGeneration
     }
 
     /// <summary>Reads and checks every line (blank lines are skipped); the first bad one throws naming file and line.</summary>
-    private static List<RequestLine> Parse(string path, int defaultMaxNewTokens, bool defaultIgnoreEos)
+    private static List<RequestLine> Parse(string path, int defaultMaxNewTokens, bool defaultIgnoreEos, LogitPenalties defaultPenalties)
     {
         if (!File.Exists(path))
             throw new ArgumentException($"--prompts-file {path}: no such file");
@@ -223,9 +227,21 @@ internal static class BatchGeneration
             if (!(topP > 0 && topP <= 1)) throw new ArgumentException($"{where}: \"top_p\" must be in (0, 1], got {topP}");
             if (greedy && temperature is > 0 && obj["greedy"] is not null)
                 throw new ArgumentException($"{where}: \"greedy\": true and \"temperature\" {temperature} contradict each other");
+            var penalties = new LogitPenalties(
+                Get("repetition_penalty", defaultPenalties.Repetition, "a number"),
+                Get("frequency_penalty", defaultPenalties.Frequency, "a number"),
+                Get("presence_penalty", defaultPenalties.Presence, "a number"));
+            try
+            {
+                penalties.Validate();
+            }
+            catch (ArgumentException e)
+            {
+                throw new ArgumentException($"{where}: {e.Message}");
+            }
 
             JsonNode id = obj["id"]?.DeepClone() ?? JsonValue.Create(lineNumber);
-            var sampling = new SamplingParams { Greedy = greedy, Temperature = temperature ?? 1.0, TopK = topK, TopP = topP, Seed = seed };
+            var sampling = new SamplingParams { Greedy = greedy, Temperature = temperature ?? 1.0, TopK = topK, TopP = topP, Seed = seed, Penalties = penalties };
             result.Add(new RequestLine(lineNumber, id, ids, prompt, messages, maxNew, sampling, Get("ignore_eos", defaultIgnoreEos, "true or false")));
         }
         if (result.Count == 0)

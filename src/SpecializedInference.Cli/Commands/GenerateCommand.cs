@@ -8,6 +8,7 @@ using SpecializedInference.Kernels.Dense;
 using SpecializedInference.Model;
 using SpecializedInference.Runtime;
 using SpecializedInference.Sampling;
+using SpecializedInference.Text;
 using SpecializedInference.Tokenization;
 using Spectre.Console;
 using Spectre.Console.Cli;
@@ -59,6 +60,20 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         [CommandOption("--top-p <P>")]
         [Description("Sample among the most likely tokens whose probability adds up to P (1 = all).")]
         public float TopP { get; init; } = 1f;
+
+        [CommandOption("--repetition-penalty <R>")]
+        [Description("Divide the positive logits (multiply the negative ones) of tokens already in the prompt or output by R, as Hugging Face does (1 = off; above 1 discourages repeats).")]
+        public double RepetitionPenalty { get; init; } = 1;
+
+        [CommandOption("--frequency-penalty <F>")]
+        [Description("Subtract F times the number of times a token was generated from its logit, as OpenAI does (-2 to 2; 0 = off).")]
+        public double FrequencyPenalty { get; init; }
+
+        [CommandOption("--presence-penalty <P>")]
+        [Description("Subtract P from the logit of every token generated so far, as OpenAI does (-2 to 2; 0 = off).")]
+        public double PresencePenalty { get; init; }
+
+        internal LogitPenalties Penalties => new(RepetitionPenalty, FrequencyPenalty, PresencePenalty);
 
         [CommandOption("--seed <SEED>")]
         [Description("Seed of the sampler (same seed, same tokens).")]
@@ -167,6 +182,9 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
             if (MaxNewTokens < 1) return ValidationResult.Error("--max-new-tokens must be at least 1");
             if (Greedy && Temperature is > 0) return ValidationResult.Error("--greedy and --temperature > 0 contradict each other");
             if (PrefillChunk < 1) return ValidationResult.Error("--prefill-chunk must be at least 1");
+            if (!(RepetitionPenalty > 0) || double.IsInfinity(RepetitionPenalty)) return ValidationResult.Error("--repetition-penalty must be a finite number above 0 (1 = off)");
+            if (!(FrequencyPenalty is >= -2 and <= 2)) return ValidationResult.Error("--frequency-penalty must be between -2 and 2 (0 = off)");
+            if (!(PresencePenalty is >= -2 and <= 2)) return ValidationResult.Error("--presence-penalty must be between -2 and 2 (0 = off)");
             if (StageTimes && PromptsFile is not null) return ValidationResult.Error("--stage-times times one prompt's decode steps; it does not go with --prompts-file");
             return ValidationResult.Success();
         }
@@ -270,7 +288,7 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
             Console.Error.WriteLine($"{notice} ({handle.Description}).");
 
         var generator = new Generator(runner, checkpoint.EosTokenIds);
-        var genOptions = new GenerationOptions(s.MaxNewTokens, sampling, s.IgnoreEos, s.PrefillChunk, RecordLogits: s.Json);
+        var genOptions = new GenerationOptions(s.MaxNewTokens, sampling, s.IgnoreEos, s.PrefillChunk, RecordLogits: s.Json, Penalties: s.Penalties);
         // --stage-times: the timeline starts once the first decode step (which compiles the decode kernels) is done,
         // i.e. at the second token.
         int tokensSeen = 0;
@@ -294,7 +312,7 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
                 ["decode_tokens_per_s"] = Math.Round(result.DecodeTokensPerSecond, 3),
                 ["first_decode_ms"] = Math.Round(result.FirstDecodeMs, 3),
                 ["prompt_ids"] = prompt,
-                ["text"] = tokenizer?.Decode(result.Tokens),
+                ["text"] = tokenizer is null ? null : IncrementalDetokenizer.Continuation(new CheckpointTextTokenizer(tokenizer), s.Chat is null ? prompt : [], result.Tokens),
                 ["stop_reason"] = result.StopReason switch
                 {
                     StopReason.EndOfSequence => "eos",

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using SpecializedInference.KvCache;
 using SpecializedInference.Runtime;
+using SpecializedInference.Sampling;
 using SpecializedInference.Scheduling;
 
 namespace SpecializedInference.Engine;
@@ -18,6 +19,7 @@ public sealed class PreparedRequest
         Sequence = sequence;
         Sampler = sampler;
         ArrivalTimestamp = arrivalTimestamp;
+        Logprobs = request.Logprobs is null ? null : new List<TokenLogprobs>();
     }
 
     public long Id { get; }
@@ -33,6 +35,9 @@ public sealed class PreparedRequest
     internal long LastTokenTimestamp { get; set; }
 
     internal TimeSpan? TimeToFirstToken { get; set; }
+
+    /// <summary>Each generated token's log-probabilities, when the request asked for them.</summary>
+    internal List<TokenLogprobs>? Logprobs { get; }
 
     internal string DisplayName => Sequence.DisplayName;
 }
@@ -105,18 +110,28 @@ public sealed class EngineCore
                     throw new RequestRejectedException(
                         $"{name} has prompt token id {token} at index {i}, outside the vocabulary [0, {_runner.VocabSize}).", nameof(request.PromptTokenIds));
             }
+            if (request.Logprobs is { } top && (top < 0 || top > TokenLogprobs.MaxTop))
+                throw new RequestRejectedException(
+                    $"{name} asks for {top} top log-probabilities per token; the range is 0 to {TokenLogprobs.MaxTop}.", nameof(request.Logprobs));
             ITokenSampler sampler;
             try
             {
-                sampler = _samplerFactory(request.Sampling ?? SamplingParams.ArgMax)
+                var sampling = request.Sampling ?? SamplingParams.ArgMax;
+                sampler = _samplerFactory(sampling)
                     ?? throw new ArgumentException("the sampler factory returned no sampler.");
+                if (sampling.Penalties is { IsNone: false } penalties)
+                    sampler = new PenalizedTokenSampler(sampler, penalties, request.PromptTokenIds);
             }
             catch (Exception e) when (e is NotSupportedException or ArgumentException)
             {
                 throw new RequestRejectedException($"{name} has unsupported sampling parameters: {e.Message}", nameof(request.Sampling));
             }
-            // The greedy sampler's argmax is what a runner picks on the device: same ties, same NaN rule.
-            var sequence = new Sequence(id, request.PromptTokenIds, request.MaxNewTokens, request.Name) { TakesArgMax = sampler is GreedyTokenSampler };
+            // The greedy sampler's argmax is what a runner picks on the device: same ties, same NaN rule. Penalties and
+            // log-probabilities need the logits row on the host.
+            var sequence = new Sequence(id, request.PromptTokenIds, request.MaxNewTokens, request.Name)
+            {
+                TakesArgMax = sampler is GreedyTokenSampler && request.Logprobs is null,
+            };
             return new PreparedRequest(id, request, sequence, sampler, arrivalTimestamp ?? Stopwatch.GetTimestamp());
         }
         catch (RequestRejectedException)
@@ -213,11 +228,14 @@ public sealed class EngineCore
                     continue;
                 var request = _active[chunk.Sequence.Id];
                 int token;
+                TokenLogprobs? logprobs = null;
                 try
                 {
                     token = result!.TokenAt(i) ?? request.Sampler.Sample(result.Logits[i]);
                     if ((uint)token >= (uint)_runner.VocabSize)
                         throw new InvalidOperationException($"sampled token id {token} is outside the vocabulary [0, {_runner.VocabSize}).");
+                    if (request.Request.Logprobs is { } top)
+                        logprobs = TokenLogprobs.Compute(result.Logits[i], token, top);
                 }
                 catch (Exception e)
                 {
@@ -225,7 +243,7 @@ public sealed class EngineCore
                         Finish(request, FinishReason.Error, $"Sampling failed for {request.DisplayName}: {e.Message}")));
                     continue;
                 }
-                events.Add(Deliver(request, token, now));
+                events.Add(Deliver(request, token, logprobs, now));
             }
         }
         return events;
@@ -268,7 +286,7 @@ public sealed class EngineCore
         }
     }
 
-    private RequestEvent Deliver(PreparedRequest request, int token, long now)
+    private RequestEvent Deliver(PreparedRequest request, int token, TokenLogprobs? logprobs, long now)
     {
         var sequence = request.Sequence;
         _scheduler.AppendToken(sequence, token);
@@ -283,13 +301,15 @@ public sealed class EngineCore
             _metrics.InterTokenLatency.Add(Stopwatch.GetElapsedTime(request.LastTokenTimestamp, now).TotalMilliseconds);
         }
         request.LastTokenTimestamp = now;
+        if (logprobs is not null)
+            request.Logprobs!.Add(logprobs);
 
         var r = request.Request;
         FinishReason? reason =
             r.StopTokenIds.Contains(token) || (!r.IgnoreEos && r.EosTokenIds.Contains(token)) ? FinishReason.Stop
             : sequence.OutputLength >= sequence.MaxNewTokens ? FinishReason.Length
             : null;
-        var generated = new GeneratedToken(request.Id, token, sequence.OutputLength - 1, reason);
+        var generated = new GeneratedToken(request.Id, token, sequence.OutputLength - 1, reason, logprobs);
         return new RequestEvent(request.Id, generated, reason is { } why ? Finish(request, why, null) : null);
     }
 
@@ -308,7 +328,7 @@ public sealed class EngineCore
         for (int i = 0; i < output.Length; i++)
             output[i] = sequence.Tokens[sequence.PromptLength + i];
         var usage = new CompletionUsage(sequence.PromptLength, output.Length, sequence.NumCachedPromptTokens, sequence.NumPreemptions, request.TimeToFirstToken);
-        return new Completion(request.Id, output, reason, usage, error);
+        return new Completion(request.Id, output, reason, usage, error) { Logprobs = request.Logprobs };
     }
 
     private void CheckResult(SchedulerStep step, StepResult? result)

@@ -1,3 +1,5 @@
+using SpecializedInference.Sampling;
+
 namespace SpecializedInference.Engine;
 
 /// <summary>Why a request ended.</summary>
@@ -32,6 +34,9 @@ public sealed record SamplingParams
 
     public bool Greedy { get; init; }
 
+    /// <summary>Repetition, frequency and presence penalties, applied to the logits before the choice (greedy or not).</summary>
+    public LogitPenalties Penalties { get; init; } = LogitPenalties.None;
+
     /// <summary>Greedy decoding (argmax).</summary>
     public static SamplingParams ArgMax { get; } = new() { Greedy = true };
 
@@ -56,6 +61,12 @@ public sealed record GenerationRequest(IReadOnlyList<int> PromptTokenIds, int Ma
 
     /// <summary>Optional label used in messages and errors.</summary>
     public string? Name { get; init; }
+
+    /// <summary>
+    /// When set, each <see cref="GeneratedToken"/> carries its log-probability and those of this many most likely
+    /// tokens (0 to <see cref="TokenLogprobs.MaxTop"/>); see <see cref="TokenLogprobs"/> for which distribution.
+    /// </summary>
+    public int? Logprobs { get; init; }
 }
 
 /// <summary>A token streamed as soon as it is sampled. <see cref="FinishReason"/> is set on the last one.</summary>
@@ -63,7 +74,8 @@ public sealed record GenerationRequest(IReadOnlyList<int> PromptTokenIds, int Ma
 /// <param name="TokenId">The sampled token id.</param>
 /// <param name="Index">0 for the first generated token, then 1, 2, ...</param>
 /// <param name="FinishReason">Set when this token ends the request (Stop or Length).</param>
-public sealed record GeneratedToken(long RequestId, int TokenId, int Index, FinishReason? FinishReason);
+/// <param name="Logprobs">Its log-probabilities, when the request asked for them (<see cref="GenerationRequest.Logprobs"/>).</param>
+public sealed record GeneratedToken(long RequestId, int TokenId, int Index, FinishReason? FinishReason, TokenLogprobs? Logprobs = null);
 
 /// <summary>Token counts and timing of one request.</summary>
 /// <param name="PromptTokens">Prompt length.</param>
@@ -77,7 +89,12 @@ public sealed record CompletionUsage(int PromptTokens, int CompletionTokens, int
 }
 
 /// <summary>The outcome of a request: generated tokens (a Stop token included) and why it ended.</summary>
-public sealed record Completion(long RequestId, IReadOnlyList<int> Tokens, FinishReason FinishReason, CompletionUsage Usage, string? Error = null);
+public sealed record Completion(long RequestId, IReadOnlyList<int> Tokens, FinishReason FinishReason, CompletionUsage Usage, string? Error = null)
+{
+    /// <summary>Each generated token's log-probabilities, in order, when the request asked for them
+    /// (<see cref="GenerationRequest.Logprobs"/>); else null.</summary>
+    public IReadOnlyList<TokenLogprobs>? Logprobs { get; init; }
+}
 
 /// <summary>A request failed inside the engine (model runner or sampler error); thrown to stream readers.</summary>
 public sealed class InferenceRequestException : Exception

@@ -8,13 +8,15 @@ namespace SpecializedInference.Runtime;
 /// <param name="Sampling">Greedy, or temperature / top-k / top-p with a seed.</param>
 /// <param name="IgnoreEos">Keep going past end-of-sequence tokens.</param>
 /// <param name="PrefillChunkTokens">Longest prefill chunk; a longer prompt is prefilled in several steps.</param>
-/// <param name="RecordLogits">Keep the full logits each generated token was chosen from.</param>
+/// <param name="RecordLogits">Keep the full logits each generated token was chosen from (before penalties).</param>
+/// <param name="Penalties">Repetition, frequency and presence penalties, applied before the choice; null = none.</param>
 public sealed record GenerationOptions(
     int MaxNewTokens = 16,
     SamplingOptions? Sampling = null,
     bool IgnoreEos = false,
     int PrefillChunkTokens = 512,
-    bool RecordLogits = false)
+    bool RecordLogits = false,
+    LogitPenalties? Penalties = null)
 {
     public SamplingOptions EffectiveSampling => Sampling ?? SamplingOptions.Greedy;
 }
@@ -87,8 +89,10 @@ public sealed class Generator
                 $"the cache has {_runner.NumBlocks} blocks of {_runner.BlockSize} = {capacity}");
 
         var sampler = new Sampler(options.EffectiveSampling);
-        // A greedy token the runner may pick on the device, unless the logits are recorded.
-        bool greedyToken = options.EffectiveSampling.IsGreedy && !options.RecordLogits;
+        var penalties = options.Penalties ?? LogitPenalties.None;
+        Engine.ITokenSampler choose = penalties.IsNone ? sampler : new PenalizedTokenSampler(sampler, penalties, prompt);
+        // A greedy token the runner may pick on the device, unless the logits are recorded or penalized.
+        bool greedyToken = options.EffectiveSampling.IsGreedy && !options.RecordLogits && penalties.IsNone;
         var blockTable = Enumerable.Range(0, (longest + _runner.BlockSize - 1) / _runner.BlockSize).ToArray();
         int[] BlocksFor(int contextLength) => blockTable[..((contextLength + _runner.BlockSize - 1) / _runner.BlockSize)];
         const long sequenceId = 0;
@@ -114,7 +118,7 @@ public sealed class Generator
         clock.Restart();
         while (true)
         {
-            int next = step!.TokenAt(0) ?? sampler.Sample(step.Logits[0]);
+            int next = step!.TokenAt(0) ?? choose.Sample(step.Logits[0]);
             tokens.Add(next);
             stepLogits?.Add(step.Logits[0]!.ToArray()); // Run's rows are reused by its next call
             onToken?.Invoke(next);

@@ -12,10 +12,5 @@ public static class EngineSamplers
     /// </summary>
     public static TokenSamplerFactory Factory { get; } = parameters => parameters.IsGreedy
         ? GreedyTokenSampler.Instance
-        : new SeededSampler(new Sampler(new SamplingOptions((float)parameters.Temperature, parameters.TopK, (float)parameters.TopP, parameters.Seed)));
-
-    private sealed class SeededSampler(Sampler sampler) : ITokenSampler
-    {
-        public int Sample(ReadOnlySpan<float> logits) => sampler.Sample(logits);
-    }
+        : new Sampler(new SamplingOptions((float)parameters.Temperature, parameters.TopK, (float)parameters.TopP, parameters.Seed));
 }

@@ -29,7 +29,7 @@ public sealed record SamplingOptions(float Temperature = 0f, int TopK = 0, float
 /// platform and .NET version, so a seed gives the same tokens from the same logits (the weights are exponentials
 /// computed in double; a different math library could move a draw that falls within rounding of a boundary).
 /// </summary>
-public sealed class Sampler
+public sealed class Sampler : Engine.ITokenSampler
 {
     private readonly SamplingOptions _options;
     private ulong _state;

@@ -22,4 +22,6 @@ public sealed class CheckpointTextTokenizer : ITextTokenizer
     public int[] EncodeWithSpecialTokens(string text, bool addBos) => Tokenizer.EncodeWithSpecialTokens(text, addBos);
 
     public string Decode(ReadOnlySpan<int> ids) => Tokenizer.Decode(ids.ToArray());
+
+    public byte[] TokenBytes(int id) => Tokenizer.TokenBytes(id);
 }

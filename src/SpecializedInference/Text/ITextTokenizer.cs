@@ -24,6 +24,10 @@ public interface ITextTokenizer
 
     /// <summary>The text of <paramref name="ids"/> (see the contract above).</summary>
     string Decode(ReadOnlySpan<int> ids);
+
+    /// <summary>The UTF-8 bytes token <paramref name="id"/> stands for on its own (a byte-fallback piece's single byte, a
+    /// word with its leading space, a special token's text); what log-probabilities report per token.</summary>
+    byte[] TokenBytes(int id);
 }
 
 /// <summary>One message of a chat.</summary>

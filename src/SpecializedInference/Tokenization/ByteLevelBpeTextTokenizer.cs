@@ -20,15 +20,17 @@ public sealed class ByteLevelBpeTextTokenizer : TextTokenizer
     private readonly TiktokenTokenizer _bpe;
     private readonly string[] _pieces;
     private readonly HashSet<int> _special;
+    private readonly HashSet<int> _added; // added_tokens: their pieces are plain text, not byte-level strings
     private readonly int? _bos;
     private readonly int? _eos;
 
-    private ByteLevelBpeTextTokenizer(string source, TiktokenTokenizer bpe, string[] pieces, Dictionary<string, int> special, int? bos, int? eos, bool addBos, bool addEos)
+    private ByteLevelBpeTextTokenizer(string source, TiktokenTokenizer bpe, string[] pieces, Dictionary<string, int> special, HashSet<int> added, int? bos, int? eos, bool addBos, bool addEos)
     {
         Source = source;
         _bpe = bpe;
         _pieces = pieces;
         _special = special.Values.ToHashSet();
+        _added = added;
         SpecialTokens = special;
         _bos = bos;
         _eos = eos;
@@ -111,12 +113,14 @@ public sealed class ByteLevelBpeTextTokenizer : TextTokenizer
             CheckMergesFollowIds(model, vocab, Unsupported);
 
             var special = new Dictionary<string, int>(StringComparer.Ordinal);
+            var addedIds = new HashSet<int>();
             if (root.TryGetProperty("added_tokens", out var added) && added.ValueKind == JsonValueKind.Array)
                 foreach (var a in added.EnumerateArray())
                 {
                     var content = a.GetProperty("content").GetString()!;
                     int id = a.GetProperty("id").GetInt32();
                     pieces[id] = content;
+                    addedIds.Add(id);
                     if (a.TryGetProperty("special", out var sp) && sp.ValueKind == JsonValueKind.True) special[content] = id;
                 }
 
@@ -133,7 +137,7 @@ public sealed class ByteLevelBpeTextTokenizer : TextTokenizer
             int? eos = config.EosToken is { } e && special.TryGetValue(e, out var ei) ? ei : null;
             // Llama 3 writes no add_bos_token; its post-processor template adds BOS.
             bool addBos = config.AddBos ?? (bos is not null && PostProcessorAdds(root, config.BosToken!));
-            return new ByteLevelBpeTextTokenizer(path, bpe, byId, special, bos, eos, addBos, config.AddEos ?? false);
+            return new ByteLevelBpeTextTokenizer(path, bpe, byId, special, addedIds, bos, eos, addBos, config.AddEos ?? false);
         }
     }
 
@@ -198,6 +202,18 @@ public sealed class ByteLevelBpeTextTokenizer : TextTokenizer
 
     public override string Piece(int id) =>
         (uint)id < (uint)_pieces.Length ? _pieces[id] : throw new ArgumentOutOfRangeException(nameof(id), $"token id {id} is outside the vocabulary (0..{_pieces.Length - 1})");
+
+    public override byte[] TokenBytes(int id)
+    {
+        string piece = Piece(id);
+        if (_added.Contains(id)) return Encoding.UTF8.GetBytes(piece);
+        var bytes = new byte[piece.Length];
+        for (int i = 0; i < bytes.Length; i++)
+            bytes[i] = CharToByte[piece[i]];
+        return bytes;
+    }
+
+    private static readonly Dictionary<char, byte> CharToByte = ByteLevelAlphabet().CharToByte;
 
     public override string Decode(IEnumerable<int> ids)
     {

@@ -43,6 +43,13 @@ public abstract class TextTokenizer
     /// <summary>The vocabulary piece of an id.</summary>
     public abstract string Piece(int id);
 
+    /// <summary>
+    /// The bytes of UTF-8 text that token <paramref name="id"/> stands for on its own: a byte piece's one byte, a
+    /// word piece with its leading space, a special token's text (<c>&lt;/s&gt;</c>, which <see cref="Decode"/> drops).
+    /// What OpenAI's log-probabilities report as a token's <c>bytes</c>.
+    /// </summary>
+    public abstract byte[] TokenBytes(int id);
+
     /// <summary>Text of token ids (control tokens dropped).</summary>
     public abstract string Decode(IEnumerable<int> ids);
 
@@ -243,6 +250,14 @@ public sealed partial class SentencePieceTextTokenizer : TextTokenizer
     /// <summary>The vocabulary piece of an id.</summary>
     public override string Piece(int id) =>
         (uint)id < (uint)_pieces.Length ? _pieces[id] : throw new ArgumentOutOfRangeException(nameof(id), $"token id {id} is outside the vocabulary (0..{_pieces.Length - 1})");
+
+    public override byte[] TokenBytes(int id)
+    {
+        string piece = Piece(id);
+        if (_byteValue[id] >= 0) return [(byte)_byteValue[id]];
+        if (id == UnknownId) return Encoding.UTF8.GetBytes(" \u2047 ");
+        return Encoding.UTF8.GetBytes(_escapeWhitespaces ? piece.Replace(SentencePieceTextNormalizer.SpaceSymbol, ' ') : piece);
+    }
 
     /// <summary>
     /// Text of token ids as SentencePiece decodes it: control tokens (BOS, EOS) dropped, byte pieces joined into

@@ -48,6 +48,10 @@ public sealed class ByteLevelTokenizerTests : IDisposable
         Assert.True(tok.AddBos);
         Assert.Equal(new[] { 262, 258, 'o', 261, 'l', 'd' }, tok.Encode("hello world"));
         Assert.Equal("hello world", tok.Decode(tok.Encode("hello world")));
+        // Each token's own bytes: the byte-level alphabet undone (Ġ is a space), a special token's text.
+        Assert.Equal(" wor"u8.ToArray(), tok.TokenBytes(261));
+        Assert.Equal([0xE2], tok.TokenBytes(0xE2));
+        Assert.Equal("<|end_of_text|>"u8.ToArray(), tok.TokenBytes(263));
         Assert.Equal(263, tok.EosId);
         // Multi-byte UTF-8 goes through single-byte tokens and decodes back.
         Assert.Equal("café ✓", tok.Decode(tok.Encode("café ✓")));

@@ -187,6 +187,36 @@ public sealed class CliTests
         Assert.Equal(p.Greedy[..8], Sample());
     }
 
+    /// <summary>Penalties from the command line, on the bundled model: each token is the argmax of its step's logits
+    /// (reported before penalties) penalized by <see cref="Sampling.PenaltyReference"/>, and the JSON's text is what the
+    /// tokens add to the prompt's text, leading space included.</summary>
+    [Fact]
+    public void PenaltiesChooseTheArgmaxOfThePenalizedLogitsAndTheTextContinuesThePrompt()
+    {
+        var (code, stdout, stderr) = Run("generate", "--model", TestPaths.Docstrings, "--prompt", "Return the", "--max-new-tokens", "8",
+            "--repetition-penalty", "3", "--frequency-penalty", "0.5", "--presence-penalty", "0.25", "--json", "--device", "cpu");
+        Assert.True(code == 0, stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        var root = doc.RootElement;
+        int[] prompt = root.GetProperty("prompt_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        int[] tokens = root.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        var penalties = new SpecializedInference.Sampling.LogitPenalties(3, 0.5, 0.25);
+        int changed = 0;
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            float[] logits = root.GetProperty("step_logits")[i].EnumerateArray().Select(e => e.GetSingle()).ToArray();
+            double[] row = Sampling.PenaltyReference.Apply(logits, prompt, tokens[..i], penalties);
+            Assert.Equal(Array.IndexOf(row, row.Max()), tokens[i]);
+            changed += Array.IndexOf(logits, logits.Max()) != tokens[i] ? 1 : 0;
+        }
+        // Unpenalized, "Return the" continues "file descriptor of the un…": the repeated "the" is penalized away.
+        Assert.True(changed > 0, "the penalties changed no choice");
+        var tokenizer = SpecializedInference.Tokenization.TextTokenizer.TryLoad(TestPaths.Docstrings)!;
+        string text = root.GetProperty("text").GetString()!;
+        Assert.Equal(tokenizer.Decode([.. prompt, .. tokens])[tokenizer.Decode(prompt).Length..], text);
+        Assert.StartsWith(" ", text);
+    }
+
     [Fact]
     public void TextPromptWithoutTokenizerSaysOnlyPromptIdsWork()
     {

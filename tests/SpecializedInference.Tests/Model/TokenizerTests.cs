@@ -45,6 +45,23 @@ public sealed class TokenizerTests
         _ = text;
     }
 
+    /// <summary>Each token's own bytes (what log-probabilities name it by) join to sentencepiece's decoded text, less the
+    /// dummy-prefix space that decoding drops; byte-fallback pieces give one byte each.</summary>
+    [Theory]
+    [MemberData(nameof(Samples))]
+    public void TokenBytesJoinToTheDecodedText(int index, string text)
+    {
+        var sample = Sample(index);
+        var ids = sample.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        string joined = System.Text.Encoding.UTF8.GetString(ids.SelectMany(Tokenizer.TokenBytes).ToArray());
+        Assert.Equal(sample.GetProperty("decoded").GetString(), joined.StartsWith(' ') ? joined[1..] : joined);
+        foreach (int id in ids)
+            if (Tokenizer.Piece(id) is ['<', '0', 'x', _, _, '>'] piece)
+                Assert.Equal([Convert.ToByte(piece[3..5], 16)], Tokenizer.TokenBytes(id));
+        Assert.Equal("</s>"u8.ToArray(), Tokenizer.TokenBytes(Tokenizer.EosId));
+        _ = text;
+    }
+
     [Fact]
     public void VocabularyMatchesTheModelsPieces()
     {

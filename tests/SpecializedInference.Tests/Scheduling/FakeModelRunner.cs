@@ -60,7 +60,7 @@ internal sealed class FakeModelRunner : IModelRunner
         for (int c = 0; c < logits.Length; c++)
             if (batch.Chunks[c].GreedyToken && logits[c] is { } row)
             {
-                tokens[c] = Sampling.Sampler.ArgMax(row);
+                tokens[c] = SpecializedInference.Sampling.Sampler.ArgMax(row);
                 logits[c] = null;
                 PickedTokens++;
             }

@@ -495,7 +495,7 @@ public sealed class InferenceEngineTests
         foreach (bool picks in new[] { false, true })
         {
             var runner = new FakeModelRunner(64, 4, Vocab) { PicksGreedyTokens = picks };
-            await using var engine = Make(runner, new EngineOptions { MaxBatchSize = 4, MaxNumBatchedTokens = 64 }, Sampling.EngineSamplers.Factory);
+            await using var engine = Make(runner, new EngineOptions { MaxBatchSize = 4, MaxNumBatchedTokens = 64 }, SpecializedInference.Sampling.EngineSamplers.Factory);
             var completions = await Task.WhenAll(requests.Select(r => engine.GenerateAsync(r))).WaitAsync(Timeout);
             results.Add(completions.Select(c => c.Tokens).ToArray());
             var greedyIds = runner.Batches.SelectMany(b => b.Chunks).Where(c => c.GreedyToken).Select(c => c.SequenceId).ToHashSet();
@@ -511,7 +511,7 @@ public sealed class InferenceEngineTests
     [Fact]
     public async Task A_token_for_a_chunk_that_wanted_logits_fails_the_step()
     {
-        await using var engine = new InferenceEngine(new WrongPicks(), new EngineOptions(), Sampling.EngineSamplers.Factory);
+        await using var engine = new InferenceEngine(new WrongPicks(), new EngineOptions(), SpecializedInference.Sampling.EngineSamplers.Factory);
         var completion = await engine.GenerateAsync(new GenerationRequest(Prompt(5, 3), 3) { Sampling = new SamplingParams { Temperature = 1, Seed = 5 } }).WaitAsync(Timeout);
         Assert.Equal(FinishReason.Error, completion.FinishReason);
         Assert.Contains("picked token 7", completion.Error);

@@ -62,8 +62,15 @@ public sealed class BadRequestTests(BadRequestFixture fixture) : IClassFixture<B
         { """{"prompt": [1], "stop_token_ids": "2"}""", "stop_token_ids" },
         { """{"prompt": [1], "n": 2}""", "n" },
         { """{"prompt": [1], "echo": true}""", "echo" },
-        { """{"prompt": [1], "logprobs": 3}""", "logprobs" },
-        { """{"prompt": [1], "presence_penalty": 0.5}""", "presence_penalty" },
+        { """{"prompt": [1], "logprobs": 21}""", "logprobs" },
+        { """{"prompt": [1], "logprobs": -1}""", "logprobs" },
+        { """{"prompt": [1], "logprobs": true}""", "logprobs" },
+        { """{"prompt": [1], "logprobs": "2"}""", "logprobs" },
+        { """{"prompt": [1], "presence_penalty": 2.5}""", "presence_penalty" },
+        { """{"prompt": [1], "frequency_penalty": -3}""", "frequency_penalty" },
+        { """{"prompt": [1], "frequency_penalty": "high"}""", "frequency_penalty" },
+        { """{"prompt": [1], "repetition_penalty": 0}""", "repetition_penalty" },
+        { """{"prompt": [1], "repetition_penalty": -1.2}""", "repetition_penalty" },
         { """{"prompt": [1], "model": 7}""", "model" },
         { """{"prompt": [1], "ignore_eos": "no"}""", "ignore_eos" },
         { """{"prompt": [1, 2""", null },
@@ -193,5 +200,7 @@ public sealed class BadRequestTests(BadRequestFixture fixture) : IClassFixture<B
         public int[] Encode(string text, bool addBos) => throw new InvalidOperationException(Secret);
 
         public string Decode(ReadOnlySpan<int> ids) => "";
+
+        public byte[] TokenBytes(int id) => [];
     }
 }

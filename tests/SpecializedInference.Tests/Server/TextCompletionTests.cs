@@ -41,6 +41,10 @@ public sealed class TextCompletionTests(TextServerFixture fixture) : IClassFixtu
     private ServerHarness H => fixture.Harness;
     private static FakeTokenizer Tokenizer => TextServerFixture.Tokenizer;
 
+    /// <summary>What <paramref name="tokens"/> add to the text of <paramref name="prompt"/>, by decoding both whole.</summary>
+    private static string Continuation(int[] prompt, IReadOnlyList<int> tokens) =>
+        Tokenizer.Decode([.. prompt, .. tokens])[Tokenizer.Decode(prompt).Length..];
+
     private static string StreamedText(List<JsonElement> events) =>
         string.Concat(events.Where(e => e.GetProperty("choices").GetArrayLength() > 0).Select(e => e.GetProperty("choices")[0].GetProperty("text").GetString()));
 
@@ -65,7 +69,7 @@ public sealed class TextCompletionTests(TextServerFixture fixture) : IClassFixtu
         var plain = await H.PostOkAsync("v1/completions", body);
         var choice = plain.GetProperty("choices")[0];
         Assert.Equal(direct.Tokens, TokensOf(choice));
-        Assert.Equal(Tokenizer.Decode(direct.Tokens.ToArray()), choice.GetProperty("text").GetString());
+        Assert.Equal(Continuation(ids, direct.Tokens), choice.GetProperty("text").GetString());
         Assert.Equal(ids.Length, plain.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
         Assert.Equal(direct.FinishReason == FinishReason.Length ? "length" : "stop", choice.GetProperty("finish_reason").GetString());
 
@@ -81,7 +85,7 @@ public sealed class TextCompletionTests(TextServerFixture fixture) : IClassFixtu
         var events = await H.PostStreamAsync("v1/completions", body);
         var texts = events.Select(e => e.GetProperty("choices")[0].GetProperty("text").GetString()!).ToList();
         Assert.All(texts, t => Assert.DoesNotContain('\uFFFD', t));
-        Assert.Equal("café €😀 done", string.Concat(texts));
+        Assert.Equal(" café €😀 done", string.Concat(texts)); // continuing the prompt "x": the first word keeps its space
         Assert.Contains("€", texts);
         Assert.Contains("😀", texts);
         // The chunk of each non-final byte of a character is empty; the character comes whole with its last byte.
@@ -89,14 +93,15 @@ public sealed class TextCompletionTests(TextServerFixture fixture) : IClassFixtu
         Assert.Equal("stop", events[^1].GetProperty("choices")[0].GetProperty("finish_reason").GetString()); // EOS after the script
 
         var plain = await H.PostOkAsync("v1/completions", body.Replace("true", "false"));
-        Assert.Equal("café €😀 done", plain.GetProperty("choices")[0].GetProperty("text").GetString());
+        Assert.Equal(" café €😀 done", plain.GetProperty("choices")[0].GetProperty("text").GetString());
     }
 
     [Theory]
-    [InlineData("\"world\"", "hello ")]
-    [InlineData("[\"ld.\", \"bye\"]", "hello wor")]
-    [InlineData("[\"o w\"]", "hell")]
-    [InlineData("[\"nothing like it\"]", "hello world. bye")]
+    [InlineData("\"world\"", " hello ")]
+    [InlineData("[\"ld.\", \"bye\"]", " hello wor")]
+    [InlineData("[\"o w\"]", " hell")]
+    [InlineData("[\"nothing like it\"]", " hello world. bye")]
+    [InlineData("\" hello\"", "")]
     public async Task StopStringsEndTheTextBeforeThem(string stop, string expected)
     {
         string body = $$"""{"prompt": "x", "max_tokens": 40, "seed": 2, "stop": {{stop}}}""";
@@ -119,7 +124,7 @@ public sealed class TextCompletionTests(TextServerFixture fixture) : IClassFixtu
         const string messages = """[{"role": "system", "content": "be brief"}, {"role": "user", "content": [{"type": "text", "text": "hello"}]}]""";
         int[] ids = Tokenizer.Encode("system: be brief\nuser: hello\nassistant:", addBos: true);
         var direct = await H.Engine.GenerateAsync(new GenerationRequest(ids, 12) { EosTokenIds = [FakeTokenizer.Eos] });
-        string expectedText = Tokenizer.Decode(direct.Tokens.ToArray());
+        string expectedText = Tokenizer.Decode(direct.Tokens.ToArray()); // a reply stands alone: no leading space
 
         var plain = await H.PostOkAsync("v1/chat/completions", $$"""{"model": "fake", "messages": {{messages}}, "max_tokens": 12}""");
         Assert.Equal("chat.completion", plain.GetProperty("object").GetString());
@@ -156,6 +161,6 @@ public sealed class TextCompletionTests(TextServerFixture fixture) : IClassFixtu
         var plain = await H.PostOkAsync("v1/completions", $$"""{"prompt": {{Ids(ids)}}, "max_tokens": 10}""");
         var choice = plain.GetProperty("choices")[0];
         Assert.Equal(expected, TokensOf(choice));
-        Assert.Equal(Tokenizer.Decode(expected.ToArray()), choice.GetProperty("text").GetString());
+        Assert.Equal(Continuation(ids, expected), choice.GetProperty("text").GetString());
     }
 }

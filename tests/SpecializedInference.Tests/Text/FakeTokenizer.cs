@@ -81,6 +81,10 @@ internal sealed class FakeTokenizer : ITextTokenizer
         return ids.ToArray();
     }
 
+    public byte[] TokenBytes(int id) => id is >= FirstByte and < FirstWord
+        ? [(byte)(id - FirstByte)]
+        : Encoding.UTF8.GetBytes(_pieces[id].Replace('▁', ' '));
+
     public string Decode(ReadOnlySpan<int> ids)
     {
         var text = new StringBuilder();

@@ -1,7 +1,7 @@
 using SpecializedInference.Engine;
 using SpecializedInference.Sampling;
 
-namespace SpecializedInference.Tests.Model;
+namespace SpecializedInference.Tests.Sampling;
 
 public sealed class SamplerTests
 {

@@ -1,0 +1,90 @@
+using SpecializedInference.Engine;
+
+namespace SpecializedInference.Sampling;
+
+/// <summary>
+/// Penalties against repeating tokens, applied to a request's logits before its sampler chooses, with the
+/// definitions vLLM uses (and OpenAI documents):
+/// <list type="bullet">
+/// <item><b>repetition</b> (Hugging Face's <c>RepetitionPenaltyLogitsProcessor</c>): a token that appears in the prompt or
+/// the output so far has its logit divided by the penalty when positive and multiplied by it when negative; 1 = off.</item>
+/// <item><b>frequency</b>: minus the penalty times the number of times the token was generated so far; 0 = off.</item>
+/// <item><b>presence</b>: minus the penalty once if the token was generated at all; 0 = off.</item>
+/// </list>
+/// Frequency and presence count generated tokens only; repetition counts the prompt too.
+/// </summary>
+/// <param name="Repetition">In (0, ∞); above 1 discourages repeats, below 1 encourages them.</param>
+/// <param name="Frequency">In [−2, 2], OpenAI's range.</param>
+/// <param name="Presence">In [−2, 2], OpenAI's range.</param>
+public sealed record LogitPenalties(double Repetition = 1, double Frequency = 0, double Presence = 0)
+{
+    public static LogitPenalties None { get; } = new();
+
+    public bool IsNone => Repetition == 1 && Frequency == 0 && Presence == 0;
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first value outside its range.</summary>
+    public void Validate()
+    {
+        if (!(Repetition > 0) || double.IsInfinity(Repetition))
+            throw new ArgumentException($"repetition_penalty is {Repetition}; it must be a finite number > 0 (1 = off)");
+        if (!(Frequency >= -2 && Frequency <= 2))
+            throw new ArgumentException($"frequency_penalty is {Frequency}; it must be in [-2, 2] (0 = off)");
+        if (!(Presence >= -2 && Presence <= 2))
+            throw new ArgumentException($"presence_penalty is {Presence}; it must be in [-2, 2] (0 = off)");
+    }
+}
+
+/// <summary>
+/// Wraps one request's sampler: copies each logits row, applies the <see cref="LogitPenalties"/> of the tokens seen
+/// so far, lets the inner sampler choose, and counts the chosen token. The engine calls it once per generated token,
+/// in order (preemption does not re-sample), so the counts are the request's output.
+/// </summary>
+public sealed class PenalizedTokenSampler : ITokenSampler
+{
+    private readonly ITokenSampler _inner;
+    private readonly LogitPenalties _penalties;
+    private readonly HashSet<int> _prompt;
+    private readonly Dictionary<int, int> _generated = new();
+    private float[] _scratch = Array.Empty<float>();
+
+    public PenalizedTokenSampler(ITokenSampler inner, LogitPenalties penalties, IReadOnlyList<int> promptTokenIds)
+    {
+        _inner = inner ?? throw new ArgumentNullException(nameof(inner));
+        _penalties = penalties ?? throw new ArgumentNullException(nameof(penalties));
+        penalties.Validate();
+        _prompt = penalties.Repetition == 1 ? new HashSet<int>() : new HashSet<int>(promptTokenIds);
+    }
+
+    public int Sample(ReadOnlySpan<float> logits)
+    {
+        if (_scratch.Length != logits.Length)
+            _scratch = new float[logits.Length];
+        logits.CopyTo(_scratch);
+        Apply(_scratch);
+        int token = _inner.Sample(_scratch);
+        _generated[token] = _generated.GetValueOrDefault(token) + 1;
+        return token;
+    }
+
+    // Only the tokens seen so far change, so this costs O(distinct tokens), not O(vocabulary).
+    private void Apply(float[] logits)
+    {
+        double repetition = _penalties.Repetition;
+        if (repetition != 1)
+        {
+            foreach (int token in _prompt)
+                if ((uint)token < (uint)logits.Length && !_generated.ContainsKey(token))
+                    logits[token] = Repeat(logits[token], repetition);
+        }
+        foreach (var (token, count) in _generated)
+        {
+            if ((uint)token >= (uint)logits.Length)
+                continue;
+            double value = repetition == 1 ? logits[token] : Repeat(logits[token], repetition);
+            value -= _penalties.Frequency * count + _penalties.Presence;
+            logits[token] = (float)value;
+        }
+    }
+
+    private static float Repeat(float logit, double penalty) => (float)(logit > 0 ? logit / penalty : logit * penalty);
+}

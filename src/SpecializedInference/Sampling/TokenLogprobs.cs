@@ -1,0 +1,62 @@
+namespace SpecializedInference.Sampling;
+
+/// <summary>One token and its log-probability.</summary>
+public readonly record struct TokenLogprob(int TokenId, double Logprob);
+
+/// <summary>
+/// The log-probability of a generated token and of the most likely tokens at its position, under the model's own
+/// distribution: <c>log_softmax</c> of the raw logits, before temperature, penalties, top-k and top-p (vLLM's default,
+/// <c>raw_logprobs</c>). So they describe the model, and a greedy and a sampled request report the same numbers for the
+/// same logits.
+/// </summary>
+/// <param name="Chosen">The generated token.</param>
+/// <param name="Top">The most likely tokens, most likely first (ties: lower id first); as many as were asked for.</param>
+public sealed record TokenLogprobs(TokenLogprob Chosen, IReadOnlyList<TokenLogprob> Top)
+{
+    /// <summary>The most top tokens a request may ask for (vLLM's default limit; OpenAI allows 20 for chat).</summary>
+    public const int MaxTop = 20;
+
+    /// <summary>
+    /// Log-probabilities of <paramref name="chosen"/> and of the <paramref name="top"/> largest logits, in double. NaN
+    /// logits count as impossible (−∞), as the samplers pass over them.
+    /// </summary>
+    public static TokenLogprobs Compute(ReadOnlySpan<float> logits, int chosen, int top)
+    {
+        if ((uint)chosen >= (uint)logits.Length)
+            throw new ArgumentOutOfRangeException(nameof(chosen), chosen, $"outside the {logits.Length} logits");
+        if (top < 0 || top > MaxTop)
+            throw new ArgumentOutOfRangeException(nameof(top), top, $"must be in [0, {MaxTop}]");
+
+        // log Σ exp(x) = max + log Σ exp(x − max), in double so a 128K vocabulary loses nothing.
+        float max = float.NegativeInfinity;
+        foreach (float x in logits)
+            if (x > max) max = x;
+        double sum = 0;
+        if (!float.IsNegativeInfinity(max))
+            foreach (float x in logits)
+                if (!float.IsNaN(x)) sum += Math.Exp((double)x - max);
+        double logNormalizer = max + Math.Log(sum);
+        double LogProb(float x) => float.IsNaN(x) || float.IsNegativeInfinity(x) ? double.NegativeInfinity : x - logNormalizer;
+
+        // The top tokens: one pass keeping the best `top` in order (insertion into a short array).
+        var best = new TokenLogprob[top];
+        int kept = 0;
+        for (int id = 0; id < logits.Length && top > 0; id++)
+        {
+            float x = logits[id];
+            if (float.IsNaN(x) || (kept == top && x <= logits[best[kept - 1].TokenId]))
+                continue;
+            int at = kept < top ? kept++ : top - 1;
+            while (at > 0 && logits[best[at - 1].TokenId] < x)
+            {
+                best[at] = best[at - 1];
+                at--;
+            }
+            best[at] = new TokenLogprob(id, 0);
+        }
+        var topList = new TokenLogprob[kept];
+        for (int i = 0; i < kept; i++)
+            topList[i] = new TokenLogprob(best[i].TokenId, LogProb(logits[best[i].TokenId]));
+        return new TokenLogprobs(new TokenLogprob(chosen, LogProb(logits[chosen])), topList);
+    }
+}

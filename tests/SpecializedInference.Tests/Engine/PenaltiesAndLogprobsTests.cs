@@ -1,0 +1,123 @@
+using SpecializedInference.Engine;
+using SpecializedInference.Runtime;
+using SpecializedInference.Sampling;
+using SpecializedInference.Scheduling;
+using SpecializedInference.Tests.Sampling;
+using SpecializedInference.Tests.Scheduling;
+
+namespace SpecializedInference.Tests.Engine;
+
+/// <summary>Penalties and log-probabilities through the engine, over the fake model whose logits the tests can recompute.</summary>
+public sealed class PenaltiesAndLogprobsTests
+{
+    private const int Vocab = 24;
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+
+    private static int[] Prompt(int length, int seed) =>
+        Enumerable.Range(0, length).Select(i => (i * 7 + seed * 5 + i * i) % Vocab).ToArray();
+
+    // A pool of 9 blocks of 4 for requests of up to 8 + 24 tokens: six at once force preemptions and recomputes.
+    private static InferenceEngine Engine(FakeModelRunner runner) =>
+        new(runner, new EngineOptions { MaxBatchSize = 6, MaxNumBatchedTokens = 16 }, EngineSamplers.Factory);
+
+    [Fact]
+    public async Task Penalized_greedy_requests_give_the_reference_tokens_across_preemptions()
+    {
+        var penalties = new[]
+        {
+            new LogitPenalties(Repetition: 1.3), new LogitPenalties(Frequency: 0.2), new LogitPenalties(Presence: 0.15),
+            new LogitPenalties(1.1, 0.1, -0.05), new LogitPenalties(Repetition: 0.8), LogitPenalties.None,
+        };
+        var requests = penalties.Select((p, i) => new GenerationRequest(Prompt(3 + i, i), 24)
+        {
+            Sampling = SamplingParams.ArgMax with { Penalties = p },
+            Name = $"p{i}",
+        }).ToArray();
+        var runner = new FakeModelRunner(9, 4, Vocab) { PicksGreedyTokens = true };
+        await using var engine = Engine(runner);
+        var completions = await Task.WhenAll(requests.Select(r => engine.GenerateAsync(r))).WaitAsync(Timeout);
+
+        Assert.True(engine.Snapshot().Preemptions > 0, "the small pool should preempt");
+        for (int i = 0; i < requests.Length; i++)
+            Assert.Equal(PenaltyReference.Greedy(requests[i].PromptTokenIds, 24, Vocab, penalties[i]), completions[i].Tokens);
+        // The penalties change what greedy decoding picks (else this test would prove nothing).
+        Assert.NotEqual(FakeModelRunner.GreedyReference(requests[0].PromptTokenIds, 24, Vocab), completions[0].Tokens);
+        // Only the unpenalized request let the runner pick its tokens on the "device".
+        Assert.Equal(24, runner.PickedTokens);
+    }
+
+    [Fact]
+    public async Task Logprobs_are_the_log_softmax_of_the_models_logits_streamed_or_not()
+    {
+        var runner = new FakeModelRunner(64, 4, Vocab) { PicksGreedyTokens = true };
+        await using var engine = Engine(runner);
+        var prompt = Prompt(5, 3);
+        var greedy = new GenerationRequest(prompt, 10) { Logprobs = 3 };
+        var sampled = new GenerationRequest(prompt, 10)
+        {
+            Logprobs = 0,
+            Sampling = new SamplingParams { Temperature = 1.5, Seed = 11, Penalties = new LogitPenalties(Frequency: 1) },
+        };
+
+        var streamed = new List<GeneratedToken>();
+        await foreach (var token in engine.StreamAsync(greedy).WithCancellation(CancellationToken.None))
+            streamed.Add(token);
+        var completion = await engine.GenerateAsync(greedy).WaitAsync(Timeout);
+        var sampledCompletion = await engine.GenerateAsync(sampled).WaitAsync(Timeout);
+
+        Assert.Equal(FakeModelRunner.GreedyReference(prompt, 10, Vocab), completion.Tokens);
+        Assert.Equal(0, runner.PickedTokens); // a request that wants log-probabilities needs the logits on the host
+        Assert.Equal(completion.Logprobs!.Select(l => l.Chosen), streamed.Select(t => t.Logprobs!.Chosen));
+        CheckAgainstTheModel(prompt, completion, top: 3);
+        // Sampled and penalized: still the model's own distribution, before temperature and penalties.
+        CheckAgainstTheModel(prompt, sampledCompletion, top: 0);
+        Assert.Null((await engine.GenerateAsync(new GenerationRequest(prompt, 2)).WaitAsync(Timeout)).Logprobs);
+    }
+
+    /// <summary>The single-request path of <c>si generate</c> applies the same penalties.</summary>
+    [Fact]
+    public void The_generator_applies_penalties_too()
+    {
+        var penalties = new LogitPenalties(1.2, 0.25, 0.1);
+        var prompt = Prompt(6, 4);
+        var runner = new FakeModelRunner(16, 4, Vocab) { PicksGreedyTokens = true };
+        var result = new Generator(runner, eosTokenIds: []).Generate(prompt, new GenerationOptions(20, Penalties: penalties));
+        Assert.Equal(PenaltyReference.Greedy(prompt, 20, Vocab, penalties), result.Tokens);
+        Assert.Equal(0, runner.PickedTokens);
+    }
+
+    private static void CheckAgainstTheModel(int[] prompt, Completion completion, int top)
+    {
+        var logprobs = completion.Logprobs!;
+        Assert.Equal(completion.Tokens.Count, logprobs.Count);
+        for (int i = 0; i < logprobs.Count; i++)
+        {
+            var logits = FakeModelRunner.Logits(prompt.Concat(completion.Tokens.Take(i)).ToArray(), Vocab);
+            var reference = PenaltyReference.LogSoftmax(logits);
+            Assert.Equal(completion.Tokens[i], logprobs[i].Chosen.TokenId);
+            Assert.Equal(reference[completion.Tokens[i]], logprobs[i].Chosen.Logprob, 9);
+            var expectedTop = Enumerable.Range(0, Vocab).OrderByDescending(v => logits[v]).Take(top).ToArray();
+            Assert.Equal(expectedTop, logprobs[i].Top.Select(t => t.TokenId));
+            Assert.All(logprobs[i].Top, t => Assert.Equal(reference[t.TokenId], t.Logprob, 9));
+        }
+    }
+
+    [Fact]
+    public async Task Bad_penalties_and_logprobs_are_rejected_naming_the_request()
+    {
+        await using var engine = Engine(new FakeModelRunner(64, 4, Vocab));
+        var tooMany = Assert.Throws<RequestRejectedException>(() =>
+            engine.StreamAsync(new GenerationRequest([1, 2], 4) { Logprobs = TokenLogprobs.MaxTop + 1, Name = "many" }));
+        Assert.Contains("'many'", tooMany.Message);
+        Assert.Contains($"0 to {TokenLogprobs.MaxTop}", tooMany.Message);
+        var badPenalty = Assert.Throws<RequestRejectedException>(() => engine.StreamAsync(new GenerationRequest([1, 2], 4)
+        {
+            Sampling = SamplingParams.ArgMax with { Penalties = new LogitPenalties(Repetition: 0) },
+            Name = "zero",
+        }));
+        Assert.Contains("'zero'", badPenalty.Message);
+        Assert.Contains("repetition_penalty", badPenalty.Message);
+        // Another request is unaffected.
+        Assert.Equal(FakeModelRunner.GreedyReference([1, 2], 4, Vocab), (await engine.GenerateAsync(new GenerationRequest([1, 2], 4))).Tokens);
+    }
+}

@@ -1,0 +1,130 @@
+using System.Net;
+using System.Text.Json;
+using SpecializedInference.Engine;
+using SpecializedInference.Sampling;
+using SpecializedInference.Server;
+using SpecializedInference.Tests.Sampling;
+using SpecializedInference.Tests.Scheduling;
+using SpecializedInference.Tests.Text;
+using static SpecializedInference.Tests.Server.ServerHarness;
+
+namespace SpecializedInference.Tests.Server;
+
+/// <summary><c>logprobs</c>/<c>top_logprobs</c> and the penalties over HTTP, against log-probabilities recomputed from the fake model.</summary>
+public sealed class LogprobsTests
+{
+    private static readonly int[] Prompt = [5, 9, 2, 7];
+
+    [Fact]
+    public async Task Completion_logprobs_without_a_tokenizer_name_tokens_by_id_and_stream_the_same_values()
+    {
+        await using var h = await StartAsync(samplers: EngineSamplers.Factory);
+        string body = $$"""{"prompt": {{Ids(Prompt)}}, "max_tokens": 6, "temperature": 0, "logprobs": 2""";
+        var choice = (await h.PostOkAsync("v1/completions", body + "}")).GetProperty("choices")[0];
+        var tokens = TokensOf(choice);
+        Assert.Equal(FakeModelRunner.GreedyReference(Prompt, 6, h.VocabSize), tokens);
+
+        var logprobs = choice.GetProperty("logprobs");
+        Assert.Equal(tokens.Select(t => $"token_id:{t}"), logprobs.GetProperty("tokens").EnumerateArray().Select(e => e.GetString()));
+        Assert.All(logprobs.GetProperty("text_offset").EnumerateArray(), e => Assert.Equal(0, e.GetInt32())); // no text
+        var tokenLogprobs = logprobs.GetProperty("token_logprobs").EnumerateArray().Select(e => e.GetDouble()).ToArray();
+        var top = logprobs.GetProperty("top_logprobs").EnumerateArray().ToArray();
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            var logits = FakeModelRunner.Logits(Prompt.Concat(tokens.Take(i)).ToArray(), h.VocabSize);
+            var reference = PenaltyReference.LogSoftmax(logits);
+            Assert.Equal(reference[tokens[i]], tokenLogprobs[i], 9);
+            // The two most likely tokens; the chosen (greedy) one is the first of them, so no third entry.
+            var best = Enumerable.Range(0, h.VocabSize).OrderByDescending(v => logits[v]).Take(2).ToArray();
+            Assert.Equal(best.Select(v => $"token_id:{v}"), top[i].EnumerateObject().Select(p => p.Name));
+            Assert.All(top[i].EnumerateObject(), p => Assert.Equal(reference[int.Parse(p.Name["token_id:".Length..])], p.Value.GetDouble(), 9));
+        }
+
+        var events = await h.PostStreamAsync("v1/completions", body + """, "stream": true}""");
+        var streamed = events.Select(e => e.GetProperty("choices")[0].GetProperty("logprobs")).ToArray();
+        Assert.Equal(tokens.Length, streamed.Length);
+        Assert.Equal(tokenLogprobs, streamed.Select(l => Assert.Single(l.GetProperty("token_logprobs").EnumerateArray().ToArray()).GetDouble()));
+    }
+
+    [Fact]
+    public async Task A_sampled_token_outside_the_top_n_is_listed_too()
+    {
+        // The script makes the least likely token the output; top_logprobs then lists the top 1 and that token.
+        var logits = FakeModelRunner.Logits(Prompt, 32);
+        int worst = Enumerable.Range(0, 32).OrderBy(v => logits[v]).First();
+        int best = Enumerable.Range(0, 32).OrderByDescending(v => logits[v]).First();
+        await using var h = await StartAsync(samplers: ScriptedSamplers.For(new Dictionary<ulong, int[]> { [1] = [worst] }, eos: 0));
+        var choice = (await h.PostOkAsync("v1/completions",
+            $$"""{"prompt": {{Ids(Prompt)}}, "max_tokens": 1, "temperature": 1, "seed": 1, "logprobs": 1}""")).GetProperty("choices")[0];
+        var top = choice.GetProperty("logprobs").GetProperty("top_logprobs")[0];
+        Assert.Equal([$"token_id:{best}", $"token_id:{worst}"], top.EnumerateObject().Select(p => p.Name));
+    }
+
+    /// <summary>A word, a three-byte character in byte pieces, a word and a piece of punctuation, through the fake
+    /// SentencePiece-like tokenizer: token names, bytes and text offsets.</summary>
+    [Fact]
+    public async Task Tokens_are_named_by_their_text_or_bytes_with_offsets_into_the_text()
+    {
+        var tokenizer = new FakeTokenizer();
+        int[] script = [tokenizer.WordId("▁hello"), FakeTokenizer.ByteId(0xE2), FakeTokenizer.ByteId(0x82), FakeTokenizer.ByteId(0xAC), tokenizer.WordId("▁world"), tokenizer.WordId(".")];
+        await using var h = await StartAsync(tokenizer: tokenizer, chatTemplate: new LineChatTemplate(), vocabSize: tokenizer.VocabSize, maxSeqLen: 128,
+            samplers: ScriptedSamplers.For(new Dictionary<ulong, int[]> { [3] = script }, eos: FakeTokenizer.Eos));
+        string[] names = [" hello", "bytes:\\xe2", "bytes:\\x82", "bytes:\\xac", " world", "."];
+
+        var completion = (await h.PostOkAsync("v1/completions",
+            """{"prompt": "the module", "max_tokens": 6, "temperature": 1, "seed": 3, "logprobs": 0}""")).GetProperty("choices")[0];
+        Assert.Equal(" hello€ world.", completion.GetProperty("text").GetString()); // continuing the prompt: " hello"
+        var logprobs = completion.GetProperty("logprobs");
+        Assert.Equal(names, logprobs.GetProperty("tokens").EnumerateArray().Select(e => e.GetString()));
+        // " hello" starts the text; the euro sign's three bytes all start where it appears; " world" after it.
+        Assert.Equal([0, 6, 6, 6, 7, 13], logprobs.GetProperty("text_offset").EnumerateArray().Select(e => e.GetInt32()));
+        Assert.Equal(names, logprobs.GetProperty("top_logprobs").EnumerateArray().Select(o => Assert.Single(o.EnumerateObject()).Name));
+
+        var chat = (await h.PostOkAsync("v1/chat/completions",
+            """{"messages": [{"role": "user", "content": "hello"}], "max_tokens": 6, "temperature": 1, "seed": 3, "logprobs": true, "top_logprobs": 2}"""))
+            .GetProperty("choices")[0];
+        Assert.Equal("hello€ world.", chat.GetProperty("message").GetProperty("content").GetString()); // a reply stands alone
+        var content = chat.GetProperty("logprobs").GetProperty("content").EnumerateArray().ToArray();
+        Assert.Equal(names, content.Select(c => c.GetProperty("token").GetString()));
+        Assert.Equal([226], content[1].GetProperty("bytes").EnumerateArray().Select(b => b.GetInt32()));
+        Assert.Equal(" world"u8.ToArray().Select(b => (int)b), content[4].GetProperty("bytes").EnumerateArray().Select(b => b.GetInt32()));
+        Assert.All(content, c =>
+        {
+            var top = c.GetProperty("top_logprobs").EnumerateArray().ToArray();
+            Assert.Equal(2, top.Length);
+            Assert.True(top[0].GetProperty("logprob").GetDouble() >= top[1].GetProperty("logprob").GetDouble());
+            Assert.True(c.GetProperty("logprob").GetDouble() <= top[0].GetProperty("logprob").GetDouble());
+            Assert.Equal(JsonValueKind.Array, top[1].GetProperty("bytes").ValueKind);
+        });
+
+        var withoutLogprobs = (await h.PostOkAsync("v1/chat/completions",
+            """{"messages": [{"role": "user", "content": "hello"}], "max_tokens": 2, "logprobs": false}""")).GetProperty("choices")[0];
+        Assert.Equal(JsonValueKind.Null, withoutLogprobs.GetProperty("logprobs").ValueKind);
+    }
+
+    [Theory]
+    [InlineData("""{"messages": [{"role": "user", "content": "hi"}], "top_logprobs": 2}""", "top_logprobs")]
+    [InlineData("""{"messages": [{"role": "user", "content": "hi"}], "logprobs": true, "top_logprobs": 21}""", "top_logprobs")]
+    [InlineData("""{"messages": [{"role": "user", "content": "hi"}], "logprobs": 2}""", "logprobs")]
+    public async Task Bad_chat_logprobs_get_400_naming_the_field(string body, string param)
+    {
+        var tokenizer = new FakeTokenizer();
+        await using var h = await StartAsync(tokenizer: tokenizer, chatTemplate: new LineChatTemplate(), vocabSize: tokenizer.VocabSize, maxSeqLen: 128);
+        using var response = await h.PostAsync("v1/chat/completions", body);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal(param, error.GetProperty("param").GetString());
+    }
+
+    [Fact]
+    public async Task Penalties_reach_the_engine()
+    {
+        await using var h = await StartAsync(samplers: EngineSamplers.Factory);
+        var penalties = new LogitPenalties(Repetition: 1.25, Frequency: 0.3, Presence: 0.1);
+        var tokens = TokensOf((await h.PostOkAsync("v1/completions",
+            $$"""{"prompt": {{Ids(Prompt)}}, "max_tokens": 16, "temperature": 0, "repetition_penalty": 1.25, "frequency_penalty": 0.3, "presence_penalty": 0.1}"""))
+            .GetProperty("choices")[0]);
+        Assert.Equal(PenaltyReference.Greedy(Prompt, 16, h.VocabSize, penalties), tokens);
+        Assert.NotEqual(FakeModelRunner.GreedyReference(Prompt, 16, h.VocabSize), tokens);
+    }
+}
