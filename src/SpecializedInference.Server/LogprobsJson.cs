@@ -31,9 +31,12 @@ internal sealed class TokenNames(ITextTokenizer? tokenizer)
     }
 }
 
-/// <summary>The log-probabilities of a response's tokens (all of them, or a streamed chunk's), and where each token's
-/// text starts in the choice's text.</summary>
-internal sealed record LogprobsSection(IReadOnlyList<TokenLogprobs> Tokens, IReadOnlyList<int> TextOffsets, TokenNames Names);
+/// <summary>One token of a response's log-probabilities: its id, its log-probabilities (none for the first token of an
+/// echoed prompt, which nothing predicts) and where its text starts in the choice's text.</summary>
+internal readonly record struct LogprobEntry(int TokenId, TokenLogprobs? Logprobs, int TextOffset);
+
+/// <summary>The log-probabilities of a response's tokens (all of them, or a streamed chunk's).</summary>
+internal sealed record LogprobsSection(IReadOnlyList<LogprobEntry> Entries, TokenNames Names);
 
 /// <summary>Writes <c>choices[].logprobs</c> in OpenAI's two shapes.</summary>
 internal static class LogprobsJson
@@ -46,23 +49,32 @@ internal static class LogprobsJson
     /// <summary>
     /// Completions: <c>{"tokens", "token_logprobs", "top_logprobs", "text_offset"}</c>. Each <c>top_logprobs</c> entry maps
     /// the most likely tokens' text to their log-probabilities, plus the chosen token (so up to n + 1 entries, as
-    /// OpenAI documents); tokens with the same text keep the first, more likely, one.
+    /// OpenAI documents); tokens with the same text keep the first, more likely, one. An echoed prompt's first token
+    /// has null in both.
     /// </summary>
     public static void WriteCompletion(Utf8JsonWriter w, LogprobsSection section)
     {
         var names = section.Names;
         w.WriteStartObject("logprobs");
         w.WriteStartArray("tokens");
-        foreach (var t in section.Tokens)
-            w.WriteStringValue(names.Text(t.Chosen.TokenId));
+        foreach (var e in section.Entries)
+            w.WriteStringValue(names.Text(e.TokenId));
         w.WriteEndArray();
         w.WriteStartArray("token_logprobs");
-        foreach (var t in section.Tokens)
-            w.WriteNumberValue(Value(t.Chosen.Logprob));
+        foreach (var e in section.Entries)
+        {
+            if (e.Logprobs is { } t) w.WriteNumberValue(Value(t.Chosen.Logprob));
+            else w.WriteNullValue();
+        }
         w.WriteEndArray();
         w.WriteStartArray("top_logprobs");
-        foreach (var t in section.Tokens)
+        foreach (var e in section.Entries)
         {
+            if (e.Logprobs is not { } t)
+            {
+                w.WriteNullValue();
+                continue;
+            }
             w.WriteStartObject();
             var written = new HashSet<string>(StringComparer.Ordinal);
             foreach (var top in t.Top.Append(t.Chosen))
@@ -75,8 +87,8 @@ internal static class LogprobsJson
         }
         w.WriteEndArray();
         w.WriteStartArray("text_offset");
-        foreach (int offset in section.TextOffsets)
-            w.WriteNumberValue(offset);
+        foreach (var e in section.Entries)
+            w.WriteNumberValue(e.TextOffset);
         w.WriteEndArray();
         w.WriteEndObject();
     }
@@ -86,8 +98,9 @@ internal static class LogprobsJson
     {
         w.WriteStartObject("logprobs");
         w.WriteStartArray("content");
-        foreach (var t in section.Tokens)
+        foreach (var e in section.Entries)
         {
+            var t = e.Logprobs ?? throw new InvalidOperationException("A chat reply's token has no log-probabilities.");
             w.WriteStartObject();
             WriteChatToken(w, t.Chosen, section.Names);
             w.WriteStartArray("top_logprobs");

@@ -105,6 +105,7 @@ internal sealed class OpenAiApi
                 IgnoreEos = request.IgnoreEos,
                 Name = id,
                 Logprobs = request.Logprobs,
+                PromptLogprobs = request.Echo ? request.Logprobs : null,
             };
             IAsyncEnumerable<GeneratedToken> tokens;
             try
@@ -129,7 +130,7 @@ internal sealed class OpenAiApi
             Metrics.AddPromptTokens(request.PromptTokenIds.Length);
 
             var output = new OutputAssembler(_tokenizer, request.Stop, kind == ApiKind.Completion ? request.PromptTokenIds : [],
-                logprobs: request.Logprobs is not null);
+                logprobs: request.Logprobs is not null, echo: request.Echo ? request.PromptTokenIds : null);
             var outcome = request.Stream
                 ? await StreamAsync(context, kind, id, request, tokens, output, cancel.Token).ConfigureAwait(false)
                 : await RespondAsync(context, kind, id, request, tokens, output, cancel.Token).ConfigureAwait(false);
@@ -185,7 +186,7 @@ internal sealed class OpenAiApi
             one[0] = token;
             TokenUsage? usage = output.Done ? new TokenUsage(request.PromptTokenIds.Length, output.Tokens.Count) : null;
             var json = ResponseJson.Choice(kind, chunk: true, id, created, _options.ModelName, text, one, output.FinishReason, usage, first,
-                output.LastLogprobs);
+                output.ChunkLogprobs);
             first = false;
             await body.WriteAsync(ResponseJson.Event(json), cancellationToken).ConfigureAwait(false);
             await body.FlushAsync(cancellationToken).ConfigureAwait(false);
@@ -300,7 +301,7 @@ internal sealed class OpenAiApi
             nameof(GenerationRequest.PromptTokenIds) => "prompt",
             nameof(GenerationRequest.MaxNewTokens) => "max_tokens",
             nameof(GenerationRequest.Sampling) => "temperature",
-            nameof(GenerationRequest.Logprobs) => "logprobs",
+            nameof(GenerationRequest.Logprobs) or nameof(GenerationRequest.PromptLogprobs) => "logprobs",
             _ => null,
         };
         // The engine's message names the request and the limit; drop ArgumentException's " (Parameter 'x')" suffix.

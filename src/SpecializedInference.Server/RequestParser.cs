@@ -28,6 +28,9 @@ internal sealed record ParsedRequest
 
     /// <summary>How many top log-probabilities to report per token (0 = the chosen token's only); null = none.</summary>
     public required int? Logprobs { get; init; }
+
+    /// <summary>Completions' <c>echo</c>: the prompt comes first in the text (and in the log-probabilities).</summary>
+    public bool Echo { get; init; }
 }
 
 /// <summary>
@@ -87,7 +90,7 @@ internal sealed class RequestParser
             JsonValueKind.Array => ReadPromptTokenIds(prompt),
             _ => throw ApiException.BadField("prompt", $"'prompt' must be a string or an array of integer token ids, got {Describe(prompt)}.", "invalid_type"),
         };
-        return ParseCommon(root, ids, "prompt", "max_tokens", ReadCompletionLogprobs(root));
+        return ParseCommon(root, ids, "prompt", "max_tokens", ReadCompletionLogprobs(root)) with { Echo = ReadBool(root, "echo") ?? false };
     }
 
     /// <summary><c>POST /v1/chat/completions</c>.</summary>
@@ -270,8 +273,8 @@ internal sealed class RequestParser
         foreach (var name in new[] { "n", "best_of" })
             if (ReadInt(root, name) is { } v && v != 1)
                 throw ApiException.BadField(name, $"'{name}' is {v}; this server generates one choice per request, so it must be 1.", "unsupported_value");
-        if (!chat && ReadBool(root, "echo") == true)
-            throw ApiException.BadField("echo", "'echo' is not supported; it must be false.", "unsupported_value");
+        if (chat && root.TryGetProperty("echo", out var echo) && echo.ValueKind is not (JsonValueKind.Null or JsonValueKind.False))
+            throw ApiException.BadField("echo", "'echo' is for completions; a chat reply cannot echo its conversation.", "unsupported_value");
         if (!chat && root.TryGetProperty("suffix", out var suffix) && suffix.ValueKind != JsonValueKind.Null)
             throw ApiException.BadField("suffix", "'suffix' is not supported; leave it out.", "unsupported_value");
     }

@@ -149,37 +149,37 @@ internal static class ResponseJson
 }
 
 /// <summary>
-/// The output of one request as text: the incremental detokenizer, then the stop strings. Streamed and
-/// plain responses both go through it, so the streamed pieces join to exactly the plain text.
+/// The output of one request as text: the incremental detokenizer, then the stop strings, and the log-probabilities
+/// when asked for. Streamed and plain responses both go through it, so the streamed pieces join to exactly the plain
+/// text.
 /// </summary>
 internal sealed class OutputAssembler
 {
+    private readonly Text.ITextTokenizer? _tokenizer;
     private readonly Text.IncrementalDetokenizer? _detokenizer;
     private readonly Text.StopStringFilter _stops;
     private readonly StringBuilder _text = new();
-    private readonly List<Sampling.TokenLogprobs>? _logprobs;
-    private readonly List<int> _textOffsets = new();
+    private readonly int[]? _echo;
+    private readonly List<LogprobEntry>? _logprobs;
     private readonly TokenNames _names;
+    private int _chunkStart;
 
     /// <param name="context">The prompt a completion continues, so its first word keeps its leading space; empty for a chat
     /// reply, which stands alone as a message (as Hugging Face decodes one).</param>
-    public OutputAssembler(Text.ITextTokenizer? tokenizer, IReadOnlyList<string> stops, ReadOnlySpan<int> context, bool logprobs = false)
+    /// <param name="echo">A prompt to put before the output (OpenAI's <c>echo</c>), with its tokens' log-probabilities
+    /// when those are asked for (the first generated token carries them).</param>
+    public OutputAssembler(Text.ITextTokenizer? tokenizer, IReadOnlyList<string> stops, ReadOnlySpan<int> context, bool logprobs = false, int[]? echo = null)
     {
+        _tokenizer = tokenizer;
         _detokenizer = tokenizer is null ? null : new Text.IncrementalDetokenizer(tokenizer, context);
         _stops = new Text.StopStringFilter(stops);
-        _logprobs = logprobs ? new List<Sampling.TokenLogprobs>() : null;
+        _echo = echo;
+        _logprobs = logprobs ? new List<LogprobEntry>() : null;
         _names = new TokenNames(tokenizer);
     }
 
+    /// <summary>The generated token ids (an echoed prompt's are not among them).</summary>
     public List<int> Tokens { get; } = new();
-
-    /// <summary>Every token's log-probabilities so far, or null when the request did not ask for them.</summary>
-    public LogprobsSection? Logprobs => _logprobs is null ? null : new LogprobsSection(_logprobs, _textOffsets, _names);
-
-    /// <summary>The last token's log-probabilities alone (a streamed chunk's), or null.</summary>
-    public LogprobsSection? LastLogprobs => _logprobs is null
-        ? null
-        : new LogprobsSection(_logprobs.GetRange(_logprobs.Count - 1, 1), _textOffsets.GetRange(_textOffsets.Count - 1, 1), _names);
 
     public string Text => _text.ToString();
 
@@ -188,19 +188,24 @@ internal sealed class OutputAssembler
 
     public bool Done => FinishReason is not null;
 
-    /// <summary>Takes the next token; returns the text it adds (empty while held back, or without a tokenizer).</summary>
+    /// <summary>Every token's log-probabilities so far, or null when the request did not ask for them.</summary>
+    public LogprobsSection? Logprobs => _logprobs is null ? null : new LogprobsSection(_logprobs, _names);
+
+    /// <summary>The log-probabilities of the tokens the last <see cref="Accept"/> took (a streamed chunk's), or null.</summary>
+    public LogprobsSection? ChunkLogprobs => _logprobs is null ? null : new LogprobsSection(_logprobs[_chunkStart..], _names);
+
+    /// <summary>Takes the next token; returns the text it adds (empty while held back, or without a tokenizer), after
+    /// the echoed prompt with the first token.</summary>
     public string Accept(Engine.GeneratedToken token)
     {
         if (Done)
             throw new InvalidOperationException("The output is already complete.");
+        _chunkStart = _logprobs?.Count ?? 0;
+        string echoed = Tokens.Count == 0 && _echo is not null ? Echo(_echo, token.PromptLogprobs) : "";
         Tokens.Add(token.TokenId);
-        if (_logprobs is not null)
-        {
-            // Its text starts where the text so far ends (text held back by a stop string or an unfinished character
-            // comes later, but after everything before it).
-            _logprobs.Add(token.Logprobs ?? throw new InvalidOperationException($"Token {token.Index} of request {token.RequestId} came without the log-probabilities the request asked for."));
-            _textOffsets.Add(_text.Length);
-        }
+        // Its text starts where the text so far ends (text held back by a stop string or an unfinished character comes
+        // later, but after everything before it).
+        _logprobs?.Add(new LogprobEntry(token.TokenId, token.Logprobs ?? throw MissingLogprobs(token), _text.Length));
         string text = "";
         if (_detokenizer is not null)
         {
@@ -215,6 +220,27 @@ internal sealed class OutputAssembler
         else if (token.FinishReason is { } reason)
             FinishReason = reason == Engine.FinishReason.Length ? "length" : "stop";
         _text.Append(text);
+        return echoed + text;
+    }
+
+    // The prompt's text (as decoded alone), and its tokens' entries: the first has no log-probabilities.
+    private string Echo(int[] prompt, IReadOnlyList<Sampling.TokenLogprobs>? promptLogprobs)
+    {
+        var detokenizer = _tokenizer is null ? null : new Text.IncrementalDetokenizer(_tokenizer);
+        for (int i = 0; i < prompt.Length; i++)
+        {
+            var logprobs = i == 0 || _logprobs is null ? null
+                : promptLogprobs is { } list && list.Count == prompt.Length - 1 ? list[i - 1]
+                : throw new InvalidOperationException($"The first token came with {promptLogprobs?.Count.ToString() ?? "no"} prompt log-probabilities for a prompt of {prompt.Length} tokens.");
+            _logprobs?.Add(new LogprobEntry(prompt[i], logprobs, _text.Length + (detokenizer?.Text.Length ?? 0)));
+            detokenizer?.Add(prompt[i]);
+        }
+        detokenizer?.Flush();
+        string text = detokenizer?.Text ?? "";
+        _text.Append(text);
         return text;
     }
+
+    private static InvalidOperationException MissingLogprobs(Engine.GeneratedToken token) =>
+        new($"Token {token.Index} of request {token.RequestId} came without the log-probabilities the request asked for.");
 }

@@ -20,6 +20,7 @@ public sealed class PreparedRequest
         Sampler = sampler;
         ArrivalTimestamp = arrivalTimestamp;
         Logprobs = request.Logprobs is null ? null : new List<TokenLogprobs>();
+        PromptLogprobs = request.PromptLogprobs is null ? null : new List<TokenLogprobs>();
     }
 
     public long Id { get; }
@@ -38,6 +39,9 @@ public sealed class PreparedRequest
 
     /// <summary>Each generated token's log-probabilities, when the request asked for them.</summary>
     internal List<TokenLogprobs>? Logprobs { get; }
+
+    /// <summary>Prompt tokens 1, 2, ...'s log-probabilities as they are computed, when the request asked for them.</summary>
+    internal List<TokenLogprobs>? PromptLogprobs { get; }
 
     internal string DisplayName => Sequence.DisplayName;
 }
@@ -113,6 +117,12 @@ public sealed class EngineCore
             if (request.Logprobs is { } top && (top < 0 || top > TokenLogprobs.MaxTop))
                 throw new RequestRejectedException(
                     $"{name} asks for {top} top log-probabilities per token; the range is 0 to {TokenLogprobs.MaxTop}.", nameof(request.Logprobs));
+            if (request.PromptLogprobs is { } promptTop && (promptTop < 0 || promptTop > TokenLogprobs.MaxTop))
+                throw new RequestRejectedException(
+                    $"{name} asks for {promptTop} top log-probabilities per prompt token; the range is 0 to {TokenLogprobs.MaxTop}.", nameof(request.PromptLogprobs));
+            if (request.PromptLogprobs is not null && !_runner.ReturnsAllLogits)
+                throw new RequestRejectedException(
+                    $"{name} asks for prompt log-probabilities, which this model runner ({_runner.GetType().Name}) cannot compute: it returns the logits of a chunk's last token only.", nameof(request.PromptLogprobs));
             ITokenSampler sampler;
             try
             {
@@ -131,6 +141,7 @@ public sealed class EngineCore
             var sequence = new Sequence(id, request.PromptTokenIds, request.MaxNewTokens, request.Name)
             {
                 TakesArgMax = sampler is GreedyTokenSampler && request.Logprobs is null,
+                WantsPromptLogits = request.PromptLogprobs is not null,
             };
             return new PreparedRequest(id, request, sequence, sampler, arrivalTimestamp ?? Stopwatch.GetTimestamp());
         }
@@ -224,6 +235,8 @@ public sealed class EngineCore
             for (int i = 0; i < step.Chunks.Count; i++)
             {
                 var chunk = step.Chunks[i];
+                if (result!.AllLogits?[i] is { } rows)
+                    AddPromptLogprobs(_active[chunk.Sequence.Id], chunk.StartPosition, rows);
                 if (!chunk.WantLogits)
                     continue;
                 var request = _active[chunk.Sequence.Id];
@@ -286,6 +299,22 @@ public sealed class EngineCore
         }
     }
 
+    /// <summary>The log-probability of each prompt token under the logits after the token before it: row j of a chunk that
+    /// starts at position s predicts prompt token s + j + 1. A position already scored (a prompt computed again after a
+    /// preemption) is not scored twice.</summary>
+    private static void AddPromptLogprobs(PreparedRequest request, int start, float[][] rows)
+    {
+        var scored = request.PromptLogprobs!;
+        var prompt = request.Request.PromptTokenIds;
+        int top = request.Request.PromptLogprobs!.Value;
+        for (int j = 0; j < rows.Length; j++)
+        {
+            int next = start + j + 1;
+            if (next == scored.Count + 1 && next < prompt.Count)
+                scored.Add(TokenLogprobs.Compute(rows[j], prompt[next], top));
+        }
+    }
+
     private RequestEvent Deliver(PreparedRequest request, int token, TokenLogprobs? logprobs, long now)
     {
         var sequence = request.Sequence;
@@ -309,7 +338,10 @@ public sealed class EngineCore
             r.StopTokenIds.Contains(token) || (!r.IgnoreEos && r.EosTokenIds.Contains(token)) ? FinishReason.Stop
             : sequence.OutputLength >= sequence.MaxNewTokens ? FinishReason.Length
             : null;
-        var generated = new GeneratedToken(request.Id, token, sequence.OutputLength - 1, reason, logprobs);
+        var generated = new GeneratedToken(request.Id, token, sequence.OutputLength - 1, reason, logprobs)
+        {
+            PromptLogprobs = sequence.OutputLength == 1 ? request.PromptLogprobs : null,
+        };
         return new RequestEvent(request.Id, generated, reason is { } why ? Finish(request, why, null) : null);
     }
 
@@ -328,7 +360,7 @@ public sealed class EngineCore
         for (int i = 0; i < output.Length; i++)
             output[i] = sequence.Tokens[sequence.PromptLength + i];
         var usage = new CompletionUsage(sequence.PromptLength, output.Length, sequence.NumCachedPromptTokens, sequence.NumPreemptions, request.TimeToFirstToken);
-        return new Completion(request.Id, output, reason, usage, error) { Logprobs = request.Logprobs };
+        return new Completion(request.Id, output, reason, usage, error) { Logprobs = request.Logprobs, PromptLogprobs = request.PromptLogprobs };
     }
 
     private void CheckResult(SchedulerStep step, StepResult? result)
@@ -352,6 +384,10 @@ public sealed class EngineCore
                 throw new InvalidOperationException(
                     $"The model runner returned {(logits[i] is null ? "no logits" : $"{logits[i]!.Length} logits")} for chunk {i} ({step.Chunks[i].Sequence.DisplayName}); expected {_runner.VocabSize}.");
             }
+            var chunk = step.Batch.Chunks[i];
+            if (chunk.AllLogits && (result.AllLogits?[i] is not { } rows || rows.Length != chunk.TokenIds.Length || rows.Any(r => r?.Length != _runner.VocabSize)))
+                throw new InvalidOperationException(
+                    $"The model runner did not return a logits row of {_runner.VocabSize} for each of the {chunk.TokenIds.Length} tokens of chunk {i} ({step.Chunks[i].Sequence.DisplayName}), which asked for all of them.");
         }
     }
 }

@@ -67,6 +67,14 @@ public sealed record GenerationRequest(IReadOnlyList<int> PromptTokenIds, int Ma
     /// tokens (0 to <see cref="TokenLogprobs.MaxTop"/>); see <see cref="TokenLogprobs"/> for which distribution.
     /// </summary>
     public int? Logprobs { get; init; }
+
+    /// <summary>
+    /// When set, the log-probability of each prompt token after the first, under the model's distribution after the
+    /// tokens before it, with this many most likely tokens (0 to <see cref="TokenLogprobs.MaxTop"/>): what scoring a text
+    /// needs (OpenAI's <c>echo</c> with <c>logprobs</c>, vLLM's <c>prompt_logprobs</c>). Such a prompt is computed in
+    /// full (no prefix-cache reuse) and copies a vocabulary-sized row per prompt token off the device.
+    /// </summary>
+    public int? PromptLogprobs { get; init; }
 }
 
 /// <summary>A token streamed as soon as it is sampled. <see cref="FinishReason"/> is set on the last one.</summary>
@@ -75,7 +83,12 @@ public sealed record GenerationRequest(IReadOnlyList<int> PromptTokenIds, int Ma
 /// <param name="Index">0 for the first generated token, then 1, 2, ...</param>
 /// <param name="FinishReason">Set when this token ends the request (Stop or Length).</param>
 /// <param name="Logprobs">Its log-probabilities, when the request asked for them (<see cref="GenerationRequest.Logprobs"/>).</param>
-public sealed record GeneratedToken(long RequestId, int TokenId, int Index, FinishReason? FinishReason, TokenLogprobs? Logprobs = null);
+public sealed record GeneratedToken(long RequestId, int TokenId, int Index, FinishReason? FinishReason, TokenLogprobs? Logprobs = null)
+{
+    /// <summary>On the first token of a request that asked for them (<see cref="GenerationRequest.PromptLogprobs"/>):
+    /// prompt tokens 1, 2, ...'s log-probabilities (the first prompt token has none).</summary>
+    public IReadOnlyList<TokenLogprobs>? PromptLogprobs { get; init; }
+}
 
 /// <summary>Token counts and timing of one request.</summary>
 /// <param name="PromptTokens">Prompt length.</param>
@@ -94,6 +107,10 @@ public sealed record Completion(long RequestId, IReadOnlyList<int> Tokens, Finis
     /// <summary>Each generated token's log-probabilities, in order, when the request asked for them
     /// (<see cref="GenerationRequest.Logprobs"/>); else null.</summary>
     public IReadOnlyList<TokenLogprobs>? Logprobs { get; init; }
+
+    /// <summary>Prompt tokens 1, 2, ...'s log-probabilities when the request asked for them
+    /// (<see cref="GenerationRequest.PromptLogprobs"/>); else null.</summary>
+    public IReadOnlyList<TokenLogprobs>? PromptLogprobs { get; init; }
 }
 
 /// <summary>A request failed inside the engine (model runner or sampler error); thrown to stream readers.</summary>

@@ -18,6 +18,10 @@ public sealed record SequenceChunk(long SequenceId, int[] TokenIds, int StartPos
     /// <summary>With <see cref="WantLogits"/>: the caller only takes the argmax of the logits (a greedy request), so
     /// <see cref="IModelRunner.Run"/> may pick the token on the device and return it instead of the row.</summary>
     public bool GreedyToken { get; init; }
+
+    /// <summary>The caller needs the logits of every token of the chunk (a prompt's log-probabilities), in
+    /// <see cref="StepResult.AllLogits"/>; only for a runner with <see cref="IModelRunner.ReturnsAllLogits"/>.</summary>
+    public bool AllLogits { get; init; }
 }
 
 /// <summary>What <see cref="IModelRunner.Run"/> returns, per chunk in batch order.</summary>
@@ -31,6 +35,10 @@ public sealed record StepResult(float[]?[] Logits, int[]? Tokens = null)
 
     /// <summary>The token the runner picked for chunk <paramref name="chunk"/>, if it picked one.</summary>
     public int? TokenAt(int chunk) => Tokens is { } tokens && tokens[chunk] != NoToken ? tokens[chunk] : null;
+
+    /// <summary>Per chunk in batch order, for a <see cref="SequenceChunk.AllLogits"/> chunk the logits rows of each of its
+    /// tokens [chunk_tokens][vocab_size] (valid until the runner's next call, as <see cref="Logits"/>); else null.</summary>
+    public float[][]?[]? AllLogits { get; init; }
 }
 
 /// <summary>A block copy the runner performs before the step (copy-on-write of a shared partial block).</summary>
@@ -65,4 +73,7 @@ public interface IModelRunner : IDisposable
     /// rows may be the runner's own, valid until the next call (copy a row to keep it). The default leaves every
     /// argmax to the caller.</summary>
     StepResult Run(StepBatch batch) => new(Execute(batch));
+
+    /// <summary>Whether <see cref="Run"/> honours <see cref="SequenceChunk.AllLogits"/> (needed for prompt log-probabilities).</summary>
+    bool ReturnsAllLogits => false;
 }

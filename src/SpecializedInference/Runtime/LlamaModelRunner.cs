@@ -439,6 +439,8 @@ public sealed class LlamaModelRunner : IModelRunner
 
     private int ArgMaxSlices => GreedyArgMax.Slices(Config.VocabSize, _argMaxSlice);
 
+    public bool ReturnsAllLogits => true;
+
     /// <summary>Fresh logits rows, the caller's to keep.</summary>
     public float[]?[] Execute(StepBatch batch) => Run(batch, new RowHandling(PickOnDevice: false, ReuseRows: false)).Logits;
 
@@ -467,15 +469,18 @@ public sealed class LlamaModelRunner : IModelRunner
     {
         ArgumentNullException.ThrowIfNull(batch);
         // A logits row per chunk that wants one (its last token), in batch order: those copied back, then those the
-        // device picks (Forward's row order).
+        // device picks (Forward's row order). An AllLogits chunk has a copied row for each of its tokens.
         var chunks = batch.Chunks;
         var copied = new List<(int Token, int Chunk)>(chunks.Count);
         var picked = new List<(int Token, int Chunk)>();
         int end = 0;
         for (int i = 0; i < chunks.Count; i++)
         {
+            int start = end;
             end += chunks[i].TokenIds.Length;
-            if (chunks[i].WantLogits) (handling.PickOnDevice && chunks[i].GreedyToken ? picked : copied).Add((end - 1, i));
+            if (chunks[i].AllLogits)
+                for (int t = start; t < end; t++) copied.Add((t, i));
+            else if (chunks[i].WantLogits) (handling.PickOnDevice && chunks[i].GreedyToken ? picked : copied).Add((end - 1, i));
         }
 
         var wanted = new LogitRows(copied.Select(r => r.Token).ToArray(), picked.Select(r => r.Token).ToArray());
@@ -483,15 +488,25 @@ public sealed class LlamaModelRunner : IModelRunner
 
         var logits = new float[]?[chunks.Count];
         var tokens = picked.Count > 0 ? new int[chunks.Count] : null;
+        var allLogits = chunks.Any(ch => ch.AllLogits) ? new float[][]?[chunks.Count] : null;
         if (tokens is not null) Array.Fill(tokens, StepResult.NoToken);
-        for (int r = 0; r < rowLogits.Length; r++)
+        for (int r = 0; r < rowLogits.Length; )
         {
             int chunk = r < copied.Count ? copied[r].Chunk : picked[r - copied.Count].Chunk;
+            if (chunks[chunk].AllLogits)
+            {
+                int n = chunks[chunk].TokenIds.Length;
+                allLogits![chunk] = rowLogits[r..(r + n)]!;
+                if (chunks[chunk].WantLogits) logits[chunk] = rowLogits[r + n - 1];
+                r += n;
+                continue;
+            }
             logits[chunk] = rowLogits[r];
             if (tokens is not null) tokens[chunk] = rowTokens[r];
+            r++;
         }
 
-        return new StepResult(logits, tokens);
+        return new StepResult(logits, tokens) { AllLogits = allLogits };
     }
 
     /// <summary>The logits rows a step computes, as token indices of the step: those copied back, then those whose argmax

@@ -114,7 +114,7 @@ public sealed class Scheduler
         while (preempted.Count == 0 && _waiting.First is { } head && _running.Count < _options.MaxBatchSize && budget > 0)
         {
             var sequence = head.Value;
-            var match = _options.RecomputeEveryStep ? PrefixMatch.Empty : _kv.MatchPrefix(sequence.Tokens);
+            var match = _options.RecomputeEveryStep || sequence.NeedsPromptLogits ? PrefixMatch.Empty : _kv.MatchPrefix(sequence.Tokens);
             int computed = match.ComputedTokens;
             int remaining = sequence.Tokens.Count - computed;
             int newTokens = _options.RecomputeEveryStep ? remaining : Math.Min(remaining, budget);
@@ -123,7 +123,7 @@ public sealed class Scheduler
                 break;
             if (!_kv.TryAllocateWithPrefix(sequence.Blocks, match, computed + newTokens, copies, releaseAfterStep))
                 break;
-            if (_kv.PrefixCachingEnabled)
+            if (_kv.PrefixCachingEnabled && !sequence.NeedsPromptLogits)
                 _kv.RecordQuery(sequence.Tokens.Count);
             _waiting.RemoveFirst();
             sequence.Status = SequenceStatus.Running;
@@ -161,6 +161,7 @@ public sealed class Scheduler
             batchChunks.Add(new SequenceChunk(sequence.Id, tokenIds, start, sequence.Blocks.BlockTable.ToArray(), wantLogits)
             {
                 GreedyToken = wantLogits && sequence.TakesArgMax,
+                AllLogits = sequence.NeedsPromptLogits,
             });
         }
         var step = new SchedulerStep(new StepBatch(batchChunks, copies), chunks, preempted, releaseAfterStep);

@@ -53,6 +53,14 @@ public sealed class Sequence
     /// on the device rather than return the logits row (<see cref="Runtime.SequenceChunk.GreedyToken"/>).</summary>
     public bool TakesArgMax { get; init; }
 
+    /// <summary>Whether the caller needs the logits after every prompt token (prompt log-probabilities). Until its first
+    /// token is generated the prefix cache is not used for it (a cached prefix is not computed, so it has no logits), and
+    /// its chunks ask for every token's logits (<see cref="Runtime.SequenceChunk.AllLogits"/>).</summary>
+    public bool WantsPromptLogits { get; init; }
+
+    /// <summary>Whether its prompt's logits are still to be computed.</summary>
+    internal bool NeedsPromptLogits => WantsPromptLogits && OutputLength == 0;
+
     /// <summary>Tokens whose KV is in the cache (the next chunk starts here). Reset to 0 by preemption.</summary>
     public int NumComputedTokens { get; internal set; }
 

@@ -74,6 +74,74 @@ public sealed class PenaltiesAndLogprobsTests
         Assert.Null((await engine.GenerateAsync(new GenerationRequest(prompt, 2)).WaitAsync(Timeout)).Logprobs);
     }
 
+    /// <summary>
+    /// Prompt log-probabilities, with a 5-token budget (prompts prefilled in several chunks) and a pool too small for all
+    /// (preemption, the prompt computed again), after the same prompts ran once (their blocks are in the prefix cache,
+    /// which must not be used, or the cached positions would have no logits): every prompt token after the first is
+    /// scored once, against the fake model's distribution after the tokens before it.
+    /// </summary>
+    [Fact]
+    public async Task Prompt_logprobs_score_each_prompt_token_once_through_chunks_preemption_and_a_cached_prefix()
+    {
+        var prompts = Enumerable.Range(0, 5).Select(i => Prompt(1 + 4 * i, i)).ToArray(); // 1 to 17 tokens
+        var runner = new FakeModelRunner(10, 4, Vocab) { PicksGreedyTokens = true };
+        await using var engine = new InferenceEngine(runner, new EngineOptions { MaxBatchSize = 5, MaxNumBatchedTokens = 5 }, EngineSamplers.Factory);
+        await Task.WhenAll(prompts.Select(p => engine.GenerateAsync(new GenerationRequest(p, 1)))).WaitAsync(Timeout);
+        Assert.True(engine.Snapshot().KvCache.CachedBlocks > 0);
+
+        var requests = prompts.Select((p, i) => new GenerationRequest(p, 6) { PromptLogprobs = 2, Name = $"scored {i}" }).ToArray();
+        var streamedFirst = new IReadOnlyList<TokenLogprobs>?[requests.Length];
+        var completions = await Task.WhenAll(requests.Select(async (r, i) =>
+        {
+            var completion = engine.GenerateAsync(r);
+            await foreach (var token in engine.StreamAsync(r))
+                if (token.Index == 0) streamedFirst[i] = token.PromptLogprobs;
+            return await completion;
+        })).WaitAsync(Timeout);
+
+        var stats = engine.Snapshot();
+        Assert.True(stats.Preemptions > 0, "the small pool should preempt");
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            var prompt = prompts[i];
+            var scored = completions[i].PromptLogprobs!;
+            Assert.Equal(prompt.Length - 1, scored.Count);
+            Assert.Equal(scored.Select(s => s.Chosen), streamedFirst[i]!.Select(s => s.Chosen));
+            for (int p = 1; p < prompt.Length; p++)
+            {
+                var logits = FakeModelRunner.Logits(prompt[..p], Vocab);
+                var reference = PenaltyReference.LogSoftmax(logits);
+                Assert.Equal(prompt[p], scored[p - 1].Chosen.TokenId);
+                Assert.Equal(reference[prompt[p]], scored[p - 1].Chosen.Logprob, 9);
+                Assert.Equal(Enumerable.Range(0, Vocab).OrderByDescending(v => logits[v]).Take(2), scored[p - 1].Top.Select(t => t.TokenId));
+            }
+            // The generated tokens are the greedy ones (the prompt's own logits are what the first is chosen from).
+            Assert.Equal(FakeModelRunner.GreedyReference(prompt, 6, Vocab), completions[i].Tokens);
+        }
+        Assert.Null(completions[0].Logprobs);
+    }
+
+    /// <summary>A runner that returns only last-token logits (the <see cref="IModelRunner"/> default) cannot score a prompt.</summary>
+    private sealed class LastTokenOnlyRunner(FakeModelRunner inner) : IModelRunner
+    {
+        public int BlockSize => inner.BlockSize;
+        public int NumBlocks => inner.NumBlocks;
+        public int VocabSize => inner.VocabSize;
+        public int MaxSeqLen => inner.MaxSeqLen;
+        public float[]?[] Execute(StepBatch batch) => inner.Execute(batch);
+        public void Dispose() => inner.Dispose();
+    }
+
+    [Fact]
+    public async Task Prompt_logprobs_from_a_runner_that_cannot_give_them_are_rejected()
+    {
+        await using var engine = new InferenceEngine(new LastTokenOnlyRunner(new FakeModelRunner(16, 4, Vocab)), new EngineOptions(), EngineSamplers.Factory);
+        var e = Assert.Throws<RequestRejectedException>(() => engine.StreamAsync(new GenerationRequest([1, 2, 3], 2) { PromptLogprobs = 0, Name = "score" }));
+        Assert.Contains("'score'", e.Message);
+        Assert.Contains("prompt log-probabilities", e.Message);
+        Assert.Equal(2, (await engine.GenerateAsync(new GenerationRequest([1, 2, 3], 2))).Tokens.Count);
+    }
+
     /// <summary>The single-request path of <c>si generate</c> applies the same penalties.</summary>
     [Fact]
     public void The_generator_applies_penalties_too()

@@ -157,6 +157,35 @@ public sealed class RealModelEngineTests(GqaTinyRunnerFixture fixture, ITestOutp
         Assert.True(stats.Preemptions > 0, $"expected preemptions with 3 KV blocks, got {stats.Preemptions}");
     }
 
+    /// <summary>Prompt and output log-probabilities through the engine, prompts prefilled 4 tokens a step, against the
+    /// log-softmax of Hugging Face's float64 logits (the prompt's at each position, the first decode step's).</summary>
+    [Fact]
+    public async Task Prompt_logprobs_are_the_log_softmax_of_Hugging_Faces_logits()
+    {
+        await using var engine = Engine(new EngineOptions { MaxBatchSize = 3, MaxNumBatchedTokens = 4 });
+        var requests = fixture.Prompts.Select(p => new GenerationRequest(p.Prompt, 1) { PromptLogprobs = 3, Logprobs = 3, IgnoreEos = true }).ToArray();
+        var completions = await Task.WhenAll(requests.Select(r => engine.GenerateAsync(r))).WaitAsync(Timeout);
+        for (int i = 0; i < requests.Length; i++)
+        {
+            var p = fixture.Prompts[i];
+            var scored = completions[i].PromptLogprobs!;
+            Assert.Equal(p.Prompt.Length - 1, scored.Count); // the 1-token prompt has none
+            var rows = p.PromptLogits![..^1].Zip(p.Prompt[1..]).Append((p.StepLogits[0], p.Greedy[0]));
+            var logprobs = scored.Append(completions[i].Logprobs![0]);
+            foreach (var ((row, token), actual) in rows.Zip(logprobs))
+            {
+                double max = row.Max(), total = row.Sum(x => Math.Exp(x - max));
+                double LogSoftmax(int v) => row[v] - max - Math.Log(total);
+                double tolerance = 2e-4 * Math.Max(1, row.Max(Math.Abs));
+                Assert.Equal(token, actual.Chosen.TokenId);
+                Assert.True(Math.Abs(LogSoftmax(token) - actual.Chosen.Logprob) <= tolerance, $"prompt {i}: {actual.Chosen.Logprob} vs {LogSoftmax(token)}");
+                // The top tokens are the reference's most likely, up to near-ties.
+                double fourth = row.OrderDescending().ElementAt(3);
+                Assert.All(actual.Top, t => Assert.True(Math.Abs(LogSoftmax(t.TokenId) - t.Logprob) <= tolerance && row[t.TokenId] >= fourth - tolerance));
+            }
+        }
+    }
+
     [Fact]
     public async Task Same_40_token_prompt_twice_the_second_hits_the_prefix_cache_and_gives_the_same_tokens()
     {

@@ -51,10 +51,12 @@ internal sealed class FakeModelRunner : IModelRunner
     /// <summary>Tokens <see cref="Run"/> picked.</summary>
     public int PickedTokens { get; private set; }
 
+    public bool ReturnsAllLogits => true;
+
     public StepResult Run(StepBatch batch)
     {
-        var logits = Execute(batch);
-        if (!PicksGreedyTokens) return new StepResult(logits);
+        var logits = Execute(batch, out var allLogits);
+        if (!PicksGreedyTokens) return new StepResult(logits) { AllLogits = allLogits };
         var tokens = new int[logits.Length];
         Array.Fill(tokens, StepResult.NoToken);
         for (int c = 0; c < logits.Length; c++)
@@ -64,10 +66,13 @@ internal sealed class FakeModelRunner : IModelRunner
                 logits[c] = null;
                 PickedTokens++;
             }
-        return new StepResult(logits, tokens);
+        return new StepResult(logits, tokens) { AllLogits = allLogits };
     }
 
-    public float[]?[] Execute(StepBatch batch)
+    public float[]?[] Execute(StepBatch batch) => Execute(batch, out _);
+
+    /// <param name="allLogits">Per chunk, for an AllLogits chunk the logits after each of its tokens.</param>
+    private float[]?[] Execute(StepBatch batch, out float[][]?[]? allLogits)
     {
         lock (_sync)
         {
@@ -114,6 +119,7 @@ internal sealed class FakeModelRunner : IModelRunner
 
             // Read: each sequence attends to positions [0, ContextLength) through its block table.
             var logits = new float[]?[batch.Chunks.Count];
+            allLogits = batch.Chunks.Any(ch => ch.AllLogits) ? new float[][]?[batch.Chunks.Count] : null;
             for (int c = 0; c < batch.Chunks.Count; c++)
             {
                 var chunk = batch.Chunks[c];
@@ -128,6 +134,8 @@ internal sealed class FakeModelRunner : IModelRunner
                     history[position] = (int)(uint)slot;
                 }
                 logits[c] = chunk.WantLogits ? Logits(history, VocabSize) : null;
+                if (chunk.AllLogits)
+                    allLogits![c] = Enumerable.Range(chunk.StartPosition + 1, chunk.TokenIds.Length).Select(n => Logits(history.AsSpan(0, n), VocabSize)).ToArray();
             }
             return logits;
         }

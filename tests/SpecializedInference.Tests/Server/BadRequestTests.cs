@@ -61,7 +61,7 @@ public sealed class BadRequestTests(BadRequestFixture fixture) : IClassFixture<B
         { """{"prompt": [1], "stop_token_ids": [40]}""", "stop_token_ids" },
         { """{"prompt": [1], "stop_token_ids": "2"}""", "stop_token_ids" },
         { """{"prompt": [1], "n": 2}""", "n" },
-        { """{"prompt": [1], "echo": true}""", "echo" },
+        { """{"prompt": [1], "echo": "yes"}""", "echo" },
         { """{"prompt": [1], "logprobs": 21}""", "logprobs" },
         { """{"prompt": [1], "logprobs": -1}""", "logprobs" },
         { """{"prompt": [1], "logprobs": true}""", "logprobs" },

@@ -102,10 +102,68 @@ public sealed class LogprobsTests
         Assert.Equal(JsonValueKind.Null, withoutLogprobs.GetProperty("logprobs").ValueKind);
     }
 
+    /// <summary>OpenAI's <c>echo</c> with <c>logprobs</c>, as evaluation harnesses score a text: the prompt's tokens come
+    /// first, the first with null (nothing predicts it), the others scored under the model after the tokens before them.</summary>
+    [Fact]
+    public async Task Echo_with_logprobs_scores_the_prompt_tokens()
+    {
+        await using var h = await StartAsync(samplers: EngineSamplers.Factory);
+        string body = $$"""{"prompt": {{Ids(Prompt)}}, "max_tokens": 2, "temperature": 0, "echo": true, "logprobs": 1""";
+        var choice = (await h.PostOkAsync("v1/completions", body + "}")).GetProperty("choices")[0];
+        var generated = TokensOf(choice);
+        Assert.Equal(FakeModelRunner.GreedyReference(Prompt, 2, h.VocabSize), generated); // "tokens" stays the generated ids
+        var logprobs = choice.GetProperty("logprobs");
+        Assert.Equal(Prompt.Concat(generated).Select(t => $"token_id:{t}"), logprobs.GetProperty("tokens").EnumerateArray().Select(e => e.GetString()));
+        var tokenLogprobs = logprobs.GetProperty("token_logprobs").EnumerateArray().ToArray();
+        var top = logprobs.GetProperty("top_logprobs").EnumerateArray().ToArray();
+        Assert.Equal(JsonValueKind.Null, tokenLogprobs[0].ValueKind);
+        Assert.Equal(JsonValueKind.Null, top[0].ValueKind);
+        int[] all = [.. Prompt, .. generated];
+        for (int p = 1; p < all.Length; p++)
+        {
+            var logits = FakeModelRunner.Logits(all[..p], h.VocabSize);
+            Assert.Equal(PenaltyReference.LogSoftmax(logits)[all[p]], tokenLogprobs[p].GetDouble(), 9);
+            Assert.Contains($"token_id:{Enumerable.Range(0, h.VocabSize).MaxBy(v => logits[v])}", top[p].EnumerateObject().Select(e => e.Name));
+        }
+
+        // Streamed: the first chunk carries the prompt's entries and the first token's.
+        var events = await h.PostStreamAsync("v1/completions", body + """, "stream": true}""");
+        var counts = events.Select(e => e.GetProperty("choices")[0].GetProperty("logprobs").GetProperty("tokens").GetArrayLength());
+        Assert.Equal([Prompt.Length + 1, 1], counts);
+        Assert.Equal(tokenLogprobs.Skip(1).Select(e => e.GetDouble()), events.SelectMany(e =>
+            e.GetProperty("choices")[0].GetProperty("logprobs").GetProperty("token_logprobs").EnumerateArray()).Skip(1).Select(e => e.GetDouble()));
+    }
+
+    [Fact]
+    public async Task Echo_puts_the_prompts_text_first_with_offsets_into_it()
+    {
+        var tokenizer = new FakeTokenizer();
+        int[] script = [tokenizer.WordId("▁hello"), tokenizer.WordId("▁world")];
+        await using var h = await StartAsync(tokenizer: tokenizer, vocabSize: tokenizer.VocabSize, maxSeqLen: 128,
+            samplers: ScriptedSamplers.For(new Dictionary<ulong, int[]> { [3] = script }, eos: FakeTokenizer.Eos));
+        string body = """{"prompt": "the module", "max_tokens": 2, "temperature": 1, "seed": 3, "echo": true, "logprobs": 0""";
+        var choice = (await h.PostOkAsync("v1/completions", body + "}")).GetProperty("choices")[0];
+        Assert.Equal("the module hello world", choice.GetProperty("text").GetString());
+        var logprobs = choice.GetProperty("logprobs");
+        // <s> (no text), "the", " module", then the two generated words.
+        Assert.Equal(["<s>", " the", " module", " hello", " world"], logprobs.GetProperty("tokens").EnumerateArray().Select(e => e.GetString()));
+        Assert.Equal([0, 0, 3, 10, 16], logprobs.GetProperty("text_offset").EnumerateArray().Select(e => e.GetInt32()));
+
+        var events = await h.PostStreamAsync("v1/completions", body + """, "stream": true}""");
+        var texts = events.Select(e => e.GetProperty("choices")[0].GetProperty("text").GetString()!).ToArray();
+        Assert.Equal(["the module hello", " world"], texts);
+
+        var plain = (await h.PostOkAsync("v1/completions", """{"prompt": "the module", "max_tokens": 2, "temperature": 1, "seed": 3, "echo": true}"""))
+            .GetProperty("choices")[0];
+        Assert.Equal("the module hello world", plain.GetProperty("text").GetString());
+        Assert.Equal(JsonValueKind.Null, plain.GetProperty("logprobs").ValueKind);
+    }
+
     [Theory]
     [InlineData("""{"messages": [{"role": "user", "content": "hi"}], "top_logprobs": 2}""", "top_logprobs")]
     [InlineData("""{"messages": [{"role": "user", "content": "hi"}], "logprobs": true, "top_logprobs": 21}""", "top_logprobs")]
     [InlineData("""{"messages": [{"role": "user", "content": "hi"}], "logprobs": 2}""", "logprobs")]
+    [InlineData("""{"messages": [{"role": "user", "content": "hi"}], "echo": true}""", "echo")]
     public async Task Bad_chat_logprobs_get_400_naming_the_field(string body, string param)
     {
         var tokenizer = new FakeTokenizer();
