@@ -56,6 +56,10 @@ internal static class CliApp
             config.AddCommand<TokenizeCommand>("tokenize")
                 .WithDescription("Encode text with a checkpoint's tokenizer (ids and pieces, no BOS).")
                 .WithExample("tokenize", "--model", "models/docstrings-bf16", "--text", "\"Return the number of items.\"", "--json");
+            config.AddCommand<PerplexityCommand>("perplexity")
+                .WithDescription("Score a text with a checkpoint: exp of the mean negative log-likelihood of its tokens, in sliding windows.")
+                .WithExample("perplexity", "--model", "models/docstrings-bf16", "--text-file", "models/docstrings-bf16/README.md")
+                .WithExample("perplexity", "--model", "tests/reference/hf-llama/gqa-tiny", "--prompt-ids", "5,17,3,9", "--json");
             config.AddCommand<MakeRandomCheckpointCommand>("make-random-checkpoint")
                 .WithDescription("Write a checkpoint of a config's shape with random weights (for benchmarks; no download).")
                 .WithExample("make-random-checkpoint", "--config", "configs/medium.json", "--out", "/tmp/llama3-8b-2l", "--dtype", "f16", "--layers", "2");

@@ -264,6 +264,8 @@ internal static class ModelLoading
 
         public StepResult Run(StepBatch batch) => inner.Run(batch);
 
+        public bool ReturnsAllLogits => inner.ReturnsAllLogits;
+
         public void Dispose()
         {
             inner.Dispose();

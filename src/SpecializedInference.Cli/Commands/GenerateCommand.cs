@@ -225,7 +225,7 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         _ => throw new ArgumentException($"--kv-dtype '{text}': expected f16 or f32"),
     };
 
-    private static int[] ParseIds(string text)
+    internal static int[] ParseIds(string text)
     {
         var parts = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
         if (parts.Length == 0) throw new ArgumentException("--prompt-ids: no ids given");

@@ -17,6 +17,7 @@ public sealed class CliTests
             c.PropagateExceptions();
             c.AddCommand<GenerateCommand>("generate");
             c.AddCommand<TokenizeCommand>("tokenize");
+            c.AddCommand<PerplexityCommand>("perplexity");
         });
         var stdout = new StringWriter();
         var stderr = new StringWriter();

@@ -26,7 +26,7 @@ public sealed class Float64LlamaTests(AcceleratorFixture fixture, ITestOutputHel
         TieWordEmbeddings: true, BosTokenId: 1, EosTokenIds: new[] { 2 });
 
     /// <summary>The logits at every position of <paramref name="tokens"/>, in float64.</summary>
-    private static double[][] Reference(LlamaConfig c, SafetensorsCheckpoint w, int[] tokens)
+    internal static double[][] Reference(LlamaConfig c, SafetensorsCheckpoint w, int[] tokens)
     {
         double[] T(string name)
         {
@@ -50,12 +50,16 @@ public sealed class Float64LlamaTests(AcceleratorFixture fixture, ITestOutputHel
             return v.Select((a, i) => a / Math.Sqrt(ms + c.RmsNormEps) * g[i]).ToArray();
         }
 
-        // Llama 3 rotary frequencies, float64, straight from Meta's apply_scaling.
-        var l3 = (RopeScaling.Llama3)c.RopeScaling;
+        // Rotary frequencies, float64; Llama 3's scaling straight from Meta's apply_scaling.
         var inv = new double[c.HeadDim / 2];
         for (int i = 0; i < inv.Length; i++)
         {
             double f = Math.Pow(c.RopeTheta, -2.0 * i / c.HeadDim);
+            if (c.RopeScaling is not RopeScaling.Llama3 l3)
+            {
+                inv[i] = f;
+                continue;
+            }
             double wavelen = 2 * Math.PI / f;
             double low = l3.OriginalMaxPositionEmbeddings / l3.LowFreqFactor, high = l3.OriginalMaxPositionEmbeddings / l3.HighFreqFactor;
             double smooth = (l3.OriginalMaxPositionEmbeddings / wavelen - l3.LowFreqFactor) / (l3.HighFreqFactor - l3.LowFreqFactor);
@@ -128,7 +132,8 @@ public sealed class Float64LlamaTests(AcceleratorFixture fixture, ITestOutputHel
         }
 
         var gf = T("model.norm.weight");
-        return x.Select(row => MatVec(embed, Norm(row, gf), c.VocabSize)).ToArray(); // tied: the LM head is the embedding
+        var head = c.TieWordEmbeddings ? embed : T("lm_head.weight"); // tied: the LM head is the embedding
+        return x.Select(row => MatVec(head, Norm(row, gf), c.VocabSize)).ToArray();
     }
 
     [Theory]
