@@ -217,19 +217,14 @@ internal sealed class RequestParser
         };
     }
 
-    // OpenAI's ranges, and vLLM's repetition_penalty (> 0, 1 = off).
+    // OpenAI's presence and frequency penalties, and vLLM's repetition_penalty.
     private static LogitPenalties ReadPenalties(JsonElement root)
     {
-        double presence = ReadNumber(root, "presence_penalty") ?? 0;
-        if (!(presence >= -2 && presence <= 2))
-            throw ApiException.BadField("presence_penalty", $"'presence_penalty' is {presence}; it must be between -2 and 2.");
-        double frequency = ReadNumber(root, "frequency_penalty") ?? 0;
-        if (!(frequency >= -2 && frequency <= 2))
-            throw ApiException.BadField("frequency_penalty", $"'frequency_penalty' is {frequency}; it must be between -2 and 2.");
-        double repetition = ReadNumber(root, "repetition_penalty") ?? 1;
-        if (!(repetition > 0) || double.IsInfinity(repetition))
-            throw ApiException.BadField("repetition_penalty", $"'repetition_penalty' is {repetition}; it must be greater than 0 (1 turns it off).");
-        return new LogitPenalties(repetition, frequency, presence);
+        var penalties = new LogitPenalties(ReadNumber(root, "repetition_penalty") ?? 1, ReadNumber(root, "frequency_penalty") ?? 0,
+            ReadNumber(root, "presence_penalty") ?? 0);
+        if (penalties.FindProblem() is var (field, expected))
+            throw ApiException.BadField(field, $"'{field}' is {penalties.Value(field)}; it must be {expected}.");
+        return penalties;
     }
 
     // Completions: "logprobs": n, the n most likely tokens at each position besides the chosen one (0 = the chosen only).

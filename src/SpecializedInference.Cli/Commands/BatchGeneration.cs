@@ -231,14 +231,8 @@ internal static class BatchGeneration
                 Get("repetition_penalty", defaultPenalties.Repetition, "a number"),
                 Get("frequency_penalty", defaultPenalties.Frequency, "a number"),
                 Get("presence_penalty", defaultPenalties.Presence, "a number"));
-            try
-            {
-                penalties.Validate();
-            }
-            catch (ArgumentException e)
-            {
-                throw new ArgumentException($"{where}: {e.Message}");
-            }
+            if (penalties.FindProblem() is var (field, expected))
+                throw new ArgumentException($"{where}: \"{field}\" must be {expected}, got {penalties.Value(field)}");
 
             JsonNode id = obj["id"]?.DeepClone() ?? JsonValue.Create(lineNumber);
             var sampling = new SamplingParams { Greedy = greedy, Temperature = temperature ?? 1.0, TopK = topK, TopP = topP, Seed = seed, Penalties = penalties };

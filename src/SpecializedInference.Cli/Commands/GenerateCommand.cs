@@ -182,9 +182,8 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
             if (MaxNewTokens < 1) return ValidationResult.Error("--max-new-tokens must be at least 1");
             if (Greedy && Temperature is > 0) return ValidationResult.Error("--greedy and --temperature > 0 contradict each other");
             if (PrefillChunk < 1) return ValidationResult.Error("--prefill-chunk must be at least 1");
-            if (!(RepetitionPenalty > 0) || double.IsInfinity(RepetitionPenalty)) return ValidationResult.Error("--repetition-penalty must be a finite number above 0 (1 = off)");
-            if (!(FrequencyPenalty is >= -2 and <= 2)) return ValidationResult.Error("--frequency-penalty must be between -2 and 2 (0 = off)");
-            if (!(PresencePenalty is >= -2 and <= 2)) return ValidationResult.Error("--presence-penalty must be between -2 and 2 (0 = off)");
+            if (Penalties.FindProblem() is var (field, expected))
+                return ValidationResult.Error($"--{field.Replace('_', '-')} must be {expected}");
             if (StageTimes && PromptsFile is not null) return ValidationResult.Error("--stage-times times one prompt's decode steps; it does not go with --prompts-file");
             return ValidationResult.Success();
         }

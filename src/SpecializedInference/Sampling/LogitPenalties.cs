@@ -22,16 +22,28 @@ public sealed record LogitPenalties(double Repetition = 1, double Frequency = 0,
 
     public bool IsNone => Repetition == 1 && Frequency == 0 && Presence == 0;
 
+    /// <summary>The first value outside its range: its OpenAI/vLLM field name and what it must be; null when all are valid.</summary>
+    public (string Field, string Expected)? FindProblem() =>
+        !(Repetition > 0) || double.IsInfinity(Repetition) ? ("repetition_penalty", "a finite number above 0 (1 = off)")
+        : !(Frequency >= -2 && Frequency <= 2) ? ("frequency_penalty", "between -2 and 2 (0 = off)")
+        : !(Presence >= -2 && Presence <= 2) ? ("presence_penalty", "between -2 and 2 (0 = off)")
+        : null;
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first value outside its range.</summary>
     public void Validate()
     {
-        if (!(Repetition > 0) || double.IsInfinity(Repetition))
-            throw new ArgumentException($"repetition_penalty is {Repetition}; it must be a finite number > 0 (1 = off)");
-        if (!(Frequency >= -2 && Frequency <= 2))
-            throw new ArgumentException($"frequency_penalty is {Frequency}; it must be in [-2, 2] (0 = off)");
-        if (!(Presence >= -2 && Presence <= 2))
-            throw new ArgumentException($"presence_penalty is {Presence}; it must be in [-2, 2] (0 = off)");
+        if (FindProblem() is var (field, expected))
+            throw new ArgumentException($"{field} is {Value(field)}; it must be {expected}");
     }
+
+    /// <summary>The value of a field <see cref="FindProblem"/> names.</summary>
+    public double Value(string field) => field switch
+    {
+        "repetition_penalty" => Repetition,
+        "frequency_penalty" => Frequency,
+        "presence_penalty" => Presence,
+        _ => throw new ArgumentOutOfRangeException(nameof(field), field, "not a penalty"),
+    };
 }
 
 /// <summary>

@@ -58,6 +58,8 @@ public sealed class BatchGenerationCliTests
     [InlineData("{\"prompt_ids\":[1],\"topk\":3}", ":1: unknown field \"topk\"")]
     [InlineData("\n\n{\"prompt_ids\":[1],\"top_p\":\"x\"}", ":3: \"top_p\" must be a number")]
     [InlineData("{\"prompt_ids\":[1000]}", ":1: token id 1000 is outside the vocabulary")]
+    [InlineData("{\"prompt_ids\":[1],\"repetition_penalty\":0}", ":1: \"repetition_penalty\" must be a finite number above 0 (1 = off), got 0")]
+    [InlineData("{\"prompt_ids\":[1]}\n{\"prompt_ids\":[1],\"presence_penalty\":3}", ":2: \"presence_penalty\" must be between -2 and 2 (0 = off), got 3")]
     public void A_malformed_line_rejects_the_file_naming_file_and_line(string content, string expected)
     {
         var file = Path.GetTempFileName();
