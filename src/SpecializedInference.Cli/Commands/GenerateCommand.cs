@@ -18,12 +18,8 @@ namespace SpecializedInference.Cli.Commands;
 /// <summary><c>si generate</c>: load a Hugging Face Llama checkpoint and generate from one prompt.</summary>
 internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
 {
-    internal sealed class Settings : CommandSettings
+    internal sealed class Settings : CheckpointRunSettings
     {
-        [CommandOption("--model <DIR>")]
-        [Description("Checkpoint folder: config.json, model.safetensors (or the sharded index), optional tokenizer.model.")]
-        public string Model { get; init; } = "";
-
         [CommandOption("--prompt <TEXT>")]
         [Description("Prompt text (needs the checkpoint's tokenizer; BOS is added as tokenizer_config.json says).")]
         public string? Prompt { get; init; }
@@ -86,18 +82,6 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         [CommandOption("--json")]
         [Description("Print one JSON object: tokens, step_logits, engine, specialized, device, prefill_ms, decode_tokens_per_s (after the first decode step, which compiles kernels: first_decode_ms).")]
         public bool Json { get; init; }
-
-        [CommandOption("--device <DEVICE>")]
-        [Description("auto (CUDA when present), cpu or cuda.")]
-        public string Device { get; init; } = "auto";
-
-        [CommandOption("--weight-dtype <DTYPE>")]
-        [Description("Weights on the device: f16 (default) or f32.")]
-        public string WeightDtype { get; init; } = "f16";
-
-        [CommandOption("--kv-dtype <DTYPE>")]
-        [Description("KV cache: f16 (default) or f32.")]
-        public string KvDtype { get; init; } = "f16";
 
         [CommandOption("--cuda-cores")]
         [Description("f16 projections and decode attention on CUDA cores only (tensor cores are the default on CUDA).")]

@@ -22,12 +22,8 @@ namespace SpecializedInference.Cli.Commands;
 /// </remarks>
 internal sealed class PerplexityCommand : Command<PerplexityCommand.Settings>
 {
-    internal sealed class Settings : CommandSettings
+    internal sealed class Settings : CheckpointRunSettings
     {
-        [CommandOption("-m|--model <DIR>")]
-        [Description("Hugging Face checkpoint folder (config.json, *.safetensors, and a tokenizer for --text).")]
-        public string Model { get; init; } = "";
-
         [CommandOption("--text <TEXT>")]
         [Description("The text to score (encoded with BOS as the tokenizer's config says).")]
         public string? Text { get; init; }
@@ -47,18 +43,6 @@ internal sealed class PerplexityCommand : Command<PerplexityCommand.Settings>
         [CommandOption("--stride <N>")]
         [Description("Tokens between window starts, less than --context (default: half of it). Smaller gives each token more context and costs more.")]
         public int? Stride { get; init; }
-
-        [CommandOption("--device <DEVICE>")]
-        [Description("auto (CUDA when present), cpu or cuda.")]
-        public string Device { get; init; } = "auto";
-
-        [CommandOption("--weight-dtype <DTYPE>")]
-        [Description("Weights on the device: f16 (default) or f32.")]
-        public string WeightDtype { get; init; } = "f16";
-
-        [CommandOption("--kv-dtype <DTYPE>")]
-        [Description("KV cache: f16 (default) or f32.")]
-        public string KvDtype { get; init; } = "f16";
 
         [CommandOption("--max-batch-size <N>")]
         [Description("Windows the engine runs at once (default 8).")]
