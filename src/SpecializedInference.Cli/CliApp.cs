@@ -58,7 +58,8 @@ internal static class CliApp
                 .WithExample("tokenize", "--model", "models/docstrings-bf16", "--text", "\"Return the number of items.\"", "--json");
             config.AddCommand<PerplexityCommand>("perplexity")
                 .WithDescription("Score a text with a checkpoint: exp of the mean negative log-likelihood of its tokens, in sliding windows.")
-                .WithExample("perplexity", "--model", "models/docstrings-bf16", "--text-file", "models/docstrings-bf16/README.md")
+                .WithExample("perplexity", "--model", "models/docstrings-bf16", "--text", "\"This module provides regular expression matching operations.\"")
+                .WithExample("perplexity", "--model", "<checkpoint>", "--text-file", "wiki.test.raw", "--context", "2048", "--stride", "512")
                 .WithExample("perplexity", "--model", "tests/reference/hf-llama/gqa-tiny", "--prompt-ids", "5,17,3,9", "--json");
             config.AddCommand<MakeRandomCheckpointCommand>("make-random-checkpoint")
                 .WithDescription("Write a checkpoint of a config's shape with random weights (for benchmarks; no download).")
