@@ -189,6 +189,7 @@ internal sealed class RequestParser
         var sampling = new SamplingParams
         {
             Temperature = temperature, TopP = topP, TopK = Math.Max(topK, 0), Seed = seed, Penalties = ReadPenalties(root),
+            LogitBias = ReadLogitBias(root),
         };
 
         var stop = ReadStop(root);
@@ -227,6 +228,25 @@ internal sealed class RequestParser
         return penalties;
     }
 
+    // OpenAI's logit_bias: {"token id": bias from -100 to 100}, added to those logits before anything else.
+    private IReadOnlyDictionary<int, float>? ReadLogitBias(JsonElement root)
+    {
+        if (!root.TryGetProperty("logit_bias", out var value) || value.ValueKind == JsonValueKind.Null)
+            return null;
+        if (value.ValueKind != JsonValueKind.Object)
+            throw ApiException.BadField("logit_bias", $"'logit_bias' must be an object mapping token ids to numbers from -100 to 100, got {Describe(value)}.", "invalid_type");
+        var bias = new Dictionary<int, float>();
+        foreach (var entry in value.EnumerateObject())
+        {
+            if (!int.TryParse(entry.Name, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int token) || token >= _vocabSize)
+                throw ApiException.BadField("logit_bias", $"'logit_bias' has the key \"{entry.Name}\"; keys must be token ids in [0, {_vocabSize}).");
+            if (entry.Value.ValueKind != JsonValueKind.Number || !entry.Value.TryGetDouble(out double b) || !(b >= -100 && b <= 100))
+                throw ApiException.BadField("logit_bias", $"'logit_bias' of token {token} is {entry.Value.GetRawText()}; it must be a number from -100 to 100.");
+            bias[token] = (float)b;
+        }
+        return bias;
+    }
+
     // Completions: "logprobs": n, the n most likely tokens at each position besides the chosen one (0 = the chosen only).
     private static int? ReadCompletionLogprobs(JsonElement root)
     {
@@ -262,9 +282,46 @@ internal sealed class RequestParser
             throw new ApiException(404, $"The model '{name}' does not exist; this server serves '{_options.ModelName}'.", "model", "model_not_found");
     }
 
-    // Parameters OpenAI defines that this server does not implement: refuse a non-default value rather than ignore it.
+    private static readonly HashSet<string> CommonFields = new(StringComparer.Ordinal)
+    {
+        "model", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "stop_token_ids", "ignore_eos", "stream", "stream_options",
+        "logprobs", "n", "presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias",
+        // Accepted and without effect here: who asks, and what OpenAI's platform would store or bill.
+        "user", "metadata", "store", "service_tier",
+    };
+
+    private static readonly HashSet<string> CompletionFields = new(CommonFields, StringComparer.Ordinal) { "prompt", "echo", "best_of", "suffix" };
+
+    private static readonly HashSet<string> ChatFields = new(CommonFields, StringComparer.Ordinal)
+    {
+        "messages", "max_completion_tokens", "top_logprobs", "echo", "tools", "tool_choice", "parallel_tool_calls", "functions", "function_call",
+        "response_format", "modalities",
+    };
+
+    // Parameters OpenAI defines that this server does not implement: refuse a non-default value rather than ignore it,
+    // and refuse a field it does not know (as OpenAI does) rather than drop what a client meant.
     private static void CheckUnsupported(JsonElement root, bool chat)
     {
+        var known = chat ? ChatFields : CompletionFields;
+        foreach (var property in root.EnumerateObject())
+            if (!known.Contains(property.Name))
+                throw ApiException.BadField(property.Name,
+                    $"'{property.Name}' is not a parameter of {(chat ? "/v1/chat/completions" : "/v1/completions")} on this server; remove it.", "unknown_parameter");
+        if (chat)
+        {
+            foreach (var name in new[] { "tools", "functions" })
+                if (root.TryGetProperty(name, out var tools) && !(tools.ValueKind == JsonValueKind.Null || tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() == 0))
+                    throw ApiException.BadField(name, $"'{name}': tool calling is not supported; this server generates text only.", "unsupported_value");
+            foreach (var name in new[] { "tool_choice", "function_call" })
+                if (root.TryGetProperty(name, out var choice) && !(choice.ValueKind == JsonValueKind.Null || choice.ValueKind == JsonValueKind.String && choice.GetString() == "none"))
+                    throw ApiException.BadField(name, $"'{name}': tool calling is not supported; leave it out or give \"none\".", "unsupported_value");
+            if (root.TryGetProperty("response_format", out var format) && format.ValueKind != JsonValueKind.Null
+                && !(format.ValueKind == JsonValueKind.Object && format.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String && type.GetString() == "text"))
+                throw ApiException.BadField("response_format", "'response_format': only {\"type\": \"text\"} is supported (no JSON mode or structured outputs).", "unsupported_value");
+            if (root.TryGetProperty("modalities", out var modalities) && modalities.ValueKind != JsonValueKind.Null
+                && !(modalities.ValueKind == JsonValueKind.Array && modalities.EnumerateArray().All(m => m.ValueKind == JsonValueKind.String && m.GetString() == "text")))
+                throw ApiException.BadField("modalities", "'modalities': this model produces text only; give [\"text\"] or leave it out.", "unsupported_value");
+        }
         foreach (var name in new[] { "n", "best_of" })
             if (ReadInt(root, name) is { } v && v != 1)
                 throw ApiException.BadField(name, $"'{name}' is {v}; this server generates one choice per request, so it must be 1.", "unsupported_value");

@@ -129,8 +129,11 @@ public sealed class EngineCore
                 var sampling = request.Sampling ?? SamplingParams.ArgMax;
                 sampler = _samplerFactory(sampling)
                     ?? throw new ArgumentException("the sampler factory returned no sampler.");
-                if (sampling.Penalties is { IsNone: false } penalties)
-                    sampler = new PenalizedTokenSampler(sampler, penalties, request.PromptTokenIds);
+                foreach (int token in sampling.LogitBias?.Keys ?? [])
+                    if ((uint)token >= (uint)_runner.VocabSize)
+                        throw new ArgumentException($"logit_bias names token id {token}, outside the vocabulary [0, {_runner.VocabSize}).");
+                if (!sampling.Penalties.IsNone || sampling.LogitBias is { Count: > 0 })
+                    sampler = new AdjustedTokenSampler(sampler, sampling.Penalties, request.PromptTokenIds, sampling.LogitBias);
             }
             catch (Exception e) when (e is NotSupportedException or ArgumentException)
             {

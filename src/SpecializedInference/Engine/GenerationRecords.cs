@@ -37,6 +37,9 @@ public sealed record SamplingParams
     /// <summary>Repetition, frequency and presence penalties, applied to the logits before the choice (greedy or not).</summary>
     public LogitPenalties Penalties { get; init; } = LogitPenalties.None;
 
+    /// <summary>Added to the logits of these token ids before the penalties and the choice (OpenAI's <c>logit_bias</c>).</summary>
+    public IReadOnlyDictionary<int, float>? LogitBias { get; init; }
+
     /// <summary>Greedy decoding (argmax).</summary>
     public static SamplingParams ArgMax { get; } = new() { Greedy = true };
 

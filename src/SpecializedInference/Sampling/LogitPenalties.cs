@@ -1,5 +1,3 @@
-using SpecializedInference.Engine;
-
 namespace SpecializedInference.Sampling;
 
 /// <summary>
@@ -44,59 +42,4 @@ public sealed record LogitPenalties(double Repetition = 1, double Frequency = 0,
         "presence_penalty" => Presence,
         _ => throw new ArgumentOutOfRangeException(nameof(field), field, "not a penalty"),
     };
-}
-
-/// <summary>
-/// Wraps one request's sampler: copies each logits row, applies the <see cref="LogitPenalties"/> of the tokens seen
-/// so far, lets the inner sampler choose, and counts the chosen token. The engine calls it once per generated token,
-/// in order (preemption does not re-sample), so the counts are the request's output.
-/// </summary>
-public sealed class PenalizedTokenSampler : ITokenSampler
-{
-    private readonly ITokenSampler _inner;
-    private readonly LogitPenalties _penalties;
-    private readonly HashSet<int> _prompt;
-    private readonly Dictionary<int, int> _generated = new();
-    private float[] _scratch = Array.Empty<float>();
-
-    public PenalizedTokenSampler(ITokenSampler inner, LogitPenalties penalties, IReadOnlyList<int> promptTokenIds)
-    {
-        _inner = inner ?? throw new ArgumentNullException(nameof(inner));
-        _penalties = penalties ?? throw new ArgumentNullException(nameof(penalties));
-        penalties.Validate();
-        _prompt = penalties.Repetition == 1 ? new HashSet<int>() : new HashSet<int>(promptTokenIds);
-    }
-
-    public int Sample(ReadOnlySpan<float> logits)
-    {
-        if (_scratch.Length != logits.Length)
-            _scratch = new float[logits.Length];
-        logits.CopyTo(_scratch);
-        Apply(_scratch);
-        int token = _inner.Sample(_scratch);
-        _generated[token] = _generated.GetValueOrDefault(token) + 1;
-        return token;
-    }
-
-    // Only the tokens seen so far change, so this costs O(distinct tokens), not O(vocabulary).
-    private void Apply(float[] logits)
-    {
-        double repetition = _penalties.Repetition;
-        if (repetition != 1)
-        {
-            foreach (int token in _prompt)
-                if ((uint)token < (uint)logits.Length && !_generated.ContainsKey(token))
-                    logits[token] = Repeat(logits[token], repetition);
-        }
-        foreach (var (token, count) in _generated)
-        {
-            if ((uint)token >= (uint)logits.Length)
-                continue;
-            double value = repetition == 1 ? logits[token] : Repeat(logits[token], repetition);
-            value -= _penalties.Frequency * count + _penalties.Presence;
-            logits[token] = (float)value;
-        }
-    }
-
-    private static float Repeat(float logit, double penalty) => (float)(logit > 0 ? logit / penalty : logit * penalty);
 }

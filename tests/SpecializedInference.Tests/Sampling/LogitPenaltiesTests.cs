@@ -30,8 +30,9 @@ public sealed class LogitPenaltiesTests
             var prompt = Enumerable.Range(0, 1 + rng.Next(12)).Select(_ => rng.Next(vocab)).ToArray(); // repeats included
             var script = Enumerable.Range(0, 8).Select(_ => rng.Next(vocab)).ToArray();
             var penalties = new LogitPenalties(0.25 + 2 * rng.NextDouble(), 4 * rng.NextDouble() - 2, 4 * rng.NextDouble() - 2);
+            var bias = Enumerable.Range(0, rng.Next(4)).Select(_ => rng.Next(vocab)).Distinct().ToDictionary(t => t, _ => (float)(rng.NextDouble() * 200 - 100));
             var inner = new RecordingSampler(script);
-            var sampler = new PenalizedTokenSampler(inner, penalties, prompt);
+            var sampler = new AdjustedTokenSampler(inner, penalties, prompt, bias);
             var output = new List<int>();
             foreach (int expected in script)
             {
@@ -40,10 +41,10 @@ public sealed class LogitPenaltiesTests
                 var untouched = (float[])logits.Clone();
                 Assert.Equal(expected, sampler.Sample(logits));
                 Assert.Equal(untouched, logits); // the caller's row is not modified
-                var reference = PenaltyReference.Apply(logits, prompt, output, penalties);
+                var reference = PenaltyReference.Apply(logits, prompt, output, penalties, bias);
                 for (int v = 0; v < vocab; v++)
-                    Assert.True(Math.Abs(inner.LastRow[v] - reference[v]) <= 1e-6 * Math.Max(1, Math.Abs(reference[v])),
-                        $"seed {seed}, trial {trial}, step {output.Count}, token {v}: {inner.LastRow[v]} vs {reference[v]} ({penalties})");
+                    Assert.True(Math.Abs(inner.LastRow[v] - reference[v]) <= 1e-5 * Math.Max(1, Math.Abs(reference[v])),
+                        $"seed {seed}, trial {trial}, step {output.Count}, token {v}: {inner.LastRow[v]} vs {reference[v]} ({penalties}, bias {string.Join(",", bias)})");
                 output.Add(expected);
             }
         }
@@ -53,12 +54,12 @@ public sealed class LogitPenaltiesTests
     public void A_repetition_penalty_moves_greedy_off_a_repeated_token()
     {
         float[] logits = [1.0f, 3.0f, 2.0f, -1.0f];
-        var greedy = new PenalizedTokenSampler(GreedyTokenSampler.Instance, new LogitPenalties(Repetition: 2), promptTokenIds: [1, 3]);
+        var greedy = new AdjustedTokenSampler(GreedyTokenSampler.Instance, new LogitPenalties(Repetition: 2), promptTokenIds: [1, 3]);
         Assert.Equal(2, greedy.Sample(logits)); // 3 / 2 = 1.5 < 2; -1 * 2 = -2
         Assert.Equal(1, greedy.Sample(logits)); // 2 was generated: 2 / 2 = 1.0 < 1.5
 
         // A frequency penalty grows with each repeat: 3, then 3 - 1.5 < 2, then 3 - 1.5 = 1.5 > 2 - 1.5.
-        var frequency = new PenalizedTokenSampler(GreedyTokenSampler.Instance, new LogitPenalties(Frequency: 1.5), promptTokenIds: [1]);
+        var frequency = new AdjustedTokenSampler(GreedyTokenSampler.Instance, new LogitPenalties(Frequency: 1.5), promptTokenIds: [1]);
         Assert.Equal([1, 2, 1], new[] { frequency.Sample([1f, 3f, 2f]), frequency.Sample([1f, 3f, 2f]), frequency.Sample([1f, 3f, 2f]) });
     }
 
@@ -67,11 +68,20 @@ public sealed class LogitPenaltiesTests
     {
         float[] logits = [5f, 4f, 0f];
         var inner = new RecordingSampler([0, 0, 0, 1]);
-        var sampler = new PenalizedTokenSampler(inner, new LogitPenalties(Frequency: 0.5, Presence: 0.25), promptTokenIds: [2]);
+        var sampler = new AdjustedTokenSampler(inner, new LogitPenalties(Frequency: 0.5, Presence: 0.25), promptTokenIds: [2]);
         for (int i = 0; i < 4; i++) sampler.Sample(logits);
         // Before the 4th draw token 0 was generated three times: 5 - 3 * 0.5 - 0.25. The prompt's token 2 is not
         // counted by frequency or presence.
         Assert.Equal([3.25f, 4f, 0f], inner.LastRow);
+    }
+
+    [Fact]
+    public void A_bias_of_minus_100_bans_a_token_and_plus_100_forces_it()
+    {
+        float[] logits = [1f, 3f, 2f];
+        Assert.Equal(2, new AdjustedTokenSampler(GreedyTokenSampler.Instance, LogitPenalties.None, [], new Dictionary<int, float> { [1] = -100 }).Sample(logits));
+        Assert.Equal(0, new AdjustedTokenSampler(GreedyTokenSampler.Instance, LogitPenalties.None, [], new Dictionary<int, float> { [0] = 100 }).Sample(logits));
+        Assert.Throws<ArgumentException>(() => new AdjustedTokenSampler(GreedyTokenSampler.Instance, LogitPenalties.None, [], new Dictionary<int, float> { [0] = float.NaN }));
     }
 
     [Theory]
@@ -83,7 +93,7 @@ public sealed class LogitPenaltiesTests
     [InlineData(1.0, double.NaN, 0.0, "frequency_penalty")]
     public void Values_outside_their_range_are_refused_by_name(double repetition, double frequency, double presence, string name)
     {
-        var e = Assert.Throws<ArgumentException>(() => new PenalizedTokenSampler(GreedyTokenSampler.Instance, new LogitPenalties(repetition, frequency, presence), [1]));
+        var e = Assert.Throws<ArgumentException>(() => new AdjustedTokenSampler(GreedyTokenSampler.Instance, new LogitPenalties(repetition, frequency, presence), [1]));
         Assert.StartsWith(name, e.Message);
     }
 }

@@ -185,4 +185,23 @@ public sealed class LogprobsTests
         Assert.Equal(PenaltyReference.Greedy(Prompt, 16, h.VocabSize, penalties), tokens);
         Assert.NotEqual(FakeModelRunner.GreedyReference(Prompt, 16, h.VocabSize), tokens);
     }
+
+    [Fact]
+    public async Task Logit_bias_bans_and_favours_tokens_before_the_penalties()
+    {
+        await using var h = await StartAsync(samplers: EngineSamplers.Factory);
+        int first = FakeModelRunner.GreedyReference(Prompt, 1, h.VocabSize)[0];
+        var bias = new Dictionary<int, float> { [first] = -100, [3] = 0.25f };
+        var penalties = new LogitPenalties(Frequency: 0.5);
+        var tokens = TokensOf((await h.PostOkAsync("v1/completions",
+            $$$"""{"prompt": {{{Ids(Prompt)}}}, "max_tokens": 12, "temperature": 0, "frequency_penalty": 0.5, "logit_bias": {"{{{first}}}": -100, "3": 0.25}}"""))
+            .GetProperty("choices")[0]);
+        Assert.Equal(PenaltyReference.Greedy(Prompt, 12, h.VocabSize, penalties, bias), tokens);
+        Assert.DoesNotContain(first, tokens);
+        Assert.Contains(3, tokens);
+
+        var forced = TokensOf((await h.PostOkAsync("v1/completions", $$$"""{"prompt": {{{Ids(Prompt)}}}, "max_tokens": 5, "logit_bias": {"7": 100}}"""))
+            .GetProperty("choices")[0]);
+        Assert.Equal([7, 7, 7, 7, 7], forced);
+    }
 }

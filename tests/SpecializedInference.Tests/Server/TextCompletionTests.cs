@@ -147,10 +147,27 @@ public sealed class TextCompletionTests(TextServerFixture fixture) : IClassFixtu
     [InlineData("""{"messages": [{"role": "user"}]}""", "messages[0].content")]
     [InlineData("""{"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}""", "messages[0].content[0]")]
     [InlineData("""{"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 0}""", "max_completion_tokens")]
+    [InlineData("""{"messages": [{"role": "user", "content": "hi"}], "prompt": "hi"}""", "prompt")]
+    [InlineData("""{"messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "low"}""", "reasoning_effort")]
+    [InlineData("""{"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f"}}]}""", "tools")]
+    [InlineData("""{"messages": [{"role": "user", "content": "hi"}], "tool_choice": "auto"}""", "tool_choice")]
+    [InlineData("""{"messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "json_object"}}""", "response_format")]
+    [InlineData("""{"messages": [{"role": "user", "content": "hi"}], "modalities": ["text", "audio"]}""", "modalities")]
     public async Task BadChatRequestsNameTheField(string body, string param)
     {
         using var response = await H.PostAsync("v1/chat/completions", body);
         await BadRequestTests.AssertErrorAsync(response, HttpStatusCode.BadRequest, param);
+    }
+
+    /// <summary>What clients send that changes nothing here is accepted: who asks, no tools, plain text.</summary>
+    [Fact]
+    public async Task HarmlessOpenAiFieldsAreAccepted()
+    {
+        var plain = await H.PostOkAsync("v1/chat/completions", """
+            {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "user": "u1", "metadata": {"k": "v"}, "store": false,
+             "tools": [], "tool_choice": "none", "parallel_tool_calls": true, "response_format": {"type": "text"}, "modalities": ["text"], "n": 1}
+            """);
+        Assert.Equal(2, TokensOf(plain.GetProperty("choices")[0]).Length);
     }
 
     [Fact]
