@@ -84,11 +84,17 @@ internal sealed class OpenAiApi
         }
     }
 
+    /// <summary>One choice of a request: its engine request's tokens and the text they make.</summary>
+    private sealed record ChoiceStream(int Index, IAsyncEnumerable<GeneratedToken> Tokens, OutputAssembler Output);
+
     private async Task GenerateAsync(HttpContext context, ApiKind kind, ParsedRequest request)
     {
-        if (Interlocked.Increment(ref _inFlight) > Capacity)
+        int n = request.N;
+        if (n > Capacity)
+            throw ApiException.BadField("n", $"'n' is {n}, but this server runs at most {Capacity} requests at once (max batch plus max_waiting_requests).");
+        if (Interlocked.Add(ref _inFlight, n) > Capacity)
         {
-            Interlocked.Decrement(ref _inFlight);
+            Interlocked.Add(ref _inFlight, -n);
             throw new ApiException(429,
                 $"The server is busy: {Capacity} requests are already running or waiting (max batch plus max_waiting_requests {_options.MaxWaitingRequests}). Retry after {_options.RetryAfterSeconds} s.",
                 null, "queue_full", ApiErrorTypes.RateLimit);
@@ -97,62 +103,100 @@ internal sealed class OpenAiApi
         {
             using var cancel = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, _stopping);
             string id = (kind == ApiKind.Completion ? "cmpl-" : "chatcmpl-") + Guid.NewGuid().ToString("N")[..24];
-            var generation = new GenerationRequest(request.PromptTokenIds, request.MaxTokens)
-            {
-                Sampling = request.Sampling,
-                EosTokenIds = _options.EosTokenIds,
-                StopTokenIds = request.StopTokenIds,
-                IgnoreEos = request.IgnoreEos,
-                Name = id,
-                Logprobs = request.Logprobs,
-                PromptLogprobs = request.Echo ? request.Logprobs : null,
-            };
-            IAsyncEnumerable<GeneratedToken> tokens;
+            var choices = new List<ChoiceStream>(n);
             try
             {
-                tokens = _engine.StreamAsync(generation, cancel.Token);
+                for (int i = 0; i < n; i++)
+                    choices.Add(new ChoiceStream(i, Submit(request, n == 1 ? id : $"{id}-{i}", i, cancel.Token),
+                        new OutputAssembler(_tokenizer, request.Stop, kind == ApiKind.Completion ? request.PromptTokenIds : [],
+                            logprobs: request.Logprobs is not null, echo: request.Echo ? request.PromptTokenIds : null)));
             }
-            catch (RequestRejectedException e)
+            catch
             {
-                throw EngineRejection(e);
-            }
-            catch (ObjectDisposedException)
-            {
-                throw ShuttingDown();
-            }
-            catch (InvalidOperationException e)
-            {
-                // The engine thread stopped after an internal error.
-                _engineFailed = true;
-                _logger.LogError(e, "The engine refused a request");
-                throw new ApiException(503, "The engine has stopped after an internal error, so the server cannot generate; restart it.", null, "engine_failed", ApiErrorTypes.Server);
+                cancel.Cancel(); // the choices already submitted stop and free their blocks
+                throw;
             }
             Metrics.AddPromptTokens(request.PromptTokenIds.Length);
 
-            var output = new OutputAssembler(_tokenizer, request.Stop, kind == ApiKind.Completion ? request.PromptTokenIds : [],
-                logprobs: request.Logprobs is not null, echo: request.Echo ? request.PromptTokenIds : null);
             var outcome = request.Stream
-                ? await StreamAsync(context, kind, id, request, tokens, output, cancel.Token).ConfigureAwait(false)
-                : await RespondAsync(context, kind, id, request, tokens, output, cancel.Token).ConfigureAwait(false);
-            Metrics.Finished(outcome, output.FinishReason);
+                ? await StreamAsync(context, kind, id, request, choices, cancel).ConfigureAwait(false)
+                : await RespondAsync(context, kind, id, request, choices, cancel).ConfigureAwait(false);
+            foreach (var choice in choices)
+                Metrics.Finished(choice.Output.Done ? RequestOutcome.Finished : outcome, choice.Output.FinishReason);
         }
         finally
         {
-            Interlocked.Decrement(ref _inFlight);
+            Interlocked.Add(ref _inFlight, -n);
         }
     }
 
+    // Choice i of n: the request's sampling with seed + i, so a seeded request's choices differ and repeat.
+    private IAsyncEnumerable<GeneratedToken> Submit(ParsedRequest request, string name, int choice, CancellationToken cancellationToken)
+    {
+        var sampling = request.Sampling.Seed is { } seed && choice > 0 ? request.Sampling with { Seed = unchecked(seed + (ulong)choice) } : request.Sampling;
+        var generation = new GenerationRequest(request.PromptTokenIds, request.MaxTokens)
+        {
+            Sampling = sampling,
+            EosTokenIds = _options.EosTokenIds,
+            StopTokenIds = request.StopTokenIds,
+            IgnoreEos = request.IgnoreEos,
+            Name = name,
+            Logprobs = request.Logprobs,
+            PromptLogprobs = request.Echo ? request.Logprobs : null,
+        };
+        try
+        {
+            return _engine.StreamAsync(generation, cancellationToken);
+        }
+        catch (RequestRejectedException e)
+        {
+            throw EngineRejection(e);
+        }
+        catch (ObjectDisposedException)
+        {
+            throw ShuttingDown();
+        }
+        catch (InvalidOperationException e)
+        {
+            // The engine thread stopped after an internal error.
+            _engineFailed = true;
+            _logger.LogError(e, "The engine refused a request");
+            throw new ApiException(503, "The engine has stopped after an internal error, so the server cannot generate; restart it.", null, "engine_failed", ApiErrorTypes.Server);
+        }
+    }
+
+    // Every choice to its end; the first that does not finish cancels the others.
+    private async Task<RequestOutcome> PumpAllAsync(string id, IReadOnlyList<ChoiceStream> choices, Func<ChoiceStream, string, GeneratedToken, Task>? onToken,
+        CancellationTokenSource cancel)
+    {
+        var outcomes = await Task.WhenAll(choices.Select(async choice =>
+        {
+            var outcome = await PumpAsync(id, choice.Tokens, choice.Output,
+                onToken is null ? null : (text, token) => onToken(choice, text, token), cancel.Token).ConfigureAwait(false);
+            if (outcome != RequestOutcome.Finished)
+                cancel.Cancel();
+            return outcome;
+        })).ConfigureAwait(false);
+        return outcomes.All(o => o == RequestOutcome.Finished) ? RequestOutcome.Finished
+            : outcomes.Contains(RequestOutcome.Failed) ? RequestOutcome.Failed
+            : outcomes.Contains(RequestOutcome.EngineStopped) ? RequestOutcome.EngineStopped
+            : RequestOutcome.Aborted;
+    }
+
+    private static TokenUsage Usage(ParsedRequest request, IReadOnlyList<ChoiceStream> choices) =>
+        new(request.PromptTokenIds.Length, choices.Sum(c => c.Output.Tokens.Count));
+
     // A plain response: generate everything, then answer once.
     private async Task<RequestOutcome> RespondAsync(HttpContext context, ApiKind kind, string id, ParsedRequest request,
-        IAsyncEnumerable<GeneratedToken> tokens, OutputAssembler output, CancellationToken cancellationToken)
+        IReadOnlyList<ChoiceStream> choices, CancellationTokenSource cancel)
     {
-        var outcome = await PumpAsync(id, tokens, output, onToken: null, cancellationToken).ConfigureAwait(false);
+        var outcome = await PumpAllAsync(id, choices, onToken: null, cancel).ConfigureAwait(false);
         switch (outcome)
         {
             case RequestOutcome.Finished:
-                var usage = new TokenUsage(request.PromptTokenIds.Length, output.Tokens.Count);
-                var json = ResponseJson.Choice(kind, chunk: false, id, Now(), _options.ModelName, output.Text,
-                    output.Tokens, output.FinishReason, usage, logprobs: output.Logprobs);
+                var json = ResponseJson.Choices(kind, chunk: false, id, Now(), _options.ModelName,
+                    choices.Select(c => new ChoiceContent(c.Index, c.Output.Text, c.Output.Tokens, c.Output.FinishReason, c.Output.Logprobs)).ToArray(),
+                    Usage(request, choices));
                 await WriteJsonAsync(context, 200, json).ConfigureAwait(false);
                 break;
             case RequestOutcome.Aborted when context.RequestAborted.IsCancellationRequested:
@@ -167,9 +211,10 @@ internal sealed class OpenAiApi
         return outcome;
     }
 
-    // Server-sent events: one chunk per token, the last with finish_reason and usage, then [DONE].
+    // Server-sent events: one chunk per token of a choice (the choices' chunks interleave as their tokens come), the
+    // last one of the request with the usage, then [DONE].
     private async Task<RequestOutcome> StreamAsync(HttpContext context, ApiKind kind, string id, ParsedRequest request,
-        IAsyncEnumerable<GeneratedToken> tokens, OutputAssembler output, CancellationToken cancellationToken)
+        IReadOnlyList<ChoiceStream> choices, CancellationTokenSource cancel)
     {
         var response = context.Response;
         response.StatusCode = 200;
@@ -178,18 +223,30 @@ internal sealed class OpenAiApi
         response.Headers["X-Accel-Buffering"] = "no";
         var body = response.Body;
         long created = Now();
-        bool first = true;
-        int[] one = new int[1];
+        var started = new bool[choices.Count];
+        int unfinished = choices.Count;
+        using var writing = new SemaphoreSlim(1, 1); // the choices' pumps take turns on the body
+        var cancellationToken = cancel.Token;
 
-        async Task WriteToken(string text, int token)
+        async Task WriteToken(ChoiceStream choice, string text, GeneratedToken token)
         {
-            one[0] = token;
-            TokenUsage? usage = output.Done ? new TokenUsage(request.PromptTokenIds.Length, output.Tokens.Count) : null;
-            var json = ResponseJson.Choice(kind, chunk: true, id, created, _options.ModelName, text, one, output.FinishReason, usage, first,
-                output.ChunkLogprobs);
-            first = false;
-            await body.WriteAsync(ResponseJson.Event(json), cancellationToken).ConfigureAwait(false);
-            await body.FlushAsync(cancellationToken).ConfigureAwait(false);
+            await writing.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                var output = choice.Output;
+                // The request's last chunk carries the usage of all its choices.
+                if (output.Done) unfinished--;
+                TokenUsage? usage = unfinished == 0 ? Usage(request, choices) : null;
+                var json = ResponseJson.Choices(kind, chunk: true, id, created, _options.ModelName,
+                    [new ChoiceContent(choice.Index, text, [token.TokenId], output.FinishReason, output.ChunkLogprobs, FirstChunk: !started[choice.Index])], usage);
+                started[choice.Index] = true;
+                await body.WriteAsync(ResponseJson.Event(json), cancellationToken).ConfigureAwait(false);
+                await body.FlushAsync(cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                writing.Release();
+            }
         }
 
         try
@@ -199,13 +256,12 @@ internal sealed class OpenAiApi
         }
         catch (Exception e) when (e is OperationCanceledException or IOException)
         {
-            return RequestOutcome.Aborted; // leaving without reading the stream cancels the request
+            return RequestOutcome.Aborted; // leaving without reading the streams cancels the requests
         }
-        var outcome = await PumpAsync(id, tokens, output, WriteToken, cancellationToken).ConfigureAwait(false);
+        var outcome = await PumpAllAsync(id, choices, WriteToken, cancel).ConfigureAwait(false);
         byte[]? tail = outcome switch
         {
-            RequestOutcome.Finished when request.IncludeUsage => ResponseJson.Event(ResponseJson.UsageChunk(kind, id, created, _options.ModelName,
-                new TokenUsage(request.PromptTokenIds.Length, output.Tokens.Count))),
+            RequestOutcome.Finished when request.IncludeUsage => ResponseJson.Event(ResponseJson.UsageChunk(kind, id, created, _options.ModelName, Usage(request, choices))),
             RequestOutcome.Finished => Array.Empty<byte>(),
             RequestOutcome.Failed => ResponseJson.Event(ApiErrors.Json(GenerationFailedMessage, ApiErrorTypes.Server, null, "generation_failed")),
             _ when context.RequestAborted.IsCancellationRequested => null,
@@ -232,7 +288,7 @@ internal sealed class OpenAiApi
     // Reads tokens into the output until it is complete. Leaving the loop early (a stop string, a write to a
     // client that left) disposes the stream, which cancels the request in the engine and frees its blocks.
     private async Task<RequestOutcome> PumpAsync(string id, IAsyncEnumerable<GeneratedToken> tokens, OutputAssembler output,
-        Func<string, int, Task>? onToken, CancellationToken cancellationToken)
+        Func<string, GeneratedToken, Task>? onToken, CancellationToken cancellationToken)
     {
         try
         {
@@ -240,7 +296,7 @@ internal sealed class OpenAiApi
             {
                 string text = output.Accept(token);
                 if (onToken is not null)
-                    await onToken(text, token.TokenId).ConfigureAwait(false);
+                    await onToken(text, token).ConfigureAwait(false);
                 if (output.Done)
                     break;
             }

@@ -31,6 +31,9 @@ internal sealed record ParsedRequest
 
     /// <summary>Completions' <c>echo</c>: the prompt comes first in the text (and in the log-probabilities).</summary>
     public bool Echo { get; init; }
+
+    /// <summary>Choices to generate (<c>n</c>), each its own engine request.</summary>
+    public required int N { get; init; }
 }
 
 /// <summary>
@@ -215,7 +218,19 @@ internal sealed class RequestParser
             Stream = stream,
             IncludeUsage = includeUsage,
             Logprobs = logprobs,
+            N = ReadChoiceCount(root),
         };
+    }
+
+    // n choices; best_of (completions) may only repeat n, since choices are not ranked here.
+    private int ReadChoiceCount(JsonElement root)
+    {
+        int n = ReadInt(root, "n") ?? 1;
+        if (n < 1 || n > _options.MaxChoices)
+            throw ApiException.BadField("n", $"'n' is {n}; it must be between 1 and {_options.MaxChoices}.");
+        if (ReadInt(root, "best_of") is { } bestOf && bestOf != n)
+            throw ApiException.BadField("best_of", $"'best_of' is {bestOf}; this server does not rank choices, so it must equal 'n' ({n}) or be left out.", "unsupported_value");
+        return n;
     }
 
     // OpenAI's presence and frequency penalties, and vLLM's repetition_penalty.
@@ -322,9 +337,6 @@ internal sealed class RequestParser
                 && !(modalities.ValueKind == JsonValueKind.Array && modalities.EnumerateArray().All(m => m.ValueKind == JsonValueKind.String && m.GetString() == "text")))
                 throw ApiException.BadField("modalities", "'modalities': this model produces text only; give [\"text\"] or leave it out.", "unsupported_value");
         }
-        foreach (var name in new[] { "n", "best_of" })
-            if (ReadInt(root, name) is { } v && v != 1)
-                throw ApiException.BadField(name, $"'{name}' is {v}; this server generates one choice per request, so it must be 1.", "unsupported_value");
         if (chat && root.TryGetProperty("echo", out var echo) && echo.ValueKind is not (JsonValueKind.Null or JsonValueKind.False))
             throw ApiException.BadField("echo", "'echo' is for completions; a chat reply cannot echo its conversation.", "unsupported_value");
         if (!chat && root.TryGetProperty("suffix", out var suffix) && suffix.ValueKind != JsonValueKind.Null)

@@ -21,6 +21,11 @@ internal readonly record struct TokenUsage(int PromptTokens, int CompletionToken
     public int TotalTokens => PromptTokens + CompletionTokens;
 }
 
+/// <summary>One choice of a response or of a streamed chunk.</summary>
+/// <param name="FirstChunk">The choice's first streamed chunk, which names the chat role.</param>
+internal readonly record struct ChoiceContent(int Index, string Text, IReadOnlyList<int> Tokens, string? FinishReason, LogprobsSection? Logprobs,
+    bool FirstChunk = false);
+
 /// <summary>OpenAI response bodies, written with <see cref="Utf8JsonWriter"/> (no reflection).</summary>
 internal static class ResponseJson
 {
@@ -31,11 +36,10 @@ internal static class ResponseJson
     public static readonly byte[] Done = "data: [DONE]\n\n"u8.ToArray();
 
     /// <summary>
-    /// A whole response (<paramref name="chunk"/> false) or one streamed chunk: one choice with its text and,
-    /// beyond OpenAI's fields, the token ids it covers (<c>tokens</c>).
+    /// A whole response (<paramref name="chunk"/> false) or one streamed chunk: its choices with their text and, beyond
+    /// OpenAI's fields, the token ids each covers (<c>tokens</c>).
     /// </summary>
-    public static byte[] Choice(ApiKind kind, bool chunk, string id, long created, string model, string text,
-        IReadOnlyList<int> tokens, string? finishReason, TokenUsage? usage, bool firstChunk = false, LogprobsSection? logprobs = null)
+    public static byte[] Choices(ApiKind kind, bool chunk, string id, long created, string model, IReadOnlyList<ChoiceContent> choices, TokenUsage? usage)
     {
         return Write(w =>
         {
@@ -45,32 +49,35 @@ internal static class ResponseJson
                 _ => chunk ? "chat.completion.chunk" : "chat.completion",
             });
             w.WriteStartArray("choices");
-            w.WriteStartObject();
-            w.WriteNumber("index", 0);
-            if (kind == ApiKind.Completion)
+            foreach (var choice in choices)
             {
-                w.WriteString("text", text);
-            }
-            else
-            {
-                w.WriteStartObject(chunk ? "delta" : "message");
-                if (!chunk || firstChunk)
-                    w.WriteString("role", "assistant");
-                w.WriteString("content", text);
+                w.WriteStartObject();
+                w.WriteNumber("index", choice.Index);
+                if (kind == ApiKind.Completion)
+                {
+                    w.WriteString("text", choice.Text);
+                }
+                else
+                {
+                    w.WriteStartObject(chunk ? "delta" : "message");
+                    if (!chunk || choice.FirstChunk)
+                        w.WriteString("role", "assistant");
+                    w.WriteString("content", choice.Text);
+                    w.WriteEndObject();
+                }
+                if (choice.Logprobs is null)
+                    w.WriteNull("logprobs");
+                else if (kind == ApiKind.Completion)
+                    LogprobsJson.WriteCompletion(w, choice.Logprobs);
+                else
+                    LogprobsJson.WriteChat(w, choice.Logprobs);
+                if (choice.FinishReason is null) w.WriteNull("finish_reason"); else w.WriteString("finish_reason", choice.FinishReason);
+                w.WriteStartArray("tokens");
+                foreach (int t in choice.Tokens)
+                    w.WriteNumberValue(t);
+                w.WriteEndArray();
                 w.WriteEndObject();
             }
-            if (logprobs is null)
-                w.WriteNull("logprobs");
-            else if (kind == ApiKind.Completion)
-                LogprobsJson.WriteCompletion(w, logprobs);
-            else
-                LogprobsJson.WriteChat(w, logprobs);
-            if (finishReason is null) w.WriteNull("finish_reason"); else w.WriteString("finish_reason", finishReason);
-            w.WriteStartArray("tokens");
-            foreach (int t in tokens)
-                w.WriteNumberValue(t);
-            w.WriteEndArray();
-            w.WriteEndObject();
             w.WriteEndArray();
             if (usage is { } u)
                 WriteUsage(w, u);

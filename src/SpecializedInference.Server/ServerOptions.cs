@@ -48,6 +48,9 @@ public sealed record ServerOptions
     /// <summary>Most stop strings one request may give.</summary>
     public int MaxStopStrings { get; init; } = 16;
 
+    /// <summary>Most choices one request may ask for (<c>n</c>); each is a request to the engine.</summary>
+    public int MaxChoices { get; init; } = 16;
+
     /// <summary>Seconds a 429 response tells the client to wait.</summary>
     public int RetryAfterSeconds { get; init; } = 1;
 
@@ -74,6 +77,7 @@ public sealed record ServerOptions
         Check(MaxTokensLimit is null or >= 1, nameof(MaxTokensLimit), MaxTokensLimit!, "it must be at least 1");
         Check(DefaultTemperature is >= 0 and <= 2, nameof(DefaultTemperature), DefaultTemperature, "it must be between 0 and 2");
         Check(MaxStopStrings >= 0, nameof(MaxStopStrings), MaxStopStrings, "it must be at least 0");
+        Check(MaxChoices >= 1, nameof(MaxChoices), MaxChoices, "it must be at least 1");
         Check(RetryAfterSeconds >= 1, nameof(RetryAfterSeconds), RetryAfterSeconds, "it must be at least 1");
         Check(ShutdownTimeoutSeconds >= 0, nameof(ShutdownTimeoutSeconds), ShutdownTimeoutSeconds, "it must be at least 0");
         ArgumentNullException.ThrowIfNull(EosTokenIds);

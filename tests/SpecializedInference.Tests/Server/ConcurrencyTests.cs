@@ -44,14 +44,16 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
         Assert.Equal(64, stats.CompletedRequests);
     }
 
-    /// <summary>A client that disconnects mid-stream cancels its request: the engine frees its blocks.</summary>
-    [Fact]
-    public async Task DisconnectCancelsTheRequestAndFreesItsBlocks()
+    /// <summary>A client that disconnects mid-stream cancels its request, every choice of it: the engine frees their blocks.</summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    public async Task DisconnectCancelsTheRequestAndFreesItsBlocks(int choices)
     {
         await using var h = await ServerHarness.StartAsync(maxSeqLen: 256, numBlocks: 128);
         h.Runner.BeforeExecute = _ => Thread.Sleep(5); // ~5 ms per token: the stream is still running when we leave
         int[] prompt = [3, 1, 4, 1, 5, 9, 2, 6, 5];
-        byte[] body = Encoding.UTF8.GetBytes($$"""{"prompt": {{Ids(prompt)}}, "max_tokens": 200, "stream": true}""");
+        byte[] body = Encoding.UTF8.GetBytes($$"""{"prompt": {{Ids(prompt)}}, "max_tokens": 200, "stream": true, "n": {{choices}}}""");
 
         // A raw socket, so leaving really closes the connection (HttpClient would drain the response to reuse it).
         using (var client = new System.Net.Sockets.TcpClient())
@@ -71,18 +73,18 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
             }
             Assert.StartsWith("HTTP/1.1 200", received.ToString());
             var during = h.Engine.Snapshot();
-            Assert.Equal(1, during.RunningRequests);
+            Assert.Equal(choices, during.RunningRequests + during.WaitingRequests);
             Assert.True(during.KvCache.UsedBlocks >= 3, $"{during.KvCache.UsedBlocks} blocks used while running");
             client.Client.Close(); // leave
         }
 
         var after = await h.WaitUntilIdleAsync();
         Assert.Equal(0, after.KvCache.UsedBlocks);
-        Assert.Equal(1, after.CancelledRequests);
-        Assert.True(after.GeneratedTokens < 200, $"{after.GeneratedTokens} tokens: the request was not cancelled");
+        Assert.Equal(choices, after.CancelledRequests);
+        Assert.True(after.GeneratedTokens < 200 * choices, $"{after.GeneratedTokens} tokens: the request was not cancelled");
         var metrics = PrometheusTextParser.Parse(await h.MetricsAsync());
         Assert.Equal(0, metrics.Value("si_kv_cache_usage_ratio"));
-        Assert.Equal(1, metrics.Value("si_request_finished_total", ("finished_reason", "abort")));
+        Assert.Equal(choices, metrics.Value("si_request_finished_total", ("finished_reason", "abort")));
         Assert.Equal(0, metrics.Value("si_requests_running"));
     }
 

@@ -33,3 +33,61 @@ public sealed class SamplingTests
         Assert.Equal(FakeModelRunner.GreedyReference(prompt, 20, h.VocabSize), topK1);
     }
 }
+
+/// <summary><c>n</c> choices: each its own engine request, choice i seeded with seed + i; streamed chunks interleave
+/// and name their choice.</summary>
+public sealed class ChoicesTests
+{
+    [Fact]
+    public async Task Seeded_choices_are_the_engines_requests_with_seed_plus_index_streamed_or_not()
+    {
+        await using var h = await ServerHarness.StartAsync(samplers: EngineSamplers.Factory, vocabSize: 64);
+        int[] prompt = [9, 8, 7, 6];
+        string body = $$"""{"prompt": {{Ids(prompt)}}, "max_tokens": 12, "temperature": 1.2, "seed": 40, "n": 3""";
+
+        var plain = await h.PostOkAsync("v1/completions", body + "}");
+        var choices = plain.GetProperty("choices").EnumerateArray().ToArray();
+        Assert.Equal([0, 1, 2], choices.Select(c => c.GetProperty("index").GetInt32()));
+        for (int i = 0; i < 3; i++)
+        {
+            var direct = await h.Engine.GenerateAsync(new GenerationRequest(prompt, 12) { Sampling = new SamplingParams { Temperature = 1.2, Seed = 40 + (ulong)i } });
+            Assert.Equal(direct.Tokens, TokensOf(choices[i]));
+        }
+        Assert.NotEqual(TokensOf(choices[0]), TokensOf(choices[1]));
+        Assert.Equal(36, plain.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        Assert.Equal(4, plain.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+
+        var events = await h.PostStreamAsync("v1/completions", body + """, "stream": true}""");
+        for (int i = 0; i < 3; i++)
+            Assert.Equal(TokensOf(choices[i]), events.Select(e => e.GetProperty("choices")[0]).Where(c => c.GetProperty("index").GetInt32() == i).SelectMany(TokensOf));
+        // Only the request's last chunk carries the usage, of all three choices.
+        var withUsage = events.Where(e => e.TryGetProperty("usage", out _)).ToArray();
+        Assert.Single(withUsage);
+        Assert.True(events[^1].TryGetProperty("usage", out _));
+        Assert.Equal(36, withUsage[0].GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        await h.WaitUntilIdleAsync();
+    }
+
+    [Fact]
+    public async Task Greedy_choices_are_the_same_and_each_chat_choice_names_its_role_once()
+    {
+        var tokenizer = new Text.FakeTokenizer();
+        await using var h = await ServerHarness.StartAsync(tokenizer: tokenizer, chatTemplate: new LineChatTemplate(), vocabSize: tokenizer.VocabSize, maxSeqLen: 128);
+        var plain = await h.PostOkAsync("v1/chat/completions", """{"messages": [{"role": "user", "content": "hello"}], "max_tokens": 5, "n": 2}""");
+        var choices = plain.GetProperty("choices").EnumerateArray().ToArray();
+        Assert.Equal(TokensOf(choices[0]), TokensOf(choices[1]));
+        Assert.Equal(choices[0].GetProperty("message").GetProperty("content").GetString(), choices[1].GetProperty("message").GetProperty("content").GetString());
+
+        var events = await h.PostStreamAsync("v1/chat/completions", """{"messages": [{"role": "user", "content": "hello"}], "max_tokens": 5, "n": 2, "stream": true}""");
+        var deltas = events.Select(e => e.GetProperty("choices")[0]).ToArray();
+        for (int i = 0; i < 2; i++)
+        {
+            var mine = deltas.Where(d => d.GetProperty("index").GetInt32() == i).ToArray();
+            Assert.Equal(5, mine.Length);
+            Assert.Equal("assistant", mine[0].GetProperty("delta").GetProperty("role").GetString());
+            Assert.All(mine.Skip(1), d => Assert.False(d.GetProperty("delta").TryGetProperty("role", out _)));
+            Assert.Equal(choices[i].GetProperty("message").GetProperty("content").GetString(),
+                string.Concat(mine.Select(d => d.GetProperty("delta").GetProperty("content").GetString())));
+        }
+    }
+}
