@@ -193,6 +193,13 @@ internal sealed class RequestParser
         {
             Temperature = temperature, TopP = topP, TopK = Math.Max(topK, 0), Seed = seed, Penalties = ReadPenalties(root),
             LogitBias = ReadLogitBias(root),
+            MinP = ReadNumber(root, "min_p") is { } minP
+                ? minP is >= 0 and <= 1 ? minP : throw ApiException.BadField("min_p", $"'min_p' is {minP}; it must be between 0 and 1 (0 = off).")
+                : 0,
+            MinTokens = ReadInt(root, "min_tokens") is { } minTokens
+                ? minTokens >= 0 && minTokens <= maxTokens ? minTokens
+                    : throw ApiException.BadField("min_tokens", $"'min_tokens' is {minTokens}; it must be between 0 and the request's maximum, {maxTokens} tokens.")
+                : 0,
         };
 
         var stop = ReadStop(root);
@@ -300,7 +307,7 @@ internal sealed class RequestParser
     private static readonly HashSet<string> CommonFields = new(StringComparer.Ordinal)
     {
         "model", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "stop_token_ids", "ignore_eos", "stream", "stream_options",
-        "logprobs", "n", "presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias",
+        "logprobs", "n", "presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias", "min_p", "min_tokens",
         // Accepted and without effect here: who asks, and what OpenAI's platform would store or bill.
         "user", "metadata", "store", "service_tier",
     };

@@ -132,8 +132,9 @@ public sealed class EngineCore
                 foreach (int token in sampling.LogitBias?.Keys ?? [])
                     if ((uint)token >= (uint)_runner.VocabSize)
                         throw new ArgumentException($"logit_bias names token id {token}, outside the vocabulary [0, {_runner.VocabSize}).");
-                if (!sampling.Penalties.IsNone || sampling.LogitBias is { Count: > 0 })
-                    sampler = new AdjustedTokenSampler(sampler, sampling.Penalties, request.PromptTokenIds, sampling.LogitBias);
+                if (sampling.AdjustsLogits)
+                    sampler = new AdjustedTokenSampler(sampler, sampling, request.PromptTokenIds,
+                        request.IgnoreEos ? request.StopTokenIds : request.StopTokenIds.Concat(request.EosTokenIds));
             }
             catch (Exception e) when (e is NotSupportedException or ArgumentException)
             {

@@ -90,7 +90,7 @@ public sealed class Generator
 
         var sampler = new Sampler(options.EffectiveSampling);
         var penalties = options.Penalties ?? LogitPenalties.None;
-        Engine.ITokenSampler choose = penalties.IsNone ? sampler : new AdjustedTokenSampler(sampler, penalties, prompt);
+        Engine.ITokenSampler choose = penalties.IsNone ? sampler : new AdjustedTokenSampler(sampler, new Engine.SamplingParams { Penalties = penalties }, prompt);
         // A greedy token the runner may pick on the device, unless the logits are recorded or penalized.
         bool greedyToken = options.EffectiveSampling.IsGreedy && !options.RecordLogits && penalties.IsNone;
         var blockTable = Enumerable.Range(0, (longest + _runner.BlockSize - 1) / _runner.BlockSize).ToArray();

@@ -187,6 +187,31 @@ public sealed class LogprobsTests
     }
 
     [Fact]
+    public async Task Min_tokens_holds_eos_back_and_min_p_keeps_only_likely_tokens()
+    {
+        int eos = FakeModelRunner.GreedyReference(Prompt, 1, 32)[0];
+        await using var h = await StartAsync(new ServerOptions { EosTokenIds = [eos] }, samplers: EngineSamplers.Factory);
+        var plain = (await h.PostOkAsync("v1/completions", $$"""{"prompt": {{Ids(Prompt)}}, "max_tokens": 8}""")).GetProperty("choices")[0];
+        Assert.Equal([eos], TokensOf(plain)); // the greedy first token is EOS
+
+        var held = TokensOf((await h.PostOkAsync("v1/completions", $$"""{"prompt": {{Ids(Prompt)}}, "max_tokens": 8, "min_tokens": 3}""")).GetProperty("choices")[0]);
+        Assert.True(held.Length >= 3);
+        Assert.DoesNotContain(eos, held[..3]);
+        var first = FakeModelRunner.Logits(Prompt, 32);
+        first[eos] = float.NegativeInfinity;
+        Assert.Equal(Array.IndexOf(first, first.Max()), held[0]);
+
+        // min_p 0.9 at temperature 1.5: every drawn token within a factor 0.9 of the most likely at that temperature.
+        var sampled = TokensOf((await h.PostOkAsync("v1/completions",
+            $$"""{"prompt": {{Ids(Prompt)}}, "max_tokens": 16, "temperature": 1.5, "seed": 5, "min_p": 0.9, "ignore_eos": true}""")).GetProperty("choices")[0]);
+        for (int i = 0; i < sampled.Length; i++)
+        {
+            var logits = FakeModelRunner.Logits(Prompt.Concat(sampled.Take(i)).ToArray(), 32);
+            Assert.True(Math.Exp((logits[sampled[i]] - logits.Max()) / 1.5) >= 0.9 - 1e-6, $"token {i}");
+        }
+    }
+
+    [Fact]
     public async Task Logit_bias_bans_and_favours_tokens_before_the_penalties()
     {
         await using var h = await StartAsync(samplers: EngineSamplers.Factory);

@@ -3,7 +3,7 @@ using SpecializedInference.Sampling;
 
 namespace SpecializedInference.Tests.Sampling;
 
-public sealed class LogitPenaltiesTests
+public sealed class AdjustedTokenSamplerTests
 {
     /// <summary>Hands back the row it was given and the next scripted token.</summary>
     private sealed class RecordingSampler(int[] script) : ITokenSampler
@@ -19,6 +19,12 @@ public sealed class LogitPenaltiesTests
         }
     }
 
+    private static AdjustedTokenSampler Penalized(LogitPenalties penalties, int[] prompt) =>
+        new(GreedyTokenSampler.Instance, SamplingParams.ArgMax with { Penalties = penalties }, prompt);
+
+    private static AdjustedTokenSampler Biased(Dictionary<int, float> bias) =>
+        new(GreedyTokenSampler.Instance, SamplingParams.ArgMax with { LogitBias = bias }, []);
+
     [Fact]
     public void Every_row_the_sampler_sees_is_the_reference_penalized_row()
     {
@@ -32,7 +38,7 @@ public sealed class LogitPenaltiesTests
             var penalties = new LogitPenalties(0.25 + 2 * rng.NextDouble(), 4 * rng.NextDouble() - 2, 4 * rng.NextDouble() - 2);
             var bias = Enumerable.Range(0, rng.Next(4)).Select(_ => rng.Next(vocab)).Distinct().ToDictionary(t => t, _ => (float)(rng.NextDouble() * 200 - 100));
             var inner = new RecordingSampler(script);
-            var sampler = new AdjustedTokenSampler(inner, penalties, prompt, bias);
+            var sampler = new AdjustedTokenSampler(inner, new SamplingParams { Penalties = penalties, LogitBias = bias }, prompt);
             var output = new List<int>();
             foreach (int expected in script)
             {
@@ -54,12 +60,12 @@ public sealed class LogitPenaltiesTests
     public void A_repetition_penalty_moves_greedy_off_a_repeated_token()
     {
         float[] logits = [1.0f, 3.0f, 2.0f, -1.0f];
-        var greedy = new AdjustedTokenSampler(GreedyTokenSampler.Instance, new LogitPenalties(Repetition: 2), promptTokenIds: [1, 3]);
+        var greedy = Penalized(new LogitPenalties(Repetition: 2), [1, 3]);
         Assert.Equal(2, greedy.Sample(logits)); // 3 / 2 = 1.5 < 2; -1 * 2 = -2
         Assert.Equal(1, greedy.Sample(logits)); // 2 was generated: 2 / 2 = 1.0 < 1.5
 
         // A frequency penalty grows with each repeat: 3, then 3 - 1.5 < 2, then 3 - 1.5 = 1.5 > 2 - 1.5.
-        var frequency = new AdjustedTokenSampler(GreedyTokenSampler.Instance, new LogitPenalties(Frequency: 1.5), promptTokenIds: [1]);
+        var frequency = Penalized(new LogitPenalties(Frequency: 1.5), [1]);
         Assert.Equal([1, 2, 1], new[] { frequency.Sample([1f, 3f, 2f]), frequency.Sample([1f, 3f, 2f]), frequency.Sample([1f, 3f, 2f]) });
     }
 
@@ -68,7 +74,7 @@ public sealed class LogitPenaltiesTests
     {
         float[] logits = [5f, 4f, 0f];
         var inner = new RecordingSampler([0, 0, 0, 1]);
-        var sampler = new AdjustedTokenSampler(inner, new LogitPenalties(Frequency: 0.5, Presence: 0.25), promptTokenIds: [2]);
+        var sampler = new AdjustedTokenSampler(inner, new SamplingParams { Penalties = new LogitPenalties(Frequency: 0.5, Presence: 0.25) }, promptTokenIds: [2]);
         for (int i = 0; i < 4; i++) sampler.Sample(logits);
         // Before the 4th draw token 0 was generated three times: 5 - 3 * 0.5 - 0.25. The prompt's token 2 is not
         // counted by frequency or presence.
@@ -79,9 +85,46 @@ public sealed class LogitPenaltiesTests
     public void A_bias_of_minus_100_bans_a_token_and_plus_100_forces_it()
     {
         float[] logits = [1f, 3f, 2f];
-        Assert.Equal(2, new AdjustedTokenSampler(GreedyTokenSampler.Instance, LogitPenalties.None, [], new Dictionary<int, float> { [1] = -100 }).Sample(logits));
-        Assert.Equal(0, new AdjustedTokenSampler(GreedyTokenSampler.Instance, LogitPenalties.None, [], new Dictionary<int, float> { [0] = 100 }).Sample(logits));
-        Assert.Throws<ArgumentException>(() => new AdjustedTokenSampler(GreedyTokenSampler.Instance, LogitPenalties.None, [], new Dictionary<int, float> { [0] = float.NaN }));
+        Assert.Equal(2, Biased(new Dictionary<int, float> { [1] = -100 }).Sample(logits));
+        Assert.Equal(0, Biased(new Dictionary<int, float> { [0] = 100 }).Sample(logits));
+        Assert.Throws<ArgumentException>(() => Biased(new Dictionary<int, float> { [0] = float.NaN }));
+    }
+
+    /// <summary>min_p at temperature T keeps the tokens whose probability at T is at least min_p of the most likely one's.</summary>
+    [Fact]
+    public void Min_p_drops_the_tokens_below_its_fraction_of_the_most_likely_at_the_temperature()
+    {
+        int seed = Random.Shared.Next();
+        var rng = new Random(seed);
+        for (int trial = 0; trial < 50; trial++)
+        {
+            var logits = Enumerable.Range(0, 1 + rng.Next(50)).Select(_ => (float)(rng.NextDouble() * 10 - 5)).ToArray();
+            double minP = rng.NextDouble(), temperature = 0.2 + rng.NextDouble() * 1.5;
+            var inner = new RecordingSampler([0]);
+            new AdjustedTokenSampler(inner, new SamplingParams { Temperature = temperature, MinP = minP }, []).Sample(logits);
+            // Probabilities at T, from their definition.
+            var weights = logits.Select(x => Math.Exp(x / temperature)).ToArray();
+            double total = weights.Sum(), best = weights.Max() / total;
+            for (int v = 0; v < logits.Length; v++)
+            {
+                double p = weights[v] / total;
+                if (Math.Abs(p - minP * best) < 1e-6 * best) continue; // on the edge: rounding decides
+                Assert.True(p >= minP * best ? inner.LastRow[v] == logits[v] : float.IsNegativeInfinity(inner.LastRow[v]),
+                    $"seed {seed}, trial {trial}, token {v}: p {p}, min_p·max {minP * best}, row {inner.LastRow[v]}");
+            }
+        }
+        // Greedy decoding keeps the row as it is.
+        var greedy = new RecordingSampler([0]);
+        new AdjustedTokenSampler(greedy, SamplingParams.ArgMax with { MinP = 0.9, LogitBias = new Dictionary<int, float> { [0] = 0 } }, []).Sample([1f, 0f]);
+        Assert.Equal([1f, 0f], greedy.LastRow);
+    }
+
+    [Fact]
+    public void Min_tokens_holds_the_end_tokens_back_until_enough_are_generated()
+    {
+        float[] logits = [0f, 5f, 4f, 1f]; // token 1 (EOS here) is the most likely, then 2 (a stop token)
+        var sampler = new AdjustedTokenSampler(GreedyTokenSampler.Instance, SamplingParams.ArgMax with { MinTokens = 2 }, [], endTokens: [1, 2]);
+        Assert.Equal([3, 3, 1], new[] { sampler.Sample(logits), sampler.Sample(logits), sampler.Sample(logits) });
     }
 
     [Theory]
@@ -93,7 +136,7 @@ public sealed class LogitPenaltiesTests
     [InlineData(1.0, double.NaN, 0.0, "frequency_penalty")]
     public void Values_outside_their_range_are_refused_by_name(double repetition, double frequency, double presence, string name)
     {
-        var e = Assert.Throws<ArgumentException>(() => new AdjustedTokenSampler(GreedyTokenSampler.Instance, new LogitPenalties(repetition, frequency, presence), [1]));
+        var e = Assert.Throws<ArgumentException>(() => Penalized(new LogitPenalties(repetition, frequency, presence), [1]));
         Assert.StartsWith(name, e.Message);
     }
 }
