@@ -84,14 +84,16 @@ internal sealed class OpenAiApi
         }
     }
 
-    /// <summary>One choice of a request: its engine request's tokens and the text they make.</summary>
-    private sealed record ChoiceStream(int Index, IAsyncEnumerable<GeneratedToken> Tokens, OutputAssembler Output);
+    /// <summary>One choice of a request: its prompt, its engine request's tokens and the text they make.</summary>
+    private sealed record ChoiceStream(int Index, int[] Prompt, IAsyncEnumerable<GeneratedToken> Tokens, OutputAssembler Output);
 
     private async Task GenerateAsync(HttpContext context, ApiKind kind, ParsedRequest request)
     {
-        int n = request.N;
+        // Each prompt's n choices, prompt by prompt, as OpenAI numbers a batch's choices.
+        int n = request.N * request.Prompts.Count;
         if (n > Capacity)
-            throw ApiException.BadField("n", $"'n' is {n}, but this server runs at most {Capacity} requests at once (max batch plus max_waiting_requests).");
+            throw ApiException.BadField(request.Prompts.Count > 1 ? "prompt" : "n",
+                $"This request asks for {n} choices ({request.Prompts.Count} prompt{(request.Prompts.Count == 1 ? "" : "s")} × n {request.N}), but this server runs at most {Capacity} requests at once (max batch plus max_waiting_requests).");
         if (Interlocked.Add(ref _inFlight, n) > Capacity)
         {
             Interlocked.Add(ref _inFlight, -n);
@@ -107,16 +109,19 @@ internal sealed class OpenAiApi
             try
             {
                 for (int i = 0; i < n; i++)
-                    choices.Add(new ChoiceStream(i, Submit(request, n == 1 ? id : $"{id}-{i}", i, cancel.Token),
-                        new OutputAssembler(_tokenizer, request.Stop, kind == ApiKind.Completion ? request.PromptTokenIds : [],
-                            logprobs: request.Logprobs is not null, echo: request.Echo ? request.PromptTokenIds : null)));
+                {
+                    var prompt = request.Prompts[i / request.N];
+                    choices.Add(new ChoiceStream(i, prompt, Submit(request, prompt, n == 1 ? id : $"{id}-{i}", i % request.N, cancel.Token),
+                        new OutputAssembler(_tokenizer, request.Stop, kind == ApiKind.Completion ? prompt : [],
+                            logprobs: request.Logprobs is not null, echo: request.Echo ? prompt : null, promptOnly: request.MaxTokens == 0)));
+                }
             }
             catch
             {
                 cancel.Cancel(); // the choices already submitted stop and free their blocks
                 throw;
             }
-            Metrics.AddPromptTokens(request.PromptTokenIds.Length);
+            Metrics.AddPromptTokens(request.Prompts.Sum(p => p.Length));
 
             var outcome = request.Stream
                 ? await StreamAsync(context, kind, id, request, choices, cancel).ConfigureAwait(false)
@@ -130,11 +135,13 @@ internal sealed class OpenAiApi
         }
     }
 
-    // Choice i of n: the request's sampling with seed + i, so a seeded request's choices differ and repeat.
-    private IAsyncEnumerable<GeneratedToken> Submit(ParsedRequest request, string name, int choice, CancellationToken cancellationToken)
+    // Choice i of a prompt's n: the request's sampling with seed + i, so a seeded request's choices differ and repeat.
+    private IAsyncEnumerable<GeneratedToken> Submit(ParsedRequest request, int[] prompt, string name, int choice, CancellationToken cancellationToken)
     {
         var sampling = request.Sampling.Seed is { } seed && choice > 0 ? request.Sampling with { Seed = unchecked(seed + (ulong)choice) } : request.Sampling;
-        var generation = new GenerationRequest(request.PromptTokenIds, request.MaxTokens)
+        // max_tokens 0 (with echo): the engine still makes one token, from the prompt's own last logits, and the
+        // output drops it.
+        var generation = new GenerationRequest(prompt, Math.Max(1, request.MaxTokens))
         {
             Sampling = sampling,
             EosTokenIds = _options.EosTokenIds,
@@ -166,13 +173,13 @@ internal sealed class OpenAiApi
     }
 
     // Every choice to its end; the first that does not finish cancels the others.
-    private async Task<RequestOutcome> PumpAllAsync(string id, IReadOnlyList<ChoiceStream> choices, Func<ChoiceStream, string, GeneratedToken, Task>? onToken,
+    private async Task<RequestOutcome> PumpAllAsync(string id, IReadOnlyList<ChoiceStream> choices, Func<ChoiceStream, string, Task>? onToken,
         CancellationTokenSource cancel)
     {
         var outcomes = await Task.WhenAll(choices.Select(async choice =>
         {
             var outcome = await PumpAsync(id, choice.Tokens, choice.Output,
-                onToken is null ? null : (text, token) => onToken(choice, text, token), cancel.Token).ConfigureAwait(false);
+                onToken is null ? null : text => onToken(choice, text), cancel.Token).ConfigureAwait(false);
             if (outcome != RequestOutcome.Finished)
                 cancel.Cancel();
             return outcome;
@@ -184,7 +191,7 @@ internal sealed class OpenAiApi
     }
 
     private static TokenUsage Usage(ParsedRequest request, IReadOnlyList<ChoiceStream> choices) =>
-        new(request.PromptTokenIds.Length, choices.Sum(c => c.Output.Tokens.Count));
+        new(request.Prompts.Sum(p => p.Length), choices.Sum(c => c.Output.Tokens.Count));
 
     // A plain response: generate everything, then answer once.
     private async Task<RequestOutcome> RespondAsync(HttpContext context, ApiKind kind, string id, ParsedRequest request,
@@ -228,7 +235,7 @@ internal sealed class OpenAiApi
         using var writing = new SemaphoreSlim(1, 1); // the choices' pumps take turns on the body
         var cancellationToken = cancel.Token;
 
-        async Task WriteToken(ChoiceStream choice, string text, GeneratedToken token)
+        async Task WriteToken(ChoiceStream choice, string text)
         {
             await writing.WaitAsync(cancellationToken).ConfigureAwait(false);
             try
@@ -238,7 +245,7 @@ internal sealed class OpenAiApi
                 if (output.Done) unfinished--;
                 TokenUsage? usage = unfinished == 0 ? Usage(request, choices) : null;
                 var json = ResponseJson.Choices(kind, chunk: true, id, created, _options.ModelName,
-                    [new ChoiceContent(choice.Index, text, [token.TokenId], output.FinishReason, output.ChunkLogprobs, FirstChunk: !started[choice.Index])], usage);
+                    [new ChoiceContent(choice.Index, text, output.ChunkTokens, output.FinishReason, output.ChunkLogprobs, FirstChunk: !started[choice.Index])], usage);
                 started[choice.Index] = true;
                 await body.WriteAsync(ResponseJson.Event(json), cancellationToken).ConfigureAwait(false);
                 await body.FlushAsync(cancellationToken).ConfigureAwait(false);
@@ -288,7 +295,7 @@ internal sealed class OpenAiApi
     // Reads tokens into the output until it is complete. Leaving the loop early (a stop string, a write to a
     // client that left) disposes the stream, which cancels the request in the engine and frees its blocks.
     private async Task<RequestOutcome> PumpAsync(string id, IAsyncEnumerable<GeneratedToken> tokens, OutputAssembler output,
-        Func<string, GeneratedToken, Task>? onToken, CancellationToken cancellationToken)
+        Func<string, Task>? onToken, CancellationToken cancellationToken)
     {
         try
         {
@@ -296,7 +303,7 @@ internal sealed class OpenAiApi
             {
                 string text = output.Accept(token);
                 if (onToken is not null)
-                    await onToken(text, token).ConfigureAwait(false);
+                    await onToken(text).ConfigureAwait(false);
                 if (output.Done)
                     break;
             }

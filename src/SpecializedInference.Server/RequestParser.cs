@@ -8,7 +8,8 @@ namespace SpecializedInference.Server;
 /// <summary>A completion or chat request, checked and tokenized, ready for the engine.</summary>
 internal sealed record ParsedRequest
 {
-    public required int[] PromptTokenIds { get; init; }
+    /// <summary>The prompts' token ids: one, or a completion request's batch (each prompt gets its <see cref="N"/> choices).</summary>
+    public required IReadOnlyList<int[]> Prompts { get; init; }
 
     public required int MaxTokens { get; init; }
 
@@ -87,13 +88,8 @@ internal sealed class RequestParser
         CheckUnsupported(root, chat: false);
         if (!root.TryGetProperty("prompt", out var prompt) || prompt.ValueKind == JsonValueKind.Null)
             throw ApiException.BadField("prompt", "'prompt' is required: a string, or an array of token ids.", "missing_field");
-        int[] ids = prompt.ValueKind switch
-        {
-            JsonValueKind.String => EncodeText(prompt.GetString()!, _options.AddBos, "prompt"),
-            JsonValueKind.Array => ReadPromptTokenIds(prompt),
-            _ => throw ApiException.BadField("prompt", $"'prompt' must be a string or an array of integer token ids, got {Describe(prompt)}.", "invalid_type"),
-        };
-        return ParseCommon(root, ids, "prompt", "max_tokens", ReadCompletionLogprobs(root)) with { Echo = ReadBool(root, "echo") ?? false };
+        bool echo = ReadBool(root, "echo") ?? false;
+        return ParseCommon(root, ReadPrompts(prompt), "prompt", "max_tokens", ReadCompletionLogprobs(root), zeroTokensAllowed: echo) with { Echo = echo };
     }
 
     /// <summary><c>POST /v1/chat/completions</c>.</summary>
@@ -142,35 +138,42 @@ internal sealed class RequestParser
         }
         string maxTokensField = root.TryGetProperty("max_completion_tokens", out var mct) && mct.ValueKind != JsonValueKind.Null ? "max_completion_tokens" : "max_tokens";
         // The rendered prompt holds special-token text (<s>, <|eot_id|>) that stands for the tokens themselves.
-        return ParseCommon(root, EncodeText(text, _chatTemplate.AddBos, "messages", specialTokens: true), "messages", maxTokensField,
+        return ParseCommon(root, [EncodeText(text, _chatTemplate.AddBos, "messages", specialTokens: true)], "messages", maxTokensField,
             ReadChatLogprobs(root));
     }
 
-    private ParsedRequest ParseCommon(JsonElement root, int[] ids, string promptField, string maxTokensField, int? logprobs)
+    /// <param name="zeroTokensAllowed">With echo, max_tokens 0 asks for the prompt alone (to score it), as OpenAI allowed.</param>
+    private ParsedRequest ParseCommon(JsonElement root, int[][] prompts, string promptField, string maxTokensField, int? logprobs, bool zeroTokensAllowed = false)
     {
-        if (ids.Length == 0)
-            throw ApiException.BadField(promptField, $"'{promptField}' is empty: at least one prompt token is needed.");
-        for (int i = 0; i < ids.Length; i++)
-            if ((uint)ids[i] >= (uint)_vocabSize)
-                throw ApiException.BadField(promptField, $"'{promptField}' has token id {ids[i]} at index {i}, outside the vocabulary [0, {_vocabSize}).");
-        if (ids.Length >= _maxSeqLen)
-            throw ApiException.BadField(promptField,
-                $"The prompt is {ids.Length} tokens but this model's context (max_seq_len) is {_maxSeqLen} tokens, which leaves no room to generate. Shorten the prompt.",
-                "context_length_exceeded");
+        for (int p = 0; p < prompts.Length; p++)
+        {
+            var ids = prompts[p];
+            string which = prompts.Length == 1 ? $"'{promptField}'" : $"'{promptField}[{p}]'";
+            if (ids.Length == 0)
+                throw ApiException.BadField(promptField, $"{which} is empty: at least one prompt token is needed.");
+            for (int i = 0; i < ids.Length; i++)
+                if ((uint)ids[i] >= (uint)_vocabSize)
+                    throw ApiException.BadField(promptField, $"{which} has token id {ids[i]} at index {i}, outside the vocabulary [0, {_vocabSize}).");
+            if (ids.Length >= _maxSeqLen)
+                throw ApiException.BadField(promptField,
+                    $"{(prompts.Length == 1 ? "The prompt" : $"Prompt {p}")} is {ids.Length} tokens but this model's context (max_seq_len) is {_maxSeqLen} tokens, which leaves no room to generate. Shorten the prompt.",
+                    "context_length_exceeded");
+        }
 
-        int room = _maxSeqLen - ids.Length;
+        int longest = prompts.Max(ids => ids.Length);
+        int room = _maxSeqLen - longest;
         int limit = Math.Min(_options.MaxTokensLimit ?? _maxSeqLen, _maxSeqLen);
         int? asked = ReadInt(root, maxTokensField);
         int maxTokens;
         if (asked is { } m)
         {
-            if (m < 1)
-                throw ApiException.BadField(maxTokensField, $"'{maxTokensField}' is {m}; it must be at least 1.");
+            if (m < (zeroTokensAllowed ? 0 : 1))
+                throw ApiException.BadField(maxTokensField, $"'{maxTokensField}' is {m}; it must be at least 1{(maxTokensField == "max_tokens" ? " (or 0 with echo, to score the prompt alone)" : "")}.");
             if (m > limit)
                 throw ApiException.BadField(maxTokensField, $"'{maxTokensField}' is {m}; this server allows at most {limit}.");
             if (m > room)
                 throw ApiException.BadField(maxTokensField,
-                    $"This model's context (max_seq_len) is {_maxSeqLen} tokens, but {ids.Length + m} were requested ({ids.Length} in the prompt, {m} to generate). Ask for at most {room} tokens or shorten the prompt.",
+                    $"This model's context (max_seq_len) is {_maxSeqLen} tokens, but {longest + m} were requested ({longest} in the {(prompts.Length == 1 ? "prompt" : "longest prompt")}, {m} to generate). Ask for at most {room} tokens or shorten the prompt.",
                     "context_length_exceeded");
             maxTokens = m;
         }
@@ -216,7 +219,7 @@ internal sealed class RequestParser
 
         return new ParsedRequest
         {
-            PromptTokenIds = ids,
+            Prompts = prompts,
             MaxTokens = maxTokens,
             Sampling = sampling,
             Stop = stop,
@@ -359,16 +362,34 @@ internal sealed class RequestParser
         return specialTokens ? _tokenizer.EncodeWithSpecialTokens(text, addBos) : _tokenizer.Encode(text, addBos);
     }
 
-    private static int[] ReadPromptTokenIds(JsonElement prompt)
+    // A string, token ids, or a batch as OpenAI takes it (an array of strings or of token-id arrays), each a prompt of its own.
+    private int[][] ReadPrompts(JsonElement prompt)
+    {
+        if (prompt.ValueKind == JsonValueKind.String)
+            return [EncodeText(prompt.GetString()!, _options.AddBos, "prompt")];
+        if (prompt.ValueKind != JsonValueKind.Array)
+            throw ApiException.BadField("prompt", $"'prompt' must be a string, an array of integer token ids, or a batch of those, got {Describe(prompt)}.", "invalid_type");
+        bool batch = prompt.GetArrayLength() > 0 && prompt[0].ValueKind is JsonValueKind.String or JsonValueKind.Array;
+        if (!batch)
+            return [ReadPromptTokenIds(prompt, "'prompt'")];
+        if (prompt.GetArrayLength() > _options.MaxBatchedPrompts)
+            throw ApiException.BadField("prompt", $"'prompt' is a batch of {prompt.GetArrayLength()} prompts; this server takes at most {_options.MaxBatchedPrompts} in one request.");
+        return prompt.EnumerateArray().Select((item, b) => item.ValueKind switch
+        {
+            JsonValueKind.String => EncodeText(item.GetString()!, _options.AddBos, "prompt"),
+            JsonValueKind.Array => ReadPromptTokenIds(item, $"'prompt[{b}]'"),
+            _ => throw ApiException.BadField("prompt", $"'prompt[{b}]' must be a string or an array of integer token ids, like the batch's first prompt, got {Describe(item)}.", "invalid_type"),
+        }).ToArray();
+    }
+
+    private static int[] ReadPromptTokenIds(JsonElement prompt, string which)
     {
         var ids = new int[prompt.GetArrayLength()];
         int i = 0;
         foreach (var item in prompt.EnumerateArray())
         {
-            if (item.ValueKind is JsonValueKind.String or JsonValueKind.Array)
-                throw ApiException.BadField("prompt", "Batched prompts (an array of strings or of token arrays) are not supported; send one request per prompt.", "unsupported_value");
             if (item.ValueKind != JsonValueKind.Number || !item.TryGetInt32(out ids[i]))
-                throw ApiException.BadField("prompt", $"'prompt' must be a string or an array of integer token ids, but element {i} is {Describe(item)}.", "invalid_type");
+                throw ApiException.BadField("prompt", $"{which} must be a string or an array of integer token ids, but element {i} is {Describe(item)}.", "invalid_type");
             i++;
         }
         return ids;

@@ -169,14 +169,19 @@ internal sealed class OutputAssembler
     private readonly int[]? _echo;
     private readonly List<LogprobEntry>? _logprobs;
     private readonly TokenNames _names;
-    private int _chunkStart;
+    private readonly bool _promptOnly;
+    private int _chunkStart, _chunkTokensStart;
 
     /// <param name="context">The prompt a completion continues, so its first word keeps its leading space; empty for a chat
     /// reply, which stands alone as a message (as Hugging Face decodes one).</param>
     /// <param name="echo">A prompt to put before the output (OpenAI's <c>echo</c>), with its tokens' log-probabilities
     /// when those are asked for (the first generated token carries them).</param>
-    public OutputAssembler(Text.ITextTokenizer? tokenizer, IReadOnlyList<string> stops, ReadOnlySpan<int> context, bool logprobs = false, int[]? echo = null)
+    /// <param name="promptOnly">max_tokens 0 with echo: the output is the echoed prompt, and the one token the engine
+    /// generated anyway is dropped.</param>
+    public OutputAssembler(Text.ITextTokenizer? tokenizer, IReadOnlyList<string> stops, ReadOnlySpan<int> context, bool logprobs = false, int[]? echo = null,
+        bool promptOnly = false)
     {
+        _promptOnly = promptOnly && echo is not null;
         _tokenizer = tokenizer;
         _detokenizer = tokenizer is null ? null : new Text.IncrementalDetokenizer(tokenizer, context);
         _stops = new Text.StopStringFilter(stops);
@@ -198,6 +203,10 @@ internal sealed class OutputAssembler
     /// <summary>Every token's log-probabilities so far, or null when the request did not ask for them.</summary>
     public LogprobsSection? Logprobs => _logprobs is null ? null : new LogprobsSection(_logprobs, _names);
 
+    /// <summary>The generated tokens the last <see cref="Accept"/> took (a streamed chunk's): that token, or none when it
+    /// is dropped (max_tokens 0).</summary>
+    public IReadOnlyList<int> ChunkTokens => Tokens.GetRange(_chunkTokensStart, Tokens.Count - _chunkTokensStart);
+
     /// <summary>The log-probabilities of the tokens the last <see cref="Accept"/> took (a streamed chunk's), or null.</summary>
     public LogprobsSection? ChunkLogprobs => _logprobs is null ? null : new LogprobsSection(_logprobs[_chunkStart..], _names);
 
@@ -208,7 +217,13 @@ internal sealed class OutputAssembler
         if (Done)
             throw new InvalidOperationException("The output is already complete.");
         _chunkStart = _logprobs?.Count ?? 0;
+        _chunkTokensStart = Tokens.Count;
         string echoed = Tokens.Count == 0 && _echo is not null ? Echo(_echo, token.PromptLogprobs) : "";
+        if (_promptOnly)
+        {
+            FinishReason = "length";
+            return echoed;
+        }
         Tokens.Add(token.TokenId);
         // Its text starts where the text so far ends (text held back by a stop string or an unfinished character comes
         // later, but after everything before it).

@@ -51,6 +51,9 @@ public sealed record ServerOptions
     /// <summary>Most choices one request may ask for (<c>n</c>); each is a request to the engine.</summary>
     public int MaxChoices { get; init; } = 16;
 
+    /// <summary>Most prompts one completion request may batch (each gets <c>n</c> choices).</summary>
+    public int MaxBatchedPrompts { get; init; } = 64;
+
     /// <summary>Seconds a 429 response tells the client to wait.</summary>
     public int RetryAfterSeconds { get; init; } = 1;
 
@@ -78,6 +81,7 @@ public sealed record ServerOptions
         Check(DefaultTemperature is >= 0 and <= 2, nameof(DefaultTemperature), DefaultTemperature, "it must be between 0 and 2");
         Check(MaxStopStrings >= 0, nameof(MaxStopStrings), MaxStopStrings, "it must be at least 0");
         Check(MaxChoices >= 1, nameof(MaxChoices), MaxChoices, "it must be at least 1");
+        Check(MaxBatchedPrompts >= 1, nameof(MaxBatchedPrompts), MaxBatchedPrompts, "it must be at least 1");
         Check(RetryAfterSeconds >= 1, nameof(RetryAfterSeconds), RetryAfterSeconds, "it must be at least 1");
         Check(ShutdownTimeoutSeconds >= 0, nameof(ShutdownTimeoutSeconds), ShutdownTimeoutSeconds, "it must be at least 0");
         ArgumentNullException.ThrowIfNull(EosTokenIds);

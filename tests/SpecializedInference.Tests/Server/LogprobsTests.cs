@@ -134,6 +134,29 @@ public sealed class LogprobsTests
             e.GetProperty("choices")[0].GetProperty("logprobs").GetProperty("token_logprobs").EnumerateArray()).Skip(1).Select(e => e.GetDouble()));
     }
 
+    /// <summary>max_tokens 0 with echo scores the prompt alone, as OpenAI allowed and scoring clients ask.</summary>
+    [Fact]
+    public async Task Zero_max_tokens_with_echo_scores_the_prompt_alone()
+    {
+        await using var h = await StartAsync(samplers: EngineSamplers.Factory);
+        string[] bodies =
+        [
+            $$"""{"prompt": {{Ids(Prompt)}}, "max_tokens": 0, "echo": true, "logprobs": 0}""",
+            $$"""{"prompt": {{Ids(Prompt)}}, "max_tokens": 0, "echo": true, "logprobs": 0, "stream": true}""",
+        ];
+        var plain = (await h.PostOkAsync("v1/completions", bodies[0]));
+        var streamed = await h.PostStreamAsync("v1/completions", bodies[1]);
+        foreach (var choice in new[] { plain.GetProperty("choices")[0], Assert.Single(streamed).GetProperty("choices")[0] })
+        {
+            Assert.Empty(TokensOf(choice));
+            Assert.Equal("length", choice.GetProperty("finish_reason").GetString());
+            var scores = choice.GetProperty("logprobs").GetProperty("token_logprobs").EnumerateArray().ToArray();
+            Assert.Equal(Prompt.Length, scores.Length);
+            Assert.Equal(PenaltyReference.LogSoftmax(FakeModelRunner.Logits(Prompt[..3], h.VocabSize))[Prompt[3]], scores[3].GetDouble(), 9);
+        }
+        Assert.Equal(0, plain.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+    }
+
     [Fact]
     public async Task Echo_puts_the_prompts_text_first_with_offsets_into_it()
     {

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using SpecializedInference.Engine;
 using SpecializedInference.Sampling;
 using SpecializedInference.Tests.Scheduling;
@@ -89,5 +90,55 @@ public sealed class ChoicesTests
             Assert.Equal(choices[i].GetProperty("message").GetProperty("content").GetString(),
                 string.Concat(mine.Select(d => d.GetProperty("delta").GetProperty("content").GetString())));
         }
+    }
+}
+
+/// <summary>A batch of prompts in one completion request, as OpenAI takes it and evaluation harnesses send it.</summary>
+public sealed class BatchedPromptTests
+{
+    /// <summary>lm-evaluation-harness scores contexts this way: token-id prompts, max_tokens 1, echo and logprobs 1; each
+    /// choice (index = prompt × n + choice) carries its prompt's scores.</summary>
+    [Fact]
+    public async Task A_batch_of_token_prompts_is_scored_and_continued_prompt_by_prompt()
+    {
+        await using var h = await ServerHarness.StartAsync(samplers: EngineSamplers.Factory);
+        int[][] prompts = [[5, 9, 2, 7], [3, 1, 4], [8]];
+        var plain = await h.PostOkAsync("v1/completions",
+            $$"""{"prompt": [{{string.Join(",", prompts.Select(Ids))}}], "max_tokens": 2, "temperature": 0, "echo": true, "logprobs": 1, "n": 2}""");
+        var choices = plain.GetProperty("choices").EnumerateArray().ToArray();
+        Assert.Equal(Enumerable.Range(0, 6), choices.Select(c => c.GetProperty("index").GetInt32()));
+        for (int c = 0; c < 6; c++)
+        {
+            var prompt = prompts[c / 2];
+            var generated = TokensOf(choices[c]);
+            Assert.Equal(FakeModelRunner.GreedyReference(prompt, 2, h.VocabSize), generated);
+            var scores = choices[c].GetProperty("logprobs").GetProperty("token_logprobs").EnumerateArray().ToArray();
+            Assert.Equal(prompt.Length + 2, scores.Length);
+            Assert.Equal(JsonValueKind.Null, scores[0].ValueKind);
+            int[] all = [.. prompt, .. generated];
+            for (int t = 1; t < all.Length; t++)
+                Assert.Equal(Sampling.PenaltyReference.LogSoftmax(FakeModelRunner.Logits(all[..t], h.VocabSize))[all[t]], scores[t].GetDouble(), 9);
+        }
+        Assert.Equal(8, plain.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+        Assert.Equal(12, plain.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+
+        var events = await h.PostStreamAsync("v1/completions", $$"""{"prompt": [{{string.Join(",", prompts.Select(Ids))}}], "max_tokens": 2, "stream": true}""");
+        for (int p = 0; p < 3; p++)
+            Assert.Equal(FakeModelRunner.GreedyReference(prompts[p], 2, h.VocabSize),
+                events.Select(e => e.GetProperty("choices")[0]).Where(c => c.GetProperty("index").GetInt32() == p).SelectMany(TokensOf));
+    }
+
+    [Fact]
+    public async Task A_batch_of_texts_continues_each()
+    {
+        var tokenizer = new Text.FakeTokenizer();
+        await using var h = await ServerHarness.StartAsync(tokenizer: tokenizer, vocabSize: tokenizer.VocabSize, maxSeqLen: 128);
+        var plain = await h.PostOkAsync("v1/completions", """{"prompt": ["the module", "hello world"], "max_tokens": 3, "echo": true}""");
+        var choices = plain.GetProperty("choices").EnumerateArray().ToArray();
+        Assert.Equal(2, choices.Length);
+        Assert.StartsWith("the module", choices[0].GetProperty("text").GetString());
+        Assert.StartsWith("hello world", choices[1].GetProperty("text").GetString());
+        var ids = tokenizer.Encode("hello world", addBos: true);
+        Assert.Equal(FakeModelRunner.GreedyReference(ids, 3, tokenizer.VocabSize), TokensOf(choices[1]));
     }
 }
