@@ -49,6 +49,10 @@ public class HostStepSamplingBenchmarks : HostStepBenchmarks
         return sum;
     }
 
+    /// <summary>One sampled token at temperature 0.8 alone (the draw walks the vocabulary in id order).</summary>
+    [Benchmark(OperationsPerInvoke = SampledRows, Description = "sample one row, T 0.8")]
+    public int SampleTemperature() => Sample(new SamplingOptions(Temperature: 0.8f, Seed: 1));
+
     /// <summary>One sampled token, temperature 0.8 and top-k 50 (the k candidates kept in a heap and ranked).</summary>
     [Benchmark(OperationsPerInvoke = SampledRows, Description = "sample one row, T 0.8, top-k 50")]
     public int SampleTopK() => Sample(new SamplingOptions(Temperature: 0.8f, TopK: 50, Seed: 1));
@@ -64,6 +68,30 @@ public class HostStepSamplingBenchmarks : HostStepBenchmarks
         for (int i = 0; i < SampledRows; i++) sum += sampler.Sample(Logits);
         return sum;
     }
+
+    /// <summary>A request's log-probabilities for one token: the chosen token's and the 5 most likely (OpenAI's logprobs 5).</summary>
+    [Benchmark(OperationsPerInvoke = SampledRows, Description = "log-probabilities of one row, top 5")]
+    public double Logprobs()
+    {
+        double sum = 0;
+        for (int i = 0; i < SampledRows; i++) sum += TokenLogprobs.Compute(Logits, i, 5).Chosen.Logprob;
+        return sum;
+    }
+
+    /// <summary>A greedy token with a frequency penalty and a logit bias: the row copied and adjusted, then its argmax.</summary>
+    [Benchmark(OperationsPerInvoke = SampledRows, Description = "greedy with penalties and a bias, one row")]
+    public int Adjusted()
+    {
+        var sampler = new AdjustedTokenSampler(GreedyTokenSampler.Instance,
+            SamplingParams.ArgMax with { Penalties = new LogitPenalties(1.1, 0.5, 0.5), LogitBias = new Dictionary<int, float> { [7] = -100 } }, [1, 2, 3]);
+        int sum = 0;
+        for (int i = 0; i < SampledRows; i++) sum += sampler.Sample(Logits);
+        return sum;
+    }
+
+    /// <summary>A sampled token with min_p 0.05 at T 0.8: the weights below 5% of the most likely zeroed, then drawn.</summary>
+    [Benchmark(OperationsPerInvoke = SampledRows, Description = "sample one row, T 0.8, min-p 0.05")]
+    public int MinP() => Sample(new SamplingOptions(Temperature: 0.8f, Seed: 1, MinP: 0.05));
 }
 
 /// <summary>Whole engine steps: scheduling, sampling every sequence, stop checks and bookkeeping.</summary>

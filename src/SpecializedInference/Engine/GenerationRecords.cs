@@ -40,8 +40,8 @@ public sealed record SamplingParams
     /// <summary>Added to the logits of these token ids before the penalties and the choice (OpenAI's <c>logit_bias</c>).</summary>
     public IReadOnlyDictionary<int, float>? LogitBias { get; init; }
 
-    /// <summary>Drop the tokens less likely than this fraction of the most likely one, at the temperature (vLLM's and
-    /// Hugging Face's <c>min_p</c>; 0 = off). Greedy decoding ignores it.</summary>
+    /// <summary>Drop the tokens less likely than this fraction of the most likely one, at the temperature and before
+    /// top-k and top-p (vLLM's and Hugging Face's <c>min_p</c>; 0 = off). Greedy decoding ignores it.</summary>
     public double MinP { get; init; }
 
     /// <summary>End-of-sequence and stop tokens cannot be chosen before this many tokens are generated (vLLM's
@@ -49,7 +49,7 @@ public sealed record SamplingParams
     public int MinTokens { get; init; }
 
     /// <summary>Whether anything changes the logits before the choice (<see cref="Sampling.AdjustedTokenSampler"/>).</summary>
-    public bool AdjustsLogits => !Penalties.IsNone || LogitBias is { Count: > 0 } || (MinP > 0 && !IsGreedy) || MinTokens > 0;
+    public bool AdjustsLogits => !Penalties.IsNone || LogitBias is { Count: > 0 } || MinTokens > 0;
 
     /// <summary>Greedy decoding (argmax).</summary>
     public static SamplingParams ArgMax { get; } = new() { Greedy = true };

@@ -5,7 +5,7 @@ namespace SpecializedInference.Sampling;
 /// <summary>
 /// Wraps one request's sampler: copies each logits row and adjusts it as its <see cref="SamplingParams"/> say, in vLLM's
 /// order: the logit bias, then the <see cref="LogitPenalties"/> of the tokens seen so far, then the end tokens held back
-/// until <c>min_tokens</c>, then <c>min_p</c>; lets the inner sampler choose (with its temperature, top-k and top-p), and
+/// until <c>min_tokens</c>; lets the inner sampler choose (with its temperature, min_p, top-k and top-p), and
 /// counts the chosen token. The engine calls it once per generated token, in order (preemption does not re-sample), so
 /// the counts are the request's output.
 /// </summary>
@@ -17,12 +17,11 @@ public sealed class AdjustedTokenSampler : ITokenSampler
     private readonly HashSet<int> _prompt;
     private readonly int[] _endTokens;
     private readonly int _minTokens;
-    private readonly double _minPLogitOffset; // a token is dropped below the best logit + T·ln(min_p); -inf = off
     private readonly Dictionary<int, int> _generated = new();
     private int _count;
     private float[] _scratch = Array.Empty<float>();
 
-    /// <param name="sampling">The request's logit bias, penalties, min_p (with its temperature) and min_tokens.</param>
+    /// <param name="sampling">The request's logit bias, penalties and min_tokens.</param>
     /// <param name="endTokens">The tokens that would end the request (end-of-sequence and stop tokens), held back until
     /// <see cref="SamplingParams.MinTokens"/> tokens are generated.</param>
     public AdjustedTokenSampler(ITokenSampler inner, SamplingParams sampling, IReadOnlyList<int> promptTokenIds, IEnumerable<int>? endTokens = null)
@@ -35,14 +34,11 @@ public sealed class AdjustedTokenSampler : ITokenSampler
         foreach (var (token, value) in _bias)
             if (!float.IsFinite(value))
                 throw new ArgumentException($"logit_bias of token {token} is {value}; it must be a finite number");
-        if (!(sampling.MinP >= 0 && sampling.MinP <= 1))
-            throw new ArgumentException($"min_p is {sampling.MinP}; it must be between 0 and 1 (0 = off)");
         if (sampling.MinTokens < 0)
             throw new ArgumentException($"min_tokens is {sampling.MinTokens}; it must be at least 0");
         _prompt = _penalties.Repetition == 1 ? new HashSet<int>() : new HashSet<int>(promptTokenIds);
         _endTokens = endTokens?.Distinct().ToArray() ?? [];
         _minTokens = sampling.MinTokens;
-        _minPLogitOffset = sampling.MinP > 0 && !sampling.IsGreedy ? sampling.Temperature * Math.Log(sampling.MinP) : double.NegativeInfinity;
     }
 
     public int Sample(ReadOnlySpan<float> logits)
@@ -82,16 +78,6 @@ public sealed class AdjustedTokenSampler : ITokenSampler
             foreach (int token in _endTokens)
                 if ((uint)token < (uint)logits.Length)
                     logits[token] = float.NegativeInfinity;
-        if (!double.IsNegativeInfinity(_minPLogitOffset))
-        {
-            // p_i / p_max = exp((l_i - l_max) / T) < min_p  <=>  l_i < l_max + T·ln(min_p)
-            float best = float.NegativeInfinity;
-            foreach (float x in logits)
-                if (x > best) best = x;
-            float floor = (float)(best + _minPLogitOffset);
-            for (int i = 0; i < logits.Length; i++)
-                if (logits[i] < floor) logits[i] = float.NegativeInfinity;
-        }
     }
 
     private static float Repeat(float logit, double penalty) => (float)(logit > 0 ? logit / penalty : logit * penalty);

@@ -12,5 +12,5 @@ public static class EngineSamplers
     /// </summary>
     public static TokenSamplerFactory Factory { get; } = parameters => parameters.IsGreedy
         ? GreedyTokenSampler.Instance
-        : new Sampler(new SamplingOptions((float)parameters.Temperature, parameters.TopK, (float)parameters.TopP, parameters.Seed));
+        : new Sampler(new SamplingOptions((float)parameters.Temperature, parameters.TopK, (float)parameters.TopP, parameters.Seed, parameters.MinP));
 }

@@ -7,7 +7,9 @@ namespace SpecializedInference.Sampling;
 /// <param name="TopK">Keep only the k most likely tokens; 0 keeps all.</param>
 /// <param name="TopP">Keep the smallest set of most likely tokens whose probability reaches p; 1 keeps all.</param>
 /// <param name="Seed">Seed of the sampler's random stream; null draws one (the run is then not reproducible).</param>
-public sealed record SamplingOptions(float Temperature = 0f, int TopK = 0, float TopP = 1f, ulong? Seed = null)
+/// <param name="MinP">Keep only the tokens at least this fraction as likely as the most likely one, at the temperature
+/// and before top-k and top-p (vLLM's order); 0 keeps all.</param>
+public sealed record SamplingOptions(float Temperature = 0f, int TopK = 0, float TopP = 1f, ulong? Seed = null, double MinP = 0)
 {
     public static SamplingOptions Greedy { get; } = new();
 
@@ -20,6 +22,7 @@ public sealed record SamplingOptions(float Temperature = 0f, int TopK = 0, float
             throw new ArgumentOutOfRangeException(nameof(Temperature), Temperature, "temperature must be a finite number >= 0 (0 = greedy)");
         if (TopK < 0) throw new ArgumentOutOfRangeException(nameof(TopK), TopK, "top-k must be >= 0 (0 = off)");
         if (!(TopP > 0 && TopP <= 1)) throw new ArgumentOutOfRangeException(nameof(TopP), TopP, "top-p must be in (0, 1]");
+        if (!(MinP >= 0 && MinP <= 1)) throw new ArgumentOutOfRangeException(nameof(MinP), MinP, "min-p must be in [0, 1] (0 = off)");
     }
 }
 
@@ -127,6 +130,7 @@ public sealed class Sampler : Engine.ITokenSampler
         for (int i = 0; i < order.Length; i++)
         {
             probs[i] = Math.Exp(values[order[i]] / (double)_options.Temperature - max);
+            if (probs[i] < _options.MinP) probs[i] = 0; // relative to the most likely token's 1
             sum += probs[i];
         }
         return DrawNucleus(order, probs, sum);
@@ -184,6 +188,8 @@ public sealed class Sampler : Engine.ITokenSampler
         if (_weights.Length != logits.Length) _weights = new double[logits.Length];
         var weights = _weights.AsSpan();
         double sum = Weights(logits, best, 1.0 / _options.Temperature, weights);
+        if (_options.MinP > 0)
+            sum = DropBelow(weights, _options.MinP);
 
         if (_options.TopP >= 1f)
         {
@@ -222,9 +228,15 @@ public sealed class Sampler : Engine.ITokenSampler
     /// <summary>Per request, reused across its tokens: the vocabulary's weights.</summary>
     private double[] _weights = [];
 
-    /// <summary>weights[i] = exp((logits[i] − best) · inverseT) in double (0 for NaN); returns their sum.</summary>
+    /// <summary>Σ exp((logits[i] − best) · inverseT) in double (NaN counts 0), vectorized: the normalizer of a
+    /// log-softmax (<see cref="TokenLogprobs"/>).</summary>
+    internal static double SumOfExp(ReadOnlySpan<float> logits, float best, double inverseT) => Weights(logits, best, inverseT, []);
+
+    /// <summary>weights[i] = exp((logits[i] − best) · inverseT) in double (0 for NaN); returns their sum. An empty
+    /// <paramref name="weights"/> keeps only the sum.</summary>
     private static double Weights(ReadOnlySpan<float> logits, float best, double inverseT, Span<double> weights)
     {
+        bool store = !weights.IsEmpty;
         int n = Vector<float>.Count, half = Vector<double>.Count;
         var lowest = new Vector<float>(float.NegativeInfinity);
         var max = new Vector<double>(best);
@@ -238,15 +250,43 @@ public sealed class Sampler : Engine.ITokenSampler
             Vector.Widen(v, out var lo, out var hi);
             lo = Vector.Exp((lo - max) * scale);
             hi = Vector.Exp((hi - max) * scale);
-            lo.CopyTo(weights.Slice(i));
-            hi.CopyTo(weights.Slice(i + half));
+            if (store)
+            {
+                lo.CopyTo(weights.Slice(i));
+                hi.CopyTo(weights.Slice(i + half));
+            }
             total += lo + hi;
         }
 
         double sum = Vector.Sum(total);
         for (; i < logits.Length; i++)
         {
-            weights[i] = float.IsNaN(logits[i]) ? 0 : Math.Exp((logits[i] - (double)best) * inverseT);
+            double w = float.IsNaN(logits[i]) ? 0 : Math.Exp((logits[i] - (double)best) * inverseT);
+            if (store) weights[i] = w;
+            sum += w;
+        }
+        return sum;
+    }
+
+    /// <summary>Zeroes the weights below <paramref name="threshold"/> (min_p: they are relative to the most likely
+    /// token's 1) and returns the total of those left.</summary>
+    private static double DropBelow(Span<double> weights, double threshold)
+    {
+        var limit = new Vector<double>(threshold);
+        var total = Vector<double>.Zero;
+        int i = 0;
+        for (; i <= weights.Length - Vector<double>.Count; i += Vector<double>.Count)
+        {
+            var w = new Vector<double>(weights.Slice(i));
+            w = Vector.ConditionalSelect(Vector.GreaterThanOrEqual(w, limit), w, Vector<double>.Zero);
+            w.CopyTo(weights.Slice(i));
+            total += w;
+        }
+
+        double sum = Vector.Sum(total);
+        for (; i < weights.Length; i++)
+        {
+            if (weights[i] < threshold) weights[i] = 0;
             sum += weights[i];
         }
         return sum;

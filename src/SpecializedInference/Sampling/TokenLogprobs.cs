@@ -1,3 +1,5 @@
+using System.Numerics;
+
 namespace SpecializedInference.Sampling;
 
 /// <summary>One token and its log-probability.</summary>
@@ -27,36 +29,42 @@ public sealed record TokenLogprobs(TokenLogprob Chosen, IReadOnlyList<TokenLogpr
         if (top < 0 || top > MaxTop)
             throw new ArgumentOutOfRangeException(nameof(top), top, $"must be in [0, {MaxTop}]");
 
-        // log Σ exp(x) = max + log Σ exp(x − max), in double so a 128K vocabulary loses nothing.
-        float max = float.NegativeInfinity;
-        foreach (float x in logits)
-            if (x > max) max = x;
-        double sum = 0;
-        if (!float.IsNegativeInfinity(max))
-            foreach (float x in logits)
-                if (!float.IsNaN(x)) sum += Math.Exp((double)x - max);
+        // log Σ exp(x) = max + log Σ exp(x − max), in double so a 128K vocabulary loses nothing; both passes vectorized
+        // (the scalar loops took ~1 ms a token at 128K).
+        float max = logits[Sampler.ArgMax(logits)]; // NaN only when every logit is
+        double sum = float.IsFinite(max) ? Sampler.SumOfExp(logits, max, 1.0) : 0;
         double logNormalizer = max + Math.Log(sum);
         double LogProb(float x) => float.IsNaN(x) || float.IsNegativeInfinity(x) ? double.NegativeInfinity : x - logNormalizer;
 
-        // The top tokens: one pass keeping the best `top` in order (insertion into a short array).
-        var best = new TokenLogprob[top];
+        // The top tokens: one pass keeping the best `top` in order (insertion into a short array); once it holds `top`,
+        // a vector of logits none above the last kept is skipped whole.
+        var best = new int[top];
         int kept = 0;
-        for (int id = 0; id < logits.Length && top > 0; id++)
+        float floor = float.NegativeInfinity; // the last kept logit once `top` are kept
+        int width = Vector<float>.Count;
+        for (int start = 0; start < logits.Length && top > 0; start += width)
         {
-            float x = logits[id];
-            if (float.IsNaN(x) || (kept == top && x <= logits[best[kept - 1].TokenId]))
+            int end = Math.Min(start + width, logits.Length);
+            if (kept == top && end - start == width && !Vector.GreaterThanAny(new Vector<float>(logits.Slice(start)), new Vector<float>(floor)))
                 continue;
-            int at = kept < top ? kept++ : top - 1;
-            while (at > 0 && logits[best[at - 1].TokenId] < x)
+            for (int id = start; id < end; id++)
             {
-                best[at] = best[at - 1];
-                at--;
+                float x = logits[id];
+                if (float.IsNaN(x) || (kept == top && x <= floor))
+                    continue;
+                int at = kept < top ? kept++ : top - 1;
+                while (at > 0 && logits[best[at - 1]] < x)
+                {
+                    best[at] = best[at - 1];
+                    at--;
+                }
+                best[at] = id;
+                if (kept == top) floor = logits[best[top - 1]];
             }
-            best[at] = new TokenLogprob(id, 0);
         }
         var topList = new TokenLogprob[kept];
         for (int i = 0; i < kept; i++)
-            topList[i] = new TokenLogprob(best[i].TokenId, LogProb(logits[best[i].TokenId]));
+            topList[i] = new TokenLogprob(best[i], LogProb(logits[best[i]]));
         return new TokenLogprobs(new TokenLogprob(chosen, LogProb(logits[chosen])), topList);
     }
 }

@@ -90,35 +90,6 @@ public sealed class AdjustedTokenSamplerTests
         Assert.Throws<ArgumentException>(() => Biased(new Dictionary<int, float> { [0] = float.NaN }));
     }
 
-    /// <summary>min_p at temperature T keeps the tokens whose probability at T is at least min_p of the most likely one's.</summary>
-    [Fact]
-    public void Min_p_drops_the_tokens_below_its_fraction_of_the_most_likely_at_the_temperature()
-    {
-        int seed = Random.Shared.Next();
-        var rng = new Random(seed);
-        for (int trial = 0; trial < 50; trial++)
-        {
-            var logits = Enumerable.Range(0, 1 + rng.Next(50)).Select(_ => (float)(rng.NextDouble() * 10 - 5)).ToArray();
-            double minP = rng.NextDouble(), temperature = 0.2 + rng.NextDouble() * 1.5;
-            var inner = new RecordingSampler([0]);
-            new AdjustedTokenSampler(inner, new SamplingParams { Temperature = temperature, MinP = minP }, []).Sample(logits);
-            // Probabilities at T, from their definition.
-            var weights = logits.Select(x => Math.Exp(x / temperature)).ToArray();
-            double total = weights.Sum(), best = weights.Max() / total;
-            for (int v = 0; v < logits.Length; v++)
-            {
-                double p = weights[v] / total;
-                if (Math.Abs(p - minP * best) < 1e-6 * best) continue; // on the edge: rounding decides
-                Assert.True(p >= minP * best ? inner.LastRow[v] == logits[v] : float.IsNegativeInfinity(inner.LastRow[v]),
-                    $"seed {seed}, trial {trial}, token {v}: p {p}, min_p·max {minP * best}, row {inner.LastRow[v]}");
-            }
-        }
-        // Greedy decoding keeps the row as it is.
-        var greedy = new RecordingSampler([0]);
-        new AdjustedTokenSampler(greedy, SamplingParams.ArgMax with { MinP = 0.9, LogitBias = new Dictionary<int, float> { [0] = 0 } }, []).Sample([1f, 0f]);
-        Assert.Equal([1f, 0f], greedy.LastRow);
-    }
-
     [Fact]
     public void Min_tokens_holds_the_end_tokens_back_until_enough_are_generated()
     {

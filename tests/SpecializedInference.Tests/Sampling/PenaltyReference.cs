@@ -39,16 +39,18 @@ internal static class PenaltyReference
         return output;
     }
 
-    /// <summary>log_softmax of a row, from the probabilities' definition.</summary>
+    /// <summary>log_softmax of a row, from the probabilities' definition; a NaN logit is an impossible token.</summary>
     public static double[] LogSoftmax(ReadOnlySpan<float> logits)
     {
         double max = double.NegativeInfinity;
-        foreach (float x in logits) max = Math.Max(max, x);
+        foreach (float x in logits)
+            if (!float.IsNaN(x)) max = Math.Max(max, x);
         double total = 0;
-        foreach (float x in logits) total += Math.Exp(x - max);
+        foreach (float x in logits)
+            if (!float.IsNaN(x)) total += Math.Exp(x - max);
         var result = new double[logits.Length];
         for (int v = 0; v < logits.Length; v++)
-            result[v] = Math.Log(Math.Exp(logits[v] - max) / total);
+            result[v] = float.IsNaN(logits[v]) ? double.NegativeInfinity : Math.Log(Math.Exp(logits[v] - max) / total);
         return result;
     }
 }

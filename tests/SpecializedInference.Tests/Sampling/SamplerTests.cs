@@ -195,4 +195,28 @@ public sealed class SamplerTests
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => new Sampler(new SamplingOptions(temperature, topK, topP)));
     }
+
+    /// <summary>min_p at temperature T: every draw is a token whose probability at T is at least min_p of the most likely
+    /// one's (with and without top-k and top-p), and the tokens well above it are drawn.</summary>
+    [Fact]
+    public void Min_p_draws_only_tokens_within_its_fraction_of_the_most_likely()
+    {
+        int seed = Random.Shared.Next();
+        var rng = new Random(seed);
+        for (int trial = 0; trial < 60; trial++)
+        {
+            var logits = Enumerable.Range(0, 2 + rng.Next(60)).Select(_ => (float)(rng.NextDouble() * 6 - 3)).ToArray();
+            double minP = 0.05 + 0.9 * rng.NextDouble(), temperature = 0.3 + rng.NextDouble() * 1.5;
+            var options = new SamplingOptions((float)temperature, TopK: trial % 3 == 1 ? 5 : 0, TopP: trial % 3 == 2 ? 0.9f : 1f, Seed: (ulong)trial, MinP: minP);
+            var sampler = new Sampler(options);
+            // Probabilities relative to the most likely, at T, from their definition.
+            var relative = logits.Select(x => Math.Exp((x - logits.Max()) / (double)options.Temperature)).ToArray();
+            var drawn = Enumerable.Range(0, 1000).Select(_ => sampler.Sample(logits)).ToHashSet();
+            Assert.All(drawn, t => Assert.True(relative[t] >= minP - 1e-6, $"seed {seed}, trial {trial}: token {t} at {relative[t]} of the best, min_p {minP}"));
+            if (options.TopK == 0 && options.TopP == 1f)
+                for (int v = 0; v < logits.Length; v++)
+                    if (relative[v] >= 0.5 && relative[v] >= minP && relative.Count(r => r >= minP) <= 10) // drawn with p >= 5%: missing from 1000 draws ~1e-22
+                        Assert.True(drawn.Contains(v), $"seed {seed}, trial {trial}: token {v} at {relative[v]} of the best never drawn");
+        }
+    }
 }

@@ -12,8 +12,15 @@ public sealed class TokenLogprobsTests
         for (int trial = 0; trial < 300; trial++)
         {
             int vocab = 1 + rng.Next(trial < 200 ? 40 : 2000);
-            // Few distinct values, so ties are common; logits as large as a real model's.
-            var logits = Enumerable.Range(0, vocab).Select(_ => rng.Next(3) == 0 ? rng.Next(4) : (float)(rng.NextDouble() * 60 - 30)).ToArray();
+            // Few distinct values, so ties are common; logits as large as a real model's; some NaN and -inf.
+            var logits = Enumerable.Range(0, vocab).Select(_ => rng.Next(40) switch
+            {
+                0 => float.NaN,
+                1 => float.NegativeInfinity,
+                < 14 => rng.Next(4),
+                _ => (float)(rng.NextDouble() * 60 - 30),
+            }).ToArray();
+            if (logits.All(x => !float.IsFinite(x))) logits[0] = 1;
             int chosen = rng.Next(vocab);
             int top = rng.Next(TokenLogprobs.MaxTop + 1);
             var result = TokenLogprobs.Compute(logits, chosen, top);
@@ -21,14 +28,17 @@ public sealed class TokenLogprobsTests
             string where = $"seed {seed}, trial {trial}, vocab {vocab}, top {top}";
 
             Assert.Equal(chosen, result.Chosen.TokenId);
-            Assert.True(Math.Abs(result.Chosen.Logprob - reference[chosen]) <= 1e-9 * Math.Max(1, -reference[chosen]), where);
-            // The top tokens: by logit, ties to the lower id (a stable sort of the ids).
-            var expected = Enumerable.Range(0, vocab).OrderByDescending(v => logits[v]).Take(top).ToArray();
-            Assert.True(expected.SequenceEqual(result.Top.Select(t => t.TokenId)), where);
+            Assert.True(Close(result.Chosen.Logprob, reference[chosen]), $"{where}: {result.Chosen.Logprob} vs {reference[chosen]}");
+            // The top tokens: by logit, ties to the lower id (a stable sort of the ids), NaN never.
+            var expected = Enumerable.Range(0, vocab).Where(v => !float.IsNaN(logits[v])).OrderByDescending(v => logits[v]).Take(top).ToArray();
+            Assert.True(expected.SequenceEqual(result.Top.Select(t => t.TokenId)), $"{where}: [{string.Join(",", result.Top.Select(t => t.TokenId))}] vs [{string.Join(",", expected)}]");
             foreach (var t in result.Top)
-                Assert.True(Math.Abs(t.Logprob - reference[t.TokenId]) <= 1e-9 * Math.Max(1, -reference[t.TokenId]), where);
+                Assert.True(Close(t.Logprob, reference[t.TokenId]), where);
         }
     }
+
+    private static bool Close(double actual, double expected) =>
+        double.IsNegativeInfinity(expected) ? double.IsNegativeInfinity(actual) : Math.Abs(actual - expected) <= 1e-9 * Math.Max(1, -expected);
 
     [Fact]
     public void Impossible_tokens_are_minus_infinity_and_nans_are_never_on_top()
