@@ -189,7 +189,7 @@ public sealed class Sampler : Engine.ITokenSampler
         var weights = _weights.AsSpan();
         double sum = Weights(logits, best, 1.0 / _options.Temperature, weights);
         if (_options.MinP > 0)
-            sum = DropBelow(weights, _options.MinP);
+            sum = MassAtLeast(weights, _options.MinP, dropBelow: true);
 
         if (_options.TopP >= 1f)
         {
@@ -268,9 +268,9 @@ public sealed class Sampler : Engine.ITokenSampler
         return sum;
     }
 
-    /// <summary>Zeroes the weights below <paramref name="threshold"/> (min_p: they are relative to the most likely
-    /// token's 1) and returns the total of those left.</summary>
-    private static double DropBelow(Span<double> weights, double threshold)
+    /// <summary>The total of the weights at or above <paramref name="threshold"/>; with <paramref name="dropBelow"/> the
+    /// others are zeroed too (min_p: the weights are relative to the most likely token's 1).</summary>
+    private static double MassAtLeast(Span<double> weights, double threshold, bool dropBelow = false)
     {
         var limit = new Vector<double>(threshold);
         var total = Vector<double>.Zero;
@@ -279,34 +279,16 @@ public sealed class Sampler : Engine.ITokenSampler
         {
             var w = new Vector<double>(weights.Slice(i));
             w = Vector.ConditionalSelect(Vector.GreaterThanOrEqual(w, limit), w, Vector<double>.Zero);
-            w.CopyTo(weights.Slice(i));
+            if (dropBelow) w.CopyTo(weights.Slice(i));
             total += w;
         }
 
         double sum = Vector.Sum(total);
         for (; i < weights.Length; i++)
         {
-            if (weights[i] < threshold) weights[i] = 0;
-            sum += weights[i];
-        }
-        return sum;
-    }
-
-    /// <summary>The total of the weights at or above <paramref name="threshold"/>.</summary>
-    private static double MassAtLeast(ReadOnlySpan<double> weights, double threshold)
-    {
-        var limit = new Vector<double>(threshold);
-        var total = Vector<double>.Zero;
-        int i = 0;
-        for (; i <= weights.Length - Vector<double>.Count; i += Vector<double>.Count)
-        {
-            var w = new Vector<double>(weights.Slice(i));
-            total += Vector.ConditionalSelect(Vector.GreaterThanOrEqual(w, limit), w, Vector<double>.Zero);
-        }
-
-        double sum = Vector.Sum(total);
-        for (; i < weights.Length; i++)
             if (weights[i] >= threshold) sum += weights[i];
+            else if (dropBelow) weights[i] = 0;
+        }
         return sum;
     }
 
