@@ -106,12 +106,34 @@ internal sealed class OpenAiApi
             using var cancel = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, _stopping);
             string id = (kind == ApiKind.Completion ? "cmpl-" : "chatcmpl-") + Guid.NewGuid().ToString("N")[..24];
             var choices = new List<ChoiceStream>(n);
+            // A prompt's other choices wait for its first choice's first token: by then the prompt's full blocks are in
+            // the prefix cache, so the prompt is computed once rather than n times (vLLM forks a prefilled sequence).
+            bool sharePrefill = request.N > 1 && _engine.Options.EnablePrefixCaching && _engine.Options.UseKvCache
+                && !(request.Echo && request.Logprobs is not null); // scoring a prompt bypasses the prefix cache
+            TaskCompletionSource? prefilled = null;
             try
             {
                 for (int i = 0; i < n; i++)
                 {
                     var prompt = request.Prompts[i / request.N];
-                    choices.Add(new ChoiceStream(i, prompt, Submit(request, prompt, n == 1 ? id : $"{id}-{i}", i % request.N, cancel.Token),
+                    int choice = i % request.N;
+                    string name = n == 1 ? id : $"{id}-{i}";
+                    IAsyncEnumerable<GeneratedToken> tokens;
+                    if (!sharePrefill || prompt.Length <= _engine.BlockSize)
+                    {
+                        tokens = Submit(request, prompt, name, choice, cancel.Token);
+                    }
+                    else if (choice == 0)
+                    {
+                        prefilled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                        tokens = SignalFirstToken(Submit(request, prompt, name, choice, cancel.Token), prefilled);
+                    }
+                    else
+                    {
+                        var generation = Generation(request, prompt, name, choice);
+                        tokens = SubmitAfter(prefilled!.Task, () => _engine.StreamAsync(generation, cancel.Token), cancel.Token);
+                    }
+                    choices.Add(new ChoiceStream(i, prompt, tokens,
                         new OutputAssembler(_tokenizer, request.Stop, kind == ApiKind.Completion ? prompt : [],
                             logprobs: request.Logprobs is not null, echo: request.Echo ? prompt : null, promptOnly: request.MaxTokens == 0)));
                 }
@@ -135,13 +157,41 @@ internal sealed class OpenAiApi
         }
     }
 
+    // The first choice's tokens, completing `prefilled` at its first token or its end, whichever comes first.
+    private static async IAsyncEnumerable<GeneratedToken> SignalFirstToken(IAsyncEnumerable<GeneratedToken> tokens, TaskCompletionSource prefilled)
+    {
+        try
+        {
+            await foreach (var token in tokens.ConfigureAwait(false))
+            {
+                prefilled.TrySetResult();
+                yield return token;
+            }
+        }
+        finally
+        {
+            prefilled.TrySetResult();
+        }
+    }
+
+    // Another choice of the same prompt, submitted once the first has computed the prompt. The first's submission
+    // checked the same request, so only a stopping engine can refuse this one (ObjectDisposedException, which the pump
+    // reports as such).
+    private static async IAsyncEnumerable<GeneratedToken> SubmitAfter(Task prefilled, Func<IAsyncEnumerable<GeneratedToken>> submit,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        await prefilled.WaitAsync(cancellationToken).ConfigureAwait(false);
+        await foreach (var token in submit().WithCancellation(cancellationToken).ConfigureAwait(false))
+            yield return token;
+    }
+
     // Choice i of a prompt's n: the request's sampling with seed + i, so a seeded request's choices differ and repeat.
-    private IAsyncEnumerable<GeneratedToken> Submit(ParsedRequest request, int[] prompt, string name, int choice, CancellationToken cancellationToken)
+    private GenerationRequest Generation(ParsedRequest request, int[] prompt, string name, int choice)
     {
         var sampling = request.Sampling.Seed is { } seed && choice > 0 ? request.Sampling with { Seed = unchecked(seed + (ulong)choice) } : request.Sampling;
         // max_tokens 0 (with echo): the engine still makes one token, from the prompt's own last logits, and the
         // output drops it.
-        var generation = new GenerationRequest(prompt, Math.Max(1, request.MaxTokens))
+        return new GenerationRequest(prompt, Math.Max(1, request.MaxTokens))
         {
             Sampling = sampling,
             EosTokenIds = _options.EosTokenIds,
@@ -151,9 +201,13 @@ internal sealed class OpenAiApi
             Logprobs = request.Logprobs,
             PromptLogprobs = request.Echo ? request.Logprobs : null,
         };
+    }
+
+    private IAsyncEnumerable<GeneratedToken> Submit(ParsedRequest request, int[] prompt, string name, int choice, CancellationToken cancellationToken)
+    {
         try
         {
-            return _engine.StreamAsync(generation, cancellationToken);
+            return _engine.StreamAsync(Generation(request, prompt, name, choice), cancellationToken);
         }
         catch (RequestRejectedException e)
         {

@@ -72,7 +72,10 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
                 received.Append(Encoding.UTF8.GetString(buffer, 0, n));
             }
             Assert.StartsWith("HTTP/1.1 200", received.ToString());
+            // A prompt's later choices are submitted once its first has its first token.
             var during = h.Engine.Snapshot();
+            for (var wait = System.Diagnostics.Stopwatch.StartNew(); during.RunningRequests + during.WaitingRequests < choices && wait.Elapsed.TotalSeconds < 5; during = h.Engine.Snapshot())
+                await Task.Delay(5);
             Assert.Equal(choices, during.RunningRequests + during.WaitingRequests);
             Assert.True(during.KvCache.UsedBlocks >= 3, $"{during.KvCache.UsedBlocks} blocks used while running");
             client.Client.Close(); // leave

@@ -69,6 +69,21 @@ public sealed class ChoicesTests
         await h.WaitUntilIdleAsync();
     }
 
+    /// <summary>A prompt's n choices compute it once: the others wait for the first one's first token and find the prompt's
+    /// full blocks in the prefix cache.</summary>
+    [Fact]
+    public async Task A_prompts_choices_compute_it_once()
+    {
+        await using var h = await ServerHarness.StartAsync(vocabSize: 64, maxSeqLen: 128);
+        int[] prompt = Enumerable.Range(0, 41).Select(i => (i * 7 + 3) % 64).ToArray(); // 10 full blocks of 4, and 1 token
+        var plain = await h.PostOkAsync("v1/completions", $$"""{"prompt": {{Ids(prompt)}}, "max_tokens": 6, "n": 4, "stream": false}""");
+        var reference = FakeModelRunner.GreedyReference(prompt, 6, 64);
+        Assert.All(plain.GetProperty("choices").EnumerateArray(), c => Assert.Equal(reference, TokensOf(c)));
+        var stats = await h.WaitUntilIdleAsync();
+        Assert.Equal(3 * 40, stats.PrefixCacheHitTokens);      // the other three found the first's 10 full blocks
+        Assert.Equal(41 + 3 * 1, stats.PrefillTokens);           // and computed only the last prompt token each
+    }
+
     [Fact]
     public async Task Greedy_choices_are_the_same_and_each_chat_choice_names_its_role_once()
     {
