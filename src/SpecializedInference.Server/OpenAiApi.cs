@@ -50,6 +50,12 @@ internal sealed class OpenAiApi
     {
         app.MapPost("/v1/completions", (RequestDelegate)(context => HandleAsync(context, ApiKind.Completion)));
         app.MapPost("/v1/chat/completions", (RequestDelegate)(context => HandleAsync(context, ApiKind.Chat)));
+        app.MapPost("/tokenize", (RequestDelegate)(context => HandleTextAsync(context, root =>
+        {
+            var ids = _parser.ParseTokenize(root);
+            return ResponseJson.Tokenized(ids, _engine.MaxSeqLen);
+        })));
+        app.MapPost("/detokenize", (RequestDelegate)(context => HandleTextAsync(context, root => ResponseJson.Detokenized(_parser.ParseDetokenize(root)))));
         app.MapGet("/v1/models", (RequestDelegate)(context =>
             WriteJsonAsync(context, 200, ResponseJson.Models(_options.ModelName, _created, _engine.MaxSeqLen))));
         app.MapGet("/health", (RequestDelegate)(context => _engineFailed
@@ -86,6 +92,24 @@ internal sealed class OpenAiApi
 
     /// <summary>One choice of a request: its prompt, its engine request's tokens and the text they make.</summary>
     private sealed record ChoiceStream(int Index, int[] Prompt, IAsyncEnumerable<GeneratedToken> Tokens, OutputAssembler Output);
+
+    // /tokenize and /detokenize: the tokenizer alone, no engine.
+    private async Task HandleTextAsync(HttpContext context, Func<System.Text.Json.JsonElement, byte[]> answer)
+    {
+        try
+        {
+            byte[] body = await ReadBodyAsync(context).ConfigureAwait(false);
+            byte[] json;
+            using (var document = RequestParser.ParseJson(body))
+                json = answer(document.RootElement);
+            await WriteJsonAsync(context, 200, json).ConfigureAwait(false);
+        }
+        catch (ApiException e)
+        {
+            Metrics.Rejected(e.Status);
+            await ApiErrors.WriteAsync(context, e).ConfigureAwait(false);
+        }
+    }
 
     private async Task GenerateAsync(HttpContext context, ApiKind kind, ParsedRequest request)
     {

@@ -95,17 +95,65 @@ internal sealed class RequestParser
     /// <summary><c>POST /v1/chat/completions</c>.</summary>
     public ParsedRequest ParseChat(JsonElement root)
     {
-        if (_tokenizer is null || _chatTemplate is null)
-        {
-            string why = _tokenizer is null ? "this server has no tokenizer, so it cannot turn messages into tokens"
-                : _options.ChatTemplateError is { } error ? $"the checkpoint's chat template cannot be used ({error})"
-                : "no chat template is loaded (the checkpoint has no chat_template.jinja and its tokenizer_config.json no 'chat_template'), so there is no way to know how this model expects a conversation to be formatted";
-            throw new ApiException(400,
-                $"Chat completions are not available for model '{_options.ModelName}': {why}. Use POST /v1/completions with a prompt instead.",
-                null, "chat_template_missing");
-        }
+        CheckChatAvailable("Chat completions", "Use POST /v1/completions with a prompt instead.");
         CheckModel(root);
         CheckUnsupported(root, chat: true);
+        string maxTokensField = root.TryGetProperty("max_completion_tokens", out var mct) && mct.ValueKind != JsonValueKind.Null ? "max_completion_tokens" : "max_tokens";
+        return ParseCommon(root, [ChatPromptIds(root)], "messages", maxTokensField, ReadChatLogprobs(root));
+    }
+
+    /// <summary><c>POST /tokenize</c> (vLLM's): a prompt's token ids as a completion would take them (BOS as the checkpoint
+    /// says, unless <c>add_special_tokens</c> is false), or a conversation's as a chat completion would.</summary>
+    public int[] ParseTokenize(JsonElement root)
+    {
+        CheckModel(root);
+        foreach (var property in root.EnumerateObject())
+            if (property.Name is not ("model" or "prompt" or "messages" or "add_special_tokens" or "add_generation_prompt"))
+                throw ApiException.BadField(property.Name, $"'{property.Name}' is not a parameter of /tokenize; give 'prompt' or 'messages'.", "unknown_parameter");
+        bool hasPrompt = root.TryGetProperty("prompt", out var prompt) && prompt.ValueKind != JsonValueKind.Null;
+        bool hasMessages = root.TryGetProperty("messages", out var messages) && messages.ValueKind != JsonValueKind.Null;
+        if (hasPrompt == hasMessages)
+            throw ApiException.BadField(hasPrompt ? "messages" : "prompt", "Give exactly one of 'prompt' (a string) or 'messages'.", hasPrompt ? "invalid_value" : "missing_field");
+        if (hasMessages)
+        {
+            if (ReadBool(root, "add_generation_prompt") == false)
+                throw ApiException.BadField("add_generation_prompt", "'add_generation_prompt' must be true or left out: a conversation is rendered as a chat completion renders it, ending where the reply begins.", "unsupported_value");
+            CheckChatAvailable("Tokenizing messages", "Tokenize a 'prompt' instead.");
+            return ChatPromptIds(root);
+        }
+        if (prompt.ValueKind != JsonValueKind.String)
+            throw ApiException.BadField("prompt", $"'prompt' must be a string, got {Describe(prompt)}.", "invalid_type");
+        return EncodeText(prompt.GetString()!, ReadBool(root, "add_special_tokens") ?? _options.AddBos, "prompt");
+    }
+
+    /// <summary><c>POST /detokenize</c> (vLLM's): the text of <c>tokens</c>.</summary>
+    public string ParseDetokenize(JsonElement root)
+    {
+        CheckModel(root);
+        foreach (var property in root.EnumerateObject())
+            if (property.Name is not ("model" or "tokens"))
+                throw ApiException.BadField(property.Name, $"'{property.Name}' is not a parameter of /detokenize; give 'tokens'.", "unknown_parameter");
+        if (!root.TryGetProperty("tokens", out var tokens) || tokens.ValueKind == JsonValueKind.Null)
+            throw ApiException.BadField("tokens", "'tokens' is required: an array of token ids.", "missing_field");
+        var ids = ReadTokenIdArray(root, "tokens");
+        if (_tokenizer is null)
+            throw ApiException.BadField("tokens", $"This server has no tokenizer (model '{_options.ModelName}' was loaded without one), so token ids cannot be turned into text.", "tokenizer_missing");
+        return _tokenizer.Decode(ids);
+    }
+
+    private void CheckChatAvailable(string what, string instead)
+    {
+        if (_tokenizer is not null && _chatTemplate is not null)
+            return;
+        string why = _tokenizer is null ? "this server has no tokenizer, so it cannot turn messages into tokens"
+            : _options.ChatTemplateError is { } error ? $"the checkpoint's chat template cannot be used ({error})"
+            : "no chat template is loaded (the checkpoint has no chat_template.jinja and its tokenizer_config.json no 'chat_template'), so there is no way to know how this model expects a conversation to be formatted";
+        throw new ApiException(400, $"{what} are not available for model '{_options.ModelName}': {why}. {instead}", null, "chat_template_missing");
+    }
+
+    /// <summary>The token ids of a request's <c>messages</c>, rendered by the chat template.</summary>
+    private int[] ChatPromptIds(JsonElement root)
+    {
         if (!root.TryGetProperty("messages", out var messagesJson) || messagesJson.ValueKind == JsonValueKind.Null)
             throw ApiException.BadField("messages", "'messages' is required: an array of {\"role\", \"content\"} objects.", "missing_field");
         if (messagesJson.ValueKind != JsonValueKind.Array)
@@ -130,16 +178,14 @@ internal sealed class RequestParser
         string text;
         try
         {
-            text = _chatTemplate.Render(messages);
+            text = _chatTemplate!.Render(messages);
         }
         catch (ArgumentException e)
         {
             throw ApiException.BadField("messages", $"The chat template cannot format these messages: {e.Message}");
         }
-        string maxTokensField = root.TryGetProperty("max_completion_tokens", out var mct) && mct.ValueKind != JsonValueKind.Null ? "max_completion_tokens" : "max_tokens";
         // The rendered prompt holds special-token text (<s>, <|eot_id|>) that stands for the tokens themselves.
-        return ParseCommon(root, [EncodeText(text, _chatTemplate.AddBos, "messages", specialTokens: true)], "messages", maxTokensField,
-            ReadChatLogprobs(root));
+        return EncodeText(text, _chatTemplate.AddBos, "messages", specialTokens: true);
     }
 
     /// <param name="zeroTokensAllowed">With echo, max_tokens 0 asks for the prompt alone (to score it), as OpenAI allowed.</param>

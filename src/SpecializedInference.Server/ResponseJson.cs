@@ -111,6 +111,27 @@ internal static class ResponseJson
         w.WriteEndObject();
     });
 
+    /// <summary><c>/tokenize</c>'s answer, as vLLM writes it.</summary>
+    public static byte[] Tokenized(int[] tokens, int maxModelLen) => Write(w =>
+    {
+        w.WriteStartObject();
+        w.WriteNumber("count", tokens.Length);
+        w.WriteNumber("max_model_len", maxModelLen);
+        w.WriteStartArray("tokens");
+        foreach (int t in tokens)
+            w.WriteNumberValue(t);
+        w.WriteEndArray();
+        w.WriteEndObject();
+    });
+
+    /// <summary><c>/detokenize</c>'s answer, as vLLM writes it.</summary>
+    public static byte[] Detokenized(string text) => Write(w =>
+    {
+        w.WriteStartObject();
+        w.WriteString("prompt", text);
+        w.WriteEndObject();
+    });
+
     public static byte[] Health(string status) => Write(w =>
     {
         w.WriteStartObject();

@@ -112,6 +112,16 @@ public sealed class BadRequestTests(BadRequestFixture fixture) : IClassFixture<B
         Assert.Equal("tokenizer_missing", error.GetProperty("code").GetString());
     }
 
+    [Theory]
+    [InlineData("tokenize", """{"prompt": "hello"}""", "prompt")]
+    [InlineData("detokenize", """{"tokens": [1, 2]}""", "tokens")]
+    public async Task TokenizingWithoutATokenizerSaysSo(string path, string body, string param)
+    {
+        using var response = await H.PostAsync(path, body);
+        var error = await AssertErrorAsync(response, HttpStatusCode.BadRequest, param);
+        Assert.Equal("tokenizer_missing", error.GetProperty("code").GetString());
+    }
+
     [Fact]
     public async Task UnknownModelIs404ModelNotFound()
     {

@@ -159,6 +159,39 @@ public sealed class TextCompletionTests(TextServerFixture fixture) : IClassFixtu
         await BadRequestTests.AssertErrorAsync(response, HttpStatusCode.BadRequest, param);
     }
 
+    /// <summary>vLLM's /tokenize and /detokenize: the ids a completion or a chat would be given, and text back.</summary>
+    [Fact]
+    public async Task TokenizeAndDetokenizeUseTheServersTokenizerAndTemplate()
+    {
+        var tokens = await H.PostOkAsync("tokenize", """{"prompt": "the module é"}""");
+        int[] ids = Tokenizer.Encode("the module é", addBos: true);
+        Assert.Equal(ids, tokens.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()));
+        Assert.Equal(ids.Length, tokens.GetProperty("count").GetInt32());
+        Assert.Equal(128, tokens.GetProperty("max_model_len").GetInt32());
+        var bare = await H.PostOkAsync("tokenize", """{"prompt": "the module é", "add_special_tokens": false}""");
+        Assert.Equal(ids[1..], bare.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()));
+
+        var chat = await H.PostOkAsync("tokenize", """{"messages": [{"role": "user", "content": "hello"}]}""");
+        Assert.Equal(Tokenizer.Encode("user: hello\nassistant:", addBos: true), chat.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()));
+
+        var text = await H.PostOkAsync("detokenize", $$"""{"tokens": {{Ids(ids)}}}""");
+        Assert.Equal("the module é", text.GetProperty("prompt").GetString());
+
+        foreach (var (path, body, param) in new[]
+        {
+            ("tokenize", """{"prompt": "x", "messages": [{"role": "user", "content": "x"}]}""", "messages"),
+            ("tokenize", """{"text": "x"}""", "text"),
+            ("tokenize", """{"prompt": [1, 2]}""", "prompt"),
+            ("tokenize", """{"messages": [{"role": "user", "content": "x"}], "add_generation_prompt": false}""", "add_generation_prompt"),
+            ("detokenize", """{"tokens": [1, 99999]}""", "tokens"),
+            ("detokenize", """{}""", "tokens"),
+        })
+        {
+            using var response = await H.PostAsync(path, body);
+            await BadRequestTests.AssertErrorAsync(response, HttpStatusCode.BadRequest, param);
+        }
+    }
+
     /// <summary>What clients send that changes nothing here is accepted: who asks, no tools, plain text.</summary>
     [Fact]
     public async Task HarmlessOpenAiFieldsAreAccepted()
