@@ -159,7 +159,7 @@ internal sealed class OpenAiApi
                     }
                     choices.Add(new ChoiceStream(i, prompt, tokens,
                         new OutputAssembler(_tokenizer, request.Stop, kind == ApiKind.Completion ? prompt : [],
-                            logprobs: request.Logprobs is not null, echo: request.Echo ? prompt : null, promptOnly: request.MaxTokens == 0)));
+                            logprobs: request.Logprobs is not null, echo: request.Echo ? prompt : null, promptOnly: request.MaxTokens == 0, minTokens: request.Sampling.MinTokens)));
                 }
             }
             catch

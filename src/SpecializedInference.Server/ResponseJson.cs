@@ -191,6 +191,7 @@ internal sealed class OutputAssembler
     private readonly List<LogprobEntry>? _logprobs;
     private readonly TokenNames _names;
     private readonly bool _promptOnly;
+    private readonly int _minTokens;
     private int _chunkStart, _chunkTokensStart;
 
     /// <param name="context">The prompt a completion continues, so its first word keeps its leading space; empty for a chat
@@ -199,9 +200,12 @@ internal sealed class OutputAssembler
     /// when those are asked for (the first generated token carries them).</param>
     /// <param name="promptOnly">max_tokens 0 with echo: the output is the echoed prompt, and the one token the engine
     /// generated anyway is dropped.</param>
+    /// <param name="minTokens">min_tokens: the stop strings are looked for only in the text of the tokens after these
+    /// (vLLM's rule), so a stop string cannot end the output before it has that many tokens.</param>
     public OutputAssembler(Text.ITextTokenizer? tokenizer, IReadOnlyList<string> stops, ReadOnlySpan<int> context, bool logprobs = false, int[]? echo = null,
-        bool promptOnly = false)
+        bool promptOnly = false, int minTokens = 0)
     {
+        _minTokens = minTokens;
         _promptOnly = promptOnly && echo is not null;
         _tokenizer = tokenizer;
         _detokenizer = tokenizer is null ? null : new Text.IncrementalDetokenizer(tokenizer, context);
@@ -252,9 +256,9 @@ internal sealed class OutputAssembler
         string text = "";
         if (_detokenizer is not null)
         {
-            text = _stops.Push(_detokenizer.Add(token.TokenId));
+            text = Filter(_detokenizer.Add(token.TokenId));
             if (!_stops.Stopped && token.FinishReason is not null)
-                text += _stops.Push(_detokenizer.Flush());
+                text += Filter(_detokenizer.Flush());
             if (!_stops.Stopped && token.FinishReason is not null)
                 text += _stops.Flush();
         }
@@ -265,6 +269,8 @@ internal sealed class OutputAssembler
         _text.Append(text);
         return echoed + text;
     }
+
+    private string Filter(string piece) => Tokens.Count <= _minTokens ? piece : _stops.Push(piece);
 
     // The prompt's text (as decoded alone), and its tokens' entries: the first has no log-probabilities.
     private string Echo(int[] prompt, IReadOnlyList<Sampling.TokenLogprobs>? promptLogprobs)

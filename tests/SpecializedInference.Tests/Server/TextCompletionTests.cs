@@ -118,6 +118,20 @@ public sealed class TextCompletionTests(TextServerFixture fixture) : IClassFixtu
         await H.WaitUntilIdleAsync();
     }
 
+    /// <summary>min_tokens holds stop strings back too (vLLM's rule): "world" is the 2nd token of "hello world. bye", inside
+    /// the first 3, so only "bye" can stop the text.</summary>
+    [Fact]
+    public async Task StopStringsAreLookedForOnlyAfterMinTokens()
+    {
+        string body = """{"prompt": "x", "max_tokens": 40, "seed": 2, "stop": ["world", "bye"], "min_tokens": 3}""";
+        var choice = (await H.PostOkAsync("v1/completions", body)).GetProperty("choices")[0];
+        Assert.Equal(" hello world. ", choice.GetProperty("text").GetString());
+        Assert.Equal("stop", choice.GetProperty("finish_reason").GetString());
+        var events = await H.PostStreamAsync("v1/completions", body[..^1] + ""","stream":true}""");
+        Assert.Equal(" hello world. ", StreamedText(events));
+        await H.WaitUntilIdleAsync();
+    }
+
     [Fact]
     public async Task ChatCompletionRendersTheTemplateAndStreamsDeltas()
     {
