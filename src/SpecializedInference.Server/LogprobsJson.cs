@@ -41,10 +41,7 @@ internal sealed record LogprobsSection(IReadOnlyList<LogprobEntry> Entries, Toke
 /// <summary>Writes <c>choices[].logprobs</c> in OpenAI's two shapes.</summary>
 internal static class LogprobsJson
 {
-    // JSON has no -Infinity: an impossible token (a -inf logit) reports vLLM's floor instead.
-    private const double Floor = -9999.0;
-
-    private static double Value(double logprob) => Math.Max(logprob, Floor);
+    private static double Value(double logprob) => TokenLogprobs.ForJson(logprob);
 
     /// <summary>
     /// Completions: <c>{"tokens", "token_logprobs", "top_logprobs", "text_offset"}</c>. Each <c>top_logprobs</c> entry maps

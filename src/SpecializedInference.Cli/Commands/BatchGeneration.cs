@@ -23,17 +23,17 @@ internal static class BatchGeneration
 
     /// <summary>One line of the prompts file, checked for shape but not yet tokenized.</summary>
     private sealed record RequestLine(int Line, JsonNode Id, int[]? PromptIds, string? Prompt, IReadOnlyList<ChatMessage>? Messages, int MaxNewTokens,
-        SamplingParams Sampling, bool IgnoreEos);
+        SamplingParams Sampling, bool IgnoreEos, int? Logprobs);
 
     private static readonly HashSet<string> Fields = new(StringComparer.Ordinal)
     {
         "id", "prompt_ids", "prompt", "messages", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "greedy", "ignore_eos",
-        "repetition_penalty", "frequency_penalty", "presence_penalty",
+        "repetition_penalty", "frequency_penalty", "presence_penalty", "min_p", "min_tokens", "logprobs",
     };
 
     public static int Run(GenerateCommand.Settings s)
     {
-        var lines = Parse(s.PromptsFile!, s.MaxNewTokens, s.IgnoreEos, s.Penalties);
+        var lines = Parse(s.PromptsFile!, s);
         var device = GenerateCommand.ParseDevice(s.Device);
         var weightDtype = GenerateCommand.ParseWeightDtype(s.WeightDtype);
         var kvDtype = GenerateCommand.ParseKvDtype(s.KvDtype);
@@ -95,6 +95,7 @@ internal static class BatchGeneration
                 Sampling = l.Sampling,
                 IgnoreEos = l.IgnoreEos,
                 EosTokenIds = loaded.EosTokenIds,
+                Logprobs = l.Logprobs,
                 Name = $"{where} (id {l.Id.ToJsonString()})",
             };
         }).ToArray();
@@ -116,6 +117,13 @@ internal static class BatchGeneration
             // What the tokens add to the prompt's text (a chat reply stands alone, as in the server).
             if (tokenizer is not null)
                 json["text"] = IncrementalDetokenizer.Continuation(tokenizer, lines[i].Messages is null ? requests[i].PromptTokenIds.ToArray() : [], c.Tokens.ToArray());
+            if (c.Logprobs is { } logprobs)
+                json["logprobs"] = new JsonArray(logprobs.Select(l => (JsonNode)new JsonObject
+                {
+                    ["token"] = l.Chosen.TokenId,
+                    ["logprob"] = TokenLogprobs.ForJson(l.Chosen.Logprob),
+                    ["top"] = new JsonArray(l.Top.Select(t => (JsonNode)new JsonArray(t.TokenId, TokenLogprobs.ForJson(t.Logprob))).ToArray()),
+                }).ToArray());
             json["prompt_tokens"] = c.Usage.PromptTokens;
             json["cached_prompt_tokens"] = c.Usage.CachedPromptTokens;
             json["preemptions"] = c.Usage.Preemptions;
@@ -164,7 +172,8 @@ internal static class BatchGeneration
     }
 
     /// <summary>Reads and checks every line (blank lines are skipped); the first bad one throws naming file and line.</summary>
-    private static List<RequestLine> Parse(string path, int defaultMaxNewTokens, bool defaultIgnoreEos, LogitPenalties defaultPenalties)
+    /// <summary>The file's lines; a field a line leaves out takes the command line's value (<paramref name="defaults"/>).</summary>
+    private static List<RequestLine> Parse(string path, GenerateCommand.Settings defaults)
     {
         if (!File.Exists(path))
             throw new ArgumentException($"--prompts-file {path}: no such file");
@@ -215,7 +224,7 @@ internal static class BatchGeneration
             if ((ids is null ? 0 : 1) + (prompt is null ? 0 : 1) + (messages is null ? 0 : 1) != 1)
                 throw new ArgumentException($"{where}: give exactly one of \"prompt_ids\", \"prompt\" or \"messages\"");
 
-            int maxNew = Get("max_new_tokens", defaultMaxNewTokens, "an integer");
+            int maxNew = Get("max_new_tokens", defaults.MaxNewTokens, "an integer");
             if (maxNew < 1) throw new ArgumentException($"{where}: \"max_new_tokens\" must be at least 1, got {maxNew}");
             double? temperature = obj["temperature"] is null ? null : Get("temperature", 0.0, "a number");
             int topK = Get("top_k", 0, "an integer");
@@ -228,15 +237,25 @@ internal static class BatchGeneration
             if (greedy && temperature is > 0 && obj["greedy"] is not null)
                 throw new ArgumentException($"{where}: \"greedy\": true and \"temperature\" {temperature} contradict each other");
             var penalties = new LogitPenalties(
-                Get("repetition_penalty", defaultPenalties.Repetition, "a number"),
-                Get("frequency_penalty", defaultPenalties.Frequency, "a number"),
-                Get("presence_penalty", defaultPenalties.Presence, "a number"));
+                Get("repetition_penalty", defaults.RepetitionPenalty, "a number"),
+                Get("frequency_penalty", defaults.FrequencyPenalty, "a number"),
+                Get("presence_penalty", defaults.PresencePenalty, "a number"));
             if (penalties.FindProblem() is var (field, expected))
                 throw new ArgumentException($"{where}: \"{field}\" must be {expected}, got {penalties.Value(field)}");
 
+            double minP = Get("min_p", defaults.MinP, "a number");
+            if (!(minP is >= 0 and <= 1)) throw new ArgumentException($"{where}: \"min_p\" must be in [0, 1], got {minP}");
+            int minTokens = Get("min_tokens", Math.Min(defaults.MinTokens, maxNew), "an integer");
+            if (minTokens < 0 || minTokens > maxNew) throw new ArgumentException($"{where}: \"min_tokens\" must be between 0 and max_new_tokens ({maxNew}), got {minTokens}");
+            int? logprobs = obj["logprobs"] is null ? null : Get("logprobs", 0, "an integer");
+            if (logprobs is < 0 or > TokenLogprobs.MaxTop) throw new ArgumentException($"{where}: \"logprobs\" must be between 0 and {TokenLogprobs.MaxTop}, got {logprobs}");
+
             JsonNode id = obj["id"]?.DeepClone() ?? JsonValue.Create(lineNumber);
-            var sampling = new SamplingParams { Greedy = greedy, Temperature = temperature ?? 1.0, TopK = topK, TopP = topP, Seed = seed, Penalties = penalties };
-            result.Add(new RequestLine(lineNumber, id, ids, prompt, messages, maxNew, sampling, Get("ignore_eos", defaultIgnoreEos, "true or false")));
+            var sampling = new SamplingParams
+            {
+                Greedy = greedy, Temperature = temperature ?? 1.0, TopK = topK, TopP = topP, Seed = seed, Penalties = penalties, MinP = minP, MinTokens = minTokens,
+            };
+            result.Add(new RequestLine(lineNumber, id, ids, prompt, messages, maxNew, sampling, Get("ignore_eos", defaults.IgnoreEos, "true or false"), logprobs));
         }
         if (result.Count == 0)
             throw new ArgumentException($"--prompts-file {path}: no requests (one JSON object per line)");

@@ -71,6 +71,14 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
 
         internal LogitPenalties Penalties => new(RepetitionPenalty, FrequencyPenalty, PresencePenalty);
 
+        [CommandOption("--min-p <P>")]
+        [Description("Sample only among the tokens at least P times as likely as the most likely one, at the temperature (0 = off).")]
+        public double MinP { get; init; }
+
+        [CommandOption("--min-tokens <N>")]
+        [Description("End-of-sequence tokens cannot end the output before N tokens are generated (0 = off).")]
+        public int MinTokens { get; init; }
+
         [CommandOption("--seed <SEED>")]
         [Description("Seed of the sampler (same seed, same tokens).")]
         public ulong? Seed { get; init; }
@@ -168,6 +176,8 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
             if (PrefillChunk < 1) return ValidationResult.Error("--prefill-chunk must be at least 1");
             if (Penalties.FindProblem() is var (field, expected))
                 return ValidationResult.Error($"--{field.Replace('_', '-')} must be {expected}");
+            if (!(MinP is >= 0 and <= 1)) return ValidationResult.Error("--min-p must be between 0 and 1 (0 = off)");
+            if (MinTokens < 0 || MinTokens > MaxNewTokens) return ValidationResult.Error($"--min-tokens must be between 0 and --max-new-tokens ({MaxNewTokens})");
             if (StageTimes && PromptsFile is not null) return ValidationResult.Error("--stage-times times one prompt's decode steps; it does not go with --prompts-file");
             return ValidationResult.Success();
         }
@@ -222,7 +232,7 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         var device = ParseDevice(s.Device);
         var weightDtype = ParseWeightDtype(s.WeightDtype);
         var kvDtype = ParseKvDtype(s.KvDtype);
-        var sampling = new SamplingOptions(s.Greedy ? 0f : s.Temperature ?? 0f, s.TopK, s.TopP, s.Seed);
+        var sampling = new SamplingOptions(s.Greedy ? 0f : s.Temperature ?? 0f, s.TopK, s.TopP, s.Seed, s.MinP);
         sampling.Validate();
 
         using var checkpoint = LlamaCheckpoint.Open(s.Model);
@@ -271,7 +281,8 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
             Console.Error.WriteLine($"{notice} ({handle.Description}).");
 
         var generator = new Generator(runner, checkpoint.EosTokenIds);
-        var genOptions = new GenerationOptions(s.MaxNewTokens, sampling, s.IgnoreEos, s.PrefillChunk, RecordLogits: s.Json, Penalties: s.Penalties);
+        var genOptions = new GenerationOptions(s.MaxNewTokens, sampling, s.IgnoreEos, s.PrefillChunk, RecordLogits: s.Json, Penalties: s.Penalties,
+            MinTokens: s.MinTokens);
         // --stage-times: the timeline starts once the first decode step (which compiles the decode kernels) is done,
         // i.e. at the second token.
         int tokensSeen = 0;

@@ -10,13 +10,15 @@ namespace SpecializedInference.Runtime;
 /// <param name="PrefillChunkTokens">Longest prefill chunk; a longer prompt is prefilled in several steps.</param>
 /// <param name="RecordLogits">Keep the full logits each generated token was chosen from (before penalties).</param>
 /// <param name="Penalties">Repetition, frequency and presence penalties, applied before the choice; null = none.</param>
+/// <param name="MinTokens">End-of-sequence tokens are held back until this many tokens are generated.</param>
 public sealed record GenerationOptions(
     int MaxNewTokens = 16,
     SamplingOptions? Sampling = null,
     bool IgnoreEos = false,
     int PrefillChunkTokens = 512,
     bool RecordLogits = false,
-    LogitPenalties? Penalties = null)
+    LogitPenalties? Penalties = null,
+    int MinTokens = 0)
 {
     public SamplingOptions EffectiveSampling => Sampling ?? SamplingOptions.Greedy;
 }
@@ -89,10 +91,12 @@ public sealed class Generator
                 $"the cache has {_runner.NumBlocks} blocks of {_runner.BlockSize} = {capacity}");
 
         var sampler = new Sampler(options.EffectiveSampling);
-        var penalties = options.Penalties ?? LogitPenalties.None;
-        Engine.ITokenSampler choose = penalties.IsNone ? sampler : new AdjustedTokenSampler(sampler, new Engine.SamplingParams { Penalties = penalties }, prompt);
-        // A greedy token the runner may pick on the device, unless the logits are recorded or penalized.
-        bool greedyToken = options.EffectiveSampling.IsGreedy && !options.RecordLogits && penalties.IsNone;
+        var adjustments = new Engine.SamplingParams { Penalties = options.Penalties ?? LogitPenalties.None, MinTokens = options.MinTokens };
+        Engine.ITokenSampler choose = adjustments.AdjustsLogits
+            ? new AdjustedTokenSampler(sampler, adjustments, prompt, options.IgnoreEos ? [] : _eos)
+            : sampler;
+        // A greedy token the runner may pick on the device, unless the logits are recorded or adjusted.
+        bool greedyToken = options.EffectiveSampling.IsGreedy && !options.RecordLogits && !adjustments.AdjustsLogits;
         var blockTable = Enumerable.Range(0, (longest + _runner.BlockSize - 1) / _runner.BlockSize).ToArray();
         int[] BlocksFor(int contextLength) => blockTable[..((contextLength + _runner.BlockSize - 1) / _runner.BlockSize)];
         const long sequenceId = 0;

@@ -18,6 +18,9 @@ public sealed record TokenLogprobs(TokenLogprob Chosen, IReadOnlyList<TokenLogpr
     /// <summary>The most top tokens a request may ask for (vLLM's default limit; OpenAI allows 20 for chat).</summary>
     public const int MaxTop = 20;
 
+    /// <summary>A log-probability as JSON can carry it: JSON has no −∞, so an impossible token reports vLLM's floor, −9999.</summary>
+    public static double ForJson(double logprob) => Math.Max(logprob, -9999.0);
+
     /// <summary>
     /// Log-probabilities of <paramref name="chosen"/> and of the <paramref name="top"/> largest logits, in double. NaN
     /// logits count as impossible (−∞), as the samplers pass over them.

@@ -21,7 +21,7 @@ public sealed class BatchGenerationCliTests
         try
         {
             File.WriteAllLines(file, prompts.Select((p, i) => JsonSerializer.Serialize(i == 1
-                ? new Dictionary<string, object> { ["id"] = "second", ["prompt_ids"] = p.Prompt, ["max_new_tokens"] = 16, ["ignore_eos"] = true, ["greedy"] = true }
+                ? new Dictionary<string, object> { ["id"] = "second", ["prompt_ids"] = p.Prompt, ["max_new_tokens"] = 16, ["ignore_eos"] = true, ["greedy"] = true, ["logprobs"] = 2 }
                 : new Dictionary<string, object> { ["prompt_ids"] = p.Prompt, ["max_new_tokens"] = 16, ["ignore_eos"] = true })));
             var (code, stdout, stderr) = Run("generate", "--model", dir, "--prompts-file", file, "--json", "--device", "cpu",
                 "--weight-dtype", "f32", "--kv-dtype", "f32", "--max-batch-size", "4", "--kv-memory", "400000");
@@ -32,6 +32,18 @@ public sealed class BatchGenerationCliTests
             {
                 Assert.Equal(prompts[i].Greedy, lines[i].GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray());
                 Assert.Equal("length", lines[i].GetProperty("finish_reason").GetString());
+            }
+            // The second line asked for log-probabilities: each token's, against Hugging Face's float64 logits of its step.
+            Assert.False(lines[0].TryGetProperty("logprobs", out _));
+            var logprobs = lines[1].GetProperty("logprobs").EnumerateArray().ToArray();
+            Assert.Equal(16, logprobs.Length);
+            for (int k = 0; k < 16; k++)
+            {
+                var row = prompts[1].StepLogits[k];
+                double max = row.Max(), logSum = max + Math.Log(row.Sum(x => Math.Exp(x - max)));
+                Assert.Equal(prompts[1].Greedy[k], logprobs[k].GetProperty("token").GetInt32());
+                Assert.True(Math.Abs(row[prompts[1].Greedy[k]] - logSum - logprobs[k].GetProperty("logprob").GetDouble()) <= 2e-4 * Math.Max(1, row.Max(Math.Abs)), $"step {k}");
+                Assert.Equal(2, logprobs[k].GetProperty("top").GetArrayLength());
             }
             Assert.Equal(1, lines[0].GetProperty("id").GetInt32());
             Assert.Equal("second", lines[1].GetProperty("id").GetString());
@@ -60,6 +72,9 @@ public sealed class BatchGenerationCliTests
     [InlineData("{\"prompt_ids\":[1000]}", ":1: token id 1000 is outside the vocabulary")]
     [InlineData("{\"prompt_ids\":[1],\"repetition_penalty\":0}", ":1: \"repetition_penalty\" must be a finite number above 0 (1 = off), got 0")]
     [InlineData("{\"prompt_ids\":[1]}\n{\"prompt_ids\":[1],\"presence_penalty\":3}", ":2: \"presence_penalty\" must be between -2 and 2 (0 = off), got 3")]
+    [InlineData("{\"prompt_ids\":[1],\"logprobs\":21}", ":1: \"logprobs\" must be between 0 and 20, got 21")]
+    [InlineData("{\"prompt_ids\":[1],\"max_new_tokens\":4,\"min_tokens\":5}", ":1: \"min_tokens\" must be between 0 and max_new_tokens (4), got 5")]
+    [InlineData("{\"prompt_ids\":[1],\"min_p\":2}", ":1: \"min_p\" must be in [0, 1], got 2")]
     public void A_malformed_line_rejects_the_file_naming_file_and_line(string content, string expected)
     {
         var file = Path.GetTempFileName();

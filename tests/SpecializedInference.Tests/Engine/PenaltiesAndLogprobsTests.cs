@@ -154,6 +154,18 @@ public sealed class PenaltiesAndLogprobsTests
         Assert.Equal(0, runner.PickedTokens);
     }
 
+    [Fact]
+    public void The_generator_holds_eos_back_for_min_tokens()
+    {
+        var prompt = Prompt(6, 4);
+        int eos = FakeModelRunner.GreedyReference(prompt, 1, Vocab)[0];
+        var plain = new Generator(new FakeModelRunner(16, 4, Vocab), eosTokenIds: [eos]).Generate(prompt, new GenerationOptions(8));
+        Assert.Equal([eos], plain.Tokens); // the greedy first token ends it
+        var held = new Generator(new FakeModelRunner(16, 4, Vocab), eosTokenIds: [eos]).Generate(prompt, new GenerationOptions(8, MinTokens: 3));
+        Assert.True(held.Tokens.Length >= 3);
+        Assert.DoesNotContain(eos, held.Tokens[..3]);
+    }
+
     private static void CheckAgainstTheModel(int[] prompt, Completion completion, int top)
     {
         var logprobs = completion.Logprobs!;
