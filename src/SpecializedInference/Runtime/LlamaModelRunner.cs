@@ -454,15 +454,15 @@ public sealed class LlamaModelRunner : IModelRunner
     private readonly record struct RowHandling(bool PickOnDevice, bool ReuseRows);
 
     /// <summary>
-    /// Runs a step like <see cref="Execute"/> but returns the logits of every token of the batch, in batch order
-    /// (<see cref="SequenceChunk.WantLogits"/> is ignored): the per-position prompt logits the reference tests compare.
+    /// Runs a step like <see cref="Execute"/> but returns the logits of every token of the batch, in batch order: every
+    /// chunk as an <see cref="SequenceChunk.AllLogits"/> chunk, the path prompt log-probabilities take. The reference
+    /// tests compare these per-position logits.
     /// </summary>
     public float[][] ExecuteAllLogits(StepBatch batch)
     {
         ArgumentNullException.ThrowIfNull(batch);
-        int tokens = batch.Chunks.Sum(ch => ch.TokenIds.Length);
-        var (logits, _) = Forward(batch, new LogitRows(Enumerable.Range(0, tokens).ToArray(), Array.Empty<int>()), reuseRows: false);
-        return logits!;
+        var all = batch with { Chunks = batch.Chunks.Select(chunk => chunk with { AllLogits = true }).ToArray() };
+        return Run(all, new RowHandling(PickOnDevice: false, ReuseRows: false)).AllLogits!.SelectMany(rows => rows!).ToArray();
     }
 
     private StepResult Run(StepBatch batch, RowHandling handling)
