@@ -107,9 +107,7 @@ internal sealed class RequestParser
     public int[] ParseTokenize(JsonElement root)
     {
         CheckModel(root);
-        foreach (var property in root.EnumerateObject())
-            if (property.Name is not ("model" or "prompt" or "messages" or "add_special_tokens" or "add_generation_prompt"))
-                throw ApiException.BadField(property.Name, $"'{property.Name}' is not a parameter of /tokenize; give 'prompt' or 'messages'.", "unknown_parameter");
+        CheckKnownFields(root, TokenizeFields, "/tokenize");
         bool hasPrompt = root.TryGetProperty("prompt", out var prompt) && prompt.ValueKind != JsonValueKind.Null;
         bool hasMessages = root.TryGetProperty("messages", out var messages) && messages.ValueKind != JsonValueKind.Null;
         if (hasPrompt == hasMessages)
@@ -130,9 +128,7 @@ internal sealed class RequestParser
     public string ParseDetokenize(JsonElement root)
     {
         CheckModel(root);
-        foreach (var property in root.EnumerateObject())
-            if (property.Name is not ("model" or "tokens"))
-                throw ApiException.BadField(property.Name, $"'{property.Name}' is not a parameter of /detokenize; give 'tokens'.", "unknown_parameter");
+        CheckKnownFields(root, DetokenizeFields, "/detokenize");
         if (!root.TryGetProperty("tokens", out var tokens) || tokens.ValueKind == JsonValueKind.Null)
             throw ApiException.BadField("tokens", "'tokens' is required: an array of token ids.", "missing_field");
         var ids = ReadTokenIdArray(root, "tokens");
@@ -363,6 +359,18 @@ internal sealed class RequestParser
 
     private static readonly HashSet<string> CompletionFields = new(CommonFields, StringComparer.Ordinal) { "prompt", "echo", "best_of", "suffix" };
 
+    private static readonly HashSet<string> TokenizeFields = new(StringComparer.Ordinal) { "model", "prompt", "messages", "add_special_tokens", "add_generation_prompt" };
+
+    private static readonly HashSet<string> DetokenizeFields = new(StringComparer.Ordinal) { "model", "tokens" };
+
+    // A field the endpoint does not know is refused, as OpenAI does, rather than dropped with what the client meant.
+    private static void CheckKnownFields(JsonElement root, HashSet<string> known, string endpoint)
+    {
+        foreach (var property in root.EnumerateObject())
+            if (!known.Contains(property.Name))
+                throw ApiException.BadField(property.Name, $"'{property.Name}' is not a parameter of {endpoint} on this server; remove it.", "unknown_parameter");
+    }
+
     private static readonly HashSet<string> ChatFields = new(CommonFields, StringComparer.Ordinal)
     {
         "messages", "max_completion_tokens", "top_logprobs", "echo", "tools", "tool_choice", "parallel_tool_calls", "functions", "function_call",
@@ -373,11 +381,7 @@ internal sealed class RequestParser
     // and refuse a field it does not know (as OpenAI does) rather than drop what a client meant.
     private static void CheckUnsupported(JsonElement root, bool chat)
     {
-        var known = chat ? ChatFields : CompletionFields;
-        foreach (var property in root.EnumerateObject())
-            if (!known.Contains(property.Name))
-                throw ApiException.BadField(property.Name,
-                    $"'{property.Name}' is not a parameter of {(chat ? "/v1/chat/completions" : "/v1/completions")} on this server; remove it.", "unknown_parameter");
+        CheckKnownFields(root, chat ? ChatFields : CompletionFields, chat ? "/v1/chat/completions" : "/v1/completions");
         if (chat)
         {
             foreach (var name in new[] { "tools", "functions" })

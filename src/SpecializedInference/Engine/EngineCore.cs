@@ -114,12 +114,10 @@ public sealed class EngineCore
                     throw new RequestRejectedException(
                         $"{name} has prompt token id {token} at index {i}, outside the vocabulary [0, {_runner.VocabSize}).", nameof(request.PromptTokenIds));
             }
-            if (request.Logprobs is { } top && (top < 0 || top > TokenLogprobs.MaxTop))
-                throw new RequestRejectedException(
-                    $"{name} asks for {top} top log-probabilities per token; the range is 0 to {TokenLogprobs.MaxTop}.", nameof(request.Logprobs));
-            if (request.PromptLogprobs is { } promptTop && (promptTop < 0 || promptTop > TokenLogprobs.MaxTop))
-                throw new RequestRejectedException(
-                    $"{name} asks for {promptTop} top log-probabilities per prompt token; the range is 0 to {TokenLogprobs.MaxTop}.", nameof(request.PromptLogprobs));
+            foreach (var (top, what, param) in new[] { (request.Logprobs, "token", nameof(request.Logprobs)), (request.PromptLogprobs, "prompt token", nameof(request.PromptLogprobs)) })
+                if (top is < 0 or > TokenLogprobs.MaxTop)
+                    throw new RequestRejectedException(
+                        $"{name} asks for {top} top log-probabilities per {what}; the range is 0 to {TokenLogprobs.MaxTop}.", param);
             if (request.PromptLogprobs is not null && !_runner.ReturnsAllLogits)
                 throw new RequestRejectedException(
                     $"{name} asks for prompt log-probabilities, which this model runner ({_runner.GetType().Name}) cannot compute: it returns the logits of a chunk's last token only.", nameof(request.PromptLogprobs));
